@@ -1,0 +1,84 @@
+"""ECDSA P-256 with SHA-256 (FIPS 186-5), as DLMS security suite 1 uses it.
+
+Thin recipes over ``cryptography``: key generation, PEM/raw encodings,
+fixed-width ``r || s`` signatures (64 bytes, as in DLMS and SML) and a
+verification that returns a bool instead of raising.
+"""
+
+from __future__ import annotations
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+
+__all__ = [
+    "SigningKey",
+    "VerifyingKey",
+    "generate_signing_key",
+    "load_signing_key",
+    "load_verifying_key",
+    "public_bytes",
+    "sign",
+    "verify",
+]
+
+SigningKey = ec.EllipticCurvePrivateKey
+VerifyingKey = ec.EllipticCurvePublicKey
+
+_CURVE = ec.SECP256R1()
+_ALG = ec.ECDSA(hashes.SHA256())
+
+
+def generate_signing_key() -> SigningKey:
+    return ec.generate_private_key(_CURVE)
+
+
+def signing_key_pem(key: SigningKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def load_signing_key(pem: bytes) -> SigningKey:
+    key = serialization.load_pem_private_key(pem, password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+        raise ValueError("expected an ECDSA P-256 private key")
+    return key
+
+
+def public_bytes(key: SigningKey | VerifyingKey) -> bytes:
+    """SEC 1 uncompressed public point, 65 bytes."""
+    pub = key.public_key() if isinstance(key, ec.EllipticCurvePrivateKey) else key
+    return pub.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+
+
+def load_verifying_key(data: bytes) -> VerifyingKey:
+    """Decode a SEC 1 P-256 public point (33 or 65 bytes); raises ValueError."""
+    return ec.EllipticCurvePublicKey.from_encoded_point(_CURVE, bytes(data))
+
+
+def sign(key: SigningKey, message: bytes) -> bytes:
+    """Sign and return the 64-byte ``r || s`` form."""
+    r, s = decode_dss_signature(key.sign(message, _ALG))
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+def verify(key: VerifyingKey, message: bytes, signature: bytes) -> bool:
+    """Verify a 64-byte ``r || s`` signature; False on any malformation."""
+    if len(signature) != 64:
+        return False
+    r = int.from_bytes(signature[:32], "big")
+    s = int.from_bytes(signature[32:], "big")
+    if r == 0 or s == 0:
+        return False
+    try:
+        key.verify(encode_dss_signature(r, s), message, _ALG)
+    except (InvalidSignature, ValueError):
+        return False
+    return True

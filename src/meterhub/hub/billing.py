@@ -1,0 +1,63 @@
+"""Time-of-use billing from openings (ARCHITECTURE.md, data flow step 4).
+
+For a billing period with per-interval prices ``t_i`` (sub-units per Wh) the
+hub releases ``bill = sum t_i*m_i`` and ``R = sum t_i*r_i mod Q``. By the
+homomorphism of Pedersen commitments, ``sum t_i*C_i = bill*G + R*H``, which
+the utility checks without learning any ``m_i``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+from ..crypto.group import Q
+from ..crypto.pedersen import Opening
+from ..exchange import BillStatement
+from ..tariffs import Tariff
+
+__all__ = ["linear_bill", "bill_statement"]
+
+
+def linear_bill(prices: Sequence[int], openings: Sequence[Opening]) -> tuple[int, int]:
+    """``(sum t_i*m_i, sum t_i*r_i mod Q)``. Exact integers; prices must be >= 0."""
+    if len(prices) != len(openings):
+        raise ValueError(f"{len(prices)} prices for {len(openings)} openings")
+    bill = 0
+    blinding = 0
+    for t, o in zip(prices, openings, strict=True):
+        bill += t * o.m
+        blinding += t * o.r
+    return bill, blinding % Q
+
+
+def bill_statement(
+    *,
+    meter_id: str,
+    tariff: Tariff,
+    period_from: date,
+    period_to: date,
+    first_index: int,
+    prices: Sequence[int],
+    openings: Sequence[Opening],
+) -> BillStatement:
+    """Assemble the statement for a period of whole local days (``period_to`` inclusive)."""
+    energy, blinding = linear_bill(prices, openings)
+    days = (period_to - period_from).days + 1
+    standing = days * tariff.standing_charge_per_day
+    return BillStatement(
+        meter_id=meter_id,
+        period_from=period_from,
+        period_to=period_to,
+        first_index=first_index,
+        count=len(openings),
+        tariff_id=tariff.tariff_id,
+        tariff_version=tariff.version,
+        tariff_digest=tariff.digest(),
+        currency=tariff.currency,
+        subunits_per_unit=tariff.subunits_per_unit,
+        energy_charge=energy,
+        standing_charge=standing,
+        total=energy + standing,
+        blinding=blinding,
+    )

@@ -1,0 +1,124 @@
+"""The hub's store of openings received over the home link.
+
+Openings never leave the hub; only digested results (bill statements) do.
+Each day's sealed message is authenticated with the meter-hub key before it is
+stored, and re-delivery of the same day is idempotent.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import date, timedelta
+from pathlib import Path
+
+from ..crypto.pedersen import Opening
+from ..exchange import FormatError, SealedDay, open_sealed_openings
+from ..storage import open_db, transaction
+
+__all__ = ["HubStore", "HubError"]
+
+_SCHEMA = """
+CREATE TABLE meters (
+    meter_id TEXT PRIMARY KEY,
+    home_link_key BLOB NOT NULL,
+    tz TEXT NOT NULL,
+    interval_minutes INTEGER NOT NULL
+);
+CREATE TABLE openings (
+    meter_id TEXT NOT NULL REFERENCES meters(meter_id),
+    day TEXT NOT NULL,
+    first_index INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    blob BLOB NOT NULL,
+    PRIMARY KEY (meter_id, day)
+);
+CREATE TABLE statements (
+    meter_id TEXT NOT NULL,
+    period_from TEXT NOT NULL,
+    period_to TEXT NOT NULL,
+    statement TEXT NOT NULL,
+    PRIMARY KEY (meter_id, period_from, period_to)
+)
+"""
+
+
+class HubError(ValueError):
+    """Data the hub refuses or cannot find; the message says which."""
+
+
+class HubStore:
+    SCHEMA_VERSION = 1
+
+    def __init__(self, path: str | Path) -> None:
+        self.conn: sqlite3.Connection = open_db(path, _SCHEMA, schema_version=self.SCHEMA_VERSION)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def pair_meter(self, meter_id: str, home_link_key: bytes, tz: str, interval_minutes: int) -> None:
+        if len(home_link_key) != 16:
+            raise HubError("home-link key must be 16 bytes (AES-128)")
+        with transaction(self.conn):
+            self.conn.execute(
+                "INSERT OR IGNORE INTO meters VALUES (?,?,?,?)", (meter_id, home_link_key, tz, interval_minutes)
+            )
+
+    def meter(self, meter_id: str) -> tuple[bytes, str, int]:
+        row = self.conn.execute(
+            "SELECT home_link_key, tz, interval_minutes FROM meters WHERE meter_id=?", (meter_id,)
+        ).fetchone()
+        if row is None:
+            raise HubError(f"meter {meter_id} is not paired with this hub")
+        return bytes(row[0]), row[1], row[2]
+
+    def receive(self, sealed: SealedDay) -> bool:
+        """Authenticate and store a day's openings. Returns False for a duplicate."""
+        key, _, _ = self.meter(sealed.meter_id)
+        try:
+            openings = open_sealed_openings(key, sealed)
+        except FormatError as exc:
+            raise HubError(f"day {sealed.day}: {exc}") from None
+        blob = b"".join(o.m.to_bytes(4, "big") + o.r.to_bytes(32, "big") for o in openings)
+        with transaction(self.conn):
+            cur = self.conn.execute(
+                "INSERT OR IGNORE INTO openings VALUES (?,?,?,?,?)",
+                (sealed.meter_id, sealed.day.isoformat(), sealed.first_index, sealed.count, blob),
+            )
+            return cur.rowcount == 1
+
+    def openings(self, meter_id: str, first: date, last: date) -> tuple[int, list[Opening]]:
+        """The openings of whole local days ``first..last``; refuses gaps."""
+        rows = self.conn.execute(
+            "SELECT day, first_index, count, blob FROM openings WHERE meter_id=? AND day BETWEEN ? AND ? "
+            "ORDER BY day",
+            (meter_id, first.isoformat(), last.isoformat()),
+        ).fetchall()
+        expected = first
+        out: list[Opening] = []
+        first_index = None
+        next_index = None
+        for day_s, fi, count, blob in rows:
+            day = date.fromisoformat(day_s)
+            if day != expected:
+                raise HubError(f"no readings for day {expected} from meter {meter_id}")
+            if next_index is not None and fi != next_index:
+                raise HubError(f"day {day}: readings do not follow on from the previous day")
+            if first_index is None:
+                first_index = fi
+            blob = bytes(blob)
+            out.extend(
+                Opening(int.from_bytes(blob[36 * k : 36 * k + 4], "big"), int.from_bytes(blob[36 * k + 4 : 36 * k + 36], "big"))
+                for k in range(count)
+            )
+            next_index = fi + count
+            expected = day + timedelta(days=1)
+        if expected != last + timedelta(days=1) or first_index is None:
+            raise HubError(f"no readings for day {expected} from meter {meter_id}")
+        return first_index, out
+
+    def save_statement(self, meter_id: str, first: date, last: date, statement_json: str) -> None:
+        with transaction(self.conn):
+            self.conn.execute(
+                "INSERT OR REPLACE INTO statements VALUES (?,?,?,?)",
+                (meter_id, first.isoformat(), last.isoformat(), statement_json),
+            )

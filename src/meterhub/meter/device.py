@@ -1,0 +1,220 @@
+"""The simulated meter: commit to each reading, chain the commitments, sign a batch a day.
+
+Data flow (ARCHITECTURE.md, "Data flow for one interval"):
+
+1. for interval ``i`` the meter measures ``m_i`` Wh, draws ``r_i`` uniformly
+   mod ``Q`` and commits ``C_i = m_i*G + r_i*H``;
+2. it extends a hash chain over the canonical 33-byte commitments and, at the
+   end of each local day, signs a :class:`DailyBatch` (meter id, day, first
+   index, count, interval length, previous and new chain head) with ECDSA
+   P-256;
+3. the openings ``(i, m_i, r_i)`` go to the hub; ``(i, C_i)`` and the signed
+   batches go to the utility.
+
+Because each batch names the previous head, a dropped, repeated or reordered
+reading, or a dropped day, breaks a signature or a chain check.
+The device is sans-IO: it returns values; the CLI and transports move them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+from ..crypto import ecdsa
+from ..crypto.group import H, base_mul, random_scalar
+from ..crypto.pedersen import Opening
+
+__all__ = [
+    "BatchError",
+    "DailyBatch",
+    "SignedBatch",
+    "DayRecord",
+    "Meter",
+    "chain_genesis",
+    "chain_step",
+    "chain_heads",
+    "key_id",
+]
+
+_GENESIS_DST = b"meterhub/v1/commitment-chain/genesis"
+_STEP_DST = b"meterhub/v1/commitment-chain/step"
+_BATCH_DST = b"meterhub/v1/daily-batch\x00"
+BATCH_VERSION = 1
+#: Largest reading a meter reports in one interval (2^32 - 1 Wh); readings are u32 on the wire.
+MAX_READING_WH = 0xFFFFFFFF
+
+
+class BatchError(ValueError):
+    """A batch or commitment record that cannot be decoded."""
+
+
+def key_id(public_key_bytes: bytes) -> str:
+    """Hex SHA-256 of a SEC 1 public key, used to name keys in records."""
+    return hashlib.sha256(public_key_bytes).hexdigest()
+
+
+def chain_genesis(meter_id: str) -> bytes:
+    """Head of the empty chain: ``SHA-256(len || DST || meter_id)``; binds the chain to the meter."""
+    mid = meter_id.encode()
+    return hashlib.sha256(
+        bytes([len(_GENESIS_DST)]) + _GENESIS_DST + len(mid).to_bytes(2, "big") + mid
+    ).digest()
+
+
+_STEP_PREFIX = bytes([len(_STEP_DST)]) + _STEP_DST
+
+
+def chain_step(prev_head: bytes, index: int, commitment33: bytes) -> bytes:
+    """``head_i = SHA-256(len || DST || head_{i-1} || u64(i) || C_i)``."""
+    return hashlib.sha256(
+        _STEP_PREFIX + prev_head + index.to_bytes(8, "big") + commitment33
+    ).digest()
+
+
+def chain_heads(prev_head: bytes, first_index: int, commitments33: bytes) -> bytes:
+    """Fold :func:`chain_step` over a blob of concatenated 33-byte commitments."""
+    if len(commitments33) % 33:
+        raise BatchError("commitment blob length is not a multiple of 33")
+    head = prev_head
+    sha = hashlib.sha256
+    prefix = _STEP_PREFIX
+    for k in range(len(commitments33) // 33):
+        head = sha(
+            prefix + head + (first_index + k).to_bytes(8, "big") + commitments33[33 * k : 33 * k + 33]
+        ).digest()
+    return head
+
+
+@dataclass(frozen=True, slots=True)
+class DailyBatch:
+    """What the meter signs at the end of a local day (docs/formats.md, "Daily batch")."""
+
+    meter_id: str
+    day: date
+    first_index: int
+    count: int
+    interval_minutes: int
+    prev_head: bytes
+    head: bytes
+
+    def to_bytes(self) -> bytes:
+        """Fixed big-endian layout: version, meter id (u8 length + UTF-8), year (u16),
+        month, day, first index (u64), count (u32), interval minutes (u8), previous
+        head (32), head (32)."""
+        mid = self.meter_id.encode()
+        if not 0 < len(mid) < 256:
+            raise BatchError("meter id must be 1..255 bytes of UTF-8")
+        return (
+            bytes([BATCH_VERSION, len(mid)])
+            + mid
+            + struct.pack(
+                ">HBBQIB32s32s",
+                self.day.year,
+                self.day.month,
+                self.day.day,
+                self.first_index,
+                self.count,
+                self.interval_minutes,
+                self.prev_head,
+                self.head,
+            )
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> DailyBatch:
+        if len(data) < 2 or data[0] != BATCH_VERSION:
+            raise BatchError("unknown daily-batch version")
+        n = data[1]
+        body = data[2 + n :]
+        if n == 0 or len(body) != 81:
+            raise BatchError("daily batch has the wrong length")
+        try:
+            mid = data[2 : 2 + n].decode()
+            y, mo, d, first, count, interval, prev, head = struct.unpack(">HBBQIB32s32s", body)
+            day = date(y, mo, d)
+        except (UnicodeDecodeError, ValueError, struct.error) as exc:
+            raise BatchError(f"malformed daily batch: {exc}") from None
+        return cls(mid, day, first, count, interval, prev, head)
+
+    def signed_message(self) -> bytes:
+        return _BATCH_DST + self.to_bytes()
+
+
+@dataclass(frozen=True, slots=True)
+class SignedBatch:
+    batch: DailyBatch
+    signature: bytes  # 64-byte r || s, ECDSA P-256 / SHA-256
+
+    def verify(self, public_key: ecdsa.VerifyingKey) -> bool:
+        return ecdsa.verify(public_key, self.batch.signed_message(), self.signature)
+
+
+@dataclass(slots=True)
+class DayRecord:
+    """One local day's output of the meter."""
+
+    batch: SignedBatch
+    commitments: bytes  # concatenated 33-byte commitments, index order
+    openings: list[Opening]  # to the hub only
+
+    @property
+    def first_index(self) -> int:
+        return self.batch.batch.first_index
+
+
+@dataclass
+class Meter:
+    """A meter's signing state. ``next_index`` and ``head`` persist between days."""
+
+    meter_id: str
+    signing_key: ecdsa.SigningKey
+    interval_minutes: int = 15
+    tz: str = "Europe/Berlin"
+    next_index: int = 0
+    head: bytes = field(default=b"")
+    last_day: date | None = None
+
+    def __post_init__(self) -> None:
+        if not self.head:
+            self.head = chain_genesis(self.meter_id)
+
+    @property
+    def public_key_bytes(self) -> bytes:
+        return ecdsa.public_bytes(self.signing_key)
+
+    def record_day(self, day: date, readings_wh: Sequence[int]) -> DayRecord:
+        """Commit to one local day of readings, chain them and sign the batch.
+
+        Days must follow each other without gaps: the chain carries over.
+        """
+        if self.last_day is not None and day.toordinal() != self.last_day.toordinal() + 1:
+            raise ValueError(f"day {day} does not follow {self.last_day}")
+        if not readings_wh:
+            raise ValueError("a day has at least one reading")
+        openings: list[Opening] = []
+        parts: list[bytes] = []
+        head = self.head
+        index = self.next_index
+        prev = head
+        for wh in readings_wh:
+            if not isinstance(wh, int) or not 0 <= wh <= MAX_READING_WH:
+                raise ValueError(f"reading {wh!r} is not an integer Wh in [0, 2^32)")
+            r = random_scalar()
+            c = (base_mul(wh) + H * r).to_bytes()
+            head = chain_step(head, index, c)
+            parts.append(c)
+            openings.append(Opening(wh, r))
+            index += 1
+        batch = DailyBatch(
+            self.meter_id, day, self.next_index, len(parts), self.interval_minutes, prev, head
+        )
+        sig = ecdsa.sign(self.signing_key, batch.signed_message())
+        self.next_index = index
+        self.head = head
+        self.last_day = day
+        return DayRecord(SignedBatch(batch, sig), b"".join(parts), openings)
+

@@ -1,0 +1,130 @@
+"""The meter's own persistent state: keys, chain position and an outbox.
+
+A day is recorded in one SQLite transaction that advances the chain and puts
+the day's utility upload and sealed openings in the outbox, so a killed run
+either has the whole day or none of it; delivery from the outbox is
+idempotent on the receiving side.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from ..crypto import ecdsa
+from ..exchange import DayUpload, SealedDay, encode_records, seal_openings
+from ..storage import open_db, transaction
+from .device import Meter
+
+__all__ = ["MeterStore", "MeterInfo"]
+
+_SCHEMA = """
+CREATE TABLE meters (
+    meter_id TEXT PRIMARY KEY,
+    signing_key BLOB NOT NULL,
+    home_link_key BLOB NOT NULL,
+    tz TEXT NOT NULL,
+    interval_minutes INTEGER NOT NULL,
+    next_index INTEGER NOT NULL,
+    head BLOB NOT NULL,
+    last_day TEXT
+);
+CREATE TABLE outbox (
+    meter_id TEXT NOT NULL REFERENCES meters(meter_id),
+    day TEXT NOT NULL,
+    upload TEXT NOT NULL,
+    sealed TEXT NOT NULL,
+    PRIMARY KEY (meter_id, day)
+)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class MeterInfo:
+    meter_id: str
+    public_key: bytes
+    home_link_key: bytes
+    tz: str
+    interval_minutes: int
+    last_day: date | None
+
+
+class MeterStore:
+    SCHEMA_VERSION = 1
+
+    def __init__(self, path: str | Path) -> None:
+        self.conn: sqlite3.Connection = open_db(path, _SCHEMA, schema_version=self.SCHEMA_VERSION)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def provision(self, meter_id: str, tz: str, interval_minutes: int, home_link_key: bytes) -> None:
+        """Create a meter with a fresh signing key unless it exists (then nothing changes)."""
+        key = ecdsa.generate_signing_key()
+        m = Meter(meter_id, key, interval_minutes, tz)
+        with transaction(self.conn):
+            self.conn.execute(
+                "INSERT OR IGNORE INTO meters VALUES (?,?,?,?,?,?,?,?)",
+                (meter_id, ecdsa.signing_key_pem(key), home_link_key, tz, interval_minutes, 0, m.head, None),
+            )
+
+    def load(self, meter_id: str) -> Meter:
+        row = self.conn.execute(
+            "SELECT signing_key, tz, interval_minutes, next_index, head, last_day FROM meters "
+            "WHERE meter_id=?",
+            (meter_id,),
+        ).fetchone()
+        if row is None:
+            raise KeyError(f"meter {meter_id} is not provisioned")
+        return Meter(
+            meter_id,
+            ecdsa.load_signing_key(bytes(row[0])),
+            row[2],
+            row[1],
+            row[3],
+            bytes(row[4]),
+            date.fromisoformat(row[5]) if row[5] else None,
+        )
+
+    def info(self, meter_id: str) -> MeterInfo:
+        row = self.conn.execute(
+            "SELECT signing_key, home_link_key, tz, interval_minutes, last_day FROM meters "
+            "WHERE meter_id=?",
+            (meter_id,),
+        ).fetchone()
+        if row is None:
+            raise KeyError(f"meter {meter_id} is not provisioned")
+        pub = ecdsa.public_bytes(ecdsa.load_signing_key(bytes(row[0])))
+        return MeterInfo(
+            meter_id, pub, bytes(row[1]), row[2], row[3], date.fromisoformat(row[4]) if row[4] else None
+        )
+
+    def record_day(self, meter: Meter, day: date, readings_wh: Sequence[int]) -> tuple[DayUpload, SealedDay]:
+        """Commit, chain and sign a day; persist the new chain state and the outbox atomically."""
+        info = self.info(meter.meter_id)
+        rec = meter.record_day(day, readings_wh)
+        b = rec.batch.batch
+        upload = DayUpload(rec.batch, encode_records(b.first_index, rec.commitments))
+        sealed = seal_openings(info.home_link_key, meter.meter_id, day, b.first_index, rec.openings)
+        with transaction(self.conn):
+            self.conn.execute(
+                "UPDATE meters SET next_index=?, head=?, last_day=? WHERE meter_id=?",
+                (meter.next_index, meter.head, day.isoformat(), meter.meter_id),
+            )
+            self.conn.execute(
+                "INSERT INTO outbox VALUES (?,?,?,?)",
+                (meter.meter_id, day.isoformat(), upload.to_json(), sealed.to_json()),
+            )
+        return upload, sealed
+
+    def outbox(self, meter_id: str) -> Iterator[tuple[DayUpload, SealedDay]]:
+        for up, se in self.conn.execute(
+            "SELECT upload, sealed FROM outbox WHERE meter_id=? ORDER BY day", (meter_id,)
+        ):
+            yield DayUpload.from_json(up), SealedDay.from_json(se)
+
+    def meter_ids(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT meter_id FROM meters ORDER BY meter_id")]

@@ -1,0 +1,1 @@
+"""meterhub.protocols.iso7816."""

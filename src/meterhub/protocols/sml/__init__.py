@@ -1,0 +1,1 @@
+"""meterhub.protocols.sml."""

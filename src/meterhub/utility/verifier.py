@@ -1,0 +1,211 @@
+"""Verification of released figures against meter-signed commitments.
+
+The utility trusts the meter for measurement and nobody for arithmetic. For a
+bill statement over whole local days it checks, in this order, and stops at the
+first failure with a precise reason (ARCHITECTURE.md, data flow step 6):
+
+1. the statement names this meter, and the customer's tariff (id, version,
+   digest), valid on every day of the period;
+2. one signed batch per day, each signature valid under the meter's key, each
+   day's interval count right for the local day (92/96/100 at 15 minutes), and
+   the batches contiguous: indices follow on, and each batch chains to the
+   previous one's head;
+3. the commitment records: every index of each batch present once and in
+   order, and the hash chain over the commitments reproduces the signed head;
+4. the statement covers exactly the signed intervals, with the right standing
+   charge and total;
+5. ``sum t_i*C_i == bill*G + R*H``, one multi-scalar multiplication with the
+   points bucketed by price.
+
+Pure: the caller fetches the data (see :mod:`meterhub.utility.store`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from ..crypto import ecdsa
+from ..crypto.group import G, H, PointDecodeError, Q, msm_encoded
+from ..exchange import BillStatement
+from ..meter.device import SignedBatch, chain_heads
+from ..meter.timebase import day_starts
+from ..tariffs import Tariff, TariffError
+
+__all__ = [
+    "MeterRegistration",
+    "DayCommitments",
+    "Verdict",
+    "Rejected",
+    "check_indices",
+    "verify_bill",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class MeterRegistration:
+    """What the utility knows of a meter: its id, signing key and time base."""
+
+    meter_id: str
+    public_key: ecdsa.VerifyingKey
+    tz: str
+    interval_minutes: int
+
+
+@dataclass(frozen=True, slots=True)
+class DayCommitments:
+    """One day's signed batch and its commitments.
+
+    ``indices`` are the record indices as received (``None`` when they come
+    from storage that already checked them); ``c33`` the concatenated
+    canonical commitments in record order; ``c65`` optionally the same points
+    uncompressed, which decode about 5x faster.
+    """
+
+    batch: SignedBatch
+    c33: bytes
+    indices: Sequence[int] | None = None
+    c65: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    ok: bool
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+class Rejected(Exception):
+    """A check failed; the message is the precise reason."""
+
+
+def check_indices(day_label: str, first: int, count: int, indices: Sequence[int]) -> None:
+    """Every index of a batch present once, in order; names the first fault."""
+    expected = first
+    seen: set[int] = set()
+    for i in indices:
+        if i == expected:
+            seen.add(i)
+            expected += 1
+            continue
+        if not first <= i < first + count:
+            raise Rejected(f"{day_label}: interval {i} does not belong to this batch (foreign)")
+        if i in seen:
+            raise Rejected(f"{day_label}: interval {i} duplicated")
+        if i < expected:
+            raise Rejected(f"{day_label}: interval {i} out of order")
+        raise Rejected(f"{day_label}: interval {expected} missing")
+    if expected != first + count:
+        raise Rejected(f"{day_label}: interval {expected} missing")
+
+
+def verify_bill(
+    statement: BillStatement,
+    meter: MeterRegistration,
+    days: Sequence[DayCommitments],
+    tariff: Tariff,
+) -> Verdict:
+    """Check a bill statement; returns a :class:`Verdict` with the first failure."""
+    try:
+        _verify(statement, meter, days, tariff)
+    except Rejected as rej:
+        return Verdict(False, str(rej))
+    return Verdict(True)
+
+
+def _verify(
+    st: BillStatement, meter: MeterRegistration, days: Sequence[DayCommitments], tariff: Tariff
+) -> None:
+    if st.meter_id != meter.meter_id:
+        raise Rejected(f"statement is for meter {st.meter_id!r}, not {meter.meter_id!r}")
+    if st.tariff_id != tariff.tariff_id:
+        raise Rejected(f"statement uses tariff {st.tariff_id!r}, the customer's is {tariff.tariff_id!r}")
+    if st.tariff_version != tariff.version:
+        raise Rejected(
+            f"tariff version mismatch: statement uses v{st.tariff_version}, "
+            f"the customer's tariff is v{tariff.version}"
+        )
+    if st.tariff_digest != tariff.digest():
+        raise Rejected("tariff digest mismatch: statement was computed under other tariff terms")
+    n_days = (st.period_to - st.period_from).days + 1
+    period = [st.period_from + timedelta(days=k) for k in range(n_days)]
+    for d in (period[0], period[-1]):
+        try:
+            tariff.check_valid_on(d)
+        except TariffError as exc:
+            raise Rejected(str(exc)) from None
+    if len(days) != n_days:
+        have = {dc.batch.batch.day for dc in days}
+        missing = [d for d in period if d not in have]
+        if missing:
+            raise Rejected(f"no signed batch for day {missing[0]}")
+        raise Rejected(f"{len(days)} day batches for a period of {n_days} days")
+
+    prices: list[int] = []
+    prev_batch = None
+    for day, dc in zip(period, days, strict=True):
+        b = dc.batch.batch
+        label = f"day {day}"
+        if b.day != day:
+            raise Rejected(f"{label}: batch is for day {b.day} (days missing or out of order)")
+        if b.meter_id != meter.meter_id:
+            raise Rejected(f"{label}: batch is from meter {b.meter_id!r} (foreign batch)")
+        if b.interval_minutes != meter.interval_minutes:
+            raise Rejected(f"{label}: batch uses {b.interval_minutes}-minute intervals")
+        if not dc.batch.verify(meter.public_key):
+            raise Rejected(f"{label}: batch signature does not verify under the meter's key")
+        starts = day_starts(day, meter.tz, meter.interval_minutes)
+        if b.count != len(starts):
+            raise Rejected(f"{label}: batch signs {b.count} intervals, the local day has {len(starts)}")
+        if prev_batch is not None:
+            if b.first_index != prev_batch.first_index + prev_batch.count:
+                raise Rejected(
+                    f"{label}: batch starts at interval {b.first_index}, "
+                    f"expected {prev_batch.first_index + prev_batch.count}"
+                )
+            if b.prev_head != prev_batch.head:
+                raise Rejected(f"{label}: batch does not chain to the previous day's head")
+        if dc.indices is not None:
+            check_indices(label, b.first_index, b.count, dc.indices)
+        if len(dc.c33) != 33 * b.count:
+            raise Rejected(f"{label}: {len(dc.c33) // 33} commitments, the batch signs {b.count}")
+        if chain_heads(b.prev_head, b.first_index, dc.c33) != b.head:
+            raise Rejected(
+                f"{label}: commitments do not match the signed chain head "
+                "(a commitment altered, swapped or foreign)"
+            )
+        prices.extend(tariff.prices_for(starts))
+        prev_batch = b
+
+    first = days[0].batch.batch.first_index
+    total = len(prices)
+    if st.first_index != first or st.count != total:
+        raise Rejected(
+            f"statement covers intervals {st.first_index}..{st.first_index + st.count - 1}, "
+            f"the period's batches sign {first}..{first + total - 1}"
+        )
+    if st.standing_charge != n_days * tariff.standing_charge_per_day:
+        raise Rejected(
+            f"standing charge {st.standing_charge} is not {n_days} days x "
+            f"{tariff.standing_charge_per_day}"
+        )
+    if st.total != st.energy_charge + st.standing_charge:
+        raise Rejected("total is not energy charge plus standing charge")
+    if not 0 <= st.energy_charge < Q:
+        raise Rejected("energy charge out of range")
+
+    use65 = all(dc.c65 is not None for dc in days)
+    blob = b"".join((dc.c65 if use65 else dc.c33) or b"" for dc in days)
+    # sum t_i*C_i - bill*G - R*H must be the identity.
+    try:
+        lhs = msm_encoded(prices, blob, 65 if use65 else 33)
+    except PointDecodeError as exc:
+        raise Rejected(f"a commitment does not decode: {exc}") from None
+    rhs = G * st.energy_charge + H * st.blinding
+    if lhs != rhs:
+        raise Rejected(
+            "sum t_i*C_i != bill*G + R*H: the bill or its blinding does not match the commitments"
+        )
