@@ -262,7 +262,7 @@ def cmd_hub_bill(args: argparse.Namespace) -> int:
             period_from=args.from_,
             period_to=args.to,
             first_index=first_index,
-            prices=tariff.prices_for(starts),
+            prices=tariff.prices_for(starts, reg["interval_minutes"]),
             openings=openings,
         )
         hub.save_statement(reg["meter_id"], args.from_, args.to, st.to_json())

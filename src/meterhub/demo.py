@@ -167,7 +167,7 @@ def run_demo(
         for trace in traces:
             meter_id = trace.household_id
             first_index, openings = hub.openings(meter_id, params.start, period_to)
-            prices = tariff.prices_for(trace.starts)
+            prices = tariff.prices_for(trace.starts, trace.interval_minutes)
             st = bill_statement(
                 meter_id=meter_id,
                 tariff=tariff,

@@ -177,7 +177,7 @@ def _verify(
                 f"{label}: commitments do not match the signed chain head "
                 "(a commitment altered, swapped or foreign)"
             )
-        prices.extend(tariff.prices_for(starts))
+        prices.extend(tariff.prices_for(starts, meter.interval_minutes))
         prev_batch = b
 
     first = days[0].batch.batch.first_index

@@ -1,0 +1,781 @@
+"""Time-of-use tariff model: seasons, day types, priced bands, strict validation.
+
+Everything here is pure (no I/O). A :class:`Tariff` can only exist in a valid
+state: construction runs every check, and :meth:`Tariff.from_dict` adds strict
+type checks for data read from a file. Prices are integer sub-units per Wh, so
+a bill ``sum(price_i * wh_i)`` is exact and matches the committed readings.
+
+See ``docs/tariffs.md`` for the file format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, ClassVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+__all__ = [
+    "DAY_TYPES",
+    "DEFAULT_TZ",
+    "KIND_TIME_OF_USE",
+    "TARIFF_DIGEST_CONTEXT",
+    "Band",
+    "Season",
+    "Tariff",
+    "TariffError",
+    "canonical_json",
+    "easter_sunday",
+    "example_tariff",
+    "german_holidays",
+]
+
+KIND_TIME_OF_USE = "time-of-use"
+DEFAULT_TZ = "Europe/Berlin"
+DEFAULT_INTERVAL_MINUTES = 15
+DAY_TYPES = ("weekday", "weekend", "holiday")
+MINUTES_PER_DAY = 24 * 60
+
+# Domain separation: a tariff digest must never collide with any other hash
+# input in the system (signatures use their own context, see signing.py).
+TARIFF_DIGEST_CONTEXT = b"meterhub/v1/tariff-digest\x00"
+
+# Largest integer every JSON implementation represents exactly (IEEE double).
+MAX_JSON_INT = 2**53 - 1
+# Caps that keep validation cheap on hostile input.
+MAX_SEASONS = 32
+MAX_BANDS = 512
+MAX_HOLIDAYS = 4096
+
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_CURRENCY_RE = re.compile(r"[A-Z]{3}")
+_TZ_RE = re.compile(r"[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*")
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_MONTH_DAY_RE = re.compile(r"([0-9]{2})-([0-9]{2})")
+_TIME_RE = re.compile(r"([0-9]{2}):([0-9]{2})")
+
+_TOP_FIELDS = {
+    "kind",
+    "tariff_id",
+    "version",
+    "currency",
+    "subunits_per_unit",
+    "timezone",
+    "interval_minutes",
+    "valid_from",
+    "valid_until",
+    "standing_charge_per_day",
+    "seasons",
+    "bands",
+    "holidays",
+}
+_TOP_OPTIONAL = {"timezone", "interval_minutes", "holidays"}
+_SEASON_FIELDS = {"name", "start", "end"}
+_BAND_FIELDS = {"name", "season", "day_types", "start", "end", "price"}
+
+
+class TariffError(ValueError):
+    """An invalid, unverifiable or inapplicable tariff; the message is one line."""
+
+    def __init__(self, message: str) -> None:
+        # One line, always: messages end up in logs and CLI output.
+        super().__init__(" ".join(str(message).split()))
+
+
+def _q(value: Any) -> str:
+    """Short, single-line rendering of untrusted input for error messages."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_int(value: Any) -> bool:
+    # bool is a subclass of int, but ``true`` is not a price.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_int(where: str, value: Any, lo: int, hi: int = MAX_JSON_INT) -> int:
+    if not _is_int(value):
+        raise TariffError(f"{where}: expected an integer, got {type(value).__name__}")
+    if value < lo:
+        if lo == 0:
+            raise TariffError(f"{where}: {value} is negative")
+        raise TariffError(f"{where}: {value} is below the minimum {lo}")
+    if value > hi:
+        raise TariffError(f"{where}: {value} exceeds the maximum {hi}")
+    return value
+
+
+def _check_name(where: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise TariffError(f"{where}: expected a string, got {type(value).__name__}")
+    if not _NAME_RE.fullmatch(value):
+        raise TariffError(
+            f"{where}: {_q(value)} is not a valid name (1-64 of A-Z a-z 0-9 _ . -, "
+            "starting with a letter or digit)"
+        )
+    return value
+
+
+def _fmt_minute(minute: int) -> str:
+    return f"{minute // 60:02d}:{minute % 60:02d}"
+
+
+def _fmt_md(month: int, day: int) -> str:
+    return f"{month:02d}-{day:02d}"
+
+
+def _md_ok(month: int, day: int) -> bool:
+    try:
+        date(2000, month, day)  # a leap year, so 02-29 is a valid month-day
+    except ValueError:
+        return False
+    return True
+
+
+# Every month-day of a leap year, in calendar order (366 entries).
+_ALL_MONTH_DAYS: tuple[tuple[int, int], ...] = tuple(
+    ((date(2000, 1, 1) + timedelta(days=i)).month, (date(2000, 1, 1) + timedelta(days=i)).day)
+    for i in range(366)
+)
+
+
+@dataclass(frozen=True)
+class Season:
+    """A named range of month-days, both ends inclusive; wraps the year end if start > end."""
+
+    name: str
+    start_month: int
+    start_day: int
+    end_month: int
+    end_day: int
+
+    def __post_init__(self) -> None:
+        _check_name("season name", self.name)
+        for label, m, d in (
+            ("start", self.start_month, self.start_day),
+            ("end", self.end_month, self.end_day),
+        ):
+            if not (_is_int(m) and _is_int(d) and _md_ok(m, d)):
+                raise TariffError(f"season {self.name!r}: {label} {_q((m, d))} is not a month-day")
+
+    def contains(self, month: int, day: int) -> bool:
+        """Whether the month-day falls in this season (inclusive, wrapping)."""
+        md = (month, day)
+        lo = (self.start_month, self.start_day)
+        hi = (self.end_month, self.end_day)
+        if lo <= hi:
+            return lo <= md <= hi
+        return md >= lo or md <= hi
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "start": _fmt_md(self.start_month, self.start_day),
+            "end": _fmt_md(self.end_month, self.end_day),
+        }
+
+
+@dataclass(frozen=True)
+class Band:
+    """A price for a daily time window, on some day types, in one season.
+
+    ``start_minute`` is in 0..1439 and ``end_minute`` in 1..1440 (exclusive);
+    if ``end_minute <= start_minute`` the band wraps midnight, e.g. 22:00-06:00.
+    ``price`` is in sub-units per Wh.
+    """
+
+    name: str
+    price: int
+    start_minute: int
+    end_minute: int
+    day_types: frozenset[str]
+    season: str
+
+    def __post_init__(self) -> None:
+        _check_name("band name", self.name)
+        where = f"band {self.name!r}"
+        _check_int(f"{where}: price", self.price, 0)
+        _check_int(f"{where}: start", self.start_minute, 0, MINUTES_PER_DAY - 1)
+        _check_int(f"{where}: end", self.end_minute, 1, MINUTES_PER_DAY)
+        if self.start_minute == self.end_minute:
+            raise TariffError(f"{where}: empty time window (start == end)")
+        if isinstance(self.day_types, str) or not isinstance(self.day_types, Iterable):
+            raise TariffError(f"{where}: day_types must be a collection of day types")
+        try:
+            types = frozenset(self.day_types)
+        except TypeError:
+            raise TariffError(f"{where}: day_types must be a collection of day types") from None
+        if not types:
+            raise TariffError(f"{where}: day_types is empty")
+        unknown = types - set(DAY_TYPES)
+        if unknown:
+            raise TariffError(
+                f"{where}: unknown day type {_q(sorted(map(str, unknown))[0])} "
+                f"(expected {', '.join(DAY_TYPES)})"
+            )
+        object.__setattr__(self, "day_types", types)
+        _check_name(f"{where}: season", self.season)
+
+    @property
+    def wraps(self) -> bool:
+        """True if the window crosses midnight."""
+        return self.end_minute <= self.start_minute
+
+    def covers_minute(self, minute: int) -> bool:
+        """Whether local minute-of-day ``minute`` lies in the window."""
+        if self.wraps:
+            return minute >= self.start_minute or minute < self.end_minute
+        return self.start_minute <= minute < self.end_minute
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "season": self.season,
+            "day_types": [t for t in DAY_TYPES if t in self.day_types],
+            "start": _fmt_minute(self.start_minute),
+            "end": _fmt_minute(self.end_minute),
+            "price": self.price,
+        }
+
+
+def canonical_json(obj: Any) -> bytes:
+    """The canonical encoding: sorted keys, no whitespace, UTF-8.
+
+    Tariff strings are restricted to printable ASCII, so for tariffs this
+    coincides with RFC 8785 (JCS) and is easy to reproduce in other languages.
+    """
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tariff:
+    """A validated time-of-use tariff.
+
+    Prices are integer sub-units per Wh (``subunits_per_unit`` sub-units make
+    one ``currency`` unit). Validity is ``valid_from <= local day < valid_until``.
+    Interval starts are looked up in local time of ``tz``.
+    """
+
+    tariff_id: str
+    version: int
+    currency: str
+    subunits_per_unit: int
+    tz: str = DEFAULT_TZ
+    valid_from: date
+    valid_until: date
+    standing_charge_per_day: int
+    seasons: tuple[Season, ...]
+    bands: tuple[Band, ...]
+    holidays: frozenset[date] = frozenset()
+    interval_minutes: int = DEFAULT_INTERVAL_MINUTES
+
+    # Lookup tables, derived from the fields above; excluded from eq/hash/repr.
+    _zone: ZoneInfo = field(init=False, repr=False, compare=False, hash=False)
+    _slot_tables: dict[tuple[int, str], tuple[Band, ...]] = field(
+        init=False, repr=False, compare=False, hash=False
+    )
+    _day_cache: dict[date, tuple[tuple[Band, ...], tuple[int, ...]]] = field(
+        init=False, repr=False, compare=False, hash=False
+    )
+
+    kind: ClassVar[str] = KIND_TIME_OF_USE
+
+    # ---------------------------------------------------------------- validation
+
+    def __post_init__(self) -> None:
+        _check_name("tariff_id", self.tariff_id)
+        _check_int("version", self.version, 1)
+        if not (isinstance(self.currency, str) and _CURRENCY_RE.fullmatch(self.currency)):
+            raise TariffError(f"currency: {_q(self.currency)} is not an ISO 4217 code like 'EUR'")
+        _check_int("subunits_per_unit", self.subunits_per_unit, 1)
+        _check_int("standing_charge_per_day", self.standing_charge_per_day, 0)
+        object.__setattr__(self, "_zone", _load_zone(self.tz))
+        _check_int("interval_minutes", self.interval_minutes, 1, 60)
+        if 60 % self.interval_minutes:
+            raise TariffError(f"interval_minutes: {self.interval_minutes} does not divide an hour")
+        for label, value in (("valid_from", self.valid_from), ("valid_until", self.valid_until)):
+            if not isinstance(value, date) or isinstance(value, datetime):
+                raise TariffError(f"{label}: expected a date, got {type(value).__name__}")
+        if self.valid_until <= self.valid_from:
+            raise TariffError(
+                f"validity window is empty: valid_until {self.valid_until} "
+                f"is not after valid_from {self.valid_from}"
+            )
+
+        seasons = _as_tuple("seasons", self.seasons, Season, MAX_SEASONS)
+        bands = _as_tuple("bands", self.bands, Band, MAX_BANDS)
+        object.__setattr__(self, "seasons", seasons)
+        object.__setattr__(self, "bands", bands)
+        holidays = _as_collection("holidays", self.holidays, MAX_HOLIDAYS)
+        for h in holidays:
+            if not isinstance(h, date) or isinstance(h, datetime):
+                raise TariffError(f"holidays: expected dates, got {type(h).__name__}")
+            if not self.valid_from <= h < self.valid_until:
+                raise TariffError(f"holiday {h} lies outside the validity window")
+        object.__setattr__(self, "holidays", frozenset(holidays))
+
+        self._check_seasons()
+        object.__setattr__(self, "_slot_tables", self._build_slot_tables())
+        object.__setattr__(self, "_day_cache", {})
+
+    def _check_seasons(self) -> None:
+        if not self.seasons:
+            raise TariffError("seasons: at least one season is required")
+        names = [s.name for s in self.seasons]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup is not None:
+            raise TariffError(f"seasons: duplicate season name {dup!r}")
+        # Every month-day (02-29 included) must belong to exactly one season.
+        for month, day in _ALL_MONTH_DAYS:
+            owners = [s.name for s in self.seasons if s.contains(month, day)]
+            if len(owners) > 1:
+                raise TariffError(
+                    f"seasons {owners[0]!r} and {owners[1]!r} overlap on {_fmt_md(month, day)}"
+                )
+            if not owners:
+                raise TariffError(f"no season covers {_fmt_md(month, day)}")
+
+    def _build_slot_tables(self) -> dict[tuple[int, str], tuple[Band, ...]]:
+        """Check bands tile every (season, day type, grid slot) exactly once; return the tiling."""
+        step = self.interval_minutes
+        slots = MINUTES_PER_DAY // step
+        season_index = {s.name: i for i, s in enumerate(self.seasons)}
+        if not self.bands:
+            raise TariffError("bands: at least one band is required")
+        for b in self.bands:
+            if b.season not in season_index:
+                raise TariffError(f"band {b.name!r}: unknown season {b.season!r}")
+            for label, minute in (("start", b.start_minute), ("end", b.end_minute)):
+                if minute % step:
+                    raise TariffError(
+                        f"band {b.name!r}: {label} {_fmt_minute(minute)} is not on "
+                        f"the {step}-minute interval grid"
+                    )
+        tables: dict[tuple[int, str], list[Band | None]] = {
+            (i, t): [None] * slots for i in range(len(self.seasons)) for t in DAY_TYPES
+        }
+        for b in self.bands:
+            first, last = b.start_minute // step, b.end_minute // step
+            covered = range(first, last) if not b.wraps else [*range(first, slots), *range(last)]
+            for t in DAY_TYPES:
+                if t not in b.day_types:
+                    continue
+                table = tables[(season_index[b.season], t)]
+                for slot in covered:
+                    other = table[slot]
+                    if other is not None:
+                        raise TariffError(
+                            f"bands {other.name!r} and {b.name!r} overlap in season "
+                            f"{b.season!r} on {t} at {_fmt_minute(slot * step)}"
+                        )
+                    table[slot] = b
+        result: dict[tuple[int, str], tuple[Band, ...]] = {}
+        for (si, t), table in tables.items():
+            for slot, b in enumerate(table):
+                if b is None:
+                    raise TariffError(
+                        f"no band covers season {self.seasons[si].name!r} on {t} "
+                        f"at {_fmt_minute(slot * step)}"
+                    )
+            result[(si, t)] = tuple(b for b in table if b is not None)
+        return result
+
+    # ------------------------------------------------------------------- lookup
+
+    def season_of(self, day: date) -> Season:
+        """The season a local calendar day belongs to."""
+        for s in self.seasons:
+            if s.contains(day.month, day.day):
+                return s
+        raise AssertionError("unreachable: seasons are checked to cover the year")
+
+    def day_type(self, day: date) -> str:
+        """'holiday' if listed (overrides the rest), else 'weekend' for Sat/Sun, else 'weekday'."""
+        if day in self.holidays:
+            return "holiday"
+        return "weekend" if day.weekday() >= 5 else "weekday"
+
+    def check_valid_on(self, day: date) -> None:
+        """Raise :class:`TariffError` unless ``valid_from <= day < valid_until``."""
+        if isinstance(day, datetime) or not isinstance(day, date):
+            raise TariffError(f"expected a date, got {type(day).__name__}")
+        if day < self.valid_from:
+            raise TariffError(
+                f"tariff {self.tariff_id} v{self.version} is not yet valid on {day} "
+                f"(valid from {self.valid_from})"
+            )
+        if day >= self.valid_until:
+            raise TariffError(
+                f"tariff {self.tariff_id} v{self.version} has expired on {day} "
+                f"(valid until {self.valid_until}, exclusive)"
+            )
+
+    def _day(self, day: date) -> tuple[tuple[Band, ...], tuple[int, ...]]:
+        """Bands and prices per grid slot of a local day (cached)."""
+        hit = self._day_cache.get(day)
+        if hit is not None:
+            return hit
+        self.check_valid_on(day)
+        season = self.season_of(day)
+        si = self.seasons.index(season)
+        bands = self._slot_tables[(si, self.day_type(day))]
+        entry = (bands, tuple(b.price for b in bands))
+        self._day_cache[day] = entry
+        return entry
+
+    def _locate(self, start: Any) -> tuple[date, int]:
+        """(local date, grid slot) of an interval start; strict about its form."""
+        if not isinstance(start, datetime):
+            raise TariffError(f"interval start must be a datetime, got {type(start).__name__}")
+        if start.tzinfo is None or start.utcoffset() is None:
+            raise TariffError(f"interval start {start.isoformat()} is naive; give a UTC time")
+        local = start.astimezone(self._zone)
+        minute = local.hour * 60 + local.minute
+        if minute % self.interval_minutes or local.second or local.microsecond:
+            raise TariffError(
+                f"interval start {local.isoformat()} is not on the "
+                f"{self.interval_minutes}-minute interval grid"
+            )
+        return local.date(), minute // self.interval_minutes
+
+    def band_at(self, start_utc: datetime) -> Band:
+        """The band of the interval starting at ``start_utc`` (looked up in local time)."""
+        day, slot = self._locate(start_utc)
+        return self._day(day)[0][slot]
+
+    def price_at(self, start_utc: datetime) -> int:
+        """Price (sub-units per Wh) of the interval starting at ``start_utc``."""
+        day, slot = self._locate(start_utc)
+        return self._day(day)[1][slot]
+
+    def prices_for(
+        self, starts: Sequence[datetime], interval_minutes: int | None = None
+    ) -> list[int]:
+        """Prices for many interval starts; per-day tables are cached, so this is fast.
+
+        ``interval_minutes`` is the meter's interval when it differs from the
+        tariff's grid: a finer meter interval takes the price of the grid slot
+        it lies in; a coarser one must not straddle a band boundary (its price
+        would be ambiguous), else :class:`TariffError`.
+        """
+        step = self.interval_minutes
+        if interval_minutes is not None and interval_minutes != step:
+            return self._prices_other_grid(starts, interval_minutes)
+        zone, cache = self._zone, self._day_cache
+        out: list[int] = []
+        append = out.append
+        for s in starts:
+            # Fast path for the common case (aware datetime on the grid, known day).
+            if type(s) is datetime and s.tzinfo is not None:
+                local = s.astimezone(zone)
+                minute = local.hour * 60 + local.minute
+                if not (minute % step or local.second or local.microsecond):
+                    hit = cache.get(local.date())
+                    if hit is not None:
+                        append(hit[1][minute // step])
+                        continue
+            day, slot = self._locate(s)
+            append(self._day(day)[1][slot])
+        return out
+
+    def _prices_other_grid(self, starts: Sequence[datetime], meter_minutes: int) -> list[int]:
+        step = self.interval_minutes
+        if isinstance(meter_minutes, bool) or not isinstance(meter_minutes, int) or meter_minutes < 1:
+            raise TariffError(f"meter interval must be a positive number of minutes, got {meter_minutes!r}")
+        if meter_minutes < step and step % meter_minutes == 0:
+            floored = []
+            for s in starts:
+                if not isinstance(s, datetime) or s.tzinfo is None:
+                    raise TariffError("interval starts must be aware datetimes")
+                local = s.astimezone(self._zone)
+                floored.append(s - timedelta(minutes=(local.hour * 60 + local.minute) % step))
+            return self.prices_for(floored)
+        if meter_minutes > step and meter_minutes % step == 0:
+            k = meter_minutes // step
+            subs = [s + timedelta(minutes=step * j) for s in starts for j in range(k)]
+            sub_prices = self.prices_for(subs)
+            out = []
+            for n, s in enumerate(starts):
+                chunk = sub_prices[n * k : (n + 1) * k]
+                if min(chunk) != max(chunk):
+                    raise TariffError(
+                        f"the {meter_minutes}-minute interval starting {s.isoformat()} straddles "
+                        "a tariff band boundary"
+                    )
+                out.append(chunk[0])
+            return out
+        raise TariffError(
+            f"a {meter_minutes}-minute meter interval does not fit the tariff's {step}-minute grid"
+        )
+
+    # ------------------------------------------------------------ serialisation
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready form (the ``"tariff"`` object of a tariff file)."""
+        return {
+            "kind": KIND_TIME_OF_USE,
+            "tariff_id": self.tariff_id,
+            "version": self.version,
+            "currency": self.currency,
+            "subunits_per_unit": self.subunits_per_unit,
+            "timezone": self.tz,
+            "interval_minutes": self.interval_minutes,
+            "valid_from": self.valid_from.isoformat(),
+            "valid_until": self.valid_until.isoformat(),
+            "standing_charge_per_day": self.standing_charge_per_day,
+            "seasons": [s.to_dict() for s in self.seasons],
+            "bands": [b.to_dict() for b in self.bands],
+            "holidays": [h.isoformat() for h in sorted(self.holidays)],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any) -> Tariff:
+        """Strictly parse the JSON form; raises :class:`TariffError` on anything off."""
+        _check_object("tariff", d, _TOP_FIELDS, _TOP_FIELDS - _TOP_OPTIONAL)
+        kind = d["kind"]
+        if kind != KIND_TIME_OF_USE:
+            raise TariffError(
+                f"kind: unsupported tariff kind {_q(kind)} (only {KIND_TIME_OF_USE!r} is supported)"
+            )
+        seasons_raw = _check_list("seasons", d["seasons"], MAX_SEASONS)
+        bands_raw = _check_list("bands", d["bands"], MAX_BANDS)
+        holidays_raw = _check_list("holidays", d.get("holidays", []), MAX_HOLIDAYS)
+        seasons = tuple(_season_from(f"seasons[{i}]", s) for i, s in enumerate(seasons_raw))
+        bands = tuple(_band_from(f"bands[{i}]", b) for i, b in enumerate(bands_raw))
+        holidays = [_parse_date(f"holidays[{i}]", h) for i, h in enumerate(holidays_raw)]
+        if len(set(holidays)) != len(holidays):
+            raise TariffError("holidays: duplicate date")
+        tz = d.get("timezone", DEFAULT_TZ)
+        if not isinstance(tz, str):
+            raise TariffError(f"timezone: expected a string, got {type(tz).__name__}")
+        return cls(
+            tariff_id=_check_name("tariff_id", d["tariff_id"]),
+            version=_check_int("version", d["version"], 1),
+            currency=_check_str("currency", d["currency"]),
+            subunits_per_unit=_check_int("subunits_per_unit", d["subunits_per_unit"], 1),
+            tz=tz,
+            interval_minutes=_check_int(
+                "interval_minutes", d.get("interval_minutes", DEFAULT_INTERVAL_MINUTES), 1, 60
+            ),
+            valid_from=_parse_date("valid_from", d["valid_from"]),
+            valid_until=_parse_date("valid_until", d["valid_until"]),
+            standing_charge_per_day=_check_int(
+                "standing_charge_per_day", d["standing_charge_per_day"], 0
+            ),
+            seasons=seasons,
+            bands=bands,
+            holidays=frozenset(holidays),
+        )
+
+    def canonical_bytes(self) -> bytes:
+        """The canonical encoding of :meth:`to_dict` (what is hashed and signed)."""
+        return canonical_json(self.to_dict())
+
+    def digest(self) -> bytes:
+        """SHA-256 over a domain-separation prefix and the canonical encoding (32 bytes)."""
+        return hashlib.sha256(TARIFF_DIGEST_CONTEXT + self.canonical_bytes()).digest()
+
+
+# --------------------------------------------------------------------- helpers
+
+
+def _load_zone(name: Any) -> ZoneInfo:
+    if not isinstance(name, str):
+        raise TariffError(f"timezone: expected a string, got {type(name).__name__}")
+    if len(name) > 64 or not _TZ_RE.fullmatch(name):
+        raise TariffError(f"timezone: {_q(name)} is not an IANA time zone name")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise TariffError(f"timezone: unknown time zone {_q(name)}") from None
+
+
+def _as_tuple(where: str, value: Any, kind: type, cap: int) -> tuple[Any, ...]:
+    items = tuple(_as_collection(where, value, cap))
+    for item in items:
+        if not isinstance(item, kind):
+            raise TariffError(f"{where}: expected {kind.__name__} items, got {type(item).__name__}")
+    return items
+
+
+def _as_collection(where: str, value: Any, cap: int) -> Sequence[Any] | frozenset[Any]:
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        raise TariffError(f"{where}: expected a collection, got {type(value).__name__}")
+    items = value if isinstance(value, (tuple, list, frozenset, set)) else tuple(value)
+    if len(items) > cap:
+        raise TariffError(f"{where}: more than {cap} entries")
+    return items
+
+
+def _check_object(where: str, value: Any, allowed: set[str], required: set[str]) -> None:
+    if not isinstance(value, dict):
+        raise TariffError(f"{where}: expected an object, got {type(value).__name__}")
+    for key in value:
+        if key not in allowed:
+            raise TariffError(f"{where}: unknown field {_q(key)}")
+    for key in sorted(required):
+        if key not in value:
+            raise TariffError(f"{where}: missing field {key!r}")
+
+
+def _check_list(where: str, value: Any, cap: int) -> list[Any]:
+    if not isinstance(value, list):
+        raise TariffError(f"{where}: expected a list, got {type(value).__name__}")
+    if len(value) > cap:
+        raise TariffError(f"{where}: more than {cap} entries")
+    return value
+
+
+def _check_str(where: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise TariffError(f"{where}: expected a string, got {type(value).__name__}")
+    return value
+
+
+def _parse_date(where: str, value: Any) -> date:
+    _check_str(where, value)
+    if not _DATE_RE.fullmatch(value):
+        raise TariffError(f"{where}: {_q(value)} is not a date YYYY-MM-DD")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise TariffError(f"{where}: {_q(value)} is not a calendar date") from None
+
+
+def _parse_month_day(where: str, value: Any) -> tuple[int, int]:
+    _check_str(where, value)
+    m = _MONTH_DAY_RE.fullmatch(value)
+    if not m or not _md_ok(int(m[1]), int(m[2])):
+        raise TariffError(f"{where}: {_q(value)} is not a month-day MM-DD")
+    return int(m[1]), int(m[2])
+
+
+def _parse_time(where: str, value: Any, *, is_end: bool) -> int:
+    _check_str(where, value)
+    m = _TIME_RE.fullmatch(value)
+    if m:
+        minute = int(m[1]) * 60 + int(m[2])
+        if int(m[2]) < 60 and (minute < MINUTES_PER_DAY or (is_end and minute == MINUTES_PER_DAY)):
+            return minute
+    allowed = "00:00..24:00" if is_end else "00:00..23:59"
+    raise TariffError(f"{where}: {_q(value)} is not a time HH:MM in {allowed}")
+
+
+def _season_from(where: str, d: Any) -> Season:
+    _check_object(where, d, _SEASON_FIELDS, _SEASON_FIELDS)
+    name = _check_name(f"{where}.name", d["name"])
+    sm, sd = _parse_month_day(f"{where}.start", d["start"])
+    em, ed = _parse_month_day(f"{where}.end", d["end"])
+    return Season(name, sm, sd, em, ed)
+
+
+def _band_from(where: str, d: Any) -> Band:
+    _check_object(where, d, _BAND_FIELDS, _BAND_FIELDS)
+    name = _check_name(f"{where}.name", d["name"])
+    types = _check_list(f"{where}.day_types", d["day_types"], len(DAY_TYPES))
+    for t in types:
+        if t not in DAY_TYPES:
+            raise TariffError(
+                f"{where}.day_types: unknown day type {_q(t)} (expected {', '.join(DAY_TYPES)})"
+            )
+    if len(set(types)) != len(types):
+        raise TariffError(f"{where}.day_types: duplicate day type")
+    start = _parse_time(f"{where}.start", d["start"], is_end=False)
+    end = _parse_time(f"{where}.end", d["end"], is_end=True)
+    if end == 0:
+        # "00:00" as an end is spelt "24:00"; one spelling keeps the encoding canonical.
+        raise TariffError(f"{where}.end: write midnight as '24:00'")
+    return Band(
+        name=name,
+        price=_check_int(f"{where}.price", d["price"], 0),
+        start_minute=start,
+        end_minute=end,
+        day_types=frozenset(types),
+        season=_check_name(f"{where}.season", d["season"]),
+    )
+
+
+# ------------------------------------------------------------------- examples
+
+
+def easter_sunday(year: int) -> date:
+    """Gregorian Easter Sunday (the anonymous Gregorian algorithm, Meeus/Jones/Butcher)."""
+    a = year % 19
+    b, c = divmod(year, 100)
+    d, e = divmod(b, 4)
+    f = (b + 8) // 25
+    g = (b - f + 1) // 3
+    h = (19 * a + b - d - g + 15) % 30
+    i, k = divmod(c, 4)
+    l_ = (32 + 2 * e + 2 * i - h - k) % 7
+    m = (a + 11 * h + 22 * l_) // 451
+    month, day = divmod(h + l_ - 7 * m + 114, 31)
+    return date(year, month, day + 1)
+
+
+def german_holidays(year: int) -> frozenset[date]:
+    """The nine nationwide German public holidays of ``year``."""
+    easter = easter_sunday(year)
+    return frozenset(
+        {
+            date(year, 1, 1),  # Neujahr
+            easter - timedelta(days=2),  # Karfreitag
+            easter + timedelta(days=1),  # Ostermontag
+            date(year, 5, 1),  # Tag der Arbeit
+            easter + timedelta(days=39),  # Christi Himmelfahrt
+            easter + timedelta(days=50),  # Pfingstmontag
+            date(year, 10, 3),  # Tag der Deutschen Einheit
+            date(year, 12, 25),
+            date(year, 12, 26),
+        }
+    )
+
+
+def example_tariff(
+    year: int = 2027,
+    *,
+    tariff_id: str | None = None,
+    version: int = 1,
+    tz: str = DEFAULT_TZ,
+) -> Tariff:
+    """A realistic German-style time-of-use tariff in micro-EUR per Wh, valid for ``year``.
+
+    Winter (10-01..03-31): night 22-06 240, day 320, weekday peak 17-20 410,
+    weekend/holiday day 280. Summer (04-01..09-30) is a little cheaper.
+    Standing charge 400,000 uEUR (0.40 EUR) per day.
+    """
+    all_days = frozenset(DAY_TYPES)
+    weekday = frozenset({"weekday"})
+    off = frozenset({"weekend", "holiday"})
+    h = 60
+    bands: list[Band] = []
+    for season, night, day, peak, weekend_day in (
+        ("winter", 240, 320, 410, 280),
+        ("summer", 220, 300, 380, 260),
+    ):
+        bands += [
+            Band(f"{season}-night", night, 22 * h, 6 * h, all_days, season),
+            Band(f"{season}-day", day, 6 * h, 17 * h, weekday, season),
+            Band(f"{season}-peak", peak, 17 * h, 20 * h, weekday, season),
+            Band(f"{season}-evening", day, 20 * h, 22 * h, weekday, season),
+            Band(f"{season}-weekend-day", weekend_day, 6 * h, 22 * h, off, season),
+        ]
+    return Tariff(
+        tariff_id=tariff_id or f"de-tou-{year}",
+        version=version,
+        currency="EUR",
+        subunits_per_unit=1_000_000,
+        tz=tz,
+        valid_from=date(year, 1, 1),
+        valid_until=date(year + 1, 1, 1),
+        standing_charge_per_day=400_000,
+        seasons=(Season("winter", 10, 1, 3, 31), Season("summer", 4, 1, 9, 30)),
+        bands=tuple(bands),
+        holidays=german_holidays(year),
+    )

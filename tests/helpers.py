@@ -1,0 +1,73 @@
+"""Test helpers: a small honest meter history, its tariff and its bill."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from meterhub.crypto import ecdsa
+from meterhub.crypto.pedersen import Opening
+from meterhub.exchange import BillStatement, DayUpload, encode_records
+from meterhub.hub.billing import bill_statement
+from meterhub.meter.device import DayRecord, Meter
+from meterhub.meter.timebase import day_starts
+from meterhub.tariffs import Tariff, example_signed_tariff
+from meterhub.utility.verifier import DayCommitments, MeterRegistration
+
+
+@dataclass
+class History:
+    meter: Meter
+    registration: MeterRegistration
+    tariff: Tariff
+    start: date
+    days: list[DayRecord]
+    readings: list[list[int]]
+    statement: BillStatement
+
+    def uploads(self) -> list[DayUpload]:
+        return [DayUpload(d.batch, encode_records(d.first_index, d.commitments)) for d in self.days]
+
+    def day_commitments(self) -> list[DayCommitments]:
+        out = []
+        for d in self.days:
+            b = d.batch.batch
+            out.append(DayCommitments(d.batch, d.commitments, list(range(b.first_index, b.first_index + b.count))))
+        return out
+
+    @property
+    def openings(self) -> list[Opening]:
+        return [o for d in self.days for o in d.openings]
+
+    def prices(self) -> list[int]:
+        return [
+            p
+            for k in range(len(self.days))
+            for p in self.tariff.prices_for(day_starts(self.start + timedelta(days=k), "Europe/Berlin", 15))
+        ]
+
+
+def make_history(start: date = date(2027, 3, 27), n_days: int = 3, seed: int = 1, meter_id: str = "m-test") -> History:
+    rng = random.Random(seed)
+    tariff = example_signed_tariff().tariff
+    meter = Meter(meter_id, ecdsa.generate_signing_key())
+    days, readings = [], []
+    for k in range(n_days):
+        day = start + timedelta(days=k)
+        n = len(day_starts(day, "Europe/Berlin", 15))
+        r = [rng.choice([0, 0, rng.randint(0, 50), rng.randint(50, 900)]) for _ in range(n)]
+        readings.append(r)
+        days.append(meter.record_day(day, r))
+    reg = MeterRegistration(meter_id, meter.signing_key.public_key(), "Europe/Berlin", 15)
+    h = History(meter, reg, tariff, start, days, readings, None)  # type: ignore[arg-type]
+    h.statement = bill_statement(
+        meter_id=meter_id,
+        tariff=tariff,
+        period_from=start,
+        period_to=start + timedelta(days=n_days - 1),
+        first_index=0,
+        prices=h.prices(),
+        openings=h.openings,
+    )
+    return h
