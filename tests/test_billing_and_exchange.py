@@ -210,3 +210,27 @@ def test_utility_store_ingest_checks(tmp_path):
     with pytest.raises(ValueError, match="another key"):
         u.register_meter("m-test", ecdsa.public_bytes(ecdsa.generate_signing_key()), "Europe/Berlin", 15)
     u.close()
+
+
+def test_utility_verifies_pending_statements_in_pages(tmp_path):
+    from meterhub.crypto import ecdsa
+    from meterhub.tariffs import dump_tariff, example_signed_tariff
+
+    u = UtilityStore(tmp_path / "u.sqlite")
+    signed = example_signed_tariff()
+    u.add_tariff(signed, dump_tariff(signed))
+    statements = []
+    for k in range(3):
+        h = make_history(n_days=1, seed=20 + k, meter_id=f"m{k}")
+        u.register_meter(f"m{k}", ecdsa.public_bytes(h.meter.signing_key), "Europe/Berlin", 15, tariff=signed)
+        assert u.ingest_day(h.uploads()[0]).accepted
+        statements.append(h.statement)
+    bad = dataclasses.replace(statements[1], blinding=(statements[1].blinding + 1) % Q)
+    for s in (statements[0], bad, statements[2]):
+        u.submit_statement(s)
+    assert [r[3] for r in u.bill_verdicts()] == [None, None, None]
+    assert u.verify_pending(page=2) == (2, 1)
+    verdicts = {r[0]: r[3] for r in u.bill_verdicts()}
+    assert verdicts == {"m0": True, "m1": False, "m2": True}
+    assert u.verify_pending() == (0, 0)  # nothing left pending
+    u.close()

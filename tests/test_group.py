@@ -244,3 +244,19 @@ def test_msm_encoded_matches_msm_and_rejects_bad_points():
         msm_encoded(scalars, bytes(bad), 33)
     with pytest.raises(PointDecodeError):
         msm_encoded(scalars[:-1], b"".join(p.to_bytes() for p in pts), 33)
+
+
+def test_msm_encoded_is_as_strict_as_point_from_bytes():
+    pts = _random_points(3)
+    blob65 = bytearray(b"".join(p.to_bytes_uncompressed() for p in pts))
+    hybrid = bytearray(blob65)
+    hybrid[65] = 0x06 | (blob65[129] & 1)  # hybrid encoding of point 1: libsecp256k1 would accept it
+    with pytest.raises(PointDecodeError, match="point 1"):
+        msm_encoded([1, 2, 3], bytes(hybrid), 65)
+    off_curve = bytearray(blob65)
+    off_curve[64] ^= 1
+    with pytest.raises(PointDecodeError, match="point 0: not on"):
+        msm_encoded([1, 2, 3], bytes(off_curve), 65)
+    # Buckets that cancel to the identity are handled.
+    a = pts[0]
+    assert msm_encoded([5, 5], a.to_bytes() + (-a).to_bytes(), 33).is_identity

@@ -336,7 +336,8 @@ def cmd_utility_bills(args: argparse.Namespace) -> int:
     finally:
         store.close()
     for meter_id, pf, pt, ok, reason in rows:
-        print(f"{meter_id}\t{pf}..{pt}\t{'verified' if ok else 'REJECTED: ' + reason}")
+        state = "pending" if ok is None else "verified" if ok else "REJECTED: " + reason
+        print(f"{meter_id}\t{pf}..{pt}\t{state}")
     return EXIT_OK if all(r[3] for r in rows) else EXIT_REJECTED
 
 

@@ -23,6 +23,11 @@ from collections.abc import Iterable, Sequence
 
 from coincurve import PublicKey
 
+# coincurve's own cffi binding of libsecp256k1, for the batch-decoding hot path.
+from coincurve._libsecp256k1 import ffi as _ffi
+from coincurve._libsecp256k1 import lib as _lib
+from coincurve.context import GLOBAL_CONTEXT as _GLOBAL_CONTEXT
+
 __all__ = [
     "Q",
     "P",
@@ -46,6 +51,7 @@ Q = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 #: Field prime of secp256k1 (SEC 2, 2.4.1, p).
 P = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEFFFFFC2F
 
+_CTX = _GLOBAL_CONTEXT.ctx
 _IDENTITY_33 = bytes(33)
 _IDENTITY_65 = bytes(65)
 
@@ -335,11 +341,13 @@ def _pippenger(items: list[tuple[int, PublicKey]]) -> Point:
 def msm_encoded(scalars: Sequence[int], blob: bytes, width: int = 65) -> Point:
     """``sum k_i*P_i`` where the ``P_i`` are concatenated encodings in ``blob``.
 
-    Decodes each point strictly (as :meth:`Point.from_bytes`) straight into
-    per-scalar buckets, which saves the per-point wrapper on the verifier's hot
-    path. ``width`` is 33 (compressed) or 65 (uncompressed; about 5x faster to
-    parse with libsecp256k1). Raises ``PointDecodeError`` naming the position
-    of the first bad encoding.
+    The verifier's hot path: points are parsed strictly (as
+    :meth:`Point.from_bytes`) by ``secp256k1_ec_pubkey_parse`` straight into one
+    array, bucketed by scalar, and each bucket is summed by one
+    ``secp256k1_ec_pubkey_combine`` call over pointers into that array, so no
+    per-point Python object is made. ``width`` is 33 (compressed) or 65
+    (uncompressed; about 5x faster to parse). Raises ``PointDecodeError``
+    naming the position of the first bad encoding.
     """
     if width not in (33, 65):
         raise ValueError("width must be 33 or 65")
@@ -347,23 +355,33 @@ def msm_encoded(scalars: Sequence[int], blob: bytes, width: int = 65) -> Point:
     if rem or n != len(scalars):
         raise PointDecodeError(f"expected {len(scalars)} points of {width} bytes")
     zero = _IDENTITY_65 if width == 65 else _IDENTITY_33
-    prefixes = (4,) if width == 65 else (2, 3)
-    buckets: dict[int, list[PublicKey]] = {}
+    ok_prefix = (False, False, True, True, False) if width == 33 else (False, False, False, False, True)
+    arr = _ffi.new("secp256k1_pubkey[]", max(n, 1))
+    buf = _ffi.from_buffer(blob)
+    parse = _lib.secp256k1_ec_pubkey_parse
+    ctx = _CTX
+    positions: dict[int, list[int]] = {}
     for k in range(n):
-        enc = blob[width * k : width * (k + 1)]
-        s = scalars[k] % Q
-        if enc[0] not in prefixes:
-            if enc == zero:
+        off = width * k
+        prefix = blob[off]
+        if prefix > 4 or not ok_prefix[prefix]:
+            if blob[off : off + width] == zero:
                 continue
-            raise PointDecodeError(f"point {k}: bad prefix byte {enc[0]:02x}")
-        try:
-            pk = PublicKey(enc)
-        except ValueError:
-            raise PointDecodeError(f"point {k}: not on secp256k1") from None
-        if s:
-            b = buckets.get(s)
-            if b is None:
-                buckets[s] = [pk]
+            raise PointDecodeError(f"point {k}: bad prefix byte {prefix:02x}")
+        if not parse(ctx, arr + k, buf + off, width):
+            raise PointDecodeError(f"point {k}: not on secp256k1")
+        sk = scalars[k] % Q
+        if sk:
+            lst = positions.get(sk)
+            if lst is None:
+                positions[sk] = [k]
             else:
-                b.append(pk)
+                lst.append(k)
+    buckets: dict[int, list[PublicKey]] = {}
+    combine = _lib.secp256k1_ec_pubkey_combine
+    for sk, ks in positions.items():
+        ptrs = _ffi.new("secp256k1_pubkey *[]", [arr + k for k in ks])
+        out = _ffi.new("secp256k1_pubkey *")
+        if combine(ctx, out, ptrs, len(ks)):  # 0 means the bucket sums to the identity
+            buckets[sk] = [PublicKey(out)]
     return _sum_buckets(buckets)

@@ -4,8 +4,8 @@ Data flow (ARCHITECTURE.md, "Data flow for one interval"):
 
 1. for interval ``i`` the meter measures ``m_i`` Wh, draws ``r_i`` uniformly
    mod ``Q`` and commits ``C_i = m_i*G + r_i*H``;
-2. it extends a hash chain over the canonical 33-byte commitments and, at the
-   end of each local day, signs a :class:`DailyBatch` (meter id, day, first
+2. it extends a hash chain over the canonical 33-byte commitments (one link
+   a day, streamed as the readings come) and, at the end of each local day, signs a :class:`DailyBatch` (meter id, day, first
    index, count, interval length, previous and new chain head) with ECDSA
    P-256;
 3. the openings ``(i, m_i, r_i)`` go to the hub; ``(i, C_i)`` and the signed
@@ -35,8 +35,8 @@ __all__ = [
     "DayRecord",
     "Meter",
     "chain_genesis",
-    "chain_step",
-    "chain_heads",
+    "chain_hasher",
+    "chain_head",
     "key_id",
 ]
 
@@ -68,25 +68,27 @@ def chain_genesis(meter_id: str) -> bytes:
 _STEP_PREFIX = bytes([len(_STEP_DST)]) + _STEP_DST
 
 
-def chain_step(prev_head: bytes, index: int, commitment33: bytes) -> bytes:
-    """``head_i = SHA-256(len || DST || head_{i-1} || u64(i) || C_i)``."""
-    return hashlib.sha256(
-        _STEP_PREFIX + prev_head + index.to_bytes(8, "big") + commitment33
-    ).digest()
+def chain_hasher(prev_head: bytes, first_index: int) -> hashlib._Hash:
+    """Start a day's link of the chain; feed it the day's 33-byte commitments in order.
+
+    ``head_d = SHA-256(len || DST || head_{d-1} || u64(first_index) || C_first || ... || C_last)``.
+    The meter streams each commitment in as it is made; the verifier hashes
+    the day's blob in one pass. Positions are implied by the fixed 33-byte
+    width and ``first_index``, so a dropped, repeated, reordered or altered
+    commitment changes the head.
+    """
+    if len(prev_head) != 32:
+        raise BatchError("chain head must be 32 bytes")
+    return hashlib.sha256(_STEP_PREFIX + prev_head + first_index.to_bytes(8, "big"))
 
 
-def chain_heads(prev_head: bytes, first_index: int, commitments33: bytes) -> bytes:
-    """Fold :func:`chain_step` over a blob of concatenated 33-byte commitments."""
+def chain_head(prev_head: bytes, first_index: int, commitments33: bytes) -> bytes:
+    """The head after a day's commitments (see :func:`chain_hasher`)."""
     if len(commitments33) % 33:
         raise BatchError("commitment blob length is not a multiple of 33")
-    head = prev_head
-    sha = hashlib.sha256
-    prefix = _STEP_PREFIX
-    for k in range(len(commitments33) // 33):
-        head = sha(
-            prefix + head + (first_index + k).to_bytes(8, "big") + commitments33[33 * k : 33 * k + 33]
-        ).digest()
-    return head
+    h = chain_hasher(prev_head, first_index)
+    h.update(commitments33)
+    return h.digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,20 +197,21 @@ class Meter:
             raise ValueError(f"day {day} does not follow {self.last_day}")
         if not readings_wh:
             raise ValueError("a day has at least one reading")
+        for wh in readings_wh:
+            if isinstance(wh, bool) or not isinstance(wh, int) or not 0 <= wh <= MAX_READING_WH:
+                raise ValueError(f"reading {wh!r} is not an integer Wh in [0, 2^32)")
         openings: list[Opening] = []
         parts: list[bytes] = []
-        head = self.head
-        index = self.next_index
-        prev = head
+        prev = self.head
+        hasher = chain_hasher(prev, self.next_index)
         for wh in readings_wh:
-            if not isinstance(wh, int) or not 0 <= wh <= MAX_READING_WH:
-                raise ValueError(f"reading {wh!r} is not an integer Wh in [0, 2^32)")
             r = random_scalar()
             c = (base_mul(wh) + H * r).to_bytes()
-            head = chain_step(head, index, c)
+            hasher.update(c)
             parts.append(c)
             openings.append(Opening(wh, r))
-            index += 1
+        head = hasher.digest()
+        index = self.next_index + len(parts)
         batch = DailyBatch(
             self.meter_id, day, self.next_index, len(parts), self.interval_minutes, prev, head
         )

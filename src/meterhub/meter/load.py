@@ -419,14 +419,19 @@ def _household_day(
     scale = float(p["appliance_scale"])
     residents = int(p["residents"])
 
-    def place(name: str, lo: float, hi: float, minutes: float, energy_wh: float) -> int | None:
+    def place(
+        name: str, lo: float, hi: float, minutes: float, energy_wh: float, at: int | None = None
+    ) -> int | None:
+        """Add a run starting in wall-clock window [lo, hi) (or at index ``at``); return its end."""
         length = max(1, round(minutes / interval))
-        for _ in range(4):
-            begin = rng.uniform(lo, hi) if hi > lo else lo
-            idx = np.flatnonzero(minute >= begin)
-            if idx.size == 0:
-                return None
-            s = int(idx[0])
+        for _ in range(1 if at is not None else 4):
+            if at is None:
+                idx = np.flatnonzero(minute >= rng.uniform(lo, hi))
+                if idx.size == 0:
+                    return None
+                s = int(idx[0])
+            else:
+                s = at
             if s + length <= n and awake_home[s] and occupied[s : s + length].all():
                 e = max(1, round(energy_wh))
                 load[s : s + length] += e / length
@@ -442,9 +447,8 @@ def _household_day(
         end = place("laundry", wake + 30, 19 * 60, rng.uniform(90, 150),
                     rng.uniform(500, 1000) * scale)
         if end is not None and end < n and p["has_dryer"] and rng.random() < 0.7:
-            # The dryer starts when the washer ends: a zero-width window.
-            at = float(wall[end])
-            place("dryer", at, at, rng.uniform(60, 120), rng.uniform(1500, 2500) * scale)
+            # The dryer starts when the washer ends.
+            place("dryer", 0.0, 0.0, rng.uniform(60, 120), rng.uniform(1500, 2500) * scale, at=end)
     if p["has_dishwasher"] and rng.random() < min(0.9, 0.12 * residents + 0.1):
         place("dishwasher", 19 * 60, 21 * 60, rng.uniform(100, 160), rng.uniform(800, 1300) * scale)
     winter = _winterness(day)

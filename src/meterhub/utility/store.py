@@ -19,7 +19,7 @@ from pathlib import Path
 from ..crypto import ecdsa
 from ..crypto.group import Point, PointDecodeError
 from ..exchange import BillStatement, DayUpload, FormatError, decode_records
-from ..meter.device import DailyBatch, SignedBatch, chain_genesis, chain_heads
+from ..meter.device import DailyBatch, SignedBatch, chain_genesis, chain_head
 from ..meter.timebase import intervals_per_day
 from ..storage import open_db, transaction
 from ..tariffs import SignedTariff, Tariff, load_tariff
@@ -72,9 +72,9 @@ CREATE TABLE bills (
     period_from TEXT NOT NULL,
     period_to TEXT NOT NULL,
     statement TEXT NOT NULL,
-    verified INTEGER NOT NULL,
-    reason TEXT NOT NULL,
-    checked_at TEXT NOT NULL,
+    verified INTEGER,  -- NULL while pending
+    reason TEXT NOT NULL DEFAULT '',
+    checked_at TEXT,
     PRIMARY KEY (meter_id, period_from, period_to)
 )
 """
@@ -235,7 +235,7 @@ class UtilityStore:
             return f"{label}: {exc}"
         except Rejected as exc:
             return str(exc)
-        if chain_heads(b.prev_head, b.first_index, c33) != b.head:
+        if chain_head(b.prev_head, b.first_index, c33) != b.head:
             return f"{label}: commitments do not match the signed chain head"
         prev = self.conn.execute(
             "SELECT batch FROM days WHERE meter_id=? AND day<? ORDER BY day DESC LIMIT 1",
@@ -307,15 +307,66 @@ class UtilityStore:
                 )
         return verdict
 
+    def submit_statement(self, statement: BillStatement) -> None:
+        """Queue a statement for verification (replacing one for the same period)."""
+        with transaction(self.conn):
+            self.conn.execute(
+                "INSERT OR REPLACE INTO bills (meter_id, period_from, period_to, statement) "
+                "VALUES (?,?,?,?)",
+                (
+                    statement.meter_id,
+                    statement.period_from.isoformat(),
+                    statement.period_to.isoformat(),
+                    statement.to_json(),
+                ),
+            )
+
+    def verify_pending(self, *, page: int = 200) -> tuple[int, int]:
+        """Verify every pending statement, streaming them from the database.
+
+        Works page by page (``page`` statements and their days at a time) and
+        commits each page's verdicts, so memory stays flat however many bills
+        there are, and an interrupted run continues where it stopped.
+        Returns ``(verified, rejected)`` counts.
+        """
+        ok = bad = 0
+        last = 0
+        while True:
+            rows = self.conn.execute(
+                "SELECT rowid, statement FROM bills WHERE verified IS NULL AND rowid > ? "
+                "ORDER BY rowid LIMIT ?",
+                (last, page),
+            ).fetchall()
+            if not rows:
+                return ok, bad
+            verdicts = []
+            for rowid, text in rows:
+                last = rowid
+                try:
+                    st = BillStatement.from_json(text)
+                except FormatError as exc:
+                    verdicts.append((0, str(exc), _now(), rowid))
+                    bad += 1
+                    continue
+                v = self.verify_statement(st, record=False)
+                verdicts.append((int(v.ok), v.reason, _now(), rowid))
+                ok += v.ok
+                bad += not v.ok
+            with transaction(self.conn):
+                self.conn.executemany(
+                    "UPDATE bills SET verified=?, reason=?, checked_at=? WHERE rowid=?", verdicts
+                )
+
     def iter_statements(self) -> Iterator[BillStatement]:
         """Stream stored statements one at a time (constant memory)."""
         cur = self.conn.execute("SELECT statement FROM bills ORDER BY meter_id, period_from")
         for (text,) in cur:
             yield BillStatement.from_json(text)
 
-    def bill_verdicts(self) -> list[tuple[str, str, str, bool, str]]:
+    def bill_verdicts(self) -> list[tuple[str, str, str, bool | None, str]]:
+        """``(meter, from, to, verified, reason)``; ``verified`` is None while pending."""
         return [
-            (r[0], r[1], r[2], bool(r[3]), r[4])
+            (r[0], r[1], r[2], None if r[3] is None else bool(r[3]), r[4])
             for r in self.conn.execute(
                 "SELECT meter_id, period_from, period_to, verified, reason FROM bills "
                 "ORDER BY meter_id, period_from"

@@ -29,7 +29,7 @@ from datetime import timedelta
 from ..crypto import ecdsa
 from ..crypto.group import G, H, PointDecodeError, Q, msm_encoded
 from ..exchange import BillStatement
-from ..meter.device import SignedBatch, chain_heads
+from ..meter.device import SignedBatch, chain_head
 from ..meter.timebase import day_starts
 from ..tariffs import Tariff, TariffError
 
@@ -172,7 +172,7 @@ def _verify(
             check_indices(label, b.first_index, b.count, dc.indices)
         if len(dc.c33) != 33 * b.count:
             raise Rejected(f"{label}: {len(dc.c33) // 33} commitments, the batch signs {b.count}")
-        if chain_heads(b.prev_head, b.first_index, dc.c33) != b.head:
+        if chain_head(b.prev_head, b.first_index, dc.c33) != b.head:
             raise Rejected(
                 f"{label}: commitments do not match the signed chain head "
                 "(a commitment altered, swapped or foreign)"
