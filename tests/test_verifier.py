@@ -13,7 +13,7 @@ from meterhub.crypto import ecdsa
 from meterhub.crypto.group import G, H, Q
 from meterhub.crypto.pedersen import Opening, commit
 from meterhub.hub.billing import bill_statement, linear_bill
-from meterhub.meter.device import DailyBatch, SignedBatch, chain_heads
+from meterhub.meter.device import DailyBatch, SignedBatch, chain_head
 from meterhub.tariffs import demo_supplier_key, example_tariff, sign_tariff
 from meterhub.utility.verifier import DayCommitments, verify_bill
 
@@ -21,6 +21,19 @@ from meterhub.utility.verifier import DayCommitments, verify_bill
 def _verify(h, statement=None, days=None, tariff=None, reg=None):
     return verify_bill(
         statement or h.statement, reg or h.registration, days if days is not None else h.day_commitments(), tariff or h.tariff
+    )
+
+
+def _restated(h, openings):
+    """The statement the hub would compute from (possibly altered) openings."""
+    return bill_statement(
+        meter_id=h.statement.meter_id,
+        tariff=h.tariff,
+        period_from=h.statement.period_from,
+        period_to=h.statement.period_to,
+        first_index=0,
+        prices=h.prices(),
+        openings=openings,
     )
 
 
@@ -70,32 +83,14 @@ def test_reading_changed_in_the_hub_is_rejected():
         ops[pos] = Opening(max(0, ops[pos].m + delta), ops[pos].r)
         if ops[pos].m == h.openings[pos].m:
             continue
-        st_ = bill_statement(
-            meter_id=h.statement.meter_id,
-            tariff=h.tariff,
-            period_from=h.statement.period_from,
-            period_to=h.statement.period_to,
-            first_index=0,
-            prices=h.prices(),
-            openings=ops,
-        )
-        assert "sum t_i*C_i" in _verify(h, statement=st_).reason
+        assert "sum t_i*C_i" in _verify(h, statement=_restated(h, ops)).reason
 
 
 def test_opening_blinding_changed_in_the_hub_is_rejected():
     h = make_history(n_days=1, seed=9)
     ops = list(h.openings)
     ops[10] = Opening(ops[10].m, (ops[10].r + 7) % Q)
-    st_ = bill_statement(
-        meter_id=h.statement.meter_id,
-        tariff=h.tariff,
-        period_from=h.statement.period_from,
-        period_to=h.statement.period_to,
-        first_index=0,
-        prices=h.prices(),
-        openings=ops,
-    )
-    assert "sum t_i*C_i" in _verify(h, statement=st_).reason
+    assert "sum t_i*C_i" in _verify(h, statement=_restated(h, ops)).reason
 
 
 def _replace_day(h, k, **kw):
@@ -122,7 +117,7 @@ def test_commitment_scaled_to_keep_chain_cannot_forge():
     c, _ = commit(1)
     blob[0:33] = c.to_bytes()
     b = d.batch.batch
-    forged = dataclasses.replace(b, head=chain_heads(b.prev_head, b.first_index, bytes(blob)))
+    forged = dataclasses.replace(b, head=chain_head(b.prev_head, b.first_index, bytes(blob)))
     v = _verify(h, days=[DayCommitments(SignedBatch(forged, d.batch.signature), bytes(blob))])
     assert "signature does not verify" in v.reason
 

@@ -37,7 +37,6 @@ __all__ = [
     "chain_genesis",
     "chain_hasher",
     "chain_head",
-    "key_id",
 ]
 
 _GENESIS_DST = b"meterhub/v1/commitment-chain/genesis"
@@ -50,11 +49,6 @@ MAX_READING_WH = 0xFFFFFFFF
 
 class BatchError(ValueError):
     """A batch or commitment record that cannot be decoded."""
-
-
-def key_id(public_key_bytes: bytes) -> str:
-    """Hex SHA-256 of a SEC 1 public key, used to name keys in records."""
-    return hashlib.sha256(public_key_bytes).hexdigest()
 
 
 def chain_genesis(meter_id: str) -> bytes:

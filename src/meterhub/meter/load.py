@@ -47,6 +47,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..holidays import easter_sunday, german_holidays
 from .timebase import (
     DEFAULT_TZ,
     _day_grid,
@@ -147,46 +148,7 @@ class LoadTrace:
 # Calendar
 
 
-def easter_sunday(year: int) -> dt.date:
-    """Gregorian Easter Sunday (anonymous algorithm: Meeus, *Astronomical Algorithms*, ch. 8)."""
-    a = year % 19
-    b, c = divmod(year, 100)
-    d, e = divmod(b, 4)
-    f = (b + 8) // 25
-    g = (b - f + 1) // 3
-    h = (19 * a + b - d - g + 15) % 30
-    i, k = divmod(c, 4)
-    ell = (32 + 2 * e + 2 * i - h - k) % 7
-    m = (a + 11 * h + 22 * ell) // 451
-    month, day = divmod(h + ell - 7 * m + 114, 31)
-    return dt.date(year, month, day + 1)
-
-
-@lru_cache(maxsize=256)
-def german_holidays(year: int) -> tuple[dt.date, ...]:
-    """Public holidays observed in all German states (Feiertagsgesetze der Länder).
-
-    New Year, Good Friday, Easter Monday, Labour Day, Ascension, Whit Monday,
-    German Unity Day (3 Oct), Christmas Day and Boxing Day.  Regional holidays
-    (Epiphany, Corpus Christi, ...) and the BDEW rule that 24/31 December count
-    as Saturdays are left out; the SLP treats listed days as Sundays.
-    """
-    easter = easter_sunday(year)
-    return tuple(
-        sorted(
-            [
-                dt.date(year, 1, 1),
-                easter - dt.timedelta(days=2),
-                easter + dt.timedelta(days=1),
-                dt.date(year, 5, 1),
-                easter + dt.timedelta(days=39),
-                easter + dt.timedelta(days=50),
-                dt.date(year, 10, 3),
-                dt.date(year, 12, 25),
-                dt.date(year, 12, 26),
-            ]
-        )
-    )
+# easter_sunday and german_holidays live in meterhub.holidays (re-exported here).
 
 
 # --------------------------------------------------------------------------
@@ -201,7 +163,7 @@ def _year_slots(year: int) -> dict[str, np.ndarray]:
     # ElecSlp calls warnings.simplefilter("error") globally; keep that local.
     # catch_warnings is process-global state, hence the lock for threaded callers.
     with _ELECSLP_LOCK, warnings.catch_warnings():
-        slp = bdew.ElecSlp(year, holidays=list(german_holidays(year)))
+        slp = bdew.ElecSlp(year, holidays=sorted(german_holidays(year)))
         frame = slp.get_profiles(*PROFILES)
     ndays = 366 if calendar.isleap(year) else 365
     out: dict[str, np.ndarray] = {}

@@ -19,6 +19,8 @@ from datetime import date, datetime, timedelta
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from ..holidays import easter_sunday, german_holidays
+
 __all__ = [
     "DAY_TYPES",
     "DEFAULT_TZ",
@@ -702,39 +704,6 @@ def _band_from(where: str, d: Any) -> Band:
 
 
 # ------------------------------------------------------------------- examples
-
-
-def easter_sunday(year: int) -> date:
-    """Gregorian Easter Sunday (the anonymous Gregorian algorithm, Meeus/Jones/Butcher)."""
-    a = year % 19
-    b, c = divmod(year, 100)
-    d, e = divmod(b, 4)
-    f = (b + 8) // 25
-    g = (b - f + 1) // 3
-    h = (19 * a + b - d - g + 15) % 30
-    i, k = divmod(c, 4)
-    l_ = (32 + 2 * e + 2 * i - h - k) % 7
-    m = (a + 11 * h + 22 * l_) // 451
-    month, day = divmod(h + l_ - 7 * m + 114, 31)
-    return date(year, month, day + 1)
-
-
-def german_holidays(year: int) -> frozenset[date]:
-    """The nine nationwide German public holidays of ``year``."""
-    easter = easter_sunday(year)
-    return frozenset(
-        {
-            date(year, 1, 1),  # Neujahr
-            easter - timedelta(days=2),  # Karfreitag
-            easter + timedelta(days=1),  # Ostermontag
-            date(year, 5, 1),  # Tag der Arbeit
-            easter + timedelta(days=39),  # Christi Himmelfahrt
-            easter + timedelta(days=50),  # Pfingstmontag
-            date(year, 10, 3),  # Tag der Deutschen Einheit
-            date(year, 12, 25),
-            date(year, 12, 26),
-        }
-    )
 
 
 def example_tariff(
