@@ -219,3 +219,25 @@ def test_batch_bytes_round_trip_and_strictness(history):
     for bad in [b"", b.to_bytes()[:-1], b"\x02" + b.to_bytes()[1:], b.to_bytes() + b"\x00"]:
         with pytest.raises(BatchError):
             DailyBatch.from_bytes(bad)
+
+
+@given(st.data())
+@settings(max_examples=25, deadline=None)
+def test_any_single_reading_or_commitment_change_is_rejected(history, data):
+    day = data.draw(st.integers(min_value=0, max_value=len(history.days) - 1))
+    d = history.day_commitments()[day]
+    pos = data.draw(st.integers(min_value=0, max_value=d.batch.batch.count - 1))
+    delta = data.draw(st.integers(min_value=1, max_value=2**32 - 1))
+    # The hub changes one reading (kept non-negative) and restates the bill.
+    k = d.batch.batch.first_index + pos
+    ops = list(history.openings)
+    ops[k] = Opening((ops[k].m + delta) % 2**32, ops[k].r)
+    assert "sum t_i*C_i" in _verify(history, statement=_restated(history, ops)).reason or (
+        history.prices()[k] == 0
+    )
+    # Or someone replaces that commitment with a commitment to another value.
+    c, _ = commit(delta)
+    blob = bytearray(d.c33)
+    blob[33 * pos : 33 * pos + 33] = c.to_bytes()
+    v = _verify(history, days=_replace_day(history, day, c33=bytes(blob)))
+    assert not v.ok and "chain head" in v.reason

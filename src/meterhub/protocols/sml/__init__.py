@@ -1,1 +1,126 @@
-"""meterhub.protocols.sml."""
+"""meterhub.protocols.sml: SML 1.04 (Smart Message Language, BSI TR-03109-1 Anlage IV).
+
+Sans-IO codec: type-length encoding (:mod:`.tl`), messages with per-message
+CRC-16/X.25 (:mod:`.messages`), transport protocol v1 with a streaming decoder
+(:mod:`.transport`), the meter's files (:mod:`.builders`) and request handling with
+SML_Attention.Res (:mod:`.server`).  Every decoding failure is an :class:`SMLError`.
+"""
+
+from .builders import (
+    LIST_NAME,
+    OBIS_DEVICE_ID,
+    OBIS_ENERGY_IMPORT,
+    OBIS_ENERGY_INTERVAL,
+    OBIS_LOAD_PROFILE,
+    OBIS_POWER,
+    UNIT_W,
+    UNIT_WH,
+    build_meter_file,
+    build_profile_file,
+    extract_profile,
+    extract_values,
+)
+from .crc import crc16_x25, crc16_x25_wire
+from .errors import (
+    SMLCRCError,
+    SMLEncodeError,
+    SMLError,
+    SMLEscapeError,
+    SMLLengthError,
+    SMLStructureError,
+    SMLTruncatedError,
+    SMLTypeError,
+    SMLUnknownTagError,
+)
+from .messages import (
+    ATTENTION,
+    AttentionResponse,
+    CloseRequest,
+    CloseResponse,
+    GetListRequest,
+    GetListResponse,
+    GetProfileListRequest,
+    GetProfileListResponse,
+    MessageBody,
+    OpenRequest,
+    OpenResponse,
+    SmlMessage,
+    decode_messages,
+    encode_messages,
+)
+from .server import attention_file, attention_for, handle_request
+from .transport import (
+    SmlFile,
+    SmlStreamDecoder,
+    decode_transport,
+    encode_file,
+    encode_transport,
+    parse_file,
+)
+from .values import (
+    ListEntry,
+    PeriodEntry,
+    SmlTime,
+    SmlValue,
+    format_server_id,
+    make_server_id,
+    obis,
+    obis_to_str,
+)
+
+__all__ = [
+    "ATTENTION",
+    "LIST_NAME",
+    "OBIS_DEVICE_ID",
+    "OBIS_ENERGY_IMPORT",
+    "OBIS_ENERGY_INTERVAL",
+    "OBIS_LOAD_PROFILE",
+    "OBIS_POWER",
+    "UNIT_W",
+    "UNIT_WH",
+    "AttentionResponse",
+    "CloseRequest",
+    "CloseResponse",
+    "GetListRequest",
+    "GetListResponse",
+    "GetProfileListRequest",
+    "GetProfileListResponse",
+    "ListEntry",
+    "MessageBody",
+    "OpenRequest",
+    "OpenResponse",
+    "PeriodEntry",
+    "SMLCRCError",
+    "SMLEncodeError",
+    "SMLError",
+    "SMLEscapeError",
+    "SMLLengthError",
+    "SMLStructureError",
+    "SMLTruncatedError",
+    "SMLTypeError",
+    "SMLUnknownTagError",
+    "SmlFile",
+    "SmlMessage",
+    "SmlStreamDecoder",
+    "SmlTime",
+    "SmlValue",
+    "attention_file",
+    "attention_for",
+    "build_meter_file",
+    "build_profile_file",
+    "crc16_x25",
+    "crc16_x25_wire",
+    "decode_messages",
+    "decode_transport",
+    "encode_file",
+    "encode_messages",
+    "encode_transport",
+    "extract_profile",
+    "extract_values",
+    "format_server_id",
+    "handle_request",
+    "make_server_id",
+    "obis",
+    "obis_to_str",
+    "parse_file",
+]
