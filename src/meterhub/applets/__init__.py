@@ -1,1 +1,6 @@
-"""meterhub.applets."""
+"""The hub's applets. Importing this package registers their classes with the
+card's code registry (no code is ever loaded from package bytes)."""
+
+from . import billing
+
+__all__ = ["billing"]
