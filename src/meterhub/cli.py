@@ -169,6 +169,69 @@ def cmd_meter_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _port(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range: {v}")
+    return v
+
+
+def _seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < v <= 86400:
+        raise argparse.ArgumentTypeError(f"must be in (0, 86400]: {v}")
+    return v
+
+
+def cmd_meter_serve(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from .meter.serve import ServeError, run_serve
+
+    if args.days is not None:
+        # Record the days first, exactly as `meter simulate --out DATA_DIR` would
+        # (its report goes to stderr: stdout carries the one line with the ports).
+        sim = argparse.Namespace(
+            out=args.data_dir, meter_id=args.meter_id, start=args.start, days=args.days,
+            interval=args.interval, tz=args.tz, seed=args.seed, annual_kwh=args.annual_kwh,
+            profile="h0", csv=None,
+        )
+        with contextlib.redirect_stdout(sys.stderr):
+            cmd_meter_simulate(sim)
+    try:
+        run_serve(
+            args.data_dir, args.meter_id, host=args.host, dlms_port=args.dlms, sml_port=args.sml,
+            cadence=args.sml_cadence, announce=lambda line: print(line, flush=True),
+        )
+    except ServeError as exc:
+        raise UsageError(str(exc)) from None
+    return EXIT_OK
+
+
+def cmd_meter_read(args: argparse.Namespace) -> int:
+    from .meter.serve import ServeError, parse_endpoint, read_public
+
+    try:
+        host, port = parse_endpoint(args.dlms)
+        r = read_public(host, port, profile=args.profile, timeout=args.timeout, quiet=True)
+    except ServeError as exc:
+        raise UsageError(str(exc)) from None
+    unit = "Wh" if r.unit == 30 else f"unit {r.unit}"
+    print(f"meter   {r.meter_id} at {host}:{port} (public client)")
+    print(f"clock   0.0.1.0.0.255   {r.clock.isoformat()}")
+    print(f"energy  1.0.1.8.0.255   {r.energy_wh} x 10^{r.scaler} {unit}")
+    if args.profile:
+        print(f"profile 1.0.99.1.0.255  {len(r.profile)} rows (interval end, cumulative {unit})")
+        for t, v in r.profile:
+            print(f"  {t.isoformat()}  {v}")
+    return EXIT_OK
+
 def _registration(path: str) -> dict:
     from .crypto import ecdsa
     from .meter.timebase import check_interval, check_tz
@@ -277,6 +340,15 @@ def cmd_hub_bill(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_hub_serve(args: argparse.Namespace) -> int:
+    from .hub.serve import ServeError, serve
+
+    try:
+        return serve(args.data_dir, args.vpcd)
+    except ServeError as exc:
+        raise UsageError(str(exc)) from None
+
+
 # -- utility ----------------------------------------------------------------
 def cmd_utility_verify(args: argparse.Namespace) -> int:
     from .exchange import BillStatement, DayUpload, FormatError
@@ -376,6 +448,25 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--csv", help="read readings from CSV (timestamp,Wh) instead of simulating")
     ms.add_argument("--out", required=True, help="directory for the meter's state and output files")
     ms.set_defaults(func=cmd_meter_simulate)
+    mv = m.add_parser("serve", help="serve the recorded days over DLMS/COSEM (and SML) until SIGINT/SIGTERM")
+    mv.add_argument("--dlms", type=_port, default=4059, metavar="PORT", help="DLMS wrapper port (0: any free port)")
+    mv.add_argument("--sml", type=_port, metavar="PORT", help="also push SML files on this port")
+    mv.add_argument("--sml-cadence", type=_seconds, default=1.0, metavar="SECONDS")
+    mv.add_argument("--host", default="127.0.0.1")
+    mv.add_argument("--meter-id", required=True)
+    mv.add_argument("--data-dir", default="meterhub-data", help="the meter's store (meter.sqlite)")
+    mv.add_argument("--days", type=_positive, help="first simulate this many days, as `meter simulate` does")
+    mv.add_argument("--start", type=_date, default=date(2027, 3, 15))
+    mv.add_argument("--interval", type=int, default=15)
+    mv.add_argument("--tz", default="Europe/Berlin")
+    mv.add_argument("--seed", type=int, default=0)
+    mv.add_argument("--annual-kwh", type=float, default=3500.0)
+    mv.set_defaults(func=cmd_meter_serve)
+    mr = m.add_parser("read", help="read a meter over DLMS/COSEM as the public client")
+    mr.add_argument("--dlms", required=True, metavar="HOST:PORT")
+    mr.add_argument("--profile", action="store_true", help="also read the load profile 1.0.99.1.0.255")
+    mr.add_argument("--timeout", type=_seconds, default=10.0, metavar="SECONDS")
+    mr.set_defaults(func=cmd_meter_read)
 
     t = sub.add_parser("tariff", help="tariff files").add_subparsers(dest="tariff_cmd", required=True, parser_class=_Parser)
     te = t.add_parser("example", help="write the signed example tariff")
@@ -399,6 +490,10 @@ def build_parser() -> argparse.ArgumentParser:
     hb.add_argument("--data-dir", default="meterhub-data")
     hb.add_argument("--out", help="write the statement here instead of stdout")
     hb.set_defaults(func=cmd_hub_bill)
+    hs = h.add_parser("serve", help="serve the hub's secure element to pcscd's vpcd driver (docs/pcsc.md)")
+    hs.add_argument("--vpcd", default="127.0.0.1:35963", metavar="HOST:PORT", help="where vpcd listens")
+    hs.add_argument("--data-dir", default="meterhub-data")
+    hs.set_defaults(func=cmd_hub_serve)
 
     u = sub.add_parser("utility", help="the utility's side").add_subparsers(dest="utility_cmd", required=True, parser_class=_Parser)
     uv = u.add_parser("verify", help="verify a bill statement against signed commitments")

@@ -1,11 +1,12 @@
 """The whole-system demo: meters, hub and utility on one machine.
 
 For each simulated household the meter commits to and signs its readings day
-by day; the openings travel sealed over the home link to the hub, the
-commitments and signed batches to the utility. At the end of the period the hub
-computes each bill from the openings and the utility verifies it against the
-commitments. The bill is also recomputed from the raw readings, which only the
-simulator knows, to show that verified bills are exact.
+by day; the openings go to the hub over the home link (DLMS/COSEM, security
+suite 0, the hub reading them as a management client), the commitments and
+signed batches to the utility. At the end of the period the hub computes each
+bill from the openings and the utility verifies it against the commitments.
+The bill is also recomputed from the raw readings, which only the simulator
+knows, to show that verified bills are exact.
 
 All state lives in SQLite files under the data directory; a second run with
 the same parameters resumes where the first stopped.
@@ -24,6 +25,7 @@ from typing import Any
 from .crypto import ecdsa
 from .exchange import new_home_link_key
 from .hub.billing import bill_statement
+from .hub.homelink import InProcessHomeLink
 from .hub.store import HubStore
 from .meter.load import LoadTrace, simulate_neighbourhood
 from .meter.store import MeterStore
@@ -144,23 +146,29 @@ def run_demo(
             utility.register_meter(
                 meter_id, info.public_key, info.tz, info.interval_minutes, tariff=signed_tariff
             )
-            # Re-deliver anything recorded before (idempotent), then record the rest.
-            for upload, sealed in meters.outbox(meter_id):
-                hub.receive(sealed)
-                utility.ingest_day(upload)
-            meter = meters.load(meter_id)
-            for day, first, count in trace.days():
-                if meter.last_day is not None and day <= meter.last_day:
+            # The home link runs over DLMS with suite 0 (hub.homelink): the hub reads
+            # each day's openings from the meter's DLMS server core.
+            link = InProcessHomeLink(meters, hub, meter_id)
+            try:
+                # Re-deliver anything recorded before (idempotent), then record the rest.
+                for upload, sealed in meters.outbox(meter_id):
+                    link.deliver(upload, sealed)
+                    utility.ingest_day(upload)
+                meter = meters.load(meter_id)
+                for day, first, count in trace.days():
+                    if meter.last_day is not None and day <= meter.last_day:
+                        done += 1
+                        continue
+                    upload, sealed = meters.record_day(meter, day, trace.readings_wh[first : first + count])
+                    link.deliver(upload, sealed)
+                    res = utility.ingest_day(upload)
+                    if not res.accepted:
+                        raise RuntimeError(f"utility refused an honest upload: {res.reason}")
                     done += 1
-                    continue
-                upload, sealed = meters.record_day(meter, day, trace.readings_wh[first : first + count])
-                hub.receive(sealed)
-                res = utility.ingest_day(upload)
-                if not res.accepted:
-                    raise RuntimeError(f"utility refused an honest upload: {res.reason}")
-                done += 1
-                if progress:
-                    progress(done, total_steps)
+                    if progress:
+                        progress(done, total_steps)
+            finally:
+                link.close()
 
         results: list[HouseholdResult] = []
         period_to = params.start + timedelta(days=params.days - 1)

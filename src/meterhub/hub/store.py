@@ -8,6 +8,7 @@ stored, and re-delivery of the same day is idempotent.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -78,11 +79,15 @@ class HubStore:
             openings = open_sealed_openings(key, sealed)
         except FormatError as exc:
             raise HubError(f"day {sealed.day}: {exc}") from None
+        return self.store_openings(sealed.meter_id, sealed.day, sealed.first_index, openings)
+
+    def store_openings(self, meter_id: str, day: date, first_index: int, openings: Sequence[Opening]) -> bool:
+        """Store a day's authenticated openings; False if the day is already there."""
         blob = b"".join(o.m.to_bytes(4, "big") + o.r.to_bytes(32, "big") for o in openings)
         with transaction(self.conn):
             cur = self.conn.execute(
                 "INSERT OR IGNORE INTO openings VALUES (?,?,?,?,?)",
-                (sealed.meter_id, sealed.day.isoformat(), sealed.first_index, sealed.count, blob),
+                (meter_id, day.isoformat(), first_index, len(openings), blob),
             )
             return cur.rowcount == 1
 

@@ -1,0 +1,359 @@
+"""``meterhub meter serve`` and ``meterhub meter read``: the simulated meter on the network.
+
+The meter's recorded days (its store's outbox under ``--data-dir``) are served
+
+* over DLMS/COSEM with the IEC 62056-47 wrapper (Green Book 1000-2 Ed. 9 §7.3.3,
+  port 4059 by default) by :class:`~meterhub.meter.dlms_server.DlmsTcpServer`:
+  the public client (SAP 16) reads clock, energy register and load profile; the
+  management client (SAP 1, HLS-GMAC, security suite 0) is keyed with the
+  meter-hub home-link key (:func:`home_link_suite0_keys`) and may also read the
+  openings (docs/dlms.md);
+* optionally as SML 1.04 push files (:class:`~meterhub.meter.sml_push.SmlPushServer`).
+
+The home-link key schedule, the system titles and the persistent invocation
+counters live here because they belong to the meter's configuration; the hub's
+end of the link (:mod:`meterhub.hub.homelink`) mirrors them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import signal
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from ..crypto.pedersen import Opening
+from ..dlms_link import (
+    StoredInvocationCounter,
+    StoredReplayGuard,
+    home_link_suite0_keys,
+    meter_system_title,
+)
+from ..exchange import DayUpload, FormatError, decode_records, open_sealed_openings
+from ..protocols.dlms.cosem import InMemoryDataSource
+from ..protocols.dlms.server import DlmsServer
+from .timebase import local_midnight_utc
+
+__all__ = [
+    "ServeError",
+    "StoreFeed",
+    "meter_dlms_server",
+    "sml_server_id",
+    "run_serve",
+    "parse_endpoint",
+    "PublicReading",
+    "read_public",
+]
+
+
+class ServeError(Exception):
+    """A configuration or network problem, reported as one line by the CLI."""
+
+
+# --------------------------------------------------------------- data source
+
+
+@dataclass
+class StoreFeed(InMemoryDataSource):
+    """A :class:`~meterhub.protocols.dlms.cosem.MeterDataSource` over the meter's
+    recorded days (``DayUpload`` + openings), as stored in its outbox.
+
+    Row times are interval *ends*; interval k of a local day ends at local
+    midnight + (k+1) x interval, counted in elapsed time (so DST days have 92 or
+    100 rows), shown in the meter's zone.
+    """
+
+    tz: str = "Europe/Berlin"
+    interval_minutes: int = 15
+    #: ``(interval end, Wh in the interval)`` for SML's load-profile file.
+    interval_rows: list[tuple[datetime, int]] = field(default_factory=list)
+    days: int = 0
+
+    def add_day(self, upload: DayUpload, openings: Sequence[Opening]) -> None:
+        """Publish one recorded day; raises :class:`FormatError` if the parts disagree."""
+        b = upload.batch.batch
+        indices, blob = decode_records(upload.records)
+        if not (len(indices) == len(openings) == b.count):
+            raise FormatError(f"day {b.day}: {b.count} intervals, {len(indices)} records, {len(openings)} openings")
+        zone = ZoneInfo(self.tz)
+        start = local_midnight_utc(b.day, self.tz)
+        step = timedelta(minutes=b.interval_minutes)
+        total = self.energy_wh
+        for k, (i, o) in enumerate(zip(indices, openings, strict=True)):
+            end = (start + (k + 1) * step).astimezone(zone)
+            total += o.m
+            self.profile_rows.append((end, total))
+            self.interval_rows.append((end, o.m))
+            self.commitment_rows.append((end, i, blob[33 * k : 33 * k + 33]))
+            self.opening_rows.append((end, i, o.m, o.r.to_bytes(32, "big")))
+        self.batch_rows.append((start.astimezone(zone), b.to_bytes(), upload.batch.signature))
+        self.energy_wh = total
+        self.days += 1
+
+    def clear(self) -> None:
+        """Forget the published rows (the cumulative register keeps counting)."""
+        for rows in (self.profile_rows, self.interval_rows, self.commitment_rows, self.opening_rows, self.batch_rows):
+            rows.clear()
+
+    @classmethod
+    def from_store(cls, store, meter_id: str, clock: Callable[[], datetime] | None = None) -> StoreFeed:
+        """Every day in ``store``'s outbox (a :class:`~meterhub.meter.store.MeterStore`);
+        the meter opens its own sealed copies with its home-link key."""
+        info = store.info(meter_id)
+        feed = cls(
+            meter_id=meter_id,
+            public_key=info.public_key,
+            tz=info.tz,
+            interval_minutes=info.interval_minutes,
+        )
+        if clock is not None:
+            feed.clock = clock
+        for upload, sealed in store.outbox(meter_id):
+            feed.add_day(upload, open_sealed_openings(info.home_link_key, sealed))
+        return feed
+
+
+def meter_dlms_server(
+    feed: StoreFeed,
+    home_link_key: bytes,
+    conn: sqlite3.Connection,
+    *,
+    autosave: bool = False,
+    max_pdu_size: int = 1024,
+) -> DlmsServer:
+    """The meter's DLMS server core keyed for the home link, with its invocation
+    counters persisted in ``conn`` (the meter's own database)."""
+    title = meter_system_title(feed.meter_id)
+    server = DlmsServer(
+        feed, system_title=title, keys=home_link_suite0_keys(home_link_key), max_pdu_size=max_pdu_size
+    )
+    owner = f"meter:{feed.meter_id}"
+    server.counter = StoredInvocationCounter(conn, owner, title)
+    server.replay = StoredReplayGuard(conn, owner, autosave=autosave)
+    return server
+
+
+def sml_server_id(meter_id: str) -> bytes:
+    """The 10-byte SML server id (docs/sml.md): FLAG "MHB", serial from the meter id."""
+    from ..protocols.sml import make_server_id
+
+    serial = int.from_bytes(hashlib.sha256(meter_id.encode()).digest()[:4], "big") % 100_000_000
+    return make_server_id("MHB", serial)
+
+
+# ------------------------------------------------------------------- serving
+
+
+def _sml_sources(feed: StoreFeed) -> tuple[Callable[[], bytes], Callable[[], bytes]]:
+    from ..protocols.sml import build_meter_file, build_profile_file
+
+    sid = sml_server_id(feed.meter_id)
+    last_end, last_wh = feed.interval_rows[-1]
+    power_w = last_wh * 60 // feed.interval_minutes  # mean power of the last interval
+    # The last recorded day, as (Unix time of the interval end, Wh) rows.
+    day_rows = [(int(t.timestamp()), wh) for t, wh in feed.interval_rows[-(24 * 60 // feed.interval_minutes) :]]
+    meter_file = build_meter_file(sid, feed.energy_wh, power_w, act_time=int(last_end.timestamp()))
+    profile_file = build_profile_file(sid, day_rows, period_seconds=60 * feed.interval_minutes)
+    return (lambda: meter_file), (lambda: profile_file)
+
+
+async def _serve(
+    feed: StoreFeed,
+    dlms: DlmsServer,
+    host: str,
+    dlms_port: int,
+    sml_port: int | None,
+    cadence: float,
+    announce: Callable[[str], None],
+    stop: asyncio.Event | None = None,
+) -> None:
+    from .dlms_server import DlmsTcpServer
+    from .sml_push import SmlPushServer
+
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+    tcp = DlmsTcpServer(dlms, host, dlms_port)
+    sml: SmlPushServer | None = None
+    try:
+        await tcp.start()
+        parts = [f"DLMS on {host}:{tcp.port}"]
+        if sml_port is not None:
+            meter_file, profile_file = _sml_sources(feed)
+            sml = SmlPushServer(
+                meter_file,
+                server_id=sml_server_id(feed.meter_id),
+                host=host,
+                port=sml_port,
+                cadence=cadence,
+                profile_source=profile_file,
+            )
+            await sml.start()
+            parts.append(f"SML on {host}:{sml.port}")
+        announce(f"meter {feed.meter_id}: " + ", ".join(parts) + f"; {feed.days} day(s), {feed.energy_wh} Wh")
+        await stop.wait()
+    finally:
+        if sml is not None:
+            await sml.stop()
+        await tcp.close()
+
+
+def run_serve(
+    data_dir: str | Path,
+    meter_id: str,
+    *,
+    host: str = "127.0.0.1",
+    dlms_port: int = 4059,
+    sml_port: int | None = None,
+    cadence: float = 1.0,
+    announce: Callable[[str], None] = print,
+) -> None:
+    """Serve ``meter_id``'s recorded days until SIGINT/SIGTERM. Raises :class:`ServeError`."""
+    from .store import MeterStore
+
+    if cadence <= 0:
+        raise ServeError("--sml-cadence must be positive")
+    path = Path(data_dir) / "meter.sqlite"
+    if not path.exists():
+        raise ServeError(f"no meter store at {path}; pass --days to simulate some days")
+    store = MeterStore(path)
+    try:
+        try:
+            info = store.info(meter_id)
+            feed = StoreFeed.from_store(store, meter_id, clock=lambda: datetime.now(ZoneInfo(info.tz)))
+        except KeyError:
+            raise ServeError(f"meter {meter_id} is not in {path}; pass --days to simulate some days") from None
+        except FormatError as exc:
+            raise ServeError(f"{path}: {exc}") from None
+        if feed.days == 0:
+            raise ServeError(f"meter {meter_id} has no recorded days; pass --days to simulate some")
+        dlms = meter_dlms_server(feed, info.home_link_key, store.conn, autosave=True)
+        try:
+            asyncio.run(_serve(feed, dlms, host, dlms_port, sml_port, cadence, announce))
+        except OSError as exc:
+            raise ServeError(f"cannot listen on {host}: {exc.strerror or exc}") from None
+    finally:
+        store.close()
+
+
+# ------------------------------------------------------------------- reading
+
+
+def parse_endpoint(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (IPv6 in brackets) → ``(host, port)``; raises :class:`ServeError`."""
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ServeError(f"not HOST:PORT: {text!r}")
+    return host, int(port)
+
+
+@dataclass
+class PublicReading:
+    """What the public client (SAP 16) reads."""
+
+    meter_id: str
+    clock: datetime
+    energy_wh: int
+    scaler: int
+    unit: int
+    profile: list[tuple[datetime, int]] = field(default_factory=list)
+
+
+def _describe(exc: BaseException, host: str, port: int, timeout: float) -> str:
+    """One line for a failed read; dlms-cosem wraps socket errors in CommunicationError."""
+    cause: BaseException | None = exc
+    for _ in range(5):  # walk a short cause chain to the socket error
+        if cause is None or isinstance(cause, OSError):
+            break
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, ConnectionRefusedError):
+        return f"connection to {host}:{port} refused"
+    if isinstance(cause, TimeoutError):
+        return f"no answer from {host}:{port} within {timeout:g} s"
+    if isinstance(cause, OSError):
+        return f"cannot reach {host}:{port}: {cause.strerror or cause}"
+    text = f"{host}:{port} did not answer as a DLMS meter ({type(exc).__name__}: {exc})"
+    return text.splitlines()[0] if text.strip() else text
+
+
+def read_public(
+    host: str, port: int, *, profile: bool = False, timeout: float = 10.0, quiet: bool = False
+) -> PublicReading:
+    """Read the meter as dlms-cosem's ``DlmsClient`` (public client, wrapper over TCP).
+
+    Every failure (refused, timeout, a refused association, a bad answer) raises
+    :class:`ServeError` with one line. ``quiet`` turns dlms-cosem's frame logging
+    (structlog, global) down to warnings, for the command line. The client runs in a worker thread joined
+    with a deadline, so a peer that trickles bytes cannot hold the caller forever.
+    """
+    from dlms_cosem import cosem, utils
+    from dlms_cosem import enumerations as E  # noqa: N812
+    from dlms_cosem.client import DlmsClient
+    from dlms_cosem.io import BlockingTcpIO, TcpTransport
+    from dlms_cosem.security import NoSecurityAuthentication
+
+    from ..protocols.dlms import axdr
+    from ..protocols.dlms.server import MANAGEMENT_LOGICAL_DEVICE, PUBLIC_CLIENT
+
+    if quiet:
+        # dlms-cosem logs every frame through structlog (to stdout by default).
+        import logging
+
+        import structlog
+
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+    attrs = {
+        "id": cosem.CosemAttribute(E.CosemInterface.DATA, cosem.Obis(0, 0, 96, 1, 0), 2),
+        "clock": cosem.CosemAttribute(E.CosemInterface.CLOCK, cosem.Obis(0, 0, 1, 0, 0), 2),
+        "energy": cosem.CosemAttribute(E.CosemInterface.REGISTER, cosem.Obis(1, 0, 1, 8, 0), 2),
+        "scaler": cosem.CosemAttribute(E.CosemInterface.REGISTER, cosem.Obis(1, 0, 1, 8, 0), 3),
+        "profile": cosem.CosemAttribute(E.CosemInterface.PROFILE_GENERIC, cosem.Obis(1, 0, 99, 1, 0), 2),
+    }
+    result: dict[str, object] = {}
+
+    def work() -> None:
+        try:
+            client = DlmsClient(
+                transport=TcpTransport(
+                    PUBLIC_CLIENT, MANAGEMENT_LOGICAL_DEVICE, BlockingTcpIO(host, port, timeout=int(max(1, timeout)))
+                ),
+                authentication=NoSecurityAuthentication(),
+            )
+            with client.session() as s:
+                raw = {k: s.get(a) for k, a in attrs.items() if k != "profile" or profile}
+            mid = utils.parse_as_dlms_data(raw["id"])
+            scaler, unit = utils.parse_as_dlms_data(raw["scaler"])
+            rows = utils.parse_as_dlms_data(raw["profile"]) if profile else []
+            result["reading"] = PublicReading(
+                meter_id=bytes(mid).decode("utf-8", "replace"),
+                clock=axdr.decode_datetime(bytes(utils.parse_as_dlms_data(raw["clock"]))),
+                energy_wh=int(utils.parse_as_dlms_data(raw["energy"])),
+                scaler=int(scaler),
+                unit=int(unit),
+                profile=[(axdr.decode_datetime(bytes(t)), int(v)) for t, v in rows],
+            )
+        except Exception as exc:  # dlms-cosem raises many types on bad or refused answers
+            result["error"] = _describe(exc, host, port, timeout)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    # Each socket operation has its own timeout; the whole read gets a generous bound.
+    thread.join(timeout * 6 + 5)
+    if thread.is_alive():
+        raise ServeError(f"reading {host}:{port} did not finish in time")
+    if "error" in result:
+        raise ServeError(str(result["error"]))
+    reading = result["reading"]
+    assert isinstance(reading, PublicReading)
+    return reading
