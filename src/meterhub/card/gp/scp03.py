@@ -283,8 +283,10 @@ def _mac_cla(cla: int) -> int:
     return (cla & 0x80) | 0x04
 
 
-def _encode_lc(n: int) -> bytes:
-    return bytes([n]) if n <= 0xFF else b"\x00" + n.to_bytes(2, "big")
+def _encode_lc(n: int, extended: bool = False) -> bytes:
+    # The MAC covers Lc as it was sent: a command that arrived in extended form (yubikit
+    # sends every command so) is MACed with its 3-byte Lc even when short would fit.
+    return bytes([n]) if n <= 0xFF and not extended else b"\x00" + n.to_bytes(2, "big")
 
 
 def _check_byte(value: int, name: str) -> None:
@@ -308,9 +310,11 @@ class _SecureMessaging:
         self.counter = 1  # encryption counter value for the next command (§6.2.6)
         self.last_counter = 0  # counter value of the command being answered
 
-    def command_mac(self, cla: int, ins: int, p1: int, p2: int, body: bytes) -> bytes:
+    def command_mac(
+        self, cla: int, ins: int, p1: int, p2: int, body: bytes, extended: bool = False
+    ) -> bytes:
         """Full CMAC over chaining value || header || Lc || data (§6.2.4); Lc counts the MAC."""
-        lc = _encode_lc(len(body) + self.mac_len)
+        lc = _encode_lc(len(body) + self.mac_len, extended)
         return aes_cmac(
             self.keys.s_mac, self.chain + bytes([_mac_cla(cla), ins, p1, p2]) + lc + body
         )
@@ -504,7 +508,9 @@ class SCP03CardSession:
         return self.diversification_data + key_info + card_challenge + cryptogram + tail
 
     # -- EXTERNAL AUTHENTICATE (§7.1.2) --------------------------------------------------
-    def external_authenticate(self, cla: int, p1: int, p2: int, data: bytes) -> None:
+    def external_authenticate(
+        self, cla: int, p1: int, p2: int, data: bytes, *, extended: bool = False
+    ) -> None:
         """Verify EXTERNAL AUTHENTICATE (host cryptogram || C-MAC); P1 = security level.
 
         On success the session is authenticated at level P1 and the caller answers '9000'.
@@ -529,7 +535,7 @@ class SCP03CardSession:
             raise self._fail(SW_WRONG_LENGTH, "expected host cryptogram and C-MAC")
         sm = _SecureMessaging(session, p1, self._len, _ZERO_BLOCK)  # §6.2.4: chain starts at 0
         body, mac = data[: self._len], data[self._len :]
-        full = sm.command_mac(cla, _INS_EXTERNAL_AUTHENTICATE, p1, p2, body)
+        full = sm.command_mac(cla, _INS_EXTERNAL_AUTHENTICATE, p1, p2, body, extended)
         expected = host_cryptogram(session.s_mac, host_chal, card_chal, self._len)
         mac_ok = hmac.compare_digest(full[: self._len], mac)
         cryptogram_ok = hmac.compare_digest(expected, body)
@@ -542,7 +548,7 @@ class SCP03CardSession:
 
     # -- secure messaging (§6.2.4 - §6.2.7) -------------------------------------------------
     def unwrap_command(
-        self, cla: int, ins: int, p1: int, p2: int, data: bytes
+        self, cla: int, ins: int, p1: int, p2: int, data: bytes, *, extended: bool = False
     ) -> tuple[int, int, int, int, bytes]:
         """Check and strip the protection of one command of the session.
 
@@ -574,7 +580,7 @@ class SCP03CardSession:
         if len(data) < sm.mac_len:
             raise self._fail(SW_SECURITY_STATUS, "C-MAC missing")
         body, mac = data[: -sm.mac_len], data[-sm.mac_len :]
-        full = sm.command_mac(cla, ins, p1, p2, body)
+        full = sm.command_mac(cla, ins, p1, p2, body, extended)
         if not hmac.compare_digest(full[: sm.mac_len], mac):
             raise self._fail(SW_SECURITY_STATUS, "C-MAC mismatch")
         sm.chain = full
