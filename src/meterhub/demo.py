@@ -3,8 +3,12 @@
 For each simulated household the meter commits to and signs its readings day
 by day; the openings go to the hub over the home link (DLMS/COSEM, security
 suite 0, the hub reading them as a management client), the commitments and
-signed batches to the utility. At the end of the period the hub computes each
-bill from the openings and the utility verifies it against the commitments.
+signed batches to the utility. Each hub is an emulated secure element: the
+supplier's TSM installs the billing applet from a DAP-signed package over an
+SCP03 session with the supplier's security domain and pushes the signed
+tariff with STORE DATA; the hub's host feeds each day's openings to the
+applet. At the end of the period the applet computes each bill from the
+openings and the utility verifies it against the commitments.
 The bill is also recomputed from the raw readings, which only the simulator
 knows, to show that verified bills are exact.
 
@@ -24,8 +28,16 @@ from typing import Any
 
 from .crypto import ecdsa
 from .exchange import new_home_link_key
-from .hub.billing import bill_statement
 from .hub.homelink import InProcessHomeLink
+from .hub.secure_element import (
+    BILLING_APP_AID,
+    SUPPLIER_SD_AID,
+    BillingClient,
+    billing_load_file,
+    demo_dap_key,
+    demo_scp03_keys,
+    open_hub_card,
+)
 from .hub.store import HubStore
 from .meter.load import LoadTrace, simulate_neighbourhood
 from .meter.store import MeterStore
@@ -38,6 +50,7 @@ from .tariffs import (
     verify_tariff,
 )
 from .utility.store import UtilityStore
+from .utility.tsm import TSM, dap_signer
 
 __all__ = ["DemoParams", "HouseholdResult", "run_demo", "DemoError"]
 
@@ -146,45 +159,51 @@ def run_demo(
             utility.register_meter(
                 meter_id, info.public_key, info.tz, info.interval_minutes, tariff=signed_tariff
             )
-            # The home link runs over DLMS with suite 0 (hub.homelink): the hub reads
-            # each day's openings from the meter's DLMS server core.
-            link = InProcessHomeLink(meters, hub, meter_id)
+            card = _hub_card(d, meter_id)
             try:
-                # Re-deliver anything recorded before (idempotent), then record the rest.
-                for upload, sealed in meters.outbox(meter_id):
-                    link.deliver(upload, sealed)
-                    utility.ingest_day(upload)
-                meter = meters.load(meter_id)
-                for day, first, count in trace.days():
-                    if meter.last_day is not None and day <= meter.last_day:
+                applet = BillingClient(card.transmit)
+                applet.select()
+                applet.pair(meter_id, info.tz, info.interval_minutes, info.home_link_key)
+                # The home link runs over DLMS with suite 0 (hub.homelink): the hub reads
+                # each day's openings from the meter's DLMS server core, and its host
+                # hands them to the billing applet (idempotent on re-delivery).
+                link = InProcessHomeLink(meters, hub, meter_id)
+                try:
+                    for upload, sealed in meters.outbox(meter_id):
+                        link.deliver(upload, sealed)
+                        utility.ingest_day(upload)
+                        _feed_applet(applet, hub, meter_id, upload.batch.batch.day)
+                    meter = meters.load(meter_id)
+                    for day, first, count in trace.days():
+                        if meter.last_day is not None and day <= meter.last_day:
+                            done += 1
+                            continue
+                        upload, sealed = meters.record_day(meter, day, trace.readings_wh[first : first + count])
+                        link.deliver(upload, sealed)
+                        _feed_applet(applet, hub, meter_id, day)
+                        res = utility.ingest_day(upload)
+                        if not res.accepted:
+                            raise RuntimeError(f"utility refused an honest upload: {res.reason}")
                         done += 1
-                        continue
-                    upload, sealed = meters.record_day(meter, day, trace.readings_wh[first : first + count])
-                    link.deliver(upload, sealed)
-                    res = utility.ingest_day(upload)
-                    if not res.accepted:
-                        raise RuntimeError(f"utility refused an honest upload: {res.reason}")
-                    done += 1
-                    if progress:
-                        progress(done, total_steps)
+                        if progress:
+                            progress(done, total_steps)
+                finally:
+                    link.close()
             finally:
-                link.close()
+                card.close()
 
         results: list[HouseholdResult] = []
         period_to = params.start + timedelta(days=params.days - 1)
         for trace in traces:
             meter_id = trace.household_id
-            first_index, openings = hub.openings(meter_id, params.start, period_to)
+            card = _hub_card(d, meter_id)
+            try:
+                applet = BillingClient(card.transmit)
+                applet.select()
+                st = applet.bill(params.start, period_to)
+            finally:
+                card.close()
             prices = tariff.prices_for(trace.starts, trace.interval_minutes)
-            st = bill_statement(
-                meter_id=meter_id,
-                tariff=tariff,
-                period_from=params.start,
-                period_to=period_to,
-                first_index=first_index,
-                prices=prices,
-                openings=openings,
-            )
             hub.save_statement(meter_id, params.start, period_to, st.to_json())
             verdict = utility.verify_statement(st)
             from_readings = (
@@ -207,6 +226,30 @@ def run_demo(
         meters.close()
         hub.close()
         utility.close()
+
+
+def _hub_card(data_dir: Path, meter_id: str):
+    """Open (provisioning on first use) a household's hub card, and have the supplier's
+    TSM install the billing applet and push the tariff if that is not done yet."""
+    supplier_keys = demo_scp03_keys("supplier")
+    supplier_dap = demo_dap_key("supplier")
+    card = open_hub_card(
+        data_dir / "hubs" / f"{meter_id}.sqlite",
+        issuer_keys=demo_scp03_keys("issuer"),
+        supplier_keys=supplier_keys,
+        supplier_dap=supplier_dap.public_key(),
+    )
+    if card.registry.get(BILLING_APP_AID) is None:
+        tsm = TSM(card.transmit, supplier_keys, sd_aid=SUPPLIER_SD_AID, dap=dap_signer(SUPPLIER_SD_AID, supplier_dap))
+        with tsm:
+            tsm.deploy(billing_load_file(), BILLING_APP_AID, params=ecdsa.public_bytes(demo_supplier_key()))
+            tsm.push_tariff(BILLING_APP_AID, dump_tariff(example_signed_tariff()))
+    return card
+
+
+def _feed_applet(applet: BillingClient, hub: HubStore, meter_id: str, day: date) -> None:
+    first, openings = hub.openings(meter_id, day, day)
+    applet.put_openings(day, first, openings)
 
 
 def format_table(results: list[HouseholdResult], currency: str, subunits: int) -> str:

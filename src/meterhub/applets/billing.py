@@ -16,43 +16,53 @@ INS     name         data → response
 ``12``  PUT TARIFF   a signed tariff file (docs/tariffs.md). The signature must
                      verify under the supplier key given at install, else
                      ``6A80``; an older version than the stored one → ``6985``.
-``20``  PUT DAY      ``u16 year, u8 month, u8 day, u64 first index, u32 count,
-                     12-byte nonce, AES-GCM ciphertext`` (docs/formats.md,
-                     "Sealed openings"). Days must follow on; a repeated
-                     identical day is accepted again (idempotent delivery).
+``20``  PUT DAY      P1 ``00``: ``u16 year, u8 month, u8 day, u64 first index,
+                     u32 count, 12-byte nonce, AES-GCM ciphertext``
+                     (docs/formats.md, "Sealed openings"), opened with the
+                     home-link key. P1 ``01``: the same header without the
+                     nonce, then ``count`` plain openings ``u32 m || 32-byte r``
+                     from the hub's host, which terminates the DLMS home link.
+                     Days must follow on; a repeated identical day is accepted
+                     again (idempotent delivery).
 ``30``  GET BILL     ``u16 y, u8 m, u8 d`` first and last day (inclusive) →
                      the bill statement as JSON (docs/formats.md).
 ``32``  GET STATE    → ``u64 next index`` and the last stored day (4 bytes, or
                      none).
 ======  ===========  ==========================================================
 
+STORE DATA (``E2``, through the supplier's security domain after INSTALL [for
+personalization], GPC 2.3.1 §11.11) carries a signed tariff in blocks; the
+last block installs it as PUT TARIFF does.
+
 Install parameters: the supplier's P-256 public key (65 bytes, SEC 1).
 Each day is stored in one atomic transaction (JCRE ch. 7).
+
+Openings from the host (P1 ``01``) need no integrity protection for the
+bill's sake: a wrong opening only yields a bill the utility rejects. They do
+pass through the host in the clear, which the DLMS home link already implies.
 """
 
 from __future__ import annotations
 
-import hashlib
 import struct
+from collections.abc import Sequence
 from datetime import date, timedelta
-from pathlib import Path
 
 from ..card import Applet, AppletContext, ins, register_applet_class
 from ..crypto import ecdsa
+from ..crypto.group import Q
 from ..crypto.pedersen import Opening
 from ..exchange import FormatError, SealedDay, open_sealed_openings
-from ..hub.billing import bill_statement
+from ..hub.billing import statement_from_sums
 from ..meter.timebase import check_interval, check_tz, range_starts
 from ..protocols.iso7816 import CommandAPDU
 from ..protocols.iso7816.sw import SW, ISOException
 from ..protocols.iso7816.tlv import TLVError, parse
-from ..tariffs import TariffError, load_tariff, verify_tariff
+from ..tariffs import Tariff, TariffError, load_tariff, verify_tariff
 
-__all__ = ["BillingApplet", "CLASS_NAME", "CODE_HASH", "encode_day", "encode_pairing"]
+__all__ = ["BillingApplet", "CLASS_NAME", "encode_day", "encode_openings_day", "encode_pairing"]
 
 CLASS_NAME = "meterhub.applets.billing/1"
-#: SHA-256 of this module's source: the code hash a load file names for this applet.
-CODE_HASH = hashlib.sha256(Path(__file__).read_bytes()).digest()
 
 _K_PAIRING = b"pairing"
 _K_TARIFF = b"tariff"
@@ -61,6 +71,8 @@ _K_NEXT = b"next"
 _K_LAST = b"last"
 _DAY = struct.Struct(">HBB")
 _DAY_HEADER = struct.Struct(">HBBQI12s")
+_PLAIN_HEADER = struct.Struct(">HBBQI")
+_K_STORE = b"store-data"
 
 
 def _date(raw: bytes) -> date:
@@ -96,6 +108,13 @@ def encode_day(sealed: SealedDay) -> bytes:
             sealed.day.year, sealed.day.month, sealed.day.day, sealed.first_index, sealed.count, sealed.nonce
         )
         + sealed.ciphertext
+    )
+
+
+def encode_openings_day(day: date, first_index: int, openings: Sequence[Opening]) -> bytes:
+    """The PUT DAY (P1 01) data field: a day's plain openings from the hub's host."""
+    return _PLAIN_HEADER.pack(day.year, day.month, day.day, first_index, len(openings)) + b"".join(
+        o.m.to_bytes(4, "big") + o.r.to_bytes(32, "big") for o in openings
     )
 
 
@@ -137,9 +156,12 @@ class BillingApplet(Applet):
 
     @ins(0x12, cla=0x80)
     def put_tariff(self, apdu: CommandAPDU) -> None:
+        self._install_tariff(bytes(apdu.data))
+
+    def _install_tariff(self, raw: bytes) -> None:
         supplier = self.ctx.store.get(_K_SUPPLIER)
         try:
-            signed = load_tariff(bytes(apdu.data))
+            signed = load_tariff(raw)
             tariff = verify_tariff(signed, supplier)
         except TariffError:
             raise ISOException(SW.WRONG_DATA, "tariff refused") from None
@@ -148,23 +170,65 @@ class BillingApplet(Applet):
             current = load_tariff(old).tariff
             if current.tariff_id == tariff.tariff_id and tariff.version < current.version:
                 raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "older tariff version")
-        self.ctx.store.put(_K_TARIFF, bytes(apdu.data))
+        self.ctx.store.put(_K_TARIFF, raw)
+
+    def _tariff(self, raw: bytes) -> Tariff:
+        """The stored tariff, parsed once per content (its signature was checked on entry)."""
+        cached = getattr(self, "_tariff_cache", None)
+        if cached is not None and cached[0] == raw:
+            return cached[1]
+        tariff = load_tariff(raw).tariff
+        self._tariff_cache = (raw, tariff)
+        return tariff
+
+    def process_data(self, apdu: CommandAPDU) -> bytes:
+        """STORE DATA blocks from the security domain (GP API ``Application.processData``):
+        P2 is the block number, P1 b8 marks the last block, whose arrival installs
+        the assembled tariff."""
+        pending = self.ctx.store.get(_K_STORE) if apdu.p2 else b""
+        if pending is None:
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "STORE DATA block out of sequence")
+        data = pending + bytes(apdu.data)
+        if len(data) > 65536:
+            self.ctx.store.delete(_K_STORE)
+            raise ISOException(SW.WRONG_LENGTH, "tariff too large")
+        if not apdu.p1 & 0x80:
+            self.ctx.store.put(_K_STORE, data)
+            return b""
+        self.ctx.store.delete(_K_STORE)
+        self._install_tariff(data)
+        return b""
 
     # -- readings ---------------------------------------------------------------
     @ins(0x20, cla=0x80)
     def put_day(self, apdu: CommandAPDU) -> None:
         meter_id, tz, interval, key = self._pairing()
         data = bytes(apdu.data)
-        if len(data) < _DAY_HEADER.size + 16:
-            raise ISOException(SW.WRONG_LENGTH, "day message too short")
-        y, m, d, first, count, nonce = _DAY_HEADER.unpack(data[: _DAY_HEADER.size])
-        day = _date(_DAY.pack(y, m, d))
-        sealed = SealedDay(meter_id, day, first, count, nonce, data[_DAY_HEADER.size :])
-        try:
-            openings = open_sealed_openings(key, sealed)
-        except FormatError:
-            raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, "home-link message fails authentication") from None
-        blob = b"".join(o.m.to_bytes(4, "big") + o.r.to_bytes(32, "big") for o in openings)
+        if apdu.p1 == 0x01:
+            if len(data) < _PLAIN_HEADER.size:
+                raise ISOException(SW.WRONG_LENGTH, "day message too short")
+            y, m, d, first, count = _PLAIN_HEADER.unpack(data[: _PLAIN_HEADER.size])
+            day = _date(_DAY.pack(y, m, d))
+            blob = data[_PLAIN_HEADER.size :]
+            if len(blob) != 36 * count or count == 0:
+                raise ISOException(SW.WRONG_LENGTH, "opening count and length differ")
+            if any(int.from_bytes(blob[36 * k + 4 : 36 * k + 36], "big") >= Q for k in range(count)):
+                raise ISOException(SW.WRONG_DATA, "blinding out of range")
+        elif apdu.p1 == 0x00:
+            if len(data) < _DAY_HEADER.size + 16:
+                raise ISOException(SW.WRONG_LENGTH, "day message too short")
+            y, m, d, first, count, nonce = _DAY_HEADER.unpack(data[: _DAY_HEADER.size])
+            day = _date(_DAY.pack(y, m, d))
+            sealed = SealedDay(meter_id, day, first, count, nonce, data[_DAY_HEADER.size :])
+            try:
+                openings = open_sealed_openings(key, sealed)
+            except FormatError:
+                raise ISOException(
+                    SW.SECURITY_STATUS_NOT_SATISFIED, "home-link message fails authentication"
+                ) from None
+            blob = b"".join(o.m.to_bytes(4, "big") + o.r.to_bytes(32, "big") for o in openings)
+        else:
+            raise ISOException(SW.INCORRECT_P1P2, "P1 must be 00 (sealed) or 01 (plain)")
         record = first.to_bytes(8, "big") + count.to_bytes(4, "big") + blob
         existing = self.ctx.store.get(b"d" + _day_bytes(day))
         if existing is not None:
@@ -198,23 +262,19 @@ class BillingApplet(Applet):
         raw = self.ctx.store.get(_K_TARIFF)
         if raw is None:
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "no tariff")
-        tariff = load_tariff(raw).tariff
-        openings: list[Opening] = []
+        tariff = self._tariff(raw)
+        blobs: list[bytes] = []
         first_index = None
         day = first_day
         while day <= last_day:
             rec = self.ctx.store.get(b"d" + _day_bytes(day))
             if rec is None:
                 raise ISOException(SW.REFERENCED_DATA_NOT_FOUND, f"no readings for {day}")
-            fi, count = int.from_bytes(rec[:8], "big"), int.from_bytes(rec[8:12], "big")
             if first_index is None:
-                first_index = fi
-            blob = rec[12:]
-            openings.extend(
-                Opening(int.from_bytes(blob[36 * k : 36 * k + 4], "big"), int.from_bytes(blob[36 * k + 4 : 36 * k + 36], "big"))
-                for k in range(count)
-            )
+                first_index = int.from_bytes(rec[:8], "big")
+            blobs.append(rec[12:])
             day += timedelta(days=1)
+        blob = b"".join(blobs)
         try:
             tariff.check_valid_on(first_day)
             tariff.check_valid_on(last_day)
@@ -222,14 +282,24 @@ class BillingApplet(Applet):
             prices = tariff.prices_for(starts, interval)
         except (TariffError, ValueError):
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "tariff does not cover the period") from None
-        st = bill_statement(
+        if len(prices) * 36 != len(blob):
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "stored days do not match the time base")
+        # sum t_i*m_i and sum t_i*r_i straight from the stored openings (36-byte units).
+        energy = blinding = 0
+        frm = int.from_bytes
+        for k, t in enumerate(prices):
+            off = 36 * k
+            energy += t * frm(blob[off : off + 4], "big")
+            blinding += t * frm(blob[off + 4 : off + 36], "big")
+        st = statement_from_sums(
             meter_id=meter_id,
             tariff=tariff,
             period_from=first_day,
             period_to=last_day,
             first_index=first_index or 0,
-            prices=prices,
-            openings=openings,
+            count=len(prices),
+            energy_charge=energy,
+            blinding=blinding,
         )
         return st.to_json().encode()
 

@@ -16,7 +16,7 @@ from ..crypto.pedersen import Opening
 from ..exchange import BillStatement
 from ..tariffs import Tariff
 
-__all__ = ["linear_bill", "bill_statement"]
+__all__ = ["linear_bill", "bill_statement", "statement_from_sums"]
 
 
 def linear_bill(prices: Sequence[int], openings: Sequence[Opening]) -> tuple[int, int]:
@@ -43,6 +43,30 @@ def bill_statement(
 ) -> BillStatement:
     """Assemble the statement for a period of whole local days (``period_to`` inclusive)."""
     energy, blinding = linear_bill(prices, openings)
+    return statement_from_sums(
+        meter_id=meter_id,
+        tariff=tariff,
+        period_from=period_from,
+        period_to=period_to,
+        first_index=first_index,
+        count=len(openings),
+        energy_charge=energy,
+        blinding=blinding,
+    )
+
+
+def statement_from_sums(
+    *,
+    meter_id: str,
+    tariff: Tariff,
+    period_from: date,
+    period_to: date,
+    first_index: int,
+    count: int,
+    energy_charge: int,
+    blinding: int,
+) -> BillStatement:
+    """The statement for already computed ``sum t_i*m_i`` and ``sum t_i*r_i mod Q``."""
     days = (period_to - period_from).days + 1
     standing = days * tariff.standing_charge_per_day
     return BillStatement(
@@ -50,14 +74,14 @@ def bill_statement(
         period_from=period_from,
         period_to=period_to,
         first_index=first_index,
-        count=len(openings),
+        count=count,
         tariff_id=tariff.tariff_id,
         tariff_version=tariff.version,
         tariff_digest=tariff.digest(),
         currency=tariff.currency,
         subunits_per_unit=tariff.subunits_per_unit,
-        energy_charge=energy,
+        energy_charge=energy_charge,
         standing_charge=standing,
-        total=energy + standing,
-        blinding=blinding,
+        total=energy_charge + standing,
+        blinding=blinding % Q,
     )

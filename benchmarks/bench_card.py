@@ -1,0 +1,150 @@
+"""The hub's secure element: SCP03 round trips, a full applet install, and billing inside
+the card runtime (issue 3).
+
+Each figure is printed next to a baseline timed in the same run:
+- SCP03 at level 33 (C-MAC, C-DEC, R-MAC, R-ENC) vs the same APDU without a secure channel;
+- a full install over SCP03 (authenticate, INSTALL [for load], LOAD, INSTALL [for install])
+  vs registering the same applet directly in the registry (no GlobalPlatform);
+- a monthly bill (2,880 readings) computed by the billing applet through APDUs vs the same
+  computation called directly (the runtime's overhead), target <= 5 ms.
+
+Run: .venv/bin/python benchmarks/bench_card.py
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import tempfile
+from datetime import date, timedelta
+from pathlib import Path
+
+from _bench import header, median_time, row
+from meterhub.applets.billing import CLASS_NAME
+from meterhub.card.gp import GPClient
+from meterhub.crypto import ecdsa
+from meterhub.exchange import new_home_link_key
+from meterhub.hub.billing import bill_statement
+from meterhub.hub.secure_element import (
+    BILLING_APP_AID,
+    SUPPLIER_SD_AID,
+    BillingClient,
+    billing_load_file,
+    demo_dap_key,
+    demo_scp03_keys,
+    open_hub_card,
+)
+from meterhub.meter.device import Meter
+from meterhub.meter.timebase import day_starts, range_starts
+from meterhub.protocols.iso7816 import CommandAPDU
+from meterhub.tariffs import demo_supplier_key, dump_tariff, example_signed_tariff
+from meterhub.utility.tsm import TSM, dap_signer
+
+SUPPLIER = demo_scp03_keys("supplier")
+DAP = demo_dap_key("supplier")
+START = date(2027, 4, 1)
+DAYS = 30
+
+
+def new_card(tmp: Path, name: str):
+    return open_hub_card(
+        tmp / f"{name}.sqlite", issuer_keys=demo_scp03_keys("issuer"), supplier_keys=SUPPLIER, supplier_dap=DAP.public_key()
+    )
+
+
+def bench_scp03(tmp: Path) -> None:
+    card = new_card(tmp, "scp")
+    gp = GPClient(card.transmit)
+    gp.select(SUPPLIER_SD_AID)
+    plain = CommandAPDU(0x80, 0xCA, 0x00, 0x66, le=256).to_bytes()  # GET DATA card recognition data
+
+    def unprotected() -> None:
+        card.transmit(plain)
+
+    gp.open(SUPPLIER, 0x33)
+
+    def wrapped() -> None:
+        data, sw = gp.send(0xCA, 0x00, 0x66, b"", le=256)
+        assert sw == 0x9000
+
+    t = median_time(wrapped, repeat=500)
+    tb = median_time(unprotected, repeat=500)
+    row("SCP03 level 33 round trip (GET DATA 0066, in process)", f"{t * 1e6:.0f} us")
+    row("  baseline: same APDU without a secure channel", f"{tb * 1e6:.0f} us", f"SCP03 costs {t / tb:.1f}x")
+    card.close()
+
+
+def bench_install(tmp: Path) -> None:
+    lfdb = billing_load_file()
+    params = ecdsa.public_bytes(demo_supplier_key())
+    n = [0]
+
+    def full_install() -> None:
+        n[0] += 1
+        card = new_card(tmp, f"inst{n[0]}")
+        with TSM(card.transmit, SUPPLIER, sd_aid=SUPPLIER_SD_AID, dap=dap_signer(SUPPLIER_SD_AID, DAP)) as tsm:
+            tsm.deploy(lfdb, BILLING_APP_AID, params=params)
+        card.close()
+
+    def direct() -> None:
+        n[0] += 1
+        card = new_card(tmp, f"dir{n[0]}")
+        card.registry.install_applet(CLASS_NAME, BILLING_APP_AID, sd_aid=SUPPLIER_SD_AID, params=params)
+        card.close()
+
+    t = median_time(full_install, repeat=15)
+    tb = median_time(direct, repeat=15)
+    row("full install over SCP03 33 (auth, INSTALL load, LOAD, INSTALL)", f"{t * 1e3:.1f} ms", "card opened and provisioned each time")
+    row("  baseline: card opened, applet put in the registry directly", f"{tb * 1e3:.1f} ms", f"GlobalPlatform costs {t / tb:.1f}x")
+
+
+def bench_billing_in_runtime(tmp: Path) -> None:
+    rng = random.Random(5)
+    meter = Meter("bench", ecdsa.generate_signing_key())
+    days = []
+    for k in range(DAYS):
+        day = START + timedelta(days=k)
+        readings = [rng.choice([0, rng.randint(0, 60), rng.randint(60, 900)]) for _ in day_starts(day, "Europe/Berlin", 15)]
+        days.append(meter.record_day(day, readings))
+    card = new_card(tmp, "bill")
+    with TSM(card.transmit, SUPPLIER, sd_aid=SUPPLIER_SD_AID, dap=dap_signer(SUPPLIER_SD_AID, DAP)) as tsm:
+        tsm.deploy(billing_load_file(), BILLING_APP_AID, params=ecdsa.public_bytes(demo_supplier_key()))
+        tsm.push_tariff(BILLING_APP_AID, dump_tariff(example_signed_tariff()))
+    applet = BillingClient(card.transmit)
+    applet.select()
+    applet.pair("bench", "Europe/Berlin", 15, new_home_link_key())
+    for d in days:
+        applet.put_openings(d.batch.batch.day, d.first_index, d.openings)
+    last = START + timedelta(days=DAYS - 1)
+    tariff = example_signed_tariff().tariff
+    openings = [o for d in days for o in d.openings]
+    starts = range_starts(START, DAYS, "Europe/Berlin", 15)
+    st_direct = bill_statement(meter_id="bench", tariff=tariff, period_from=START, period_to=last,
+                               first_index=0, prices=tariff.prices_for(starts), openings=openings)
+    assert applet.bill(START, last) == st_direct
+
+    def in_card() -> None:
+        applet.bill(START, last)
+
+    def direct() -> None:
+        bill_statement(meter_id="bench", tariff=tariff, period_from=START, period_to=last,
+                       first_index=0, prices=tariff.prices_for(starts), openings=openings)
+
+    t = median_time(in_card, repeat=30)
+    tb = median_time(direct, repeat=30)
+    row(f"monthly bill in the billing applet ({len(openings)} readings, via APDUs)", f"{t * 1e3:.2f} ms", "target <= 5 ms")
+    row("  baseline: the same bill computed directly", f"{tb * 1e3:.2f} ms", f"runtime overhead {t / tb:.1f}x")
+    card.close()
+
+
+def main() -> int:
+    header("bench_card: the hub's secure element (issue 3)")
+    with tempfile.TemporaryDirectory(prefix="meterhub-bench-card-") as tmp:
+        bench_scp03(Path(tmp))
+        bench_install(Path(tmp))
+        bench_billing_in_runtime(Path(tmp))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""The hub's secure element as the demo and the CLI run it.
+
+A hub is a :class:`~meterhub.card.Card` with a GlobalPlatform card manager: the
+issuer security domain (the hub maker's keys) and one supplementary security
+domain per data recipient, here the supplier, with its own SCP03 keys and DAP
+key. The supplier's TSM (:mod:`meterhub.utility.tsm`) installs the billing
+applet from a DAP-signed package and pushes the signed tariff with STORE DATA;
+the hub's host software pairs the meter, feeds each day's openings and reads
+bills through :class:`BillingClient`.
+
+The demo keys below are derived from public strings: they are **publicly
+known** and serve demos and tests only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Callable, Sequence
+from datetime import date
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from ..applets.billing import CLASS_NAME as BILLING_CLASS
+from ..applets.billing import encode_openings_day, encode_pairing
+from ..card import Card
+from ..card.applet import applet_class
+from ..card.gp import ISD_AID, StaticKeys, make_load_file, open_card, provision_isd, provision_ssd
+from ..crypto import ecdsa
+from ..crypto.pedersen import Opening
+from ..exchange import BillStatement, FormatError
+from ..protocols.iso7816 import CommandAPDU, ResponseAPDU
+from .store import HubError
+
+__all__ = [
+    "SUPPLIER_SD_AID",
+    "BILLING_PACKAGE_AID",
+    "BILLING_MODULE_AID",
+    "BILLING_APP_AID",
+    "demo_scp03_keys",
+    "demo_dap_key",
+    "billing_load_file",
+    "open_hub_card",
+    "BillingClient",
+]
+
+# Proprietary AIDs: RID F0 4D 48 ("MH"); category F per ISO/IEC 7816-5 is unregistered.
+SUPPLIER_SD_AID = "F04D480053440001"
+BILLING_PACKAGE_AID = "F04D4800424C"
+BILLING_MODULE_AID = "F04D4800424C01"
+BILLING_APP_AID = "F04D4800424C0101"
+_P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def _demo_secret(label: str) -> bytes:
+    return hashlib.sha256(b"meterhub/v1/demo-key\x00NOT A SECRET\x00" + label.encode()).digest()
+
+
+def demo_scp03_keys(party: str, kvn: int = 0x30) -> StaticKeys:
+    """AES-128 SCP03 keys for ``party`` ("issuer", "supplier", ...), derived from a public
+    string. Demo only."""
+    s = _demo_secret("scp03/" + party)
+    t = _demo_secret("scp03-dek/" + party)
+    return StaticKeys(kvn, s[:16], s[16:], t[:16])
+
+
+def demo_dap_key(party: str) -> ecdsa.SigningKey:
+    """A P-256 DAP signing key for ``party`` from a public string. Demo only."""
+    d = int.from_bytes(_demo_secret("dap/" + party), "big") % (_P256_N - 1) + 1
+    return ec.derive_private_key(d, ec.SECP256R1())
+
+
+def billing_load_file() -> bytes:
+    """The billing applet's package (Load File Data Block), unsigned; the TSM adds the DAP."""
+    cls = applet_class(BILLING_CLASS)
+    if cls is None:  # pragma: no cover - the applets package registers it on import
+        raise RuntimeError("billing applet class is not registered")
+    return make_load_file(BILLING_PACKAGE_AID, {BILLING_MODULE_AID: cls})
+
+
+def open_hub_card(
+    path: str | Path,
+    *,
+    issuer_keys: StaticKeys,
+    supplier_keys: StaticKeys,
+    supplier_dap: ecdsa.VerifyingKey,
+) -> Card:
+    """Open a hub's card, provisioning its ISD and the supplier's SSD on first use."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    card = open_card(str(path))
+    if card.registry.get(SUPPLIER_SD_AID) is None:
+        if card.registry.get(ISD_AID) is None:
+            provision_isd(card, [issuer_keys])
+        provision_ssd(card, SUPPLIER_SD_AID, [supplier_keys], dap_key=supplier_dap)
+    card.power_on()
+    return card
+
+
+class BillingClient:
+    """The hub host's side of the billing applet (commands in :mod:`meterhub.applets.billing`)."""
+
+    def __init__(self, transmit: Callable[[bytes], bytes], app_aid: str = BILLING_APP_AID) -> None:
+        self._transmit = transmit
+        self.app_aid = bytes.fromhex(app_aid)
+
+    def _send(self, apdu: CommandAPDU) -> ResponseAPDU:
+        return ResponseAPDU.from_bytes(self._transmit(apdu.to_bytes()))
+
+    def _cmd(self, ins: int, data: bytes = b"", p1: int = 0, le: int | None = None) -> bytes:
+        ext = len(data) > 255 or (le or 0) > 256
+        r = self._send(CommandAPDU(0x80, ins, p1, 0, data, le=le, extended=ext))
+        if r.sw != 0x9000:
+            raise HubError(f"billing applet answered {r.sw:04X} to INS {ins:02X}")
+        return r.data
+
+    def select(self) -> None:
+        r = self._send(CommandAPDU(0x00, 0xA4, 0x04, 0x00, self.app_aid, le=256))
+        if r.sw != 0x9000:
+            raise HubError(f"SELECT billing applet answered {r.sw:04X}")
+
+    def pair(self, meter_id: str, tz: str, interval_minutes: int, home_link_key: bytes) -> bool:
+        """Pair the meter; False if the applet was already paired with this meter."""
+        r = self._send(
+            CommandAPDU(0x80, 0x10, 0, 0, encode_pairing(meter_id, tz, interval_minutes, home_link_key))
+        )
+        if r.sw == 0x6985:
+            return False
+        if r.sw != 0x9000:
+            raise HubError(f"PAIR METER answered {r.sw:04X}")
+        return True
+
+    def put_openings(self, day: date, first_index: int, openings: Sequence[Opening]) -> None:
+        self._cmd(0x20, encode_openings_day(day, first_index, openings), p1=0x01)
+
+    def state(self) -> tuple[int, date | None]:
+        raw = self._cmd(0x32, le=256)
+        nxt = int.from_bytes(raw[:8], "big")
+        if len(raw) >= 12:
+            y, m, d = struct.unpack(">HBB", raw[8:12])
+            return nxt, date(y, m, d)
+        return nxt, None
+
+    def bill(self, first: date, last: date) -> BillStatement:
+        data = struct.pack(">HBBHBB", first.year, first.month, first.day, last.year, last.month, last.day)
+        raw = self._cmd(0x30, data, le=65536)
+        try:
+            return BillStatement.from_json(raw)
+        except FormatError as exc:
+            raise HubError(f"billing applet returned a malformed statement: {exc}") from None
