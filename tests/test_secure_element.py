@@ -121,3 +121,22 @@ def test_plain_openings_are_checked(tmp_path):
     r = ResponseAPDU.from_bytes(card.transmit(CommandAPDU(0x80, 0x20, 7, 0, data, extended=True).to_bytes()))
     assert r.sw == 0x6A86
     card.close()
+
+
+def test_each_recipient_has_its_own_security_domain(tmp_path):
+    from meterhub.hub.secure_element import GRID_OPERATOR_SD_AID, RECIPIENT_SDS, THIRD_PARTY_SD_AID
+
+    card = _card(tmp_path)
+    for name, aid in RECIPIENT_SDS.items():
+        assert card.registry.get(aid) is not None
+        # Its own keys open its channel ...
+        TSM(card.transmit, demo_scp03_keys(name), sd_aid=aid).open().close()
+    # ... and nobody else's.
+    for name, aid in [("supplier", GRID_OPERATOR_SD_AID), ("grid-operator", THIRD_PARTY_SD_AID), ("third-party", SUPPLIER_SD_AID)]:
+        with pytest.raises(TSMError) as exc:
+            TSM(card.transmit, demo_scp03_keys(name), sd_aid=aid).open()
+        assert exc.value.sw == 0x6982
+    # A package signed with the grid operator's DAP key is refused by the supplier's domain.
+    with _tsm(card, dap=demo_dap_key("grid-operator")) as tsm, pytest.raises(TSMError):
+        tsm.deploy(billing_load_file(), BILLING_APP_AID, params=ecdsa.public_bytes(demo_supplier_key()))
+    card.close()

@@ -35,6 +35,9 @@ from .store import HubError
 
 __all__ = [
     "SUPPLIER_SD_AID",
+    "GRID_OPERATOR_SD_AID",
+    "THIRD_PARTY_SD_AID",
+    "RECIPIENT_SDS",
     "BILLING_PACKAGE_AID",
     "BILLING_MODULE_AID",
     "BILLING_APP_AID",
@@ -47,6 +50,14 @@ __all__ = [
 
 # Proprietary AIDs: RID F0 4D 48 ("MH"); category F per ISO/IEC 7816-5 is unregistered.
 SUPPLIER_SD_AID = "F04D480053440001"
+GRID_OPERATOR_SD_AID = "F04D480053440002"
+THIRD_PARTY_SD_AID = "F04D480053440003"
+#: The data recipients that get a supplementary security domain on every hub.
+RECIPIENT_SDS = {
+    "supplier": SUPPLIER_SD_AID,
+    "grid-operator": GRID_OPERATOR_SD_AID,
+    "third-party": THIRD_PARTY_SD_AID,
+}
 BILLING_PACKAGE_AID = "F04D4800424C"
 BILLING_MODULE_AID = "F04D4800424C01"
 BILLING_APP_AID = "F04D4800424C0101"
@@ -85,14 +96,30 @@ def open_hub_card(
     issuer_keys: StaticKeys,
     supplier_keys: StaticKeys,
     supplier_dap: ecdsa.VerifyingKey,
+    other_recipients: dict[str, tuple[StaticKeys, ecdsa.VerifyingKey]] | None = None,
 ) -> Card:
-    """Open a hub's card, provisioning its ISD and the supplier's SSD on first use."""
+    """Open a hub's card, provisioning on first use its ISD and one supplementary
+    security domain per data recipient: the supplier's, and those named in
+    ``other_recipients`` (default: the grid operator and a third party, with their
+    demo keys), each with its own SCP03 keys and DAP key."""
+    if other_recipients is None:
+        other_recipients = {
+            name: (demo_scp03_keys(name), demo_dap_key(name).public_key())
+            for name in RECIPIENT_SDS
+            if name != "supplier"
+        }
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     card = open_card(str(path))
-    if card.registry.get(SUPPLIER_SD_AID) is None:
-        if card.registry.get(ISD_AID) is None:
-            provision_isd(card, [issuer_keys])
-        provision_ssd(card, SUPPLIER_SD_AID, [supplier_keys], dap_key=supplier_dap)
+    if card.registry.get(ISD_AID) is None:
+        provision_isd(card, [issuer_keys])
+    wanted = {SUPPLIER_SD_AID: (supplier_keys, supplier_dap)}
+    for name, (keys, dap) in other_recipients.items():
+        if name not in RECIPIENT_SDS:
+            raise ValueError(f"unknown data recipient {name!r}")
+        wanted[RECIPIENT_SDS[name]] = (keys, dap)
+    for aid, (keys, dap) in wanted.items():
+        if card.registry.get(aid) is None:
+            provision_ssd(card, aid, [keys], dap_key=dap)
     card.power_on()
     return card
 
