@@ -8,7 +8,7 @@ extra="${1:-}"
 need_apt=()
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if [ "$extra" = "test" ]; then
-  # Test oracles and services: see tests/README.md for what uses each.
+  # Test oracles and services (pcscd, vpcd, opensc, the pyscard build tools): see docs/pcsc.md.
   for pkg in $(cat scripts/apt-test-packages.txt 2>/dev/null | grep -v '^#'); do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
   done
