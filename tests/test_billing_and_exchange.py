@@ -134,8 +134,9 @@ def test_statement_round_trip_and_strictness():
     for mutate, match in [
         (lambda o: o.pop("total"), "missing"),
         (lambda o: o.update(extra=1), "unknown"),
-        (lambda o: o.update(total="1"), "must be int"),
-        (lambda o: o.update(total=True), "must be int"),
+        (lambda o: o.update(total="1"), "must be a non-negative int"),
+        (lambda o: o.update(total=True), "must be a non-negative int"),
+        (lambda o: o.update(total=-5), "must be a non-negative int"),
         (lambda o: o.update(blinding="ff" * 32), "below the group order"),
         (lambda o: o.update(format="v0"), "unknown bill statement format"),
         (lambda o: o.update(period_to="2000-01-01"), "ends before"),

@@ -36,6 +36,9 @@ __all__ = [
     "open_sealed_openings",
     "SealedDay",
     "BillStatement",
+    "load_json",
+    "check_fields",
+    "decode_statement_common",
 ]
 
 RECORD_SIZE = 41
@@ -274,29 +277,10 @@ class BillStatement:
 
     @classmethod
     def from_dict(cls, o: object) -> BillStatement:
-        if not isinstance(o, dict):
-            raise FormatError("bill statement must be a JSON object")
-        if set(o) != set(_STATEMENT_FIELDS):
-            missing = sorted(set(_STATEMENT_FIELDS) - set(o))
-            extra = sorted(set(o) - set(_STATEMENT_FIELDS))
-            raise FormatError(f"bill statement fields wrong (missing {missing}, unknown {extra})")
-        for name, typ in _STATEMENT_FIELDS.items():
-            v = o[name]
-            if not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
-                raise FormatError(f"bill statement field {name} must be {typ.__name__}")
+        o = check_fields(o, _STATEMENT_FIELDS, "bill statement")
         if o["format"] != STATEMENT_FORMAT:
             raise FormatError(f"unknown bill statement format {o['format']!r}")
-        try:
-            blinding = bytes.fromhex(o["blinding"])
-            digest = bytes.fromhex(o["tariff_digest"])
-            pf = date.fromisoformat(o["period_from"])
-            pt = date.fromisoformat(o["period_to"])
-        except ValueError as exc:
-            raise FormatError(f"malformed bill statement: {exc}") from None
-        if len(blinding) != 32 or int.from_bytes(blinding, "big") >= Q:
-            raise FormatError("bill statement blinding must be a 32-byte scalar below the group order")
-        if pt < pf:
-            raise FormatError("bill period ends before it starts")
+        pf, pt, digest, blinding = decode_statement_common(o)
         return cls(
             o["meter_id"],
             pf,
@@ -311,13 +295,54 @@ class BillStatement:
             o["energy_charge"],
             o["standing_charge"],
             o["total"],
-            int.from_bytes(blinding, "big"),
+            blinding,
         )
 
     @classmethod
     def from_json(cls, text: str | bytes) -> BillStatement:
-        try:
-            obj = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise FormatError(f"bill statement is not JSON: {exc}") from None
-        return cls.from_dict(obj)
+        return cls.from_dict(load_json(text, "bill statement"))
+
+
+def load_json(text: str | bytes, what: str) -> object:
+    """``json.loads`` with a one-line :class:`FormatError`."""
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FormatError(f"{what} is not JSON: {exc}") from None
+
+
+def check_fields(o: object, schema: dict[str, type], what: str) -> dict:
+    """A JSON object with exactly ``schema``'s fields, each of its type (bools are not
+    ints, and ints are non-negative); a one-line :class:`FormatError` otherwise."""
+    if not isinstance(o, dict):
+        raise FormatError(f"{what} must be a JSON object")
+    if set(o) != set(schema):
+        missing = sorted(set(schema) - set(o))
+        extra = sorted(set(o) - set(schema))
+        raise FormatError(f"{what} fields wrong (missing {missing}, unknown {extra})")
+    for name, typ in schema.items():
+        v = o[name]
+        if not isinstance(v, typ) or (typ is int and (isinstance(v, bool) or v < 0)):
+            kind = "a non-negative int" if typ is int else typ.__name__
+            raise FormatError(f"{what} field {name} must be {kind}")
+    return o
+
+
+def decode_statement_common(o: dict) -> tuple[date, date, bytes, int]:
+    """The period, tariff digest and blinding shared by every bill statement version."""
+    try:
+        blinding = bytes.fromhex(o["blinding"])
+        digest = bytes.fromhex(o["tariff_digest"])
+        pf = date.fromisoformat(o["period_from"])
+        pt = date.fromisoformat(o["period_to"])
+    except ValueError as exc:
+        raise FormatError(f"malformed bill statement: {exc}") from None
+    if len(blinding) != 32 or int.from_bytes(blinding, "big") >= Q:
+        raise FormatError("bill statement blinding must be a 32-byte scalar below the group order")
+    if len(digest) != 32:
+        raise FormatError("tariff digest must be 32 bytes")
+    if pt < pf:
+        raise FormatError("bill period ends before it starts")
+    if o["tariff_version"] >= 1 << 64 or o["first_index"] >= 1 << 64 or o["count"] >= 1 << 32:
+        raise FormatError("bill statement index, count or version out of range")
+    return pf, pt, digest, int.from_bytes(blinding, "big")

@@ -40,11 +40,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from .group import G, H, Point, PointDecodeError, Q, hash_to_point, random_scalar
+from coincurve import PublicKey
+
+from .group import _CTX, G, H, Point, PointDecodeError, Q, _ffi, _lib, hash_to_point, random_scalar
 from .group import scalar_from_bytes as _scalar_from_bytes
 from .pedersen import Commitment, Opening
-from .sigma import VERSION, lincomb
+from .sigma import VERSION, SigmaProof, lincomb
 from .transcript import ProofContext, ProofError, Transcript
 
 __all__ = [
@@ -59,6 +62,15 @@ __all__ = [
     "verify_bounded",
     "BatchItem",
     "verify_batch",
+    "TAG_TIER",
+    "MAX_ROWS",
+    "tier_bits",
+    "tier_proof_size",
+    "prove_tier",
+    "verify_tier",
+    "tier_price_commitment",
+    "TierItem",
+    "verify_tier_batch",
 ]
 
 TAG_BULLETPROOF = 0x20
@@ -81,6 +93,86 @@ def generators(count: int) -> tuple[list[Point], list[Point]]:
         _G_VEC.append(hash_to_point(b"meterhub/v1/bulletproofs/G/" + i)[0])
         _H_VEC.append(hash_to_point(b"meterhub/v1/bulletproofs/H/" + i)[0])
     return _G_VEC[:count], _H_VEC[:count]
+
+
+# ---------------------------------------------------------------------------
+# Fixed-base tables (performance): 8-bit windows for H and the first vector
+# generators, summed with one libsecp256k1 ``combine`` per linear combination
+# ---------------------------------------------------------------------------
+#: Generators G_i, H_i with i below this get tables (2 x 32 x 512 KiB = 32 MiB).
+TABLE_GENERATORS = 32
+_TABLES: dict[bytes, Any] = {}
+
+
+def _table(p: Point) -> Any:
+    """``b * 2^(8j) * P`` for every window ``j < 32`` and digit ``b < 256`` in one
+    cffi array (entry ``256 j + b``; digit 0 unused): a scalar multiplication of
+    ``P`` becomes the sum of at most 32 table points. Built once by additions
+    (libsecp256k1 ``combine``), about 10 ms and 512 KiB per point; public points only."""
+    key = p.to_bytes()
+    tb = _TABLES.get(key)
+    if tb is not None:
+        return tb
+    if p.is_identity:
+        raise ValueError("no table for the identity")
+    arr = _ffi.new("secp256k1_pubkey[]", 32 * 256)
+    _ffi.memmove(arr + 1, p.public_key.public_key, 64)
+    pair = _ffi.new("secp256k1_pubkey *[2]")
+    combine = _lib.secp256k1_ec_pubkey_combine
+    for j in range(32):
+        w = arr + (j << 8)
+        pair[1] = w + 1
+        for b in range(2, 256):
+            pair[0] = w + (b - 1)
+            if not combine(_CTX, w + b, pair, 2):  # b * P_j != 0 as b < Q
+                raise AssertionError("table entry at infinity")
+        if j < 31:
+            pair[0] = w + 255
+            if not combine(_CTX, arr + ((j + 1) << 8) + 1, pair, 2):
+                raise AssertionError("table entry at infinity")
+    # Keep the array alive with its base address: pointer arithmetic on plain
+    # integers is much cheaper than on cffi pointers (entry 256 j + b is 64 bytes wide).
+    tb = (arr, int(_ffi.cast("uintptr_t", arr)))
+    _TABLES[key] = tb
+    return tb
+
+
+def _gen_tables(count: int) -> tuple[list[Any], list[Any]]:
+    """Tables of ``G_i``, ``H_i`` for ``i < min(count, TABLE_GENERATORS)``."""
+    gv, hv = generators(count)
+    k = min(count, TABLE_GENERATORS)
+    return [_table(x) for x in gv[:k]], [_table(x) for x in hv[:k]]
+
+
+def _lincomb_fixed(
+    fixed: Sequence[tuple[int, Any]], scalars: Sequence[int] = (), points: Sequence[Point] = ()
+) -> Point:
+    """``sum k_i T_i + sum s_j P_j`` for tabled points ``T_i`` (one ``combine`` over
+    at most 32 table entries per scalar) and other points (:func:`lincomb`)."""
+    addrs: list[int] = []
+    for k, (_, base) in fixed:
+        k %= Q
+        if k:
+            addrs.extend(base + (j << 14 | b << 6) for j, b in enumerate(k.to_bytes(32, "little")) if b)
+    keep = None
+    if points:
+        rest = lincomb(scalars, points)
+        if not rest.is_identity:
+            keep = rest.public_key.public_key
+            addrs.append(int(_ffi.cast("uintptr_t", keep)))
+    if not addrs:
+        return Point.identity()
+    out = _ffi.new("secp256k1_pubkey *")
+    arr = _ffi.new("uintptr_t[]", addrs)
+    ptrs = _ffi.cast("secp256k1_pubkey **", arr)
+    if not _lib.secp256k1_ec_pubkey_combine(_CTX, out, ptrs, len(addrs)):
+        return Point.identity()
+    del keep
+    return Point(PublicKey(out))
+
+
+def _h_table() -> Any:
+    return _table(H)
 
 
 def _pad(m: int) -> int:
@@ -144,11 +236,17 @@ def _prove(
     a_r = [(b - 1) % Q for b in a_l]
     alpha = random_scalar()
     # Bits and bits-minus-one are 0/1/-1: bucketing turns A into additions.
-    big_a = lincomb([alpha, *a_l, *a_r], [H, *gv, *hv])
+    th = _h_table()
+    gt, ht = _gen_tables(nm)
+    big_a = _lincomb_fixed([(alpha, th)], [*a_l, *a_r], [*gv, *hv])
     s_l = [random_scalar() for _ in range(nm)]
     s_r = [random_scalar() for _ in range(nm)]
     rho = random_scalar()
-    big_s = lincomb([rho, *s_l, *s_r], [H, *gv, *hv])
+    big_s = _lincomb_fixed(
+        [(rho, th), *zip(s_l, gt, strict=False), *zip(s_r, ht, strict=False)],
+        [*s_l[len(gt) :], *s_r[len(ht) :]],
+        [*gv[len(gt) :], *hv[len(ht) :]],
+    )
     t.append_point(b"bp/A", big_a)
     t.append_point(b"bp/S", big_s)
     y = t.challenge_scalar(b"bp/y")
@@ -165,8 +263,8 @@ def _prove(
     t1 = (_ip(l0, r1) + _ip(l1, r0)) % Q
     t2 = _ip(l1, r1)
     tau1, tau2 = random_scalar(), random_scalar()
-    big_t1 = lincomb([t1, tau1], [G, H])
-    big_t2 = lincomb([t2, tau2], [G, H])
+    big_t1 = _lincomb_fixed([(tau1, th)], [t1], [G])
+    big_t2 = _lincomb_fixed([(tau2, th)], [t2], [G])
     t.append_point(b"bp/T1", big_t1)
     t.append_point(b"bp/T2", big_t2)
     x = t.challenge_scalar(b"bp/x")
@@ -180,7 +278,7 @@ def _prove(
     t.append_scalar(b"bp/mu", mu)
     w = t.challenge_scalar(b"bp/w")
     y_inv = pow(y, -1, Q)
-    ls, rs, a, b = _ipa_prove(t, w, gv, hv, _powers(y_inv, nm), lv, rv)
+    ls, rs, a, b = _ipa_prove(t, w, gv, hv, _powers(y_inv, nm), lv, rv, (gt, ht))
     head = bytes([VERSION, tag, n]) + m.to_bytes(4, "big")
     body = [big_a, big_s, big_t1, big_t2]
     scal = [t_x, tau_x, mu]
@@ -203,16 +301,24 @@ def _ipa_prove(
     h_factors: Sequence[int],
     a: list[int],
     b: list[int],
+    tables: tuple[Sequence[Any], Sequence[Any]] = ((), ()),
 ) -> tuple[list[Point], list[Point], int, int]:
     """Inner-product argument (Bünz et al. 2018, section 3, protocol 2) for
     ``P = <a, G> + <b, H'> + <a, b> U`` with ``H'_i = h_factors[i] H_i`` and ``U = wG``.
 
     The generators are kept as ``(factor_i, point_i)`` with the actual
     generator ``factor_i * point_i``, so folding costs one multiplication per
-    element: ``G' = u^-1 G_lo + u G_hi = u^-1 (G_lo + u^2 G_hi)``.
+    element: ``G' = u^-1 G_lo + u G_hi = u^-1 (G_lo + u^2 G_hi)``. In the first
+    round the generators are the original ones, so with ``tables`` (fixed-base
+    tables of all of them) ``L``, ``R`` and the folding use table sums instead.
     """
+    gt, ht = tables
+    tabled = len(gt) == len(gv) and len(ht) == len(hv)
     gf = [1] * len(gv)
     hf = list(h_factors)
+    # Inverses of the factors, tracked alongside (no modular inversion per element).
+    gf_inv = [1] * len(gv)
+    hf_inv = _batch_inverse(hf)
     gp = list(gv)
     hp = list(hv)
     ls: list[Point] = []
@@ -225,22 +331,19 @@ def _ipa_prove(
         # The inner-product base is U = wG: its terms go on G (fixed-base multiplication).
         c_l = _ip(a_lo, b_hi) * w % Q
         c_r = _ip(a_hi, b_lo) * w % Q
-        big_l = lincomb(
-            [
-                *(a_lo[i] * gf[n + i] % Q for i in range(n)),
-                *(b_hi[i] * hf[i] % Q for i in range(n)),
-                c_l,
-            ],
-            [*gp[n:], *hp[:n], G],
-        )
-        big_r = lincomb(
-            [
-                *(a_hi[i] * gf[i] % Q for i in range(n)),
-                *(b_lo[i] * hf[n + i] % Q for i in range(n)),
-                c_r,
-            ],
-            [*gp[:n], *hp[n:], G],
-        )
+        if tabled:
+            big_l = _lincomb_fixed(
+                [*((a_lo[i], gt[n + i]) for i in range(n)), *((b_hi[i] * hf[i], ht[i]) for i in range(n))],
+                [c_l],
+                [G],
+            )
+            big_r = _lincomb_fixed(
+                [*((a_hi[i], gt[i]) for i in range(n)), *((b_lo[i] * hf[n + i], ht[n + i]) for i in range(n))],
+                [c_r],
+                [G],
+            )
+        else:
+            big_l, big_r = _ipa_lr(n, a_lo, a_hi, b_lo, b_hi, gf, hf, gp, hp, c_l, c_r)
         ls.append(big_l)
         rs.append(big_r)
         t.append_point(b"ipa/L", big_l)
@@ -253,15 +356,71 @@ def _ipa_prove(
         if n == 1:
             break  # the last folded generators are never used
         new_gp, new_gf, new_hp, new_hf = [], [], [], []
+        new_gf_inv, new_hf_inv = [], []
+        u_sq, u_inv_sq = u * u % Q, u_inv * u_inv % Q
         for i in range(n):
-            lo_inv = pow(gf[i], -1, Q)
-            new_gp.append(gp[i] + gp[n + i] * (u * u % Q * gf[n + i] % Q * lo_inv % Q))
+            kg = u_sq * gf[n + i] % Q * gf_inv[i] % Q
+            kh = u_inv_sq * hf[n + i] % Q * hf_inv[i] % Q
+            new_gf_inv.append(u * gf_inv[i] % Q)
+            new_hf_inv.append(u_inv * hf_inv[i] % Q)
+            if tabled:
+                new_gp.append(_lincomb_fixed([(kg, gt[n + i])], [1], [gp[i]]))
+                new_hp.append(_lincomb_fixed([(kh, ht[n + i])], [1], [hp[i]]))
+            else:
+                new_gp.append(gp[i] + gp[n + i] * kg)
+                new_hp.append(hp[i] + hp[n + i] * kh)
             new_gf.append(u_inv * gf[i] % Q)
-            hlo_inv = pow(hf[i], -1, Q)
-            new_hp.append(hp[i] + hp[n + i] * (u_inv * u_inv % Q * hf[n + i] % Q * hlo_inv % Q))
             new_hf.append(u * hf[i] % Q)
         gp, gf, hp, hf = new_gp, new_gf, new_hp, new_hf
+        gf_inv, hf_inv = new_gf_inv, new_hf_inv
+        tabled = False
     return ls, rs, a[0], b[0]
+
+
+def _batch_inverse(xs: Sequence[int]) -> list[int]:
+    """Inverses mod ``Q`` of non-zero ``xs`` with one modular inversion (Montgomery's trick)."""
+    prefix = [1] * (len(xs) + 1)
+    for i, x in enumerate(xs):
+        prefix[i + 1] = prefix[i] * x % Q
+    inv = pow(prefix[-1], -1, Q)
+    out = [0] * len(xs)
+    for i in range(len(xs) - 1, -1, -1):
+        out[i] = inv * prefix[i] % Q
+        inv = inv * xs[i] % Q
+    return out
+
+
+def _ipa_lr(
+    n: int,
+    a_lo: Sequence[int],
+    a_hi: Sequence[int],
+    b_lo: Sequence[int],
+    b_hi: Sequence[int],
+    gf: Sequence[int],
+    hf: Sequence[int],
+    gp: Sequence[Point],
+    hp: Sequence[Point],
+    c_l: int,
+    c_r: int,
+) -> tuple[Point, Point]:
+    """``L`` and ``R`` of one round over folded generators ``factor * point``."""
+    big_l = lincomb(
+        [
+            *(a_lo[i] * gf[n + i] % Q for i in range(n)),
+            *(b_hi[i] * hf[i] % Q for i in range(n)),
+            c_l,
+        ],
+        [*gp[n:], *hp[:n], G],
+    )
+    big_r = lincomb(
+        [
+            *(a_hi[i] * gf[i] % Q for i in range(n)),
+            *(b_lo[i] * hf[n + i] % Q for i in range(n)),
+            c_r,
+        ],
+        [*gp[:n], *hp[n:], G],
+    )
+    return big_l, big_r
 
 
 def _read_point(data: bytes, pos: int) -> Point:
@@ -304,13 +463,7 @@ class _Terms:
 
 def _verify(t: Transcript, vs: Sequence[Point], n: int, m: int, proof: bytes, tag: int) -> bool:
     terms = _terms(t, vs, n, m, proof, tag)
-    if terms is None:
-        return False
-    gv, hv = generators(len(terms.g_vec))
-    return lincomb(
-        [*terms.own_scalars, terms.g, terms.h, *terms.g_vec, *terms.h_vec],
-        [*terms.own_points, G, H, *gv, *hv],
-    ).is_identity
+    return terms is not None and _check_terms([terms])
 
 
 def _terms(
@@ -497,12 +650,7 @@ def verify_batch(items: Sequence[BatchItem]) -> bool:
     """
     if not items:
         raise ProofError("empty batch")
-    own_scalars: list[int] = []
-    own_points: list[Point] = []
-    g_acc: list[int] = []
-    h_acc: list[int] = []
-    g_total = 0
-    h_total = 0
+    terms: list[_Terms] = []
     for item in items:
         if not isinstance(item, BatchItem):
             raise ProofError("batch items must be BatchItem")
@@ -520,23 +668,308 @@ def verify_batch(items: Sequence[BatchItem]) -> bool:
             t = _start(_P_BOUNDED, item.ctx, n, m, vs)
             t.append_u64(b"bp/m_max", item.m_max)
             tag = TAG_BULLETPROOF_BOUNDED
-        terms = _terms(t, vs, n, m, item.proof, tag)
-        if terms is None:
+        tm = _terms(t, vs, n, m, item.proof, tag)
+        if tm is None:
             return False
+        terms.append(tm)
+    return _check_terms(terms)
+
+
+# ---------------------------------------------------------------------------
+# Tier proof: one reading (or a monthly total) in a hidden row of a public table
+# ---------------------------------------------------------------------------
+TAG_TIER = 0x22
+_P_TIER = b"meterhub/tier/v1"
+#: Most rows in one tier table.
+MAX_ROWS = 64
+
+
+def tier_bits(rows: Sequence[Sequence[int]]) -> int:
+    """Bulletproof width for ``rows``: the smallest allowed ``n`` with
+    ``c_max - c_min - 1 < 2^n`` for every row (narrow rows, narrow proofs)."""
+    widest = max(int(r[1]) - int(r[0]) - 1 for r in rows)
+    return next(x for x in _ALLOWED_N if widest < 1 << x)
+
+
+def _check_rows(rows: Sequence[Sequence[int]]) -> list[tuple[int, int, int, int]]:
+    """Rows ``(c_min, c_max, F1, F2)`` with ``0 <= c_min < c_max <= 2^64`` and
+    ``0 <= F1, F2 < 2^64``; the table itself (a partition) is the tariff's business."""
+    if not isinstance(rows, Sequence) or not 0 < len(rows) <= MAX_ROWS:
+        raise ProofError(f"a tier table needs 1 to {MAX_ROWS} rows")
+    out = []
+    for row in rows:
+        if not isinstance(row, Sequence) or len(row) != 4:
+            raise ProofError("a tier row is (c_min, c_max, F1, F2)")
+        c_min, c_max, f1, f2 = row
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in row):
+            raise ProofError("tier row entries must be integers")
+        if not (0 <= c_min < c_max <= 1 << 64 and 0 <= f1 < 1 << 64 and 0 <= f2 < 1 << 64):
+            raise ProofError("tier row out of range (0 <= c_min < c_max <= 2^64, F1, F2 < 2^64)")
+        out.append((c_min, c_max, f1, f2))
+    return out
+
+
+def tier_proof_size(rows: Sequence[Sequence[int]]) -> int:
+    """Encoded size of :func:`prove_tier` for this table."""
+    k = len(rows)
+    return 3 + 3 * 33 + _or_length(k) + _size_for(2 * tier_bits(_check_rows(rows)))
+
+
+def _or_length(k: int) -> int:
+    """Length of the compact OR proof over ``k`` rows (one 1-witness branch each)."""
+    return SigmaProof.encoded_length([(1,) * k])
+
+
+def _tier_transcript(
+    ctx: ProofContext, n: int, rows: Sequence[tuple[int, int, int, int]], c: Point, own: Sequence[Point]
+) -> tuple[Transcript, list[int]]:
+    t = ctx.transcript(_P_TIER)
+    t.append_u64(b"tier/n", n)
+    t.append_u64(b"tier/rows", len(rows))
+    for row in rows:
+        for v in row:
+            t.append_int(b"tier/value", v)
+    t.append_point(b"tier/C", c)
+    t.append_points(b"tier/own", own)
+    return t, t.challenge_scalars(b"tier/rho", 3)
+
+
+def prove_tier(
+    commitment: Commitment,
+    opening: Opening,
+    rows: Sequence[Sequence[int]],
+    ctx: ProofContext,
+) -> tuple[bytes, Commitment, Opening]:
+    """Prove that the committed ``m`` lies in some row ``c_min <= m < c_max`` of
+    the public table and that the returned commitment ``P`` commits to that row's
+    price ``(m - c_min) F1 + F2``, hiding the row (Rial & Danezis WPES 2011,
+    section 4.2, tiered tariffs). One transcript for everything:
+
+    * commitments ``V1`` to ``m - c_min``, ``V2`` to ``c_max - 1 - m``, ``P``;
+    * a CDS94 OR over the rows of the linear relations tying ``V1``, ``V2``,
+      ``P`` to ``C`` and the row (a product proof is not needed: in each branch
+      ``F1`` is public);
+    * one aggregated Bulletproof (Bünz et al. 2018, section 4.3) that ``V1`` and
+      ``V2`` open to ``[0, 2^n)``, ``n = tier_bits(rows)``.
+
+    Returns the proof, ``P`` and its opening (the price and its blinding).
+    """
+    return _prove_tier(commitment, opening, rows, ctx, None)
+
+
+def _prove_tier(
+    commitment: Commitment,
+    opening: Opening,
+    rows: Sequence[Sequence[int]],
+    ctx: ProofContext,
+    force_row: int | None,
+) -> tuple[bytes, Commitment, Opening]:
+    """:func:`prove_tier`; ``force_row`` makes a cheating prover claim that row
+    (for soundness tests: the range proof then covers out-of-range values)."""
+    table = _check_rows(rows)
+    n = tier_bits(table)
+    m = opening.m
+    idx = next((j for j, r in enumerate(table) if r[0] <= m < r[1]), None)
+    if force_row is not None:
+        idx = force_row
+    if idx is None:
+        raise ValueError("the committed value lies in no row of the table")
+    c_min, c_max, f1, f2 = table[idx]
+    s1, s2, s3 = random_scalar(), random_scalar(), random_scalar()
+    d1, d2, price = m - c_min, c_max - 1 - m, (m - c_min) * f1 + f2
+    th = _h_table()
+    own = [_lincomb_fixed([(s, th)], [v], [G]) for v, s in ((d1, s1), (d2, s2), (price, s3))]
+    t, rho = _tier_transcript(ctx, n, table, commitment.point, own)
+    sig = _tier_or_prove(t, table, idx, rho, (d1, d2, price, m), (s1, s2, s3, opening.r))
+    vs = own[:2]
+    t.append_u64(b"bp/n", n)
+    t.append_u64(b"bp/m", 2)
+    t.append_points(b"bp/V", vs)
+    rng = _prove(t, [d1 % Q, d2 % Q], [s1, s2], n, TAG_BULLETPROOF, 2)
+    head = bytes([VERSION, TAG_TIER, n])
+    body = b"".join(p.to_bytes() for p in own) + sig.to_bytes() + rng
+    return head + body, Commitment(own[2]), Opening(price, s3)
+
+
+def _tier_or_prove(
+    t: Transcript,
+    table: Sequence[tuple[int, int, int, int]],
+    idx: int,
+    rho: Sequence[int],
+    values: tuple[int, int, int, int],
+    blinds: tuple[int, int, int, int],
+) -> SigmaProof:
+    """CDS94 OR over the rows of :func:`_tier_or_verify`, computed from the
+    prover's representation ``lhs_j = alpha_j G + beta_j H`` (it knows every
+    opening), so a simulated branch ``A_j = z_j H - c_j lhs_j`` costs one
+    multiplication and one generator multiplication. The proof is the same
+    compact proof :func:`meterhub.crypto.sigma.verify_clauses` checks."""
+    r1, r2, r3 = rho
+    (d1, d2, price, m), (s1, s2, s3, r) = values, blinds
+    ax = r1 * d1 + r2 * d2 + r3 * price + (r2 - r1) * m
+    bx = r1 * s1 + r2 * s2 + r3 * s3 + (r2 - r1) * r
+    th = _h_table()
+    nonce = random_scalar()
+    chal: list[int] = []
+    resp: list[int] = []
+    points: list[Point] = []
+    for j, (c_min, c_max, f1, f2) in enumerate(table):
+        if j == idx:
+            chal.append(0)
+            resp.append(0)
+            points.append(_lincomb_fixed([(nonce, th)]))
+            continue
+        k = r1 * c_min - r2 * (c_max - 1) - r3 * (f2 - f1 * c_min)
+        alpha = (ax + k - r3 * f1 * m) % Q
+        beta = (bx - r3 * f1 * r) % Q
+        cj, zj = random_scalar(), random_scalar()
+        chal.append(cj)
+        resp.append(zj)
+        points.append(_lincomb_fixed([(zj - cj * beta, th)], [-cj * alpha], [G]))
+    t.append_points(b"sigma/commitments", points)
+    c = t.challenge_scalar(b"sigma/challenge")
+    f1 = table[idx][2]
+    w = (r1 * (s1 - r) + r2 * (s2 + r) + r3 * (s3 - f1 * r)) % Q
+    chal[idx] = (c - sum(chal)) % Q
+    resp[idx] = (nonce + chal[idx] * w) % Q
+    return SigmaProof(TAG_TIER, c, (tuple(chal[:-1]),), (tuple((z,) for z in resp),))
+
+
+def _tier_or_verify(
+    t: Transcript,
+    table: Sequence[tuple[int, int, int, int]],
+    c: Point,
+    own: Sequence[Point],
+    rho: Sequence[int],
+    sig: SigmaProof,
+) -> bool:
+    """The compact OR check (as :func:`meterhub.crypto.sigma.verify_clauses`).
+
+    Row ``j`` holds iff ``V1 - C + c_min G``, ``V2 + C - (c_max - 1) G`` and
+    ``P - F1 C - (F2 - F1 c_min) G`` are all multiples of ``H``. The three are
+    compressed with the transcript weights ``rho`` (drawn after ``C``, ``V1``,
+    ``V2``, ``P`` and the rows), as in
+    :func:`meterhub.crypto.sigma.prove_row_membership`: one 1-witness branch
+    ``lhs_j = X + k_j G - rho_3 F1_j C = w H`` per row, with
+    ``X = rho_1 V1 + rho_2 V2 + rho_3 P + (rho_2 - rho_1) C``. A tuple that fails
+    some equation for every row passes with probability at most ``rows/Q``.
+    The verifier recomputes ``A_j = z_j H - c_j lhs_j`` with ``X`` formed once."""
+    r1, r2, r3 = rho
+    v1, v2, p = own
+    x = lincomb([r1, r2, r3, (r2 - r1) % Q], [v1, v2, p, c])
+    th = _h_table()
+    (chal,) = sig.branch_challenges
+    chals = (*chal, (sig.c - sum(chal)) % Q)
+    points = []
+    for (c_min, c_max, f1, f2), cj, (zj,) in zip(table, chals, sig.responses[0], strict=True):
+        k = r1 * c_min - r2 * (c_max - 1) - r3 * (f2 - f1 * c_min)
+        points.append(_lincomb_fixed([(zj, th)], [-cj, -cj * k, cj * r3 * f1], [x, G, c]))
+    t.append_points(b"sigma/commitments", points)
+    return t.challenge_scalar(b"sigma/challenge") == sig.c
+
+
+def tier_price_commitment(proof: bytes) -> Commitment:
+    """The price commitment ``P`` carried by a tier proof (check the proof first)."""
+    if not isinstance(proof, bytes | bytearray | memoryview) or len(proof) < 3 + 99:
+        raise ProofError("tier proof too short")
+    return Commitment(_read_point(bytes(proof), 3 + 66))
+
+
+def _tier_terms(
+    commitment: Commitment, rows: Sequence[Sequence[int]], proof: bytes, ctx: ProofContext
+) -> _Terms | None:
+    """Strictly decode a tier proof, verify its OR part and return the
+    Bulletproof's weighted terms, or ``None`` if the OR part fails."""
+    table = _check_rows(rows)
+    if not isinstance(commitment, Commitment):
+        raise ProofError("expected a commitment")
+    if not isinstance(proof, bytes | bytearray | memoryview):
+        raise ProofError("proof must be bytes")
+    proof = bytes(proof)
+    n = tier_bits(table)
+    expected = 3 + 99 + _or_length(len(table)) + _size_for(2 * n)
+    if len(proof) != expected:
+        raise ProofError(f"tier proof must be {expected} bytes, got {len(proof)}")
+    if proof[0] != VERSION:
+        raise ProofError(f"unsupported proof version {proof[0]}")
+    if proof[1] != TAG_TIER:
+        raise ProofError(f"wrong proof type tag {proof[1]:#04x}, expected {TAG_TIER:#04x}")
+    if proof[2] != n:
+        raise ProofError("tier proof is for another bit length")
+    own = [_read_point(proof, 3 + 33 * i) for i in range(3)]
+    c = commitment.point
+    t, rho = _tier_transcript(ctx, n, table, c, own)
+    sig, pos = SigmaProof.read(proof, 102, TAG_TIER, [(1,) * len(table)], exact=False)
+    if not _tier_or_verify(t, table, c, own, rho, sig):
+        return None
+    vs = own[:2]
+    t.append_u64(b"bp/n", n)
+    t.append_u64(b"bp/m", 2)
+    t.append_points(b"bp/V", vs)
+    return _terms(t, vs, n, 2, proof[pos:], TAG_BULLETPROOF)
+
+
+def verify_tier(
+    commitment: Commitment, rows: Sequence[Sequence[int]], proof: bytes, ctx: ProofContext
+) -> bool:
+    """Verify :func:`prove_tier`; the price commitment is :func:`tier_price_commitment`."""
+    terms = _tier_terms(commitment, rows, proof, ctx)
+    return terms is not None and _check_terms([terms])
+
+
+@dataclass(frozen=True, slots=True)
+class TierItem:
+    """One tier proof for :func:`verify_tier_batch`."""
+
+    commitment: Commitment
+    rows: Sequence[Sequence[int]]
+    proof: bytes
+    ctx: ProofContext
+
+
+def verify_tier_batch(items: Sequence[TierItem]) -> bool:
+    """Verify many tier proofs: each OR part on its own (compact proofs), all
+    Bulletproofs in one multi-scalar multiplication with random weights
+    (section 6.2, as :func:`verify_batch`). Malformed items raise ``ProofError``."""
+    if not items:
+        raise ProofError("empty batch")
+    terms = []
+    for item in items:
+        if not isinstance(item, TierItem):
+            raise ProofError("batch items must be TierItem")
+        tm = _tier_terms(item.commitment, item.rows, item.proof, item.ctx)
+        if tm is None:
+            return False
+        terms.append(tm)
+    return _check_terms(terms)
+
+
+def _check_terms(terms: Sequence[_Terms]) -> bool:
+    """``sum_k e_k * check_k == 0`` with fresh random ``e_k`` (one MSM)."""
+    own_scalars: list[int] = []
+    own_points: list[Point] = []
+    g_acc: list[int] = []
+    h_acc: list[int] = []
+    g_total = 0
+    h_total = 0
+    for tm in terms:
         e = random_scalar() or 1
-        own_scalars.extend(k * e % Q for k in terms.own_scalars)
-        own_points.extend(terms.own_points)
-        if len(terms.g_vec) > len(g_acc):
-            g_acc.extend([0] * (len(terms.g_vec) - len(g_acc)))
-            h_acc.extend([0] * (len(terms.h_vec) - len(h_acc)))
-        for i, k in enumerate(terms.g_vec):
+        own_scalars.extend(k * e % Q for k in tm.own_scalars)
+        own_points.extend(tm.own_points)
+        if len(tm.g_vec) > len(g_acc):
+            g_acc.extend([0] * (len(tm.g_vec) - len(g_acc)))
+            h_acc.extend([0] * (len(tm.h_vec) - len(h_acc)))
+        for i, k in enumerate(tm.g_vec):
             g_acc[i] += k * e
-        for i, k in enumerate(terms.h_vec):
+        for i, k in enumerate(tm.h_vec):
             h_acc[i] += k * e
-        g_total += terms.g * e
-        h_total += terms.h * e
+        g_total += tm.g * e
+        h_total += tm.h * e
     gv, hv = generators(len(g_acc))
-    return lincomb(
-        [*own_scalars, g_total % Q, h_total % Q, *(k % Q for k in g_acc), *(k % Q for k in h_acc)],
-        [*own_points, G, H, *gv, *hv],
+    gt, ht = _gen_tables(len(g_acc))
+    kt = len(gt)
+    return _lincomb_fixed(
+        [(h_total, _h_table()), *zip(g_acc, gt, strict=False), *zip(h_acc, ht, strict=False)],
+        [*own_scalars, g_total, *g_acc[kt:], *h_acc[kt:]],
+        [*own_points, G, *gv[kt:], *hv[kt:]],
     ).is_identity

@@ -64,6 +64,8 @@ __all__ = [
     "verify_range",
     "prove_bounded",
     "verify_bounded",
+    "prove_squares",
+    "square_commitments",
     "prove_sum_of_squares",
     "verify_sum_of_squares",
     "sum_of_squares_commitment",
@@ -319,19 +321,19 @@ def _squares_transcript(
     return t
 
 
-def prove_sum_of_squares(
+def prove_squares(
     commitments: Sequence[Commitment], openings: Sequence[Opening], ctx: ProofContext
-) -> tuple[bytes, Commitment, Opening]:
-    """Commit to each ``m_i^2`` and prove it; returns the proof, the commitment
-    ``S = sum C_i^sq`` to ``sum m_i^2`` and its opening (kept by the hub)."""
+) -> tuple[bytes, list[Opening]]:
+    """Commit to each ``m_i^2`` (``C_i^sq = m_i C_i + t_i H``) and prove every square
+    in one AND (Rial & Danezis WPES 2011, section 4.3, polynomial tariffs); returns
+    the proof and the openings ``(m_i^2, m_i r_i + t_i)`` of the square commitments."""
     _check_count(commitments)
     if len(openings) != len(commitments):
         raise ValueError("one opening per commitment is needed")
     squares: list[Point] = []
     clauses: list[list[LinearStatement]] = []
     witnesses: list[tuple[int, Sequence[int]]] = []
-    total_m = 0
-    total_r = 0
+    sq_openings: list[Opening] = []
     for c, o in zip(commitments, openings, strict=True):
         t_i = random_scalar()
         # C_sq = m C + s H = m^2 G + (m r + s) H: one multiplication, no base_mul.
@@ -339,15 +341,30 @@ def prove_sum_of_squares(
         squares.append(csq)
         clauses.append([square_statement(c, csq)])
         witnesses.append((0, (o.m % Q, o.r, t_i)))
-        total_m += o.m * o.m
-        total_r += o.m * o.r + t_i
+        sq_openings.append(Opening(o.m * o.m, (o.m * o.r + t_i) % Q))
     t = _squares_transcript(ctx, commitments, squares)
     # Square statements are fixed by the absorbed readings and square commitments.
     sigma = prove_clauses(t, clauses, witnesses, TAG_SUM_SQUARES, absorb_statements=False)
     head = bytes([VERSION, TAG_SUM_SQUARES]) + len(commitments).to_bytes(4, "big")
     proof = head + b"".join(p.to_bytes() for p in squares) + sigma.to_bytes()
-    total = Commitment(_sum(squares))
-    return proof, total, Opening(total_m, total_r % Q)
+    return proof, sq_openings
+
+
+def prove_sum_of_squares(
+    commitments: Sequence[Commitment], openings: Sequence[Opening], ctx: ProofContext
+) -> tuple[bytes, Commitment, Opening]:
+    """Commit to each ``m_i^2`` and prove it; returns the proof, the commitment
+    ``S = sum C_i^sq`` to ``sum m_i^2`` and its opening (kept by the hub)."""
+    proof, sq = prove_squares(commitments, openings, ctx)
+    total = sum_of_squares_commitment(len(commitments), proof)
+    return proof, total, Opening(sum(o.m for o in sq), sum(o.r for o in sq) % Q)
+
+
+def square_commitments(count: int, proof: bytes) -> list[Commitment]:
+    """The per-reading square commitments carried by a (verified) proof."""
+    if not 0 < count <= MAX_COUNT:
+        raise ProofError(f"need 1 to {MAX_COUNT} readings")
+    return [Commitment(p) for p in _parse_squares(count, proof)[0]]
 
 
 def _sum(points: Sequence[Point]) -> Point:

@@ -19,6 +19,15 @@ from meterhub.tariffs.model import (
     example_tariff,
     german_holidays,
 )
+from meterhub.tariffs.nonlinear import (
+    KIND_INCLINING_BLOCK,
+    KIND_POLYNOMIAL,
+    KIND_TIERED,
+    NONLINEAR_KINDS,
+    NonLinearTariff,
+    TierRow,
+    tariff_from_dict,
+)
 from meterhub.tariffs.signing import (
     SIGNATURE_ALGORITHM,
     TARIFF_SIGNING_CONTEXT,
@@ -34,6 +43,13 @@ from meterhub.tariffs.signing import (
 )
 
 __all__ = [
+    "KIND_INCLINING_BLOCK",
+    "KIND_POLYNOMIAL",
+    "KIND_TIERED",
+    "NONLINEAR_KINDS",
+    "NonLinearTariff",
+    "TierRow",
+    "tariff_from_dict",
     "DAY_TYPES",
     "DEFAULT_TZ",
     "KIND_TIME_OF_USE",

@@ -539,11 +539,14 @@ class Tariff:
     @classmethod
     def from_dict(cls, d: Any) -> Tariff:
         """Strictly parse the JSON form; raises :class:`TariffError` on anything off."""
+        if isinstance(d, dict) and d.get("kind") in ("tiered", "inclining-block", "polynomial"):
+            raise TariffError(f"kind: {_q(d['kind'])} is non-linear; parse it with tariff_from_dict")
         _check_object("tariff", d, _TOP_FIELDS, _TOP_FIELDS - _TOP_OPTIONAL)
         kind = d["kind"]
         if kind != KIND_TIME_OF_USE:
             raise TariffError(
-                f"kind: unsupported tariff kind {_q(kind)} (only {KIND_TIME_OF_USE!r} is supported)"
+                f"kind: unsupported tariff kind {_q(kind)} "
+                "(supported: time-of-use, tiered, inclining-block, polynomial)"
             )
         seasons_raw = _check_list("seasons", d["seasons"], MAX_SEASONS)
         bands_raw = _check_list("bands", d["bands"], MAX_BANDS)

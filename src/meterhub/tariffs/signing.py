@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from meterhub.crypto import ecdsa
 from meterhub.tariffs.model import Tariff, TariffError, _check_object, _q
+from meterhub.tariffs.nonlinear import NonLinearTariff, tariff_from_dict
 
 __all__ = [
     "SIGNATURE_ALGORITHM",
@@ -51,9 +52,9 @@ _SIG_FIELDS = {"algorithm", "key_id", "value"}
 
 @dataclass(frozen=True)
 class SignedTariff:
-    """A tariff with its supplier signature (64-byte ``r || s``); not yet verified."""
+    """A tariff (any supported kind) with its supplier signature (64-byte ``r || s``); not yet verified."""
 
-    tariff: Tariff
+    tariff: Tariff | NonLinearTariff
     key_id: str
     signature: bytes
 
@@ -77,19 +78,21 @@ def key_id(key: Any) -> str:
     return hashlib.sha256(ecdsa.public_bytes(_verifying_key(key))).hexdigest()
 
 
-def signing_message(tariff: Tariff) -> bytes:
+def signing_message(tariff: Tariff | NonLinearTariff) -> bytes:
     """The exact bytes the supplier signs."""
     return TARIFF_SIGNING_CONTEXT + tariff.canonical_bytes()
 
 
-def sign_tariff(tariff: Tariff, key: ecdsa.SigningKey) -> SignedTariff:
+def sign_tariff(tariff: Tariff | NonLinearTariff, key: ecdsa.SigningKey) -> SignedTariff:
     """Sign ``tariff`` with the supplier's P-256 private key."""
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
         raise TariffError("signing key must be an ECDSA P-256 private key")
     return SignedTariff(tariff, key_id(key), ecdsa.sign(key, signing_message(tariff)))
 
 
-def verify_tariff(signed: SignedTariff, supplier_public_key: Any, *, on: Any = None) -> Tariff:
+def verify_tariff(
+    signed: SignedTariff, supplier_public_key: Any, *, on: Any = None
+) -> Tariff | NonLinearTariff:
     """Return the tariff if the supplier signed it; optionally check it is valid ``on`` a date.
 
     Raises :class:`TariffError` if the signature names another key, does not
@@ -180,7 +183,7 @@ def load_tariff(path_or_bytes: Any) -> SignedTariff:
     value = sig["value"]
     if not (isinstance(value, str) and _HEX128_RE.fullmatch(value)):
         raise TariffError("signature.value: expected 128 lowercase hex digits (r || s)")
-    tariff = Tariff.from_dict(doc["tariff"])
+    tariff = tariff_from_dict(doc["tariff"])
     return SignedTariff(tariff, kid, bytes.fromhex(value))
 
 

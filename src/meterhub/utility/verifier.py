@@ -24,7 +24,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from ..crypto import ecdsa
 from ..crypto.group import G, H, PointDecodeError, Q, msm_encoded
@@ -39,6 +40,7 @@ __all__ = [
     "Verdict",
     "Rejected",
     "check_indices",
+    "check_period",
     "verify_bill",
 ]
 
@@ -116,9 +118,12 @@ def verify_bill(
     return Verdict(True)
 
 
-def _verify(
-    st: BillStatement, meter: MeterRegistration, days: Sequence[DayCommitments], tariff: Tariff
-) -> None:
+def check_period(
+    st: Any, meter: MeterRegistration, days: Sequence[DayCommitments], tariff: Any
+) -> list[list[datetime]]:
+    """Checks 1 to 4 of the module docstring for any bill statement (v1 or the
+    proven v2 of :mod:`meterhub.utility.proof_verifier`) under any tariff kind;
+    returns the interval starts of each day. Raises :class:`Rejected`."""
     if st.meter_id != meter.meter_id:
         raise Rejected(f"statement is for meter {st.meter_id!r}, not {meter.meter_id!r}")
     if st.tariff_id != tariff.tariff_id:
@@ -144,7 +149,7 @@ def _verify(
             raise Rejected(f"no signed batch for day {missing[0]}")
         raise Rejected(f"{len(days)} day batches for a period of {n_days} days")
 
-    prices: list[int] = []
+    day_starts_list: list[list[datetime]] = []
     prev_batch = None
     for day, dc in zip(period, days, strict=True):
         b = dc.batch.batch
@@ -177,11 +182,11 @@ def _verify(
                 f"{label}: commitments do not match the signed chain head "
                 "(a commitment altered, swapped or foreign)"
             )
-        prices.extend(tariff.prices_for(starts, meter.interval_minutes))
+        day_starts_list.append(starts)
         prev_batch = b
 
     first = days[0].batch.batch.first_index
-    total = len(prices)
+    total = sum(len(s) for s in day_starts_list)
     if st.first_index != first or st.count != total:
         raise Rejected(
             f"statement covers intervals {st.first_index}..{st.first_index + st.count - 1}, "
@@ -196,6 +201,19 @@ def _verify(
         raise Rejected("total is not energy charge plus standing charge")
     if not 0 <= st.energy_charge < Q:
         raise Rejected("energy charge out of range")
+    return day_starts_list
+
+
+def _verify(
+    st: BillStatement, meter: MeterRegistration, days: Sequence[DayCommitments], tariff: Tariff
+) -> None:
+    starts = check_period(st, meter, days, tariff)
+    prices: list[int] = []
+    try:
+        for day_starts_ in starts:
+            prices.extend(tariff.prices_for(day_starts_, meter.interval_minutes))
+    except TariffError as exc:
+        raise Rejected(str(exc)) from None
 
     use65 = all(dc.c65 is not None for dc in days)
     blob = b"".join((dc.c65 if use65 else dc.c33) or b"" for dc in days)
