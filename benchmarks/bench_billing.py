@@ -101,7 +101,7 @@ def bench_hub(tariff: Tariff, starts, openings, readings) -> None:
 
     def ours() -> None:
         fresh = Tariff.from_dict(tariff.to_dict())  # cold price-table cache, as for a new tariff
-        linear_bill(fresh.prices_for(starts), openings)
+        linear_bill(fresh.period_prices(START, DAYS, TZ, 15), openings)
 
     prices = tariff.prices_for(starts)
 

@@ -120,7 +120,7 @@ def bench_billing_in_runtime(tmp: Path) -> None:
     openings = [o for d in days for o in d.openings]
     starts = range_starts(START, DAYS, "Europe/Berlin", 15)
     st_direct = bill_statement(meter_id="bench", tariff=tariff, period_from=START, period_to=last,
-                               first_index=0, prices=tariff.prices_for(starts), openings=openings)
+                               first_index=0, prices=tariff.period_prices(START, DAYS, "Europe/Berlin", 15), openings=openings)
     assert applet.bill(START, last) == st_direct
 
     def in_card() -> None:
@@ -128,7 +128,7 @@ def bench_billing_in_runtime(tmp: Path) -> None:
 
     def direct() -> None:
         bill_statement(meter_id="bench", tariff=tariff, period_from=START, period_to=last,
-                       first_index=0, prices=tariff.prices_for(starts), openings=openings)
+                       first_index=0, prices=tariff.period_prices(START, DAYS, "Europe/Berlin", 15), openings=openings)
 
     t = median_time(in_card, repeat=30)
     tb = median_time(direct, repeat=30)

@@ -742,3 +742,21 @@ def test_random_json_in_tariff_fields_only_raise_tariff_error(data: st.DataObjec
         assert "\n" not in str(e)
         return
     assert t.to_dict() == Tariff.from_dict(t.to_dict()).to_dict()
+
+
+@pytest.mark.parametrize("interval", [1, 5, 15, 30, 60])
+@pytest.mark.parametrize("day", [date(2027, 3, 28), date(2027, 10, 31), date(2027, 6, 15), date(2027, 12, 24)])
+def test_day_prices_equal_prices_for_the_day_starts(day: date, interval: int) -> None:
+    from meterhub.meter.timebase import day_starts
+
+    t = example_tariff(2027)
+    for tz in ("Europe/Berlin", "Europe/London"):
+        starts = day_starts(day, tz, interval)
+        try:
+            want = tuple(t.prices_for(starts, interval))
+        except TariffError:
+            with pytest.raises(TariffError):
+                t.day_prices(day, tz, interval)
+            continue
+        assert t.day_prices(day, tz, interval) == want
+        assert t.day_prices(day, tz, interval) == want  # cached

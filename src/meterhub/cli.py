@@ -294,7 +294,6 @@ def cmd_hub_bill(args: argparse.Namespace) -> int:
     from .exchange import FormatError, SealedDay
     from .hub.billing import bill_statement
     from .hub.store import HubError, HubStore
-    from .meter.timebase import range_starts
 
     reg = _registration(args.meter)
     _, tariff = _signed_tariff(args.tariff, args.supplier_key)
@@ -316,16 +315,18 @@ def cmd_hub_bill(args: argparse.Namespace) -> int:
             tariff.check_valid_on(args.from_)
             tariff.check_valid_on(args.to)
             first_index, openings = hub.openings(reg["meter_id"], args.from_, args.to)
+            prices = tariff.period_prices(
+                args.from_, (args.to - args.from_).days + 1, reg["tz"], reg["interval_minutes"]
+            )
         except (HubError, ValueError) as exc:
             raise UsageError(str(exc)) from None
-        starts = range_starts(args.from_, (args.to - args.from_).days + 1, reg["tz"], reg["interval_minutes"])
         st = bill_statement(
             meter_id=reg["meter_id"],
             tariff=tariff,
             period_from=args.from_,
             period_to=args.to,
             first_index=first_index,
-            prices=tariff.prices_for(starts, reg["interval_minutes"]),
+            prices=prices,
             openings=openings,
         )
         hub.save_statement(reg["meter_id"], args.from_, args.to, st.to_json())

@@ -54,7 +54,7 @@ from ..crypto.group import Q
 from ..crypto.pedersen import Opening
 from ..exchange import FormatError, SealedDay, open_sealed_openings
 from ..hub.billing import statement_from_sums
-from ..meter.timebase import check_interval, check_tz, range_starts
+from ..meter.timebase import check_interval, check_tz
 from ..protocols.iso7816 import CommandAPDU
 from ..protocols.iso7816.sw import SW, ISOException
 from ..protocols.iso7816.tlv import TLVError, parse
@@ -278,8 +278,7 @@ class BillingApplet(Applet):
         try:
             tariff.check_valid_on(first_day)
             tariff.check_valid_on(last_day)
-            starts = range_starts(first_day, (last_day - first_day).days + 1, tz, interval)
-            prices = tariff.prices_for(starts, interval)
+            prices = tariff.period_prices(first_day, (last_day - first_day).days + 1, tz, interval)
         except (TariffError, ValueError):
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "tariff does not cover the period") from None
         if len(prices) * 36 != len(blob):

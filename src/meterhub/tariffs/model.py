@@ -285,6 +285,9 @@ class Tariff:
     _day_cache: dict[date, tuple[tuple[Band, ...], tuple[int, ...]]] = field(
         init=False, repr=False, compare=False, hash=False
     )
+    _day_price_cache: dict[tuple[date, str, int], tuple[int, ...]] = field(
+        init=False, repr=False, compare=False, hash=False
+    )
 
     kind: ClassVar[str] = KIND_TIME_OF_USE
 
@@ -325,6 +328,7 @@ class Tariff:
         self._check_seasons()
         object.__setattr__(self, "_slot_tables", self._build_slot_tables())
         object.__setattr__(self, "_day_cache", {})
+        object.__setattr__(self, "_day_price_cache", {})
 
     def _check_seasons(self) -> None:
         if not self.seasons:
@@ -484,6 +488,46 @@ class Tariff:
                         continue
             day, slot = self._locate(s)
             append(self._day(day)[1][slot])
+        return out
+
+    def day_prices(self, day: date, tz: str, interval_minutes: int) -> tuple[int, ...]:
+        """Prices of every metering interval of the local day ``day`` of a meter in
+        ``tz`` with ``interval_minutes`` intervals, in index order (cached per day).
+
+        The same as :meth:`prices_for` over that day's interval starts. On an
+        ordinary day in the tariff's own zone the k-th interval starts at local
+        minute ``k * interval``, so the price table is read directly without any
+        time-zone arithmetic; daylight-saving days and other zones take the
+        general path.
+        """
+        key = (day, tz, interval_minutes)
+        hit = self._day_price_cache.get(key)
+        if hit is not None:
+            return hit
+        from ..meter.timebase import day_starts  # the meter's grid, DST included
+
+        starts = day_starts(day, tz, interval_minutes)
+        step = self.interval_minutes
+        if (
+            tz == self.tz
+            and len(starts) * interval_minutes == 1440
+            and interval_minutes <= step
+            and step % interval_minutes == 0
+        ):
+            slots = self._day(day)[1]
+            prices = tuple(slots[(k * interval_minutes) // step] for k in range(len(starts)))
+        else:
+            prices = tuple(self.prices_for(starts, interval_minutes))
+        self._day_price_cache[key] = prices
+        return prices
+
+    def period_prices(
+        self, first_day: date, n_days: int, tz: str, interval_minutes: int
+    ) -> list[int]:
+        """:meth:`day_prices` of ``n_days`` consecutive local days, concatenated."""
+        out: list[int] = []
+        for k in range(n_days):
+            out.extend(self.day_prices(first_day + timedelta(days=k), tz, interval_minutes))
         return out
 
     def _prices_other_grid(self, starts: Sequence[datetime], meter_minutes: int) -> list[int]:

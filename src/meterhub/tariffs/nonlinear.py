@@ -255,6 +255,14 @@ class NonLinearTariff:
         billing code fails loudly instead of billing 0 (see :meth:`linear_prices_for`)."""
         raise TariffError(f"a {self.kind} tariff has no linear prices; bill it with proofs (docs/nonlinear.md)")
 
+    def day_prices(self, day: date, tz: str, interval_minutes: int) -> tuple[int, ...]:
+        """Refused like :meth:`prices_for`."""
+        raise TariffError(f"a {self.kind} tariff has no linear prices; bill it with proofs (docs/nonlinear.md)")
+
+    def period_prices(self, first_day: date, n_days: int, tz: str, interval_minutes: int) -> list[int]:
+        """Refused like :meth:`prices_for`."""
+        raise TariffError(f"a {self.kind} tariff has no linear prices; bill it with proofs (docs/nonlinear.md)")
+
     def linear_prices_for(self, starts: Sequence[datetime], interval_minutes: int | None = None) -> list[int]:
         """The linear energy prices per interval of an inclining-block tariff."""
         if self.kind != KIND_INCLINING_BLOCK:

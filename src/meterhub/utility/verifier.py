@@ -208,10 +208,8 @@ def _verify(
     st: BillStatement, meter: MeterRegistration, days: Sequence[DayCommitments], tariff: Tariff
 ) -> None:
     starts = check_period(st, meter, days, tariff)
-    prices: list[int] = []
     try:
-        for day_starts_ in starts:
-            prices.extend(tariff.prices_for(day_starts_, meter.interval_minutes))
+        prices = tariff.period_prices(st.period_from, len(starts), meter.tz, meter.interval_minutes)
     except TariffError as exc:
         raise Rejected(str(exc)) from None
 
