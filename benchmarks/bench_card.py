@@ -35,7 +35,7 @@ from meterhub.hub.secure_element import (
     open_hub_card,
 )
 from meterhub.meter.device import Meter
-from meterhub.meter.timebase import day_starts, range_starts
+from meterhub.meter.timebase import day_starts
 from meterhub.protocols.iso7816 import CommandAPDU
 from meterhub.tariffs import demo_supplier_key, dump_tariff, example_signed_tariff
 from meterhub.utility.tsm import TSM, dap_signer
@@ -118,7 +118,6 @@ def bench_billing_in_runtime(tmp: Path) -> None:
     last = START + timedelta(days=DAYS - 1)
     tariff = example_signed_tariff().tariff
     openings = [o for d in days for o in d.openings]
-    starts = range_starts(START, DAYS, "Europe/Berlin", 15)
     st_direct = bill_statement(meter_id="bench", tariff=tariff, period_from=START, period_to=last,
                                first_index=0, prices=tariff.period_prices(START, DAYS, "Europe/Berlin", 15), openings=openings)
     assert applet.bill(START, last) == st_direct

@@ -63,6 +63,12 @@ def split_capdu(apdu: bytes) -> tuple[int, int, int, int, bytes]:
     return cla, ins, p1, p2, rest[1 : 1 + lc]
 
 
+def _is_extended(apdu: bytes) -> bool:
+    """Does this C-APDU use extended length fields (ISO 7816-4 §5.1)?"""
+    rest = apdu[4:]
+    return len(rest) >= 3 and rest[0] == 0
+
+
 # ---------------------------------------------------------------------------------------
 # KDF (Amendment D §6.2.1; NIST SP 800-108 counter mode, AES-CMAC PRF)
 # ---------------------------------------------------------------------------------------
@@ -496,7 +502,8 @@ def _exchange(
     host: SCP03HostSession, card: SCP03CardSession, cmd: tuple, rdata: bytes, sw: int = 0x9000
 ) -> bytes:
     cla, ins, p1, p2, data = cmd
-    got = card.unwrap_command(*split_capdu(host.wrap_command(cla, ins, p1, p2, data, 0)))
+    wrapped = host.wrap_command(cla, ins, p1, p2, data, 0)
+    got = card.unwrap_command(*split_capdu(wrapped), extended=_is_extended(wrapped))
     assert got == (cla, ins, p1, p2, data)
     data_out, sw_out = host.unwrap_response(card.wrap_response(rdata, sw) + sw.to_bytes(2, "big"))
     assert sw_out == sw
@@ -840,3 +847,17 @@ def test_error_sw_is_not_protected() -> None:
     assert card.wrap_response(b"", 0x6A88) == b""
     assert host.unwrap_response(h("6A88")) == (b"", 0x6A88)
     assert card.security_level == 0x33 == C_MAC | C_DECRYPTION | R_MAC | R_ENCRYPTION
+
+
+@pytest.mark.parametrize("level", [0x01, 0x03, 0x33])
+@pytest.mark.parametrize("size,le", [(0, 0x10000), (240, None), (247, None), (248, None), (300, 0x100), (1000, 0x1000)])
+def test_extended_commands_mac_the_extended_lc(level: int, size: int, le: int | None) -> None:
+    # The C-MAC covers Lc as sent (Amendment D §6.2.4): extended Lc when the protected
+    # data or Le need extended length, so the card must verify with the same encoding.
+    host, card = _open(level)
+    data = bytes(range(256)) * 4
+    data = data[:size]
+    wrapped = host.wrap_command(0x80, 0xE2, 0x80, 0x00, data, le)
+    assert _is_extended(wrapped) == (len(split_capdu(wrapped)[4]) > 0xFF or (le or 0) > 0x100)
+    got = card.unwrap_command(*split_capdu(wrapped), extended=_is_extended(wrapped))
+    assert got == (0x80, 0xE2, 0x80, 0x00, data)

@@ -79,18 +79,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         start=args.start,
         data_dir=Path(args.data_dir),
+        business_share=args.business_share,
+        price_index_csv=Path(args.price_index) if args.price_index else None,
     )
+    if params.price_index_csv is not None:
+        from .settlement_demo import check_index_csv
+
+        try:
+            check_index_csv(params)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--price-index: {exc}") from None
     progress = None if args.no_progress else tqdm_progress()
     try:
         results = run_demo(params, progress=progress)
     except DemoError as exc:
         raise UsageError(str(exc)) from None
+    from .settlement_demo import format_report
+    from .settlement_demo import run as run_settlement
+
+    report = run_settlement(params)  # settlement and forecasting (issue 6)
     t = example_signed_tariff().tariff
     if args.json:
-        print(summary_json(params, results, t.currency, t.subunits_per_unit))
+        doc = json.loads(summary_json(params, results, t.currency, t.subunits_per_unit))
+        doc["settlement"] = report.to_dict()
+        print(json.dumps(doc, indent=2))
     else:
         print(format_table(results, t.currency, t.subunits_per_unit))
-    return EXIT_OK if all(r.verified for r in results) else EXIT_REJECTED
+        print()
+        print(format_report(report))
+    ok = all(r.verified for r in results) and report.all_verified
+    return EXIT_OK if ok else EXIT_REJECTED
 
 
 # -- meter ------------------------------------------------------------------
@@ -414,6 +432,30 @@ def cmd_utility_bills(args: argparse.Namespace) -> int:
     return EXIT_OK if all(r[3] for r in rows) else EXIT_REJECTED
 
 
+def _stored_results(args: argparse.Namespace, fn_name: str) -> int:
+    from . import settlement_demo
+
+    try:
+        lines, rejected = getattr(settlement_demo, fn_name)(Path(args.data_dir))
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    for line in lines:
+        print(line)
+    for why in rejected:
+        print(f"REJECTED {why}")
+    return EXIT_OK if not rejected else EXIT_REJECTED
+
+
+def cmd_utility_settle(args: argparse.Namespace) -> int:
+    """Re-verify stored settlement statements and print each supplier's share."""
+    return _stored_results(args, "settle_stored")
+
+
+def cmd_utility_forecast(args: argparse.Namespace) -> int:
+    """Re-verify stored profile scores and samples and print each customer's class."""
+    return _stored_results(args, "forecast_stored")
+
+
 # -- parser -----------------------------------------------------------------
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse's own code)
@@ -433,6 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--start", type=_date, default=date(2027, 3, 15))
     d.add_argument("--data-dir", default="meterhub-data")
     d.add_argument("--json", action="store_true", help="machine-readable summary")
+    d.add_argument("--business-share", type=float, default=0.3, help="share of small businesses (0..1)")
+    d.add_argument("--price-index", metavar="CSV", help="day-ahead prices 'start,EUR/MWh' for settlement")
     d.add_argument("--no-progress", action="store_true")
     d.set_defaults(func=cmd_demo)
 
@@ -508,6 +552,12 @@ def build_parser() -> argparse.ArgumentParser:
     ub = u.add_parser("bills", help="list stored bill verdicts")
     ub.add_argument("--data-dir", default="meterhub-data")
     ub.set_defaults(func=cmd_utility_bills)
+    us = u.add_parser("settle", help="verify stored settlement statements; shares per supplier")
+    us.add_argument("--data-dir", default="meterhub-data")
+    us.set_defaults(func=cmd_utility_settle)
+    uf = u.add_parser("forecast", help="verify stored profile scores and samples; classes per customer")
+    uf.add_argument("--data-dir", default="meterhub-data")
+    uf.set_defaults(func=cmd_utility_forecast)
     return p
 
 

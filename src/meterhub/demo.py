@@ -26,6 +26,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from . import settlement_demo
 from .crypto import ecdsa
 from .exchange import new_home_link_key
 from .hub.homelink import InProcessHomeLink
@@ -67,6 +68,8 @@ class DemoParams:
     seed: int = 2027
     start: date = date(2027, 3, 15)  # spans the spring DST change (92-interval day)
     data_dir: Path = Path("meterhub-data")
+    business_share: float = 0.3  # small businesses among the customers (settlement/forecasting)
+    price_index_csv: Path | None = None  # a day-ahead price CSV (start,EUR/MWh) instead of the example index
 
     def identity(self) -> dict[str, Any]:
         """The parameters a resumed run must share with the first."""
@@ -142,6 +145,7 @@ def run_demo(
         params.days,
         interval_minutes=params.interval_minutes,
         seed=params.seed,
+        business_share=params.business_share,
     )
     d = params.data_dir
     meters = MeterStore(d / "meter.sqlite")
@@ -164,6 +168,8 @@ def run_demo(
                 applet = BillingClient(card.transmit)
                 applet.select()
                 applet.pair(meter_id, info.tz, info.interval_minutes, info.home_link_key)
+                # Settlement and profiling applets (issue 6): installed, paired, coin committed.
+                extras = settlement_demo.attach(card, params, meter_id, info.tz, info.interval_minutes)
                 # The home link runs over DLMS with suite 0 (hub.homelink): the hub reads
                 # each day's openings from the meter's DLMS server core, and its host
                 # hands them to the billing applet (idempotent on re-delivery).
@@ -173,6 +179,7 @@ def run_demo(
                         link.deliver(upload, sealed)
                         utility.ingest_day(upload)
                         _feed_applet(applet, hub, meter_id, upload.batch.batch.day)
+                        extras.feed(hub, meter_id, upload.batch.batch.day)
                     meter = meters.load(meter_id)
                     for day, first, count in trace.days():
                         if meter.last_day is not None and day <= meter.last_day:
@@ -181,6 +188,7 @@ def run_demo(
                         upload, sealed = meters.record_day(meter, day, trace.readings_wh[first : first + count])
                         link.deliver(upload, sealed)
                         _feed_applet(applet, hub, meter_id, day)
+                        extras.feed(hub, meter_id, day)
                         res = utility.ingest_day(upload)
                         if not res.accepted:
                             raise RuntimeError(f"utility refused an honest upload: {res.reason}")

@@ -46,6 +46,15 @@ __all__ = [
     "billing_load_file",
     "open_hub_card",
     "BillingClient",
+    "SETTLEMENT_PACKAGE_AID",
+    "SETTLEMENT_MODULE_AID",
+    "SETTLEMENT_APP_AID",
+    "PROFILING_PACKAGE_AID",
+    "PROFILING_MODULE_AID",
+    "PROFILING_APP_AID",
+    "settlement_load_file",
+    "profiling_load_file",
+    "ReadingsClient",
 ]
 
 # Proprietary AIDs: RID F0 4D 48 ("MH"); category F per ISO/IEC 7816-5 is unregistered.
@@ -61,6 +70,13 @@ RECIPIENT_SDS = {
 BILLING_PACKAGE_AID = "F04D4800424C"
 BILLING_MODULE_AID = "F04D4800424C01"
 BILLING_APP_AID = "F04D4800424C0101"
+# Settlement ("ST", under the supplier's SD) and profiling ("PR", under the forecasting party's SD).
+SETTLEMENT_PACKAGE_AID = "F04D48005354"
+SETTLEMENT_MODULE_AID = "F04D4800535401"
+SETTLEMENT_APP_AID = "F04D480053540101"
+PROFILING_PACKAGE_AID = "F04D48005052"
+PROFILING_MODULE_AID = "F04D4800505201"
+PROFILING_APP_AID = "F04D480050520101"
 _P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
@@ -88,6 +104,20 @@ def billing_load_file() -> bytes:
     if cls is None:  # pragma: no cover - the applets package registers it on import
         raise RuntimeError("billing applet class is not registered")
     return make_load_file(BILLING_PACKAGE_AID, {BILLING_MODULE_AID: cls})
+
+
+def settlement_load_file() -> bytes:
+    """The settlement applet's package, unsigned (the supplier's TSM adds the DAP)."""
+    from ..applets.settlement import CLASS_NAME
+
+    return make_load_file(SETTLEMENT_PACKAGE_AID, {SETTLEMENT_MODULE_AID: applet_class(CLASS_NAME)})
+
+
+def profiling_load_file() -> bytes:
+    """The profiling applet's package, unsigned (the forecasting party's TSM adds the DAP)."""
+    from ..applets.profiling import CLASS_NAME
+
+    return make_load_file(PROFILING_PACKAGE_AID, {PROFILING_MODULE_AID: applet_class(CLASS_NAME)})
 
 
 def open_hub_card(
@@ -175,3 +205,37 @@ class BillingClient:
             return BillStatement.from_json(raw)
         except FormatError as exc:
             raise HubError(f"billing applet returned a malformed statement: {exc}") from None
+
+
+class ReadingsClient:
+    """The hub host's side of the settlement and profiling applets: pairing and each day's
+    openings over the plain channel (their outputs go only to their security domains)."""
+
+    def __init__(self, transmit: Callable[[bytes], bytes], app_aid: str) -> None:
+        self._transmit = transmit
+        self.app_aid = bytes.fromhex(app_aid)
+
+    def _send(self, apdu: CommandAPDU) -> ResponseAPDU:
+        return ResponseAPDU.from_bytes(self._transmit(apdu.to_bytes()))
+
+    def select(self) -> None:
+        r = self._send(CommandAPDU(0x00, 0xA4, 0x04, 0x00, self.app_aid, le=256))
+        if r.sw != 0x9000:
+            raise HubError(f"SELECT {self.app_aid.hex().upper()} answered {r.sw:04X}")
+
+    def pair(self, meter_id: str, tz: str, interval_minutes: int) -> bool:
+        """Pair the meter; False if already paired."""
+        from ..applets.settlement import encode_pairing as pairing
+
+        r = self._send(CommandAPDU(0x80, 0x10, 0, 0, pairing(meter_id, tz, interval_minutes)))
+        if r.sw == 0x6985:
+            return False
+        if r.sw != 0x9000:
+            raise HubError(f"PAIR METER answered {r.sw:04X}")
+        return True
+
+    def put_openings(self, day: date, first_index: int, openings: Sequence[Opening]) -> None:
+        data = encode_openings_day(day, first_index, openings)
+        r = self._send(CommandAPDU(0x80, 0x20, 0x01, 0, data, extended=len(data) > 255))
+        if r.sw != 0x9000:
+            raise HubError(f"PUT DAY {day} answered {r.sw:04X}")

@@ -28,6 +28,17 @@ from meterhub.tariffs.nonlinear import (
     TierRow,
     tariff_from_dict,
 )
+from meterhub.tariffs.price_index import (
+    KIND_LOAD_PROFILE,
+    KIND_PRICE_INDEX,
+    Series,
+    SeriesError,
+    SignedSeries,
+    dump_series,
+    load_series,
+    sign_series,
+    verify_series,
+)
 from meterhub.tariffs.signing import (
     SIGNATURE_ALGORITHM,
     TARIFF_SIGNING_CONTEXT,
@@ -43,6 +54,15 @@ from meterhub.tariffs.signing import (
 )
 
 __all__ = [
+    "KIND_LOAD_PROFILE",
+    "KIND_PRICE_INDEX",
+    "Series",
+    "SeriesError",
+    "SignedSeries",
+    "dump_series",
+    "load_series",
+    "sign_series",
+    "verify_series",
     "KIND_INCLINING_BLOCK",
     "KIND_POLYNOMIAL",
     "KIND_TIERED",

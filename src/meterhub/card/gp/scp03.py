@@ -787,7 +787,10 @@ class SCP03HostSession:
         if len(data) + sm.mac_len > 0xFFFF:
             raise SCP03Error(SW_WRONG_LENGTH, "command data too long")
         sm_cla = _with_sm(cla)
-        full = sm.command_mac(sm_cla, ins, p1, p2, data)
+        # The MAC covers Lc as it will be sent: extended when the protected data or
+        # Le need it (§6.2.4 and ISO/IEC 7816-4 §5.1).
+        extended = len(data) + sm.mac_len > 0xFF or (le is not None and le > 0x100)
+        full = sm.command_mac(sm_cla, ins, p1, p2, data, extended)
         sm.chain = full
         return _encode_apdu(sm_cla, ins, p1, p2, data + full[: sm.mac_len], le)
 

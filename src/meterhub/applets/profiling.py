@@ -1,0 +1,275 @@
+"""The profiling applet: verifiable sampling and exact profile matching for forecasting.
+
+Two ways to tell a forecaster what kind of customer this is (issue 6):
+
+* **Sampling** (the proposal: one reading in ``k``, k = 100): the indices come from the
+  coin toss of :mod:`meterhub.crypto.sampling`; the applet releases each sampled
+  reading with its opening, which the forecaster checks against the commitment.
+* **Exact matching**: for each signed reference profile ``w_k`` (BDEW H0, G0..G6,
+  L0..L2 and the utility's own, :mod:`meterhub.tariffs.profiles`) the linear score
+  ``s_k = sum_h w_k,h * M_h`` with its opening, the energy ``E = sum_h M_h`` with its
+  opening, and the sum of squares ``S = sum_h M_h^2`` committed and proven square by
+  square (``prove_sum_of_squares``, docs/proofs.md), where ``M_h`` is the energy of
+  profile interval ``h`` (an hour: four 15-minute readings, whose commitment the
+  verifier forms by adding the four meter commitments). From ``n, E, S, s_k`` and the
+  public weights the forecaster computes Pearson's r and a Gaussian log-likelihood
+  per profile (:mod:`meterhub.utility.forecasting`) without seeing one reading.
+
+Host commands as the settlement applet (``10`` PAIR METER, ``20`` PUT DAY P1 ``01``,
+``32`` GET STATE; :mod:`meterhub.applets.settlement`). Outputs go only to the
+forecasting party through STORE DATA from the applet's security domain (the grid
+operator's in the demo: it balances the grid and forecasts its load), inside its SCP03
+session. Message types (first byte):
+
+* ``01`` + a signed load profile → stored per profile id; refusals as for the price index
+  (``6A80`` malformed/unsigned/wrong format, ``6982`` signature, ``6984`` expired,
+  ``6985`` older version).
+* ``10`` + period (two ``u16 y u8 m u8 d``) + ``u16 k`` + 32-byte commitment → the
+  hub's 32-byte nonce. A period already begun (a reading day stored at or after its
+  first day) or already committed → ``6985``.
+* ``11`` + period + the utility's 32-byte nonce → the sample release (JSON) into the
+  outbox, first chunk answered. A nonce that does not open the commitment → ``6982``.
+* ``20`` + period + comma-separated profile ids → the score statement (JSON) into the
+  outbox, first chunk answered. Unknown profile ``6A88``.
+* ``03`` + ``u32 offset`` → the outbox chunk at ``offset``.
+
+Install parameters: the forecasting party's P-256 public key that signs profiles.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import secrets
+
+from ..card import Applet, AppletContext, ins, register_applet_class
+from ..crypto import ecdsa
+from ..crypto.group import Q
+from ..crypto.pedersen import Opening, commit
+from ..crypto.rangeproof import prove_sum_of_squares
+from ..crypto.sampling import commit_nonce, derive_indices, derive_seed
+from ..crypto.transcript import ProofContext
+from ..meter.timebase import range_starts
+from ..protocols.iso7816 import CommandAPDU
+from ..protocols.iso7816.sw import SW, ISOException
+from ..tariffs.price_index import KIND_LOAD_PROFILE, Series, SeriesError, load_series
+from .settlement import ReadingsStore, code_hash_of, install_series, parse_date
+
+__all__ = [
+    "CLASS_NAME",
+    "SAMPLES_FORMAT",
+    "SCORES_FORMAT",
+    "ProfilingApplet",
+    "scores_context",
+]
+
+CLASS_NAME = "meterhub.applets.profiling/1"
+SAMPLES_FORMAT = "meterhub-samples/1"
+SCORES_FORMAT = "meterhub-profile-scores/1"
+_K_SIGNER = b"signer"
+MAX_PROFILES = 32
+
+
+def scores_context(meter_id: str, period_from: str, period_to: str, point_minutes: int) -> ProofContext:
+    """The proof context that binds the sum-of-squares proof to meter, period and resolution."""
+    return ProofContext(
+        meter_id=meter_id,
+        period=f"{period_from}/{period_to}",
+        tariff_id="profile-scores",
+        tariff_version=point_minutes,
+        statement=b"meterhub/v1/profile-scores/sum-of-squares",
+    )
+
+
+class ProfilingApplet(Applet):
+    """See the module docstring for the command set."""
+
+    @classmethod
+    def install(cls, ctx: AppletContext, params: bytes) -> ProfilingApplet:
+        try:
+            ecdsa.load_verifying_key(params)
+        except ValueError:
+            raise ISOException(SW.WRONG_DATA, "install parameters must be the profile signer's P-256 key") from None
+        ctx.store.put(_K_SIGNER, bytes(params))
+        return cls(ctx)
+
+    def __init__(self, ctx: AppletContext) -> None:
+        super().__init__(ctx)
+        self.rs = ReadingsStore(ctx)
+
+    @ins(0x10, cla=0x80)
+    def pair_meter(self, apdu: CommandAPDU) -> None:
+        self.rs.pair(bytes(apdu.data))
+
+    @ins(0x20, cla=0x80)
+    def put_day(self, apdu: CommandAPDU) -> None:
+        self.rs.put_day(apdu)
+
+    @ins(0x32, cla=0x80)
+    def get_state(self, apdu: CommandAPDU) -> bytes:
+        return self.rs.state()
+
+    def process_data(self, apdu: CommandAPDU) -> bytes:
+        """STORE DATA from the forecasting party's SD (GP API ``Application.processData``)."""
+        msg = self.rs.assemble(apdu)
+        if msg is None:
+            return b""
+        kind, body = msg[0], msg[1:]
+        if kind == 0x01:
+            try:
+                slot = b"p" + load_series(body).series.series_id.encode()
+            except SeriesError:
+                raise ISOException(SW.WRONG_DATA, "malformed, unsigned or wrong-format series") from None
+            install_series(self.rs, body, self.ctx.store.get(_K_SIGNER) or b"", KIND_LOAD_PROFILE, slot)
+            return b""
+        if kind == 0x10:
+            return self._commit(body)
+        if kind == 0x11:
+            return self.rs.post(self._reveal(body))
+        if kind == 0x20:
+            return self.rs.post(self._scores(body))
+        if kind == 0x03:
+            return self.rs.fetch(body)
+        raise ISOException(SW.WRONG_DATA, "unknown message type")
+
+    # -- sampling -------------------------------------------------------------------
+    def _commit(self, body: bytes) -> bytes:
+        if len(body) != 8 + 2 + 32:
+            raise ISOException(SW.WRONG_LENGTH, "commit takes a period, k and 32 bytes")
+        first, last = parse_date(body[:4]), parse_date(body[4:8])
+        k = int.from_bytes(body[8:10], "big")
+        if last < first or k < 1:
+            raise ISOException(SW.WRONG_DATA, "bad period or k")
+        self.rs.pairing()
+        stored = self.rs.last_day()
+        if stored is not None and stored >= first:
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "the period has already begun")
+        slot = b"s" + body[:8]
+        if self.ctx.store.get(slot) is not None:
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "already committed")
+        hub_nonce = secrets.token_bytes(32)
+        self.ctx.store.put(slot, body[8:] + hub_nonce)
+        return hub_nonce
+
+    def _reveal(self, body: bytes) -> bytes:
+        if len(body) != 8 + 32:
+            raise ISOException(SW.WRONG_LENGTH, "reveal takes a period and 32 bytes")
+        first, last = parse_date(body[:4]), parse_date(body[4:8])
+        rec = self.ctx.store.get(b"s" + body[:8])
+        if rec is None:
+            raise ISOException(SW.REFERENCED_DATA_NOT_FOUND, "no commitment for this period")
+        k = int.from_bytes(rec[:2], "big")
+        commitment, hub_nonce, nonce = rec[2:34], rec[34:66], body[8:40]
+        meter_id, tz, interval = self.rs.pairing()
+        if not hmac.compare_digest(commit_nonce(meter_id, first, last, k, nonce), commitment):
+            raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, "nonce does not open the commitment")
+        first_index, blob = self.rs.period(first, last)
+        count = len(blob) // 36
+        samples = []
+        for i in derive_indices(derive_seed(commitment, nonce, hub_nonce), first_index, count, k):
+            off = 36 * (i - first_index)
+            samples.append([i, int.from_bytes(blob[off : off + 4], "big"), blob[off + 4 : off + 36].hex()])
+        out = {
+            "format": SAMPLES_FORMAT,
+            "meter_id": meter_id,
+            "period_from": first.isoformat(),
+            "period_to": last.isoformat(),
+            "first_index": first_index,
+            "count": count,
+            "k": k,
+            "commitment": commitment.hex(),
+            "utility_nonce": nonce.hex(),
+            "hub_nonce": hub_nonce.hex(),
+            "applet_aid": bytes(self.ctx.aid).hex().upper(),
+            "code_hash": code_hash_of(type(self)),
+            "samples": samples,
+        }
+        return json.dumps(out, sort_keys=True, separators=(",", ":")).encode()
+
+    # -- exact matching ---------------------------------------------------------------
+    def _profile(self, series_id: str) -> Series:
+        raw = self.ctx.store.get(b"p" + series_id.encode())
+        if raw is None:
+            raise ISOException(SW.REFERENCED_DATA_NOT_FOUND, f"no profile {series_id}")
+        cache = getattr(self, "_pcache", {})
+        hit = cache.get(series_id)
+        if hit is None or hit[0] != raw:
+            hit = (raw, load_series(raw).series)
+            cache[series_id] = hit
+            self._pcache = cache
+        return hit[1]
+
+    def _scores(self, body: bytes) -> bytes:
+        if len(body) < 9:
+            raise ISOException(SW.WRONG_LENGTH, "scores request too short")
+        first, last = parse_date(body[:4]), parse_date(body[4:8])
+        try:
+            ids = body[8:].decode().split(",")
+        except UnicodeDecodeError:
+            raise ISOException(SW.WRONG_DATA, "bad profile ids") from None
+        if not 1 <= len(ids) <= MAX_PROFILES or len(set(ids)) != len(ids):
+            raise ISOException(SW.WRONG_DATA, "1 to 32 distinct profiles")
+        profiles = [self._profile(i) for i in ids]
+        point = profiles[0].interval_minutes
+        meter_id, tz, interval = self.rs.pairing()
+        if any(p.interval_minutes != point for p in profiles) or point % interval:
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "profiles must share one resolution, a multiple of the meter's")
+        g = point // interval
+        first_index, blob = self.rs.period(first, last)
+        starts = range_starts(first, (last - first).days + 1, tz, interval)
+        if 36 * len(starts) != len(blob) or len(starts) % g:
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "stored days do not match the time base")
+        # Aggregate readings and blindings per profile interval.
+        frm = int.from_bytes
+        sums_m: list[int] = []
+        sums_r: list[int] = []
+        for h in range(len(starts) // g):
+            m = r = 0
+            for j in range(h * g, h * g + g):
+                off = 36 * j
+                m += frm(blob[off : off + 4], "big")
+                r += frm(blob[off + 4 : off + 36], "big")
+            sums_m.append(m)
+            sums_r.append(r % Q)
+        point_starts = starts[::g]
+        scores = []
+        try:
+            for p in profiles:
+                w = p.values_for(point_starts, point)
+                scores.append(
+                    {
+                        "series_id": p.series_id,
+                        "version": p.version,
+                        "digest": p.digest().hex(),
+                        "score": sum(a * b for a, b in zip(w, sums_m, strict=True)),
+                        "blinding": f"{sum(a * b for a, b in zip(w, sums_r, strict=True)) % Q:064x}",
+                    }
+                )
+        except SeriesError:
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "a profile does not cover the period") from None
+        openings = [Opening(m, r) for m, r in zip(sums_m, sums_r, strict=True)]
+        commitments = [commit(o.m, o.r)[0] for o in openings]
+        ctx = scores_context(meter_id, first.isoformat(), last.isoformat(), point)
+        proof, _, sq = prove_sum_of_squares(commitments, openings, ctx)
+        out = {
+            "format": SCORES_FORMAT,
+            "meter_id": meter_id,
+            "period_from": first.isoformat(),
+            "period_to": last.isoformat(),
+            "first_index": first_index,
+            "count": len(starts),
+            "point_minutes": point,
+            "applet_aid": bytes(self.ctx.aid).hex().upper(),
+            "code_hash": code_hash_of(type(self)),
+            "energy_wh": sum(sums_m),
+            "energy_blinding": f"{sum(sums_r) % Q:064x}",
+            "squares": sq.m,
+            "squares_blinding": f"{sq.r:064x}",
+            "squares_proof": base64.b64encode(proof).decode(),
+            "scores": scores,
+        }
+        return json.dumps(out, sort_keys=True, separators=(",", ":")).encode()
+
+
+register_applet_class(CLASS_NAME, ProfilingApplet)

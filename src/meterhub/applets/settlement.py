@@ -1,0 +1,366 @@
+"""The settlement applet: exact energy and index value per customer and period.
+
+Today suppliers settle from standard load profiles: each customer's share of the
+grid's energy is estimated from its annual consumption times the BDEW profile.
+This applet releases instead, for a period of whole local days, the total energy
+``E = sum m_i`` and the index value ``V = sum index_i*m_i`` (the grid price index,
+signed by its publisher; :mod:`meterhub.tariffs.price_index`), each with its
+opening ``R_E = sum r_i``, ``R_V = sum index_i*r_i mod Q``, bound to the meter,
+the period, the index id, version and digest, and the applet's AID and code hash.
+The utility checks ``sum C_i = E*G + R_E*H`` and ``sum index_i*C_i = V*G + R_V*H``
+(:mod:`meterhub.utility.settlement`).
+
+Host commands (proprietary class ``80``, the hub's host software):
+
+======  ===========  ==========================================================
+INS     name         data → response
+======  ===========  ==========================================================
+``10``  PAIR METER   BER-TLV ``80`` meter id, ``81`` time zone, ``82`` interval
+                     minutes (1 byte). Once; again → ``6985``.
+``20``  PUT DAY      P1 ``01``: ``u16 year, u8 month, u8 day, u64 first index,
+                     u32 count`` then ``count`` openings ``u32 m || 32-byte r``
+                     (the billing applet's format). Days follow on; the same day
+                     again is accepted (idempotent).
+``32``  GET STATE    → ``u64 next index`` and the last stored day (4 bytes).
+======  ===========  ==========================================================
+
+Outputs are released **only** through STORE DATA from the applet's own security
+domain (the supplier's; GPC 2.3.1 §11.11: INSTALL [for personalization] reaches
+only applications associated with that SD), so they travel inside the supplier's
+SCP03 session (level 33: encrypted and MACed) and never over the host's plain
+channel. A STORE DATA message (blocks joined; P1 b8 on the last) starts with a
+type byte:
+
+* ``01`` + a signed price index file → stored. Refused: malformed, unsigned or
+  another format version ``6A80``; bad signature or another publisher ``6982``;
+  expired (its ``expires`` day is not after the last stored reading day)
+  ``6984``; an older version of the same index, or the same version with other
+  content ``6985``.
+* ``02`` + ``u16 y u8 m u8 d`` first and last day + ``u32 version`` + index id →
+  the settlement statement (JSON, docs/formats.md) into the outbox; the response is
+  the first chunk. Unknown index or version ``6A88``; missing days ``6A88``.
+* ``03`` + ``u32 offset`` → the outbox chunk at ``offset``.
+
+Each response chunk is ``u32 total length || up to 224 bytes``, so that with R-ENC
+padding and the R-MAC it fits one short R-APDU.
+Install parameters: the index publisher's P-256 public key (65 bytes, SEC 1).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from datetime import date, timedelta
+
+from ..card import Applet, AppletContext, ins, register_applet_class
+from ..crypto import ecdsa
+from ..crypto.group import Q
+from ..meter.timebase import check_interval, check_tz, range_starts
+from ..protocols.iso7816 import CommandAPDU
+from ..protocols.iso7816.sw import SW, ISOException
+from ..protocols.iso7816.tlv import TLV, TLVError, encode, parse
+from ..tariffs.price_index import KIND_PRICE_INDEX, Series, SeriesError, load_series, verify_series
+
+__all__ = [
+    "CHUNK",
+    "CLASS_NAME",
+    "SETTLEMENT_FORMAT",
+    "SettlementApplet",
+    "encode_pairing",
+    "ReadingsStore",
+    "install_series",
+]
+
+CLASS_NAME = "meterhub.applets.settlement/1"
+SETTLEMENT_FORMAT = "meterhub-settlement/1"
+CHUNK = 224  # + 4-byte header, R-ENC padding and R-MAC: one short R-APDU (256 bytes)
+MAX_MESSAGE = 1 << 20
+_DAY = struct.Struct(">HBB")
+_PLAIN_HEADER = struct.Struct(">HBBQI")
+_K_PUB = b"publisher"
+_K_PAIRING = b"pairing"
+_K_NEXT = b"next"
+_K_LAST = b"last"
+_K_PENDING = b"store-data"
+_K_OUTBOX = b"outbox"
+
+
+def encode_pairing(meter_id: str, tz: str, interval_minutes: int) -> bytes:
+    """The PAIR METER data field of the settlement and profiling applets (no home-link key)."""
+    return encode([TLV(0x80, meter_id.encode()), TLV(0x81, tz.encode()), TLV(0x82, bytes([interval_minutes]))])
+
+
+def parse_date(raw: bytes) -> date:
+    try:
+        y, m, d = _DAY.unpack(raw)
+        return date(y, m, d)
+    except (struct.error, ValueError):
+        raise ISOException(SW.WRONG_DATA, "bad date") from None
+
+
+def day_bytes(d: date) -> bytes:
+    return _DAY.pack(d.year, d.month, d.day)
+
+
+class ReadingsStore:
+    """The readings part shared by the settlement and profiling applets: pairing, one
+    record per local day (``u64 first || u32 count || 36-byte openings``), each day in one
+    atomic transaction (JCRE ch. 7), and reading whole periods back."""
+
+    def __init__(self, ctx: AppletContext) -> None:
+        self.ctx = ctx
+
+    def pair(self, data: bytes) -> None:
+        if self.ctx.store.get(_K_PAIRING) is not None:
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "already paired")
+        try:
+            f = {t.tag: t.value for t in parse(data)}
+            meter_id = f[0x80].decode()
+            check_tz(f[0x81].decode())
+            if len(f[0x82]) != 1:
+                raise ValueError
+            check_interval(f[0x82][0])
+        except (TLVError, KeyError, UnicodeDecodeError, ValueError, IndexError):
+            raise ISOException(SW.WRONG_DATA, "bad pairing data") from None
+        if not meter_id:
+            raise ISOException(SW.WRONG_DATA, "bad pairing data")
+        self.ctx.store.put(_K_PAIRING, bytes(data))
+
+    def pairing(self) -> tuple[str, str, int]:
+        raw = self.ctx.store.get(_K_PAIRING)
+        if raw is None:
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "no meter paired")
+        f = {t.tag: t.value for t in parse(raw)}
+        return f[0x80].decode(), f[0x81].decode(), f[0x82][0]
+
+    def last_day(self) -> date | None:
+        raw = self.ctx.store.get(_K_LAST)
+        return None if raw is None else parse_date(raw)
+
+    def put_day(self, apdu: CommandAPDU) -> None:
+        self.pairing()
+        if apdu.p1 != 0x01:
+            raise ISOException(SW.INCORRECT_P1P2, "P1 must be 01 (plain openings)")
+        data = bytes(apdu.data)
+        if len(data) < _PLAIN_HEADER.size:
+            raise ISOException(SW.WRONG_LENGTH, "day message too short")
+        y, m, d, first, count = _PLAIN_HEADER.unpack(data[: _PLAIN_HEADER.size])
+        day = parse_date(_DAY.pack(y, m, d))
+        blob = data[_PLAIN_HEADER.size :]
+        if len(blob) != 36 * count or count == 0:
+            raise ISOException(SW.WRONG_LENGTH, "opening count and length differ")
+        if any(int.from_bytes(blob[36 * k + 4 : 36 * k + 36], "big") >= Q for k in range(count)):
+            raise ISOException(SW.WRONG_DATA, "blinding out of range")
+        record = first.to_bytes(8, "big") + count.to_bytes(4, "big") + blob
+        existing = self.ctx.store.get(b"d" + day_bytes(day))
+        if existing is not None:
+            if existing == record:
+                return
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "day already stored with other readings")
+        last = self.last_day()
+        if last is not None and (day != last + timedelta(days=1) or first != self.ctx.store.get_int(_K_NEXT, -1)):
+            raise ISOException(SW.WRONG_DATA, "day does not follow on from the last stored day")
+        self.ctx.begin_transaction()
+        self.ctx.store.put(b"d" + day_bytes(day), record)
+        self.ctx.store.put_int(_K_NEXT, first + count)
+        self.ctx.store.put(_K_LAST, day_bytes(day))
+        self.ctx.commit_transaction()
+
+    def state(self) -> bytes:
+        return self.ctx.store.get_int(_K_NEXT, 0).to_bytes(8, "big") + (self.ctx.store.get(_K_LAST) or b"")
+
+    def period(self, first_day: date, last_day: date) -> tuple[int, bytes]:
+        """``(first index, 36-byte openings)`` of whole days; ``6A88`` names a missing day."""
+        if last_day < first_day:
+            raise ISOException(SW.WRONG_DATA, "period ends before it starts")
+        blobs: list[bytes] = []
+        first_index = None
+        day = first_day
+        while day <= last_day:
+            rec = self.ctx.store.get(b"d" + day_bytes(day))
+            if rec is None:
+                raise ISOException(SW.REFERENCED_DATA_NOT_FOUND, f"no readings for {day}")
+            if first_index is None:
+                first_index = int.from_bytes(rec[:8], "big")
+            blobs.append(rec[12:])
+            day += timedelta(days=1)
+        return first_index or 0, b"".join(blobs)
+
+    # -- STORE DATA framing and the outbox ----------------------------------------
+    def assemble(self, apdu: CommandAPDU) -> bytes | None:
+        """Join STORE DATA blocks (P2 block number, P1 b8 last); the whole message or None."""
+        pending = self.ctx.store.get(_K_PENDING) if apdu.p2 else b""
+        if pending is None:
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "STORE DATA block out of sequence")
+        data = pending + bytes(apdu.data)
+        if len(data) > MAX_MESSAGE:
+            self.ctx.store.delete(_K_PENDING)
+            raise ISOException(SW.WRONG_LENGTH, "message too large")
+        if not apdu.p1 & 0x80:
+            self.ctx.store.put(_K_PENDING, data)
+            return None
+        if apdu.p2:
+            self.ctx.store.delete(_K_PENDING)
+        if not data:
+            raise ISOException(SW.WRONG_LENGTH, "empty message")
+        return data
+
+    def post(self, output: bytes) -> bytes:
+        self.ctx.store.put(_K_OUTBOX, output)
+        return self.chunk(0)
+
+    def chunk(self, offset: int) -> bytes:
+        out = self.ctx.store.get(_K_OUTBOX)
+        if out is None:
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "nothing to fetch")
+        if not 0 <= offset <= len(out):
+            raise ISOException(SW.WRONG_DATA, "offset out of range")
+        return len(out).to_bytes(4, "big") + out[offset : offset + CHUNK]
+
+    def fetch(self, body: bytes) -> bytes:
+        if len(body) != 4:
+            raise ISOException(SW.WRONG_LENGTH, "fetch takes a u32 offset")
+        return self.chunk(int.from_bytes(body, "big"))
+
+
+def install_series(rs: ReadingsStore, raw: bytes, key_store: bytes, kind: str, slot: bytes) -> Series:
+    """Check a signed series as the module docstring says and store it under ``slot``."""
+    try:
+        signed = load_series(raw)
+    except SeriesError:
+        raise ISOException(SW.WRONG_DATA, "malformed, unsigned or wrong-format series") from None
+    if signed.series.kind != kind:
+        raise ISOException(SW.WRONG_DATA, f"expected a {kind}")
+    try:
+        series = verify_series(signed, key_store)
+    except SeriesError:
+        raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, "series signature refused") from None
+    last = rs.last_day()
+    if last is not None and series.expires <= last:
+        raise ISOException(SW.DATA_INVALID, "series expired")
+    old = rs.ctx.store.get(slot)
+    if old is not None:
+        cur = load_series(old).series
+        if series.version < cur.version or (series.version == cur.version and series != cur):
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "older version")
+    rs.ctx.store.put(slot, bytes(raw))
+    return series
+
+
+def code_hash_of(cls: type) -> str:
+    from ..card.gp.loadfile import applet_code_hash
+
+    return applet_code_hash(cls).hex()
+
+
+class SettlementApplet(Applet):
+    """See the module docstring for the command set."""
+
+    @classmethod
+    def install(cls, ctx: AppletContext, params: bytes) -> SettlementApplet:
+        try:
+            ecdsa.load_verifying_key(params)
+        except ValueError:
+            raise ISOException(SW.WRONG_DATA, "install parameters must be the index publisher's P-256 key") from None
+        ctx.store.put(_K_PUB, bytes(params))
+        return cls(ctx)
+
+    def __init__(self, ctx: AppletContext) -> None:
+        super().__init__(ctx)
+        self.rs = ReadingsStore(ctx)
+        self._cache: tuple[bytes, Series] | None = None
+
+    @ins(0x10, cla=0x80)
+    def pair_meter(self, apdu: CommandAPDU) -> None:
+        self.rs.pair(bytes(apdu.data))
+
+    @ins(0x20, cla=0x80)
+    def put_day(self, apdu: CommandAPDU) -> None:
+        self.rs.put_day(apdu)
+
+    @ins(0x32, cla=0x80)
+    def get_state(self, apdu: CommandAPDU) -> bytes:
+        return self.rs.state()
+
+    def process_data(self, apdu: CommandAPDU) -> bytes:
+        """STORE DATA from the supplier's SD (GP API ``Application.processData``)."""
+        msg = self.rs.assemble(apdu)
+        if msg is None:
+            return b""
+        kind, body = msg[0], msg[1:]
+        if kind == 0x01:
+            install_series(self.rs, body, self.ctx.store.get(_K_PUB) or b"", KIND_PRICE_INDEX, self._slot_of(body))
+            return b""
+        if kind == 0x02:
+            return self.rs.post(self._settle(body))
+        if kind == 0x03:
+            return self.rs.fetch(body)
+        raise ISOException(SW.WRONG_DATA, "unknown message type")
+
+    def _slot_of(self, raw: bytes) -> bytes:
+        try:
+            return b"i" + load_series(raw).series.series_id.encode()
+        except SeriesError:
+            raise ISOException(SW.WRONG_DATA, "malformed, unsigned or wrong-format series") from None
+
+    def _index(self, series_id: str, version: int) -> Series:
+        raw = self.ctx.store.get(b"i" + series_id.encode())
+        if raw is None:
+            raise ISOException(SW.REFERENCED_DATA_NOT_FOUND, "no such index")
+        if self._cache is None or self._cache[0] != raw:
+            self._cache = (raw, load_series(raw).series)
+        s = self._cache[1]
+        if s.version != version:
+            raise ISOException(SW.REFERENCED_DATA_NOT_FOUND, "the hub holds another version")
+        return s
+
+    def _settle(self, body: bytes) -> bytes:
+        if len(body) < 12:
+            raise ISOException(SW.WRONG_LENGTH, "settlement request too short")
+        first_day, last_day = parse_date(body[:4]), parse_date(body[4:8])
+        version = int.from_bytes(body[8:12], "big")
+        try:
+            series_id = body[12:].decode()
+        except UnicodeDecodeError:
+            raise ISOException(SW.WRONG_DATA, "bad index id") from None
+        index = self._index(series_id, version)
+        meter_id, tz, interval = self.rs.pairing()
+        first_index, blob = self.rs.period(first_day, last_day)
+        starts = range_starts(first_day, (last_day - first_day).days + 1, tz, interval)
+        if 36 * len(starts) != len(blob):
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "stored days do not match the time base")
+        try:
+            prices = index.values_for(starts, interval)
+        except SeriesError:
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "the index does not cover the period") from None
+        e = re_ = v = rv = 0
+        frm = int.from_bytes
+        for k, p in enumerate(prices):
+            off = 36 * k
+            m = frm(blob[off : off + 4], "big")
+            r = frm(blob[off + 4 : off + 36], "big")
+            e += m
+            re_ += r
+            v += p * m
+            rv += p * r
+        st = {
+            "format": SETTLEMENT_FORMAT,
+            "meter_id": meter_id,
+            "period_from": first_day.isoformat(),
+            "period_to": last_day.isoformat(),
+            "first_index": first_index,
+            "count": len(prices),
+            "index_id": index.series_id,
+            "index_version": index.version,
+            "index_digest": index.digest().hex(),
+            "applet_aid": bytes(self.ctx.aid).hex().upper(),
+            "code_hash": code_hash_of(type(self)),
+            "energy_wh": e,
+            "energy_blinding": f"{re_ % Q:064x}",
+            "value": v,
+            "value_blinding": f"{rv % Q:064x}",
+        }
+        return json.dumps(st, sort_keys=True, separators=(",", ":")).encode()
+
+
+register_applet_class(CLASS_NAME, SettlementApplet)

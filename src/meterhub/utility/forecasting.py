@@ -1,0 +1,391 @@
+"""Forecasting from verified profile scores or verified samples.
+
+The profiling applet (:mod:`meterhub.applets.profiling`) releases for a period of
+``n`` profile intervals (hours) the energy ``E = sum M_h``, the committed and
+proven sum of squares ``S = sum M_h^2`` and, per reference profile ``w``, the
+score ``s_w = sum w_h M_h``, each with its opening. :func:`verify_scores` checks
+
+1. format, the reviewed applet's code hash, each profile's id, version and digest;
+2. the period's signed batches (:func:`meterhub.utility.verifier.check_period`);
+3. the sum-of-squares proof over the hourly commitments ``C_h`` (sums of the meter's
+   commitments, formed by point additions), and ``sum C_h^sq == S*G + R_S*H``;
+4. all linear figures at once: with fresh random 128-bit weights ``rho``,
+   ``sum_h (rho_0 + sum_w rho_w w_h) C_h == (rho_0 E + sum rho_w s_w) G +
+   (rho_0 R_E + sum rho_w R_w) H`` (small-exponent batch verification, Bellare,
+   Garay, Rabin 1998): one multi-scalar multiplication per customer.
+
+From the verified aggregates and the public weights (``W = sum w_h``,
+``W2 = sum w_h^2``):
+
+* Pearson's correlation (Pearson 1895) ``r = (n s - E W) / sqrt((n S - E^2)(n W2 - W^2))``;
+* a Gaussian log-likelihood of the readings under the energy-scaled profile,
+  ``M_h ~ N(a w_h, sigma^2)`` with ``a = E / W`` and the ML variance
+  ``sigma^2 = RSS / n``, ``RSS = S - 2 a s + a^2 W2``:
+  ``log L = -n/2 (ln(2 pi sigma^2) + 1)``.
+
+The class is the profile with the highest ``r``. Forecasts scale the class profile of
+the next period by the verified energy: ``forecast_h = w'_h * E / W``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from ..crypto.group import G, H, Point, PointDecodeError, Q, msm
+from ..crypto.pedersen import Commitment
+from ..crypto.rangeproof import sum_of_squares_commitment, verify_sum_of_squares
+from ..crypto.sampling import (
+    Sample,
+    SamplingError,
+    check_samples,
+    derive_seed,
+    verify_sample_openings,
+)
+from ..crypto.transcript import ProofError
+from ..tariffs.price_index import Series, SeriesError
+from .settlement import _blob, check_batches
+from .verifier import DayCommitments, MeterRegistration, Rejected, Verdict
+
+__all__ = [
+    "Match",
+    "ProfileScores",
+    "SampleRelease",
+    "classify",
+    "forecast",
+    "loglik",
+    "mape",
+    "match_samples",
+    "period_weights",
+    "match_scores",
+    "pearson",
+    "verify_samples",
+    "verify_scores",
+]
+
+
+def _hex_scalar(where: str, v: object) -> int:
+    if not isinstance(v, str) or len(v) != 64:
+        raise ValueError(f"{where}: expected 64 hex digits")
+    x = int(v, 16)
+    if x >= Q:
+        raise ValueError(f"{where}: not below the group order")
+    return x
+
+
+def _int(where: str, v: object) -> int:
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise ValueError(f"{where}: expected an integer")
+    return v
+
+
+@dataclass(frozen=True)
+class ScoreEntry:
+    series_id: str
+    version: int
+    digest: bytes
+    score: int
+    blinding: int
+
+
+@dataclass(frozen=True)
+class ProfileScores:
+    """The profiling applet's score statement (docs/formats.md, "Profile scores")."""
+
+    meter_id: str
+    period_from: date
+    period_to: date
+    first_index: int
+    count: int
+    point_minutes: int
+    applet_aid: str
+    code_hash: str
+    energy_wh: int
+    energy_blinding: int
+    squares: int
+    squares_blinding: int
+    squares_proof: bytes
+    scores: tuple[ScoreEntry, ...]
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> ProfileScores:
+        """Strict parse; raises ``ValueError``."""
+        try:
+            d = json.loads(raw)
+            if not isinstance(d, dict) or d.get("format") != "meterhub-profile-scores/1":
+                raise ValueError("not a profile score statement (format)")
+            want = {"format", "meter_id", "period_from", "period_to", "first_index", "count", "point_minutes",
+                    "applet_aid", "code_hash", "energy_wh", "energy_blinding", "squares", "squares_blinding",
+                    "squares_proof", "scores"}
+            if set(d) != want:
+                raise ValueError("profile scores: wrong set of fields")
+            if not isinstance(d["scores"], list) or not d["scores"]:
+                raise ValueError("profile scores: scores must be a non-empty list")
+            entries = []
+            for k, e in enumerate(d["scores"]):
+                if not isinstance(e, dict) or set(e) != {"series_id", "version", "digest", "score", "blinding"}:
+                    raise ValueError(f"scores[{k}]: wrong fields")
+                dig = bytes.fromhex(e["digest"])
+                if len(dig) != 32 or not isinstance(e["series_id"], str):
+                    raise ValueError(f"scores[{k}]: bad digest or id")
+                entries.append(ScoreEntry(e["series_id"], _int("version", e["version"]), dig,
+                                          _int("score", e["score"]), _hex_scalar("blinding", e["blinding"])))
+            for f in ("meter_id", "applet_aid", "code_hash", "squares_proof"):
+                if not isinstance(d[f], str):
+                    raise ValueError(f"profile scores: {f} must be a string")
+            return cls(
+                d["meter_id"], date.fromisoformat(d["period_from"]), date.fromisoformat(d["period_to"]),
+                _int("first_index", d["first_index"]), _int("count", d["count"]),
+                _int("point_minutes", d["point_minutes"]), d["applet_aid"], d["code_hash"],
+                _int("energy_wh", d["energy_wh"]), _hex_scalar("energy_blinding", d["energy_blinding"]),
+                _int("squares", d["squares"]), _hex_scalar("squares_blinding", d["squares_blinding"]),
+                base64.b64decode(d["squares_proof"], validate=True), tuple(entries),
+            )
+        except (TypeError, AttributeError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"profile scores: malformed ({str(exc)[:60]})") from None
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+
+
+def _points(days: Sequence[DayCommitments]) -> list[Point]:
+    blob, width = _blob(days)
+    try:
+        return [Point.from_bytes(blob[k : k + width]) for k in range(0, len(blob), width)]
+    except PointDecodeError as exc:
+        raise Rejected(f"a commitment does not decode: {exc}") from None
+
+
+def verify_scores(
+    st: ProfileScores,
+    meter: MeterRegistration,
+    days: Sequence[DayCommitments],
+    profiles: dict[str, Series],
+    *,
+    code_hash: str | None = None,
+) -> Verdict:
+    """Checks 1-4 of the module docstring; a :class:`Verdict` with the first failure."""
+    from ..applets.profiling import scores_context
+
+    try:
+        if code_hash is not None and st.code_hash != code_hash:
+            raise Rejected("statement is not from the reviewed profiling applet (code hash)")
+        series = []
+        for e in st.scores:
+            p = profiles.get(e.series_id)
+            if p is None:
+                raise Rejected(f"unknown profile {e.series_id!r:.40}")
+            if p.version != e.version or p.digest() != e.digest:
+                raise Rejected(f"profile {e.series_id}: version or digest differs from the signed profile")
+            if p.interval_minutes != st.point_minutes:
+                raise Rejected(f"profile {e.series_id}: resolution differs")
+            series.append(p)
+        starts = check_batches(
+            st.meter_id, st.period_from, st.period_to, st.first_index, st.count, st.energy_wh, meter, days
+        )
+        g, rem = divmod(st.point_minutes, meter.interval_minutes)
+        flat = [s for day in starts for s in day]
+        if rem or g < 1 or len(flat) % g:
+            raise Rejected("point resolution does not fit the meter's intervals")
+        pts = _points(days)
+        hourly = [Point.identity() for _ in range(len(pts) // g)]
+        for h in range(len(hourly)):
+            acc = pts[h * g]
+            for j in range(h * g + 1, h * g + g):
+                acc = acc + pts[j]
+            hourly[h] = acc
+        # 3. The sum of squares.
+        ctx = scores_context(st.meter_id, st.period_from.isoformat(), st.period_to.isoformat(), st.point_minutes)
+        cs = [Commitment(p) for p in hourly]
+        try:
+            if not verify_sum_of_squares(cs, st.squares_proof, ctx):
+                raise Rejected("sum-of-squares proof does not verify")
+            s_commit = sum_of_squares_commitment(len(cs), st.squares_proof)
+        except ProofError as exc:
+            raise Rejected(f"sum-of-squares proof malformed: {exc}") from None
+        if not 0 <= st.squares < Q or s_commit.point != G * st.squares + H * st.squares_blinding:
+            raise Rejected("sum of squares or its opening does not match the proof's commitment")
+        # 4. Energy and every score in one random linear combination.
+        try:
+            weights = [p.values_for(flat[::g], st.point_minutes) for p in series]
+        except SeriesError as exc:
+            raise Rejected(str(exc)) from None
+        rho0 = secrets.randbits(128) | 1
+        rho = [secrets.randbits(128) | 1 for _ in series]
+        scalars = [rho0] * len(hourly)
+        for rk, w in zip(rho, weights, strict=True):
+            scalars = [a + rk * b for a, b in zip(scalars, w, strict=True)]
+        lhs = msm(scalars, hourly)
+        gv = (rho0 * st.energy_wh + sum(rk * e.score for rk, e in zip(rho, st.scores, strict=True))) % Q
+        hv = (rho0 * st.energy_blinding + sum(rk * e.blinding for rk, e in zip(rho, st.scores, strict=True))) % Q
+        if lhs != G * gv + H * hv:
+            raise Rejected("energy or a profile score does not match the commitments")
+    except Rejected as rej:
+        return Verdict(False, str(rej))
+    return Verdict(True)
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def pearson(n: int, sx: float, sxx: float, sy: float, syy: float, sxy: float) -> float:
+    """Pearson's r from sums (x readings, y weights); 0 when either side is constant."""
+    vx = n * sxx - sx * sx
+    vy = n * syy - sy * sy
+    if vx <= 0 or vy <= 0:
+        return 0.0
+    return (n * sxy - sx * sy) / math.sqrt(vx * vy)
+
+
+def loglik(n: int, e: float, s: float, score: float, w: float, w2: float) -> float:
+    """Gaussian log-likelihood of the readings under the energy-scaled profile (module doc)."""
+    if w <= 0 or n <= 0:
+        return -math.inf
+    a = e / w
+    rss = max(s - 2 * a * score + a * a * w2, 1e-9 * n)
+    return -n / 2 * (math.log(2 * math.pi * rss / n) + 1)
+
+
+@dataclass(frozen=True)
+class Match:
+    profile: str
+    r: float
+    loglik: float
+
+
+def period_weights(profiles: dict[str, Series], point_starts: list) -> dict[str, list[int]]:
+    """Each profile's weights over the period's profile intervals."""
+    return {name: p.values_for(point_starts, p.interval_minutes) for name, p in profiles.items()}
+
+
+def match_scores(st: ProfileScores, weights: dict[str, Sequence[int]]) -> list[Match]:
+    """Pearson and log-likelihood per profile from a verified statement and each
+    profile's weights over the statement's period."""
+    out = []
+    for e in st.scores:
+        w = weights[e.series_id]
+        n = len(w)
+        sw = float(sum(w))
+        sw2 = float(sum(x * x for x in w))
+        out.append(
+            Match(e.series_id, pearson(n, st.energy_wh, st.squares, sw, sw2, e.score),
+                  loglik(n, st.energy_wh, st.squares, e.score, sw, sw2))
+        )
+    return out
+
+
+def match_samples(
+    samples: Sequence[tuple[int, int]], weights: dict[str, Sequence[int]], g: int
+) -> list[Match]:
+    """Pearson and log-likelihood from samples ``(offset in period, m)``: each reading is
+    compared with the weight of its profile interval divided by ``g`` (intervals per point)."""
+    n = len(samples)
+    xs = [float(m) for _, m in samples]
+    out = []
+    for name, w in weights.items():
+        ys = [w[i // g] / g for i, _ in samples]
+        sx, sy = sum(xs), sum(ys)
+        sxx = sum(x * x for x in xs)
+        syy = sum(y * y for y in ys)
+        sxy = sum(x * y for x, y in zip(xs, ys, strict=True))
+        out.append(Match(name, pearson(n, sx, sxx, sy, syy, sxy), loglik(n, sx, sxx, sxy, sy, syy)))
+    return out
+
+
+def classify(matches: Sequence[Match]) -> str:
+    """The profile with the highest Pearson correlation (ties: higher log-likelihood)."""
+    return max(matches, key=lambda m: (m.r, m.loglik)).profile
+
+
+@dataclass(frozen=True)
+class SampleRelease:
+    """The profiling applet's sample release (docs/formats.md, "Sample release")."""
+
+    meter_id: str
+    period_from: date
+    period_to: date
+    first_index: int
+    count: int
+    k: int
+    commitment: bytes
+    utility_nonce: bytes
+    hub_nonce: bytes
+    code_hash: str
+    samples: tuple[Sample, ...]
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> SampleRelease:
+        try:
+            d = json.loads(raw)
+            if not isinstance(d, dict) or d.get("format") != "meterhub-samples/1":
+                raise ValueError("not a sample release (format)")
+            samples = []
+            for s in d["samples"]:
+                if not isinstance(s, list) or len(s) != 3:
+                    raise ValueError("a sample is [index, m, r]")
+                samples.append(Sample(_int("index", s[0]), _int("m", s[1]), _hex_scalar("r", s[2])))
+            return cls(
+                d["meter_id"], date.fromisoformat(d["period_from"]), date.fromisoformat(d["period_to"]),
+                _int("first_index", d["first_index"]), _int("count", d["count"]), _int("k", d["k"]),
+                bytes.fromhex(d["commitment"]), bytes.fromhex(d["utility_nonce"]), bytes.fromhex(d["hub_nonce"]),
+                str(d["code_hash"]), tuple(samples),
+            )
+        except (KeyError, TypeError, AttributeError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"sample release: malformed ({str(exc)[:60]})") from None
+
+
+def verify_samples(
+    rel: SampleRelease,
+    meter: MeterRegistration,
+    days: Sequence[DayCommitments],
+    *,
+    commitment: bytes,
+    utility_nonce: bytes,
+    hub_nonce: bytes,
+    k: int,
+    code_hash: str | None = None,
+) -> Verdict:
+    """Check a sample release against the utility's own side of the coin toss (its
+    commitment, nonce, the hub nonce it received and ``k``), the batches, the derived
+    indices and every opening."""
+    try:
+        if code_hash is not None and rel.code_hash != code_hash:
+            raise Rejected("release is not from the reviewed profiling applet (code hash)")
+        if (rel.commitment, rel.utility_nonce, rel.hub_nonce, rel.k) != (commitment, utility_nonce, hub_nonce, k):
+            raise Rejected("the release uses another coin toss (commitment, nonces or k)")
+        if rel.meter_id != meter.meter_id:
+            raise Rejected(f"release is for meter {rel.meter_id!r}")
+        check_batches(rel.meter_id, rel.period_from, rel.period_to, rel.first_index, rel.count, 0, meter, days)
+        try:
+            check_samples(rel.samples, derive_seed(commitment, utility_nonce, hub_nonce), rel.first_index, rel.count, k)
+        except SamplingError as exc:
+            raise Rejected(str(exc)) from None
+        blob, width = _blob(days)
+        picked = b"".join(blob[(s.index - rel.first_index) * width : (s.index - rel.first_index + 1) * width]
+                          for s in rel.samples)
+        if width == 33:
+            picked = b"".join(Point.from_bytes(picked[i : i + 33]).to_bytes_uncompressed() for i in range(0, len(picked), 33))
+        if not verify_sample_openings(rel.samples, picked):
+            raise Rejected("a sampled reading or its opening does not match its commitment")
+    except Rejected as rej:
+        return Verdict(False, str(rej))
+    return Verdict(True)
+
+
+# ---------------------------------------------------------------- forecasts
+
+
+def forecast(shape: Sequence[float], energy_now: float, weight_now: float) -> list[float]:
+    """The class profile of the next period scaled by the verified energy of this one."""
+    a = energy_now / weight_now if weight_now > 0 else 0.0
+    return [a * x for x in shape]
+
+
+def mape(pred: Sequence[float], truth: Sequence[float]) -> float:
+    """Mean absolute percentage error (%) over points with non-zero truth."""
+    pairs = [(p, t) for p, t in zip(pred, truth, strict=True) if t]
+    return 100.0 * sum(abs(p - t) / abs(t) for p, t in pairs) / max(1, len(pairs))
