@@ -155,7 +155,7 @@ def run_demo(
         utility.add_tariff(signed_tariff, dump_tariff(signed_tariff))
         total_steps = len(traces) * params.days
         done = 0
-        for trace in traces:
+        for n, trace in enumerate(traces):
             meter_id = trace.household_id
             meters.provision(meter_id, trace.tz, trace.interval_minutes, new_home_link_key())
             info = meters.info(meter_id)
@@ -163,13 +163,15 @@ def run_demo(
             utility.register_meter(
                 meter_id, info.public_key, info.tz, info.interval_minutes, tariff=signed_tariff
             )
-            card = _hub_card(d, meter_id)
+            card = _hub_card(d, meter_id, settlement_demo.supplier_of(n))
             try:
                 applet = BillingClient(card.transmit)
                 applet.select()
                 applet.pair(meter_id, info.tz, info.interval_minutes, info.home_link_key)
                 # Settlement and profiling applets (issue 6): installed, paired, coin committed.
-                extras = settlement_demo.attach(card, params, meter_id, info.tz, info.interval_minutes)
+                extras = settlement_demo.attach(
+                    card, params, meter_id, info.tz, info.interval_minutes, settlement_demo.supplier_of(n)
+                )
                 # The home link runs over DLMS with suite 0 (hub.homelink): the hub reads
                 # each day's openings from the meter's DLMS server core, and its host
                 # hands them to the billing applet (idempotent on re-delivery).
@@ -202,9 +204,9 @@ def run_demo(
 
         results: list[HouseholdResult] = []
         period_to = params.start + timedelta(days=params.days - 1)
-        for trace in traces:
+        for n, trace in enumerate(traces):
             meter_id = trace.household_id
-            card = _hub_card(d, meter_id)
+            card = _hub_card(d, meter_id, settlement_demo.supplier_of(n))
             try:
                 applet = BillingClient(card.transmit)
                 applet.select()
@@ -236,11 +238,11 @@ def run_demo(
         utility.close()
 
 
-def _hub_card(data_dir: Path, meter_id: str):
+def _hub_card(data_dir: Path, meter_id: str, supplier: str):
     """Open (provisioning on first use) a household's hub card, and have the supplier's
     TSM install the billing applet and push the tariff if that is not done yet."""
-    supplier_keys = demo_scp03_keys("supplier")
-    supplier_dap = demo_dap_key("supplier")
+    supplier_keys = demo_scp03_keys(supplier)  # each supplier has its own keys
+    supplier_dap = demo_dap_key(supplier)
     card = open_hub_card(
         data_dir / "hubs" / f"{meter_id}.sqlite",
         issuer_keys=demo_scp03_keys("issuer"),

@@ -140,8 +140,16 @@ def demo_profiles(start: date, days: int) -> tuple[SignedSeries, ...]:
     return tuple(reference_profiles(start, days))
 
 
+def supplier_of(n: int) -> str:
+    """The supplier of the demo's n-th customer (round robin)."""
+    return SUPPLIERS[n % len(SUPPLIERS)]
+
+
 def _tsm(card: Any, party: str) -> TSM:
-    sd = SUPPLIER_SD_AID if party == "supplier" else RECIPIENT_SDS[party]
+    """A TSM session of ``party``: a supplier name ("supplier-a", ...) reaches the hub's
+    supplier security domain with that supplier's own keys; "grid-operator" and
+    "third-party" reach theirs."""
+    sd = SUPPLIER_SD_AID if party.startswith("supplier") else RECIPIENT_SDS[party]
     return TSM(card.transmit, demo_scp03_keys(party), sd_aid=sd, dap=dap_signer(sd, demo_dap_key(party)))
 
 
@@ -160,7 +168,7 @@ class HubApplets:
         ReadingsClient(self.card.transmit, BILLING_APP_AID).select()  # back to the billing applet
 
 
-def attach(card: Any, params: Any, meter_id: str, tz: str, interval: int) -> HubApplets:
+def attach(card: Any, params: Any, meter_id: str, tz: str, interval: int, supplier: str) -> HubApplets:
     """Install (once), pair and commit the coin toss for one hub; see the module docstring."""
     first, last = _period(params)
     store = SettlementStore(Path(params.data_dir) / "settlement.sqlite")
@@ -172,7 +180,7 @@ def attach(card: Any, params: Any, meter_id: str, tz: str, interval: int) -> Hub
             for p in profiles:
                 store.add_series(p)
         if card.registry.get(SETTLEMENT_APP_AID) is None:
-            with _tsm(card, "supplier") as tsm:
+            with _tsm(card, supplier) as tsm:
                 tsm.deploy(settlement_load_file(), SETTLEMENT_APP_AID, params=ecdsa.public_bytes(demo_index_publisher_key()))
                 AppletMailbox(tsm, SETTLEMENT_APP_AID).push_series(index)
         if card.registry.get(PROFILING_APP_AID) is None:
@@ -284,16 +292,16 @@ def _hourly(readings: list[int], g: int) -> list[int]:
 
 
 def _collect(d: Path, store: SettlementStore, mid: str, first: date, last: date, index: Series,
-             profiles: dict[str, Series]) -> tuple[bytes, bytes | None, bytes, Any]:
+             profiles: dict[str, Series], supplier: str) -> tuple[bytes, bytes | None, bytes, Any]:
     """Each recipient fetches its outputs through its own SD's secure channel."""
     card = open_hub_card(
         d / "hubs" / f"{mid}.sqlite",
         issuer_keys=demo_scp03_keys("issuer"),
-        supplier_keys=demo_scp03_keys("supplier"),
-        supplier_dap=demo_dap_key("supplier").public_key(),
+        supplier_keys=demo_scp03_keys(supplier),
+        supplier_dap=demo_dap_key(supplier).public_key(),
     )
     try:
-        with _tsm(card, "supplier") as tsm:
+        with _tsm(card, supplier) as tsm:
             raw_st = AppletMailbox(tsm, SETTLEMENT_APP_AID).request(
                 settlement_request(first, last, index.series_id, index.version), f"settlement of {mid}"
             )
@@ -345,10 +353,10 @@ def run(params: Any) -> SettlementReport:
     try:
         for n, trace in enumerate(traces):
             mid = trace.household_id
-            supplier = SUPPLIERS[n % len(SUPPLIERS)]
+            supplier = supplier_of(n)
             store.set_customer(mid, supplier, trace.profile, trace.annual_kwh)
             try:
-                raw_st, raw_samples, raw_scores, coin = _collect(d, store, mid, first, last, index, profiles)
+                raw_st, raw_samples, raw_scores, coin = _collect(d, store, mid, first, last, index, profiles, supplier)
             except (HubRefused, TSMError) as exc:
                 report.rejected.append(f"{mid}: no output from the hub ({exc})")
                 continue
@@ -447,7 +455,7 @@ def _forecasts(report: SettlementReport, params: Any, traces: list[Any], energie
         mid = trace.household_id
         if mid not in cust:
             continue
-        sup = SUPPLIERS[n % len(SUPPLIERS)]
+        sup = supplier_of(n)
         fut = simulate_load(mid, nxt, params.days, annual_kwh=trace.annual_kwh, profile=trace.profile,
                             interval_minutes=params.interval_minutes, tz=trace.tz, seed=params.seed)
         true_h = _hourly(fut.readings_wh, g)
