@@ -55,8 +55,47 @@ def test_tier_bits_and_size() -> None:
     assert bp.tier_bits([(0, 2, 1, 0)]) == 1
     assert bp.tier_bits([(0, 3, 1, 0)]) == 2
     c, o = commit(5)
-    assert len(bp.prove_tier(c, o, ROWS, CTX)[0]) == bp.tier_proof_size(ROWS) == 989
-    assert len(bp.prove_tier(c, o, NARROW, CTX)[0]) == bp.tier_proof_size(NARROW) == 923
+    # Version 2: the inner-product argument stops at vectors of length 8.
+    assert len(bp.prove_tier(c, o, ROWS, CTX)[0]) == bp.tier_proof_size(ROWS) == 1239
+    assert len(bp.prove_tier(c, o, NARROW, CTX)[0]) == bp.tier_proof_size(NARROW) == 1173
+    assert bp.tier_proof_size(ROWS, 1) == 989 and bp.tier_proof_size(NARROW, 1) == 923
+    with pytest.raises(ProofError):
+        bp.tier_proof_size(ROWS, 3)
+
+
+@pytest.mark.parametrize("width", [2, 3, 5, 16])
+def test_tier_tiny_tables_fold_less(width: int) -> None:
+    """Tables so narrow that 2n is below the fold length (n = 1, 2, 4) still prove,
+    verify, reject a flipped byte and have the size tier_proof_size says."""
+    rows = [(0, width, 2, 0), (width, 2 * width, 3, 2 * width)]
+    for m in (0, width - 1, width, 2 * width - 1):
+        c, o = commit(m)
+        proof, _, po = bp.prove_tier(c, o, rows, CTX)
+        assert len(proof) == bp.tier_proof_size(rows) and bp.verify_tier(c, rows, proof, CTX)
+        assert po.m == (m - rows[row_of(m, rows)][0]) * rows[row_of(m, rows)][2] + rows[row_of(m, rows)][3]
+        bad = bytearray(proof)
+        bad[-40] ^= 4
+        assert not verdict(lambda bad=bytes(bad), c=c: bp.verify_tier(c, rows, bad, CTX))
+
+
+@pytest.mark.parametrize("rows", [ROWS, NARROW])
+def test_tier_version_1_still_verifies(rows: list[tuple[int, int, int, int]]) -> None:
+    """Proofs of the older encoding (folded to length 1) verify, alone and batched
+    with version-2 proofs; neither verifies relabelled as the other version."""
+    c, o = commit(130)
+    old, p_old, _ = bp._prove_tier(c, o, rows, CTX, None, 1)
+    new, _, _ = bp.prove_tier(c, o, rows, CTX)
+    assert old[0] == 1 and new[0] == 2 and len(old) == bp.tier_proof_size(rows, 1)
+    assert bp.verify_tier(c, rows, old, CTX) and bp.tier_price_commitment(old) == p_old
+    assert bp.verify_tier_batch([bp.TierItem(c, rows, old, CTX), bp.TierItem(c, rows, new, CTX)])
+    for proof, other in ((old, 2), (new, 1)):
+        assert not verdict(lambda p=proof, v=other: bp.verify_tier(c, rows, bytes([v]) + p[1:], CTX))
+    wrong = commit(131)[0]
+    assert not bp.verify_tier(wrong, rows, old, CTX)
+    for i in range(0, len(old), 7):
+        bad = bytearray(old)
+        bad[i] ^= 1 << (i % 8)
+        assert not verdict(lambda bad=bytes(bad): bp.verify_tier(c, rows, bad, CTX)), i
 
 
 @settings(max_examples=12, deadline=None)
@@ -147,7 +186,7 @@ def test_tier_every_byte_flip_rejected() -> None:
 def test_tier_strict_decoding() -> None:
     c, o = commit(7)
     proof, _, _ = bp.prove_tier(c, o, NARROW, CTX)
-    for bad in (proof[:-1], proof + b"\x00", b"", proof[:1] + b"\x20" + proof[2:], b"\x02" + proof[1:]):
+    for bad in (proof[:-1], proof + b"\x00", b"", proof[:1] + b"\x20" + proof[2:], b"\x03" + proof[1:]):
         with pytest.raises(ProofError):
             bp.verify_tier(c, NARROW, bad, CTX)
     with pytest.raises(ProofError, match="bit length"):
@@ -160,7 +199,7 @@ def test_tier_strict_decoding() -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.binary(min_size=0, max_size=1100))
+@given(st.binary(min_size=0, max_size=1300))
 def test_tier_random_bytes_never_crash(data: bytes) -> None:
     c, _ = commit(1)
     assert verdict(lambda: bp.verify_tier(c, NARROW, data, CTX)) is False

@@ -311,7 +311,10 @@ def cmd_tariff_check(args: argparse.Namespace) -> int:
 def cmd_hub_bill(args: argparse.Namespace) -> int:
     from .exchange import FormatError, SealedDay
     from .hub.billing import bill_statement
+    from .hub.proving import prove_bill
     from .hub.store import HubError, HubStore
+    from .tariffs import TariffError
+    from .tariffs.nonlinear import NonLinearTariff
 
     reg = _registration(args.meter)
     _, tariff = _signed_tariff(args.tariff, args.supplier_key)
@@ -333,20 +336,33 @@ def cmd_hub_bill(args: argparse.Namespace) -> int:
             tariff.check_valid_on(args.from_)
             tariff.check_valid_on(args.to)
             first_index, openings = hub.openings(reg["meter_id"], args.from_, args.to)
-            prices = tariff.period_prices(
-                args.from_, (args.to - args.from_).days + 1, reg["tz"], reg["interval_minutes"]
-            )
-        except (HubError, ValueError) as exc:
+            if isinstance(tariff, NonLinearTariff):
+                # Non-linear tariffs: a proven (v2) statement (docs/nonlinear.md).
+                st = prove_bill(
+                    meter_id=reg["meter_id"],
+                    tariff=tariff,
+                    period_from=args.from_,
+                    period_to=args.to,
+                    first_index=first_index,
+                    openings=openings,
+                    tz=reg["tz"],
+                    interval_minutes=reg["interval_minutes"],
+                )
+            else:
+                prices = tariff.period_prices(
+                    args.from_, (args.to - args.from_).days + 1, reg["tz"], reg["interval_minutes"]
+                )
+                st = bill_statement(
+                    meter_id=reg["meter_id"],
+                    tariff=tariff,
+                    period_from=args.from_,
+                    period_to=args.to,
+                    first_index=first_index,
+                    prices=prices,
+                    openings=openings,
+                )
+        except (HubError, TariffError, ValueError) as exc:
             raise UsageError(str(exc)) from None
-        st = bill_statement(
-            meter_id=reg["meter_id"],
-            tariff=tariff,
-            period_from=args.from_,
-            period_to=args.to,
-            first_index=first_index,
-            prices=prices,
-            openings=openings,
-        )
         hub.save_statement(reg["meter_id"], args.from_, args.to, st.to_json())
     finally:
         hub.close()
@@ -370,7 +386,8 @@ def cmd_hub_serve(args: argparse.Namespace) -> int:
 
 # -- utility ----------------------------------------------------------------
 def cmd_utility_verify(args: argparse.Namespace) -> int:
-    from .exchange import BillStatement, DayUpload, FormatError
+    from .exchange import DayUpload, FormatError
+    from .hub.proving import statement_from_json
     from .tariffs import dump_tariff
     from .utility.store import UtilityStore
 
@@ -398,7 +415,7 @@ def cmd_utility_verify(args: argparse.Namespace) -> int:
                 print(f"REJECTED upload: {res.reason}")
                 return EXIT_REJECTED
         try:
-            st = BillStatement.from_json(_read(args.statement, "bill statement"))
+            st = statement_from_json(_read(args.statement, "bill statement"))
         except FormatError as exc:
             print(f"REJECTED {args.statement}: {exc}")
             return EXIT_REJECTED

@@ -25,7 +25,11 @@ INS     name         data → response
                      Days must follow on; a repeated identical day is accepted
                      again (idempotent delivery).
 ``30``  GET BILL     ``u16 y, u8 m, u8 d`` first and last day (inclusive) →
-                     the bill statement as JSON (docs/formats.md).
+                     the bill statement as JSON (docs/formats.md): v1 for a
+                     time-of-use tariff, v2 with zero-knowledge proofs for a
+                     non-linear one (tiered, inclining-block, polynomial;
+                     docs/nonlinear.md). Longer answers than Ne come in
+                     ``61xx`` chunks (GET RESPONSE).
 ``32``  GET STATE    → ``u64 next index`` and the last stored day (4 bytes, or
                      none).
 ======  ===========  ==========================================================
@@ -54,11 +58,13 @@ from ..crypto.group import Q
 from ..crypto.pedersen import Opening
 from ..exchange import FormatError, SealedDay, open_sealed_openings
 from ..hub.billing import statement_from_sums
+from ..hub.proving import prove_bill
 from ..meter.timebase import check_interval, check_tz
 from ..protocols.iso7816 import CommandAPDU
 from ..protocols.iso7816.sw import SW, ISOException
 from ..protocols.iso7816.tlv import TLVError, parse
 from ..tariffs import Tariff, TariffError, load_tariff, verify_tariff
+from ..tariffs.nonlinear import NonLinearTariff
 
 __all__ = ["BillingApplet", "CLASS_NAME", "encode_day", "encode_openings_day", "encode_pairing"]
 
@@ -275,6 +281,8 @@ class BillingApplet(Applet):
             blobs.append(rec[12:])
             day += timedelta(days=1)
         blob = b"".join(blobs)
+        if isinstance(tariff, NonLinearTariff):
+            return self._proven_bill(tariff, meter_id, tz, interval, first_day, last_day, first_index, blob)
         try:
             tariff.check_valid_on(first_day)
             tariff.check_valid_on(last_day)
@@ -300,6 +308,43 @@ class BillingApplet(Applet):
             energy_charge=energy,
             blinding=blinding,
         )
+        return st.to_json().encode()
+
+    @staticmethod
+    def _proven_bill(
+        tariff: NonLinearTariff,
+        meter_id: str,
+        tz: str,
+        interval: int,
+        first_day: date,
+        last_day: date,
+        first_index: int | None,
+        blob: bytes,
+    ) -> bytes:
+        """The v2 statement (:func:`meterhub.hub.proving.prove_bill`) from the stored
+        openings: the bill, its blinding and the zero-knowledge proofs that it
+        follows from the meter's commitments (Rial and Danezis, WPES 2011, section 4)."""
+        openings = [
+            Opening(int.from_bytes(blob[k : k + 4], "big"), int.from_bytes(blob[k + 4 : k + 36], "big"))
+            for k in range(0, len(blob), 36)
+        ]
+        try:
+            tariff.check_valid_on(first_day)
+            tariff.check_valid_on(last_day)
+            st = prove_bill(
+                meter_id=meter_id,
+                tariff=tariff,
+                period_from=first_day,
+                period_to=last_day,
+                first_index=first_index or 0,
+                openings=openings,
+                tz=tz,
+                interval_minutes=interval,
+            )
+        except (TariffError, ValueError):
+            raise ISOException(
+                SW.CONDITIONS_NOT_SATISFIED, "tariff does not cover the period or the readings"
+            ) from None
         return st.to_json().encode()
 
 

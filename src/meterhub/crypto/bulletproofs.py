@@ -17,8 +17,12 @@ Conventions follow the reference implementation of the dalek project
 Two implementation choices for this stack (libsecp256k1 through coincurve,
 where one scalar multiplication dominates every other cost):
 
-* the prover folds the vector generators with one multiplication per element,
-  keeping the common factor ``u^-1`` (resp. ``u``) as a scalar on the side;
+* with at most ``TABLE_GENERATORS`` generators per side (every tier proof up
+  to n = 16) all bases have fixed-base tables and the prover never folds a
+  generator: each round's ``L`` and ``R`` are table sums over the original
+  generators with the challenge products of the verifier's ``s`` vector
+  (sections 3.1 and 6.2). Above that it folds them with one multiplication
+  per element, keeping the common factor ``u^-1`` (resp. ``u``) aside;
 * the value base is ``G`` and the blinding base ``H`` of the Pedersen
   commitments, so readings ``C_i`` are proved directly; the vector generators
   come from :func:`meterhub.crypto.group.hash_to_point` over public labels.
@@ -34,6 +38,11 @@ Byte encoding (big-endian)::
     | t_x | tau_x | mu          (3 x 32, scalars < Q)
     | L_1..L_k | R_1..R_k        (2k x 33, k = log2(n * m_padded))
     | a | b                     (2 x 32)
+
+Tier proofs (version 2, :data:`TIER_VERSION`) embed the same layout with
+version byte 0x02, the inner-product argument stopped at vectors of length
+``TIER_FOLD``: ``k = log2(n * m_padded / TIER_FOLD)`` rounds, then
+``a_1..a_f | b_1..b_f``.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from coincurve import PublicKey
 
 from .group import _CTX, G, H, Point, PointDecodeError, Q, _ffi, _lib, hash_to_point, random_scalar
@@ -101,21 +111,41 @@ def generators(count: int) -> tuple[list[Point], list[Point]]:
 # ---------------------------------------------------------------------------
 #: Generators G_i, H_i with i below this get tables (2 x 32 x 512 KiB = 32 MiB).
 TABLE_GENERATORS = 32
+#: Table slots in the arena: the vector generators, G, H and a few spare.
+_MAX_TABLES = 2 * TABLE_GENERATORS + 6
+_ENTRIES = 32 * 256
 _TABLES: dict[bytes, Any] = {}
+_ARENA: Any = None
+
+
+def _arena() -> Any:
+    """All tables in one array of ``secp256k1_pubkey`` (64 bytes, 8 words each), so
+    that a linear combination gathers its entries with one numpy indexing (many
+    loads in flight) before the ``combine``: scattered single loads inside
+    libsecp256k1 would stall on the memory latency at every entry."""
+    global _ARENA
+    if _ARENA is None:
+        _ARENA = np.zeros((_MAX_TABLES * _ENTRIES, 8), dtype=np.uint64)
+    return _ARENA
 
 
 def _table(p: Point) -> Any:
     """``b * 2^(8j) * P`` for every window ``j < 32`` and digit ``b < 256`` in one
-    cffi array (entry ``256 j + b``; digit 0 unused): a scalar multiplication of
-    ``P`` becomes the sum of at most 32 table points. Built once by additions
-    (libsecp256k1 ``combine``), about 10 ms and 512 KiB per point; public points only."""
+    arena slot (entry ``256 j + b`` of the slot; digit 0 unused): a scalar
+    multiplication of ``P`` becomes the sum of at most 32 table points. Built once
+    by additions (libsecp256k1 ``combine``), about 10 ms and 512 KiB per point;
+    public points only. Returns ``(point, first entry index in the arena)``."""
     key = p.to_bytes()
     tb = _TABLES.get(key)
     if tb is not None:
         return tb
     if p.is_identity:
         raise ValueError("no table for the identity")
-    arr = _ffi.new("secp256k1_pubkey[]", 32 * 256)
+    if len(_TABLES) >= _MAX_TABLES:
+        raise RuntimeError("fixed-base table arena is full")
+    slot = len(_TABLES) * _ENTRIES
+    arena = _arena()
+    arr = _ffi.cast("secp256k1_pubkey *", arena.ctypes.data + 64 * slot)
     _ffi.memmove(arr + 1, p.public_key.public_key, 64)
     pair = _ffi.new("secp256k1_pubkey *[2]")
     combine = _lib.secp256k1_ec_pubkey_combine
@@ -130,9 +160,7 @@ def _table(p: Point) -> Any:
             pair[0] = w + 255
             if not combine(_CTX, arr + ((j + 1) << 8) + 1, pair, 2):
                 raise AssertionError("table entry at infinity")
-    # Keep the array alive with its base address: pointer arithmetic on plain
-    # integers is much cheaper than on cffi pointers (entry 256 j + b is 64 bytes wide).
-    tb = (arr, int(_ffi.cast("uintptr_t", arr)))
+    tb = (p, slot)
     _TABLES[key] = tb
     return tb
 
@@ -144,35 +172,95 @@ def _gen_tables(count: int) -> tuple[list[Any], list[Any]]:
     return [_table(x) for x in gv[:k]], [_table(x) for x in hv[:k]]
 
 
+#: Entry offset of window ``j`` in a table.
+_WINDOW_OFFSETS = np.arange(32, dtype=np.int64) << 8
+
+
+def _table_addrs(scalars: Sequence[int], bases: Any) -> Any:
+    """Arena indices of the table entries whose sum is ``sum k_i T_i`` (``bases``
+    the tables' first indices): one entry per non-zero byte of each reduced
+    scalar, computed for all scalars at once."""
+    if not len(scalars):
+        return np.empty(0, dtype=np.int64)
+    kb = np.frombuffer(
+        b"".join((k % Q).to_bytes(32, "little") for k in scalars), dtype=np.uint8
+    ).reshape(len(scalars), 32)
+    addrs = kb.astype(np.int64) + _WINDOW_OFFSETS
+    addrs += np.asarray(bases, dtype=np.int64).reshape(-1, 1)
+    return addrs[kb != 0]
+
+
+def _combine_addrs(addrs: Any, extra: Sequence[Point] = ()) -> Point:
+    """Sum of the arena entries ``addrs`` and the points ``extra``: the entries are
+    gathered into one contiguous buffer, then one libsecp256k1 ``combine``; the
+    identity if there is nothing to add or if the terms cancel."""
+    rows = _arena()[np.asarray(addrs, dtype=np.int64)]
+    extra = [p for p in extra if not p.is_identity]
+    if extra:
+        more = np.frombuffer(
+            b"".join(bytes(_ffi.buffer(p.public_key.public_key, 64)) for p in extra), dtype=np.uint64
+        ).reshape(-1, 8)
+        rows = np.concatenate([rows, more])
+    count = len(rows)
+    if not count:
+        return Point.identity()
+    ptrs = np.arange(count, dtype=np.uint64) * np.uint64(64) + np.uint64(rows.ctypes.data)
+    out = _ffi.new("secp256k1_pubkey *")
+    if not _lib.secp256k1_ec_pubkey_combine(
+        _CTX, out, _ffi.cast("secp256k1_pubkey **", _ffi.from_buffer(ptrs)), count
+    ):
+        return Point.identity()
+    return Point(PublicKey(out))
+
+
 def _lincomb_fixed(
     fixed: Sequence[tuple[int, Any]], scalars: Sequence[int] = (), points: Sequence[Point] = ()
 ) -> Point:
-    """``sum k_i T_i + sum s_j P_j`` for tabled points ``T_i`` (one ``combine`` over
-    at most 32 table entries per scalar) and other points (:func:`lincomb`)."""
-    addrs: list[int] = []
-    for k, (_, base) in fixed:
-        k %= Q
-        if k:
-            addrs.extend(base + (j << 14 | b << 6) for j, b in enumerate(k.to_bytes(32, "little")) if b)
-    keep = None
-    if points:
-        rest = lincomb(scalars, points)
-        if not rest.is_identity:
-            keep = rest.public_key.public_key
-            addrs.append(int(_ffi.cast("uintptr_t", keep)))
-    if not addrs:
-        return Point.identity()
-    out = _ffi.new("secp256k1_pubkey *")
-    arr = _ffi.new("uintptr_t[]", addrs)
-    ptrs = _ffi.cast("secp256k1_pubkey **", arr)
-    if not _lib.secp256k1_ec_pubkey_combine(_CTX, out, ptrs, len(addrs)):
-        return Point.identity()
-    del keep
-    return Point(PublicKey(out))
+    """``sum k_i T_i + sum s_j P_j`` for tabled points ``T_i`` (at most 32 table
+    entries per scalar) and other points (:func:`lincomb`), in one ``combine``."""
+    if len(fixed) > 4:
+        idx = _table_addrs([k for k, _ in fixed], [tb[1] for _, tb in fixed])
+    else:
+        lst: list[int] = []
+        for k, (_, base) in fixed:
+            k %= Q
+            if k:
+                lst.extend(base + (j << 8 | b) for j, b in enumerate(k.to_bytes(32, "little")) if b)
+        idx = np.array(lst, dtype=np.int64)
+    return _combine_addrs(idx, [lincomb(scalars, points)] if points else ())
 
 
 def _h_table() -> Any:
     return _table(H)
+
+
+def _g_table() -> Any:
+    """Table of ``G`` (the value base and, as ``U = wG``, the inner-product base)."""
+    return _table(G)
+
+
+_NEG_SUM_H: dict[int, Point] = {}
+_BASES: dict[int, tuple[Any, Any]] = {}
+
+
+def _gen_bases(count: int) -> tuple[Any, Any]:
+    """Table base addresses of ``G_i``, ``H_i`` (``i < count <= TABLE_GENERATORS``) as
+    ``uint64`` arrays, for :func:`_table_addrs`; cached."""
+    out = _BASES.get(count)
+    if out is None:
+        gt, ht = _gen_tables(count)
+        out = (np.array([tb[1] for tb in gt], dtype=np.int64), np.array([tb[1] for tb in ht], dtype=np.int64))
+        _BASES[count] = out
+    return out
+
+
+def _neg_sum_h(count: int) -> Point:
+    """``-(H_0 + ... + H_{count-1})``: lets the prover form ``A`` by additions only."""
+    out = _NEG_SUM_H.get(count)
+    if out is None:
+        out = -_lincomb_fixed([], [1] * count, generators(count)[1])
+        _NEG_SUM_H[count] = out
+    return out
 
 
 def _pad(m: int) -> int:
@@ -185,9 +273,13 @@ def bulletproof_size(n: int, m: int = 1) -> int:
     return _size_for(n * _pad(m))
 
 
-def _size_for(nm: int) -> int:
-    k = nm.bit_length() - 1
-    return 7 + 4 * 33 + 3 * 32 + 2 * k * 33 + 2 * 32
+def _size_for(nm: int, fold: int = 1) -> int:
+    """Size of a proof over ``nm`` bits whose inner-product argument stops at
+    vectors of length ``fold`` (sent in the clear, ``2 fold`` scalars; a fold
+    above ``nm`` means no round at all)."""
+    fold = min(fold, nm)
+    k = (nm // fold).bit_length() - 1
+    return 7 + 4 * 33 + 3 * 32 + 2 * k * 33 + 2 * 32 * fold
 
 
 def _ip(a: Sequence[int], b: Sequence[int]) -> int:
@@ -227,7 +319,14 @@ def _start(protocol: bytes, ctx: ProofContext, n: int, m: int, vs: Sequence[Poin
 
 
 def _prove(
-    t: Transcript, values: Sequence[int], blindings: Sequence[int], n: int, tag: int, m: int
+    t: Transcript,
+    values: Sequence[int],
+    blindings: Sequence[int],
+    n: int,
+    tag: int,
+    m: int,
+    fold: int = 1,
+    version: int = VERSION,
 ) -> bytes:
     mp = len(values)
     nm = n * mp
@@ -235,18 +334,38 @@ def _prove(
     a_l = [(v >> i) & 1 for v in values for i in range(n)]
     a_r = [(b - 1) % Q for b in a_l]
     alpha = random_scalar()
-    # Bits and bits-minus-one are 0/1/-1: bucketing turns A into additions.
     th = _h_table()
     gt, ht = _gen_tables(nm)
-    big_a = _lincomb_fixed([(alpha, th)], [*a_l, *a_r], [*gv, *hv])
     s_l = [random_scalar() for _ in range(nm)]
     s_r = [random_scalar() for _ in range(nm)]
     rho = random_scalar()
-    big_s = _lincomb_fixed(
-        [(rho, th), *zip(s_l, gt, strict=False), *zip(s_r, ht, strict=False)],
-        [*s_l[len(gt) :], *s_r[len(ht) :]],
-        [*gv[len(gt) :], *hv[len(ht) :]],
-    )
+    fixed = nm <= TABLE_GENERATORS
+    if fixed:
+        # Every base is a tabled fixed point. A = alpha H + sum_{bit 1} (G_i + H_i) - sum_i H_i:
+        # digit-1 entries of window 0 (offset 64) and one precomputed point, no multiplication.
+        gb, hb = _gen_bases(nm)
+        ones = np.array(a_l, dtype=bool)
+        big_a = _combine_addrs(
+            np.concatenate(
+                [
+                    _table_addrs([alpha], [th[1]]),
+                    gb[ones] + 1,
+                    hb[ones] + 1,
+                ]
+            ),
+            [_neg_sum_h(nm)],
+        )
+        big_s = _combine_addrs(
+            _table_addrs([rho, *s_l, *s_r], np.concatenate([np.array([th[1]], dtype=np.int64), gb, hb]))
+        )
+    else:
+        # Bits and bits-minus-one are 0/1/-1: bucketing turns A into additions.
+        big_a = _lincomb_fixed([(alpha, th)], [*a_l, *a_r], [*gv, *hv])
+        big_s = _lincomb_fixed(
+            [(rho, th), *zip(s_l, gt, strict=False), *zip(s_r, ht, strict=False)],
+            [*s_l[len(gt) :], *s_r[len(ht) :]],
+            [*gv[len(gt) :], *hv[len(ht) :]],
+        )
     t.append_point(b"bp/A", big_a)
     t.append_point(b"bp/S", big_s)
     y = t.challenge_scalar(b"bp/y")
@@ -263,8 +382,9 @@ def _prove(
     t1 = (_ip(l0, r1) + _ip(l1, r0)) % Q
     t2 = _ip(l1, r1)
     tau1, tau2 = random_scalar(), random_scalar()
-    big_t1 = _lincomb_fixed([(tau1, th)], [t1], [G])
-    big_t2 = _lincomb_fixed([(tau2, th)], [t2], [G])
+    tg = _g_table()
+    big_t1 = _lincomb_fixed([(tau1, th), (t1, tg)])
+    big_t2 = _lincomb_fixed([(tau2, th), (t2, tg)])
     t.append_point(b"bp/T1", big_t1)
     t.append_point(b"bp/T2", big_t2)
     x = t.challenge_scalar(b"bp/x")
@@ -278,8 +398,12 @@ def _prove(
     t.append_scalar(b"bp/mu", mu)
     w = t.challenge_scalar(b"bp/w")
     y_inv = pow(y, -1, Q)
-    ls, rs, a, b = _ipa_prove(t, w, gv, hv, _powers(y_inv, nm), lv, rv, (gt, ht))
-    head = bytes([VERSION, tag, n]) + m.to_bytes(4, "big")
+    fold = min(fold, nm)
+    if fixed:
+        ls, rs, a, b = _ipa_prove_fixed(t, w, _powers(y_inv, nm), lv, rv, fold)
+    else:
+        ls, rs, a, b = _ipa_prove(t, w, gv, hv, _powers(y_inv, nm), lv, rv, (gt, ht), fold)
+    head = bytes([version, tag, n]) + m.to_bytes(4, "big")
     body = [big_a, big_s, big_t1, big_t2]
     scal = [t_x, tau_x, mu]
     return (
@@ -288,9 +412,75 @@ def _prove(
         + b"".join(k.to_bytes(32, "big") for k in scal)
         + b"".join(p.to_bytes() for p in ls)
         + b"".join(p.to_bytes() for p in rs)
-        + a.to_bytes(32, "big")
-        + b.to_bytes(32, "big")
+        + b"".join(k.to_bytes(32, "big") for k in a)
+        + b"".join(k.to_bytes(32, "big") for k in b)
     )
+
+
+def _ipa_prove_fixed(
+    t: Transcript, w: int, h_factors: Sequence[int], a: list[int], b: list[int], fold: int = 1
+) -> tuple[list[Point], list[Point], list[int], list[int]]:
+    """The inner-product argument of :func:`_ipa_prove` without folding a single
+    generator (Bünz et al. 2018, section 3, protocol 2; the folded generators
+    written out as in section 6.2).
+
+    After rounds with challenges ``u_1..u_k`` the folded generator ``G'_i`` is
+    ``sum_j s_j G_j`` over the original ``G_j`` with ``j = i mod len`` (``len``
+    the current length) and ``s_j`` the product of ``u^-1`` or ``u`` by the
+    bits of ``j`` (the verifier's ``s`` vector); likewise ``H'_i`` with the
+    inverse exponents and the factors ``y^-j``. So each round's ``L`` and ``R``
+    are linear combinations of the original, tabled generators and ``G``: one
+    ``combine`` each over table entries, and no scalar multiplication at all.
+    The coefficients ``gc``, ``hc`` are updated by one modular product per
+    generator and round. Needs ``len(a) <= TABLE_GENERATORS``. The rounds stop
+    when the vectors have length ``fold``; they are returned in the clear."""
+    nm = len(a)
+    gb, hb = _gen_bases(nm)
+    tg = _g_table()
+    bases = np.concatenate([gb, hb, np.array([tg[1]], dtype=np.int64)])
+    index = np.arange(nm)
+    gc = [1] * nm
+    hc = list(h_factors)
+    ls: list[Point] = []
+    rs: list[Point] = []
+    length = nm
+    while length > fold:
+        n = length >> 1
+        mask = length - 1
+        a_lo, a_hi = a[:n], a[n:]
+        b_lo, b_hi = b[:n], b[n:]
+        c_l = _ip(a_lo, b_hi) * w % Q
+        c_r = _ip(a_hi, b_lo) * w % Q
+        # Original G_j sits in the high half iff bit n of j is set; it pairs with
+        # a[(j mod len) xor n] (L: a_lo with G_hi, R: a_hi with G_lo), H_j with b likewise.
+        ks = [a[(j & mask) ^ n] * gc[j] for j in range(nm)]
+        ks += [b[(j & mask) ^ n] * hc[j] for j in range(nm)]
+        hi = (index & n) != 0
+        kb = np.frombuffer(
+            b"".join((k % Q).to_bytes(32, "little") for k in (*ks, c_l, c_r)), dtype=np.uint8
+        ).reshape(2 * nm + 2, 32)
+        addrs = kb.astype(np.int64) + _WINDOW_OFFSETS
+        addrs[: 2 * nm] += bases[: 2 * nm].reshape(-1, 1)
+        addrs[2 * nm :] += bases[2 * nm]
+        nz = kb != 0
+        in_l = np.concatenate([hi, ~hi, [True, False]])
+        big_l = _combine_addrs(addrs[nz & in_l[:, None]])
+        big_r = _combine_addrs(addrs[nz & ~in_l[:, None]])
+        ls.append(big_l)
+        rs.append(big_r)
+        t.append_point(b"ipa/L", big_l)
+        t.append_point(b"ipa/R", big_r)
+        u = t.challenge_scalar(b"ipa/u")
+        u_inv = pow(u, -1, Q)
+        a = [(a_lo[i] * u + u_inv * a_hi[i]) % Q for i in range(n)]
+        b = [(b_lo[i] * u_inv + u * b_hi[i]) % Q for i in range(n)]
+        if n == fold:
+            break
+        # G' = u^-1 G_lo + u G_hi, H' = u H_lo + u^-1 H_hi.
+        gc = [gc[j] * (u if j & n else u_inv) % Q for j in range(nm)]
+        hc = [hc[j] * (u_inv if j & n else u) % Q for j in range(nm)]
+        length = n
+    return ls, rs, a, b
 
 
 def _ipa_prove(
@@ -302,7 +492,8 @@ def _ipa_prove(
     a: list[int],
     b: list[int],
     tables: tuple[Sequence[Any], Sequence[Any]] = ((), ()),
-) -> tuple[list[Point], list[Point], int, int]:
+    fold: int = 1,
+) -> tuple[list[Point], list[Point], list[int], list[int]]:
     """Inner-product argument (Bünz et al. 2018, section 3, protocol 2) for
     ``P = <a, G> + <b, H'> + <a, b> U`` with ``H'_i = h_factors[i] H_i`` and ``U = wG``.
 
@@ -324,7 +515,7 @@ def _ipa_prove(
     ls: list[Point] = []
     rs: list[Point] = []
     n = len(a)
-    while n > 1:
+    while n > fold:
         n //= 2
         a_lo, a_hi = a[:n], a[n:]
         b_lo, b_hi = b[:n], b[n:]
@@ -353,7 +544,7 @@ def _ipa_prove(
         a = [(a_lo[i] * u + u_inv * a_hi[i]) % Q for i in range(n)]
         b = [(b_lo[i] * u_inv + u * b_hi[i]) % Q for i in range(n)]
         # G'_i = u^-1 gf_lo G_lo + u gf_hi G_hi = (u^-1 gf_lo) (G_lo + (u^2 gf_hi / gf_lo) G_hi)
-        if n == 1:
+        if n == fold:
             break  # the last folded generators are never used
         new_gp, new_gf, new_hp, new_hf = [], [], [], []
         new_gf_inv, new_hf_inv = [], []
@@ -374,7 +565,7 @@ def _ipa_prove(
         gp, gf, hp, hf = new_gp, new_gf, new_hp, new_hf
         gf_inv, hf_inv = new_gf_inv, new_hf_inv
         tabled = False
-    return ls, rs, a[0], b[0]
+    return ls, rs, a, b
 
 
 def _batch_inverse(xs: Sequence[int]) -> list[int]:
@@ -467,20 +658,33 @@ def _verify(t: Transcript, vs: Sequence[Point], n: int, m: int, proof: bytes, ta
 
 
 def _terms(
-    t: Transcript, vs: Sequence[Point], n: int, m: int, proof: bytes, tag: int
+    t: Transcript,
+    vs: Sequence[Point],
+    n: int,
+    m: int,
+    proof: bytes,
+    tag: int,
+    fold: int = 1,
+    version: int = VERSION,
 ) -> _Terms | None:
     """Decode strictly, replay the transcript and return the weighted terms of the
-    single-multiplication check, or ``None`` if a challenge is degenerate."""
+    single-multiplication check, or ``None`` if a challenge is degenerate.
+
+    ``fold``: the inner-product argument stopped at vectors of that length,
+    sent in the clear. The check is section 6.2's with the ``s`` vector over
+    the folded (high) index bits only: ``G_j`` gets ``-z - a_(j mod fold) s_q``
+    with ``q = j div fold``, ``H_j`` likewise with ``b`` and ``1/s_q``."""
     if not isinstance(proof, bytes | bytearray | memoryview):
         raise ProofError("proof must be bytes")
     proof = bytes(proof)
     mp = len(vs)
     nm = n * mp
-    k = nm.bit_length() - 1
-    expected = _size_for(nm)
+    fold = min(fold, nm)
+    k = (nm // fold).bit_length() - 1
+    expected = _size_for(nm, fold)
     if len(proof) != expected:
         raise ProofError(f"bulletproof must be {expected} bytes, got {len(proof)}")
-    if proof[0] != VERSION:
+    if proof[0] != version:
         raise ProofError(f"unsupported proof version {proof[0]}")
     if proof[1] != tag:
         raise ProofError(f"wrong proof type tag {proof[1]:#04x}, expected {tag:#04x}")
@@ -495,8 +699,9 @@ def _terms(
     pos += 33 * k
     rs = [_read_point(proof, pos + 33 * i) for i in range(k)]
     pos += 33 * k
-    a = _read_scalar(proof, pos)
-    b = _read_scalar(proof, pos + 32)
+    a_vec = [_read_scalar(proof, pos + 32 * i) for i in range(fold)]
+    pos += 32 * fold
+    b_vec = [_read_scalar(proof, pos + 32 * i) for i in range(fold)]
 
     t.append_point(b"bp/A", big_a)
     t.append_point(b"bp/S", big_s)
@@ -519,13 +724,14 @@ def _terms(
     u_inv = [pow(u, -1, Q) for u in us]
     u_sq = [u * u % Q for u in us]
     u_inv_sq = [u * u % Q for u in u_inv]
-    # s_i = prod_j u_j^{+-1} (section 6.2), built incrementally.
-    s = [1] * nm
+    # s_q = prod_j u_j^{+-1} (section 6.2), built incrementally over the folded bits.
+    nq = nm // fold
+    s = [1] * nq
     all_inv = 1
     for ui in u_inv:
         all_inv = all_inv * ui % Q
     s[0] = all_inv
-    for i in range(1, nm):
+    for i in range(1, nq):
         lg = i.bit_length() - 1
         s[i] = s[i - (1 << lg)] * u_sq[k - 1 - lg] % Q
     y_inv = pow(y, -1, Q)
@@ -534,12 +740,14 @@ def _terms(
     zj = _powers(z, mp)
     two = [1 << i for i in range(n)]
     c = random_scalar() or 1  # fresh batching weight: the prover cannot predict it
-    g_sc = [(-z - a * si) % Q for si in s]
+    lf = fold.bit_length() - 1
+    mask = fold - 1
+    g_sc = [(-z - a_vec[i & mask] * s[i >> lf]) % Q for i in range(nm)]
     h_sc = [
-        (z + y_inv_pow[i] * (zz * zj[i // n] % Q * two[i % n] - b * s[nm - 1 - i])) % Q
+        (z + y_inv_pow[i] * (zz * zj[i // n] % Q * two[i % n] - b_vec[i & mask] * s[nq - 1 - (i >> lf)])) % Q
         for i in range(nm)
     ]
-    base_g = (w * (t_x - a * b) + c * (_delta(n, mp, y, z) - t_x)) % Q
+    base_g = (w * (t_x - _ip(a_vec, b_vec)) + c * (_delta(n, mp, y, z) - t_x)) % Q
     base_h = (-mu - c * tau_x) % Q
     own = [1, x, c * x % Q, c * x % Q * x % Q, *u_sq, *u_inv_sq]
     own += [c * zz % Q * zj[j] % Q for j in range(mp)]
@@ -679,7 +887,15 @@ def verify_batch(items: Sequence[BatchItem]) -> bool:
 # Tier proof: one reading (or a monthly total) in a hidden row of a public table
 # ---------------------------------------------------------------------------
 TAG_TIER = 0x22
-_P_TIER = b"meterhub/tier/v1"
+#: Tier proofs are made in version 2: the inner-product argument stops at
+#: vectors of length ``TIER_FOLD`` (sent in the clear; Bünz et al. 2018, section
+#: 3: protocol 1 sends the vectors, protocol 2 halves them, and any number of
+#: halvings in between is sound and, with section 4.2, zero-knowledge).
+#: Version 1 (folded to length 1) is still verified.
+TIER_VERSION = 0x02
+TIER_FOLD = 8
+#: version -> (transcript protocol label, fold)
+_TIER_VERSIONS = {0x01: (b"meterhub/tier/v1", 1), 0x02: (b"meterhub/tier/v2", TIER_FOLD)}
 #: Most rows in one tier table.
 MAX_ROWS = 64
 
@@ -709,10 +925,12 @@ def _check_rows(rows: Sequence[Sequence[int]]) -> list[tuple[int, int, int, int]
     return out
 
 
-def tier_proof_size(rows: Sequence[Sequence[int]]) -> int:
-    """Encoded size of :func:`prove_tier` for this table."""
+def tier_proof_size(rows: Sequence[Sequence[int]], version: int = TIER_VERSION) -> int:
+    """Encoded size of :func:`prove_tier` for this table (``version`` 1 or 2)."""
+    if version not in _TIER_VERSIONS:
+        raise ProofError(f"unsupported tier proof version {version}")
     k = len(rows)
-    return 3 + 3 * 33 + _or_length(k) + _size_for(2 * tier_bits(_check_rows(rows)))
+    return 3 + 3 * 33 + _or_length(k) + _size_for(2 * tier_bits(_check_rows(rows)), _TIER_VERSIONS[version][1])
 
 
 def _or_length(k: int) -> int:
@@ -721,9 +939,14 @@ def _or_length(k: int) -> int:
 
 
 def _tier_transcript(
-    ctx: ProofContext, n: int, rows: Sequence[tuple[int, int, int, int]], c: Point, own: Sequence[Point]
+    ctx: ProofContext,
+    n: int,
+    rows: Sequence[tuple[int, int, int, int]],
+    c: Point,
+    own: Sequence[Point],
+    protocol: bytes,
 ) -> tuple[Transcript, list[int]]:
-    t = ctx.transcript(_P_TIER)
+    t = ctx.transcript(protocol)
     t.append_u64(b"tier/n", n)
     t.append_u64(b"tier/rows", len(rows))
     for row in rows:
@@ -754,7 +977,7 @@ def prove_tier(
 
     Returns the proof, ``P`` and its opening (the price and its blinding).
     """
-    return _prove_tier(commitment, opening, rows, ctx, None)
+    return _prove_tier(commitment, opening, rows, ctx, None, TIER_VERSION)
 
 
 def _prove_tier(
@@ -763,9 +986,12 @@ def _prove_tier(
     rows: Sequence[Sequence[int]],
     ctx: ProofContext,
     force_row: int | None,
+    version: int = TIER_VERSION,
 ) -> tuple[bytes, Commitment, Opening]:
     """:func:`prove_tier`; ``force_row`` makes a cheating prover claim that row
-    (for soundness tests: the range proof then covers out-of-range values)."""
+    (for soundness tests: the range proof then covers out-of-range values);
+    ``version`` 1 makes the older encoding (for compatibility tests)."""
+    protocol, fold = _TIER_VERSIONS[version]
     table = _check_rows(rows)
     n = tier_bits(table)
     m = opening.m
@@ -779,14 +1005,14 @@ def _prove_tier(
     d1, d2, price = m - c_min, c_max - 1 - m, (m - c_min) * f1 + f2
     th = _h_table()
     own = [_lincomb_fixed([(s, th)], [v], [G]) for v, s in ((d1, s1), (d2, s2), (price, s3))]
-    t, rho = _tier_transcript(ctx, n, table, commitment.point, own)
+    t, rho = _tier_transcript(ctx, n, table, commitment.point, own, protocol)
     sig = _tier_or_prove(t, table, idx, rho, (d1, d2, price, m), (s1, s2, s3, opening.r))
     vs = own[:2]
     t.append_u64(b"bp/n", n)
     t.append_u64(b"bp/m", 2)
     t.append_points(b"bp/V", vs)
-    rng = _prove(t, [d1 % Q, d2 % Q], [s1, s2], n, TAG_BULLETPROOF, 2)
-    head = bytes([VERSION, TAG_TIER, n])
+    rng = _prove(t, [d1 % Q, d2 % Q], [s1, s2], n, TAG_BULLETPROOF, 2, fold, version)
+    head = bytes([version, TAG_TIER, n])
     body = b"".join(p.to_bytes() for p in own) + sig.to_bytes() + rng
     return head + body, Commitment(own[2]), Opening(price, s3)
 
@@ -857,13 +1083,13 @@ def _tier_or_verify(
     r1, r2, r3 = rho
     v1, v2, p = own
     x = lincomb([r1, r2, r3, (r2 - r1) % Q], [v1, v2, p, c])
-    th = _h_table()
+    th, tg = _h_table(), _g_table()
     (chal,) = sig.branch_challenges
     chals = (*chal, (sig.c - sum(chal)) % Q)
     points = []
     for (c_min, c_max, f1, f2), cj, (zj,) in zip(table, chals, sig.responses[0], strict=True):
         k = r1 * c_min - r2 * (c_max - 1) - r3 * (f2 - f1 * c_min)
-        points.append(_lincomb_fixed([(zj, th)], [-cj, -cj * k, cj * r3 * f1], [x, G, c]))
+        points.append(_lincomb_fixed([(zj, th), (-cj * k, tg)], [-cj, cj * r3 * f1], [x, c]))
     t.append_points(b"sigma/commitments", points)
     return t.challenge_scalar(b"sigma/challenge") == sig.c
 
@@ -887,18 +1113,20 @@ def _tier_terms(
         raise ProofError("proof must be bytes")
     proof = bytes(proof)
     n = tier_bits(table)
-    expected = 3 + 99 + _or_length(len(table)) + _size_for(2 * n)
+    if not proof or proof[0] not in _TIER_VERSIONS:
+        raise ProofError(f"unsupported tier proof version {proof[0] if proof else None}")
+    version = proof[0]
+    protocol, fold = _TIER_VERSIONS[version]
+    expected = 3 + 99 + _or_length(len(table)) + _size_for(2 * n, fold)
     if len(proof) != expected:
         raise ProofError(f"tier proof must be {expected} bytes, got {len(proof)}")
-    if proof[0] != VERSION:
-        raise ProofError(f"unsupported proof version {proof[0]}")
     if proof[1] != TAG_TIER:
         raise ProofError(f"wrong proof type tag {proof[1]:#04x}, expected {TAG_TIER:#04x}")
     if proof[2] != n:
         raise ProofError("tier proof is for another bit length")
     own = [_read_point(proof, 3 + 33 * i) for i in range(3)]
     c = commitment.point
-    t, rho = _tier_transcript(ctx, n, table, c, own)
+    t, rho = _tier_transcript(ctx, n, table, c, own, protocol)
     sig, pos = SigmaProof.read(proof, 102, TAG_TIER, [(1,) * len(table)], exact=False)
     if not _tier_or_verify(t, table, c, own, rho, sig):
         return None
@@ -906,7 +1134,7 @@ def _tier_terms(
     t.append_u64(b"bp/n", n)
     t.append_u64(b"bp/m", 2)
     t.append_points(b"bp/V", vs)
-    return _terms(t, vs, n, 2, proof[pos:], TAG_BULLETPROOF)
+    return _terms(t, vs, n, 2, proof[pos:], TAG_BULLETPROOF, fold, version)
 
 
 def verify_tier(
@@ -969,7 +1197,7 @@ def _check_terms(terms: Sequence[_Terms]) -> bool:
     gt, ht = _gen_tables(len(g_acc))
     kt = len(gt)
     return _lincomb_fixed(
-        [(h_total, _h_table()), *zip(g_acc, gt, strict=False), *zip(h_acc, ht, strict=False)],
-        [*own_scalars, g_total, *g_acc[kt:], *h_acc[kt:]],
-        [*own_points, G, *gv[kt:], *hv[kt:]],
+        [(h_total, _h_table()), (g_total, _g_table()), *zip(g_acc, gt, strict=False), *zip(h_acc, ht, strict=False)],
+        [*own_scalars, *g_acc[kt:], *h_acc[kt:]],
+        [*own_points, *gv[kt:], *hv[kt:]],
     ).is_identity

@@ -40,7 +40,7 @@ from ..crypto import rangeproof as rp
 from ..crypto.group import H, Point, Q, base_mul, msm
 from ..crypto.pedersen import Commitment, Opening
 from ..crypto.transcript import ProofContext, ProofError
-from ..exchange import FormatError, check_fields, decode_statement_common, load_json
+from ..exchange import BillStatement, FormatError, check_fields, decode_statement_common, load_json
 from ..meter.timebase import day_starts
 from ..tariffs.nonlinear import (
     KIND_INCLINING_BLOCK,
@@ -61,6 +61,7 @@ __all__ = [
     "prove_bill",
     "prove_reading_range",
     "sum_points",
+    "statement_from_json",
 ]
 
 STATEMENT_V2_FORMAT = "meterhub/bill-statement/v2"
@@ -302,6 +303,16 @@ class ProvenBillStatement:
     @classmethod
     def from_json(cls, text: str | bytes) -> ProvenBillStatement:
         return cls.from_dict(load_json(text, "bill statement"))
+
+
+def statement_from_json(text: str | bytes) -> BillStatement | ProvenBillStatement:
+    """Parse a bill statement of either format, dispatching on its ``format`` field:
+    v1 (linear, :class:`meterhub.exchange.BillStatement`) or v2 (proven,
+    :class:`ProvenBillStatement`). Strict; a one-line ``FormatError`` on any defect."""
+    o = load_json(text, "bill statement")
+    if isinstance(o, dict) and o.get("format") == STATEMENT_V2_FORMAT:
+        return ProvenBillStatement.from_dict(o)
+    return BillStatement.from_dict(o)
 
 
 # ---------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from ..crypto import ecdsa
 from ..crypto.pedersen import Opening
 from ..exchange import BillStatement, FormatError
 from ..protocols.iso7816 import CommandAPDU, ResponseAPDU
+from .proving import ProvenBillStatement, statement_from_json
 from .store import HubError
 
 __all__ = [
@@ -198,11 +199,20 @@ class BillingClient:
             return nxt, date(y, m, d)
         return nxt, None
 
-    def bill(self, first: date, last: date) -> BillStatement:
+    def bill(self, first: date, last: date) -> BillStatement | ProvenBillStatement:
+        """GET BILL: a v1 statement for a time-of-use tariff, a v2 (proven) one for a
+        non-linear tariff; answers longer than 64 KiB are collected from their
+        ``61xx`` chunks with GET RESPONSE (ISO/IEC 7816-4)."""
         data = struct.pack(">HBBHBB", first.year, first.month, first.day, last.year, last.month, last.day)
-        raw = self._cmd(0x30, data, le=65536)
+        r = self._send(CommandAPDU(0x80, 0x30, 0, 0, data, le=65536, extended=True))
+        raw = r.data
+        while r.sw >> 8 == 0x61:
+            r = self._send(CommandAPDU(0x00, 0xC0, 0, 0, b"", le=65536, extended=True))
+            raw += r.data
+        if r.sw != 0x9000:
+            raise HubError(f"billing applet answered {r.sw:04X} to INS 30")
         try:
-            return BillStatement.from_json(raw)
+            return statement_from_json(raw)
         except FormatError as exc:
             raise HubError(f"billing applet returned a malformed statement: {exc}") from None
 

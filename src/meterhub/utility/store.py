@@ -19,10 +19,13 @@ from pathlib import Path
 from ..crypto import ecdsa
 from ..crypto.group import Point, PointDecodeError
 from ..exchange import BillStatement, DayUpload, FormatError, decode_records
+from ..hub.proving import ProvenBillStatement, statement_from_json
 from ..meter.device import DailyBatch, SignedBatch, chain_genesis, chain_head
 from ..meter.timebase import intervals_per_day
 from ..storage import open_db, transaction
 from ..tariffs import SignedTariff, Tariff, load_tariff
+from ..tariffs.nonlinear import NonLinearTariff
+from .proof_verifier import verify_proven_bill
 from .verifier import (
     DayCommitments,
     MeterRegistration,
@@ -281,8 +284,15 @@ class UtilityStore:
             for r in rows
         ]
 
-    def verify_statement(self, statement: BillStatement, *, record: bool = True) -> Verdict:
-        """Verify a statement against stored data and record the verdict."""
+    def verify_statement(
+        self, statement: BillStatement | ProvenBillStatement, *, record: bool = True
+    ) -> Verdict:
+        """Verify a statement against stored data and record the verdict.
+
+        A v1 statement (linear tariff) goes to :func:`verify_bill`; a v2
+        statement (non-linear tariff, with proofs) to
+        :func:`meterhub.utility.proof_verifier.verify_proven_bill`. A statement
+        whose format does not suit the customer's tariff kind is rejected."""
         try:
             reg = self.registration(statement.meter_id)
             tariff = self.customer_tariff(statement.meter_id)
@@ -290,7 +300,16 @@ class UtilityStore:
             verdict = Verdict(False, str(exc).strip("'\""))
         else:
             days = self.day_commitments(statement.meter_id, statement.period_from, statement.period_to)
-            verdict = verify_bill(statement, reg, days, tariff)
+            nonlinear = isinstance(tariff, NonLinearTariff)
+            if isinstance(statement, ProvenBillStatement):
+                if nonlinear:
+                    verdict = verify_proven_bill(statement, reg, days, tariff)
+                else:
+                    verdict = Verdict(False, "a proven (v2) statement for a linear tariff")
+            elif nonlinear:
+                verdict = Verdict(False, f"{tariff.kind} tariff needs a proven (v2) statement")
+            else:
+                verdict = verify_bill(statement, reg, days, tariff)
         if record:
             with transaction(self.conn):
                 self.conn.execute(
@@ -307,7 +326,7 @@ class UtilityStore:
                 )
         return verdict
 
-    def submit_statement(self, statement: BillStatement) -> None:
+    def submit_statement(self, statement: BillStatement | ProvenBillStatement) -> None:
         """Queue a statement for verification (replacing one for the same period)."""
         with transaction(self.conn):
             self.conn.execute(
@@ -343,7 +362,7 @@ class UtilityStore:
             for rowid, text in rows:
                 last = rowid
                 try:
-                    st = BillStatement.from_json(text)
+                    st = statement_from_json(text)
                 except FormatError as exc:
                     verdicts.append((0, str(exc), _now(), rowid))
                     bad += 1
@@ -357,11 +376,11 @@ class UtilityStore:
                     "UPDATE bills SET verified=?, reason=?, checked_at=? WHERE rowid=?", verdicts
                 )
 
-    def iter_statements(self) -> Iterator[BillStatement]:
-        """Stream stored statements one at a time (constant memory)."""
+    def iter_statements(self) -> Iterator[BillStatement | ProvenBillStatement]:
+        """Stream stored statements (v1 or v2) one at a time (constant memory)."""
         cur = self.conn.execute("SELECT statement FROM bills ORDER BY meter_id, period_from")
         for (text,) in cur:
-            yield BillStatement.from_json(text)
+            yield statement_from_json(text)
 
     def bill_verdicts(self) -> list[tuple[str, str, str, bool | None, str]]:
         """``(meter, from, to, verified, reason)``; ``verified`` is None while pending."""
