@@ -54,7 +54,8 @@ from ..meter.timebase import range_starts
 from ..protocols.iso7816 import CommandAPDU
 from ..protocols.iso7816.sw import SW, ISOException
 from ..tariffs.price_index import KIND_LOAD_PROFILE, Series, SeriesError, load_series
-from .settlement import ReadingsStore, code_hash_of, install_series, parse_date
+from .readings import ReadingsStore, parse_date
+from .settlement import code_hash_of, install_series
 
 __all__ = [
     "CLASS_NAME",
@@ -161,7 +162,7 @@ class ProfilingApplet(Applet):
             raise ISOException(SW.REFERENCED_DATA_NOT_FOUND, "no commitment for this period")
         k = int.from_bytes(rec[:2], "big")
         commitment, hub_nonce, nonce = rec[2:34], rec[34:66], body[8:40]
-        meter_id, tz, interval = self.rs.pairing()
+        meter_id, tz, interval, _ = self.rs.pairing()
         if not hmac.compare_digest(commit_nonce(meter_id, first, last, k, nonce), commitment):
             raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, "nonce does not open the commitment")
         first_index, blob = self.rs.period(first, last)
@@ -212,7 +213,7 @@ class ProfilingApplet(Applet):
             raise ISOException(SW.WRONG_DATA, "1 to 32 distinct profiles")
         profiles = [self._profile(i) for i in ids]
         point = profiles[0].interval_minutes
-        meter_id, tz, interval = self.rs.pairing()
+        meter_id, tz, interval, _ = self.rs.pairing()
         if any(p.interval_minutes != point for p in profiles) or point % interval:
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "profiles must share one resolution, a multiple of the meter's")
         g = point // interval

@@ -49,17 +49,15 @@ Install parameters: the index publisher's P-256 public key (65 bytes, SEC 1).
 from __future__ import annotations
 
 import json
-import struct
-from datetime import date, timedelta
 
 from ..card import Applet, AppletContext, ins, register_applet_class
 from ..crypto import ecdsa
 from ..crypto.group import Q
-from ..meter.timebase import check_interval, check_tz, range_starts
+from ..meter.timebase import range_starts
 from ..protocols.iso7816 import CommandAPDU
 from ..protocols.iso7816.sw import SW, ISOException
-from ..protocols.iso7816.tlv import TLV, TLVError, encode, parse
 from ..tariffs.price_index import KIND_PRICE_INDEX, Series, SeriesError, load_series, verify_series
+from .readings import CHUNK, ReadingsStore, encode_pairing, parse_date
 
 __all__ = [
     "CHUNK",
@@ -73,154 +71,7 @@ __all__ = [
 
 CLASS_NAME = "meterhub.applets.settlement/1"
 SETTLEMENT_FORMAT = "meterhub-settlement/1"
-CHUNK = 224  # + 4-byte header, R-ENC padding and R-MAC: one short R-APDU (256 bytes)
-MAX_MESSAGE = 1 << 20
-_DAY = struct.Struct(">HBB")
-_PLAIN_HEADER = struct.Struct(">HBBQI")
 _K_PUB = b"publisher"
-_K_PAIRING = b"pairing"
-_K_NEXT = b"next"
-_K_LAST = b"last"
-_K_PENDING = b"store-data"
-_K_OUTBOX = b"outbox"
-
-
-def encode_pairing(meter_id: str, tz: str, interval_minutes: int) -> bytes:
-    """The PAIR METER data field of the settlement and profiling applets (no home-link key)."""
-    return encode([TLV(0x80, meter_id.encode()), TLV(0x81, tz.encode()), TLV(0x82, bytes([interval_minutes]))])
-
-
-def parse_date(raw: bytes) -> date:
-    try:
-        y, m, d = _DAY.unpack(raw)
-        return date(y, m, d)
-    except (struct.error, ValueError):
-        raise ISOException(SW.WRONG_DATA, "bad date") from None
-
-
-def day_bytes(d: date) -> bytes:
-    return _DAY.pack(d.year, d.month, d.day)
-
-
-class ReadingsStore:
-    """The readings part shared by the settlement and profiling applets: pairing, one
-    record per local day (``u64 first || u32 count || 36-byte openings``), each day in one
-    atomic transaction (JCRE ch. 7), and reading whole periods back."""
-
-    def __init__(self, ctx: AppletContext) -> None:
-        self.ctx = ctx
-
-    def pair(self, data: bytes) -> None:
-        if self.ctx.store.get(_K_PAIRING) is not None:
-            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "already paired")
-        try:
-            f = {t.tag: t.value for t in parse(data)}
-            meter_id = f[0x80].decode()
-            check_tz(f[0x81].decode())
-            if len(f[0x82]) != 1:
-                raise ValueError
-            check_interval(f[0x82][0])
-        except (TLVError, KeyError, UnicodeDecodeError, ValueError, IndexError):
-            raise ISOException(SW.WRONG_DATA, "bad pairing data") from None
-        if not meter_id:
-            raise ISOException(SW.WRONG_DATA, "bad pairing data")
-        self.ctx.store.put(_K_PAIRING, bytes(data))
-
-    def pairing(self) -> tuple[str, str, int]:
-        raw = self.ctx.store.get(_K_PAIRING)
-        if raw is None:
-            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "no meter paired")
-        f = {t.tag: t.value for t in parse(raw)}
-        return f[0x80].decode(), f[0x81].decode(), f[0x82][0]
-
-    def last_day(self) -> date | None:
-        raw = self.ctx.store.get(_K_LAST)
-        return None if raw is None else parse_date(raw)
-
-    def put_day(self, apdu: CommandAPDU) -> None:
-        self.pairing()
-        if apdu.p1 != 0x01:
-            raise ISOException(SW.INCORRECT_P1P2, "P1 must be 01 (plain openings)")
-        data = bytes(apdu.data)
-        if len(data) < _PLAIN_HEADER.size:
-            raise ISOException(SW.WRONG_LENGTH, "day message too short")
-        y, m, d, first, count = _PLAIN_HEADER.unpack(data[: _PLAIN_HEADER.size])
-        day = parse_date(_DAY.pack(y, m, d))
-        blob = data[_PLAIN_HEADER.size :]
-        if len(blob) != 36 * count or count == 0:
-            raise ISOException(SW.WRONG_LENGTH, "opening count and length differ")
-        if any(int.from_bytes(blob[36 * k + 4 : 36 * k + 36], "big") >= Q for k in range(count)):
-            raise ISOException(SW.WRONG_DATA, "blinding out of range")
-        record = first.to_bytes(8, "big") + count.to_bytes(4, "big") + blob
-        existing = self.ctx.store.get(b"d" + day_bytes(day))
-        if existing is not None:
-            if existing == record:
-                return
-            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "day already stored with other readings")
-        last = self.last_day()
-        if last is not None and (day != last + timedelta(days=1) or first != self.ctx.store.get_int(_K_NEXT, -1)):
-            raise ISOException(SW.WRONG_DATA, "day does not follow on from the last stored day")
-        self.ctx.begin_transaction()
-        self.ctx.store.put(b"d" + day_bytes(day), record)
-        self.ctx.store.put_int(_K_NEXT, first + count)
-        self.ctx.store.put(_K_LAST, day_bytes(day))
-        self.ctx.commit_transaction()
-
-    def state(self) -> bytes:
-        return self.ctx.store.get_int(_K_NEXT, 0).to_bytes(8, "big") + (self.ctx.store.get(_K_LAST) or b"")
-
-    def period(self, first_day: date, last_day: date) -> tuple[int, bytes]:
-        """``(first index, 36-byte openings)`` of whole days; ``6A88`` names a missing day."""
-        if last_day < first_day:
-            raise ISOException(SW.WRONG_DATA, "period ends before it starts")
-        blobs: list[bytes] = []
-        first_index = None
-        day = first_day
-        while day <= last_day:
-            rec = self.ctx.store.get(b"d" + day_bytes(day))
-            if rec is None:
-                raise ISOException(SW.REFERENCED_DATA_NOT_FOUND, f"no readings for {day}")
-            if first_index is None:
-                first_index = int.from_bytes(rec[:8], "big")
-            blobs.append(rec[12:])
-            day += timedelta(days=1)
-        return first_index or 0, b"".join(blobs)
-
-    # -- STORE DATA framing and the outbox ----------------------------------------
-    def assemble(self, apdu: CommandAPDU) -> bytes | None:
-        """Join STORE DATA blocks (P2 block number, P1 b8 last); the whole message or None."""
-        pending = self.ctx.store.get(_K_PENDING) if apdu.p2 else b""
-        if pending is None:
-            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "STORE DATA block out of sequence")
-        data = pending + bytes(apdu.data)
-        if len(data) > MAX_MESSAGE:
-            self.ctx.store.delete(_K_PENDING)
-            raise ISOException(SW.WRONG_LENGTH, "message too large")
-        if not apdu.p1 & 0x80:
-            self.ctx.store.put(_K_PENDING, data)
-            return None
-        if apdu.p2:
-            self.ctx.store.delete(_K_PENDING)
-        if not data:
-            raise ISOException(SW.WRONG_LENGTH, "empty message")
-        return data
-
-    def post(self, output: bytes) -> bytes:
-        self.ctx.store.put(_K_OUTBOX, output)
-        return self.chunk(0)
-
-    def chunk(self, offset: int) -> bytes:
-        out = self.ctx.store.get(_K_OUTBOX)
-        if out is None:
-            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "nothing to fetch")
-        if not 0 <= offset <= len(out):
-            raise ISOException(SW.WRONG_DATA, "offset out of range")
-        return len(out).to_bytes(4, "big") + out[offset : offset + CHUNK]
-
-    def fetch(self, body: bytes) -> bytes:
-        if len(body) != 4:
-            raise ISOException(SW.WRONG_LENGTH, "fetch takes a u32 offset")
-        return self.chunk(int.from_bytes(body, "big"))
 
 
 def install_series(rs: ReadingsStore, raw: bytes, key_store: bytes, kind: str, slot: bytes) -> Series:
@@ -324,7 +175,7 @@ class SettlementApplet(Applet):
         except UnicodeDecodeError:
             raise ISOException(SW.WRONG_DATA, "bad index id") from None
         index = self._index(series_id, version)
-        meter_id, tz, interval = self.rs.pairing()
+        meter_id, tz, interval, _ = self.rs.pairing()
         first_index, blob = self.rs.period(first_day, last_day)
         starts = range_starts(first_day, (last_day - first_day).days + 1, tz, interval)
         if 36 * len(starts) != len(blob):

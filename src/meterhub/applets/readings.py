@@ -1,0 +1,251 @@
+"""The readings part every metering applet shares (billing, settlement, profiling).
+
+:class:`ReadingsStore` keeps, in the applet's own persistent store (so the
+firewall keeps each applet's copy apart):
+
+* the pairing: BER-TLV ``80`` meter id, ``81`` time zone, ``82`` interval
+  minutes (1 byte) and, optionally, ``83`` the 16-byte home-link key; set once;
+* one record per local day, ``u64 first index || u32 count || count x (u32 m ||
+  32-byte r)``, written in one atomic transaction with the chain position
+  (JCRE ch. 7), days following on without gaps, an identical re-delivery
+  accepted (idempotent);
+* STORE DATA messages joined from their blocks (GPC 2.3.1 §11.11: P2 block
+  number, P1 b8 last block), and an outbox read back in chunks.
+
+PUT DAY data fields (proprietary INS ``20``):
+
+* P1 ``00``: ``u16 year, u8 month, u8 day, u64 first index, u32 count, 12-byte
+  nonce`` then the AES-GCM ciphertext sealed by the meter under the home-link
+  key (docs/formats.md, "Sealed openings"); needs a pairing with a key;
+* P1 ``01``: the same header without the nonce, then the plain openings, from
+  the hub's host, which terminates the DLMS home link. A wrong opening only
+  yields a figure the utility rejects.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from datetime import date, timedelta
+
+from ..card import AppletContext
+from ..crypto.group import Q
+from ..crypto.pedersen import Opening
+from ..exchange import FormatError, SealedDay, open_sealed_openings
+from ..meter.timebase import check_interval, check_tz
+from ..protocols.iso7816 import CommandAPDU
+from ..protocols.iso7816.sw import SW, ISOException
+from ..protocols.iso7816.tlv import TLV, TLVError, encode, parse
+
+__all__ = [
+    "CHUNK",
+    "MAX_MESSAGE",
+    "ReadingsStore",
+    "day_bytes",
+    "encode_day",
+    "encode_openings_day",
+    "encode_pairing",
+    "openings_from_blob",
+    "parse_date",
+]
+
+#: Outbox chunk: + 4-byte header, R-ENC padding and R-MAC fit one short R-APDU.
+CHUNK = 224
+MAX_MESSAGE = 1 << 20
+_DAY = struct.Struct(">HBB")
+_PLAIN_HEADER = struct.Struct(">HBBQI")
+_SEALED_HEADER = struct.Struct(">HBBQI12s")
+_K_PAIRING = b"pairing"
+_K_NEXT = b"next"
+_K_LAST = b"last"
+_K_PENDING = b"store-data"
+_K_OUTBOX = b"outbox"
+
+
+def parse_date(raw: bytes) -> date:
+    """``u16 year, u8 month, u8 day``; a bad date answers ``6A80``."""
+    try:
+        y, m, d = _DAY.unpack(raw)
+        return date(y, m, d)
+    except (struct.error, ValueError):
+        raise ISOException(SW.WRONG_DATA, "bad date") from None
+
+
+def day_bytes(d: date) -> bytes:
+    return _DAY.pack(d.year, d.month, d.day)
+
+
+def encode_pairing(
+    meter_id: str, tz: str, interval_minutes: int, home_link_key: bytes | None = None
+) -> bytes:
+    """The PAIR METER data field."""
+    fields = [TLV(0x80, meter_id.encode()), TLV(0x81, tz.encode()), TLV(0x82, bytes([interval_minutes]))]
+    if home_link_key is not None:
+        fields.append(TLV(0x83, home_link_key))
+    return encode(fields)
+
+
+def encode_openings_day(day: date, first_index: int, openings: Sequence[Opening]) -> bytes:
+    """The PUT DAY (P1 ``01``) data field: a day's plain openings from the hub's host."""
+    return _PLAIN_HEADER.pack(day.year, day.month, day.day, first_index, len(openings)) + b"".join(
+        o.m.to_bytes(4, "big") + o.r.to_bytes(32, "big") for o in openings
+    )
+
+
+def encode_day(sealed: SealedDay) -> bytes:
+    """The PUT DAY (P1 ``00``) data field for a day sealed by the meter."""
+    d = sealed.day
+    return (
+        _SEALED_HEADER.pack(d.year, d.month, d.day, sealed.first_index, sealed.count, sealed.nonce)
+        + sealed.ciphertext
+    )
+
+
+def openings_from_blob(blob: bytes) -> list[Opening]:
+    """36-byte units ``u32 m || 32-byte r`` back to openings."""
+    return [
+        Opening(int.from_bytes(blob[k : k + 4], "big"), int.from_bytes(blob[k + 4 : k + 36], "big"))
+        for k in range(0, len(blob), 36)
+    ]
+
+
+class ReadingsStore:
+    """See the module docstring."""
+
+    def __init__(self, ctx: AppletContext) -> None:
+        self.ctx = ctx
+
+    # -- pairing ----------------------------------------------------------------
+    def pair(self, data: bytes) -> None:
+        if self.ctx.store.get(_K_PAIRING) is not None:
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "already paired")
+        try:
+            f = {t.tag: t.value for t in parse(data)}
+            meter_id = f[0x80].decode()
+            check_tz(f[0x81].decode())
+            if len(f[0x82]) != 1:
+                raise ValueError("interval is one byte")
+            check_interval(f[0x82][0])
+            key = f.get(0x83)
+        except (TLVError, KeyError, UnicodeDecodeError, ValueError, IndexError):
+            raise ISOException(SW.WRONG_DATA, "bad pairing data") from None
+        if not meter_id or (key is not None and len(key) != 16):
+            raise ISOException(SW.WRONG_DATA, "bad pairing data")
+        self.ctx.store.put(_K_PAIRING, bytes(data))
+
+    def pairing(self) -> tuple[str, str, int, bytes | None]:
+        """``(meter id, time zone, interval minutes, home-link key or None)``; ``6985`` if unpaired."""
+        raw = self.ctx.store.get(_K_PAIRING)
+        if raw is None:
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "no meter paired")
+        f = {t.tag: t.value for t in parse(raw)}
+        return f[0x80].decode(), f[0x81].decode(), f[0x82][0], f.get(0x83)
+
+    # -- days -------------------------------------------------------------------
+    def last_day(self) -> date | None:
+        raw = self.ctx.store.get(_K_LAST)
+        return None if raw is None else parse_date(raw)
+
+    def put_day(self, apdu: CommandAPDU) -> None:
+        meter_id, _, _, key = self.pairing()
+        data = bytes(apdu.data)
+        if apdu.p1 == 0x01:
+            if len(data) < _PLAIN_HEADER.size:
+                raise ISOException(SW.WRONG_LENGTH, "day message too short")
+            y, m, d, first, count = _PLAIN_HEADER.unpack(data[: _PLAIN_HEADER.size])
+            day = parse_date(_DAY.pack(y, m, d))
+            blob = data[_PLAIN_HEADER.size :]
+            if len(blob) != 36 * count or count == 0:
+                raise ISOException(SW.WRONG_LENGTH, "opening count and length differ")
+            if any(int.from_bytes(blob[36 * k + 4 : 36 * k + 36], "big") >= Q for k in range(count)):
+                raise ISOException(SW.WRONG_DATA, "blinding out of range")
+        elif apdu.p1 == 0x00:
+            if key is None:
+                raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "paired without a home-link key")
+            if len(data) < _SEALED_HEADER.size + 16:
+                raise ISOException(SW.WRONG_LENGTH, "day message too short")
+            y, m, d, first, count, nonce = _SEALED_HEADER.unpack(data[: _SEALED_HEADER.size])
+            day = parse_date(_DAY.pack(y, m, d))
+            sealed = SealedDay(meter_id, day, first, count, nonce, data[_SEALED_HEADER.size :])
+            try:
+                openings = open_sealed_openings(key, sealed)
+            except FormatError:
+                raise ISOException(
+                    SW.SECURITY_STATUS_NOT_SATISFIED, "home-link message fails authentication"
+                ) from None
+            blob = b"".join(o.m.to_bytes(4, "big") + o.r.to_bytes(32, "big") for o in openings)
+        else:
+            raise ISOException(SW.INCORRECT_P1P2, "P1 must be 00 (sealed) or 01 (plain)")
+        record = first.to_bytes(8, "big") + count.to_bytes(4, "big") + blob
+        existing = self.ctx.store.get(b"d" + day_bytes(day))
+        if existing is not None:
+            if existing == record:
+                return  # the same day delivered again
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "day already stored with other readings")
+        last = self.last_day()
+        if last is not None and (
+            day != last + timedelta(days=1) or first != self.ctx.store.get_int(_K_NEXT, -1)
+        ):
+            raise ISOException(SW.WRONG_DATA, "day does not follow on from the last stored day")
+        self.ctx.begin_transaction()
+        self.ctx.store.put(b"d" + day_bytes(day), record)
+        self.ctx.store.put_int(_K_NEXT, first + count)
+        self.ctx.store.put(_K_LAST, day_bytes(day))
+        self.ctx.commit_transaction()
+
+    def state(self) -> bytes:
+        """``u64 next index`` and the last stored day (4 bytes, or none)."""
+        return self.ctx.store.get_int(_K_NEXT, 0).to_bytes(8, "big") + (self.ctx.store.get(_K_LAST) or b"")
+
+    def period(self, first_day: date, last_day: date) -> tuple[int, bytes]:
+        """``(first index, 36-byte openings)`` of whole days; ``6A88`` names a missing day."""
+        if last_day < first_day:
+            raise ISOException(SW.WRONG_DATA, "period ends before it starts")
+        blobs: list[bytes] = []
+        first_index = None
+        day = first_day
+        while day <= last_day:
+            rec = self.ctx.store.get(b"d" + day_bytes(day))
+            if rec is None:
+                raise ISOException(SW.REFERENCED_DATA_NOT_FOUND, f"no readings for {day}")
+            if first_index is None:
+                first_index = int.from_bytes(rec[:8], "big")
+            blobs.append(rec[12:])
+            day += timedelta(days=1)
+        return first_index or 0, b"".join(blobs)
+
+    # -- STORE DATA framing and the outbox ------------------------------------------
+    def assemble(self, apdu: CommandAPDU) -> bytes | None:
+        """Join STORE DATA blocks (P2 block number, P1 b8 last); the whole message or None."""
+        pending = self.ctx.store.get(_K_PENDING) if apdu.p2 else b""
+        if pending is None:
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "STORE DATA block out of sequence")
+        data = pending + bytes(apdu.data)
+        if len(data) > MAX_MESSAGE:
+            self.ctx.store.delete(_K_PENDING)
+            raise ISOException(SW.WRONG_LENGTH, "message too large")
+        if not apdu.p1 & 0x80:
+            self.ctx.store.put(_K_PENDING, data)
+            return None
+        if apdu.p2:
+            self.ctx.store.delete(_K_PENDING)
+        if not data:
+            raise ISOException(SW.WRONG_LENGTH, "empty message")
+        return data
+
+    def post(self, output: bytes) -> bytes:
+        self.ctx.store.put(_K_OUTBOX, output)
+        return self.chunk(0)
+
+    def chunk(self, offset: int) -> bytes:
+        out = self.ctx.store.get(_K_OUTBOX)
+        if out is None:
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "nothing to fetch")
+        if not 0 <= offset <= len(out):
+            raise ISOException(SW.WRONG_DATA, "offset out of range")
+        return len(out).to_bytes(4, "big") + out[offset : offset + CHUNK]
+
+    def fetch(self, body: bytes) -> bytes:
+        if len(body) != 4:
+            raise ISOException(SW.WRONG_LENGTH, "fetch takes a u32 offset")
+        return self.chunk(int.from_bytes(body, "big"))
