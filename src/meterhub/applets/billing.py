@@ -54,8 +54,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from ..card import Applet, AppletContext, ins, register_applet_class
-from ..crypto import ecdsa
+from ..card import ins, register_applet_class
 from ..hub.billing import statement_from_sums
 from ..hub.proving import prove_bill
 from ..protocols.iso7816 import CommandAPDU
@@ -63,7 +62,7 @@ from ..protocols.iso7816.sw import SW, ISOException
 from ..tariffs import Tariff, TariffError, load_tariff, verify_tariff
 from ..tariffs.nonlinear import NonLinearTariff
 from .readings import (
-    ReadingsStore,
+    MeteringApplet,
     encode_day,
     encode_openings_day,
     encode_pairing,
@@ -76,36 +75,20 @@ __all__ = ["BillingApplet", "CLASS_NAME", "encode_day", "encode_openings_day", "
 CLASS_NAME = "meterhub.applets.billing/1"
 
 _K_TARIFF = b"tariff"
-_K_SUPPLIER = b"supplier"
 
 
-class BillingApplet(Applet):
+class BillingApplet(MeteringApplet):
     """See the module docstring for the command set."""
 
-    @classmethod
-    def install(cls, ctx: AppletContext, params: bytes) -> BillingApplet:
-        try:
-            ecdsa.load_verifying_key(params)
-        except ValueError:
-            raise ISOException(SW.WRONG_DATA, "install parameters must be the supplier's P-256 key") from None
-        ctx.store.put(_K_SUPPLIER, bytes(params))
-        return cls(ctx)
-
-    # -- pairing and tariff ---------------------------------------------------
-    def __init__(self, ctx: AppletContext) -> None:
-        super().__init__(ctx)
-        self.rs = ReadingsStore(ctx)
-
-    @ins(0x10, cla=0x80)
-    def pair_meter(self, apdu: CommandAPDU) -> None:
-        self.rs.pair(bytes(apdu.data))
+    KEY_SLOT = b"supplier"
+    KEY_ROLE = "supplier"
 
     @ins(0x12, cla=0x80)
     def put_tariff(self, apdu: CommandAPDU) -> None:
         self._install_tariff(bytes(apdu.data))
 
     def _install_tariff(self, raw: bytes) -> None:
-        supplier = self.ctx.store.get(_K_SUPPLIER)
+        supplier = self.signer_key
         try:
             signed = load_tariff(raw)
             tariff = verify_tariff(signed, supplier)
@@ -136,14 +119,6 @@ class BillingApplet(Applet):
         return b""
 
     # -- readings ---------------------------------------------------------------
-    @ins(0x20, cla=0x80)
-    def put_day(self, apdu: CommandAPDU) -> None:
-        self.rs.put_day(apdu)
-
-    @ins(0x32, cla=0x80)
-    def get_state(self, apdu: CommandAPDU) -> bytes:
-        return self.rs.state()
-
     # -- bills --------------------------------------------------------------------
     @ins(0x30, cla=0x80)
     def get_bill(self, apdu: CommandAPDU) -> bytes:

@@ -43,8 +43,7 @@ import hmac
 import json
 import secrets
 
-from ..card import Applet, AppletContext, ins, register_applet_class
-from ..crypto import ecdsa
+from ..card import register_applet_class
 from ..crypto.group import Q
 from ..crypto.pedersen import Opening, commit
 from ..crypto.rangeproof import prove_sum_of_squares
@@ -54,7 +53,7 @@ from ..meter.timebase import range_starts
 from ..protocols.iso7816 import CommandAPDU
 from ..protocols.iso7816.sw import SW, ISOException
 from ..tariffs.price_index import KIND_LOAD_PROFILE, Series, SeriesError, load_series
-from .readings import ReadingsStore, parse_date
+from .readings import MeteringApplet, parse_date
 from .settlement import code_hash_of, install_series
 
 __all__ = [
@@ -68,7 +67,6 @@ __all__ = [
 CLASS_NAME = "meterhub.applets.profiling/1"
 SAMPLES_FORMAT = "meterhub-samples/1"
 SCORES_FORMAT = "meterhub-profile-scores/1"
-_K_SIGNER = b"signer"
 MAX_PROFILES = 32
 
 
@@ -83,33 +81,11 @@ def scores_context(meter_id: str, period_from: str, period_to: str, point_minute
     )
 
 
-class ProfilingApplet(Applet):
+class ProfilingApplet(MeteringApplet):
     """See the module docstring for the command set."""
 
-    @classmethod
-    def install(cls, ctx: AppletContext, params: bytes) -> ProfilingApplet:
-        try:
-            ecdsa.load_verifying_key(params)
-        except ValueError:
-            raise ISOException(SW.WRONG_DATA, "install parameters must be the profile signer's P-256 key") from None
-        ctx.store.put(_K_SIGNER, bytes(params))
-        return cls(ctx)
-
-    def __init__(self, ctx: AppletContext) -> None:
-        super().__init__(ctx)
-        self.rs = ReadingsStore(ctx)
-
-    @ins(0x10, cla=0x80)
-    def pair_meter(self, apdu: CommandAPDU) -> None:
-        self.rs.pair(bytes(apdu.data))
-
-    @ins(0x20, cla=0x80)
-    def put_day(self, apdu: CommandAPDU) -> None:
-        self.rs.put_day(apdu)
-
-    @ins(0x32, cla=0x80)
-    def get_state(self, apdu: CommandAPDU) -> bytes:
-        return self.rs.state()
+    KEY_SLOT = b"signer"
+    KEY_ROLE = "profile signer"
 
     def process_data(self, apdu: CommandAPDU) -> bytes:
         """STORE DATA from the forecasting party's SD (GP API ``Application.processData``)."""
@@ -122,7 +98,7 @@ class ProfilingApplet(Applet):
                 slot = b"p" + load_series(body).series.series_id.encode()
             except SeriesError:
                 raise ISOException(SW.WRONG_DATA, "malformed, unsigned or wrong-format series") from None
-            install_series(self.rs, body, self.ctx.store.get(_K_SIGNER) or b"", KIND_LOAD_PROFILE, slot)
+            install_series(self.rs, body, self.signer_key, KIND_LOAD_PROFILE, slot)
             return b""
         if kind == 0x10:
             return self._commit(body)

@@ -27,8 +27,10 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from datetime import date, timedelta
+from typing import ClassVar
 
-from ..card import AppletContext
+from ..card import Applet, AppletContext, ins
+from ..crypto import ecdsa
 from ..crypto.group import Q
 from ..crypto.pedersen import Opening
 from ..exchange import FormatError, SealedDay, open_sealed_openings
@@ -39,6 +41,7 @@ from ..protocols.iso7816.tlv import TLV, TLVError, encode, parse
 
 __all__ = [
     "CHUNK",
+    "MeteringApplet",
     "MAX_MESSAGE",
     "ReadingsStore",
     "day_bytes",
@@ -249,3 +252,44 @@ class ReadingsStore:
         if len(body) != 4:
             raise ISOException(SW.WRONG_LENGTH, "fetch takes a u32 offset")
         return self.chunk(int.from_bytes(body, "big"))
+
+
+class MeteringApplet(Applet):
+    """Base of the applets that hold a meter's openings: install parameters are the
+    P-256 key of whoever signs the applet's inputs (stored under ``KEY_SLOT``), and
+    PAIR METER (``10``), PUT DAY (``20``) and GET STATE (``32``) go to the
+    :class:`ReadingsStore`."""
+
+    KEY_SLOT: ClassVar[bytes] = b"signer"
+    KEY_ROLE: ClassVar[str] = "signer"
+
+    @classmethod
+    def install(cls, ctx: AppletContext, params: bytes) -> MeteringApplet:
+        try:
+            ecdsa.load_verifying_key(params)
+        except ValueError:
+            raise ISOException(
+                SW.WRONG_DATA, f"install parameters must be the {cls.KEY_ROLE}'s P-256 key"
+            ) from None
+        ctx.store.put(cls.KEY_SLOT, bytes(params))
+        return cls(ctx)
+
+    def __init__(self, ctx: AppletContext) -> None:
+        super().__init__(ctx)
+        self.rs = ReadingsStore(ctx)
+
+    @property
+    def signer_key(self) -> bytes:
+        return self.ctx.store.get(self.KEY_SLOT) or b""
+
+    @ins(0x10, cla=0x80)
+    def pair_meter(self, apdu: CommandAPDU) -> None:
+        self.rs.pair(bytes(apdu.data))
+
+    @ins(0x20, cla=0x80)
+    def put_day(self, apdu: CommandAPDU) -> None:
+        self.rs.put_day(apdu)
+
+    @ins(0x32, cla=0x80)
+    def get_state(self, apdu: CommandAPDU) -> bytes:
+        return self.rs.state()

@@ -50,14 +50,13 @@ from __future__ import annotations
 
 import json
 
-from ..card import Applet, AppletContext, ins, register_applet_class
-from ..crypto import ecdsa
+from ..card import AppletContext, register_applet_class
 from ..crypto.group import Q
 from ..meter.timebase import range_starts
 from ..protocols.iso7816 import CommandAPDU
 from ..protocols.iso7816.sw import SW, ISOException
 from ..tariffs.price_index import KIND_PRICE_INDEX, Series, SeriesError, load_series, verify_series
-from .readings import CHUNK, ReadingsStore, encode_pairing, parse_date
+from .readings import CHUNK, MeteringApplet, ReadingsStore, encode_pairing, parse_date
 
 __all__ = [
     "CHUNK",
@@ -71,7 +70,6 @@ __all__ = [
 
 CLASS_NAME = "meterhub.applets.settlement/1"
 SETTLEMENT_FORMAT = "meterhub-settlement/1"
-_K_PUB = b"publisher"
 
 
 def install_series(rs: ReadingsStore, raw: bytes, key_store: bytes, kind: str, slot: bytes) -> Series:
@@ -104,34 +102,15 @@ def code_hash_of(cls: type) -> str:
     return applet_code_hash(cls).hex()
 
 
-class SettlementApplet(Applet):
+class SettlementApplet(MeteringApplet):
     """See the module docstring for the command set."""
 
-    @classmethod
-    def install(cls, ctx: AppletContext, params: bytes) -> SettlementApplet:
-        try:
-            ecdsa.load_verifying_key(params)
-        except ValueError:
-            raise ISOException(SW.WRONG_DATA, "install parameters must be the index publisher's P-256 key") from None
-        ctx.store.put(_K_PUB, bytes(params))
-        return cls(ctx)
+    KEY_SLOT = b"publisher"
+    KEY_ROLE = "index publisher"
 
     def __init__(self, ctx: AppletContext) -> None:
         super().__init__(ctx)
-        self.rs = ReadingsStore(ctx)
         self._cache: tuple[bytes, Series] | None = None
-
-    @ins(0x10, cla=0x80)
-    def pair_meter(self, apdu: CommandAPDU) -> None:
-        self.rs.pair(bytes(apdu.data))
-
-    @ins(0x20, cla=0x80)
-    def put_day(self, apdu: CommandAPDU) -> None:
-        self.rs.put_day(apdu)
-
-    @ins(0x32, cla=0x80)
-    def get_state(self, apdu: CommandAPDU) -> bytes:
-        return self.rs.state()
 
     def process_data(self, apdu: CommandAPDU) -> bytes:
         """STORE DATA from the supplier's SD (GP API ``Application.processData``)."""
@@ -140,7 +119,7 @@ class SettlementApplet(Applet):
             return b""
         kind, body = msg[0], msg[1:]
         if kind == 0x01:
-            install_series(self.rs, body, self.ctx.store.get(_K_PUB) or b"", KIND_PRICE_INDEX, self._slot_of(body))
+            install_series(self.rs, body, self.signer_key, KIND_PRICE_INDEX, self._slot_of(body))
             return b""
         if kind == 0x02:
             return self.rs.post(self._settle(body))
