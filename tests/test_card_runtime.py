@@ -189,11 +189,11 @@ class CounterApplet(Applet):
 
 @shareable_interface
 class BumpInterface(Shareable):
-    def bump(self) -> int:
-        raise NotImplementedError
+    """The interface a client may call (its methods are declarations only)."""
 
-    def read_from(self, store: Any) -> bytes:
-        raise NotImplementedError
+    def bump(self) -> int: ...
+
+    def read_from(self, store: Any) -> bytes: ...
 
 
 class BumpService(BumpInterface):
