@@ -18,6 +18,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -39,6 +40,7 @@ __all__ = [
     "load_json",
     "check_fields",
     "decode_statement_common",
+    "statement_common_dict",
 ]
 
 RECORD_SIZE = 41
@@ -254,23 +256,7 @@ class BillStatement:
     blinding: int
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "format": STATEMENT_FORMAT,
-            "meter_id": self.meter_id,
-            "period_from": self.period_from.isoformat(),
-            "period_to": self.period_to.isoformat(),
-            "first_index": self.first_index,
-            "count": self.count,
-            "tariff_id": self.tariff_id,
-            "tariff_version": self.tariff_version,
-            "tariff_digest": self.tariff_digest.hex(),
-            "currency": self.currency,
-            "subunits_per_unit": self.subunits_per_unit,
-            "energy_charge": self.energy_charge,
-            "standing_charge": self.standing_charge,
-            "total": self.total,
-            "blinding": self.blinding.to_bytes(32, "big").hex(),
-        }
+        return statement_common_dict(self, STATEMENT_FORMAT)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True)
@@ -346,3 +332,24 @@ def decode_statement_common(o: dict) -> tuple[date, date, bytes, int]:
     if o["tariff_version"] >= 1 << 64 or o["first_index"] >= 1 << 64 or o["count"] >= 1 << 32:
         raise FormatError("bill statement index, count or version out of range")
     return pf, pt, digest, int.from_bytes(blinding, "big")
+
+
+def statement_common_dict(st: Any, fmt: str) -> dict[str, object]:
+    """The JSON fields every bill statement version shares (docs/formats.md)."""
+    return {
+        "format": fmt,
+        "meter_id": st.meter_id,
+        "period_from": st.period_from.isoformat(),
+        "period_to": st.period_to.isoformat(),
+        "first_index": st.first_index,
+        "count": st.count,
+        "tariff_id": st.tariff_id,
+        "tariff_version": st.tariff_version,
+        "tariff_digest": st.tariff_digest.hex(),
+        "currency": st.currency,
+        "subunits_per_unit": st.subunits_per_unit,
+        "energy_charge": st.energy_charge,
+        "standing_charge": st.standing_charge,
+        "total": st.total,
+        "blinding": st.blinding.to_bytes(32, "big").hex(),
+    }

@@ -40,7 +40,14 @@ from ..crypto import rangeproof as rp
 from ..crypto.group import H, Point, Q, base_mul, msm
 from ..crypto.pedersen import Commitment, Opening
 from ..crypto.transcript import ProofContext, ProofError
-from ..exchange import BillStatement, FormatError, check_fields, decode_statement_common, load_json
+from ..exchange import (
+    BillStatement,
+    FormatError,
+    check_fields,
+    decode_statement_common,
+    load_json,
+    statement_common_dict,
+)
 from ..meter.timebase import day_starts
 from ..tariffs.nonlinear import (
     KIND_INCLINING_BLOCK,
@@ -258,25 +265,10 @@ class ProvenBillStatement:
         )
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "format": STATEMENT_V2_FORMAT,
-            "meter_id": self.meter_id,
-            "period_from": self.period_from.isoformat(),
-            "period_to": self.period_to.isoformat(),
-            "first_index": self.first_index,
-            "count": self.count,
-            "tariff_id": self.tariff_id,
-            "tariff_version": self.tariff_version,
-            "tariff_kind": self.tariff_kind,
-            "tariff_digest": self.tariff_digest.hex(),
-            "currency": self.currency,
-            "subunits_per_unit": self.subunits_per_unit,
-            "energy_charge": self.energy_charge,
-            "standing_charge": self.standing_charge,
-            "total": self.total,
-            "blinding": self.blinding.to_bytes(32, "big").hex(),
-            "proof": base64.b64encode(self.proof).decode("ascii"),
-        }
+        d = statement_common_dict(self, STATEMENT_V2_FORMAT)
+        d["tariff_kind"] = self.tariff_kind
+        d["proof"] = base64.b64encode(self.proof).decode("ascii")
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True)
