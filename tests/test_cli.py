@@ -98,3 +98,22 @@ def test_meter_simulate_from_csv_and_resume(tmp_path, capsys):
     assert len((out / "c1.uploads.jsonl").read_text().splitlines()) == 2
     (tmp_path / "bad.csv").write_text("timestamp,Wh\n2027-06-01T00:00:00Z,-5\n")
     assert main(["meter", "simulate", "--meter-id", "c2", "--csv", str(tmp_path / "bad.csv"), "--out", str(out)]) == 2
+
+
+def test_bad_data_dirs_and_keys_are_one_line_errors(tmp_path, capsys, party_files):
+    d, verify = party_files
+    garbage = tmp_path / "g"
+    garbage.mkdir()
+    (garbage / "utility.sqlite").write_bytes(b"garbage, not a database" * 10)
+    assert main(["utility", "bills", "--data-dir", str(garbage)]) == 2
+    (tmp_path / "short.key").write_text("0011\n")
+    m = d / "meter"
+    args = ["--meter", str(m / "m1.meter.json"), "--tariff", str(d / "t.json"), "--supplier-key", str(d / "sup.pub")]
+    assert main(["hub", "bill", *args, "--key", str(tmp_path / "short.key"), "--homelink", str(m / "m1.homelink.jsonl"),
+                 "--from", "2027-06-01", "--to", "2027-06-02", "--data-dir", str(tmp_path / "hub")]) == 2
+    assert main(["meter", "simulate", "--meter-id", "x", "--days", "1", "--out", "/dev/null/x"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 3
+    with pytest.raises(SystemExit) as e:
+        main(["demo", "--business-share", "2"])
+    assert e.value.code == 2

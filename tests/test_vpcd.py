@@ -356,3 +356,10 @@ def test_hub_serve_stops_on_request(tmp_path, vpcd: FakeVpcd) -> None:
         assert not t.is_alive() and result == [0]
     finally:
         conn.close()
+
+
+def test_hub_serve_refuses_an_unresolvable_host(tmp_path, capsys):
+    from meterhub.cli import main
+
+    assert main(["hub", "serve", "--vpcd", "nohost.invalid:35963", "--data-dir", str(tmp_path)]) == 2
+    assert "cannot resolve" in capsys.readouterr().err

@@ -197,6 +197,16 @@ def _port(text: str) -> int:
     return v
 
 
+def _fraction(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1: {v}")
+    return v
+
+
 def _seconds(text: str) -> float:
     try:
         v = float(text)
@@ -322,6 +332,8 @@ def cmd_hub_bill(args: argparse.Namespace) -> int:
         key = bytes.fromhex(_read(args.key, "home-link key").decode().strip())
     except (ValueError, UnicodeDecodeError):
         raise UsageError(f"{args.key}: home-link key must be 32 hex digits") from None
+    if len(key) != 16:
+        raise UsageError(f"{args.key}: home-link key must be 32 hex digits (16 bytes)")
     if args.to < args.from_:
         raise UsageError("--to is before --from")
     hub = HubStore(Path(args.data_dir) / "hub.sqlite")
@@ -492,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--start", type=_date, default=date(2027, 3, 15))
     d.add_argument("--data-dir", default="meterhub-data")
     d.add_argument("--json", action="store_true", help="machine-readable summary")
-    d.add_argument("--business-share", type=float, default=0.3, help="share of small businesses (0..1)")
+    d.add_argument("--business-share", type=_fraction, default=0.3, help="share of small businesses (0..1)")
     d.add_argument("--price-index", metavar="CSV", help="day-ahead prices 'start,EUR/MWh' for settlement")
     d.add_argument("--no-progress", action="store_true")
     d.set_defaults(func=cmd_demo)
@@ -581,10 +593,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    import sqlite3
+
+    from .storage import StoreError
+
     try:
         return int(args.func(args))
-    except UsageError as exc:
+    except (UsageError, StoreError) as exc:
         print(f"meterhub: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except sqlite3.DatabaseError as exc:  # a data-dir file that is not what it should be
+        print(f"meterhub: error: database: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("meterhub: interrupted; committed work is kept", file=sys.stderr)

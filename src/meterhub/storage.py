@@ -28,15 +28,20 @@ def open_db(path: str | Path, schema: str, *, schema_version: int) -> sqlite3.Co
     newer meterhub is refused rather than misread.
     """
     path = Path(path)
-    if path.parent and not path.parent.exists():
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"{path.parent}: cannot create the directory ({exc.strerror})") from None
+    conn = None
     try:
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
-    except sqlite3.DatabaseError as exc:
+    except sqlite3.Error as exc:
+        if conn is not None:
+            conn.close()
         raise StoreError(f"{path}: not a usable SQLite database ({exc})") from None
     if version == 0:
         with transaction(conn):
@@ -45,6 +50,7 @@ def open_db(path: str | Path, schema: str, *, schema_version: int) -> sqlite3.Co
                     conn.execute(stmt)
             conn.execute(f"PRAGMA user_version={int(schema_version)}")
     elif version != schema_version:
+        conn.close()
         raise StoreError(f"{path}: schema version {version}, this meterhub reads {schema_version}")
     return conn
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -114,6 +115,10 @@ def serve(
         host, port = parse_endpoint(vpcd)
     except VpcdError as exc:
         raise ServeError(str(exc)) from None
+    try:  # a name that does not resolve is a usage error, not something to retry
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ServeError(f"cannot resolve vpcd host {host!r}: {exc.strerror}") from None
     card = build_hub_card(data_dir)
     client = VpcdClient(card, host, port)
     watcher: threading.Thread | None = None

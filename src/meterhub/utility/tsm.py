@@ -195,6 +195,8 @@ class TSM:
         except SCP03Error as exc:  # a bad R-MAC: the session is gone
             self.client.scp = None
             raise TSMError(f"{what}: {exc.message}", exc.sw) from None
+        except ValueError as exc:  # a response the host parsers refuse
+            raise TSMError(f"{what}: {exc}") from None
 
     # -- content management --------------------------------------------------------------
     def load(self, lfdb: bytes) -> Package:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from ...protocols.iso7816.sw import ISOException
 from ...protocols.iso7816.tlv import TLV, encode_length, find, find_all, parse
 from ..aid import AID
 from .constants import INS
@@ -177,7 +178,15 @@ class StatusEntry:
 
 def parse_get_status_response(data: bytes, p1: int, *, tagged: bool) -> list[StatusEntry]:
     """Parse GET STATUS response data in the ``E3`` format (P2 b2 = 1) or the legacy
-    format (Table 11-36: AID LV, life cycle, privileges byte; P1 = 10 adds the modules)."""
+    format (Table 11-36: AID LV, life cycle, privileges byte; P1 = 10 adds the modules).
+    Malformed data raises :class:`ValueError` with a one-line reason."""
+    try:
+        return _parse_get_status_response(data, p1, tagged=tagged)
+    except ISOException as exc:  # the BER-TLV codec's TLVError, a bad AID length
+        raise ValueError(f"malformed GET STATUS response: {exc}") from None
+
+
+def _parse_get_status_response(data: bytes, p1: int, *, tagged: bool) -> list[StatusEntry]:
     out: list[StatusEntry] = []
     if tagged:
         for e3 in find_all(parse(data), 0xE3):
@@ -214,10 +223,16 @@ def parse_get_status_response(data: bytes, p1: int, *, tagged: bool) -> list[Sta
         entry = StatusEntry(aid, data[off], bytes((data[off + 1],)))
         off += 2
         if p1 == 0x10:
+            if off >= len(data):
+                raise ValueError("truncated GET STATUS entry: module count missing")
             count = data[off]
             off += 1
             for _ in range(count):
+                if off >= len(data):
+                    raise ValueError("truncated GET STATUS entry: module AID missing")
                 m = data[off]
+                if off + 1 + m > len(data):
+                    raise ValueError("truncated GET STATUS entry: module AID cut short")
                 entry.modules.append(AID(data[off + 1 : off + 1 + m]))
                 off += 1 + m
         out.append(entry)
