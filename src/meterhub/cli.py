@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 
@@ -31,14 +32,31 @@ def _date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"not an ISO date (YYYY-MM-DD): {text!r}") from None
 
 
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {v}")
-    return v
+def _number(
+    kind: type, what: str, lo: float, hi: float, *, lo_open: bool = False
+) -> Callable[[str], Any]:
+    """An argparse type: a ``kind`` number in ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``),
+    with a one-line message otherwise."""
+
+    def parse(text: str) -> Any:
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if v > hi or v < lo or (lo_open and v == lo):
+            if hi == float("inf"):
+                raise argparse.ArgumentTypeError(f"must be at least {lo:g}: {v}")
+            left = "(" if lo_open else "["
+            raise argparse.ArgumentTypeError(f"must be in {left}{lo:g}, {hi:g}]: {v}")
+        return v
+
+    return parse
+
+
+_positive = _number(int, "an integer", 1, float("inf"))
+_port = _number(int, "a port number", 0, 65535)
+_fraction = _number(float, "a number", 0.0, 1.0)
+_seconds = _number(float, "a number of seconds", 0.0, 86400.0, lo_open=True)
 
 
 def _read(path: str, what: str) -> bytes:
@@ -185,36 +203,6 @@ def cmd_meter_simulate(args: argparse.Namespace) -> int:
         store.close()
     print(f"meter {mid}: recorded {recorded} new day(s); files in {out}")
     return EXIT_OK
-
-
-def _port(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= v <= 65535:
-        raise argparse.ArgumentTypeError(f"port out of range: {v}")
-    return v
-
-
-def _fraction(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= v <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1: {v}")
-    return v
-
-
-def _seconds(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 < v <= 86400:
-        raise argparse.ArgumentTypeError(f"must be in (0, 86400]: {v}")
-    return v
 
 
 def cmd_meter_serve(args: argparse.Namespace) -> int:
