@@ -185,53 +185,6 @@ def bench_meterhub() -> None:
     )
 
 
-def bench_tier_reference() -> None:
-    """A per-reading tier proof composed from the primitives (the reference
-    composition of tests/test_rangeproof.py; tariff integration comes later):
-    row membership + one Bulletproof for c_min <= m < c_max + a product proof."""
-    from meterhub.crypto.group import G
-    from meterhub.crypto.pedersen import Commitment, Opening
-
-    tiers = [(0, 100, 3, 0), (100, 250, 4, 300), (250, 400, 5, 900), (400, 65536, 6, 1650)]
-    c, o = commit(321)
-    c_min, c_max, f1, _ = tiers[2]
-
-    def prove() -> tuple[list[Commitment], Commitment, bytes]:
-        row = [commit(v) for v in tiers[2]]
-        rc = [x for x, _ in row]
-        ro = [y for _, y in row]
-        p_row = sigma.prove_row_membership(rc, ro, tiers, CTX)
-        d1 = c - rc[0]
-        o1 = Opening(o.m - c_min, (o.r - ro[0].r) % Q)
-        d2 = rc[1] - Commitment(G) - c
-        o2 = Opening(c_max - 1 - o.m, (ro[1].r - o.r) % Q)
-        p_rng = bp.prove([d1, d2], [o1, o2], 16, CTX)
-        x, ox = commit((o.m - c_min) * f1)
-        p_prod = sigma.prove_product(d1, o1, rc[2], ro[2], x, ox, CTX)
-        blob = b"".join(rc_i.to_bytes() for rc_i in rc) + x.to_bytes() + p_row + p_rng + p_prod
-        return rc, x, blob
-
-    def verify(out: tuple[list[Commitment], Commitment, bytes]) -> bool:
-        rc, x, blob = out
-        p_row = blob[165 : 165 + 258]
-        p_rng = blob[165 + 258 : 165 + 258 + 629]
-        p_prod = blob[165 + 258 + 629 :]
-        d1 = c - rc[0]
-        d2 = rc[1] - Commitment(G) - c
-        return (
-            sigma.verify_row_membership(rc, tiers, p_row, CTX)
-            and bp.verify([d1, d2], 16, p_rng, CTX)
-            and sigma.verify_product(d1, rc[2], x, p_prod, CTX)
-        )
-
-    tp, out = timed(prove, 10)
-    tv, ok = timed(lambda: verify(out), 10)
-    assert ok
-    name = "tier proof, one reading (reference)"
-    ROWS.append((name, tp, tv, len(out[2])))
-    print(f"{name:<44} {tp:9.2f} {tv:9.2f} {len(out[2]):8d}", flush=True)
-
-
 def bench_zksk() -> None:
     from petlib.ec import EcGroup
     from zksk import DLRep, Secret
@@ -273,7 +226,6 @@ def main() -> None:
     bp.generators(16 * 128)  # one-off generator derivation, not part of any proof
     print(f"{'statement':<44} {'prove ms':>9} {'verify ms':>9} {'bytes':>8}")
     bench_meterhub()
-    bench_tier_reference()
     bench_zksk()
     by_name = {name: (tp, tv, size) for name, tp, tv, size in ROWS}
     print("\nratios zksk / meterhub (above 1: meterhub faster or smaller)")
