@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from meterhub.protocols.dlms import axdr
 from meterhub.protocols.dlms import server as server_mod
 from meterhub.protocols.dlms.apdu import ApduError, parse_get_request
-from meterhub.protocols.dlms.cosem import CLOCK, InMemoryDataSource
+from meterhub.protocols.dlms.cosem import CLOCK, InMemoryDataSource, build_object_model
 from meterhub.protocols.dlms.push import decode_batch_body
 from meterhub.protocols.dlms.security import Suite0Keys, encode_general_glo_cipher, encrypt
 from meterhub.protocols.dlms.server import AssociationState, DlmsServer
@@ -43,7 +43,8 @@ def no_internal_errors(monkeypatch):
 def server() -> DlmsServer:
     src = InMemoryDataSource(clock=lambda: NOW, energy_wh=42)
     src.profile_rows = [(NOW - timedelta(minutes=15 * k), k) for k in range(200, 0, -1)]
-    return DlmsServer(src, keys=KEYS, max_pdu_size=256)
+    # Every object public, so that fuzzed GETs reach every object (access: test_dlms_access.py).
+    return DlmsServer(src, keys=KEYS, max_pdu_size=256, public_objects=frozenset(build_object_model(src)))
 
 
 SERVER = server()

@@ -25,9 +25,9 @@ from hypothesis import strategies as st
 
 from meterhub.meter.dlms_server import DlmsTcpServer
 from meterhub.protocols.dlms import axdr
-from meterhub.protocols.dlms.cosem import InMemoryDataSource
+from meterhub.protocols.dlms.cosem import LOAD_PROFILE, InMemoryDataSource
 from meterhub.protocols.dlms.hdlc import HdlcDeframer, HdlcError, HdlcFrame, HdlcServerLink
-from meterhub.protocols.dlms.server import AssociationState, DlmsServer
+from meterhub.protocols.dlms.server import PUBLIC_OBJECTS, AssociationState, DlmsServer
 
 SNRM = bytes.fromhex("7ea00802232193bd647e")
 UA = bytes.fromhex("7EA01F21022373E6C781801205019A06019A070400000001080400000001CCA27E")
@@ -45,6 +45,11 @@ def source() -> InMemoryDataSource:
     src = InMemoryDataSource(clock=lambda: NOW, energy_wh=777)
     src.profile_rows = [(NOW - timedelta(minutes=15 * k), 1000 - k) for k in range(96, 0, -1)]
     return src
+
+
+#: A display's policy: the public client may also read the load profile (HDLC framing is
+#: under test here; the default object list is tested in tests/test_dlms_access.py).
+ALL = PUBLIC_OBJECTS | {LOAD_PROFILE}
 
 
 def link() -> HdlcServerLink:
@@ -113,7 +118,7 @@ def test_link_never_raises_on_random_bytes(data):
 def hdlc_server():
     loop = asyncio.new_event_loop()
     tcp = DlmsTcpServer(
-        DlmsServer(source(), max_pdu_size=1024), "127.0.0.1", 0, framing="hdlc", hdlc_physical_address=17, idle_timeout=5
+        DlmsServer(source(), max_pdu_size=1024, public_objects=ALL), "127.0.0.1", 0, framing="hdlc", hdlc_physical_address=17, idle_timeout=5
     )
     loop.run_until_complete(tcp.start())
     thread = threading.Thread(target=loop.run_forever, daemon=True)

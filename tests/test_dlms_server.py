@@ -31,6 +31,7 @@ from meterhub.protocols.dlms.cosem import (
     METER_PUBLIC_KEY,
     SIGNED_BATCHES,
     InMemoryDataSource,
+    build_object_model,
 )
 from meterhub.protocols.dlms.server import AssociationState, DlmsServer
 
@@ -65,6 +66,13 @@ def make_source(days: int = 1) -> InMemoryDataSource:
         src.batch_rows.append(((start + timedelta(days=d)).astimezone(BERLIN), b"B" * 90, b"S" * 64))
     src.energy_wh = total
     return src
+
+
+def display_server(source: InMemoryDataSource, **kw) -> DlmsServer:
+    """A server whose public client may read every object (a display's policy): the GET
+    mechanics tested here do not depend on who asks. The default public object list is
+    tested in tests/test_dlms_access.py."""
+    return DlmsServer(source, public_objects=frozenset(build_object_model(source)), **kw)
 
 
 def associate_public(server: DlmsServer):
@@ -142,7 +150,7 @@ def test_get_before_association_is_an_exception_response():
 
 
 def test_release_then_get_is_refused():
-    a = associate_public(DlmsServer(make_source()))
+    a = associate_public(display_server(make_source()))
     rlrq = acse.ReleaseRequest(reason=E.ReleaseRequestReason.NORMAL).to_bytes()
     rlre = acse.ReleaseResponse.from_bytes(a.handle(rlrq))
     assert rlre.reason == E.ReleaseResponseReason.NORMAL
@@ -151,7 +159,7 @@ def test_release_then_get_is_refused():
 
 
 def test_unknown_apdu_tag_gets_service_unknown():
-    a = associate_public(DlmsServer(make_source()))
+    a = associate_public(display_server(make_source()))
     resp = xdlms.ExceptionResponse.from_bytes(a.handle(b"\x42\x00\x00"))
     assert resp.state_error == E.StateException.SERVICE_UNKNOWN
     assert resp.service_error == E.ServiceException.SERVICE_NOT_SUPPORTED
@@ -161,7 +169,7 @@ def test_unknown_apdu_tag_gets_service_unknown():
 
 
 def test_clock_time_is_a_date_time_octet_string():
-    a = associate_public(DlmsServer(make_source()))
+    a = associate_public(display_server(make_source()))
     raw = data_of(get(a, 8, CLOCK, 2))
     assert isinstance(raw, bytes) and len(raw) == 12
     assert axdr.decode_datetime(raw) == NOW
@@ -172,20 +180,20 @@ def test_clock_time_is_a_date_time_octet_string():
 
 def test_energy_register_value_and_scaler_unit():
     src = make_source()
-    a = associate_public(DlmsServer(src))
+    a = associate_public(display_server(src))
     assert data_of(get(a, 3, ENERGY_IMPORT, 2)) == src.energy_wh
     assert data_of(get(a, 3, ENERGY_IMPORT, 3)) == [0, 30]  # 10^0 Wh
 
 
 def test_load_profile_capture_objects_and_period():
-    a = associate_public(DlmsServer(make_source()))
+    a = associate_public(display_server(make_source()))
     assert data_of(get(a, 7, LOAD_PROFILE, 3)) == [[8, CLOCK, 2, 0], [3, ENERGY_IMPORT, 2, 0]]
     assert data_of(get(a, 7, LOAD_PROFILE, 4)) == 900
     assert data_of(get(a, 7, LOAD_PROFILE, 7)) == 96
 
 
 def test_get_errors_are_data_access_results():
-    a = associate_public(DlmsServer(make_source()))
+    a = associate_public(display_server(make_source()))
     assert error_of(get(a, 3, bytes([1, 0, 2, 8, 0, 255]), 2)) == E.DataAccessResult.OBJECT_UNDEFINED
     assert error_of(get(a, 7, CLOCK, 2)) == E.DataAccessResult.OBJECT_CLASS_INCONSISTENT
     assert error_of(get(a, 3, ENERGY_IMPORT, 9)) == E.DataAccessResult.OBJECT_UNDEFINED
@@ -229,7 +237,7 @@ def dlms_cosem_public(server: DlmsServer, max_pdu: int = 65535):
 
 def test_buffer_block_transfer_with_dlms_cosem_client_state_machine():
     src = make_source(days=2)
-    server = DlmsServer(src, max_pdu_size=256)
+    server = display_server(src, max_pdu_size=256)
     conn, a = dlms_cosem_public(server)
     attr = cosem.CosemAttribute(E.CosemInterface.PROFILE_GENERIC, cosem.Obis(1, 0, 99, 1, 0), 2)
     raw = _pump_blocks(conn, a, xdlms.GetRequestNormal(attr))
@@ -242,7 +250,7 @@ def test_buffer_block_transfer_with_dlms_cosem_client_state_machine():
 
 
 def test_block_transfer_respects_client_max_pdu():
-    server = DlmsServer(make_source(), max_pdu_size=4096)
+    server = display_server(make_source(), max_pdu_size=4096)
     a = server.association(16)
     a.handle(GB_AARQ[:-2] + (100).to_bytes(2, "big"))  # client-max-receive-pdu-size 100
     first = get(a, 7, LOAD_PROFILE, 2)
@@ -255,7 +263,7 @@ def test_block_transfer_respects_client_max_pdu():
 
 
 def test_block_number_mismatch_and_next_without_long_get():
-    a = associate_public(DlmsServer(make_source(), max_pdu_size=128))
+    a = associate_public(display_server(make_source(), max_pdu_size=128))
     get(a, 7, LOAD_PROFILE, 2)
     bad = xdlms.GetResponseFactory.from_bytes(a.handle(bytes([0xC0, 2, 0xC1]) + (7).to_bytes(4, "big")))
     assert isinstance(bad, xdlms.GetResponseLastBlockWithError)
@@ -272,7 +280,7 @@ def range_descriptor(frm: datetime, to: datetime) -> RangeDescriptor:
 @pytest.mark.parametrize("tz", [UTC, BERLIN])
 def test_buffer_selective_access_by_range_is_inclusive(tz):
     src = make_source(days=2)
-    conn, a = dlms_cosem_public(DlmsServer(src))
+    conn, a = dlms_cosem_public(display_server(src))
     frm = datetime(2026, 3, 1, 12, 0, tzinfo=BERLIN).astimezone(tz)
     to = frm + timedelta(hours=1)
     attr = cosem.CosemAttribute(E.CosemInterface.PROFILE_GENERIC, cosem.Obis(1, 0, 99, 1, 0), 2)
@@ -284,7 +292,7 @@ def test_buffer_selective_access_by_range_is_inclusive(tz):
 
 def test_buffer_selective_access_by_entry_and_columns():
     src = make_source()
-    a = associate_public(DlmsServer(src, max_pdu_size=4096))
+    a = associate_public(display_server(src, max_pdu_size=4096))
     # entry_descriptor {from_entry 3, to_entry 5, from_selected_value 2, to_selected_value 0}
     access = b"\x02" + axdr.structure(
         [axdr.double_long_unsigned(3), axdr.double_long_unsigned(5), axdr.long_unsigned(2), axdr.long_unsigned(0)]
@@ -295,7 +303,7 @@ def test_buffer_selective_access_by_entry_and_columns():
 
 def test_range_with_selected_columns():
     src = make_source()
-    a = associate_public(DlmsServer(src, max_pdu_size=4096))
+    a = associate_public(display_server(src, max_pdu_size=4096))
     frm = datetime(2026, 3, 1, 0, 15, tzinfo=BERLIN)
     energy = CaptureObject(cosem.CosemAttribute(E.CosemInterface.REGISTER, cosem.Obis(1, 0, 1, 8, 0), 2))
     access = (
@@ -311,14 +319,14 @@ def test_range_with_selected_columns():
 
 
 def test_malformed_range_gives_type_unmatched():
-    a = associate_public(DlmsServer(make_source()))
+    a = associate_public(display_server(make_source()))
     access = b"\x01" + axdr.structure([axdr.unsigned(1), axdr.null(), axdr.null(), axdr.array([])])
     assert error_of(get(a, 7, LOAD_PROFILE, 2, access=access)) == E.DataAccessResult.TYPE_UNMATCHED
 
 
 def test_get_with_list_mixes_data_and_errors():
     src = make_source()
-    a = associate_public(DlmsServer(src))
+    a = associate_public(display_server(src))
     items = [
         cosem.CosemAttributeWithSelection(cosem.CosemAttribute(E.CosemInterface.CLOCK, cosem.Obis(0, 0, 1, 0, 0), 2), None),
         cosem.CosemAttributeWithSelection(cosem.CosemAttribute(E.CosemInterface.REGISTER, cosem.Obis(1, 0, 1, 8, 0), 2), None),
@@ -333,7 +341,7 @@ def test_get_with_list_mixes_data_and_errors():
 
 def test_get_with_list_too_big_goes_through_block_transfer():
     src = make_source(days=3)
-    server = DlmsServer(src, max_pdu_size=512)
+    server = display_server(src, max_pdu_size=512)
     conn, a = dlms_cosem_public(server)
     lp = cosem.CosemAttribute(E.CosemInterface.PROFILE_GENERIC, cosem.Obis(1, 0, 99, 1, 0), 2)
     req = xdlms.GetRequestWithList([cosem.CosemAttributeWithSelection(lp, None)] * 2)
@@ -353,7 +361,7 @@ def test_get_with_list_too_big_goes_through_block_transfer():
 
 def test_manufacturer_objects_serve_commitments_batches_and_key():
     src = make_source()
-    a = associate_public(DlmsServer(src, max_pdu_size=8192))
+    a = associate_public(display_server(src, max_pdu_size=8192))
     rows = data_of(get(a, 7, COMMITMENTS, 2))
     assert [r[1:] for r in rows] == [[i, c] for _, i, c in src.commitment_rows]
     batches = data_of(get(a, 7, SIGNED_BATCHES, 2))
@@ -369,7 +377,7 @@ def test_data_source_failure_is_hardware_fault_and_association_survives():
         raise RuntimeError("register bus down")
 
     src.energy_total_wh = broken  # type: ignore[method-assign]
-    a = associate_public(DlmsServer(src))
+    a = associate_public(display_server(src))
     assert error_of(get(a, 3, ENERGY_IMPORT, 2)) == E.DataAccessResult.HARDWARE_FAULT
     assert data_of(get(a, 8, CLOCK, 2))
 

@@ -41,6 +41,8 @@ PROFILE = cosem.CosemAttribute(E.CosemInterface.PROFILE_GENERIC, cosem.Obis(1, 0
 BATCHES = cosem.CosemAttribute(E.CosemInterface.PROFILE_GENERIC, cosem.Obis(0, 128, 96, 2, 0), 2)
 NOW = datetime(2026, 3, 3, 8, 0, tzinfo=UTC)
 READINGS = [(k * 37) % 400 for k in range(96)]
+OPENINGS = cosem.CosemAttribute(E.CosemInterface.PROFILE_GENERIC, cosem.Obis(0, 128, 96, 4, 0), 2)
+COMMITMENTS = cosem.CosemAttribute(E.CosemInterface.PROFILE_GENERIC, cosem.Obis(0, 128, 96, 1, 0), 2)
 
 
 @pytest.fixture(scope="module")
@@ -97,9 +99,26 @@ def check(feed: MeterFeed, clock, energy, scaler, profile) -> None:
     assert axdr.decode_datetime(bytes(profile[-1][0])) == feed.profile_rows[-1][0]
 
 
-def test_dlms_cosem_public_client_reads_clock_register_profile(meter_server):
+DEVICE_ID = cosem.CosemAttribute(E.CosemInterface.DATA, cosem.Obis(0, 0, 96, 1, 0), 2)
+_titles = iter(range(1, 10_000))
+
+
+def fresh_manager(port: int) -> DlmsClient:
+    """A management client under a system title not used before (its counter starts at 1)."""
+    return management_client(port, f"TST{next(_titles):05d}".encode())
+
+
+def test_dlms_cosem_public_client_reads_clock_and_identity_but_no_readings(meter_server):
+    """Issue 11: a neighbour on the network, as dlms-cosem's public client, gets the clock
+    and the device identity; register, profile, commitments, batches and openings are not
+    in its object list and come back as data-access-result object-undefined."""
     feed, tcp = meter_server
-    check(feed, *read_all(public_client(tcp.port)))
+    with public_client(tcp.port).session() as s:
+        assert axdr.decode_datetime(bytes(utils.parse_as_dlms_data(s.get(CLOCK)))) == NOW
+        assert bytes(utils.parse_as_dlms_data(s.get(DEVICE_ID))) == b"mtr-tcp"
+        for attr in (ENERGY, SCALER, PROFILE, BATCHES, OPENINGS, COMMITMENTS):
+            with pytest.raises(DataResultError, match="OBJECT_UNDEFINED"):
+                s.get(attr)
 
 
 def test_dlms_cosem_client_with_hls_gmac_and_suite0(meter_server):
@@ -111,7 +130,7 @@ def test_range_read_over_tcp_and_signed_batches_verify(meter_server):
     feed, tcp = meter_server
     frm = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
     rd = RangeDescriptor(CaptureObject(CLOCK), frm, frm + timedelta(hours=2))
-    with public_client(tcp.port).session() as s:
+    with fresh_manager(tcp.port).session() as s:
         rows = utils.parse_as_dlms_data(s.get(PROFILE, access_descriptor=rd))
         batches = utils.parse_as_dlms_data(s.get(BATCHES))
     assert [r[1] for r in rows] == [v for t, v in feed.profile_rows if frm <= t <= frm + timedelta(hours=2)]
@@ -123,18 +142,13 @@ def test_range_read_over_tcp_and_signed_batches_verify(meter_server):
         assert ecdsa.verify(pub, batch.signed_message(), bytes(sig))
 
 
-OPENINGS = cosem.CosemAttribute(E.CosemInterface.PROFILE_GENERIC, cosem.Obis(0, 128, 96, 4, 0), 2)
-COMMITMENTS = cosem.CosemAttribute(E.CosemInterface.PROFILE_GENERIC, cosem.Obis(0, 128, 96, 1, 0), 2)
-
-
 def test_home_link_openings_only_under_suite0_and_they_open_the_commitments(meter_server):
     feed, tcp = meter_server
-    with public_client(tcp.port).session() as s:
-        with pytest.raises(DataResultError, match="READ_WRITE_DENIED"):
-            s.get(OPENINGS)
-        commitments = utils.parse_as_dlms_data(s.get(COMMITMENTS))
+    with public_client(tcp.port).session() as s, pytest.raises(DataResultError, match="OBJECT_UNDEFINED"):
+        s.get(OPENINGS)
     with management_client(tcp.port, b"HUBLINK1").session() as s:
         openings = utils.parse_as_dlms_data(s.get(OPENINGS))
+        commitments = utils.parse_as_dlms_data(s.get(COMMITMENTS))
     assert len(openings) == len(commitments) == 192
     for (t1, i, m, r), (t2, j, c) in zip(openings, commitments, strict=True):
         assert bytes(t1) == bytes(t2) and i == j
@@ -145,11 +159,16 @@ def test_home_link_openings_only_under_suite0_and_they_open_the_commitments(mete
 def test_many_clients_at_once(meter_server):
     feed, tcp = meter_server
     titles = [f"PAR{i:05d}".encode() for i in range(4)]
-    jobs = [lambda: read_all(public_client(tcp.port))] * 4
-    jobs += [lambda t=t: read_all(management_client(tcp.port, t)) for t in titles]
+    def public_clock():
+        with public_client(tcp.port).session() as s:
+            return axdr.decode_datetime(bytes(utils.parse_as_dlms_data(s.get(CLOCK))))
+
+    jobs = [lambda t=t: read_all(management_client(tcp.port, t)) for t in titles] + [public_clock] * 4
     with ThreadPoolExecutor(8) as pool:
-        for result in pool.map(lambda f: f(), jobs):
-            check(feed, *result)
+        results = list(pool.map(lambda f: f(), jobs))
+    for result in results[:4]:
+        check(feed, *result)
+    assert results[4:] == [NOW] * 4
 
 
 def test_counter_restart_under_same_title_is_a_replay(meter_server):
@@ -198,7 +217,7 @@ def _raw(port: int, payload: bytes, read: bool = True) -> bytes:
 def test_malformed_wrapper_closes_only_that_connection(meter_server, frame):
     feed, tcp = meter_server
     assert _raw(tcp.port, frame) == b""
-    check(feed, *read_all(public_client(tcp.port)))
+    check(feed, *read_all(fresh_manager(tcp.port)))
 
 
 def test_garbage_apdu_inside_a_good_wrapper_gets_an_exception_response(meter_server):
@@ -212,14 +231,16 @@ def test_garbage_apdu_inside_a_good_wrapper_gets_an_exception_response(meter_ser
 def test_truncated_frame_then_silence_is_closed_by_idle_timeout(meter_server):
     feed, tcp = meter_server
     assert _raw(tcp.port, b"\x00\x01\x00\x10\x00\x01\x00\x40\x60") == b""
-    check(feed, *read_all(public_client(tcp.port)))
+    check(feed, *read_all(fresh_manager(tcp.port)))
 
 
 def test_read_meter_helper_public_and_suite0(meter_server):
     feed, tcp = meter_server
     plain = read_meter("127.0.0.1", tcp.port)
-    assert plain.clock == NOW and plain.energy_wh == feed.energy_wh and (plain.scaler, plain.unit) == (0, 30)
-    assert plain.profile == feed.profile_rows
+    assert plain.clock == NOW and plain.energy_wh is None and plain.profile == []
+    full = read_meter("127.0.0.1", tcp.port, keys=KEYS, system_title=b"READER00")
+    assert full.energy_wh == feed.energy_wh and (full.scaler, full.unit) == (0, 30)
+    assert full.profile == feed.profile_rows
     frm = feed.profile_rows[10][0]
     secure = read_meter("127.0.0.1", tcp.port, keys=KEYS, system_title=b"READER01", since=frm, until=frm)
     assert secure.profile == [feed.profile_rows[10]]

@@ -104,19 +104,34 @@ def test_serve_announces_ports_and_days(served):
     assert len(served["readings"]) == 192
 
 
-def test_meter_read_clock_and_register(served, capsys):
+def test_meter_read_public_gets_clock_only(served, capsys):
     assert main(["meter", "read", "--dlms", f"127.0.0.1:{served['dlms']}"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("meter   m1 at 127.0.0.1:")
+    assert out[0].startswith("meter   m1 at 127.0.0.1:") and out[0].endswith("(public client)")
     clock = datetime.fromisoformat(out[1].split()[-1])
     assert clock.tzinfo is not None and abs(clock - datetime.now(clock.tzinfo)) < timedelta(minutes=5)
-    assert out[2].split()[2:] == [str(served["energy"]), "x", "10^0", "Wh"]
-    assert len(out) == 3  # no profile unless asked
+    assert len(out) == 2  # the register is not in the public client's object list
+
+
+def test_meter_read_profile_needs_the_key(served, capsys):
+    assert main(["meter", "read", "--dlms", f"127.0.0.1:{served['dlms']}", "--profile"]) == 2
+    assert "needs the management association" in capsys.readouterr().err
+
+
+def test_meter_read_clock_and_register_with_the_key(served, capsys):
+    key_file = str(served["data"] / "m1.homelink.key")
+    for _ in range(2):  # the reader resumes above the meter's invocation counter each time
+        assert main(["meter", "read", "--dlms", f"127.0.0.1:{served['dlms']}", "--key-file", key_file]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert out[0].endswith("(public and management client)")
+        assert out[2].split()[2:] == [str(served["energy"]), "x", "10^0", "Wh"]
+        assert len(out) == 3  # no profile unless asked
 
 
 def test_meter_read_profile_as_a_subprocess(served):
     out = subprocess.run(
-        _cli("meter", "read", "--dlms", f"127.0.0.1:{served['dlms']}", "--profile"),
+        _cli("meter", "read", "--dlms", f"127.0.0.1:{served['dlms']}", "--profile",
+             "--key-file", str(served["data"] / "m1.homelink.key")),
         capture_output=True, text=True, timeout=120, env=_env(),
     )
     assert out.returncode == 0, out.stderr

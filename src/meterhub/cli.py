@@ -231,17 +231,20 @@ def cmd_meter_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_meter_read(args: argparse.Namespace) -> int:
-    from .meter.serve import ServeError, parse_endpoint, read_public
+    from .meter.serve import ServeError, parse_endpoint, read_public, reader_keys
 
     try:
         host, port = parse_endpoint(args.dlms)
-        r = read_public(host, port, profile=args.profile, timeout=args.timeout, quiet=True)
+        keys = reader_keys(args.key_file) if args.key_file else None
+        r = read_public(host, port, profile=args.profile, timeout=args.timeout, quiet=True, keys=keys)
     except ServeError as exc:
         raise UsageError(str(exc)) from None
     unit = "Wh" if r.unit == 30 else f"unit {r.unit}"
-    print(f"meter   {r.meter_id} at {host}:{port} (public client)")
+    role = "public client" if keys is None else "public and management client"
+    print(f"meter   {r.meter_id} at {host}:{port} ({role})")
     print(f"clock   0.0.1.0.0.255   {r.clock.isoformat()}")
-    print(f"energy  1.0.1.8.0.255   {r.energy_wh} x 10^{r.scaler} {unit}")
+    if r.energy_wh is not None:
+        print(f"energy  1.0.1.8.0.255   {r.energy_wh} x 10^{r.scaler} {unit}")
     if args.profile:
         print(f"profile 1.0.99.1.0.255  {len(r.profile)} rows (interval end, cumulative {unit})")
         for t, v in r.profile:
@@ -524,9 +527,13 @@ def build_parser() -> argparse.ArgumentParser:
     mv.add_argument("--seed", type=int, default=0)
     mv.add_argument("--annual-kwh", type=float, default=3500.0)
     mv.set_defaults(func=cmd_meter_serve)
-    mr = m.add_parser("read", help="read a meter over DLMS/COSEM as the public client")
+    mr = m.add_parser("read", help="read a meter over DLMS/COSEM (public client; management client with --key-file)")
+    mr.add_argument(
+        "--key-file", metavar="PATH",
+        help="home-link key file (ID.homelink.key): also read register and profile as the management client",
+    )
     mr.add_argument("--dlms", required=True, metavar="HOST:PORT")
-    mr.add_argument("--profile", action="store_true", help="also read the load profile 1.0.99.1.0.255")
+    mr.add_argument("--profile", action="store_true", help="also read the load profile 1.0.99.1.0.255 (needs --key-file)")
     mr.add_argument("--timeout", type=_seconds, default=10.0, metavar="SECONDS")
     mr.set_defaults(func=cmd_meter_read)
 

@@ -242,6 +242,8 @@ def statement_server(st: BillStatement, proofs: tuple[bytes, ...] = (), *, max_p
     for (ic, ln), values in grouped.items():
         objects[ln] = _Fixed(ic, ln, values)
     server.objects = objects
+    # This logical device exists to publish the statement: all of it is public.
+    server.public_objects = frozenset(objects)
     return server
 
 

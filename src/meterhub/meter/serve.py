@@ -38,6 +38,7 @@ from ..dlms_link import (
 )
 from ..exchange import DayUpload, FormatError, decode_records, open_sealed_openings
 from ..protocols.dlms.cosem import InMemoryDataSource
+from ..protocols.dlms.security import Suite0Keys
 from ..protocols.dlms.server import DlmsServer
 from .timebase import local_midnight_utc
 
@@ -50,6 +51,7 @@ __all__ = [
     "parse_endpoint",
     "PublicReading",
     "read_public",
+    "reader_keys",
 ]
 
 
@@ -259,14 +261,33 @@ def parse_endpoint(text: str) -> tuple[str, int]:
 
 @dataclass
 class PublicReading:
-    """What the public client (SAP 16) reads."""
+    """What ``meter read`` reads: the public client (SAP 16) gets the meter id and
+    clock; the register (and profile) need the management association, so they are
+    None without keys (docs/dlms.md, "What each association sees")."""
 
     meter_id: str
     clock: datetime
-    energy_wh: int
-    scaler: int
-    unit: int
+    energy_wh: int | None = None
+    scaler: int | None = None
+    unit: int | None = None
     profile: list[tuple[datetime, int]] = field(default_factory=list)
+
+
+def reader_keys(path: str | Path) -> Suite0Keys:
+    """Suite-0 keys for ``meter read --key-file``: the file holds the 16-byte home-link
+    key in hex (``ID.homelink.key``, written by ``meter simulate``); raises :class:`ServeError`."""
+    try:
+        text = Path(path).read_text(encoding="ascii").strip()
+        key = bytes.fromhex(text)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ServeError(f"{path}: not a home-link key file ({exc})") from None
+    if len(key) != 16:
+        raise ServeError(f"{path}: a home-link key is 16 bytes, not {len(key)}")
+    return home_link_suite0_keys(key)
+
+
+#: The system title ``meter read`` uses as a management client (3-letter id + 5 octets).
+READER_SYSTEM_TITLE = b"MHCREAD1"
 
 
 def _describe(exc: BaseException, host: str, port: int, timeout: float) -> str:
@@ -287,9 +308,21 @@ def _describe(exc: BaseException, host: str, port: int, timeout: float) -> str:
 
 
 def read_public(
-    host: str, port: int, *, profile: bool = False, timeout: float = 10.0, quiet: bool = False
+    host: str,
+    port: int,
+    *,
+    profile: bool = False,
+    timeout: float = 10.0,
+    quiet: bool = False,
+    keys: Suite0Keys | None = None,
 ) -> PublicReading:
     """Read the meter as dlms-cosem's ``DlmsClient`` (public client, wrapper over TCP).
+
+    The public client reads the meter id, the clock and the invocation counter object.
+    With ``keys`` a second association follows as the management client (SAP 1,
+    HLS-GMAC, suite 0, system title :data:`READER_SYSTEM_TITLE`) starting one above
+    that counter, as head-ends do, and reads the energy register and, with ``profile``,
+    the load profile. Without keys, asking for the profile is a :class:`ServeError`.
 
     Every failure (refused, timeout, a refused association, a bad answer) raises
     :class:`ServeError` with one line. ``quiet`` turns dlms-cosem's frame logging
@@ -300,10 +333,13 @@ def read_public(
     from dlms_cosem import enumerations as E  # noqa: N812
     from dlms_cosem.client import DlmsClient
     from dlms_cosem.io import BlockingTcpIO, TcpTransport
-    from dlms_cosem.security import NoSecurityAuthentication
+    from dlms_cosem.security import HighLevelSecurityGmacAuthentication, NoSecurityAuthentication
 
     from ..protocols.dlms import axdr
-    from ..protocols.dlms.server import MANAGEMENT_LOGICAL_DEVICE, PUBLIC_CLIENT
+    from ..protocols.dlms.server import MANAGEMENT_CLIENT, MANAGEMENT_LOGICAL_DEVICE, PUBLIC_CLIENT
+
+    if profile and keys is None:
+        raise ServeError("the load profile needs the management association: pass --key-file")
 
     if quiet:
         # dlms-cosem logs every frame through structlog (to stdout by default).
@@ -316,6 +352,9 @@ def read_public(
     attrs = {
         "id": cosem.CosemAttribute(E.CosemInterface.DATA, cosem.Obis(0, 0, 96, 1, 0), 2),
         "clock": cosem.CosemAttribute(E.CosemInterface.CLOCK, cosem.Obis(0, 0, 1, 0, 0), 2),
+        "counter": cosem.CosemAttribute(E.CosemInterface.DATA, cosem.Obis(0, 0, 43, 1, 0), 2),
+    }
+    managed = {
         "energy": cosem.CosemAttribute(E.CosemInterface.REGISTER, cosem.Obis(1, 0, 1, 8, 0), 2),
         "scaler": cosem.CosemAttribute(E.CosemInterface.REGISTER, cosem.Obis(1, 0, 1, 8, 0), 3),
         "profile": cosem.CosemAttribute(E.CosemInterface.PROFILE_GENERIC, cosem.Obis(1, 0, 99, 1, 0), 2),
@@ -331,18 +370,33 @@ def read_public(
                 authentication=NoSecurityAuthentication(),
             )
             with client.session() as s:
-                raw = {k: s.get(a) for k, a in attrs.items() if k != "profile" or profile}
+                raw = {k: s.get(a) for k, a in attrs.items()}
             mid = utils.parse_as_dlms_data(raw["id"])
-            scaler, unit = utils.parse_as_dlms_data(raw["scaler"])
-            rows = utils.parse_as_dlms_data(raw["profile"]) if profile else []
-            result["reading"] = PublicReading(
+            reading = PublicReading(
                 meter_id=bytes(mid).decode("utf-8", "replace"),
                 clock=axdr.decode_datetime(bytes(utils.parse_as_dlms_data(raw["clock"]))),
-                energy_wh=int(utils.parse_as_dlms_data(raw["energy"])),
-                scaler=int(scaler),
-                unit=int(unit),
-                profile=[(axdr.decode_datetime(bytes(t)), int(v)) for t, v in rows],
             )
+            if keys is not None:
+                manager = DlmsClient(
+                    transport=TcpTransport(
+                        MANAGEMENT_CLIENT,
+                        MANAGEMENT_LOGICAL_DEVICE,
+                        BlockingTcpIO(host, port, timeout=int(max(1, timeout))),
+                    ),
+                    authentication=HighLevelSecurityGmacAuthentication(challenge_length=32),
+                    encryption_key=keys.encryption_key,
+                    authentication_key=keys.authentication_key,
+                    client_system_title=READER_SYSTEM_TITLE,
+                    client_initial_invocation_counter=int(utils.parse_as_dlms_data(raw["counter"])) + 1,
+                )
+                with manager.session() as s:
+                    raw = {k: s.get(a) for k, a in managed.items() if k != "profile" or profile}
+                scaler, unit = utils.parse_as_dlms_data(raw["scaler"])
+                rows = utils.parse_as_dlms_data(raw["profile"]) if profile else []
+                reading.energy_wh = int(utils.parse_as_dlms_data(raw["energy"]))
+                reading.scaler, reading.unit = int(scaler), int(unit)
+                reading.profile = [(axdr.decode_datetime(bytes(t)), int(v)) for t, v in rows]
+            result["reading"] = reading
         except Exception as exc:  # dlms-cosem raises many types on bad or refused answers
             result["error"] = _describe(exc, host, port, timeout)
 

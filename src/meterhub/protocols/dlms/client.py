@@ -1,8 +1,9 @@
 """A small reading client (for ``meterhub meter read --dlms HOST:PORT``), built on
 dlms-cosem's ``DlmsClient`` over the IEC 62056-47 wrapper.
 
-Reads clock, energy register and load profile (GET with block transfer) as the public
-client (SAP 16), or, given suite-0 keys, as the management client (SAP 1, HLS-GMAC).
+Reads the clock as the public client (SAP 16), or, given suite-0 keys, clock, energy
+register and load profile (GET with block transfer) as the management client (SAP 1,
+HLS-GMAC): the public client's object list holds no readings (docs/dlms.md).
 Blocking by design: it is a command-line reader; the meter side is asyncio.
 """
 
@@ -34,9 +35,9 @@ _PROFILE = cosem.CosemAttribute(E.CosemInterface.PROFILE_GENERIC, cosem.Obis(1, 
 @dataclass
 class MeterReading:
     clock: datetime
-    energy_wh: int
-    scaler: int
-    unit: int
+    energy_wh: int | None = None
+    scaler: int | None = None
+    unit: int | None = None
     profile: list[tuple[datetime, int]] = field(default_factory=list)
 
 
@@ -80,10 +81,12 @@ def read_meter(
         access = RangeDescriptor(CaptureObject(_CLOCK), since, until)
     with client.session() as s:
         clock = utils.parse_as_dlms_data(s.get(_CLOCK))
+        if keys is None:
+            # Decode date-times ourselves: dlms-cosem reads a UTC clock as naive.
+            return MeterReading(clock=axdr.decode_datetime(bytes(clock)))
         energy = utils.parse_as_dlms_data(s.get(_ENERGY))
         scaler, unit = utils.parse_as_dlms_data(s.get(_SCALER))
         rows = utils.parse_as_dlms_data(s.get(_PROFILE, access_descriptor=access))
-    # Decode date-times ourselves: dlms-cosem reads a UTC clock as naive.
     return MeterReading(
         clock=axdr.decode_datetime(bytes(clock)),
         energy_wh=int(energy),

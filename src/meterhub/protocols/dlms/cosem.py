@@ -30,6 +30,8 @@ __all__ = [
     "LOAD_PROFILE",
     "ASSOCIATION_LN",
     "DEVICE_ID",
+    "LOGICAL_DEVICE_NAME",
+    "INVOCATION_COUNTER",
     "COMMITMENTS",
     "SIGNED_BATCHES",
     "METER_PUBLIC_KEY",
@@ -68,6 +70,11 @@ ENERGY_IMPORT = Obis(1, 0, 1, 8, 0)
 LOAD_PROFILE = Obis(1, 0, 99, 1, 0)
 ASSOCIATION_LN = Obis(0, 0, 40, 0, 0)
 DEVICE_ID = Obis(0, 0, 96, 1, 0)
+#: COSEM logical device name (Blue Book §4.1.8.2 / §7.3.4.1 "COSEM logical device name").
+LOGICAL_DEVICE_NAME = Obis(0, 0, 42, 0, 0)
+#: Invocation counter of the management association's security setup (Blue Book §7.5.x,
+#: 0-b:43.1.e.255): read by a head-end as the public client before it associates.
+INVOCATION_COUNTER = Obis(0, 0, 43, 1, 0)
 # Manufacturer-specific (B = 128), docs/dlms.md "Manufacturer-specific objects".
 COMMITMENTS = Obis(0, 128, 96, 1, 0)
 COMMITMENT_INDEX = Obis(0, 128, 96, 1, 1)
@@ -468,14 +475,24 @@ def _dt(value: object) -> bytes:
     return axdr.octet_string(axdr.encode_datetime(value))
 
 
-def build_object_model(source: MeterDataSource) -> dict[bytes, CosemObject]:
-    """The meter's object list, keyed by logical name."""
+def logical_device_name(meter_id: str) -> bytes:
+    """The 16-octet-at-most COSEM logical device name: the 3-letter manufacturer id
+    "MHB" then the meter id (Blue Book §4.1.8.2), cut to 16 octets."""
+    return (b"MHB" + meter_id.encode("utf-8"))[:16]
+
+
+def build_object_model(
+    source: MeterDataSource, invocation_counter: Callable[[], int] | None = None
+) -> dict[bytes, CosemObject]:
+    """The meter's object list, keyed by logical name. ``invocation_counter`` feeds
+    the invocation counter object 0.0.43.1.0.255 (omitted without it)."""
     clock_col = CaptureColumn(IC_CLOCK, CLOCK, 2)
     energy_col = CaptureColumn(IC_REGISTER, ENERGY_IMPORT, 2)
     objects: list[CosemObject] = [
         AssociationLN(ASSOCIATION_LN),
         Clock(CLOCK, source.now),
         DataObject(DEVICE_ID, lambda: axdr.octet_string(source.meter_id.encode())),
+        DataObject(LOGICAL_DEVICE_NAME, lambda: axdr.octet_string(logical_device_name(source.meter_id))),
         Register(ENERGY_IMPORT, source.energy_total_wh, scaler=0, unit=UNIT_WH),
         ProfileGeneric(
             LOAD_PROFILE,
@@ -500,6 +517,9 @@ def build_object_model(source: MeterDataSource) -> dict[bytes, CosemObject]:
         ),
         DataObject(METER_PUBLIC_KEY, lambda: axdr.octet_string(source.public_key)),
     ]
+    if invocation_counter is not None:
+        counter = invocation_counter
+        objects.append(DataObject(INVOCATION_COUNTER, lambda: axdr.double_long_unsigned(counter())))
     openings = getattr(source, "openings", None)
     if callable(openings):
         # The home link (meter -> hub) carries the openings (m_i, r_i); they reveal the

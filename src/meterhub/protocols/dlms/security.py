@@ -6,6 +6,12 @@ a 12-byte tag, and AAD ``SC || AK`` for authenticated encryption (SC 0x30).
 HLS mechanism 5 (§9.2.7.4, HLS-GMAC) answers a challenge with
 ``SC(0x10) || IC || GMAC(SC || AK || challenge)``.
 
+Two envelopes carry a ciphered APDU (Green Book §9.5): general-glo-ciphering
+(tag 219, with the sender's system title in the APDU) and the service-specific
+glo-ciphering APDUs (glo-get-request [200] and friends, glo-initiateRequest [33]),
+``tag || length || SC || IC || ciphertext``, whose system title is the one
+exchanged in the AARQ/AARE (calling/responding-AP-title).
+
 The cipher itself is ``dlms_cosem.security`` (which uses ``cryptography``'s
 AES-GCM); we never implement a primitive. We do encode the general-glo-ciphering
 APDU ourselves: ``GeneralGlobalCipher.to_bytes`` writes its content length as
@@ -34,6 +40,10 @@ __all__ = [
     "GENERAL_GLO_CIPHERING",
     "encode_general_glo_cipher",
     "decode_general_glo_cipher",
+    "GLO_TAGS",
+    "PLAIN_TAGS",
+    "encode_glo_cipher",
+    "decode_glo_cipher",
     "encrypt",
     "decrypt",
     "hls_gmac_response",
@@ -138,6 +148,45 @@ def decode_general_glo_cipher(apdu: bytes) -> tuple[bytes, int, int, bytes]:
     if len(title) != 8 or m < 5 or pos + m != len(apdu):
         raise DecipherError("general-glo-ciphering lengths do not add up")
     return bytes(title), apdu[pos], int.from_bytes(apdu[pos + 1 : pos + 5], "big"), apdu[pos + 5 :]
+
+
+#: Plain xDLMS tag -> its service-specific glo-ciphering tag (Green Book §9.5, XDLMS-APDU).
+GLO_TAGS: dict[int, int] = {
+    0x01: 0x21,  # initiateRequest -> glo-initiateRequest [33]
+    0x08: 0x28,  # initiateResponse -> glo-initiateResponse [40]
+    0x0E: 0x2E,  # confirmedServiceError -> glo-confirmedServiceError [46]
+    0xC0: 0xC8,  # get-request -> glo-get-request [200]
+    0xC1: 0xC9,  # set-request -> glo-set-request [201]
+    0xC2: 0xCA,  # event-notification-request -> glo-event-notification-request [202]
+    0xC3: 0xCB,  # action-request -> glo-action-request [203]
+    0xC4: 0xCC,  # get-response -> glo-get-response [204]
+    0xC5: 0xCD,  # set-response -> glo-set-response [205]
+    0xC7: 0xCF,  # action-response -> glo-action-response [207]
+}
+#: glo-ciphering tag -> the plain tag it must carry.
+PLAIN_TAGS: dict[int, int] = {g: p for p, g in GLO_TAGS.items()}
+
+
+def encode_glo_cipher(tag: int, sc: int, ic: int, ciphertext: bytes) -> bytes:
+    """Service-specific glo-ciphering: ``tag || length || SC || IC || ciphertext``
+    (Green Book §9.5, ``glo-*`` choices: an OCTET STRING with A-XDR length)."""
+    if tag not in PLAIN_TAGS:
+        raise ValueError(f"{tag:#04x} is not a glo-ciphering tag")
+    content = bytes([sc]) + ic.to_bytes(4, "big") + ciphertext
+    return bytes([tag]) + encode_length(len(content)) + content
+
+
+def decode_glo_cipher(apdu: bytes) -> tuple[int, int, int, bytes]:
+    """Return ``(glo tag, security_control, invocation_counter, ciphertext)``."""
+    if not apdu or apdu[0] not in PLAIN_TAGS:
+        raise DecipherError("not a service-specific glo-ciphering APDU")
+    try:
+        n, pos = decode_length(apdu, 1)
+    except AxdrError as exc:
+        raise DecipherError(str(exc)) from None
+    if n < 5 or pos + n != len(apdu):
+        raise DecipherError("glo-ciphering length does not add up")
+    return apdu[0], apdu[pos], int.from_bytes(apdu[pos + 1 : pos + 5], "big"), bytes(apdu[pos + 5 :])
 
 
 def _gmac(keys: Suite0Keys, system_title: bytes, ic: int, challenge: bytes) -> bytes:

@@ -11,8 +11,16 @@ Two client associations are supported (Green Book §9.2.5, client SAPs):
 * **public client** (SAP 16): LN referencing, no ciphering, no authentication;
 * **management client** (SAP 1): LN referencing with ciphering (application
   context 3), HLS mechanism 5 (HLS-GMAC), security suite 0 with
-  authenticated encryption of every xDLMS APDU (general-glo-ciphering) and the
-  client's invocation counter checked against replay.
+  authenticated encryption of every xDLMS APDU - general-glo-ciphering (when
+  general-protection was negotiated) or the service-specific glo-ciphering APDUs
+  (glo-get-request [200] ...), answered in the same form - and the client's
+  invocation counter checked against replay.
+
+What each association may read is its object list (Blue Book §4.4.3, Association LN
+``object_list`` and access rights): the public client sees only the objects in
+:data:`PUBLIC_OBJECTS` (clock, device identity, logical device name, the association
+and the invocation counter a head-end needs to synchronise); anything else is
+``object-undefined`` to it. The management association sees every object.
 
 Bad input never escapes as an exception: it becomes an ``ExceptionResponse``,
 an AARE rejection, or a ``Data-Access-Result``.
@@ -26,8 +34,6 @@ from dataclasses import dataclass
 
 from dlms_cosem import enumerations as enums
 from dlms_cosem.protocol import acse, xdlms
-from dlms_cosem.protocol.xdlms.conformance import Conformance
-from dlms_cosem.security import SecurityControlField
 
 from . import axdr
 from .apdu import (
@@ -44,13 +50,29 @@ from .apdu import (
 )
 from .cosem import (
     ASSOCIATION_LN,
+    CLOCK,
+    DEVICE_ID,
+    INVOCATION_COUNTER,
+    LOGICAL_DEVICE_NAME,
     CosemObject,
     DataAccessError,
     MeterDataSource,
     build_object_model,
     parse_selection,
 )
+from .initiate import (
+    INITIATE_REQUEST,
+    INITIATE_RESPONSE,
+    Conformance,
+    InitiateError,
+    InitiateRequest,
+    InitiateResponse,
+    acse_user_information,
+    parse_initiate_request,
+)
 from .security import (
+    GLO_TAGS,
+    PLAIN_TAGS,
     SC_AUTH_ENC,
     DecipherError,
     InvocationCounter,
@@ -58,8 +80,10 @@ from .security import (
     ReplayGuard,
     Suite0Keys,
     decode_general_glo_cipher,
+    decode_glo_cipher,
     decrypt,
     encode_general_glo_cipher,
+    encode_glo_cipher,
     encrypt,
     hls_gmac_response,
     new_challenge,
@@ -74,6 +98,7 @@ __all__ = [
     "DlmsServer",
     "ServerAssociation",
     "SERVER_CONFORMANCE",
+    "PUBLIC_OBJECTS",
 ]
 
 LOG = logging.getLogger(__name__)
@@ -89,15 +114,24 @@ CIPHER_OVERHEAD = 30
 BLOCK_HEADER = 12
 
 #: What the server offers (Green Book §9.4.6.1, conformance block).
-SERVER_CONFORMANCE = Conformance(
-    general_protection=True,
-    block_transfer_with_get_or_read=True,
-    multiple_references=True,
-    data_notification=True,
-    get=True,
-    selective_access=True,
-    action=True,
+SERVER_CONFORMANCE = (
+    Conformance.GENERAL_PROTECTION
+    | Conformance.BLOCK_TRANSFER_WITH_GET_OR_READ
+    | Conformance.MULTIPLE_REFERENCES
+    | Conformance.DATA_NOTIFICATION
+    | Conformance.GET
+    | Conformance.SELECTIVE_ACCESS
+    | Conformance.ACTION
 )
+
+#: The public client's object list: what a meter gives anyone on the network (docs/dlms.md
+#: "What each association sees"). Readings, registers, profiles, commitments, batches and
+#: openings need an authenticated association.
+PUBLIC_OBJECTS: frozenset[bytes] = frozenset(
+    {ASSOCIATION_LN, CLOCK, DEVICE_ID, LOGICAL_DEVICE_NAME, INVOCATION_COUNTER}
+)
+#: Glo-ciphering request tags a client may send in the data-transfer phase.
+_GLO_REQUESTS = frozenset({0xC8, 0xC9, 0xCB})
 
 
 class AssociationState(enum.Enum):
@@ -108,11 +142,19 @@ class AssociationState(enum.Enum):
     ASSOCIATED = "associated"
 
 
-def _negotiate(proposed: Conformance) -> Conformance:
-    fields = [f for f in Conformance.conformance_bit_position]
-    return Conformance(
-        **{f: bool(getattr(proposed, f)) and bool(getattr(SERVER_CONFORMANCE, f)) for f in fields}
-    )
+class _Raw:
+    """Already-encoded xDLMS bytes for ``dlms_cosem``'s ``UserInformation``."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def to_bytes(self) -> bytes:
+        return self.data
+
+
+#: confirmedServiceError: initiateError [1], ServiceError application-reference [0],
+#: deciphering-error (6) (Green Book §9.5): the glo-initiateRequest was not accepted.
+INITIATE_DECIPHERING_ERROR = bytes([Tag.CONFIRMED_SERVICE_ERROR, 0x01, 0x00, 0x06])
 
 
 class DlmsServer:
@@ -130,18 +172,28 @@ class DlmsServer:
         system_title: bytes = b"MHB\x00\x00\x00\x00\x01",
         keys: Suite0Keys | None = None,
         max_pdu_size: int = 1024,
+        public_objects: frozenset[bytes] = PUBLIC_OBJECTS,
     ) -> None:
         if len(system_title) != 8:
             raise ValueError("system title is 8 bytes")
         if not MIN_CLIENT_PDU <= max_pdu_size <= 0xFFFF:
             raise ValueError("max_pdu_size out of range")
         self.source = source
-        self.objects: dict[bytes, CosemObject] = build_object_model(source)
+        self.objects: dict[bytes, CosemObject] = build_object_model(
+            source, invocation_counter=lambda: self.highest_client_counter()
+        )
         self.system_title = system_title
         self.keys = keys
         self.max_pdu_size = max_pdu_size
         self.counter = InvocationCounter()
         self.replay = ReplayGuard()
+        self.public_objects = public_objects
+
+    def highest_client_counter(self) -> int:
+        """The invocation counter object's value (0.0.43.1.0.255): the highest counter
+        accepted from any management client, so a head-end that starts above it is
+        never refused as a replay (Blue Book §4.4.7 / DLMS UA 1000-1, "Invocation counter")."""
+        return max(self.replay.last.values(), default=0)
 
     def association(self, client_sap: int) -> ServerAssociation:
         """A fresh association endpoint for one transport connection from ``client_sap``."""
@@ -177,7 +229,7 @@ class ServerAssociation:
         self.state = AssociationState.IDLE
         self.ciphered = False
         self.client_title: bytes | None = None
-        self.conformance = Conformance()
+        self.conformance = Conformance(0)
         self.client_max_pdu = server.max_pdu_size
         self._stoc = b""
         self._ctos = b""
@@ -212,29 +264,66 @@ class ServerAssociation:
             return _not_allowed()
         if not self.ciphered:
             return self._dispatch(apdu)
-        if tag != Tag.GENERAL_GLO_CIPHERING:
+        if tag == Tag.GENERAL_GLO_CIPHERING:
+            if Conformance.GENERAL_PROTECTION not in self.conformance:
+                # general-glo-ciphering needs general-protection (Green Book §9.4.6.1).
+                return _exc(enums.StateException.SERVICE_NOT_ALLOWED, enums.ServiceException.SERVICE_NOT_SUPPORTED)
+        elif tag not in _GLO_REQUESTS:
             # Security policy: the management association accepts only protected APDUs.
             return _not_allowed()
         try:
             plain = self._unprotect(apdu)
         except InvocationCounterError as exc:
-            return encode_exception_response(
-                enums.StateException.SERVICE_NOT_ALLOWED,
-                enums.ServiceException.INVOCATION_COUNTER_ERROR,
-                exc.expected_at_least,
-            )
-        except DecipherError:
+            return self._counter_error(exc)
+        except DecipherError as exc:
+            LOG.warning("DLMS client SAP %d: deciphering error: %s", self.client_sap, exc)
             return _exc(
                 enums.StateException.SERVICE_NOT_ALLOWED, enums.ServiceException.DECIPHERING_ERROR
             )
-        return self.server.protect(self._dispatch(plain))
+        if tag != Tag.GENERAL_GLO_CIPHERING and (not plain or plain[0] != PLAIN_TAGS[tag]):
+            return _not_allowed()  # a glo-get-request must carry a get-request, and so on
+        response = self._dispatch(plain)
+        if tag == Tag.GENERAL_GLO_CIPHERING:
+            return self.server.protect(response)
+        return self._protect_glo(response)
+
+    def _protect_glo(self, plain: bytes) -> bytes:
+        """Answer a service-specific glo request in kind (glo-get-response ...); an
+        ExceptionResponse has no ciphered form and goes in clear (Green Book §9.5)."""
+        glo = GLO_TAGS.get(plain[0]) if plain else None
+        if glo is None:
+            return plain
+        keys = self.server.keys
+        assert keys is not None
+        ic = self.server.counter.next()
+        return encode_glo_cipher(glo, SC_AUTH_ENC, ic, encrypt(keys, self.server.system_title, ic, plain))
+
+    def _counter_error(self, exc: InvocationCounterError, title: bytes | None = None) -> bytes:
+        """A reused invocation counter (Green Book §9.2.7.2.4.2): logged, and answered with
+        ExceptionResponse(service-not-allowed, invocation-counter-error, expected counter)."""
+        LOG.warning(
+            "DLMS client %s reused invocation counter %d (expected at least %d); refused",
+            (title or self.client_title or b"").hex(),
+            exc.received,
+            exc.expected_at_least,
+        )
+        return encode_exception_response(
+            enums.StateException.SERVICE_NOT_ALLOWED,
+            enums.ServiceException.INVOCATION_COUNTER_ERROR,
+            exc.expected_at_least,
+        )
 
     def _unprotect(self, apdu: bytes) -> bytes:
         keys = self.server.keys
         assert keys is not None and self.client_title is not None
-        title, sc, ic, text = decode_general_glo_cipher(apdu)
-        if title != self.client_title:
-            raise DecipherError("system title differs from the one in the AARQ")
+        if apdu[0] == Tag.GENERAL_GLO_CIPHERING:
+            title, sc, ic, text = decode_general_glo_cipher(apdu)
+            if title != self.client_title:
+                raise DecipherError("system title differs from the one in the AARQ")
+        else:
+            # Service-specific glo-ciphering: the title is the AARQ's calling-AP-title.
+            title = self.client_title
+            _, sc, ic, text = decode_glo_cipher(apdu)
         self.server.replay.check(title, ic)
         plain = decrypt(keys, title, ic, sc, text)
         self.server.replay.accept(title, ic)
@@ -248,7 +337,7 @@ class ServerAssociation:
             return self._get(plain)
         if tag == Tag.ACTION_REQUEST:
             return self._action(plain)
-        if tag in (Tag.AARQ, Tag.RLRQ, Tag.GENERAL_GLO_CIPHERING):
+        if tag in (Tag.AARQ, Tag.RLRQ, Tag.GENERAL_GLO_CIPHERING) or tag in PLAIN_TAGS:
             return _not_allowed()  # not valid inside a ciphered envelope
         return _exc(enums.StateException.SERVICE_UNKNOWN, enums.ServiceException.SERVICE_NOT_SUPPORTED)
 
@@ -256,13 +345,15 @@ class ServerAssociation:
     def _aare_reject(
         self,
         diagnostic: enums.AcseServiceUserDiagnostics,
-        user_information: object | None = None,
+        user_information: bytes | None = None,
         result: enums.AssociationResult = enums.AssociationResult.REJECTED_PERMANENT,
     ) -> bytes:
+        """AARE refusing the association; ``user_information`` is an encoded
+        confirmedServiceError (Green Book §9.4.4), sent in clear."""
         return acse.ApplicationAssociationResponse(
             result=result,
             result_source_diagnostics=diagnostic,
-            user_information=acse.UserInformation(user_information) if user_information else None,
+            user_information=acse.UserInformation(_Raw(user_information)) if user_information else None,
         ).to_bytes()
 
     def _aarq(self, apdu: bytes) -> bytes:
@@ -271,25 +362,31 @@ class ServerAssociation:
         if self.state is not AssociationState.IDLE:
             return self._aare_reject(D.NO_REASON_GIVEN, result=enums.AssociationResult.REJECTED_TRANSIENT)
         try:
+            # dlms_cosem reads the ACSE fields; the xDLMS APDU in user-information we
+            # parse ourselves (its InitiateRequest loses the first conformance octet).
             aarq = acse.ApplicationAssociationRequest.from_bytes(apdu)
+            user_information = acse_user_information(apdu)
         except Exception:  # dlms_cosem raises ValueError/IndexError/KeyError on bad BER
+            return self._aare_reject(D.NO_REASON_GIVEN)
+        if user_information is None:
             return self._aare_reject(D.NO_REASON_GIVEN)
         if self.client_sap == PUBLIC_CLIENT:
             if aarq.ciphered:
                 return self._aare_reject(D.APPLICATION_CONTEXT_NAME_NOT_SUPPORTED)
             if aarq.authentication not in (None, enums.AuthenticationMechanism.NONE):
                 return self._aare_reject(D.AUTHENTICATION_MECHANISM_NAME_NOT_RECOGNIZED)
-            content = aarq.user_information.content
-            if not isinstance(content, xdlms.InitiateRequest):
+            try:
+                initiate = parse_initiate_request(user_information)
+            except InitiateError:
                 return self._aare_reject(D.NO_REASON_GIVEN)
-            error = self._initiate(content)
+            error = self._initiate(initiate)
             if error is not None:
                 return self._aare_reject(D.NO_REASON_GIVEN, error)
             self.state, self.ciphered = AssociationState.ASSOCIATED, False
             return acse.ApplicationAssociationResponse(
                 result=enums.AssociationResult.ACCEPTED,
                 result_source_diagnostics=D.NULL,
-                user_information=acse.UserInformation(self._initiate_response()),
+                user_information=acse.UserInformation(_Raw(self._initiate_response().to_bytes())),
             ).to_bytes()
         if self.client_sap != MANAGEMENT_CLIENT or self.server.keys is None:
             return self._aare_reject(D.NO_REASON_GIVEN)
@@ -303,38 +400,32 @@ class ServerAssociation:
         title = aarq.system_title
         if not title or len(title) != 8:
             return self._aare_reject(D.CALLING_AP_TITLE_NOT_RECOGNIZED)
+        title = bytes(title)
         ctos = aarq.authentication_value or b""
         if not 8 <= len(ctos) <= 64:
             return self._aare_reject(D.AUTHENTICATION_FAILED)
-        content = aarq.user_information.content
-        if not isinstance(content, xdlms.GlobalCipherInitiateRequest):
-            return self._aare_reject(D.NO_REASON_GIVEN)
+        if user_information[:1] != bytes([GLO_TAGS[INITIATE_REQUEST]]):
+            return self._aare_reject(D.NO_REASON_GIVEN)  # a ciphered context needs glo-initiateRequest
         try:
-            self.server.replay.check(bytes(title), content.invocation_counter)
-            plain = decrypt(
-                self.server.keys,
-                bytes(title),
-                content.invocation_counter,
-                content.security_control.to_bytes()[0],
-                content.ciphered_text,
-            )
-            self.server.replay.accept(bytes(title), content.invocation_counter)
-            initiate = xdlms.InitiateRequest.from_bytes(plain)
-        except Exception:  # decipher, replay or a malformed InitiateRequest
+            _, sc, ic, text = decode_glo_cipher(user_information)
+            self.server.replay.check(title, ic)
+            plain = decrypt(self.server.keys, title, ic, sc, text)
+        except InvocationCounterError as exc:
+            self._counter_error(exc, title)  # logged; the AARE carries the initiate error
+            return self._aare_reject(D.NO_REASON_GIVEN, INITIATE_DECIPHERING_ERROR)
+        except DecipherError as exc:
+            LOG.warning("DLMS AARQ from %s: glo-initiateRequest not accepted: %s", title.hex(), exc)
+            return self._aare_reject(D.NO_REASON_GIVEN, INITIATE_DECIPHERING_ERROR)
+        self.server.replay.accept(title, ic)
+        try:
+            initiate = parse_initiate_request(plain)
+        except InitiateError:
             return self._aare_reject(D.NO_REASON_GIVEN)
         error = self._initiate(initiate)
         if error is not None:
             return self._aare_reject(D.NO_REASON_GIVEN, error)
-        self.client_title, self._ctos, self._stoc = bytes(title), bytes(ctos), new_challenge()
+        self.client_title, self._ctos, self._stoc = title, bytes(ctos), new_challenge()
         self.state, self.ciphered = AssociationState.AWAITING_HLS, True
-        ic = self.server.counter.next()
-        response = xdlms.GlobalCipherInitiateResponse(
-            security_control=_sc0(),
-            invocation_counter=ic,
-            ciphered_text=encrypt(
-                self.server.keys, self.server.system_title, ic, self._initiate_response().to_bytes()
-            ),
-        )
         return acse.ApplicationAssociationResponse(
             result=enums.AssociationResult.ACCEPTED,
             result_source_diagnostics=D.AUTHENTICATION_REQUIRED,
@@ -342,75 +433,78 @@ class ServerAssociation:
             authentication=enums.AuthenticationMechanism.HLS_GMAC,
             system_title=self.server.system_title,
             authentication_value=self._stoc,
-            user_information=acse.UserInformation(response),
+            user_information=acse.UserInformation(_Raw(self._glo_initiate_response())),
         ).to_bytes()
 
-    def _initiate(self, req: xdlms.InitiateRequest) -> xdlms.ConfirmedServiceError | None:
-        """Check the proposed xDLMS context (Green Book §9.4.6.1); record what was agreed."""
+    def _initiate(self, req: InitiateRequest) -> bytes | None:
+        """Check the proposed xDLMS context (Green Book §9.4.6.1); record what was agreed.
+        Returns the confirmedServiceError (initiateError) to send back, if any."""
         if req.proposed_dlms_version_number < 6:
-            return xdlms.ConfirmedServiceError(enums.InitiateError.DLMS_VERSION_TOO_LOW)
-        if req.client_max_receive_pdu_size < MIN_CLIENT_PDU:
-            return xdlms.ConfirmedServiceError(enums.InitiateError.PDU_SIZE_TOO_SHORT)
-        self.conformance = _negotiate(req.proposed_conformance)
-        self.client_max_pdu = req.client_max_receive_pdu_size
+            return xdlms.ConfirmedServiceError(enums.InitiateError.DLMS_VERSION_TOO_LOW).to_bytes()
+        if req.client_max_receive_pdu_size != 0 and req.client_max_receive_pdu_size < MIN_CLIENT_PDU:
+            return xdlms.ConfirmedServiceError(enums.InitiateError.PDU_SIZE_TOO_SHORT).to_bytes()
+        negotiated = req.proposed_conformance & SERVER_CONFORMANCE
+        if not negotiated & (Conformance.GET | Conformance.ACTION):
+            # Nothing this server does would be usable (Green Book: incompatible-conformance).
+            return xdlms.ConfirmedServiceError(enums.InitiateError.INCOMPATIBLE_CONFORMANCE).to_bytes()
+        self.conformance = negotiated
+        # 0 means "no limit" (Green Book §9.4.6.1); our own PDU size then bounds responses.
+        self.client_max_pdu = req.client_max_receive_pdu_size or 0xFFFF
         return None
 
-    def _initiate_response(self) -> xdlms.InitiateResponse:
-        return xdlms.InitiateResponse(
+    def _initiate_response(self) -> InitiateResponse:
+        return InitiateResponse(
             negotiated_conformance=self.conformance,
             server_max_receive_pdu_size=self.server.max_pdu_size,
         )
 
+    def _glo_initiate_response(self) -> bytes:
+        """glo-initiateResponse [40]: the InitiateResponse under suite 0 with our title."""
+        keys = self.server.keys
+        assert keys is not None
+        ic = self.server.counter.next()
+        text = encrypt(keys, self.server.system_title, ic, self._initiate_response().to_bytes())
+        return encode_glo_cipher(GLO_TAGS[INITIATE_RESPONSE], SC_AUTH_ENC, ic, text)
+
     def _rlrq(self, apdu: bytes) -> bytes:
-        """RLRQ → RLRE (Green Book §9.4.5 COSEM-RELEASE)."""
+        """RLRQ → RLRE (Green Book §9.4.5 COSEM-RELEASE).
+
+        A plain RLRQ (no user-information) is answered with a plain RLRE, reason normal,
+        in every association: the association lives on this one transport connection,
+        so only its own peer can release it. If the RLRQ carries user-information, the
+        RLRE carries an InitiateResponse - ciphered (glo-initiateResponse) when the
+        association is, after the client's glo-initiateRequest deciphered and passed the
+        replay check.
+        """
         if self.state is AssociationState.IDLE:
             return _not_allowed()
         try:
-            rlrq = acse.ReleaseRequest.from_bytes(apdu)
-        except Exception:
+            acse.ReleaseRequest.from_bytes(apdu)
+            user_information = acse_user_information(apdu)
+        except Exception:  # dlms_cosem raises ValueError/IndexError/KeyError on bad BER
             return _exc(enums.StateException.SERVICE_NOT_ALLOWED, enums.ServiceException.OTHER_REASON)
         user_info = None
-        content = rlrq.user_information.content if rlrq.user_information else None
-        if self.ciphered:
-            # The RLRQ of a ciphered association must carry a protected InitiateRequest,
-            # or anyone could tear the association down.
-            if not isinstance(content, xdlms.GlobalCipherInitiateRequest):
-                return _not_allowed()
+        if user_information is not None and self.ciphered:
             keys, title = self.server.keys, self.client_title
             assert keys is not None and title is not None
+            if user_information[:1] != bytes([GLO_TAGS[INITIATE_REQUEST]]):
+                return _not_allowed()  # a ciphered association releases with a ciphered request
             try:
-                self.server.replay.check(title, content.invocation_counter)
-                decrypt(
-                    keys,
-                    title,
-                    content.invocation_counter,
-                    content.security_control.to_bytes()[0],
-                    content.ciphered_text,
-                )
-                self.server.replay.accept(title, content.invocation_counter)
+                _, sc, ic, text = decode_glo_cipher(user_information)
+                self.server.replay.check(title, ic)
+                decrypt(keys, title, ic, sc, text)
+                self.server.replay.accept(title, ic)
             except InvocationCounterError as exc:
-                return encode_exception_response(
-                    enums.StateException.SERVICE_NOT_ALLOWED,
-                    enums.ServiceException.INVOCATION_COUNTER_ERROR,
-                    exc.expected_at_least,
-                )
-            except DecipherError:
+                return self._counter_error(exc)
+            except DecipherError as exc:
+                LOG.warning("DLMS RLRQ from %s: deciphering error: %s", title.hex(), exc)
                 return _exc(
                     enums.StateException.SERVICE_NOT_ALLOWED,
                     enums.ServiceException.DECIPHERING_ERROR,
                 )
-            ic = self.server.counter.next()
-            user_info = acse.UserInformation(
-                xdlms.GlobalCipherInitiateResponse(
-                    security_control=_sc0(),
-                    invocation_counter=ic,
-                    ciphered_text=encrypt(
-                        keys, self.server.system_title, ic, self._initiate_response().to_bytes()
-                    ),
-                )
-            )
-        elif content is not None:
-            user_info = acse.UserInformation(self._initiate_response())
+            user_info = acse.UserInformation(_Raw(self._glo_initiate_response()))
+        elif user_information is not None:
+            user_info = acse.UserInformation(_Raw(self._initiate_response().to_bytes()))
         self._reset()
         return acse.ReleaseResponse(
             reason=enums.ReleaseResponseReason.NORMAL, user_information=user_info
@@ -464,7 +558,8 @@ class ServerAssociation:
     # ------------------------------------------------------------------- GET
     def _read(self, item: AttributeRequest) -> bytes | enums.DataAccessResult:
         obj = self.server.objects.get(item.logical_name)
-        if obj is None:
+        if obj is None or not self._visible(item.logical_name):
+            # Not in this association's object list (Blue Book §4.4.3): undefined to it.
             return enums.DataAccessResult.OBJECT_UNDEFINED
         if obj.class_id != item.class_id:
             return enums.DataAccessResult.OBJECT_CLASS_INCONSISTENT
@@ -473,7 +568,7 @@ class ServerAssociation:
         try:
             selection = None
             if item.selector is not None:
-                if not self.conformance.selective_access:
+                if Conformance.SELECTIVE_ACCESS not in self.conformance:
                     return enums.DataAccessResult.READ_WRITE_DENIED
                 selection = parse_selection(item.selector, item.parameters)
             return obj.get(item.attribute, selection)
@@ -483,9 +578,14 @@ class ServerAssociation:
             LOG.exception("data source failed reading %s", item)
             return enums.DataAccessResult.HARDWARE_FAULT
 
+    def _visible(self, logical_name: bytes) -> bool:
+        """Is the object in this association's object list? The management association
+        (authenticated, ciphered) sees all; the public client only ``public_objects``."""
+        return self.ciphered or logical_name in self.server.public_objects
+
     def _get(self, plain: bytes) -> bytes:
         """GET normal / next / with-list (Green Book §9.3.6), with block transfer."""
-        if not self.conformance.get:
+        if Conformance.GET not in self.conformance:
             return _exc(enums.StateException.SERVICE_NOT_ALLOWED, enums.ServiceException.SERVICE_NOT_SUPPORTED)
         try:
             req = parse_get_request(plain)
@@ -495,7 +595,7 @@ class ServerAssociation:
             return self._get_next(req.invoke, req.block_number)
         self._long_get = None  # a new GET abandons a long GET in progress
         if req.kind == 3:
-            if not self.conformance.multiple_references:
+            if Conformance.MULTIPLE_REFERENCES not in self.conformance:
                 return _exc(enums.StateException.SERVICE_NOT_ALLOWED, enums.ServiceException.SERVICE_NOT_SUPPORTED)
             raw = encode_list_results([self._read(i) for i in req.items])
             if 3 + len(raw) <= self.max_send:
@@ -509,7 +609,7 @@ class ServerAssociation:
         return self._start_long_get(req.invoke, result)
 
     def _start_long_get(self, invoke: int, raw: bytes) -> bytes:
-        if not self.conformance.block_transfer_with_get_or_read:
+        if Conformance.BLOCK_TRANSFER_WITH_GET_OR_READ not in self.conformance:
             return encode_get_response_error(invoke, enums.DataAccessResult.OTHER_REASON)
         self._long_get = _LongGet(invoke, raw)
         return self._next_block()
@@ -534,10 +634,6 @@ class ServerAssociation:
         if last:
             self._long_get = None
         return encode_get_response_block(lg.invoke, lg.block, chunk, last)
-
-
-def _sc0() -> SecurityControlField:
-    return SecurityControlField.from_bytes(bytes([SC_AUTH_ENC]))
 
 
 def _exc(state: enums.StateException, service: enums.ServiceException) -> bytes:
