@@ -9,6 +9,7 @@ tests/test_asce/test_aarq.py (``test_parse_ciphered_low_security2``), Green Book
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -21,14 +22,22 @@ from dlms_cosem.security import HighLevelSecurityGmacAuthentication
 from meterhub.protocols.dlms import axdr
 from meterhub.protocols.dlms.apdu import parse_get_request
 from meterhub.protocols.dlms.cosem import CLOCK, InMemoryDataSource
+from meterhub.protocols.dlms.initiate import (
+    Conformance,
+    InitiateRequest,
+    acse_user_information,
+    parse_initiate_response,
+)
 from meterhub.protocols.dlms.security import (
     DecipherError,
     InvocationCounterError,
     ReplayGuard,
     Suite0Keys,
     decode_general_glo_cipher,
+    decode_glo_cipher,
     decrypt,
     encode_general_glo_cipher,
+    encode_glo_cipher,
     encrypt,
 )
 from meterhub.protocols.dlms.server import AssociationState, DlmsServer
@@ -265,3 +274,111 @@ def test_replay_guard_and_decipher_units():
         decrypt(GB_KEYS, GB_TITLE, GB_IC, 0x20, GB_CIPHERED_GET)  # encryption without authentication
     with pytest.raises(DecipherError):
         decode_general_glo_cipher(b"\xdb\x08" + GB_TITLE + b"\x82\xff")
+
+
+# ------------------------------------- service-specific glo-ciphering, release, counters
+
+
+def _glo(tag: int, ic: int, plain: bytes, title: bytes = b"CLIENT01") -> bytes:
+    return encode_glo_cipher(tag, 0x30, ic, encrypt(GB_KEYS, title, ic, plain))
+
+
+def test_glo_get_request_gets_glo_get_response():
+    """glo-get-request [200] (title from the AARQ) is answered with glo-get-response [204]."""
+    server = DlmsServer(source(), keys=GB_KEYS)
+    conn = client()
+    assoc = associate(server, conn)
+    ic = conn.client_invocation_counter + 1
+    out = assoc.handle(_glo(0xC8, ic, GB_PLAIN_GET))
+    tag, sc, ric, text = decode_glo_cipher(out)
+    assert (tag, sc) == (0xCC, 0x30)
+    resp = xdlms.GetResponseFactory.from_bytes(decrypt(GB_KEYS, server.system_title, ric, sc, text))
+    assert axdr.decode_datetime(axdr.decode(resp.data)) == NOW
+    # The same counter again is a replay; a glo-get-request carrying an action is refused.
+    replay = xdlms.ExceptionResponse.from_bytes(assoc.handle(_glo(0xC8, ic, GB_PLAIN_GET)))
+    assert replay.service_error == E.ServiceException.INVOCATION_COUNTER_ERROR
+    wrong = assoc.handle(_glo(0xC8, ic + 1, bytes.fromhex("C301C1000F0000280000FF0100")))
+    assert xdlms.ExceptionResponse.from_bytes(wrong).state_error == E.StateException.SERVICE_NOT_ALLOWED
+    # Wrong key: deciphering-error, in clear (ExceptionResponse has no ciphered form).
+    forged = encode_glo_cipher(0xC8, 0x30, ic + 2, encrypt(Suite0Keys.generate(), b"CLIENT01", ic + 2, GB_PLAIN_GET))
+    assert xdlms.ExceptionResponse.from_bytes(assoc.handle(forged)).service_error == E.ServiceException.DECIPHERING_ERROR
+
+
+def test_general_glo_ciphering_needs_general_protection():
+    """A client that did not propose general-protection may not use general-glo-ciphering."""
+    server = DlmsServer(source(), keys=GB_KEYS)
+    conn = DlmsConnection(
+        authentication=HighLevelSecurityGmacAuthentication(challenge_length=32),
+        client_system_title=b"CLIENT01",
+        global_encryption_key=GB_KEYS.encryption_key,
+        global_authentication_key=GB_KEYS.authentication_key,
+    )
+    conn.conformance.general_protection = False
+    assoc = server.association(1)
+    exchange(conn, assoc, conn.get_aarq())
+    assert Conformance.GENERAL_PROTECTION not in assoc.conformance
+    ic = conn.client_invocation_counter + 1
+    apdu = encode_general_glo_cipher(b"CLIENT01", 0x30, ic, encrypt(GB_KEYS, b"CLIENT01", ic, GB_PLAIN_GET))
+    resp = xdlms.ExceptionResponse.from_bytes(assoc.handle(apdu))
+    assert resp.service_error == E.ServiceException.SERVICE_NOT_SUPPORTED
+
+
+def test_plain_rlrq_releases_a_ciphered_association():
+    """A plain RLRQ (reason normal, no user-information) gets a plain RLRE."""
+    server = DlmsServer(source(), keys=GB_KEYS)
+    assoc = associate(server, client())
+    assert assoc.handle(bytes.fromhex("6203800100")) == bytes.fromhex("6303800100")
+    assert assoc.state is AssociationState.IDLE
+    assert assoc.handle(bytes.fromhex("6203800100"))[0] == 0xD8  # nothing left to release
+
+
+def test_ciphered_rlrq_gets_glo_initiate_response_and_a_replayed_one_is_refused():
+    server = DlmsServer(source(), keys=GB_KEYS)
+    conn = client()
+    assoc = associate(server, conn)
+    ic = conn.client_invocation_counter + 1
+    initiate = InitiateRequest(Conformance.GET, 1024).to_bytes()
+    rlrq = acse.ReleaseRequest(
+        reason=E.ReleaseRequestReason.NORMAL, user_information=acse.UserInformation(_Raw(_glo(0x21, ic, initiate)))
+    ).to_bytes()
+    rlre = assoc.handle(rlrq)
+    assert rlre[0] == 0x63
+    tag, sc, ric, text = decode_glo_cipher(acse_user_information(rlre))
+    assert tag == 0x28  # glo-initiateResponse
+    assert parse_initiate_response(decrypt(GB_KEYS, server.system_title, ric, sc, text)).negotiated_conformance
+    assert assoc.state is AssociationState.IDLE
+    # The same ciphered RLRQ on a new association of that client is a replay.
+    fresh = client()
+    fresh.client_invocation_counter = ic + 1
+    second = associate(server, fresh)
+    replay = xdlms.ExceptionResponse.from_bytes(second.handle(rlrq))
+    assert replay.service_error == E.ServiceException.INVOCATION_COUNTER_ERROR
+    assert second.state is AssociationState.ASSOCIATED
+
+
+class _Raw:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def to_bytes(self) -> bytes:
+        return self.data
+
+
+def test_reused_counter_in_aarq_gets_a_diagnostic_and_a_log_line(caplog):
+    """Green Book §9.2.7.2.4.2: a glo-initiateRequest whose counter is not above the last
+    accepted one is refused: AARE rejected-permanent with user-information
+    confirmedServiceError (initiateError, application-reference, deciphering-error),
+    and a warning naming the counters."""
+    server = DlmsServer(source(), keys=GB_KEYS)
+    first = client()
+    associate(server, first)
+    again = client()  # same title, counter starting over
+    with caplog.at_level(logging.WARNING, logger="meterhub.protocols.dlms.server"):
+        raw = server.association(1).handle(again.send(again.get_aarq()))
+    aare = acse.ApplicationAssociationResponse.from_bytes(raw)
+    assert aare.result == E.AssociationResult.REJECTED_PERMANENT
+    assert acse_user_information(raw) == bytes([0x0E, 0x01, 0x00, 0x06])
+    assert aare.user_information.content.error == E.ApplicationReferenceError.DECIPHERING_ERROR
+    (record,) = [r for r in caplog.records if "reused invocation counter" in r.getMessage()]
+    assert "434c49454e543031" in record.getMessage()  # the client's system title, hex
+    assert record.levelno == logging.WARNING
