@@ -128,6 +128,20 @@ def test_meter_read_clock_and_register_with_the_key(served, capsys):
         assert len(out) == 3  # no profile unless asked
 
 
+def test_meter_read_bad_or_wrong_key_is_one_line(served, tmp_path, capsys):
+    target = f"127.0.0.1:{served['dlms']}"
+    garbled, short, wrong = tmp_path / "garbled.key", tmp_path / "short.key", tmp_path / "wrong.key"
+    garbled.write_text("not hex\n")
+    short.write_text("00ff\n")
+    wrong.write_text("11" * 16 + "\n")
+    for path, needle in ((garbled, "not a home-link key file"), (short, "16 bytes"),
+                         (tmp_path / "missing.key", "not a home-link key file"),
+                         (wrong, "refused the management association (wrong home-link key?)")):
+        assert main(["meter", "read", "--dlms", target, "--key-file", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and len(err.strip().splitlines()) == 1, err
+
+
 def test_meter_read_profile_as_a_subprocess(served):
     out = subprocess.run(
         _cli("meter", "read", "--dlms", f"127.0.0.1:{served['dlms']}", "--profile",

@@ -332,6 +332,7 @@ def read_public(
     from dlms_cosem import cosem, utils
     from dlms_cosem import enumerations as E  # noqa: N812
     from dlms_cosem.client import DlmsClient
+    from dlms_cosem.exceptions import DlmsClientException
     from dlms_cosem.io import BlockingTcpIO, TcpTransport
     from dlms_cosem.security import HighLevelSecurityGmacAuthentication, NoSecurityAuthentication
 
@@ -389,8 +390,19 @@ def read_public(
                     client_system_title=READER_SYSTEM_TITLE,
                     client_initial_invocation_counter=int(utils.parse_as_dlms_data(raw["counter"])) + 1,
                 )
-                with manager.session() as s:
-                    raw = {k: s.get(a) for k, a in managed.items() if k != "profile" or profile}
+                manager.connect()
+                try:
+                    manager.associate()
+                except DlmsClientException as exc:
+                    # The glo-initiateRequest did not decipher: AARE rejected-permanent.
+                    result["error"] = f"{host}:{port} refused the management association (wrong home-link key?): {exc}"
+                    return
+                finally:
+                    if "error" in result:
+                        manager.disconnect()
+                raw = {k: manager.get(a) for k, a in managed.items() if k != "profile" or profile}
+                manager.release_association()
+                manager.disconnect()
                 scaler, unit = utils.parse_as_dlms_data(raw["scaler"])
                 rows = utils.parse_as_dlms_data(raw["profile"]) if profile else []
                 reading.energy_wh = int(utils.parse_as_dlms_data(raw["energy"]))
