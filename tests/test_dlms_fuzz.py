@@ -18,7 +18,14 @@ from meterhub.protocols.dlms import server as server_mod
 from meterhub.protocols.dlms.apdu import ApduError, parse_get_request
 from meterhub.protocols.dlms.cosem import CLOCK, InMemoryDataSource, build_object_model
 from meterhub.protocols.dlms.push import decode_batch_body
-from meterhub.protocols.dlms.security import Suite0Keys, encode_general_glo_cipher, encrypt
+from meterhub.protocols.dlms.security import (
+    DecipherError,
+    Suite0Keys,
+    decode_glo_cipher,
+    encode_general_glo_cipher,
+    encode_glo_cipher,
+    encrypt,
+)
 from meterhub.protocols.dlms.server import AssociationState, DlmsServer
 from meterhub.protocols.dlms.wrapper import WrapperDecoder, WrapperError, WrapperFrame
 
@@ -26,7 +33,7 @@ from meterhub.protocols.dlms.wrapper import WrapperDecoder, WrapperError, Wrappe
 GB_AARQ = bytes.fromhex("601DA109060760857405080101BE10040E01000000065F1F0400001E1DFFFF")
 KEYS = Suite0Keys(bytes(range(16)), bytes(range(16, 32)))
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
-RESPONSE_TAGS = {0x61, 0x63, 0xC4, 0xC7, 0xD8, 0xDB}
+RESPONSE_TAGS = {0x61, 0x63, 0xC4, 0xC7, 0xD8, 0xDB, 0xCC, 0xCD, 0xCF}
 CLOCK_GET = bytes.fromhex("C001C1000800000100 00FF0200".replace(" ", ""))
 
 
@@ -131,6 +138,39 @@ def test_ciphered_garbage_inside_general_glo_ciphering(inner, ic):
         apdu = encode_general_glo_cipher(b"FUZZCLI1", 0x30, ic, encrypt(key, b"FUZZCLI1", ic, inner))
         out = a.handle(apdu)
         assert out and out[0] in RESPONSE_TAGS
+
+
+_fuzz_titles = iter(range(10**6))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([0xC8, 0xC9, 0xCB, 0xCC, 0x21]), st.one_of(mutated(), st.binary(max_size=40))), min_size=1, max_size=4))
+def test_service_specific_glo_in_an_authenticated_association(items):
+    """Glo-ciphered requests (right tag or not, valid or mutated content, in order) on a
+    management association that completed HLS: always an answer, and it keeps serving."""
+    from meterhub.hub.homelink import DlmsLinkClient
+
+    a = SERVER.association(1)
+    title = f"FZ{next(_fuzz_titles):06d}".encode()  # a fresh title: its counters start at 1
+    client = DlmsLinkClient(a.handle, keys=KEYS, system_title=title)
+    client.associate()
+    ic = client.counter.value
+    for tag, inner in items:
+        out = a.handle(encode_glo_cipher(tag, 0x30, ic, encrypt(KEYS, title, ic, inner)))
+        assert out and out[0] in RESPONSE_TAGS
+        ic += 1
+    if a.state is AssociationState.ASSOCIATED:
+        out = a.handle(encode_glo_cipher(0xC8, 0x30, ic, encrypt(KEYS, title, ic, CLOCK_GET)))
+        assert out[0] == 0xCC
+
+
+@given(st.binary(max_size=80))
+def test_glo_decoder_only_raises_decipher_error(data):
+    for tag in (0xC8, 0xCC, 0x21, 0xDB):
+        try:
+            decode_glo_cipher(bytes([tag]) + data)
+        except DecipherError:
+            continue
 
 
 @given(st.binary(max_size=200))
