@@ -106,3 +106,22 @@ def test_openings_stay_ciphered_only_even_if_a_policy_opens_the_list():
     server.public_objects = frozenset(server.objects)
     with pytest.raises(DlmsLinkError, match="read-write-denied"):
         public(server).get(7, OPENINGS, 2)
+
+
+def test_object_list_and_partners_follow_the_association():
+    """Association LN attribute 2 (object_list, Blue Book §4.4.3) lists exactly what this
+    client may read, read-only, with selectors 1 and 2 on profile buffers; attribute 3
+    names the partners {client SAP, server SAP}."""
+    server = meter_server()
+    listed = axdr.decode(public(server).get(15, ASSOCIATION_LN, 2))
+    assert {entry[2] for entry in listed} == PUBLIC_OBJECTS
+    assoc = next(e for e in listed if e[2] == ASSOCIATION_LN)
+    assert assoc[:2] == [15, 1] and assoc[3][1] == [[1, 1]]  # reply_to_HLS: access
+    m = manager(server, b"MGMT0003")
+    full = {e[2]: e for e in axdr.decode(m.get(15, ASSOCIATION_LN, 2))}
+    assert set(full) == set(server.objects)
+    attributes = {a[0]: a for a in full[OPENINGS][3][0]}
+    assert attributes[2] == [2, 1, [1, 2]]  # buffer: read-only, range and entry selectors
+    assert all(a[1] == 1 for e in full.values() for a in e[3][0])  # everything read-only
+    assert axdr.decode(m.get(15, ASSOCIATION_LN, 3)) == [1, 1]
+    assert axdr.decode(public(server).get(15, ASSOCIATION_LN, 3)) == [16, 1]

@@ -251,3 +251,29 @@ def test_gurux_public_client_gets_clock_and_identity_only(meter):
             link.read(obj, attribute)
         assert exc.value.errorCode == ErrorCode.UNDEFINED_OBJECT
     link.release()
+
+
+def _object_list(link: GuruxTcp) -> dict[str, int]:
+    """Gurux's own object-list reader: Association LN 0.0.40.0.0.255 attribute 2."""
+    reply = link.exchange([link.client.getObjectsRequest()])  # one frame, not a list
+    objects = link.client.parseObjects(reply.data, False)
+    return {o.logicalName: int(o.objectType) for o in objects}
+
+
+def test_gurux_reads_each_associations_object_list(meter):
+    """Each association lists what it may read (Blue Book §4.4.3 object_list): the public
+    client's list is clock, identity, logical device name, invocation counter and the
+    association; the management client's list is every object."""
+    _, dlms, port = meter
+    pub = GuruxTcp(GXDLMSSecureClient(True, 16, 1, Authentication.NONE, None, InterfaceType.WRAPPER), port)
+    pub.associate()
+    assert _object_list(pub) == {
+        "0.0.40.0.0.255": 15, "0.0.1.0.0.255": 8, "0.0.96.1.0.255": 1, "0.0.42.0.0.255": 1, "0.0.43.1.0.255": 1,
+    }
+    pub.release()
+    link = GuruxTcp(management_client(b"GRX00004"), port)
+    link.associate()
+    listed = _object_list(link)
+    assert len(listed) == len(dlms.objects)
+    assert listed["1.0.99.1.0.255"] == 7 and listed["0.128.96.4.0.255"] == 7 and listed["1.0.1.8.0.255"] == 3
+    link.release()

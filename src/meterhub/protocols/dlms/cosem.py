@@ -56,6 +56,7 @@ __all__ = [
     "Register",
     "ProfileGeneric",
     "AssociationLN",
+    "encode_object_list",
     "build_object_model",
 ]
 
@@ -310,6 +311,14 @@ class CosemObject:
     def _attributes(self) -> dict[int, Callable[[], bytes]]:
         return {}
 
+    def attribute_ids(self) -> list[int]:
+        """The attributes this object serves (for the association's object_list)."""
+        return sorted({1, *self._attributes()})
+
+    def access_selectors(self, attribute: int) -> list[int]:
+        """Selective-access selectors an attribute accepts (none but a profile's buffer)."""
+        return []
+
 
 class DataObject(CosemObject):
     """Data (IC 1, Blue Book §4.3.1): attribute 2 ``value``."""
@@ -405,6 +414,12 @@ class ProfileGeneric(CosemObject):
             return self.buffer(selection)
         return super().get(attribute, selection)
 
+    def attribute_ids(self) -> list[int]:
+        return sorted({1, 2, *self._attributes()})
+
+    def access_selectors(self, attribute: int) -> list[int]:
+        return [1, 2] if attribute == 2 else []
+
     def _attributes(self) -> dict[int, Callable[[], bytes]]:
         entries = lambda: axdr.double_long_unsigned(len(self._rows(None, None)))  # noqa: E731
         return {
@@ -463,11 +478,60 @@ class ProfileGeneric(CosemObject):
 
 
 class AssociationLN(CosemObject):
-    """Association LN (IC 15, Blue Book §4.4.3). Attribute 1 only; method 1
-    ``reply_to_HLS_authentication`` is handled by the association itself."""
+    """Association LN (IC 15, Blue Book §4.4.3). Attributes 2 ``object_list`` and 3
+    ``associated_partners_id`` depend on who asks, so the association serves them
+    (:func:`encode_object_list`); method 1 ``reply_to_HLS_authentication`` likewise."""
 
     class_id = IC_ASSOCIATION_LN
     version = 1
+
+    def attribute_ids(self) -> list[int]:
+        return [1, 2, 3]
+
+
+#: Blue Book §4.4.3 access modes: attribute 1 = read-only; method (version >= 1) 1 = access.
+READ_ONLY = 1
+METHOD_ACCESS = 1
+
+
+def encode_object_list(objects: Sequence[CosemObject]) -> bytes:
+    """``object_list`` of an Association LN (Blue Book §4.4.3, attribute 2):
+
+    ``array of structure { class_id long-unsigned, version unsigned, logical_name
+    octet-string(6), access_rights structure { array of attribute_access_item
+    {attribute_id integer, access_mode enum, access_selectors array of integer | null-data},
+    array of method_access_item {method_id integer, access_mode enum} } }``.
+    Every attribute here is read-only; the only method is reply_to_HLS_authentication."""
+    entries = []
+    for obj in objects:
+        attributes = []
+        for a in obj.attribute_ids():
+            selectors = obj.access_selectors(a)
+            attributes.append(
+                axdr.structure(
+                    [
+                        axdr.integer(a),
+                        axdr.enum(READ_ONLY),
+                        axdr.array([axdr.integer(x) for x in selectors]) if selectors else axdr.null(),
+                    ]
+                )
+            )
+        methods = (
+            [axdr.structure([axdr.integer(1), axdr.enum(METHOD_ACCESS)])]
+            if isinstance(obj, AssociationLN)
+            else []
+        )
+        entries.append(
+            axdr.structure(
+                [
+                    axdr.long_unsigned(obj.class_id),
+                    axdr.unsigned(obj.version),
+                    axdr.octet_string(obj.logical_name),
+                    axdr.structure([axdr.array(attributes), axdr.array(methods)]),
+                ]
+            )
+        )
+    return axdr.array(entries)
 
 
 def _dt(value: object) -> bytes:

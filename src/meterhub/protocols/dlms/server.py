@@ -54,10 +54,12 @@ from .cosem import (
     DEVICE_ID,
     INVOCATION_COUNTER,
     LOGICAL_DEVICE_NAME,
+    AssociationLN,
     CosemObject,
     DataAccessError,
     MeterDataSource,
     build_object_model,
+    encode_object_list,
     parse_selection,
 )
 from .initiate import (
@@ -565,6 +567,8 @@ class ServerAssociation:
             return enums.DataAccessResult.OBJECT_CLASS_INCONSISTENT
         if obj.confidential and not self.ciphered:
             return enums.DataAccessResult.READ_WRITE_DENIED
+        if isinstance(obj, AssociationLN) and item.attribute in (2, 3) and item.selector is None:
+            return self._association_attribute(item.attribute)
         try:
             selection = None
             if item.selector is not None:
@@ -577,6 +581,15 @@ class ServerAssociation:
         except Exception:  # the data source failed; the meter keeps answering
             LOG.exception("data source failed reading %s", item)
             return enums.DataAccessResult.HARDWARE_FAULT
+
+    def _association_attribute(self, attribute: int) -> bytes:
+        """Association LN attributes that depend on this association (Blue Book §4.4.3):
+        2 ``object_list`` (what this client sees) and 3 ``associated_partners_id``."""
+        if attribute == 2:
+            return encode_object_list(
+                [o for ln, o in self.server.objects.items() if self._visible(ln)]
+            )
+        return axdr.structure([axdr.integer(self.client_sap), axdr.long_unsigned(MANAGEMENT_LOGICAL_DEVICE)])
 
     def _visible(self, logical_name: bytes) -> bool:
         """Is the object in this association's object list? The management association
