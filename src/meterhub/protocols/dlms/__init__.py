@@ -4,8 +4,11 @@ Sans-IO layers, bottom up (docs/dlms.md has the object list and byte layouts):
 
 * :mod:`.axdr` - A-XDR ``Data`` and the COSEM date-time, with correct long-form lengths;
 * :mod:`.apdu` - GET request parsing and the response encoders dlms-cosem gets wrong;
+* :mod:`.initiate` - the xDLMS InitiateRequest/-Response and the 24-bit conformance
+  block (dlms-cosem drops its first octet), the AARQ's raw user-information;
 * :mod:`.security` - security suite 0 (AES-GCM-128 via ``cryptography``), HLS-GMAC,
-  general-glo-ciphering, invocation counters and the replay guard;
+  general-glo-ciphering and service-specific glo-ciphering, invocation counters and
+  the replay guard;
 * :mod:`.cosem` - the meter's objects (Clock, Register, Profile generic, the
   manufacturer-specific commitments/batches/openings) over a :class:`MeterDataSource`;
 * :mod:`.server` - the association state machine: ``DlmsServer(...).association(sap).handle(apdu)``;
