@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import threading
 from datetime import UTC, date, datetime
 
 import pytest
-from gurux_dlms import GXByteBuffer, GXDLMSException, GXDLMSExceptionResponse, GXReplyData
+from gurux_dlms import GXDLMSException, GXDLMSExceptionResponse
 from gurux_dlms.enums import (
     AssociationResult,
     Authentication,
@@ -33,11 +32,11 @@ from gurux_dlms.enums import (
     ErrorCode,
     ExceptionServiceError,
     InterfaceType,
-    Security,
 )
 from gurux_dlms.objects import GXDLMSClock, GXDLMSData, GXDLMSProfileGeneric, GXDLMSRegister
 from gurux_dlms.secure import GXDLMSSecureClient
 
+from gurux_link import GuruxTcp, gurux_management_client
 from meterhub.crypto import ecdsa
 from meterhub.crypto.pedersen import Commitment, Opening, verify_opening
 from meterhub.meter.device import Meter
@@ -68,58 +67,8 @@ def meter():
     loop.close()
 
 
-class GuruxTcp:
-    """A blocking TCP transport for a Gurux client using the wrapper interface."""
-
-    def __init__(self, client: GXDLMSSecureClient, port: int) -> None:
-        self.client = client
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-
-    def _packet(self, frame: bytes, reply: GXReplyData) -> None:
-        self.sock.sendall(bytes(frame))
-        buf, notify = GXByteBuffer(), GXReplyData()
-        while not self.client.getData(buf, reply, notify):
-            chunk = self.sock.recv(4096)
-            if not chunk:
-                raise ConnectionError("the meter closed the connection")
-            buf.set(chunk)
-
-    def exchange(self, frames) -> GXReplyData:
-        """Send each frame, follow block transfer (receiverReady), return the last reply."""
-        reply = GXReplyData()
-        for frame in frames:
-            reply = GXReplyData()
-            self._packet(frame, reply)
-            while reply.isMoreData():
-                self._packet(self.client.receiverReady(reply), reply)
-        return reply
-
-    def read(self, obj, attribute: int):
-        reply = self.exchange(self.client.read(obj, attribute))
-        if reply.error:  # a data-access-result; Gurux's own reader raises it like this
-            raise GXDLMSException(reply.error)
-        self.client.updateValue(obj, attribute, reply.value)
-        return obj
-
-    def associate(self) -> None:
-        self.client.parseAareResponse(self.exchange(self.client.aarqRequest()).data)
-        if self.client.authentication == Authentication.HIGH_GMAC:
-            reply = self.exchange(self.client.getApplicationAssociationRequest())
-            self.client.parseApplicationAssociationResponse(reply.data)
-
-    def release(self) -> None:
-        self.exchange(self.client.releaseRequest())
-        self.sock.close()
-
-
 def management_client(title: bytes = b"GRX00001") -> GXDLMSSecureClient:
-    """Gurux's stock secure client: HLS-GMAC and suite 0 with authenticated encryption."""
-    c = GXDLMSSecureClient(True, 1, 1, Authentication.HIGH_GMAC, None, InterfaceType.WRAPPER)
-    c.ciphering.security = Security.AUTHENTICATION_ENCRYPTION
-    c.ciphering.systemTitle = bytearray(title)
-    c.ciphering.blockCipherKey = bytearray(KEYS.encryption_key)
-    c.ciphering.authenticationKey = bytearray(KEYS.authentication_key)
-    return c
+    return gurux_management_client(KEYS, title)
 
 
 def read_everything(link: GuruxTcp) -> dict:

@@ -184,6 +184,35 @@ def test_hub_reads_openings_over_tcp_with_the_home_link_key(served):
     assert [o.m for o in openings] == served["readings"][96:]
 
 
+def test_stock_gurux_management_client_reads_meter_serve(served):
+    """Issue 9, "Stock DLMS head-ends": gurux-dlms's stock secure client (HIGH_GMAC,
+    AUTHENTICATION_ENCRYPTION, its title and the derived keys, nothing else) reads clock,
+    register, load profile and openings from `meter serve`, then releases."""
+    from gurux_dlms.objects import GXDLMSClock, GXDLMSProfileGeneric, GXDLMSRegister
+
+    from gurux_link import GuruxTcp, gurux_management_client
+
+    link = GuruxTcp(gurux_management_client(home_link_suite0_keys(served["key"]), b"GRXSERV1"), served["dlms"])
+    try:
+        link.associate()
+        clock = link.read(GXDLMSClock("0.0.1.0.0.255"), 2).time.value
+        assert abs(clock.timestamp() - time.time()) < 300
+        register = GXDLMSRegister("1.0.1.8.0.255")
+        link.read(register, 3)
+        assert link.read(register, 2).value == served["energy"]
+        profile, openings = GXDLMSProfileGeneric("1.0.99.1.0.255"), GXDLMSProfileGeneric("0.128.96.4.0.255")
+        for pg in (profile, openings):
+            link.read(pg, 3)
+            link.read(pg, 2)
+        running = 0
+        for row, wh, opening in zip(profile.buffer, served["readings"], openings.buffer, strict=True):
+            running += wh
+            assert int(row[1]) == running and int(opening[2]) == wh
+        link.release()
+    finally:
+        link.sock.close()
+
+
 def test_dlms_cosem_client_reads_openings_with_the_derived_keys(served):
     """dlms-cosem's own client (third party), HLS-GMAC + suite 0 with the documented
     key schedule, reads the openings object from the served meter over TCP."""
