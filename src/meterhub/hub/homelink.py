@@ -239,10 +239,13 @@ class DlmsLinkClient:
             aare = acse.ApplicationAssociationResponse.from_bytes(raw)
         except Exception:
             raise DlmsLinkError("malformed AARE") from None
-        if aare.result != E.AssociationResult.ACCEPTED:
-            diag = getattr(aare.result_source_diagnostics, "name", aare.result_source_diagnostics)
-            raise DlmsLinkError(f"association refused ({str(diag).lower()})")
         content = aare.user_information.content if aare.user_information else None
+        if aare.result != E.AssociationResult.ACCEPTED:
+            diag = str(getattr(aare.result_source_diagnostics, "name", aare.result_source_diagnostics)).lower()
+            if isinstance(content, xdlms.ConfirmedServiceError):
+                # e.g. initiateError / deciphering-error: wrong key or a reused invocation counter
+                diag += "; " + str(getattr(content.error, "name", content.error)).lower().replace("_", "-")
+            raise DlmsLinkError(f"association refused ({diag})")
         if self.keys is None:
             if not isinstance(content, xdlms.InitiateResponse):
                 raise DlmsLinkError("AARE without an InitiateResponse")
