@@ -161,3 +161,23 @@ def test_decode_conformance_bounds(data, pos):
     except InitiateError:
         return
     assert end == pos + 7 and encode_conformance(conf) == data[pos:end]
+
+
+@given(st.integers(0, 0xFFFFFF), st.integers(64, 0xFFFF))
+def test_server_negotiates_the_intersection(proposal, pdu):
+    """For any proposal: accepted with proposal AND server's conformance, or refused with
+    incompatible-conformance when neither get nor action is left."""
+    initiate = InitiateRequest(Conformance(proposal), pdu).to_bytes()
+    assert len(initiate) == 14
+    # The Green Book AARQ (LN, no ciphering, no authentication) around our InitiateRequest.
+    aarq = bytes.fromhex("601DA109060760857405080101BE10040E") + initiate
+    assoc = DlmsServer(InMemoryDataSource()).association(16)
+    raw = assoc.handle(aarq)
+    expected = Conformance(proposal) & SERVER_CONFORMANCE
+    aare = acse.ApplicationAssociationResponse.from_bytes(raw)
+    if expected & (Conformance.GET | Conformance.ACTION):
+        assert aare.result == E.AssociationResult.ACCEPTED
+        assert parse_initiate_response(acse_user_information(raw)).negotiated_conformance == expected
+        assert assoc.conformance == expected
+    else:
+        assert aare.result == E.AssociationResult.REJECTED_PERMANENT
