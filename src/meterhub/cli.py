@@ -528,12 +528,13 @@ def build_parser() -> argparse.ArgumentParser:
     mv.add_argument("--annual-kwh", type=float, default=3500.0)
     mv.set_defaults(func=cmd_meter_serve)
     mr = m.add_parser("read", help="read a meter over DLMS/COSEM (public client; management client with --key-file)")
-    mr.add_argument(
-        "--key-file", metavar="PATH",
-        help="home-link key file (ID.homelink.key): also read register and profile as the management client",
-    )
     mr.add_argument("--dlms", required=True, metavar="HOST:PORT")
     mr.add_argument("--profile", action="store_true", help="also read the load profile 1.0.99.1.0.255 (needs --key-file)")
+    mr.add_argument(
+        "--key-file", metavar="PATH",
+        help="home-link key file (ID.homelink.key, hex): also read register and profile as the management client "
+        "(default: none, the public client reads id and clock only)",
+    )
     mr.add_argument("--timeout", type=_seconds, default=10.0, metavar="SECONDS")
     mr.set_defaults(func=cmd_meter_read)
 
