@@ -53,13 +53,16 @@ def new_card(tmp: Path, name: str):
 
 
 def bench_scp03(tmp: Path) -> None:
-    card = new_card(tmp, "scp")
+    # Two cards, as the variants alternate: an unprotected command in between would end
+    # the secure session of the first (its next wrapped command then fails).
+    card, plain_card = new_card(tmp, "scp"), new_card(tmp, "plain")
     gp = GPClient(card.transmit)
     gp.select(SUPPLIER_SD_AID)
+    GPClient(plain_card.transmit).select(SUPPLIER_SD_AID)
     plain = CommandAPDU(0x80, 0xCA, 0x00, 0x66, le=256).to_bytes()  # GET DATA card recognition data
 
     def unprotected() -> None:
-        card.transmit(plain)
+        plain_card.transmit(plain)
 
     gp.open(SUPPLIER, 0x33)
 
@@ -73,6 +76,7 @@ def bench_scp03(tmp: Path) -> None:
     row("SCP03 level 33 round trip (GET DATA 0066, in process)", f"{t * 1e6:.0f} us", note)
     row("  baseline: same APDU without a secure channel", f"{tb * 1e6:.0f} us", f"SCP03 costs {t / tb:.1f}x")
     card.close()
+    plain_card.close()
 
 
 def bench_install(tmp: Path) -> None:
