@@ -4,7 +4,11 @@ medians with their run count, a report line.
 Honest timing on a shared, noisy machine: variants that are compared are timed
 alternately (A, B, A, B, ...), so a burst of load from elsewhere hits all of them
 alike; each figure is the median of at least ``MIN_RUNS`` runs and says how many;
-a figure from one run is labelled as such (:func:`single_run`).
+a figure from one run is labelled as such (:func:`single_run`). Each run also
+records the process's CPU time (``time.process_time``): on a machine shared with
+other work it leaves out the time this process waited for a core, so it is the
+steadier figure there; on an idle core the two agree for these single-threaded
+benchmarks.
 """
 
 from __future__ import annotations
@@ -32,13 +36,18 @@ def pin_one_core() -> str:
 
 @dataclass(frozen=True)
 class Timing:
-    """Per-call wall times in seconds, one per run."""
+    """Per-call wall times and CPU times in seconds, one each per run."""
 
     times: tuple[float, ...]
+    cpu_times: tuple[float, ...] = ()
 
     @property
     def median(self) -> float:
         return statistics.median(self.times)
+
+    @property
+    def cpu_median(self) -> float:
+        return statistics.median(self.cpu_times)
 
     @property
     def runs(self) -> int:
@@ -50,6 +59,9 @@ class Timing:
 
     def ms(self) -> str:
         return f"{self.median * 1e3:.2f} ms"
+
+    def cpu_ms(self) -> str:
+        return f"cpu {self.cpu_median * 1e3:.2f} ms"
 
     def us(self) -> str:
         return f"{self.median * 1e6:.1f} us"
@@ -71,20 +83,24 @@ def alternate(
         for fn in variants.values():
             fn()
     times: dict[str, list[float]] = {name: [] for name in variants}
+    cpu: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(runs):
         for name, fn in variants.items():
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             for _ in range(number):
                 fn()
-            times[name].append((time.perf_counter() - t0) / number)
-    return {name: Timing(tuple(ts)) for name, ts in times.items()}
+            t1, c1 = time.perf_counter(), time.process_time()
+            times[name].append((t1 - t0) / number)
+            cpu[name].append((c1 - c0) / number)
+    return {name: Timing(tuple(times[name]), tuple(cpu[name])) for name in variants}
 
 
 def single_run(fn: Callable[[], object]) -> Timing:
     """One timed call, for work too slow to repeat; reported as "single run"."""
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     fn()
-    return Timing((time.perf_counter() - t0,))
+    t1, c1 = time.perf_counter(), time.process_time()
+    return Timing((t1 - t0,), (c1 - c0,))
 
 
 def header(title: str) -> None:
