@@ -131,7 +131,7 @@ def main() -> None:
         }, runs=9)
         t_hub, t_plain = r["hub"].median, r["plain"].median
         row("hub: settlement statement, 2,880 readings, via SCP03", f"{t_hub * 1e3:.2f} ms",
-            f"plain sums from raw readings {t_plain * 1e3:.2f} ms; {r['hub'].note}")
+            f"{r['hub'].cpu_ms()}; plain sums from raw readings {t_plain * 1e3:.2f} ms; {r['hub'].note}")
 
         go = _tsm(card, "grid-operator").open()
         gmb = AppletMailbox(go, PROFILING_APP_AID)
@@ -145,7 +145,7 @@ def main() -> None:
         }, runs=5)
         t_scores, t_sc_plain = r["hub"].median, r["plain"].median
         row("hub: 12 profile scores + sum of squares (720 h), via SCP03", f"{t_scores * 1e3:.0f} ms",
-            f"scores alone from raw readings {t_sc_plain * 1e3:.2f} ms; {len(raw_sc):,} bytes out; {r['hub'].note}")
+            f"{r['hub'].cpu_ms()}; scores alone from raw readings {t_sc_plain * 1e3:.2f} ms; {len(raw_sc):,} bytes out; {r['hub'].note}")
         raw_samples = gmb.request(b"\x11" + _day(START) + _day(LAST) + nonce, "samples")
         card.close()
 
@@ -169,7 +169,8 @@ def main() -> None:
     }, runs=7)
     t_v, t_naive = r["ours"].median, r["naive"].median
     row("utility: verify one settlement statement (65-byte stored points)", f"{t_v * 1e3:.2f} ms",
-        f"per-reading scalar mults {t_naive * 1e3:.1f} ms (**{t_naive / t_v:.1f}x**); {r['ours'].note}")
+        f"{r['ours'].cpu_ms()}; per-reading scalar mults {t_naive * 1e3:.1f} ms (**{t_naive / t_v:.1f}x**, "
+        f"cpu {r['naive'].cpu_median / r['ours'].cpu_median:.1f}x); {r['ours'].note}")
 
     sc = ProfileScores.from_json(raw_sc)
     chp = expected_code_hash("meterhub.applets.profiling/1")
@@ -206,9 +207,10 @@ def main() -> None:
     }, runs=5)
     t_vs, t_proof, t_sep, t_bat = (r[k].median for k in ("all", "proof", "separately", "batched"))
     row("utility: verify one score statement, everything", f"{t_vs * 1e3:.0f} ms",
-        f"of which the sum-of-squares proof {t_proof * 1e3:.0f} ms; {r['all'].note}")
+        f"{r['all'].cpu_ms()}; of which the sum-of-squares proof {t_proof * 1e3:.0f} ms; {r['all'].note}")
     row("  energy + 12 scores: one random linear combination", f"{t_bat * 1e3:.1f} ms",
-        f"13 separate MSMs {t_sep * 1e3:.1f} ms (**{t_sep / t_bat:.1f}x**)")
+        f"13 separate MSMs {t_sep * 1e3:.1f} ms (**{t_sep / t_bat:.1f}x**, "
+        f"cpu {r['separately'].cpu_median / r['batched'].cpu_median:.1f}x)")
 
     rel = SampleRelease.from_json(raw_samples)
     coin = dict(commitment=c, utility_nonce=nonce, hub_nonce=hub_nonce, k=100)
@@ -226,7 +228,7 @@ def main() -> None:
     }, runs=9)
     t_s, t_1, t_b = r["all"].median, r["one"].median, r["batched"].median
     row(f"utility: verify {len(rel.samples)} samples (batches, coin toss, openings)", f"{t_s * 1e3:.2f} ms",
-        r["all"].note)
+        f"{r['all'].cpu_ms()}; {r['all'].note}")
     row("  the openings alone, one random-weighted MSM", f"{t_b * 1e3:.2f} ms",
         f"one by one {t_1 * 1e3:.2f} ms ({t_1 / t_b:.1f}x)")
 
