@@ -85,6 +85,16 @@ def _write(path: str | Path, data: str | bytes) -> None:
         raise UsageError(f"cannot write {p}: {exc.strerror}") from None
 
 
+def show_progress(args: argparse.Namespace, stream: Any) -> bool:
+    """A progress bar only for a person watching: never with ``--no-progress`` or
+    ``--json``, and only when ``stream`` (stderr) is a terminal, so logs and pipes
+    get no carriage-return noise."""
+    if getattr(args, "no_progress", False) or getattr(args, "json", False):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
 # -- demo -------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import DemoError, DemoParams, format_table, run_demo, summary_json, tqdm_progress
@@ -107,7 +117,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             check_index_csv(params)
         except (OSError, ValueError) as exc:
             raise UsageError(f"--price-index: {exc}") from None
-    progress = None if args.no_progress else tqdm_progress()
+    progress = tqdm_progress() if show_progress(args, sys.stderr) else None
     try:
         results = run_demo(params, progress=progress)
     except DemoError as exc:
@@ -309,6 +319,38 @@ def cmd_tariff_check(args: argparse.Namespace) -> int:
 
 
 # -- hub --------------------------------------------------------------------
+def _bill_tariff(args: argparse.Namespace) -> Any:
+    """The tariff ``hub bill`` may bill under: signed by the given supplier key, or, only
+    with ``--unverified-tariff``, taken as it is. Returns ``None`` after printing one
+    ``REJECTED`` line when the signature does not verify (exit 1); a missing or unreadable
+    key is a usage error (exit 2). A hub that bills under an unchecked tariff computes
+    whatever prices a forger wrote and releases a statement the utility will reject."""
+    from .crypto import ecdsa
+    from .tariffs import TariffError, load_tariff, verify_tariff
+
+    if args.supplier_key is None and not args.unverified_tariff:
+        raise UsageError(
+            f"{args.tariff}: cannot verify the tariff without --supplier-key "
+            "(--unverified-tariff bills under it unchecked; unsafe)"
+        )
+    try:
+        signed = load_tariff(_read(args.tariff, "tariff"))
+    except TariffError as exc:
+        raise UsageError(f"{args.tariff}: {exc}") from None
+    if args.supplier_key is None:
+        print(f"meterhub: warning: tariff {args.tariff} NOT verified (--unverified-tariff)", file=sys.stderr)
+        return signed.tariff
+    try:
+        key = ecdsa.load_verifying_key(bytes.fromhex(_read(args.supplier_key, "supplier key").decode().strip()))
+    except (ValueError, UnicodeDecodeError):
+        raise UsageError(f"{args.supplier_key}: not a supplier public key (hex SEC 1 point)") from None
+    try:
+        return verify_tariff(signed, key)
+    except TariffError as exc:
+        print(f"REJECTED tariff {args.tariff}: {exc}")
+        return None
+
+
 def cmd_hub_bill(args: argparse.Namespace) -> int:
     from .exchange import FormatError, SealedDay
     from .hub.billing import bill_statement
@@ -318,7 +360,9 @@ def cmd_hub_bill(args: argparse.Namespace) -> int:
     from .tariffs.nonlinear import NonLinearTariff
 
     reg = _registration(args.meter)
-    _, tariff = _signed_tariff(args.tariff, args.supplier_key)
+    tariff = _bill_tariff(args)
+    if tariff is None:
+        return EXIT_REJECTED
     try:
         key = bytes.fromhex(_read(args.key, "home-link key").decode().strip())
     except (ValueError, UnicodeDecodeError):
@@ -477,7 +521,27 @@ def cmd_utility_forecast(args: argparse.Namespace) -> int:
 
 
 # -- parser -----------------------------------------------------------------
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default: ``(default: X)``, ``(default: off)`` for a
+    flag, ``(required)`` for a required option. Help that already says ``default:`` (an
+    option whose absence means something other than a value) is left as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not action.option_strings or "default:" in text or action.default is argparse.SUPPRESS:
+            return text
+        if action.required:
+            return f"{text} (required)"
+        if action.nargs == 0 and isinstance(action.const, bool):
+            return f"{text} (default: {'on' if action.default else 'off'})"
+        return f"{text} (default: %(default)s)"
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # one line, exit 2 (argparse's own code)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
@@ -488,64 +552,64 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     d = sub.add_parser("demo", help="simulate a neighbourhood: meters, hub and utility")
-    d.add_argument("--households", type=_positive, default=20)
-    d.add_argument("--days", type=_positive, default=30)
+    d.add_argument("--households", type=_positive, default=20, help="number of simulated households (meters)")
+    d.add_argument("--days", type=_positive, default=30, help="number of local days to simulate")
     d.add_argument("--interval", type=int, default=15, help="minutes: 1, 5, 15, 30 or 60")
-    d.add_argument("--seed", type=int, default=2027)
-    d.add_argument("--start", type=_date, default=date(2027, 3, 15))
-    d.add_argument("--data-dir", default="meterhub-data")
+    d.add_argument("--seed", type=int, default=2027, help="seed of the simulated consumption")
+    d.add_argument("--start", type=_date, default=date(2027, 3, 15), help="first local day (YYYY-MM-DD)")
+    d.add_argument("--data-dir", default="meterhub-data", help="directory for every party's SQLite state")
     d.add_argument("--json", action="store_true", help="machine-readable summary")
     d.add_argument("--business-share", type=_fraction, default=0.3, help="share of small businesses (0..1)")
-    d.add_argument("--price-index", metavar="CSV", help="day-ahead prices 'start,EUR/MWh' for settlement")
-    d.add_argument("--no-progress", action="store_true")
+    d.add_argument("--price-index", metavar="CSV", help="day-ahead prices 'start,EUR/MWh' for settlement (default: none, the demo's seeded example index)")
+    d.add_argument("--no-progress", action="store_true", help="no progress bar (there is none unless stderr is a terminal)")
     d.set_defaults(func=cmd_demo)
 
     m = sub.add_parser("meter", help="the meter's side").add_subparsers(dest="meter_cmd", required=True, parser_class=_Parser)
     ms = m.add_parser("simulate", help="record days of readings (simulated or from CSV)")
-    ms.add_argument("--meter-id", required=True)
-    ms.add_argument("--start", type=_date, default=date(2027, 3, 15))
-    ms.add_argument("--days", type=_positive, default=30)
-    ms.add_argument("--interval", type=int, default=15)
-    ms.add_argument("--tz", default="Europe/Berlin")
-    ms.add_argument("--seed", type=int, default=0)
-    ms.add_argument("--annual-kwh", type=float, default=3500.0)
-    ms.add_argument("--profile", default="h0")
-    ms.add_argument("--csv", help="read readings from CSV (timestamp,Wh) instead of simulating")
+    ms.add_argument("--meter-id", required=True, help="the meter's identifier")
+    ms.add_argument("--start", type=_date, default=date(2027, 3, 15), help="first local day (YYYY-MM-DD)")
+    ms.add_argument("--days", type=_positive, default=30, help="number of local days to simulate")
+    ms.add_argument("--interval", type=int, default=15, help="minutes: 1, 5, 15, 30 or 60")
+    ms.add_argument("--tz", default="Europe/Berlin", help="the meter's IANA time zone (local days)")
+    ms.add_argument("--seed", type=int, default=0, help="seed of the simulated consumption")
+    ms.add_argument("--annual-kwh", type=float, default=3500.0, help="simulated yearly consumption in kWh")
+    ms.add_argument("--profile", default="h0", help="BDEW standard load profile (h0, h0_dyn, g0..g6, l0..l2)")
+    ms.add_argument("--csv", help="read readings from CSV (timestamp,Wh) instead of simulating (default: none, simulate)")
     ms.add_argument("--out", required=True, help="directory for the meter's state and output files")
     ms.set_defaults(func=cmd_meter_simulate)
     mv = m.add_parser("serve", help="serve the recorded days over DLMS/COSEM (and SML) until SIGINT/SIGTERM")
     mv.add_argument("--dlms", type=_port, default=4059, metavar="PORT", help="DLMS wrapper port (0: any free port)")
-    mv.add_argument("--sml", type=_port, metavar="PORT", help="also push SML files on this port")
-    mv.add_argument("--sml-cadence", type=_seconds, default=1.0, metavar="SECONDS")
-    mv.add_argument("--host", default="127.0.0.1")
-    mv.add_argument("--meter-id", required=True)
+    mv.add_argument("--sml", type=_port, metavar="PORT", help="also push SML files on this port (default: none, no SML)")
+    mv.add_argument("--sml-cadence", type=_seconds, default=1.0, metavar="SECONDS", help="seconds between SML pushes")
+    mv.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    mv.add_argument("--meter-id", required=True, help="the meter to serve")
     mv.add_argument("--data-dir", default="meterhub-data", help="the meter's store (meter.sqlite)")
-    mv.add_argument("--days", type=_positive, help="first simulate this many days, as `meter simulate` does")
-    mv.add_argument("--start", type=_date, default=date(2027, 3, 15))
-    mv.add_argument("--interval", type=int, default=15)
-    mv.add_argument("--tz", default="Europe/Berlin")
-    mv.add_argument("--seed", type=int, default=0)
-    mv.add_argument("--annual-kwh", type=float, default=3500.0)
+    mv.add_argument("--days", type=_positive, help="first simulate this many days, as `meter simulate` does (default: none, serve what is stored)")
+    mv.add_argument("--start", type=_date, default=date(2027, 3, 15), help="first simulated day, with --days")
+    mv.add_argument("--interval", type=int, default=15, help="minutes per interval, with --days")
+    mv.add_argument("--tz", default="Europe/Berlin", help="the meter's IANA time zone, with --days")
+    mv.add_argument("--seed", type=int, default=0, help="seed of the simulated consumption, with --days")
+    mv.add_argument("--annual-kwh", type=float, default=3500.0, help="simulated yearly consumption in kWh, with --days")
     mv.set_defaults(func=cmd_meter_serve)
     mr = m.add_parser("read", help="read a meter over DLMS/COSEM (public client; management client with --key-file)")
-    mr.add_argument("--dlms", required=True, metavar="HOST:PORT")
+    mr.add_argument("--dlms", required=True, metavar="HOST:PORT", help="the meter's DLMS wrapper endpoint")
     mr.add_argument("--profile", action="store_true", help="also read the load profile 1.0.99.1.0.255 (needs --key-file)")
     mr.add_argument(
         "--key-file", metavar="PATH",
         help="home-link key file (ID.homelink.key, hex): also read register and profile as the management client "
         "(default: none, the public client reads id and clock only)",
     )
-    mr.add_argument("--timeout", type=_seconds, default=10.0, metavar="SECONDS")
+    mr.add_argument("--timeout", type=_seconds, default=10.0, metavar="SECONDS", help="give up after this many seconds")
     mr.set_defaults(func=cmd_meter_read)
 
     t = sub.add_parser("tariff", help="tariff files").add_subparsers(dest="tariff_cmd", required=True, parser_class=_Parser)
     te = t.add_parser("example", help="write the signed example tariff")
-    te.add_argument("--out", required=True)
-    te.add_argument("--key-out", help="also write the demo supplier's public key (hex)")
+    te.add_argument("--out", required=True, help="where to write the signed tariff (JSON)")
+    te.add_argument("--key-out", help="also write the demo supplier's public key (hex) (default: none, not written)")
     te.set_defaults(func=cmd_tariff_example)
     tc = t.add_parser("check", help="validate a tariff file and its signature")
-    tc.add_argument("file")
-    tc.add_argument("--supplier-key", help="file with the supplier's public key (hex)")
+    tc.add_argument("file", help="signed tariff file (JSON)")
+    tc.add_argument("--supplier-key", help="file with the supplier's public key (hex) (default: none, signature not checked)")
     tc.set_defaults(func=cmd_tariff_check)
 
     h = sub.add_parser("hub", help="the hub's side").add_subparsers(dest="hub_cmd", required=True, parser_class=_Parser)
@@ -553,35 +617,39 @@ def build_parser() -> argparse.ArgumentParser:
     hb.add_argument("--meter", required=True, help="meter registration (ID.meter.json)")
     hb.add_argument("--key", required=True, help="home-link key file (hex)")
     hb.add_argument("--homelink", required=True, help="sealed openings (ID.homelink.jsonl)")
-    hb.add_argument("--tariff", required=True)
-    hb.add_argument("--supplier-key", help="verify the tariff signature with this key")
-    hb.add_argument("--from", dest="from_", type=_date, required=True)
-    hb.add_argument("--to", type=_date, required=True, help="last day, inclusive")
-    hb.add_argument("--data-dir", default="meterhub-data")
-    hb.add_argument("--out", help="write the statement here instead of stdout")
+    hb.add_argument("--tariff", required=True, help="the supplier's signed tariff (JSON)")
+    hb.add_argument("--supplier-key", help="verify the tariff signature with this key (hex); required unless --unverified-tariff (default: none)")
+    hb.add_argument(
+        "--unverified-tariff", action="store_true",
+        help="UNSAFE: bill under the tariff without checking its signature (only without --supplier-key)",
+    )
+    hb.add_argument("--from", dest="from_", type=_date, required=True, metavar="DATE", help="first day of the bill period")
+    hb.add_argument("--to", type=_date, required=True, metavar="DATE", help="last day, inclusive")
+    hb.add_argument("--data-dir", default="meterhub-data", help="the hub's state (hub.sqlite)")
+    hb.add_argument("--out", help="write the statement here (default: none, to stdout)")
     hb.set_defaults(func=cmd_hub_bill)
     hs = h.add_parser("serve", help="serve the hub's secure element to pcscd's vpcd driver (docs/pcsc.md)")
-    hs.add_argument("--vpcd", default="127.0.0.1:35963", metavar="HOST:PORT", help="where vpcd listens")
-    hs.add_argument("--data-dir", default="meterhub-data")
+    hs.add_argument("--vpcd", default="127.0.0.1:35963", metavar="HOST:PORT", help="where vpcd listens (35963: reader 'Virtual PCD 00 00')")
+    hs.add_argument("--data-dir", default="meterhub-data", help="the hub card's state (card.sqlite, dap-key.pem)")
     hs.set_defaults(func=cmd_hub_serve)
 
     u = sub.add_parser("utility", help="the utility's side").add_subparsers(dest="utility_cmd", required=True, parser_class=_Parser)
     uv = u.add_parser("verify", help="verify a bill statement against signed commitments")
     uv.add_argument("--meter", required=True, help="meter registration (ID.meter.json)")
     uv.add_argument("--uploads", required=True, help="signed batches and commitments (ID.uploads.jsonl)")
-    uv.add_argument("--tariff", required=True)
+    uv.add_argument("--tariff", required=True, help="the customer's signed tariff (JSON)")
     uv.add_argument("--supplier-key", required=True, help="file with the supplier's public key (hex)")
-    uv.add_argument("--statement", required=True)
-    uv.add_argument("--data-dir", default="meterhub-data")
+    uv.add_argument("--statement", required=True, help="the hub's bill statement (JSON)")
+    uv.add_argument("--data-dir", default="meterhub-data", help="the utility's state (utility.sqlite)")
     uv.set_defaults(func=cmd_utility_verify)
     ub = u.add_parser("bills", help="list stored bill verdicts")
-    ub.add_argument("--data-dir", default="meterhub-data")
+    ub.add_argument("--data-dir", default="meterhub-data", help="the utility's state (utility.sqlite)")
     ub.set_defaults(func=cmd_utility_bills)
     us = u.add_parser("settle", help="verify stored settlement statements; shares per supplier")
-    us.add_argument("--data-dir", default="meterhub-data")
+    us.add_argument("--data-dir", default="meterhub-data", help="the demo's data directory")
     us.set_defaults(func=cmd_utility_settle)
     uf = u.add_parser("forecast", help="verify stored profile scores and samples; classes per customer")
-    uf.add_argument("--data-dir", default="meterhub-data")
+    uf.add_argument("--data-dir", default="meterhub-data", help="the demo's data directory")
     uf.set_defaults(func=cmd_utility_forecast)
     return p
 

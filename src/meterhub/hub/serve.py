@@ -27,7 +27,7 @@ from pathlib import Path
 from ..card import Card
 from ..card.gp import ISD_AID, StaticKeys, open_card, provision_isd
 from ..card.gp.registry import isd_aid
-from ..card.vpcd import VpcdClient, VpcdError, parse_endpoint
+from ..card.vpcd import DEFAULT_PORT, VpcdClient, VpcdError, parse_endpoint
 from ..crypto import ecdsa
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "TEST_KEYS",
     "ServeError",
     "build_hub_card",
+    "reader_hint",
     "serve",
 ]
 
@@ -98,6 +99,19 @@ def build_hub_card(data_dir: str | Path, *, keys: StaticKeys = TEST_KEYS) -> Car
     return card
 
 
+def _endpoint(addr: tuple) -> str:
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def reader_hint(port: int) -> str:
+    """The PC/SC reader name a stock vpcd gives the slot on ``port`` (vsmartcard
+    ``vpcd.h``: first slot on VPCDPORT 35963, the next on 35964; pcscd names readers
+    ``NAME %02X %02X``); empty for a port a stock configuration does not use."""
+    slot = port - DEFAULT_PORT
+    return f" (reader 'Virtual PCD 00 {slot:02X}')" if 0 <= slot < 2 else ""
+
+
 def serve(
     data_dir: str | Path,
     vpcd: str = "127.0.0.1:35963",
@@ -120,7 +134,19 @@ def serve(
     except socket.gaierror as exc:
         raise ServeError(f"cannot resolve vpcd host {host!r}: {exc.strerror}") from None
     card = build_hub_card(data_dir)
-    client = VpcdClient(card, host, port)
+    card_path = Path(data_dir) / CARD_FILE
+
+    def announce(sock: socket.socket) -> None:
+        # From the connected socket, not the argument: the address actually reached.
+        peer, local = sock.getpeername(), sock.getsockname()
+        print(
+            f"meterhub hub serve: card {card_path} connected to vpcd at {_endpoint(peer)} "
+            f"from {_endpoint(local)}{reader_hint(peer[1])}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    client = VpcdClient(card, host, port, on_connect=announce)
     watcher: threading.Thread | None = None
     if stop is not None:
         watcher = threading.Thread(
@@ -132,8 +158,7 @@ def serve(
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, lambda *_: client.stop())
     print(
-        f"meterhub hub serve: card {Path(data_dir) / CARD_FILE} -> vpcd {host}:{port} "
-        "(reader 'Virtual PCD 00 00' for port 35963); Ctrl-C stops",
+        f"meterhub hub serve: card {card_path}, connecting to vpcd at {host}:{port}; Ctrl-C stops",
         file=sys.stderr,
         flush=True,
     )
