@@ -199,7 +199,7 @@ def main() -> None:
         f"13 separate MSMs {t_sep * 1e3:.1f} ms (**{t_sep / t_bat:.1f}x**)")
 
     rel = SampleRelease.from_json(raw_samples)
-    coin = dict(commitment=c, utility_nonce=nonce, hub_nonce=hub_nonce, k=100)
+    coin = dict(commitment=c, utility_nonce=nonce, hub_commitment=hub_nonce, k=100)
     assert verify_samples(rel, reg, days, **coin).ok
     t_s = median_time(lambda: verify_samples(rel, reg, days, **coin), repeat=9)
 

@@ -116,15 +116,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .settlement_demo import run as run_settlement
 
     report = run_settlement(params)  # settlement and forecasting (issue 6)
+    from .demo_privacy import format_privacy, privacy_report
+
+    privacy = privacy_report(params.data_dir)  # what each recipient got (issue 11)
     t = example_signed_tariff().tariff
     if args.json:
         doc = json.loads(summary_json(params, results, t.currency, t.subunits_per_unit))
         doc["settlement"] = report.to_dict()
+        doc["privacy"] = privacy
         print(json.dumps(doc, indent=2))
     else:
         print(format_table(results, t.currency, t.subunits_per_unit))
         print()
         print(format_report(report))
+        print()
+        print(format_privacy(privacy))
     ok = all(r.verified for r in results) and report.all_verified
     return EXIT_OK if ok else EXIT_REJECTED
 
@@ -556,6 +562,9 @@ def build_parser() -> argparse.ArgumentParser:
     hs.add_argument("--vpcd", default="127.0.0.1:35963", metavar="HOST:PORT", help="where vpcd listens")
     hs.add_argument("--data-dir", default="meterhub-data")
     hs.set_defaults(func=cmd_hub_serve)
+    from .cli_privacy import add_hub_privacy_parsers
+
+    add_hub_privacy_parsers(h)  # hub policy show|set, hub releases (docs/privacy.md)
 
     u = sub.add_parser("utility", help="the utility's side").add_subparsers(dest="utility_cmd", required=True, parser_class=_Parser)
     uv = u.add_parser("verify", help="verify a bill statement against signed commitments")

@@ -80,3 +80,5 @@ __all__ = [
     "registered_applet_classes",
     "shareable_interface",
 ]
+
+from . import guard  # noqa: E402,F401 - registers the privacy guard's class
