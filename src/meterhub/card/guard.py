@@ -397,6 +397,7 @@ class PrivacyGuard(Applet):
                            _u32(count) + first.isoformat().encode() + last.isoformat().encode())
         self.ctx.store.put(bkey, _u32(spent + functionals))
         self.ctx.store.put(b"head", _u32(count + 1) + chain_hash(head, raw))
+        self.ctx.store.put(b"O" + client.raw, _u32(count))  # the outbox pointer, same transaction
         self.ctx.commit_transaction()
         return count
 
@@ -406,7 +407,8 @@ class PrivacyGuard(Applet):
             raise ISOException(SW.UNKNOWN, "release log and statements disagree")
         if not chunked:
             return _issue(self.ctx.runtime, client, out)
-        self.ctx.store.put(b"O" + client.raw, _u32(seq))
+        if self.ctx.store.get(b"O" + client.raw) != _u32(seq):
+            self.ctx.store.put(b"O" + client.raw, _u32(seq))
         return _issue(self.ctx.runtime, client, _u32(len(out)) + out[:CHUNK])
 
     def _append_policy_entry(self, policy: ReleasePolicy, signed: SignedPolicy) -> None:
