@@ -380,6 +380,7 @@ def test_encoding_tariffs_are_refused(tmp_path, change, why):
     with _tsm(card, "supplier") as t, pytest.raises(TSMError) as e:
         t.push_tariff(BILLING_APP_AID, _tariff_with(change))
     assert e.value.sw == 0x6A80, why
+    assert "release policy" in str(e.value)  # the one-line reason on the sending side
 
 
 def test_one_tariff_change_per_billing_period_and_one_bill(tmp_path):
