@@ -30,7 +30,10 @@ and by the security domain for STORE DATA). An applet path that forgot the guard
 Customer commands (plain channel, class ``80``): ``40`` GET POLICY, ``42`` SET POLICY (a
 policy signed by the customer's key; version must increase; hard limits hold), ``44`` GET
 LOG HEAD (``u32 count || 32-byte chain value``), ``46`` READ LOG ENTRY (``u32 seq``),
-``48`` GET PINNED KEYS (JSON), ``4A`` GET RELEASE (``u32 seq`` → the released bytes).
+``48`` GET PINNED KEYS (JSON), ``4A`` GET RELEASE (``u32 seq`` → the released bytes),
+``50`` ADD CONSENT and ``52`` REVOKE CONSENT (signed by the customer's key;
+:mod:`meterhub.policy.consent`). An ``export`` release needs a valid consent instead of
+the policy's entitlement; a revocation stops further exports (re-asks included) at once.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from ..policy import (
     load_policy,
     verify_policy,
 )
+from ..policy.consent import Consent, load_consent, verify_consent, verify_revocation
 from ..policy.model import SW_BUDGET, SignedPolicy
 from ..protocols.iso7816 import CommandAPDU
 from ..protocols.iso7816.sw import SW, ISOException
@@ -244,6 +248,27 @@ class GuardPort(Shareable):
                             functionals, samples)
         return g._hand_out(self._client, seq, chunked)
 
+    # -- consented export -------------------------------------------------------------
+    def begin_export(self, consent_id: str, first: date, last: date, resolution: int, request: bytes,
+                     today: date | None) -> bytes | None:
+        """Like :meth:`begin` for kind ``export``: a valid consent of the customer for this
+        recipient, period and resolution replaces the policy's entitlement (``6982``)."""
+        g = self._guard
+        g._consent_ok(self._recipient, consent_id, first, last, resolution, today)
+        seq = g._check(self._recipient, "export", first, last, hashlib.sha256(request).hexdigest())
+        return None if seq is None else g._hand_out(self._client, seq, True)
+
+    def commit_export(self, consent_id: str, first: date, last: date, resolution: int, request: bytes,
+                      document: bytes, readings: int, today: date | None) -> bytes:
+        g = self._guard
+        g._consent_ok(self._recipient, consent_id, first, last, resolution, today)
+        req = hashlib.sha256(request).hexdigest()
+        seq = g._check(self._recipient, "export", first, last, req)
+        if seq is None:
+            seq = g._record(self._recipient, "export", first, last, req, bytes(document), self._client,
+                            0, readings, consent=consent_id)
+        return g._hand_out(self._client, seq, True)
+
     def fetch(self, offset: int) -> bytes:
         """The chunk at ``offset`` of this client's last handed-out statement."""
         g = self._guard
@@ -362,8 +387,9 @@ class PrivacyGuard(Applet):
     def _check(self, recipient: str, kind: str, first: date, last: date, req: str) -> int | None:
         """Entitlement, whole period, one release per period/kind, no overlap. The seq of
         the stored release for a re-ask of the same request, or None."""
-        self._entitled(recipient, kind)
-        self._whole(first, last)
+        if kind != "export":  # an export's entitlement and period are its consent's
+            self._entitled(recipient, kind)
+            self._whole(first, last)
         idx = self.ctx.store.get(b"R" + f"{recipient}/{kind}/{first.isoformat()}".encode())
         if idx is not None:
             seq = int.from_bytes(idx[:4], "big")
@@ -379,7 +405,7 @@ class PrivacyGuard(Applet):
         return None
 
     def _record(self, recipient: str, kind: str, first: date, last: date, req: str, statement: bytes,
-                client: AID, functionals: int, samples: int) -> int:
+                client: AID, functionals: int, samples: int, *, consent: str = "") -> int:
         pol = self._policy()
         bkey = b"B" + f"{recipient}/{self._cell(first)[0].isoformat()}".encode()
         spent = int.from_bytes(self.ctx.store.get(bkey) or bytes(4), "big")
@@ -388,7 +414,8 @@ class PrivacyGuard(Applet):
             raise ISOException(SW_BUDGET, f"{recipient} has {budget - spent} of {budget} functionals left, {functionals} asked")
         count, head = self._head()
         entry = LogEntry(count, kind, recipient, first.isoformat(), last.isoformat(), pol.version,
-                         client.raw.hex().upper(), req, hashlib.sha256(statement).hexdigest(), functionals, samples)
+                         client.raw.hex().upper(), req, hashlib.sha256(statement).hexdigest(), functionals, samples,
+                         consent)
         raw = entry.canonical_bytes()
         self.ctx.begin_transaction()
         self.ctx.store.put(b"S" + _u32(count), statement)
@@ -422,6 +449,80 @@ class PrivacyGuard(Applet):
         self.ctx.store.put(b"S" + _u32(count), dump_policy(signed))
         self.ctx.store.put(b"head", _u32(count + 1) + chain_hash(head, raw))
         self.ctx.commit_transaction()
+
+    def _consent_ok(self, recipient: str, consent_id: str, first: date, last: date, resolution: int,
+                    today: date | None) -> Consent:
+        raw = self.ctx.store.get(b"K" + consent_id.encode())
+        if raw is None:
+            raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, "no such consent")
+        if self.ctx.store.get(b"X" + consent_id.encode()) is not None:
+            raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, "the consent was revoked")
+        c = load_consent(raw).consent
+        if c.recipient != recipient:
+            raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, "the consent names another recipient")
+        if first < c.period_from or last > c.period_to or last < first:
+            raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, "outside the consented period")
+        if resolution < c.resolution_minutes or resolution % c.resolution_minutes:
+            raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, "finer than the consented resolution")
+        if today is not None and today >= c.expires:
+            raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, "the consent has expired")
+        return c
+
+    def _append_entry(self, entry_of: Any, extra: dict[bytes, bytes], document: bytes) -> None:
+        """Append a bookkeeping entry (built by ``entry_of(seq)``), its ``document`` and the
+        ``extra`` writes in one transaction."""
+        count, head = self._head()
+        raw = entry_of(count).canonical_bytes()
+        self.ctx.begin_transaction()
+        for k, v in extra.items():
+            self.ctx.store.put(k, v)
+        self.ctx.store.put(b"L" + _u32(count), raw)
+        self.ctx.store.put(b"S" + _u32(count), document)
+        self.ctx.store.put(b"head", _u32(count + 1) + chain_hash(head, raw))
+        self.ctx.commit_transaction()
+
+    @ins(0x50, cla=0x80)
+    def add_consent(self, apdu: CommandAPDU) -> None:
+        """ADD CONSENT: a consent signed by the customer's key (docs/privacy.md)."""
+        customer = self.ctx.store.get(b"customer") or b""
+        raw = bytes(apdu.data)
+        try:
+            c = verify_consent(load_consent(raw), customer)
+        except PolicyError:
+            raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, "not a consent signed by the customer") from None
+        if self.ctx.store.get(b"K" + c.consent_id.encode()) is not None:
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "a consent with this id exists")
+        pol = self._policy()
+        self._append_entry(
+            lambda seq: LogEntry(seq, "consent", c.recipient, c.period_from.isoformat(), c.period_to.isoformat(),
+                                 pol.version, GUARD_AID, hashlib.sha256(raw).hexdigest(), c.digest().hex(), 0, 0,
+                                 c.consent_id),
+            {b"K" + c.consent_id.encode(): raw},
+            raw,
+        )
+
+    @ins(0x52, cla=0x80)
+    def revoke_consent(self, apdu: CommandAPDU) -> None:
+        """REVOKE CONSENT: a revocation signed by the customer's key; further exports stop."""
+        customer = self.ctx.store.get(b"customer") or b""
+        raw = bytes(apdu.data)
+        try:
+            cid = verify_revocation(raw, customer)
+        except PolicyError:
+            raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, "not a revocation signed by the customer") from None
+        stored = self.ctx.store.get(b"K" + cid.encode())
+        if stored is None:
+            raise ISOException(SW.REFERENCED_DATA_NOT_FOUND, "no such consent")
+        if self.ctx.store.get(b"X" + cid.encode()) is not None:
+            return  # already revoked
+        c = load_consent(stored).consent
+        pol = self._policy()
+        self._append_entry(
+            lambda seq: LogEntry(seq, "revoke", c.recipient, c.period_from.isoformat(), c.period_to.isoformat(),
+                                 pol.version, GUARD_AID, hashlib.sha256(raw).hexdigest(), c.digest().hex(), 0, 0, cid),
+            {b"X" + cid.encode(): raw},
+            raw,
+        )
 
     # -- customer commands ----------------------------------------------------------------
     @ins(0x40, cla=0x80)

@@ -69,6 +69,8 @@ __all__ = [
     "profiling_load_file",
     "ReadingsClient",
     "GuardClient",
+    "EXPORT_APP_AID",
+    "export_load_file",
     "customer_key_path",
     "demo_pinned",
 ]
@@ -93,6 +95,10 @@ SETTLEMENT_APP_AID = "F04D480053540101"
 PROFILING_PACKAGE_AID = "F04D48005052"
 PROFILING_MODULE_AID = "F04D4800505201"
 PROFILING_APP_AID = "F04D480050520101"
+# Consented export ("EX", under the recipient's SD that the customer's consent names).
+EXPORT_PACKAGE_AID = "F04D48004558"
+EXPORT_MODULE_AID = "F04D4800455801"
+EXPORT_APP_AID = "F04D480045580101"
 _P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
@@ -166,6 +172,13 @@ def _customer_key(path: Path, key: ecdsa.SigningKey | None) -> ecdsa.SigningKey:
     with os.fdopen(fd, "wb") as f:
         f.write(ecdsa.signing_key_pem(key))
     return key
+
+
+def export_load_file() -> bytes:
+    """The export applet's package, unsigned (the recipient's TSM adds the DAP)."""
+    from ..applets.export import CLASS_NAME
+
+    return make_load_file(EXPORT_PACKAGE_AID, {EXPORT_MODULE_AID: applet_class(CLASS_NAME)})
 
 
 def open_hub_card(
@@ -364,6 +377,14 @@ class GuardClient:
 
     def entries(self) -> list[LogEntry]:
         return [LogEntry.from_bytes(raw) for raw in self.raw_entries()]
+
+    def add_consent(self, signed_consent: bytes) -> None:
+        """ADD CONSENT (a consent file signed by the customer's key)."""
+        self._cmd(0x50, signed_consent)
+
+    def revoke_consent(self, signed_revocation: bytes) -> None:
+        """REVOKE CONSENT (a revocation signed by the customer's key)."""
+        self._cmd(0x52, signed_revocation)
 
     def release(self, seq: int) -> bytes:
         """The bytes released (or, for a policy entry, the signed policy) at ``seq``."""

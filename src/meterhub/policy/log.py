@@ -10,7 +10,8 @@ statement does.
 field                     meaning
 ========================  ====================================================
 ``seq``                   0, 1, 2, ...
-``kind``                  ``bill``, ``settlement``, ``scores``, ``samples``, ``policy``
+``kind``                  ``bill``, ``settlement``, ``scores``, ``samples``, ``export``,
+                          ``policy``, ``consent``, ``revoke``
 ``recipient``             ``supplier``, ``grid-operator``, ``third-party``; ``customer``
                           for a policy change
 ``period_from/_to``       the grid cell released (``""`` for a policy change)
@@ -19,8 +20,13 @@ field                     meaning
 ``request_digest``        SHA-256 of the request (hex)
 ``output_digest``         SHA-256 of the released bytes (hex; for ``policy``: the policy's digest)
 ``functionals``           linear functionals counted against the budget
-``samples``               readings released with openings (``samples`` only)
+``samples``               readings released with openings (``samples``, ``export``)
+``consent``               the consent an ``export`` used, added or revoked (else ``""``)
 ========================  ====================================================
+
+Consents are logged too: ``consent`` (added; its recipient and period) and ``revoke``
+entries; an ``export`` must name a consent that is in the log, not revoked before it,
+for the same recipient and covering the exported period.
 
 :func:`verify_release_log` is the auditor's check: the chain, the sequence, one release
 per period/kind/recipient, no overlapping periods, and every period's functionals within
@@ -41,7 +47,7 @@ LOG_FORMAT = "meterhub-release-log/1"
 DST_LOG = b"meterhub/v1/release-log\x00"
 _FIELDS = (
     "seq", "kind", "recipient", "period_from", "period_to", "policy_version", "applet_aid",
-    "request_digest", "output_digest", "functionals", "samples",
+    "request_digest", "output_digest", "functionals", "samples", "consent",
 )
 
 
@@ -62,6 +68,7 @@ class LogEntry:
     output_digest: str
     functionals: int
     samples: int = 0
+    consent: str = ""
 
     def canonical_bytes(self) -> bytes:
         return json.dumps({"format": LOG_FORMAT, **asdict(self)}, sort_keys=True, separators=(",", ":")).encode()
@@ -108,6 +115,7 @@ def verify_release_log(
     seen: dict[tuple[str, str, str], LogEntry] = {}
     periods: dict[tuple[str, str], list[tuple[str, str]]] = {}
     spent: dict[tuple[str, str], int] = {}
+    consents: dict[str, tuple[str, str, str, bool]] = {}
     version = 0
     for n, raw in enumerate(raw_entries):
         e = LogEntry.from_bytes(raw)
@@ -122,6 +130,22 @@ def verify_release_log(
             continue
         if e.policy_version != version:
             raise LogError(f"entry {n}: released under policy {e.policy_version}, {version} was in force")
+        if e.kind == "consent":
+            if e.consent in consents:
+                raise LogError(f"entry {n}: consent {e.consent} added twice")
+            consents[e.consent] = (e.recipient, e.period_from, e.period_to, True)
+            entries.append(e)
+            continue
+        if e.kind == "revoke":
+            if e.consent not in consents:
+                raise LogError(f"entry {n}: revokes unknown consent {e.consent}")
+            consents[e.consent] = (*consents[e.consent][:3], False)
+            entries.append(e)
+            continue
+        if e.kind == "export":
+            c = consents.get(e.consent)
+            if c is None or not c[3] or c[0] != e.recipient or e.period_from < c[1] or e.period_to > c[2]:
+                raise LogError(f"entry {n}: export without a valid consent {e.consent!r}")
         key = (e.recipient, e.kind, e.period_from)
         if key in seen:
             raise LogError(f"entry {n}: a second {e.kind} release to {e.recipient} for {e.period_from}")
@@ -138,7 +162,7 @@ def verify_release_log(
                 raise LogError(f"entry {n}: policy version {version} unknown to the auditor")
             if spent[budget_key] > pol.limit("budget", "functionals_per_period"):
                 raise LogError(f"entry {n}: {e.recipient} exceeds its budget for {e.period_from}")
-            if not pol.entitled(e.recipient, e.kind):
+            if e.kind != "export" and not pol.entitled(e.recipient, e.kind):
                 raise LogError(f"entry {n}: {e.recipient} is not entitled to {e.kind}")
         entries.append(e)
     if h != head:
