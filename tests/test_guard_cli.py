@@ -86,3 +86,21 @@ def test_demo_json_has_a_privacy_section(tmp_path, capsys):
     again = json.loads(capsys.readouterr().out)
     assert [h["bill"] for h in again["households"]] == [h["bill"] for h in doc["households"]]
     assert again["privacy"]["recipients"] == rec
+
+
+def test_consent_grant_and_revoke(tmp_path, capsys):
+    h, card = _hub(tmp_path)
+    key = str(customer_key_path(card))
+    base = ["hub", "consent", "grant", "--card", card, "--key", key, "--id", "c1", "--recipient", "third-party",
+            "--purpose", "energy advice", "--from", h.start.isoformat(), "--to", h.start.isoformat(),
+            "--expires", "2027-12-31"]
+    assert main(base) == 0
+    assert "third-party may export" in capsys.readouterr().out
+    assert main(base) == 1  # the same id again
+    assert "REJECTED" in capsys.readouterr().out
+    assert main(base[:-2] + ["--expires", "2000-01-01"]) == 2  # expires before the period
+    assert capsys.readouterr().err.count("\n") == 1
+    assert main(["hub", "consent", "revoke", "--card", card, "--key", key, "--id", "c1"]) == 0
+    assert main(["hub", "releases", "--card", card, "--verify"]) == 0
+    out = capsys.readouterr().out
+    assert "consent" in out and "revoke" in out

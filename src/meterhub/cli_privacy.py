@@ -1,4 +1,5 @@
-"""``meterhub hub policy show|set`` and ``meterhub hub releases`` (docs/privacy.md).
+"""``meterhub hub policy show|set``, ``meterhub hub consent grant|revoke`` and
+``meterhub hub releases`` (docs/privacy.md).
 
 The customer's view of the hub's privacy guard: the release policy in force (signed by
 the customer's key), the publisher keys pinned at provisioning, and the release log,
@@ -13,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .cli import EXIT_OK, EXIT_REJECTED, UsageError
+from .cli import EXIT_OK, EXIT_REJECTED, UsageError, _date
 
 __all__ = ["add_hub_privacy_parsers"]
 
@@ -151,6 +152,58 @@ def cmd_releases(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _customer_key(path: str) -> Any:
+    from .crypto import ecdsa
+
+    try:
+        return ecdsa.load_signing_key(Path(path).read_bytes())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot load the customer key {path}: {exc}") from None
+
+
+def cmd_consent_grant(args: argparse.Namespace) -> int:
+    from .hub.store import HubError
+    from .policy import PolicyError
+    from .policy.consent import Consent, dump_consent, sign_consent
+
+    key = _customer_key(args.key)
+    try:
+        consent = Consent(args.id, args.recipient, args.purpose, args.resolution, args.from_, args.to, args.expires)
+    except PolicyError as exc:
+        raise UsageError(str(exc)) from None
+    raw = dump_consent(sign_consent(consent, key))
+    card, g = _card(args.card)
+    try:
+        g.add_consent(raw)
+    except HubError as exc:
+        print(f"REJECTED consent {args.id}: {exc}")
+        return EXIT_REJECTED
+    finally:
+        card.close()
+    if args.out:
+        Path(args.out).write_bytes(raw)
+    print(f"consent {args.id}: {args.recipient} may export {args.from_}..{args.to} at {args.resolution} min "
+          f"until {args.expires} ({args.purpose})")
+    return EXIT_OK
+
+
+def cmd_consent_revoke(args: argparse.Namespace) -> int:
+    from .hub.store import HubError
+    from .policy.consent import sign_revocation
+
+    key = _customer_key(args.key)
+    card, g = _card(args.card)
+    try:
+        g.revoke_consent(sign_revocation(args.id, key))
+    except HubError as exc:
+        print(f"REJECTED revocation of {args.id}: {exc}")
+        return EXIT_REJECTED
+    finally:
+        card.close()
+    print(f"consent {args.id} revoked: no further exports")
+    return EXIT_OK
+
+
 def add_hub_privacy_parsers(h: Any) -> None:
     """Add ``policy show|set`` and ``releases`` to the ``hub`` subcommands."""
     pol = h.add_parser("policy", help="the customer's release policy on the hub's card")
@@ -164,6 +217,25 @@ def add_hub_privacy_parsers(h: Any) -> None:
     pt.add_argument("--policy", required=True, help="a policy object (signed here with --key) or a signed policy file")
     pt.add_argument("--key", help="the customer's private key (PEM; ID.sqlite.customer.pem after provisioning)")
     pt.set_defaults(func=cmd_policy_set)
+    con = h.add_parser("consent", help="consents for exporting readings (Green Button), signed by the customer")
+    csub = con.add_subparsers(dest="consent_cmd", required=True, parser_class=type(con))
+    cg = csub.add_parser("grant", help="sign a consent with the customer key and give it to the hub")
+    cg.add_argument("--card", required=True, help="the hub's card file")
+    cg.add_argument("--key", required=True, help="the customer's private key (PEM)")
+    cg.add_argument("--id", required=True, help="consent id (1-64 of A-Z a-z 0-9 _ . -)")
+    cg.add_argument("--recipient", required=True, choices=["supplier", "grid-operator", "third-party"])
+    cg.add_argument("--purpose", required=True, help="what the recipient may use the readings for")
+    cg.add_argument("--resolution", type=int, default=60, help="minutes per exported value (default 60)")
+    cg.add_argument("--from", dest="from_", type=_date, required=True, help="first day of readings")
+    cg.add_argument("--to", type=_date, required=True, help="last day of readings, inclusive")
+    cg.add_argument("--expires", type=_date, required=True, help="no exports once the hub holds readings of this day")
+    cg.add_argument("--out", help="also write the signed consent here")
+    cg.set_defaults(func=cmd_consent_grant)
+    cr = csub.add_parser("revoke", help="revoke a consent: further exports stop at once")
+    cr.add_argument("--card", required=True, help="the hub's card file")
+    cr.add_argument("--key", required=True, help="the customer's private key (PEM)")
+    cr.add_argument("--id", required=True, help="the consent id")
+    cr.set_defaults(func=cmd_consent_revoke)
     hr = h.add_parser("releases", help="the release log: what the hub released, to whom, for which period")
     hr.add_argument("--card", required=True, help="the hub's card file")
     hr.add_argument("--verify", action="store_true", help="check the log as an auditor (exit 1 if it does not verify)")
