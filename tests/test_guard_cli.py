@@ -104,3 +104,10 @@ def test_consent_grant_and_revoke(tmp_path, capsys):
     assert main(["hub", "releases", "--card", card, "--verify"]) == 0
     out = capsys.readouterr().out
     assert "consent" in out and "revoke" in out
+
+
+def test_home_link_key_file_is_owner_only(tmp_path):
+    import os
+
+    assert main(["meter", "simulate", "--meter-id", "m1", "--days", "1", "--out", str(tmp_path)]) == 0
+    assert os.stat(tmp_path / "m1.homelink.key").st_mode & 0o777 == 0o600

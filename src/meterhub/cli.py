@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date, timedelta
@@ -74,13 +75,20 @@ def _lines(path: str, what: str) -> list[str]:
     return [ln for ln in text.splitlines() if ln.strip()]
 
 
-def _write(path: str | Path, data: str | bytes) -> None:
+def _write(path: str | Path, data: str | bytes, *, secret: bool = False) -> None:
+    """Write a file; ``secret`` files (keys) are created readable by the owner only (0600)."""
     p = Path(path)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(data, str):
             data = data.encode()
-        p.write_bytes(data)
+        if secret:
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.fchmod(fd, 0o600)  # also when the file existed with wider permissions
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        else:
+            p.write_bytes(data)
     except OSError as exc:
         raise UsageError(f"cannot write {p}: {exc.strerror}") from None
 
@@ -198,7 +206,7 @@ def cmd_meter_simulate(args: argparse.Namespace) -> int:
             "interval_minutes": info.interval_minutes,
         }
         _write(out / f"{mid}.meter.json", json.dumps(reg, indent=2) + "\n")
-        _write(out / f"{mid}.homelink.key", info.home_link_key.hex() + "\n")
+        _write(out / f"{mid}.homelink.key", info.home_link_key.hex() + "\n", secret=True)
         uploads, sealed = [], []
         for up, se in store.outbox(mid):
             uploads.append(up.to_json())
