@@ -646,3 +646,60 @@ def test_power_loss_at_every_write_of_a_release(tmp_path):
             assert raws2 == raws  # the torn release was complete: the re-ask answered it
         card.close()
     assert outcomes == {0, 1}  # tears both before and after the guard's commit were hit
+
+
+@given(st.binary(max_size=400) | st.text(max_size=400).map(str.encode))
+def test_log_entry_parser_only_raises_log_error(data):
+    from meterhub.policy import LogEntry
+
+    try:
+        LogEntry.from_bytes(data)
+    except LogError:
+        pass
+
+
+def test_power_loss_at_every_write_of_a_policy_change(tmp_path):
+    """Tear SET POLICY at each write point: after the restart the card holds either the
+    old policy and log, or the new policy with its log entry, and the chain verifies."""
+    from meterhub.card.gp import open_card
+
+    def fresh(path):
+        card = Card(path)
+        key = provision_test_guard(card, cycle_policy(D0, 1))
+        card.power_on()
+        return card, key
+
+    card, key = fresh(tmp_path / "count.sqlite")
+    g = GuardClient(card.transmit)
+    g.select()
+    start = card.store.write_points
+    g.set_policy(sign_policy(cycle_policy(D0, 2, version=2), key))
+    points = card.store.write_points - start
+    card.close()
+    seen = set()
+    for n in range(1, points + 1):
+        path = tmp_path / f"p{n}.sqlite"
+        card, key = fresh(path)
+        g = GuardClient(card.transmit)
+        g.select()
+        base = card.store.write_points
+
+        def tear(what, k, base=base, n=n):
+            if k - base == n:
+                raise PowerLoss(what)
+
+        card.store.fault_hook = tear
+        with pytest.raises(PowerLoss):
+            g.set_policy(sign_policy(cycle_policy(D0, 2, version=2), key))
+        card = open_card(str(path))
+        card.power_on()
+        g = GuardClient(card.transmit)
+        g.select()
+        count, head = g.head()
+        entries = verify_release_log(g.raw_entries(), head)
+        version = g.policy().policy.version
+        assert (count, version) in ((1, 1), (2, 2)), n
+        assert entries[-1].policy_version == version
+        seen.add(version)
+        card.close()
+    assert seen == {1, 2}
