@@ -51,6 +51,7 @@ from typing import Any
 from ..crypto import ecdsa
 from ..crypto.sampling import commit_hub_nonce
 from ..policy import (
+    KINDS,
     LogEntry,
     PolicyError,
     PolicyViolation,
@@ -141,6 +142,15 @@ def output_allowed(runtime: Runtime, rec: AppletRecord, data: bytes) -> bool:
     return False
 
 
+def _policy_kind(kind: str) -> None:
+    """Releases under the policy's entitlements; an ``export`` goes through the consent
+    path (:meth:`GuardPort.begin_export`) only."""
+    if kind == "export":
+        raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, "exports need the customer's consent")
+    if kind not in KINDS:
+        raise ISOException(SW.WRONG_DATA, "unknown kind of release")
+
+
 def _u32(n: int) -> bytes:
     return n.to_bytes(4, "big")
 
@@ -168,11 +178,6 @@ class GuardPort(Shareable):
         if role == "price-index":
             return g._keys("price-index")
         raise ISOException(SW.WRONG_DATA, "unknown publisher role")
-
-    def check_install_key(self, role: str, key: bytes) -> None:
-        """An install parameter may only repeat a pinned key (``6982`` otherwise)."""
-        if key and bytes(key) not in self.pinned(role):
-            raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, f"not the pinned {role} key")
 
     def check_series(self, kind: str, series: Any) -> None:
         """The policy's shape limits for a reference profile (``6A80``)."""
@@ -232,6 +237,7 @@ class GuardPort(Shareable):
         """Policy checks before computing. A re-ask of a released request answers the
         stored statement (issued); ``None``: the applet may compute and :meth:`commit`."""
         g = self._guard
+        _policy_kind(kind)
         seq = g._check(self._recipient, kind, first, last, hashlib.sha256(request).hexdigest())
         if seq is None:
             return None
@@ -241,6 +247,9 @@ class GuardPort(Shareable):
                functionals: int, samples: int = 0, chunked: bool) -> bytes:
         """Check the budget, store statement and log entry atomically, hand out the bytes."""
         g = self._guard
+        _policy_kind(kind)
+        if not (isinstance(functionals, int) and isinstance(samples, int) and functionals >= 0 and samples >= 0):
+            raise ISOException(SW.WRONG_DATA, "functionals and samples are counts")
         req = hashlib.sha256(request).hexdigest()
         seq = g._check(self._recipient, kind, first, last, req)
         if seq is None:
