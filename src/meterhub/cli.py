@@ -600,6 +600,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import sqlite3
 
+    from .card.store import StorageIntegrityError
     from .storage import StoreError
 
     try:
@@ -609,6 +610,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except sqlite3.DatabaseError as exc:  # a data-dir file that is not what it should be
         print(f"meterhub: error: database: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except StorageIntegrityError as exc:  # a card store altered at rest
+        print(f"meterhub: error: card store: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("meterhub: interrupted; committed work is kept", file=sys.stderr)
