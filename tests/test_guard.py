@@ -708,3 +708,41 @@ def test_power_loss_at_every_write_of_a_policy_change(tmp_path):
         seen.add(version)
         card.close()
     assert seen == {1, 2}
+
+
+def test_budget_is_shared_by_the_applets_of_one_recipient(tmp_path):
+    """The supplier's billing and settlement applets draw on one budget: with 2 functionals
+    per period, the bill (1) fits and the settlement statement (2 more) is refused."""
+    from meterhub.hub.secure_element import BillingClient, settlement_load_file
+
+    h = make_history(n_days=1, seed=96)
+    card = open_hub_card(tmp_path / "b.sqlite", issuer_keys=demo_scp03_keys("issuer"),
+                         supplier_keys=demo_scp03_keys("supplier"), supplier_dap=demo_dap_key("supplier").public_key(),
+                         policy=cycle_policy(h.start, 1, budget={"functionals_per_period": 2}))
+    idx = signed_index(h)
+    with _tsm(card, "supplier") as t:
+        t.deploy(billing_load_file(), BILLING_APP_AID)
+        t.push_tariff(BILLING_APP_AID, dump_tariff(sign_tariff(example_tariff(2027), demo_supplier_key())))
+        t.deploy(settlement_load_file(), SETTLEMENT_APP_AID)
+        from meterhub.utility.settlement import AppletMailbox
+
+        AppletMailbox(t, SETTLEMENT_APP_AID).push_series(idx)
+    client = BillingClient(card.transmit)
+    client.select()
+    client.pair("m-test", "Europe/Berlin", 15, bytes(16))
+    client.put_openings(h.days[0].batch.batch.day, h.days[0].first_index, h.days[0].openings)
+    rc = ReadingsClient(card.transmit, SETTLEMENT_APP_AID)
+    rc.select()
+    rc.pair("m-test", "Europe/Berlin", 15)
+    rc.put_openings(h.days[0].batch.batch.day, h.days[0].first_index, h.days[0].openings)
+    client.select()
+    client.bill(h.start, h.start)
+    t = _tsm(card, "supplier")
+    t.open()
+    from meterhub.utility.settlement import AppletMailbox
+
+    with pytest.raises(HubRefused, match="budget") as e:
+        AppletMailbox(t, SETTLEMENT_APP_AID).request(settlement_request(h.start, h.start, idx.series.series_id, 1), "s")
+    assert e.value.sw == 0x6A84
+    count, raws = _log(card)
+    assert [json.loads(r)["kind"] for r in raws] == ["policy", "bill"]
