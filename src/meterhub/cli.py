@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date, timedelta
@@ -74,13 +75,20 @@ def _lines(path: str, what: str) -> list[str]:
     return [ln for ln in text.splitlines() if ln.strip()]
 
 
-def _write(path: str | Path, data: str | bytes) -> None:
+def _write(path: str | Path, data: str | bytes, *, secret: bool = False) -> None:
+    """Write a file; ``secret`` files (keys) are created readable by the owner only (0600)."""
     p = Path(path)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(data, str):
             data = data.encode()
-        p.write_bytes(data)
+        if secret:
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.fchmod(fd, 0o600)  # also when the file existed with wider permissions
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        else:
+            p.write_bytes(data)
     except OSError as exc:
         raise UsageError(f"cannot write {p}: {exc.strerror}") from None
 
@@ -126,15 +134,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .settlement_demo import run as run_settlement
 
     report = run_settlement(params)  # settlement and forecasting (issue 6)
+    from .demo_privacy import format_privacy, privacy_report
+
+    privacy = privacy_report(params.data_dir)  # what each recipient got (issue 11)
     t = example_signed_tariff().tariff
     if args.json:
         doc = json.loads(summary_json(params, results, t.currency, t.subunits_per_unit))
         doc["settlement"] = report.to_dict()
+        doc["privacy"] = privacy
         print(json.dumps(doc, indent=2))
     else:
         print(format_table(results, t.currency, t.subunits_per_unit))
         print()
         print(format_report(report))
+        print()
+        print(format_privacy(privacy))
     ok = all(r.verified for r in results) and report.all_verified
     return EXIT_OK if ok else EXIT_REJECTED
 
@@ -202,7 +216,7 @@ def cmd_meter_simulate(args: argparse.Namespace) -> int:
             "interval_minutes": info.interval_minutes,
         }
         _write(out / f"{mid}.meter.json", json.dumps(reg, indent=2) + "\n")
-        _write(out / f"{mid}.homelink.key", info.home_link_key.hex() + "\n")
+        _write(out / f"{mid}.homelink.key", info.home_link_key.hex() + "\n", secret=True)
         uploads, sealed = [], []
         for up, se in store.outbox(mid):
             uploads.append(up.to_json())
@@ -632,6 +646,9 @@ def build_parser() -> argparse.ArgumentParser:
     hs.add_argument("--vpcd", default="127.0.0.1:35963", metavar="HOST:PORT", help="where vpcd listens (35963: reader 'Virtual PCD 00 00')")
     hs.add_argument("--data-dir", default="meterhub-data", help="the hub card's state (card.sqlite, dap-key.pem)")
     hs.set_defaults(func=cmd_hub_serve)
+    from .cli_privacy import add_hub_privacy_parsers
+
+    add_hub_privacy_parsers(h)  # hub policy show|set, hub releases (docs/privacy.md)
 
     u = sub.add_parser("utility", help="the utility's side").add_subparsers(dest="utility_cmd", required=True, parser_class=_Parser)
     uv = u.add_parser("verify", help="verify a bill statement against signed commitments")
@@ -659,6 +676,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import sqlite3
 
+    from .card.store import StorageIntegrityError
     from .storage import StoreError
 
     try:
@@ -668,6 +686,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except sqlite3.DatabaseError as exc:  # a data-dir file that is not what it should be
         print(f"meterhub: error: database: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except StorageIntegrityError as exc:  # a card store altered at rest
+        print(f"meterhub: error: card store: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("meterhub: interrupted; committed work is kept", file=sys.stderr)

@@ -43,6 +43,7 @@ from .hub.store import HubStore
 from .meter.load import LoadTrace, simulate_neighbourhood
 from .meter.store import MeterStore
 from .meter.timebase import check_interval
+from .policy import ReleasePolicy, default_policy
 from .tariffs import (
     SignedTariff,
     demo_supplier_key,
@@ -163,7 +164,7 @@ def run_demo(
             utility.register_meter(
                 meter_id, info.public_key, info.tz, info.interval_minutes, tariff=signed_tariff
             )
-            card = _hub_card(d, meter_id, settlement_demo.supplier_of(n))
+            card = _hub_card(d, meter_id, settlement_demo.supplier_of(n), _customer_policy(params))
             try:
                 applet = BillingClient(card.transmit)
                 applet.select()
@@ -238,9 +239,16 @@ def run_demo(
         utility.close()
 
 
-def _hub_card(data_dir: Path, meter_id: str, supplier: str):
-    """Open (provisioning on first use) a household's hub card, and have the supplier's
-    TSM install the billing applet and push the tariff if that is not done yet."""
+def _customer_policy(params: DemoParams) -> ReleasePolicy:
+    """The demo customers' release policy: the defaults, on a billing cycle that is the
+    demo period (their contract started on ``--start``; docs/privacy.md)."""
+    return default_policy(anchor=params.start, days=params.days)
+
+
+def _hub_card(data_dir: Path, meter_id: str, supplier: str, policy: ReleasePolicy | None = None):
+    """Open (provisioning on first use, with the customer's release ``policy``) a
+    household's hub card, and have the supplier's TSM install the billing applet and
+    push the tariff if that is not done yet."""
     supplier_keys = demo_scp03_keys(supplier)  # each supplier has its own keys
     supplier_dap = demo_dap_key(supplier)
     card = open_hub_card(
@@ -248,6 +256,7 @@ def _hub_card(data_dir: Path, meter_id: str, supplier: str):
         issuer_keys=demo_scp03_keys("issuer"),
         supplier_keys=supplier_keys,
         supplier_dap=supplier_dap.public_key(),
+        policy=policy,
     )
     if card.registry.get(BILLING_APP_AID) is None:
         tsm = TSM(card.transmit, supplier_keys, sd_aid=SUPPLIER_SD_AID, dap=dap_signer(SUPPLIER_SD_AID, supplier_dap))

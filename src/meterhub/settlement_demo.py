@@ -380,7 +380,7 @@ def run(params: Any) -> SettlementReport:
             if raw_samples is not None and coin is not None:
                 rel = SampleRelease.from_json(raw_samples)
                 v3 = verify_samples(
-                    rel, reg, days, commitment=coin[2], utility_nonce=coin[1], hub_nonce=coin[3] or b"", k=coin[0],
+                    rel, reg, days, commitment=coin[2], utility_nonce=coin[1], hub_commitment=coin[3] or b"", k=coin[0],
                     code_hash=ch_prof,
                 )
                 if not v3.ok:
@@ -601,7 +601,7 @@ def forecast_stored(data_dir: Path) -> tuple[list[str], list[str]]:
                 if (mid, pf, pt) in samples and coin is not None:
                     rel = SampleRelease.from_json(samples[(mid, pf, pt)])
                     v3 = verify_samples(rel, reg, days, commitment=coin[2], utility_nonce=coin[1],
-                                        hub_nonce=coin[3] or b"", k=coin[0], code_hash=ch)
+                                        hub_commitment=coin[3] or b"", k=coin[0], code_hash=ch)
                     if not v3.ok:
                         rejected.append(f"{mid} samples: {v3.reason}")
                         continue

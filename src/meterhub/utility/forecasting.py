@@ -30,6 +30,7 @@ the next period by the verified energy: ``forecast_h = w'_h * E / W``.
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import math
 import secrets
@@ -44,6 +45,7 @@ from ..crypto.sampling import (
     Sample,
     SamplingError,
     check_samples,
+    commit_hub_nonce,
     derive_seed,
     verify_sample_openings,
 )
@@ -345,18 +347,21 @@ def verify_samples(
     *,
     commitment: bytes,
     utility_nonce: bytes,
-    hub_nonce: bytes,
+    hub_commitment: bytes,
     k: int,
     code_hash: str | None = None,
 ) -> Verdict:
     """Check a sample release against the utility's own side of the coin toss (its
-    commitment, nonce, the hub nonce it received and ``k``), the batches, the derived
-    indices and every opening."""
+    commitment, nonce, the hub's commitment to its nonce received at commit time
+    (``commit_hub_nonce``) and ``k``), the batches, the derived indices and every opening."""
     try:
         if code_hash is not None and rel.code_hash != code_hash:
             raise Rejected("release is not from the reviewed profiling applet (code hash)")
-        if (rel.commitment, rel.utility_nonce, rel.hub_nonce, rel.k) != (commitment, utility_nonce, hub_nonce, k):
+        if (rel.commitment, rel.utility_nonce, rel.k) != (commitment, utility_nonce, k):
             raise Rejected("the release uses another coin toss (commitment, nonces or k)")
+        if len(rel.hub_nonce) != 32 or not hmac.compare_digest(commit_hub_nonce(rel.hub_nonce), hub_commitment):
+            raise Rejected("the hub nonce does not open the hub's commitment")
+        hub_nonce = rel.hub_nonce
         if rel.meter_id != meter.meter_id:
             raise Rejected(f"release is for meter {rel.meter_id!r}")
         check_batches(rel.meter_id, rel.period_from, rel.period_to, rel.first_index, rel.count, 0, meter, days)

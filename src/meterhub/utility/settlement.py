@@ -55,10 +55,12 @@ __all__ = [
 
 # What a refusal means, per status word (the applets' module docstrings).
 _REFUSAL = {
-    0x6A80: "malformed, unsigned or of another format version",
-    0x6982: "its signature does not verify under the key the applet trusts",
+    0x6A80: "malformed, unsigned, of another format version, or outside the customer's release policy",
+    0x6982: "a signature or commitment does not verify (not the publisher key the customer pinned, "
+    "or a nonce that does not open its commitment), or the recipient is not entitled to it",
     0x6984: "expired (the hub already holds readings past its expiry day)",
-    0x6985: "not allowed now (an older version than the one the hub holds, a period already begun or committed)",
+    0x6985: "not allowed now (an older version, a period already begun, committed or released, or an overlapping period)",
+    0x6A84: "the recipient's budget of linear functionals for this period is used up",
     0x6A88: "refers to data the hub does not hold (another version, a missing day or profile)",
     0x6700: "the wrong length",
 }
