@@ -251,9 +251,10 @@ def cmd_meter_read(args: argparse.Namespace) -> int:
 def _registration(path: str) -> dict:
     from .crypto import ecdsa
     from .meter.timebase import check_interval, check_tz
+    from .model import strictjson
 
     try:
-        reg = json.loads(_read(path, "meter registration"))
+        reg = strictjson.loads(_read(path, "meter registration"), "meter registration")
         if reg.get("format") != "meterhub/meter-registration/v1":
             raise ValueError("not a meterhub meter registration")
         reg["public_key_bytes"] = bytes.fromhex(reg["public_key"])

@@ -26,6 +26,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from .crypto.group import Q
 from .crypto.pedersen import Opening
 from .meter.device import BatchError, DailyBatch, SignedBatch
+from .model import strictjson
+from .model.errors import FormatError
 
 __all__ = [
     "FormatError",
@@ -46,10 +48,6 @@ __all__ = [
 RECORD_SIZE = 41
 OPENING_SIZE = 36
 _HOME_LINK_AAD = b"meterhub/v1/home-link\x00"
-
-
-class FormatError(ValueError):
-    """A record, file or message that does not follow docs/formats.md."""
 
 
 def encode_records(first_index: int, commitments33: bytes) -> bytes:
@@ -97,7 +95,7 @@ class DayUpload:
     @classmethod
     def from_json(cls, line: str) -> DayUpload:
         try:
-            obj = json.loads(line)
+            obj = strictjson.loads(line, "day upload")
             if not isinstance(obj, dict) or set(obj) != {"batch", "signature", "records"}:
                 raise FormatError("day upload needs exactly batch, signature and records")
             batch = DailyBatch.from_bytes(bytes.fromhex(obj["batch"]))
@@ -153,7 +151,7 @@ class SealedDay:
     @classmethod
     def from_json(cls, line: str) -> SealedDay:
         try:
-            o = json.loads(line)
+            o = strictjson.loads(line, "sealed day")
             keys = {"meter_id", "day", "first_index", "count", "nonce", "ciphertext"}
             if not isinstance(o, dict) or set(o) != keys:
                 raise FormatError("sealed day needs exactly " + ", ".join(sorted(keys)))
@@ -290,11 +288,9 @@ class BillStatement:
 
 
 def load_json(text: str | bytes, what: str) -> object:
-    """``json.loads`` with a one-line :class:`FormatError`."""
-    try:
-        return json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise FormatError(f"{what} is not JSON: {exc}") from None
+    """The strict reader of :mod:`meterhub.model.strictjson` (rule V03): a one-line
+    :class:`FormatError` for anything but strict JSON."""
+    return strictjson.loads(text, what)
 
 
 def check_fields(o: object, schema: dict[str, type], what: str) -> dict:

@@ -48,6 +48,7 @@ from ..crypto.sampling import (
     verify_sample_openings,
 )
 from ..crypto.transcript import ProofError
+from ..model import strictjson
 from ..tariffs.price_index import Series, SeriesError
 from .settlement import _blob, check_batches
 from .verifier import DayCommitments, MeterRegistration, Rejected, Verdict
@@ -116,7 +117,7 @@ class ProfileScores:
     def from_json(cls, raw: bytes | str) -> ProfileScores:
         """Strict parse; raises ``ValueError``."""
         try:
-            d = json.loads(raw)
+            d = strictjson.loads(raw, "profile scores")  # V03
             if not isinstance(d, dict) or d.get("format") != "meterhub-profile-scores/1":
                 raise ValueError("not a profile score statement (format)")
             want = {"format", "meter_id", "period_from", "period_to", "first_index", "count", "point_minutes",
@@ -148,6 +149,8 @@ class ProfileScores:
             )
         except (TypeError, AttributeError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ValueError(f"profile scores: malformed ({str(exc)[:60]})") from None
+        except strictjson.StrictJSONError:
+            raise
         except ValueError as exc:
             raise ValueError(str(exc)) from None
 
@@ -320,7 +323,7 @@ class SampleRelease:
     @classmethod
     def from_json(cls, raw: bytes | str) -> SampleRelease:
         try:
-            d = json.loads(raw)
+            d = strictjson.loads(raw, "sample release")  # V03
             if not isinstance(d, dict) or d.get("format") != "meterhub-samples/1":
                 raise ValueError("not a sample release (format)")
             samples = []

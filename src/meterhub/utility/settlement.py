@@ -37,6 +37,7 @@ from typing import Any
 
 from ..card.gp.constants import INS
 from ..crypto.group import G, H, Point, PointDecodeError, Q, msm_encoded
+from ..model import strictjson
 from ..tariffs.price_index import Series, SeriesError, SignedSeries, dump_series
 from .tsm import TSM, TSMError
 from .verifier import DayCommitments, MeterRegistration, Rejected, Verdict, check_period
@@ -171,10 +172,7 @@ class SettlementStatement:
     @classmethod
     def from_json(cls, raw: bytes | str) -> SettlementStatement:
         """Strict parse; raises ``ValueError`` with the field at fault."""
-        try:
-            d = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ValueError(f"settlement statement: malformed JSON ({str(exc)[:60]})") from None
+        d = strictjson.loads(raw, "settlement statement")  # V03
         fields = {
             "format", "meter_id", "period_from", "period_to", "first_index", "count", "index_id",
             "index_version", "index_digest", "applet_aid", "code_hash", "energy_wh", "energy_blinding",
