@@ -93,7 +93,8 @@ def test_day_upload_parser_specific_errors():
         (lambda o: o.pop("batch"), "exactly"),
         (lambda o: o.update(signature="00"), "64 bytes"),
         (lambda o: o.update(records=o["records"][:-2]), "41-byte"),
-        (lambda o: o.update(batch="zz"), "malformed"),
+        (lambda o: o.update(batch="zz"), "lower-case hex"),
+        (lambda o: o.update(batch=o["batch"].upper()), "lower-case hex"),
         (lambda o: o.update(batch="02" + o["batch"][2:]), "version"),
     ]:
         o = dict(good)

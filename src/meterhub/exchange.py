@@ -98,9 +98,9 @@ class DayUpload:
             obj = strictjson.loads(line, "day upload")
             if not isinstance(obj, dict) or set(obj) != {"batch", "signature", "records"}:
                 raise FormatError("day upload needs exactly batch, signature and records")
-            batch = DailyBatch.from_bytes(bytes.fromhex(obj["batch"]))
-            sig = bytes.fromhex(obj["signature"])
-            records = bytes.fromhex(obj["records"])
+            batch = DailyBatch.from_bytes(strictjson.hex_bytes(obj["batch"], "batch"))
+            sig = strictjson.hex_bytes(obj["signature"], "signature")
+            records = strictjson.hex_bytes(obj["records"], "records")
         except (ValueError, TypeError, AttributeError) as exc:
             if isinstance(exc, FormatError | BatchError):
                 raise FormatError(str(exc)) from None
@@ -162,8 +162,8 @@ class SealedDay:
                 date.fromisoformat(o["day"]),
                 o["first_index"],
                 o["count"],
-                bytes.fromhex(o["nonce"]),
-                bytes.fromhex(o["ciphertext"]),
+                strictjson.hex_bytes(o["nonce"], "nonce"),
+                strictjson.hex_bytes(o["ciphertext"], "ciphertext"),
             )
         except FormatError:
             raise
@@ -312,11 +312,11 @@ def check_fields(o: object, schema: dict[str, type], what: str) -> dict:
 
 def decode_statement_common(o: dict) -> tuple[date, date, bytes, int]:
     """The period, tariff digest and blinding shared by every bill statement version."""
+    blinding = strictjson.hex_bytes(o["blinding"], "bill statement blinding")
+    digest = strictjson.hex_bytes(o["tariff_digest"], "bill statement tariff_digest")
     try:
-        blinding = bytes.fromhex(o["blinding"])
-        digest = bytes.fromhex(o["tariff_digest"])
-        pf = date.fromisoformat(o["period_from"])
-        pt = date.fromisoformat(o["period_to"])
+        pf = _iso_date(o["period_from"])
+        pt = _iso_date(o["period_to"])
     except ValueError as exc:
         raise FormatError(f"malformed bill statement: {exc}") from None
     if len(blinding) != 32 or int.from_bytes(blinding, "big") >= Q:
@@ -328,6 +328,14 @@ def decode_statement_common(o: dict) -> tuple[date, date, bytes, int]:
     if o["tariff_version"] >= 1 << 64 or o["first_index"] >= 1 << 64 or o["count"] >= 1 << 32:
         raise FormatError("bill statement index, count or version out of range")
     return pf, pt, digest, int.from_bytes(blinding, "big")
+
+
+def _iso_date(text: str) -> date:
+    """``YYYY-MM-DD`` exactly (``date.fromisoformat`` also takes ``20270315`` and week dates)."""
+    d = date.fromisoformat(text)
+    if d.isoformat() != text:
+        raise ValueError(f"date {text!r:.20} is not YYYY-MM-DD")
+    return d
 
 
 def statement_common_dict(st: Any, fmt: str) -> dict[str, object]:

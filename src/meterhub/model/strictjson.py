@@ -27,7 +27,7 @@ from typing import Any
 
 from .errors import FormatError
 
-__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_DEPTH", "StrictJSONError", "loads"]
+__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_DEPTH", "StrictJSONError", "hex_bytes", "loads", "nesting_depth"]
 
 DEFAULT_MAX_BYTES = 64 << 20  # a month of tiered proofs is a few MiB
 DEFAULT_MAX_DEPTH = 64
@@ -103,3 +103,17 @@ def loads(
         ) from None
     except (ValueError, RecursionError) as exc:  # e.g. an integer of more than 4300 digits
         raise StrictJSONError(f"{what} is not JSON: {str(exc)[:80]}") from None
+
+
+_LOWER_HEX = re.compile(r"(?:[0-9a-f]{2})*")
+
+
+def hex_bytes(value: object, what: str, size: int | None = None) -> bytes:
+    """A hex field (docs/verification.md, rule V04): lower-case digits only, an even
+    count, no prefix, sign, underscore or whitespace (all of which ``bytes.fromhex``
+    or ``int(x, 16)`` would accept), and exactly ``size`` bytes when given."""
+    if not isinstance(value, str) or not _LOWER_HEX.fullmatch(value):
+        raise StrictJSONError(f"{what} must be lower-case hex")
+    if size is not None and len(value) != 2 * size:
+        raise StrictJSONError(f"{what} must be {size} bytes ({2 * size} hex digits)")
+    return bytes.fromhex(value)

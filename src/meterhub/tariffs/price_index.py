@@ -274,7 +274,7 @@ def verify_series(
     pub = _verifying(publisher_key)
     if signed.key_id != key_id(pub):
         raise SeriesError(f"{s.kind} {s.series_id} is signed by another key ({signed.key_id[:16]}...)")
-    if not ecdsa.verify(pub, series_signing_message(s), bytes(signed.signature)):
+    if not ecdsa.verify(pub, series_signing_message(s), bytes(signed.signature), low_s=True):
         raise SeriesError(f"{s.kind} {s.series_id} v{s.version}: signature does not verify")
     if on is not None:
         s.check_not_expired(on)

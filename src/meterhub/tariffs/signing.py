@@ -109,6 +109,9 @@ def verify_tariff(
             f"tariff signed by key {shown}..., not by the given supplier key {expected[:16]}..."
         )
     sig = signed.signature
+    if isinstance(sig, (bytes, bytearray)) and not ecdsa.is_low_s(bytes(sig)):
+        # docs/verification.md V05: signers emit low-S only; the other half is refused.
+        raise TariffError("tariff signature does not verify: high-S (non-canonical) signature refused")
     if not isinstance(sig, (bytes, bytearray)) or not ecdsa.verify(
         pub, signing_message(signed.tariff), bytes(sig)
     ):

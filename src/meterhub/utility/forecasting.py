@@ -71,9 +71,7 @@ __all__ = [
 
 
 def _hex_scalar(where: str, v: object) -> int:
-    if not isinstance(v, str) or len(v) != 64:
-        raise ValueError(f"{where}: expected 64 hex digits")
-    x = int(v, 16)
+    x = int.from_bytes(strictjson.hex_bytes(v, where, 32), "big")
     if x >= Q:
         raise ValueError(f"{where}: not below the group order")
     return x
@@ -131,7 +129,7 @@ class ProfileScores:
             for k, e in enumerate(d["scores"]):
                 if not isinstance(e, dict) or set(e) != {"series_id", "version", "digest", "score", "blinding"}:
                     raise ValueError(f"scores[{k}]: wrong fields")
-                dig = bytes.fromhex(e["digest"])
+                dig = strictjson.hex_bytes(e["digest"], f"scores[{k}].digest")
                 if len(dig) != 32 or not isinstance(e["series_id"], str):
                     raise ValueError(f"scores[{k}]: bad digest or id")
                 entries.append(ScoreEntry(e["series_id"], _int("version", e["version"]), dig,
@@ -334,7 +332,8 @@ class SampleRelease:
             return cls(
                 d["meter_id"], date.fromisoformat(d["period_from"]), date.fromisoformat(d["period_to"]),
                 _int("first_index", d["first_index"]), _int("count", d["count"]), _int("k", d["k"]),
-                bytes.fromhex(d["commitment"]), bytes.fromhex(d["utility_nonce"]), bytes.fromhex(d["hub_nonce"]),
+                strictjson.hex_bytes(d["commitment"], "commitment"), strictjson.hex_bytes(d["utility_nonce"], "utility_nonce"),
+                strictjson.hex_bytes(d["hub_nonce"], "hub_nonce"),
                 str(d["code_hash"]), tuple(samples),
             )
         except (KeyError, TypeError, AttributeError, UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -189,9 +189,10 @@ class SettlementStatement:
                   "value_blinding", "period_from", "period_to"):
             if not isinstance(d[f], str):
                 raise ValueError(f"settlement statement: {f} must be a string")
+        digest = strictjson.hex_bytes(d["index_digest"], "settlement statement index_digest", 32)
+        rb_e = int.from_bytes(strictjson.hex_bytes(d["energy_blinding"], "settlement statement energy_blinding", 32), "big")
+        rb_v = int.from_bytes(strictjson.hex_bytes(d["value_blinding"], "settlement statement value_blinding", 32), "big")
         try:
-            digest = bytes.fromhex(d["index_digest"])
-            rb_e, rb_v = int(d["energy_blinding"], 16), int(d["value_blinding"], 16)
             pf, pt = date.fromisoformat(d["period_from"]), date.fromisoformat(d["period_to"])
         except ValueError:
             raise ValueError("settlement statement: bad hex or date") from None
