@@ -181,9 +181,9 @@ def verify_scores(
             if p is None:
                 raise Rejected(f"unknown profile {e.series_id!r:.40}")
             if p.version != e.version or p.digest() != e.digest:
-                raise Rejected(f"profile {e.series_id}: version or digest differs from the signed profile")
+                raise Rejected(f"profile {e.series_id!r:.40}: version or digest differs from the signed profile")
             if p.interval_minutes != st.point_minutes:
-                raise Rejected(f"profile {e.series_id}: resolution differs")
+                raise Rejected(f"profile {e.series_id!r:.40}: resolution differs")
             series.append(p)
         starts = check_batches(
             st.meter_id, st.period_from, st.period_to, st.first_index, st.count, st.energy_wh, meter, days
@@ -192,6 +192,18 @@ def verify_scores(
         flat = [s for day in starts for s in day]
         if rem or g < 1 or len(flat) % g:
             raise Rejected("point resolution does not fit the meter's intervals")
+        # V17, before any group equation: with n points of readings M_h >= 0 summing to E,
+        # E^2/n <= sum M_h^2 <= E^2 (Cauchy-Schwarz) and min(w)*E <= sum w_h M_h <= max(w)*E.
+        n_points = len(flat) // g
+        if not (st.energy_wh**2 <= n_points * st.squares and st.squares <= st.energy_wh**2):
+            raise Rejected(f"sum of squares {st.squares} out of range for energy {st.energy_wh}")
+        try:
+            weights = [p.values_for(flat[::g], st.point_minutes) for p in series]
+        except SeriesError as exc:
+            raise Rejected(str(exc)) from None
+        for e, w in zip(st.scores, weights, strict=True):
+            if not min(w) * st.energy_wh <= e.score <= max(w) * st.energy_wh:
+                raise Rejected(f"profile {e.series_id!r:.40}: score {e.score} out of range for energy {st.energy_wh}")
         pts = _points(days)
         hourly = [Point.identity() for _ in range(len(pts) // g)]
         for h in range(len(hourly)):
@@ -211,10 +223,6 @@ def verify_scores(
         if not 0 <= st.squares < Q or s_commit.point != G * st.squares + H * st.squares_blinding:
             raise Rejected("sum of squares or its opening does not match the proof's commitment")
         # 4. Energy and every score in one random linear combination.
-        try:
-            weights = [p.values_for(flat[::g], st.point_minutes) for p in series]
-        except SeriesError as exc:
-            raise Rejected(str(exc)) from None
         rho0 = secrets.randbits(128) | 1
         rho = [secrets.randbits(128) | 1 for _ in series]
         scalars = [rho0] * len(hourly)

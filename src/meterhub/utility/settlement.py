@@ -37,10 +37,18 @@ from typing import Any
 
 from ..card.gp.constants import INS
 from ..crypto.group import G, H, Point, PointDecodeError, Q, msm_encoded
+from ..meter.device import MAX_READING_WH
 from ..model import strictjson
 from ..tariffs.price_index import Series, SeriesError, SignedSeries, dump_series
 from .tsm import TSM, TSMError
-from .verifier import DayCommitments, MeterRegistration, Rejected, Verdict, check_period
+from .verifier import (
+    DayCommitments,
+    MeterRegistration,
+    Rejected,
+    Verdict,
+    check_energy_bound,
+    check_period,
+)
 
 __all__ = [
     "AppletMailbox",
@@ -265,8 +273,7 @@ def check_batches(
     """Signatures, chain and completeness of the period's batches (check 2), reusing the
     billing verifier's :func:`check_period`; returns the interval starts per day.
     Raises :class:`Rejected`."""
-    if not 0 <= energy < 1 << 40:
-        raise Rejected("energy out of range")
+    check_energy_bound(energy, count * MAX_READING_WH, "energy")
     return check_period(_PeriodView(meter_id, pf, pt, first, count, energy), meter, days, _NoTerms())
 
 
@@ -304,7 +311,7 @@ def verify_settlement(
     try:
         if st.index_id != index.series_id or st.index_version != index.version:
             raise Rejected(
-                f"statement uses index {st.index_id} v{st.index_version}, "
+                f"statement uses index {st.index_id!r:.40} v{st.index_version}, "
                 f"the service holds {index.series_id} v{index.version}"
             )
         if st.index_digest != index.digest():
@@ -320,6 +327,9 @@ def verify_settlement(
                 prices.extend(index.values_for(s, meter.interval_minutes))
         except SeriesError as exc:
             raise Rejected(str(exc)) from None
+        # V17: V lies between p_min*E and p_max*E for any readings summing to E.
+        if not min(prices) * st.energy_wh <= st.value <= max(prices) * st.energy_wh:
+            raise Rejected(f"value {st.value} out of range for energy {st.energy_wh} and this index")
         blob, width = _blob(days)
         try:
             lhs_e = msm_encoded([1] * len(prices), blob, width)
@@ -331,8 +341,6 @@ def verify_settlement(
             raise Rejected("sum C_i != E*G + R_E*H: the energy or its opening does not match the commitments")
         if lhs_v != G * ((st.value - pmin * st.energy_wh) % Q) + H * ((st.value_blinding - pmin * st.energy_blinding) % Q):
             raise Rejected("sum index_i*C_i != V*G + R_V*H: the value or its opening does not match the commitments")
-        if abs(st.value) >= 1 << 100:
-            raise Rejected("value out of range")
     except Rejected as rej:
         return Verdict(False, str(rej))
     return Verdict(True)

@@ -30,7 +30,7 @@ from typing import Any
 from ..crypto import ecdsa
 from ..crypto.group import G, H, PointDecodeError, Q, msm_encoded
 from ..exchange import BillStatement
-from ..meter.device import SignedBatch, chain_head
+from ..meter.device import MAX_READING_WH, SignedBatch, chain_head
 from ..meter.timebase import day_starts
 from ..tariffs import Tariff, TariffError
 
@@ -39,7 +39,9 @@ __all__ = [
     "DayCommitments",
     "Verdict",
     "Rejected",
+    "check_energy_bound",
     "check_indices",
+    "check_money_terms",
     "check_period",
     "verify_bill",
 ]
@@ -135,6 +137,8 @@ def check_period(
         )
     if st.tariff_digest != tariff.digest():
         raise Rejected("tariff digest mismatch: statement was computed under other tariff terms")
+    if hasattr(st, "currency"):  # bill statements; settlement views carry no money terms
+        check_money_terms(st, tariff)
     n_days = (st.period_to - st.period_from).days + 1
     period = [st.period_from + timedelta(days=k) for k in range(n_days)]
     for d in (period[0], period[-1]):
@@ -160,6 +164,8 @@ def check_period(
             raise Rejected(f"{label}: batch is from meter {b.meter_id!r} (foreign batch)")
         if b.interval_minutes != meter.interval_minutes:
             raise Rejected(f"{label}: batch uses {b.interval_minutes}-minute intervals")
+        if not ecdsa.is_low_s(dc.batch.signature):
+            raise Rejected(f"{label}: batch signature is high-S (non-canonical)")
         if not dc.batch.verify(meter.public_key):
             raise Rejected(f"{label}: batch signature does not verify under the meter's key")
         starts = day_starts(day, meter.tz, meter.interval_minutes)
@@ -204,6 +210,26 @@ def check_period(
     return day_starts_list
 
 
+def check_money_terms(st: Any, tariff: Any) -> None:
+    """V12: a bill statement's ``currency`` and ``subunits_per_unit`` are the signed
+    tariff's (they only label the amounts, but a verdict prints them)."""
+    if st.currency != tariff.currency:
+        raise Rejected(f"statement currency {st.currency!r:.40} is not the tariff's {tariff.currency!r}")
+    if st.subunits_per_unit != tariff.subunits_per_unit:
+        raise Rejected(
+            f"statement subunits_per_unit {st.subunits_per_unit} is not the tariff's "
+            f"{tariff.subunits_per_unit}"
+        )
+
+
+def check_energy_bound(energy: int, bound: int, what: str = "energy charge") -> None:
+    """V17: a released figure lies in ``[0, bound]``, the largest value honest readings
+    (each at most :data:`MAX_READING_WH`) can give, before any group equation is
+    checked, so that ``figure + Q`` (the same point) is refused."""
+    if not 0 <= energy <= bound:
+        raise Rejected(f"{what} {energy} out of range (at most {bound} for this period)")
+
+
 def _verify(
     st: BillStatement, meter: MeterRegistration, days: Sequence[DayCommitments], tariff: Tariff
 ) -> None:
@@ -213,6 +239,7 @@ def _verify(
     except TariffError as exc:
         raise Rejected(str(exc)) from None
 
+    check_energy_bound(st.energy_charge, MAX_READING_WH * sum(prices))
     use65 = all(dc.c65 is not None for dc in days)
     blob = b"".join((dc.c65 if use65 else dc.c33) or b"" for dc in days)
     # sum t_i*C_i - bill*G - R*H must be the identity.
