@@ -9,7 +9,7 @@ sequence or bidirectional override can never forge a line or hide text.
 
 from __future__ import annotations
 
-__all__ = ["shown"]
+__all__ = ["format_amount", "shown"]
 
 
 def shown(text: object) -> str:
@@ -18,3 +18,14 @@ def shown(text: object) -> str:
     if s.isprintable():
         return s
     return repr(s)
+
+
+def format_amount(subunits: int, subunits_per_unit: int, currency: str) -> str:
+    """A verified amount for display (rule V20): ``subunits / subunits_per_unit``
+    rounded to two decimals, half up (0.005 -> 0.01), in exact integer arithmetic
+    (a float would misround large totals), then the escaped currency code."""
+    if subunits_per_unit < 1:
+        raise ValueError("subunits_per_unit must be at least 1")
+    sign = "-" if subunits < 0 else ""
+    cents = (abs(subunits) * 200 + subunits_per_unit) // (2 * subunits_per_unit)
+    return f"{sign}{cents // 100}.{cents % 100:02d} {shown(currency)}"

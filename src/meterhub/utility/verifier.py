@@ -29,7 +29,7 @@ from typing import Any
 
 from ..crypto import ecdsa
 from ..crypto.group import G, H, PointDecodeError, Q, msm_encoded
-from ..exchange import BillStatement
+from ..exchange import BillStatement, DayUpload
 from ..meter.device import MAX_READING_WH, SignedBatch, chain_head
 from ..meter.timebase import day_starts
 from ..tariffs import Tariff, TariffError
@@ -39,6 +39,7 @@ __all__ = [
     "DayCommitments",
     "Verdict",
     "Rejected",
+    "check_delivery",
     "check_energy_bound",
     "check_indices",
     "check_money_terms",
@@ -104,6 +105,36 @@ def check_indices(day_label: str, first: int, count: int, indices: Sequence[int]
         raise Rejected(f"{day_label}: interval {expected} missing")
     if expected != first + count:
         raise Rejected(f"{day_label}: interval {expected} missing")
+
+
+def check_delivery(
+    lines: Sequence[tuple[int, DayUpload]], meter_id: str
+) -> list[tuple[int, DayUpload]]:
+    """V08, for one uploads file ``(line number, upload)``: every line is for
+    ``meter_id``; a verbatim repeat of an earlier line is dropped (idempotent); two
+    different lines for one day conflict; the remaining days follow on in order
+    (next day, next index, previous head). Raises :class:`Rejected` naming the line."""
+    out: list[tuple[int, DayUpload]] = []
+    seen: dict[object, tuple[int, DayUpload]] = {}
+    for n, up in lines:
+        b = up.batch.batch
+        if b.meter_id != meter_id:
+            raise Rejected(f"line {n}: upload is from meter {b.meter_id!r}, not {meter_id!r}")
+        earlier = seen.get(b.day)
+        if earlier is not None:
+            if earlier[1] == up:
+                continue
+            raise Rejected(f"line {n}: day {b.day} conflicts with line {earlier[0]}")
+        if out:
+            pn, prev = out[-1]
+            pb = prev.batch.batch
+            if b.day.toordinal() != pb.day.toordinal() + 1:
+                raise Rejected(f"line {n}: day {b.day} does not follow day {pb.day} of line {pn}")
+            if b.first_index != pb.first_index + pb.count or b.prev_head != pb.head:
+                raise Rejected(f"line {n}: day {b.day} does not chain to day {pb.day} of line {pn}")
+        seen[b.day] = (n, up)
+        out.append((n, up))
+    return out
 
 
 def verify_bill(
