@@ -128,3 +128,41 @@ def test_statement_with_duplicate_total_is_refused(history):
     assert d["total"] != 999
     with pytest.raises(FormatError, match="duplicate key 'total'"):
         statement_from_json(text)
+
+
+@given(st.binary(max_size=40))
+@settings(max_examples=100, deadline=None)
+def test_hex_fields_accept_exactly_lower_case_hex(raw):
+    assert strictjson.hex_bytes(raw.hex(), "f") == raw
+    assert strictjson.hex_bytes(raw.hex(), "f", len(raw)) == raw
+    if any(c in "abcdef" for c in raw.hex()):
+        with pytest.raises(StrictJSONError, match="lower-case hex"):
+            strictjson.hex_bytes(raw.hex().upper(), "f")
+    for bad in (" " + raw.hex(), raw.hex() + "0", "0x" + raw.hex(), raw.hex()[:2] + "_" + raw.hex()[2:]):
+        with pytest.raises(StrictJSONError):
+            strictjson.hex_bytes(bad, "f")
+    with pytest.raises(StrictJSONError, match="must be"):
+        strictjson.hex_bytes(raw.hex(), "f", len(raw) + 1)
+
+
+@given(st.text(max_size=12))
+@settings(max_examples=200, deadline=None)
+def test_dates_are_exactly_yyyy_mm_dd(text):
+    import re
+    from datetime import date
+
+    try:
+        d = strictjson.iso_date(text, "day")
+    except StrictJSONError:
+        ok = re.fullmatch(r"\d{4}-\d{2}-\d{2}", text) is None
+        if not ok:  # well-formed but not a calendar date
+            with pytest.raises(ValueError):
+                date.fromisoformat(text)
+    else:
+        assert d.isoformat() == text
+
+
+def test_compact_and_week_dates_are_refused():
+    for text in ("20270315", "2027-W11-1", "2027-03-15T00:00"):
+        with pytest.raises(StrictJSONError, match="YYYY-MM-DD"):
+            strictjson.iso_date(text, "day")

@@ -159,7 +159,7 @@ class SealedDay:
                 raise FormatError("first_index and count must be integers")
             return cls(
                 str(o["meter_id"]),
-                date.fromisoformat(o["day"]),
+                strictjson.iso_date(o["day"], "sealed day day"),
                 o["first_index"],
                 o["count"],
                 strictjson.hex_bytes(o["nonce"], "nonce"),
@@ -314,11 +314,8 @@ def decode_statement_common(o: dict) -> tuple[date, date, bytes, int]:
     """The period, tariff digest and blinding shared by every bill statement version."""
     blinding = strictjson.hex_bytes(o["blinding"], "bill statement blinding")
     digest = strictjson.hex_bytes(o["tariff_digest"], "bill statement tariff_digest")
-    try:
-        pf = _iso_date(o["period_from"])
-        pt = _iso_date(o["period_to"])
-    except ValueError as exc:
-        raise FormatError(f"malformed bill statement: {exc}") from None
+    pf = strictjson.iso_date(o["period_from"], "bill statement period_from")
+    pt = strictjson.iso_date(o["period_to"], "bill statement period_to")
     if len(blinding) != 32 or int.from_bytes(blinding, "big") >= Q:
         raise FormatError("bill statement blinding must be a 32-byte scalar below the group order")
     if len(digest) != 32:
@@ -328,14 +325,6 @@ def decode_statement_common(o: dict) -> tuple[date, date, bytes, int]:
     if o["tariff_version"] >= 1 << 64 or o["first_index"] >= 1 << 64 or o["count"] >= 1 << 32:
         raise FormatError("bill statement index, count or version out of range")
     return pf, pt, digest, int.from_bytes(blinding, "big")
-
-
-def _iso_date(text: str) -> date:
-    """``YYYY-MM-DD`` exactly (``date.fromisoformat`` also takes ``20270315`` and week dates)."""
-    d = date.fromisoformat(text)
-    if d.isoformat() != text:
-        raise ValueError(f"date {text!r:.20} is not YYYY-MM-DD")
-    return d
 
 
 def statement_common_dict(st: Any, fmt: str) -> dict[str, object]:

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import date
 from typing import Any
 
 from .errors import FormatError
 
-__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_DEPTH", "StrictJSONError", "hex_bytes", "loads", "nesting_depth"]
+__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_DEPTH", "StrictJSONError", "hex_bytes", "iso_date", "loads", "nesting_depth"]
 
 DEFAULT_MAX_BYTES = 64 << 20  # a month of tiered proofs is a few MiB
 DEFAULT_MAX_DEPTH = 64
@@ -117,3 +118,17 @@ def hex_bytes(value: object, what: str, size: int | None = None) -> bytes:
     if size is not None and len(value) != 2 * size:
         raise StrictJSONError(f"{what} must be {size} bytes ({2 * size} hex digits)")
     return bytes.fromhex(value)
+
+
+def iso_date(value: object, what: str) -> date:
+    """A date field (rule V04): exactly ``YYYY-MM-DD`` (``date.fromisoformat`` alone
+    also takes ``20270315`` and ISO week dates)."""
+    if not isinstance(value, str):
+        raise StrictJSONError(f"{what} must be a date YYYY-MM-DD")
+    try:
+        d = date.fromisoformat(value)
+    except ValueError:
+        d = None
+    if d is None or d.isoformat() != value:
+        raise StrictJSONError(f"{what} {value!r:.20} is not YYYY-MM-DD")
+    return d

@@ -138,7 +138,7 @@ class ProfileScores:
                 if not isinstance(d[f], str):
                     raise ValueError(f"profile scores: {f} must be a string")
             return cls(
-                d["meter_id"], date.fromisoformat(d["period_from"]), date.fromisoformat(d["period_to"]),
+                d["meter_id"], strictjson.iso_date(d["period_from"], "period_from"), strictjson.iso_date(d["period_to"], "period_to"),
                 _int("first_index", d["first_index"]), _int("count", d["count"]),
                 _int("point_minutes", d["point_minutes"]), d["applet_aid"], d["code_hash"],
                 _int("energy_wh", d["energy_wh"]), _hex_scalar("energy_blinding", d["energy_blinding"]),
@@ -338,7 +338,7 @@ class SampleRelease:
                     raise ValueError("a sample is [index, m, r]")
                 samples.append(Sample(_int("index", s[0]), _int("m", s[1]), _hex_scalar("r", s[2])))
             return cls(
-                d["meter_id"], date.fromisoformat(d["period_from"]), date.fromisoformat(d["period_to"]),
+                d["meter_id"], strictjson.iso_date(d["period_from"], "period_from"), strictjson.iso_date(d["period_to"], "period_to"),
                 _int("first_index", d["first_index"]), _int("count", d["count"]), _int("k", d["k"]),
                 strictjson.hex_bytes(d["commitment"], "commitment"), strictjson.hex_bytes(d["utility_nonce"], "utility_nonce"),
                 strictjson.hex_bytes(d["hub_nonce"], "hub_nonce"),

@@ -200,10 +200,8 @@ class SettlementStatement:
         digest = strictjson.hex_bytes(d["index_digest"], "settlement statement index_digest", 32)
         rb_e = int.from_bytes(strictjson.hex_bytes(d["energy_blinding"], "settlement statement energy_blinding", 32), "big")
         rb_v = int.from_bytes(strictjson.hex_bytes(d["value_blinding"], "settlement statement value_blinding", 32), "big")
-        try:
-            pf, pt = date.fromisoformat(d["period_from"]), date.fromisoformat(d["period_to"])
-        except ValueError:
-            raise ValueError("settlement statement: bad hex or date") from None
+        pf = strictjson.iso_date(d["period_from"], "settlement statement period_from")
+        pt = strictjson.iso_date(d["period_to"], "settlement statement period_to")
         if len(digest) != 32 or not (0 <= rb_e < Q and 0 <= rb_v < Q):
             raise ValueError("settlement statement: digest or blinding out of range")
         if len(d["energy_blinding"]) != 64 or len(d["value_blinding"]) != 64:
