@@ -187,7 +187,11 @@ def test_rule_V05_high_s_signatures_are_refused(history, tmp_path):
     sig = d.batch.signature
     high = sig[:32] + (ecdsa.N - int.from_bytes(sig[32:], "big")).to_bytes(32, "big")
     # The high-S twin is a mathematically valid ECDSA signature ...
-    assert ecdsa.verify(history.registration.public_key, d.batch.batch.signed_message(), high)
+    msg = d.batch.batch.signed_message()
+    assert ecdsa.verify(history.registration.public_key, msg, high)
+    assert not ecdsa.verify(history.registration.public_key, msg, high, low_s=True)
+    assert ecdsa.verify(history.registration.public_key, msg, sig, low_s=True)
+    assert not SignedBatch(d.batch.batch, high).verify(history.registration.public_key)
     # ... but is refused by the verifier, ingest and the tariff check.
     days = history.day_commitments()
     days[0] = dataclasses.replace(d, batch=SignedBatch(d.batch.batch, high))
@@ -331,6 +335,18 @@ def test_rule_V14_days_chain_to_each_other(history):
     days[1] = DayCommitments(_resigned(history, shifted), history.days[1].commitments)
     v = verify_bill(history.statement, history.registration, days, history.tariff)
     assert "starts at interval" in v.reason
+
+
+def test_rule_V14_each_batch_signs_the_local_days_interval_count():
+    # A meter that signed 95 intervals for a 96-interval day: signature, indices and
+    # chain are all consistent, and the statement covers exactly what was signed.
+    h = make_history(start=date(2027, 6, 1), n_days=1, seed=35)
+    b, c = h.days[0].batch.batch, h.days[0].commitments[:-33]
+    short = dataclasses.replace(b, count=95, head=chain_head(b.prev_head, 0, c))
+    days = [DayCommitments(_resigned(h, short), c, list(range(95)))]
+    st_ = dataclasses.replace(h.statement, count=95)
+    v = verify_bill(st_, h.registration, days, h.tariff)
+    assert v.reason == "day 2027-06-01: batch signs 95 intervals, the local day has 96"
 
 
 def test_rule_V15_statement_covers_exactly_the_signed_intervals(history):

@@ -526,10 +526,12 @@ def _stored_results(args: argparse.Namespace, fn_name: str) -> int:
         lines, rejected = getattr(settlement_demo, fn_name)(Path(args.data_dir))
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from None
-    for line in lines:
-        print(line)
+    from .model.display import shown
+
+    for line in lines:  # lines and reasons quote stored ids: escaped (docs/verification.md V01)
+        print(shown(line))
     for why in rejected:
-        print(f"REJECTED {why}")
+        print(f"REJECTED {shown(why)}")
     return EXIT_OK if not rejected else EXIT_REJECTED
 
 
