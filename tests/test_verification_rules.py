@@ -430,6 +430,8 @@ def test_rule_V23_settlement_statement(settled):  # noqa: F811 - the imported fi
     h, _, idx, st = settled
     ok = verify_settlement(st, h.registration, h.day_commitments(), idx.series, code_hash=SETTLEMENT_CODE)
     assert ok.ok, ok.reason
+    v = verify_settlement(st, h.registration, h.day_commitments(), idx.series, applet_aid="F04D480050520101")
+    assert v.reason.startswith(f"statement names applet '{st.applet_aid}', not the F04D480050520101")
     # V - Q*k, E + Q: the same points, refused by range before any equation.
     for change, reason in [
         ({"value": st.value + Q}, f"value {st.value + Q} out of range"),
@@ -444,6 +446,8 @@ def test_rule_V23_settlement_statement(settled):  # noqa: F811 - the imported fi
 def test_rule_V24_profile_scores(scored):  # noqa: F811 - the imported fixture
     h, _, profiles, sc = scored
     assert verify_scores(sc, h.registration, h.day_commitments(), profiles, code_hash=PROFILING_CODE).ok
+    v = verify_scores(sc, h.registration, h.day_commitments(), profiles, applet_aid="F04D480053540101")
+    assert "names applet" in v.reason
     e0 = sc.scores[0]
     for bad in (
         dataclasses.replace(sc, scores=(dataclasses.replace(e0, score=e0.score + Q),) + sc.scores[1:]),
@@ -456,7 +460,10 @@ def test_rule_V24_profile_scores(scored):  # noqa: F811 - the imported fixture
 
 def test_rule_V25_sample_release(tossed):  # noqa: F811 - the imported fixture
     h, _, coin, rel = tossed
-    assert verify_samples(rel, h.registration, h.day_commitments(), **coin).ok
+    assert verify_samples(rel, h.registration, h.day_commitments(), **coin, applet_aid=rel.applet_aid).ok
+    assert rel.applet_aid == "F04D480050520101"
+    v = verify_samples(rel, h.registration, h.day_commitments(), **coin, applet_aid="F04D480053540101")
+    assert "release names applet" in v.reason
     s0 = rel.samples[0]
     bad = dataclasses.replace(rel, samples=(dataclasses.replace(s0, m=s0.m + Q),) + rel.samples[1:])
     v = verify_samples(bad, h.registration, h.day_commitments(), **coin)

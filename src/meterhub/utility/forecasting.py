@@ -168,6 +168,7 @@ def verify_scores(
     profiles: dict[str, Series],
     *,
     code_hash: str | None = None,
+    applet_aid: str | None = None,
 ) -> Verdict:
     """Checks 1-4 of the module docstring; a :class:`Verdict` with the first failure."""
     from ..applets.profiling import scores_context
@@ -175,6 +176,7 @@ def verify_scores(
     try:
         if code_hash is not None and st.code_hash != code_hash:
             raise Rejected("statement is not from the reviewed profiling applet (code hash)")
+        _check_applet(st.applet_aid, applet_aid, "statement")
         series = []
         for e in st.scores:
             p = profiles.get(e.series_id)
@@ -310,6 +312,18 @@ def classify(matches: Sequence[Match]) -> str:
     return max(matches, key=lambda m: (m.r, m.loglik)).profile
 
 
+_SAMPLE_FIELDS = {
+    "format", "meter_id", "period_from", "period_to", "first_index", "count", "k", "commitment",
+    "utility_nonce", "hub_nonce", "applet_aid", "code_hash", "samples",
+}
+
+
+def _check_applet(named: str, expected: str | None, what: str) -> None:
+    """V23-V25: the statement names the applet instance the recipient talked to."""
+    if expected is not None and named != expected:
+        raise Rejected(f"{what} names applet {named!r:.40}, not the {expected} the recipient talked to")
+
+
 @dataclass(frozen=True)
 class SampleRelease:
     """The profiling applet's sample release (docs/formats.md, "Sample release")."""
@@ -325,6 +339,7 @@ class SampleRelease:
     hub_nonce: bytes
     code_hash: str
     samples: tuple[Sample, ...]
+    applet_aid: str = ""
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> SampleRelease:
@@ -332,6 +347,12 @@ class SampleRelease:
             d = strictjson.loads(raw, "sample release")  # V03
             if not isinstance(d, dict) or d.get("format") != "meterhub-samples/1":
                 raise ValueError("not a sample release (format)")
+            if set(d) != _SAMPLE_FIELDS:
+                raise ValueError("sample release: wrong set of fields")
+            if not all(isinstance(d[f], str) for f in ("meter_id", "applet_aid", "code_hash")):
+                raise ValueError("sample release: meter_id, applet_aid and code_hash must be strings")
+            if not isinstance(d["samples"], list):
+                raise ValueError("sample release: samples must be a list")
             samples = []
             for s in d["samples"]:
                 if not isinstance(s, list) or len(s) != 3:
@@ -342,7 +363,7 @@ class SampleRelease:
                 _int("first_index", d["first_index"]), _int("count", d["count"]), _int("k", d["k"]),
                 strictjson.hex_bytes(d["commitment"], "commitment"), strictjson.hex_bytes(d["utility_nonce"], "utility_nonce"),
                 strictjson.hex_bytes(d["hub_nonce"], "hub_nonce"),
-                str(d["code_hash"]), tuple(samples),
+                d["code_hash"], tuple(samples), d["applet_aid"],
             )
         except (KeyError, TypeError, AttributeError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ValueError(f"sample release: malformed ({str(exc)[:60]})") from None
@@ -358,6 +379,7 @@ def verify_samples(
     hub_nonce: bytes,
     k: int,
     code_hash: str | None = None,
+    applet_aid: str | None = None,
 ) -> Verdict:
     """Check a sample release against the utility's own side of the coin toss (its
     commitment, nonce, the hub nonce it received and ``k``), the batches, the derived
@@ -365,6 +387,7 @@ def verify_samples(
     try:
         if code_hash is not None and rel.code_hash != code_hash:
             raise Rejected("release is not from the reviewed profiling applet (code hash)")
+        _check_applet(rel.applet_aid, applet_aid, "release")
         if (rel.commitment, rel.utility_nonce, rel.hub_nonce, rel.k) != (commitment, utility_nonce, hub_nonce, k):
             raise Rejected("the release uses another coin toss (commitment, nonces or k)")
         if rel.meter_id != meter.meter_id:

@@ -304,6 +304,7 @@ def verify_settlement(
     index: Series,
     *,
     code_hash: str | None = None,
+    applet_aid: str | None = None,
 ) -> Verdict:
     """Checks 1-4 of the module docstring; a :class:`Verdict` with the first failure."""
     try:
@@ -316,6 +317,8 @@ def verify_settlement(
             raise Rejected("index digest mismatch: computed under other index values")
         if code_hash is not None and st.code_hash != code_hash:
             raise Rejected("statement is not from the reviewed settlement applet (code hash)")
+        if applet_aid is not None and st.applet_aid != applet_aid:
+            raise Rejected(f"statement names applet {st.applet_aid!r:.40}, not the {applet_aid} the recipient talked to")
         starts = check_batches(
             st.meter_id, st.period_from, st.period_to, st.first_index, st.count, st.energy_wh, meter, days
         )
