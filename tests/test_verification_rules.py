@@ -470,3 +470,34 @@ def test_rule_V25_sample_release(tossed):  # noqa: F811 - the imported fixture
     assert not v.ok and "out of range" in v.reason
     v = verify_samples(dataclasses.replace(rel, k=rel.k + 1), h.registration, h.day_commitments(), **coin)
     assert "another coin toss" in v.reason
+
+
+def test_rule_V09_forged_redeliveries_with_the_default_data_dir(files, tmp_path, monkeypatch, capsys):
+    """The issue's scenario: genuine days stored under ./meterhub-data, then forged files."""
+    monkeypatch.chdir(tmp_path)
+    d = files
+    base = ["utility", "verify", "--meter", str(d / "meter" / "m1.meter.json"), "--tariff", str(d / "t.json"),
+            "--supplier-key", str(d / "sup.pub"), "--statement", str(d / "st12.json")]
+    lines = (d / "meter" / "m1.uploads.jsonl").read_text().splitlines()
+    assert main([*base, "--uploads", str(d / "meter" / "m1.uploads.jsonl")]) == 0
+    assert (tmp_path / "meterhub-data" / "utility.sqlite").exists()
+    other = (d / "meter2" / "m2.uploads.jsonl").read_text().splitlines()
+
+    def flip(line: str, field: str, pos: int) -> str:
+        o = json.loads(line)
+        o[field] = o[field][:pos] + ("1" if o[field][pos] == "0" else "0") + o[field][pos + 1 :]
+        return json.dumps(o)
+
+    forged = {
+        "commitment byte": [lines[0], flip(lines[1], "records", 41 * 2 * 7 + 30), lines[2]],
+        "signature byte": [lines[0], flip(lines[1], "signature", 70), lines[2]],
+        "deleted line": [lines[0], lines[2]],
+        "swapped lines": [lines[0], lines[2], lines[1]],
+        "another meter": other,
+    }
+    capsys.readouterr()
+    for name, text in forged.items():
+        (tmp_path / "f.jsonl").write_text("\n".join(text))
+        assert main([*base, "--uploads", str(tmp_path / "f.jsonl")]) == 1, name
+        out = capsys.readouterr().out
+        assert out.startswith("REJECTED") and len(out.strip().splitlines()) == 1, (name, out)
