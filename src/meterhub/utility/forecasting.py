@@ -78,8 +78,9 @@ def _hex_scalar(where: str, v: object) -> int:
 
 
 def _int(where: str, v: object) -> int:
-    if not isinstance(v, int) or isinstance(v, bool):
-        raise ValueError(f"{where}: expected an integer")
+    """A non-negative JSON integer (docs/verification.md V04)."""
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        raise ValueError(f"{where}: expected a non-negative integer")
     return v
 
 

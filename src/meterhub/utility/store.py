@@ -476,7 +476,7 @@ class UtilityStore:
 
     def iter_statements(self) -> Iterator[BillStatement | ProvenBillStatement]:
         """Stream stored statements (v1 or v2) one at a time (constant memory)."""
-        cur = self.conn.execute("SELECT statement FROM bills ORDER BY meter_id, period_from")
+        cur = self.conn.execute("SELECT statement FROM bills ORDER BY meter_id, period_from, rowid")
         for (text,) in cur:
             yield statement_from_json(text)
 
