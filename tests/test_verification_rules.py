@@ -501,3 +501,22 @@ def test_rule_V09_forged_redeliveries_with_the_default_data_dir(files, tmp_path,
         assert main([*base, "--uploads", str(tmp_path / "f.jsonl")]) == 1, name
         out = capsys.readouterr().out
         assert out.startswith("REJECTED") and len(out.strip().splitlines()) == 1, (name, out)
+
+
+def test_rule_V12_proven_v2_statement_terms_are_the_tariffs():
+    from meterhub.hub.proving import prove_bill
+    from meterhub.tariffs.nonlinear import KIND_INCLINING_BLOCK, example_nonlinear_tariff
+    from meterhub.utility.proof_verifier import verify_proven_bill
+
+    h = make_history(n_days=1, seed=36)
+    tariff = example_nonlinear_tariff(KIND_INCLINING_BLOCK)
+    st_ = prove_bill(meter_id="m-test", tariff=tariff, period_from=h.start, period_to=h.start, first_index=0,
+                     openings=h.openings)
+    days = h.day_commitments()
+    assert verify_proven_bill(st_, h.registration, days, tariff).ok
+    for change, reason in [
+        ({"subunits_per_unit": 0}, f"statement subunits_per_unit 0 is not the tariff's {tariff.subunits_per_unit}"),
+        ({"currency": "EU\nR"}, "statement currency 'EU\\nR' is not the tariff's"),
+    ]:
+        v = verify_proven_bill(dataclasses.replace(st_, **change), h.registration, days, tariff)
+        assert not v.ok and v.reason.startswith(reason), v.reason

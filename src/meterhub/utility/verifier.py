@@ -1,11 +1,16 @@
 """Verification of released figures against meter-signed commitments.
 
+The normative rules, their order and their reject reasons are in
+docs/verification.md (V01-V25); this module implements V08 (an uploads file
+as one meter's chain: :func:`check_delivery`) and V12-V19 for bills.
+
 The utility trusts the meter for measurement and nobody for arithmetic. For a
 bill statement over whole local days it checks, in this order, and stops at the
 first failure with a precise reason (ARCHITECTURE.md, data flow step 6):
 
 1. the statement names this meter, and the customer's tariff (id, version,
-   digest), valid on every day of the period;
+   digest, currency and sub-unit scale: V12), valid on the period's first and
+   last day (V13);
 2. one signed batch per day, each signature valid under the meter's key, each
    day's interval count right for the local day (92/96/100 at 15 minutes), and
    the batches contiguous: indices follow on, and each batch chains to the
@@ -13,9 +18,10 @@ first failure with a precise reason (ARCHITECTURE.md, data flow step 6):
 3. the commitment records: every index of each batch present once and in
    order, and the hash chain over the commitments reproduces the signed head;
 4. the statement covers exactly the signed intervals, with the right standing
-   charge and total;
-5. ``sum t_i*C_i == bill*G + R*H``, one multi-scalar multiplication with the
-   points bucketed by price.
+   charge and total (V15, V16);
+5. the energy charge is at most ``(2^32-1) * sum t_i`` (V17), checked before
+6. ``sum t_i*C_i == bill*G + R*H``, one multi-scalar multiplication with the
+   points bucketed by price (V19).
 
 Pure: the caller fetches the data (see :mod:`meterhub.utility.store`).
 """
