@@ -10,6 +10,8 @@ import dataclasses
 import hashlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from helpers import make_history
 from meterhub.crypto import ecdsa
@@ -17,6 +19,7 @@ from meterhub.exchange import DayUpload, encode_records
 from meterhub.meter.device import SignedBatch, chain_head
 from meterhub.tariffs import dump_tariff, example_signed_tariff
 from meterhub.utility.store import UtilityStore
+from meterhub.utility.verifier import Rejected, check_delivery
 
 
 @pytest.fixture()
@@ -108,3 +111,25 @@ def test_ingest_checks_the_day_count_and_interval(store):
     coarse = dataclasses.replace(b, interval_minutes=30)
     res = u.ingest_day(DayUpload(_signed(h, coarse), encode_records(0, c)))
     assert not res.accepted and "30-minute intervals" in res.reason
+
+
+_H4 = make_history(n_days=4, seed=45)
+
+
+@given(st.lists(st.integers(min_value=0, max_value=3), min_size=1, max_size=7))
+@settings(max_examples=150, deadline=None)
+def test_delivery_accepts_exactly_contiguous_runs(order):
+    """check_delivery (V08): lines are accepted iff, verbatim repeats dropped, they are
+    consecutive days in file order; any deletion inside or reordering is refused."""
+    ups = _H4.uploads()
+    lines = [(n, ups[k]) for n, k in enumerate(order, 1)]
+    distinct = list(dict.fromkeys(order))
+    contiguous = distinct == list(range(distinct[0], distinct[0] + len(distinct)))
+    try:
+        kept = check_delivery(lines, "m-test")
+    except Rejected as exc:
+        assert not contiguous, exc
+        assert str(exc).startswith("line ")
+    else:
+        assert contiguous
+        assert [up for _, up in kept] == [ups[k] for k in distinct]

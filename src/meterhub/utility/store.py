@@ -1,9 +1,13 @@
 """The utility's database: registered meters, tariffs, verified day batches, bill verdicts.
 
 Ingestion checks each day upload before storing it (signature, record indices,
-chain, link to the previous stored day) and records a rejection otherwise, so
-the store only ever holds data the meter signed. Bills are re-verified from
-storage in full (signatures included) and the verdicts stored.
+chain, links to the stored days before and after it; docs/verification.md V09,
+V10) and records a rejection otherwise, so the store only ever holds data the
+meter signed; a re-delivery that differs from the stored day is a conflict,
+never ignored. Bills are re-verified from storage in full (signatures included);
+verdicts are appended to a history that is never rewritten, a bill overlapping
+a verified one is refused (V21), and :meth:`UtilityStore.coverage` reports the
+uploaded, billed and unbilled days of a meter (V22).
 Commitments are kept twice per day: the canonical 33-byte form the chain hashes
 and the 65-byte uncompressed form, which libsecp256k1 parses about 5x faster.
 """
