@@ -153,7 +153,10 @@ def test_store_verifies_v2_and_refuses_the_wrong_format(tmp_path):
     assert store.verify_pending() == (1, 0)
     store.submit_statement(bad)
     assert store.verify_pending() == (0, 1)
-    assert [type(x) for x in store.iter_statements()] == [ProvenBillStatement]
+    # The verdict history keeps every statement, in the order received (V21).
+    assert [type(x) for x in store.iter_statements()] == [
+        ProvenBillStatement, ProvenBillStatement, BillStatement, ProvenBillStatement, ProvenBillStatement
+    ]
     store.close()
 
 

@@ -278,9 +278,10 @@ def cmd_meter_read(args: argparse.Namespace) -> int:
 def _registration(path: str) -> dict:
     from .crypto import ecdsa
     from .meter.timebase import check_interval, check_tz
+    from .model import strictjson
 
     try:
-        reg = json.loads(_read(path, "meter registration"))
+        reg = strictjson.loads(_read(path, "meter registration"), "meter registration")
         if reg.get("format") != "meterhub/meter-registration/v1":
             raise ValueError("not a meterhub meter registration")
         reg["public_key_bytes"] = bytes.fromhex(reg["public_key"])
@@ -446,21 +447,57 @@ def cmd_hub_serve(args: argparse.Namespace) -> int:
 
 
 # -- utility ----------------------------------------------------------------
+def _verified_tariff_or_reject(path: str, key_path: str) -> Any:
+    """Read and verify a tariff for `utility verify` (docs/verification.md V06): an
+    unreadable file or key is a usage error (exit 2); a tariff that is malformed or
+    not signed by the supplier key is a rejected input (``None``; the caller exits 1)."""
+    from .model.display import shown
+    from .tariffs import TariffError, load_tariff, verify_tariff
+
+    raw = _read(path, "tariff")
+    key_text = _read(key_path, "supplier key").strip()
+    try:
+        key = bytes.fromhex(key_text.decode("ascii"))
+    except (ValueError, UnicodeDecodeError):
+        raise UsageError(f"{key_path}: supplier key is not hex") from None
+    try:
+        signed = load_tariff(raw)
+        verify_tariff(signed, key)
+    except TariffError as exc:
+        print(f"REJECTED tariff {shown(path)}: {shown(str(exc))}")
+        return None
+    return signed
+
+
 def cmd_utility_verify(args: argparse.Namespace) -> int:
     from .exchange import DayUpload, FormatError
     from .hub.proving import statement_from_json
+    from .model.display import format_amount, shown
     from .tariffs import dump_tariff
     from .utility.store import UtilityStore
+    from .utility.verifier import Rejected, check_delivery
 
     reg = _registration(args.meter)
-    signed, _ = _signed_tariff(args.tariff, args.supplier_key)
+    signed = _verified_tariff_or_reject(args.tariff, args.supplier_key)
+    if signed is None:
+        return EXIT_REJECTED
     uploads = []
     for n, line in enumerate(_lines(args.uploads, "uploads file"), 1):
         try:
-            uploads.append(DayUpload.from_json(line))
+            uploads.append((n, DayUpload.from_json(line)))
         except FormatError as exc:
-            print(f"REJECTED {args.uploads}:{n}: {exc}")
+            print(f"REJECTED {shown(args.uploads)}:{n}: {shown(str(exc))}")
             return EXIT_REJECTED
+    try:  # V08/V09: the file itself is one meter's contiguous chain of days
+        uploads = check_delivery(uploads, reg["meter_id"])
+    except Rejected as exc:
+        print(f"REJECTED {shown(args.uploads)}: {shown(str(exc))}")
+        return EXIT_REJECTED
+    try:
+        st = statement_from_json(_read(args.statement, "bill statement"))
+    except FormatError as exc:
+        print(f"REJECTED {shown(args.statement)}: {shown(str(exc))}")
+        return EXIT_REJECTED
     store = UtilityStore(Path(args.data_dir) / "utility.sqlite")
     try:
         store.add_tariff(signed, dump_tariff(signed))
@@ -470,44 +507,77 @@ def cmd_utility_verify(args: argparse.Namespace) -> int:
             )
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        for up in uploads:
+        for n, up in uploads:
             res = store.ingest_day(up)
             if not res.accepted:
-                print(f"REJECTED upload: {res.reason}")
+                print(f"REJECTED {shown(args.uploads)}:{n}: {shown(res.reason)}")
                 return EXIT_REJECTED
-        try:
-            st = statement_from_json(_read(args.statement, "bill statement"))
-        except FormatError as exc:
-            print(f"REJECTED {args.statement}: {exc}")
+        if st.meter_id != reg["meter_id"]:
+            print(f"REJECTED statement is for meter {st.meter_id!r}, not {reg['meter_id']!r}")
             return EXIT_REJECTED
         verdict = store.verify_statement(st)
     finally:
         store.close()
+    period = f"{shown(st.meter_id)} {st.period_from}..{st.period_to}"
     if verdict.ok:
-        print(
-            f"VERIFIED {st.meter_id} {st.period_from}..{st.period_to}: "
-            f"{st.total / st.subunits_per_unit:.2f} {st.currency}"
-        )
+        print(f"VERIFIED {period}: {format_amount(st.total, st.subunits_per_unit, st.currency)}")
         return EXIT_OK
-    print(f"REJECTED {st.meter_id} {st.period_from}..{st.period_to}: {verdict.reason}")
+    print(f"REJECTED {period}: {shown(verdict.reason)}")
     return EXIT_REJECTED
 
 
-def cmd_utility_bills(args: argparse.Namespace) -> int:
+def _open_utility_store(data_dir: str) -> Any:
     from .utility.store import UtilityStore
 
-    path = Path(args.data_dir) / "utility.sqlite"
+    path = Path(data_dir) / "utility.sqlite"
     if not path.exists():
         raise UsageError(f"no utility database at {path}")
-    store = UtilityStore(path)
+    return UtilityStore(path)
+
+
+def cmd_utility_bills(args: argparse.Namespace) -> int:
+    """Every stored verdict (the history, oldest first per period), then each meter's coverage."""
+    from .model.display import shown
+    from .utility.store import day_ranges
+
+    store = _open_utility_store(args.data_dir)
     try:
         rows = store.bill_verdicts()
+        coverage = [store.coverage(m) for m in store.meter_ids()]
     finally:
         store.close()
     for meter_id, pf, pt, ok, reason in rows:
-        state = "pending" if ok is None else "verified" if ok else "REJECTED: " + reason
-        print(f"{meter_id}\t{pf}..{pt}\t{state}")
+        state = "pending" if ok is None else "verified" if ok else "REJECTED: " + shown(reason)
+        print(f"{shown(meter_id)}\t{pf}..{pt}\t{state}")
+    for c in coverage:
+        print(
+            f"coverage {shown(c.meter_id)}: {len(c.uploaded)} days uploaded, {len(c.billed)} billed, "
+            f"unbilled: {day_ranges(c.unbilled)}"
+        )
     return EXIT_OK if all(r[3] for r in rows) else EXIT_REJECTED
+
+
+def cmd_utility_coverage(args: argparse.Namespace) -> int:
+    """Per meter: days with uploads, days covered by a verified bill, unbilled days (V22)."""
+    from .model.display import shown
+    from .utility.store import day_ranges
+
+    store = _open_utility_store(args.data_dir)
+    try:
+        meters = store.meter_ids()
+        if args.meter is not None:
+            if args.meter not in meters:
+                raise UsageError(f"meter {shown(args.meter)} is not registered")
+            meters = [args.meter]
+        coverage = [store.coverage(m) for m in meters]
+    finally:
+        store.close()
+    for c in coverage:
+        print(f"meter {shown(c.meter_id)}")
+        print(f"  uploaded: {day_ranges(c.uploaded)}")
+        print(f"  billed:   {day_ranges(c.billed)}")
+        print(f"  unbilled: {day_ranges(c.unbilled)}")
+    return EXIT_OK
 
 
 def _stored_results(args: argparse.Namespace, fn_name: str) -> int:
@@ -517,10 +587,12 @@ def _stored_results(args: argparse.Namespace, fn_name: str) -> int:
         lines, rejected = getattr(settlement_demo, fn_name)(Path(args.data_dir))
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from None
-    for line in lines:
-        print(line)
+    from .model.display import shown
+
+    for line in lines:  # lines and reasons quote stored ids: escaped (docs/verification.md V01)
+        print(shown(line))
     for why in rejected:
-        print(f"REJECTED {why}")
+        print(f"REJECTED {shown(why)}")
     return EXIT_OK if not rejected else EXIT_REJECTED
 
 
@@ -662,6 +734,10 @@ def build_parser() -> argparse.ArgumentParser:
     ub = u.add_parser("bills", help="list stored bill verdicts")
     ub.add_argument("--data-dir", default="meterhub-data", help="the utility's state (utility.sqlite)")
     ub.set_defaults(func=cmd_utility_bills)
+    uc = u.add_parser("coverage", help="per meter: days uploaded, billed and unbilled (docs/verification.md V22)")
+    uc.add_argument("--meter", help="only this meter (default: every registered meter)")
+    uc.add_argument("--data-dir", default="meterhub-data", help="directory holding utility.sqlite (default: meterhub-data)")
+    uc.set_defaults(func=cmd_utility_coverage)
     us = u.add_parser("settle", help="verify stored settlement statements; shares per supplier")
     us.add_argument("--data-dir", default="meterhub-data", help="the demo's data directory")
     us.set_defaults(func=cmd_utility_settle)

@@ -367,12 +367,12 @@ def run(params: Any) -> SettlementReport:
             reg = utility.registration(mid)
             days = utility.day_commitments(mid, first, last)
             st = SettlementStatement.from_json(raw_st)
-            v = verify_settlement(st, reg, days, index, code_hash=ch_settle)
+            v = verify_settlement(st, reg, days, index, code_hash=ch_settle, applet_aid=SETTLEMENT_APP_AID)
             if not v.ok:
                 report.rejected.append(f"{mid} settlement: {v.reason}")
                 continue
             sc = ProfileScores.from_json(raw_scores)
-            v2 = verify_scores(sc, reg, days, profiles, code_hash=ch_prof)
+            v2 = verify_scores(sc, reg, days, profiles, code_hash=ch_prof, applet_aid=PROFILING_APP_AID)
             if not v2.ok:
                 report.rejected.append(f"{mid} profile scores: {v2.reason}")
                 continue
@@ -381,7 +381,7 @@ def run(params: Any) -> SettlementReport:
                 rel = SampleRelease.from_json(raw_samples)
                 v3 = verify_samples(
                     rel, reg, days, commitment=coin[2], utility_nonce=coin[1], hub_commitment=coin[3] or b"", k=coin[0],
-                    code_hash=ch_prof,
+                    code_hash=ch_prof, applet_aid=PROFILING_APP_AID,
                 )
                 if not v3.ok:
                     report.rejected.append(f"{mid} samples: {v3.reason}")
@@ -556,7 +556,8 @@ def settle_stored(data_dir: Path) -> tuple[list[str], list[str]]:
                 st = SettlementStatement.from_json(body)
                 index = idx[st.index_id]
                 scale = index.scale
-                v = verify_settlement(st, utility.registration(mid), utility.day_commitments(mid, pf, pt), index, code_hash=ch)
+                v = verify_settlement(st, utility.registration(mid), utility.day_commitments(mid, pf, pt), index, code_hash=ch,
+                                      applet_aid=SETTLEMENT_APP_AID)
             except (ValueError, KeyError) as exc:
                 rejected.append(f"{mid}: {exc}")
                 continue
@@ -589,7 +590,7 @@ def forecast_stored(data_dir: Path) -> tuple[list[str], list[str]]:
                 reg = utility.registration(mid)
                 days = utility.day_commitments(mid, pf, pt)
                 sc = ProfileScores.from_json(body)
-                v = verify_scores(sc, reg, days, profiles, code_hash=ch)
+                v = verify_scores(sc, reg, days, profiles, code_hash=ch, applet_aid=PROFILING_APP_AID)
                 if not v.ok:
                     rejected.append(f"{mid} scores: {v.reason}")
                     continue
@@ -601,7 +602,8 @@ def forecast_stored(data_dir: Path) -> tuple[list[str], list[str]]:
                 if (mid, pf, pt) in samples and coin is not None:
                     rel = SampleRelease.from_json(samples[(mid, pf, pt)])
                     v3 = verify_samples(rel, reg, days, commitment=coin[2], utility_nonce=coin[1],
-                                        hub_commitment=coin[3] or b"", k=coin[0], code_hash=ch)
+                                        hub_commitment=coin[3] or b"", k=coin[0], code_hash=ch,
+                                        applet_aid=PROFILING_APP_AID)
                     if not v3.ok:
                         rejected.append(f"{mid} samples: {v3.reason}")
                         continue

@@ -37,9 +37,18 @@ from typing import Any
 
 from ..card.gp.constants import INS
 from ..crypto.group import G, H, Point, PointDecodeError, Q, msm_encoded
+from ..meter.device import MAX_READING_WH
+from ..model import strictjson
 from ..tariffs.price_index import Series, SeriesError, SignedSeries, dump_series
 from .tsm import TSM, TSMError
-from .verifier import DayCommitments, MeterRegistration, Rejected, Verdict, check_period
+from .verifier import (
+    DayCommitments,
+    MeterRegistration,
+    Rejected,
+    Verdict,
+    check_energy_bound,
+    check_period,
+)
 
 __all__ = [
     "AppletMailbox",
@@ -173,10 +182,7 @@ class SettlementStatement:
     @classmethod
     def from_json(cls, raw: bytes | str) -> SettlementStatement:
         """Strict parse; raises ``ValueError`` with the field at fault."""
-        try:
-            d = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ValueError(f"settlement statement: malformed JSON ({str(exc)[:60]})") from None
+        d = strictjson.loads(raw, "settlement statement")  # V03
         fields = {
             "format", "meter_id", "period_from", "period_to", "first_index", "count", "index_id",
             "index_version", "index_digest", "applet_aid", "code_hash", "energy_wh", "energy_blinding",
@@ -193,12 +199,11 @@ class SettlementStatement:
                   "value_blinding", "period_from", "period_to"):
             if not isinstance(d[f], str):
                 raise ValueError(f"settlement statement: {f} must be a string")
-        try:
-            digest = bytes.fromhex(d["index_digest"])
-            rb_e, rb_v = int(d["energy_blinding"], 16), int(d["value_blinding"], 16)
-            pf, pt = date.fromisoformat(d["period_from"]), date.fromisoformat(d["period_to"])
-        except ValueError:
-            raise ValueError("settlement statement: bad hex or date") from None
+        digest = strictjson.hex_bytes(d["index_digest"], "settlement statement index_digest", 32)
+        rb_e = int.from_bytes(strictjson.hex_bytes(d["energy_blinding"], "settlement statement energy_blinding", 32), "big")
+        rb_v = int.from_bytes(strictjson.hex_bytes(d["value_blinding"], "settlement statement value_blinding", 32), "big")
+        pf = strictjson.iso_date(d["period_from"], "settlement statement period_from")
+        pt = strictjson.iso_date(d["period_to"], "settlement statement period_to")
         if len(digest) != 32 or not (0 <= rb_e < Q and 0 <= rb_v < Q):
             raise ValueError("settlement statement: digest or blinding out of range")
         if len(d["energy_blinding"]) != 64 or len(d["value_blinding"]) != 64:
@@ -268,8 +273,7 @@ def check_batches(
     """Signatures, chain and completeness of the period's batches (check 2), reusing the
     billing verifier's :func:`check_period`; returns the interval starts per day.
     Raises :class:`Rejected`."""
-    if not 0 <= energy < 1 << 40:
-        raise Rejected("energy out of range")
+    check_energy_bound(energy, count * MAX_READING_WH, "energy")
     return check_period(_PeriodView(meter_id, pf, pt, first, count, energy), meter, days, _NoTerms())
 
 
@@ -302,18 +306,21 @@ def verify_settlement(
     index: Series,
     *,
     code_hash: str | None = None,
+    applet_aid: str | None = None,
 ) -> Verdict:
     """Checks 1-4 of the module docstring; a :class:`Verdict` with the first failure."""
     try:
         if st.index_id != index.series_id or st.index_version != index.version:
             raise Rejected(
-                f"statement uses index {st.index_id} v{st.index_version}, "
+                f"statement uses index {st.index_id!r:.40} v{st.index_version}, "
                 f"the service holds {index.series_id} v{index.version}"
             )
         if st.index_digest != index.digest():
             raise Rejected("index digest mismatch: computed under other index values")
         if code_hash is not None and st.code_hash != code_hash:
             raise Rejected("statement is not from the reviewed settlement applet (code hash)")
+        if applet_aid is not None and st.applet_aid != applet_aid:
+            raise Rejected(f"statement names applet {st.applet_aid!r:.40}, not the {applet_aid} the recipient talked to")
         starts = check_batches(
             st.meter_id, st.period_from, st.period_to, st.first_index, st.count, st.energy_wh, meter, days
         )
@@ -323,6 +330,9 @@ def verify_settlement(
                 prices.extend(index.values_for(s, meter.interval_minutes))
         except SeriesError as exc:
             raise Rejected(str(exc)) from None
+        # V17: V lies between p_min*E and p_max*E for any readings summing to E.
+        if not min(prices) * st.energy_wh <= st.value <= max(prices) * st.energy_wh:
+            raise Rejected(f"value {st.value} out of range for energy {st.energy_wh} and this index")
         blob, width = _blob(days)
         try:
             lhs_e = msm_encoded([1] * len(prices), blob, width)
@@ -334,8 +344,6 @@ def verify_settlement(
             raise Rejected("sum C_i != E*G + R_E*H: the energy or its opening does not match the commitments")
         if lhs_v != G * ((st.value - pmin * st.energy_wh) % Q) + H * ((st.value_blinding - pmin * st.energy_blinding) % Q):
             raise Rejected("sum index_i*C_i != V*G + R_V*H: the value or its opening does not match the commitments")
-        if abs(st.value) >= 1 << 100:
-            raise Rejected("value out of range")
     except Rejected as rej:
         return Verdict(False, str(rej))
     return Verdict(True)
