@@ -74,7 +74,8 @@ def test_killed_process_resumes(tmp_path):
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and proc.poll() is None:
         try:
-            con = sqlite3.connect(tmp_path / "meter.sqlite", timeout=1)
+            # Read-only: a plain connect would create an empty meter.sqlite itself.
+            con = sqlite3.connect(f"file:{tmp_path / 'meter.sqlite'}?mode=ro", uri=True, timeout=1)
             n = con.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
             con.close()
         except sqlite3.Error:

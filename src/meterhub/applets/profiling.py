@@ -26,7 +26,8 @@ session. Message types (first byte):
   ``6985`` older version).
 * ``10`` + period (two ``u16 y u8 m u8 d``) + ``u16 k`` + 32-byte commitment → the
   hub's 32-byte nonce. A period already begun (a reading day stored at or after its
-  first day) or already committed → ``6985``.
+  first day) or already committed with another commitment → ``6985``; the same
+  commitment again is answered with the same nonce (a retry cannot re-toss).
 * ``11`` + period + the utility's 32-byte nonce → the sample release (JSON) into the
   outbox, first chunk answered. A nonce that does not open the commitment → ``6982``.
 * ``20`` + period + comma-separated profile ids → the score statement (JSON) into the
@@ -41,7 +42,6 @@ from __future__ import annotations
 import base64
 import hmac
 import json
-import secrets
 
 from ..card import register_applet_class
 from ..crypto.group import Q
@@ -119,13 +119,18 @@ class ProfilingApplet(MeteringApplet):
         if last < first or k < 1:
             raise ISOException(SW.WRONG_DATA, "bad period or k")
         self.rs.pairing()
+        slot = b"s" + body[:8]
+        rec = self.ctx.store.get(slot)
+        if rec is not None:
+            # The same commitment again (the answer was lost to a crash or a dropped
+            # link): the same nonce again, so a retry cannot re-toss the coin.
+            if hmac.compare_digest(rec[:34], body[8:]):
+                return rec[34:66]
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "already committed")
         stored = self.rs.last_day()
         if stored is not None and stored >= first:
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "the period has already begun")
-        slot = b"s" + body[:8]
-        if self.ctx.store.get(slot) is not None:
-            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "already committed")
-        hub_nonce = secrets.token_bytes(32)
+        hub_nonce = self.ctx.random_bytes(32)
         self.ctx.store.put(slot, body[8:] + hub_nonce)
         return hub_nonce
 

@@ -57,6 +57,8 @@ class TransactionException(Exception):  # noqa: N818 - Java Card name
 class PersistentStore:
     """SQLite-backed persistent memory with one level of atomic transaction."""
 
+    SCHEMA_VERSION = 1
+
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = ":memory:" if path is None else str(path)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves.
@@ -66,7 +68,16 @@ class PersistentStore:
         if path is not None:
             self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
+        # PRAGMA user_version records the layout; another version is refused, not misread.
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, self.SCHEMA_VERSION):
+            self._conn.close()
+            raise sqlite3.DatabaseError(
+                f"{self.path}: card store schema version {version}, this meterhub reads {self.SCHEMA_VERSION}"
+            )
         self._conn.execute(_SCHEMA)
+        if version == 0:
+            self._conn.execute(f"PRAGMA user_version={self.SCHEMA_VERSION}")
         self._journal: dict[tuple[bytes, bytes], object] | None = None
         self.fault_hook: FaultHook | None = None
         self.write_points = 0
