@@ -416,19 +416,18 @@ def _hub_bill_locked(args: argparse.Namespace, reg: dict, key: bytes, tariff: An
 
 def cmd_hub_serve(args: argparse.Namespace) -> int:
     from .hub.serve import ServeError, serve
+    from .storage import data_dir_lock
 
-    try:
-        return serve(args.data_dir, args.vpcd)
-    except ServeError as exc:
-        raise UsageError(str(exc)) from None
+    with data_dir_lock(args.data_dir):
+        try:
+            return serve(args.data_dir, args.vpcd)
+        except ServeError as exc:
+            raise UsageError(str(exc)) from None
 
 
 # -- utility ----------------------------------------------------------------
 def cmd_utility_verify(args: argparse.Namespace) -> int:
     from .exchange import DayUpload, FormatError
-    from .hub.proving import statement_from_json
-    from .tariffs import dump_tariff
-    from .utility.store import UtilityStore
 
     reg = _registration(args.meter)
     signed, _ = _signed_tariff(args.tariff, args.supplier_key)
@@ -439,6 +438,18 @@ def cmd_utility_verify(args: argparse.Namespace) -> int:
         except FormatError as exc:
             print(f"REJECTED {args.uploads}:{n}: {exc}")
             return EXIT_REJECTED
+    from .storage import data_dir_lock
+
+    with data_dir_lock(args.data_dir):
+        return _utility_verify_locked(args, reg, signed, uploads)
+
+
+def _utility_verify_locked(args: argparse.Namespace, reg: dict, signed: Any, uploads: list) -> int:
+    from .exchange import FormatError
+    from .hub.proving import statement_from_json
+    from .tariffs import dump_tariff
+    from .utility.store import UtilityStore
+
     store = UtilityStore(Path(args.data_dir) / "utility.sqlite")
     try:
         store.add_tariff(signed, dump_tariff(signed))
@@ -472,16 +483,18 @@ def cmd_utility_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_utility_bills(args: argparse.Namespace) -> int:
+    from .storage import data_dir_lock, expect_store
     from .utility.store import UtilityStore
 
     path = Path(args.data_dir) / "utility.sqlite"
-    if not path.exists():
+    if not path.exists() and not expect_store(path):
         raise UsageError(f"no utility database at {path}")
-    store = UtilityStore(path)
-    try:
-        rows = store.bill_verdicts()
-    finally:
-        store.close()
+    with data_dir_lock(args.data_dir):
+        store = UtilityStore(path)  # refuses a listed store that is missing, empty or corrupt
+        try:
+            rows = store.bill_verdicts()
+        finally:
+            store.close()
     for meter_id, pf, pt, ok, reason in rows:
         state = "pending" if ok is None else "verified" if ok else "REJECTED: " + reason
         print(f"{meter_id}\t{pf}..{pt}\t{state}")
@@ -490,11 +503,16 @@ def cmd_utility_bills(args: argparse.Namespace) -> int:
 
 def _stored_results(args: argparse.Namespace, fn_name: str) -> int:
     from . import settlement_demo
+    from .storage import data_dir_lock
 
-    try:
-        lines, rejected = getattr(settlement_demo, fn_name)(Path(args.data_dir))
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from None
+    d = Path(args.data_dir)
+    if not d.is_dir():
+        raise UsageError(f"no settlement results in {d} (run `meterhub demo` first)")
+    with data_dir_lock(d):
+        try:
+            lines, rejected = getattr(settlement_demo, fn_name)(d)
+        except FileNotFoundError as exc:
+            raise UsageError(str(exc)) from None
     for line in lines:
         print(line)
     for why in rejected:
