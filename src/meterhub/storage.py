@@ -25,6 +25,7 @@ import fcntl
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -97,13 +98,17 @@ def _manifest(d: Path) -> dict[str, int]:
     return stores
 
 
+_manifest_lock = threading.Lock()  # threads of one process; processes hold data_dir_lock
+
+
 def _register(path: Path, schema_version: int) -> None:
-    stores = _manifest(path.parent)
-    if stores.get(path.name) == schema_version:
-        return
-    stores[path.name] = schema_version
-    doc = {"format": _MANIFEST_FORMAT, "stores": dict(sorted(stores.items()))}
-    atomic_write(path.parent / MANIFEST, (json.dumps(doc, indent=2) + "\n").encode())
+    with _manifest_lock:
+        stores = _manifest(path.parent)
+        if stores.get(path.name) == schema_version:
+            return
+        stores[path.name] = schema_version
+        doc = {"format": _MANIFEST_FORMAT, "stores": dict(sorted(stores.items()))}
+        atomic_write(path.parent / MANIFEST, (json.dumps(doc, indent=2) + "\n").encode())
 
 
 def expect_store(path: str | Path) -> bool:
