@@ -316,3 +316,19 @@ def test_second_process_on_a_data_dir_is_refused(copy, capsys):
     t0 = time.monotonic()
     with data_dir_lock(copy):
         assert time.monotonic() - t0 < 5
+
+
+# -- hub serve's card ---------------------------------------------------------------------------
+def test_hub_serve_card_is_provisioned_atomically(tmp_path):
+    from meterhub.hub.serve import CARD_FILE, DAP_KEY_FILE, ServeError, build_hub_card
+
+    # Leftovers of a first start killed half-way are discarded, not trusted.
+    (tmp_path / f".{CARD_FILE}.new").write_bytes(b"half a card")
+    (tmp_path / f".{DAP_KEY_FILE}.new").write_bytes(b"")
+    card = build_hub_card(tmp_path)
+    card.close()
+    assert not (tmp_path / f".{CARD_FILE}.new").exists()
+    # An emptied card is an error, never silently provisioned afresh.
+    (tmp_path / CARD_FILE).write_bytes(b"")
+    with pytest.raises(ServeError, match="without an issuer security domain"):
+        build_hub_card(tmp_path)
