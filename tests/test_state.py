@@ -106,11 +106,26 @@ def test_resume_with_another_parameter_is_refused(copy, capsys, extra):
 
 
 def test_resume_with_another_price_index_is_refused(copy, tmp_path, capsys):
+    """A valid CSV index for the period, where the first run used the example index;
+    then the same file name with other prices."""
+    from datetime import UTC, datetime, timedelta
+
+    t0 = datetime(2027, 3, 14, 23, 0, tzinfo=UTC)
     csv = tmp_path / "prices.csv"
-    csv.write_text("start,EUR/MWh\n")
+    csv.write_text("start,price\n" + "".join(f"{(t0 + timedelta(hours=k)).isoformat()},{40 + k % 24:.2f}\n"
+                                             for k in range(48)))
     rc, _, err = _demo(capsys, copy, "--price-index", str(csv))
     assert rc == 2
     _one_line_error(err)
+    assert "price_index_csv None" in err
+    d = tmp_path / "with-csv"
+    rc, _, err = _demo(capsys, d, "--price-index", str(csv))
+    assert rc == 0, err
+    csv.write_text(csv.read_text().replace(",41.00", ",99.00"))
+    rc, _, err = _demo(capsys, d, "--price-index", str(csv))
+    assert rc == 2
+    _one_line_error(err)
+    assert "sha256" in err
 
 
 # -- failed commands leave nothing behind -----------------------------------------------------
