@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from meterhub.cli import main
 from meterhub.demo import DemoParams, DemoRandom, run_demo
@@ -347,3 +349,33 @@ def test_hub_serve_card_is_provisioned_atomically(tmp_path):
     (tmp_path / CARD_FILE).write_bytes(b"")
     with pytest.raises(ServeError, match="without an issuer security domain"):
         build_hub_card(tmp_path)
+
+
+# -- the small files a data directory holds: any content is a one-line refusal ------------------
+@settings(max_examples=150)
+@given(raw=st.one_of(st.binary(max_size=200), st.text(max_size=200).map(str.encode),
+                     st.builds(lambda d: json.dumps(d).encode(),
+                               st.dictionaries(st.text(max_size=8), st.integers() | st.text(max_size=4), max_size=4))))
+def test_any_manifest_content_is_read_or_refused(tmp_path_factory, raw):
+    d = tmp_path_factory.mktemp("m")
+    (d / MANIFEST).write_bytes(raw)
+    try:
+        conn = open_db(d / "s.sqlite", "CREATE TABLE t (x INTEGER)", schema_version=1)
+    except StoreError as exc:
+        assert "\n" not in str(exc)
+    else:
+        conn.close()
+        assert json.loads((d / MANIFEST).read_text())["stores"]["s.sqlite"] == 1
+
+
+@settings(max_examples=100)
+@given(raw=st.one_of(st.binary(max_size=120), st.builds(lambda d: json.dumps(d).encode(), st.dictionaries(
+    st.sampled_from(["households", "days", "seed", "start", "format"]), st.integers() | st.none(), max_size=5))))
+def test_any_demo_json_content_is_refused_in_one_line(tmp_path_factory, raw):
+    from meterhub.demo import DemoError, _check_resume
+
+    d = tmp_path_factory.mktemp("dj")
+    (d / "demo.json").write_bytes(raw)
+    with pytest.raises((StoreError, DemoError)) as exc:
+        _check_resume(DemoParams(households=1, days=1, data_dir=d))
+    assert "\n" not in str(exc.value)
