@@ -277,6 +277,18 @@ def test_stores_but_no_demo_json_is_an_error(copy, capsys):
     _one_line_error(err)
 
 
+def test_demo_shares_a_directory_with_the_utility_and_hub_commands(tmp_path, capsys):
+    from meterhub.hub.store import HubStore
+    from meterhub.utility.store import UtilityStore
+
+    d = tmp_path / "shared"
+    UtilityStore(d / "utility.sqlite").close()  # as `utility verify` leaves it
+    HubStore(d / "hub.sqlite").close()  # as `hub bill` leaves it
+    rc, out, err = _demo(capsys, d)
+    assert rc == 0, err
+    assert json.loads(out)["all_verified"]
+
+
 @pytest.mark.parametrize("store", ["meter.sqlite", "hub.sqlite", "utility.sqlite", "settlement.sqlite"])
 def test_other_schema_version_is_refused(copy, capsys, store):
     _exec(copy / store, "PRAGMA user_version=99")

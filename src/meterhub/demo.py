@@ -180,7 +180,7 @@ def _check(params: DemoParams, tariff: SignedTariff) -> None:
         )
 
 
-_CENTRAL_STORES = ("meter.sqlite", "hub.sqlite", "utility.sqlite", "settlement.sqlite")
+_DEMO_ONLY_STORES = ("meter.sqlite", "settlement.sqlite")
 
 
 def check_params(params: DemoParams) -> None:
@@ -214,7 +214,9 @@ def _check_resume(params: DemoParams) -> None:
             what = ", ".join(f"{k} {stored.get(k)!r} (now {ident.get(k)!r})" for k in diff)
             raise DemoError(f"{params.data_dir} holds a demo run with other parameters: {what}; use another --data-dir")
         return
-    present = [n for n in _CENTRAL_STORES if expect_store(params.data_dir / n) or (params.data_dir / n).exists()]
+    # hub.sqlite and utility.sqlite may be shared with `hub bill` / `utility verify` runs
+    # in the same directory; the meter's and the settlement stores only the demo writes.
+    present = [n for n in _DEMO_ONLY_STORES if expect_store(params.data_dir / n) or (params.data_dir / n).exists()]
     if present or (params.data_dir / "hubs").exists():
         raise StoreError(
             f"{params.data_dir} holds stores ({', '.join(present) or 'hubs/'}) but no demo.json; "
