@@ -121,7 +121,7 @@ class DemoRandom:
     def __init__(self, seed: int) -> None:
         self._key = hashlib.sha256(self._DST + b"/key\x00" + str(int(seed)).encode()).digest()
 
-    def bytes(self, n: int, *label: str) -> bytes:
+    def derive(self, n: int, *label: str) -> bytes:
         """``n`` bytes for ``label``."""
         msg = self._DST + b"".join(len(x.encode()).to_bytes(2, "big") + x.encode() for x in label)
         out = b""
@@ -133,7 +133,7 @@ class DemoRandom:
 
     def utility_nonce(self, meter_id: str, first: date, last: date) -> bytes:
         """The utility's coin-toss nonce for a meter and period."""
-        return self.bytes(32, "utility-nonce", meter_id, first.isoformat(), last.isoformat())
+        return self.derive(32, "utility-nonce", meter_id, first.isoformat(), last.isoformat())
 
     def card_rng(self, meter_id: str) -> Callable[[int], bytes]:
         """A hub card's random number generator: the ``k``-th draw since the card was
@@ -142,7 +142,7 @@ class DemoRandom:
 
         def draw(n: int) -> bytes:
             count[0] += 1
-            return self.bytes(n, "hub-card", meter_id, str(count[0]))
+            return self.derive(n, "hub-card", meter_id, str(count[0]))
 
         return draw
 
