@@ -78,8 +78,14 @@ def tossed(tmp_path_factory):
     c = commit_nonce("m-test", first, last, 100, nonce)
     mb = hub.mailbox("grid-operator", PROFILING_APP_AID)
     hub_nonce = mb.send(b"\x10" + _day(first) + _day(last) + (100).to_bytes(2, "big") + c, "commit")
-    with pytest.raises(HubRefused, match="not allowed now"):  # only one commitment per period
-        mb.send(b"\x10" + _day(first) + _day(last) + (100).to_bytes(2, "big") + c, "commit")
+    # The same commitment again (a lost answer, a resumed run) gets the same nonce...
+    assert mb.send(b"\x10" + _day(first) + _day(last) + (100).to_bytes(2, "big") + c, "commit") == hub_nonce
+    # ...but only one commitment per period: another one is refused.
+    c2 = commit_nonce("m-test", first, last, 100, new_nonce())
+    with pytest.raises(HubRefused, match="not allowed now"):
+        mb.send(b"\x10" + _day(first) + _day(last) + (100).to_bytes(2, "big") + c2, "commit")
+    with pytest.raises(HubRefused, match="not allowed now"):  # nor the same one with another k
+        mb.send(b"\x10" + _day(first) + _day(last) + (99).to_bytes(2, "big") + c, "commit")
     hub.feed()
     mb = hub.mailbox("grid-operator", PROFILING_APP_AID)
     with pytest.raises(HubRefused, match="signature") as e:  # a nonce that does not open c

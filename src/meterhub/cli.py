@@ -118,25 +118,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
         business_share=args.business_share,
         price_index_csv=Path(args.price_index) if args.price_index else None,
     )
-    if params.price_index_csv is not None:
-        from .settlement_demo import check_index_csv
-
-        try:
-            check_index_csv(params)
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"--price-index: {exc}") from None
-    progress = tqdm_progress() if show_progress(args, sys.stderr) else None
-    try:
-        results = run_demo(params, progress=progress)
-    except DemoError as exc:
-        raise UsageError(str(exc)) from None
+    from .demo import check_params
     from .settlement_demo import format_report
     from .settlement_demo import run as run_settlement
+    from .storage import data_dir_lock
 
-    report = run_settlement(params)  # settlement and forecasting (issue 6)
-    from .demo_privacy import format_privacy, privacy_report
+    try:
+        check_params(params)  # before anything is written, the lock file included
+    except DemoError as exc:
+        raise UsageError(str(exc)) from None
+    progress = tqdm_progress() if show_progress(args, sys.stderr) else None
+    with data_dir_lock(params.data_dir):
+        try:
+            results = run_demo(params, progress=progress)
+        except DemoError as exc:
+            raise UsageError(str(exc)) from None
+        report = run_settlement(params)  # settlement and forecasting (issue 6)
+        from .demo_privacy import format_privacy, privacy_report
 
-    privacy = privacy_report(params.data_dir)  # what each recipient got (issue 11)
+        privacy = privacy_report(params.data_dir)  # what each recipient got (issue 11)
     t = example_signed_tariff().tariff
     if args.json:
         doc = json.loads(summary_json(params, results, t.currency, t.subunits_per_unit))
@@ -157,10 +157,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_meter_simulate(args: argparse.Namespace) -> int:
     from .exchange import new_home_link_key
     from .meter.store import MeterStore
-    from .meter.timebase import day_starts
+    from .meter.timebase import check_interval, check_tz, day_starts
 
     out = Path(args.out)
     mid = args.meter_id
+    try:  # validate before anything is saved: a bad zone must not reach the store
+        check_tz(args.tz)
+        check_interval(args.interval)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     if args.csv:
         from .meter.csv_import import CsvImportError, read_readings_csv
 
@@ -179,52 +184,62 @@ def cmd_meter_simulate(args: argparse.Namespace) -> int:
                 annual_kwh=args.annual_kwh,
                 profile=args.profile,
                 interval_minutes=args.interval,
+                tz=args.tz,
                 seed=args.seed,
             )
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         starts, readings = trace.starts, trace.readings_wh
-    store = MeterStore(out / "meter.sqlite")
-    try:
-        store.provision(mid, args.tz, args.interval, new_home_link_key())
-        info = store.info(mid)
-        if info.interval_minutes != args.interval or info.tz != args.tz:
-            raise UsageError(f"meter {mid} exists with {info.interval_minutes}-minute intervals in {info.tz}")
-        meter = store.load(mid)
-        by_start = dict(zip(starts, readings, strict=True))
-        if not starts:
-            raise UsageError("no readings to record")
-        from .meter.timebase import local_day_of
+    if not starts:
+        raise UsageError("no readings to record")
+    from .meter.timebase import local_day_of
+    from .storage import data_dir_lock
 
-        day = local_day_of(starts[0], args.tz)
-        last = local_day_of(starts[-1], args.tz)
-        recorded = 0
-        while day <= last:
-            grid = day_starts(day, args.tz, args.interval)
-            if meter.last_day is None or day > meter.last_day:
-                missing = [s for s in grid if s not in by_start]
-                if missing:
-                    raise UsageError(f"no reading for {missing[0].isoformat()}: only whole local days are recorded")
-                store.record_day(meter, day, [by_start[s] for s in grid])
-                recorded += 1
-            day += timedelta(days=1)
-        reg = {
-            "format": "meterhub/meter-registration/v1",
-            "meter_id": mid,
-            "public_key": info.public_key.hex(),
-            "tz": info.tz,
-            "interval_minutes": info.interval_minutes,
-        }
-        _write(out / f"{mid}.meter.json", json.dumps(reg, indent=2) + "\n")
-        _write(out / f"{mid}.homelink.key", info.home_link_key.hex() + "\n", secret=True)
-        uploads, sealed = [], []
-        for up, se in store.outbox(mid):
-            uploads.append(up.to_json())
-            sealed.append(se.to_json())
-        _write(out / f"{mid}.uploads.jsonl", "\n".join(uploads) + "\n")
-        _write(out / f"{mid}.homelink.jsonl", "\n".join(sealed) + "\n")
-    finally:
-        store.close()
+    by_start = dict(zip(starts, readings, strict=True))
+    first_day, last = local_day_of(starts[0], args.tz), local_day_of(starts[-1], args.tz)
+    with data_dir_lock(out):
+        store = MeterStore(out / "meter.sqlite")
+        try:
+            known = mid in store.meter_ids()
+            if known:
+                info = store.info(mid)
+                if info.interval_minutes != args.interval or info.tz != args.tz:
+                    raise UsageError(f"meter {mid} exists with {info.interval_minutes}-minute intervals in {info.tz}")
+            last_day = store.info(mid).last_day if known else None
+            # Every new day must be whole before the first one is recorded.
+            days: list[tuple[date, list[int]]] = []
+            day = first_day
+            while day <= last:
+                if last_day is None or day > last_day:
+                    grid = day_starts(day, args.tz, args.interval)
+                    missing = [s for s in grid if s not in by_start]
+                    if missing:
+                        raise UsageError(f"no reading for {missing[0].isoformat()}: only whole local days are recorded")
+                    days.append((day, [by_start[s] for s in grid]))
+                day += timedelta(days=1)
+            store.provision(mid, args.tz, args.interval, new_home_link_key())
+            info = store.info(mid)
+            meter = store.load(mid)
+            for day, values in days:
+                store.record_day(meter, day, values)
+            recorded = len(days)
+            reg = {
+                "format": "meterhub/meter-registration/v1",
+                "meter_id": mid,
+                "public_key": info.public_key.hex(),
+                "tz": info.tz,
+                "interval_minutes": info.interval_minutes,
+            }
+            _write(out / f"{mid}.meter.json", json.dumps(reg, indent=2) + "\n")
+            _write(out / f"{mid}.homelink.key", info.home_link_key.hex() + "\n", secret=True)
+            uploads, sealed = [], []
+            for up, se in store.outbox(mid):
+                uploads.append(up.to_json())
+                sealed.append(se.to_json())
+            _write(out / f"{mid}.uploads.jsonl", "\n".join(uploads) + "\n")
+            _write(out / f"{mid}.homelink.jsonl", "\n".join(sealed) + "\n")
+        finally:
+            store.close()
     print(f"meter {mid}: recorded {recorded} new day(s); files in {out}")
     return EXIT_OK
 
@@ -367,12 +382,8 @@ def _bill_tariff(args: argparse.Namespace) -> Any:
 
 
 def cmd_hub_bill(args: argparse.Namespace) -> int:
-    from .exchange import FormatError, SealedDay
-    from .hub.billing import bill_statement
-    from .hub.proving import prove_bill
-    from .hub.store import HubError, HubStore
+    from .exchange import FormatError, SealedDay, open_sealed_openings
     from .tariffs import TariffError
-    from .tariffs.nonlinear import NonLinearTariff
 
     reg = _registration(args.meter)
     tariff = _bill_tariff(args)
@@ -386,17 +397,51 @@ def cmd_hub_bill(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.key}: home-link key must be 32 hex digits (16 bytes)")
     if args.to < args.from_:
         raise UsageError("--to is before --from")
+    try:
+        tariff.check_valid_on(args.from_)
+        tariff.check_valid_on(args.to)
+    except (TariffError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    # Authenticate every day with this key before anything is stored, so a wrong key
+    # or a forged file leaves the data directory as it was.
+    days = []
+    for n, line in enumerate(_lines(args.homelink, "home-link file"), 1):
+        try:
+            sealed = SealedDay.from_json(line)
+            if sealed.meter_id != reg["meter_id"]:
+                raise FormatError(f"day of meter {sealed.meter_id!r}, not {reg['meter_id']!r}")
+            days.append((sealed, open_sealed_openings(key, sealed)))
+        except FormatError as exc:
+            raise UsageError(f"{args.homelink}:{n}: {exc}") from None
+    from .storage import data_dir_lock
+
+    with data_dir_lock(args.data_dir):
+        st = _hub_bill_locked(args, reg, key, tariff, days)
+    text = json.dumps(st.to_dict(), indent=2, sort_keys=True) + "\n"
+    if args.out:
+        _write(args.out, text)
+        print(f"bill {st.total / st.subunits_per_unit:.2f} {st.currency} for {reg['meter_id']} -> {args.out}")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _hub_bill_locked(args: argparse.Namespace, reg: dict, key: bytes, tariff: Any, days: list) -> Any:
+    from .hub.billing import bill_statement
+    from .hub.proving import prove_bill
+    from .hub.store import HubError, HubStore
+    from .tariffs import TariffError
+    from .tariffs.nonlinear import NonLinearTariff
+
     hub = HubStore(Path(args.data_dir) / "hub.sqlite")
     try:
-        hub.pair_meter(reg["meter_id"], key, reg["tz"], reg["interval_minutes"])
-        for n, line in enumerate(_lines(args.homelink, "home-link file"), 1):
-            try:
-                hub.receive(SealedDay.from_json(line))
-            except (FormatError, HubError) as exc:
-                raise UsageError(f"{args.homelink}:{n}: {exc}") from None
         try:
-            tariff.check_valid_on(args.from_)
-            tariff.check_valid_on(args.to)
+            hub.pair_meter(reg["meter_id"], key, reg["tz"], reg["interval_minutes"])
+        except HubError as exc:
+            raise UsageError(str(exc)) from None
+        for sealed, openings in days:
+            hub.store_openings(sealed.meter_id, sealed.day, sealed.first_index, openings)
+        try:
             first_index, openings = hub.openings(reg["meter_id"], args.from_, args.to)
             if isinstance(tariff, NonLinearTariff):
                 # Non-linear tariffs: a proven (v2) statement (docs/nonlinear.md).
@@ -428,22 +473,18 @@ def cmd_hub_bill(args: argparse.Namespace) -> int:
         hub.save_statement(reg["meter_id"], args.from_, args.to, st.to_json())
     finally:
         hub.close()
-    text = json.dumps(st.to_dict(), indent=2, sort_keys=True) + "\n"
-    if args.out:
-        _write(args.out, text)
-        print(f"bill {st.total / st.subunits_per_unit:.2f} {st.currency} for {reg['meter_id']} -> {args.out}")
-    else:
-        sys.stdout.write(text)
-    return EXIT_OK
+    return st
 
 
 def cmd_hub_serve(args: argparse.Namespace) -> int:
     from .hub.serve import ServeError, serve
+    from .storage import data_dir_lock
 
-    try:
-        return serve(args.data_dir, args.vpcd)
-    except ServeError as exc:
-        raise UsageError(str(exc)) from None
+    with data_dir_lock(args.data_dir):
+        try:
+            return serve(args.data_dir, args.vpcd)
+        except ServeError as exc:
+            raise UsageError(str(exc)) from None
 
 
 # -- utility ----------------------------------------------------------------
@@ -471,10 +512,7 @@ def _verified_tariff_or_reject(path: str, key_path: str) -> Any:
 
 def cmd_utility_verify(args: argparse.Namespace) -> int:
     from .exchange import DayUpload, FormatError
-    from .hub.proving import statement_from_json
-    from .model.display import format_amount, shown
-    from .tariffs import dump_tariff
-    from .utility.store import UtilityStore
+    from .model.display import shown
     from .utility.verifier import Rejected, check_delivery
 
     reg = _registration(args.meter)
@@ -493,6 +531,19 @@ def cmd_utility_verify(args: argparse.Namespace) -> int:
     except Rejected as exc:
         print(f"REJECTED {shown(args.uploads)}: {shown(str(exc))}")
         return EXIT_REJECTED
+    from .storage import data_dir_lock
+
+    with data_dir_lock(args.data_dir):
+        return _utility_verify_locked(args, reg, signed, uploads)
+
+
+def _utility_verify_locked(args: argparse.Namespace, reg: dict, signed: Any, uploads: list) -> int:
+    from .exchange import FormatError
+    from .hub.proving import statement_from_json
+    from .model.display import format_amount, shown
+    from .tariffs import dump_tariff
+    from .utility.store import UtilityStore
+
     try:
         st = statement_from_json(_read(args.statement, "bill statement"))
     except FormatError as exc:
@@ -527,10 +578,13 @@ def cmd_utility_verify(args: argparse.Namespace) -> int:
 
 
 def _open_utility_store(data_dir: str) -> Any:
+    """The utility's store under ``data_dir``; a listed store that is missing, empty or
+    corrupt is refused (storage.expect_store), a never-created one is a usage error."""
+    from .storage import expect_store
     from .utility.store import UtilityStore
 
     path = Path(data_dir) / "utility.sqlite"
-    if not path.exists():
+    if not path.exists() and not expect_store(path):
         raise UsageError(f"no utility database at {path}")
     return UtilityStore(path)
 
@@ -538,14 +592,16 @@ def _open_utility_store(data_dir: str) -> Any:
 def cmd_utility_bills(args: argparse.Namespace) -> int:
     """Every stored verdict (the history, oldest first per period), then each meter's coverage."""
     from .model.display import shown
+    from .storage import data_dir_lock
     from .utility.store import day_ranges
 
-    store = _open_utility_store(args.data_dir)
-    try:
-        rows = store.bill_verdicts()
-        coverage = [store.coverage(m) for m in store.meter_ids()]
-    finally:
-        store.close()
+    with data_dir_lock(args.data_dir):
+        store = _open_utility_store(args.data_dir)
+        try:
+            rows = store.bill_verdicts()
+            coverage = [store.coverage(m) for m in store.meter_ids()]
+        finally:
+            store.close()
     for meter_id, pf, pt, ok, reason in rows:
         state = "pending" if ok is None else "verified" if ok else "REJECTED: " + shown(reason)
         print(f"{shown(meter_id)}\t{pf}..{pt}\t{state}")
@@ -582,11 +638,16 @@ def cmd_utility_coverage(args: argparse.Namespace) -> int:
 
 def _stored_results(args: argparse.Namespace, fn_name: str) -> int:
     from . import settlement_demo
+    from .storage import data_dir_lock
 
-    try:
-        lines, rejected = getattr(settlement_demo, fn_name)(Path(args.data_dir))
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from None
+    d = Path(args.data_dir)
+    if not d.is_dir():
+        raise UsageError(f"no settlement results in {d} (run `meterhub demo` first)")
+    with data_dir_lock(d):
+        try:
+            lines, rejected = getattr(settlement_demo, fn_name)(d)
+        except FileNotFoundError as exc:
+            raise UsageError(str(exc)) from None
     from .model.display import shown
 
     for line in lines:  # lines and reasons quote stored ids: escaped (docs/verification.md V01)

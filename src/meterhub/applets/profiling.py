@@ -28,7 +28,9 @@ session. Message types (first byte):
   hub's 32-byte commitment to its nonce (``commit_hub_nonce``; the nonce itself comes
   with the samples). Kept by the privacy guard: not one whole period of the customer's
   cycle or k below the policy's floor → ``6A80``; a period already begun (a reading
-  day stored at or after its first day) or a second toss for the period → ``6985``.
+  day stored at or after its first day) or a second toss with another commitment or k
+  for the period → ``6985``; the same commitment and k again get the same answer (a
+  retry after a lost answer or a crash cannot re-toss the coin).
 * ``11`` + period + the utility's 32-byte nonce → the sample release (JSON), first
   chunk answered. A nonce that does not open the commitment → ``6982``.
 * ``20`` + period + comma-separated profile ids → the score statement (JSON), first

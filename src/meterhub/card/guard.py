@@ -42,7 +42,6 @@ import hashlib
 import hmac
 import json
 import logging
-import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -216,12 +215,17 @@ class GuardPort(Shareable):
         g._whole(first, last)
         if k < pol.limit("sampling", "min_k"):
             raise ISOException(SW.WRONG_DATA, f"k = {k} is below the policy's floor {pol.limit('sampling', 'min_k')}")
+        key = b"T" + self._recipient.encode() + b"/" + first.isoformat().encode()
+        rec = g.ctx.store.get(key)
+        if rec is not None:
+            # The same commitment and k again (the answer was lost to a crash or a dropped
+            # link): the same answer again, so a retry cannot re-toss the coin.
+            if hmac.compare_digest(rec[:34], k.to_bytes(2, "big") + bytes(commitment)) and rec[66:] == meter_id.encode():
+                return _issue(g.ctx.runtime, self._client, commit_hub_nonce(rec[34:66]))
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "one coin toss per sampling period")
         if last_day is not None and last_day >= first:
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "the period has already begun")
-        key = b"T" + self._recipient.encode() + b"/" + first.isoformat().encode()
-        if g.ctx.store.get(key) is not None:
-            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "one coin toss per sampling period")
-        hub_nonce = secrets.token_bytes(32)
+        hub_nonce = g.ctx.random_bytes(32)
         g.ctx.store.put(key, k.to_bytes(2, "big") + bytes(commitment) + hub_nonce + meter_id.encode())
         return _issue(g.ctx.runtime, self._client, commit_hub_nonce(hub_nonce))
 

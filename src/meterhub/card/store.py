@@ -78,6 +78,8 @@ class TransactionException(Exception):  # noqa: N818 - Java Card name
 class PersistentStore:
     """SQLite-backed persistent memory with one level of atomic transaction."""
 
+    SCHEMA_VERSION = 1
+
     def __init__(self, path: str | Path | None = None, *, storage_key: bytes | None = None) -> None:
         self.path = ":memory:" if path is None else str(path)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves.
@@ -87,12 +89,21 @@ class PersistentStore:
         if path is not None:
             self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
+        # PRAGMA user_version records the layout; another version is refused, not misread.
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, self.SCHEMA_VERSION):
+            self._conn.close()
+            raise sqlite3.DatabaseError(
+                f"{self.path}: card store schema version {version}, this meterhub reads {self.SCHEMA_VERSION}"
+            )
         self._conn.execute(_SCHEMA)
         self._aead: AESGCM | None = None
         if path is not None:
             key = storage_key if storage_key is not None else self._storage_key(Path(path))
             if key is not None:
                 self._aead = AESGCM(key)
+        if version == 0:
+            self._conn.execute(f"PRAGMA user_version={self.SCHEMA_VERSION}")
         self._journal: dict[tuple[bytes, bytes], object] | None = None
         self.fault_hook: FaultHook | None = None
         self.write_points = 0

@@ -60,10 +60,25 @@ def _dap_key(data_dir: Path) -> ecdsa.SigningKey:
         except (OSError, ValueError) as exc:
             raise ServeError(f"{path}: not a P-256 private key in PEM ({exc})") from None
     key = ecdsa.generate_signing_key()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # Written whole or not at all (a kill must not leave an empty key file behind).
+    tmp = data_dir / f".{DAP_KEY_FILE}.new"
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(ecdsa.signing_key_pem(key))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(data_dir)
     return key
+
+
+def _fsync_dir(d: Path) -> None:
+    fd = os.open(d, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def build_hub_card(data_dir: str | Path, *, keys: StaticKeys = TEST_KEYS) -> Card:
@@ -75,27 +90,38 @@ def build_hub_card(data_dir: str | Path, *, keys: StaticKeys = TEST_KEYS) -> Car
     import meterhub.applets  # noqa: F401 - registers the hub's applet classes
 
     d = Path(data_dir)
+    path = d / CARD_FILE
     try:
         d.mkdir(parents=True, exist_ok=True)
-        card = open_card(d / CARD_FILE)
+        if not path.exists():
+            # First start: provision under a temporary name and rename into place, so a
+            # kill during provisioning leaves no half-provisioned card (docs/operations.md).
+            dap = _dap_key(d)
+            tmp = d / f".{CARD_FILE}.new"
+            for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+                leftover.unlink(missing_ok=True)
+            new = open_card(tmp)
+            provision_isd(new, [keys], dap_key=dap)
+            new.close()
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            _fsync_dir(d)
+            log.warning(
+                "provisioned a development card in %s: ISD %s with the GP test keys (KVN %02X); "
+                "rotate them with PUT KEY",
+                d,
+                ISD_AID,
+                keys.kvn,
+            )
+        card = open_card(path)
     except OSError as exc:
         raise ServeError(f"cannot use data directory {d}: {exc.strerror or exc}") from None
     except Exception as exc:  # a file that is not a card store (sqlite3.DatabaseError, ...)
-        raise ServeError(f"{d / CARD_FILE}: not a meterhub card store ({exc})") from None
+        raise ServeError(f"{path}: not a meterhub card store ({exc})") from None
     if isd_aid(card.store) is None:
-        try:
-            dap = _dap_key(d)
-        except OSError as exc:
-            card.close()
-            raise ServeError(f"cannot write {d / DAP_KEY_FILE}: {exc.strerror or exc}") from None
-        provision_isd(card, [keys], dap_key=dap)
-        log.warning(
-            "provisioned a development card in %s: ISD %s with the GP test keys (KVN %02X); "
-            "rotate them with PUT KEY",
-            d,
-            ISD_AID,
-            keys.kvn,
-        )
+        card.close()
+        raise ServeError(f"{path}: card store without an issuer security domain (damaged or emptied)")
     return card
 
 

@@ -28,7 +28,6 @@ settlement/forecasting party's SQLite file for the CLI.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -39,6 +38,7 @@ from ..card.gp.constants import INS
 from ..crypto.group import G, H, Point, PointDecodeError, Q, msm_encoded
 from ..meter.device import MAX_READING_WH
 from ..model import strictjson
+from ..storage import open_db, transaction
 from ..tariffs.price_index import Series, SeriesError, SignedSeries, dump_series
 from .tsm import TSM, TSMError
 from .verifier import (
@@ -392,16 +392,16 @@ class SettlementStore:
     the released statements/samples, and the utility's coin-toss nonces (kept secret
     until the reveal). ``meterhub utility settle``/``forecast`` re-verify from it."""
 
-    def __init__(self, path: str | Path) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(str(path))
-        self.conn.executescript(_SCHEMA)
+    SCHEMA_VERSION = 1
+
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        self.conn = open_db(path, _SCHEMA, schema_version=self.SCHEMA_VERSION, create=create)
 
     def close(self) -> None:
         self.conn.close()
 
     def set_customer(self, meter_id: str, supplier: str, registered_profile: str, annual_kwh: float) -> None:
-        with self.conn:
+        with transaction(self.conn):
             self.conn.execute(
                 "INSERT OR REPLACE INTO customers VALUES (?,?,?,?)", (meter_id, supplier, registered_profile, annual_kwh)
             )
@@ -412,10 +412,19 @@ class SettlementStore:
 
     def add_series(self, signed: SignedSeries) -> None:
         s = signed.series
-        with self.conn:
+        with transaction(self.conn):
             self.conn.execute(
                 "INSERT OR REPLACE INTO series VALUES (?,?,?,?)", (s.kind, s.series_id, s.version, dump_series(signed))
             )
+
+    def add_series_once(self, signed: Sequence[SignedSeries]) -> None:
+        """Store each series unless that version is there, all in one transaction."""
+        with transaction(self.conn):
+            for x in signed:
+                s = x.series
+                self.conn.execute(
+                    "INSERT OR IGNORE INTO series VALUES (?,?,?,?)", (s.kind, s.series_id, s.version, dump_series(x))
+                )
 
     def series(self, kind: str) -> list[bytes]:
         """The newest version of each series of ``kind`` (raw signed files)."""
@@ -428,7 +437,7 @@ class SettlementStore:
         return list(newest.values())
 
     def put_statement(self, kind: str, meter_id: str, pf: date, pt: date, body: bytes) -> None:
-        with self.conn:
+        with transaction(self.conn):
             self.conn.execute(
                 "INSERT OR REPLACE INTO statements VALUES (?,?,?,?,?)", (kind, meter_id, pf.isoformat(), pt.isoformat(), body)
             )
@@ -441,14 +450,17 @@ class SettlementStore:
         return [(r[0], date.fromisoformat(r[1]), date.fromisoformat(r[2]), bytes(r[3])) for r in rows]
 
     def put_coin(self, meter_id: str, pf: date, pt: date, k: int, nonce: bytes, commitment: bytes) -> None:
-        with self.conn:
+        """Record the utility's side of a coin toss before it is sent (a write-ahead intent:
+        a run killed after sending re-sends the same commitment, never a new one)."""
+        with transaction(self.conn):
             self.conn.execute(
                 "INSERT OR REPLACE INTO coin_toss VALUES (?,?,?,?,?,?,NULL)",
                 (meter_id, pf.isoformat(), pt.isoformat(), k, nonce, commitment),
             )
 
     def set_hub_nonce(self, meter_id: str, pf: date, pt: date, hub_nonce: bytes) -> None:
-        with self.conn:
+        """The hub's answer; ``b""`` records that the hub refused (no sampling this period)."""
+        with transaction(self.conn):
             self.conn.execute(
                 "UPDATE coin_toss SET hub_nonce=? WHERE meter_id=? AND period_from=? AND period_to=?",
                 (hub_nonce, meter_id, pf.isoformat(), pt.isoformat()),
