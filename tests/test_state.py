@@ -363,6 +363,23 @@ def test_hub_serve_card_is_provisioned_atomically(tmp_path):
         build_hub_card(tmp_path)
 
 
+def test_hub_serve_card_reopens_with_its_storage_key(tmp_path):
+    # The card is built under a temporary name; its storage key (the card encrypts
+    # values at rest) must move with it, or the next start cannot read the ISD.
+    from meterhub.card.gp.registry import isd_aid
+    from meterhub.card.store import STORAGE_KEY_SUFFIX
+    from meterhub.hub.serve import CARD_FILE, build_hub_card
+
+    build_hub_card(tmp_path).close()
+    assert (tmp_path / f"{CARD_FILE}{STORAGE_KEY_SUFFIX}").exists()
+    assert not list(tmp_path.glob(".*.new*"))
+    card = build_hub_card(tmp_path)
+    try:
+        assert isd_aid(card.store) is not None
+    finally:
+        card.close()
+
+
 # -- the small files a data directory holds: any content is a one-line refusal ------------------
 @settings(max_examples=150)
 @given(raw=st.one_of(st.binary(max_size=200), st.text(max_size=200).map(str.encode),

@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -44,6 +43,7 @@ from .exchange import new_home_link_key
 from .hub.homelink import InProcessHomeLink
 from .hub.secure_element import (
     BILLING_APP_AID,
+    CARD_SIDECARS,
     SUPPLIER_SD_AID,
     BillingClient,
     billing_load_file,
@@ -56,7 +56,7 @@ from .meter.load import LoadTrace, simulate_neighbourhood
 from .meter.store import MeterStore
 from .meter.timebase import check_interval
 from .policy import ReleasePolicy, default_policy
-from .storage import StoreError, atomic_write
+from .storage import StoreError, atomic_write, discard_built_file, install_built_file
 from .tariffs import (
     SignedTariff,
     demo_supplier_key,
@@ -359,11 +359,6 @@ def run_demo(
         utility.close()
 
 
-#: Files :func:`open_hub_card` keeps beside a card file: its storage key (card.store) and
-#: the customer key (hub.secure_element.customer_key_path).
-_CARD_SIDECARS = (".sk", ".customer.pem")
-
-
 def _customer_policy(params: DemoParams) -> ReleasePolicy:
     """The demo customers' release policy: the defaults, on a billing cycle that is the
     demo period (their contract started on ``--start``; docs/privacy.md)."""
@@ -403,8 +398,7 @@ def _hub_card(
             raise StoreError(f"{path}: hub card missing; the data directory cannot be resumed")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.new")
-        for leftover in (tmp, *(Path(f"{tmp}{x}") for x in ("-wal", "-shm", *_CARD_SIDECARS))):
-            leftover.unlink(missing_ok=True)
+        discard_built_file(tmp, CARD_SIDECARS)
         card = _open_card(tmp, supplier, rng, meter_id, _customer_policy(params))
         try:
             supplier_keys = demo_scp03_keys(supplier)
@@ -415,19 +409,7 @@ def _hub_card(
             settlement_demo.install(card, params, supplier)
         finally:
             card.close()  # the last connection: SQLite folds the WAL into the file
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        # The card's storage key and the customer key sit beside the card file under its
-        # name: they move first, so a card in place always finds them.
-        for x in _CARD_SIDECARS:
-            if Path(f"{tmp}{x}").exists():
-                os.replace(f"{tmp}{x}", f"{path}{x}")
-        os.replace(tmp, path)
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        install_built_file(tmp, path, CARD_SIDECARS)  # storage and customer keys move with it
     card = _open_card(path, supplier, rng, meter_id, _customer_policy(params))
     if card.registry.get(BILLING_APP_AID) is None:
         card.close()

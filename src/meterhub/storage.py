@@ -26,7 +26,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -72,6 +72,29 @@ def atomic_write(path: str | Path, data: bytes) -> None:
         _fsync_dir(path.parent)
     except OSError as exc:
         raise StoreError(f"cannot write {path} ({exc.strerror})") from None
+
+
+def discard_built_file(tmp: str | Path, sidecars: Iterable[str] = ()) -> None:
+    """Remove what a build under ``tmp`` killed half-way left: the file, its SQLite
+    journals and its ``sidecars`` (suffixes of files kept beside it under its name)."""
+    for suffix in ("", "-wal", "-shm", "-journal", *sidecars):
+        Path(f"{tmp}{suffix}").unlink(missing_ok=True)
+
+
+def install_built_file(tmp: str | Path, path: str | Path, sidecars: Iterable[str] = ()) -> None:
+    """Move a closed store built under ``tmp`` into place at ``path``: the file synced,
+    then its ``sidecars`` (e.g. a card's storage key, :data:`meterhub.card.store.STORAGE_KEY_SUFFIX`)
+    renamed, then the store itself, then the directory synced. The sidecars move first,
+    so a store in place always finds them; a crash in between leaves no store at
+    ``path`` and the next run builds it again."""
+    tmp, path = Path(tmp), Path(path)
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    for suffix in sidecars:
+        if Path(f"{tmp}{suffix}").exists():
+            os.replace(f"{tmp}{suffix}", f"{path}{suffix}")
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
 
 
 # -- manifest -------------------------------------------------------------------------

@@ -53,6 +53,10 @@ _SEALED = b"\x01"  # version byte of a sealed value
 _AAD = b"meterhub/v1/card-store\x00"
 
 
+#: The storage key of a file-backed store lives beside it under its name plus this suffix.
+STORAGE_KEY_SUFFIX = ".sk"
+
+
 class StorageIntegrityError(Exception):
     """A sealed value that does not open under the storage key (altered, moved or foreign)."""
 
@@ -111,7 +115,7 @@ class PersistentStore:
     def _storage_key(self, path: Path) -> bytes | None:
         """The storage key of a file-backed store (module docstring): read ``<store>.sk``,
         or create it for a new store; ``None`` for a store that predates sealing."""
-        kp = Path(str(path) + ".sk")
+        kp = Path(str(path) + STORAGE_KEY_SUFFIX)
         try:
             key = kp.read_bytes()
         except FileNotFoundError:

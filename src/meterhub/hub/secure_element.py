@@ -29,6 +29,7 @@ from ..card import Card
 from ..card.applet import applet_class
 from ..card.gp import ISD_AID, StaticKeys, make_load_file, open_card, provision_isd, provision_ssd
 from ..card.guard import GUARD_AID, Pinned, pinned_points, provision_guard
+from ..card.store import STORAGE_KEY_SUFFIX
 from ..crypto import ecdsa
 from ..crypto.pedersen import Opening
 from ..exchange import BillStatement, FormatError
@@ -142,9 +143,16 @@ def profiling_load_file() -> bytes:
     return make_load_file(PROFILING_PACKAGE_AID, {PROFILING_MODULE_AID: applet_class(CLASS_NAME)})
 
 
+#: Beside a hub card file: the customer key :func:`open_hub_card` created.
+CUSTOMER_KEY_SUFFIX = ".customer.pem"
+#: The files kept beside a hub card file under its name (its storage key, the customer
+#: key); they move with it (:func:`meterhub.storage.install_built_file`).
+CARD_SIDECARS = (STORAGE_KEY_SUFFIX, CUSTOMER_KEY_SUFFIX)
+
+
 def customer_key_path(card_path: str | Path) -> Path:
     """Where :func:`open_hub_card` keeps a customer key it created (next to the card file)."""
-    return Path(str(card_path) + ".customer.pem")
+    return Path(str(card_path) + CUSTOMER_KEY_SUFFIX)
 
 
 def demo_pinned() -> Pinned:

@@ -27,8 +27,10 @@ from pathlib import Path
 from ..card import Card
 from ..card.gp import ISD_AID, StaticKeys, open_card, provision_isd
 from ..card.gp.registry import isd_aid
+from ..card.store import STORAGE_KEY_SUFFIX
 from ..card.vpcd import DEFAULT_PORT, VpcdClient, VpcdError, parse_endpoint
 from ..crypto import ecdsa
+from ..storage import discard_built_file, install_built_file
 
 __all__ = [
     "CARD_FILE",
@@ -98,15 +100,11 @@ def build_hub_card(data_dir: str | Path, *, keys: StaticKeys = TEST_KEYS) -> Car
             # kill during provisioning leaves no half-provisioned card (docs/operations.md).
             dap = _dap_key(d)
             tmp = d / f".{CARD_FILE}.new"
-            for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
-                leftover.unlink(missing_ok=True)
+            discard_built_file(tmp, (STORAGE_KEY_SUFFIX,))
             new = open_card(tmp)
             provision_isd(new, [keys], dap_key=dap)
             new.close()
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-            _fsync_dir(d)
+            install_built_file(tmp, path, (STORAGE_KEY_SUFFIX,))  # its storage key moves with it
             log.warning(
                 "provisioned a development card in %s: ISD %s with the GP test keys (KVN %02X); "
                 "rotate them with PUT KEY",
