@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date, timedelta
@@ -36,13 +38,16 @@ def _number(
     kind: type, what: str, lo: float, hi: float, *, lo_open: bool = False
 ) -> Callable[[str], Any]:
     """An argparse type: a ``kind`` number in ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``),
-    with a one-line message otherwise."""
+    with a one-line message otherwise. NaN and the infinities are never numbers here
+    (``float("nan")`` compares false with every bound, so it must be refused by name)."""
 
     def parse(text: str) -> Any:
         try:
             v = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
         if v > hi or v < lo or (lo_open and v == lo):
             if hi == float("inf"):
                 raise argparse.ArgumentTypeError(f"must be at least {lo:g}: {v}")
@@ -57,6 +62,23 @@ _positive = _number(int, "an integer", 1, float("inf"))
 _port = _number(int, "a port number", 0, 65535)
 _fraction = _number(float, "a number", 0.0, 1.0)
 _seconds = _number(float, "a number of seconds", 0.0, 86400.0, lo_open=True)
+_annual_kwh = _number(float, "a number of kWh", 0.0, 1e6, lo_open=True)
+# Upper bounds so that a typo cannot allocate gigabytes before any output.
+MAX_HOUSEHOLDS, MAX_DEMO_DAYS, MAX_METER_DAYS = 1000, 366, 3660
+_households = _number(int, "an integer", 1, MAX_HOUSEHOLDS)
+_demo_days = _number(int, "an integer", 1, MAX_DEMO_DAYS)
+_meter_days = _number(int, "an integer", 1, MAX_METER_DAYS)
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def _meter_id(text: str) -> str:
+    """A meter id, which names files (``ID.meter.json`` ...): letters, digits, ``.``,
+    ``_`` and ``-``, at most 64, not starting with ``.`` or ``-`` (no path, no option)."""
+    if not _ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"not a meter id (1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit): {text!r}"
+        )
+    return text
 
 
 def _read(path: str, what: str) -> bytes:
@@ -485,8 +507,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     d = sub.add_parser("demo", help="simulate a neighbourhood: meters, hub and utility")
-    d.add_argument("--households", type=_positive, default=20)
-    d.add_argument("--days", type=_positive, default=30)
+    d.add_argument("--households", type=_households, default=20, help=f"at most {MAX_HOUSEHOLDS} (default: 20)")
+    d.add_argument("--days", type=_demo_days, default=30, help=f"at most {MAX_DEMO_DAYS} (default: 30)")
     d.add_argument("--interval", type=int, default=15, help="minutes: 1, 5, 15, 30 or 60")
     d.add_argument("--seed", type=int, default=2027)
     d.add_argument("--start", type=_date, default=date(2027, 3, 15))
@@ -499,13 +521,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("meter", help="the meter's side").add_subparsers(dest="meter_cmd", required=True, parser_class=_Parser)
     ms = m.add_parser("simulate", help="record days of readings (simulated or from CSV)")
-    ms.add_argument("--meter-id", required=True)
+    ms.add_argument("--meter-id", type=_meter_id, required=True, help="letters, digits, . _ -; names the output files")
     ms.add_argument("--start", type=_date, default=date(2027, 3, 15))
-    ms.add_argument("--days", type=_positive, default=30)
+    ms.add_argument("--days", type=_meter_days, default=30, help=f"at most {MAX_METER_DAYS} (default: 30)")
     ms.add_argument("--interval", type=int, default=15)
     ms.add_argument("--tz", default="Europe/Berlin")
     ms.add_argument("--seed", type=int, default=0)
-    ms.add_argument("--annual-kwh", type=float, default=3500.0)
+    ms.add_argument("--annual-kwh", type=_annual_kwh, default=3500.0)
     ms.add_argument("--profile", default="h0")
     ms.add_argument("--csv", help="read readings from CSV (timestamp,Wh) instead of simulating")
     ms.add_argument("--out", required=True, help="directory for the meter's state and output files")
@@ -515,14 +537,15 @@ def build_parser() -> argparse.ArgumentParser:
     mv.add_argument("--sml", type=_port, metavar="PORT", help="also push SML files on this port")
     mv.add_argument("--sml-cadence", type=_seconds, default=1.0, metavar="SECONDS")
     mv.add_argument("--host", default="127.0.0.1")
-    mv.add_argument("--meter-id", required=True)
+    mv.add_argument("--meter-id", type=_meter_id, required=True, help="letters, digits, . _ -; names the files")
     mv.add_argument("--data-dir", default="meterhub-data", help="the meter's store (meter.sqlite)")
-    mv.add_argument("--days", type=_positive, help="first simulate this many days, as `meter simulate` does")
+    mv.add_argument("--days", type=_meter_days,
+                    help=f"first simulate this many days (at most {MAX_METER_DAYS}), as `meter simulate` does")
     mv.add_argument("--start", type=_date, default=date(2027, 3, 15))
     mv.add_argument("--interval", type=int, default=15)
     mv.add_argument("--tz", default="Europe/Berlin")
     mv.add_argument("--seed", type=int, default=0)
-    mv.add_argument("--annual-kwh", type=float, default=3500.0)
+    mv.add_argument("--annual-kwh", type=_annual_kwh, default=3500.0)
     mv.set_defaults(func=cmd_meter_serve)
     mr = m.add_parser("read", help="read a meter over DLMS/COSEM as the public client")
     mr.add_argument("--dlms", required=True, metavar="HOST:PORT")

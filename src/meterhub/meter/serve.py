@@ -20,9 +20,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import math
 import signal
+import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -49,6 +52,7 @@ __all__ = [
     "run_serve",
     "parse_endpoint",
     "PublicReading",
+    "DeadlineTcpIO",
     "read_public",
 ]
 
@@ -269,8 +273,65 @@ class PublicReading:
     profile: list[tuple[datetime, int]] = field(default_factory=list)
 
 
+class PeerClosed(ConnectionError):
+    """The peer closed the connection in the middle of an answer."""
+
+
+class DeadlineTcpIO:
+    """A dlms-cosem ``IoImplementation`` (connect/send/recv over TCP) with one deadline
+    for everything: each socket operation may use only what is left of it, and a peer
+    that closes the connection ends the read at once (dlms-cosem's own
+    ``BlockingTcpIO`` restarts its timeout on every ``recv`` and spins on end of file)."""
+
+    def __init__(self, host: str, port: int, deadline: float) -> None:
+        self.host, self.port, self.deadline = host, port, deadline
+        self.sock: socket.socket | None = None
+
+    def _left(self) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("deadline reached")
+        return left
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self.host, self.port), timeout=self._left())
+
+    def disconnect(self) -> None:
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.close()
+            self.sock = None
+
+    def _socket(self) -> socket.socket:
+        if self.sock is None:
+            raise PeerClosed("not connected")
+        return self.sock
+
+    def send(self, data: bytes) -> None:
+        sock = self._socket()
+        sock.settimeout(self._left())
+        sock.sendall(data)
+
+    def recv(self, amount: int = 1) -> bytes:
+        sock = self._socket()
+        data = bytearray()
+        while len(data) < amount:
+            sock.settimeout(self._left())
+            chunk = sock.recv(amount - len(data))
+            if not chunk:
+                raise PeerClosed("connection closed by the peer")
+            data += chunk
+        return bytes(data)
+
+    def recv_until(self, end: bytes) -> bytes:
+        data = b""
+        while not data.endswith(end):
+            data += self.recv(1)
+        return data
+
+
 def _describe(exc: BaseException, host: str, port: int, timeout: float) -> str:
-    """One line for a failed read; dlms-cosem wraps socket errors in CommunicationError."""
+    """One line for a failed read; dlms-cosem may wrap socket errors in its own."""
     cause: BaseException | None = exc
     for _ in range(5):  # walk a short cause chain to the socket error
         if cause is None or isinstance(cause, OSError):
@@ -280,6 +341,8 @@ def _describe(exc: BaseException, host: str, port: int, timeout: float) -> str:
         return f"connection to {host}:{port} refused"
     if isinstance(cause, TimeoutError):
         return f"no answer from {host}:{port} within {timeout:g} s"
+    if isinstance(cause, PeerClosed):
+        return f"{host}:{port} closed the connection without a DLMS answer"
     if isinstance(cause, OSError):
         return f"cannot reach {host}:{port}: {cause.strerror or cause}"
     text = f"{host}:{port} did not answer as a DLMS meter ({type(exc).__name__}: {exc})"
@@ -291,20 +354,25 @@ def read_public(
 ) -> PublicReading:
     """Read the meter as dlms-cosem's ``DlmsClient`` (public client, wrapper over TCP).
 
-    Every failure (refused, timeout, a refused association, a bad answer) raises
-    :class:`ServeError` with one line. ``quiet`` turns dlms-cosem's frame logging
-    (structlog, global) down to warnings, for the command line. The client runs in a worker thread joined
-    with a deadline, so a peer that trickles bytes cannot hold the caller forever.
+    ``timeout`` is a total deadline for the whole read (connect, associate, every
+    GET, release). Every failure (refused, deadline, a refused association, a bad
+    answer, a peer that closes) raises :class:`ServeError` with one line. ``quiet``
+    turns dlms-cosem's frame logging (structlog, global) down to warnings, for the
+    command line. The client runs in a worker thread joined with the same deadline
+    (plus a short grace), so nothing inside dlms-cosem can hold the caller longer.
     """
     from dlms_cosem import cosem, utils
     from dlms_cosem import enumerations as E  # noqa: N812
     from dlms_cosem.client import DlmsClient
-    from dlms_cosem.io import BlockingTcpIO, TcpTransport
+    from dlms_cosem.io import TcpTransport
     from dlms_cosem.security import NoSecurityAuthentication
 
     from ..protocols.dlms import axdr
     from ..protocols.dlms.server import MANAGEMENT_LOGICAL_DEVICE, PUBLIC_CLIENT
 
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise ServeError("the timeout must be a positive number of seconds")
+    deadline = time.monotonic() + timeout
     if quiet:
         # dlms-cosem logs every frame through structlog (to stdout by default).
         import logging
@@ -326,7 +394,7 @@ def read_public(
         try:
             client = DlmsClient(
                 transport=TcpTransport(
-                    PUBLIC_CLIENT, MANAGEMENT_LOGICAL_DEVICE, BlockingTcpIO(host, port, timeout=int(max(1, timeout)))
+                    PUBLIC_CLIENT, MANAGEMENT_LOGICAL_DEVICE, DeadlineTcpIO(host, port, deadline)
                 ),
                 authentication=NoSecurityAuthentication(),
             )
@@ -348,8 +416,8 @@ def read_public(
 
     thread = threading.Thread(target=work, daemon=True)
     thread.start()
-    # Each socket operation has its own timeout; the whole read gets a generous bound.
-    thread.join(timeout * 6 + 5)
+    # Every socket operation stops at the deadline; the grace covers decoding.
+    thread.join(max(0.0, deadline - time.monotonic()) + 2.0)
     if thread.is_alive():
         raise ServeError(f"reading {host}:{port} did not finish in time")
     if "error" in result:

@@ -1,0 +1,337 @@
+"""Hostile clients and servers (issue 9): slow and idle peers against the meter's DLMS
+server, ``meter read`` against peers that are no meter, and CLI input that must be
+refused before anything is allocated or written. Loopback only, ephemeral ports,
+every test bounded in time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.server
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+
+import pytest
+
+from meterhub.cli import main
+from meterhub.crypto import ecdsa
+from meterhub.meter.admission import Admission
+from meterhub.meter.device import Meter
+from meterhub.meter.dlms_server import DlmsTcpServer, MeterFeed
+from meterhub.meter.serve import ServeError, read_public
+from meterhub.protocols.dlms.server import DlmsServer
+
+NOW = datetime(2026, 3, 3, 8, 0, tzinfo=UTC)
+LOGGER = "meterhub.meter.dlms_server"
+# The first bytes of a wrapper frame (version 1, client 16 -> server 1, 64 bytes)
+# as a slow client would send them, one at a time.
+SLOW_FRAME = b"\x00\x01\x00\x10\x00\x01\x00\x40" + b"\x60" * 64
+
+
+def _feed() -> MeterFeed:
+    feed = MeterFeed(Meter("mtr-hostile", ecdsa.generate_signing_key()), clock=lambda: NOW)
+    feed.record_day(date(2026, 3, 1), [(k * 37) % 400 for k in range(96)])
+    return feed
+
+
+def _run(coro, timeout: float):
+    async def bounded():
+        return await asyncio.wait_for(coro, timeout)
+
+    return asyncio.run(bounded())
+
+
+# ------------------------------------------------------------- DLMS server
+
+
+async def _slow_client(port: int, stop: asyncio.Event, period: float, stats: dict[str, int]) -> None:
+    """Connect, send one byte of a frame every ``period`` seconds; reconnect when dropped."""
+    while not stop.is_set():
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(period)
+            continue
+        stats["connects"] += 1
+        try:
+            for i in range(len(SLOW_FRAME)):
+                if stop.is_set():
+                    break
+                writer.write(SLOW_FRAME[i : i + 1])
+                await writer.drain()
+                with contextlib.suppress(TimeoutError):
+                    if await asyncio.wait_for(reader.read(1), period) == b"":
+                        break  # dropped by the server
+        except OSError:
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        stats["dropped"] += 1
+        await asyncio.sleep(period)
+
+
+def test_200_slow_connections_do_not_keep_meter_read_out(caplog):
+    """200 connections trickling one byte every 2 s (and reconnecting when dropped)
+    from the same address as the real reader: ``meter read`` still succeeds, more
+    than once, while they keep trying."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    feed = _feed()
+
+    async def body() -> list[float]:
+        server = DlmsTcpServer(DlmsServer(feed, max_pdu_size=512), "127.0.0.1", 0)
+        await server.start()
+        stop = asyncio.Event()
+        stats = {"connects": 0, "dropped": 0}
+        slow = [asyncio.create_task(_slow_client(server.port, stop, 2.0, stats)) for _ in range(200)]
+        try:
+            await asyncio.sleep(3.0)  # every slot is held by a slow client by now
+            assert server.connection_count == server.admission.max_per_peer
+            took = []
+            for _ in range(3):
+                t0 = time.monotonic()
+                r = await asyncio.to_thread(read_public, "127.0.0.1", server.port, timeout=5.0, quiet=True)
+                took.append(time.monotonic() - t0)
+                assert r.meter_id == "mtr-hostile" and r.energy_wh == feed.energy_wh
+                await asyncio.sleep(1.0)
+            assert stats["connects"] > 200  # they kept coming back
+            return took
+        finally:
+            stop.set()
+            await server.close()
+            await asyncio.gather(*slow, return_exceptions=True)
+
+    took = _run(body(), 60)
+    assert max(took) < 5.0
+    text = caplog.text
+    assert "dropped, no complete frame" in text
+    for rec in caplog.records:
+        assert "\n" not in rec.getMessage()
+        assert rec.levelno in (logging.INFO, logging.WARNING)
+
+
+def test_frame_deadline_does_not_restart_on_every_byte(caplog):
+    """One byte every 0.3 s keeps an idle timeout of 30 s alive forever; the frame
+    deadline (1 s from the first byte) ends the connection anyway."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+
+    async def body() -> float:
+        server = DlmsTcpServer(DlmsServer(_feed()), "127.0.0.1", 0, idle_timeout=30, frame_timeout=1.0)
+        async with server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            t0 = time.monotonic()
+            try:
+                for i in range(len(SLOW_FRAME)):
+                    writer.write(SLOW_FRAME[i : i + 1])
+                    await writer.drain()
+                    with contextlib.suppress(TimeoutError):
+                        if await asyncio.wait_for(reader.read(1), 0.3) == b"":
+                            break
+            except ConnectionError:
+                pass
+            writer.close()
+            return time.monotonic() - t0
+
+    elapsed = _run(body(), 20)
+    assert elapsed < 3.0
+    assert "refused: frame not complete within 1 s" in caplog.text
+    assert any(r.levelno == logging.WARNING and "frame not complete" in r.getMessage() for r in caplog.records)
+
+
+def test_total_cap_refuses_when_every_connection_makes_progress(caplog):
+    caplog.set_level(logging.INFO, logger=LOGGER)
+
+    async def body() -> bytes:
+        server = DlmsTcpServer(DlmsServer(_feed()), "127.0.0.1", 0, max_connections=2, evict_after=60)
+        async with server:
+            held = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
+            await asyncio.sleep(0.2)
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            data = await asyncio.wait_for(reader.read(), 5)
+            for _, w in [*held, (reader, writer)]:
+                w.close()
+            return data
+
+    assert _run(body(), 20) == b""
+    assert "refused: 2 connections in total" in caplog.text
+    connected = [r for r in caplog.records if r.getMessage().endswith("open)")]
+    assert len(connected) == 2 and all(r.levelno == logging.INFO for r in connected)
+
+
+def test_admission_evicts_the_most_stalled_and_only_after_evict_after():
+    now = [0.0]
+    adm = Admission(2, 2, evict_after=1.0, clock=lambda: now[0])
+    aborted: list[str] = []
+    a, _, _ = adm.admit("p", lambda: aborted.append("a"))
+    now[0] = 0.5
+    b, _, _ = adm.admit("p", lambda: aborted.append("b"))
+    assert a is not None and b is not None
+    slot, evicted, why = adm.admit("p", lambda: aborted.append("c"))
+    assert slot is None and evicted == [] and "2 connections from this peer" in why  # nobody stalled 1 s yet
+    now[0] = 2.0
+    adm.progress(a)  # a completed a frame just now; b has been stalled 1.5 s
+    slot, evicted, _ = adm.admit("p", lambda: aborted.append("d"))
+    assert slot is not None and evicted == [b] and aborted == ["b"] and len(adm) == 2
+    adm.release(b)  # idempotent after eviction
+    assert len(adm) == 2
+
+
+# ---------------------------------------------------------------- meter read
+
+
+@contextlib.contextmanager
+def _http_server() -> Iterator[int]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            return
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield srv.server_address[1]
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_meter_read_of_an_http_server_is_quick_and_cheap(capsys):
+    with _http_server() as port:
+        t0, c0 = time.monotonic(), time.process_time()
+        rc = main(["meter", "read", "--dlms", f"127.0.0.1:{port}", "--timeout", "3"])
+        wall, cpu = time.monotonic() - t0, time.process_time() - c0
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("meterhub: error:") and len(err.strip().splitlines()) == 1, err
+    assert wall < 4.0 and cpu < 1.5, (wall, cpu)
+
+
+@contextlib.contextmanager
+def _trickling_peer(byte: bytes = b"\x00", period: float = 0.2) -> Iterator[int]:
+    """A peer that answers anything with one byte every ``period`` seconds, forever."""
+    stop = threading.Event()
+    srv = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        srv.settimeout(0.2)
+        conns = []
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                conns.append(srv.accept()[0])
+            for c in conns:
+                with contextlib.suppress(OSError):
+                    c.send(byte)
+            stop.wait(period)
+        for c in conns:
+            c.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        yield srv.getsockname()[1]
+    finally:
+        stop.set()
+        t.join(5)
+        srv.close()
+
+
+def test_meter_read_timeout_is_a_total_deadline():
+    """A peer that keeps sending a byte now and then never triggers a per-read timeout;
+    the total deadline still ends the read."""
+    with _trickling_peer() as port:
+        t0 = time.monotonic()
+        with pytest.raises(ServeError, match="within 2 s"):
+            read_public("127.0.0.1", port, timeout=2.0, quiet=True)
+        assert time.monotonic() - t0 < 3.0
+
+
+def test_meter_read_of_a_garbage_peer_is_one_line(capsys):
+    with _trickling_peer(b"\xff" * 512, period=0.05) as port:
+        t0 = time.monotonic()
+        rc = main(["meter", "read", "--dlms", f"127.0.0.1:{port}", "--timeout", "2"])
+        assert time.monotonic() - t0 < 3.0
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+
+
+# ----------------------------------------------------------------- CLI input
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["meter", "serve", "--meter-id", "m", "--sml-cadence", "nan"],
+        ["meter", "serve", "--meter-id", "m", "--sml-cadence", "inf"],
+        ["meter", "serve", "--meter-id", "m", "--annual-kwh", "nan"],
+        ["meter", "simulate", "--meter-id", "m", "--out", "x", "--annual-kwh", "inf"],
+        ["meter", "simulate", "--meter-id", "m", "--out", "x", "--annual-kwh=-inf"],
+        ["meter", "read", "--dlms", "127.0.0.1:1", "--timeout", "nan"],
+        ["meter", "read", "--dlms", "127.0.0.1:1", "--timeout", "infinity"],
+        ["demo", "--business-share", "nan"],
+        ["demo", "--business-share", "NaN"],
+    ],
+)
+def test_non_finite_float_options_are_refused(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "not a finite number" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_every_float_option_is_checked_for_finiteness():
+    """No option in the parser is a bare ``float``: each goes through the checked type."""
+    from meterhub.cli import build_parser
+
+    def actions(parser):
+        for a in parser._actions:
+            yield a
+            if hasattr(a, "choices") and isinstance(a.choices, dict):
+                for sub in a.choices.values():
+                    yield from actions(sub)
+
+    assert not [a.option_strings for a in actions(build_parser()) if a.type is float]
+
+
+@pytest.mark.parametrize("mid", ["../../evil", "/etc/passwd", "a/b", "..", ".hidden", "a\nb", "x" * 65, ""])
+def test_path_like_meter_ids_are_refused(mid, tmp_path, capsys):
+    out = tmp_path / "a" / "b"
+    with pytest.raises(SystemExit) as exc:
+        main(["meter", "simulate", "--meter-id", mid, "--days", "1", "--out", str(out)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "not a meter id" in err and len(err.strip().splitlines()) == 1, err
+    assert list(tmp_path.rglob("*")) == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "bound"),
+    [
+        (["demo", "--households", "1001"], "[1, 1000]"),
+        (["demo", "--households", "100000000"], "[1, 1000]"),
+        (["demo", "--days", "367"], "[1, 366]"),
+        (["meter", "simulate", "--meter-id", "m", "--out", "x", "--days", "3661"], "[1, 3660]"),
+        (["meter", "serve", "--meter-id", "m", "--days", "100000"], "[1, 3660]"),
+    ],
+)
+def test_size_options_have_upper_bounds(argv, bound, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    t0 = time.monotonic()
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2 and time.monotonic() - t0 < 2.0
+    err = capsys.readouterr().err
+    assert bound in err and len(err.strip().splitlines()) == 1, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bounds_are_in_the_help(capsys):
+    for argv, needle in ((["demo", "--help"], "at most 1000"), (["demo", "--help"], "at most 366"),
+                         (["meter", "simulate", "--help"], "at most 3660")):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert needle in capsys.readouterr().out
