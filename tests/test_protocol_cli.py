@@ -37,6 +37,7 @@ from meterhub.protocols.dlms.cosem import (
     OPENINGS,
     CaptureColumn,
 )
+from meterhub.sml_link import open_sml_link
 
 SERVE_LINE = re.compile(r"^meter (\S+): DLMS on 127\.0\.0\.1:(\d+)(?:, SML on 127\.0\.0\.1:(\d+))?; (\d+) day\(s\), (\d+) Wh$")
 
@@ -75,10 +76,12 @@ def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> int:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     data = tmp_path_factory.mktemp("meter")
+    # The server logs every connection to stderr: a file, so that it never blocks on a full pipe.
+    log = (data / "serve.log").open("w+")
     proc = subprocess.Popen(
         _cli("meter", "serve", "--dlms", "0", "--sml", "0", "--sml-cadence", "0.2",
              "--meter-id", "m1", "--data-dir", str(data), "--days", "2"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+        stdout=subprocess.PIPE, stderr=log, text=True, env=_env(),
     )
     try:
         line = _first_line(proc)
@@ -90,12 +93,14 @@ def served(tmp_path_factory):
         readings = [o.m for s in sealed for o in open_sealed_openings(key, s)]
         yield {
             "proc": proc, "dlms": int(m.group(2)), "sml": int(m.group(3)), "days": int(m.group(4)),
-            "energy": int(m.group(5)), "readings": readings, "key": key, "data": data,
+            "energy": int(m.group(5)), "readings": readings, "key": key, "data": data, "log": log,
         }
     finally:
         if proc.poll() is None:
             rc = _stop(proc)
-            assert rc == 0, proc.stderr.read() if proc.stderr else ""
+            log.seek(0)
+            assert rc == 0, log.read()
+        log.close()
 
 
 def test_serve_announces_ports_and_days(served):
@@ -189,11 +194,12 @@ def test_wrong_home_link_key_is_refused_over_tcp(served):
         close()
 
 
-def _sml_bytes(port: int, minimum: int) -> bytes:
-    """Bytes from the SML push port until at least ``minimum`` complete files arrived."""
+def _sml_bytes(port: int, minimum: int, key: bytes) -> bytes:
+    """Bytes from the SML push port, read as the paired hub (TLS with the identity
+    derived from the home-link key), until at least ``minimum`` complete files arrived."""
     buf = b""
     deadline = time.monotonic() + 30
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+    with open_sml_link("127.0.0.1", port, key, timeout=10) as s:
         while buf.count(bytes.fromhex("1b1b1b1b1a")) < minimum:
             if time.monotonic() > deadline:
                 pytest.fail("no SML files pushed")
@@ -205,7 +211,7 @@ def _sml_bytes(port: int, minimum: int) -> bytes:
 
 
 def test_sml_port_pushes_files_smllib_and_pysml_read(served):
-    data = _sml_bytes(served["sml"], 2)
+    data = _sml_bytes(served["sml"], 2, served["key"])
     reader = SmlStreamReader()
     reader.add(data)
     frame = reader.get_frame()

@@ -227,11 +227,27 @@ def cmd_meter_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _setup_logging(level: str) -> None:
+    """Server logs: one line per event on stderr, with time, level and source."""
+    import logging
+
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
 def cmd_meter_serve(args: argparse.Namespace) -> int:
     import contextlib
 
     from .meter.serve import ServeError, run_serve
 
+    _setup_logging(args.log_level)
     if args.days is not None:
         # Record the days first, exactly as `meter simulate --out DATA_DIR` would
         # (its report goes to stderr: stdout carries the one line with the ports).
@@ -400,6 +416,7 @@ def cmd_hub_bill(args: argparse.Namespace) -> int:
 def cmd_hub_serve(args: argparse.Namespace) -> int:
     from .hub.serve import ServeError, serve
 
+    _setup_logging(args.log_level)
     try:
         return serve(args.data_dir, args.vpcd)
     except ServeError as exc:
@@ -546,6 +563,8 @@ def build_parser() -> argparse.ArgumentParser:
     mv.add_argument("--tz", default="Europe/Berlin")
     mv.add_argument("--seed", type=int, default=0)
     mv.add_argument("--annual-kwh", type=_annual_kwh, default=3500.0)
+    mv.add_argument("--log-level", choices=LOG_LEVELS, default="info",
+                    help="connections, refusals and errors go to stderr at these levels (default: info)")
     mv.set_defaults(func=cmd_meter_serve)
     mr = m.add_parser("read", help="read a meter over DLMS/COSEM as the public client")
     mr.add_argument("--dlms", required=True, metavar="HOST:PORT")
@@ -578,6 +597,8 @@ def build_parser() -> argparse.ArgumentParser:
     hs = h.add_parser("serve", help="serve the hub's secure element to pcscd's vpcd driver (docs/pcsc.md)")
     hs.add_argument("--vpcd", default="127.0.0.1:35963", metavar="HOST:PORT", help="where vpcd listens")
     hs.add_argument("--data-dir", default="meterhub-data")
+    hs.add_argument("--log-level", choices=LOG_LEVELS, default="info",
+                    help="log level of the messages on stderr (default: info)")
     hs.set_defaults(func=cmd_hub_serve)
 
     u = sub.add_parser("utility", help="the utility's side").add_subparsers(dest="utility_cmd", required=True, parser_class=_Parser)

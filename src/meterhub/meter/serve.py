@@ -8,7 +8,8 @@ The meter's recorded days (its store's outbox under ``--data-dir``) are served
   management client (SAP 1, HLS-GMAC, security suite 0) is keyed with the
   meter-hub home-link key (:func:`home_link_suite0_keys`) and may also read the
   openings (docs/dlms.md);
-* optionally as SML 1.04 push files (:class:`~meterhub.meter.sml_push.SmlPushServer`).
+* optionally as SML 1.04 push files (:class:`~meterhub.meter.sml_push.SmlPushServer`),
+  over TLS to the paired hub only (:mod:`meterhub.sml_link`).
 
 The home-link key schedule, the system titles and the persistent invocation
 counters live here because they belong to the meter's configuration; the hub's
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import math
 import signal
 import socket
@@ -43,6 +45,8 @@ from ..exchange import DayUpload, FormatError, decode_records, open_sealed_openi
 from ..protocols.dlms.cosem import InMemoryDataSource
 from ..protocols.dlms.server import DlmsServer
 from .timebase import local_midnight_utc
+
+LOG = logging.getLogger(__name__)
 
 __all__ = [
     "ServeError",
@@ -177,21 +181,33 @@ async def _serve(
     cadence: float,
     announce: Callable[[str], None],
     stop: asyncio.Event | None = None,
+    home_link_key: bytes | None = None,
 ) -> None:
+    from ..sml_link import sml_server_context
     from .dlms_server import DlmsTcpServer
     from .sml_push import SmlPushServer
 
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+    caught: list[str] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        caught.append(sig.name)
+        stop.set()
+
+    installed = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal, sig)
+            installed.append(sig)
     tcp = DlmsTcpServer(dlms, host, dlms_port)
     sml: SmlPushServer | None = None
     try:
         await tcp.start()
         parts = [f"DLMS on {host}:{tcp.port}"]
         if sml_port is not None:
+            if home_link_key is None:
+                raise ServeError("the SML push needs the home-link key of the paired hub")
             meter_file, profile_file = _sml_sources(feed)
             sml = SmlPushServer(
                 meter_file,
@@ -200,15 +216,20 @@ async def _serve(
                 port=sml_port,
                 cadence=cadence,
                 profile_source=profile_file,
+                ssl_context=sml_server_context(home_link_key),
             )
             await sml.start()
             parts.append(f"SML on {host}:{sml.port}")
         announce(f"meter {feed.meter_id}: " + ", ".join(parts) + f"; {feed.days} day(s), {feed.energy_wh} Wh")
         await stop.wait()
+        LOG.info("meter %s: %s received, shutting down", feed.meter_id, caught[0] if caught else "stop")
     finally:
         if sml is not None:
             await sml.stop()
         await tcp.close()
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+    LOG.info("meter %s: stopped", feed.meter_id)
 
 
 def run_serve(
@@ -221,11 +242,14 @@ def run_serve(
     cadence: float = 1.0,
     announce: Callable[[str], None] = print,
 ) -> None:
-    """Serve ``meter_id``'s recorded days until SIGINT/SIGTERM. Raises :class:`ServeError`."""
+    """Serve ``meter_id``'s recorded days until SIGINT/SIGTERM (a clean stop: every
+    connection is closed, the store is closed, the call returns). The SML push is
+    served over TLS to the paired hub only (:mod:`meterhub.sml_link`). Raises
+    :class:`ServeError`."""
     from .store import MeterStore
 
-    if cadence <= 0:
-        raise ServeError("--sml-cadence must be positive")
+    if not (math.isfinite(cadence) and cadence > 0):
+        raise ServeError("--sml-cadence must be a positive number of seconds")
     path = Path(data_dir) / "meter.sqlite"
     if not path.exists():
         raise ServeError(f"no meter store at {path}; pass --days to simulate some days")
@@ -242,7 +266,9 @@ def run_serve(
             raise ServeError(f"meter {meter_id} has no recorded days; pass --days to simulate some")
         dlms = meter_dlms_server(feed, info.home_link_key, store.conn, autosave=True)
         try:
-            asyncio.run(_serve(feed, dlms, host, dlms_port, sml_port, cadence, announce))
+            asyncio.run(
+                _serve(feed, dlms, host, dlms_port, sml_port, cadence, announce, home_link_key=info.home_link_key)
+            )
         except OSError as exc:
             raise ServeError(f"cannot listen on {host}: {exc.strerror or exc}") from None
     finally:
@@ -375,8 +401,6 @@ def read_public(
     deadline = time.monotonic() + timeout
     if quiet:
         # dlms-cosem logs every frame through structlog (to stdout by default).
-        import logging
-
         import structlog
 
         structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
