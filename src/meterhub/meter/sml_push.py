@@ -92,6 +92,7 @@ class SmlPushServer:
         self.clients = Admission(max_clients, max_per_peer)
         self.handshakes = Admission(max_handshakes, max_handshakes)
         self._server: asyncio.Server | None = None
+        self._port_bound = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self.files_sent = 0
         self.requests_answered = 0
@@ -113,6 +114,7 @@ class SmlPushServer:
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._on_client, self._host, self._port)
+        self._port_bound = self.port
         log.info("SML push listening on %s:%d (%s)", self._host, self.port,
                  "TLS, paired hub only" if self.ssl_context else "plain TCP, anyone")
 
@@ -125,7 +127,7 @@ class SmlPushServer:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._server is not None:
-            port = self.port if self._server.sockets else 0
+            port = self._port_bound
             with contextlib.suppress(OSError):
                 await self._server.wait_closed()
             self._server = None
@@ -152,7 +154,8 @@ class SmlPushServer:
             reason = "server shutting down"
         finally:
             self._tasks.discard(task)
-            writer.transport.abort()
+            if writer.transport is not None:
+                writer.transport.abort()
         if reason:
             log.info("SML %s:%d closed: %s", host, port, reason)
 
@@ -168,15 +171,32 @@ class SmlPushServer:
             for v in evicted:
                 log.warning("SML %s: handshake dropped, slot given to a new connection", v.peer)
             assert slot is not None and not why  # eviction always makes room
+            plain = writer.transport
             try:
-                await writer.start_tls(self.ssl_context, ssl_handshake_timeout=self.handshake_timeout)
+                try:
+                    await writer.start_tls(self.ssl_context, ssl_handshake_timeout=self.handshake_timeout)
+                except AttributeError:
+                    # asyncio 3.11 ends a handshake "successfully" with no transport when
+                    # the connection is lost during it (peer gone, or evicted here), and
+                    # then fails on that None inside StreamWriter.start_tls.
+                    if writer.transport is not None:
+                        raise
+                if writer.transport is None:
+                    # Give the writer back its closed transport so that it can be collected.
+                    writer._transport = plain  # type: ignore[attr-defined]
+                    raise ConnectionResetError("connection lost during the handshake")
             except ssl.SSLError as exc:
-                log.warning("SML %s:%d refused: authentication failed (%s)", host, port, exc.reason or exc)
+                log.warning("SML %s:%d refused: TLS authentication failed, not the paired hub (%s)",
+                            host, port, exc.reason or exc)
                 return ""
             except (OSError, TimeoutError) as exc:
-                why = "evicted" if slot.evicted else f"{type(exc).__name__}"
-                log.warning("SML %s:%d refused: no TLS handshake within %g s (%s)",
-                            host, port, self.handshake_timeout, why)
+                if slot.evicted:
+                    why = "handshake slot given to a newer connection"
+                elif isinstance(exc, ConnectionAbortedError | TimeoutError):  # asyncio's handshake timeout
+                    why = f"no TLS handshake within {self.handshake_timeout:g} s"
+                else:
+                    why = f"connection lost during the TLS handshake ({type(exc).__name__})"
+                log.warning("SML %s:%d refused: %s", host, port, why)
                 return ""
             finally:
                 self.handshakes.release(slot)
