@@ -90,8 +90,8 @@ def test_200_slow_connections_do_not_keep_meter_read_out(caplog):
         stats = {"connects": 0, "dropped": 0}
         slow = [asyncio.create_task(_slow_client(server.port, stop, 2.0, stats)) for _ in range(200)]
         try:
-            await asyncio.sleep(3.0)  # every slot is held by a slow client by now
-            assert server.connection_count == server.admission.max_per_peer
+            await asyncio.sleep(3.0)  # every waiting place is held by a slow client by now
+            assert server.admission.waiting == 64 and server.admission.members == 0
             took = []
             for _ in range(3):
                 t0 = time.monotonic()
@@ -109,7 +109,7 @@ def test_200_slow_connections_do_not_keep_meter_read_out(caplog):
     took = _run(body(), 60)
     assert max(took) < 5.0
     text = caplog.text
-    assert "dropped, no complete frame" in text
+    assert "dropped, no complete frame in" in text
     for rec in caplog.records:
         assert "\n" not in rec.getMessage()
         assert rec.levelno in (logging.INFO, logging.WARNING)
@@ -143,41 +143,107 @@ def test_frame_deadline_does_not_restart_on_every_byte(caplog):
     assert any(r.levelno == logging.WARNING and "frame not complete" in r.getMessage() for r in caplog.records)
 
 
-def test_total_cap_refuses_when_every_connection_makes_progress(caplog):
+def _aarq_frame() -> bytes:
+    """A public-client AARQ in a wrapper frame, as dlms-cosem sends it."""
+    from dlms_cosem.protocol.acse import ApplicationAssociationRequest, UserInformation
+    from dlms_cosem.protocol.xdlms import Conformance, InitiateRequest
+
+    aarq = ApplicationAssociationRequest(
+        user_information=UserInformation(
+            InitiateRequest(
+                proposed_conformance=Conformance(get=True, block_transfer_with_get_or_read=True),
+                client_max_receive_pdu_size=1024,
+            )
+        ),
+    )
+    apdu = aarq.to_bytes()
+    return b"\x00\x01\x00\x10\x00\x01" + len(apdu).to_bytes(2, "big") + apdu
+
+
+async def _eof(reader: asyncio.StreamReader, timeout: float) -> bytes:
+    data = b""
+    with contextlib.suppress(ConnectionError):
+        while chunk := await asyncio.wait_for(reader.read(4096), timeout):
+            data += chunk
+    return data
+
+
+def test_busy_members_are_kept_and_the_newcomer_refused(caplog):
+    """Two associated clients that keep sending requests hold the two member slots; a
+    third that completes a request is refused, not given a busy client's slot."""
     caplog.set_level(logging.INFO, logger=LOGGER)
 
     async def body() -> bytes:
         server = DlmsTcpServer(DlmsServer(_feed()), "127.0.0.1", 0, max_connections=2, evict_after=60)
         async with server:
-            held = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
-            await asyncio.sleep(0.2)
+            held = []
+            for _ in range(2):
+                r, w = await asyncio.open_connection("127.0.0.1", server.port)
+                w.write(_aarq_frame())
+                assert (await asyncio.wait_for(r.read(4096), 5))[8] == 0x61  # AARE
+                held.append((r, w))
+            assert server.admission.members == 2
             reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-            data = await asyncio.wait_for(reader.read(), 5)
+            writer.write(_aarq_frame())
+            data = await _eof(reader, 5)
+            assert server.admission.members == 2
             for _, w in [*held, (reader, writer)]:
                 w.close()
             return data
 
     assert _run(body(), 20) == b""
-    assert "refused: 2 connections in total" in caplog.text
+    assert "refused: 2 busy connections in total" in caplog.text
     connected = [r for r in caplog.records if r.getMessage().endswith("open)")]
-    assert len(connected) == 2 and all(r.levelno == logging.INFO for r in connected)
+    assert len(connected) == 3 and all(r.levelno == logging.INFO for r in connected)
 
 
-def test_admission_evicts_the_most_stalled_and_only_after_evict_after():
+def test_an_idle_member_gives_way_to_a_client_with_a_request(caplog):
+    caplog.set_level(logging.INFO, logger=LOGGER)
+
+    async def body() -> None:
+        server = DlmsTcpServer(DlmsServer(_feed()), "127.0.0.1", 0, max_connections=1, evict_after=0.2)
+        async with server:
+            r1, w1 = await asyncio.open_connection("127.0.0.1", server.port)
+            w1.write(_aarq_frame())
+            await asyncio.wait_for(r1.read(4096), 5)
+            await asyncio.sleep(0.4)  # idle past evict_after
+            r2, w2 = await asyncio.open_connection("127.0.0.1", server.port)
+            w2.write(_aarq_frame())
+            assert (await asyncio.wait_for(r2.read(4096), 5))[8] == 0x61
+            assert await _eof(r1, 5) == b""  # the idle one was dropped
+            for w in (w1, w2):
+                w.close()
+
+    _run(body(), 20)
+    assert "dropped, idle for" in caplog.text and "closed: evicted for a new connection" in caplog.text
+
+
+def test_admission_tiers():
     now = [0.0]
-    adm = Admission(2, 2, evict_after=1.0, clock=lambda: now[0])
+    adm = Admission(2, 2, max_waiting=2, evict_after=1.0, clock=lambda: now[0])
     aborted: list[str] = []
-    a, _, _ = adm.admit("p", lambda: aborted.append("a"))
+
+    def conn(name: str, peer: str = "p"):
+        return adm.admit(peer, lambda: aborted.append(name))
+
+    a, _ = conn("a")
+    b, _ = conn("b")
+    c, ev = conn("c")  # the waiting tier is full: the oldest waiting (a) gives way
+    assert ev == [a] and aborted == ["a"] and adm.waiting == 2 and adm.members == 0
+    assert adm.progress(b)[0] and adm.progress(c)[0] and adm.members == 2
     now[0] = 0.5
-    b, _, _ = adm.admit("p", lambda: aborted.append("b"))
-    assert a is not None and b is not None
-    slot, evicted, why = adm.admit("p", lambda: aborted.append("c"))
-    assert slot is None and evicted == [] and "2 connections from this peer" in why  # nobody stalled 1 s yet
+    d, _ = conn("d")
+    ok, ev, why = adm.progress(d)  # both members progressed within 1 s: refused
+    assert not ok and ev == [] and "2 busy connections from this peer" in why
     now[0] = 2.0
-    adm.progress(a)  # a completed a frame just now; b has been stalled 1.5 s
-    slot, evicted, _ = adm.admit("p", lambda: aborted.append("d"))
-    assert slot is not None and evicted == [b] and aborted == ["b"] and len(adm) == 2
+    adm.progress(c)  # c completed a request just now; b has been idle 2 s
+    ok, ev, _ = adm.progress(d)
+    assert ok and ev == [b] and aborted == ["a", "b"] and adm.members == 2 and adm.waiting == 0
     adm.release(b)  # idempotent after eviction
+    e, _ = conn("e", peer="q")  # another peer: only the total cap applies
+    now[0] = 3.5
+    ok, ev, _ = adm.progress(e)
+    assert ok and ev == [c] and adm.members_from("q") == 1
     assert len(adm) == 2
 
 

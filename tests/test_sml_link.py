@@ -159,7 +159,7 @@ def test_pending_handshakes_do_not_keep_the_hub_out(caplog):
             return took
 
     assert _run(body(), 30) < 2.0
-    assert "handshake dropped, slot given to a new connection" in caplog.text
+    assert "handshake dropped, place given to a new connection" in caplog.text
 
 
 # ------------------------------------------------------------- slow readers

@@ -2,30 +2,29 @@
 
 A meter has few connection slots. A hostile peer on the home network can try to
 hold all of them with connections that never finish a request (slowloris) or never
-read. :class:`Admission` keeps a cap on connections in total and per peer address;
-when a cap is reached, a new connection takes the slot of the connection that has
-made no progress for the longest time. A legitimate client completes a request
-frame every few milliseconds while it reads, so it is not the most stalled
-connection, while a peer that trickles bytes or sits idle is; to push a reading
-client out, a peer must open more new connections than there are slots between two
-of its frames (thousands per second), which is a flood, not a slow client.
+read. :class:`Admission` keeps two tiers:
 
-``evict_after`` (default 0) protects connections that made progress within that
-many seconds; a new connection is refused when the cap is reached and every
-connection is that fresh. A positive value makes caps refuse rather than evict,
-but lets a peer that reconnects faster than ``slots / evict_after`` per second
-keep every slot fresh, so the servers use 0.
+* **waiting**: every new connection starts here, until it proves itself (a complete
+  request frame for DLMS, a finished TLS handshake as the paired hub for SML). At
+  most ``max_waiting`` connections wait; when full, the oldest waiting connection
+  gives way to the new one. Whoever never completes a request therefore never holds
+  more than a waiting place, and is churned out by newer connections.
+* **members**: connections that proved themselves, at most ``max_members`` in total
+  and ``max_per_peer`` per peer address. A waiting connection that proves itself
+  when a cap is reached takes the slot of the member that has made no progress for
+  the longest time, provided that member has made none for ``evict_after``
+  seconds; otherwise the newcomer is refused.
 
-What counts as progress is the server's business: a complete request frame for
-DLMS, nothing at all for the SML push (every client there is a passive reader, so
-the oldest one gives way).
+A slow or silent client thus never pushes out a member, and a reading client is
+pushed out of the waiting tier only if more than ``max_waiting`` connections arrive
+between its connect and its first request (milliseconds).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 __all__ = ["Admission", "Slot"]
 
@@ -39,74 +38,101 @@ class Slot:
     abort: Callable[[], None]
     opened: float
     last_progress: float
-    evicted: bool = field(default=False)
+    member: bool = False
+    evicted: bool = False
 
     def stalled(self, now: float) -> float:
-        """Seconds since this connection last made progress."""
+        """Seconds since this connection last made progress (or was opened)."""
         return now - self.last_progress
 
 
 class Admission:
-    """Caps on open connections in total and per peer, with eviction of the most
-    stalled connection when a cap is reached (see the module docstring)."""
+    """Waiting places and member slots with caps in total and per peer (see the
+    module docstring)."""
 
     def __init__(
         self,
-        max_total: int,
+        max_members: int,
         max_per_peer: int,
         *,
+        max_waiting: int,
         evict_after: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if max_total < 1 or max_per_peer < 1:
+        if min(max_members, max_per_peer, max_waiting) < 1:
             raise ValueError("connection caps must be at least 1")
-        self.max_total = max_total
+        self.max_members = max_members
         self.max_per_peer = max_per_peer
+        self.max_waiting = max_waiting
         self.evict_after = evict_after
         self.clock = clock
-        self._slots: list[Slot] = []
+        self._members: list[Slot] = []
+        self._waiting: list[Slot] = []
 
     def __len__(self) -> int:
-        return len(self._slots)
+        """Open connections, waiting or member."""
+        return len(self._members) + len(self._waiting)
 
-    def count(self, peer: str) -> int:
-        return sum(1 for s in self._slots if s.peer == peer)
+    @property
+    def members(self) -> int:
+        return len(self._members)
 
-    def admit(self, peer: str, abort: Callable[[], None]) -> tuple[Slot | None, list[Slot], str]:
-        """Try to admit a connection from ``peer``.
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
 
-        Returns ``(slot, evicted, reason)``: ``slot`` is None when refused (``reason``
-        says which cap); ``evicted`` are the connections that were aborted to make
-        room (already removed from the counts).
-        """
+    def members_from(self, peer: str) -> int:
+        return sum(1 for s in self._members if s.peer == peer)
+
+    def admit(self, peer: str, abort: Callable[[], None]) -> tuple[Slot, list[Slot]]:
+        """A new connection from ``peer`` starts waiting; returns it and the waiting
+        connections aborted to make room (the oldest)."""
         now = self.clock()
         evicted: list[Slot] = []
-        if self.count(peer) >= self.max_per_peer:
-            victim = self._most_stalled(now, peer)
+        while len(self._waiting) >= self.max_waiting:
+            evicted.append(self._evict(self._waiting, self._waiting[0]))
+        slot = Slot(peer, abort, now, now)
+        self._waiting.append(slot)
+        return slot, evicted
+
+    def progress(self, slot: Slot) -> tuple[bool, list[Slot], str]:
+        """``slot`` did something useful (completed a request, authenticated).
+
+        A waiting connection becomes a member. Returns ``(ok, evicted, reason)``:
+        ``ok`` False means no member slot could be had (``reason`` says which cap)
+        and the caller should close the connection; ``evicted`` are the members
+        aborted to make room.
+        """
+        now = self.clock()
+        if slot.member or slot.evicted:
+            slot.last_progress = now
+            return not slot.evicted, [], "evicted" if slot.evicted else ""
+        evicted: list[Slot] = []
+        if self.members_from(slot.peer) >= self.max_per_peer:
+            victim = self._most_stalled(now, slot.peer)
             if victim is None:
-                return None, evicted, f"{self.max_per_peer} connections from this peer"
-            evicted.append(self._evict(victim))
-        if len(self._slots) >= self.max_total:
+                return False, evicted, f"{self.max_per_peer} busy connections from this peer"
+            evicted.append(self._evict(self._members, victim))
+        if len(self._members) >= self.max_members:
             victim = self._most_stalled(now, None)
             if victim is None:
-                return None, evicted, f"{self.max_total} connections in total"
-            evicted.append(self._evict(victim))
-        slot = Slot(peer, abort, now, now)
-        self._slots.append(slot)
-        return slot, evicted, ""
-
-    def progress(self, slot: Slot) -> None:
-        """The connection did something useful (e.g. completed a request frame)."""
-        slot.last_progress = self.clock()
+                return False, evicted, f"{self.max_members} busy connections in total"
+            evicted.append(self._evict(self._members, victim))
+        self._waiting.remove(slot)
+        slot.member = True
+        slot.last_progress = now
+        self._members.append(slot)
+        return True, evicted, ""
 
     def release(self, slot: Slot) -> None:
         """The connection is closed; idempotent."""
-        if slot in self._slots:
-            self._slots.remove(slot)
+        for tier in (self._members, self._waiting):
+            if slot in tier:
+                tier.remove(slot)
 
     def _most_stalled(self, now: float, peer: str | None) -> Slot | None:
         best: Slot | None = None
-        for s in self._slots:
+        for s in self._members:
             if peer is not None and s.peer != peer:
                 continue
             if s.stalled(now) < self.evict_after:
@@ -115,8 +141,8 @@ class Admission:
                 best = s
         return best
 
-    def _evict(self, slot: Slot) -> Slot:
-        self._slots.remove(slot)
+    def _evict(self, tier: list[Slot], slot: Slot) -> Slot:
+        tier.remove(slot)
         slot.evicted = True
         slot.abort()
         return slot

@@ -94,10 +94,12 @@ class DlmsTcpServer:
     whole within ``frame_timeout`` seconds of its first byte (the clock does not
     restart on every byte, so trickling bytes does not keep a connection); between
     frames a connection may idle ``idle_timeout`` seconds; an answer the peer does
-    not read within ``write_timeout`` seconds drops it. At most ``max_connections``
-    are open, at most ``max_per_peer`` from one address; at a cap, a new connection
-    takes the slot of the one that has not completed a frame for the longest time
-    (see :class:`~meterhub.meter.admission.Admission`).
+    not read within ``write_timeout`` seconds drops it. A new connection waits (at
+    most ``max_waiting``, the oldest giving way) until it completes its first frame;
+    then it becomes one of at most ``max_connections`` members, at most
+    ``max_per_peer`` from one address, taking at a cap the slot of the member that
+    has not completed a frame for the longest time (at least ``evict_after``
+    seconds), see :class:`~meterhub.meter.admission.Admission`.
     Every accept, close and refusal is logged (``logging``, one line each).
     """
 
@@ -112,7 +114,8 @@ class DlmsTcpServer:
         write_timeout: float = 10.0,
         max_connections: int = 64,
         max_per_peer: int = 16,
-        evict_after: float = 0.0,
+        max_waiting: int = 64,
+        evict_after: float = 1.0,
         framing: str = "wrapper",
         hdlc_physical_address: int | None = None,
     ) -> None:
@@ -130,13 +133,13 @@ class DlmsTcpServer:
         self.idle_timeout = idle_timeout
         self.frame_timeout = frame_timeout
         self.write_timeout = write_timeout
-        self.admission = Admission(max_connections, max_per_peer, evict_after=evict_after)
+        self.admission = Admission(max_connections, max_per_peer, max_waiting=max_waiting, evict_after=evict_after)
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task] = set()
 
     @property
     def max_connections(self) -> int:
-        return self.admission.max_total
+        return self.admission.max_members
 
     @property
     def connection_count(self) -> int:
@@ -176,14 +179,10 @@ class DlmsTcpServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = _peer_name(writer)
-        slot, evicted, why = self.admission.admit(peer[0], writer.transport.abort)
+        slot, evicted = self.admission.admit(peer[0], writer.transport.abort)
         for v in evicted:
-            LOG.warning("DLMS %s: dropped, no complete frame for %.1f s, slot given to a new connection",
+            LOG.warning("DLMS %s: dropped, no complete frame in %.1f s, waiting place given to a new connection",
                         v.peer, v.stalled(self.admission.clock()))
-        if slot is None:
-            LOG.warning("DLMS %s:%d refused: %s", *peer, why)
-            writer.transport.abort()
-            return
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
@@ -204,6 +203,8 @@ class DlmsTcpServer:
             self._tasks.discard(task)
             self.admission.release(slot)
             writer.transport.abort()
+        if slot.evicted:
+            reason = "evicted for a new connection"
         LOG.info("DLMS %s:%d closed: %s", *peer, reason)
 
     async def _receive(self, reader: asyncio.StreamReader, frame_started: float | None) -> bytes:
@@ -238,6 +239,9 @@ class DlmsTcpServer:
         except _Deadline as exc:
             LOG.warning("DLMS %s:%d refused: %s", *peer, exc)
             return str(exc)
+        except _Busy as exc:
+            LOG.warning("DLMS %s:%d refused: %s", *peer, exc)
+            return str(exc)
         except WrapperError as exc:
             LOG.warning("DLMS %s:%d refused: bad frame: %s", *peer, exc)
             return f"bad frame: {exc}"
@@ -256,7 +260,7 @@ class DlmsTcpServer:
                 frame_started = monotonic()
             frames = decoder.feed(data)
             for frame in frames:
-                self.admission.progress(slot)
+                self._progress(slot)
                 if frame.destination != MANAGEMENT_LOGICAL_DEVICE:
                     # no such logical device: IEC 62056-47 discards; we hang up
                     raise WrapperError(f"no logical device {frame.destination}")
@@ -284,11 +288,25 @@ class DlmsTcpServer:
                 return "closed by peer"
             out = link.receive(data)
             if out:
-                self.admission.progress(slot)
+                self._progress(slot)
                 frame_started = None
                 await self._send(writer, out)
             elif frame_started is None:
                 frame_started = monotonic()
+
+
+    def _progress(self, slot: Slot) -> None:
+        """A complete frame: a waiting connection claims a member slot (or is refused)."""
+        ok, evicted, why = self.admission.progress(slot)
+        for v in evicted:
+            LOG.warning("DLMS %s: dropped, idle for %.1f s, slot given to a connection that sent a request",
+                        v.peer, v.stalled(self.admission.clock()))
+        if not ok:
+            raise _Busy(why)
+
+
+class _Busy(Exception):
+    """Every member slot is busy (the message says which cap)."""
 
 
 class _Deadline(Exception):

@@ -29,7 +29,7 @@ from meterhub.protocols.sml import (
     handle_request,
 )
 
-from .admission import Admission
+from .admission import Admission, Slot
 
 __all__ = ["SmlPushServer"]
 
@@ -89,8 +89,9 @@ class SmlPushServer:
         self.max_request_size = max_request_size
         self.ssl_context = ssl_context
         self.handshake_timeout = handshake_timeout
-        self.clients = Admission(max_clients, max_per_peer)
-        self.handshakes = Admission(max_handshakes, max_handshakes)
+        # Waiting = in the TLS handshake; members = authenticated clients, the oldest
+        # giving way (evict_after 0): only the paired hub can become one.
+        self.clients = Admission(max_clients, max_per_peer, max_waiting=max_handshakes, evict_after=0.0)
         self._server: asyncio.Server | None = None
         self._port_bound = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -99,7 +100,7 @@ class SmlPushServer:
 
     @property
     def max_clients(self) -> int:
-        return self.clients.max_total
+        return self.clients.max_members
 
     @property
     def port(self) -> int:
@@ -110,7 +111,7 @@ class SmlPushServer:
 
     @property
     def client_count(self) -> int:
-        return len(self.clients)
+        return self.clients.members
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._on_client, self._host, self._port)
@@ -166,11 +167,18 @@ class SmlPushServer:
         if sock is not None:  # keep little in the kernel, so a reader that stalls shows
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.write_buffer)
+        slot, evicted = self.clients.admit(host, lambda: writer.transport.abort())
+        for v in evicted:
+            log.warning("SML %s: handshake dropped, place given to a new connection", v.peer)
+        try:
+            return await self._authenticated(reader, writer, host, port, slot)
+        finally:
+            self.clients.release(slot)
+
+    async def _authenticated(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, port: int, slot: Slot
+    ) -> str:
         if self.ssl_context is not None:
-            slot, evicted, why = self.handshakes.admit(host, lambda: writer.transport.abort())
-            for v in evicted:
-                log.warning("SML %s: handshake dropped, slot given to a new connection", v.peer)
-            assert slot is not None and not why  # eviction always makes room
             plain = writer.transport
             try:
                 try:
@@ -198,15 +206,14 @@ class SmlPushServer:
                     why = f"connection lost during the TLS handshake ({type(exc).__name__})"
                 log.warning("SML %s:%d refused: %s", host, port, why)
                 return ""
-            finally:
-                self.handshakes.release(slot)
-        slot, evicted, why = self.clients.admit(host, lambda: writer.transport.abort())
+        ok, evicted, _ = self.clients.progress(slot)
         for v in evicted:
             log.warning("SML %s: dropped, oldest client, slot given to a new connection", v.peer)
-        assert slot is not None and not why  # eviction always makes room
+        if not ok:  # evicted while finishing the handshake
+            return "evicted"
         writer.transport.set_write_buffer_limits(high=self.write_buffer)
         log.info("SML %s:%d connected%s (%d client(s))", host, port,
-                 " as the paired hub" if self.ssl_context else "", len(self.clients))
+                 " as the paired hub" if self.ssl_context else "", self.clients.members)
         lock = asyncio.Lock()  # push and answers must not interleave inside a file
         pusher = asyncio.create_task(self._push_loop(writer, lock))
         listener = asyncio.create_task(self._read_loop(reader, writer, lock))
@@ -223,7 +230,6 @@ class SmlPushServer:
             for t in (pusher, listener):
                 t.cancel()
             await asyncio.gather(pusher, listener, return_exceptions=True)
-            self.clients.release(slot)
 
     async def _send(self, writer: asyncio.StreamWriter, lock: asyncio.Lock, data: bytes) -> None:
         async with lock:
