@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from meterhub.cli import main
 from meterhub.crypto import ecdsa
@@ -401,3 +403,60 @@ def test_bounds_are_in_the_help(capsys):
         with pytest.raises(SystemExit):
             main(argv)
         assert needle in capsys.readouterr().out
+
+
+# ------------------------------------------------------- admission properties
+
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("admit"), st.sampled_from("abc")),
+        st.tuples(st.just("progress"), st.integers(0, 40)),
+        st.tuples(st.just("release"), st.integers(0, 40)),
+        st.tuples(st.just("tick"), st.floats(0, 3, allow_nan=False)),
+    ),
+    max_size=80,
+)
+
+
+@given(ops=_OPS, max_members=st.integers(1, 4), per_peer=st.integers(1, 4), max_waiting=st.integers(1, 4),
+       evict_after=st.sampled_from([0.0, 0.5, 2.0]))
+def test_admission_invariants(ops, max_members, per_peer, max_waiting, evict_after):
+    """For any sequence of connects, requests, closes and time: caps hold, every
+    eviction aborts exactly once, only a waiting connection that made progress
+    evicts a member, and only a member idle for ``evict_after``, the most idle one."""
+    now = [0.0]
+    adm = Admission(max_members, per_peer, max_waiting=max_waiting, evict_after=evict_after, clock=lambda: now[0])
+    slots: list = []
+    aborts: dict[int, int] = {}
+    for op, arg in ops:
+        if op == "admit":
+            i = len(slots)
+            aborts[i] = 0
+            slot, evicted = adm.admit(arg, lambda i=i: aborts.__setitem__(i, aborts[i] + 1))
+            slots.append(slot)
+            assert all(not v.member for v in evicted) and len(evicted) <= 1
+        elif op == "progress" and slots:
+            slot = slots[arg % len(slots)]
+            if slot.evicted or not (slot in adm._members or slot in adm._waiting):
+                continue
+            was_member = slot.member
+            idle = {id(m): m.stalled(now[0]) for m in adm._members}
+            ok, evicted, why = adm.progress(slot)
+            if was_member:
+                assert ok and not evicted
+            for v in evicted:
+                assert idle[id(v)] >= evict_after
+                # no member of the same peer left behind was idle longer
+                assert all(idle.get(id(m), 0.0) <= idle[id(v)] for m in adm._members if m.peer == v.peer)
+            if not ok:
+                assert why and not slot.member
+        elif op == "release" and slots:
+            adm.release(slots[arg % len(slots)])
+        elif op == "tick":
+            now[0] += arg
+        assert adm.members <= max_members and adm.waiting <= max_waiting
+        assert all(adm.members_from(p) <= per_peer for p in "abc")
+        for i, s in enumerate(slots):
+            assert aborts[i] == (1 if s.evicted else 0)
+            if s.evicted:
+                assert s not in adm._members and s not in adm._waiting
