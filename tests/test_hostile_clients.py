@@ -117,19 +117,23 @@ def test_200_slow_connections_do_not_keep_meter_read_out(caplog):
         assert rec.levelno in (logging.INFO, logging.WARNING)
 
 
-def test_frame_deadline_does_not_restart_on_every_byte(caplog):
+@pytest.mark.parametrize("framing", ["wrapper", "hdlc"])
+def test_frame_deadline_does_not_restart_on_every_byte(caplog, framing):
     """One byte every 0.3 s keeps an idle timeout of 30 s alive forever; the frame
-    deadline (1 s from the first byte) ends the connection anyway."""
+    deadline (1 s from the first byte) ends the connection anyway. (For HDLC the
+    bytes are a frame start with a long length field.)"""
     caplog.set_level(logging.INFO, logger=LOGGER)
 
     async def body() -> float:
-        server = DlmsTcpServer(DlmsServer(_feed()), "127.0.0.1", 0, idle_timeout=30, frame_timeout=1.0)
+        server = DlmsTcpServer(DlmsServer(_feed()), "127.0.0.1", 0, idle_timeout=30, frame_timeout=1.0,
+                               framing=framing)
         async with server:
             reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
             t0 = time.monotonic()
             try:
-                for i in range(len(SLOW_FRAME)):
-                    writer.write(SLOW_FRAME[i : i + 1])
+                frame = SLOW_FRAME if framing == "wrapper" else b"\x7e\xa7\xff" + b"\x00" * 64
+                for i in range(len(frame)):
+                    writer.write(frame[i : i + 1])
                     await writer.drain()
                     with contextlib.suppress(TimeoutError):
                         if await asyncio.wait_for(reader.read(1), 0.3) == b"":
