@@ -564,7 +564,8 @@ def build_parser() -> argparse.ArgumentParser:
     mv.add_argument("--seed", type=int, default=0)
     mv.add_argument("--annual-kwh", type=_annual_kwh, default=3500.0)
     mv.add_argument("--log-level", choices=LOG_LEVELS, default="info",
-                    help="connections, refusals and errors go to stderr at these levels (default: info)")
+                    help="lowest level logged on stderr: connections are info, refusals warning, "
+                    "failures error (default: info)")
     mv.set_defaults(func=cmd_meter_serve)
     mr = m.add_parser("read", help="read a meter over DLMS/COSEM as the public client")
     mr.add_argument("--dlms", required=True, metavar="HOST:PORT")

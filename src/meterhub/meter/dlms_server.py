@@ -136,6 +136,7 @@ class DlmsTcpServer:
         self.admission = Admission(max_connections, max_per_peer, max_waiting=max_waiting, evict_after=evict_after)
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._closing = False
 
     @property
     def max_connections(self) -> int:
@@ -155,6 +156,7 @@ class DlmsTcpServer:
     async def close(self) -> None:
         """Stop accepting, close every connection and wait for their tasks."""
         if self._server is not None:
+            self._closing = True
             self._server.close()
             tasks = list(self._tasks)
             for task in tasks:
@@ -163,6 +165,7 @@ class DlmsTcpServer:
             with contextlib.suppress(OSError):
                 await self._server.wait_closed()
             self._server = None
+            self._closing = False
             LOG.info("DLMS server on port %d closed (%d connection(s) ended)", self.port, len(tasks))
 
     async def __aenter__(self) -> DlmsTcpServer:
@@ -178,6 +181,9 @@ class DlmsTcpServer:
         await self._server.serve_forever()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._closing:  # accepted just before close(): nobody would end it
+            writer.transport.abort()
+            return
         peer = _peer_name(writer)
         slot, evicted = self.admission.admit(peer[0], writer.transport.abort)
         for v in evicted:

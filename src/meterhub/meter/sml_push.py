@@ -94,6 +94,7 @@ class SmlPushServer:
         self.clients = Admission(max_clients, max_per_peer, max_waiting=max_handshakes, evict_after=0.0)
         self._server: asyncio.Server | None = None
         self._port_bound = 0
+        self._closing = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.files_sent = 0
         self.requests_answered = 0
@@ -114,6 +115,7 @@ class SmlPushServer:
         return self.clients.members
 
     async def start(self) -> None:
+        self._closing = False
         self._server = await asyncio.start_server(self._on_client, self._host, self._port)
         self._port_bound = self.port
         log.info("SML push listening on %s:%d (%s)", self._host, self.port,
@@ -121,6 +123,7 @@ class SmlPushServer:
 
     async def stop(self) -> None:
         """Stop accepting, disconnect every client and wait for their tasks."""
+        self._closing = True
         if self._server is not None:
             self._server.close()
         tasks = list(self._tasks)
@@ -142,6 +145,9 @@ class SmlPushServer:
         await self.stop()
 
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._closing:  # accepted just before stop(): nobody would end it
+            writer.transport.abort()
+            return
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
