@@ -464,3 +464,19 @@ def test_admission_invariants(ops, max_members, per_peer, max_waiting, evict_aft
             assert aborts[i] == (1 if s.evicted else 0)
             if s.evicted:
                 assert s not in adm._members and s not in adm._waiting
+
+
+def test_hub_link_transport_deadline_covers_the_whole_answer():
+    """The hub's wrapper transport gives each request one deadline: a meter (or
+    impostor) trickling bytes cannot hold the hub."""
+    from meterhub.hub.homelink import DlmsLinkError, wrapper_transport
+
+    with _trickling_peer(b"\x00", period=0.1) as port:
+        send, close = wrapper_transport("127.0.0.1", port, 1, timeout=1.0)
+        try:
+            t0 = time.monotonic()
+            with pytest.raises(DlmsLinkError, match="within 1 s"):
+                send(b"\x60\x00")
+            assert time.monotonic() - t0 < 2.0
+        finally:
+            close()
