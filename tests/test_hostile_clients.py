@@ -314,7 +314,7 @@ def _trickling_peer(byte: bytes = b"\x00", period: float = 0.2) -> Iterator[int]
 def test_meter_read_timeout_is_a_total_deadline():
     """A peer that keeps sending a byte now and then never triggers a per-read timeout;
     the total deadline still ends the read."""
-    with _trickling_peer() as port:
+    with _trickling_peer(period=0.5) as port:  # a wrapper header takes 4 s to arrive
         t0 = time.monotonic()
         with pytest.raises(ServeError, match="within 2 s"):
             read_public("127.0.0.1", port, timeout=2.0, quiet=True)
