@@ -480,3 +480,36 @@ def test_hub_link_transport_deadline_covers_the_whole_answer():
             assert time.monotonic() - t0 < 2.0
         finally:
             close()
+
+
+def test_a_client_that_does_not_read_its_answers_is_dropped(caplog):
+    """Requests keep coming, answers are never read: the write deadline drops it."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    get_clock = bytes.fromhex("c001c1" "0008" "0000010000ff" "02" "00")  # GET.request-normal, clock attr 2
+    frame = b"\x00\x01\x00\x10\x00\x01" + len(get_clock).to_bytes(2, "big") + get_clock
+
+    def flood(port: int) -> str:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+        s.settimeout(5)
+        s.connect(("127.0.0.1", port))
+        try:
+            s.sendall(_aarq_frame())
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 15:
+                s.sendall(frame * 200)
+        except (ConnectionError, TimeoutError) as exc:
+            return type(exc).__name__
+        finally:
+            s.close()
+        return "never dropped"
+
+    async def body() -> str:
+        server = DlmsTcpServer(DlmsServer(_feed()), "127.0.0.1", 0, write_timeout=0.5)
+        async with server:
+            return await asyncio.to_thread(flood, server.port)
+
+    outcome = _run(body(), 40)
+    assert outcome != "never dropped"
+    assert any(r.levelno == logging.WARNING and "refused: answer not read within 0.5 s" in r.getMessage()
+               for r in caplog.records), caplog.text

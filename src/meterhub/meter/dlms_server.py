@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import socket
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, time, timedelta
 from time import monotonic
@@ -94,7 +95,8 @@ class DlmsTcpServer:
     whole within ``frame_timeout`` seconds of its first byte (the clock does not
     restart on every byte, so trickling bytes does not keep a connection); between
     frames a connection may idle ``idle_timeout`` seconds; an answer the peer does
-    not read within ``write_timeout`` seconds drops it. A new connection waits (at
+    not read within ``write_timeout`` seconds drops it (at most ``write_buffer`` bytes
+    wait for the peer in the kernel and as much in asyncio). A new connection waits (at
     most ``max_waiting``, the oldest giving way) until it completes its first frame;
     then it becomes one of at most ``max_connections`` members, at most
     ``max_per_peer`` from one address, taking at a cap the slot of the member that
@@ -112,6 +114,7 @@ class DlmsTcpServer:
         idle_timeout: float = 120.0,
         frame_timeout: float = 10.0,
         write_timeout: float = 10.0,
+        write_buffer: int = 64 * 1024,
         max_connections: int = 64,
         max_per_peer: int = 16,
         max_waiting: int = 64,
@@ -133,6 +136,7 @@ class DlmsTcpServer:
         self.idle_timeout = idle_timeout
         self.frame_timeout = frame_timeout
         self.write_timeout = write_timeout
+        self.write_buffer = write_buffer
         self.admission = Admission(max_connections, max_per_peer, max_waiting=max_waiting, evict_after=evict_after)
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -192,6 +196,13 @@ class DlmsTcpServer:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        # Bound what waits for the peer in the kernel and in asyncio, so that a peer
+        # that does not read its answers meets the write deadline soon.
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.write_buffer)
+        writer.transport.set_write_buffer_limits(high=self.write_buffer)
         LOG.info("DLMS %s:%d connected (%d open)", *peer, len(self.admission))
         reason = "closed by peer"
         try:
