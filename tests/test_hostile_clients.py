@@ -253,6 +253,14 @@ def test_admission_tiers():
     assert len(adm) == 2
 
 
+def test_a_flood_from_one_address_pushes_out_its_own_waiting_connections_first():
+    adm = Admission(4, 4, max_waiting=4, clock=lambda: 0.0)
+    legit, _ = adm.admit("hub", lambda: None)
+    flood = [adm.admit("neighbour", lambda: None) for _ in range(50)]
+    assert not legit.evicted and all(ev == [] or ev[0].peer == "neighbour" for _, ev in flood)
+    assert adm.progress(legit)[0]
+
+
 # ---------------------------------------------------------------- meter read
 
 

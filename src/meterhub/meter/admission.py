@@ -7,8 +7,10 @@ read. :class:`Admission` keeps two tiers:
 * **waiting**: every new connection starts here, until it proves itself (a complete
   request frame for DLMS, a finished TLS handshake as the paired hub for SML). At
   most ``max_waiting`` connections wait; when full, the oldest waiting connection
-  gives way to the new one. Whoever never completes a request therefore never holds
-  more than a waiting place, and is churned out by newer connections.
+  of the peer with the most waiting connections gives way to the new one. Whoever
+  never completes a request therefore never holds more than a waiting place, is
+  churned out by newer connections, and a flood from one address pushes out its
+  own connections first.
 * **members**: connections that proved themselves, at most ``max_members`` in total
   and ``max_per_peer`` per peer address. A waiting connection that proves itself
   when a cap is reached takes the slot of the member that has made no progress for
@@ -86,11 +88,17 @@ class Admission:
 
     def admit(self, peer: str, abort: Callable[[], None]) -> tuple[Slot, list[Slot]]:
         """A new connection from ``peer`` starts waiting; returns it and the waiting
-        connections aborted to make room (the oldest)."""
+        connections aborted to make room (the oldest of the peer with the most)."""
         now = self.clock()
         evicted: list[Slot] = []
         while len(self._waiting) >= self.max_waiting:
-            evicted.append(self._evict(self._waiting, self._waiting[0]))
+            counts: dict[str, int] = {}
+            for s in self._waiting:
+                counts[s.peer] = counts.get(s.peer, 0) + 1
+            most = max(counts.values())
+            # _waiting is in arrival order: the first of a top peer is its oldest
+            victim = next(s for s in self._waiting if counts[s.peer] == most)
+            evicted.append(self._evict(self._waiting, victim))
         slot = Slot(peer, abort, now, now)
         self._waiting.append(slot)
         return slot, evicted
