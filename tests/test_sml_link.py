@@ -308,3 +308,24 @@ def test_log_level_option(meter_dir, tmp_path):
     text = log_path.read_text()
     assert "WARNING meterhub.meter.dlms_server: DLMS 127.0.0.1:" in text and "bad frame" in text, text
     assert " INFO " not in text, text
+
+
+def test_identity_loads_without_memfd(monkeypatch):
+    """Where there is no anonymous memory file, the key goes through a private
+    temporary directory, which is gone afterwards."""
+    import tempfile
+
+    import meterhub.sml_link as link
+
+    monkeypatch.delattr(link.os, "memfd_create", raising=False)
+    made: list[str] = []
+    real = tempfile.TemporaryDirectory
+
+    class Recording(real):  # type: ignore[misc, valid-type]
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            made.append(self.name)
+
+    monkeypatch.setattr(link.tempfile, "TemporaryDirectory", Recording)
+    ctx = link.sml_server_context(KEY)
+    assert ctx.verify_mode == ssl.CERT_REQUIRED and made and not Path(made[0]).exists()

@@ -91,16 +91,29 @@ def _context(purpose: int, home_link_key: bytes, me: str, peer: str) -> ssl.SSLC
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.check_hostname = False  # the peer is pinned by its certificate, not by a name
     key_pem, cert_pem = sml_tls_identity(home_link_key, me)
-    # The ssl module loads a private key only from a file: a private directory
-    # (mode 0700), removed at once.
+    _load_identity(ctx, key_pem + cert_pem)
+    ctx.load_verify_locations(cadata=sml_tls_identity(home_link_key, peer)[1].decode())
+    return ctx
+
+
+def _load_identity(ctx: ssl.SSLContext, pem: bytes) -> None:
+    """``ctx.load_cert_chain`` from memory. The ssl module reads a private key only
+    from a path: on Linux an anonymous memory file (never on disk), elsewhere a
+    private directory (mode 0700) removed at once."""
+    if hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd"):
+        fd = os.memfd_create("meterhub-sml-identity", getattr(os, "MFD_CLOEXEC", 0))
+        try:
+            os.write(fd, pem)
+            ctx.load_cert_chain(f"/proc/self/fd/{fd}")
+        finally:
+            os.close(fd)
+        return
     with tempfile.TemporaryDirectory(prefix="meterhub-sml-") as tmp:
         path = os.path.join(tmp, "identity.pem")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
-            f.write(key_pem + cert_pem)
+            f.write(pem)
         ctx.load_cert_chain(path)
-    ctx.load_verify_locations(cadata=sml_tls_identity(home_link_key, peer)[1].decode())
-    return ctx
 
 
 def sml_server_context(home_link_key: bytes) -> ssl.SSLContext:
