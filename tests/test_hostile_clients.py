@@ -409,6 +409,17 @@ def test_size_options_have_upper_bounds(argv, bound, capsys, tmp_path, monkeypat
     assert list(tmp_path.iterdir()) == []
 
 
+def test_readings_are_bounded_before_simulating(tmp_path, capsys):
+    """3660 days at 1-minute intervals would be 5.3 million readings (about 600 MB
+    before any output): refused at once, nothing written."""
+    t0 = time.monotonic()
+    rc = main(["meter", "simulate", "--meter-id", "m", "--days", "3660", "--interval", "1", "--out", str(tmp_path / "o")])
+    assert rc == 2 and time.monotonic() - t0 < 2.0
+    err = capsys.readouterr().err
+    assert "5270400 readings; at most 400000" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()
+
+
 def test_bounds_are_in_the_help(capsys):
     for argv, needle in ((["demo", "--help"], "at most 1000"), (["demo", "--help"], "at most 366"),
                          (["meter", "simulate", "--help"], "at most 3660")):

@@ -65,6 +65,7 @@ _seconds = _number(float, "a number of seconds", 0.0, 86400.0, lo_open=True)
 _annual_kwh = _number(float, "a number of kWh", 0.0, 1e6, lo_open=True)
 # Upper bounds so that a typo cannot allocate gigabytes before any output.
 MAX_HOUSEHOLDS, MAX_DEMO_DAYS, MAX_METER_DAYS = 1000, 366, 3660
+MAX_METER_READINGS = 400_000  # days x intervals per day: about 50 MB; 3660 days at 15 minutes fit
 _households = _number(int, "an integer", 1, MAX_HOUSEHOLDS)
 _demo_days = _number(int, "an integer", 1, MAX_DEMO_DAYS)
 _meter_days = _number(int, "an integer", 1, MAX_METER_DAYS)
@@ -159,6 +160,11 @@ def cmd_meter_simulate(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     mid = args.meter_id
+    if not args.csv and args.interval > 0 and args.days * (1440 // args.interval) > MAX_METER_READINGS:
+        raise UsageError(
+            f"--days {args.days} at {args.interval}-minute intervals is {args.days * (1440 // args.interval)} "
+            f"readings; at most {MAX_METER_READINGS} (fewer days or a longer interval)"
+        )
     if args.csv:
         from .meter.csv_import import CsvImportError, read_readings_csv
 
@@ -540,7 +546,8 @@ def build_parser() -> argparse.ArgumentParser:
     ms = m.add_parser("simulate", help="record days of readings (simulated or from CSV)")
     ms.add_argument("--meter-id", type=_meter_id, required=True, help="letters, digits, . _ -; names the output files")
     ms.add_argument("--start", type=_date, default=date(2027, 3, 15))
-    ms.add_argument("--days", type=_meter_days, default=30, help=f"at most {MAX_METER_DAYS} (default: 30)")
+    ms.add_argument("--days", type=_meter_days, default=30,
+                    help=f"at most {MAX_METER_DAYS} and {MAX_METER_READINGS} readings in all (default: 30)")
     ms.add_argument("--interval", type=int, default=15)
     ms.add_argument("--tz", default="Europe/Berlin")
     ms.add_argument("--seed", type=int, default=0)
@@ -557,7 +564,8 @@ def build_parser() -> argparse.ArgumentParser:
     mv.add_argument("--meter-id", type=_meter_id, required=True, help="letters, digits, . _ -; names the files")
     mv.add_argument("--data-dir", default="meterhub-data", help="the meter's store (meter.sqlite)")
     mv.add_argument("--days", type=_meter_days,
-                    help=f"first simulate this many days (at most {MAX_METER_DAYS}), as `meter simulate` does")
+                    help=f"first simulate this many days (at most {MAX_METER_DAYS} and {MAX_METER_READINGS} "
+                    "readings), as `meter simulate` does")
     mv.add_argument("--start", type=_date, default=date(2027, 3, 15))
     mv.add_argument("--interval", type=int, default=15)
     mv.add_argument("--tz", default="Europe/Berlin")
