@@ -532,3 +532,54 @@ def test_a_client_that_does_not_read_its_answers_is_dropped(caplog):
     assert outcome != "never dropped"
     assert any(r.levelno == logging.WARNING and "refused: answer not read within 0.5 s" in r.getMessage()
                for r in caplog.records), caplog.text
+
+
+def test_refused_associations_are_logged(caplog):
+    """A management client with the wrong keys: the AARE refuses it, and the server
+    logs one WARNING line with the ACSE diagnostic."""
+    from dlms_cosem.client import DlmsClient
+    from dlms_cosem.exceptions import DlmsClientException
+    from dlms_cosem.io import BlockingTcpIO, TcpTransport
+    from dlms_cosem.security import HighLevelSecurityGmacAuthentication
+
+    from meterhub.protocols.dlms.security import Suite0Keys
+
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    wrong = Suite0Keys.generate()
+
+    def associate(port: int) -> None:
+        client = DlmsClient(
+            transport=TcpTransport(1, 1, BlockingTcpIO("127.0.0.1", port, timeout=5)),
+            authentication=HighLevelSecurityGmacAuthentication(challenge_length=32),
+            encryption_key=wrong.encryption_key,
+            authentication_key=wrong.authentication_key,
+            client_system_title=b"EVILHUB1",
+        )
+        client.connect()
+        try:
+            with pytest.raises(DlmsClientException):
+                client.associate()
+        finally:
+            client.disconnect()
+
+    async def body() -> None:
+        async with DlmsTcpServer(DlmsServer(_feed(), keys=Suite0Keys.generate()), "127.0.0.1", 0) as server:
+            await asyncio.to_thread(associate, server.port)
+            await asyncio.sleep(0.1)
+
+    _run(body(), 20)
+    refused = [r for r in caplog.records if "refused: association of client SAP 1 rejected" in r.getMessage()]
+    assert len(refused) == 1 and refused[0].levelno == logging.WARNING, caplog.text
+
+
+def test_aare_refusal_reads_result_and_diagnostic():
+    from meterhub.meter.dlms_server import aare_refusal
+
+    # AARE: application-context-name, result rejected-permanent (1), diagnostic
+    # acse-service-user authentication-failure (13)
+    aare = bytes.fromhex("611aa109060760857405080101a203020101a305a10302010d" "be00")
+    aare = aare[:1] + bytes([len(aare) - 2]) + aare[2:]
+    assert aare_refusal(aare) == "rejected-permanent (service-user authentication-failure)"
+    accepted = bytes.fromhex("6110a109060760857405080101a203020100")
+    assert aare_refusal(accepted) is None
+    assert aare_refusal(b"\xc4\x01\xc1\x00") is None and aare_refusal(b"\x61") is None

@@ -286,6 +286,7 @@ class DlmsTcpServer:
                 elif frame.source != association.client_sap:
                     raise WrapperError("a second client SAP on one connection")
                 response = association.handle(frame.apdu)
+                _log_refused_association(writer, frame.source, response)
                 await self._send(writer, WrapperFrame(frame.destination, frame.source, response).to_bytes())
             if decoder.pending == 0:
                 frame_started = None
@@ -320,6 +321,49 @@ class DlmsTcpServer:
                         v.peer, v.stalled(self.admission.clock()))
         if not ok:
             raise _Busy(why)
+
+
+# ACSE associate-source-diagnostic, acse-service-user (ISO/IEC 8650-1; Green Book
+# 1000-2 Ed. 9 §9.3.2, the values a DLMS server uses).
+_ACSE_USER_DIAGNOSTIC = {
+    0: "null", 1: "no-reason-given", 2: "application-context-name-not-supported",
+    11: "authentication-mechanism-name-not-recognised", 12: "authentication-mechanism-name-required",
+    13: "authentication-failure", 14: "authentication-required",
+}
+_AARE, _AARE_RESULT, _AARE_DIAGNOSTIC = 0x61, 0xA2, 0xA3
+
+
+def aare_refusal(apdu: bytes) -> str | None:
+    """For an AARE that rejects the association, ``"rejected-permanent
+    (authentication-failure)"``-like text; None for anything else (an accepted AARE,
+    another APDU, or bytes that do not parse: this only feeds the log)."""
+    if len(apdu) < 2 or apdu[0] != _AARE or apdu[1] & 0x80:
+        return None  # meterhub's AAREs fit the short length form
+    result = diagnostic = None
+    pos, end = 2, min(len(apdu), 2 + apdu[1])
+    while pos + 2 <= end:
+        tag, length = apdu[pos], apdu[pos + 1]
+        value = apdu[pos + 2 : pos + 2 + length]
+        if length & 0x80 or len(value) != length:
+            return None
+        if tag == _AARE_RESULT and value[:2] == b"\x02\x01" and len(value) == 3:
+            result = value[2]
+        elif tag == _AARE_DIAGNOSTIC and len(value) == 5 and value[2:4] == b"\x02\x01":
+            source = "service-user" if value[0] == 0xA1 else "service-provider"
+            name = _ACSE_USER_DIAGNOSTIC.get(value[4], str(value[4])) if source == "service-user" else str(value[4])
+            diagnostic = f"{source} {name}"
+        pos += 2 + length
+    if result not in (1, 2):
+        return None
+    text = "rejected-permanent" if result == 1 else "rejected-transient"
+    return f"{text} ({diagnostic})" if diagnostic else text
+
+
+def _log_refused_association(writer: asyncio.StreamWriter, client_sap: int, response: bytes) -> None:
+    refusal = aare_refusal(response)
+    if refusal is not None:
+        LOG.warning("DLMS %s:%d refused: association of client SAP %d %s",
+                    *_peer_name(writer), client_sap, refusal)
 
 
 class _Busy(Exception):
