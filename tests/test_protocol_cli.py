@@ -296,3 +296,23 @@ def test_serve_loads_the_store_again_and_stops_on_sigint(served, tmp_path):
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
     reg = json.loads((data / "m2.meter.json").read_text())
     assert reg["meter_id"] == "m2"
+
+
+def test_hub_sml_reads_the_push_as_the_paired_hub(served, tmp_path, capsys):
+    key_file = served["data"] / "m1.homelink.key"
+    assert main(["hub", "sml", "--sml", f"127.0.0.1:{served['sml']}", "--key", str(key_file)]) == 0
+    lines = dict(ln.split(None, 1) for ln in capsys.readouterr().out.splitlines())
+    assert lines["1-0:1.8.0*255"] == f"{served['energy']} x 10^0 (unit 30)"
+    assert lines["1-0:16.7.0*255"] == f"{served['readings'][-1] * 4} x 10^0 (unit 27)"
+    # a neighbour's (or another meter's) key: refused in one line, nothing printed
+    other = tmp_path / "other.key"
+    other.write_text("00" * 16 + "\n")
+    assert main(["hub", "sml", "--sml", f"127.0.0.1:{served['sml']}", "--key", str(other)]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and "is not the meter paired with this key" in out.err
+    assert len(out.err.strip().splitlines()) == 1
+    # the DLMS port speaks no TLS: one line too
+    assert main(["hub", "sml", "--sml", f"127.0.0.1:{served['dlms']}", "--key", str(key_file),
+                 "--timeout", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("meterhub: error:") and len(err.strip().splitlines()) == 1, err

@@ -419,6 +419,38 @@ def cmd_hub_bill(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_hub_sml(args: argparse.Namespace) -> int:
+    """Read the meter's SML push as its paired hub (TLS with the home-link key)."""
+    import ssl
+
+    from .meter.serve import ServeError, parse_endpoint
+    from .protocols.sml import extract_values, format_server_id
+    from .sml_link import read_sml_push
+
+    try:
+        host, port = parse_endpoint(args.sml)
+    except ServeError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        key = bytes.fromhex(_read(args.key, "home-link key").decode().strip())
+    except (ValueError, UnicodeDecodeError):
+        raise UsageError(f"{args.key}: home-link key must be 32 hex digits") from None
+    if len(key) != 16:
+        raise UsageError(f"{args.key}: home-link key must be 32 hex digits (16 bytes)")
+    try:
+        files = read_sml_push(host, port, key, timeout=args.timeout)
+    except ssl.SSLError as exc:
+        raise UsageError(f"{host}:{port} is not the meter paired with this key ({exc.reason or exc})") from None
+    except TimeoutError:
+        raise UsageError(f"no SML file from {host}:{port} within {args.timeout:g} s") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read SML from {host}:{port}: {exc.strerror or exc}") from None
+    for name, (value, scaler, unit) in sorted(extract_values(files[0].messages).items()):
+        shown = format_server_id(value) if isinstance(value, bytes) else value
+        print(f"{name:<16} {shown}" + (f" x 10^{scaler} (unit {unit})" if unit is not None else ""))
+    return EXIT_OK
+
+
 def cmd_hub_serve(args: argparse.Namespace) -> int:
     from .hub.serve import ServeError, serve
 
@@ -603,6 +635,12 @@ def build_parser() -> argparse.ArgumentParser:
     hb.add_argument("--data-dir", default="meterhub-data")
     hb.add_argument("--out", help="write the statement here instead of stdout")
     hb.set_defaults(func=cmd_hub_bill)
+    hm = h.add_parser("sml", help="read the meter's SML push as its paired hub (TLS keyed by the home-link key)")
+    hm.add_argument("--sml", required=True, metavar="HOST:PORT", help="the meter's SML port (`meter serve --sml`)")
+    hm.add_argument("--key", required=True, help="home-link key file (hex), e.g. ID.homelink.key")
+    hm.add_argument("--timeout", type=_seconds, default=10.0, metavar="SECONDS",
+                    help="total deadline (default: 10)")
+    hm.set_defaults(func=cmd_hub_sml)
     hs = h.add_parser("serve", help="serve the hub's secure element to pcscd's vpcd driver (docs/pcsc.md)")
     hs.add_argument("--vpcd", default="127.0.0.1:35963", metavar="HOST:PORT", help="where vpcd listens")
     hs.add_argument("--data-dir", default="meterhub-data")

@@ -31,6 +31,7 @@ import os
 import socket
 import ssl
 import tempfile
+import time
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -38,12 +39,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.x509.oid import NameOID
 
+from .protocols.sml import SmlFile, SmlStreamDecoder
+
 __all__ = [
     "SML_TLS_KDF_INFO",
     "sml_tls_identity",
     "sml_server_context",
     "sml_client_context",
     "open_sml_link",
+    "read_sml_push",
 ]
 
 #: HKDF ``info`` prefix of the SML-link identities; the role name follows.
@@ -136,3 +140,25 @@ def open_sml_link(host: str, port: int, home_link_key: bytes, *, timeout: float 
         with contextlib.suppress(OSError):
             sock.close()
         raise
+
+
+def read_sml_push(
+    host: str, port: int, home_link_key: bytes, *, files: int = 1, timeout: float = 10.0
+) -> list[SmlFile]:
+    """The next ``files`` pushed SML files, read as the paired hub, all within one
+    ``timeout`` (a total deadline). Raises ``TimeoutError``, ``ssl.SSLError`` (not the
+    paired meter) or another ``OSError``."""
+    deadline = time.monotonic() + timeout
+    decoder = SmlStreamDecoder()
+    out: list[SmlFile] = []
+    with open_sml_link(host, port, home_link_key, timeout=timeout) as sock:
+        while len(out) < files:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"fewer than {files} SML file(s) within {timeout:g} s")
+            sock.settimeout(left)
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise ConnectionResetError("the meter closed the connection")
+            out += decoder.feed(chunk)
+    return out[:files]
