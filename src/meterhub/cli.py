@@ -237,14 +237,15 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def _setup_logging(level: str) -> None:
-    """Server logs: one line per event on stderr, with time, level and source."""
+    """Server logs: one line per event on stderr, with time, level and source. A
+    process that configured logging already (an embedding program, pytest) keeps its
+    configuration."""
     import logging
 
     logging.basicConfig(
         level=getattr(logging, level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
-        force=True,
     )
 
 
