@@ -329,3 +329,41 @@ def test_identity_loads_without_memfd(monkeypatch):
     monkeypatch.setattr(link.tempfile, "TemporaryDirectory", Recording)
     ctx = link.sml_server_context(KEY)
     assert ctx.verify_mode == ssl.CERT_REQUIRED and made and not Path(made[0]).exists()
+
+
+def test_an_internal_error_in_one_connection_is_logged_and_ends_only_it(caplog):
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    from meterhub.protocols.sml import (
+        CloseRequest,
+        GetListRequest,
+        OpenRequest,
+        SmlMessage,
+        encode_file,
+    )
+
+    calls = [0]
+
+    def source() -> bytes:
+        calls[0] += 1
+        if calls[0] > 1:  # the GetList answer path calls the source again: fails
+            raise KeyError("broken store")
+        return _file()
+
+    request = encode_file([SmlMessage(b"q1", OpenRequest(b"c", b"f")), SmlMessage(b"q2", GetListRequest(b"c")),
+                           SmlMessage(b"q3", CloseRequest())])
+
+    async def body() -> None:
+        async with SmlPushServer(source, server_id=SID, cadence=30) as server:
+            r, w = await asyncio.open_connection("127.0.0.1", server.port)
+            await _files(r, 1)
+            w.write(request)
+            await _eof(r, 5)
+            w.close()
+            calls[0] = 0
+            r, w = await asyncio.open_connection("127.0.0.1", server.port)  # the server still serves
+            await _files(r, 1)
+            w.close()
+
+    _run(body(), 20)
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "internal error (KeyError" in errors[0].getMessage()

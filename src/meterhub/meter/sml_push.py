@@ -225,7 +225,14 @@ class SmlPushServer:
         listener = asyncio.create_task(self._read_loop(reader, writer, lock))
         try:
             done, _ = await asyncio.wait({pusher, listener}, return_when=asyncio.FIRST_COMPLETED)
-            reasons = [t.result() for t in done if not t.cancelled() and t.exception() is None]
+            reasons = []
+            for t in done:
+                exc = None if t.cancelled() else t.exception()
+                if exc is not None:  # a bug in one connection must not pass silently
+                    log.error("SML %s:%d: internal error (%s: %s)", host, port, type(exc).__name__, exc)
+                    reasons.append(f"internal error ({type(exc).__name__})")
+                elif not t.cancelled():
+                    reasons.append(t.result())
             reason = next((r for r in reasons if r), "closed by peer")
             if slot.evicted:
                 reason = "evicted"
