@@ -611,7 +611,8 @@ def build_parser() -> argparse.ArgumentParser:
     mr = m.add_parser("read", help="read a meter over DLMS/COSEM as the public client")
     mr.add_argument("--dlms", required=True, metavar="HOST:PORT")
     mr.add_argument("--profile", action="store_true", help="also read the load profile 1.0.99.1.0.255")
-    mr.add_argument("--timeout", type=_seconds, default=10.0, metavar="SECONDS")
+    mr.add_argument("--timeout", type=_seconds, default=10.0, metavar="SECONDS",
+                    help="one deadline for the whole read (default: 10)")
     mr.set_defaults(func=cmd_meter_read)
 
     t = sub.add_parser("tariff", help="tariff files").add_subparsers(dest="tariff_cmd", required=True, parser_class=_Parser)
