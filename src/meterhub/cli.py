@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date, timedelta
@@ -37,13 +39,16 @@ def _number(
     kind: type, what: str, lo: float, hi: float, *, lo_open: bool = False
 ) -> Callable[[str], Any]:
     """An argparse type: a ``kind`` number in ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``),
-    with a one-line message otherwise."""
+    with a one-line message otherwise. NaN and the infinities are never numbers here
+    (``float("nan")`` compares false with every bound, so it must be refused by name)."""
 
     def parse(text: str) -> Any:
         try:
             v = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
         if v > hi or v < lo or (lo_open and v == lo):
             if hi == float("inf"):
                 raise argparse.ArgumentTypeError(f"must be at least {lo:g}: {v}")
@@ -58,6 +63,24 @@ _positive = _number(int, "an integer", 1, float("inf"))
 _port = _number(int, "a port number", 0, 65535)
 _fraction = _number(float, "a number", 0.0, 1.0)
 _seconds = _number(float, "a number of seconds", 0.0, 86400.0, lo_open=True)
+_annual_kwh = _number(float, "a number of kWh", 0.0, 1e6, lo_open=True)
+# Upper bounds so that a typo cannot allocate gigabytes before any output.
+MAX_HOUSEHOLDS, MAX_DEMO_DAYS, MAX_METER_DAYS = 1000, 366, 3660
+MAX_METER_READINGS = 400_000  # days x intervals per day: about 50 MB; 3660 days at 15 minutes fit
+_households = _number(int, "an integer", 1, MAX_HOUSEHOLDS)
+_demo_days = _number(int, "an integer", 1, MAX_DEMO_DAYS)
+_meter_days = _number(int, "an integer", 1, MAX_METER_DAYS)
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def _meter_id(text: str) -> str:
+    """A meter id, which names files (``ID.meter.json`` ...): letters, digits, ``.``,
+    ``_`` and ``-``, at most 64, not starting with ``.`` or ``-`` (no path, no option)."""
+    if not _ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"not a meter id (1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit): {text!r}"
+        )
+    return text
 
 
 def _read(path: str, what: str) -> bytes:
@@ -166,6 +189,11 @@ def cmd_meter_simulate(args: argparse.Namespace) -> int:
         check_interval(args.interval)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if not args.csv and args.interval > 0 and args.days * (1440 // args.interval) > MAX_METER_READINGS:
+        raise UsageError(
+            f"--days {args.days} at {args.interval}-minute intervals is {args.days * (1440 // args.interval)} "
+            f"readings; at most {MAX_METER_READINGS} (fewer days or a longer interval)"
+        )
     if args.csv:
         from .meter.csv_import import CsvImportError, read_readings_csv
 
@@ -244,11 +272,28 @@ def cmd_meter_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _setup_logging(level: str) -> None:
+    """Server logs: one line per event on stderr, with time, level and source. A
+    process that configured logging already (an embedding program, pytest) keeps its
+    configuration."""
+    import logging
+
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
 def cmd_meter_serve(args: argparse.Namespace) -> int:
     import contextlib
 
     from .meter.serve import ServeError, run_serve
 
+    _setup_logging(args.log_level)
     if args.days is not None:
         # Record the days first, exactly as `meter simulate --out DATA_DIR` would
         # (its report goes to stderr: stdout carries the one line with the ports).
@@ -476,10 +521,43 @@ def _hub_bill_locked(args: argparse.Namespace, reg: dict, key: bytes, tariff: An
     return st
 
 
+def cmd_hub_sml(args: argparse.Namespace) -> int:
+    """Read the meter's SML push as its paired hub (TLS with the home-link key)."""
+    import ssl
+
+    from .meter.serve import ServeError, parse_endpoint
+    from .protocols.sml import extract_values, format_server_id
+    from .sml_link import read_sml_push
+
+    try:
+        host, port = parse_endpoint(args.sml)
+    except ServeError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        key = bytes.fromhex(_read(args.key, "home-link key").decode().strip())
+    except (ValueError, UnicodeDecodeError):
+        raise UsageError(f"{args.key}: home-link key must be 32 hex digits") from None
+    if len(key) != 16:
+        raise UsageError(f"{args.key}: home-link key must be 32 hex digits (16 bytes)")
+    try:
+        files = read_sml_push(host, port, key, timeout=args.timeout)
+    except ssl.SSLError as exc:
+        raise UsageError(f"{host}:{port} is not the meter paired with this key ({exc.reason or exc})") from None
+    except TimeoutError:
+        raise UsageError(f"no SML file from {host}:{port} within {args.timeout:g} s") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read SML from {host}:{port}: {exc.strerror or exc}") from None
+    for name, (value, scaler, unit) in sorted(extract_values(files[0].messages).items()):
+        shown = format_server_id(value) if isinstance(value, bytes) else value
+        print(f"{name:<16} {shown}" + (f" x 10^{scaler} (unit {unit})" if unit is not None else ""))
+    return EXIT_OK
+
+
 def cmd_hub_serve(args: argparse.Namespace) -> int:
     from .hub.serve import ServeError, serve
     from .storage import data_dir_lock
 
+    _setup_logging(args.log_level)
     with data_dir_lock(args.data_dir):
         try:
             return serve(args.data_dir, args.vpcd)
@@ -699,8 +777,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     d = sub.add_parser("demo", help="simulate a neighbourhood: meters, hub and utility")
-    d.add_argument("--households", type=_positive, default=20, help="number of simulated households (meters)")
-    d.add_argument("--days", type=_positive, default=30, help="number of local days to simulate")
+    d.add_argument("--households", type=_households, default=20,
+                   help=f"number of simulated households (meters), at most {MAX_HOUSEHOLDS}")
+    d.add_argument("--days", type=_demo_days, default=30, help=f"number of local days to simulate, at most {MAX_DEMO_DAYS}")
     d.add_argument("--interval", type=int, default=15, help="minutes: 1, 5, 15, 30 or 60")
     d.add_argument("--seed", type=int, default=2027, help="seed of the simulated consumption")
     d.add_argument("--start", type=_date, default=date(2027, 3, 15), help="first local day (YYYY-MM-DD)")
@@ -713,13 +792,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("meter", help="the meter's side").add_subparsers(dest="meter_cmd", required=True, parser_class=_Parser)
     ms = m.add_parser("simulate", help="record days of readings (simulated or from CSV)")
-    ms.add_argument("--meter-id", required=True, help="the meter's identifier")
+    ms.add_argument("--meter-id", type=_meter_id, required=True,
+                    help="the meter's identifier: 1-64 of letters, digits, . _ - (it names the output files)")
     ms.add_argument("--start", type=_date, default=date(2027, 3, 15), help="first local day (YYYY-MM-DD)")
-    ms.add_argument("--days", type=_positive, default=30, help="number of local days to simulate")
+    ms.add_argument("--days", type=_meter_days, default=30,
+                    help=f"number of local days to simulate, at most {MAX_METER_DAYS} and {MAX_METER_READINGS} readings in all")
     ms.add_argument("--interval", type=int, default=15, help="minutes: 1, 5, 15, 30 or 60")
     ms.add_argument("--tz", default="Europe/Berlin", help="the meter's IANA time zone (local days)")
     ms.add_argument("--seed", type=int, default=0, help="seed of the simulated consumption")
-    ms.add_argument("--annual-kwh", type=float, default=3500.0, help="simulated yearly consumption in kWh")
+    ms.add_argument("--annual-kwh", type=_annual_kwh, default=3500.0, help="simulated yearly consumption in kWh")
     ms.add_argument("--profile", default="h0", help="BDEW standard load profile (h0, h0_dyn, g0..g6, l0..l2)")
     ms.add_argument("--csv", help="read readings from CSV (timestamp,Wh) instead of simulating (default: none, simulate)")
     ms.add_argument("--out", required=True, help="directory for the meter's state and output files")
@@ -729,14 +810,19 @@ def build_parser() -> argparse.ArgumentParser:
     mv.add_argument("--sml", type=_port, metavar="PORT", help="also push SML files on this port (default: none, no SML)")
     mv.add_argument("--sml-cadence", type=_seconds, default=1.0, metavar="SECONDS", help="seconds between SML pushes")
     mv.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    mv.add_argument("--meter-id", required=True, help="the meter to serve")
+    mv.add_argument("--meter-id", type=_meter_id, required=True,
+                    help="the meter to serve: 1-64 of letters, digits, . _ - (it names files)")
     mv.add_argument("--data-dir", default="meterhub-data", help="the meter's store (meter.sqlite)")
-    mv.add_argument("--days", type=_positive, help="first simulate this many days, as `meter simulate` does (default: none, serve what is stored)")
+    mv.add_argument("--days", type=_meter_days,
+                    help=f"first simulate this many days (at most {MAX_METER_DAYS} and {MAX_METER_READINGS} "
+                    "readings), as `meter simulate` does (default: none, serve what is stored)")
     mv.add_argument("--start", type=_date, default=date(2027, 3, 15), help="first simulated day, with --days")
     mv.add_argument("--interval", type=int, default=15, help="minutes per interval, with --days")
     mv.add_argument("--tz", default="Europe/Berlin", help="the meter's IANA time zone, with --days")
     mv.add_argument("--seed", type=int, default=0, help="seed of the simulated consumption, with --days")
-    mv.add_argument("--annual-kwh", type=float, default=3500.0, help="simulated yearly consumption in kWh, with --days")
+    mv.add_argument("--annual-kwh", type=_annual_kwh, default=3500.0, help="simulated yearly consumption in kWh, with --days")
+    mv.add_argument("--log-level", choices=LOG_LEVELS, default="info",
+                    help="lowest level logged on stderr: connections are info, refusals warning, failures error")
     mv.set_defaults(func=cmd_meter_serve)
     mr = m.add_parser("read", help="read a meter over DLMS/COSEM (public client; management client with --key-file)")
     mr.add_argument("--dlms", required=True, metavar="HOST:PORT", help="the meter's DLMS wrapper endpoint")
@@ -746,7 +832,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="home-link key file (ID.homelink.key, hex): also read register and profile as the management client "
         "(default: none, the public client reads id and clock only)",
     )
-    mr.add_argument("--timeout", type=_seconds, default=10.0, metavar="SECONDS", help="give up after this many seconds")
+    mr.add_argument("--timeout", type=_seconds, default=10.0, metavar="SECONDS", help="one deadline for the whole read")
     mr.set_defaults(func=cmd_meter_read)
 
     t = sub.add_parser("tariff", help="tariff files").add_subparsers(dest="tariff_cmd", required=True, parser_class=_Parser)
@@ -775,9 +861,16 @@ def build_parser() -> argparse.ArgumentParser:
     hb.add_argument("--data-dir", default="meterhub-data", help="the hub's state (hub.sqlite)")
     hb.add_argument("--out", help="write the statement here (default: none, to stdout)")
     hb.set_defaults(func=cmd_hub_bill)
+    hm = h.add_parser("sml", help="read the meter's SML push as its paired hub (TLS keyed by the home-link key)")
+    hm.add_argument("--sml", required=True, metavar="HOST:PORT", help="the meter's SML port (`meter serve --sml`)")
+    hm.add_argument("--key", required=True, help="home-link key file (hex), e.g. ID.homelink.key")
+    hm.add_argument("--timeout", type=_seconds, default=10.0, metavar="SECONDS",
+                    help="total deadline (default: 10)")
+    hm.set_defaults(func=cmd_hub_sml)
     hs = h.add_parser("serve", help="serve the hub's secure element to pcscd's vpcd driver (docs/pcsc.md)")
     hs.add_argument("--vpcd", default="127.0.0.1:35963", metavar="HOST:PORT", help="where vpcd listens (35963: reader 'Virtual PCD 00 00')")
     hs.add_argument("--data-dir", default="meterhub-data", help="the hub card's state (card.sqlite, dap-key.pem)")
+    hs.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="log level of the messages on stderr")
     hs.set_defaults(func=cmd_hub_serve)
     from .cli_privacy import add_hub_privacy_parsers
 
