@@ -25,6 +25,7 @@ from meterhub.meter.admission import Admission
 from meterhub.meter.device import Meter
 from meterhub.meter.dlms_server import DlmsTcpServer, MeterFeed
 from meterhub.meter.serve import ServeError, read_public
+from meterhub.protocols.dlms.security import Suite0Keys
 from meterhub.protocols.dlms.server import DlmsServer
 
 NOW = datetime(2026, 3, 3, 8, 0, tzinfo=UTC)
@@ -86,7 +87,10 @@ def test_200_slow_connections_do_not_keep_meter_read_out(caplog):
     feed = _feed()
 
     async def body() -> list[float]:
-        server = DlmsTcpServer(DlmsServer(feed, max_pdu_size=512), "127.0.0.1", 0)
+        # The real reader reads the register, so it needs the management association
+        # (the public client gets id and clock only; docs/dlms.md).
+        keys = Suite0Keys.generate()
+        server = DlmsTcpServer(DlmsServer(feed, max_pdu_size=512, keys=keys), "127.0.0.1", 0)
         await server.start()
         stop = asyncio.Event()
         stats = {"connects": 0, "dropped": 0}
@@ -97,7 +101,7 @@ def test_200_slow_connections_do_not_keep_meter_read_out(caplog):
             took = []
             for _ in range(3):
                 t0 = time.monotonic()
-                r = await asyncio.to_thread(read_public, "127.0.0.1", server.port, timeout=5.0, quiet=True)
+                r = await asyncio.to_thread(read_public, "127.0.0.1", server.port, timeout=5.0, quiet=True, keys=keys)
                 took.append(time.monotonic() - t0)
                 assert r.meter_id == "mtr-hostile" and r.energy_wh == feed.energy_wh
                 await asyncio.sleep(1.0)

@@ -865,7 +865,7 @@ def build_parser() -> argparse.ArgumentParser:
     hm.add_argument("--sml", required=True, metavar="HOST:PORT", help="the meter's SML port (`meter serve --sml`)")
     hm.add_argument("--key", required=True, help="home-link key file (hex), e.g. ID.homelink.key")
     hm.add_argument("--timeout", type=_seconds, default=10.0, metavar="SECONDS",
-                    help="total deadline (default: 10)")
+                    help="total deadline in seconds")
     hm.set_defaults(func=cmd_hub_sml)
     hs = h.add_parser("serve", help="serve the hub's secure element to pcscd's vpcd driver (docs/pcsc.md)")
     hs.add_argument("--vpcd", default="127.0.0.1:35963", metavar="HOST:PORT", help="where vpcd listens (35963: reader 'Virtual PCD 00 00')")
