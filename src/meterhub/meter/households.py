@@ -212,7 +212,7 @@ def draw_traits(rng: np.random.Generator) -> HouseholdTraits:
         "fridge": float(rng.uniform(60, 110)),
         "freezer": float(rng.uniform(70, 120)),
         "space_heating": float(rng.uniform(1200, 2800)),
-        "other": float(rng.uniform(35, 95)),
+        "other": float(rng.uniform(25, 75)),
     }
     return HouseholdTraits(
         occupants=tuple(occupants),
@@ -220,7 +220,7 @@ def draw_traits(rng: np.random.Generator) -> HouseholdTraits:
         electric_water_heating=electric_water,
         owns=frozenset(owns),
         ratings=ratings,
-        standby_w=float(rng.uniform(30, 100)),
+        standby_w=float(rng.uniform(15, 60)),
         lighting_w=float(rng.uniform(60, 220)),
     )
 
@@ -246,12 +246,12 @@ def _targets(o: Occupant, rest: bool, jitter: np.ndarray) -> np.ndarray:
     if not rest and o.kind in ("worker", "part_time", "child"):
         leave, back = o.leave + jitter[2], o.back + jitter[3]
         out = 0.93 * _sig((m - leave) / 8.0) * _sig((back - m) / 12.0)
-        out += 0.10 * _sig((m - (back + 60)) / 20.0) * _sig((21.5 * 60 - m) / 20.0)  # errands after work
+        out += 0.15 * _sig((m - (back + 60)) / 20.0) * _sig((21.5 * 60 - m) / 20.0)  # errands after work
     else:
         # Shopping, visits, walks: more on rest days, around late morning and afternoon.
-        level = 0.30 if rest else (0.15 if o.kind == "home" else 0.25)
+        level = 0.45 if rest else (0.3 if o.kind == "home" else 0.35)
         out = level * (np.exp(-(((m - 11 * 60) / 90.0) ** 2)) + 0.9 * np.exp(-(((m - 15.5 * 60) / 100.0) ** 2)))
-        out += (0.12 if rest else 0.06) * _sig((m - 19 * 60) / 20.0) * _sig((23 * 60 - m) / 20.0)
+        out += (0.2 if rest else 0.1) * _sig((m - 19 * 60) / 20.0) * _sig((23 * 60 - m) / 20.0)
     out = np.clip(out, 0.0, 0.97)
     pi = np.empty((m.shape[0], 3))
     pi[:, ASLEEP] = asleep * (1.0 - out * (m > 7 * 60) * (m < 22 * 60))  # asleep only at home
@@ -516,7 +516,7 @@ def simulate_days(
             pis.append(_targets(o, rest, jit[k]))
         u0s.append(rng.random(n_occ))
         us.append(rng.random((n_occ, SLOTS)))
-        trips.append(bool(rng.random() < 0.015))  # away all day (visits, holidays)
+        trips.append(bool(rng.random() < 0.03))  # away all day (visits, holidays)
     if not days:
         return []
     states = _run_chains(np.stack(pis), np.concatenate(u0s), np.concatenate(us))

@@ -493,7 +493,8 @@ def write_plots(ev: Evaluation, out_dir: str) -> list[str]:
         rows = [r for r in ev.results if r.attack == attack]
         labels = [f"{r.source}\n{r.method}" for r in rows]
         vals = [r.value for r in rows]
-        err = [[r.value - r.ci[0] for r in rows], [r.ci[1] - r.value for r in rows]]
+        # A percentile bootstrap interval need not contain the point estimate.
+        err = [[max(0.0, r.value - r.ci[0]) for r in rows], [max(0.0, r.ci[1] - r.value) for r in rows]]
         colors = ["#c0392b" if r.source in ("raw-15min", "hourly") else "#7f8c8d" if r.source == "none"
                   else "#2471a3" for r in rows]
         fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(rows)), 4.0))

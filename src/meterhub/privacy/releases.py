@@ -76,6 +76,9 @@ class ReleaseContext:
     seed: int = 0
     periods: list[Period] = field(default_factory=list)
     starts: list[datetime] = field(default_factory=list)
+    # Coin-toss seeds from a real toss, by (meter id, first day); others are drawn
+    # from a source seeded by ``seed`` (reproducible runs).
+    coin_seeds: dict[tuple[str, date], bytes] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.starts = range_starts(self.start, self.days, self.tz, self.interval_minutes)
@@ -188,7 +191,8 @@ def _coin(meter_id: str, p: Period, k: int, seed: int) -> bytes:
 
 
 def _samples(m: Sequence[int], ctx: ReleaseContext, p: Period, meter_id: str) -> dict[str, object]:
-    idx = derive_indices(_coin(meter_id, p, ctx.k, ctx.seed), 0, len(m), ctx.k)
+    seed = ctx.coin_seeds.get((meter_id, p.first)) or _coin(meter_id, p, ctx.k, ctx.seed)
+    idx = derive_indices(seed, 0, len(m), ctx.k)
     return {"samples": [(i, int(m[i])) for i in idx], "offset": p.lo}
 
 
