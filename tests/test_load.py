@@ -13,6 +13,7 @@ import pytest
 from dateutil.easter import easter as dateutil_easter
 
 from meterhub.meter import load as load_mod
+from meterhub.meter.households import PASSIVE, WATCHED
 from meterhub.meter.load import (
     APPLIANCES,
     BUSINESS_PROFILES,
@@ -22,19 +23,13 @@ from meterhub.meter.load import (
     bdew_profile_wh,
     easter_sunday,
     german_holidays,
+    household_traits,
     simulate_load,
     simulate_neighbourhood,
 )
 from meterhub.meter.timebase import intervals_per_day, local_day_of
 
 WINTER = dt.date(2025, 1, 6)  # a Monday
-
-
-def _event_mask(trace: LoadTrace) -> np.ndarray:
-    mask = np.zeros(len(trace.readings_wh), dtype=bool)
-    for ev in trace.appliance_events:
-        mask[ev.start_index : ev.end_index] = True
-    return mask
 
 
 # --------------------------------------------------------------------------
@@ -185,9 +180,11 @@ def test_neighbourhood_is_deterministic() -> None:
 
 @pytest.mark.parametrize(("annual", "seed"), [(1500.0, 1), (3500.0, 2), (6000.0, 3), (2500.0, 4)])
 def test_year_of_h0_matches_annual_energy(annual: float, seed: int) -> None:
+    # annual_kwh is the household's expected year (estimated from 48 reference
+    # days); a simulated year scatters around it as a real one does around its forecast.
     trace = simulate_load(f"hh{seed}", dt.date(2024, 1, 1), 366, annual_kwh=annual, seed=seed)
     total_kwh = sum(trace.readings_wh) / 1000.0
-    assert abs(total_kwh / annual - 1.0) < 0.05
+    assert abs(total_kwh / annual - 1.0) < 0.10
 
 
 @pytest.mark.parametrize("profile", ["g0", "g5", "l2"])
@@ -207,17 +204,27 @@ def test_day_energy_follows_profile_for_business() -> None:
 
 
 @pytest.mark.parametrize("minutes", [1, 5, 15, 60])
-def test_household_days_keep_the_profile_energy(minutes: int) -> None:
-    # Each day's energy is the BDEW day energy unless the household was away
-    # overnight or ran so many appliances that the activity floor applied.
-    start = dt.date(2025, 1, 1)
-    trace = simulate_load("q", start, 60, interval_minutes=minutes, seed=2, annual_kwh=2500.0)
-    expected = bdew_profile_wh(start, 60, interval_minutes=minutes, annual_kwh=2500.0)
-    matching = sum(
-        abs(sum(trace.readings_wh[f : f + c]) - sum(expected[f : f + c])) <= 1
-        for _, f, c in trace.days()
-    )
-    assert matching >= 0.7 * 60
+def test_household_energy_is_conserved_across_resolutions(minutes: int) -> None:
+    # The same household and days at any interval: the same energy per day (within
+    # rounding), since every resolution sums the same per-minute simulation.
+    start = dt.date(2025, 3, 29)  # includes the spring DST day
+    q = simulate_load("q", start, 3, seed=2, annual_kwh=2500.0)
+    other = simulate_load("q", start, 3, interval_minutes=minutes, seed=2, annual_kwh=2500.0)
+    for (_, f1, c1), (_, f2, c2) in zip(q.days(), other.days(), strict=True):
+        assert abs(sum(q.readings_wh[f1 : f1 + c1]) - sum(other.readings_wh[f2 : f2 + c2])) <= 1
+
+
+def test_population_mean_follows_h0() -> None:
+    # The calibration target: the mean of many simulated households has the BDEW
+    # H0 shape (docs/privacy-evaluation.md reports the figure for larger runs).
+    traces = simulate_neighbourhood(24, WINTER, 7, seed=21)
+    mean = np.mean([t.readings_wh for t in traces], axis=0)
+    h0 = np.array(bdew_profile_wh(WINTER, 7))
+    hourly = mean.reshape(-1, 4).sum(axis=1), h0.reshape(-1, 4).sum(axis=1)
+    assert np.corrcoef(*hourly)[0, 1] > 0.8
+    # One household alone correlates far less (the privacy-relevant individuality).
+    single = np.array(traces[0].readings_wh, dtype=float).reshape(-1, 4).sum(axis=1)
+    assert np.corrcoef(single, hourly[1])[0, 1] < np.corrcoef(*hourly)[0, 1]
 
 
 # --------------------------------------------------------------------------
@@ -225,71 +232,106 @@ def test_household_days_keep_the_profile_energy(minutes: int) -> None:
 
 
 def test_ground_truth_is_consistent() -> None:
-    traces = simulate_neighbourhood(8, WINTER, 21, seed=11)
+    traces = simulate_neighbourhood(8, WINTER, 14, seed=11)
     for trace in traces:
         r = np.array(trace.readings_wh)
         occupied = np.array(trace.occupied)
         asleep = np.array(trace.asleep)
+        active = trace.truth["active"]
+        present = trace.truth["present"]
         assert not (asleep & ~occupied).any(), "asleep implies at home"
-        events = _event_mask(trace)
-        assert not (events & ~occupied).any(), "appliances run only while someone is home"
+        assert (active <= present + 1e-9).all()
         day_bounds = {first: first + count for _, first, count in trace.days()}
         for ev in trace.appliance_events:
             assert ev.appliance in APPLIANCES
             assert 0 <= ev.start_index < ev.end_index <= len(r)
             assert ev.energy_wh > 0
-            assert occupied[ev.start_index] and not asleep[ev.start_index]
-            # Within one local day.
+            # Switched on only with an active occupant in the starting interval.
+            assert active[ev.start_index] > 0
             first = max(f for f in day_bounds if f <= ev.start_index)
             assert ev.end_index <= day_bounds[first]
-            # The run's energy is in the readings (rounding costs < 1 Wh per day).
-            assert r[ev.start_index : ev.end_index].sum() >= ev.energy_wh - 1
-        laundry_ends = {e.end_index for e in trace.appliance_events if e.appliance == "laundry"}
-        for ev in trace.appliance_events:
-            if ev.appliance == "dryer":
-                assert ev.start_index in laundry_ends
+            # The run's energy is in the readings (rounding costs < 1 Wh per interval).
+            assert r[ev.start_index : ev.end_index].sum() >= ev.energy_wh - (ev.end_index - ev.start_index)
+        # The components add up to the readings (integer rounding carries within a day).
+        total = sum(trace.truth[c] for c in load_mod.COMPONENTS)
+        assert np.abs(total - r).max() < 1.0 + 1e-6
+        for _, first, count in trace.days():
+            assert abs(total[first : first + count].sum() - r[first : first + count].sum()) <= 0.5 + 1e-6
 
 
-def test_readings_are_base_load_when_nobody_is_home() -> None:
-    traces = simulate_neighbourhood(8, WINTER, 21, seed=12)
+def test_no_occupant_driven_load_without_active_occupants() -> None:
+    # Occupancy zero means no occupant-driven switches: with nobody active in an
+    # interval, watched appliances, lighting and small appliances draw nothing, and
+    # with nobody at home no appliance run starts.
+    traces = simulate_neighbourhood(8, WINTER, 14, seed=12)
+    watched = sorted(WATCHED) + ["lighting", "other", "space_heating"]
     checked = 0
     for trace in traces:
-        r = np.array(trace.readings_wh, dtype=float)
-        away = ~np.array(trace.occupied) & ~_event_mask(trace)
-        if away.sum() < 50:
+        idle = trace.truth["active"] == 0
+        away = trace.truth["present"] == 0
+        for name in watched:
+            assert (trace.truth[name][idle] == 0).all(), name
+        starts = np.array([e.start_index for e in trace.appliance_events], dtype=int)
+        assert not away[starts].any()
+        # Away with no programme appliance running: the readings are the passive load.
+        running = np.zeros(len(trace.readings_wh), dtype=bool)
+        for e in trace.appliance_events:
+            running[e.start_index : e.end_index] = True
+        quiet = away & ~running
+        if quiet.sum() < 50:
             continue
         checked += 1
-        base = trace.base_load_wh
-        # Base load noise is bounded by +-24 %, plus 1 Wh of rounding.
-        assert (r[away] <= 1.24 * base + 1).all()
-        assert (r[away] >= 0.76 * base - 1).all()
-        assert abs(r[away].mean() / base - 1.0) < 0.05
-        awake_home = np.array(trace.occupied) & ~np.array(trace.asleep)
-        assert r[awake_home].mean() > 2 * r[away].mean()
+        passive = sum(trace.truth[c] for c in PASSIVE)
+        r = np.array(trace.readings_wh, dtype=float)
+        assert np.abs(r[quiet] - passive[quiet]).max() <= 1.0 + 1e-6
+        awake_home = trace.truth["active"] >= 0.5
+        assert r[awake_home].mean() > 1.5 * r[quiet].mean()
+        assert abs(passive.mean() - trace.base_load_wh) < 1e-6
     assert checked >= 4
 
 
-def test_heating_only_in_the_heating_season() -> None:
-    winter = simulate_neighbourhood(6, WINTER, 14, seed=13)
-    summer = simulate_neighbourhood(6, dt.date(2025, 7, 7), 14, seed=13)
-    assert any(e.appliance == "heating" for t in winter for e in t.appliance_events)
-    assert not any(e.appliance == "heating" for t in summer for e in t.appliance_events)
-    # Each appliance of the model shows up somewhere in a winter neighbourhood.
-    seen = {e.appliance for t in winter for e in t.appliance_events}
-    assert seen == set(APPLIANCES)
+def _find(pred, seed: int, prefix: str = "h") -> str:
+    for k in range(500):
+        hid = f"{prefix}{k}"
+        if pred(household_traits(hid, seed)):
+            return hid
+    raise AssertionError("no household with the trait among 500")
 
 
-def test_workers_are_away_on_workdays() -> None:
-    traces = simulate_neighbourhood(10, WINTER, 14, seed=14)
-    workers = [t for t in traces if not t.params["home_all_day"]]
+def test_space_heating_only_in_the_heating_season() -> None:
+    heated = _find(lambda t: t.electric_space_heating, seed=13)
+    unheated = _find(lambda t: not t.electric_space_heating, seed=13)
+    winter = simulate_load(heated, WINTER, 4, seed=13)
+    summer = simulate_load(heated, dt.date(2025, 7, 7), 4, seed=13)
+    assert winter.truth["space_heating"].sum() > 1000
+    assert summer.truth["space_heating"].sum() == 0
+    assert simulate_load(unheated, WINTER, 4, seed=13).truth["space_heating"].sum() == 0
+    assert winter.params["electric_space_heating"] is True
+
+
+def test_every_appliance_shows_up() -> None:
+    hid = _find(lambda t: {"shower", "dryer", "dishwasher", "microwave", "computer"} <= t.owns
+                and t.residents >= 3, seed=5)
+    trace = simulate_load(hid, WINTER, 14, seed=5)
+    assert {e.appliance for e in trace.appliance_events} == set(APPLIANCES)
+    # Ratings: a kettle run draws about 2-3 kW (scaled by the household factor).
+    scale = trace.annual_kwh / load_mod.expected_annual_kwh(hid, 5)
+    kettle = [e for e in trace.appliance_events if e.appliance == "kettle"]
+    assert kettle and all(e.energy_wh <= 3000 * scale * 5 / 60 + 1 for e in kettle)
+
+
+def test_full_time_workers_are_away_on_workdays() -> None:
+    traces = simulate_neighbourhood(24, WINTER, 14, seed=14)
+    workers = [t for t in traces if t.params["n_home"] == 0 and t.params["n_part_time"] == 0
+               and not t.params["children"]]
     assert workers
     for trace in workers:
         occ = np.array(trace.occupied)
         hours = np.array([s.astimezone(ZoneInfo(trace.tz)).hour for s in trace.starts])
         weekday = np.array([local_day_of(s, trace.tz).weekday() < 5 for s in trace.starts])
         at_noon = (hours == 12) & weekday
-        assert occ[at_noon].mean() < 0.2
-        assert occ[hours == 3].mean() > 0.9  # nights at home (bar rare trips)
+        assert occ[at_noon].mean() < 0.25
+        assert occ[hours == 3].mean() > 0.85  # nights at home (bar trips)
 
 
 def test_business_ground_truth() -> None:
@@ -323,7 +365,7 @@ def test_neighbourhood_mix_and_ranges() -> None:
     businesses = [t for t in traces if t.profile in BUSINESS_PROFILES]
     households = [t for t in traces if t.profile == "h0"]
     assert len(businesses) == 5 and len(households) == 15
-    assert all(1500.0 <= t.annual_kwh <= 6000.0 for t in households)
+    assert all(700.0 <= t.annual_kwh <= 15000.0 for t in households)
     assert all(5000.0 <= t.annual_kwh <= 60000.0 for t in businesses)
     assert len({t.annual_kwh for t in households}) > 1
     assert simulate_neighbourhood(0, WINTER, 1) == []
@@ -333,9 +375,11 @@ def test_neighbourhood_performance() -> None:
     simulate_neighbourhood(1, WINTER, 1)  # warm the per-year profile cache
     begin = time.perf_counter()
     traces = simulate_neighbourhood(20, dt.date(2025, 2, 1), 30, seed=1)
+    assert all(t.truth for t in traces)
     elapsed = time.perf_counter() - begin
     assert len(traces[0].readings_wh) == 30 * 96
-    assert elapsed < 5.0
+    # 600 household-days plus 48 reference days per household (the annual scaling).
+    assert elapsed < 10.0
 
 
 # --------------------------------------------------------------------------

@@ -15,20 +15,21 @@ intervals receive equal shares of their quarter hour (energy is conserved
 exactly; no smoothing is invented), and 30/60-minute intervals sum their
 quarter hours.
 
-On top of the expectation a seeded stochastic model adds behaviour.  For
-households (``h0``, ``h0_dyn``): residents who sleep, leave for work or
-outings, and run appliances (cooking, laundry, dryer, dishwasher, electric
-heating).  Each local day's energy is the profile's energy for that day: an
-always-on base load plus the appliance events, and the rest ("activity":
-lighting, media, IT, small appliances) is laid over the profile shape weighted
-by who is at home and awake.  Nobody at home means base load only, so
-occupancy truly leaks through the readings, which is what the privacy tests
-need.  For businesses and farms the overlay is simpler: opening hours (ground
-truth only; the profile already has their shape), a random day-level factor and
-per-interval noise.
+Households (``h0``, ``h0_dyn``) come from the bottom-up model of
+:mod:`meterhub.meter.households` (occupants' active/absent/asleep Markov chains,
+appliances switched by active occupants, lighting by daylight, traits), scaled
+by one factor per household so that its expected year uses ``annual_kwh``; the
+expectation is taken over 48 reference days (two Wednesdays and two Saturdays a month),
+so a simulated year is within a few per cent of ``annual_kwh``, as a real
+household's year is of its forecast.  Nobody at home means no occupant-driven
+load (standby, fridge and freezer cycles only), so occupancy truly leaks through
+the readings, which is what the privacy evaluation (:mod:`meterhub.privacy`)
+measures.  For businesses and farms the overlay on the BDEW expectation is
+simpler: opening hours (ground truth only; the profile already has their shape),
+a random day-level factor and per-interval noise.
 
 Determinism: every random draw comes from a ``numpy.random.Generator`` seeded
-from ``(seed, household_id)`` for household parameters and
+from ``(seed, household_id)`` for household traits and
 ``(seed, household_id, day)`` for each day, so the same household and day
 always read the same, whatever window is simulated.
 """
@@ -44,10 +45,19 @@ import threading
 import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from ..holidays import easter_sunday, german_holidays
+from .households import (
+    COMPONENTS,
+    OCCUPANT_APPLIANCES,
+    PASSIVE,
+    HouseholdTraits,
+    draw_traits,
+    simulate_days,
+)
 from .timebase import (
     DEFAULT_TZ,
     _day_grid,
@@ -68,6 +78,8 @@ __all__ = [
     "german_holidays",
     "easter_sunday",
     "bdew_profile_wh",
+    "expected_annual_kwh",
+    "household_traits",
     "simulate_load",
     "simulate_neighbourhood",
 ]
@@ -77,7 +89,7 @@ BUSINESS_PROFILES: tuple[str, ...] = (
     "g0", "g1", "g2", "g3", "g4", "g5", "g6", "l0", "l1", "l2",
 )
 PROFILES: tuple[str, ...] = HOUSEHOLD_PROFILES + BUSINESS_PROFILES
-APPLIANCES: tuple[str, ...] = ("cooking", "laundry", "dryer", "dishwasher", "heating")
+APPLIANCES: tuple[str, ...] = OCCUPANT_APPLIANCES
 
 _MIN_YEAR, _MAX_YEAR = 1970, 2200
 _SLOTS_PER_DAY = 96  # BDEW quarter hours
@@ -107,9 +119,16 @@ class LoadTrace:
     ``starts`` are aware UTC interval starts, contiguous over the simulated
     days; ``readings_wh[i]`` is the energy (integer Wh) in the interval that
     starts at ``starts[i]``.  ``occupied``/``asleep`` are per interval (for a
-    business ``occupied`` means open and ``asleep`` is always False).
-    ``base_load_wh`` is the household's mean always-on energy per interval (0.0
-    for business profiles); ``params`` holds the drawn household parameters.
+    household: someone at home for at least half the interval / at home but
+    nobody active for at least half of it; for a business ``occupied`` means open
+    and ``asleep`` is always False).  ``appliance_events`` are the runs of
+    occupant-switched appliances.  ``base_load_wh`` is the household's mean
+    not occupant-driven energy per interval (standby, fridge, freezer; 0.0 for
+    business profiles); ``params`` holds the household's traits
+    (:meth:`HouseholdTraits.as_params`).  ``truth`` (households only, not part of
+    equality) holds per interval the energy of each simulator component (Wh,
+    float, before rounding) and the mean number of occupants ``present`` and
+    ``active``.
     """
 
     household_id: str
@@ -124,6 +143,7 @@ class LoadTrace:
     annual_kwh: float = 0.0
     base_load_wh: float = 0.0
     params: dict[str, float | int | bool] = field(default_factory=dict)
+    truth: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         n = len(self.starts)
@@ -295,10 +315,6 @@ def _lognormal_unit(rng: np.random.Generator, sigma: float, size: int | None = N
     return rng.lognormal(-0.5 * sigma * sigma, sigma, size)
 
 
-def _is_rest_day(day: dt.date) -> bool:
-    return day.weekday() >= 5 or day in german_holidays(day.year)
-
-
 def _round_conserving(values: np.ndarray) -> np.ndarray:
     """Integer Wh whose running sum tracks the float running sum (error < 1 Wh)."""
     cum = np.rint(np.cumsum(values))
@@ -306,130 +322,108 @@ def _round_conserving(values: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------
-# Household model
+# Household model (meterhub.meter.households)
+
+_REFERENCE_TAG = 0x726566  # separates the reference-day stream from the real days
 
 
-def _household_params(rng: np.random.Generator, annual_kwh: float) -> dict[str, float | int | bool]:
-    # German averages (BDEW/co2online Stromspiegel): ~1500 kWh for one person,
-    # ~1000-1200 kWh per additional resident; noise for lifestyle.
-    residents = int(np.clip(round(annual_kwh / 1250.0 + rng.normal(0.0, 0.5)), 1, 6))
-    return {
-        "residents": residents,
-        "home_all_day": bool(rng.random() < 0.3),  # retired, home office, carer
-        "base_fraction": float(rng.uniform(0.15, 0.28)),  # fridge, standby, router
-        "wake_workday_min": float(rng.normal(6.5 * 60, 30)),
-        "wake_restday_min": float(rng.normal(8.25 * 60, 40)),
-        "bed_min": float(rng.normal(23.0 * 60, 35)),
-        "has_dryer": bool(rng.random() < 0.4),
-        "has_dishwasher": bool(rng.random() < 0.7),
-        "heating_power_w": float(rng.uniform(600.0, 1800.0) * (annual_kwh / 3500.0) ** 0.5),
-        "appliance_scale": float((annual_kwh / 3500.0) ** 0.8),
-    }
+def _tz_offset_h(day: dt.date, tz: str) -> float:
+    noon = dt.datetime(day.year, day.month, day.day, 12, tzinfo=ZoneInfo(tz))
+    off = noon.utcoffset()
+    return off.total_seconds() / 3600.0 if off is not None else 0.0
 
 
-def _winterness(day: dt.date) -> float:
-    """0 in summer, 1 in mid-January: a smooth heating-season indicator."""
-    doy = day.timetuple().tm_yday
-    return max(0.0, math.cos(2.0 * math.pi * (doy - 15) / 365.25)) ** 0.8
+def _reference_days() -> list[tuple[dt.date, float]]:
+    """Four days a month of a fixed year (two Wednesdays, two Saturdays) with the share of
+    the year each stands for: the stratified sample behind :func:`_expected_annual_wh`."""
+    out: list[tuple[dt.date, float]] = []
+    for month in range(1, 13):
+        ndays = calendar.monthrange(2025, month)[1]
+        for first in (dt.date(2025, month, 2), dt.date(2025, month, 16)):
+            wed = first + dt.timedelta(days=(2 - first.weekday()) % 7)
+            sat = first + dt.timedelta(days=(5 - first.weekday()) % 7)
+            out.append((wed, ndays * 5 / 14))
+            out.append((sat, ndays * 2 / 14))
+    return out
 
 
-def _household_day(
-    day: dt.date,
-    wall: np.ndarray,
-    expected: np.ndarray,
-    interval: int,
-    p: dict[str, float | int | bool],
-    base_wh: float,
-    rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[str, int, int, int]]]:
-    """One local day: (readings float Wh, occupied, asleep, events with day-local indices)."""
-    n = wall.shape[0]
-    rest = _is_rest_day(day)
-    wake_mu = float(p["wake_restday_min"] if rest else p["wake_workday_min"])
-    wake = float(np.clip(rng.normal(wake_mu, 25), 4 * 60, 11 * 60))
-    bed = float(np.clip(rng.normal(float(p["bed_min"]), 30), 20.5 * 60, 24 * 60 - 1))
+@lru_cache(maxsize=4096)
+def _traits(seed: int, ident: int) -> HouseholdTraits:
+    return draw_traits(_rng(seed, ident))
 
-    away_windows: list[tuple[float, float]] = []
-    if not rest and not p["home_all_day"]:
-        leave = wake + rng.uniform(30, 90)
-        back = float(np.clip(leave + rng.normal(9 * 60, 60), leave + 4 * 60, bed - 60))
-        away_windows.append((leave, back))
-    elif rng.random() < 0.6:  # shopping, visits, excursions
-        lo, hi = (10 * 60, 17 * 60) if rest else (9 * 60, 16 * 60)
-        begin = rng.uniform(lo, hi)
-        span = rng.uniform(120, 360) if rest else rng.uniform(60, 180)
-        away_windows.append((begin, min(begin + span, bed - 30)))
-    if rng.random() < 0.12:  # evening out
-        begin = rng.uniform(19 * 60, 21 * 60)
-        away_windows.append((begin, min(begin + rng.uniform(90, 180), bed - 15)))
-    away_all_day = rng.random() < 0.015  # overnight trip
 
-    minute = wall.astype(np.float64)
-    occupied = np.ones(n, dtype=bool)
-    for a, b in away_windows:
-        occupied &= ~((minute >= a) & (minute < b))
-    asleep = ((minute < wake) | (minute >= bed)) & occupied
-    if away_all_day:
-        occupied[:] = False
-        asleep[:] = False
-    awake_home = occupied & ~asleep
+@lru_cache(maxsize=4096)
+def _expected_annual_wh(seed: int, ident: int, tz: str) -> float:
+    """The household's expected annual energy (Wh) before scaling, from reference days."""
+    traits = _traits(seed, ident)
+    ref = _reference_days()
+    days = [d for d, _ in ref]
+    rngs = [_rng(seed, ident, _REFERENCE_TAG, d.toordinal()) for d in days]
+    sims = simulate_days(traits, days, rngs, frozenset(german_holidays(2025)),
+                         [_tz_offset_h(d, tz) for d in days])
+    return sum(w * float(s.total().sum()) / 60.0 for (_, w), s in zip(ref, sims, strict=True))
 
-    # Appliance runs: each must start while someone is up and at home and
-    # stay within the day and within occupied time.
-    events: list[tuple[str, int, int, int]] = []
-    load = np.zeros(n)
-    scale = float(p["appliance_scale"])
-    residents = int(p["residents"])
 
-    def place(
-        name: str, lo: float, hi: float, minutes: float, energy_wh: float, at: int | None = None
-    ) -> int | None:
-        """Add a run starting in wall-clock window [lo, hi) (or at index ``at``); return its end."""
-        length = max(1, round(minutes / interval))
-        for _ in range(1 if at is not None else 4):
-            if at is None:
-                idx = np.flatnonzero(minute >= rng.uniform(lo, hi))
-                if idx.size == 0:
-                    return None
-                s = int(idx[0])
-            else:
-                s = at
-            if s + length <= n and awake_home[s] and occupied[s : s + length].all():
-                e = max(1, round(energy_wh))
-                load[s : s + length] += e / length
-                events.append((name, s, s + length, e))
-                return s + length
-        return None
+def household_traits(household_id: str, seed: int = 0) -> HouseholdTraits:
+    """The traits of the household that :func:`simulate_load` simulates for ``household_id``."""
+    return _traits(_check_seed(seed), _id_word(household_id))
 
-    for prob, lo, hi in ((0.85, 17.5 * 60, 19.5 * 60), (0.5, 11.5 * 60, 12.75 * 60)):
-        if rng.random() < prob:  # dinner, lunch (lunch only fits when home)
-            minutes = rng.uniform(20, 60)
-            place("cooking", lo, hi, minutes, rng.uniform(800, 1800) * scale * minutes / 60)
-    if rng.random() < min(0.9, 0.1 * residents + 0.05):
-        end = place("laundry", wake + 30, 19 * 60, rng.uniform(90, 150),
-                    rng.uniform(500, 1000) * scale)
-        if end is not None and end < n and p["has_dryer"] and rng.random() < 0.7:
-            # The dryer starts when the washer ends.
-            place("dryer", 0.0, 0.0, rng.uniform(60, 120), rng.uniform(1500, 2500) * scale, at=end)
-    if p["has_dishwasher"] and rng.random() < min(0.9, 0.12 * residents + 0.1):
-        place("dishwasher", 19 * 60, 21 * 60, rng.uniform(100, 160), rng.uniform(800, 1300) * scale)
-    winter = _winterness(day)
-    if winter > 0 and rng.random() < 0.85 * winter:
-        minutes = rng.uniform(60, 180) * (0.5 + winter)
-        place("heating", 16.5 * 60, 20 * 60, minutes, float(p["heating_power_w"]) * minutes / 60)
 
-    base = base_wh * (1.0 + 0.08 * np.clip(rng.standard_normal(n), -3.0, 3.0))
-    day_energy = float(expected.sum())
-    # Activity takes what base and appliances leave of the profile's day; a
-    # floor keeps some lighting on heavy-appliance days (energy then exceeds
-    # the profile slightly).
-    budget = max(day_energy - float(base.sum()) - float(load.sum()),
-                 0.1 * max(day_energy - float(base.sum()), 0.0))
-    weight = np.where(awake_home, 1.0, np.where(asleep, 0.12, 0.0))
-    shape = expected * weight * _lognormal_unit(rng, 0.35, n)
-    total = shape.sum()
-    activity = shape * (budget / total) if total > 0 else np.zeros(n)
-    return base + load + activity, occupied, asleep, events
+def expected_annual_kwh(household_id: str, seed: int = 0, tz: str = DEFAULT_TZ) -> float:
+    """What the household of ``household_id`` uses in a year on its own (before scaling)."""
+    return _expected_annual_wh(_check_seed(seed), _id_word(household_id), check_tz(tz)) / 1000.0
+
+
+def _window_sums(per_minute: np.ndarray, wall: np.ndarray, interval: int) -> np.ndarray:
+    """Sums of per-wall-clock-minute rows (..., 1440) over each interval ``[wall, wall + interval)``."""
+    cum = np.zeros((*per_minute.shape[:-1], 1441))
+    np.cumsum(per_minute, axis=-1, dtype=np.float64, out=cum[..., 1:])
+    return cum[..., np.minimum(wall + interval, 1440)] - cum[..., wall]
+
+
+def _household_days(
+    household_id: str, start: dt.date, days: int, interval: int, tz: str, seed: int, annual_wh: float
+) -> tuple[list[int], list[bool], list[bool], list[ApplianceEvent], dict[str, np.ndarray], float, HouseholdTraits]:
+    ident = _id_word(household_id)
+    traits = _traits(seed, ident)
+    scale = annual_wh / _expected_annual_wh(seed, ident, tz)
+    dates = [start + dt.timedelta(days=k) for k in range(days)]
+    years = {d.year for d in dates}
+    hol = frozenset(h for y in years for h in german_holidays(y))
+    sims = simulate_days(traits, dates, [_rng(seed, ident, d.toordinal()) for d in dates], hol,
+                         [_tz_offset_h(d, tz) for d in dates])
+    readings: list[int] = []
+    occupied: list[bool] = []
+    asleep: list[bool] = []
+    events: list[ApplianceEvent] = []
+    truth: dict[str, list[np.ndarray]] = {c: [] for c in (*COMPONENTS, "present", "active")}
+    for day, sim in zip(dates, sims, strict=True):
+        wall = _day_wall(day, tz, interval)
+        offset = len(readings)
+        rows = np.vstack([*(sim.power[c] for c in COMPONENTS), sim.present > 0, sim.active > 0,
+                          sim.present, sim.active])
+        sums = _window_sums(rows, wall, interval)
+        nc = len(COMPONENTS)
+        wh = sums[:nc] * (scale / 60.0)
+        for c, row in zip(COMPONENTS, wh, strict=True):
+            truth[c].append(row)
+        readings.extend(_round_conserving(wh.sum(axis=0)).tolist())
+        span = np.minimum(wall + interval, 1440) - wall
+        occ = sums[nc] * 2 >= span
+        occupied.extend(occ.tolist())
+        asleep.extend((occ & (sums[nc + 1] * 2 < span)).tolist())
+        truth["present"].append(sums[nc + 2] / span)
+        truth["active"].append(sums[nc + 3] / span)
+        for name, s, e, wh in sim.starts:
+            first = int(np.searchsorted(wall, s, side="right")) - 1
+            last = int(np.searchsorted(wall, e - 1, side="right")) - 1
+            if first < 0 or wall[first] + interval <= s:
+                continue  # starts in the hour the spring DST change skips
+            events.append(ApplianceEvent(name, offset + first, offset + max(first, last) + 1,
+                                         max(1, round(wh * scale))))
+    passive = sum(float(np.concatenate(truth[c]).mean()) for c in PASSIVE) if readings else 0.0
+    return (readings, occupied, asleep, events,
+            {k: np.concatenate(v) for k, v in truth.items()}, passive, traits)
 
 
 # --------------------------------------------------------------------------
@@ -499,35 +493,31 @@ def simulate_load(
     ident = _id_word(household_id)
     is_household = profile in HOUSEHOLD_PROFILES
 
-    params: dict[str, float | int | bool] = {}
-    base_wh = 0.0
     if is_household:
-        params = _household_params(_rng(seed, ident), annual)
-        base_wh = float(params["base_fraction"]) * energy_wh * interval_minutes / (365.25 * 1440)
+        readings, occupied, asleep, events, truth, base_wh, traits = _household_days(
+            household_id, start, days, interval_minutes, tz, seed, energy_wh
+        )
+        starts = [s for k in range(days) for s in _day_grid(start + dt.timedelta(days=k), tz, interval_minutes)]
+        return LoadTrace(
+            household_id=household_id, profile=profile, tz=tz, interval_minutes=interval_minutes,
+            starts=starts, readings_wh=readings, occupied=occupied, asleep=asleep, appliance_events=events,
+            annual_kwh=annual, base_load_wh=base_wh, params=traits.as_params(), truth=truth,
+        )
 
     starts: list[dt.datetime] = []
-    readings: list[int] = []
-    occupied: list[bool] = []
-    asleep: list[bool] = []
-    events: list[ApplianceEvent] = []
+    readings = []
+    occupied = []
+    asleep = []
     for k in range(days):
         day = start + dt.timedelta(days=k)
         wall = _day_wall(day, tz, interval_minutes)
         expected = _day_weights(day, profile, tz, interval_minutes) * energy_wh
         rng = _rng(seed, ident, day.toordinal())
-        offset = len(readings)
-        if is_household:
-            values, occ, slp, day_events = _household_day(
-                day, wall, expected, interval_minutes, params, base_wh, rng
-            )
-            events.extend(ApplianceEvent(a, offset + s, offset + e, w) for a, s, e, w in day_events)
-        else:
-            values, occ = _business_day(day, wall, expected, profile, rng)
-            slp = np.zeros_like(occ)
+        values, occ = _business_day(day, wall, expected, profile, rng)
         starts.extend(_day_grid(day, tz, interval_minutes))
         readings.extend(_round_conserving(values).tolist())
         occupied.extend(occ.tolist())
-        asleep.extend(slp.tolist())
+        asleep.extend([False] * len(occ))
     return LoadTrace(
         household_id=household_id,
         profile=profile,
@@ -537,10 +527,8 @@ def simulate_load(
         readings_wh=readings,
         occupied=occupied,
         asleep=asleep,
-        appliance_events=events,
+        appliance_events=[],
         annual_kwh=annual,
-        base_load_wh=base_wh,
-        params=params,
     )
 
 
@@ -565,9 +553,11 @@ def simulate_neighbourhood(
 ) -> list[LoadTrace]:
     """Simulate ``n`` meters, a ``business_share`` of them businesses/farms.
 
-    Households use H0 with annual consumption drawn log-normally around
-    3000 kWh and clipped to 1500..6000 kWh (the German range from one to five
-    residents); businesses draw a profile from G0..G6/L0..L2 and 5..60 MWh a
+    Households are simulated bottom-up (:mod:`meterhub.meter.households`); each
+    one's ``annual_kwh`` is what its occupants and appliances use in an expected
+    year times a log-normal lifestyle factor (sigma 0.15), which spreads them
+    like German households by size (about 1,500 kWh alone to 5,000 kWh for five,
+    more with electric water or space heating); businesses draw a profile from G0..G6/L0..L2 and 5..60 MWh a
     year (log-uniform).  IDs are ``hh-0000``/``biz-0001``...; deterministic in
     ``seed``.
     """
@@ -596,8 +586,11 @@ def simulate_neighbourhood(
             hid = f"biz-{i:04d}"
         else:
             profile = "h0"
-            annual = round(float(np.clip(rng.lognormal(math.log(3000.0), 0.35), 1500, 6000)), 1)
             hid = f"hh-{i:04d}"
+            # What this household's occupants and appliances use, times a lifestyle
+            # factor (thrift or waste beyond the model's appliances).
+            lifestyle = float(np.clip(rng.lognormal(0.0, 0.15), 0.7, 1.45))
+            annual = round(expected_annual_kwh(hid, seed, tz) * lifestyle, 1)
         traces.append(
             simulate_load(
                 hid, start, days, annual_kwh=annual, profile=profile,

@@ -1,0 +1,514 @@
+"""``meterhub privacy evaluate``: every attack on every data source, on simulated
+households with ground truth (docs/privacy-evaluation.md).
+
+Data sources (:data:`SOURCES`): ``none`` (the time of day only: what an attacker
+knows without any data, the prior), ``raw-15min`` and ``hourly`` (what a meter
+operator or a data hub sees without meterhub), one source per recipient made of
+the release kinds it receives (:data:`meterhub.privacy.releases.RELEASE_KINDS`),
+and ``collusion``, the union of all releases. A new release kind joins its
+recipient's source and the union by itself.
+
+Attacks and units:
+
+* occupancy per household-hour (occupied: someone at home for at least half the
+  hour), accuracy, cluster-bootstrap interval over test households;
+* appliance use per household-hour for seven appliances (on: at least 50 Wh of
+  that appliance in the hour), macro F1 over the appliances; the trivial
+  base rate is the F1 of predicting "on" always;
+* traits per household, accuracy with a Wilson interval, 5-fold cross-validation.
+
+Occupancy and appliance attacks train on half of the households (with their
+ground truth) and are scored on the other half. The baseline of each row is the
+better of the majority class (or trivial F1) and the ``none`` source; the gap is
+the accuracy above it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..meter.load import LoadTrace, bdew_profile_wh, simulate_neighbourhood
+from ..meter.timebase import local_day_of, wallclock_minutes
+from .attacks import (
+    bootstrap_ci,
+    f1,
+    learn_signatures,
+    nilm_co,
+    nilm_hart,
+    occupancy_supervised,
+    occupancy_threshold,
+    supervised_by_unit,
+    traits_classifier,
+    wilson,
+)
+from .features import class_features, window_features
+from .releases import RECIPIENTS, RELEASE_KINDS, ReleaseContext, household_releases
+
+__all__ = [
+    "FORMAT",
+    "NILM_APPLIANCES",
+    "SOURCES",
+    "TRAITS",
+    "Dataset",
+    "Evaluation",
+    "Result",
+    "Source",
+    "build_dataset",
+    "evaluate",
+    "format_table",
+    "write_plots",
+]
+
+FORMAT = "meterhub-privacy-evaluation/1"
+NILM_APPLIANCES: tuple[str, ...] = ("kettle", "hob", "oven", "washing", "dryer", "dishwasher", "shower")
+NILM_ON_WH = 50.0  # an appliance "used in the hour"
+TRAITS: tuple[str, ...] = (
+    "residents", "all_adults_employed", "children", "electric_water_heating", "electric_space_heating",
+)
+
+
+@dataclass(frozen=True)
+class Source:
+    """A data source: a raw series (``per_hour`` readings an hour) or release kinds."""
+
+    name: str
+    description: str
+    per_hour: int = 0
+    kinds: tuple[str, ...] = ()
+
+    @property
+    def is_release(self) -> bool:
+        return bool(self.kinds)
+
+
+def _sources() -> tuple[Source, ...]:
+    out = [
+        Source("none", "time of day and day type only (the prior)"),
+        Source("raw-15min", "raw 15-minute readings (without meterhub)", per_hour=4),
+        Source("hourly", "hourly readings (without meterhub)", per_hour=1),
+    ]
+    for r in RECIPIENTS:
+        kinds = tuple(k.name for k in RELEASE_KINDS.values() if k.recipient == r)
+        out.append(Source(r, f"what the {r} receives: " + ", ".join(kinds), kinds=kinds))
+    out.append(Source("collusion", "all recipients together: " + ", ".join(RELEASE_KINDS), kinds=tuple(RELEASE_KINDS)))
+    return tuple(out)
+
+
+SOURCES: tuple[Source, ...] = _sources()
+
+
+@dataclass
+class Dataset:
+    """Households, their readings and ground truth, aligned by hour."""
+
+    ctx: ReleaseContext
+    traces: list[LoadTrace]
+    x15: np.ndarray  # (N, n) Wh
+    hourly: np.ndarray  # (N, H) Wh
+    occupied: np.ndarray  # (N, H) bool
+    hour_of_day: np.ndarray  # (H,)
+    rest: np.ndarray  # (H,) bool: weekend or holiday
+    period_of_hour: np.ndarray  # (H,)
+    truth15: dict[str, np.ndarray]  # appliance -> (N, n) Wh
+    truth_h: dict[str, np.ndarray]  # appliance -> (N, H) Wh
+    traits: dict[str, np.ndarray]  # trait -> (N,) labels
+    releases: list[dict[str, list[dict[str, object]]]]
+
+    @property
+    def n(self) -> int:
+        return len(self.traces)
+
+
+def build_dataset(households: int, weeks: int, seed: int, start: dt.date) -> Dataset:
+    """Simulate the households (15-minute readings) and compute every release."""
+    from ..holidays import german_holidays
+
+    days = 7 * weeks
+    traces = simulate_neighbourhood(households, start, days, seed=seed)
+    ctx = ReleaseContext(start, days, seed=seed)
+    x15 = np.array([t.readings_wh for t in traces], dtype=float)
+    n_hh, n = x15.shape
+    hourly = x15.reshape(n_hh, -1, 4).sum(axis=2)
+    occ15 = np.array([t.occupied for t in traces], dtype=float)
+    occupied = occ15.reshape(n_hh, -1, 4).mean(axis=2) >= 0.5
+    starts = ctx.starts[::4]
+    tz = ctx.tz
+    hour_of_day = np.array([wallclock_minutes(s, tz) // 60 for s in starts])
+    hol = {h for y in range(start.year, start.year + 2) for h in german_holidays(y)}
+    local_days = [local_day_of(s, tz) for s in starts]
+    rest = np.array([d.weekday() >= 5 or d in hol for d in local_days])
+    period_of_hour = np.searchsorted([p.lo for p in ctx.periods], np.arange(0, n, 4), side="right") - 1
+    truth15 = {a: np.array([t.truth[a] for t in traces]) for a in NILM_APPLIANCES}
+    truth_h = {a: v.reshape(n_hh, -1, 4).sum(axis=2) for a, v in truth15.items()}
+    res = np.array([int(t.params["residents"]) for t in traces])
+    traits = {
+        "residents": np.where(res >= 3, "3+", res.astype(str)),
+        "all_adults_employed": np.array([bool(t.params["all_adults_employed"]) for t in traces]),
+        "children": np.array([bool(t.params["children"]) for t in traces]),
+        "electric_water_heating": np.array([bool(t.params["electric_water_heating"]) for t in traces]),
+        "electric_space_heating": np.array([bool(t.params["electric_space_heating"]) for t in traces]),
+    }
+    releases = [household_releases(t.household_id, t.readings_wh, ctx) for t in traces]
+    return Dataset(ctx, traces, x15, hourly, occupied, hour_of_day, rest, period_of_hour,
+                   truth15, truth_h, traits, releases)
+
+
+# --------------------------------------------------------------------------- features per source
+
+
+def _time_features(ds: Dataset) -> np.ndarray:
+    h = ds.hour_of_day.astype(float)
+    return np.stack([h, ds.rest.astype(float), np.sin(2 * np.pi * h / 24), np.cos(2 * np.pi * h / 24)], axis=1)
+
+
+def _release_household_features(ds: Dataset, kinds: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """(names, (N, periods, F)) features of the given release kinds per household and period."""
+    names: list[str] = []
+    per: list[np.ndarray] = []
+    for kind in kinds:
+        fn = RELEASE_KINDS[kind].features
+        rows = [[fn(f) for f in r[kind]] for r in ds.releases]
+        keys = sorted(rows[0][0])
+        names += [f"{kind}:{k}" for k in keys]
+        per.append(np.array([[[p[k] for k in keys] for p in hh] for hh in rows], dtype=float))
+    return names, np.concatenate(per, axis=2)
+
+
+def _disclosed_readings(ds: Dataset, kinds: Sequence[str]) -> np.ndarray:
+    """(N, H) the hourly-scaled value of a released single reading in the hour, NaN if none."""
+    out = np.full(ds.hourly.shape, np.nan)
+    for kind in kinds:
+        at = RELEASE_KINDS[kind].reading_at
+        if at is None:
+            continue
+        for i, r in enumerate(ds.releases):
+            for f in r[kind]:
+                for idx, v in at(f):
+                    out[i, idx // 4] = 4.0 * v
+    return out
+
+
+def unit_features(ds: Dataset, src: Source) -> np.ndarray:
+    """(N, H, F) per-hour features an attacker holding ``src`` computes."""
+    t = np.broadcast_to(_time_features(ds)[None], (ds.n, *_time_features(ds).shape))
+    parts = [t]
+    if src.per_hour == 4:
+        parts += [v[:, :, None] for v in window_features(ds.x15, 4).values()]
+    elif src.per_hour == 1:
+        parts += [v[:, :, None] for v in window_features(ds.hourly, 1).values()]
+    elif src.is_release:
+        _, hf = _release_household_features(ds, src.kinds)
+        parts.append(hf[:, ds.period_of_hour, :])
+        disclosed = _disclosed_readings(ds, src.kinds)
+        if not np.isnan(disclosed).all():
+            parts.append(disclosed[:, :, None])
+    return np.concatenate(parts, axis=2)
+
+
+def household_features(ds: Dataset, src: Source) -> np.ndarray | None:
+    """(N, F) features for the trait attacks; None for the ``none`` source."""
+    if src.per_hour == 4:
+        f = class_features(ds.hourly, ds.hour_of_day, ds.rest, ds.x15)
+    elif src.per_hour == 1:
+        f = class_features(ds.hourly, ds.hour_of_day, ds.rest)
+    elif src.is_release:
+        _, hf = _release_household_features(ds, src.kinds)
+        return np.nanmean(hf, axis=1) if hf.shape[1] > 1 else hf[:, 0, :]
+    else:
+        return None
+    return np.stack(list(f.values()), axis=1)
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class Result:
+    attack: str
+    method: str
+    source: str
+    metric: str
+    value: float
+    ci: tuple[float, float]
+    n: int
+    base_rate: float
+    prior: float | None = None
+
+    @property
+    def baseline(self) -> float:
+        return max(self.base_rate, self.prior if self.prior is not None else 0.0)
+
+    @property
+    def gap(self) -> float:
+        return self.value - self.baseline
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ci"] = list(self.ci)
+        d["baseline"] = self.baseline
+        d["gap"] = self.gap
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
+
+
+@dataclass
+class Evaluation:
+    params: dict[str, Any]
+    calibration: dict[str, Any]
+    results: list[Result] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def goal(self) -> dict[str, Any]:
+        raw = [r for r in self.results if r.attack == "occupancy" and r.source == "raw-15min"]
+        rel = [r for r in self.results if r.source in {s.name for s in SOURCES if s.is_release}]
+        worst = max(rel, key=lambda r: r.gap) if rel else None
+        return {
+            "raw_occupancy": max((r.value for r in raw), default=0.0),
+            "raw_occupancy_at_least_80": any(r.value >= 0.8 for r in raw),
+            "worst_release_gap": round(worst.gap, 4) if worst else 0.0,
+            "worst_release": f"{worst.attack}/{worst.method}/{worst.source}" if worst else "",
+            "releases_within_2_points": all(r.gap <= 0.02 for r in rel),
+            "leaking": [f"{r.attack}/{r.method}/{r.source}: +{100 * r.gap:.1f} points" for r in rel if r.gap > 0.02],
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "params": self.params,
+            "sources": {s.name: s.description for s in SOURCES},
+            "calibration": self.calibration,
+            "results": [r.to_dict() for r in self.results],
+            "goal": self.goal(),
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def _calibration(ds: Dataset) -> dict[str, Any]:
+    h0 = np.array(bdew_profile_wh(ds.ctx.start, ds.ctx.days))
+    mean = ds.x15.mean(axis=0)
+    hourly_h0 = h0.reshape(-1, 4).sum(axis=1)
+    per_hh = [float(np.corrcoef(h, hourly_h0)[0, 1]) for h in ds.hourly]
+    annual = np.array([t.annual_kwh for t in ds.traces])
+    res = np.array([int(t.params["residents"]) for t in ds.traces])
+    by_res = {}
+    for k in sorted(set(res.tolist())):
+        a = annual[res == k]
+        by_res[str(k)] = {"households": int(a.size), "median": round(float(np.median(a)), 0),
+                          "p10": round(float(np.percentile(a, 10)), 0), "p90": round(float(np.percentile(a, 90)), 0)}
+    return {
+        "h0_correlation_15min": round(float(np.corrcoef(mean, h0)[0, 1]), 4),
+        "h0_correlation_hourly": round(float(np.corrcoef(mean.reshape(-1, 4).sum(axis=1), hourly_h0)[0, 1]), 4),
+        "household_h0_correlation_hourly": {
+            "min": round(min(per_hh), 3), "median": round(float(np.median(per_hh)), 3), "max": round(max(per_hh), 3),
+        },
+        "annual_kwh_by_residents": by_res,
+        "occupied_share": round(float(ds.occupied.mean()), 4),
+    }
+
+
+def _split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    perm = np.random.default_rng([seed, 0x5917]).permutation(n)
+    half = max(1, n // 2)
+    return np.sort(perm[:half]), np.sort(perm[half:])
+
+
+def _acc_stat(groups: list[np.ndarray]) -> float:
+    return float(np.concatenate(groups).mean())
+
+
+def _occupancy(ds: Dataset, seed: int, feats: dict[str, np.ndarray]) -> list[Result]:
+    train, test = _split(ds.n, seed)
+    y = ds.occupied
+    maj = bool(y[train].mean() >= 0.5)
+    base = float((y[test] == maj).mean())
+    rng = np.random.default_rng([seed, 1])
+    out: list[Result] = []
+    prior = None
+    for src in SOURCES:
+        x = feats[src.name]
+        f = x.shape[2]
+        pred = occupancy_supervised(x[train].reshape(-1, f), y[train].ravel(), x[test].reshape(-1, f), seed)
+        correct = pred.reshape(len(test), -1) == y[test]
+        acc = float(correct.mean())
+        if src.name == "none":
+            prior = acc
+        out.append(Result("occupancy", "supervised", src.name, "accuracy", acc,
+                          bootstrap_ci(_acc_stat, list(correct), rng), int(correct.size), base, prior))
+        if src.per_hour:
+            series = ds.x15 if src.per_hour == 4 else ds.hourly
+            pred_u = occupancy_threshold(series[test], src.per_hour, ds.hour_of_day)
+            c = pred_u == y[test]
+            out.append(Result("occupancy", "threshold", src.name, "accuracy", float(c.mean()),
+                              bootstrap_ci(_acc_stat, list(c), rng), int(c.size), base, prior))
+    return out
+
+
+def _macro_f1(pairs: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """Macro F1 over appliances; ``pairs`` per household: (pred (A, H), truth (A, H))."""
+    pred = np.concatenate([p for p, _ in pairs], axis=1)
+    truth = np.concatenate([t for _, t in pairs], axis=1)
+    scores = [f1(pred[a], truth[a]) for a in range(pred.shape[0]) if truth[a].any()]
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def _nilm(ds: Dataset, seed: int, feats: dict[str, np.ndarray]) -> list[Result]:
+    train, test = _split(ds.n, seed)
+    names = [a for a in NILM_APPLIANCES if (ds.truth_h[a][test] >= NILM_ON_WH).any()]
+    truth = np.stack([ds.truth_h[a][test] >= NILM_ON_WH for a in names], axis=1)  # (Ntest, A, H)
+    prevalence = truth.mean(axis=(0, 2))
+    trivial = float(np.mean([2 * p / (1 + p) for p in prevalence])) if names else 0.0
+    rng = np.random.default_rng([seed, 2])
+    out: list[Result] = []
+    prior = None
+
+    def result(method: str, source: str, pred: np.ndarray) -> Result:
+        pairs = [(pred[i], truth[i]) for i in range(len(test))]
+        return Result("appliances", method, source, "macro F1", _macro_f1(pairs),
+                      bootstrap_ci(_macro_f1, pairs, rng, b=100), int(truth.size), trivial, prior)
+
+    for src in SOURCES:
+        x = feats[src.name]
+        f = x.shape[2]
+        pred = np.zeros_like(truth)
+        for k, a in enumerate(names):
+            y_tr = (ds.truth_h[a][train] >= NILM_ON_WH).ravel()
+            pred[:, k] = supervised_by_unit(x[train].reshape(-1, f), y_tr, x[test].reshape(-1, f),
+                                            seed).reshape(len(test), -1)
+        r = result("supervised", src.name, pred)
+        if src.name == "none":
+            prior = r.value
+            r.prior = prior
+        out.append(r)
+        if src.per_hour:
+            series = ds.x15 if src.per_hour == 4 else ds.hourly
+            tr_truth = ds.truth15 if src.per_hour == 4 else ds.truth_h
+            sigs = learn_signatures({a: tr_truth[a][train] for a in names}, names, NILM_ON_WH / src.per_hour)
+            for method in ("hart", "co"):
+                on = nilm_hart(series[test], sigs) if method == "hart" else nilm_co(series[test], sigs, src.per_hour)
+                pred = np.zeros_like(truth)
+                for k, a in enumerate(names):
+                    if a in on:
+                        pred[:, k] = on[a].reshape(len(test), -1, src.per_hour).any(axis=2)
+                out.append(result(method, src.name, pred))
+    return out
+
+
+def _traits(ds: Dataset, seed: int) -> list[Result]:
+    out: list[Result] = []
+    feats = {s.name: household_features(ds, s) for s in SOURCES}
+    for trait in TRAITS:
+        y = ds.traits[trait]
+        classes, counts = np.unique(y, return_counts=True)
+        base = float(counts.max() / counts.sum())
+        for src in SOURCES:
+            x = feats[src.name]
+            # No data: the majority class.
+            acc = base if x is None else float((traits_classifier(x, y, seed) == y).mean())
+            k = round(acc * len(y))
+            out.append(Result(f"trait:{trait}", "forest" if x is not None else "majority", src.name, "accuracy",
+                              acc, wilson(k, len(y)), len(y), base, None))
+    return out
+
+
+def evaluate(households: int = 40, weeks: int = 4, seed: int = 0, start: dt.date = dt.date(2027, 2, 1),
+             attacks: Sequence[str] = ("occupancy", "appliances", "traits")) -> Evaluation:
+    """Simulate, release, attack, score (module docstring)."""
+    if households < 4:
+        raise ValueError("need at least 4 households (half train, half test)")
+    if weeks < 1:
+        raise ValueError("need at least one week")
+    from threadpoolctl import threadpool_limits
+
+    # One thread: OpenMP's spinning workers in scikit-learn's boosting slow down
+    # by orders of magnitude on a shared, loaded machine; one core is predictable.
+    with threadpool_limits(limits=1):
+        return _evaluate(households, weeks, seed, start, attacks)
+
+
+def _evaluate(households: int, weeks: int, seed: int, start: dt.date, attacks: Sequence[str]) -> Evaluation:
+    t0 = time.perf_counter()
+    ds = build_dataset(households, weeks, seed, start)
+    ev = Evaluation(
+        params={"households": households, "weeks": weeks, "seed": seed, "start": start.isoformat(),
+                "interval_minutes": 15, "period_days": ds.ctx.period_days, "k": ds.ctx.k},
+        calibration=_calibration(ds),
+    )
+    feats = {s.name: unit_features(ds, s) for s in SOURCES} if {"occupancy", "appliances"} & set(attacks) else {}
+    if "occupancy" in attacks:
+        ev.results += _occupancy(ds, seed, feats)
+    if "appliances" in attacks:
+        ev.results += _nilm(ds, seed, feats)
+    if "traits" in attacks:
+        ev.results += _traits(ds, seed)
+    ev.seconds = time.perf_counter() - t0
+    return ev
+
+
+def format_table(ev: Evaluation) -> str:
+    lines = [
+        f"Privacy evaluation: {ev.params['households']} households x {ev.params['weeks']} weeks from "
+        f"{ev.params['start']}, seed {ev.params['seed']} ({ev.seconds:.0f} s)",
+        f"calibration: population mean vs BDEW H0 r = {ev.calibration['h0_correlation_15min']:.3f} (15 min), "
+        f"{ev.calibration['h0_correlation_hourly']:.3f} (hourly); one household alone (hourly) median "
+        f"{ev.calibration['household_h0_correlation_hourly']['median']:.3f}",
+        "",
+        f"{'attack':<30} {'method':<10} {'source':<14} {'metric':<9} {'value':>6} {'95% interval':>15} "
+        f"{'base':>6} {'prior':>6} {'gap':>7}",
+    ]
+    for r in ev.results:
+        prior = f"{r.prior:6.3f}" if r.prior is not None else "     -"
+        lines.append(
+            f"{r.attack:<30} {r.method:<10} {r.source:<14} {r.metric:<9} {r.value:6.3f} "
+            f"[{r.ci[0]:.3f}, {r.ci[1]:.3f}] {r.base_rate:6.3f} {prior} {100 * r.gap:+6.1f}p"
+        )
+    g = ev.goal()
+    lines.append("")
+    lines.append(f"goal: raw 15-min occupancy >= 80%: {'met' if g['raw_occupancy_at_least_80'] else 'NOT met'} "
+                 f"({100 * g['raw_occupancy']:.1f}%); releases within 2 points of the baseline: "
+                 f"{'met' if g['releases_within_2_points'] else 'NOT met'} (worst {g['worst_release']} "
+                 f"{100 * g['worst_release_gap']:+.1f} points)")
+    for leak in g["leaking"]:
+        lines.append(f"  leaks: {leak}")
+    return "\n".join(lines)
+
+
+def write_plots(ev: Evaluation, out_dir: str) -> list[str]:
+    """PNG bar charts of each attack's score by data source (matplotlib, Agg backend)."""
+    import os
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(out_dir, exist_ok=True)
+    written = []
+    attacks = sorted({r.attack for r in ev.results}, key=lambda a: (a.startswith("trait"), a))
+    for attack in attacks:
+        rows = [r for r in ev.results if r.attack == attack]
+        labels = [f"{r.source}\n{r.method}" for r in rows]
+        vals = [r.value for r in rows]
+        # A percentile bootstrap interval need not contain the point estimate.
+        err = [[max(0.0, r.value - r.ci[0]) for r in rows], [max(0.0, r.ci[1] - r.value) for r in rows]]
+        colors = ["#c0392b" if r.source in ("raw-15min", "hourly") else "#7f8c8d" if r.source == "none"
+                  else "#2471a3" for r in rows]
+        fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(rows)), 4.0))
+        ax.bar(range(len(rows)), vals, yerr=err, color=colors, capsize=3)
+        ax.axhline(rows[0].baseline if rows[0].prior is None else max(rows[0].base_rate, rows[0].prior or 0.0),
+                   color="black", linestyle="--", linewidth=1, label="baseline (majority / prior)")
+        ax.set_xticks(range(len(rows)), labels, rotation=60, ha="right", fontsize=7)
+        ax.set_ylabel(rows[0].metric)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{attack}: {ev.params['households']} households x {ev.params['weeks']} weeks")
+        ax.legend(fontsize=7, loc="lower right")
+        fig.tight_layout()
+        path = os.path.join(out_dir, f"{attack.replace(':', '-')}.png")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
