@@ -11,7 +11,7 @@ import pytest
 
 from helpers import make_history
 from meterhub.cli import main
-from meterhub.crypto.sampling import DEFAULT_K, commit_nonce, derive_seed, new_nonce
+from meterhub.crypto.sampling import DEFAULT_K, commit_hub_nonce, commit_nonce, derive_seed, new_nonce
 from meterhub.hub.secure_element import PROFILING_APP_AID, SETTLEMENT_APP_AID
 from meterhub.privacy.attacks import (
     bootstrap_ci,
@@ -69,7 +69,8 @@ def test_releases_are_what_the_applets_release(tmp_path) -> None:
         mb.push_series(p)
     nonce = new_nonce()
     c = commit_nonce(h.registration.meter_id, first, last, DEFAULT_K, nonce)
-    hub_nonce = mb.send(b"\x10" + _day(first) + _day(last) + DEFAULT_K.to_bytes(2, "big") + c, "commit")
+    # The hub answers a commitment to its nonce; the nonce comes with the samples.
+    hub_commitment = mb.send(b"\x10" + _day(first) + _day(last) + DEFAULT_K.to_bytes(2, "big") + c, "commit")
     hub.feed()
     st = SettlementStatement.from_json(hub.mailbox("supplier", SETTLEMENT_APP_AID).request(
         settlement_request(first, last, index.series.series_id, 1), "settlement"))
@@ -79,7 +80,8 @@ def test_releases_are_what_the_applets_release(tmp_path) -> None:
     rel = SampleRelease.from_json(mb.request(b"\x11" + _day(first) + _day(last) + nonce, "samples"))
 
     ctx = ReleaseContext(first, 2, period_days=2, seed=0)
-    ctx.coin_seeds[(h.registration.meter_id, first)] = derive_seed(c, nonce, hub_nonce)
+    assert commit_hub_nonce(rel.hub_nonce) == hub_commitment
+    ctx.coin_seeds[(h.registration.meter_id, first)] = derive_seed(c, nonce, rel.hub_nonce)
     readings = [m for day in h.readings for m in day]
     mine = household_releases(h.registration.meter_id, readings, ctx)
     assert mine["settlement"][0]["E"] == st.energy_wh
