@@ -11,7 +11,13 @@ import pytest
 
 from helpers import make_history
 from meterhub.cli import main
-from meterhub.crypto.sampling import DEFAULT_K, commit_hub_nonce, commit_nonce, derive_seed, new_nonce
+from meterhub.crypto.sampling import (
+    DEFAULT_K,
+    commit_hub_nonce,
+    commit_nonce,
+    derive_seed,
+    new_nonce,
+)
 from meterhub.hub.secure_element import PROFILING_APP_AID, SETTLEMENT_APP_AID
 from meterhub.privacy.attacks import (
     bootstrap_ci,
