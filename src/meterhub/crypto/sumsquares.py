@@ -81,6 +81,7 @@ __all__ = [
     "TAG_SUM_SQUARES",
     "MAX_VALUES",
     "SquaresCheck",
+    "check_equations",
     "link_coefficients",
     "proof_size",
     "prove",
@@ -303,8 +304,8 @@ def squares_check(
     return SquaresCheck(tuple(own_s), tuple(own_p), g_vec, h_vec, g, h, tuple(c[:n]))
 
 
-def _check_all(items: Sequence[tuple[SquaresCheck, Point]]) -> bool:
-    """``sum_k e_k (check_k)`` with fresh secret ``e_k`` (the first 1): each item's data
+def check_equations(items: Sequence[tuple[SquaresCheck, Point]]) -> bool:
+    """``sum_k e_k (check_k) == 0`` with fresh secret ``e_k`` (the first 1): each item's data
     term is given as the point ``D_k`` (already ``sum link * C_h`` plus the caller's
     other checks on the same points), so it costs one multiplication here."""
     own_k: list[int] = []
@@ -355,4 +356,4 @@ def verify_batch(
         if ck is None:
             return False
         checks.append((ck, msm(ck.link, [c.point for c in commitments])))
-    return _check_all(checks)
+    return check_equations(checks)
