@@ -175,6 +175,7 @@ def _prepare_scores(
     profiles: dict[str, Series],
     code_hash: str | None,
     applet_aid: str | None,
+    weight_cache: dict[tuple, list[int]] | None = None,
 ) -> _ScoreWork:
     """Checks 1, 2 and the range checks of one statement; raises :class:`Rejected`."""
     if code_hash is not None and st.code_hash != code_hash:
@@ -203,7 +204,17 @@ def _prepare_scores(
     if not (st.energy_wh**2 <= n_points * st.squares and st.squares <= st.energy_wh**2):
         raise Rejected(f"sum of squares {st.squares} out of range for energy {st.energy_wh}")
     try:
-        weights = [p.values_for(flat[::g], st.point_minutes) for p in series]
+        points = tuple(flat[::g])
+        weights = []
+        for p in series:
+            # Customers of one period share the profile weights: look them up once per batch.
+            key = (p.series_id, p.version, p.digest(), st.point_minutes, points)
+            w = None if weight_cache is None else weight_cache.get(key)
+            if w is None:
+                w = p.values_for(list(points), st.point_minutes)
+                if weight_cache is not None:
+                    weight_cache[key] = w
+            weights.append(w)
     except SeriesError as exc:
         raise Rejected(str(exc)) from None
     for e, w in zip(st.scores, weights, strict=True):
@@ -293,9 +304,10 @@ def verify_scores_batch(
     statements are verified one by one."""
     verdicts: list[Verdict | None] = [None] * len(items)
     pending: list[tuple[int, tuple[sumsquares.SquaresCheck, Point]]] = []
+    weight_cache: dict[tuple, list[int]] = {}
     for i, (st, meter, days) in enumerate(items):
         try:
-            work = _prepare_scores(st, meter, days, profiles, code_hash, applet_aid)
+            work = _prepare_scores(st, meter, days, profiles, code_hash, applet_aid, weight_cache)
             if st.squares_proof[:1] == bytes([sumsquares.VERSION_IPA]):
                 pending.append((i, _equation_v2(work)))
                 continue
