@@ -32,6 +32,7 @@ from meterhub.utility.forecasting import (
     pearson,
     period_weights,
     verify_scores,
+    verify_scores_batch,
 )
 from meterhub.utility.settlement import HubRefused, expected_code_hash
 from meterhub.utility.verifier import MeterRegistration
@@ -94,7 +95,8 @@ def test_scores_verify_and_classify(scored):
     assert m.loglik == pytest.approx(-len(x) / 2 * (math.log(2 * math.pi * sigma2) + 1), rel=1e-9)
 
 
-@pytest.mark.parametrize("what", ["score", "blinding", "energy", "squares", "proof", "profile", "code", "days"])
+@pytest.mark.parametrize("what", ["score", "blinding", "energy", "squares", "squares_blinding", "proof", "profile",
+                                  "code", "days"])
 def test_tampered_scores_are_rejected(scored, what):
     h, _, profiles, sc = scored
     days = h.day_commitments()
@@ -107,6 +109,8 @@ def test_tampered_scores_are_rejected(scored, what):
         sc = dataclasses.replace(sc, energy_wh=sc.energy_wh + 1)
     elif what == "squares":
         sc = dataclasses.replace(sc, squares=sc.squares - 1)
+    elif what == "squares_blinding":
+        sc = dataclasses.replace(sc, squares_blinding=sc.squares_blinding ^ 1)
     elif what == "proof":
         p = bytearray(sc.squares_proof)
         p[-5] ^= 1
@@ -120,6 +124,53 @@ def test_tampered_scores_are_rejected(scored, what):
     else:
         days = days[:2]
     assert not verify_scores(sc, h.registration, days, profiles, code_hash=CODE_HASH).ok
+
+
+def test_scores_carry_the_short_proof(scored):
+    from meterhub.crypto import sumsquares
+
+    _, _, _, sc = scored
+    assert sc.squares_proof[0] == sumsquares.VERSION_IPA
+    assert len(sc.squares_proof) == sumsquares.proof_size(72)
+
+
+def _v1_statement(h, sc):
+    """The same statement with a version-1 proof (square by square), as older hubs made it."""
+    from meterhub.applets.profiling import scores_context
+    from meterhub.crypto import rangeproof
+    from meterhub.crypto.group import Q
+    from meterhub.crypto.pedersen import Opening, commit
+
+    flat = h.openings
+    openings = [Opening(sum(o.m for o in flat[k : k + 4]), sum(o.r for o in flat[k : k + 4]) % Q)
+                for k in range(0, len(flat), 4)]
+    cs = [commit(o.m, o.r)[0] for o in openings]
+    ctx = scores_context(sc.meter_id, sc.period_from.isoformat(), sc.period_to.isoformat(), 60)
+    proof, _, sq = rangeproof.prove_sum_of_squares(cs, openings, ctx)
+    return dataclasses.replace(sc, squares_proof=proof, squares_blinding=sq.r)
+
+
+def test_version_1_statements_still_verify(scored):
+    h, _, profiles, sc = scored
+    old = _v1_statement(h, sc)
+    assert old.squares_proof[0] == 0x01
+    assert verify_scores(old, h.registration, h.day_commitments(), profiles, code_hash=CODE_HASH).ok
+    bad = dataclasses.replace(old, squares=old.squares + 1)
+    assert not verify_scores(bad, h.registration, h.day_commitments(), profiles, code_hash=CODE_HASH).ok
+
+
+def test_batch_verification_names_the_bad_statement(scored):
+    h, _, profiles, sc = scored
+    days = h.day_commitments()
+    bad = dataclasses.replace(sc, squares=sc.squares + 1)
+    items = [(sc, h.registration, days), (bad, h.registration, days), (sc, h.registration, days),
+             (_v1_statement(h, sc), h.registration, days)]
+    verdicts = verify_scores_batch(items, profiles, code_hash=CODE_HASH)
+    assert [v.ok for v in verdicts] == [True, False, True, True]
+    assert all(v.ok for v in verify_scores_batch([items[0], items[2]], profiles, code_hash=CODE_HASH))
+    # The same statement for another meter's commitments fails (a proof does not transfer).
+    other = business_history("h0")
+    assert not verify_scores_batch([(sc, other.registration, other.day_commitments())], profiles)[0].ok
 
 
 def test_profile_refusals(scored):

@@ -74,6 +74,7 @@ from .utility.forecasting import (
     period_weights,
     verify_samples,
     verify_scores,
+    verify_scores_batch,
 )
 from .utility.settlement import (
     AppletMailbox,
@@ -627,12 +628,23 @@ def forecast_stored(data_dir: Path) -> tuple[list[str], list[str]]:
         scores = store.statements("scores")
         if not scores:
             raise StoreError(f"{data_dir / 'settlement.sqlite'} holds no profile scores (emptied?)")
-        for mid, pf, pt, body in scores:
+        # Parse everything first, then verify every statement in one batch (one random
+        # linear combination, verify_scores_batch); the verdicts name each failing one.
+        parsed: dict[int, tuple] = {}
+        for n, (mid, pf, pt, body) in enumerate(scores):
             try:
-                reg = utility.registration(mid)
-                days = utility.day_commitments(mid, pf, pt)
-                sc = ProfileScores.from_json(body)
-                v = verify_scores(sc, reg, days, profiles, code_hash=ch, applet_aid=PROFILING_APP_AID)
+                parsed[n] = (ProfileScores.from_json(body), utility.registration(mid), utility.day_commitments(mid, pf, pt))
+            except (ValueError, KeyError) as exc:
+                rejected.append(f"{mid}: {exc}")
+        order = sorted(parsed)
+        batch = verify_scores_batch([parsed[n] for n in order], profiles, code_hash=ch, applet_aid=PROFILING_APP_AID)
+        verdicts = dict(zip(order, batch, strict=True))
+        for n, (mid, pf, pt, _) in enumerate(scores):
+            if n not in parsed:
+                continue
+            try:
+                sc, reg, days = parsed[n]
+                v = verdicts[n]
                 if not v.ok:
                     rejected.append(f"{mid} scores: {v.reason}")
                     continue

@@ -8,8 +8,9 @@ Two ways to tell a forecaster what kind of customer this is (issue 6):
 * **Exact matching**: for each signed reference profile ``w_k`` (BDEW H0, G0..G6,
   L0..L2 and the utility's own, :mod:`meterhub.tariffs.profiles`) the linear score
   ``s_k = sum_h w_k,h * M_h`` with its opening, the energy ``E = sum_h M_h`` with its
-  opening, and the sum of squares ``S = sum_h M_h^2`` committed and proven square by
-  square (``prove_sum_of_squares``, docs/proofs.md), where ``M_h`` is the energy of
+  opening, and the sum of squares ``S = sum_h M_h^2`` with its opening and one short
+  proof (:func:`meterhub.crypto.sumsquares.prove`, an inner-product argument,
+  docs/proofs.md; statements with the older square-by-square proof still verify), where ``M_h`` is the energy of
   profile interval ``h`` (an hour: four 15-minute readings, whose commitment the
   verifier forms by adding the four meter commitments). From ``n, E, S, s_k`` and the
   public weights the forecaster computes Pearson's r and a Gaussian log-likelihood
@@ -52,9 +53,9 @@ import hmac
 import json
 
 from ..card import register_applet_class
+from ..crypto import sumsquares
 from ..crypto.group import Q
 from ..crypto.pedersen import Opening, commit
-from ..crypto.rangeproof import prove_sum_of_squares
 from ..crypto.sampling import commit_nonce, derive_indices, derive_seed
 from ..crypto.transcript import ProofContext
 from ..meter.timebase import range_starts
@@ -249,7 +250,8 @@ class ProfilingApplet(MeteringApplet):
         openings = [Opening(m, r) for m, r in zip(sums_m, sums_r, strict=True)]
         commitments = [commit(o.m, o.r)[0] for o in openings]
         ctx = scores_context(meter_id, first.isoformat(), last.isoformat(), point)
-        proof, _, sq = prove_sum_of_squares(commitments, openings, ctx)
+        # Version 2: one inner-product argument (docs/proofs.md), under a kilobyte.
+        proof, _, sq = sumsquares.prove(commitments, openings, ctx)
         out = {
             "format": SCORES_FORMAT,
             "meter_id": meter_id,

@@ -167,8 +167,14 @@ class Card:
         """Process one C-APDU; always returns R-APDU bytes ending with a SW."""
         if not self.powered:
             return sw_bytes(SW.UNKNOWN)
+        # Every write of the command goes into one synced commit (card/store.py).
+        self.store.begin_batch()
         try:
-            return self._transmit(bytes(capdu))
+            try:
+                out = self._transmit(bytes(capdu))
+            finally:
+                self.store.end_batch()
+            return out
         except PowerLoss:
             self.powered = False
             raise

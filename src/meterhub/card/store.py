@@ -21,6 +21,13 @@ transaction semantics (Java Card 3.0.5 Runtime Environment Specification ch. 7).
   in the chip's protected non-volatile memory (or derived from a PUF) that no command
   exports. Namespaces and key names (AIDs, day dates) remain visible. A store created
   before this (rows present, no key file) keeps working unsealed.
+* **One commit per APDU**: the card wraps each command in :meth:`begin_batch` ..
+  :meth:`end_batch`; every write of the command (single updates and committed
+  transactions alike) goes into one SQLite transaction, committed (and synced) once
+  when the response is ready. A tear anywhere inside the command leaves the store as it
+  was before the command: a state the card also reaches by a tear just before it, so
+  each update is still all-or-nothing (JCRE §7.2) and every transaction too (§7.6),
+  at one synced commit per APDU instead of one per write.
 * ``fault_hook`` is called at every write point (each buffered write, each
   physical row write, just before and just after the SQLite COMMIT). Tests make
   it raise :class:`PowerLoss` to tear the card at that exact point; the store
@@ -83,6 +90,9 @@ class PersistentStore:
     """SQLite-backed persistent memory with one level of atomic transaction."""
 
     SCHEMA_VERSION = 1
+    #: Batch each APDU's writes into one commit (module docstring); ``False`` gives one
+    #: commit per write, the baseline of benchmarks/bench_demo.py.
+    apdu_batching = True
 
     def __init__(self, path: str | Path | None = None, *, storage_key: bytes | None = None) -> None:
         self.path = ":memory:" if path is None else str(path)
@@ -111,6 +121,7 @@ class PersistentStore:
         self._journal: dict[tuple[bytes, bytes], object] | None = None
         self.fault_hook: FaultHook | None = None
         self.write_points = 0
+        self._batch_depth = 0
 
     def _storage_key(self, path: Path) -> bytes | None:
         """The storage key of a file-backed store (module docstring): read ``<store>.sk``,
@@ -239,12 +250,15 @@ class PersistentStore:
         self._apply({(ns, key): value})
 
     def _apply(self, updates: dict[tuple[bytes, bytes], object]) -> None:
-        """Apply ``updates`` as one SQLite transaction."""
+        """Apply ``updates`` as one SQLite transaction, or, inside a batch, add them to
+        the batch's transaction (committed by :meth:`end_batch`)."""
         db = self._db()
         if not updates:
             return
+        batched = self._batch_depth > 0
         try:
-            db.execute("BEGIN IMMEDIATE")
+            if not (batched and db.in_transaction):
+                db.execute("BEGIN IMMEDIATE")
             for (ns, k), v in updates.items():
                 self._point("row")
                 if v is _DELETED:
@@ -252,10 +266,40 @@ class PersistentStore:
                 else:
                     sealed = self._seal(ns, k, v)  # type: ignore[arg-type]
                     db.execute("INSERT OR REPLACE INTO kv (ns, k, v) VALUES (?, ?, ?)", (ns, k, sealed))
+            if batched:
+                return
             self._point("pre-commit")
             db.execute("COMMIT")
         except PowerLoss:
             raise  # _point already tore the connection
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        self._point("post-commit")
+
+    # --- one commit per APDU ---------------------------------------------------------
+    def begin_batch(self) -> None:
+        """Start collecting writes into one SQLite transaction (the card calls it when a
+        command arrives; nested calls join the outer batch)."""
+        if self.apdu_batching:
+            self._batch_depth += 1
+
+    def end_batch(self) -> None:
+        """Commit what the batch wrote (one synced SQLite COMMIT, with the ``pre-commit``
+        and ``post-commit`` fault points); nothing to do if it wrote nothing or the
+        store was torn meanwhile."""
+        if not self.apdu_batching:
+            return
+        if self._batch_depth <= 0:
+            raise TransactionException(TransactionException.NOT_IN_PROGRESS)
+        self._batch_depth -= 1
+        db = self._conn
+        if self._batch_depth or db is None or not db.in_transaction:
+            return
+        self._point("pre-commit")
+        try:
+            db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")

@@ -44,6 +44,7 @@ __all__ = [
     "msm",
     "naive_msm",
     "msm_encoded",
+    "sum_groups",
 ]
 
 #: Order of the secp256k1 group (SEC 2, 2.4.1, n).
@@ -153,7 +154,8 @@ class Point:
         k %= Q
         if k == 0 or self._pk is None:
             return _IDENTITY
-        return Point(self._pk.multiply(k.to_bytes(32, "big")))
+        pk = _mul_pk(self._pk, k)
+        return _IDENTITY if pk is None else Point(pk)
 
     __rmul__ = __mul__
 
@@ -257,12 +259,18 @@ def naive_msm(scalars: Sequence[int], points: Sequence[Point]) -> Point:
 
 
 def _mul_pk(pk: PublicKey, k: int) -> PublicKey | None:
+    """``k * pk`` by libsecp256k1's ``secp256k1_ec_pubkey_tweak_mul`` called directly:
+    coincurve's ``multiply`` re-validates the scalar (already reduced here), which cost
+    as much again as the multiplication's own Python overhead on the MSM hot path."""
     k %= Q
     if k == 0:
         return None
     if k == 1:
         return pk
-    return pk.multiply(k.to_bytes(32, "big"))
+    out = _ffi.new("secp256k1_pubkey *", pk.public_key[0])
+    if not _lib.secp256k1_ec_pubkey_tweak_mul(_CTX, out, k.to_bytes(32, "big")):
+        raise AssertionError("tweak_mul refused a scalar in [2, Q)")
+    return PublicKey(out)
 
 
 def msm(scalars: Iterable[int], points: Iterable[Point], *, grouping_limit: int = 2000) -> Point:
@@ -404,3 +412,46 @@ def msm_encoded(scalars: Sequence[int], blob: bytes, width: int = 65) -> Point:
         if combine(ctx, out, ptrs, len(ks)):  # 0 means the bucket sums to the identity
             buckets[sk] = [PublicKey(out)]
     return _sum_buckets(buckets)
+
+
+def sum_groups(blob: bytes, width: int, g: int) -> list[Point]:
+    """Sums of ``g`` consecutive points of ``blob`` (encodings of ``width`` 33 or 65
+    bytes, strictly parsed as :meth:`Point.from_bytes`): the hourly commitments from the
+    meter's 15-minute ones. One ``secp256k1_ec_pubkey_combine`` per group over the parsed
+    array, no Python object per point; raises ``PointDecodeError``."""
+    if width not in (33, 65) or g < 1:
+        raise ValueError("width must be 33 or 65 and g positive")
+    n, rem = divmod(len(blob), width)
+    if rem or n % g:
+        raise PointDecodeError(f"{len(blob)} bytes are not groups of {g} points of {width} bytes")
+    zero = _IDENTITY_65 if width == 65 else _IDENTITY_33
+    arr = _ffi.new("secp256k1_pubkey[]", max(n, 1))
+    buf = _ffi.from_buffer(blob)
+    parse = _lib.secp256k1_ec_pubkey_parse
+    live: list[bool] = []
+    for k in range(n):
+        off = width * k
+        prefix = blob[off]
+        if (width == 33 and prefix not in (2, 3)) or (width == 65 and prefix != 4):
+            if blob[off : off + width] != zero:
+                raise PointDecodeError(f"point {k}: bad prefix byte {prefix:02x}")
+            live.append(False)
+            continue
+        if not parse(_CTX, arr + k, buf + off, width):
+            raise PointDecodeError(f"point {k}: not on secp256k1")
+        live.append(True)
+    combine = _lib.secp256k1_ec_pubkey_combine
+    ptrs = _ffi.new("secp256k1_pubkey *[]", max(g, 1))
+    out: list[Point] = []
+    for start in range(0, n, g):
+        cnt = 0
+        for k in range(start, start + g):
+            if live[k]:
+                ptrs[cnt] = arr + k
+                cnt += 1
+        res = _ffi.new("secp256k1_pubkey *")
+        if cnt and combine(_CTX, res, ptrs, cnt):  # 0: the group sums to the identity
+            out.append(Point(PublicKey(res)))
+        else:
+            out.append(_IDENTITY)
+    return out

@@ -30,6 +30,7 @@ the next period by the verified energy: ``forecast_h = w'_h * E / W``.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hmac
 import json
 import math
@@ -38,7 +39,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from ..crypto.group import G, H, Point, PointDecodeError, Q, msm
+from ..crypto import sumsquares
+from ..crypto.group import G, H, Point, PointDecodeError, Q, msm, sum_groups
 from ..crypto.pedersen import Commitment
 from ..crypto.rangeproof import sum_of_squares_commitment, verify_sum_of_squares
 from ..crypto.sampling import (
@@ -49,7 +51,7 @@ from ..crypto.sampling import (
     derive_seed,
     verify_sample_openings,
 )
-from ..crypto.transcript import ProofError
+from ..crypto.transcript import ProofContext, ProofError
 from ..model import strictjson
 from ..tariffs.price_index import Series, SeriesError
 from .settlement import _blob, check_batches
@@ -69,6 +71,7 @@ __all__ = [
     "pearson",
     "verify_samples",
     "verify_scores",
+    "verify_scores_batch",
 ]
 
 
@@ -156,12 +159,172 @@ class ProfileScores:
             raise ValueError(str(exc)) from None
 
 
-def _points(days: Sequence[DayCommitments]) -> list[Point]:
+@dataclass
+class _ScoreWork:
+    """What :func:`verify_scores_batch` keeps of one statement between its checks."""
+
+    st: ProfileScores
+    hourly: list[Point]
+    weights: list[list[int]]
+
+
+def _prepare_scores(
+    st: ProfileScores,
+    meter: MeterRegistration,
+    days: Sequence[DayCommitments],
+    profiles: dict[str, Series],
+    code_hash: str | None,
+    applet_aid: str | None,
+    weight_cache: dict[tuple, list[int]] | None = None,
+) -> _ScoreWork:
+    """Checks 1, 2 and the range checks of one statement; raises :class:`Rejected`."""
+    if code_hash is not None and st.code_hash != code_hash:
+        raise Rejected("statement is not from the reviewed profiling applet (code hash)")
+    _check_applet(st.applet_aid, applet_aid, "statement")
+    series = []
+    for e in st.scores:
+        p = profiles.get(e.series_id)
+        if p is None:
+            raise Rejected(f"unknown profile {e.series_id!r:.40}")
+        if p.version != e.version or p.digest() != e.digest:
+            raise Rejected(f"profile {e.series_id!r:.40}: version or digest differs from the signed profile")
+        if p.interval_minutes != st.point_minutes:
+            raise Rejected(f"profile {e.series_id!r:.40}: resolution differs")
+        series.append(p)
+    starts = check_batches(
+        st.meter_id, st.period_from, st.period_to, st.first_index, st.count, st.energy_wh, meter, days
+    )
+    g, rem = divmod(st.point_minutes, meter.interval_minutes)
+    flat = [s for day in starts for s in day]
+    if rem or g < 1 or len(flat) % g:
+        raise Rejected("point resolution does not fit the meter's intervals")
+    # V17, before any group equation: with n points of readings M_h >= 0 summing to E,
+    # E^2/n <= sum M_h^2 <= E^2 (Cauchy-Schwarz) and min(w)*E <= sum w_h M_h <= max(w)*E.
+    n_points = len(flat) // g
+    if not (st.energy_wh**2 <= n_points * st.squares and st.squares <= st.energy_wh**2):
+        raise Rejected(f"sum of squares {st.squares} out of range for energy {st.energy_wh}")
+    try:
+        points = tuple(flat[::g])
+        weights = []
+        for p in series:
+            # Customers of one period share the profile weights: look them up once per batch.
+            key = (p.series_id, p.version, p.digest(), st.point_minutes, points)
+            w = None if weight_cache is None else weight_cache.get(key)
+            if w is None:
+                w = p.values_for(list(points), st.point_minutes)
+                if weight_cache is not None:
+                    weight_cache[key] = w
+            weights.append(w)
+    except SeriesError as exc:
+        raise Rejected(str(exc)) from None
+    for e, w in zip(st.scores, weights, strict=True):
+        if not min(w) * st.energy_wh <= e.score <= max(w) * st.energy_wh:
+            raise Rejected(f"profile {e.series_id!r:.40}: score {e.score} out of range for energy {st.energy_wh}")
     blob, width = _blob(days)
     try:
-        return [Point.from_bytes(blob[k : k + width]) for k in range(0, len(blob), width)]
+        hourly = sum_groups(blob, width, g)
     except PointDecodeError as exc:
         raise Rejected(f"a commitment does not decode: {exc}") from None
+    if not 0 <= st.squares < Q:
+        raise Rejected("sum of squares does not fit below the group order")
+    return _ScoreWork(st, hourly, weights)
+
+
+def _linear_scalars(work: _ScoreWork) -> tuple[list[int], int, int]:
+    """Check 4's weights: per hour ``rho_0 + sum_w rho_w w_h`` and the right-hand side's
+    ``G`` and ``H`` scalars, with fresh secret 128-bit ``rho``."""
+    st = work.st
+    rho0 = secrets.randbits(128) | 1
+    rho = [secrets.randbits(128) | 1 for _ in work.weights]
+    scalars = [rho0] * len(work.hourly)
+    for rk, w in zip(rho, work.weights, strict=True):
+        scalars = [a + rk * b for a, b in zip(scalars, w, strict=True)]
+    gv = (rho0 * st.energy_wh + sum(rk * e.score for rk, e in zip(rho, st.scores, strict=True))) % Q
+    hv = (rho0 * st.energy_blinding + sum(rk * e.blinding for rk, e in zip(rho, st.scores, strict=True))) % Q
+    return scalars, gv, hv
+
+
+def _context(st: ProfileScores) -> ProofContext:
+    from ..applets.profiling import scores_context  # the applet defines the proof's context
+
+    return scores_context(st.meter_id, st.period_from.isoformat(), st.period_to.isoformat(), st.point_minutes)
+
+
+def _verify_v1(work: _ScoreWork) -> None:
+    """Version-1 statements (one square proof per hour), kept verifiable."""
+    st = work.st
+    ctx = _context(st)
+    cs = [Commitment(p) for p in work.hourly]
+    try:
+        if not verify_sum_of_squares(cs, st.squares_proof, ctx):
+            raise Rejected("sum-of-squares proof does not verify")
+        s_commit = sum_of_squares_commitment(len(cs), st.squares_proof)
+    except ProofError as exc:
+        raise Rejected(f"sum-of-squares proof malformed: {exc}") from None
+    if s_commit.point != G * st.squares + H * st.squares_blinding:
+        raise Rejected("sum of squares or its opening does not match the proof's commitment")
+    scalars, gv, hv = _linear_scalars(work)
+    if msm(scalars, work.hourly) != G * gv + H * hv:
+        raise Rejected("energy or a profile score does not match the commitments")
+
+
+def _equation_v2(work: _ScoreWork) -> tuple[sumsquares.SquaresCheck, Point]:
+    """Checks 3 and 4 of a version-2 statement as one equation: the proof's check
+    (:func:`meterhub.crypto.sumsquares.squares_check`) plus the linear check, whose
+    points are the same hourly commitments, so that one multi-scalar multiplication
+    over them with scalars ``c_h + rho_0 + sum_w rho_w w_h`` serves both."""
+    st = work.st
+    ctx = _context(st)
+    try:
+        ck = sumsquares.squares_check(
+            [Commitment(p) for p in work.hourly], st.squares, st.squares_blinding, st.squares_proof, ctx
+        )
+    except ProofError as exc:
+        raise Rejected(f"sum-of-squares proof malformed: {exc}") from None
+    if ck is None:
+        raise Rejected("sum-of-squares proof has a degenerate challenge")
+    scalars, gv, hv = _linear_scalars(work)
+    data = msm([a + b for a, b in zip(scalars, ck.link, strict=True)], work.hourly)
+    return dataclasses.replace(ck, g=(ck.g - gv) % Q, h=(ck.h - hv) % Q), data
+
+
+def verify_scores_batch(
+    items: Sequence[tuple[ProfileScores, MeterRegistration, Sequence[DayCommitments]]],
+    profiles: dict[str, Series],
+    *,
+    code_hash: str | None = None,
+    applet_aid: str | None = None,
+) -> list[Verdict]:
+    """Verify many score statements (checks 1-4 each): every version-2 statement's
+    proof and linear checks go into one random linear combination over the whole batch
+    (:func:`meterhub.crypto.sumsquares.check_equations`: one multi-scalar
+    multiplication over the shared vector generators per batch, one over the hourly
+    commitments per statement). If the batch equation fails, each statement is checked
+    on its own, so a verdict always names the statement that fails. Version-1
+    statements are verified one by one."""
+    verdicts: list[Verdict | None] = [None] * len(items)
+    pending: list[tuple[int, tuple[sumsquares.SquaresCheck, Point]]] = []
+    weight_cache: dict[tuple, list[int]] = {}
+    for i, (st, meter, days) in enumerate(items):
+        try:
+            work = _prepare_scores(st, meter, days, profiles, code_hash, applet_aid, weight_cache)
+            if st.squares_proof[:1] == bytes([sumsquares.VERSION_IPA]):
+                pending.append((i, _equation_v2(work)))
+                continue
+            _verify_v1(work)
+            verdicts[i] = Verdict(True)
+        except Rejected as rej:
+            verdicts[i] = Verdict(False, str(rej))
+    if pending and sumsquares.check_equations([eq for _, eq in pending]):
+        for i, _ in pending:
+            verdicts[i] = Verdict(True)
+    else:
+        for i, eq in pending:
+            ok = sumsquares.check_equations([eq])
+            verdicts[i] = Verdict(True) if ok else Verdict(
+                False, "sum-of-squares proof, energy or a profile score does not match the commitments"
+            )
+    return [v if v is not None else Verdict(False, "not verified") for v in verdicts]
 
 
 def verify_scores(
@@ -174,73 +337,7 @@ def verify_scores(
     applet_aid: str | None = None,
 ) -> Verdict:
     """Checks 1-4 of the module docstring; a :class:`Verdict` with the first failure."""
-    from ..applets.profiling import scores_context
-
-    try:
-        if code_hash is not None and st.code_hash != code_hash:
-            raise Rejected("statement is not from the reviewed profiling applet (code hash)")
-        _check_applet(st.applet_aid, applet_aid, "statement")
-        series = []
-        for e in st.scores:
-            p = profiles.get(e.series_id)
-            if p is None:
-                raise Rejected(f"unknown profile {e.series_id!r:.40}")
-            if p.version != e.version or p.digest() != e.digest:
-                raise Rejected(f"profile {e.series_id!r:.40}: version or digest differs from the signed profile")
-            if p.interval_minutes != st.point_minutes:
-                raise Rejected(f"profile {e.series_id!r:.40}: resolution differs")
-            series.append(p)
-        starts = check_batches(
-            st.meter_id, st.period_from, st.period_to, st.first_index, st.count, st.energy_wh, meter, days
-        )
-        g, rem = divmod(st.point_minutes, meter.interval_minutes)
-        flat = [s for day in starts for s in day]
-        if rem or g < 1 or len(flat) % g:
-            raise Rejected("point resolution does not fit the meter's intervals")
-        # V17, before any group equation: with n points of readings M_h >= 0 summing to E,
-        # E^2/n <= sum M_h^2 <= E^2 (Cauchy-Schwarz) and min(w)*E <= sum w_h M_h <= max(w)*E.
-        n_points = len(flat) // g
-        if not (st.energy_wh**2 <= n_points * st.squares and st.squares <= st.energy_wh**2):
-            raise Rejected(f"sum of squares {st.squares} out of range for energy {st.energy_wh}")
-        try:
-            weights = [p.values_for(flat[::g], st.point_minutes) for p in series]
-        except SeriesError as exc:
-            raise Rejected(str(exc)) from None
-        for e, w in zip(st.scores, weights, strict=True):
-            if not min(w) * st.energy_wh <= e.score <= max(w) * st.energy_wh:
-                raise Rejected(f"profile {e.series_id!r:.40}: score {e.score} out of range for energy {st.energy_wh}")
-        pts = _points(days)
-        hourly = [Point.identity() for _ in range(len(pts) // g)]
-        for h in range(len(hourly)):
-            acc = pts[h * g]
-            for j in range(h * g + 1, h * g + g):
-                acc = acc + pts[j]
-            hourly[h] = acc
-        # 3. The sum of squares.
-        ctx = scores_context(st.meter_id, st.period_from.isoformat(), st.period_to.isoformat(), st.point_minutes)
-        cs = [Commitment(p) for p in hourly]
-        try:
-            if not verify_sum_of_squares(cs, st.squares_proof, ctx):
-                raise Rejected("sum-of-squares proof does not verify")
-            s_commit = sum_of_squares_commitment(len(cs), st.squares_proof)
-        except ProofError as exc:
-            raise Rejected(f"sum-of-squares proof malformed: {exc}") from None
-        if not 0 <= st.squares < Q or s_commit.point != G * st.squares + H * st.squares_blinding:
-            raise Rejected("sum of squares or its opening does not match the proof's commitment")
-        # 4. Energy and every score in one random linear combination.
-        rho0 = secrets.randbits(128) | 1
-        rho = [secrets.randbits(128) | 1 for _ in series]
-        scalars = [rho0] * len(hourly)
-        for rk, w in zip(rho, weights, strict=True):
-            scalars = [a + rk * b for a, b in zip(scalars, w, strict=True)]
-        lhs = msm(scalars, hourly)
-        gv = (rho0 * st.energy_wh + sum(rk * e.score for rk, e in zip(rho, st.scores, strict=True))) % Q
-        hv = (rho0 * st.energy_blinding + sum(rk * e.blinding for rk, e in zip(rho, st.scores, strict=True))) % Q
-        if lhs != G * gv + H * hv:
-            raise Rejected("energy or a profile score does not match the commitments")
-    except Rejected as rej:
-        return Verdict(False, str(rej))
-    return Verdict(True)
+    return verify_scores_batch([(st, meter, days)], profiles, code_hash=code_hash, applet_aid=applet_aid)[0]
 
 
 # ---------------------------------------------------------------- statistics

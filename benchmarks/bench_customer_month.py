@@ -1,0 +1,227 @@
+"""Utility CPU per customer-month: everything it verifies for one customer and month.
+
+A month of 15-minute readings (2,880) per customer, and for each customer what the
+utility checks: the settlement statement (``verify_settlement``), the profile score
+statement (12 profiles, energy, sum of squares; ``verify_scores``) and the sample
+release (29 samples, ``verify_samples``). Two paths, timed alternately (A, B, A, B, ...):
+
+* **before**: the score statement carries the version-1 sum-of-squares proof (one
+  square proof per hour, as the profiling applet made it before) and each customer is
+  verified on its own: today's path;
+* **after**: the version-2 proof (one inner-product argument, crypto/sumsquares.py)
+  and the score statements of all customers in one batch (``verify_scores_batch``:
+  one random linear combination; the vector generators' multi-scalar multiplication
+  is shared by the batch).
+
+Reported per customer-month: the median over runs of (run time / customers), wall
+and CPU. The hub produces each customer's outputs once (its guard releases each kind
+once per period); the version-1 proof is made on the same openings.
+
+Run: .venv/bin/python benchmarks/bench_customer_month.py [customers]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import sys
+import tempfile
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from _bench import alternate, header, row
+from meterhub.applets.profiling import scores_context
+from meterhub.crypto import ecdsa, rangeproof
+from meterhub.crypto.group import Point, Q
+from meterhub.crypto.pedersen import Opening, commit
+from meterhub.crypto.sampling import commit_nonce, new_nonce
+from meterhub.hub.secure_element import (
+    PROFILING_APP_AID,
+    RECIPIENT_SDS,
+    SETTLEMENT_APP_AID,
+    SUPPLIER_SD_AID,
+    ReadingsClient,
+    demo_dap_key,
+    demo_scp03_keys,
+    open_hub_card,
+    profiling_load_file,
+    settlement_load_file,
+)
+from meterhub.meter.device import Meter
+from meterhub.meter.timebase import day_starts
+from meterhub.tariffs.price_index import demo_index_publisher_key, example_price_index, sign_series
+from meterhub.tariffs.profiles import demo_profile_key, reference_profiles
+from meterhub.utility.forecasting import (
+    ProfileScores,
+    SampleRelease,
+    verify_samples,
+    verify_scores,
+    verify_scores_batch,
+)
+from meterhub.utility.settlement import (
+    AppletMailbox,
+    SettlementStatement,
+    expected_code_hash,
+    settlement_request,
+    verify_settlement,
+)
+from meterhub.utility.tsm import TSM, dap_signer
+from meterhub.utility.verifier import DayCommitments, MeterRegistration
+
+START = date(2027, 4, 1)
+DAYS = 30
+TZ = "Europe/Berlin"
+LAST = START + timedelta(days=DAYS - 1)
+K = 100
+
+
+def _day(d: date) -> bytes:
+    return d.year.to_bytes(2, "big") + bytes((d.month, d.day))
+
+
+def _tsm(card: Any, party: str) -> TSM:
+    sd = SUPPLIER_SD_AID if party == "supplier" else RECIPIENT_SDS[party]
+    return TSM(card.transmit, demo_scp03_keys(party), sd_aid=sd, dap=dap_signer(sd, demo_dap_key(party)))
+
+
+@dataclasses.dataclass
+class Customer:
+    reg: MeterRegistration
+    days: list[DayCommitments]
+    settlement: SettlementStatement
+    scores_v2: ProfileScores
+    scores_v1: ProfileScores
+    samples: SampleRelease
+    coin: dict[str, Any]
+
+
+def make_customer(tmp: Path, n: int, index: Any, profiles: list[Any]) -> Customer:
+    rng = random.Random(100 + n)
+    mid = f"cust-{n}"
+    meter = Meter(mid, ecdsa.generate_signing_key())
+    recs = []
+    for d in range(DAYS):
+        day = START + timedelta(days=d)
+        r = [rng.choice([0, rng.randint(0, 60), rng.randint(60, 900)]) for _ in day_starts(day, TZ, 15)]
+        recs.append(meter.record_day(day, r))
+    reg = MeterRegistration(mid, meter.signing_key.public_key(), TZ, 15)
+    days = []
+    for rec in recs:
+        c65 = b"".join(Point.from_bytes(rec.commitments[k : k + 33]).to_bytes_uncompressed()
+                       for k in range(0, len(rec.commitments), 33))
+        days.append(DayCommitments(rec.batch, rec.commitments, None, c65))
+    card = open_hub_card(tmp / f"hub{n}.sqlite", issuer_keys=demo_scp03_keys("issuer"),
+                         supplier_keys=demo_scp03_keys("supplier"),
+                         supplier_dap=demo_dap_key("supplier").public_key())
+    with _tsm(card, "supplier") as t:
+        t.deploy(settlement_load_file(), SETTLEMENT_APP_AID, params=ecdsa.public_bytes(demo_index_publisher_key()))
+        AppletMailbox(t, SETTLEMENT_APP_AID).push_series(index)
+    nonce = new_nonce()
+    c = commit_nonce(mid, START, LAST, K, nonce)
+    with _tsm(card, "grid-operator") as t:
+        t.deploy(profiling_load_file(), PROFILING_APP_AID, params=ecdsa.public_bytes(demo_profile_key()))
+        mb = AppletMailbox(t, PROFILING_APP_AID)
+        for p in profiles:
+            mb.push_series(p)
+    for aid in (SETTLEMENT_APP_AID, PROFILING_APP_AID):
+        rc = ReadingsClient(card.transmit, aid)
+        rc.select()
+        rc.pair(mid, TZ, 15)
+    with _tsm(card, "grid-operator") as t:
+        hub_commitment = AppletMailbox(t, PROFILING_APP_AID).send(
+            b"\x10" + _day(START) + _day(LAST) + K.to_bytes(2, "big") + c, "commit")
+    for aid in (SETTLEMENT_APP_AID, PROFILING_APP_AID):
+        rc = ReadingsClient(card.transmit, aid)
+        rc.select()
+        for rec in recs:
+            rc.put_openings(rec.batch.batch.day, rec.first_index, rec.openings)
+    smb = AppletMailbox(_tsm(card, "supplier").open(), SETTLEMENT_APP_AID)
+    raw_st = smb.request(settlement_request(START, LAST, index.series.series_id, 1), "settlement")
+    gmb = AppletMailbox(_tsm(card, "grid-operator").open(), PROFILING_APP_AID)
+    ids = ",".join(p.series.series_id for p in profiles).encode()
+    raw_sc = gmb.request(b"\x20" + _day(START) + _day(LAST) + ids, "scores")
+    raw_samples = gmb.request(b"\x11" + _day(START) + _day(LAST) + nonce, "samples")
+    card.close()
+    sc = ProfileScores.from_json(raw_sc)
+    # The same statement with the version-1 proof over the same hourly openings.
+    flat = [o for rec in recs for o in rec.openings]
+    hourly = [Opening(sum(o.m for o in flat[k : k + 4]), sum(o.r for o in flat[k : k + 4]) % Q)
+              for k in range(0, len(flat), 4)]
+    ctx = scores_context(mid, START.isoformat(), LAST.isoformat(), 60)
+    proof, _, sq = rangeproof.prove_sum_of_squares([commit(o.m, o.r)[0] for o in hourly], hourly, ctx)
+    v1 = dataclasses.replace(sc, squares_proof=proof, squares_blinding=sq.r)
+    coin = dict(commitment=c, utility_nonce=nonce, hub_commitment=hub_commitment, k=K)
+    return Customer(reg, days, SettlementStatement.from_json(raw_st), sc, v1, SampleRelease.from_json(raw_samples), coin)
+
+
+def main() -> None:
+    customers = int(sys.argv[1]) if len(sys.argv) > 1 else 8
+    header(f"utility CPU per customer-month: settlement, 12 profile scores + sum of squares, samples; "
+           f"{customers} customers, 2,880 readings each")
+    index = sign_series(example_price_index(START, DAYS), demo_index_publisher_key())
+    profiles = reference_profiles(START, DAYS)
+    pmap = {p.series.series_id: p.series for p in profiles}
+    ch_st = expected_code_hash("meterhub.applets.settlement/1")
+    ch_pr = expected_code_hash("meterhub.applets.profiling/1")
+    with tempfile.TemporaryDirectory() as tmp:
+        cs = [make_customer(Path(tmp), n, index, profiles) for n in range(customers)]
+
+    def common(c: Customer) -> None:
+        assert verify_settlement(c.settlement, c.reg, c.days, index.series, code_hash=ch_st,
+                                 applet_aid=SETTLEMENT_APP_AID).ok
+        assert verify_samples(c.samples, c.reg, c.days, **c.coin, code_hash=ch_pr, applet_aid=PROFILING_APP_AID).ok
+
+    def before() -> None:
+        for c in cs:
+            common(c)
+            assert verify_scores(c.scores_v1, c.reg, c.days, pmap, code_hash=ch_pr, applet_aid=PROFILING_APP_AID).ok
+
+    def after() -> None:
+        for c in cs:
+            common(c)
+        vs = verify_scores_batch([(c.scores_v2, c.reg, c.days) for c in cs], pmap, code_hash=ch_pr,
+                                 applet_aid=PROFILING_APP_AID)
+        assert all(v.ok for v in vs)
+
+    def scores_v1() -> None:
+        for c in cs:
+            assert verify_scores(c.scores_v1, c.reg, c.days, pmap, code_hash=ch_pr).ok
+
+    def scores_v2_each() -> None:
+        for c in cs:
+            assert verify_scores(c.scores_v2, c.reg, c.days, pmap, code_hash=ch_pr).ok
+
+    def scores_v2_batch() -> None:
+        assert all(v.ok for v in verify_scores_batch([(c.scores_v2, c.reg, c.days) for c in cs], pmap,
+                                                     code_hash=ch_pr))
+
+    def settlement_only() -> None:
+        for c in cs:
+            assert verify_settlement(c.settlement, c.reg, c.days, index.series, code_hash=ch_st).ok
+
+    def samples_only() -> None:
+        for c in cs:
+            assert verify_samples(c.samples, c.reg, c.days, **c.coin, code_hash=ch_pr).ok
+
+    r = alternate({"before": before, "after": after}, runs=5)
+    per = {k: (v.median / customers, v.cpu_median / customers) for k, v in r.items()}
+    row("everything, today's path (v1 proof, one customer at a time)", f"{per['before'][1] * 1e3:.1f} ms",
+        f"cpu per customer-month; wall {per['before'][0] * 1e3:.1f} ms; {r['before'].note}")
+    row("everything, v2 proof + batch of all score statements", f"{per['after'][1] * 1e3:.1f} ms",
+        f"cpu per customer-month; wall {per['after'][0] * 1e3:.1f} ms (**{per['before'][1] / per['after'][1]:.1f}x** "
+        f"less cpu); {r['after'].note}")
+    parts = alternate({"v1": scores_v1, "v2": scores_v2_each, "v2b": scores_v2_batch, "settlement": settlement_only,
+                       "samples": samples_only}, runs=5)
+    p = {k: v.cpu_median / customers * 1e3 for k, v in parts.items()}
+    row("  score statement, v1 proof, one at a time", f"{p['v1']:.1f} ms", "cpu per customer")
+    row("  score statement, v2 proof, one at a time", f"{p['v2']:.1f} ms", f"cpu per customer ({p['v1'] / p['v2']:.1f}x)")
+    row(f"  score statement, v2 proof, batch of {customers}", f"{p['v2b']:.1f} ms",
+        f"cpu per customer ({p['v1'] / p['v2b']:.1f}x)")
+    row("  settlement statement", f"{p['settlement']:.1f} ms", "cpu per customer")
+    row("  sample release", f"{p['samples']:.1f} ms", f"cpu per customer; {parts['v1'].note}")
+    print(f"   proof sizes: v1 {len(cs[0].scores_v1.squares_proof):,} bytes, v2 {len(cs[0].scores_v2.squares_proof):,} bytes")
+
+
+if __name__ == "__main__":
+    main()

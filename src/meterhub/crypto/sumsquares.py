@@ -1,0 +1,359 @@
+"""The sum of squares ``S = sum M_h^2`` of committed values as one inner-product argument.
+
+Version 2 of the sum-of-squares proof (tag ``0x12``, the tag of version 1 in
+:mod:`meterhub.crypto.rangeproof`, which stays verifiable there). Version 1 commits to
+every square and proves each one (about 100 bytes and four scalar multiplications per
+value); version 2 is logarithmic in size and its check is one multi-scalar
+multiplication, whose shared part (the vector generators) is paid once per batch of
+customers.
+
+Statement: commitments ``C_h = M_h G + R_h H`` (``h < n``, zero-padded to
+``N = 2^k >= n`` with the identity) and a public ``S`` with blinding ``r_S``
+(``C_S = S G + r_S H``); the prover knows every ``M_h, R_h`` and claims ``S = <M, M>``.
+The construction is that of Bünz et al., "Bulletproofs", IEEE S&P 2018, section 4.1/4.3
+(range proof), with other constraints, built only from the inner-product argument of
+:mod:`meterhub.crypto.bulletproofs` (section 3, protocol 2) over the vector generators
+``G_i, H_i`` there:
+
+1. ``A = <a, G_vec> + <a, H_vec> + alpha H`` with ``a = M`` on both sides, and
+   ``S' = <s_L, G_vec> + <s_R, H_vec> + rho H`` with random ``s_L, s_R``; challenges
+   ``y``, ``z`` and a seed for the link coefficients ``c_h`` (128 bits each,
+   :func:`link_coefficients`), all from the Fiat-Shamir transcript after ``A, S'``.
+2. With ``u = (1, y, .., y^(N-1))``, ``d_L = z u + z^2 c`` and ``d_R = -z u``:
+   ``l(X) = a + d_R + s_L X``, ``r(X) = a + d_L + s_R X``,
+   ``t(X) = <l(X), r(X)> = t0 + t1 X + t2 X^2`` where, for an honest prover,
+   ``t0 = S + z^2 V + delta``, ``V = <M, c>``, ``delta = <d_R, d_L>``. ``T1, T2`` commit to
+   ``t1, t2``; after challenge ``x`` the prover sends ``t_x = t(x)``,
+   ``tau_x = tau2 x^2 + tau1 x + r_S + z^2 <R, c>`` and ``mu = alpha + rho x``.
+3. The verifier checks ``t_x G + tau_x H == C_S + z^2 C_V + delta G + x T1 + x^2 T2``
+   with ``C_V = sum c_h C_h``, and, by the inner-product argument over
+   ``P = A + x S' + <d_R, G_vec> + <d_L, H_vec> - mu H``, that ``P`` opens to ``l, r``
+   with ``<l, r> = t_x``. Both checks are one equation (section 6.2), see
+   :class:`SquaresCheck`.
+
+Soundness (docs/proofs.md, "Sum of squares, version 2"): as in section 4.2 of the
+paper, from ``t(X)`` at three ``x`` the extractor obtains ``a_L, a_R`` in ``A`` with
+``t0 = <a_L, a_R> + z <a_L - a_R, u> + z^2 <a_L, c> + delta`` (the committed values, fixed
+before ``y, z, c``). Equality with ``S + z^2 V + delta`` for every ``z`` of a
+polynomial identity of degree 2 gives ``<a_L, a_R> = S``, ``<a_L - a_R, u> = 0`` and
+``<a_L, c> = V = <M, c>``; since ``u`` (powers of ``y``) and ``c`` (random-oracle
+outputs of 128 bits) come after ``A``, ``a_L = a_R`` and ``a_L = M`` except with
+probability about ``N/Q + 2^-128`` per oracle query. Zero knowledge: ``l, r`` are masked
+by ``s_L, s_R``; ``t1, t2`` by ``tau1, tau2``; ``A, S'`` by ``alpha, rho`` (section 4.2).
+
+Byte encoding (big-endian)::
+
+    version 0x02 | tag 0x12 | n (4)
+    | A | S' | T1 | T2          (4 x 33, compressed points)
+    | t_x | tau_x | mu          (3 x 32, scalars < Q)
+    | L_1..L_k | R_1..R_k       (2k x 33, k = log2 N)
+    | a | b                     (2 x 32)
+
+The transcript (protocol ``meterhub/sum-of-squares/ipa/v2``) absorbs the proof context
+(meter, period, statement label), ``n``, every ``C_h``, ``S`` and ``r_S`` before any
+challenge, so a proof is bound to its meter, period and values and cannot be moved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .bulletproofs import (
+    _g_table,
+    _h_table,
+    _ip,
+    _ipa_prove,
+    _lincomb_fixed,
+    _pad,
+    _powers,
+    _read_point,
+    _read_scalar,
+    generators,
+)
+from .group import Point, Q, msm, random_scalar
+from .pedersen import Commitment, Opening, commit
+from .transcript import ProofContext, ProofError, Transcript
+
+__all__ = [
+    "VERSION_IPA",
+    "TAG_SUM_SQUARES",
+    "MAX_VALUES",
+    "SquaresCheck",
+    "check_equations",
+    "link_coefficients",
+    "proof_size",
+    "prove",
+    "squares_check",
+    "verify",
+    "verify_batch",
+]
+
+VERSION_IPA = 0x02
+TAG_SUM_SQUARES = 0x12
+#: Largest number of values (the generators are derived on demand and cached).
+MAX_VALUES = 1 << 14
+_PROTOCOL = b"meterhub/sum-of-squares/ipa/v2"
+_LINK_DST = b"meterhub/v1/sum-of-squares/link"
+
+
+def proof_size(n: int) -> int:
+    """Encoded size of a version-2 proof over ``n`` values."""
+    k = _pad(n).bit_length() - 1
+    return 6 + 4 * 33 + 3 * 32 + 2 * k * 33 + 2 * 32
+
+
+def link_coefficients(seed: bytes, count: int) -> list[int]:
+    """``c_h = SHA-256(len || DST || seed || h)``, first 16 bytes: 128-bit coefficients
+    that tie the vector in ``A`` to the commitments ``C_h``. Short on purpose: the
+    verifier multiplies the data points by them, and 128 bits keep a cheating
+    prover's chance at ``2^-128`` per oracle query."""
+    pre = hashlib.sha256(bytes([len(_LINK_DST)]) + _LINK_DST + seed)
+    out = []
+    for h in range(count):
+        d = pre.copy()
+        d.update(h.to_bytes(4, "big"))
+        out.append(int.from_bytes(d.digest()[:16], "big"))
+    return out
+
+
+def _check_count(n: int) -> None:
+    if not 0 < n <= MAX_VALUES:
+        raise ProofError(f"need 1 to {MAX_VALUES} values")
+
+
+def _transcript(ctx: ProofContext, points: Sequence[Point], squares: int, blinding: int) -> Transcript:
+    if not 0 <= squares < Q or not 0 <= blinding < Q:
+        raise ProofError("sum of squares and its blinding must be below the group order")
+    t = ctx.transcript(_PROTOCOL)
+    t.append_u64(b"sos/n", len(points))
+    t.append_points(b"sos/C", points)
+    t.append_scalar(b"sos/S", squares)
+    t.append_scalar(b"sos/r_S", blinding)
+    return t
+
+
+def _challenges(t: Transcript, big_a: Point, big_s: Point, n: int, nn: int) -> tuple[int, int, list[int], list[int], list[int]]:
+    """``y, z``, the link coefficients and ``d_L, d_R`` (module docstring, step 2)."""
+    t.append_point(b"sos/A", big_a)
+    t.append_point(b"sos/S'", big_s)
+    y = t.challenge_scalar(b"sos/y")
+    z = t.challenge_scalar(b"sos/z")
+    c = link_coefficients(t.challenge_bytes(b"sos/c", 32), n) + [0] * (nn - n)
+    zz = z * z % Q
+    u = _powers(y, nn)
+    d_l = [(z * ui + zz * ci) % Q for ui, ci in zip(u, c, strict=True)]
+    d_r = [(-z * ui) % Q for ui in u]
+    return y, z, c, d_l, d_r
+
+
+def prove(
+    commitments: Sequence[Commitment], openings: Sequence[Opening], ctx: ProofContext
+) -> tuple[bytes, Commitment, Opening]:
+    """Prove ``S = sum m_h^2``; returns the proof, ``C_S`` and its opening ``(S, r_S)``
+    (both published by the profiling applet next to the proof)."""
+    n = len(commitments)
+    _check_count(n)
+    if len(openings) != n:
+        raise ValueError("one opening per commitment is needed")
+    nn = _pad(n)
+    m = [o.m % Q for o in openings] + [0] * (nn - n)
+    rr = [o.r for o in openings] + [0] * (nn - n)
+    squares = sum(o.m * o.m for o in openings)
+    if squares >= Q:
+        raise ValueError("sum of squares does not fit below the group order")
+    r_s = random_scalar()
+    t = _transcript(ctx, [c.point for c in commitments], squares, r_s)
+    gv, hv = generators(nn)
+    th, tg = _h_table(), _g_table()
+    alpha, rho = random_scalar(), random_scalar()
+    s_l = [random_scalar() for _ in range(nn)]
+    s_r = [random_scalar() for _ in range(nn)]
+    # Readings repeat (many zero hours): lincomb buckets equal scalars.
+    big_a = _lincomb_fixed([(alpha, th)], m + m, gv + hv)
+    big_s = _lincomb_fixed([(rho, th)], s_l + s_r, gv + hv)
+    _, z, c, d_l, d_r = _challenges(t, big_a, big_s, n, nn)
+    l0 = [(a + d) % Q for a, d in zip(m, d_r, strict=True)]
+    r0 = [(a + d) % Q for a, d in zip(m, d_l, strict=True)]
+    t1 = (_ip(l0, s_r) + _ip(s_l, r0)) % Q
+    t2 = _ip(s_l, s_r)
+    tau1, tau2 = random_scalar(), random_scalar()
+    big_t1 = _lincomb_fixed([(tau1, th), (t1, tg)])
+    big_t2 = _lincomb_fixed([(tau2, th), (t2, tg)])
+    t.append_point(b"sos/T1", big_t1)
+    t.append_point(b"sos/T2", big_t2)
+    x = t.challenge_scalar(b"sos/x")
+    zz = z * z % Q
+    tau_x = (tau2 * x * x + tau1 * x + r_s + zz * _ip(rr, c)) % Q
+    mu = (alpha + rho * x) % Q
+    lv = [(a + b * x) % Q for a, b in zip(l0, s_l, strict=True)]
+    rv = [(a + b * x) % Q for a, b in zip(r0, s_r, strict=True)]
+    t_x = _ip(lv, rv)
+    t.append_scalar(b"sos/t_x", t_x)
+    t.append_scalar(b"sos/tau_x", tau_x)
+    t.append_scalar(b"sos/mu", mu)
+    w = t.challenge_scalar(b"sos/w")
+    ls, rs, a, b = _ipa_prove(t, w, gv, hv, [1] * nn, lv, rv)
+    proof = (
+        bytes([VERSION_IPA, TAG_SUM_SQUARES])
+        + n.to_bytes(4, "big")
+        + b"".join(p.to_bytes() for p in (big_a, big_s, big_t1, big_t2))
+        + b"".join(k.to_bytes(32, "big") for k in (t_x, tau_x, mu))
+        + b"".join(p.to_bytes() for p in (*ls, *rs))
+        + a[0].to_bytes(32, "big")
+        + b[0].to_bytes(32, "big")
+    )
+    opening = Opening(squares, r_s)
+    return proof, commit(squares, r_s)[0], opening
+
+
+@dataclass(frozen=True)
+class SquaresCheck:
+    """One proof's verification equation, with every term on the left and zero on the
+    right (section 6.2): ``sum own_scalars * own_points + <g_vec, G_vec> + <h_vec, H_vec>
+    + g G + h H + sum_h link[h] C_h == 0``. The inner-product part carries a fresh
+    secret weight; the ``t`` check is scaled by ``-1/z^2`` so that the data points
+    ``C_h`` keep their short link coefficients and can share one multi-scalar
+    multiplication with other linear checks on the same points (the caller's own
+    secret weights make that sum sound, docs/proofs.md)."""
+
+    own_scalars: tuple[int, ...]
+    own_points: tuple[Point, ...]
+    g_vec: tuple[int, ...]
+    h_vec: tuple[int, ...]
+    g: int
+    h: int
+    link: tuple[int, ...]
+
+
+def squares_check(
+    commitments: Sequence[Commitment], squares: int, blinding: int, proof: bytes, ctx: ProofContext
+) -> SquaresCheck | None:
+    """Decode strictly, replay the transcript and return the equation to check, or
+    ``None`` for a degenerate challenge (probability about ``2^-256``). Malformed proofs
+    raise :class:`ProofError`."""
+    n = len(commitments)
+    _check_count(n)
+    if not isinstance(proof, bytes | bytearray | memoryview):
+        raise ProofError("proof must be bytes")
+    proof = bytes(proof)
+    if len(proof) < 2 or proof[0] != VERSION_IPA:
+        raise ProofError(f"unsupported sum-of-squares proof version {proof[0] if proof else None}")
+    if proof[1] != TAG_SUM_SQUARES:
+        raise ProofError(f"wrong proof type tag {proof[1]:#04x}, expected 0x12")
+    expected = proof_size(n)
+    if len(proof) != expected:
+        raise ProofError(f"sum-of-squares proof must be {expected} bytes, got {len(proof)}")
+    if int.from_bytes(proof[2:6], "big") != n:
+        raise ProofError("sum-of-squares proof is for another number of values")
+    nn = _pad(n)
+    k = nn.bit_length() - 1
+    pos = 6
+    big_a, big_s, big_t1, big_t2 = (_read_point(proof, pos + 33 * i) for i in range(4))
+    pos += 4 * 33
+    t_x, tau_x, mu = (_read_scalar(proof, pos + 32 * i) for i in range(3))
+    pos += 3 * 32
+    ls = [_read_point(proof, pos + 33 * i) for i in range(k)]
+    pos += 33 * k
+    rs = [_read_point(proof, pos + 33 * i) for i in range(k)]
+    pos += 33 * k
+    a, b = _read_scalar(proof, pos), _read_scalar(proof, pos + 32)
+
+    t = _transcript(ctx, [c.point for c in commitments], squares, blinding)
+    y, z, c, d_l, d_r = _challenges(t, big_a, big_s, n, nn)
+    t.append_point(b"sos/T1", big_t1)
+    t.append_point(b"sos/T2", big_t2)
+    x = t.challenge_scalar(b"sos/x")
+    t.append_scalar(b"sos/t_x", t_x)
+    t.append_scalar(b"sos/tau_x", tau_x)
+    t.append_scalar(b"sos/mu", mu)
+    w = t.challenge_scalar(b"sos/w")
+    us = []
+    for big_l, big_r in zip(ls, rs, strict=True):
+        t.append_point(b"ipa/L", big_l)
+        t.append_point(b"ipa/R", big_r)
+        us.append(t.challenge_scalar(b"ipa/u"))
+    zz = z * z % Q
+    if 0 in us or y == 0 or zz == 0:
+        return None
+    u_inv = [pow(u, -1, Q) for u in us]
+    u_sq = [u * u % Q for u in us]
+    u_inv_sq = [u * u % Q for u in u_inv]
+    # s_i = prod_j u_j^(+-1) by the bits of i (section 6.2); s^-1 is s reversed.
+    s = [1] * nn
+    all_inv = 1
+    for ui in u_inv:
+        all_inv = all_inv * ui % Q
+    s[0] = all_inv
+    for i in range(1, nn):
+        lg = i.bit_length() - 1
+        s[i] = s[i - (1 << lg)] * u_sq[k - 1 - lg] % Q
+    delta = _ip(d_r, d_l)
+    beta = random_scalar() or 1  # secret weight of the inner-product check
+    gamma = (-pow(zz, -1, Q)) % Q  # t check scaled so that C_V enters as sum c_h C_h
+    g_vec = tuple(beta * (dr - a * si) % Q for dr, si in zip(d_r, s, strict=True))
+    h_vec = tuple(beta * (dl - b * s[nn - 1 - i]) % Q for i, dl in enumerate(d_l))
+    # IPA: A + x S' + sum(u^2 L + u^-2 R) + <d_R - a s, G> + <d_L - b/s, H> - mu H + w (t_x - ab) G = 0
+    # t:   t_x G + tau_x H - S G - r_S H - z^2 C_V - delta G - x T1 - x^2 T2 = 0   (times gamma)
+    own_s = [beta, beta * x % Q, *(beta * v % Q for v in u_sq), *(beta * v % Q for v in u_inv_sq)]
+    own_s += [(-gamma * x) % Q, (-gamma * x * x) % Q]
+    own_p = [big_a, big_s, *ls, *rs, big_t1, big_t2]
+    g = (beta * w * (t_x - a * b) + gamma * (t_x - squares - delta)) % Q
+    h = (-beta * mu + gamma * (tau_x - blinding)) % Q
+    return SquaresCheck(tuple(own_s), tuple(own_p), g_vec, h_vec, g, h, tuple(c[:n]))
+
+
+def check_equations(items: Sequence[tuple[SquaresCheck, Point]]) -> bool:
+    """``sum_k e_k (check_k) == 0`` with fresh secret ``e_k`` (the first 1): each item's data
+    term is given as the point ``D_k`` (already ``sum link * C_h`` plus the caller's
+    other checks on the same points), so it costs one multiplication here."""
+    own_k: list[int] = []
+    own_p: list[Point] = []
+    nn = max(len(ck.g_vec) for ck, _ in items)
+    g_acc = [0] * nn
+    h_acc = [0] * nn
+    g_tot = h_tot = 0
+    for i, (ck, data) in enumerate(items):
+        e = 1 if i == 0 else random_scalar() or 1
+        own_k.extend(v * e % Q for v in ck.own_scalars)
+        own_p.extend(ck.own_points)
+        own_k.append(e)
+        own_p.append(data)
+        for j, v in enumerate(ck.g_vec):
+            g_acc[j] += v * e
+        for j, v in enumerate(ck.h_vec):
+            h_acc[j] += v * e
+        g_tot += ck.g * e
+        h_tot += ck.h * e
+    gv, hv = generators(nn)
+    return _lincomb_fixed(
+        [(g_tot, _g_table()), (h_tot, _h_table())],
+        [*own_k, *g_acc, *h_acc],
+        [*own_p, *gv, *hv],
+    ).is_identity
+
+
+def verify(
+    commitments: Sequence[Commitment], squares: int, blinding: int, proof: bytes, ctx: ProofContext
+) -> bool:
+    """Verify one version-2 proof that the commitments' values have ``sum m^2 = squares``
+    (``blinding`` is the published ``r_S``). Malformed proofs raise :class:`ProofError`."""
+    return verify_batch([(commitments, squares, blinding, proof, ctx)])
+
+
+def verify_batch(
+    items: Sequence[tuple[Sequence[Commitment], int, int, bytes, ProofContext]],
+) -> bool:
+    """Verify many version-2 proofs with one multi-scalar multiplication over the
+    shared generators (each proof's equation under a fresh secret weight, as
+    :func:`meterhub.crypto.bulletproofs.verify_batch`). ``False`` if any fails."""
+    if not items:
+        raise ProofError("empty batch")
+    checks: list[tuple[SquaresCheck, Point]] = []
+    for commitments, squares, blinding, proof, ctx in items:
+        ck = squares_check(commitments, squares, blinding, proof, ctx)
+        if ck is None:
+            return False
+        checks.append((ck, msm(ck.link, [c.point for c in commitments])))
+    return check_equations(checks)

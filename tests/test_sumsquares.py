@@ -1,0 +1,131 @@
+"""Version-2 sum-of-squares proof (one inner-product argument): completeness, soundness
+against wrong sums and tampering, binding to context, batch verification."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meterhub.crypto import rangeproof as rp
+from meterhub.crypto import sumsquares as ss
+from meterhub.crypto.group import G, Point, Q
+from meterhub.crypto.pedersen import Commitment, Opening, commit, verify_opening
+from meterhub.crypto.transcript import ProofContext, ProofError
+
+CTX = ProofContext(meter_id="meter-7", period="2027-04-01/2027-04-30", tariff_id="profile-scores",
+                   tariff_version=60, statement=b"meterhub/v1/profile-scores/sum-of-squares")
+OTHER_CONTEXTS = [
+    dataclasses.replace(CTX, meter_id="meter-8"),
+    dataclasses.replace(CTX, period="2027-05-01/2027-05-31"),
+    dataclasses.replace(CTX, tariff_version=15),
+    dataclasses.replace(CTX, statement=b"other"),
+]
+
+
+def verdict(f: Callable[[], bool]) -> bool:
+    try:
+        return bool(f())
+    except ProofError:
+        return False
+
+
+def made(values: list[int], ctx: ProofContext = CTX) -> tuple[list[Commitment], bytes, Opening]:
+    pairs = [commit(v) for v in values]
+    cs = [c for c, _ in pairs]
+    proof, total, opening = ss.prove(cs, [o for _, o in pairs], ctx)
+    assert verify_opening(total, opening)
+    return cs, proof, opening
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.lists(st.one_of(st.just(0), st.integers(0, 2**32 - 1)), min_size=1, max_size=9))
+def test_complete(values: list[int]) -> None:
+    cs, proof, op = made(values)
+    assert op.m == sum(v * v for v in values)
+    assert len(proof) == ss.proof_size(len(values))
+    assert ss.verify(cs, op.m, op.r, proof, CTX)
+
+
+def test_short() -> None:
+    # 720 hourly values: under a kilobyte (version 1: about 126 kB of square proofs).
+    assert ss.proof_size(720) < 1000
+    assert ss.proof_size(720) < rp.range_proof_size(1, 720) / 50
+
+
+def test_wrong_sum_or_blinding_rejected() -> None:
+    cs, proof, op = made([3, 4, 5, 0, 7])
+    assert ss.verify(cs, op.m, op.r, proof, CTX)
+    for s, r in ((op.m + 1, op.r), (op.m - 1, op.r), (0, op.r), (op.m, (op.r + 1) % Q)):
+        assert not ss.verify(cs, s, r, proof, CTX)
+
+
+def test_dishonest_prover_cannot_prove_wrong_sum() -> None:
+    # The prover uses openings that do not match the commitments (a square off by one).
+    pairs = [commit(v) for v in (3, 4, 5)]
+    cs = [c for c, _ in pairs]
+    lying = [pairs[0][1], pairs[1][1], Opening(6, pairs[2][1].r)]
+    proof, _, op = ss.prove(cs, lying, CTX)
+    assert op.m == 9 + 16 + 36
+    assert not ss.verify(cs, op.m, op.r, proof, CTX)
+    # Nor with the true sum and the wrong vector.
+    assert not ss.verify(cs, 50, op.r, proof, CTX)
+
+
+def test_bound_to_commitments_and_context() -> None:
+    cs, proof, op = made([1, 2, 3])
+    assert not ss.verify([cs[1], cs[0], cs[2]], op.m, op.r, proof, CTX)
+    assert not ss.verify([cs[0], cs[1], commit(3)[0]], op.m, op.r, proof, CTX)
+    for ctx in OTHER_CONTEXTS:  # other meter, period, resolution or statement
+        assert not ss.verify(cs, op.m, op.r, proof, ctx)
+    with pytest.raises(ProofError):
+        ss.verify(cs[:2], op.m, op.r, proof, CTX)
+
+
+def test_every_byte_flip_rejected() -> None:
+    cs, proof, op = made([0, 9, 2])
+    for i in range(len(proof)):
+        b = bytearray(proof)
+        b[i] ^= 1 << (i % 8)
+        assert not verdict(lambda b=b: ss.verify(cs, op.m, op.r, bytes(b), CTX)), i
+
+
+def test_tampered_point_rejected() -> None:
+    cs, proof, op = made([5, 6])
+    # Replace A by A + G (a valid point): the check fails rather than raising.
+    bumped = (Point.from_bytes(proof[6:39]) + G).to_bytes()
+    assert not ss.verify(cs, op.m, op.r, proof[:6] + bumped + proof[39:], CTX)
+
+
+def test_version_1_is_not_version_2() -> None:
+    pairs = [commit(v) for v in (1, 2)]
+    cs = [c for c, _ in pairs]
+    old, _, op = rp.prove_sum_of_squares(cs, [o for _, o in pairs], CTX)
+    with pytest.raises(ProofError):
+        ss.verify(cs, op.m, op.r, old, CTX)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=400))
+def test_random_bytes(data: bytes) -> None:
+    c, _ = commit(1, 2)
+    assert not verdict(lambda: ss.verify([c], 1, 0, data, CTX))
+
+
+def test_batch() -> None:
+    items = []
+    for k, values in enumerate(([1, 2, 3], [0, 0, 7, 9, 11], [4])):
+        ctx = dataclasses.replace(CTX, meter_id=f"meter-{k}")
+        cs, proof, op = made(values, ctx)
+        items.append((cs, op.m, op.r, proof, ctx))
+    assert ss.verify_batch(items)
+    # One false statement in the batch fails it.
+    cs, s, r, proof, ctx = items[1]
+    assert not ss.verify_batch([items[0], (cs, s + 1, r, proof, ctx), items[2]])
+    # Proofs swapped between meters fail.
+    assert not ss.verify_batch([items[0], (items[1][0], items[1][1], items[1][2], items[1][3], items[2][4])])
+    with pytest.raises(ProofError):
+        ss.verify_batch([])
