@@ -216,6 +216,31 @@ def test_hub_serve_card_releases_through_the_guard(tmp_path):
     dap = ecdsa.load_signing_key((tmp_path / DAP_KEY_FILE).read_bytes())
     own = ecdsa.generate_signing_key()
     tsm = TSM(card.transmit, keys, sd_aid=SUPPLIER_SD_AID, dap=dap_signer(SUPPLIER_SD_AID, dap))
-    with tsm, pytest.raises(TSMError, match="SW 6982"):
+    with tsm, pytest.raises(TSMError, match="SW 6982") as exc:
         tsm.deploy(billing_load_file(), BILLING_APP_AID, params=ecdsa.public_bytes(own))
+    # The sender gets the status word and a one-line reason.
+    assert "refused: not signed by the pinned publisher" in str(exc.value)
+    assert "\n" not in str(exc.value)
     card.close()
+
+
+def test_every_status_word_the_card_refuses_with_has_a_reason():
+    """Each status word the guard and the applets raise (read from their source) has a
+    one-line reason for the sender, not the generic "refused"."""
+    import re
+
+    import meterhub.applets
+    import meterhub.card.guard
+    from meterhub.policy import refusal_reason
+    from meterhub.protocols.iso7816.sw import SW
+
+    names: set[str] = set()
+    for mod in (meterhub.card.guard, *(
+        __import__(f"meterhub.applets.{p.stem}", fromlist=["x"])
+        for p in Path(meterhub.applets.__file__).parent.glob("*.py")
+    )):
+        names |= set(re.findall(r"ISOException\(SW\.([A-Z_0-9]+)", Path(mod.__file__).read_text()))
+    assert names
+    for name in sorted(names):
+        reason = refusal_reason(getattr(SW, name))
+        assert reason != "refused" and "\n" not in reason, name

@@ -245,13 +245,13 @@ class BillingClient:
         ext = len(data) > 255 or (le or 0) > 256
         r = self._send(CommandAPDU(0x80, ins, p1, 0, data, le=le, extended=ext))
         if r.sw != 0x9000:
-            raise HubError(f"billing applet answered {r.sw:04X} to INS {ins:02X}")
+            raise HubError(f"billing applet (INS {ins:02X}) refused: {_refusal_reason(r.sw)} (SW {r.sw:04X})")
         return r.data
 
     def select(self) -> None:
         r = self._send(CommandAPDU(0x00, 0xA4, 0x04, 0x00, self.app_aid, le=256))
         if r.sw != 0x9000:
-            raise HubError(f"SELECT billing applet answered {r.sw:04X}")
+            raise HubError(f"SELECT billing applet refused: {_refusal_reason(r.sw)} (SW {r.sw:04X})")
 
     def pair(self, meter_id: str, tz: str, interval_minutes: int, home_link_key: bytes) -> bool:
         """Pair the meter; False if the applet was already paired with this meter."""
@@ -261,7 +261,7 @@ class BillingClient:
         if r.sw == 0x6985:
             return False
         if r.sw != 0x9000:
-            raise HubError(f"PAIR METER answered {r.sw:04X}")
+            raise HubError(f"PAIR METER refused: {_refusal_reason(r.sw)} (SW {r.sw:04X})")
         return True
 
     def put_openings(self, day: date, first_index: int, openings: Sequence[Opening]) -> None:
@@ -307,7 +307,7 @@ class ReadingsClient:
     def select(self) -> None:
         r = self._send(CommandAPDU(0x00, 0xA4, 0x04, 0x00, self.app_aid, le=256))
         if r.sw != 0x9000:
-            raise HubError(f"SELECT {self.app_aid.hex().upper()} answered {r.sw:04X}")
+            raise HubError(f"SELECT {self.app_aid.hex().upper()} refused: {_refusal_reason(r.sw)} (SW {r.sw:04X})")
 
     def pair(self, meter_id: str, tz: str, interval_minutes: int) -> bool:
         """Pair the meter; False if already paired."""
@@ -317,14 +317,14 @@ class ReadingsClient:
         if r.sw == 0x6985:
             return False
         if r.sw != 0x9000:
-            raise HubError(f"PAIR METER answered {r.sw:04X}")
+            raise HubError(f"PAIR METER refused: {_refusal_reason(r.sw)} (SW {r.sw:04X})")
         return True
 
     def put_openings(self, day: date, first_index: int, openings: Sequence[Opening]) -> None:
         data = encode_openings_day(day, first_index, openings)
         r = self._send(CommandAPDU(0x80, 0x20, 0x01, 0, data, extended=len(data) > 255))
         if r.sw != 0x9000:
-            raise HubError(f"PUT DAY {day} answered {r.sw:04X}")
+            raise HubError(f"PUT DAY {day} refused: {_refusal_reason(r.sw)} (SW {r.sw:04X})")
 
 
 class GuardClient:
@@ -353,7 +353,7 @@ class GuardClient:
             self._transmit(CommandAPDU(0x00, 0xA4, 0x04, 0x00, bytes.fromhex(GUARD_AID), le=256).to_bytes())
         )
         if r.sw != 0x9000:
-            raise HubError(f"SELECT privacy guard answered {r.sw:04X}")
+            raise HubError(f"SELECT privacy guard refused: {_refusal_reason(r.sw)} (SW {r.sw:04X})")
 
     def policy(self) -> SignedPolicy:
         return load_policy(self._cmd(0x40))
