@@ -15,7 +15,6 @@ known** and serve demos and tests only.
 from __future__ import annotations
 
 import hashlib
-import os
 import struct
 from collections.abc import Callable, Sequence
 from datetime import date
@@ -166,11 +165,10 @@ def _customer_key(path: Path, key: ecdsa.SigningKey | None) -> ecdsa.SigningKey:
     """The customer's P-256 key: the one given, else a fresh one written 0600 next to the card."""
     if key is not None:
         return key
-    kp = customer_key_path(path)
+    from ..storage import write_secret
+
     key = ecdsa.generate_signing_key()
-    fd = os.open(kp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(ecdsa.signing_key_pem(key))
+    write_secret(customer_key_path(path), ecdsa.signing_key_pem(key))  # 0600, whole or not at all
     return key
 
 
