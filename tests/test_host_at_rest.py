@@ -92,6 +92,13 @@ def test_a_store_without_its_storage_key_is_refused_not_rekeyed(tmp_path):
     Path(f"{path}.sk").write_bytes(b"short")
     with pytest.raises(StoreError, match="32-byte"):
         HubStore(path)
+    # A listed store that is gone, with its key: refused, and no new key is made up.
+    os.unlink(f"{path}.sk")
+    for x in ("", "-wal", "-shm"):
+        Path(f"{path}{x}").unlink(missing_ok=True)
+    with pytest.raises(StoreError, match="storage key missing|store missing"):
+        HubStore(path)
+    assert not Path(f"{path}.sk").exists()
 
 
 def test_meter_store_seals_the_signing_and_home_link_keys(tmp_path):

@@ -120,7 +120,7 @@ def storage_key(db_path: str | Path) -> bytes:
     try:
         key = kp.read_bytes()
     except FileNotFoundError:
-        if db_path.exists():
+        if db_path.exists() or expect_store(db_path):
             raise StoreError(f"{kp}: storage key missing; {db_path.name} cannot be read without it") from None
         try:
             db_path.parent.mkdir(parents=True, exist_ok=True)
