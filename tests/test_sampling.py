@@ -85,6 +85,8 @@ def tossed(tmp_path_factory):
     with pytest.raises(HubRefused, match="not allowed now"):
         mb.send(b"\x10" + _day(first) + _day(last) + (100).to_bytes(2, "big") + c2, "commit")
     with pytest.raises(HubRefused, match="not allowed now"):  # nor the same one with another k
+        mb.send(b"\x10" + _day(first) + _day(last) + (101).to_bytes(2, "big") + c, "commit")
+    with pytest.raises(HubRefused, match="SW 6A80"):  # and k below the customer's floor, never
         mb.send(b"\x10" + _day(first) + _day(last) + (99).to_bytes(2, "big") + c, "commit")
     hub.feed()
     mb = hub.mailbox("grid-operator", PROFILING_APP_AID)
