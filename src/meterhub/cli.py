@@ -776,13 +776,13 @@ def build_parser() -> argparse.ArgumentParser:
     hb.add_argument("--out", help="write the statement here (default: none, to stdout)")
     hb.set_defaults(func=cmd_hub_bill)
     hs = h.add_parser("serve", help="serve the hub's secure element to pcscd's vpcd driver (docs/pcsc.md)")
-    hs.add_argument("--vpcd", default="127.0.0.1:35963", metavar="HOST:PORT", help="where vpcd listens (35963: reader 'Virtual PCD 00 00')")
-    hs.add_argument("--data-dir", default="meterhub-data", help="the hub card's state (card.sqlite, dap-key.pem, scp03-keys.json)")
     hs.add_argument(
         "--dev", action="store_true",
-        help="development card on the public GP test keys 404142..4F (default: off; fresh keys, "
-        "and a card on publicly known keys is refused)",
+        help="development card on the public GP test keys 404142..4F (default: off: fresh SCP03 keys, written to "
+        "DATA_DIR/scp03-keys.json, and a card on publicly known keys is refused)",
     )
+    hs.add_argument("--vpcd", default="127.0.0.1:35963", metavar="HOST:PORT", help="where vpcd listens (35963: reader 'Virtual PCD 00 00')")
+    hs.add_argument("--data-dir", default="meterhub-data", help="the hub card's state (card.sqlite, dap-key.pem)")
     hs.set_defaults(func=cmd_hub_serve)
     from .cli_privacy import add_hub_privacy_parsers
 
