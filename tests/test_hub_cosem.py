@@ -221,8 +221,15 @@ def test_statement_read_over_cosem_verifies_at_the_utility(tmp_path):
 
     (result,) = run_demo(DemoParams(households=1, days=2, data_dir=tmp_path))
     con = sqlite3.connect(tmp_path / "hub.sqlite")
-    (text,) = con.execute("SELECT statement FROM statements").fetchone()
+    meter_id, first, last = con.execute("SELECT meter_id, period_from, period_to FROM statements").fetchone()
     con.close()
+    from datetime import date
+
+    from meterhub.hub.store import HubStore
+
+    hub = HubStore(tmp_path / "hub.sqlite")  # the statement is sealed at rest
+    text = hub.statement(meter_id, date.fromisoformat(first), date.fromisoformat(last))
+    hub.close()
     published = BillStatement.from_json(text)
     got, proofs = read_statement(statement_server(published).association(16).handle)
     assert got == published and proofs == ()

@@ -124,7 +124,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with _slot_lock():
         _wait_for_empty_slot()
         proc = subprocess.Popen(
-            [sys.executable, "-c", code, "hub", "serve", "--vpcd", VPCD, "--data-dir", str(data)],
+            [sys.executable, "-c", code, "hub", "serve", "--dev", "--vpcd", VPCD, "--data-dir", str(data)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             preexec_fn=_die_with_parent,

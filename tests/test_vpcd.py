@@ -321,13 +321,13 @@ def test_hub_card_is_provisioned_once_and_reopened(tmp_path) -> None:
     from meterhub.hub.serve import DAP_KEY_FILE, TEST_KEYS, build_hub_card
     from meterhub.utility.tsm import TSM
 
-    card = build_hub_card(tmp_path)
+    card = build_hub_card(tmp_path, dev=True)
     pem = (tmp_path / DAP_KEY_FILE).read_bytes()
     assert (tmp_path / DAP_KEY_FILE).stat().st_mode & 0o077 == 0  # the issuer's DAP key: private
     card.power_on()
     assert [e.aid for e in TSM(card, TEST_KEYS).open().registry().issuer_sd] == [ISD_AID]
     card.close()
-    again = build_hub_card(tmp_path)  # a restart: same card, same DAP key, no re-provisioning
+    again = build_hub_card(tmp_path, dev=True)  # a restart: same card, same DAP key, no re-provisioning
     assert (tmp_path / DAP_KEY_FILE).read_bytes() == pem
     again.power_on()
     assert TSM(again, TEST_KEYS).open().client.scp.sequence_counter == 2

@@ -560,7 +560,7 @@ def cmd_hub_serve(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level)
     with data_dir_lock(args.data_dir):
         try:
-            return serve(args.data_dir, args.vpcd)
+            return serve(args.data_dir, args.vpcd, dev=args.dev)
         except ServeError as exc:
             raise UsageError(str(exc)) from None
 
@@ -892,6 +892,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="total deadline in seconds")
     hm.set_defaults(func=cmd_hub_sml)
     hs = h.add_parser("serve", help="serve the hub's secure element to pcscd's vpcd driver (docs/pcsc.md)")
+    hs.add_argument(
+        "--dev", action="store_true",
+        help="development card on the public GP test keys 404142..4F (default: off: fresh SCP03 keys, written to "
+        "DATA_DIR/scp03-keys.json, and a card on publicly known keys is refused)",
+    )
     hs.add_argument("--vpcd", default="127.0.0.1:35963", metavar="HOST:PORT", help="where vpcd listens (35963: reader 'Virtual PCD 00 00')")
     hs.add_argument("--data-dir", default="meterhub-data", help="the hub card's state (card.sqlite, dap-key.pem)")
     hs.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="log level of the messages on stderr")

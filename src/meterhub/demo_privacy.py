@@ -4,7 +4,8 @@ For every hub card of the demo it reads the release log through the privacy guar
 verifies it as an auditor would (:func:`meterhub.policy.verify_release_log`, with the
 customer-signed policies from the log itself) and sums, per recipient, the releases by
 kind, the linear functionals of the busiest hub and period against the policy's budget,
-and the readings released with openings (samples).
+and the readings released with openings (samples); ``periods`` breaks this down per
+policy period (releases by kind, functionals of the busiest hub, budget left).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def privacy_report(data_dir: str | Path) -> dict[str, Any]:
 
     out: dict[str, Any] = {"hubs": 0, "logs_verified": 0, "recipients": {}}
     per: dict[str, dict[str, Any]] = {
-        r: {"entitled": [], "releases": {}, "max_functionals_per_period": 0, "budget": 0, "samples": 0}
+        r: {"entitled": [], "releases": {}, "max_functionals_per_period": 0, "budget": 0, "samples": 0, "periods": {}}
         for r in RECIPIENTS
     }
     for path in sorted((Path(data_dir) / "hubs").glob("*.sqlite")):
@@ -57,11 +58,22 @@ def privacy_report(data_dir: str | Path) -> dict[str, Any]:
             p["samples"] += e.samples
             key = (e.recipient, e.period_from)
             spent[key] = spent.get(key, 0) + e.functionals
+            per_period = p["periods"].setdefault(
+                e.period_from,
+                {"period_to": e.period_to, "releases": {}, "functionals": 0, "samples": 0},
+            )
+            per_period["releases"][e.kind] = per_period["releases"].get(e.kind, 0) + 1
+            per_period["samples"] += e.samples
+        for (who, start), used in spent.items():
+            cell = per[who]["periods"][start]
+            cell["functionals"] = max(cell["functionals"], used)  # the busiest hub
         for r in RECIPIENTS:
             per[r]["entitled"] = list(policy.entitlements.get(r, ()))
             per[r]["budget"] = policy.limit("budget", "functionals_per_period")
             used = max((v for (who, _), v in spent.items() if who == r), default=0)
             per[r]["max_functionals_per_period"] = max(per[r]["max_functionals_per_period"], used)
+            for cell in per[r]["periods"].values():
+                cell["budget_left"] = per[r]["budget"] - cell["functionals"]
         out["min_k"] = policy.limit("sampling", "min_k")
     out["recipients"] = per
     return out

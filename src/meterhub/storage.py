@@ -17,6 +17,11 @@ Guarantees (docs/operations.md):
   another schema version, or fails SQLite's ``quick_check``.
 * **One process per data directory.** :func:`data_dir_lock` takes an exclusive
   ``flock`` on :data:`LOCK_FILE`; a second process is refused with one line.
+* **Secret columns are sealed at rest** (docs/privacy.md "Secrets and readings at rest"):
+  :class:`SealedColumns` encrypts a column's value with AES-256-GCM (NIST SP 800-38D)
+  under the store's storage key, the associated data naming the store, table, column and
+  the row's key, so a value moved to another row or column does not open. The storage
+  key is :func:`storage_key`, a 32-byte file ``<store>.sk`` created 0600 before the store.
 """
 
 from __future__ import annotations
@@ -24,21 +29,28 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import secrets
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 __all__ = [
     "LOCK_FILE",
     "MANIFEST",
+    "SealedColumns",
     "StoreError",
     "atomic_write",
     "data_dir_lock",
     "expect_store",
     "open_db",
+    "storage_key",
     "transaction",
+    "write_secret",
 ]
 
 MANIFEST = "meterhub-stores.json"
@@ -264,3 +276,85 @@ def data_dir_lock(data_dir: str | Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+# -- secrets at rest ---------------------------------------------------------------------------
+def write_secret(path: str | Path, data: bytes) -> None:
+    """Write a key file readable by its owner only (0600), whole or not at all: a synced
+    temporary file created 0600 and renamed over ``path``, then the directory synced."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.unlink(missing_ok=True)  # a write killed half-way
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        raise StoreError(f"cannot write {path} ({exc.strerror})") from None
+
+
+# -- sealed columns -----------------------------------------------------------------------
+_SEALED_V1 = b"\x01"  # version byte of a sealed column value
+_COLUMN_AAD = b"meterhub/v1/sealed-column\x00"
+
+
+def storage_key(db_path: str | Path) -> bytes:
+    """The storage key of the store at ``db_path``: the file ``<store>.sk``.
+
+    Created (32 random bytes, 0600) for a store that does not exist yet, before the store
+    itself, so a store on disk always has its key; a store whose key file is missing or
+    damaged is refused, never re-keyed (its sealed values could not be read)."""
+    db_path = Path(db_path)
+    kp = Path(f"{db_path}.sk")
+    try:
+        key = kp.read_bytes()
+    except FileNotFoundError:
+        if db_path.exists() or expect_store(db_path):
+            raise StoreError(f"{kp}: storage key missing; {db_path.name} cannot be read without it") from None
+        try:
+            db_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{db_path.parent}: cannot create the directory ({exc.strerror})") from None
+        key = secrets.token_bytes(32)
+        write_secret(kp, key)
+        return key
+    except OSError as exc:
+        raise StoreError(f"{kp}: cannot read the storage key ({exc.strerror})") from None
+    if len(key) != 32:
+        raise StoreError(f"{kp}: not a 32-byte storage key")
+    return key
+
+
+class SealedColumns:
+    """AES-256-GCM sealing of a store's secret columns (module docstring).
+
+    A sealed value is ``01 || nonce (12) || ciphertext || tag (16)``; the associated data
+    is ``"meterhub/v1/sealed-column\0" || store \0 table \0 column \0 row key``, so a
+    value copied into another row, column, table or store fails authentication."""
+
+    def __init__(self, key: bytes, store: str) -> None:
+        self._aead = AESGCM(key)
+        self._store = store.encode()
+
+    def _aad(self, table: str, column: str, row: str) -> bytes:
+        return b"\x00".join((_COLUMN_AAD + self._store, table.encode(), column.encode(), row.encode()))
+
+    def seal(self, table: str, column: str, row: str, value: bytes) -> bytes:
+        nonce = secrets.token_bytes(12)
+        return _SEALED_V1 + nonce + self._aead.encrypt(nonce, value, self._aad(table, column, row))
+
+    def open(self, table: str, column: str, row: str, stored: bytes) -> bytes:
+        """The plaintext; :class:`StoreError` for a value that is altered, moved or unsealed."""
+        stored = bytes(stored)
+        if stored[:1] != _SEALED_V1 or len(stored) < 29:
+            raise StoreError(f"{table}.{column} of {row}: not a sealed value; the store cannot be trusted")
+        try:
+            return self._aead.decrypt(stored[1:13], stored[13:], self._aad(table, column, row))
+        except InvalidTag:
+            raise StoreError(
+                f"{table}.{column} of {row}: fails authentication (altered, moved or another key)"
+            ) from None

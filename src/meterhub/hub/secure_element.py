@@ -15,7 +15,6 @@ known** and serve demos and tests only.
 from __future__ import annotations
 
 import hashlib
-import os
 import struct
 from collections.abc import Callable, Sequence
 from datetime import date
@@ -174,11 +173,10 @@ def _customer_key(path: Path, key: ecdsa.SigningKey | None) -> ecdsa.SigningKey:
     """The customer's P-256 key: the one given, else a fresh one written 0600 next to the card."""
     if key is not None:
         return key
-    kp = customer_key_path(path)
+    from ..storage import write_secret
+
     key = ecdsa.generate_signing_key()
-    fd = os.open(kp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(ecdsa.signing_key_pem(key))
+    write_secret(customer_key_path(path), ecdsa.signing_key_pem(key))  # 0600, whole or not at all
     return key
 
 
@@ -253,13 +251,13 @@ class BillingClient:
         ext = len(data) > 255 or (le or 0) > 256
         r = self._send(CommandAPDU(0x80, ins, p1, 0, data, le=le, extended=ext))
         if r.sw != 0x9000:
-            raise HubError(f"billing applet answered {r.sw:04X} to INS {ins:02X}")
+            raise HubError(f"billing applet (INS {ins:02X}) refused: {_refusal_reason(r.sw)} (SW {r.sw:04X})")
         return r.data
 
     def select(self) -> None:
         r = self._send(CommandAPDU(0x00, 0xA4, 0x04, 0x00, self.app_aid, le=256))
         if r.sw != 0x9000:
-            raise HubError(f"SELECT billing applet answered {r.sw:04X}")
+            raise HubError(f"SELECT billing applet refused: {_refusal_reason(r.sw)} (SW {r.sw:04X})")
 
     def pair(self, meter_id: str, tz: str, interval_minutes: int, home_link_key: bytes) -> bool:
         """Pair the meter; False if the applet was already paired with this meter."""
@@ -269,7 +267,7 @@ class BillingClient:
         if r.sw == 0x6985:
             return False
         if r.sw != 0x9000:
-            raise HubError(f"PAIR METER answered {r.sw:04X}")
+            raise HubError(f"PAIR METER refused: {_refusal_reason(r.sw)} (SW {r.sw:04X})")
         return True
 
     def put_openings(self, day: date, first_index: int, openings: Sequence[Opening]) -> None:
@@ -315,7 +313,7 @@ class ReadingsClient:
     def select(self) -> None:
         r = self._send(CommandAPDU(0x00, 0xA4, 0x04, 0x00, self.app_aid, le=256))
         if r.sw != 0x9000:
-            raise HubError(f"SELECT {self.app_aid.hex().upper()} answered {r.sw:04X}")
+            raise HubError(f"SELECT {self.app_aid.hex().upper()} refused: {_refusal_reason(r.sw)} (SW {r.sw:04X})")
 
     def pair(self, meter_id: str, tz: str, interval_minutes: int) -> bool:
         """Pair the meter; False if already paired."""
@@ -325,14 +323,14 @@ class ReadingsClient:
         if r.sw == 0x6985:
             return False
         if r.sw != 0x9000:
-            raise HubError(f"PAIR METER answered {r.sw:04X}")
+            raise HubError(f"PAIR METER refused: {_refusal_reason(r.sw)} (SW {r.sw:04X})")
         return True
 
     def put_openings(self, day: date, first_index: int, openings: Sequence[Opening]) -> None:
         data = encode_openings_day(day, first_index, openings)
         r = self._send(CommandAPDU(0x80, 0x20, 0x01, 0, data, extended=len(data) > 255))
         if r.sw != 0x9000:
-            raise HubError(f"PUT DAY {day} answered {r.sw:04X}")
+            raise HubError(f"PUT DAY {day} refused: {_refusal_reason(r.sw)} (SW {r.sw:04X})")
 
 
 class GuardClient:
@@ -361,7 +359,7 @@ class GuardClient:
             self._transmit(CommandAPDU(0x00, 0xA4, 0x04, 0x00, bytes.fromhex(GUARD_AID), le=256).to_bytes())
         )
         if r.sw != 0x9000:
-            raise HubError(f"SELECT privacy guard answered {r.sw:04X}")
+            raise HubError(f"SELECT privacy guard refused: {_refusal_reason(r.sw)} (SW {r.sw:04X})")
 
     def policy(self) -> SignedPolicy:
         return load_policy(self._cmd(0x40))

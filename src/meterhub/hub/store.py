@@ -3,6 +3,13 @@
 Openings never leave the hub; only digested results (bill statements) do.
 Each day's sealed message is authenticated with the meter-hub key before it is
 stored, and re-delivery of the same day is idempotent.
+
+At rest the secret columns (home-link keys, the openings, the statements) are sealed
+with AES-256-GCM under the store's storage key (:class:`meterhub.storage.SealedColumns`,
+key file ``hub.sqlite.sk``, 0600), bound to their table, column and row, so a copy of
+``hub.sqlite`` shows no key and no reading, and swapped rows are refused on read
+(docs/privacy.md "Secrets and readings at rest"). Meter ids, days and index ranges stay
+visible: they say which days the hub holds, not what was consumed.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from pathlib import Path
 
 from ..crypto.pedersen import Opening
 from ..exchange import FormatError, SealedDay, open_sealed_openings
-from ..storage import open_db, transaction
+from ..storage import SealedColumns, StoreError, open_db, storage_key, transaction
 
 __all__ = ["HubStore", "HubError"]
 
@@ -37,7 +44,7 @@ CREATE TABLE statements (
     meter_id TEXT NOT NULL,
     period_from TEXT NOT NULL,
     period_to TEXT NOT NULL,
-    statement TEXT NOT NULL,
+    statement BLOB NOT NULL,
     PRIMARY KEY (meter_id, period_from, period_to)
 )
 """
@@ -48,9 +55,10 @@ class HubError(ValueError):
 
 
 class HubStore:
-    SCHEMA_VERSION = 1
+    SCHEMA_VERSION = 2  # 2: secret columns sealed at rest
 
     def __init__(self, path: str | Path) -> None:
+        self._seal = SealedColumns(storage_key(path), "hub")
         self.conn: sqlite3.Connection = open_db(path, _SCHEMA, schema_version=self.SCHEMA_VERSION)
 
     def close(self) -> None:
@@ -63,11 +71,13 @@ class HubStore:
             row = self.conn.execute(
                 "SELECT home_link_key, tz, interval_minutes FROM meters WHERE meter_id=?", (meter_id,)
             ).fetchone()
-            if row is not None and (bytes(row[0]), row[1], row[2]) != (home_link_key, tz, interval_minutes):
-                raise HubError(f"meter {meter_id} is already paired with another home-link key or time base")
-            self.conn.execute(
-                "INSERT OR IGNORE INTO meters VALUES (?,?,?,?)", (meter_id, home_link_key, tz, interval_minutes)
-            )
+            if row is not None:
+                stored = self._seal.open("meters", "home_link_key", meter_id, row[0])
+                if (stored, row[1], row[2]) != (home_link_key, tz, interval_minutes):
+                    raise HubError(f"meter {meter_id} is already paired with another home-link key or time base")
+                return
+            sealed = self._seal.seal("meters", "home_link_key", meter_id, home_link_key)
+            self.conn.execute("INSERT INTO meters VALUES (?,?,?,?)", (meter_id, sealed, tz, interval_minutes))
 
     def meter(self, meter_id: str) -> tuple[bytes, str, int]:
         row = self.conn.execute(
@@ -75,7 +85,7 @@ class HubStore:
         ).fetchone()
         if row is None:
             raise HubError(f"meter {meter_id} is not paired with this hub")
-        return bytes(row[0]), row[1], row[2]
+        return self._seal.open("meters", "home_link_key", meter_id, row[0]), row[1], row[2]
 
     def receive(self, sealed: SealedDay) -> bool:
         """Authenticate and store a day's openings. Returns False for a duplicate."""
@@ -89,10 +99,11 @@ class HubStore:
     def store_openings(self, meter_id: str, day: date, first_index: int, openings: Sequence[Opening]) -> bool:
         """Store a day's authenticated openings; False if the day is already there."""
         blob = b"".join(o.m.to_bytes(4, "big") + o.r.to_bytes(32, "big") for o in openings)
+        sealed = self._seal.seal("openings", "blob", _day_row(meter_id, day.isoformat(), first_index, len(openings)), blob)
         with transaction(self.conn):
             cur = self.conn.execute(
                 "INSERT OR IGNORE INTO openings VALUES (?,?,?,?,?)",
-                (meter_id, day.isoformat(), first_index, len(openings), blob),
+                (meter_id, day.isoformat(), first_index, len(openings), sealed),
             )
             return cur.rowcount == 1
 
@@ -115,7 +126,9 @@ class HubStore:
                 raise HubError(f"day {day}: readings do not follow on from the previous day")
             if first_index is None:
                 first_index = fi
-            blob = bytes(blob)
+            blob = self._seal.open("openings", "blob", _day_row(meter_id, day_s, fi, count), blob)
+            if len(blob) != 36 * count:
+                raise StoreError(f"openings of {meter_id} on {day_s}: {len(blob)} bytes for {count} readings")
             out.extend(
                 Opening(int.from_bytes(blob[36 * k : 36 * k + 4], "big"), int.from_bytes(blob[36 * k + 4 : 36 * k + 36], "big"))
                 for k in range(count)
@@ -127,8 +140,27 @@ class HubStore:
         return first_index, out
 
     def save_statement(self, meter_id: str, first: date, last: date, statement_json: str) -> None:
+        row = f"{meter_id}/{first.isoformat()}/{last.isoformat()}"
+        sealed = self._seal.seal("statements", "statement", row, statement_json.encode())
         with transaction(self.conn):
             self.conn.execute(
                 "INSERT OR REPLACE INTO statements VALUES (?,?,?,?)",
-                (meter_id, first.isoformat(), last.isoformat(), statement_json),
+                (meter_id, first.isoformat(), last.isoformat(), sealed),
             )
+
+    def statement(self, meter_id: str, first: date, last: date) -> str | None:
+        """The statement saved for this meter and period, or ``None``."""
+        r = self.conn.execute(
+            "SELECT statement FROM statements WHERE meter_id=? AND period_from=? AND period_to=?",
+            (meter_id, first.isoformat(), last.isoformat()),
+        ).fetchone()
+        if r is None:
+            return None
+        row = f"{meter_id}/{first.isoformat()}/{last.isoformat()}"
+        return self._seal.open("statements", "statement", row, r[0]).decode()
+
+
+def _day_row(meter_id: str, day: str, first_index: int, count: int) -> str:
+    """The associated-data row key of a day's openings: the row's visible fields, so
+    neither the blob nor the index range can be swapped between rows."""
+    return f"{meter_id}/{day}/{first_index}/{count}"

@@ -4,6 +4,12 @@ A day is recorded in one SQLite transaction that advances the chain and puts
 the day's utility upload and sealed openings in the outbox, so a killed run
 either has the whole day or none of it; delivery from the outbox is
 idempotent on the receiving side.
+
+At rest the meter's secrets (its ECDSA signing key and the home-link key) are sealed
+with AES-256-GCM under the store's storage key (:class:`meterhub.storage.SealedColumns`,
+key file ``meter.sqlite.sk``, 0600), bound to their column and meter id. The outbox
+holds what leaves the meter anyway: uploads (commitments, public to the utility) and
+the sealed openings (already encrypted under the home-link key).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from pathlib import Path
 
 from ..crypto import ecdsa
 from ..exchange import DayUpload, SealedDay, encode_records, seal_openings
-from ..storage import open_db, transaction
+from ..storage import SealedColumns, open_db, storage_key, transaction
 from .device import Meter
 
 __all__ = ["MeterStore", "MeterInfo"]
@@ -53,9 +59,10 @@ class MeterInfo:
 
 
 class MeterStore:
-    SCHEMA_VERSION = 1
+    SCHEMA_VERSION = 2  # 2: signing and home-link keys sealed at rest
 
     def __init__(self, path: str | Path) -> None:
+        self._seal = SealedColumns(storage_key(path), "meter")
         self.conn: sqlite3.Connection = open_db(path, _SCHEMA, schema_version=self.SCHEMA_VERSION)
 
     def close(self) -> None:
@@ -68,7 +75,16 @@ class MeterStore:
         with transaction(self.conn):
             self.conn.execute(
                 "INSERT OR IGNORE INTO meters VALUES (?,?,?,?,?,?,?,?)",
-                (meter_id, ecdsa.signing_key_pem(key), home_link_key, tz, interval_minutes, 0, m.head, None),
+                (
+                    meter_id,
+                    self._seal.seal("meters", "signing_key", meter_id, ecdsa.signing_key_pem(key)),
+                    self._seal.seal("meters", "home_link_key", meter_id, home_link_key),
+                    tz,
+                    interval_minutes,
+                    0,
+                    m.head,
+                    None,
+                ),
             )
 
     def load(self, meter_id: str) -> Meter:
@@ -81,7 +97,7 @@ class MeterStore:
             raise KeyError(f"meter {meter_id} is not provisioned")
         return Meter(
             meter_id,
-            ecdsa.load_signing_key(bytes(row[0])),
+            ecdsa.load_signing_key(self._seal.open("meters", "signing_key", meter_id, row[0])),
             row[2],
             row[1],
             row[3],
@@ -97,10 +113,9 @@ class MeterStore:
         ).fetchone()
         if row is None:
             raise KeyError(f"meter {meter_id} is not provisioned")
-        pub = ecdsa.public_bytes(ecdsa.load_signing_key(bytes(row[0])))
-        return MeterInfo(
-            meter_id, pub, bytes(row[1]), row[2], row[3], date.fromisoformat(row[4]) if row[4] else None
-        )
+        pub = ecdsa.public_bytes(ecdsa.load_signing_key(self._seal.open("meters", "signing_key", meter_id, row[0])))
+        hlk = self._seal.open("meters", "home_link_key", meter_id, row[1])
+        return MeterInfo(meter_id, pub, hlk, row[2], row[3], date.fromisoformat(row[4]) if row[4] else None)
 
     def record_day(self, meter: Meter, day: date, readings_wh: Sequence[int]) -> tuple[DayUpload, SealedDay]:
         """Commit, chain and sign a day; persist the new chain state and the outbox atomically."""

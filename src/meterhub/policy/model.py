@@ -94,6 +94,13 @@ _REASONS = {
     SW.CONDITIONS_NOT_SATISFIED: "already released or committed for this period, or an overlapping period",
     0x6A84: "the recipient's budget of linear functionals for this period is used up",
     SW.REFERENCED_DATA_NOT_FOUND: "refers to data the hub does not hold",
+    SW.UNKNOWN: "withheld: the applet's output did not pass the guard, or the card's storage failed its integrity check",
+    SW.FILE_NOT_FOUND: "no such applet on the card",
+    SW.INS_NOT_SUPPORTED: "command not supported by the selected applet",
+    SW.WRONG_LENGTH: "wrong length",
+    SW.INCORRECT_P1P2: "incorrect parameters P1-P2",
+    SW.COMMAND_NOT_ALLOWED: "command not allowed in the applet's state",
+    SW.DATA_INVALID: "data invalid (a signature or DAP block that does not verify)",
 }
 
 

@@ -192,7 +192,7 @@ class TSM:
         try:
             return fn(*args, **kwargs)
         except GPError as exc:
-            raise TSMError(what, exc.sw) from None
+            raise TSMError(f"{what} refused: {refusal_reason(exc.sw)}", exc.sw) from None
         except SCP03Error as exc:  # a bad R-MAC: the session is gone
             self.client.scp = None
             raise TSMError(f"{what}: {exc.message}", exc.sw) from None
