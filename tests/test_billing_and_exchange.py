@@ -95,7 +95,8 @@ def test_day_upload_parser_specific_errors():
         (lambda o: o.update(records=o["records"][:-2]), "41-byte"),
         (lambda o: o.update(batch="zz"), "lower-case hex"),
         (lambda o: o.update(batch=o["batch"].upper()), "lower-case hex"),
-        (lambda o: o.update(batch="02" + o["batch"][2:]), "version"),
+        (lambda o: o.update(batch="03" + o["batch"][2:]), "version"),  # 01 and 02 are defined
+        (lambda o: o.update(batch="02" + o["batch"][2:]), "wrong length"),  # v2 carries registers
     ]:
         o = dict(good)
         mutate(o)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from ..banded import BandedBillStatement
 from ..crypto import ecdsa
 from ..crypto.group import Point, PointDecodeError
 from ..exchange import BillStatement, DayUpload, FormatError, decode_records, encode_records
@@ -37,6 +38,7 @@ from .verifier import (
     Rejected,
     Verdict,
     check_indices,
+    verify_banded_bill,
     verify_bill,
 )
 
@@ -351,13 +353,17 @@ class UtilityStore:
         ]
 
     def verify_statement(
-        self, statement: BillStatement | ProvenBillStatement, *, record: bool = True
+        self,
+        statement: BillStatement | ProvenBillStatement | BandedBillStatement,
+        *,
+        record: bool = True,
     ) -> Verdict:
         """Verify a statement against stored data and record the verdict.
 
         A v1 statement (linear tariff) goes to :func:`verify_bill`; a v2
         statement (non-linear tariff, with proofs) to
-        :func:`meterhub.utility.proof_verifier.verify_proven_bill`. A statement
+        :func:`meterhub.utility.proof_verifier.verify_proven_bill`; a v3 statement
+        (per-band energy, linear tariff) to :func:`verify_banded_bill`. A statement
         whose format does not suit the customer's tariff kind is rejected."""
         try:
             reg = self.registration(statement.meter_id)
@@ -367,7 +373,12 @@ class UtilityStore:
         else:
             days = self.day_commitments(statement.meter_id, statement.period_from, statement.period_to)
             nonlinear = isinstance(tariff, NonLinearTariff)
-            if isinstance(statement, ProvenBillStatement):
+            if isinstance(statement, BandedBillStatement):
+                if nonlinear:
+                    verdict = Verdict(False, f"{tariff.kind} tariff needs a proven (v2) statement")
+                else:
+                    verdict = verify_banded_bill(statement, reg, days, tariff)
+            elif isinstance(statement, ProvenBillStatement):
                 if nonlinear:
                     verdict = verify_proven_bill(statement, reg, days, tariff)
                 else:
