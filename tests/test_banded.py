@@ -262,3 +262,28 @@ def test_v3_parser_accepts_exactly_the_documented_form(banded, mutation, value):
     assert mutation in ("none", "type", "blinding")
     assert json.loads(parsed.to_json()) == o
     assert isinstance(parsed.bands[0], BandEnergy)
+
+
+def test_rule_V09_ingest_refuses_a_register_that_does_not_follow_on(tmp_path, banded):
+    meter, _, days, _, _ = banded
+    signed = example_signed_tariff()
+    u = UtilityStore(tmp_path / "u.sqlite")
+
+    def up(batch: DailyBatch, k: int) -> DayUpload:
+        sb = SignedBatch(batch, ecdsa.sign(meter.signing_key, batch.signed_message()))
+        return DayUpload(sb, encode_records(days[k].first_index, days[k].commitments))
+
+    try:
+        u.add_tariff(signed, dump_tariff(signed))
+        u.register_meter(meter.meter_id, ecdsa.public_bytes(meter.signing_key), TZ, 15, tariff=signed)
+        assert u.ingest_day(DayUpload(days[0].batch, encode_records(0, days[0].commitments))).accepted
+        b1 = days[1].batch.batch
+        res = u.ingest_day(up(dataclasses.replace(b1, register_start_wh=b1.register_start_wh + 1), 1))
+        assert not res.accepted and res.reason == (
+            f"day {b1.day}: register starts at {b1.register_start_wh + 1} Wh, "
+            f"day {days[0].batch.batch.day} ended at {b1.register_start_wh} Wh")
+        res = u.ingest_day(up(dataclasses.replace(b1, register_start_wh=None, register_end_wh=None), 1))
+        assert not res.accepted and "batch version 1 after a version-2 batch" in res.reason
+        assert u.ingest_day(DayUpload(days[1].batch, encode_records(b1.first_index, days[1].commitments))).accepted
+    finally:
+        u.close()

@@ -126,6 +126,18 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _register_follows(prev: DailyBatch, b: DailyBatch) -> str:
+    """V09: once a meter signs its register (batch version 2) it keeps signing it, and
+    each day's register starts where the previous day's ended."""
+    if prev.register_end_wh is None:
+        return ""
+    if b.register_start_wh is None:
+        return f"batch version 1 after a version-2 batch (the register of {prev.day} is dropped)"
+    if b.register_start_wh != prev.register_end_wh:
+        return f"register starts at {b.register_start_wh} Wh, day {prev.day} ended at {prev.register_end_wh} Wh"
+    return ""
+
+
 class UtilityStore:
     """The utility's SQLite store (``utility.sqlite`` under the data directory)."""
 
@@ -314,6 +326,9 @@ class UtilityStore:
                 return f"{label}: day {gap} missing before it"
             if b.first_index != pb.first_index + pb.count or b.prev_head != pb.head:
                 return f"{label}: batch does not follow on from day {pb.day}"
+            reason = _register_follows(pb, b)
+            if reason:
+                return f"{label}: {reason}"
         nxt = self.conn.execute(
             "SELECT batch FROM days WHERE meter_id=? AND day>? ORDER BY day LIMIT 1",
             (b.meter_id, b.day.isoformat()),
@@ -325,6 +340,9 @@ class UtilityStore:
                 return f"{label}: day {gap} missing after it"
             if nb.first_index != b.first_index + b.count or nb.prev_head != b.head:
                 return f"{label}: stored day {nb.day} does not follow on from it"
+            reason = _register_follows(b, nb)
+            if reason:
+                return f"{label}: stored day {nb.day}: {reason}"
         return ""
 
     def _reject(self, meter_id: str, day: date | None, reason: str) -> IngestResult:
