@@ -287,3 +287,32 @@ def test_rule_V09_ingest_refuses_a_register_that_does_not_follow_on(tmp_path, ba
         assert u.ingest_day(DayUpload(days[1].batch, encode_records(b1.first_index, days[1].commitments))).accepted
     finally:
         u.close()
+
+
+def test_billing_applet_releases_the_banded_bill_through_the_guard(tmp_path):
+    """GET BANDED BILL: a v3 statement that verifies, counted as one functional per band,
+    and one bill per period (a v1 bill for the same period is then refused)."""
+    from meterhub.hub.secure_element import BILLING_APP_AID, BillingClient, HubError
+    from meterhub.tariffs import demo_supplier_key, example_tariff, sign_tariff
+    from test_guard import _billing_hub, _log, _tsm
+
+    h, card = _billing_hub(tmp_path)
+    with _tsm(card, "supplier") as t:
+        t.push_tariff(BILLING_APP_AID, dump_tariff(sign_tariff(example_tariff(2027), demo_supplier_key())))
+    client = BillingClient(card.transmit)
+    client.select()
+    client.pair("m-test", TZ, 15, bytes(16))
+    for d in h.days:
+        client.put_openings(d.batch.batch.day, d.first_index, d.openings)
+    with pytest.raises(HubError, match="6A80"):
+        client.banded_bill(h.start, h.start, "51238696782", "VK-1")  # wrong check digit
+    st3 = client.banded_bill(h.start, h.start, MALO, "VK-1")
+    assert client.banded_bill(h.start, h.start, MALO, "VK-1") == st3  # a re-ask: the same bytes
+    assert verify_banded_bill(st3, h.registration, h.day_commitments(), h.tariff, metering_point=MALO)
+    assert st3.energy_wh == sum(h.readings[0])
+    with pytest.raises(HubError):
+        client.bill(h.start, h.start)  # one bill per period
+    _, raws = _log(card)
+    entries = [json.loads(r) for r in raws]
+    assert [e["kind"] for e in entries] == ["policy", "bill"]
+    assert entries[1]["functionals"] == len(st3.bands) > 1

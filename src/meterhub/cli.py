@@ -455,6 +455,28 @@ def _hub_bill_locked(args: argparse.Namespace, reg: dict, key: bytes, tariff: An
                     tz=reg["tz"],
                     interval_minutes=reg["interval_minutes"],
                 )
+            elif args.metering_point or args.contract:
+                # Per-band energy with the billing system's keys: a v3 statement.
+                from .hub.billing import banded_statement
+                from .model.errors import FormatError
+
+                if not (args.metering_point and args.contract):
+                    raise UsageError("--metering-point and --contract go together")
+                try:
+                    st = banded_statement(
+                        meter_id=reg["meter_id"],
+                        metering_point=args.metering_point,
+                        contract_id=args.contract,
+                        tariff=tariff,
+                        period_from=args.from_,
+                        period_to=args.to,
+                        first_index=first_index,
+                        tz=reg["tz"],
+                        interval_minutes=reg["interval_minutes"],
+                        openings=openings,
+                    )
+                except FormatError as exc:
+                    raise UsageError(str(exc)) from None
             else:
                 prices = tariff.period_prices(
                     args.from_, (args.to - args.from_).days + 1, reg["tz"], reg["interval_minutes"]
@@ -566,15 +588,40 @@ def _utility_verify_locked(args: argparse.Namespace, reg: dict, signed: Any, upl
         if st.meter_id != reg["meter_id"]:
             print(f"REJECTED statement is for meter {st.meter_id!r}, not {reg['meter_id']!r}")
             return EXIT_REJECTED
-        verdict = store.verify_statement(st)
+        verdict = store.verify_statement(
+            st, metering_point=args.metering_point, contract_id=args.contract
+        )
+        energy = _verified_energy_text(store, st) if verdict.ok else ""
     finally:
         store.close()
     period = f"{shown(st.meter_id)} {st.period_from}..{st.period_to}"
     if verdict.ok:
-        print(f"VERIFIED {period}: {format_amount(st.total, st.subunits_per_unit, st.currency)}")
+        print(f"VERIFIED {period}: {format_amount(st.total, st.subunits_per_unit, st.currency)}{energy}")
         return EXIT_OK
     print(f"REJECTED {period}: {shown(verdict.reason)}")
     return EXIT_REJECTED
+
+
+def _verified_energy_text(store: Any, st: Any) -> str:
+    """For a verified v3 statement: metering point, kWh per band and the meter-signed
+    registers (docs/verification.md V01, V26-V29), appended to the VERIFIED line."""
+    from .banded import BandedBillStatement
+    from .model.display import shown
+    from .utility.verifier import period_registers
+
+    if not isinstance(st, BandedBillStatement):
+        return ""
+    bands = ", ".join(f"{shown(b.name)} {_kwh(b.energy_wh)}" for b in st.bands)
+    text = f"; {st.metering_point} contract {shown(st.contract_id)}; {_kwh(st.energy_wh)} kWh ({bands})"
+    regs = period_registers(store.day_commitments(st.meter_id, st.period_from, st.period_to))
+    if regs is not None:
+        text += f"; register {_kwh(regs[0])} -> {_kwh(regs[1])} kWh"
+    return text
+
+
+def _kwh(wh: int) -> str:
+    """Wh as kWh with three decimals, exact."""
+    return f"{wh // 1000}.{wh % 1000:03d}"
 
 
 def _open_utility_store(data_dir: str) -> Any:
@@ -774,6 +821,11 @@ def build_parser() -> argparse.ArgumentParser:
     hb.add_argument("--to", type=_date, required=True, metavar="DATE", help="last day, inclusive")
     hb.add_argument("--data-dir", default="meterhub-data", help="the hub's state (hub.sqlite)")
     hb.add_argument("--out", help="write the statement here (default: none, to stdout)")
+    hb.add_argument(
+        "--metering-point", metavar="MALO",
+        help="MaLo-ID (11 digits) or MeLo-ID (33 chars); with --contract, a v3 statement with energy per band (default: none, v1)",
+    )
+    hb.add_argument("--contract", metavar="ID", help="the supplier's contract id, with --metering-point (default: none)")
     hb.set_defaults(func=cmd_hub_bill)
     hs = h.add_parser("serve", help="serve the hub's secure element to pcscd's vpcd driver (docs/pcsc.md)")
     hs.add_argument("--vpcd", default="127.0.0.1:35963", metavar="HOST:PORT", help="where vpcd listens (35963: reader 'Virtual PCD 00 00')")
@@ -791,6 +843,8 @@ def build_parser() -> argparse.ArgumentParser:
     uv.add_argument("--supplier-key", required=True, help="file with the supplier's public key (hex)")
     uv.add_argument("--statement", required=True, help="the hub's bill statement (JSON)")
     uv.add_argument("--data-dir", default="meterhub-data", help="the utility's state (utility.sqlite)")
+    uv.add_argument("--metering-point", metavar="MALO", help="the meter's metering point; a v3 statement must name it (default: not checked)")
+    uv.add_argument("--contract", metavar="ID", help="the customer's contract id; a v3 statement must name it (default: not checked)")
     uv.set_defaults(func=cmd_utility_verify)
     ub = u.add_parser("bills", help="list stored bill verdicts")
     ub.add_argument("--data-dir", default="meterhub-data", help="the utility's state (utility.sqlite)")

@@ -375,13 +375,17 @@ class UtilityStore:
         statement: BillStatement | ProvenBillStatement | BandedBillStatement,
         *,
         record: bool = True,
+        metering_point: str | None = None,
+        contract_id: str | None = None,
     ) -> Verdict:
         """Verify a statement against stored data and record the verdict.
 
         A v1 statement (linear tariff) goes to :func:`verify_bill`; a v2
         statement (non-linear tariff, with proofs) to
         :func:`meterhub.utility.proof_verifier.verify_proven_bill`; a v3 statement
-        (per-band energy, linear tariff) to :func:`verify_banded_bill`. A statement
+        (per-band energy, linear tariff) to :func:`verify_banded_bill`, which checks
+        its metering point and contract against ``metering_point`` and
+        ``contract_id`` when given (V26). A statement
         whose format does not suit the customer's tariff kind is rejected."""
         try:
             reg = self.registration(statement.meter_id)
@@ -395,7 +399,9 @@ class UtilityStore:
                 if nonlinear:
                     verdict = Verdict(False, f"{tariff.kind} tariff needs a proven (v2) statement")
                 else:
-                    verdict = verify_banded_bill(statement, reg, days, tariff)
+                    verdict = verify_banded_bill(
+                        statement, reg, days, tariff, metering_point=metering_point, contract_id=contract_id
+                    )
             elif isinstance(statement, ProvenBillStatement):
                 if nonlinear:
                     verdict = verify_proven_bill(statement, reg, days, tariff)
