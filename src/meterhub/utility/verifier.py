@@ -1,8 +1,9 @@
 """Verification of released figures against meter-signed commitments.
 
 The normative rules, their order and their reject reasons are in
-docs/verification.md (V01-V25); this module implements V08 (an uploads file
-as one meter's chain: :func:`check_delivery`) and V12-V19 for bills.
+docs/verification.md (V01-V29); this module implements V08 (an uploads file
+as one meter's chain: :func:`check_delivery`), V12-V19 for bills and V26-V29
+for v3 statements (:func:`verify_banded_bill`).
 
 The utility trusts the meter for measurement and nobody for arithmetic. For a
 bill statement over whole local days it checks, in this order, and stops at the
