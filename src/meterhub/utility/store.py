@@ -138,6 +138,38 @@ def _register_follows(prev: DailyBatch, b: DailyBatch) -> str:
     return ""
 
 
+#: The longest gap between stored days (in days) whose intervals ingest counts.
+MAX_GAP_DAYS = 3660
+
+
+def _across_gap(before: DailyBatch, after: DailyBatch, reg: MeterRegistration) -> str:
+    """V09 item 8 for two stored days with missing days between them: ``after`` starts
+    where the missing days' intervals (by the meter's time base) end, and its register
+    (version 2) does not run backwards. Empty when it fits."""
+    n_missing = after.day.toordinal() - before.day.toordinal() - 1
+    if n_missing > MAX_GAP_DAYS:
+        return f"a gap of {n_missing} days after day {before.day} (at most {MAX_GAP_DAYS})"
+    gap = sum(
+        intervals_per_day(date.fromordinal(before.day.toordinal() + 1 + k), reg.tz, reg.interval_minutes)
+        for k in range(n_missing)
+    )
+    expected = before.first_index + before.count + gap
+    if after.first_index != expected:
+        return (
+            f"batch of day {after.day} starts at interval {after.first_index}; after day {before.day} "
+            f"and {n_missing} missing days it must start at {expected}"
+        )
+    if before.register_end_wh is not None:
+        if after.register_start_wh is None:
+            return f"batch version 1 after a version-2 batch (the register of {before.day} is dropped)"
+        if after.register_start_wh < before.register_end_wh:
+            return (
+                f"register of day {after.day} starts at {after.register_start_wh} Wh, below the "
+                f"{before.register_end_wh} Wh day {before.day} ended at"
+            )
+    return ""
+
+
 class UtilityStore:
     """The utility's SQLite store (``utility.sqlite`` under the data directory)."""
 
@@ -322,13 +354,17 @@ class UtilityStore:
         else:
             pb = DailyBatch.from_bytes(bytes(prev[0]))
             if pb.day.toordinal() + 1 != b.day.toordinal():
-                gap = date.fromordinal(pb.day.toordinal() + 1)
-                return f"{label}: day {gap} missing before it"
-            if b.first_index != pb.first_index + pb.count or b.prev_head != pb.head:
-                return f"{label}: batch does not follow on from day {pb.day}"
-            reason = _register_follows(pb, b)
-            if reason:
-                return f"{label}: {reason}"
+                # A gap (days not delivered yet, V09 item 8): the indices must leave exactly
+                # the missing days' intervals free; the chain link is checked when they come.
+                reason = _across_gap(pb, b, reg)
+                if reason:
+                    return f"{label}: {reason}"
+            else:
+                if b.first_index != pb.first_index + pb.count or b.prev_head != pb.head:
+                    return f"{label}: batch does not follow on from day {pb.day}"
+                reason = _register_follows(pb, b)
+                if reason:
+                    return f"{label}: {reason}"
         nxt = self.conn.execute(
             "SELECT batch FROM days WHERE meter_id=? AND day>? ORDER BY day LIMIT 1",
             (b.meter_id, b.day.isoformat()),
@@ -336,13 +372,15 @@ class UtilityStore:
         if nxt is not None:  # V08: a day stored before its successor must lead into it
             nb = DailyBatch.from_bytes(bytes(nxt[0]))
             if b.day.toordinal() + 1 != nb.day.toordinal():
-                gap = date.fromordinal(b.day.toordinal() + 1)
-                return f"{label}: day {gap} missing after it"
-            if nb.first_index != b.first_index + b.count or nb.prev_head != b.head:
+                reason = _across_gap(b, nb, reg)
+                if reason:
+                    return f"{label}: stored day {nb.day}: {reason}"
+            elif nb.first_index != b.first_index + b.count or nb.prev_head != b.head:
                 return f"{label}: stored day {nb.day} does not follow on from it"
-            reason = _register_follows(b, nb)
-            if reason:
-                return f"{label}: stored day {nb.day}: {reason}"
+            else:
+                reason = _register_follows(b, nb)
+                if reason:
+                    return f"{label}: stored day {nb.day}: {reason}"
         return ""
 
     def _reject(self, meter_id: str, day: date | None, reason: str) -> IngestResult:
