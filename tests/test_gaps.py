@@ -173,3 +173,45 @@ def test_interpolation_splits_exactly_and_uncovered_days_are_runs():
     with pytest.raises(ValueError, match="backwards"):
         interpolate_gap(tariff, TZ, 15, START, START, (START, 100), (START, 99))
     assert uncovered_days(START, START + timedelta(days=9), []) == [(START, START + timedelta(days=9))]
+
+
+def test_billing_export_csv_and_json_show_the_estimate_and_the_correction(tmp_path):
+    import csv
+    import io
+    import json
+    from decimal import Decimal
+
+    from meterhub.utility.billing_export import CSV_COLUMNS, decimal_amount, to_csv, to_json
+
+    _, days, tariff, u = _setup(tmp_path)
+    inv = InvoiceStore(tmp_path / "invoices.sqlite")
+    try:
+        for k in (0, 1, 3, 4):
+            assert u.ingest_day(_upload(days[k])).accepted
+        parts = [_hub_statement(days[0:2], tariff), _hub_statement(days[3:5], tariff)]
+        kw = dict(meter_id="m-gap", metering_point=MALO, contract_id="VK-1", period_from=START,
+                  period_to=START + timedelta(days=4))
+        inv.record(make_period_bill(u, parts, **kw))
+        assert u.ingest_day(_upload(days[2])).accepted
+        inv.record(make_period_bill(u, [*parts, _hub_statement(days[2:3], tariff)], **kw))
+        hist = inv.history()
+        rows = list(csv.DictReader(io.StringIO(to_csv(hist))))
+        assert tuple(rows[0]) == CSV_COLUMNS
+        for version, status in ((1, "estimated"), (2, "verified")):
+            mine = [r for r in rows if r["version"] == str(version)]
+            assert {r["status"] for r in mine} == {status}
+            total = next(r for r in mine if r["line"] == "total")
+            parts_sum = sum(Decimal(r["amount"]) for r in mine if r["line"] in ("band", "standing"))
+            assert parts_sum == Decimal(total["amount"])  # band amounts + standing charge = total, exactly
+            band_kwh = sum(Decimal(r["energy_kwh"]) for r in mine if r["line"] == "band")
+            assert band_kwh == Decimal(total["energy_kwh"])
+            assert total["register_start_kwh"] == "500.000"
+            assert (Decimal(total["estimated_kwh"]) > 0) == (status == "estimated")
+        doc = json.loads(to_json(hist))
+        assert doc["format"] == "meterhub/billing-export/v1"
+        assert [b["status"] for b in doc["bills"]] == ["estimated", "verified"]
+        assert doc["bills"][0]["estimated_parts"][0]["inputs"]["register_start_wh"] > 0
+    finally:
+        u.close()
+        inv.close()
+    assert decimal_amount(16080000, 10**6) == "16.080000" and decimal_amount(-5, 100) == "-0.05"

@@ -87,6 +87,7 @@ def make_period_bill(
         meter_id, metering_point, contract_id, period_from, period_to, tariff.tariff_id, tariff.version,
         tariff.currency, tariff.subunits_per_unit, days * tariff.standing_charge_per_day,
         tuple(sts), tuple(estimates), regs,
+        tuple((k, b.name, b.price) for k, b in enumerate(tariff.bands)),
     )
 
 

@@ -224,7 +224,27 @@ class PeriodBill:
     verified: tuple[BandedBillStatement, ...]
     estimates: tuple[GapEstimate, ...]
     registers: tuple[int, int] | None = None
-    notes: tuple[str, ...] = field(default=())
+    #: ``(band position, name, price)`` of the tariff's bands (prices for the band lines).
+    band_prices: tuple[tuple[int, str, int], ...] = field(default=())
+
+    def band_lines(self) -> list[dict[str, Any]]:
+        """Per band position: name, Wh (verified + estimated), of which estimated, price
+        (sub-units per Wh) and amount (sub-units); ascending by position."""
+        price = {b: (n, p) for b, n, p in self.band_prices}
+        wh: dict[int, int] = {}
+        est: dict[int, int] = {}
+        for s in self.verified:
+            for b in s.bands:
+                wh[b.band] = wh.get(b.band, 0) + b.energy_wh
+        for e in self.estimates:
+            for b, _, x in e.bands:
+                wh[b] = wh.get(b, 0) + x
+                est[b] = est.get(b, 0) + x
+        return [
+            {"band": b, "name": price[b][0], "energy_wh": wh[b], "estimated_wh": est.get(b, 0),
+             "price": price[b][1], "amount": price[b][1] * wh[b]}
+            for b in sorted(wh)
+        ]
 
     @property
     def status(self) -> str:
@@ -273,6 +293,7 @@ class PeriodBill:
             "energy_wh": self.energy_wh,
             "estimated_wh": self.estimated_wh,
             "bands_wh": self.band_wh(),
+            "bands": self.band_lines(),
             "energy_charge": self.energy_charge,
             "standing_charge": self.standing_charge,
             "total": self.total,
