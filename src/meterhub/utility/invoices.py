@@ -21,6 +21,7 @@ from typing import Any
 
 from ..banded import BandedBillStatement
 from ..storage import open_db, transaction
+from .contracts import Segment
 from .store import UtilityStore
 from .substitute import (
     PeriodBill,
@@ -30,7 +31,7 @@ from .substitute import (
     uncovered_days,
 )
 
-__all__ = ["BillRefused", "make_period_bill", "InvoiceStore", "Correction"]
+__all__ = ["BillRefused", "make_period_bill", "bill_segments", "InvoiceStore", "Correction"]
 
 
 class BillRefused(ValueError):
@@ -46,18 +47,22 @@ def make_period_bill(
     contract_id: str,
     period_from: date,
     period_to: date,
+    tariff_key: tuple[str, int] | None = None,
 ) -> PeriodBill:
     """Verify ``statements`` (each must pass V12-V19, V26-V29 for this metering point
-    and contract) and estimate the uncovered days. Raises :class:`BillRefused`."""
+    and contract, under the stored tariff ``tariff_key`` or else the customer's) and
+    estimate the uncovered days. Raises :class:`BillRefused`."""
     if period_to < period_from:
         raise BillRefused("period ends before it starts")
     reg = store.registration(meter_id)
-    tariff = store.customer_tariff(meter_id)
+    tariff = store.customer_tariff(meter_id) if tariff_key is None else store.tariff(*tariff_key)
     sts = sorted(statements, key=lambda s: s.period_from)
     for st in sts:
         if st.meter_id != meter_id:
             raise BillRefused(f"statement {st.period_from}..{st.period_to} is for meter {st.meter_id!r}")
-        v = store.verify_statement(st, metering_point=metering_point, contract_id=contract_id)
+        v = store.verify_statement(
+            st, metering_point=metering_point, contract_id=contract_id, tariff_key=tariff_key
+        )
         if not v.ok:
             raise BillRefused(f"statement {st.period_from}..{st.period_to} REJECTED: {v.reason}")
     try:
@@ -89,6 +94,40 @@ def make_period_bill(
         tuple(sts), tuple(estimates), regs,
         tuple((k, b.name, b.price) for k, b in enumerate(tariff.bands)),
     )
+
+
+def bill_segments(
+    store: UtilityStore,
+    segments: Sequence[Segment],
+    statements: Sequence[BandedBillStatement],
+    *,
+    meter_id: str,
+) -> list[PeriodBill]:
+    """One period bill per contract segment (:func:`meterhub.utility.contracts.split_period`),
+    each from the statements inside it, under its contract and tariff; a statement that
+    crosses a segment boundary is refused (the hub bills each segment separately)."""
+    bills = []
+    used: set[int] = set()
+    for seg in segments:
+        mine = [
+            (k, st) for k, st in enumerate(statements)
+            if st.period_from <= seg.period_to and st.period_to >= seg.period_from
+        ]
+        for k, st in mine:
+            if st.period_from < seg.period_from or st.period_to > seg.period_to:
+                raise BillRefused(
+                    f"statement {st.period_from}..{st.period_to} crosses the segment "
+                    f"{seg.period_from}..{seg.period_to} of contract {seg.contract.contract_id}"
+                )
+            used.add(k)
+        bills.append(make_period_bill(
+            store, [st for _, st in mine], meter_id=meter_id, metering_point=seg.contract.metering_point,
+            contract_id=seg.contract.contract_id, period_from=seg.period_from, period_to=seg.period_to,
+            tariff_key=(seg.tariff_id, seg.tariff_version),
+        ))
+    if len(used) != len(statements):
+        raise BillRefused("a statement lies outside every contract segment")
+    return bills
 
 
 @dataclass(frozen=True, slots=True)

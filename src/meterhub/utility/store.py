@@ -415,6 +415,7 @@ class UtilityStore:
         record: bool = True,
         metering_point: str | None = None,
         contract_id: str | None = None,
+        tariff_key: tuple[str, int] | None = None,
     ) -> Verdict:
         """Verify a statement against stored data and record the verdict.
 
@@ -423,11 +424,16 @@ class UtilityStore:
         :func:`meterhub.utility.proof_verifier.verify_proven_bill`; a v3 statement
         (per-band energy, linear tariff) to :func:`verify_banded_bill`, which checks
         its metering point and contract against ``metering_point`` and
-        ``contract_id`` when given (V26). A statement
+        ``contract_id`` when given (V26). ``tariff_key`` ``(id, version)`` names a
+        stored tariff to verify under instead of the customer's current one (the
+        tariff of a contract segment, :mod:`meterhub.utility.contracts`). A statement
         whose format does not suit the customer's tariff kind is rejected."""
         try:
             reg = self.registration(statement.meter_id)
-            tariff = self.customer_tariff(statement.meter_id)
+            if tariff_key is None:
+                tariff = self.customer_tariff(statement.meter_id)
+            else:  # the contract segment's tariff (a tariff change mid-period), as stored
+                tariff = self.tariff(*tariff_key)
         except KeyError as exc:
             verdict = Verdict(False, str(exc).strip("'\""))
         else:
