@@ -683,6 +683,24 @@ def cmd_utility_coverage(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_utility_purge(args: argparse.Namespace) -> int:
+    """GDPR erasure of one meter's data from the utility's stores (docs/personal-data.md)."""
+    from .model.display import shown
+    from .storage import StoreError, data_dir_lock
+    from .utility.purge import purge_meter
+
+    if not Path(args.data_dir).is_dir():
+        raise UsageError(f"no data directory {args.data_dir}")
+    with data_dir_lock(args.data_dir):
+        try:
+            counts = purge_meter(args.data_dir, args.meter)
+        except StoreError as exc:
+            raise UsageError(str(exc)) from None
+    done = ", ".join(f"{name} {n} rows" for name, n in counts.items()) or "no utility stores"
+    print(f"purged meter {shown(args.meter)}: {done}")
+    return EXIT_OK
+
+
 def _stored_results(args: argparse.Namespace, fn_name: str) -> int:
     from . import settlement_demo
     from .storage import data_dir_lock
@@ -849,6 +867,10 @@ def build_parser() -> argparse.ArgumentParser:
     ub = u.add_parser("bills", help="list stored bill verdicts")
     ub.add_argument("--data-dir", default="meterhub-data", help="the utility's state (utility.sqlite)")
     ub.set_defaults(func=cmd_utility_bills)
+    up = u.add_parser("purge", help="erase one meter's data from the utility's stores (GDPR; docs/personal-data.md)")
+    up.add_argument("--meter", required=True, help="the meter id whose data is erased")
+    up.add_argument("--data-dir", default="meterhub-data", help="directory holding the utility's stores (default: meterhub-data)")
+    up.set_defaults(func=cmd_utility_purge)
     uc = u.add_parser("coverage", help="per meter: days uploaded, billed and unbilled (docs/verification.md V22)")
     uc.add_argument("--meter", help="only this meter (default: every registered meter)")
     uc.add_argument("--data-dir", default="meterhub-data", help="directory holding utility.sqlite (default: meterhub-data)")
