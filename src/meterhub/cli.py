@@ -683,6 +683,82 @@ def cmd_utility_coverage(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_utility_period_bill(args: argparse.Namespace) -> int:
+    """A contract period's bill from v3 statements plus substitute values for uncovered
+    days; recorded in invoices.sqlite with its history (docs/billing-operations.md)."""
+    from .banded import BandedBillStatement
+    from .exchange import DayUpload, FormatError
+    from .model.display import format_amount, shown
+    from .storage import data_dir_lock
+    from .utility.billing_export import to_csv, to_json
+    from .utility.invoices import BillRefused, InvoiceStore, make_period_bill
+
+    statements = []
+    for path in args.statement or []:
+        try:
+            statements.append(BandedBillStatement.from_json(_read(path, "bill statement")))
+        except FormatError as exc:
+            print(f"REJECTED {shown(path)}: {shown(str(exc))}")
+            return EXIT_REJECTED
+    uploads = []
+    for path in args.uploads or []:
+        for n, line in enumerate(_lines(path, "uploads file"), 1):
+            try:
+                uploads.append((f"{path}:{n}", DayUpload.from_json(line)))
+            except FormatError as exc:
+                print(f"REJECTED {shown(path)}:{n}: {shown(str(exc))}")
+                return EXIT_REJECTED
+    with data_dir_lock(args.data_dir):
+        store = _open_utility_store(args.data_dir)
+        inv = InvoiceStore(Path(args.data_dir) / "invoices.sqlite")
+        try:
+            for where, up in uploads:
+                res = store.ingest_day(up)
+                if not res.accepted:
+                    print(f"REJECTED {shown(where)}: {shown(res.reason)}")
+                    return EXIT_REJECTED
+            try:
+                bill = make_period_bill(
+                    store, statements, meter_id=args.meter_id, metering_point=args.metering_point,
+                    contract_id=args.contract, period_from=args.from_, period_to=args.to,
+                )
+            except KeyError as exc:
+                raise UsageError(str(exc).strip("'\"")) from None
+            except BillRefused as exc:
+                print(f"REJECTED {shown(args.meter_id)} {args.from_}..{args.to}: {shown(str(exc))}")
+                return EXIT_REJECTED
+            try:
+                version, corr = inv.record(bill)
+            except BillRefused as exc:
+                print(f"REJECTED {shown(args.meter_id)} {args.from_}..{args.to}: {shown(str(exc))}")
+                return EXIT_REJECTED
+            history = inv.history(args.meter_id)
+        finally:
+            inv.close()
+            store.close()
+    amount = format_amount(bill.total, bill.subunits_per_unit, bill.currency)
+    line = (
+        f"BILL {shown(args.meter_id)} {args.from_}..{args.to} {bill.metering_point} {shown(bill.contract_id)} "
+        f"v{version}: {bill.status}, {_kwh(bill.energy_wh)} kWh"
+        + (f" (estimated {_kwh(bill.estimated_wh)} kWh: "
+           + ", ".join(f"{e.first_day}..{e.last_day} by {e.method}" for e in bill.estimates) + ")"
+           if bill.estimates else "")
+        + f", {amount}"
+    )
+    if corr is not None:
+        sign = "+" if corr.total >= 0 else "-"
+        line += (
+            f"; corrects v{version - 1} ({corr.old_status}): {'+' if corr.energy_wh >= 0 else '-'}"
+            f"{_kwh(abs(corr.energy_wh))} kWh, {sign}{format_amount(abs(corr.total), bill.subunits_per_unit, bill.currency)}"
+        )
+    print(line)
+    if args.export_csv:
+        _write(args.export_csv, to_csv(history))
+    if args.export_json:
+        _write(args.export_json, to_json(history))
+    return EXIT_OK
+
+
 def cmd_utility_purge(args: argparse.Namespace) -> int:
     """GDPR erasure of one meter's data from the utility's stores (docs/personal-data.md)."""
     from .model.display import shown
@@ -867,6 +943,18 @@ def build_parser() -> argparse.ArgumentParser:
     ub = u.add_parser("bills", help="list stored bill verdicts")
     ub.add_argument("--data-dir", default="meterhub-data", help="the utility's state (utility.sqlite)")
     ub.set_defaults(func=cmd_utility_bills)
+    upb = u.add_parser("period-bill", help="a contract period's bill: verified v3 statements plus estimates for missing days")
+    upb.add_argument("--meter-id", required=True, help="the meter (registered in utility.sqlite)")
+    upb.add_argument("--metering-point", required=True, metavar="MALO", help="the contract's MaLo-ID or MeLo-ID")
+    upb.add_argument("--contract", required=True, metavar="ID", help="the contract id")
+    upb.add_argument("--from", dest="from_", type=_date, required=True, metavar="DATE", help="first day of the period")
+    upb.add_argument("--to", type=_date, required=True, metavar="DATE", help="last day, inclusive")
+    upb.add_argument("--statement", action="append", help="a v3 statement inside the period; repeatable (default: none, all estimated)")
+    upb.add_argument("--uploads", action="append", help="ingest these uploads first (late days); repeatable (default: none)")
+    upb.add_argument("--export-csv", metavar="FILE", help="write the meter's bill history as CSV (default: none)")
+    upb.add_argument("--export-json", metavar="FILE", help="write the meter's bill history as JSON (default: none)")
+    upb.add_argument("--data-dir", default="meterhub-data", help="directory holding utility.sqlite and invoices.sqlite (default: meterhub-data)")
+    upb.set_defaults(func=cmd_utility_period_bill)
     up = u.add_parser("purge", help="erase one meter's data from the utility's stores (GDPR; docs/personal-data.md)")
     up.add_argument("--meter", required=True, help="the meter id whose data is erased")
     up.add_argument("--data-dir", default="meterhub-data", help="directory holding the utility's stores (default: meterhub-data)")

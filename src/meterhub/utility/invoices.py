@@ -172,7 +172,8 @@ class InvoiceStore:
 
     def record(self, bill: PeriodBill) -> tuple[int, Correction | None]:
         """Append ``bill`` as the next version of its period; an identical re-record is
-        idempotent (returns the stored version). Returns the version and, when it
+        idempotent (returns the stored version); an estimate after a verified version is
+        refused (:class:`BillRefused`). Returns the version and, when it
         supersedes an earlier one, the difference."""
         text = json.dumps(bill.to_dict(), sort_keys=True, separators=(",", ":"))
         key = (bill.meter_id, bill.contract_id, bill.period_from.isoformat(), bill.period_to.isoformat())
@@ -184,6 +185,10 @@ class InvoiceStore:
             ).fetchone()
             if row is not None and row[1] == text:
                 return row[0], None
+            if row is not None and json.loads(row[1])["status"] == "verified" and bill.status != "verified":
+                raise BillRefused(
+                    f"v{row[0]} of this period is verified; an estimate does not supersede it"
+                )
             version = 1 if row is None else row[0] + 1
             self.conn.execute(
                 "INSERT INTO period_bills VALUES (?,?,?,?,?,?,?,?)",
