@@ -837,6 +837,11 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="meterhub", description="Privacy-preserving smart metering.")
     p.add_argument("--version", action="version", version=f"meterhub {__version__}")
+    p.add_argument("--config", metavar="FILE", help="TOML file with defaults per command, e.g. [meter.serve] (default: none; docs/deployment.md)")
+    p.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), type=str.upper,
+                   help="log level of the meterhub loggers (default: none, Python's: warnings only)")
+    p.add_argument("--log-file", metavar="FILE", help="append log records to FILE (default: none, standard error)")
+    p.set_defaults(log_format=None)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     d = sub.add_parser("demo", help="simulate a neighbourhood: meters, hub and utility")
@@ -973,8 +978,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .config import ConfigError, apply_config, config_path, configure_logging
+
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        path = config_path(argv)
+        if path is not None:
+            apply_config(parser, path)
+    except ConfigError as exc:
+        print(f"meterhub: error: config: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     args = parser.parse_args(argv)
+    try:
+        configure_logging(args.log_level, args.log_file, args.log_format)
+    except OSError as exc:
+        print(f"meterhub: error: log file: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
     import sqlite3
 
     from .card.store import StorageIntegrityError
