@@ -215,3 +215,45 @@ def test_billing_export_csv_and_json_show_the_estimate_and_the_correction(tmp_pa
         u.close()
         inv.close()
     assert decimal_amount(16080000, 10**6) == "16.080000" and decimal_amount(-5, 100) == "-0.05"
+
+
+def test_mscons_carries_the_bills_band_quantities_only(tmp_path):
+    import datetime as dt
+    import warnings
+    from decimal import Decimal
+
+    from pydifact.segmentcollection import Interchange
+
+    from meterhub.utility.mscons import mscons_for_bills
+
+    _, days, tariff, u = _setup(tmp_path)
+    inv = InvoiceStore(tmp_path / "invoices.sqlite")
+    try:
+        for k in (0, 1, 3, 4):
+            assert u.ingest_day(_upload(days[k])).accepted
+        parts = [_hub_statement(days[0:2], tariff), _hub_statement(days[3:5], tariff)]
+        inv.record(make_period_bill(u, parts, meter_id="m-gap", metering_point=MALO, contract_id="VK-1",
+                                    period_from=START, period_to=START + timedelta(days=4)))
+        bill = inv.history()[0]
+    finally:
+        u.close()
+        inv.close()
+    text = mscons_for_bills([bill], sender="9900000000003", recipient="9900000000010", control_reference="R1",
+                            now=dt.datetime(2027, 6, 12, 10, 0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydifact has no segment directory for service v3 to validate against
+        ic = Interchange.from_str(text)
+    assert text.startswith("UNB+UNOC:3+9900000000003:500+9900000000010:500+270612:1000+R1'UNH+")
+    assert "MSCONS:D:04B:UN:2.4c" in text
+    assert [s.elements for s in ic.get_segments("LOC")] == [["172", MALO]]
+    pia = [s.elements[1][0] for s in ic.get_segments("PIA")]
+    qty = [s.elements[0] for s in ic.get_segments("QTY")]
+    assert pia[-1] == "1-0:1.8.0" and len(pia) == len(bill["bands"]) + 1
+    # Every band of this bill holds a part of the estimated day: all are substitute values (67).
+    assert {q[0] for q in qty} == {"67"} and all(q[2] == "KWH" for q in qty)
+    assert sum(Decimal(q[1]) for q in qty[:-1]) == Decimal(qty[-1][1]) == Decimal(bill["energy_wh"]) / 1000
+    dtm = [s.elements[0][1] for s in ic.get_segments("DTM") if s.elements[0][0] in ("163", "164")]
+    assert dtm[:2] == ["202706070000+02", "202706120000+02"]  # local midnight, CEST
+    with pytest.raises(ValueError, match="13 digits"):
+        mscons_for_bills([bill], sender="99", recipient="9900000000010", control_reference="R1",
+                         now=dt.datetime(2027, 6, 12))
