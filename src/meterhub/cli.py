@@ -137,11 +137,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from .demo_privacy import format_privacy, privacy_report
 
         privacy = privacy_report(params.data_dir)  # what each recipient got (issue 11)
+    events = None
+    if args.events:  # daily operations in a scratch directory (docs/billing-operations.md)
+        from .demo_events import format_events, run_events
+
+        events = run_events(params.seed)
     t = example_signed_tariff().tariff
     if args.json:
         doc = json.loads(summary_json(params, results, t.currency, t.subunits_per_unit))
         doc["settlement"] = report.to_dict()
         doc["privacy"] = privacy
+        if events is not None:
+            doc["events"] = events
         print(json.dumps(doc, indent=2))
     else:
         print(format_table(results, t.currency, t.subunits_per_unit))
@@ -149,7 +156,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(format_report(report))
         print()
         print(format_privacy(privacy))
-    ok = all(r.verified for r in results) and report.all_verified
+        if events is not None:
+            print()
+            print(format_events(events))
+    ok = all(r.verified for r in results) and report.all_verified and (events is None or events["all_verified"])
     return EXIT_OK if ok else EXIT_REJECTED
 
 
@@ -853,6 +863,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--data-dir", default="meterhub-data", help="directory for every party's SQLite state")
     d.add_argument("--json", action="store_true", help="machine-readable summary")
     d.add_argument("--business-share", type=_fraction, default=0.3, help="share of small businesses (0..1)")
+    d.add_argument("--events", action="store_true", help="also run the daily-operations events: tariff change, supplier switch, a lost day estimated and corrected (default: off)")
     d.add_argument("--price-index", metavar="CSV", help="day-ahead prices 'start,EUR/MWh' for settlement (default: none, the demo's seeded example index)")
     d.add_argument("--no-progress", action="store_true", help="no progress bar (there is none unless stderr is a terminal)")
     d.set_defaults(func=cmd_demo)
