@@ -36,6 +36,7 @@ BILL = ("tests/test_verifier.py", "tests/test_verification_rules.py")
 INGEST = ("tests/test_ingest.py", "tests/test_verification_rules.py", "tests/test_billing_and_exchange.py")
 JSON = ("tests/test_strictjson.py",)
 RULES = ("tests/test_verification_rules.py",)
+BANDS = ("tests/test_banded.py", "tests/test_gaps.py")
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,20 @@ MUTATIONS = [
              "if not differs:", "if True:", INGEST),
     Mutation("store skips the overlap check", STORE,
              "if other != text:", "if False:", RULES),
+    # v3 statements (per-band energy, registers) and days after a gap.
+    Mutation("verifier skips the band commitments", VERIFIER,
+             "if lhs != G * e + H * r:", "if False:", BANDS),
+    Mutation("verifier skips the band prices", VERIFIER,
+             "if sum(tariff.bands[b.band].price * b.energy_wh for b in st.bands) != st.energy_charge:",
+             "if False:", BANDS),
+    Mutation("verifier skips the register difference", VERIFIER,
+             "if regs is not None and st.energy_wh != regs[1] - regs[0]:", "if False:", BANDS),
+    Mutation("verifier skips the register continuity", VERIFIER,
+             "if prev_end is not None and b.register_start_wh != prev_end:", "if False:", BANDS),
+    Mutation("ingest skips the register continuity", STORE,
+             "if b.register_start_wh != prev.register_end_wh:", "if False:", BANDS),
+    Mutation("ingest skips the intervals of a gap", STORE,
+             "if after.first_index != expected:", "if False:", BANDS),
     # Settlement and profile scores: range checks before the group equations.
     Mutation("settlement skips the value range", SETTLE,
              "if not min(prices) * st.energy_wh <= st.value <= max(prices) * st.energy_wh:", "if False:", RULES),

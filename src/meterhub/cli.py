@@ -160,11 +160,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from .demo_privacy import format_privacy, privacy_report
 
         privacy = privacy_report(params.data_dir)  # what each recipient got (issue 11)
+    events = None
+    if args.events:  # daily operations in a scratch directory (docs/billing-operations.md)
+        from .demo_events import format_events, run_events
+
+        events = run_events(params.seed)
     t = example_signed_tariff().tariff
     if args.json:
         doc = json.loads(summary_json(params, results, t.currency, t.subunits_per_unit))
         doc["settlement"] = report.to_dict()
         doc["privacy"] = privacy
+        if events is not None:
+            doc["events"] = events
         print(json.dumps(doc, indent=2))
     else:
         print(format_table(results, t.currency, t.subunits_per_unit))
@@ -172,7 +179,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(format_report(report))
         print()
         print(format_privacy(privacy))
-    ok = all(r.verified for r in results) and report.all_verified
+        if events is not None:
+            print()
+            print(format_events(events))
+    ok = all(r.verified for r in results) and report.all_verified and (events is None or events["all_verified"])
     return EXIT_OK if ok else EXIT_REJECTED
 
 
@@ -500,6 +510,28 @@ def _hub_bill_locked(args: argparse.Namespace, reg: dict, key: bytes, tariff: An
                     tz=reg["tz"],
                     interval_minutes=reg["interval_minutes"],
                 )
+            elif args.metering_point or args.contract:
+                # Per-band energy with the billing system's keys: a v3 statement.
+                from .hub.billing import banded_statement
+                from .model.errors import FormatError
+
+                if not (args.metering_point and args.contract):
+                    raise UsageError("--metering-point and --contract go together")
+                try:
+                    st = banded_statement(
+                        meter_id=reg["meter_id"],
+                        metering_point=args.metering_point,
+                        contract_id=args.contract,
+                        tariff=tariff,
+                        period_from=args.from_,
+                        period_to=args.to,
+                        first_index=first_index,
+                        tz=reg["tz"],
+                        interval_minutes=reg["interval_minutes"],
+                        openings=openings,
+                    )
+                except FormatError as exc:
+                    raise UsageError(str(exc)) from None
             else:
                 prices = tariff.period_prices(
                     args.from_, (args.to - args.from_).days + 1, reg["tz"], reg["interval_minutes"]
@@ -644,15 +676,40 @@ def _utility_verify_locked(args: argparse.Namespace, reg: dict, signed: Any, upl
         if st.meter_id != reg["meter_id"]:
             print(f"REJECTED statement is for meter {st.meter_id!r}, not {reg['meter_id']!r}")
             return EXIT_REJECTED
-        verdict = store.verify_statement(st)
+        verdict = store.verify_statement(
+            st, metering_point=args.metering_point, contract_id=args.contract
+        )
+        energy = _verified_energy_text(store, st) if verdict.ok else ""
     finally:
         store.close()
     period = f"{shown(st.meter_id)} {st.period_from}..{st.period_to}"
     if verdict.ok:
-        print(f"VERIFIED {period}: {format_amount(st.total, st.subunits_per_unit, st.currency)}")
+        print(f"VERIFIED {period}: {format_amount(st.total, st.subunits_per_unit, st.currency)}{energy}")
         return EXIT_OK
     print(f"REJECTED {period}: {shown(verdict.reason)}")
     return EXIT_REJECTED
+
+
+def _verified_energy_text(store: Any, st: Any) -> str:
+    """For a verified v3 statement: metering point, kWh per band and the meter-signed
+    registers (docs/verification.md V01, V26-V29), appended to the VERIFIED line."""
+    from .banded import BandedBillStatement
+    from .model.display import shown
+    from .utility.verifier import period_registers
+
+    if not isinstance(st, BandedBillStatement):
+        return ""
+    bands = ", ".join(f"{shown(b.name)} {_kwh(b.energy_wh)}" for b in st.bands)
+    text = f"; {st.metering_point} contract {shown(st.contract_id)}; {_kwh(st.energy_wh)} kWh ({bands})"
+    regs = period_registers(store.day_commitments(st.meter_id, st.period_from, st.period_to))
+    if regs is not None:
+        text += f"; register {_kwh(regs[0])} -> {_kwh(regs[1])} kWh"
+    return text
+
+
+def _kwh(wh: int) -> str:
+    """Wh as kWh with three decimals, exact."""
+    return f"{wh // 1000}.{wh % 1000:03d}"
 
 
 def _open_utility_store(data_dir: str) -> Any:
@@ -711,6 +768,100 @@ def cmd_utility_coverage(args: argparse.Namespace) -> int:
         print(f"  uploaded: {day_ranges(c.uploaded)}")
         print(f"  billed:   {day_ranges(c.billed)}")
         print(f"  unbilled: {day_ranges(c.unbilled)}")
+    return EXIT_OK
+
+
+def cmd_utility_period_bill(args: argparse.Namespace) -> int:
+    """A contract period's bill from v3 statements plus substitute values for uncovered
+    days; recorded in invoices.sqlite with its history (docs/billing-operations.md)."""
+    from .banded import BandedBillStatement
+    from .exchange import DayUpload, FormatError
+    from .model.display import format_amount, shown
+    from .storage import data_dir_lock
+    from .utility.billing_export import to_csv, to_json
+    from .utility.invoices import BillRefused, InvoiceStore, make_period_bill
+
+    statements = []
+    for path in args.statement or []:
+        try:
+            statements.append(BandedBillStatement.from_json(_read(path, "bill statement")))
+        except FormatError as exc:
+            print(f"REJECTED {shown(path)}: {shown(str(exc))}")
+            return EXIT_REJECTED
+    uploads = []
+    for path in args.uploads or []:
+        for n, line in enumerate(_lines(path, "uploads file"), 1):
+            try:
+                uploads.append((f"{path}:{n}", DayUpload.from_json(line)))
+            except FormatError as exc:
+                print(f"REJECTED {shown(path)}:{n}: {shown(str(exc))}")
+                return EXIT_REJECTED
+    with data_dir_lock(args.data_dir):
+        store = _open_utility_store(args.data_dir)
+        inv = InvoiceStore(Path(args.data_dir) / "invoices.sqlite")
+        try:
+            for where, up in uploads:
+                res = store.ingest_day(up)
+                if not res.accepted:
+                    print(f"REJECTED {shown(where)}: {shown(res.reason)}")
+                    return EXIT_REJECTED
+            try:
+                bill = make_period_bill(
+                    store, statements, meter_id=args.meter_id, metering_point=args.metering_point,
+                    contract_id=args.contract, period_from=args.from_, period_to=args.to,
+                )
+            except KeyError as exc:
+                raise UsageError(str(exc).strip("'\"")) from None
+            except BillRefused as exc:
+                print(f"REJECTED {shown(args.meter_id)} {args.from_}..{args.to}: {shown(str(exc))}")
+                return EXIT_REJECTED
+            try:
+                version, corr = inv.record(bill)
+            except BillRefused as exc:
+                print(f"REJECTED {shown(args.meter_id)} {args.from_}..{args.to}: {shown(str(exc))}")
+                return EXIT_REJECTED
+            history = inv.history(args.meter_id)
+        finally:
+            inv.close()
+            store.close()
+    amount = format_amount(bill.total, bill.subunits_per_unit, bill.currency)
+    line = (
+        f"BILL {shown(args.meter_id)} {args.from_}..{args.to} {bill.metering_point} {shown(bill.contract_id)} "
+        f"v{version}: {bill.status}, {_kwh(bill.energy_wh)} kWh"
+        + (f" (estimated {_kwh(bill.estimated_wh)} kWh: "
+           + ", ".join(f"{e.first_day}..{e.last_day} by {e.method}" for e in bill.estimates) + ")"
+           if bill.estimates else "")
+        + f", {amount}"
+    )
+    if corr is not None:
+        sign = "+" if corr.total >= 0 else "-"
+        line += (
+            f"; corrects v{version - 1} ({corr.old_status}): {'+' if corr.energy_wh >= 0 else '-'}"
+            f"{_kwh(abs(corr.energy_wh))} kWh, {sign}{format_amount(abs(corr.total), bill.subunits_per_unit, bill.currency)}"
+        )
+    print(line)
+    if args.export_csv:
+        _write(args.export_csv, to_csv(history))
+    if args.export_json:
+        _write(args.export_json, to_json(history))
+    return EXIT_OK
+
+
+def cmd_utility_purge(args: argparse.Namespace) -> int:
+    """GDPR erasure of one meter's data from the utility's stores (docs/personal-data.md)."""
+    from .model.display import shown
+    from .storage import StoreError, data_dir_lock
+    from .utility.purge import purge_meter
+
+    if not Path(args.data_dir).is_dir():
+        raise UsageError(f"no data directory {args.data_dir}")
+    with data_dir_lock(args.data_dir):
+        try:
+            counts = purge_meter(args.data_dir, args.meter)
+        except StoreError as exc:
+            raise UsageError(str(exc)) from None
+    done = ", ".join(f"{name} {n} rows" for name, n in counts.items()) or "no utility stores"
+    print(f"purged meter {shown(args.meter)}: {done}")
     return EXIT_OK
 
 
@@ -798,6 +949,11 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="meterhub", description="Privacy-preserving smart metering.")
     p.add_argument("--version", action="version", version=f"meterhub {__version__}")
+    p.add_argument("--config", metavar="FILE", help="TOML file with defaults per command, e.g. [meter.serve] (default: none; docs/deployment.md)")
+    p.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), type=str.upper,
+                   help="log level of the meterhub loggers (default: none, Python's: warnings only)")
+    p.add_argument("--log-file", metavar="FILE", help="append log records to FILE (default: none, standard error)")
+    p.set_defaults(log_format=None)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     d = sub.add_parser("demo", help="simulate a neighbourhood: meters, hub and utility")
@@ -810,6 +966,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--data-dir", default="meterhub-data", help="directory for every party's SQLite state")
     d.add_argument("--json", action="store_true", help="machine-readable summary")
     d.add_argument("--business-share", type=_fraction, default=0.3, help="share of small businesses (0..1)")
+    d.add_argument("--events", action="store_true", help="also run the daily-operations events: tariff change, supplier switch, a lost day estimated and corrected (default: off)")
     d.add_argument("--price-index", metavar="CSV", help="day-ahead prices 'start,EUR/MWh' for settlement (default: none, the demo's seeded example index)")
     d.add_argument("--no-progress", action="store_true", help="no progress bar (there is none unless stderr is a terminal)")
     d.set_defaults(func=cmd_demo)
@@ -884,6 +1041,11 @@ def build_parser() -> argparse.ArgumentParser:
     hb.add_argument("--to", type=_date, required=True, metavar="DATE", help="last day, inclusive")
     hb.add_argument("--data-dir", default="meterhub-data", help="the hub's state (hub.sqlite)")
     hb.add_argument("--out", help="write the statement here (default: none, to stdout)")
+    hb.add_argument(
+        "--metering-point", metavar="MALO",
+        help="MaLo-ID (11 digits) or MeLo-ID (33 chars); with --contract, a v3 statement with energy per band (default: none, v1)",
+    )
+    hb.add_argument("--contract", metavar="ID", help="the supplier's contract id, with --metering-point (default: none)")
     hb.set_defaults(func=cmd_hub_bill)
     hm = h.add_parser("sml", help="read the meter's SML push as its paired hub (TLS keyed by the home-link key)")
     hm.add_argument("--sml", required=True, metavar="HOST:PORT", help="the meter's SML port (`meter serve --sml`)")
@@ -913,10 +1075,28 @@ def build_parser() -> argparse.ArgumentParser:
     uv.add_argument("--supplier-key", required=True, help="file with the supplier's public key (hex)")
     uv.add_argument("--statement", required=True, help="the hub's bill statement (JSON)")
     uv.add_argument("--data-dir", default="meterhub-data", help="the utility's state (utility.sqlite)")
+    uv.add_argument("--metering-point", metavar="MALO", help="the meter's metering point; a v3 statement must name it (default: not checked)")
+    uv.add_argument("--contract", metavar="ID", help="the customer's contract id; a v3 statement must name it (default: not checked)")
     uv.set_defaults(func=cmd_utility_verify)
     ub = u.add_parser("bills", help="list stored bill verdicts")
     ub.add_argument("--data-dir", default="meterhub-data", help="the utility's state (utility.sqlite)")
     ub.set_defaults(func=cmd_utility_bills)
+    upb = u.add_parser("period-bill", help="a contract period's bill: verified v3 statements plus estimates for missing days")
+    upb.add_argument("--meter-id", required=True, help="the meter (registered in utility.sqlite)")
+    upb.add_argument("--metering-point", required=True, metavar="MALO", help="the contract's MaLo-ID or MeLo-ID")
+    upb.add_argument("--contract", required=True, metavar="ID", help="the contract id")
+    upb.add_argument("--from", dest="from_", type=_date, required=True, metavar="DATE", help="first day of the period")
+    upb.add_argument("--to", type=_date, required=True, metavar="DATE", help="last day, inclusive")
+    upb.add_argument("--statement", action="append", help="a v3 statement inside the period; repeatable (default: none, all estimated)")
+    upb.add_argument("--uploads", action="append", help="ingest these uploads first (late days); repeatable (default: none)")
+    upb.add_argument("--export-csv", metavar="FILE", help="write the meter's bill history as CSV (default: none)")
+    upb.add_argument("--export-json", metavar="FILE", help="write the meter's bill history as JSON (default: none)")
+    upb.add_argument("--data-dir", default="meterhub-data", help="directory holding utility.sqlite and invoices.sqlite (default: meterhub-data)")
+    upb.set_defaults(func=cmd_utility_period_bill)
+    up = u.add_parser("purge", help="erase one meter's data from the utility's stores (GDPR; docs/personal-data.md)")
+    up.add_argument("--meter", required=True, help="the meter id whose data is erased")
+    up.add_argument("--data-dir", default="meterhub-data", help="directory holding the utility's stores (default: meterhub-data)")
+    up.set_defaults(func=cmd_utility_purge)
     uc = u.add_parser("coverage", help="per meter: days uploaded, billed and unbilled (docs/verification.md V22)")
     uc.add_argument("--meter", help="only this meter (default: every registered meter)")
     uc.add_argument("--data-dir", default="meterhub-data", help="directory holding utility.sqlite (default: meterhub-data)")
@@ -946,8 +1126,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .config import ConfigError, apply_config, config_path, configure_logging
+
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        path = config_path(argv)
+        if path is not None:
+            apply_config(parser, path)
+    except ConfigError as exc:
+        print(f"meterhub: error: config: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     args = parser.parse_args(argv)
+    try:
+        configure_logging(args.log_level, args.log_file, args.log_format)
+    except OSError as exc:
+        print(f"meterhub: error: log file: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
     import sqlite3
 
     from .card.store import StorageIntegrityError

@@ -37,6 +37,12 @@ INS     name         data → response
                      non-linear one (tiered, inclining-block, polynomial;
                      docs/nonlinear.md). Longer answers than Ne come in
                      ``61xx`` chunks (GET RESPONSE).
+``34``  GET BANDED   the two dates as GET BILL, then ``u8 length || metering point``
+        BILL         and ``u8 length || contract id`` (ASCII) → the v3 statement
+                     (docs/formats.md, "Bill statement v3"): the bill plus energy and
+                     blinding per tariff band, for a time-of-use tariff only. Counted as
+                     one functional per band (the bill is their priced sum); one bill
+                     per period, so GET BILL and GET BANDED BILL exclude each other.
 ``32``  GET STATE    → ``u64 next index`` and the last stored day (4 bytes, or
                      none).
 ======  ===========  ==========================================================
@@ -61,8 +67,10 @@ from __future__ import annotations
 from datetime import date
 
 from ..card import ins, register_applet_class
-from ..hub.billing import statement_from_sums
+from ..hub.billing import banded_statement, statement_from_sums
 from ..hub.proving import prove_bill
+from ..model.errors import FormatError
+from ..model.ids import check_contract_id, check_metering_point
 from ..protocols.iso7816 import CommandAPDU
 from ..protocols.iso7816.sw import SW, ISOException
 from ..tariffs import Tariff, TariffError, load_tariff, verify_tariff
@@ -152,6 +160,49 @@ class BillingApplet(MeteringApplet):
             return again
         st = self._compute_bill(raw, meter_id, tz, interval, first_day, last_day)
         return self.guard.commit("bill", first_day, last_day, request, st, functionals=1, chunked=False)
+
+    @ins(0x34, cla=0x80)
+    def get_banded_bill(self, apdu: CommandAPDU) -> bytes:
+        """GET BANDED BILL: the v3 statement, through the guard as kind ``bill``."""
+        meter_id, tz, interval, _ = self.rs.pairing()
+        data = bytes(apdu.data)
+        if len(data) < 10:
+            raise ISOException(SW.WRONG_LENGTH, "GET BANDED BILL takes two dates and two ids")
+        first_day, last_day = parse_date(data[:4]), parse_date(data[4:8])
+        n = data[8]
+        if len(data) < 10 + n or len(data) != 10 + n + data[9 + n]:
+            raise ISOException(SW.WRONG_LENGTH, "GET BANDED BILL: id lengths do not match the data")
+        try:
+            metering_point = check_metering_point(data[9 : 9 + n].decode("ascii"))
+            contract = check_contract_id(data[10 + n :].decode("ascii"))
+        except (UnicodeDecodeError, FormatError):
+            raise ISOException(SW.WRONG_DATA, "metering point or contract id malformed") from None
+        if last_day < first_day:
+            raise ISOException(SW.WRONG_DATA, "period ends before it starts")
+        raw = self.ctx.store.get(_K_TARIFF)
+        if raw is None:
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "no tariff")
+        tariff = self._tariff(raw)
+        if isinstance(tariff, NonLinearTariff):
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "per-band energy needs a time-of-use tariff")
+        request = b"banded" + data + raw
+        again = self.guard.begin("bill", first_day, last_day, request, chunked=False)
+        if again is not None:
+            return again
+        first_index, blob = self.rs.period(first_day, last_day)
+        try:
+            tariff.check_valid_on(first_day)
+            tariff.check_valid_on(last_day)
+            st = banded_statement(
+                meter_id=meter_id, metering_point=metering_point, contract_id=contract, tariff=tariff,
+                period_from=first_day, period_to=last_day, first_index=first_index or 0, tz=tz,
+                interval_minutes=interval, openings=openings_from_blob(blob),
+            )
+        except (TariffError, ValueError):
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "tariff does not cover the period") from None
+        return self.guard.commit(
+            "bill", first_day, last_day, request, st.to_json().encode(), functionals=len(st.bands), chunked=False
+        )
 
     def _compute_bill(self, raw: bytes, meter_id: str, tz: str, interval: int, first_day: date,
                       last_day: date) -> bytes:

@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date
 
+from ..banded import BandedBillStatement, band_indices, band_sums
 from ..crypto.group import Q
 from ..crypto.pedersen import Opening
 from ..exchange import BillStatement
+from ..model.ids import check_contract_id, check_metering_point
 from ..tariffs import Tariff
 
-__all__ = ["linear_bill", "bill_statement", "statement_from_sums"]
+__all__ = ["linear_bill", "bill_statement", "statement_from_sums", "banded_statement"]
 
 
 def linear_bill(prices: Sequence[int], openings: Sequence[Opening]) -> tuple[int, int]:
@@ -84,4 +86,53 @@ def statement_from_sums(
         standing_charge=standing,
         total=energy_charge + standing,
         blinding=blinding % Q,
+    )
+
+
+def banded_statement(
+    *,
+    meter_id: str,
+    metering_point: str,
+    contract_id: str,
+    tariff: Tariff,
+    period_from: date,
+    period_to: date,
+    first_index: int,
+    tz: str,
+    interval_minutes: int,
+    openings: Sequence[Opening],
+) -> BandedBillStatement:
+    """The v3 statement (docs/formats.md, "Bill statement v3"): the v1 bill plus the
+    energy and blinding of every tariff band in the period, the metering point and the
+    contract. Releases one functional per band on top of the bill (docs/privacy.md)."""
+    n_days = (period_to - period_from).days + 1
+    prices = tariff.period_prices(period_from, n_days, tz, interval_minutes)
+    bands_of = band_indices(tariff, period_from, n_days, tz, interval_minutes)
+    v1 = bill_statement(
+        meter_id=meter_id,
+        tariff=tariff,
+        period_from=period_from,
+        period_to=period_to,
+        first_index=first_index,
+        prices=prices,
+        openings=openings,
+    )
+    return BandedBillStatement(
+        meter_id=meter_id,
+        metering_point=check_metering_point(metering_point),
+        contract_id=check_contract_id(contract_id),
+        period_from=period_from,
+        period_to=period_to,
+        first_index=first_index,
+        count=v1.count,
+        tariff_id=v1.tariff_id,
+        tariff_version=v1.tariff_version,
+        tariff_digest=v1.tariff_digest,
+        currency=v1.currency,
+        subunits_per_unit=v1.subunits_per_unit,
+        energy_charge=v1.energy_charge,
+        standing_charge=v1.standing_charge,
+        total=v1.total,
+        blinding=v1.blinding,
+        bands=band_sums(tariff, bands_of, openings),
     )

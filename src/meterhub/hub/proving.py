@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from ..banded import STATEMENT_V3_FORMAT, BandedBillStatement
 from ..crypto import bulletproofs as bp
 from ..crypto import rangeproof as rp
 from ..crypto.group import H, Point, Q, base_mul, msm
@@ -297,13 +298,18 @@ class ProvenBillStatement:
         return cls.from_dict(load_json(text, "bill statement"))
 
 
-def statement_from_json(text: str | bytes) -> BillStatement | ProvenBillStatement:
-    """Parse a bill statement of either format, dispatching on its ``format`` field:
-    v1 (linear, :class:`meterhub.exchange.BillStatement`) or v2 (proven,
-    :class:`ProvenBillStatement`). Strict; a one-line ``FormatError`` on any defect."""
+def statement_from_json(
+    text: str | bytes,
+) -> BillStatement | ProvenBillStatement | BandedBillStatement:
+    """Parse a bill statement of any format, dispatching on its ``format`` field:
+    v1 (linear, :class:`meterhub.exchange.BillStatement`), v2 (proven,
+    :class:`ProvenBillStatement`) or v3 (per-band energy,
+    :class:`meterhub.banded.BandedBillStatement`). Strict; a one-line ``FormatError`` on any defect."""
     o = load_json(text, "bill statement")
     if isinstance(o, dict) and o.get("format") == STATEMENT_V2_FORMAT:
         return ProvenBillStatement.from_dict(o)
+    if isinstance(o, dict) and o.get("format") == STATEMENT_V3_FORMAT:
+        return BandedBillStatement.from_dict(o)
     return BillStatement.from_dict(o)
 
 

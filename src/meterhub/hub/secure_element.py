@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..applets.billing import CLASS_NAME as BILLING_CLASS
 from ..applets.billing import encode_openings_day, encode_pairing
+from ..banded import BandedBillStatement
 from ..card import Card
 from ..card.applet import applet_class
 from ..card.gp import ISD_AID, StaticKeys, make_load_file, open_card, provision_isd, provision_ssd
@@ -295,6 +296,22 @@ class BillingClient:
             raise HubError(f"billing applet refused the bill: {_refusal_reason(r.sw)} (SW {r.sw:04X})")
         try:
             return statement_from_json(raw)
+        except FormatError as exc:
+            raise HubError(f"billing applet returned a malformed statement: {exc}") from None
+
+
+    def banded_bill(self, first: date, last: date, metering_point: str, contract_id: str) -> BandedBillStatement:
+        """GET BANDED BILL: the v3 statement with energy per tariff band (docs/formats.md)."""
+        mp, ct = metering_point.encode("ascii"), contract_id.encode("ascii")
+        if len(mp) > 255 or len(ct) > 255:
+            raise HubError("metering point or contract id too long")
+        data = struct.pack(">HBBHBB", first.year, first.month, first.day, last.year, last.month, last.day)
+        data += bytes([len(mp)]) + mp + bytes([len(ct)]) + ct
+        r = self._send(CommandAPDU(0x80, 0x34, 0, 0, data, le=65536, extended=True))
+        if r.sw != 0x9000:
+            raise HubError(f"billing applet refused the bill: {_refusal_reason(r.sw)} (SW {r.sw:04X})")
+        try:
+            return BandedBillStatement.from_json(r.data)
         except FormatError as exc:
             raise HubError(f"billing applet returned a malformed statement: {exc}") from None
 

@@ -43,6 +43,8 @@ _GENESIS_DST = b"meterhub/v1/commitment-chain/genesis"
 _STEP_DST = b"meterhub/v1/commitment-chain/step"
 _BATCH_DST = b"meterhub/v1/daily-batch\x00"
 BATCH_VERSION = 1
+#: Version 2 adds the cumulative energy register (Wh) at the day's start and end boundary.
+BATCH_VERSION_REGISTERS = 2
 #: Largest reading a meter reports in one interval (2^32 - 1 Wh); readings are u32 on the wire.
 MAX_READING_WH = 0xFFFFFFFF
 
@@ -96,16 +98,32 @@ class DailyBatch:
     interval_minutes: int
     prev_head: bytes
     head: bytes
+    #: Version 2 only: the meter's cumulative energy register (1.8.0, Wh) at the local
+    #: day's start and end boundary; ``None`` in a version-1 batch.
+    register_start_wh: int | None = None
+    register_end_wh: int | None = None
+
+    @property
+    def version(self) -> int:
+        return BATCH_VERSION if self.register_start_wh is None else BATCH_VERSION_REGISTERS
 
     def to_bytes(self) -> bytes:
         """Fixed big-endian layout: version, meter id (u8 length + UTF-8), year (u16),
         month, day, first index (u64), count (u32), interval minutes (u8), previous
-        head (32), head (32)."""
+        head (32), head (32); version 2 then the register at the day's start and at
+        its end (u64 Wh each)."""
         mid = self.meter_id.encode()
         if not 0 < len(mid) < 256:
             raise BatchError("meter id must be 1..255 bytes of UTF-8")
+        tail = b""
+        if (self.register_start_wh is None) != (self.register_end_wh is None):
+            raise BatchError("a version-2 batch carries both registers")
+        if self.register_start_wh is not None and self.register_end_wh is not None:
+            if not 0 <= self.register_start_wh <= self.register_end_wh < 1 << 64:
+                raise BatchError("registers must satisfy 0 <= start <= end < 2^64")
+            tail = struct.pack(">QQ", self.register_start_wh, self.register_end_wh)
         return (
-            bytes([BATCH_VERSION, len(mid)])
+            bytes([self.version, len(mid)])
             + mid
             + struct.pack(
                 ">HBBQIB32s32s",
@@ -118,23 +136,30 @@ class DailyBatch:
                 self.prev_head,
                 self.head,
             )
+            + tail
         )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> DailyBatch:
-        if len(data) < 2 or data[0] != BATCH_VERSION:
+        if len(data) < 2 or data[0] not in (BATCH_VERSION, BATCH_VERSION_REGISTERS):
             raise BatchError("unknown daily-batch version")
         n = data[1]
         body = data[2 + n :]
-        if n == 0 or len(body) != 81:
+        want = 81 if data[0] == BATCH_VERSION else 97
+        if n == 0 or len(body) != want:
             raise BatchError("daily batch has the wrong length")
         try:
             mid = data[2 : 2 + n].decode()
-            y, mo, d, first, count, interval, prev, head = struct.unpack(">HBBQIB32s32s", body)
+            y, mo, d, first, count, interval, prev, head = struct.unpack(">HBBQIB32s32s", body[:81])
             day = date(y, mo, d)
         except (UnicodeDecodeError, ValueError, struct.error) as exc:
             raise BatchError(f"malformed daily batch: {exc}") from None
-        return cls(mid, day, first, count, interval, prev, head)
+        if data[0] == BATCH_VERSION:
+            return cls(mid, day, first, count, interval, prev, head)
+        start, end = struct.unpack(">QQ", body[81:])
+        if start > end:
+            raise BatchError("daily batch register runs backwards (start > end)")
+        return cls(mid, day, first, count, interval, prev, head, start, end)
 
     def signed_message(self) -> bytes:
         return _BATCH_DST + self.to_bytes()
@@ -173,6 +198,9 @@ class Meter:
     next_index: int = 0
     head: bytes = field(default=b"")
     last_day: date | None = None
+    #: The cumulative energy register (Wh). ``None``: version-1 batches without
+    #: registers; a number: version-2 batches that sign it at each day boundary.
+    register_wh: int | None = None
 
     def __post_init__(self) -> None:
         if not self.head:
@@ -206,12 +234,16 @@ class Meter:
             openings.append(Opening(wh, r))
         head = hasher.digest()
         index = self.next_index + len(parts)
+        reg_start = self.register_wh
+        reg_end = None if reg_start is None else reg_start + sum(readings_wh)
         batch = DailyBatch(
-            self.meter_id, day, self.next_index, len(parts), self.interval_minutes, prev, head
+            self.meter_id, day, self.next_index, len(parts), self.interval_minutes, prev, head,
+            reg_start, reg_end,
         )
         sig = ecdsa.sign(self.signing_key, batch.signed_message())
         self.next_index = index
         self.head = head
         self.last_day = day
+        self.register_wh = reg_end
         return DayRecord(SignedBatch(batch, sig), b"".join(parts), openings)
 

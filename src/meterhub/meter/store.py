@@ -103,7 +103,20 @@ class MeterStore:
             row[3],
             bytes(row[4]),
             date.fromisoformat(row[5]) if row[5] else None,
+            self._register(meter_id, row[3]),
         )
+
+    def _register(self, meter_id: str, next_index: int) -> int | None:
+        """The energy register where the last recorded day ended (its signed version-2
+        batch in the outbox); 0 for a meter that has recorded nothing yet (a new meter's
+        register starts at zero and it signs version-2 batches); ``None`` for a meter
+        whose days were recorded with version-1 batches (it keeps signing version 1)."""
+        last = self.conn.execute(
+            "SELECT upload FROM outbox WHERE meter_id=? ORDER BY day DESC LIMIT 1", (meter_id,)
+        ).fetchone()
+        if last is None:
+            return 0 if next_index == 0 else None
+        return DayUpload.from_json(last[0]).batch.batch.register_end_wh
 
     def info(self, meter_id: str) -> MeterInfo:
         row = self.conn.execute(

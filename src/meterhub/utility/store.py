@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from ..banded import BandedBillStatement
 from ..crypto import ecdsa
 from ..crypto.group import Point, PointDecodeError
 from ..exchange import BillStatement, DayUpload, FormatError, decode_records, encode_records
@@ -37,6 +38,7 @@ from .verifier import (
     Rejected,
     Verdict,
     check_indices,
+    verify_banded_bill,
     verify_bill,
 )
 
@@ -122,6 +124,50 @@ class IngestResult:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _register_follows(prev: DailyBatch, b: DailyBatch) -> str:
+    """V09: once a meter signs its register (batch version 2) it keeps signing it, and
+    each day's register starts where the previous day's ended."""
+    if prev.register_end_wh is None:
+        return ""
+    if b.register_start_wh is None:
+        return f"batch version 1 after a version-2 batch (the register of {prev.day} is dropped)"
+    if b.register_start_wh != prev.register_end_wh:
+        return f"register starts at {b.register_start_wh} Wh, day {prev.day} ended at {prev.register_end_wh} Wh"
+    return ""
+
+
+#: The longest gap between stored days (in days) whose intervals ingest counts.
+MAX_GAP_DAYS = 3660
+
+
+def _across_gap(before: DailyBatch, after: DailyBatch, reg: MeterRegistration) -> str:
+    """V09 item 8 for two stored days with missing days between them: ``after`` starts
+    where the missing days' intervals (by the meter's time base) end, and its register
+    (version 2) does not run backwards. Empty when it fits."""
+    n_missing = after.day.toordinal() - before.day.toordinal() - 1
+    if n_missing > MAX_GAP_DAYS:
+        return f"a gap of {n_missing} days after day {before.day} (at most {MAX_GAP_DAYS})"
+    gap = sum(
+        intervals_per_day(date.fromordinal(before.day.toordinal() + 1 + k), reg.tz, reg.interval_minutes)
+        for k in range(n_missing)
+    )
+    expected = before.first_index + before.count + gap
+    if after.first_index != expected:
+        return (
+            f"batch of day {after.day} starts at interval {after.first_index}; after day {before.day} "
+            f"and {n_missing} missing days it must start at {expected}"
+        )
+    if before.register_end_wh is not None:
+        if after.register_start_wh is None:
+            return f"batch version 1 after a version-2 batch (the register of {before.day} is dropped)"
+        if after.register_start_wh < before.register_end_wh:
+            return (
+                f"register of day {after.day} starts at {after.register_start_wh} Wh, below the "
+                f"{before.register_end_wh} Wh day {before.day} ended at"
+            )
+    return ""
 
 
 class UtilityStore:
@@ -308,10 +354,17 @@ class UtilityStore:
         else:
             pb = DailyBatch.from_bytes(bytes(prev[0]))
             if pb.day.toordinal() + 1 != b.day.toordinal():
-                gap = date.fromordinal(pb.day.toordinal() + 1)
-                return f"{label}: day {gap} missing before it"
-            if b.first_index != pb.first_index + pb.count or b.prev_head != pb.head:
-                return f"{label}: batch does not follow on from day {pb.day}"
+                # A gap (days not delivered yet, V09 item 8): the indices must leave exactly
+                # the missing days' intervals free; the chain link is checked when they come.
+                reason = _across_gap(pb, b, reg)
+                if reason:
+                    return f"{label}: {reason}"
+            else:
+                if b.first_index != pb.first_index + pb.count or b.prev_head != pb.head:
+                    return f"{label}: batch does not follow on from day {pb.day}"
+                reason = _register_follows(pb, b)
+                if reason:
+                    return f"{label}: {reason}"
         nxt = self.conn.execute(
             "SELECT batch FROM days WHERE meter_id=? AND day>? ORDER BY day LIMIT 1",
             (b.meter_id, b.day.isoformat()),
@@ -319,10 +372,15 @@ class UtilityStore:
         if nxt is not None:  # V08: a day stored before its successor must lead into it
             nb = DailyBatch.from_bytes(bytes(nxt[0]))
             if b.day.toordinal() + 1 != nb.day.toordinal():
-                gap = date.fromordinal(b.day.toordinal() + 1)
-                return f"{label}: day {gap} missing after it"
-            if nb.first_index != b.first_index + b.count or nb.prev_head != b.head:
+                reason = _across_gap(b, nb, reg)
+                if reason:
+                    return f"{label}: stored day {nb.day}: {reason}"
+            elif nb.first_index != b.first_index + b.count or nb.prev_head != b.head:
                 return f"{label}: stored day {nb.day} does not follow on from it"
+            else:
+                reason = _register_follows(b, nb)
+                if reason:
+                    return f"{label}: stored day {nb.day}: {reason}"
         return ""
 
     def _reject(self, meter_id: str, day: date | None, reason: str) -> IngestResult:
@@ -351,23 +409,44 @@ class UtilityStore:
         ]
 
     def verify_statement(
-        self, statement: BillStatement | ProvenBillStatement, *, record: bool = True
+        self,
+        statement: BillStatement | ProvenBillStatement | BandedBillStatement,
+        *,
+        record: bool = True,
+        metering_point: str | None = None,
+        contract_id: str | None = None,
+        tariff_key: tuple[str, int] | None = None,
     ) -> Verdict:
         """Verify a statement against stored data and record the verdict.
 
         A v1 statement (linear tariff) goes to :func:`verify_bill`; a v2
         statement (non-linear tariff, with proofs) to
-        :func:`meterhub.utility.proof_verifier.verify_proven_bill`. A statement
+        :func:`meterhub.utility.proof_verifier.verify_proven_bill`; a v3 statement
+        (per-band energy, linear tariff) to :func:`verify_banded_bill`, which checks
+        its metering point and contract against ``metering_point`` and
+        ``contract_id`` when given (V26). ``tariff_key`` ``(id, version)`` names a
+        stored tariff to verify under instead of the customer's current one (the
+        tariff of a contract segment, :mod:`meterhub.utility.contracts`). A statement
         whose format does not suit the customer's tariff kind is rejected."""
         try:
             reg = self.registration(statement.meter_id)
-            tariff = self.customer_tariff(statement.meter_id)
+            if tariff_key is None:
+                tariff = self.customer_tariff(statement.meter_id)
+            else:  # the contract segment's tariff (a tariff change mid-period), as stored
+                tariff = self.tariff(*tariff_key)
         except KeyError as exc:
             verdict = Verdict(False, str(exc).strip("'\""))
         else:
             days = self.day_commitments(statement.meter_id, statement.period_from, statement.period_to)
             nonlinear = isinstance(tariff, NonLinearTariff)
-            if isinstance(statement, ProvenBillStatement):
+            if isinstance(statement, BandedBillStatement):
+                if nonlinear:
+                    verdict = Verdict(False, f"{tariff.kind} tariff needs a proven (v2) statement")
+                else:
+                    verdict = verify_banded_bill(
+                        statement, reg, days, tariff, metering_point=metering_point, contract_id=contract_id
+                    )
+            elif isinstance(statement, ProvenBillStatement):
                 if nonlinear:
                     verdict = verify_proven_bill(statement, reg, days, tariff)
                 else:

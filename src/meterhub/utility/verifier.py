@@ -1,8 +1,9 @@
 """Verification of released figures against meter-signed commitments.
 
 The normative rules, their order and their reject reasons are in
-docs/verification.md (V01-V25); this module implements V08 (an uploads file
-as one meter's chain: :func:`check_delivery`) and V12-V19 for bills.
+docs/verification.md (V01-V29); this module implements V08 (an uploads file
+as one meter's chain: :func:`check_delivery`), V12-V19 for bills and V26-V29
+for v3 statements (:func:`verify_banded_bill`).
 
 The utility trusts the meter for measurement and nobody for arithmetic. For a
 bill statement over whole local days it checks, in this order, and stops at the
@@ -28,11 +29,13 @@ Pure: the caller fetches the data (see :mod:`meterhub.utility.store`).
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from ..banded import BandedBillStatement, band_counts, band_indices
 from ..crypto import ecdsa
 from ..crypto.group import G, H, PointDecodeError, Q, msm_encoded
 from ..exchange import BillStatement, DayUpload
@@ -51,6 +54,8 @@ __all__ = [
     "check_money_terms",
     "check_period",
     "verify_bill",
+    "verify_banded_bill",
+    "period_registers",
 ]
 
 
@@ -288,4 +293,96 @@ def _verify(
     if lhs != rhs:
         raise Rejected(
             "sum t_i*C_i != bill*G + R*H: the bill or its blinding does not match the commitments"
+        )
+
+
+def period_registers(days: Sequence[DayCommitments]) -> tuple[int, int] | None:
+    """V29: the meter-signed register at the period's start and end, from version-2
+    batches; ``None`` when a day of the period has a version-1 batch (no registers).
+    Raises :class:`Rejected` when one day's start is not the previous day's end."""
+    if not days or any(dc.batch.batch.register_start_wh is None for dc in days):
+        return None
+    prev_end: int | None = None
+    for dc in days:
+        b = dc.batch.batch
+        if prev_end is not None and b.register_start_wh != prev_end:
+            raise Rejected(
+                f"day {b.day}: register starts at {b.register_start_wh} Wh, "
+                f"the previous day ended at {prev_end} Wh"
+            )
+        prev_end = b.register_end_wh
+    start = days[0].batch.batch.register_start_wh
+    end = days[-1].batch.batch.register_end_wh
+    assert start is not None and end is not None  # every batch is version 2 (checked above)
+    return start, end
+
+
+def verify_banded_bill(
+    statement: BandedBillStatement,
+    meter: MeterRegistration,
+    days: Sequence[DayCommitments],
+    tariff: Tariff,
+    *,
+    metering_point: str | None = None,
+    contract_id: str | None = None,
+) -> Verdict:
+    """A v3 statement (docs/verification.md V26-V29): everything :func:`verify_bill`
+    checks, then the identifiers against the utility's own assignment (when given),
+    the bands, their commitments and the meter-signed registers."""
+    try:
+        _verify(statement, meter, days, tariff)  # type: ignore[arg-type]  # v1 fields, duck-typed
+        _verify_bands(statement, meter, days, tariff, metering_point, contract_id)
+    except Rejected as rej:
+        return Verdict(False, str(rej))
+    return Verdict(True)
+
+
+def _verify_bands(
+    st: BandedBillStatement,
+    meter: MeterRegistration,
+    days: Sequence[DayCommitments],
+    tariff: Tariff,
+    metering_point: str | None,
+    contract_id: str | None,
+) -> None:
+    # V26: the keys the billing system matches on are the ones the utility assigned.
+    if metering_point is not None and st.metering_point != metering_point:
+        raise Rejected(f"statement names metering point {st.metering_point}, the meter's is {metering_point}")
+    if contract_id is not None and st.contract_id != contract_id:
+        raise Rejected(f"statement names contract {st.contract_id!r:.70}, the meter's is {contract_id!r}")
+    # V27: exactly the bands that occur, with the tariff's names, in range, pricing to the charge.
+    n_days = (st.period_to - st.period_from).days + 1
+    try:
+        bands_of = band_indices(tariff, st.period_from, n_days, meter.tz, meter.interval_minutes)
+    except TariffError as exc:
+        raise Rejected(str(exc)) from None
+    counts = band_counts(bands_of)
+    if [b.band for b in st.bands] != sorted(counts):
+        want = ", ".join(tariff.bands[k].name for k in sorted(counts))
+        raise Rejected(f"statement bands are not the bands of the period ({want})")
+    for b in st.bands:
+        if b.name != tariff.bands[b.band].name:
+            raise Rejected(f"band {b.band} is {tariff.bands[b.band].name!r}, not {b.name!r:.40}")
+        check_energy_bound(b.energy_wh, MAX_READING_WH * counts[b.band], f"band {b.name} energy")
+    if sum(tariff.bands[b.band].price * b.energy_wh for b in st.bands) != st.energy_charge:
+        raise Rejected("energy charge is not the sum of band energy x band price")
+    # V28: sum_{i in b} C_i == E_b*G + R_b*H for every band, checked at once as a random
+    # linear combination with 128-bit weights rho_b (a false band passes with prob. 2^-128).
+    rho = {b.band: secrets.randbelow((1 << 128) - 1) + 1 for b in st.bands}
+    use65 = all(dc.c65 is not None for dc in days)
+    blob = b"".join((dc.c65 if use65 else dc.c33) or b"" for dc in days)
+    try:
+        lhs = msm_encoded([rho[k] for k in bands_of], blob, 65 if use65 else 33)
+    except PointDecodeError as exc:
+        raise Rejected(f"a commitment does not decode: {exc}") from None
+    e = sum(rho[b.band] * b.energy_wh for b in st.bands) % Q
+    r = sum(rho[b.band] * b.blinding for b in st.bands) % Q
+    if lhs != G * e + H * r:
+        raise Rejected("a band's energy or blinding does not match the sum of its commitments")
+    # V29: with version-2 batches, the bands add up to the signed register difference.
+    regs = period_registers(days)
+    if regs is not None and st.energy_wh != regs[1] - regs[0]:
+        raise Rejected(
+            f"bands sum to {st.energy_wh} Wh, the meter's register went from {regs[0]} "
+            f"to {regs[1]} Wh ({regs[1] - regs[0]} Wh)"
         )
