@@ -14,11 +14,12 @@ and the 65-byte uncompressed form, which libsecp256k1 parses about 5x faster.
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 from ..crypto import ecdsa
 from ..crypto.group import Point, PointDecodeError
@@ -28,6 +29,7 @@ from ..meter.device import DailyBatch, SignedBatch, chain_genesis, chain_head
 from ..meter.timebase import intervals_per_day
 from ..model.display import shown
 from ..storage import open_db, transaction
+from ..storage_pg import is_postgres_url, open_pg
 from ..tariffs import SignedTariff, Tariff, load_tariff
 from ..tariffs.nonlinear import NonLinearTariff
 from .proof_verifier import verify_proven_bill
@@ -87,6 +89,12 @@ CREATE TABLE bills (  -- append-only verdict history (docs/verification.md, V21)
 CREATE INDEX bills_by_meter ON bills (meter_id, period_from)
 """
 
+# PostgreSQL has no implicit rowid: bills gets an explicit one (the history's order).
+_PG_SCHEMA = _SCHEMA.replace(
+    "    checked_at TEXT\n)", "    checked_at TEXT,\n    rowid BIGSERIAL PRIMARY KEY\n)"
+)
+assert _PG_SCHEMA != _SCHEMA
+
 
 @dataclass(frozen=True, slots=True)
 class Coverage:
@@ -125,15 +133,37 @@ def _now() -> str:
 
 
 class UtilityStore:
-    """The utility's SQLite store (``utility.sqlite`` under the data directory)."""
+    """The utility's store: SQLite (``utility.sqlite`` under the data directory, the
+    default) or PostgreSQL when ``path`` is a ``postgresql://`` URL (docs/service.md)."""
 
     SCHEMA_VERSION = 2  # 2: bills is an append-only history (no primary key per period)
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.conn: sqlite3.Connection = open_db(self.path, _SCHEMA, schema_version=self.SCHEMA_VERSION)
+        self.url = str(path)
+        self.postgres = isinstance(path, str) and is_postgres_url(path)
+        self.conn: Any
+        if self.postgres:
+            self.path = None
+            self.conn = open_pg(self.url, "utility", _PG_SCHEMA, schema_version=self.SCHEMA_VERSION)
+        else:
+            self.path = Path(path)
+            self.conn = open_db(self.path, _SCHEMA, schema_version=self.SCHEMA_VERSION)
         self._tariffs: dict[tuple[str, int], Tariff] = {}
         self._registrations: dict[str, MeterRegistration] = {}
+        self._in_tx = False
+
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        """A write transaction, or nothing if one is already open (a batched delivery)."""
+        if self._in_tx:
+            yield
+            return
+        with transaction(self.conn):
+            self._in_tx = True
+            try:
+                yield
+            finally:
+                self._in_tx = False
 
     def close(self) -> None:
         self.conn.close()
@@ -151,7 +181,7 @@ class UtilityStore:
     ) -> None:
         """Register (or re-register identically) a meter and its customer's tariff."""
         ecdsa.load_verifying_key(public_key)  # refuse a key that does not decode
-        with transaction(self.conn):
+        with self._tx():
             row = self.conn.execute(
                 "SELECT public_key, tz, interval_minutes FROM meters WHERE meter_id=?", (meter_id,)
             ).fetchone()
@@ -175,9 +205,9 @@ class UtilityStore:
     def add_tariff(self, signed: SignedTariff, raw: bytes) -> None:
         """Store a tariff whose signature the caller has verified."""
         t = signed.tariff
-        with transaction(self.conn):
+        with self._tx():
             self.conn.execute(
-                "INSERT OR IGNORE INTO tariffs VALUES (?,?,?)", (t.tariff_id, t.version, raw)
+                "INSERT INTO tariffs VALUES (?,?,?) ON CONFLICT DO NOTHING", (t.tariff_id, t.version, raw)
             )
 
     def tariff(self, tariff_id: str, version: int) -> Tariff:
@@ -215,8 +245,23 @@ class UtilityStore:
         return [r[0] for r in self.conn.execute("SELECT meter_id FROM meters ORDER BY meter_id")]
 
     # -- ingestion ---------------------------------------------------------
+    def ingest_days(self, uploads: Iterable[DayUpload]) -> list[IngestResult]:
+        """Check and store a delivery of day uploads in ONE transaction (batched ingest).
+
+        Each upload gets the checks of :meth:`ingest_day`, in order, against the stored
+        days and the ones accepted before it in this delivery; a refused day is recorded
+        as a rejection and does not stop the others. A crash or a lost connection before
+        the commit leaves nothing of the delivery (it is re-delivered whole; identical
+        days are then duplicates, never stored twice)."""
+        with self._tx():
+            return [self.ingest_day(u) for u in uploads]
+
     def ingest_day(self, upload: DayUpload) -> IngestResult:
         """Check and store one day upload; idempotent for an identical re-delivery."""
+        with self._tx():  # checks and insert in one transaction: no other writer between
+            return self._ingest_day(upload)
+
+    def _ingest_day(self, upload: DayUpload) -> IngestResult:
         b = upload.batch.batch
         try:
             reg = self.registration(b.meter_id)
@@ -245,7 +290,7 @@ class UtilityStore:
             )
         except PointDecodeError as exc:
             return self._reject(b.meter_id, b.day, f"day {b.day}: {exc}")
-        with transaction(self.conn):
+        with self._tx():
             self.conn.execute(
                 "INSERT INTO days VALUES (?,?,?,?,?,?,?,?)",
                 (
@@ -326,7 +371,7 @@ class UtilityStore:
         return ""
 
     def _reject(self, meter_id: str, day: date | None, reason: str) -> IngestResult:
-        with transaction(self.conn):
+        with self._tx():
             self.conn.execute(
                 "INSERT INTO rejected_uploads VALUES (?,?,?,?)",
                 (meter_id, day.isoformat() if day else None, reason, _now()),
@@ -379,7 +424,7 @@ class UtilityStore:
             if verdict.ok:
                 verdict = self._check_overlap(statement)
         if record:
-            with transaction(self.conn):
+            with self._tx():
                 self.conn.execute(
                     "INSERT INTO bills VALUES (?,?,?,?,?,?,?)",
                     (
@@ -410,7 +455,7 @@ class UtilityStore:
 
     def submit_statement(self, statement: BillStatement | ProvenBillStatement) -> None:
         """Queue a statement for verification (a new history row; nothing is replaced)."""
-        with transaction(self.conn):
+        with self._tx():
             self.conn.execute(
                 "INSERT INTO bills (meter_id, period_from, period_to, statement) "
                 "VALUES (?,?,?,?)",
@@ -455,7 +500,7 @@ class UtilityStore:
                 verdicts.append((int(v.ok), v.reason, _now(), rowid))
                 ok += v.ok
                 bad += not v.ok
-            with transaction(self.conn):
+            with self._tx():
                 self.conn.executemany(
                     "UPDATE bills SET verified=?, reason=?, checked_at=? WHERE rowid=?", verdicts
                 )
