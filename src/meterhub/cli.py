@@ -805,6 +805,9 @@ def build_parser() -> argparse.ArgumentParser:
     uf = u.add_parser("forecast", help="verify stored profile scores and samples; classes per customer")
     uf.add_argument("--data-dir", default="meterhub-data", help="the demo's data directory")
     uf.set_defaults(func=cmd_utility_forecast)
+    from .cli_service import add_utility_service_parsers
+
+    add_utility_service_parsers(u)  # serve, push, keys, verify-all (docs/service.md)
     return p
 
 

@@ -505,6 +505,39 @@ class UtilityStore:
                     "UPDATE bills SET verified=?, reason=?, checked_at=? WHERE rowid=?", verdicts
                 )
 
+    def pending_verdicts(self, meter_id: str) -> list[tuple[int, str, str, int]]:
+        """Verify one meter's pending statements without writing anything (scale-out:
+        :mod:`meterhub.service.scaleout` runs this per meter on Dask workers).
+
+        Same checks as :meth:`verify_pending`, overlap (V21) included: every statement
+        of a meter is verified in one place, so the overlap check sees all of them.
+        Returns ``(verified, reason, checked_at, rowid)`` rows for :meth:`record_verdicts`."""
+        rows = self.conn.execute(
+            "SELECT rowid, statement FROM bills WHERE meter_id=? AND verified IS NULL ORDER BY rowid",
+            (meter_id,),
+        ).fetchall()
+        verdicts: list[tuple[int, str, str, int]] = []
+        for rowid, text in rows:
+            try:
+                st = statement_from_json(text)
+            except FormatError as exc:
+                verdicts.append((0, str(exc), _now(), rowid))
+                continue
+            v = self.verify_statement(st, record=False)
+            if v.ok:
+                v = self._pending_overlap(st, verdicts)
+            verdicts.append((int(v.ok), v.reason, _now(), rowid))
+        return verdicts
+
+    def record_verdicts(self, verdicts: list[tuple[int, str, str, int]]) -> None:
+        """Write verdicts of :meth:`pending_verdicts` in one transaction; a verdict is set
+        once (a row that is no longer pending keeps its first verdict)."""
+        with self._tx():
+            self.conn.executemany(
+                "UPDATE bills SET verified=?, reason=?, checked_at=? WHERE rowid=? AND verified IS NULL",
+                verdicts,
+            )
+
     def _pending_overlap(self, st: BillStatement | ProvenBillStatement, page: list) -> Verdict:
         """:meth:`_check_overlap` against the verified rows of the current, uncommitted page."""
         text = st.to_json()
