@@ -50,7 +50,7 @@ def cmd_utility_serve(args: argparse.Namespace) -> int:
 
     db = _db(args.db)
     try:
-        keys = ApiKeys.load(args.keys)
+        ApiKeys.load(args.keys)  # refuse a malformed keys file before listening
     except KeyError_ as exc:
         raise UsageError(str(exc)) from None
     supplier_key = None
@@ -61,7 +61,7 @@ def cmd_utility_serve(args: argparse.Namespace) -> int:
             raise UsageError(f"{args.supplier_key}: supplier key is not hex") from None
     UtilityStore(db if "://" in db else Path(db)).close()  # refuse a bad database before listening
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    app = create_app(db, keys, supplier_key=supplier_key, max_body=args.max_body)
+    app = create_app(db, args.keys, supplier_key=supplier_key, max_body=args.max_body)
     host, port = args.listen
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     return EXIT_OK

@@ -21,6 +21,7 @@ import logging
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -36,7 +37,7 @@ from ..model import strictjson
 from ..storage import StoreError
 from ..tariffs import TariffError, dump_tariff, load_tariff, verify_tariff
 from ..utility.store import UtilityStore
-from .keys import ApiKeys, Party
+from .keys import ApiKeys, KeyError_, Party
 
 __all__ = ["DEFAULT_MAX_BODY", "MAX_DAYS_PER_DELIVERY", "create_app"]
 
@@ -97,6 +98,27 @@ class Service:
         self.lock = threading.Lock()
         self._store: UtilityStore | None = None
         self.db_errors = _db_errors()
+        self.keys_path: Path | None = None
+        self.keys_mtime: tuple[int, int, int] | None = None
+
+    def reload_keys(self) -> None:
+        """Re-read the keys file when its modification time changed (keys enrolled or
+        revoked while the service runs); a malformed new file keeps the old keys and is logged."""
+        if self.keys_path is None:
+            return
+        try:
+            st = self.keys_path.stat()  # the inode too: atomic_write replaces the file
+            mtime: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            mtime = None
+        if mtime == self.keys_mtime:
+            return
+        with self.lock:
+            try:
+                self.keys = ApiKeys.load(self.keys_path)
+            except KeyError_ as exc:
+                log.error("keys file not reloaded: %s", exc)
+            self.keys_mtime = mtime
 
     def store(self) -> UtilityStore:
         if self._store is None:
@@ -118,6 +140,7 @@ class Service:
 
 
 def _party(svc: Service, request: Request) -> Party:
+    svc.reload_keys()
     auth = request.headers.get("authorization", "")
     scheme, _, key = auth.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
@@ -387,10 +410,20 @@ for _item in _OPENAPI["paths"].values():
 
 
 def create_app(
-    db: str, keys: ApiKeys, *, supplier_key: bytes | None = None, max_body: int = DEFAULT_MAX_BODY
+    db: str,
+    keys: ApiKeys | str | Path,
+    *,
+    supplier_key: bytes | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
 ) -> Starlette:
-    """The service as an ASGI app (``uvicorn`` runs it; tests drive it in-process)."""
-    svc = Service(db, keys, supplier_key, max_body)
+    """The service as an ASGI app (``uvicorn`` runs it; tests drive it in-process).
+    ``keys``: the keys, or the keys file's path (then re-read whenever it changes)."""
+    if isinstance(keys, ApiKeys):
+        svc = Service(db, keys, supplier_key, max_body)
+    else:
+        svc = Service(db, ApiKeys({}), supplier_key, max_body)
+        svc.keys_path = Path(keys)
+        svc.reload_keys()
 
     def endpoint(handler: Callable[..., Response], *, body: bool) -> Callable[[Request], Any]:
         async def run(request: Request) -> Response:
