@@ -136,7 +136,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
                 remote = RemoteUtility(args.server, args.server_keys)
             try:
-                results = run_demo(params, progress=progress, remote=remote)
+                extra = {"remote": remote} if remote is not None else {}
+                results = run_demo(params, progress=progress, **extra)
             finally:
                 if remote is not None:
                     remote.close()
