@@ -28,16 +28,27 @@ def _open(db: str) -> UtilityStore:
     return UtilityStore(db if is_postgres_url(db) else Path(db))
 
 
+_worker_stores: dict[str, UtilityStore] = {}  # one connection per database per worker process
+
+
 def verify_partition(db: str, meter_ids: list[str]) -> list[tuple[int, str, str, int]]:
-    """Runs on a worker: the pending verdicts of ``meter_ids`` (nothing is written)."""
-    store = _open(db)
+    """Runs on a worker: the pending verdicts of ``meter_ids`` (nothing is written).
+
+    The worker keeps its connection (and the store's tariff/key caches) between tasks;
+    after a database error it is dropped and the task fails (Dask retries it elsewhere
+    or the run stops; nothing was written)."""
+    store = _worker_stores.get(db)
+    if store is None:
+        store = _worker_stores[db] = _open(db)
     try:
         out: list[tuple[int, str, str, int]] = []
         for m in meter_ids:
             out.extend(store.pending_verdicts(m))
         return out
-    finally:
+    except BaseException:
+        _worker_stores.pop(db, None)
         store.close()
+        raise
 
 
 def _pending_meters(store: UtilityStore, page: int) -> Iterator[list[str]]:
@@ -63,16 +74,21 @@ def verify_all(
     meters_per_task: int = 50,
     max_in_flight: int = 64,
     progress: Callable[[int, int], None] | None = None,
+    client: Any = None,
 ) -> tuple[int, int]:
     """Verify every pending statement; ``(verified, rejected)``.
 
     ``scheduler``: address of a running dask scheduler (``tcp://host:8786``); else a
     ``LocalCluster`` of ``workers`` single-threaded processes (the verifier is
-    pure-Python/CPU bound, so processes, not threads, scale)."""
+    pure-Python/CPU bound, so processes, not threads, scale). ``client``: a connected
+    ``dask.distributed.Client`` to use (and leave open) instead."""
     from dask.distributed import Client, LocalCluster, as_completed
 
     cluster: Any = None
-    if scheduler:
+    own = client is None
+    if not own:
+        pass  # the caller's client, left open
+    elif scheduler:
         client = Client(scheduler)
     else:
         cluster = LocalCluster(
@@ -104,7 +120,8 @@ def verify_all(
         drain(0)
     finally:
         store.close()
-        client.close()
+        if own:
+            client.close()
         if cluster is not None:
             cluster.close()
     return ok, bad
