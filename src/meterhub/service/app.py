@@ -34,6 +34,7 @@ from ..crypto import ecdsa
 from ..exchange import DayUpload, FormatError
 from ..hub.proving import statement_from_json
 from ..model import strictjson
+from ..model.display import shown
 from ..storage import StoreError
 from ..tariffs import TariffError, dump_tariff, load_tariff, verify_tariff
 from ..utility.store import UtilityStore
@@ -63,15 +64,15 @@ class Problem(Exception):
 
 
 def _problem_response(p: Problem, request: Request, party: Party | None) -> Response:
-    who = party.name if party else "-"
+    who = shown(party.name) if party else "-"
     log.warning(
         "refused %s %s from %s: %d %s: %s",
         request.method,
-        request.url.path,
+        shown(request.url.path),
         who,
         p.status,
         p.slug,
-        p.detail,
+        shown(p.detail),
     )
     body = {
         "type": _PROBLEM + p.slug,
