@@ -44,8 +44,16 @@ dir="$(mktemp -d /tmp/meterhub-pg.XXXXXX)"
 chown postgres "$dir"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 $AS_PG "$BIN/initdb" -D "$dir/data" -A trust -U postgres --no-sync >/dev/null
-$AS_PG "$BIN/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
-  -o "-h 127.0.0.1 -p $port -k $dir -c fsync=on -c max_connections=200" start >/dev/null
+# In the configuration file (not pg_ctl -o), so that a plain `pg_ctl start` after a stop
+# (tests/test_service_demo.py restarts the server) comes back on the same address.
+cat >> "$dir/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$dir'
+fsync = on
+max_connections = 200
+CONF
+$AS_PG "$BIN/pg_ctl" -D "$dir/data" -l "$dir/log" -w start >/dev/null
 echo "$dir" > "$DSN_FILE.dir"
 echo "postgresql://postgres@127.0.0.1:$port/postgres" > "$DSN_FILE"
 echo "postgres.sh: PostgreSQL up at $(cat "$DSN_FILE") (data in $dir)"
