@@ -241,3 +241,47 @@ def test_keys_file_round_trip(tmp_path):
     assert doc["keys"][0]["role"] == "supplier"
     again = ApiKeys.load(tmp_path / "keys.json")
     assert again.party(k).name == "sup-a" and again.party(k + "x") is None
+
+
+def test_cli_keys_push_and_usage_errors(tmp_path, capsys):
+    """`utility keys add` and `utility push` against a served app (real socket), with the
+    files `meter simulate`, `tariff example` and `hub bill` write."""
+    from meterhub.cli import main
+    from meterhub.service.runner import serve_in_thread
+
+    d = tmp_path
+    assert main(["meter", "simulate", "--meter-id", "m1", "--days", "2", "--start", "2027-06-01", "--out", str(d / "m")]) == 0
+    assert main(["tariff", "example", "--out", str(d / "t.json"), "--key-out", str(d / "sup.pub")]) == 0
+    m = d / "m"
+    assert main(["hub", "bill", "--meter", str(m / "m1.meter.json"), "--key", str(m / "m1.homelink.key"),
+                 "--homelink", str(m / "m1.homelink.jsonl"), "--tariff", str(d / "t.json"),
+                 "--supplier-key", str(d / "sup.pub"), "--from", "2027-06-01", "--to", "2027-06-02",
+                 "--data-dir", str(d / "hub"), "--out", str(d / "st.json")]) == 0
+    keys = d / "keys.json"
+    for party, role, extra in (("grid", "grid", []), ("sup-a", "supplier", []), ("he", "meter", ["--meter", "m1"])):
+        assert main(["utility", "keys", "add", "--keys", str(keys), "--party", party, "--role", role, *extra,
+                     "--key-out", str(d / f"{party}.key")]) == 0
+    assert (d / "he.key").stat().st_mode & 0o077 == 0
+    reg = json.loads((m / "m1.meter.json").read_text())
+    app = create_app(str(d / "u.sqlite"), keys, supplier_key=bytes.fromhex((d / "sup.pub").read_text().strip()))
+    with serve_in_thread(app) as url:
+        grid = PushClient(url, (d / "grid.key").read_text().strip())
+        grid.register_meter({"meter_id": "m1", "public_key": reg["public_key"], "tz": reg["tz"],
+                             "interval_minutes": reg["interval_minutes"], "tariff": (d / "t.json").read_text(),
+                             "supplier": "sup-a"})
+        grid.close()
+        capsys.readouterr()
+        push = ["utility", "push", "--server", url]
+        assert main([*push, "--api-key", str(d / "he.key"), "--uploads", str(m / "m1.uploads.jsonl")]) == 0
+        assert "days: 2 stored, 0 already there" in capsys.readouterr().out
+        assert main([*push, "--api-key", str(d / "sup-a.key"), "--statement", str(d / "st.json")]) == 0
+        assert "VERIFIED" in capsys.readouterr().out
+        # a meter key cannot post statements: refused, exit 1, one line
+        assert main([*push, "--api-key", str(d / "he.key"), "--statement", str(d / "st.json")]) == 1
+        out = capsys.readouterr().out
+        assert out.startswith("REJECTED") and "HTTP 403" in out and out.count("\n") == 1
+        assert main([*push, "--api-key", str(d / "he.key")]) == 2  # nothing to push
+        assert main([*push, "--api-key", str(d / "nope.key"), "--uploads", str(m / "m1.uploads.jsonl")]) == 2
+    assert main(["utility", "serve", "--db", "mysql://x"]) == 2
+    assert main(["utility", "keys", "add", "--keys", str(d / "st.json"), "--party", "x", "--role", "grid",
+                 "--key-out", str(d / "x.key")]) == 2  # not a keys file
