@@ -64,6 +64,7 @@ def test_conflicting_redelivery_is_reported(utility_db, history):
         flipped[-1] ^= 1
         res = u.ingest_days([DayUpload(ups[0].batch, bytes(flipped)), ups[1]])
         assert not res[0].accepted and "conflicts with the stored upload" in res[0].reason
+        assert res[0].conflict and not res[1].conflict
         assert res[1].accepted
         assert _count(u, "days") == 2 and _count(u, "rejected_uploads") == 1
     finally:

@@ -233,7 +233,7 @@ def _post_days(svc: Service, party: Party, body: bytes) -> Response:
     bad = [r for r in results if not r.accepted]
     if not bad:
         return JSONResponse({"results": out})
-    if any("conflicts with the stored upload" in r.reason for r in bad):
+    if any(r.conflict for r in bad):
         raise Problem(409, "conflict", "Conflict", bad[0].reason, results=out)
     raise Problem(422, "rejected", "Unprocessable Content", bad[0].reason, results=out)
 

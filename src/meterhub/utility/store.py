@@ -126,6 +126,7 @@ class IngestResult:
     accepted: bool
     reason: str = ""
     duplicate: bool = False
+    conflict: bool = False  # refused because it differs from the stored day (V09)
 
 
 def _now() -> str:
@@ -276,9 +277,10 @@ class UtilityStore:
             differs = self._differs(row, upload)
             if not differs:
                 return IngestResult(True, duplicate=True)
-            return self._reject(
+            res = self._reject(
                 b.meter_id, b.day, f"day {b.day}: conflicts with the stored upload ({differs} differ)"
             )
+            return IngestResult(False, res.reason, conflict=True)
         reason = self._check_upload(reg, upload)
         if reason:
             return self._reject(b.meter_id, b.day, reason)
