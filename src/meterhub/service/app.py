@@ -101,6 +101,7 @@ class Service:
         self.db_errors = _db_errors()
         self.keys_path: Path | None = None
         self.keys_mtime: tuple[int, int, int] | None = None
+        self.keys_lock = threading.Lock()  # not the store lock: never wait for a DB call here
 
     def reload_keys(self) -> None:
         """Re-read the keys file when its modification time changed (keys enrolled or
@@ -114,7 +115,7 @@ class Service:
             mtime = None
         if mtime == self.keys_mtime:
             return
-        with self.lock:
+        with self.keys_lock:
             try:
                 self.keys = ApiKeys.load(self.keys_path)
             except KeyError_ as exc:
