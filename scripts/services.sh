@@ -10,6 +10,9 @@ set -euo pipefail
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 VPCD_PORT="${VPCD_PORT:-35963}"
 
+# PostgreSQL for the storage and service tests (scripts/postgres.sh writes its DSN to .pgdsn).
+bash "$(dirname "$0")/postgres.sh"
+
 vpcd_listening() {
   # A LISTEN socket (state 0A) on the vpcd port in /proc/net/tcp{,6}. Probing with a TCP
   # connect would disturb a hub already attached to the slot (vpcd's backlog is tiny).

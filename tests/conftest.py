@@ -15,3 +15,55 @@ settings.load_profile("ci")
 def history() -> History:
     # 2027-03-27..29 spans the spring DST change (a 92-interval day).
     return make_history()
+
+
+# -- PostgreSQL (docs/service.md): the same storage tests run on SQLite and PostgreSQL ----
+def _pg_admin_dsn() -> str:
+    """The test server's DSN: $MH_PG_DSN, else .pgdsn written by scripts/postgres.sh
+    (started here if need be). No server is a test FAILURE, never a skip."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    dsn = os.environ.get("MH_PG_DSN")
+    if dsn:
+        return dsn
+    root = Path(__file__).resolve().parent.parent
+    f = root / ".pgdsn"
+    if not f.exists():
+        r = subprocess.run(["bash", str(root / "scripts/postgres.sh")], capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.fail(f"PostgreSQL is unavailable (scripts/postgres.sh: {r.stderr.strip()})")
+    return f.read_text().strip()
+
+
+@pytest.fixture(scope="session")
+def pg_admin_dsn() -> str:
+    return _pg_admin_dsn()
+
+
+@pytest.fixture()
+def pg_dsn(pg_admin_dsn: str):
+    """A fresh, empty PostgreSQL database for one test (dropped afterwards)."""
+    import secrets
+
+    import psycopg
+
+    name = f"mh_test_{secrets.token_hex(6)}"
+    try:
+        with psycopg.connect(pg_admin_dsn, autocommit=True, connect_timeout=5) as c:
+            c.execute(f"CREATE DATABASE {name}")
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is unavailable at {pg_admin_dsn}: {exc}")
+    base, _, _db = pg_admin_dsn.rpartition("/")
+    yield f"{base}/{name}"
+    with psycopg.connect(pg_admin_dsn, autocommit=True) as c:
+        c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def utility_db(request, tmp_path) -> str:
+    """A utility store location: a SQLite file or a PostgreSQL URL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "utility.sqlite")
+    return request.getfixturevalue("pg_dsn")

@@ -153,9 +153,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
     progress = tqdm_progress() if show_progress(args, sys.stderr) else None
     with data_dir_lock(params.data_dir):
         try:
-            results = run_demo(params, progress=progress)
+            remote = None
+            if args.server:  # deliveries through the utility's HTTP service (docs/service.md)
+                from .service.remote import RemoteUtility
+
+                remote = RemoteUtility(args.server, args.server_keys)
+            try:
+                extra = {"remote": remote} if remote is not None else {}
+                results = run_demo(params, progress=progress, **extra)
+            finally:
+                if remote is not None:
+                    remote.close()
         except DemoError as exc:
             raise UsageError(str(exc)) from None
+        except RuntimeError as exc:
+            from .service.push import PushError
+            from .service.remote import RemoteError
+
+            if isinstance(exc, RemoteError | PushError):
+                print(f"meterhub: demo: {exc}", file=sys.stderr)
+                return EXIT_REJECTED
+            raise
         report = run_settlement(params)  # settlement and forecasting (issue 6)
         from .demo_privacy import format_privacy, privacy_report
 
@@ -969,6 +987,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--events", action="store_true", help="also run the daily-operations events: tariff change, supplier switch, a lost day estimated and corrected (default: off)")
     d.add_argument("--price-index", metavar="CSV", help="day-ahead prices 'start,EUR/MWh' for settlement (default: none, the demo's seeded example index)")
     d.add_argument("--no-progress", action="store_true", help="no progress bar (there is none unless stderr is a terminal)")
+    d.add_argument("--server", help="also deliver through the utility's HTTP service at this URL (default: none)")
+    d.add_argument("--server-keys", default="meterhub-data/api-keys.json",
+                   help="the service's keys file, where the demo enrols its parties (default: meterhub-data/api-keys.json)")
     d.set_defaults(func=cmd_demo)
 
     m = sub.add_parser("meter", help="the meter's side").add_subparsers(dest="meter_cmd", required=True, parser_class=_Parser)
@@ -1107,6 +1128,9 @@ def build_parser() -> argparse.ArgumentParser:
     uf = u.add_parser("forecast", help="verify stored profile scores and samples; classes per customer")
     uf.add_argument("--data-dir", default="meterhub-data", help="the demo's data directory")
     uf.set_defaults(func=cmd_utility_forecast)
+    from .cli_service import add_utility_service_parsers
+
+    add_utility_service_parsers(u)  # serve, push, keys, verify-all (docs/service.md)
 
     pv = sub.add_parser("privacy", help="measured privacy: attacks on simulated households").add_subparsers(
         dest="privacy_cmd", required=True, parser_class=_Parser)

@@ -235,11 +235,15 @@ def run_demo(
     *,
     progress: Callable[[int, int], None] | None = None,
     rng: DemoRandom | None = None,
+    remote: Any = None,
 ) -> list[HouseholdResult]:
     """Run meters, hub and utility for the whole neighbourhood and verify every bill.
 
     Everything is validated before the first write. ``rng`` is the seeded source
-    for the coin toss (default: :class:`DemoRandom` of ``params.seed``).
+    for the coin toss (default: :class:`DemoRandom` of ``params.seed``). ``remote``
+    (:class:`meterhub.service.remote.RemoteUtility`, ``demo --server``): every
+    registration, day and statement is also delivered through the utility's HTTP
+    service, whose verdicts must agree with the local ones (docs/service.md).
     """
     signed_tariff = example_signed_tariff()
     check_params(params)
@@ -278,6 +282,11 @@ def run_demo(
                 )
             except ValueError as exc:
                 raise StoreError(f"{d}: the stores disagree ({exc}); was meter.sqlite replaced?") from None
+            if remote is not None:
+                remote.register_meter(
+                    meter_id, info.public_key, info.tz, info.interval_minutes,
+                    tariff=signed_tariff, supplier=settlement_demo.supplier_of(n),
+                )
             supplier = settlement_demo.supplier_of(n)
             # The card is expected once the meter has recorded a day (it is built first).
             card = _hub_card(d, meter_id, supplier, params, rng, expected=info.last_day is not None)
@@ -301,6 +310,8 @@ def run_demo(
                         res = utility.ingest_day(upload)
                         if not res.accepted:
                             raise StoreError(f"the utility refused a stored day of {meter_id}: {res.reason}")
+                        if remote is not None:
+                            remote.deliver_day(upload)
                         _feed_applet(applet, hub, meter_id, upload.batch.batch.day)
                         extras.feed(hub, meter_id, upload.batch.batch.day)
                     meter = meters.load(meter_id)
@@ -315,6 +326,8 @@ def run_demo(
                         res = utility.ingest_day(upload)
                         if not res.accepted:
                             raise RuntimeError(f"utility refused an honest upload: {res.reason}")
+                        if remote is not None:
+                            remote.deliver_day(upload)
                         done += 1
                         if progress:
                             progress(done, total_steps)
@@ -337,6 +350,8 @@ def run_demo(
             prices = tariff.prices_for(trace.starts, trace.interval_minutes)
             hub.save_statement(meter_id, params.start, period_to, st.to_json())
             verdict = utility.verify_statement(st)
+            if remote is not None:
+                remote.check_statement(st.to_json(), settlement_demo.supplier_of(n), verdict.ok)
             from_readings = (
                 sum(t * m for t, m in zip(prices, trace.readings_wh, strict=True))
                 + params.days * tariff.standing_charge_per_day

@@ -14,11 +14,12 @@ and the 65-byte uncompressed form, which libsecp256k1 parses about 5x faster.
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 from ..banded import BandedBillStatement
 from ..crypto import ecdsa
@@ -29,6 +30,7 @@ from ..meter.device import DailyBatch, SignedBatch, chain_genesis, chain_head
 from ..meter.timebase import intervals_per_day
 from ..model.display import shown
 from ..storage import open_db, transaction
+from ..storage_pg import is_postgres_url, open_pg
 from ..tariffs import SignedTariff, Tariff, load_tariff
 from ..tariffs.nonlinear import NonLinearTariff
 from .proof_verifier import verify_proven_bill
@@ -89,6 +91,12 @@ CREATE TABLE bills (  -- append-only verdict history (docs/verification.md, V21)
 CREATE INDEX bills_by_meter ON bills (meter_id, period_from)
 """
 
+# PostgreSQL has no implicit rowid: bills gets an explicit one (the history's order).
+_PG_SCHEMA = _SCHEMA.replace(
+    "    checked_at TEXT\n)", "    checked_at TEXT,\n    rowid BIGSERIAL PRIMARY KEY\n)"
+)
+assert _PG_SCHEMA != _SCHEMA
+
 
 @dataclass(frozen=True, slots=True)
 class Coverage:
@@ -120,6 +128,7 @@ class IngestResult:
     accepted: bool
     reason: str = ""
     duplicate: bool = False
+    conflict: bool = False  # refused because it differs from the stored day (V09)
 
 
 def _now() -> str:
@@ -171,15 +180,37 @@ def _across_gap(before: DailyBatch, after: DailyBatch, reg: MeterRegistration) -
 
 
 class UtilityStore:
-    """The utility's SQLite store (``utility.sqlite`` under the data directory)."""
+    """The utility's store: SQLite (``utility.sqlite`` under the data directory, the
+    default) or PostgreSQL when ``path`` is a ``postgresql://`` URL (docs/service.md)."""
 
     SCHEMA_VERSION = 2  # 2: bills is an append-only history (no primary key per period)
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.conn: sqlite3.Connection = open_db(self.path, _SCHEMA, schema_version=self.SCHEMA_VERSION)
+        self.url = str(path)
+        self.postgres = isinstance(path, str) and is_postgres_url(path)
+        self.conn: Any
+        if self.postgres:
+            self.path = None
+            self.conn = open_pg(self.url, "utility", _PG_SCHEMA, schema_version=self.SCHEMA_VERSION)
+        else:
+            self.path = Path(path)
+            self.conn = open_db(self.path, _SCHEMA, schema_version=self.SCHEMA_VERSION)
         self._tariffs: dict[tuple[str, int], Tariff] = {}
         self._registrations: dict[str, MeterRegistration] = {}
+        self._in_tx = False
+
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        """A write transaction, or nothing if one is already open (a batched delivery)."""
+        if self._in_tx:
+            yield
+            return
+        with transaction(self.conn):
+            self._in_tx = True
+            try:
+                yield
+            finally:
+                self._in_tx = False
 
     def close(self) -> None:
         self.conn.close()
@@ -197,7 +228,7 @@ class UtilityStore:
     ) -> None:
         """Register (or re-register identically) a meter and its customer's tariff."""
         ecdsa.load_verifying_key(public_key)  # refuse a key that does not decode
-        with transaction(self.conn):
+        with self._tx():
             row = self.conn.execute(
                 "SELECT public_key, tz, interval_minutes FROM meters WHERE meter_id=?", (meter_id,)
             ).fetchone()
@@ -221,9 +252,9 @@ class UtilityStore:
     def add_tariff(self, signed: SignedTariff, raw: bytes) -> None:
         """Store a tariff whose signature the caller has verified."""
         t = signed.tariff
-        with transaction(self.conn):
+        with self._tx():
             self.conn.execute(
-                "INSERT OR IGNORE INTO tariffs VALUES (?,?,?)", (t.tariff_id, t.version, raw)
+                "INSERT INTO tariffs VALUES (?,?,?) ON CONFLICT DO NOTHING", (t.tariff_id, t.version, raw)
             )
 
     def tariff(self, tariff_id: str, version: int) -> Tariff:
@@ -261,8 +292,23 @@ class UtilityStore:
         return [r[0] for r in self.conn.execute("SELECT meter_id FROM meters ORDER BY meter_id")]
 
     # -- ingestion ---------------------------------------------------------
+    def ingest_days(self, uploads: Iterable[DayUpload]) -> list[IngestResult]:
+        """Check and store a delivery of day uploads in ONE transaction (batched ingest).
+
+        Each upload gets the checks of :meth:`ingest_day`, in order, against the stored
+        days and the ones accepted before it in this delivery; a refused day is recorded
+        as a rejection and does not stop the others. A crash or a lost connection before
+        the commit leaves nothing of the delivery (it is re-delivered whole; identical
+        days are then duplicates, never stored twice)."""
+        with self._tx():
+            return [self.ingest_day(u) for u in uploads]
+
     def ingest_day(self, upload: DayUpload) -> IngestResult:
         """Check and store one day upload; idempotent for an identical re-delivery."""
+        with self._tx():  # checks and insert in one transaction: no other writer between
+            return self._ingest_day(upload)
+
+    def _ingest_day(self, upload: DayUpload) -> IngestResult:
         b = upload.batch.batch
         try:
             reg = self.registration(b.meter_id)
@@ -277,9 +323,10 @@ class UtilityStore:
             differs = self._differs(row, upload)
             if not differs:
                 return IngestResult(True, duplicate=True)
-            return self._reject(
+            res = self._reject(
                 b.meter_id, b.day, f"day {b.day}: conflicts with the stored upload ({differs} differ)"
             )
+            return IngestResult(False, res.reason, conflict=True)
         reason = self._check_upload(reg, upload)
         if reason:
             return self._reject(b.meter_id, b.day, reason)
@@ -291,7 +338,7 @@ class UtilityStore:
             )
         except PointDecodeError as exc:
             return self._reject(b.meter_id, b.day, f"day {b.day}: {exc}")
-        with transaction(self.conn):
+        with self._tx():
             self.conn.execute(
                 "INSERT INTO days VALUES (?,?,?,?,?,?,?,?)",
                 (
@@ -384,7 +431,7 @@ class UtilityStore:
         return ""
 
     def _reject(self, meter_id: str, day: date | None, reason: str) -> IngestResult:
-        with transaction(self.conn):
+        with self._tx():
             self.conn.execute(
                 "INSERT INTO rejected_uploads VALUES (?,?,?,?)",
                 (meter_id, day.isoformat() if day else None, reason, _now()),
@@ -458,7 +505,7 @@ class UtilityStore:
             if verdict.ok:
                 verdict = self._check_overlap(statement)
         if record:
-            with transaction(self.conn):
+            with self._tx():
                 self.conn.execute(
                     "INSERT INTO bills VALUES (?,?,?,?,?,?,?)",
                     (
@@ -489,7 +536,7 @@ class UtilityStore:
 
     def submit_statement(self, statement: BillStatement | ProvenBillStatement) -> None:
         """Queue a statement for verification (a new history row; nothing is replaced)."""
-        with transaction(self.conn):
+        with self._tx():
             self.conn.execute(
                 "INSERT INTO bills (meter_id, period_from, period_to, statement) "
                 "VALUES (?,?,?,?)",
@@ -534,10 +581,43 @@ class UtilityStore:
                 verdicts.append((int(v.ok), v.reason, _now(), rowid))
                 ok += v.ok
                 bad += not v.ok
-            with transaction(self.conn):
+            with self._tx():
                 self.conn.executemany(
                     "UPDATE bills SET verified=?, reason=?, checked_at=? WHERE rowid=?", verdicts
                 )
+
+    def pending_verdicts(self, meter_id: str) -> list[tuple[int, str, str, int]]:
+        """Verify one meter's pending statements without writing anything (scale-out:
+        :mod:`meterhub.service.scaleout` runs this per meter on Dask workers).
+
+        Same checks as :meth:`verify_pending`, overlap (V21) included: every statement
+        of a meter is verified in one place, so the overlap check sees all of them.
+        Returns ``(verified, reason, checked_at, rowid)`` rows for :meth:`record_verdicts`."""
+        rows = self.conn.execute(
+            "SELECT rowid, statement FROM bills WHERE meter_id=? AND verified IS NULL ORDER BY rowid",
+            (meter_id,),
+        ).fetchall()
+        verdicts: list[tuple[int, str, str, int]] = []
+        for rowid, text in rows:
+            try:
+                st = statement_from_json(text)
+            except FormatError as exc:
+                verdicts.append((0, str(exc), _now(), rowid))
+                continue
+            v = self.verify_statement(st, record=False)
+            if v.ok:
+                v = self._pending_overlap(st, verdicts)
+            verdicts.append((int(v.ok), v.reason, _now(), rowid))
+        return verdicts
+
+    def record_verdicts(self, verdicts: list[tuple[int, str, str, int]]) -> None:
+        """Write verdicts of :meth:`pending_verdicts` in one transaction; a verdict is set
+        once (a row that is no longer pending keeps its first verdict)."""
+        with self._tx():
+            self.conn.executemany(
+                "UPDATE bills SET verified=?, reason=?, checked_at=? WHERE rowid=? AND verified IS NULL",
+                verdicts,
+            )
 
     def _pending_overlap(self, st: BillStatement | ProvenBillStatement, page: list) -> Verdict:
         """:meth:`_check_overlap` against the verified rows of the current, uncommitted page."""

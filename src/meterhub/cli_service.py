@@ -1,0 +1,172 @@
+"""CLI of the utility service (docs/service.md): ``utility serve``, ``utility push``,
+``utility keys add``, ``utility verify-all``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .cli import EXIT_OK, EXIT_REJECTED, UsageError, _lines, _read
+
+__all__ = ["add_utility_service_parsers"]
+
+DEFAULT_DB = "meterhub-data/utility.sqlite"
+
+
+def _db(text: str) -> str:
+    """A ``postgresql://`` URL or a SQLite file path."""
+    from .storage_pg import is_postgres_url
+
+    if is_postgres_url(text):
+        return text
+    if "://" in text:
+        raise UsageError(f"--db {text!r}: a postgresql:// URL or a SQLite file path")
+    return text
+
+
+def _listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _api_key(path: str) -> str:
+    key = _read(path, "API key").decode("utf-8", "replace").strip()
+    if not key:
+        raise UsageError(f"API key file {path} is empty")
+    return key
+
+
+def cmd_utility_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    import uvicorn
+
+    from .service.app import create_app
+    from .service.keys import ApiKeys, KeyError_
+    from .utility.store import UtilityStore
+
+    db = _db(args.db)
+    try:
+        ApiKeys.load(args.keys)  # refuse a malformed keys file before listening
+    except KeyError_ as exc:
+        raise UsageError(str(exc)) from None
+    supplier_key = None
+    if args.supplier_key:
+        try:
+            supplier_key = bytes.fromhex(_read(args.supplier_key, "supplier key").decode("ascii").strip())
+        except (ValueError, UnicodeDecodeError):
+            raise UsageError(f"{args.supplier_key}: supplier key is not hex") from None
+    UtilityStore(db if "://" in db else Path(db)).close()  # refuse a bad database before listening
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    app = create_app(db, args.keys, supplier_key=supplier_key, max_body=args.max_body)
+    host, port = args.listen
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    return EXIT_OK
+
+
+def cmd_utility_keys_add(args: argparse.Namespace) -> int:
+    from .cli import _write
+    from .service.keys import ApiKeys, KeyError_
+
+    try:
+        keys = ApiKeys.load(args.keys)
+        key = keys.add(args.party, args.role, args.meter or [])
+    except KeyError_ as exc:
+        raise UsageError(str(exc)) from None
+    _write(args.key_out, key + "\n", secret=True)
+    keys.save(args.keys)
+    print(f"key for {args.party} ({args.role}) written to {args.key_out}")
+    return EXIT_OK
+
+
+def cmd_utility_push(args: argparse.Namespace) -> int:
+    from .exchange import DayUpload, FormatError
+    from .model.display import shown
+    from .service.push import PushClient, PushError
+
+    uploads = []
+    for path in args.uploads or []:
+        for n, line in enumerate(_lines(path, "uploads file"), 1):
+            try:
+                uploads.append(DayUpload.from_json(line))
+            except FormatError as exc:
+                raise UsageError(f"{path}:{n}: {exc}") from None
+    args.statement = args.statement or []
+    statements = [_read(p, "bill statement") for p in args.statement]
+    if not uploads and not statements:
+        raise UsageError("nothing to push (give --uploads and/or --statement)")
+    client = PushClient(args.server, _api_key(args.api_key))
+    try:
+        if uploads:
+            res = client.push_days(uploads, days_per_request=args.days_per_request)
+            stored = sum(r["status"] == "stored" for r in res)
+            print(f"days: {stored} stored, {len(res) - stored} already there")
+        rejected = 0
+        for path, st in zip(args.statement, statements, strict=True):
+            v = client.push_statement(st)
+            word = "VERIFIED" if v["verified"] else "REJECTED"
+            rejected += not v["verified"]
+            print(f"{word} {shown(path)}{': ' + shown(v['reason']) if v['reason'] else ''}")
+    except PushError as exc:
+        print(f"REJECTED by {shown(args.server)}: {shown(str(exc))}")
+        return EXIT_REJECTED
+    finally:
+        client.close()
+    return EXIT_REJECTED if rejected else EXIT_OK
+
+
+def cmd_utility_verify_all(args: argparse.Namespace) -> int:
+    from .service.scaleout import verify_all
+
+    db = _db(args.db)
+    if not args.dask and args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    ok, bad = verify_all(db, scheduler=args.dask, workers=args.workers, meters_per_task=args.meters_per_task)
+    print(f"verified {ok}, rejected {bad}")
+    return EXIT_REJECTED if bad else EXIT_OK
+
+
+def add_utility_service_parsers(u: Any) -> None:
+    """Add ``serve``, ``push``, ``keys`` and ``verify-all`` to the ``utility`` subcommands."""
+    s = u.add_parser("serve", help="the utility's HTTP service for deliveries (docs/service.md)")
+    s.add_argument("--db", default=DEFAULT_DB, help=f"SQLite file or postgresql:// URL (default: {DEFAULT_DB})")
+    s.add_argument("--listen", type=_listen, default="127.0.0.1:8750", metavar="HOST:PORT",
+                   help="address to listen on (default: 127.0.0.1:8750)")
+    s.add_argument("--keys", default="meterhub-data/api-keys.json",
+                   help="API keys file (`utility keys add`) (default: meterhub-data/api-keys.json)")
+    s.add_argument("--supplier-key", help="file with the tariff signer's public key (hex), needed to "
+                   "register meters (default: none, registration refused)")
+    s.add_argument("--max-body", type=int, default=1 << 20, help="largest request body in bytes (default: 1048576)")
+    s.set_defaults(func=cmd_utility_serve)
+
+    k = u.add_parser("keys", help="API keys of the service's parties")
+    ksub = k.add_subparsers(dest="keys_cmd", required=True, parser_class=type(k))
+    ka = ksub.add_parser("add", help="create a key for a party; only its hash goes in the keys file")
+    ka.add_argument("--keys", default="meterhub-data/api-keys.json",
+                    help="API keys file (default: meterhub-data/api-keys.json)")
+    ka.add_argument("--party", required=True, help="party name (a supplier's name as meters are registered with)")
+    ka.add_argument("--role", required=True, choices=["meter", "supplier", "grid"], help="what the key may do")
+    ka.add_argument("--meter", action="append",
+                    help="a meter id a meter key may deliver for; repeatable (default: none)")
+    ka.add_argument("--key-out", required=True, help="file to write the new key to (mode 0600)")
+    ka.set_defaults(func=cmd_utility_keys_add)
+
+    p = u.add_parser("push", help="deliver day uploads and bill statements to a utility service")
+    p.add_argument("--server", required=True, help="service URL, e.g. http://127.0.0.1:8750")
+    p.add_argument("--api-key", required=True, help="file holding this party's API key")
+    p.add_argument("--uploads", action="append",
+                   help="a meter's uploads file (ID.uploads.jsonl); repeatable (default: none)")
+    p.add_argument("--statement", action="append",
+                   help="a bill statement file (JSON); repeatable (default: none)")
+    p.add_argument("--days-per-request", type=int, default=100, help="days per delivery (default: 100)")
+    p.set_defaults(func=cmd_utility_push)
+
+    v = u.add_parser("verify-all", help="verify every pending bill statement, partitioned by meter, on Dask")
+    v.add_argument("--db", default=DEFAULT_DB, help=f"SQLite file or postgresql:// URL (default: {DEFAULT_DB})")
+    v.add_argument("--dask", help="address of a dask scheduler, e.g. tcp://host:8786 (default: a local cluster)")
+    v.add_argument("--workers", type=int, default=1, help="local cluster worker processes (default: 1)")
+    v.add_argument("--meters-per-task", type=int, default=50, help="meters per Dask task (default: 50)")
+    v.set_defaults(func=cmd_utility_verify_all)
