@@ -47,7 +47,7 @@ def test_every_option_has_help_and_shows_its_default() -> None:
                 continue
             if "(default: " not in text:
                 faults.append(f"{path} {name}: default not shown")
-            elif action.default not in (None, False) and f"default: {action.default}" not in text:
+            elif action.default not in (None, False, argparse.SUPPRESS) and f"default: {action.default}" not in text:
                 faults.append(f"{path} {name}: default {action.default!r} not shown in {text!r}")
     assert n > 50  # the walk reached every subcommand
     assert not faults, "\n".join(faults)

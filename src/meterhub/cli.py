@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .config import LOG_LEVELS
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 
@@ -300,20 +301,14 @@ def cmd_meter_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-LOG_LEVELS = ("debug", "info", "warning", "error")
+def _setup_logging(args: argparse.Namespace) -> None:
+    """Servers log one line per event on stderr (or ``--log-file``) at INFO unless
+    ``--log-level`` (before or after the command) says otherwise: connections are
+    info, refusals warning, failures error. ``main`` configured any level given."""
+    from .config import configure_logging
 
-
-def _setup_logging(level: str) -> None:
-    """Server logs: one line per event on stderr, with time, level and source. A
-    process that configured logging already (an embedding program, pytest) keeps its
-    configuration."""
-    import logging
-
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    if args.log_level is None:
+        configure_logging("INFO", args.log_file, args.log_format)
 
 
 def cmd_meter_serve(args: argparse.Namespace) -> int:
@@ -321,7 +316,7 @@ def cmd_meter_serve(args: argparse.Namespace) -> int:
 
     from .meter.serve import ServeError, run_serve
 
-    _setup_logging(args.log_level)
+    _setup_logging(args)
     if args.days is not None:
         # Record the days first, exactly as `meter simulate --out DATA_DIR` would
         # (its report goes to stderr: stdout carries the one line with the ports).
@@ -607,7 +602,7 @@ def cmd_hub_serve(args: argparse.Namespace) -> int:
     from .hub.serve import ServeError, serve
     from .storage import data_dir_lock
 
-    _setup_logging(args.log_level)
+    _setup_logging(args)
     with data_dir_lock(args.data_dir):
         try:
             return serve(args.data_dir, args.vpcd, dev=args.dev)
@@ -968,7 +963,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="meterhub", description="Privacy-preserving smart metering.")
     p.add_argument("--version", action="version", version=f"meterhub {__version__}")
     p.add_argument("--config", metavar="FILE", help="TOML file with defaults per command, e.g. [meter.serve] (default: none; docs/deployment.md)")
-    p.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), type=str.upper,
+    p.add_argument("--log-level", choices=LOG_LEVELS, type=str.upper,
                    help="log level of the meterhub loggers (default: none, Python's: warnings only)")
     p.add_argument("--log-file", metavar="FILE", help="append log records to FILE (default: none, standard error)")
     p.set_defaults(log_format=None)
@@ -1023,8 +1018,9 @@ def build_parser() -> argparse.ArgumentParser:
     mv.add_argument("--tz", default="Europe/Berlin", help="the meter's IANA time zone, with --days")
     mv.add_argument("--seed", type=int, default=0, help="seed of the simulated consumption, with --days")
     mv.add_argument("--annual-kwh", type=_annual_kwh, default=3500.0, help="simulated yearly consumption in kWh, with --days")
-    mv.add_argument("--log-level", choices=LOG_LEVELS, default="info",
-                    help="lowest level logged on stderr: connections are info, refusals warning, failures error")
+    mv.add_argument("--log-level", choices=LOG_LEVELS, type=str.upper, default=argparse.SUPPRESS,
+                    help="lowest level logged on stderr: connections are info, refusals warning, failures error "
+                    "(default: INFO)")
     mv.set_defaults(func=cmd_meter_serve)
     mr = m.add_parser("read", help="read a meter over DLMS/COSEM (public client; management client with --key-file)")
     mr.add_argument("--dlms", required=True, metavar="HOST:PORT", help="the meter's DLMS wrapper endpoint")
@@ -1082,7 +1078,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hs.add_argument("--vpcd", default="127.0.0.1:35963", metavar="HOST:PORT", help="where vpcd listens (35963: reader 'Virtual PCD 00 00')")
     hs.add_argument("--data-dir", default="meterhub-data", help="the hub card's state (card.sqlite, dap-key.pem)")
-    hs.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="log level of the messages on stderr")
+    hs.add_argument("--log-level", choices=LOG_LEVELS, type=str.upper, default=argparse.SUPPRESS,
+                    help="log level of the messages on stderr (default: INFO)")
     hs.set_defaults(func=cmd_hub_serve)
     from .cli_privacy import add_hub_privacy_parsers
 
