@@ -4,7 +4,9 @@ the grid operator's check, recovery of a dropped hub, power loss mid-round, pars
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -208,11 +210,11 @@ def test_dropped_hub_is_recovered_and_reported_incomplete(feeder) -> None:
     # one recovery per group and day: another missing set is refused
     other = b"\x11" + RecoveryRequest(g.group_id, day, (ids[3],)).to_bytes()
     with pytest.raises(HubRefused) as ei:
-        feeder[ids[0]].mailbox().request(other, "second recovery")
+        feeder[ids[0]].mailbox().send(other, "second recovery")
     assert ei.value.sw == 0x6985
     # the same round again gets the same answer (idempotent)
     again = b"\x11" + RecoveryRequest(g.group_id, day, (ids[4],)).to_bytes()
-    assert RecoveryRelease.from_bytes(feeder[ids[0]].mailbox().request(again, "again")) == rec[ids[0]]
+    assert RecoveryRelease.from_bytes(feeder[ids[0]].mailbox().send(again, "again")) == rec[ids[0]]
 
 
 def test_recovery_policy(feeder) -> None:
@@ -223,11 +225,11 @@ def test_recovery_policy(feeder) -> None:
     # before its own release for the day
     req = RecoveryRequest(g.group_id, DAY + timedelta(days=5), (ids[0],))
     with pytest.raises(HubRefused):
-        mb.request(b"\x11" + req.to_bytes(), "early")
-    mb.request(b"\x10" + AggregationRequest(g.group_id, DAY).to_bytes(), "release")
+        mb.send(b"\x11" + req.to_bytes(), "early")
+    mb.send(b"\x10" + AggregationRequest(g.group_id, DAY).to_bytes(), "release")
     for missing, why in (((ids[1],),  "itself"), ((ids[0], ids[2]), "too few left"), (("zz",), "not a member")):
         with pytest.raises(HubRefused) as ei:
-            mb.request(b"\x11" + RecoveryRequest(g.group_id, DAY, missing).to_bytes(), why)
+            mb.send(b"\x11" + RecoveryRequest(g.group_id, DAY, missing).to_bytes(), why)
         assert ei.value.sw == 0x6985, why
 
 
@@ -267,30 +269,47 @@ def test_group_policy_refusals(feeder, tmp_path) -> None:
     assert ei.value.sw == 0x6A80
 
 
-def test_power_loss_mid_round(feeder) -> None:
-    """Tear the card at every write of a release and of a recovery: afterwards the hub
-    answers the round again, identically, and its recovery state is all or nothing."""
-    ids = sorted(feeder)[:6]
-    g = _group(feeder, ids)
-    hub = feeder[ids[5]]
+def test_power_loss_mid_round(feeder, tmp_path) -> None:
+    """Tear a fresh hub's card at every write of a release and of a recovery: after the
+    restart the hub answers the round again, identically, and a recovery that may have
+    left the card still blocks a recovery with other missing members."""
+    h = make_history(start=DAY, n_days=2, seed=99, meter_id="m9")
+    hub = Hub(tmp_path / "m9.sqlite", h)
+    others = sorted(feeder)[:5]
+    keys = {i: feeder[i].key for i in others} | {"m9": hub.key}
+    g = make_group("torn", "f9", keys, DAY, DAY + timedelta(days=1), demo_grid_key())
     push_group(hub.mailbox(), g)
     day = DAY + timedelta(days=1)
     rel_req = b"\x10" + AggregationRequest(g.group_id, day).to_bytes()
-    rec_req = b"\x11" + RecoveryRequest(g.group_id, day, (ids[4],)).to_bytes()
+    rec_req = b"\x11" + RecoveryRequest(g.group_id, day, (others[0],)).to_bytes()
+    other_rec = b"\x11" + RecoveryRequest(g.group_id, day, (others[1],)).to_bytes()
     for req in (rel_req, rec_req):
-        mb = hub.mailbox()
+        # count the write points of a first answer on a copy of the card's file
+        probe_path = tmp_path / "probe.sqlite"
+        hub.card.close()
+        for ext in ("", "-wal", "-shm"):  # the card's store runs SQLite in WAL mode
+            src = Path(str(hub.path) + ext)
+            if src.exists():
+                shutil.copy(src, Path(str(probe_path) + ext))
+        probe = Card(probe_path)
+        probe.power_on()
+        t = tsm(probe)
+        t.open()
         counter = _Tear(-1)
-        hub.card.store.fault_hook = counter
-        expected = mb.request(req, "count")
-        hub.card.store.fault_hook = None
-        assert counter.calls >= 2
+        probe.store.fault_hook = counter
+        expected = AppletMailbox(t, AGGREGATION_APP_AID).send(req, "count")
+        probe.close()
+        assert counter.calls >= 1
         for at in range(1, counter.calls + 1):
+            hub.reopen()
             mb = hub.mailbox()
             hub.card.store.fault_hook = _Tear(at)
             with pytest.raises(PowerLoss):
-                mb.request(req, "torn")
-            hub.reopen()
-            assert hub.mailbox().request(req, "after restart") == expected
+                mb.send(req, "torn")
+        hub.reopen()
+        assert hub.mailbox().send(req, "after restart") == expected
+    with pytest.raises(HubRefused):
+        hub.mailbox().send(other_rec, "other recovery")
 
 
 class _Tear:

@@ -36,6 +36,8 @@ __all__ = [
     "RecoveryRelease",
     "mask_context",
     "FormatError",
+    "FeederReading",
+    "FEEDER_DST",
 ]
 
 GROUP_DST = b"meterhub/v1/aggregation-group\x00"
@@ -338,3 +340,54 @@ class RecoveryRelease:
                   _pairs(r, "recovery release"))
         r.end()
         return out
+
+
+FEEDER_DST = b"meterhub/v1/feeder-meter-day\x00"
+_FEEDER_MAGIC = b"MHFR\x01"
+
+
+@dataclass(frozen=True)
+class FeederReading:
+    """A feeder meter's signed day: Wh per hourly interval at the transformer.
+
+    ``MHFR 01 || str8 feeder id || date4 || u8 n || n x u64 Wh || 64-byte ECDSA P-256
+    signature (r || s)`` over ``FEEDER_DST || everything before the signature``.
+    """
+
+    feeder_id: str
+    day: date
+    hours: tuple[int, ...]
+    signature: bytes = b""
+
+    def body(self) -> bytes:
+        if not 1 <= len(self.hours) <= MAX_HOURS or any(not 0 <= h < 1 << 63 for h in self.hours):
+            raise FormatError(f"feeder reading: 1..{MAX_HOURS} hourly values in range")
+        return (_FEEDER_MAGIC + _str8(self.feeder_id) + _date4(self.day) + bytes([len(self.hours)])
+                + b"".join(h.to_bytes(8, "big") for h in self.hours))
+
+    def signed(self, key: ecdsa.SigningKey) -> FeederReading:
+        return replace(self, signature=ecdsa.sign(key, FEEDER_DST + self.body()))
+
+    def verify(self, key: ecdsa.VerifyingKey) -> bool:
+        return len(self.signature) == 64 and ecdsa.verify(key, FEEDER_DST + self.body(), self.signature)
+
+    def to_bytes(self) -> bytes:
+        if len(self.signature) != 64:
+            raise FormatError("feeder reading: not signed")
+        return self.body() + self.signature
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> FeederReading:
+        r = _Reader(data, "feeder reading")
+        if r.take(len(_FEEDER_MAGIC)) != _FEEDER_MAGIC:
+            raise FormatError("feeder reading: not a version-1 feeder reading")
+        fid, day = r.str8("feeder id"), r.date4("day")
+        n = r.u8()
+        if not 1 <= n <= MAX_HOURS:
+            raise FormatError(f"feeder reading: 1..{MAX_HOURS} hourly values")
+        hours = tuple(r.u64() for _ in range(n))
+        if any(h >= 1 << 63 for h in hours):
+            raise FormatError("feeder reading: value out of range")
+        sig = r.take(64)
+        r.end()
+        return cls(fid, day, hours, sig)

@@ -67,7 +67,7 @@ class StudyParams:
     calibration_feeders: int = 60
     drop_rate: float = 0.002  # per hub and day
     round_days: int = 4
-    score_days: int = 14
+    score_days: int = 10
     min_group: int = MIN_GROUP
 
 
@@ -167,7 +167,7 @@ def investigate(feeder: Feeder, cal: HourCalendar, flag_day: int, detector_min: 
     segs = sorted(loc.segments, key=lambda s: -(s.discrepancy if not np.isnan(s.discrepancy) else -1e9))
     for s in segs:
         members = list(range(s.first, s.end))
-        group_sum = feeder.recorded_wh[members].sum(axis=0).astype(float)
+        group_sum = feeder.recorded_wh.sum(axis=0).astype(float)  # the neighbours: the feeder's sum
         rec = feeder.recorded_wh[members][:, window].astype(float)
         profiles = suspect_profiles(cal, window, b.hourly, group_sum, labels)
         stats = {}

@@ -23,12 +23,15 @@ grid operator's security domain, inside its SCP03 session; first byte:
   signature ``6982``; policy ``6985``.
 * ``02`` → the applet's 32-byte X25519 public key.
 * ``10`` + :class:`~meterhub.aggregation.AggregationRequest` → the
-  :class:`~meterhub.aggregation.MaskedRelease` into the outbox, first chunk answered.
-  Unknown group or day without readings ``6A88``; day outside the group's validity
-  ``6985``.
+  :class:`~meterhub.aggregation.MaskedRelease` (about 1.6 KB), answered directly: the
+  card returns it in ``61xx`` chunks that the host collects with GET RESPONSE
+  (ISO/IEC 7816-4 §5.6), after the security domain has wrapped the whole answer
+  (R-MAC, R-ENC). Unknown group or day without readings ``6A88``; day outside the
+  group's validity ``6985``.
 * ``11`` + :class:`~meterhub.aggregation.RecoveryRequest` → the
-  :class:`~meterhub.aggregation.RecoveryRelease` into the outbox. Policy ``6985``.
-* ``03`` + ``u32 offset`` → the outbox chunk at ``offset``.
+  :class:`~meterhub.aggregation.RecoveryRelease`, answered the same way. Policy ``6985``.
+* ``03`` + ``u32 offset`` → the outbox chunk at ``offset`` (unused by this applet's
+  answers; kept for the shared readings framing).
 
 Install parameters: the grid operator's P-256 public key that signs group definitions.
 
@@ -270,12 +273,10 @@ class AggregationApplet(MeteringApplet):
                                      2 * len(sums))
         values = tuple(((m + masks[2 * h]) % Q, (r + masks[2 * h + 1]) % Q) for h, (m, r) in enumerate(sums))
         out = MaskedRelease(group.group_id, meter_id, req.day, first, applet_code_hash(type(self)), values)
-        # The release mark and the outbox in one transaction: a power loss leaves both or neither.
-        self.ctx.begin_transaction()
-        self.ctx.store.put(b"r:" + group.group_id.encode() + b"/" + day_bytes(req.day), b"\x01")
-        chunk = self.rs.post(out.to_bytes())
-        self.ctx.commit_transaction()
-        return chunk
+        mark = b"r:" + group.group_id.encode() + b"/" + day_bytes(req.day)
+        if self.ctx.store.get(mark) is None:  # one atomic write (JCRE §7.2): released or not
+            self.ctx.store.put(mark, b"\x01")
+        return out.to_bytes()
 
     def _recover(self, body: bytes) -> bytes:
         try:
@@ -300,11 +301,9 @@ class AggregationApplet(MeteringApplet):
         terms = zerosum.member_masks(pairs, mask_context(group.group_id, req.day, len(sums)), 2 * len(sums))
         values = tuple((terms[2 * h], terms[2 * h + 1]) for h in range(len(sums)))
         out = RecoveryRelease(group.group_id, meter_id, req.day, req.missing, values)
-        self.ctx.begin_transaction()
-        self.ctx.store.put(b"v:" + key, ",".join(req.missing).encode())
-        chunk = self.rs.post(out.to_bytes())
-        self.ctx.commit_transaction()
-        return chunk
+        if previous is None:  # recorded before anything leaves the card
+            self.ctx.store.put(b"v:" + key, ",".join(req.missing).encode())
+        return out.to_bytes()
 
 
 register_applet_class(CLASS_NAME, AggregationApplet)

@@ -97,7 +97,7 @@ def collect_day(mailboxes: Mapping[str, AppletMailbox | None], group: GroupDefin
         if mb is None:
             continue
         try:
-            releases[m.meter_id] = MaskedRelease.from_bytes(mb.request(b"\x10" + req, f"aggregate of {m.meter_id}"))
+            releases[m.meter_id] = MaskedRelease.from_bytes(mb.send(b"\x10" + req, f"aggregate of {m.meter_id}"))
         except (HubRefused, ValueError):
             continue
     missing = sorted(m.meter_id for m in group.members if m.meter_id not in releases)
@@ -109,7 +109,7 @@ def collect_day(mailboxes: Mapping[str, AppletMailbox | None], group: GroupDefin
             try:
                 if mb is None:
                     raise ValueError("unreachable")
-                recoveries[mid] = RecoveryRelease.from_bytes(mb.request(rreq, f"recovery of {mid}"))
+                recoveries[mid] = RecoveryRelease.from_bytes(mb.send(rreq, f"recovery of {mid}"))
             except (HubRefused, ValueError):
                 # A hub that fails the recovery cannot be unmasked: drop it too. Its
                 # peers have answered one recovery for this day already, so the day

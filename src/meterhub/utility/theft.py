@@ -47,7 +47,7 @@ for the narrowed group only, never a reading.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -176,23 +176,36 @@ class Localisation:
     last_day: int = 0  # the last day a check meter measured
 
 
-def segment_discrepancy(feeder: Feeder, a: int, b: int, hours: slice, complete: np.ndarray | None) -> float:
+SegmentSums = Callable[[int, int, slice], tuple[np.ndarray, np.ndarray]]
+
+
+def segment_discrepancy(feeder: Feeder, a: int, b: int, hours: slice, complete: np.ndarray | None,
+                        segment_sums: SegmentSums | None = None) -> float:
     """A segment's relative discrepancy (percent) over ``hours``: check meters minus the
-    segment's verified sum minus its share of the expected loss."""
+    segment's verified sum minus its share of the expected loss. ``segment_sums(a, b,
+    hours)`` gives the segment's hourly sum and which hours are complete (the demo runs
+    private aggregation of the segment's group); by default they come from the
+    simulation's records, which is what that aggregation yields."""
     measured = feeder.segment_wh(a, b, hours)
-    seg = feeder.recorded_wh[a:b, hours].sum(axis=0).astype(float)
-    total = feeder.recorded_wh[:, hours].sum(axis=0).astype(float)
-    share = np.divide(seg, total, out=np.zeros_like(seg), where=total > 0)
-    loss = expected_loss(feeder.feeder_wh[hours].astype(float), feeder.nominal) * share
-    d = measured - seg - loss
-    ok = np.ones(len(d), dtype=bool) if complete is None else complete[hours]
+    if segment_sums is None:
+        seg = feeder.recorded_wh[a:b, hours].sum(axis=0).astype(float)
+        ok = np.ones(len(seg), dtype=bool) if complete is None else np.asarray(complete[hours], dtype=bool)
+    else:
+        seg_raw, ok = segment_sums(a, b, hours)
+        seg = np.asarray(seg_raw, dtype=float)
+    f = feeder.feeder_wh[hours].astype(float)
+    total_loss = expected_loss(f, feeder.nominal)
+    # the segment's share of the losses, by its share of the feeder's metered draw
+    share = np.divide(measured, f, out=np.zeros_like(measured), where=f > 0)
+    d = measured - seg - total_loss * share
     if not ok.any() or measured[ok].sum() <= 0:
         return float("nan")
     return float(100.0 * d[ok].sum() / measured[ok].sum())
 
 
 def localise(feeder: Feeder, cal: HourCalendar, flag_day: int, *, min_size: int, threshold: float,
-             round_days: int = 4, complete: np.ndarray | None = None) -> Localisation:
+             round_days: int = 4, complete: np.ndarray | None = None,
+             segment_sums: SegmentSums | None = None) -> Localisation:
     """Group testing along the cable (module docstring), from the day after the flag."""
     n = len(feeder.customers)
     days = len(cal.day_slices)
@@ -209,8 +222,8 @@ def localise(feeder: Feeder, cal: HourCalendar, flag_day: int, *, min_size: int,
         nxt: list[Segment] = []
         for s in splittable:
             c = (s.first + s.end) // 2
-            halves = [Segment(s.first, c, segment_discrepancy(feeder, s.first, c, hours, complete)),
-                      Segment(c, s.end, segment_discrepancy(feeder, c, s.end, hours, complete))]
+            halves = [Segment(a, e, segment_discrepancy(feeder, a, e, hours, complete, segment_sums))
+                      for a, e in ((s.first, c), (c, s.end))]
             pos = [h for h in halves if h.discrepancy > threshold]
             if pos:
                 nxt.extend(pos)
@@ -280,9 +293,13 @@ def suspect_statistics(n: int, energy: float, squares: float, scores: dict[str, 
     return out
 
 
+EVIDENCE_CAP = 8.0
+
+
 def suspect_likelihoods(stats: dict[str, dict[str, float]]) -> dict[str, tuple[float, float]]:
     """Per customer ``(evidence, likelihood)``: the largest robust z-score within the
-    group (``night`` and ``neighbours`` reversed: low is suspect), and
+    group (``night`` and ``neighbours`` reversed: low is suspect; capped at
+    ``EVIDENCE_CAP``), and
     ``exp(evidence) / sum exp`` over the group."""
     ids = sorted(stats)
     if not ids:
@@ -296,7 +313,8 @@ def suspect_likelihoods(stats: dict[str, dict[str, float]]) -> dict[str, tuple[f
         mad = float(np.median(np.abs(v - med))) * 1.4826
         scale = max(mad, 1e-3 * max(1.0, abs(med)), 1e-6)
         for i, x in zip(ids, v, strict=True):
-            evidence[i] = max(evidence[i], (x - med) / scale)
+            # beyond EVIDENCE_CAP robust deviations every customer is equally suspect
+            evidence[i] = max(evidence[i], min(EVIDENCE_CAP, (x - med) / scale))
     top = max(evidence.values())
     weights = {i: math.exp(min(50.0, evidence[i] - top)) for i in ids}
     total = sum(weights.values())
