@@ -32,7 +32,13 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from _bench import header, row
-from meterhub.aggregation import AggregationRequest, MaskedRelease, RecoveryRelease, RecoveryRequest, mask_context
+from meterhub.aggregation import (
+    AggregationRequest,
+    MaskedRelease,
+    RecoveryRelease,
+    RecoveryRequest,
+    mask_context,
+)
 from meterhub.applets.aggregation import hour_sums
 from meterhub.crypto import ecdsa, zerosum
 from meterhub.crypto.group import G, H, Point, Q, msm_encoded
@@ -46,7 +52,14 @@ from meterhub.hub.secure_element import (
 )
 from meterhub.meter.device import Meter
 from meterhub.meter.timebase import day_starts
-from meterhub.utility.fraud import AGGREGATION_CLASS, demo_grid_key, hub_key, make_group, push_group, verify_feeder_day
+from meterhub.utility.fraud import (
+    AGGREGATION_CLASS,
+    demo_grid_key,
+    hub_key,
+    make_group,
+    push_group,
+    verify_feeder_day,
+)
 from meterhub.utility.settlement import AppletMailbox, expected_code_hash
 from meterhub.utility.tsm import TSM, dap_signer
 from meterhub.utility.verifier import DayCommitments, MeterRegistration
