@@ -160,6 +160,7 @@ class FraudReport:
     period_to: str
     feeder_days_verified: int = 0
     feeder_days_incomplete: int = 0
+    group_days_unavailable: int = 0  # a recovery the hubs refused (fewer than the minimum present)
     rejected: list[str] = field(default_factory=list)
     sums_equal_readings: bool = True
     detector: dict[str, Any] = field(default_factory=dict)
@@ -279,8 +280,8 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
         customers.close()
     # the demo's customers in their order (ids end in their number), as placed on the cable
     ids = sorted(supplier, key=lambda m: m.rsplit("-", 1)[-1])
-    if len(ids) < MIN_GROUP:
-        report.note = f"fraud detection needs at least {MIN_GROUP} customers on a feeder"
+    if len(ids) < MIN_GROUP or params.days < 2:
+        report.note = f"fraud detection needs at least {MIN_GROUP} customers on a feeder and two days"
         return report
     g = 60 // params.interval_minutes if params.interval_minutes <= 60 else 1
     days = [first_day + timedelta(days=k) for k in range(params.days)]
@@ -359,9 +360,12 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
                 for k in day_ks:
                     day = days[k]
                     reach = {c: (None if down == (c, day) else mb) for c, mb in boxes.items()}
-                    rel, rec, _ = collect_day(reach, grp, day, AGGREGATION_APP_AID)
+                    rel, rec, missing = collect_day(reach, grp, day, AGGREGATION_APP_AID)
                     kept += [((grp.group_id, day.isoformat(), c, "release"), r.to_bytes()) for c, r in rel.items()]
                     kept += [((grp.group_id, day.isoformat(), c, "recovery"), r.to_bytes()) for c, r in rec.items()]
+                    if missing and not rec:  # recovery refused (too few present): no sum, not a fault
+                        report.group_days_unavailable += 1
+                        continue
                     regs = {c: utility.registration(c) for c in rel}
                     comms = {c: utility.day_commitments(c, day, day) for c in rel}
                     sl = cal.day_slices[k]
@@ -532,7 +536,8 @@ def format_report(r: FraudReport) -> str:
         return f"Fraud detection: {r.note}"
     out = [
         f"Fraud detection {r.period_from}..{r.period_to}: {r.feeder_days_verified} feeder-days verified by private "
-        f"aggregation ({r.feeder_days_incomplete} incomplete after a recovery round), {len(r.rejected)} rejected; "
+        f"aggregation ({r.feeder_days_incomplete} incomplete after a recovery round, {r.group_days_unavailable} "
+        f"without a sum: recovery refused below the minimum), {len(r.rejected)} rejected; "
         f"verified sums equal the readings: {'yes' if r.sums_equal_readings else 'NO'}",
         f"CUSUM (calibrated on {r.detector.get('honest_feeders', 0)} honest simulated feeders, "
         f"{100 * r.detector.get('far', 0):.0f}% false alarms over {r.detector.get('horizon_days', 0)} days): "
@@ -587,6 +592,7 @@ def fraud_stored(data_dir: Path) -> tuple[list[str], list[str]]:
         lines.append(f"{'feeder':<9} {'days':>4} {'incomplete':>10} {'mean disc.':>10} {'alarm':>11}  localisation")
         feeder_groups = set((store.meta("feeder_groups") or {}).values())
         sub_days = 0
+        unavailable = 0
         for gid, body in store.rows("groups"):
             try:
                 grp = GroupDefinition.from_bytes(bytes(body))
@@ -605,6 +611,9 @@ def fraud_stored(data_dir: Path) -> tuple[list[str], list[str]]:
                     try:
                         rel = {m: MaskedRelease.from_bytes(b) for m, b in got.get("release", {}).items()}
                         rec = {m: RecoveryRelease.from_bytes(b) for m, b in got.get("recovery", {}).items()}
+                        if rel and set(rel) != grp.meter_ids and not rec:
+                            unavailable += 1  # the hubs refused the recovery: no sum that day
+                            continue
                         verify_feeder_day(grp, day, rel, rec, {m: utility.registration(m) for m in rel},
                                           {m: utility.day_commitments(m, day, day) for m in rel}, code_hash=code_hash)
                         sub_days += 1
@@ -629,6 +638,9 @@ def fraud_stored(data_dir: Path) -> tuple[list[str], list[str]]:
                         raise Rejected("feeder meter reading does not verify")
                     rel = {m: MaskedRelease.from_bytes(b) for m, b in got.get("release", {}).items()}
                     rec = {m: RecoveryRelease.from_bytes(b) for m, b in got.get("recovery", {}).items()}
+                    if rel and set(rel) != grp.meter_ids and not rec:
+                        unavailable += 1
+                        continue
                     regs = {m: utility.registration(m) for m in rel}
                     comms = {m: utility.day_commitments(m, day, day) for m in rel}
                     fd = verify_feeder_day(grp, day, rel, rec, regs, comms, code_hash=code_hash)
@@ -652,7 +664,7 @@ def fraud_stored(data_dir: Path) -> tuple[list[str], list[str]]:
             lines.append(f"{grp.feeder_id:<9} {n_days:>4} {incomplete:>10} {np.nanmean(b.energy):>9.2f}% "
                          f"{(grp.valid_from + timedelta(days=alarm)).isoformat() if alarm is not None else '-':>11}  {where}")
         lines.append(f"{len(readings)} feeder-days and {sub_days} localisation group-days re-verified from stored "
-                     f"releases, {len(rejected)} rejected")
+                     f"releases ({unavailable} without a sum: recovery refused), {len(rejected)} rejected")
     finally:
         store.close()
         utility.close()

@@ -85,9 +85,10 @@ def collect_day(mailboxes: Mapping[str, AppletMailbox | None], group: GroupDefin
                 app_aid: str) -> tuple[dict[str, MaskedRelease], dict[str, RecoveryRelease], list[str]]:
     """Step 1: ask every member (``None``: the hub is unreachable), then recover the missing.
 
-    Returns releases, recovery releases and the missing members. A member that answers
-    the release but not the recovery is treated as missing too, and the recovery is
-    asked again of the rest (its masks with the others are then removed as well)."""
+    Returns releases, recovery releases and the missing members. When a present hub
+    refuses or fails the recovery (its policy refuses one that would leave fewer than the
+    minimum present), the recovery releases come back empty: the day has no sum.
+    """
     from .settlement import HubRefused
 
     releases: dict[str, MaskedRelease] = {}
@@ -111,10 +112,9 @@ def collect_day(mailboxes: Mapping[str, AppletMailbox | None], group: GroupDefin
                     raise ValueError("unreachable")
                 recoveries[mid] = RecoveryRelease.from_bytes(mb.send(rreq, f"recovery of {mid}"))
             except (HubRefused, ValueError):
-                # A hub that fails the recovery cannot be unmasked: drop it too. Its
-                # peers have answered one recovery for this day already, so the day
-                # is reported without a sum rather than re-asked.
-                return releases, {}, sorted(m.meter_id for m in group.members)
+                # A hub that fails the recovery cannot be unmasked, and its peers have
+                # answered their one recovery for this day: the day stays without a sum.
+                return releases, {}, missing
     return releases, recoveries, missing
 
 
