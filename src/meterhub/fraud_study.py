@@ -64,7 +64,7 @@ class StudyParams:
     start: date = date(2027, 3, 15)
     seed: int = 13
     far: float = 0.05
-    calibration_feeders: int = 60
+    calibration_feeders: int = 120
     drop_rate: float = 0.002  # per hub and day
     round_days: int = 4
     score_days: int = 10
