@@ -412,8 +412,8 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
             b_raw = balance(f.feeder_wh, f.recorded_wh.sum(axis=0), f.nominal, cal)
             a_priv = det.alarm_day(b_priv, until=until)
             a_raw = det.alarm_day(b_raw, until=until)
-            row = FeederRow(f.feeder_id, len(f.customers), len(f.thefts), int(complete[f.feeder_id].sum() // 24),
-                            int(np.count_nonzero([not complete[f.feeder_id][sl].all() for sl in cal.day_slices])),
+            whole = [bool(complete[f.feeder_id][sl].all()) for sl in cal.day_slices]
+            row = FeederRow(f.feeder_id, len(f.customers), len(f.thefts), sum(whole), len(whole) - sum(whole),
                             round(float(np.nanmean(b_priv.energy)), 3),
                             labels[a_priv] if a_priv is not None else "-", labels[a_raw] if a_raw is not None else "-")
             report.feeders.append(row)
