@@ -211,3 +211,17 @@ def test_utility_fraud_on_stored_data(demo, capsys, tmp_path) -> None:
     capsys.readouterr()
     assert main(["utility", "fraud", "--data-dir", str(d)]) == 1
     assert "REJECTED" in capsys.readouterr().out
+
+
+def test_fraud_section_reruns_identically(demo) -> None:
+    """A second run on the same data (groups, releases, the recovery, the calibration
+    already there) gives the same report: every step is idempotent."""
+    from meterhub.demo import DemoParams
+    from meterhub.fraud_demo import run
+
+    d, _, doc = demo
+    params = DemoParams(households=11, days=12, start=date(2027, 4, 5), data_dir=d)
+    again = run(params, 2).to_dict()
+    for key in ("feeder_days_verified", "feeder_days_incomplete", "sums_equal_readings", "feeders", "thieves",
+                "likelihoods", "detector"):
+        assert again[key] == doc["fraud"][key], key

@@ -399,9 +399,14 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
                  .signed(demo_feeder_key()).to_bytes())
                 for k, day in enumerate(days)])
         # 4. detection, localisation, suspect profiles
-        det = _calibrate(params, [len(f.customers) for f in feeders])
+        sizes = [len(f.customers) for f in feeders]
+        cal_key = [params.start.isoformat(), params.days, params.seed, sizes, params.business_share, FAR]
+        if store.meta("detector_key") == cal_key and store.meta("detector") is not None:
+            det = CusumDetector(**store.meta("detector"))  # a resumed run: calibrated already
+        else:
+            det = _calibrate(params, sizes)
+            store.put_many("meta", [(("detector",), json.dumps(asdict(det))), (("detector_key",), json.dumps(cal_key))])
         report.detector = asdict(det)
-        store.put("meta", ("detector",), json.dumps(asdict(det)))
         store.put("meta", ("losses",), json.dumps({f.feeder_id: [f.nominal.core_wh, f.nominal.resistive] for f in feeders}))
         labels = [dd.isoformat() for dd in days]
         until = max(1, params.days - ROUND_DAYS)

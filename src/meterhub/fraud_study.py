@@ -83,6 +83,7 @@ class MethodResult:
     days_to_detection: list[int] = field(default_factory=list)
     investigated: int = 0
     incomplete_feeder_days: int = 0
+    pre_theft_alarms: int = 0  # alarms on a thief's feeder before any theft began
     per_kind: dict[str, list[int]] = field(default_factory=dict)  # kind -> [thieves, detected]
 
     @property
@@ -186,6 +187,20 @@ def investigate(feeder: Feeder, cal: HourCalendar, flag_day: int, detector_min: 
     return order, visited
 
 
+def _narrowed(f: Feeder, cal: HourCalendar, alarm: int, min_size: int, thr: float, params: StudyParams,
+              complete: np.ndarray | None, labels: list[str]) -> int:
+    """Customers of the narrowed groups, all visited after a false alarm."""
+    order, narrowed = investigate(_honest_view(f), cal, alarm, min_size, thr, params, complete, labels)
+    return narrowed
+
+
+def _honest_view(f: Feeder) -> Feeder:
+    """The feeder as the investigators see it after a false alarm: nobody to find yet."""
+    from dataclasses import replace
+
+    return replace(f, thefts=[])
+
+
 def _run_method(name: str, feeders: list[Feeder], cal: HourCalendar, det: CusumDetector, thr: float,
                 min_size: int, params: StudyParams, drop_rate: float, labels: list[str]) -> MethodResult:
     res = MethodResult(name)
@@ -207,9 +222,10 @@ def _run_method(name: str, feeders: list[Feeder], cal: HourCalendar, det: CusumD
         if alarm is None:
             continue
         if start is None or alarm < start:
+            # a false alarm: the narrowed groups are investigated and nothing is found
             res.false_alarms += 1 if start is None else 0
-            _, visited = investigate(f, cal, alarm, min_size, thr, params, complete, labels)
-            res.investigated += visited if start is None else 0
+            res.pre_theft_alarms += 0 if start is None else 1
+            res.investigated += _narrowed(f, cal, alarm, min_size, thr, params, complete, labels)
             if start is None:
                 continue
             # a pre-theft alarm on a feeder with a thief: investigated, nothing found, CUSUM restarted
