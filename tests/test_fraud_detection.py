@@ -197,6 +197,7 @@ def test_utility_fraud_on_stored_data(demo, capsys, tmp_path) -> None:
     assert main(["utility", "fraud", "--data-dir", str(d)]) == 0
     out = capsys.readouterr().out
     assert "feeder-0" in out and " 0 rejected" in out
+    assert "likelihoods in" in out  # the suspect scores re-verified and matched again
     assert main(["utility", "fraud", "--data-dir", str(tmp_path / "nothing")]) == 2
     # a tampered stored release is rejected with its reason
     conn = sqlite3.connect(str(d / "fraud.sqlite"))

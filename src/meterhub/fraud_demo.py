@@ -476,7 +476,9 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
                         continue
                     finally:
                         card.close()
-                    store.put("scores", (c, days[first_k].isoformat(), days[last].isoformat()), raw)
+                    store.put_many("scores", [((c, days[first_k].isoformat(), days[last].isoformat()), raw)])
+                    store.put("meta", (f"suspects/{c}",), json.dumps(
+                        {series[sp.profile_id].series_id: [sp.profile_id, sp.kind] for sp in sps}))
                     sc = ProfileScores.from_json(raw)
                     v = verify_scores(sc, utility.registration(c), utility.day_commitments(c, days[first_k], days[last]),
                                       {s2.series_id: s2 for s2 in series.values()}, code_hash=ch_prof)
@@ -668,9 +670,56 @@ def fraud_stored(data_dir: Path) -> tuple[list[str], list[str]]:
                     f"{','.join(ms)} ({disc:.2f}%)" if disc == disc else ",".join(ms) for ms, disc in loc["segments"])
             lines.append(f"{grp.feeder_id:<9} {n_days:>4} {incomplete:>10} {np.nanmean(b.energy):>9.2f}% "
                          f"{(grp.valid_from + timedelta(days=alarm)).isoformat() if alarm is not None else '-':>11}  {where}")
+        lines.extend(_stored_suspects(store, utility, rejected))
         lines.append(f"{len(readings)} feeder-days and {sub_days} localisation group-days re-verified from stored "
                      f"releases ({unavailable} without a sum: recovery refused), {len(rejected)} rejected")
     finally:
         store.close()
         utility.close()
     return lines, rejected
+
+
+def _stored_suspects(store: FraudStore, utility: Any, rejected: list[str]) -> list[str]:
+    """Re-verify the stored suspect-profile score statements (signed profiles, the
+    meters' commitments) and recompute each narrowed group's likelihoods from them."""
+    from .tariffs.price_index import KIND_LOAD_PROFILE, SeriesError, load_series, verify_series
+    from .tariffs.profiles import demo_profile_key
+    from .utility.forecasting import ProfileScores, verify_scores
+    from .utility.settlement import expected_code_hash
+    from .utility.theft import SuspectProfile
+
+    key = demo_profile_key().public_key()
+    series = {}
+    for sid, body in store.rows("profiles"):
+        try:
+            series[sid] = verify_series(load_series(bytes(body)), key, kind=KIND_LOAD_PROFILE)
+        except SeriesError as exc:
+            rejected.append(f"suspect profile {sid}: {exc}")
+    ch = expected_code_hash(PROFILING_CLASS)
+    stats: dict[str, dict[str, float]] = {}
+    for mid, pf, pt, body in store.rows("scores"):
+        try:
+            sc = ProfileScores.from_json(bytes(body))
+            used = {e.series_id: series[e.series_id] for e in sc.scores}
+            v = verify_scores(sc, utility.registration(mid), utility.day_commitments(
+                mid, date.fromisoformat(pf), date.fromisoformat(pt)), used, code_hash=ch)
+            if not v.ok:
+                raise ValueError(v.reason)
+            kinds = store.meta(f"suspects/{mid}") or {}
+            sps = [SuspectProfile(kinds[sid][0], np.array(used[sid].values, dtype=float), kinds[sid][1]) for sid in used]
+            g = sc.point_minutes // utility.registration(mid).interval_minutes
+            stats[mid] = suspect_statistics(sc.count // g, sc.energy_wh, sc.squares,
+                                            {kinds[e.series_id][0]: e.score for e in sc.scores}, sps)
+        except (ValueError, KeyError) as exc:
+            rejected.append(f"{mid} suspect scores: {exc}")
+    out = []
+    for key_name, _ in store.rows("meta"):
+        if not key_name.startswith("localisation/"):
+            continue
+        for members, _disc in store.meta(key_name)["segments"]:
+            lik = suspect_likelihoods({m: stats[m] for m in members if m in stats})
+            if lik:
+                ranked = sorted(lik, key=lambda m: -lik[m][1])
+                out.append(f"  likelihoods in {key_name.split('/', 1)[1]} group {','.join(members)}: "
+                           + ", ".join(f"{m} {lik[m][1]:.3f}" for m in ranked))
+    return out
