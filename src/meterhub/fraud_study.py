@@ -84,6 +84,8 @@ class MethodResult:
     investigated: int = 0
     incomplete_feeder_days: int = 0
     pre_theft_alarms: int = 0  # alarms on a thief's feeder before any theft began
+    investigated_without_profiles: int = 0  # the same, narrowed groups visited in random order
+    false_alarm_visits: int = 0  # part of ``investigated``: narrowed groups after false alarms
     per_kind: dict[str, list[int]] = field(default_factory=dict)  # kind -> [thieves, detected]
 
     @property
@@ -102,10 +104,17 @@ class MethodResult:
     def investigated_per_thief(self) -> float:
         return self.investigated / self.detected if self.detected else float("nan")
 
+    @property
+    def investigated_per_thief_without_profiles(self) -> float:
+        """False-alarm visits are the same in both orders: all of the narrowed groups."""
+        total = self.investigated_without_profiles + self.false_alarm_visits
+        return total / self.detected if self.detected else float("nan")
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.update(detection_rate=self.detection_rate, false_positive_rate=self.false_positive_rate,
-                 median_days_to_detection=self.median_days, investigated_per_thief=self.investigated_per_thief)
+                 median_days_to_detection=self.median_days, investigated_per_thief=self.investigated_per_thief,
+                 investigated_per_thief_without_profiles=self.investigated_per_thief_without_profiles)
         return d
 
 
@@ -154,10 +163,12 @@ def _segment_threshold(feeders: list[Feeder], cal: HourCalendar, min_size: int, 
 
 
 def investigate(feeder: Feeder, cal: HourCalendar, flag_day: int, detector_min: int, threshold: float,
-                params: StudyParams, complete: np.ndarray | None, labels: list[str]) -> tuple[list[str], int]:
+                params: StudyParams, complete: np.ndarray | None, labels: list[str],
+                shuffle: np.random.Generator | None = None) -> tuple[list[str], int]:
     """Localise, rank by suspect likelihood, visit. Returns the visiting order and the
     number of customers visited (until every thief is found; the narrowed groups only
-    on a false alarm)."""
+    on a false alarm). With ``shuffle``, each narrowed group is visited in random order
+    instead (the same run's baseline without suspect profiles)."""
     loc = localise(feeder, cal, flag_day, min_size=detector_min, threshold=threshold,
                    round_days=params.round_days, complete=complete)
     last = max(loc.last_day, flag_day)
@@ -177,7 +188,10 @@ def investigate(feeder: Feeder, cal: HourCalendar, flag_day: int, detector_min: 
             scores = {p.profile_id: float(p.weights @ x) for p in profiles}
             stats[feeder.customers[i]] = suspect_statistics(n, float(x.sum()), float(x @ x), scores, profiles)
         lik = suspect_likelihoods(stats)
-        order.extend(sorted(lik, key=lambda c: -lik[c][1]))
+        ranked = sorted(lik, key=lambda c: -lik[c][1])
+        if shuffle is not None:
+            ranked = [ranked[k] for k in shuffle.permutation(len(ranked))]
+        order.extend(ranked)
     narrowed = len(order)
     order.extend(c for c in feeder.customers if c not in order)
     thieves = feeder.thieves
@@ -205,6 +219,7 @@ def _run_method(name: str, feeders: list[Feeder], cal: HourCalendar, det: CusumD
                 min_size: int, params: StudyParams, drop_rate: float, labels: list[str]) -> MethodResult:
     res = MethodResult(name)
     rng = np.random.default_rng([params.seed, 7])
+    shuffle = np.random.default_rng([params.seed, 8])
     window = params.days - 2 * params.round_days
     for f in feeders:
         complete, bad = _complete_mask(f, cal, drop_rate, rng)
@@ -225,7 +240,9 @@ def _run_method(name: str, feeders: list[Feeder], cal: HourCalendar, det: CusumD
             # a false alarm: the narrowed groups are investigated and nothing is found
             res.false_alarms += 1 if start is None else 0
             res.pre_theft_alarms += 0 if start is None else 1
-            res.investigated += _narrowed(f, cal, alarm, min_size, thr, params, complete, labels)
+            visits = _narrowed(f, cal, alarm, min_size, thr, params, complete, labels)
+            res.investigated += visits
+            res.false_alarm_visits += visits
             if start is None:
                 continue
             # a pre-theft alarm on a feeder with a thief: investigated, nothing found, CUSUM restarted
@@ -235,6 +252,8 @@ def _run_method(name: str, feeders: list[Feeder], cal: HourCalendar, det: CusumD
             alarm = later
         _, visited = investigate(f, cal, alarm, min_size, thr, params, complete, labels)
         res.investigated += visited
+        _, blind = investigate(f, cal, alarm, min_size, thr, params, complete, labels, shuffle=shuffle)
+        res.investigated_without_profiles += blind
         for t in f.thefts:
             if alarm >= t.start_day:
                 res.detected += 1
@@ -282,12 +301,13 @@ def format_study(r: StudyReport) -> str:
         f"h={d['h_shape']:.3f}; check-meter thresholds {r.segment_threshold['private']:.2f}% (>= {p['min_group']} "
         f"customers) / {r.segment_threshold['raw']:.2f}% (any size)",
         f"{'method':<20} {'thieves':>7} {'detected':>9} {'FPR':>6} {'median days':>11} {'investigated/thief':>18} "
-        f"{'incomplete days':>15}",
+        f"{'(no profiles)':>13} {'incomplete days':>15}",
     ]
     for m in r.methods:
         lines.append(
             f"{m.method:<20} {m.thieves:>7} {100 * m.detection_rate:>8.1f}% {100 * m.false_positive_rate:>5.1f}% "
-            f"{m.median_days:>11.1f} {m.investigated_per_thief:>18.2f} {m.incomplete_feeder_days:>15}"
+            f"{m.median_days:>11.1f} {m.investigated_per_thief:>18.2f} {m.investigated_per_thief_without_profiles:>13.2f} "
+            f"{m.incomplete_feeder_days:>15}"
         )
     kinds = sorted({k for m in r.methods for k in m.per_kind})
     lines.append("detection rate per attack (private / raw): " + ", ".join(
