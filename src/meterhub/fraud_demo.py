@@ -257,6 +257,7 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
     from .tariffs.profiles import demo_profile_key
     from .utility.forecasting import ProfileScores, verify_scores
     from .utility.fraud import (
+        SessionMailbox,
         collect_day,
         demo_grid_key,
         hub_key,
@@ -354,7 +355,7 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
                     tsm = settlement_demo._tsm(card, "grid-operator")
                     tsm.open()
                     tsms.append(tsm)
-                    boxes[c] = AppletMailbox(tsm, AGGREGATION_APP_AID)
+                    boxes[c] = SessionMailbox(tsm, AGGREGATION_APP_AID)
                     push_group(boxes[c], grp)
                 kept: list[tuple[tuple[str, ...], bytes | str]] = []
                 for k in day_ks:

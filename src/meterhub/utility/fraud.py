@@ -29,6 +29,7 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 from ..aggregation import (
     AggregationRequest,
@@ -53,6 +54,7 @@ __all__ = [
     "demo_grid_key",
     "hub_key",
     "push_group",
+    "SessionMailbox",
 ]
 
 AGGREGATION_CLASS = "meterhub.applets.aggregation/1"
@@ -224,6 +226,28 @@ def _first_bad_hour(blob: bytes, width: int, per_hour: list[int], n_hours: int, 
         if msm_encoded(scalars, blob, width) != G * s[h] + H * r[h]:
             return h
     return -1
+
+
+class SessionMailbox(AppletMailbox):
+    """An :class:`AppletMailbox` that sends INSTALL [for personalization] once per SCP03
+    session: the security domain keeps the target application until the session ends
+    (GPC 2.3.1 §11.5.2.3), so the releases of a whole period cost one STORE DATA each.
+    After a refusal the next message personalizes again."""
+
+    def __init__(self, tsm: Any, app_aid: str) -> None:
+        super().__init__(tsm, app_aid)
+        self._personalized = False
+
+    def send(self, message: bytes, what: str, *, personalize: bool = True) -> bytes:
+        from .settlement import HubRefused
+
+        try:
+            out = super().send(message, what, personalize=personalize and not self._personalized)
+        except HubRefused:
+            self._personalized = False
+            raise
+        self._personalized = True
+        return out
 
 
 def demo_grid_key() -> ecdsa.SigningKey:
