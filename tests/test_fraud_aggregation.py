@@ -261,6 +261,12 @@ def test_group_policy_refusals(feeder, tmp_path) -> None:
     keys[ids[0]] = feeder[ids[6]].key
     with pytest.raises(HubRefused):
         push_group(mb, make_group("wrongkey", "f1", keys, DAY, DAY, demo_grid_key()))
+    # a member key that is a low-order point (all-zero shared secret)
+    keys = {i: feeder[i].key for i in ids[:6]}
+    keys[ids[5]] = bytes(32)
+    with pytest.raises(HubRefused) as ei:
+        push_group(mb, make_group("loworder", "f1", keys, DAY, DAY, demo_grid_key()))
+    assert ei.value.sw == 0x6A80
     # the same members again under a new id are fine (nothing new to learn)
     push_group(mb, _group(feeder, ids[:6], gid="again"))
     # a malformed definition

@@ -247,6 +247,10 @@ class AggregationApplet(MeteringApplet):
             raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, str(exc)) from None
         except PolicyRefusal as exc:
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, str(exc)) from None
+        try:
+            self._pairs(group, meter_id)  # every member key must give a pair key
+        except zerosum.ZeroSumError:
+            raise ISOException(SW.WRONG_DATA, "a member's key is not a usable X25519 key") from None
         self.ctx.store.put(b"g:" + group.group_id.encode(), group.to_bytes())
 
     def _day_sums(self, group: GroupDefinition, day: date) -> tuple[int, list[tuple[int, int]]]:
