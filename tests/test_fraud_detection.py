@@ -207,11 +207,19 @@ def test_utility_fraud_on_stored_data(demo, capsys, tmp_path) -> None:
     body[-1] ^= 1
     conn.execute("UPDATE releases SET body=? WHERE group_id=? AND day=? AND meter_id=? AND kind='release'",
                  (bytes(body), gid, day, mid))
+    # and a feeder meter reading, one Wh more in its first hour
+    fid, fday, fbody = conn.execute("SELECT feeder_id, day, body FROM feeder_days ORDER BY day DESC LIMIT 1").fetchone()
+    fbody = bytearray(fbody)
+    pos = 5 + 1 + len(fid) + 4 + 1 + 7  # magic, str8 feeder id, date4, count, low byte of the first u64
+    fbody[pos] ^= 1
+    conn.execute("UPDATE feeder_days SET body=? WHERE feeder_id=? AND day=?", (bytes(fbody), fid, fday))
     conn.commit()
     conn.close()
     capsys.readouterr()
     assert main(["utility", "fraud", "--data-dir", str(d)]) == 1
-    assert "REJECTED" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"REJECTED {gid} {day}" in out
+    assert f"{fday}: feeder meter reading does not verify" in out
 
 
 def test_fraud_section_reruns_identically(demo) -> None:
