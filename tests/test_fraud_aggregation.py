@@ -131,6 +131,20 @@ def test_masks_cancel_exactly() -> None:
     assert other != zerosum.member_masks([zerosum.pair_key(keys[0], pubs[1])], ctx, 3)
 
 
+@settings(max_examples=25, deadline=None)
+@given(st.integers(2, 12), st.integers(1, 60), st.text("abcxyz-", min_size=1, max_size=10))
+def test_masks_cancel_for_any_group(n: int, count: int, gid: str) -> None:
+    keys = [zerosum.generate_private_key() for _ in range(n)]
+    pubs = [zerosum.public_key_bytes(k) for k in keys]
+    ctx = mask_context(gid, DAY, 24)
+    cols = [zerosum.member_masks([zerosum.pair_key(k, p) for p in pubs if p != own], ctx, count)
+            for k, own in zip(keys, pubs, strict=True)]
+    assert zerosum.sum_masks(cols) == [0] * count
+    # any proper subset leaves a non-zero mask: a partial sum is not revealed
+    if n > 2:
+        assert zerosum.sum_masks(cols[:-1]) != [0] * count
+
+
 def test_pair_key_refusals() -> None:
     k = zerosum.generate_private_key()
     with pytest.raises(zerosum.ZeroSumError):
