@@ -137,11 +137,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from .demo_privacy import format_privacy, privacy_report
 
         privacy = privacy_report(params.data_dir)  # what each recipient got (issue 11)
+        from . import fraud_demo
+
+        fraud = fraud_demo.run(params, args.thieves)  # fraud detection (issue 13)
     t = example_signed_tariff().tariff
     if args.json:
         doc = json.loads(summary_json(params, results, t.currency, t.subunits_per_unit))
         doc["settlement"] = report.to_dict()
         doc["privacy"] = privacy
+        doc["fraud"] = fraud.to_dict()
         print(json.dumps(doc, indent=2))
     else:
         print(format_table(results, t.currency, t.subunits_per_unit))
@@ -149,7 +153,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(format_report(report))
         print()
         print(format_privacy(privacy))
-    ok = all(r.verified for r in results) and report.all_verified
+        print()
+        print(fraud_demo.format_report(fraud))
+    ok = all(r.verified for r in results) and report.all_verified and fraud.all_verified
     return EXIT_OK if ok else EXIT_REJECTED
 
 
@@ -667,6 +673,30 @@ def cmd_utility_forecast(args: argparse.Namespace) -> int:
     return _stored_results(args, "forecast_stored")
 
 
+def cmd_utility_fraud(args: argparse.Namespace) -> int:
+    """Re-verify stored feeder sums and recompute balance, alarms and localisation."""
+    from .fraud_demo import fraud_stored
+
+    try:
+        lines, rejected = fraud_stored(Path(args.data_dir))
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    for line in lines:
+        print(line)
+    for why in rejected:
+        print(f"REJECTED {why}")
+    return EXIT_OK if not rejected else EXIT_REJECTED
+
+
+def cmd_utility_fraud_study(args: argparse.Namespace) -> int:
+    """Detection rate, false positives, days to detection, investigations: private vs raw."""
+    from .fraud_study import StudyParams, format_study, run_study
+
+    report = run_study(StudyParams(feeders=args.feeders, days=args.days, seed=args.seed, far=args.far))
+    print(json.dumps(report.to_dict(), indent=2) if args.json else format_study(report))
+    return EXIT_OK
+
+
 # -- parser -----------------------------------------------------------------
 class _HelpFormatter(argparse.HelpFormatter):
     """Every option's help ends with its default: ``(default: X)``, ``(default: off)`` for a
@@ -709,6 +739,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--business-share", type=_fraction, default=0.3, help="share of small businesses (0..1)")
     d.add_argument("--price-index", metavar="CSV", help="day-ahead prices 'start,EUR/MWh' for settlement (default: none, the demo's seeded example index)")
     d.add_argument("--no-progress", action="store_true", help="no progress bar (there is none unless stderr is a terminal)")
+    d.add_argument("--thieves", type=_number(int, "an integer", 0, 1000), default=2,
+                   help="customers who tamper with their meters, for the fraud section (default: 2)")
     d.set_defaults(func=cmd_demo)
 
     m = sub.add_parser("meter", help="the meter's side").add_subparsers(dest="meter_cmd", required=True, parser_class=_Parser)
@@ -805,6 +837,16 @@ def build_parser() -> argparse.ArgumentParser:
     uf = u.add_parser("forecast", help="verify stored profile scores and samples; classes per customer")
     uf.add_argument("--data-dir", default="meterhub-data", help="the demo's data directory")
     uf.set_defaults(func=cmd_utility_forecast)
+    ur = u.add_parser("fraud", help="re-verify stored feeder sums; balance, alarms, localisation (issue 13)")
+    ur.add_argument("--data-dir", default="meterhub-data", help="the demo's data directory (default: meterhub-data)")
+    ur.add_argument("--study", action="store_true", help="run the simulation study instead (docs/fraud.md)")
+    ur.add_argument("--feeders", type=_positive, default=40, help="study: feeders simulated (default: 40)")
+    ur.add_argument("--days", type=_number(int, "an integer", 20, 366), default=60, help="study: days (default: 60)")
+    ur.add_argument("--seed", type=int, default=13, help="study: seed (default: 13)")
+    ur.add_argument("--far", type=_number(float, "a number", 0.0, 0.5, lo_open=True), default=0.05,
+                    help="study: target false-alarm rate over the horizon (default: 0.05)")
+    ur.add_argument("--json", action="store_true", help="study: machine-readable report")
+    ur.set_defaults(func=lambda a: cmd_utility_fraud_study(a) if a.study else cmd_utility_fraud(a))
     return p
 
 
