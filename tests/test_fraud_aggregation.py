@@ -307,7 +307,7 @@ def test_power_loss_mid_round(feeder, tmp_path) -> None:
         # count the write points of a first answer on a copy of the card's file
         probe_path = tmp_path / "probe.sqlite"
         hub.card.close()
-        for ext in ("", "-wal", "-shm"):  # the card's store runs SQLite in WAL mode
+        for ext in ("", "-wal", "-shm", ".sk"):  # SQLite in WAL mode; the sealed store's key
             src = Path(str(hub.path) + ext)
             if src.exists():
                 shutil.copy(src, Path(str(probe_path) + ext))

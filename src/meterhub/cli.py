@@ -117,6 +117,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         data_dir=Path(args.data_dir),
         business_share=args.business_share,
         price_index_csv=Path(args.price_index) if args.price_index else None,
+        thieves=args.thieves,
     )
     from .demo import check_params
     from .settlement_demo import format_report
@@ -134,12 +135,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         except DemoError as exc:
             raise UsageError(str(exc)) from None
         report = run_settlement(params)  # settlement and forecasting (issue 6)
-        from .demo_privacy import format_privacy, privacy_report
-
-        privacy = privacy_report(params.data_dir)  # what each recipient got (issue 11)
         from . import fraud_demo
 
-        fraud = fraud_demo.run(params, args.thieves)  # fraud detection (issue 13)
+        fraud = fraud_demo.run(params, params.thieves)  # fraud detection (issue 13)
+        from .demo_privacy import format_privacy, privacy_report
+
+        privacy = privacy_report(params.data_dir)  # what each recipient got (issues 11, 13)
     t = example_signed_tariff().tariff
     if args.json:
         doc = json.loads(summary_json(params, results, t.currency, t.subunits_per_unit))

@@ -52,9 +52,11 @@ from .meter.grid import (
 from .storage import open_db, transaction
 from .utility.theft import (
     CusumDetector,
+    SuspectProfile,
     balance,
     calibrate,
     localise,
+    period_suspect_profiles,
     suspect_likelihoods,
     suspect_profiles,
     suspect_statistics,
@@ -243,18 +245,12 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
     """See the module docstring. Needs a finished demo run in ``params.data_dir``."""
     from . import settlement_demo
     from .applets.aggregation import CLASS_NAME as AGG_CLASS
+    from .demo import DemoRandom, _customer_policy, _open_card
     from .hub.aggregation import AGGREGATION_APP_AID, aggregation_load_file
-    from .hub.secure_element import (
-        PROFILING_APP_AID,
-        ReadingsClient,
-        demo_dap_key,
-        demo_scp03_keys,
-        open_hub_card,
-    )
+    from .hub.secure_element import PROFILING_APP_AID, ReadingsClient
     from .hub.store import HubStore
     from .meter.timebase import range_starts
     from .tariffs.price_index import sign_series
-    from .tariffs.profiles import demo_profile_key
     from .utility.forecasting import ProfileScores, verify_scores
     from .utility.fraud import (
         SessionMailbox,
@@ -307,10 +303,11 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
                                     cal, rng, recorded_wh=recorded[list(r)]))
     store = FraudStore(d / "fraud.sqlite")
     grid_pub = ecdsa.public_bytes(demo_grid_key())
+    rng = DemoRandom(params.seed)
+
     def card_of(mid: str) -> Any:
-        sup = supplier[mid]
-        return open_hub_card(d / "hubs" / f"{mid}.sqlite", issuer_keys=demo_scp03_keys("issuer"),
-                             supplier_keys=demo_scp03_keys(sup), supplier_dap=demo_dap_key(sup).public_key())
+        # the card's random source is the demo's seeded one (the aggregation applet's key)
+        return _open_card(d / "hubs" / f"{mid}.sqlite", supplier[mid], rng, mid, _customer_policy(params))
 
     try:
         # 2. install, pair, feed; keys; groups
@@ -452,16 +449,17 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
                  "segments": [[f.customers[s.first : s.end], s.discrepancy] for s in loc.segments]}))
             last = max(loc.last_day, a_priv)
             first_k = max(0, last - SCORE_DAYS + 1)
-            window = slice(cal.day_slices[first_k].start, cal.day_slices[last].stop)
+            # neighbours' shape: the feeder's verified sum. One ``suspects`` release per
+            # customer and period (the customer's cycle cell), profiles signed by the grid
+            # operator's own profile key, which the customers pinned (docs/fraud.md).
+            sps = period_suspect_profiles(cal, first_k, last, b_priv.hourly, sums[f.feeder_id].astype(float), labels)
+            series = {sp.profile_id: _suspect_series(f.feeder_id, sp, first_day, last_day, tz) for sp in sps}
+            signed = {k: sign_series(v, demo_grid_key()) for k, v in series.items()}
+            for sg in signed.values():
+                store.put("profiles", (sg.series.series_id,), _dump(sg))
             for s in loc.segments:
                 members = f.customers[s.first : s.end]
                 row.narrowed.append(members)
-                # neighbours' shape: the feeder's verified sum
-                sps = suspect_profiles(cal, window, b_priv.hourly, sums[f.feeder_id].astype(float), labels)
-                series = {sp.profile_id: _suspect_series(f.feeder_id, sp, days[first_k], days[last], tz) for sp in sps}
-                signed = {k: sign_series(v, demo_profile_key()) for k, v in series.items()}
-                for sg in signed.values():
-                    store.put("profiles", (sg.series.series_id,), _dump(sg))
                 stats = {}
                 for c in members:
                     card = card_of(c)
@@ -470,18 +468,18 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
                             mb = AppletMailbox(tsm, PROFILING_APP_AID)
                             for sg in signed.values():
                                 mb.push_series(sg)
-                            raw = mb.request(b"\x20" + _day(days[first_k]) + _day(days[last])
+                            raw = mb.request(b"\x21" + _day(first_day) + _day(last_day)
                                              + ",".join(v.series_id for v in series.values()).encode(), f"suspect scores of {c}")
                     except (HubRefused, TSMError) as exc:
                         report.rejected.append(f"{c}: suspect scores: {exc}")
                         continue
                     finally:
                         card.close()
-                    store.put_many("scores", [((c, days[first_k].isoformat(), days[last].isoformat()), raw)])
+                    store.put_many("scores", [((c, first_day.isoformat(), last_day.isoformat()), raw)])
                     store.put("meta", (f"suspects/{c}",), json.dumps(
                         {series[sp.profile_id].series_id: [sp.profile_id, sp.kind] for sp in sps}))
                     sc = ProfileScores.from_json(raw)
-                    v = verify_scores(sc, utility.registration(c), utility.day_commitments(c, days[first_k], days[last]),
+                    v = verify_scores(sc, utility.registration(c), utility.day_commitments(c, first_day, last_day),
                                       {s2.series_id: s2 for s2 in series.values()}, code_hash=ch_prof)
                     if not v.ok:
                         report.rejected.append(f"{c}: suspect scores: {v.reason}")
@@ -684,12 +682,11 @@ def _stored_suspects(store: FraudStore, utility: Any, rejected: list[str]) -> li
     """Re-verify the stored suspect-profile score statements (signed profiles, the
     meters' commitments) and recompute each narrowed group's likelihoods from them."""
     from .tariffs.price_index import KIND_LOAD_PROFILE, SeriesError, load_series, verify_series
-    from .tariffs.profiles import demo_profile_key
     from .utility.forecasting import ProfileScores, verify_scores
+    from .utility.fraud import demo_grid_key
     from .utility.settlement import expected_code_hash
-    from .utility.theft import SuspectProfile
 
-    key = demo_profile_key().public_key()
+    key = demo_grid_key().public_key()  # the grid operator's own profile signer, pinned by the customers
     series = {}
     for sid, body in store.rows("profiles"):
         try:

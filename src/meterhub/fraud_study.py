@@ -22,9 +22,14 @@ The methods differ where meterhub constrains the operator:
   with probability ``drop_rate`` (the recovery round then gives the others' sum and the
   day is incomplete, so the balance skips it); check-meter segments never go below the
   minimum group size (5); suspect likelihoods from the profiling applet's verified
-  aggregates (energy, sum of squares, linear scores);
+  aggregates (energy, sum of squares, linear scores) as the hub's privacy guard
+  releases them: one ``suspects`` release per customer and period (the study's horizon
+  is the customers' cycle), so energy and sum of squares are the period's and the
+  profiles span the period with integer weights in the policy's range
+  (:func:`meterhub.utility.theft.period_suspect_profiles`);
 * **raw**: the same detector given every customer's raw hourly readings, so no day is
-  incomplete and segments go down to single customers.
+  incomplete, segments go down to single customers, and the suspect statistics are
+  those of the score window after the alarm.
 
 The verified sum of a complete feeder-day equals the raw sum exactly, and the profile
 scores equal the raw linear functionals exactly, so this study computes both from the
@@ -46,6 +51,7 @@ from .utility.theft import (
     balance,
     calibrate,
     localise,
+    period_suspect_profiles,
     segment_discrepancy,
     suspect_likelihoods,
     suspect_profiles,
@@ -164,11 +170,14 @@ def _segment_threshold(feeders: list[Feeder], cal: HourCalendar, min_size: int, 
 
 def investigate(feeder: Feeder, cal: HourCalendar, flag_day: int, detector_min: int, threshold: float,
                 params: StudyParams, complete: np.ndarray | None, labels: list[str],
-                shuffle: np.random.Generator | None = None) -> tuple[list[str], int]:
+                shuffle: np.random.Generator | None = None, *, guarded: bool = False) -> tuple[list[str], int]:
     """Localise, rank by suspect likelihood, visit. Returns the visiting order and the
     number of customers visited (until every thief is found; the narrowed groups only
     on a false alarm). With ``shuffle``, each narrowed group is visited in random order
-    instead (the same run's baseline without suspect profiles)."""
+    instead (the same run's baseline without suspect profiles). ``guarded``: the
+    statistics the hub's privacy guard releases (one ``suspects`` release per customer
+    and period, here the whole horizon: :func:`period_suspect_profiles`, energy and sum
+    of squares of the period); otherwise those of the score window."""
     loc = localise(feeder, cal, flag_day, min_size=detector_min, threshold=threshold,
                    round_days=params.round_days, complete=complete)
     last = max(loc.last_day, flag_day)
@@ -180,8 +189,12 @@ def investigate(feeder: Feeder, cal: HourCalendar, flag_day: int, detector_min: 
     for s in segs:
         members = list(range(s.first, s.end))
         group_sum = feeder.recorded_wh.sum(axis=0).astype(float)  # the neighbours: the feeder's sum
-        rec = feeder.recorded_wh[members][:, window].astype(float)
-        profiles = suspect_profiles(cal, window, b.hourly, group_sum, labels)
+        if guarded:
+            rec = feeder.recorded_wh[members].astype(float)
+            profiles = period_suspect_profiles(cal, first, last, b.hourly, group_sum, labels)
+        else:
+            rec = feeder.recorded_wh[members][:, window].astype(float)
+            profiles = suspect_profiles(cal, window, b.hourly, group_sum, labels)
         stats = {}
         n = rec.shape[1]
         for i, x in zip(members, rec, strict=True):
@@ -202,9 +215,10 @@ def investigate(feeder: Feeder, cal: HourCalendar, flag_day: int, detector_min: 
 
 
 def _narrowed(f: Feeder, cal: HourCalendar, alarm: int, min_size: int, thr: float, params: StudyParams,
-              complete: np.ndarray | None, labels: list[str]) -> int:
+              complete: np.ndarray | None, labels: list[str], guarded: bool) -> int:
     """Customers of the narrowed groups, all visited after a false alarm."""
-    order, narrowed = investigate(_honest_view(f), cal, alarm, min_size, thr, params, complete, labels)
+    order, narrowed = investigate(_honest_view(f), cal, alarm, min_size, thr, params, complete, labels,
+                                  guarded=guarded)
     return narrowed
 
 
@@ -216,7 +230,8 @@ def _honest_view(f: Feeder) -> Feeder:
 
 
 def _run_method(name: str, feeders: list[Feeder], cal: HourCalendar, det: CusumDetector, thr: float,
-                min_size: int, params: StudyParams, drop_rate: float, labels: list[str]) -> MethodResult:
+                min_size: int, params: StudyParams, drop_rate: float, labels: list[str], *,
+                guarded: bool = False) -> MethodResult:
     res = MethodResult(name)
     rng = np.random.default_rng([params.seed, 7])
     shuffle = np.random.default_rng([params.seed, 8])
@@ -240,7 +255,7 @@ def _run_method(name: str, feeders: list[Feeder], cal: HourCalendar, det: CusumD
             # a false alarm: the narrowed groups are investigated and nothing is found
             res.false_alarms += 1 if start is None else 0
             res.pre_theft_alarms += 0 if start is None else 1
-            visits = _narrowed(f, cal, alarm, min_size, thr, params, complete, labels)
+            visits = _narrowed(f, cal, alarm, min_size, thr, params, complete, labels, guarded)
             res.investigated += visits
             res.false_alarm_visits += visits
             if start is None:
@@ -250,9 +265,10 @@ def _run_method(name: str, feeders: list[Feeder], cal: HourCalendar, det: CusumD
             if later is None:
                 continue
             alarm = later
-        _, visited = investigate(f, cal, alarm, min_size, thr, params, complete, labels)
+        _, visited = investigate(f, cal, alarm, min_size, thr, params, complete, labels, guarded=guarded)
         res.investigated += visited
-        _, blind = investigate(f, cal, alarm, min_size, thr, params, complete, labels, shuffle=shuffle)
+        _, blind = investigate(f, cal, alarm, min_size, thr, params, complete, labels, shuffle=shuffle,
+                               guarded=guarded)
         res.investigated_without_profiles += blind
         for t in f.thefts:
             if alarm >= t.start_day:
@@ -284,7 +300,7 @@ def run_study(params: StudyParams) -> StudyReport:
     feeders, cal2 = simulate_grid(params.feeders, params.start, params.days, seed=params.seed, thief_share=0.5)
     labels = [(params.start + timedelta(days=k)).isoformat() for k in range(params.days)]
     private = _run_method("private (meterhub)", feeders, cal2, det, thr_private, params.min_group, params,
-                          params.drop_rate, labels)
+                          params.drop_rate, labels, guarded=True)
     raw = _run_method("raw readings", feeders, cal2, det, thr_raw, 1, params, 0.0, labels)
     p = asdict(params)
     p["start"] = params.start.isoformat()

@@ -251,15 +251,11 @@ class SessionMailbox(AppletMailbox):
 
 
 def demo_grid_key() -> ecdsa.SigningKey:
-    """A PUBLICLY KNOWN P-256 key with which the demo grid operator signs group
-    definitions (derived from a public string). Demo and tests only."""
-    import hashlib
+    """The demo grid operator's group-signing key (:func:`meterhub.aggregation.demo_group_key`),
+    PUBLICLY KNOWN. Demo and tests only."""
+    from ..aggregation import demo_group_key
 
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    seed = hashlib.sha256(b"meterhub/v1/demo-grid-operator-group-key\x00NOT A SECRET").digest()
-    n = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-    return ec.derive_private_key(int.from_bytes(seed, "big") % (n - 1) + 1, ec.SECP256R1())
+    return demo_group_key()
 
 
 def hub_key(mailbox: AppletMailbox) -> bytes:

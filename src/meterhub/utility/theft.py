@@ -64,6 +64,7 @@ __all__ = [
     "calibrate",
     "cusum_path",
     "localise",
+    "period_suspect_profiles",
     "suspect_likelihoods",
     "suspect_profiles",
     "suspect_statistics",
@@ -263,6 +264,35 @@ def suspect_profiles(cal: HourCalendar, window: slice, discrepancy: np.ndarray, 
     out.append(SuspectProfile("discrepancy", np.rint(disc), "discrepancy"))
     out.append(SuspectProfile("neighbours", np.rint(np.maximum(0.0, neighbours[window])), "neighbours"))
     return out
+
+
+def period_suspect_profiles(cal: HourCalendar, first_day: int, last_day: int, discrepancy: np.ndarray,
+                            neighbours: np.ndarray, start_label: Sequence[str], *, step_days: int = 7,
+                            max_weight_ratio: int = 1000) -> list[SuspectProfile]:
+    """The suspect profiles as the hub's privacy guard releases their scores: one
+    ``suspects`` release per customer and period, over the **whole period** (the
+    customer's cycle cell; here all of ``cal``), so energy and sum of squares are the
+    period's. ``drop-DATE`` for dates every ``step_days`` after ``first_day`` before
+    ``last_day`` (the score window after the alarm, as :func:`suspect_profiles`), each 1
+    from its date to the period's end; ``night``, ``discrepancy`` and ``neighbours`` over
+    the whole period. Weights are integers scaled to at most 1000 with the smallest
+    non-zero one at least ``1000 / max_weight_ratio`` of it (the policy's profile shape,
+    docs/privacy.md); rounding drops hours below half a step."""
+    out = [SuspectProfile(f"drop-{start_label[d]}", (cal.day >= d).astype(float) * 1000.0, "drop")
+           for d in range(first_day + step_days, last_day, step_days)]
+    whole = slice(0, len(cal.day))
+    out += [p for p in suspect_profiles(cal, whole, discrepancy, neighbours, start_label, step_days=len(cal.day) + 1)
+            if p.kind != "drop"]
+    scaled = []
+    for p in out:
+        top = float(p.weights.max()) if len(p.weights) else 0.0
+        if top <= 0:
+            continue
+        w = np.rint(p.weights * (1000.0 / top))
+        w[w < 1000.0 / max_weight_ratio] = 0.0
+        if w.any():
+            scaled.append(SuspectProfile(p.profile_id, w, p.kind))
+    return scaled
 
 
 def suspect_statistics(n: int, energy: float, squares: float, scores: dict[str, float],
