@@ -223,3 +223,15 @@ def test_suspect_profiles_respect_the_pinned_signer_and_the_budget(tmp_path) -> 
     raw = mb.request(b"\x21" + period + ",".join(ids[:6]).encode(), "suspects")
     assert json.loads(raw)["scores"] and _log(card)[-1].kind == "suspects" and _log(card)[-1].functionals == 8
     card.close()
+
+
+def test_the_demos_aggregation_keys_never_repeat_a_released_draw() -> None:
+    """The demo opens each card several times and the card's seeded source restarts per
+    open: the fraud section draws from a stream of its own, so an applet's X25519 key is
+    never the coin-toss nonce the same card released with its samples."""
+    from meterhub.demo import DemoRandom
+
+    r = DemoRandom(2027)
+    toss = r.card_rng("hh-0000")(32)  # the first draw of an ordinary open (the hub's nonce)
+    key = r.card_rng("hh-0000", "fraud")(32)  # the first draw of a fraud-section open
+    assert key != toss and r.card_rng("hh-0000", "fraud")(32) == key  # apart, and reproducible

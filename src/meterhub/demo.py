@@ -138,13 +138,18 @@ class DemoRandom:
         """The utility's coin-toss nonce for a meter and period."""
         return self.derive(32, "utility-nonce", meter_id, first.isoformat(), last.isoformat())
 
-    def card_rng(self, meter_id: str) -> Callable[[int], bytes]:
+    def card_rng(self, meter_id: str, stream: str = "") -> Callable[[int], bytes]:
         """A hub card's random number generator: the ``k``-th draw since the card was
-        opened is a function of seed, meter and ``k`` only."""
+        opened is a function of seed, meter, ``stream`` and ``k`` only. A demo step that
+        opens the card for another purpose names its own ``stream``, so its draws (the
+        aggregation applet's X25519 key) never repeat a draw another step released (a
+        coin-toss nonce)."""
         count = [0]
 
         def draw(n: int) -> bytes:
             count[0] += 1
+            if stream:
+                return self.derive(n, "hub-card", meter_id, stream, str(count[0]))
             return self.derive(n, "hub-card", meter_id, str(count[0]))
 
         return draw

@@ -306,8 +306,11 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
     rng = DemoRandom(params.seed)
 
     def card_of(mid: str) -> Any:
-        # the card's random source is the demo's seeded one (the aggregation applet's key)
-        return _open_card(d / "hubs" / f"{mid}.sqlite", supplier[mid], rng, mid, _customer_policy(params))
+        # the card's random source is the demo's seeded one, in a stream of its own (the
+        # aggregation applet's key must not repeat a released coin-toss nonce)
+        card = _open_card(d / "hubs" / f"{mid}.sqlite", supplier[mid], None, mid, _customer_policy(params))
+        card.runtime.random = rng.card_rng(mid, "fraud")
+        return card
 
     try:
         # 2. install, pair, feed; keys; groups
