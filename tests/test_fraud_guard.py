@@ -120,6 +120,10 @@ def test_group_rules_hold_across_the_recipients_applets(hubs) -> None:
     with pytest.raises(HubRefused) as ei:
         push_group(mailbox(card, SECOND_AGG), plus_one)
     assert ei.value.sw == 0x6985
+    # nor may the other applet answer for group "a", which lists the first applet's key
+    with pytest.raises(HubRefused) as ei:
+        mailbox(card, SECOND_AGG).send(b"\x10" + AggregationRequest("a", DAY).to_bytes(), "other applet")
+    assert ei.value.sw == 0x6985
 
 
 def test_every_aggregate_is_a_logged_release(hubs) -> None:

@@ -187,7 +187,7 @@ class AggregationApplet(MeteringApplet):
 
     def _release(self, body: bytes) -> bytes:
         meter_id = self.rs.pairing()[0]
-        again, group, day = self.guard.begin_aggregate("aggregate", bytes(body), meter_id)
+        again, group, day = self.guard.begin_aggregate("aggregate", bytes(body), meter_id, self._own_key())
         if again is not None:
             return bytes(again)
         first, sums = self._day_sums(group, day)
@@ -195,11 +195,12 @@ class AggregationApplet(MeteringApplet):
                                      2 * len(sums))
         values = tuple(((m + masks[2 * h]) % Q, (r + masks[2 * h + 1]) % Q) for h, (m, r) in enumerate(sums))
         out = MaskedRelease(group.group_id, meter_id, day, first, applet_code_hash(type(self)), values)
-        return bytes(self.guard.commit_aggregate("aggregate", bytes(body), meter_id, out.to_bytes(), hours=len(sums)))
+        return bytes(self.guard.commit_aggregate("aggregate", bytes(body), meter_id, self._own_key(), out.to_bytes(),
+                                                 hours=len(sums)))
 
     def _recover(self, body: bytes) -> bytes:
         meter_id = self.rs.pairing()[0]
-        again, group, day = self.guard.begin_aggregate("recovery", bytes(body), meter_id)
+        again, group, day = self.guard.begin_aggregate("recovery", bytes(body), meter_id, self._own_key())
         if again is not None:
             return bytes(again)
         req = RecoveryRequest.from_bytes(body)  # the guard parsed it already
@@ -210,7 +211,8 @@ class AggregationApplet(MeteringApplet):
         terms = zerosum.member_masks(pairs, mask_context(group.group_id, day, len(sums)), 2 * len(sums))
         values = tuple((terms[2 * h], terms[2 * h + 1]) for h in range(len(sums)))
         out = RecoveryRelease(group.group_id, meter_id, day, req.missing, values)
-        return bytes(self.guard.commit_aggregate("recovery", bytes(body), meter_id, out.to_bytes(), hours=0))
+        return bytes(self.guard.commit_aggregate("recovery", bytes(body), meter_id, self._own_key(), out.to_bytes(),
+                                                 hours=0))
 
 
 register_applet_class(CLASS_NAME, AggregationApplet)

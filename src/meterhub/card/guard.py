@@ -319,7 +319,8 @@ class GuardPort(Shareable):
             raise ISOException(SW.REFERENCED_DATA_NOT_FOUND, f"no group {group_id}")
         return GroupDefinition.from_bytes(raw)
 
-    def _group_release(self, kind: str, request: bytes, meter_id: str) -> tuple[GroupDefinition, date, str]:
+    def _group_release(self, kind: str, request: bytes, meter_id: str,
+                       own_key: bytes) -> tuple[GroupDefinition, date, str]:
         g = self._guard
         g._entitled(self._recipient, "aggregate")
         try:
@@ -327,6 +328,9 @@ class GuardPort(Shareable):
         except FormatError:
             raise ISOException(SW.WRONG_DATA, f"malformed {kind} request") from None
         group = self.group(req.group_id)
+        me = group.member(meter_id)
+        if me is None or me.hub_key != bytes(own_key):  # another applet of the recipient
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "this applet is not the group's member for its meter")
         if not group.valid_from <= req.day <= group.valid_to:
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "day outside the group's validity")
         slot = f"{self._recipient}/{{}}/{group.group_id}/{req.day.isoformat()}"
@@ -339,7 +343,8 @@ class GuardPort(Shareable):
                 raise ISOException(SW.CONDITIONS_NOT_SATISFIED, str(exc)) from None
         return group, req.day, slot.format(kind)
 
-    def begin_aggregate(self, kind: str, request: bytes, meter_id: str) -> tuple[bytes | None, GroupDefinition, date]:
+    def begin_aggregate(self, kind: str, request: bytes, meter_id: str,
+                        own_key: bytes) -> tuple[bytes | None, GroupDefinition, date]:
         """For ``aggregate`` (the day's masked sums) or ``recovery`` (one per group and
         day): entitlement ``aggregate`` (``6982``), an admitted group (``6A88``), the day
         within its validity, the recovery rules (``6985``). A re-ask of the same request
@@ -347,7 +352,7 @@ class GuardPort(Shareable):
         if kind not in AGGREGATE_KINDS:
             raise ISOException(SW.WRONG_DATA, "unknown kind of aggregation release")
         g = self._guard
-        group, day, slot = self._group_release(kind, request, meter_id)
+        group, day, slot = self._group_release(kind, request, meter_id, own_key)
         idx = g.ctx.store.get(b"R" + slot.encode())
         if idx is None:
             return None, group, day
@@ -356,9 +361,10 @@ class GuardPort(Shareable):
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, f"{kind} for this group and day already answered (another request)")
         return g._hand_out(self._client, int.from_bytes(idx[:4], "big"), False), group, day
 
-    def commit_aggregate(self, kind: str, request: bytes, meter_id: str, statement: bytes, *, hours: int) -> bytes:
+    def commit_aggregate(self, kind: str, request: bytes, meter_id: str, own_key: bytes, statement: bytes, *,
+                         hours: int) -> bytes:
         """Log and store the release (one card transaction), then hand out its bytes."""
-        again, group, day = self.begin_aggregate(kind, request, meter_id)
+        again, group, day = self.begin_aggregate(kind, request, meter_id, own_key)
         if again is not None:
             return again
         g = self._guard
