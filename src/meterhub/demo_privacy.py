@@ -75,12 +75,18 @@ def format_privacy(d: dict[str, Any]) -> str:
     lines = [
         f"Privacy: what each recipient received (release logs of {d['hubs']} hubs verified: "
         f"{d['logs_verified']}/{d['hubs']}; policy v{d.get('policy_version', '-')}, one release per period and kind)",
-        f"{'recipient':<14} {'entitled to':<20} {'releases':<28} {'functionals/period (max hub)':>29} {'readings':>9}",
     ]
+    ent = {who: ", ".join(p["entitled"]) or "nothing" for who, p in d["recipients"].items()}
+    rels = {who: ", ".join(f"{k} {n}" for k, n in sorted(p["releases"].items())) or "none"
+            for who, p in d["recipients"].items()}
+    we = max(20, *(len(v) for v in ent.values()))
+    wr = max(28, *(len(v) for v in rels.values()))
+    lines.append(f"{'recipient':<14} {'entitled to':<{we}} {'releases':<{wr}} {'functionals/period (max hub)':>29} "
+                 f"{'readings':>9}")
     for who, p in d["recipients"].items():
-        rel = ", ".join(f"{k} {n}" for k, n in sorted(p["releases"].items())) or "none"
+        rel = rels[who]
         lines.append(
-            f"{who:<14} {', '.join(p['entitled']) or 'nothing':<20} {rel:<28} "
+            f"{who:<14} {ent[who]:<{we}} {rel:<{wr}} "
             f"{p['max_functionals_per_period']:>20} of {p['budget']:>3}  {p['samples']:>9}"
         )
         if p.get("hourly_group_sums"):
