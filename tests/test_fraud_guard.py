@@ -165,6 +165,16 @@ def test_every_aggregate_is_a_logged_release(hubs) -> None:
         verify_release_log(raws + [early.canonical_bytes()], b"")
 
 
+def test_a_group_id_with_braces_is_an_ordinary_id(hubs) -> None:
+    ids = sorted(hubs)[1:7]
+    g = make_group("f{0}{}", "f", {i: hubs[i][2] for i in ids}, DAY, DAY, demo_grid_key())
+    boxes = {i: mailbox(hubs[i][0]) for i in ids}
+    for mb in boxes.values():
+        push_group(mb, g)
+    rel, rec, missing = collect_day(boxes, g, DAY, AGGREGATION_APP_AID)
+    assert not missing and set(rel) == set(ids)
+
+
 def test_aggregates_need_the_customers_entitlement(tmp_path) -> None:
     policy = default_policy(anchor=DAY, days=2)
     ent = dict(policy.entitlements)

@@ -333,15 +333,17 @@ class GuardPort(Shareable):
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "this applet is not the group's member for its meter")
         if not group.valid_from <= req.day <= group.valid_to:
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "day outside the group's validity")
-        slot = f"{self._recipient}/{{}}/{group.group_id}/{req.day.isoformat()}"
+        def slot(k: str) -> str:  # (a group id is printable ASCII, braces included)
+            return "/".join((self._recipient, k, group.group_id, req.day.isoformat()))
+
         if kind == "recovery":
-            if g.ctx.store.get(b"R" + slot.format("aggregate").encode()) is None:
+            if g.ctx.store.get(b"R" + slot("aggregate").encode()) is None:
                 raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "this hub has not released the day")
             try:
                 GROUP_POLICY.check_recovery(group, meter_id, req.missing)
             except PolicyRefusal as exc:
                 raise ISOException(SW.CONDITIONS_NOT_SATISFIED, str(exc)) from None
-        return group, req.day, slot.format(kind)
+        return group, req.day, slot(kind)
 
     def begin_aggregate(self, kind: str, request: bytes, meter_id: str,
                         own_key: bytes) -> tuple[bytes | None, GroupDefinition, date]:
@@ -369,7 +371,7 @@ class GuardPort(Shareable):
             return again
         g = self._guard
         pol = g._policy()
-        slot = f"{self._recipient}/{kind}/{group.group_id}/{day.isoformat()}"
+        slot = "/".join((self._recipient, kind, group.group_id, day.isoformat()))
         count, head = g._head()
         entry = LogEntry(count, kind, self._recipient, day.isoformat(), day.isoformat(), pol.version,
                          self._client.raw.hex().upper(), hashlib.sha256(request).hexdigest(),
