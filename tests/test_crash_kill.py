@@ -33,7 +33,14 @@ KILLS = 50
 ARGS = ["demo", "--households", "2", "--days", "2", "--interval", "15", "--no-progress", "--json"]
 
 
-def _run(data_dir: Path, out: Path, kill_after: float | None) -> tuple[bool, int | None, float]:
+# The fraud section (docs/fraud.md) needs a feeder of more than five customers for its
+# recovery round: six households, two days, killed in the run's later part, where the
+# aggregation applets are installed, groups admitted, and releases and recoveries logged.
+FRAUD_ARGS = ["demo", "--households", "6", "--days", "2", "--interval", "15", "--no-progress", "--json"]
+FRAUD_KILLS = 8
+
+
+def _run(data_dir: Path, out: Path, kill_after: float | None, args: list[str] = ARGS) -> tuple[bool, int | None, float]:
     """Run the demo in a forked child; (killed, exit code, seconds)."""
     t0 = time.monotonic()
     pid = os.fork()
@@ -46,7 +53,7 @@ def _run(data_dir: Path, out: Path, kill_after: float | None) -> tuple[bool, int
             sys.stdout = sys.stderr = open(fd, "w", closefd=False)  # noqa: SIM115 - flushed below
             from meterhub.cli import main
 
-            rc = main([*ARGS, "--data-dir", str(data_dir)])
+            rc = main([*args, "--data-dir", str(data_dir)])
         finally:
             sys.stdout.flush()
             os._exit(rc)
@@ -118,3 +125,35 @@ def test_sigkill_at_random_points_resumes_to_the_uninterrupted_output(scratch):
     assert text == reference
     assert kills >= KILLS
     print(f"uninterrupted {duration:.2f} s; {kills} kills in {attempts} attempts, {finished + 1} data dirs completed")
+
+
+def test_sigkill_in_the_fraud_section_resumes_to_the_uninterrupted_output(scratch):
+    ref_out = scratch / "reference.out"
+    killed, rc, duration = _run(scratch / "reference", ref_out, None, FRAUD_ARGS)
+    assert not killed and rc == 0, ref_out.read_text()[-2000:]
+    reference = ref_out.read_text()
+    fraud = json.loads(reference)["fraud"]
+    # the section ran its protocol: feeder-days verified, one of them after a recovery round
+    assert fraud["feeder_days_verified"] == 2 and fraud["feeder_days_incomplete"] == 1 and fraud["all_verified"]
+    assert json.loads(reference)["privacy"]["recipients"]["grid-operator"]["releases"]["recovery"] == 5
+    rng = random.Random(20270316)
+    kills = attempts = 0
+    run_no = 0
+    data_dir = scratch / f"run{run_no}"
+    while kills < FRAUD_KILLS:
+        attempts += 1
+        assert attempts < 20 * FRAUD_KILLS, "the demo never completes between kills"
+        out = scratch / "attempt.out"
+        killed, rc, _ = _run(data_dir, out, rng.uniform(0.4 * duration, duration), FRAUD_ARGS)
+        if killed:
+            kills += 1
+            continue
+        text = out.read_text()
+        assert rc == 0, f"attempt {attempts} (after {kills} kills) failed: {text[-2000:]}"
+        assert text == reference, f"attempt {attempts}: output differs from the uninterrupted run"
+        run_no += 1
+        data_dir = scratch / f"run{run_no}"
+    killed, rc, _ = _run(data_dir, scratch / "final.out", None, FRAUD_ARGS)
+    text = (scratch / "final.out").read_text()
+    assert rc == 0, text[-2000:]
+    assert text == reference

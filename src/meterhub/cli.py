@@ -141,6 +141,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         data_dir=Path(args.data_dir),
         business_share=args.business_share,
         price_index_csv=Path(args.price_index) if args.price_index else None,
+        thieves=args.thieves,
     )
     from .demo import check_params
     from .settlement_demo import format_report
@@ -176,9 +177,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 return EXIT_REJECTED
             raise
         report = run_settlement(params)  # settlement and forecasting (issue 6)
+        from . import fraud_demo
+
+        fraud = fraud_demo.run(params, params.thieves)  # fraud detection (issue 13)
         from .demo_privacy import format_privacy, privacy_report
 
-        privacy = privacy_report(params.data_dir)  # what each recipient got (issue 11)
+        privacy = privacy_report(params.data_dir)  # what each recipient got (issues 11, 13)
     events = None
     if args.events:  # daily operations in a scratch directory (docs/billing-operations.md)
         from .demo_events import format_events, run_events
@@ -189,6 +193,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         doc = json.loads(summary_json(params, results, t.currency, t.subunits_per_unit))
         doc["settlement"] = report.to_dict()
         doc["privacy"] = privacy
+        doc["fraud"] = fraud.to_dict()
         if events is not None:
             doc["events"] = events
         print(json.dumps(doc, indent=2))
@@ -198,10 +203,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(format_report(report))
         print()
         print(format_privacy(privacy))
+        print()
+        print(fraud_demo.format_report(fraud))
         if events is not None:
             print()
             print(format_events(events))
-    ok = all(r.verified for r in results) and report.all_verified and (events is None or events["all_verified"])
+    ok = (
+        all(r.verified for r in results) and report.all_verified and fraud.all_verified
+        and (events is None or events["all_verified"])
+    )
     return EXIT_OK if ok else EXIT_REJECTED
 
 
@@ -933,6 +943,30 @@ def cmd_privacy_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_utility_fraud(args: argparse.Namespace) -> int:
+    """Re-verify stored feeder sums and recompute balance, alarms and localisation."""
+    from .fraud_demo import fraud_stored
+
+    try:
+        lines, rejected = fraud_stored(Path(args.data_dir))
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    for line in lines:
+        print(line)
+    for why in rejected:
+        print(f"REJECTED {why}")
+    return EXIT_OK if not rejected else EXIT_REJECTED
+
+
+def cmd_utility_fraud_study(args: argparse.Namespace) -> int:
+    """Detection rate, false positives, days to detection, investigations: private vs raw."""
+    from .fraud_study import StudyParams, format_study, run_study
+
+    report = run_study(StudyParams(feeders=args.feeders, days=args.days, seed=args.seed, far=args.far))
+    print(json.dumps(report.to_dict(), indent=2) if args.json else format_study(report))
+    return EXIT_OK
+
+
 # -- parser -----------------------------------------------------------------
 class _HelpFormatter(argparse.HelpFormatter):
     """Every option's help ends with its default: ``(default: X)``, ``(default: off)`` for a
@@ -985,6 +1019,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--server", help="also deliver through the utility's HTTP service at this URL (default: none)")
     d.add_argument("--server-keys", default="meterhub-data/api-keys.json",
                    help="the service's keys file, where the demo enrols its parties (default: meterhub-data/api-keys.json)")
+    d.add_argument("--thieves", type=_number(int, "an integer", 0, 1000), default=2,
+                   help="customers who tamper with their meters, for the fraud section (default: 2)")
     d.set_defaults(func=cmd_demo)
 
     m = sub.add_parser("meter", help="the meter's side").add_subparsers(dest="meter_cmd", required=True, parser_class=_Parser)
@@ -1143,6 +1179,17 @@ def build_parser() -> argparse.ArgumentParser:
     pe.add_argument("--json", action="store_true", help="machine-readable results (format meterhub-privacy-evaluation/1)")
     pe.add_argument("--plots", metavar="DIR", help="write PNG charts of each attack by data source to DIR")
     pe.set_defaults(func=cmd_privacy_evaluate)
+
+    ur = u.add_parser("fraud", help="re-verify stored feeder sums; balance, alarms, localisation (issue 13)")
+    ur.add_argument("--data-dir", default="meterhub-data", help="the demo's data directory (default: meterhub-data)")
+    ur.add_argument("--study", action="store_true", help="run the simulation study instead (docs/fraud.md)")
+    ur.add_argument("--feeders", type=_positive, default=40, help="study: feeders simulated (default: 40)")
+    ur.add_argument("--days", type=_number(int, "an integer", 20, 366), default=60, help="study: days (default: 60)")
+    ur.add_argument("--seed", type=int, default=13, help="study: seed (default: 13)")
+    ur.add_argument("--far", type=_number(float, "a number", 0.0, 0.5, lo_open=True), default=0.05,
+                    help="study: target false-alarm rate over the horizon (default: 0.05)")
+    ur.add_argument("--json", action="store_true", help="study: machine-readable report")
+    ur.set_defaults(func=lambda a: cmd_utility_fraud_study(a) if a.study else cmd_utility_fraud(a))
     return p
 
 

@@ -84,6 +84,7 @@ class DemoParams:
     data_dir: Path = Path("meterhub-data")
     business_share: float = 0.3  # small businesses among the customers (settlement/forecasting)
     price_index_csv: Path | None = None  # a day-ahead price CSV (start,EUR/MWh) instead of the example index
+    thieves: int = 2  # customers who tamper with their meters (the fraud section, docs/fraud.md)
 
     def identity(self) -> dict[str, Any]:
         """The parameters a resumed run must share with the first: every one that
@@ -105,6 +106,7 @@ class DemoParams:
             "start": self.start.isoformat(),
             "business_share": self.business_share,
             "price_index_csv": csv,
+            "thieves": self.thieves,
         }
 
 
@@ -136,13 +138,18 @@ class DemoRandom:
         """The utility's coin-toss nonce for a meter and period."""
         return self.derive(32, "utility-nonce", meter_id, first.isoformat(), last.isoformat())
 
-    def card_rng(self, meter_id: str) -> Callable[[int], bytes]:
+    def card_rng(self, meter_id: str, stream: str = "") -> Callable[[int], bytes]:
         """A hub card's random number generator: the ``k``-th draw since the card was
-        opened is a function of seed, meter and ``k`` only."""
+        opened is a function of seed, meter, ``stream`` and ``k`` only. A demo step that
+        opens the card for another purpose names its own ``stream``, so its draws (the
+        aggregation applet's X25519 key) never repeat a draw another step released (a
+        coin-toss nonce)."""
         count = [0]
 
         def draw(n: int) -> bytes:
             count[0] += 1
+            if stream:
+                return self.derive(n, "hub-card", meter_id, stream, str(count[0]))
             return self.derive(n, "hub-card", meter_id, str(count[0]))
 
         return draw
@@ -166,6 +173,8 @@ def _check(params: DemoParams, tariff: SignedTariff) -> None:
         raise DemoError("--days must be at least 1")
     if isinstance(params.seed, bool) or not isinstance(params.seed, int) or not 0 <= params.seed < 2**63:
         raise DemoError(f"--seed must be an integer in [0, 2^63): {params.seed}")
+    if isinstance(params.thieves, bool) or not isinstance(params.thieves, int) or not 0 <= params.thieves <= 1000:
+        raise DemoError(f"--thieves must be an integer in [0, 1000]: {params.thieves}")
     if not 0.0 <= params.business_share <= 1.0:
         raise DemoError(f"--business-share must be in [0, 1]: {params.business_share}")
     try:
@@ -374,10 +383,18 @@ def run_demo(
         utility.close()
 
 
+#: The demo customers' budget of linear functionals per recipient and period (default 16,
+#: hard limit 32): the grid operator's forecasting scores take 14, and the suspect
+#: profiles of a fraud investigation (docs/fraud.md) up to 9 more for the customers of a
+#: narrowed group, so the demo's customers allow 24 (docs/privacy.md).
+DEMO_BUDGET = 24
+
+
 def _customer_policy(params: DemoParams) -> ReleasePolicy:
     """The demo customers' release policy: the defaults, on a billing cycle that is the
-    demo period (their contract started on ``--start``; docs/privacy.md)."""
-    return default_policy(anchor=params.start, days=params.days)
+    demo period (their contract started on ``--start``), with a budget of
+    :data:`DEMO_BUDGET` functionals (docs/privacy.md)."""
+    return default_policy(anchor=params.start, days=params.days, budget={"functionals_per_period": DEMO_BUDGET})
 
 
 def _open_card(path: Path, supplier: str, rng: DemoRandom | None, meter_id: str, policy: ReleasePolicy):

@@ -20,7 +20,7 @@ def privacy_report(data_dir: str | Path) -> dict[str, Any]:
     from .card.gp import open_card
     from .card.guard import GUARD_AID
     from .hub.secure_element import GuardClient
-    from .policy import RECIPIENTS, load_policy, verify_policy, verify_release_log
+    from .policy import AGGREGATE_KINDS, RECIPIENTS, load_policy, verify_policy, verify_release_log
 
     out: dict[str, Any] = {"hubs": 0, "logs_verified": 0, "recipients": {}}
     per: dict[str, dict[str, Any]] = {
@@ -56,6 +56,10 @@ def privacy_report(data_dir: str | Path) -> dict[str, Any]:
             p = per[e.recipient]
             p["releases"][e.kind] = p["releases"].get(e.kind, 0) + 1
             p["samples"] += e.samples
+            if e.kind in AGGREGATE_KINDS:
+                # group sums per day (docs/fraud.md): outside the per-household budget
+                p["hourly_group_sums"] = p.get("hourly_group_sums", 0) + e.functionals
+                continue
             key = (e.recipient, e.period_from)
             spent[key] = spent.get(key, 0) + e.functionals
             per_period = p["periods"].setdefault(
@@ -83,12 +87,21 @@ def format_privacy(d: dict[str, Any]) -> str:
     lines = [
         f"Privacy: what each recipient received (release logs of {d['hubs']} hubs verified: "
         f"{d['logs_verified']}/{d['hubs']}; policy v{d.get('policy_version', '-')}, one release per period and kind)",
-        f"{'recipient':<14} {'entitled to':<20} {'releases':<28} {'functionals/period (max hub)':>29} {'readings':>9}",
     ]
+    ent = {who: ", ".join(p["entitled"]) or "nothing" for who, p in d["recipients"].items()}
+    rels = {who: ", ".join(f"{k} {n}" for k, n in sorted(p["releases"].items())) or "none"
+            for who, p in d["recipients"].items()}
+    we = max(20, *(len(v) for v in ent.values()))
+    wr = max(28, *(len(v) for v in rels.values()))
+    lines.append(f"{'recipient':<14} {'entitled to':<{we}} {'releases':<{wr}} {'functionals/period (max hub)':>29} "
+                 f"{'readings':>9}")
     for who, p in d["recipients"].items():
-        rel = ", ".join(f"{k} {n}" for k, n in sorted(p["releases"].items())) or "none"
+        rel = rels[who]
         lines.append(
-            f"{who:<14} {', '.join(p['entitled']) or 'nothing':<20} {rel:<28} "
+            f"{who:<14} {ent[who]:<{we}} {rel:<{wr}} "
             f"{p['max_functionals_per_period']:>20} of {p['budget']:>3}  {p['samples']:>9}"
         )
+        if p.get("hourly_group_sums"):
+            lines.append(f"{'':<14} aggregate releases: {p['hourly_group_sums']} masked hourly values, per group "
+                         "(>= 5 households) and day, outside the per-household budget (docs/fraud.md)")
     return "\n".join(lines)

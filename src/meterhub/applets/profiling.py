@@ -36,6 +36,10 @@ session. Message types (first byte):
   chunk answered. A nonce that does not open the commitment → ``6982``.
 * ``20`` + period + comma-separated profile ids → the score statement (JSON), first
   chunk answered. Unknown profile ``6A88``; over the recipient's budget ``6A84``.
+* ``21`` + period + comma-separated profile ids → the same statement as a release of
+  kind ``suspects`` (fraud localisation, docs/fraud.md): the grid operator's signed
+  suspect profiles, one release per period, ``2 + profiles`` functionals counted
+  against the same budget as the forecasting scores.
 
 Every release passes through the privacy guard (one per period and kind; a re-ask
 answers the same bytes). Profiles must verify under the customer's pinned
@@ -118,6 +122,8 @@ class ProfilingApplet(MeteringApplet):
             return self._release_samples(body)
         if kind == 0x20:
             return self._release_scores(body)
+        if kind == 0x21:
+            return self._release_scores(body, "suspects")
         if kind == 0x03:
             return fetch_chunk(self.guard, body)
         raise ISOException(SW.WRONG_DATA, "unknown message type")
@@ -144,16 +150,16 @@ class ProfilingApplet(MeteringApplet):
         out, n = self._reveal(body)
         return self.guard.commit("samples", first, last, body, out, functionals=0, samples=n, chunked=True)
 
-    def _release_scores(self, body: bytes) -> bytes:
+    def _release_scores(self, body: bytes, kind: str = "scores") -> bytes:
         """Energy, one score per profile and the sum of squares: ``2 + profiles`` functionals."""
         if len(body) < 9:
             raise ISOException(SW.WRONG_LENGTH, "scores request too short")
         first, last = parse_date(body[:4]), parse_date(body[4:8])
-        again = self.guard.begin("scores", first, last, body, chunked=True)
+        again = self.guard.begin(kind, first, last, body, chunked=True)
         if again is not None:
             return again
         out, n = self._scores(body)
-        return self.guard.commit("scores", first, last, body, out, functionals=n + 2, chunked=True)
+        return self.guard.commit(kind, first, last, body, out, functionals=n + 2, chunked=True)
 
     def _reveal(self, body: bytes) -> tuple[bytes, int]:
         first, last = parse_date(body[:4]), parse_date(body[4:8])

@@ -7,10 +7,14 @@ security domain. It holds, in its own persistent namespace (JCRE ch. 7 transacti
 * the customer's P-256 public key (the customer keeps the private key on the host);
 * the **pinned publisher keys**: the price-index publisher, the neutral reference-profile
   publisher, each recipient's tariff signers and, optionally, each recipient's own
-  profile signer. A recipient's SD cannot change them: applets read them from here, and
-  an install parameter naming another key is refused (``6982``);
+  profile signer and aggregation-group signer. A recipient's SD cannot change them:
+  applets read them from here, and an install parameter naming another key is refused
+  (``6982``);
 * the map from recipient security domain to recipient name;
 * the customer-signed **release policy** (:mod:`meterhub.policy`);
+* each recipient's admitted **aggregation groups** (:class:`meterhub.aggregation.GroupPolicy`
+  over all of them, whichever applet of the recipient asks), and per group and day at
+  most one masked release and one recovery answer (docs/fraud.md);
 * every released statement and the **release log** (a hash chain, :mod:`meterhub.policy.log`),
   the budget spent per recipient and period, the coin tosses and the tariff changes.
 
@@ -47,9 +51,18 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from ..aggregation import (
+    AggregationRequest,
+    FormatError,
+    GroupDefinition,
+    GroupPolicy,
+    PolicyRefusal,
+    RecoveryRequest,
+)
 from ..crypto import ecdsa
 from ..crypto.sampling import commit_hub_nonce
 from ..policy import (
+    AGGREGATE_KINDS,
     KINDS,
     LogEntry,
     PolicyError,
@@ -89,6 +102,7 @@ GUARD_AID = "F04D480047520001"
 GUARD_CLASS = "meterhub.card.guard/1"
 CHUNK = 224  # as the applets' outbox: one short R-APDU with R-ENC and R-MAC
 _ROLES = ("price-index", "load-profile")
+GROUP_POLICY = GroupPolicy()
 
 
 @dataclass(frozen=True)
@@ -99,11 +113,13 @@ class Pinned:
     load_profile: tuple[bytes, ...]
     tariff: dict[str, tuple[bytes, ...]]  # recipient -> tariff signers
     own_profile: dict[str, tuple[bytes, ...]] | None = None  # recipient -> its own profile signer
+    group: dict[str, tuple[bytes, ...]] | None = None  # recipient -> its aggregation-group signer
 
     def roles(self) -> dict[str, tuple[bytes, ...]]:
         out = {"price-index": self.price_index, "load-profile": self.load_profile}
         out.update({f"tariff/{k}": v for k, v in self.tariff.items()})
         out.update({f"load-profile/{k}": v for k, v in (self.own_profile or {}).items()})
+        out.update({f"group/{k}": v for k, v in (self.group or {}).items()})
         return out
 
 
@@ -146,6 +162,8 @@ def _policy_kind(kind: str) -> None:
     path (:meth:`GuardPort.begin_export`) only."""
     if kind == "export":
         raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, "exports need the customer's consent")
+    if kind == "aggregate":
+        raise ISOException(SW.WRONG_DATA, "aggregates are released per group and day (begin_aggregate)")
     if kind not in KINDS:
         raise ISOException(SW.WRONG_DATA, "unknown kind of release")
 
@@ -168,10 +186,13 @@ class GuardPort(Shareable):
 
     def pinned(self, role: str) -> list[bytes]:
         """Keys for ``price-index``, ``load-profile`` (the neutral publisher and this
-        recipient's own profile signer) or ``tariff`` (this recipient's signers)."""
+        recipient's own profile signer), ``tariff`` (this recipient's signers) or
+        ``group`` (this recipient's aggregation-group signer)."""
         g = self._guard
         if role == "tariff":
             return g._keys(f"tariff/{self._recipient}")
+        if role == "group":
+            return g._keys(f"group/{self._recipient}")
         if role == "load-profile":
             return g._keys("load-profile") + g._keys(f"load-profile/{self._recipient}")
         if role == "price-index":
@@ -260,6 +281,110 @@ class GuardPort(Shareable):
             seq = g._record(self._recipient, kind, first, last, req, bytes(statement), self._client,
                             functionals, samples)
         return g._hand_out(self._client, seq, chunked)
+
+    # -- private aggregation (docs/fraud.md) ------------------------------------------
+    def issue_key(self, key: bytes) -> bytes:
+        """Issue the aggregation applet's 32-byte X25519 public key (no release: it is
+        drawn from the card's random source and says nothing about readings)."""
+        if len(key) != 32:
+            raise ISOException(SW.WRONG_DATA, "an X25519 public key is 32 bytes")
+        return _issue(self._guard.ctx.runtime, self._client, bytes(key))
+
+    def admit_group(self, raw: bytes, meter_id: str, own_key: bytes) -> None:
+        """Admit a signed group definition for this recipient under :class:`GroupPolicy`,
+        against every group this recipient has on the card, whichever of its applets
+        admitted it. Malformed ``6A80``, signature ``6982``, policy ``6985``."""
+        g = self._guard
+        g._entitled(self._recipient, "aggregate")
+        try:
+            group = GroupDefinition.from_bytes(raw)
+        except FormatError:
+            raise ISOException(SW.WRONG_DATA, "malformed group definition") from None
+        prefix = b"G" + self._recipient.encode() + b"/"
+        known = [GroupDefinition.from_bytes(g.ctx.store.get(k) or b"") for k in g._stored(prefix)]
+        try:
+            GROUP_POLICY.admit(group, self.pinned("group"), meter_id, bytes(own_key), known)
+        except PermissionError as exc:
+            raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, str(exc)) from None
+        except PolicyRefusal as exc:
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, str(exc)) from None
+        key = prefix + group.group_id.encode()
+        if g.ctx.store.get(key) is None:
+            g.ctx.store.put(key, group.to_bytes())
+
+    def group(self, group_id: str) -> GroupDefinition:
+        """An admitted group of this recipient (``6A88`` if none)."""
+        raw = self._guard.ctx.store.get(b"G" + self._recipient.encode() + b"/" + group_id.encode())
+        if raw is None:
+            raise ISOException(SW.REFERENCED_DATA_NOT_FOUND, f"no group {group_id}")
+        return GroupDefinition.from_bytes(raw)
+
+    def _group_release(self, kind: str, request: bytes, meter_id: str,
+                       own_key: bytes) -> tuple[GroupDefinition, date, str]:
+        g = self._guard
+        g._entitled(self._recipient, "aggregate")
+        try:
+            req = AggregationRequest.from_bytes(request) if kind == "aggregate" else RecoveryRequest.from_bytes(request)
+        except FormatError:
+            raise ISOException(SW.WRONG_DATA, f"malformed {kind} request") from None
+        group = self.group(req.group_id)
+        me = group.member(meter_id)
+        if me is None or me.hub_key != bytes(own_key):  # another applet of the recipient
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "this applet is not the group's member for its meter")
+        if not group.valid_from <= req.day <= group.valid_to:
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "day outside the group's validity")
+        def slot(k: str) -> str:  # (a group id is printable ASCII, braces included)
+            return "/".join((self._recipient, k, group.group_id, req.day.isoformat()))
+
+        if kind == "recovery":
+            if g.ctx.store.get(b"R" + slot("aggregate").encode()) is None:
+                raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "this hub has not released the day")
+            try:
+                GROUP_POLICY.check_recovery(group, meter_id, req.missing)
+            except PolicyRefusal as exc:
+                raise ISOException(SW.CONDITIONS_NOT_SATISFIED, str(exc)) from None
+        return group, req.day, slot(kind)
+
+    def begin_aggregate(self, kind: str, request: bytes, meter_id: str,
+                        own_key: bytes) -> tuple[bytes | None, GroupDefinition, date]:
+        """For ``aggregate`` (the day's masked sums) or ``recovery`` (one per group and
+        day): entitlement ``aggregate`` (``6982``), an admitted group (``6A88``), the day
+        within its validity, the recovery rules (``6985``). A re-ask of the same request
+        answers the stored bytes; another request for the group and day ``6985``."""
+        if kind not in AGGREGATE_KINDS:
+            raise ISOException(SW.WRONG_DATA, "unknown kind of aggregation release")
+        g = self._guard
+        group, day, slot = self._group_release(kind, request, meter_id, own_key)
+        idx = g.ctx.store.get(b"R" + slot.encode())
+        if idx is None:
+            return None, group, day
+        entry = LogEntry.from_bytes(g.ctx.store.get(b"L" + idx[:4]) or b"")
+        if entry.request_digest != hashlib.sha256(request).hexdigest():
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, f"{kind} for this group and day already answered (another request)")
+        return g._hand_out(self._client, int.from_bytes(idx[:4], "big"), False), group, day
+
+    def commit_aggregate(self, kind: str, request: bytes, meter_id: str, own_key: bytes, statement: bytes, *,
+                         hours: int) -> bytes:
+        """Log and store the release (one card transaction), then hand out its bytes."""
+        again, group, day = self.begin_aggregate(kind, request, meter_id, own_key)
+        if again is not None:
+            return again
+        g = self._guard
+        pol = g._policy()
+        slot = "/".join((self._recipient, kind, group.group_id, day.isoformat()))
+        count, head = g._head()
+        entry = LogEntry(count, kind, self._recipient, day.isoformat(), day.isoformat(), pol.version,
+                         self._client.raw.hex().upper(), hashlib.sha256(request).hexdigest(),
+                         hashlib.sha256(statement).hexdigest(), hours if kind == "aggregate" else 0, 0,
+                         group=group.group_id)
+        raw = entry.canonical_bytes()
+        g.ctx.begin_transaction()
+        g.ctx.store.put(b"S" + _u32(count), bytes(statement))
+        g.ctx.store.put(b"L" + _u32(count), raw)
+        g.ctx.store.put(b"R" + slot.encode(), _u32(count))
+        g.ctx.store.put(b"head", _u32(count + 1) + chain_hash(head, raw))
+        g.ctx.commit_transaction()
+        return g._hand_out(self._client, count, False)
 
     # -- consented export -------------------------------------------------------------
     def begin_export(self, consent_id: str, first: date, last: date, resolution: int, request: bytes,

@@ -157,8 +157,11 @@ def customer_key_path(card_path: str | Path) -> Path:
 
 def demo_pinned() -> Pinned:
     """The publisher keys a demo customer pins: the (demo) price-index publisher, the
-    neutral reference-profile publisher that signs the BDEW profiles, and the supplier's
-    tariff signer. All three are publicly known demo keys."""
+    neutral reference-profile publisher that signs the BDEW profiles, the supplier's
+    tariff signer, and the grid operator's group-signing key (``group/grid-operator``:
+    aggregation groups for fraud detection), which also signs its own suspect profiles
+    (``load-profile/grid-operator``). All are publicly known demo keys."""
+    from ..aggregation import demo_group_key
     from ..tariffs import demo_supplier_key
     from ..tariffs.price_index import demo_index_publisher_key
     from ..tariffs.profiles import demo_profile_key
@@ -167,6 +170,8 @@ def demo_pinned() -> Pinned:
         price_index=pinned_points([demo_index_publisher_key()]),
         load_profile=pinned_points([demo_profile_key()]),
         tariff={"supplier": pinned_points([demo_supplier_key()])},
+        own_profile={"grid-operator": pinned_points([demo_group_key()])},
+        group={"grid-operator": pinned_points([demo_group_key()])},
     )
 
 

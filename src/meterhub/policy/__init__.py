@@ -6,6 +6,7 @@ signs it; an auditor checks the log with :func:`verify_release_log`.
 """
 
 from .log import (
+    AGGREGATE_KINDS,
     LOG_FORMAT,
     LogEntry,
     LogError,
@@ -34,6 +35,7 @@ from .model import (
 )
 
 __all__ = [
+    "AGGREGATE_KINDS",
     "DEFAULT_POLICY",
     "HARD_LIMITS",
     "KINDS",

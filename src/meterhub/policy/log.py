@@ -10,8 +10,9 @@ statement does.
 field                     meaning
 ========================  ====================================================
 ``seq``                   0, 1, 2, ...
-``kind``                  ``bill``, ``settlement``, ``scores``, ``samples``, ``export``,
-                          ``policy``, ``consent``, ``revoke``
+``kind``                  ``bill``, ``settlement``, ``scores``, ``samples``, ``suspects``,
+                          ``export``, ``aggregate``, ``recovery``, ``policy``,
+                          ``consent``, ``revoke``
 ``recipient``             ``supplier``, ``grid-operator``, ``third-party``; ``customer``
                           for a policy change
 ``period_from/_to``       the grid cell released (``""`` for a policy change)
@@ -22,7 +23,14 @@ field                     meaning
 ``functionals``           linear functionals counted against the budget
 ``samples``               readings released with openings (``samples``, ``export``)
 ``consent``               the consent an ``export`` used, added or revoked (else ``""``)
+``group``                 the aggregation group of an ``aggregate`` or ``recovery``
+                          release (present only there)
 ========================  ====================================================
+
+An ``aggregate`` entry (one per group and day: the hub's masked hourly sums) counts
+the day's hourly intervals in ``functionals``, a ``recovery`` entry (the masks shared
+with the members the grid operator declared missing, at most one per group and day)
+zero; neither counts against the recipient's per-household budget (docs/fraud.md).
 
 Consents are logged too: ``consent`` (added; its recipient and period) and ``revoke``
 entries; an ``export`` must name a consent that is in the log, not revoked before it,
@@ -41,10 +49,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["LOG_FORMAT", "DST_LOG", "LogEntry", "LogError", "chain_hash", "verify_release_log"]
+__all__ = ["AGGREGATE_KINDS", "LOG_FORMAT", "DST_LOG", "LogEntry", "LogError", "chain_hash", "verify_release_log"]
 
 LOG_FORMAT = "meterhub-release-log/1"
 DST_LOG = b"meterhub/v1/release-log\x00"
+#: Releases per group and day (docs/fraud.md), outside the per-household budget.
+AGGREGATE_KINDS = ("aggregate", "recovery")
 _FIELDS = (
     "seq", "kind", "recipient", "period_from", "period_to", "policy_version", "applet_aid",
     "request_digest", "output_digest", "functionals", "samples", "consent",
@@ -69,9 +79,13 @@ class LogEntry:
     functionals: int
     samples: int = 0
     consent: str = ""
+    group: str = ""
 
     def canonical_bytes(self) -> bytes:
-        return json.dumps({"format": LOG_FORMAT, **asdict(self)}, sort_keys=True, separators=(",", ":")).encode()
+        d = asdict(self)
+        if not d["group"]:
+            del d["group"]  # only aggregation entries name a group
+        return json.dumps({"format": LOG_FORMAT, **d}, sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> LogEntry:
@@ -79,15 +93,18 @@ class LogEntry:
             d = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             raise LogError("log entry is not JSON") from None
-        if not isinstance(d, dict) or d.get("format") != LOG_FORMAT or set(d) != {"format", *_FIELDS}:
+        if not isinstance(d, dict) or d.get("format") != LOG_FORMAT or set(d) - {"group"} != {"format", *_FIELDS}:
             raise LogError("log entry: wrong format or fields")
+        group = d.get("group", "")
+        if not isinstance(group, str):
+            raise LogError("log entry: bad group")
         ints = ("seq", "policy_version", "functionals", "samples")
         for f in _FIELDS:
             v = d[f]
             ok = (isinstance(v, int) and not isinstance(v, bool) and v >= 0) if f in ints else isinstance(v, str)
             if not ok:
                 raise LogError(f"log entry: bad {f}")
-        e = cls(**{f: d[f] for f in _FIELDS})
+        e = cls(**{f: d[f] for f in _FIELDS}, group=group)
         if e.canonical_bytes() != raw:
             raise LogError("log entry is not in canonical form")
         return e
@@ -142,6 +159,25 @@ def verify_release_log(
             consents[e.consent] = (*consents[e.consent][:3], False)
             entries.append(e)
             continue
+        if e.kind in AGGREGATE_KINDS:
+            if not e.group or e.period_from != e.period_to:
+                raise LogError(f"entry {n}: an aggregation release names one group and one day")
+            key3 = (e.recipient, e.kind, e.group + "/" + e.period_from)
+            if key3 in seen:
+                raise LogError(f"entry {n}: a second {e.kind} for group {e.group} on {e.period_from}")
+            if e.kind == "recovery" and (e.recipient, "aggregate", key3[2]) not in seen:
+                raise LogError(f"entry {n}: a recovery for group {e.group} on {e.period_from} before the day's release")
+            seen[key3] = e
+            if policies is not None:
+                pol = policies.get(version)
+                if pol is None:
+                    raise LogError(f"entry {n}: policy version {version} unknown to the auditor")
+                if not pol.entitled(e.recipient, "aggregate"):
+                    raise LogError(f"entry {n}: {e.recipient} is not entitled to aggregate")
+            entries.append(e)
+            continue
+        if e.group:
+            raise LogError(f"entry {n}: only aggregation releases name a group")
         if e.kind == "export":
             c = consents.get(e.consent)
             if c is None or not c[3] or c[0] != e.recipient or e.period_from < c[1] or e.period_to > c[2]:

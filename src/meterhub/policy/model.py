@@ -69,8 +69,10 @@ POLICY_FORMAT = "meterhub-release-policy/1"
 DST_POLICY = b"meterhub/v1/release-policy\x00"
 #: The data recipients (each has its own security domain on the hub).
 RECIPIENTS = ("supplier", "grid-operator", "third-party")
-#: Kinds of release: a bill statement, a settlement statement, profile scores, samples.
-KINDS = ("bill", "settlement", "scores", "samples")
+#: Kinds of release: a bill statement, a settlement statement, profile scores, samples,
+#: a group's hourly aggregate (masked sums and recovery answers, docs/fraud.md) and
+#: suspect-profile scores (fraud localisation; counted against the budget like scores).
+KINDS = ("bill", "settlement", "scores", "samples", "aggregate", "suspects")
 MAX_POLICY_BYTES = 4096
 
 
@@ -169,7 +171,7 @@ _LIMITS: dict[str, dict[str, tuple[int, int, str]]] = {
 HARD_LIMITS = {sec: {k: v[1] for k, v in d.items()} for sec, d in _LIMITS.items()}
 DEFAULT_ENTITLEMENTS = {
     "supplier": ("bill", "settlement"),
-    "grid-operator": ("scores", "samples"),
+    "grid-operator": ("scores", "samples", "aggregate", "suspects"),
     "third-party": (),
 }
 

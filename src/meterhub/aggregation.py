@@ -1,0 +1,494 @@
+"""Wire formats of private verified aggregation (fraud detection, docs/formats.md).
+
+The grid operator asks the hubs of a feeder for the sum of their readings per
+hour; each hub's aggregation applet (:mod:`meterhub.applets.aggregation`)
+answers its hourly reading sums ``m_h`` and blinding sums ``r_h``, each masked
+with zero-sum masks shared with the other hubs of the group
+(:mod:`meterhub.crypto.zerosum`), and the grid operator checks the unmasked
+totals against the product of the meters' commitments
+(:mod:`meterhub.utility.fraud`). Every message is one class here with
+``to_bytes``/``from_bytes``, used by the applet and by the grid operator alike.
+
+All integers are big-endian. ``str8`` is ``u8 length || ASCII`` (printable,
+1..64 bytes); ``date4`` is ``u16 year || u8 month || u8 day``; scalars are 32
+bytes below the group order ``Q``. Decoders are strict: any other length,
+order, trailing byte or out-of-range value raises :class:`FormatError`.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import date
+
+from .crypto import ecdsa
+from .crypto.group import Q
+from .exchange import FormatError
+
+__all__ = [
+    "GROUP_DST",
+    "GroupMember",
+    "GroupDefinition",
+    "AggregationRequest",
+    "MaskedRelease",
+    "RecoveryRequest",
+    "RecoveryRelease",
+    "mask_context",
+    "FormatError",
+    "FeederReading",
+    "FEEDER_DST",
+    "FIXED_INTERVAL_MINUTES",
+    "MIN_GROUP_SIZE",
+    "GroupPolicy",
+    "PolicyRefusal",
+    "demo_group_key",
+]
+
+GROUP_DST = b"meterhub/v1/aggregation-group\x00"
+_MAGIC = b"MHAG\x01"
+_RELEASE_MAGIC = b"MHAR\x01"
+_RECOVERY_MAGIC = b"MHAV\x01"
+MAX_MEMBERS = 1000
+MAX_HOURS = 25  # a local day has 23, 24 or 25 hours
+_DATE = struct.Struct(">HBB")
+
+
+class _Reader:
+    def __init__(self, data: bytes, what: str) -> None:
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise FormatError(f"{what}: expected bytes")
+        self.data, self.pos, self.what = bytes(data), 0, what
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise FormatError(f"{self.what}: truncated")
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def u8(self) -> int:
+        return self.take(1)[0]
+
+    def u16(self) -> int:
+        return int.from_bytes(self.take(2), "big")
+
+    def u64(self) -> int:
+        return int.from_bytes(self.take(8), "big")
+
+    def str8(self, field: str) -> str:
+        raw = self.take(self.u8())
+        if not 1 <= len(raw) <= 64 or not all(0x21 <= b < 0x7F for b in raw):
+            raise FormatError(f"{self.what}: {field} must be 1..64 printable ASCII characters")
+        return raw.decode()
+
+    def date4(self, field: str) -> date:
+        y, m, d = _DATE.unpack(self.take(4))
+        try:
+            return date(y, m, d)
+        except ValueError:
+            raise FormatError(f"{self.what}: {field} is not a date") from None
+
+    def scalar(self, field: str) -> int:
+        k = int.from_bytes(self.take(32), "big")
+        if k >= Q:
+            raise FormatError(f"{self.what}: {field} is not below the group order")
+        return k
+
+    def end(self) -> None:
+        if self.pos != len(self.data):
+            raise FormatError(f"{self.what}: {len(self.data) - self.pos} trailing bytes")
+
+
+def _str8(s: str) -> bytes:
+    try:
+        raw = s.encode("ascii")
+    except (UnicodeEncodeError, AttributeError):
+        raise FormatError(f"{s!r:.70}: identifiers are 1..64 printable ASCII characters") from None
+    if not 1 <= len(raw) <= 64 or not all(0x21 <= b < 0x7F for b in raw):
+        raise FormatError(f"{s!r:.70}: identifiers are 1..64 printable ASCII characters")
+    return bytes([len(raw)]) + raw
+
+
+def _date4(d: date) -> bytes:
+    return _DATE.pack(d.year, d.month, d.day)
+
+
+def _scalar(k: int) -> bytes:
+    if not 0 <= k < Q:
+        raise FormatError("scalar out of range")
+    return k.to_bytes(32, "big")
+
+
+def mask_context(group_id: str, day: date, hours: int) -> bytes:
+    """The HKDF context of a day's masks: the group id and the interval range (the
+    local day and its number of hourly intervals), so no mask is ever reused."""
+    return b"group\x00" + _str8(group_id) + b"day\x00" + _date4(day) + hours.to_bytes(1, "big")
+
+
+@dataclass(frozen=True)
+class GroupMember:
+    meter_id: str
+    hub_key: bytes  # the aggregation applet's X25519 public key, 32 bytes
+
+
+@dataclass(frozen=True)
+class GroupDefinition:
+    """A group of hubs whose sum the grid operator may learn, signed by the grid operator.
+
+    ``members`` are sorted by meter id, ids and keys distinct. ``interval_minutes`` is
+    the group's fixed aggregation interval (60: hourly). The signature is ECDSA P-256
+    (64-byte ``r || s``) over ``GROUP_DST || body``; empty until :meth:`signed`.
+    """
+
+    group_id: str
+    feeder_id: str
+    interval_minutes: int
+    valid_from: date
+    valid_to: date
+    members: tuple[GroupMember, ...]
+    signature: bytes = b""
+
+    def __post_init__(self) -> None:
+        for ident in (self.group_id, self.feeder_id, *(m.meter_id for m in self.members)):
+            _str8(ident)
+        if not 1 <= len(self.members) <= MAX_MEMBERS:
+            raise FormatError(f"group: 1..{MAX_MEMBERS} members")
+        ids = [m.meter_id for m in self.members]
+        if ids != sorted(ids) or len(set(ids)) != len(ids):
+            raise FormatError("group: members must be sorted by meter id, without repeats")
+        if len({m.hub_key for m in self.members}) != len(ids) or any(len(m.hub_key) != 32 for m in self.members):
+            raise FormatError("group: hub keys must be 32 bytes and distinct")
+        if self.interval_minutes not in (15, 30, 60):
+            raise FormatError("group: interval must be 15, 30 or 60 minutes")
+        if self.valid_to < self.valid_from:
+            raise FormatError("group: validity ends before it starts")
+        if self.signature and len(self.signature) != 64:
+            raise FormatError("group: signature must be 64 bytes")
+
+    @property
+    def meter_ids(self) -> frozenset[str]:
+        return frozenset(m.meter_id for m in self.members)
+
+    def member(self, meter_id: str) -> GroupMember | None:
+        return next((m for m in self.members if m.meter_id == meter_id), None)
+
+    def body(self) -> bytes:
+        out = [
+            _MAGIC, _str8(self.group_id), _str8(self.feeder_id), self.interval_minutes.to_bytes(2, "big"),
+            _date4(self.valid_from), _date4(self.valid_to), len(self.members).to_bytes(2, "big"),
+        ]
+        for m in self.members:
+            out += [_str8(m.meter_id), m.hub_key]
+        return b"".join(out)
+
+    def signed(self, key: ecdsa.SigningKey) -> GroupDefinition:
+        return replace(self, signature=ecdsa.sign(key, GROUP_DST + self.body()))
+
+    def verify(self, key: ecdsa.VerifyingKey) -> bool:
+        return len(self.signature) == 64 and ecdsa.verify(key, GROUP_DST + self.body(), self.signature)
+
+    def to_bytes(self) -> bytes:
+        if not self.signature:
+            raise FormatError("group: not signed")
+        return self.body() + self.signature
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> GroupDefinition:
+        r = _Reader(data, "group")
+        if r.take(len(_MAGIC)) != _MAGIC:
+            raise FormatError("group: not a version-1 group definition")
+        gid, fid = r.str8("group id"), r.str8("feeder id")
+        interval = r.u16()
+        vf, vt = r.date4("valid_from"), r.date4("valid_to")
+        n = r.u16()
+        if not 1 <= n <= MAX_MEMBERS:
+            raise FormatError(f"group: 1..{MAX_MEMBERS} members")
+        members = tuple(GroupMember(r.str8("meter id"), r.take(32)) for _ in range(n))
+        sig = r.take(64)
+        r.end()
+        return cls(gid, fid, interval, vf, vt, members, sig)
+
+
+@dataclass(frozen=True)
+class AggregationRequest:
+    """The grid operator asks for one local day of a group: ``str8 group id || date4``."""
+
+    group_id: str
+    day: date
+
+    def to_bytes(self) -> bytes:
+        return _str8(self.group_id) + _date4(self.day)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> AggregationRequest:
+        r = _Reader(data, "aggregation request")
+        out = cls(r.str8("group id"), r.date4("day"))
+        r.end()
+        return out
+
+
+def _pairs(r: _Reader, what: str) -> tuple[tuple[int, int], ...]:
+    n = r.u8()
+    if not 1 <= n <= MAX_HOURS:
+        raise FormatError(f"{what}: 1..{MAX_HOURS} intervals")
+    return tuple((r.scalar("masked reading sum"), r.scalar("masked blinding sum")) for _ in range(n))
+
+
+def _pairs_bytes(values: Sequence[tuple[int, int]]) -> bytes:
+    if not 1 <= len(values) <= MAX_HOURS:
+        raise FormatError(f"1..{MAX_HOURS} intervals")
+    return bytes([len(values)]) + b"".join(_scalar(a) + _scalar(b) for a, b in values)
+
+
+@dataclass(frozen=True)
+class MaskedRelease:
+    """One hub's answer for one day: per interval ``(m_h + a_h, r_h + b_h) mod Q``, where
+    ``m_h``/``r_h`` are the hour's reading and blinding sums and ``a_h``/``b_h`` the
+    hub's zero-sum masks. ``first_index`` is the meter's first reading index of the day
+    and ``code_hash`` the applet's code hash (GPC load-file hash of the reviewed code).
+
+    ``MHAR 01 || str8 group || str8 meter || date4 || u64 first index || 32-byte code
+    hash || u8 n || n x (32-byte scalar, 32-byte scalar)``.
+    """
+
+    group_id: str
+    meter_id: str
+    day: date
+    first_index: int
+    code_hash: bytes
+    values: tuple[tuple[int, int], ...]
+
+    def to_bytes(self) -> bytes:
+        if len(self.code_hash) != 32:
+            raise FormatError("release: code hash is 32 bytes")
+        return (
+            _RELEASE_MAGIC + _str8(self.group_id) + _str8(self.meter_id) + _date4(self.day)
+            + self.first_index.to_bytes(8, "big") + self.code_hash + _pairs_bytes(self.values)
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> MaskedRelease:
+        r = _Reader(data, "masked release")
+        if r.take(len(_RELEASE_MAGIC)) != _RELEASE_MAGIC:
+            raise FormatError("masked release: not a version-1 release")
+        out = cls(r.str8("group id"), r.str8("meter id"), r.date4("day"), r.u64(), r.take(32), _pairs(r, "masked release"))
+        r.end()
+        return out
+
+
+def _ids(r: _Reader, what: str) -> tuple[str, ...]:
+    n = r.u16()
+    if not 1 <= n <= MAX_MEMBERS:
+        raise FormatError(f"{what}: 1..{MAX_MEMBERS} missing members")
+    ids = tuple(r.str8("meter id") for _ in range(n))
+    if list(ids) != sorted(set(ids)):
+        raise FormatError(f"{what}: missing members must be sorted, without repeats")
+    return ids
+
+
+def _ids_bytes(ids: Sequence[str]) -> bytes:
+    if not 1 <= len(ids) <= MAX_MEMBERS or list(ids) != sorted(set(ids)):
+        raise FormatError("missing members: 1.. sorted distinct ids")
+    return len(ids).to_bytes(2, "big") + b"".join(_str8(i) for i in ids)
+
+
+@dataclass(frozen=True)
+class RecoveryRequest:
+    """The grid operator names the members that did not answer for a day:
+    ``str8 group || date4 || u16 n || n x str8 meter id`` (sorted)."""
+
+    group_id: str
+    day: date
+    missing: tuple[str, ...]
+
+    def to_bytes(self) -> bytes:
+        return _str8(self.group_id) + _date4(self.day) + _ids_bytes(self.missing)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> RecoveryRequest:
+        r = _Reader(data, "recovery request")
+        out = cls(r.str8("group id"), r.date4("day"), _ids(r, "recovery request"))
+        r.end()
+        return out
+
+
+@dataclass(frozen=True)
+class RecoveryRelease:
+    """A present hub's recovery answer: per interval, the sum of the signed masks it
+    shares with the missing members, ``sum_{k missing} s_ik (p_ik, p'_ik) mod Q``, which
+    the grid operator subtracts. It reveals nothing about the hub's own readings: its
+    masks with the other present members stay on its release.
+
+    ``MHAV 01 || str8 group || str8 meter || date4 || u16 n || n x str8 missing id ||
+    u8 k || k x (32-byte, 32-byte)``.
+    """
+
+    group_id: str
+    meter_id: str
+    day: date
+    missing: tuple[str, ...]
+    values: tuple[tuple[int, int], ...]
+
+    def to_bytes(self) -> bytes:
+        return (
+            _RECOVERY_MAGIC + _str8(self.group_id) + _str8(self.meter_id) + _date4(self.day)
+            + _ids_bytes(self.missing) + _pairs_bytes(self.values)
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> RecoveryRelease:
+        r = _Reader(data, "recovery release")
+        if r.take(len(_RECOVERY_MAGIC)) != _RECOVERY_MAGIC:
+            raise FormatError("recovery release: not a version-1 recovery release")
+        out = cls(r.str8("group id"), r.str8("meter id"), r.date4("day"), _ids(r, "recovery release"),
+                  _pairs(r, "recovery release"))
+        r.end()
+        return out
+
+
+FEEDER_DST = b"meterhub/v1/feeder-meter-day\x00"
+_FEEDER_MAGIC = b"MHFR\x01"
+
+
+@dataclass(frozen=True)
+class FeederReading:
+    """A feeder meter's signed day: Wh per hourly interval at the transformer.
+
+    ``MHFR 01 || str8 feeder id || date4 || u8 n || n x u64 Wh || 64-byte ECDSA P-256
+    signature (r || s)`` over ``FEEDER_DST || everything before the signature``.
+    """
+
+    feeder_id: str
+    day: date
+    hours: tuple[int, ...]
+    signature: bytes = b""
+
+    def body(self) -> bytes:
+        if not 1 <= len(self.hours) <= MAX_HOURS or any(not 0 <= h < 1 << 63 for h in self.hours):
+            raise FormatError(f"feeder reading: 1..{MAX_HOURS} hourly values in range")
+        return (_FEEDER_MAGIC + _str8(self.feeder_id) + _date4(self.day) + bytes([len(self.hours)])
+                + b"".join(h.to_bytes(8, "big") for h in self.hours))
+
+    def signed(self, key: ecdsa.SigningKey) -> FeederReading:
+        return replace(self, signature=ecdsa.sign(key, FEEDER_DST + self.body()))
+
+    def verify(self, key: ecdsa.VerifyingKey) -> bool:
+        return len(self.signature) == 64 and ecdsa.verify(key, FEEDER_DST + self.body(), self.signature)
+
+    def to_bytes(self) -> bytes:
+        if len(self.signature) != 64:
+            raise FormatError("feeder reading: not signed")
+        return self.body() + self.signature
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> FeederReading:
+        r = _Reader(data, "feeder reading")
+        if r.take(len(_FEEDER_MAGIC)) != _FEEDER_MAGIC:
+            raise FormatError("feeder reading: not a version-1 feeder reading")
+        fid, day = r.str8("feeder id"), r.date4("day")
+        n = r.u8()
+        if not 1 <= n <= MAX_HOURS:
+            raise FormatError(f"feeder reading: 1..{MAX_HOURS} hourly values")
+        hours = tuple(r.u64() for _ in range(n))
+        if any(h >= 1 << 63 for h in hours):
+            raise FormatError("feeder reading: value out of range")
+        sig = r.take(64)
+        r.end()
+        return cls(fid, day, hours, sig)
+
+
+# ---------------------------------------------------------------------- the hub's group rules
+
+MIN_GROUP_SIZE = 5
+FIXED_INTERVAL_MINUTES = 60
+
+
+class PolicyRefusal(Exception):
+    """A group or request the hub's policy refuses; the message says which rule."""
+
+
+@dataclass(frozen=True)
+class GroupPolicy:
+    """The hub's rules for aggregation groups (issue 13), enforced by the card's privacy
+    guard (:mod:`meterhub.card.guard`) over all groups of one recipient, whichever of its
+    aggregation applets admitted them:
+
+    1. the group definition is signed by the recipient's group-signing key that the
+       customer pinned at provisioning (``group/<recipient>``);
+    2. the hub's meter is a member, listed with the asking applet's own key;
+    3. at least ``min_size`` members;
+    4. the fixed interval (``interval_minutes``, hourly by default);
+    5. no two groups of this hub differ by fewer than ``min_size`` members (symmetric
+       difference), which would isolate a household by subtraction; equal member
+       sets are allowed (they reveal nothing new), a reused group id with other
+       content is not;
+    6. a recovery leaves at least ``min_size`` members present, names only other
+       members, and happens at most once per group and day.
+
+    Pure checks with no state of their own; the guard holds the groups.
+    """
+
+    min_size: int = MIN_GROUP_SIZE
+    interval_minutes: int = FIXED_INTERVAL_MINUTES
+
+    def admit(self, group: GroupDefinition, signer_keys: Sequence[bytes], meter_id: str, own_key: bytes,
+              known: Sequence[GroupDefinition]) -> None:
+        """Raise :class:`PermissionError` (signature) or :class:`PolicyRefusal`."""
+        keys = []
+        for k in signer_keys:
+            try:
+                keys.append(ecdsa.load_verifying_key(k))
+            except ValueError:
+                continue
+        if not keys:
+            raise PolicyRefusal("no group-signing key pinned for this recipient")
+        if not any(group.verify(k) for k in keys):
+            raise PermissionError("group definition is not signed by the pinned group-signing key")
+        me = group.member(meter_id)
+        if me is None:
+            raise PolicyRefusal(f"meter {meter_id} is not a member of group {group.group_id}")
+        if me.hub_key != own_key:
+            raise PolicyRefusal("the group lists another key for this hub")
+        if len(group.members) < self.min_size:
+            raise PolicyRefusal(f"group of {len(group.members)} is below the minimum of {self.min_size}")
+        if group.interval_minutes != self.interval_minutes:
+            raise PolicyRefusal(f"groups aggregate fixed {self.interval_minutes}-minute intervals")
+        ids = group.meter_ids
+        for other in known:
+            if other.group_id == group.group_id:
+                if other.body() != group.body():
+                    raise PolicyRefusal(f"group id {group.group_id} is taken by another definition")
+                continue
+            diff = len(ids ^ other.meter_ids)
+            if 0 < diff < self.min_size:
+                raise PolicyRefusal(
+                    f"group {group.group_id} differs from group {other.group_id} by {diff} "
+                    f"member(s), fewer than {self.min_size}"
+                )
+
+    def check_recovery(self, group: GroupDefinition, meter_id: str, missing: tuple[str, ...]) -> None:
+        if meter_id in missing:
+            raise PolicyRefusal("a hub cannot recover its own masks")
+        unknown = [m for m in missing if group.member(m) is None]
+        if unknown:
+            raise PolicyRefusal(f"{unknown[0]} is not a member of group {group.group_id}")
+        if len(set(missing)) != len(missing):
+            raise PolicyRefusal("a member is named twice")
+        present = len(group.members) - len(missing)
+        if present < self.min_size:
+            raise PolicyRefusal(f"{present} members would remain, fewer than {self.min_size}")
+
+
+def demo_group_key() -> ecdsa.SigningKey:
+    """A PUBLICLY KNOWN P-256 key with which the demo grid operator signs group
+    definitions and its own suspect profiles (derived from a public string; the demo
+    customers pin it as ``group/grid-operator`` and ``load-profile/grid-operator``).
+    Demo and tests only."""
+    import hashlib
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    seed = hashlib.sha256(b"meterhub/v1/demo-grid-operator-group-key\x00NOT A SECRET").digest()
+    n = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+    return ec.derive_private_key(int.from_bytes(seed, "big") % (n - 1) + 1, ec.SECP256R1())

@@ -1,0 +1,726 @@
+"""The fraud-detection part of ``meterhub demo`` (issue 13) and ``meterhub utility fraud``.
+
+After the demo has recorded its customers, :func:`run`
+
+1. places them on feeders (in order, about ten per feeder, at least five) and makes
+   ``thieves`` of them thieves: a factor attack (:data:`meterhub.meter.grid.INVERTIBLE`)
+   from a random day with a random intensity, so that their meters recorded (and
+   committed to) less than they drew; the feeder meters see the true draw plus the
+   technical losses (:mod:`meterhub.meter.grid`);
+2. has the grid operator's TSM install the aggregation applet on every hub (DAP-signed,
+   SCP03 level 33), reads each applet's X25519 key, signs one group per feeder and pushes
+   it; the hubs admit it under their policy;
+3. collects every feeder-day by private aggregation. One hub is unreachable on one day:
+   the recovery round removes its masks and the day is reported incomplete. Each
+   feeder-day is verified against the meters' commitments in the utility's store
+   (:func:`meterhub.utility.fraud.verify_feeder_day`), and compared with the readings;
+4. computes the balance, runs the CUSUMs calibrated on honest simulated feeders, and for
+   a flagged feeder localises by check meters (never below five customers) and matches
+   signed suspect profiles through the profiling applets of the narrowed group's hubs,
+   whose verified scores give each customer a likelihood;
+5. runs the same detector on the raw readings for comparison.
+
+Everything the grid operator received is kept in ``fraud.sqlite``; :func:`fraud_stored`
+(``meterhub utility fraud``) re-verifies it and recomputes balance, alarms and
+likelihoods from it alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from .aggregation import FeederReading, GroupDefinition, MaskedRelease, RecoveryRelease
+from .crypto import ecdsa
+from .meter.grid import (
+    INVERTIBLE,
+    Feeder,
+    LossModel,
+    Theft,
+    build_feeder,
+    hour_calendar,
+    simulate_grid,
+    true_from_recorded,
+)
+from .storage import open_db, transaction
+from .utility.theft import (
+    CusumDetector,
+    SuspectProfile,
+    balance,
+    calibrate,
+    localise,
+    period_suspect_profiles,
+    suspect_likelihoods,
+    suspect_profiles,
+    suspect_statistics,
+)
+
+__all__ = ["FraudReport", "run", "format_report", "fraud_stored", "demo_feeder_key"]
+
+FEEDER_SIZE = 10
+MIN_GROUP = 5
+ROUND_DAYS = 4
+SCORE_DAYS = 10
+FAR = 0.05
+PROFILING_CLASS = "meterhub.applets.profiling/1"
+_SCHEMA = """
+CREATE TABLE groups (group_id TEXT PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE feeder_days (feeder_id TEXT, day TEXT, body BLOB NOT NULL, PRIMARY KEY (feeder_id, day));
+CREATE TABLE releases (group_id TEXT, day TEXT, meter_id TEXT, kind TEXT, body BLOB NOT NULL,
+                       PRIMARY KEY (group_id, day, meter_id, kind));
+CREATE TABLE scores (meter_id TEXT, period_from TEXT, period_to TEXT, body BLOB NOT NULL,
+                     PRIMARY KEY (meter_id, period_from, period_to));
+CREATE TABLE profiles (series_id TEXT PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)
+"""
+
+
+def demo_feeder_key() -> ecdsa.SigningKey:
+    """The demo feeder meters' P-256 key, PUBLICLY KNOWN (from a public string)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    seed = hashlib.sha256(b"meterhub/v1/demo-feeder-meter-key\x00NOT A SECRET").digest()
+    n = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+    return ec.derive_private_key(int.from_bytes(seed, "big") % (n - 1) + 1, ec.SECP256R1())
+
+
+class FraudStore:
+    """What the grid operator received (``fraud.sqlite``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.conn = open_db(path, _SCHEMA, schema_version=1)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    _COLS = {"groups": 1, "feeder_days": 2, "releases": 4, "scores": 3, "profiles": 1, "meta": 1}
+
+    def put(self, table: str, key: tuple[str, ...], body: bytes | str) -> None:
+        self.put_many(table, [(key, body)])
+
+    def put_many(self, table: str, rows: list[tuple[tuple[str, ...], bytes | str]]) -> None:
+        """Insert or replace rows in one transaction."""
+        cols = self._COLS[table]
+        if any(len(k) != cols for k, _ in rows):
+            raise ValueError("wrong key")
+        with transaction(self.conn):
+            self.conn.executemany(f"INSERT OR REPLACE INTO {table} VALUES ({','.join('?' * (cols + 1))})",
+                                  [(*k, b) for k, b in rows])
+
+    def rows(self, table: str) -> list[tuple[Any, ...]]:
+        return self.conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall() if table != "meta" else \
+            self.conn.execute("SELECT * FROM meta ORDER BY key").fetchall()
+
+    def meta(self, key: str) -> Any:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+
+# ---------------------------------------------------------------------- report
+
+
+@dataclass
+class ThiefRow:
+    customer: str
+    feeder: str
+    kind: str
+    start: str
+    recorded_fraction: float
+    stolen_kwh: float
+    flagged_private: str
+    flagged_raw: str
+    group_private: int  # customers in the narrowed group that holds the thief (0: not narrowed to it)
+    group_raw: int
+    rank_private: int  # 1 = most likely (0: not ranked)
+    likelihood_private: float
+    rank_raw: int
+
+
+@dataclass
+class FeederRow:
+    feeder: str
+    customers: int
+    thieves: int
+    days_complete: int
+    days_incomplete: int
+    discrepancy_pct: float  # mean daily energy discrepancy
+    alarm_private: str
+    alarm_raw: str
+    narrowed: list[list[str]] = field(default_factory=list)
+
+
+@dataclass
+class FraudReport:
+    period_from: str
+    period_to: str
+    feeder_days_verified: int = 0
+    feeder_days_incomplete: int = 0
+    group_days_unavailable: int = 0  # a recovery the hubs refused (fewer than the minimum present)
+    rejected: list[str] = field(default_factory=list)
+    sums_equal_readings: bool = True
+    detector: dict[str, Any] = field(default_factory=dict)
+    feeders: list[FeederRow] = field(default_factory=list)
+    thieves: list[ThiefRow] = field(default_factory=list)
+    likelihoods: dict[str, float] = field(default_factory=dict)
+    note: str = ""
+
+    @property
+    def all_verified(self) -> bool:
+        return not self.rejected
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["all_verified"] = self.all_verified
+        return d
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _split(n: int) -> list[range]:
+    """Customers 0..n-1 in order onto feeders of about FEEDER_SIZE, none below MIN_GROUP."""
+    k = max(1, round(n / FEEDER_SIZE))
+    while k > 1 and n // k < MIN_GROUP:
+        k -= 1
+    bounds = [round(i * n / k) for i in range(k + 1)]
+    return [range(bounds[i], bounds[i + 1]) for i in range(k)]
+
+
+def _hourly(readings: list[int], g: int) -> list[int]:
+    return [sum(readings[k : k + g]) for k in range(0, len(readings), g)]
+
+
+def _day(d: date) -> bytes:
+    return d.year.to_bytes(2, "big") + bytes((d.month, d.day))
+
+
+def _local_midnight(d: date, tz: str) -> datetime:
+    return datetime.combine(d, datetime.min.time(), ZoneInfo(tz)).astimezone(UTC)
+
+
+def _thefts(customers: list[str], n_thieves: int, days: int, seed: int) -> dict[str, Theft]:
+    rng = np.random.default_rng([seed, 0x7468696566])
+    n = min(n_thieves, len(customers))
+    chosen = rng.choice(len(customers), size=n, replace=False) if n else []
+    out = {}
+    for k in chosen:
+        kind = str(INVERTIBLE[int(rng.integers(len(INVERTIBLE)))])
+        start = int(rng.integers(1, max(2, days // 4)))
+        out[customers[int(k)]] = Theft(customers[int(k)], kind, start, float(rng.uniform(0.3, 0.7)),
+                                       int(rng.integers(1 << 31)))
+    return out
+
+
+def _calibrate(params: Any, sizes: list[int]) -> CusumDetector:
+    """CUSUMs calibrated on 40 honest simulated feeders of the demo's feeder sizes."""
+    honest, cal = simulate_grid(40, params.start, params.days, seed=params.seed + 101, thief_share=0.0,
+                                size_range=(min(sizes), max(sizes)), business_share=params.business_share,
+                                pool=max(20, max(sizes)))
+    return calibrate([balance(f.feeder_wh, f.recorded_wh.sum(axis=0), f.nominal, cal) for f in honest], FAR)
+
+
+def _suspect_series(fid: str, sp: Any, first: date, last: date, tz: str) -> Any:
+    from .tariffs.price_index import KIND_LOAD_PROFILE, Series
+    from .tariffs.profiles import PROFILE_UNIT
+
+    values = tuple(int(v) for v in sp.weights)
+    tag = hashlib.sha256(repr(values).encode()).hexdigest()[:8]
+    sid = f"sx-{fid}-{first:%m%d}-{last:%m%d}-{sp.profile_id}-{tag}"[:64]
+    return Series(kind=KIND_LOAD_PROFILE, series_id=sid, version=1, publisher="demo-grid-operator",
+                  start=_local_midnight(first, tz), interval_minutes=60, unit=PROFILE_UNIT, scale=1_000_000,
+                  expires=last + timedelta(days=62), values=values)
+
+
+# ---------------------------------------------------------------------- the demo section
+
+
+def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
+    """See the module docstring. Needs a finished demo run in ``params.data_dir``."""
+    from . import settlement_demo
+    from .applets.aggregation import CLASS_NAME as AGG_CLASS
+    from .demo import DemoRandom, _customer_policy, _open_card
+    from .hub.aggregation import AGGREGATION_APP_AID, aggregation_load_file
+    from .hub.secure_element import PROFILING_APP_AID, ReadingsClient
+    from .hub.store import HubStore
+    from .meter.timebase import range_starts
+    from .tariffs.price_index import sign_series
+    from .utility.forecasting import ProfileScores, verify_scores
+    from .utility.fraud import (
+        SessionMailbox,
+        collect_day,
+        demo_grid_key,
+        hub_key,
+        make_group,
+        push_group,
+        verify_feeder_day,
+    )
+    from .utility.settlement import AppletMailbox, HubRefused, SettlementStore, expected_code_hash
+    from .utility.store import UtilityStore
+    from .utility.tsm import TSMError
+    from .utility.verifier import Rejected
+
+    first_day = params.start
+    last_day = params.start + timedelta(days=params.days - 1)
+    report = FraudReport(first_day.isoformat(), last_day.isoformat())
+    d = Path(params.data_dir)
+    customers = SettlementStore(d / "settlement.sqlite")
+    try:
+        supplier = {m: v[0] for m, v in customers.customers().items()}
+    finally:
+        customers.close()
+    # the demo's customers in their order (ids end in their number), as placed on the cable
+    ids = sorted(supplier, key=lambda m: m.rsplit("-", 1)[-1])
+    if len(ids) < MIN_GROUP or params.days < 2:
+        report.note = f"fraud detection needs at least {MIN_GROUP} customers on a feeder and two days"
+        return report
+    g = 60 // params.interval_minutes if params.interval_minutes <= 60 else 1
+    days = [first_day + timedelta(days=k) for k in range(params.days)]
+    hubs = HubStore(d / "hub.sqlite")
+    utility = UtilityStore(d / "utility.sqlite")
+    tz = utility.registration(ids[0]).tz
+    # What each meter recorded (and committed to): the simulation's ground truth, which the
+    # hubs hold; the grid operator never reads it.
+    openings = {m: [hubs.openings(m, day, day) for day in days] for m in ids}
+    recorded = np.array([_hourly([o.m for _, ops in openings[m] for o in ops], g) for m in ids], dtype=np.int64)
+    cal = hour_calendar(range_starts(params.start, params.days, tz, 60), tz)
+    theft = _thefts(ids, thieves, params.days, params.seed)
+    true = recorded.astype(float).copy()
+    for i, c in enumerate(ids):
+        if c in theft:
+            true[i] = true_from_recorded(recorded[i].astype(float), theft[c], cal)
+    rng = np.random.default_rng([params.seed, 0x6665656465])
+    feeders: list[Feeder] = []
+    for k, r in enumerate(_split(len(ids))):
+        members = [ids[i] for i in r]
+        feeders.append(build_feeder(f"feeder-{k}", members, true[list(r)], [theft[c] for c in members if c in theft],
+                                    cal, rng, recorded_wh=recorded[list(r)]))
+    store = FraudStore(d / "fraud.sqlite")
+    grid_pub = ecdsa.public_bytes(demo_grid_key())
+    rng = DemoRandom(params.seed)
+
+    def card_of(mid: str) -> Any:
+        # the card's random source is the demo's seeded one, in a stream of its own (the
+        # aggregation applet's key must not repeat a released coin-toss nonce)
+        card = _open_card(d / "hubs" / f"{mid}.sqlite", supplier[mid], None, mid, _customer_policy(params))
+        card.runtime.random = rng.card_rng(mid, "fraud")
+        return card
+
+    try:
+        # 2. install, pair, feed; keys; groups
+        keys: dict[str, bytes] = {}
+        for mid in ids:
+            card = card_of(mid)
+            try:
+                if card.registry.get(AGGREGATION_APP_AID) is None:
+                    with settlement_demo._tsm(card, "grid-operator") as tsm:
+                        tsm.deploy(aggregation_load_file(), AGGREGATION_APP_AID, params=grid_pub)
+                rc = ReadingsClient(card.transmit, AGGREGATION_APP_AID)
+                rc.select()
+                rc.pair(mid, tz, params.interval_minutes)
+                for day, (first, ops) in zip(days, openings[mid], strict=True):
+                    rc.put_openings(day, first, ops)
+                with settlement_demo._tsm(card, "grid-operator") as tsm:
+                    keys[mid] = hub_key(AppletMailbox(tsm, AGGREGATION_APP_AID))
+            finally:
+                card.close()
+        groups = {}
+        for f in feeders:
+            grp = make_group(f"{f.feeder_id}-{first_day:%Y%m%d}", f.feeder_id, {c: keys[c] for c in f.customers},
+                             first_day, last_day, demo_grid_key())
+            groups[f.feeder_id] = grp
+            store.put("groups", (grp.group_id,), grp.to_bytes())
+        store.put("meta", ("feeder_groups",), json.dumps({fid: g2.group_id for fid, g2 in groups.items()}))
+        # 3. releases (one hub unreachable on one day), recovery, verification
+        down = (feeders[0].customers[1], days[min(3, len(days) - 1)]) if outage and len(feeders[0].customers) > MIN_GROUP else None
+        code_hash = bytes.fromhex(expected_code_hash(AGG_CLASS))
+
+        def aggregate(grp: GroupDefinition, f: Feeder, day_ks: range) -> tuple[np.ndarray, np.ndarray]:
+            """Private aggregation of ``grp`` over days ``day_ks``: hourly sums and completeness
+            over the whole calendar (zero and incomplete outside ``day_ks``)."""
+            out = np.zeros(len(cal.day), dtype=np.int64)
+            ok = np.zeros(len(cal.day), dtype=bool)
+            members = [m.meter_id for m in grp.members]
+            cards = {c: card_of(c) for c in members}
+            tsms = []
+            try:
+                boxes = {}
+                for c, card in cards.items():
+                    tsm = settlement_demo._tsm(card, "grid-operator")
+                    tsm.open()
+                    tsms.append(tsm)
+                    boxes[c] = SessionMailbox(tsm, AGGREGATION_APP_AID)
+                    push_group(boxes[c], grp)
+                kept: list[tuple[tuple[str, ...], bytes | str]] = []
+                for k in day_ks:
+                    day = days[k]
+                    reach = {c: (None if down == (c, day) else mb) for c, mb in boxes.items()}
+                    rel, rec, missing = collect_day(reach, grp, day, AGGREGATION_APP_AID)
+                    kept += [((grp.group_id, day.isoformat(), c, "release"), r.to_bytes()) for c, r in rel.items()]
+                    kept += [((grp.group_id, day.isoformat(), c, "recovery"), r.to_bytes()) for c, r in rec.items()]
+                    if missing and not rec:  # recovery refused (too few present): no sum, not a fault
+                        report.group_days_unavailable += 1
+                        continue
+                    regs = {c: utility.registration(c) for c in rel}
+                    comms = {c: utility.day_commitments(c, day, day) for c in rel}
+                    sl = cal.day_slices[k]
+                    try:
+                        fd = verify_feeder_day(grp, day, rel, rec, regs, comms, code_hash=code_hash)
+                    except Rejected as exc:
+                        report.rejected.append(f"{grp.group_id} {day}: {exc}")
+                        continue
+                    rows = [f.customers.index(c) for c in fd.present]
+                    if list(f.recorded_wh[rows][:, sl].sum(axis=0)) != fd.hours:
+                        report.sums_equal_readings = False
+                    out[sl] = fd.hours
+                    ok[sl] = fd.complete
+                    report.feeder_days_verified += 1
+                    report.feeder_days_incomplete += not fd.complete
+                store.put_many("releases", kept)
+            finally:
+                for t in tsms:
+                    t.close()
+                for card in cards.values():
+                    card.close()
+            return out, ok
+
+        sums: dict[str, np.ndarray] = {}
+        complete: dict[str, np.ndarray] = {}
+        for f in feeders:
+            sums[f.feeder_id], complete[f.feeder_id] = aggregate(groups[f.feeder_id], f, range(len(days)))
+            store.put_many("feeder_days", [
+                ((f.feeder_id, day.isoformat()),
+                 FeederReading(f.feeder_id, day, tuple(int(x) for x in f.feeder_wh[cal.day_slices[k]]))
+                 .signed(demo_feeder_key()).to_bytes())
+                for k, day in enumerate(days)])
+        # 4. detection, localisation, suspect profiles
+        sizes = [len(f.customers) for f in feeders]
+        cal_key = [params.start.isoformat(), params.days, params.seed, sizes, params.business_share, FAR]
+        if store.meta("detector_key") == cal_key and store.meta("detector") is not None:
+            det = CusumDetector(**store.meta("detector"))  # a resumed run: calibrated already
+        else:
+            det = _calibrate(params, sizes)
+            store.put_many("meta", [(("detector",), json.dumps(asdict(det))), (("detector_key",), json.dumps(cal_key))])
+        report.detector = asdict(det)
+        store.put("meta", ("losses",), json.dumps({f.feeder_id: [f.nominal.core_wh, f.nominal.resistive] for f in feeders}))
+        labels = [dd.isoformat() for dd in days]
+        until = max(1, params.days - ROUND_DAYS)
+        ch_prof = expected_code_hash(PROFILING_CLASS)
+        truth_rows: dict[str, ThiefRow] = {}
+        for f in feeders:
+            b_priv = balance(f.feeder_wh, sums[f.feeder_id], f.nominal, cal, complete[f.feeder_id])
+            b_raw = balance(f.feeder_wh, f.recorded_wh.sum(axis=0), f.nominal, cal)
+            a_priv = det.alarm_day(b_priv, until=until)
+            a_raw = det.alarm_day(b_raw, until=until)
+            whole = [bool(complete[f.feeder_id][sl].all()) for sl in cal.day_slices]
+            row = FeederRow(f.feeder_id, len(f.customers), len(f.thefts), sum(whole), len(whole) - sum(whole),
+                            round(float(np.nanmean(b_priv.energy)), 3),
+                            labels[a_priv] if a_priv is not None else "-", labels[a_raw] if a_raw is not None else "-")
+            report.feeders.append(row)
+            rank_raw: dict[str, tuple[int, int]] = {}
+            if a_raw is not None:
+                rank_raw = _raw_ranks(f, cal, a_raw, b_raw, labels)
+            for t in f.thefts:
+                stolen = float((f.true_wh[f.customers.index(t.customer)] - f.recorded_wh[f.customers.index(t.customer)]).sum())
+                truth_rows[t.customer] = ThiefRow(
+                    t.customer, f.feeder_id, t.kind, labels[t.start_day], round(t.intensity, 2), round(stolen / 1000, 1),
+                    row.alarm_private, row.alarm_raw, 0, rank_raw.get(t.customer, (0, 0))[1], 0, 0.0,
+                    rank_raw.get(t.customer, (0, 0))[0])
+            if a_priv is None:
+                continue
+
+            def segment_sums(a: int, e: int, hours: slice, f: Feeder = f) -> tuple[np.ndarray, np.ndarray]:
+                # the tested half is an aggregation group of its own, for the round's days
+                k0, k1 = int(cal.day[hours.start]), int(cal.day[hours.stop - 1])
+                members = f.customers[a:e]
+                sub = make_group(f"{f.feeder_id}-{a}-{e}-{days[k0]:%Y%m%d}", f.feeder_id, {c: keys[c] for c in members},
+                                 days[k0], days[k1], demo_grid_key())
+                store.put("groups", (sub.group_id,), sub.to_bytes())
+                s_wh, ok = aggregate(sub, f, range(k0, k1 + 1))
+                return s_wh[hours], ok[hours]
+
+            loc = localise(f, cal, a_priv, min_size=MIN_GROUP, threshold=_segment_threshold(), round_days=ROUND_DAYS,
+                           complete=complete[f.feeder_id], segment_sums=segment_sums)
+            store.put("meta", (f"localisation/{f.feeder_id}",), json.dumps(
+                {"alarm": labels[a_priv], "rounds": loc.rounds, "last_day": labels[max(loc.last_day, a_priv)],
+                 "segments": [[f.customers[s.first : s.end], s.discrepancy] for s in loc.segments]}))
+            last = max(loc.last_day, a_priv)
+            first_k = max(0, last - SCORE_DAYS + 1)
+            # neighbours' shape: the feeder's verified sum. One ``suspects`` release per
+            # customer and period (the customer's cycle cell), profiles signed by the grid
+            # operator's own profile key, which the customers pinned (docs/fraud.md).
+            sps = period_suspect_profiles(cal, first_k, last, b_priv.hourly, sums[f.feeder_id].astype(float), labels)
+            series = {sp.profile_id: _suspect_series(f.feeder_id, sp, first_day, last_day, tz) for sp in sps}
+            signed = {k: sign_series(v, demo_grid_key()) for k, v in series.items()}
+            for sg in signed.values():
+                store.put("profiles", (sg.series.series_id,), _dump(sg))
+            for s in loc.segments:
+                members = f.customers[s.first : s.end]
+                row.narrowed.append(members)
+                stats = {}
+                for c in members:
+                    card = card_of(c)
+                    try:
+                        with settlement_demo._tsm(card, "grid-operator") as tsm:
+                            mb = AppletMailbox(tsm, PROFILING_APP_AID)
+                            for sg in signed.values():
+                                mb.push_series(sg)
+                            raw = mb.request(b"\x21" + _day(first_day) + _day(last_day)
+                                             + ",".join(v.series_id for v in series.values()).encode(), f"suspect scores of {c}")
+                    except (HubRefused, TSMError) as exc:
+                        report.rejected.append(f"{c}: suspect scores: {exc}")
+                        continue
+                    finally:
+                        card.close()
+                    store.put_many("scores", [((c, first_day.isoformat(), last_day.isoformat()), raw)])
+                    store.put("meta", (f"suspects/{c}",), json.dumps(
+                        {series[sp.profile_id].series_id: [sp.profile_id, sp.kind] for sp in sps}))
+                    sc = ProfileScores.from_json(raw)
+                    v = verify_scores(sc, utility.registration(c), utility.day_commitments(c, first_day, last_day),
+                                      {s2.series_id: s2 for s2 in series.values()}, code_hash=ch_prof)
+                    if not v.ok:
+                        report.rejected.append(f"{c}: suspect scores: {v.reason}")
+                        continue
+                    by_id = {e.series_id: e.score for e in sc.scores}
+                    n_hours = sc.count // g
+                    stats[c] = suspect_statistics(n_hours, sc.energy_wh, sc.squares,
+                                                  {sp.profile_id: by_id[series[sp.profile_id].series_id] for sp in sps}, sps)
+                lik = suspect_likelihoods(stats)
+                order = sorted(lik, key=lambda c: -lik[c][1])
+                for c in order:
+                    report.likelihoods[c] = round(lik[c][1], 4)
+                    if c in truth_rows:
+                        truth_rows[c].group_private = len(members)
+                        truth_rows[c].rank_private = order.index(c) + 1
+                        truth_rows[c].likelihood_private = round(lik[c][1], 4)
+        report.thieves = [truth_rows[c] for c in sorted(truth_rows)]
+    finally:
+        store.close()
+        utility.close()
+        hubs.close()
+    return report
+
+
+def _dump(signed: Any) -> bytes:
+    from .tariffs.price_index import dump_series
+
+    return dump_series(signed)
+
+
+def _segment_threshold() -> float:
+    """The check-meter threshold: 1% of a segment's energy over a round (the study's
+    calibrated 99th percentile of honest segments is 0.4-0.5%, docs/fraud.md)."""
+    return 1.0
+
+
+def _raw_ranks(f: Feeder, cal: Any, alarm: int, b: Any, labels: list[str]) -> dict[str, tuple[int, int]]:
+    """The same localisation and ranking on raw readings (segments down to one customer)."""
+    loc = localise(f, cal, alarm, min_size=1, threshold=_segment_threshold(), round_days=ROUND_DAYS)
+    last = max(loc.last_day, alarm)
+    first_k = max(0, last - SCORE_DAYS + 1)
+    window = slice(cal.day_slices[first_k].start, cal.day_slices[last].stop)
+    out = {}
+    for s in loc.segments:
+        rows = list(range(s.first, s.end))
+        x = f.recorded_wh[rows][:, window].astype(float)
+        sps = suspect_profiles(cal, window, b.hourly, f.recorded_wh.sum(axis=0).astype(float), labels)
+        stats = {f.customers[i]: suspect_statistics(x.shape[1], float(xi.sum()), float(xi @ xi),
+                                                    {p.profile_id: float(p.weights @ xi) for p in sps}, sps)
+                 for i, xi in zip(rows, x, strict=True)}
+        lik = suspect_likelihoods(stats)
+        order = sorted(lik, key=lambda c: -lik[c][1])
+        for c in order:
+            out[c] = (order.index(c) + 1, len(rows))
+    return out
+
+
+def format_report(r: FraudReport) -> str:
+    if r.note:
+        return f"Fraud detection: {r.note}"
+    out = [
+        f"Fraud detection {r.period_from}..{r.period_to}: {r.feeder_days_verified} feeder-days verified by private "
+        f"aggregation ({r.feeder_days_incomplete} incomplete after a recovery round, {r.group_days_unavailable} "
+        f"without a sum: recovery refused below the minimum), {len(r.rejected)} rejected; "
+        f"verified sums equal the readings: {'yes' if r.sums_equal_readings else 'NO'}",
+        f"CUSUM (calibrated on {r.detector.get('honest_feeders', 0)} honest simulated feeders, "
+        f"{100 * r.detector.get('far', 0):.0f}% false alarms over {r.detector.get('horizon_days', 0)} days): "
+        f"energy k={r.detector.get('k_energy', 0):.2f}% h={r.detector.get('h_energy', 0):.2f}, "
+        f"shape k={r.detector.get('k_shape', 0):.2f}% h={r.detector.get('h_shape', 0):.2f}",
+        f"{'feeder':<9} {'cust':>4} {'thieves':>7} {'mean disc.':>10} {'alarm (private)':>15} {'alarm (raw)':>11}  narrowed groups",
+    ]
+    for f in r.feeders:
+        out.append(f"{f.feeder:<9} {f.customers:>4} {f.thieves:>7} {f.discrepancy_pct:>9.2f}% {f.alarm_private:>15} "
+                   f"{f.alarm_raw:>11}  {'; '.join(','.join(g) for g in f.narrowed) or '-'}")
+    out.append(f"{'thief':<9} {'kind':<9} {'from':<10} {'records':>7} {'stolen':>8} {'group':>5} {'rank':>4} "
+               f"{'likelihood':>10} {'raw group':>9} {'raw rank':>8}")
+    for t in r.thieves:
+        out.append(f"{t.customer:<9} {t.kind:<9} {t.start:<10} {100 * t.recorded_fraction:>6.0f}% {t.stolen_kwh:>6.1f}kWh "
+                   f"{t.group_private:>5} {t.rank_private:>4} {t.likelihood_private:>10.3f} {t.group_raw:>9} {t.rank_raw:>8}")
+    out.append("the grid operator saw feeder sums and, for narrowed groups only, suspect-profile scores: no reading")
+    for why in r.rejected:
+        out.append(f"REJECTED {why}")
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------- stored data (CLI)
+
+
+def fraud_stored(data_dir: Path) -> tuple[list[str], list[str]]:
+    """Re-verify every stored feeder-day and recompute balance and alarms; (lines, rejections)."""
+    from .meter.timebase import range_starts
+    from .utility.fraud import AGGREGATION_CLASS, demo_grid_key, verify_feeder_day
+    from .utility.settlement import expected_code_hash
+    from .utility.store import UtilityStore
+    from .utility.verifier import Rejected
+
+    if not (data_dir / "fraud.sqlite").exists() or not (data_dir / "utility.sqlite").exists():
+        raise FileNotFoundError(f"no fraud-detection data in {data_dir} (run `meterhub demo` first)")
+    store = FraudStore(data_dir / "fraud.sqlite")
+    utility = UtilityStore(data_dir / "utility.sqlite")
+    lines: list[str] = []
+    rejected: list[str] = []
+    try:
+        det_d = store.meta("detector")
+        losses = store.meta("losses") or {}
+        if det_d is None:
+            raise FileNotFoundError(f"no fraud-detection results in {data_dir}")
+        det = CusumDetector(**det_d)
+        grid_key = demo_grid_key().public_key()
+        feeder_key = demo_feeder_key().public_key()
+        code_hash = bytes.fromhex(expected_code_hash(AGGREGATION_CLASS))
+        releases: dict[tuple[str, str], dict[str, dict[str, bytes]]] = {}
+        for gid, day, mid, kind, body in store.rows("releases"):
+            releases.setdefault((gid, day), {}).setdefault(kind, {})[mid] = bytes(body)
+        readings = {(fid, day): bytes(body) for fid, day, body in store.rows("feeder_days")}
+        lines.append(f"{'feeder':<9} {'days':>4} {'incomplete':>10} {'mean disc.':>10} {'alarm':>11}  localisation")
+        feeder_groups = set((store.meta("feeder_groups") or {}).values())
+        sub_days = 0
+        unavailable = 0
+        for gid, body in store.rows("groups"):
+            try:
+                grp = GroupDefinition.from_bytes(bytes(body))
+            except ValueError as exc:
+                rejected.append(f"group {gid}: {exc}")
+                continue
+            if not grp.verify(grid_key):
+                rejected.append(f"group {gid}: signature does not verify under the grid operator's key")
+                continue
+            tz = utility.registration(grp.members[0].meter_id).tz
+            n_days = (grp.valid_to - grp.valid_from).days + 1
+            if gid not in feeder_groups:  # a localisation subgroup: re-verify its days
+                for k in range(n_days):
+                    day = grp.valid_from + timedelta(days=k)
+                    got = releases.get((gid, day.isoformat()), {})
+                    try:
+                        rel = {m: MaskedRelease.from_bytes(b) for m, b in got.get("release", {}).items()}
+                        rec = {m: RecoveryRelease.from_bytes(b) for m, b in got.get("recovery", {}).items()}
+                        if rel and set(rel) != grp.meter_ids and not rec:
+                            unavailable += 1  # the hubs refused the recovery: no sum that day
+                            continue
+                        verify_feeder_day(grp, day, rel, rec, {m: utility.registration(m) for m in rel},
+                                          {m: utility.day_commitments(m, day, day) for m in rel}, code_hash=code_hash)
+                        sub_days += 1
+                    except (Rejected, ValueError, KeyError) as exc:
+                        rejected.append(f"{gid} {day}: {exc}")
+                continue
+            cal = hour_calendar(range_starts(grp.valid_from, n_days, tz, 60), tz)
+            f_wh = np.zeros(len(cal.day))
+            s_wh = np.zeros(len(cal.day))
+            ok = np.zeros(len(cal.day), dtype=bool)
+            incomplete = 0
+            for k in range(n_days):
+                day = grp.valid_from + timedelta(days=k)
+                sl = cal.day_slices[k]
+                got = releases.get((gid, day.isoformat()), {})
+                raw_f = readings.get((grp.feeder_id, day.isoformat()))
+                try:
+                    if raw_f is None:
+                        raise Rejected("no feeder meter reading")
+                    fr = FeederReading.from_bytes(raw_f)
+                    if not fr.verify(feeder_key) or fr.feeder_id != grp.feeder_id or fr.day != day:
+                        raise Rejected("feeder meter reading does not verify")
+                    rel = {m: MaskedRelease.from_bytes(b) for m, b in got.get("release", {}).items()}
+                    rec = {m: RecoveryRelease.from_bytes(b) for m, b in got.get("recovery", {}).items()}
+                    if rel and set(rel) != grp.meter_ids and not rec:
+                        unavailable += 1
+                        continue
+                    regs = {m: utility.registration(m) for m in rel}
+                    comms = {m: utility.day_commitments(m, day, day) for m in rel}
+                    fd = verify_feeder_day(grp, day, rel, rec, regs, comms, code_hash=code_hash)
+                    if len(fr.hours) != len(fd.hours):
+                        raise Rejected("feeder reading and sums differ in length")
+                except (Rejected, ValueError, KeyError) as exc:
+                    rejected.append(f"{gid} {day}: {exc}")
+                    continue
+                f_wh[sl] = fr.hours
+                s_wh[sl] = fd.hours
+                ok[sl] = fd.complete
+                incomplete += not fd.complete
+            nominal = LossModel(*losses.get(grp.feeder_id, (0.0, 0.0)))
+            b = balance(f_wh, s_wh, nominal, cal, ok)
+            alarm = det.alarm_day(b, until=max(1, n_days - ROUND_DAYS))
+            loc = store.meta(f"localisation/{grp.feeder_id}")
+            where = "-"
+            if loc is not None:
+                where = " | ".join(
+                    f"{','.join(ms)} ({disc:.2f}%)" if disc == disc else ",".join(ms) for ms, disc in loc["segments"])
+            lines.append(f"{grp.feeder_id:<9} {n_days:>4} {incomplete:>10} {np.nanmean(b.energy):>9.2f}% "
+                         f"{(grp.valid_from + timedelta(days=alarm)).isoformat() if alarm is not None else '-':>11}  {where}")
+        lines.extend(_stored_suspects(store, utility, rejected))
+        lines.append(f"{len(readings)} feeder-days and {sub_days} localisation group-days re-verified from stored "
+                     f"releases ({unavailable} without a sum: recovery refused), {len(rejected)} rejected")
+    finally:
+        store.close()
+        utility.close()
+    return lines, rejected
+
+
+def _stored_suspects(store: FraudStore, utility: Any, rejected: list[str]) -> list[str]:
+    """Re-verify the stored suspect-profile score statements (signed profiles, the
+    meters' commitments) and recompute each narrowed group's likelihoods from them."""
+    from .tariffs.price_index import KIND_LOAD_PROFILE, SeriesError, load_series, verify_series
+    from .utility.forecasting import ProfileScores, verify_scores
+    from .utility.fraud import demo_grid_key
+    from .utility.settlement import expected_code_hash
+
+    key = demo_grid_key().public_key()  # the grid operator's own profile signer, pinned by the customers
+    series = {}
+    for sid, body in store.rows("profiles"):
+        try:
+            series[sid] = verify_series(load_series(bytes(body)), key, kind=KIND_LOAD_PROFILE)
+        except SeriesError as exc:
+            rejected.append(f"suspect profile {sid}: {exc}")
+    ch = expected_code_hash(PROFILING_CLASS)
+    stats: dict[str, dict[str, float]] = {}
+    for mid, pf, pt, body in store.rows("scores"):
+        try:
+            sc = ProfileScores.from_json(bytes(body))
+            used = {e.series_id: series[e.series_id] for e in sc.scores}
+            v = verify_scores(sc, utility.registration(mid), utility.day_commitments(
+                mid, date.fromisoformat(pf), date.fromisoformat(pt)), used, code_hash=ch)
+            if not v.ok:
+                raise ValueError(v.reason)
+            kinds = store.meta(f"suspects/{mid}") or {}
+            sps = [SuspectProfile(kinds[sid][0], np.array(used[sid].values, dtype=float), kinds[sid][1]) for sid in used]
+            g = sc.point_minutes // utility.registration(mid).interval_minutes
+            stats[mid] = suspect_statistics(sc.count // g, sc.energy_wh, sc.squares,
+                                            {kinds[e.series_id][0]: e.score for e in sc.scores}, sps)
+        except (ValueError, KeyError) as exc:
+            rejected.append(f"{mid} suspect scores: {exc}")
+    out = []
+    for key_name, _ in store.rows("meta"):
+        if not key_name.startswith("localisation/"):
+            continue
+        for members, _disc in store.meta(key_name)["segments"]:
+            lik = suspect_likelihoods({m: stats[m] for m in members if m in stats})
+            if lik:
+                ranked = sorted(lik, key=lambda m: -lik[m][1])
+                out.append(f"  likelihoods in {key_name.split('/', 1)[1]} group {','.join(members)}: "
+                           + ", ".join(f"{m} {lik[m][1]:.3f}" for m in ranked))
+    return out
