@@ -1,0 +1,136 @@
+"""The DR program operator's verification and settlement of event reductions.
+
+For one :class:`meterhub.dr.release.DRRelease` (docs/demand-response.md), first failure
+wins (``Rejected`` reason):
+
+1. the release names this meter, this event (id and digest of the signed record the
+   VTN sent), the reviewed applet (code hash) under the expected AID;
+2. the event day's and every baseline day's signed batch: signature under the meter's
+   key, interval count, chain head over the commitments
+   (:func:`meterhub.utility.settlement.check_batches`, shared with billing);
+3. the commitment to the scaled reduction, formed from the meter's commitments with
+   the public coefficients, ``a * sum_{D,E} C - 1000 N * sum_E C_e == S G + R_S H``;
+4. the Bulletproof that the adjustment factor ``a`` is the capped ratio, over the
+   commitments ``k_A * sum_W C_e + k_X * sum_{D,W} C + const G`` the verifier forms.
+
+Settlement: payment = max(reduction, 0) x the event's price (1e-8 EUR per Wh), per
+customer; per event the verified total reduction per feeder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from fractions import Fraction
+
+from ..crypto import bulletproofs
+from ..crypto.group import G, H, Point, PointDecodeError
+from ..crypto.pedersen import Commitment
+from ..dr.event import DREvent, EventError, event_windows
+from ..dr.release import (
+    RANGE_BITS,
+    DRRelease,
+    adjustment_bounds,
+    proof_context,
+    reduction_coefficients,
+)
+from .settlement import check_batches
+from .verifier import DayCommitments, MeterRegistration, Rejected
+
+__all__ = ["EventSettlement", "VerifiedReduction", "settle_event", "verify_release"]
+
+
+@dataclass(frozen=True)
+class VerifiedReduction:
+    meter_id: str
+    event_id: str
+    reduction: Fraction  # Wh
+    adjustment: int
+    payment: int  # 1e-8 EUR
+
+
+def _points(dc: DayCommitments) -> list[Point]:
+    if dc.c65 is not None:
+        return [Point.from_bytes(dc.c65[k : k + 65]) for k in range(0, len(dc.c65), 65)]
+    return [Point.from_bytes(dc.c33[k : k + 33]) for k in range(0, len(dc.c33), 33)]
+
+
+def _sum(points: Iterable[Point]) -> Point:
+    acc = Point.identity()
+    for p in points:
+        acc = acc + p
+    return acc
+
+
+def verify_release(
+    rel: DRRelease,
+    ev: DREvent,
+    meter: MeterRegistration,
+    days: Mapping[date, DayCommitments],
+    *,
+    code_hash: bytes,
+    app_aid: str,
+) -> VerifiedReduction:
+    """Checks 1 to 4 of the module docstring; raises :class:`Rejected`."""
+    if rel.meter_id != meter.meter_id:
+        raise Rejected(f"release is for meter {rel.meter_id!r}, not {meter.meter_id!r}")
+    if rel.event_id != ev.event_id or rel.event_digest != ev.digest():
+        raise Rejected("release is bound to another event (id or digest)")
+    if rel.code_hash != code_hash or rel.applet_aid != app_aid:
+        raise Rejected("release is not from the reviewed DR applet")
+    if rel.n_days != len(ev.baseline_days):
+        raise Rejected(f"release uses {rel.n_days} baseline days, the event names {len(ev.baseline_days)}")
+    try:
+        day, e_pos, w_pos = event_windows(ev, meter.tz, meter.interval_minutes)
+    except EventError as exc:
+        raise Rejected(f"event: {exc}") from None
+    pts: dict[date, list[Point]] = {}
+    for d in (day, *ev.baseline_days):
+        dc = days.get(d)
+        if dc is None:
+            raise Rejected(f"no signed batch for day {d}")
+        b = dc.batch.batch
+        check_batches(meter.meter_id, d, d, b.first_index, b.count, 0, meter, [dc])
+        try:
+            pts[d] = _points(dc)
+        except PointDecodeError:
+            raise Rejected(f"day {d}: a commitment does not decode") from None
+    base = [pts[d] for d in ev.baseline_days]
+    c_e = _sum(pts[day][j] for j in e_pos)
+    c_b = _sum(p[j] for p in base for j in e_pos)
+    c_a = _sum(pts[day][j] for j in w_pos)
+    c_x = _sum(p[j] for p in base for j in w_pos)
+    kb, ke = reduction_coefficients(rel.adjustment, rel.n_days)
+    if c_b * kb + c_e * ke != G * rel.scaled_reduction + H * rel.blinding:
+        raise Rejected("the reduction does not open the commitment formed from the meter's readings")
+    bounds = [Commitment(c_a * ka + c_x * kx + G * c) for ka, kx, c in adjustment_bounds(rel.adjustment, rel.n_days)]
+    ctx = proof_context(meter.meter_id, ev.event_id, ev.digest())
+    try:
+        ok = bulletproofs.verify(bounds, RANGE_BITS, rel.proof, ctx)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise Rejected("the adjustment factor's range proof does not verify")
+    red = Fraction(rel.scaled_reduction, 1000 * rel.n_days)
+    pay = int(max(red, Fraction(0)) * ev.price)
+    return VerifiedReduction(meter.meter_id, ev.event_id, red, rel.adjustment, pay)
+
+
+@dataclass
+class EventSettlement:
+    event_id: str
+    per_feeder_wh: dict[str, float]
+    total_wh: float
+    payments: int
+
+
+def settle_event(event_id: str, verified: Sequence[VerifiedReduction], feeder_of: Mapping[str, str]) -> EventSettlement:
+    """Per event: the verified total reduction per feeder and the payments."""
+    per: dict[str, float] = {}
+    for v in verified:
+        if v.event_id != event_id:
+            raise ValueError(f"a reduction of event {v.event_id!r} in the settlement of {event_id!r}")
+        f = feeder_of.get(v.meter_id, "unassigned")
+        per[f] = per.get(f, 0.0) + float(v.reduction)
+    return EventSettlement(event_id, per, sum(per.values()), sum(v.payment for v in verified))

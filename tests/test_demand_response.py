@@ -1,0 +1,196 @@
+"""The DR applet and the utility's verification (issue 14)."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, date, datetime, timedelta
+from fractions import Fraction
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from helpers import History, make_history
+from meterhub.crypto import ecdsa
+from meterhub.dr.event import (
+    SIGNAL_PRICE,
+    DREvent,
+    EventError,
+    event_windows,
+    sign_event,
+    similar_days,
+)
+from meterhub.dr.release import DRRelease
+from meterhub.hub.dr_host import DR_APP_AID, DRClient, EventRefused, dr_load_file
+from meterhub.hub.secure_element import RECIPIENT_SDS, demo_dap_key, demo_scp03_keys, open_hub_card
+from meterhub.meter.timebase import local_midnight_utc
+from meterhub.utility.demand_response import verify_release
+from meterhub.utility.settlement import AppletMailbox, HubRefused, expected_code_hash
+from meterhub.utility.tsm import TSM, dap_signer
+from meterhub.utility.verifier import Rejected
+
+GRID = RECIPIENT_SDS["grid-operator"]
+CODE_HASH = bytes.fromhex(expected_code_hash("meterhub.applets.demand_response/1"))
+VTN_KEY = ecdsa.generate_signing_key()
+START = date(2027, 4, 5)  # a Monday, after the spring clock change
+N_DAYS = 16
+
+
+def tsm(card) -> TSM:
+    return TSM(card.transmit, demo_scp03_keys("grid-operator"), sd_aid=GRID,
+               dap=dap_signer(GRID, demo_dap_key("grid-operator")))
+
+
+def make_event(h: History, *, key=VTN_KEY, event_id: str = "ev-1", modification: int = 0, **kw) -> DREvent:
+    day = START + timedelta(days=N_DAYS - 1)
+    start = local_midnight_utc(day, "Europe/Berlin") + timedelta(hours=17)
+    days = similar_days(day, set(), set(), "Europe/Berlin", have_from=START)
+    ev = DREvent(event_id, modification, "demo-program", datetime(2027, 4, 19, 8, tzinfo=UTC), start, 120,
+                 SIGNAL_PRICE, 50000, 50000, ("*",), tuple(days))
+    return sign_event(dataclasses.replace(ev, **kw), key)
+
+
+class Hub:
+    def __init__(self, path, h: History) -> None:
+        self.h = h
+        self.card = open_hub_card(path, issuer_keys=demo_scp03_keys("issuer"),
+                                  supplier_keys=demo_scp03_keys("supplier"),
+                                  supplier_dap=demo_dap_key("supplier").public_key())
+        with tsm(self.card) as t:
+            t.deploy(dr_load_file(), DR_APP_AID, params=ecdsa.public_bytes(VTN_KEY))
+        self.client = DRClient(self.card.transmit)
+        self.client.select()
+        self.client.pair(h.registration.meter_id, "Europe/Berlin", 15)
+
+    def feed(self, days=None) -> None:
+        self.client.select()
+        for d in self.h.days if days is None else days:
+            self.client.put_openings(d.batch.batch.day, d.first_index, d.openings)
+
+    def release(self, event_id: str) -> DRRelease:
+        t = tsm(self.card)
+        t.open()
+        try:
+            return DRRelease.from_bytes(AppletMailbox(t, DR_APP_AID).request(b"\x02" + event_id.encode(), "release"))
+        finally:
+            t.close()
+
+
+def commitments(h: History):
+    return {dc.batch.batch.day: dc for dc in h.day_commitments()}
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory):
+    h = make_history(start=START, n_days=N_DAYS, seed=14)
+    hub = Hub(tmp_path_factory.mktemp("dr") / "hub.sqlite", h)
+    ev = make_event(h)
+    hub.client.put_event(ev.event_id, ev.to_bytes(), True)
+    hub.feed()
+    return h, hub, ev, hub.release(ev.event_id)
+
+
+def true_reduction(h: History, ev: DREvent) -> Fraction:
+    day, e, w = event_windows(ev, "Europe/Berlin", 15)
+    idx = {d.batch.batch.day: k for k, d in enumerate(h.days)}
+    n = len(ev.baseline_days)
+    x = sum(h.readings[idx[d]][j] for d in ev.baseline_days for j in w)
+    a_ = sum(h.readings[idx[day]][j] for j in w)
+    ratio = Fraction(1200, 1000) if 1000 * n * a_ >= 1200 * x else max(
+        Fraction(800, 1000), min(Fraction(1200, 1000), Fraction((1000 * n * a_) // x, 1000)))
+    base = ratio * Fraction(sum(h.readings[idx[d]][j] for d in ev.baseline_days for j in e), n)
+    return base - sum(h.readings[idx[day]][j] for j in e)
+
+
+def test_release_verifies_and_equals_the_baseline_from_raw_readings(released):
+    h, hub, ev, rel = released
+    v = verify_release(rel, ev, h.registration, commitments(h), code_hash=CODE_HASH, app_aid=DR_APP_AID)
+    assert v.reduction == true_reduction(h, ev)
+    assert len(ev.baseline_days) == 10 and all(d.weekday() < 5 for d in ev.baseline_days)
+    assert v.payment == int(max(v.reduction, 0) * ev.price)
+
+
+def test_second_request_returns_the_identical_release(released):
+    h, hub, ev, rel = released
+    assert hub.release(ev.event_id) == rel
+
+
+@pytest.mark.parametrize("change", [
+    {"scaled_reduction": 1}, {"blinding": 5}, {"adjustment": 1000}, {"event_id": "ev-2"}, {"meter_id": "other"},
+])
+def test_tampered_release_is_rejected(released, change):
+    h, hub, ev, rel = released
+    bad = dataclasses.replace(rel, **change)
+    if "scaled_reduction" in change:
+        bad = dataclasses.replace(rel, scaled_reduction=rel.scaled_reduction + 1)
+    with pytest.raises(Rejected):
+        verify_release(bad, ev, h.registration, commitments(h), code_hash=CODE_HASH, app_aid=DR_APP_AID)
+
+
+def test_release_against_altered_commitments_is_rejected(released):
+    h, hub, ev, rel = released
+    cs = commitments(h)
+    day = ev.baseline_days[0]
+    dc = cs[day]
+    cs[day] = dataclasses.replace(dc, c33=dc.c33[33:66] + dc.c33[:33] + dc.c33[66:])
+    with pytest.raises(Rejected, match="chain head"):
+        verify_release(rel, ev, h.registration, cs, code_hash=CODE_HASH, app_aid=DR_APP_AID)
+
+
+def test_forged_expired_replayed_events_are_refused(tmp_path):
+    h = make_history(start=START, n_days=N_DAYS, seed=15)
+    hub = Hub(tmp_path / "hub.sqlite", h)
+    forged = make_event(h, key=ecdsa.generate_signing_key())
+    with pytest.raises(EventRefused, match="6982"):
+        hub.client.put_event("ev-1", forged.to_bytes(), True)
+    ev = make_event(h, modification=3)
+    altered = dataclasses.replace(ev, price=ev.price * 10)  # signature no longer covers it
+    with pytest.raises(EventRefused, match="6982"):
+        hub.client.put_event("ev-1", altered.to_bytes(), True)
+    hub.client.put_event("ev-1", ev.to_bytes(), True)
+    hub.client.put_event("ev-1", ev.to_bytes(), False)  # the customer changes their mind
+    older = make_event(h, modification=2, price=1)
+    with pytest.raises(EventRefused, match="6985"):
+        hub.client.put_event("ev-1", older.to_bytes(), True)
+    hub.feed()
+    late = make_event(h, event_id="ev-late")
+    with pytest.raises(EventRefused, match="6984"):
+        hub.client.put_event("ev-late", late.to_bytes(), True)
+    # opted out: nothing is released
+    t = tsm(hub.card)
+    t.open()
+    with pytest.raises(HubRefused, match="6985"):
+        AppletMailbox(t, DR_APP_AID).request(b"\x02ev-1", "release")
+    t.close()
+
+
+def test_release_only_through_the_operators_domain(released):
+    h, hub, ev, rel = released
+    hub.client.select()
+    from meterhub.protocols.iso7816 import CommandAPDU, ResponseAPDU
+    r = ResponseAPDU.from_bytes(hub.card.transmit(CommandAPDU(0x80, 0xE2, 0x80, 0, b"\x02ev-1").to_bytes()))
+    assert r.sw != 0x9000
+
+
+@given(st.binary(max_size=300))
+def test_event_parser_only_raises_event_error(data):
+    try:
+        DREvent.from_bytes(data)
+    except EventError:
+        pass
+
+
+@given(st.binary(max_size=400))
+def test_release_parser_only_raises_event_error(data):
+    try:
+        DRRelease.from_bytes(data)
+    except EventError:
+        pass
+
+
+def test_event_and_release_round_trip(released):
+    h, hub, ev, rel = released
+    assert DREvent.from_bytes(ev.to_bytes()) == ev
+    assert DRRelease.from_bytes(rel.to_bytes()) == rel
+    with pytest.raises(EventError):
+        DREvent.from_bytes(ev.to_bytes()[:-80])
