@@ -194,3 +194,70 @@ def test_event_and_release_round_trip(released):
     assert DRRelease.from_bytes(rel.to_bytes()) == rel
     with pytest.raises(EventError):
         DREvent.from_bytes(ev.to_bytes()[:-80])
+
+
+def test_power_loss_during_the_release_never_yields_two_releases(tmp_path):
+    from meterhub.card import PowerLoss
+
+    h = make_history(start=START, n_days=N_DAYS, seed=16)
+    path = tmp_path / "hub.sqlite"
+    hub = Hub(path, h)
+    ev = make_event(h)
+    hub.client.put_event(ev.event_id, ev.to_bytes(), True)
+    hub.feed(h.days[:-1])
+    hub.card.close()
+
+    def reopen() -> Hub:
+        r = Hub.__new__(Hub)
+        r.h = h
+        r.card = open_hub_card(path, issuer_keys=demo_scp03_keys("issuer"), supplier_keys=demo_scp03_keys("supplier"),
+                               supplier_dap=demo_dap_key("supplier").public_key())
+        r.client = DRClient(r.card.transmit)
+        return r
+
+    class Tear:
+        def __init__(self, at: int) -> None:
+            self.at, self.calls = at, 0
+
+        def __call__(self, what: str, n: int) -> None:
+            self.calls += 1
+            if self.calls == self.at:
+                raise PowerLoss(what)
+
+    # the event day's readings arrive with a tear at each write point
+    at = 1
+    while True:
+        hub = reopen()
+        hub.client.select()
+        hub.card.store.fault_hook = Tear(at)
+        try:
+            hub.feed(h.days[-1:])
+        except PowerLoss:
+            at += 1
+            continue
+        hub.card.store.fault_hook = None
+        hub.card.close()
+        break
+    assert at > 1
+    seen = set()
+    at = 1
+    while True:
+        hub = reopen()
+        hub.card.store.fault_hook = Tear(at)
+        try:
+            seen.add(hub.release(ev.event_id).to_bytes())
+            hub.card.close()
+            break
+        except PowerLoss:
+            hub = reopen()
+            seen.add(hub.release(ev.event_id).to_bytes())  # after the restart
+            hub.card.close()
+            at += 1
+    assert at > 3
+    # Before the release is stored a retry computes a fresh one (new proof randomness over
+    # the same sums); once stored, every retry returns those bytes: all verify, same figure.
+    rels = [DRRelease.from_bytes(r) for r in seen]
+    figures = {(r.scaled_reduction, r.blinding, r.adjustment) for r in rels}
+    assert len(figures) == 1
+    for r in rels:
+        verify_release(r, ev, h.registration, commitments(h), code_hash=CODE_HASH, app_aid=DR_APP_AID)
