@@ -116,16 +116,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .settlement_demo import run as run_settlement
 
     report = run_settlement(params)  # settlement and forecasting (issue 6)
+    from .dr_demo import format_report as format_dr
+    from .dr_demo import run as run_dr
+
+    dr = run_dr(params)  # demand response (issue 14)
     t = example_signed_tariff().tariff
     if args.json:
         doc = json.loads(summary_json(params, results, t.currency, t.subunits_per_unit))
         doc["settlement"] = report.to_dict()
+        doc["demand_response"] = dr.to_dict()
         print(json.dumps(doc, indent=2))
     else:
         print(format_table(results, t.currency, t.subunits_per_unit))
         print()
         print(format_report(report))
-    ok = all(r.verified for r in results) and report.all_verified
+        print()
+        print(format_dr(dr))
+    ok = all(r.verified for r in results) and report.all_verified and dr.all_verified
     return EXIT_OK if ok else EXIT_REJECTED
 
 
@@ -471,6 +478,21 @@ def cmd_utility_settle(args: argparse.Namespace) -> int:
     return _stored_results(args, "settle_stored")
 
 
+def cmd_utility_dr(args: argparse.Namespace) -> int:
+    """Re-verify stored demand-response releases; verified reduction and payment per event and feeder."""
+    from .dr_demo import verify_stored
+
+    try:
+        lines, rejected = verify_stored(Path(args.data_dir))
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    for line in lines:
+        print(line)
+    for why in rejected:
+        print(f"REJECTED {why}")
+    return EXIT_OK if not rejected else EXIT_REJECTED
+
+
 def cmd_utility_forecast(args: argparse.Namespace) -> int:
     """Re-verify stored profile scores and samples and print each customer's class."""
     return _stored_results(args, "forecast_stored")
@@ -583,6 +605,9 @@ def build_parser() -> argparse.ArgumentParser:
     uf = u.add_parser("forecast", help="verify stored profile scores and samples; classes per customer")
     uf.add_argument("--data-dir", default="meterhub-data")
     uf.set_defaults(func=cmd_utility_forecast)
+    udr = u.add_parser("dr", help="re-verify stored demand-response releases; reductions and payments per feeder")
+    udr.add_argument("--data-dir", default="meterhub-data", help="the demo's data directory (default: meterhub-data)")
+    udr.set_defaults(func=cmd_utility_dr)
     return p
 
 

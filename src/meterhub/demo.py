@@ -147,6 +147,9 @@ def run_demo(
         seed=params.seed,
         business_share=params.business_share,
     )
+    from . import dr_demo
+
+    traces = dr_demo.prepare(params, traces)  # demand response (issue 14): events announced, households respond
     d = params.data_dir
     meters = MeterStore(d / "meter.sqlite")
     hub = HubStore(d / "hub.sqlite")
