@@ -58,10 +58,10 @@ from ..dr.event import (
     event_windows,
 )
 from ..dr.release import (
-    RANGE_BITS,
     DRRelease,
     adjustment_bounds,
     proof_context,
+    range_bits,
     reduction_coefficients,
 )
 from ..protocols.iso7816 import CommandAPDU
@@ -169,10 +169,11 @@ class DemandResponseApplet(MeteringApplet):
             for ka, kx, c in adjustment_bounds(a, n)
         ]
         comms: list[Commitment] = [commit(o.m, o.r)[0] for o in openings]
-        proof = bulletproofs.prove(comms, openings, RANGE_BITS, ctx)
+        bits = range_bits([o.m for o in openings])
+        proof = bulletproofs.prove(comms, openings, bits, ctx)
         rel = DRRelease(
             meter_id, ev.event_id, ev.digest(), bytes(self.ctx.aid).hex().upper(),
-            bytes.fromhex(code_hash_of(type(self))), n, a, s, r, proof,
+            bytes.fromhex(code_hash_of(type(self))), n, a, s, r, bits, proof,
         ).to_bytes()
         self.ctx.begin_transaction()
         self.ctx.store.put(b"r" + event_id, rel)

@@ -6,11 +6,12 @@ the utility (consumer). Big-endian::
 
     u8 version (1) | text meter id | text event id | 32 event digest
     | 16-byte applet AID (len-prefixed text, hex) | 32 code hash
-    | u8 N days | u16 a (permille) | i64 S | 32 R_S | u16 proof length | proof
+    | u8 N days | u16 a (permille) | i64 S | 32 R_S | u8 range bits n (32 or 64)
+    | u16 proof length | proof
 
 ``text`` is ``u8 length || UTF-8``. ``S`` is the scaled reduction, ``R_S`` its opening
 (mod Q), the proof a Bulletproof (``meterhub.crypto.bulletproofs``, 64 bits) over the
-one or two adjustment bounds, bound by a :class:`ProofContext` to meter and event.
+one or two adjustment bounds (``n = 32`` when both fit, else 64), bound by a :class:`ProofContext` to meter and event.
 """
 
 from __future__ import annotations
@@ -22,10 +23,15 @@ from ..crypto.group import Q
 from ..crypto.transcript import ProofContext
 from .event import ADJ_CAP_HIGH, ADJ_CAP_LOW, EventError
 
-__all__ = ["DRRelease", "RANGE_BITS", "adjustment_bounds", "proof_context", "reduction_coefficients"]
+__all__ = ["DRRelease", "RANGE_BITS", "range_bits", "adjustment_bounds", "proof_context", "reduction_coefficients"]
 
 RELEASE_VERSION = 1
-RANGE_BITS = 64
+RANGE_BITS = (32, 64)
+
+
+def range_bits(values: list[int]) -> int:
+    """The shorter proof when every bounded value fits 32 bits."""
+    return 32 if all(v < 1 << 32 for v in values) else 64
 
 
 def _text(s: str) -> bytes:
@@ -46,6 +52,7 @@ class DRRelease:
     adjustment: int
     scaled_reduction: int
     blinding: int
+    bits: int
     proof: bytes
 
     @property
@@ -57,7 +64,7 @@ class DRRelease:
             bytes([RELEASE_VERSION]) + _text(self.meter_id) + _text(self.event_id) + self.event_digest
             + _text(self.applet_aid) + self.code_hash
             + struct.pack(">BHq", self.n_days, self.adjustment, self.scaled_reduction)
-            + self.blinding.to_bytes(32, "big") + struct.pack(">H", len(self.proof)) + self.proof
+            + self.blinding.to_bytes(32, "big") + struct.pack(">BH", self.bits, len(self.proof)) + self.proof
         )
 
     @classmethod
@@ -89,13 +96,13 @@ class DRRelease:
         code_hash = take(32)
         n, a, s = struct.unpack(">BHq", take(11))
         r = int.from_bytes(take(32), "big")
-        (plen,) = struct.unpack(">H", take(2))
+        bits, plen = struct.unpack(">BH", take(3))
         proof = take(plen)
         if pos != len(raw):
             raise EventError("DR release: trailing bytes")
-        if r >= Q or not ADJ_CAP_LOW <= a <= ADJ_CAP_HIGH or not 5 <= n <= 10:
+        if r >= Q or not ADJ_CAP_LOW <= a <= ADJ_CAP_HIGH or not 5 <= n <= 10 or bits not in RANGE_BITS:
             raise EventError("DR release: field out of range")
-        return cls(meter_id, event_id, digest, aid, code_hash, n, a, s, r, proof)
+        return cls(meter_id, event_id, digest, aid, code_hash, n, a, s, r, bits, proof)
 
 
 def proof_context(meter_id: str, event_id: str, digest: bytes) -> ProofContext:

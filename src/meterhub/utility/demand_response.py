@@ -29,7 +29,6 @@ from ..crypto.group import G, H, Point, PointDecodeError
 from ..crypto.pedersen import Commitment
 from ..dr.event import DREvent, EventError, event_windows
 from ..dr.release import (
-    RANGE_BITS,
     DRRelease,
     adjustment_bounds,
     proof_context,
@@ -50,10 +49,11 @@ class VerifiedReduction:
     payment: int  # 1e-8 EUR
 
 
-def _points(dc: DayCommitments) -> list[Point]:
+def _points(dc: DayCommitments, positions: Sequence[int]) -> dict[int, Point]:
+    """Only the commitments the windows need (decoding is the costly part)."""
     if dc.c65 is not None:
-        return [Point.from_bytes(dc.c65[k : k + 65]) for k in range(0, len(dc.c65), 65)]
-    return [Point.from_bytes(dc.c33[k : k + 33]) for k in range(0, len(dc.c33), 33)]
+        return {j: Point.from_bytes(dc.c65[65 * j : 65 * j + 65]) for j in positions}
+    return {j: Point.from_bytes(dc.c33[33 * j : 33 * j + 33]) for j in positions}
 
 
 def _sum(points: Iterable[Point]) -> Point:
@@ -85,7 +85,7 @@ def verify_release(
         day, e_pos, w_pos = event_windows(ev, meter.tz, meter.interval_minutes)
     except EventError as exc:
         raise Rejected(f"event: {exc}") from None
-    pts: dict[date, list[Point]] = {}
+    pts: dict[date, dict[int, Point]] = {}
     for d in (day, *ev.baseline_days):
         dc = days.get(d)
         if dc is None:
@@ -93,7 +93,7 @@ def verify_release(
         b = dc.batch.batch
         check_batches(meter.meter_id, d, d, b.first_index, b.count, 0, meter, [dc])
         try:
-            pts[d] = _points(dc)
+            pts[d] = _points(dc, [*e_pos, *w_pos])
         except PointDecodeError:
             raise Rejected(f"day {d}: a commitment does not decode") from None
     base = [pts[d] for d in ev.baseline_days]
@@ -107,7 +107,7 @@ def verify_release(
     bounds = [Commitment(c_a * ka + c_x * kx + G * c) for ka, kx, c in adjustment_bounds(rel.adjustment, rel.n_days)]
     ctx = proof_context(meter.meter_id, ev.event_id, ev.digest())
     try:
-        ok = bulletproofs.verify(bounds, RANGE_BITS, rel.proof, ctx)
+        ok = bulletproofs.verify(bounds, rel.bits, rel.proof, ctx)
     except ValueError:
         ok = False
     if not ok:
