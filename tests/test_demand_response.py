@@ -261,3 +261,14 @@ def test_power_loss_during_the_release_never_yields_two_releases(tmp_path):
     assert len(figures) == 1
     for r in rels:
         verify_release(r, ev, h.registration, commitments(h), code_hash=CODE_HASH, app_aid=DR_APP_AID)
+
+
+def test_same_event_signed_again_is_accepted_unchanged_after_the_release(released):
+    h, hub, ev, rel = released
+    again = sign_event(dataclasses.replace(ev, signature=b""), VTN_KEY)
+    assert again.signature != ev.signature  # ECDSA signatures are randomised
+    hub.client.select()
+    hub.client.put_event(ev.event_id, again.to_bytes(), True)  # a host restart re-delivers it
+    with pytest.raises(EventRefused, match="6985"):
+        hub.client.put_event(ev.event_id, again.to_bytes(), False)  # no opt-out after the release
+    assert hub.release(ev.event_id) == rel

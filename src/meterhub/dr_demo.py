@@ -195,6 +195,9 @@ def prepare(params: Any, traces: list[LoadTrace]) -> list[LoadTrace]:
 
     d = Path(params.data_dir)
     d.mkdir(parents=True, exist_ok=True)
+    if (d / "dr.sqlite").exists():
+        # A resumed run: the events were announced and answered before the period began.
+        return measured(params, traces)
     tz = traces[0].tz if traces else "Europe/Berlin"
     events = plan_events(params.start, params.days, tz, params.seed)
     if not events:
@@ -260,8 +263,10 @@ class EventRow:
     true_total_wh: float
     per_feeder_wh: dict[str, float]
     payments_eur: float
-    feeder_peak_kw_with: dict[str, float]
-    feeder_peak_kw_without: dict[str, float]
+    feeder_peak_kw_with: dict[str, float]  # highest 15-minute feeder load inside the event window
+    feeder_peak_kw_without: dict[str, float]  # the same without the events (counterfactual)
+    feeder_day_peak_kw_with: dict[str, float]  # over the whole event day (the rebound shows here)
+    feeder_day_peak_kw_without: dict[str, float]
 
 
 @dataclass
@@ -370,24 +375,27 @@ def _event_rows(report: DRReport, events: list[DREvent], pairs: list[tuple[LoadT
                 opts: dict[tuple[str, str], str]) -> None:
     for ev in events:
         st = settle_event(ev.event_id, verified[ev.event_id], feeders)
-        peak_with: dict[str, float] = {}
-        peak_without: dict[str, float] = {}
+        peaks: list[dict[str, float]] = [{}, {}, {}, {}]
         t0 = pairs[0][0]
-        day = event_windows(ev, t0.tz, t0.interval_minutes)[0]
+        day, e_pos, _ = event_windows(ev, t0.tz, t0.interval_minutes)
+        kw = 60 / t0.interval_minutes / 1000
         for f in sorted(set(feeders.values())):
             members = [(t, cf) for t, cf in pairs if feeders.get(t.household_id) == f]
             if not members:
                 continue
             first, count = next((fi, c) for dd, fi, c in members[0][0].days() if dd == day)
-            h = 60 / t0.interval_minutes / 1000
-            peak_with[f] = h * max(sum(t.readings_wh[first + k] for t, _ in members) for k in range(count))
-            peak_without[f] = h * max(sum(cf[first + k] for _, cf in members) for k in range(count))
+            with_ = [sum(t.readings_wh[first + k] for t, _ in members) for k in range(count)]
+            without = [sum(cf[first + k] for _, cf in members) for k in range(count)]
+            peaks[0][f] = kw * max(with_[j] for j in e_pos)
+            peaks[1][f] = kw * max(without[j] for j in e_pos)
+            peaks[2][f] = kw * max(with_)
+            peaks[3][f] = kw * max(without)
         rows = [c for c in report.customers if c.event_id == ev.event_id]
         report.events.append(EventRow(
             ev.event_id, "load shed" if ev.signal == SIGNAL_LOAD_SHED else "price", ev.start.isoformat(),
             sum(1 for (m, e) in opts if e == ev.event_id), sum(1 for c in rows if c.opted_in),
             float(st.total_wh), sum(c.true_wh for c in rows if c.opted_in), st.per_feeder_wh, st.payments / 1e8,
-            peak_with, peak_without,
+            *peaks,
         ))
 
 
@@ -396,9 +404,10 @@ def format_report(r: DRReport) -> str:
         return "Demand response: no event day with 10 similar days in the period (needs --days >= 20)"
     lines = ["Demand response over OpenADR 2.0b (CAISO 10-in-10 baseline, day-of adjustment capped at ±20%)"]
     lines.append(f"{'event':<22} {'signal':<9} {'sent':>4} {'opt-in':>6} {'verified kWh':>12} {'true kWh':>9} "
-                 f"{'paid EUR':>9}  feeder peak kW with / without events")
+                 f"{'paid EUR':>9}  feeder peak kW with/without events: in the window; whole day")
     for e in r.events:
-        peaks = ", ".join(f"{f} {e.feeder_peak_kw_with[f]:.1f}/{e.feeder_peak_kw_without[f]:.1f}"
+        peaks = ", ".join(f"{f} {e.feeder_peak_kw_with[f]:.1f}/{e.feeder_peak_kw_without[f]:.1f}; "
+                          f"{e.feeder_day_peak_kw_with[f]:.1f}/{e.feeder_day_peak_kw_without[f]:.1f}"
                           for f in sorted(e.feeder_peak_kw_with))
         lines.append(f"{e.event_id:<22} {e.signal:<9} {e.sent:>4} {e.opt_ins:>6} {e.verified_total_wh / 1000:>12.2f} "
                      f"{e.true_total_wh / 1000:>9.2f} {e.payments_eur:>9.2f}  {peaks}")

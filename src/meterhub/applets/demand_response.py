@@ -108,8 +108,8 @@ class DemandResponseApplet(MeteringApplet):
             raise ISOException(SW.WRONG_DATA, "event off the meter's grid or bad baseline days") from None
         slot = b"e" + ev.event_id.encode()
         old = self.ctx.store.get(slot)
-        if old == bytes([apdu.p1]) + raw:
-            return  # the same event and decision delivered again (a host restart)
+        if old is not None and old[0] == apdu.p1 and DREvent.from_bytes(old[1:]).body() == ev.body():
+            return  # the same event and decision delivered again (a host restart; ECDSA signatures differ)
         if self.ctx.store.get(b"r" + ev.event_id.encode()) is not None:
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "event already released")
         if old is not None and old[1:] != raw and DREvent.from_bytes(old[1:]).modification >= ev.modification:
