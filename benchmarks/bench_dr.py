@@ -92,7 +92,13 @@ def main() -> None:
         readings.append(r)
         records.append(meter.record_day(d, r))
     reg = MeterRegistration("m-bench", meter.signing_key.public_key(), TZ, 15)
-    days = {rec.batch.batch.day: DayCommitments(rec.batch, rec.commitments) for rec in records}
+    from meterhub.crypto.group import Point
+
+    def c65(c33: bytes) -> bytes:  # the utility store keeps the points uncompressed too
+        return b"".join(Point.from_bytes(c33[k : k + 33]).to_bytes_uncompressed() for k in range(0, len(c33), 33))
+
+    days = {rec.batch.batch.day: DayCommitments(rec.batch, rec.commitments, None, c65(rec.commitments))
+            for rec in records}
     base = similar_days(START + timedelta(days=DAYS - 1), set(), set(), TZ, have_from=START)
     n_events = 2 * runs + 2
     events = [event(k, key, base) for k in range(n_events)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import date
 
@@ -36,6 +37,8 @@ def test_events_sent_opted_in_verified_and_paid(dr_run):
     assert all(c.true_wh == 0 for c in r.customers if not c.opted_in)
     assert any(c.true_wh > 0 for c in r.customers if c.opted_in)
     assert "releases verified, 0 rejected" in dr_demo.format_report(r)
+    doc = json.loads(json.dumps(r.to_dict()))  # what `meterhub demo --json` prints
+    assert doc["all_verified"] and len(doc["events"]) == 2 and "baseline_mae_pct" in doc
 
 
 def test_settlement_still_equals_the_measured_truth(dr_run):
