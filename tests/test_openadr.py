@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from helpers import make_history
 from meterhub.crypto import ecdsa
@@ -80,3 +82,16 @@ def test_record_survives_the_oadr_round_trip_and_tampering_is_caught(hubs):
     oe["event_descriptor"]["vtn_comment"] = "something else"
     with pytest.raises(EventError):
         event_from_oadr(oe)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.text(max_size=120), st.dictionaries(st.sampled_from(["ven_id", "group_id"]), st.text(max_size=8), max_size=2))
+def test_oadr_record_parser_only_raises_event_error(comment, target):
+    h = make_history(start=START, n_days=1, seed=3, meter_id="ven-h")
+    oe = dataclasses.asdict(oadr_event(make_event(h, targets=("ven-h",), baseline_days=())))
+    oe["event_descriptor"]["vtn_comment"] = comment
+    oe["targets"] = [target]
+    try:
+        event_from_oadr(oe)
+    except EventError:
+        pass
