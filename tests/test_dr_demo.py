@@ -24,7 +24,7 @@ def dr_run(tmp_path_factory):
 
 def test_events_sent_opted_in_verified_and_paid(dr_run):
     params, r = dr_run
-    assert [e.sent for e in r.events] == [3, 3]
+    assert [e.sent for e in r.events] == [3, 3] and [e.answered for e in r.events] == [3, 3]
     assert [e.event_id for e in r.events] == ["dr-2027-04-21-2027", "dr-2027-04-23-2027"]
     opted = sum(e.opt_ins for e in r.events)
     assert opted >= 1 and r.verified == opted and r.all_verified

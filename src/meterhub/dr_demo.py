@@ -257,7 +257,8 @@ class EventRow:
     event_id: str
     signal: str
     start: str
-    sent: int
+    sent: int  # VENs the VTN sent the event to
+    answered: int  # oadrCreatedEvent answers the VTN received (optIn or optOut)
     opt_ins: int
     verified_total_wh: float
     true_total_wh: float
@@ -393,7 +394,7 @@ def _event_rows(report: DRReport, events: list[DREvent], pairs: list[tuple[LoadT
         rows = [c for c in report.customers if c.event_id == ev.event_id]
         report.events.append(EventRow(
             ev.event_id, "load shed" if ev.signal == SIGNAL_LOAD_SHED else "price", ev.start.isoformat(),
-            sum(1 for (m, e) in opts if e == ev.event_id), sum(1 for c in rows if c.opted_in),
+            len(pairs), sum(1 for (_, e) in opts if e == ev.event_id), sum(1 for c in rows if c.opted_in),
             float(st.total_wh), sum(c.true_wh for c in rows if c.opted_in), st.per_feeder_wh, st.payments / 1e8,
             *peaks,
         ))
