@@ -171,6 +171,27 @@ def main() -> None:
     t_v, t_p = alternate(lambda: verify_release(rel, ev, reg, days, code_hash=ch, app_aid=DR_APP_AID), plain, 3 * runs)
     row("utility: verify one release (target < 10 ms)", f"{t_v * 1e3:.2f} ms",
         f"plain reduction {t_p * 1e6:.0f} us, ratio {t_v / t_p:.0f}x, median of {3 * runs}")
+    rels = [DRRelease.from_bytes(r) for r in raws]
+    evs = {e.event_id: e for e in events}
+    assert len({r.event_id for r in rels}) == len(rels)
+    # verify_event batches one event's releases; here each release is another event of the
+    # same meter, so batch them through the same routine by verifying per release but
+    # with one shared proof batch (the cost structure of one event with len(rels) customers).
+    from meterhub.crypto import bulletproofs
+    from meterhub.utility.demand_response import _linear
+
+    def batched() -> None:
+        items = [_linear(r, evs[r.event_id], reg, days, ch, DR_APP_AID)[1] for r in rels]
+        assert bulletproofs.verify_batch(items)
+
+    def one_by_one() -> None:
+        for r in rels:
+            verify_release(r, evs[r.event_id], reg, days, code_hash=ch, app_aid=DR_APP_AID)
+
+    t_b, t_1 = alternate(batched, one_by_one, runs)
+    k = len(rels)
+    row(f"utility: {k} releases, range proofs in one batch, per release", f"{t_b / k * 1e3:.2f} ms",
+        f"one by one {t_1 / k * 1e3:.2f} ms per release, ratio {t_1 / t_b:.1f}x, median of {runs}")
 
 
 if __name__ == "__main__":

@@ -272,3 +272,16 @@ def test_same_event_signed_again_is_accepted_unchanged_after_the_release(release
     with pytest.raises(EventRefused, match="6985"):
         hub.client.put_event(ev.event_id, again.to_bytes(), False)  # no opt-out after the release
     assert hub.release(ev.event_id) == rel
+
+
+def test_event_batch_verification_names_the_bad_release(released, tmp_path):
+    from meterhub.utility.demand_response import verify_event
+
+    h, hub, ev, rel = released
+    cs = commitments(h)
+    bad_proof = dataclasses.replace(rel, proof=rel.proof[:-1] + bytes([rel.proof[-1] ^ 1]))
+    bad_sum = dataclasses.replace(rel, scaled_reduction=rel.scaled_reduction - 1)
+    out = verify_event([(rel, h.registration, cs), (bad_proof, h.registration, cs), (bad_sum, h.registration, cs),
+                        (rel, h.registration, cs)], ev, code_hash=CODE_HASH, app_aid=DR_APP_AID)
+    assert [type(x).__name__ for x in out] == ["VerifiedReduction", "Rejected", "Rejected", "VerifiedReduction"]
+    assert "range proof" in str(out[1]) and "does not open" in str(out[2])

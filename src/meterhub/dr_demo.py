@@ -48,7 +48,7 @@ from .hub.secure_element import demo_dap_key, demo_scp03_keys, open_hub_card
 from .meter.flexibility import household_loads, respond
 from .meter.load import LoadTrace
 from .meter.timebase import local_midnight_utc
-from .utility.demand_response import VerifiedReduction, settle_event, verify_release
+from .utility.demand_response import VerifiedReduction, settle_event, verify_event, verify_release
 from .utility.settlement import AppletMailbox, HubRefused, expected_code_hash
 from .utility.verifier import Rejected
 
@@ -441,20 +441,27 @@ def verify_stored(data_dir: Path) -> tuple[list[str], list[str]]:
         key = ecdsa.public_bytes(vtn_key())
         ok: dict[str, list[VerifiedReduction]] = {e: [] for e in events}
         rejected: list[str] = []
+        batches: dict[str, list[tuple[DRRelease, Any, Any]]] = {}
         for mid, eid, raw in store.releases():
             try:
                 ev = events[eid]
                 if not ev.verify(key):
                     raise Rejected("the stored event's VTN signature does not verify")
                 rel = DRRelease.from_bytes(raw)
+                if rel.meter_id != mid:
+                    raise Rejected(f"stored under meter {mid!r} but made for {rel.meter_id!r}")
                 days = (min(ev.baseline_days), ev.start.date() + timedelta(days=1))
-                v = verify_release(rel, ev, utility.registration(mid),
-                                   {dc.batch.batch.day: dc for dc in utility.day_commitments(mid, *days)},
-                                   code_hash=code_hash, app_aid=DR_APP_AID)
+                batches.setdefault(eid, []).append((rel, utility.registration(mid), {
+                    dc.batch.batch.day: dc for dc in utility.day_commitments(mid, *days)}))
             except (KeyError, EventError, Rejected, ValueError) as exc:
                 rejected.append(f"{mid} {eid}: {exc}")
-                continue
-            ok[eid].append(v)
+        for eid, items in batches.items():  # one batch of range proofs per event
+            for (rel, _, _), v in zip(items, verify_event(items, events[eid], code_hash=code_hash,
+                                                            app_aid=DR_APP_AID), strict=True):
+                if isinstance(v, Rejected):
+                    rejected.append(f"{rel.meter_id} {eid}: {v}")
+                else:
+                    ok[eid].append(v)
         lines = [f"{'event':<22} {'feeder':<10} {'verified kWh':>12} {'paid EUR':>9}"]
         for eid in sorted(ok):
             st = settle_event(eid, ok[eid], feeders)

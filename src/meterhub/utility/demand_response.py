@@ -11,7 +11,8 @@ wins (``Rejected`` reason):
 3. the commitment to the scaled reduction, formed from the meter's commitments with
    the public coefficients, ``a * sum_{D,E} C - 1000 N * sum_E C_e == S G + R_S H``;
 4. the Bulletproof that the adjustment factor ``a`` is the capped ratio, over the
-   commitments ``k_A * sum_W C_e + k_X * sum_{D,W} C + const G`` the verifier forms.
+   commitments ``k_A * sum_W C_e + k_X * sum_{D,W} C + const G`` the verifier forms
+   (:func:`verify_event`: all customers' proofs of one event in one batch).
 
 Settlement: payment = max(reduction, 0) x the event's price (1e-8 EUR per Wh), per
 customer; per event the verified total reduction per feeder.
@@ -37,7 +38,7 @@ from ..dr.release import (
 from .settlement import check_batches
 from .verifier import DayCommitments, MeterRegistration, Rejected
 
-__all__ = ["EventSettlement", "VerifiedReduction", "settle_event", "verify_release"]
+__all__ = ["EventSettlement", "VerifiedReduction", "settle_event", "verify_event", "verify_release"]
 
 
 @dataclass(frozen=True)
@@ -63,16 +64,11 @@ def _sum(points: Iterable[Point]) -> Point:
     return acc
 
 
-def verify_release(
-    rel: DRRelease,
-    ev: DREvent,
-    meter: MeterRegistration,
-    days: Mapping[date, DayCommitments],
-    *,
-    code_hash: bytes,
-    app_aid: str,
-) -> VerifiedReduction:
-    """Checks 1 to 4 of the module docstring; raises :class:`Rejected`."""
+def _linear(
+    rel: DRRelease, ev: DREvent, meter: MeterRegistration, days: Mapping[date, DayCommitments],
+    code_hash: bytes, app_aid: str,
+) -> tuple[VerifiedReduction, bulletproofs.BatchItem]:
+    """Checks 1 to 3; returns the figure and the range proof still to check (check 4)."""
     if rel.meter_id != meter.meter_id:
         raise Rejected(f"release is for meter {rel.meter_id!r}, not {meter.meter_id!r}")
     if rel.event_id != ev.event_id or rel.event_digest != ev.digest():
@@ -105,16 +101,64 @@ def verify_release(
     if c_b * kb + c_e * ke != G * rel.scaled_reduction + H * rel.blinding:
         raise Rejected("the reduction does not open the commitment formed from the meter's readings")
     bounds = [Commitment(c_a * ka + c_x * kx + G * c) for ka, kx, c in adjustment_bounds(rel.adjustment, rel.n_days)]
-    ctx = proof_context(meter.meter_id, ev.event_id, ev.digest())
-    try:
-        ok = bulletproofs.verify(bounds, rel.bits, rel.proof, ctx)
-    except ValueError:
-        ok = False
-    if not ok:
-        raise Rejected("the adjustment factor's range proof does not verify")
+    item = bulletproofs.BatchItem(bounds, rel.proof, proof_context(meter.meter_id, ev.event_id, ev.digest()), rel.bits)
     red = Fraction(rel.scaled_reduction, 1000 * rel.n_days)
     pay = int(max(red, Fraction(0)) * ev.price)
-    return VerifiedReduction(meter.meter_id, ev.event_id, red, rel.adjustment, pay)
+    return VerifiedReduction(meter.meter_id, ev.event_id, red, rel.adjustment, pay), item
+
+
+def _proof_ok(items: Sequence[bulletproofs.BatchItem]) -> bool:
+    try:
+        if len(items) == 1:
+            it = items[0]
+            return bulletproofs.verify(it.commitments, it.n, it.proof, it.ctx)
+        return bulletproofs.verify_batch(items)
+    except ValueError:  # ProofError: a malformed proof
+        return False
+
+
+def verify_release(
+    rel: DRRelease,
+    ev: DREvent,
+    meter: MeterRegistration,
+    days: Mapping[date, DayCommitments],
+    *,
+    code_hash: bytes,
+    app_aid: str,
+) -> VerifiedReduction:
+    """Checks 1 to 4 of the module docstring; raises :class:`Rejected`."""
+    v, item = _linear(rel, ev, meter, days, code_hash, app_aid)
+    if not _proof_ok([item]):
+        raise Rejected("the adjustment factor's range proof does not verify")
+    return v
+
+
+def verify_event(
+    items: Sequence[tuple[DRRelease, MeterRegistration, Mapping[date, DayCommitments]]],
+    ev: DREvent,
+    *,
+    code_hash: bytes,
+    app_aid: str,
+) -> list[VerifiedReduction | Rejected]:
+    """All customers' releases for one event: checks 1-3 one by one, then every range
+    proof in one batch (:func:`meterhub.crypto.bulletproofs.verify_batch`, random
+    weights); if the batch fails, each proof alone, so each verdict names its own fault.
+    Returns, in order, the figure or the :class:`Rejected` reason."""
+    out: list[VerifiedReduction | Rejected] = []
+    pending: list[tuple[int, bulletproofs.BatchItem]] = []
+    for rel, meter, days in items:
+        try:
+            v, item = _linear(rel, ev, meter, days, code_hash, app_aid)
+        except Rejected as exc:
+            out.append(exc)
+            continue
+        pending.append((len(out), item))
+        out.append(v)
+    if pending and not _proof_ok([it for _, it in pending]):
+        for k, it in pending:
+            if not _proof_ok([it]):
+                out[k] = Rejected("the adjustment factor's range proof does not verify")
+    return out
 
 
 @dataclass
