@@ -21,6 +21,7 @@ from meterhub.dr.openadr import (
     self_signed,
 )
 from meterhub.hub.dr_host import EventRefused
+from meterhub.utility.settlement import HubRefused
 from test_demand_response import N_DAYS, START, VTN_KEY, Hub, make_event
 
 
@@ -52,6 +53,9 @@ def test_event_reaches_the_card_and_opt_ins_reach_the_vtn(hubs):
     assert opts == {("ven-a", ev.event_id): "optIn", ("ven-b", ev.event_id): "optOut"}
     a.feed()
     assert a.release(ev.event_id).event_digest == ev.digest()
+    b.feed()
+    with pytest.raises(HubRefused, match="6985"):  # opted out: the card releases nothing
+        b.release(ev.event_id)
 
 
 def test_wrong_pin_delivers_nothing(hubs):
