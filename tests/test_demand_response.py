@@ -285,3 +285,18 @@ def test_event_batch_verification_names_the_bad_release(released, tmp_path):
                         (rel, h.registration, cs)], ev, code_hash=CODE_HASH, app_aid=DR_APP_AID)
     assert [type(x).__name__ for x in out] == ["VerifiedReduction", "Rejected", "Rejected", "VerifiedReduction"]
     assert "range proof" in str(out[1]) and "does not open" in str(out[2])
+
+
+def test_opt_change_with_a_re_signed_record_and_a_newer_modification(tmp_path):
+    h = make_history(start=START, n_days=N_DAYS, seed=17)
+    hub = Hub(tmp_path / "hub.sqlite", h)
+    ev = make_event(h, modification=1)
+    hub.client.put_event(ev.event_id, ev.to_bytes(), True)
+    again = sign_event(dataclasses.replace(ev, signature=b""), VTN_KEY)
+    hub.client.put_event(ev.event_id, again.to_bytes(), False)  # same event, the customer opts out
+    newer = make_event(h, modification=2, duration_minutes=60)
+    hub.client.put_event(ev.event_id, newer.to_bytes(), True)  # the VTN modified the event
+    with pytest.raises(EventRefused, match="6985"):
+        hub.client.put_event(ev.event_id, ev.to_bytes(), True)  # the older modification replayed
+    hub.feed()
+    assert hub.release(ev.event_id).event_digest == newer.digest()

@@ -108,11 +108,13 @@ class DemandResponseApplet(MeteringApplet):
             raise ISOException(SW.WRONG_DATA, "event off the meter's grid or bad baseline days") from None
         slot = b"e" + ev.event_id.encode()
         old = self.ctx.store.get(slot)
-        if old is not None and old[0] == apdu.p1 and DREvent.from_bytes(old[1:]).body() == ev.body():
-            return  # the same event and decision delivered again (a host restart; ECDSA signatures differ)
+        stored = None if old is None else DREvent.from_bytes(old[1:])
+        same = stored is not None and stored.body() == ev.body()  # ECDSA signatures differ per signing
+        if same and old is not None and old[0] == apdu.p1:
+            return  # the same event and decision delivered again (a host restart)
         if self.ctx.store.get(b"r" + ev.event_id.encode()) is not None:
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "event already released")
-        if old is not None and old[1:] != raw and DREvent.from_bytes(old[1:]).modification >= ev.modification:
+        if stored is not None and not same and stored.modification >= ev.modification:
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "replayed or older event modification")
         last = self.rs.last_day()
         if last is not None and last >= day:
