@@ -18,10 +18,11 @@ Encodings (docs/dlms.md, docs/sml.md, docs/formats.md):
 * JSON: the same data as ``json`` text: the profile as ``[{"t": ISO time, "wh": n}]``,
   the commitments as the ``ID.uploads.jsonl`` line (docs/formats.md) via ``DayUpload``.
 
-Each figure is frames per second (one frame = one day), the median of repeated runs,
-and its ratio to JSON for the same payload and direction (> 1: faster than JSON).
+Each figure is frames per second (one frame = one day), the median of ``REPEAT``
+runs, and its ratio to JSON for the same payload and direction (> 1: faster than
+JSON). All codecs of a payload are timed alternately, one call each per round.
 
-Run: .venv/bin/python benchmarks/bench_protocols.py
+Run (one core): taskset -c 0 .venv/bin/python benchmarks/bench_protocols.py
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from _bench import header, median_time, row
+from _bench import alternate, header, row
 from meterhub.crypto import ecdsa
 from meterhub.exchange import DayUpload, decode_records, encode_records
 from meterhub.meter.device import DailyBatch, Meter
@@ -202,19 +203,24 @@ def _size(frame: bytes | tuple[bytes, ...]) -> int:
     return sum(map(len, frame)) if isinstance(frame, tuple) else len(frame)
 
 
-def measure(enc: Callable[[], object], dec: Callable[[object], object]) -> tuple[float, float, int]:
-    frame = enc()
-    dec(frame)  # decodes what it encoded
-    te = median_time(enc, repeat=REPEAT, warmup=20)
-    td = median_time(lambda: dec(frame), repeat=REPEAT, warmup=20)
-    return 1 / te, 1 / td, _size(frame)  # type: ignore[arg-type]
+def measure(codecs: list[tuple[Callable[[], object], Callable[[object], object]]]) -> list[tuple[float, float, int]]:
+    """Frames per second (encode, decode) and frame size of each codec, all timed alternately."""
+    variants: dict[str, Callable[[], object]] = {}
+    sizes = []
+    for k, (enc, dec) in enumerate(codecs):
+        frame = enc()
+        dec(frame)  # decodes what it encoded
+        sizes.append(_size(frame))  # type: ignore[arg-type]
+        variants[f"enc{k}"] = enc
+        variants[f"dec{k}"] = lambda dec=dec, frame=frame: dec(frame)
+    r = alternate(variants, runs=REPEAT, warmup=20)
+    return [(1 / r[f"enc{k}"].median, 1 / r[f"dec{k}"].median, sizes[k]) for k in range(len(codecs))]
 
 
 def report(title: str, cases: list[tuple[str, tuple]], baseline: tuple) -> None:
-    be, bd, bsize = measure(*baseline)
-    print(f"-- {title}")
-    for label, codec in cases:
-        fe, fd, size = measure(*codec)
+    (be, bd, bsize), *figures = measure([baseline, *(codec for _, codec in cases)])
+    print(f"-- {title} (medians of {REPEAT} runs, all codecs alternating)")
+    for (label, _), (fe, fd, size) in zip(cases, figures, strict=True):
         row(f"{label}: encode", f"{fe:,.0f} fr/s", f"{fe / be:.3g}x JSON; {size:,} bytes ({size / bsize:.2f}x JSON)")
         row(f"{label}: decode", f"{fd:,.0f} fr/s", f"{fd / bd:.3g}x JSON")
     row("JSON (same data): encode", f"{be:,.0f} fr/s", f"{bsize:,} bytes")

@@ -104,14 +104,14 @@ def main() -> int:
         if not db.exists():
             t0 = time.perf_counter()
             build(db, args.meters, args.days, args.seed)
-            row("build (meters commit and sign, utility ingests)", f"{time.perf_counter() - t0:.0f} s")
+            row("build (meters commit and sign, utility ingests)", f"{time.perf_counter() - t0:.0f} s", "single run")
         row("database size", f"{db.stat().st_size / 2**20:.0f} MiB")
         _, _, _, idle_rss = run_child(db, "idle")
         ok, bad, elapsed, rss = run_child(db, "verify")
         n = ok + bad
-        row(f"verified {ok:,} bills, rejected {bad:,}", f"{elapsed:.1f} s", f"{n / elapsed:,.0f} bills/s")
-        row("peak RSS of the verifying process", f"{rss:.0f} MB", "target < 300 MB")
-        row("  baseline: same process, store opened, nothing verified", f"{idle_rss:.0f} MB", f"ratio {rss / idle_rss:.2f}x")
+        row(f"verified {ok:,} bills, rejected {bad:,}", f"{elapsed:.1f} s", f"{n / elapsed:,.0f} bills/s; single run")
+        row("peak RSS of the verifying process", f"{rss:.0f} MB", "target < 300 MB; single run")
+        row("  baseline: same process, store opened, nothing verified", f"{idle_rss:.0f} MB", f"ratio {rss / idle_rss:.2f}x; single run")
         return 0 if bad == 0 and n == args.meters * args.days else 1
     finally:
         if not args.keep:

@@ -71,3 +71,29 @@ def make_history(start: date = date(2027, 3, 27), n_days: int = 3, seed: int = 1
         openings=h.openings,
     )
     return h
+
+
+def cycle_policy(start: date = date(2027, 3, 27), days: int = 1, **overrides):
+    """The default release policy on a cycle of ``days`` days from ``start`` (the tests'
+    billing period), everything else at its default."""
+    from meterhub.policy import default_policy
+
+    return default_policy(anchor=start, days=days, **overrides)
+
+
+def provision_test_guard(card, policy=None, *, customer=None, pinned=None):
+    """Install the privacy guard on a bare card (no card manager), with the demo pinned
+    keys and the recipients' security-domain AIDs; returns the customer key."""
+    from meterhub.card.guard import provision_guard
+    from meterhub.hub.secure_element import RECIPIENT_SDS, demo_pinned
+    from meterhub.policy import sign_policy
+
+    customer = customer or ecdsa.generate_signing_key()
+    provision_guard(
+        card,
+        customer_key=customer.public_key(),
+        pinned=pinned or demo_pinned(),
+        recipients={aid: name for name, aid in RECIPIENT_SDS.items()},
+        policy=sign_policy(policy or cycle_policy(), customer),
+    )
+    return customer

@@ -6,11 +6,12 @@ from datetime import timedelta
 
 import pytest
 
-from helpers import make_history
+from helpers import cycle_policy, make_history, provision_test_guard
 from meterhub.applets.billing import CLASS_NAME, encode_day, encode_pairing
 from meterhub.card import Card
 from meterhub.crypto import ecdsa
 from meterhub.exchange import BillStatement, new_home_link_key, seal_openings
+from meterhub.hub.secure_element import SUPPLIER_SD_AID
 from meterhub.protocols.iso7816 import CommandAPDU, ResponseAPDU
 from meterhub.tariffs import (
     demo_supplier_key,
@@ -31,7 +32,10 @@ def _send(card: Card, ins: int, data: bytes = b"", le: int | None = None) -> Res
 
 def _card(tmp_path) -> Card:
     card = Card(tmp_path / "hub.db")
-    card.registry.install_applet(CLASS_NAME, AID, params=ecdsa.public_bytes(demo_supplier_key()))
+    provision_test_guard(card, cycle_policy(days=3))  # the bills below cover 3 days
+    card.registry.install_applet(
+        CLASS_NAME, AID, sd_aid=SUPPLIER_SD_AID, params=ecdsa.public_bytes(demo_supplier_key())
+    )
     card.power_on()
     r = ResponseAPDU.from_bytes(card.transmit(CommandAPDU(0, 0xA4, 4, 0, bytes.fromhex(AID), le=256).to_bytes()))
     assert r.sw == 0x9000

@@ -22,7 +22,7 @@ from meterhub.dr.event import (
 )
 from meterhub.dr.release import DRRelease
 from meterhub.hub.dr_host import DR_APP_AID, DRClient, EventRefused, dr_load_file
-from meterhub.hub.secure_element import RECIPIENT_SDS, demo_dap_key, demo_scp03_keys, open_hub_card
+from meterhub.hub.secure_element import RECIPIENT_SDS, demo_dap_key, demo_scp03_keys, demo_vtn_key, open_hub_card
 from meterhub.meter.timebase import local_midnight_utc
 from meterhub.utility.demand_response import verify_release
 from meterhub.utility.settlement import AppletMailbox, HubRefused, expected_code_hash
@@ -31,7 +31,7 @@ from meterhub.utility.verifier import Rejected
 
 GRID = RECIPIENT_SDS["grid-operator"]
 CODE_HASH = bytes.fromhex(expected_code_hash("meterhub.applets.demand_response/1"))
-VTN_KEY = ecdsa.generate_signing_key()
+VTN_KEY = demo_vtn_key()  # pinned by the customer at provisioning (demo_pinned)
 START = date(2027, 4, 5)  # a Monday, after the spring clock change
 N_DAYS = 16
 

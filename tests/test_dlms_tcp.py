@@ -53,7 +53,7 @@ def meter_server():
     feed.record_day(date(2026, 3, 2), READINGS[::-1])
     dlms = DlmsServer(feed, keys=KEYS, max_pdu_size=512)
     loop = asyncio.new_event_loop()
-    tcp = DlmsTcpServer(dlms, "127.0.0.1", 0, idle_timeout=2.0)
+    tcp = DlmsTcpServer(dlms, "127.0.0.1", 0, idle_timeout=2.0, frame_timeout=2.0)
     loop.run_until_complete(tcp.start())
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
@@ -228,7 +228,7 @@ def test_garbage_apdu_inside_a_good_wrapper_gets_an_exception_response(meter_ser
     assert data[8] == 0xD8  # ExceptionResponse: no association yet
 
 
-def test_truncated_frame_then_silence_is_closed_by_idle_timeout(meter_server):
+def test_truncated_frame_then_silence_is_closed_by_the_frame_deadline(meter_server):
     feed, tcp = meter_server
     assert _raw(tcp.port, b"\x00\x01\x00\x10\x00\x01\x00\x40\x60") == b""
     check(feed, *read_all(fresh_manager(tcp.port)))

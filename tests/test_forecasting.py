@@ -140,10 +140,11 @@ def test_profile_refusals(scored):
     expired = dataclasses.replace(s, version=9, expires=START + timedelta(days=1))
     with pytest.raises(HubRefused, match="expired"):
         mb.push_series(sign_series(expired, demo_profile_key()))
-    # An unknown profile in a request.
+    # Another request for a period already scored: the guard refuses it (one release
+    # per period and kind), before the applet even looks for the unknown profile.
     with pytest.raises(HubRefused) as e:
         mb.request(b"\x20" + _day(START) + _day(hub.last) + b"bdew-zz", "scores")
-    assert e.value.sw == 0x6A88
+    assert e.value.sw == 0x6985
 
 
 def test_statistics_edge_cases():

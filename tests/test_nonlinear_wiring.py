@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from helpers import make_history
+from helpers import cycle_policy, make_history
 from meterhub.cli import main
 from meterhub.crypto import ecdsa
 from meterhub.exchange import BillStatement, new_home_link_key
@@ -62,7 +62,7 @@ def _hub_card(tmp_path: Path, signed) -> tuple[Any, BillingClient]:
     by STORE DATA (the applet's ``process_data``), as in the demo."""
     card = open_hub_card(
         tmp_path / "hub.sqlite", issuer_keys=demo_scp03_keys("issuer"), supplier_keys=SUPPLIER,
-        supplier_dap=DAP.public_key(),
+        supplier_dap=DAP.public_key(), policy=cycle_policy(days=1),  # one-day test bills
     )
     with TSM(card.transmit, SUPPLIER, sd_aid=SUPPLIER_SD_AID, dap=dap_signer(SUPPLIER_SD_AID, DAP)) as tsm:
         tsm.deploy(billing_load_file(), BILLING_APP_AID, params=ecdsa.public_bytes(demo_supplier_key()))
@@ -153,7 +153,10 @@ def test_store_verifies_v2_and_refuses_the_wrong_format(tmp_path):
     assert store.verify_pending() == (1, 0)
     store.submit_statement(bad)
     assert store.verify_pending() == (0, 1)
-    assert [type(x) for x in store.iter_statements()] == [ProvenBillStatement]
+    # The verdict history keeps every statement, in the order received (V21).
+    assert [type(x) for x in store.iter_statements()] == [
+        ProvenBillStatement, ProvenBillStatement, BillStatement, ProvenBillStatement, ProvenBillStatement
+    ]
     store.close()
 
 

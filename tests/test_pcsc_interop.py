@@ -227,15 +227,13 @@ def test_tsm_over_pcsc_and_yubikit_scp03_level_33(hub: Path) -> None:
 
     # The issuer's TSM installs the billing applet through PC/SC (pcscd -> vpcd -> hub).
     dap = ecdsa.load_signing_key((hub / DAP_KEY_FILE).read_bytes())
-    supplier = ecdsa.generate_signing_key()
     transport = PcscTransport(READER)
     try:
         tsm = TSM(transport, TEST_KEYS, dap=dap_signer(ISD_AID, dap)).open()
         assert tsm.client.scp.security_level == 0x33
         tsm.deploy(
             make_load_file(BILL_PKG, {BILL_MOD: BillingApplet}),
-            BILL_APP,
-            params=ecdsa.public_bytes(supplier),
+            BILL_APP,  # no install key: signer keys are the privacy guard's pinned ones
         )
     finally:
         transport.close()

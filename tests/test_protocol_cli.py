@@ -37,6 +37,7 @@ from meterhub.protocols.dlms.cosem import (
     OPENINGS,
     CaptureColumn,
 )
+from meterhub.sml_link import open_sml_link
 
 SERVE_LINE = re.compile(r"^meter (\S+): DLMS on 127\.0\.0\.1:(\d+)(?:, SML on 127\.0\.0\.1:(\d+))?; (\d+) day\(s\), (\d+) Wh$")
 
@@ -75,10 +76,12 @@ def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> int:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     data = tmp_path_factory.mktemp("meter")
+    # The server logs every connection to stderr: a file, so that it never blocks on a full pipe.
+    log = (data / "serve.log").open("w+")
     proc = subprocess.Popen(
         _cli("meter", "serve", "--dlms", "0", "--sml", "0", "--sml-cadence", "0.2",
              "--meter-id", "m1", "--data-dir", str(data), "--days", "2"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+        stdout=subprocess.PIPE, stderr=log, text=True, env=_env(),
     )
     try:
         line = _first_line(proc)
@@ -90,12 +93,14 @@ def served(tmp_path_factory):
         readings = [o.m for s in sealed for o in open_sealed_openings(key, s)]
         yield {
             "proc": proc, "dlms": int(m.group(2)), "sml": int(m.group(3)), "days": int(m.group(4)),
-            "energy": int(m.group(5)), "readings": readings, "key": key, "data": data,
+            "energy": int(m.group(5)), "readings": readings, "key": key, "data": data, "log": log,
         }
     finally:
         if proc.poll() is None:
             rc = _stop(proc)
-            assert rc == 0, proc.stderr.read() if proc.stderr else ""
+            log.seek(0)
+            assert rc == 0, log.read()
+        log.close()
 
 
 def test_serve_announces_ports_and_days(served):
@@ -247,11 +252,12 @@ def test_wrong_home_link_key_is_refused_over_tcp(served):
         close()
 
 
-def _sml_bytes(port: int, minimum: int) -> bytes:
-    """Bytes from the SML push port until at least ``minimum`` complete files arrived."""
+def _sml_bytes(port: int, minimum: int, key: bytes) -> bytes:
+    """Bytes from the SML push port, read as the paired hub (TLS with the identity
+    derived from the home-link key), until at least ``minimum`` complete files arrived."""
     buf = b""
     deadline = time.monotonic() + 30
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+    with open_sml_link("127.0.0.1", port, key, timeout=10) as s:
         while buf.count(bytes.fromhex("1b1b1b1b1a")) < minimum:
             if time.monotonic() > deadline:
                 pytest.fail("no SML files pushed")
@@ -263,7 +269,7 @@ def _sml_bytes(port: int, minimum: int) -> bytes:
 
 
 def test_sml_port_pushes_files_smllib_and_pysml_read(served):
-    data = _sml_bytes(served["sml"], 2)
+    data = _sml_bytes(served["sml"], 2, served["key"])
     reader = SmlStreamReader()
     reader.add(data)
     frame = reader.get_frame()
@@ -348,3 +354,23 @@ def test_serve_loads_the_store_again_and_stops_on_sigint(served, tmp_path):
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
     reg = json.loads((data / "m2.meter.json").read_text())
     assert reg["meter_id"] == "m2"
+
+
+def test_hub_sml_reads_the_push_as_the_paired_hub(served, tmp_path, capsys):
+    key_file = served["data"] / "m1.homelink.key"
+    assert main(["hub", "sml", "--sml", f"127.0.0.1:{served['sml']}", "--key", str(key_file)]) == 0
+    lines = dict(ln.split(None, 1) for ln in capsys.readouterr().out.splitlines())
+    assert lines["1-0:1.8.0*255"] == f"{served['energy']} x 10^0 (unit 30)"
+    assert lines["1-0:16.7.0*255"] == f"{served['readings'][-1] * 4} x 10^0 (unit 27)"
+    # a neighbour's (or another meter's) key: refused in one line, nothing printed
+    other = tmp_path / "other.key"
+    other.write_text("00" * 16 + "\n")
+    assert main(["hub", "sml", "--sml", f"127.0.0.1:{served['sml']}", "--key", str(other)]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and "is not the meter paired with this key" in out.err
+    assert len(out.err.strip().splitlines()) == 1
+    # the DLMS port speaks no TLS: one line too
+    assert main(["hub", "sml", "--sml", f"127.0.0.1:{served['dlms']}", "--key", str(key_file),
+                 "--timeout", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("meterhub: error:") and len(err.strip().splitlines()) == 1, err

@@ -12,6 +12,7 @@ from meterhub.crypto.sampling import (
     Sample,
     SamplingError,
     check_samples,
+    commit_hub_nonce,
     commit_nonce,
     derive_indices,
     derive_seed,
@@ -77,15 +78,23 @@ def tossed(tmp_path_factory):
     c = commit_nonce("m-test", first, last, 100, nonce)
     mb = hub.mailbox("grid-operator", PROFILING_APP_AID)
     hub_nonce = mb.send(b"\x10" + _day(first) + _day(last) + (100).to_bytes(2, "big") + c, "commit")
-    with pytest.raises(HubRefused, match="not allowed now"):  # only one commitment per period
-        mb.send(b"\x10" + _day(first) + _day(last) + (100).to_bytes(2, "big") + c, "commit")
+    # The same commitment again (a lost answer, a resumed run) gets the same nonce...
+    assert mb.send(b"\x10" + _day(first) + _day(last) + (100).to_bytes(2, "big") + c, "commit") == hub_nonce
+    # ...but only one commitment per period: another one is refused.
+    c2 = commit_nonce("m-test", first, last, 100, new_nonce())
+    with pytest.raises(HubRefused, match="not allowed now"):
+        mb.send(b"\x10" + _day(first) + _day(last) + (100).to_bytes(2, "big") + c2, "commit")
+    with pytest.raises(HubRefused, match="not allowed now"):  # nor the same one with another k
+        mb.send(b"\x10" + _day(first) + _day(last) + (101).to_bytes(2, "big") + c, "commit")
+    with pytest.raises(HubRefused, match="SW 6A80"):  # and k below the customer's floor, never
+        mb.send(b"\x10" + _day(first) + _day(last) + (99).to_bytes(2, "big") + c, "commit")
     hub.feed()
     mb = hub.mailbox("grid-operator", PROFILING_APP_AID)
     with pytest.raises(HubRefused, match="signature") as e:  # a nonce that does not open c
         mb.request(b"\x11" + _day(first) + _day(last) + new_nonce(), "reveal")
     assert e.value.sw == 0x6982
     raw = mb.request(b"\x11" + _day(first) + _day(last) + nonce, "reveal")
-    return h, hub, dict(commitment=c, utility_nonce=nonce, hub_nonce=hub_nonce, k=100), SampleRelease.from_json(raw)
+    return h, hub, dict(commitment=c, utility_nonce=nonce, hub_commitment=hub_nonce, k=100), SampleRelease.from_json(raw)
 
 
 def test_release_verifies_and_matches_readings(tossed):
@@ -99,12 +108,13 @@ def test_release_verifies_and_matches_readings(tossed):
 def test_commit_after_the_period_began_is_refused(tossed):
     h, hub, _, _ = tossed
     mb = hub.mailbox("grid-operator", PROFILING_APP_AID)
-    c = commit_nonce("m-test", h.start, h.start, 100, new_nonce())
+    c = commit_nonce("m-test", h.start, hub.last, 100, new_nonce())
     with pytest.raises(HubRefused) as e:
-        mb.send(b"\x10" + _day(h.start) + _day(h.start) + (100).to_bytes(2, "big") + c, "commit")
+        mb.send(b"\x10" + _day(h.start) + _day(hub.last) + (100).to_bytes(2, "big") + c, "commit")
     assert e.value.sw == 0x6985
-    later = h.start + timedelta(days=10)
-    mb.send(b"\x10" + _day(later) + _day(later) + (100).to_bytes(2, "big") + c, "commit")  # a future period is fine
+    # The next period of the customer's 3-day cycle has not begun: fine.
+    later, end = h.start + timedelta(days=3), h.start + timedelta(days=5)
+    mb.send(b"\x10" + _day(later) + _day(end) + (100).to_bytes(2, "big") + c, "commit")
 
 
 @pytest.mark.parametrize("what", ["index", "value", "blinding", "drop", "hub_nonce", "k", "commitment"])
@@ -123,7 +133,7 @@ def test_tampered_samples_are_rejected(tossed, what):
         rel = dataclasses.replace(rel, samples=rel.samples[1:])
     elif what == "hub_nonce":
         rel = dataclasses.replace(rel, hub_nonce=bytes(32))
-        coin["hub_nonce"] = bytes(32)  # even when the utility is told the other nonce, indices move
+        coin["hub_commitment"] = commit_hub_nonce(bytes(32))  # even when the utility holds its commitment
     elif what == "k":
         coin["k"] = 50
     else:

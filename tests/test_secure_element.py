@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from helpers import make_history
+from helpers import cycle_policy, make_history
 from meterhub.crypto import ecdsa
 from meterhub.exchange import new_home_link_key
 from meterhub.hub.secure_element import (
@@ -42,6 +42,7 @@ def _card(tmp_path):
         issuer_keys=demo_scp03_keys("issuer"),
         supplier_keys=SUPPLIER,
         supplier_dap=DAP.public_key(),
+        policy=cycle_policy(days=2),  # the customer's cycle: the 2-day test history
     )
 
 

@@ -25,6 +25,7 @@ from meterhub.hub.secure_element import (
     settlement_load_file,
 )
 from meterhub.meter.timebase import range_starts
+from meterhub.policy import default_policy
 from meterhub.protocols.iso7816 import CommandAPDU, ResponseAPDU
 from meterhub.tariffs.price_index import (
     SignedSeries,
@@ -58,13 +59,15 @@ class Hub:
     """One hub card with the settlement applet (supplier SD) and the profiling applet
     (grid operator SD), paired with a test meter history."""
 
-    def __init__(self, path, h: History) -> None:
+    def __init__(self, path, h: History, policy=None) -> None:
         self.h = h
+        # The customer's cycle is the test history (the release policy's period grid).
         self.card = open_hub_card(
             path,
             issuer_keys=demo_scp03_keys("issuer"),
             supplier_keys=demo_scp03_keys("supplier"),
             supplier_dap=demo_dap_key("supplier").public_key(),
+            policy=policy or default_policy(anchor=h.start, days=len(h.days)),
         )
         with tsm_for(self.card, "supplier") as t:
             t.deploy(settlement_load_file(), SETTLEMENT_APP_AID, params=ecdsa.public_bytes(demo_index_publisher_key()))
@@ -169,7 +172,7 @@ def test_index_refusals_name_the_reason(tmp_path):
     h = make_history(n_days=2, seed=62)
     hub = Hub(tmp_path / "hub.sqlite", h)
     mb = hub.mailbox("supplier", SETTLEMENT_APP_AID)
-    with pytest.raises(HubRefused, match="signature does not verify") as e:
+    with pytest.raises(HubRefused, match="not the publisher key the customer pinned") as e:
         mb.push_series(signed_index(h, key=ecdsa.generate_signing_key()))
     assert e.value.sw == 0x6982
     good = signed_index(h, version=2)
@@ -197,9 +200,9 @@ def test_index_refusals_name_the_reason(tmp_path):
     with pytest.raises(HubRefused) as e:
         mb.request(settlement_request(h.start, hub.last, good.series.series_id, 7), "settlement")
     assert e.value.sw == 0x6A88
-    with pytest.raises(HubRefused) as e:
+    with pytest.raises(HubRefused, match="release policy") as e:  # not one whole period
         mb.request(settlement_request(h.start, hub.last + timedelta(days=1), good.series.series_id, 2), "settlement")
-    assert e.value.sw == 0x6A88
+    assert e.value.sw == 0x6A80
 
 
 def test_outputs_go_only_to_the_suppliers_domain(tmp_path):

@@ -260,12 +260,29 @@ def test_tampered_response_ends_the_session(card: Card, dap_keys) -> None:
 
 
 def test_billing_applet_deployed_through_the_tsm(tsm: TSM, card: Card) -> None:
+    from helpers import provision_test_guard
     from meterhub.applets.billing import BillingApplet
+    from meterhub.card.guard import Pinned
+    from meterhub.card.guard import pinned_points as points
 
     supplier = ecdsa.generate_signing_key()
     lfdb = make_load_file("A0000006174249", {"A000000617424901": BillingApplet})
+    # No privacy guard on the card: an applet that holds readings cannot be installed
+    # with a signer key (nobody pinned one), and nothing is half-installed.
+    with pytest.raises(TSMError) as exc:
+        tsm.deploy(lfdb, "A00000061742490101", params=ecdsa.public_bytes(supplier))
+    assert exc.value.sw == 0x6985
+    assert card.registry.get("A00000061742490101") is None
+    # With the guard, only the tariff signer the customer pinned is accepted.
+    provision_test_guard(card, pinned=Pinned(points([supplier]), points([supplier]), {"supplier": points([supplier])}))
+    tsm.delete("A0000006174249")
+    with pytest.raises(TSMError) as exc:
+        tsm.deploy(lfdb, "A00000061742490101", params=ecdsa.public_bytes(ecdsa.generate_signing_key()))
+    assert exc.value.sw == 0x6982
+    tsm.delete("A0000006174249")
     tsm.deploy(lfdb, "A00000061742490101", params=ecdsa.public_bytes(supplier))
     app = tsm.registry().application("A00000061742490101")
     assert app is not None and app.life_cycle == 0x07
-    r = ask(card, "A00000061742490101", 0x32)  # GET STATE: nothing received yet
-    assert r.sw == 0x9000
+    # Installed by the ISD, it serves no data recipient: the guard gives it no port.
+    r = ask(card, "A00000061742490101", 0x32)
+    assert r.sw == 0x6985

@@ -363,3 +363,44 @@ def test_hub_serve_refuses_an_unresolvable_host(tmp_path, capsys):
 
     assert main(["hub", "serve", "--vpcd", "nohost.invalid:35963", "--data-dir", str(tmp_path)]) == 2
     assert "cannot resolve" in capsys.readouterr().err
+
+
+def test_hub_serve_banner_names_the_connected_endpoint(tmp_path, vpcd: FakeVpcd, capsys) -> None:
+    """The banner comes from the connected socket: the vpcd address and port actually
+    reached and the hub's own local port, and no reader name that the port does not have
+    (the old banner always claimed 'Virtual PCD 00 00', the reader of port 35963)."""
+    from meterhub.hub.serve import serve
+
+    stop, ready = threading.Event(), threading.Event()
+    t = threading.Thread(target=lambda: serve(tmp_path, f"localhost:{vpcd.port}", stop=stop, ready=ready))
+    t.start()
+    conn = vpcd.accept()
+    try:
+        vpcd.send(conn, bytes([VPCD_CTRL_ATR]))
+        vpcd.recv(conn)  # answered, so the connect banner has been printed
+        hub_port = conn.getpeername()[1]
+    finally:
+        stop.set()
+        t.join(10)
+        conn.close()
+    err = capsys.readouterr().err
+    line = next(ln for ln in err.splitlines() if "connected to vpcd" in ln)
+    assert f"connected to vpcd at 127.0.0.1:{vpcd.port} from 127.0.0.1:{hub_port}" in line
+    assert "Virtual PCD" not in err
+
+
+def test_reader_hint_follows_the_stock_vpcd_slots() -> None:
+    from meterhub.hub.serve import reader_hint
+
+    assert reader_hint(35963) == " (reader 'Virtual PCD 00 00')"
+    assert reader_hint(35964) == " (reader 'Virtual PCD 00 01')"
+    assert reader_hint(35962) == reader_hint(35965) == reader_hint(40000) == ""
+
+
+def test_hub_serve_refuses_port_0_in_one_line(tmp_path, capsys) -> None:
+    """vpcd listens and the hub connects, so there is no port to pick: 0 is a usage error."""
+    from meterhub.cli import main
+
+    assert main(["hub", "serve", "--vpcd", "127.0.0.1:0", "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "port out of range" in err and len(err.strip().splitlines()) == 1

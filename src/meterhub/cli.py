@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date, timedelta
@@ -36,13 +39,16 @@ def _number(
     kind: type, what: str, lo: float, hi: float, *, lo_open: bool = False
 ) -> Callable[[str], Any]:
     """An argparse type: a ``kind`` number in ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``),
-    with a one-line message otherwise."""
+    with a one-line message otherwise. NaN and the infinities are never numbers here
+    (``float("nan")`` compares false with every bound, so it must be refused by name)."""
 
     def parse(text: str) -> Any:
         try:
             v = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
         if v > hi or v < lo or (lo_open and v == lo):
             if hi == float("inf"):
                 raise argparse.ArgumentTypeError(f"must be at least {lo:g}: {v}")
@@ -57,6 +63,24 @@ _positive = _number(int, "an integer", 1, float("inf"))
 _port = _number(int, "a port number", 0, 65535)
 _fraction = _number(float, "a number", 0.0, 1.0)
 _seconds = _number(float, "a number of seconds", 0.0, 86400.0, lo_open=True)
+_annual_kwh = _number(float, "a number of kWh", 0.0, 1e6, lo_open=True)
+# Upper bounds so that a typo cannot allocate gigabytes before any output.
+MAX_HOUSEHOLDS, MAX_DEMO_DAYS, MAX_METER_DAYS = 1000, 366, 3660
+MAX_METER_READINGS = 400_000  # days x intervals per day: about 50 MB; 3660 days at 15 minutes fit
+_households = _number(int, "an integer", 1, MAX_HOUSEHOLDS)
+_demo_days = _number(int, "an integer", 1, MAX_DEMO_DAYS)
+_meter_days = _number(int, "an integer", 1, MAX_METER_DAYS)
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def _meter_id(text: str) -> str:
+    """A meter id, which names files (``ID.meter.json`` ...): letters, digits, ``.``,
+    ``_`` and ``-``, at most 64, not starting with ``.`` or ``-`` (no path, no option)."""
+    if not _ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"not a meter id (1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit): {text!r}"
+        )
+    return text
 
 
 def _read(path: str, what: str) -> bytes:
@@ -74,15 +98,32 @@ def _lines(path: str, what: str) -> list[str]:
     return [ln for ln in text.splitlines() if ln.strip()]
 
 
-def _write(path: str | Path, data: str | bytes) -> None:
+def _write(path: str | Path, data: str | bytes, *, secret: bool = False) -> None:
+    """Write a file; ``secret`` files (keys) are created readable by the owner only (0600)."""
     p = Path(path)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(data, str):
             data = data.encode()
-        p.write_bytes(data)
+        if secret:
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.fchmod(fd, 0o600)  # also when the file existed with wider permissions
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        else:
+            p.write_bytes(data)
     except OSError as exc:
         raise UsageError(f"cannot write {p}: {exc.strerror}") from None
+
+
+def show_progress(args: argparse.Namespace, stream: Any) -> bool:
+    """A progress bar only for a person watching: never with ``--no-progress`` or
+    ``--json``, and only when ``stream`` (stderr) is a terminal, so logs and pipes
+    get no carriage-return noise."""
+    if getattr(args, "no_progress", False) or getattr(args, "json", False):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
 
 
 # -- demo -------------------------------------------------------------------
@@ -100,31 +141,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
         business_share=args.business_share,
         price_index_csv=Path(args.price_index) if args.price_index else None,
     )
-    if params.price_index_csv is not None:
-        from .settlement_demo import check_index_csv
-
-        try:
-            check_index_csv(params)
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"--price-index: {exc}") from None
-    progress = None if args.no_progress else tqdm_progress()
-    try:
-        results = run_demo(params, progress=progress)
-    except DemoError as exc:
-        raise UsageError(str(exc)) from None
+    from .demo import check_params
     from .settlement_demo import format_report
     from .settlement_demo import run as run_settlement
+    from .storage import data_dir_lock
 
-    report = run_settlement(params)  # settlement and forecasting (issue 6)
-    from .dr_demo import format_report as format_dr
-    from .dr_demo import run as run_dr
+    try:
+        check_params(params)  # before anything is written, the lock file included
+    except DemoError as exc:
+        raise UsageError(str(exc)) from None
+    progress = tqdm_progress() if show_progress(args, sys.stderr) else None
+    with data_dir_lock(params.data_dir):
+        try:
+            results = run_demo(params, progress=progress)
+        except DemoError as exc:
+            raise UsageError(str(exc)) from None
+        report = run_settlement(params)  # settlement and forecasting (issue 6)
+        from .dr_demo import format_report as format_dr
+        from .dr_demo import run as run_dr
 
-    dr = run_dr(params)  # demand response (issue 14)
+        dr = run_dr(params)  # demand response (issue 14)
+        from .demo_privacy import format_privacy, privacy_report
+
+        privacy = privacy_report(params.data_dir)  # what each recipient got (issue 11)
     t = example_signed_tariff().tariff
     if args.json:
         doc = json.loads(summary_json(params, results, t.currency, t.subunits_per_unit))
         doc["settlement"] = report.to_dict()
         doc["demand_response"] = dr.to_dict()
+        doc["privacy"] = privacy
         print(json.dumps(doc, indent=2))
     else:
         print(format_table(results, t.currency, t.subunits_per_unit))
@@ -132,6 +177,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(format_report(report))
         print()
         print(format_dr(dr))
+        print()
+        print(format_privacy(privacy))
     ok = all(r.verified for r in results) and report.all_verified and dr.all_verified
     return EXIT_OK if ok else EXIT_REJECTED
 
@@ -140,10 +187,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_meter_simulate(args: argparse.Namespace) -> int:
     from .exchange import new_home_link_key
     from .meter.store import MeterStore
-    from .meter.timebase import day_starts
+    from .meter.timebase import check_interval, check_tz, day_starts
 
     out = Path(args.out)
     mid = args.meter_id
+    try:  # validate before anything is saved: a bad zone must not reach the store
+        check_tz(args.tz)
+        check_interval(args.interval)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if not args.csv and args.interval > 0 and args.days * (1440 // args.interval) > MAX_METER_READINGS:
+        raise UsageError(
+            f"--days {args.days} at {args.interval}-minute intervals is {args.days * (1440 // args.interval)} "
+            f"readings; at most {MAX_METER_READINGS} (fewer days or a longer interval)"
+        )
     if args.csv:
         from .meter.csv_import import CsvImportError, read_readings_csv
 
@@ -162,54 +219,80 @@ def cmd_meter_simulate(args: argparse.Namespace) -> int:
                 annual_kwh=args.annual_kwh,
                 profile=args.profile,
                 interval_minutes=args.interval,
+                tz=args.tz,
                 seed=args.seed,
             )
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         starts, readings = trace.starts, trace.readings_wh
-    store = MeterStore(out / "meter.sqlite")
-    try:
-        store.provision(mid, args.tz, args.interval, new_home_link_key())
-        info = store.info(mid)
-        if info.interval_minutes != args.interval or info.tz != args.tz:
-            raise UsageError(f"meter {mid} exists with {info.interval_minutes}-minute intervals in {info.tz}")
-        meter = store.load(mid)
-        by_start = dict(zip(starts, readings, strict=True))
-        if not starts:
-            raise UsageError("no readings to record")
-        from .meter.timebase import local_day_of
+    if not starts:
+        raise UsageError("no readings to record")
+    from .meter.timebase import local_day_of
+    from .storage import data_dir_lock
 
-        day = local_day_of(starts[0], args.tz)
-        last = local_day_of(starts[-1], args.tz)
-        recorded = 0
-        while day <= last:
-            grid = day_starts(day, args.tz, args.interval)
-            if meter.last_day is None or day > meter.last_day:
-                missing = [s for s in grid if s not in by_start]
-                if missing:
-                    raise UsageError(f"no reading for {missing[0].isoformat()}: only whole local days are recorded")
-                store.record_day(meter, day, [by_start[s] for s in grid])
-                recorded += 1
-            day += timedelta(days=1)
-        reg = {
-            "format": "meterhub/meter-registration/v1",
-            "meter_id": mid,
-            "public_key": info.public_key.hex(),
-            "tz": info.tz,
-            "interval_minutes": info.interval_minutes,
-        }
-        _write(out / f"{mid}.meter.json", json.dumps(reg, indent=2) + "\n")
-        _write(out / f"{mid}.homelink.key", info.home_link_key.hex() + "\n")
-        uploads, sealed = [], []
-        for up, se in store.outbox(mid):
-            uploads.append(up.to_json())
-            sealed.append(se.to_json())
-        _write(out / f"{mid}.uploads.jsonl", "\n".join(uploads) + "\n")
-        _write(out / f"{mid}.homelink.jsonl", "\n".join(sealed) + "\n")
-    finally:
-        store.close()
+    by_start = dict(zip(starts, readings, strict=True))
+    first_day, last = local_day_of(starts[0], args.tz), local_day_of(starts[-1], args.tz)
+    with data_dir_lock(out):
+        store = MeterStore(out / "meter.sqlite")
+        try:
+            known = mid in store.meter_ids()
+            if known:
+                info = store.info(mid)
+                if info.interval_minutes != args.interval or info.tz != args.tz:
+                    raise UsageError(f"meter {mid} exists with {info.interval_minutes}-minute intervals in {info.tz}")
+            last_day = store.info(mid).last_day if known else None
+            # Every new day must be whole before the first one is recorded.
+            days: list[tuple[date, list[int]]] = []
+            day = first_day
+            while day <= last:
+                if last_day is None or day > last_day:
+                    grid = day_starts(day, args.tz, args.interval)
+                    missing = [s for s in grid if s not in by_start]
+                    if missing:
+                        raise UsageError(f"no reading for {missing[0].isoformat()}: only whole local days are recorded")
+                    days.append((day, [by_start[s] for s in grid]))
+                day += timedelta(days=1)
+            store.provision(mid, args.tz, args.interval, new_home_link_key())
+            info = store.info(mid)
+            meter = store.load(mid)
+            for day, values in days:
+                store.record_day(meter, day, values)
+            recorded = len(days)
+            reg = {
+                "format": "meterhub/meter-registration/v1",
+                "meter_id": mid,
+                "public_key": info.public_key.hex(),
+                "tz": info.tz,
+                "interval_minutes": info.interval_minutes,
+            }
+            _write(out / f"{mid}.meter.json", json.dumps(reg, indent=2) + "\n")
+            _write(out / f"{mid}.homelink.key", info.home_link_key.hex() + "\n", secret=True)
+            uploads, sealed = [], []
+            for up, se in store.outbox(mid):
+                uploads.append(up.to_json())
+                sealed.append(se.to_json())
+            _write(out / f"{mid}.uploads.jsonl", "\n".join(uploads) + "\n")
+            _write(out / f"{mid}.homelink.jsonl", "\n".join(sealed) + "\n")
+        finally:
+            store.close()
     print(f"meter {mid}: recorded {recorded} new day(s); files in {out}")
     return EXIT_OK
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _setup_logging(level: str) -> None:
+    """Server logs: one line per event on stderr, with time, level and source. A
+    process that configured logging already (an embedding program, pytest) keeps its
+    configuration."""
+    import logging
+
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
 
 
 def cmd_meter_serve(args: argparse.Namespace) -> int:
@@ -217,6 +300,7 @@ def cmd_meter_serve(args: argparse.Namespace) -> int:
 
     from .meter.serve import ServeError, run_serve
 
+    _setup_logging(args.log_level)
     if args.days is not None:
         # Record the days first, exactly as `meter simulate --out DATA_DIR` would
         # (its report goes to stderr: stdout carries the one line with the ports).
@@ -261,9 +345,10 @@ def cmd_meter_read(args: argparse.Namespace) -> int:
 def _registration(path: str) -> dict:
     from .crypto import ecdsa
     from .meter.timebase import check_interval, check_tz
+    from .model import strictjson
 
     try:
-        reg = json.loads(_read(path, "meter registration"))
+        reg = strictjson.loads(_read(path, "meter registration"), "meter registration")
         if reg.get("format") != "meterhub/meter-registration/v1":
             raise ValueError("not a meterhub meter registration")
         reg["public_key_bytes"] = bytes.fromhex(reg["public_key"])
@@ -316,16 +401,46 @@ def cmd_tariff_check(args: argparse.Namespace) -> int:
 
 
 # -- hub --------------------------------------------------------------------
+def _bill_tariff(args: argparse.Namespace) -> Any:
+    """The tariff ``hub bill`` may bill under: signed by the given supplier key, or, only
+    with ``--unverified-tariff``, taken as it is. Returns ``None`` after printing one
+    ``REJECTED`` line when the signature does not verify (exit 1); a missing or unreadable
+    key is a usage error (exit 2). A hub that bills under an unchecked tariff computes
+    whatever prices a forger wrote and releases a statement the utility will reject."""
+    from .crypto import ecdsa
+    from .tariffs import TariffError, load_tariff, verify_tariff
+
+    if args.supplier_key is None and not args.unverified_tariff:
+        raise UsageError(
+            f"{args.tariff}: cannot verify the tariff without --supplier-key "
+            "(--unverified-tariff bills under it unchecked; unsafe)"
+        )
+    try:
+        signed = load_tariff(_read(args.tariff, "tariff"))
+    except TariffError as exc:
+        raise UsageError(f"{args.tariff}: {exc}") from None
+    if args.supplier_key is None:
+        print(f"meterhub: warning: tariff {args.tariff} NOT verified (--unverified-tariff)", file=sys.stderr)
+        return signed.tariff
+    try:
+        key = ecdsa.load_verifying_key(bytes.fromhex(_read(args.supplier_key, "supplier key").decode().strip()))
+    except (ValueError, UnicodeDecodeError):
+        raise UsageError(f"{args.supplier_key}: not a supplier public key (hex SEC 1 point)") from None
+    try:
+        return verify_tariff(signed, key)
+    except TariffError as exc:
+        print(f"REJECTED tariff {args.tariff}: {exc}")
+        return None
+
+
 def cmd_hub_bill(args: argparse.Namespace) -> int:
-    from .exchange import FormatError, SealedDay
-    from .hub.billing import bill_statement
-    from .hub.proving import prove_bill
-    from .hub.store import HubError, HubStore
+    from .exchange import FormatError, SealedDay, open_sealed_openings
     from .tariffs import TariffError
-    from .tariffs.nonlinear import NonLinearTariff
 
     reg = _registration(args.meter)
-    _, tariff = _signed_tariff(args.tariff, args.supplier_key)
+    tariff = _bill_tariff(args)
+    if tariff is None:
+        return EXIT_REJECTED
     try:
         key = bytes.fromhex(_read(args.key, "home-link key").decode().strip())
     except (ValueError, UnicodeDecodeError):
@@ -334,17 +449,51 @@ def cmd_hub_bill(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.key}: home-link key must be 32 hex digits (16 bytes)")
     if args.to < args.from_:
         raise UsageError("--to is before --from")
+    try:
+        tariff.check_valid_on(args.from_)
+        tariff.check_valid_on(args.to)
+    except (TariffError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    # Authenticate every day with this key before anything is stored, so a wrong key
+    # or a forged file leaves the data directory as it was.
+    days = []
+    for n, line in enumerate(_lines(args.homelink, "home-link file"), 1):
+        try:
+            sealed = SealedDay.from_json(line)
+            if sealed.meter_id != reg["meter_id"]:
+                raise FormatError(f"day of meter {sealed.meter_id!r}, not {reg['meter_id']!r}")
+            days.append((sealed, open_sealed_openings(key, sealed)))
+        except FormatError as exc:
+            raise UsageError(f"{args.homelink}:{n}: {exc}") from None
+    from .storage import data_dir_lock
+
+    with data_dir_lock(args.data_dir):
+        st = _hub_bill_locked(args, reg, key, tariff, days)
+    text = json.dumps(st.to_dict(), indent=2, sort_keys=True) + "\n"
+    if args.out:
+        _write(args.out, text)
+        print(f"bill {st.total / st.subunits_per_unit:.2f} {st.currency} for {reg['meter_id']} -> {args.out}")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _hub_bill_locked(args: argparse.Namespace, reg: dict, key: bytes, tariff: Any, days: list) -> Any:
+    from .hub.billing import bill_statement
+    from .hub.proving import prove_bill
+    from .hub.store import HubError, HubStore
+    from .tariffs import TariffError
+    from .tariffs.nonlinear import NonLinearTariff
+
     hub = HubStore(Path(args.data_dir) / "hub.sqlite")
     try:
-        hub.pair_meter(reg["meter_id"], key, reg["tz"], reg["interval_minutes"])
-        for n, line in enumerate(_lines(args.homelink, "home-link file"), 1):
-            try:
-                hub.receive(SealedDay.from_json(line))
-            except (FormatError, HubError) as exc:
-                raise UsageError(f"{args.homelink}:{n}: {exc}") from None
         try:
-            tariff.check_valid_on(args.from_)
-            tariff.check_valid_on(args.to)
+            hub.pair_meter(reg["meter_id"], key, reg["tz"], reg["interval_minutes"])
+        except HubError as exc:
+            raise UsageError(str(exc)) from None
+        for sealed, openings in days:
+            hub.store_openings(sealed.meter_id, sealed.day, sealed.first_index, openings)
+        try:
             first_index, openings = hub.openings(reg["meter_id"], args.from_, args.to)
             if isinstance(tariff, NonLinearTariff):
                 # Non-linear tariffs: a proven (v2) statement (docs/nonlinear.md).
@@ -376,40 +525,115 @@ def cmd_hub_bill(args: argparse.Namespace) -> int:
         hub.save_statement(reg["meter_id"], args.from_, args.to, st.to_json())
     finally:
         hub.close()
-    text = json.dumps(st.to_dict(), indent=2, sort_keys=True) + "\n"
-    if args.out:
-        _write(args.out, text)
-        print(f"bill {st.total / st.subunits_per_unit:.2f} {st.currency} for {reg['meter_id']} -> {args.out}")
-    else:
-        sys.stdout.write(text)
+    return st
+
+
+def cmd_hub_sml(args: argparse.Namespace) -> int:
+    """Read the meter's SML push as its paired hub (TLS with the home-link key)."""
+    import ssl
+
+    from .meter.serve import ServeError, parse_endpoint
+    from .protocols.sml import extract_values, format_server_id
+    from .sml_link import read_sml_push
+
+    try:
+        host, port = parse_endpoint(args.sml)
+    except ServeError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        key = bytes.fromhex(_read(args.key, "home-link key").decode().strip())
+    except (ValueError, UnicodeDecodeError):
+        raise UsageError(f"{args.key}: home-link key must be 32 hex digits") from None
+    if len(key) != 16:
+        raise UsageError(f"{args.key}: home-link key must be 32 hex digits (16 bytes)")
+    try:
+        files = read_sml_push(host, port, key, timeout=args.timeout)
+    except ssl.SSLError as exc:
+        raise UsageError(f"{host}:{port} is not the meter paired with this key ({exc.reason or exc})") from None
+    except TimeoutError:
+        raise UsageError(f"no SML file from {host}:{port} within {args.timeout:g} s") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read SML from {host}:{port}: {exc.strerror or exc}") from None
+    for name, (value, scaler, unit) in sorted(extract_values(files[0].messages).items()):
+        shown = format_server_id(value) if isinstance(value, bytes) else value
+        print(f"{name:<16} {shown}" + (f" x 10^{scaler} (unit {unit})" if unit is not None else ""))
     return EXIT_OK
 
 
 def cmd_hub_serve(args: argparse.Namespace) -> int:
     from .hub.serve import ServeError, serve
+    from .storage import data_dir_lock
 
-    try:
-        return serve(args.data_dir, args.vpcd)
-    except ServeError as exc:
-        raise UsageError(str(exc)) from None
+    _setup_logging(args.log_level)
+    with data_dir_lock(args.data_dir):
+        try:
+            return serve(args.data_dir, args.vpcd)
+        except ServeError as exc:
+            raise UsageError(str(exc)) from None
 
 
 # -- utility ----------------------------------------------------------------
+def _verified_tariff_or_reject(path: str, key_path: str) -> Any:
+    """Read and verify a tariff for `utility verify` (docs/verification.md V06): an
+    unreadable file or key is a usage error (exit 2); a tariff that is malformed or
+    not signed by the supplier key is a rejected input (``None``; the caller exits 1)."""
+    from .model.display import shown
+    from .tariffs import TariffError, load_tariff, verify_tariff
+
+    raw = _read(path, "tariff")
+    key_text = _read(key_path, "supplier key").strip()
+    try:
+        key = bytes.fromhex(key_text.decode("ascii"))
+    except (ValueError, UnicodeDecodeError):
+        raise UsageError(f"{key_path}: supplier key is not hex") from None
+    try:
+        signed = load_tariff(raw)
+        verify_tariff(signed, key)
+    except TariffError as exc:
+        print(f"REJECTED tariff {shown(path)}: {shown(str(exc))}")
+        return None
+    return signed
+
+
 def cmd_utility_verify(args: argparse.Namespace) -> int:
     from .exchange import DayUpload, FormatError
-    from .hub.proving import statement_from_json
-    from .tariffs import dump_tariff
-    from .utility.store import UtilityStore
+    from .model.display import shown
+    from .utility.verifier import Rejected, check_delivery
 
     reg = _registration(args.meter)
-    signed, _ = _signed_tariff(args.tariff, args.supplier_key)
+    signed = _verified_tariff_or_reject(args.tariff, args.supplier_key)
+    if signed is None:
+        return EXIT_REJECTED
     uploads = []
     for n, line in enumerate(_lines(args.uploads, "uploads file"), 1):
         try:
-            uploads.append(DayUpload.from_json(line))
+            uploads.append((n, DayUpload.from_json(line)))
         except FormatError as exc:
-            print(f"REJECTED {args.uploads}:{n}: {exc}")
+            print(f"REJECTED {shown(args.uploads)}:{n}: {shown(str(exc))}")
             return EXIT_REJECTED
+    try:  # V08/V09: the file itself is one meter's contiguous chain of days
+        uploads = check_delivery(uploads, reg["meter_id"])
+    except Rejected as exc:
+        print(f"REJECTED {shown(args.uploads)}: {shown(str(exc))}")
+        return EXIT_REJECTED
+    from .storage import data_dir_lock
+
+    with data_dir_lock(args.data_dir):
+        return _utility_verify_locked(args, reg, signed, uploads)
+
+
+def _utility_verify_locked(args: argparse.Namespace, reg: dict, signed: Any, uploads: list) -> int:
+    from .exchange import FormatError
+    from .hub.proving import statement_from_json
+    from .model.display import format_amount, shown
+    from .tariffs import dump_tariff
+    from .utility.store import UtilityStore
+
+    try:
+        st = statement_from_json(_read(args.statement, "bill statement"))
+    except FormatError as exc:
+        print(f"REJECTED {shown(args.statement)}: {shown(str(exc))}")
+        return EXIT_REJECTED
     store = UtilityStore(Path(args.data_dir) / "utility.sqlite")
     try:
         store.add_tariff(signed, dump_tariff(signed))
@@ -419,57 +643,102 @@ def cmd_utility_verify(args: argparse.Namespace) -> int:
             )
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        for up in uploads:
+        for n, up in uploads:
             res = store.ingest_day(up)
             if not res.accepted:
-                print(f"REJECTED upload: {res.reason}")
+                print(f"REJECTED {shown(args.uploads)}:{n}: {shown(res.reason)}")
                 return EXIT_REJECTED
-        try:
-            st = statement_from_json(_read(args.statement, "bill statement"))
-        except FormatError as exc:
-            print(f"REJECTED {args.statement}: {exc}")
+        if st.meter_id != reg["meter_id"]:
+            print(f"REJECTED statement is for meter {st.meter_id!r}, not {reg['meter_id']!r}")
             return EXIT_REJECTED
         verdict = store.verify_statement(st)
     finally:
         store.close()
+    period = f"{shown(st.meter_id)} {st.period_from}..{st.period_to}"
     if verdict.ok:
-        print(
-            f"VERIFIED {st.meter_id} {st.period_from}..{st.period_to}: "
-            f"{st.total / st.subunits_per_unit:.2f} {st.currency}"
-        )
+        print(f"VERIFIED {period}: {format_amount(st.total, st.subunits_per_unit, st.currency)}")
         return EXIT_OK
-    print(f"REJECTED {st.meter_id} {st.period_from}..{st.period_to}: {verdict.reason}")
+    print(f"REJECTED {period}: {shown(verdict.reason)}")
     return EXIT_REJECTED
 
 
-def cmd_utility_bills(args: argparse.Namespace) -> int:
+def _open_utility_store(data_dir: str) -> Any:
+    """The utility's store under ``data_dir``; a listed store that is missing, empty or
+    corrupt is refused (storage.expect_store), a never-created one is a usage error."""
+    from .storage import expect_store
     from .utility.store import UtilityStore
 
-    path = Path(args.data_dir) / "utility.sqlite"
-    if not path.exists():
+    path = Path(data_dir) / "utility.sqlite"
+    if not path.exists() and not expect_store(path):
         raise UsageError(f"no utility database at {path}")
-    store = UtilityStore(path)
+    return UtilityStore(path)
+
+
+def cmd_utility_bills(args: argparse.Namespace) -> int:
+    """Every stored verdict (the history, oldest first per period), then each meter's coverage."""
+    from .model.display import shown
+    from .storage import data_dir_lock
+    from .utility.store import day_ranges
+
+    with data_dir_lock(args.data_dir):
+        store = _open_utility_store(args.data_dir)
+        try:
+            rows = store.bill_verdicts()
+            coverage = [store.coverage(m) for m in store.meter_ids()]
+        finally:
+            store.close()
+    for meter_id, pf, pt, ok, reason in rows:
+        state = "pending" if ok is None else "verified" if ok else "REJECTED: " + shown(reason)
+        print(f"{shown(meter_id)}\t{pf}..{pt}\t{state}")
+    for c in coverage:
+        print(
+            f"coverage {shown(c.meter_id)}: {len(c.uploaded)} days uploaded, {len(c.billed)} billed, "
+            f"unbilled: {day_ranges(c.unbilled)}"
+        )
+    return EXIT_OK if all(r[3] for r in rows) else EXIT_REJECTED
+
+
+def cmd_utility_coverage(args: argparse.Namespace) -> int:
+    """Per meter: days with uploads, days covered by a verified bill, unbilled days (V22)."""
+    from .model.display import shown
+    from .utility.store import day_ranges
+
+    store = _open_utility_store(args.data_dir)
     try:
-        rows = store.bill_verdicts()
+        meters = store.meter_ids()
+        if args.meter is not None:
+            if args.meter not in meters:
+                raise UsageError(f"meter {shown(args.meter)} is not registered")
+            meters = [args.meter]
+        coverage = [store.coverage(m) for m in meters]
     finally:
         store.close()
-    for meter_id, pf, pt, ok, reason in rows:
-        state = "pending" if ok is None else "verified" if ok else "REJECTED: " + reason
-        print(f"{meter_id}\t{pf}..{pt}\t{state}")
-    return EXIT_OK if all(r[3] for r in rows) else EXIT_REJECTED
+    for c in coverage:
+        print(f"meter {shown(c.meter_id)}")
+        print(f"  uploaded: {day_ranges(c.uploaded)}")
+        print(f"  billed:   {day_ranges(c.billed)}")
+        print(f"  unbilled: {day_ranges(c.unbilled)}")
+    return EXIT_OK
 
 
 def _stored_results(args: argparse.Namespace, fn_name: str) -> int:
     from . import settlement_demo
+    from .storage import data_dir_lock
 
-    try:
-        lines, rejected = getattr(settlement_demo, fn_name)(Path(args.data_dir))
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from None
-    for line in lines:
-        print(line)
+    d = Path(args.data_dir)
+    if not d.is_dir():
+        raise UsageError(f"no settlement results in {d} (run `meterhub demo` first)")
+    with data_dir_lock(d):
+        try:
+            lines, rejected = getattr(settlement_demo, fn_name)(d)
+        except FileNotFoundError as exc:
+            raise UsageError(str(exc)) from None
+    from .model.display import shown
+
+    for line in lines:  # lines and reasons quote stored ids: escaped (docs/verification.md V01)
+        print(shown(line))
     for why in rejected:
-        print(f"REJECTED {why}")
+        print(f"REJECTED {shown(why)}")
     return EXIT_OK if not rejected else EXIT_REJECTED
 
 
@@ -499,7 +768,27 @@ def cmd_utility_forecast(args: argparse.Namespace) -> int:
 
 
 # -- parser -----------------------------------------------------------------
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default: ``(default: X)``, ``(default: off)`` for a
+    flag, ``(required)`` for a required option. Help that already says ``default:`` (an
+    option whose absence means something other than a value) is left as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not action.option_strings or "default:" in text or action.default is argparse.SUPPRESS:
+            return text
+        if action.required:
+            return f"{text} (required)"
+        if action.nargs == 0 and isinstance(action.const, bool):
+            return f"{text} (default: {'on' if action.default else 'off'})"
+        return f"{text} (default: %(default)s)"
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # one line, exit 2 (argparse's own code)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
@@ -510,64 +799,72 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     d = sub.add_parser("demo", help="simulate a neighbourhood: meters, hub and utility")
-    d.add_argument("--households", type=_positive, default=20)
-    d.add_argument("--days", type=_positive, default=30)
+    d.add_argument("--households", type=_households, default=20,
+                   help=f"number of simulated households (meters), at most {MAX_HOUSEHOLDS}")
+    d.add_argument("--days", type=_demo_days, default=30, help=f"number of local days to simulate, at most {MAX_DEMO_DAYS}")
     d.add_argument("--interval", type=int, default=15, help="minutes: 1, 5, 15, 30 or 60")
-    d.add_argument("--seed", type=int, default=2027)
-    d.add_argument("--start", type=_date, default=date(2027, 3, 15))
-    d.add_argument("--data-dir", default="meterhub-data")
+    d.add_argument("--seed", type=int, default=2027, help="seed of the simulated consumption")
+    d.add_argument("--start", type=_date, default=date(2027, 3, 15), help="first local day (YYYY-MM-DD)")
+    d.add_argument("--data-dir", default="meterhub-data", help="directory for every party's SQLite state")
     d.add_argument("--json", action="store_true", help="machine-readable summary")
     d.add_argument("--business-share", type=_fraction, default=0.3, help="share of small businesses (0..1)")
-    d.add_argument("--price-index", metavar="CSV", help="day-ahead prices 'start,EUR/MWh' for settlement")
-    d.add_argument("--no-progress", action="store_true")
+    d.add_argument("--price-index", metavar="CSV", help="day-ahead prices 'start,EUR/MWh' for settlement (default: none, the demo's seeded example index)")
+    d.add_argument("--no-progress", action="store_true", help="no progress bar (there is none unless stderr is a terminal)")
     d.set_defaults(func=cmd_demo)
 
     m = sub.add_parser("meter", help="the meter's side").add_subparsers(dest="meter_cmd", required=True, parser_class=_Parser)
     ms = m.add_parser("simulate", help="record days of readings (simulated or from CSV)")
-    ms.add_argument("--meter-id", required=True)
-    ms.add_argument("--start", type=_date, default=date(2027, 3, 15))
-    ms.add_argument("--days", type=_positive, default=30)
-    ms.add_argument("--interval", type=int, default=15)
-    ms.add_argument("--tz", default="Europe/Berlin")
-    ms.add_argument("--seed", type=int, default=0)
-    ms.add_argument("--annual-kwh", type=float, default=3500.0)
-    ms.add_argument("--profile", default="h0")
-    ms.add_argument("--csv", help="read readings from CSV (timestamp,Wh) instead of simulating")
+    ms.add_argument("--meter-id", type=_meter_id, required=True,
+                    help="the meter's identifier: 1-64 of letters, digits, . _ - (it names the output files)")
+    ms.add_argument("--start", type=_date, default=date(2027, 3, 15), help="first local day (YYYY-MM-DD)")
+    ms.add_argument("--days", type=_meter_days, default=30,
+                    help=f"number of local days to simulate, at most {MAX_METER_DAYS} and {MAX_METER_READINGS} readings in all")
+    ms.add_argument("--interval", type=int, default=15, help="minutes: 1, 5, 15, 30 or 60")
+    ms.add_argument("--tz", default="Europe/Berlin", help="the meter's IANA time zone (local days)")
+    ms.add_argument("--seed", type=int, default=0, help="seed of the simulated consumption")
+    ms.add_argument("--annual-kwh", type=_annual_kwh, default=3500.0, help="simulated yearly consumption in kWh")
+    ms.add_argument("--profile", default="h0", help="BDEW standard load profile (h0, h0_dyn, g0..g6, l0..l2)")
+    ms.add_argument("--csv", help="read readings from CSV (timestamp,Wh) instead of simulating (default: none, simulate)")
     ms.add_argument("--out", required=True, help="directory for the meter's state and output files")
     ms.set_defaults(func=cmd_meter_simulate)
     mv = m.add_parser("serve", help="serve the recorded days over DLMS/COSEM (and SML) until SIGINT/SIGTERM")
     mv.add_argument("--dlms", type=_port, default=4059, metavar="PORT", help="DLMS wrapper port (0: any free port)")
-    mv.add_argument("--sml", type=_port, metavar="PORT", help="also push SML files on this port")
-    mv.add_argument("--sml-cadence", type=_seconds, default=1.0, metavar="SECONDS")
-    mv.add_argument("--host", default="127.0.0.1")
-    mv.add_argument("--meter-id", required=True)
+    mv.add_argument("--sml", type=_port, metavar="PORT", help="also push SML files on this port (default: none, no SML)")
+    mv.add_argument("--sml-cadence", type=_seconds, default=1.0, metavar="SECONDS", help="seconds between SML pushes")
+    mv.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    mv.add_argument("--meter-id", type=_meter_id, required=True,
+                    help="the meter to serve: 1-64 of letters, digits, . _ - (it names files)")
     mv.add_argument("--data-dir", default="meterhub-data", help="the meter's store (meter.sqlite)")
-    mv.add_argument("--days", type=_positive, help="first simulate this many days, as `meter simulate` does")
-    mv.add_argument("--start", type=_date, default=date(2027, 3, 15))
-    mv.add_argument("--interval", type=int, default=15)
-    mv.add_argument("--tz", default="Europe/Berlin")
-    mv.add_argument("--seed", type=int, default=0)
-    mv.add_argument("--annual-kwh", type=float, default=3500.0)
+    mv.add_argument("--days", type=_meter_days,
+                    help=f"first simulate this many days (at most {MAX_METER_DAYS} and {MAX_METER_READINGS} "
+                    "readings), as `meter simulate` does (default: none, serve what is stored)")
+    mv.add_argument("--start", type=_date, default=date(2027, 3, 15), help="first simulated day, with --days")
+    mv.add_argument("--interval", type=int, default=15, help="minutes per interval, with --days")
+    mv.add_argument("--tz", default="Europe/Berlin", help="the meter's IANA time zone, with --days")
+    mv.add_argument("--seed", type=int, default=0, help="seed of the simulated consumption, with --days")
+    mv.add_argument("--annual-kwh", type=_annual_kwh, default=3500.0, help="simulated yearly consumption in kWh, with --days")
+    mv.add_argument("--log-level", choices=LOG_LEVELS, default="info",
+                    help="lowest level logged on stderr: connections are info, refusals warning, failures error")
     mv.set_defaults(func=cmd_meter_serve)
     mr = m.add_parser("read", help="read a meter over DLMS/COSEM (public client; management client with --key-file)")
-    mr.add_argument("--dlms", required=True, metavar="HOST:PORT")
+    mr.add_argument("--dlms", required=True, metavar="HOST:PORT", help="the meter's DLMS wrapper endpoint")
     mr.add_argument("--profile", action="store_true", help="also read the load profile 1.0.99.1.0.255 (needs --key-file)")
     mr.add_argument(
         "--key-file", metavar="PATH",
         help="home-link key file (ID.homelink.key, hex): also read register and profile as the management client "
         "(default: none, the public client reads id and clock only)",
     )
-    mr.add_argument("--timeout", type=_seconds, default=10.0, metavar="SECONDS")
+    mr.add_argument("--timeout", type=_seconds, default=10.0, metavar="SECONDS", help="one deadline for the whole read")
     mr.set_defaults(func=cmd_meter_read)
 
     t = sub.add_parser("tariff", help="tariff files").add_subparsers(dest="tariff_cmd", required=True, parser_class=_Parser)
     te = t.add_parser("example", help="write the signed example tariff")
-    te.add_argument("--out", required=True)
-    te.add_argument("--key-out", help="also write the demo supplier's public key (hex)")
+    te.add_argument("--out", required=True, help="where to write the signed tariff (JSON)")
+    te.add_argument("--key-out", help="also write the demo supplier's public key (hex) (default: none, not written)")
     te.set_defaults(func=cmd_tariff_example)
     tc = t.add_parser("check", help="validate a tariff file and its signature")
-    tc.add_argument("file")
-    tc.add_argument("--supplier-key", help="file with the supplier's public key (hex)")
+    tc.add_argument("file", help="signed tariff file (JSON)")
+    tc.add_argument("--supplier-key", help="file with the supplier's public key (hex) (default: none, signature not checked)")
     tc.set_defaults(func=cmd_tariff_check)
 
     h = sub.add_parser("hub", help="the hub's side").add_subparsers(dest="hub_cmd", required=True, parser_class=_Parser)
@@ -575,35 +872,53 @@ def build_parser() -> argparse.ArgumentParser:
     hb.add_argument("--meter", required=True, help="meter registration (ID.meter.json)")
     hb.add_argument("--key", required=True, help="home-link key file (hex)")
     hb.add_argument("--homelink", required=True, help="sealed openings (ID.homelink.jsonl)")
-    hb.add_argument("--tariff", required=True)
-    hb.add_argument("--supplier-key", help="verify the tariff signature with this key")
-    hb.add_argument("--from", dest="from_", type=_date, required=True)
-    hb.add_argument("--to", type=_date, required=True, help="last day, inclusive")
-    hb.add_argument("--data-dir", default="meterhub-data")
-    hb.add_argument("--out", help="write the statement here instead of stdout")
+    hb.add_argument("--tariff", required=True, help="the supplier's signed tariff (JSON)")
+    hb.add_argument("--supplier-key", help="verify the tariff signature with this key (hex); required unless --unverified-tariff (default: none)")
+    hb.add_argument(
+        "--unverified-tariff", action="store_true",
+        help="UNSAFE: bill under the tariff without checking its signature (only without --supplier-key)",
+    )
+    hb.add_argument("--from", dest="from_", type=_date, required=True, metavar="DATE", help="first day of the bill period")
+    hb.add_argument("--to", type=_date, required=True, metavar="DATE", help="last day, inclusive")
+    hb.add_argument("--data-dir", default="meterhub-data", help="the hub's state (hub.sqlite)")
+    hb.add_argument("--out", help="write the statement here (default: none, to stdout)")
     hb.set_defaults(func=cmd_hub_bill)
+    hm = h.add_parser("sml", help="read the meter's SML push as its paired hub (TLS keyed by the home-link key)")
+    hm.add_argument("--sml", required=True, metavar="HOST:PORT", help="the meter's SML port (`meter serve --sml`)")
+    hm.add_argument("--key", required=True, help="home-link key file (hex), e.g. ID.homelink.key")
+    hm.add_argument("--timeout", type=_seconds, default=10.0, metavar="SECONDS",
+                    help="total deadline in seconds")
+    hm.set_defaults(func=cmd_hub_sml)
     hs = h.add_parser("serve", help="serve the hub's secure element to pcscd's vpcd driver (docs/pcsc.md)")
-    hs.add_argument("--vpcd", default="127.0.0.1:35963", metavar="HOST:PORT", help="where vpcd listens")
-    hs.add_argument("--data-dir", default="meterhub-data")
+    hs.add_argument("--vpcd", default="127.0.0.1:35963", metavar="HOST:PORT", help="where vpcd listens (35963: reader 'Virtual PCD 00 00')")
+    hs.add_argument("--data-dir", default="meterhub-data", help="the hub card's state (card.sqlite, dap-key.pem)")
+    hs.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="log level of the messages on stderr")
     hs.set_defaults(func=cmd_hub_serve)
+    from .cli_privacy import add_hub_privacy_parsers
+
+    add_hub_privacy_parsers(h)  # hub policy show|set, hub releases (docs/privacy.md)
 
     u = sub.add_parser("utility", help="the utility's side").add_subparsers(dest="utility_cmd", required=True, parser_class=_Parser)
     uv = u.add_parser("verify", help="verify a bill statement against signed commitments")
     uv.add_argument("--meter", required=True, help="meter registration (ID.meter.json)")
     uv.add_argument("--uploads", required=True, help="signed batches and commitments (ID.uploads.jsonl)")
-    uv.add_argument("--tariff", required=True)
+    uv.add_argument("--tariff", required=True, help="the customer's signed tariff (JSON)")
     uv.add_argument("--supplier-key", required=True, help="file with the supplier's public key (hex)")
-    uv.add_argument("--statement", required=True)
-    uv.add_argument("--data-dir", default="meterhub-data")
+    uv.add_argument("--statement", required=True, help="the hub's bill statement (JSON)")
+    uv.add_argument("--data-dir", default="meterhub-data", help="the utility's state (utility.sqlite)")
     uv.set_defaults(func=cmd_utility_verify)
     ub = u.add_parser("bills", help="list stored bill verdicts")
-    ub.add_argument("--data-dir", default="meterhub-data")
+    ub.add_argument("--data-dir", default="meterhub-data", help="the utility's state (utility.sqlite)")
     ub.set_defaults(func=cmd_utility_bills)
+    uc = u.add_parser("coverage", help="per meter: days uploaded, billed and unbilled (docs/verification.md V22)")
+    uc.add_argument("--meter", help="only this meter (default: every registered meter)")
+    uc.add_argument("--data-dir", default="meterhub-data", help="directory holding utility.sqlite (default: meterhub-data)")
+    uc.set_defaults(func=cmd_utility_coverage)
     us = u.add_parser("settle", help="verify stored settlement statements; shares per supplier")
-    us.add_argument("--data-dir", default="meterhub-data")
+    us.add_argument("--data-dir", default="meterhub-data", help="the demo's data directory")
     us.set_defaults(func=cmd_utility_settle)
     uf = u.add_parser("forecast", help="verify stored profile scores and samples; classes per customer")
-    uf.add_argument("--data-dir", default="meterhub-data")
+    uf.add_argument("--data-dir", default="meterhub-data", help="the demo's data directory")
     uf.set_defaults(func=cmd_utility_forecast)
     udr = u.add_parser("dr", help="re-verify stored demand-response releases; reductions and payments per feeder")
     udr.add_argument("--data-dir", default="meterhub-data", help="the demo's data directory (default: meterhub-data)")
@@ -616,6 +931,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import sqlite3
 
+    from .card.store import StorageIntegrityError
     from .storage import StoreError
 
     try:
@@ -625,6 +941,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except sqlite3.DatabaseError as exc:  # a data-dir file that is not what it should be
         print(f"meterhub: error: database: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except StorageIntegrityError as exc:  # a card store altered at rest
+        print(f"meterhub: error: card store: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("meterhub: interrupted; committed work is kept", file=sys.stderr)

@@ -13,11 +13,22 @@ The bill is also recomputed from the raw readings, which only the simulator
 knows, to show that verified bills are exact.
 
 All state lives in SQLite files under the data directory; a second run with
-the same parameters resumes where the first stopped.
+the same parameters resumes where the first stopped. Every step that touches
+more than one store is atomic or idempotent on retry, so a run killed at any
+point resumes to exactly the output of an uninterrupted run (docs/operations.md):
+a hub card is built under a temporary name and renamed into place, the coin
+toss is recorded before it is sent and the card answers a repeated commitment
+with the same nonce, and re-delivered days are accepted as duplicates.
+
+The demo's randomness that shows in its output (the sampling coin toss) comes
+from :class:`DemoRandom`, seeded by ``--seed``; the real parties draw from
+``secrets``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import sys
 from collections.abc import Callable
@@ -32,6 +43,7 @@ from .exchange import new_home_link_key
 from .hub.homelink import InProcessHomeLink
 from .hub.secure_element import (
     BILLING_APP_AID,
+    CARD_SIDECARS,
     SUPPLIER_SD_AID,
     BillingClient,
     billing_load_file,
@@ -43,6 +55,8 @@ from .hub.store import HubStore
 from .meter.load import LoadTrace, simulate_neighbourhood
 from .meter.store import MeterStore
 from .meter.timebase import check_interval
+from .policy import ReleasePolicy, default_policy
+from .storage import StoreError, atomic_write, discard_built_file, install_built_file
 from .tariffs import (
     SignedTariff,
     demo_supplier_key,
@@ -53,7 +67,7 @@ from .tariffs import (
 from .utility.store import UtilityStore
 from .utility.tsm import TSM, dap_signer
 
-__all__ = ["DemoParams", "HouseholdResult", "run_demo", "DemoError"]
+__all__ = ["DemoParams", "DemoRandom", "HouseholdResult", "check_params", "run_demo", "DemoError"]
 
 
 class DemoError(ValueError):
@@ -72,12 +86,66 @@ class DemoParams:
     price_index_csv: Path | None = None  # a day-ahead price CSV (start,EUR/MWh) instead of the example index
 
     def identity(self) -> dict[str, Any]:
-        """The parameters a resumed run must share with the first."""
+        """The parameters a resumed run must share with the first: every one that
+        changes the output (all but the data directory). A price index CSV is
+        identified by its content's SHA-256 as well as its name."""
+        csv = None
+        if self.price_index_csv is not None:
+            try:
+                digest = hashlib.sha256(Path(self.price_index_csv).read_bytes()).hexdigest()
+            except OSError as exc:
+                raise DemoError(f"--price-index: cannot read {self.price_index_csv} ({exc.strerror})") from None
+            csv = {"name": Path(self.price_index_csv).name, "sha256": digest}
         return {
-            "seed": self.seed,
+            "format": "meterhub/demo-params/v1",
+            "households": self.households,
+            "days": self.days,
             "interval_minutes": self.interval_minutes,
+            "seed": self.seed,
             "start": self.start.isoformat(),
+            "business_share": self.business_share,
+            "price_index_csv": csv,
         }
+
+
+class DemoRandom:
+    """The demo's seeded randomness source, injected where a real party uses ``secrets``.
+
+    Every value is HMAC-SHA256 under a key derived from the seed, over a
+    domain-separated, length-prefixed label, so the same seed and label give the
+    same bytes in any run, in any order, after any crash. Never for real use: a
+    seed is not a secret.
+    """
+
+    _DST = b"meterhub/v1/demo-random"
+
+    def __init__(self, seed: int) -> None:
+        self._key = hashlib.sha256(self._DST + b"/key\x00" + str(int(seed)).encode()).digest()
+
+    def derive(self, n: int, *label: str) -> bytes:
+        """``n`` bytes for ``label``."""
+        msg = self._DST + b"".join(len(x.encode()).to_bytes(2, "big") + x.encode() for x in label)
+        out = b""
+        block = 0
+        while len(out) < n:
+            out += hmac.new(self._key, msg + block.to_bytes(4, "big"), hashlib.sha256).digest()
+            block += 1
+        return out[:n]
+
+    def utility_nonce(self, meter_id: str, first: date, last: date) -> bytes:
+        """The utility's coin-toss nonce for a meter and period."""
+        return self.derive(32, "utility-nonce", meter_id, first.isoformat(), last.isoformat())
+
+    def card_rng(self, meter_id: str) -> Callable[[int], bytes]:
+        """A hub card's random number generator: the ``k``-th draw since the card was
+        opened is a function of seed, meter and ``k`` only."""
+        count = [0]
+
+        def draw(n: int) -> bytes:
+            count[0] += 1
+            return self.derive(n, "hub-card", meter_id, str(count[0]))
+
+        return draw
 
 
 @dataclass
@@ -96,6 +164,10 @@ def _check(params: DemoParams, tariff: SignedTariff) -> None:
         raise DemoError("--households must be at least 1")
     if params.days < 1:
         raise DemoError("--days must be at least 1")
+    if isinstance(params.seed, bool) or not isinstance(params.seed, int) or not 0 <= params.seed < 2**63:
+        raise DemoError(f"--seed must be an integer in [0, 2^63): {params.seed}")
+    if not 0.0 <= params.business_share <= 1.0:
+        raise DemoError(f"--business-share must be in [0, 1]: {params.business_share}")
     try:
         check_interval(params.interval_minutes)
     except ValueError as exc:
@@ -109,44 +181,84 @@ def _check(params: DemoParams, tariff: SignedTariff) -> None:
         )
 
 
+_DEMO_ONLY_STORES = ("meter.sqlite", "settlement.sqlite")
+
+
+def check_params(params: DemoParams) -> None:
+    """Raise :class:`DemoError` for parameters that cannot work; writes nothing."""
+    _check(params, example_signed_tariff())
+    if params.price_index_csv is not None:
+        try:
+            settlement_demo.check_index_csv(params)
+        except (OSError, ValueError) as exc:
+            raise DemoError(f"--price-index: {exc}") from None
+    params.identity()
+
+
 def _check_resume(params: DemoParams) -> None:
+    """Record the parameters on the first run (before any store exists); on a resumed
+    run refuse any difference. ``demo.json`` is written atomically, so a kill leaves
+    either no file (first run again) or the whole file."""
+    from .storage import expect_store
+
     meta = params.data_dir / "demo.json"
     ident = params.identity()
     if meta.exists():
         try:
             stored = json.loads(meta.read_text())
-        except ValueError:
-            raise DemoError(f"{meta} is not valid JSON; use another --data-dir") from None
-        if stored != ident:
-            raise DemoError(
-                f"{params.data_dir} holds a demo run with other parameters ({stored}); "
-                "use another --data-dir"
-            )
-    else:
+        except (ValueError, UnicodeDecodeError):
+            raise StoreError(f"{meta} is corrupt; the data directory cannot be resumed") from None
+        if not isinstance(stored, dict):
+            raise StoreError(f"{meta} is corrupt; the data directory cannot be resumed")
+        diff = [k for k in sorted(set(stored) | set(ident)) if stored.get(k) != ident.get(k)]
+        if diff:
+            what = ", ".join(f"{k} {stored.get(k)!r} (now {ident.get(k)!r})" for k in diff)
+            raise DemoError(f"{params.data_dir} holds a demo run with other parameters: {what}; use another --data-dir")
+        return
+    # hub.sqlite and utility.sqlite may be shared with `hub bill` / `utility verify` runs
+    # in the same directory; the meter's and the settlement stores only the demo writes.
+    present = [n for n in _DEMO_ONLY_STORES if expect_store(params.data_dir / n) or (params.data_dir / n).exists()]
+    if present or (params.data_dir / "hubs").exists():
+        raise StoreError(
+            f"{params.data_dir} holds stores ({', '.join(present) or 'hubs/'}) but no demo.json; "
+            "use another --data-dir"
+        )
+    try:
         params.data_dir.mkdir(parents=True, exist_ok=True)
-        meta.write_text(json.dumps(ident, sort_keys=True))
+    except OSError as exc:
+        raise StoreError(f"{params.data_dir}: cannot create the directory ({exc.strerror})") from None
+    atomic_write(meta, json.dumps(ident, sort_keys=True).encode())
 
 
 def run_demo(
     params: DemoParams,
     *,
     progress: Callable[[int, int], None] | None = None,
+    rng: DemoRandom | None = None,
 ) -> list[HouseholdResult]:
-    """Run meters, hub and utility for the whole neighbourhood and verify every bill."""
+    """Run meters, hub and utility for the whole neighbourhood and verify every bill.
+
+    Everything is validated before the first write. ``rng`` is the seeded source
+    for the coin toss (default: :class:`DemoRandom` of ``params.seed``).
+    """
     signed_tariff = example_signed_tariff()
-    _check(params, signed_tariff)
-    _check_resume(params)
+    check_params(params)
     supplier_pub = ecdsa.public_bytes(demo_supplier_key())
     tariff = verify_tariff(signed_tariff, supplier_pub)
-
-    traces: list[LoadTrace] = simulate_neighbourhood(
-        params.households,
-        params.start,
-        params.days,
-        interval_minutes=params.interval_minutes,
-        seed=params.seed,
-        business_share=params.business_share,
-    )
+    try:
+        traces: list[LoadTrace] = simulate_neighbourhood(
+            params.households,
+            params.start,
+            params.days,
+            interval_minutes=params.interval_minutes,
+            seed=params.seed,
+            business_share=params.business_share,
+        )
+    except ValueError as exc:
+        raise DemoError(str(exc)) from None
+    if rng is None:
+        rng = DemoRandom(params.seed)
+    _check_resume(params)
     from . import dr_demo
 
     traces = dr_demo.prepare(params, traces)  # demand response (issue 14): events announced, households respond
@@ -163,26 +275,35 @@ def run_demo(
             meters.provision(meter_id, trace.tz, trace.interval_minutes, new_home_link_key())
             info = meters.info(meter_id)
             hub.pair_meter(meter_id, info.home_link_key, info.tz, info.interval_minutes)
-            utility.register_meter(
-                meter_id, info.public_key, info.tz, info.interval_minutes, tariff=signed_tariff
-            )
-            card = _hub_card(d, meter_id, settlement_demo.supplier_of(n))
+            try:
+                utility.register_meter(
+                    meter_id, info.public_key, info.tz, info.interval_minutes, tariff=signed_tariff
+                )
+            except ValueError as exc:
+                raise StoreError(f"{d}: the stores disagree ({exc}); was meter.sqlite replaced?") from None
+            supplier = settlement_demo.supplier_of(n)
+            # The card is expected once the meter has recorded a day (it is built first).
+            card = _hub_card(d, meter_id, supplier, params, rng, expected=info.last_day is not None)
             try:
                 applet = BillingClient(card.transmit)
                 applet.select()
                 applet.pair(meter_id, info.tz, info.interval_minutes, info.home_link_key)
                 # Settlement and profiling applets (issue 6): installed, paired, coin committed.
                 extras = settlement_demo.attach(
-                    card, params, meter_id, info.tz, info.interval_minutes, settlement_demo.supplier_of(n)
+                    card, params, meter_id, info.tz, info.interval_minutes, supplier, rng=rng
                 )
                 # The home link runs over DLMS with suite 0 (hub.homelink): the hub reads
                 # each day's openings from the meter's DLMS server core, and its host
                 # hands them to the billing applet (idempotent on re-delivery).
                 link = InProcessHomeLink(meters, hub, meter_id)
                 try:
+                    # Days recorded by a run that was killed before delivering them all:
+                    # every step below accepts a repeated day, so all are re-delivered.
                     for upload, sealed in meters.outbox(meter_id):
                         link.deliver(upload, sealed)
-                        utility.ingest_day(upload)
+                        res = utility.ingest_day(upload)
+                        if not res.accepted:
+                            raise StoreError(f"the utility refused a stored day of {meter_id}: {res.reason}")
                         _feed_applet(applet, hub, meter_id, upload.batch.batch.day)
                         extras.feed(hub, meter_id, upload.batch.batch.day)
                     meter = meters.load(meter_id)
@@ -209,7 +330,7 @@ def run_demo(
         period_to = params.start + timedelta(days=params.days - 1)
         for n, trace in enumerate(traces):
             meter_id = trace.household_id
-            card = _hub_card(d, meter_id, settlement_demo.supplier_of(n))
+            card = _hub_card(d, meter_id, settlement_demo.supplier_of(n), params, rng, expected=True)
             try:
                 applet = BillingClient(card.transmit)
                 applet.select()
@@ -241,22 +362,61 @@ def run_demo(
         utility.close()
 
 
-def _hub_card(data_dir: Path, meter_id: str, supplier: str):
-    """Open (provisioning on first use) a household's hub card, and have the supplier's
-    TSM install the billing applet and push the tariff if that is not done yet."""
+def _customer_policy(params: DemoParams) -> ReleasePolicy:
+    """The demo customers' release policy: the defaults, on a billing cycle that is the
+    demo period (their contract started on ``--start``; docs/privacy.md)."""
+    return default_policy(anchor=params.start, days=params.days)
+
+
+def _open_card(path: Path, supplier: str, rng: DemoRandom | None, meter_id: str, policy: ReleasePolicy):
     supplier_keys = demo_scp03_keys(supplier)  # each supplier has its own keys
-    supplier_dap = demo_dap_key(supplier)
     card = open_hub_card(
-        data_dir / "hubs" / f"{meter_id}.sqlite",
+        path,
         issuer_keys=demo_scp03_keys("issuer"),
         supplier_keys=supplier_keys,
-        supplier_dap=supplier_dap.public_key(),
+        supplier_dap=demo_dap_key(supplier).public_key(),
+        policy=policy,
     )
+    if rng is not None:
+        card.runtime.random = rng.card_rng(meter_id)
+    return card
+
+
+def _hub_card(
+    data_dir: Path, meter_id: str, supplier: str, params: DemoParams, rng: DemoRandom | None, *, expected: bool
+):
+    """Open a household's hub card, building it on first use.
+
+    A new card is built under a temporary name: security domains provisioned, the
+    supplier's TSM installs the billing applet and pushes the tariff, the settlement
+    and profiling applets are installed with their series; only then is it renamed
+    into place. A kill during the build leaves no card, and the next run builds it
+    again from the start. ``expected``: the card must exist (the meter has days).
+    """
+    path = data_dir / "hubs" / f"{meter_id}.sqlite"
+    if path.exists() and path.stat().st_size == 0:
+        raise StoreError(f"{path}: hub card store is empty (truncated?); use another --data-dir")
+    if not path.exists():
+        if expected:
+            raise StoreError(f"{path}: hub card missing; the data directory cannot be resumed")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.new")
+        discard_built_file(tmp, CARD_SIDECARS)
+        card = _open_card(tmp, supplier, rng, meter_id, _customer_policy(params))
+        try:
+            supplier_keys = demo_scp03_keys(supplier)
+            dap = dap_signer(SUPPLIER_SD_AID, demo_dap_key(supplier))
+            with TSM(card.transmit, supplier_keys, sd_aid=SUPPLIER_SD_AID, dap=dap) as tsm:
+                tsm.deploy(billing_load_file(), BILLING_APP_AID, params=ecdsa.public_bytes(demo_supplier_key()))
+                tsm.push_tariff(BILLING_APP_AID, dump_tariff(example_signed_tariff()))
+            settlement_demo.install(card, params, supplier)
+        finally:
+            card.close()  # the last connection: SQLite folds the WAL into the file
+        install_built_file(tmp, path, CARD_SIDECARS)  # storage and customer keys move with it
+    card = _open_card(path, supplier, rng, meter_id, _customer_policy(params))
     if card.registry.get(BILLING_APP_AID) is None:
-        tsm = TSM(card.transmit, supplier_keys, sd_aid=SUPPLIER_SD_AID, dap=dap_signer(SUPPLIER_SD_AID, supplier_dap))
-        with tsm:
-            tsm.deploy(billing_load_file(), BILLING_APP_AID, params=ecdsa.public_bytes(demo_supplier_key()))
-            tsm.push_tariff(BILLING_APP_AID, dump_tariff(example_signed_tariff()))
+        card.close()
+        raise StoreError(f"{path}: hub card has no billing applet; the data directory cannot be resumed")
     return card
 
 
@@ -287,6 +447,7 @@ def summary_json(params: DemoParams, results: list[HouseholdResult], currency: s
                 "interval_minutes": params.interval_minutes,
                 "seed": params.seed,
                 "start": params.start.isoformat(),
+                "business_share": params.business_share,
             },
             "currency": currency,
             "subunits_per_unit": subunits,

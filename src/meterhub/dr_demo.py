@@ -44,7 +44,7 @@ from .dr.openadr import VEN, OptRules, run_exchange, self_signed
 from .dr.release import DRRelease
 from .holidays import german_holidays
 from .hub.dr_host import DR_APP_AID, DRClient, EventRefused, dr_load_file
-from .hub.secure_element import demo_dap_key, demo_scp03_keys, open_hub_card
+from .hub.secure_element import demo_dap_key, demo_scp03_keys, demo_vtn_key, open_hub_card
 from .meter.flexibility import household_loads, respond
 from .meter.load import LoadTrace
 from .meter.timebase import local_midnight_utc
@@ -62,8 +62,8 @@ SHED_LEVEL = 2
 
 
 def vtn_key() -> ecdsa.SigningKey:
-    """The demo VTN's P-256 key, from a public string (demo only, like the DAP keys)."""
-    return demo_dap_key("dr-vtn")
+    """The demo VTN's P-256 key (the customer pinned it at provisioning: :func:`demo_pinned`)."""
+    return demo_vtn_key()
 
 
 def feeder_of(n: int) -> str:

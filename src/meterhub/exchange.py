@@ -26,6 +26,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from .crypto.group import Q
 from .crypto.pedersen import Opening
 from .meter.device import BatchError, DailyBatch, SignedBatch
+from .model import strictjson
+from .model.errors import FormatError
 
 __all__ = [
     "FormatError",
@@ -46,10 +48,6 @@ __all__ = [
 RECORD_SIZE = 41
 OPENING_SIZE = 36
 _HOME_LINK_AAD = b"meterhub/v1/home-link\x00"
-
-
-class FormatError(ValueError):
-    """A record, file or message that does not follow docs/formats.md."""
 
 
 def encode_records(first_index: int, commitments33: bytes) -> bytes:
@@ -97,12 +95,12 @@ class DayUpload:
     @classmethod
     def from_json(cls, line: str) -> DayUpload:
         try:
-            obj = json.loads(line)
+            obj = strictjson.loads(line, "day upload")
             if not isinstance(obj, dict) or set(obj) != {"batch", "signature", "records"}:
                 raise FormatError("day upload needs exactly batch, signature and records")
-            batch = DailyBatch.from_bytes(bytes.fromhex(obj["batch"]))
-            sig = bytes.fromhex(obj["signature"])
-            records = bytes.fromhex(obj["records"])
+            batch = DailyBatch.from_bytes(strictjson.hex_bytes(obj["batch"], "batch"))
+            sig = strictjson.hex_bytes(obj["signature"], "signature")
+            records = strictjson.hex_bytes(obj["records"], "records")
         except (ValueError, TypeError, AttributeError) as exc:
             if isinstance(exc, FormatError | BatchError):
                 raise FormatError(str(exc)) from None
@@ -153,7 +151,7 @@ class SealedDay:
     @classmethod
     def from_json(cls, line: str) -> SealedDay:
         try:
-            o = json.loads(line)
+            o = strictjson.loads(line, "sealed day")
             keys = {"meter_id", "day", "first_index", "count", "nonce", "ciphertext"}
             if not isinstance(o, dict) or set(o) != keys:
                 raise FormatError("sealed day needs exactly " + ", ".join(sorted(keys)))
@@ -161,11 +159,11 @@ class SealedDay:
                 raise FormatError("first_index and count must be integers")
             return cls(
                 str(o["meter_id"]),
-                date.fromisoformat(o["day"]),
+                strictjson.iso_date(o["day"], "sealed day day"),
                 o["first_index"],
                 o["count"],
-                bytes.fromhex(o["nonce"]),
-                bytes.fromhex(o["ciphertext"]),
+                strictjson.hex_bytes(o["nonce"], "nonce"),
+                strictjson.hex_bytes(o["ciphertext"], "ciphertext"),
             )
         except FormatError:
             raise
@@ -290,11 +288,9 @@ class BillStatement:
 
 
 def load_json(text: str | bytes, what: str) -> object:
-    """``json.loads`` with a one-line :class:`FormatError`."""
-    try:
-        return json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise FormatError(f"{what} is not JSON: {exc}") from None
+    """The strict reader of :mod:`meterhub.model.strictjson` (rule V03): a one-line
+    :class:`FormatError` for anything but strict JSON."""
+    return strictjson.loads(text, what)
 
 
 def check_fields(o: object, schema: dict[str, type], what: str) -> dict:
@@ -316,13 +312,10 @@ def check_fields(o: object, schema: dict[str, type], what: str) -> dict:
 
 def decode_statement_common(o: dict) -> tuple[date, date, bytes, int]:
     """The period, tariff digest and blinding shared by every bill statement version."""
-    try:
-        blinding = bytes.fromhex(o["blinding"])
-        digest = bytes.fromhex(o["tariff_digest"])
-        pf = date.fromisoformat(o["period_from"])
-        pt = date.fromisoformat(o["period_to"])
-    except ValueError as exc:
-        raise FormatError(f"malformed bill statement: {exc}") from None
+    blinding = strictjson.hex_bytes(o["blinding"], "bill statement blinding")
+    digest = strictjson.hex_bytes(o["tariff_digest"], "bill statement tariff_digest")
+    pf = strictjson.iso_date(o["period_from"], "bill statement period_from")
+    pt = strictjson.iso_date(o["period_to"], "bill statement period_to")
     if len(blinding) != 32 or int.from_bytes(blinding, "big") >= Q:
         raise FormatError("bill statement blinding must be a 32-byte scalar below the group order")
     if len(digest) != 32:

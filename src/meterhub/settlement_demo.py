@@ -49,6 +49,7 @@ from .hub.secure_element import (
     settlement_load_file,
 )
 from .meter.timebase import range_starts
+from .storage import StoreError, expect_store
 from .tariffs.price_index import (
     KIND_LOAD_PROFILE,
     KIND_PRICE_INDEX,
@@ -168,45 +169,62 @@ class HubApplets:
         ReadingsClient(self.card.transmit, BILLING_APP_AID).select()  # back to the billing applet
 
 
-def attach(card: Any, params: Any, meter_id: str, tz: str, interval: int, supplier: str) -> HubApplets:
-    """Install (once), pair and commit the coin toss for one hub; see the module docstring."""
+def install(card: Any, params: Any, supplier: str) -> None:
+    """Install the settlement applet (the supplier's TSM, with the price index) and the
+    profiling applet (the grid operator's, with the reference profiles) unless present."""
+    index = _index_for(params, params.interval_minutes)
+    profiles = demo_profiles(params.start, params.days)
+    if card.registry.get(SETTLEMENT_APP_AID) is None:
+        with _tsm(card, supplier) as tsm:
+            tsm.deploy(settlement_load_file(), SETTLEMENT_APP_AID, params=ecdsa.public_bytes(demo_index_publisher_key()))
+            AppletMailbox(tsm, SETTLEMENT_APP_AID).push_series(index)
+    if card.registry.get(PROFILING_APP_AID) is None:
+        with _tsm(card, "grid-operator") as tsm:
+            tsm.deploy(profiling_load_file(), PROFILING_APP_AID, params=ecdsa.public_bytes(demo_profile_key()))
+            mb = AppletMailbox(tsm, PROFILING_APP_AID)
+            for p in profiles:
+                mb.push_series(p)
+
+
+def attach(
+    card: Any, params: Any, meter_id: str, tz: str, interval: int, supplier: str, *, rng: Any = None
+) -> HubApplets:
+    """Install (once), pair and commit the coin toss for one hub; see the module docstring.
+
+    ``rng``: the demo's seeded source (``utility_nonce(meter_id, first, last)``);
+    ``None`` draws the utility's nonce from ``secrets``.
+    """
     first, last = _period(params)
     store = SettlementStore(Path(params.data_dir) / "settlement.sqlite")
     try:
         index = _index_for(params, interval)
         profiles = demo_profiles(params.start, params.days)
-        if not store.series(KIND_PRICE_INDEX):
-            store.add_series(index)
-            for p in profiles:
-                store.add_series(p)
-        if card.registry.get(SETTLEMENT_APP_AID) is None:
-            with _tsm(card, supplier) as tsm:
-                tsm.deploy(settlement_load_file(), SETTLEMENT_APP_AID, params=ecdsa.public_bytes(demo_index_publisher_key()))
-                AppletMailbox(tsm, SETTLEMENT_APP_AID).push_series(index)
-        if card.registry.get(PROFILING_APP_AID) is None:
-            with _tsm(card, "grid-operator") as tsm:
-                tsm.deploy(profiling_load_file(), PROFILING_APP_AID, params=ecdsa.public_bytes(demo_profile_key()))
-                mb = AppletMailbox(tsm, PROFILING_APP_AID)
-                for p in profiles:
-                    mb.push_series(p)
+        store.add_series_once([index, *profiles])  # one transaction
+        install(card, params, supplier)
         for aid in (SETTLEMENT_APP_AID, PROFILING_APP_AID):
             rc = ReadingsClient(card.transmit, aid)
             rc.select()
             rc.pair(meter_id, tz, interval)
-        if store.coin(meter_id, first, last) is None:
-            # Step 1 of the coin toss, before the period: commit, receive the hub's nonce.
-            nonce = new_nonce()
+        coin = store.coin(meter_id, first, last)
+        if coin is None:
+            # Step 1 of the coin toss, before the period. The utility's side is recorded
+            # before it is sent (write-ahead), so a run killed after sending sends the
+            # same commitment again, which the applet answers with the same nonce.
+            nonce = new_nonce() if rng is None else rng.utility_nonce(meter_id, first, last)
             c = commit_nonce(meter_id, first, last, DEFAULT_K, nonce)
+            store.put_coin(meter_id, first, last, DEFAULT_K, nonce, c)
+            coin = store.coin(meter_id, first, last)
+            assert coin is not None
+        if coin[3] is None:
             with _tsm(card, "grid-operator") as tsm:
                 try:
                     hub_nonce = AppletMailbox(tsm, PROFILING_APP_AID).send(
-                        b"\x10" + _day(first) + _day(last) + DEFAULT_K.to_bytes(2, "big") + c, "sampling commitment"
+                        b"\x10" + _day(first) + _day(last) + coin[0].to_bytes(2, "big") + coin[2],
+                        "sampling commitment",
                     )
                 except HubRefused:
-                    hub_nonce = b""  # period already begun: no sampling for this meter
-            if hub_nonce:
-                store.put_coin(meter_id, first, last, DEFAULT_K, nonce, c)
-                store.set_hub_nonce(meter_id, first, last, hub_nonce)
+                    hub_nonce = b""  # period already begun: no sampling for this meter (recorded)
+            store.set_hub_nonce(meter_id, first, last, hub_nonce)
         ReadingsClient(card.transmit, BILLING_APP_AID).select()
     finally:
         store.close()
@@ -294,8 +312,11 @@ def _hourly(readings: list[int], g: int) -> list[int]:
 def _collect(d: Path, store: SettlementStore, mid: str, first: date, last: date, index: Series,
              profiles: dict[str, Series], supplier: str) -> tuple[bytes, bytes | None, bytes, Any]:
     """Each recipient fetches its outputs through its own SD's secure channel."""
+    path = d / "hubs" / f"{mid}.sqlite"
+    if not path.exists() or path.stat().st_size == 0:
+        raise StoreError(f"{path}: hub card missing or empty; the data directory cannot be trusted")
     card = open_hub_card(
-        d / "hubs" / f"{mid}.sqlite",
+        path,
         issuer_keys=demo_scp03_keys("issuer"),
         supplier_keys=demo_scp03_keys(supplier),
         supplier_dap=demo_dap_key(supplier).public_key(),
@@ -306,10 +327,13 @@ def _collect(d: Path, store: SettlementStore, mid: str, first: date, last: date,
                 settlement_request(first, last, index.series_id, index.version), f"settlement of {mid}"
             )
         coin = store.coin(mid, first, last)
+        if coin is None or coin[3] is None:
+            # attach() records every coin toss, refused ones included, before the period.
+            raise StoreError(f"{d / 'settlement.sqlite'}: no coin-toss record for {mid}; the store was damaged")
         with _tsm(card, "grid-operator") as tsm:
             mb = AppletMailbox(tsm, PROFILING_APP_AID)
             raw_samples = (
-                mb.request(b"\x11" + _day(first) + _day(last) + coin[1], f"samples of {mid}") if coin else None
+                mb.request(b"\x11" + _day(first) + _day(last) + coin[1], f"samples of {mid}") if coin[3] else None
             )
             raw_scores = mb.request(
                 b"\x20" + _day(first) + _day(last) + ",".join(profiles).encode(), f"profile scores of {mid}"
@@ -370,21 +394,21 @@ def run(params: Any) -> SettlementReport:
             reg = utility.registration(mid)
             days = utility.day_commitments(mid, first, last)
             st = SettlementStatement.from_json(raw_st)
-            v = verify_settlement(st, reg, days, index, code_hash=ch_settle)
+            v = verify_settlement(st, reg, days, index, code_hash=ch_settle, applet_aid=SETTLEMENT_APP_AID)
             if not v.ok:
                 report.rejected.append(f"{mid} settlement: {v.reason}")
                 continue
             sc = ProfileScores.from_json(raw_scores)
-            v2 = verify_scores(sc, reg, days, profiles, code_hash=ch_prof)
+            v2 = verify_scores(sc, reg, days, profiles, code_hash=ch_prof, applet_aid=PROFILING_APP_AID)
             if not v2.ok:
                 report.rejected.append(f"{mid} profile scores: {v2.reason}")
                 continue
             class_samples, n_samples = "-", 0
-            if raw_samples is not None and coin is not None:
+            if raw_samples is not None and coin[3]:
                 rel = SampleRelease.from_json(raw_samples)
                 v3 = verify_samples(
-                    rel, reg, days, commitment=coin[2], utility_nonce=coin[1], hub_nonce=coin[3] or b"", k=coin[0],
-                    code_hash=ch_prof,
+                    rel, reg, days, commitment=coin[2], utility_nonce=coin[1], hub_commitment=coin[3], k=coin[0],
+                    code_hash=ch_prof, applet_aid=PROFILING_APP_AID,
                 )
                 if not v3.ok:
                     report.rejected.append(f"{mid} samples: {v3.reason}")
@@ -537,9 +561,18 @@ def format_report(r: SettlementReport) -> str:
 def _stored(data_dir: Path) -> tuple[Any, SettlementStore]:
     from .utility.store import UtilityStore
 
-    if not (data_dir / "settlement.sqlite").exists() or not (data_dir / "utility.sqlite").exists():
+    names = ("settlement.sqlite", "utility.sqlite")
+    if not any((data_dir / n).exists() or expect_store(data_dir / n) for n in names):
         raise FileNotFoundError(f"no settlement results in {data_dir} (run `meterhub demo` first)")
-    return UtilityStore(data_dir / "utility.sqlite"), SettlementStore(data_dir / "settlement.sqlite")
+    # Present, or listed as created here: open_db refuses a missing, empty or corrupt one.
+    store = SettlementStore(data_dir / "settlement.sqlite", create=False)
+    try:
+        if not (data_dir / "utility.sqlite").exists():
+            raise StoreError(f"{data_dir / 'utility.sqlite'}: store missing; nothing can be verified")
+        return UtilityStore(data_dir / "utility.sqlite"), store
+    except BaseException:
+        store.close()
+        raise
 
 
 def _signed(store: SettlementStore, kind: str, key: Any) -> dict[str, Series]:
@@ -554,19 +587,26 @@ def settle_stored(data_dir: Path) -> tuple[list[str], list[str]]:
         customers = store.customers()
         ch = expected_code_hash(SETTLEMENT_CLASS)
         rows, rejected, scale = [], [], 1
-        for mid, pf, pt, body in store.statements("settlement"):
+        stored = store.statements("settlement")
+        if not stored:
+            raise StoreError(f"{data_dir / 'settlement.sqlite'} holds no settlement statements (emptied?)")
+        for mid, pf, pt, body in stored:
+            if mid not in customers:
+                rejected.append(f"{mid}: no customer record, so no supplier (customer table damaged?)")
+                continue
             try:
                 st = SettlementStatement.from_json(body)
                 index = idx[st.index_id]
                 scale = index.scale
-                v = verify_settlement(st, utility.registration(mid), utility.day_commitments(mid, pf, pt), index, code_hash=ch)
+                v = verify_settlement(st, utility.registration(mid), utility.day_commitments(mid, pf, pt), index, code_hash=ch,
+                                      applet_aid=SETTLEMENT_APP_AID)
             except (ValueError, KeyError) as exc:
                 rejected.append(f"{mid}: {exc}")
                 continue
             if not v.ok:
                 rejected.append(f"{mid}: {v.reason}")
                 continue
-            rows.append((customers.get(mid, ("unknown",))[0], st.energy_wh, st.value))
+            rows.append((customers[mid][0], st.energy_wh, st.value))
         lines = [f"{'supplier':<11} {'customers':>9} {'kWh':>11} {'energy share':>12} {'value EUR':>12} {'value share':>11}"]
         for s in aggregate(rows):
             lines.append(f"{s.supplier:<11} {s.customers:>9} {s.energy_wh / 1000:>11,.1f} {100 * s.energy_share:>11.2f}% "
@@ -587,12 +627,15 @@ def forecast_stored(data_dir: Path) -> tuple[list[str], list[str]]:
         samples = {(m, pf, pt): b for m, pf, pt, b in store.statements("samples")}
         lines = [f"{'customer':<10} {'by samples':>10} {'exact':>6} {'r':>7}"]
         rejected: list[str] = []
-        for mid, pf, pt, body in store.statements("scores"):
+        scores = store.statements("scores")
+        if not scores:
+            raise StoreError(f"{data_dir / 'settlement.sqlite'} holds no profile scores (emptied?)")
+        for mid, pf, pt, body in scores:
             try:
                 reg = utility.registration(mid)
                 days = utility.day_commitments(mid, pf, pt)
                 sc = ProfileScores.from_json(body)
-                v = verify_scores(sc, reg, days, profiles, code_hash=ch)
+                v = verify_scores(sc, reg, days, profiles, code_hash=ch, applet_aid=PROFILING_APP_AID)
                 if not v.ok:
                     rejected.append(f"{mid} scores: {v.reason}")
                     continue
@@ -601,10 +644,19 @@ def forecast_stored(data_dir: Path) -> tuple[list[str], list[str]]:
                 matches = match_scores(sc, weights)
                 by_samples = "-"
                 coin = store.coin(mid, pf, pt)
-                if (mid, pf, pt) in samples and coin is not None:
+                # Every period has its coin toss recorded (a refused one with an empty hub
+                # nonce); samples exist exactly when the toss was completed.
+                if coin is None or coin[3] is None:
+                    rejected.append(f"{mid} samples: no coin-toss record for {pf}..{pt} (store damaged?)")
+                    continue
+                if bool(coin[3]) != ((mid, pf, pt) in samples):
+                    rejected.append(f"{mid} samples: " + ("missing" if coin[3] else "released without a coin toss"))
+                    continue
+                if coin[3]:
                     rel = SampleRelease.from_json(samples[(mid, pf, pt)])
                     v3 = verify_samples(rel, reg, days, commitment=coin[2], utility_nonce=coin[1],
-                                        hub_nonce=coin[3] or b"", k=coin[0], code_hash=ch)
+                                        hub_commitment=coin[3], k=coin[0], code_hash=ch,
+                                        applet_aid=PROFILING_APP_AID)
                     if not v3.ok:
                         rejected.append(f"{mid} samples: {v3.reason}")
                         continue

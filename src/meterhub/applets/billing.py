@@ -18,8 +18,11 @@ INS     name         data → response
                      (16 bytes; needed for sealed days). Once only (the
                      customer pairs the meter); again → ``6985``.
 ``12``  PUT TARIFF   a signed tariff file (docs/tariffs.md). The signature must
-                     verify under the supplier key given at install, else
-                     ``6A80``; an older version than the stored one → ``6985``.
+                     verify under a tariff signer the customer pinned for this
+                     applet's recipient (the privacy guard), else ``6A80``; an
+                     older version than the stored one → ``6985``; outside the
+                     release policy's tariff limits → ``6A80``; a second change
+                     in one billing period → ``6985``.
 ``20``  PUT DAY      P1 ``00``: ``u16 year, u8 month, u8 day, u64 first index,
                      u32 count, 12-byte nonce, AES-GCM ciphertext``
                      (docs/formats.md, "Sealed openings"), opened with the
@@ -42,7 +45,10 @@ STORE DATA (``E2``, through the supplier's security domain after INSTALL [for
 personalization], GPC 2.3.1 §11.11) carries a signed tariff in blocks; the
 last block installs it as PUT TARIFF does.
 
-Install parameters: the supplier's P-256 public key (65 bytes, SEC 1).
+Install parameters: empty, or a pinned tariff signer's P-256 key (65 bytes, SEC 1);
+any other key → ``6982`` (the customer pins the keys, not the recipient).
+GET BILL is released through the privacy guard: only a whole billing period of the
+customer's cycle, one bill per period (a re-ask answers the same bytes).
 Each day is stored in one atomic transaction (JCRE ch. 7).
 
 Openings from the host (P1 ``01``) need no integrity protection for the
@@ -80,25 +86,33 @@ _K_TARIFF = b"tariff"
 class BillingApplet(MeteringApplet):
     """See the module docstring for the command set."""
 
-    KEY_SLOT = b"supplier"
-    KEY_ROLE = "supplier"
+    KEY_ROLE = "tariff"
 
     @ins(0x12, cla=0x80)
     def put_tariff(self, apdu: CommandAPDU) -> None:
         self._install_tariff(bytes(apdu.data))
 
     def _install_tariff(self, raw: bytes) -> None:
-        supplier = self.signer_key
         try:
             signed = load_tariff(raw)
-            tariff = verify_tariff(signed, supplier)
         except TariffError:
             raise ISOException(SW.WRONG_DATA, "tariff refused") from None
+        tariff = None
+        for key in self.signer_keys():
+            try:
+                tariff = verify_tariff(signed, key)
+                break
+            except TariffError:
+                continue
+        if tariff is None:
+            raise ISOException(SW.WRONG_DATA, "tariff refused: not signed by a pinned tariff signer")
         old = self.ctx.store.get(_K_TARIFF)
         if old is not None:
             current = load_tariff(old).tariff
             if current.tariff_id == tariff.tariff_id and tariff.version < current.version:
                 raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "older tariff version")
+        # The policy's tariff limits and changes per billing period (docs/privacy.md).
+        self.guard.accept_tariff(tariff, self.rs.last_day())
         self.ctx.store.put(_K_TARIFF, raw)
 
     def _tariff(self, raw: bytes) -> Tariff:
@@ -118,10 +132,11 @@ class BillingApplet(MeteringApplet):
             self._install_tariff(data)
         return b""
 
-    # -- readings ---------------------------------------------------------------
     # -- bills --------------------------------------------------------------------
     @ins(0x30, cla=0x80)
     def get_bill(self, apdu: CommandAPDU) -> bytes:
+        """One bill per billing period of the customer's cycle, through the guard: a
+        re-ask answers the stored statement byte for byte."""
         meter_id, tz, interval, _ = self.rs.pairing()
         if len(apdu.data) != 8:
             raise ISOException(SW.WRONG_LENGTH, "GET BILL takes two dates")
@@ -131,6 +146,15 @@ class BillingApplet(MeteringApplet):
         raw = self.ctx.store.get(_K_TARIFF)
         if raw is None:
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "no tariff")
+        request = bytes(apdu.data) + raw  # the same period under the same tariff
+        again = self.guard.begin("bill", first_day, last_day, request, chunked=False)
+        if again is not None:
+            return again
+        st = self._compute_bill(raw, meter_id, tz, interval, first_day, last_day)
+        return self.guard.commit("bill", first_day, last_day, request, st, functionals=1, chunked=False)
+
+    def _compute_bill(self, raw: bytes, meter_id: str, tz: str, interval: int, first_day: date,
+                      last_day: date) -> bytes:
         tariff = self._tariff(raw)
         first_index, blob = self.rs.period(first_day, last_day)
         if isinstance(tariff, NonLinearTariff):

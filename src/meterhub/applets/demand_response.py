@@ -1,8 +1,10 @@
 """The demand-response applet: a reduction against the CAISO 10-in-10 baseline, proven.
 
 Installed by the grid operator's (the DR program operator's, which runs the OpenADR
-VTN) TSM under its own security domain; install parameters are the VTN's P-256
-public key (65 bytes, SEC 1), pinned here: every event must carry its signature.
+VTN) TSM under its own security domain. The VTN's event-signing P-256 key is pinned by
+the customer at provisioning in the card's privacy guard (role ``dr-event/<recipient>``,
+:mod:`meterhub.card.guard`); install parameters may only repeat it (another key
+``6982``). Every event must carry a signature under that key.
 
 Host commands (proprietary class ``80``, the hub's host software, plain channel):
 
@@ -27,19 +29,18 @@ this meter, off the meter's grid, or bad baseline days ``6A80``.
 Releases go **only** through STORE DATA from the applet's own security domain
 (SCP03 level 33), message type byte:
 
-* ``02`` + event id → the :class:`meterhub.dr.release.DRRelease` into the outbox; the
-  answer is the first chunk. Unknown event or missing days ``6A88``; opted out
-  ``6985`` (nothing is released). **One release per event and recipient**: the
-  release is computed once, stored in the same transaction that marks the event
-  released, and a repeated request returns the identical bytes (a power loss
-  between the two cannot yield a second, different release). Nothing finer than
-  the event window leaves the applet: one scaled sum over the window, the capped
-  adjustment factor (permille) and range proofs that reveal nothing else.
-* ``03`` + ``u32 offset`` → the outbox chunk at ``offset``.
-
-These release checks (once per event, window granularity) are the applet's own; they
-are written as :meth:`DemandResponseApplet._release_allowed` so that the card's
-common privacy guard (issue 11) can take them over.
+* ``02`` + event id → the :class:`meterhub.dr.release.DRRelease`, released through
+  the privacy guard (kind ``dr``); the answer is the first chunk. Unknown event or
+  missing days ``6A88``; opted out ``6985`` (nothing is released). The guard enforces
+  the rest (docs/privacy.md): the grid operator's entitlement to ``dr``, **one release
+  per recipient and event day** (a re-ask answers the stored bytes; another event of the
+  same day is refused, so two windows cannot be differenced), one linear functional of
+  the period's budget per event, the policy's cap on events per period, and the entry in
+  the release log, all in the guard's one transaction; the output gate lets out only the
+  bytes the guard issued. Nothing finer than the event window leaves the applet: one
+  scaled sum over the window, the capped adjustment factor (permille) and range proofs
+  that reveal nothing else.
+* ``03`` + ``u32 offset`` → the chunk at ``offset`` of the statement the guard handed out.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ from ..dr.release import (
 from ..protocols.iso7816 import CommandAPDU
 from ..protocols.iso7816.sw import SW, ISOException
 from .readings import MeteringApplet, ReadingsStore
-from .settlement import code_hash_of
+from .settlement import code_hash_of, fetch_chunk
 
 __all__ = ["CLASS_NAME", "DemandResponseApplet"]
 
@@ -83,8 +84,7 @@ def _day_openings(rs: ReadingsStore, day: date) -> list[tuple[int, int]]:
 class DemandResponseApplet(MeteringApplet):
     """See the module docstring."""
 
-    KEY_SLOT = b"vtn"
-    KEY_ROLE = "VTN"
+    KEY_ROLE = "dr-event"
 
     # -- events from the host ---------------------------------------------------
     @ins(0x40, cla=0x80)
@@ -96,7 +96,7 @@ class DemandResponseApplet(MeteringApplet):
             ev = DREvent.from_bytes(raw)
         except EventError:
             raise ISOException(SW.WRONG_DATA, "malformed event record") from None
-        if not ev.verify(self.signer_key):
+        if not any(ev.verify(k) for k in self.signer_keys()):
             raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, "event signature refused")
         meter_id, tz, interval, _ = self.rs.pairing()
         if not ev.targets_meter(meter_id):
@@ -129,27 +129,35 @@ class DemandResponseApplet(MeteringApplet):
             return b""
         kind, body = msg[0], msg[1:]
         if kind == 0x02:
-            return self.rs.post(self._release(body))
+            return self._release(body)
         if kind == 0x03:
-            return self.rs.fetch(body)
+            return fetch_chunk(self.guard, body)
         raise ISOException(SW.WRONG_DATA, "unknown message type")
 
-    def _release_allowed(self, event_id: bytes) -> tuple[DREvent, bytes | None]:
-        """The release policy (module docstring): opted in, and at most one release per
-        event to this applet's only recipient; returns the event and any earlier release."""
+    def _event(self, event_id: bytes) -> DREvent:
+        """The customer's decision (the guard enforces the rest): a known event, opted in."""
         rec = self.ctx.store.get(b"e" + event_id)
         if rec is None:
             raise ISOException(SW.REFERENCED_DATA_NOT_FOUND, "no such event")
         if rec[0] != 1:
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "the customer opted out of this event")
-        return DREvent.from_bytes(rec[1:]), self.ctx.store.get(b"r" + event_id)
+        return DREvent.from_bytes(rec[1:])
 
     def _release(self, event_id: bytes) -> bytes:
-        ev, earlier = self._release_allowed(event_id)
-        if earlier is not None:
-            return earlier
+        ev = self._event(event_id)
         meter_id, tz, interval, _ = self.rs.pairing()
         day, e_pos, w_pos = event_windows(ev, tz, interval)
+        again = self.guard.begin("dr", day, day, b"\x02" + event_id, chunked=True)
+        if again is not None:
+            return again
+        rel = self._compute(ev, meter_id, day, e_pos, w_pos)
+        out = self.guard.commit("dr", day, day, b"\x02" + event_id, rel, functionals=1, chunked=True)
+        # After the guard's transaction: the event is frozen (PUT EVENT refuses changes).
+        # Lost to a power cut, a re-ask still answers the guard's stored bytes.
+        self.ctx.store.put(b"r" + event_id, b"\x01")
+        return out
+
+    def _compute(self, ev: DREvent, meter_id: str, day: date, e_pos: list[int], w_pos: list[int]) -> bytes:
         event_day = _day_openings(self.rs, day)
         base = [_day_openings(self.rs, d) for d in ev.baseline_days]
         if any(len(b) != len(event_day) for b in base):
@@ -173,14 +181,10 @@ class DemandResponseApplet(MeteringApplet):
         comms: list[Commitment] = [commit(o.m, o.r)[0] for o in openings]
         bits = range_bits([o.m for o in openings])
         proof = bulletproofs.prove(comms, openings, bits, ctx)
-        rel = DRRelease(
+        return DRRelease(
             meter_id, ev.event_id, ev.digest(), bytes(self.ctx.aid).hex().upper(),
             bytes.fromhex(code_hash_of(type(self))), n, a, s, r, bits, proof,
         ).to_bytes()
-        self.ctx.begin_transaction()
-        self.ctx.store.put(b"r" + event_id, rel)
-        self.ctx.commit_transaction()
-        return rel
 
 
 register_applet_class(CLASS_NAME, DemandResponseApplet)

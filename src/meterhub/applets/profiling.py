@@ -25,15 +25,24 @@ session. Message types (first byte):
   (``6A80`` malformed/unsigned/wrong format, ``6982`` signature, ``6984`` expired,
   ``6985`` older version).
 * ``10`` + period (two ``u16 y u8 m u8 d``) + ``u16 k`` + 32-byte commitment → the
-  hub's 32-byte nonce. A period already begun (a reading day stored at or after its
-  first day) or already committed → ``6985``.
-* ``11`` + period + the utility's 32-byte nonce → the sample release (JSON) into the
-  outbox, first chunk answered. A nonce that does not open the commitment → ``6982``.
-* ``20`` + period + comma-separated profile ids → the score statement (JSON) into the
-  outbox, first chunk answered. Unknown profile ``6A88``.
+  hub's 32-byte commitment to its nonce (``commit_hub_nonce``; the nonce itself comes
+  with the samples). Kept by the privacy guard: not one whole period of the customer's
+  cycle or k below the policy's floor → ``6A80``; a period already begun (a reading
+  day stored at or after its first day) or a second toss with another commitment or k
+  for the period → ``6985``; the same commitment and k again get the same answer (a
+  retry after a lost answer or a crash cannot re-toss the coin).
+* ``11`` + period + the utility's 32-byte nonce → the sample release (JSON), first
+  chunk answered. A nonce that does not open the commitment → ``6982``.
+* ``20`` + period + comma-separated profile ids → the score statement (JSON), first
+  chunk answered. Unknown profile ``6A88``; over the recipient's budget ``6A84``.
+
+Every release passes through the privacy guard (one per period and kind; a re-ask
+answers the same bytes). Profiles must verify under the customer's pinned
+reference-profile publisher (or the recipient's own pinned profile signer) and pass
+the policy's shape limits (hourly or coarser, non-negative, bounded range: ``6A80``).
 * ``03`` + ``u32 offset`` → the outbox chunk at ``offset``.
 
-Install parameters: the forecasting party's P-256 public key that signs profiles.
+Install parameters: empty, or a pinned profile publisher's P-256 key (another: ``6982``).
 """
 
 from __future__ import annotations
@@ -41,7 +50,6 @@ from __future__ import annotations
 import base64
 import hmac
 import json
-import secrets
 
 from ..card import register_applet_class
 from ..crypto.group import Q
@@ -54,7 +62,7 @@ from ..protocols.iso7816 import CommandAPDU
 from ..protocols.iso7816.sw import SW, ISOException
 from ..tariffs.price_index import KIND_LOAD_PROFILE, Series, SeriesError, load_series
 from .readings import MeteringApplet, parse_date
-from .settlement import code_hash_of, install_series
+from .settlement import code_hash_of, fetch_chunk, install_series
 
 __all__ = [
     "CLASS_NAME",
@@ -84,8 +92,7 @@ def scores_context(meter_id: str, period_from: str, period_to: str, point_minute
 class ProfilingApplet(MeteringApplet):
     """See the module docstring for the command set."""
 
-    KEY_SLOT = b"signer"
-    KEY_ROLE = "profile signer"
+    KEY_ROLE = "load-profile"
 
     def process_data(self, apdu: CommandAPDU) -> bytes:
         """STORE DATA from the forecasting party's SD (GP API ``Application.processData``)."""
@@ -98,16 +105,20 @@ class ProfilingApplet(MeteringApplet):
                 slot = b"p" + load_series(body).series.series_id.encode()
             except SeriesError:
                 raise ISOException(SW.WRONG_DATA, "malformed, unsigned or wrong-format series") from None
-            install_series(self.rs, body, self.signer_key, KIND_LOAD_PROFILE, slot)
+            try:
+                self.guard.check_series(KIND_LOAD_PROFILE, load_series(body).series)
+            except SeriesError:
+                raise ISOException(SW.WRONG_DATA, "malformed, unsigned or wrong-format series") from None
+            install_series(self.rs, body, self.signer_keys(), KIND_LOAD_PROFILE, slot)
             return b""
         if kind == 0x10:
             return self._commit(body)
         if kind == 0x11:
-            return self.rs.post(self._reveal(body))
+            return self._release_samples(body)
         if kind == 0x20:
-            return self.rs.post(self._scores(body))
+            return self._release_scores(body)
         if kind == 0x03:
-            return self.rs.fetch(body)
+            return fetch_chunk(self.guard, body)
         raise ISOException(SW.WRONG_DATA, "unknown message type")
 
     # -- sampling -------------------------------------------------------------------
@@ -118,26 +129,38 @@ class ProfilingApplet(MeteringApplet):
         k = int.from_bytes(body[8:10], "big")
         if last < first or k < 1:
             raise ISOException(SW.WRONG_DATA, "bad period or k")
-        self.rs.pairing()
-        stored = self.rs.last_day()
-        if stored is not None and stored >= first:
-            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "the period has already begun")
-        slot = b"s" + body[:8]
-        if self.ctx.store.get(slot) is not None:
-            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "already committed")
-        hub_nonce = secrets.token_bytes(32)
-        self.ctx.store.put(slot, body[8:] + hub_nonce)
-        return hub_nonce
+        meter_id = self.rs.pairing()[0]
+        # The guard keeps the toss: k floor, one per period, not begun; answers c_H only.
+        return bytes(self.guard.toss_commit(meter_id, first, last, k, body[10:42], self.rs.last_day()))
 
-    def _reveal(self, body: bytes) -> bytes:
+    def _release_samples(self, body: bytes) -> bytes:
         if len(body) != 8 + 32:
             raise ISOException(SW.WRONG_LENGTH, "reveal takes a period and 32 bytes")
         first, last = parse_date(body[:4]), parse_date(body[4:8])
-        rec = self.ctx.store.get(b"s" + body[:8])
-        if rec is None:
+        again = self.guard.begin("samples", first, last, body, chunked=True)
+        if again is not None:
+            return again
+        out, n = self._reveal(body)
+        return self.guard.commit("samples", first, last, body, out, functionals=0, samples=n, chunked=True)
+
+    def _release_scores(self, body: bytes) -> bytes:
+        """Energy, one score per profile and the sum of squares: ``2 + profiles`` functionals."""
+        if len(body) < 9:
+            raise ISOException(SW.WRONG_LENGTH, "scores request too short")
+        first, last = parse_date(body[:4]), parse_date(body[4:8])
+        again = self.guard.begin("scores", first, last, body, chunked=True)
+        if again is not None:
+            return again
+        out, n = self._scores(body)
+        return self.guard.commit("scores", first, last, body, out, functionals=n + 2, chunked=True)
+
+    def _reveal(self, body: bytes) -> tuple[bytes, int]:
+        first, last = parse_date(body[:4]), parse_date(body[4:8])
+        toss = self.guard.toss(first)
+        if toss is None:
             raise ISOException(SW.REFERENCED_DATA_NOT_FOUND, "no commitment for this period")
-        k = int.from_bytes(rec[:2], "big")
-        commitment, hub_nonce, nonce = rec[2:34], rec[34:66], body[8:40]
+        k, commitment, hub_nonce, _ = toss
+        nonce = body[8:40]
         meter_id, tz, interval, _ = self.rs.pairing()
         if not hmac.compare_digest(commit_nonce(meter_id, first, last, k, nonce), commitment):
             raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, "nonce does not open the commitment")
@@ -162,7 +185,7 @@ class ProfilingApplet(MeteringApplet):
             "code_hash": code_hash_of(type(self)),
             "samples": samples,
         }
-        return json.dumps(out, sort_keys=True, separators=(",", ":")).encode()
+        return json.dumps(out, sort_keys=True, separators=(",", ":")).encode(), len(samples)
 
     # -- exact matching ---------------------------------------------------------------
     def _profile(self, series_id: str) -> Series:
@@ -177,9 +200,7 @@ class ProfilingApplet(MeteringApplet):
             self._pcache = cache
         return hit[1]
 
-    def _scores(self, body: bytes) -> bytes:
-        if len(body) < 9:
-            raise ISOException(SW.WRONG_LENGTH, "scores request too short")
+    def _scores(self, body: bytes) -> tuple[bytes, int]:
         first, last = parse_date(body[:4]), parse_date(body[4:8])
         try:
             ids = body[8:].decode().split(",")
@@ -246,7 +267,7 @@ class ProfilingApplet(MeteringApplet):
             "squares_proof": base64.b64encode(proof).decode(),
             "scores": scores,
         }
-        return json.dumps(out, sort_keys=True, separators=(",", ":")).encode()
+        return json.dumps(out, sort_keys=True, separators=(",", ":")).encode(), len(scores)
 
 
 register_applet_class(CLASS_NAME, ProfilingApplet)

@@ -10,7 +10,7 @@ firewall keeps each applet's copy apart):
   (JCRE ch. 7), days following on without gaps, an identical re-delivery
   accepted (idempotent);
 * STORE DATA messages joined from their blocks (GPC 2.3.1 §11.11: P2 block
-  number, P1 b8 last block), and an outbox read back in chunks.
+  number, P1 b8 last block). Outputs (and their chunks) are the privacy guard's.
 
 PUT DAY data fields (proprietary INS ``20``):
 
@@ -27,9 +27,10 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from datetime import date, timedelta
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..card import Applet, AppletContext, ins
+from ..card.guard import GUARD_AID
 from ..crypto import ecdsa
 from ..crypto.group import Q
 from ..crypto.pedersen import Opening
@@ -62,7 +63,6 @@ _K_PAIRING = b"pairing"
 _K_NEXT = b"next"
 _K_LAST = b"last"
 _K_PENDING = b"store-data"
-_K_OUTBOX = b"outbox"
 
 
 def parse_date(raw: bytes) -> date:
@@ -236,51 +236,52 @@ class ReadingsStore:
             raise ISOException(SW.WRONG_LENGTH, "empty message")
         return data
 
-    def post(self, output: bytes) -> bytes:
-        self.ctx.store.put(_K_OUTBOX, output)
-        return self.chunk(0)
-
-    def chunk(self, offset: int) -> bytes:
-        out = self.ctx.store.get(_K_OUTBOX)
-        if out is None:
-            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "nothing to fetch")
-        if not 0 <= offset <= len(out):
-            raise ISOException(SW.WRONG_DATA, "offset out of range")
-        return len(out).to_bytes(4, "big") + out[offset : offset + CHUNK]
-
-    def fetch(self, body: bytes) -> bytes:
-        if len(body) != 4:
-            raise ISOException(SW.WRONG_LENGTH, "fetch takes a u32 offset")
-        return self.chunk(int.from_bytes(body, "big"))
-
 
 class MeteringApplet(Applet):
-    """Base of the applets that hold a meter's openings: install parameters are the
-    P-256 key of whoever signs the applet's inputs (stored under ``KEY_SLOT``), and
-    PAIR METER (``10``), PUT DAY (``20``) and GET STATE (``32``) go to the
-    :class:`ReadingsStore`."""
+    """Base of the applets that hold a meter's openings. Every output passes through the
+    card's privacy guard (:mod:`meterhub.card.guard`): the keys that sign the applet's
+    inputs are the guard's pinned publisher keys for ``KEY_ROLE``, and install
+    parameters may only repeat one of them (another key: ``6982``; none: fine). PAIR
+    METER (``10``), PUT DAY (``20``) and GET STATE (``32``) go to the
+    :class:`ReadingsStore`; GET STATE's answer is issued by the guard too."""
 
-    KEY_SLOT: ClassVar[bytes] = b"signer"
     KEY_ROLE: ClassVar[str] = "signer"
 
     @classmethod
     def install(cls, ctx: AppletContext, params: bytes) -> MeteringApplet:
-        try:
-            ecdsa.load_verifying_key(params)
-        except ValueError:
-            raise ISOException(
-                SW.WRONG_DATA, f"install parameters must be the {cls.KEY_ROLE}'s P-256 key"
-            ) from None
-        ctx.store.put(cls.KEY_SLOT, bytes(params))
+        if params:
+            try:
+                ecdsa.load_verifying_key(params)
+            except ValueError:
+                raise ISOException(
+                    SW.WRONG_DATA, f"install parameters must be empty or the pinned {cls.KEY_ROLE} key"
+                ) from None
+            port = ctx.get_shareable(GUARD_AID, 1)
+            if port is None:
+                raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "no privacy guard on this card")
+            if not port.is_pinned(cls.KEY_ROLE, bytes(params)):
+                raise ISOException(
+                    SW.SECURITY_STATUS_NOT_SATISFIED, f"not the {cls.KEY_ROLE} key the customer pinned"
+                )
         return cls(ctx)
 
     def __init__(self, ctx: AppletContext) -> None:
         super().__init__(ctx)
         self.rs = ReadingsStore(ctx)
+        self._port: Any = None
 
     @property
-    def signer_key(self) -> bytes:
-        return self.ctx.store.get(self.KEY_SLOT) or b""
+    def guard(self) -> Any:
+        """The guard's :class:`~meterhub.card.guard.GuardPort` for this applet (``6985``
+        when the card has no guard or this applet serves no known recipient)."""
+        if self._port is None:
+            self._port = self.ctx.get_shareable(GUARD_AID)
+            if self._port is None:
+                raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "no privacy guard serves this applet")
+        return self._port
+
+    def signer_keys(self) -> list[bytes]:
+        return list(self.guard.pinned(self.KEY_ROLE))
 
     @ins(0x10, cla=0x80)
     def pair_meter(self, apdu: CommandAPDU) -> None:
@@ -292,4 +293,4 @@ class MeteringApplet(Applet):
 
     @ins(0x32, cla=0x80)
     def get_state(self, apdu: CommandAPDU) -> bytes:
-        return self.rs.state()
+        return self.guard.state(self.ctx.store.get_int(_K_NEXT, 0), self.ctx.store.get(_K_LAST) or b"")

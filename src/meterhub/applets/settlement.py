@@ -32,7 +32,7 @@ channel. A STORE DATA message (blocks joined; P1 b8 on the last) starts with a
 type byte:
 
 * ``01`` + a signed price index file → stored. Refused: malformed, unsigned or
-  another format version ``6A80``; bad signature or another publisher ``6982``;
+  another format version ``6A80``; bad signature or not the pinned publisher ``6982``;
   expired (its ``expires`` day is not after the last stored reading day)
   ``6984``; an older version of the same index, or the same version with other
   content ``6985``.
@@ -43,12 +43,16 @@ type byte:
 
 Each response chunk is ``u32 total length || up to 224 bytes``, so that with R-ENC
 padding and the R-MAC it fits one short R-APDU.
-Install parameters: the index publisher's P-256 public key (65 bytes, SEC 1).
+Install parameters: empty, or the index publisher's P-256 key the customer pinned (65
+bytes, SEC 1); another key → ``6982``. The index must verify under the pinned key.
+Settlement goes through the privacy guard: whole settlement periods of the customer's
+cycle only, one statement per period (a re-ask answers the same bytes).
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from ..card import AppletContext, register_applet_class
 from ..crypto.group import Q
@@ -66,24 +70,31 @@ __all__ = [
     "encode_pairing",
     "ReadingsStore",
     "install_series",
+    "fetch_chunk",
 ]
 
 CLASS_NAME = "meterhub.applets.settlement/1"
 SETTLEMENT_FORMAT = "meterhub-settlement/1"
 
 
-def install_series(rs: ReadingsStore, raw: bytes, key_store: bytes, kind: str, slot: bytes) -> Series:
-    """Check a signed series as the module docstring says and store it under ``slot``."""
+def install_series(rs: ReadingsStore, raw: bytes, keys: list[bytes], kind: str, slot: bytes) -> Series:
+    """Check a signed series as the module docstring says (its signature under one of the
+    customer's pinned ``keys``) and store it under ``slot``."""
     try:
         signed = load_series(raw)
     except SeriesError:
         raise ISOException(SW.WRONG_DATA, "malformed, unsigned or wrong-format series") from None
     if signed.series.kind != kind:
         raise ISOException(SW.WRONG_DATA, f"expected a {kind}")
-    try:
-        series = verify_series(signed, key_store)
-    except SeriesError:
-        raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, "series signature refused") from None
+    series = None
+    for key in keys:
+        try:
+            series = verify_series(signed, key)
+            break
+        except SeriesError:
+            continue
+    if series is None:
+        raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, "series not signed by a pinned publisher")
     last = rs.last_day()
     if last is not None and series.expires <= last:
         raise ISOException(SW.DATA_INVALID, "series expired")
@@ -96,6 +107,13 @@ def install_series(rs: ReadingsStore, raw: bytes, key_store: bytes, kind: str, s
     return series
 
 
+def fetch_chunk(guard: Any, body: bytes) -> bytes:
+    """Message ``03``: the chunk at ``u32 offset`` of the last statement the guard handed out."""
+    if len(body) != 4:
+        raise ISOException(SW.WRONG_LENGTH, "fetch takes a u32 offset")
+    return bytes(guard.fetch(int.from_bytes(body, "big")))
+
+
 def code_hash_of(cls: type) -> str:
     from ..card.gp.loadfile import applet_code_hash
 
@@ -105,8 +123,7 @@ def code_hash_of(cls: type) -> str:
 class SettlementApplet(MeteringApplet):
     """See the module docstring for the command set."""
 
-    KEY_SLOT = b"publisher"
-    KEY_ROLE = "index publisher"
+    KEY_ROLE = "price-index"
 
     def __init__(self, ctx: AppletContext) -> None:
         super().__init__(ctx)
@@ -119,12 +136,12 @@ class SettlementApplet(MeteringApplet):
             return b""
         kind, body = msg[0], msg[1:]
         if kind == 0x01:
-            install_series(self.rs, body, self.signer_key, KIND_PRICE_INDEX, self._slot_of(body))
+            install_series(self.rs, body, self.signer_keys(), KIND_PRICE_INDEX, self._slot_of(body))
             return b""
         if kind == 0x02:
-            return self.rs.post(self._settle(body))
+            return self._release(body)
         if kind == 0x03:
-            return self.rs.fetch(body)
+            return fetch_chunk(self.guard, body)
         raise ISOException(SW.WRONG_DATA, "unknown message type")
 
     def _slot_of(self, raw: bytes) -> bytes:
@@ -144,9 +161,21 @@ class SettlementApplet(MeteringApplet):
             raise ISOException(SW.REFERENCED_DATA_NOT_FOUND, "the hub holds another version")
         return s
 
-    def _settle(self, body: bytes) -> bytes:
+    def _release(self, body: bytes) -> bytes:
+        """A settlement statement of one whole settlement period, through the guard (a
+        re-ask answers the same bytes; E and V count as two linear functionals)."""
         if len(body) < 12:
             raise ISOException(SW.WRONG_LENGTH, "settlement request too short")
+        first_day, last_day = parse_date(body[:4]), parse_date(body[4:8])
+        if last_day < first_day:
+            raise ISOException(SW.WRONG_DATA, "period ends before it starts")
+        again = self.guard.begin("settlement", first_day, last_day, body, chunked=True)
+        if again is not None:
+            return again
+        st = self._settle(body)
+        return self.guard.commit("settlement", first_day, last_day, body, st, functionals=2, chunked=True)
+
+    def _settle(self, body: bytes) -> bytes:
         first_day, last_day = parse_date(body[:4]), parse_date(body[4:8])
         version = int.from_bytes(body[8:12], "big")
         try:

@@ -43,7 +43,7 @@ from .runtime import (
     TransientArray,
     shareable_interface,
 )
-from .store import PersistentStore, PowerLoss, TransactionException
+from .store import PersistentStore, PowerLoss, StorageIntegrityError, TransactionException
 
 __all__ = [
     "AID",
@@ -68,6 +68,7 @@ __all__ = [
     "SELECTABLE",
     "SecurityException",
     "SelectGuard",
+    "StorageIntegrityError",
     "Shareable",
     "TransactionException",
     "TransientArray",
@@ -80,3 +81,5 @@ __all__ = [
     "registered_applet_classes",
     "shareable_interface",
 ]
+
+from . import guard  # noqa: E402,F401 - registers the privacy guard's class

@@ -28,6 +28,7 @@ from pathlib import Path
 from ..protocols.iso7816.apdu import CommandAPDU, ResponseAPDU
 from ..protocols.iso7816.sw import SW, ISOException, bytes_remaining, correct_length, sw_bytes
 from .aid import AID
+from .guard import clear_issued, output_allowed
 from .registry import AppletRecord, Registry
 from .runtime import CLEAR_ON_DESELECT, CLEAR_ON_RESET, Runtime, SecurityException
 from .store import PersistentStore, PowerLoss
@@ -436,6 +437,7 @@ class Card:
             raise ISOException(SW.FILE_NOT_FOUND)
         ctx = rec.context
         ctx.selecting, ctx.channel = selecting, ch
+        clear_issued(self.runtime, rec.aid)
         try:
             with self.runtime.enter(ctx):
                 out = inst.process(apdu)
@@ -453,10 +455,16 @@ class Card:
             if not self.store.closed and self.store.in_transaction:
                 self.store.abort()  # JCRE §7.6.x: a transaction still open is aborted
         if out is None:
-            return ResponseAPDU()
-        if isinstance(out, ResponseAPDU):
-            return out
-        if isinstance(out, bytes | bytearray | memoryview):
-            return ResponseAPDU(bytes(out))
-        log.error("applet %s returned %r", rec.aid, type(out))
-        return ResponseAPDU(b"", SW.UNKNOWN)
+            resp = ResponseAPDU()
+        elif isinstance(out, ResponseAPDU):
+            resp = out
+        elif isinstance(out, bytes | bytearray | memoryview):
+            resp = ResponseAPDU(bytes(out))
+        else:
+            log.error("applet %s returned %r", rec.aid, type(out))
+            return ResponseAPDU(b"", SW.UNKNOWN)
+        # The privacy guard's output gate (card/guard.py): on a card with a guard, an
+        # application's data leaves only if the guard issued exactly those bytes.
+        if not selecting and not output_allowed(self.runtime, rec, resp.data):
+            return ResponseAPDU(b"", SW.UNKNOWN)
+        return resp

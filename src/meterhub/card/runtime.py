@@ -24,6 +24,7 @@ package), and they keep their state only in these objects.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -121,6 +122,9 @@ class Runtime:
         self._stack: list[AppletContext | None] = [None]
         self.registry: Registry | None = None  # set by the card
         self.card: Any = None  # the Card, for privileged contexts
+        # The card's random number generator (javacard.security.RandomData); a demo
+        # may inject a seeded source to make its runs reproducible.
+        self.random: Callable[[int], bytes] = secrets.token_bytes
 
     @property
     def active_context(self) -> AppletContext | None:
@@ -257,6 +261,11 @@ class AppletContext:
         for arr in self._transients:
             if arr.event in events:
                 arr._clear()
+
+    def random_bytes(self, n: int) -> bytes:
+        """``RandomData.nextBytes`` (JC 3.0.5 API): ``n`` bytes from the card's RNG."""
+        self._check()
+        return self.runtime.random(n)
 
     # --- transactions (JCRE ch. 7) -----------------------------------------------
     def begin_transaction(self) -> None:

@@ -11,6 +11,16 @@ transaction semantics (Java Card 3.0.5 Runtime Environment Specification ch. 7).
   transaction, so after a power loss the store holds either every update or
   none (JCRE §7.6 "Tear or reset transaction failure"). ``abort`` drops the
   journal.
+* **At rest** every value of a file-backed store is sealed with AES-256-GCM under the
+  card's storage key, with the slot ``(namespace, key)`` as associated data, so a copy
+  of the database shows no readings, key sets or statements, and a value altered or
+  moved to another slot is refused on read (:class:`StorageIntegrityError`, which the
+  card answers ``6F00``). The storage key stands for the secure element's protected
+  memory: in this emulation it is the file ``<store>.sk`` (32 random bytes, created
+  0600 with the store, never copied into the database); in hardware it would be a key
+  in the chip's protected non-volatile memory (or derived from a PUF) that no command
+  exports. Namespaces and key names (AIDs, day dates) remain visible. A store created
+  before this (rows present, no key file) keeps working unsealed.
 * ``fault_hook`` is called at every write point (each buffered write, each
   physical row write, just before and just after the SQLite COMMIT). Tests make
   it raise :class:`PowerLoss` to tear the card at that exact point; the store
@@ -19,11 +29,16 @@ transaction semantics (Java Card 3.0.5 Runtime Environment Specification ch. 7).
 
 from __future__ import annotations
 
+import os
+import secrets
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["PersistentStore", "PowerLoss", "TransactionException", "FaultHook"]
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+__all__ = ["PersistentStore", "PowerLoss", "StorageIntegrityError", "TransactionException", "FaultHook"]
 
 FaultHook = Callable[[str, int], None]
 
@@ -34,6 +49,16 @@ _SCHEMA = (
 )
 
 _DELETED = object()  # journal marker for a pending delete
+_SEALED = b"\x01"  # version byte of a sealed value
+_AAD = b"meterhub/v1/card-store\x00"
+
+
+#: The storage key of a file-backed store lives beside it under its name plus this suffix.
+STORAGE_KEY_SUFFIX = ".sk"
+
+
+class StorageIntegrityError(Exception):
+    """A sealed value that does not open under the storage key (altered, moved or foreign)."""
 
 
 class PowerLoss(BaseException):  # noqa: N818 - models a physical event, not an error
@@ -57,7 +82,9 @@ class TransactionException(Exception):  # noqa: N818 - Java Card name
 class PersistentStore:
     """SQLite-backed persistent memory with one level of atomic transaction."""
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    SCHEMA_VERSION = 1
+
+    def __init__(self, path: str | Path | None = None, *, storage_key: bytes | None = None) -> None:
         self.path = ":memory:" if path is None else str(path)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves.
         self._conn: sqlite3.Connection | None = sqlite3.connect(
@@ -66,10 +93,73 @@ class PersistentStore:
         if path is not None:
             self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
+        # PRAGMA user_version records the layout; another version is refused, not misread.
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, self.SCHEMA_VERSION):
+            self._conn.close()
+            raise sqlite3.DatabaseError(
+                f"{self.path}: card store schema version {version}, this meterhub reads {self.SCHEMA_VERSION}"
+            )
         self._conn.execute(_SCHEMA)
+        self._aead: AESGCM | None = None
+        if path is not None:
+            key = storage_key if storage_key is not None else self._storage_key(Path(path))
+            if key is not None:
+                self._aead = AESGCM(key)
+        if version == 0:
+            self._conn.execute(f"PRAGMA user_version={self.SCHEMA_VERSION}")
         self._journal: dict[tuple[bytes, bytes], object] | None = None
         self.fault_hook: FaultHook | None = None
         self.write_points = 0
+
+    def _storage_key(self, path: Path) -> bytes | None:
+        """The storage key of a file-backed store (module docstring): read ``<store>.sk``,
+        or create it for a new store; ``None`` for a store that predates sealing."""
+        kp = Path(str(path) + STORAGE_KEY_SUFFIX)
+        try:
+            key = kp.read_bytes()
+        except FileNotFoundError:
+            assert self._conn is not None
+            if self._conn.execute("SELECT 1 FROM kv LIMIT 1").fetchone() is not None:
+                return None  # rows written unsealed before the key existed
+            key = secrets.token_bytes(32)
+            try:
+                fd = os.open(kp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                return self._storage_key(path)  # another process created it first
+            with os.fdopen(fd, "wb") as f:
+                f.write(key)
+                f.flush()
+                os.fsync(f.fileno())
+            return key
+        if len(key) != 32:
+            raise StorageIntegrityError(f"{kp}: not a 32-byte storage key")
+        return key
+
+    @staticmethod
+    def _aad(ns: bytes, key: bytes) -> bytes:
+        return _AAD + len(ns).to_bytes(2, "big") + ns + key
+
+    def _seal(self, ns: bytes, key: bytes, value: bytes) -> bytes:
+        if self._aead is None:
+            return value
+        nonce = secrets.token_bytes(12)
+        return _SEALED + nonce + self._aead.encrypt(nonce, value, self._aad(ns, key))
+
+    def _open(self, ns: bytes, key: bytes, stored: bytes) -> bytes:
+        if self._aead is None:
+            return stored
+        if stored[:1] != _SEALED or len(stored) < 29:
+            raise StorageIntegrityError("unsealed or truncated value in a sealed store")
+        try:
+            return self._aead.decrypt(stored[1:13], stored[13:], self._aad(ns, key))
+        except InvalidTag:
+            raise StorageIntegrityError(f"value at {ns.hex()}/{key!r:.40} fails authentication") from None
+
+    @property
+    def sealed(self) -> bool:
+        """Are values sealed at rest (a file-backed store with a storage key)?"""
+        return self._aead is not None
 
     # --- fault injection -------------------------------------------------------
     def _point(self, what: str) -> None:
@@ -108,7 +198,7 @@ class PersistentStore:
             v = self._journal[(ns, key)]
             return None if v is _DELETED else v  # type: ignore[return-value]
         row = self._db().execute("SELECT v FROM kv WHERE ns=? AND k=?", (ns, key)).fetchone()
-        return None if row is None else bytes(row[0])
+        return None if row is None else self._open(ns, key, bytes(row[0]))
 
     def keys(self, ns: bytes) -> list[bytes]:
         """Keys present in ``ns`` (journal applied), sorted."""
@@ -160,7 +250,8 @@ class PersistentStore:
                 if v is _DELETED:
                     db.execute("DELETE FROM kv WHERE ns=? AND k=?", (ns, k))
                 else:
-                    db.execute("INSERT OR REPLACE INTO kv (ns, k, v) VALUES (?, ?, ?)", (ns, k, v))
+                    sealed = self._seal(ns, k, v)  # type: ignore[arg-type]
+                    db.execute("INSERT OR REPLACE INTO kv (ns, k, v) VALUES (?, ?, ?)", (ns, k, sealed))
             self._point("pre-commit")
             db.execute("COMMIT")
         except PowerLoss:

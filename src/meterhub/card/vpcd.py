@@ -26,7 +26,7 @@ import contextlib
 import logging
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -226,8 +226,10 @@ class VpcdClient:
         poll_interval: float = 0.2,
         connect_timeout: float = 2.0,
         max_connections: int | None = None,
+        on_connect: Callable[[socket.socket], None] | None = None,
     ) -> None:
         self.card = card
+        self.on_connect = on_connect  # told of each connected socket (e.g. to name its port)
         self.host, self.port = host, port
         self.backoff = backoff or Backoff()
         self.poll_interval = poll_interval
@@ -287,6 +289,8 @@ class VpcdClient:
             self.connections += 1
             log.info("vpcd: connected to %s:%d", self.host, self.port)
             try:
+                if self.on_connect is not None:
+                    self.on_connect(sock)
                 self._serve(sock)
             except OSError as exc:
                 log.info("vpcd: connection lost (%s)", exc)

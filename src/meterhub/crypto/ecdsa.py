@@ -18,7 +18,9 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 __all__ = [
     "SigningKey",
     "VerifyingKey",
+    "N",
     "generate_signing_key",
+    "is_low_s",
     "load_signing_key",
     "load_verifying_key",
     "public_bytes",
@@ -63,15 +65,31 @@ def load_verifying_key(data: bytes) -> VerifyingKey:
     return ec.EllipticCurvePublicKey.from_encoded_point(_CURVE, bytes(data))
 
 
+# The P-256 group order (FIPS 186-5 / SEC 2 v2.0, 2.4.2).
+N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
 def sign(key: SigningKey, message: bytes) -> bytes:
-    """Sign and return the 64-byte ``r || s`` form."""
+    """Sign and return the 64-byte ``r || s`` form, always low-S (``s <= N/2``).
+
+    ``(r, N - s)`` verifies as well as ``(r, s)``; emitting only the low half makes
+    every signature canonical, so verifiers can refuse the other one
+    (docs/verification.md, rule V05)."""
     r, s = decode_dss_signature(key.sign(message, _ALG))
+    if s > N // 2:
+        s = N - s
     return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 
-def verify(key: VerifyingKey, message: bytes, signature: bytes) -> bool:
-    """Verify a 64-byte ``r || s`` signature; False on any malformation."""
-    if len(signature) != 64:
+def is_low_s(signature: bytes) -> bool:
+    """True if a 64-byte ``r || s`` signature has ``s <= N/2`` (the canonical half)."""
+    return len(signature) == 64 and int.from_bytes(signature[32:], "big") <= N // 2
+
+
+def verify(key: VerifyingKey, message: bytes, signature: bytes, *, low_s: bool = False) -> bool:
+    """Verify a 64-byte ``r || s`` signature; False on any malformation, and with
+    ``low_s`` also for a high-S signature (rule V05)."""
+    if len(signature) != 64 or (low_s and not is_low_s(signature)):
         return False
     r = int.from_bytes(signature[:32], "big")
     s = int.from_bytes(signature[32:], "big")

@@ -9,10 +9,14 @@ random-oracle model) and a domain-separation tag on every hash:
 
 1. **Before the period** the utility draws a 32-byte nonce ``n_U`` and sends
    ``c = SHA-256(DST_COMMIT || lp(meter_id) || period || u16 k || n_U)``. The hub
-   stores ``c`` and answers its own nonce ``n_H`` (32 bytes from the card's RNG).
-   The hub refuses a commitment for a period that has already begun.
+   stores ``c``, draws its own nonce ``n_H`` (32 bytes from the card's RNG) and
+   answers only its commitment ``c_H = SHA-256(DST_HUB_NONCE || n_H)``, so neither
+   side can compute an index before both have committed. The hub refuses a
+   commitment for a period that has already begun, a second toss for the period,
+   and ``k`` below the customer's floor (docs/privacy.md).
 2. **After the period** the utility reveals ``n_U``. The hub checks it against
-   ``c`` and derives ``seed = SHA-256(DST_SEED || c || n_U || n_H)``.
+   ``c``, derives ``seed = SHA-256(DST_SEED || c || n_U || n_H)`` and releases ``n_H``
+   with the samples; the utility checks ``n_H`` against ``c_H``.
 3. The period's intervals are cut into blocks of ``k`` (the last may be shorter,
    length ``L_b``); block ``b`` releases interval
    ``first + k*b + (SHA-256(DST_INDEX || seed || u32 b) mod L_b)``
@@ -42,11 +46,13 @@ from .group import G, H, PointDecodeError, Q, msm_encoded
 __all__ = [
     "DEFAULT_K",
     "DST_COMMIT",
+    "DST_HUB_NONCE",
     "DST_INDEX",
     "DST_SEED",
     "Sample",
     "SamplingError",
     "check_samples",
+    "commit_hub_nonce",
     "commit_nonce",
     "derive_indices",
     "derive_seed",
@@ -58,6 +64,7 @@ DEFAULT_K = 100
 DST_COMMIT = b"meterhub/v1/sampling/commit\x00"
 DST_SEED = b"meterhub/v1/sampling/seed\x00"
 DST_INDEX = b"meterhub/v1/sampling/index\x00"
+DST_HUB_NONCE = b"meterhub/v1/sampling/hub-nonce\x00"
 
 
 class SamplingError(ValueError):
@@ -87,6 +94,14 @@ def commit_nonce(meter_id: str, first: date, last: date, k: int, nonce: bytes) -
     return hashlib.sha256(
         DST_COMMIT + len(mid).to_bytes(2, "big") + mid + _period(first, last) + k.to_bytes(2, "big") + nonce
     ).digest()
+
+
+def commit_hub_nonce(hub_nonce: bytes) -> bytes:
+    """The hub's commitment to its nonce, ``SHA-256(DST_HUB_NONCE || n_H)``: what the hub
+    answers at commit time, so that neither side knows the indices before both committed."""
+    if len(hub_nonce) != 32:
+        raise SamplingError("the hub nonce must be 32 bytes")
+    return hashlib.sha256(DST_HUB_NONCE + hub_nonce).digest()
 
 
 def derive_seed(commitment: bytes, utility_nonce: bytes, hub_nonce: bytes) -> bytes:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import secrets
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -344,16 +345,28 @@ def _exception_text(apdu: bytes) -> str:
 def wrapper_transport(
     host: str, port: int, client_sap: int, *, timeout: float = 10.0, max_apdu: int = 0xFFFF
 ) -> tuple[Transport, Callable[[], None]]:
-    """A blocking IEC 62056-47 wrapper transport over TCP (Green Book §7.3.3) and its closer."""
+    """A blocking IEC 62056-47 wrapper transport over TCP (Green Book §7.3.3) and its closer.
+
+    ``timeout`` bounds each request and its whole answer (not each ``recv``, which a
+    peer trickling bytes could renew for ever); a missed deadline raises
+    :class:`DlmsLinkError`."""
     sock = socket.create_connection((host, port), timeout=timeout)
-    sock.settimeout(timeout)
     decoder = WrapperDecoder(max_apdu=max_apdu)
     pending: list[WrapperFrame] = []
 
     def send(apdu: bytes) -> bytes:
+        deadline = time.monotonic() + timeout
+        sock.settimeout(timeout)
         sock.sendall(WrapperFrame(client_sap, MANAGEMENT_LOGICAL_DEVICE, apdu).to_bytes())
         while not pending:
-            data = sock.recv(max(4096, HEADER_LEN))
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DlmsLinkError(f"no complete answer from the meter within {timeout:g} s")
+            sock.settimeout(left)
+            try:
+                data = sock.recv(max(4096, HEADER_LEN))
+            except TimeoutError:
+                raise DlmsLinkError(f"no complete answer from the meter within {timeout:g} s") from None
             if not data:
                 raise DlmsLinkError("the meter closed the connection")
             try:

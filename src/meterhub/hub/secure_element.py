@@ -15,6 +15,7 @@ known** and serve demos and tests only.
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
 from collections.abc import Callable, Sequence
 from datetime import date
@@ -27,9 +28,21 @@ from ..applets.billing import encode_openings_day, encode_pairing
 from ..card import Card
 from ..card.applet import applet_class
 from ..card.gp import ISD_AID, StaticKeys, make_load_file, open_card, provision_isd, provision_ssd
+from ..card.guard import GUARD_AID, Pinned, pinned_points, provision_guard
+from ..card.store import STORAGE_KEY_SUFFIX
 from ..crypto import ecdsa
 from ..crypto.pedersen import Opening
 from ..exchange import BillStatement, FormatError
+from ..policy import (
+    DEFAULT_POLICY,
+    LogEntry,
+    ReleasePolicy,
+    SignedPolicy,
+    dump_policy,
+    load_policy,
+    sign_policy,
+)
+from ..policy import refusal_reason as _refusal_reason
 from ..protocols.iso7816 import CommandAPDU, ResponseAPDU
 from .proving import ProvenBillStatement, statement_from_json
 from .store import HubError
@@ -56,6 +69,12 @@ __all__ = [
     "settlement_load_file",
     "profiling_load_file",
     "ReadingsClient",
+    "GuardClient",
+    "EXPORT_APP_AID",
+    "export_load_file",
+    "customer_key_path",
+    "demo_pinned",
+    "demo_vtn_key",
 ]
 
 # Proprietary AIDs: RID F0 4D 48 ("MH"); category F per ISO/IEC 7816-5 is unregistered.
@@ -78,6 +97,10 @@ SETTLEMENT_APP_AID = "F04D480053540101"
 PROFILING_PACKAGE_AID = "F04D48005052"
 PROFILING_MODULE_AID = "F04D4800505201"
 PROFILING_APP_AID = "F04D480050520101"
+# Consented export ("EX", under the recipient's SD that the customer's consent names).
+EXPORT_PACKAGE_AID = "F04D48004558"
+EXPORT_MODULE_AID = "F04D4800455801"
+EXPORT_APP_AID = "F04D480045580101"
 _P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
@@ -121,6 +144,60 @@ def profiling_load_file() -> bytes:
     return make_load_file(PROFILING_PACKAGE_AID, {PROFILING_MODULE_AID: applet_class(CLASS_NAME)})
 
 
+#: Beside a hub card file: the customer key :func:`open_hub_card` created.
+CUSTOMER_KEY_SUFFIX = ".customer.pem"
+#: The files kept beside a hub card file under its name (its storage key, the customer
+#: key); they move with it (:func:`meterhub.storage.install_built_file`).
+CARD_SIDECARS = (STORAGE_KEY_SUFFIX, CUSTOMER_KEY_SUFFIX)
+
+
+def customer_key_path(card_path: str | Path) -> Path:
+    """Where :func:`open_hub_card` keeps a customer key it created (next to the card file)."""
+    return Path(str(card_path) + CUSTOMER_KEY_SUFFIX)
+
+
+def demo_pinned() -> Pinned:
+    """The publisher keys a demo customer pins: the (demo) price-index publisher, the
+    neutral reference-profile publisher that signs the BDEW profiles, the supplier's
+    tariff signer and the grid operator's OpenADR VTN event key (:func:`demo_vtn_key`).
+    All are publicly known demo keys."""
+    from ..tariffs import demo_supplier_key
+    from ..tariffs.price_index import demo_index_publisher_key
+    from ..tariffs.profiles import demo_profile_key
+
+    return Pinned(
+        price_index=pinned_points([demo_index_publisher_key()]),
+        load_profile=pinned_points([demo_profile_key()]),
+        tariff={"supplier": pinned_points([demo_supplier_key()])},
+        dr_event={"grid-operator": pinned_points([demo_vtn_key()])},
+    )
+
+
+def demo_vtn_key() -> ecdsa.SigningKey:
+    """The demo DR program operator's (grid operator's) VTN event-signing P-256 key,
+    from a public string (demo only, like the DAP keys)."""
+    return demo_dap_key("dr-vtn")
+
+
+def _customer_key(path: Path, key: ecdsa.SigningKey | None) -> ecdsa.SigningKey:
+    """The customer's P-256 key: the one given, else a fresh one written 0600 next to the card."""
+    if key is not None:
+        return key
+    kp = customer_key_path(path)
+    key = ecdsa.generate_signing_key()
+    fd = os.open(kp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(ecdsa.signing_key_pem(key))
+    return key
+
+
+def export_load_file() -> bytes:
+    """The export applet's package, unsigned (the recipient's TSM adds the DAP)."""
+    from ..applets.export import CLASS_NAME
+
+    return make_load_file(EXPORT_PACKAGE_AID, {EXPORT_MODULE_AID: applet_class(CLASS_NAME)})
+
+
 def open_hub_card(
     path: str | Path,
     *,
@@ -128,11 +205,17 @@ def open_hub_card(
     supplier_keys: StaticKeys,
     supplier_dap: ecdsa.VerifyingKey,
     other_recipients: dict[str, tuple[StaticKeys, ecdsa.VerifyingKey]] | None = None,
+    customer_key: ecdsa.SigningKey | None = None,
+    policy: ReleasePolicy | None = None,
+    pinned: Pinned | None = None,
 ) -> Card:
-    """Open a hub's card, provisioning on first use its ISD and one supplementary
-    security domain per data recipient: the supplier's, and those named in
-    ``other_recipients`` (default: the grid operator and a third party, with their
-    demo keys), each with its own SCP03 keys and DAP key."""
+    """Open a hub's card, provisioning on first use its ISD, one supplementary
+    security domain per data recipient (the supplier's, and those named in
+    ``other_recipients``; default: the grid operator and a third party, with their
+    demo keys), each with its own SCP03 keys and DAP key, and the privacy guard with the
+    customer's key (created here unless given: :func:`customer_key_path`), the pinned
+    publisher keys (default :func:`demo_pinned`) and the customer-signed release policy
+    (default: :data:`meterhub.policy.DEFAULT_POLICY`, calendar months)."""
     if other_recipients is None:
         other_recipients = {
             name: (demo_scp03_keys(name), demo_dap_key(name).public_key())
@@ -151,6 +234,16 @@ def open_hub_card(
     for aid, (keys, dap) in wanted.items():
         if card.registry.get(aid) is None:
             provision_ssd(card, aid, [keys], dap_key=dap)
+    if card.registry.get(GUARD_AID) is None:
+        key = _customer_key(Path(path), customer_key)
+        provision_guard(
+            card,
+            customer_key=key.public_key(),
+            pinned=pinned or demo_pinned(),
+            recipients={aid: name for name, aid in RECIPIENT_SDS.items()},
+            policy=sign_policy(policy or DEFAULT_POLICY, key),
+            isd_aid=ISD_AID,
+        )
     card.power_on()
     return card
 
@@ -210,7 +303,7 @@ class BillingClient:
             r = self._send(CommandAPDU(0x00, 0xC0, 0, 0, b"", le=65536, extended=True))
             raw += r.data
         if r.sw != 0x9000:
-            raise HubError(f"billing applet answered {r.sw:04X} to INS 30")
+            raise HubError(f"billing applet refused the bill: {_refusal_reason(r.sw)} (SW {r.sw:04X})")
         try:
             return statement_from_json(raw)
         except FormatError as exc:
@@ -249,3 +342,67 @@ class ReadingsClient:
         r = self._send(CommandAPDU(0x80, 0x20, 0x01, 0, data, extended=len(data) > 255))
         if r.sw != 0x9000:
             raise HubError(f"PUT DAY {day} answered {r.sw:04X}")
+
+
+class GuardClient:
+    """The customer's side of the privacy guard (plain channel; commands in
+    :mod:`meterhub.card.guard`): the policy, the pinned keys and the release log."""
+
+    def __init__(self, transmit: Callable[[bytes], bytes]) -> None:
+        self._transmit = transmit
+
+    def _cmd(self, ins: int, data: bytes = b"") -> bytes:
+        r = ResponseAPDU.from_bytes(
+            self._transmit(CommandAPDU(0x80, ins, 0, 0, data, le=65536, extended=True).to_bytes())
+        )
+        raw = r.data
+        while r.sw >> 8 == 0x61:
+            r = ResponseAPDU.from_bytes(
+                self._transmit(CommandAPDU(0x00, 0xC0, 0, 0, b"", le=65536, extended=True).to_bytes())
+            )
+            raw += r.data
+        if r.sw != 0x9000:
+            raise HubError(f"privacy guard refused INS {ins:02X}: {_refusal_reason(r.sw)} (SW {r.sw:04X})")
+        return raw
+
+    def select(self) -> None:
+        r = ResponseAPDU.from_bytes(
+            self._transmit(CommandAPDU(0x00, 0xA4, 0x04, 0x00, bytes.fromhex(GUARD_AID), le=256).to_bytes())
+        )
+        if r.sw != 0x9000:
+            raise HubError(f"SELECT privacy guard answered {r.sw:04X}")
+
+    def policy(self) -> SignedPolicy:
+        return load_policy(self._cmd(0x40))
+
+    def set_policy(self, signed: SignedPolicy) -> None:
+        self._cmd(0x42, dump_policy(signed))
+
+    def pinned(self) -> dict[str, object]:
+        import json
+
+        out: dict[str, object] = json.loads(self._cmd(0x48))
+        return out
+
+    def head(self) -> tuple[int, bytes]:
+        raw = self._cmd(0x44)
+        return int.from_bytes(raw[:4], "big"), raw[4:36]
+
+    def raw_entries(self) -> list[bytes]:
+        count, _ = self.head()
+        return [self._cmd(0x46, n.to_bytes(4, "big")) for n in range(count)]
+
+    def entries(self) -> list[LogEntry]:
+        return [LogEntry.from_bytes(raw) for raw in self.raw_entries()]
+
+    def add_consent(self, signed_consent: bytes) -> None:
+        """ADD CONSENT (a consent file signed by the customer's key)."""
+        self._cmd(0x50, signed_consent)
+
+    def revoke_consent(self, signed_revocation: bytes) -> None:
+        """REVOKE CONSENT (a revocation signed by the customer's key)."""
+        self._cmd(0x52, signed_revocation)
+
+    def release(self, seq: int) -> bytes:
+        """The bytes released (or, for a policy entry, the signed policy) at ``seq``."""
+        return self._cmd(0x4A, seq.to_bytes(4, "big"))

@@ -27,8 +27,10 @@ from pathlib import Path
 from ..card import Card
 from ..card.gp import ISD_AID, StaticKeys, open_card, provision_isd
 from ..card.gp.registry import isd_aid
-from ..card.vpcd import VpcdClient, VpcdError, parse_endpoint
+from ..card.store import STORAGE_KEY_SUFFIX
+from ..card.vpcd import DEFAULT_PORT, VpcdClient, VpcdError, parse_endpoint
 from ..crypto import ecdsa
+from ..storage import discard_built_file, install_built_file
 
 __all__ = [
     "CARD_FILE",
@@ -36,6 +38,7 @@ __all__ = [
     "TEST_KEYS",
     "ServeError",
     "build_hub_card",
+    "reader_hint",
     "serve",
 ]
 
@@ -59,10 +62,25 @@ def _dap_key(data_dir: Path) -> ecdsa.SigningKey:
         except (OSError, ValueError) as exc:
             raise ServeError(f"{path}: not a P-256 private key in PEM ({exc})") from None
     key = ecdsa.generate_signing_key()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # Written whole or not at all (a kill must not leave an empty key file behind).
+    tmp = data_dir / f".{DAP_KEY_FILE}.new"
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(ecdsa.signing_key_pem(key))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(data_dir)
     return key
+
+
+def _fsync_dir(d: Path) -> None:
+    fd = os.open(d, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def build_hub_card(data_dir: str | Path, *, keys: StaticKeys = TEST_KEYS) -> Card:
@@ -74,28 +92,48 @@ def build_hub_card(data_dir: str | Path, *, keys: StaticKeys = TEST_KEYS) -> Car
     import meterhub.applets  # noqa: F401 - registers the hub's applet classes
 
     d = Path(data_dir)
+    path = d / CARD_FILE
     try:
         d.mkdir(parents=True, exist_ok=True)
-        card = open_card(d / CARD_FILE)
+        if not path.exists():
+            # First start: provision under a temporary name and rename into place, so a
+            # kill during provisioning leaves no half-provisioned card (docs/operations.md).
+            dap = _dap_key(d)
+            tmp = d / f".{CARD_FILE}.new"
+            discard_built_file(tmp, (STORAGE_KEY_SUFFIX,))
+            new = open_card(tmp)
+            provision_isd(new, [keys], dap_key=dap)
+            new.close()
+            install_built_file(tmp, path, (STORAGE_KEY_SUFFIX,))  # its storage key moves with it
+            log.warning(
+                "provisioned a development card in %s: ISD %s with the GP test keys (KVN %02X); "
+                "rotate them with PUT KEY",
+                d,
+                ISD_AID,
+                keys.kvn,
+            )
+        card = open_card(path)
     except OSError as exc:
         raise ServeError(f"cannot use data directory {d}: {exc.strerror or exc}") from None
     except Exception as exc:  # a file that is not a card store (sqlite3.DatabaseError, ...)
-        raise ServeError(f"{d / CARD_FILE}: not a meterhub card store ({exc})") from None
+        raise ServeError(f"{path}: not a meterhub card store ({exc})") from None
     if isd_aid(card.store) is None:
-        try:
-            dap = _dap_key(d)
-        except OSError as exc:
-            card.close()
-            raise ServeError(f"cannot write {d / DAP_KEY_FILE}: {exc.strerror or exc}") from None
-        provision_isd(card, [keys], dap_key=dap)
-        log.warning(
-            "provisioned a development card in %s: ISD %s with the GP test keys (KVN %02X); "
-            "rotate them with PUT KEY",
-            d,
-            ISD_AID,
-            keys.kvn,
-        )
+        card.close()
+        raise ServeError(f"{path}: card store without an issuer security domain (damaged or emptied)")
     return card
+
+
+def _endpoint(addr: tuple) -> str:
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def reader_hint(port: int) -> str:
+    """The PC/SC reader name a stock vpcd gives the slot on ``port`` (vsmartcard
+    ``vpcd.h``: first slot on VPCDPORT 35963, the next on 35964; pcscd names readers
+    ``NAME %02X %02X``); empty for a port a stock configuration does not use."""
+    slot = port - DEFAULT_PORT
+    return f" (reader 'Virtual PCD 00 {slot:02X}')" if 0 <= slot < 2 else ""
 
 
 def serve(
@@ -120,7 +158,19 @@ def serve(
     except socket.gaierror as exc:
         raise ServeError(f"cannot resolve vpcd host {host!r}: {exc.strerror}") from None
     card = build_hub_card(data_dir)
-    client = VpcdClient(card, host, port)
+    card_path = Path(data_dir) / CARD_FILE
+
+    def announce(sock: socket.socket) -> None:
+        # From the connected socket, not the argument: the address actually reached.
+        peer, local = sock.getpeername(), sock.getsockname()
+        print(
+            f"meterhub hub serve: card {card_path} connected to vpcd at {_endpoint(peer)} "
+            f"from {_endpoint(local)}{reader_hint(peer[1])}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    client = VpcdClient(card, host, port, on_connect=announce)
     watcher: threading.Thread | None = None
     if stop is not None:
         watcher = threading.Thread(
@@ -132,8 +182,7 @@ def serve(
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, lambda *_: client.stop())
     print(
-        f"meterhub hub serve: card {Path(data_dir) / CARD_FILE} -> vpcd {host}:{port} "
-        "(reader 'Virtual PCD 00 00' for port 35963); Ctrl-C stops",
+        f"meterhub hub serve: card {card_path}, connecting to vpcd at {host}:{port}; Ctrl-C stops",
         file=sys.stderr,
         flush=True,
     )

@@ -60,6 +60,11 @@ class HubStore:
         if len(home_link_key) != 16:
             raise HubError("home-link key must be 16 bytes (AES-128)")
         with transaction(self.conn):
+            row = self.conn.execute(
+                "SELECT home_link_key, tz, interval_minutes FROM meters WHERE meter_id=?", (meter_id,)
+            ).fetchone()
+            if row is not None and (bytes(row[0]), row[1], row[2]) != (home_link_key, tz, interval_minutes):
+                raise HubError(f"meter {meter_id} is already paired with another home-link key or time base")
             self.conn.execute(
                 "INSERT OR IGNORE INTO meters VALUES (?,?,?,?)", (meter_id, home_link_key, tz, interval_minutes)
             )

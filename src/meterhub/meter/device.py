@@ -146,7 +146,7 @@ class SignedBatch:
     signature: bytes  # 64-byte r || s, ECDSA P-256 / SHA-256
 
     def verify(self, public_key: ecdsa.VerifyingKey) -> bool:
-        return ecdsa.verify(public_key, self.batch.signed_message(), self.signature)
+        return ecdsa.verify(public_key, self.batch.signed_message(), self.signature, low_s=True)
 
 
 @dataclass(slots=True)

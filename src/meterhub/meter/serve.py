@@ -8,7 +8,8 @@ The meter's recorded days (its store's outbox under ``--data-dir``) are served
   management client (SAP 1, HLS-GMAC, security suite 0) is keyed with the
   meter-hub home-link key (:func:`home_link_suite0_keys`) and may also read the
   openings (docs/dlms.md);
-* optionally as SML 1.04 push files (:class:`~meterhub.meter.sml_push.SmlPushServer`).
+* optionally as SML 1.04 push files (:class:`~meterhub.meter.sml_push.SmlPushServer`),
+  over TLS to the paired hub only (:mod:`meterhub.sml_link`).
 
 The home-link key schedule, the system titles and the persistent invocation
 counters live here because they belong to the meter's configuration; the hub's
@@ -20,9 +21,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
+import math
 import signal
+import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -42,6 +47,8 @@ from ..protocols.dlms.security import Suite0Keys
 from ..protocols.dlms.server import DlmsServer
 from .timebase import local_midnight_utc
 
+LOG = logging.getLogger(__name__)
+
 __all__ = [
     "ServeError",
     "StoreFeed",
@@ -50,6 +57,7 @@ __all__ = [
     "run_serve",
     "parse_endpoint",
     "PublicReading",
+    "DeadlineTcpIO",
     "read_public",
     "reader_keys",
 ]
@@ -175,21 +183,33 @@ async def _serve(
     cadence: float,
     announce: Callable[[str], None],
     stop: asyncio.Event | None = None,
+    home_link_key: bytes | None = None,
 ) -> None:
+    from ..sml_link import sml_server_context
     from .dlms_server import DlmsTcpServer
     from .sml_push import SmlPushServer
 
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+    caught: list[str] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        caught.append(sig.name)
+        stop.set()
+
+    installed = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal, sig)
+            installed.append(sig)
     tcp = DlmsTcpServer(dlms, host, dlms_port)
     sml: SmlPushServer | None = None
     try:
         await tcp.start()
         parts = [f"DLMS on {host}:{tcp.port}"]
         if sml_port is not None:
+            if home_link_key is None:
+                raise ServeError("the SML push needs the home-link key of the paired hub")
             meter_file, profile_file = _sml_sources(feed)
             sml = SmlPushServer(
                 meter_file,
@@ -198,15 +218,20 @@ async def _serve(
                 port=sml_port,
                 cadence=cadence,
                 profile_source=profile_file,
+                ssl_context=sml_server_context(home_link_key),
             )
             await sml.start()
             parts.append(f"SML on {host}:{sml.port}")
         announce(f"meter {feed.meter_id}: " + ", ".join(parts) + f"; {feed.days} day(s), {feed.energy_wh} Wh")
         await stop.wait()
+        LOG.info("meter %s: %s received, shutting down", feed.meter_id, caught[0] if caught else "stop")
     finally:
         if sml is not None:
             await sml.stop()
         await tcp.close()
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+    LOG.info("meter %s: stopped", feed.meter_id)
 
 
 def run_serve(
@@ -219,11 +244,14 @@ def run_serve(
     cadence: float = 1.0,
     announce: Callable[[str], None] = print,
 ) -> None:
-    """Serve ``meter_id``'s recorded days until SIGINT/SIGTERM. Raises :class:`ServeError`."""
+    """Serve ``meter_id``'s recorded days until SIGINT/SIGTERM (a clean stop: every
+    connection is closed, the store is closed, the call returns). The SML push is
+    served over TLS to the paired hub only (:mod:`meterhub.sml_link`). Raises
+    :class:`ServeError`."""
     from .store import MeterStore
 
-    if cadence <= 0:
-        raise ServeError("--sml-cadence must be positive")
+    if not (math.isfinite(cadence) and cadence > 0):
+        raise ServeError("--sml-cadence must be a positive number of seconds")
     path = Path(data_dir) / "meter.sqlite"
     if not path.exists():
         raise ServeError(f"no meter store at {path}; pass --days to simulate some days")
@@ -240,7 +268,9 @@ def run_serve(
             raise ServeError(f"meter {meter_id} has no recorded days; pass --days to simulate some")
         dlms = meter_dlms_server(feed, info.home_link_key, store.conn, autosave=True)
         try:
-            asyncio.run(_serve(feed, dlms, host, dlms_port, sml_port, cadence, announce))
+            asyncio.run(
+                _serve(feed, dlms, host, dlms_port, sml_port, cadence, announce, home_link_key=info.home_link_key)
+            )
         except OSError as exc:
             raise ServeError(f"cannot listen on {host}: {exc.strerror or exc}") from None
     finally:
@@ -288,10 +318,65 @@ def reader_keys(path: str | Path) -> Suite0Keys:
 
 #: The system title ``meter read`` uses as a management client (3-letter id + 5 octets).
 READER_SYSTEM_TITLE = b"MHCREAD1"
+class PeerClosed(ConnectionError):
+    """The peer closed the connection in the middle of an answer."""
+
+
+class DeadlineTcpIO:
+    """A dlms-cosem ``IoImplementation`` (connect/send/recv over TCP) with one deadline
+    for everything: each socket operation may use only what is left of it, and a peer
+    that closes the connection ends the read at once (dlms-cosem's own
+    ``BlockingTcpIO`` restarts its timeout on every ``recv`` and spins on end of file)."""
+
+    def __init__(self, host: str, port: int, deadline: float) -> None:
+        self.host, self.port, self.deadline = host, port, deadline
+        self.sock: socket.socket | None = None
+
+    def _left(self) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("deadline reached")
+        return left
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self.host, self.port), timeout=self._left())
+
+    def disconnect(self) -> None:
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.close()
+            self.sock = None
+
+    def _socket(self) -> socket.socket:
+        if self.sock is None:
+            raise PeerClosed("not connected")
+        return self.sock
+
+    def send(self, data: bytes) -> None:
+        sock = self._socket()
+        sock.settimeout(self._left())
+        sock.sendall(data)
+
+    def recv(self, amount: int = 1) -> bytes:
+        sock = self._socket()
+        data = bytearray()
+        while len(data) < amount:
+            sock.settimeout(self._left())
+            chunk = sock.recv(amount - len(data))
+            if not chunk:
+                raise PeerClosed("connection closed by the peer")
+            data += chunk
+        return bytes(data)
+
+    def recv_until(self, end: bytes) -> bytes:
+        data = b""
+        while not data.endswith(end):
+            data += self.recv(1)
+        return data
 
 
 def _describe(exc: BaseException, host: str, port: int, timeout: float) -> str:
-    """One line for a failed read; dlms-cosem wraps socket errors in CommunicationError."""
+    """One line for a failed read; dlms-cosem may wrap socket errors in its own."""
     cause: BaseException | None = exc
     for _ in range(5):  # walk a short cause chain to the socket error
         if cause is None or isinstance(cause, OSError):
@@ -301,6 +386,8 @@ def _describe(exc: BaseException, host: str, port: int, timeout: float) -> str:
         return f"connection to {host}:{port} refused"
     if isinstance(cause, TimeoutError):
         return f"no answer from {host}:{port} within {timeout:g} s"
+    if isinstance(cause, PeerClosed):
+        return f"{host}:{port} closed the connection without a DLMS answer"
     if isinstance(cause, OSError):
         return f"cannot reach {host}:{port}: {cause.strerror or cause}"
     text = f"{host}:{port} did not answer as a DLMS meter ({type(exc).__name__}: {exc})"
@@ -324,16 +411,19 @@ def read_public(
     that counter, as head-ends do, and reads the energy register and, with ``profile``,
     the load profile. Without keys, asking for the profile is a :class:`ServeError`.
 
-    Every failure (refused, timeout, a refused association, a bad answer) raises
-    :class:`ServeError` with one line. ``quiet`` turns dlms-cosem's frame logging
-    (structlog, global) down to warnings, for the command line. The client runs in a worker thread joined
-    with a deadline, so a peer that trickles bytes cannot hold the caller forever.
+    ``timeout`` is a total deadline for the whole read (connect, associate, every
+    GET, release, both associations). Every failure (refused, deadline, a refused
+    association, a bad answer, a peer that closes) raises :class:`ServeError` with one
+    line. ``quiet`` turns dlms-cosem's frame logging (structlog, global) down to
+    warnings, for the command line. The client runs in a worker thread joined with the
+    same deadline (plus a short grace), so nothing inside dlms-cosem can hold the caller
+    longer.
     """
     from dlms_cosem import cosem, utils
     from dlms_cosem import enumerations as E  # noqa: N812
     from dlms_cosem.client import DlmsClient
     from dlms_cosem.exceptions import DlmsClientException
-    from dlms_cosem.io import BlockingTcpIO, TcpTransport
+    from dlms_cosem.io import TcpTransport
     from dlms_cosem.security import HighLevelSecurityGmacAuthentication, NoSecurityAuthentication
 
     from ..protocols.dlms import axdr
@@ -342,10 +432,11 @@ def read_public(
     if profile and keys is None:
         raise ServeError("the load profile needs the management association: pass --key-file")
 
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise ServeError("the timeout must be a positive number of seconds")
+    deadline = time.monotonic() + timeout
     if quiet:
         # dlms-cosem logs every frame through structlog (to stdout by default).
-        import logging
-
         import structlog
 
         structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
@@ -366,7 +457,7 @@ def read_public(
         try:
             client = DlmsClient(
                 transport=TcpTransport(
-                    PUBLIC_CLIENT, MANAGEMENT_LOGICAL_DEVICE, BlockingTcpIO(host, port, timeout=int(max(1, timeout)))
+                    PUBLIC_CLIENT, MANAGEMENT_LOGICAL_DEVICE, DeadlineTcpIO(host, port, deadline)
                 ),
                 authentication=NoSecurityAuthentication(),
             )
@@ -382,7 +473,7 @@ def read_public(
                     transport=TcpTransport(
                         MANAGEMENT_CLIENT,
                         MANAGEMENT_LOGICAL_DEVICE,
-                        BlockingTcpIO(host, port, timeout=int(max(1, timeout))),
+                        DeadlineTcpIO(host, port, deadline),
                     ),
                     authentication=HighLevelSecurityGmacAuthentication(challenge_length=32),
                     encryption_key=keys.encryption_key,
@@ -414,8 +505,8 @@ def read_public(
 
     thread = threading.Thread(target=work, daemon=True)
     thread.start()
-    # Each socket operation has its own timeout; the whole read gets a generous bound.
-    thread.join(timeout * 6 + 5)
+    # Every socket operation stops at the deadline; the grace covers decoding.
+    thread.join(max(0.0, deadline - time.monotonic()) + 2.0)
     if thread.is_alive():
         raise ServeError(f"reading {host}:{port} did not finish in time")
     if "error" in result:

@@ -31,6 +31,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..crypto import ecdsa
+from ..model import strictjson
 from .model import canonical_json
 from .signing import SIGNATURE_ALGORITHM, key_id
 
@@ -273,24 +274,11 @@ def verify_series(
     pub = _verifying(publisher_key)
     if signed.key_id != key_id(pub):
         raise SeriesError(f"{s.kind} {s.series_id} is signed by another key ({signed.key_id[:16]}...)")
-    if not ecdsa.verify(pub, series_signing_message(s), bytes(signed.signature)):
+    if not ecdsa.verify(pub, series_signing_message(s), bytes(signed.signature), low_s=True):
         raise SeriesError(f"{s.kind} {s.series_id} v{s.version}: signature does not verify")
     if on is not None:
         s.check_not_expired(on)
     return s
-
-
-def _no_dupes(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate key {k!r:.40}")
-        out[k] = v
-    return out
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed")
 
 
 def load_series(data: bytes | str) -> SignedSeries:
@@ -304,10 +292,10 @@ def load_series(data: bytes | str) -> SignedSeries:
         raise SeriesError("expected bytes or a path")
     if len(data) > MAX_FILE_BYTES:
         raise SeriesError("series file too large")
-    try:
-        doc = json.loads(bytes(data).decode("utf-8"), object_pairs_hook=_no_dupes, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise SeriesError(f"malformed JSON: {str(exc)[:80]}") from None
+    try:  # the shared strict reader (docs/verification.md, V03)
+        doc = strictjson.loads(data, "series file", max_bytes=MAX_FILE_BYTES)
+    except strictjson.StrictJSONError as exc:
+        raise SeriesError(f"malformed JSON: {str(exc)[:100]}") from None
     if not isinstance(doc, dict):
         raise SeriesError("series file: expected an object")
     if "signature" not in doc:

@@ -55,7 +55,7 @@ def bdew_profile(
         kind=KIND_LOAD_PROFILE,
         series_id=f"bdew-{name}",
         version=version,
-        publisher="demo-forecaster",
+        publisher="demo-reference-profiles",
         start=_window(start, days, tz),
         interval_minutes=60,
         unit=PROFILE_UNIT,
@@ -85,7 +85,7 @@ def utility_profile(
         kind=KIND_LOAD_PROFILE,
         series_id=series_id,
         version=version,
-        publisher="demo-forecaster",
+        publisher="demo-reference-profiles",
         start=t0,
         interval_minutes=60,
         unit=PROFILE_UNIT,
@@ -96,7 +96,9 @@ def utility_profile(
 
 
 def demo_profile_key() -> ecdsa.SigningKey:
-    """A PUBLICLY KNOWN P-256 key for the demo forecasting party (derived from a public string)."""
+    """A PUBLICLY KNOWN P-256 key of the demo's neutral reference-profile publisher (the
+    BDEW profiles and the ``u-night`` shape), derived from a public string. Customers pin
+    it at provisioning (docs/privacy.md); the forecasting party does not choose it."""
     seed = hashlib.sha256(b"meterhub/v1/demo-profile-key\x00NOT A SECRET").digest()
     n = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
     return ec.derive_private_key(int.from_bytes(seed, "big") % (n - 1) + 1, ec.SECP256R1())
@@ -106,7 +108,8 @@ def reference_profiles(
     start: date, days: int, *, tz: str = "Europe/Berlin", key: ecdsa.SigningKey | None = None,
     include_utility: bool = True,
 ) -> list[SignedSeries]:
-    """All BDEW profiles (plus ``u-night``) for the window, signed by ``key`` (the demo key)."""
+    """All BDEW profiles (plus ``u-night``) for the window, signed by ``key`` (default: the
+    demo's neutral reference-profile publisher, :func:`demo_profile_key`)."""
     key = key or demo_profile_key()
     series = [bdew_profile(n, start, days, tz=tz) for n in BDEW_PROFILES]
     if include_utility:

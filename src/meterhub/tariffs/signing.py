@@ -20,6 +20,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from meterhub.crypto import ecdsa
+from meterhub.model import strictjson
 from meterhub.tariffs.model import Tariff, TariffError, _check_object, _q
 from meterhub.tariffs.nonlinear import NonLinearTariff, tariff_from_dict
 
@@ -108,6 +109,9 @@ def verify_tariff(
             f"tariff signed by key {shown}..., not by the given supplier key {expected[:16]}..."
         )
     sig = signed.signature
+    if isinstance(sig, (bytes, bytearray)) and not ecdsa.is_low_s(bytes(sig)):
+        # docs/verification.md V05: signers emit low-S only; the other half is refused.
+        raise TariffError("tariff signature does not verify: high-S (non-canonical) signature refused")
     if not isinstance(sig, (bytes, bytearray)) or not ecdsa.verify(
         pub, signing_message(signed.tariff), bytes(sig)
     ):
@@ -123,33 +127,15 @@ def verify_tariff(
 # ------------------------------------------------------------------ file format
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed")
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate key {_q(k)}")
-        out[k] = v
-    return out
-
-
 def _parse_json(data: bytes) -> Any:
-    if len(data) > MAX_FILE_BYTES:
-        raise TariffError(f"tariff file too large ({len(data)} bytes, max {MAX_FILE_BYTES})")
+    """The shared strict reader (docs/verification.md, V03), with tariff-worded errors."""
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise TariffError(f"tariff file is not UTF-8 (byte {e.start})") from None
-    try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
-    except json.JSONDecodeError as e:
-        raise TariffError(f"malformed JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
-    except (ValueError, RecursionError) as e:
-        # Duplicate keys, NaN/Infinity, absurdly long integers, deep nesting.
-        raise TariffError(f"malformed JSON: {e}") from None
+        return strictjson.loads(data, "tariff file", max_bytes=MAX_FILE_BYTES)
+    except strictjson.StrictJSONError as e:
+        msg = str(e)
+        if "too large" in msg or "not UTF-8" in msg:
+            raise TariffError(msg) from None
+        raise TariffError("malformed JSON: " + msg.removeprefix("tariff file").lstrip(": ")) from None
 
 
 def _read(path_or_bytes: Any) -> bytes:

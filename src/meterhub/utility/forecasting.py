@@ -30,6 +30,7 @@ the next period by the verified energy: ``forecast_h = w'_h * E / W``.
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import math
 import secrets
@@ -44,10 +45,12 @@ from ..crypto.sampling import (
     Sample,
     SamplingError,
     check_samples,
+    commit_hub_nonce,
     derive_seed,
     verify_sample_openings,
 )
 from ..crypto.transcript import ProofError
+from ..model import strictjson
 from ..tariffs.price_index import Series, SeriesError
 from .settlement import _blob, check_batches
 from .verifier import DayCommitments, MeterRegistration, Rejected, Verdict
@@ -70,17 +73,16 @@ __all__ = [
 
 
 def _hex_scalar(where: str, v: object) -> int:
-    if not isinstance(v, str) or len(v) != 64:
-        raise ValueError(f"{where}: expected 64 hex digits")
-    x = int(v, 16)
+    x = int.from_bytes(strictjson.hex_bytes(v, where, 32), "big")
     if x >= Q:
         raise ValueError(f"{where}: not below the group order")
     return x
 
 
 def _int(where: str, v: object) -> int:
-    if not isinstance(v, int) or isinstance(v, bool):
-        raise ValueError(f"{where}: expected an integer")
+    """A non-negative JSON integer (docs/verification.md V04)."""
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        raise ValueError(f"{where}: expected a non-negative integer")
     return v
 
 
@@ -116,7 +118,7 @@ class ProfileScores:
     def from_json(cls, raw: bytes | str) -> ProfileScores:
         """Strict parse; raises ``ValueError``."""
         try:
-            d = json.loads(raw)
+            d = strictjson.loads(raw, "profile scores")  # V03
             if not isinstance(d, dict) or d.get("format") != "meterhub-profile-scores/1":
                 raise ValueError("not a profile score statement (format)")
             want = {"format", "meter_id", "period_from", "period_to", "first_index", "count", "point_minutes",
@@ -130,7 +132,7 @@ class ProfileScores:
             for k, e in enumerate(d["scores"]):
                 if not isinstance(e, dict) or set(e) != {"series_id", "version", "digest", "score", "blinding"}:
                     raise ValueError(f"scores[{k}]: wrong fields")
-                dig = bytes.fromhex(e["digest"])
+                dig = strictjson.hex_bytes(e["digest"], f"scores[{k}].digest")
                 if len(dig) != 32 or not isinstance(e["series_id"], str):
                     raise ValueError(f"scores[{k}]: bad digest or id")
                 entries.append(ScoreEntry(e["series_id"], _int("version", e["version"]), dig,
@@ -139,7 +141,7 @@ class ProfileScores:
                 if not isinstance(d[f], str):
                     raise ValueError(f"profile scores: {f} must be a string")
             return cls(
-                d["meter_id"], date.fromisoformat(d["period_from"]), date.fromisoformat(d["period_to"]),
+                d["meter_id"], strictjson.iso_date(d["period_from"], "period_from"), strictjson.iso_date(d["period_to"], "period_to"),
                 _int("first_index", d["first_index"]), _int("count", d["count"]),
                 _int("point_minutes", d["point_minutes"]), d["applet_aid"], d["code_hash"],
                 _int("energy_wh", d["energy_wh"]), _hex_scalar("energy_blinding", d["energy_blinding"]),
@@ -148,6 +150,8 @@ class ProfileScores:
             )
         except (TypeError, AttributeError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ValueError(f"profile scores: malformed ({str(exc)[:60]})") from None
+        except strictjson.StrictJSONError:
+            raise
         except ValueError as exc:
             raise ValueError(str(exc)) from None
 
@@ -167,6 +171,7 @@ def verify_scores(
     profiles: dict[str, Series],
     *,
     code_hash: str | None = None,
+    applet_aid: str | None = None,
 ) -> Verdict:
     """Checks 1-4 of the module docstring; a :class:`Verdict` with the first failure."""
     from ..applets.profiling import scores_context
@@ -174,15 +179,16 @@ def verify_scores(
     try:
         if code_hash is not None and st.code_hash != code_hash:
             raise Rejected("statement is not from the reviewed profiling applet (code hash)")
+        _check_applet(st.applet_aid, applet_aid, "statement")
         series = []
         for e in st.scores:
             p = profiles.get(e.series_id)
             if p is None:
                 raise Rejected(f"unknown profile {e.series_id!r:.40}")
             if p.version != e.version or p.digest() != e.digest:
-                raise Rejected(f"profile {e.series_id}: version or digest differs from the signed profile")
+                raise Rejected(f"profile {e.series_id!r:.40}: version or digest differs from the signed profile")
             if p.interval_minutes != st.point_minutes:
-                raise Rejected(f"profile {e.series_id}: resolution differs")
+                raise Rejected(f"profile {e.series_id!r:.40}: resolution differs")
             series.append(p)
         starts = check_batches(
             st.meter_id, st.period_from, st.period_to, st.first_index, st.count, st.energy_wh, meter, days
@@ -191,6 +197,18 @@ def verify_scores(
         flat = [s for day in starts for s in day]
         if rem or g < 1 or len(flat) % g:
             raise Rejected("point resolution does not fit the meter's intervals")
+        # V17, before any group equation: with n points of readings M_h >= 0 summing to E,
+        # E^2/n <= sum M_h^2 <= E^2 (Cauchy-Schwarz) and min(w)*E <= sum w_h M_h <= max(w)*E.
+        n_points = len(flat) // g
+        if not (st.energy_wh**2 <= n_points * st.squares and st.squares <= st.energy_wh**2):
+            raise Rejected(f"sum of squares {st.squares} out of range for energy {st.energy_wh}")
+        try:
+            weights = [p.values_for(flat[::g], st.point_minutes) for p in series]
+        except SeriesError as exc:
+            raise Rejected(str(exc)) from None
+        for e, w in zip(st.scores, weights, strict=True):
+            if not min(w) * st.energy_wh <= e.score <= max(w) * st.energy_wh:
+                raise Rejected(f"profile {e.series_id!r:.40}: score {e.score} out of range for energy {st.energy_wh}")
         pts = _points(days)
         hourly = [Point.identity() for _ in range(len(pts) // g)]
         for h in range(len(hourly)):
@@ -210,10 +228,6 @@ def verify_scores(
         if not 0 <= st.squares < Q or s_commit.point != G * st.squares + H * st.squares_blinding:
             raise Rejected("sum of squares or its opening does not match the proof's commitment")
         # 4. Energy and every score in one random linear combination.
-        try:
-            weights = [p.values_for(flat[::g], st.point_minutes) for p in series]
-        except SeriesError as exc:
-            raise Rejected(str(exc)) from None
         rho0 = secrets.randbits(128) | 1
         rho = [secrets.randbits(128) | 1 for _ in series]
         scalars = [rho0] * len(hourly)
@@ -301,6 +315,18 @@ def classify(matches: Sequence[Match]) -> str:
     return max(matches, key=lambda m: (m.r, m.loglik)).profile
 
 
+_SAMPLE_FIELDS = {
+    "format", "meter_id", "period_from", "period_to", "first_index", "count", "k", "commitment",
+    "utility_nonce", "hub_nonce", "applet_aid", "code_hash", "samples",
+}
+
+
+def _check_applet(named: str, expected: str | None, what: str) -> None:
+    """V23-V25: the statement names the applet instance the recipient talked to."""
+    if expected is not None and named != expected:
+        raise Rejected(f"{what} names applet {named!r:.40}, not the {expected} the recipient talked to")
+
+
 @dataclass(frozen=True)
 class SampleRelease:
     """The profiling applet's sample release (docs/formats.md, "Sample release")."""
@@ -316,23 +342,31 @@ class SampleRelease:
     hub_nonce: bytes
     code_hash: str
     samples: tuple[Sample, ...]
+    applet_aid: str = ""
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> SampleRelease:
         try:
-            d = json.loads(raw)
+            d = strictjson.loads(raw, "sample release")  # V03
             if not isinstance(d, dict) or d.get("format") != "meterhub-samples/1":
                 raise ValueError("not a sample release (format)")
+            if set(d) != _SAMPLE_FIELDS:
+                raise ValueError("sample release: wrong set of fields")
+            if not all(isinstance(d[f], str) for f in ("meter_id", "applet_aid", "code_hash")):
+                raise ValueError("sample release: meter_id, applet_aid and code_hash must be strings")
+            if not isinstance(d["samples"], list):
+                raise ValueError("sample release: samples must be a list")
             samples = []
             for s in d["samples"]:
                 if not isinstance(s, list) or len(s) != 3:
                     raise ValueError("a sample is [index, m, r]")
                 samples.append(Sample(_int("index", s[0]), _int("m", s[1]), _hex_scalar("r", s[2])))
             return cls(
-                d["meter_id"], date.fromisoformat(d["period_from"]), date.fromisoformat(d["period_to"]),
+                d["meter_id"], strictjson.iso_date(d["period_from"], "period_from"), strictjson.iso_date(d["period_to"], "period_to"),
                 _int("first_index", d["first_index"]), _int("count", d["count"]), _int("k", d["k"]),
-                bytes.fromhex(d["commitment"]), bytes.fromhex(d["utility_nonce"]), bytes.fromhex(d["hub_nonce"]),
-                str(d["code_hash"]), tuple(samples),
+                strictjson.hex_bytes(d["commitment"], "commitment"), strictjson.hex_bytes(d["utility_nonce"], "utility_nonce"),
+                strictjson.hex_bytes(d["hub_nonce"], "hub_nonce"),
+                d["code_hash"], tuple(samples), d["applet_aid"],
             )
         except (KeyError, TypeError, AttributeError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ValueError(f"sample release: malformed ({str(exc)[:60]})") from None
@@ -345,18 +379,23 @@ def verify_samples(
     *,
     commitment: bytes,
     utility_nonce: bytes,
-    hub_nonce: bytes,
+    hub_commitment: bytes,
     k: int,
     code_hash: str | None = None,
+    applet_aid: str | None = None,
 ) -> Verdict:
     """Check a sample release against the utility's own side of the coin toss (its
-    commitment, nonce, the hub nonce it received and ``k``), the batches, the derived
-    indices and every opening."""
+    commitment, nonce, the hub's commitment to its nonce received at commit time
+    (``commit_hub_nonce``) and ``k``), the batches, the derived indices and every opening."""
     try:
         if code_hash is not None and rel.code_hash != code_hash:
             raise Rejected("release is not from the reviewed profiling applet (code hash)")
-        if (rel.commitment, rel.utility_nonce, rel.hub_nonce, rel.k) != (commitment, utility_nonce, hub_nonce, k):
+        _check_applet(rel.applet_aid, applet_aid, "release")
+        if (rel.commitment, rel.utility_nonce, rel.k) != (commitment, utility_nonce, k):
             raise Rejected("the release uses another coin toss (commitment, nonces or k)")
+        if len(rel.hub_nonce) != 32 or not hmac.compare_digest(commit_hub_nonce(rel.hub_nonce), hub_commitment):
+            raise Rejected("the hub nonce does not open the hub's commitment")
+        hub_nonce = rel.hub_nonce
         if rel.meter_id != meter.meter_id:
             raise Rejected(f"release is for meter {rel.meter_id!r}")
         check_batches(rel.meter_id, rel.period_from, rel.period_to, rel.first_index, rel.count, 0, meter, days)

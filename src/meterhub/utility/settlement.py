@@ -28,7 +28,6 @@ settlement/forecasting party's SQLite file for the CLI.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -37,9 +36,19 @@ from typing import Any
 
 from ..card.gp.constants import INS
 from ..crypto.group import G, H, Point, PointDecodeError, Q, msm_encoded
+from ..meter.device import MAX_READING_WH
+from ..model import strictjson
+from ..storage import open_db, transaction
 from ..tariffs.price_index import Series, SeriesError, SignedSeries, dump_series
 from .tsm import TSM, TSMError
-from .verifier import DayCommitments, MeterRegistration, Rejected, Verdict, check_period
+from .verifier import (
+    DayCommitments,
+    MeterRegistration,
+    Rejected,
+    Verdict,
+    check_energy_bound,
+    check_period,
+)
 
 __all__ = [
     "AppletMailbox",
@@ -55,10 +64,12 @@ __all__ = [
 
 # What a refusal means, per status word (the applets' module docstrings).
 _REFUSAL = {
-    0x6A80: "malformed, unsigned or of another format version",
-    0x6982: "its signature does not verify under the key the applet trusts",
+    0x6A80: "malformed, unsigned, of another format version, or outside the customer's release policy",
+    0x6982: "a signature or commitment does not verify (not the publisher key the customer pinned, "
+    "or a nonce that does not open its commitment), or the recipient is not entitled to it",
     0x6984: "expired (the hub already holds readings past its expiry day)",
-    0x6985: "not allowed now (an older version than the one the hub holds, a period already begun or committed)",
+    0x6985: "not allowed now (an older version, a period already begun, committed or released, or an overlapping period)",
+    0x6A84: "the recipient's budget of linear functionals for this period is used up",
     0x6A88: "refers to data the hub does not hold (another version, a missing day or profile)",
     0x6700: "the wrong length",
 }
@@ -171,10 +182,7 @@ class SettlementStatement:
     @classmethod
     def from_json(cls, raw: bytes | str) -> SettlementStatement:
         """Strict parse; raises ``ValueError`` with the field at fault."""
-        try:
-            d = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ValueError(f"settlement statement: malformed JSON ({str(exc)[:60]})") from None
+        d = strictjson.loads(raw, "settlement statement")  # V03
         fields = {
             "format", "meter_id", "period_from", "period_to", "first_index", "count", "index_id",
             "index_version", "index_digest", "applet_aid", "code_hash", "energy_wh", "energy_blinding",
@@ -191,12 +199,11 @@ class SettlementStatement:
                   "value_blinding", "period_from", "period_to"):
             if not isinstance(d[f], str):
                 raise ValueError(f"settlement statement: {f} must be a string")
-        try:
-            digest = bytes.fromhex(d["index_digest"])
-            rb_e, rb_v = int(d["energy_blinding"], 16), int(d["value_blinding"], 16)
-            pf, pt = date.fromisoformat(d["period_from"]), date.fromisoformat(d["period_to"])
-        except ValueError:
-            raise ValueError("settlement statement: bad hex or date") from None
+        digest = strictjson.hex_bytes(d["index_digest"], "settlement statement index_digest", 32)
+        rb_e = int.from_bytes(strictjson.hex_bytes(d["energy_blinding"], "settlement statement energy_blinding", 32), "big")
+        rb_v = int.from_bytes(strictjson.hex_bytes(d["value_blinding"], "settlement statement value_blinding", 32), "big")
+        pf = strictjson.iso_date(d["period_from"], "settlement statement period_from")
+        pt = strictjson.iso_date(d["period_to"], "settlement statement period_to")
         if len(digest) != 32 or not (0 <= rb_e < Q and 0 <= rb_v < Q):
             raise ValueError("settlement statement: digest or blinding out of range")
         if len(d["energy_blinding"]) != 64 or len(d["value_blinding"]) != 64:
@@ -266,8 +273,7 @@ def check_batches(
     """Signatures, chain and completeness of the period's batches (check 2), reusing the
     billing verifier's :func:`check_period`; returns the interval starts per day.
     Raises :class:`Rejected`."""
-    if not 0 <= energy < 1 << 40:
-        raise Rejected("energy out of range")
+    check_energy_bound(energy, count * MAX_READING_WH, "energy")
     return check_period(_PeriodView(meter_id, pf, pt, first, count, energy), meter, days, _NoTerms())
 
 
@@ -300,18 +306,21 @@ def verify_settlement(
     index: Series,
     *,
     code_hash: str | None = None,
+    applet_aid: str | None = None,
 ) -> Verdict:
     """Checks 1-4 of the module docstring; a :class:`Verdict` with the first failure."""
     try:
         if st.index_id != index.series_id or st.index_version != index.version:
             raise Rejected(
-                f"statement uses index {st.index_id} v{st.index_version}, "
+                f"statement uses index {st.index_id!r:.40} v{st.index_version}, "
                 f"the service holds {index.series_id} v{index.version}"
             )
         if st.index_digest != index.digest():
             raise Rejected("index digest mismatch: computed under other index values")
         if code_hash is not None and st.code_hash != code_hash:
             raise Rejected("statement is not from the reviewed settlement applet (code hash)")
+        if applet_aid is not None and st.applet_aid != applet_aid:
+            raise Rejected(f"statement names applet {st.applet_aid!r:.40}, not the {applet_aid} the recipient talked to")
         starts = check_batches(
             st.meter_id, st.period_from, st.period_to, st.first_index, st.count, st.energy_wh, meter, days
         )
@@ -321,6 +330,9 @@ def verify_settlement(
                 prices.extend(index.values_for(s, meter.interval_minutes))
         except SeriesError as exc:
             raise Rejected(str(exc)) from None
+        # V17: V lies between p_min*E and p_max*E for any readings summing to E.
+        if not min(prices) * st.energy_wh <= st.value <= max(prices) * st.energy_wh:
+            raise Rejected(f"value {st.value} out of range for energy {st.energy_wh} and this index")
         blob, width = _blob(days)
         try:
             lhs_e = msm_encoded([1] * len(prices), blob, width)
@@ -332,8 +344,6 @@ def verify_settlement(
             raise Rejected("sum C_i != E*G + R_E*H: the energy or its opening does not match the commitments")
         if lhs_v != G * ((st.value - pmin * st.energy_wh) % Q) + H * ((st.value_blinding - pmin * st.energy_blinding) % Q):
             raise Rejected("sum index_i*C_i != V*G + R_V*H: the value or its opening does not match the commitments")
-        if abs(st.value) >= 1 << 100:
-            raise Rejected("value out of range")
     except Rejected as rej:
         return Verdict(False, str(rej))
     return Verdict(True)
@@ -382,16 +392,16 @@ class SettlementStore:
     the released statements/samples, and the utility's coin-toss nonces (kept secret
     until the reveal). ``meterhub utility settle``/``forecast`` re-verify from it."""
 
-    def __init__(self, path: str | Path) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(str(path))
-        self.conn.executescript(_SCHEMA)
+    SCHEMA_VERSION = 1
+
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        self.conn = open_db(path, _SCHEMA, schema_version=self.SCHEMA_VERSION, create=create)
 
     def close(self) -> None:
         self.conn.close()
 
     def set_customer(self, meter_id: str, supplier: str, registered_profile: str, annual_kwh: float) -> None:
-        with self.conn:
+        with transaction(self.conn):
             self.conn.execute(
                 "INSERT OR REPLACE INTO customers VALUES (?,?,?,?)", (meter_id, supplier, registered_profile, annual_kwh)
             )
@@ -402,10 +412,19 @@ class SettlementStore:
 
     def add_series(self, signed: SignedSeries) -> None:
         s = signed.series
-        with self.conn:
+        with transaction(self.conn):
             self.conn.execute(
                 "INSERT OR REPLACE INTO series VALUES (?,?,?,?)", (s.kind, s.series_id, s.version, dump_series(signed))
             )
+
+    def add_series_once(self, signed: Sequence[SignedSeries]) -> None:
+        """Store each series unless that version is there, all in one transaction."""
+        with transaction(self.conn):
+            for x in signed:
+                s = x.series
+                self.conn.execute(
+                    "INSERT OR IGNORE INTO series VALUES (?,?,?,?)", (s.kind, s.series_id, s.version, dump_series(x))
+                )
 
     def series(self, kind: str) -> list[bytes]:
         """The newest version of each series of ``kind`` (raw signed files)."""
@@ -418,7 +437,7 @@ class SettlementStore:
         return list(newest.values())
 
     def put_statement(self, kind: str, meter_id: str, pf: date, pt: date, body: bytes) -> None:
-        with self.conn:
+        with transaction(self.conn):
             self.conn.execute(
                 "INSERT OR REPLACE INTO statements VALUES (?,?,?,?,?)", (kind, meter_id, pf.isoformat(), pt.isoformat(), body)
             )
@@ -431,14 +450,17 @@ class SettlementStore:
         return [(r[0], date.fromisoformat(r[1]), date.fromisoformat(r[2]), bytes(r[3])) for r in rows]
 
     def put_coin(self, meter_id: str, pf: date, pt: date, k: int, nonce: bytes, commitment: bytes) -> None:
-        with self.conn:
+        """Record the utility's side of a coin toss before it is sent (a write-ahead intent:
+        a run killed after sending re-sends the same commitment, never a new one)."""
+        with transaction(self.conn):
             self.conn.execute(
                 "INSERT OR REPLACE INTO coin_toss VALUES (?,?,?,?,?,?,NULL)",
                 (meter_id, pf.isoformat(), pt.isoformat(), k, nonce, commitment),
             )
 
     def set_hub_nonce(self, meter_id: str, pf: date, pt: date, hub_nonce: bytes) -> None:
-        with self.conn:
+        """The hub's answer; ``b""`` records that the hub refused (no sampling this period)."""
+        with transaction(self.conn):
             self.conn.execute(
                 "UPDATE coin_toss SET hub_nonce=? WHERE meter_id=? AND period_from=? AND period_to=?",
                 (hub_nonce, meter_id, pf.isoformat(), pt.isoformat()),

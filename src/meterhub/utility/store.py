@@ -1,9 +1,13 @@
 """The utility's database: registered meters, tariffs, verified day batches, bill verdicts.
 
 Ingestion checks each day upload before storing it (signature, record indices,
-chain, link to the previous stored day) and records a rejection otherwise, so
-the store only ever holds data the meter signed. Bills are re-verified from
-storage in full (signatures included) and the verdicts stored.
+chain, links to the stored days before and after it; docs/verification.md V09,
+V10) and records a rejection otherwise, so the store only ever holds data the
+meter signed; a re-delivery that differs from the stored day is a conflict,
+never ignored. Bills are re-verified from storage in full (signatures included);
+verdicts are appended to a history that is never rewritten, a bill overlapping
+a verified one is refused (V21), and :meth:`UtilityStore.coverage` reports the
+uploaded, billed and unbilled days of a meter (V22).
 Commitments are kept twice per day: the canonical 33-byte form the chain hashes
 and the 65-byte uncompressed form, which libsecp256k1 parses about 5x faster.
 """
@@ -18,10 +22,11 @@ from pathlib import Path
 
 from ..crypto import ecdsa
 from ..crypto.group import Point, PointDecodeError
-from ..exchange import BillStatement, DayUpload, FormatError, decode_records
+from ..exchange import BillStatement, DayUpload, FormatError, decode_records, encode_records
 from ..hub.proving import ProvenBillStatement, statement_from_json
 from ..meter.device import DailyBatch, SignedBatch, chain_genesis, chain_head
 from ..meter.timebase import intervals_per_day
+from ..model.display import shown
 from ..storage import open_db, transaction
 from ..tariffs import SignedTariff, Tariff, load_tariff
 from ..tariffs.nonlinear import NonLinearTariff
@@ -35,7 +40,7 @@ from .verifier import (
     verify_bill,
 )
 
-__all__ = ["UtilityStore", "IngestResult"]
+__all__ = ["Coverage", "UtilityStore", "IngestResult", "day_ranges"]
 
 _SCHEMA = """
 CREATE TABLE meters (
@@ -70,17 +75,42 @@ CREATE TABLE rejected_uploads (
     reason TEXT NOT NULL,
     at TEXT NOT NULL
 );
-CREATE TABLE bills (
+CREATE TABLE bills (  -- append-only verdict history (docs/verification.md, V21)
     meter_id TEXT NOT NULL,
     period_from TEXT NOT NULL,
     period_to TEXT NOT NULL,
     statement TEXT NOT NULL,
-    verified INTEGER,  -- NULL while pending
+    verified INTEGER,  -- NULL while pending, set once and never changed afterwards
     reason TEXT NOT NULL DEFAULT '',
-    checked_at TEXT,
-    PRIMARY KEY (meter_id, period_from, period_to)
-)
+    checked_at TEXT
+);
+CREATE INDEX bills_by_meter ON bills (meter_id, period_from)
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """Days of one meter: with stored uploads, covered by a verified bill, and unbilled."""
+
+    meter_id: str
+    uploaded: list[date]
+    billed: list[date]
+    unbilled: list[date]
+
+
+def day_ranges(days: list[date]) -> str:
+    """``2027-03-15..2027-03-20, 2027-03-22`` for a sorted list of days ('none' if empty)."""
+    if not days:
+        return "none"
+    out, start, prev = [], days[0], days[0]
+    for d in [*days[1:], None]:
+        if d is not None and d.toordinal() == prev.toordinal() + 1:
+            prev = d
+            continue
+        out.append(str(start) if start == prev else f"{start}..{prev}")
+        if d is not None:
+            start = prev = d
+    return ", ".join(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +127,7 @@ def _now() -> str:
 class UtilityStore:
     """The utility's SQLite store (``utility.sqlite`` under the data directory)."""
 
-    SCHEMA_VERSION = 1
+    SCHEMA_VERSION = 2  # 2: bills is an append-only history (no primary key per period)
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -123,10 +153,15 @@ class UtilityStore:
         ecdsa.load_verifying_key(public_key)  # refuse a key that does not decode
         with transaction(self.conn):
             row = self.conn.execute(
-                "SELECT public_key FROM meters WHERE meter_id=?", (meter_id,)
+                "SELECT public_key, tz, interval_minutes FROM meters WHERE meter_id=?", (meter_id,)
             ).fetchone()
             if row is not None and bytes(row[0]) != public_key:
-                raise ValueError(f"meter {meter_id} is already registered with another key")
+                raise ValueError(f"meter {shown(meter_id)} is already registered with another key")
+            if row is not None and (row[1], row[2]) != (tz, interval_minutes):
+                raise ValueError(
+                    f"meter {shown(meter_id)} is already registered with time base {row[1]}, "
+                    f"{row[2]} minutes"
+                )
             tid = tariff.tariff.tariff_id if tariff else None
             tver = tariff.tariff.version if tariff else None
             self.conn.execute(
@@ -188,13 +223,17 @@ class UtilityStore:
         except KeyError as exc:
             return self._reject(b.meter_id, b.day, str(exc).strip("'\""))
         row = self.conn.execute(
-            "SELECT batch, signature FROM days WHERE meter_id=? AND day=?",
+            "SELECT batch, signature, c33 FROM days WHERE meter_id=? AND day=?",
             (b.meter_id, b.day.isoformat()),
         ).fetchone()
         if row is not None:
-            if bytes(row[0]) == b.to_bytes():
+            # V09: only a byte-identical re-delivery is idempotent; any other is a conflict.
+            differs = self._differs(row, upload)
+            if not differs:
                 return IngestResult(True, duplicate=True)
-            return self._reject(b.meter_id, b.day, f"day {b.day} already stored with another batch")
+            return self._reject(
+                b.meter_id, b.day, f"day {b.day}: conflicts with the stored upload ({differs} differ)"
+            )
         reason = self._check_upload(reg, upload)
         if reason:
             return self._reject(b.meter_id, b.day, reason)
@@ -222,11 +261,27 @@ class UtilityStore:
             )
         return IngestResult(True)
 
+    @staticmethod
+    def _differs(row: tuple, upload: DayUpload) -> str:
+        """Which parts of a re-delivered day differ from the stored one ('' if none)."""
+        b = upload.batch.batch
+        parts = []
+        if bytes(row[0]) != b.to_bytes():
+            parts.append("batch")
+        if bytes(row[1]) != upload.batch.signature:
+            parts.append("signature")
+        stored = DailyBatch.from_bytes(bytes(row[0]))
+        if upload.records != encode_records(stored.first_index, bytes(row[2])):
+            parts.append("records")
+        return ", ".join(parts)
+
     def _check_upload(self, reg: MeterRegistration, upload: DayUpload) -> str:
         b = upload.batch.batch
         label = f"day {b.day}"
         if b.interval_minutes != reg.interval_minutes:
             return f"{label}: batch uses {b.interval_minutes}-minute intervals"
+        if not ecdsa.is_low_s(upload.batch.signature):
+            return f"{label}: batch signature is high-S (non-canonical)"
         if not upload.batch.verify(reg.public_key):
             return f"{label}: batch signature does not verify under the meter's key"
         if b.count != intervals_per_day(b.day, reg.tz, reg.interval_minutes):
@@ -257,6 +312,17 @@ class UtilityStore:
                 return f"{label}: day {gap} missing before it"
             if b.first_index != pb.first_index + pb.count or b.prev_head != pb.head:
                 return f"{label}: batch does not follow on from day {pb.day}"
+        nxt = self.conn.execute(
+            "SELECT batch FROM days WHERE meter_id=? AND day>? ORDER BY day LIMIT 1",
+            (b.meter_id, b.day.isoformat()),
+        ).fetchone()
+        if nxt is not None:  # V08: a day stored before its successor must lead into it
+            nb = DailyBatch.from_bytes(bytes(nxt[0]))
+            if b.day.toordinal() + 1 != nb.day.toordinal():
+                gap = date.fromordinal(b.day.toordinal() + 1)
+                return f"{label}: day {gap} missing after it"
+            if nb.first_index != b.first_index + b.count or nb.prev_head != b.head:
+                return f"{label}: stored day {nb.day} does not follow on from it"
         return ""
 
     def _reject(self, meter_id: str, day: date | None, reason: str) -> IngestResult:
@@ -310,10 +376,12 @@ class UtilityStore:
                 verdict = Verdict(False, f"{tariff.kind} tariff needs a proven (v2) statement")
             else:
                 verdict = verify_bill(statement, reg, days, tariff)
+            if verdict.ok:
+                verdict = self._check_overlap(statement)
         if record:
             with transaction(self.conn):
                 self.conn.execute(
-                    "INSERT OR REPLACE INTO bills VALUES (?,?,?,?,?,?,?)",
+                    "INSERT INTO bills VALUES (?,?,?,?,?,?,?)",
                     (
                         statement.meter_id,
                         statement.period_from.isoformat(),
@@ -326,11 +394,25 @@ class UtilityStore:
                 )
         return verdict
 
+    def _check_overlap(self, st: BillStatement | ProvenBillStatement) -> Verdict:
+        """V21: a statement whose period overlaps a verified one of the same meter is
+        refused unless it is that very statement (a byte-identical re-delivery)."""
+        text = st.to_json()
+        rows = self.conn.execute(
+            "SELECT period_from, period_to, statement FROM bills WHERE meter_id=? AND verified=1 "
+            "AND period_from<=? AND period_to>=? ORDER BY period_from",
+            (st.meter_id, st.period_to.isoformat(), st.period_from.isoformat()),
+        ).fetchall()
+        for pf, pt, other in rows:
+            if other != text:
+                return Verdict(False, f"overlaps verified bill {pf}..{pt}")
+        return Verdict(True)
+
     def submit_statement(self, statement: BillStatement | ProvenBillStatement) -> None:
-        """Queue a statement for verification (replacing one for the same period)."""
+        """Queue a statement for verification (a new history row; nothing is replaced)."""
         with transaction(self.conn):
             self.conn.execute(
-                "INSERT OR REPLACE INTO bills (meter_id, period_from, period_to, statement) "
+                "INSERT INTO bills (meter_id, period_from, period_to, statement) "
                 "VALUES (?,?,?,?)",
                 (
                     statement.meter_id,
@@ -368,6 +450,8 @@ class UtilityStore:
                     bad += 1
                     continue
                 v = self.verify_statement(st, record=False)
+                if v.ok:  # verify_statement saw the committed verdicts; add this page's
+                    v = self._pending_overlap(st, verdicts)
                 verdicts.append((int(v.ok), v.reason, _now(), rowid))
                 ok += v.ok
                 bad += not v.ok
@@ -376,18 +460,54 @@ class UtilityStore:
                     "UPDATE bills SET verified=?, reason=?, checked_at=? WHERE rowid=?", verdicts
                 )
 
+    def _pending_overlap(self, st: BillStatement | ProvenBillStatement, page: list) -> Verdict:
+        """:meth:`_check_overlap` against the verified rows of the current, uncommitted page."""
+        text = st.to_json()
+        for ok, _reason, _at, rowid in page:
+            if not ok:
+                continue
+            row = self.conn.execute(
+                "SELECT meter_id, period_from, period_to, statement FROM bills WHERE rowid=?", (rowid,)
+            ).fetchone()
+            if (
+                row[0] == st.meter_id
+                and row[1] <= st.period_to.isoformat()
+                and row[2] >= st.period_from.isoformat()
+                and row[3] != text
+            ):
+                return Verdict(False, f"overlaps verified bill {row[1]}..{row[2]}")
+        return Verdict(True)
+
     def iter_statements(self) -> Iterator[BillStatement | ProvenBillStatement]:
         """Stream stored statements (v1 or v2) one at a time (constant memory)."""
-        cur = self.conn.execute("SELECT statement FROM bills ORDER BY meter_id, period_from")
+        cur = self.conn.execute("SELECT statement FROM bills ORDER BY meter_id, period_from, rowid")
         for (text,) in cur:
             yield statement_from_json(text)
 
     def bill_verdicts(self) -> list[tuple[str, str, str, bool | None, str]]:
-        """``(meter, from, to, verified, reason)``; ``verified`` is None while pending."""
+        """Every verdict ever recorded, oldest first per period:
+        ``(meter, from, to, verified, reason)``; ``verified`` is None while pending."""
         return [
             (r[0], r[1], r[2], None if r[3] is None else bool(r[3]), r[4])
             for r in self.conn.execute(
                 "SELECT meter_id, period_from, period_to, verified, reason FROM bills "
-                "ORDER BY meter_id, period_from"
+                "ORDER BY meter_id, period_from, rowid"
             )
         ]
+
+    def coverage(self, meter_id: str) -> Coverage:
+        """V22: which days of a meter have stored uploads, which of them a verified bill
+        covers, and which uploaded days no verified bill covers (unbilled)."""
+        uploaded = [
+            date.fromisoformat(r[0])
+            for r in self.conn.execute("SELECT day FROM days WHERE meter_id=? ORDER BY day", (meter_id,))
+        ]
+        billed: set[date] = set()
+        for pf, pt in self.conn.execute(
+            "SELECT DISTINCT period_from, period_to FROM bills WHERE meter_id=? AND verified=1", (meter_id,)
+        ):
+            d, last = date.fromisoformat(pf), date.fromisoformat(pt)
+            while d <= last:
+                billed.add(d)
+                d = date.fromordinal(d.toordinal() + 1)
+        return Coverage(meter_id, uploaded, sorted(billed), [d for d in uploaded if d not in billed])

@@ -34,6 +34,7 @@ from ..card.gp.keys import StaticKeys
 from ..card.gp.loadfile import LoadFileError, Package, lfdb_hash, parse_package, sign_load_file
 from ..card.gp.scp03 import C_DECRYPTION, C_MAC, R_ENCRYPTION, R_MAC, SCP03Error
 from ..crypto import ecdsa
+from ..policy import refusal_reason
 
 __all__ = [
     "DEFAULT_LEVEL",
@@ -294,7 +295,13 @@ class TSM:
         if len(blocks) > 256:
             raise TSMError("more than 256 STORE DATA blocks")
         self._run("INSTALL [for personalization]", self.client.install_for_personalization, app_aid)
-        return self._run("STORE DATA", self.client.store_data, blocks)
+        try:
+            return self._run("STORE DATA", self.client.store_data, blocks)
+        except TSMError as exc:
+            if exc.sw is None:
+                raise
+            # The applet refused the data: say why in one line (docs/privacy.md).
+            raise TSMError(f"STORE DATA refused: {refusal_reason(exc.sw)}", exc.sw) from None
 
     def push_tariff(self, app_aid: AID | bytes | str, signed_tariff: bytes) -> None:
         """Send a signed tariff file (docs/tariffs.md) to an applet with STORE DATA. The

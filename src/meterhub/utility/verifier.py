@@ -1,11 +1,16 @@
 """Verification of released figures against meter-signed commitments.
 
+The normative rules, their order and their reject reasons are in
+docs/verification.md (V01-V25); this module implements V08 (an uploads file
+as one meter's chain: :func:`check_delivery`) and V12-V19 for bills.
+
 The utility trusts the meter for measurement and nobody for arithmetic. For a
 bill statement over whole local days it checks, in this order, and stops at the
 first failure with a precise reason (ARCHITECTURE.md, data flow step 6):
 
 1. the statement names this meter, and the customer's tariff (id, version,
-   digest), valid on every day of the period;
+   digest, currency and sub-unit scale: V12), valid on the period's first and
+   last day (V13);
 2. one signed batch per day, each signature valid under the meter's key, each
    day's interval count right for the local day (92/96/100 at 15 minutes), and
    the batches contiguous: indices follow on, and each batch chains to the
@@ -13,9 +18,10 @@ first failure with a precise reason (ARCHITECTURE.md, data flow step 6):
 3. the commitment records: every index of each batch present once and in
    order, and the hash chain over the commitments reproduces the signed head;
 4. the statement covers exactly the signed intervals, with the right standing
-   charge and total;
-5. ``sum t_i*C_i == bill*G + R*H``, one multi-scalar multiplication with the
-   points bucketed by price.
+   charge and total (V15, V16);
+5. the energy charge is at most ``(2^32-1) * sum t_i`` (V17), checked before
+6. ``sum t_i*C_i == bill*G + R*H``, one multi-scalar multiplication with the
+   points bucketed by price (V19).
 
 Pure: the caller fetches the data (see :mod:`meterhub.utility.store`).
 """
@@ -29,8 +35,8 @@ from typing import Any
 
 from ..crypto import ecdsa
 from ..crypto.group import G, H, PointDecodeError, Q, msm_encoded
-from ..exchange import BillStatement
-from ..meter.device import SignedBatch, chain_head
+from ..exchange import BillStatement, DayUpload
+from ..meter.device import MAX_READING_WH, SignedBatch, chain_head
 from ..meter.timebase import day_starts
 from ..tariffs import Tariff, TariffError
 
@@ -39,7 +45,10 @@ __all__ = [
     "DayCommitments",
     "Verdict",
     "Rejected",
+    "check_delivery",
+    "check_energy_bound",
     "check_indices",
+    "check_money_terms",
     "check_period",
     "verify_bill",
 ]
@@ -104,6 +113,36 @@ def check_indices(day_label: str, first: int, count: int, indices: Sequence[int]
         raise Rejected(f"{day_label}: interval {expected} missing")
 
 
+def check_delivery(
+    lines: Sequence[tuple[int, DayUpload]], meter_id: str
+) -> list[tuple[int, DayUpload]]:
+    """V08, for one uploads file ``(line number, upload)``: every line is for
+    ``meter_id``; a verbatim repeat of an earlier line is dropped (idempotent); two
+    different lines for one day conflict; the remaining days follow on in order
+    (next day, next index, previous head). Raises :class:`Rejected` naming the line."""
+    out: list[tuple[int, DayUpload]] = []
+    seen: dict[object, tuple[int, DayUpload]] = {}
+    for n, up in lines:
+        b = up.batch.batch
+        if b.meter_id != meter_id:
+            raise Rejected(f"line {n}: upload is from meter {b.meter_id!r}, not {meter_id!r}")
+        earlier = seen.get(b.day)
+        if earlier is not None:
+            if earlier[1] == up:
+                continue
+            raise Rejected(f"line {n}: day {b.day} conflicts with line {earlier[0]}")
+        if out:
+            pn, prev = out[-1]
+            pb = prev.batch.batch
+            if b.day.toordinal() != pb.day.toordinal() + 1:
+                raise Rejected(f"line {n}: day {b.day} does not follow day {pb.day} of line {pn}")
+            if b.first_index != pb.first_index + pb.count or b.prev_head != pb.head:
+                raise Rejected(f"line {n}: day {b.day} does not chain to day {pb.day} of line {pn}")
+        seen[b.day] = (n, up)
+        out.append((n, up))
+    return out
+
+
 def verify_bill(
     statement: BillStatement,
     meter: MeterRegistration,
@@ -135,6 +174,8 @@ def check_period(
         )
     if st.tariff_digest != tariff.digest():
         raise Rejected("tariff digest mismatch: statement was computed under other tariff terms")
+    if hasattr(st, "currency"):  # bill statements; settlement views carry no money terms
+        check_money_terms(st, tariff)
     n_days = (st.period_to - st.period_from).days + 1
     period = [st.period_from + timedelta(days=k) for k in range(n_days)]
     for d in (period[0], period[-1]):
@@ -160,6 +201,8 @@ def check_period(
             raise Rejected(f"{label}: batch is from meter {b.meter_id!r} (foreign batch)")
         if b.interval_minutes != meter.interval_minutes:
             raise Rejected(f"{label}: batch uses {b.interval_minutes}-minute intervals")
+        if not ecdsa.is_low_s(dc.batch.signature):
+            raise Rejected(f"{label}: batch signature is high-S (non-canonical)")
         if not dc.batch.verify(meter.public_key):
             raise Rejected(f"{label}: batch signature does not verify under the meter's key")
         starts = day_starts(day, meter.tz, meter.interval_minutes)
@@ -204,6 +247,26 @@ def check_period(
     return day_starts_list
 
 
+def check_money_terms(st: Any, tariff: Any) -> None:
+    """V12: a bill statement's ``currency`` and ``subunits_per_unit`` are the signed
+    tariff's (they only label the amounts, but a verdict prints them)."""
+    if st.currency != tariff.currency:
+        raise Rejected(f"statement currency {st.currency!r:.40} is not the tariff's {tariff.currency!r}")
+    if st.subunits_per_unit != tariff.subunits_per_unit:
+        raise Rejected(
+            f"statement subunits_per_unit {st.subunits_per_unit} is not the tariff's "
+            f"{tariff.subunits_per_unit}"
+        )
+
+
+def check_energy_bound(energy: int, bound: int, what: str = "energy charge") -> None:
+    """V17: a released figure lies in ``[0, bound]``, the largest value honest readings
+    (each at most :data:`MAX_READING_WH`) can give, before any group equation is
+    checked, so that ``figure + Q`` (the same point) is refused."""
+    if not 0 <= energy <= bound:
+        raise Rejected(f"{what} {energy} out of range (at most {bound} for this period)")
+
+
 def _verify(
     st: BillStatement, meter: MeterRegistration, days: Sequence[DayCommitments], tariff: Tariff
 ) -> None:
@@ -213,6 +276,7 @@ def _verify(
     except TariffError as exc:
         raise Rejected(str(exc)) from None
 
+    check_energy_bound(st.energy_charge, MAX_READING_WH * sum(prices))
     use65 = all(dc.c65 is not None for dc in days)
     blob = b"".join((dc.c65 if use65 else dc.c33) or b"" for dc in days)
     # sum t_i*C_i - bill*G - R*H must be the identity.

@@ -31,6 +31,7 @@ from ...protocols.iso7816.sw import SW, ISOException
 from ...protocols.iso7816.tlv import TLV, TLVError, parse
 from ..aid import AID
 from ..applet import Applet, applet_class, register_applet_class
+from ..guard import clear_issued, output_allowed
 from ..registry import AppletRecord, Registry
 from ..runtime import CLEAR_ON_DESELECT, AppletContext, SecurityException
 from ..store import PersistentStore
@@ -489,8 +490,11 @@ class SecurityDomain(Applet):
                 self._perso = None
                 raise _err(SW.CONDITIONS_NOT_SATISFIED)
             apdu = CommandAPDU(0x80, INS.STORE_DATA, p1, p2, data)
+            clear_issued(self.ctx.runtime, rec.aid)
             with self.ctx.runtime.enter(rec.context):
                 out = rec.instance.process_data(apdu)  # type: ignore[attr-defined]
+            if not output_allowed(self.ctx.runtime, rec, bytes(out or b"")):
+                raise _err(SW.UNKNOWN, "output not issued by the privacy guard")
             return bytes(out or b"")
         if self._lcs() in (CARD_LOCKED, TERMINATED):
             raise _err(SW.CONDITIONS_NOT_SATISFIED)

@@ -1,0 +1,639 @@
+"""The privacy guard: the card service every release passes through (docs/privacy.md).
+
+The guard is an applet instance at :data:`GUARD_AID`, associated with the ISD and
+installed when the hub is provisioned (:func:`provision_guard`), never by a recipient's
+security domain. It holds, in its own persistent namespace (JCRE ch. 7 transactions):
+
+* the customer's P-256 public key (the customer keeps the private key on the host);
+* the **pinned publisher keys**: the price-index publisher, the neutral reference-profile
+  publisher, each recipient's tariff signers and, optionally, each recipient's own
+  profile signer, and each demand-response program operator's event-signing (VTN)
+  key (role ``dr-event/<recipient>``). A recipient's SD cannot change them: applets read them from here, and
+  an install parameter naming another key is refused (``6982``);
+* the map from recipient security domain to recipient name;
+* the customer-signed **release policy** (:mod:`meterhub.policy`);
+* every released statement and the **release log** (a hash chain, :mod:`meterhub.policy.log`),
+  the budget spent per recipient and period, the coin tosses and the tariff changes.
+
+Applets reach it through the shareable interface :class:`GuardPort` (JCRE §6.2.4). The
+guard learns the client's recipient from the registry (the client's associated security
+domain), never from the client. A release is two calls: :meth:`GuardPort.begin`
+(entitlement, whole period, one release per period and kind, overlap; a re-ask returns
+the stored statement byte for byte) and :meth:`GuardPort.commit` (budget; statement, log
+entry, head and counters in one transaction; only then are the bytes handed out).
+
+**Output gate.** On a card with a guard, response data of any application that is not a
+security domain or the guard leaves the card only if the guard issued exactly those bytes
+for that command (:func:`output_allowed`, called by the card runtime for the plain channel
+and by the security domain for STORE DATA). An applet path that forgot the guard answers
+``6F00`` and releases nothing.
+
+Customer commands (plain channel, class ``80``): ``40`` GET POLICY, ``42`` SET POLICY (a
+policy signed by the customer's key; version must increase; hard limits hold), ``44`` GET
+LOG HEAD (``u32 count || 32-byte chain value``), ``46`` READ LOG ENTRY (``u32 seq``),
+``48`` GET PINNED KEYS (JSON), ``4A`` GET RELEASE (``u32 seq`` → the released bytes),
+``50`` ADD CONSENT and ``52`` REVOKE CONSENT (signed by the customer's key;
+:mod:`meterhub.policy.consent`). An ``export`` release needs a valid consent instead of
+the policy's entitlement; a revocation stops further exports (re-asks included) at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from ..crypto import ecdsa
+from ..crypto.sampling import commit_hub_nonce
+from ..policy import (
+    KINDS,
+    LogEntry,
+    PolicyError,
+    PolicyViolation,
+    ReleasePolicy,
+    chain_hash,
+    check_profile,
+    check_tariff,
+    dump_policy,
+    load_policy,
+    verify_policy,
+)
+from ..policy.consent import Consent, load_consent, verify_consent, verify_revocation
+from ..policy.model import SW_BUDGET, SignedPolicy
+from ..protocols.iso7816 import CommandAPDU
+from ..protocols.iso7816.sw import SW, ISOException
+from .aid import AID
+from .applet import Applet, ins, register_applet_class
+from .registry import PRIV_SECURITY_DOMAIN, AppletRecord
+from .runtime import AppletContext, Runtime, Shareable, shareable_interface
+
+__all__ = [
+    "GUARD_AID",
+    "GUARD_CLASS",
+    "GuardPort",
+    "InstallPort",
+    "Pinned",
+    "PrivacyGuard",
+    "clear_issued",
+    "output_allowed",
+    "provision_guard",
+]
+
+log = logging.getLogger(__name__)
+
+GUARD_AID = "F04D480047520001"
+GUARD_CLASS = "meterhub.card.guard/1"
+CHUNK = 224  # as the applets' outbox: one short R-APDU with R-ENC and R-MAC
+_ROLES = ("price-index", "load-profile")
+
+
+@dataclass(frozen=True)
+class Pinned:
+    """Publisher keys fixed at provisioning (SEC 1 points)."""
+
+    price_index: tuple[bytes, ...]
+    load_profile: tuple[bytes, ...]
+    tariff: dict[str, tuple[bytes, ...]]  # recipient -> tariff signers
+    own_profile: dict[str, tuple[bytes, ...]] | None = None  # recipient -> its own profile signer
+    dr_event: dict[str, tuple[bytes, ...]] | None = None  # recipient -> its OpenADR VTN's event key
+
+    def roles(self) -> dict[str, tuple[bytes, ...]]:
+        out = {"price-index": self.price_index, "load-profile": self.load_profile}
+        out.update({f"tariff/{k}": v for k, v in self.tariff.items()})
+        out.update({f"load-profile/{k}": v for k, v in (self.own_profile or {}).items()})
+        out.update({f"dr-event/{k}": v for k, v in (self.dr_event or {}).items()})
+        return out
+
+
+def _issue(runtime: Runtime, aid: AID, data: bytes) -> bytes:
+    issued = getattr(runtime, "guard_issued", None)
+    if issued is None:
+        issued = runtime.guard_issued = {}  # type: ignore[attr-defined]
+    issued[aid] = bytes(data)
+    return bytes(data)
+
+
+def clear_issued(runtime: Runtime, aid: AID) -> None:
+    """Forget what the guard issued to ``aid`` (before each command it processes)."""
+    issued = getattr(runtime, "guard_issued", None)
+    if issued:
+        issued.pop(aid, None)
+
+
+def output_allowed(runtime: Runtime, rec: AppletRecord, data: bytes) -> bool:
+    """The output gate (module docstring). True when ``data`` may leave the card."""
+    issued = getattr(runtime, "guard_issued", None)
+    expected = issued.pop(rec.aid, None) if issued else None
+    if not data:
+        return True
+    reg = runtime.registry
+    if reg is None or reg.get(GUARD_AID) is None:
+        return True  # a card without a guard holds no readings-holding applets' outputs
+    if rec.privileges[:1] and rec.privileges[0] & PRIV_SECURITY_DOMAIN:
+        return True
+    if rec.class_name == GUARD_CLASS and rec.aid == AID.of(GUARD_AID):
+        return True
+    if expected is not None and hmac.compare_digest(expected, bytes(data)):
+        return True
+    log.error("output of %s not issued by the privacy guard: withheld", rec.aid)
+    return False
+
+
+def _policy_kind(kind: str) -> None:
+    """Releases under the policy's entitlements; an ``export`` goes through the consent
+    path (:meth:`GuardPort.begin_export`) only."""
+    if kind == "export":
+        raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, "exports need the customer's consent")
+    if kind not in KINDS:
+        raise ISOException(SW.WRONG_DATA, "unknown kind of release")
+
+
+def _u32(n: int) -> bytes:
+    return n.to_bytes(4, "big")
+
+
+@shareable_interface
+class GuardPort(Shareable):
+    """What an applet may ask the guard (every call runs in the guard's context)."""
+
+    def __init__(self, guard: PrivacyGuard, client: AID, recipient: str) -> None:
+        self._guard = guard
+        self._client = client
+        self._recipient = recipient
+
+    def recipient(self) -> str:
+        return self._recipient
+
+    def pinned(self, role: str) -> list[bytes]:
+        """Keys for ``price-index``, ``load-profile`` (the neutral publisher and this
+        recipient's own profile signer), ``tariff`` (this recipient's signers) or
+        ``dr-event`` (this recipient's VTN event-signing key)."""
+        g = self._guard
+        if role in ("tariff", "dr-event"):
+            return g._keys(f"{role}/{self._recipient}")
+        if role == "load-profile":
+            return g._keys("load-profile") + g._keys(f"load-profile/{self._recipient}")
+        if role == "price-index":
+            return g._keys("price-index")
+        raise ISOException(SW.WRONG_DATA, "unknown publisher role")
+
+    def check_series(self, kind: str, series: Any) -> None:
+        """The policy's shape limits for a reference profile (``6A80``)."""
+        if kind == "load-profile":
+            self._guard._violation(check_profile, series)
+
+    def accept_tariff(self, tariff: Any, today: date | None) -> None:
+        """Shape limits (``6A80``) and at most the policy's tariff changes per billing
+        period (``6985``); ``today`` is the last reading day the applet holds."""
+        g = self._guard
+        pol = g._policy()
+        g._violation(check_tariff, tariff)
+        digest = tariff.digest()
+        key = b"C" + self._recipient.encode() + b"/" + (g._cell(today)[0].isoformat().encode() if today else b"-")
+        seen = g.ctx.store.get(key) or b""
+        changes = [seen[i : i + 32] for i in range(0, len(seen), 32)]
+        if digest in changes:
+            return
+        if len(changes) >= max(1, pol.limit("tariff", "max_changes_per_period")):
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "the tariff already changed in this billing period")
+        g.ctx.store.put(key, seen + digest)
+
+    def state(self, next_index: int, last_day: bytes) -> bytes:
+        """Issue the non-release GET STATE answer (``u64 next index || day``)."""
+        if len(last_day) not in (0, 4) or not 0 <= next_index < 1 << 64:
+            raise ISOException(SW.WRONG_DATA, "bad state")
+        return _issue(self._guard.ctx.runtime, self._client, next_index.to_bytes(8, "big") + last_day)
+
+    # -- sampling: commit-then-reveal -------------------------------------------------
+    def toss_commit(self, meter_id: str, first: date, last: date, k: int, commitment: bytes,
+                    last_day: date | None) -> bytes:
+        """Record the recipient's commitment; answer the commitment to the hub's nonce."""
+        g = self._guard
+        pol = g._policy()
+        g._entitled(self._recipient, "samples")
+        g._whole(first, last)
+        if k < pol.limit("sampling", "min_k"):
+            raise ISOException(SW.WRONG_DATA, f"k = {k} is below the policy's floor {pol.limit('sampling', 'min_k')}")
+        key = b"T" + self._recipient.encode() + b"/" + first.isoformat().encode()
+        rec = g.ctx.store.get(key)
+        if rec is not None:
+            # The same commitment and k again (the answer was lost to a crash or a dropped
+            # link): the same answer again, so a retry cannot re-toss the coin.
+            if hmac.compare_digest(rec[:34], k.to_bytes(2, "big") + bytes(commitment)) and rec[66:] == meter_id.encode():
+                return _issue(g.ctx.runtime, self._client, commit_hub_nonce(rec[34:66]))
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "one coin toss per sampling period")
+        if last_day is not None and last_day >= first:
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "the period has already begun")
+        hub_nonce = g.ctx.random_bytes(32)
+        g.ctx.store.put(key, k.to_bytes(2, "big") + bytes(commitment) + hub_nonce + meter_id.encode())
+        return _issue(g.ctx.runtime, self._client, commit_hub_nonce(hub_nonce))
+
+    def toss(self, first: date) -> tuple[int, bytes, bytes, str] | None:
+        """``(k, commitment, hub nonce, meter id)`` of this recipient's toss for the period."""
+        rec = self._guard.ctx.store.get(b"T" + self._recipient.encode() + b"/" + first.isoformat().encode())
+        if rec is None:
+            return None
+        return int.from_bytes(rec[:2], "big"), rec[2:34], rec[34:66], rec[66:].decode()
+
+    # -- releases -----------------------------------------------------------------------
+    def begin(self, kind: str, first: date, last: date, request: bytes, *, chunked: bool) -> bytes | None:
+        """Policy checks before computing. A re-ask of a released request answers the
+        stored statement (issued); ``None``: the applet may compute and :meth:`commit`.
+        Kind ``dr`` names the event day (``first == last``) instead of a whole period and
+        the event id in ``request``: one release per recipient and event day."""
+        g = self._guard
+        _policy_kind(kind)
+        seq = g._check(self._recipient, kind, first, last, hashlib.sha256(request).hexdigest())
+        if seq is None:
+            return None
+        return g._hand_out(self._client, seq, chunked)
+
+    def commit(self, kind: str, first: date, last: date, request: bytes, statement: bytes, *,
+               functionals: int, samples: int = 0, chunked: bool) -> bytes:
+        """Check the budget, store statement and log entry atomically, hand out the bytes."""
+        g = self._guard
+        _policy_kind(kind)
+        if not (isinstance(functionals, int) and isinstance(samples, int) and functionals >= 0 and samples >= 0):
+            raise ISOException(SW.WRONG_DATA, "functionals and samples are counts")
+        req = hashlib.sha256(request).hexdigest()
+        seq = g._check(self._recipient, kind, first, last, req)
+        if seq is None:
+            seq = g._record(self._recipient, kind, first, last, req, bytes(statement), self._client,
+                            functionals, samples)
+        return g._hand_out(self._client, seq, chunked)
+
+    # -- consented export -------------------------------------------------------------
+    def begin_export(self, consent_id: str, first: date, last: date, resolution: int, request: bytes,
+                     today: date | None) -> bytes | None:
+        """Like :meth:`begin` for kind ``export``: a valid consent of the customer for this
+        recipient, period and resolution replaces the policy's entitlement (``6982``)."""
+        g = self._guard
+        g._consent_ok(self._recipient, consent_id, first, last, resolution, today)
+        seq = g._check(self._recipient, "export", first, last, hashlib.sha256(request).hexdigest())
+        return None if seq is None else g._hand_out(self._client, seq, True)
+
+    def commit_export(self, consent_id: str, first: date, last: date, resolution: int, request: bytes,
+                      document: bytes, readings: int, today: date | None) -> bytes:
+        g = self._guard
+        g._consent_ok(self._recipient, consent_id, first, last, resolution, today)
+        req = hashlib.sha256(request).hexdigest()
+        seq = g._check(self._recipient, "export", first, last, req)
+        if seq is None:
+            seq = g._record(self._recipient, "export", first, last, req, bytes(document), self._client,
+                            0, readings, consent=consent_id)
+        return g._hand_out(self._client, seq, True)
+
+    def fetch(self, offset: int) -> bytes:
+        """The chunk at ``offset`` of this client's last handed-out statement."""
+        g = self._guard
+        raw = g.ctx.store.get(b"O" + self._client.raw)
+        if raw is None:
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "nothing to fetch")
+        out = g.ctx.store.get(b"S" + raw) or b""
+        if not 0 <= offset <= len(out):
+            raise ISOException(SW.WRONG_DATA, "offset out of range")
+        return _issue(g.ctx.runtime, self._client, _u32(len(out)) + out[offset : offset + CHUNK])
+
+
+@shareable_interface
+class InstallPort(Shareable):
+    """Granted to any client (parameter 1): is a key pinned for a role? Used while an
+    applet installs, before its registry record (and so its recipient) exists."""
+
+    def __init__(self, guard: PrivacyGuard) -> None:
+        self._guard = guard
+
+    def is_pinned(self, role: str, key: bytes) -> bool:
+        g = self._guard
+        roles = [r.decode()[4:] for r in g._stored(b"pin/")]
+        return any(bytes(key) in g._keys(r) for r in roles if r == role or r.startswith(role + "/"))
+
+
+class PrivacyGuard(Applet):
+    """See the module docstring."""
+
+    @classmethod
+    def install(cls, ctx: AppletContext, params: bytes) -> PrivacyGuard:
+        if ctx.aid != AID.of(GUARD_AID):
+            raise ISOException(SW.WRONG_DATA, "the privacy guard lives at its fixed AID")
+        try:
+            p = json.loads(params)
+            customer = bytes.fromhex(p["customer"])
+            ecdsa.load_verifying_key(customer)
+            signed = load_policy(p["policy"].encode())
+            policy = verify_policy(signed, customer)
+            pinned = {role: [bytes.fromhex(k) for k in keys] for role, keys in p["pinned"].items()}
+            for keys in pinned.values():
+                for k in keys:
+                    ecdsa.load_verifying_key(k)
+            sds = {AID.of(a).raw: str(n) for a, n in p["recipients"].items()}
+        except (ValueError, KeyError, TypeError, AttributeError, PolicyError):
+            raise ISOException(SW.WRONG_DATA, "bad guard provisioning data") from None
+        ctx.begin_transaction()
+        ctx.store.put(b"customer", customer)
+        for role, keys in pinned.items():
+            ctx.store.put(b"pin/" + role.encode(), b"".join(keys))
+        for sd, name in sds.items():
+            ctx.store.put(b"sd/" + sd, name.encode())
+        ctx.store.put(b"policy", dump_policy(signed))
+        ctx.store.put(b"head", _u32(0) + bytes(32))
+        ctx.commit_transaction()
+        guard = cls(ctx)
+        guard._append_policy_entry(policy, signed)
+        return guard
+
+    def __init__(self, ctx: AppletContext) -> None:
+        super().__init__(ctx)
+        self._policy_cache: tuple[bytes, ReleasePolicy] | None = None
+
+    # -- state ----------------------------------------------------------------------------
+    def _stored(self, prefix: bytes) -> list[bytes]:
+        """Keys of the guard's namespace that start with ``prefix`` (the store's own listing)."""
+        listing = self.ctx.store.keys
+        return [k for k in listing() if k.startswith(prefix)]
+
+    def _keys(self, role: str) -> list[bytes]:
+        raw = self.ctx.store.get(b"pin/" + role.encode()) or b""
+        return [raw[i : i + 65] for i in range(0, len(raw), 65)]
+
+    def _policy(self) -> ReleasePolicy:
+        raw = self.ctx.store.get(b"policy") or b""
+        if self._policy_cache is None or self._policy_cache[0] != raw:
+            self._policy_cache = (raw, load_policy(raw).policy)
+        return self._policy_cache[1]
+
+    def _cell(self, day: date) -> tuple[date, date]:
+        return self._policy().cycle.period_of(day)
+
+    def _violation(self, check: Any, obj: Any) -> None:
+        try:
+            check(obj, self._policy())
+        except PolicyViolation as v:
+            raise ISOException(v.sw, v.reason) from None
+
+    def _entitled(self, recipient: str, kind: str) -> None:
+        if not self._policy().entitled(recipient, kind):
+            raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, f"{recipient} is not entitled to {kind}")
+
+    def _whole(self, first: date, last: date) -> None:
+        if not self._policy().cycle.is_period(first, last):
+            raise ISOException(SW.WRONG_DATA, "not one whole period of the customer's cycle")
+
+    def _head(self) -> tuple[int, bytes]:
+        raw = self.ctx.store.get(b"head") or _u32(0) + bytes(32)
+        return int.from_bytes(raw[:4], "big"), raw[4:36]
+
+    def recipient_of(self, client: AID) -> str | None:
+        reg = self.ctx.runtime.registry
+        rec = reg.get(client) if reg is not None else None
+        if rec is None or rec.sd_aid is None or (rec.privileges[:1] and rec.privileges[0] & PRIV_SECURITY_DOMAIN):
+            return None
+        name = self.ctx.store.get(b"sd/" + rec.sd_aid.raw)
+        return None if name is None else name.decode()
+
+    def get_shareable_interface(self, client_aid: AID, parameter: int) -> Shareable | None:
+        if parameter == 1:
+            return InstallPort(self)
+        recipient = self.recipient_of(client_aid)
+        return None if recipient is None else GuardPort(self, client_aid, recipient)
+
+    # -- releases -------------------------------------------------------------------------
+    def _check(self, recipient: str, kind: str, first: date, last: date, req: str) -> int | None:
+        """Entitlement, whole period, one release per period/kind, no overlap. The seq of
+        the stored release for a re-ask of the same request, or None."""
+        if kind != "export":  # an export's entitlement and period are its consent's
+            self._entitled(recipient, kind)
+            if kind == "dr":  # one event day; its period is charged (_record)
+                if first != last:
+                    raise ISOException(SW.WRONG_DATA, "a demand-response release names its event day")
+            else:
+                self._whole(first, last)
+        idx = self.ctx.store.get(b"R" + f"{recipient}/{kind}/{first.isoformat()}".encode())
+        if idx is not None:
+            seq = int.from_bytes(idx[:4], "big")
+            entry = LogEntry.from_bytes(self.ctx.store.get(b"L" + idx[:4]) or b"")
+            if entry.request_digest == req and entry.period_to == last.isoformat():
+                return seq
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, f"{kind} for this period already released (another request)")
+        for key in self._stored(b"R" + f"{recipient}/{kind}/".encode()):
+            raw = self.ctx.store.get(key) or b""
+            a, b = date.fromisoformat(raw[4:14].decode()), date.fromisoformat(raw[14:24].decode())
+            if not (last < a or b < first):
+                raise ISOException(SW.CONDITIONS_NOT_SATISFIED, f"{kind} period overlaps {a}..{b}")
+        return None
+
+    def _record(self, recipient: str, kind: str, first: date, last: date, req: str, statement: bytes,
+                client: AID, functionals: int, samples: int, *, consent: str = "") -> int:
+        pol = self._policy()
+        bkey = b"B" + f"{recipient}/{self._cell(first)[0].isoformat()}".encode()
+        spent = int.from_bytes(self.ctx.store.get(bkey) or bytes(4), "big")
+        budget = pol.limit("budget", "functionals_per_period")
+        if spent + functionals > budget:
+            raise ISOException(SW_BUDGET, f"{recipient} has {budget - spent} of {budget} functionals left, {functionals} asked")
+        extra: dict[bytes, bytes] = {}
+        if kind == "dr":  # the policy's cap on events per period (docs/privacy.md)
+            ekey = b"E" + f"{recipient}/{self._cell(first)[0].isoformat()}".encode()
+            events = int.from_bytes(self.ctx.store.get(ekey) or bytes(4), "big")
+            cap = pol.limit("dr", "events_per_period")
+            if events >= cap:
+                raise ISOException(SW.CONDITIONS_NOT_SATISFIED, f"{recipient} already had {cap} demand-response events this period")
+            extra[ekey] = _u32(events + 1)
+        count, head = self._head()
+        entry = LogEntry(count, kind, recipient, first.isoformat(), last.isoformat(), pol.version,
+                         client.raw.hex().upper(), req, hashlib.sha256(statement).hexdigest(), functionals, samples,
+                         consent)
+        raw = entry.canonical_bytes()
+        self.ctx.begin_transaction()
+        self.ctx.store.put(b"S" + _u32(count), statement)
+        self.ctx.store.put(b"L" + _u32(count), raw)
+        self.ctx.store.put(b"R" + f"{recipient}/{kind}/{first.isoformat()}".encode(),
+                           _u32(count) + first.isoformat().encode() + last.isoformat().encode())
+        self.ctx.store.put(bkey, _u32(spent + functionals))
+        for k, v in extra.items():
+            self.ctx.store.put(k, v)
+        self.ctx.store.put(b"head", _u32(count + 1) + chain_hash(head, raw))
+        self.ctx.store.put(b"O" + client.raw, _u32(count))  # the outbox pointer, same transaction
+        self.ctx.commit_transaction()
+        return count
+
+    def _hand_out(self, client: AID, seq: int, chunked: bool) -> bytes:
+        out = self.ctx.store.get(b"S" + _u32(seq))
+        if out is None:
+            raise ISOException(SW.UNKNOWN, "release log and statements disagree")
+        if not chunked:
+            return _issue(self.ctx.runtime, client, out)
+        if self.ctx.store.get(b"O" + client.raw) != _u32(seq):
+            self.ctx.store.put(b"O" + client.raw, _u32(seq))
+        return _issue(self.ctx.runtime, client, _u32(len(out)) + out[:CHUNK])
+
+    def _append_policy_entry(self, policy: ReleasePolicy, signed: SignedPolicy) -> None:
+        count, head = self._head()
+        entry = LogEntry(count, "policy", "customer", "", "", policy.version, GUARD_AID, signed.signature.hex()[:64],
+                         policy.digest().hex(), 0)
+        raw = entry.canonical_bytes()
+        self.ctx.begin_transaction()
+        self.ctx.store.put(b"policy", dump_policy(signed))
+        self.ctx.store.put(b"L" + _u32(count), raw)
+        self.ctx.store.put(b"S" + _u32(count), dump_policy(signed))
+        self.ctx.store.put(b"head", _u32(count + 1) + chain_hash(head, raw))
+        self.ctx.commit_transaction()
+
+    def _consent_ok(self, recipient: str, consent_id: str, first: date, last: date, resolution: int,
+                    today: date | None) -> Consent:
+        raw = self.ctx.store.get(b"K" + consent_id.encode())
+        if raw is None:
+            raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, "no such consent")
+        if self.ctx.store.get(b"X" + consent_id.encode()) is not None:
+            raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, "the consent was revoked")
+        c = load_consent(raw).consent
+        if c.recipient != recipient:
+            raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, "the consent names another recipient")
+        if first < c.period_from or last > c.period_to or last < first:
+            raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, "outside the consented period")
+        if resolution < c.resolution_minutes or resolution % c.resolution_minutes:
+            raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, "finer than the consented resolution")
+        if today is not None and today >= c.expires:
+            raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, "the consent has expired")
+        return c
+
+    def _append_entry(self, entry_of: Any, extra: dict[bytes, bytes], document: bytes) -> None:
+        """Append a bookkeeping entry (built by ``entry_of(seq)``), its ``document`` and the
+        ``extra`` writes in one transaction."""
+        count, head = self._head()
+        raw = entry_of(count).canonical_bytes()
+        self.ctx.begin_transaction()
+        for k, v in extra.items():
+            self.ctx.store.put(k, v)
+        self.ctx.store.put(b"L" + _u32(count), raw)
+        self.ctx.store.put(b"S" + _u32(count), document)
+        self.ctx.store.put(b"head", _u32(count + 1) + chain_hash(head, raw))
+        self.ctx.commit_transaction()
+
+    @ins(0x50, cla=0x80)
+    def add_consent(self, apdu: CommandAPDU) -> None:
+        """ADD CONSENT: a consent signed by the customer's key (docs/privacy.md)."""
+        customer = self.ctx.store.get(b"customer") or b""
+        raw = bytes(apdu.data)
+        try:
+            c = verify_consent(load_consent(raw), customer)
+        except PolicyError:
+            raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, "not a consent signed by the customer") from None
+        if self.ctx.store.get(b"K" + c.consent_id.encode()) is not None:
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "a consent with this id exists")
+        pol = self._policy()
+        self._append_entry(
+            lambda seq: LogEntry(seq, "consent", c.recipient, c.period_from.isoformat(), c.period_to.isoformat(),
+                                 pol.version, GUARD_AID, hashlib.sha256(raw).hexdigest(), c.digest().hex(), 0, 0,
+                                 c.consent_id),
+            {b"K" + c.consent_id.encode(): raw},
+            raw,
+        )
+
+    @ins(0x52, cla=0x80)
+    def revoke_consent(self, apdu: CommandAPDU) -> None:
+        """REVOKE CONSENT: a revocation signed by the customer's key; further exports stop."""
+        customer = self.ctx.store.get(b"customer") or b""
+        raw = bytes(apdu.data)
+        try:
+            cid = verify_revocation(raw, customer)
+        except PolicyError:
+            raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, "not a revocation signed by the customer") from None
+        stored = self.ctx.store.get(b"K" + cid.encode())
+        if stored is None:
+            raise ISOException(SW.REFERENCED_DATA_NOT_FOUND, "no such consent")
+        if self.ctx.store.get(b"X" + cid.encode()) is not None:
+            return  # already revoked
+        c = load_consent(stored).consent
+        pol = self._policy()
+        self._append_entry(
+            lambda seq: LogEntry(seq, "revoke", c.recipient, c.period_from.isoformat(), c.period_to.isoformat(),
+                                 pol.version, GUARD_AID, hashlib.sha256(raw).hexdigest(), c.digest().hex(), 0, 0, cid),
+            {b"X" + cid.encode(): raw},
+            raw,
+        )
+
+    # -- customer commands ----------------------------------------------------------------
+    @ins(0x40, cla=0x80)
+    def get_policy(self, apdu: CommandAPDU) -> bytes:
+        return self.ctx.store.get(b"policy") or b""
+
+    @ins(0x42, cla=0x80)
+    def set_policy(self, apdu: CommandAPDU) -> None:
+        customer = self.ctx.store.get(b"customer") or b""
+        try:
+            signed = load_policy(bytes(apdu.data))
+        except PolicyError:
+            raise ISOException(SW.WRONG_DATA, "malformed policy or beyond the hard limits") from None
+        try:
+            policy = verify_policy(signed, customer)
+        except PolicyError:
+            raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, "not signed by the customer's key") from None
+        if policy.version <= self._policy().version:
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "the policy version must increase")
+        self._append_policy_entry(policy, signed)
+
+    @ins(0x44, cla=0x80)
+    def get_log_head(self, apdu: CommandAPDU) -> bytes:
+        count, head = self._head()
+        return _u32(count) + head
+
+    def _seq_of(self, apdu: CommandAPDU) -> bytes:
+        if len(apdu.data) != 4:
+            raise ISOException(SW.WRONG_LENGTH, "takes a u32 sequence number")
+        if int.from_bytes(apdu.data, "big") >= self._head()[0]:
+            raise ISOException(SW.REFERENCED_DATA_NOT_FOUND, "no such entry")
+        return bytes(apdu.data)
+
+    @ins(0x46, cla=0x80)
+    def read_log_entry(self, apdu: CommandAPDU) -> bytes:
+        return self.ctx.store.get(b"L" + self._seq_of(apdu)) or b""
+
+    @ins(0x48, cla=0x80)
+    def get_pinned(self, apdu: CommandAPDU) -> bytes:
+        roles = {}
+        for key in self._stored(b"pin/"):
+            role = key[4:].decode()
+            roles[role] = [k.hex() for k in self._keys(role)]
+        return json.dumps({"customer": (self.ctx.store.get(b"customer") or b"").hex(), "pinned": roles},
+                          sort_keys=True, separators=(",", ":")).encode()
+
+    @ins(0x4A, cla=0x80)
+    def get_release(self, apdu: CommandAPDU) -> bytes:
+        return self.ctx.store.get(b"S" + self._seq_of(apdu)) or b""
+
+
+register_applet_class(GUARD_CLASS, PrivacyGuard)
+
+
+def provision_guard(
+    card: Any,
+    *,
+    customer_key: ecdsa.VerifyingKey | bytes,
+    pinned: Pinned,
+    recipients: dict[str, str],
+    policy: SignedPolicy,
+    isd_aid: AID | bytes | str | None = None,
+) -> AppletRecord:
+    """Install the guard at provisioning (directly, like the ISD: no recipient's SD is
+    involved). ``recipients`` maps security-domain AIDs (hex) to recipient names."""
+    point = customer_key if isinstance(customer_key, bytes) else ecdsa.public_bytes(customer_key)
+    params = json.dumps(
+        {
+            "customer": point.hex(),
+            "pinned": {role: [k.hex() for k in keys] for role, keys in pinned.roles().items()},
+            "recipients": dict(recipients),
+            "policy": dump_policy(policy).decode(),
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    ).encode()
+    return card.registry.install_applet(GUARD_CLASS, GUARD_AID, sd_aid=isd_aid, params=params)
+
+
+def pinned_points(keys: Iterable[Any]) -> tuple[bytes, ...]:
+    return tuple(k if isinstance(k, bytes) else ecdsa.public_bytes(k) for k in keys)

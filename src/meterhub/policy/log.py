@@ -1,0 +1,170 @@
+"""The release log: every release (and every policy change) in one hash chain.
+
+Entry ``n`` is canonical JSON with the fields below; the chain value after it is
+``h_n = SHA-256("meterhub/v1/release-log\\0" || h_{n-1} || canonical(entry_n))`` with
+``h_{-1}`` 32 zero bytes. The card stores the entries and the head ``(count, h)`` in
+one transaction with the released statement, so an entry exists exactly when its
+statement does.
+
+========================  ====================================================
+field                     meaning
+========================  ====================================================
+``seq``                   0, 1, 2, ...
+``kind``                  ``bill``, ``settlement``, ``scores``, ``samples``, ``export``,
+                          ``policy``, ``consent``, ``revoke``
+``recipient``             ``supplier``, ``grid-operator``, ``third-party``; ``customer``
+                          for a policy change
+``period_from/_to``       the grid cell released (``""`` for a policy change)
+``policy_version``        the policy in force (for ``policy``: the new one)
+``applet_aid``            the releasing applet (hex; the guard's own for ``policy``)
+``request_digest``        SHA-256 of the request (hex)
+``output_digest``         SHA-256 of the released bytes (hex; for ``policy``: the policy's digest)
+``functionals``           linear functionals counted against the budget
+``samples``               readings released with openings (``samples``, ``export``)
+``consent``               the consent an ``export`` used, added or revoked (else ``""``)
+========================  ====================================================
+
+Consents are logged too: ``consent`` (added; its recipient and period) and ``revoke``
+entries; an ``export`` must name a consent that is in the log, not revoked before it,
+for the same recipient and covering the exported period.
+
+:func:`verify_release_log` is the auditor's check: the chain, the sequence, one release
+per period/kind/recipient, no overlapping periods, and every period's functionals within
+the budget of the policy then in force (policies are read from the log itself).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["LOG_FORMAT", "DST_LOG", "LogEntry", "LogError", "chain_hash", "verify_release_log"]
+
+LOG_FORMAT = "meterhub-release-log/1"
+DST_LOG = b"meterhub/v1/release-log\x00"
+_FIELDS = (
+    "seq", "kind", "recipient", "period_from", "period_to", "policy_version", "applet_aid",
+    "request_digest", "output_digest", "functionals", "samples", "consent",
+)
+
+
+class LogError(ValueError):
+    """A log entry that does not parse, or a chain that does not verify."""
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    seq: int
+    kind: str
+    recipient: str
+    period_from: str
+    period_to: str
+    policy_version: int
+    applet_aid: str
+    request_digest: str
+    output_digest: str
+    functionals: int
+    samples: int = 0
+    consent: str = ""
+
+    def canonical_bytes(self) -> bytes:
+        return json.dumps({"format": LOG_FORMAT, **asdict(self)}, sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> LogEntry:
+        try:
+            d = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            raise LogError("log entry is not JSON") from None
+        if not isinstance(d, dict) or d.get("format") != LOG_FORMAT or set(d) != {"format", *_FIELDS}:
+            raise LogError("log entry: wrong format or fields")
+        ints = ("seq", "policy_version", "functionals", "samples")
+        for f in _FIELDS:
+            v = d[f]
+            ok = (isinstance(v, int) and not isinstance(v, bool) and v >= 0) if f in ints else isinstance(v, str)
+            if not ok:
+                raise LogError(f"log entry: bad {f}")
+        e = cls(**{f: d[f] for f in _FIELDS})
+        if e.canonical_bytes() != raw:
+            raise LogError("log entry is not in canonical form")
+        return e
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def chain_hash(prev: bytes, entry: LogEntry | bytes) -> bytes:
+    raw = entry.canonical_bytes() if isinstance(entry, LogEntry) else entry
+    return hashlib.sha256(DST_LOG + prev + raw).digest()
+
+
+def verify_release_log(
+    raw_entries: Sequence[bytes], head: bytes, *, policies: dict[int, Any] | None = None
+) -> list[LogEntry]:
+    """Check a release log as an auditor; returns the entries or raises :class:`LogError`.
+
+    ``head`` is the chain value the card reports; ``policies`` maps a policy version to
+    its :class:`~meterhub.policy.ReleasePolicy` (the budget check needs them; without
+    it the budgets are not checked, everything else is).
+    """
+    h = bytes(32)
+    entries = []
+    seen: dict[tuple[str, str, str], LogEntry] = {}
+    periods: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    spent: dict[tuple[str, str], int] = {}
+    consents: dict[str, tuple[str, str, str, bool]] = {}
+    version = 0
+    for n, raw in enumerate(raw_entries):
+        e = LogEntry.from_bytes(raw)
+        if e.seq != n:
+            raise LogError(f"entry {n}: sequence number {e.seq}")
+        h = chain_hash(h, raw)
+        if e.kind == "policy":
+            if e.policy_version <= version:
+                raise LogError(f"entry {n}: policy version {e.policy_version} does not increase")
+            version = e.policy_version
+            entries.append(e)
+            continue
+        if e.policy_version != version:
+            raise LogError(f"entry {n}: released under policy {e.policy_version}, {version} was in force")
+        if e.kind == "consent":
+            if e.consent in consents:
+                raise LogError(f"entry {n}: consent {e.consent} added twice")
+            consents[e.consent] = (e.recipient, e.period_from, e.period_to, True)
+            entries.append(e)
+            continue
+        if e.kind == "revoke":
+            if e.consent not in consents:
+                raise LogError(f"entry {n}: revokes unknown consent {e.consent}")
+            consents[e.consent] = (*consents[e.consent][:3], False)
+            entries.append(e)
+            continue
+        if e.kind == "export":
+            c = consents.get(e.consent)
+            if c is None or not c[3] or c[0] != e.recipient or e.period_from < c[1] or e.period_to > c[2]:
+                raise LogError(f"entry {n}: export without a valid consent {e.consent!r}")
+        key = (e.recipient, e.kind, e.period_from)
+        if key in seen:
+            raise LogError(f"entry {n}: a second {e.kind} release to {e.recipient} for {e.period_from}")
+        seen[key] = e
+        for a, b in periods.get((e.recipient, e.kind), []):
+            if not (e.period_to < a or b < e.period_from):
+                raise LogError(f"entry {n}: {e.kind} period {e.period_from}..{e.period_to} overlaps {a}..{b}")
+        periods.setdefault((e.recipient, e.kind), []).append((e.period_from, e.period_to))
+        budget_key = (e.recipient, e.period_from)
+        spent[budget_key] = spent.get(budget_key, 0) + e.functionals
+        if policies is not None:
+            pol = policies.get(version)
+            if pol is None:
+                raise LogError(f"entry {n}: policy version {version} unknown to the auditor")
+            if spent[budget_key] > pol.limit("budget", "functionals_per_period"):
+                raise LogError(f"entry {n}: {e.recipient} exceeds its budget for {e.period_from}")
+            if e.kind != "export" and not pol.entitled(e.recipient, e.kind):
+                raise LogError(f"entry {n}: {e.recipient} is not entitled to {e.kind}")
+        entries.append(e)
+    if h != head:
+        raise LogError("the chain does not end in the head the card reports")
+    return entries
