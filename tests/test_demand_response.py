@@ -22,7 +22,13 @@ from meterhub.dr.event import (
 )
 from meterhub.dr.release import DRRelease
 from meterhub.hub.dr_host import DR_APP_AID, DRClient, EventRefused, dr_load_file
-from meterhub.hub.secure_element import RECIPIENT_SDS, demo_dap_key, demo_scp03_keys, demo_vtn_key, open_hub_card
+from meterhub.hub.secure_element import (
+    RECIPIENT_SDS,
+    demo_dap_key,
+    demo_scp03_keys,
+    demo_vtn_key,
+    open_hub_card,
+)
 from meterhub.meter.timebase import local_midnight_utc
 from meterhub.utility.demand_response import verify_release
 from meterhub.utility.settlement import AppletMailbox, HubRefused, expected_code_hash
