@@ -285,6 +285,9 @@ def run_demo(
             # The card is expected once the meter has recorded a day (it is built first).
             card = _hub_card(d, meter_id, supplier, params, rng, expected=info.last_day is not None)
             try:
+                # Demand response (issue 14): applet, pairing and the announced events;
+                # it selects its own applet, so it comes before the billing applet's.
+                dr_demo.attach(card, params, meter_id, info.tz, info.interval_minutes)
                 applet = BillingClient(card.transmit)
                 applet.select()
                 applet.pair(meter_id, info.tz, info.interval_minutes, info.home_link_key)

@@ -5,13 +5,19 @@
 1. the DR program operator (the grid operator's role) plans events on the period's
    last eligible weekdays, 17:00-19:00 local time (a load shed, then a price event),
    each with its CAISO baseline days from the public event calendar, and signs them;
-2. on every hub its TSM installs the DR applet (DAP-signed package, SCP03 level 33,
-   the grid operator's security domain, the VTN key pinned) and the host pairs it;
-3. a real OpenADR 2.0b exchange over localhost (:mod:`meterhub.dr.openadr`): one VTN,
-   one VEN per hub; each VEN opts in or out on its customer's rules and hands the
-   signed record with the decision to its card;
-4. households that opted in respond (:mod:`meterhub.meter.flexibility`): the meter
+2. a real OpenADR 2.0b exchange over localhost (:mod:`meterhub.dr.openadr`): one VTN,
+   one VEN per hub; each VEN checks the record's signature under the VTN key its
+   customer pinned and opts in or out on its customer's rules; events, decisions and
+   feeders are stored in ``dr.sqlite`` in one transaction (a resumed run reuses them
+   and announces nothing again);
+3. households that opted in respond (:mod:`meterhub.meter.flexibility`): the meter
    measures the responding series; the counterfactual stays with the simulator.
+
+:func:`attach` runs for each hub before its meter records (the card is built by then):
+the grid operator's TSM installs the DR applet (DAP-signed package, SCP03 level 33, its
+security domain; the VTN key is the one pinned in the card's privacy guard), the host
+pairs it and hands it each signed record with the customer's decision. Every step is
+idempotent, so a resumed run repeats it.
 
 :func:`run`, after the period: each hub's host feeds the DR applet the days it needs,
 the operator collects each opted-in customer's release over its SCP03 session and
@@ -43,7 +49,7 @@ from .dr.event import (
 from .dr.openadr import VEN, OptRules, run_exchange, self_signed
 from .dr.release import DRRelease
 from .holidays import german_holidays
-from .hub.dr_host import DR_APP_AID, DRClient, EventRefused, dr_load_file
+from .hub.dr_host import DR_APP_AID, DRClient, dr_load_file
 from .hub.secure_element import demo_dap_key, demo_scp03_keys, demo_vtn_key, open_hub_card
 from .meter.flexibility import household_loads, respond
 from .meter.load import LoadTrace
@@ -90,7 +96,12 @@ class DRStore:
             "CREATE TABLE IF NOT EXISTS releases(meter_id TEXT, event_id TEXT, raw BLOB NOT NULL,"
             " PRIMARY KEY(meter_id, event_id));"
             "CREATE TABLE IF NOT EXISTS feeders(meter_id TEXT PRIMARY KEY, feeder TEXT NOT NULL);"
+            "CREATE TABLE IF NOT EXISTS meta(name TEXT PRIMARY KEY, value TEXT NOT NULL);"
         )
+
+    def planned(self) -> bool:
+        """The plan was stored completely (the ``meta`` row is written in its transaction)."""
+        return self.conn.execute("SELECT 1 FROM meta WHERE name = 'planned'").fetchone() is not None
 
     def close(self) -> None:
         self.conn.close()
@@ -112,6 +123,7 @@ class DRStore:
             self.conn.executemany("INSERT OR REPLACE INTO events VALUES(?,?)", [(e.event_id, e.to_bytes()) for e in events])
             self.conn.executemany("INSERT OR REPLACE INTO opts VALUES(?,?,?)", [(m, e, o) for (m, e), o in opts.items()])
             self.conn.executemany("INSERT OR REPLACE INTO feeders VALUES(?,?)", list(feeders.items()))
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES('planned', '1')")
 
     def save_release(self, meter_id: str, event_id: str, raw: bytes) -> None:
         with self.conn:
@@ -179,60 +191,82 @@ def respond_all(traces: list[LoadTrace], events: list[DREvent], opts: dict[tuple
 def measured(params: Any, traces: list[LoadTrace]) -> list[LoadTrace]:
     """The traces as the meters measured them in a finished run (the simulator's traces
     with each opted-in household's response), for parts that re-simulate the truth."""
-    path = Path(params.data_dir) / "dr.sqlite"
-    if not path.exists():
+    store = _plan(Path(params.data_dir))
+    if store is None:
         return traces
-    store = DRStore(path)
     try:
         return [t for t, _ in respond_all(traces, store.events(), store.opts(), params.seed)]
     finally:
         store.close()
 
 
-def prepare(params: Any, traces: list[LoadTrace]) -> list[LoadTrace]:
-    """Steps 1-4 of the module docstring; returns the traces the meters measure."""
-    from .settlement_demo import _tsm, supplier_of
+def _plan(d: Path) -> DRStore | None:
+    """The stored plan, or None when none was stored completely."""
+    if not (d / "dr.sqlite").exists():
+        return None
+    store = DRStore(d / "dr.sqlite")
+    if store.planned():
+        return store
+    store.close()
+    return None
 
+
+def prepare(params: Any, traces: list[LoadTrace]) -> list[LoadTrace]:
+    """Steps 1-3 of the module docstring; returns the traces the meters measure."""
     d = Path(params.data_dir)
     d.mkdir(parents=True, exist_ok=True)
-    if (d / "dr.sqlite").exists():
+    stored = _plan(d)
+    if stored is not None:
         # A resumed run: the events were announced and answered before the period began.
-        return measured(params, traces)
+        try:
+            return [t for t, _ in respond_all(traces, stored.events(), stored.opts(), params.seed)]
+        finally:
+            stored.close()
     tz = traces[0].tz if traces else "Europe/Berlin"
     events = plan_events(params.start, params.days, tz, params.seed)
     if not events:
         return traces
-    cards = [_card(d, t.household_id, supplier_of(n)) for n, t in enumerate(traces)]
-    try:
-        vens = []
-        for t, card in zip(traces, cards, strict=True):
-            if card.registry.get(DR_APP_AID) is None:
-                with _tsm(card, "grid-operator") as tsm:
-                    tsm.deploy(dr_load_file(), DR_APP_AID, params=ecdsa.public_bytes(vtn_key()))
-            client = DRClient(card.transmit)
-            client.select()
-            client.pair(t.household_id, t.tz, t.interval_minutes)
+    pinned = ecdsa.public_bytes(vtn_key())  # the key each customer pinned (demo_pinned)
 
-            def deliver(ev: DREvent, raw: bytes, opt_in: bool, client: DRClient = client) -> bool:
-                client.select()
-                try:
-                    client.put_event(ev.event_id, raw, opt_in)
-                except EventRefused:
-                    return False
-                return True
+    def deliver(ev: DREvent, raw: bytes, opt_in: bool) -> bool:
+        # The VEN's host accepts only records under the pinned key; the card checks again (attach).
+        return DREvent.from_bytes(raw).verify(pinned)
 
-            vens.append(VEN(t.household_id, customer_rules(t.household_id, params.seed)[0], deliver))
-        opts = run_exchange(self_signed("meterhub VTN", vtn_key()), [(e, [t.household_id for t in traces]) for e in events],
-                            vens, timeout=30.0)
-    finally:
-        for c in cards:
-            c.close()
+    vens = [VEN(t.household_id, customer_rules(t.household_id, params.seed)[0], deliver) for t in traces]
+    opts = run_exchange(self_signed("meterhub VTN", vtn_key()), [(e, [t.household_id for t in traces]) for e in events],
+                        vens, timeout=30.0)
     store = DRStore(d / "dr.sqlite")
     try:
         store.save_plan(events, opts, {t.household_id: feeder_of(n) for n, t in enumerate(traces)})
     finally:
         store.close()
     return [t for t, _ in respond_all(traces, events, opts, params.seed)]
+
+
+def attach(card: Any, params: Any, meter_id: str, tz: str, interval_minutes: int) -> None:
+    """Install and pair the DR applet on a hub's card and hand it the signed events with
+    the customer's decisions (module docstring); nothing without a stored plan."""
+    from .settlement_demo import _tsm
+
+    store = _plan(Path(params.data_dir))
+    if store is None:
+        return
+    try:
+        events, opts = store.events(), store.opts()
+    finally:
+        store.close()
+    if not events:
+        return
+    if card.registry.get(DR_APP_AID) is None:
+        with _tsm(card, "grid-operator") as tsm:
+            tsm.deploy(dr_load_file(), DR_APP_AID)  # the VTN key: the customer's pinned one
+    client = DRClient(card.transmit)
+    client.select()
+    client.pair(meter_id, tz, interval_minutes)
+    for ev in events:
+        decision = opts.get((meter_id, ev.event_id))
+        if decision is not None:
+            client.put_event(ev.event_id, ev.to_bytes(), decision == "optIn")
 
 
 # ---------------------------------------------------------------- after the period
@@ -305,9 +339,9 @@ def run(params: Any) -> DRReport:
 
     d = Path(params.data_dir)
     report = DRReport()
-    if not (d / "dr.sqlite").exists():
+    store = _plan(d)
+    if store is None:
         return report
-    store = DRStore(d / "dr.sqlite")
     hub, utility = HubStore(d / "hub.sqlite"), UtilityStore(d / "utility.sqlite")
     try:
         events, opts, feeders = store.events(), store.opts(), store.feeders()
