@@ -57,11 +57,11 @@ def make_event(h: History, *, key=VTN_KEY, event_id: str = "ev-1", modification:
 
 
 class Hub:
-    def __init__(self, path, h: History) -> None:
+    def __init__(self, path, h: History, policy=None) -> None:
         self.h = h
         self.card = open_hub_card(path, issuer_keys=demo_scp03_keys("issuer"),
                                   supplier_keys=demo_scp03_keys("supplier"),
-                                  supplier_dap=demo_dap_key("supplier").public_key())
+                                  supplier_dap=demo_dap_key("supplier").public_key(), policy=policy)
         with tsm(self.card) as t:
             t.deploy(dr_load_file(), DR_APP_AID, params=ecdsa.public_bytes(VTN_KEY))
         self.client = DRClient(self.card.transmit)
@@ -306,3 +306,100 @@ def test_opt_change_with_a_re_signed_record_and_a_newer_modification(tmp_path):
         hub.client.put_event(ev.event_id, ev.to_bytes(), True)  # the older modification replayed
     hub.feed()
     assert hub.release(ev.event_id).event_digest == newer.digest()
+
+
+# -- the privacy guard (docs/privacy.md, "Demand response") --------------------------
+
+
+def test_install_parameters_may_only_repeat_the_pinned_vtn_key(tmp_path):
+    from meterhub.utility.tsm import TSMError
+
+    card = open_hub_card(tmp_path / "hub.sqlite", issuer_keys=demo_scp03_keys("issuer"),
+                         supplier_keys=demo_scp03_keys("supplier"), supplier_dap=demo_dap_key("supplier").public_key())
+    with tsm(card) as t, pytest.raises(TSMError, match="6982"):
+        t.deploy(dr_load_file(), DR_APP_AID, params=ecdsa.public_bytes(ecdsa.generate_signing_key()))
+    assert card.registry.get(DR_APP_AID) is None
+
+
+def _guard_entries(hub: Hub):
+    from meterhub.hub.secure_element import GuardClient
+    from meterhub.policy import DEFAULT_POLICY, verify_release_log
+
+    g = GuardClient(hub.card.transmit)
+    g.select()
+    count, head = g.head()
+    entries = verify_release_log(g.raw_entries(), head, policies={1: DEFAULT_POLICY})
+    hub.client.select()
+    return entries
+
+
+def test_release_is_logged_by_the_guard_once_with_one_functional(released):
+    h, hub, ev, rel = released
+    before = _guard_entries(hub)
+    assert hub.release(ev.event_id) == rel  # a re-ask: same bytes, no new entry
+    entries = _guard_entries(hub)
+    assert entries == before
+    dr = [e for e in entries if e.kind == "dr"]
+    assert len(dr) == 1 and dr[0].recipient == "grid-operator" and dr[0].functionals == 1
+    assert dr[0].period_from == dr[0].period_to == ev.start.date().isoformat()
+    import hashlib
+
+    assert dr[0].output_digest == hashlib.sha256(rel.to_bytes()).hexdigest()
+
+
+def _event_on(h: History, day: date, event_id: str, hour: int = 17) -> DREvent:
+    start = local_midnight_utc(day, "Europe/Berlin") + timedelta(hours=hour)
+    days = tuple(similar_days(day, set(), set(), "Europe/Berlin", have_from=START))
+    return make_event(h, event_id=event_id, start=start, baseline_days=days)
+
+
+def test_a_second_event_of_the_same_day_is_refused(tmp_path):
+    h = make_history(start=START, n_days=N_DAYS, seed=16)
+    hub = Hub(tmp_path / "hub.sqlite", h)
+    day = START + timedelta(days=N_DAYS - 1)
+    first, second = _event_on(h, day, "ev-a"), _event_on(h, day, "ev-b", hour=15)
+    hub.client.put_event(first.event_id, first.to_bytes(), True)
+    hub.client.put_event(second.event_id, second.to_bytes(), True)
+    hub.feed()
+    hub.release("ev-a")
+    with pytest.raises(HubRefused) as exc:  # two windows of one day would difference out
+        hub.release("ev-b")
+    assert exc.value.sw == 0x6985
+    assert [e.kind for e in _guard_entries(hub)].count("dr") == 1
+
+
+def test_the_policy_caps_events_per_period(tmp_path):
+    from meterhub.policy import default_policy
+
+    h = make_history(start=START, n_days=N_DAYS, seed=17)
+    hub = Hub(tmp_path / "hub.sqlite", h, policy=default_policy(dr={"events_per_period": 1}))
+    a, b = _event_on(h, START + timedelta(days=N_DAYS - 2), "ev-a"), _event_on(h, START + timedelta(days=N_DAYS - 1), "ev-b")
+    for ev in (a, b):
+        hub.client.put_event(ev.event_id, ev.to_bytes(), True)
+    hub.feed()
+    hub.release("ev-a")
+    with pytest.raises(HubRefused) as exc:
+        hub.release("ev-b")
+    assert exc.value.sw == 0x6985
+
+
+def test_policy_events_cap_has_a_hard_limit():
+    from meterhub.policy import PolicyError, default_policy
+
+    assert default_policy().limit("dr", "events_per_period") == 6
+    with pytest.raises(PolicyError, match="hard limit"):
+        default_policy(dr={"events_per_period": 13})
+
+
+def test_auditor_refuses_a_log_beyond_the_events_cap(released):
+    from meterhub.hub.secure_element import GuardClient
+    from meterhub.policy import LogError, default_policy, verify_release_log
+
+    h, hub, ev, rel = released
+    g = GuardClient(hub.card.transmit)
+    g.select()
+    count, head = g.head()
+    raws = g.raw_entries()
+    hub.client.select()
+    with pytest.raises(LogError, match="demand-response events"):
+        verify_release_log(raws, head, policies={1: default_policy(dr={"events_per_period": 0})})

@@ -9,6 +9,7 @@ and the readings released with openings (samples).
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,10 @@ def privacy_report(data_dir: str | Path) -> dict[str, Any]:
             p = per[e.recipient]
             p["releases"][e.kind] = p["releases"].get(e.kind, 0) + 1
             p["samples"] += e.samples
-            key = (e.recipient, e.period_from)
+            cell = e.period_from  # a demand-response release names its event day: charge its period
+            if e.kind == "dr":
+                cell = policy.cycle.period_of(date.fromisoformat(e.period_from))[0].isoformat()
+            key = (e.recipient, cell)
             spent[key] = spent.get(key, 0) + e.functionals
         for r in RECIPIENTS:
             per[r]["entitled"] = list(policy.entitlements.get(r, ()))
