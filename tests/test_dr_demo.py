@@ -65,3 +65,56 @@ def test_utility_dr_reverifies_and_rejects_tampering(dr_run, capsys, tmp_path):
     assert main(["utility", "dr", "--data-dir", str(d)]) == 1
     assert "REJECTED" in capsys.readouterr().out
     assert main(["utility", "dr", "--data-dir", str(tmp_path / "none")]) == 2
+
+
+class Killed(Exception):
+    """Stands in for a kill at one point of the run."""
+
+
+def test_interrupted_runs_resume_to_the_uninterrupted_report(dr_run, tmp_path, monkeypatch):
+    """Kills while the plan is stored, while events reach the hubs and while releases
+    are collected: each resumed run reuses what was announced (the exchange runs once)
+    and the report equals the uninterrupted one."""
+    params, reference = dr_run
+    p = DemoParams(households=params.households, days=params.days, start=params.start, data_dir=tmp_path / "d",
+                   business_share=params.business_share)
+    exchanges = []
+    real_exchange = dr_demo.run_exchange
+    monkeypatch.setattr(dr_demo, "run_exchange", lambda *a, **k: exchanges.append(1) or real_exchange(*a, **k))
+
+    def torn_save(self, *a, **k):  # the tables exist, the plan does not
+        raise Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(dr_demo.DRStore, "save_plan", torn_save)
+        with pytest.raises(Killed):
+            run_demo(p)
+    assert (p.data_dir / "dr.sqlite").exists()
+    real_attach, calls = dr_demo.attach, []
+
+    def attach_then_die(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise Killed
+        return real_attach(*a, **k)
+
+    with monkeypatch.context() as m:
+        m.setattr(dr_demo, "attach", attach_then_die)
+        with pytest.raises(Killed):
+            run_demo(p)
+    assert len(exchanges) == 2  # announced again only because the first plan was torn
+    assert all(r.verified for r in run_demo(p))
+    assert len(exchanges) == 2  # a stored plan is reused
+    real_collect, got = dr_demo._collect, []
+
+    def collect_then_die(*a, **k):
+        got.append(real_collect(*a, **k))
+        if len(got) == 1:
+            raise Killed
+        return got[-1]
+
+    with monkeypatch.context() as m:
+        m.setattr(dr_demo, "_collect", collect_then_die)
+        with pytest.raises(Killed):
+            dr_demo.run(p)
+    assert dr_demo.run(p).to_dict() == reference.to_dict()
