@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from _bench import header, row
 from meterhub.crypto import ecdsa
@@ -37,7 +38,13 @@ from meterhub.dr.event import (
 from meterhub.dr.openadr import VEN, OptRules, run_exchange, self_signed
 from meterhub.dr.release import DRRelease
 from meterhub.hub.dr_host import DR_APP_AID, DRClient, dr_load_file
-from meterhub.hub.secure_element import RECIPIENT_SDS, demo_dap_key, demo_scp03_keys, open_hub_card
+from meterhub.hub.secure_element import (
+    RECIPIENT_SDS,
+    demo_dap_key,
+    demo_scp03_keys,
+    demo_vtn_key,
+    open_hub_card,
+)
 from meterhub.meter.device import Meter
 from meterhub.meter.timebase import day_starts, local_midnight_utc
 from meterhub.utility.demand_response import verify_release
@@ -80,7 +87,7 @@ def tsm(card) -> TSM:  # noqa: ANN001 - a Card
 def main() -> None:
     header("demand response: one customer, 15-minute readings, 10 baseline days + event day")
     runs = 7
-    key = ecdsa.generate_signing_key()
+    key = demo_vtn_key()  # the VTN key the customer pinned at provisioning (demo_pinned)
     meter = Meter("m-bench", ecdsa.generate_signing_key())
     import random
 
@@ -106,13 +113,20 @@ def main() -> None:
         card = open_hub_card(Path(tmp) / "hub.sqlite", issuer_keys=demo_scp03_keys("issuer"),
                              supplier_keys=demo_scp03_keys("supplier"),
                              supplier_dap=demo_dap_key("supplier").public_key())
-        with tsm(card) as t:
-            t.deploy(dr_load_file(), DR_APP_AID, params=ecdsa.public_bytes(key))
-        client = DRClient(card.transmit)
-        client.select()
-        client.pair("m-bench", TZ, 15)
-        for rec in records[:-1]:
-            client.put_openings(rec.batch.batch.day, rec.first_index, rec.openings)
+        def fresh_hub(name: str) -> tuple[Any, DRClient]:
+            card = open_hub_card(Path(tmp) / f"{name}.sqlite", issuer_keys=demo_scp03_keys("issuer"),
+                                 supplier_keys=demo_scp03_keys("supplier"),
+                                 supplier_dap=demo_dap_key("supplier").public_key())
+            with tsm(card) as t:
+                t.deploy(dr_load_file(), DR_APP_AID)
+            client = DRClient(card.transmit)
+            client.select()
+            client.pair("m-bench", TZ, 15)
+            for rec in records[:-1]:
+                client.put_openings(rec.batch.batch.day, rec.first_index, rec.openings)
+            return card, client
+
+        card, client = fresh_hub("hub")
 
         # 1. event round trip, and the card's share alone
         vtn_cert = self_signed("bench VTN", key)
@@ -133,16 +147,24 @@ def main() -> None:
         row("event round trip VTN -> VEN -> applet (TLS, XML signatures)", f"{t_rt * 1e3:.0f} ms",
             f"PUT EVENT alone {t_card * 1e3:.1f} ms, ratio {t_rt / t_card:.0f}x, median of {runs}")
 
-        # 2. hub cost per event: a fresh release per event id
-        client.put_openings(records[-1].batch.batch.day, records[-1].first_index, records[-1].openings)
-        session = tsm(card)
-        session.open()
-        mb = AppletMailbox(session, DR_APP_AID)
-        ids = iter(e.event_id for e in events)
+        # 2. hub cost per event: a fresh release per event. The privacy guard releases one
+        # event per recipient and event day, so each release is on its own hub (sessions
+        # opened beforehand, as one session served all releases before).
+        card.close()
+        hubs = []
+        for ev in events[: runs + 1]:
+            c, cl = fresh_hub(ev.event_id)
+            cl.put_event(ev.event_id, ev.to_bytes(), True)
+            cl.put_openings(records[-1].batch.batch.day, records[-1].first_index, records[-1].openings)
+            session = tsm(c)
+            session.open()
+            hubs.append((c, session, ev.event_id))
+        queue = iter(hubs)
         raws: list[bytes] = []
 
         def release() -> None:
-            raws.append(mb.request(b"\x02" + next(ids).encode(), "release"))
+            _, session, eid = next(queue)
+            raws.append(AppletMailbox(session, DR_APP_AID).request(b"\x02" + eid.encode(), "release"))
 
         ev0 = events[0]
         day, e_pos, w_pos = event_windows(ev0, TZ, 15)
@@ -159,8 +181,9 @@ def main() -> None:
         t_hub, t_plain = alternate(release, plain, runs)
         row("hub: one DR release via SCP03 (baseline, adjustment, proof)", f"{t_hub * 1e3:.0f} ms",
             f"plain reduction {t_plain * 1e6:.0f} us, ratio {t_hub / t_plain:.0f}x, median of {runs}")
-        session.close()
-        card.close()
+        for c, session, _ in hubs:
+            session.close()
+            c.close()
 
     # 3. utility verification per event and customer
     rel = DRRelease.from_bytes(raws[0])
