@@ -54,7 +54,7 @@ from .hub.secure_element import demo_dap_key, demo_scp03_keys, demo_vtn_key, ope
 from .meter.flexibility import household_loads, respond
 from .meter.load import LoadTrace
 from .meter.timebase import local_midnight_utc
-from .utility.demand_response import VerifiedReduction, settle_event, verify_event, verify_release
+from .utility.demand_response import VerifiedReduction, settle_event, verify_event
 from .utility.settlement import AppletMailbox, HubRefused, expected_code_hash
 from .utility.verifier import Rejected
 
@@ -351,10 +351,16 @@ def run(params: Any) -> DRReport:
                                         interval_minutes=params.interval_minutes, seed=params.seed,
                                         business_share=params.business_share)
         pairs = respond_all(traces, events, opts, params.seed)
+        pair_of = {t.household_id: t for t, _ in pairs}
         first_needed = min(min(e.baseline_days) for e in events)
-        last = params.start + timedelta(days=params.days - 1)
+        # Days after the last event day are not needed by any release (PUT DAY needs
+        # consecutive days, so from the first baseline day on).
+        last = min(params.start + timedelta(days=params.days - 1),
+                   max(event_windows(e, pairs[0][0].tz, pairs[0][0].interval_minutes)[0] for e in events))
         code_hash = bytes.fromhex(expected_code_hash(DR_CLASS))
         verified: dict[str, list[VerifiedReduction]] = {e.event_id: [] for e in events}
+        # One event's releases are verified together (range proofs in one batch).
+        collected: dict[str, list[tuple[CustomerRow, DRRelease, Any, Any]]] = {e.event_id: [] for e in events}
         for n, (t, cf) in enumerate(pairs):
             mid = t.household_id
             card = _card(d, mid, supplier_of(n))
@@ -378,20 +384,29 @@ def run(params: Any) -> DRReport:
                     try:
                         raw = _collect(card, ev.event_id)
                         store.save_release(mid, ev.event_id, raw)
-                        v = verify_release(DRRelease.from_bytes(raw), ev, utility.registration(mid),
-                                           {dc.batch.batch.day: dc for dc in utility.day_commitments(mid, first_needed, last)},
-                                           code_hash=code_hash, app_aid=DR_APP_AID)
+                        collected[ev.event_id].append((row, DRRelease.from_bytes(raw), utility.registration(mid), {
+                            dc.batch.batch.day: dc for dc in utility.day_commitments(mid, first_needed, last)}))
                     except (HubRefused, Rejected, EventError) as exc:
                         row.reason = str(exc)
                         report.rejected.append(f"{mid} {ev.event_id}: {exc}")
-                        continue
-                    report.verified += 1
-                    verified[ev.event_id].append(v)
-                    row.verified_wh = float(v.reduction)
-                    row.baseline_wh = float(v.reduction + sum(t.readings_wh[a:b]))
-                    row.payment_eur = v.payment / 1e8
             finally:
                 card.close()
+        for ev in events:
+            items = collected[ev.event_id]
+            outcomes = verify_event([(rel, reg, days) for _, rel, reg, days in items], ev,
+                                    code_hash=code_hash, app_aid=DR_APP_AID)
+            for (row, _, _, _), v in zip(items, outcomes, strict=True):
+                if isinstance(v, Rejected):
+                    row.reason = str(v)
+                    report.rejected.append(f"{row.meter_id} {ev.event_id}: {v}")
+                    continue
+                report.verified += 1
+                verified[ev.event_id].append(v)
+                a, b = dict(zip([e.event_id for e in events], _windows(pair_of[row.meter_id], events),
+                                strict=True))[ev.event_id]
+                row.verified_wh = float(v.reduction)
+                row.baseline_wh = float(v.reduction + sum(pair_of[row.meter_id].readings_wh[a:b]))
+                row.payment_eur = v.payment / 1e8
         _event_rows(report, events, pairs, verified, feeders, opts)
         errs = [(c.baseline_wh - c.counterfactual_wh, c.counterfactual_wh) for c in report.customers
                 if c.baseline_wh is not None]
