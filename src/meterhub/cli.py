@@ -180,6 +180,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from . import fraud_demo
 
         fraud = fraud_demo.run(params, params.thieves)  # fraud detection (issue 13)
+        from .dr_demo import format_report as format_dr
+        from .dr_demo import run as run_dr
+
+        dr = run_dr(params)  # demand response (issue 14)
         from .demo_privacy import format_privacy, privacy_report
 
         privacy = privacy_report(params.data_dir)  # what each recipient got (issues 11, 13)
@@ -192,6 +196,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.json:
         doc = json.loads(summary_json(params, results, t.currency, t.subunits_per_unit))
         doc["settlement"] = report.to_dict()
+        doc["demand_response"] = dr.to_dict()
         doc["privacy"] = privacy
         doc["fraud"] = fraud.to_dict()
         if events is not None:
@@ -202,6 +207,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print()
         print(format_report(report))
         print()
+        print(format_dr(dr))
+        print()
         print(format_privacy(privacy))
         print()
         print(fraud_demo.format_report(fraud))
@@ -209,7 +216,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print()
             print(format_events(events))
     ok = (
-        all(r.verified for r in results) and report.all_verified and fraud.all_verified
+        all(r.verified for r in results) and report.all_verified and fraud.all_verified and dr.all_verified
         and (events is None or events["all_verified"])
     )
     return EXIT_OK if ok else EXIT_REJECTED
@@ -914,6 +921,21 @@ def cmd_utility_settle(args: argparse.Namespace) -> int:
     return _stored_results(args, "settle_stored")
 
 
+def cmd_utility_dr(args: argparse.Namespace) -> int:
+    """Re-verify stored demand-response releases; verified reduction and payment per event and feeder."""
+    from .dr_demo import verify_stored
+
+    try:
+        lines, rejected = verify_stored(Path(args.data_dir))
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    for line in lines:
+        print(line)
+    for why in rejected:
+        print(f"REJECTED {why}")
+    return EXIT_OK if not rejected else EXIT_REJECTED
+
+
 def cmd_utility_forecast(args: argparse.Namespace) -> int:
     """Re-verify stored profile scores and samples and print each customer's class."""
     return _stored_results(args, "forecast_stored")
@@ -1190,6 +1212,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="study: target false-alarm rate over the horizon (default: 0.05)")
     ur.add_argument("--json", action="store_true", help="study: machine-readable report")
     ur.set_defaults(func=lambda a: cmd_utility_fraud_study(a) if a.study else cmd_utility_fraud(a))
+    udr = u.add_parser("dr", help="re-verify stored demand-response releases; reductions and payments per feeder")
+    udr.add_argument("--data-dir", default="meterhub-data", help="the demo's data directory (default: meterhub-data)")
+    udr.set_defaults(func=cmd_utility_dr)
     return p
 
 

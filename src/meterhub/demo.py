@@ -272,6 +272,9 @@ def run_demo(
     if rng is None:
         rng = DemoRandom(params.seed)
     _check_resume(params)
+    from . import dr_demo
+
+    traces = dr_demo.prepare(params, traces)  # demand response (issue 14): events announced, households respond
     d = params.data_dir
     meters = MeterStore(d / "meter.sqlite")
     hub = HubStore(d / "hub.sqlite")
@@ -300,6 +303,9 @@ def run_demo(
             # The card is expected once the meter has recorded a day (it is built first).
             card = _hub_card(d, meter_id, supplier, params, rng, expected=info.last_day is not None)
             try:
+                # Demand response (issue 14): applet, pairing and the announced events;
+                # it selects its own applet, so it comes before the billing applet's.
+                dr_demo.attach(card, params, meter_id, info.tz, info.interval_minutes)
                 applet = BillingClient(card.transmit)
                 applet.select()
                 applet.pair(meter_id, info.tz, info.interval_minutes, info.home_link_key)

@@ -10,6 +10,7 @@ policy period (releases by kind, functionals of the busiest hub, budget left).
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,10 @@ def privacy_report(data_dir: str | Path) -> dict[str, Any]:
                 # group sums per day (docs/fraud.md): outside the per-household budget
                 p["hourly_group_sums"] = p.get("hourly_group_sums", 0) + e.functionals
                 continue
-            key = (e.recipient, e.period_from)
+            cell = e.period_from  # a demand-response release names its event day: charge its period
+            if e.kind == "dr":
+                cell = policy.cycle.period_of(date.fromisoformat(e.period_from))[0].isoformat()
+            key = (e.recipient, cell)
             spent[key] = spent.get(key, 0) + e.functionals
             per_period = p["periods"].setdefault(
                 e.period_from,

@@ -356,6 +356,9 @@ def run(params: Any) -> SettlementReport:
     traces = simulate_neighbourhood(
         params.households, params.start, params.days, interval_minutes=interval, seed=params.seed, business_share=share
     )
+    from .dr_demo import measured
+
+    traces = measured(params, traces)  # what the meters measured: demand response (issue 14)
     index_signed = _index_for(params, interval)
     index = verify_series(index_signed, demo_index_publisher_key(), kind=KIND_PRICE_INDEX)
     profiles = {p.series.series_id: verify_series(p, demo_profile_key()) for p in demo_profiles(params.start, params.days)}

@@ -7,9 +7,10 @@ security domain. It holds, in its own persistent namespace (JCRE ch. 7 transacti
 * the customer's P-256 public key (the customer keeps the private key on the host);
 * the **pinned publisher keys**: the price-index publisher, the neutral reference-profile
   publisher, each recipient's tariff signers and, optionally, each recipient's own
-  profile signer and aggregation-group signer. A recipient's SD cannot change them:
-  applets read them from here, and an install parameter naming another key is refused
-  (``6982``);
+  profile signer and aggregation-group signer, and each demand-response program
+  operator's event-signing (VTN) key (role ``dr-event/<recipient>``). A recipient's SD
+  cannot change them: applets read them from here, and an install parameter naming
+  another key is refused (``6982``);
 * the map from recipient security domain to recipient name;
 * the customer-signed **release policy** (:mod:`meterhub.policy`);
 * each recipient's admitted **aggregation groups** (:class:`meterhub.aggregation.GroupPolicy`
@@ -114,12 +115,14 @@ class Pinned:
     tariff: dict[str, tuple[bytes, ...]]  # recipient -> tariff signers
     own_profile: dict[str, tuple[bytes, ...]] | None = None  # recipient -> its own profile signer
     group: dict[str, tuple[bytes, ...]] | None = None  # recipient -> its aggregation-group signer
+    dr_event: dict[str, tuple[bytes, ...]] | None = None  # recipient -> its OpenADR VTN's event key
 
     def roles(self) -> dict[str, tuple[bytes, ...]]:
         out = {"price-index": self.price_index, "load-profile": self.load_profile}
         out.update({f"tariff/{k}": v for k, v in self.tariff.items()})
         out.update({f"load-profile/{k}": v for k, v in (self.own_profile or {}).items()})
         out.update({f"group/{k}": v for k, v in (self.group or {}).items()})
+        out.update({f"dr-event/{k}": v for k, v in (self.dr_event or {}).items()})
         return out
 
 
@@ -187,12 +190,11 @@ class GuardPort(Shareable):
     def pinned(self, role: str) -> list[bytes]:
         """Keys for ``price-index``, ``load-profile`` (the neutral publisher and this
         recipient's own profile signer), ``tariff`` (this recipient's signers) or
-        ``group`` (this recipient's aggregation-group signer)."""
+        ``group`` (this recipient's aggregation-group signer) and ``dr-event`` (this
+        recipient's VTN event-signing key)."""
         g = self._guard
-        if role == "tariff":
-            return g._keys(f"tariff/{self._recipient}")
-        if role == "group":
-            return g._keys(f"group/{self._recipient}")
+        if role in ("tariff", "group", "dr-event"):
+            return g._keys(f"{role}/{self._recipient}")
         if role == "load-profile":
             return g._keys("load-profile") + g._keys(f"load-profile/{self._recipient}")
         if role == "price-index":
@@ -260,7 +262,9 @@ class GuardPort(Shareable):
     # -- releases -----------------------------------------------------------------------
     def begin(self, kind: str, first: date, last: date, request: bytes, *, chunked: bool) -> bytes | None:
         """Policy checks before computing. A re-ask of a released request answers the
-        stored statement (issued); ``None``: the applet may compute and :meth:`commit`."""
+        stored statement (issued); ``None``: the applet may compute and :meth:`commit`.
+        Kind ``dr`` names the event day (``first == last``) instead of a whole period and
+        the event id in ``request``: one release per recipient and event day."""
         g = self._guard
         _policy_kind(kind)
         seq = g._check(self._recipient, kind, first, last, hashlib.sha256(request).hexdigest())
@@ -527,7 +531,11 @@ class PrivacyGuard(Applet):
         the stored release for a re-ask of the same request, or None."""
         if kind != "export":  # an export's entitlement and period are its consent's
             self._entitled(recipient, kind)
-            self._whole(first, last)
+            if kind == "dr":  # one event day; its period is charged (_record)
+                if first != last:
+                    raise ISOException(SW.WRONG_DATA, "a demand-response release names its event day")
+            else:
+                self._whole(first, last)
         idx = self.ctx.store.get(b"R" + f"{recipient}/{kind}/{first.isoformat()}".encode())
         if idx is not None:
             seq = int.from_bytes(idx[:4], "big")
@@ -550,6 +558,14 @@ class PrivacyGuard(Applet):
         budget = pol.limit("budget", "functionals_per_period")
         if spent + functionals > budget:
             raise ISOException(SW_BUDGET, f"{recipient} has {budget - spent} of {budget} functionals left, {functionals} asked")
+        extra: dict[bytes, bytes] = {}
+        if kind == "dr":  # the policy's cap on events per period (docs/privacy.md)
+            ekey = b"E" + f"{recipient}/{self._cell(first)[0].isoformat()}".encode()
+            events = int.from_bytes(self.ctx.store.get(ekey) or bytes(4), "big")
+            cap = pol.limit("dr", "events_per_period")
+            if events >= cap:
+                raise ISOException(SW.CONDITIONS_NOT_SATISFIED, f"{recipient} already had {cap} demand-response events this period")
+            extra[ekey] = _u32(events + 1)
         count, head = self._head()
         entry = LogEntry(count, kind, recipient, first.isoformat(), last.isoformat(), pol.version,
                          client.raw.hex().upper(), req, hashlib.sha256(statement).hexdigest(), functionals, samples,
@@ -561,6 +577,8 @@ class PrivacyGuard(Applet):
         self.ctx.store.put(b"R" + f"{recipient}/{kind}/{first.isoformat()}".encode(),
                            _u32(count) + first.isoformat().encode() + last.isoformat().encode())
         self.ctx.store.put(bkey, _u32(spent + functionals))
+        for k, v in extra.items():
+            self.ctx.store.put(k, v)
         self.ctx.store.put(b"head", _u32(count + 1) + chain_hash(head, raw))
         self.ctx.store.put(b"O" + client.raw, _u32(count))  # the outbox pointer, same transaction
         self.ctx.commit_transaction()

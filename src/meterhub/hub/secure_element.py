@@ -74,6 +74,7 @@ __all__ = [
     "export_load_file",
     "customer_key_path",
     "demo_pinned",
+    "demo_vtn_key",
 ]
 
 # Proprietary AIDs: RID F0 4D 48 ("MH"); category F per ISO/IEC 7816-5 is unregistered.
@@ -158,9 +159,10 @@ def customer_key_path(card_path: str | Path) -> Path:
 def demo_pinned() -> Pinned:
     """The publisher keys a demo customer pins: the (demo) price-index publisher, the
     neutral reference-profile publisher that signs the BDEW profiles, the supplier's
-    tariff signer, and the grid operator's group-signing key (``group/grid-operator``:
+    tariff signer, the grid operator's group-signing key (``group/grid-operator``:
     aggregation groups for fraud detection), which also signs its own suspect profiles
-    (``load-profile/grid-operator``). All are publicly known demo keys."""
+    (``load-profile/grid-operator``), and the grid operator's OpenADR VTN event key
+    (:func:`demo_vtn_key`). All are publicly known demo keys."""
     from ..aggregation import demo_group_key
     from ..tariffs import demo_supplier_key
     from ..tariffs.price_index import demo_index_publisher_key
@@ -172,7 +174,14 @@ def demo_pinned() -> Pinned:
         tariff={"supplier": pinned_points([demo_supplier_key()])},
         own_profile={"grid-operator": pinned_points([demo_group_key()])},
         group={"grid-operator": pinned_points([demo_group_key()])},
+        dr_event={"grid-operator": pinned_points([demo_vtn_key()])},
     )
+
+
+def demo_vtn_key() -> ecdsa.SigningKey:
+    """The demo DR program operator's (grid operator's) VTN event-signing P-256 key,
+    from a public string (demo only, like the DAP keys)."""
+    return demo_dap_key("dr-vtn")
 
 
 def _customer_key(path: Path, key: ecdsa.SigningKey | None) -> ecdsa.SigningKey:

@@ -11,11 +11,12 @@ field                     meaning
 ========================  ====================================================
 ``seq``                   0, 1, 2, ...
 ``kind``                  ``bill``, ``settlement``, ``scores``, ``samples``, ``suspects``,
-                          ``export``, ``aggregate``, ``recovery``, ``policy``,
+                          ``dr``, ``export``, ``aggregate``, ``recovery``, ``policy``,
                           ``consent``, ``revoke``
 ``recipient``             ``supplier``, ``grid-operator``, ``third-party``; ``customer``
                           for a policy change
-``period_from/_to``       the grid cell released (``""`` for a policy change)
+``period_from/_to``       the grid cell released (``""`` for a policy change; for ``dr``
+                          the event day, charged to the cell that contains it)
 ``policy_version``        the policy in force (for ``policy``: the new one)
 ``applet_aid``            the releasing applet (hex; the guard's own for ``policy``)
 ``request_digest``        SHA-256 of the request (hex)
@@ -47,6 +48,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from datetime import date
 from typing import Any
 
 __all__ = ["AGGREGATE_KINDS", "LOG_FORMAT", "DST_LOG", "LogEntry", "LogError", "chain_hash", "verify_release_log"]
@@ -132,6 +134,7 @@ def verify_release_log(
     seen: dict[tuple[str, str, str], LogEntry] = {}
     periods: dict[tuple[str, str], list[tuple[str, str]]] = {}
     spent: dict[tuple[str, str], int] = {}
+    dr_events: dict[tuple[str, str], int] = {}
     consents: dict[str, tuple[str, str, str, bool]] = {}
     version = 0
     for n, raw in enumerate(raw_entries):
@@ -190,12 +193,21 @@ def verify_release_log(
             if not (e.period_to < a or b < e.period_from):
                 raise LogError(f"entry {n}: {e.kind} period {e.period_from}..{e.period_to} overlaps {a}..{b}")
         periods.setdefault((e.recipient, e.kind), []).append((e.period_from, e.period_to))
-        budget_key = (e.recipient, e.period_from)
+        pol = policies.get(version) if policies is not None else None
+        if policies is not None and pol is None:
+            raise LogError(f"entry {n}: policy version {version} unknown to the auditor")
+        cell = e.period_from
+        if e.kind == "dr" and pol is not None:  # an event day is charged to its period
+            try:
+                cell = pol.cycle.period_of(date.fromisoformat(e.period_from))[0].isoformat()
+            except ValueError:
+                raise LogError(f"entry {n}: event day {e.period_from!r:.20} is not a date") from None
+            dr_events[(e.recipient, cell)] = dr_events.get((e.recipient, cell), 0) + 1
+            if dr_events[(e.recipient, cell)] > pol.limit("dr", "events_per_period"):
+                raise LogError(f"entry {n}: {e.recipient} exceeds the demand-response events for {cell}")
+        budget_key = (e.recipient, cell)
         spent[budget_key] = spent.get(budget_key, 0) + e.functionals
-        if policies is not None:
-            pol = policies.get(version)
-            if pol is None:
-                raise LogError(f"entry {n}: policy version {version} unknown to the auditor")
+        if pol is not None:
             if spent[budget_key] > pol.limit("budget", "functionals_per_period"):
                 raise LogError(f"entry {n}: {e.recipient} exceeds its budget for {e.period_from}")
             if e.kind != "export" and not pol.entitled(e.recipient, e.kind):

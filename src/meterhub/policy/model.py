@@ -18,7 +18,13 @@ profile: highest / lowest non-zero w   1000      <= 10000    weights 1, 2^13, 2^
 linear functionals per period+recipient 16       <= 32       a few dozen spread profiles
 sampling: one reading in k             100       >= 50       k = 1
 sampling: coin tosses per period       1         <= 1        one toss per sub-period
+demand response: events per period     6         <= 12       an "event" every day as a
+                                                             daily consumption feed
 =====================================  ========  ==========  =========================
+
+A demand-response release (kind ``dr``) is not for a whole period: it is for one event
+(at most one per recipient and event day, so two windows of one day cannot be
+differenced), charged to the period of the event day, one functional each.
 
 Periods are cells of one fixed grid (the customer's billing cycle: calendar months by
 default, or ``length`` days from ``anchor``); a request must name exactly one cell.
@@ -70,9 +76,10 @@ DST_POLICY = b"meterhub/v1/release-policy\x00"
 #: The data recipients (each has its own security domain on the hub).
 RECIPIENTS = ("supplier", "grid-operator", "third-party")
 #: Kinds of release: a bill statement, a settlement statement, profile scores, samples,
-#: a group's hourly aggregate (masked sums and recovery answers, docs/fraud.md) and
-#: suspect-profile scores (fraud localisation; counted against the budget like scores).
-KINDS = ("bill", "settlement", "scores", "samples", "aggregate", "suspects")
+#: a group's hourly aggregate (masked sums and recovery answers, docs/fraud.md),
+#: suspect-profile scores (fraud localisation; counted against the budget like scores)
+#: and a demand-response reduction for one event (docs/demand-response.md).
+KINDS = ("bill", "settlement", "scores", "samples", "aggregate", "suspects", "dr")
 MAX_POLICY_BYTES = 4096
 
 
@@ -167,11 +174,12 @@ _LIMITS: dict[str, dict[str, tuple[int, int, str]]] = {
     },
     "budget": {"functionals_per_period": (16, 32, "max")},
     "sampling": {"min_k": (100, 50, "min"), "tosses_per_period": (1, 1, "max")},
+    "dr": {"events_per_period": (6, 12, "max")},
 }
 HARD_LIMITS = {sec: {k: v[1] for k, v in d.items()} for sec, d in _LIMITS.items()}
 DEFAULT_ENTITLEMENTS = {
     "supplier": ("bill", "settlement"),
-    "grid-operator": ("scores", "samples", "aggregate", "suspects"),
+    "grid-operator": ("scores", "samples", "aggregate", "suspects", "dr"),
     "third-party": (),
 }
 

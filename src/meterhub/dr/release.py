@@ -1,0 +1,125 @@
+"""The demand-response applet's release (docs/formats.md, "DR release") and the
+linear combinations both sides compute (docs/demand-response.md).
+
+One class, :class:`DRRelease`, is the wire format used by the applet (producer) and
+the utility (consumer). Big-endian::
+
+    u8 version (1) | text meter id | text event id | 32 event digest
+    | 16-byte applet AID (len-prefixed text, hex) | 32 code hash
+    | u8 N days | u16 a (permille) | i64 S | 32 R_S | u8 range bits n (32 or 64)
+    | u16 proof length | proof
+
+``text`` is ``u8 length || UTF-8``. ``S`` is the scaled reduction, ``R_S`` its opening
+(mod Q), the proof a Bulletproof (``meterhub.crypto.bulletproofs``, 64 bits) over the
+one or two adjustment bounds (``n = 32`` when both fit, else 64), bound by a :class:`ProofContext` to meter and event.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from ..crypto.group import Q
+from ..crypto.transcript import ProofContext
+from .event import ADJ_CAP_HIGH, ADJ_CAP_LOW, EventError
+
+__all__ = ["DRRelease", "RANGE_BITS", "range_bits", "adjustment_bounds", "proof_context", "reduction_coefficients"]
+
+RELEASE_VERSION = 1
+RANGE_BITS = (32, 64)
+
+
+def range_bits(values: list[int]) -> int:
+    """The shorter proof when every bounded value fits 32 bits."""
+    return 32 if all(v < 1 << 32 for v in values) else 64
+
+
+def _text(s: str) -> bytes:
+    raw = s.encode()
+    if len(raw) > 255:
+        raise EventError("text longer than 255 bytes")
+    return bytes([len(raw)]) + raw
+
+
+@dataclass(frozen=True)
+class DRRelease:
+    meter_id: str
+    event_id: str
+    event_digest: bytes
+    applet_aid: str
+    code_hash: bytes
+    n_days: int
+    adjustment: int
+    scaled_reduction: int
+    blinding: int
+    bits: int
+    proof: bytes
+
+    @property
+    def reduction_wh(self) -> float:
+        return self.scaled_reduction / (1000 * self.n_days)
+
+    def to_bytes(self) -> bytes:
+        return (
+            bytes([RELEASE_VERSION]) + _text(self.meter_id) + _text(self.event_id) + self.event_digest
+            + _text(self.applet_aid) + self.code_hash
+            + struct.pack(">BHq", self.n_days, self.adjustment, self.scaled_reduction)
+            + self.blinding.to_bytes(32, "big") + struct.pack(">BH", self.bits, len(self.proof)) + self.proof
+        )
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> DRRelease:
+        """Strict parse; raises :class:`EventError` naming the fault."""
+        raw = bytes(raw)
+        pos = 0
+
+        def take(n: int) -> bytes:
+            nonlocal pos
+            if pos + n > len(raw):
+                raise EventError("DR release truncated")
+            out = raw[pos : pos + n]
+            pos += n
+            return out
+
+        def text() -> str:
+            n = take(1)[0]
+            try:
+                return take(n).decode()
+            except UnicodeDecodeError:
+                raise EventError("DR release: bad text") from None
+
+        if take(1)[0] != RELEASE_VERSION:
+            raise EventError("DR release: another version")
+        meter_id, event_id = text(), text()
+        digest = take(32)
+        aid = text()
+        code_hash = take(32)
+        n, a, s = struct.unpack(">BHq", take(11))
+        r = int.from_bytes(take(32), "big")
+        bits, plen = struct.unpack(">BH", take(3))
+        proof = take(plen)
+        if pos != len(raw):
+            raise EventError("DR release: trailing bytes")
+        if r >= Q or not ADJ_CAP_LOW <= a <= ADJ_CAP_HIGH or not 5 <= n <= 10 or bits not in RANGE_BITS:
+            raise EventError("DR release: field out of range")
+        return cls(meter_id, event_id, digest, aid, code_hash, n, a, s, r, bits, proof)
+
+
+def proof_context(meter_id: str, event_id: str, digest: bytes) -> ProofContext:
+    return ProofContext(meter_id=meter_id, period=event_id, tariff_id=digest.hex(), statement=b"dr-adjustment")
+
+
+def reduction_coefficients(a: int, n_days: int) -> tuple[int, int]:
+    """``(k_baseline, k_event)``: ``S = k_baseline * sum_{D,E} m + k_event * sum_E m_e``."""
+    return a, -1000 * n_days
+
+
+def adjustment_bounds(a: int, n_days: int) -> list[tuple[int, int, int]]:
+    """The bounds that prove ``a``: each ``(k_A, k_X, const)`` is a value
+    ``k_A*A + k_X*X + const >= 0`` to be range-proved (module docstring of dr.event)."""
+    out = []
+    if a > ADJ_CAP_LOW:
+        out.append((1000 * n_days, -a, 0))
+    if a < ADJ_CAP_HIGH:
+        out.append((-1000 * n_days, a + 1, -1))
+    return out

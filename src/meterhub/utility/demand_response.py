@@ -1,0 +1,180 @@
+"""The DR program operator's verification and settlement of event reductions.
+
+For one :class:`meterhub.dr.release.DRRelease` (docs/demand-response.md), first failure
+wins (``Rejected`` reason):
+
+1. the release names this meter, this event (id and digest of the signed record the
+   VTN sent), the reviewed applet (code hash) under the expected AID;
+2. the event day's and every baseline day's signed batch: signature under the meter's
+   key, interval count, chain head over the commitments
+   (:func:`meterhub.utility.settlement.check_batches`, shared with billing);
+3. the commitment to the scaled reduction, formed from the meter's commitments with
+   the public coefficients, ``a * sum_{D,E} C - 1000 N * sum_E C_e == S G + R_S H``;
+4. the Bulletproof that the adjustment factor ``a`` is the capped ratio, over the
+   commitments ``k_A * sum_W C_e + k_X * sum_{D,W} C + const G`` the verifier forms
+   (:func:`verify_event`: all customers' proofs of one event in one batch).
+
+Settlement: payment = max(reduction, 0) x the event's price (1e-8 EUR per Wh), per
+customer; per event the verified total reduction per feeder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from fractions import Fraction
+
+from ..crypto import bulletproofs
+from ..crypto.group import G, H, Point, PointDecodeError
+from ..crypto.pedersen import Commitment
+from ..dr.event import DREvent, EventError, event_windows
+from ..dr.release import (
+    DRRelease,
+    adjustment_bounds,
+    proof_context,
+    reduction_coefficients,
+)
+from .settlement import check_batches
+from .verifier import DayCommitments, MeterRegistration, Rejected
+
+__all__ = ["EventSettlement", "VerifiedReduction", "settle_event", "verify_event", "verify_release"]
+
+
+@dataclass(frozen=True)
+class VerifiedReduction:
+    meter_id: str
+    event_id: str
+    reduction: Fraction  # Wh
+    adjustment: int
+    payment: int  # 1e-8 EUR
+
+
+def _points(dc: DayCommitments, positions: Sequence[int]) -> dict[int, Point]:
+    """Only the commitments the windows need (decoding is the costly part)."""
+    if dc.c65 is not None:
+        return {j: Point.from_bytes(dc.c65[65 * j : 65 * j + 65]) for j in positions}
+    return {j: Point.from_bytes(dc.c33[33 * j : 33 * j + 33]) for j in positions}
+
+
+def _sum(points: Iterable[Point]) -> Point:
+    acc = Point.identity()
+    for p in points:
+        acc = acc + p
+    return acc
+
+
+def _linear(
+    rel: DRRelease, ev: DREvent, meter: MeterRegistration, days: Mapping[date, DayCommitments],
+    code_hash: bytes, app_aid: str,
+) -> tuple[VerifiedReduction, bulletproofs.BatchItem]:
+    """Checks 1 to 3; returns the figure and the range proof still to check (check 4)."""
+    if rel.meter_id != meter.meter_id:
+        raise Rejected(f"release is for meter {rel.meter_id!r}, not {meter.meter_id!r}")
+    if rel.event_id != ev.event_id or rel.event_digest != ev.digest():
+        raise Rejected("release is bound to another event (id or digest)")
+    if rel.code_hash != code_hash or rel.applet_aid != app_aid:
+        raise Rejected("release is not from the reviewed DR applet")
+    if rel.n_days != len(ev.baseline_days):
+        raise Rejected(f"release uses {rel.n_days} baseline days, the event names {len(ev.baseline_days)}")
+    try:
+        day, e_pos, w_pos = event_windows(ev, meter.tz, meter.interval_minutes)
+    except EventError as exc:
+        raise Rejected(f"event: {exc}") from None
+    pts: dict[date, dict[int, Point]] = {}
+    for d in (day, *ev.baseline_days):
+        dc = days.get(d)
+        if dc is None:
+            raise Rejected(f"no signed batch for day {d}")
+        b = dc.batch.batch
+        check_batches(meter.meter_id, d, d, b.first_index, b.count, 0, meter, [dc])
+        try:
+            pts[d] = _points(dc, [*e_pos, *w_pos])
+        except PointDecodeError:
+            raise Rejected(f"day {d}: a commitment does not decode") from None
+    base = [pts[d] for d in ev.baseline_days]
+    c_e = _sum(pts[day][j] for j in e_pos)
+    c_b = _sum(p[j] for p in base for j in e_pos)
+    c_a = _sum(pts[day][j] for j in w_pos)
+    c_x = _sum(p[j] for p in base for j in w_pos)
+    kb, ke = reduction_coefficients(rel.adjustment, rel.n_days)
+    if c_b * kb + c_e * ke != G * rel.scaled_reduction + H * rel.blinding:
+        raise Rejected("the reduction does not open the commitment formed from the meter's readings")
+    bounds = [Commitment(c_a * ka + c_x * kx + G * c) for ka, kx, c in adjustment_bounds(rel.adjustment, rel.n_days)]
+    item = bulletproofs.BatchItem(bounds, rel.proof, proof_context(meter.meter_id, ev.event_id, ev.digest()), rel.bits)
+    red = Fraction(rel.scaled_reduction, 1000 * rel.n_days)
+    pay = int(max(red, Fraction(0)) * ev.price)
+    return VerifiedReduction(meter.meter_id, ev.event_id, red, rel.adjustment, pay), item
+
+
+def _proof_ok(items: Sequence[bulletproofs.BatchItem]) -> bool:
+    try:
+        if len(items) == 1:
+            it = items[0]
+            return bulletproofs.verify(it.commitments, it.n, it.proof, it.ctx)
+        return bulletproofs.verify_batch(items)
+    except ValueError:  # ProofError: a malformed proof
+        return False
+
+
+def verify_release(
+    rel: DRRelease,
+    ev: DREvent,
+    meter: MeterRegistration,
+    days: Mapping[date, DayCommitments],
+    *,
+    code_hash: bytes,
+    app_aid: str,
+) -> VerifiedReduction:
+    """Checks 1 to 4 of the module docstring; raises :class:`Rejected`."""
+    v, item = _linear(rel, ev, meter, days, code_hash, app_aid)
+    if not _proof_ok([item]):
+        raise Rejected("the adjustment factor's range proof does not verify")
+    return v
+
+
+def verify_event(
+    items: Sequence[tuple[DRRelease, MeterRegistration, Mapping[date, DayCommitments]]],
+    ev: DREvent,
+    *,
+    code_hash: bytes,
+    app_aid: str,
+) -> list[VerifiedReduction | Rejected]:
+    """All customers' releases for one event: checks 1-3 one by one, then every range
+    proof in one batch (:func:`meterhub.crypto.bulletproofs.verify_batch`, random
+    weights); if the batch fails, each proof alone, so each verdict names its own fault.
+    Returns, in order, the figure or the :class:`Rejected` reason."""
+    out: list[VerifiedReduction | Rejected] = []
+    pending: list[tuple[int, bulletproofs.BatchItem]] = []
+    for rel, meter, days in items:
+        try:
+            v, item = _linear(rel, ev, meter, days, code_hash, app_aid)
+        except Rejected as exc:
+            out.append(exc)
+            continue
+        pending.append((len(out), item))
+        out.append(v)
+    if pending and not _proof_ok([it for _, it in pending]):
+        for k, it in pending:
+            if not _proof_ok([it]):
+                out[k] = Rejected("the adjustment factor's range proof does not verify")
+    return out
+
+
+@dataclass
+class EventSettlement:
+    event_id: str
+    per_feeder_wh: dict[str, float]
+    total_wh: float
+    payments: int
+
+
+def settle_event(event_id: str, verified: Sequence[VerifiedReduction], feeder_of: Mapping[str, str]) -> EventSettlement:
+    """Per event: the verified total reduction per feeder and the payments."""
+    per: dict[str, float] = {}
+    for v in verified:
+        if v.event_id != event_id:
+            raise ValueError(f"a reduction of event {v.event_id!r} in the settlement of {event_id!r}")
+        f = feeder_of.get(v.meter_id, "unassigned")
+        per[f] = per.get(f, 0.0) + float(v.reduction)
+    return EventSettlement(event_id, per, sum(per.values()), sum(v.payment for v in verified))
