@@ -1,4 +1,4 @@
-"""Time-of-use billing from openings (ARCHITECTURE.md, data flow step 4).
+"""Time-of-use billing from openings (docs/architecture.md, data flow step 4).
 
 For a billing period with per-interval prices ``t_i`` (sub-units per Wh) the
 hub releases ``bill = sum t_i*m_i`` and ``R = sum t_i*r_i mod Q``. By the

@@ -1,6 +1,6 @@
 """The hub answers its recipients in COSEM: a bill statement as COSEM objects.
 
-ARCHITECTURE.md step 5: the hub releases digested results. Here a
+docs/architecture.md step 5: the hub releases digested results. Here a
 :class:`~meterhub.exchange.BillStatement` becomes COSEM attributes (Blue Book
 DLMS UA 1000-1 Ed. 15) that any DLMS client can GET from the hub's logical
 device over a public association (Green Book 1000-2 Ed. 9 §9.2.5, client SAP 16):

@@ -1,6 +1,6 @@
 """The home link over DLMS/COSEM: the hub reads each day's openings from its meter.
 
-ARCHITECTURE.md, data flow step 3: ``(i, m_i, r_i)`` go from meter to hub over
+docs/architecture.md, data flow step 3: ``(i, m_i, r_i)`` go from meter to hub over
 the home link, encrypted. Here the hub is a DLMS **management client** (client
 SAP 1, Green Book 1000-2 Ed. 9 §9.2.5) of the meter's management logical
 device: application context LN with ciphering, HLS-GMAC (mechanism 5,

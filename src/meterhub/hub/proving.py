@@ -1,4 +1,4 @@
-"""Proven bills under non-linear tariffs (issue 5; ARCHITECTURE.md, data flow step 4).
+"""Proven bills under non-linear tariffs (issue 5; docs/architecture.md, data flow step 4).
 
 The hub knows every opening ``(m_i, r_i)``; the utility knows only the
 meter-signed commitments ``C_i``. For a non-linear tariff the hub releases a

@@ -1,6 +1,6 @@
 """The simulated meter: commit to each reading, chain the commitments, sign a batch a day.
 
-Data flow (ARCHITECTURE.md, "Data flow for one interval"):
+Data flow (docs/architecture.md, "Data flow for one interval"):
 
 1. for interval ``i`` the meter measures ``m_i`` Wh, draws ``r_i`` uniformly
    mod ``Q`` and commits ``C_i = m_i*G + r_i*H``;

@@ -1,7 +1,7 @@
 """Verification of proven (v2) bill statements under non-linear tariffs.
 
 The utility checks, in order, and stops at the first failure with a precise
-reason (ARCHITECTURE.md, data flow step 6; Rial and Danezis WPES 2011, section 4):
+reason (docs/architecture.md, data flow step 6; Rial and Danezis WPES 2011, section 4):
 
 1. to 4. exactly as :func:`meterhub.utility.verifier.verify_bill` (statement
    names this meter and the customer's tariff id, version and digest; one

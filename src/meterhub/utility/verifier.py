@@ -7,7 +7,7 @@ for v3 statements (:func:`verify_banded_bill`).
 
 The utility trusts the meter for measurement and nobody for arithmetic. For a
 bill statement over whole local days it checks, in this order, and stops at the
-first failure with a precise reason (ARCHITECTURE.md, data flow step 6):
+first failure with a precise reason (docs/architecture.md, data flow step 6):
 
 1. the statement names this meter, and the customer's tariff (id, version,
    digest, currency and sub-unit scale: V12), valid on the period's first and
