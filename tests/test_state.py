@@ -333,7 +333,8 @@ def test_second_process_on_a_data_dir_is_refused(copy, capsys):
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         for argv in ([*DEMO, "--data-dir", str(copy)], ["utility", "settle", "--data-dir", str(copy)],
-                     ["utility", "bills", "--data-dir", str(copy)]):
+                     ["utility", "bills", "--data-dir", str(copy)], ["utility", "fraud", "--data-dir", str(copy)],
+                     ["utility", "dr", "--data-dir", str(copy)]):
             rc = main(argv)
             out, err = capsys.readouterr()
             assert rc == 2 and out == ""

@@ -895,20 +895,20 @@ def cmd_utility_purge(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _stored_results(args: argparse.Namespace, fn_name: str) -> int:
-    from . import settlement_demo
+def _stored_results(args: argparse.Namespace, verify_stored: Callable[[Path], tuple[list[str], list[str]]]) -> int:
+    """Re-verify what the demo stored under ``--data-dir`` with ``verify_stored`` (lines
+    to print, rejections) under the data-dir lock; exit 1 on any rejection."""
+    from .model.display import shown
     from .storage import data_dir_lock
 
     d = Path(args.data_dir)
     if not d.is_dir():
-        raise UsageError(f"no settlement results in {d} (run `meterhub demo` first)")
+        raise UsageError(f"no stored results in {d} (run `meterhub demo` first)")
     with data_dir_lock(d):
         try:
-            lines, rejected = getattr(settlement_demo, fn_name)(d)
+            lines, rejected = verify_stored(d)
         except FileNotFoundError as exc:
             raise UsageError(str(exc)) from None
-    from .model.display import shown
-
     for line in lines:  # lines and reasons quote stored ids: escaped (docs/verification.md V01)
         print(shown(line))
     for why in rejected:
@@ -918,27 +918,23 @@ def _stored_results(args: argparse.Namespace, fn_name: str) -> int:
 
 def cmd_utility_settle(args: argparse.Namespace) -> int:
     """Re-verify stored settlement statements and print each supplier's share."""
-    return _stored_results(args, "settle_stored")
+    from .settlement_demo import settle_stored
+
+    return _stored_results(args, settle_stored)
 
 
 def cmd_utility_dr(args: argparse.Namespace) -> int:
     """Re-verify stored demand-response releases; verified reduction and payment per event and feeder."""
     from .dr_demo import verify_stored
 
-    try:
-        lines, rejected = verify_stored(Path(args.data_dir))
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from None
-    for line in lines:
-        print(line)
-    for why in rejected:
-        print(f"REJECTED {why}")
-    return EXIT_OK if not rejected else EXIT_REJECTED
+    return _stored_results(args, verify_stored)
 
 
 def cmd_utility_forecast(args: argparse.Namespace) -> int:
     """Re-verify stored profile scores and samples and print each customer's class."""
-    return _stored_results(args, "forecast_stored")
+    from .settlement_demo import forecast_stored
+
+    return _stored_results(args, forecast_stored)
 
 
 def cmd_privacy_evaluate(args: argparse.Namespace) -> int:
@@ -969,15 +965,7 @@ def cmd_utility_fraud(args: argparse.Namespace) -> int:
     """Re-verify stored feeder sums and recompute balance, alarms and localisation."""
     from .fraud_demo import fraud_stored
 
-    try:
-        lines, rejected = fraud_stored(Path(args.data_dir))
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from None
-    for line in lines:
-        print(line)
-    for why in rejected:
-        print(f"REJECTED {why}")
-    return EXIT_OK if not rejected else EXIT_REJECTED
+    return _stored_results(args, fraud_stored)
 
 
 def cmd_utility_fraud_study(args: argparse.Namespace) -> int:
