@@ -101,3 +101,29 @@ def test_a_band_of_chosen_days_is_not_released(tmp_path, tariff):
     client.select()
     client.bill(START, START + timedelta(days=N_DAYS - 1))
     assert [json.loads(r)["kind"] for r in _log(card)[1]] == ["policy", "bill"]
+
+
+def test_re_asks_with_altered_requests_get_nothing_new(tmp_path):
+    """One bill per period: the same request answers the same bytes; another contract id,
+    another metering point, a plain bill or a new tariff for the period is refused (6985)."""
+    h, card, client = _fed(tmp_path, dump_tariff(sign_tariff(example_tariff(2027), demo_supplier_key())))
+    last = START + timedelta(days=N_DAYS - 1)
+    st3 = client.banded_bill(START, last, MALO, "VK-4711")
+    assert client.banded_bill(START, last, MALO, "VK-4711") == st3
+    for ask in (lambda: client.banded_bill(START, last, MALO, "VK-4712"),
+                lambda: client.banded_bill(START, last, "51238696723", "VK-4711"),
+                lambda: client.bill(START, last)):
+        with pytest.raises(HubError, match="6985"):
+            ask()
+    v2 = example_tariff(2027).to_dict()
+    v2["version"] = 2
+    v2["bands"][0]["price"] += 1
+    with _tsm(card, "supplier") as t:  # the period's one tariff change
+        t.push_tariff(BILLING_APP_AID, dump_tariff(sign_tariff(Tariff.from_dict(v2), demo_supplier_key())))
+    client.select()
+    with pytest.raises(HubError, match="6985"):  # the same period under the new tariff
+        client.banded_bill(START, last, MALO, "VK-4711")
+    with pytest.raises(HubError, match="6A80"):  # part of the period: not a whole cell
+        client.banded_bill(START, last - timedelta(days=1), MALO, "VK-4711")
+    entries = [json.loads(r) for r in _log(card)[1]]
+    assert [e["kind"] for e in entries] == ["policy", "bill"]

@@ -74,3 +74,21 @@ def test_a_re_ask_with_another_event_id_for_a_released_day_is_refused(tmp_path):
     assert exc.value.sw == 0x6985
     assert hub.release("ev-a").to_bytes() == first.to_bytes()  # a re-ask: the same bytes
     assert [e.kind for e in _guard_entries(hub)].count("dr") == 1
+
+
+@pytest.mark.parametrize("baseline", [
+    lambda ev: ev.baseline_days[:4],  # fewer than 5 days: a near-single-day baseline
+    lambda ev: (*ev.baseline_days[:4], DAY),  # the event day itself
+    lambda ev: (*ev.baseline_days[:4], DAY + timedelta(days=1)),  # a day after the event
+    lambda ev: (*ev.baseline_days[:4], ev.baseline_days[0]),  # a repeated day (weights it twice)
+    lambda ev: (*ev.baseline_days[:4], DAY - timedelta(days=46)),  # beyond the 45-day lookback
+    lambda ev: (*ev.baseline_days[:4], DAY - timedelta(days=2)),  # a Sunday for a Tuesday event
+])
+def test_crafted_baseline_days_are_refused(tmp_path, baseline):
+    h = make_history(start=START, n_days=N_DAYS, seed=34)
+    hub = Hub(tmp_path / "hub.sqlite", h)
+    ev = _event_on(h, DAY, "crafted")
+    bad = make_event(h, event_id="crafted", start=ev.start, baseline_days=tuple(baseline(ev)))
+    with pytest.raises(EventRefused, match="6A80"):
+        hub.client.put_event(bad.event_id, bad.to_bytes(), True)
+    assert [e.kind for e in _guard_entries(hub)].count("dr") == 0
