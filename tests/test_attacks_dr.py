@@ -92,3 +92,22 @@ def test_crafted_baseline_days_are_refused(tmp_path, baseline):
     with pytest.raises(EventRefused, match="6A80"):
         hub.client.put_event(bad.event_id, bad.to_bytes(), True)
     assert [e.kind for e in _guard_entries(hub)].count("dr") == 0
+
+
+def test_dr_events_share_the_period_budget(tmp_path):
+    """Many events, each one functional of the period's budget: with the budget spent,
+    the next event of the period is refused with 6A84 before the events cap (6)."""
+    from meterhub.policy import default_policy
+
+    h = make_history(start=START, n_days=N_DAYS, seed=35)
+    hub = Hub(tmp_path / "hub.sqlite", h, policy=default_policy(budget={"functionals_per_period": 2}))
+    evs = [_event_on(h, DAY - timedelta(days=k), f"ev-{k}") for k in (0, 1, 4)]  # Tue, Mon, Fri
+    for ev in evs:
+        hub.client.put_event(ev.event_id, ev.to_bytes(), True)
+    hub.feed()
+    hub.release(evs[0].event_id)
+    hub.release(evs[1].event_id)
+    with pytest.raises(HubRefused) as exc:
+        hub.release(evs[2].event_id)
+    assert exc.value.sw == 0x6A84
+    assert [e.kind for e in _guard_entries(hub)].count("dr") == 2
