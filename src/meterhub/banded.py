@@ -33,6 +33,7 @@ from .model.ids import check_contract_id, check_metering_point
 from .tariffs import Tariff
 
 __all__ = [
+    "thin_bands",
     "STATEMENT_V3_FORMAT",
     "BandEnergy",
     "BandedBillStatement",
@@ -186,6 +187,25 @@ def band_sums(tariff: Tariff, bands_of: Sequence[int], openings: Sequence[Openin
     return tuple(
         BandEnergy(b, tariff.bands[b].name, energy[b], blind[b] % Q) for b in sorted(energy)
     )
+
+
+def thin_bands(tariff: Tariff, first_day: date, n_days: int, tz: str, interval_minutes: int) -> list[str]:
+    """Names of the bands that occur on fewer days of the period than its smaller
+    calendar class (weekdays or weekend days, whichever is smaller and present).
+
+    A band released alone must be as coarse as a real time-of-use register: the
+    supplier signs the tariff, so holidays it lists or a season it starts on a chosen
+    day would otherwise make a band of one half hour of one chosen day
+    (docs/privacy.md, "Per-band energy and registers"). Raises
+    :class:`meterhub.tariffs.TariffError` like :func:`band_indices`."""
+    days = [date.fromordinal(first_day.toordinal() + k) for k in range(n_days)]
+    classes = [c for c in (sum(d.weekday() < 5 for d in days), sum(d.weekday() >= 5 for d in days)) if c]
+    floor = min(classes)
+    seen: dict[int, int] = {}
+    for d in days:
+        for b in set(band_indices(tariff, d, 1, tz, interval_minutes)):
+            seen[b] = seen.get(b, 0) + 1
+    return [tariff.bands[b].name for b in sorted(seen) if seen[b] < floor]
 
 
 def band_counts(bands_of: Sequence[int]) -> dict[int, int]:

@@ -43,6 +43,8 @@ INS     name         data → response
                      blinding per tariff band, for a time-of-use tariff only. Counted as
                      one functional per band (the bill is their priced sum); one bill
                      per period, so GET BILL and GET BANDED BILL exclude each other.
+                     A band occurring on fewer days than the period's smaller calendar
+                     class (:func:`meterhub.banded.thin_bands`) refuses it ``6A80``.
 ``32``  GET STATE    → ``u64 next index`` and the last stored day (4 bytes, or
                      none).
 ======  ===========  ==========================================================
@@ -66,6 +68,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from ..banded import thin_bands
 from ..card import ins, register_applet_class
 from ..hub.billing import banded_statement, statement_from_sums
 from ..hub.proving import prove_bill
@@ -193,6 +196,9 @@ class BillingApplet(MeteringApplet):
         try:
             tariff.check_valid_on(first_day)
             tariff.check_valid_on(last_day)
+            thin = thin_bands(tariff, first_day, (last_day - first_day).days + 1, tz, interval)
+            if thin:  # a band of chosen days (listed holidays, a season begun on a chosen day)
+                raise ISOException(SW.WRONG_DATA, f"outside the release policy: band {thin[0]} occurs on too few days")
             st = banded_statement(
                 meter_id=meter_id, metering_point=metering_point, contract_id=contract, tariff=tariff,
                 period_from=first_day, period_to=last_day, first_index=first_index or 0, tz=tz,

@@ -471,6 +471,6 @@ class Card:
             return ResponseAPDU(b"", SW.UNKNOWN)
         # The privacy guard's output gate (card/guard.py): on a card with a guard, an
         # application's data leaves only if the guard issued exactly those bytes.
-        if not selecting and not output_allowed(self.runtime, rec, resp.data):
+        if not output_allowed(self.runtime, rec, resp.data, selecting=selecting):
             return ResponseAPDU(b"", SW.UNKNOWN)
         return resp

@@ -80,6 +80,7 @@ from ..policy.consent import Consent, load_consent, verify_consent, verify_revoc
 from ..policy.model import SW_BUDGET, SignedPolicy
 from ..protocols.iso7816 import CommandAPDU
 from ..protocols.iso7816.sw import SW, ISOException
+from ..protocols.iso7816.tlv import TLV
 from .aid import AID
 from .applet import Applet, ins, register_applet_class
 from .registry import PRIV_SECURITY_DOMAIN, AppletRecord
@@ -141,8 +142,15 @@ def clear_issued(runtime: Runtime, aid: AID) -> None:
         issued.pop(aid, None)
 
 
-def output_allowed(runtime: Runtime, rec: AppletRecord, data: bytes) -> bool:
-    """The output gate (module docstring). True when ``data`` may leave the card."""
+def _plain_fci(aid: AID) -> bytes:
+    """The FCI of an applet without proprietary objects (``Applet.fci``, ISO/IEC 7816-4
+    §7.4): ``6F { 84 AID, A5 {} }``, which says nothing about readings."""
+    return TLV.build(0x6F, [TLV(0x84, aid.raw), TLV.build(0xA5, [])]).to_bytes()
+
+
+def output_allowed(runtime: Runtime, rec: AppletRecord, data: bytes, *, selecting: bool = False) -> bool:
+    """The output gate (module docstring). True when ``data`` may leave the card; the
+    answer to an application's own SELECT may be its plain FCI only."""
     issued = getattr(runtime, "guard_issued", None)
     expected = issued.pop(rec.aid, None) if issued else None
     if not data:
@@ -155,6 +163,8 @@ def output_allowed(runtime: Runtime, rec: AppletRecord, data: bytes) -> bool:
     if rec.class_name == GUARD_CLASS and rec.aid == AID.of(GUARD_AID):
         return True
     if expected is not None and hmac.compare_digest(expected, bytes(data)):
+        return True
+    if selecting and hmac.compare_digest(_plain_fci(rec.aid), bytes(data)):
         return True
     log.error("output of %s not issued by the privacy guard: withheld", rec.aid)
     return False

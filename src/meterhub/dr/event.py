@@ -205,8 +205,9 @@ def sign_event(ev: DREvent, key: ecdsa.SigningKey) -> DREvent:
 
 def event_windows(ev: DREvent, tz: str, interval: int) -> tuple[date, list[int], list[int]]:
     """``(event day, event interval positions, adjustment interval positions)`` in the
-    local day's grid; raises :class:`EventError` if the event is off the grid, spans two
-    local days, or its adjustment window starts before local midnight."""
+    local day's grid; raises :class:`EventError` if the event is off the grid, does not
+    cover whole local hours, spans two local days, or its adjustment window starts
+    before local midnight."""
     day = local_day_of(ev.start, tz)
     starts = day_starts(day, tz, interval)
     step = timedelta(minutes=interval)
@@ -217,6 +218,10 @@ def event_windows(ev: DREvent, tz: str, interval: int) -> tuple[date, list[int],
     if ev.duration_minutes % interval:
         raise EventError("event duration is not a whole number of intervals")
     n = ev.duration_minutes // interval
+    if (first * interval) % 60 or ev.duration_minutes % 60:
+        # Nothing finer than one hour leaves the hub (docs/privacy.md, hard limits): a
+        # quarter-hour window would release single readings against their baselines.
+        raise EventError("an event covers whole local hours")
     if first + n > len(starts) or starts[first + n - 1] + step != ev.end:
         raise EventError("event spans two local days or a clock change")
     per_hour = 60 // interval
