@@ -26,7 +26,7 @@ from datetime import date
 
 from .crypto.group import Q
 from .crypto.pedersen import Opening
-from .exchange import check_fields, decode_statement_common, statement_common_dict
+from .exchange import STATEMENT_FIELDS, check_fields, decode_statement_common, statement_common_dict
 from .model import strictjson
 from .model.errors import FormatError
 from .model.ids import check_contract_id, check_metering_point
@@ -46,24 +46,10 @@ STATEMENT_V3_FORMAT = "meterhub/bill-statement/v3"
 #: At most this many band entries (a tariff has at most 64 bands, tariffs.md).
 MAX_BAND_ENTRIES = 64
 
-_V3_FIELDS = {
-    "format": str,
-    "meter_id": str,
+_V3_FIELDS: dict[str, type] = {
+    **STATEMENT_FIELDS,
     "metering_point": str,
     "contract_id": str,
-    "period_from": str,
-    "period_to": str,
-    "first_index": int,
-    "count": int,
-    "tariff_id": str,
-    "tariff_version": int,
-    "tariff_digest": str,
-    "currency": str,
-    "subunits_per_unit": int,
-    "energy_charge": int,
-    "standing_charge": int,
-    "total": int,
-    "blinding": str,
     "bands": list,
 }
 _BAND_FIELDS = {"band": int, "name": str, "energy_wh": int, "blinding": str}

@@ -210,7 +210,8 @@ def new_home_link_key() -> bytes:
     return secrets.token_bytes(16)
 
 
-_STATEMENT_FIELDS = {
+#: The v1 statement's fields; later versions (hub.proving v2, banded v3) add theirs to these.
+STATEMENT_FIELDS: dict[str, type] = {
     "format": str,
     "meter_id": str,
     "period_from": str,
@@ -261,7 +262,7 @@ class BillStatement:
 
     @classmethod
     def from_dict(cls, o: object) -> BillStatement:
-        o = check_fields(o, _STATEMENT_FIELDS, "bill statement")
+        o = check_fields(o, STATEMENT_FIELDS, "bill statement")
         if o["format"] != STATEMENT_FORMAT:
             raise FormatError(f"unknown bill statement format {o['format']!r}")
         pf, pt, digest, blinding = decode_statement_common(o)

@@ -42,6 +42,7 @@ from ..crypto.group import H, Point, Q, base_mul, msm
 from ..crypto.pedersen import Commitment, Opening
 from ..crypto.transcript import ProofContext, ProofError
 from ..exchange import (
+    STATEMENT_FIELDS,
     BillStatement,
     FormatError,
     check_fields,
@@ -212,25 +213,7 @@ class ProofBundle:
 # ---------------------------------------------------------------------------
 # The v2 statement (JSON)
 # ---------------------------------------------------------------------------
-_V2_FIELDS: dict[str, type] = {
-    "format": str,
-    "meter_id": str,
-    "period_from": str,
-    "period_to": str,
-    "first_index": int,
-    "count": int,
-    "tariff_id": str,
-    "tariff_version": int,
-    "tariff_kind": str,
-    "tariff_digest": str,
-    "currency": str,
-    "subunits_per_unit": int,
-    "energy_charge": int,
-    "standing_charge": int,
-    "total": int,
-    "blinding": str,
-    "proof": str,
-}
+_V2_FIELDS: dict[str, type] = {**STATEMENT_FIELDS, "tariff_kind": str, "proof": str}
 
 
 @dataclass(frozen=True, slots=True)
