@@ -16,10 +16,10 @@ from datetime import UTC, date, datetime
 import pytest
 
 from meterhub.crypto import ecdsa
-from meterhub.hub.homelink import DlmsLinkClient, DlmsLinkError
 from meterhub.meter.device import Meter
 from meterhub.meter.dlms_server import MeterFeed
 from meterhub.protocols.dlms import axdr
+from meterhub.protocols.dlms.client import DlmsLinkClient, DlmsLinkError
 from meterhub.protocols.dlms.cosem import (
     ASSOCIATION_LN,
     CLOCK,

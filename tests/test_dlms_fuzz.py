@@ -148,7 +148,7 @@ _fuzz_titles = iter(range(10**6))
 def test_service_specific_glo_in_an_authenticated_association(items):
     """Glo-ciphered requests (right tag or not, valid or mutated content, in order) on a
     management association that completed HLS: always an answer, and it keeps serving."""
-    from meterhub.hub.homelink import DlmsLinkClient
+    from meterhub.protocols.dlms.client import DlmsLinkClient
 
     a = SERVER.association(1)
     title = f"FZ{next(_fuzz_titles):06d}".encode()  # a fresh title: its counters start at 1

@@ -29,9 +29,9 @@ from meterhub.crypto.pedersen import Commitment, Opening, verify_opening
 from meterhub.meter.device import DailyBatch, Meter
 from meterhub.meter.dlms_server import DlmsTcpServer, MeterFeed
 from meterhub.protocols.dlms import axdr
-from meterhub.protocols.dlms.client import parse_host_port, read_meter
 from meterhub.protocols.dlms.security import Suite0Keys
 from meterhub.protocols.dlms.server import DlmsServer
+from meterhub.protocols.dlms.tcp import parse_host_port, read_meter
 
 KEYS = Suite0Keys.generate()
 CLOCK = cosem.CosemAttribute(E.CosemInterface.CLOCK, cosem.Obis(0, 0, 1, 0, 0), 2)

@@ -492,7 +492,8 @@ def test_admission_invariants(ops, max_members, per_peer, max_waiting, evict_aft
 def test_hub_link_transport_deadline_covers_the_whole_answer():
     """The hub's wrapper transport gives each request one deadline: a meter (or
     impostor) trickling bytes cannot hold the hub."""
-    from meterhub.hub.homelink import DlmsLinkError, wrapper_transport
+    from meterhub.protocols.dlms.client import DlmsLinkError
+    from meterhub.protocols.dlms.tcp import wrapper_transport
 
     with _trickling_peer(b"\x00", period=0.1) as port:
         send, close = wrapper_transport("127.0.0.1", port, 1, timeout=1.0)

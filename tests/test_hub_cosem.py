@@ -32,8 +32,8 @@ from meterhub.hub.cosem import (
     read_statement,
     statement_server,
 )
-from meterhub.hub.homelink import DlmsLinkClient, DlmsLinkError
 from meterhub.protocols.dlms import axdr
+from meterhub.protocols.dlms.client import DlmsLinkClient, DlmsLinkError
 from meterhub.protocols.dlms.cosem import IC_DATA, IC_REGISTER
 
 # The statement printed in docs/formats.md ("Bill statement").

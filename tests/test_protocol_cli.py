@@ -28,8 +28,9 @@ from smllib import SmlStreamReader
 from meterhub.cli import main
 from meterhub.dlms_link import home_link_suite0_keys, hub_system_title
 from meterhub.exchange import SealedDay, open_sealed_openings
-from meterhub.hub.homelink import DlmsLinkClient, DlmsLinkError, decode_openings, wrapper_transport
+from meterhub.hub.homelink import decode_openings
 from meterhub.protocols.dlms import axdr
+from meterhub.protocols.dlms.client import DlmsLinkClient, DlmsLinkError
 from meterhub.protocols.dlms.cosem import (
     CLOCK,
     IC_CLOCK,
@@ -37,6 +38,7 @@ from meterhub.protocols.dlms.cosem import (
     OPENINGS,
     CaptureColumn,
 )
+from meterhub.protocols.dlms.tcp import wrapper_transport
 from meterhub.sml_link import open_sml_link
 
 SERVE_LINE = re.compile(r"^meter (\S+): DLMS on 127\.0\.0\.1:(\d+)(?:, SML on 127\.0\.0\.1:(\d+))?; (\d+) day\(s\), (\d+) Wh$")

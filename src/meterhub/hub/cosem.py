@@ -35,6 +35,7 @@ from datetime import date
 from ..crypto.group import Q
 from ..exchange import STATEMENT_FORMAT, BillStatement
 from ..protocols.dlms import axdr
+from ..protocols.dlms.client import DlmsLinkClient, DlmsLinkError, Transport
 from ..protocols.dlms.cosem import (
     ASSOCIATION_LN,
     IC_DATA,
@@ -45,7 +46,6 @@ from ..protocols.dlms.cosem import (
     Obis,
 )
 from ..protocols.dlms.server import DlmsServer
-from .homelink import DlmsLinkClient, DlmsLinkError, Transport
 
 __all__ = [
     "CosemFormatError",
@@ -251,7 +251,7 @@ def read_statement(transport: Transport) -> tuple[BillStatement, tuple[bytes, ..
     """Associate as the public client, GET every statement attribute, release, decode.
 
     Raises :class:`CosemFormatError` (bad content) or
-    :class:`~meterhub.hub.homelink.DlmsLinkError` (refused, bad answer)."""
+    :class:`~meterhub.protocols.dlms.client.DlmsLinkError` (refused, bad answer)."""
     client = DlmsLinkClient(transport)
     client.associate()
     try:
