@@ -24,7 +24,6 @@ from typing import Any
 
 from _bench import alternate, header, row
 from meterhub.applets.billing import CLASS_NAME
-from meterhub.card.gp import GPClient
 from meterhub.crypto import ecdsa
 from meterhub.exchange import new_home_link_key
 from meterhub.hub.billing import bill_statement
@@ -39,6 +38,7 @@ from meterhub.hub.secure_element import (
 )
 from meterhub.meter.device import Meter
 from meterhub.meter.timebase import day_starts
+from meterhub.protocols.gp.host import GPClient
 from meterhub.protocols.iso7816 import CommandAPDU
 from meterhub.tariffs import demo_supplier_key, dump_tariff, example_signed_tariff
 from meterhub.utility.tsm import TSM, dap_signer

@@ -17,8 +17,6 @@ from meterhub.card.gp import (
     OP_READY,
     SECURED,
     TERMINATED,
-    GPClient,
-    GPError,
     StaticKeys,
     card_life_cycle,
     make_load_file,
@@ -27,7 +25,11 @@ from meterhub.card.gp import (
     provision_ssd,
     sign_load_file,
 )
-from meterhub.card.gp.host import (
+from meterhub.card.gp.sd import MAX_STATUS_DATA
+from meterhub.crypto import ecdsa
+from meterhub.protocols.gp.host import (
+    GPClient,
+    GPError,
     get_status_data,
     install_for_install_data,
     install_for_load_data,
@@ -36,14 +38,12 @@ from meterhub.card.gp.host import (
     parse_key_information,
     select_apdu,
 )
-from meterhub.card.gp.scp03 import (
+from meterhub.protocols.gp.scp03 import (
     SCP03Error,
     aes_cmac,
     derive_session_keys,
     host_cryptogram,
 )
-from meterhub.card.gp.sd import MAX_STATUS_DATA
-from meterhub.crypto import ecdsa
 from meterhub.protocols.iso7816 import CommandAPDU
 
 SUPPLIER = "A000000617534400"
@@ -486,7 +486,7 @@ def test_put_key_replace_then_old_fail_new_work(card: Card, length: int) -> None
 
 
 def test_put_key_bad_data(card: Card) -> None:
-    from meterhub.card.gp.host import put_key_data
+    from meterhub.protocols.gp.host import put_key_data
 
     cl = client(card, SUPPLIER, SUP_KEYS, 0x03)
     new = StaticKeys(0x31, bytes(16), bytes(16), bytes(16))

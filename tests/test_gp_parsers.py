@@ -9,8 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meterhub.card import AID, Card
-from meterhub.card.gp import ISD_AID, GPClient, StaticKeys, provision_isd
-from meterhub.card.gp.commands import (
+from meterhub.card.gp import ISD_AID, StaticKeys, provision_isd
+from meterhub.card.gp.loadfile import LoadFileError, parse_load_file, parse_package
+from meterhub.card.gp.sd import _parse_dgi
+from meterhub.protocols.gp.commands import (
     parse_delete,
     parse_get_status,
     parse_install_for_install,
@@ -18,7 +20,8 @@ from meterhub.card.gp.commands import (
     parse_install_for_personalization,
     parse_put_key,
 )
-from meterhub.card.gp.host import (
+from meterhub.protocols.gp.host import (
+    GPClient,
     delete_data,
     dgi_data,
     get_status_data,
@@ -30,8 +33,6 @@ from meterhub.card.gp.host import (
     parse_get_status_response,
     put_key_data,
 )
-from meterhub.card.gp.loadfile import LoadFileError, parse_load_file, parse_package
-from meterhub.card.gp.sd import _parse_dgi
 from meterhub.protocols.iso7816 import ISOException
 
 aids = st.binary(min_size=5, max_size=16).map(AID)

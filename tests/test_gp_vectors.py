@@ -19,13 +19,14 @@ from __future__ import annotations
 
 from meterhub.card import AID
 from meterhub.card.gp import Privilege
-from meterhub.card.gp.commands import (
+from meterhub.card.gp.sd import card_recognition_data
+from meterhub.protocols.gp.commands import (
     parse_install_for_install,
     parse_install_for_load,
     parse_put_key,
 )
-from meterhub.card.gp.constants import has_privilege
-from meterhub.card.gp.host import (
+from meterhub.protocols.gp.constants import has_privilege
+from meterhub.protocols.gp.host import (
     install_for_install_data,
     install_for_load_data,
     load_file,
@@ -33,8 +34,7 @@ from meterhub.card.gp.host import (
     parse_key_information,
     put_key_data,
 )
-from meterhub.card.gp.keys import StaticKeys, kcv_aes
-from meterhub.card.gp.sd import card_recognition_data
+from meterhub.protocols.gp.keys import StaticKeys, kcv_aes
 from meterhub.protocols.iso7816.tlv import parse
 
 

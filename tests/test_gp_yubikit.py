@@ -16,8 +16,8 @@ from yubikit.core.smartcard.scp import StaticKeys as YkKeys
 from yubikit.securitydomain import SecurityDomainSession
 
 from meterhub.card import Card
-from meterhub.card.gp import ISD_AID, GPClient, StaticKeys, provision_isd, provision_ssd
-from meterhub.card.gp.host import parse_get_status_response, parse_key_information
+from meterhub.card.gp import ISD_AID, StaticKeys, provision_isd, provision_ssd
+from meterhub.protocols.gp.host import GPClient, parse_get_status_response, parse_key_information
 
 DEFAULT = bytes(range(0x40, 0x50))
 

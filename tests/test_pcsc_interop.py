@@ -30,8 +30,8 @@ from pathlib import Path
 import pytest
 
 from meterhub.card.gp import ISD_AID
-from meterhub.card.gp.host import parse_get_status_response, parse_key_information
 from meterhub.crypto import ecdsa
+from meterhub.protocols.gp.host import parse_get_status_response, parse_key_information
 
 READER = "Virtual PCD 00 00"  # vpcd slot 0, port 35963 (/etc/reader.conf.d/vpcd)
 VPCD = "127.0.0.1:35963"

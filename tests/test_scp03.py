@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meterhub.card.gp.keys import KeySetError, StaticKeys, kcv_aes
-from meterhub.card.gp.scp03 import (
+from meterhub.protocols.gp.keys import KeySetError, StaticKeys, kcv_aes
+from meterhub.protocols.gp.scp03 import (
     C_DECRYPTION,
     C_MAC,
     I_PSEUDO_RANDOM,

@@ -10,7 +10,7 @@ See docs/card.md. The surface:
 * :class:`PersistentStore`, :class:`PowerLoss`, :class:`TransactionException` - memory.
 """
 
-from .aid import AID
+from ..protocols.iso7816.aid import AID
 from .applet import (
     Applet,
     applet_class,

@@ -20,10 +20,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
+from ..protocols.iso7816.aid import AID
 from ..protocols.iso7816.apdu import CommandAPDU, ResponseAPDU
 from ..protocols.iso7816.sw import SW, ISOException
 from ..protocols.iso7816.tlv import TLV
-from .aid import AID
 from .runtime import AppletContext, Shareable
 
 __all__ = [

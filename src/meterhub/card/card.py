@@ -25,9 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..protocols.iso7816.aid import AID
 from ..protocols.iso7816.apdu import CommandAPDU, ResponseAPDU
 from ..protocols.iso7816.sw import SW, ISOException, bytes_remaining, correct_length, sw_bytes
-from .aid import AID
 from .guard import clear_issued, output_allowed
 from .registry import AppletRecord, Registry
 from .runtime import CLEAR_ON_DESELECT, CLEAR_ON_RESET, Runtime, SecurityException

@@ -79,9 +79,9 @@ from ..policy import (
 from ..policy.consent import Consent, load_consent, verify_consent, verify_revocation
 from ..policy.model import SW_BUDGET, SignedPolicy
 from ..protocols.iso7816 import CommandAPDU
+from ..protocols.iso7816.aid import AID
 from ..protocols.iso7816.sw import SW, ISOException
 from ..protocols.iso7816.tlv import TLV
-from .aid import AID
 from .applet import Applet, ins, register_applet_class
 from .registry import PRIV_SECURITY_DOMAIN, AppletRecord
 from .runtime import AppletContext, Runtime, Shareable, shareable_interface

@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from ..protocols.iso7816.aid import AID
 from ..protocols.iso7816.sw import SW, ISOException
 from ..protocols.iso7816.tlv import TLV, find, parse
-from .aid import AID
 from .applet import Applet, applet_class_name
 from .applet import applet_class as _class_by_name
 from .runtime import SYSTEM_NAMESPACE, AppletContext, Runtime

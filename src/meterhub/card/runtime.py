@@ -29,8 +29,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from ..protocols.iso7816.aid import AID
 from ..protocols.iso7816.sw import SW
-from .aid import AID
 from .store import PersistentStore
 
 if TYPE_CHECKING:

@@ -34,10 +34,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from ..card.gp.constants import INS
 from ..crypto.group import G, H, Point, PointDecodeError, Q, msm_encoded
 from ..meter.device import MAX_READING_WH
 from ..model import strictjson
+from ..protocols.gp.constants import INS
 from ..storage import open_db, transaction
 from ..tariffs.price_index import Series, SeriesError, SignedSeries, dump_series
 from .tsm import TSM, TSMError

@@ -8,7 +8,7 @@ in-process :class:`~meterhub.card.Card`, a vpcd-connected hub through PC/SC
 
 Every management command runs inside an authenticated SCP03 session (Amendment D), by
 default at security level ``33`` (C-MAC, C-DECRYPTION, R-MAC, R-ENCRYPTION). The command
-formats come from :mod:`meterhub.card.gp.host`; this module adds the workflows:
+formats come from :mod:`meterhub.protocols.gp.host`; this module adds the workflows:
 
 * :meth:`TSM.deploy` - INSTALL [for load], LOAD blocks, INSTALL [for install and make
   selectable] (GPC 2.3.1 §9.3, §9.4);
@@ -27,14 +27,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..card.aid import AID
-from ..card.gp.constants import ISD_AID
-from ..card.gp.host import GPClient, GPError, StatusEntry, load_file
-from ..card.gp.keys import StaticKeys
 from ..card.gp.loadfile import LoadFileError, Package, lfdb_hash, parse_package, sign_load_file
-from ..card.gp.scp03 import C_DECRYPTION, C_MAC, R_ENCRYPTION, R_MAC, SCP03Error
 from ..crypto import ecdsa
 from ..policy import refusal_reason
+from ..protocols.gp.constants import ISD_AID
+from ..protocols.gp.host import GPClient, GPError, StatusEntry, load_file
+from ..protocols.gp.keys import StaticKeys
+from ..protocols.gp.scp03 import C_DECRYPTION, C_MAC, R_ENCRYPTION, R_MAC, SCP03Error
+from ..protocols.iso7816.aid import AID
 
 __all__ = [
     "DEFAULT_LEVEL",

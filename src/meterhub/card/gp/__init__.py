@@ -3,13 +3,16 @@
 * :mod:`.sd` - :class:`SecurityDomain` (ISD and SSDs), the card life-cycle guard;
 * :mod:`.provision` - factory provisioning (:func:`provision_isd`, :func:`provision_ssd`);
 * :mod:`.loadfile` - signed packages (DAP) naming registered applet classes;
-* :mod:`.host` - off-card command builders, response parsers and :class:`GPClient`;
-* :mod:`.scp03`, :mod:`.keys` - the secure channel and key sets.
+* :mod:`.registry` - the GP registry entries on top of the card registry.
+
+On-card code only. The off-card side (command builders, response parsers,
+:class:`~meterhub.protocols.gp.host.GPClient`), the SCP03 sessions of both ends, the
+key sets and the command codec are in :mod:`meterhub.protocols.gp`.
 
 See docs/gp.md.
 """
 
-from .constants import (
+from ...protocols.gp.constants import (
     APP_INSTALLED,
     APP_LOCKED,
     APP_SELECTABLE,
@@ -23,8 +26,7 @@ from .constants import (
     Privilege,
     privileges_bytes,
 )
-from .host import GPClient, GPError, StatusEntry
-from .keys import StaticKeys
+from ...protocols.gp.keys import StaticKeys
 from .loadfile import applet_code_hash, make_load_file, sign_load_file
 from .provision import ISD_PRIVILEGES, SSD_PRIVILEGES, open_card, provision_isd, provision_ssd
 from .registry import card_life_cycle
@@ -35,8 +37,6 @@ __all__ = [
     "APP_LOCKED",
     "APP_SELECTABLE",
     "CARD_LOCKED",
-    "GPClient",
-    "GPError",
     "INITIALIZED",
     "ISD_AID",
     "ISD_PRIVILEGES",
@@ -47,7 +47,6 @@ __all__ = [
     "SSD_PRIVILEGES",
     "SecurityDomain",
     "StaticKeys",
-    "StatusEntry",
     "TERMINATED",
     "applet_code_hash",
     "attach",

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from functools import cache
 
 from ...crypto import ecdsa
+from ...protocols.iso7816.aid import AID
 from ...protocols.iso7816.sw import SW, ISOException
 from ...protocols.iso7816.tlv import TLV, TLVError, find, find_all, parse
-from ..aid import AID
 from ..applet import Applet
 
 __all__ = [
@@ -46,7 +46,6 @@ __all__ = [
     "parse_package",
     "sign_load_file",
     "verify_dap",
-    "dap_block",
 ]
 
 FORMAT_VERSION = 0x01
@@ -178,11 +177,6 @@ def sign_load_file(lfdb: bytes, key: ecdsa.SigningKey) -> bytes:
 def verify_dap(lfdb_digest: bytes, signature: bytes, key: ecdsa.VerifyingKey) -> bool:
     """Check a DAP signature against the Load File Data Block Hash."""
     return ecdsa.verify(key, lfdb_digest, signature)
-
-
-def dap_block(sd_aid: AID | bytes | str, signature: bytes) -> bytes:
-    """``E2 { 4F SD AID, C3 signature }`` (GPC 2.3.1 Table 11-59)."""
-    return TLV.build(0xE2, [TLV(0x4F, AID.of(sd_aid).raw), TLV(0xC3, bytes(signature))]).to_bytes()
 
 
 def parse_load_file(load_file: bytes) -> tuple[list[tuple[AID, bytes]], bytes]:

@@ -12,13 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ...crypto import ecdsa
-from ..aid import AID
-from ..card import Card
-from ..registry import AppletRecord
-from ..runtime import SYSTEM_NAMESPACE
-from ..store import PersistentStore
-from . import registry as gpreg
-from .constants import (
+from ...protocols.gp.constants import (
     ISD_AID,
     SD_MODULE_AID,
     SD_PACKAGE_AID,
@@ -27,7 +21,13 @@ from .constants import (
     Privilege,
     privileges_bytes,
 )
-from .keys import StaticKeys
+from ...protocols.gp.keys import StaticKeys
+from ...protocols.iso7816.aid import AID
+from ..card import Card
+from ..registry import AppletRecord
+from ..runtime import SYSTEM_NAMESPACE
+from ..store import PersistentStore
+from . import registry as gpreg
 from .loadfile import Module
 from .sd import SD_CLASS_NAME, attach
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...protocols.gp.constants import ELF_LOADED, OP_READY
+from ...protocols.iso7816.aid import AID
 from ...protocols.iso7816.tlv import TLV, find, find_all, parse
-from ..aid import AID
 from ..runtime import SYSTEM_NAMESPACE
 from ..store import PersistentStore
-from .constants import ELF_LOADED, OP_READY
 from .loadfile import Module
 
 __all__ = [

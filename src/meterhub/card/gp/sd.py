@@ -26,18 +26,8 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from ...crypto import ecdsa
-from ...protocols.iso7816.apdu import CommandAPDU, ResponseAPDU
-from ...protocols.iso7816.sw import SW, ISOException
-from ...protocols.iso7816.tlv import TLV, TLVError, parse
-from ..aid import AID
-from ..applet import Applet, applet_class, register_applet_class
-from ..guard import clear_issued, output_allowed
-from ..registry import AppletRecord, Registry
-from ..runtime import CLEAR_ON_DESELECT, AppletContext, SecurityException
-from ..store import PersistentStore
-from . import commands as cmd
-from . import registry as gpreg
-from .constants import (
+from ...protocols.gp import commands as cmd
+from ...protocols.gp.constants import (
     APP_INSTALLED,
     APP_LOCKED,
     APP_SELECTABLE,
@@ -50,7 +40,18 @@ from .constants import (
     Privilege,
     has_privilege,
 )
-from .keys import KeySetError, StaticKeys, kcv_aes
+from ...protocols.gp.keys import KeySetError, StaticKeys, kcv_aes
+from ...protocols.gp.scp03 import C_MAC, SCP03CardSession, SCP03Error
+from ...protocols.iso7816.aid import AID
+from ...protocols.iso7816.apdu import CommandAPDU, ResponseAPDU
+from ...protocols.iso7816.sw import SW, ISOException
+from ...protocols.iso7816.tlv import TLV, TLVError, parse
+from ..applet import Applet, applet_class, register_applet_class
+from ..guard import clear_issued, output_allowed
+from ..registry import AppletRecord, Registry
+from ..runtime import CLEAR_ON_DESELECT, AppletContext, SecurityException
+from ..store import PersistentStore
+from . import registry as gpreg
 from .loadfile import (
     LoadFileError,
     applet_code_hash,
@@ -59,7 +60,6 @@ from .loadfile import (
     parse_package,
     verify_dap,
 )
-from .scp03 import C_MAC, SCP03CardSession, SCP03Error
 
 __all__ = [
     "SecurityDomain",
@@ -131,7 +131,7 @@ class _StoredKeys(Mapping[int, StaticKeys]):
 
 
 class _StoredCounters:
-    """:class:`~meterhub.card.gp.scp03.SequenceCounterStore` in the domain's store; each
+    """:class:`~meterhub.protocols.gp.scp03.SequenceCounterStore` in the domain's store; each
     ``store`` is one atomic write, durable before INITIALIZE UPDATE answers."""
 
     def __init__(self, ctx: AppletContext) -> None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...protocols.iso7816.sw import SW, ISOException
-from ...protocols.iso7816.tlv import TLV, TLVError, find, parse
-from ..aid import AID
+from ..iso7816.aid import AID
+from ..iso7816.sw import SW, ISOException
+from ..iso7816.tlv import TLV, TLVError, find, parse
 
 __all__ = [
     "InstallForLoad",

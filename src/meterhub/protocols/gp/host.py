@@ -5,7 +5,7 @@ Two layers, both sans-IO:
 * pure functions that build command data fields and parse responses (GPC 2.3.1 ch. 11);
 * :class:`GPClient`, a small management session over any ``transmit(bytes) -> bytes``
   (an in-process :class:`~meterhub.card.Card`, vpcd, PC/SC) that opens SCP03
-  (Amendment D) with an :class:`~meterhub.card.gp.scp03.SCP03HostSession` and sends
+  (Amendment D) with an :class:`~meterhub.protocols.gp.scp03.SCP03HostSession` and sends
   protected commands, following ``61xx`` and GET STATUS ``6310`` continuations.
 """
 
@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from ...protocols.iso7816.sw import ISOException
-from ...protocols.iso7816.tlv import TLV, encode_length, find, find_all, parse
-from ..aid import AID
+from ..iso7816.aid import AID
+from ..iso7816.sw import ISOException
+from ..iso7816.tlv import TLV, encode_length, find, find_all, parse
 from .constants import INS
 from .keys import StaticKeys, kcv_aes
-from .loadfile import dap_block
 from .scp03 import C_MAC, SCP03HostSession
 
 __all__ = [
@@ -125,6 +124,11 @@ def install_for_personalization_data(app_aid: AID | bytes | str) -> bytes:
 
 
 # --- LOAD (GPC 2.3.1 §11.6) -----------------------------------------------------------
+def dap_block(sd_aid: AID | bytes | str, signature: bytes) -> bytes:
+    """``E2 { 4F SD AID, C3 signature }`` (GPC 2.3.1 Table 11-59)."""
+    return TLV.build(0xE2, [TLV(0x4F, AID.of(sd_aid).raw), TLV(0xC3, bytes(signature))]).to_bytes()
+
+
 def load_file(lfdb: bytes, daps: Iterable[tuple[AID | bytes | str, bytes]] = ()) -> bytes:
     """The Load File as sent by LOAD: DAP blocks ``E2`` then ``C4`` (Table 11-59)."""
     return b"".join(dap_block(sd, sig) for sd, sig in daps) + TLV(0xC4, lfdb).to_bytes()
@@ -216,11 +220,11 @@ def _parse_get_status_response(data: bytes, p1: int, *, tagged: bool) -> list[St
     off = 0
     while off < len(data):
         n = data[off]
-        aid = AID(data[off + 1 : off + 1 + n])
+        entry_aid = AID(data[off + 1 : off + 1 + n])
         off += 1 + n
         if off + 2 > len(data):
             raise ValueError("truncated GET STATUS entry")
-        entry = StatusEntry(aid, data[off], bytes((data[off + 1],)))
+        entry = StatusEntry(entry_aid, data[off], bytes((data[off + 1],)))
         off += 2
         if p1 == 0x10:
             if off >= len(data):

@@ -6,7 +6,7 @@ codes (§11.1.4 Table 11-10) and the well-known AIDs used by meterhub.
 
 from __future__ import annotations
 
-from ..aid import AID
+from ..iso7816.aid import AID
 
 __all__ = [
     "ISD_AID",
