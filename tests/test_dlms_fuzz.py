@@ -26,7 +26,8 @@ from meterhub.protocols.dlms.security import (
     encode_glo_cipher,
     encrypt,
 )
-from meterhub.protocols.dlms.server import AssociationState, DlmsServer
+from meterhub.protocols.dlms.server import DlmsServer
+from meterhub.protocols.dlms.state import AssociationState
 from meterhub.protocols.dlms.wrapper import WrapperDecoder, WrapperError, WrapperFrame
 
 # Green Book v10 p. 444 AARQ, via dlms-cosem tests/test_asce/test_aarq.py.

@@ -27,7 +27,8 @@ from meterhub.meter.dlms_server import DlmsTcpServer
 from meterhub.protocols.dlms import axdr
 from meterhub.protocols.dlms.cosem import LOAD_PROFILE, InMemoryDataSource
 from meterhub.protocols.dlms.hdlc import HdlcDeframer, HdlcError, HdlcFrame, HdlcServerLink
-from meterhub.protocols.dlms.server import PUBLIC_OBJECTS, AssociationState, DlmsServer
+from meterhub.protocols.dlms.server import PUBLIC_OBJECTS, DlmsServer
+from meterhub.protocols.dlms.state import AssociationState
 
 SNRM = bytes.fromhex("7ea00802232193bd647e")
 UA = bytes.fromhex("7EA01F21022373E6C781801205019A06019A070400000001080400000001CCA27E")

@@ -40,7 +40,8 @@ from meterhub.protocols.dlms.security import (
     encode_glo_cipher,
     encrypt,
 )
-from meterhub.protocols.dlms.server import AssociationState, DlmsServer
+from meterhub.protocols.dlms.server import DlmsServer
+from meterhub.protocols.dlms.state import AssociationState
 
 GB_KEYS = Suite0Keys(
     bytes.fromhex("000102030405060708090A0B0C0D0E0F"), bytes.fromhex("D0D1D2D3D4D5D6D7D8D9DADBDCDDDEDF")

@@ -33,7 +33,8 @@ from meterhub.protocols.dlms.cosem import (
     InMemoryDataSource,
     build_object_model,
 )
-from meterhub.protocols.dlms.server import AssociationState, DlmsServer
+from meterhub.protocols.dlms.server import DlmsServer
+from meterhub.protocols.dlms.state import AssociationState
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NOW = datetime(2026, 3, 2, 10, 30, 15, tzinfo=BERLIN)

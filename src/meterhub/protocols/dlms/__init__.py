@@ -11,7 +11,10 @@ Sans-IO layers, bottom up (docs/dlms.md has the object list and byte layouts):
   the replay guard;
 * :mod:`.cosem` - the meter's objects (Clock, Register, Profile generic, the
   manufacturer-specific commitments/batches/openings) over a :class:`MeterDataSource`;
-* :mod:`.server` - the association state machine: ``DlmsServer(...).association(sap).handle(apdu)``;
+* :mod:`.state` - the server association's transition table ``(state, event) -> (action, next state)``;
+* :mod:`.server` - the server: ``DlmsServer(...).association(sap).handle(apdu)`` runs that table;
+* :mod:`.client` - the client association (sans-IO), the mirror of the server's;
+* :mod:`.tcp` - the client's blocking wrapper-over-TCP driver and a small meter reader;
 * :mod:`.wrapper` - IEC 62056-47 wrapper framing; :mod:`.push` - DataNotification of a day's batch.
 
 The asyncio TCP server is :mod:`meterhub.meter.dlms_server`.
@@ -21,13 +24,8 @@ from .axdr import AxdrError, decode_datetime, encode_datetime
 from .cosem import InMemoryDataSource, MeterDataSource
 from .push import decode_batch_body, encode_batch_notification
 from .security import DecipherError, InvocationCounterError, SecurityError, Suite0Keys
-from .server import (
-    MANAGEMENT_CLIENT,
-    PUBLIC_CLIENT,
-    AssociationState,
-    DlmsServer,
-    ServerAssociation,
-)
+from .server import MANAGEMENT_CLIENT, PUBLIC_CLIENT, DlmsServer, ServerAssociation
+from .state import AssociationState
 from .wrapper import WrapperDecoder, WrapperError, WrapperFrame
 
 __all__ = [

@@ -22,14 +22,19 @@ What each association may read is its object list (Blue Book §4.4.3, Associatio
 and the invocation counter a head-end needs to synchronise); anything else is
 ``object-undefined`` to it. The management association sees every object.
 
+The association's transitions are one table, :data:`~.state.TRANSITIONS`
+(:mod:`.state`): :meth:`ServerAssociation.handle` classifies each APDU into an
+event, looks up ``(state, event)``, runs the action and takes the next state from
+the row; nothing else assigns the state.
+
 Bad input never escapes as an exception: it becomes an ``ExceptionResponse``,
 an AARE rejection, or a ``Data-Access-Result``.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from dlms_cosem import enumerations as enums
@@ -91,12 +96,12 @@ from .security import (
     new_challenge,
     verify_hls_gmac,
 )
+from .state import TRANSITIONS, Action, AssociationState, Event, Outcome, classify
 
 __all__ = [
     "PUBLIC_CLIENT",
     "MANAGEMENT_CLIENT",
     "MANAGEMENT_LOGICAL_DEVICE",
-    "AssociationState",
     "DlmsServer",
     "ServerAssociation",
     "SERVER_CONFORMANCE",
@@ -134,14 +139,6 @@ PUBLIC_OBJECTS: frozenset[bytes] = frozenset(
 )
 #: Glo-ciphering request tags a client may send in the data-transfer phase.
 _GLO_REQUESTS = frozenset({0xC8, 0xC9, 0xCB})
-
-
-class AssociationState(enum.Enum):
-    """Green Book §9.4.2 server side, collapsed to what a meter needs."""
-
-    IDLE = "idle"  # no application association
-    AWAITING_HLS = "awaiting-hls"  # AARE sent; only reply_to_HLS_authentication allowed
-    ASSOCIATED = "associated"
 
 
 class _Raw:
@@ -258,14 +255,9 @@ class ServerAssociation:
         if not apdu:
             return _exc(enums.StateException.SERVICE_UNKNOWN, enums.ServiceException.OTHER_REASON)
         tag = apdu[0]
-        if tag == Tag.AARQ:
-            return self._aarq(apdu)
-        if tag == Tag.RLRQ:
-            return self._rlrq(apdu)
-        if self.state is AssociationState.IDLE:
-            return _not_allowed()
-        if not self.ciphered:
-            return self._dispatch(apdu)
+        if tag in (Tag.AARQ, Tag.RLRQ) or self.state is AssociationState.IDLE or not self.ciphered:
+            return self._step(apdu, classify(apdu))
+        # The security layer of a ciphered association (Green Book §9.2.7.2), below the table.
         if tag == Tag.GENERAL_GLO_CIPHERING:
             if Conformance.GENERAL_PROTECTION not in self.conformance:
                 # general-glo-ciphering needs general-protection (Green Book §9.4.6.1).
@@ -284,10 +276,20 @@ class ServerAssociation:
             )
         if tag != Tag.GENERAL_GLO_CIPHERING and (not plain or plain[0] != PLAIN_TAGS[tag]):
             return _not_allowed()  # a glo-get-request must carry a get-request, and so on
-        response = self._dispatch(plain)
+        response = self._step(plain, classify(plain, protected=True))
         if tag == Tag.GENERAL_GLO_CIPHERING:
             return self.server.protect(response)
         return self._protect_glo(response)
+
+    def _step(self, apdu: bytes, event: Event) -> bytes:
+        """One transition of :data:`~.state.TRANSITIONS`: the only place the state changes."""
+        transition = TRANSITIONS[(self.state, event)]
+        response, outcome = self._ACTIONS[transition.action](self, apdu)
+        following = transition.next[outcome]
+        if following is AssociationState.IDLE and self.state is not AssociationState.IDLE:
+            self._reset()
+        self.state = following
+        return response
 
     def _protect_glo(self, plain: bytes) -> bytes:
         """Answer a service-specific glo request in kind (glo-get-response ...); an
@@ -331,18 +333,6 @@ class ServerAssociation:
         self.server.replay.accept(title, ic)
         return plain
 
-    def _dispatch(self, plain: bytes) -> bytes:
-        tag = plain[0] if plain else -1
-        if self.state is AssociationState.AWAITING_HLS and tag != Tag.ACTION_REQUEST:
-            return _not_allowed()
-        if tag == Tag.GET_REQUEST:
-            return self._get(plain)
-        if tag == Tag.ACTION_REQUEST:
-            return self._action(plain)
-        if tag in (Tag.AARQ, Tag.RLRQ, Tag.GENERAL_GLO_CIPHERING) or tag in PLAIN_TAGS:
-            return _not_allowed()  # not valid inside a ciphered envelope
-        return _exc(enums.StateException.SERVICE_UNKNOWN, enums.ServiceException.SERVICE_NOT_SUPPORTED)
-
     # ------------------------------------------------------------------ ACSE
     def _aare_reject(
         self,
@@ -358,76 +348,81 @@ class ServerAssociation:
             user_information=acse.UserInformation(_Raw(user_information)) if user_information else None,
         ).to_bytes()
 
-    def _aarq(self, apdu: bytes) -> bytes:
-        """AARQ → AARE (Green Book §9.4.4 COSEM-OPEN; §9.2.7.4 HLS pass 1 and 2)."""
+    def _reject_busy(self, apdu: bytes) -> tuple[bytes, Outcome]:
+        """An AARQ while an association is open or opening: AARE rejected-transient."""
+        return self._aare_reject(
+            enums.AcseServiceUserDiagnostics.NO_REASON_GIVEN, result=enums.AssociationResult.REJECTED_TRANSIENT
+        ), Outcome.REFUSED
+
+    def _aarq(self, apdu: bytes) -> tuple[bytes, Outcome]:
+        """AARQ → AARE (Green Book §9.4.4 COSEM-OPEN; §9.2.7.4 HLS pass 1 and 2).
+        The outcome says whether the association is open or waits for HLS pass 3."""
         D = enums.AcseServiceUserDiagnostics  # noqa: N806
-        if self.state is not AssociationState.IDLE:
-            return self._aare_reject(D.NO_REASON_GIVEN, result=enums.AssociationResult.REJECTED_TRANSIENT)
         try:
             # dlms_cosem reads the ACSE fields; the xDLMS APDU in user-information we
             # parse ourselves (its InitiateRequest loses the first conformance octet).
             aarq = acse.ApplicationAssociationRequest.from_bytes(apdu)
             user_information = acse_user_information(apdu)
         except Exception:  # dlms_cosem raises ValueError/IndexError/KeyError on bad BER
-            return self._aare_reject(D.NO_REASON_GIVEN)
+            return self._aare_reject(D.NO_REASON_GIVEN), Outcome.REFUSED
         if user_information is None:
-            return self._aare_reject(D.NO_REASON_GIVEN)
+            return self._aare_reject(D.NO_REASON_GIVEN), Outcome.REFUSED
         if self.client_sap == PUBLIC_CLIENT:
             if aarq.ciphered:
-                return self._aare_reject(D.APPLICATION_CONTEXT_NAME_NOT_SUPPORTED)
+                return self._aare_reject(D.APPLICATION_CONTEXT_NAME_NOT_SUPPORTED), Outcome.REFUSED
             if aarq.authentication not in (None, enums.AuthenticationMechanism.NONE):
-                return self._aare_reject(D.AUTHENTICATION_MECHANISM_NAME_NOT_RECOGNIZED)
+                return self._aare_reject(D.AUTHENTICATION_MECHANISM_NAME_NOT_RECOGNIZED), Outcome.REFUSED
             try:
                 initiate = parse_initiate_request(user_information)
             except InitiateError:
-                return self._aare_reject(D.NO_REASON_GIVEN)
+                return self._aare_reject(D.NO_REASON_GIVEN), Outcome.REFUSED
             error = self._initiate(initiate)
             if error is not None:
-                return self._aare_reject(D.NO_REASON_GIVEN, error)
-            self.state, self.ciphered = AssociationState.ASSOCIATED, False
+                return self._aare_reject(D.NO_REASON_GIVEN, error), Outcome.REFUSED
+            self.ciphered = False
             return acse.ApplicationAssociationResponse(
                 result=enums.AssociationResult.ACCEPTED,
                 result_source_diagnostics=D.NULL,
                 user_information=acse.UserInformation(_Raw(self._initiate_response().to_bytes())),
-            ).to_bytes()
+            ).to_bytes(), Outcome.DONE
         if self.client_sap != MANAGEMENT_CLIENT or self.server.keys is None:
-            return self._aare_reject(D.NO_REASON_GIVEN)
+            return self._aare_reject(D.NO_REASON_GIVEN), Outcome.REFUSED
         # Management client: ciphered context + HLS-GMAC, nothing less.
         if not aarq.ciphered:
-            return self._aare_reject(D.APPLICATION_CONTEXT_NAME_NOT_SUPPORTED)
+            return self._aare_reject(D.APPLICATION_CONTEXT_NAME_NOT_SUPPORTED), Outcome.REFUSED
         if aarq.authentication is None:
-            return self._aare_reject(D.AUTHENTICATION_MECHANISM_NAME_REQUIRED)
+            return self._aare_reject(D.AUTHENTICATION_MECHANISM_NAME_REQUIRED), Outcome.REFUSED
         if aarq.authentication != enums.AuthenticationMechanism.HLS_GMAC:
-            return self._aare_reject(D.AUTHENTICATION_MECHANISM_NAME_NOT_RECOGNIZED)
+            return self._aare_reject(D.AUTHENTICATION_MECHANISM_NAME_NOT_RECOGNIZED), Outcome.REFUSED
         title = aarq.system_title
         if not title or len(title) != 8:
-            return self._aare_reject(D.CALLING_AP_TITLE_NOT_RECOGNIZED)
+            return self._aare_reject(D.CALLING_AP_TITLE_NOT_RECOGNIZED), Outcome.REFUSED
         title = bytes(title)
         ctos = aarq.authentication_value or b""
         if not 8 <= len(ctos) <= 64:
-            return self._aare_reject(D.AUTHENTICATION_FAILED)
+            return self._aare_reject(D.AUTHENTICATION_FAILED), Outcome.REFUSED
         if user_information[:1] != bytes([GLO_TAGS[INITIATE_REQUEST]]):
-            return self._aare_reject(D.NO_REASON_GIVEN)  # a ciphered context needs glo-initiateRequest
+            return self._aare_reject(D.NO_REASON_GIVEN), Outcome.REFUSED  # a ciphered context needs glo-initiateRequest
         try:
             _, sc, ic, text = decode_glo_cipher(user_information)
             self.server.replay.check(title, ic)
             plain = decrypt(self.server.keys, title, ic, sc, text)
         except InvocationCounterError as exc:
             self._counter_error(exc, title)  # logged; the AARE carries the initiate error
-            return self._aare_reject(D.NO_REASON_GIVEN, INITIATE_DECIPHERING_ERROR)
+            return self._aare_reject(D.NO_REASON_GIVEN, INITIATE_DECIPHERING_ERROR), Outcome.REFUSED
         except DecipherError as exc:
             LOG.warning("DLMS AARQ from %s: glo-initiateRequest not accepted: %s", title.hex(), exc)
-            return self._aare_reject(D.NO_REASON_GIVEN, INITIATE_DECIPHERING_ERROR)
+            return self._aare_reject(D.NO_REASON_GIVEN, INITIATE_DECIPHERING_ERROR), Outcome.REFUSED
         self.server.replay.accept(title, ic)
         try:
             initiate = parse_initiate_request(plain)
         except InitiateError:
-            return self._aare_reject(D.NO_REASON_GIVEN)
+            return self._aare_reject(D.NO_REASON_GIVEN), Outcome.REFUSED
         error = self._initiate(initiate)
         if error is not None:
-            return self._aare_reject(D.NO_REASON_GIVEN, error)
+            return self._aare_reject(D.NO_REASON_GIVEN, error), Outcome.REFUSED
         self.client_title, self._ctos, self._stoc = title, bytes(ctos), new_challenge()
-        self.state, self.ciphered = AssociationState.AWAITING_HLS, True
+        self.ciphered = True
         return acse.ApplicationAssociationResponse(
             result=enums.AssociationResult.ACCEPTED,
             result_source_diagnostics=D.AUTHENTICATION_REQUIRED,
@@ -436,7 +431,7 @@ class ServerAssociation:
             system_title=self.server.system_title,
             authentication_value=self._stoc,
             user_information=acse.UserInformation(_Raw(self._glo_initiate_response())),
-        ).to_bytes()
+        ).to_bytes(), Outcome.NEEDS_HLS
 
     def _initiate(self, req: InitiateRequest) -> bytes | None:
         """Check the proposed xDLMS context (Green Book §9.4.6.1); record what was agreed.
@@ -468,7 +463,7 @@ class ServerAssociation:
         text = encrypt(keys, self.server.system_title, ic, self._initiate_response().to_bytes())
         return encode_glo_cipher(GLO_TAGS[INITIATE_RESPONSE], SC_AUTH_ENC, ic, text)
 
-    def _rlrq(self, apdu: bytes) -> bytes:
+    def _rlrq(self, apdu: bytes) -> tuple[bytes, Outcome]:
         """RLRQ → RLRE (Green Book §9.4.5 COSEM-RELEASE).
 
         A plain RLRQ (no user-information) is answered with a plain RLRE, reason normal,
@@ -478,67 +473,55 @@ class ServerAssociation:
         association is, after the client's glo-initiateRequest deciphered and passed the
         replay check.
         """
-        if self.state is AssociationState.IDLE:
-            return _not_allowed()
         try:
             acse.ReleaseRequest.from_bytes(apdu)
             user_information = acse_user_information(apdu)
         except Exception:  # dlms_cosem raises ValueError/IndexError/KeyError on bad BER
-            return _exc(enums.StateException.SERVICE_NOT_ALLOWED, enums.ServiceException.OTHER_REASON)
+            return _exc(enums.StateException.SERVICE_NOT_ALLOWED, enums.ServiceException.OTHER_REASON), Outcome.REFUSED
         user_info = None
         if user_information is not None and self.ciphered:
             keys, title = self.server.keys, self.client_title
             assert keys is not None and title is not None
             if user_information[:1] != bytes([GLO_TAGS[INITIATE_REQUEST]]):
-                return _not_allowed()  # a ciphered association releases with a ciphered request
+                return _not_allowed(), Outcome.REFUSED  # a ciphered association releases ciphered
             try:
                 _, sc, ic, text = decode_glo_cipher(user_information)
                 self.server.replay.check(title, ic)
                 decrypt(keys, title, ic, sc, text)
                 self.server.replay.accept(title, ic)
             except InvocationCounterError as exc:
-                return self._counter_error(exc)
+                return self._counter_error(exc), Outcome.REFUSED
             except DecipherError as exc:
                 LOG.warning("DLMS RLRQ from %s: deciphering error: %s", title.hex(), exc)
                 return _exc(
                     enums.StateException.SERVICE_NOT_ALLOWED,
                     enums.ServiceException.DECIPHERING_ERROR,
-                )
+                ), Outcome.REFUSED
             user_info = acse.UserInformation(_Raw(self._glo_initiate_response()))
         elif user_information is not None:
             user_info = acse.UserInformation(_Raw(self._initiate_response().to_bytes()))
-        self._reset()
         return acse.ReleaseResponse(
             reason=enums.ReleaseResponseReason.NORMAL, user_information=user_info
-        ).to_bytes()
+        ).to_bytes(), Outcome.DONE
 
     def _reset(self) -> None:
-        self.state = AssociationState.IDLE
+        """Forget the association's context when the table goes back to IDLE."""
         self.ciphered = False
         self.client_title = None
         self._long_get = None
         self._stoc = self._ctos = b""
 
     # ---------------------------------------------------------------- ACTION
-    def _action(self, plain: bytes) -> bytes:
-        """Only ``reply_to_HLS_authentication`` (IC 15 method 1, Blue Book §4.4.3)."""
-        try:
-            req = xdlms.ActionRequestFactory.from_bytes(plain)
-        except Exception:
-            return _exc(enums.StateException.SERVICE_NOT_ALLOWED, enums.ServiceException.OTHER_REASON)
-        m = req.cosem_method
+    def _deny_action(self, plain: bytes) -> tuple[bytes, Outcome]:
+        """Only ``reply_to_HLS_authentication`` is a method here, and only while HLS is
+        pending (Blue Book §4.4.3): any other ACTION is read-write-denied."""
+        iip = xdlms.ActionRequestFactory.from_bytes(plain).invoke_id_and_priority
+        return xdlms.ActionResponseNormal(enums.ActionResultStatus.READ_WRITE_DENIED, iip).to_bytes(), Outcome.DONE
+
+    def _check_hls(self, plain: bytes) -> tuple[bytes, Outcome]:
+        """HLS pass 3 and 4 (Green Book §9.2.7.4): check f(StoC), answer f(CtoS)."""
+        req = xdlms.ActionRequestFactory.from_bytes(plain)
         iip = req.invoke_id_and_priority
-        is_hls = (
-            m.interface == enums.CosemInterface.ASSOCIATION_LN
-            and m.instance.to_bytes() == ASSOCIATION_LN
-            and m.method == 1
-        )
-        if not is_hls or self.state is not AssociationState.AWAITING_HLS:
-            if self.state is AssociationState.AWAITING_HLS:
-                self._reset()
-            return xdlms.ActionResponseNormal(
-                enums.ActionResultStatus.READ_WRITE_DENIED, iip
-            ).to_bytes()
         keys, title = self.server.keys, self.client_title
         assert keys is not None and title is not None
         try:
@@ -549,13 +532,12 @@ class ServerAssociation:
         # the same counter as the ciphered APDU carrying it, and StoC is fresh per
         # association, so a replayed f(StoC) cannot match anyway.
         if not isinstance(reply, bytes) or not verify_hls_gmac(keys, title, self._stoc, reply):
-            self._reset()  # HLS pass 3 failed: no association (Green Book §9.2.7.4)
-            return xdlms.ActionResponseNormal(enums.ActionResultStatus.OTHER_REASON, iip).to_bytes()
-        self.state = AssociationState.ASSOCIATED
+            # HLS pass 3 failed: no association (the table goes back to IDLE).
+            return xdlms.ActionResponseNormal(enums.ActionResultStatus.OTHER_REASON, iip).to_bytes(), Outcome.REFUSED
         answer = hls_gmac_response(keys, self.server.system_title, self.server.counter.next(), self._ctos)
         return xdlms.ActionResponseNormalWithData(
             enums.ActionResultStatus.SUCCESS, axdr.octet_string(answer), iip
-        ).to_bytes()
+        ).to_bytes(), Outcome.DONE
 
     # ------------------------------------------------------------------- GET
     def _read(self, item: AttributeRequest) -> bytes | enums.DataAccessResult:
@@ -648,6 +630,27 @@ class ServerAssociation:
             self._long_get = None
         return encode_get_response_block(lg.invoke, lg.block, chunk, last)
 
+
+    def _do_get(self, plain: bytes) -> tuple[bytes, Outcome]:
+        return self._get(plain), Outcome.DONE
+
+    _ACTIONS: dict[Action, Callable[[ServerAssociation, bytes], tuple[bytes, Outcome]]] = {
+        Action.OPEN: _aarq,
+        Action.REJECT_BUSY: _reject_busy,
+        Action.RELEASE: _rlrq,
+        Action.GET: _do_get,
+        Action.CHECK_HLS: _check_hls,
+        Action.DENY_ACTION: _deny_action,
+        Action.REFUSE_MALFORMED: lambda self, apdu: (
+            _exc(enums.StateException.SERVICE_NOT_ALLOWED, enums.ServiceException.OTHER_REASON),
+            Outcome.REFUSED,
+        ),
+        Action.NOT_ALLOWED: lambda self, apdu: (_not_allowed(), Outcome.REFUSED),
+        Action.NOT_SUPPORTED: lambda self, apdu: (
+            _exc(enums.StateException.SERVICE_UNKNOWN, enums.ServiceException.SERVICE_NOT_SUPPORTED),
+            Outcome.REFUSED,
+        ),
+    }
 
 def _exc(state: enums.StateException, service: enums.ServiceException) -> bytes:
     return encode_exception_response(state, service)
