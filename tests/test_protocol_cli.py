@@ -30,13 +30,13 @@ from meterhub.dlms_link import home_link_suite0_keys, hub_system_title
 from meterhub.exchange import SealedDay, open_sealed_openings
 from meterhub.hub.homelink import decode_openings
 from meterhub.protocols.dlms import axdr
+from meterhub.protocols.dlms.access import CaptureColumn
 from meterhub.protocols.dlms.client import DlmsLinkClient, DlmsLinkError
 from meterhub.protocols.dlms.cosem import (
     CLOCK,
     IC_CLOCK,
     IC_PROFILE_GENERIC,
     OPENINGS,
-    CaptureColumn,
 )
 from meterhub.protocols.dlms.tcp import wrapper_transport
 from meterhub.sml_link import open_sml_link

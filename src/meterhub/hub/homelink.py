@@ -39,9 +39,9 @@ from ..exchange import DayUpload, SealedDay, open_sealed_openings
 from ..meter.serve import StoreFeed, meter_dlms_server
 from ..meter.timebase import day_starts
 from ..protocols.dlms import axdr
+from ..protocols.dlms.addressing import MANAGEMENT_CLIENT
 from ..protocols.dlms.client import DlmsLinkClient, DlmsLinkError, Transport, clock_range
 from ..protocols.dlms.cosem import IC_PROFILE_GENERIC, OPENINGS
-from ..protocols.dlms.server import MANAGEMENT_CLIENT
 from .store import HubError, HubStore
 
 __all__ = [

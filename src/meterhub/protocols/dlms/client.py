@@ -26,8 +26,10 @@ from dlms_cosem.protocol.xdlms.conformance import Conformance
 from dlms_cosem.security import SecurityControlField
 
 from . import axdr
+from .access import CaptureColumn
+from .addressing import MANAGEMENT_CLIENT, PUBLIC_CLIENT
 from .apdu import Tag
-from .cosem import CLOCK, IC_CLOCK, CaptureColumn
+from .cosem import CLOCK, IC_CLOCK
 from .security import (
     SC_AUTH_ENC,
     DecipherError,
@@ -42,7 +44,6 @@ from .security import (
     hls_gmac_response,
     verify_hls_gmac,
 )
-from .server import MANAGEMENT_CLIENT, PUBLIC_CLIENT
 
 __all__ = ["CLIENT_CONFORMANCE", "DlmsLinkClient", "DlmsLinkError", "Transport", "clock_range"]
 

@@ -35,23 +35,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from dlms_cosem import enumerations as enums
 from dlms_cosem.protocol import acse, xdlms
 
 from . import axdr
+from .addressing import MANAGEMENT_CLIENT, MANAGEMENT_LOGICAL_DEVICE, PUBLIC_CLIENT
 from .apdu import (
-    ApduError,
-    AttributeRequest,
     Tag,
-    encode_block_error,
     encode_exception_response,
-    encode_get_response_block,
-    encode_get_response_error,
-    encode_get_response_normal,
-    encode_list_results,
-    parse_get_request,
 )
 from .cosem import (
     ASSOCIATION_LN,
@@ -59,14 +51,11 @@ from .cosem import (
     DEVICE_ID,
     INVOCATION_COUNTER,
     LOGICAL_DEVICE_NAME,
-    AssociationLN,
     CosemObject,
-    DataAccessError,
     MeterDataSource,
     build_object_model,
-    encode_object_list,
-    parse_selection,
 )
+from .get_service import GetService
 from .initiate import (
     INITIATE_REQUEST,
     INITIATE_RESPONSE,
@@ -110,15 +99,10 @@ __all__ = [
 
 LOG = logging.getLogger(__name__)
 
-PUBLIC_CLIENT = 16
-MANAGEMENT_CLIENT = 1
-MANAGEMENT_LOGICAL_DEVICE = 1
 #: Smallest client receive PDU we accept: a block header plus cipher overhead must fit.
 MIN_CLIENT_PDU = 64
 #: general-glo-ciphering overhead: tag, title (1+8), length (<=3), SC, IC (4), GCM tag (12).
 CIPHER_OVERHEAD = 30
-#: Get-Response-With-Datablock header: tag, choice, invoke, last, block (4), choice, length (<=3).
-BLOCK_HEADER = 12
 
 #: What the server offers (Green Book §9.4.6.1, conformance block).
 SERVER_CONFORMANCE = (
@@ -209,16 +193,6 @@ class DlmsServer:
         )
 
 
-@dataclass
-class _LongGet:
-    """A GET answered with block transfer (Green Book §9.3.6, "GET with block transfer")."""
-
-    invoke: int
-    raw: bytes
-    offset: int = 0
-    block: int = 0
-
-
 class ServerAssociation:
     """One client's view of the server: the state machine for one transport connection."""
 
@@ -232,7 +206,7 @@ class ServerAssociation:
         self.client_max_pdu = server.max_pdu_size
         self._stoc = b""
         self._ctos = b""
-        self._long_get: _LongGet | None = None
+        self.gets = GetService(self)
 
     # ------------------------------------------------------------------ entry
     def handle(self, apdu: bytes) -> bytes:
@@ -508,7 +482,7 @@ class ServerAssociation:
         """Forget the association's context when the table goes back to IDLE."""
         self.ciphered = False
         self.client_title = None
-        self._long_get = None
+        self.gets.abandon()
         self._stoc = self._ctos = b""
 
     # ---------------------------------------------------------------- ACTION
@@ -539,100 +513,8 @@ class ServerAssociation:
             enums.ActionResultStatus.SUCCESS, axdr.octet_string(answer), iip
         ).to_bytes(), Outcome.DONE
 
-    # ------------------------------------------------------------------- GET
-    def _read(self, item: AttributeRequest) -> bytes | enums.DataAccessResult:
-        obj = self.server.objects.get(item.logical_name)
-        if obj is None or not self._visible(item.logical_name):
-            # Not in this association's object list (Blue Book §4.4.3): undefined to it.
-            return enums.DataAccessResult.OBJECT_UNDEFINED
-        if obj.class_id != item.class_id:
-            return enums.DataAccessResult.OBJECT_CLASS_INCONSISTENT
-        if obj.confidential and not self.ciphered:
-            return enums.DataAccessResult.READ_WRITE_DENIED
-        if isinstance(obj, AssociationLN) and item.attribute in (2, 3) and item.selector is None:
-            return self._association_attribute(item.attribute)
-        try:
-            selection = None
-            if item.selector is not None:
-                if Conformance.SELECTIVE_ACCESS not in self.conformance:
-                    return enums.DataAccessResult.READ_WRITE_DENIED
-                selection = parse_selection(item.selector, item.parameters)
-            return obj.get(item.attribute, selection)
-        except DataAccessError as exc:
-            return exc.result
-        except Exception:  # the data source failed; the meter keeps answering
-            LOG.exception("data source failed reading %s", item)
-            return enums.DataAccessResult.HARDWARE_FAULT
-
-    def _association_attribute(self, attribute: int) -> bytes:
-        """Association LN attributes that depend on this association (Blue Book §4.4.3):
-        2 ``object_list`` (what this client sees) and 3 ``associated_partners_id``."""
-        if attribute == 2:
-            return encode_object_list(
-                [o for ln, o in self.server.objects.items() if self._visible(ln)]
-            )
-        return axdr.structure([axdr.integer(self.client_sap), axdr.long_unsigned(MANAGEMENT_LOGICAL_DEVICE)])
-
-    def _visible(self, logical_name: bytes) -> bool:
-        """Is the object in this association's object list? The management association
-        (authenticated, ciphered) sees all; the public client only ``public_objects``."""
-        return self.ciphered or logical_name in self.server.public_objects
-
-    def _get(self, plain: bytes) -> bytes:
-        """GET normal / next / with-list (Green Book §9.3.6), with block transfer."""
-        if Conformance.GET not in self.conformance:
-            return _exc(enums.StateException.SERVICE_NOT_ALLOWED, enums.ServiceException.SERVICE_NOT_SUPPORTED)
-        try:
-            req = parse_get_request(plain)
-        except ApduError:
-            return _exc(enums.StateException.SERVICE_NOT_ALLOWED, enums.ServiceException.OTHER_REASON)
-        if req.kind == 2:
-            return self._get_next(req.invoke, req.block_number)
-        self._long_get = None  # a new GET abandons a long GET in progress
-        if req.kind == 3:
-            if Conformance.MULTIPLE_REFERENCES not in self.conformance:
-                return _exc(enums.StateException.SERVICE_NOT_ALLOWED, enums.ServiceException.SERVICE_NOT_SUPPORTED)
-            raw = encode_list_results([self._read(i) for i in req.items])
-            if 3 + len(raw) <= self.max_send:
-                return bytes([Tag.GET_RESPONSE, 3, req.invoke]) + raw
-            return self._start_long_get(req.invoke, raw)
-        result = self._read(req.items[0])
-        if isinstance(result, enums.DataAccessResult):
-            return encode_get_response_error(req.invoke, result)
-        if 4 + len(result) <= self.max_send:
-            return encode_get_response_normal(req.invoke, result)
-        return self._start_long_get(req.invoke, result)
-
-    def _start_long_get(self, invoke: int, raw: bytes) -> bytes:
-        if Conformance.BLOCK_TRANSFER_WITH_GET_OR_READ not in self.conformance:
-            return encode_get_response_error(invoke, enums.DataAccessResult.OTHER_REASON)
-        self._long_get = _LongGet(invoke, raw)
-        return self._next_block()
-
-    def _get_next(self, invoke: int, block_number: int) -> bytes:
-        lg = self._long_get
-        if lg is None:
-            return encode_block_error(invoke, block_number, enums.DataAccessResult.NO_LONG_GET_IN_PROGRESS)
-        if block_number != lg.block:
-            self._long_get = None
-            return encode_block_error(invoke, block_number, enums.DataAccessResult.DATA_BLOCK_NUMBER_INVALID)
-        return self._next_block()
-
-    def _next_block(self) -> bytes:
-        lg = self._long_get
-        assert lg is not None
-        size = self.max_send - BLOCK_HEADER
-        chunk = lg.raw[lg.offset : lg.offset + size]
-        lg.offset += len(chunk)
-        lg.block += 1
-        last = lg.offset >= len(lg.raw)
-        if last:
-            self._long_get = None
-        return encode_get_response_block(lg.invoke, lg.block, chunk, last)
-
-
     def _do_get(self, plain: bytes) -> tuple[bytes, Outcome]:
-        return self._get(plain), Outcome.DONE
+        return self.gets.handle(plain), Outcome.DONE
 
     _ACTIONS: dict[Action, Callable[[ServerAssociation, bytes], tuple[bytes, Outcome]]] = {
         Action.OPEN: _aarq,
@@ -651,6 +533,7 @@ class ServerAssociation:
             Outcome.REFUSED,
         ),
     }
+
 
 def _exc(state: enums.StateException, service: enums.ServiceException) -> bytes:
     return encode_exception_response(state, service)

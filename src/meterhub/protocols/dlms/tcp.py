@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from . import axdr
+from .addressing import MANAGEMENT_CLIENT, MANAGEMENT_LOGICAL_DEVICE, PUBLIC_CLIENT
 from .client import DlmsLinkClient, DlmsLinkError, Transport, clock_range
 from .cosem import CLOCK, ENERGY_IMPORT, IC_CLOCK, IC_PROFILE_GENERIC, IC_REGISTER, LOAD_PROFILE
 from .security import InvocationCounter, Suite0Keys
-from .server import MANAGEMENT_CLIENT, MANAGEMENT_LOGICAL_DEVICE, PUBLIC_CLIENT
 from .wrapper import HEADER_LEN, WrapperDecoder, WrapperError, WrapperFrame
 
 __all__ = ["MeterReading", "parse_host_port", "read_meter", "wrapper_transport"]
