@@ -39,6 +39,7 @@ from typing import Any
 from _bench import alternate, header
 from meterhub.crypto import bulletproofs as bp
 from meterhub.crypto import ecdsa, sigma
+from meterhub.crypto.bulletproofs import _tables as bp_tables
 from meterhub.crypto.group import G, H, Q
 from meterhub.crypto.pedersen import Commitment, Opening, commit
 from meterhub.crypto.transcript import ProofContext
@@ -271,7 +272,7 @@ def bench_month() -> None:
         line(f"{kind} bill, month of {n}, end to end", tp, tv, len(st.proof), reps)
         line("  per reading", Ms(tp / n, tp.cpu / n), Ms(tv / n, tv.cpu / n), len(st.proof) / n, reps)
         if kind == KIND_INCLINING_BLOCK:
-            total = Commitment(bp._lincomb_fixed([], [1] * n, [c.point for c in cs]))
+            total = Commitment(bp_tables._lincomb_fixed([], [1] * n, [c.point for c in cs]))
             t_open = Opening(sum(o.m for o in openings), sum(o.r for o in openings) % Q)
             rows = [r.as_tuple() for r in t.blocks]
             tp, out = med(lambda a=total, o=t_open, r=rows: bp.prove_tier(a, o, r, CTX), 10)
@@ -288,9 +289,9 @@ def main() -> None:
     header("non-linear tariffs (issue 5)")
     t0 = time.perf_counter()
     bp.generators(256)
-    bp._h_table()
-    bp._g_table()
-    bp._gen_tables(bp.TABLE_GENERATORS)
+    bp_tables._h_table()
+    bp_tables._g_table()
+    bp_tables._gen_tables(bp_tables.TABLE_GENERATORS)
     print(f"   one-off: generators and fixed-base tables {time.perf_counter() - t0:.2f} s")
     print(f"{'statement':<58} {'prove ms':>10} {'verify ms':>10} {'bytes':>10} {'cpu prove':>10} {'cpu verify':>10}  runs")
     bench_tier(WIDE, f"4 rows to 4096 (n={bp.tier_bits(WIDE)})")

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from helpers import History, make_history
 from meterhub.crypto import bulletproofs as bp
 from meterhub.crypto import rangeproof as rp
+from meterhub.crypto.bulletproofs import tier as bp_tier
 from meterhub.crypto.group import G, Q
 from meterhub.crypto.pedersen import Commitment, Opening, commit
 from meterhub.crypto.transcript import ProofContext, ProofError
@@ -83,7 +84,7 @@ def test_tier_version_1_still_verifies(rows: list[tuple[int, int, int, int]]) ->
     """Proofs of the older encoding (folded to length 1) verify, alone and batched
     with version-2 proofs; neither verifies relabelled as the other version."""
     c, o = commit(130)
-    old, p_old, _ = bp._prove_tier(c, o, rows, CTX, None, 1)
+    old, p_old, _ = bp_tier._prove_tier(c, o, rows, CTX, None, 1)
     new, _, _ = bp.prove_tier(c, o, rows, CTX)
     assert old[0] == 1 and new[0] == 2 and len(old) == bp.tier_proof_size(rows, 1)
     assert bp.verify_tier(c, rows, old, CTX) and bp.tier_price_commitment(old) == p_old
@@ -120,11 +121,11 @@ def test_tier_prover_refuses_values_outside_the_table(m: int) -> None:
 def test_tier_wrong_row_rejected(m: int) -> None:
     # A cheating prover claims every other row, boundaries included.
     c, o = commit(m)
-    honest, _, _ = bp._prove_tier(c, o, ROWS, CTX, row_of(m))
+    honest, _, _ = bp_tier._prove_tier(c, o, ROWS, CTX, row_of(m))
     assert bp.verify_tier(c, ROWS, honest, CTX)  # the forcing path itself is sound
     for j in range(len(ROWS)):
         if j != row_of(m):
-            forged, _, _ = bp._prove_tier(c, o, ROWS, CTX, j)
+            forged, _, _ = bp_tier._prove_tier(c, o, ROWS, CTX, j)
             assert not bp.verify_tier(c, ROWS, forged, CTX)
 
 
@@ -133,7 +134,7 @@ def test_tier_values_just_outside_rejected(m: int) -> None:
     # Above the table (c_max - 1 - m < 0) or "negative": no row can be claimed.
     c, o = commit(m)
     for j in range(len(ROWS)):
-        forged, _, _ = bp._prove_tier(c, o, ROWS, CTX, j)
+        forged, _, _ = bp_tier._prove_tier(c, o, ROWS, CTX, j)
         assert not bp.verify_tier(c, ROWS, forged, CTX)
 
 
@@ -146,7 +147,7 @@ def test_tier_2n_minus_1_edge() -> None:
         assert bp.verify_tier(c, rows, bp.prove_tier(c, o, rows, CTX)[0], CTX)
     c, o = commit(257)
     for j in range(2):
-        assert not bp.verify_tier(c, rows, bp._prove_tier(c, o, rows, CTX, j)[0], CTX)
+        assert not bp.verify_tier(c, rows, bp_tier._prove_tier(c, o, rows, CTX, j)[0], CTX)
 
 
 def test_tier_wrong_price_or_table_rejected() -> None:
@@ -230,7 +231,7 @@ def test_tier_batch_rejects_one_bad_and_swaps() -> None:
     swapped[1] = dataclasses.replace(items[1], proof=proofs[0])
     assert not verdict(lambda: bp.verify_tier_batch(swapped))
     # One forged (wrong row) among honest ones.
-    forged = bp._prove_tier(pairs[2][0], pairs[2][1], NARROW, ctxs[2], 3)[0]
+    forged = bp_tier._prove_tier(pairs[2][0], pairs[2][1], NARROW, ctxs[2], 3)[0]
     bad = list(items)
     bad[2] = dataclasses.replace(items[2], proof=forged)
     assert not bp.verify_tier_batch(bad)
@@ -369,7 +370,7 @@ def test_reading_in_the_wrong_tier_rejected() -> None:
     rows = [r.as_tuple() for r in t.tiers[t.band_indices_for(starts)[i]]]
     ctx = reading_context(st_.context(), i)
     cm = commit(c.m, c.r)[0]
-    forged, _, price = bp._prove_tier(cm, c, rows, ctx, 0)  # claim the cheapest row
+    forged, _, price = bp_tier._prove_tier(cm, c, rows, ctx, 0)  # claim the cheapest row
     proofs = list(bundle.proofs)
     old_price = bp.tier_price_commitment(proofs[i])
     proofs[i] = forged
@@ -428,7 +429,7 @@ def test_block_total_in_wrong_block_rejected() -> None:
     t_open = Opening(sum(o.m for o in HIST.openings), sum(o.r for o in HIST.openings) % Q)
     rows = [r.as_tuple() for r in t.blocks]
     assert t_open.m < 150_000  # in the first block; claim the second
-    forged, _, _ = bp._prove_tier(total, t_open, rows, st_.context(), 1)
+    forged, _, _ = bp_tier._prove_tier(total, t_open, rows, st_.context(), 1)
     bundle = dataclasses.replace(ProofBundle.from_bytes(st_.proof), proofs=(forged,))
     v = _check(dataclasses.replace(st_, proof=bundle.to_bytes()))
     assert not v.ok and "block proof" in v.reason

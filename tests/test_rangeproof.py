@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from meterhub.crypto import bulletproofs as bp
 from meterhub.crypto import rangeproof as rp
 from meterhub.crypto import sigma
+from meterhub.crypto.bulletproofs import range_proof as bp_range_proof
 from meterhub.crypto.group import G, H, Point, Q, random_scalar
 from meterhub.crypto.pedersen import Commitment, Opening, commit, verify_opening
 from meterhub.crypto.sigma import VERSION, prove_clauses
@@ -347,16 +348,16 @@ def test_bulletproof_prover_refuses_outside(v: int) -> None:
 def test_bulletproof_forged_outside_rejected(v: int) -> None:
     # A cheating prover runs the protocol on a value outside [0, 2^8).
     c, o = commit(v)
-    vs = bp._padded([c.point])
-    t = bp._start(bp._P_RANGE, CTX, 8, 1, vs)
-    forged = bp._prove(t, [v % Q], [o.r], 8, bp.TAG_BULLETPROOF, 1)
+    vs = bp_range_proof._padded([c.point])
+    t = bp_range_proof._start(bp_range_proof._P_RANGE, CTX, 8, 1, vs)
+    forged = bp_range_proof._prove(t, [v % Q], [o.r], 8, bp.TAG_BULLETPROOF, 1)
     assert not bp.verify([c], 8, forged, CTX)
 
 
 def test_bulletproof_forge_path_is_faithful() -> None:
     c, o = commit(255)
-    t = bp._start(bp._P_RANGE, CTX, 8, 1, bp._padded([c.point]))
-    assert bp.verify([c], 8, bp._prove(t, [255], [o.r], 8, bp.TAG_BULLETPROOF, 1), CTX)
+    t = bp_range_proof._start(bp_range_proof._P_RANGE, CTX, 8, 1, bp_range_proof._padded([c.point]))
+    assert bp.verify([c], 8, bp_range_proof._prove(t, [255], [o.r], 8, bp.TAG_BULLETPROOF, 1), CTX)
 
 
 def test_bulletproof_every_byte_flip_rejected() -> None:
@@ -432,11 +433,11 @@ def test_bulletproof_bounded_edges(m_max: int) -> None:
 def test_bulletproof_bounded_forged_rejected(v: int) -> None:
     m_max = 1000
     c, o = commit(v)
-    n, shift = bp._bounded_targets(m_max)
-    vs = bp._padded(bp._bounded_points([c], shift))
-    t = bp._start(bp._P_BOUNDED, CTX, n, 1, vs)
+    n, shift = bp_range_proof._bounded_targets(m_max)
+    vs = bp_range_proof._padded(bp_range_proof._bounded_points([c], shift))
+    t = bp_range_proof._start(bp_range_proof._P_BOUNDED, CTX, n, 1, vs)
     t.append_u64(b"bp/m_max", m_max)
-    forged = bp._prove(t, [v % Q, (v + shift) % Q], [o.r, o.r], n, bp.TAG_BULLETPROOF_BOUNDED, 1)
+    forged = bp_range_proof._prove(t, [v % Q, (v + shift) % Q], [o.r, o.r], n, bp.TAG_BULLETPROOF_BOUNDED, 1)
     assert not bp.verify_bounded([c], m_max, forged, CTX)
 
 
@@ -509,8 +510,8 @@ def test_batch_rejects_one_bad_proof() -> None:
     assert not bp.verify_batch(moved)
     # One value out of range, proved by the cheating path.
     c, o = commit(256)
-    t = bp._start(bp._P_RANGE, CTX, 8, 1, bp._padded([c.point]))
-    forged = bp._prove(t, [256], [o.r], 8, bp.TAG_BULLETPROOF, 1)
+    t = bp_range_proof._start(bp_range_proof._P_RANGE, CTX, 8, 1, bp_range_proof._padded([c.point]))
+    forged = bp_range_proof._prove(t, [256], [o.r], 8, bp.TAG_BULLETPROOF, 1)
     assert not bp.verify_batch([*items, bp.BatchItem([c], forged, CTX, n=8)])
     # A flipped byte in the last proof's final scalar.
     last = items[-1]
@@ -554,9 +555,9 @@ def _tier_prove(
     d2 = rc[1] - Commitment(G) - c
     o2 = Opening(c_max - 1 - o.m, (ro[1].r - o.r) % Q)
     if force:  # a cheating hub runs the range prover on out-of-range values
-        vs = bp._padded([d1.point, d2.point])
-        t = bp._start(bp._P_RANGE, CTX, 16, 2, vs)
-        p_rng = bp._prove(t, [o1.m % Q, o2.m % Q], [o1.r, o2.r], 16, bp.TAG_BULLETPROOF, 2)
+        vs = bp_range_proof._padded([d1.point, d2.point])
+        t = bp_range_proof._start(bp_range_proof._P_RANGE, CTX, 16, 2, vs)
+        p_rng = bp_range_proof._prove(t, [o1.m % Q, o2.m % Q], [o1.r, o2.r], 16, bp.TAG_BULLETPROOF, 2)
     else:
         p_rng = bp.prove([d1, d2], [o1, o2], 16, CTX)
     x, ox = commit((o.m - c_min) * f1)

@@ -60,18 +60,9 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .bulletproofs import (
-    _g_table,
-    _h_table,
-    _ip,
-    _ipa_prove,
-    _lincomb_fixed,
-    _pad,
-    _powers,
-    _read_point,
-    _read_scalar,
-    generators,
-)
+from .bulletproofs._tables import _g_table, _h_table, _lincomb_fixed, generators
+from .bulletproofs.ipa import _ip, _ipa_prove, _powers, _read_point, _read_scalar
+from .bulletproofs.range_proof import _pad
 from .group import Point, Q, msm, random_scalar
 from .pedersen import Commitment, Opening, commit
 from .transcript import ProofContext, ProofError, Transcript

@@ -1,0 +1,194 @@
+"""Vector generators and fixed-base tables for the Bulletproofs prover and verifier.
+
+The generators ``G_i``, ``H_i`` come from :func:`meterhub.crypto.group.hash_to_point`
+over public labels. The tables (8-bit windows for ``G``, ``H`` and the first
+``TABLE_GENERATORS`` vector generators, in one arena of ``secp256k1_pubkey``) turn each
+linear combination into one libsecp256k1 ``combine``: a performance choice, see
+the package docstring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from coincurve import PublicKey
+
+from ..group import _CTX, G, H, Point, Q, _ffi, _lib, hash_to_point
+from ..sigma import lincomb
+
+__all__ = [
+    "generators",
+]
+
+_G_VEC: list[Point] = []
+_H_VEC: list[Point] = []
+
+
+def generators(count: int) -> tuple[list[Point], list[Point]]:
+    """The first ``count`` vector generators ``G_i`` and ``H_i`` (hash-to-curve,
+    so nobody knows a relation between them, ``G`` and ``H``); cached."""
+    while len(_G_VEC) < count:
+        i = len(_G_VEC).to_bytes(4, "big")
+        _G_VEC.append(hash_to_point(b"meterhub/v1/bulletproofs/G/" + i)[0])
+        _H_VEC.append(hash_to_point(b"meterhub/v1/bulletproofs/H/" + i)[0])
+    return _G_VEC[:count], _H_VEC[:count]
+
+
+# ---------------------------------------------------------------------------
+# Fixed-base tables (performance): 8-bit windows for H and the first vector
+# generators, summed with one libsecp256k1 ``combine`` per linear combination
+# ---------------------------------------------------------------------------
+#: Generators G_i, H_i with i below this get tables (2 x 32 x 512 KiB = 32 MiB).
+TABLE_GENERATORS = 32
+#: Table slots in the arena: the vector generators, G, H and a few spare.
+_MAX_TABLES = 2 * TABLE_GENERATORS + 6
+_ENTRIES = 32 * 256
+_TABLES: dict[bytes, Any] = {}
+_ARENA: Any = None
+
+
+def _arena() -> Any:
+    """All tables in one array of ``secp256k1_pubkey`` (64 bytes, 8 words each), so
+    that a linear combination gathers its entries with one numpy indexing (many
+    loads in flight) before the ``combine``: scattered single loads inside
+    libsecp256k1 would stall on the memory latency at every entry."""
+    global _ARENA
+    if _ARENA is None:
+        _ARENA = np.zeros((_MAX_TABLES * _ENTRIES, 8), dtype=np.uint64)
+    return _ARENA
+
+
+def _table(p: Point) -> Any:
+    """``b * 2^(8j) * P`` for every window ``j < 32`` and digit ``b < 256`` in one
+    arena slot (entry ``256 j + b`` of the slot; digit 0 unused): a scalar
+    multiplication of ``P`` becomes the sum of at most 32 table points. Built once
+    by additions (libsecp256k1 ``combine``), about 10 ms and 512 KiB per point;
+    public points only. Returns ``(point, first entry index in the arena)``."""
+    key = p.to_bytes()
+    tb = _TABLES.get(key)
+    if tb is not None:
+        return tb
+    if p.is_identity:
+        raise ValueError("no table for the identity")
+    if len(_TABLES) >= _MAX_TABLES:
+        raise RuntimeError("fixed-base table arena is full")
+    slot = len(_TABLES) * _ENTRIES
+    arena = _arena()
+    arr = _ffi.cast("secp256k1_pubkey *", arena.ctypes.data + 64 * slot)
+    _ffi.memmove(arr + 1, p.public_key.public_key, 64)
+    pair = _ffi.new("secp256k1_pubkey *[2]")
+    combine = _lib.secp256k1_ec_pubkey_combine
+    for j in range(32):
+        w = arr + (j << 8)
+        pair[1] = w + 1
+        for b in range(2, 256):
+            pair[0] = w + (b - 1)
+            if not combine(_CTX, w + b, pair, 2):  # b * P_j != 0 as b < Q
+                raise AssertionError("table entry at infinity")
+        if j < 31:
+            pair[0] = w + 255
+            if not combine(_CTX, arr + ((j + 1) << 8) + 1, pair, 2):
+                raise AssertionError("table entry at infinity")
+    tb = (p, slot)
+    _TABLES[key] = tb
+    return tb
+
+
+def _gen_tables(count: int) -> tuple[list[Any], list[Any]]:
+    """Tables of ``G_i``, ``H_i`` for ``i < min(count, TABLE_GENERATORS)``."""
+    gv, hv = generators(count)
+    k = min(count, TABLE_GENERATORS)
+    return [_table(x) for x in gv[:k]], [_table(x) for x in hv[:k]]
+
+
+#: Entry offset of window ``j`` in a table.
+_WINDOW_OFFSETS = np.arange(32, dtype=np.int64) << 8
+
+
+def _table_addrs(scalars: Sequence[int], bases: Any) -> Any:
+    """Arena indices of the table entries whose sum is ``sum k_i T_i`` (``bases``
+    the tables' first indices): one entry per non-zero byte of each reduced
+    scalar, computed for all scalars at once."""
+    if not len(scalars):
+        return np.empty(0, dtype=np.int64)
+    kb = np.frombuffer(
+        b"".join((k % Q).to_bytes(32, "little") for k in scalars), dtype=np.uint8
+    ).reshape(len(scalars), 32)
+    addrs = kb.astype(np.int64) + _WINDOW_OFFSETS
+    addrs += np.asarray(bases, dtype=np.int64).reshape(-1, 1)
+    return addrs[kb != 0]
+
+
+def _combine_addrs(addrs: Any, extra: Sequence[Point] = ()) -> Point:
+    """Sum of the arena entries ``addrs`` and the points ``extra``: the entries are
+    gathered into one contiguous buffer, then one libsecp256k1 ``combine``; the
+    identity if there is nothing to add or if the terms cancel."""
+    rows = _arena()[np.asarray(addrs, dtype=np.int64)]
+    extra = [p for p in extra if not p.is_identity]
+    if extra:
+        more = np.frombuffer(
+            b"".join(bytes(_ffi.buffer(p.public_key.public_key, 64)) for p in extra), dtype=np.uint64
+        ).reshape(-1, 8)
+        rows = np.concatenate([rows, more])
+    count = len(rows)
+    if not count:
+        return Point.identity()
+    ptrs = np.arange(count, dtype=np.uint64) * np.uint64(64) + np.uint64(rows.ctypes.data)
+    out = _ffi.new("secp256k1_pubkey *")
+    if not _lib.secp256k1_ec_pubkey_combine(
+        _CTX, out, _ffi.cast("secp256k1_pubkey **", _ffi.from_buffer(ptrs)), count
+    ):
+        return Point.identity()
+    return Point(PublicKey(out))
+
+
+def _lincomb_fixed(
+    fixed: Sequence[tuple[int, Any]], scalars: Sequence[int] = (), points: Sequence[Point] = ()
+) -> Point:
+    """``sum k_i T_i + sum s_j P_j`` for tabled points ``T_i`` (at most 32 table
+    entries per scalar) and other points (:func:`lincomb`), in one ``combine``."""
+    if len(fixed) > 4:
+        idx = _table_addrs([k for k, _ in fixed], [tb[1] for _, tb in fixed])
+    else:
+        lst: list[int] = []
+        for k, (_, base) in fixed:
+            k %= Q
+            if k:
+                lst.extend(base + (j << 8 | b) for j, b in enumerate(k.to_bytes(32, "little")) if b)
+        idx = np.array(lst, dtype=np.int64)
+    return _combine_addrs(idx, [lincomb(scalars, points)] if points else ())
+
+
+def _h_table() -> Any:
+    return _table(H)
+
+
+def _g_table() -> Any:
+    """Table of ``G`` (the value base and, as ``U = wG``, the inner-product base)."""
+    return _table(G)
+
+
+_NEG_SUM_H: dict[int, Point] = {}
+_BASES: dict[int, tuple[Any, Any]] = {}
+
+
+def _gen_bases(count: int) -> tuple[Any, Any]:
+    """Table base addresses of ``G_i``, ``H_i`` (``i < count <= TABLE_GENERATORS``) as
+    ``uint64`` arrays, for :func:`_table_addrs`; cached."""
+    out = _BASES.get(count)
+    if out is None:
+        gt, ht = _gen_tables(count)
+        out = (np.array([tb[1] for tb in gt], dtype=np.int64), np.array([tb[1] for tb in ht], dtype=np.int64))
+        _BASES[count] = out
+    return out
+
+
+def _neg_sum_h(count: int) -> Point:
+    """``-(H_0 + ... + H_{count-1})``: lets the prover form ``A`` by additions only."""
+    out = _NEG_SUM_H.get(count)
+    if out is None:
+        out = -_lincomb_fixed([], [1] * count, generators(count)[1])
+        _NEG_SUM_H[count] = out
+    return out

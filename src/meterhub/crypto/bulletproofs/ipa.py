@@ -1,0 +1,248 @@
+"""The inner-product argument (Bünz et al. 2018, section 3, protocol 2) and the
+scalar and point helpers it shares with the range and tier proofs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..group import G, Point, PointDecodeError, Q
+from ..group import scalar_from_bytes as _scalar_from_bytes
+from ..sigma import lincomb
+from ..transcript import ProofError, Transcript
+from ._tables import (
+    _WINDOW_OFFSETS,
+    _combine_addrs,
+    _g_table,
+    _gen_bases,
+    _lincomb_fixed,
+)
+
+__all__ = [
+]
+
+def _ip(a: Sequence[int], b: Sequence[int]) -> int:
+    return sum(x * y for x, y in zip(a, b, strict=True)) % Q
+
+
+def _powers(x: int, n: int) -> list[int]:
+    out = [1] * n
+    for i in range(1, n):
+        out[i] = out[i - 1] * x % Q
+    return out
+
+
+
+
+def _ipa_prove_fixed(
+    t: Transcript, w: int, h_factors: Sequence[int], a: list[int], b: list[int], fold: int = 1
+) -> tuple[list[Point], list[Point], list[int], list[int]]:
+    """The inner-product argument of :func:`_ipa_prove` without folding a single
+    generator (Bünz et al. 2018, section 3, protocol 2; the folded generators
+    written out as in section 6.2).
+
+    After rounds with challenges ``u_1..u_k`` the folded generator ``G'_i`` is
+    ``sum_j s_j G_j`` over the original ``G_j`` with ``j = i mod len`` (``len``
+    the current length) and ``s_j`` the product of ``u^-1`` or ``u`` by the
+    bits of ``j`` (the verifier's ``s`` vector); likewise ``H'_i`` with the
+    inverse exponents and the factors ``y^-j``. So each round's ``L`` and ``R``
+    are linear combinations of the original, tabled generators and ``G``: one
+    ``combine`` each over table entries, and no scalar multiplication at all.
+    The coefficients ``gc``, ``hc`` are updated by one modular product per
+    generator and round. Needs ``len(a) <= TABLE_GENERATORS``. The rounds stop
+    when the vectors have length ``fold``; they are returned in the clear."""
+    nm = len(a)
+    gb, hb = _gen_bases(nm)
+    tg = _g_table()
+    bases = np.concatenate([gb, hb, np.array([tg[1]], dtype=np.int64)])
+    index = np.arange(nm)
+    gc = [1] * nm
+    hc = list(h_factors)
+    ls: list[Point] = []
+    rs: list[Point] = []
+    length = nm
+    while length > fold:
+        n = length >> 1
+        mask = length - 1
+        a_lo, a_hi = a[:n], a[n:]
+        b_lo, b_hi = b[:n], b[n:]
+        c_l = _ip(a_lo, b_hi) * w % Q
+        c_r = _ip(a_hi, b_lo) * w % Q
+        # Original G_j sits in the high half iff bit n of j is set; it pairs with
+        # a[(j mod len) xor n] (L: a_lo with G_hi, R: a_hi with G_lo), H_j with b likewise.
+        ks = [a[(j & mask) ^ n] * gc[j] for j in range(nm)]
+        ks += [b[(j & mask) ^ n] * hc[j] for j in range(nm)]
+        hi = (index & n) != 0
+        kb = np.frombuffer(
+            b"".join((k % Q).to_bytes(32, "little") for k in (*ks, c_l, c_r)), dtype=np.uint8
+        ).reshape(2 * nm + 2, 32)
+        addrs = kb.astype(np.int64) + _WINDOW_OFFSETS
+        addrs[: 2 * nm] += bases[: 2 * nm].reshape(-1, 1)
+        addrs[2 * nm :] += bases[2 * nm]
+        nz = kb != 0
+        in_l = np.concatenate([hi, ~hi, [True, False]])
+        big_l = _combine_addrs(addrs[nz & in_l[:, None]])
+        big_r = _combine_addrs(addrs[nz & ~in_l[:, None]])
+        ls.append(big_l)
+        rs.append(big_r)
+        t.append_point(b"ipa/L", big_l)
+        t.append_point(b"ipa/R", big_r)
+        u = t.challenge_scalar(b"ipa/u")
+        u_inv = pow(u, -1, Q)
+        a = [(a_lo[i] * u + u_inv * a_hi[i]) % Q for i in range(n)]
+        b = [(b_lo[i] * u_inv + u * b_hi[i]) % Q for i in range(n)]
+        if n == fold:
+            break
+        # G' = u^-1 G_lo + u G_hi, H' = u H_lo + u^-1 H_hi.
+        gc = [gc[j] * (u if j & n else u_inv) % Q for j in range(nm)]
+        hc = [hc[j] * (u_inv if j & n else u) % Q for j in range(nm)]
+        length = n
+    return ls, rs, a, b
+
+
+def _ipa_prove(
+    t: Transcript,
+    w: int,
+    gv: Sequence[Point],
+    hv: Sequence[Point],
+    h_factors: Sequence[int],
+    a: list[int],
+    b: list[int],
+    tables: tuple[Sequence[Any], Sequence[Any]] = ((), ()),
+    fold: int = 1,
+) -> tuple[list[Point], list[Point], list[int], list[int]]:
+    """Inner-product argument (Bünz et al. 2018, section 3, protocol 2) for
+    ``P = <a, G> + <b, H'> + <a, b> U`` with ``H'_i = h_factors[i] H_i`` and ``U = wG``.
+
+    The generators are kept as ``(factor_i, point_i)`` with the actual
+    generator ``factor_i * point_i``, so folding costs one multiplication per
+    element: ``G' = u^-1 G_lo + u G_hi = u^-1 (G_lo + u^2 G_hi)``. In the first
+    round the generators are the original ones, so with ``tables`` (fixed-base
+    tables of all of them) ``L``, ``R`` and the folding use table sums instead.
+    """
+    gt, ht = tables
+    tabled = len(gt) == len(gv) and len(ht) == len(hv)
+    gf = [1] * len(gv)
+    hf = list(h_factors)
+    # Inverses of the factors, tracked alongside (no modular inversion per element).
+    gf_inv = [1] * len(gv)
+    hf_inv = _batch_inverse(hf)
+    gp = list(gv)
+    hp = list(hv)
+    ls: list[Point] = []
+    rs: list[Point] = []
+    n = len(a)
+    while n > fold:
+        n //= 2
+        a_lo, a_hi = a[:n], a[n:]
+        b_lo, b_hi = b[:n], b[n:]
+        # The inner-product base is U = wG: its terms go on G (fixed-base multiplication).
+        c_l = _ip(a_lo, b_hi) * w % Q
+        c_r = _ip(a_hi, b_lo) * w % Q
+        if tabled:
+            big_l = _lincomb_fixed(
+                [*((a_lo[i], gt[n + i]) for i in range(n)), *((b_hi[i] * hf[i], ht[i]) for i in range(n))],
+                [c_l],
+                [G],
+            )
+            big_r = _lincomb_fixed(
+                [*((a_hi[i], gt[i]) for i in range(n)), *((b_lo[i] * hf[n + i], ht[n + i]) for i in range(n))],
+                [c_r],
+                [G],
+            )
+        else:
+            big_l, big_r = _ipa_lr(n, a_lo, a_hi, b_lo, b_hi, gf, hf, gp, hp, c_l, c_r)
+        ls.append(big_l)
+        rs.append(big_r)
+        t.append_point(b"ipa/L", big_l)
+        t.append_point(b"ipa/R", big_r)
+        u = t.challenge_scalar(b"ipa/u")
+        u_inv = pow(u, -1, Q)
+        a = [(a_lo[i] * u + u_inv * a_hi[i]) % Q for i in range(n)]
+        b = [(b_lo[i] * u_inv + u * b_hi[i]) % Q for i in range(n)]
+        # G'_i = u^-1 gf_lo G_lo + u gf_hi G_hi = (u^-1 gf_lo) (G_lo + (u^2 gf_hi / gf_lo) G_hi)
+        if n == fold:
+            break  # the last folded generators are never used
+        new_gp, new_gf, new_hp, new_hf = [], [], [], []
+        new_gf_inv, new_hf_inv = [], []
+        u_sq, u_inv_sq = u * u % Q, u_inv * u_inv % Q
+        for i in range(n):
+            kg = u_sq * gf[n + i] % Q * gf_inv[i] % Q
+            kh = u_inv_sq * hf[n + i] % Q * hf_inv[i] % Q
+            new_gf_inv.append(u * gf_inv[i] % Q)
+            new_hf_inv.append(u_inv * hf_inv[i] % Q)
+            if tabled:
+                new_gp.append(_lincomb_fixed([(kg, gt[n + i])], [1], [gp[i]]))
+                new_hp.append(_lincomb_fixed([(kh, ht[n + i])], [1], [hp[i]]))
+            else:
+                new_gp.append(gp[i] + gp[n + i] * kg)
+                new_hp.append(hp[i] + hp[n + i] * kh)
+            new_gf.append(u_inv * gf[i] % Q)
+            new_hf.append(u * hf[i] % Q)
+        gp, gf, hp, hf = new_gp, new_gf, new_hp, new_hf
+        gf_inv, hf_inv = new_gf_inv, new_hf_inv
+        tabled = False
+    return ls, rs, a, b
+
+
+def _batch_inverse(xs: Sequence[int]) -> list[int]:
+    """Inverses mod ``Q`` of non-zero ``xs`` with one modular inversion (Montgomery's trick)."""
+    prefix = [1] * (len(xs) + 1)
+    for i, x in enumerate(xs):
+        prefix[i + 1] = prefix[i] * x % Q
+    inv = pow(prefix[-1], -1, Q)
+    out = [0] * len(xs)
+    for i in range(len(xs) - 1, -1, -1):
+        out[i] = inv * prefix[i] % Q
+        inv = inv * xs[i] % Q
+    return out
+
+
+def _ipa_lr(
+    n: int,
+    a_lo: Sequence[int],
+    a_hi: Sequence[int],
+    b_lo: Sequence[int],
+    b_hi: Sequence[int],
+    gf: Sequence[int],
+    hf: Sequence[int],
+    gp: Sequence[Point],
+    hp: Sequence[Point],
+    c_l: int,
+    c_r: int,
+) -> tuple[Point, Point]:
+    """``L`` and ``R`` of one round over folded generators ``factor * point``."""
+    big_l = lincomb(
+        [
+            *(a_lo[i] * gf[n + i] % Q for i in range(n)),
+            *(b_hi[i] * hf[i] % Q for i in range(n)),
+            c_l,
+        ],
+        [*gp[n:], *hp[:n], G],
+    )
+    big_r = lincomb(
+        [
+            *(a_hi[i] * gf[i] % Q for i in range(n)),
+            *(b_lo[i] * hf[n + i] % Q for i in range(n)),
+            c_r,
+        ],
+        [*gp[:n], *hp[n:], G],
+    )
+    return big_l, big_r
+
+
+def _read_point(data: bytes, pos: int) -> Point:
+    try:
+        return Point.from_bytes(data[pos : pos + 33])
+    except PointDecodeError as exc:
+        raise ProofError("proof contains an invalid point encoding") from exc
+
+
+def _read_scalar(data: bytes, pos: int) -> int:
+    try:
+        return _scalar_from_bytes(data[pos : pos + 32])
+    except ValueError as exc:
+        raise ProofError("proof scalar is not reduced mod the group order") from exc
