@@ -21,6 +21,7 @@ from meterhub.crypto.sigma import (
     prove_clauses,
     verify_clauses,
 )
+from meterhub.crypto.sigma import proofs as sigma_proofs
 from meterhub.crypto.transcript import ProofContext
 
 CTX = ProofContext(
@@ -356,8 +357,8 @@ def test_row_membership_sound() -> None:
     with pytest.raises(ValueError):
         sigma.prove_row_membership(cs, os_, TIERS, CTX)
     # A cheating prover claims row 1 with the compressed witness anyway.
-    t = CTX.transcript(sigma._P_ROW)
-    branches, rho = sigma._row_branches(t, cs, TIERS)
+    t = CTX.transcript(sigma_proofs._P_ROW)
+    branches, rho = sigma_proofs._row_branches(t, cs, TIERS)
     w = sum(r * o.r for r, o in zip(rho, os_, strict=True)) % Q
     forged = prove_clauses(
         t, [branches], [(1, (w,))], sigma.TAG_ROW, absorb_statements=False
@@ -366,8 +367,8 @@ def test_row_membership_sound() -> None:
     # The same path with an honest tuple verifies, so the rejection is meaningful.
     good = [commit(v) for v in TIERS[1]]
     gcs = [c for c, _ in good]
-    t = CTX.transcript(sigma._P_ROW)
-    branches, rho = sigma._row_branches(t, gcs, TIERS)
+    t = CTX.transcript(sigma_proofs._P_ROW)
+    branches, rho = sigma_proofs._row_branches(t, gcs, TIERS)
     w = sum(r * o.r for r, (_, o) in zip(rho, good, strict=True)) % Q
     honest = prove_clauses(
         t, [branches], [(1, (w,))], sigma.TAG_ROW, absorb_statements=False
@@ -385,8 +386,8 @@ def test_row_membership_one_column_off(row: int, col: int, delta: int) -> None:
     cs = [c for c, _ in pairs]
     os_ = [o for _, o in pairs]
     for claim in range(4):
-        t = CTX.transcript(sigma._P_ROW)
-        branches, rho = sigma._row_branches(t, cs, TIERS)
+        t = CTX.transcript(sigma_proofs._P_ROW)
+        branches, rho = sigma_proofs._row_branches(t, cs, TIERS)
         w = sum(r * o.r for r, o in zip(rho, os_, strict=True)) % Q
         forged = prove_clauses(
             t, [branches], [(claim, (w,))], sigma.TAG_ROW, absorb_statements=False
