@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from meterhub.card import AID, Card
 from meterhub.card.gp import ISD_AID, StaticKeys, provision_isd
 from meterhub.card.gp.loadfile import LoadFileError, parse_load_file, parse_package
-from meterhub.card.gp.sd import _parse_dgi
+from meterhub.card.gp.sd.content import _parse_dgi
 from meterhub.protocols.gp.commands import (
     parse_delete,
     parse_get_status,
