@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from meterhub.demo_homelink import InProcessHomeLink
 from meterhub.dlms_link import (
     HOME_LINK_KDF_INFO,
     home_link_suite0_keys,
@@ -23,7 +24,7 @@ from meterhub.dlms_link import (
     meter_system_title,
 )
 from meterhub.exchange import new_home_link_key, open_sealed_openings
-from meterhub.hub.homelink import HomeLinkError, HubHomeLink, InProcessHomeLink
+from meterhub.hub.homelink import HomeLinkError, HubHomeLink
 from meterhub.hub.store import HubStore
 from meterhub.meter.store import MeterStore
 from meterhub.meter.timebase import intervals_per_day

@@ -39,8 +39,8 @@ from typing import Any
 
 from . import settlement_demo
 from .crypto import ecdsa
+from .demo_homelink import InProcessHomeLink
 from .exchange import new_home_link_key
-from .hub.homelink import InProcessHomeLink
 from .hub.secure_element import (
     BILLING_APP_AID,
     CARD_SIDECARS,

@@ -14,7 +14,7 @@ on its clock column for one local day, checks what it got and stores it in the
 The protocol is the sans-IO :class:`~meterhub.protocols.dlms.client.DlmsLinkClient`,
 which talks to a ``transport(request) -> response`` callable. In the demo that
 callable is the meter's :class:`~meterhub.protocols.dlms.server.ServerAssociation`
-itself (:class:`InProcessHomeLink`); :func:`meterhub.protocols.dlms.tcp.wrapper_transport`
+itself (:class:`meterhub.demo_homelink.InProcessHomeLink`); :func:`meterhub.protocols.dlms.tcp.wrapper_transport`
 gives the same over TCP. This module keeps the hub's side: which day to read, the
 checks on what came back, and the stores.
 Both ends keep their invocation counters in their own databases, so a killed
@@ -24,7 +24,6 @@ run resumes without reusing an IV and a replayed APDU stays refused.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import date, timedelta
 
 from ..crypto.group import Q
@@ -35,11 +34,8 @@ from ..dlms_link import (
     home_link_suite0_keys,
     hub_system_title,
 )
-from ..exchange import DayUpload, SealedDay, open_sealed_openings
-from ..meter.serve import StoreFeed, meter_dlms_server
 from ..meter.timebase import day_starts
 from ..protocols.dlms import axdr
-from ..protocols.dlms.addressing import MANAGEMENT_CLIENT
 from ..protocols.dlms.client import DlmsLinkClient, DlmsLinkError, Transport, clock_range
 from ..protocols.dlms.cosem import IC_PROFILE_GENERIC, OPENINGS
 from .store import HubError, HubStore
@@ -47,7 +43,6 @@ from .store import HubError, HubStore
 __all__ = [
     "HomeLinkError",
     "HubHomeLink",
-    "InProcessHomeLink",
     "decode_openings",
 ]
 
@@ -195,50 +190,3 @@ class HubHomeLink:
             finally:
                 self.client = None
                 self.guard.save()
-
-
-@dataclass
-class _MeterEnd:
-    feed: StoreFeed
-    home_link_key: bytes
-
-
-class InProcessHomeLink:
-    """Meter and hub on one machine (the demo): the hub's client calls the meter's
-    DLMS server core directly, APDU for APDU, with no socket in between.
-
-    The meter publishes each recorded day (its own copy of the openings, which it
-    keeps sealed under the home-link key in its outbox); the hub then reads that
-    day through DLMS. The meter's counters live in ``meter.sqlite``.
-    """
-
-    def __init__(self, meters, hub: HubStore, meter_id: str, *, max_pdu_size: int = 1024) -> None:
-        info = meters.info(meter_id)
-        feed = StoreFeed(
-            meter_id=meter_id,
-            public_key=info.public_key,
-            tz=info.tz,
-            interval_minutes=info.interval_minutes,
-        )
-        self._meter = _MeterEnd(feed, info.home_link_key)
-        self.server = meter_dlms_server(feed, info.home_link_key, meters.conn, max_pdu_size=max_pdu_size)
-        self.hub_link = HubHomeLink(
-            hub, meter_id, lambda: self.server.association(MANAGEMENT_CLIENT).handle, max_pdu_size=max_pdu_size
-        )
-
-    def deliver(self, upload: DayUpload, sealed: SealedDay) -> bool:
-        """Publish one recorded day on the meter and let the hub read it; True if new to the hub."""
-        day = upload.batch.batch.day
-        if self.hub_link.has_day(day):
-            return False
-        feed = self._meter.feed
-        feed.clear()  # the meter's link buffer holds the day being delivered
-        feed.add_day(upload, open_sealed_openings(self._meter.home_link_key, sealed))
-        try:
-            return self.hub_link.fetch_day(day)
-        finally:
-            self.server.replay.save()  # type: ignore[attr-defined]
-
-    def close(self) -> None:
-        self.hub_link.close()
-        self.server.replay.save()  # type: ignore[attr-defined]
