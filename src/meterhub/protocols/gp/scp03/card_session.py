@@ -10,6 +10,7 @@ import hmac
 import secrets
 from collections.abc import Callable, Mapping
 from enum import Enum
+from typing import Final
 
 from ..keys import StaticKeys
 from .kdf import (
@@ -54,10 +55,45 @@ __all__ = [
 # --- the card side ----------------------------------------------------------------------
 
 
-class _State(Enum):
+class SessionState(Enum):
+    """The card side's session states (Amendment D §7.1, GPC v2.3.1 §10.2.3)."""
+
     IDLE = "idle"
     INITIALIZED = "initialized"  # INITIALIZE UPDATE answered, EXTERNAL AUTHENTICATE due
     AUTHENTICATED = "authenticated"
+
+
+class SessionCommand(Enum):
+    """What the security domain hands the session."""
+
+    INITIALIZE_UPDATE = "initialize-update"
+    EXTERNAL_AUTHENTICATE = "external-authenticate"
+    PROTECTED_COMMAND = "protected-command"  # unwrap_command: any command of the session
+
+
+_I, _N, _A = SessionState.IDLE, SessionState.INITIALIZED, SessionState.AUTHENTICATED
+_IU, _EA, _PC = (
+    SessionCommand.INITIALIZE_UPDATE,
+    SessionCommand.EXTERNAL_AUTHENTICATE,
+    SessionCommand.PROTECTED_COMMAND,
+)
+
+#: (state, command) -> (state after success, or None when the command is refused in this
+#: state; state after a failure or refusal). A new INITIALIZE UPDATE always ends a session
+#: in progress; EXTERNAL AUTHENTICATE only follows INITIALIZE UPDATE ('6985' otherwise, and
+#: the session ends); protected commands need an authenticated session ('6982'; a session
+#: still waiting for EXTERNAL AUTHENTICATE keeps waiting); any failed check ends the session.
+SESSION_TRANSITIONS: Final[Mapping[tuple[SessionState, SessionCommand], tuple[SessionState | None, SessionState]]] = {
+    (_I, _IU): (_N, _I),
+    (_N, _IU): (_N, _I),
+    (_A, _IU): (_N, _I),
+    (_I, _EA): (None, _I),
+    (_N, _EA): (_A, _I),
+    (_A, _EA): (None, _I),
+    (_I, _PC): (None, _I),
+    (_N, _PC): (None, _N),
+    (_A, _PC): (_A, _I),
+}
 
 
 class SCP03CardSession:
@@ -98,7 +134,7 @@ class SCP03CardSession:
         self.diversification_data = bytes(diversification_data)
         self._random = random
         self._len = 16 if i_param & I_S16 else 8  # challenge, cryptogram and MAC length
-        self._state = _State.IDLE
+        self._state = SessionState.IDLE
         self._sm: _SecureMessaging | None = None
         self._pending: tuple[SessionKeys, bytes, bytes] | None = None  # keys, host, card chal.
         #: Key set of the current session (its DEK protects PUT KEY data, §4.1.4 / GPC §11.8).
@@ -108,7 +144,12 @@ class SCP03CardSession:
     @property
     def is_authenticated(self) -> bool:
         """True between a successful EXTERNAL AUTHENTICATE and the session's end."""
-        return self._state is _State.AUTHENTICATED
+        return self._state is SessionState.AUTHENTICATED
+
+    @property
+    def state(self) -> SessionState:
+        """Where the session is in :data:`SESSION_TRANSITIONS`."""
+        return self._state
 
     @property
     def security_level(self) -> int | None:
@@ -117,13 +158,31 @@ class SCP03CardSession:
 
     def close(self) -> None:
         """End the session and drop its keys (GPC v2.3.1 §10.2.3, session termination)."""
-        self._state = _State.IDLE
+        self._state = SessionState.IDLE
+        self._drop()
+
+    def _drop(self) -> None:
         self._sm = None
         self._pending = None
         self.key_set = None
 
-    def _fail(self, sw: int, message: str) -> SCP03Error:
-        self.close()
+    def _allowed(self, command: SessionCommand) -> bool:
+        return SESSION_TRANSITIONS[(self._state, command)][0] is not None
+
+    def _succeed(self, command: SessionCommand) -> None:
+        following = SESSION_TRANSITIONS[(self._state, command)][0]
+        assert following is not None  # callers check _allowed first
+        self._state = following
+
+    def _fall_back(self, command: SessionCommand) -> None:
+        """Take the table's failure state; reaching IDLE ends the session and drops its keys."""
+        self._state = SESSION_TRANSITIONS[(self._state, command)][1]
+        if self._state is SessionState.IDLE:
+            self._drop()
+
+    def _fail_in(self, command: SessionCommand, sw: int, message: str) -> SCP03Error:
+        """The command failed or was refused: fall back, and return the error to raise."""
+        self._fall_back(command)
         return SCP03Error(sw, message)
 
     def _key_set(self, kvn: int) -> StaticKeys:
@@ -145,7 +204,7 @@ class SCP03CardSession:
         card challenge || card cryptogram || sequence counter (3, pseudo-random mode only).
         A new INITIALIZE UPDATE always ends a session in progress.
         """
-        self.close()
+        self._fall_back(_IU)  # until it succeeds, whatever session came before has ended
         for value, name in ((cla, "CLA"), (p1, "P1"), (p2, "P2")):
             _check_byte(value, name)
         data = bytes(data)
@@ -173,7 +232,7 @@ class SCP03CardSession:
         cryptogram = card_cryptogram(session.s_mac, data, card_challenge, self._len)
         self._pending = (session, data, card_challenge)
         self.key_set = keys
-        self._state = _State.INITIALIZED
+        self._succeed(_IU)
         key_info = bytes([keys.kvn, 0x03, self.i_param])
         return self.diversification_data + key_info + card_challenge + cryptogram + tail
 
@@ -186,23 +245,21 @@ class SCP03CardSession:
         On success the session is authenticated at level P1 and the caller answers '9000'.
         A wrong MAC or cryptogram raises '6982'; any failure closes the session.
         """
-        if self._state is not _State.INITIALIZED or self._pending is None:
-            raise self._fail(
-                SW_CONDITIONS_OF_USE, "EXTERNAL AUTHENTICATE without INITIALIZE UPDATE"
-            )
+        if not self._allowed(_EA) or self._pending is None:
+            raise self._fail_in(_EA, SW_CONDITIONS_OF_USE, "EXTERNAL AUTHENTICATE without INITIALIZE UPDATE")
         try:
             for value, name in ((cla, "CLA"), (p1, "P1"), (p2, "P2")):
                 _check_byte(value, name)
         except SCP03Error as exc:
-            raise self._fail(exc.sw, exc.message) from None
+            raise self._fail_in(_EA, exc.sw, exc.message) from None
         data = bytes(data)
         session, host_chal, card_chal = self._pending
         if not _has_sm(cla):
-            raise self._fail(SW_SECURITY_STATUS, "EXTERNAL AUTHENTICATE must carry a C-MAC")
+            raise self._fail_in(_EA, SW_SECURITY_STATUS, "EXTERNAL AUTHENTICATE must carry a C-MAC")
         if p2 != 0 or not level_supported(p1, self.i_param):
-            raise self._fail(SW_INCORRECT_P1P2, f"security level {p1:#04x} not supported")
+            raise self._fail_in(_EA, SW_INCORRECT_P1P2, f"security level {p1:#04x} not supported")
         if len(data) != 2 * self._len:
-            raise self._fail(SW_WRONG_LENGTH, "expected host cryptogram and C-MAC")
+            raise self._fail_in(_EA, SW_WRONG_LENGTH, "expected host cryptogram and C-MAC")
         sm = _SecureMessaging(session, p1, self._len, _ZERO_BLOCK)  # §6.2.4: chain starts at 0
         body, mac = data[: self._len], data[self._len :]
         full = sm.command_mac(cla, _INS_EXTERNAL_AUTHENTICATE, p1, p2, body, extended)
@@ -210,11 +267,11 @@ class SCP03CardSession:
         mac_ok = hmac.compare_digest(full[: self._len], mac)
         cryptogram_ok = hmac.compare_digest(expected, body)
         if not (mac_ok and cryptogram_ok):
-            raise self._fail(SW_SECURITY_STATUS, "host cryptogram or C-MAC mismatch")
+            raise self._fail_in(_EA, SW_SECURITY_STATUS, "host cryptogram or C-MAC mismatch")
         sm.chain = full
         self._sm = sm
         self._pending = None
-        self._state = _State.AUTHENTICATED
+        self._succeed(_EA)
 
     # -- secure messaging (§6.2.4 - §6.2.7) -------------------------------------------------
     def unwrap_command(
@@ -227,14 +284,14 @@ class SCP03CardSession:
         data). Raises '6982' (and closes the session) on a wrong C-MAC - which is also what
         a replayed, reordered or dropped command produces, through the MAC chaining.
         """
-        if self._sm is None:
-            raise SCP03Error(SW_SECURITY_STATUS, "no authenticated secure channel")
+        if not self._allowed(_PC) or self._sm is None:
+            raise self._fail_in(_PC, SW_SECURITY_STATUS, "no authenticated secure channel")
         sm = self._sm
         try:
             for value, name in ((cla, "CLA"), (ins, "INS"), (p1, "P1"), (p2, "P2")):
                 _check_byte(value, name)
         except SCP03Error as exc:
-            raise self._fail(exc.sw, exc.message) from None
+            raise self._fail_in(_PC, exc.sw, exc.message) from None
         data = bytes(data)
         # Every command of the session consumes one counter value, data or not (§6.2.6).
         counter = sm.counter
@@ -243,16 +300,16 @@ class SCP03CardSession:
         if not sm.level & C_MAC:
             # Level '00': authentication only, commands travel as they are.
             if _has_sm(cla):
-                raise self._fail(SW_SECURITY_STATUS, "secure messaging not expected at level 00")
+                raise self._fail_in(_PC, SW_SECURITY_STATUS, "secure messaging not expected at level 00")
             return cla, ins, p1, p2, data
         if not _has_sm(cla):
-            raise self._fail(SW_SECURITY_STATUS, "command lacks secure messaging")
+            raise self._fail_in(_PC, SW_SECURITY_STATUS, "command lacks secure messaging")
         if len(data) < sm.mac_len:
-            raise self._fail(SW_SECURITY_STATUS, "C-MAC missing")
+            raise self._fail_in(_PC, SW_SECURITY_STATUS, "C-MAC missing")
         body, mac = data[: -sm.mac_len], data[-sm.mac_len :]
         full = sm.command_mac(cla, ins, p1, p2, body, extended)
         if not hmac.compare_digest(full[: sm.mac_len], mac):
-            raise self._fail(SW_SECURITY_STATUS, "C-MAC mismatch")
+            raise self._fail_in(_PC, SW_SECURITY_STATUS, "C-MAC mismatch")
         sm.chain = full
         plain = body
         if sm.level & C_DECRYPTION and body:
@@ -260,7 +317,7 @@ class SCP03CardSession:
                 # One padded empty block '80 00..' decrypts to b"" (yubikit sends that).
                 plain = sm.decrypt(body, counter, response=False)
             except SCP03Error as exc:
-                raise self._fail(exc.sw, exc.message) from None
+                raise self._fail_in(_PC, exc.sw, exc.message) from None
         return _without_sm(cla), ins, p1, p2, plain
 
     def wrap_response(self, data: bytes, sw: int) -> bytes:
