@@ -53,6 +53,10 @@ __all__ = [
 class AssociationState(enum.Enum):
     """Green Book §9.4.2 server side, collapsed to what a meter needs."""
 
+    # Members are singletons compared by identity; hashing by identity keeps the
+    # per-APDU table lookups as cheap as the if-chains they replace.
+    __hash__ = object.__hash__
+
     IDLE = "idle"  # no application association
     AWAITING_HLS = "awaiting-hls"  # AARE sent; only reply_to_HLS_authentication allowed
     ASSOCIATED = "associated"
@@ -60,6 +64,10 @@ class AssociationState(enum.Enum):
 
 class Event(enum.Enum):
     """What a request APDU (after the security layer) asks for."""
+
+    # Members are singletons compared by identity; hashing by identity keeps the
+    # per-APDU table lookups as cheap as the if-chains they replace.
+    __hash__ = object.__hash__
 
     AARQ = "aarq"  # A-ASSOCIATE request (COSEM-OPEN, §9.4.4)
     RLRQ = "rlrq"  # A-RELEASE request (COSEM-RELEASE, §9.4.5)
@@ -74,6 +82,10 @@ class Event(enum.Enum):
 class Action(enum.Enum):
     """What the association does for a transition."""
 
+    # Members are singletons compared by identity; hashing by identity keeps the
+    # per-APDU table lookups as cheap as the if-chains they replace.
+    __hash__ = object.__hash__
+
     OPEN = "open"  # check the AARQ, answer an AARE (accepted or rejected)
     REJECT_BUSY = "reject-busy"  # AARE rejected-transient: an association is already open
     RELEASE = "release"  # check the RLRQ, answer an RLRE
@@ -87,6 +99,10 @@ class Action(enum.Enum):
 
 class Outcome(enum.Enum):
     """How an action ended; the transition maps each outcome to the next state."""
+
+    # Members are singletons compared by identity; hashing by identity keeps the
+    # per-APDU table lookups as cheap as the if-chains they replace.
+    __hash__ = object.__hash__
 
     DONE = "done"  # accepted (OPEN: the association is open, no HLS needed)
     NEEDS_HLS = "needs-hls"  # OPEN accepted an HLS-GMAC AARQ: pass 3 must follow
