@@ -26,7 +26,7 @@ present members only.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -36,10 +36,12 @@ from ..aggregation import (
     GroupDefinition,
     GroupMember,
     MaskedRelease,
+    PolicyRefusal,
     RecoveryRelease,
     RecoveryRequest,
 )
 from ..crypto import ecdsa
+from ..group_registry import RegistryBlock, RegistryView
 from ..crypto.group import G, H, PointDecodeError, Q, msm_encoded
 from ..meter.timebase import day_starts
 from .settlement import AppletMailbox, check_batches
@@ -54,6 +56,9 @@ __all__ = [
     "demo_grid_key",
     "hub_key",
     "push_group",
+    "push_registry",
+    "registry_head",
+    "GroupRegistry",
     "SessionMailbox",
 ]
 
@@ -264,6 +269,58 @@ def hub_key(mailbox: AppletMailbox) -> bytes:
     if len(key) != 32:
         raise Rejected("the aggregation applet answered a key of the wrong length")
     return key
+
+
+class GroupRegistry:
+    """The grid operator's group registry of one feeder (:mod:`meterhub.group_registry`):
+    the chain of signed blocks every hub of the feeder holds. :meth:`publish` checks the
+    registry after the block with the hubs' own rules first (an honest operator never
+    publishes a block its hubs refuse) and signs it."""
+
+    def __init__(self, feeder_id: str, key: ecdsa.SigningKey) -> None:
+        self.feeder_id, self._key = feeder_id, key
+        self.blocks: list[RegistryBlock] = []
+        self.view = RegistryView()
+
+    def next_block(self, groups: Sequence[GroupDefinition]) -> RegistryBlock:
+        """The next block with ``groups``, signed, unchecked and not appended (what a
+        hostile operator would send, for tests)."""
+        return RegistryBlock(self.feeder_id, self.view.version + 1, self.view.head, tuple(groups)).signed(self._key)
+
+    def publish(self, groups: Sequence[GroupDefinition], released: Callable[[date], bool] = lambda d: False
+                ) -> RegistryBlock:
+        """Append a block with ``groups``; :class:`Rejected` if the hubs would refuse it
+        (``released``: days the hubs released already)."""
+        block = self.next_block(groups)
+        try:
+            self.view.check_extension(block, [ecdsa.public_bytes(self._key)], released)
+        except (PolicyRefusal, PermissionError) as exc:
+            raise Rejected(f"registry of {self.feeder_id}: {exc}") from None
+        self.blocks.append(block)
+        self.view = self.view.extended(block)
+        return block
+
+    def group(self, group_id: str) -> GroupDefinition:
+        return self.view.groups[group_id]
+
+
+def registry_head(mailbox: AppletMailbox) -> tuple[int, bytes]:
+    """How many blocks of the registry a hub holds, and its chain value."""
+    raw = mailbox.send(b"\x04", "registry head")
+    if len(raw) != 36:
+        raise Rejected("the aggregation applet answered a registry head of the wrong length")
+    return int.from_bytes(raw[:4], "big"), raw[4:]
+
+
+def push_registry(mailbox: AppletMailbox, registry: GroupRegistry | Sequence[RegistryBlock]) -> None:
+    """Send a hub the blocks it does not hold yet (in order); the hub refuses one that
+    does not extend its chain or that its rules refuse (``HubRefused``)."""
+    blocks = registry.blocks if isinstance(registry, GroupRegistry) else list(registry)
+    held, head = registry_head(mailbox)
+    if held and (held > len(blocks) or blocks[held - 1].chain_value() != head):
+        raise Rejected(f"the hub holds another registry (block {held - 1} differs)")
+    for b in blocks[held:]:
+        mailbox.send(b"\x03" + b.to_bytes(), f"registry block {b.version}")
 
 
 def push_group(mailbox: AppletMailbox, group: GroupDefinition) -> None:
