@@ -9,6 +9,7 @@ from datetime import date, timedelta
 
 import pytest
 
+from helpers import make_history
 from meterhub.aggregation import (
     AggregationRequest,
     GroupDefinition,
@@ -19,11 +20,16 @@ from meterhub.aggregation import (
 )
 from meterhub.crypto import ecdsa
 from meterhub.group_registry import RegistryBlock, RegistryView, isolated_households
-from meterhub.utility.fraud import GroupRegistry, demo_grid_key, make_group, push_group, push_registry
+from meterhub.utility.fraud import (
+    GroupRegistry,
+    demo_grid_key,
+    make_group,
+    push_group,
+    push_registry,
+)
 from meterhub.utility.settlement import HubRefused
 from meterhub.utility.verifier import Rejected
 from test_fraud_guard import DAY, _log, build, hub_key, hubs, mailbox  # noqa: F401 - the fixture
-from helpers import make_history
 
 
 def _group(hubs, gid: str, ids):  # noqa: F811
@@ -149,7 +155,7 @@ def test_the_chain_is_refused_by_the_victims_hub(tmp_path) -> None:
     groups = _chain(keys, (DAY, DAY + timedelta(days=30)))
     reg = GroupRegistry("feeder-1", demo_group_key())
     reg.publish(groups[:3])
-    for name, (card, _) in cards.items():
+    for card, _ in cards.values():
         push_registry(mailbox(card), reg)
         with pytest.raises(HubRefused) as e:
             mailbox(card).send(b"\x03" + reg.next_block(groups[3:]).to_bytes(), "G4")

@@ -37,10 +37,10 @@ from meterhub.hub.secure_element import (
 )
 from meterhub.utility.fraud import (
     AGGREGATION_CLASS,
+    GroupRegistry,
     collect_day,
     demo_grid_key,
     hub_key,
-    GroupRegistry,
     make_group,
     push_group,
     push_registry,

@@ -201,6 +201,24 @@ def test_utility_fraud_on_stored_data(demo, capsys, tmp_path) -> None:
     out = capsys.readouterr().out
     assert "feeder-0" in out and " 0 rejected" in out
     assert "likelihoods in" in out  # the suspect scores re-verified and matched again
+    assert "group registry of feeder-0: 1 block(s)" in out  # the chain every hub of the feeder holds
+    # a registry block signed by another key is rejected (then put back for the next test)
+    conn = sqlite3.connect(str(d / "fraud.sqlite"))
+    (kept,) = conn.execute("SELECT value FROM meta WHERE key='registry/feeder-0'").fetchone()
+    blocks = json.loads(kept)
+    from meterhub.crypto import ecdsa
+    from meterhub.group_registry import RegistryBlock
+
+    forged = RegistryBlock.from_bytes(bytes.fromhex(blocks[0])).signed(ecdsa.generate_signing_key())
+    conn.execute("UPDATE meta SET value=? WHERE key='registry/feeder-0'", (json.dumps([forged.to_bytes().hex()]),))
+    conn.commit()
+    capsys.readouterr()
+    assert main(["utility", "fraud", "--data-dir", str(d)]) == 1
+    assert "REJECTED group registry of feeder-0: registry of feeder-0: registry block is not signed" in \
+        capsys.readouterr().out
+    conn.execute("UPDATE meta SET value=? WHERE key='registry/feeder-0'", (kept,))
+    conn.commit()
+    conn.close()
     assert main(["utility", "fraud", "--data-dir", str(tmp_path / "nothing")]) == 2
     # a tampered stored release is rejected with its reason
     conn = sqlite3.connect(str(d / "fraud.sqlite"))

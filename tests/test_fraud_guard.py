@@ -15,6 +15,7 @@ from helpers import make_history
 from meterhub.aggregation import AggregationRequest, RecoveryRequest
 from meterhub.card.guard import GUARD_AID, output_allowed
 from meterhub.crypto import ecdsa
+from meterhub.group_registry import RegistryBlock
 from meterhub.hub.aggregation import (
     AGGREGATION_APP_AID,
     AGGREGATION_MODULE_AID,
@@ -34,7 +35,6 @@ from meterhub.hub.secure_element import (
 )
 from meterhub.policy import LogEntry, LogError, default_policy, verify_release_log
 from meterhub.tariffs.price_index import sign_series
-from meterhub.group_registry import RegistryBlock
 from meterhub.utility.fraud import (
     GroupRegistry,
     collect_day,

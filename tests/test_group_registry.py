@@ -14,7 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import make_history
-from meterhub.aggregation import AggregationRequest, GroupDefinition, GroupMember, PolicyRefusal, demo_group_key
+from meterhub.aggregation import (
+    GroupDefinition,
+    GroupMember,
+    PolicyRefusal,
+    demo_group_key,
+)
 from meterhub.crypto import ecdsa
 from meterhub.exchange import FormatError
 from meterhub.group_registry import (
@@ -183,6 +188,7 @@ def test_a_block_must_extend_the_chain_held() -> None:
     for why, b in bad.items():
         with pytest.raises(PolicyRefusal):
             v1.check_extension(b, SIGNER, lambda d: False)
+            pytest.fail(why)
     with pytest.raises(PermissionError):  # the block signed by another key
         v1.check_extension(_block(v1, _g("L", _h("c", 5)), key=ecdsa.generate_signing_key()), SIGNER, lambda d: False)
     other = ecdsa.generate_signing_key()

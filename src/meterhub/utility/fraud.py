@@ -41,8 +41,8 @@ from ..aggregation import (
     RecoveryRequest,
 )
 from ..crypto import ecdsa
-from ..group_registry import RegistryBlock, RegistryView
 from ..crypto.group import G, H, PointDecodeError, Q, msm_encoded
+from ..group_registry import RegistryBlock, RegistryView
 from ..meter.timebase import day_starts
 from .settlement import AppletMailbox, check_batches
 from .verifier import DayCommitments, MeterRegistration, Rejected
@@ -271,6 +271,9 @@ def hub_key(mailbox: AppletMailbox) -> bytes:
     return key
 
 
+MAX_BLOCK_BYTES = 40_000  # a STORE DATA message is at most 256 blocks of the mailbox's block size
+
+
 class GroupRegistry:
     """The grid operator's group registry of one feeder (:mod:`meterhub.group_registry`):
     the chain of signed blocks every hub of the feeder holds. :meth:`publish` checks the
@@ -282,23 +285,54 @@ class GroupRegistry:
         self.blocks: list[RegistryBlock] = []
         self.view = RegistryView()
 
+    @classmethod
+    def from_blocks(cls, feeder_id: str, key: ecdsa.SigningKey, blocks: Sequence[RegistryBlock]) -> GroupRegistry:
+        """A registry kept from an earlier run, checked block by block like a hub does."""
+        reg = cls(feeder_id, key)
+        for b in blocks:
+            if b.feeder_id != feeder_id:
+                raise Rejected(f"registry block {b.version} is of feeder {b.feeder_id}")
+            try:
+                reg.view.check_extension(b, [ecdsa.public_bytes(key)], lambda d: False)
+            except (PolicyRefusal, PermissionError) as exc:
+                raise Rejected(f"registry of {feeder_id}: {exc}") from None
+            reg.blocks.append(b)
+            reg.view = reg.view.extended(b)
+        return reg
+
     def next_block(self, groups: Sequence[GroupDefinition]) -> RegistryBlock:
         """The next block with ``groups``, signed, unchecked and not appended (what a
         hostile operator would send, for tests)."""
         return RegistryBlock(self.feeder_id, self.view.version + 1, self.view.head, tuple(groups)).signed(self._key)
 
     def publish(self, groups: Sequence[GroupDefinition], released: Callable[[date], bool] = lambda d: False
-                ) -> RegistryBlock:
-        """Append a block with ``groups``; :class:`Rejected` if the hubs would refuse it
-        (``released``: days the hubs released already)."""
-        block = self.next_block(groups)
-        try:
-            self.view.check_extension(block, [ecdsa.public_bytes(self._key)], released)
-        except (PolicyRefusal, PermissionError) as exc:
-            raise Rejected(f"registry of {self.feeder_id}: {exc}") from None
-        self.blocks.append(block)
-        self.view = self.view.extended(block)
-        return block
+                ) -> list[RegistryBlock]:
+        """Append ``groups`` in one block, or several where one would not fit a STORE DATA
+        message (``MAX_BLOCK_BYTES``); :class:`Rejected` if the hubs would refuse the
+        registry after them (``released``: days the hubs released already), and then
+        nothing is appended."""
+        chunks: list[list[GroupDefinition]] = [[]]
+        size = 0
+        for g in groups:
+            n = len(g.to_bytes()) + 2
+            if chunks[-1] and size + n > MAX_BLOCK_BYTES:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(g)
+            size += n
+        view, blocks = self.view, []
+        key = [ecdsa.public_bytes(self._key)]
+        for chunk in chunks:
+            block = RegistryBlock(self.feeder_id, view.version + 1, view.head, tuple(chunk)).signed(self._key)
+            try:
+                view.check_extension(block, key, released)
+            except (PolicyRefusal, PermissionError) as exc:
+                raise Rejected(f"registry of {self.feeder_id}: {exc}") from None
+            view = view.extended(block)
+            blocks.append(block)
+        self.blocks += blocks
+        self.view = view
+        return blocks
 
     def group(self, group_id: str) -> GroupDefinition:
         return self.view.groups[group_id]
