@@ -16,6 +16,9 @@ security domain. It holds, in its own persistent namespace (JCRE ch. 7 transacti
 * each recipient's admitted **aggregation groups** (:class:`meterhub.aggregation.GroupPolicy`
   over all of them, whichever applet of the recipient asks), and per group and day at
   most one masked release and one recovery answer (docs/fraud.md);
+* each recipient's **group registry** (:mod:`meterhub.group_registry`): the chain of
+  signed blocks with every group of the feeder, accepted only while no household is in
+  the span of all of them, and the days released (no retroactive groups);
 * every released statement and the **release log** (a hash chain, :mod:`meterhub.policy.log`),
   the budget spent per recipient and period, the coin tosses and the tariff changes.
 
