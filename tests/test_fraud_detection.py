@@ -133,6 +133,35 @@ def test_localisation_keeps_the_minimum_and_finds_the_thief(grid) -> None:
         assert min(s.size for s in raw.segments) < 5  # without the minimum it goes further
 
 
+def test_the_published_cable_segments_cover_every_localisation(grid) -> None:
+    """The demo publishes the feeder group and cable_segments() in the feeder's group
+    registry before any release (no retroactive groups): localise never tests another
+    segment, and the set passes the hubs' registry check for any feeder size."""
+    from meterhub.aggregation import GroupDefinition, GroupMember, demo_group_key
+    from meterhub.group_registry import registry_problems
+    from meterhub.utility.theft import cable_segments
+
+    honest, cal, _ = grid
+    big = max(honest, key=lambda f: len(f.customers))
+    tested: list[tuple[int, int]] = []
+
+    def everything_missing(a: int, e: int, hours: slice):  # every half stands out
+        tested.append((a, e))
+        return np.zeros(hours.stop - hours.start), np.ones(hours.stop - hours.start, dtype=bool)
+
+    localise(big, cal, 0, min_size=5, threshold=1.0, round_days=2, segment_sums=everything_missing)
+    assert set(tested) == set(cable_segments(len(big.customers), 5)) and len(tested) > 2
+
+    def group(gid: str, names: list[str]) -> GroupDefinition:
+        members = tuple(GroupMember(n, n.encode().ljust(32, b"\0")) for n in names)
+        return GroupDefinition(gid, "f", 60, START, START, members).signed(demo_group_key())
+
+    for n in range(5, 61):
+        ids = [f"c{k:02d}" for k in range(n)]
+        groups = [group("all", ids)] + [group(f"{a}-{e}", ids[a:e]) for a, e in cable_segments(n, 5)]
+        assert registry_problems(groups) == [], n
+
+
 # Night-only theft is the hardest to rank (docs/fraud.md, "Night-only theft"): the
 # households' night loads (fridges, storage and water heating) vary from customer to
 # customer, so the "night" profile alone does not single the thief out; in this one
