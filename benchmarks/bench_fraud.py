@@ -42,6 +42,7 @@ from meterhub.aggregation import (
 from meterhub.applets.aggregation import hour_sums
 from meterhub.crypto import ecdsa, zerosum
 from meterhub.crypto.group import G, H, Point, Q, msm
+from meterhub.group_registry import span_digest
 from meterhub.hub.aggregation import AGGREGATION_APP_AID, aggregation_load_file
 from meterhub.hub.secure_element import (
     RECIPIENT_SDS,
@@ -54,10 +55,12 @@ from meterhub.meter.device import Meter
 from meterhub.meter.timebase import day_starts
 from meterhub.utility.fraud import (
     AGGREGATION_CLASS,
+    GroupRegistry,
     demo_grid_key,
     hub_key,
     make_group,
     push_group,
+    push_registry,
     verify_feeder_day,
 )
 from meterhub.utility.settlement import AppletMailbox, expected_code_hash
@@ -132,12 +135,16 @@ def main() -> None:
         mb = AppletMailbox(t, AGGREGATION_APP_AID)
         keys[ids[0]] = hub_key(mb)
         group = make_group("bench-feeder", "f1", keys, DAY, DAY, demo_grid_key())
-        push_group(mb, group)
-        req = b"\x10" + AggregationRequest(group.group_id, DAY).to_bytes()
         # The guard answers a re-asked group-day with the stored bytes, so every timed
         # release is for a fresh group-day: groups of the same members (which the policy
-        # admits) under new ids, pushed beforehand.
+        # admits) under new ids, published in the feeder's group registry and pushed
+        # beforehand (the hub refuses groups that would add to a released day's span).
         spare = [make_group(f"bench-feeder-{k}", "f1", keys, DAY, DAY, demo_grid_key()) for k in range(3 * RUNS + 6)]
+        registry = GroupRegistry("f1", demo_grid_key())
+        registry.publish([group, *spare])
+        push_registry(mb, registry)
+        push_group(mb, group)
+        req = b"\x10" + AggregationRequest(group.group_id, DAY).to_bytes()
         for sg in spare:
             push_group(mb, sg)
         fresh_groups = iter(spare)
@@ -150,7 +157,7 @@ def main() -> None:
             return b"".join(o.m.to_bytes(4, "big") + o.r.to_bytes(32, "big") for o in opens[m].openings)
 
         blobs = {m: blob(m) for m in ids}
-        ctx = mask_context(group.group_id, DAY, n_int // 4)
+        ctx = mask_context(group.group_id, DAY, n_int // 4, span_digest(registry.view.day_groups(DAY)))
 
         def direct_release(m: str, pairs: list[zerosum.PairKey]) -> MaskedRelease:
             sums = hour_sums(blobs[m], 4)

@@ -26,6 +26,7 @@ from meterhub.aggregation import (
 from meterhub.card import Card, PowerLoss
 from meterhub.crypto import ecdsa, zerosum
 from meterhub.crypto.group import Q
+from meterhub.group_registry import RegistryBlock
 from meterhub.hub.aggregation import AGGREGATION_APP_AID, aggregation_load_file
 from meterhub.hub.secure_element import (
     RECIPIENT_SDS,
@@ -36,11 +37,13 @@ from meterhub.hub.secure_element import (
 )
 from meterhub.utility.fraud import (
     AGGREGATION_CLASS,
+    GroupRegistry,
     collect_day,
     demo_grid_key,
     hub_key,
     make_group,
     push_group,
+    push_registry,
     verify_feeder_day,
 )
 from meterhub.utility.settlement import AppletMailbox, HubRefused, expected_code_hash
@@ -83,18 +86,37 @@ class Hub:
         self.card.power_on()
 
 
+class Feeder(dict):
+    """The feeder's hubs and the grid operator's group registry, which every hub holds."""
+
+    registry: GroupRegistry
+
+    def publish(self, g: GroupDefinition) -> GroupDefinition:
+        if g.group_id not in self.registry.view.groups:
+            self.registry.publish([g])
+        for hub in self.values():
+            push_registry(hub.mailbox(), self.registry)
+        return self.registry.group(g.group_id)
+
+
 @pytest.fixture(scope="module")
 def feeder(tmp_path_factory):
     base = tmp_path_factory.mktemp("feeder")
-    hubs = {}
+    hubs = Feeder()
+    hubs.registry = GroupRegistry("f1", demo_grid_key())
     for k in range(7):
         h = make_history(start=DAY, n_days=2, seed=100 + k, meter_id=f"m{k}")
         hubs[h.registration.meter_id] = Hub(base / f"m{k}.sqlite", h)
     return hubs
 
 
-def _group(hubs, ids, gid="feeder-1", **kw):
+def _unpublished(hubs, ids, gid="feeder-1", **kw):
     return make_group(gid, "f1", {i: hubs[i].key for i in ids}, DAY, DAY + timedelta(days=1), demo_grid_key(), **kw)
+
+
+def _group(hubs, ids, gid="feeder-1", **kw):
+    """A group the grid operator published in the feeder's registry."""
+    return hubs.publish(_unpublished(hubs, ids, gid, **kw))
 
 
 def _inputs(hubs, ids, day):
@@ -119,7 +141,7 @@ def _truth(hubs, ids, day):
 def test_masks_cancel_exactly() -> None:
     keys = [zerosum.generate_private_key() for _ in range(9)]
     pubs = [zerosum.public_key_bytes(k) for k in keys]
-    ctx = mask_context("g", DAY, 24)
+    ctx = mask_context("g", DAY, 24, bytes(32))
     cols = []
     for k, own in zip(keys, pubs, strict=True):
         pairs = [zerosum.pair_key(k, p) for p in pubs if p != own]
@@ -127,7 +149,7 @@ def test_masks_cancel_exactly() -> None:
     assert zerosum.sum_masks(cols) == [0] * 300
     assert all(len(set(c)) == 300 for c in cols)  # each member's masks look random
     # another context gives other masks
-    other = zerosum.member_masks([zerosum.pair_key(keys[0], pubs[1])], mask_context("g", DAY, 23), 3)
+    other = zerosum.member_masks([zerosum.pair_key(keys[0], pubs[1])], mask_context("g", DAY, 23, bytes(32)), 3)
     assert other != zerosum.member_masks([zerosum.pair_key(keys[0], pubs[1])], ctx, 3)
 
 
@@ -136,7 +158,7 @@ def test_masks_cancel_exactly() -> None:
 def test_masks_cancel_for_any_group(n: int, count: int, gid: str) -> None:
     keys = [zerosum.generate_private_key() for _ in range(n)]
     pubs = [zerosum.public_key_bytes(k) for k in keys]
-    ctx = mask_context(gid, DAY, 24)
+    ctx = mask_context(gid, DAY, 24, bytes(32))
     cols = [zerosum.member_masks([zerosum.pair_key(k, p) for p in pubs if p != own], ctx, count)
             for k, own in zip(keys, pubs, strict=True)]
     assert zerosum.sum_masks(cols) == [0] * count
@@ -250,22 +272,35 @@ def test_recovery_policy(feeder) -> None:
 def test_group_policy_refusals(feeder, tmp_path) -> None:
     ids = sorted(feeder)
     hub = feeder[ids[0]]
-    mb = hub.mailbox()
-    push_group(mb, _group(feeder, ids[:6], gid="base"))
+    base = _group(feeder, ids[:6], gid="base")
+    mb = hub.mailbox()  # (publishing opened sessions of its own)
+    push_group(mb, base)
     cases = {
-        "below the minimum": _group(feeder, ids[:4], gid="small"),
-        "differs by one member": _group(feeder, ids[:7], gid="plus-one"),
-        "differs by two": _group(feeder, ids[:5] + ids[6:7], gid="swap"),
-        "other interval": _group(feeder, ids[:6], gid="quarter", interval_minutes=15),
-        "not a member": _group(feeder, ids[1:7], gid="without"),
-        "same id, other content": _group(feeder, ids[:5], gid="base"),
+        "below the minimum": _unpublished(feeder, ids[:4], gid="small"),
+        "differs by one member": _unpublished(feeder, ids[:7], gid="plus-one"),
+        "differs by two": _unpublished(feeder, ids[:5] + ids[6:7], gid="swap"),
+        "other interval": _unpublished(feeder, ids[:6], gid="quarter", interval_minutes=15),
+        "same id, other content": _unpublished(feeder, ids[:5], gid="base"),
     }
     for why, g in cases.items():
+        # a block of the registry with it is refused, and the group is not in the registry
+        with pytest.raises(HubRefused) as ei:
+            mb.send(b"\x03" + feeder.registry.next_block([g]).to_bytes(), why)
+        assert ei.value.sw == 0x6985, why
         with pytest.raises(HubRefused) as ei:
             push_group(mb, g)
         assert ei.value.sw == 0x6985, why
+    # the hub's own rules for a group in the registry: a member with this applet's key
+    later = DAY + timedelta(days=5)  # (a new span for a released day would be refused)
+    outsiders = make_group("without", "f1", {f"x{k}": bytes([k + 40]) * 32 for k in range(5)}, later, later,
+                           demo_grid_key())
+    outsiders = feeder.publish(outsiders)
+    mb = hub.mailbox()
+    with pytest.raises(HubRefused) as ei:
+        push_group(mb, outsiders)
+    assert ei.value.sw == 0x6985
     # signed by someone else
-    forged = _group(feeder, ids[:6], gid="forged")
+    forged = _unpublished(feeder, ids[:6], gid="forged")
     forged = dataclasses.replace(forged, signature=bytes(64)).signed(ecdsa.generate_signing_key())
     with pytest.raises(HubRefused) as ei:
         push_group(mb, forged)
@@ -273,16 +308,20 @@ def test_group_policy_refusals(feeder, tmp_path) -> None:
     # another key listed for this hub
     keys = {i: feeder[i].key for i in ids[:6]}
     keys[ids[0]] = feeder[ids[6]].key
+    wrongkey = feeder.publish(make_group("wrongkey", "f1", keys, DAY, DAY, demo_grid_key()))
     with pytest.raises(HubRefused):
-        push_group(mb, make_group("wrongkey", "f1", keys, DAY, DAY, demo_grid_key()))
+        push_group(hub.mailbox(), wrongkey)
     # a member key that is a low-order point (all-zero shared secret)
     keys = {i: feeder[i].key for i in ids[:6]}
     keys[ids[5]] = bytes(32)
+    loworder = feeder.publish(make_group("loworder", "f1", keys, DAY, DAY, demo_grid_key()))
     with pytest.raises(HubRefused) as ei:
-        push_group(mb, make_group("loworder", "f1", keys, DAY, DAY, demo_grid_key()))
+        push_group(hub.mailbox(), loworder)
     assert ei.value.sw == 0x6A80
     # the same members again under a new id are fine (nothing new to learn)
-    push_group(mb, _group(feeder, ids[:6], gid="again"))
+    again = _group(feeder, ids[:6], gid="again")
+    mb = hub.mailbox()
+    push_group(mb, again)
     # a malformed definition
     with pytest.raises(HubRefused) as ei:
         mb.send(b"\x01" + b"MHAG\x01garbage", "junk")
@@ -298,6 +337,7 @@ def test_power_loss_mid_round(feeder, tmp_path) -> None:
     others = sorted(feeder)[:5]
     keys = {i: feeder[i].key for i in others} | {"m9": hub.key}
     g = make_group("torn", "f9", keys, DAY, DAY + timedelta(days=1), demo_grid_key())
+    push_registry(hub.mailbox(), [RegistryBlock("f9", 0, bytes(32), (g,)).signed(demo_grid_key())])
     push_group(hub.mailbox(), g)
     day = DAY + timedelta(days=1)
     rel_req = b"\x10" + AggregationRequest(g.group_id, day).to_bytes()

@@ -15,6 +15,7 @@ from helpers import make_history
 from meterhub.aggregation import AggregationRequest, RecoveryRequest
 from meterhub.card.guard import GUARD_AID, output_allowed
 from meterhub.crypto import ecdsa
+from meterhub.group_registry import RegistryBlock
 from meterhub.hub.aggregation import (
     AGGREGATION_APP_AID,
     AGGREGATION_MODULE_AID,
@@ -34,7 +35,15 @@ from meterhub.hub.secure_element import (
 )
 from meterhub.policy import LogEntry, LogError, default_policy, verify_release_log
 from meterhub.tariffs.price_index import sign_series
-from meterhub.utility.fraud import collect_day, demo_grid_key, hub_key, make_group, push_group
+from meterhub.utility.fraud import (
+    GroupRegistry,
+    collect_day,
+    demo_grid_key,
+    hub_key,
+    make_group,
+    push_group,
+    push_registry,
+)
 from meterhub.utility.settlement import AppletMailbox, HubRefused
 from meterhub.utility.tsm import TSM, TSMError, dap_signer
 
@@ -71,10 +80,29 @@ def build(path, h, *, policy=None, params: bytes = b"", extra_applet: bool = Fal
     return card
 
 
+class Hubs(dict):
+    """meter id -> (card, history, key), and the grid operator's registry they all hold."""
+
+    registry: GroupRegistry
+
+    def publish(self, g):
+        if g.group_id not in self.registry.view.groups:
+            self.registry.publish([g])
+        for card, _, _ in self.values():
+            push_registry(mailbox(card), self.registry)
+        return self.registry.group(g.group_id)
+
+
+def genesis(*groups) -> list[RegistryBlock]:
+    """A one-block registry of feeder "f" (a card of its own)."""
+    return [RegistryBlock("f", 0, bytes(32), tuple(groups)).signed(demo_grid_key())]
+
+
 @pytest.fixture(scope="module")
 def hubs(tmp_path_factory):
     base = tmp_path_factory.mktemp("guarded")
-    out = {}
+    out = Hubs()
+    out.registry = GroupRegistry("f", demo_grid_key())
     for k in range(7):
         h = make_history(start=DAY, n_days=2, seed=200 + k, meter_id=f"g{k}")
         card = build(base / f"g{k}.sqlite", h, extra_applet=(k == 0))
@@ -103,7 +131,12 @@ def test_the_group_signer_is_pinned_not_chosen_at_install(tmp_path) -> None:
     with pytest.raises(HubRefused) as ei:
         push_group(mailbox(card), make_group("own", "f", members, DAY, DAY, own))
     assert ei.value.sw == 0x6982
-    push_group(mailbox(card), make_group("pinned", "f", members, DAY, DAY, demo_grid_key()))
+    pinned = make_group("pinned", "f", members, DAY, DAY, demo_grid_key())
+    with pytest.raises(HubRefused) as ei:  # a registry signed by another key
+        push_registry(mailbox(card), [RegistryBlock("f", 0, bytes(32), (pinned,)).signed(own)])
+    assert ei.value.sw == 0x6982
+    push_registry(mailbox(card), genesis(pinned))
+    push_group(mailbox(card), pinned)
     card.close()
 
 
@@ -114,9 +147,16 @@ def test_group_rules_hold_across_the_recipients_applets(hubs) -> None:
     # the second applet of the same recipient has a key of its own
     key2 = hub_key(mailbox(card, SECOND_AGG))
     assert key2 != keys[ids[0]]
-    push_group(mailbox(card), make_group("a", "f", {i: keys[i] for i in ids[:6]}, DAY, DAY, demo_grid_key()))
-    # a group one member larger, pushed to the other applet, would isolate ids[6]
-    plus_one = make_group("b", "f", {i: keys[i] for i in ids[:7]} | {ids[0]: key2}, DAY, DAY, demo_grid_key())
+    others = {f"o{k}": bytes([k + 9]) * 32 for k in range(6)}
+    a = hubs.publish(make_group("a", "f", {ids[0]: keys[ids[0]]} | dict(list(others.items())[:5]), DAY, DAY,
+                                demo_grid_key()))
+    push_group(mailbox(card), a)
+    # a group one member larger, pushed to the other applet, would isolate o5: the
+    # registry the recipient's applets share refuses it, and so does the guard's own rule
+    plus_one = make_group("b", "f", {ids[0]: key2} | others, DAY, DAY, demo_grid_key())
+    with pytest.raises(HubRefused) as ei:
+        mailbox(card, SECOND_AGG).send(b"\x03" + hubs.registry.next_block([plus_one]).to_bytes(), "registry")
+    assert ei.value.sw == 0x6985
     with pytest.raises(HubRefused) as ei:
         push_group(mailbox(card, SECOND_AGG), plus_one)
     assert ei.value.sw == 0x6985
@@ -128,7 +168,8 @@ def test_group_rules_hold_across_the_recipients_applets(hubs) -> None:
 
 def test_every_aggregate_is_a_logged_release(hubs) -> None:
     ids = sorted(hubs)[1:7]
-    g = make_group("logged", "f", {i: hubs[i][2] for i in ids}, DAY, DAY + timedelta(days=1), demo_grid_key())
+    g = hubs.publish(make_group("logged", "f", {i: hubs[i][2] for i in ids}, DAY, DAY + timedelta(days=1),
+                                demo_grid_key()))
     before = {i: len(_log(hubs[i][0])) for i in ids}  # (reading the log ends a secure channel)
     boxes = {i: mailbox(hubs[i][0]) for i in ids}
     for mb in boxes.values():
@@ -167,7 +208,7 @@ def test_every_aggregate_is_a_logged_release(hubs) -> None:
 
 def test_a_group_id_with_braces_is_an_ordinary_id(hubs) -> None:
     ids = sorted(hubs)[1:7]
-    g = make_group("f{0}{}", "f", {i: hubs[i][2] for i in ids}, DAY, DAY, demo_grid_key())
+    g = hubs.publish(make_group("f{0}{}", "f", {i: hubs[i][2] for i in ids}, DAY, DAY, demo_grid_key()))
     boxes = {i: mailbox(hubs[i][0]) for i in ids}
     for mb in boxes.values():
         push_group(mb, g)

@@ -120,10 +120,16 @@ def _scalar(k: int) -> bytes:
     return k.to_bytes(32, "big")
 
 
-def mask_context(group_id: str, day: date, hours: int) -> bytes:
+def mask_context(group_id: str, day: date, hours: int, span: bytes) -> bytes:
     """The HKDF context of a day's masks: the group id and the interval range (the
-    local day and its number of hourly intervals), so no mask is ever reused."""
-    return b"group\x00" + _str8(group_id) + b"day\x00" + _date4(day) + hours.to_bytes(1, "big")
+    local day and its number of hourly intervals), so no mask is ever reused, and the
+    span digest of the day's groups in the hub's group registry
+    (:func:`meterhub.group_registry.span_digest`), so members shown different
+    registries derive masks that do not cancel (docs/fraud.md, equivocation)."""
+    if len(span) != 32:
+        raise FormatError("mask context: the span digest is 32 bytes")
+    return (b"group\x00" + _str8(group_id) + b"day\x00" + _date4(day) + hours.to_bytes(1, "big")
+            + b"span\x00" + bytes(span))
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ from .utility.theft import (
     CusumDetector,
     SuspectProfile,
     balance,
+    cable_segments,
     calibrate,
     localise,
     period_suspect_profiles,
@@ -246,6 +247,7 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
     from . import settlement_demo
     from .applets.aggregation import CLASS_NAME as AGG_CLASS
     from .demo import DemoRandom, _customer_policy, _open_card
+    from .group_registry import RegistryBlock
     from .hub.aggregation import AGGREGATION_APP_AID, aggregation_load_file
     from .hub.secure_element import PROFILING_APP_AID, ReadingsClient
     from .hub.store import HubStore
@@ -253,12 +255,14 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
     from .tariffs.price_index import sign_series
     from .utility.forecasting import ProfileScores, verify_scores
     from .utility.fraud import (
+        GroupRegistry,
         SessionMailbox,
         collect_day,
         demo_grid_key,
         hub_key,
         make_group,
         push_group,
+        push_registry,
         verify_feeder_day,
     )
     from .utility.settlement import AppletMailbox, HubRefused, SettlementStore, expected_code_hash
@@ -330,10 +334,28 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
                     keys[mid] = hub_key(AppletMailbox(tsm, AGGREGATION_APP_AID))
             finally:
                 card.close()
+        # Each feeder's group registry (docs/fraud.md): the feeder group and every segment
+        # the localisation may test (halves of halves while both keep the minimum), all
+        # published before any release, since a hub refuses new groups for days it has
+        # released. Kept in fraud.sqlite first, so a resumed run sends the same chain.
+        registries: dict[str, GroupRegistry] = {}
         groups = {}
         for f in feeders:
-            grp = make_group(f"{f.feeder_id}-{first_day:%Y%m%d}", f.feeder_id, {c: keys[c] for c in f.customers},
-                             first_day, last_day, demo_grid_key())
+            stored = store.meta(f"registry/{f.feeder_id}")
+            if stored is not None:
+                reg = GroupRegistry.from_blocks(f.feeder_id, demo_grid_key(),
+                                                [RegistryBlock.from_bytes(bytes.fromhex(b)) for b in stored])
+            else:
+                reg = GroupRegistry(f.feeder_id, demo_grid_key())
+                feeder_group = make_group(f"{f.feeder_id}-{first_day:%Y%m%d}", f.feeder_id,
+                                          {c: keys[c] for c in f.customers}, first_day, last_day, demo_grid_key())
+                reg.publish([feeder_group] + [
+                    make_group(_segment_id(f.feeder_id, a, e, first_day), f.feeder_id,
+                               {c: keys[c] for c in f.customers[a:e]}, first_day, last_day, demo_grid_key())
+                    for a, e in cable_segments(len(f.customers), MIN_GROUP)])
+                store.put("meta", (f"registry/{f.feeder_id}",), json.dumps([b.to_bytes().hex() for b in reg.blocks]))
+            registries[f.feeder_id] = reg
+            grp = reg.group(f"{f.feeder_id}-{first_day:%Y%m%d}")
             groups[f.feeder_id] = grp
             store.put("groups", (grp.group_id,), grp.to_bytes())
         store.put("meta", ("feeder_groups",), json.dumps({fid: g2.group_id for fid, g2 in groups.items()}))
@@ -356,6 +378,7 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
                     tsm.open()
                     tsms.append(tsm)
                     boxes[c] = SessionMailbox(tsm, AGGREGATION_APP_AID)
+                    push_registry(boxes[c], registries[f.feeder_id])
                     push_group(boxes[c], grp)
                 kept: list[tuple[tuple[str, ...], bytes | str]] = []
                 for k in day_ks:
@@ -437,10 +460,9 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
 
             def segment_sums(a: int, e: int, hours: slice, f: Feeder = f) -> tuple[np.ndarray, np.ndarray]:
                 # the tested half is an aggregation group of its own, for the round's days
+                # (published in the feeder's registry before any release)
                 k0, k1 = int(cal.day[hours.start]), int(cal.day[hours.stop - 1])
-                members = f.customers[a:e]
-                sub = make_group(f"{f.feeder_id}-{a}-{e}-{days[k0]:%Y%m%d}", f.feeder_id, {c: keys[c] for c in members},
-                                 days[k0], days[k1], demo_grid_key())
+                sub = registries[f.feeder_id].group(_segment_id(f.feeder_id, a, e, first_day))
                 store.put("groups", (sub.group_id,), sub.to_bytes())
                 s_wh, ok = aggregate(sub, f, range(k0, k1 + 1))
                 return s_wh[hours], ok[hours]
@@ -511,6 +533,10 @@ def _dump(signed: Any) -> bytes:
     from .tariffs.price_index import dump_series
 
     return dump_series(signed)
+
+
+def _segment_id(feeder_id: str, a: int, e: int, first_day: date) -> str:
+    return f"{feeder_id}-{a}-{e}-{first_day:%Y%m%d}"
 
 
 def _segment_threshold() -> float:
@@ -600,6 +626,10 @@ def fraud_stored(data_dir: Path) -> tuple[list[str], list[str]]:
         readings = {(fid, day): bytes(body) for fid, day, body in store.rows("feeder_days")}
         lines.append(f"{'feeder':<9} {'days':>4} {'incomplete':>10} {'mean disc.':>10} {'alarm':>11}  localisation")
         feeder_groups = set((store.meta("feeder_groups") or {}).values())
+        registries = _stored_registries(store, {fid for fid, _ in readings}, rejected)
+        lines[:0] = [f"group registry of {fid}: {len(reg.blocks)} block(s), {len(reg.view.groups)} groups, "
+                     "no household in their span (checked as every hub checks it)"
+                     for fid, reg in sorted(registries.items())]
         sub_days = 0
         unavailable = 0
         for gid, body in store.rows("groups"):
@@ -611,12 +641,18 @@ def fraud_stored(data_dir: Path) -> tuple[list[str], list[str]]:
             if not grp.verify(grid_key):
                 rejected.append(f"group {gid}: signature does not verify under the grid operator's key")
                 continue
+            listed = registries[grp.feeder_id].view.groups.get(gid) if grp.feeder_id in registries else None
+            if listed is None or listed.body() != grp.body():
+                rejected.append(f"group {gid}: not in the group registry of {grp.feeder_id}")
+                continue
             tz = utility.registration(grp.members[0].meter_id).tz
             n_days = (grp.valid_to - grp.valid_from).days + 1
             if gid not in feeder_groups:  # a localisation subgroup: re-verify its days
                 for k in range(n_days):
                     day = grp.valid_from + timedelta(days=k)
                     got = releases.get((gid, day.isoformat()), {})
+                    if not got:  # a published segment is asked only on the days a round tests it
+                        continue
                     try:
                         rel = {m: MaskedRelease.from_bytes(b) for m, b in got.get("release", {}).items()}
                         rec = {m: RecoveryRelease.from_bytes(b) for m, b in got.get("recovery", {}).items()}
@@ -679,6 +715,27 @@ def fraud_stored(data_dir: Path) -> tuple[list[str], list[str]]:
         store.close()
         utility.close()
     return lines, rejected
+
+
+def _stored_registries(store: FraudStore, feeders: set[str], rejected: list[str]) -> dict[str, Any]:
+    """Each feeder's stored group registry, checked block by block under the grid
+    operator's group key (chain, signatures, no household in the span)."""
+    from .group_registry import RegistryBlock
+    from .utility.fraud import GroupRegistry, demo_grid_key
+    from .utility.verifier import Rejected
+
+    out = {}
+    for fid in sorted(feeders):
+        raw = store.meta(f"registry/{fid}")
+        if raw is None:
+            rejected.append(f"no group registry of {fid}")
+            continue
+        try:
+            out[fid] = GroupRegistry.from_blocks(fid, demo_grid_key(),
+                                                 [RegistryBlock.from_bytes(bytes.fromhex(b)) for b in raw])
+        except (Rejected, ValueError) as exc:
+            rejected.append(f"group registry of {fid}: {exc}")
+    return out
 
 
 def _stored_suspects(store: FraudStore, utility: Any, rejected: list[str]) -> list[str]:

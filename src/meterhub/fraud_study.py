@@ -93,6 +93,17 @@ class MethodResult:
     investigated_without_profiles: int = 0  # the same, narrowed groups visited in random order
     false_alarm_visits: int = 0  # part of ``investigated``: narrowed groups after false alarms
     per_kind: dict[str, list[int]] = field(default_factory=dict)  # kind -> [thieves, detected]
+    # kind -> [(rank of the thief within its narrowed group by likelihood, group size)] of
+    # the detected thieves that the localisation kept in a narrowed group
+    per_kind_rank: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+
+    def rank_summary(self, kind: str) -> tuple[int, float, float, float]:
+        """``(thieves ranked, mean rank, mean group size, share ranked in the top two)``."""
+        r = self.per_kind_rank.get(kind, [])
+        if not r:
+            return 0, float("nan"), float("nan"), float("nan")
+        return (len(r), float(np.mean([a for a, _ in r])), float(np.mean([b for _, b in r])),
+                sum(a <= 2 for a, _ in r) / len(r))
 
     @property
     def detection_rate(self) -> float:
@@ -170,14 +181,16 @@ def _segment_threshold(feeders: list[Feeder], cal: HourCalendar, min_size: int, 
 
 def investigate(feeder: Feeder, cal: HourCalendar, flag_day: int, detector_min: int, threshold: float,
                 params: StudyParams, complete: np.ndarray | None, labels: list[str],
-                shuffle: np.random.Generator | None = None, *, guarded: bool = False) -> tuple[list[str], int]:
+                shuffle: np.random.Generator | None = None, *, guarded: bool = False,
+                ranks: dict[str, tuple[int, int]] | None = None) -> tuple[list[str], int]:
     """Localise, rank by suspect likelihood, visit. Returns the visiting order and the
     number of customers visited (until every thief is found; the narrowed groups only
     on a false alarm). With ``shuffle``, each narrowed group is visited in random order
     instead (the same run's baseline without suspect profiles). ``guarded``: the
     statistics the hub's privacy guard releases (one ``suspects`` release per customer
     and period, here the whole horizon: :func:`period_suspect_profiles`, energy and sum
-    of squares of the period); otherwise those of the score window."""
+    of squares of the period); otherwise those of the score window. ``ranks`` receives,
+    per thief in a narrowed group, its rank there by likelihood and the group's size."""
     loc = localise(feeder, cal, flag_day, min_size=detector_min, threshold=threshold,
                    round_days=params.round_days, complete=complete)
     last = max(loc.last_day, flag_day)
@@ -202,6 +215,8 @@ def investigate(feeder: Feeder, cal: HourCalendar, flag_day: int, detector_min: 
             stats[feeder.customers[i]] = suspect_statistics(n, float(x.sum()), float(x @ x), scores, profiles)
         lik = suspect_likelihoods(stats)
         ranked = sorted(lik, key=lambda c: -lik[c][1])
+        if ranks is not None:
+            ranks.update({c: (ranked.index(c) + 1, len(ranked)) for c in ranked if c in feeder.thieves})
         if shuffle is not None:
             ranked = [ranked[k] for k in shuffle.permutation(len(ranked))]
         order.extend(ranked)
@@ -265,7 +280,9 @@ def _run_method(name: str, feeders: list[Feeder], cal: HourCalendar, det: CusumD
             if later is None:
                 continue
             alarm = later
-        _, visited = investigate(f, cal, alarm, min_size, thr, params, complete, labels, guarded=guarded)
+        found: dict[str, tuple[int, int]] = {}
+        _, visited = investigate(f, cal, alarm, min_size, thr, params, complete, labels, guarded=guarded,
+                                 ranks=found)
         res.investigated += visited
         _, blind = investigate(f, cal, alarm, min_size, thr, params, complete, labels, shuffle=shuffle,
                                guarded=guarded)
@@ -276,6 +293,8 @@ def _run_method(name: str, feeders: list[Feeder], cal: HourCalendar, det: CusumD
                 res.localised += 1
                 res.per_kind[t.kind][1] += 1
                 res.days_to_detection.append(alarm - t.start_day)
+                if t.customer in found:
+                    res.per_kind_rank.setdefault(t.kind, []).append(found[t.customer])
     return res
 
 
@@ -331,4 +350,11 @@ def format_study(r: StudyReport) -> str:
         + " / ".join(f"{m.per_kind.get(k, [0, 0])[1]}/{m.per_kind.get(k, [0, 0])[0]}" for m in r.methods)
         for k in kinds))
     lines.append("(* keeps the daily total)")
+    for m in r.methods:
+        parts = []
+        for k in kinds:
+            n, mean, size, top2 = m.rank_summary(k)
+            if n:
+                parts.append(f"{k} {mean:.1f} of {size:.1f} (top two {100 * top2:.0f}%, {n})")
+        lines.append(f"rank of the found thieves in their narrowed groups, {m.method}: " + ", ".join(parts))
     return "\n".join(lines)

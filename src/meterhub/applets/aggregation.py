@@ -22,9 +22,17 @@ grid operator's security domain, inside its SCP03 session; first byte:
   → admitted by the privacy guard under :class:`~meterhub.aggregation.GroupPolicy`
   (signed by the recipient's pinned group-signing key, this meter a member with this
   applet's key, at least 5 members, hourly intervals, no two groups of the recipient
-  differing by fewer than 5) and kept by the guard. Refused: malformed ``6A80``;
+  differing by fewer than 5, listed in the group registry the hub holds) and kept by
+  the guard. Refused: malformed ``6A80``;
   signature ``6982``; policy ``6985``.
 * ``02`` → the applet's 32-byte X25519 public key (issued by the guard).
+* ``03`` + the next block of the recipient's **group registry**
+  (:class:`meterhub.group_registry.RegistryBlock`) → kept by the guard if it extends the
+  chain the hub holds and the whole registry isolates no household (docs/fraud.md).
+  Signature ``6982``; not the next block, another feeder, a household in the span of
+  the groups, two groups differing by fewer than 5, a group added to a day this hub
+  has released ``6985``; malformed ``6A80``. A block held already is accepted again.
+* ``04`` → ``u32 blocks held || 32-byte chain value`` of that registry.
 * ``10`` + :class:`~meterhub.aggregation.AggregationRequest` → the
   :class:`~meterhub.aggregation.MaskedRelease` (about 1.6 KB), a release of kind
   ``aggregate`` through the guard (logged; one per group and day; a re-ask answers the
@@ -44,12 +52,16 @@ signer key from its installer: it reads the pinned one from the guard.
 The X25519 key pair is drawn from the card's random source at install
 (``AppletContext.random_bytes``, which a demo may seed).
 
+The masks of a day bind the span digest of that day's groups in the hub's registry
+(``mask_context``), so members shown different registries get masks that do not cancel.
+
 What a hostile grid operator learns: from a release, nothing (uniformly masked); from
 a group's releases, the group's hourly sum; from a recovery, the sum of the present
-members. It could isolate a household only with groups that differ by few members,
-which the guard refuses, or by declaring as missing a member that did answer (the
-recovery then unmasks that member's release): a hub cannot tell, so the guard allows
-one recovery per group and day and logs it (docs/fraud.md).
+members. It could isolate a household only with groups whose span contains it (two
+groups that differ by few members, or a chain of groups), which the guard refuses over
+the whole registry, or by declaring as missing a member that did answer (the recovery
+then unmasks that member's release): a hub cannot tell, so the guard allows one
+recovery per group and day and logs it (docs/fraud.md).
 """
 
 from __future__ import annotations
@@ -157,6 +169,11 @@ class AggregationApplet(MeteringApplet):
             return b""
         if kind == 0x02:
             return bytes(self.guard.issue_key(self._own_key()))
+        if kind == 0x03:
+            self.guard.extend_registry(bytes(body))
+            return b""
+        if kind == 0x04:
+            return bytes(self.guard.registry_head())
         if kind == 0x10:
             return self._release(body)
         if kind == 0x11:
@@ -191,8 +208,8 @@ class AggregationApplet(MeteringApplet):
         if again is not None:
             return bytes(again)
         first, sums = self._day_sums(group, day)
-        masks = zerosum.member_masks(self._pairs(group, meter_id), mask_context(group.group_id, day, len(sums)),
-                                     2 * len(sums))
+        ctx = mask_context(group.group_id, day, len(sums), self.guard.day_span(day))
+        masks = zerosum.member_masks(self._pairs(group, meter_id), ctx, 2 * len(sums))
         values = tuple(((m + masks[2 * h]) % Q, (r + masks[2 * h + 1]) % Q) for h, (m, r) in enumerate(sums))
         out = MaskedRelease(group.group_id, meter_id, day, first, applet_code_hash(type(self)), values)
         return bytes(self.guard.commit_aggregate("aggregate", bytes(body), meter_id, self._own_key(), out.to_bytes(),
@@ -208,7 +225,8 @@ class AggregationApplet(MeteringApplet):
         missing = set(req.missing)
         keys = {m.hub_key for m in group.members if m.meter_id in missing}
         pairs = [p for p in self._pairs(group, meter_id) if p.peer in keys]
-        terms = zerosum.member_masks(pairs, mask_context(group.group_id, day, len(sums)), 2 * len(sums))
+        ctx = mask_context(group.group_id, day, len(sums), self.guard.day_span(day))
+        terms = zerosum.member_masks(pairs, ctx, 2 * len(sums))
         values = tuple((terms[2 * h], terms[2 * h + 1]) for h in range(len(sums)))
         out = RecoveryRelease(group.group_id, meter_id, day, req.missing, values)
         return bytes(self.guard.commit_aggregate("recovery", bytes(body), meter_id, self._own_key(), out.to_bytes(),

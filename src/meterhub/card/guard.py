@@ -16,6 +16,9 @@ security domain. It holds, in its own persistent namespace (JCRE ch. 7 transacti
 * each recipient's admitted **aggregation groups** (:class:`meterhub.aggregation.GroupPolicy`
   over all of them, whichever applet of the recipient asks), and per group and day at
   most one masked release and one recovery answer (docs/fraud.md);
+* each recipient's **group registry** (:mod:`meterhub.group_registry`): the chain of
+  signed blocks with every group of the feeder, accepted only while no household is in
+  the span of all of them, and the days released (no retroactive groups);
 * every released statement and the **release log** (a hash chain, :mod:`meterhub.policy.log`),
   the budget spent per recipient and period, the coin tosses and the tariff changes.
 
@@ -62,6 +65,7 @@ from ..aggregation import (
 )
 from ..crypto import ecdsa
 from ..crypto.sampling import commit_hub_nonce
+from ..group_registry import RegistryBlock, RegistryView
 from ..policy import (
     AGGREGATE_KINDS,
     KINDS,
@@ -322,9 +326,91 @@ class GuardPort(Shareable):
             raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, str(exc)) from None
         except PolicyRefusal as exc:
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, str(exc)) from None
+        listed = self._registry().groups.get(group.group_id)
+        if listed is None or listed.body() != group.body():
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED,
+                               f"group {group.group_id} is not in the group registry this hub holds")
         key = prefix + group.group_id.encode()
         if g.ctx.store.get(key) is None:
             g.ctx.store.put(key, group.to_bytes())
+
+    # -- the group registry (meterhub.group_registry, docs/fraud.md) --------------------
+    def _qkey(self, *parts: bytes) -> bytes:
+        return b"Q" + self._recipient.encode() + b"/" + b"/".join(parts)
+
+    def _registry(self) -> RegistryView:
+        g = self._guard
+        raw = g.ctx.store.get(self._qkey(b"head"))
+        if raw is None:
+            return RegistryView()
+        hit = g._registry_cache.get(self._recipient)
+        if hit is not None and hit[0] == raw:
+            return hit[1]
+        n = raw[0]
+        feeder, version, head = raw[1 : 1 + n].decode(), int.from_bytes(raw[1 + n : 5 + n], "big"), raw[5 + n :]
+        groups = {}
+        for k in g._stored(self._qkey(b"g", b"")):
+            grp = GroupDefinition.from_bytes(g.ctx.store.get(k) or b"")
+            groups[grp.group_id] = grp
+        view = RegistryView(feeder, version, head, groups)
+        g._registry_cache[self._recipient] = (raw, view)
+        return view
+
+    def registry_head(self) -> bytes:
+        """Issue ``u32 blocks held || 32-byte chain value`` of this recipient's group
+        registry (the recipient's own published data; no release)."""
+        view = self._registry()
+        return _issue(self._guard.ctx.runtime, self._client, _u32(view.version + 1) + view.head)
+
+    def extend_registry(self, raw: bytes) -> None:
+        """Append the next block of this recipient's group registry after
+        :meth:`RegistryView.check_extension` (signature ``6982``; not the next block,
+        another feeder, a registry that isolates a household or adds to a released day
+        ``6985``; malformed ``6A80``). A block this hub holds already is accepted again
+        without change (the grid operator may resend its chain)."""
+        g = self._guard
+        g._entitled(self._recipient, "aggregate")
+        try:
+            block = RegistryBlock.from_bytes(raw)
+        except FormatError:
+            raise ISOException(SW.WRONG_DATA, "malformed registry block") from None
+        view = self._registry()
+        if block.version <= view.version:
+            if g.ctx.store.get(self._qkey(b"v", _u32(block.version))) == block.chain_value():
+                return
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED,
+                               f"registry block {block.version} differs from the one this hub holds (equivocation)")
+        try:
+            view.check_extension(block, self.pinned("group"), self._released, min_size=GROUP_POLICY.min_size,
+                                 interval_minutes=GROUP_POLICY.interval_minutes)
+        except PermissionError as exc:
+            raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, str(exc)) from None
+        except PolicyRefusal as exc:
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, str(exc)) from None
+        new = view.extended(block)
+        feeder = block.feeder_id.encode()
+        g.ctx.begin_transaction()
+        for grp in block.groups:
+            g.ctx.store.put(self._qkey(b"g", grp.group_id.encode()), grp.to_bytes())
+        g.ctx.store.put(self._qkey(b"v", _u32(block.version)), new.head)
+        g.ctx.store.put(self._qkey(b"head"), bytes([len(feeder)]) + feeder + _u32(new.version) + new.head)
+        g.ctx.commit_transaction()
+
+    def _released(self, day: date) -> bool:
+        return self._guard.ctx.store.get(self._qkey(b"d", day.isoformat().encode())) is not None
+
+    def day_span(self, day: date) -> bytes:
+        """The span digest of ``day``'s groups in this recipient's registry, which the
+        applet binds into the day's masks (:func:`meterhub.aggregation.mask_context`)."""
+        g = self._guard
+        view = self._registry()
+        key = (self._recipient, view.head, day)
+        hit = g._span_cache.get(key)
+        if hit is None:
+            if len(g._span_cache) > 256:
+                g._span_cache.clear()
+            hit = g._span_cache[key] = view.day_span(day)
+        return hit
 
     def group(self, group_id: str) -> GroupDefinition:
         """An admitted group of this recipient (``6A88`` if none)."""
@@ -397,6 +483,7 @@ class GuardPort(Shareable):
         g.ctx.store.put(b"L" + _u32(count), raw)
         g.ctx.store.put(b"R" + slot.encode(), _u32(count))
         g.ctx.store.put(b"head", _u32(count + 1) + chain_hash(head, raw))
+        g.ctx.store.put(self._qkey(b"d", day.isoformat().encode()), b"\x01")  # no retroactive groups
         g.ctx.commit_transaction()
         return g._hand_out(self._client, count, False)
 
@@ -483,6 +570,8 @@ class PrivacyGuard(Applet):
     def __init__(self, ctx: AppletContext) -> None:
         super().__init__(ctx)
         self._policy_cache: tuple[bytes, ReleasePolicy] | None = None
+        self._registry_cache: dict[str, tuple[bytes, RegistryView]] = {}
+        self._span_cache: dict[tuple[str, bytes, date], bytes] = {}
 
     # -- state ----------------------------------------------------------------------------
     def _stored(self, prefix: bytes) -> list[bytes]:

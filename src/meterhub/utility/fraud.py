@@ -26,7 +26,7 @@ present members only.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -36,11 +36,13 @@ from ..aggregation import (
     GroupDefinition,
     GroupMember,
     MaskedRelease,
+    PolicyRefusal,
     RecoveryRelease,
     RecoveryRequest,
 )
 from ..crypto import ecdsa
 from ..crypto.group import G, H, PointDecodeError, Q, msm_encoded
+from ..group_registry import RegistryBlock, RegistryView
 from ..meter.timebase import day_starts
 from .settlement import AppletMailbox, check_batches
 from .verifier import DayCommitments, MeterRegistration, Rejected
@@ -54,6 +56,9 @@ __all__ = [
     "demo_grid_key",
     "hub_key",
     "push_group",
+    "push_registry",
+    "registry_head",
+    "GroupRegistry",
     "SessionMailbox",
 ]
 
@@ -264,6 +269,92 @@ def hub_key(mailbox: AppletMailbox) -> bytes:
     if len(key) != 32:
         raise Rejected("the aggregation applet answered a key of the wrong length")
     return key
+
+
+MAX_BLOCK_BYTES = 40_000  # a STORE DATA message is at most 256 blocks of the mailbox's block size
+
+
+class GroupRegistry:
+    """The grid operator's group registry of one feeder (:mod:`meterhub.group_registry`):
+    the chain of signed blocks every hub of the feeder holds. :meth:`publish` checks the
+    registry after the block with the hubs' own rules first (an honest operator never
+    publishes a block its hubs refuse) and signs it."""
+
+    def __init__(self, feeder_id: str, key: ecdsa.SigningKey) -> None:
+        self.feeder_id, self._key = feeder_id, key
+        self.blocks: list[RegistryBlock] = []
+        self.view = RegistryView()
+
+    @classmethod
+    def from_blocks(cls, feeder_id: str, key: ecdsa.SigningKey, blocks: Sequence[RegistryBlock]) -> GroupRegistry:
+        """A registry kept from an earlier run, checked block by block like a hub does."""
+        reg = cls(feeder_id, key)
+        for b in blocks:
+            if b.feeder_id != feeder_id:
+                raise Rejected(f"registry block {b.version} is of feeder {b.feeder_id}")
+            try:
+                reg.view.check_extension(b, [ecdsa.public_bytes(key)], lambda d: False)
+            except (PolicyRefusal, PermissionError) as exc:
+                raise Rejected(f"registry of {feeder_id}: {exc}") from None
+            reg.blocks.append(b)
+            reg.view = reg.view.extended(b)
+        return reg
+
+    def next_block(self, groups: Sequence[GroupDefinition]) -> RegistryBlock:
+        """The next block with ``groups``, signed, unchecked and not appended (what a
+        hostile operator would send, for tests)."""
+        return RegistryBlock(self.feeder_id, self.view.version + 1, self.view.head, tuple(groups)).signed(self._key)
+
+    def publish(self, groups: Sequence[GroupDefinition], released: Callable[[date], bool] = lambda d: False
+                ) -> list[RegistryBlock]:
+        """Append ``groups`` in one block, or several where one would not fit a STORE DATA
+        message (``MAX_BLOCK_BYTES``); :class:`Rejected` if the hubs would refuse the
+        registry after them (``released``: days the hubs released already), and then
+        nothing is appended."""
+        chunks: list[list[GroupDefinition]] = [[]]
+        size = 0
+        for g in groups:
+            n = len(g.to_bytes()) + 2
+            if chunks[-1] and size + n > MAX_BLOCK_BYTES:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(g)
+            size += n
+        view, blocks = self.view, []
+        key = [ecdsa.public_bytes(self._key)]
+        for chunk in chunks:
+            block = RegistryBlock(self.feeder_id, view.version + 1, view.head, tuple(chunk)).signed(self._key)
+            try:
+                view.check_extension(block, key, released)
+            except (PolicyRefusal, PermissionError) as exc:
+                raise Rejected(f"registry of {self.feeder_id}: {exc}") from None
+            view = view.extended(block)
+            blocks.append(block)
+        self.blocks += blocks
+        self.view = view
+        return blocks
+
+    def group(self, group_id: str) -> GroupDefinition:
+        return self.view.groups[group_id]
+
+
+def registry_head(mailbox: AppletMailbox) -> tuple[int, bytes]:
+    """How many blocks of the registry a hub holds, and its chain value."""
+    raw = mailbox.send(b"\x04", "registry head")
+    if len(raw) != 36:
+        raise Rejected("the aggregation applet answered a registry head of the wrong length")
+    return int.from_bytes(raw[:4], "big"), raw[4:]
+
+
+def push_registry(mailbox: AppletMailbox, registry: GroupRegistry | Sequence[RegistryBlock]) -> None:
+    """Send a hub the blocks it does not hold yet (in order); the hub refuses one that
+    does not extend its chain or that its rules refuse (``HubRefused``)."""
+    blocks = registry.blocks if isinstance(registry, GroupRegistry) else list(registry)
+    held, head = registry_head(mailbox)
+    if held and (held > len(blocks) or blocks[held - 1].chain_value() != head):
+        raise Rejected(f"the hub holds another registry (block {held - 1} differs)")
+    for b in blocks[held:]:
+        mailbox.send(b"\x03" + b.to_bytes(), f"registry block {b.version}")
 
 
 def push_group(mailbox: AppletMailbox, group: GroupDefinition) -> None:

@@ -204,6 +204,22 @@ def segment_discrepancy(feeder: Feeder, a: int, b: int, hours: slice, complete: 
     return float(100.0 * d[ok].sum() / measured[ok].sum())
 
 
+def cable_segments(n: int, min_size: int) -> list[tuple[int, int]]:
+    """Every segment ``(first, end)`` of a feeder of ``n`` customers that :func:`localise`
+    may test: the halves at the middle of a segment of at least ``2 * min_size``, then
+    their halves, and so on. The grid operator publishes them all as aggregation groups
+    before any release (a nested partition: no household in their span)."""
+    out: list[tuple[int, int]] = []
+    todo = [(0, n)]
+    while todo:
+        a, e = todo.pop()
+        if e - a >= 2 * min_size:
+            c = (a + e) // 2
+            out += [(a, c), (c, e)]
+            todo += [(a, c), (c, e)]
+    return sorted(out)
+
+
 def localise(feeder: Feeder, cal: HourCalendar, flag_day: int, *, min_size: int, threshold: float,
              round_days: int = 4, complete: np.ndarray | None = None,
              segment_sums: SegmentSums | None = None) -> Localisation:
