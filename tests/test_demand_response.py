@@ -403,3 +403,49 @@ def test_auditor_refuses_a_log_beyond_the_events_cap(released):
     hub.client.select()
     with pytest.raises(LogError, match="demand-response events"):
         verify_release_log(raws, head, policies={1: default_policy(dr={"events_per_period": 0})})
+
+
+def _with_c65(dc):
+    from meterhub.crypto.group import Point
+
+    c65 = b"".join(Point.from_bytes(dc.c33[k : k + 33]).to_bytes_uncompressed() for k in range(0, len(dc.c33), 33))
+    return dataclasses.replace(dc, c65=c65)
+
+
+def test_uncompressed_and_mixed_store_copies_give_the_same_verdict(released):
+    """The verifier cuts the window encodings out of either copy (utility.demand_response
+    ._window_sum); a store holding uncompressed points for some days only verifies alike."""
+    h, hub, ev, rel = released
+    ref = verify_release(rel, ev, h.registration, commitments(h), code_hash=CODE_HASH, app_aid=DR_APP_AID)
+    every = {d: _with_c65(dc) for d, dc in commitments(h).items()}
+    some = {d: (_with_c65(dc) if k % 2 else dc) for k, (d, dc) in enumerate(commitments(h).items())}
+    for cs in (every, some):
+        assert verify_release(rel, ev, h.registration, cs, code_hash=CODE_HASH, app_aid=DR_APP_AID) == ref
+
+
+def test_an_undecodable_window_commitment_names_its_day(released):
+    h, hub, ev, rel = released
+    cs = {d: _with_c65(dc) for d, dc in commitments(h).items()}
+    day = ev.baseline_days[3]
+    _, e_pos, _ = event_windows(ev, "Europe/Berlin", 15)
+    j = e_pos[0]
+    bad = cs[day].c65[: 65 * j] + b"\x04" + b"\xff" * 64 + cs[day].c65[65 * j + 65 :]
+    cs[day] = dataclasses.replace(cs[day], c65=bad)
+    with pytest.raises(Rejected, match=f"day {day}: a commitment does not decode"):
+        verify_release(rel, ev, h.registration, cs, code_hash=CODE_HASH, app_aid=DR_APP_AID)
+
+
+def test_range_bits_picks_the_shortest_width_and_a_household_needs_16(released):
+    from meterhub.dr.event import EventError
+    from meterhub.dr.release import range_bits
+
+    assert range_bits([0, (1 << 16) - 1]) == 16
+    assert range_bits([5, 1 << 16]) == 32
+    assert range_bits([1 << 32]) == 64
+    with pytest.raises(EventError):
+        range_bits([1 << 64])
+    h, hub, ev, rel = released
+    assert rel.bits == 16  # two 16-bit bounds: 32 generators, all with fixed-base tables
+    with pytest.raises(Rejected, match="range proof"):
+        verify_release(dataclasses.replace(rel, bits=32), ev, h.registration, commitments(h),
+                       code_hash=CODE_HASH, app_aid=DR_APP_AID)

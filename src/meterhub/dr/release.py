@@ -6,12 +6,12 @@ the utility (consumer). Big-endian::
 
     u8 version (1) | text meter id | text event id | 32 event digest
     | 16-byte applet AID (len-prefixed text, hex) | 32 code hash
-    | u8 N days | u16 a (permille) | i64 S | 32 R_S | u8 range bits n (32 or 64)
+    | u8 N days | u16 a (permille) | i64 S | 32 R_S | u8 range bits n (16, 32 or 64)
     | u16 proof length | proof
 
 ``text`` is ``u8 length || UTF-8``. ``S`` is the scaled reduction, ``R_S`` its opening
-(mod Q), the proof a Bulletproof (``meterhub.crypto.bulletproofs``, 64 bits) over the
-one or two adjustment bounds (``n = 32`` when both fit, else 64), bound by a :class:`ProofContext` to meter and event.
+(mod Q), the proof a Bulletproof (``meterhub.crypto.bulletproofs``) over the
+one or two adjustment bounds (``n`` the shortest of 16, 32, 64 that both fit), bound by a :class:`ProofContext` to meter and event.
 """
 
 from __future__ import annotations
@@ -26,12 +26,23 @@ from .event import ADJ_CAP_HIGH, ADJ_CAP_LOW, EventError
 __all__ = ["DRRelease", "RANGE_BITS", "range_bits", "adjustment_bounds", "proof_context", "reduction_coefficients"]
 
 RELEASE_VERSION = 1
-RANGE_BITS = (32, 64)
+RANGE_BITS = (16, 32, 64)
 
 
 def range_bits(values: list[int]) -> int:
-    """The shorter proof when every bounded value fits 32 bits."""
-    return 32 if all(v < 1 << 32 for v in values) else 64
+    """The shortest of 16, 32 or 64 bits that every bounded value fits.
+
+    The two bounds add up to ``X - 1`` (``X`` the baseline days' adjustment-window
+    sum), so for a household both usually fit 16 bits: two 16-bit values need 32
+    vector generators, all of which have fixed-base tables
+    (:data:`meterhub.crypto.bulletproofs.TABLE_GENERATORS`), so neither prover nor
+    verifier multiplies a generator. The width is public: it tells the recipient
+    whether both slacks are below 2^16 (or 2^32), i.e. at most one bit about the
+    size of ``X`` per event (docs/demand-response.md)."""
+    for bits in RANGE_BITS:
+        if all(v < 1 << bits for v in values):
+            return bits
+    raise EventError("adjustment bound does not fit 64 bits")
 
 
 def _text(s: str) -> bytes:
