@@ -99,3 +99,24 @@ def test_oadr_record_parser_only_raises_event_error(comment, target):
         event_from_oadr(oe)
     except EventError:
         pass
+
+
+def test_a_ven_session_sends_registration_reports_event_request_and_answer_only(monkeypatch):
+    """The one-shot VEN session (dr.openadr._session): no optional oadrQueryRegistration
+    and no oadrPoll after the event sync, which OpenADRClient.run adds (a third of the
+    signed messages of the demo's exchange)."""
+    import openleadr.client
+
+    sent: list[str] = []
+    orig = openleadr.client.create_message
+
+    def spy(message_type, *a, **kw):
+        sent.append(message_type)
+        return orig(message_type, *a, **kw)
+
+    monkeypatch.setattr(openleadr.client, "create_message", spy)  # the client binds it at construction
+    h = make_history(start=START, n_days=2, seed=40, meter_id="ven-c")
+    ev = make_event(h, targets=("ven-c",))
+    opts = run_exchange(self_signed("vtn", VTN_KEY), [(ev, ["ven-c"])], [VEN("ven-c", OptRules(), lambda *a: True)])
+    assert opts == {("ven-c", ev.event_id): "optIn"}
+    assert sent == ["oadrCreatePartyRegistration", "oadrRegisterReport", "oadrRequestEvent", "oadrCreatedEvent"]

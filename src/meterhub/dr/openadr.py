@@ -264,6 +264,22 @@ class VTN:
             await self.server.stop()
 
 
+async def _session(client: Any) -> None:
+    """One VEN's pull-mode session, OpenADR 2.0b Profile Specification §8 (registration),
+    §9 (EiEvent): ``oadrCreatePartyRegistration``, ``oadrRegisterReport`` (the VEN's
+    report metadata, mandatory after registration), ``oadrRequestEvent`` (the VTN answers
+    ``oadrDistributeEvent``) and ``oadrCreatedEvent`` with the opt decisions; each message
+    XML-signed and checked. ``OpenADRClient.run`` sends two more round trips we do not
+    need in a one-shot exchange: the optional ``oadrQueryRegistration`` first and an
+    ``oadrPoll`` after the event sync (the events were just fetched), and then keeps
+    polling; the demo's exchange ends once the VTN has every answer."""
+    await client.create_party_registration(ven_id=client.ven_id)
+    if not client.registration_id:
+        return  # refused, or the VTN's answer failed the pinned fingerprint: no events, no answer
+    await client.register_reports(client.reports)
+    await client.sync_events()
+
+
 async def _exchange(vtn_cert: Certificate, events: Sequence[tuple[DREvent, Sequence[str]]], vens: Sequence[VEN],
                     pinned: str | None, timeout: float) -> dict[tuple[str, str], str]:
     from openleadr import OpenADRClient
@@ -288,7 +304,7 @@ async def _exchange(vtn_cert: Certificate, events: Sequence[tuple[DREvent, Seque
                 client.add_handler("on_event", v.on_event)
                 clients.append(client)
             with contextlib.redirect_stdout(io.StringIO()):
-                await asyncio.gather(*(c.run() for c in clients))
+                await asyncio.gather(*(_session(c) for c in clients))
             wanted = {(t, ev.event_id) for ev, ts in events for t in ts if t in {v.ven_id for v in vens}}
             loop = asyncio.get_running_loop()
             end = loop.time() + timeout
