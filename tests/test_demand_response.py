@@ -449,3 +449,109 @@ def test_range_bits_picks_the_shortest_width_and_a_household_needs_16(released):
     with pytest.raises(Rejected, match="range proof"):
         verify_release(dataclasses.replace(rel, bits=32), ev, h.registration, commitments(h),
                        code_hash=CODE_HASH, app_aid=DR_APP_AID)
+
+
+# -- PJM High 4 of 5 with the symmetric additive adjustment ----------------------------
+
+def pjm_event(h: History, **kw) -> DREvent:
+    from meterhub.dr.event import METHOD_PJM
+
+    day = START + timedelta(days=N_DAYS - 1)
+    cands = tuple(similar_days(day, set(), set(), "Europe/Berlin", have_from=START, method=METHOD_PJM))
+    return make_event(h, event_id="ev-pjm", method=METHOD_PJM, baseline_days=cands, **kw)
+
+
+def pjm_true_reduction(h: History, ev: DREvent) -> tuple[Fraction, int]:
+    """PJM Manual 11 CBL from the raw readings: drop the candidate with the lowest usage
+    over the event hours (the most recent of equal ones), average the others per
+    interval, add the mean difference of the 3 hours that end 1 hour before the event."""
+    day, e, w = event_windows(ev, "Europe/Berlin", 15)
+    idx = {d.batch.batch.day: k for k, d in enumerate(h.days)}
+    r = {d: h.readings[idx[d]] for d in (day, *ev.baseline_days)}
+    usage = [sum(r[d][j] for j in e) for d in ev.baseline_days]
+    low = min(usage)
+    drop = max((k for k, u in enumerate(usage) if u == low), key=lambda k: ev.baseline_days[k])
+    sel = [d for k, d in enumerate(ev.baseline_days) if k != drop]
+    cbl = {j: Fraction(sum(r[d][j] for d in sel), len(sel)) for j in (*e, *w)}
+    saa = Fraction(sum(r[day][j] - cbl[j] for j in w), len(w))
+    return sum(cbl[j] + saa - r[day][j] for j in e), drop
+
+
+@pytest.fixture(scope="module")
+def pjm_released(tmp_path_factory):
+    h = make_history(start=START, n_days=N_DAYS, seed=15)
+    hub = Hub(tmp_path_factory.mktemp("pjm") / "hub.sqlite", h)
+    ev = pjm_event(h)
+    hub.client.put_event(ev.event_id, ev.to_bytes(), True)
+    hub.feed()
+    return h, hub, ev, hub.release(ev.event_id)
+
+
+def test_pjm_release_verifies_and_equals_the_cbl_from_raw_readings(pjm_released):
+    h, hub, ev, rel = pjm_released
+    assert len(ev.baseline_days) == 5 and rel.method == ev.method == 1
+    v = verify_release(rel, ev, h.registration, commitments(h), code_hash=CODE_HASH, app_aid=DR_APP_AID)
+    want, drop = pjm_true_reduction(h, ev)
+    assert (v.reduction, v.adjustment) == (want, drop)
+    assert DRRelease.from_bytes(rel.to_bytes()) == rel
+
+
+def test_pjm_release_claiming_another_dropped_day_is_rejected(pjm_released):
+    """A hub that drops a day that was not the lowest cannot prove the selection: with
+    the reduction recomputed for that day from the openings, the range proof fails."""
+    from meterhub.crypto.group import Q
+    from meterhub.dr.event import pjm_coefficients
+
+    h, hub, ev, rel = pjm_released
+    day, e, w = event_windows(ev, "Europe/Berlin", 15)
+    idx = {d.batch.batch.day: k for k, d in enumerate(h.days)}
+    op = {d: h.days[idx[d]].openings for d in (day, *ev.baseline_days)}
+
+    def tot(days, pos):
+        return sum(op[d][j].m for d in days for j in pos), sum(op[d][j].r for d in days for j in pos) % Q
+
+    for other in range(5):
+        if other == rel.adjustment:
+            continue
+        sel = [d for k, d in enumerate(ev.baseline_days) if k != other]
+        parts = zip(pjm_coefficients(4, len(e), len(w))[:4],
+                    (tot(sel, e), tot([day], w), tot(sel, w), tot([day], e)), strict=True)
+        s_, r_ = 0, 0
+        for k, (m, r) in parts:
+            s_, r_ = s_ + k * m, (r_ + k * r) % Q
+        forged = dataclasses.replace(rel, adjustment=other, scaled_reduction=s_, blinding=r_)
+        with pytest.raises(Rejected, match="range proof"):
+            verify_release(forged, ev, h.registration, commitments(h), code_hash=CODE_HASH, app_aid=DR_APP_AID)
+    with pytest.raises(Rejected, match="method"):
+        verify_release(dataclasses.replace(rel, method=0, adjustment=1000), ev, h.registration, commitments(h),
+                       code_hash=CODE_HASH, app_aid=DR_APP_AID)
+
+
+def test_pjm_candidates_and_ties():
+    from meterhub.dr.event import METHOD_PJM, EventError, check_baseline_days, pjm_excluded
+
+    sat = date(2027, 4, 17)
+    assert similar_days(sat, set(), set(), "Europe/Berlin", method=METHOD_PJM) == [
+        date(2027, 4, 10), date(2027, 4, 3), date(2027, 3, 27)]  # Saturdays only
+    assert similar_days(sat + timedelta(days=1), set(), set(), "Europe/Berlin", method=METHOD_PJM) == [
+        date(2027, 4, 11), date(2027, 4, 4), date(2027, 3, 21)]  # Sundays, not the 23-hour 28 March
+    days = (date(2027, 4, 5), date(2027, 4, 6), date(2027, 4, 7))
+    assert pjm_excluded([7, 3, 3], days) == 2  # the most recent of the equal lowest
+    ev = DREvent("e", 0, "p", datetime(2027, 4, 1, tzinfo=UTC), datetime(2027, 4, 17, 15, tzinfo=UTC), 60,
+                 SIGNAL_PRICE, 1, 1, ("*",), (date(2027, 4, 10), date(2027, 4, 11), date(2027, 4, 3)), method=METHOD_PJM)
+    with pytest.raises(EventError, match="weekday"):
+        check_baseline_days(ev, sat)
+
+
+def test_caiso_weekend_events_use_4_in_4():
+    from meterhub.dr.event import EventError, check_baseline_days
+
+    sat = date(2027, 4, 17)
+    days = similar_days(sat, set(), set(), "Europe/Berlin")
+    assert days == [date(2027, 4, 11), date(2027, 4, 10), date(2027, 4, 4), date(2027, 4, 3)]
+    ev = DREvent("e", 0, "p", datetime(2027, 4, 1, tzinfo=UTC), datetime(2027, 4, 17, 15, tzinfo=UTC), 60,
+                 SIGNAL_PRICE, 1, 1, ("*",), tuple(days))
+    check_baseline_days(ev, sat)
+    more = tuple(similar_days(sat, set(), set(), "Europe/Berlin")) + (date(2027, 3, 27),)
+    with pytest.raises(EventError, match="4 baseline days"):
+        check_baseline_days(dataclasses.replace(ev, baseline_days=more), sat)

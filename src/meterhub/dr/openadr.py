@@ -290,7 +290,7 @@ async def _exchange(vtn_cert: Certificate, events: Sequence[tuple[DREvent, Seque
         folder = Path(tmp)
         vtn = VTN(vtn_cert, {v.ven_id: v.certificate.cert_pem for v in vens})
         await vtn.start(folder)
-        clients = []
+        clients: list[Any] = []
         try:
             for ev, targets in events:
                 vtn.publish(ev, targets)

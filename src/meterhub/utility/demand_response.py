@@ -26,9 +26,16 @@ from datetime import date
 from fractions import Fraction
 
 from ..crypto import bulletproofs
-from ..crypto.group import G, H, Point, PointDecodeError, msm_encoded
+from ..crypto.group import G, H, Point, PointDecodeError, msm, msm_encoded
 from ..crypto.pedersen import Commitment
-from ..dr.event import DREvent, EventError, event_windows
+from ..dr.event import (
+    METHOD_PJM,
+    DREvent,
+    EventError,
+    event_windows,
+    pjm_coefficients,
+    pjm_selection_bounds,
+)
 from ..dr.release import (
     DRRelease,
     adjustment_bounds,
@@ -46,7 +53,7 @@ class VerifiedReduction:
     meter_id: str
     event_id: str
     reduction: Fraction  # Wh
-    adjustment: int
+    adjustment: int  # CAISO: the factor in permille; PJM: the index of the dropped candidate day
     payment: int  # 1e-8 EUR
 
 
@@ -97,6 +104,8 @@ def _linear(
         raise Rejected("release is bound to another event (id or digest)")
     if rel.code_hash != code_hash or rel.applet_aid != app_aid:
         raise Rejected("release is not from the reviewed DR applet")
+    if rel.method != ev.method:
+        raise Rejected("release uses another baseline method than the signed event")
     if rel.n_days != len(ev.baseline_days):
         raise Rejected(f"release uses {rel.n_days} baseline days, the event names {len(ev.baseline_days)}")
     try:
@@ -113,6 +122,8 @@ def _linear(
         checked[d] = dc
     event_day = [(day, checked[day])]
     base = [(d, checked[d]) for d in ev.baseline_days]
+    if ev.method == METHOD_PJM:
+        return _linear_pjm(rel, ev, meter, event_day, base, e_pos, w_pos)
     c_e = _window_sum(event_day, e_pos)
     c_b = _window_sum(base, e_pos)
     c_a = _window_sum(event_day, w_pos)
@@ -125,6 +136,30 @@ def _linear(
     red = Fraction(rel.scaled_reduction, 1000 * rel.n_days)
     pay = int(max(red, Fraction(0)) * ev.price)
     return VerifiedReduction(meter.meter_id, ev.event_id, red, rel.adjustment, pay), item
+
+
+def _linear_pjm(
+    rel: DRRelease, ev: DREvent, meter: MeterRegistration, event_day: list[tuple[date, DayCommitments]],
+    cands: list[tuple[date, DayCommitments]], e_pos: list[int], w_pos: list[int],
+) -> tuple[VerifiedReduction, bulletproofs.BatchItem]:
+    """PJM (version 2 release): the dropped candidate ``rel.adjustment`` names the days
+    left (the others); checks 3 and 4 with the selection bounds instead of the factor's."""
+    drop = rel.adjustment
+    if not 0 <= drop < len(cands):
+        raise Rejected("release drops a candidate day the event does not name")
+    usage = [_window_sum([c], e_pos) for c in cands]
+    sel = [c for k, c in enumerate(cands) if k != drop]
+    kb, ka, kx, ke, den = pjm_coefficients(len(sel), len(e_pos), len(w_pos))
+    c_s = msm([kb, ka, kx, ke], [_window_sum(sel, e_pos), _window_sum(event_day, w_pos), _window_sum(sel, w_pos),
+                                 _window_sum(event_day, e_pos)])
+    if c_s != G * rel.scaled_reduction + H * rel.blinding:
+        raise Rejected("the reduction does not open the commitment formed from the meter's readings")
+    bounds = [Commitment(usage[k] - usage[drop] + G * c) for k, c in pjm_selection_bounds(drop, ev.baseline_days)]
+    ctx = proof_context(meter.meter_id, ev.event_id, ev.digest(), METHOD_PJM)
+    item = bulletproofs.BatchItem(bounds, rel.proof, ctx, rel.bits)
+    red = Fraction(rel.scaled_reduction, den)
+    pay = int(max(red, Fraction(0)) * ev.price)
+    return VerifiedReduction(meter.meter_id, ev.event_id, red, drop, pay), item
 
 
 def _proof_ok(items: Sequence[bulletproofs.BatchItem]) -> bool:
