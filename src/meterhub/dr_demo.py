@@ -200,6 +200,18 @@ def measured(params: Any, traces: list[LoadTrace]) -> list[LoadTrace]:
         store.close()
 
 
+#: The households' responses computed by :func:`prepare`, for :func:`run` in the same
+#: process (a deterministic function of the parameters and the stored plan, so a resumed
+#: run in a new process simply computes them again): saves simulating the neighbourhood
+#: a second time.
+_PAIRS: dict[tuple[Any, ...], list[tuple[LoadTrace, list[int]]]] = {}
+
+
+def _pairs_key(params: Any) -> tuple[Any, ...]:
+    return (str(Path(params.data_dir).resolve()), params.households, params.start, params.days,
+            params.interval_minutes, params.seed, params.business_share)
+
+
 def _plan(d: Path) -> DRStore | None:
     """The stored plan, or None when none was stored completely."""
     if not (d / "dr.sqlite").exists():
@@ -219,9 +231,11 @@ def prepare(params: Any, traces: list[LoadTrace]) -> list[LoadTrace]:
     if stored is not None:
         # A resumed run: the events were announced and answered before the period began.
         try:
-            return [t for t, _ in respond_all(traces, stored.events(), stored.opts(), params.seed)]
+            pairs = respond_all(traces, stored.events(), stored.opts(), params.seed)
         finally:
             stored.close()
+        _PAIRS[_pairs_key(params)] = pairs
+        return [t for t, _ in pairs]
     tz = traces[0].tz if traces else "Europe/Berlin"
     events = plan_events(params.start, params.days, tz, params.seed)
     if not events:
@@ -240,7 +254,9 @@ def prepare(params: Any, traces: list[LoadTrace]) -> list[LoadTrace]:
         store.save_plan(events, opts, {t.household_id: feeder_of(n) for n, t in enumerate(traces)})
     finally:
         store.close()
-    return [t for t, _ in respond_all(traces, events, opts, params.seed)]
+    pairs = respond_all(traces, events, opts, params.seed)
+    _PAIRS[_pairs_key(params)] = pairs
+    return [t for t, _ in pairs]
 
 
 def attach(card: Any, params: Any, meter_id: str, tz: str, interval_minutes: int) -> None:
@@ -347,10 +363,10 @@ def run(params: Any) -> DRReport:
         events, opts, feeders = store.events(), store.opts(), store.feeders()
         if not events:
             return report
-        traces = simulate_neighbourhood(params.households, params.start, params.days,
-                                        interval_minutes=params.interval_minutes, seed=params.seed,
-                                        business_share=params.business_share)
-        pairs = respond_all(traces, events, opts, params.seed)
+        pairs = _PAIRS.get(_pairs_key(params)) or respond_all(
+            simulate_neighbourhood(params.households, params.start, params.days,
+                                   interval_minutes=params.interval_minutes, seed=params.seed,
+                                   business_share=params.business_share), events, opts, params.seed)
         pair_of = {t.household_id: t for t, _ in pairs}
         first_needed = min(min(e.baseline_days) for e in events)
         # Days after the last event day are not needed by any release (PUT DAY needs

@@ -1,4 +1,9 @@
-"""The demand-response applet: a reduction against the CAISO 10-in-10 baseline, proven.
+"""The demand-response applet: a reduction against the event's baseline, proven.
+
+Baselines (docs/demand-response.md, :mod:`meterhub.dr.event`): CAISO 10-in-10 with the
+capped load point adjustment, or PJM High 4 of 5 with the symmetric additive adjustment,
+whose data-dependent day choice the applet proves with range proofs on the candidates'
+event-window usage differences; the signed event record names the method.
 
 Installed by the grid operator's (the DR program operator's, which runs the OpenADR
 VTN) TSM under its own security domain. The VTN's event-signing P-256 key is pinned by

@@ -7,8 +7,15 @@ canonicalise XML, so the VTN also signs a *compact event record*
 OpenADR event, with the same P-256 key. The VEN hands the record to the hub's
 demand-response applet, which verifies it against the VTN key pinned at install.
 
-Baseline (docs/demand-response.md): CAISO "10 in 10" with the load point (day-of)
-adjustment. ``N`` similar non-event days ``D`` (named in the signed record, chosen by
+Baselines (docs/demand-response.md, with the sources and which parameters were checked
+against them): CAISO "10 in 10" with the load point (day-of) adjustment — CAISO Business
+Practice Manual for Metering, "Performance Evaluation Methodologies" (Customer Load
+Baseline), CAISO Tariff §4.13.4; 10 days and the ±20 % cap confirmed by CAISO's *Draft
+Baseline Accuracy Work Group Proposal* (4 April 2017) §1 — and PJM "High 4 of 5"
+(weekends "High 2 of 3") with the Symmetric Additive Adjustment, PJM Manual 11, Section
+10 (Customer Baseline Load) (:func:`pjm_coefficients`, :func:`pjm_selection_bounds`).
+
+CAISO: ``N`` similar non-event days ``D`` (named in the signed record, chosen by
 the VTN from its public event calendar), event intervals ``E`` and adjustment
 intervals ``W`` (the three hours ending one hour before the event) of the event day
 ``e``. With ``X = sum_{d in D, j in W} m_dj``, ``A = sum_{j in W} m_ej``:
