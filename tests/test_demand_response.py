@@ -555,3 +555,65 @@ def test_caiso_weekend_events_use_4_in_4():
     more = tuple(similar_days(sat, set(), set(), "Europe/Berlin")) + (date(2027, 3, 27),)
     with pytest.raises(EventError, match="4 baseline days"):
         check_baseline_days(dataclasses.replace(ev, baseline_days=more), sat)
+
+
+def test_power_loss_while_the_event_is_delivered_leaves_it_whole_or_absent(tmp_path):
+    """A tear at each write point of PUT EVENT (the VEN handing the signed event to the
+    card during the event announcement): after the restart the host delivers it again and
+    the card holds exactly that event, once, and releases it after the event day."""
+    from meterhub.card import PowerLoss
+
+    h = make_history(start=START, n_days=N_DAYS, seed=18)
+    path = tmp_path / "hub.sqlite"
+    Hub(path, h).card.close()
+    ev = make_event(h)
+
+    def reopen():
+        card = open_hub_card(path, issuer_keys=demo_scp03_keys("issuer"), supplier_keys=demo_scp03_keys("supplier"),
+                             supplier_dap=demo_dap_key("supplier").public_key())
+        client = DRClient(card.transmit)
+        client.select()
+        return card, client
+
+    at, torn = 1, 0
+    while True:
+        card, client = reopen()
+        calls = {"n": 0}
+
+        def tear(what: str, n: int, calls=calls, at=at) -> None:
+            calls["n"] += 1
+            if calls["n"] == at:
+                raise PowerLoss(what)
+
+        card.store.fault_hook = tear
+        try:
+            client.put_event(ev.event_id, ev.to_bytes(), True)
+        except PowerLoss:
+            torn += 1
+            card, client = reopen()  # restart: the host delivers the event again
+            client.put_event(ev.event_id, ev.to_bytes(), True)
+            card.close()
+            at += 1
+            continue
+        card.store.fault_hook = None
+        card.close()
+        break
+    assert torn >= 1
+    hub = Hub.__new__(Hub)
+    hub.h = h
+    hub.card, hub.client = reopen()
+    hub.feed()
+    v = verify_release(hub.release(ev.event_id), ev, h.registration, commitments(h), code_hash=CODE_HASH,
+                       app_aid=DR_APP_AID)
+    assert v.reduction == true_reduction(h, ev)
+
+
+def test_settle_event_pays_per_customer_and_sums_per_feeder():
+    from meterhub.utility.demand_response import VerifiedReduction, settle_event
+
+    vs = [VerifiedReduction("m1", "e", Fraction(1500), 1000, 75), VerifiedReduction("m2", "e", Fraction(-200), 950, 0),
+          VerifiedReduction("m3", "e", Fraction(700), 1100, 35)]
+    st = settle_event("e", vs, {"m1": "f1", "m2": "f1", "m3": "f2"})
+    assert st.per_feeder_wh == {"f1": 1300.0, "f2": 700.0} and st.total_wh == 2000.0 and st.payments == 110
+    with pytest.raises(ValueError, match="in the settlement of 'other'"):
+        settle_event("other", vs, {})
