@@ -1,4 +1,4 @@
-"""The compact signed demand-response event and the CAISO 10-in-10 baseline algebra.
+"""The compact signed DR event and the baseline algebra (CAISO 10-in-10, PJM High 4 of 5).
 
 An OpenADR 2.0b ``oadrEvent`` (OpenADR 2.0b Profile Specification §8.1, EiEvent)
 is signed by the VTN with an XML signature the VEN checks; a secure element cannot
