@@ -52,8 +52,8 @@ def range_bits(values: list[int]) -> int:
     vector generators, all of which have fixed-base tables
     (:data:`meterhub.crypto.bulletproofs.TABLE_GENERATORS`), so neither prover nor
     verifier multiplies a generator. The width is public: it tells the recipient
-    whether both slacks are below 2^16 (or 2^32), i.e. at most one bit about the
-    size of ``X`` per event (docs/demand-response.md)."""
+    whether both slacks are below 2^16 (or 2^32), i.e. one of three widths, under
+    two bits about the size of ``X`` per event (docs/demand-response.md)."""
     for bits in RANGE_BITS:
         if all(v < 1 << bits for v in values):
             return bits
