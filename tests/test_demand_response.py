@@ -403,3 +403,217 @@ def test_auditor_refuses_a_log_beyond_the_events_cap(released):
     hub.client.select()
     with pytest.raises(LogError, match="demand-response events"):
         verify_release_log(raws, head, policies={1: default_policy(dr={"events_per_period": 0})})
+
+
+def _with_c65(dc):
+    from meterhub.crypto.group import Point
+
+    c65 = b"".join(Point.from_bytes(dc.c33[k : k + 33]).to_bytes_uncompressed() for k in range(0, len(dc.c33), 33))
+    return dataclasses.replace(dc, c65=c65)
+
+
+def test_uncompressed_and_mixed_store_copies_give_the_same_verdict(released):
+    """The verifier cuts the window encodings out of either copy (utility.demand_response
+    ._window_sum); a store holding uncompressed points for some days only verifies alike."""
+    h, hub, ev, rel = released
+    ref = verify_release(rel, ev, h.registration, commitments(h), code_hash=CODE_HASH, app_aid=DR_APP_AID)
+    every = {d: _with_c65(dc) for d, dc in commitments(h).items()}
+    some = {d: (_with_c65(dc) if k % 2 else dc) for k, (d, dc) in enumerate(commitments(h).items())}
+    for cs in (every, some):
+        assert verify_release(rel, ev, h.registration, cs, code_hash=CODE_HASH, app_aid=DR_APP_AID) == ref
+
+
+def test_an_undecodable_window_commitment_names_its_day(released):
+    h, hub, ev, rel = released
+    cs = {d: _with_c65(dc) for d, dc in commitments(h).items()}
+    day = ev.baseline_days[3]
+    _, e_pos, _ = event_windows(ev, "Europe/Berlin", 15)
+    j = e_pos[0]
+    bad = cs[day].c65[: 65 * j] + b"\x04" + b"\xff" * 64 + cs[day].c65[65 * j + 65 :]
+    cs[day] = dataclasses.replace(cs[day], c65=bad)
+    with pytest.raises(Rejected, match=f"day {day}: a commitment does not decode"):
+        verify_release(rel, ev, h.registration, cs, code_hash=CODE_HASH, app_aid=DR_APP_AID)
+
+
+def test_range_bits_picks_the_shortest_width_and_a_household_needs_16(released):
+    from meterhub.dr.event import EventError
+    from meterhub.dr.release import range_bits
+
+    assert range_bits([0, (1 << 16) - 1]) == 16
+    assert range_bits([5, 1 << 16]) == 32
+    assert range_bits([1 << 32]) == 64
+    with pytest.raises(EventError):
+        range_bits([1 << 64])
+    h, hub, ev, rel = released
+    assert rel.bits == 16  # two 16-bit bounds: 32 generators, all with fixed-base tables
+    with pytest.raises(Rejected, match="range proof"):
+        verify_release(dataclasses.replace(rel, bits=32), ev, h.registration, commitments(h),
+                       code_hash=CODE_HASH, app_aid=DR_APP_AID)
+
+
+# -- PJM High 4 of 5 with the symmetric additive adjustment ----------------------------
+
+def pjm_event(h: History, **kw) -> DREvent:
+    from meterhub.dr.event import METHOD_PJM
+
+    day = START + timedelta(days=N_DAYS - 1)
+    cands = tuple(similar_days(day, set(), set(), "Europe/Berlin", have_from=START, method=METHOD_PJM))
+    return make_event(h, event_id="ev-pjm", method=METHOD_PJM, baseline_days=cands, **kw)
+
+
+def pjm_true_reduction(h: History, ev: DREvent) -> tuple[Fraction, int]:
+    """PJM Manual 11 CBL from the raw readings: drop the candidate with the lowest usage
+    over the event hours (the most recent of equal ones), average the others per
+    interval, add the mean difference of the 3 hours that end 1 hour before the event."""
+    day, e, w = event_windows(ev, "Europe/Berlin", 15)
+    idx = {d.batch.batch.day: k for k, d in enumerate(h.days)}
+    r = {d: h.readings[idx[d]] for d in (day, *ev.baseline_days)}
+    usage = [sum(r[d][j] for j in e) for d in ev.baseline_days]
+    low = min(usage)
+    drop = max((k for k, u in enumerate(usage) if u == low), key=lambda k: ev.baseline_days[k])
+    sel = [d for k, d in enumerate(ev.baseline_days) if k != drop]
+    cbl = {j: Fraction(sum(r[d][j] for d in sel), len(sel)) for j in (*e, *w)}
+    saa = Fraction(sum(r[day][j] - cbl[j] for j in w), len(w))
+    return sum(cbl[j] + saa - r[day][j] for j in e), drop
+
+
+@pytest.fixture(scope="module")
+def pjm_released(tmp_path_factory):
+    h = make_history(start=START, n_days=N_DAYS, seed=15)
+    hub = Hub(tmp_path_factory.mktemp("pjm") / "hub.sqlite", h)
+    ev = pjm_event(h)
+    hub.client.put_event(ev.event_id, ev.to_bytes(), True)
+    hub.feed()
+    return h, hub, ev, hub.release(ev.event_id)
+
+
+def test_pjm_release_verifies_and_equals_the_cbl_from_raw_readings(pjm_released):
+    h, hub, ev, rel = pjm_released
+    assert len(ev.baseline_days) == 5 and rel.method == ev.method == 1
+    v = verify_release(rel, ev, h.registration, commitments(h), code_hash=CODE_HASH, app_aid=DR_APP_AID)
+    want, drop = pjm_true_reduction(h, ev)
+    assert (v.reduction, v.adjustment) == (want, drop)
+    assert DRRelease.from_bytes(rel.to_bytes()) == rel
+
+
+def test_pjm_release_claiming_another_dropped_day_is_rejected(pjm_released):
+    """A hub that drops a day that was not the lowest cannot prove the selection: with
+    the reduction recomputed for that day from the openings, the range proof fails."""
+    from meterhub.crypto.group import Q
+    from meterhub.dr.event import pjm_coefficients
+
+    h, hub, ev, rel = pjm_released
+    day, e, w = event_windows(ev, "Europe/Berlin", 15)
+    idx = {d.batch.batch.day: k for k, d in enumerate(h.days)}
+    op = {d: h.days[idx[d]].openings for d in (day, *ev.baseline_days)}
+
+    def tot(days, pos):
+        return sum(op[d][j].m for d in days for j in pos), sum(op[d][j].r for d in days for j in pos) % Q
+
+    for other in range(5):
+        if other == rel.adjustment:
+            continue
+        sel = [d for k, d in enumerate(ev.baseline_days) if k != other]
+        parts = zip(pjm_coefficients(4, len(e), len(w))[:4],
+                    (tot(sel, e), tot([day], w), tot(sel, w), tot([day], e)), strict=True)
+        s_, r_ = 0, 0
+        for k, (m, r) in parts:
+            s_, r_ = s_ + k * m, (r_ + k * r) % Q
+        forged = dataclasses.replace(rel, adjustment=other, scaled_reduction=s_, blinding=r_)
+        with pytest.raises(Rejected, match="range proof"):
+            verify_release(forged, ev, h.registration, commitments(h), code_hash=CODE_HASH, app_aid=DR_APP_AID)
+    with pytest.raises(Rejected, match="method"):
+        verify_release(dataclasses.replace(rel, method=0, adjustment=1000), ev, h.registration, commitments(h),
+                       code_hash=CODE_HASH, app_aid=DR_APP_AID)
+
+
+def test_pjm_candidates_and_ties():
+    from meterhub.dr.event import METHOD_PJM, EventError, check_baseline_days, pjm_excluded
+
+    sat = date(2027, 4, 17)
+    assert similar_days(sat, set(), set(), "Europe/Berlin", method=METHOD_PJM) == [
+        date(2027, 4, 10), date(2027, 4, 3), date(2027, 3, 27)]  # Saturdays only
+    assert similar_days(sat + timedelta(days=1), set(), set(), "Europe/Berlin", method=METHOD_PJM) == [
+        date(2027, 4, 11), date(2027, 4, 4), date(2027, 3, 21)]  # Sundays, not the 23-hour 28 March
+    days = (date(2027, 4, 5), date(2027, 4, 6), date(2027, 4, 7))
+    assert pjm_excluded([7, 3, 3], days) == 2  # the most recent of the equal lowest
+    ev = DREvent("e", 0, "p", datetime(2027, 4, 1, tzinfo=UTC), datetime(2027, 4, 17, 15, tzinfo=UTC), 60,
+                 SIGNAL_PRICE, 1, 1, ("*",), (date(2027, 4, 10), date(2027, 4, 11), date(2027, 4, 3)), method=METHOD_PJM)
+    with pytest.raises(EventError, match="weekday"):
+        check_baseline_days(ev, sat)
+
+
+def test_caiso_weekend_events_use_4_in_4():
+    from meterhub.dr.event import EventError, check_baseline_days
+
+    sat = date(2027, 4, 17)
+    days = similar_days(sat, set(), set(), "Europe/Berlin")
+    assert days == [date(2027, 4, 11), date(2027, 4, 10), date(2027, 4, 4), date(2027, 4, 3)]
+    ev = DREvent("e", 0, "p", datetime(2027, 4, 1, tzinfo=UTC), datetime(2027, 4, 17, 15, tzinfo=UTC), 60,
+                 SIGNAL_PRICE, 1, 1, ("*",), tuple(days))
+    check_baseline_days(ev, sat)
+    more = tuple(similar_days(sat, set(), set(), "Europe/Berlin")) + (date(2027, 3, 27),)
+    with pytest.raises(EventError, match="4 baseline days"):
+        check_baseline_days(dataclasses.replace(ev, baseline_days=more), sat)
+
+
+def test_power_loss_while_the_event_is_delivered_leaves_it_whole_or_absent(tmp_path):
+    """A tear at each write point of PUT EVENT (the VEN handing the signed event to the
+    card during the event announcement): after the restart the host delivers it again and
+    the card holds exactly that event, once, and releases it after the event day."""
+    from meterhub.card import PowerLoss
+
+    h = make_history(start=START, n_days=N_DAYS, seed=18)
+    path = tmp_path / "hub.sqlite"
+    Hub(path, h).card.close()
+    ev = make_event(h)
+
+    def reopen():
+        card = open_hub_card(path, issuer_keys=demo_scp03_keys("issuer"), supplier_keys=demo_scp03_keys("supplier"),
+                             supplier_dap=demo_dap_key("supplier").public_key())
+        client = DRClient(card.transmit)
+        client.select()
+        return card, client
+
+    at, torn = 1, 0
+    while True:
+        card, client = reopen()
+        calls = {"n": 0}
+
+        def tear(what: str, n: int, calls=calls, at=at) -> None:
+            calls["n"] += 1
+            if calls["n"] == at:
+                raise PowerLoss(what)
+
+        card.store.fault_hook = tear
+        try:
+            client.put_event(ev.event_id, ev.to_bytes(), True)
+        except PowerLoss:
+            torn += 1
+            card, client = reopen()  # restart: the host delivers the event again
+            client.put_event(ev.event_id, ev.to_bytes(), True)
+            card.close()
+            at += 1
+            continue
+        card.store.fault_hook = None
+        card.close()
+        break
+    assert torn >= 1
+    hub = Hub.__new__(Hub)
+    hub.h = h
+    hub.card, hub.client = reopen()
+    hub.feed()
+    v = verify_release(hub.release(ev.event_id), ev, h.registration, commitments(h), code_hash=CODE_HASH,
+                       app_aid=DR_APP_AID)
+    assert v.reduction == true_reduction(h, ev)
+
+
+def test_settle_event_pays_per_customer_and_sums_per_feeder():
+    from meterhub.utility.demand_response import VerifiedReduction, settle_event
+
+    vs = [VerifiedReduction("m1", "e", Fraction(1500), 1000, 75), VerifiedReduction("m2", "e", Fraction(-200), 950, 0),
+          VerifiedReduction("m3", "e", Fraction(700), 1100, 35)]
+    st = settle_event("e", vs, {"m1": "f1", "m2": "f1", "m3": "f2"})
+    assert st.per_feeder_wh == {"f1": 1300.0, "f2": 700.0} and st.total_wh == 2000.0 and st.payments == 110
+    with pytest.raises(ValueError, match="in the settlement of 'other'"):
+        settle_event("other", vs, {})

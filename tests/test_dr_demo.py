@@ -39,6 +39,10 @@ def test_events_sent_opted_in_verified_and_paid(dr_run):
     assert "releases verified, 0 rejected" in dr_demo.format_report(r)
     doc = json.loads(json.dumps(r.to_dict()))  # what `meterhub demo --json` prints
     assert doc["all_verified"] and len(doc["events"]) == 2 and "baseline_mae_pct" in doc
+    # PJM on the same windows, from the measured readings: a real error, not a copy of CAISO's
+    assert doc["pjm_mae_pct"] > 0 and (doc["pjm_mae_pct"], doc["pjm_bias_pct"]) != (
+        doc["baseline_mae_pct"], doc["baseline_bias_pct"])
+    assert "PJM High 4 of 5 on the same windows" in dr_demo.format_report(r)
 
 
 def test_settlement_still_equals_the_measured_truth(dr_run):

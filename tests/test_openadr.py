@@ -88,6 +88,25 @@ def test_record_survives_the_oadr_round_trip_and_tampering_is_caught(hubs):
         event_from_oadr(oe)
 
 
+def test_a_pjm_event_carries_its_method_through_openadr_to_the_card(tmp_path):
+    """The baseline method travels in vtnComment (OpenADR has no field for it) and is
+    covered by the record's signature: a PJM event arrives as PJM, and a comment that
+    names another method does not rebuild a verifying record."""
+    from test_demand_response import pjm_event
+
+    a = Hub(tmp_path / "hub.sqlite", make_history(start=START, n_days=N_DAYS, seed=33, meter_id="ven-a"))
+    ev = pjm_event(a.h, targets=("ven-a",))
+    oe = dataclasses.asdict(oadr_event(ev))
+    assert event_from_oadr(oe) == ev and ev.method == 1
+    oe["event_descriptor"]["vtn_comment"] = oe["event_descriptor"]["vtn_comment"].replace(
+        "baseline=pjm-high-4-of-5", "baseline=caiso-10-in-10")
+    assert not event_from_oadr(oe).verify(ecdsa.public_bytes(VTN_KEY))
+    opts = run_exchange(self_signed("vtn", VTN_KEY), [(ev, ["ven-a"])], [VEN("ven-a", OptRules(), card_delivery(a))])
+    assert opts == {("ven-a", ev.event_id): "optIn"}
+    a.feed()
+    assert a.release(ev.event_id).method == 1
+
+
 @settings(max_examples=50, deadline=None)
 @given(st.text(max_size=120), st.dictionaries(st.sampled_from(["ven_id", "group_id"]), st.text(max_size=8), max_size=2))
 def test_oadr_record_parser_only_raises_event_error(comment, target):
@@ -99,3 +118,24 @@ def test_oadr_record_parser_only_raises_event_error(comment, target):
         event_from_oadr(oe)
     except EventError:
         pass
+
+
+def test_a_ven_session_sends_registration_reports_event_request_and_answer_only(monkeypatch):
+    """The one-shot VEN session (dr.openadr._session): no optional oadrQueryRegistration
+    and no oadrPoll after the event sync, which OpenADRClient.run adds (a third of the
+    signed messages of the demo's exchange)."""
+    import openleadr.client
+
+    sent: list[str] = []
+    orig = openleadr.client.create_message
+
+    def spy(message_type, *a, **kw):
+        sent.append(message_type)
+        return orig(message_type, *a, **kw)
+
+    monkeypatch.setattr(openleadr.client, "create_message", spy)  # the client binds it at construction
+    h = make_history(start=START, n_days=2, seed=40, meter_id="ven-c")
+    ev = make_event(h, targets=("ven-c",))
+    opts = run_exchange(self_signed("vtn", VTN_KEY), [(ev, ["ven-c"])], [VEN("ven-c", OptRules(), lambda *a: True)])
+    assert opts == {("ven-c", ev.event_id): "optIn"}
+    assert sent == ["oadrCreatePartyRegistration", "oadrRegisterReport", "oadrRequestEvent", "oadrCreatedEvent"]

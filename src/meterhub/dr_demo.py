@@ -38,11 +38,14 @@ from typing import Any
 
 from .crypto import ecdsa
 from .dr.event import (
+    METHOD_PJM,
     SIGNAL_LOAD_SHED,
     SIGNAL_PRICE,
     DREvent,
     EventError,
     event_windows,
+    pjm_coefficients,
+    pjm_excluded,
     sign_event,
     similar_days,
 )
@@ -200,6 +203,18 @@ def measured(params: Any, traces: list[LoadTrace]) -> list[LoadTrace]:
         store.close()
 
 
+#: The households' responses computed by :func:`prepare`, for :func:`run` in the same
+#: process (a deterministic function of the parameters and the stored plan, so a resumed
+#: run in a new process simply computes them again): saves simulating the neighbourhood
+#: a second time.
+_PAIRS: dict[tuple[Any, ...], list[tuple[LoadTrace, list[int]]]] = {}
+
+
+def _pairs_key(params: Any) -> tuple[Any, ...]:
+    return (str(Path(params.data_dir).resolve()), params.households, params.start, params.days,
+            params.interval_minutes, params.seed, params.business_share)
+
+
 def _plan(d: Path) -> DRStore | None:
     """The stored plan, or None when none was stored completely."""
     if not (d / "dr.sqlite").exists():
@@ -219,9 +234,11 @@ def prepare(params: Any, traces: list[LoadTrace]) -> list[LoadTrace]:
     if stored is not None:
         # A resumed run: the events were announced and answered before the period began.
         try:
-            return [t for t, _ in respond_all(traces, stored.events(), stored.opts(), params.seed)]
+            pairs = respond_all(traces, stored.events(), stored.opts(), params.seed)
         finally:
             stored.close()
+        _PAIRS[_pairs_key(params)] = pairs
+        return [t for t, _ in pairs]
     tz = traces[0].tz if traces else "Europe/Berlin"
     events = plan_events(params.start, params.days, tz, params.seed)
     if not events:
@@ -240,7 +257,9 @@ def prepare(params: Any, traces: list[LoadTrace]) -> list[LoadTrace]:
         store.save_plan(events, opts, {t.household_id: feeder_of(n) for n, t in enumerate(traces)})
     finally:
         store.close()
-    return [t for t, _ in respond_all(traces, events, opts, params.seed)]
+    pairs = respond_all(traces, events, opts, params.seed)
+    _PAIRS[_pairs_key(params)] = pairs
+    return [t for t, _ in pairs]
 
 
 def attach(card: Any, params: Any, meter_id: str, tz: str, interval_minutes: int) -> None:
@@ -312,6 +331,10 @@ class DRReport:
     rejected: list[str] = field(default_factory=list)
     baseline_mae_pct: float = 0.0
     baseline_bias_pct: float = 0.0
+    # PJM High 4 of 5 with the symmetric additive adjustment on the same customers and
+    # events, computed from the measured readings for comparison (not released)
+    pjm_mae_pct: float = 0.0
+    pjm_bias_pct: float = 0.0
 
     @property
     def all_verified(self) -> bool:
@@ -347,10 +370,10 @@ def run(params: Any) -> DRReport:
         events, opts, feeders = store.events(), store.opts(), store.feeders()
         if not events:
             return report
-        traces = simulate_neighbourhood(params.households, params.start, params.days,
-                                        interval_minutes=params.interval_minutes, seed=params.seed,
-                                        business_share=params.business_share)
-        pairs = respond_all(traces, events, opts, params.seed)
+        pairs = _PAIRS.get(_pairs_key(params)) or respond_all(
+            simulate_neighbourhood(params.households, params.start, params.days,
+                                   interval_minutes=params.interval_minutes, seed=params.seed,
+                                   business_share=params.business_share), events, opts, params.seed)
         pair_of = {t.household_id: t for t, _ in pairs}
         first_needed = min(min(e.baseline_days) for e in events)
         # Days after the last event day are not needed by any release (PUT DAY needs
@@ -413,11 +436,51 @@ def run(params: Any) -> DRReport:
         total_cf = sum(cf for _, cf in errs) or 1.0
         report.baseline_mae_pct = 100 * sum(abs(e) for e, _ in errs) / total_cf
         report.baseline_bias_pct = 100 * sum(e for e, _ in errs) / total_cf
+        pjm = _pjm_errors(params, report, events, pair_of)
+        total_pjm = sum(cf for _, cf in pjm) or 1.0
+        report.pjm_mae_pct = 100 * sum(abs(e) for e, _ in pjm) / total_pjm
+        report.pjm_bias_pct = 100 * sum(e for e, _ in pjm) / total_pjm
         return report
     finally:
         store.close()
         hub.close()
         utility.close()
+
+
+def _pjm_errors(params: Any, report: DRReport, events: list[DREvent], pair_of: dict[str, LoadTrace]
+                ) -> list[tuple[float, float]]:
+    """``(PJM baseline - counterfactual, counterfactual)`` over each verified customer's
+    event window: PJM's CBL (:func:`meterhub.dr.event.pjm_coefficients`) on the measured
+    readings, candidates by the same public calendar as the CAISO days."""
+    last = params.start + timedelta(days=params.days - 1)
+    holidays = set(german_holidays(params.start.year)) | set(german_holidays(last.year))
+    by_id = {e.event_id: e for e in events}
+    calendar = {_event_day(e, pair_of) for e in events}
+    out = []
+    for c in report.customers:
+        if c.baseline_wh is None:
+            continue
+        t, ev = pair_of[c.meter_id], by_id[c.event_id]
+        day, e_pos, w_pos = event_windows(ev, t.tz, t.interval_minutes)
+        cands = similar_days(day, calendar, holidays, t.tz, have_from=params.start, method=METHOD_PJM)
+        if len(cands) < 5:
+            continue
+        per_day = {d: t.readings_wh[first : first + n] for d, first, n in t.days()}
+        usage = [sum(per_day[d][j] for j in e_pos) for d in cands]
+        drop = pjm_excluded(usage, tuple(cands))
+        sel = [d for k, d in enumerate(cands) if k != drop]
+        kb, ka, kx, ke, den = pjm_coefficients(len(sel), len(e_pos), len(w_pos))
+        s = (kb * sum(per_day[d][j] for d in sel for j in e_pos) + ka * sum(per_day[day][j] for j in w_pos)
+             + kx * sum(per_day[d][j] for d in sel for j in w_pos) + ke * sum(per_day[day][j] for j in e_pos))
+        baseline = s / den + sum(per_day[day][j] for j in e_pos)
+        out.append((baseline - c.counterfactual_wh, c.counterfactual_wh))
+    return out
+
+
+def _event_day(ev: DREvent, pair_of: dict[str, LoadTrace]) -> date:
+    """The local event day (the public event calendar) in the traces' time zone."""
+    t = next(iter(pair_of.values()))
+    return event_windows(ev, t.tz, t.interval_minutes)[0]
 
 
 def _event_rows(report: DRReport, events: list[DREvent], pairs: list[tuple[LoadTrace, list[int]]],
@@ -471,7 +534,8 @@ def format_report(r: DRReport) -> str:
     lines.append("verified reduction per customer (kWh, EUR): " + ", ".join(
         f"{m} {w / 1000:.2f}/{p:.2f}" for m, (w, p) in sorted(per.items())))
     lines.append(f"baseline vs simulated counterfactual over the event windows: MAE {r.baseline_mae_pct:.1f}%, "
-                 f"bias {r.baseline_bias_pct:+.1f}%")
+                 f"bias {r.baseline_bias_pct:+.1f}%; PJM High 4 of 5 on the same windows (not released): "
+                 f"MAE {r.pjm_mae_pct:.1f}%, bias {r.pjm_bias_pct:+.1f}%")
     lines.append(f"{r.verified} releases verified, {len(r.rejected)} rejected")
     return "\n".join(lines)
 

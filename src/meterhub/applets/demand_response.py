@@ -1,4 +1,9 @@
-"""The demand-response applet: a reduction against the CAISO 10-in-10 baseline, proven.
+"""The demand-response applet: a reduction against the event's baseline, proven.
+
+Baselines (docs/demand-response.md, :mod:`meterhub.dr.event`): CAISO 10-in-10 with the
+capped load point adjustment, or PJM High 4 of 5 with the symmetric additive adjustment,
+whose data-dependent day choice the applet proves with range proofs on the candidates'
+event-window usage differences; the signed event record names the method.
 
 Installed by the grid operator's (the DR program operator's, which runs the OpenADR
 VTN) TSM under its own security domain. The VTN's event-signing P-256 key is pinned by
@@ -45,6 +50,7 @@ Releases go **only** through STORE DATA from the applet's own security domain
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 
 from ..card import ins, register_applet_class
@@ -52,11 +58,15 @@ from ..crypto import bulletproofs
 from ..crypto.group import Q
 from ..crypto.pedersen import Commitment, Opening, commit
 from ..dr.event import (
+    METHOD_PJM,
     DREvent,
     EventError,
     adjustment_factor,
     check_baseline_days,
     event_windows,
+    pjm_coefficients,
+    pjm_excluded,
+    pjm_selection_bounds,
 )
 from ..dr.release import (
     DRRelease,
@@ -167,6 +177,8 @@ class DemandResponseApplet(MeteringApplet):
         def total(days: list[list[tuple[int, int]]], pos: list[int]) -> Opening:
             return Opening(sum(d[j][0] for d in days for j in pos), sum(d[j][1] for d in days for j in pos) % Q)
 
+        if ev.method == METHOD_PJM:
+            return self._compute_pjm(ev, meter_id, event_day, base, e_pos, w_pos, total)
         a_sum, x_sum = total([event_day], w_pos), total(base, w_pos)
         b_sum, e_sum = total(base, e_pos), total([event_day], e_pos)
         a = adjustment_factor(n, a_sum.m, x_sum.m)
@@ -184,6 +196,34 @@ class DemandResponseApplet(MeteringApplet):
         return DRRelease(
             meter_id, ev.event_id, ev.digest(), bytes(self.ctx.aid).hex().upper(),
             bytes.fromhex(code_hash_of(type(self))), n, a, s, r, bits, proof,
+        ).to_bytes()
+
+    def _compute_pjm(
+        self, ev: DREvent, meter_id: str, event_day: list[tuple[int, int]], cands: list[list[tuple[int, int]]],
+        e_pos: list[int], w_pos: list[int], total: Callable[[list[list[tuple[int, int]]], list[int]], Opening],
+    ) -> bytes:
+        """PJM High X of Y with the symmetric additive adjustment (module docstring of
+        :mod:`meterhub.dr.event`): drop the candidate with the lowest event-window usage,
+        prove with range proofs on the differences that it was the lowest, release the
+        scaled reduction over the other days."""
+        usage = [total([c], e_pos) for c in cands]
+        drop = pjm_excluded([u.m for u in usage], ev.baseline_days)
+        sel = [c for k, c in enumerate(cands) if k != drop]
+        kb, ka, kx, ke, _ = pjm_coefficients(len(sel), len(e_pos), len(w_pos))
+        parts = [(kb, total(sel, e_pos)), (ka, total([event_day], w_pos)), (kx, total(sel, w_pos)),
+                 (ke, total([event_day], e_pos))]
+        s = sum(k * o.m for k, o in parts)
+        r = sum(k * o.r for k, o in parts) % Q
+        openings = [
+            Opening(usage[k].m - usage[drop].m + c, (usage[k].r - usage[drop].r) % Q)
+            for k, c in pjm_selection_bounds(drop, ev.baseline_days)
+        ]
+        comms: list[Commitment] = [commit(o.m, o.r)[0] for o in openings]
+        bits = range_bits([o.m for o in openings])
+        proof = bulletproofs.prove(comms, openings, bits, proof_context(meter_id, ev.event_id, ev.digest(), METHOD_PJM))
+        return DRRelease(
+            meter_id, ev.event_id, ev.digest(), bytes(self.ctx.aid).hex().upper(),
+            bytes.fromhex(code_hash_of(type(self))), len(cands), drop, s, r, bits, proof, METHOD_PJM,
         ).to_bytes()
 
 

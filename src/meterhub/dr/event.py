@@ -1,4 +1,4 @@
-"""The compact signed demand-response event and the CAISO 10-in-10 baseline algebra.
+"""The compact signed DR event and the baseline algebra (CAISO 10-in-10, PJM High 4 of 5).
 
 An OpenADR 2.0b ``oadrEvent`` (OpenADR 2.0b Profile Specification §8.1, EiEvent)
 is signed by the VTN with an XML signature the VEN checks; a secure element cannot
@@ -7,8 +7,15 @@ canonicalise XML, so the VTN also signs a *compact event record*
 OpenADR event, with the same P-256 key. The VEN hands the record to the hub's
 demand-response applet, which verifies it against the VTN key pinned at install.
 
-Baseline (docs/demand-response.md): CAISO "10 in 10" with the load point (day-of)
-adjustment. ``N`` similar non-event days ``D`` (named in the signed record, chosen by
+Baselines (docs/demand-response.md, with the sources and which parameters were checked
+against them): CAISO "10 in 10" with the load point (day-of) adjustment — CAISO Business
+Practice Manual for Metering, "Performance Evaluation Methodologies" (Customer Load
+Baseline), CAISO Tariff §4.13.4; 10 days and the ±20 % cap confirmed by CAISO's *Draft
+Baseline Accuracy Work Group Proposal* (4 April 2017) §1 — and PJM "High 4 of 5"
+(weekends "High 2 of 3") with the Symmetric Additive Adjustment, PJM Manual 11, Section
+10 (Customer Baseline Load) (:func:`pjm_coefficients`, :func:`pjm_selection_bounds`).
+
+CAISO: ``N`` similar non-event days ``D`` (named in the signed record, chosen by
 the VTN from its public event calendar), event intervals ``E`` and adjustment
 intervals ``W`` (the three hours ending one hour before the event) of the event day
 ``e``. With ``X = sum_{d in D, j in W} m_dj``, ``A = sum_{j in W} m_ej``:
@@ -37,6 +44,11 @@ from ..meter.timebase import day_starts, local_day_of
 __all__ = [
     "ADJ_CAP_HIGH",
     "ADJ_CAP_LOW",
+    "METHOD_CAISO",
+    "METHOD_PJM",
+    "pjm_coefficients",
+    "pjm_excluded",
+    "pjm_selection_bounds",
     "DREvent",
     "EventError",
     "SIGNAL_LOAD_SHED",
@@ -52,10 +64,15 @@ EVENT_DST = b"meterhub/v1/dr-event\0"
 DIGEST_DST = b"meterhub/v1/dr-event-digest\0"
 SIGNAL_LOAD_SHED = 1  # OpenADR SIMPLE signal (levels 0..3)
 SIGNAL_PRICE = 2  # OpenADR ELECTRICITY_PRICE, price in 1e-8 EUR per Wh
+METHOD_CAISO = 0  # CAISO 10-in-10 (weekends 4-in-4) with the capped load point adjustment
+METHOD_PJM = 1  # PJM High 4 of 5 (weekends High 2 of 3) with the symmetric additive adjustment
+METHODS = (METHOD_CAISO, METHOD_PJM)
 ADJ_CAP_LOW, ADJ_CAP_HIGH = 800, 1200  # permille, CAISO's ±20 % cap
-ADJ_HOURS, ADJ_GAP_HOURS = 3, 1  # adjustment window: 3 h, ending 1 h before the event
-MAX_BASELINE_DAYS = 10
-MIN_BASELINE_DAYS = 5
+ADJ_HOURS, ADJ_GAP_HOURS = 3, 1  # adjustment window: 3 h, ending 1 h before the event (both methods)
+MAX_BASELINE_DAYS = 10  # CAISO weekdays: 10 in 10
+MIN_BASELINE_DAYS = 5  # CAISO weekdays: at least 5 of the 10
+WEEKEND_BASELINE_DAYS = 4  # CAISO weekends: 4 in 4 (meterhub requires all 4)
+PJM_CANDIDATES = {False: 5, True: 3}  # PJM: 5 weekdays (High 4 of 5), 3 same weekend days (High 2 of 3)
 LOOKBACK_DAYS = 45
 _HEAD = struct.Struct(">BBIQHBqQB")
 
@@ -91,7 +108,10 @@ class DREvent:
     ``start`` is aware UTC, ``duration_minutes`` the event length, ``signal`` load shed
     (``level`` 0..3) or price (``level`` the incentive in 1e-8 EUR per Wh reduced),
     ``price`` the payment per Wh reduced (1e-8 EUR), ``targets`` the VEN/meter ids the
-    event is for (``*`` for all), ``baseline_days`` the similar non-event days."""
+    event is for (``*`` for all), ``baseline_days`` the similar non-event days (CAISO:
+    the baseline days; PJM: the candidate days, of which the hub drops the lowest),
+    ``method`` the baseline method (:data:`METHOD_CAISO` or :data:`METHOD_PJM`, the
+    record's former reserved byte, so CAISO records are unchanged)."""
 
     event_id: str
     modification: int
@@ -105,11 +125,14 @@ class DREvent:
     targets: tuple[str, ...]
     baseline_days: tuple[date, ...]
     signature: bytes = b""
+    method: int = METHOD_CAISO
 
     def body(self) -> bytes:
         """Everything but the signature (the signed bytes, after the DST)."""
         if self.signal not in (SIGNAL_LOAD_SHED, SIGNAL_PRICE):
             raise EventError("unknown signal type")
+        if self.method not in METHODS:
+            raise EventError("unknown baseline method")
         if not 0 < self.duration_minutes < 24 * 60:
             raise EventError("duration out of range")
         if not 0 <= self.price < 1 << 63 or not 0 <= self.modification < 1 << 32:
@@ -118,7 +141,7 @@ class DREvent:
             raise EventError("too many targets or days")
         out = _HEAD.pack(
             EVENT_VERSION, self.signal, self.modification, int(self.start.timestamp()), self.duration_minutes,
-            0, self.level, self.price, len(self.targets),
+            self.method, self.level, self.price, len(self.targets),
         )
         out += _put_text(self.event_id) + _put_text(self.program)
         out += struct.pack(">Q", int(self.created.timestamp()))
@@ -141,7 +164,7 @@ class DREvent:
         body, sig = raw[2 : 2 + blen], raw[2 + blen :]
         if len(body) != blen or len(body) < _HEAD.size:
             raise EventError("event record truncated")
-        ver, signal, mod, start, dur, _rsv, level, price, nt = _HEAD.unpack(body[: _HEAD.size])
+        ver, signal, mod, start, dur, method, level, price, nt = _HEAD.unpack(body[: _HEAD.size])
         if ver != EVENT_VERSION:
             raise EventError("another event record version")
         pos = _HEAD.size
@@ -168,7 +191,7 @@ class DREvent:
                 days.append(date(y, m, d))
             ev = cls(
                 event_id, mod, program, datetime.fromtimestamp(created, UTC), datetime.fromtimestamp(start, UTC),
-                dur, signal, level, price, tuple(targets), tuple(days), sig,
+                dur, signal, level, price, tuple(targets), tuple(days), sig, method,
             )
         except (ValueError, OverflowError, OSError):
             raise EventError("bad date or time") from None
@@ -234,20 +257,35 @@ def event_windows(ev: DREvent, tz: str, interval: int) -> tuple[date, list[int],
 
 
 def similar_days(
-    event_day: date, calendar: set[date], holidays: set[date], tz: str, *, have_from: date | None = None
+    event_day: date, calendar: set[date], holidays: set[date], tz: str, *, have_from: date | None = None,
+    method: int = METHOD_CAISO,
 ) -> list[date]:
-    """The last 10 similar non-event days before ``event_day`` (weekdays that are not
-    holidays for a weekday event, weekend days for a weekend event), within a 45-day
-    lookback, skipping event days, clock-change days and days before ``have_from``."""
+    """The baseline (CAISO) or candidate (PJM) days of an event on ``event_day``, most
+    recent first, within the 45-day lookback, skipping event days (``calendar``),
+    clock-change days and days before ``have_from``:
+
+    * CAISO: the last 10 weekdays that are not holidays for a weekday event, the last 4
+      weekend days for a weekend event;
+    * PJM: the last 5 weekdays that are not holidays for a weekday event, the last 3
+      days of the same weekday (Saturdays or Sundays) for a weekend event.
+
+    Fewer are returned when the lookback runs out; the caller decides whether enough are
+    left (:func:`check_baseline_days`)."""
     from ..meter.timebase import intervals_per_day
 
     weekend = event_day.weekday() >= 5
+    if method == METHOD_PJM:
+        want = PJM_CANDIDATES[weekend]
+    else:
+        want = WEEKEND_BASELINE_DAYS if weekend else MAX_BASELINE_DAYS
     out: list[date] = []
     d = event_day - timedelta(days=1)
-    while len(out) < MAX_BASELINE_DAYS and (event_day - d).days <= LOOKBACK_DAYS:
+    while len(out) < want and (event_day - d).days <= LOOKBACK_DAYS:
         if have_from is not None and d < have_from:
             break
         similar = (d.weekday() >= 5) == weekend and (weekend or d not in holidays)
+        if method == METHOD_PJM and weekend:
+            similar = d.weekday() == event_day.weekday()
         if similar and d not in calendar and intervals_per_day(d, tz, 60) == 24:
             out.append(d)
         d -= timedelta(days=1)
@@ -255,14 +293,53 @@ def similar_days(
 
 
 def check_baseline_days(ev: DREvent, event_day: date) -> None:
-    """What the applet checks of the signed day set itself (the VTN chose it)."""
+    """What the applet checks of the signed day set itself (the VTN chose it): the count
+    the method needs, distinct days of the event day's kind within the lookback."""
     days = ev.baseline_days
-    if not MIN_BASELINE_DAYS <= len(days) <= MAX_BASELINE_DAYS:
+    weekend = event_day.weekday() >= 5
+    if ev.method == METHOD_PJM:
+        if len(days) != PJM_CANDIDATES[weekend]:
+            raise EventError(f"PJM needs {PJM_CANDIDATES[weekend]} candidate days")
+        if weekend and any(d.weekday() != event_day.weekday() for d in days):
+            raise EventError("PJM weekend candidates are the event's weekday")
+    elif weekend:
+        if len(days) != WEEKEND_BASELINE_DAYS:
+            raise EventError("a weekend event needs 4 baseline days")
+    elif not MIN_BASELINE_DAYS <= len(days) <= MAX_BASELINE_DAYS:
         raise EventError("need 5 to 10 baseline days")
     if len(set(days)) != len(days) or any(not 0 < (event_day - d).days <= LOOKBACK_DAYS for d in days):
         raise EventError("baseline days must be distinct and within 45 days before the event")
-    if any((d.weekday() >= 5) != (event_day.weekday() >= 5) for d in days):
+    if any((d.weekday() >= 5) != weekend for d in days):
         raise EventError("baseline days are not of the event day's kind")
+
+
+def pjm_excluded(totals: list[int], days: tuple[date, ...]) -> int:
+    """PJM High X of Y: the index of the candidate day dropped, the one with the lowest
+    event-window usage; among equal lowest, the most recent (meterhub's tie rule, so
+    that the choice is unique and provable: :func:`pjm_selection_bounds`)."""
+    if len(totals) != len(days) or not totals:
+        raise EventError("one total per candidate day")
+    low = min(totals)
+    return max((k for k, t in enumerate(totals) if t == low), key=lambda k: days[k])
+
+
+def pjm_selection_bounds(excluded: int, days: tuple[date, ...]) -> list[tuple[int, int]]:
+    """The values ``U_k - U_excluded + c >= 0`` that prove the dropped day's usage over
+    the event window was the lowest: ``(k, c)`` for every other candidate, ``c = -1``
+    (strictly higher) for days more recent than the dropped one, ``0`` for older ones."""
+    if not 0 <= excluded < len(days):
+        raise EventError("excluded candidate out of range")
+    return [(k, -1 if days[k] > days[excluded] else 0) for k in range(len(days)) if k != excluded]
+
+
+def pjm_coefficients(n_sel: int, e_len: int, w_len: int) -> tuple[int, int, int, int, int]:
+    """PJM's CBL with the symmetric additive adjustment, scaled to integers:
+    ``(k_B, k_A, k_X, k_E, denominator)`` with ``S = k_B B + k_A A + k_X X + k_E E``
+    and reduction ``S / denominator`` Wh, where over the ``n_sel`` selected days
+    ``B = sum_{D,E} m``, ``X = sum_{D,W} m``, and on the event day ``A = sum_W m``,
+    ``E = sum_E m``. Per interval ``cbl_j = B_j / n + (A - X / n) / |W|``, so
+    ``sum_E (cbl_j - m_j) = B / n + |E| (A - X / n) / |W| - E``; times ``n |W|``."""
+    return w_len, n_sel * e_len, -e_len, -n_sel * w_len, n_sel * w_len
 
 
 def adjustment_factor(n_days: int, a_sum: int, x_sum: int) -> int:

@@ -10,11 +10,13 @@ certificates made here with ``cryptography`` (:func:`self_signed`); nothing is f
 An ``oadrEvent`` carries its compact record for the card (:mod:`meterhub.dr.event`)
 in ``eiEventDescriptor/vtnComment`` (free text in the schema)::
 
-    meterhub-dr/1 price=<1e-8 EUR per Wh> days=<YYYY-MM-DD,...> sig=<base64 ECDSA>
+    meterhub-dr/1 price=<1e-8 EUR per Wh> baseline=<caiso-10-in-10|pjm-high-4-of-5>
+                  days=<YYYY-MM-DD,...> sig=<base64 ECDSA>    (one line, single spaces)
 
 Everything else of the record is read from the OpenADR fields themselves (event id,
 modification number, market context, created time, active period start and
-duration, the first signal's name and payload, the VEN-id targets), so the VTN's P-256
+duration, the first signal's name and payload, the VEN-id targets; the baseline method
+and the days, which OpenADR has no field for, from the comment), so the VTN's P-256
 signature over the record covers exactly what the XML signature covered. A VEN that
 cannot rebuild a record that verifies opts out.
 """
@@ -39,7 +41,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from .event import SIGNAL_LOAD_SHED, SIGNAL_PRICE, DREvent, EventError
+from .event import METHOD_CAISO, METHOD_PJM, SIGNAL_LOAD_SHED, SIGNAL_PRICE, DREvent, EventError
 
 __all__ = ["Certificate", "OptRules", "VEN", "VTN", "event_from_oadr", "fingerprint", "run_exchange", "self_signed"]
 
@@ -90,9 +92,13 @@ def fingerprint(cert_pem: bytes) -> str:
     return str(certificate_fingerprint(cert_pem))
 
 
+_METHOD_NAMES = {METHOD_CAISO: "caiso-10-in-10", METHOD_PJM: "pjm-high-4-of-5"}
+
+
 def _comment(ev: DREvent) -> str:
     days = ",".join(d.isoformat() for d in ev.baseline_days)
-    return f"{COMMENT_PREFIX} price={ev.price} days={days} sig={base64.b64encode(ev.signature).decode()}"
+    method = _METHOD_NAMES[ev.method]
+    return f"{COMMENT_PREFIX} price={ev.price} baseline={method} days={days} sig={base64.b64encode(ev.signature).decode()}"
 
 
 def _dt(v: Any) -> datetime:
@@ -108,9 +114,12 @@ def event_from_oadr(event: dict[str, Any]) -> DREvent:
         desc = event["event_descriptor"]
         comment = str(desc.get("vtn_comment") or "")
         parts = comment.split(" ")
-        if len(parts) != 4 or parts[0] != COMMENT_PREFIX:
+        if len(parts) != 5 or parts[0] != COMMENT_PREFIX:
             raise EventError("no meterhub record in vtnComment")
         kv = dict(p.split("=", 1) for p in parts[1:])
+        method = {v: k for k, v in _METHOD_NAMES.items()}.get(kv["baseline"])
+        if method is None:
+            raise EventError("unknown baseline method in vtnComment")
         signal = event["event_signals"][0]
         kind = {v[0]: k for k, v in _SIGNAL.items()}.get(signal["signal_name"])
         if kind is None:
@@ -123,7 +132,7 @@ def event_from_oadr(event: dict[str, Any]) -> DREvent:
             _dt(desc["created_date_time"]), _dt(active["dtstart"]),
             int(active["duration"].total_seconds() // 60), kind, int(round(float(payload))), int(kv["price"]),
             targets, tuple(date.fromisoformat(d) for d in kv["days"].split(",") if d),
-            base64.b64decode(kv["sig"], validate=True),
+            base64.b64decode(kv["sig"], validate=True), method,
         )
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
         if isinstance(exc, EventError):
@@ -264,6 +273,22 @@ class VTN:
             await self.server.stop()
 
 
+async def _session(client: Any) -> None:
+    """One VEN's pull-mode session, OpenADR 2.0b Profile Specification §8 (registration),
+    §9 (EiEvent): ``oadrCreatePartyRegistration``, ``oadrRegisterReport`` (the VEN's
+    report metadata, mandatory after registration), ``oadrRequestEvent`` (the VTN answers
+    ``oadrDistributeEvent``) and ``oadrCreatedEvent`` with the opt decisions; each message
+    XML-signed and checked. ``OpenADRClient.run`` sends two more round trips we do not
+    need in a one-shot exchange: the optional ``oadrQueryRegistration`` first and an
+    ``oadrPoll`` after the event sync (the events were just fetched), and then keeps
+    polling; the demo's exchange ends once the VTN has every answer."""
+    await client.create_party_registration(ven_id=client.ven_id)
+    if not client.registration_id:
+        return  # refused, or the VTN's answer failed the pinned fingerprint: no events, no answer
+    await client.register_reports(client.reports)
+    await client.sync_events()
+
+
 async def _exchange(vtn_cert: Certificate, events: Sequence[tuple[DREvent, Sequence[str]]], vens: Sequence[VEN],
                     pinned: str | None, timeout: float) -> dict[tuple[str, str], str]:
     from openleadr import OpenADRClient
@@ -274,7 +299,7 @@ async def _exchange(vtn_cert: Certificate, events: Sequence[tuple[DREvent, Seque
         folder = Path(tmp)
         vtn = VTN(vtn_cert, {v.ven_id: v.certificate.cert_pem for v in vens})
         await vtn.start(folder)
-        clients = []
+        clients: list[Any] = []
         try:
             for ev, targets in events:
                 vtn.publish(ev, targets)
@@ -288,7 +313,7 @@ async def _exchange(vtn_cert: Certificate, events: Sequence[tuple[DREvent, Seque
                 client.add_handler("on_event", v.on_event)
                 clients.append(client)
             with contextlib.redirect_stdout(io.StringIO()):
-                await asyncio.gather(*(c.run() for c in clients))
+                await asyncio.gather(*(_session(c) for c in clients))
             wanted = {(t, ev.event_id) for ev, ts in events for t in ts if t in {v.ven_id for v in vens}}
             loop = asyncio.get_running_loop()
             end = loop.time() + timeout

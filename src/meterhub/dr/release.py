@@ -4,14 +4,20 @@ linear combinations both sides compute (docs/demand-response.md).
 One class, :class:`DRRelease`, is the wire format used by the applet (producer) and
 the utility (consumer). Big-endian::
 
-    u8 version (1) | text meter id | text event id | 32 event digest
+    u8 version (1: CAISO, 2: PJM) | text meter id | text event id | 32 event digest
     | 16-byte applet AID (len-prefixed text, hex) | 32 code hash
-    | u8 N days | u16 a (permille) | i64 S | 32 R_S | u8 range bits n (32 or 64)
+    | u8 N days | u16 a | i64 S | 32 R_S | u8 range bits n (16, 32 or 64)
     | u16 proof length | proof
 
+CAISO (version 1): ``N`` baseline days (5..10, or 4 on a weekend), ``a`` the adjustment
+factor in permille, the proof over the one or two adjustment bounds. PJM (version 2):
+``N`` candidate days (5, or 3 on a weekend), ``a`` the index of the dropped candidate
+(the lowest event-window usage), the proof over the ``N - 1`` selection bounds
+(:func:`meterhub.dr.event.pjm_selection_bounds`).
+
 ``text`` is ``u8 length || UTF-8``. ``S`` is the scaled reduction, ``R_S`` its opening
-(mod Q), the proof a Bulletproof (``meterhub.crypto.bulletproofs``, 64 bits) over the
-one or two adjustment bounds (``n = 32`` when both fit, else 64), bound by a :class:`ProofContext` to meter and event.
+(mod Q), the proof a Bulletproof (``meterhub.crypto.bulletproofs``) over the
+one or two adjustment bounds (``n`` the shortest of 16, 32, 64 that both fit), bound by a :class:`ProofContext` to meter and event.
 """
 
 from __future__ import annotations
@@ -21,17 +27,37 @@ from dataclasses import dataclass
 
 from ..crypto.group import Q
 from ..crypto.transcript import ProofContext
-from .event import ADJ_CAP_HIGH, ADJ_CAP_LOW, EventError
+from .event import (
+    ADJ_CAP_HIGH,
+    ADJ_CAP_LOW,
+    MAX_BASELINE_DAYS,
+    METHOD_CAISO,
+    METHOD_PJM,
+    PJM_CANDIDATES,
+    WEEKEND_BASELINE_DAYS,
+    EventError,
+)
 
 __all__ = ["DRRelease", "RANGE_BITS", "range_bits", "adjustment_bounds", "proof_context", "reduction_coefficients"]
 
-RELEASE_VERSION = 1
-RANGE_BITS = (32, 64)
+RELEASE_VERSION = {METHOD_CAISO: 1, METHOD_PJM: 2}
+RANGE_BITS = (16, 32, 64)
 
 
 def range_bits(values: list[int]) -> int:
-    """The shorter proof when every bounded value fits 32 bits."""
-    return 32 if all(v < 1 << 32 for v in values) else 64
+    """The shortest of 16, 32 or 64 bits that every bounded value fits.
+
+    The two bounds add up to ``X - 1`` (``X`` the baseline days' adjustment-window
+    sum), so for a household both usually fit 16 bits: two 16-bit values need 32
+    vector generators, all of which have fixed-base tables
+    (:data:`meterhub.crypto.bulletproofs.TABLE_GENERATORS`), so neither prover nor
+    verifier multiplies a generator. The width is public: it tells the recipient
+    whether both slacks are below 2^16 (or 2^32), i.e. one of three widths, under
+    two bits about the size of ``X`` per event (docs/demand-response.md)."""
+    for bits in RANGE_BITS:
+        if all(v < 1 << bits for v in values):
+            return bits
+    raise EventError("adjustment bound does not fit 64 bits")
 
 
 def _text(s: str) -> bytes:
@@ -54,14 +80,11 @@ class DRRelease:
     blinding: int
     bits: int
     proof: bytes
-
-    @property
-    def reduction_wh(self) -> float:
-        return self.scaled_reduction / (1000 * self.n_days)
+    method: int = METHOD_CAISO
 
     def to_bytes(self) -> bytes:
         return (
-            bytes([RELEASE_VERSION]) + _text(self.meter_id) + _text(self.event_id) + self.event_digest
+            bytes([RELEASE_VERSION[self.method]]) + _text(self.meter_id) + _text(self.event_id) + self.event_digest
             + _text(self.applet_aid) + self.code_hash
             + struct.pack(">BHq", self.n_days, self.adjustment, self.scaled_reduction)
             + self.blinding.to_bytes(32, "big") + struct.pack(">BH", self.bits, len(self.proof)) + self.proof
@@ -88,7 +111,9 @@ class DRRelease:
             except UnicodeDecodeError:
                 raise EventError("DR release: bad text") from None
 
-        if take(1)[0] != RELEASE_VERSION:
+        version = take(1)[0]
+        method = next((m for m, v in RELEASE_VERSION.items() if v == version), None)
+        if method is None:
             raise EventError("DR release: another version")
         meter_id, event_id = text(), text()
         digest = take(32)
@@ -100,13 +125,21 @@ class DRRelease:
         proof = take(plen)
         if pos != len(raw):
             raise EventError("DR release: trailing bytes")
-        if r >= Q or not ADJ_CAP_LOW <= a <= ADJ_CAP_HIGH or not 5 <= n <= 10 or bits not in RANGE_BITS:
+        if method == METHOD_PJM:
+            fields_ok = n in PJM_CANDIDATES.values() and 0 <= a < n
+        else:
+            fields_ok = ADJ_CAP_LOW <= a <= ADJ_CAP_HIGH and WEEKEND_BASELINE_DAYS <= n <= MAX_BASELINE_DAYS
+        if r >= Q or not fields_ok or bits not in RANGE_BITS:
             raise EventError("DR release: field out of range")
-        return cls(meter_id, event_id, digest, aid, code_hash, n, a, s, r, bits, proof)
+        return cls(meter_id, event_id, digest, aid, code_hash, n, a, s, r, bits, proof, method)
 
 
-def proof_context(meter_id: str, event_id: str, digest: bytes) -> ProofContext:
-    return ProofContext(meter_id=meter_id, period=event_id, tariff_id=digest.hex(), statement=b"dr-adjustment")
+_STATEMENT = {METHOD_CAISO: b"dr-adjustment", METHOD_PJM: b"dr-pjm-selection"}
+
+
+def proof_context(meter_id: str, event_id: str, digest: bytes, method: int = METHOD_CAISO) -> ProofContext:
+    """Binds the range proof to meter, event (id and digest) and what it proves."""
+    return ProofContext(meter_id=meter_id, period=event_id, tariff_id=digest.hex(), statement=_STATEMENT[method])
 
 
 def reduction_coefficients(a: int, n_days: int) -> tuple[int, int]:
