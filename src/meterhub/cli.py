@@ -1130,6 +1130,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_privacy import add_hub_privacy_parsers
 
     add_hub_privacy_parsers(h)  # hub policy show|set, hub releases (docs/privacy.md)
+    from .cli_web import add_hub_dashboard_parser
+
+    add_hub_dashboard_parser(h)  # hub dashboard (docs/dashboards.md)
 
     u = sub.add_parser("utility", help="the utility's side").add_subparsers(dest="utility_cmd", required=True, parser_class=_Parser)
     uv = u.add_parser("verify", help="verify a bill statement against signed commitments")
