@@ -29,7 +29,9 @@ __all__ = [
     "CSP",
     "Chart",
     "CsrfTokens",
+    "FormError",
     "NoData",
+    "read_form",
     "page",
     "static_routes",
 ]
@@ -188,5 +190,21 @@ class CsrfTokens:
         return None
 
 
-def kwh(wh: float) -> str:
-    return f"{wh / 1000:,.3f}"
+class FormError(ValueError):
+    """A form body that is too large or not ``application/x-www-form-urlencoded`` UTF-8."""
+
+
+async def read_form(request: Request, max_bytes: int = 8192, max_fields: int = 20) -> dict[str, str]:
+    """An urlencoded form (HTML 5.2, 4.10.21.6), bounded; the first value of each field."""
+    from urllib.parse import parse_qs
+
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise FormError("form too large")
+    try:
+        parsed = parse_qs(body.decode("utf-8"), max_num_fields=max_fields)
+    except (UnicodeDecodeError, ValueError):
+        raise FormError("malformed form") from None
+    return {k: v[0] for k, v in parsed.items()}

@@ -36,7 +36,7 @@ from starlette.routing import Route
 from ..crypto import ecdsa
 from ..model.display import format_amount
 from ..tariffs import Tariff, TariffError, load_tariff
-from .common import Chart, CsrfTokens, NoData, page, static_routes
+from .common import Chart, CsrfTokens, FormError, NoData, page, read_form, static_routes
 
 __all__ = ["DashboardError", "Household", "create_customer_app", "open_household", "LOOPBACK_HOSTS"]
 
@@ -542,16 +542,10 @@ def create_customer_app(h: Household, *, allow_remote: bool = False) -> Starlett
                       held=held, recipients=("supplier", "grid-operator", "third-party"))
 
     async def _form(request: Request) -> dict[str, str]:
-        body = await request.body()
-        if len(body) > 8192:
-            raise DashboardError("form too large")
-        from urllib.parse import parse_qs
-
         try:
-            parsed = parse_qs(body.decode("utf-8"), max_num_fields=20, strict_parsing=False)
-        except (UnicodeDecodeError, ValueError):
-            raise DashboardError("malformed form") from None
-        return {k: v[0] for k, v in parsed.items()}
+            return await read_form(request)
+        except FormError as exc:
+            raise DashboardError(str(exc)) from None
 
     def csrf_refused(request: Request, form: dict[str, str]) -> Response | None:
         why = csrf.check(request, form.get("csrf", ""))

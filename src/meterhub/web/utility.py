@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from .common import Chart, CsrfTokens, NoData, page, static_routes
+from .common import Chart, CsrfTokens, FormError, NoData, page, read_form, static_routes
 
 __all__ = ["create_dashboard", "SESSION_SECONDS"]
 
@@ -452,27 +452,33 @@ def create_dashboard(svc: Any, data_dir: Path | None) -> Starlette:
         return render(request, "utility_login.html", "Sign in", "")
 
     async def login_post(request: Request) -> Response:
-        form = await request.form(max_files=0, max_fields=4)
-        why = csrf.check(request, str(form.get("csrf", "")))
+        try:
+            form = await read_form(request, 4096, 4)
+        except FormError as exc:
+            return render(request, "message.html", "Request refused", "", 400, message=str(exc))
+        why = csrf.check(request, form.get("csrf", ""))
         if why is not None:
             return render(request, "message.html", "Request refused", "", 403, message=f"refused: {why}")
         svc.reload_keys()
-        party = svc.keys.party(str(form.get("api_key", "")).strip())
+        party = svc.keys.party(form.get("api_key", "").strip())
         if party is None:
             return render(request, "utility_login.html", "Sign in", "", 401, error="unknown API key")
         sid = secrets.token_urlsafe(32)
         now = time.time()
         for k in [k for k, (_, exp) in sessions.items() if exp < now]:
             del sessions[k]
-        sessions[sid] = (str(form.get("api_key", "")).strip(), now + SESSION_SECONDS)
+        sessions[sid] = (form.get("api_key", "").strip(), now + SESSION_SECONDS)
         resp = RedirectResponse(BASE + "/", 303)
         resp.set_cookie(_COOKIE, sid, max_age=SESSION_SECONDS, path=BASE, httponly=True, samesite="strict",
                         secure=request.url.scheme == "https")
         return resp
 
     async def logout_post(request: Request) -> Response:
-        form = await request.form(max_files=0, max_fields=2)
-        why = csrf.check(request, str(form.get("csrf", "")))
+        try:
+            form = await read_form(request, 4096, 4)
+        except FormError as exc:
+            return render(request, "message.html", "Request refused", "", 400, message=str(exc))
+        why = csrf.check(request, form.get("csrf", ""))
         if why is not None:
             return render(request, "message.html", "Request refused", "", 403, message=f"refused: {why}")
         sessions.pop(request.cookies.get(_COOKIE, ""), None)
