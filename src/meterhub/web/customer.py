@@ -298,7 +298,14 @@ def _learned(kind: str, raw: bytes) -> str:
 def privacy(h: Household) -> Privacy:
     """The release log (checked as ``meterhub hub releases --verify`` checks it), the
     policy in force, each recipient's budget used in the current period, the consents."""
-    from ..policy import AGGREGATE_KINDS, LogError, PolicyError, load_policy, verify_policy, verify_release_log
+    from ..policy import (
+        AGGREGATE_KINDS,
+        LogError,
+        PolicyError,
+        load_policy,
+        verify_policy,
+        verify_release_log,
+    )
     from ..policy.consent import load_consent
 
     with _guard(h) as g:
@@ -416,7 +423,8 @@ def demand_response(h: Household, released: dict[str, float]) -> tuple[list[dict
         opts = dict(conn.execute("SELECT event_id, opt FROM opts WHERE meter_id=?", (h.meter_id,)).fetchall())
     finally:
         conn.close()
-    rows, charts = [], []
+    rows: list[dict[str, Any]] = []
+    charts: list[Chart] = []
     zone = ZoneInfo(h.tz)
     for ev in events:
         if not ev.targets_meter(h.meter_id):

@@ -41,14 +41,14 @@ _COOKIE = "meterhub_dashboard"
 
 
 def _files_mtime(d: Path, names: tuple[str, ...]) -> tuple[Any, ...]:
-    out = []
+    out: list[tuple[str, int | None, int | None]] = []
     for n in names:
         for suffix in ("", "-wal"):
             try:
                 st = (d / (n + suffix)).stat()
                 out.append((n + suffix, st.st_mtime_ns, st.st_size))
             except OSError:
-                out.append((n + suffix, None))
+                out.append((n + suffix, None, None))
     return tuple(out)
 
 
@@ -156,7 +156,12 @@ def _slp_estimate(d: Path, period: tuple[date, date]) -> tuple[dict[str, list[fl
     Returns ``{supplier: [kWh, value]}`` and the per-customer hourly SLP (for forecasts)."""
     from ..meter.load import bdew_profile_wh
     from ..meter.timebase import range_starts
-    from ..tariffs.price_index import KIND_PRICE_INDEX, demo_index_publisher_key, load_series, verify_series
+    from ..tariffs.price_index import (
+        KIND_PRICE_INDEX,
+        demo_index_publisher_key,
+        load_series,
+        verify_series,
+    )
     from ..utility.settlement import SettlementStore
     from ..utility.store import UtilityStore
 
