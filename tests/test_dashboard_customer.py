@@ -209,3 +209,19 @@ def test_cli_refuses_non_loopback_and_bad_dirs(demo, tmp_path, capsys):
     assert "not a loopback address" in capsys.readouterr().err
     assert main(["hub", "dashboard", "--data-dir", str(tmp_path), "--listen", "127.0.0.1:0"]) == 2
     assert "no hub.sqlite" in capsys.readouterr().err
+
+
+def test_demo_hint_commands_parse():
+    import shlex
+
+    from meterhub.cli import build_parser
+    from meterhub.cli_web import dashboards_hint
+
+    hint = dashboards_hint("meterhub-data", METER)
+    cmds = [line.split("meterhub ", 1)[1].split("   then")[0] for line in hint.splitlines() if "meterhub " in line]
+    assert len(cmds) == 3
+    parser = build_parser()
+    for cmd in cmds:
+        args = parser.parse_args(shlex.split(cmd))
+        assert callable(args.func)
+    assert parser.parse_args(shlex.split(cmds[0])).meter == METER

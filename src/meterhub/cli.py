@@ -215,6 +215,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if events is not None:
             print()
             print(format_events(events))
+        from .cli_web import dashboards_hint
+
+        print()
+        print(dashboards_hint(params.data_dir, results[0].meter_id if results else "ID"))
     ok = (
         all(r.verified for r in results) and report.all_verified and fraud.all_verified and dr.all_verified
         and (events is None or events["all_verified"])

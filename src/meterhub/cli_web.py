@@ -8,7 +8,7 @@ from typing import Any
 
 from .cli import EXIT_OK, UsageError
 
-__all__ = ["add_hub_dashboard_parser", "loopback"]
+__all__ = ["add_hub_dashboard_parser", "dashboards_hint", "loopback"]
 
 
 def loopback(host: str) -> bool:
@@ -19,6 +19,18 @@ def loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def dashboards_hint(data_dir: Any, meter_id: str) -> str:
+    """The demo's closing lines: how to open both dashboards on its data (docs/dashboards.md)."""
+    return (
+        "Dashboards (docs/dashboards.md):\n"
+        f"  customer: meterhub hub dashboard --data-dir {data_dir} --meter {meter_id}   then open http://127.0.0.1:8765/\n"
+        f"  utility:  meterhub utility keys add --keys {data_dir}/api-keys.json --party operator --role grid "
+        f"--key-out {data_dir}/operator.key\n"
+        f"            meterhub utility serve --db {data_dir}/utility.sqlite --keys {data_dir}/api-keys.json"
+        f"   then open http://127.0.0.1:8750/dashboard/ and sign in with the key in {data_dir}/operator.key"
+    )
 
 
 def _listen(text: str) -> tuple[str, int]:
