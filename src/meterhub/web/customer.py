@@ -460,7 +460,7 @@ def demand_response(h: Household, released: dict[str, float]) -> tuple[list[dict
               "line": {"dash": "dot"}}],
             ["Time (local)", "Event day Wh", "Baseline mean Wh", "In event window"],
             [[x, f"{a:,}", f"{b:,.1f}", "yes" if x in in_win else ""] for x, a, b in zip(xs, wh_day, mean, strict=True)],
-            {"yaxis": {"title": {"text": f"Wh per {h.interval_minutes} min"}},
+            {"yaxis": {"title": {"text": f"Wh per {h.interval_minutes} min"}}, "xaxis": {"type": "category"},
              "shapes": [{"type": "rect", "xref": "x", "yref": "paper", "x0": window[0] - 0.5, "x1": window[-1] + 0.5,
                          "y0": 0, "y1": 1, "fillcolor": "#E69F00", "opacity": 0.15, "line": {"width": 0}}]},
         ))
