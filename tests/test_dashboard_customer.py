@@ -9,6 +9,8 @@ import re
 from datetime import timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from dashboard_setup import DAYS, METER, START, copy_of, demo_dir, export, install_export
@@ -225,3 +227,32 @@ def test_demo_hint_commands_parse():
         args = parser.parse_args(shlex.split(cmd))
         assert callable(args.func)
     assert parser.parse_args(shlex.split(cmds[0])).meter == METER
+
+
+@given(st.binary(max_size=300) | st.text(max_size=200).map(str.encode))
+@settings(max_examples=200, deadline=None)
+def test_form_parser_only_raises_form_error(body):
+    import asyncio
+
+    from starlette.requests import Request
+
+    from meterhub.web.common import FormError, read_form
+
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    req = Request({"type": "http", "method": "POST", "headers": [], "path": "/", "query_string": b""}, receive)
+    try:
+        out = asyncio.run(read_form(req, max_bytes=256, max_fields=5))
+    except FormError:
+        assert len(body) > 256 or body.count(b"&") + body.count(b";") >= 5 or not _utf8(body)
+        return
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in out.items()) and len(out) <= 5
+
+
+def _utf8(b: bytes) -> bool:
+    try:
+        b.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
