@@ -66,7 +66,7 @@ def add_hub_dashboard_parser(h: Any) -> None:
     d.add_argument("--data-dir", default="meterhub-data", help="the hub's data directory (hub.sqlite, hubs/ID.sqlite)")
     d.add_argument("--meter", help="the household's meter id (default: none, the only card in hubs/)")
     d.add_argument("--tariff", help="the customer's signed tariff file (default: none, the shipped example tariff)")
-    d.add_argument("--listen", type=_listen, default=("127.0.0.1", 8765), help="HOST:PORT, loopback only unless "
+    d.add_argument("--listen", type=_listen, default="127.0.0.1:8765", help="HOST:PORT, loopback only unless "
                    "--allow-remote (default: 127.0.0.1:8765)")
     d.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --listen address and Host header")
     d.set_defaults(func=cmd_hub_dashboard)
