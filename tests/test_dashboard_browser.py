@@ -49,9 +49,11 @@ class _Server:
         self.thread.join(10)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    # The demo (its OpenADR part runs asyncio) before Playwright's loop takes this thread.
+    """One browser for all the browser tests. Module scope, not session: Playwright's sync
+    API keeps an event loop running on this thread until it stops, and later tests (and
+    the demo's OpenADR part, built first here) call asyncio.run()."""
     demo_dir(tmp_path_factory)
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} missing: apt-get install chromium (scripts/apt-test-packages.txt)")
