@@ -215,6 +215,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if events is not None:
             print()
             print(format_events(events))
+        from .cli_web import dashboards_hint
+
+        print()
+        print(dashboards_hint(params.data_dir, results[0].meter_id if results else "ID"))
     ok = (
         all(r.verified for r in results) and report.all_verified and fraud.all_verified and dr.all_verified
         and (events is None or events["all_verified"])
@@ -1130,6 +1134,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_privacy import add_hub_privacy_parsers
 
     add_hub_privacy_parsers(h)  # hub policy show|set, hub releases (docs/privacy.md)
+    from .cli_web import add_hub_dashboard_parser
+
+    add_hub_dashboard_parser(h)  # hub dashboard (docs/dashboards.md)
 
     u = sub.add_parser("utility", help="the utility's side").add_subparsers(dest="utility_cmd", required=True, parser_class=_Parser)
     uv = u.add_parser("verify", help="verify a bill statement against signed commitments")

@@ -540,8 +540,10 @@ def format_report(r: DRReport) -> str:
     return "\n".join(lines)
 
 
-def verify_stored(data_dir: Path) -> tuple[list[str], list[str]]:
-    """Re-verify every stored DR release; (output lines, rejections)."""
+def verify_stored(data_dir: Path, collect: dict[str, Any] | None = None) -> tuple[list[str], list[str]]:
+    """Re-verify every stored DR release; (output lines, rejections). ``collect`` (the
+    utility dashboard) receives ``events`` (the stored events) and ``reductions``:
+    (event, feeder, verified Wh, paid EUR, customers), ``per_customer``: (event, meter, Wh)."""
     from .utility.store import UtilityStore
 
     if not (data_dir / "dr.sqlite").exists() or not (data_dir / "utility.sqlite").exists():
@@ -581,7 +583,13 @@ def verify_stored(data_dir: Path) -> tuple[list[str], list[str]]:
             for f, w in sorted(st.per_feeder_wh.items()):
                 paid = sum(v.payment for v in ok[eid] if feeders.get(v.meter_id) == f) / 1e8
                 lines.append(f"{eid:<22} {f:<10} {w / 1000:>12.2f} {paid:>9.2f}")
+                if collect is not None:
+                    n = sum(1 for v in ok[eid] if feeders.get(v.meter_id) == f)
+                    collect.setdefault("reductions", []).append((eid, f, w, paid, n))
         lines.append(f"{sum(len(v) for v in ok.values())} releases verified, {len(rejected)} rejected")
+        if collect is not None:
+            collect["events"] = [events[e] for e in sorted(events)]
+            collect["per_customer"] = [(e, v.meter_id, float(v.reduction)) for e in sorted(ok) for v in ok[e]]
         return lines, rejected
     finally:
         store.close()

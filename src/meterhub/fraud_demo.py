@@ -597,8 +597,11 @@ def format_report(r: FraudReport) -> str:
 # ---------------------------------------------------------------------- stored data (CLI)
 
 
-def fraud_stored(data_dir: Path) -> tuple[list[str], list[str]]:
-    """Re-verify every stored feeder-day and recompute balance and alarms; (lines, rejections)."""
+def fraud_stored(data_dir: Path, collect: dict[str, Any] | None = None) -> tuple[list[str], list[str]]:
+    """Re-verify every stored feeder-day and recompute balance and alarms; (lines, rejections).
+    ``collect`` (the utility dashboard) receives ``feeders``: per feeder its days, daily
+    feeder energy, verified customer sum, expected technical loss and discrepancy, the
+    detector's allowance, alarm day and localisation segments."""
     from .meter.timebase import range_starts
     from .utility.fraud import AGGREGATION_CLASS, demo_grid_key, verify_feeder_day
     from .utility.settlement import expected_code_hash
@@ -706,6 +709,21 @@ def fraud_stored(data_dir: Path) -> tuple[list[str], list[str]]:
             if loc is not None:
                 where = " | ".join(
                     f"{','.join(ms)} ({disc:.2f}%)" if disc == disc else ",".join(ms) for ms, disc in loc["segments"])
+            if collect is not None:
+                from .utility.theft import expected_loss
+
+                loss = expected_loss(f_wh, nominal)
+                collect.setdefault("feeders", []).append({
+                    "feeder": grp.feeder_id, "incomplete": incomplete, "k_energy": det.k_energy,
+                    "days": [grp.valid_from + timedelta(days=k) for k in range(n_days)],
+                    "feeder_wh": [float(f_wh[sl].sum()) for sl in cal.day_slices],
+                    "sum_wh": [float(s_wh[sl].sum()) for sl in cal.day_slices],
+                    "loss_wh": [float(loss[sl].sum()) for sl in cal.day_slices],
+                    "discrepancy_pct": [float(x) for x in b.energy],
+                    "alarm": None if alarm is None else grp.valid_from + timedelta(days=alarm),
+                    "localisation": loc, "members": sorted(grp.meter_ids), "tz": tz,
+                    "hourly_sum_wh": [float(x) for x in s_wh], "hourly_ok": [bool(x) for x in ok],
+                })
             lines.append(f"{grp.feeder_id:<9} {n_days:>4} {incomplete:>10} {np.nanmean(b.energy):>9.2f}% "
                          f"{(grp.valid_from + timedelta(days=alarm)).isoformat() if alarm is not None else '-':>11}  {where}")
         lines.extend(_stored_suspects(store, utility, rejected))

@@ -580,8 +580,10 @@ def _signed(store: SettlementStore, kind: str, key: Any) -> dict[str, Series]:
     return {s.series_id: s for s in (verify_series(load_series(raw), key, kind=kind) for raw in store.series(kind))}
 
 
-def settle_stored(data_dir: Path) -> tuple[list[str], list[str]]:
-    """Re-verify every stored settlement statement; (output lines, rejections)."""
+def settle_stored(data_dir: Path, collect: dict[str, Any] | None = None) -> tuple[list[str], list[str]]:
+    """Re-verify every stored settlement statement; (output lines, rejections).
+    ``collect`` (the utility dashboard) receives the verified per-supplier rows and the
+    index scale as ``suppliers`` and ``scale``."""
     utility, store = _stored(data_dir)
     try:
         idx = _signed(store, KIND_PRICE_INDEX, demo_index_publisher_key())
@@ -613,14 +615,18 @@ def settle_stored(data_dir: Path) -> tuple[list[str], list[str]]:
             lines.append(f"{s.supplier:<11} {s.customers:>9} {s.energy_wh / 1000:>11,.1f} {100 * s.energy_share:>11.2f}% "
                          f"{s.value / scale:>12,.2f} {100 * s.value_share:>10.2f}%")
         lines.append(f"{len(rows)} statements verified, {len(rejected)} rejected")
+        if collect is not None:
+            collect.update(suppliers=aggregate(rows), scale=scale)
         return lines, rejected
     finally:
         utility.close()
         store.close()
 
 
-def forecast_stored(data_dir: Path) -> tuple[list[str], list[str]]:
-    """Re-verify stored profile scores and samples and classify each customer."""
+def forecast_stored(data_dir: Path, collect: dict[str, Any] | None = None) -> tuple[list[str], list[str]]:
+    """Re-verify stored profile scores and samples and classify each customer.
+    ``collect`` (the utility dashboard) receives ``classes``: (customer, class by samples,
+    class by exact scores, best r) of every verified customer."""
     utility, store = _stored(data_dir)
     try:
         profiles = _signed(store, KIND_LOAD_PROFILE, demo_profile_key())
@@ -679,6 +685,9 @@ def forecast_stored(data_dir: Path) -> tuple[list[str], list[str]]:
                 rejected.append(f"{mid}: {exc}")
                 continue
             lines.append(f"{mid:<10} {by_samples:>10} {_class_name(classify(matches)):>6} {max(m.r for m in matches):>7.3f}")
+            if collect is not None:
+                collect.setdefault("classes", []).append(
+                    (mid, by_samples, _class_name(classify(matches)), max(m.r for m in matches)))
         lines.append(f"{len(lines) - 1} customers classified from verified outputs, {len(rejected)} rejected")
         return lines, rejected
     finally:

@@ -498,5 +498,10 @@ def create_app(
         lifespan=lifespan,
         exception_handlers={HTTPException: http_problem},
     )
+    from starlette.routing import Mount
+
+    from ..web.utility import create_dashboard  # the utility's dashboard (docs/dashboards.md)
+
+    app.router.routes.append(Mount("/dashboard", create_dashboard(svc, None if "://" in db else Path(db).parent)))
     app.state.service = svc
     return app
