@@ -273,6 +273,18 @@ class Privacy:
     learned: dict[int, str]
 
 
+def _reduction_wh(rel: Any) -> float | None:
+    """The released reduction in Wh for a CAISO release (``scaled / (1000 n)``,
+    :func:`meterhub.dr.release.reduction_coefficients`); a PJM release's denominator
+    depends on the event's window lengths (:func:`meterhub.dr.event.pjm_coefficients`),
+    so it is shown on the utility's side only."""
+    from ..dr.event import METHOD_CAISO
+
+    if rel.method != METHOD_CAISO:
+        return None
+    return float(rel.scaled_reduction / (1000 * rel.n_days))
+
+
 def _learned(kind: str, raw: bytes) -> str:
     """What the recipient learned from one release (docs/privacy.md, per kind)."""
     import json
@@ -281,7 +293,10 @@ def _learned(kind: str, raw: bytes) -> str:
 
     try:
         if kind == "dr":
-            return f"a verified reduction of {DRRelease.from_bytes(raw).reduction_wh / 1000:.2f} kWh in the event window"
+            wh = _reduction_wh(DRRelease.from_bytes(raw))
+            if wh is None:
+                return "a verified reduction in the event window (PJM baseline)"
+            return f"a verified reduction of {wh / 1000:.2f} kWh in the event window"
         if kind == "settlement":
             d = json.loads(raw)
             return f"energy {d['energy_wh'] / 1000:,.3f} kWh and its market value for the period"
@@ -589,7 +604,9 @@ def create_customer_app(h: Household, *, allow_remote: bool = False) -> Starlett
                 with _guard(h) as g:
                     for e in with_dr:
                         rel = DRRelease.from_bytes(g.release(e.seq))
-                        released[rel.event_id] = rel.reduction_wh
+                        wh = _reduction_wh(rel)
+                        if wh is not None:
+                            released[rel.event_id] = wh
 
             await pool(read)
         rows, charts = await pool(demand_response, h, released)
