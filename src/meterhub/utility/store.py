@@ -91,11 +91,42 @@ CREATE TABLE bills (  -- append-only verdict history (docs/verification.md, V21)
 CREATE INDEX bills_by_meter ON bills (meter_id, period_from)
 """
 
+# Version 3: the deliveries of the service (docs/service.md, "Outputs"): the reference
+# data outputs are verified against (signed series, DR events, aggregation groups, coin
+# tosses; each checked on receipt) and the append-only verdict history of delivered
+# settlement statements, profile scores, samples, DR releases and feeder days.
+_SCHEMA_V3 = """
+CREATE TABLE refs (
+    kind TEXT NOT NULL,
+    ref_id TEXT NOT NULL,
+    body BLOB NOT NULL,
+    party TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (kind, ref_id)
+);
+CREATE TABLE outputs (  -- append-only, like bills: a verdict is never rewritten
+    kind TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    period TEXT NOT NULL,
+    body BLOB NOT NULL,
+    verified INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    figures TEXT NOT NULL,
+    party TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE INDEX outputs_by_subject ON outputs (kind, subject, period)
+"""
+
 # PostgreSQL has no implicit rowid: bills gets an explicit one (the history's order).
-_PG_SCHEMA = _SCHEMA.replace(
+_PG_SCHEMA_V2 = _SCHEMA.replace(
     "    checked_at TEXT\n)", "    checked_at TEXT,\n    rowid BIGSERIAL PRIMARY KEY\n)"
 )
-assert _PG_SCHEMA != _SCHEMA
+_PG_SCHEMA_V3 = _SCHEMA_V3.replace(
+    "    at TEXT NOT NULL\n);\nCREATE INDEX", "    at TEXT NOT NULL,\n    rowid BIGSERIAL PRIMARY KEY\n);\nCREATE INDEX"
+)
+assert _PG_SCHEMA_V2 != _SCHEMA and _PG_SCHEMA_V3 != _SCHEMA_V3
+_PG_SCHEMA = _PG_SCHEMA_V2 + ";" + _PG_SCHEMA_V3
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +214,7 @@ class UtilityStore:
     """The utility's store: SQLite (``utility.sqlite`` under the data directory, the
     default) or PostgreSQL when ``path`` is a ``postgresql://`` URL (docs/service.md)."""
 
-    SCHEMA_VERSION = 2  # 2: bills is an append-only history (no primary key per period)
+    SCHEMA_VERSION = 3  # 2: bills is an append-only history; 3: refs and outputs (service)
 
     def __init__(self, path: str | Path) -> None:
         self.url = str(path)
@@ -191,10 +222,14 @@ class UtilityStore:
         self.conn: Any
         if self.postgres:
             self.path = None
-            self.conn = open_pg(self.url, "utility", _PG_SCHEMA, schema_version=self.SCHEMA_VERSION)
+            self.conn = open_pg(
+                self.url, "utility", _PG_SCHEMA, schema_version=self.SCHEMA_VERSION, upgrades={2: _PG_SCHEMA_V3}
+            )
         else:
             self.path = Path(path)
-            self.conn = open_db(self.path, _SCHEMA, schema_version=self.SCHEMA_VERSION)
+            self.conn = open_db(
+                self.path, _SCHEMA + ";" + _SCHEMA_V3, schema_version=self.SCHEMA_VERSION, upgrades={2: _SCHEMA_V3}
+            )
         self._tariffs: dict[tuple[str, int], Tariff] = {}
         self._registrations: dict[str, MeterRegistration] = {}
         self._in_tx = False
