@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -273,8 +273,8 @@ class Deliveries:
                 return f"{ev.event_id}/{ev.modification}"
             if kind == "aggregation-group":
                 grp = GroupDefinition.from_bytes(body)
-                key = ecdsa.load_verifying_key(self._anchor(kind, self.trust.aggregation_group))
-                if not grp.verify(key):
+                group_key = ecdsa.load_verifying_key(self._anchor(kind, self.trust.aggregation_group))
+                if not grp.verify(group_key):
                     raise DeliveryError("unverifiable", f"group {grp.group_id}: signature does not verify")
                 return grp.group_id
             if kind == "coin-toss":
@@ -350,7 +350,8 @@ class Deliveries:
             if not v.ok:
                 return v, {}
             starts = range_starts(sc.period_from, (sc.period_to - sc.period_from).days + 1, reg.tz, sc.point_minutes)
-            matches = match_scores(sc, period_weights(profiles, starts))
+            weights: dict[str, Sequence[int]] = dict(period_weights(profiles, starts))
+            matches = match_scores(sc, weights)
             return v, {"energy_wh": sc.energy_wh, "class": classify(matches),
                        "r": max((m.r for m in matches), default=0.0)}
         if d.kind == "samples":
@@ -445,8 +446,9 @@ class Deliveries:
                                       sc.point_minutes)
                 rel = SampleRelease.from_json(samples[period])
                 g = sc.point_minutes // reg.interval_minutes
+                weights: dict[str, Sequence[int]] = dict(period_weights(profiles, starts))
                 by_samples = classify(match_samples([(x.index - rel.first_index, x.m) for x in rel.samples],
-                                                    period_weights(profiles, starts), g))
+                                                    weights, g))
             out.append({"period": period, "by_scores": figures["class"], "r": figures["r"],
                         "by_samples": by_samples})
         return out
