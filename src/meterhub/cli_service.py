@@ -76,12 +76,20 @@ def cmd_utility_serve(args: argparse.Namespace) -> int:
         for f in (args.tls_cert, args.tls_key, args.tls_client_ca):
             if f:
                 _read(f, "TLS file")  # a clear error before listening
-        tls = server_tls_config(args.tls_cert, args.tls_key, args.tls_client_ca)
+        tls = server_tls_config(args.tls_cert, args.tls_key, args.tls_client_ca, head_timeout=args.head_timeout)
+    else:
+        from .service.guard import guarded_protocol
+
+        tls = {"http": guarded_protocol(args.head_timeout)}
+    if args.head_timeout <= 0 or args.body_timeout <= 0 or args.limit_concurrency < 1:
+        raise UsageError("--head-timeout and --body-timeout must be positive, --limit-concurrency at least 1")
     UtilityStore(db if "://" in db else Path(db)).close()  # refuse a bad database before listening
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    app = create_app(db, args.keys, supplier_key=supplier_key, max_body=args.max_body, trust=trust)
+    app = create_app(db, args.keys, supplier_key=supplier_key, max_body=args.max_body, trust=trust,
+                     body_timeout=args.body_timeout)
     host, port = args.listen
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, **tls)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
+                limit_concurrency=args.limit_concurrency, **tls)
     return EXIT_OK
 
 
@@ -206,6 +214,12 @@ def add_utility_service_parsers(u: Any) -> None:
     s.add_argument("--tls-key", help="the certificate's private key (PEM) (default: none)")
     s.add_argument("--tls-client-ca", help="require client certificates chaining to this CA (PEM): mutual TLS; "
                    "the certificate's subject names the party (default: none, no client certificates)")
+    s.add_argument("--head-timeout", type=float, default=10.0,
+                   help="seconds a client has to send a request head, from its first byte (default: 10)")
+    s.add_argument("--body-timeout", type=float, default=30.0,
+                   help="seconds a client has to send a request body (default: 30)")
+    s.add_argument("--limit-concurrency", type=int, default=1000,
+                   help="connections and requests at once before 503 answers (default: 1000)")
     s.set_defaults(func=cmd_utility_serve)
 
     k = u.add_parser("keys", help="API keys of the service's parties")

@@ -7,7 +7,7 @@ maps outcomes to HTTP. Errors are ``application/problem+json`` (RFC 9457, sectio
 each refusal is logged on the ``meterhub.service`` logger with the party and reason.
 
 Status codes: 200 stored (or an identical re-delivery), 400 malformed body, 401 no or
-unknown key, 403 not this party's meter or role, 409 a re-delivery that conflicts with
+unknown key, 403 not this party's meter or role, 408 body too slow, 409 a re-delivery that conflicts with
 stored data (never ignored), 413 body over the limit, 422 a delivery the verifier
 refused, 503 the database is unreachable (a delivery is committed whole or not at
 all; retry it whole: identical re-deliveries are idempotent).
@@ -15,6 +15,7 @@ all; retry it whole: identical re-deliveries are idempotent).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -54,6 +55,7 @@ __all__ = ["DEFAULT_MAX_BODY", "MAX_DAYS_PER_DELIVERY", "create_app"]
 log = logging.getLogger("meterhub.service")
 
 DEFAULT_MAX_BODY = 1 << 20  # 1 MiB: ~120 days of 15-minute uploads per delivery
+DEFAULT_BODY_TIMEOUT = 30.0  # seconds for a whole body: 1 MiB at 35 KB/s
 MAX_DAYS_PER_DELIVERY = 400
 _PROBLEM = "tag:meterhub,2026:problem:"
 
@@ -72,17 +74,48 @@ class Problem(Exception):
         )
 
 
+class _LogBudget:
+    """At most ``per_second`` refusal lines a second: a client flooding bad requests
+    cannot flood the log (or the disk under it); the lines left out are counted and
+    the count is logged with the next line that is written."""
+
+    def __init__(self, per_second: int = 20) -> None:
+        self.per_second, self.second, self.used, self.dropped = per_second, 0, 0, 0
+        self.lock = threading.Lock()
+
+    def take(self) -> tuple[bool, int]:
+        import time
+
+        with self.lock:
+            now = int(time.monotonic())
+            if now != self.second:
+                self.second, self.used = now, 0
+            if self.used >= self.per_second:
+                self.dropped += 1
+                return False, 0
+            self.used += 1
+            dropped, self.dropped = self.dropped, 0
+            return True, dropped
+
+
+_log_budget = _LogBudget()
+
+
 def _problem_response(p: Problem, request: Request, party: Party | None) -> Response:
     who = shown(party.name) if party else "-"
-    log.warning(
-        "refused %s %s from %s: %d %s: %s",
-        request.method,
-        shown(request.url.path),
-        who,
-        p.status,
-        p.slug,
-        shown(p.detail),
-    )
+    ok, dropped = _log_budget.take()
+    if dropped:
+        log.warning("%d refusals not logged (over %d a second)", dropped, _log_budget.per_second)
+    if ok:
+        log.warning(
+            "refused %s %s from %s: %d %s: %s",
+            request.method,
+            shown(request.url.path),
+            who,
+            p.status,
+            p.slug,
+            shown(p.detail),
+        )
     body = {
         "type": _PROBLEM + p.slug,
         "title": p.title,
@@ -113,6 +146,7 @@ class Service:
     ) -> None:
         self.db, self.keys, self.supplier_key, self.max_body = db, keys, supplier_key, max_body
         self.trust = trust or TrustAnchors()
+        self.body_timeout = DEFAULT_BODY_TIMEOUT
         self.lock = threading.Lock()
         self._store: UtilityStore | None = None
         self._deliveries: Deliveries | None = None
@@ -197,11 +231,17 @@ async def _body(svc: Service, request: Request) -> bytes:
         if int(declared) > svc.max_body:
             raise Problem(413, "too-large", "Content Too Large", f"body over {svc.max_body} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > svc.max_body:
-            raise Problem(413, "too-large", "Content Too Large", f"body over {svc.max_body} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(svc.body_timeout):  # a slow sender cannot hold the request
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > svc.max_body:
+                    raise Problem(413, "too-large", "Content Too Large", f"body over {svc.max_body} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise Problem(
+            408, "timeout", "Request Timeout", f"body not received within {svc.body_timeout:g} s"
+        ) from None
     return b"".join(chunks)
 
 
@@ -586,6 +626,7 @@ for _item in _OPENAPI["paths"].values():
                 (401, "no or unknown key"),
                 (403, "not allowed"),
                 (404, "no such reference kind or meter"),
+                (408, "body not received in time"),
                 (409, "conflicting re-delivery"),
                 (413, "too large"),
                 (422, "rejected"),
@@ -601,6 +642,7 @@ def create_app(
     supplier_key: bytes | None = None,
     max_body: int = DEFAULT_MAX_BODY,
     trust: TrustAnchors | None = None,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
 ) -> Starlette:
     """The service as an ASGI app (``uvicorn`` runs it; tests drive it in-process).
     ``keys``: the keys, or the keys file's path (then re-read whenever it changes).
@@ -611,6 +653,7 @@ def create_app(
         svc = Service(db, ApiKeys({}), supplier_key, max_body, trust)
         svc.keys_path = Path(keys)
         svc.reload_keys()
+    svc.body_timeout = body_timeout
 
     def endpoint(handler: Callable[..., Response], *, body: bool) -> Callable[[Request], Any]:
         async def run(request: Request) -> Response:

@@ -19,7 +19,8 @@ import ssl
 from typing import Any
 
 from cryptography import x509
-from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from .guard import DEFAULT_HEAD_TIMEOUT, GuardedH11Protocol
 
 __all__ = ["PEER_SUBJECT", "PeerCertH11Protocol", "client_ssl_context", "server_tls_config"]
 
@@ -37,8 +38,8 @@ def peer_subject(transport: asyncio.BaseTransport) -> str | None:
     return x509.load_der_x509_certificate(der).subject.rfc4514_string()
 
 
-class PeerCertH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, with the client certificate's subject in the request state."""
+class PeerCertH11Protocol(GuardedH11Protocol):
+    """The guarded h11 protocol, with the client certificate's subject in the request state."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -47,10 +48,15 @@ class PeerCertH11Protocol(H11Protocol):
         self.app_state = {**self.app_state, PEER_SUBJECT: subject}
 
 
-def server_tls_config(cert: str, key: str, client_ca: str | None) -> dict[str, Any]:
+def server_tls_config(
+    cert: str, key: str, client_ca: str | None, *, head_timeout: float = DEFAULT_HEAD_TIMEOUT
+) -> dict[str, Any]:
     """uvicorn ``Config`` keyword arguments for TLS, with client certificates required
     (and the peer-subject protocol) when ``client_ca`` is given."""
-    out: dict[str, Any] = {"ssl_certfile": cert, "ssl_keyfile": key, "http": PeerCertH11Protocol}
+    from .guard import guarded_protocol
+
+    out: dict[str, Any] = {"ssl_certfile": cert, "ssl_keyfile": key,
+                           "http": guarded_protocol(head_timeout, peer_cert=True)}
     if client_ca:
         out.update(ssl_ca_certs=client_ca, ssl_cert_reqs=ssl.CERT_REQUIRED)
     return out
