@@ -123,7 +123,9 @@ def _problem_response(p: Problem, request: Request, party: Party | None) -> Resp
         "detail": p.detail,
         **p.extra,
     }
-    headers = {"Retry-After": "1"} if p.status == 503 else None
+    headers: dict[str, str] = {"Retry-After": "1"} if p.status == 503 else {}
+    if p.status in (408, 413):  # the body was not read: do not wait for the rest of it
+        headers["Connection"] = "close"
     return Response(json.dumps(body), p.status, headers, media_type="application/problem+json")
 
 
