@@ -64,7 +64,7 @@ def cmd_utility_serve(args: argparse.Namespace) -> int:
         from .utility.deliveries import TrustAnchors
 
         try:
-            trust = TrustAnchors.load(args.trust)
+            trust = TrustAnchors.demo() if args.trust == "demo" else TrustAnchors.load(args.trust)
         except ValueError as exc:
             raise UsageError(str(exc).splitlines()[0]) from None
     tls: dict[str, Any] = {}
@@ -209,7 +209,7 @@ def add_utility_service_parsers(u: Any) -> None:
                    "register meters (default: none, registration refused)")
     s.add_argument("--max-body", type=int, default=1 << 20, help="largest request body in bytes (default: 1048576)")
     s.add_argument("--trust", help="trust file (meterhub/service-trust/v1): the keys reference data is checked "
-                   "under (default: none, reference data refused)")
+                   "under; 'demo' for the demo's publicly known keys (default: none, reference data refused)")
     s.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM) (default: plain HTTP)")
     s.add_argument("--tls-key", help="the certificate's private key (PEM) (default: none)")
     s.add_argument("--tls-client-ca", help="require client certificates chaining to this CA (PEM): mutual TLS; "

@@ -139,6 +139,21 @@ class TrustAnchors:
                 keys[attr] = key
         return cls(**keys)
 
+    @classmethod
+    def demo(cls) -> TrustAnchors:
+        """The demo's PUBLICLY KNOWN publisher keys (``utility serve --trust demo``; demo only)."""
+        from ..hub.secure_element import demo_vtn_key
+        from ..tariffs.price_index import demo_index_publisher_key
+        from ..tariffs.profiles import demo_profile_key
+        from .fraud import demo_grid_key
+
+        return cls(
+            ecdsa.public_bytes(demo_index_publisher_key()),
+            ecdsa.public_bytes(demo_profile_key()),
+            ecdsa.public_bytes(demo_vtn_key()),
+            ecdsa.public_bytes(demo_grid_key()),
+        )
+
     def save(self, path: str | Path) -> None:
         doc: dict[str, str] = {"format": TRUST_FORMAT}
         for name, attr in self._FIELDS.items():
