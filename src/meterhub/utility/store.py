@@ -23,7 +23,7 @@ from typing import Any
 
 from ..banded import BandedBillStatement
 from ..crypto import ecdsa
-from ..crypto.group import Point, PointDecodeError
+from ..crypto.group import PointDecodeError, uncompress_many
 from ..exchange import BillStatement, DayUpload, FormatError, decode_records, encode_records
 from ..hub.proving import ProvenBillStatement, statement_from_json
 from ..meter.device import DailyBatch, SignedBatch, chain_genesis, chain_head
@@ -367,10 +367,7 @@ class UtilityStore:
             return self._reject(b.meter_id, b.day, reason)
         indices, c33 = decode_records(upload.records)
         try:
-            c65 = b"".join(
-                Point.from_bytes(c33[33 * k : 33 * k + 33]).to_bytes_uncompressed()
-                for k in range(len(indices))
-            )
+            c65 = uncompress_many(c33)
         except PointDecodeError as exc:
             return self._reject(b.meter_id, b.day, f"day {b.day}: {exc}")
         with self._tx():
