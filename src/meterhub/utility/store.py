@@ -362,10 +362,9 @@ class UtilityStore:
                 b.meter_id, b.day, f"day {b.day}: conflicts with the stored upload ({differs} differ)"
             )
             return IngestResult(False, res.reason, conflict=True)
-        reason = self._check_upload(reg, upload)
+        reason, c33 = self._check_upload(reg, upload)
         if reason:
             return self._reject(b.meter_id, b.day, reason)
-        indices, c33 = decode_records(upload.records)
         try:
             c65 = uncompress_many(c33)
         except PointDecodeError as exc:
@@ -400,24 +399,31 @@ class UtilityStore:
             parts.append("records")
         return ", ".join(parts)
 
-    def _check_upload(self, reg: MeterRegistration, upload: DayUpload) -> str:
+    def _check_upload(self, reg: MeterRegistration, upload: DayUpload) -> tuple[str, bytes]:
+        """The reason to refuse the upload ('' if none) and its 33-byte commitments."""
         b = upload.batch.batch
         label = f"day {b.day}"
         if b.interval_minutes != reg.interval_minutes:
-            return f"{label}: batch uses {b.interval_minutes}-minute intervals"
+            return f"{label}: batch uses {b.interval_minutes}-minute intervals", b""
         if not ecdsa.is_low_s(upload.batch.signature):
-            return f"{label}: batch signature is high-S (non-canonical)"
+            return f"{label}: batch signature is high-S (non-canonical)", b""
         if not upload.batch.verify(reg.public_key):
-            return f"{label}: batch signature does not verify under the meter's key"
+            return f"{label}: batch signature does not verify under the meter's key", b""
         if b.count != intervals_per_day(b.day, reg.tz, reg.interval_minutes):
-            return f"{label}: batch signs {b.count} intervals, the local day has another count"
+            return f"{label}: batch signs {b.count} intervals, the local day has another count", b""
         try:
-            indices, c33 = decode_records(upload.records)
+            indices, c33 = decode_records(upload.records)  # once per upload: the insert reuses c33
             check_indices(label, b.first_index, b.count, indices)
         except FormatError as exc:
-            return f"{label}: {exc}"
+            return f"{label}: {exc}", b""
         except Rejected as exc:
-            return str(exc)
+            return str(exc), b""
+        return self._check_links(reg, upload, c33), c33
+
+    def _check_links(self, reg: MeterRegistration, upload: DayUpload, c33: bytes) -> str:
+        """The chain head over the commitments and the links to the stored neighbours (V08, V09)."""
+        b = upload.batch.batch
+        label = f"day {b.day}"
         if chain_head(b.prev_head, b.first_index, c33) != b.head:
             return f"{label}: commitments do not match the signed chain head"
         prev = self.conn.execute(
