@@ -396,3 +396,16 @@ def test_arbitrary_deliveries_get_a_problem_never_a_crash(fuzz_env, path, body):
     r = fuzz_env.client.post(path, content=body, headers=fuzz_env.h(who))
     assert r.status_code in (400, 403, 409, 422), (path, body, r.text)
     assert r.headers["content-type"] == "application/problem+json"
+
+
+def test_output_bodies_over_the_limit_are_refused(tmp_path):
+    keys = ApiKeys({})
+    grid = keys.add("grid", "grid")
+    app = create_app(str(tmp_path / "u.sqlite"), keys, trust=TRUST, max_body=2048)
+    with TestClient(app) as c:
+        for path in ["/v1/settlement-statements", "/v1/profile-scores", "/v1/samples", "/v1/dr-releases",
+                     "/v1/feeder-days", "/v1/references/price-index", "/v1/references/coin-toss"]:
+            r = c.post(path, content=b"x" * 2049, headers={"Authorization": f"Bearer {grid}"})
+            assert r.status_code == 413 and r.headers["connection"] == "close", (path, r.text)
+        r = c.post("/v1/references/no-such-kind", content=b"{}", headers={"Authorization": f"Bearer {grid}"})
+        assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
