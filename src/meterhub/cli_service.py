@@ -215,9 +215,9 @@ def add_utility_service_parsers(u: Any) -> None:
     s.add_argument("--tls-client-ca", help="require client certificates chaining to this CA (PEM): mutual TLS; "
                    "the certificate's subject names the party (default: none, no client certificates)")
     s.add_argument("--head-timeout", type=float, default=10.0,
-                   help="seconds a client has to send a request head, from its first byte (default: 10)")
+                   help="seconds a client has to send a request head, from its first byte")
     s.add_argument("--body-timeout", type=float, default=30.0,
-                   help="seconds a client has to send a request body (default: 30)")
+                   help="seconds a client has to send a request body")
     s.add_argument("--limit-concurrency", type=int, default=1000,
                    help="connections and requests at once before 503 answers (default: 1000)")
     s.set_defaults(func=cmd_utility_serve)
