@@ -218,8 +218,8 @@ def add_utility_service_parsers(u: Any) -> None:
                    help="seconds a client has to send a request head, from its first byte")
     s.add_argument("--body-timeout", type=float, default=30.0,
                    help="seconds a client has to send a request body")
-    s.add_argument("--limit-concurrency", type=int, default=1000,
-                   help="connections and requests at once before 503 answers (default: 1000)")
+    s.add_argument("--limit-concurrency", type=int, default=500,
+                   help="connections and requests at once before 503 answers (below the descriptor limit)")
     s.set_defaults(func=cmd_utility_serve)
 
     k = u.add_parser("keys", help="API keys of the service's parties")
