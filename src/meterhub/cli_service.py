@@ -7,11 +7,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .cli import EXIT_OK, EXIT_REJECTED, UsageError, _lines, _read
+from .cli import EXIT_OK, EXIT_REJECTED, UsageError, _lines, _number, _read
 
 __all__ = ["add_utility_service_parsers"]
 
 DEFAULT_DB = "meterhub-data/utility.sqlite"
+_seconds = _number(float, "a number of seconds", 0.0, 3600.0, lo_open=True)
 
 
 def _db(text: str) -> str:
@@ -81,8 +82,6 @@ def cmd_utility_serve(args: argparse.Namespace) -> int:
         from .service.guard import guarded_protocol
 
         tls = {"http": guarded_protocol(args.head_timeout)}
-    if args.head_timeout <= 0 or args.body_timeout <= 0 or args.limit_concurrency < 1:
-        raise UsageError("--head-timeout and --body-timeout must be positive, --limit-concurrency at least 1")
     UtilityStore(db if "://" in db else Path(db)).close()  # refuse a bad database before listening
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     app = create_app(db, args.keys, supplier_key=supplier_key, max_body=args.max_body, trust=trust,
@@ -214,11 +213,11 @@ def add_utility_service_parsers(u: Any) -> None:
     s.add_argument("--tls-key", help="the certificate's private key (PEM) (default: none)")
     s.add_argument("--tls-client-ca", help="require client certificates chaining to this CA (PEM): mutual TLS; "
                    "the certificate's subject names the party (default: none, no client certificates)")
-    s.add_argument("--head-timeout", type=float, default=10.0,
+    s.add_argument("--head-timeout", type=_seconds, default=10.0,
                    help="seconds a client has to send a request head, from its first byte")
-    s.add_argument("--body-timeout", type=float, default=30.0,
+    s.add_argument("--body-timeout", type=_seconds, default=30.0,
                    help="seconds a client has to send a request body")
-    s.add_argument("--limit-concurrency", type=int, default=500,
+    s.add_argument("--limit-concurrency", type=_number(int, "an integer", 1, 1_000_000), default=500,
                    help="connections and requests at once before 503 answers (below the descriptor limit)")
     s.set_defaults(func=cmd_utility_serve)
 
