@@ -11,18 +11,21 @@ from meterhub.crypto import ecdsa
 from meterhub.service.app import create_app
 from meterhub.service.runner import serve_in_thread
 from meterhub.tariffs import demo_supplier_key
+from meterhub.utility.deliveries import TrustAnchors
 from meterhub.utility.store import UtilityStore
 
 
 def test_demo_through_the_api_on_postgres(tmp_path, pg_dsn, capsys):
     keys = tmp_path / "api-keys.json"
-    app = create_app(pg_dsn, keys, supplier_key=ecdsa.public_bytes(demo_supplier_key()))
+    app = create_app(pg_dsn, keys, supplier_key=ecdsa.public_bytes(demo_supplier_key()), trust=TrustAnchors.demo())
     with serve_in_thread(app) as url:
         args = ["demo", "--households", "2", "--days", "2", "--data-dir", str(tmp_path / "d"), "--json",
                 "--no-progress", "--server", url, "--server-keys", str(keys)]
         assert main(args) == 0
         out = json.loads(capsys.readouterr().out)
         assert all(h["verified"] for h in out["households"])
+        # the settlement and forecasting outputs went through the service and verified there
+        assert out["service_outputs"]["verified"] == {"samples": 2, "scores": 2, "settlement": 2}
         # a second run resumes: every delivery is an identical re-delivery, still exit 0
         assert main(args) == 0
         capsys.readouterr()
@@ -32,6 +35,8 @@ def test_demo_through_the_api_on_postgres(tmp_path, pg_dsn, capsys):
         assert u.conn.execute("SELECT count(*) FROM rejected_uploads").fetchone()[0] == 0
         verdicts = u.bill_verdicts()
         assert len(verdicts) == 2 and all(v[3] for v in verdicts)
+        outs = u.conn.execute("SELECT kind, count(*), min(verified) FROM outputs GROUP BY kind ORDER BY kind").fetchall()
+        assert [tuple(r) for r in outs] == [("samples", 2, 1), ("scores", 2, 1), ("settlement", 2, 1)]
         suppliers = {r[0] for r in u.conn.execute("SELECT supplier FROM meters")}
         assert len(suppliers) == 2 and None not in suppliers
     finally:

@@ -128,6 +128,25 @@ def show_progress(args: argparse.Namespace, stream: Any) -> bool:
 
 
 # -- demo -------------------------------------------------------------------
+def _deliver_outputs(args: argparse.Namespace, data_dir: Path) -> Any:
+    """``demo --server``: the settlement, forecasting, fraud and DR outputs through the
+    service as well (:mod:`meterhub.demo_service`); None without ``--server``, the exit
+    code if the service refused or rejected one."""
+    if not args.server:
+        return None
+    from .demo_service import deliver_outputs
+    from .service.remote import RemoteError, RemoteUtility
+
+    remote = RemoteUtility(args.server, args.server_keys)
+    try:
+        return deliver_outputs(remote, data_dir)
+    except RemoteError as exc:
+        print(f"meterhub: demo: {exc}", file=sys.stderr)
+        return EXIT_REJECTED
+    finally:
+        remote.close()
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import DemoError, DemoParams, format_table, run_demo, summary_json, tqdm_progress
     from .tariffs import example_signed_tariff
@@ -187,6 +206,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from .demo_privacy import format_privacy, privacy_report
 
         privacy = privacy_report(params.data_dir)  # what each recipient got (issues 11, 13)
+        delivered = _deliver_outputs(args, params.data_dir)  # through the service too (docs/service.md)
+        if isinstance(delivered, int):
+            return delivered
     events = None
     if args.events:  # daily operations in a scratch directory (docs/billing-operations.md)
         from .demo_events import format_events, run_events
@@ -199,6 +221,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         doc["demand_response"] = dr.to_dict()
         doc["privacy"] = privacy
         doc["fraud"] = fraud.to_dict()
+        if delivered is not None:
+            doc["service_outputs"] = delivered.to_dict()
         if events is not None:
             doc["events"] = events
         print(json.dumps(doc, indent=2))

@@ -32,7 +32,7 @@ import os
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -187,11 +187,19 @@ def _create(path: Path, schema: str, schema_version: int) -> None:
 
 
 def open_db(
-    path: str | Path, schema: str, *, schema_version: int, create: bool = True
+    path: str | Path,
+    schema: str,
+    *,
+    schema_version: int,
+    create: bool = True,
+    upgrades: Mapping[int, str] | None = None,
 ) -> sqlite3.Connection:
     """Open a store, creating it (atomically) if it never existed and ``create`` is set.
 
-    ``PRAGMA user_version`` records the schema version. Refused with
+    ``PRAGMA user_version`` records the schema version. ``upgrades`` maps an older
+    version ``v`` to the DDL that takes a store from ``v`` to ``v + 1`` (new tables
+    only); each step runs in one transaction with its version bump, so a store is
+    at one version or the next, never in between. Refused with
     :class:`StoreError`: a store listed in the manifest but missing, a file that is
     empty or not SQLite, another schema version, or one failing ``quick_check``.
     """
@@ -223,6 +231,19 @@ def open_db(
         if conn is not None:
             conn.close()
         raise StoreError(f"{path}: not a usable SQLite database ({exc})") from None
+    try:
+        while upgrades and version in upgrades and version < schema_version:
+            with transaction(conn):
+                for stmt in upgrades[version].split(";"):
+                    if stmt.strip():
+                        conn.execute(stmt)
+                conn.execute(f"PRAGMA user_version={int(version) + 1}")
+            version += 1
+            if version == schema_version:
+                check = conn.execute("PRAGMA quick_check").fetchone()[0]
+    except sqlite3.Error as exc:
+        conn.close()
+        raise StoreError(f"{path}: cannot upgrade the store from schema version {version} ({exc})") from None
     if version != schema_version:
         conn.close()
         if version == 0:

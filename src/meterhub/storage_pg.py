@@ -23,7 +23,7 @@ Guarantees, matching :mod:`meterhub.storage` (docs/operations.md, docs/service.m
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .storage import StoreError
@@ -111,8 +111,12 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def open_pg(dsn: str, store: str, schema: str, *, schema_version: int) -> PgConnection:
-    """Connect, creating the store's schema atomically on first use, and check its version."""
+def open_pg(
+    dsn: str, store: str, schema: str, *, schema_version: int, upgrades: Mapping[int, str] | None = None
+) -> PgConnection:
+    """Connect, creating the store's schema atomically on first use, and check its version.
+    ``upgrades`` as for :func:`meterhub.storage.open_db`: DDL from version ``v`` to
+    ``v + 1``, run with its version bump in the same transaction as the check."""
     import psycopg
 
     conn = PgConnection(dsn)
@@ -135,6 +139,12 @@ def open_pg(dsn: str, store: str, schema: str, *, schema_version: int) -> PgConn
                         conn.execute(stmt)
                 conn.execute("INSERT INTO meterhub_schema VALUES (?,?)", (store, schema_version))
             row = conn.execute("SELECT version FROM meterhub_schema WHERE store=?", (store,)).fetchone()
+            while row is not None and upgrades and row[0] in upgrades and row[0] < schema_version:
+                for stmt in pg_schema(upgrades[row[0]]).split(";"):
+                    if stmt.strip():
+                        conn.execute(stmt)
+                conn.execute("UPDATE meterhub_schema SET version=? WHERE store=?", (row[0] + 1, store))
+                row = (row[0] + 1,)
         except BaseException:
             conn.execute("ROLLBACK")
             raise

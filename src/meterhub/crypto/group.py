@@ -455,3 +455,34 @@ def sum_groups(blob: bytes, width: int, g: int) -> list[Point]:
         else:
             out.append(_IDENTITY)
     return out
+
+
+def uncompress_many(blob: bytes) -> bytes:
+    """The 65-byte uncompressed encodings of consecutive 33-byte compressed points
+    (strictly parsed as :meth:`Point.from_bytes`; the all-zero identity stays all-zero).
+
+    Equal to ``b"".join(Point.from_bytes(c).to_bytes_uncompressed() for c in ...)``
+    (SEC 1 v2.0, 2.3.3-2.3.4), with one parse and one serialize call per point into
+    preallocated buffers and no Python object per point: the utility's ingest path.
+    Raises ``PointDecodeError`` naming the first bad point."""
+    n, rem = divmod(len(blob), 33)
+    if rem:
+        raise PointDecodeError(f"{len(blob)} bytes are not 33-byte points")
+    pk = _ffi.new("secp256k1_pubkey *")
+    src = _ffi.from_buffer(blob)
+    out = bytearray(65 * n)
+    dst = _ffi.from_buffer(out)
+    outlen = _ffi.new("size_t *")
+    parse, serialize, flag = _lib.secp256k1_ec_pubkey_parse, _lib.secp256k1_ec_pubkey_serialize, _lib.SECP256K1_EC_UNCOMPRESSED
+    for k in range(n):
+        off = 33 * k
+        prefix = blob[off]
+        if prefix not in (2, 3):
+            if blob[off : off + 33] != _IDENTITY_33:
+                raise PointDecodeError(f"point {k}: bad prefix byte {prefix:02x}")
+            continue  # the identity: 65 zero bytes, already there
+        if not parse(_CTX, pk, src + off, 33):
+            raise PointDecodeError(f"point {k}: not on secp256k1")
+        outlen[0] = 65
+        serialize(_CTX, dst + 65 * k, outlen, pk, flag)
+    return bytes(out)

@@ -7,7 +7,7 @@ maps outcomes to HTTP. Errors are ``application/problem+json`` (RFC 9457, sectio
 each refusal is logged on the ``meterhub.service`` logger with the party and reason.
 
 Status codes: 200 stored (or an identical re-delivery), 400 malformed body, 401 no or
-unknown key, 403 not this party's meter or role, 409 a re-delivery that conflicts with
+unknown key, 403 not this party's meter or role, 408 body too slow, 409 a re-delivery that conflicts with
 stored data (never ignored), 413 body over the limit, 422 a delivery the verifier
 refused, 503 the database is unreachable (a delivery is committed whole or not at
 all; retry it whole: identical re-deliveries are idempotent).
@@ -15,6 +15,7 @@ all; retry it whole: identical re-deliveries are idempotent).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -37,14 +38,24 @@ from ..model import strictjson
 from ..model.display import shown
 from ..storage import StoreError
 from ..tariffs import TariffError, dump_tariff, load_tariff, verify_tariff
+from ..utility.deliveries import (
+    REF_KINDS,
+    Deliveries,
+    DeliveryError,
+    TrustAnchors,
+    parse_output,
+)
 from ..utility.store import UtilityStore
 from .keys import ApiKeys, KeyError_, Party
+from .push import OUTPUT_PATHS
+from .tls import PEER_SUBJECT
 
 __all__ = ["DEFAULT_MAX_BODY", "MAX_DAYS_PER_DELIVERY", "create_app"]
 
 log = logging.getLogger("meterhub.service")
 
 DEFAULT_MAX_BODY = 1 << 20  # 1 MiB: ~120 days of 15-minute uploads per delivery
+DEFAULT_BODY_TIMEOUT = 30.0  # seconds for a whole body: 1 MiB at 35 KB/s
 MAX_DAYS_PER_DELIVERY = 400
 _PROBLEM = "tag:meterhub,2026:problem:"
 
@@ -63,17 +74,48 @@ class Problem(Exception):
         )
 
 
+class _LogBudget:
+    """At most ``per_second`` refusal lines a second: a client flooding bad requests
+    cannot flood the log (or the disk under it); the lines left out are counted and
+    the count is logged with the next line that is written."""
+
+    def __init__(self, per_second: int = 20) -> None:
+        self.per_second, self.second, self.used, self.dropped = per_second, 0, 0, 0
+        self.lock = threading.Lock()
+
+    def take(self) -> tuple[bool, int]:
+        import time
+
+        with self.lock:
+            now = int(time.monotonic())
+            if now != self.second:
+                self.second, self.used = now, 0
+            if self.used >= self.per_second:
+                self.dropped += 1
+                return False, 0
+            self.used += 1
+            dropped, self.dropped = self.dropped, 0
+            return True, dropped
+
+
+_log_budget = _LogBudget()
+
+
 def _problem_response(p: Problem, request: Request, party: Party | None) -> Response:
     who = shown(party.name) if party else "-"
-    log.warning(
-        "refused %s %s from %s: %d %s: %s",
-        request.method,
-        shown(request.url.path),
-        who,
-        p.status,
-        p.slug,
-        shown(p.detail),
-    )
+    ok, dropped = _log_budget.take()
+    if dropped:
+        log.warning("%d refusals not logged (over %d a second)", dropped, _log_budget.per_second)
+    if ok:
+        log.warning(
+            "refused %s %s from %s: %d %s: %s",
+            request.method,
+            shown(request.url.path),
+            who,
+            p.status,
+            p.slug,
+            shown(p.detail),
+        )
     body = {
         "type": _PROBLEM + p.slug,
         "title": p.title,
@@ -81,7 +123,9 @@ def _problem_response(p: Problem, request: Request, party: Party | None) -> Resp
         "detail": p.detail,
         **p.extra,
     }
-    headers = {"Retry-After": "1"} if p.status == 503 else None
+    headers: dict[str, str] = {"Retry-After": "1"} if p.status == 503 else {}
+    if p.status in (408, 413):  # the body was not read: do not wait for the rest of it
+        headers["Connection"] = "close"
     return Response(json.dumps(body), p.status, headers, media_type="application/problem+json")
 
 
@@ -94,10 +138,20 @@ def _db_errors() -> tuple[type[BaseException], ...]:
 class Service:
     """State of one service process: the store (one connection, one writer at a time), the keys."""
 
-    def __init__(self, db: str, keys: ApiKeys, supplier_key: bytes | None, max_body: int) -> None:
+    def __init__(
+        self,
+        db: str,
+        keys: ApiKeys,
+        supplier_key: bytes | None,
+        max_body: int,
+        trust: TrustAnchors | None = None,
+    ) -> None:
         self.db, self.keys, self.supplier_key, self.max_body = db, keys, supplier_key, max_body
+        self.trust = trust or TrustAnchors()
+        self.body_timeout = DEFAULT_BODY_TIMEOUT
         self.lock = threading.Lock()
         self._store: UtilityStore | None = None
+        self._deliveries: Deliveries | None = None
         self.db_errors = _db_errors()
         self.keys_path: Path | None = None
         self.keys_mtime: tuple[int, int, int] | None = None
@@ -127,8 +181,14 @@ class Service:
             self._store = UtilityStore(self.db)
         return self._store
 
+    def deliveries(self) -> Deliveries:
+        if self._deliveries is None or self._deliveries.store is not self.store():
+            self._deliveries = Deliveries(self.store(), self.trust)
+        return self._deliveries
+
     def drop_store(self) -> None:
         """After a database error: reconnect on the next request (state re-read from the DB)."""
+        self._deliveries = None
         if self._store is not None:
             try:
                 self._store.close()
@@ -145,12 +205,18 @@ def _party(svc: Service, request: Request) -> Party:
     svc.reload_keys()
     auth = request.headers.get("authorization", "")
     scheme, _, key = auth.partition(" ")
+    subject = request.scope.get("state", {}).get(PEER_SUBJECT)
+    if not auth and subject:  # mutual TLS: the verified client certificate names the party
+        by_cert = svc.keys.party_of_subject(subject)
+        if by_cert is None:
+            raise Problem(401, "unauthenticated", "Unauthorized", f"no party for certificate subject {subject!r}")
+        return by_cert
     if scheme.lower() != "bearer" or not key.strip():
         raise Problem(
             401,
             "unauthenticated",
             "Unauthorized",
-            "an API key is required (Authorization: Bearer KEY)",
+            "an API key (Authorization: Bearer KEY) or a client certificate is required",
         )
     party = svc.keys.party(key.strip())
     if party is None:
@@ -167,11 +233,17 @@ async def _body(svc: Service, request: Request) -> bytes:
         if int(declared) > svc.max_body:
             raise Problem(413, "too-large", "Content Too Large", f"body over {svc.max_body} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > svc.max_body:
-            raise Problem(413, "too-large", "Content Too Large", f"body over {svc.max_body} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(svc.body_timeout):  # a slow sender cannot hold the request
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > svc.max_body:
+                    raise Problem(413, "too-large", "Content Too Large", f"body over {svc.max_body} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise Problem(
+            408, "timeout", "Request Timeout", f"body not received within {svc.body_timeout:g} s"
+        ) from None
     return b"".join(chunks)
 
 
@@ -363,6 +435,101 @@ def _get_verdicts(svc: Service, party: Party, meter_id: str) -> Response:
     )
 
 
+# -- outputs and reference data (docs/service.md, "Outputs") ------------------------------
+# Who may deliver each output: the party the hub releases it to (its security domain).
+OUTPUT_ROLES = {
+    "settlement": "supplier",  # the settlement applet answers the supplier's domain
+    "scores": "grid",  # profiling and DR applets answer the grid operator's domain
+    "samples": "grid",
+    "dr-release": "grid",
+    "feeder-day": "grid",
+}
+_DELIVERY_STATUS = {
+    "malformed": (400, "malformed", "Bad Request"),
+    "forbidden": (403, "forbidden", "Forbidden"),
+    "conflict": (409, "conflict", "Conflict"),
+    "unverifiable": (422, "unverifiable", "Unprocessable Content"),
+}
+
+
+def _delivery_problem(exc: DeliveryError) -> Problem:
+    status, slug, title = _DELIVERY_STATUS[exc.kind]
+    return Problem(status, slug, title, exc.detail)
+
+
+def _post_output(kind: str) -> Callable[..., Response]:
+    def handler(svc: Service, party: Party, body: bytes) -> Response:
+        role = OUTPUT_ROLES[kind]
+        if party.role != role:
+            raise _forbidden(f"role {party.role} may not deliver {kind} outputs (role {role} only)")
+        try:
+            d = parse_output(kind, body)
+            store = svc.store()
+            if role == "supplier":  # a supplier delivers for its own customers only
+                for m in sorted(d.meters):
+                    if _supplier_of(store, m) != party.name:
+                        raise _forbidden(f"meter {m!r} is not a customer of {party.name}")
+            v = svc.deliveries().deliver(d, party.name)
+        except DeliveryError as exc:
+            raise _delivery_problem(exc) from None
+        return JSONResponse(v.to_dict())
+
+    return handler
+
+
+def _post_reference(svc: Service, party: Party, body: bytes, kind: str) -> Response:
+    if kind not in REF_KINDS:
+        raise Problem(404, "not-found", "Not Found", f"no reference kind {kind!r} ({', '.join(REF_KINDS)})")
+    if party.role != "grid":
+        raise _forbidden(f"role {party.role} may not deliver reference data")
+    try:
+        return JSONResponse(svc.deliveries().add_reference(kind, body, party.name))
+    except DeliveryError as exc:
+        raise _delivery_problem(exc) from None
+
+
+def _get_outputs(svc: Service, party: Party, meter_id: str) -> Response:
+    if not _may_read(svc.store(), party, meter_id):
+        raise _forbidden(f"{party.name} may not read meter {meter_id!r}")
+    return JSONResponse({"subject": meter_id, "outputs": svc.deliveries().verdicts(meter_id)})
+
+
+def _get_forecast(svc: Service, party: Party, meter_id: str) -> Response:
+    if not _may_read(svc.store(), party, meter_id):
+        raise _forbidden(f"{party.name} may not read meter {meter_id!r}")
+    try:
+        periods = svc.deliveries().forecast(meter_id)
+    except KeyError:
+        raise Problem(404, "not-found", "Not Found", f"meter {meter_id!r} is not registered") from None
+    except DeliveryError as exc:
+        raise _delivery_problem(exc) from None
+    return JSONResponse({"meter_id": meter_id, "periods": periods})
+
+
+def _get_shares(svc: Service, party: Party) -> Response:
+    if party.role not in ("grid", "supplier"):
+        raise _forbidden(f"role {party.role} may not read settlement shares")
+    shares = svc.deliveries().shares()
+    if party.role == "supplier":  # a supplier learns its own share, not its competitors' figures
+        shares = [s for s in shares if s["supplier"] == party.name]
+    return JSONResponse({"shares": shares})
+
+
+def _grid_only(party: Party, what: str) -> None:
+    if party.role != "grid":
+        raise _forbidden(f"role {party.role} may not read {what}")
+
+
+def _get_dr_settlement(svc: Service, party: Party, event_id: str) -> Response:
+    _grid_only(party, "DR settlements")
+    return JSONResponse(svc.deliveries().dr_settlement(event_id))
+
+
+def _get_feeder_days(svc: Service, party: Party, group_id: str) -> Response:
+    _grid_only(party, "feeder sums")
+    return JSONResponse({"group_id": group_id, "days": svc.deliveries().feeder_days(group_id)})
+
+
 # -- the ASGI application -----------------------------------------------------------------
 _OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -392,6 +559,63 @@ _OPENAPI: dict[str, Any] = {
             "get": {"summary": "days uploaded, billed and unbilled (V22)"}
         },
         "/v1/meters/{meter_id}/verdicts": {"get": {"summary": "the meter's verdict history (V21)"}},
+        "/v1/settlement-statements": {
+            "post": {
+                "summary": "deliver a settlement statement (role supplier, own customers); "
+                "verified with the price index on record",
+                "requestBody": {"content": {"application/json": {}}},
+            }
+        },
+        "/v1/profile-scores": {
+            "post": {
+                "summary": "deliver profile scores (role grid); verified with the load profiles on record",
+                "requestBody": {"content": {"application/json": {}}},
+            }
+        },
+        "/v1/samples": {
+            "post": {
+                "summary": "deliver a sample release (role grid); verified with the coin toss on record",
+                "requestBody": {"content": {"application/json": {}}},
+            }
+        },
+        "/v1/dr-releases": {
+            "post": {
+                "summary": "deliver a demand-response release, its binary record (role grid)",
+                "requestBody": {"content": {"application/octet-stream": {}}},
+            }
+        },
+        "/v1/feeder-days": {
+            "post": {
+                "summary": "deliver a feeder day: the group's masked and recovery releases (role grid)",
+                "requestBody": {"content": {"application/json": {}}},
+            }
+        },
+        "/v1/references/{kind}": {
+            "post": {
+                "summary": "deliver reference data (role grid): price-index, load-profile (signed "
+                "series), dr-event (VTN-signed record), aggregation-group (signed), coin-toss",
+                "parameters": [
+                    {"name": "kind", "in": "path", "required": True,
+                     "schema": {"type": "string", "enum": list(REF_KINDS)}}
+                ],
+                "requestBody": {"content": {"application/json": {}, "application/octet-stream": {}}},
+            }
+        },
+        "/v1/meters/{meter_id}/outputs": {
+            "get": {"summary": "the meter's output verdicts: settlement, scores, samples, DR"}
+        },
+        "/v1/meters/{meter_id}/forecast": {
+            "get": {"summary": "the meter's class per period, from verified scores and samples"}
+        },
+        "/v1/shares": {
+            "get": {"summary": "settlement shares per supplier (grid: all; a supplier: its own)"}
+        },
+        "/v1/dr-events/{event_id}/settlement": {
+            "get": {"summary": "verified reductions per feeder and payments of one event (grid)"}
+        },
+        "/v1/groups/{group_id}/feeder-days": {
+            "get": {"summary": "the verified hourly sums of an aggregation group (grid)"}
+        },
     },
 }
 for _item in _OPENAPI["paths"].values():
@@ -403,6 +627,8 @@ for _item in _OPENAPI["paths"].values():
                 (400, "malformed"),
                 (401, "no or unknown key"),
                 (403, "not allowed"),
+                (404, "no such reference kind or meter"),
+                (408, "body not received in time"),
                 (409, "conflicting re-delivery"),
                 (413, "too large"),
                 (422, "rejected"),
@@ -417,15 +643,19 @@ def create_app(
     *,
     supplier_key: bytes | None = None,
     max_body: int = DEFAULT_MAX_BODY,
+    trust: TrustAnchors | None = None,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
 ) -> Starlette:
     """The service as an ASGI app (``uvicorn`` runs it; tests drive it in-process).
-    ``keys``: the keys, or the keys file's path (then re-read whenever it changes)."""
+    ``keys``: the keys, or the keys file's path (then re-read whenever it changes).
+    ``trust``: the keys reference data is checked under (none: reference data refused)."""
     if isinstance(keys, ApiKeys):
-        svc = Service(db, keys, supplier_key, max_body)
+        svc = Service(db, keys, supplier_key, max_body, trust)
     else:
-        svc = Service(db, ApiKeys({}), supplier_key, max_body)
+        svc = Service(db, ApiKeys({}), supplier_key, max_body, trust)
         svc.keys_path = Path(keys)
         svc.reload_keys()
+    svc.body_timeout = body_timeout
 
     def endpoint(handler: Callable[..., Response], *, body: bool) -> Callable[[Request], Any]:
         async def run(request: Request) -> Response:
@@ -492,6 +722,24 @@ def create_app(
             Route(
                 "/v1/meters/{meter_id}/verdicts",
                 endpoint(_get_verdicts, body=False),
+                methods=["GET"],
+            ),
+            *[
+                Route(path, endpoint(_post_output(kind), body=True), methods=["POST"])
+                for path, kind in OUTPUT_PATHS.items()
+            ],
+            Route("/v1/references/{kind}", endpoint(_post_reference, body=True), methods=["POST"]),
+            Route("/v1/meters/{meter_id}/outputs", endpoint(_get_outputs, body=False), methods=["GET"]),
+            Route("/v1/meters/{meter_id}/forecast", endpoint(_get_forecast, body=False), methods=["GET"]),
+            Route("/v1/shares", endpoint(_get_shares, body=False), methods=["GET"]),
+            Route(
+                "/v1/dr-events/{event_id}/settlement",
+                endpoint(_get_dr_settlement, body=False),
+                methods=["GET"],
+            ),
+            Route(
+                "/v1/groups/{group_id}/feeder-days",
+                endpoint(_get_feeder_days, body=False),
                 methods=["GET"],
             ),
         ],

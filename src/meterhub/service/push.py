@@ -14,10 +14,21 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from ..exchange import DayUpload
+from ..utility.deliveries import REF_KINDS
+
+# The output delivery paths (the service's routes are built from this table).
+OUTPUT_PATHS = {
+    "/v1/settlement-statements": "settlement",
+    "/v1/profile-scores": "scores",
+    "/v1/samples": "samples",
+    "/v1/dr-releases": "dr-release",
+    "/v1/feeder-days": "feeder-day",
+}
 
 __all__ = ["PushClient", "PushError"]
 
@@ -40,10 +51,18 @@ class PushClient:
     retries: int = 8
     timeout: float = 30.0
     client: httpx.Client | None = None
+    tls_ca: str | None = None  # CA file the server's certificate must chain to (https)
+    tls_cert: str | None = None  # our client certificate (mutual TLS) and its key
+    tls_key: str | None = None
 
     def __post_init__(self) -> None:
         if self.client is None:
-            self.client = httpx.Client(base_url=self.server.rstrip("/"), timeout=self.timeout)
+            verify: Any = True
+            if self.tls_ca or self.tls_cert:
+                from .tls import client_ssl_context
+
+                verify = client_ssl_context(self.tls_ca, self.tls_cert, self.tls_key)
+            self.client = httpx.Client(base_url=self.server.rstrip("/"), timeout=self.timeout, verify=verify)
 
     def close(self) -> None:
         assert self.client is not None
@@ -53,7 +72,7 @@ class PushClient:
         self, method: str, path: str, *, content: bytes | None = None, ctype: str = ""
     ) -> dict:
         assert self.client is not None
-        headers = {"Authorization": f"Bearer {self.api_key}"}
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         if ctype:
             headers["Content-Type"] = ctype
         delay = 0.05
@@ -103,6 +122,32 @@ class PushClient:
             content=json.dumps(registration).encode(),
             ctype="application/json",
         )
+
+    def push_output(self, kind: str, body: bytes) -> dict:
+        """Deliver one hub output (docs/service.md, "Outputs"): ``settlement``, ``scores``,
+        ``samples`` (JSON documents), ``dr-release`` (binary record) or ``feeder-day``."""
+        path = {v: k for k, v in OUTPUT_PATHS.items()}.get(kind)
+        if path is None:
+            raise ValueError(f"unknown output kind {kind!r} (one of {', '.join(OUTPUT_PATHS.values())})")
+        ctype = "application/octet-stream" if kind == "dr-release" else "application/json"
+        return self._send("POST", path, content=body, ctype=ctype)
+
+    def push_reference(self, kind: str, body: bytes) -> dict:
+        """Deliver reference data: a signed series, a DR event, a group or a coin toss."""
+        if kind not in REF_KINDS:
+            raise ValueError(f"unknown reference kind {kind!r} (one of {', '.join(REF_KINDS)})")
+        binary = kind in ("dr-event", "aggregation-group")
+        ctype = "application/octet-stream" if binary else "application/json"
+        return self._send("POST", f"/v1/references/{kind}", content=body, ctype=ctype)
+
+    def outputs(self, meter_id: str) -> dict:
+        return self._send("GET", f"/v1/meters/{quote(meter_id, safe='')}/outputs")
+
+    def forecast(self, meter_id: str) -> dict:
+        return self._send("GET", f"/v1/meters/{quote(meter_id, safe='')}/forecast")
+
+    def shares(self) -> dict:
+        return self._send("GET", "/v1/shares")
 
     def coverage(self, meter_id: str) -> dict:
         return self._send("GET", f"/v1/meters/{meter_id}/coverage")

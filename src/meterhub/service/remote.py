@@ -83,6 +83,18 @@ class RemoteUtility:
                 f"{self.server}: day {upload.batch.batch.day} of {meter_id}: {exc}"
             ) from None
 
+    @property
+    def grid(self) -> PushClient:
+        """The grid operator's client (outputs of the grid operator's domain, reference data)."""
+        return self._grid
+
+    def supplier(self, name: str) -> PushClient:
+        """A supplier's client, its key enrolled on first use."""
+        if name not in self._suppliers:
+            self._suppliers[name] = self._client(self._keys.add(name, "supplier"))
+            self._keys.save(self.keys_path)
+        return self._suppliers[name]
+
     def check_statement(self, statement_json: str, supplier: str, local_ok: bool) -> None:
         try:
             v = self._suppliers[supplier].push_statement(statement_json)

@@ -18,14 +18,16 @@ __all__ = ["serve_in_thread"]
 
 
 @contextmanager
-def serve_in_thread(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
-    """Serve ``app`` with uvicorn on ``host`` and an ephemeral port; yields the base URL."""
+def serve_in_thread(app: Any, host: str = "127.0.0.1", **config: Any) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on ``host`` and an ephemeral port; yields the base URL.
+    ``config``: more ``uvicorn.Config`` options (TLS: :func:`meterhub.service.tls.server_tls_config`;
+    then the URL is ``https``)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
+    cfg = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", **config)
+    server = uvicorn.Server(cfg)
     t = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     t.start()
     deadline = time.monotonic() + 10
@@ -34,7 +36,7 @@ def serve_in_thread(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
             raise RuntimeError("the service did not start")
         time.sleep(0.01)
     try:
-        yield f"http://{host}:{port}"
+        yield f"{'https' if config.get('ssl_certfile') else 'http'}://{host}:{port}"
     finally:
         server.should_exit = True
         t.join(10)

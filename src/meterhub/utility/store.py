@@ -23,7 +23,7 @@ from typing import Any
 
 from ..banded import BandedBillStatement
 from ..crypto import ecdsa
-from ..crypto.group import Point, PointDecodeError
+from ..crypto.group import PointDecodeError, uncompress_many
 from ..exchange import BillStatement, DayUpload, FormatError, decode_records, encode_records
 from ..hub.proving import ProvenBillStatement, statement_from_json
 from ..meter.device import DailyBatch, SignedBatch, chain_genesis, chain_head
@@ -91,11 +91,42 @@ CREATE TABLE bills (  -- append-only verdict history (docs/verification.md, V21)
 CREATE INDEX bills_by_meter ON bills (meter_id, period_from)
 """
 
+# Version 3: the deliveries of the service (docs/service.md, "Outputs"): the reference
+# data outputs are verified against (signed series, DR events, aggregation groups, coin
+# tosses; each checked on receipt) and the append-only verdict history of delivered
+# settlement statements, profile scores, samples, DR releases and feeder days.
+_SCHEMA_V3 = """
+CREATE TABLE refs (
+    kind TEXT NOT NULL,
+    ref_id TEXT NOT NULL,
+    body BLOB NOT NULL,
+    party TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (kind, ref_id)
+);
+CREATE TABLE outputs (  -- append-only, like bills: a verdict is never rewritten
+    kind TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    period TEXT NOT NULL,
+    body BLOB NOT NULL,
+    verified INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    figures TEXT NOT NULL,
+    party TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE INDEX outputs_by_subject ON outputs (kind, subject, period)
+"""
+
 # PostgreSQL has no implicit rowid: bills gets an explicit one (the history's order).
-_PG_SCHEMA = _SCHEMA.replace(
+_PG_SCHEMA_V2 = _SCHEMA.replace(
     "    checked_at TEXT\n)", "    checked_at TEXT,\n    rowid BIGSERIAL PRIMARY KEY\n)"
 )
-assert _PG_SCHEMA != _SCHEMA
+_PG_SCHEMA_V3 = _SCHEMA_V3.replace(
+    "    at TEXT NOT NULL\n);\nCREATE INDEX", "    at TEXT NOT NULL,\n    rowid BIGSERIAL PRIMARY KEY\n);\nCREATE INDEX"
+)
+assert _PG_SCHEMA_V2 != _SCHEMA and _PG_SCHEMA_V3 != _SCHEMA_V3
+_PG_SCHEMA = _PG_SCHEMA_V2 + ";" + _PG_SCHEMA_V3
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +214,7 @@ class UtilityStore:
     """The utility's store: SQLite (``utility.sqlite`` under the data directory, the
     default) or PostgreSQL when ``path`` is a ``postgresql://`` URL (docs/service.md)."""
 
-    SCHEMA_VERSION = 2  # 2: bills is an append-only history (no primary key per period)
+    SCHEMA_VERSION = 3  # 2: bills is an append-only history; 3: refs and outputs (service)
 
     def __init__(self, path: str | Path) -> None:
         self.url = str(path)
@@ -191,10 +222,14 @@ class UtilityStore:
         self.conn: Any
         if self.postgres:
             self.path = None
-            self.conn = open_pg(self.url, "utility", _PG_SCHEMA, schema_version=self.SCHEMA_VERSION)
+            self.conn = open_pg(
+                self.url, "utility", _PG_SCHEMA, schema_version=self.SCHEMA_VERSION, upgrades={2: _PG_SCHEMA_V3}
+            )
         else:
             self.path = Path(path)
-            self.conn = open_db(self.path, _SCHEMA, schema_version=self.SCHEMA_VERSION)
+            self.conn = open_db(
+                self.path, _SCHEMA + ";" + _SCHEMA_V3, schema_version=self.SCHEMA_VERSION, upgrades={2: _SCHEMA_V3}
+            )
         self._tariffs: dict[tuple[str, int], Tariff] = {}
         self._registrations: dict[str, MeterRegistration] = {}
         self._in_tx = False
@@ -327,15 +362,11 @@ class UtilityStore:
                 b.meter_id, b.day, f"day {b.day}: conflicts with the stored upload ({differs} differ)"
             )
             return IngestResult(False, res.reason, conflict=True)
-        reason = self._check_upload(reg, upload)
+        reason, c33 = self._check_upload(reg, upload)
         if reason:
             return self._reject(b.meter_id, b.day, reason)
-        indices, c33 = decode_records(upload.records)
         try:
-            c65 = b"".join(
-                Point.from_bytes(c33[33 * k : 33 * k + 33]).to_bytes_uncompressed()
-                for k in range(len(indices))
-            )
+            c65 = uncompress_many(c33)
         except PointDecodeError as exc:
             return self._reject(b.meter_id, b.day, f"day {b.day}: {exc}")
         with self._tx():
@@ -368,24 +399,31 @@ class UtilityStore:
             parts.append("records")
         return ", ".join(parts)
 
-    def _check_upload(self, reg: MeterRegistration, upload: DayUpload) -> str:
+    def _check_upload(self, reg: MeterRegistration, upload: DayUpload) -> tuple[str, bytes]:
+        """The reason to refuse the upload ('' if none) and its 33-byte commitments."""
         b = upload.batch.batch
         label = f"day {b.day}"
         if b.interval_minutes != reg.interval_minutes:
-            return f"{label}: batch uses {b.interval_minutes}-minute intervals"
+            return f"{label}: batch uses {b.interval_minutes}-minute intervals", b""
         if not ecdsa.is_low_s(upload.batch.signature):
-            return f"{label}: batch signature is high-S (non-canonical)"
+            return f"{label}: batch signature is high-S (non-canonical)", b""
         if not upload.batch.verify(reg.public_key):
-            return f"{label}: batch signature does not verify under the meter's key"
+            return f"{label}: batch signature does not verify under the meter's key", b""
         if b.count != intervals_per_day(b.day, reg.tz, reg.interval_minutes):
-            return f"{label}: batch signs {b.count} intervals, the local day has another count"
+            return f"{label}: batch signs {b.count} intervals, the local day has another count", b""
         try:
-            indices, c33 = decode_records(upload.records)
+            indices, c33 = decode_records(upload.records)  # once per upload: the insert reuses c33
             check_indices(label, b.first_index, b.count, indices)
         except FormatError as exc:
-            return f"{label}: {exc}"
+            return f"{label}: {exc}", b""
         except Rejected as exc:
-            return str(exc)
+            return str(exc), b""
+        return self._check_links(reg, upload, c33), c33
+
+    def _check_links(self, reg: MeterRegistration, upload: DayUpload, c33: bytes) -> str:
+        """The chain head over the commitments and the links to the stored neighbours (V08, V09)."""
+        b = upload.batch.batch
+        label = f"day {b.day}"
         if chain_head(b.prev_head, b.first_index, c33) != b.head:
             return f"{label}: commitments do not match the signed chain head"
         prev = self.conn.execute(
