@@ -70,6 +70,7 @@ from ..policy import (
     PolicyViolation,
     ReleasePolicy,
     chain_hash,
+    check_pair_support,
     check_profile,
     check_support,
     check_tariff,
@@ -222,12 +223,20 @@ class GuardPort(Shareable):
         if kind == "load-profile":
             self._guard._violation(check_profile, series)
 
-    def check_weights(self, series_id: str, weights: list[int], minutes: int) -> None:
-        """The profile's weights over the released period, before any score is computed:
-        they must not isolate fewer hours than the policy's minimum support (``6A80``;
-        :func:`meterhub.policy.check_support`). A series that passed at push time can
-        still be a spike over the one period asked for."""
-        self._guard._violation(lambda w, pol: check_support(w, minutes, pol, name=f"profile {series_id}"), list(weights))
+    def check_weights(self, profiles: list[tuple[str, list[int]]], minutes: int) -> None:
+        """The weights of the profiles of one release over the released period, before any
+        score is computed: no profile, and no two of them together, may isolate fewer hours
+        than the policy's minimum support from the energy (``6A80``;
+        :func:`meterhub.policy.check_support`, :func:`meterhub.policy.check_pair_support`).
+        A series that passed at push time can still be a spike over the one period asked
+        for, or differ from another by a spike."""
+        g = self._guard
+        for sid, w in profiles:
+            g._violation(lambda w, pol, sid=sid: check_support(w, minutes, pol, name=f"profile {sid}"), list(w))
+        for i, (sa, wa) in enumerate(profiles):
+            for sb, wb in profiles[i + 1 :]:
+                g._violation(lambda pair, pol, sa=sa, sb=sb: check_pair_support(
+                    pair[0], pair[1], minutes, pol, name=f"profiles {sa} and {sb}"), (list(wa), list(wb)))
 
     def accept_tariff(self, tariff: Any, today: date | None) -> None:
         """Shape limits (``6A80``) and at most the policy's tariff changes per billing

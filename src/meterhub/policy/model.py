@@ -15,8 +15,9 @@ tariff: highest / lowest non-zero price 10       <= 100      ditto, at any scale
 tariff: changes per billing period     1         <= 1        a new encoding each week
 profile: resolution (minutes)          60        >= 60       15-minute weights
 profile: highest / lowest non-zero w   1000      <= 10000    weights 1, 2^13, 2^26, 2^39
-profile: hours a score isolates        8         >= 4        a single non-zero weight, or
-                                                             1000 at one hour and 1 elsewhere
+profile: hours a score isolates        8         >= 4        a single non-zero weight, 1000
+                                                             at one hour and 1 elsewhere, or
+                                                             two profiles differing by a spike
 linear functionals per period+recipient 16       <= 32       a few dozen spread profiles
 sampling: one reading in k             100       >= 50       k = 1
 sampling: coin tosses per period       1         <= 1        one toss per sub-period
@@ -51,6 +52,8 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+import numpy as np
+
 from ..crypto import ecdsa
 from ..protocols.iso7816.sw import SW
 
@@ -67,6 +70,7 @@ __all__ = [
     "SignedPolicy",
     "check_profile",
     "check_support",
+    "check_pair_support",
     "check_tariff",
     "default_policy",
     "dump_policy",
@@ -425,3 +429,41 @@ def check_support(weights: Sequence[int], minutes: int, policy: ReleasePolicy, *
             SW.WRONG_DATA,
             f"{name} isolates {support / 60:g} hours from the energy, the policy needs at least {need}",
         )
+
+
+def check_pair_support(
+    a: Sequence[int], b: Sequence[int], minutes: int, policy: ReleasePolicy, *, name: str = "profiles"
+) -> None:
+    """Raise :class:`PolicyViolation` (``6A80``) if two profiles released together, with
+    the energy, isolate fewer than ``profile.min_support_hours`` hours.
+
+    From the scores of ``a`` and ``b`` and ``E`` the recipient forms ``x a + y b + c`` for
+    any ``x, y, c``; it is zero on the hours whose points ``(a_h, b_h)`` lie on one line, so
+    the fewest hours it can depend on is ``n`` minus the most points on a line that does
+    not hold them all (all on one line: ``b`` adds nothing to ``a`` and ``E``). ``h0`` and
+    ``h0`` plus one spike differ by that spike and are refused. If a line misses fewer
+    than ``S`` points, at most ``S - 1`` distinct points are off it, so two of any ``S + 1``
+    distinct points lie on it: the lines through those pairs are the only candidates."""
+    n = len(a)
+    need = policy.limit("profile", "min_support_hours") * 60
+    if n != len(b) or n * minutes < need:
+        return
+    pts = Counter(zip(a, b, strict=True))
+    if len(pts) < 3:
+        return
+    big = max(max(map(abs, a)), max(map(abs, b))) >= 1 << 30  # products beyond int64: exact ints
+    dtype = object if big else np.int64
+    xs = np.array([p[0] for p in pts], dtype=dtype)
+    ys = np.array([p[1] for p in pts], dtype=dtype)
+    counts = np.array(list(pts.values()), dtype=np.int64)
+    k = min(len(pts), -(-need // minutes) + 1)
+    for i in range(k):
+        for j in range(i + 1, k):
+            dx, dy = xs[j] - xs[i], ys[j] - ys[i]
+            on = int(counts[(dx * (ys - ys[i]) - dy * (xs - xs[i])) == 0].sum())
+            off = (n - on) * minutes
+            if 0 < off < need:
+                raise PolicyViolation(
+                    SW.WRONG_DATA,
+                    f"{name} together isolate {off / 60:g} hours from the energy, the policy needs at least {need // 60}",
+                )
