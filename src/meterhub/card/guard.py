@@ -17,7 +17,9 @@ security domain. It holds, in its own persistent namespace (JCRE ch. 7 transacti
   over all of them, whichever applet of the recipient asks), and per group and day at
   most one masked release and one recovery answer (docs/fraud.md);
 * every released statement and the **release log** (a hash chain, :mod:`meterhub.policy.log`),
-  the budget spent per recipient and period, the coin tosses and the tariff changes.
+  the coin tosses and the tariff changes. The budget spent is read from the log per
+  calendar time (:func:`meterhub.policy.log.over_budget`: every cell a release's support
+  touches, against every earlier release overlapping it), so a cycle change renews nothing.
 
 Applets reach it through the shareable interface :class:`GuardPort` (JCRE §6.2.4). The
 guard learns the client's recipient from the registry (the client's associated security

@@ -16,7 +16,7 @@ field                     meaning
 ``recipient``             ``supplier``, ``grid-operator``, ``third-party``; ``customer``
                           for a policy change
 ``period_from/_to``       the grid cell released (``""`` for a policy change; for ``dr``
-                          the event day, charged to the cell that contains it)
+                          the event day; its events cap counts in the cell that contains it)
 ``policy_version``        the policy in force (for ``policy``: the new one)
 ``applet_aid``            the releasing applet (hex; the guard's own for ``policy``)
 ``request_digest``        SHA-256 of the request (hex)
@@ -243,7 +243,7 @@ def verify_release_log(
         if policies is not None and pol is None:
             raise LogError(f"entry {n}: policy version {version} unknown to the auditor")
         cell = e.period_from
-        if e.kind == "dr" and pol is not None:  # an event day is charged to its period
+        if e.kind == "dr" and pol is not None:  # the events cap counts per event-day cell
             try:
                 cell = pol.cycle.period_of(date.fromisoformat(e.period_from))[0].isoformat()
             except ValueError:

@@ -27,7 +27,10 @@ demand response: events per period     6         <= 12       an "event" every da
 
 A demand-response release (kind ``dr``) is not for a whole period: it is for one event
 (at most one per recipient and event day, so two windows of one day cannot be
-differenced), charged to the period of the event day, one functional each.
+differenced), one functional each, charged to every period from its earliest baseline
+day to the event day; the events cap counts per event-day period. Budgets are charged
+per calendar time (:func:`meterhub.policy.log.over_budget`), so a new cycle does not
+renew what earlier releases over the same days spent.
 
 Periods are cells of one fixed grid (the customer's billing cycle: calendar months by
 default, or ``length`` days from ``anchor``); a request must name exactly one cell.
