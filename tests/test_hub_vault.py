@@ -319,3 +319,26 @@ def test_a_migration_killed_anywhere_leaves_a_store_that_opens_or_migrates_again
         assert HubStore(path, vaults).openings("M2", D1, D1) == (0, OPS)
     for c in cards.values():
         c.close()
+
+
+def test_hub_bill_seals_through_the_meters_card_and_refuses_another(tmp_path, capsys):
+    """`hub bill` opens the meter's hub card (created with its vault at DATA_DIR/hubs/
+    METER.sqlite), leaves no host key, re-bills with it, and refuses another card with one
+    line (exit 2)."""
+    from meterhub.cli import main
+
+    assert main(["meter", "simulate", "--meter-id", "m1", "--days", "1", "--start", "2027-06-01",
+                 "--out", str(tmp_path / "m")]) == 0
+    assert main(["tariff", "example", "--out", str(tmp_path / "t.json"), "--key-out", str(tmp_path / "sup.pub")]) == 0
+    m, d = tmp_path / "m", tmp_path / "hub"
+    bill = ["hub", "bill", "--meter", str(m / "m1.meter.json"), "--tariff", str(tmp_path / "t.json"),
+            "--supplier-key", str(tmp_path / "sup.pub"), "--key", str(m / "m1.homelink.key"),
+            "--homelink", str(m / "m1.homelink.jsonl"), "--from", "2027-06-01", "--to", "2027-06-01",
+            "--data-dir", str(d)]
+    assert main([*bill, "--out", str(tmp_path / "a.json")]) == 0
+    assert (d / "hubs" / "m1.sqlite").exists() and not (d / "hub.sqlite.sk").exists()
+    assert main([*bill, "--out", str(tmp_path / "b.json")]) == 0  # the same card again
+    capsys.readouterr()
+    assert main([*bill, "--card", str(tmp_path / "other.sqlite")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "sealed by the card with key id" in err, err
