@@ -342,3 +342,32 @@ def test_hub_bill_seals_through_the_meters_card_and_refuses_another(tmp_path, ca
     assert main([*bill, "--card", str(tmp_path / "other.sqlite")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "sealed by the card with key id" in err, err
+
+
+def test_records_larger_than_one_apdu_are_sealed_in_bound_parts(tmp_path):
+    """A proven (v2) statement is over 150 kB, more than one extended APDU carries: it is
+    sealed in parts bound to the record and their position; dropped, reordered or
+    spliced parts are refused."""
+    vault = card_vault()
+    big = bytes(range(256)) * 700  # 179,200 bytes: three parts
+    sealed = vault.seal(b"hub\x00statements\x00statement\x00M1/a/b", big)
+    assert sealed[:1] == b"\x02" and int.from_bytes(sealed[1:3], "big") == 3
+    assert vault.open(b"hub\x00statements\x00statement\x00M1/a/b", sealed) == big
+    with pytest.raises(HubError, match="fails authentication"):
+        vault.open(b"hub\x00statements\x00statement\x00M2/a/b", sealed)
+    parts, pos = [], 3
+    while pos < len(sealed):
+        size = int.from_bytes(sealed[pos : pos + 4], "big")
+        parts.append(sealed[pos : pos + 4 + size])
+        pos += 4 + size
+    for forged in (b"\x02\x00\x02" + parts[0] + parts[1],  # the last part dropped
+                   b"\x02\x00\x03" + parts[1] + parts[0] + parts[2],  # reordered
+                   sealed[:-1]):  # truncated
+        with pytest.raises(HubError, match="fails authentication"):
+            vault.open(b"hub\x00statements\x00statement\x00M1/a/b", forged)
+    path = tmp_path / "hub.sqlite"
+    hub = HubStore(path, {"M1": vault})
+    hub.pair_meter("M1", HLK, "Europe/Berlin", 15)
+    hub.save_statement("M1", D1, D2, big.hex())
+    assert hub.statement("M1", D1, D2) == big.hex()
+    hub.close()

@@ -481,11 +481,51 @@ class VaultClient:
             self._key_id = self._cmd(0x58)
         return self._key_id
 
-    def seal(self, identity: bytes, plaintext: bytes) -> bytes:
+    #: Largest plaintext sealed in one command: an extended APDU carries at most 65,535
+    #: bytes (ISO/IEC 7816-4 §5.1), identity and framing included.
+    PART = 60_000
+
+    def _seal1(self, identity: bytes, plaintext: bytes) -> bytes:
         return self._cmd(0x54, len(identity).to_bytes(2, "big") + identity + plaintext)
 
-    def open(self, identity: bytes, sealed: bytes) -> bytes:
+    def _open1(self, identity: bytes, sealed: bytes) -> bytes:
         return self._cmd(0x56, len(identity).to_bytes(2, "big") + identity + bytes(sealed))
+
+    @staticmethod
+    def _part(identity: bytes, i: int, n: int) -> bytes:
+        return identity + f"\x00part\x00{i}/{n}".encode()
+
+    def seal(self, identity: bytes, plaintext: bytes) -> bytes:
+        """A sealed record; larger than :data:`PART`: ``02 || u16 n || (u32 len || part)*n``,
+        part ``i`` sealed for ``identity || 00 "part" 00 "i/n"``, so parts cannot be
+        reordered, dropped or spliced from another record."""
+        if len(plaintext) <= self.PART:
+            return self._seal1(identity, plaintext)
+        chunks = [plaintext[k : k + self.PART] for k in range(0, len(plaintext), self.PART)]
+        n = len(chunks)
+        if n > 0xFFFF:
+            raise HubError("record too large to seal")
+        out = bytearray(b"\x02" + n.to_bytes(2, "big"))
+        for i, c in enumerate(chunks):
+            part = self._seal1(self._part(identity, i, n), c)
+            out += len(part).to_bytes(4, "big") + part
+        return bytes(out)
+
+    def open(self, identity: bytes, sealed: bytes) -> bytes:
+        sealed = bytes(sealed)
+        if sealed[:1] != b"\x02":
+            return self._open1(identity, sealed)
+        n, pos, out = int.from_bytes(sealed[1:3], "big"), 3, bytearray()
+        for i in range(n):
+            size = int.from_bytes(sealed[pos : pos + 4], "big")
+            part = sealed[pos + 4 : pos + 4 + size]
+            if size < 29 or len(part) != size:
+                raise HubError("a record fails authentication (truncated)")
+            out += self._open1(self._part(identity, i, n), part)
+            pos += 4 + size
+        if n < 2 or pos != len(sealed):
+            raise HubError("a record fails authentication (bad framing)")
+        return bytes(out)
 
     def close(self) -> None:
         """Close the vault's logical channel (the card keeps working on the others)."""
