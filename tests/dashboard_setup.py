@@ -64,11 +64,14 @@ def _tsm(card) -> TSM:  # type: ignore[no-untyped-def]
 
 def install_export(data_dir: Path, meter_id: str = METER) -> None:
     """The third party's export applet on the household's card, fed with its openings."""
+    from meterhub.hub.secure_element import VaultClient
+
     hub = HubStore(data_dir / "hub.sqlite")
-    _, tz, interval = hub.meter(meter_id)
     card = open_card(str(data_dir / "hubs" / f"{meter_id}.sqlite"))
     try:
         card.power_on()
+        hub.attach(meter_id, VaultClient(card.transmit))  # the card opens the sealed records
+        _, tz, interval = hub.meter(meter_id)
         with _tsm(card) as t:
             t.deploy(export_load_file(), EXPORT_APP_AID)
         rc = ReadingsClient(card.transmit, EXPORT_APP_AID)

@@ -66,12 +66,16 @@ def test_consumption_views_by_band(client, view):
 
 
 def test_consumption_chart_holds_the_hub_readings(client, demo):
+    from helpers import card_vault
     from meterhub.hub.store import HubStore
 
     hub = HubStore(demo / "hub.sqlite")
+    vault = card_vault(demo / "hubs" / f"{METER}.sqlite")  # the card opens the sealed records
     try:
-        _, openings = hub.openings(METER, LAST, LAST)
+        with hub.attached(METER, vault):
+            _, openings = hub.openings(METER, LAST, LAST)
     finally:
+        vault.card.close()
         hub.close()
     r = client.get(f"/?view=day&day={LAST}")
     wh = [int(v.replace(",", "")) for v in re.findall(r"<td>([0-9,]+)</td><td>", r.text)]
@@ -93,15 +97,19 @@ def test_bills_are_checked_against_own_readings(client, demo):
 def test_a_tampered_bill_is_flagged(demo, tmp_path):
     import json
 
+    from helpers import card_vault
     from meterhub.hub.store import HubStore
 
     d = copy_of(demo, tmp_path / "data")
     hub = HubStore(d / "hub.sqlite")
+    vault = card_vault(d / "hubs" / f"{METER}.sqlite")  # the household's own card re-seals it
     try:
-        st = json.loads(hub.statement(METER, START, LAST))
-        st["total"] += 1
-        hub.save_statement(METER, START, LAST, json.dumps(st))
+        with hub.attached(METER, vault):
+            st = json.loads(hub.statement(METER, START, LAST))
+            st["total"] += 1
+            hub.save_statement(METER, START, LAST, json.dumps(st))
     finally:
+        vault.card.close()
         hub.close()
     c = TestClient(create_customer_app(open_household(d, METER)), base_url="http://127.0.0.1")
     t = _text(c.get("/bills").text)

@@ -89,9 +89,16 @@ def open_household(data_dir: str | Path, meter_id: str | None = None, tariff_fil
         meter_id = cards[0]
     if meter_id not in cards:
         raise DashboardError(f"{d}: no hub card for meter {meter_id!r}")
+    from ..hub.secure_element import VaultClient, open_vault_card
+
     hub = HubStore(d / "hub.sqlite")
     try:
-        _, tz, interval = hub.meter(meter_id)
+        card = open_vault_card(d / "hubs" / f"{meter_id}.sqlite")
+        try:
+            with hub.attached(meter_id, VaultClient(card.transmit)):
+                _, tz, interval = hub.meter(meter_id)
+        finally:
+            card.close()
     except HubError as exc:
         raise DashboardError(str(exc)) from None
     finally:
@@ -126,14 +133,10 @@ def _held_days(h: Household) -> tuple[date, date] | None:
 def _readings(h: Household, first: date, last: date) -> tuple[list[datetime], list[int], list[str]]:
     """Interval starts (UTC), Wh and tariff band name of local days ``first..last``."""
     from ..banded import band_indices
-    from ..hub.store import HubStore
     from ..meter.timebase import range_starts
 
-    hub = HubStore(h.data_dir / "hub.sqlite")
-    try:
+    with _hub(h) as hub:
         _, openings = hub.openings(h.meter_id, first, last)
-    finally:
-        hub.close()
     n = (last - first).days + 1
     starts = range_starts(first, n, h.tz, h.interval_minutes)
     try:
@@ -200,11 +203,10 @@ def bills(h: Household) -> list[BillRow]:
     from ..exchange import FormatError
     from ..hub.billing import bill_statement
     from ..hub.proving import statement_from_json
-    from ..hub.store import HubError, HubStore
+    from ..hub.store import HubError
 
-    hub = HubStore(h.data_dir / "hub.sqlite")
     out = []
-    try:
+    with _hub(h) as hub:
         periods = hub.conn.execute(
             "SELECT period_from, period_to FROM statements WHERE meter_id=? ORDER BY period_from", (h.meter_id,)
         ).fetchall()
@@ -237,9 +239,27 @@ def bills(h: Household) -> list[BillRow]:
             else:
                 out.append(BillRow(f"{pf} to {pt}", total, label,
                                    f"verified: recomputed from your {len(openings)} readings and the tariff", True))
-    finally:
-        hub.close()
     return out
+
+
+@contextmanager
+def _hub(h: Household) -> Iterator[Any]:
+    """``hub.sqlite`` with the household's card attached: the card's storage vault opens
+    the sealed records (docs/privacy.md, "Readings at rest"); the host holds no key."""
+    from ..hub.secure_element import VaultClient, open_vault_card
+    from ..hub.store import HubStore
+
+    with h.lock:
+        hub = HubStore(h.data_dir / "hub.sqlite")
+        try:
+            card = open_vault_card(h.card_path)
+            try:
+                with hub.attached(h.meter_id, VaultClient(card.transmit)):
+                    yield hub
+            finally:
+                card.close()
+        finally:
+            hub.close()
 
 
 @contextmanager
