@@ -20,7 +20,15 @@ sampling: one reading in k             100       >= 50       k = 1
 sampling: coin tosses per period       1         <= 1        one toss per sub-period
 demand response: events per period     6         <= 12       an "event" every day as a
                                                              daily consumption feed
+dp: epsilon per period (milli)         1000      <= 10000    a DP release with no noise
+dp: hourly clip (Wh)                   5000      <= 100000   (a utility knob; any clip
+                                                             keeps the guarantee)
+dp: privacy unit (hours)               1         >= 1        a unit shorter than an hour
 =====================================  ========  ==========  =========================
+
+A DP forecast release (kind ``dp-forecast``, :mod:`meterhub.model.dp`) spends epsilon,
+not functionals: the guard charges its epsilon to the recipient's period and refuses
+(``6A84``) what would pass ``dp.epsilon_milli_per_period``.
 
 A demand-response release (kind ``dr``) is not for a whole period: it is for one event
 (at most one per recipient and event day, so two windows of one day cannot be
@@ -78,8 +86,9 @@ RECIPIENTS = ("supplier", "grid-operator", "third-party")
 #: Kinds of release: a bill statement, a settlement statement, profile scores, samples,
 #: a group's hourly aggregate (masked sums and recovery answers, docs/fraud.md),
 #: suspect-profile scores (fraud localisation; counted against the budget like scores)
-#: and a demand-response reduction for one event (docs/demand-response.md).
-KINDS = ("bill", "settlement", "scores", "samples", "aggregate", "suspects", "dr")
+#: a demand-response reduction for one event (docs/demand-response.md) and a
+#: differentially private forecast (noisy energy and class, meterhub.model.dp).
+KINDS = ("bill", "settlement", "scores", "samples", "aggregate", "suspects", "dr", "dp-forecast")
 MAX_POLICY_BYTES = 4096
 
 
@@ -175,11 +184,13 @@ _LIMITS: dict[str, dict[str, tuple[int, int, str]]] = {
     "budget": {"functionals_per_period": (16, 32, "max")},
     "sampling": {"min_k": (100, 50, "min"), "tosses_per_period": (1, 1, "max")},
     "dr": {"events_per_period": (6, 12, "max")},
+    "dp": {"epsilon_milli_per_period": (1000, 10000, "max"), "clip_wh": (5000, 100000, "max"),
+           "unit_hours": (1, 1, "min")},
 }
 HARD_LIMITS = {sec: {k: v[1] for k, v in d.items()} for sec, d in _LIMITS.items()}
 DEFAULT_ENTITLEMENTS = {
     "supplier": ("bill", "settlement"),
-    "grid-operator": ("scores", "samples", "aggregate", "suspects", "dr"),
+    "grid-operator": ("scores", "samples", "aggregate", "suspects", "dr", "dp-forecast"),
     "third-party": (),
 }
 
@@ -209,6 +220,8 @@ class ReleasePolicy:
             raise PolicyError(f"unknown section {sorted(set(self.limits) - set(_LIMITS))[0]!r}")
         if self.limits["sampling"]["min_k"] < 1 or self.limits["budget"]["functionals_per_period"] < 1:
             raise PolicyError("sampling.min_k and budget.functionals_per_period must be positive")
+        if self.limits["dp"]["clip_wh"] < 1:
+            raise PolicyError("dp.clip_wh must be positive")
         for who, kinds in self.entitlements.items():
             if who not in RECIPIENTS:
                 raise PolicyError(f"entitlements: unknown recipient {who!r:.40}")
