@@ -189,3 +189,24 @@ def test_dp_release_parser_total(raw) -> None:
         DpForecastRelease.from_json(raw)
     except ValueError:
         pass
+
+
+def test_strict_preset_refuses_exact_scores_but_gives_the_dp_forecast(tmp_path) -> None:
+    from meterhub.policy.model import STRICT_ENTITLEMENTS
+
+    h = make_history(start=dt.date(2027, 3, 22), n_days=2, seed=7)
+    hub = Hub(tmp_path / "hub.sqlite", h, policy=default_policy(anchor=h.start, days=2,
+                                                                entitlements=STRICT_ENTITLEMENTS))
+    profiles = reference_profiles(h.start, 2)
+    mb = hub.mailbox("grid-operator", PROFILING_APP_AID)
+    for p in profiles:
+        mb.push_series(p)
+    hub.feed()
+    ids = ",".join(p.series.series_id for p in profiles).encode()
+    period = _day(h.start) + _day(h.start + dt.timedelta(days=1))
+    with pytest.raises(HubRefused) as exc:
+        hub.mailbox("grid-operator", PROFILING_APP_AID).request(b"\x20" + period + ids, "scores")
+    assert exc.value.sw == 0x6982
+    rel = DpForecastRelease.from_json(hub.mailbox("grid-operator", PROFILING_APP_AID).request(
+        b"\x22" + period + (1000).to_bytes(2, "big") + ids, "dp forecast"))
+    assert rel.epsilon_milli == 1000

@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -100,18 +100,28 @@ class OpenDPNoise:
 
         dp.enable_features("contrib")
         self._dp = dp
+        self._made: dict[tuple[str, float], object] = {}  # measurements by (kind, scale)
+
+    def _measurement(self, kind: str, scale: float) -> Any:
+        m = self._made.get((kind, scale))
+        if m is None:
+            dp = self._dp
+            if kind == "laplace":
+                m = dp.m.make_laplace(dp.atom_domain(T=int), dp.absolute_distance(T=int), scale=scale)
+            else:
+                space = dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.linf_distance(T=float, monotonic=False)
+                m = dp.m.make_noisy_max(*space, dp.max_divergence(), scale=scale)
+            self._made[(kind, scale)] = m
+        return m
 
     def laplace_int(self, value: int, scale: float, sensitivity: int, epsilon: float) -> int:
-        dp = self._dp
-        m = dp.m.make_laplace(dp.atom_domain(T=int), dp.absolute_distance(T=int), scale=float(scale))
+        m = self._measurement("laplace", float(scale))
         if m.map(int(sensitivity)) > epsilon * (1 + 1e-9):
             raise DpError(f"the Laplace measurement spends {m.map(int(sensitivity))} > {epsilon}")
         return int(m(int(value)))
 
     def noisy_max(self, scores: Sequence[float], scale: float, sensitivity: float, epsilon: float) -> int:
-        dp = self._dp
-        space = dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.linf_distance(T=float, monotonic=False)
-        m = dp.m.make_noisy_max(*space, dp.max_divergence(), scale=float(scale))
+        m = self._measurement("noisy-max", float(scale))
         if m.map(float(sensitivity)) > epsilon * (1 + 1e-9):
             raise DpError(f"the noisy-max measurement spends {m.map(float(sensitivity))} > {epsilon}")
         return int(m([float(s) for s in scores]))

@@ -68,6 +68,7 @@ __all__ = [
     "PolicyError",
     "PolicyViolation",
     "ReleasePolicy",
+    "STRICT_ENTITLEMENTS",
     "SignedPolicy",
     "check_profile",
     "check_tariff",
@@ -193,6 +194,14 @@ DEFAULT_ENTITLEMENTS = {
     "grid-operator": ("scores", "samples", "aggregate", "suspects", "dr", "dp-forecast"),
     "third-party": (),
 }
+#: The strict preset (docs/privacy-evaluation.md): the grid operator forecasts from the
+#: differentially private release instead of exact scores and samples; demand response
+#: (it pays the customer) and the fraud aggregate (it finds theft) stay exact.
+STRICT_ENTITLEMENTS = {
+    "supplier": ("bill", "settlement"),
+    "grid-operator": ("aggregate", "suspects", "dr", "dp-forecast"),
+    "third-party": (),
+}
 
 
 @dataclass(frozen=True)
@@ -291,15 +300,17 @@ def _canonical(obj: Any) -> bytes:
 
 
 def default_policy(*, version: int = 1, anchor: date = date(2000, 1, 1), days: int = 0,
+                   entitlements: dict[str, tuple[str, ...]] | None = None,
                    **overrides: dict[str, int]) -> ReleasePolicy:
     """The default policy on a cycle (calendar months unless ``days``); ``overrides`` maps
-    a section to changed limits, e.g. ``sampling={"min_k": 200}``."""
+    a section to changed limits, e.g. ``sampling={"min_k": 200}``; ``entitlements``
+    replaces the default ones (e.g. :data:`STRICT_ENTITLEMENTS`)."""
     limits = {sec: {k: v[0] for k, v in items.items()} for sec, items in _LIMITS.items()}
     for sec, changes in overrides.items():
         if sec not in limits:
             raise PolicyError(f"unknown section {sec!r}")
         limits[sec].update(changes)
-    return ReleasePolicy(version, Cycle(anchor, days), dict(DEFAULT_ENTITLEMENTS), limits)
+    return ReleasePolicy(version, Cycle(anchor, days), dict(entitlements or DEFAULT_ENTITLEMENTS), limits)
 
 
 DEFAULT_POLICY = default_policy()
