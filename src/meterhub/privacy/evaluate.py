@@ -528,13 +528,12 @@ def _attribution(ds: Dataset, seed: int) -> list[Result]:
     rng = np.random.default_rng([seed, 3])
     t = np.broadcast_to(_time_features(ds)[None], (ds.n, *_time_features(ds).shape))
     out: list[Result] = []
-    prior = None
     none = t.reshape(ds.n, -1, t.shape[2])
     f = none.shape[2]
     pred = occupancy_supervised(none[train].reshape(-1, f), y[train].ravel(), none[test].reshape(-1, f), seed)
     prior = float((pred.reshape(len(test), -1) == y[test]).mean())
-    for label, hf, extra in units:
-        x = np.concatenate([t, hf[:, ds.period_of_hour, :], extra], axis=2)
+    for label, hf, more in units:
+        x = np.concatenate([t, hf[:, ds.period_of_hour, :], more], axis=2)
         f = x.shape[2]
         pred = occupancy_supervised(x[train].reshape(-1, f), y[train].ravel(), x[test].reshape(-1, f), seed)
         correct = pred.reshape(len(test), -1) == y[test]
@@ -569,14 +568,14 @@ def policy_usage(ds: Dataset) -> dict[str, Any]:
         checks = [row["functionals_per_period"] <= row["budget"],
                   all(pol.entitled(who, _POLICY_KIND.get(k, k)) for k in kinds)]
         if "dr" in kinds:
-            row["dr_events_per_period"] = max(len(f["events"]) for f in r0["dr"])
+            row["dr_events_per_period"] = max(len(f["events"]) for f in r0["dr"])  # type: ignore[arg-type]
             row["dr_cap"] = pol.limit("dr", "events_per_period")
             checks.append(row["dr_events_per_period"] <= row["dr_cap"])
         if "samples" in kinds:
             row["k"], row["min_k"] = ds.ctx.k, pol.limit("sampling", "min_k")
             checks.append(row["k"] >= row["min_k"])
         if "dp-forecast" in kinds:
-            row["epsilon_milli_per_period"] = max(int(f["epsilon_milli"]) for f in r0["dp-forecast"])
+            row["epsilon_milli_per_period"] = max(int(f["epsilon_milli"]) for f in r0["dp-forecast"])  # type: ignore[call-overload]
             row["epsilon_cap"] = pol.limit("dp", "epsilon_milli_per_period")
             checks.append(row["epsilon_milli_per_period"] <= row["epsilon_cap"])
         row["within_policy"] = all(checks)

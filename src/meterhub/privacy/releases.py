@@ -294,9 +294,10 @@ def _aggregate_features(f: dict[str, object]) -> dict[str, float]:
 
 
 def _aggregate_hours(f: dict[str, object]) -> list[tuple[int, float]]:
-    lo = int(f["first_hour"])  # type: ignore[arg-type]
-    members = float(f["members"])  # type: ignore[arg-type]
-    return [(lo + i, v / members) for i, v in enumerate(f["hourly"])]  # type: ignore[arg-type]
+    lo: int = f["first_hour"]  # type: ignore[assignment]
+    members: int = f["members"]  # type: ignore[assignment]
+    hourly: list[int] = f["hourly"]  # type: ignore[assignment]
+    return [(lo + i, v / members) for i, v in enumerate(hourly)]
 
 
 def group_releases(meter_ids: Sequence[str], readings: Sequence[Sequence[int]], ctx: ReleaseContext
