@@ -283,3 +283,23 @@ def test_cli_usage_errors(capsys, argv) -> None:
     assert rc == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "error" in err
+
+
+def test_dr_figures_are_what_the_dr_applet_releases(tmp_path) -> None:
+    # The same history and event through the real demand-response applet (card, guard)
+    # and through meterhub.privacy.releases.dr_figures: adjustment and reduction equal.
+    from meterhub.privacy.releases import dr_figures
+    from test_demand_response import N_DAYS, make_event
+    from test_demand_response import START as DR_START
+    from test_demand_response import Hub as DRHub
+
+    h = make_history(start=DR_START, n_days=N_DAYS, seed=14)
+    hub = DRHub(tmp_path / "hub.sqlite", h)
+    ev = make_event(h)  # 17:00-19:00 on the last day, ten similar baseline days
+    hub.client.put_event(ev.event_id, ev.to_bytes(), True)
+    hub.feed()
+    rel = hub.release(ev.event_id)
+    ctx = ReleaseContext(DR_START, N_DAYS, period_days=N_DAYS)
+    mine = dr_figures([m for day in h.readings for m in day], ctx, N_DAYS - 1, ev.baseline_days)
+    assert (mine["adjustment"], mine["scaled_reduction"], mine["n_days"]) == (rel.adjustment, rel.scaled_reduction,
+                                                                            rel.n_days)

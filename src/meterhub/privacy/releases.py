@@ -45,6 +45,7 @@ __all__ = [
     "RELEASE_KINDS",
     "Period",
     "all_releases",
+    "dr_figures",
     "group_releases",
     "ReleaseContext",
     "ReleaseKind",
@@ -243,25 +244,29 @@ def _dr_events(ctx: ReleaseContext, p: Period) -> list[tuple[int, list[date]]]:
 DR_EVENT_HOUR, DR_EVENT_HOURS = 17, 2  # an evening peak event, 17:00-19:00 local
 
 
-def _dr(m: Sequence[int], ctx: ReleaseContext, p: Period, meter_id: str, full: Sequence[int]) -> dict[str, object]:
-    # As the demand-response applet (applets/demand_response.py _compute): the capped
-    # adjustment a and the scaled reduction S = a * sum_baseline - 1000 N sum_event.
+def dr_figures(full: Sequence[int], ctx: ReleaseContext, d: int, base: Sequence[date]) -> dict[str, int]:
+    """One DR release's figures for the event on day index ``d`` (17:00-19:00 local) with
+    baseline days ``base``, as the demand-response applet computes them
+    (applets/demand_response.py ``_compute``): the capped adjustment ``a`` (permille)
+    and the scaled reduction ``S = a * sum_baseline - 1000 N sum_event``."""
     per_hour = 60 // ctx.interval_minutes
     e_pos = range(DR_EVENT_HOUR * per_hour, (DR_EVENT_HOUR + DR_EVENT_HOURS) * per_hour)
     w0 = (DR_EVENT_HOUR - ADJ_HOURS - ADJ_GAP_HOURS) * per_hour
     w_pos = range(w0, w0 + ADJ_HOURS * per_hour)
-    events = []
-    for d, base in _dr_events(ctx, p):
-        def total(days: list[int], pos: range) -> int:
-            return sum(int(full[ctx.day_offsets[x] + j]) for x in days for j in pos)
 
-        bdays = [(b - ctx.start).days for b in base]
-        n = len(bdays)
-        a = adjustment_factor(n, total([d], w_pos), total(bdays, w_pos))
-        kb, ke = reduction_coefficients(a, n)
-        s = kb * total(bdays, e_pos) + ke * total([d], e_pos)
-        events.append({"day": d, "n_days": n, "adjustment": a, "scaled_reduction": s})
-    return {"events": events}
+    def total(days: list[int], pos: range) -> int:
+        return sum(int(full[ctx.day_offsets[x] + j]) for x in days for j in pos)
+
+    bdays = [(b - ctx.start).days for b in base]
+    n = len(bdays)
+    a = adjustment_factor(n, total([d], w_pos), total(bdays, w_pos))
+    kb, ke = reduction_coefficients(a, n)
+    return {"day": d, "n_days": n, "adjustment": a,
+            "scaled_reduction": kb * total(bdays, e_pos) + ke * total([d], e_pos)}
+
+
+def _dr(m: Sequence[int], ctx: ReleaseContext, p: Period, meter_id: str, full: Sequence[int]) -> dict[str, object]:
+    return {"events": [dr_figures(full, ctx, d, base) for d, base in _dr_events(ctx, p)]}
 
 
 def _dr_features(f: dict[str, object]) -> dict[str, float]:
