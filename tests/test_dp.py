@@ -4,6 +4,7 @@ the profiling applet's release through the guard with its epsilon budget, the pa
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 
 import numpy as np
@@ -11,8 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import make_history
-from meterhub.hub.secure_element import PROFILING_APP_AID
+from helpers import cycle_policy, make_history, provision_test_guard
+from meterhub.card import Applet, Card, ins, register_applet_class
+from meterhub.card.guard import GUARD_AID
+from meterhub.hub.secure_element import PROFILING_APP_AID, RECIPIENT_SDS, GuardClient
 from meterhub.model.dp import (
     DpError,
     DpParams,
@@ -22,7 +25,8 @@ from meterhub.model.dp import (
     dp_forecast,
     utilities,
 )
-from meterhub.policy import PolicyError, default_policy
+from meterhub.policy import PolicyError, default_policy, verify_release_log
+from meterhub.protocols.iso7816 import CommandAPDU, ResponseAPDU
 from meterhub.tariffs.profiles import reference_profiles
 from meterhub.utility.forecasting import DpForecastRelease, pearson
 from meterhub.utility.settlement import HubRefused
@@ -174,8 +178,6 @@ def test_dp_release_parser_rejects_tampering() -> None:
             "period_to": "2027-03-23", "hours": 48, "energy_wh": -5, "class": "a", "profiles": ["a", "b"],
             "versions": {"a": 1, "b": 1}, "epsilon_milli": 500, "clip_wh": 5000, "unit_hours": 1,
             "applet_aid": "A0", "code_hash": "00"}
-    import json
-
     assert DpForecastRelease.from_json(json.dumps(good)).forecast_next([1.0, 2.0], 3.0) == [0.0, 0.0]
     for change in [{"class": "c"}, {"versions": {"a": 1}}, {"energy_wh": 1.5}, {"hours": -1}, {"extra": 1}]:
         with pytest.raises(ValueError):
@@ -210,3 +212,50 @@ def test_strict_preset_refuses_exact_scores_but_gives_the_dp_forecast(tmp_path) 
     rel = DpForecastRelease.from_json(hub.mailbox("grid-operator", PROFILING_APP_AID).request(
         b"\x22" + period + (1000).to_bytes(2, "big") + ids, "dp forecast"))
     assert rel.epsilon_milli == 1000
+
+
+# --------------------------------------------------------------------------- the guard's epsilon account
+
+
+class EpsilonProbe(Applet):
+    """Test applet: commits a release of ``kind`` for ``day`` spending ``eps`` milli-epsilon."""
+
+    @ins(0x51, cla=0x80)
+    def release(self, apdu: CommandAPDU) -> bytes:
+        req = json.loads(bytes(apdu.data))
+        port = self.ctx.get_shareable(GUARD_AID)
+        day = dt.date.fromisoformat(req["day"])
+        again = port.begin(req["kind"], day, day, bytes(apdu.data), chunked=False)
+        if again is not None:
+            return again
+        return port.commit(req["kind"], day, day, bytes(apdu.data), b"{}", functionals=0, chunked=False,
+                           epsilon_milli=req["eps"])
+
+
+register_applet_class("tests.epsilon-probe/1", EpsilonProbe)
+
+
+def test_guard_charges_epsilon_only_to_dp_releases_and_refuses_over_the_budget() -> None:
+    d0 = dt.date(2027, 5, 1)
+    card = Card(None)
+    provision_test_guard(card, cycle_policy(d0, 1))
+    card.registry.install_applet("tests.epsilon-probe/1", "F04D4800504C0199", sd_aid=RECIPIENT_SDS["grid-operator"])
+    card.power_on()
+    card.transmit(CommandAPDU(0x00, 0xA4, 0x04, 0x00, bytes.fromhex("F04D4800504C0199")).to_bytes())
+
+    def ask(kind: str, day: int, eps: int) -> int:
+        body = json.dumps({"kind": kind, "day": (d0 + dt.timedelta(days=day)).isoformat(), "eps": eps}).encode()
+        return ResponseAPDU.from_bytes(card.transmit(CommandAPDU(0x80, 0x51, 0, 0, body, le=256).to_bytes())).sw
+
+    assert ask("scores", 0, 100) == 0x6A80  # an exact kind spends no epsilon
+    assert ask("dp-forecast", 0, 0) == 0x6A80  # a DP release spends some
+    assert ask("dp-forecast", 0, 1001) == 0x6A84  # over the default 1.0 per period
+    assert ask("dp-forecast", 0, 1000) == 0x9000
+    assert ask("dp-forecast", 0, 1) == 0x6985  # one per period and kind
+    assert ask("dp-forecast", 1, 700) == 0x9000  # the next day is the next period (1-day cycle)
+    g = GuardClient(card.transmit)
+    g.select()
+    _, head = g.head()
+    entries = verify_release_log(g.raw_entries(), head, policies={1: cycle_policy(d0, 1)})
+    assert [e.kind for e in entries[1:]] == ["dp-forecast", "dp-forecast"]
+    assert all(e.functionals == 0 for e in entries[1:])
