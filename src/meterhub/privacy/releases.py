@@ -6,9 +6,13 @@ functions the applets and the hub call: :func:`meterhub.hub.billing.linear_bill`
 for bills, the price index's ``values_for`` for settlement, the signed reference
 profiles' weights for profile scores, :mod:`meterhub.crypto.sampling`'s coin toss
 for the 1-in-k samples), and which attack features an adversary can derive from
-those figures. A new kind of release (a demand-response report, a fraud
-balance, a release under the guard's policy) is one more entry; the evaluation
-picks it up for its recipient and for the colluding union.
+those figures. The kinds are what the default release policy lets each recipient
+receive per period (meterhub.policy; ``privacy.evaluate.policy_usage`` checks the
+budgets): bills and settlement for the supplier; profile scores, samples, two
+demand-response events (``dr_figures``, as the DR applet), the fraud group's hourly
+aggregate (``group_releases``) and the DP forecast (``model.dp.dp_forecast``) for the
+grid operator. A new kind is one more entry; the evaluation picks it up for its
+recipient and for the colluding union.
 
 Only the values matter to an attacker; the openings' blindings are uniformly
 random and independent of the readings, so they are left out (the bill, ``E``,
