@@ -7,7 +7,9 @@ Figures, each variant in a fresh process (so its peak RSS is its own), pinned to
 * B: the whole evaluation (the same, plus every attack on every data source).
 
 Variants alternate A, B, A, B, ... ``--runs`` times each (default 1: one full
-evaluation takes minutes; pass ``--runs 5`` for medians of five). The ratio B/A is
+evaluation takes 10-30 minutes on the shared machine; pass ``--runs 5`` for medians of
+five, at a smaller ``--households``/``--weeks`` if the full size takes too long). Each
+run reports wall and CPU time (the CPU time leaves out waiting for a loaded core). The ratio B/A is
 the cost of the attacks over the simulation. ``--json-out FILE`` and ``--plots DIR``
 keep the last B run's results (the figures of docs/privacy-evaluation.md).
 
@@ -31,7 +33,7 @@ CHILD = r"""
 import datetime as dt, json, resource, sys, time
 from threadpoolctl import threadpool_limits
 variant, n, w, seed, out, plots = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 with threadpool_limits(limits=1):
     if variant == "A":
         from meterhub.privacy.evaluate import build_dataset
@@ -45,8 +47,8 @@ with threadpool_limits(limits=1):
             open(out, "w").write(json.dumps(res, indent=1))
         if plots != "-":
             write_plots(ev, plots)
-elapsed = time.perf_counter() - t0
-print(json.dumps({"seconds": elapsed, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+print(json.dumps({"seconds": elapsed, "cpu": cpu, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """
 
 
@@ -75,12 +77,17 @@ def main() -> None:
         for v in ("A", "B"):
             res[v].append(run(v, args))
     sec = {v: statistics.median(r["seconds"] for r in res[v]) for v in res}
+    cpu = {v: statistics.median(r["cpu"] for r in res[v]) for v in res}
     mem = {v: statistics.median(r["maxrss_kb"] for r in res[v]) / 1024 for v in res}
     n = args.runs
-    row(f"A simulator + releases alone (median of {n})", f"{sec['A']:.1f} s", f"peak RSS {mem['A']:.0f} MB")
-    row(f"B full evaluation, all attacks and sources (median of {n})", f"{sec['B']:.1f} s",
-        f"peak RSS {mem['B']:.0f} MB")
-    row("B / A", f"{sec['B'] / sec['A']:.1f}x", f"memory {mem['B'] / mem['A']:.2f}x")
+    what = "single run" if n == 1 else f"median of {n}"
+    row(f"A simulator + releases alone ({what})", f"{sec['A']:.1f} s",
+        f"cpu {cpu['A']:.1f} s, peak RSS {mem['A']:.0f} MB")
+    row(f"B full evaluation, all attacks and sources ({what})", f"{sec['B']:.1f} s",
+        f"cpu {cpu['B']:.1f} s, peak RSS {mem['B']:.0f} MB")
+    row("B / A", f"{sec['B'] / sec['A']:.1f}x", f"cpu {cpu['B'] / cpu['A']:.1f}x, memory {mem['B'] / mem['A']:.2f}x")
+    for v in res:
+        row(f"  {v} runs (wall s)", " ".join(f"{r['seconds']:.0f}" for r in res[v]))
     row("benchmark wall time", f"{time.perf_counter() - t0:.0f} s",
         f"(this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)")
 

@@ -35,6 +35,8 @@ from meterhub.privacy.evaluate import (
     NILM_APPLIANCES,
     NILM_ON_WH,
     SOURCES,
+    STRICT_GRID_KINDS,
+    TRAITS,
     build_dataset,
     household_features,
     unit_features,
@@ -105,6 +107,35 @@ def test_every_recipient_has_a_source_and_the_union_has_all() -> None:
     assert set(names["collusion"].kinds) == set(RELEASE_KINDS)
     for r in RECIPIENTS:
         assert set(names[r].kinds) == {k.name for k in RELEASE_KINDS.values() if k.recipient == r}
+
+
+def test_strict_sources_are_the_strict_preset() -> None:
+    from meterhub.policy.model import STRICT_ENTITLEMENTS
+
+    assert set(STRICT_GRID_KINDS) <= set(STRICT_ENTITLEMENTS["grid-operator"])
+    assert "scores" not in STRICT_ENTITLEMENTS["grid-operator"] and "samples" not in STRICT_ENTITLEMENTS["grid-operator"]
+    names = {s.name: s for s in SOURCES}
+    assert set(names["collusion-strict"].kinds) == set(STRICT_GRID_KINDS) | set(names["supplier"].kinds)
+
+
+def test_group_aggregate_is_the_group_total(ds) -> None:
+    # Every member of a group holds the same hourly totals, the sum of the members' hours.
+    figs = [r["aggregate"][0] for r in ds.releases]
+    members = figs[0]["members"]
+    assert members >= 5
+    total = ds.hourly[:members, : len(figs[0]["hourly"])].sum(axis=0)
+    assert np.allclose(np.array(figs[0]["hourly"], dtype=float), total)
+    assert all(f == figs[0] for f in figs[:members])
+
+
+def test_dp_release_in_the_evaluation_is_noisy_but_close(ds) -> None:
+    errs = []
+    for i, r in enumerate(ds.releases):
+        f = r["dp-forecast"][0]
+        assert f["class"] in f["profiles"] and f["epsilon_milli"] == 1000
+        errs.append(f["energy_wh"] - float(np.minimum(ds.hourly[i, : f["hours"]], 5000).sum()))
+    assert sum(e != 0 for e in errs) >= len(errs) - 1  # noisy (P(0) = tanh(1/2e4) per draw)
+    assert all(abs(e) < 60 * 10000 for e in errs)  # within 60 noise scales (epsilon 1/2, 5 kWh)
 
 
 def test_seeds_reproduce() -> None:
@@ -213,7 +244,8 @@ def test_cli_json_schema(capsys, tmp_path) -> None:
     assert rc == 0
     d = json.loads(capsys.readouterr().out)
     assert d["format"] == FORMAT
-    assert set(d) == {"format", "params", "sources", "calibration", "results", "goal", "seconds"}
+    assert set(d) == {"format", "params", "sources", "calibration", "results", "goal", "attribution", "policy",
+                      "seconds"}
     assert d["params"]["households"] == 4 and d["params"]["weeks"] == 1
     assert set(d["sources"]) == {s.name for s in SOURCES}
     assert {"h0_correlation_15min", "h0_correlation_hourly", "annual_kwh_by_residents"} <= set(d["calibration"])
@@ -227,7 +259,15 @@ def test_cli_json_schema(capsys, tmp_path) -> None:
     assert {"occupancy", "appliances"} <= attacks and any(a.startswith("trait:") for a in attacks)
     for src in SOURCES:
         assert any(r["source"] == src.name for r in d["results"] if r["attack"] == "occupancy")
-    assert set(d["goal"]) >= {"raw_occupancy_at_least_80", "releases_within_2_points", "worst_release_gap"}
+    assert set(d["goal"]) >= {"raw_occupancy_at_least_80", "releases_within_2_points", "worst_release_gap", "by_source"}
+    assert set(d["goal"]["by_source"]) == {s.name for s in SOURCES if s.is_release}
+    # Attribution: every release kind alone, for occupancy and every trait.
+    for kind in RELEASE_KINDS:
+        rows = [r for r in d["attribution"] if r["source"] == f"only:{kind}"]
+        assert {r["attack"] for r in rows} == {"occupancy"} | {f"trait:{t}" for t in TRAITS}
+        assert all(set(r) == keys for r in rows)
+    # What the modelled releases spend is within the default policy (the guard's budgets).
+    assert set(d["policy"]) == set(RECIPIENTS) and all(v["within_policy"] for v in d["policy"].values())
     pngs = sorted(p.name for p in (tmp_path / "plots").iterdir())
     assert "occupancy.png" in pngs and all(p.endswith(".png") for p in pngs)
     assert (tmp_path / "plots" / "occupancy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -243,3 +283,23 @@ def test_cli_usage_errors(capsys, argv) -> None:
     assert rc == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "error" in err
+
+
+def test_dr_figures_are_what_the_dr_applet_releases(tmp_path) -> None:
+    # The same history and event through the real demand-response applet (card, guard)
+    # and through meterhub.privacy.releases.dr_figures: adjustment and reduction equal.
+    from meterhub.privacy.releases import dr_figures
+    from test_demand_response import N_DAYS, make_event
+    from test_demand_response import START as DR_START
+    from test_demand_response import Hub as DRHub
+
+    h = make_history(start=DR_START, n_days=N_DAYS, seed=14)
+    hub = DRHub(tmp_path / "hub.sqlite", h)
+    ev = make_event(h)  # 17:00-19:00 on the last day, ten similar baseline days
+    hub.client.put_event(ev.event_id, ev.to_bytes(), True)
+    hub.feed()
+    rel = hub.release(ev.event_id)
+    ctx = ReleaseContext(DR_START, N_DAYS, period_days=N_DAYS)
+    mine = dr_figures([m for day in h.readings for m in day], ctx, N_DAYS - 1, ev.baseline_days)
+    assert (mine["adjustment"], mine["scaled_reduction"], mine["n_days"]) == (rel.adjustment, rel.scaled_reduction,
+                                                                            rel.n_days)

@@ -60,7 +60,7 @@ def cmd_policy_show(args: argparse.Namespace) -> int:
     print(f"  periods: {length} from {cyc.anchor} ({_per_30_days(pol)})")
     for who, kinds in sorted(pol.entitlements.items()):
         print(f"  {who}: {', '.join(kinds) or 'nothing'}")
-    for sec in ("tariff", "profile", "budget", "sampling"):
+    for sec in ("tariff", "profile", "budget", "sampling", "dr", "dp"):
         print(f"  {sec}: " + ", ".join(f"{k}={v}" for k, v in sorted(pol.limits[sec].items())))
     print("pinned publisher keys:")
     for role, keys in sorted(pins["pinned"].items()):  # type: ignore[union-attr]

@@ -47,6 +47,13 @@ reference-profile publisher (or the recipient's own pinned profile signer) and p
 the policy's shape limits (hourly or coarser, non-negative, bounded range: ``6A80``);
 over the period asked for, no profile and no two of one request may isolate fewer than
 the policy's ``min_support_hours`` from the energy (``6A80``, nothing computed).
+* ``22`` + period + ``u16`` epsilon (thousandths) + comma-separated profile ids → the
+  differentially private forecast release (JSON, ``meterhub-dp-forecast/1``,
+  :mod:`meterhub.model.dp`): the period's energy with discrete Laplace noise and the
+  class by report-noisy-max, hourly profiles only, clip and privacy unit from the
+  policy's ``dp`` section, noise drawn on the card (OpenDP). Kind ``dp-forecast``: no
+  functionals, the epsilon is charged to the period's DP budget (over it: ``6A84``). No
+  opening: noisy figures cannot be checked against commitments, which is the point.
 * ``03`` + ``u32 offset`` → the outbox chunk at ``offset``.
 
 Install parameters: empty, or a pinned profile publisher's P-256 key (another: ``6982``).
@@ -57,6 +64,7 @@ from __future__ import annotations
 import base64
 import hmac
 import json
+from datetime import date, datetime
 
 from ..card import register_applet_class
 from ..crypto import sumsquares
@@ -65,6 +73,7 @@ from ..crypto.pedersen import Opening, commit
 from ..crypto.sampling import commit_nonce, derive_indices, derive_seed
 from ..crypto.transcript import ProofContext
 from ..meter.timebase import range_starts
+from ..policy.model import SW_BUDGET
 from ..protocols.iso7816 import CommandAPDU
 from ..protocols.iso7816.sw import SW, ISOException
 from ..tariffs.price_index import KIND_LOAD_PROFILE, Series, SeriesError, load_series
@@ -126,6 +135,8 @@ class ProfilingApplet(MeteringApplet):
             return self._release_scores(body)
         if kind == 0x21:
             return self._release_scores(body, "suspects")
+        if kind == 0x22:
+            return self._release_dp_forecast(body)
         if kind == 0x03:
             return fetch_chunk(self.guard, body)
         raise ISOException(SW.WRONG_DATA, "unknown message type")
@@ -195,6 +206,64 @@ class ProfilingApplet(MeteringApplet):
             "samples": samples,
         }
         return json.dumps(out, sort_keys=True, separators=(",", ":")).encode(), len(samples)
+
+    # -- differentially private forecast (issue 12) ---------------------------------------
+    def _release_dp_forecast(self, body: bytes) -> bytes:
+        from ..model.dp import DpError, DpParams, OpenDPNoise, dp_forecast
+
+        if len(body) < 11:
+            raise ISOException(SW.WRONG_LENGTH, "dp forecast request too short")
+        first, last = parse_date(body[:4]), parse_date(body[4:8])
+        eps_milli = int.from_bytes(body[8:10], "big")
+        again = self.guard.begin("dp-forecast", first, last, body, chunked=True)
+        if again is not None:
+            return again
+        lim = self.guard.dp_limits()
+        if not 1 <= eps_milli <= self.guard.dp_left(first):
+            raise ISOException(SW_BUDGET, f"epsilon {eps_milli / 1000} is over what the period has left")
+        ids, profiles = self._requested(body[10:])
+        if any(p.interval_minutes != 60 for p in profiles):
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "a DP forecast uses hourly profiles")
+        hourly, point_starts = self._point_sums(first, last, 60)
+        try:
+            weights = {p.series_id: p.values_for(point_starts, 60) for p in profiles}
+            fig = dp_forecast(hourly, weights, DpParams(eps_milli / 1000, lim["clip_wh"], lim["unit_hours"]),
+                              OpenDPNoise())
+        except SeriesError:
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "a profile does not cover the period") from None
+        except DpError as exc:
+            raise ISOException(SW.WRONG_DATA, str(exc)) from None
+        meter_id = self.rs.pairing()[0]
+        fig.update({
+            "meter_id": meter_id, "period_from": first.isoformat(), "period_to": last.isoformat(),
+            "applet_aid": bytes(self.ctx.aid).hex().upper(), "code_hash": code_hash_of(type(self)),
+            "versions": {p.series_id: p.version for p in profiles},
+        })
+        out = json.dumps(fig, sort_keys=True, separators=(",", ":")).encode()
+        return self.guard.commit("dp-forecast", first, last, body, out, functionals=0, chunked=True,
+                                 epsilon_milli=eps_milli)
+
+    def _requested(self, raw: bytes) -> tuple[list[str], list[Series]]:
+        try:
+            ids = raw.decode().split(",")
+        except UnicodeDecodeError:
+            raise ISOException(SW.WRONG_DATA, "bad profile ids") from None
+        if not 1 <= len(ids) <= MAX_PROFILES or len(set(ids)) != len(ids):
+            raise ISOException(SW.WRONG_DATA, "1 to 32 distinct profiles")
+        return ids, [self._profile(i) for i in ids]
+
+    def _point_sums(self, first: date, last: date, point: int) -> tuple[list[int], list[datetime]]:
+        """The energy of each profile interval of the period (no blindings) and its start."""
+        _, tz, interval, _ = self.rs.pairing()
+        if point % interval:
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "profiles must share one resolution, a multiple of the meter's")
+        g = point // interval
+        _, blob = self.rs.period(first, last)
+        starts = range_starts(first, (last - first).days + 1, tz, interval)
+        if 36 * len(starts) != len(blob) or len(starts) % g:
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "stored days do not match the time base")
+        vals = [int.from_bytes(blob[36 * j : 36 * j + 4], "big") for j in range(len(starts))]
+        return [sum(vals[h * g : h * g + g]) for h in range(len(starts) // g)], starts[::g]
 
     # -- exact matching ---------------------------------------------------------------
     def _profile(self, series_id: str) -> Series:

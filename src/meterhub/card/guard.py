@@ -311,22 +311,37 @@ class GuardPort(Shareable):
         return g._hand_out(self._client, seq, chunked)
 
     def commit(self, kind: str, first: date, last: date, request: bytes, statement: bytes, *,
-               functionals: int, samples: int = 0, chunked: bool, support_from: date | None = None) -> bytes:
+               functionals: int, samples: int = 0, chunked: bool, support_from: date | None = None,
+               epsilon_milli: int = 0) -> bytes:
         """Check the budget, store statement and log entry atomically, hand out the bytes.
         ``support_from``: for kind ``dr``, the earliest baseline day; the functional is
-        charged to every period from there to the event day (docs/privacy.md)."""
+        charged to every period from there to the event day (docs/privacy.md).
+        ``epsilon_milli``: the differential-privacy loss of a ``dp-forecast`` release,
+        charged to the period's ``dp.epsilon_milli_per_period`` (docs/privacy.md)."""
         g = self._guard
         _policy_kind(kind)
         if not (isinstance(functionals, int) and isinstance(samples, int) and functionals >= 0 and samples >= 0):
             raise ISOException(SW.WRONG_DATA, "functionals and samples are counts")
         if support_from is not None and (kind != "dr" or support_from >= first):
             raise ISOException(SW.WRONG_DATA, "only a demand-response release reaches back to baseline days")
+        if not isinstance(epsilon_milli, int) or epsilon_milli < 0 or (kind == "dp-forecast") != (epsilon_milli > 0):
+            raise ISOException(SW.WRONG_DATA, "a dp-forecast release, and only it, spends a positive epsilon")
         req = hashlib.sha256(request).hexdigest()
         seq = g._check(self._recipient, kind, first, last, req)
         if seq is None:
             seq = g._record(self._recipient, kind, first, last, req, bytes(statement), self._client,
-                            functionals, samples, support_from=support_from)
+                            functionals, samples, support_from=support_from, epsilon_milli=epsilon_milli)
         return g._hand_out(self._client, seq, chunked)
+
+    def dp_limits(self) -> dict[str, int]:
+        """The ``dp`` section of the policy in force: epsilon per period (milli), clip, unit."""
+        return dict(self._guard._policy().limits["dp"])
+
+    def dp_left(self, first: date) -> int:
+        """Milli-epsilon this recipient may still spend in the period that holds ``first``."""
+        g = self._guard
+        spent = int.from_bytes(g.ctx.store.get(g._dp_key(self._recipient, first)) or bytes(4), "big")
+        return max(0, g._policy().limit("dp", "epsilon_milli_per_period") - spent)
 
     # -- private aggregation (docs/fraud.md) ------------------------------------------
     def issue_key(self, key: bytes) -> bytes:
@@ -677,6 +692,9 @@ class PrivacyGuard(Applet):
                 raise ISOException(SW.CONDITIONS_NOT_SATISFIED, f"{kind} period overlaps {a}..{b}")
         return None
 
+    def _dp_key(self, recipient: str, first: date) -> bytes:
+        return b"P" + f"{recipient}/{self._cell(first)[0].isoformat()}".encode()
+
     def _charges(self, recipient: str) -> list[tuple[date, date, int]]:
         """The support (first day, last day) and functionals of every release to
         ``recipient`` that counts against its budget, read from the log (aggregation
@@ -693,7 +711,7 @@ class PrivacyGuard(Applet):
 
     def _record(self, recipient: str, kind: str, first: date, last: date, req: str, statement: bytes,
                 client: AID, functionals: int, samples: int, *, consent: str = "",
-                support_from: date | None = None) -> int:
+                support_from: date | None = None, epsilon_milli: int = 0) -> int:
         pol = self._policy()
         budget = pol.limit("budget", "functionals_per_period")
         # Charged per calendar time over the release's support (policy.log.over_budget):
@@ -703,6 +721,13 @@ class PrivacyGuard(Applet):
             raise ISOException(SW_BUDGET, f"{recipient} has {max(budget - over[1], 0)} of {budget} functionals left "
                                f"in the period from {over[0]}, {functionals} asked")
         extra: dict[bytes, bytes] = {}
+        if epsilon_milli:  # the per-household DP budget of the period (docs/privacy.md)
+            pkey = self._dp_key(recipient, first)
+            used = int.from_bytes(self.ctx.store.get(pkey) or bytes(4), "big")
+            cap = pol.limit("dp", "epsilon_milli_per_period")
+            if used + epsilon_milli > cap:
+                raise ISOException(SW_BUDGET, f"{recipient} has {cap - used} of {cap} milli-epsilon left, {epsilon_milli} asked")
+            extra[pkey] = _u32(used + epsilon_milli)
         if kind == "dr":  # the policy's cap on events per period (docs/privacy.md)
             ekey = b"E" + f"{recipient}/{self._cell(first)[0].isoformat()}".encode()
             events = int.from_bytes(self.ctx.store.get(ekey) or bytes(4), "big")

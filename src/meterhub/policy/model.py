@@ -23,7 +23,15 @@ sampling: one reading in k             100       >= 50       k = 1
 sampling: coin tosses per period       1         <= 1        one toss per sub-period
 demand response: events per period     6         <= 12       an "event" every day as a
                                                              daily consumption feed
+dp: epsilon per period (milli)         1000      <= 10000    a DP release with no noise
+dp: hourly clip (Wh)                   5000      <= 100000   (a utility knob; any clip
+                                                             keeps the guarantee)
+dp: privacy unit (hours)               1         >= 1        a unit shorter than an hour
 =====================================  ========  ==========  =========================
+
+A DP forecast release (kind ``dp-forecast``, :mod:`meterhub.model.dp`) spends epsilon,
+not functionals: the guard charges its epsilon to the recipient's period and refuses
+(``6A84``) what would pass ``dp.epsilon_milli_per_period``.
 
 A demand-response release (kind ``dr``) is not for a whole period: it is for one event
 (at most one per recipient and event day, so two windows of one day cannot be
@@ -70,6 +78,7 @@ __all__ = [
     "PolicyError",
     "PolicyViolation",
     "ReleasePolicy",
+    "STRICT_ENTITLEMENTS",
     "SignedPolicy",
     "check_profile",
     "check_support",
@@ -90,8 +99,9 @@ RECIPIENTS = ("supplier", "grid-operator", "third-party")
 #: Kinds of release: a bill statement, a settlement statement, profile scores, samples,
 #: a group's hourly aggregate (masked sums and recovery answers, docs/fraud.md),
 #: suspect-profile scores (fraud localisation; counted against the budget like scores)
-#: and a demand-response reduction for one event (docs/demand-response.md).
-KINDS = ("bill", "settlement", "scores", "samples", "aggregate", "suspects", "dr")
+#: a demand-response reduction for one event (docs/demand-response.md) and a
+#: differentially private forecast (noisy energy and class, meterhub.model.dp).
+KINDS = ("bill", "settlement", "scores", "samples", "aggregate", "suspects", "dr", "dp-forecast")
 MAX_POLICY_BYTES = 4096
 
 
@@ -188,6 +198,8 @@ _LIMITS: dict[str, dict[str, tuple[int, int, str]]] = {
     "budget": {"functionals_per_period": (16, 32, "max")},
     "sampling": {"min_k": (100, 50, "min"), "tosses_per_period": (1, 1, "max")},
     "dr": {"events_per_period": (6, 12, "max")},
+    "dp": {"epsilon_milli_per_period": (1000, 10000, "max"), "clip_wh": (5000, 100000, "max"),
+           "unit_hours": (1, 1, "min")},
 }
 HARD_LIMITS = {sec: {k: v[1] for k, v in d.items()} for sec, d in _LIMITS.items()}
 #: Limits added after policies were first signed: a signed policy without one keeps its
@@ -195,7 +207,15 @@ HARD_LIMITS = {sec: {k: v[1] for k, v in d.items()} for sec, d in _LIMITS.items(
 _LATER_LIMITS = {("profile", "min_support_hours")}
 DEFAULT_ENTITLEMENTS = {
     "supplier": ("bill", "settlement"),
-    "grid-operator": ("scores", "samples", "aggregate", "suspects", "dr"),
+    "grid-operator": ("scores", "samples", "aggregate", "suspects", "dr", "dp-forecast"),
+    "third-party": (),
+}
+#: The strict preset (docs/privacy-evaluation.md): the grid operator forecasts from the
+#: differentially private release instead of exact scores and samples; demand response
+#: (it pays the customer) and the fraud aggregate (it finds theft) stay exact.
+STRICT_ENTITLEMENTS = {
+    "supplier": ("bill", "settlement"),
+    "grid-operator": ("aggregate", "suspects", "dr", "dp-forecast"),
     "third-party": (),
 }
 
@@ -227,6 +247,8 @@ class ReleasePolicy:
             raise PolicyError(f"unknown section {sorted(set(self.limits) - set(_LIMITS))[0]!r}")
         if self.limits["sampling"]["min_k"] < 1 or self.limits["budget"]["functionals_per_period"] < 1:
             raise PolicyError("sampling.min_k and budget.functionals_per_period must be positive")
+        if self.limits["dp"]["clip_wh"] < 1:
+            raise PolicyError("dp.clip_wh must be positive")
         for who, kinds in self.entitlements.items():
             if who not in RECIPIENTS:
                 raise PolicyError(f"entitlements: unknown recipient {who!r:.40}")
@@ -297,15 +319,17 @@ def _canonical(obj: Any) -> bytes:
 
 
 def default_policy(*, version: int = 1, anchor: date = date(2000, 1, 1), days: int = 0,
+                   entitlements: dict[str, tuple[str, ...]] | None = None,
                    **overrides: dict[str, int]) -> ReleasePolicy:
     """The default policy on a cycle (calendar months unless ``days``); ``overrides`` maps
-    a section to changed limits, e.g. ``sampling={"min_k": 200}``."""
+    a section to changed limits, e.g. ``sampling={"min_k": 200}``; ``entitlements``
+    replaces the default ones (e.g. :data:`STRICT_ENTITLEMENTS`)."""
     limits = {sec: {k: v[0] for k, v in items.items()} for sec, items in _LIMITS.items()}
     for sec, changes in overrides.items():
         if sec not in limits:
             raise PolicyError(f"unknown section {sec!r}")
         limits[sec].update(changes)
-    return ReleasePolicy(version, Cycle(anchor, days), dict(DEFAULT_ENTITLEMENTS), limits)
+    return ReleasePolicy(version, Cycle(anchor, days), dict(entitlements or DEFAULT_ENTITLEMENTS), limits)
 
 
 DEFAULT_POLICY = default_policy()

@@ -48,7 +48,7 @@ from .attacks import (
     wilson,
 )
 from .features import class_features, window_features
-from .releases import RECIPIENTS, RELEASE_KINDS, ReleaseContext, household_releases
+from .releases import RECIPIENTS, RELEASE_KINDS, ReleaseContext, all_releases
 
 __all__ = [
     "FORMAT",
@@ -87,6 +87,12 @@ class Source:
         return bool(self.kinds)
 
 
+#: The strict preset (meterhub.policy.STRICT_ENTITLEMENTS): the grid operator forecasts
+#: from the DP release instead of exact scores and samples; DR and the fraud aggregate
+#: stay (they settle money and find theft).
+STRICT_GRID_KINDS: tuple[str, ...] = ("dr", "aggregate", "dp-forecast")
+
+
 def _sources() -> tuple[Source, ...]:
     out = [
         Source("none", "time of day and day type only (the prior)"),
@@ -95,8 +101,13 @@ def _sources() -> tuple[Source, ...]:
     ]
     for r in RECIPIENTS:
         kinds = tuple(k.name for k in RELEASE_KINDS.values() if k.recipient == r)
-        out.append(Source(r, f"what the {r} receives: " + ", ".join(kinds), kinds=kinds))
+        out.append(Source(r, f"what the {r} receives under the default policy: " + ", ".join(kinds), kinds=kinds))
     out.append(Source("collusion", "all recipients together: " + ", ".join(RELEASE_KINDS), kinds=tuple(RELEASE_KINDS)))
+    out.append(Source("grid-operator-strict", "the grid operator under the strict preset: "
+                      + ", ".join(STRICT_GRID_KINDS), kinds=STRICT_GRID_KINDS))
+    supplier = tuple(k.name for k in RELEASE_KINDS.values() if k.recipient == "supplier")
+    out.append(Source("collusion-strict", "supplier and grid operator, strict preset: "
+                      + ", ".join(supplier + STRICT_GRID_KINDS), kinds=supplier + STRICT_GRID_KINDS))
     return tuple(out)
 
 
@@ -154,7 +165,7 @@ def build_dataset(households: int, weeks: int, seed: int, start: dt.date) -> Dat
         "electric_water_heating": np.array([bool(t.params["electric_water_heating"]) for t in traces]),
         "electric_space_heating": np.array([bool(t.params["electric_space_heating"]) for t in traces]),
     }
-    releases = [household_releases(t.household_id, t.readings_wh, ctx) for t in traces]
+    releases = all_releases([t.household_id for t in traces], [t.readings_wh for t in traces], ctx)
     return Dataset(ctx, traces, x15, hourly, occupied, hour_of_day, rest, period_of_hour,
                    truth15, truth_h, traits, releases)
 
@@ -194,6 +205,22 @@ def _disclosed_readings(ds: Dataset, kinds: Sequence[str]) -> np.ndarray:
     return out
 
 
+def _hour_values(ds: Dataset, kinds: Sequence[str]) -> list[np.ndarray]:
+    """Per kind with per-hour figures (the group aggregate): (N, H) values, NaN where none."""
+    out = []
+    for kind in kinds:
+        at = RELEASE_KINDS[kind].hour_values
+        if at is None:
+            continue
+        v = np.full(ds.hourly.shape, np.nan)
+        for i, r in enumerate(ds.releases):
+            for f in r[kind]:
+                for h, x in at(f):
+                    v[i, h] = x
+        out.append(v)
+    return out
+
+
 def unit_features(ds: Dataset, src: Source) -> np.ndarray:
     """(N, H, F) per-hour features an attacker holding ``src`` computes."""
     t = np.broadcast_to(_time_features(ds)[None], (ds.n, *_time_features(ds).shape))
@@ -205,6 +232,7 @@ def unit_features(ds: Dataset, src: Source) -> np.ndarray:
     elif src.is_release:
         _, hf = _release_household_features(ds, src.kinds)
         parts.append(hf[:, ds.period_of_hour, :])
+        parts += [v[:, :, None] for v in _hour_values(ds, src.kinds)]
         disclosed = _disclosed_readings(ds, src.kinds)
         if not np.isnan(disclosed).all():
             parts.append(disclosed[:, :, None])
@@ -262,6 +290,20 @@ class Evaluation:
     calibration: dict[str, Any]
     results: list[Result] = field(default_factory=list)
     seconds: float = 0.0
+    # Which release carries a leak: each kind (or feature group) alone as the source.
+    attribution: list[Result] = field(default_factory=list)
+    # What the default policy's budgets allow and what the modelled releases use.
+    policy: dict[str, Any] = field(default_factory=dict)
+
+    def worst_by_source(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for s in SOURCES:
+            rows = [r for r in self.results if r.source == s.name]
+            if s.is_release and rows:
+                w = max(rows, key=lambda r: r.gap)
+                out[s.name] = {"worst": f"{w.attack}/{w.method}", "gap": round(w.gap, 4),
+                               "within_2_points": all(r.gap <= 0.02 for r in rows)}
+        return out
 
     def goal(self) -> dict[str, Any]:
         raw = [r for r in self.results if r.attack == "occupancy" and r.source == "raw-15min"]
@@ -283,7 +325,9 @@ class Evaluation:
             "sources": {s.name: s.description for s in SOURCES},
             "calibration": self.calibration,
             "results": [r.to_dict() for r in self.results],
-            "goal": self.goal(),
+            "goal": {**self.goal(), "by_source": self.worst_by_source()},
+            "attribution": [r.to_dict() for r in self.attribution],
+            "policy": self.policy,
             "seconds": round(self.seconds, 2),
         }
 
@@ -416,7 +460,7 @@ def _traits(ds: Dataset, seed: int) -> list[Result]:
 
 
 def evaluate(households: int = 40, weeks: int = 4, seed: int = 0, start: dt.date = dt.date(2027, 2, 1),
-             attacks: Sequence[str] = ("occupancy", "appliances", "traits")) -> Evaluation:
+             attacks: Sequence[str] = ("occupancy", "appliances", "traits", "attribution")) -> Evaluation:
     """Simulate, release, attack, score (module docstring)."""
     if households < 4:
         raise ValueError("need at least 4 households (half train, half test)")
@@ -445,8 +489,101 @@ def _evaluate(households: int, weeks: int, seed: int, start: dt.date, attacks: S
         ev.results += _nilm(ds, seed, feats)
     if "traits" in attacks:
         ev.results += _traits(ds, seed)
+    if "attribution" in attacks:
+        ev.attribution = _attribution(ds, seed)
+    ev.policy = policy_usage(ds)
     ev.seconds = time.perf_counter() - t0
     return ev
+
+
+#: Feature groups of one kind, for attribution: (kind, label, feature-name prefix).
+FEATURE_GROUPS: tuple[tuple[str, str, str], ...] = (
+    ("profile-scores", "profile-scores:level", "scores_E_per_hour"),
+    ("profile-scores", "profile-scores:correlations", "r_"),
+    ("profile-scores", "profile-scores:peakiness", "scores_peakiness"),
+    ("dp-forecast", "dp-forecast:energy", "dp_energy"),
+    ("dp-forecast", "dp-forecast:class", "dp_class_"),
+)
+
+
+def _attribution(ds: Dataset, seed: int) -> list[Result]:
+    """Occupancy (supervised) and every trait with one release kind, or one feature
+    group of a kind, as the only source: which release gives which leak."""
+    units: list[tuple[str, np.ndarray, np.ndarray]] = []  # (label, household (N, F), per-hour extra (N, H, F'))
+    for kind in RELEASE_KINDS:
+        _, hf = _release_household_features(ds, [kind])
+        extra = [v[:, :, None] for v in _hour_values(ds, [kind])]
+        disclosed = _disclosed_readings(ds, [kind])
+        if not np.isnan(disclosed).all():
+            extra.append(disclosed[:, :, None])
+        units.append((kind, hf, np.concatenate(extra, axis=2) if extra else np.zeros((*ds.hourly.shape, 0))))
+    for kind, label, prefix in FEATURE_GROUPS:
+        names, hf = _release_household_features(ds, [kind])
+        cols = [i for i, n in enumerate(names) if n.split(":", 1)[1].startswith(prefix)]
+        units.append((label, hf[:, :, cols], np.zeros((*ds.hourly.shape, 0))))
+    train, test = _split(ds.n, seed)
+    y = ds.occupied
+    maj = bool(y[train].mean() >= 0.5)
+    base = float((y[test] == maj).mean())
+    rng = np.random.default_rng([seed, 3])
+    t = np.broadcast_to(_time_features(ds)[None], (ds.n, *_time_features(ds).shape))
+    out: list[Result] = []
+    none = t.reshape(ds.n, -1, t.shape[2])
+    f = none.shape[2]
+    pred = occupancy_supervised(none[train].reshape(-1, f), y[train].ravel(), none[test].reshape(-1, f), seed)
+    prior = float((pred.reshape(len(test), -1) == y[test]).mean())
+    for label, hf, more in units:
+        x = np.concatenate([t, hf[:, ds.period_of_hour, :], more], axis=2)
+        f = x.shape[2]
+        pred = occupancy_supervised(x[train].reshape(-1, f), y[train].ravel(), x[test].reshape(-1, f), seed)
+        correct = pred.reshape(len(test), -1) == y[test]
+        out.append(Result("occupancy", "supervised", f"only:{label}", "accuracy", float(correct.mean()),
+                          bootstrap_ci(_acc_stat, list(correct), rng), int(correct.size), base, prior))
+        xh = np.nanmean(hf, axis=1) if hf.shape[1] > 1 else hf[:, 0, :]
+        for trait in TRAITS:
+            yt = ds.traits[trait]
+            _, counts = np.unique(yt, return_counts=True)
+            acc = float((traits_classifier(xh, yt, seed) == yt).mean())
+            out.append(Result(f"trait:{trait}", "forest", f"only:{label}", "accuracy", acc,
+                              wilson(round(acc * len(yt)), len(yt)), len(yt), float(counts.max() / counts.sum())))
+    return out
+
+
+def policy_usage(ds: Dataset) -> dict[str, Any]:
+    """Per recipient and period, what the modelled releases spend of the default policy
+    (meterhub.policy.DEFAULT_POLICY), counted as the applets charge the guard:
+    a bill 1 functional (linear statement), settlement 2, profile scores ``2 + profiles``,
+    a DR event 1; samples one toss at ``k``; the DP forecast its epsilon. Aggregates are
+    logged, not charged (docs/fraud.md)."""
+    from ..policy import DEFAULT_POLICY as pol
+
+    charge = {"bill": lambda f: 1, "settlement": lambda f: 2,
+              "profile-scores": lambda f: 2 + len(f["scores"]), "dr": lambda f: len(f["events"])}
+    out: dict[str, Any] = {}
+    r0 = ds.releases[0]
+    for who in RECIPIENTS:
+        kinds = [k.name for k in RELEASE_KINDS.values() if k.recipient == who]
+        used = [sum(charge[k](r0[k][p]) for k in kinds if k in charge) for p in range(len(ds.ctx.periods))]
+        row: dict[str, Any] = {"functionals_per_period": max(used), "budget": pol.limit("budget", "functionals_per_period")}
+        checks = [row["functionals_per_period"] <= row["budget"],
+                  all(pol.entitled(who, _POLICY_KIND.get(k, k)) for k in kinds)]
+        if "dr" in kinds:
+            row["dr_events_per_period"] = max(len(f["events"]) for f in r0["dr"])  # type: ignore[arg-type]
+            row["dr_cap"] = pol.limit("dr", "events_per_period")
+            checks.append(row["dr_events_per_period"] <= row["dr_cap"])
+        if "samples" in kinds:
+            row["k"], row["min_k"] = ds.ctx.k, pol.limit("sampling", "min_k")
+            checks.append(row["k"] >= row["min_k"])
+        if "dp-forecast" in kinds:
+            row["epsilon_milli_per_period"] = max(int(f["epsilon_milli"]) for f in r0["dp-forecast"])  # type: ignore[call-overload]
+            row["epsilon_cap"] = pol.limit("dp", "epsilon_milli_per_period")
+            checks.append(row["epsilon_milli_per_period"] <= row["epsilon_cap"])
+        row["within_policy"] = all(checks)
+        out[who] = row
+    return out
+
+
+_POLICY_KIND = {"profile-scores": "scores"}
 
 
 def format_table(ev: Evaluation) -> str:

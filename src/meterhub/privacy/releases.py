@@ -6,9 +6,13 @@ functions the applets and the hub call: :func:`meterhub.hub.billing.linear_bill`
 for bills, the price index's ``values_for`` for settlement, the signed reference
 profiles' weights for profile scores, :mod:`meterhub.crypto.sampling`'s coin toss
 for the 1-in-k samples), and which attack features an adversary can derive from
-those figures. A new kind of release (a demand-response report, a fraud
-balance, a release under the guard's policy) is one more entry; the evaluation
-picks it up for its recipient and for the colluding union.
+those figures. The kinds are what the default release policy lets each recipient
+receive per period (meterhub.policy; ``privacy.evaluate.policy_usage`` checks the
+budgets): bills and settlement for the supplier; profile scores, samples, two
+demand-response events (``dr_figures``, as the DR applet), the fraud group's hourly
+aggregate (``group_releases``) and the DP forecast (``model.dp.dp_forecast``) for the
+grid operator. A new kind is one more entry; the evaluation picks it up for its
+recipient and for the colluding union.
 
 Only the values matter to an attacker; the openings' blindings are uniformly
 random and independent of the readings, so they are left out (the bill, ``E``,
@@ -27,10 +31,14 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..aggregation import MIN_GROUP_SIZE
 from ..crypto.pedersen import Opening
 from ..crypto.sampling import DEFAULT_K, commit_nonce, derive_indices, derive_seed
+from ..dr.event import ADJ_GAP_HOURS, ADJ_HOURS, MIN_BASELINE_DAYS, adjustment_factor, similar_days
+from ..dr.release import reduction_coefficients
 from ..hub.billing import linear_bill
 from ..meter.timebase import range_starts
+from ..model.dp import DpParams, SeededNoise, dp_forecast
 from ..tariffs.model import Tariff, example_tariff
 from ..tariffs.price_index import Series, example_price_index
 from ..tariffs.profiles import BDEW_PROFILES, bdew_profile, utility_profile
@@ -40,6 +48,9 @@ __all__ = [
     "RECIPIENTS",
     "RELEASE_KINDS",
     "Period",
+    "all_releases",
+    "dr_figures",
+    "group_releases",
     "ReleaseContext",
     "ReleaseKind",
     "household_releases",
@@ -79,12 +90,20 @@ class ReleaseContext:
     # Coin-toss seeds from a real toss, by (meter id, first day); others are drawn
     # from a source seeded by ``seed`` (reproducible runs).
     coin_seeds: dict[tuple[str, date], bytes] = field(default_factory=dict)
+    day_offsets: list[int] = field(default_factory=list)
+    # The default release policy's limits that shape the releases (meterhub.policy):
+    # demand-response events per period within the functional budget left after the
+    # 12 profile scores (16 - 14 = 2), the DP forecast's epsilon, clip and unit.
+    dr_events_per_period: int = 2
+    dp: DpParams = field(default_factory=lambda: DpParams(1.0))
+    group_size: int = MIN_GROUP_SIZE
 
     def __post_init__(self) -> None:
         self.starts = range_starts(self.start, self.days, self.tz, self.interval_minutes)
         per_day = [len(range_starts(self.start + timedelta(days=d), 1, self.tz, self.interval_minutes))
                    for d in range(self.days)]
         offsets = np.concatenate(([0], np.cumsum(per_day)))
+        self.day_offsets = [int(x) for x in offsets]
         self.periods = []
         for a in range(0, self.days, self.period_days):
             b = min(self.days, a + self.period_days)
@@ -205,6 +224,118 @@ def _sample_features(f: dict[str, object]) -> dict[str, float]:
             "samples_max": float(vals.max()), "samples_min": float(vals.min())}
 
 
+def _dr_events(ctx: ReleaseContext, p: Period) -> list[tuple[int, list[date]]]:
+    """The period's demand-response events: up to ``dr_events_per_period`` weekdays with
+    at least five similar baseline days since the first reading (dr.event.similar_days),
+    evenly spread; each as (day index, baseline days)."""
+    from ..holidays import german_holidays
+
+    hol = {h for y in range(ctx.start.year, ctx.start.year + 2) for h in german_holidays(y)}
+    out = []
+    for d in range((p.first - ctx.start).days, (p.last - ctx.start).days + 1):
+        day = ctx.start + timedelta(days=d)
+        if day.weekday() >= 5 or day in hol or ctx.day_offsets[d + 1] - ctx.day_offsets[d] != 24 * 60 // ctx.interval_minutes:
+            continue
+        base = similar_days(day, set(), hol, ctx.tz, have_from=ctx.start)
+        if len(base) >= MIN_BASELINE_DAYS:
+            out.append((d, base))
+    k = ctx.dr_events_per_period
+    if len(out) <= k:
+        return out
+    return [out[(2 * j + 1) * len(out) // (2 * k)] for j in range(k)]
+
+
+DR_EVENT_HOUR, DR_EVENT_HOURS = 17, 2  # an evening peak event, 17:00-19:00 local
+
+
+def dr_figures(full: Sequence[int], ctx: ReleaseContext, d: int, base: Sequence[date]) -> dict[str, int]:
+    """One DR release's figures for the event on day index ``d`` (17:00-19:00 local) with
+    baseline days ``base``, as the demand-response applet computes them
+    (applets/demand_response.py ``_compute``): the capped adjustment ``a`` (permille)
+    and the scaled reduction ``S = a * sum_baseline - 1000 N sum_event``."""
+    per_hour = 60 // ctx.interval_minutes
+    e_pos = range(DR_EVENT_HOUR * per_hour, (DR_EVENT_HOUR + DR_EVENT_HOURS) * per_hour)
+    w0 = (DR_EVENT_HOUR - ADJ_HOURS - ADJ_GAP_HOURS) * per_hour
+    w_pos = range(w0, w0 + ADJ_HOURS * per_hour)
+
+    def total(days: list[int], pos: range) -> int:
+        return sum(int(full[ctx.day_offsets[x] + j]) for x in days for j in pos)
+
+    bdays = [(b - ctx.start).days for b in base]
+    n = len(bdays)
+    a = adjustment_factor(n, total([d], w_pos), total(bdays, w_pos))
+    kb, ke = reduction_coefficients(a, n)
+    return {"day": d, "n_days": n, "adjustment": a,
+            "scaled_reduction": kb * total(bdays, e_pos) + ke * total([d], e_pos)}
+
+
+def _dr(m: Sequence[int], ctx: ReleaseContext, p: Period, meter_id: str, full: Sequence[int]) -> dict[str, object]:
+    return {"events": [dr_figures(full, ctx, d, base) for d, base in _dr_events(ctx, p)]}
+
+
+def _dr_features(f: dict[str, object]) -> dict[str, float]:
+    ev: list[dict[str, int]] = f["events"]  # type: ignore[assignment]
+    if not ev:
+        return {"dr_reduction_wh": math.nan, "dr_adjustment": math.nan}
+    red = [e["scaled_reduction"] / (1000 * e["n_days"]) for e in ev]
+    return {"dr_reduction_wh": float(np.mean(red)), "dr_adjustment": float(np.mean([e["adjustment"] for e in ev]))}
+
+
+def _dp_forecast(m: Sequence[int], ctx: ReleaseContext, p: Period, meter_id: str) -> dict[str, object]:
+    # The profiling applet's message 22 (model.dp.dp_forecast) over the period's hours;
+    # the noise from a seeded generator of the same distributions, so runs reproduce.
+    hourly = _hourly(m, 60 // ctx.interval_minutes)
+    noise = SeededNoise([ctx.seed, 0xD9, *meter_id.encode(), p.lo])
+    return dp_forecast(hourly, ctx.profiles(p), ctx.dp, noise)
+
+
+def _dp_features(f: dict[str, object]) -> dict[str, float]:
+    out = {"dp_energy_per_hour": float(f["energy_wh"]) / float(f["hours"])}  # type: ignore[arg-type]
+    for k in f["profiles"]:  # type: ignore[attr-defined]
+        out[f"dp_class_{k}"] = 1.0 if f["class"] == k else 0.0
+    return out
+
+
+def _aggregate_features(f: dict[str, object]) -> dict[str, float]:
+    h = np.asarray(f["hourly"], dtype=float) / float(f["members"])  # type: ignore[arg-type]
+    return {"group_mean_per_hour": float(h.mean()), "group_peak_per_hour": float(h.max()),
+            "group_min_per_hour": float(h.min())}
+
+
+def _aggregate_hours(f: dict[str, object]) -> list[tuple[int, float]]:
+    lo: int = f["first_hour"]  # type: ignore[assignment]
+    members: int = f["members"]  # type: ignore[assignment]
+    hourly: list[int] = f["hourly"]  # type: ignore[assignment]
+    return [(lo + i, v / members) for i, v in enumerate(hourly)]
+
+
+def group_releases(meter_ids: Sequence[str], readings: Sequence[Sequence[int]], ctx: ReleaseContext
+                   ) -> list[list[dict[str, object]]]:
+    """The ``aggregate`` release of each household: its group's hourly sums per period.
+
+    Groups are runs of ``ctx.group_size`` consecutive households (neighbours on one
+    feeder, the fraud balance's unit, docs/fraud.md), a short tail joining the last
+    group. The aggregation applet releases masked values whose sum over the group is
+    the group's hourly total; the grid operator learns that total and nothing per
+    household (docs/fraud.md), so the total is what is modelled."""
+    n = len(meter_ids)
+    g = max(1, ctx.group_size)
+    starts = list(range(0, n, g)) if n >= g else [0]
+    if len(starts) > 1 and n - starts[-1] < g:
+        starts.pop()
+    bounds = [*starts, n]
+    per_hour = 60 // ctx.interval_minutes
+    out: list[list[dict[str, object]]] = [[] for _ in range(n)]
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        total = np.sum(np.asarray(readings[a:b], dtype=np.int64), axis=0)
+        for p in ctx.periods:
+            hourly = total[p.lo : p.hi].reshape(-1, per_hour).sum(axis=1)
+            fig = {"hourly": [int(x) for x in hourly], "members": b - a, "first_hour": p.lo // per_hour}
+            for i in range(a, b):
+                out[i].append(fig)
+    return out
+
+
 @dataclass(frozen=True)
 class ReleaseKind:
     """One kind of release: recipient, figures per period, features derivable from them.
@@ -221,6 +352,16 @@ class ReleaseKind:
     compute: Callable[[Sequence[int], ReleaseContext, Period, str], dict[str, object]]
     features: Callable[[dict[str, object]], dict[str, float]]
     reading_at: Callable[[dict[str, object]], list[tuple[int, int]]] | None = None
+    # Per-hour values the release discloses for the household's hours: [(hour, value)].
+    hour_values: Callable[[dict[str, object]], list[tuple[int, float]]] | None = None
+    # Computed over a group of households (group_releases), not from one trace.
+    group: bool = False
+    # Needs the whole trace (baseline days before the period), as compute(..., full).
+    whole_trace: bool = False
+
+
+def _no_compute(m: Sequence[int], ctx: ReleaseContext, p: Period, meter_id: str) -> dict[str, object]:
+    raise TypeError("a group release is computed by group_releases")
 
 
 def _sample_readings(f: dict[str, object]) -> list[tuple[int, int]]:
@@ -238,6 +379,14 @@ RELEASE_KINDS: dict[str, ReleaseKind] = {
                     _scores, _score_features),
         ReleaseKind("samples", "grid-operator", f"1-in-{DEFAULT_K} coin-tossed readings", _samples,
                     _sample_features, _sample_readings),
+        ReleaseKind("dr", "grid-operator", "demand-response reductions, 2 evening events per period "
+                    "(the functionals left of the budget)", _dr, _dr_features,  # type: ignore[arg-type]
+                    whole_trace=True),
+        ReleaseKind("aggregate", "grid-operator", f"the hourly total of a group of {MIN_GROUP_SIZE} homes, "
+                    "every day (fraud balance)", _no_compute, _aggregate_features,
+                    hour_values=_aggregate_hours, group=True),
+        ReleaseKind("dp-forecast", "grid-operator", "DP forecast: noisy energy and class (epsilon 1, "
+                    "hour unit, 5 kWh clip)", _dp_forecast, _dp_features),
     )
 }
 
@@ -249,7 +398,22 @@ def household_releases(
     out: dict[str, list[dict[str, object]]] = {}
     for name in kinds or RELEASE_KINDS:
         kind = RELEASE_KINDS[name]
-        out[name] = [kind.compute(readings[p.lo : p.hi], ctx, p, meter_id) for p in ctx.periods]
+        if kind.group:
+            continue  # group_releases
+        if kind.whole_trace:
+            out[name] = [kind.compute(readings[p.lo : p.hi], ctx, p, meter_id, readings)  # type: ignore[call-arg]
+                         for p in ctx.periods]
+        else:
+            out[name] = [kind.compute(readings[p.lo : p.hi], ctx, p, meter_id) for p in ctx.periods]
+    return out
+
+
+def all_releases(meter_ids: Sequence[str], readings: Sequence[Sequence[int]], ctx: ReleaseContext
+                 ) -> list[dict[str, list[dict[str, object]]]]:
+    """Every release kind of every household, the group kinds included."""
+    out = [household_releases(m, r, ctx) for m, r in zip(meter_ids, readings, strict=True)]
+    for i, figs in enumerate(group_releases(meter_ids, readings, ctx)):
+        out[i]["aggregate"] = figs
     return out
 
 

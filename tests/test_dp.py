@@ -1,0 +1,261 @@
+"""The DP forecast option (issue 12): mechanism, sensitivities, OpenDP's privacy maps,
+the profiling applet's release through the guard with its epsilon budget, the parser."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from helpers import cycle_policy, make_history, provision_test_guard
+from meterhub.card import Applet, Card, ins, register_applet_class
+from meterhub.card.guard import GUARD_AID
+from meterhub.hub.secure_element import PROFILING_APP_AID, RECIPIENT_SDS, GuardClient
+from meterhub.model.dp import (
+    DpError,
+    DpParams,
+    OpenDPNoise,
+    SeededNoise,
+    class_sensitivity,
+    dp_forecast,
+    utilities,
+)
+from meterhub.policy import PolicyError, default_policy, verify_release_log
+from meterhub.protocols.iso7816 import CommandAPDU, ResponseAPDU
+from meterhub.tariffs.profiles import reference_profiles
+from meterhub.utility.forecasting import DpForecastRelease, pearson
+from meterhub.utility.settlement import HubRefused
+from test_settlement import Hub
+
+
+def _weights(n: int, k: int = 4, seed: int = 0) -> dict[str, list[int]]:
+    rng = np.random.default_rng(seed)
+    return {f"p{i}": [int(x) for x in rng.integers(1, 1000, n)] for i in range(k)}
+
+
+def test_utilities_rank_the_profiles_as_pearson() -> None:
+    rng = np.random.default_rng(1)
+    w = _weights(96, 6)
+    m = [int(x) for x in rng.integers(0, 3000, 96)]
+    u = utilities(m, w, 10**9)
+    n, e, s = 96, float(sum(m)), float(sum(x * x for x in m))
+    r = {k: pearson(n, e, s, float(sum(v)), float(sum(x * x for x in v)), float(sum(a * b for a, b in zip(v, m, strict=True))))
+         for k, v in w.items()}
+    assert max(u, key=u.get) == max(r, key=r.get)
+    assert sorted(u, key=u.get) == sorted(r, key=r.get)
+
+
+@pytest.mark.parametrize("unit", [1, 3, 24])
+def test_class_sensitivity_bounds_every_change_of_one_unit(unit: int) -> None:
+    # Brute force: move any window of `unit` hours anywhere in [0, clip]; no utility
+    # moves by more than the stated sensitivity, and some change comes close to it.
+    rng = np.random.default_rng(unit)
+    w = _weights(48, 3, unit)
+    clip = 1000
+    bound = class_sensitivity(w, clip, unit)
+    base = [int(x) for x in rng.integers(0, clip + 1, 48)]
+    u0 = utilities(base, w, clip)
+    worst = 0.0
+    for start in range(48 - unit + 1):
+        for _ in range(20):
+            m = list(base)
+            for h in range(start, start + unit):
+                m[h] = int(rng.choice([0, clip]))
+            u1 = utilities(m, w, clip)
+            worst = max(worst, max(abs(u1[k] - u0[k]) for k in w))
+    assert worst <= bound * (1 + 1e-9)
+    assert worst >= 0.5 * bound
+
+
+def test_opendp_refuses_a_scale_below_the_epsilon() -> None:
+    noise = OpenDPNoise()
+    assert isinstance(noise.laplace_int(1000, 100.0, 100, 1.0), int)
+    with pytest.raises(DpError):
+        noise.laplace_int(1000, 50.0, 100, 1.0)  # spends 2
+    with pytest.raises(DpError):
+        noise.noisy_max([1.0, 2.0], 1.0, 1.0, 1.0)  # not monotone: spends 2
+
+
+def test_seeded_noise_has_the_discrete_laplace_spread() -> None:
+    noise = SeededNoise(3)
+    b = 20.0
+    x = np.array([noise.laplace_int(0, b, 1, 1 / b) for _ in range(20000)])
+    q = math.exp(-1 / b)
+    assert abs(x.mean()) < 1.0
+    assert abs(x.var() / (2 * q / (1 - q) ** 2) - 1) < 0.05
+
+
+def test_large_epsilon_is_the_exact_answer_small_is_noisy() -> None:
+    w = _weights(672, 5, 2)
+    rng = np.random.default_rng(4)
+    m = [int(x) for x in rng.integers(0, 2000, 672)]
+    u = utilities(m, w, 5000)
+    sharp = dp_forecast(m, w, DpParams(100.0), OpenDPNoise())
+    assert sharp["class"] == max(u, key=u.get)
+    assert abs(sharp["energy_wh"] - sum(m)) < 50 * 5000 / 50
+    errs = [abs(dp_forecast(m, w, DpParams(0.1), SeededNoise(i))["energy_wh"] - sum(m)) for i in range(50)]
+    assert np.median(errs) > 5000  # scale 1e5 Wh at epsilon 0.05 for the energy
+
+
+def test_params_are_checked() -> None:
+    for bad in [dict(epsilon=0.0), dict(epsilon=float("inf")), dict(epsilon=1.0, clip_wh=0),
+                dict(epsilon=1.0, unit_hours=0)]:
+        with pytest.raises(DpError):
+            DpParams(**bad)  # type: ignore[arg-type]
+
+
+def test_policy_dp_section_and_hard_limit() -> None:
+    p = default_policy()
+    assert p.limits["dp"] == {"epsilon_milli_per_period": 1000, "clip_wh": 5000, "unit_hours": 1}
+    assert p.entitled("grid-operator", "dp-forecast") and not p.entitled("supplier", "dp-forecast")
+    with pytest.raises(PolicyError):
+        default_policy(dp={"epsilon_milli_per_period": 20000})
+    with pytest.raises(PolicyError):
+        default_policy(dp={"unit_hours": 0})
+
+
+# --------------------------------------------------------------------------- through the card
+
+
+def _day(d: dt.date) -> bytes:
+    return d.year.to_bytes(2, "big") + bytes((d.month, d.day))
+
+
+def _hub(tmp_path, **dp_limits):
+    h = make_history(start=dt.date(2027, 3, 22), n_days=2, seed=7)
+    pol = default_policy(anchor=h.start, days=2, dp=dp_limits) if dp_limits else None
+    hub = Hub(tmp_path / "hub.sqlite", h, policy=pol)
+    profiles = reference_profiles(h.start, 2)
+    mb = hub.mailbox("grid-operator", PROFILING_APP_AID)
+    for p in profiles:
+        mb.push_series(p)
+    hub.feed()
+    ids = ",".join(p.series.series_id for p in profiles).encode()
+    return h, hub, ids
+
+
+def test_dp_forecast_through_the_card_and_its_budget(tmp_path) -> None:
+    h, hub, ids = _hub(tmp_path)
+    first, last = h.start, h.start + dt.timedelta(days=1)
+    period = _day(first) + _day(last)
+    mb = hub.mailbox("grid-operator", PROFILING_APP_AID)
+    # Over the period's budget (1.0 by default): refused, nothing spent.
+    with pytest.raises(HubRefused) as exc:
+        mb.request(b"\x22" + period + (1500).to_bytes(2, "big") + ids, "dp forecast")
+    assert exc.value.sw == 0x6A84
+    req = b"\x22" + period + (800).to_bytes(2, "big") + ids
+    raw = mb.request(req, "dp forecast")
+    rel = DpForecastRelease.from_json(raw)
+    assert rel.meter_id == h.registration.meter_id and rel.epsilon_milli == 800
+    assert (rel.clip_wh, rel.unit_hours, rel.hours) == (5000, 1, 48)
+    assert rel.klass in ids.decode().split(",")
+    exact = sum(m for day in h.readings for m in day)
+    assert abs(rel.energy_wh - exact) < 60 * 5000 / 0.4  # 60 noise scales
+    # A re-ask answers the same bytes (no fresh noise to average away) ...
+    assert hub.mailbox("grid-operator", PROFILING_APP_AID).request(req, "dp forecast") == raw
+    # ... and a second release for the period is refused whatever its epsilon.
+    with pytest.raises(HubRefused) as exc:
+        hub.mailbox("grid-operator", PROFILING_APP_AID).request(
+            b"\x22" + period + (100).to_bytes(2, "big") + ids, "dp forecast")
+    assert exc.value.sw == 0x6985
+
+
+def test_dp_forecast_uses_the_policy_clip_and_unit(tmp_path) -> None:
+    h, hub, ids = _hub(tmp_path, epsilon_milli_per_period=4000, clip_wh=800, unit_hours=3)
+    period = _day(h.start) + _day(h.start + dt.timedelta(days=1))
+    rel = DpForecastRelease.from_json(hub.mailbox("grid-operator", PROFILING_APP_AID).request(
+        b"\x22" + period + (4000).to_bytes(2, "big") + ids, "dp forecast"))
+    assert (rel.clip_wh, rel.unit_hours, rel.epsilon_milli) == (800, 3, 4000)
+
+
+def test_dp_release_parser_rejects_tampering() -> None:
+    good = {"format": "meterhub-dp-forecast/1", "meter_id": "m", "period_from": "2027-03-22",
+            "period_to": "2027-03-23", "hours": 48, "energy_wh": -5, "class": "a", "profiles": ["a", "b"],
+            "versions": {"a": 1, "b": 1}, "epsilon_milli": 500, "clip_wh": 5000, "unit_hours": 1,
+            "applet_aid": "A0", "code_hash": "00"}
+    assert DpForecastRelease.from_json(json.dumps(good)).forecast_next([1.0, 2.0], 3.0) == [0.0, 0.0]
+    for change in [{"class": "c"}, {"versions": {"a": 1}}, {"energy_wh": 1.5}, {"hours": -1}, {"extra": 1}]:
+        with pytest.raises(ValueError):
+            DpForecastRelease.from_json(json.dumps({**good, **change}))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=400) | st.text(max_size=400))
+def test_dp_release_parser_total(raw) -> None:
+    try:
+        DpForecastRelease.from_json(raw)
+    except ValueError:
+        pass
+
+
+def test_strict_preset_refuses_exact_scores_but_gives_the_dp_forecast(tmp_path) -> None:
+    from meterhub.policy.model import STRICT_ENTITLEMENTS
+
+    h = make_history(start=dt.date(2027, 3, 22), n_days=2, seed=7)
+    hub = Hub(tmp_path / "hub.sqlite", h, policy=default_policy(anchor=h.start, days=2,
+                                                                entitlements=STRICT_ENTITLEMENTS))
+    profiles = reference_profiles(h.start, 2)
+    mb = hub.mailbox("grid-operator", PROFILING_APP_AID)
+    for p in profiles:
+        mb.push_series(p)
+    hub.feed()
+    ids = ",".join(p.series.series_id for p in profiles).encode()
+    period = _day(h.start) + _day(h.start + dt.timedelta(days=1))
+    with pytest.raises(HubRefused) as exc:
+        hub.mailbox("grid-operator", PROFILING_APP_AID).request(b"\x20" + period + ids, "scores")
+    assert exc.value.sw == 0x6982
+    rel = DpForecastRelease.from_json(hub.mailbox("grid-operator", PROFILING_APP_AID).request(
+        b"\x22" + period + (1000).to_bytes(2, "big") + ids, "dp forecast"))
+    assert rel.epsilon_milli == 1000
+
+
+# --------------------------------------------------------------------------- the guard's epsilon account
+
+
+class EpsilonProbe(Applet):
+    """Test applet: commits a release of ``kind`` for ``day`` spending ``eps`` milli-epsilon."""
+
+    @ins(0x51, cla=0x80)
+    def release(self, apdu: CommandAPDU) -> bytes:
+        req = json.loads(bytes(apdu.data))
+        port = self.ctx.get_shareable(GUARD_AID)
+        day = dt.date.fromisoformat(req["day"])
+        again = port.begin(req["kind"], day, day, bytes(apdu.data), chunked=False)
+        if again is not None:
+            return again
+        return port.commit(req["kind"], day, day, bytes(apdu.data), b"{}", functionals=0, chunked=False,
+                           epsilon_milli=req["eps"])
+
+
+register_applet_class("tests.epsilon-probe/1", EpsilonProbe)
+
+
+def test_guard_charges_epsilon_only_to_dp_releases_and_refuses_over_the_budget() -> None:
+    d0 = dt.date(2027, 5, 1)
+    card = Card(None)
+    provision_test_guard(card, cycle_policy(d0, 1))
+    card.registry.install_applet("tests.epsilon-probe/1", "F04D4800504C0199", sd_aid=RECIPIENT_SDS["grid-operator"])
+    card.power_on()
+    card.transmit(CommandAPDU(0x00, 0xA4, 0x04, 0x00, bytes.fromhex("F04D4800504C0199")).to_bytes())
+
+    def ask(kind: str, day: int, eps: int) -> int:
+        body = json.dumps({"kind": kind, "day": (d0 + dt.timedelta(days=day)).isoformat(), "eps": eps}).encode()
+        return ResponseAPDU.from_bytes(card.transmit(CommandAPDU(0x80, 0x51, 0, 0, body, le=256).to_bytes())).sw
+
+    assert ask("scores", 0, 100) == 0x6A80  # an exact kind spends no epsilon
+    assert ask("dp-forecast", 0, 0) == 0x6A80  # a DP release spends some
+    assert ask("dp-forecast", 0, 1001) == 0x6A84  # over the default 1.0 per period
+    assert ask("dp-forecast", 0, 1000) == 0x9000
+    assert ask("dp-forecast", 0, 1) == 0x6985  # one per period and kind
+    assert ask("dp-forecast", 1, 700) == 0x9000  # the next day is the next period (1-day cycle)
+    g = GuardClient(card.transmit)
+    g.select()
+    _, head = g.head()
+    entries = verify_release_log(g.raw_entries(), head, policies={1: cycle_policy(d0, 1)})
+    assert [e.kind for e in entries[1:]] == ["dp-forecast", "dp-forecast"]
+    assert all(e.functionals == 0 for e in entries[1:])
