@@ -512,12 +512,15 @@ def cmd_hub_bill(args: argparse.Namespace) -> int:
 
 
 def _hub_bill_locked(args: argparse.Namespace, reg: dict, key: bytes, tariff: Any, days: list) -> Any:
-    from .hub.billing import bill_statement
-    from .hub.proving import prove_bill
+    """The statement of the tariff's kind (:func:`meterhub.model.billing.issue_statement`):
+    v1, v3 with ``--metering-point`` and ``--contract``, or the proven v2 for a
+    non-linear tariff (docs/nonlinear.md)."""
     from .hub.store import HubError, HubStore
+    from .model.billing import BillJob, issue_statement
     from .tariffs import TariffError
-    from .tariffs.nonlinear import NonLinearTariff
 
+    if bool(args.metering_point) != bool(args.contract):
+        raise UsageError("--metering-point and --contract go together")
     hub = HubStore(Path(args.data_dir) / "hub.sqlite")
     try:
         try:
@@ -528,9 +531,8 @@ def _hub_bill_locked(args: argparse.Namespace, reg: dict, key: bytes, tariff: An
             hub.store_openings(sealed.meter_id, sealed.day, sealed.first_index, openings)
         try:
             first_index, openings = hub.openings(reg["meter_id"], args.from_, args.to)
-            if isinstance(tariff, NonLinearTariff):
-                # Non-linear tariffs: a proven (v2) statement (docs/nonlinear.md).
-                st = prove_bill(
+            st = issue_statement(
+                BillJob(
                     meter_id=reg["meter_id"],
                     tariff=tariff,
                     period_from=args.from_,
@@ -539,42 +541,10 @@ def _hub_bill_locked(args: argparse.Namespace, reg: dict, key: bytes, tariff: An
                     openings=openings,
                     tz=reg["tz"],
                     interval_minutes=reg["interval_minutes"],
+                    metering_point=args.metering_point or None,
+                    contract_id=args.contract or None,
                 )
-            elif args.metering_point or args.contract:
-                # Per-band energy with the billing system's keys: a v3 statement.
-                from .hub.billing import banded_statement
-                from .model.errors import FormatError
-
-                if not (args.metering_point and args.contract):
-                    raise UsageError("--metering-point and --contract go together")
-                try:
-                    st = banded_statement(
-                        meter_id=reg["meter_id"],
-                        metering_point=args.metering_point,
-                        contract_id=args.contract,
-                        tariff=tariff,
-                        period_from=args.from_,
-                        period_to=args.to,
-                        first_index=first_index,
-                        tz=reg["tz"],
-                        interval_minutes=reg["interval_minutes"],
-                        openings=openings,
-                    )
-                except FormatError as exc:
-                    raise UsageError(str(exc)) from None
-            else:
-                prices = tariff.period_prices(
-                    args.from_, (args.to - args.from_).days + 1, reg["tz"], reg["interval_minutes"]
-                )
-                st = bill_statement(
-                    meter_id=reg["meter_id"],
-                    tariff=tariff,
-                    period_from=args.from_,
-                    period_to=args.to,
-                    first_index=first_index,
-                    prices=prices,
-                    openings=openings,
-                )
+            )
         except (HubError, TariffError, ValueError) as exc:
             raise UsageError(str(exc)) from None
         hub.save_statement(reg["meter_id"], args.from_, args.to, st.to_json())

@@ -57,6 +57,7 @@ from typing import Any
 from ..card import AppletContext, register_applet_class
 from ..crypto.group import Q
 from ..meter.timebase import range_starts
+from ..model.formats.units import OPENING_SIZE, iter_opening_units
 from ..protocols.iso7816 import CommandAPDU
 from ..protocols.iso7816.sw import SW, ISOException
 from ..tariffs.price_index import KIND_PRICE_INDEX, Series, SeriesError, load_series, verify_series
@@ -186,18 +187,14 @@ class SettlementApplet(MeteringApplet):
         meter_id, tz, interval, _ = self.rs.pairing()
         first_index, blob = self.rs.period(first_day, last_day)
         starts = range_starts(first_day, (last_day - first_day).days + 1, tz, interval)
-        if 36 * len(starts) != len(blob):
+        if OPENING_SIZE * len(starts) != len(blob):
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "stored days do not match the time base")
         try:
             prices = index.values_for(starts, interval)
         except SeriesError:
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "the index does not cover the period") from None
         e = re_ = v = rv = 0
-        frm = int.from_bytes
-        for k, p in enumerate(prices):
-            off = 36 * k
-            m = frm(blob[off : off + 4], "big")
-            r = frm(blob[off + 4 : off + 36], "big")
+        for p, (m, r) in zip(prices, iter_opening_units(blob), strict=True):
             e += m
             re_ += r
             v += p * m

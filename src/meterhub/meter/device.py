@@ -27,6 +27,7 @@ from datetime import date
 from ..crypto import ecdsa
 from ..crypto.group import H, base_mul, random_scalar
 from ..crypto.pedersen import Opening
+from ..model.formats.units import MAX_READING_WH as _MAX_READING_WH
 
 __all__ = [
     "BatchError",
@@ -45,8 +46,8 @@ _BATCH_DST = b"meterhub/v1/daily-batch\x00"
 BATCH_VERSION = 1
 #: Version 2 adds the cumulative energy register (Wh) at the day's start and end boundary.
 BATCH_VERSION_REGISTERS = 2
-#: Largest reading a meter reports in one interval (2^32 - 1 Wh); readings are u32 on the wire.
-MAX_READING_WH = 0xFFFFFFFF
+#: Largest reading a meter reports in one interval (docs/formats.md: readings are u32 on the wire).
+MAX_READING_WH = _MAX_READING_WH
 
 
 class BatchError(ValueError):
