@@ -24,6 +24,7 @@ from datetime import date
 
 from .crypto import ecdsa
 from .crypto.group import Q
+from .errors import MeterhubError
 from .exchange import FormatError
 
 __all__ = [
@@ -404,7 +405,7 @@ MIN_GROUP_SIZE = 5
 FIXED_INTERVAL_MINUTES = 60
 
 
-class PolicyRefusal(Exception):
+class PolicyRefusal(MeterhubError):
     """A group or request the hub's policy refuses; the message says which rule."""
 
 

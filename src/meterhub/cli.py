@@ -21,12 +21,13 @@ from typing import Any
 
 from . import __version__
 from .config import LOG_LEVELS
+from .errors import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, MeterhubError
 
-EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 
-
-class UsageError(Exception):
+class UsageError(MeterhubError):
     """Bad arguments or unreadable input; printed as one line, exit 2."""
+
+    exit_code = EXIT_USAGE
 
 
 def _date(text: str) -> date:
@@ -586,14 +587,14 @@ def cmd_hub_sml(args: argparse.Namespace) -> int:
 
 
 def cmd_hub_serve(args: argparse.Namespace) -> int:
-    from .hub.serve import ServeError, serve
+    from .hub.serve import HubServeError, serve
     from .storage import data_dir_lock
 
     _setup_logging(args)
     with data_dir_lock(args.data_dir):
         try:
             return serve(args.data_dir, args.vpcd, dev=args.dev)
-        except ServeError as exc:
+        except HubServeError as exc:
             raise UsageError(str(exc)) from None
 
 
@@ -1176,6 +1177,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def error_line(exc: BaseException) -> tuple[str, int]:
+    """The one place that turns an error into the CLI's one-line message and exit code.
+
+    Every meterhub error carries its exit code and optional label
+    (:class:`meterhub.errors.MeterhubError`: 2 usage or an unusable environment, 1
+    rejected); a data-dir file that is not an SQLite database is a usage error."""
+    import sqlite3
+
+    if isinstance(exc, MeterhubError):
+        label = f"{exc.what}: " if exc.what else ""
+        return f"meterhub: error: {label}{exc}", exc.exit_code
+    if isinstance(exc, sqlite3.DatabaseError):  # a data-dir file that is not what it should be
+        return f"meterhub: error: database: {exc}", EXIT_USAGE
+    raise TypeError(f"not a meterhub error: {type(exc).__name__}")
+
+
+def report_error(exc: BaseException) -> int:
+    """Print :func:`error_line`'s message to stderr and return its exit code."""
+    line, code = error_line(exc)
+    print(line.splitlines()[0] if line else line, file=sys.stderr)
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from .config import ConfigError, apply_config, config_path, configure_logging
 
@@ -1186,8 +1210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if path is not None:
             apply_config(parser, path)
     except ConfigError as exc:
-        print(f"meterhub: error: config: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return report_error(exc)
     args = parser.parse_args(argv)
     try:
         configure_logging(args.log_level, args.log_file, args.log_format)
@@ -1196,20 +1219,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     import sqlite3
 
-    from .card.store import StorageIntegrityError
-    from .storage import StoreError
-
     try:
         return int(args.func(args))
-    except (UsageError, StoreError) as exc:
-        print(f"meterhub: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except sqlite3.DatabaseError as exc:  # a data-dir file that is not what it should be
-        print(f"meterhub: error: database: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except StorageIntegrityError as exc:  # a card store altered at rest
-        print(f"meterhub: error: card store: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except (MeterhubError, sqlite3.DatabaseError) as exc:
+        return report_error(exc)
     except KeyboardInterrupt:
         print("meterhub: interrupted; committed work is kept", file=sys.stderr)
         return 130

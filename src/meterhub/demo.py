@@ -39,6 +39,7 @@ from typing import Any
 
 from . import settlement_demo
 from .crypto import ecdsa
+from .errors import MeterhubError
 from .exchange import new_home_link_key
 from .hub.homelink import InProcessHomeLink
 from .hub.secure_element import (
@@ -70,7 +71,7 @@ from .utility.tsm import TSM, dap_signer
 __all__ = ["DemoParams", "DemoRandom", "HouseholdResult", "check_params", "run_demo", "DemoError"]
 
 
-class DemoError(ValueError):
+class DemoError(MeterhubError, ValueError):
     """Demo parameters that cannot work; the message says why."""
 
 

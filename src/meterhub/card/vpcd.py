@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..errors import MeterhubError
+
 __all__ = [
     "Backoff",
     "DEFAULT_HOST",
@@ -68,7 +70,7 @@ VPCD_CTRL_ATR = 0x04
 _SW_UNKNOWN = b"\x6f\x00"
 
 
-class VpcdError(ValueError):
+class VpcdError(MeterhubError, ValueError):
     """Input that the vpcd protocol cannot carry (a payload over 65535 bytes, a bad endpoint)."""
 
 

@@ -42,6 +42,7 @@ from ..dlms_link import (
     home_link_suite0_keys,
     hub_system_title,
 )
+from ..errors import MeterhubError
 from ..exchange import DayUpload, SealedDay, open_sealed_openings
 from ..meter.serve import StoreFeed, meter_dlms_server
 from ..meter.timebase import day_starts
@@ -95,7 +96,7 @@ _SERVICE_NAMES = {e.value: e.name.lower().replace("_", "-") for e in E.ServiceEx
 _STATE_NAMES = {e.value: e.name.lower().replace("_", "-") for e in E.StateException}
 
 
-class DlmsLinkError(Exception):
+class DlmsLinkError(MeterhubError):
     """The peer refused, answered with an error, or sent something that fails a check."""
 
 

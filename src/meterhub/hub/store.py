@@ -20,6 +20,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from ..crypto.pedersen import Opening
+from ..errors import MeterhubError
 from ..model.errors import FormatError
 from ..model.formats.sealed import SealedDay, open_sealed_openings
 from ..model.formats.units import OPENING_SIZE, iter_opening_units
@@ -52,7 +53,7 @@ CREATE TABLE statements (
 """
 
 
-class HubError(ValueError):
+class HubError(MeterhubError, ValueError):
     """Data the hub refuses or cannot find; the message says which."""
 
 

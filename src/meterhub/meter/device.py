@@ -27,6 +27,7 @@ from datetime import date
 from ..crypto import ecdsa
 from ..crypto.group import H, base_mul, random_scalar
 from ..crypto.pedersen import Opening
+from ..errors import MeterhubError
 from ..model.formats.units import MAX_READING_WH as _MAX_READING_WH
 
 __all__ = [
@@ -50,7 +51,7 @@ BATCH_VERSION_REGISTERS = 2
 MAX_READING_WH = _MAX_READING_WH
 
 
-class BatchError(ValueError):
+class BatchError(MeterhubError, ValueError):
     """A batch or commitment record that cannot be decoded."""
 
 

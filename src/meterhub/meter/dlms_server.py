@@ -26,6 +26,7 @@ from datetime import date, datetime, time, timedelta
 from time import monotonic
 from zoneinfo import ZoneInfo
 
+from ..errors import MeterhubError
 from ..protocols.dlms.cosem import InMemoryDataSource
 from ..protocols.dlms.hdlc import HdlcServerLink
 from ..protocols.dlms.push import encode_batch_notification
@@ -366,11 +367,11 @@ def _log_refused_association(writer: asyncio.StreamWriter, client_sap: int, resp
                     *_peer_name(writer), client_sap, refusal)
 
 
-class _Busy(Exception):
+class _Busy(MeterhubError):
     """Every member slot is busy (the message says which cap)."""
 
 
-class _Deadline(Exception):
+class _Deadline(MeterhubError):
     """A connection missed a deadline (the message says which)."""
 
 

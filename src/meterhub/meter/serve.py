@@ -41,6 +41,7 @@ from ..dlms_link import (
     home_link_suite0_keys,
     meter_system_title,
 )
+from ..errors import MeterhubError
 from ..exchange import DayUpload, FormatError, decode_records, open_sealed_openings
 from ..protocols.dlms.cosem import InMemoryDataSource
 from ..protocols.dlms.security import Suite0Keys
@@ -63,7 +64,7 @@ __all__ = [
 ]
 
 
-class ServeError(Exception):
+class ServeError(MeterhubError):
     """A configuration or network problem, reported as one line by the CLI."""
 
 
@@ -318,7 +319,7 @@ def reader_keys(path: str | Path) -> Suite0Keys:
 
 #: The system title ``meter read`` uses as a management client (3-letter id + 5 octets).
 READER_SYSTEM_TITLE = b"MHCREAD1"
-class PeerClosed(ConnectionError):
+class PeerClosed(MeterhubError, ConnectionError):
     """The peer closed the connection in the middle of an answer."""
 
 

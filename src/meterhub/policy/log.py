@@ -51,6 +51,8 @@ from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any
 
+from ..errors import MeterhubError
+
 __all__ = ["AGGREGATE_KINDS", "LOG_FORMAT", "DST_LOG", "LogEntry", "LogError", "chain_hash", "verify_release_log"]
 
 LOG_FORMAT = "meterhub-release-log/1"
@@ -63,7 +65,7 @@ _FIELDS = (
 )
 
 
-class LogError(ValueError):
+class LogError(MeterhubError, ValueError):
     """A log entry that does not parse, or a chain that does not verify."""
 
 

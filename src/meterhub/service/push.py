@@ -17,12 +17,13 @@ from typing import Any
 
 import httpx
 
+from ..errors import MeterhubError
 from ..exchange import DayUpload
 
 __all__ = ["PushClient", "PushError"]
 
 
-class PushError(RuntimeError):
+class PushError(MeterhubError, RuntimeError):
     """A delivery the service refused: ``status`` and the problem document."""
 
     def __init__(self, status: int, problem: dict[str, Any]) -> None:

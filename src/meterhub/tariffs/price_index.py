@@ -31,6 +31,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..crypto import ecdsa
+from ..errors import MeterhubError
 from ..model import strictjson
 from .model import canonical_json
 from .signing import SIGNATURE_ALGORITHM, key_id
@@ -74,7 +75,7 @@ _FIELDS = {
 }
 
 
-class SeriesError(ValueError):
+class SeriesError(MeterhubError, ValueError):
     """A malformed, unsigned, expired or mismatching series; the message says which."""
 
 

@@ -36,6 +36,7 @@ from typing import Any
 
 from ..card.gp.constants import INS
 from ..crypto.group import G, H, Point, PointDecodeError, Q, msm_encoded
+from ..errors import MeterhubError
 from ..meter.device import MAX_READING_WH
 from ..model import strictjson
 from ..storage import open_db, transaction
@@ -75,7 +76,7 @@ _REFUSAL = {
 }
 
 
-class HubRefused(Exception):
+class HubRefused(MeterhubError):
     """The applet refused a message; ``sw`` is its status word, the text says why."""
 
     def __init__(self, what: str, sw: int | None) -> None:

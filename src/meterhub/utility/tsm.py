@@ -34,6 +34,7 @@ from ..card.gp.keys import StaticKeys
 from ..card.gp.loadfile import LoadFileError, Package, lfdb_hash, parse_package, sign_load_file
 from ..card.gp.scp03 import C_DECRYPTION, C_MAC, R_ENCRYPTION, R_MAC, SCP03Error
 from ..crypto import ecdsa
+from ..errors import MeterhubError
 from ..policy import refusal_reason
 
 __all__ = [
@@ -64,7 +65,7 @@ def dap_signer(
     return lambda lfdb: [(sd, sign_load_file(lfdb, key))]
 
 
-class TSMError(Exception):
+class TSMError(MeterhubError):
     """A management step failed; ``sw`` is the card's status word (or the SCP03 one)."""
 
     def __init__(self, message: str, sw: int | None = None) -> None:

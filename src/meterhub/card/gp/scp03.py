@@ -38,6 +38,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from meterhub.card.gp.keys import StaticKeys
 
+from ...errors import MeterhubError
+
 __all__ = [
     "C_DECRYPTION",
     "C_MAC",
@@ -119,7 +121,7 @@ _INS_INITIALIZE_UPDATE = 0x50
 _INS_EXTERNAL_AUTHENTICATE = 0x82
 
 
-class SCP03Error(Exception):
+class SCP03Error(MeterhubError):
     """A secure channel failure, carrying the status word the card answers with.
 
     ``sw`` is '6982' for a MAC or cryptogram mismatch (the session is closed), '6985'

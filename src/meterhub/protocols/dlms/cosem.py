@@ -21,6 +21,7 @@ from typing import Protocol, runtime_checkable
 
 from dlms_cosem.enumerations import DataAccessResult
 
+from ...errors import MeterhubError
 from . import axdr
 
 __all__ = [
@@ -93,7 +94,7 @@ UNIT_WH = 30
 IC_DATA, IC_REGISTER, IC_PROFILE_GENERIC, IC_CLOCK, IC_ASSOCIATION_LN = 1, 3, 7, 8, 15
 
 
-class DataAccessError(Exception):
+class DataAccessError(MeterhubError):
     """An attribute cannot be read; carries the Data-Access-Result to return."""
 
     def __init__(self, result: DataAccessResult, message: str = "") -> None:
