@@ -51,12 +51,12 @@ cycle only, one statement per period (a re-ask answers the same bytes).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ..card import AppletContext, register_applet_class
 from ..crypto.group import Q
 from ..meter.timebase import range_starts
+from ..model.formats.settlement import SETTLEMENT_FORMAT, SettlementStatement
 from ..model.formats.units import OPENING_SIZE, iter_opening_units
 from ..protocols.iso7816 import CommandAPDU
 from ..protocols.iso7816.sw import SW, ISOException
@@ -75,7 +75,6 @@ __all__ = [
 ]
 
 CLASS_NAME = "meterhub.applets.settlement/1"
-SETTLEMENT_FORMAT = "meterhub-settlement/1"
 
 
 def install_series(rs: ReadingsStore, raw: bytes, keys: list[bytes], kind: str, slot: bytes) -> Series:
@@ -199,24 +198,23 @@ class SettlementApplet(MeteringApplet):
             re_ += r
             v += p * m
             rv += p * r
-        st = {
-            "format": SETTLEMENT_FORMAT,
-            "meter_id": meter_id,
-            "period_from": first_day.isoformat(),
-            "period_to": last_day.isoformat(),
-            "first_index": first_index,
-            "count": len(prices),
-            "index_id": index.series_id,
-            "index_version": index.version,
-            "index_digest": index.digest().hex(),
-            "applet_aid": bytes(self.ctx.aid).hex().upper(),
-            "code_hash": code_hash_of(type(self)),
-            "energy_wh": e,
-            "energy_blinding": f"{re_ % Q:064x}",
-            "value": v,
-            "value_blinding": f"{rv % Q:064x}",
-        }
-        return json.dumps(st, sort_keys=True, separators=(",", ":")).encode()
+        st = SettlementStatement(
+            meter_id=meter_id,
+            period_from=first_day,
+            period_to=last_day,
+            first_index=first_index,
+            count=len(prices),
+            index_id=index.series_id,
+            index_version=index.version,
+            index_digest=index.digest(),
+            applet_aid=bytes(self.ctx.aid).hex().upper(),
+            code_hash=code_hash_of(type(self)),
+            energy_wh=e,
+            energy_blinding=re_ % Q,
+            value=v,
+            value_blinding=rv % Q,
+        )
+        return st.to_json().encode()
 
 
 register_applet_class(CLASS_NAME, SettlementApplet)
