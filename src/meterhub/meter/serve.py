@@ -46,6 +46,8 @@ from ..exchange import DayUpload, FormatError, decode_records, open_sealed_openi
 from ..protocols.dlms.cosem import InMemoryDataSource
 from ..protocols.dlms.security import Suite0Keys
 from ..protocols.dlms.server import DlmsServer
+from ..protocols.endpoint import EndpointError
+from ..protocols.endpoint import parse_endpoint as _parse_endpoint
 from .timebase import local_midnight_utc
 
 LOG = logging.getLogger(__name__)
@@ -282,12 +284,13 @@ def run_serve(
 
 
 def parse_endpoint(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` (IPv6 in brackets) → ``(host, port)``; raises :class:`ServeError`."""
-    host, sep, port = text.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ServeError(f"not HOST:PORT: {text!r}")
-    return host, int(port)
+    """``HOST:PORT`` (IPv6 in brackets) → ``(host, port)``
+    (:func:`meterhub.protocols.endpoint.parse_endpoint`); raises :class:`ServeError`."""
+    try:
+        return _parse_endpoint(text)
+    except EndpointError as exc:
+        msg = str(exc)
+        raise ServeError(msg if "HOST:PORT" in msg else f"{msg} (expected HOST:PORT)") from None
 
 
 @dataclass

@@ -20,6 +20,7 @@ from dlms_cosem.cosem.selective_access import RangeDescriptor
 from dlms_cosem.io import BlockingTcpIO, TcpTransport
 from dlms_cosem.security import HighLevelSecurityGmacAuthentication, NoSecurityAuthentication
 
+from ..endpoint import parse_endpoint
 from . import axdr
 from .security import Suite0Keys
 from .server import MANAGEMENT_CLIENT, MANAGEMENT_LOGICAL_DEVICE, PUBLIC_CLIENT
@@ -42,11 +43,8 @@ class MeterReading:
 
 
 def parse_host_port(text: str, default_port: int = 4059) -> tuple[str, int]:
-    """``"host:port"`` or ``"host"`` → ``(host, port)``."""
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        return text, default_port
-    return host, int(port)
+    """``"host:port"`` or ``"host"`` → ``(host, port)`` (:func:`meterhub.protocols.endpoint.parse_endpoint`)."""
+    return parse_endpoint(text, default_port=default_port)
 
 
 def read_meter(
