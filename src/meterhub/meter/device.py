@@ -28,6 +28,7 @@ from ..crypto import ecdsa
 from ..crypto.group import H, base_mul, random_scalar
 from ..crypto.pedersen import Opening
 from ..errors import MeterhubError
+from ..model.formats.units import COMMITMENT_SIZE
 from ..model.formats.units import MAX_READING_WH as _MAX_READING_WH
 
 __all__ = [
@@ -82,7 +83,7 @@ def chain_hasher(prev_head: bytes, first_index: int) -> hashlib._Hash:
 
 def chain_head(prev_head: bytes, first_index: int, commitments33: bytes) -> bytes:
     """The head after a day's commitments (see :func:`chain_hasher`)."""
-    if len(commitments33) % 33:
+    if len(commitments33) % COMMITMENT_SIZE:
         raise BatchError("commitment blob length is not a multiple of 33")
     h = chain_hasher(prev_head, first_index)
     h.update(commitments33)

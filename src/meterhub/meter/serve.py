@@ -43,6 +43,7 @@ from ..dlms_link import (
 )
 from ..errors import MeterhubError
 from ..exchange import DayUpload, FormatError, decode_records, open_sealed_openings
+from ..model.formats.units import commitment_at
 from ..protocols.dlms.cosem import InMemoryDataSource
 from ..protocols.dlms.security import Suite0Keys
 from ..protocols.dlms.server import DlmsServer
@@ -104,7 +105,7 @@ class StoreFeed(InMemoryDataSource):
             total += o.m
             self.profile_rows.append((end, total))
             self.interval_rows.append((end, o.m))
-            self.commitment_rows.append((end, i, blob[33 * k : 33 * k + 33]))
+            self.commitment_rows.append((end, i, commitment_at(blob, k)))
             self.opening_rows.append((end, i, o.m, o.r.to_bytes(32, "big")))
         self.batch_rows.append((start.astimezone(zone), b.to_bytes(), upload.batch.signature))
         self.energy_wh = total

@@ -50,6 +50,7 @@ from ..crypto.sampling import (
 from ..crypto.transcript import ProofContext, ProofError
 from ..model.formats.samples import SampleRelease
 from ..model.formats.scores import ProfileScores, scores_context
+from ..model.formats.units import iter_commitments
 from ..tariffs.price_index import Series, SeriesError
 from .settlement import _blob, check_batches
 from .verifier import DayCommitments, MeterRegistration, Rejected, Verdict
@@ -364,7 +365,7 @@ def verify_samples(
         picked = b"".join(blob[(s.index - rel.first_index) * width : (s.index - rel.first_index + 1) * width]
                           for s in rel.samples)
         if width == 33:
-            picked = b"".join(Point.from_bytes(picked[i : i + 33]).to_bytes_uncompressed() for i in range(0, len(picked), 33))
+            picked = b"".join(Point.from_bytes(c).to_bytes_uncompressed() for c in iter_commitments(picked))
         if not verify_sample_openings(rel.samples, picked):
             raise Rejected("a sampled reading or its opening does not match its commitment")
     except Rejected as rej:

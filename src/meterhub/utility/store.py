@@ -29,7 +29,7 @@ from ..meter.timebase import intervals_per_day
 from ..model.display import shown
 from ..model.errors import FormatError
 from ..model.formats.statements import AnyBillStatement, statement_from_json
-from ..model.formats.units import decode_records, encode_records
+from ..model.formats.units import decode_records, encode_records, iter_commitments
 from ..storage import open_db, transaction
 from ..storage_pg import is_postgres_url, open_pg
 from ..tariffs import SignedTariff, Tariff, load_tariff
@@ -330,10 +330,7 @@ class UtilityStore:
             return self._reject(b.meter_id, b.day, reason)
         indices, c33 = decode_records(upload.records)
         try:
-            c65 = b"".join(
-                Point.from_bytes(c33[33 * k : 33 * k + 33]).to_bytes_uncompressed()
-                for k in range(len(indices))
-            )
+            c65 = b"".join(Point.from_bytes(c).to_bytes_uncompressed() for c in iter_commitments(c33))
         except PointDecodeError as exc:
             return self._reject(b.meter_id, b.day, f"day {b.day}: {exc}")
         with self._tx():

@@ -43,6 +43,7 @@ from ..meter.timebase import day_starts
 from ..model.billing import BillCheck, check_energy_bound, verify_statement
 from ..model.errors import Rejected
 from ..model.formats.statements import AnyBillStatement, BandedBillStatement, BillStatement
+from ..model.formats.units import COMMITMENT_SIZE
 from ..tariffs import Tariff, TariffError
 
 __all__ = [
@@ -222,8 +223,8 @@ def check_period(
                 raise Rejected(f"{label}: batch does not chain to the previous day's head")
         if dc.indices is not None:
             check_indices(label, b.first_index, b.count, dc.indices)
-        if len(dc.c33) != 33 * b.count:
-            raise Rejected(f"{label}: {len(dc.c33) // 33} commitments, the batch signs {b.count}")
+        if len(dc.c33) != COMMITMENT_SIZE * b.count:
+            raise Rejected(f"{label}: {len(dc.c33) // COMMITMENT_SIZE} commitments, the batch signs {b.count}")
         if chain_head(b.prev_head, b.first_index, dc.c33) != b.head:
             raise Rejected(
                 f"{label}: commitments do not match the signed chain head "
