@@ -36,8 +36,9 @@ from ..crypto.group import Q
 from ..crypto.pedersen import Opening
 from ..meter.timebase import check_interval, check_tz
 from ..model.errors import FormatError
+from ..model.formats import units
 from ..model.formats.sealed import SealedDay, open_sealed_openings
-from ..model.formats.units import OPENING_SIZE, decode_day, encode_day, iter_opening_units
+from ..model.formats.units import OPENING_SIZE, decode_day, iter_opening_units
 from ..protocols.iso7816 import CommandAPDU
 from ..protocols.iso7816.sw import SW, ISOException
 from ..protocols.iso7816.tlv import TLV, TLVError, encode, parse
@@ -76,7 +77,7 @@ def parse_date(raw: bytes) -> date:
         raise ISOException(SW.WRONG_DATA, "bad date") from None
 
 
-day_bytes = encode_day
+day_bytes = units.encode_day
 
 
 def encode_pairing(

@@ -26,7 +26,7 @@ __all__ = ["INCLINING_BLOCK", "IncliningBlock"]
 
 
 class IncliningBlock(ProvenKind):
-    kinds = (KIND_INCLINING_BLOCK,)
+    kinds: tuple[str, ...] = (KIND_INCLINING_BLOCK,)
 
     def prove_kind(
         self,

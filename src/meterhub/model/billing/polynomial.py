@@ -27,7 +27,7 @@ __all__ = ["POLYNOMIAL", "Polynomial"]
 
 
 class Polynomial(ProvenKind):
-    kinds = (KIND_POLYNOMIAL,)
+    kinds: tuple[str, ...] = (KIND_POLYNOMIAL,)
 
     def prove_kind(
         self,

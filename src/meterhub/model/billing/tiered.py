@@ -29,7 +29,7 @@ __all__ = ["TIERED", "Tiered"]
 
 
 class Tiered(ProvenKind):
-    kinds = (KIND_TIERED,)
+    kinds: tuple[str, ...] = (KIND_TIERED,)
 
     def prove_kind(
         self,

@@ -234,7 +234,7 @@ def verify_bands(st: BandedBillStatement, check: BillCheck) -> None:
 class TimeOfUse:
     """The linear kind: v1 statements, or v3 with a metering point and contract."""
 
-    kinds = (KIND_TIME_OF_USE,)
+    kinds: tuple[str, ...] = (KIND_TIME_OF_USE,)
     statement_types: tuple[type, ...] = (BillStatement, BandedBillStatement)
 
     def prove(self, job: BillJob) -> AnyBillStatement:

@@ -161,7 +161,7 @@ def check_fields(o: object, schema: dict[str, type], what: str) -> dict:
         raise FormatError(f"{what} fields wrong (missing {missing}, unknown {extra})")
     for name, typ in schema.items():
         v = o[name]
-        if not isinstance(v, typ) or (typ is int and (isinstance(v, bool) or v < 0)):
+        if not isinstance(v, typ) or (typ is int and (isinstance(v, bool) or (isinstance(v, int) and v < 0))):
             kind = "a non-negative int" if typ is int else typ.__name__
             raise FormatError(f"{what} field {name} must be {kind}")
     return o
