@@ -73,6 +73,7 @@ from ..model.billing import BillJob, engine_for, issue_statement
 from ..model.billing.bands import thin_bands
 from ..model.errors import FormatError
 from ..model.formats.statements import BandedBillStatement
+from ..model.formats.units import OpeningUnits
 from ..model.ids import check_contract_id, check_metering_point
 from ..protocols.iso7816 import CommandAPDU
 from ..protocols.iso7816.sw import SW, ISOException
@@ -226,7 +227,7 @@ class BillingApplet(MeteringApplet):
             st = issue_statement(
                 BillJob(
                     meter_id=meter_id, tariff=tariff, period_from=first_day, period_to=last_day,
-                    first_index=first_index or 0, openings=openings_from_blob(blob), tz=tz,
+                    first_index=first_index or 0, openings=OpeningUnits(blob), tz=tz,
                     interval_minutes=interval,
                 )
             )

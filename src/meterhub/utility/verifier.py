@@ -40,7 +40,7 @@ from ..crypto.transcript import ProofError
 from ..exchange import DayUpload
 from ..meter.device import SignedBatch, chain_head
 from ..meter.timebase import day_starts
-from ..model.billing import BillCheck, check_energy_bound, verify_statement
+from ..model.billing import BillCheck, check_energy_bound, check_version, verify_statement
 from ..model.errors import Rejected
 from ..model.formats.statements import AnyBillStatement, BandedBillStatement, BillStatement
 from ..model.formats.units import COMMITMENT_SIZE
@@ -303,6 +303,7 @@ def check_bill(
     """Every check of any bill statement under any tariff kind: the period
     (:func:`check_period`), then the tariff kind's own checks through the billing
     engine (:func:`meterhub.model.billing.verify_statement`). Raises :class:`Rejected`."""
+    check_version(st, tariff)
     starts = check_period(st, meter, days, tariff)
     check = bill_check(
         meter, days, tariff, starts, require_reading_range=require_reading_range,

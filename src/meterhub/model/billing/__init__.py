@@ -41,6 +41,7 @@ __all__ = [
     "BillingKind",
     "bill_context",
     "check_energy_bound",
+    "check_version",
     "engine_for",
     "issue_statement",
     "prove_reading_range",
@@ -69,13 +70,20 @@ def issue_statement(job: BillJob) -> AnyBillStatement:
     return engine_for(job.tariff).prove(job)
 
 
+def check_version(statement: AnyBillStatement, tariff: BillTariff) -> BillingKind:
+    """The engine of ``tariff``'s kind if it issues ``statement``'s version; else
+    :class:`Rejected` (checked first, so that a v1 statement for a non-linear tariff is
+    refused as such, never billed at 0)."""
+    engine = engine_for(tariff)
+    if not isinstance(statement, engine.statement_types):
+        if tariff.kind in TIME_OF_USE.kinds:
+            raise Rejected("a proven (v2) statement for a linear tariff")
+        raise Rejected(f"{tariff.kind} tariff needs a proven (v2) statement")
+    return engine
+
+
 def verify_statement(statement: AnyBillStatement, check: BillCheck) -> None:
     """The kind's own checks of ``statement`` once the period is checked; raises
     :class:`Rejected` with the first failure (a statement of a version the kind does
     not issue included)."""
-    engine = engine_for(check.tariff)
-    if not isinstance(statement, engine.statement_types):
-        if check.tariff.kind in TIME_OF_USE.kinds:
-            raise Rejected("a proven (v2) statement for a linear tariff")
-        raise Rejected(f"{check.tariff.kind} tariff needs a proven (v2) statement")
-    engine.verify(statement, check)
+    check_version(statement, check.tariff).verify(statement, check)

@@ -107,7 +107,7 @@ class ProvenKind:
             raise ValueError("period ends before it starts")
         day_lists = [day_starts(job.period_from + timedelta(days=k), tz, step) for k in range(n_days)]
         flat = [s for day in day_lists for s in day]
-        openings = job.openings
+        openings = list(job.openings)  # decoded once (stored units decode on access)
         if len(flat) != len(openings):
             raise ValueError(f"{len(openings)} openings for {len(flat)} intervals")
         cs = list(job.commitments) if job.commitments is not None else _commitments(openings)

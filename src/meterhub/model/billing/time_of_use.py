@@ -20,7 +20,7 @@ from ...crypto.pedersen import Opening
 from ...tariffs import KIND_TIME_OF_USE, Tariff, TariffError
 from ..errors import Rejected
 from ..formats.statements import AnyBillStatement, BandedBillStatement, BillStatement
-from ..formats.units import MAX_READING_WH
+from ..formats.units import MAX_READING_WH, OpeningUnits
 from ..ids import check_contract_id, check_metering_point
 from .bands import band_counts, band_indices, band_sums
 from .base import BillCheck, BillJob, check_energy_bound
@@ -50,7 +50,14 @@ def linear_bill(prices: Sequence[int], openings: Sequence[Opening]) -> tuple[int
     """``(sum t_i*m_i, sum t_i*r_i mod Q)``. Exact integers; prices must be >= 0."""
     if len(prices) != len(openings):
         raise ValueError(f"{len(prices)} prices for {len(openings)} openings")
-    bill, blinding = linear_sums(prices, ((o.m, o.r) for o in openings))
+    if isinstance(openings, OpeningUnits):  # stored units: sum the integers, build no objects
+        bill, blinding = linear_sums(prices, openings.pairs())
+        return bill, blinding % Q
+    bill = 0
+    blinding = 0
+    for t, o in zip(prices, openings, strict=True):  # attribute reads: no tuples (bench_billing "sums")
+        bill += t * o.m
+        blinding += t * o.r
     return bill, blinding % Q
 
 

@@ -22,7 +22,7 @@ is checked where it is used, so that the caller can name the interval at fault.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date
 
 from ...crypto.group import Q
@@ -34,6 +34,7 @@ __all__ = [
     "DAY_SIZE",
     "MAX_READING_WH",
     "OPENING_SIZE",
+    "OpeningUnits",
     "RECORD_SIZE",
     "commitment_at",
     "commitment_count",
@@ -97,6 +98,33 @@ def decode_openings(blob: bytes, count: int | None = None) -> list[Opening]:
             raise FormatError("blinding factor out of range")
         out.append(Opening(m, r))
     return out
+
+
+class OpeningUnits(Sequence[Opening]):
+    """Stored 36-byte units seen as a sequence of :class:`Opening` values, decoded on
+    access; :meth:`pairs` gives the plain ``(m, r)`` integers without building any
+    object (what a linear sum over a month of readings wants on the card)."""
+
+    __slots__ = ("blob",)
+
+    def __init__(self, blob: bytes) -> None:
+        if len(blob) % OPENING_SIZE:
+            raise FormatError(f"opening units are {OPENING_SIZE} bytes; {len(blob)} bytes is no whole number of them")
+        self.blob = bytes(blob)
+
+    def __len__(self) -> int:
+        return len(self.blob) // OPENING_SIZE
+
+    def __getitem__(self, k: int) -> Opening:  # type: ignore[override]  # no slices needed
+        if k < 0:
+            k += len(self)
+        return Opening(*opening_unit_at(self.blob, k))
+
+    def __iter__(self) -> Iterator[Opening]:
+        return (Opening(m, r) for m, r in iter_opening_units(self.blob))
+
+    def pairs(self) -> Iterator[tuple[int, int]]:
+        return iter_opening_units(self.blob)
 
 
 # ---------------------------------------------------------------------------
