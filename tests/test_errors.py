@@ -108,7 +108,7 @@ def test_main_reports_an_uncaught_meterhub_error_as_one_line(
 
     def parser() -> argparse.ArgumentParser:
         p = argparse.ArgumentParser()
-        p.add_argument("--log-level", default="WARNING")
+        p.add_argument("--log-level", default=None)  # None: main leaves logging alone
         p.add_argument("--log-file", default=None)
         p.add_argument("--log-format", default=None)
         p.set_defaults(func=boom)
