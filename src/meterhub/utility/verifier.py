@@ -40,7 +40,8 @@ from ..crypto.transcript import ProofError
 from ..exchange import DayUpload
 from ..meter.device import SignedBatch, chain_head
 from ..meter.timebase import day_starts
-from ..model.billing import BillCheck, check_energy_bound, check_version, verify_statement
+from ..model.billing import BillCheck, BillingKind, check_energy_bound, check_version
+from ..model.billing.time_of_use import TIME_OF_USE
 from ..model.errors import Rejected
 from ..model.formats.statements import AnyBillStatement, BandedBillStatement, BillStatement
 from ..model.formats.units import COMMITMENT_SIZE
@@ -159,7 +160,7 @@ def verify_bill(
     """Check a v1 bill statement; returns a :class:`Verdict` with the first failure."""
     if not isinstance(statement, BillStatement):
         return Verdict(False, "expected a v1 bill statement")
-    return verify_statement_verdict(statement, meter, days, tariff)
+    return verify_statement_verdict(statement, meter, days, tariff, engine=TIME_OF_USE)
 
 
 def check_period(
@@ -299,17 +300,21 @@ def check_bill(
     require_reading_range: bool = False,
     metering_point: str | None = None,
     contract_id: str | None = None,
+    engine: BillingKind | None = None,
 ) -> None:
-    """Every check of any bill statement under any tariff kind: the period
-    (:func:`check_period`), then the tariff kind's own checks through the billing
-    engine (:func:`meterhub.model.billing.verify_statement`). Raises :class:`Rejected`."""
-    check_version(st, tariff)
+    """Every check of any bill statement under any tariff kind: the statement's version
+    against the tariff's kind, the period (:func:`check_period`), then the tariff kind's
+    own checks through the billing engine (:mod:`meterhub.model.billing`). ``engine``
+    forces one kind's verifier (``verify_bill`` uses the time-of-use one whatever the
+    tariff, so that a non-linear tariff fails on its prices). Raises :class:`Rejected`."""
+    if engine is None:
+        engine = check_version(st, tariff)
     starts = check_period(st, meter, days, tariff)
     check = bill_check(
         meter, days, tariff, starts, require_reading_range=require_reading_range,
         metering_point=metering_point, contract_id=contract_id,
     )
-    verify_statement(st, check)
+    engine.verify(st, check)
 
 
 def verify_statement_verdict(
@@ -321,13 +326,14 @@ def verify_statement_verdict(
     require_reading_range: bool = False,
     metering_point: str | None = None,
     contract_id: str | None = None,
+    engine: BillingKind | None = None,
 ) -> Verdict:
     """:func:`check_bill` as a :class:`Verdict` (the first failure's reason); never
     raises for a malformed statement, proof or tariff (they are rejections)."""
     try:
         check_bill(
             st, meter, days, tariff, require_reading_range=require_reading_range,
-            metering_point=metering_point, contract_id=contract_id,
+            metering_point=metering_point, contract_id=contract_id, engine=engine,
         )
     except Rejected as rej:
         return Verdict(False, str(rej))
@@ -375,5 +381,6 @@ def verify_banded_bill(
     if not isinstance(statement, BandedBillStatement):
         return Verdict(False, "expected a v3 bill statement")
     return verify_statement_verdict(
-        statement, meter, days, tariff, metering_point=metering_point, contract_id=contract_id
+        statement, meter, days, tariff, metering_point=metering_point, contract_id=contract_id,
+        engine=TIME_OF_USE,
     )
