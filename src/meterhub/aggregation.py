@@ -24,7 +24,9 @@ from datetime import date
 
 from .crypto import ecdsa
 from .crypto.group import Q
+from .errors import MeterhubError
 from .exchange import FormatError
+from .model.demo_keys import GRID_OPERATOR_GROUP, demo_signing_key
 
 __all__ = [
     "GROUP_DST",
@@ -410,7 +412,7 @@ MIN_GROUP_SIZE = 5
 FIXED_INTERVAL_MINUTES = 60
 
 
-class PolicyRefusal(Exception):
+class PolicyRefusal(MeterhubError):
     """A group or request the hub's policy refuses; the message says which rule."""
 
 
@@ -491,10 +493,4 @@ def demo_group_key() -> ecdsa.SigningKey:
     definitions and its own suspect profiles (derived from a public string; the demo
     customers pin it as ``group/grid-operator`` and ``load-profile/grid-operator``).
     Demo and tests only."""
-    import hashlib
-
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    seed = hashlib.sha256(b"meterhub/v1/demo-grid-operator-group-key\x00NOT A SECRET").digest()
-    n = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-    return ec.derive_private_key(int.from_bytes(seed, "big") % (n - 1) + 1, ec.SECP256R1())
+    return demo_signing_key(GRID_OPERATOR_GROUP)

@@ -21,12 +21,13 @@ from typing import Any
 
 from . import __version__
 from .config import LOG_LEVELS
+from .errors import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, MeterhubError
 
-EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 
-
-class UsageError(Exception):
+class UsageError(MeterhubError):
     """Bad arguments or unreadable input; printed as one line, exit 2."""
+
+    exit_code = EXIT_USAGE
 
 
 def _date(text: str) -> date:
@@ -540,13 +541,16 @@ def cmd_hub_bill(args: argparse.Namespace) -> int:
 
 
 def _hub_bill_locked(args: argparse.Namespace, reg: dict, key: bytes, tariff: Any, days: list) -> Any:
-    from .hub.billing import bill_statement
-    from .hub.proving import prove_bill
+    """The statement of the tariff's kind (:func:`meterhub.model.billing.issue_statement`):
+    v1, v3 with ``--metering-point`` and ``--contract``, or the proven v2 for a
+    non-linear tariff (docs/nonlinear.md)."""
     from .hub.secure_element import VaultClient, open_vault_card
     from .hub.store import HubError, HubStore
+    from .model.billing import BillJob, issue_statement
     from .tariffs import TariffError
-    from .tariffs.nonlinear import NonLinearTariff
 
+    if bool(args.metering_point) != bool(args.contract):
+        raise UsageError("--metering-point and --contract go together")
     hub = HubStore(Path(args.data_dir) / "hub.sqlite")
     card = None
     try:
@@ -561,9 +565,8 @@ def _hub_bill_locked(args: argparse.Namespace, reg: dict, key: bytes, tariff: An
             hub.store_openings(sealed.meter_id, sealed.day, sealed.first_index, openings)
         try:
             first_index, openings = hub.openings(reg["meter_id"], args.from_, args.to)
-            if isinstance(tariff, NonLinearTariff):
-                # Non-linear tariffs: a proven (v2) statement (docs/nonlinear.md).
-                st = prove_bill(
+            st = issue_statement(
+                BillJob(
                     meter_id=reg["meter_id"],
                     tariff=tariff,
                     period_from=args.from_,
@@ -572,42 +575,10 @@ def _hub_bill_locked(args: argparse.Namespace, reg: dict, key: bytes, tariff: An
                     openings=openings,
                     tz=reg["tz"],
                     interval_minutes=reg["interval_minutes"],
+                    metering_point=args.metering_point or None,
+                    contract_id=args.contract or None,
                 )
-            elif args.metering_point or args.contract:
-                # Per-band energy with the billing system's keys: a v3 statement.
-                from .hub.billing import banded_statement
-                from .model.errors import FormatError
-
-                if not (args.metering_point and args.contract):
-                    raise UsageError("--metering-point and --contract go together")
-                try:
-                    st = banded_statement(
-                        meter_id=reg["meter_id"],
-                        metering_point=args.metering_point,
-                        contract_id=args.contract,
-                        tariff=tariff,
-                        period_from=args.from_,
-                        period_to=args.to,
-                        first_index=first_index,
-                        tz=reg["tz"],
-                        interval_minutes=reg["interval_minutes"],
-                        openings=openings,
-                    )
-                except FormatError as exc:
-                    raise UsageError(str(exc)) from None
-            else:
-                prices = tariff.period_prices(
-                    args.from_, (args.to - args.from_).days + 1, reg["tz"], reg["interval_minutes"]
-                )
-                st = bill_statement(
-                    meter_id=reg["meter_id"],
-                    tariff=tariff,
-                    period_from=args.from_,
-                    period_to=args.to,
-                    first_index=first_index,
-                    prices=prices,
-                    openings=openings,
-                )
+            )
         except (HubError, TariffError, ValueError) as exc:
             raise UsageError(str(exc)) from None
         hub.save_statement(reg["meter_id"], args.from_, args.to, st.to_json())
@@ -651,14 +622,14 @@ def cmd_hub_sml(args: argparse.Namespace) -> int:
 
 
 def cmd_hub_serve(args: argparse.Namespace) -> int:
-    from .hub.serve import ServeError, serve
+    from .hub.serve import HubServeError, serve
     from .storage import data_dir_lock
 
     _setup_logging(args)
     with data_dir_lock(args.data_dir):
         try:
             return serve(args.data_dir, args.vpcd, dev=args.dev)
-        except ServeError as exc:
+        except HubServeError as exc:
             raise UsageError(str(exc)) from None
 
 
@@ -1247,6 +1218,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def error_line(exc: BaseException) -> tuple[str, int]:
+    """The one place that turns an error into the CLI's one-line message and exit code.
+
+    Every meterhub error carries its exit code and optional label
+    (:class:`meterhub.errors.MeterhubError`: 2 usage or an unusable environment, 1
+    rejected); a data-dir file that is not an SQLite database is a usage error."""
+    import sqlite3
+
+    if isinstance(exc, MeterhubError):
+        label = f"{exc.what}: " if exc.what else ""
+        return f"meterhub: error: {label}{exc}", exc.exit_code
+    if isinstance(exc, sqlite3.DatabaseError):  # a data-dir file that is not what it should be
+        return f"meterhub: error: database: {exc}", EXIT_USAGE
+    raise TypeError(f"not a meterhub error: {type(exc).__name__}")
+
+
+def report_error(exc: BaseException) -> int:
+    """Print :func:`error_line`'s message to stderr and return its exit code."""
+    line, code = error_line(exc)
+    print(line.splitlines()[0] if line else line, file=sys.stderr)
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from .config import ConfigError, apply_config, config_path, configure_logging
 
@@ -1257,8 +1251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if path is not None:
             apply_config(parser, path)
     except ConfigError as exc:
-        print(f"meterhub: error: config: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return report_error(exc)
     args = parser.parse_args(argv)
     try:
         configure_logging(args.log_level, args.log_file, args.log_format)
@@ -1267,20 +1260,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     import sqlite3
 
-    from .card.store import StorageIntegrityError
-    from .storage import StoreError
-
     try:
         return int(args.func(args))
-    except (UsageError, StoreError) as exc:
-        print(f"meterhub: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except sqlite3.DatabaseError as exc:  # a data-dir file that is not what it should be
-        print(f"meterhub: error: database: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except StorageIntegrityError as exc:  # a card store altered at rest
-        print(f"meterhub: error: card store: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except (MeterhubError, sqlite3.DatabaseError) as exc:
+        return report_error(exc)
     except KeyboardInterrupt:
         print("meterhub: interrupted; committed work is kept", file=sys.stderr)
         return 130

@@ -36,6 +36,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .errors import EXIT_USAGE, MeterhubError
+
 __all__ = ["ConfigError", "apply_config", "config_path", "configure_logging", "LOG_LEVELS"]
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -43,8 +45,11 @@ _LOGGING_KEYS = {"level", "file", "format"}
 DEFAULT_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-class ConfigError(ValueError):
-    """A configuration file that cannot be used (one line)."""
+class ConfigError(MeterhubError, ValueError):
+    """A configuration file that cannot be used (one line, exit 2)."""
+
+    exit_code = EXIT_USAGE
+    what = "config"
 
 
 def config_path(argv: Sequence[str]) -> str | None:

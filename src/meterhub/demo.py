@@ -40,6 +40,7 @@ from typing import Any
 from . import settlement_demo
 from .crypto import ecdsa
 from .demo_homelink import InProcessHomeLink
+from .errors import MeterhubError
 from .exchange import new_home_link_key
 from .hub.secure_element import (
     BILLING_APP_AID,
@@ -71,7 +72,7 @@ from .utility.tsm import TSM, dap_signer
 __all__ = ["DemoParams", "DemoRandom", "HouseholdResult", "check_params", "run_demo", "DemoError"]
 
 
-class DemoError(ValueError):
+class DemoError(MeterhubError, ValueError):
     """Demo parameters that cannot work; the message says why."""
 
 

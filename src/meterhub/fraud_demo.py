@@ -49,6 +49,7 @@ from .meter.grid import (
     simulate_grid,
     true_from_recorded,
 )
+from .model.demo_keys import FEEDER_METER, demo_signing_key
 from .storage import open_db, transaction
 from .utility.theft import (
     CusumDetector,
@@ -85,11 +86,7 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)
 
 def demo_feeder_key() -> ecdsa.SigningKey:
     """The demo feeder meters' P-256 key, PUBLICLY KNOWN (from a public string)."""
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    seed = hashlib.sha256(b"meterhub/v1/demo-feeder-meter-key\x00NOT A SECRET").digest()
-    n = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-    return ec.derive_private_key(int.from_bytes(seed, "big") % (n - 1) + 1, ec.SECP256R1())
+    return demo_signing_key(FEEDER_METER)
 
 
 class FraudStore:

@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+from .errors import MeterhubError
+
 __all__ = ["ATOM", "ESPI", "MH", "Export", "ExportFormatError", "ExportReading", "build_export", "parse_export"]
 
 ATOM = "http://www.w3.org/2005/Atom"
@@ -37,7 +39,7 @@ _BASE = "https://hub.invalid/espi/1_1/resource/Subscription/{c}"
 MAX_EXPORT = 8 << 20
 
 
-class ExportFormatError(ValueError):
+class ExportFormatError(MeterhubError, ValueError):
     """A document that is not a meterhub Green Button export."""
 
 

@@ -39,6 +39,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from .errors import EXIT_USAGE, MeterhubError
+
 __all__ = [
     "LOCK_FILE",
     "MANIFEST",
@@ -58,8 +60,10 @@ LOCK_FILE = "meterhub.lock"
 _MANIFEST_FORMAT = "meterhub/stores/v1"
 
 
-class StoreError(RuntimeError):
-    """A database that cannot be opened or does not hold what it should."""
+class StoreError(MeterhubError, RuntimeError):
+    """A database that cannot be opened or does not hold what it should (exit 2)."""
+
+    exit_code = EXIT_USAGE
 
 
 def _fsync_dir(d: Path) -> None:

@@ -68,16 +68,16 @@ from __future__ import annotations
 
 from datetime import date
 
-from ..banded import thin_bands
 from ..card import ins, register_applet_class
-from ..hub.billing import banded_statement, statement_from_sums
-from ..hub.proving import prove_bill
+from ..model.billing import BillJob, engine_for, issue_statement
+from ..model.billing.bands import thin_bands
 from ..model.errors import FormatError
+from ..model.formats.statements import BandedBillStatement
+from ..model.formats.units import OpeningUnits
 from ..model.ids import check_contract_id, check_metering_point
 from ..protocols.iso7816 import CommandAPDU
 from ..protocols.iso7816.sw import SW, ISOException
 from ..tariffs import Tariff, TariffError, load_tariff, verify_tariff
-from ..tariffs.nonlinear import NonLinearTariff
 from .readings import (
     MeteringApplet,
     encode_day,
@@ -186,7 +186,7 @@ class BillingApplet(MeteringApplet):
         if raw is None:
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "no tariff")
         tariff = self._tariff(raw)
-        if isinstance(tariff, NonLinearTariff):
+        if BandedBillStatement not in engine_for(tariff).statement_types:
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "per-band energy needs a time-of-use tariff")
         request = b"banded" + data + raw
         again = self.guard.begin("bill", first_day, last_day, request, chunked=False)
@@ -199,81 +199,41 @@ class BillingApplet(MeteringApplet):
             thin = thin_bands(tariff, first_day, (last_day - first_day).days + 1, tz, interval)
             if thin:  # a band of chosen days (listed holidays, a season begun on a chosen day)
                 raise ISOException(SW.WRONG_DATA, f"outside the release policy: band {thin[0]} occurs on too few days")
-            st = banded_statement(
-                meter_id=meter_id, metering_point=metering_point, contract_id=contract, tariff=tariff,
-                period_from=first_day, period_to=last_day, first_index=first_index or 0, tz=tz,
-                interval_minutes=interval, openings=openings_from_blob(blob),
+            st = issue_statement(
+                BillJob(
+                    meter_id=meter_id, tariff=tariff, period_from=first_day, period_to=last_day,
+                    first_index=first_index or 0, openings=openings_from_blob(blob), tz=tz,
+                    interval_minutes=interval, metering_point=metering_point, contract_id=contract,
+                )
             )
         except (TariffError, ValueError):
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "tariff does not cover the period") from None
+        if not isinstance(st, BandedBillStatement):  # the time-of-use engine issues v3 for these
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "per-band energy needs a time-of-use tariff")
         return self.guard.commit(
             "bill", first_day, last_day, request, st.to_json().encode(), functionals=len(st.bands), chunked=False
         )
 
     def _compute_bill(self, raw: bytes, meter_id: str, tz: str, interval: int, first_day: date,
                       last_day: date) -> bytes:
+        """The statement of the tariff's kind (:func:`meterhub.model.billing.issue_statement`)
+        from the stored openings: v1 for a time-of-use tariff, v2 with its zero-knowledge
+        proofs for a non-linear one (Rial and Danezis, WPES 2011, section 4)."""
         tariff = self._tariff(raw)
         first_index, blob = self.rs.period(first_day, last_day)
-        if isinstance(tariff, NonLinearTariff):
-            return self._proven_bill(tariff, meter_id, tz, interval, first_day, last_day, first_index, blob)
         try:
             tariff.check_valid_on(first_day)
             tariff.check_valid_on(last_day)
-            prices = tariff.period_prices(first_day, (last_day - first_day).days + 1, tz, interval)
-        except (TariffError, ValueError):
-            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "tariff does not cover the period") from None
-        if len(prices) * 36 != len(blob):
-            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "stored days do not match the time base")
-        # sum t_i*m_i and sum t_i*r_i straight from the stored openings (36-byte units).
-        energy = blinding = 0
-        frm = int.from_bytes
-        for k, t in enumerate(prices):
-            off = 36 * k
-            energy += t * frm(blob[off : off + 4], "big")
-            blinding += t * frm(blob[off + 4 : off + 36], "big")
-        st = statement_from_sums(
-            meter_id=meter_id,
-            tariff=tariff,
-            period_from=first_day,
-            period_to=last_day,
-            first_index=first_index or 0,
-            count=len(prices),
-            energy_charge=energy,
-            blinding=blinding,
-        )
-        return st.to_json().encode()
-
-    @staticmethod
-    def _proven_bill(
-        tariff: NonLinearTariff,
-        meter_id: str,
-        tz: str,
-        interval: int,
-        first_day: date,
-        last_day: date,
-        first_index: int | None,
-        blob: bytes,
-    ) -> bytes:
-        """The v2 statement (:func:`meterhub.hub.proving.prove_bill`) from the stored
-        openings: the bill, its blinding and the zero-knowledge proofs that it
-        follows from the meter's commitments (Rial and Danezis, WPES 2011, section 4)."""
-        openings = openings_from_blob(blob)
-        try:
-            tariff.check_valid_on(first_day)
-            tariff.check_valid_on(last_day)
-            st = prove_bill(
-                meter_id=meter_id,
-                tariff=tariff,
-                period_from=first_day,
-                period_to=last_day,
-                first_index=first_index or 0,
-                openings=openings,
-                tz=tz,
-                interval_minutes=interval,
+            st = issue_statement(
+                BillJob(
+                    meter_id=meter_id, tariff=tariff, period_from=first_day, period_to=last_day,
+                    first_index=first_index or 0, openings=OpeningUnits(blob), tz=tz,
+                    interval_minutes=interval,
+                )
             )
         except (TariffError, ValueError):
             raise ISOException(
-                SW.CONDITIONS_NOT_SATISFIED, "tariff does not cover the period or the readings"
+                SW.CONDITIONS_NOT_SATISFIED, "tariff does not cover the period or the stored readings"
             ) from None
         return st.to_json().encode()
 

@@ -30,6 +30,7 @@ from ..card import register_applet_class
 from ..crypto.group import Q
 from ..greenbutton import ExportReading, build_export
 from ..meter.timebase import day_starts
+from ..model.formats.units import OPENING_SIZE, opening_unit_at
 from ..protocols.iso7816 import CommandAPDU
 from ..protocols.iso7816.sw import SW, ISOException
 from .readings import MeteringApplet, parse_date
@@ -88,7 +89,6 @@ class ExportApplet(MeteringApplet):
             raise ISOException(SW.WRONG_DATA, "the resolution is not a multiple of the meter's interval")
         g = resolution // interval
         first_index, blob = self.rs.period(first, last)
-        frm = int.from_bytes
         days: list[list[ExportReading]] = []
         k = 0
         day = first
@@ -100,13 +100,14 @@ class ExportApplet(MeteringApplet):
             for j in range(0, len(starts), g):
                 m = r = 0
                 for i in range(k + j, k + j + g):
-                    m += frm(blob[36 * i : 36 * i + 4], "big")
-                    r += frm(blob[36 * i + 4 : 36 * i + 36], "big")
+                    mi, ri = opening_unit_at(blob, i)
+                    m += mi
+                    r += ri
                 out.append(ExportReading(int(starts[j].timestamp()), resolution * 60, m, r % Q))
             days.append(out)
             k += len(starts)
             day += timedelta(days=1)
-        if 36 * k != len(blob):
+        if OPENING_SIZE * k != len(blob):
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "stored days do not match the time base")
         doc = build_export(meter_id=meter_id, consent_id=consent_id, first_index=first_index, count=k,
                            resolution_minutes=resolution, period_from=first, period_to=last, days=days)

@@ -61,18 +61,20 @@ Install parameters: empty, or a pinned profile publisher's P-256 key (another: `
 
 from __future__ import annotations
 
-import base64
 import hmac
 import json
 from datetime import date, datetime
+from itertools import islice
 
 from ..card import register_applet_class
 from ..crypto import sumsquares
 from ..crypto.group import Q
 from ..crypto.pedersen import Opening, commit
-from ..crypto.sampling import commit_nonce, derive_indices, derive_seed
-from ..crypto.transcript import ProofContext
+from ..crypto.sampling import Sample, commit_nonce, derive_indices, derive_seed
 from ..meter.timebase import range_starts
+from ..model.formats.samples import SAMPLES_FORMAT, SampleRelease
+from ..model.formats.scores import SCORES_FORMAT, ProfileScores, ScoreEntry, scores_context
+from ..model.formats.units import OPENING_SIZE, iter_opening_units, opening_unit_at
 from ..policy.model import SW_BUDGET
 from ..protocols.iso7816 import CommandAPDU
 from ..protocols.iso7816.sw import SW, ISOException
@@ -89,20 +91,7 @@ __all__ = [
 ]
 
 CLASS_NAME = "meterhub.applets.profiling/1"
-SAMPLES_FORMAT = "meterhub-samples/1"
-SCORES_FORMAT = "meterhub-profile-scores/1"
 MAX_PROFILES = 32
-
-
-def scores_context(meter_id: str, period_from: str, period_to: str, point_minutes: int) -> ProofContext:
-    """The proof context that binds the sum-of-squares proof to meter, period and resolution."""
-    return ProofContext(
-        meter_id=meter_id,
-        period=f"{period_from}/{period_to}",
-        tariff_id="profile-scores",
-        tariff_version=point_minutes,
-        statement=b"meterhub/v1/profile-scores/sum-of-squares",
-    )
 
 
 class ProfilingApplet(MeteringApplet):
@@ -185,27 +174,26 @@ class ProfilingApplet(MeteringApplet):
         if not hmac.compare_digest(commit_nonce(meter_id, first, last, k, nonce), commitment):
             raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, "nonce does not open the commitment")
         first_index, blob = self.rs.period(first, last)
-        count = len(blob) // 36
+        count = len(blob) // OPENING_SIZE
         samples = []
         for i in derive_indices(derive_seed(commitment, nonce, hub_nonce), first_index, count, k):
-            off = 36 * (i - first_index)
-            samples.append([i, int.from_bytes(blob[off : off + 4], "big"), blob[off + 4 : off + 36].hex()])
-        out = {
-            "format": SAMPLES_FORMAT,
-            "meter_id": meter_id,
-            "period_from": first.isoformat(),
-            "period_to": last.isoformat(),
-            "first_index": first_index,
-            "count": count,
-            "k": k,
-            "commitment": commitment.hex(),
-            "utility_nonce": nonce.hex(),
-            "hub_nonce": hub_nonce.hex(),
-            "applet_aid": bytes(self.ctx.aid).hex().upper(),
-            "code_hash": code_hash_of(type(self)),
-            "samples": samples,
-        }
-        return json.dumps(out, sort_keys=True, separators=(",", ":")).encode(), len(samples)
+            m, r = opening_unit_at(blob, i - first_index)
+            samples.append(Sample(i, m, r))
+        release = SampleRelease(
+            meter_id=meter_id,
+            period_from=first,
+            period_to=last,
+            first_index=first_index,
+            count=count,
+            k=k,
+            commitment=commitment,
+            utility_nonce=nonce,
+            hub_nonce=hub_nonce,
+            code_hash=code_hash_of(type(self)),
+            samples=tuple(samples),
+            applet_aid=bytes(self.ctx.aid).hex().upper(),
+        )
+        return release.to_json().encode(), len(samples)
 
     # -- differentially private forecast (issue 12) ---------------------------------------
     def _release_dp_forecast(self, body: bytes) -> bytes:
@@ -294,18 +282,17 @@ class ProfilingApplet(MeteringApplet):
         g = point // interval
         first_index, blob = self.rs.period(first, last)
         starts = range_starts(first, (last - first).days + 1, tz, interval)
-        if 36 * len(starts) != len(blob) or len(starts) % g:
+        if OPENING_SIZE * len(starts) != len(blob) or len(starts) % g:
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "stored days do not match the time base")
         # Aggregate readings and blindings per profile interval.
-        frm = int.from_bytes
         sums_m: list[int] = []
         sums_r: list[int] = []
-        for h in range(len(starts) // g):
+        units = iter_opening_units(blob)
+        for _ in range(len(starts) // g):
             m = r = 0
-            for j in range(h * g, h * g + g):
-                off = 36 * j
-                m += frm(blob[off : off + 4], "big")
-                r += frm(blob[off + 4 : off + 36], "big")
+            for mj, rj in islice(units, g):
+                m += mj
+                r += rj
             sums_m.append(m)
             sums_r.append(r % Q)
         point_starts = starts[::g]
@@ -315,40 +302,38 @@ class ProfilingApplet(MeteringApplet):
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "a profile does not cover the period") from None
         # Spikes over this period, alone or between two profiles: 6A80, nothing computed.
         self.guard.check_weights([(p.series_id, list(w)) for p, w in zip(profiles, weights, strict=True)], point)
-        scores = []
-        for p, w in zip(profiles, weights, strict=True):
-            scores.append(
-                {
-                    "series_id": p.series_id,
-                    "version": p.version,
-                    "digest": p.digest().hex(),
-                    "score": sum(a * b for a, b in zip(w, sums_m, strict=True)),
-                    "blinding": f"{sum(a * b for a, b in zip(w, sums_r, strict=True)) % Q:064x}",
-                }
+        scores = [
+            ScoreEntry(
+                p.series_id,
+                p.version,
+                p.digest(),
+                sum(a * b for a, b in zip(w, sums_m, strict=True)),
+                sum(a * b for a, b in zip(w, sums_r, strict=True)) % Q,
             )
+            for p, w in zip(profiles, weights, strict=True)
+        ]
         openings = [Opening(m, r) for m, r in zip(sums_m, sums_r, strict=True)]
         commitments = [commit(o.m, o.r)[0] for o in openings]
         ctx = scores_context(meter_id, first.isoformat(), last.isoformat(), point)
         # Version 2: one inner-product argument (docs/proofs.md), under a kilobyte.
         proof, _, sq = sumsquares.prove(commitments, openings, ctx)
-        out = {
-            "format": SCORES_FORMAT,
-            "meter_id": meter_id,
-            "period_from": first.isoformat(),
-            "period_to": last.isoformat(),
-            "first_index": first_index,
-            "count": len(starts),
-            "point_minutes": point,
-            "applet_aid": bytes(self.ctx.aid).hex().upper(),
-            "code_hash": code_hash_of(type(self)),
-            "energy_wh": sum(sums_m),
-            "energy_blinding": f"{sum(sums_r) % Q:064x}",
-            "squares": sq.m,
-            "squares_blinding": f"{sq.r:064x}",
-            "squares_proof": base64.b64encode(proof).decode(),
-            "scores": scores,
-        }
-        return json.dumps(out, sort_keys=True, separators=(",", ":")).encode(), len(scores)
+        statement = ProfileScores(
+            meter_id=meter_id,
+            period_from=first,
+            period_to=last,
+            first_index=first_index,
+            count=len(starts),
+            point_minutes=point,
+            applet_aid=bytes(self.ctx.aid).hex().upper(),
+            code_hash=code_hash_of(type(self)),
+            energy_wh=sum(sums_m),
+            energy_blinding=sum(sums_r) % Q,
+            squares=sq.m,
+            squares_blinding=sq.r,
+            squares_proof=proof,
+            scores=tuple(scores),
+        )
+        return statement.to_json().encode(), len(scores)
 
 
 register_applet_class(CLASS_NAME, ProfilingApplet)

@@ -34,8 +34,11 @@ from ..card.guard import GUARD_AID
 from ..crypto import ecdsa
 from ..crypto.group import Q
 from ..crypto.pedersen import Opening
-from ..exchange import FormatError, SealedDay, open_sealed_openings
 from ..meter.timebase import check_interval, check_tz
+from ..model.errors import FormatError
+from ..model.formats import units
+from ..model.formats.sealed import SealedDay, open_sealed_openings
+from ..model.formats.units import OPENING_SIZE, decode_day, iter_opening_units
 from ..protocols.iso7816 import CommandAPDU
 from ..protocols.iso7816.sw import SW, ISOException
 from ..protocols.iso7816.tlv import TLV, TLVError, encode, parse
@@ -66,16 +69,15 @@ _K_PENDING = b"store-data"
 
 
 def parse_date(raw: bytes) -> date:
-    """``u16 year, u8 month, u8 day``; a bad date answers ``6A80``."""
+    """``u16 year, u8 month, u8 day`` (:func:`meterhub.model.formats.units.decode_day`);
+    a bad date answers ``6A80``."""
     try:
-        y, m, d = _DAY.unpack(raw)
-        return date(y, m, d)
-    except (struct.error, ValueError):
+        return decode_day(raw)
+    except FormatError:
         raise ISOException(SW.WRONG_DATA, "bad date") from None
 
 
-def day_bytes(d: date) -> bytes:
-    return _DAY.pack(d.year, d.month, d.day)
+day_bytes = units.encode_day
 
 
 def encode_pairing(
@@ -105,11 +107,8 @@ def encode_day(sealed: SealedDay) -> bytes:
 
 
 def openings_from_blob(blob: bytes) -> list[Opening]:
-    """36-byte units ``u32 m || 32-byte r`` back to openings."""
-    return [
-        Opening(int.from_bytes(blob[k : k + 4], "big"), int.from_bytes(blob[k + 4 : k + 36], "big"))
-        for k in range(0, len(blob), 36)
-    ]
+    """Stored 36-byte opening units back to openings (:mod:`meterhub.model.formats.units`)."""
+    return [Opening(m, r) for m, r in iter_opening_units(blob)]
 
 
 class ReadingsStore:
@@ -158,9 +157,9 @@ class ReadingsStore:
             y, m, d, first, count = _PLAIN_HEADER.unpack(data[: _PLAIN_HEADER.size])
             day = parse_date(_DAY.pack(y, m, d))
             blob = data[_PLAIN_HEADER.size :]
-            if len(blob) != 36 * count or count == 0:
+            if len(blob) != OPENING_SIZE * count or count == 0:
                 raise ISOException(SW.WRONG_LENGTH, "opening count and length differ")
-            if any(int.from_bytes(blob[36 * k + 4 : 36 * k + 36], "big") >= Q for k in range(count)):
+            if any(r >= Q for _, r in iter_opening_units(blob)):
                 raise ISOException(SW.WRONG_DATA, "blinding out of range")
         elif apdu.p1 == 0x00:
             if key is None:

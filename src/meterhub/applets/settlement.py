@@ -51,12 +51,13 @@ cycle only, one statement per period (a re-ask answers the same bytes).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ..card import AppletContext, register_applet_class
 from ..crypto.group import Q
 from ..meter.timebase import range_starts
+from ..model.formats.settlement import SETTLEMENT_FORMAT, SettlementStatement
+from ..model.formats.units import OPENING_SIZE, iter_opening_units
 from ..protocols.iso7816 import CommandAPDU
 from ..protocols.iso7816.sw import SW, ISOException
 from ..tariffs.price_index import KIND_PRICE_INDEX, Series, SeriesError, load_series, verify_series
@@ -74,7 +75,6 @@ __all__ = [
 ]
 
 CLASS_NAME = "meterhub.applets.settlement/1"
-SETTLEMENT_FORMAT = "meterhub-settlement/1"
 
 
 def install_series(rs: ReadingsStore, raw: bytes, keys: list[bytes], kind: str, slot: bytes) -> Series:
@@ -186,40 +186,35 @@ class SettlementApplet(MeteringApplet):
         meter_id, tz, interval, _ = self.rs.pairing()
         first_index, blob = self.rs.period(first_day, last_day)
         starts = range_starts(first_day, (last_day - first_day).days + 1, tz, interval)
-        if 36 * len(starts) != len(blob):
+        if OPENING_SIZE * len(starts) != len(blob):
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "stored days do not match the time base")
         try:
             prices = index.values_for(starts, interval)
         except SeriesError:
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "the index does not cover the period") from None
         e = re_ = v = rv = 0
-        frm = int.from_bytes
-        for k, p in enumerate(prices):
-            off = 36 * k
-            m = frm(blob[off : off + 4], "big")
-            r = frm(blob[off + 4 : off + 36], "big")
+        for p, (m, r) in zip(prices, iter_opening_units(blob), strict=True):
             e += m
             re_ += r
             v += p * m
             rv += p * r
-        st = {
-            "format": SETTLEMENT_FORMAT,
-            "meter_id": meter_id,
-            "period_from": first_day.isoformat(),
-            "period_to": last_day.isoformat(),
-            "first_index": first_index,
-            "count": len(prices),
-            "index_id": index.series_id,
-            "index_version": index.version,
-            "index_digest": index.digest().hex(),
-            "applet_aid": bytes(self.ctx.aid).hex().upper(),
-            "code_hash": code_hash_of(type(self)),
-            "energy_wh": e,
-            "energy_blinding": f"{re_ % Q:064x}",
-            "value": v,
-            "value_blinding": f"{rv % Q:064x}",
-        }
-        return json.dumps(st, sort_keys=True, separators=(",", ":")).encode()
+        st = SettlementStatement(
+            meter_id=meter_id,
+            period_from=first_day,
+            period_to=last_day,
+            first_index=first_index,
+            count=len(prices),
+            index_id=index.series_id,
+            index_version=index.version,
+            index_digest=index.digest(),
+            applet_aid=bytes(self.ctx.aid).hex().upper(),
+            code_hash=code_hash_of(type(self)),
+            energy_wh=e,
+            energy_blinding=re_ % Q,
+            value=v,
+            value_blinding=rv % Q,
+        )
+        return st.to_json().encode()
 
 
 register_applet_class(CLASS_NAME, SettlementApplet)

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from ..errors import MeterhubError
 from ..protocols.iso7816.aid import AID
 from ..protocols.iso7816.sw import SW
 from .store import PersistentStore
@@ -56,7 +57,7 @@ SYSTEM_NAMESPACE = b""  # the runtime's own namespace; AIDs are never empty
 PRIV_SECURITY_DOMAIN = 0x80  # GPC 2.3.1 §6.6.1 Table 6-1, privilege byte 1 b8
 
 
-class SecurityException(Exception):  # noqa: N818 - Java Card name
+class SecurityException(MeterhubError):  # noqa: N818 - Java Card name
     """A firewall violation (``java.lang.SecurityException``, JCRE §6.2.8);
     the card answers ``6982`` (security status not satisfied)."""
 

@@ -45,6 +45,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from ..errors import EXIT_USAGE, MeterhubError
+
 __all__ = ["PersistentStore", "PowerLoss", "StorageIntegrityError", "TransactionException", "FaultHook"]
 
 FaultHook = Callable[[str, int], None]
@@ -64,8 +66,11 @@ _AAD = b"meterhub/v1/card-store\x00"
 STORAGE_KEY_SUFFIX = ".sk"
 
 
-class StorageIntegrityError(Exception):
-    """A sealed value that does not open under the storage key (altered, moved or foreign)."""
+class StorageIntegrityError(MeterhubError):
+    """A sealed value that does not open under the storage key (altered, moved or foreign); exit 2."""
+
+    exit_code = EXIT_USAGE
+    what = "card store"
 
 
 class PowerLoss(BaseException):  # noqa: N818 - models a physical event, not an error
@@ -74,7 +79,7 @@ class PowerLoss(BaseException):  # noqa: N818 - models a physical event, not an 
     power cut."""
 
 
-class TransactionException(Exception):  # noqa: N818 - Java Card name
+class TransactionException(MeterhubError):  # noqa: N818 - Java Card name
     """Misuse of the transaction API (JC 3.0.5 API ``TransactionException``:
     IN_PROGRESS, NOT_IN_PROGRESS)."""
 

@@ -30,6 +30,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..errors import MeterhubError
+from ..protocols.endpoint import EndpointError
+from ..protocols.endpoint import parse_endpoint as _parse_endpoint
+
 __all__ = [
     "Backoff",
     "DEFAULT_HOST",
@@ -68,7 +72,7 @@ VPCD_CTRL_ATR = 0x04
 _SW_UNKNOWN = b"\x6f\x00"
 
 
-class VpcdError(ValueError):
+class VpcdError(MeterhubError, ValueError):
     """Input that the vpcd protocol cannot carry (a payload over 65535 bytes, a bad endpoint)."""
 
 
@@ -164,29 +168,12 @@ def handle_message(card: VpcdCard, payload: bytes) -> bytes | None:
 
 
 def parse_endpoint(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
-    """``HOST:PORT``, ``HOST`` or ``:PORT`` (``[v6]:PORT`` for IPv6) → ``(host, port)``."""
-    text = text.strip()
-    host, port_text = text, ""
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise VpcdError(f"bad endpoint {text!r}: missing ']'")
-        host, rest = text[1:end], text[end + 1 :]
-        if rest and not rest.startswith(":"):
-            raise VpcdError(f"bad endpoint {text!r}")
-        port_text = rest[1:]
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    host = host or DEFAULT_HOST
-    if not port_text:
-        return host, default_port
+    """``HOST:PORT``, ``HOST`` or ``:PORT`` (``[v6]:PORT`` for IPv6) → ``(host, port)``
+    (:func:`meterhub.protocols.endpoint.parse_endpoint`); raises :class:`VpcdError`."""
     try:
-        port = int(port_text)
-    except ValueError:
-        raise VpcdError(f"bad port in {text!r}") from None
-    if not 0 < port < 65536:
-        raise VpcdError(f"port out of range in {text!r}")
-    return host, port
+        return _parse_endpoint(text, default_host=DEFAULT_HOST, default_port=default_port)
+    except EndpointError as exc:
+        raise VpcdError(str(exc)) from None
 
 
 # --- blocking transport ------------------------------------------------------------------

@@ -19,6 +19,7 @@ __all__ = [
     "SigningKey",
     "VerifyingKey",
     "N",
+    "derive_signing_key",
     "generate_signing_key",
     "is_low_s",
     "load_signing_key",
@@ -100,3 +101,12 @@ def verify(key: VerifyingKey, message: bytes, signature: bytes, *, low_s: bool =
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+def derive_signing_key(seed: bytes) -> SigningKey:
+    """The P-256 key ``d = int(seed) mod (N - 1) + 1`` (so ``1 <= d < N``) from a
+    32-byte seed. For reproducible demo keys from public strings only
+    (:mod:`meterhub.model.demo_keys`); real keys come from :func:`generate_signing_key`."""
+    if len(seed) != 32:
+        raise ValueError("a key seed is 32 bytes")
+    return ec.derive_private_key(int.from_bytes(seed, "big") % (N - 1) + 1, _CURVE)

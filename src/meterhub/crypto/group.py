@@ -28,6 +28,8 @@ from coincurve._libsecp256k1 import ffi as _ffi
 from coincurve._libsecp256k1 import lib as _lib
 from coincurve.context import GLOBAL_CONTEXT as _GLOBAL_CONTEXT
 
+from ..errors import MeterhubError
+
 __all__ = [
     "Q",
     "P",
@@ -57,7 +59,7 @@ _IDENTITY_33 = bytes(33)
 _IDENTITY_65 = bytes(65)
 
 
-class PointDecodeError(ValueError):
+class PointDecodeError(MeterhubError, ValueError):
     """Raised when bytes do not encode a point of the group."""
 
 

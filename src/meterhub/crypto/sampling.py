@@ -41,6 +41,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
+from ..errors import MeterhubError
 from .group import G, H, PointDecodeError, Q, msm_encoded
 
 __all__ = [
@@ -67,7 +68,7 @@ DST_INDEX = b"meterhub/v1/sampling/index\x00"
 DST_HUB_NONCE = b"meterhub/v1/sampling/hub-nonce\x00"
 
 
-class SamplingError(ValueError):
+class SamplingError(MeterhubError, ValueError):
     """A sample set that does not follow the coin toss, or an opening that does not match."""
 
 

@@ -25,6 +25,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..errors import MeterhubError
 from .group import G, H, Point, Q, scalar_to_bytes
 
 __all__ = ["GROUP_NAME", "ProofError", "ProofContext", "Transcript"]
@@ -40,7 +41,7 @@ _OP_APPEND = b"\x01"
 _OP_CHALLENGE = b"\x02"
 
 
-class ProofError(ValueError):
+class ProofError(MeterhubError, ValueError):
     """A proof or a statement is malformed (wrong length, tag, version, encoding)."""
 
 

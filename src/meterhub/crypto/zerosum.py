@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from ..errors import MeterhubError
 from .group import Q
 
 __all__ = [
@@ -50,7 +51,7 @@ _SCALAR_BYTES = 48
 _BLOCK_SCALARS = (255 * 32) // _SCALAR_BYTES  # HKDF-Expand gives at most 255 hash blocks
 
 
-class ZeroSumError(ValueError):
+class ZeroSumError(MeterhubError, ValueError):
     """A peer key that cannot be used (malformed, low order, our own)."""
 
 

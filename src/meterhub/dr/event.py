@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from ..crypto import ecdsa
+from ..errors import MeterhubError
 from ..meter.timebase import day_starts, local_day_of
 
 __all__ = [
@@ -77,7 +78,7 @@ LOOKBACK_DAYS = 45
 _HEAD = struct.Struct(">BBIQHBqQB")
 
 
-class EventError(ValueError):
+class EventError(MeterhubError, ValueError):
     """A malformed, unsigned or inconsistent event record."""
 
 

@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from datetime import date
 
 from ..crypto.group import Q
+from ..errors import MeterhubError
 from ..exchange import STATEMENT_FORMAT, BillStatement
 from ..protocols.dlms import axdr
 from ..protocols.dlms.client import DlmsLinkClient, DlmsLinkError, Transport
@@ -86,7 +87,7 @@ STATEMENT_ATTRIBUTES: tuple[tuple[int, bytes, int], ...] = (
 )
 
 
-class CosemFormatError(ValueError):
+class CosemFormatError(MeterhubError, ValueError):
     """A statement that cannot be expressed in, or read back from, these objects."""
 
 

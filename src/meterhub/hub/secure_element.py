@@ -14,13 +14,10 @@ known** and serve demos and tests only.
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
-
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..applets.billing import CLASS_NAME as BILLING_CLASS
 from ..applets.billing import encode_openings_day, encode_pairing
@@ -34,6 +31,7 @@ from ..card.vault import VAULT_AID, provision_vault
 from ..crypto import ecdsa
 from ..crypto.pedersen import Opening
 from ..exchange import BillStatement, FormatError
+from ..model.demo_keys import party_secret, party_signing_key
 from ..policy import (
     DEFAULT_POLICY,
     LogEntry,
@@ -104,11 +102,7 @@ PROFILING_APP_AID = "F04D480050520101"
 EXPORT_PACKAGE_AID = "F04D48004558"
 EXPORT_MODULE_AID = "F04D4800455801"
 EXPORT_APP_AID = "F04D480045580101"
-_P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-
-
-def _demo_secret(label: str) -> bytes:
-    return hashlib.sha256(b"meterhub/v1/demo-key\x00NOT A SECRET\x00" + label.encode()).digest()
+_demo_secret = party_secret  # the demo card parties' public secrets (meterhub.model.demo_keys)
 
 
 def demo_scp03_keys(party: str, kvn: int = 0x30) -> StaticKeys:
@@ -121,8 +115,7 @@ def demo_scp03_keys(party: str, kvn: int = 0x30) -> StaticKeys:
 
 def demo_dap_key(party: str) -> ecdsa.SigningKey:
     """A P-256 DAP signing key for ``party`` from a public string. Demo only."""
-    d = int.from_bytes(_demo_secret("dap/" + party), "big") % (_P256_N - 1) + 1
-    return ec.derive_private_key(d, ec.SECP256R1())
+    return party_signing_key("dap/" + party)
 
 
 def billing_load_file() -> bytes:

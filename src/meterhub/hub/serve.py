@@ -45,6 +45,7 @@ from ..card.gp.registry import isd_aid
 from ..card.gp.sd import SD_CLASS_NAME
 from ..card.vpcd import DEFAULT_PORT, VpcdClient, VpcdError, parse_endpoint
 from ..crypto import ecdsa
+from ..errors import MeterhubError
 from ..storage import StoreError, discard_built_file, install_built_file, write_secret
 from .secure_element import (
     CARD_SIDECARS,
@@ -60,6 +61,7 @@ __all__ = [
     "DAP_KEY_FILE",
     "KEYS_FILE",
     "TEST_KEYS",
+    "HubServeError",
     "ServeError",
     "build_hub_card",
     "publicly_known_keys",
@@ -119,8 +121,12 @@ def _keys_doc(keys: dict[str, tuple[str, StaticKeys]]) -> bytes:
     return (json.dumps(doc, indent=2) + "\n").encode()
 
 
-class ServeError(Exception):
+class HubServeError(MeterhubError):
     """A data directory or endpoint the hub cannot serve from (one line, no traceback)."""
+
+
+#: The name this error had before the meter's ``ServeError`` made it ambiguous.
+ServeError = HubServeError
 
 
 def _dap_key(data_dir: Path) -> ecdsa.SigningKey:
@@ -129,7 +135,7 @@ def _dap_key(data_dir: Path) -> ecdsa.SigningKey:
         try:
             return ecdsa.load_signing_key(path.read_bytes())
         except (OSError, ValueError) as exc:
-            raise ServeError(f"{path}: not a P-256 private key in PEM ({exc})") from None
+            raise HubServeError(f"{path}: not a P-256 private key in PEM ({exc})") from None
     key = ecdsa.generate_signing_key()
     # Written whole or not at all (a kill must not leave an empty key file behind).
     tmp = data_dir / f".{DAP_KEY_FILE}.new"
@@ -155,7 +161,7 @@ def _fsync_dir(d: Path) -> None:
 def build_hub_card(data_dir: str | Path, *, dev: bool = False) -> Card:
     """Open (or on first use provision) the hub card stored in ``data_dir`` (module
     docstring): with the privacy guard; fresh SCP03 keys unless ``dev``; a card on publicly
-    known keys is refused unless ``dev`` (:class:`ServeError`).
+    known keys is refused unless ``dev`` (:class:`HubServeError`).
 
     Importing :mod:`meterhub.applets` registers the applet classes, so instances that
     the TSM installed earlier are rebuilt from the store (no code comes from the store).
@@ -170,20 +176,20 @@ def build_hub_card(data_dir: str | Path, *, dev: bool = False) -> Card:
             _provision(d, path, dev=dev)
         card = open_card(path)
     except StoreError as exc:
-        raise ServeError(str(exc)) from None
+        raise HubServeError(str(exc)) from None
     except OSError as exc:
-        raise ServeError(f"cannot use data directory {d}: {exc.strerror or exc}") from None
+        raise HubServeError(f"cannot use data directory {d}: {exc.strerror or exc}") from None
     except Exception as exc:  # a file that is not a card store (sqlite3.DatabaseError, ...)
-        raise ServeError(f"{path}: not a meterhub card store ({exc})") from None
+        raise HubServeError(f"{path}: not a meterhub card store ({exc})") from None
     if isd_aid(card.store) is None:
         card.close()
-        raise ServeError(f"{path}: card store without an issuer security domain (damaged or emptied)")
+        raise HubServeError(f"{path}: card store without an issuer security domain (damaged or emptied)")
     if not dev:
         public = publicly_known_keys(card)
         if public:
             card.close()
             which = ", ".join(f"{aid} KVN {kvn:02X}" for aid, kvn in public)
-            raise ServeError(
+            raise HubServeError(
                 f"{path}: the card holds publicly known keys ({which}); rotate them with PUT KEY "
                 "or serve with --dev (never for real readings)"
             )
@@ -262,11 +268,11 @@ def serve(
     try:
         host, port = parse_endpoint(vpcd)
     except VpcdError as exc:
-        raise ServeError(str(exc)) from None
+        raise HubServeError(str(exc)) from None
     try:  # a name that does not resolve is a usage error, not something to retry
         socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise ServeError(f"cannot resolve vpcd host {host!r}: {exc.strerror}") from None
+        raise HubServeError(f"cannot resolve vpcd host {host!r}: {exc.strerror}") from None
     card = build_hub_card(data_dir, dev=dev)
     card_path = Path(data_dir) / CARD_FILE
 

@@ -32,7 +32,10 @@ from pathlib import Path
 from typing import Protocol
 
 from ..crypto.pedersen import Opening
-from ..exchange import FormatError, SealedDay, open_sealed_openings
+from ..errors import MeterhubError
+from ..model.errors import FormatError
+from ..model.formats.sealed import SealedDay, open_sealed_openings
+from ..model.formats.units import OPENING_SIZE, iter_opening_units
 from ..storage import SealedColumns, StoreError, expect_store, open_db, storage_key, transaction
 
 __all__ = ["HubStore", "HubError", "RecordVault", "migrate_host_key_store"]
@@ -63,7 +66,7 @@ CREATE TABLE statements (
 """
 
 
-class HubError(ValueError):
+class HubError(MeterhubError, ValueError):
     """Data the hub refuses or cannot find; the message says which."""
 
 
@@ -215,12 +218,9 @@ class HubStore:
             if first_index is None:
                 first_index = fi
             blob = self._open(meter_id, "openings", "blob", _day_row(meter_id, day_s, fi, count), blob)
-            if len(blob) != 36 * count:
+            if len(blob) != OPENING_SIZE * count:
                 raise StoreError(f"openings of {meter_id} on {day_s}: {len(blob)} bytes for {count} readings")
-            out.extend(
-                Opening(int.from_bytes(blob[36 * k : 36 * k + 4], "big"), int.from_bytes(blob[36 * k + 4 : 36 * k + 36], "big"))
-                for k in range(count)
-            )
+            out.extend(Opening(m, r) for m, r in iter_opening_units(blob))
             next_index = fi + count
             expected = day + timedelta(days=1)
         if expected != last + timedelta(days=1) or first_index is None:

@@ -30,6 +30,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, Any
 
+from ..errors import MeterhubError
 from .timebase import (
     ALLOWED_INTERVALS,
     DEFAULT_TZ,
@@ -48,7 +49,7 @@ _MIN_YEAR, _MAX_YEAR = 1970, 2200  # also keeps datetime arithmetic far from ove
 _DIGITS = re.compile(r"[0-9]{1,12}")
 
 
-class CsvImportError(ValueError):
+class CsvImportError(MeterhubError, ValueError):
     """A CSV file of readings is malformed; ``line`` is the 1-based line number (0 if none)."""
 
     def __init__(self, line: int, message: str) -> None:

@@ -27,6 +27,9 @@ from datetime import date
 from ..crypto import ecdsa
 from ..crypto.group import H, base_mul, random_scalar
 from ..crypto.pedersen import Opening
+from ..errors import MeterhubError
+from ..model.formats.units import COMMITMENT_SIZE
+from ..model.formats.units import MAX_READING_WH as _MAX_READING_WH
 
 __all__ = [
     "BatchError",
@@ -45,11 +48,11 @@ _BATCH_DST = b"meterhub/v1/daily-batch\x00"
 BATCH_VERSION = 1
 #: Version 2 adds the cumulative energy register (Wh) at the day's start and end boundary.
 BATCH_VERSION_REGISTERS = 2
-#: Largest reading a meter reports in one interval (2^32 - 1 Wh); readings are u32 on the wire.
-MAX_READING_WH = 0xFFFFFFFF
+#: Largest reading a meter reports in one interval (docs/formats.md: readings are u32 on the wire).
+MAX_READING_WH = _MAX_READING_WH
 
 
-class BatchError(ValueError):
+class BatchError(MeterhubError, ValueError):
     """A batch or commitment record that cannot be decoded."""
 
 
@@ -80,7 +83,7 @@ def chain_hasher(prev_head: bytes, first_index: int) -> hashlib._Hash:
 
 def chain_head(prev_head: bytes, first_index: int, commitments33: bytes) -> bytes:
     """The head after a day's commitments (see :func:`chain_hasher`)."""
-    if len(commitments33) % 33:
+    if len(commitments33) % COMMITMENT_SIZE:
         raise BatchError("commitment blob length is not a multiple of 33")
     h = chain_hasher(prev_head, first_index)
     h.update(commitments33)

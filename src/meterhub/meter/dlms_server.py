@@ -26,6 +26,8 @@ from datetime import date, datetime, time, timedelta
 from time import monotonic
 from zoneinfo import ZoneInfo
 
+from ..errors import MeterhubError
+from ..model.formats.units import commitment_at
 from ..protocols.dlms.cosem import InMemoryDataSource
 from ..protocols.dlms.hdlc import HdlcServerLink
 from ..protocols.dlms.push import encode_batch_notification
@@ -65,7 +67,7 @@ class MeterFeed(InMemoryDataSource):
             end = (start_utc + (k + 1) * step).astimezone(self.tz)
             total += wh
             self.profile_rows.append((end, total))
-            c = record.commitments[33 * k : 33 * k + 33]
+            c = commitment_at(record.commitments, k)
             self.commitment_rows.append((end, record.first_index + k, c))
             o = record.openings[k]
             self.opening_rows.append((end, record.first_index + k, o.m, o.r.to_bytes(32, "big")))
@@ -366,11 +368,11 @@ def _log_refused_association(writer: asyncio.StreamWriter, client_sap: int, resp
                     *_peer_name(writer), client_sap, refusal)
 
 
-class _Busy(Exception):
+class _Busy(MeterhubError):
     """Every member slot is busy (the message says which cap)."""
 
 
-class _Deadline(Exception):
+class _Deadline(MeterhubError):
     """A connection missed a deadline (the message says which)."""
 
 

@@ -41,10 +41,14 @@ from ..dlms_link import (
     home_link_suite0_keys,
     meter_system_title,
 )
+from ..errors import MeterhubError
 from ..exchange import DayUpload, FormatError, decode_records, open_sealed_openings
+from ..model.formats.units import commitment_at
 from ..protocols.dlms.cosem import InMemoryDataSource
 from ..protocols.dlms.security import Suite0Keys
 from ..protocols.dlms.server import DlmsServer
+from ..protocols.endpoint import EndpointError
+from ..protocols.endpoint import parse_endpoint as _parse_endpoint
 from .timebase import local_midnight_utc
 
 LOG = logging.getLogger(__name__)
@@ -63,7 +67,7 @@ __all__ = [
 ]
 
 
-class ServeError(Exception):
+class ServeError(MeterhubError):
     """A configuration or network problem, reported as one line by the CLI."""
 
 
@@ -101,7 +105,7 @@ class StoreFeed(InMemoryDataSource):
             total += o.m
             self.profile_rows.append((end, total))
             self.interval_rows.append((end, o.m))
-            self.commitment_rows.append((end, i, blob[33 * k : 33 * k + 33]))
+            self.commitment_rows.append((end, i, commitment_at(blob, k)))
             self.opening_rows.append((end, i, o.m, o.r.to_bytes(32, "big")))
         self.batch_rows.append((start.astimezone(zone), b.to_bytes(), upload.batch.signature))
         self.energy_wh = total
@@ -281,12 +285,13 @@ def run_serve(
 
 
 def parse_endpoint(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` (IPv6 in brackets) → ``(host, port)``; raises :class:`ServeError`."""
-    host, sep, port = text.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ServeError(f"not HOST:PORT: {text!r}")
-    return host, int(port)
+    """``HOST:PORT`` (IPv6 in brackets) → ``(host, port)``
+    (:func:`meterhub.protocols.endpoint.parse_endpoint`); raises :class:`ServeError`."""
+    try:
+        return _parse_endpoint(text)
+    except EndpointError as exc:
+        msg = str(exc)
+        raise ServeError(msg if "HOST:PORT" in msg else f"{msg} (expected HOST:PORT)") from None
 
 
 @dataclass
@@ -318,7 +323,7 @@ def reader_keys(path: str | Path) -> Suite0Keys:
 
 #: The system title ``meter read`` uses as a management client (3-letter id + 5 octets).
 READER_SYSTEM_TITLE = b"MHCREAD1"
-class PeerClosed(ConnectionError):
+class PeerClosed(MeterhubError, ConnectionError):
     """The peer closed the connection in the middle of an answer."""
 
 

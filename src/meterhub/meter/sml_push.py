@@ -29,6 +29,7 @@ from meterhub.protocols.sml import (
     handle_request,
 )
 
+from ..errors import MeterhubError
 from .admission import Admission, Slot
 
 __all__ = ["SmlPushServer"]
@@ -309,7 +310,7 @@ class SmlPushServer:
             return f"connection error ({type(exc).__name__})"
 
 
-class _SlowReader(Exception):
+class _SlowReader(MeterhubError):
     """A client does not read what it is sent."""
 
 

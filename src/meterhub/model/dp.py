@@ -46,6 +46,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..errors import MeterhubError
+
 __all__ = [
     "DEFAULT_CLIP_WH",
     "DP_FORECAST_FORMAT",
@@ -65,7 +67,7 @@ DP_FORECAST_FORMAT = "meterhub-dp-forecast/1"
 DEFAULT_CLIP_WH = 5000
 
 
-class DpError(ValueError):
+class DpError(MeterhubError, ValueError):
     """Bad DP parameters, or a measurement whose privacy map exceeds its share."""
 
 

@@ -64,6 +64,8 @@ from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from typing import Any
 
+from ..errors import MeterhubError
+
 __all__ = [
     "AGGREGATE_KINDS", "LOG_FORMAT", "DST_LOG", "LogEntry", "LogError", "chain_hash", "charged_span", "over_budget",
     "verify_release_log",
@@ -81,7 +83,7 @@ _FIELDS = (
 _OPTIONAL = {"group", "support_from"}
 
 
-class LogError(ValueError):
+class LogError(MeterhubError, ValueError):
     """A log entry that does not parse, or a chain that does not verify."""
 
 

@@ -66,6 +66,7 @@ from typing import Any
 import numpy as np
 
 from ..crypto import ecdsa
+from ..errors import MeterhubError
 from ..protocols.iso7816.sw import SW
 
 __all__ = [
@@ -105,11 +106,11 @@ KINDS = ("bill", "settlement", "scores", "samples", "aggregate", "suspects", "dr
 MAX_POLICY_BYTES = 4096
 
 
-class PolicyError(ValueError):
+class PolicyError(MeterhubError, ValueError):
     """A policy file that is malformed, unsigned, or outside the hard limits."""
 
 
-class PolicyViolation(Exception):  # noqa: N818 - it is a refusal, raised like ISOException
+class PolicyViolation(MeterhubError):  # noqa: N818 - it is a refusal, raised like ISOException
     """A request the policy refuses: the status word the card answers and a one-line reason."""
 
     def __init__(self, sw: int, reason: str) -> None:

@@ -32,6 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..crypto import ecdsa
+from ..errors import MeterhubError
 from ..exchange import DayUpload, FormatError
 from ..hub.proving import statement_from_json
 from ..model import strictjson
@@ -60,7 +61,7 @@ MAX_DAYS_PER_DELIVERY = 400
 _PROBLEM = "tag:meterhub,2026:problem:"
 
 
-class Problem(Exception):
+class Problem(MeterhubError):
     """An RFC 9457 problem: ``status``, a short ``slug`` (the type) and a one-line ``detail``."""
 
     def __init__(self, status: int, slug: str, title: str, detail: str, **extra: Any) -> None:

@@ -25,6 +25,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import MeterhubError
 from ..model import strictjson
 from ..storage import atomic_write
 
@@ -35,7 +36,7 @@ KEYS_FORMAT = "meterhub/api-keys/v1"
 _DOMAIN = b"meterhub/api-key/v1\x00"
 
 
-class KeyError_(ValueError):
+class KeyError_(MeterhubError, ValueError):
     """A keys file that cannot be used (one line)."""
 
 

@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 import httpx
 
+from ..errors import MeterhubError
 from ..exchange import DayUpload
 from ..utility.deliveries import REF_KINDS
 
@@ -33,7 +34,7 @@ OUTPUT_PATHS = {
 __all__ = ["PushClient", "PushError"]
 
 
-class PushError(RuntimeError):
+class PushError(MeterhubError, RuntimeError):
     """A delivery the service refused: ``status`` and the problem document."""
 
     def __init__(self, status: int, problem: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from ..errors import MeterhubError
 from ..exchange import DayUpload
 from ..tariffs import SignedTariff, dump_tariff
 from .keys import ApiKeys
@@ -25,7 +26,7 @@ from .push import PushClient, PushError
 __all__ = ["RemoteError", "RemoteUtility"]
 
 
-class RemoteError(RuntimeError):
+class RemoteError(MeterhubError, RuntimeError):
     """The service refused what the demo's own utility accepted, or disagreed with it."""
 
 

@@ -19,6 +19,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from ..errors import MeterhubError
 from ..holidays import easter_sunday, german_holidays
 
 __all__ = [
@@ -80,7 +81,7 @@ _SEASON_FIELDS = {"name", "start", "end"}
 _BAND_FIELDS = {"name", "season", "day_types", "start", "end", "price"}
 
 
-class TariffError(ValueError):
+class TariffError(MeterhubError, ValueError):
     """An invalid, unverifiable or inapplicable tariff; the message is one line."""
 
     def __init__(self, message: str) -> None:

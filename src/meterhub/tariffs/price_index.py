@@ -31,7 +31,9 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..crypto import ecdsa
+from ..errors import MeterhubError
 from ..model import strictjson
+from ..model.demo_keys import INDEX_PUBLISHER, demo_signing_key
 from .model import canonical_json
 from .signing import SIGNATURE_ALGORITHM, key_id
 
@@ -74,7 +76,7 @@ _FIELDS = {
 }
 
 
-class SeriesError(ValueError):
+class SeriesError(MeterhubError, ValueError):
     """A malformed, unsigned, expired or mismatching series; the message says which."""
 
 
@@ -334,9 +336,7 @@ def dump_series(signed: SignedSeries, *, compact: bool = True) -> bytes:
 
 def demo_index_publisher_key() -> ecdsa.SigningKey:
     """A PUBLICLY KNOWN P-256 key for the demo index publisher (derived from a public string)."""
-    seed = hashlib.sha256(b"meterhub/v1/demo-index-publisher-key\x00NOT A SECRET").digest()
-    n = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-    return ec.derive_private_key(int.from_bytes(seed, "big") % (n - 1) + 1, ec.SECP256R1())
+    return demo_signing_key(INDEX_PUBLISHER)
 
 
 def example_price_index(

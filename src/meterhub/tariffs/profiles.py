@@ -14,14 +14,12 @@ expired or older-version profiles.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from cryptography.hazmat.primitives.asymmetric import ec
-
 from ..crypto import ecdsa
+from ..model.demo_keys import PROFILE_PUBLISHER, demo_signing_key
 from .price_index import KIND_LOAD_PROFILE, Series, SignedSeries, sign_series
 
 __all__ = [
@@ -99,9 +97,7 @@ def demo_profile_key() -> ecdsa.SigningKey:
     """A PUBLICLY KNOWN P-256 key of the demo's neutral reference-profile publisher (the
     BDEW profiles and the ``u-night`` shape), derived from a public string. Customers pin
     it at provisioning (docs/privacy.md); the forecasting party does not choose it."""
-    seed = hashlib.sha256(b"meterhub/v1/demo-profile-key\x00NOT A SECRET").digest()
-    n = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-    return ec.derive_private_key(int.from_bytes(seed, "big") % (n - 1) + 1, ec.SECP256R1())
+    return demo_signing_key(PROFILE_PUBLISHER)
 
 
 def reference_profiles(

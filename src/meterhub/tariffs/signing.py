@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from meterhub.crypto import ecdsa
 from meterhub.model import strictjson
+from meterhub.model.demo_keys import SUPPLIER, demo_signing_key
 from meterhub.tariffs.model import Tariff, TariffError, _check_object, _q
 from meterhub.tariffs.nonlinear import NonLinearTariff, tariff_from_dict
 
@@ -199,9 +200,7 @@ def demo_supplier_key() -> ecdsa.SigningKey:
     Derived from a hash of a public string, so it is reproducible and secret to
     nobody: use it for demos and tests only, never to sign a real tariff.
     """
-    seed = hashlib.sha256(b"meterhub/v1/demo-supplier-key\x00NOT A SECRET").digest()
-    n = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551  # P-256 order
-    return ec.derive_private_key(int.from_bytes(seed, "big") % (n - 1) + 1, ec.SECP256R1())
+    return demo_signing_key(SUPPLIER)
 
 
 def example_signed_tariff() -> SignedTariff:

@@ -51,6 +51,7 @@ from ..applets.settlement import CLASS_NAME as SETTLEMENT_CLASS
 from ..crypto import ecdsa
 from ..dr.event import DREvent, EventError
 from ..dr.release import DRRelease
+from ..errors import MeterhubError
 from ..meter.timebase import range_starts
 from ..model import strictjson
 from ..storage import atomic_write
@@ -94,7 +95,7 @@ TRUST_FORMAT = "meterhub/service-trust/v1"
 MAX_FEEDER_MEMBERS = 4096
 
 
-class DeliveryError(Exception):
+class DeliveryError(MeterhubError):
     """A delivery refused before or instead of a verdict. ``kind``: ``malformed`` (400),
     ``forbidden`` (403), ``conflict`` (409) or ``unverifiable`` (422: reference data or
     the meter's registration missing; nothing recorded, deliver it again later)."""

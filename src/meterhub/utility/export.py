@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from ..crypto.group import Point, PointDecodeError, Q
 from ..crypto.sampling import Sample, SamplingError, verify_sample_openings
 from ..greenbutton import Export
+from ..model.formats.units import commitment_at
 from .settlement import check_batches
 from .verifier import DayCommitments, MeterRegistration, Rejected, Verdict
 
@@ -45,7 +46,7 @@ def verify_export(exp: Export, meter: MeterRegistration, days: Sequence[DayCommi
                 raise Rejected(f"interval reading {j}: blinding out of range")
             acc = Point.identity()
             for i in range(j * g, j * g + g):
-                acc = acc + Point.from_bytes(blob[33 * i : 33 * i + 33])
+                acc = acc + Point.from_bytes(commitment_at(blob, i))
             samples.append(Sample(j, r.value, r.blinding))
             sums.append(acc.to_bytes_uncompressed())
         if not verify_sample_openings(samples, b"".join(sums)):

@@ -29,7 +29,6 @@ the next period by the verified energy: ``forecast_h = w'_h * E / W``.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import hmac
 import json
@@ -44,7 +43,6 @@ from ..crypto.group import G, H, Point, PointDecodeError, Q, msm, sum_groups
 from ..crypto.pedersen import Commitment
 from ..crypto.rangeproof import sum_of_squares_commitment, verify_sum_of_squares
 from ..crypto.sampling import (
-    Sample,
     SamplingError,
     check_samples,
     commit_hub_nonce,
@@ -53,6 +51,10 @@ from ..crypto.sampling import (
 )
 from ..crypto.transcript import ProofContext, ProofError
 from ..model import strictjson
+from ..model.formats.samples import SampleRelease
+from ..model.formats.scores import ProfileScores, scores_context
+from ..model.formats.scores import nonneg_int as _int
+from ..model.formats.units import iter_commitments
 from ..tariffs.price_index import Series, SeriesError
 from .settlement import _blob, check_batches
 from .verifier import DayCommitments, MeterRegistration, Rejected, Verdict
@@ -74,90 +76,6 @@ __all__ = [
     "verify_scores",
     "verify_scores_batch",
 ]
-
-
-def _hex_scalar(where: str, v: object) -> int:
-    x = int.from_bytes(strictjson.hex_bytes(v, where, 32), "big")
-    if x >= Q:
-        raise ValueError(f"{where}: not below the group order")
-    return x
-
-
-def _int(where: str, v: object) -> int:
-    """A non-negative JSON integer (docs/verification.md V04)."""
-    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-        raise ValueError(f"{where}: expected a non-negative integer")
-    return v
-
-
-@dataclass(frozen=True)
-class ScoreEntry:
-    series_id: str
-    version: int
-    digest: bytes
-    score: int
-    blinding: int
-
-
-@dataclass(frozen=True)
-class ProfileScores:
-    """The profiling applet's score statement (docs/formats.md, "Profile scores")."""
-
-    meter_id: str
-    period_from: date
-    period_to: date
-    first_index: int
-    count: int
-    point_minutes: int
-    applet_aid: str
-    code_hash: str
-    energy_wh: int
-    energy_blinding: int
-    squares: int
-    squares_blinding: int
-    squares_proof: bytes
-    scores: tuple[ScoreEntry, ...]
-
-    @classmethod
-    def from_json(cls, raw: bytes | str) -> ProfileScores:
-        """Strict parse; raises ``ValueError``."""
-        try:
-            d = strictjson.loads(raw, "profile scores")  # V03
-            if not isinstance(d, dict) or d.get("format") != "meterhub-profile-scores/1":
-                raise ValueError("not a profile score statement (format)")
-            want = {"format", "meter_id", "period_from", "period_to", "first_index", "count", "point_minutes",
-                    "applet_aid", "code_hash", "energy_wh", "energy_blinding", "squares", "squares_blinding",
-                    "squares_proof", "scores"}
-            if set(d) != want:
-                raise ValueError("profile scores: wrong set of fields")
-            if not isinstance(d["scores"], list) or not d["scores"]:
-                raise ValueError("profile scores: scores must be a non-empty list")
-            entries = []
-            for k, e in enumerate(d["scores"]):
-                if not isinstance(e, dict) or set(e) != {"series_id", "version", "digest", "score", "blinding"}:
-                    raise ValueError(f"scores[{k}]: wrong fields")
-                dig = strictjson.hex_bytes(e["digest"], f"scores[{k}].digest")
-                if len(dig) != 32 or not isinstance(e["series_id"], str):
-                    raise ValueError(f"scores[{k}]: bad digest or id")
-                entries.append(ScoreEntry(e["series_id"], _int("version", e["version"]), dig,
-                                          _int("score", e["score"]), _hex_scalar("blinding", e["blinding"])))
-            for f in ("meter_id", "applet_aid", "code_hash", "squares_proof"):
-                if not isinstance(d[f], str):
-                    raise ValueError(f"profile scores: {f} must be a string")
-            return cls(
-                d["meter_id"], strictjson.iso_date(d["period_from"], "period_from"), strictjson.iso_date(d["period_to"], "period_to"),
-                _int("first_index", d["first_index"]), _int("count", d["count"]),
-                _int("point_minutes", d["point_minutes"]), d["applet_aid"], d["code_hash"],
-                _int("energy_wh", d["energy_wh"]), _hex_scalar("energy_blinding", d["energy_blinding"]),
-                _int("squares", d["squares"]), _hex_scalar("squares_blinding", d["squares_blinding"]),
-                base64.b64decode(d["squares_proof"], validate=True), tuple(entries),
-            )
-        except (TypeError, AttributeError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"profile scores: malformed ({str(exc)[:60]})") from None
-        except strictjson.StrictJSONError:
-            raise
-        except ValueError as exc:
-            raise ValueError(str(exc)) from None
 
 
 @dataclass
@@ -246,8 +164,6 @@ def _linear_scalars(work: _ScoreWork) -> tuple[list[int], int, int]:
 
 
 def _context(st: ProfileScores) -> ProofContext:
-    from ..applets.profiling import scores_context  # the applet defines the proof's context
-
     return scores_context(st.meter_id, st.period_from.isoformat(), st.period_to.isoformat(), st.point_minutes)
 
 
@@ -413,61 +329,10 @@ def classify(matches: Sequence[Match]) -> str:
     return max(matches, key=lambda m: (m.r, m.loglik)).profile
 
 
-_SAMPLE_FIELDS = {
-    "format", "meter_id", "period_from", "period_to", "first_index", "count", "k", "commitment",
-    "utility_nonce", "hub_nonce", "applet_aid", "code_hash", "samples",
-}
-
-
 def _check_applet(named: str, expected: str | None, what: str) -> None:
     """V23-V25: the statement names the applet instance the recipient talked to."""
     if expected is not None and named != expected:
         raise Rejected(f"{what} names applet {named!r:.40}, not the {expected} the recipient talked to")
-
-
-@dataclass(frozen=True)
-class SampleRelease:
-    """The profiling applet's sample release (docs/formats.md, "Sample release")."""
-
-    meter_id: str
-    period_from: date
-    period_to: date
-    first_index: int
-    count: int
-    k: int
-    commitment: bytes
-    utility_nonce: bytes
-    hub_nonce: bytes
-    code_hash: str
-    samples: tuple[Sample, ...]
-    applet_aid: str = ""
-
-    @classmethod
-    def from_json(cls, raw: bytes | str) -> SampleRelease:
-        try:
-            d = strictjson.loads(raw, "sample release")  # V03
-            if not isinstance(d, dict) or d.get("format") != "meterhub-samples/1":
-                raise ValueError("not a sample release (format)")
-            if set(d) != _SAMPLE_FIELDS:
-                raise ValueError("sample release: wrong set of fields")
-            if not all(isinstance(d[f], str) for f in ("meter_id", "applet_aid", "code_hash")):
-                raise ValueError("sample release: meter_id, applet_aid and code_hash must be strings")
-            if not isinstance(d["samples"], list):
-                raise ValueError("sample release: samples must be a list")
-            samples = []
-            for s in d["samples"]:
-                if not isinstance(s, list) or len(s) != 3:
-                    raise ValueError("a sample is [index, m, r]")
-                samples.append(Sample(_int("index", s[0]), _int("m", s[1]), _hex_scalar("r", s[2])))
-            return cls(
-                d["meter_id"], strictjson.iso_date(d["period_from"], "period_from"), strictjson.iso_date(d["period_to"], "period_to"),
-                _int("first_index", d["first_index"]), _int("count", d["count"]), _int("k", d["k"]),
-                strictjson.hex_bytes(d["commitment"], "commitment"), strictjson.hex_bytes(d["utility_nonce"], "utility_nonce"),
-                strictjson.hex_bytes(d["hub_nonce"], "hub_nonce"),
-                d["code_hash"], tuple(samples), d["applet_aid"],
-            )
-        except (KeyError, TypeError, AttributeError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"sample release: malformed ({str(exc)[:60]})") from None
 
 
 def verify_samples(
@@ -505,7 +370,7 @@ def verify_samples(
         picked = b"".join(blob[(s.index - rel.first_index) * width : (s.index - rel.first_index + 1) * width]
                           for s in rel.samples)
         if width == 33:
-            picked = b"".join(Point.from_bytes(picked[i : i + 33]).to_bytes_uncompressed() for i in range(0, len(picked), 33))
+            picked = b"".join(Point.from_bytes(c).to_bytes_uncompressed() for c in iter_commitments(picked))
         if not verify_sample_openings(rel.samples, picked):
             raise Rejected("a sampled reading or its opening does not match its commitment")
     except Rejected as rej:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..banded import BandedBillStatement
+from ..errors import MeterhubError
 from ..storage import open_db, transaction
 from .contracts import Segment
 from .store import UtilityStore
@@ -34,7 +35,7 @@ from .substitute import (
 __all__ = ["BillRefused", "make_period_bill", "bill_segments", "InvoiceStore", "Correction"]
 
 
-class BillRefused(ValueError):
+class BillRefused(MeterhubError, ValueError):
     """A period bill cannot be made: a statement did not verify, or nothing to estimate from."""
 
 

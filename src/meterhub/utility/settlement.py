@@ -27,7 +27,6 @@ settlement/forecasting party's SQLite file for the CLI.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -35,8 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from ..crypto.group import G, H, Point, PointDecodeError, Q, msm_encoded
+from ..errors import MeterhubError
 from ..meter.device import MAX_READING_WH
-from ..model import strictjson
+from ..model.formats.settlement import SettlementStatement
+from ..model.formats.units import encode_day
 from ..protocols.gp.constants import INS
 from ..storage import open_db, transaction
 from ..tariffs.price_index import Series, SeriesError, SignedSeries, dump_series
@@ -75,7 +76,7 @@ _REFUSAL = {
 }
 
 
-class HubRefused(Exception):
+class HubRefused(MeterhubError):
     """The applet refused a message; ``sw`` is its status word, the text says why."""
 
     def __init__(self, what: str, sw: int | None) -> None:
@@ -139,12 +140,8 @@ class AppletMailbox:
         self.send(b"\x01" + raw, what)
 
 
-def _day(d: date) -> bytes:
-    return d.year.to_bytes(2, "big") + bytes((d.month, d.day))
-
-
 def settlement_request(first: date, last: date, index_id: str, version: int) -> bytes:
-    return b"\x02" + _day(first) + _day(last) + version.to_bytes(4, "big") + index_id.encode()
+    return b"\x02" + encode_day(first) + encode_day(last) + version.to_bytes(4, "big") + index_id.encode()
 
 
 def expected_code_hash(cls_name: str) -> str:
@@ -158,83 +155,6 @@ def expected_code_hash(cls_name: str) -> str:
 
         cls = applet_class(cls_name)
     return applet_code_hash(cls).hex()
-
-
-@dataclass(frozen=True)
-class SettlementStatement:
-    """The settlement applet's output (docs/formats.md, "Settlement statement")."""
-
-    meter_id: str
-    period_from: date
-    period_to: date
-    first_index: int
-    count: int
-    index_id: str
-    index_version: int
-    index_digest: bytes
-    applet_aid: str
-    code_hash: str
-    energy_wh: int
-    energy_blinding: int
-    value: int
-    value_blinding: int
-
-    @classmethod
-    def from_json(cls, raw: bytes | str) -> SettlementStatement:
-        """Strict parse; raises ``ValueError`` with the field at fault."""
-        d = strictjson.loads(raw, "settlement statement")  # V03
-        fields = {
-            "format", "meter_id", "period_from", "period_to", "first_index", "count", "index_id",
-            "index_version", "index_digest", "applet_aid", "code_hash", "energy_wh", "energy_blinding",
-            "value", "value_blinding",
-        }
-        if not isinstance(d, dict) or set(d) != fields:
-            raise ValueError("settlement statement: wrong set of fields")
-        if d["format"] != "meterhub-settlement/1":
-            raise ValueError(f"settlement statement: unsupported format {d['format']!r:.40}")
-        for f in ("first_index", "count", "index_version", "energy_wh", "value"):
-            if not isinstance(d[f], int) or isinstance(d[f], bool):
-                raise ValueError(f"settlement statement: {f} must be an integer")
-        for f in ("meter_id", "index_id", "applet_aid", "code_hash", "index_digest", "energy_blinding",
-                  "value_blinding", "period_from", "period_to"):
-            if not isinstance(d[f], str):
-                raise ValueError(f"settlement statement: {f} must be a string")
-        digest = strictjson.hex_bytes(d["index_digest"], "settlement statement index_digest", 32)
-        rb_e = int.from_bytes(strictjson.hex_bytes(d["energy_blinding"], "settlement statement energy_blinding", 32), "big")
-        rb_v = int.from_bytes(strictjson.hex_bytes(d["value_blinding"], "settlement statement value_blinding", 32), "big")
-        pf = strictjson.iso_date(d["period_from"], "settlement statement period_from")
-        pt = strictjson.iso_date(d["period_to"], "settlement statement period_to")
-        if len(digest) != 32 or not (0 <= rb_e < Q and 0 <= rb_v < Q):
-            raise ValueError("settlement statement: digest or blinding out of range")
-        if len(d["energy_blinding"]) != 64 or len(d["value_blinding"]) != 64:
-            raise ValueError("settlement statement: blindings must be 64 hex digits")
-        return cls(
-            d["meter_id"], pf, pt, d["first_index"], d["count"], d["index_id"], d["index_version"], digest,
-            d["applet_aid"], d["code_hash"], d["energy_wh"], rb_e, d["value"], rb_v,
-        )
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "format": "meterhub-settlement/1",
-                "meter_id": self.meter_id,
-                "period_from": self.period_from.isoformat(),
-                "period_to": self.period_to.isoformat(),
-                "first_index": self.first_index,
-                "count": self.count,
-                "index_id": self.index_id,
-                "index_version": self.index_version,
-                "index_digest": self.index_digest.hex(),
-                "applet_aid": self.applet_aid,
-                "code_hash": self.code_hash,
-                "energy_wh": self.energy_wh,
-                "energy_blinding": f"{self.energy_blinding:064x}",
-                "value": self.value,
-                "value_blinding": f"{self.value_blinding:064x}",
-            },
-            sort_keys=True,
-            separators=(",", ":"),
-        )
 
 
 class _PeriodView:

@@ -21,27 +21,25 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from ..banded import BandedBillStatement
 from ..crypto import ecdsa
 from ..crypto.group import PointDecodeError, uncompress_many
-from ..exchange import BillStatement, DayUpload, FormatError, decode_records, encode_records
-from ..hub.proving import ProvenBillStatement, statement_from_json
+from ..exchange import DayUpload
 from ..meter.device import DailyBatch, SignedBatch, chain_genesis, chain_head
 from ..meter.timebase import intervals_per_day
 from ..model.display import shown
+from ..model.errors import FormatError
+from ..model.formats.statements import AnyBillStatement, statement_from_json
+from ..model.formats.units import decode_records, encode_records
 from ..storage import open_db, transaction
 from ..storage_pg import is_postgres_url, open_pg
 from ..tariffs import SignedTariff, Tariff, load_tariff
-from ..tariffs.nonlinear import NonLinearTariff
-from .proof_verifier import verify_proven_bill
 from .verifier import (
     DayCommitments,
     MeterRegistration,
     Rejected,
     Verdict,
     check_indices,
-    verify_banded_bill,
-    verify_bill,
+    verify_statement_verdict,
 )
 
 __all__ = ["Coverage", "UtilityStore", "IngestResult", "day_ranges"]
@@ -495,7 +493,7 @@ class UtilityStore:
 
     def verify_statement(
         self,
-        statement: BillStatement | ProvenBillStatement | BandedBillStatement,
+        statement: AnyBillStatement,
         *,
         record: bool = True,
         metering_point: str | None = None,
@@ -504,12 +502,11 @@ class UtilityStore:
     ) -> Verdict:
         """Verify a statement against stored data and record the verdict.
 
-        A v1 statement (linear tariff) goes to :func:`verify_bill`; a v2
-        statement (non-linear tariff, with proofs) to
-        :func:`meterhub.utility.proof_verifier.verify_proven_bill`; a v3 statement
-        (per-band energy, linear tariff) to :func:`verify_banded_bill`, which checks
-        its metering point and contract against ``metering_point`` and
-        ``contract_id`` when given (V26). ``tariff_key`` ``(id, version)`` names a
+        Every version goes to :func:`meterhub.utility.verifier.verify_statement_verdict`:
+        the period's checks, then the customer's tariff kind's own verifier in the
+        billing engine (:mod:`meterhub.model.billing`); a v3 statement's metering point
+        and contract are checked against ``metering_point`` and ``contract_id`` when
+        given (V26). ``tariff_key`` ``(id, version)`` names a
         stored tariff to verify under instead of the customer's current one (the
         tariff of a contract segment, :mod:`meterhub.utility.contracts`). A statement
         whose format does not suit the customer's tariff kind is rejected."""
@@ -523,23 +520,9 @@ class UtilityStore:
             verdict = Verdict(False, str(exc).strip("'\""))
         else:
             days = self.day_commitments(statement.meter_id, statement.period_from, statement.period_to)
-            nonlinear = isinstance(tariff, NonLinearTariff)
-            if isinstance(statement, BandedBillStatement):
-                if nonlinear:
-                    verdict = Verdict(False, f"{tariff.kind} tariff needs a proven (v2) statement")
-                else:
-                    verdict = verify_banded_bill(
-                        statement, reg, days, tariff, metering_point=metering_point, contract_id=contract_id
-                    )
-            elif isinstance(statement, ProvenBillStatement):
-                if nonlinear:
-                    verdict = verify_proven_bill(statement, reg, days, tariff)
-                else:
-                    verdict = Verdict(False, "a proven (v2) statement for a linear tariff")
-            elif nonlinear:
-                verdict = Verdict(False, f"{tariff.kind} tariff needs a proven (v2) statement")
-            else:
-                verdict = verify_bill(statement, reg, days, tariff)
+            verdict = verify_statement_verdict(
+                statement, reg, days, tariff, metering_point=metering_point, contract_id=contract_id
+            )
             if verdict.ok:
                 verdict = self._check_overlap(statement)
         if record:
@@ -558,7 +541,7 @@ class UtilityStore:
                 )
         return verdict
 
-    def _check_overlap(self, st: BillStatement | ProvenBillStatement) -> Verdict:
+    def _check_overlap(self, st: AnyBillStatement) -> Verdict:
         """V21: a statement whose period overlaps a verified one of the same meter is
         refused unless it is that very statement (a byte-identical re-delivery)."""
         text = st.to_json()
@@ -572,7 +555,7 @@ class UtilityStore:
                 return Verdict(False, f"overlaps verified bill {pf}..{pt}")
         return Verdict(True)
 
-    def submit_statement(self, statement: BillStatement | ProvenBillStatement) -> None:
+    def submit_statement(self, statement: AnyBillStatement) -> None:
         """Queue a statement for verification (a new history row; nothing is replaced)."""
         with self._tx():
             self.conn.execute(
@@ -657,7 +640,7 @@ class UtilityStore:
                 verdicts,
             )
 
-    def _pending_overlap(self, st: BillStatement | ProvenBillStatement, page: list) -> Verdict:
+    def _pending_overlap(self, st: AnyBillStatement, page: list) -> Verdict:
         """:meth:`_check_overlap` against the verified rows of the current, uncommitted page."""
         text = st.to_json()
         for ok, _reason, _at, rowid in page:
@@ -675,7 +658,7 @@ class UtilityStore:
                 return Verdict(False, f"overlaps verified bill {row[1]}..{row[2]}")
         return Verdict(True)
 
-    def iter_statements(self) -> Iterator[BillStatement | ProvenBillStatement]:
+    def iter_statements(self) -> Iterator[AnyBillStatement]:
         """Stream stored statements (v1 or v2) one at a time (constant memory)."""
         cur = self.conn.execute("SELECT statement FROM bills ORDER BY meter_id, period_from, rowid")
         for (text,) in cur:

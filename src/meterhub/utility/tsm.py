@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from ..card.gp.loadfile import LoadFileError, Package, lfdb_hash, parse_package, sign_load_file
 from ..crypto import ecdsa
+from ..errors import MeterhubError
 from ..policy import refusal_reason
 from ..protocols.gp.constants import ISD_AID
 from ..protocols.gp.host import GPClient, GPError, StatusEntry, load_file
@@ -64,7 +65,7 @@ def dap_signer(
     return lambda lfdb: [(sd, sign_load_file(lfdb, key))]
 
 
-class TSMError(Exception):
+class TSMError(MeterhubError):
     """A management step failed; ``sw`` is the card's status word (or the SCP03 one)."""
 
     def __init__(self, message: str, sw: int | None = None) -> None:

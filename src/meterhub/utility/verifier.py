@@ -29,18 +29,22 @@ Pure: the caller fetches the data (see :mod:`meterhub.utility.store`).
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..banded import BandedBillStatement, band_counts, band_indices
 from ..crypto import ecdsa
-from ..crypto.group import G, H, PointDecodeError, Q, msm_encoded
-from ..exchange import BillStatement, DayUpload
-from ..meter.device import MAX_READING_WH, SignedBatch, chain_head
+from ..crypto.group import Q
+from ..crypto.transcript import ProofError
+from ..exchange import DayUpload
+from ..meter.device import SignedBatch, chain_head
 from ..meter.timebase import day_starts
+from ..model.billing import BillCheck, BillingKind, check_energy_bound, check_version
+from ..model.billing.time_of_use import TIME_OF_USE
+from ..model.errors import Rejected
+from ..model.formats.statements import AnyBillStatement, BandedBillStatement, BillStatement
+from ..model.formats.units import COMMITMENT_SIZE
 from ..tariffs import Tariff, TariffError
 
 __all__ = [
@@ -54,6 +58,9 @@ __all__ = [
     "check_money_terms",
     "check_period",
     "verify_bill",
+    "bill_check",
+    "check_bill",
+    "verify_statement_verdict",
     "verify_banded_bill",
     "period_registers",
 ]
@@ -92,10 +99,6 @@ class Verdict:
 
     def __bool__(self) -> bool:
         return self.ok
-
-
-class Rejected(Exception):
-    """A check failed; the message is the precise reason."""
 
 
 def check_indices(day_label: str, first: int, count: int, indices: Sequence[int]) -> None:
@@ -154,12 +157,10 @@ def verify_bill(
     days: Sequence[DayCommitments],
     tariff: Tariff,
 ) -> Verdict:
-    """Check a bill statement; returns a :class:`Verdict` with the first failure."""
-    try:
-        _verify(statement, meter, days, tariff)
-    except Rejected as rej:
-        return Verdict(False, str(rej))
-    return Verdict(True)
+    """Check a v1 bill statement; returns a :class:`Verdict` with the first failure."""
+    if not isinstance(statement, BillStatement):
+        return Verdict(False, "expected a v1 bill statement")
+    return verify_statement_verdict(statement, meter, days, tariff, engine=TIME_OF_USE)
 
 
 def check_period(
@@ -223,8 +224,8 @@ def check_period(
                 raise Rejected(f"{label}: batch does not chain to the previous day's head")
         if dc.indices is not None:
             check_indices(label, b.first_index, b.count, dc.indices)
-        if len(dc.c33) != 33 * b.count:
-            raise Rejected(f"{label}: {len(dc.c33) // 33} commitments, the batch signs {b.count}")
+        if len(dc.c33) != COMMITMENT_SIZE * b.count:
+            raise Rejected(f"{label}: {len(dc.c33) // COMMITMENT_SIZE} commitments, the batch signs {b.count}")
         if chain_head(b.prev_head, b.first_index, dc.c33) != b.head:
             raise Rejected(
                 f"{label}: commitments do not match the signed chain head "
@@ -264,36 +265,83 @@ def check_money_terms(st: Any, tariff: Any) -> None:
         )
 
 
-def check_energy_bound(energy: int, bound: int, what: str = "energy charge") -> None:
-    """V17: a released figure lies in ``[0, bound]``, the largest value honest readings
-    (each at most :data:`MAX_READING_WH`) can give, before any group equation is
-    checked, so that ``figure + Q`` (the same point) is refused."""
-    if not 0 <= energy <= bound:
-        raise Rejected(f"{what} {energy} out of range (at most {bound} for this period)")
-
-
-def _verify(
-    st: BillStatement, meter: MeterRegistration, days: Sequence[DayCommitments], tariff: Tariff
-) -> None:
-    starts = check_period(st, meter, days, tariff)
-    try:
-        prices = tariff.period_prices(st.period_from, len(starts), meter.tz, meter.interval_minutes)
-    except TariffError as exc:
-        raise Rejected(str(exc)) from None
-
-    check_energy_bound(st.energy_charge, MAX_READING_WH * sum(prices))
+def bill_check(
+    meter: MeterRegistration,
+    days: Sequence[DayCommitments],
+    tariff: Any,
+    starts: list[list[datetime]],
+    *,
+    require_reading_range: bool = False,
+    metering_point: str | None = None,
+    contract_id: str | None = None,
+) -> BillCheck:
+    """What the billing engine's verifier needs once :func:`check_period` passed."""
     use65 = all(dc.c65 is not None for dc in days)
-    blob = b"".join((dc.c65 if use65 else dc.c33) or b"" for dc in days)
-    # sum t_i*C_i - bill*G - R*H must be the identity.
+    return BillCheck(
+        tariff=tariff,
+        tz=meter.tz,
+        interval_minutes=meter.interval_minutes,
+        starts=starts,
+        c33=b"".join(dc.c33 for dc in days),
+        c65=b"".join(dc.c65 or b"" for dc in days) if use65 else None,
+        require_reading_range=require_reading_range,
+        registers=period_registers(days),
+        metering_point=metering_point,
+        contract_id=contract_id,
+    )
+
+
+def check_bill(
+    st: AnyBillStatement,
+    meter: MeterRegistration,
+    days: Sequence[DayCommitments],
+    tariff: Any,
+    *,
+    require_reading_range: bool = False,
+    metering_point: str | None = None,
+    contract_id: str | None = None,
+    engine: BillingKind | None = None,
+) -> None:
+    """Every check of any bill statement under any tariff kind: the statement's version
+    against the tariff's kind, the period (:func:`check_period`), then the tariff kind's
+    own checks through the billing engine (:mod:`meterhub.model.billing`). ``engine``
+    forces one kind's verifier (``verify_bill`` uses the time-of-use one whatever the
+    tariff, so that a non-linear tariff fails on its prices). Raises :class:`Rejected`."""
+    if engine is None:
+        engine = check_version(st, tariff)
+    starts = check_period(st, meter, days, tariff)
+    check = bill_check(
+        meter, days, tariff, starts, require_reading_range=require_reading_range,
+        metering_point=metering_point, contract_id=contract_id,
+    )
+    engine.verify(st, check)
+
+
+def verify_statement_verdict(
+    st: AnyBillStatement,
+    meter: MeterRegistration,
+    days: Sequence[DayCommitments],
+    tariff: Any,
+    *,
+    require_reading_range: bool = False,
+    metering_point: str | None = None,
+    contract_id: str | None = None,
+    engine: BillingKind | None = None,
+) -> Verdict:
+    """:func:`check_bill` as a :class:`Verdict` (the first failure's reason); never
+    raises for a malformed statement, proof or tariff (they are rejections)."""
     try:
-        lhs = msm_encoded(prices, blob, 65 if use65 else 33)
-    except PointDecodeError as exc:
-        raise Rejected(f"a commitment does not decode: {exc}") from None
-    rhs = G * st.energy_charge + H * st.blinding
-    if lhs != rhs:
-        raise Rejected(
-            "sum t_i*C_i != bill*G + R*H: the bill or its blinding does not match the commitments"
+        check_bill(
+            st, meter, days, tariff, require_reading_range=require_reading_range,
+            metering_point=metering_point, contract_id=contract_id, engine=engine,
         )
+    except Rejected as rej:
+        return Verdict(False, str(rej))
+    except ProofError as exc:
+        return Verdict(False, f"malformed proof: {exc}")
+    except TariffError as exc:
+        return Verdict(False, str(exc))
+    return Verdict(True)
 
 
 def period_registers(days: Sequence[DayCommitments]) -> tuple[int, int] | None:
@@ -328,61 +376,11 @@ def verify_banded_bill(
 ) -> Verdict:
     """A v3 statement (docs/verification.md V26-V29): everything :func:`verify_bill`
     checks, then the identifiers against the utility's own assignment (when given),
-    the bands, their commitments and the meter-signed registers."""
-    try:
-        _verify(statement, meter, days, tariff)  # type: ignore[arg-type]  # v1 fields, duck-typed
-        _verify_bands(statement, meter, days, tariff, metering_point, contract_id)
-    except Rejected as rej:
-        return Verdict(False, str(rej))
-    return Verdict(True)
-
-
-def _verify_bands(
-    st: BandedBillStatement,
-    meter: MeterRegistration,
-    days: Sequence[DayCommitments],
-    tariff: Tariff,
-    metering_point: str | None,
-    contract_id: str | None,
-) -> None:
-    # V26: the keys the billing system matches on are the ones the utility assigned.
-    if metering_point is not None and st.metering_point != metering_point:
-        raise Rejected(f"statement names metering point {st.metering_point}, the meter's is {metering_point}")
-    if contract_id is not None and st.contract_id != contract_id:
-        raise Rejected(f"statement names contract {st.contract_id!r:.70}, the meter's is {contract_id!r}")
-    # V27: exactly the bands that occur, with the tariff's names, in range, pricing to the charge.
-    n_days = (st.period_to - st.period_from).days + 1
-    try:
-        bands_of = band_indices(tariff, st.period_from, n_days, meter.tz, meter.interval_minutes)
-    except TariffError as exc:
-        raise Rejected(str(exc)) from None
-    counts = band_counts(bands_of)
-    if [b.band for b in st.bands] != sorted(counts):
-        want = ", ".join(tariff.bands[k].name for k in sorted(counts))
-        raise Rejected(f"statement bands are not the bands of the period ({want})")
-    for b in st.bands:
-        if b.name != tariff.bands[b.band].name:
-            raise Rejected(f"band {b.band} is {tariff.bands[b.band].name!r}, not {b.name!r:.40}")
-        check_energy_bound(b.energy_wh, MAX_READING_WH * counts[b.band], f"band {b.name} energy")
-    if sum(tariff.bands[b.band].price * b.energy_wh for b in st.bands) != st.energy_charge:
-        raise Rejected("energy charge is not the sum of band energy x band price")
-    # V28: sum_{i in b} C_i == E_b*G + R_b*H for every band, checked at once as a random
-    # linear combination with 128-bit weights rho_b (a false band passes with prob. 2^-128).
-    rho = {b.band: secrets.randbelow((1 << 128) - 1) + 1 for b in st.bands}
-    use65 = all(dc.c65 is not None for dc in days)
-    blob = b"".join((dc.c65 if use65 else dc.c33) or b"" for dc in days)
-    try:
-        lhs = msm_encoded([rho[k] for k in bands_of], blob, 65 if use65 else 33)
-    except PointDecodeError as exc:
-        raise Rejected(f"a commitment does not decode: {exc}") from None
-    e = sum(rho[b.band] * b.energy_wh for b in st.bands) % Q
-    r = sum(rho[b.band] * b.blinding for b in st.bands) % Q
-    if lhs != G * e + H * r:
-        raise Rejected("a band's energy or blinding does not match the sum of its commitments")
-    # V29: with version-2 batches, the bands add up to the signed register difference.
-    regs = period_registers(days)
-    if regs is not None and st.energy_wh != regs[1] - regs[0]:
-        raise Rejected(
-            f"bands sum to {st.energy_wh} Wh, the meter's register went from {regs[0]} "
-            f"to {regs[1]} Wh ({regs[1] - regs[0]} Wh)"
-        )
+    the bands, their commitments and the meter-signed registers
+    (:func:`meterhub.model.billing.time_of_use.verify_bands`)."""
+    if not isinstance(statement, BandedBillStatement):
+        return Verdict(False, "expected a v3 bill statement")
+    return verify_statement_verdict(
+        statement, meter, days, tariff, metering_point=metering_point, contract_id=contract_id,
+        engine=TIME_OF_USE,
+    )

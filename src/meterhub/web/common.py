@@ -25,6 +25,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from ..errors import MeterhubError
+
 __all__ = [
     "CSP",
     "Chart",
@@ -190,7 +192,7 @@ class CsrfTokens:
         return None
 
 
-class FormError(ValueError):
+class FormError(MeterhubError, ValueError):
     """A form body that is too large or not ``application/x-www-form-urlencoded`` UTF-8."""
 
 

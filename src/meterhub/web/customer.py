@@ -34,6 +34,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from ..crypto import ecdsa
+from ..errors import MeterhubError
 from ..model.display import format_amount
 from ..tariffs import Tariff, TariffError, load_tariff
 from .common import Chart, CsrfTokens, FormError, NoData, page, read_form, static_routes
@@ -46,7 +47,7 @@ _NAV = (("/", "Consumption"), ("/bills", "Bills"), ("/releases", "Releases"), ("
         ("/dr", "Demand response"))
 
 
-class DashboardError(ValueError):
+class DashboardError(MeterhubError, ValueError):
     """A data directory, meter or file the dashboard cannot serve; the message says which."""
 
 

@@ -15,6 +15,7 @@ from datetime import UTC
 
 from dlms_cosem.enumerations import DataAccessResult
 
+from ...errors import MeterhubError
 from . import axdr
 
 __all__ = [
@@ -27,7 +28,7 @@ __all__ = [
 ]
 
 
-class DataAccessError(Exception):
+class DataAccessError(MeterhubError):
     """An attribute cannot be read; carries the Data-Access-Result to return."""
 
     def __init__(self, result: DataAccessResult, message: str = "") -> None:

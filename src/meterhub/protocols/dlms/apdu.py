@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from dlms_cosem.enumerations import DataAccessResult, ServiceException, StateException
 from dlms_cosem.protocol import xdlms
 
+from ...errors import MeterhubError
 from . import axdr
 
 __all__ = [
@@ -40,7 +41,7 @@ __all__ = [
 ]
 
 
-class ApduError(ValueError):
+class ApduError(MeterhubError, ValueError):
     """An APDU that cannot be parsed."""
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
 
+from ...errors import MeterhubError
+
 __all__ = [
     "AxdrError",
     "Tag",
@@ -45,7 +47,7 @@ __all__ = [
 ]
 
 
-class AxdrError(ValueError):
+class AxdrError(MeterhubError, ValueError):
     """Bytes that are not a well-formed A-XDR ``Data`` value."""
 
 

@@ -25,6 +25,8 @@ from dlms_cosem.protocol import acse, xdlms
 from dlms_cosem.protocol.xdlms.conformance import Conformance
 from dlms_cosem.security import SecurityControlField
 
+from ...errors import MeterhubError
+from ..endpoint import parse_endpoint
 from . import axdr
 from .access import CaptureColumn
 from .addressing import MANAGEMENT_CLIENT, PUBLIC_CLIENT
@@ -65,8 +67,13 @@ _SERVICE_NAMES = {e.value: e.name.lower().replace("_", "-") for e in E.ServiceEx
 _STATE_NAMES = {e.value: e.name.lower().replace("_", "-") for e in E.StateException}
 
 
-class DlmsLinkError(Exception):
+class DlmsLinkError(MeterhubError):
     """The peer refused, answered with an error, or sent something that fails a check."""
+
+
+def parse_host_port(text: str, default_port: int = 4059) -> tuple[str, int]:
+    """``"host:port"`` or ``"host"`` → ``(host, port)`` (:func:`meterhub.protocols.endpoint.parse_endpoint`)."""
+    return parse_endpoint(text, default_port=default_port)
 
 
 def _sc() -> SecurityControlField:

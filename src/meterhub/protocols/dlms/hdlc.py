@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from dlms_cosem.hdlc.frames import FCS as _CRC
 
+from ...errors import MeterhubError
 from .server import DlmsServer, ServerAssociation
 
 __all__ = [
@@ -40,7 +41,7 @@ PF = 0x10
 MAX_FRAME_LENGTH = 0x7FF  # 11-bit length field
 
 
-class HdlcError(ValueError):
+class HdlcError(MeterhubError, ValueError):
     """A frame that is not well-formed (format, length, address, HCS or FCS)."""
 
 

@@ -38,6 +38,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from ...errors import MeterhubError
+
 __all__ = [
     "InitiateError",
     "Conformance",
@@ -62,7 +64,7 @@ LN_VAA_NAME = 0x0007
 USER_INFORMATION_TAG = 0xBE
 
 
-class InitiateError(ValueError):
+class InitiateError(MeterhubError, ValueError):
     """An InitiateRequest or InitiateResponse that cannot be parsed."""
 
 

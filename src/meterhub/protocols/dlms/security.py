@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from dlms_cosem import security as _sec
 from dlms_cosem.exceptions import DecryptionError
 
+from ...errors import MeterhubError
 from .axdr import AxdrError, decode_length, encode_length
 
 __all__ = [
@@ -59,7 +60,7 @@ SC_AUTH_ONLY = 0x10  # suite 0, authenticated only (HLS-GMAC)
 TAG_LEN = 12
 
 
-class SecurityError(Exception):
+class SecurityError(MeterhubError):
     """A protected APDU that cannot be accepted."""
 
 

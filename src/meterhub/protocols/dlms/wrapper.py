@@ -13,13 +13,15 @@ from dataclasses import dataclass
 
 from dlms_cosem.protocol.wrappers import WrapperHeader
 
+from ...errors import MeterhubError
+
 __all__ = ["WrapperError", "WrapperFrame", "WrapperDecoder", "HEADER_LEN", "WRAPPER_VERSION"]
 
 HEADER_LEN = 8
 WRAPPER_VERSION = 1
 
 
-class WrapperError(ValueError):
+class WrapperError(MeterhubError, ValueError):
     """A byte stream that is not a sequence of well-formed wrapper frames."""
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from ...errors import MeterhubError
 from ..iso7816.aid import AID
 from ..iso7816.sw import ISOException
 from ..iso7816.tlv import TLV, encode_length, find, find_all, parse
@@ -48,7 +49,7 @@ __all__ = [
 GP_CLA = 0x80
 
 
-class GPError(Exception):
+class GPError(MeterhubError):
     """A management command answered with an error status word."""
 
     def __init__(self, what: str, sw: int) -> None:

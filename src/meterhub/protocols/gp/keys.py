@@ -16,13 +16,15 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from ...errors import MeterhubError
+
 __all__ = ["AES_KEY_LENGTHS", "KeySetError", "StaticKeys", "kcv_aes"]
 
 #: AES-128, AES-192 and AES-256 (Amendment D §4.1.1: all three are allowed for SCP03).
 AES_KEY_LENGTHS: tuple[int, ...] = (16, 24, 32)
 
 
-class KeySetError(ValueError):
+class KeySetError(MeterhubError, ValueError):
     """A key set that cannot be used for SCP03 (wrong length, KVN out of range).
 
     ``sw`` is the status word a card answers to a PUT KEY carrying such a key set

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from ...errors import MeterhubError
+
 __all__ = [
     "SW",
     "ISOException",
@@ -55,7 +57,7 @@ class SW(IntEnum):
     UNKNOWN = 0x6F00  # "no precise diagnosis"
 
 
-class ISOException(Exception):  # noqa: N818 - the Java Card name, kept on purpose
+class ISOException(MeterhubError):  # noqa: N818 - the Java Card name, kept on purpose
     """An error that ends command processing with status word ``sw``.
 
     Mirrors ``javacard.framework.ISOException`` (Java Card 3.0.5 API): the

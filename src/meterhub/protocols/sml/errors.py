@@ -6,6 +6,8 @@ message; nothing else may escape a decoder.
 
 from __future__ import annotations
 
+from ...errors import MeterhubError
+
 __all__ = [
     "SMLCRCError",
     "SMLEncodeError",
@@ -19,7 +21,7 @@ __all__ = [
 ]
 
 
-class SMLError(ValueError):
+class SMLError(MeterhubError, ValueError):
     """Base class of every SML decoding or encoding failure."""
 
 

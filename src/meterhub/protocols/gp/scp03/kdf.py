@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import cmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from ....errors import MeterhubError
 from ..keys import StaticKeys
 
 __all__ = [
@@ -91,7 +92,7 @@ _INS_INITIALIZE_UPDATE = 0x50
 _INS_EXTERNAL_AUTHENTICATE = 0x82
 
 
-class SCP03Error(Exception):
+class SCP03Error(MeterhubError):
     """A secure channel failure, carrying the status word the card answers with.
 
     ``sw`` is '6982' for a MAC or cryptogram mismatch (the session is closed), '6985'
