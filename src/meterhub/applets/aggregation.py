@@ -40,10 +40,12 @@ grid operator's security domain, inside its SCP03 session; first byte:
   collects with GET RESPONSE (ISO/IEC 7816-4 §5.6), after the security domain has
   wrapped the whole answer (R-MAC, R-ENC). Unknown group or day without readings
   ``6A88``; day outside the group's validity ``6985``.
-* ``11`` + :class:`~meterhub.aggregation.RecoveryRequest` → the
-  :class:`~meterhub.aggregation.RecoveryRelease`, a ``recovery`` release through the
-  guard (one per group and day, only after the day's own release), answered the same
-  way. Policy ``6985``.
+* ``11`` + :class:`~meterhub.aggregation.RecoveryRequest` (version 2, the unmasking
+  round) → the :class:`~meterhub.aggregation.RecoveryRelease`: the pairwise masks it
+  shares with the members named missing, and its opened share of each named present
+  member's seed; a ``recovery`` release through the guard (one per group and day,
+  only after the day's own release, never both kinds for one member), answered the
+  same way. Policy or a share that does not open ``6985``; version 1 ``6A80``.
 
 Install parameters: empty, or the recipient's group-signing key that the customer
 pinned (``group/<recipient>``); any other key ``6982``. The applet never takes a
@@ -55,13 +57,16 @@ The X25519 key pair is drawn from the card's random source at install
 The masks of a day bind the span digest of that day's groups in the hub's registry
 (``mask_context``), so members shown different registries get masks that do not cancel.
 
-What a hostile grid operator learns: from a release, nothing (uniformly masked); from
-a group's releases, the group's hourly sum; from a recovery, the sum of the present
-members. It could isolate a household only with groups whose span contains it (two
-groups that differ by few members, or a chain of groups), which the guard refuses over
-the whole registry, or by declaring as missing a member that did answer (the recovery
-then unmasks that member's release): a hub cannot tell, so the guard allows one
-recovery per group and day and logs it (docs/fraud.md).
+What a hostile grid operator learns: from a release, nothing (masked twice: zero-sum
+pairwise masks and a self-mask from a fresh seed whose Shamir shares are sealed to the
+peers, Bonawitz et al., CCS 2017, §4); from a group's releases and the unmasking round,
+the group's hourly sum; from a recovery, the sum of the present members. It could
+isolate a household only with groups whose span contains it (two groups that differ by
+few members, or a chain of groups), which the guard refuses over the whole registry.
+Declaring missing a member that did answer (message ``11``) removes only its pairwise
+masks: its self-mask needs ``t`` shares of its seed, and every card that answered
+"missing" for it refuses its share (the guard keeps the kind per member and
+group-day, docs/fraud.md); only ``t`` peers colluding with the operator can unmask it.
 """
 
 from __future__ import annotations
