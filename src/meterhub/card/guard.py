@@ -15,7 +15,9 @@ security domain. It holds, in its own persistent namespace (JCRE ch. 7 transacti
 * the customer-signed **release policy** (:mod:`meterhub.policy`);
 * each recipient's admitted **aggregation groups** (:class:`meterhub.aggregation.GroupPolicy`
   over all of them, whichever applet of the recipient asks), and per group and day at
-  most one masked release and one recovery answer (docs/fraud.md);
+  most one masked release and one unmasking (recovery) answer, and per member which
+  kind that answer gave (pairwise masks: missing; seed share: present), so a member is
+  never answered both ways (double masking, docs/fraud.md);
 * each recipient's **group registry** (:mod:`meterhub.group_registry`): the chain of
   signed blocks with every group of the feeder, accepted only while no household is in
   the span of all of them, and the days released (no retroactive groups);
