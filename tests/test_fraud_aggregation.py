@@ -186,7 +186,9 @@ def test_feeder_sum_verifies_and_equals_the_readings(feeder) -> None:
         push_group(feeder[i].mailbox(), g)
     for day in (DAY, DAY + timedelta(days=1)):
         rel, rec, missing = collect_day({i: feeder[i].mailbox() for i in ids}, g, day, AGGREGATION_APP_AID)
-        assert not missing and not rec
+        # no dropout: the unmasking round asks only for the self-mask seeds' shares
+        assert not missing and set(rec) == set(rel)
+        assert all(not r.missing and set(r.values) == {(0, 0)} and len(r.shares) == 5 for r in rec.values())
         # no single release reveals its hub's sums
         k = (day - DAY).days
         own = feeder[ids[0]].h.readings[k]
@@ -228,7 +230,9 @@ def test_a_hub_lying_about_its_blinding_is_caught(feeder) -> None:
 
 def test_dropped_hub_is_recovered_and_reported_incomplete(feeder) -> None:
     ids = sorted(feeder)[:6]
-    g = _group(feeder, ids)
+    g = _group(feeder, ids, gid="dropout")  # (feeder-1's days were unmasked complete above)
+    for i in ids:
+        push_group(feeder[i].mailbox(), g)
     day = DAY + timedelta(days=1)
     boxes = {i: feeder[i].mailbox() for i in ids}
     boxes[ids[4]] = None  # does not answer
@@ -243,14 +247,17 @@ def test_dropped_hub_is_recovered_and_reported_incomplete(feeder) -> None:
     own = feeder[ids[0]].h.readings[k]
     a, _ = rel[ids[0]].values[0]
     assert (a - rec[ids[0]].values[0][0]) % Q != sum(own[:4])
-    # one recovery per group and day: another missing set is refused
+    # another missing set is refused (ids[3] was answered as present, and one round per day)
     other = b"\x11" + RecoveryRequest(g.group_id, day, (ids[3],)).to_bytes()
     with pytest.raises(HubRefused) as ei:
         feeder[ids[0]].mailbox().send(other, "second recovery")
     assert ei.value.sw == 0x6985
-    # the same round again gets the same answer (idempotent)
-    again = b"\x11" + RecoveryRequest(g.group_id, day, (ids[4],)).to_bytes()
-    assert RecoveryRelease.from_bytes(feeder[ids[0]].mailbox().send(again, "again")) == rec[ids[0]]
+    # the same round again gets the same answers (idempotent: the releases' sealed shares
+    # are the stored bytes, so the unmasking requests are the same too)
+    boxes = {i: feeder[i].mailbox() for i in ids}
+    boxes[ids[4]] = None
+    rel2, rec2, _ = collect_day(boxes, g, day, AGGREGATION_APP_AID)
+    assert rel2 == rel and rec2 == rec
 
 
 def test_recovery_policy(feeder) -> None:
@@ -330,7 +337,8 @@ def test_group_policy_refusals(feeder, tmp_path) -> None:
 
 def test_power_loss_mid_round(feeder, tmp_path) -> None:
     """Tear a fresh hub's card at every write of a release and of a recovery: after the
-    restart the hub answers the round again, identically, and a recovery that may have
+    restart the hub answers the round again (the recovery identically; the release with
+    a fresh self-mask seed, since the torn one never left the card), and a recovery that may have
     left the card still blocks a recovery with other missing members."""
     h = make_history(start=DAY, n_days=2, seed=99, meter_id="m9")
     hub = Hub(tmp_path / "m9.sqlite", h)
@@ -367,7 +375,14 @@ def test_power_loss_mid_round(feeder, tmp_path) -> None:
             with pytest.raises(PowerLoss):
                 mb.send(req, "torn")
         hub.reopen()
-        assert hub.mailbox().send(req, "after restart") == expected
+        got = hub.mailbox().send(req, "after restart")
+        if req is rel_req:  # a fresh self-mask seed per answer: only its shape repeats
+            a, e = MaskedRelease.from_bytes(got), MaskedRelease.from_bytes(expected)
+            assert (a.group_id, a.meter_id, a.day, a.first_index, len(a.values), len(a.shares)) == (
+                e.group_id, e.meter_id, e.day, e.first_index, len(e.values), len(e.shares))
+        else:  # the pairwise masks are deterministic
+            assert got == expected
+        assert hub.mailbox().send(req, "re-ask") == got  # once out, the same bytes
     with pytest.raises(HubRefused):
         hub.mailbox().send(other_rec, "other recovery")
 
@@ -394,9 +409,9 @@ def _samples() -> list[bytes]:
     return [
         g.to_bytes(),
         AggregationRequest("g-1", DAY).to_bytes(),
-        MaskedRelease("g-1", "m0", DAY, 96, bytes(32), ((1, 2), (Q - 1, 0))).to_bytes(),
-        RecoveryRequest("g-1", DAY, ("m1", "m2")).to_bytes(),
-        RecoveryRelease("g-1", "m0", DAY, ("m1",), ((3, 4),)).to_bytes(),
+        MaskedRelease("g-1", "m0", DAY, 96, bytes(32), ((1, 2), (Q - 1, 0)), (bytes(46), b"\x07" * 46)).to_bytes(),
+        RecoveryRequest("g-1", DAY, ("m1", "m2"), (("m3", bytes(46)), ("m4", b"\x01" * 46))).to_bytes(),
+        RecoveryRelease("g-1", "m0", DAY, ("m1",), ((3, 4),), (("m2", 1, bytes(16)), ("m3", 9, b"x" * 16))).to_bytes(),
     ]
 
 
@@ -440,3 +455,141 @@ def test_parsers_on_random_bytes(raw: bytes) -> None:
         except FormatError:
             continue  # refused with the format's own error, never anything else
         assert out.to_bytes() == raw
+
+
+# -- double masking: the false "missing" claim (docs/fraud.md) ---------------------------------
+
+def _releases(feeder, ids, g, day) -> dict[str, MaskedRelease]:
+    req = b"\x10" + AggregationRequest(g.group_id, day).to_bytes()
+    return {i: MaskedRelease.from_bytes(feeder[i].mailbox().send(req, f"release of {i}")) for i in ids}
+
+
+def _sealed_to(g: GroupDefinition, rel: dict[str, MaskedRelease], sender: str, receiver: str) -> bytes:
+    others = [m.meter_id for m in g.members if m.meter_id != sender]
+    return rel[sender].shares[others.index(receiver)]
+
+
+def _ask(feeder, g, day, who: str, missing: tuple[str, ...], present: tuple[str, ...], rel) -> bytes:
+    req = RecoveryRequest(g.group_id, day, missing, tuple((p, _sealed_to(g, rel, p, who)) for p in present))
+    return feeder[who].mailbox().send(b"\x11" + req.to_bytes(), f"unmasking of {who}")
+
+
+def test_false_missing_claim_is_refused_and_values_stay_hidden(feeder) -> None:
+    """The grid operator claims that X, which answered, is missing: the others remove
+    their pairwise masks with X, but X's release keeps its self-mask, and no card that
+    answered "missing" for X gives a share of X's seed afterwards."""
+    ids = sorted(feeder)[:6]
+    g = _group(feeder, ids, gid="false-missing")
+    for i in ids:
+        push_group(feeder[i].mailbox(), g)
+    rel = _releases(feeder, ids, g, DAY)
+    x, liars_to, spare = ids[5], ids[:4], ids[4]
+    terms = {}
+    for y in liars_to:  # "X is missing"; the other present members' shares as usual
+        rec = RecoveryRelease.from_bytes(_ask(feeder, g, DAY, y, (x,), tuple(p for p in ids[:5] if p != y), rel))
+        assert rec.missing == (x,) and x not in [p for p, _, _ in rec.shares]
+        terms[y] = rec.values
+    # one card not yet asked gives its share of X's seed: one share, below the threshold
+    ok = RecoveryRelease.from_bytes(_ask(feeder, g, DAY, spare, (), (x,), rel))
+    assert [p for p, _, _ in ok.shares] == [x]
+    # every card that answered "missing" for X refuses the share of X's seed
+    for y in liars_to:
+        with pytest.raises(HubRefused) as ei:
+            _ask(feeder, g, DAY, y, (), (x,), rel)
+        assert ei.value.sw == 0x6985
+    # what the operator holds about X: its release minus the pairwise masks it got,
+    # which is X's hourly sums plus its self-mask and its pairwise mask with `spare`
+    truth = _truth(feeder, [x], DAY)
+    seen = [(a + sum(terms[y][h][0] for y in liars_to)) % Q for h, (a, _) in enumerate(rel[x].values)]
+    assert all(v != t and v > 1 << 64 for v, t in zip(seen, truth, strict=True))
+    # the whole attack of version 1 on the next day: all five others told "X is missing"
+    # (their pairwise masks with X: that alone unmasked X before double masking)
+    day = DAY + timedelta(days=1)
+    rel = _releases(feeder, ids, g, day)
+    terms = {y: RecoveryRelease.from_bytes(_ask(feeder, g, day, y, (x,), tuple(p for p in ids[:5] if p != y), rel)
+                                           ).values for y in ids[:5]}
+    for y in ids[:5]:
+        with pytest.raises(HubRefused) as ei:
+            _ask(feeder, g, day, y, (), (x,), rel)
+        assert ei.value.sw == 0x6985
+    truth = _truth(feeder, [x], day)
+    seen = [(a + sum(terms[y][h][0] for y in ids[:5])) % Q for h, (a, _) in enumerate(rel[x].values)]
+    assert all(v != t and v > 1 << 64 for v, t in zip(seen, truth, strict=True))  # still the self-mask on it
+
+
+def _copy_card(hub: Hub, dest: Path) -> Card:
+    hub.card.close()
+    for ext in ("", "-wal", "-shm", ".sk"):  # SQLite in WAL mode; the sealed store's key
+        src = Path(str(hub.path) + ext)
+        if src.exists():
+            shutil.copy(src, Path(str(dest) + ext))
+    hub.reopen()
+    card = Card(dest)
+    card.power_on()
+    return card
+
+
+def _box(card: Card) -> AppletMailbox:
+    t = tsm(card)
+    t.open()
+    return AppletMailbox(t, AGGREGATION_APP_AID)
+
+
+def test_power_loss_between_the_two_answer_kinds(feeder, tmp_path) -> None:
+    """Tear a card at every write of a "missing" answer for X, restart, then ask for its
+    share of X's seed: the card gives one kind or the other, never both, wherever the
+    power failed (the per-member record is in the answer's card transaction)."""
+    ids = sorted(feeder)[:6]
+    g = _group(feeder, ids, gid="torn-kinds")
+    for i in ids:
+        push_group(feeder[i].mailbox(), g)
+    rel = _releases(feeder, ids, g, DAY)
+    a, x = ids[0], ids[5]
+    as_missing = RecoveryRequest(g.group_id, DAY, (x,), tuple((p, _sealed_to(g, rel, p, a)) for p in ids[1:5]))
+    as_present = RecoveryRequest(g.group_id, DAY, (), ((x, _sealed_to(g, rel, x, a)),))
+    probe = _copy_card(feeder[a], tmp_path / "probe.sqlite")
+    counter = _Tear(-1)
+    probe.store.fault_hook = counter
+    _box(probe).send(b"\x11" + as_missing.to_bytes(), "count")
+    probe.close()
+    outcomes = set()
+    for at in range(1, counter.calls + 1):
+        card = _copy_card(feeder[a], tmp_path / f"torn{at}.sqlite")
+        card.store.fault_hook = _Tear(at)
+        with pytest.raises(PowerLoss):
+            _box(card).send(b"\x11" + as_missing.to_bytes(), "torn")
+        card.close()
+        card = Card(tmp_path / f"torn{at}.sqlite")
+        card.power_on()
+        try:
+            share = RecoveryRelease.from_bytes(_box(card).send(b"\x11" + as_present.to_bytes(), "share of X"))
+        except HubRefused as exc:  # the "missing" answer was committed: it is answered again, the share never
+            assert exc.sw == 0x6985
+            again = RecoveryRelease.from_bytes(_box(card).send(b"\x11" + as_missing.to_bytes(), "again"))
+            assert again.missing == (x,)
+            outcomes.add("missing")
+        else:  # nothing was committed: the share is given, and now "missing" is refused
+            assert share.shares[0][0] == x
+            with pytest.raises(HubRefused):
+                _box(card).send(b"\x11" + as_missing.to_bytes(), "missing after share")
+            outcomes.add("present")
+        card.close()
+    assert "present" in outcomes  # a tear before the commit leaves nothing behind
+    # and on the real card, after a clean answer and a power cycle, the record holds
+    _box(feeder[a].card).send(b"\x11" + as_missing.to_bytes(), "missing")
+    feeder[a].reopen()
+    with pytest.raises(HubRefused) as ei:
+        feeder[a].mailbox().send(b"\x11" + as_present.to_bytes(), "share after restart")
+    assert ei.value.sw == 0x6985
+
+
+def test_version_1_messages_are_refused(feeder) -> None:
+    old_release = b"MHAR\x01" + MaskedRelease("g", "m0", DAY, 0, bytes(32), ((1, 2),)).to_bytes()[5:-2]
+    with pytest.raises(FormatError, match="version-2"):
+        MaskedRelease.from_bytes(old_release)
+    old_request = RecoveryRequest("feeder-1", DAY, ("m1",)).to_bytes()[5:]  # version 1 had no magic
+    with pytest.raises(FormatError, match="version-2"):
+        RecoveryRequest.from_bytes(old_request)
+    with pytest.raises(HubRefused) as ei:
+        feeder[sorted(feeder)[0]].mailbox().send(b"\x11" + old_request, "version 1")
+    assert ei.value.sw == 0x6A80

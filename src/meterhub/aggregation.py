@@ -24,6 +24,7 @@ from datetime import date
 
 from .crypto import ecdsa
 from .crypto.group import Q
+from .crypto.selfmask import SEALED_BYTES
 from .errors import MeterhubError
 from .exchange import FormatError
 from .model.demo_keys import GRID_OPERATOR_GROUP, demo_signing_key
@@ -37,6 +38,9 @@ __all__ = [
     "RecoveryRequest",
     "RecoveryRelease",
     "mask_context",
+    "self_mask_context",
+    "share_aad",
+    "self_mask_threshold",
     "FormatError",
     "FeederReading",
     "FEEDER_DST",
@@ -49,8 +53,11 @@ __all__ = [
 
 GROUP_DST = b"meterhub/v1/aggregation-group\x00"
 _MAGIC = b"MHAG\x01"
-_RELEASE_MAGIC = b"MHAR\x01"
-_RECOVERY_MAGIC = b"MHAV\x01"
+_RELEASE_MAGIC = b"MHAR\x02"  # version 2: self-masked, with sealed seed shares (version 1 refused)
+_RECOVERY_MAGIC = b"MHAV\x02"
+_UNMASK_MAGIC = b"MHAU\x02"  # version-1 recovery requests (no magic) are refused
+SELF_MASK_CTX_DST = b"meterhub/v1/aggregation-self-mask\x00"
+SHARE_AAD_DST = b"meterhub/v1/aggregation-seed-share\x00"
 MAX_MEMBERS = 1000
 MAX_HOURS = 25  # a local day has 23, 24 or 25 hours
 _DATE = struct.Struct(">HBB")
@@ -132,6 +139,29 @@ def mask_context(group_id: str, day: date, hours: int, span: bytes) -> bytes:
         raise FormatError("mask context: the span digest is 32 bytes")
     return (b"group\x00" + _str8(group_id) + b"day\x00" + _date4(day) + hours.to_bytes(1, "big")
             + b"span\x00" + bytes(span))
+
+
+def self_mask_context(group_id: str, day: date, hours: int, meter_id: str) -> bytes:
+    """The HKDF context of a hub's self-mask for a day (Bonawitz et al., CCS 2017, §4):
+    the group, the interval range and the hub's meter id. It needs no span digest: the
+    self-mask does not cancel over the group, it is removed from the recovered seed."""
+    return SELF_MASK_CTX_DST + _str8(group_id) + _date4(day) + hours.to_bytes(1, "big") + _str8(meter_id)
+
+
+def share_aad(group_id: str, day: date, sender: str, receiver: str) -> bytes:
+    """The AES-GCM associated data of a sealed seed share: group, day, sender, receiver,
+    so a share cannot be replayed to another round, group or peer."""
+    return SHARE_AAD_DST + _str8(group_id) + _date4(day) + _str8(sender) + _str8(receiver)
+
+
+def self_mask_threshold(members: int) -> int:
+    """The Shamir threshold ``t`` of a member's self-mask seed, shared among the other
+    ``members - 1``: ``max(MIN_GROUP_SIZE - 1, ceil(2 (members - 1) / 3))``, at most
+    ``members - 1``. The operator together with fewer than ``t`` hubs cannot remove a
+    present member's self-mask; the round recovers a member's seed only if ``t`` of
+    its peers are present (docs/fraud.md, double masking)."""
+    holders = members - 1
+    return max(1, min(holders, max(MIN_GROUP_SIZE - 1, -(-2 * holders // 3))))
 
 
 @dataclass(frozen=True)
@@ -251,13 +281,18 @@ def _pairs_bytes(values: Sequence[tuple[int, int]]) -> bytes:
 
 @dataclass(frozen=True)
 class MaskedRelease:
-    """One hub's answer for one day: per interval ``(m_h + a_h, r_h + b_h) mod Q``, where
-    ``m_h``/``r_h`` are the hour's reading and blinding sums and ``a_h``/``b_h`` the
-    hub's zero-sum masks. ``first_index`` is the meter's first reading index of the day
-    and ``code_hash`` the applet's code hash (GPC load-file hash of the reviewed code).
+    """One hub's answer for one day (version 2, double masking): per interval ``(m_h +
+    a_h + c_h, r_h + b_h + d_h) mod Q``, where ``m_h``/``r_h`` are the hour's reading
+    and blinding sums, ``a_h``/``b_h`` the hub's zero-sum masks and ``c_h``/``d_h`` its
+    self-mask, expanded from a fresh 16-byte seed (:mod:`meterhub.crypto.selfmask`).
+    ``first_index`` is the meter's first reading index of the day and ``code_hash``
+    the applet's code hash (GPC load-file hash of the reviewed code). ``shares`` holds
+    one sealed Shamir share of the seed per other member, in the group's member order
+    (the grid operator forwards each to its member in the unmasking round).
 
-    ``MHAR 01 || str8 group || str8 meter || date4 || u64 first index || 32-byte code
-    hash || u8 n || n x (32-byte scalar, 32-byte scalar)``.
+    ``MHAR 02 || str8 group || str8 meter || date4 || u64 first index || 32-byte code
+    hash || u8 n || n x (32-byte scalar, 32-byte scalar) || u16 k || k x 46-byte sealed
+    share``. Version 1 (``MHAR 01``, no self-mask) is refused.
     """
 
     group_id: str
@@ -266,6 +301,7 @@ class MaskedRelease:
     first_index: int
     code_hash: bytes
     values: tuple[tuple[int, int], ...]
+    shares: tuple[bytes, ...] = ()
 
     def to_bytes(self) -> bytes:
         if len(self.code_hash) != 32:
@@ -273,22 +309,37 @@ class MaskedRelease:
         return (
             _RELEASE_MAGIC + _str8(self.group_id) + _str8(self.meter_id) + _date4(self.day)
             + self.first_index.to_bytes(8, "big") + self.code_hash + _pairs_bytes(self.values)
+            + _sealed_bytes(self.shares)
         )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> MaskedRelease:
         r = _Reader(data, "masked release")
         if r.take(len(_RELEASE_MAGIC)) != _RELEASE_MAGIC:
-            raise FormatError("masked release: not a version-1 release")
-        out = cls(r.str8("group id"), r.str8("meter id"), r.date4("day"), r.u64(), r.take(32), _pairs(r, "masked release"))
+            raise FormatError("masked release: not a version-2 release (version 1 had no self-mask)")
+        out = cls(r.str8("group id"), r.str8("meter id"), r.date4("day"), r.u64(), r.take(32),
+                  _pairs(r, "masked release"), _sealed(r))
         r.end()
         return out
 
 
+def _sealed(r: _Reader) -> tuple[bytes, ...]:
+    n = r.u16()
+    if n >= MAX_MEMBERS:
+        raise FormatError(f"{r.what}: at most {MAX_MEMBERS - 1} sealed shares")
+    return tuple(r.take(SEALED_BYTES) for _ in range(n))
+
+
+def _sealed_bytes(shares: Sequence[bytes]) -> bytes:
+    if len(shares) >= MAX_MEMBERS or any(len(s) != SEALED_BYTES for s in shares):
+        raise FormatError(f"sealed shares: at most {MAX_MEMBERS - 1} of {SEALED_BYTES} bytes")
+    return len(shares).to_bytes(2, "big") + b"".join(shares)
+
+
 def _ids(r: _Reader, what: str) -> tuple[str, ...]:
     n = r.u16()
-    if not 1 <= n <= MAX_MEMBERS:
-        raise FormatError(f"{what}: 1..{MAX_MEMBERS} missing members")
+    if n > MAX_MEMBERS:
+        raise FormatError(f"{what}: 0..{MAX_MEMBERS} missing members")
     ids = tuple(r.str8("meter id") for _ in range(n))
     if list(ids) != sorted(set(ids)):
         raise FormatError(f"{what}: missing members must be sorted, without repeats")
@@ -296,40 +347,79 @@ def _ids(r: _Reader, what: str) -> tuple[str, ...]:
 
 
 def _ids_bytes(ids: Sequence[str]) -> bytes:
-    if not 1 <= len(ids) <= MAX_MEMBERS or list(ids) != sorted(set(ids)):
-        raise FormatError("missing members: 1.. sorted distinct ids")
+    if len(ids) > MAX_MEMBERS or list(ids) != sorted(set(ids)):
+        raise FormatError("missing members: sorted distinct ids")
     return len(ids).to_bytes(2, "big") + b"".join(_str8(i) for i in ids)
+
+
+def _check_round(missing: Sequence[str], present: Sequence[str], what: str) -> None:
+    if list(present) != sorted(set(present)):
+        raise FormatError(f"{what}: present members must be sorted, without repeats")
+    if set(missing) & set(present):
+        raise FormatError(f"{what}: a member is named both missing and present")
+    if not missing and not present:
+        raise FormatError(f"{what}: names no member")
 
 
 @dataclass(frozen=True)
 class RecoveryRequest:
-    """The grid operator names the members that did not answer for a day:
-    ``str8 group || date4 || u16 n || n x str8 meter id`` (sorted)."""
+    """The unmasking round (version 2): the grid operator names, for the asked hub, the
+    members it claims **missing** (the hub answers the pairwise masks it shares with
+    them) and the members it claims **present**, each with the sealed share of its
+    seed addressed to the asked hub, taken from that member's release (the hub answers
+    the opened share). Bonawitz et al., CCS 2017, §4.
+
+    ``MHAU 02 || str8 group || date4 || u16 n || n x str8 missing id || u16 k || k x
+    (str8 present id || 46-byte sealed share)``; ids sorted, distinct, the two lists
+    disjoint, not both empty. A version-1 request (no magic) is refused.
+    """
 
     group_id: str
     day: date
     missing: tuple[str, ...]
+    present: tuple[tuple[str, bytes], ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_round(self.missing, [p for p, _ in self.present], "recovery request")
 
     def to_bytes(self) -> bytes:
-        return _str8(self.group_id) + _date4(self.day) + _ids_bytes(self.missing)
+        if len(self.present) > MAX_MEMBERS or any(len(s) != SEALED_BYTES for _, s in self.present):
+            raise FormatError(f"recovery request: present members with {SEALED_BYTES}-byte sealed shares")
+        return (_UNMASK_MAGIC + _str8(self.group_id) + _date4(self.day) + _ids_bytes(self.missing)
+                + len(self.present).to_bytes(2, "big") + b"".join(_str8(p) + s for p, s in self.present))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> RecoveryRequest:
         r = _Reader(data, "recovery request")
-        out = cls(r.str8("group id"), r.date4("day"), _ids(r, "recovery request"))
+        if r.take(len(_UNMASK_MAGIC)) != _UNMASK_MAGIC:
+            raise FormatError("recovery request: not a version-2 unmasking request (version 1 is refused)")
+        gid, day, missing = r.str8("group id"), r.date4("day"), _ids(r, "recovery request")
+        n = r.u16()
+        if n > MAX_MEMBERS:
+            raise FormatError(f"recovery request: at most {MAX_MEMBERS} present members")
+        present = tuple((r.str8("meter id"), r.take(SEALED_BYTES)) for _ in range(n))
         r.end()
-        return out
+        try:
+            return cls(gid, day, missing, present)
+        except FormatError:
+            raise
+        except ValueError as exc:  # a date or id the dataclass refuses
+            raise FormatError(f"recovery request: {exc}") from None
 
 
 @dataclass(frozen=True)
 class RecoveryRelease:
-    """A present hub's recovery answer: per interval, the sum of the signed masks it
-    shares with the missing members, ``sum_{k missing} s_ik (p_ik, p'_ik) mod Q``, which
-    the grid operator subtracts. It reveals nothing about the hub's own readings: its
-    masks with the other present members stay on its release.
+    """A present hub's unmasking answer: per interval, the sum of the signed pairwise
+    masks it shares with the members claimed missing, ``sum_{k missing} s_ik (p_ik,
+    p'_ik) mod Q`` (all zero when none is), which the grid operator subtracts; and for
+    each member claimed present, the hub's Shamir share ``(index, 16 bytes)`` of that
+    member's self-mask seed. For any one member a hub answers one kind or the other,
+    never both (the guard remembers, docs/fraud.md). It reveals nothing about the hub's
+    own readings: its own masks stay on its release.
 
-    ``MHAV 01 || str8 group || str8 meter || date4 || u16 n || n x str8 missing id ||
-    u8 k || k x (32-byte, 32-byte)``.
+    ``MHAV 02 || str8 group || str8 meter || date4 || u16 n || n x str8 missing id ||
+    u8 k || k x (32-byte, 32-byte) || u16 p || p x (str8 present id || u16 index ||
+    16-byte share)``.
     """
 
     group_id: str
@@ -337,22 +427,38 @@ class RecoveryRelease:
     day: date
     missing: tuple[str, ...]
     values: tuple[tuple[int, int], ...]
+    shares: tuple[tuple[str, int, bytes], ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_round(self.missing, [p for p, _, _ in self.shares], "recovery release")
 
     def to_bytes(self) -> bytes:
+        if len(self.shares) > MAX_MEMBERS or any(len(s) != 16 or not 1 <= i <= 0xFFFF for _, i, s in self.shares):
+            raise FormatError("recovery release: shares are (index 1..65535, 16 bytes)")
         return (
             _RECOVERY_MAGIC + _str8(self.group_id) + _str8(self.meter_id) + _date4(self.day)
-            + _ids_bytes(self.missing) + _pairs_bytes(self.values)
+            + _ids_bytes(self.missing) + _pairs_bytes(self.values) + len(self.shares).to_bytes(2, "big")
+            + b"".join(_str8(p) + i.to_bytes(2, "big") + s for p, i, s in self.shares)
         )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> RecoveryRelease:
         r = _Reader(data, "recovery release")
         if r.take(len(_RECOVERY_MAGIC)) != _RECOVERY_MAGIC:
-            raise FormatError("recovery release: not a version-1 recovery release")
-        out = cls(r.str8("group id"), r.str8("meter id"), r.date4("day"), _ids(r, "recovery release"),
-                  _pairs(r, "recovery release"))
+            raise FormatError("recovery release: not a version-2 recovery release")
+        head = (r.str8("group id"), r.str8("meter id"), r.date4("day"), _ids(r, "recovery release"),
+                _pairs(r, "recovery release"))
+        n = r.u16()
+        if n > MAX_MEMBERS:
+            raise FormatError(f"recovery release: at most {MAX_MEMBERS} shares")
+        shares = []
+        for _ in range(n):
+            pid, idx, share = r.str8("meter id"), r.u16(), r.take(16)
+            if idx == 0:
+                raise FormatError("recovery release: share index 0")
+            shares.append((pid, idx, share))
         r.end()
-        return out
+        return cls(*head, tuple(shares))
 
 
 FEEDER_DST = b"meterhub/v1/feeder-meter-day\x00"
@@ -431,8 +537,10 @@ class GroupPolicy:
        difference), which would isolate a household by subtraction; equal member
        sets are allowed (they reveal nothing new), a reused group id with other
        content is not;
-    6. a recovery leaves at least ``min_size`` members present, names only other
-       members, and happens at most once per group and day.
+    6. a recovery (the unmasking round) leaves at least ``min_size`` members present,
+       names only other members, each once (missing or present, never both), and
+       happens at most once per group and day; the guard also keeps, per group-day,
+       which kind it answered for each member and refuses the other kind.
 
     Pure checks with no state of their own; the guard holds the groups.
     """
@@ -475,17 +583,19 @@ class GroupPolicy:
                     f"member(s), fewer than {self.min_size}"
                 )
 
-    def check_recovery(self, group: GroupDefinition, meter_id: str, missing: tuple[str, ...]) -> None:
-        if meter_id in missing:
+    def check_recovery(self, group: GroupDefinition, meter_id: str, missing: tuple[str, ...],
+                       present: tuple[str, ...] = ()) -> None:
+        if meter_id in missing or meter_id in present:
             raise PolicyRefusal("a hub cannot recover its own masks")
-        unknown = [m for m in missing if group.member(m) is None]
+        unknown = [m for m in (*missing, *present) if group.member(m) is None]
         if unknown:
             raise PolicyRefusal(f"{unknown[0]} is not a member of group {group.group_id}")
-        if len(set(missing)) != len(missing):
+        named = (*missing, *present)
+        if len(set(named)) != len(named):
             raise PolicyRefusal("a member is named twice")
-        present = len(group.members) - len(missing)
-        if present < self.min_size:
-            raise PolicyRefusal(f"{present} members would remain, fewer than {self.min_size}")
+        remain = len(group.members) - len(missing)
+        if remain < self.min_size:
+            raise PolicyRefusal(f"{remain} members would remain, fewer than {self.min_size}")
 
 
 def demo_group_key() -> ecdsa.SigningKey:

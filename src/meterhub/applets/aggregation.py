@@ -40,10 +40,12 @@ grid operator's security domain, inside its SCP03 session; first byte:
   collects with GET RESPONSE (ISO/IEC 7816-4 §5.6), after the security domain has
   wrapped the whole answer (R-MAC, R-ENC). Unknown group or day without readings
   ``6A88``; day outside the group's validity ``6985``.
-* ``11`` + :class:`~meterhub.aggregation.RecoveryRequest` → the
-  :class:`~meterhub.aggregation.RecoveryRelease`, a ``recovery`` release through the
-  guard (one per group and day, only after the day's own release), answered the same
-  way. Policy ``6985``.
+* ``11`` + :class:`~meterhub.aggregation.RecoveryRequest` (version 2, the unmasking
+  round) → the :class:`~meterhub.aggregation.RecoveryRelease`: the pairwise masks it
+  shares with the members named missing, and its opened share of each named present
+  member's seed; a ``recovery`` release through the guard (one per group and day,
+  only after the day's own release, never both kinds for one member), answered the
+  same way. Policy or a share that does not open ``6985``; version 1 ``6A80``.
 
 Install parameters: empty, or the recipient's group-signing key that the customer
 pinned (``group/<recipient>``); any other key ``6982``. The applet never takes a
@@ -55,13 +57,16 @@ The X25519 key pair is drawn from the card's random source at install
 The masks of a day bind the span digest of that day's groups in the hub's registry
 (``mask_context``), so members shown different registries get masks that do not cancel.
 
-What a hostile grid operator learns: from a release, nothing (uniformly masked); from
-a group's releases, the group's hourly sum; from a recovery, the sum of the present
-members. It could isolate a household only with groups whose span contains it (two
-groups that differ by few members, or a chain of groups), which the guard refuses over
-the whole registry, or by declaring as missing a member that did answer (the recovery
-then unmasks that member's release): a hub cannot tell, so the guard allows one
-recovery per group and day and logs it (docs/fraud.md).
+What a hostile grid operator learns: from a release, nothing (masked twice: zero-sum
+pairwise masks and a self-mask from a fresh seed whose Shamir shares are sealed to the
+peers, Bonawitz et al., CCS 2017, §4); from a group's releases and the unmasking round,
+the group's hourly sum; from a recovery, the sum of the present members. It could
+isolate a household only with groups whose span contains it (two groups that differ by
+few members, or a chain of groups), which the guard refuses over the whole registry.
+Declaring missing a member that did answer (message ``11``) removes only its pairwise
+masks: its self-mask needs ``t`` shares of its seed, and every card that answered
+"missing" for it refuses its share (the guard keeps the kind per member and
+group-day, docs/fraud.md); only ``t`` peers colluding with the operator can unmask it.
 """
 
 from __future__ import annotations
@@ -79,10 +84,13 @@ from ..aggregation import (
     RecoveryRelease,
     RecoveryRequest,
     mask_context,
+    self_mask_context,
+    self_mask_threshold,
+    share_aad,
 )
 from ..card import AppletContext, register_applet_class
 from ..card.gp.loadfile import applet_code_hash
-from ..crypto import zerosum
+from ..crypto import selfmask, zerosum
 from ..crypto.group import Q
 from ..protocols.iso7816 import CommandAPDU
 from ..protocols.iso7816.sw import SW, ISOException
@@ -208,27 +216,56 @@ class AggregationApplet(MeteringApplet):
         if again is not None:
             return bytes(again)
         first, sums = self._day_sums(group, day)
-        ctx = mask_context(group.group_id, day, len(sums), self.guard.day_span(day))
-        masks = zerosum.member_masks(self._pairs(group, meter_id), ctx, 2 * len(sums))
-        values = tuple(((m + masks[2 * h]) % Q, (r + masks[2 * h + 1]) % Q) for h, (m, r) in enumerate(sums))
-        out = MaskedRelease(group.group_id, meter_id, day, first, applet_code_hash(type(self)), values)
+        n = len(sums)
+        ctx = mask_context(group.group_id, day, n, self.guard.day_span(day))
+        pairs = self._pairs(group, meter_id)
+        masks = zerosum.member_masks(pairs, ctx, 2 * n)
+        # double masking (Bonawitz et al., CCS 2017, §4): a fresh seed per round from the
+        # card's RNG, its self-mask on the values, its Shamir shares sealed to the peers
+        seed = self.ctx.random_bytes(selfmask.SEED_BYTES)
+        own = selfmask.self_masks(seed, self_mask_context(group.group_id, day, n, meter_id), 2 * n)
+        values = tuple(((m + masks[2 * h] + own[2 * h]) % Q, (r + masks[2 * h + 1] + own[2 * h + 1]) % Q)
+                       for h, (m, r) in enumerate(sums))
+        shares = selfmask.split_seed(seed, self_mask_threshold(len(group.members)), len(group.members))
+        held = [(peer, sh) for peer, sh in zip(group.members, shares, strict=True) if peer.meter_id != meter_id]
+        sealed = tuple(
+            selfmask.seal_share(pk, share_aad(group.group_id, day, meter_id, peer.meter_id), idx, share,
+                                self.ctx.random_bytes(selfmask.NONCE_BYTES))
+            for pk, (peer, (idx, share)) in zip(pairs, held, strict=True)
+        )
+        out = MaskedRelease(group.group_id, meter_id, day, first, applet_code_hash(type(self)), values, sealed)
         return bytes(self.guard.commit_aggregate("aggregate", bytes(body), meter_id, self._own_key(), out.to_bytes(),
-                                                 hours=len(sums)))
+                                                 hours=n))
 
     def _recover(self, body: bytes) -> bytes:
         meter_id = self.rs.pairing()[0]
+        # the guard refuses a member asked for the other kind than before (docs/fraud.md)
         again, group, day = self.guard.begin_aggregate("recovery", bytes(body), meter_id, self._own_key())
         if again is not None:
             return bytes(again)
         req = RecoveryRequest.from_bytes(body)  # the guard parsed it already
         _, sums = self._day_sums(group, day)
+        by_key = {p.peer: p for p in self._pairs(group, meter_id)}
         missing = set(req.missing)
-        keys = {m.hub_key for m in group.members if m.meter_id in missing}
-        pairs = [p for p in self._pairs(group, meter_id) if p.peer in keys]
+        pairs = [by_key[m.hub_key] for m in group.members if m.meter_id in missing]
         ctx = mask_context(group.group_id, day, len(sums), self.guard.day_span(day))
         terms = zerosum.member_masks(pairs, ctx, 2 * len(sums))
         values = tuple((terms[2 * h], terms[2 * h + 1]) for h in range(len(sums)))
-        out = RecoveryRelease(group.group_id, meter_id, day, req.missing, values)
+        my_index = 1 + [m.meter_id for m in group.members].index(meter_id)
+        opened = []
+        for pid, sealed in req.present:
+            peer = group.member(pid)
+            if peer is None:  # the guard checked membership already
+                raise ISOException(SW.CONDITIONS_NOT_SATISFIED, f"{pid} is not a member")
+            try:
+                idx, share = selfmask.open_share(by_key[peer.hub_key], share_aad(group.group_id, day, pid, meter_id),
+                                                 sealed)
+            except selfmask.SelfMaskError:
+                raise ISOException(SW.CONDITIONS_NOT_SATISFIED, f"the share of {pid} does not open") from None
+            if idx != my_index:
+                raise ISOException(SW.CONDITIONS_NOT_SATISFIED, f"the share of {pid} is not this member's")
+            opened.append((pid, idx, share))
+        out = RecoveryRelease(group.group_id, meter_id, day, req.missing, values, tuple(opened))
         return bytes(self.guard.commit_aggregate("recovery", bytes(body), meter_id, self._own_key(), out.to_bytes(),
                                                  hours=0))
 

@@ -15,7 +15,9 @@ security domain. It holds, in its own persistent namespace (JCRE ch. 7 transacti
 * the customer-signed **release policy** (:mod:`meterhub.policy`);
 * each recipient's admitted **aggregation groups** (:class:`meterhub.aggregation.GroupPolicy`
   over all of them, whichever applet of the recipient asks), and per group and day at
-  most one masked release and one recovery answer (docs/fraud.md);
+  most one masked release and one unmasking (recovery) answer, and per member which
+  kind that answer gave (pairwise masks: missing; seed share: present), so a member is
+  never answered both ways (double masking, docs/fraud.md);
 * each recipient's **group registry** (:mod:`meterhub.group_registry`): the chain of
   signed blocks with every group of the feeder, accepted only while no household is in
   the span of all of them, and the days released (no retroactive groups);
@@ -482,11 +484,24 @@ class GuardPort(Shareable):
         if kind == "recovery":
             if g.ctx.store.get(b"R" + slot("aggregate").encode()) is None:
                 raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "this hub has not released the day")
+            assert isinstance(req, RecoveryRequest)
+            present = tuple(p for p, _ in req.present)
             try:
-                GROUP_POLICY.check_recovery(group, meter_id, req.missing)
+                GROUP_POLICY.check_recovery(group, meter_id, req.missing, present)
             except PolicyRefusal as exc:
                 raise ISOException(SW.CONDITIONS_NOT_SATISFIED, str(exc)) from None
+            # double masking: for each member one kind of answer per group-day, never
+            # both (pairwise masks if missing, seed share if present; docs/fraud.md)
+            for mid, kind_asked in [*((m, b"D") for m in req.missing), *((p, b"P") for p in present)]:
+                had = g.ctx.store.get(self._mark(group.group_id, req.day, mid))
+                if had is not None and had != kind_asked:
+                    raise ISOException(SW.CONDITIONS_NOT_SATISFIED,
+                                       f"{mid} was answered as {'missing' if had == b'D' else 'present'} "
+                                       "for this group and day; the other kind is refused")
         return group, req.day, slot(kind)
+
+    def _mark(self, group_id: str, day: date, member: str) -> bytes:
+        return b"U" + "/".join((self._recipient, group_id, day.isoformat(), member)).encode()
 
     def begin_aggregate(self, kind: str, request: bytes, meter_id: str,
                         own_key: bytes) -> tuple[bytes | None, GroupDefinition, date]:
@@ -527,6 +542,12 @@ class GuardPort(Shareable):
         g.ctx.store.put(b"R" + slot.encode(), _u32(count))
         g.ctx.store.put(b"head", _u32(count + 1) + chain_hash(head, raw))
         g.ctx.store.put(self._qkey(b"d", day.isoformat().encode()), b"\x01")  # no retroactive groups
+        if kind == "recovery":  # which kind this card answered for each member, same transaction
+            req = RecoveryRequest.from_bytes(request)
+            for m in req.missing:
+                g.ctx.store.put(self._mark(group.group_id, day, m), b"D")
+            for p, _ in req.present:
+                g.ctx.store.put(self._mark(group.group_id, day, p), b"P")
         g.ctx.commit_transaction()
         return g._hand_out(self._client, count, False)
 

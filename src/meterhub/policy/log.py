@@ -42,9 +42,9 @@ cycle change cannot multiply what is released over the same days
 (docs/privacy.md "What each recipient may learn").
 
 An ``aggregate`` entry (one per group and day: the hub's masked hourly sums) counts
-the day's hourly intervals in ``functionals``, a ``recovery`` entry (the masks shared
-with the members the grid operator declared missing, at most one per group and day)
-zero; neither counts against the recipient's per-household budget (docs/fraud.md).
+the day's hourly intervals in ``functionals``, a ``recovery`` entry (the unmasking
+round: the masks shared with the members the grid operator declared missing and the
+shares of the present members' self-mask seeds, at most one per group and day) zero; neither counts against the recipient's per-household budget (docs/fraud.md).
 
 Consents are logged too: ``consent`` (added; its recipient and period) and ``revoke``
 entries; an ``export`` must name a consent that is in the log, not revoked before it,

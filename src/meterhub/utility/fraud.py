@@ -3,9 +3,14 @@
 For a feeder's group of hubs and a local day, the grid operator
 
 1. collects each hub's :class:`~meterhub.aggregation.MaskedRelease` through its own
-   security domain (SCP03) and, for members that did not answer, runs a recovery
-   round: the present hubs each release the masks they share with the missing ones
-   (:class:`~meterhub.aggregation.RecoveryRelease`), which it subtracts;
+   security domain (SCP03), each masked twice: zero-sum pairwise masks and a
+   self-mask from a fresh seed whose Shamir shares it sealed to its peers (double
+   masking, Bonawitz et al., CCS 2017, §4); then runs the unmasking round: each present
+   hub answers the pairwise masks it shares with the members that did not answer and
+   its shares of the present members' seeds
+   (:class:`~meterhub.aggregation.RecoveryRelease`); the grid operator subtracts the
+   former and the self-masks it expands from ``t`` shares of each seed
+   (:func:`meterhub.aggregation.self_mask_threshold`);
 2. checks each present member's signed batch for the day (signature, chain,
    completeness: :func:`meterhub.utility.settlement.check_batches`) and that the
    release names the meter's first index and the reviewed applet's code hash;
@@ -39,9 +44,12 @@ from ..aggregation import (
     PolicyRefusal,
     RecoveryRelease,
     RecoveryRequest,
+    self_mask_context,
+    self_mask_threshold,
 )
 from ..crypto import ecdsa
 from ..crypto.group import G, H, PointDecodeError, Q, msm_encoded
+from ..crypto.selfmask import combine_seed, self_masks
 from ..group_registry import RegistryBlock, RegistryView
 from ..meter.timebase import day_starts
 from .settlement import AppletMailbox, check_batches
@@ -108,20 +116,34 @@ def collect_day(mailboxes: Mapping[str, AppletMailbox | None], group: GroupDefin
             releases[m.meter_id] = MaskedRelease.from_bytes(mb.send(b"\x10" + req, f"aggregate of {m.meter_id}"))
         except (HubRefused, ValueError):
             continue
-    missing = sorted(m.meter_id for m in group.members if m.meter_id not in releases)
+    ids = [m.meter_id for m in group.members]
+    for mid, rel in list(releases.items()):
+        if len(rel.shares) != len(ids) - 1:  # its seed shares cannot be forwarded: as if it had not answered
+            del releases[mid]
+    missing = sorted(m for m in ids if m not in releases)
     recoveries: dict[str, RecoveryRelease] = {}
-    if missing:
-        rreq = b"\x11" + RecoveryRequest(group.group_id, day, tuple(missing)).to_bytes()
-        for mid in list(releases):
-            mb = mailboxes.get(mid)
-            try:
-                if mb is None:
-                    raise ValueError("unreachable")
-                recoveries[mid] = RecoveryRelease.from_bytes(mb.send(rreq, f"recovery of {mid}"))
-            except (HubRefused, ValueError):
-                # A hub that fails the recovery cannot be unmasked, and its peers have
-                # answered their one recovery for this day: the day stays without a sum.
-                return releases, {}, missing
+    present = sorted(releases)
+    if len(present) - 1 < self_mask_threshold(len(ids)):
+        return releases, {}, missing  # too few holders of each seed: no sum for the day
+    # the unmasking round (Bonawitz et al., CCS 2017, §4): each present hub gets, for
+    # every other present member, the sealed share of that member's seed addressed to
+    # it, and for the missing members a request for the pairwise masks
+    for mid in present:
+        mb = mailboxes.get(mid)
+        fwd = []
+        for p in present:
+            if p != mid:
+                others = [i for i in ids if i != p]
+                fwd.append((p, releases[p].shares[others.index(mid)]))
+        rreq = b"\x11" + RecoveryRequest(group.group_id, day, tuple(missing), tuple(fwd)).to_bytes()
+        try:
+            if mb is None:
+                raise ValueError("unreachable")
+            recoveries[mid] = RecoveryRelease.from_bytes(mb.send(rreq, f"unmasking of {mid}"))
+        except (HubRefused, ValueError):
+            # A hub that fails the unmasking round cannot be unmasked, and its peers have
+            # answered their one round for this day: the day stays without a sum.
+            return releases, {}, missing
     return releases, recoveries, missing
 
 
@@ -142,8 +164,10 @@ def verify_feeder_day(
         raise Rejected(f"release from {sorted(set(present) - group.meter_ids)[0]}, not a member of {group.group_id}")
     if not present:
         raise Rejected(f"no member of {group.group_id} answered for {day}")
-    if missing and set(recoveries) != set(present):
-        raise Rejected(f"{len(missing)} member(s) missing and recovery releases from {len(recoveries)} of {len(present)}")
+    if set(recoveries) != set(present):
+        raise Rejected(f"{len(missing)} member(s) missing and unmasking answers from {len(recoveries)} of {len(present)}")
+    ids = [m.meter_id for m in group.members]
+    t = self_mask_threshold(len(ids))
     n_hours: int | None = None
     blobs: list[bytes] = []
     widths: set[int] = set()
@@ -180,12 +204,15 @@ def verify_feeder_day(
             blobs.append(dc.c33)
             widths.add(33)
         per_hour.append(g)
-        if missing:
-            rec = recoveries[mid]
-            if (rec.group_id, rec.meter_id, rec.day, rec.missing) != (group.group_id, mid, day, tuple(missing)):
-                raise Rejected(f"{mid}: recovery release does not match the round")
-            if len(rec.values) != n_hours:
-                raise Rejected(f"{mid}: recovery release has {len(rec.values)} intervals")
+        rec = recoveries[mid]
+        if (rec.group_id, rec.meter_id, rec.day, rec.missing) != (group.group_id, mid, day, tuple(missing)):
+            raise Rejected(f"{mid}: unmasking answer does not match the round")
+        if [p for p, _, _ in rec.shares] != [p for p in present if p != mid]:
+            raise Rejected(f"{mid}: unmasking answer does not give a share of every other present member's seed")
+        if any(i != 1 + ids.index(mid) for _, i, _ in rec.shares):
+            raise Rejected(f"{mid}: unmasking answer gives shares at another member's index")
+        if len(rec.values) != n_hours:
+            raise Rejected(f"{mid}: unmasking answer has {len(rec.values)} intervals")
     assert n_hours is not None
     s = [0] * n_hours
     r = [0] * n_hours
@@ -193,10 +220,17 @@ def verify_feeder_day(
         for h, (a, b2) in enumerate(releases[mid].values):
             s[h] += a
             r[h] += b2
-        if missing:
-            for h, (a, b2) in enumerate(recoveries[mid].values):
-                s[h] -= a
-                r[h] -= b2
+        for h, (a, b2) in enumerate(recoveries[mid].values):
+            s[h] -= a
+            r[h] -= b2
+        # the member's self-mask, from t shares of its seed held by the other present members
+        held = [(i, sh) for other in present if other != mid for p, i, sh in recoveries[other].shares if p == mid]
+        if len(held) < t:
+            raise Rejected(f"{mid}: {len(held)} shares of its self-mask seed, the threshold is {t}")
+        own = self_masks(combine_seed(held[:t]), self_mask_context(group.group_id, day, n_hours, mid), 2 * n_hours)
+        for h in range(n_hours):
+            s[h] -= own[2 * h]
+            r[h] -= own[2 * h + 1]
     s = [x % Q for x in s]
     r = [x % Q for x in r]
     for h, x in enumerate(s):
