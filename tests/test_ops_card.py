@@ -18,6 +18,8 @@ from meterhub.crypto import ecdsa
 from meterhub.exchange import DayUpload, encode_records
 from meterhub.hub.secure_element import (
     BILLING_APP_AID,
+    BILLING_MODULE_AID,
+    BILLING_PACKAGE_AID,
     BillingClient,
     GuardClient,
     billing_load_file,
@@ -277,3 +279,66 @@ def test_bill_parts_parser_is_strict(tmp_path):
     d["missing"] = [{"period_from": "2027-06-02", "period_to": "2027-06-03"}]
     with pytest.raises(Exception, match="overlap"):
         BillParts.from_dict(d)
+
+
+def test_meter_exchange_on_the_15th_through_the_card(tmp_path):
+    """The new meter is paired with a second billing applet instance of the supplier; the
+    customer declares the exchange day as a split, so each meter's piece is one release."""
+    from meterhub.utility.exchange_meter import (
+        RegistrationRecord,
+        check_exchange_registers,
+        meter_segments,
+        register_signed,
+        sign_registration,
+    )
+
+    rng = random.Random(8)
+    old = Meter("m1", ecdsa.generate_signing_key(), register_wh=40_000)
+    old_days = [old.record_day(_d(n), [rng.randint(0, 300) for _ in day_starts(_d(n), TZ, 15)]) for n in range(1, 15)]
+    new = Meter("m1-b", ecdsa.generate_signing_key(), register_wh=0)
+    new_days = [new.record_day(_d(n), [rng.randint(0, 300) for _ in day_starts(_d(n), TZ, 15)]) for n in range(15, 31)]
+    policy = default_policy(anchor=JUNE, splits=(_d(15),))
+    card = _card(tmp_path, policy)
+    t1 = _tariff()
+    second = BILLING_APP_AID[:-2] + "02"
+    with _tsm(card, "supplier") as t:
+        # A second instance from the load file already on the card, for the new meter.
+        t.install(BILLING_PACKAGE_AID, BILLING_MODULE_AID, second, params=ecdsa.public_bytes(demo_supplier_key()))
+        for aid in (BILLING_APP_AID, second):
+            t.push_tariff(aid, dump_tariff(t1))
+    sts = []
+    for aid, meter, days, first in ((BILLING_APP_AID, old, old_days, 1), (second, new, new_days, 15)):
+        c = BillingClient(card.transmit, aid)
+        c.select()
+        c.pair(meter.meter_id, TZ, 15, bytes(16))
+        for k, d in enumerate(days):
+            c.put_openings(_d(first + k), d.first_index, d.openings)
+        last = first + len(days) - 1
+        if first == 1:
+            with pytest.raises(HubError, match="6A80"):
+                c.banded_bill_parts(_d(1), _d(30), MALO, "VK-1")  # the exchange splits the month
+        sts.append(c.banded_bill_parts(_d(first), _d(last), MALO, "VK-1").parts[0])
+    operator = ecdsa.generate_signing_key()
+
+    def rec(m, since, reg, replaces=None):
+        return sign_registration(RegistrationRecord(m.meter_id, m.public_key_bytes, TZ, 15, MALO, since, reg, replaces),
+                                 operator)
+
+    u = UtilityStore(tmp_path / "utility.sqlite")
+    try:
+        u.add_tariff(t1, dump_tariff(t1))
+        records = [register_signed(u, r, operator.public_key(), tariff=t1)
+                   for r in (rec(old, _d(1), 40_000), rec(new, _d(15), 0, ("m1", _d(14), old.register_wh)))]
+        for d in old_days + new_days:
+            assert u.ingest_day(DayUpload(d.batch, encode_records(d.first_index, d.commitments))).accepted
+        assert check_exchange_registers(u, records[1]) == ""
+        segs = meter_segments(_d(1), _d(30), records, MALO)
+        bills = [make_period_bill(u, [st], meter_id=m, metering_point=MALO, contract_id="VK-1", period_from=a,
+                                  period_to=b) for st, (m, a, b) in zip(sts, segs, strict=True)]
+        assert [b.status for b in bills] == ["verified", "verified"]
+        assert sum(b.energy_wh for b in bills) == sum(o.m for d in old_days + new_days for o in d.openings)
+    finally:
+        u.close()
+    entries = _log(card, policy)
+    assert [(e.kind, e.period_from, e.applet_aid[-2:]) for e in entries[1:]] == [
+        ("bill", "2027-06-01", "01"), ("bill", "2027-06-15", "02")]
