@@ -70,7 +70,7 @@ def _tariff(version: int = 1, valid_from: date | None = None, extra: int = 0):
         b["price"] += extra
     t = dataclasses.replace(Tariff.from_dict(d), version=version)
     if valid_from is not None:
-        t = dataclasses.replace(t, valid_from=valid_from, holidays=tuple(h for h in t.holidays if h >= valid_from))
+        t = dataclasses.replace(t, valid_from=valid_from, holidays=frozenset(h for h in t.holidays if h >= valid_from))
     return sign_tariff(t, demo_supplier_key())
 
 
