@@ -342,3 +342,28 @@ def test_meter_exchange_on_the_15th_through_the_card(tmp_path):
     entries = _log(card, policy)
     assert [(e.kind, e.period_from, e.applet_aid[-2:]) for e in entries[1:]] == [
         ("bill", "2027-06-01", "01"), ("bill", "2027-06-15", "02")]
+
+
+def test_period_bill_cli_takes_the_cards_bill_parts(tmp_path, capsys):
+    """`utility period-bill --statement` reads the card's release and its correction."""
+    from meterhub.cli import main
+
+    meter, days = _meter_days(3)
+    card = _card(tmp_path, default_policy(anchor=_d(1), days=3))
+    t1 = _tariff()
+    c = _client(card, [t1], meter)
+    for k in (0, 2):
+        c.put_openings(_d(k + 1), days[k].first_index, days[k].openings)
+    rel = c.banded_bill_parts(_d(1), _d(3), MALO, "VK-1")
+    c.put_openings(_d(2), days[1].first_index, days[1].openings)
+    fix = c.banded_bill_parts(_d(1), _d(3), MALO, "VK-1", correction=True)
+    (tmp_path / "rel.json").write_text(rel.to_json())
+    (tmp_path / "fix.json").write_text(fix.to_json())
+    u = _utility(tmp_path / "", meter, days, [t1])
+    u.close()
+    base = ["utility", "period-bill", "--meter-id", meter.meter_id, "--metering-point", MALO, "--contract", "VK-1",
+            "--from", _d(1).isoformat(), "--to", _d(3).isoformat(), "--data-dir", str(tmp_path)]
+    assert main([*base, "--statement", str(tmp_path / "rel.json")]) == 0
+    assert "v1: estimated" in capsys.readouterr().out
+    assert main([*base, "--statement", str(tmp_path / "rel.json"), "--statement", str(tmp_path / "fix.json")]) == 0
+    assert "v2: verified" in capsys.readouterr().out

@@ -35,6 +35,7 @@ from .tariffs import Tariff
 __all__ = [
     "BILL_PARTS_FORMAT",
     "BillParts",
+    "statements_of",
     "thin_bands",
     "STATEMENT_V3_FORMAT",
     "BandEnergy",
@@ -279,3 +280,12 @@ def _day(v: str, what: str) -> date:
     except ValueError:
         pass
     raise FormatError(f"bill parts {what}: a date YYYY-MM-DD")
+
+
+def statements_of(text: str | bytes) -> list[BandedBillStatement]:
+    """The v3 statements of a released document: a v3 statement, or the parts of a bill
+    parts document (a first release or a correction); raises :class:`FormatError`."""
+    o = strictjson.loads(text, "bill statement")
+    if isinstance(o, dict) and o.get("format") == BILL_PARTS_FORMAT:
+        return list(BillParts.from_dict(o).parts)
+    return [BandedBillStatement.from_dict(o)]
