@@ -29,8 +29,9 @@ INS     name         data → response
                      home-link key. P1 ``01``: the same header without the
                      nonce, then ``count`` plain openings ``u32 m || 32-byte r``
                      from the hub's host, which terminates the DLMS home link.
-                     Days must follow on; a repeated identical day is accepted
-                     again (idempotent delivery).
+                     Days follow on, or come after a recorded gap; a missing day
+                     delivered late must fit its neighbours' indices; a repeated
+                     identical day is accepted again (idempotent delivery).
 ``30``  GET BILL     ``u16 y, u8 m, u8 d`` first and last day (inclusive) →
                      the bill statement as JSON (docs/formats.md): v1 for a
                      time-of-use tariff, v2 with zero-knowledge proofs for a
@@ -45,6 +46,11 @@ INS     name         data → response
                      per period, so GET BILL and GET BANDED BILL exclude each other.
                      A band occurring on fewer days than the period's smaller calendar
                      class (:func:`meterhub.banded.thin_bands`) refuses it ``6A80``.
+                     With days missing (a gap the card recorded): bill parts, a v3
+                     statement per held run and the missing runs (docs/formats.md,
+                     "Bill parts"). P1 ``01``: the one correction of such a release,
+                     for the days that have arrived since (``6985`` for a second one or
+                     when nothing was missing, ``6A88`` when nothing has arrived).
 ``32``  GET STATE    → ``u64 next index`` and the last stored day (4 bytes, or
                      none).
 ======  ===========  ==========================================================
@@ -56,7 +62,10 @@ last block installs it as PUT TARIFF does.
 Install parameters: empty, or a pinned tariff signer's P-256 key (65 bytes, SEC 1);
 any other key → ``6982`` (the customer pins the keys, not the recipient).
 GET BILL is released through the privacy guard: only a whole billing period of the
-customer's cycle, one bill per period (a re-ask answers the same bytes).
+customer's cycle, or one piece of it split at the customer's split days or at a
+tariff's first day, one bill per period (a re-ask answers the same bytes). The applet
+keeps each tariff by its first day, so the piece before a change is billed under the
+old tariff; GET BILL (v1/v2) still needs every day of the period.
 Each day is stored in one atomic transaction (JCRE ch. 7).
 
 Openings from the host (P1 ``01``) need no integrity protection for the
