@@ -12,6 +12,8 @@ import random
 from datetime import date, timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from meterhub.banded import BillParts
 from meterhub.crypto import ecdsa
@@ -367,3 +369,36 @@ def test_period_bill_cli_takes_the_cards_bill_parts(tmp_path, capsys):
     assert "v1: estimated" in capsys.readouterr().out
     assert main([*base, "--statement", str(tmp_path / "rel.json"), "--statement", str(tmp_path / "fix.json")]) == 0
     assert "v2: verified" in capsys.readouterr().out
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.recursive(st.none() | st.booleans() | st.integers(-3, 70) | st.text(max_size=12),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+                        st.sampled_from(["format", "period_from", "period_to", "parts", "missing", "corrects",
+                                         "x"]), inner, max_size=7), max_leaves=20))
+def test_bill_parts_parser_never_crashes(doc):
+    """Arbitrary JSON: a parsed document or a one-line FormatError, nothing else."""
+    from meterhub.model.errors import FormatError
+
+    try:
+        BillParts.from_dict(doc)
+    except FormatError as exc:
+        assert "\n" not in str(exc)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(st.none(), st.integers(), st.text(max_size=12), st.lists(st.one_of(st.text(max_size=12), st.integers()),
+                                                                           max_size=30), st.lists(st.dates(date(2027, 1, 1), date(2027, 12, 31)).map(date.isoformat), max_size=30)))
+def test_policy_splits_parser_never_crashes(splits):
+    """Arbitrary ``cycle.splits``: a policy whose pieces tile each cell, or a PolicyError."""
+    d = default_policy().to_dict()
+    d["cycle"]["splits"] = splits
+    try:
+        p = type(default_policy()).from_dict(d)
+    except PolicyError:
+        return
+    for s in p.cycle.splits:
+        pieces = p.cycle.pieces(s)
+        assert pieces[0][0] == p.cycle.period_of(s)[0] and pieces[-1][1] == p.cycle.period_of(s)[1]
+        assert all(b + timedelta(days=1) == c for (_, b), (c, _) in zip(pieces, pieces[1:], strict=False))
+        assert any(a == s for a, _ in pieces)
