@@ -402,3 +402,23 @@ def test_policy_splits_parser_never_crashes(splits):
         assert pieces[0][0] == p.cycle.period_of(s)[0] and pieces[-1][1] == p.cycle.period_of(s)[1]
         assert all(b + timedelta(days=1) == c for (_, b), (c, _) in zip(pieces, pieces[1:], strict=False))
         assert any(a == s for a, _ in pieces)
+
+
+def test_a_longer_gap_fills_in_any_order_and_a_released_piece_is_not_cut(tmp_path):
+    meter, days = _meter_days(6)
+    card = _card(tmp_path, default_policy(anchor=_d(1), days=6))
+    c = _client(card, [_tariff()], meter)
+    for k in (0, 4, 5):  # the 2nd to the 4th are missing
+        c.put_openings(_d(k + 1), days[k].first_index, days[k].openings)
+    with pytest.raises(HubError, match="6A80"):  # beyond the next stored day's first index
+        c.put_openings(_d(3), days[2].first_index + 200, days[2].openings)
+    c.put_openings(_d(3), days[2].first_index, days[2].openings)  # the middle first: no neighbour stored
+    with pytest.raises(HubError, match="6A80"):  # day 2 must end where day 3 starts
+        c.put_openings(_d(2), days[1].first_index - 1, days[1].openings)
+    c.put_openings(_d(2), days[1].first_index, days[1].openings)
+    rel = c.banded_bill_parts(_d(1), _d(6), MALO, "VK-1")
+    assert [(p.period_from.day, p.period_to.day) for p in rel.parts] == [(1, 3), (5, 6)]
+    assert rel.missing == ((_d(4), _d(4)),)
+    # A tariff that takes effect inside the released period cannot split it afterwards.
+    with _tsm(card, "supplier") as t, pytest.raises(Exception, match="6985"):
+        t.push_tariff(BILLING_APP_AID, dump_tariff(_tariff(version=2, valid_from=_d(3))))

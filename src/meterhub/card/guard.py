@@ -264,7 +264,7 @@ class GuardPort(Shareable):
         g = self._guard
         pol = g._policy()
         g._entitled(self._recipient, "samples")
-        g._whole(first, last)
+        g._piece(self._recipient, first, last)
         if k < pol.limit("sampling", "min_k"):
             raise ISOException(SW.WRONG_DATA, f"k = {k} is below the policy's floor {pol.limit('sampling', 'min_k')}")
         key = b"T" + self._recipient.encode() + b"/" + first.isoformat().encode()
@@ -561,10 +561,6 @@ class PrivacyGuard(Applet):
     def _entitled(self, recipient: str, kind: str) -> None:
         if not self._policy().entitled(recipient, kind):
             raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, f"{recipient} is not entitled to {kind}")
-
-    def _whole(self, first: date, last: date) -> None:
-        if not self._policy().cycle.is_period(first, last):
-            raise ISOException(SW.WRONG_DATA, "not one whole period of the customer's cycle")
 
     def _tariff_split_key(self, recipient: str, day: date) -> bytes:
         return b"V" + f"{recipient}/{self._cell(day)[0].isoformat()}".encode()
