@@ -422,3 +422,29 @@ def test_a_longer_gap_fills_in_any_order_and_a_released_piece_is_not_cut(tmp_pat
     # A tariff that takes effect inside the released period cannot split it afterwards.
     with _tsm(card, "supplier") as t, pytest.raises(Exception, match="6985"):
         t.push_tariff(BILLING_APP_AID, dump_tariff(_tariff(version=2, valid_from=_d(3))))
+
+
+def test_the_hosts_delivery_and_bill_through_the_card(tmp_path):
+    """hub.card_bill: the host delivers pairing, tariff and sealed days; the card bills."""
+    from meterhub.exchange import seal_openings
+    from meterhub.hub.card_bill import bill_through_card, deliver_to_card
+
+    meter, days = _meter_days(4)
+    card = _card(tmp_path, default_policy(anchor=_d(1), days=4))
+    key = bytes(range(16))
+    sealed = [seal_openings(key, meter.meter_id, d.batch.batch.day, d.first_index, d.openings) for d in days]
+    t1 = dump_tariff(_tariff())
+    kw = dict(meter_id=meter.meter_id, tz=TZ, interval_minutes=15, home_link_key=key, tariff=t1)
+    c = deliver_to_card(card.transmit, days=[sealed[k] for k in (3, 0, 1)], **kw)  # any order; the 3rd is lost
+    with pytest.raises(HubError, match="6A88"):
+        bill_through_card(c, _d(1), _d(4))  # GET BILL (v1) needs every day
+    rel = bill_through_card(c, _d(1), _d(4), metering_point=MALO, contract_id="VK-1")
+    assert isinstance(rel, BillParts) and rel.missing == ((_d(3), _d(3)),)
+    # Delivering everything again is idempotent, and the late day fills the gap.
+    c = deliver_to_card(card.transmit, days=sealed, **kw)
+    fix = bill_through_card(c, _d(1), _d(4), metering_point=MALO, contract_id="VK-1", correction=True)
+    assert [(p.period_from, p.period_to) for p in fix.parts] == [(_d(3), _d(3))]
+    # Another home-link key: the card refuses the day (it is not the paired meter's).
+    with pytest.raises(HubError, match="6982"):
+        deliver_to_card(card.transmit, days=[seal_openings(bytes(16), meter.meter_id, _d(5), 0, days[0].openings)],
+                        **{**kw, "home_link_key": bytes(16)})

@@ -114,6 +114,8 @@ class BillingApplet(MeteringApplet):
         self._install_tariff(bytes(apdu.data))
 
     def _install_tariff(self, raw: bytes) -> None:
+        if self.ctx.store.get(_K_TARIFF) == raw:
+            return  # the same signed tariff again (a host re-delivering it): no change
         try:
             signed = load_tariff(raw)
         except TariffError:

@@ -288,6 +288,15 @@ class BillingClient:
     def put_openings(self, day: date, first_index: int, openings: Sequence[Opening]) -> None:
         self._cmd(0x20, encode_openings_day(day, first_index, openings), p1=0x01)
 
+    def put_day(self, sealed_day: bytes) -> None:
+        """PUT DAY P1 ``00``: a day sealed by the meter (``applets.readings.encode_day``)."""
+        self._cmd(0x20, sealed_day, p1=0x00)
+
+    def put_tariff(self, signed_tariff: bytes) -> None:
+        """PUT TARIFF: the supplier's signed tariff file; the card checks the signer it
+        pinned and the release policy's tariff limits."""
+        self._cmd(0x12, signed_tariff)
+
     def state(self) -> tuple[int, date | None]:
         raw = self._cmd(0x32, le=256)
         nxt = int.from_bytes(raw[:8], "big")
