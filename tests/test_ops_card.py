@@ -448,3 +448,26 @@ def test_the_hosts_delivery_and_bill_through_the_card(tmp_path):
     with pytest.raises(HubError, match="6982"):
         deliver_to_card(card.transmit, days=[seal_openings(bytes(16), meter.meter_id, _d(5), 0, days[0].openings)],
                         **{**kw, "home_link_key": bytes(16)})
+
+
+def test_the_customer_declares_a_split_with_hub_policy_set(tmp_path, capsys):
+    from meterhub.cli import main
+    from meterhub.hub.secure_element import customer_key_path
+    from test_guard_cli import _hub
+
+    _, card = _hub(tmp_path)
+    assert main(["hub", "policy", "show", "--card", card, "--json"]) == 0
+    pol = json.loads(capsys.readouterr().out)
+    pol["version"] = 2
+    pol["cycle"]["splits"] = ["2027-06-05", "2027-06-10", "2027-06-17"]  # three in one month
+    pol["cycle"]["length"] = "month"
+    (tmp_path / "p.json").write_text(json.dumps(pol))
+    key = str(customer_key_path(card))
+    assert main(["hub", "policy", "set", "--card", card, "--policy", str(tmp_path / "p.json"), "--key", key]) == 2
+    err = capsys.readouterr().err
+    assert "at most 2 split days" in err and err.count("\n") == 1
+    pol["cycle"]["splits"] = ["2027-06-17"]
+    (tmp_path / "p.json").write_text(json.dumps(pol))
+    assert main(["hub", "policy", "set", "--card", card, "--policy", str(tmp_path / "p.json"), "--key", key]) == 0
+    assert main(["hub", "policy", "show", "--card", card]) == 0
+    assert "split days (a period is billed in pieces from each): 2027-06-17" in capsys.readouterr().out
