@@ -471,3 +471,54 @@ def test_the_customer_declares_a_split_with_hub_policy_set(tmp_path, capsys):
     assert main(["hub", "policy", "set", "--card", card, "--policy", str(tmp_path / "p.json"), "--key", key]) == 0
     assert main(["hub", "policy", "show", "--card", card]) == 0
     assert "split days (a period is billed in pieces from each): 2027-06-17" in capsys.readouterr().out
+
+
+def test_power_loss_at_every_write_of_a_late_day_and_its_correction(tmp_path):
+    """A tear at any write point of PUT DAY (late) and of the correction leaves either no
+    trace or a complete one; after the restart the same steps end in exactly one
+    correction, logged, and the gap filled."""
+    from meterhub.card import PowerLoss
+
+    meter, days = _meter_days(3)
+    policy = default_policy(anchor=_d(1), days=3)
+
+    def setup(path):
+        card = _card(path, policy)
+        c = _client(card, [_tariff()], meter)
+        for k in (0, 2):
+            c.put_openings(_d(k + 1), days[k].first_index, days[k].openings)
+        c.banded_bill_parts(_d(1), _d(3), MALO, "VK-1")
+        return card, c
+
+    def late_and_correct(c):
+        c.select()
+        c.put_openings(_d(2), days[1].first_index, days[1].openings)
+        return c.banded_bill_parts(_d(1), _d(3), MALO, "VK-1", correction=True)
+
+    card, c = setup(tmp_path / "count")
+    start = card.store.write_points
+    want = late_and_correct(c)
+    points = card.store.write_points - start
+    card.close()
+    assert points >= 4
+    for n in range(1, points + 1):
+        d = tmp_path / f"tear{n}"
+        card, c = setup(d)
+        base = card.store.write_points
+
+        def tear(what, k, base=base, n=n):
+            if k - base == n:
+                raise PowerLoss(what)
+
+        card.store.fault_hook = tear
+        with pytest.raises(PowerLoss):
+            late_and_correct(c)
+        card = open_hub_card(d / "hub.sqlite", issuer_keys=demo_scp03_keys("issuer"),
+                             supplier_keys=demo_scp03_keys("supplier"),
+                             supplier_dap=demo_dap_key("supplier").public_key(), policy=policy)
+        c = BillingClient(card.transmit)
+        got = late_and_correct(c)
+        assert got.parts == want.parts and got.missing == (), n
+        kinds = [e.kind for e in _log(card, policy)]
+        assert kinds.count("correction") == 1 and kinds.count("bill") == 1, n
+        card.close()
