@@ -1,5 +1,5 @@
-"""What sealing the hub host's store at rest costs (docs/privacy.md "Secrets and readings
-at rest"), against the same store without sealing, in the same run.
+"""What sealing the hub host's store at rest by the hub card costs (docs/privacy.md
+"Secrets and readings at rest"), against the same store without sealing, in the same run.
 
 One meter, one month (30 days of 96 15-minute openings, 36 bytes each):
 
@@ -7,10 +7,11 @@ One meter, one month (30 days of 96 15-minute openings, 36 bytes each):
   ``synchronous=FULL``), after deleting the previous run's rows;
 * **read**: the month's openings as ``hub bill`` reads them (``HubStore.openings``).
 
-A (sealed): :class:`meterhub.hub.store.HubStore` as shipped, each day's blob sealed with
-AES-256-GCM bound to its row. B (baseline): the same class and schema with the sealing
-replaced by the identity, i.e. the store as it was before (plain blobs). Variants
-alternate A, B, A, B; medians of ``--runs`` runs (>= 5).
+A (sealed by the card): :class:`meterhub.hub.store.HubStore` as shipped, each day's blob
+sealed and opened by the card's storage vault (an extended APDU each way over the host
+link, AES-256-GCM bound to its row, the key in the card) on an in-memory emulated card.
+B (baseline): the same class and schema with the vault replaced by the identity, i.e. the
+store with plain blobs. Variants alternate A, B, A, B; medians of ``--runs`` runs (>= 5).
 
 Run: .venv/bin/python benchmarks/bench_at_rest.py [--runs N]   (default 7)
 """
@@ -24,18 +25,31 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from _bench import alternate, header, row
+from meterhub.card import Card
+from meterhub.card.vault import provision_vault
 from meterhub.crypto.pedersen import Opening
+from meterhub.hub.secure_element import VaultClient
 from meterhub.hub.store import HubStore
 
 
 class _Plain:
-    """Baseline: no sealing (the identity), same call shape as SealedColumns."""
+    """Baseline: no sealing (the identity), same call shape as the card's vault."""
 
-    def seal(self, table: str, column: str, row: str, value: bytes) -> bytes:
-        return value
+    def key_id(self) -> bytes:
+        return b"plain"
 
-    def open(self, table: str, column: str, row: str, stored: bytes) -> bytes:
-        return bytes(stored)
+    def seal(self, identity: bytes, plaintext: bytes) -> bytes:
+        return plaintext
+
+    def open(self, identity: bytes, sealed: bytes) -> bytes:
+        return bytes(sealed)
+
+
+def _card_vault() -> VaultClient:
+    card = Card(None)
+    provision_vault(card)
+    card.power_on()
+    return VaultClient(card.transmit)
 
 
 def _month() -> list[tuple[date, int, list[Opening]]]:
@@ -51,15 +65,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=7, help="timed runs per variant (default: 7, at least 5)")
     args = ap.parse_args()
-    header(f"hub host store sealed at rest: one month (30 days x 96 openings), {args.runs} runs A/B alternating")
+    header(f"hub host store sealed at rest by the hub card: one month (30 days x 96 openings), {args.runs} runs A/B alternating")
     month = _month()
     first, last = month[0][0], month[-1][0]
     with tempfile.TemporaryDirectory() as tmp:
         stores = {}
         for name in ("sealed", "plain"):
-            hub = HubStore(Path(tmp) / f"{name}.sqlite")
-            if name == "plain":
-                hub._seal = _Plain()  # type: ignore[assignment]  # the baseline
+            hub = HubStore(Path(tmp) / f"{name}.sqlite", {"M1": _card_vault() if name == "sealed" else _Plain()})
             hub.pair_meter("M1", bytes(16), "Europe/Berlin", 15)
             stores[name] = hub
 

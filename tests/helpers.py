@@ -97,3 +97,22 @@ def provision_test_guard(card, policy=None, *, customer=None, pinned=None):
         policy=sign_policy(policy or cycle_policy(), customer),
     )
     return customer
+
+
+def card_vault(path=None):
+    """The storage vault of a hub card (in memory unless ``path``), as the host's
+    :class:`meterhub.hub.store.RecordVault`: the card holds the record key."""
+    from meterhub.hub.secure_element import VaultClient, open_vault_card
+
+    if path is None:
+        from meterhub.card import Card
+        from meterhub.card.vault import provision_vault
+
+        card = Card(None)
+        provision_vault(card)
+        card.power_on()
+    else:
+        card = open_vault_card(path)
+    vault = VaultClient(card.transmit)
+    vault.card = card  # keeps the card with its client (tests close it through here)
+    return vault

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import make_history
+from helpers import card_vault, make_history
 from meterhub.crypto.group import Q
 from meterhub.crypto.pedersen import Opening
 from meterhub.exchange import (
@@ -162,7 +162,8 @@ def test_statement_parser_fuzz(data):
 def test_hub_store_checks_and_idempotence(tmp_path):
     h = make_history(n_days=2, seed=8)
     key = new_home_link_key()
-    hub = HubStore(tmp_path / "hub.sqlite")
+    vault = card_vault(tmp_path / "card.sqlite")
+    hub = HubStore(tmp_path / "hub.sqlite", {"m-test": vault})
     hub.pair_meter("m-test", key, "Europe/Berlin", 15)
     sealed = [seal_openings(key, "m-test", d.batch.batch.day, d.first_index, d.openings) for d in h.days]
     assert hub.receive(sealed[0]) is True
@@ -178,8 +179,9 @@ def test_hub_store_checks_and_idempotence(tmp_path):
     with pytest.raises(HubError, match="not paired"):
         hub.receive(dataclasses.replace(forged, meter_id="zz"))
     hub.close()
-    # Survives a reopen.
-    hub = HubStore(tmp_path / "hub.sqlite")
+    # Survives a reopen (the card too).
+    vault.card.close()
+    hub = HubStore(tmp_path / "hub.sqlite", {"m-test": card_vault(tmp_path / "card.sqlite")})
     assert hub.openings("m-test", h.start, h.start)[1] == h.days[0].openings
     hub.close()
 

@@ -202,6 +202,102 @@ def test_crafted_profiles_are_refused_and_nothing_is_stored(hub):
     assert _log(hub.card)[0] == count0
 
 
+def test_spike_profiles_are_refused_and_nothing_is_released(hub):
+    """Profiles that pass the range limit but isolate single hours with the energy beside
+    them: one non-zero weight (ratio 1), 1000 at one hour and 1 elsewhere (score - E =
+    999 M_h), a few spikes; and a profile spread over its window but a spike over the
+    one period asked for (refused when the score would be computed)."""
+    count0, _ = _log(hub.card)
+    base = bdew_profile("h0", hub.h.start, 3)
+    n = len(base.values)
+    one = dataclasses.replace(base, series_id="spike-1", values=tuple(int(k == 30) for k in range(n)))
+    big = dataclasses.replace(base, series_id="spike-1000", values=tuple(1000 if k == 30 else 1 for k in range(n)))
+    few = dataclasses.replace(base, series_id="spikes-7",
+                              values=tuple(2 + k if k in range(10, 17) else 1 for k in range(n)))
+    mb = hub.mailbox("grid-operator", PROFILING_APP_AID)
+    for s in (one, big, few):
+        with pytest.raises(HubRefused, match="release policy") as e:
+            mb.push_series(sign_series(s, demo_profile_key()))
+        assert e.value.sw == 0x6A80
+    # Eight hours apart from the energy: the default minimum support, allowed.
+    mb.push_series(sign_series(dataclasses.replace(base, series_id="block-8",
+                                                   values=tuple(3 if 8 <= k < 16 else 1 for k in range(n))),
+                               demo_profile_key()))
+    # Varied over the three days before the period, one spike within it.
+    wide = bdew_profile("h0", hub.h.start - timedelta(days=3), 6)
+    hidden = dataclasses.replace(wide, series_id="hidden-spike",
+                                 values=wide.values[: len(wide.values) - n] + tuple(v * max(wide.values) for v in one.values))
+    mb.push_series(sign_series(hidden, demo_profile_key()))
+    hub.feed()
+    mb = hub.mailbox("grid-operator", PROFILING_APP_AID)
+    with pytest.raises(HubRefused, match="release policy") as e:
+        mb.request(b"\x20" + _day(hub.h.start) + _day(hub.last) + b"block-8,hidden-spike", "scores")
+    assert e.value.sw == 0x6A80
+    assert _log(hub.card)[0] == count0
+    mb = hub.mailbox("grid-operator", PROFILING_APP_AID)
+    mb.request(b"\x20" + _day(hub.h.start) + _day(hub.last) + b"block-8", "scores")
+    assert _log(hub.card)[0] == count0 + 1
+
+
+def test_two_profiles_that_differ_by_a_spike_are_refused_together(hub):
+    """h0 and h0 with one hour raised pass alone; asked together their difference is that
+    hour (x a + y b + c vanishes on every other hour): refused, nothing released."""
+    count0, _ = _log(hub.card)
+    base = bdew_profile("h0", hub.h.start, 3)
+    twin = dataclasses.replace(base, series_id="h0-twin",
+                               values=tuple(v * 2 if k == 30 else v for k, v in enumerate(base.values)))
+    scaled = dataclasses.replace(base, series_id="h0-scaled",  # 3 h0 + 5, one hour off the line
+                                 values=tuple(3 * v + 5 + (7 if k == 40 else 0) for k, v in enumerate(base.values)))
+    mb = hub.mailbox("grid-operator", PROFILING_APP_AID)
+    for s in (base, twin, scaled):
+        mb.push_series(sign_series(s, demo_profile_key()))
+    hub.feed()
+    for pair in (b"bdew-h0,h0-twin", b"h0-scaled,bdew-h0"):
+        mb = hub.mailbox("grid-operator", PROFILING_APP_AID)
+        with pytest.raises(HubRefused, match="release policy") as e:
+            mb.request(b"\x20" + _day(hub.h.start) + _day(hub.last) + pair, "scores")
+        assert e.value.sw == 0x6A80
+    assert _log(hub.card)[0] == count0
+    mb = hub.mailbox("grid-operator", PROFILING_APP_AID)
+    mb.request(b"\x20" + _day(hub.h.start) + _day(hub.last) + b"h0-twin", "scores")
+    assert _log(hub.card)[0] == count0 + 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 1000), min_size=48, max_size=48), st.sets(st.integers(0, 47), min_size=1, max_size=7),
+       st.integers(1, 50), st.integers(1, 5), st.integers(0, 9))
+def test_the_guards_support_rules_refuse_every_spike_pair_and_pass_affine_twins(base, spikes, bump, x, c):
+    """Two-day hourly profiles: ``x base + c`` adds nothing to ``base`` and ``E`` and is not
+    refused as a pair; the same with a few hours raised isolates those hours, and the
+    guard's rules (each profile alone, then the pair) refuse it."""
+    from meterhub.policy import PolicyViolation, check_pair_support, check_support
+
+    twin = [x * v + c for v in base]
+    check_pair_support(base, twin, 60, DEFAULT_POLICY)
+    spiked = [v + (bump if h in spikes else 0) for h, v in enumerate(twin)]
+    with pytest.raises(PolicyViolation):
+        check_support(base, 60, DEFAULT_POLICY)
+        check_support(spiked, 60, DEFAULT_POLICY)
+        check_pair_support(base, spiked, 60, DEFAULT_POLICY)
+
+
+def test_min_support_is_a_policy_limit_with_a_hard_floor():
+    """Policies signed before the limit existed keep their signature and get the default;
+    no policy may go below the hard floor of 4 hours."""
+    assert DEFAULT_POLICY.limit("profile", "min_support_hours") == 8
+    assert HARD_LIMITS["profile"]["min_support_hours"] == 4
+    with pytest.raises(PolicyError, match="hard limit"):
+        default_policy(profile={"min_support_hours": 3})
+    key = ecdsa.generate_signing_key()
+    old = {s: dict(v) for s, v in DEFAULT_POLICY.limits.items()}
+    del old["profile"]["min_support_hours"]
+    legacy = dataclasses.replace(DEFAULT_POLICY, limits=old)
+    raw = dump_policy(sign_policy(legacy, key))
+    assert b"min_support_hours" not in raw
+    parsed = verify_policy(load_policy(raw), key.public_key())
+    assert parsed.limit("profile", "min_support_hours") == 8
+
+
 def test_budget_of_linear_functionals_is_enforced(hub):
     """15 allowed hourly profiles: 15 scores + energy + squares = 17 > 16 functionals."""
     profiles = reference_profiles(hub.h.start, 3)

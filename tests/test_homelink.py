@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers import card_vault
 from meterhub.demo_homelink import InProcessHomeLink
 from meterhub.dlms_link import (
     HOME_LINK_KDF_INFO,
@@ -42,7 +43,8 @@ class Parties:
         self.path = path
         self.meter_id = meter_id
         self.meters = MeterStore(path / "meter.sqlite")
-        self.hub = HubStore(path / "hub.sqlite")
+        self.vault = card_vault(path / "card.sqlite")
+        self.hub = HubStore(path / "hub.sqlite", {meter_id: self.vault})
         self.meters.provision(meter_id, TZ, 15, new_home_link_key())
         info = self.meters.info(meter_id)
         self.key = info.home_link_key
@@ -60,11 +62,13 @@ class Parties:
         """Simulate a restart: close and reopen both databases."""
         self.close()
         self.meters = MeterStore(self.path / "meter.sqlite")
-        self.hub = HubStore(self.path / "hub.sqlite")
+        self.vault = card_vault(self.path / "card.sqlite")
+        self.hub = HubStore(self.path / "hub.sqlite", {self.meter_id: self.vault})
 
     def close(self) -> None:
         self.meters.close()
         self.hub.close()
+        self.vault.card.close()
 
 
 @pytest.fixture

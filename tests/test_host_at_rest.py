@@ -6,13 +6,11 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from datetime import date
 from pathlib import Path
 
 import pytest
 
 from meterhub.crypto import ecdsa
-from meterhub.crypto.pedersen import Opening
 from meterhub.hub.store import HubStore
 from meterhub.meter.store import MeterStore
 from meterhub.storage import StoreError
@@ -28,76 +26,22 @@ def _mode(path: Path | str) -> int:
     return os.stat(path).st_mode & 0o777
 
 
-def _hub_with_a_day(path: Path) -> tuple[HubStore, list[Opening]]:
-    hub = HubStore(path)
-    hub.pair_meter("M1", HLK, "Europe/Berlin", 15)
-    ops = [Opening(123456 + k, 0xDEADBEEF_CAFEBABE_0000_0000 + k) for k in range(4)]
-    assert hub.store_openings("M1", date(2026, 1, 1), 0, ops)
-    assert hub.store_openings("M1", date(2026, 1, 2), 4, ops)
-    hub.save_statement("M1", date(2026, 1, 1), date(2026, 1, 2), '{"total": "SECRET-BILL"}')
-    return hub, ops
-
-
-def test_hub_store_seals_keys_openings_and_statements(tmp_path):
-    path = tmp_path / "hub.sqlite"
-    hub, ops = _hub_with_a_day(path)
-    hub.close()
-    raw = _raw(path)
-    assert HLK not in raw
-    assert (0xDEADBEEF_CAFEBABE_0000_0000).to_bytes(32, "big")[:24] not in raw
-    assert (123456).to_bytes(4, "big") + (0xDEADBEEF_CAFEBABE_0000_0000).to_bytes(32, "big")[:8] not in raw
-    assert b"SECRET-BILL" not in raw
-    assert _mode(f"{path}.sk") == 0o600
-    hub = HubStore(path)  # reopened: everything reads back
-    assert hub.meter("M1")[0] == HLK
-    assert hub.openings("M1", date(2026, 1, 1), date(2026, 1, 2)) == (0, ops + ops)
-    assert hub.statement("M1", date(2026, 1, 1), date(2026, 1, 2)) == '{"total": "SECRET-BILL"}'
-    hub.close()
-
-
-def test_hub_store_refuses_swapped_or_altered_rows(tmp_path):
-    path = tmp_path / "hub.sqlite"
-    hub, _ = _hub_with_a_day(path)
-    hub.close()
-    conn = sqlite3.connect(path)
-    # Day 1's sealed blob copied over day 2's (same length, valid ciphertext elsewhere).
-    blob = conn.execute("SELECT blob FROM openings WHERE day='2026-01-01'").fetchone()[0]
-    conn.execute("UPDATE openings SET blob=? WHERE day='2026-01-02'", (blob,))
-    conn.commit()
-    conn.close()
-    hub = HubStore(path)
-    with pytest.raises(StoreError, match="fails authentication"):
-        hub.openings("M1", date(2026, 1, 1), date(2026, 1, 2))
-    hub.close()
-    conn = sqlite3.connect(path)
-    key = bytearray(conn.execute("SELECT home_link_key FROM meters").fetchone()[0])
-    key[-1] ^= 1
-    conn.execute("UPDATE meters SET home_link_key=?", (bytes(key),))
-    conn.commit()
-    conn.close()
-    hub = HubStore(path)
-    with pytest.raises(StoreError, match="fails authentication"):
-        hub.meter("M1")
-    hub.close()
-
-
 def test_a_store_without_its_storage_key_is_refused_not_rekeyed(tmp_path):
-    path = tmp_path / "hub.sqlite"
-    hub, _ = _hub_with_a_day(path)
-    hub.close()
+    path = tmp_path / "meter.sqlite"
+    MeterStore(path).close()
     os.unlink(f"{path}.sk")
     with pytest.raises(StoreError, match="storage key missing"):
-        HubStore(path)
+        MeterStore(path)
     assert not Path(f"{path}.sk").exists()
     Path(f"{path}.sk").write_bytes(b"short")
     with pytest.raises(StoreError, match="32-byte"):
-        HubStore(path)
+        MeterStore(path)
     # A listed store that is gone, with its key: refused, and no new key is made up.
     os.unlink(f"{path}.sk")
     for x in ("", "-wal", "-shm"):
         Path(f"{path}{x}").unlink(missing_ok=True)
     with pytest.raises(StoreError, match="storage key missing|store missing"):
-        HubStore(path)
+        MeterStore(path)
     assert not Path(f"{path}.sk").exists()
 
 
@@ -131,7 +75,7 @@ def test_meter_store_seals_the_signing_and_home_link_keys(tmp_path):
 
 def test_every_key_file_the_cli_writes_is_owner_only(tmp_path):
     """meter simulate (home-link key, meter store key), hub serve (DAP key, SCP03 keys,
-    customer key, card and storage keys), hub bill (hub store key): all 0600."""
+    customer key, card and storage keys): all 0600; the hub store has no key file."""
     from meterhub.cli import main
     from meterhub.hub.serve import build_hub_card
 
@@ -144,8 +88,8 @@ def test_every_key_file_the_cli_writes_is_owner_only(tmp_path):
     d = tmp_path / "hub"
     build_hub_card(d).close()
     keys += [d / "dap-key.pem", d / "scp03-keys.json", d / "card.sqlite.customer.pem", d / "card.sqlite.sk"]
-    keys.append(tmp_path / "h" / "hub.sqlite.sk")
     HubStore(tmp_path / "h" / "hub.sqlite").close()
+    assert not (tmp_path / "h" / "hub.sqlite.sk").exists()  # its records are sealed by the hub cards
     for p in keys:
         assert _mode(p) == 0o600, p
 

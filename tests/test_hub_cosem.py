@@ -225,10 +225,13 @@ def test_statement_read_over_cosem_verifies_at_the_utility(tmp_path):
     con.close()
     from datetime import date
 
+    from meterhub.hub.secure_element import VaultClient, open_vault_card
     from meterhub.hub.store import HubStore
 
-    hub = HubStore(tmp_path / "hub.sqlite")  # the statement is sealed at rest
+    card = open_vault_card(tmp_path / "hubs" / f"{meter_id}.sqlite")  # the statement is sealed by the meter's card
+    hub = HubStore(tmp_path / "hub.sqlite", {meter_id: VaultClient(card.transmit)})
     text = hub.statement(meter_id, date.fromisoformat(first), date.fromisoformat(last))
+    card.close()
     hub.close()
     published = BillStatement.from_json(text)
     got, proofs = read_statement(statement_server(published).association(16).handle)

@@ -514,12 +514,17 @@ def cmd_hub_bill(args: argparse.Namespace) -> int:
 def _hub_bill_locked(args: argparse.Namespace, reg: dict, key: bytes, tariff: Any, days: list) -> Any:
     from .hub.billing import bill_statement
     from .hub.proving import prove_bill
+    from .hub.secure_element import VaultClient, open_vault_card
     from .hub.store import HubError, HubStore
     from .tariffs import TariffError
     from .tariffs.nonlinear import NonLinearTariff
 
     hub = HubStore(Path(args.data_dir) / "hub.sqlite")
+    card = None
     try:
+        # The meter's hub card seals its records in hub.sqlite (docs/privacy.md): the host holds no key.
+        card = open_vault_card(args.card or Path(args.data_dir) / "hubs" / f"{reg['meter_id']}.sqlite")
+        hub.attach(reg["meter_id"], VaultClient(card.transmit))
         try:
             hub.pair_meter(reg["meter_id"], key, reg["tz"], reg["interval_minutes"])
         except HubError as exc:
@@ -580,6 +585,8 @@ def _hub_bill_locked(args: argparse.Namespace, reg: dict, key: bytes, tariff: An
         hub.save_statement(reg["meter_id"], args.from_, args.to, st.to_json())
     finally:
         hub.close()
+        if card is not None:
+            card.close()
     return st
 
 
@@ -1103,6 +1110,9 @@ def build_parser() -> argparse.ArgumentParser:
     hb.add_argument("--from", dest="from_", type=_date, required=True, metavar="DATE", help="first day of the bill period")
     hb.add_argument("--to", type=_date, required=True, metavar="DATE", help="last day, inclusive")
     hb.add_argument("--data-dir", default="meterhub-data", help="the hub's state (hub.sqlite)")
+    hb.add_argument("--card", metavar="PATH",
+                    help="the meter's hub card, which seals its records in hub.sqlite (default: DATA_DIR/hubs/METER.sqlite, "
+                    "created with its storage vault if missing)")
     hb.add_argument("--out", help="write the statement here (default: none, to stdout)")
     hb.add_argument(
         "--metering-point", metavar="MALO",

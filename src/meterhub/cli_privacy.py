@@ -1,5 +1,5 @@
-"""``meterhub hub policy show|set``, ``meterhub hub consent grant|revoke`` and
-``meterhub hub releases`` (docs/privacy.md).
+"""``meterhub hub policy show|set``, ``meterhub hub consent grant|revoke``,
+``meterhub hub releases`` and ``meterhub hub migrate-store`` (docs/privacy.md).
 
 The customer's view of the hub's privacy guard: the release policy in force (signed by
 the customer's key), the publisher keys pinned at provisioning, and the release log,
@@ -206,6 +206,32 @@ def cmd_consent_revoke(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_migrate_store(args: argparse.Namespace) -> int:
+    """Re-seal a schema-2 hub.sqlite (host key file) by each meter's hub card."""
+    from .hub.secure_element import VaultClient, open_vault_card
+    from .hub.store import migrate_host_key_store
+    from .storage import data_dir_lock
+
+    d = Path(args.data_dir)
+    cards_dir = Path(args.cards) if args.cards else d / "hubs"
+    opened: list[Any] = []
+
+    def vault_for(meter_id: str) -> Any:
+        card = open_vault_card(cards_dir / f"{meter_id}.sqlite")
+        opened.append(card)
+        return VaultClient(card.transmit)
+
+    with data_dir_lock(d):
+        try:
+            n = migrate_host_key_store(d / "hub.sqlite", vault_for)
+        finally:
+            for card in opened:
+                card.close()
+    print(f"{d / 'hub.sqlite'}: " + (f"records of {n} meters sealed by their hub cards; host key file removed"
+                                      if n else "already sealed by the hub cards"))
+    return EXIT_OK
+
+
 def add_hub_privacy_parsers(h: Any) -> None:
     """Add ``policy show|set`` and ``releases`` to the ``hub`` subcommands."""
     pol = h.add_parser("policy", help="the customer's release policy on the hub's card")
@@ -245,3 +271,7 @@ def add_hub_privacy_parsers(h: Any) -> None:
     hr.add_argument("--verify", action="store_true", help="check the log as an auditor (exit 1 if it does not verify)")
     hr.add_argument("--json", action="store_true", help="machine-readable output")
     hr.set_defaults(func=cmd_releases)
+    hg = h.add_parser("migrate-store", help="move hub.sqlite's records from the host key file under the hub cards' keys")
+    hg.add_argument("--data-dir", default="meterhub-data", help="the hub's state (hub.sqlite)")
+    hg.add_argument("--cards", metavar="DIR", help="the meters' hub cards, METER.sqlite each (default: DATA_DIR/hubs)")
+    hg.set_defaults(func=cmd_migrate_store)

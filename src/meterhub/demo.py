@@ -46,6 +46,7 @@ from .hub.secure_element import (
     CARD_SIDECARS,
     SUPPLIER_SD_AID,
     BillingClient,
+    VaultClient,
     billing_load_file,
     demo_dap_key,
     demo_scp03_keys,
@@ -287,7 +288,6 @@ def run_demo(
             meter_id = trace.household_id
             meters.provision(meter_id, trace.tz, trace.interval_minutes, new_home_link_key())
             info = meters.info(meter_id)
-            hub.pair_meter(meter_id, info.home_link_key, info.tz, info.interval_minutes)
             try:
                 utility.register_meter(
                     meter_id, info.public_key, info.tz, info.interval_minutes, tariff=signed_tariff
@@ -302,7 +302,10 @@ def run_demo(
             supplier = settlement_demo.supplier_of(n)
             # The card is expected once the meter has recorded a day (it is built first).
             card = _hub_card(d, meter_id, supplier, params, rng, expected=info.last_day is not None)
+            vault = VaultClient(card.transmit)  # the card seals this meter's records in hub.sqlite
+            hub.attach(meter_id, vault)
             try:
+                hub.pair_meter(meter_id, info.home_link_key, info.tz, info.interval_minutes)
                 # Demand response (issue 14): applet, pairing and the announced events;
                 # it selects its own applet, so it comes before the billing applet's.
                 dr_demo.attach(card, params, meter_id, info.tz, info.interval_minutes)
@@ -349,6 +352,7 @@ def run_demo(
                 finally:
                     link.close()
             finally:
+                hub.detach(meter_id)
                 card.close()
 
         results: list[HouseholdResult] = []
@@ -360,10 +364,11 @@ def run_demo(
                 applet = BillingClient(card.transmit)
                 applet.select()
                 st = applet.bill(params.start, period_to)
+                with hub.attached(meter_id, VaultClient(card.transmit)):
+                    hub.save_statement(meter_id, params.start, period_to, st.to_json())
             finally:
                 card.close()
             prices = tariff.prices_for(trace.starts, trace.interval_minutes)
-            hub.save_statement(meter_id, params.start, period_to, st.to_json())
             verdict = utility.verify_statement(st)
             if remote is not None:
                 remote.check_statement(st.to_json(), settlement_demo.supplier_of(n), verdict.ok)

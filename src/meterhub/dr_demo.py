@@ -50,7 +50,13 @@ from .dr.openadr import VEN, OptRules, run_exchange, self_signed
 from .dr.release import DRRelease
 from .holidays import german_holidays
 from .hub.dr_host import DR_APP_AID, DRClient, dr_load_file
-from .hub.secure_element import demo_dap_key, demo_scp03_keys, demo_vtn_key, open_hub_card
+from .hub.secure_element import (
+    VaultClient,
+    demo_dap_key,
+    demo_scp03_keys,
+    demo_vtn_key,
+    open_hub_card,
+)
 from .meter.flexibility import household_loads, respond
 from .meter.load import LoadTrace
 from .meter.timebase import local_midnight_utc
@@ -368,10 +374,11 @@ def run(params: Any) -> DRReport:
                 client = DRClient(card.transmit)
                 client.select()
                 day = first_needed
-                while day <= last:
-                    first, openings = hub.openings(mid, day, day)
-                    client.put_openings(day, first, openings)
-                    day += timedelta(days=1)
+                with hub.attached(mid, VaultClient(card.transmit)):  # the card opens its records
+                    while day <= last:
+                        first, openings = hub.openings(mid, day, day)
+                        client.put_openings(day, first, openings)
+                        day += timedelta(days=1)
                 windows = dict(zip([e.event_id for e in events], _windows(t, events), strict=True))
                 for ev in events:
                     a, b = windows[ev.event_id]

@@ -287,7 +287,7 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
     tz = utility.registration(ids[0]).tz
     # What each meter recorded (and committed to): the simulation's ground truth, which the
     # hubs hold; the grid operator never reads it.
-    openings = {m: [hubs.openings(m, day, day) for day in days] for m in ids}
+    openings = {m: _recorded_days(d, hubs, m, days) for m in ids}
     recorded = np.array([_hourly([o.m for _, ops in openings[m] for o in ops], g) for m in ids], dtype=np.int64)
     cal = hour_calendar(range_starts(params.start, params.days, tz, 60), tz)
     theft = _thefts(ids, thieves, params.days, params.seed)
@@ -724,3 +724,16 @@ def _stored_suspects(store: FraudStore, utility: Any, rejected: list[str]) -> li
                 out.append(f"  likelihoods in {key_name.split('/', 1)[1]} group {','.join(members)}: "
                            + ", ".join(f"{m} {lik[m][1]:.3f}" for m in ranked))
     return out
+
+
+def _recorded_days(d: Path, hubs: Any, meter_id: str, days: list[date]) -> list[tuple[int, list[Any]]]:
+    """The openings a meter's hub holds for ``days``, opened by its hub card (the
+    records in ``hub.sqlite`` are sealed by the card, docs/privacy.md)."""
+    from .hub.secure_element import VaultClient, open_vault_card
+
+    card = open_vault_card(d / "hubs" / f"{meter_id}.sqlite")
+    try:
+        with hubs.attached(meter_id, VaultClient(card.transmit)):
+            return [hubs.openings(meter_id, day, day) for day in days]
+    finally:
+        card.close()

@@ -151,7 +151,11 @@ class DemandResponseApplet(MeteringApplet):
         if again is not None:
             return again
         rel = self._compute(ev, meter_id, day, e_pos, w_pos)
-        out = self.guard.commit("dr", day, day, b"\x02" + event_id, rel, functionals=1, chunked=True)
+        # The reduction depends on the baseline days' readings too: charged to every
+        # period from the earliest baseline day to the event day (docs/privacy.md).
+        support = min(ev.baseline_days, default=day)
+        out = self.guard.commit("dr", day, day, b"\x02" + event_id, rel, functionals=1, chunked=True,
+                                support_from=support if support < day else None)
         # After the guard's transaction: the event is frozen (PUT EVENT refuses changes).
         # Lost to a power cut, a re-ask still answers the guard's stored bytes.
         self.ctx.store.put(b"r" + event_id, b"\x01")

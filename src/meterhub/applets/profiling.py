@@ -44,7 +44,9 @@ session. Message types (first byte):
 Every release passes through the privacy guard (one per period and kind; a re-ask
 answers the same bytes). Profiles must verify under the customer's pinned
 reference-profile publisher (or the recipient's own pinned profile signer) and pass
-the policy's shape limits (hourly or coarser, non-negative, bounded range: ``6A80``).
+the policy's shape limits (hourly or coarser, non-negative, bounded range: ``6A80``);
+over the period asked for, no profile and no two of one request may isolate fewer than
+the policy's ``min_support_hours`` from the energy (``6A80``, nothing computed).
 * ``03`` + ``u32 offset`` → the outbox chunk at ``offset``.
 
 Install parameters: empty, or a pinned profile publisher's P-256 key (another: ``6982``).
@@ -238,21 +240,23 @@ class ProfilingApplet(MeteringApplet):
             sums_m.append(m)
             sums_r.append(r % Q)
         point_starts = starts[::g]
-        scores = []
         try:
-            for p in profiles:
-                w = p.values_for(point_starts, point)
-                scores.append(
-                    {
-                        "series_id": p.series_id,
-                        "version": p.version,
-                        "digest": p.digest().hex(),
-                        "score": sum(a * b for a, b in zip(w, sums_m, strict=True)),
-                        "blinding": f"{sum(a * b for a, b in zip(w, sums_r, strict=True)) % Q:064x}",
-                    }
-                )
+            weights = [p.values_for(point_starts, point) for p in profiles]
         except SeriesError:
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "a profile does not cover the period") from None
+        # Spikes over this period, alone or between two profiles: 6A80, nothing computed.
+        self.guard.check_weights([(p.series_id, list(w)) for p, w in zip(profiles, weights, strict=True)], point)
+        scores = []
+        for p, w in zip(profiles, weights, strict=True):
+            scores.append(
+                {
+                    "series_id": p.series_id,
+                    "version": p.version,
+                    "digest": p.digest().hex(),
+                    "score": sum(a * b for a, b in zip(w, sums_m, strict=True)),
+                    "blinding": f"{sum(a * b for a, b in zip(w, sums_r, strict=True)) % Q:064x}",
+                }
+            )
         openings = [Opening(m, r) for m, r in zip(sums_m, sums_r, strict=True)]
         commitments = [commit(o.m, o.r)[0] for o in openings]
         ctx = scores_context(meter_id, first.isoformat(), last.isoformat(), point)

@@ -82,4 +82,7 @@ __all__ = [
     "shareable_interface",
 ]
 
-from . import guard  # noqa: E402,F401 - registers the privacy guard's class
+from . import (
+    guard,  # noqa: E402,F401 - registers the privacy guard's class
+    vault,  # noqa: E402,F401 - registers the storage vault's class
+)

@@ -17,7 +17,9 @@ security domain. It holds, in its own persistent namespace (JCRE ch. 7 transacti
   over all of them, whichever applet of the recipient asks), and per group and day at
   most one masked release and one recovery answer (docs/fraud.md);
 * every released statement and the **release log** (a hash chain, :mod:`meterhub.policy.log`),
-  the budget spent per recipient and period, the coin tosses and the tariff changes.
+  the coin tosses and the tariff changes. The budget spent is read from the log per
+  calendar time (:func:`meterhub.policy.log.over_budget`: every cell a release's support
+  touches, against every earlier release overlapping it), so a cycle change renews nothing.
 
 Applets reach it through the shareable interface :class:`GuardPort` (JCRE §6.2.4). The
 guard learns the client's recipient from the registry (the client's associated security
@@ -70,13 +72,16 @@ from ..policy import (
     PolicyViolation,
     ReleasePolicy,
     chain_hash,
+    check_pair_support,
     check_profile,
+    check_support,
     check_tariff,
     dump_policy,
     load_policy,
     verify_policy,
 )
 from ..policy.consent import Consent, load_consent, verify_consent, verify_revocation
+from ..policy.log import charged_span, over_budget
 from ..policy.model import SW_BUDGET, SignedPolicy
 from ..protocols.iso7816 import CommandAPDU
 from ..protocols.iso7816.aid import AID
@@ -85,6 +90,7 @@ from ..protocols.iso7816.tlv import TLV
 from .applet import Applet, ins, register_applet_class
 from .registry import PRIV_SECURITY_DOMAIN, AppletRecord
 from .runtime import AppletContext, Runtime, Shareable, shareable_interface
+from .vault import vault_record_ok
 
 __all__ = [
     "GUARD_AID",
@@ -156,11 +162,14 @@ def output_allowed(runtime: Runtime, rec: AppletRecord, data: bytes, *, selectin
     if not data:
         return True
     reg = runtime.registry
-    if reg is None or reg.get(GUARD_AID) is None:
+    guard = reg.get(GUARD_AID) if reg is not None else None
+    if guard is None:
         return True  # a card without a guard holds no readings-holding applets' outputs
     if rec.privileges[:1] and rec.privileges[0] & PRIV_SECURITY_DOMAIN:
         return True
     if rec.class_name == GUARD_CLASS and rec.aid == AID.of(GUARD_AID):
+        return True
+    if vault_record_ok(rec, guard.sd_aid):  # the host's records, sealed or opened for the host
         return True
     if expected is not None and hmac.compare_digest(expected, bytes(data)):
         return True
@@ -215,6 +224,21 @@ class GuardPort(Shareable):
         """The policy's shape limits for a reference profile (``6A80``)."""
         if kind == "load-profile":
             self._guard._violation(check_profile, series)
+
+    def check_weights(self, profiles: list[tuple[str, list[int]]], minutes: int) -> None:
+        """The weights of the profiles of one release over the released period, before any
+        score is computed: no profile, and no two of them together, may isolate fewer hours
+        than the policy's minimum support from the energy (``6A80``;
+        :func:`meterhub.policy.check_support`, :func:`meterhub.policy.check_pair_support`).
+        A series that passed at push time can still be a spike over the one period asked
+        for, or differ from another by a spike."""
+        g = self._guard
+        for sid, w in profiles:
+            g._violation(lambda w, pol, sid=sid: check_support(w, minutes, pol, name=f"profile {sid}"), list(w))
+        for i, (sa, wa) in enumerate(profiles):
+            for sb, wb in profiles[i + 1 :]:
+                g._violation(lambda pair, pol, sa=sa, sb=sb: check_pair_support(
+                    pair[0], pair[1], minutes, pol, name=f"profiles {sa} and {sb}"), (list(wa), list(wb)))
 
     def accept_tariff(self, tariff: Any, today: date | None) -> None:
         """Shape limits (``6A80``) and at most the policy's tariff changes per billing
@@ -302,17 +326,21 @@ class GuardPort(Shareable):
         return g._hand_out(self._client, seq, chunked)
 
     def commit(self, kind: str, first: date, last: date, request: bytes, statement: bytes, *,
-               functionals: int, samples: int = 0, chunked: bool) -> bytes:
-        """Check the budget, store statement and log entry atomically, hand out the bytes."""
+               functionals: int, samples: int = 0, chunked: bool, support_from: date | None = None) -> bytes:
+        """Check the budget, store statement and log entry atomically, hand out the bytes.
+        ``support_from``: for kind ``dr``, the earliest baseline day; the functional is
+        charged to every period from there to the event day (docs/privacy.md)."""
         g = self._guard
         _policy_kind(kind)
         if not (isinstance(functionals, int) and isinstance(samples, int) and functionals >= 0 and samples >= 0):
             raise ISOException(SW.WRONG_DATA, "functionals and samples are counts")
+        if support_from is not None and (kind != "dr" or support_from >= first):
+            raise ISOException(SW.WRONG_DATA, "only a demand-response release reaches back to baseline days")
         req = hashlib.sha256(request).hexdigest()
         seq = g._check(self._recipient, kind, first, last, req)
         if seq is None:
             seq = g._record(self._recipient, kind, first, last, req, bytes(statement), self._client,
-                            functionals, samples)
+                            functionals, samples, support_from=support_from)
         return g._hand_out(self._client, seq, chunked)
 
     # -- corrections (docs/privacy.md, "Gaps and corrections") ---------------------------
@@ -654,14 +682,31 @@ class PrivacyGuard(Applet):
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "the released bill has no missing days to correct")
         return None
 
+    def _charges(self, recipient: str) -> list[tuple[date, date, int]]:
+        """The support (first day, last day) and functionals of every release to
+        ``recipient`` that counts against its budget, read from the log (aggregation
+        slots, whose index value is the bare sequence number, are not charged)."""
+        out = []
+        for key in self._stored(b"R" + f"{recipient}/".encode()):
+            idx = self.ctx.store.get(key) or b""
+            if len(idx) != 24:
+                continue
+            entry = LogEntry.from_bytes(self.ctx.store.get(b"L" + idx[:4]) or b"")
+            if entry.functionals and entry.kind not in AGGREGATE_KINDS:
+                out.append((*charged_span(entry), entry.functionals))
+        return out
+
     def _record(self, recipient: str, kind: str, first: date, last: date, req: str, statement: bytes,
-                client: AID, functionals: int, samples: int, *, consent: str = "") -> int:
+                client: AID, functionals: int, samples: int, *, consent: str = "",
+                support_from: date | None = None) -> int:
         pol = self._policy()
-        bkey = b"B" + f"{recipient}/{self._cell(first)[0].isoformat()}".encode()
-        spent = int.from_bytes(self.ctx.store.get(bkey) or bytes(4), "big")
         budget = pol.limit("budget", "functionals_per_period")
-        if spent + functionals > budget:
-            raise ISOException(SW_BUDGET, f"{recipient} has {budget - spent} of {budget} functionals left, {functionals} asked")
+        # Charged per calendar time over the release's support (policy.log.over_budget):
+        # every cell it touches, against every earlier release overlapping that cell.
+        over = over_budget(pol.cycle, budget, self._charges(recipient), support_from or first, last, functionals)
+        if over is not None:
+            raise ISOException(SW_BUDGET, f"{recipient} has {max(budget - over[1], 0)} of {budget} functionals left "
+                               f"in the period from {over[0]}, {functionals} asked")
         extra: dict[bytes, bytes] = {}
         if kind == "dr":  # the policy's cap on events per period (docs/privacy.md)
             ekey = b"E" + f"{recipient}/{self._cell(first)[0].isoformat()}".encode()
@@ -673,14 +718,13 @@ class PrivacyGuard(Applet):
         count, head = self._head()
         entry = LogEntry(count, kind, recipient, first.isoformat(), last.isoformat(), pol.version,
                          client.raw.hex().upper(), req, hashlib.sha256(statement).hexdigest(), functionals, samples,
-                         consent)
+                         consent, support_from=support_from.isoformat() if support_from else "")
         raw = entry.canonical_bytes()
         self.ctx.begin_transaction()
         self.ctx.store.put(b"S" + _u32(count), statement)
         self.ctx.store.put(b"L" + _u32(count), raw)
         self.ctx.store.put(b"R" + f"{recipient}/{kind}/{first.isoformat()}".encode(),
                            _u32(count) + first.isoformat().encode() + last.isoformat().encode())
-        self.ctx.store.put(bkey, _u32(spent + functionals))
         for k, v in extra.items():
             self.ctx.store.put(k, v)
         self.ctx.store.put(b"head", _u32(count + 1) + chain_hash(head, raw))

@@ -30,6 +30,7 @@ from ..card.applet import applet_class
 from ..card.gp import ISD_AID, StaticKeys, make_load_file, open_card, provision_isd, provision_ssd
 from ..card.guard import GUARD_AID, Pinned, pinned_points, provision_guard
 from ..card.store import STORAGE_KEY_SUFFIX
+from ..card.vault import VAULT_AID, provision_vault
 from ..crypto import ecdsa
 from ..crypto.pedersen import Opening
 from ..exchange import BillStatement, FormatError
@@ -73,6 +74,8 @@ __all__ = [
     "EXPORT_APP_AID",
     "export_load_file",
     "customer_key_path",
+    "VaultClient",
+    "open_vault_card",
     "demo_pinned",
     "demo_vtn_key",
 ]
@@ -238,6 +241,7 @@ def open_hub_card(
     for aid, (keys, dap) in wanted.items():
         if card.registry.get(aid) is None:
             provision_ssd(card, aid, [keys], dap_key=dap)
+    provision_vault(card, isd_aid=ISD_AID)  # the host's record key (docs/privacy.md); cards before it get it now
     if card.registry.get(GUARD_AID) is None:
         key = _customer_key(Path(path), customer_key)
         provision_guard(
@@ -458,3 +462,117 @@ class GuardClient:
     def release(self, seq: int) -> bytes:
         """The bytes released (or, for a policy entry, the signed policy) at ``seq``."""
         return self._cmd(0x4A, seq.to_bytes(4, "big"))
+
+
+class VaultClient:
+    """The hub host's side of the card's storage vault (:mod:`meterhub.card.vault`): seals
+    and opens ``hub.sqlite`` records (:class:`meterhub.hub.store.RecordVault`) under the
+    card's record key, which never leaves the card.
+
+    It works on a logical channel of its own (MANAGE CHANNEL, ISO/IEC 7816-4 §11.1.2), so
+    the applet selected on the basic channel (the billing applet the host is feeding)
+    stays selected; the channel is opened again after a card reset."""
+
+    def __init__(self, transmit: Callable[[bytes], bytes]) -> None:
+        self._transmit = transmit
+        self._channel: int | None = None
+        self._key_id: bytes | None = None
+
+    def _send(self, apdu: CommandAPDU) -> ResponseAPDU:
+        return ResponseAPDU.from_bytes(self._transmit(apdu.to_bytes()))
+
+    def _open_channel(self) -> int:
+        r = self._send(CommandAPDU(0x00, 0x70, 0x00, 0x00, le=1))
+        if r.sw != 0x9000 or len(r.data) != 1:
+            raise HubError(f"the card has no free logical channel for its storage vault (SW {r.sw:04X})")
+        ch = r.data[0]
+        r = self._send(CommandAPDU(ch, 0xA4, 0x04, 0x00, bytes.fromhex(VAULT_AID), le=256))
+        if r.sw != 0x9000:
+            self._send(CommandAPDU(ch, 0x70, 0x80, ch))
+            raise HubError(f"the card has no storage vault (SW {r.sw:04X}); open it with open_hub_card or open_vault_card")
+        return ch
+
+    def _cmd(self, ins: int, data: bytes = b"") -> bytes:
+        for attempt in (0, 1):
+            if self._channel is None:
+                self._channel = self._open_channel()
+            ext = len(data) > 255
+            r = self._send(CommandAPDU(0x80 | self._channel, ins, 0, 0, data, le=65536 if ext else 256, extended=ext))
+            if r.sw in (0x6881, 0x6999, 0x6A82, 0x6985) and attempt == 0:  # the card was reset: channel gone
+                self._channel = None
+                continue
+            if r.sw == 0x6982:
+                raise HubError("a record fails authentication (altered, moved, or sealed by another card)")
+            if r.sw != 0x9000:
+                raise HubError(f"storage vault (INS {ins:02X}) refused: {_refusal_reason(r.sw)} (SW {r.sw:04X})")
+            return r.data
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def key_id(self) -> bytes:
+        if self._key_id is None:
+            self._key_id = self._cmd(0x58)
+        return self._key_id
+
+    #: Largest plaintext sealed in one command: an extended APDU carries at most 65,535
+    #: bytes (ISO/IEC 7816-4 §5.1), identity and framing included.
+    PART = 60_000
+
+    def _seal1(self, identity: bytes, plaintext: bytes) -> bytes:
+        return self._cmd(0x54, len(identity).to_bytes(2, "big") + identity + plaintext)
+
+    def _open1(self, identity: bytes, sealed: bytes) -> bytes:
+        return self._cmd(0x56, len(identity).to_bytes(2, "big") + identity + bytes(sealed))
+
+    @staticmethod
+    def _part(identity: bytes, i: int, n: int) -> bytes:
+        return identity + f"\x00part\x00{i}/{n}".encode()
+
+    def seal(self, identity: bytes, plaintext: bytes) -> bytes:
+        """A sealed record; larger than :data:`PART`: ``02 || u16 n || (u32 len || part)*n``,
+        part ``i`` sealed for ``identity || 00 "part" 00 "i/n"``, so parts cannot be
+        reordered, dropped or spliced from another record."""
+        if len(plaintext) <= self.PART:
+            return self._seal1(identity, plaintext)
+        chunks = [plaintext[k : k + self.PART] for k in range(0, len(plaintext), self.PART)]
+        n = len(chunks)
+        if n > 0xFFFF:
+            raise HubError("record too large to seal")
+        out = bytearray(b"\x02" + n.to_bytes(2, "big"))
+        for i, c in enumerate(chunks):
+            part = self._seal1(self._part(identity, i, n), c)
+            out += len(part).to_bytes(4, "big") + part
+        return bytes(out)
+
+    def open(self, identity: bytes, sealed: bytes) -> bytes:
+        sealed = bytes(sealed)
+        if sealed[:1] != b"\x02":
+            return self._open1(identity, sealed)
+        n, pos, out = int.from_bytes(sealed[1:3], "big"), 3, bytearray()
+        for i in range(n):
+            size = int.from_bytes(sealed[pos : pos + 4], "big")
+            part = sealed[pos + 4 : pos + 4 + size]
+            if size < 29 or len(part) != size:
+                raise HubError("a record fails authentication (truncated)")
+            out += self._open1(self._part(identity, i, n), part)
+            pos += 4 + size
+        if n < 2 or pos != len(sealed):
+            raise HubError("a record fails authentication (bad framing)")
+        return bytes(out)
+
+    def close(self) -> None:
+        """Close the vault's logical channel (the card keeps working on the others)."""
+        if self._channel is not None:
+            self._send(CommandAPDU(0x00, 0x70, 0x80, self._channel))
+            self._channel = None
+
+
+def open_vault_card(path: str | Path) -> Card:
+    """Open the hub card at ``path`` for its storage vault alone (``hub bill`` and tools
+    that read ``hub.sqlite`` without applets): a card that does not exist yet is created
+    with the vault only (no security domain, so no SCP03 keys, public or not); a hub card
+    made by :func:`open_hub_card` is used as it is, its vault added if it predates it."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    card = open_card(str(path))
+    provision_vault(card, isd_aid=ISD_AID if card.registry.get(ISD_AID) is not None else None)
+    card.power_on()
+    return card

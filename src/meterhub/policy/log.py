@@ -17,7 +17,7 @@ field                     meaning
 ``recipient``             ``supplier``, ``grid-operator``, ``third-party``; ``customer``
                           for a policy change
 ``period_from/_to``       the grid cell released (``""`` for a policy change; for ``dr``
-                          the event day, charged to the cell that contains it)
+                          the event day; its events cap counts in the cell that contains it)
 ``policy_version``        the policy in force (for ``policy``: the new one)
 ``applet_aid``            the releasing applet (hex; the guard's own for ``policy``)
 ``request_digest``        SHA-256 of the request (hex)
@@ -27,7 +27,20 @@ field                     meaning
 ``consent``               the consent an ``export`` used, added or revoked (else ``""``)
 ``group``                 the aggregation group of an ``aggregate`` or ``recovery``
                           release (present only there)
+``support_from``          the first day whose readings the release depends on, when
+                          it lies before ``period_from`` (a ``dr`` release: its
+                          earliest baseline day; present only there)
 ========================  ====================================================
+
+**Budgets are charged per calendar time** (:func:`over_budget`), not per cycle label:
+a release's functionals count against every cell of the policy's cycle that its
+*support* (``support_from or period_from`` .. ``period_to``) intersects, and a new
+release fits only if, in every such cell, the functionals of all earlier releases to
+the recipient whose support intersects the cell, plus its own, stay within the budget.
+Under one cycle that is the per-period budget; after the customer moves the cycle, a
+new cell that overlaps spent cells of the old one starts with their spending, so a
+cycle change cannot multiply what is released over the same days
+(docs/privacy.md "What each recipient may learn").
 
 An ``aggregate`` entry (one per group and day: the hub's masked hourly sums) counts
 the day's hourly intervals in ``functionals``, a ``recovery`` entry (the masks shared
@@ -47,12 +60,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
-__all__ = ["AGGREGATE_KINDS", "LOG_FORMAT", "DST_LOG", "LogEntry", "LogError", "chain_hash", "verify_release_log"]
+__all__ = [
+    "AGGREGATE_KINDS", "LOG_FORMAT", "DST_LOG", "LogEntry", "LogError", "chain_hash", "charged_span", "over_budget",
+    "verify_release_log",
+]
 
 LOG_FORMAT = "meterhub-release-log/1"
 DST_LOG = b"meterhub/v1/release-log\x00"
@@ -62,6 +78,8 @@ _FIELDS = (
     "seq", "kind", "recipient", "period_from", "period_to", "policy_version", "applet_aid",
     "request_digest", "output_digest", "functionals", "samples", "consent",
 )
+
+_OPTIONAL = {"group", "support_from"}
 
 
 class LogError(ValueError):
@@ -83,11 +101,14 @@ class LogEntry:
     samples: int = 0
     consent: str = ""
     group: str = ""
+    support_from: str = ""
 
     def canonical_bytes(self) -> bytes:
         d = asdict(self)
         if not d["group"]:
             del d["group"]  # only aggregation entries name a group
+        if not d["support_from"]:
+            del d["support_from"]  # only releases reaching before their period name it (dr)
         return json.dumps({"format": LOG_FORMAT, **d}, sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
@@ -96,24 +117,49 @@ class LogEntry:
             d = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             raise LogError("log entry is not JSON") from None
-        if not isinstance(d, dict) or d.get("format") != LOG_FORMAT or set(d) - {"group"} != {"format", *_FIELDS}:
+        if not isinstance(d, dict) or d.get("format") != LOG_FORMAT or set(d) - _OPTIONAL != {"format", *_FIELDS}:
             raise LogError("log entry: wrong format or fields")
-        group = d.get("group", "")
-        if not isinstance(group, str):
-            raise LogError("log entry: bad group")
+        group, support_from = d.get("group", ""), d.get("support_from", "")
+        if not isinstance(group, str) or not isinstance(support_from, str):
+            raise LogError("log entry: bad group or support_from")
         ints = ("seq", "policy_version", "functionals", "samples")
         for f in _FIELDS:
             v = d[f]
             ok = (isinstance(v, int) and not isinstance(v, bool) and v >= 0) if f in ints else isinstance(v, str)
             if not ok:
                 raise LogError(f"log entry: bad {f}")
-        e = cls(**{f: d[f] for f in _FIELDS}, group=group)
+        e = cls(**{f: d[f] for f in _FIELDS}, group=group, support_from=support_from)
         if e.canonical_bytes() != raw:
             raise LogError("log entry is not in canonical form")
         return e
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def charged_span(e: LogEntry) -> tuple[date, date]:
+    """The calendar days whose readings the functionals of release ``e`` depend on."""
+    return date.fromisoformat(e.support_from or e.period_from), date.fromisoformat(e.period_to)
+
+
+def over_budget(
+    cycle: Any, budget: int, charges: Iterable[tuple[date, date, int]], first: date, last: date, functionals: int
+) -> tuple[date, int] | None:
+    """``None`` if ``functionals`` over the support ``first..last`` fit the budget; else
+    the first cell (its first day) they exceed and what earlier releases spent there.
+
+    ``charges`` are the earlier releases to the same recipient as ``(first, last,
+    functionals)`` of their support; ``cycle`` has ``period_of(day)`` (the policy's
+    :class:`~meterhub.policy.Cycle`). Every cell that ``first..last`` intersects is
+    checked with every charge that intersects that cell (module docstring)."""
+    charges = [c for c in charges if c[2]]
+    a, b = cycle.period_of(first)
+    while a <= last:
+        spent = sum(f for x, y, f in charges if not (y < a or b < x))
+        if spent + functionals > budget:
+            return a, spent
+        a, b = cycle.period_of(b + timedelta(days=1))
+    return None
 
 
 def chain_hash(prev: bytes, entry: LogEntry | bytes) -> bytes:
@@ -134,7 +180,7 @@ def verify_release_log(
     entries = []
     seen: dict[tuple[str, str, str], LogEntry] = {}
     periods: dict[tuple[str, str], list[tuple[str, str]]] = {}
-    spent: dict[tuple[str, str], int] = {}
+    charges: dict[str, list[tuple[date, date, int]]] = {}
     dr_events: dict[tuple[str, str], int] = {}
     consents: dict[str, tuple[str, str, str, bool]] = {}
     version = 0
@@ -202,7 +248,7 @@ def verify_release_log(
         if policies is not None and pol is None:
             raise LogError(f"entry {n}: policy version {version} unknown to the auditor")
         cell = e.period_from
-        if e.kind == "dr" and pol is not None:  # an event day is charged to its period
+        if e.kind == "dr" and pol is not None:  # the events cap counts per event-day cell
             try:
                 cell = pol.cycle.period_of(date.fromisoformat(e.period_from))[0].isoformat()
             except ValueError:
@@ -210,13 +256,20 @@ def verify_release_log(
             dr_events[(e.recipient, cell)] = dr_events.get((e.recipient, cell), 0) + 1
             if dr_events[(e.recipient, cell)] > pol.limit("dr", "events_per_period"):
                 raise LogError(f"entry {n}: {e.recipient} exceeds the demand-response events for {cell}")
-        budget_key = (e.recipient, cell)
-        spent[budget_key] = spent.get(budget_key, 0) + e.functionals
+        try:
+            span = charged_span(e)
+        except ValueError:
+            raise LogError(f"entry {n}: period or support_from is not a date") from None
+        if span[0] > span[1] or (e.support_from and e.kind != "dr"):
+            raise LogError(f"entry {n}: support_from must be a dr release's earlier baseline day")
         if pol is not None:
-            if spent[budget_key] > pol.limit("budget", "functionals_per_period"):
-                raise LogError(f"entry {n}: {e.recipient} exceeds its budget for {e.period_from}")
+            over = over_budget(pol.cycle, pol.limit("budget", "functionals_per_period"),
+                               charges.get(e.recipient, []), *span, e.functionals)
+            if over is not None:
+                raise LogError(f"entry {n}: {e.recipient} exceeds its budget for the period from {over[0]}")
             if e.kind != "export" and not pol.entitled(e.recipient, "bill" if e.kind == "correction" else e.kind):
                 raise LogError(f"entry {n}: {e.recipient} is not entitled to {e.kind}")
+        charges.setdefault(e.recipient, []).append((*span, e.functionals))
         entries.append(e)
     if h != head:
         raise LogError("the chain does not end in the head the card reports")

@@ -15,6 +15,9 @@ tariff: highest / lowest non-zero price 10       <= 100      ditto, at any scale
 tariff: changes per billing period     1         <= 1        a new encoding each week
 profile: resolution (minutes)          60        >= 60       15-minute weights
 profile: highest / lowest non-zero w   1000      <= 10000    weights 1, 2^13, 2^26, 2^39
+profile: hours a score isolates        8         >= 4        a single non-zero weight, 1000
+                                                             at one hour and 1 elsewhere, or
+                                                             two profiles differing by a spike
 linear functionals per period+recipient 16       <= 32       a few dozen spread profiles
 sampling: one reading in k             100       >= 50       k = 1
 sampling: coin tosses per period       1         <= 1        one toss per sub-period
@@ -24,7 +27,10 @@ demand response: events per period     6         <= 12       an "event" every da
 
 A demand-response release (kind ``dr``) is not for a whole period: it is for one event
 (at most one per recipient and event day, so two windows of one day cannot be
-differenced), charged to the period of the event day, one functional each.
+differenced), one functional each, charged to every period from its earliest baseline
+day to the event day; the events cap counts per event-day period. Budgets are charged
+per calendar time (:func:`meterhub.policy.log.over_budget`), so a new cycle does not
+renew what earlier releases over the same days spent.
 
 Periods are cells of one fixed grid (the customer's billing cycle: calendar months by
 default, or ``length`` days from ``anchor``); a request must name exactly one cell.
@@ -51,9 +57,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
+
+import numpy as np
 
 from ..crypto import ecdsa
 from ..protocols.iso7816.sw import SW
@@ -71,6 +81,8 @@ __all__ = [
     "ReleasePolicy",
     "SignedPolicy",
     "check_profile",
+    "check_support",
+    "check_pair_support",
     "check_tariff",
     "default_policy",
     "dump_policy",
@@ -208,12 +220,16 @@ _LIMITS: dict[str, dict[str, tuple[int, int, str]]] = {
     "profile": {
         "min_minutes": (60, 60, "min"),
         "max_weight_ratio": (1000, 10000, "max"),
+        "min_support_hours": (8, 4, "min"),
     },
     "budget": {"functionals_per_period": (16, 32, "max")},
     "sampling": {"min_k": (100, 50, "min"), "tosses_per_period": (1, 1, "max")},
     "dr": {"events_per_period": (6, 12, "max")},
 }
 HARD_LIMITS = {sec: {k: v[1] for k, v in d.items()} for sec, d in _LIMITS.items()}
+#: Limits added after policies were first signed: a signed policy without one keeps its
+#: signature (canonical bytes unchanged) and gets the default (docs/privacy.md).
+_LATER_LIMITS = {("profile", "min_support_hours")}
 DEFAULT_ENTITLEMENTS = {
     "supplier": ("bill", "settlement"),
     "grid-operator": ("scores", "samples", "aggregate", "suspects", "dr"),
@@ -235,6 +251,8 @@ class ReleasePolicy:
             got = self.limits.get(sec, {})
             for name, (_, hard, sense) in items.items():
                 v = got.get(name)
+                if v is None and (sec, name) in _LATER_LIMITS:
+                    continue
                 if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                     raise PolicyError(f"{sec}.{name}: a non-negative integer")
                 if (sense == "max" and v > hard) or (sense == "min" and v < hard):
@@ -253,7 +271,8 @@ class ReleasePolicy:
                 raise PolicyError(f"entitlements.{who}: distinct kinds of {', '.join(KINDS)}")
 
     def limit(self, section: str, name: str) -> int:
-        return self.limits[section][name]
+        got = self.limits[section].get(name)
+        return _LIMITS[section][name][0] if got is None else got
 
     def entitled(self, recipient: str, kind: str) -> bool:
         return kind in self.entitlements.get(recipient, ())
@@ -433,7 +452,8 @@ def check_tariff(tariff: Any, policy: ReleasePolicy) -> None:
 
 def check_profile(series: Any, policy: ReleasePolicy) -> None:
     """Raise :class:`PolicyViolation` (``6A80``) unless a reference profile is at the
-    policy's resolution or coarser, non-negative, with a bounded weight range."""
+    policy's resolution or coarser, non-negative, with a bounded weight range, and
+    spread over at least ``min_support_hours`` (:func:`check_support`)."""
     lim = policy.limits["profile"]
     if series.interval_minutes < lim["min_minutes"] or series.interval_minutes % 60:
         raise PolicyViolation(SW.WRONG_DATA, f"profile {series.series_id} has {series.interval_minutes}-minute weights, the policy needs whole hours >= {lim['min_minutes']} min")
@@ -444,3 +464,64 @@ def check_profile(series: Any, policy: ReleasePolicy) -> None:
         raise PolicyViolation(SW.WRONG_DATA, f"profile {series.series_id} is all zero")
     if max(nonzero) > lim["max_weight_ratio"] * min(nonzero):
         raise PolicyViolation(SW.WRONG_DATA, f"profile {series.series_id} weights span more than {lim['max_weight_ratio']}x")
+    check_support(series.values, series.interval_minutes, policy, name=f"profile {series.series_id}")
+
+
+def check_support(weights: Sequence[int], minutes: int, policy: ReleasePolicy, *, name: str = "profile") -> None:
+    """Raise :class:`PolicyViolation` (``6A80``) if the weights, with the energy released
+    beside every score, isolate fewer than ``profile.min_support_hours`` hours.
+
+    The recipient gets ``E = sum M_h`` with every score ``sum w_h M_h``, so it can form
+    ``score - c E = sum (w_h - c) M_h`` for any ``c``: the fewest hours such a functional
+    can depend on is the number of weights that differ from the most common weight. A
+    single non-zero weight (``c = 0``), or 1000 at one hour and 1 elsewhere (``c = 1``),
+    isolates one hour and is refused; a constant profile (a multiple of ``E``) isolates
+    nothing and passes. Checked on the whole series when it is pushed and on the
+    weights of the released period when a score is computed."""
+    if not weights:
+        return
+    need = policy.limit("profile", "min_support_hours")
+    support = (len(weights) - max(Counter(weights).values())) * minutes
+    if 0 < support < need * 60:
+        raise PolicyViolation(
+            SW.WRONG_DATA,
+            f"{name} isolates {support / 60:g} hours from the energy, the policy needs at least {need}",
+        )
+
+
+def check_pair_support(
+    a: Sequence[int], b: Sequence[int], minutes: int, policy: ReleasePolicy, *, name: str = "profiles"
+) -> None:
+    """Raise :class:`PolicyViolation` (``6A80``) if two profiles released together, with
+    the energy, isolate fewer than ``profile.min_support_hours`` hours.
+
+    From the scores of ``a`` and ``b`` and ``E`` the recipient forms ``x a + y b + c`` for
+    any ``x, y, c``; it is zero on the hours whose points ``(a_h, b_h)`` lie on one line, so
+    the fewest hours it can depend on is ``n`` minus the most points on a line that does
+    not hold them all (all on one line: ``b`` adds nothing to ``a`` and ``E``). ``h0`` and
+    ``h0`` plus one spike differ by that spike and are refused. If a line misses fewer
+    than ``S`` points, at most ``S - 1`` distinct points are off it, so two of any ``S + 1``
+    distinct points lie on it: the lines through those pairs are the only candidates."""
+    n = len(a)
+    need = policy.limit("profile", "min_support_hours") * 60
+    if n != len(b) or n * minutes < need:
+        return
+    pts = Counter(zip(a, b, strict=True))
+    if len(pts) < 3:
+        return
+    big = max(max(map(abs, a)), max(map(abs, b))) >= 1 << 30  # products beyond int64: exact ints
+    dtype = object if big else np.int64
+    xs = np.array([p[0] for p in pts], dtype=dtype)
+    ys = np.array([p[1] for p in pts], dtype=dtype)
+    counts = np.array(list(pts.values()), dtype=np.int64)
+    k = min(len(pts), -(-need // minutes) + 1)
+    for i in range(k):
+        for j in range(i + 1, k):
+            dx, dy = xs[j] - xs[i], ys[j] - ys[i]
+            on = int(counts[(dx * (ys - ys[i]) - dy * (xs - xs[i])) == 0].sum())
+            off = (n - on) * minutes
+            if 0 < off < need:
+                raise PolicyViolation(
+                    SW.WRONG_DATA,
+                    f"{name} together isolate {off / 60:g} hours from the energy, the policy needs at least {need // 60}",
+                )
