@@ -21,6 +21,8 @@ def test_events_scenario_is_verified_with_estimate_and_correction():
     assert segs == [("alpha", "2027-06-01", 1), ("alpha", "2027-06-10", 2), ("beta", "2027-06-17", 1)]
     assert sum(s["bills"][-1]["energy_wh"] for s in ev["segments"]) == ev["readings_wh"]
     assert ev["segments_per_supplier"] == {"alpha": 2, "beta": 1}
+    # Released through the card: the correction names the release it corrects.
+    assert ev["through_card"] and ev["correction"]["corrects_release"] > 0
 
 
 def test_demo_events_in_text_and_json(tmp_path, capsys):

@@ -22,6 +22,7 @@ for existing imports.
 from __future__ import annotations
 
 from .model.billing.bands import band_counts, band_indices, band_sums, thin_bands
+from .model.formats.bill_parts import BILL_PARTS_FORMAT, MAX_PARTS, BillParts, statements_of
 from .model.formats.statements import (
     MAX_BAND_ENTRIES,
     STATEMENT_V3_FORMAT,
@@ -30,6 +31,10 @@ from .model.formats.statements import (
 )
 
 __all__ = [
+    "BILL_PARTS_FORMAT",
+    "MAX_PARTS",
+    "BillParts",
+    "statements_of",
     "thin_bands",
     "MAX_BAND_ENTRIES",
     "STATEMENT_V3_FORMAT",

@@ -810,7 +810,7 @@ def cmd_utility_coverage(args: argparse.Namespace) -> int:
 def cmd_utility_period_bill(args: argparse.Namespace) -> int:
     """A contract period's bill from v3 statements plus substitute values for uncovered
     days; recorded in invoices.sqlite with its history (docs/billing-operations.md)."""
-    from .banded import BandedBillStatement
+    from .banded import statements_of
     from .exchange import DayUpload, FormatError
     from .model.display import format_amount, shown
     from .storage import data_dir_lock
@@ -819,8 +819,8 @@ def cmd_utility_period_bill(args: argparse.Namespace) -> int:
 
     statements = []
     for path in args.statement or []:
-        try:
-            statements.append(BandedBillStatement.from_json(_read(path, "bill statement")))
+        try:  # a v3 statement, or the card's bill parts (docs/formats.md)
+            statements.extend(statements_of(_read(path, "bill statement")))
         except FormatError as exc:
             print(f"REJECTED {shown(path)}: {shown(str(exc))}")
             return EXIT_REJECTED
@@ -1163,7 +1163,7 @@ def build_parser() -> argparse.ArgumentParser:
     upb.add_argument("--contract", required=True, metavar="ID", help="the contract id")
     upb.add_argument("--from", dest="from_", type=_date, required=True, metavar="DATE", help="first day of the period")
     upb.add_argument("--to", type=_date, required=True, metavar="DATE", help="last day, inclusive")
-    upb.add_argument("--statement", action="append", help="a v3 statement inside the period; repeatable (default: none, all estimated)")
+    upb.add_argument("--statement", action="append", help="a v3 statement or the card's bill parts (a release or its correction) inside the period; repeatable (default: none, all estimated)")
     upb.add_argument("--uploads", action="append", help="ingest these uploads first (late days); repeatable (default: none)")
     upb.add_argument("--export-csv", metavar="FILE", help="write the meter's bill history as CSV (default: none)")
     upb.add_argument("--export-json", metavar="FILE", help="write the meter's bill history as JSON (default: none)")

@@ -58,6 +58,8 @@ def cmd_policy_show(args: argparse.Namespace) -> int:
     length = "calendar month" if not cyc.days else f"{cyc.days} days"
     print(f"release policy v{pol.version} (signed by the customer key {signed.key_id[:16]}...)")
     print(f"  periods: {length} from {cyc.anchor} ({_per_30_days(pol)})")
+    if cyc.splits:
+        print("  split days (a period is billed in pieces from each): " + ", ".join(d.isoformat() for d in cyc.splits))
     for who, kinds in sorted(pol.entitlements.items()):
         print(f"  {who}: {', '.join(kinds) or 'nothing'}")
     for sec in ("tariff", "profile", "budget", "sampling", "dr", "dp"):

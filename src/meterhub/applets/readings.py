@@ -7,8 +7,13 @@ firewall keeps each applet's copy apart):
   minutes (1 byte) and, optionally, ``83`` the 16-byte home-link key; set once;
 * one record per local day, ``u64 first index || u32 count || count x (u32 m ||
   32-byte r)``, written in one atomic transaction with the chain position
-  (JCRE ch. 7), days following on without gaps, an identical re-delivery
-  accepted (idempotent);
+  (JCRE ch. 7), an identical re-delivery accepted (idempotent);
+* the **gaps**: a day may come after missing days (a meter outage, a lost link) if
+  its first index is beyond the next expected one; the missing run is recorded
+  (at most :data:`MAX_GAPS` open runs). A missing day delivered late is stored only
+  if its indices fit exactly between its neighbours' (the stored day before ends
+  where it starts, the stored day after starts where it ends), in one transaction
+  with the shrunk gap record;
 * STORE DATA messages joined from their blocks (GPC 2.3.1 §11.11: P2 block
   number, P1 b8 last block). Outputs (and their chunks) are the privacy guard's.
 
@@ -66,6 +71,16 @@ _K_PAIRING = b"pairing"
 _K_NEXT = b"next"
 _K_LAST = b"last"
 _K_PENDING = b"store-data"
+_K_GAPS = b"gaps"
+#: Open runs of missing days the store tracks; a further gap answers ``6A84``.
+MAX_GAPS = 16
+
+
+SW_FULL = 0x6A84  # "not enough memory space"
+
+
+def _encode_gaps(gaps: Sequence[tuple[date, date]]) -> bytes:
+    return b"".join(day_bytes(a) + day_bytes(b) for a, b in gaps)
 
 
 def parse_date(raw: bytes) -> date:
@@ -185,19 +200,92 @@ class ReadingsStore:
                 return  # the same day delivered again
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "day already stored with other readings")
         last = self.last_day()
-        if last is not None and (
-            day != last + timedelta(days=1) or first != self.ctx.store.get_int(_K_NEXT, -1)
-        ):
+        gaps = self.gaps()
+        if last is not None and day <= last:
+            self._put_late_day(day, first, count, record, gaps)
+            return
+        if last is not None and day != last + timedelta(days=1):
+            # Days missing in between: their intervals lie between the two first indices.
+            if first <= self.ctx.store.get_int(_K_NEXT, -1):
+                raise ISOException(SW.WRONG_DATA, "day after a gap must start beyond the next expected index")
+            if len(gaps) >= MAX_GAPS:
+                raise ISOException(SW_FULL, "too many runs of missing days")
+            gaps.append((last + timedelta(days=1), day - timedelta(days=1)))
+        elif last is not None and first != self.ctx.store.get_int(_K_NEXT, -1):
             raise ISOException(SW.WRONG_DATA, "day does not follow on from the last stored day")
         self.ctx.begin_transaction()
         self.ctx.store.put(b"d" + day_bytes(day), record)
         self.ctx.store.put_int(_K_NEXT, first + count)
         self.ctx.store.put(_K_LAST, day_bytes(day))
+        self.ctx.store.put(_K_GAPS, _encode_gaps(gaps))
+        self.ctx.commit_transaction()
+
+    def gaps(self) -> list[tuple[date, date]]:
+        """The runs of missing days (first and last day, inclusive), in day order."""
+        raw = self.ctx.store.get(_K_GAPS) or b""
+        return [(parse_date(raw[k : k + 4]), parse_date(raw[k + 4 : k + 8])) for k in range(0, len(raw), 8)]
+
+    def _put_late_day(self, day: date, first: int, count: int, record: bytes, gaps: list[tuple[date, date]]) -> None:
+        """A missing day delivered late: it must fill a recorded gap and fit its neighbours."""
+        k = next((k for k, (a, b) in enumerate(gaps) if a <= day <= b), None)
+        if k is None:
+            raise ISOException(SW.WRONG_DATA, "day is before the last stored day and not a missing day")
+        a, b = gaps[k]
+        before = self.ctx.store.get(b"d" + day_bytes(day - timedelta(days=1)))
+        after = self.ctx.store.get(b"d" + day_bytes(day + timedelta(days=1)))
+        lo = hi = None
+        if before is not None:
+            lo = int.from_bytes(before[:8], "big") + int.from_bytes(before[8:12], "big")
+        if after is not None:
+            hi = int.from_bytes(after[:8], "big")
+        # The stored days around the gap bound it; a neighbour inside the gap is absent.
+        if (lo is not None and first != lo) or (hi is not None and first + count != hi):
+            raise ISOException(SW.WRONG_DATA, "late day does not fit exactly between its neighbours")
+        if lo is None or hi is None:
+            edge_lo = self.ctx.store.get(b"d" + day_bytes(a - timedelta(days=1)))
+            edge_hi = self.ctx.store.get(b"d" + day_bytes(b + timedelta(days=1)))
+            if edge_lo is None or edge_hi is None:
+                raise ISOException(SW.UNKNOWN, "gap record and stored days disagree")
+            low = int.from_bytes(edge_lo[:8], "big") + int.from_bytes(edge_lo[8:12], "big")
+            if first < low or first + count > int.from_bytes(edge_hi[:8], "big"):
+                raise ISOException(SW.WRONG_DATA, "late day does not fit between the days around the gap")
+        rest = [g for g in ((a, day - timedelta(days=1)), (day + timedelta(days=1), b)) if g[0] <= g[1]]
+        self.ctx.begin_transaction()
+        self.ctx.store.put(b"d" + day_bytes(day), record)
+        self.ctx.store.put(_K_GAPS, _encode_gaps(gaps[:k] + rest + gaps[k + 1 :]))
         self.ctx.commit_transaction()
 
     def state(self) -> bytes:
         """``u64 next index`` and the last stored day (4 bytes, or none)."""
         return self.ctx.store.get_int(_K_NEXT, 0).to_bytes(8, "big") + (self.ctx.store.get(_K_LAST) or b"")
+
+    def runs(self, first_day: date, last_day: date) -> tuple[list[tuple[date, date, int, bytes]], list[tuple[date, date]]]:
+        """The held runs of consecutive days ``(first day, last day, first index, openings)``
+        and the missing runs ``(first day, last day)`` of a period, both in day order. A
+        day neither held nor a recorded gap (beyond the last stored day, or before the
+        first) answers ``6A88``."""
+        if last_day < first_day:
+            raise ISOException(SW.WRONG_DATA, "period ends before it starts")
+        gaps = self.gaps()
+        held: list[tuple[date, date, int, bytes]] = []
+        missing: list[tuple[date, date]] = []
+        day = first_day
+        while day <= last_day:
+            rec = self.ctx.store.get(b"d" + day_bytes(day))
+            if rec is None:
+                if not any(a <= day <= b for a, b in gaps):
+                    raise ISOException(SW.REFERENCED_DATA_NOT_FOUND, f"no readings for {day}")
+                if missing and missing[-1][1] == day - timedelta(days=1):
+                    missing[-1] = (missing[-1][0], day)
+                else:
+                    missing.append((day, day))
+            elif held and held[-1][1] == day - timedelta(days=1):
+                d0, _, idx, blob = held[-1]
+                held[-1] = (d0, day, idx, blob + rec[12:])
+            else:
+                held.append((day, day, int.from_bytes(rec[:8], "big"), rec[12:]))
+            day += timedelta(days=1)
+        return held, missing
 
     def period(self, first_day: date, last_day: date) -> tuple[int, bytes]:
         """``(first index, 36-byte openings)`` of whole days; ``6A88`` names a missing day."""

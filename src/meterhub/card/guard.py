@@ -260,7 +260,26 @@ class GuardPort(Shareable):
             return
         if len(changes) >= max(1, pol.limit("tariff", "max_changes_per_period")):
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "the tariff already changed in this billing period")
-        g.ctx.store.put(key, seen + digest)
+        # A tariff taking effect inside a cell splits it there (docs/privacy.md, "Split
+        # periods"): one such day per cell, and not inside a piece already released.
+        start = getattr(getattr(tariff, "base", tariff), "valid_from", None)
+        writes = {key: seen + digest}
+        if isinstance(start, date) and g._cell(start)[0] != start:
+            vkey = g._tariff_split_key(self._recipient, start)
+            old = g.ctx.store.get(vkey)
+            if old is not None and old != start.isoformat().encode():
+                raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "a tariff already takes effect inside this billing period")
+            for kind in KINDS:
+                for rkey in g._stored(b"R" + f"{self._recipient}/{kind}/".encode()):
+                    raw = g.ctx.store.get(rkey) or b""
+                    a, b = date.fromisoformat(raw[4:14].decode()), date.fromisoformat(raw[14:24].decode())
+                    if a < start <= b:
+                        raise ISOException(SW.CONDITIONS_NOT_SATISFIED, f"{kind} for {a}..{b} is released: the tariff cannot split it")
+            writes[vkey] = start.isoformat().encode()
+        g.ctx.begin_transaction()
+        for k, v in writes.items():
+            g.ctx.store.put(k, v)
+        g.ctx.commit_transaction()
 
     def state(self, next_index: int, last_day: bytes) -> bytes:
         """Issue the non-release GET STATE answer (``u64 next index || day``)."""
@@ -275,7 +294,7 @@ class GuardPort(Shareable):
         g = self._guard
         pol = g._policy()
         g._entitled(self._recipient, "samples")
-        g._whole(first, last)
+        g._piece(self._recipient, first, last)
         if k < pol.limit("sampling", "min_k"):
             raise ISOException(SW.WRONG_DATA, f"k = {k} is below the policy's floor {pol.limit('sampling', 'min_k')}")
         key = b"T" + self._recipient.encode() + b"/" + first.isoformat().encode()
@@ -344,6 +363,36 @@ class GuardPort(Shareable):
         g = self._guard
         spent = int.from_bytes(g.ctx.store.get(g._dp_key(self._recipient, first)) or bytes(4), "big")
         return max(0, g._policy().limit("dp", "epsilon_milli_per_period") - spent)
+
+    # -- corrections (docs/privacy.md, "Gaps and corrections") ---------------------------
+    def released(self, kind: str, first: date) -> tuple[int, bytes] | None:
+        """``(seq, bytes)`` of this recipient's release of ``kind`` for the period starting
+        ``first`` (the applet's own earlier output), or None."""
+        return self._guard._released(self._recipient, kind, first)
+
+    def begin_correction(self, kind: str, first: date, last: date, request: bytes) -> bytes | None:
+        """Checks before computing a correction of the ``kind`` release for ``first..last``:
+        it exists and listed missing days (``6985`` otherwise; ``6A88`` when there is no
+        release to correct), and no other correction of it was released (``6985``). A
+        re-ask of the same correction answers the stored bytes; None: compute and
+        :meth:`commit_correction`."""
+        return self._guard._check_correction(self._client, self._recipient, kind, first, last,
+                                             hashlib.sha256(request).hexdigest())
+
+    def commit_correction(self, kind: str, first: date, last: date, request: bytes, statement: bytes, *,
+                          functionals: int) -> bytes:
+        """Record the one correction of the period's release (log kind ``correction``,
+        charged to the budget like any release) and hand out the bytes."""
+        g = self._guard
+        if not isinstance(functionals, int) or functionals < 0:
+            raise ISOException(SW.WRONG_DATA, "functionals is a count")
+        req = hashlib.sha256(request).hexdigest()
+        again = g._check_correction(self._client, self._recipient, kind, first, last, req)
+        if again is not None:
+            return again
+        seq = g._record(self._recipient, "correction", first, last, req, bytes(statement), self._client,
+                        functionals, 0)
+        return g._hand_out(self._client, seq, False)
 
     # -- private aggregation (docs/fraud.md) ------------------------------------------
     def issue_key(self, key: bytes) -> bytes:
@@ -666,9 +715,22 @@ class PrivacyGuard(Applet):
         if not self._policy().entitled(recipient, kind):
             raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, f"{recipient} is not entitled to {kind}")
 
-    def _whole(self, first: date, last: date) -> None:
-        if not self._policy().cycle.is_period(first, last):
-            raise ISOException(SW.WRONG_DATA, "not one whole period of the customer's cycle")
+    def _tariff_split_key(self, recipient: str, day: date) -> bytes:
+        return b"V" + f"{recipient}/{self._cell(day)[0].isoformat()}".encode()
+
+    def pieces(self, recipient: str, day: date) -> list[tuple[date, date]]:
+        """The pieces of the cell containing ``day`` for ``recipient``: split at the
+        customer's split days and at the first day of a tariff of this recipient's that
+        takes effect inside the cell (:meth:`GuardPort.accept_tariff`)."""
+        raw = self.ctx.store.get(self._tariff_split_key(recipient, day))
+        extra = (date.fromisoformat(raw.decode()),) if raw else ()
+        return self._policy().cycle.pieces(day, extra)
+
+    def _piece(self, recipient: str, first: date, last: date) -> None:
+        """One whole piece of a cell (a whole cell when nothing splits it); the recipient
+        cannot choose the boundaries: they are the customer's or the tariff's."""
+        if (first, last) not in self.pieces(recipient, first):
+            raise ISOException(SW.WRONG_DATA, "not one whole period of the customer's cycle (or one piece of a split period)")
 
     def _head(self) -> tuple[int, bytes]:
         raw = self.ctx.store.get(b"head") or _u32(0) + bytes(32)
@@ -698,7 +760,7 @@ class PrivacyGuard(Applet):
                 if first != last:
                     raise ISOException(SW.WRONG_DATA, "a demand-response release names its event day")
             else:
-                self._whole(first, last)
+                self._piece(recipient, first, last)
         idx = self.ctx.store.get(b"R" + f"{recipient}/{kind}/{first.isoformat()}".encode())
         if idx is not None:
             seq = int.from_bytes(idx[:4], "big")
@@ -715,6 +777,38 @@ class PrivacyGuard(Applet):
 
     def _dp_key(self, recipient: str, first: date) -> bytes:
         return b"P" + f"{recipient}/{self._cell(first)[0].isoformat()}".encode()
+
+    def _released(self, recipient: str, kind: str, first: date) -> tuple[int, bytes] | None:
+        idx = self.ctx.store.get(b"R" + f"{recipient}/{kind}/{first.isoformat()}".encode())
+        if idx is None:
+            return None
+        seq = int.from_bytes(idx[:4], "big")
+        return seq, self.ctx.store.get(b"S" + idx[:4]) or b""
+
+    def _check_correction(self, client: AID, recipient: str, kind: str, first: date, last: date,
+                          req: str) -> bytes | None:
+        if kind != "bill":
+            raise ISOException(SW.WRONG_DATA, "only bills are corrected")
+        self._entitled(recipient, kind)
+        done = self._released(recipient, "correction", first)
+        if done is not None:
+            entry = LogEntry.from_bytes(self.ctx.store.get(b"L" + _u32(done[0])) or b"")
+            if entry.request_digest == req and entry.period_to == last.isoformat():
+                return self._hand_out(client, done[0], False)
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "this period's bill was already corrected once")
+        orig = self._released(recipient, kind, first)
+        if orig is None:
+            raise ISOException(SW.REFERENCED_DATA_NOT_FOUND, "no released bill for this period to correct")
+        entry = LogEntry.from_bytes(self.ctx.store.get(b"L" + _u32(orig[0])) or b"")
+        if entry.period_to != last.isoformat():
+            raise ISOException(SW.WRONG_DATA, "a correction names the corrected bill's period")
+        try:
+            missing = json.loads(orig[1]).get("missing") if orig[1][:1] == b"{" else None
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            missing = None
+        if not missing:
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "the released bill has no missing days to correct")
+        return None
 
     def _charges(self, recipient: str) -> list[tuple[date, date, int]]:
         """The support (first day, last day) and functionals of every release to

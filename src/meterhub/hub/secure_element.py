@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..applets.billing import CLASS_NAME as BILLING_CLASS
 from ..applets.billing import encode_openings_day, encode_pairing
-from ..banded import BandedBillStatement
+from ..banded import BandedBillStatement, BillParts
 from ..card import Card
 from ..card.applet import applet_class
 from ..card.gp import ISD_AID, StaticKeys, make_load_file, open_card, provision_isd, provision_ssd
@@ -285,6 +285,15 @@ class BillingClient:
     def put_openings(self, day: date, first_index: int, openings: Sequence[Opening]) -> None:
         self._cmd(0x20, encode_openings_day(day, first_index, openings), p1=0x01)
 
+    def put_day(self, sealed_day: bytes) -> None:
+        """PUT DAY P1 ``00``: a day sealed by the meter (``applets.readings.encode_day``)."""
+        self._cmd(0x20, sealed_day, p1=0x00)
+
+    def put_tariff(self, signed_tariff: bytes) -> None:
+        """PUT TARIFF: the supplier's signed tariff file; the card checks the signer it
+        pinned and the release policy's tariff limits."""
+        self._cmd(0x12, signed_tariff)
+
     def state(self) -> tuple[int, date | None]:
         raw = self._cmd(0x32, le=256)
         nxt = int.from_bytes(raw[:8], "big")
@@ -325,6 +334,29 @@ class BillingClient:
             return BandedBillStatement.from_json(r.data)
         except FormatError as exc:
             raise HubError(f"billing applet returned a malformed statement: {exc}") from None
+
+
+    def banded_bill_parts(self, first: date, last: date, metering_point: str, contract_id: str, *,
+                          correction: bool = False) -> BillParts:
+        """GET BANDED BILL (P1 ``00``) or its correction (P1 ``01``) as bill parts: a period
+        with missing days comes as a v3 statement per held run and the missing runs; a
+        whole period's plain v3 statement is returned as one part (docs/formats.md)."""
+        mp, ct = metering_point.encode("ascii"), contract_id.encode("ascii")
+        if len(mp) > 255 or len(ct) > 255:
+            raise HubError("metering point or contract id too long")
+        data = struct.pack(">HBBHBB", first.year, first.month, first.day, last.year, last.month, last.day)
+        data += bytes([len(mp)]) + mp + bytes([len(ct)]) + ct
+        r = self._send(CommandAPDU(0x80, 0x34, 0x01 if correction else 0x00, 0, data, le=65536, extended=True))
+        if r.sw != 0x9000:
+            what = "correction" if correction else "bill"
+            raise HubError(f"billing applet refused the {what}: {_refusal_reason(r.sw)} (SW {r.sw:04X})")
+        try:
+            if b'"format":"meterhub/bill-parts/v1"' in r.data:
+                return BillParts.from_json(r.data)
+            st = BandedBillStatement.from_json(r.data)
+        except FormatError as exc:
+            raise HubError(f"billing applet returned a malformed statement: {exc}") from None
+        return BillParts(st.period_from, st.period_to, (st,), ())
 
 
 class ReadingsClient:

@@ -12,7 +12,8 @@ field                     meaning
 ``seq``                   0, 1, 2, ...
 ``kind``                  ``bill``, ``settlement``, ``scores``, ``samples``, ``suspects``,
                           ``dr``, ``export``, ``aggregate``, ``recovery``, ``policy``,
-                          ``consent``, ``revoke``
+                          ``consent``, ``revoke``, ``correction`` (the one correction of a
+                          bill that listed missing days, after it, for its period)
 ``recipient``             ``supplier``, ``grid-operator``, ``third-party``; ``customer``
                           for a policy change
 ``period_from/_to``       the grid cell released (``""`` for a policy change; for ``dr``
@@ -233,6 +234,10 @@ def verify_release_log(
             c = consents.get(e.consent)
             if c is None or not c[3] or c[0] != e.recipient or e.period_from < c[1] or e.period_to > c[2]:
                 raise LogError(f"entry {n}: export without a valid consent {e.consent!r}")
+        if e.kind == "correction":  # one per released bill that listed missing days
+            orig = seen.get((e.recipient, "bill", e.period_from))
+            if orig is None or orig.period_to != e.period_to:
+                raise LogError(f"entry {n}: a correction of no released bill for {e.period_from}")
         key = (e.recipient, e.kind, e.period_from)
         if key in seen:
             raise LogError(f"entry {n}: a second {e.kind} release to {e.recipient} for {e.period_from}")
@@ -264,7 +269,7 @@ def verify_release_log(
                                charges.get(e.recipient, []), *span, e.functionals)
             if over is not None:
                 raise LogError(f"entry {n}: {e.recipient} exceeds its budget for the period from {over[0]}")
-            if e.kind != "export" and not pol.entitled(e.recipient, e.kind):
+            if e.kind != "export" and not pol.entitled(e.recipient, "bill" if e.kind == "correction" else e.kind):
                 raise LogError(f"entry {n}: {e.recipient} is not entitled to {e.kind}")
         charges.setdefault(e.recipient, []).append((*span, e.functionals))
         entries.append(e)

@@ -45,6 +45,14 @@ default, or ``length`` days from ``anchor``); a request must name exactly one ce
 The grid is the customer's, so a recipient cannot choose boundaries, split a month
 into days, or overlap periods.
 
+The customer may declare **split days** (``cycle.splits``: a supplier switch, a move-in
+or move-out, a contract's start or end): a cell that contains a split day is released as
+two pieces, the second starting on the split day. At most :data:`MAX_SPLITS_PER_CELL`
+declared splits fall in one cell; the first day of a tariff that takes effect inside a
+cell splits it once more (the guard records it when the tariff is installed; at most
+one tariff change per period). A cell thus has at most four pieces, and each piece is
+billed with its own functionals (docs/privacy.md, "Split periods").
+
 Wire format (canonical JSON: sorted keys, no whitespace)::
 
     {"policy": {...}, "signature": {"algorithm": "ecdsa-p256-sha256",
@@ -73,6 +81,7 @@ __all__ = [
     "DEFAULT_POLICY",
     "HARD_LIMITS",
     "KINDS",
+    "MAX_SPLITS_PER_CELL",
     "POLICY_FORMAT",
     "RECIPIENTS",
     "Cycle",
@@ -144,19 +153,44 @@ def refusal_reason(sw: int) -> str:
 SW_BUDGET = 0x6A84  # "not enough memory space": nothing left of the period's budget
 
 
+#: Declared split days that may fall in one cell of the cycle (a switch and a move).
+MAX_SPLITS_PER_CELL = 2
+#: Declared split days in one policy (the file stays small).
+MAX_SPLITS = 24
+
+
 @dataclass(frozen=True)
 class Cycle:
     """The fixed period grid: calendar-like months from ``anchor`` (``days = 0``), or
-    cells of ``days`` days from ``anchor``."""
+    cells of ``days`` days from ``anchor``; ``splits`` are the customer's split days."""
 
     anchor: date
     days: int = 0  # 0: months
+    splits: tuple[date, ...] = ()
 
     def __post_init__(self) -> None:
         if self.days == 0 and self.anchor.day > 28:
             raise PolicyError("cycle: a monthly anchor must be on day 1..28")
         if not 0 <= self.days <= 366:
             raise PolicyError("cycle: length is 'month' or 1..366 days")
+        if len(self.splits) > MAX_SPLITS or list(self.splits) != sorted(set(self.splits)):
+            raise PolicyError(f"cycle.splits: at most {MAX_SPLITS} distinct days in ascending order")
+        per_cell: dict[date, int] = {}
+        for d in self.splits:
+            start = self.period_of(d)[0]
+            if d == start:
+                raise PolicyError(f"cycle.splits: {d} already starts a period")
+            per_cell[start] = per_cell.get(start, 0) + 1
+            if per_cell[start] > MAX_SPLITS_PER_CELL:
+                raise PolicyError(f"cycle.splits: at most {MAX_SPLITS_PER_CELL} split days in one period")
+
+    def pieces(self, day: date, extra: tuple[date, ...] = ()) -> list[tuple[date, date]]:
+        """The pieces of the cell that contains ``day``: split at the declared split days
+        and at ``extra`` days (a tariff change) inside it, first and last day inclusive."""
+        start, end = self.period_of(day)
+        cuts = sorted({d for d in (*self.splits, *extra) if start < d <= end})
+        bounds = [start, *cuts, end + timedelta(days=1)]
+        return [(bounds[k], bounds[k + 1] - timedelta(days=1)) for k in range(len(bounds) - 1)]
 
     def period_of(self, day: date) -> tuple[date, date]:
         """The grid cell that contains ``day`` (first and last day, inclusive)."""
@@ -174,7 +208,10 @@ class Cycle:
         return self.period_of(first) == (first, last)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"anchor": self.anchor.isoformat(), "length": self.days or "month"}
+        d: dict[str, Any] = {"anchor": self.anchor.isoformat(), "length": self.days or "month"}
+        if self.splits:  # absent when none, so older policies keep their bytes and digest
+            d["splits"] = [s.isoformat() for s in self.splits]
+        return d
 
 
 def _add_months(d: date, n: int) -> date:
@@ -288,8 +325,8 @@ class ReleasePolicy:
         if d.get("format") != POLICY_FORMAT:
             raise PolicyError(f"policy: format must be {POLICY_FORMAT!r}")
         cyc = d.get("cycle")
-        if not isinstance(cyc, dict) or set(cyc) != {"anchor", "length"}:
-            raise PolicyError("cycle: expected {anchor, length}")
+        if not isinstance(cyc, dict) or not {"anchor", "length"} <= set(cyc) <= {"anchor", "length", "splits"}:
+            raise PolicyError("cycle: expected {anchor, length} and optionally splits")
         try:
             anchor = date.fromisoformat(cyc["anchor"]) if isinstance(cyc["anchor"], str) else None
         except ValueError:
@@ -303,6 +340,9 @@ class ReleasePolicy:
             days = length
         else:
             raise PolicyError("cycle.length: 'month' or a number of days")
+        if cyc.get("splits", None) == []:
+            raise PolicyError("cycle.splits: omitted when there are none (one canonical form)")
+        splits = _dates(cyc.get("splits", []), "cycle.splits")
         ent = d.get("entitlements")
         if not isinstance(ent, dict) or not all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in ent.values()):
             raise PolicyError("entitlements: an object of lists of kinds")
@@ -312,7 +352,21 @@ class ReleasePolicy:
             if not isinstance(v, dict):
                 raise PolicyError(f"{sec}: expected an object")
             limits[sec] = dict(v)
-        return cls(d.get("version"), Cycle(anchor, days), {k: tuple(v) for k, v in ent.items()}, limits)  # type: ignore[arg-type]
+        return cls(d.get("version"), Cycle(anchor, days, splits), {k: tuple(v) for k, v in ent.items()}, limits)  # type: ignore[arg-type]
+
+
+def _dates(raw: Any, what: str) -> tuple[date, ...]:
+    if not isinstance(raw, list):
+        raise PolicyError(f"{what}: a list of dates YYYY-MM-DD")
+    out = []
+    for v in raw:
+        try:
+            out.append(date.fromisoformat(v) if isinstance(v, str) and len(v) == 10 else None)
+        except ValueError:
+            out.append(None)
+        if out[-1] is None:
+            raise PolicyError(f"{what}: a list of dates YYYY-MM-DD")
+    return tuple(d for d in out if d is not None)
 
 
 def _canonical(obj: Any) -> bytes:
@@ -321,16 +375,17 @@ def _canonical(obj: Any) -> bytes:
 
 def default_policy(*, version: int = 1, anchor: date = date(2000, 1, 1), days: int = 0,
                    entitlements: dict[str, tuple[str, ...]] | None = None,
-                   **overrides: dict[str, int]) -> ReleasePolicy:
-    """The default policy on a cycle (calendar months unless ``days``); ``overrides`` maps
-    a section to changed limits, e.g. ``sampling={"min_k": 200}``; ``entitlements``
-    replaces the default ones (e.g. :data:`STRICT_ENTITLEMENTS`)."""
+                   splits: tuple[date, ...] = (), **overrides: dict[str, int]) -> ReleasePolicy:
+    """The default policy on a cycle (calendar months unless ``days``; ``splits`` the
+    customer's split days); ``overrides`` maps a section to changed limits, e.g.
+    ``sampling={"min_k": 200}``; ``entitlements`` replaces the default ones (e.g.
+    :data:`STRICT_ENTITLEMENTS`)."""
     limits = {sec: {k: v[0] for k, v in items.items()} for sec, items in _LIMITS.items()}
     for sec, changes in overrides.items():
         if sec not in limits:
             raise PolicyError(f"unknown section {sec!r}")
         limits[sec].update(changes)
-    return ReleasePolicy(version, Cycle(anchor, days), dict(entitlements or DEFAULT_ENTITLEMENTS), limits)
+    return ReleasePolicy(version, Cycle(anchor, days, tuple(splits)), dict(entitlements or DEFAULT_ENTITLEMENTS), limits)
 
 
 DEFAULT_POLICY = default_policy()
