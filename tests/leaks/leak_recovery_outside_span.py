@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import pytest
 
+from helpers import make_history
 from meterhub.hub.aggregation import AGGREGATION_APP_AID
 from meterhub.utility.fraud import (
     GroupRegistry,
@@ -38,7 +39,6 @@ from meterhub.utility.fraud import (
 )
 from meterhub.utility.settlement import HubRefused
 from meterhub.utility.verifier import Rejected
-from helpers import make_history
 from test_fraud_aggregation import CODE_HASH, DAY, Hub, _inputs, _truth
 
 
