@@ -238,3 +238,42 @@ def test_refused_aggregator_switches_a_released_event_to_another_method(pjm):
     with pytest.raises(EventRefused):
         hub.client.put_event(other.event_id, other.to_bytes(), True)
     assert hub.release(ev.event_id) == rel
+
+
+# -- the group registry --------------------------------------------------------------------
+
+
+def test_finding_real_households_with_phantom_keys_are_refused():
+    """FINDING (medium, fixed): the span test counts households by meter id, the masks
+    by hub key. A grid operator that lists *real* households ``b0..b4`` under keys it
+    holds in ``G2 = {a0..a4, b0..b4}`` (their real keys in ``H = {b0..b4, c0..c4}``)
+    passes the span test ({G1 = {v, a0..a4}, G2, H} isolates nobody by id) but removes
+    the phantom ``b`` masks itself: ``G2`` gives ``sum(a)`` and ``G1 - sum(a)`` is
+    household ``v``. Unlike invented phantom ids (docs/fraud.md, residual risk), the ids
+    are the feeder's real customers, so no customer count gives it away. Every hub now
+    refuses a registry that lists one household with two hub keys on overlapping days."""
+    from meterhub.aggregation import GroupDefinition, GroupMember, PolicyRefusal, demo_group_key
+    from meterhub.crypto import ecdsa
+    from meterhub.group_registry import RegistryBlock, RegistryView, isolated_households
+
+    year = (date(2027, 1, 1), date(2027, 12, 31))
+
+    def grp(gid, names, fake=()):
+        ms = tuple(GroupMember(n, (b"\xff" if n in fake else b"\x01") + n.encode().ljust(31, b"\0"))
+                   for n in sorted(names))
+        return GroupDefinition(gid, "f", 60, year[0], year[1], ms).signed(demo_group_key())
+
+    a, b, c = ([f"{p}{k}" for k in range(5)] for p in "abc")
+    g1, g2, h = grp("G1", ["v", *a]), grp("G2", [*a, *b], fake=b), grp("H", [*b, *c])
+    assert isolated_households([g1.meter_ids, g2.meter_ids, h.meter_ids]) == []  # fooled by ids
+    block = RegistryBlock("f", 0, bytes(32), (g1, g2, h)).signed(demo_group_key())
+    with pytest.raises(PolicyRefusal, match="different hub keys"):
+        RegistryView().check_extension(block, [ecdsa.public_bytes(demo_group_key())], lambda d: False)
+    # the same groups with the real keys, and a key change on days that do not overlap, pass
+    ok = RegistryBlock("f", 0, bytes(32), (g1, grp("G2", [*a, *b]), h)).signed(demo_group_key())
+    RegistryView().check_extension(ok, [ecdsa.public_bytes(demo_group_key())], lambda d: False)
+    later = GroupDefinition("H2", "f", 60, date(2028, 1, 1), date(2028, 12, 31),
+                            tuple(GroupMember(n, b"\x02" + n.encode().ljust(31, b"\0")) for n in sorted([*b, *c]))
+                            ).signed(demo_group_key())
+    moved = RegistryBlock("f", 0, bytes(32), (h, later)).signed(demo_group_key())
+    RegistryView().check_extension(moved, [ecdsa.public_bytes(demo_group_key())], lambda d: False)
