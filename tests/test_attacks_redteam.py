@@ -277,3 +277,48 @@ def test_finding_real_households_with_phantom_keys_are_refused():
                             ).signed(demo_group_key())
     moved = RegistryBlock("f", 0, bytes(32), (h, later)).signed(demo_group_key())
     RegistryView().check_extension(moved, [ecdsa.public_bytes(demo_group_key())], lambda d: False)
+
+
+_SAT = date(2027, 5, 1)  # a Saturday
+_TUE = date(2027, 5, 4)
+
+
+def _pjm_days(day: date, n: int) -> tuple[date, ...]:
+    from meterhub.dr.event import METHOD_PJM, similar_days
+
+    days = similar_days(day, set(), set(), "Europe/Berlin", method=METHOD_PJM)
+    if n > len(days):  # more candidates than PJM names: the CAISO weekday set
+        days = similar_days(day, set(), set(), "Europe/Berlin")
+    return tuple(days[:n])
+
+
+@pytest.mark.parametrize(("name", "day", "days"), [
+    ("four of five", _TUE, lambda: _pjm_days(_TUE, 4)),
+    ("six candidates", _TUE, lambda: (*_pjm_days(_TUE, 5), _TUE - timedelta(days=14))),
+    ("lowest of ten", _TUE, lambda: _pjm_days(_TUE, 10)),
+    ("a repeated candidate", _TUE, lambda: (*_pjm_days(_TUE, 4), _pjm_days(_TUE, 1)[0])),
+    ("the event day", _TUE, lambda: (*_pjm_days(_TUE, 4), _TUE)),
+    ("a Saturday for a Tuesday", _TUE, lambda: (*_pjm_days(_TUE, 4), _SAT)),
+    ("a Sunday for a Saturday", _SAT, lambda: (*_pjm_days(_SAT, 2), _SAT - timedelta(days=6))),
+    ("two of three", _SAT, lambda: _pjm_days(_SAT, 2)),
+])
+def test_refused_crafted_pjm_candidate_sets(tmp_path, name, day, days):
+    """REFUSED: an aggregator choosing PJM candidate sets that would tell it more than
+    the lowest of 5 (3) days (a minimum over 10, a day weighted twice, a day of
+    another kind): the applet refuses the record (6A80). The honest set is accepted."""
+    from helpers import make_history
+    from meterhub.dr.event import METHOD_PJM
+    from meterhub.hub.dr_host import EventRefused
+    from meterhub.meter.timebase import local_midnight_utc
+    from test_demand_response import START as START_DR
+    from test_demand_response import Hub, make_event
+
+    h = make_history(start=START_DR, n_days=2, seed=5)
+    hub = Hub(tmp_path / "hub.sqlite", h)  # holds no day yet: any later event day is open
+    start = local_midnight_utc(day, "Europe/Berlin") + timedelta(hours=17)
+    honest = make_event(h, event_id="honest", start=start, method=METHOD_PJM,
+                        baseline_days=_pjm_days(day, 3 if day.weekday() >= 5 else 5))
+    hub.client.put_event(honest.event_id, honest.to_bytes(), True)
+    bad = make_event(h, event_id="crafted", start=start, method=METHOD_PJM, baseline_days=days())
+    with pytest.raises(EventRefused, match="6A80"):
+        hub.client.put_event(bad.event_id, bad.to_bytes(), True)
