@@ -312,16 +312,22 @@ def test_group_policy_refusals(feeder, tmp_path) -> None:
     with pytest.raises(HubRefused) as ei:
         push_group(mb, forged)
     assert ei.value.sw == 0x6982
-    # another key listed for this hub
+    # another key listed for this hub: where another group of those days lists the hub's
+    # own key the registry itself is refused (one household, one key: group_registry._key_conflicts) ...
     keys = {i: feeder[i].key for i in ids[:6]}
     keys[ids[0]] = feeder[ids[6]].key
-    wrongkey = feeder.publish(make_group("wrongkey", "f1", keys, DAY, DAY, demo_grid_key()))
+    with pytest.raises(Rejected, match="different hub keys"):
+        feeder.publish(make_group("wrongkey-day", "f1", keys, DAY, DAY, demo_grid_key()))
+    # ... and on days no other group lists the hub, its own admission rule refuses it
+    wrongkey = feeder.publish(make_group("wrongkey", "f1", keys, DAY + timedelta(days=6), DAY + timedelta(days=6),
+                                         demo_grid_key()))
     with pytest.raises(HubRefused):
         push_group(hub.mailbox(), wrongkey)
     # a member key that is a low-order point (all-zero shared secret)
     keys = {i: feeder[i].key for i in ids[:6]}
     keys[ids[5]] = bytes(32)
-    loworder = feeder.publish(make_group("loworder", "f1", keys, DAY, DAY, demo_grid_key()))
+    loworder = feeder.publish(make_group("loworder", "f1", keys, DAY + timedelta(days=7), DAY + timedelta(days=7),
+                                         demo_grid_key()))
     with pytest.raises(HubRefused) as ei:
         push_group(hub.mailbox(), loworder)
     assert ei.value.sw == 0x6A80

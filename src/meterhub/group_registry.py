@@ -205,8 +205,9 @@ def isolated_households(sets: Iterable[frozenset[str]]) -> list[str]:
 def registry_problems(groups: Sequence[GroupDefinition], min_size: int = MIN_GROUP_SIZE) -> list[str]:
     """Why a set of groups (all intervals together) lets the grid operator learn a sum
     of fewer than ``min_size`` households: a group below the minimum, two groups that
-    differ by fewer (symmetric difference, equal sets allowed), a household in the span,
-    or a reduced row of fewer households. Empty when none."""
+    differ by fewer (symmetric difference, equal sets allowed), a household listed with two
+    hub keys on overlapping days (:func:`_key_conflicts`), a household in the span, or a
+    reduced row of fewer households. Empty when none."""
     out = []
     for g in groups:
         if len(g.members) < min_size:
@@ -220,11 +221,28 @@ def registry_problems(groups: Sequence[GroupDefinition], min_size: int = MIN_GRO
             d = len(a ^ b)
             if d < min_size:
                 out.append(f"groups {ga} and {gb} differ by {d} member(s), fewer than {min_size}")
+    out += _key_conflicts(groups)
     cols, rows = reduced_rows(distinct)
     supports = [[cols[k] for k, x in enumerate(row) if x] for row in rows]
     out[:0] = [f"the groups together isolate household {nz[0]}" for nz in supports if len(nz) == 1]
     out += [f"the groups together give a combination of {len(nz)} households ({', '.join(nz)})"
             for nz in supports if 1 < len(nz) < min_size]
+    return out
+
+
+def _key_conflicts(groups: Sequence[GroupDefinition]) -> list[str]:
+    """A household listed with two different hub keys in groups whose validity overlaps:
+    one of the keys is not its hub's (a phantom of a real household, whose masks the
+    grid operator removes itself while the span test counts the household as present)."""
+    listed: dict[str, list[tuple[bytes, date, date, str]]] = {}
+    out = []
+    for g in groups:
+        for m in g.members:
+            for key, first, last, gid in listed.setdefault(m.meter_id, []):
+                if key != m.hub_key and first <= g.valid_to and g.valid_from <= last:
+                    out.append(f"groups {gid} and {g.group_id} list household {m.meter_id} with different hub keys")
+                    break
+            listed[m.meter_id].append((m.hub_key, g.valid_from, g.valid_to, g.group_id))
     return out
 
 

@@ -47,7 +47,7 @@ CONSENT_FORMAT = "meterhub-consent/1"
 REVOCATION_FORMAT = "meterhub-consent-revocation/1"
 DST_CONSENT = b"meterhub/v1/consent\x00"
 DST_REVOCATION = b"meterhub/v1/consent-revocation\x00"
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # used with fullmatch: "$" also matches before a final "\n"
 _MAX = 2048
 
 
@@ -71,7 +71,7 @@ class Consent:
     expires: date
 
     def __post_init__(self) -> None:
-        if not isinstance(self.consent_id, str) or not _ID.match(self.consent_id):
+        if not isinstance(self.consent_id, str) or not _ID.fullmatch(self.consent_id):
             raise PolicyError("consent_id: 1-64 characters A-Z a-z 0-9 _ . -")
         if self.recipient not in RECIPIENTS:
             raise PolicyError(f"recipient: one of {', '.join(RECIPIENTS)}")
@@ -177,7 +177,7 @@ def load_revocation(raw: bytes | str) -> tuple[str, str, bytes]:
     body, kid, sig = _load(raw, "revocation")
     if not isinstance(body, dict) or set(body) != {"format", "consent_id"} or body["format"] != REVOCATION_FORMAT:
         raise PolicyError(f"revocation: expected the fields of {REVOCATION_FORMAT}")
-    if not isinstance(body["consent_id"], str) or not _ID.match(body["consent_id"]):
+    if not isinstance(body["consent_id"], str) or not _ID.fullmatch(body["consent_id"]):
         raise PolicyError("revocation: bad consent_id")
     return body["consent_id"], kid, sig
 

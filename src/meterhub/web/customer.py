@@ -577,10 +577,14 @@ def create_customer_app(h: Household, *, allow_remote: bool = False) -> Starlett
     async def consents_page(request: Request, pool: Any) -> Response:
         p = await pool(privacy, h)
         msg = []
-        if request.query_params.get("revoked"):
-            msg.append(("ok", f"Consent {request.query_params['revoked']} revoked: no further exports."))
-        if request.query_params.get("granted"):
-            msg.append(("ok", f"Consent {request.query_params['granted']} granted."))
+        # The redirect after a POST names the consent; the message confirms only what the
+        # guard's log shows (a crafted link must not report a revocation that did not happen).
+        state = {c["id"]: c["revoked"] for c in p.consents}
+        revoked, granted = request.query_params.get("revoked"), request.query_params.get("granted")
+        if revoked and state.get(revoked) is True:
+            msg.append(("ok", f"Consent {revoked} revoked: no further exports."))
+        if granted and state.get(granted) is False:
+            msg.append(("ok", f"Consent {granted} granted."))
         held = await pool(_held_days, h)
         return render(request, "customer_consents.html", "Consents", "/consents", p=p, messages=msg,
                       held=held, recipients=("supplier", "grid-operator", "third-party"))
