@@ -25,7 +25,15 @@ from meterhub.model.dp import (
     dp_forecast,
     utilities,
 )
-from meterhub.policy import PolicyError, default_policy, verify_release_log
+from meterhub.policy import (
+    LogEntry,
+    LogError,
+    PolicyError,
+    chain_hash,
+    default_policy,
+    sign_policy,
+    verify_release_log,
+)
 from meterhub.protocols.iso7816 import CommandAPDU, ResponseAPDU
 from meterhub.tariffs.profiles import reference_profiles
 from meterhub.utility.forecasting import DpForecastRelease, pearson
@@ -218,17 +226,18 @@ def test_strict_preset_refuses_exact_scores_but_gives_the_dp_forecast(tmp_path) 
 
 
 class EpsilonProbe(Applet):
-    """Test applet: commits a release of ``kind`` for ``day`` spending ``eps`` milli-epsilon."""
+    """Test applet: commits a release of ``kind`` for ``day`` (.. ``last``) spending ``eps`` milli-epsilon."""
 
     @ins(0x51, cla=0x80)
     def release(self, apdu: CommandAPDU) -> bytes:
         req = json.loads(bytes(apdu.data))
         port = self.ctx.get_shareable(GUARD_AID)
         day = dt.date.fromisoformat(req["day"])
-        again = port.begin(req["kind"], day, day, bytes(apdu.data), chunked=False)
+        last = dt.date.fromisoformat(req.get("last", req["day"]))
+        again = port.begin(req["kind"], day, last, bytes(apdu.data), chunked=False)
         if again is not None:
             return again
-        return port.commit(req["kind"], day, day, bytes(apdu.data), b"{}", functionals=0, chunked=False,
+        return port.commit(req["kind"], day, last, bytes(apdu.data), b"{}", functionals=0, chunked=False,
                            epsilon_milli=req["eps"])
 
 
@@ -239,9 +248,9 @@ def test_guard_charges_epsilon_only_to_dp_releases_and_refuses_over_the_budget()
     d0 = dt.date(2027, 5, 1)
     card = Card(None)
     provision_test_guard(card, cycle_policy(d0, 1))
-    card.registry.install_applet("tests.epsilon-probe/1", "F04D4800504C0199", sd_aid=RECIPIENT_SDS["grid-operator"])
+    card.registry.install_applet("tests.epsilon-probe/1", PROBE, sd_aid=RECIPIENT_SDS["grid-operator"])
     card.power_on()
-    card.transmit(CommandAPDU(0x00, 0xA4, 0x04, 0x00, bytes.fromhex("F04D4800504C0199")).to_bytes())
+    card.transmit(CommandAPDU(0x00, 0xA4, 0x04, 0x00, bytes.fromhex(PROBE)).to_bytes())
 
     def ask(kind: str, day: int, eps: int) -> int:
         body = json.dumps({"kind": kind, "day": (d0 + dt.timedelta(days=day)).isoformat(), "eps": eps}).encode()
@@ -259,3 +268,77 @@ def test_guard_charges_epsilon_only_to_dp_releases_and_refuses_over_the_budget()
     entries = verify_release_log(g.raw_entries(), head, policies={1: cycle_policy(d0, 1)})
     assert [e.kind for e in entries[1:]] == ["dp-forecast", "dp-forecast"]
     assert all(e.functionals == 0 for e in entries[1:])
+    assert [e.epsilon_milli for e in entries[1:]] == [1000, 700]  # the auditor sees the epsilon
+
+
+PROBE = "F04D4800504C0199"
+
+
+def _probe_card(policy):
+    card = Card(None)
+    customer = provision_test_guard(card, policy)
+    card.registry.install_applet("tests.epsilon-probe/1", PROBE, sd_aid=RECIPIENT_SDS["grid-operator"])
+    card.power_on()
+    return card, customer
+
+
+def _ask(card, kind: str, first: dt.date, last: dt.date, eps: int) -> int:
+    card.transmit(CommandAPDU(0x00, 0xA4, 0x04, 0x00, bytes.fromhex(PROBE)).to_bytes())
+    body = json.dumps({"kind": kind, "day": first.isoformat(), "last": last.isoformat(), "eps": eps}).encode()
+    return ResponseAPDU.from_bytes(card.transmit(CommandAPDU(0x80, 0x51, 0, 0, body, le=256).to_bytes())).sw
+
+
+def test_a_cycle_change_gives_no_fresh_epsilon_over_charged_days() -> None:
+    """Epsilon is charged per calendar time from the log (policy.log.over_budget), as the
+    functionals are: after the customer shortens the cycle, the days of the spent 2-day
+    period stay spent (a release over them is refused; the one-release-per-kind overlap
+    rule refuses it first); the next uncharged day has its budget, and the log the
+    auditor checks carries both releases' epsilon."""
+    d0 = dt.date(2027, 5, 3)
+    card, customer = _probe_card(cycle_policy(d0, 2))
+    assert _ask(card, "dp-forecast", d0, d0 + dt.timedelta(days=1), 1000) == 0x9000
+    g = GuardClient(card.transmit)
+    g.select()
+    g.set_policy(sign_policy(cycle_policy(d0, 1, version=2), customer))
+    assert _ask(card, "dp-forecast", d0 + dt.timedelta(days=1), d0 + dt.timedelta(days=1), 1) != 0x9000
+    assert _ask(card, "dp-forecast", d0 + dt.timedelta(days=2), d0 + dt.timedelta(days=2), 1001) == 0x6A84
+    assert _ask(card, "dp-forecast", d0 + dt.timedelta(days=2), d0 + dt.timedelta(days=2), 1000) == 0x9000
+    g.select()
+    _, head = g.head()
+    entries = verify_release_log(g.raw_entries(), head,
+                                 policies={1: cycle_policy(d0, 2), 2: cycle_policy(d0, 1, version=2)})
+    assert [(e.kind, e.epsilon_milli) for e in entries] == [("policy", 0), ("dp-forecast", 1000), ("policy", 0),
+                                                           ("dp-forecast", 1000)]
+
+
+def _chain(entries: list[LogEntry]) -> tuple[list[bytes], bytes]:
+    raws = [e.canonical_bytes() for e in entries]
+    h = bytes(32)
+    for r in raws:
+        h = chain_hash(h, r)
+    return raws, h
+
+
+def test_the_auditor_checks_the_epsilon_budget_on_a_forged_log() -> None:
+    d0 = dt.date(2027, 5, 3)
+    pol = {1: cycle_policy(d0, 1)}
+    head = LogEntry(0, "policy", "customer", "", "", 1, GUARD_AID, "", "", 0)
+
+    def dp(seq: int, day: int, eps: int, kind: str = "dp-forecast") -> LogEntry:
+        d = (d0 + dt.timedelta(days=day)).isoformat()
+        return LogEntry(seq, kind, "grid-operator", d, d, 1, "AA", "r", "o", 0, epsilon_milli=eps)
+
+    verify_release_log(*_chain([head, dp(1, 0, 1000), dp(2, 1, 1000)]), policies=pol)
+    with pytest.raises(LogError, match="epsilon budget"):  # over the policy's 1.0 per period
+        verify_release_log(*_chain([head, dp(1, 0, 1000), dp(2, 1, 1001)]), policies=pol)
+    for bad in (dp(1, 0, 0), dp(1, 0, 5, kind="scores")):  # a DP release spends epsilon, nothing else does
+        with pytest.raises(LogError, match="positive epsilon"):
+            verify_release_log(*_chain([head, bad]), policies=pol)
+    # Entries without epsilon keep their bytes (the field is absent, not 0) and still parse;
+    # an explicit 0 or a non-integer is refused.
+    old = dp(1, 0, 0, kind="scores").canonical_bytes()
+    assert b"epsilon" not in old and LogEntry.from_bytes(old).epsilon_milli == 0
+    for junk in (b'"epsilon_milli":0,', b'"epsilon_milli":true,', b'"epsilon_milli":-1,', b'"epsilon_milli":"5",'):
+        with pytest.raises(LogError):
+            LogEntry.from_bytes(old.replace(b'"format"', junk + b'"format"'))
+    assert LogEntry.from_bytes(dp(1, 0, 700).canonical_bytes()).epsilon_milli == 700
