@@ -342,3 +342,47 @@ def test_the_auditor_checks_the_epsilon_budget_on_a_forged_log() -> None:
         with pytest.raises(LogError):
             LogEntry.from_bytes(old.replace(b'"format"', junk + b'"format"'))
     assert LogEntry.from_bytes(dp(1, 0, 700).canonical_bytes()).epsilon_milli == 700
+
+
+# --------------------------------------------------------------------------- the grid operator's call and CLI
+
+
+def test_grid_operator_requests_and_checks_a_dp_forecast_and_the_cli_verifies_it(tmp_path, capsys) -> None:
+    from meterhub.applets.profiling import CLASS_NAME
+    from meterhub.cli import main
+    from meterhub.utility.forecasting import request_dp_forecast, verify_dp_release
+    from meterhub.utility.settlement import expected_code_hash
+
+    h, hub, ids = _hub(tmp_path)
+    first, last = h.start, h.start + dt.timedelta(days=1)
+    pol = default_policy(anchor=h.start, days=2)
+    mb = hub.mailbox("grid-operator", PROFILING_APP_AID)
+    rel = request_dp_forecast(mb, first, last, 600, ids.decode().split(","), pol,
+                              code_hash=expected_code_hash(CLASS_NAME))
+    assert rel.epsilon_milli == 600 and rel.meter_id == h.registration.meter_id
+    raw = hub.mailbox("grid-operator", PROFILING_APP_AID).request(
+        b"\x22" + _day(first) + _day(last) + (600).to_bytes(2, "big") + ids, "dp forecast")  # the same bytes again
+    (tmp_path / "rel.json").write_bytes(raw)
+    (tmp_path / "pol.json").write_text(json.dumps(pol.to_dict()))
+    argv = ["utility", "forecast", "--dp-release", str(tmp_path / "rel.json"), "--policy", str(tmp_path / "pol.json"),
+            "--profiles", ids.decode()]
+    assert main(argv) == 0
+    assert "epsilon 0.6" in capsys.readouterr().out
+    # The default policy's monthly cycle: two days are not one of its periods.
+    assert main(argv[:4]) == 1
+    assert "not one period" in capsys.readouterr().out
+    # A release the policy would not allow is rejected (exit 1), each field named.
+    doc = json.loads(raw)
+    for change, why in [({"epsilon_milli": 1001}, "epsilon"), ({"clip_wh": 4000}, "clip"), ({"unit_hours": 2}, "clip"),
+                        ({"hours": 30}, "hours"), ({"code_hash": "00" * 32}, "code hash"),
+                        ({"applet_aid": "A000"}, "applet")]:
+        (tmp_path / "bad.json").write_text(json.dumps({**doc, **change}))
+        assert main([*argv[:2], "--dp-release", str(tmp_path / "bad.json"), *argv[4:]]) == 1
+        assert why in capsys.readouterr().out
+    with pytest.raises(ValueError, match="profiles"):
+        verify_dp_release(rel, pol, applet_aid=PROFILING_APP_AID, code_hash=expected_code_hash(CLASS_NAME),
+                          asked=["p0"])
+    # Unreadable input is a usage error (exit 2), not a traceback.
+    assert main([*argv[:2], "--dp-release", str(tmp_path / "missing.json")]) == 2
+    (tmp_path / "junk.json").write_text("{")
+    assert main([*argv[:4], "--policy", str(tmp_path / "junk.json")]) == 2
