@@ -386,3 +386,21 @@ def test_grid_operator_requests_and_checks_a_dp_forecast_and_the_cli_verifies_it
     assert main([*argv[:2], "--dp-release", str(tmp_path / "missing.json")]) == 2
     (tmp_path / "junk.json").write_text("{")
     assert main([*argv[:4], "--policy", str(tmp_path / "junk.json")]) == 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**40), st.sampled_from(["", "2027-05-01"]),
+       st.one_of(st.none(), st.integers(-5, 5), st.booleans(), st.text(max_size=3), st.floats(allow_nan=False)))
+def test_log_entry_epsilon_round_trips_and_junk_is_a_log_error(eps, support, junk) -> None:
+    e = LogEntry(3, "dp-forecast", "grid-operator", "2027-05-02", "2027-05-02", 1, "AA", "r", "o", 0,
+                 support_from=support, epsilon_milli=eps)
+    raw = e.canonical_bytes()
+    assert LogEntry.from_bytes(raw) == e and (b"epsilon_milli" in raw) == (eps > 0)
+    d = json.loads(raw)
+    d["epsilon_milli"] = junk
+    forged = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
+    try:
+        parsed = LogEntry.from_bytes(forged)
+    except LogError:
+        return
+    assert isinstance(junk, int) and not isinstance(junk, bool) and junk > 0 and parsed.epsilon_milli == junk
