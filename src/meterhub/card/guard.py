@@ -22,7 +22,8 @@ security domain. It holds, in its own persistent namespace (JCRE ch. 7 transacti
 * every released statement and the **release log** (a hash chain, :mod:`meterhub.policy.log`),
   the coin tosses and the tariff changes. The budget spent is read from the log per
   calendar time (:func:`meterhub.policy.log.over_budget`: every cell a release's support
-  touches, against every earlier release overlapping it), so a cycle change renews nothing.
+  touches, against every earlier release overlapping it), so a cycle change renews nothing;
+  a ``dp-forecast`` release's epsilon, recorded in its log entry, is charged the same way.
 
 Applets reach it through the shareable interface :class:`GuardPort` (JCRE §6.2.4). The
 guard learns the client's recipient from the registry (the client's associated security
