@@ -25,7 +25,15 @@ from meterhub.model.dp import (
     dp_forecast,
     utilities,
 )
-from meterhub.policy import PolicyError, default_policy, verify_release_log
+from meterhub.policy import (
+    LogEntry,
+    LogError,
+    PolicyError,
+    chain_hash,
+    default_policy,
+    sign_policy,
+    verify_release_log,
+)
 from meterhub.protocols.iso7816 import CommandAPDU, ResponseAPDU
 from meterhub.tariffs.profiles import reference_profiles
 from meterhub.utility.forecasting import DpForecastRelease, pearson
@@ -218,17 +226,18 @@ def test_strict_preset_refuses_exact_scores_but_gives_the_dp_forecast(tmp_path) 
 
 
 class EpsilonProbe(Applet):
-    """Test applet: commits a release of ``kind`` for ``day`` spending ``eps`` milli-epsilon."""
+    """Test applet: commits a release of ``kind`` for ``day`` (.. ``last``) spending ``eps`` milli-epsilon."""
 
     @ins(0x51, cla=0x80)
     def release(self, apdu: CommandAPDU) -> bytes:
         req = json.loads(bytes(apdu.data))
         port = self.ctx.get_shareable(GUARD_AID)
         day = dt.date.fromisoformat(req["day"])
-        again = port.begin(req["kind"], day, day, bytes(apdu.data), chunked=False)
+        last = dt.date.fromisoformat(req.get("last", req["day"]))
+        again = port.begin(req["kind"], day, last, bytes(apdu.data), chunked=False)
         if again is not None:
             return again
-        return port.commit(req["kind"], day, day, bytes(apdu.data), b"{}", functionals=0, chunked=False,
+        return port.commit(req["kind"], day, last, bytes(apdu.data), b"{}", functionals=0, chunked=False,
                            epsilon_milli=req["eps"])
 
 
@@ -239,9 +248,9 @@ def test_guard_charges_epsilon_only_to_dp_releases_and_refuses_over_the_budget()
     d0 = dt.date(2027, 5, 1)
     card = Card(None)
     provision_test_guard(card, cycle_policy(d0, 1))
-    card.registry.install_applet("tests.epsilon-probe/1", "F04D4800504C0199", sd_aid=RECIPIENT_SDS["grid-operator"])
+    card.registry.install_applet("tests.epsilon-probe/1", PROBE, sd_aid=RECIPIENT_SDS["grid-operator"])
     card.power_on()
-    card.transmit(CommandAPDU(0x00, 0xA4, 0x04, 0x00, bytes.fromhex("F04D4800504C0199")).to_bytes())
+    card.transmit(CommandAPDU(0x00, 0xA4, 0x04, 0x00, bytes.fromhex(PROBE)).to_bytes())
 
     def ask(kind: str, day: int, eps: int) -> int:
         body = json.dumps({"kind": kind, "day": (d0 + dt.timedelta(days=day)).isoformat(), "eps": eps}).encode()
@@ -259,3 +268,139 @@ def test_guard_charges_epsilon_only_to_dp_releases_and_refuses_over_the_budget()
     entries = verify_release_log(g.raw_entries(), head, policies={1: cycle_policy(d0, 1)})
     assert [e.kind for e in entries[1:]] == ["dp-forecast", "dp-forecast"]
     assert all(e.functionals == 0 for e in entries[1:])
+    assert [e.epsilon_milli for e in entries[1:]] == [1000, 700]  # the auditor sees the epsilon
+
+
+PROBE = "F04D4800504C0199"
+
+
+def _probe_card(policy):
+    card = Card(None)
+    customer = provision_test_guard(card, policy)
+    card.registry.install_applet("tests.epsilon-probe/1", PROBE, sd_aid=RECIPIENT_SDS["grid-operator"])
+    card.power_on()
+    return card, customer
+
+
+def _ask(card, kind: str, first: dt.date, last: dt.date, eps: int) -> int:
+    card.transmit(CommandAPDU(0x00, 0xA4, 0x04, 0x00, bytes.fromhex(PROBE)).to_bytes())
+    body = json.dumps({"kind": kind, "day": first.isoformat(), "last": last.isoformat(), "eps": eps}).encode()
+    return ResponseAPDU.from_bytes(card.transmit(CommandAPDU(0x80, 0x51, 0, 0, body, le=256).to_bytes())).sw
+
+
+def test_a_cycle_change_gives_no_fresh_epsilon_over_charged_days() -> None:
+    """Epsilon is charged per calendar time from the log (policy.log.over_budget), as the
+    functionals are: after the customer shortens the cycle, the days of the spent 2-day
+    period stay spent (a release over them is refused; the one-release-per-kind overlap
+    rule refuses it first); the next uncharged day has its budget, and the log the
+    auditor checks carries both releases' epsilon."""
+    d0 = dt.date(2027, 5, 3)
+    card, customer = _probe_card(cycle_policy(d0, 2))
+    assert _ask(card, "dp-forecast", d0, d0 + dt.timedelta(days=1), 1000) == 0x9000
+    g = GuardClient(card.transmit)
+    g.select()
+    g.set_policy(sign_policy(cycle_policy(d0, 1, version=2), customer))
+    assert _ask(card, "dp-forecast", d0 + dt.timedelta(days=1), d0 + dt.timedelta(days=1), 1) != 0x9000
+    assert _ask(card, "dp-forecast", d0 + dt.timedelta(days=2), d0 + dt.timedelta(days=2), 1001) == 0x6A84
+    assert _ask(card, "dp-forecast", d0 + dt.timedelta(days=2), d0 + dt.timedelta(days=2), 1000) == 0x9000
+    g.select()
+    _, head = g.head()
+    entries = verify_release_log(g.raw_entries(), head,
+                                 policies={1: cycle_policy(d0, 2), 2: cycle_policy(d0, 1, version=2)})
+    assert [(e.kind, e.epsilon_milli) for e in entries] == [("policy", 0), ("dp-forecast", 1000), ("policy", 0),
+                                                           ("dp-forecast", 1000)]
+
+
+def _chain(entries: list[LogEntry]) -> tuple[list[bytes], bytes]:
+    raws = [e.canonical_bytes() for e in entries]
+    h = bytes(32)
+    for r in raws:
+        h = chain_hash(h, r)
+    return raws, h
+
+
+def test_the_auditor_checks_the_epsilon_budget_on_a_forged_log() -> None:
+    d0 = dt.date(2027, 5, 3)
+    pol = {1: cycle_policy(d0, 1)}
+    head = LogEntry(0, "policy", "customer", "", "", 1, GUARD_AID, "", "", 0)
+
+    def dp(seq: int, day: int, eps: int, kind: str = "dp-forecast") -> LogEntry:
+        d = (d0 + dt.timedelta(days=day)).isoformat()
+        return LogEntry(seq, kind, "grid-operator", d, d, 1, "AA", "r", "o", 0, epsilon_milli=eps)
+
+    verify_release_log(*_chain([head, dp(1, 0, 1000), dp(2, 1, 1000)]), policies=pol)
+    with pytest.raises(LogError, match="epsilon budget"):  # over the policy's 1.0 per period
+        verify_release_log(*_chain([head, dp(1, 0, 1000), dp(2, 1, 1001)]), policies=pol)
+    for bad in (dp(1, 0, 0), dp(1, 0, 5, kind="scores")):  # a DP release spends epsilon, nothing else does
+        with pytest.raises(LogError, match="positive epsilon"):
+            verify_release_log(*_chain([head, bad]), policies=pol)
+    # Entries without epsilon keep their bytes (the field is absent, not 0) and still parse;
+    # an explicit 0 or a non-integer is refused.
+    old = dp(1, 0, 0, kind="scores").canonical_bytes()
+    assert b"epsilon" not in old and LogEntry.from_bytes(old).epsilon_milli == 0
+    for junk in (b'"epsilon_milli":0,', b'"epsilon_milli":true,', b'"epsilon_milli":-1,', b'"epsilon_milli":"5",'):
+        with pytest.raises(LogError):
+            LogEntry.from_bytes(old.replace(b'"format"', junk + b'"format"'))
+    assert LogEntry.from_bytes(dp(1, 0, 700).canonical_bytes()).epsilon_milli == 700
+
+
+# --------------------------------------------------------------------------- the grid operator's call and CLI
+
+
+def test_grid_operator_requests_and_checks_a_dp_forecast_and_the_cli_verifies_it(tmp_path, capsys) -> None:
+    from meterhub.applets.profiling import CLASS_NAME
+    from meterhub.cli import main
+    from meterhub.utility.forecasting import request_dp_forecast, verify_dp_release
+    from meterhub.utility.settlement import expected_code_hash
+
+    h, hub, ids = _hub(tmp_path)
+    first, last = h.start, h.start + dt.timedelta(days=1)
+    pol = default_policy(anchor=h.start, days=2)
+    mb = hub.mailbox("grid-operator", PROFILING_APP_AID)
+    rel = request_dp_forecast(mb, first, last, 600, ids.decode().split(","), pol,
+                              code_hash=expected_code_hash(CLASS_NAME))
+    assert rel.epsilon_milli == 600 and rel.meter_id == h.registration.meter_id
+    raw = hub.mailbox("grid-operator", PROFILING_APP_AID).request(
+        b"\x22" + _day(first) + _day(last) + (600).to_bytes(2, "big") + ids, "dp forecast")  # the same bytes again
+    (tmp_path / "rel.json").write_bytes(raw)
+    (tmp_path / "pol.json").write_text(json.dumps(pol.to_dict()))
+    argv = ["utility", "forecast", "--dp-release", str(tmp_path / "rel.json"), "--policy", str(tmp_path / "pol.json"),
+            "--profiles", ids.decode()]
+    assert main(argv) == 0
+    assert "epsilon 0.6" in capsys.readouterr().out
+    # The default policy's monthly cycle: two days are not one of its periods.
+    assert main(argv[:4]) == 1
+    assert "not one period" in capsys.readouterr().out
+    # A release the policy would not allow is rejected (exit 1), each field named.
+    doc = json.loads(raw)
+    for change, why in [({"epsilon_milli": 1001}, "epsilon"), ({"clip_wh": 4000}, "clip"), ({"unit_hours": 2}, "clip"),
+                        ({"hours": 30}, "hours"), ({"code_hash": "00" * 32}, "code hash"),
+                        ({"applet_aid": "A000"}, "applet")]:
+        (tmp_path / "bad.json").write_text(json.dumps({**doc, **change}))
+        assert main([*argv[:2], "--dp-release", str(tmp_path / "bad.json"), *argv[4:]]) == 1
+        assert why in capsys.readouterr().out
+    with pytest.raises(ValueError, match="profiles"):
+        verify_dp_release(rel, pol, applet_aid=PROFILING_APP_AID, code_hash=expected_code_hash(CLASS_NAME),
+                          asked=["p0"])
+    # Unreadable input is a usage error (exit 2), not a traceback.
+    assert main([*argv[:2], "--dp-release", str(tmp_path / "missing.json")]) == 2
+    (tmp_path / "junk.json").write_text("{")
+    assert main([*argv[:4], "--policy", str(tmp_path / "junk.json")]) == 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**40), st.sampled_from(["", "2027-05-01"]),
+       st.one_of(st.none(), st.integers(-5, 5), st.booleans(), st.text(max_size=3), st.floats(allow_nan=False)))
+def test_log_entry_epsilon_round_trips_and_junk_is_a_log_error(eps, support, junk) -> None:
+    e = LogEntry(3, "dp-forecast", "grid-operator", "2027-05-02", "2027-05-02", 1, "AA", "r", "o", 0,
+                 support_from=support, epsilon_milli=eps)
+    raw = e.canonical_bytes()
+    assert LogEntry.from_bytes(raw) == e and (b"epsilon_milli" in raw) == (eps > 0)
+    d = json.loads(raw)
+    d["epsilon_milli"] = junk
+    forged = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
+    try:
+        parsed = LogEntry.from_bytes(forged)
+    except LogError:
+        return
+    assert isinstance(junk, int) and not isinstance(junk, bool) and junk > 0 and parsed.epsilon_milli == junk

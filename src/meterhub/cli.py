@@ -937,10 +937,54 @@ def cmd_utility_dr(args: argparse.Namespace) -> int:
 
 
 def cmd_utility_forecast(args: argparse.Namespace) -> int:
-    """Re-verify stored profile scores and samples and print each customer's class."""
+    """Re-verify stored profile scores and samples and print each customer's class; with
+    ``--dp-release``, check one DP forecast release instead (docs/privacy.md)."""
+    if args.dp_release:
+        return _dp_release(args)
     from .settlement_demo import forecast_stored
 
     return _stored_results(args, forecast_stored)
+
+
+def _dp_release(args: argparse.Namespace) -> int:
+    """``utility forecast --dp-release FILE``: the release's format, applet, code hash and
+    the policy fields (whole period, hours, epsilon cap, clip, unit) against ``--policy``."""
+    from .applets.profiling import CLASS_NAME
+    from .hub.secure_element import PROFILING_APP_AID
+    from .model.display import shown
+    from .policy import PolicyError, ReleasePolicy, default_policy, load_policy
+    from .utility.forecasting import DpForecastRelease, verify_dp_release
+    from .utility.settlement import expected_code_hash
+
+    policy = default_policy()
+    if args.policy:
+        try:
+            raw_pol = Path(args.policy).read_bytes()
+            doc = json.loads(raw_pol)
+            signed = isinstance(doc, dict) and set(doc) == {"policy", "signature"}
+            policy = load_policy(raw_pol).policy if signed else ReleasePolicy.from_dict(doc)
+        except OSError as exc:
+            raise UsageError(f"cannot read {args.policy}: {exc.strerror}") from None
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise UsageError(f"{args.policy}: not JSON") from None
+        except PolicyError as exc:
+            raise UsageError(f"{args.policy}: {exc}") from None
+    try:
+        raw = Path(args.dp_release).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.dp_release}: {exc.strerror}") from None
+    asked = [p for p in args.profiles.split(",") if p] if args.profiles else None
+    try:
+        rel = DpForecastRelease.from_json(raw)
+        verify_dp_release(rel, policy, applet_aid=PROFILING_APP_AID, code_hash=expected_code_hash(CLASS_NAME),
+                          asked=asked)
+    except ValueError as exc:
+        print(f"REJECTED {shown(str(exc))}")
+        return EXIT_REJECTED
+    print(shown(f"{rel.meter_id} {rel.period_from}..{rel.period_to}: class {rel.klass}, energy {rel.energy_wh} Wh "
+                f"(DP noise at epsilon {rel.epsilon_milli / 1000}, clip {rel.clip_wh} Wh, unit {rel.unit_hours} h; "
+                f"format, applet and policy fields verified, the figures cannot be)"))
+    return EXIT_OK
 
 
 def cmd_privacy_evaluate(args: argparse.Namespace) -> int:
@@ -1182,6 +1226,15 @@ def build_parser() -> argparse.ArgumentParser:
     us.set_defaults(func=cmd_utility_settle)
     uf = u.add_parser("forecast", help="verify stored profile scores and samples; classes per customer")
     uf.add_argument("--data-dir", default="meterhub-data", help="the demo's data directory")
+    uf.add_argument("--dp-release", metavar="FILE", default=None,
+                    help="instead: check one DP forecast release (meterhub-dp-forecast/1) against the policy "
+                    "(default: none, verify the stored exact scores)")
+    uf.add_argument("--policy", metavar="FILE", default=None,
+                    help="with --dp-release: the household's release policy, JSON as `meterhub hub policy show --json` "
+                    "prints or a signed policy file, whose signature is not checked here (default: the default "
+                    "policy, calendar months)")
+    uf.add_argument("--profiles", metavar="IDS", default=None,
+                    help="with --dp-release: the comma-separated profile ids the request named (default: not checked)")
     uf.set_defaults(func=cmd_utility_forecast)
     from .cli_service import add_utility_service_parsers
 

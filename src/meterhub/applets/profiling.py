@@ -207,7 +207,7 @@ class ProfilingApplet(MeteringApplet):
         if again is not None:
             return again
         lim = self.guard.dp_limits()
-        if not 1 <= eps_milli <= self.guard.dp_left(first):
+        if not 1 <= eps_milli <= self.guard.dp_left(first, last):
             raise ISOException(SW_BUDGET, f"epsilon {eps_milli / 1000} is over what the period has left")
         ids, profiles = self._requested(body[10:])
         if any(p.interval_minutes != 60 for p in profiles):

@@ -24,7 +24,8 @@ security domain. It holds, in its own persistent namespace (JCRE ch. 7 transacti
 * every released statement and the **release log** (a hash chain, :mod:`meterhub.policy.log`),
   the coin tosses and the tariff changes. The budget spent is read from the log per
   calendar time (:func:`meterhub.policy.log.over_budget`: every cell a release's support
-  touches, against every earlier release overlapping it), so a cycle change renews nothing.
+  touches, against every earlier release overlapping it), so a cycle change renews nothing;
+  a ``dp-forecast`` release's epsilon, recorded in its log entry, is charged the same way.
 
 Applets reach it through the shareable interface :class:`GuardPort` (JCRE §6.2.4). The
 guard learns the client's recipient from the registry (the client's associated security
@@ -56,7 +57,7 @@ import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from ..aggregation import (
@@ -87,7 +88,7 @@ from ..policy import (
     verify_policy,
 )
 from ..policy.consent import Consent, load_consent, verify_consent, verify_revocation
-from ..policy.log import charged_span, over_budget
+from ..policy.log import charged_span, epsilon_charges, over_budget
 from ..policy.model import SW_BUDGET, SignedPolicy
 from ..protocols.iso7816 import CommandAPDU
 from ..protocols.iso7816.aid import AID
@@ -358,11 +359,19 @@ class GuardPort(Shareable):
         """The ``dp`` section of the policy in force: epsilon per period (milli), clip, unit."""
         return dict(self._guard._policy().limits["dp"])
 
-    def dp_left(self, first: date) -> int:
-        """Milli-epsilon this recipient may still spend in the period that holds ``first``."""
+    def dp_left(self, first: date, last: date | None = None) -> int:
+        """Milli-epsilon this recipient may still spend on a release over ``first..last``
+        (default: ``first``'s cell): the cap less the most already charged, per calendar
+        time (:func:`~meterhub.policy.log.over_budget`), to any cell it touches."""
         g = self._guard
-        spent = int.from_bytes(g.ctx.store.get(g._dp_key(self._recipient, first)) or bytes(4), "big")
-        return max(0, g._policy().limit("dp", "epsilon_milli_per_period") - spent)
+        pol = g._policy()
+        cap = pol.limit("dp", "epsilon_milli_per_period")
+        charges = epsilon_charges(g._entries(self._recipient))
+        spent, (a, b) = 0, g._cell(first)
+        while a <= (last or first):
+            spent = max(spent, sum(e for x, y, e in charges if not (y < a or b < x)))
+            a, b = g._cell(b + timedelta(days=1))
+        return max(0, cap - spent)
 
     # -- corrections (docs/privacy.md, "Gaps and corrections") ---------------------------
     def released(self, kind: str, first: date) -> tuple[int, bytes] | None:
@@ -775,9 +784,6 @@ class PrivacyGuard(Applet):
                 raise ISOException(SW.CONDITIONS_NOT_SATISFIED, f"{kind} period overlaps {a}..{b}")
         return None
 
-    def _dp_key(self, recipient: str, first: date) -> bytes:
-        return b"P" + f"{recipient}/{self._cell(first)[0].isoformat()}".encode()
-
     def _released(self, recipient: str, kind: str, first: date) -> tuple[int, bytes] | None:
         idx = self.ctx.store.get(b"R" + f"{recipient}/{kind}/{first.isoformat()}".encode())
         if idx is None:
@@ -810,19 +816,21 @@ class PrivacyGuard(Applet):
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "the released bill has no missing days to correct")
         return None
 
-    def _charges(self, recipient: str) -> list[tuple[date, date, int]]:
-        """The support (first day, last day) and functionals of every release to
-        ``recipient`` that counts against its budget, read from the log (aggregation
-        slots, whose index value is the bare sequence number, are not charged)."""
+    def _entries(self, recipient: str) -> list[LogEntry]:
+        """The log entries of every period release to ``recipient`` (aggregation slots,
+        whose index value is the bare sequence number, are skipped)."""
         out = []
         for key in self._stored(b"R" + f"{recipient}/".encode()):
             idx = self.ctx.store.get(key) or b""
-            if len(idx) != 24:
-                continue
-            entry = LogEntry.from_bytes(self.ctx.store.get(b"L" + idx[:4]) or b"")
-            if entry.functionals and entry.kind not in AGGREGATE_KINDS:
-                out.append((*charged_span(entry), entry.functionals))
+            if len(idx) == 24:
+                out.append(LogEntry.from_bytes(self.ctx.store.get(b"L" + idx[:4]) or b""))
         return out
+
+    def _charges(self, recipient: str) -> list[tuple[date, date, int]]:
+        """The support (first day, last day) and functionals of every release to
+        ``recipient`` that counts against its budget, read from the log."""
+        return [(*charged_span(e), e.functionals) for e in self._entries(recipient)
+                if e.functionals and e.kind not in AGGREGATE_KINDS]
 
     def _record(self, recipient: str, kind: str, first: date, last: date, req: str, statement: bytes,
                 client: AID, functionals: int, samples: int, *, consent: str = "",
@@ -836,13 +844,13 @@ class PrivacyGuard(Applet):
             raise ISOException(SW_BUDGET, f"{recipient} has {max(budget - over[1], 0)} of {budget} functionals left "
                                f"in the period from {over[0]}, {functionals} asked")
         extra: dict[bytes, bytes] = {}
-        if epsilon_milli:  # the per-household DP budget of the period (docs/privacy.md)
-            pkey = self._dp_key(recipient, first)
-            used = int.from_bytes(self.ctx.store.get(pkey) or bytes(4), "big")
+        if epsilon_milli:  # the per-household DP budget, per calendar time like the functionals
             cap = pol.limit("dp", "epsilon_milli_per_period")
-            if used + epsilon_milli > cap:
-                raise ISOException(SW_BUDGET, f"{recipient} has {cap - used} of {cap} milli-epsilon left, {epsilon_milli} asked")
-            extra[pkey] = _u32(used + epsilon_milli)
+            over = over_budget(pol.cycle, cap, epsilon_charges(self._entries(recipient)), support_from or first, last,
+                               epsilon_milli)
+            if over is not None:
+                raise ISOException(SW_BUDGET, f"{recipient} has {max(cap - over[1], 0)} of {cap} milli-epsilon left "
+                                   f"in the period from {over[0]}, {epsilon_milli} asked")
         if kind == "dr":  # the policy's cap on events per period (docs/privacy.md)
             ekey = b"E" + f"{recipient}/{self._cell(first)[0].isoformat()}".encode()
             events = int.from_bytes(self.ctx.store.get(ekey) or bytes(4), "big")
@@ -853,7 +861,8 @@ class PrivacyGuard(Applet):
         count, head = self._head()
         entry = LogEntry(count, kind, recipient, first.isoformat(), last.isoformat(), pol.version,
                          client.raw.hex().upper(), req, hashlib.sha256(statement).hexdigest(), functionals, samples,
-                         consent, support_from=support_from.isoformat() if support_from else "")
+                         consent, support_from=support_from.isoformat() if support_from else "",
+                         epsilon_milli=epsilon_milli)
         raw = entry.canonical_bytes()
         self.ctx.begin_transaction()
         self.ctx.store.put(b"S" + _u32(count), statement)

@@ -30,6 +30,8 @@ field                     meaning
 ``support_from``          the first day whose readings the release depends on, when
                           it lies before ``period_from`` (a ``dr`` release: its
                           earliest baseline day; present only there)
+``epsilon_milli``         the differential-privacy loss (milli-epsilon) a
+                          ``dp-forecast`` release spends (present only there)
 ========================  ====================================================
 
 **Budgets are charged per calendar time** (:func:`over_budget`), not per cycle label:
@@ -42,6 +44,11 @@ new cell that overlaps spent cells of the old one starts with their spending, so
 cycle change cannot multiply what is released over the same days
 (docs/privacy.md "What each recipient may learn").
 
+The DP budget (``dp.epsilon_milli_per_period``) is charged the same way, with
+:func:`over_budget` over the entries' ``epsilon_milli`` instead of their functionals
+(:func:`epsilon_charges`): a cycle change gives no fresh epsilon over days already
+charged either.
+
 An ``aggregate`` entry (one per group and day: the hub's masked hourly sums) counts
 the day's hourly intervals in ``functionals``, a ``recovery`` entry (the unmasking
 round: the masks shared with the members the grid operator declared missing and the
@@ -52,8 +59,9 @@ entries; an ``export`` must name a consent that is in the log, not revoked befor
 for the same recipient and covering the exported period.
 
 :func:`verify_release_log` is the auditor's check: the chain, the sequence, one release
-per period/kind/recipient, no overlapping periods, and every period's functionals within
-the budget of the policy then in force (policies are read from the log itself).
+per period/kind/recipient, no overlapping periods, and every period's functionals (and the
+epsilon of its ``dp-forecast`` releases) within the budget of the policy then in force
+(policies are read from the log itself).
 """
 
 from __future__ import annotations
@@ -68,7 +76,8 @@ from typing import Any
 from ..errors import MeterhubError
 
 __all__ = [
-    "AGGREGATE_KINDS", "LOG_FORMAT", "DST_LOG", "LogEntry", "LogError", "chain_hash", "charged_span", "over_budget",
+    "AGGREGATE_KINDS", "LOG_FORMAT", "DST_LOG", "LogEntry", "LogError", "chain_hash", "charged_span", "epsilon_charges",
+    "over_budget",
     "verify_release_log",
 ]
 
@@ -81,7 +90,9 @@ _FIELDS = (
     "request_digest", "output_digest", "functionals", "samples", "consent",
 )
 
-_OPTIONAL = {"group", "support_from"}
+_OPTIONAL = {"group", "support_from", "epsilon_milli"}
+#: The one kind that spends differential-privacy budget (meterhub.model.dp).
+DP_KIND = "dp-forecast"
 
 
 class LogError(MeterhubError, ValueError):
@@ -104,6 +115,7 @@ class LogEntry:
     consent: str = ""
     group: str = ""
     support_from: str = ""
+    epsilon_milli: int = 0
 
     def canonical_bytes(self) -> bytes:
         d = asdict(self)
@@ -111,6 +123,8 @@ class LogEntry:
             del d["group"]  # only aggregation entries name a group
         if not d["support_from"]:
             del d["support_from"]  # only releases reaching before their period name it (dr)
+        if not d["epsilon_milli"]:
+            del d["epsilon_milli"]  # only DP releases spend epsilon; older entries keep their bytes
         return json.dumps({"format": LOG_FORMAT, **d}, sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
@@ -124,13 +138,16 @@ class LogEntry:
         group, support_from = d.get("group", ""), d.get("support_from", "")
         if not isinstance(group, str) or not isinstance(support_from, str):
             raise LogError("log entry: bad group or support_from")
+        eps = d.get("epsilon_milli", 0)
+        if not isinstance(eps, int) or isinstance(eps, bool) or eps < 0:
+            raise LogError("log entry: bad epsilon_milli")
         ints = ("seq", "policy_version", "functionals", "samples")
         for f in _FIELDS:
             v = d[f]
             ok = (isinstance(v, int) and not isinstance(v, bool) and v >= 0) if f in ints else isinstance(v, str)
             if not ok:
                 raise LogError(f"log entry: bad {f}")
-        e = cls(**{f: d[f] for f in _FIELDS}, group=group, support_from=support_from)
+        e = cls(**{f: d[f] for f in _FIELDS}, group=group, support_from=support_from, epsilon_milli=eps)
         if e.canonical_bytes() != raw:
             raise LogError("log entry is not in canonical form")
         return e
@@ -142,6 +159,12 @@ class LogEntry:
 def charged_span(e: LogEntry) -> tuple[date, date]:
     """The calendar days whose readings the functionals of release ``e`` depend on."""
     return date.fromisoformat(e.support_from or e.period_from), date.fromisoformat(e.period_to)
+
+
+def epsilon_charges(entries: Iterable[LogEntry]) -> list[tuple[date, date, int]]:
+    """The ``(first, last, epsilon_milli)`` charges of the DP releases among ``entries``,
+    for :func:`over_budget` against ``dp.epsilon_milli_per_period``."""
+    return [(*charged_span(e), e.epsilon_milli) for e in entries if e.epsilon_milli]
 
 
 def over_budget(
@@ -183,6 +206,7 @@ def verify_release_log(
     seen: dict[tuple[str, str, str], LogEntry] = {}
     periods: dict[tuple[str, str], list[tuple[str, str]]] = {}
     charges: dict[str, list[tuple[date, date, int]]] = {}
+    spent_eps: dict[str, list[LogEntry]] = {}
     dr_events: dict[tuple[str, str], int] = {}
     consents: dict[str, tuple[str, str, str, bool]] = {}
     version = 0
@@ -230,6 +254,8 @@ def verify_release_log(
             continue
         if e.group:
             raise LogError(f"entry {n}: only aggregation releases name a group")
+        if (e.kind == DP_KIND) != (e.epsilon_milli > 0):
+            raise LogError(f"entry {n}: a {DP_KIND} release, and only it, spends a positive epsilon")
         if e.kind == "export":
             c = consents.get(e.consent)
             if c is None or not c[3] or c[0] != e.recipient or e.period_from < c[1] or e.period_to > c[2]:
@@ -269,9 +295,15 @@ def verify_release_log(
                                charges.get(e.recipient, []), *span, e.functionals)
             if over is not None:
                 raise LogError(f"entry {n}: {e.recipient} exceeds its budget for the period from {over[0]}")
+            if e.epsilon_milli:
+                over = over_budget(pol.cycle, pol.limit("dp", "epsilon_milli_per_period"),
+                                   epsilon_charges(spent_eps.get(e.recipient, [])), *span, e.epsilon_milli)
+                if over is not None:
+                    raise LogError(f"entry {n}: {e.recipient} exceeds its epsilon budget for the period from {over[0]}")
             if e.kind != "export" and not pol.entitled(e.recipient, "bill" if e.kind == "correction" else e.kind):
                 raise LogError(f"entry {n}: {e.recipient} is not entitled to {e.kind}")
         charges.setdefault(e.recipient, []).append((*span, e.functionals))
+        spent_eps.setdefault(e.recipient, []).append(e)
         entries.append(e)
     if h != head:
         raise LogError("the chain does not end in the head the card reports")

@@ -37,6 +37,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from ..crypto import sumsquares
 from ..crypto.group import G, H, Point, PointDecodeError, Q, msm, sum_groups
@@ -56,7 +57,7 @@ from ..model.formats.scores import ProfileScores, scores_context
 from ..model.formats.scores import nonneg_int as _int
 from ..model.formats.units import iter_commitments
 from ..tariffs.price_index import Series, SeriesError
-from .settlement import _blob, check_batches
+from .settlement import _blob, check_batches, dp_forecast_request
 from .verifier import DayCommitments, MeterRegistration, Rejected, Verdict
 
 __all__ = [
@@ -72,6 +73,8 @@ __all__ = [
     "period_weights",
     "match_scores",
     "pearson",
+    "request_dp_forecast",
+    "verify_dp_release",
     "verify_samples",
     "verify_scores",
     "verify_scores_batch",
@@ -458,3 +461,45 @@ class DpForecastRelease:
     def forecast_next(self, shape_next: Sequence[float], weight_now: float) -> list[float]:
         """The class profile of the next period scaled by the noisy energy (clamped at 0)."""
         return forecast(shape_next, max(0, self.energy_wh), weight_now)
+
+
+def verify_dp_release(rel: DpForecastRelease, policy: Any, *, applet_aid: str, code_hash: str,
+                      asked: Sequence[str] | None = None) -> None:
+    """The forecaster's check of a DP forecast release against the household's release
+    ``policy`` (:class:`~meterhub.policy.ReleasePolicy`): the reviewed applet, one whole
+    period of the policy's cycle, its hours, and the ``dp`` section's epsilon cap, clip and
+    privacy unit (docs/privacy.md "The DP forecast option"); ``asked``: the profile ids the
+    request named. Raises ``ValueError`` naming the first field that does not match. The
+    noisy figures themselves cannot be checked (class docstring)."""
+    if rel.applet_aid.upper() != applet_aid.upper():
+        raise ValueError(f"dp forecast: from applet {rel.applet_aid[:32]}, not {applet_aid}")
+    if not hmac.compare_digest(rel.code_hash.lower().encode(), code_hash.lower().encode()):
+        raise ValueError("dp forecast: code hash is not the reviewed profiling applet's")
+    if not policy.cycle.is_period(rel.period_from, rel.period_to):
+        raise ValueError(f"dp forecast: {rel.period_from}..{rel.period_to} is not one period of the policy's cycle")
+    days = (rel.period_to - rel.period_from).days + 1
+    if not 23 * days <= rel.hours <= 25 * days:  # a DST change moves the count by one per change
+        raise ValueError(f"dp forecast: {rel.hours} hours in a {days}-day period")
+    dp = policy.limits["dp"]
+    if not 1 <= rel.epsilon_milli <= dp["epsilon_milli_per_period"]:
+        raise ValueError(f"dp forecast: epsilon {rel.epsilon_milli / 1000} outside the policy's "
+                         f"0.001..{dp['epsilon_milli_per_period'] / 1000} per period")
+    if (rel.clip_wh, rel.unit_hours) != (dp["clip_wh"], dp["unit_hours"]):
+        raise ValueError(f"dp forecast: clip {rel.clip_wh} Wh / unit {rel.unit_hours} h, the policy says "
+                         f"{dp['clip_wh']} Wh / {dp['unit_hours']} h")
+    if asked is not None and sorted(rel.profiles) != sorted(asked):
+        raise ValueError("dp forecast: the profiles are not the ones asked for")
+
+
+def request_dp_forecast(mailbox: Any, first: date, last: date, epsilon_milli: int, profile_ids: Sequence[str],
+                        policy: Any, *, code_hash: str) -> DpForecastRelease:
+    """The grid operator's call: message ``22`` to the profiling applet through ``mailbox``
+    (:class:`~meterhub.utility.settlement.AppletMailbox` on its security domain), the
+    answer parsed and checked with :func:`verify_dp_release`, including that it answers
+    this request (period and epsilon). Raises ``HubRefused`` or ``ValueError``."""
+    raw = mailbox.request(dp_forecast_request(first, last, epsilon_milli, profile_ids), "dp forecast")
+    rel = DpForecastRelease.from_json(raw)
+    verify_dp_release(rel, policy, applet_aid=mailbox.app_aid, code_hash=code_hash, asked=profile_ids)
+    if (rel.period_from, rel.period_to, rel.epsilon_milli) != (first, last, epsilon_milli):
+        raise ValueError("dp forecast: the release answers another period or epsilon")
+    return rel

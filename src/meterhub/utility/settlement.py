@@ -58,6 +58,7 @@ __all__ = [
     "SettlementStore",
     "SupplierShare",
     "aggregate",
+    "dp_forecast_request",
     "expected_code_hash",
     "msm_small",
     "verify_settlement",
@@ -142,6 +143,15 @@ class AppletMailbox:
 
 def settlement_request(first: date, last: date, index_id: str, version: int) -> bytes:
     return b"\x02" + encode_day(first) + encode_day(last) + version.to_bytes(4, "big") + index_id.encode()
+
+
+def dp_forecast_request(first: date, last: date, epsilon_milli: int, profile_ids: Sequence[str]) -> bytes:
+    """The profiling applet's message ``22`` (docs/privacy.md "The DP forecast option"):
+    period, ``u16`` epsilon in thousandths, the comma-separated profile ids."""
+    if not 1 <= epsilon_milli <= 0xFFFF or not profile_ids or any("," in p or not p for p in profile_ids):
+        raise ValueError("a DP forecast request names an epsilon of 0.001..65.535 and profile ids without commas")
+    return (b"\x22" + encode_day(first) + encode_day(last) + epsilon_milli.to_bytes(2, "big")
+            + ",".join(profile_ids).encode())
 
 
 def expected_code_hash(cls_name: str) -> str:
