@@ -88,7 +88,6 @@ from ..model.ids import check_contract_id, check_metering_point
 from ..protocols.iso7816 import CommandAPDU
 from ..protocols.iso7816.sw import SW, ISOException
 from ..tariffs import Tariff, TariffError, load_tariff, verify_tariff
-from ..tariffs.nonlinear import NonLinearTariff
 from .readings import (
     MeteringApplet,
     encode_day,
@@ -138,7 +137,7 @@ class BillingApplet(MeteringApplet):
                 raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "older tariff version")
         # The policy's tariff limits and changes per billing period (docs/privacy.md).
         self.guard.accept_tariff(tariff, self.rs.last_day())
-        start: date = tariff.base.valid_from if isinstance(tariff, NonLinearTariff) else tariff.valid_from
+        start: date = tariff.valid_from  # both tariff kinds (BillTariff interface)
         self.ctx.begin_transaction()
         self.ctx.store.put(_K_TARIFF, raw)
         # Kept by first day, so a period before a change is billed under the old tariff.

@@ -216,6 +216,11 @@ class NonLinearTariff:
         return self.base.tariff_id
 
     @property
+    def valid_from(self) -> date:
+        """The first day the tariff is in force (its time-of-use skeleton's)."""
+        return self.base.valid_from
+
+    @property
     def version(self) -> int:
         return self.base.version
 
