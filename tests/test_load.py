@@ -27,7 +27,7 @@ from meterhub.meter.load import (
     simulate_load,
     simulate_neighbourhood,
 )
-from meterhub.meter.timebase import intervals_per_day, local_day_of
+from meterhub.model.timebase import intervals_per_day, local_day_of
 
 WINTER = dt.date(2025, 1, 6)  # a Monday
 

@@ -56,7 +56,7 @@ from .hub.secure_element import (
 from .hub.store import HubStore
 from .meter.load import LoadTrace, simulate_neighbourhood
 from .meter.store import MeterStore
-from .meter.timebase import check_interval
+from .model.timebase import check_interval
 from .policy import ReleasePolicy, default_policy
 from .storage import StoreError, atomic_write, discard_built_file, install_built_file
 from .tariffs import (

@@ -22,8 +22,8 @@ from .crypto import ecdsa
 from .exchange import DayUpload, encode_records
 from .hub.billing import banded_statement
 from .meter.device import Meter
-from .meter.timebase import day_starts
 from .model.display import format_amount
+from .model.timebase import day_starts
 from .tariffs import demo_supplier_key, dump_tariff, example_tariff, sign_tariff
 from .utility.contracts import Contract, TariffPeriod, segments_for, split_period
 from .utility.invoices import InvoiceStore, make_period_bill

@@ -248,7 +248,7 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
     from .hub.aggregation import AGGREGATION_APP_AID, aggregation_load_file
     from .hub.secure_element import PROFILING_APP_AID, ReadingsClient
     from .hub.store import HubStore
-    from .meter.timebase import range_starts
+    from .model.timebase import range_starts
     from .tariffs.price_index import sign_series
     from .utility.forecasting import ProfileScores, verify_scores
     from .utility.fraud import (
@@ -599,7 +599,7 @@ def fraud_stored(data_dir: Path, collect: dict[str, Any] | None = None) -> tuple
     ``collect`` (the utility dashboard) receives ``feeders``: per feeder its days, daily
     feeder energy, verified customer sum, expected technical loss and discrepancy, the
     detector's allowance, alarm day and localisation segments."""
-    from .meter.timebase import range_starts
+    from .model.timebase import range_starts
     from .utility.fraud import AGGREGATION_CLASS, demo_grid_key, verify_feeder_day
     from .utility.settlement import expected_code_hash
     from .utility.store import UtilityStore

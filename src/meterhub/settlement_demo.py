@@ -48,7 +48,7 @@ from .hub.secure_element import (
     profiling_load_file,
     settlement_load_file,
 )
-from .meter.timebase import range_starts
+from .model.timebase import range_starts
 from .storage import StoreError, expect_store
 from .tariffs.price_index import (
     KIND_LOAD_PROFILE,

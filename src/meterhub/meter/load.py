@@ -50,15 +50,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from ..holidays import easter_sunday, german_holidays
-from .households import (
-    COMPONENTS,
-    OCCUPANT_APPLIANCES,
-    PASSIVE,
-    HouseholdTraits,
-    draw_traits,
-    simulate_days,
-)
-from .timebase import (
+from ..model.timebase import (
     DEFAULT_TZ,
     _day_grid,
     check_interval,
@@ -66,6 +58,14 @@ from .timebase import (
     local_day_of,
     local_midnight_utc,
     wallclock_minutes,
+)
+from .households import (
+    COMPONENTS,
+    OCCUPANT_APPLIANCES,
+    PASSIVE,
+    HouseholdTraits,
+    draw_traits,
+    simulate_days,
 )
 
 __all__ = [

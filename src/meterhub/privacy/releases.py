@@ -37,8 +37,8 @@ from ..crypto.sampling import DEFAULT_K, commit_nonce, derive_indices, derive_se
 from ..dr.event import ADJ_GAP_HOURS, ADJ_HOURS, MIN_BASELINE_DAYS, adjustment_factor, similar_days
 from ..dr.release import reduction_coefficients
 from ..hub.billing import linear_bill
-from ..meter.timebase import range_starts
 from ..model.dp import DpParams, SeededNoise, dp_forecast
+from ..model.timebase import range_starts
 from ..tariffs.model import Tariff, example_tariff
 from ..tariffs.price_index import Series, example_price_index
 from ..tariffs.profiles import BDEW_PROFILES, bdew_profile, utility_profile

@@ -505,7 +505,7 @@ class Tariff:
         hit = self._day_price_cache.get(key)
         if hit is not None:
             return hit
-        from ..meter.timebase import day_starts  # the meter's grid, DST included
+        from ..model.timebase import day_starts  # the meter's grid, DST included
 
         starts = day_starts(day, tz, interval_minutes)
         step = self.interval_minutes

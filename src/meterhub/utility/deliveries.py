@@ -52,8 +52,8 @@ from ..crypto import ecdsa
 from ..dr.event import DREvent, EventError
 from ..dr.release import DRRelease
 from ..errors import MeterhubError
-from ..meter.timebase import range_starts
 from ..model import strictjson
+from ..model.timebase import range_starts
 from ..storage import atomic_write
 from ..tariffs.price_index import (
     KIND_LOAD_PROFILE,

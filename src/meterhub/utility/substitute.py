@@ -35,7 +35,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from ..banded import BandedBillStatement, band_counts, band_indices
-from ..meter.device import DailyBatch
+from ..model.formats.batch import DailyBatch
 from ..tariffs import Tariff
 
 __all__ = [
