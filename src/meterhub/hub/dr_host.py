@@ -8,16 +8,17 @@ from collections.abc import Callable
 
 from ..card.applet import applet_class
 from ..card.gp import make_load_file
+from ..model.aids import (  # one AID plan, shared with the utility
+    DR_APP_AID,
+    DR_MODULE_AID,
+    DR_PACKAGE_AID,
+)
 from ..protocols.iso7816 import CommandAPDU
 from .secure_element import ReadingsClient
 from .store import HubError
 
 __all__ = ["DR_APP_AID", "DR_MODULE_AID", "DR_PACKAGE_AID", "DRClient", "EventRefused", "dr_load_file"]
 
-# "DR" under the grid operator's (DR program operator's) security domain.
-DR_PACKAGE_AID = "F04D48004452"
-DR_MODULE_AID = "F04D4800445201"
-DR_APP_AID = "F04D480044520101"
 
 _PUT_EVENT_SW = {
     0x6A80: "malformed, not for this meter, off its grid or with bad baseline days",

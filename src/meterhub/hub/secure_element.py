@@ -31,7 +31,24 @@ from ..card.vault import VAULT_AID, provision_vault
 from ..crypto import ecdsa
 from ..crypto.pedersen import Opening
 from ..exchange import BillStatement, FormatError
-from ..model.demo_keys import party_secret, party_signing_key
+from ..model.aids import (  # one AID plan, shared with the utility's verifiers
+    BILLING_APP_AID,
+    BILLING_MODULE_AID,
+    BILLING_PACKAGE_AID,
+    EXPORT_APP_AID,
+    EXPORT_MODULE_AID,
+    EXPORT_PACKAGE_AID,
+    GRID_OPERATOR_SD_AID,
+    PROFILING_APP_AID,
+    PROFILING_MODULE_AID,
+    PROFILING_PACKAGE_AID,
+    SETTLEMENT_APP_AID,
+    SETTLEMENT_MODULE_AID,
+    SETTLEMENT_PACKAGE_AID,
+    SUPPLIER_SD_AID,
+    THIRD_PARTY_SD_AID,
+)
+from ..model.demo_keys import demo_vtn_key, party_secret, party_signing_key
 from ..policy import (
     DEFAULT_POLICY,
     LogEntry,
@@ -78,30 +95,12 @@ __all__ = [
     "demo_vtn_key",
 ]
 
-# Proprietary AIDs: RID F0 4D 48 ("MH"); category F per ISO/IEC 7816-5 is unregistered.
-SUPPLIER_SD_AID = "F04D480053440001"
-GRID_OPERATOR_SD_AID = "F04D480053440002"
-THIRD_PARTY_SD_AID = "F04D480053440003"
 #: The data recipients that get a supplementary security domain on every hub.
 RECIPIENT_SDS = {
     "supplier": SUPPLIER_SD_AID,
     "grid-operator": GRID_OPERATOR_SD_AID,
     "third-party": THIRD_PARTY_SD_AID,
 }
-BILLING_PACKAGE_AID = "F04D4800424C"
-BILLING_MODULE_AID = "F04D4800424C01"
-BILLING_APP_AID = "F04D4800424C0101"
-# Settlement ("ST", under the supplier's SD) and profiling ("PR", under the forecasting party's SD).
-SETTLEMENT_PACKAGE_AID = "F04D48005354"
-SETTLEMENT_MODULE_AID = "F04D4800535401"
-SETTLEMENT_APP_AID = "F04D480053540101"
-PROFILING_PACKAGE_AID = "F04D48005052"
-PROFILING_MODULE_AID = "F04D4800505201"
-PROFILING_APP_AID = "F04D480050520101"
-# Consented export ("EX", under the recipient's SD that the customer's consent names).
-EXPORT_PACKAGE_AID = "F04D48004558"
-EXPORT_MODULE_AID = "F04D4800455801"
-EXPORT_APP_AID = "F04D480045580101"
 _demo_secret = party_secret  # the demo card parties' public secrets (meterhub.model.demo_keys)
 
 
@@ -172,12 +171,6 @@ def demo_pinned() -> Pinned:
         group={"grid-operator": pinned_points([demo_group_key()])},
         dr_event={"grid-operator": pinned_points([demo_vtn_key()])},
     )
-
-
-def demo_vtn_key() -> ecdsa.SigningKey:
-    """The demo DR program operator's (grid operator's) VTN event-signing P-256 key,
-    from a public string (demo only, like the DAP keys)."""
-    return demo_dap_key("dr-vtn")
 
 
 def _customer_key(path: Path, key: ecdsa.SigningKey | None) -> ecdsa.SigningKey:
