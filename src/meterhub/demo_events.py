@@ -48,18 +48,20 @@ def run_events(seed: int) -> dict[str, Any]:
     meter = Meter("m-events", ecdsa.generate_signing_key(), register_wh=0)
     days = [meter.record_day(_d(n), [rng.randint(0, 350) for _ in day_starts(_d(n), TZ, 15)])
             for n in range(1, DAYS + 1)]
-    t1 = sign_tariff(example_tariff(2027), demo_supplier_key())
+    tou1 = example_tariff(2027)
+    t1 = sign_tariff(tou1, demo_supplier_key())
     d2 = example_tariff(2027).to_dict()
     for b in d2["bands"]:
         b["price"] += 20
-    t2 = sign_tariff(dataclasses.replace(example_tariff(2027).from_dict(d2), version=2), demo_supplier_key())
+    tou2 = dataclasses.replace(example_tariff(2027).from_dict(d2), version=2)
+    t2 = sign_tariff(tou2, demo_supplier_key())
     alpha = Contract("VK-ALPHA-1", "alpha", MALO, _d(1), _d(16))
     beta = Contract("VK-BETA-7", "beta", MALO, _d(17))
     tariffs = [TariffPeriod(alpha.contract_id, _d(1), t1.tariff.tariff_id, 1),
                TariffPeriod(alpha.contract_id, _d(10), t2.tariff.tariff_id, 2),
                TariffPeriod(beta.contract_id, _d(17), t1.tariff.tariff_id, 1)]
     segments, vacant = split_period(_d(1), _d(DAYS), [alpha, beta], tariffs)
-    by_version = {1: t1.tariff, 2: t2.tariff}
+    by_version = {1: tou1, 2: tou2}
 
     def statement(first: int, last: int, seg: Any) -> Any:
         part = days[first - 1 : last]
@@ -99,7 +101,7 @@ def run_events(seed: int) -> dict[str, Any]:
                     assert u.ingest_day(DayUpload(d.batch, encode_records(d.first_index, d.commitments))).accepted
             first = segments[0]
             parts = [statement(1, LOST_DAY - 1, first), statement(LOST_DAY + 1, first.period_to.day, first)]
-            kw = dict(meter_id=meter.meter_id, metering_point=MALO, contract_id=first.contract.contract_id,
+            kw: dict[str, Any] = dict(meter_id=meter.meter_id, metering_point=MALO, contract_id=first.contract.contract_id,
                       period_from=first.period_from, period_to=first.period_to,
                       tariff_key=(first.tariff_id, first.tariff_version))
             est = make_period_bill(u, parts, **kw)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -206,7 +207,7 @@ def _local_midnight(d: date, tz: str) -> datetime:
 def _thefts(customers: list[str], n_thieves: int, days: int, seed: int) -> dict[str, Theft]:
     rng = np.random.default_rng([seed, 0x7468696566])
     n = min(n_thieves, len(customers))
-    chosen = rng.choice(len(customers), size=n, replace=False) if n else []
+    chosen: Sequence[int] = rng.choice(len(customers), size=n, replace=False).tolist() if n else []
     out = {}
     for k in chosen:
         kind = str(INVERTIBLE[int(rng.integers(len(INVERTIBLE)))])
@@ -304,13 +305,13 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
                                     cal, rng, recorded_wh=recorded[list(r)]))
     store = FraudStore(d / "fraud.sqlite")
     grid_pub = ecdsa.public_bytes(demo_grid_key())
-    rng = DemoRandom(params.seed)
+    demo_rng = DemoRandom(params.seed)
 
     def card_of(mid: str) -> Any:
         # the card's random source is the demo's seeded one, in a stream of its own (the
         # aggregation applet's key must not repeat a released coin-toss nonce)
         card = _open_card(d / "hubs" / f"{mid}.sqlite", supplier[mid], None, mid, _customer_policy(params))
-        card.runtime.random = rng.card_rng(mid, "fraud")
+        card.runtime.random = demo_rng.card_rng(mid, "fraud")
         return card
 
     try:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..card.applet import applet_class
 from ..card.gp import make_load_file
 from ..model.aids import (  # one AID plan, shared with the utility
     DR_APP_AID,
@@ -14,7 +13,7 @@ from ..model.aids import (  # one AID plan, shared with the utility
     DR_PACKAGE_AID,
 )
 from ..protocols.iso7816 import CommandAPDU
-from .secure_element import ReadingsClient
+from .secure_element import ReadingsClient, registered_class
 from .store import HubError
 
 __all__ = ["DR_APP_AID", "DR_MODULE_AID", "DR_PACKAGE_AID", "DRClient", "EventRefused", "dr_load_file"]
@@ -40,7 +39,7 @@ def dr_load_file() -> bytes:
     """The DR applet's package, unsigned (the grid operator's TSM adds the DAP)."""
     from ..applets.demand_response import CLASS_NAME
 
-    return make_load_file(DR_PACKAGE_AID, {DR_MODULE_AID: applet_class(CLASS_NAME)})
+    return make_load_file(DR_PACKAGE_AID, {DR_MODULE_AID: registered_class(CLASS_NAME)})
 
 
 class DRClient(ReadingsClient):

@@ -23,7 +23,7 @@ from ..applets.billing import CLASS_NAME as BILLING_CLASS
 from ..applets.billing import encode_openings_day, encode_pairing
 from ..banded import BandedBillStatement
 from ..card import Card
-from ..card.applet import applet_class
+from ..card.applet import Applet, applet_class
 from ..card.gp import ISD_AID, StaticKeys, make_load_file, open_card, provision_isd, provision_ssd
 from ..card.guard import GUARD_AID, Pinned, pinned_points, provision_guard
 from ..card.store import STORAGE_KEY_SUFFIX
@@ -117,26 +117,31 @@ def demo_dap_key(party: str) -> ecdsa.SigningKey:
     return party_signing_key("dap/" + party)
 
 
+def registered_class(name: str) -> type[Applet]:
+    """The applet class registered as ``name`` (the applets package registers them on import)."""
+    cls = applet_class(name)
+    if cls is None:  # pragma: no cover - the applets package registers it on import
+        raise RuntimeError(f"{name} applet class is not registered")
+    return cls
+
+
 def billing_load_file() -> bytes:
     """The billing applet's package (Load File Data Block), unsigned; the TSM adds the DAP."""
-    cls = applet_class(BILLING_CLASS)
-    if cls is None:  # pragma: no cover - the applets package registers it on import
-        raise RuntimeError("billing applet class is not registered")
-    return make_load_file(BILLING_PACKAGE_AID, {BILLING_MODULE_AID: cls})
+    return make_load_file(BILLING_PACKAGE_AID, {BILLING_MODULE_AID: registered_class(BILLING_CLASS)})
 
 
 def settlement_load_file() -> bytes:
     """The settlement applet's package, unsigned (the supplier's TSM adds the DAP)."""
     from ..applets.settlement import CLASS_NAME
 
-    return make_load_file(SETTLEMENT_PACKAGE_AID, {SETTLEMENT_MODULE_AID: applet_class(CLASS_NAME)})
+    return make_load_file(SETTLEMENT_PACKAGE_AID, {SETTLEMENT_MODULE_AID: registered_class(CLASS_NAME)})
 
 
 def profiling_load_file() -> bytes:
     """The profiling applet's package, unsigned (the forecasting party's TSM adds the DAP)."""
     from ..applets.profiling import CLASS_NAME
 
-    return make_load_file(PROFILING_PACKAGE_AID, {PROFILING_MODULE_AID: applet_class(CLASS_NAME)})
+    return make_load_file(PROFILING_PACKAGE_AID, {PROFILING_MODULE_AID: registered_class(CLASS_NAME)})
 
 
 #: Beside a hub card file: the customer key :func:`open_hub_card` created.
@@ -188,7 +193,7 @@ def export_load_file() -> bytes:
     """The export applet's package, unsigned (the recipient's TSM adds the DAP)."""
     from ..applets.export import CLASS_NAME
 
-    return make_load_file(EXPORT_PACKAGE_AID, {EXPORT_MODULE_AID: applet_class(CLASS_NAME)})
+    return make_load_file(EXPORT_PACKAGE_AID, {EXPORT_MODULE_AID: registered_class(CLASS_NAME)})
 
 
 def open_hub_card(
@@ -299,9 +304,12 @@ class BillingClient:
         if r.sw != 0x9000:
             raise HubError(f"billing applet refused the bill: {_refusal_reason(r.sw)} (SW {r.sw:04X})")
         try:
-            return statement_from_json(raw)
+            st = statement_from_json(raw)
         except FormatError as exc:
             raise HubError(f"billing applet returned a malformed statement: {exc}") from None
+        if isinstance(st, BandedBillStatement):  # GET BANDED BILL is its own command
+            raise HubError("billing applet answered GET BILL with a banded statement")
+        return st
 
 
     def banded_bill(self, first: date, last: date, metering_point: str, contract_id: str) -> BandedBillStatement:

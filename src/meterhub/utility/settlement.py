@@ -153,6 +153,8 @@ def expected_code_hash(cls_name: str) -> str:
         import meterhub.applets  # noqa: F401 - registers the classes
 
         cls = applet_class(cls_name)
+    if cls is None:
+        raise MeterhubError(f"no applet class is registered as {cls_name!r}")
     return applet_code_hash(cls).hex()
 
 

@@ -108,7 +108,7 @@ def balance(feeder_wh: np.ndarray, sum_wh: np.ndarray, nominal: LossModel, cal: 
     return DailyBalance(energy, shape, np.where(ok, d, np.nan))
 
 
-def cusum_path(x: Sequence[float], k: float) -> np.ndarray:
+def cusum_path(x: Sequence[float] | np.ndarray, k: float) -> np.ndarray:
     """Page's one-sided CUSUM ``g_t = max(0, g_{t-1} + x_t - k)``; NaN days keep ``g``."""
     g = 0.0
     out = np.empty(len(x))
