@@ -294,13 +294,13 @@ def _household_days(
         asleep.extend((occ & (sums[nc + 1] * 2 < span)).tolist())
         truth["present"].append(sums[nc + 2] / span)
         truth["active"].append(sums[nc + 3] / span)
-        for name, s, e, wh in sim.starts:
+        for name, s, e, run_wh in sim.starts:
             first = int(np.searchsorted(wall, s, side="right")) - 1
             last = int(np.searchsorted(wall, e - 1, side="right")) - 1
             if first < 0 or wall[first] + interval <= s:
                 continue  # starts in the hour the spring DST change skips
             events.append(ApplianceEvent(name, offset + first, offset + max(first, last) + 1,
-                                         max(1, round(wh * scale))))
+                                         max(1, round(run_wh * scale))))
     passive = sum(float(np.concatenate(truth[c]).mean()) for c in PASSIVE) if readings else 0.0
     return (readings, occupied, asleep, events,
             {k: np.concatenate(v) for k, v in truth.items()}, passive, traits)
@@ -384,7 +384,7 @@ def simulate_load(
             annual_kwh=annual, base_load_wh=base_wh, params=traits.as_params(), truth=truth,
         )
 
-    starts: list[dt.datetime] = []
+    starts = []  # list[dt.datetime], as in the branch above
     readings = []
     occupied = []
     asleep = []
