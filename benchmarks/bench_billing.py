@@ -45,7 +45,7 @@ from meterhub.crypto.group import G, H, Point, base_mul, msm_encoded
 from meterhub.exchange import BillStatement, DayUpload, encode_records
 from meterhub.hub.billing import bill_statement, linear_bill
 from meterhub.meter.device import Meter, chain_head
-from meterhub.meter.timebase import day_starts, range_starts
+from meterhub.model.timebase import day_starts, range_starts
 from meterhub.tariffs import Tariff, example_signed_tariff
 from meterhub.utility.store import UtilityStore
 from meterhub.utility.verifier import DayCommitments, MeterRegistration, verify_bill

@@ -37,7 +37,7 @@ from meterhub.hub.secure_element import (
     open_hub_card,
 )
 from meterhub.meter.device import Meter
-from meterhub.meter.timebase import day_starts
+from meterhub.model.timebase import day_starts
 from meterhub.protocols.gp.host import GPClient
 from meterhub.protocols.iso7816 import CommandAPDU
 from meterhub.tariffs import demo_supplier_key, dump_tariff, example_signed_tariff

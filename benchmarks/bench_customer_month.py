@@ -49,7 +49,7 @@ from meterhub.hub.secure_element import (
     settlement_load_file,
 )
 from meterhub.meter.device import Meter
-from meterhub.meter.timebase import day_starts
+from meterhub.model.timebase import day_starts
 from meterhub.tariffs.price_index import demo_index_publisher_key, example_price_index, sign_series
 from meterhub.tariffs.profiles import demo_profile_key, reference_profiles
 from meterhub.utility.forecasting import (

@@ -32,8 +32,8 @@ import numpy as np
 
 from _bench import MIN_RUNS, header, row
 from meterhub.meter.load import simulate_neighbourhood
-from meterhub.meter.timebase import range_starts
 from meterhub.model.dp import DpParams, OpenDPNoise, dp_forecast, utilities
+from meterhub.model.timebase import range_starts
 from meterhub.tariffs.price_index import Series
 from meterhub.tariffs.profiles import BDEW_PROFILES, bdew_profile, utility_profile
 from meterhub.utility.forecasting import forecast, mape, period_weights

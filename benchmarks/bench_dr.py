@@ -49,7 +49,7 @@ from meterhub.hub.secure_element import (
     open_hub_card,
 )
 from meterhub.meter.device import Meter
-from meterhub.meter.timebase import day_starts, local_midnight_utc
+from meterhub.model.timebase import day_starts, local_midnight_utc
 from meterhub.utility.demand_response import verify_release
 from meterhub.utility.settlement import AppletMailbox, expected_code_hash
 from meterhub.utility.tsm import TSM, dap_signer

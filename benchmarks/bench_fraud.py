@@ -61,7 +61,7 @@ from meterhub.hub.secure_element import (
     open_hub_card,
 )
 from meterhub.meter.device import Meter
-from meterhub.meter.timebase import day_starts
+from meterhub.model.timebase import day_starts
 from meterhub.utility.fraud import (
     AGGREGATION_CLASS,
     GroupRegistry,

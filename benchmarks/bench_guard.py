@@ -52,7 +52,7 @@ from meterhub.hub.secure_element import (
     open_hub_card,
     settlement_load_file,
 )
-from meterhub.meter.timebase import range_starts
+from meterhub.model.timebase import range_starts
 from meterhub.protocols.iso7816.sw import SW, ISOException
 from meterhub.tariffs import (
     demo_supplier_key,

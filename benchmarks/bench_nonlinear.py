@@ -46,7 +46,7 @@ from meterhub.crypto.transcript import ProofContext
 from meterhub.hub.billing import bill_statement
 from meterhub.hub.proving import prove_bill
 from meterhub.meter.device import Meter
-from meterhub.meter.timebase import day_starts
+from meterhub.model.timebase import day_starts
 from meterhub.tariffs import KIND_INCLINING_BLOCK, KIND_POLYNOMIAL, KIND_TIERED, example_tariff
 from meterhub.tariffs.nonlinear import example_nonlinear_tariff
 from meterhub.utility.proof_verifier import verify_proven_bill

@@ -33,7 +33,7 @@ def build(db: Path, meters: int, days: int, seed: int) -> None:
     from meterhub.exchange import DayUpload, encode_records
     from meterhub.hub.billing import bill_statement
     from meterhub.meter.device import Meter
-    from meterhub.meter.timebase import day_starts
+    from meterhub.model.timebase import day_starts
     from meterhub.tariffs import dump_tariff, example_signed_tariff
     from meterhub.utility.store import UtilityStore
 

@@ -11,7 +11,7 @@ from meterhub.crypto.pedersen import Opening
 from meterhub.exchange import BillStatement, DayUpload, encode_records
 from meterhub.hub.billing import bill_statement
 from meterhub.meter.device import DayRecord, Meter
-from meterhub.meter.timebase import day_starts
+from meterhub.model.timebase import day_starts
 from meterhub.tariffs import Tariff, example_signed_tariff
 from meterhub.utility.verifier import DayCommitments, MeterRegistration
 

@@ -12,7 +12,7 @@ import pytest
 
 from helpers import make_history
 from meterhub.hub.dr_host import DR_APP_AID, EventRefused
-from meterhub.meter.timebase import local_midnight_utc
+from meterhub.model.timebase import local_midnight_utc
 from meterhub.utility.settlement import AppletMailbox, HubRefused
 from test_demand_response import N_DAYS, START, Hub, _event_on, _guard_entries, make_event, tsm
 

@@ -309,7 +309,7 @@ def test_refused_crafted_pjm_candidate_sets(tmp_path, name, day, days):
     from helpers import make_history
     from meterhub.dr.event import METHOD_PJM
     from meterhub.hub.dr_host import EventRefused
-    from meterhub.meter.timebase import local_midnight_utc
+    from meterhub.model.timebase import local_midnight_utc
     from test_demand_response import START as START_DR
     from test_demand_response import Hub, make_event
 

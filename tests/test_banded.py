@@ -21,7 +21,6 @@ from meterhub.exchange import DayUpload, FormatError, encode_records
 from meterhub.hub.billing import banded_statement
 from meterhub.hub.proving import statement_from_json
 from meterhub.meter.device import BatchError, DailyBatch, Meter, SignedBatch
-from meterhub.meter.timebase import day_starts
 from meterhub.model.ids import (
     check_contract_id,
     check_metering_point,
@@ -29,6 +28,7 @@ from meterhub.model.ids import (
     is_melo,
     malo_check_digit,
 )
+from meterhub.model.timebase import day_starts
 from meterhub.tariffs import dump_tariff, example_signed_tariff
 from meterhub.utility.store import UtilityStore
 from meterhub.utility.verifier import DayCommitments, MeterRegistration, verify_banded_bill

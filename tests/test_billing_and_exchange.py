@@ -26,7 +26,7 @@ from meterhub.exchange import (
 )
 from meterhub.hub.billing import linear_bill
 from meterhub.hub.store import HubError, HubStore
-from meterhub.meter.timebase import day_starts
+from meterhub.model.timebase import day_starts
 from meterhub.tariffs import TariffError, example_tariff
 from meterhub.utility.store import UtilityStore
 

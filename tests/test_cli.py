@@ -85,7 +85,7 @@ def test_usage_errors_are_one_line(tmp_path, capsys):
 
 
 def test_meter_simulate_from_csv_and_resume(tmp_path, capsys):
-    from meterhub.meter.timebase import range_starts
+    from meterhub.model.timebase import range_starts
 
     starts = range_starts(__import__("datetime").date(2027, 6, 1), 2, "Europe/Berlin", 15)
     rows = ["timestamp,Wh"] + [f"{s.isoformat().replace('+00:00', 'Z')},{k % 50}" for k, s in enumerate(starts)]

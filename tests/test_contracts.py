@@ -14,7 +14,7 @@ from meterhub.crypto import ecdsa
 from meterhub.exchange import DayUpload, encode_records
 from meterhub.hub.billing import banded_statement
 from meterhub.meter.device import Meter
-from meterhub.meter.timebase import day_starts
+from meterhub.model.timebase import day_starts
 from meterhub.tariffs import demo_supplier_key, dump_tariff, example_tariff, sign_tariff
 from meterhub.utility.contracts import Contract, TariffPeriod, segments_for, split_period
 from meterhub.utility.invoices import BillRefused, bill_segments

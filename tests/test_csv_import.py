@@ -17,7 +17,7 @@ from meterhub.meter.csv_import import (
     write_readings_csv,
 )
 from meterhub.meter.load import simulate_load
-from meterhub.meter.timebase import ALLOWED_INTERVALS, is_on_grid, range_starts
+from meterhub.model.timebase import ALLOWED_INTERVALS, is_on_grid, range_starts
 
 HEADER = "timestamp,Wh\n"
 

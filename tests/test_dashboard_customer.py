@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 
 from dashboard_setup import DAYS, METER, START, copy_of, demo_dir, export, install_export
 from meterhub.cli import main
-from meterhub.meter.timebase import range_starts
+from meterhub.model.timebase import range_starts
 from meterhub.utility.settlement import HubRefused
 from meterhub.web.customer import DashboardError, create_customer_app, open_household
 

@@ -29,7 +29,7 @@ from meterhub.hub.secure_element import (
     demo_vtn_key,
     open_hub_card,
 )
-from meterhub.meter.timebase import local_midnight_utc
+from meterhub.model.timebase import local_midnight_utc
 from meterhub.utility.demand_response import verify_release
 from meterhub.utility.settlement import AppletMailbox, HubRefused, expected_code_hash
 from meterhub.utility.tsm import TSM, dap_signer

@@ -18,7 +18,7 @@ from meterhub.crypto import ecdsa
 from meterhub.hub.secure_element import PROFILING_APP_AID
 from meterhub.meter.device import Meter
 from meterhub.meter.load import simulate_load
-from meterhub.meter.timebase import range_starts
+from meterhub.model.timebase import range_starts
 from meterhub.tariffs.price_index import dump_series, sign_series
 from meterhub.tariffs.profiles import bdew_profile, reference_profiles
 from meterhub.utility.forecasting import (

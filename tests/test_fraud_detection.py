@@ -24,7 +24,7 @@ from meterhub.meter.grid import (
     simulate_grid,
     true_from_recorded,
 )
-from meterhub.meter.timebase import range_starts
+from meterhub.model.timebase import range_starts
 from meterhub.utility.theft import (
     balance,
     calibrate,

@@ -14,7 +14,7 @@ from meterhub.crypto import ecdsa
 from meterhub.exchange import DayUpload, encode_records
 from meterhub.hub.billing import banded_statement
 from meterhub.meter.device import Meter, SignedBatch, chain_head
-from meterhub.meter.timebase import day_starts
+from meterhub.model.timebase import day_starts
 from meterhub.tariffs import dump_tariff, example_signed_tariff
 from meterhub.utility.invoices import BillRefused, InvoiceStore, make_period_bill
 from meterhub.utility.store import UtilityStore

@@ -28,7 +28,7 @@ from meterhub.exchange import new_home_link_key, open_sealed_openings
 from meterhub.hub.homelink import HomeLinkError, HubHomeLink
 from meterhub.hub.store import HubStore
 from meterhub.meter.store import MeterStore
-from meterhub.meter.timebase import intervals_per_day
+from meterhub.model.timebase import intervals_per_day
 from meterhub.protocols.dlms.client import DlmsLinkClient, DlmsLinkError
 from meterhub.protocols.dlms.cosem import IC_PROFILE_GENERIC, OPENINGS
 from meterhub.protocols.dlms.security import decode_general_glo_cipher

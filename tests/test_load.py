@@ -27,7 +27,8 @@ from meterhub.meter.load import (
     simulate_load,
     simulate_neighbourhood,
 )
-from meterhub.meter.timebase import intervals_per_day, local_day_of
+from meterhub.model.timebase import intervals_per_day, local_day_of
+from meterhub.tariffs import slp
 
 WINTER = dt.date(2025, 1, 6)  # a Monday
 
@@ -98,7 +99,7 @@ def test_holidays_look_like_sundays() -> None:
 
 def test_demandlib_warning_filter_does_not_leak() -> None:
     # ElecSlp calls warnings.simplefilter("error"); we must contain it.
-    load_mod._year_slots.cache_clear()
+    slp._year_slots.cache_clear()
     before = list(warnings.filters)
     bdew_profile_wh(dt.date(2031, 1, 1), 1)
     assert warnings.filters == before

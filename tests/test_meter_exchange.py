@@ -14,7 +14,7 @@ from meterhub.crypto import ecdsa
 from meterhub.exchange import DayUpload, FormatError, encode_records
 from meterhub.hub.billing import banded_statement
 from meterhub.meter.device import Meter
-from meterhub.meter.timebase import day_starts
+from meterhub.model.timebase import day_starts
 from meterhub.tariffs import dump_tariff, example_signed_tariff
 from meterhub.utility.exchange_meter import (
     RegistrationRecord,

@@ -20,7 +20,7 @@ from meterhub.crypto.pedersen import Commitment, Opening, commit
 from meterhub.crypto.transcript import ProofContext, ProofError
 from meterhub.exchange import FormatError
 from meterhub.hub.proving import ProofBundle, ProvenBillStatement, prove_bill, reading_context
-from meterhub.meter.timebase import day_starts
+from meterhub.model.timebase import day_starts
 from meterhub.tariffs import KIND_INCLINING_BLOCK, KIND_POLYNOMIAL, KIND_TIERED, NonLinearTariff
 from meterhub.tariffs.nonlinear import example_nonlinear_tariff
 from meterhub.utility.proof_verifier import verify_proven_bill

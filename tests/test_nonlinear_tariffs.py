@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meterhub.crypto import ecdsa
-from meterhub.meter.timebase import day_starts
+from meterhub.model.timebase import day_starts
 from meterhub.tariffs import (
     KIND_INCLINING_BLOCK,
     KIND_POLYNOMIAL,

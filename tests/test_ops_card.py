@@ -31,7 +31,7 @@ from meterhub.hub.secure_element import (
 )
 from meterhub.hub.store import HubError
 from meterhub.meter.device import Meter
-from meterhub.meter.timebase import day_starts
+from meterhub.model.timebase import day_starts
 from meterhub.policy import PolicyError, default_policy, verify_release_log
 from meterhub.policy.model import Cycle
 from meterhub.tariffs import Tariff, demo_supplier_key, dump_tariff, example_tariff, sign_tariff

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from meterhub.crypto import ecdsa
-from meterhub.meter.timebase import range_starts
+from meterhub.model.timebase import range_starts
 from meterhub.tariffs.price_index import (
     KIND_LOAD_PROFILE,
     KIND_PRICE_INDEX,

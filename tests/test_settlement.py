@@ -24,7 +24,7 @@ from meterhub.hub.secure_element import (
     profiling_load_file,
     settlement_load_file,
 )
-from meterhub.meter.timebase import range_starts
+from meterhub.model.timebase import range_starts
 from meterhub.policy import default_policy
 from meterhub.protocols.iso7816 import CommandAPDU, ResponseAPDU
 from meterhub.tariffs.price_index import (

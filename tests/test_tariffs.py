@@ -747,7 +747,7 @@ def test_random_json_in_tariff_fields_only_raise_tariff_error(data: st.DataObjec
 @pytest.mark.parametrize("interval", [1, 5, 15, 30, 60])
 @pytest.mark.parametrize("day", [date(2027, 3, 28), date(2027, 10, 31), date(2027, 6, 15), date(2027, 12, 24)])
 def test_day_prices_equal_prices_for_the_day_starts(day: date, interval: int) -> None:
-    from meterhub.meter.timebase import day_starts
+    from meterhub.model.timebase import day_starts
 
     t = example_tariff(2027)
     for tz in ("Europe/Berlin", "Europe/London"):

@@ -1,4 +1,4 @@
-"""Tests for meterhub.meter.timebase: interval grids over local days with DST."""
+"""Tests for meterhub.model.timebase: interval grids over local days with DST."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meterhub.meter.timebase import (
+from meterhub.model.timebase import (
     ALLOWED_INTERVALS,
     DEFAULT_TZ,
     check_interval,

@@ -21,8 +21,8 @@ from meterhub.crypto.group import Q
 from meterhub.exchange import BillStatement, DayUpload, FormatError, encode_records
 from meterhub.hub.billing import bill_statement
 from meterhub.meter.device import DailyBatch, SignedBatch, chain_genesis, chain_head
-from meterhub.meter.timebase import day_starts
 from meterhub.model.display import format_amount, shown
+from meterhub.model.timebase import day_starts
 from meterhub.tariffs import (
     TariffError,
     dump_tariff,

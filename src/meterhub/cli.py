@@ -255,7 +255,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_meter_simulate(args: argparse.Namespace) -> int:
     from .exchange import new_home_link_key
     from .meter.store import MeterStore
-    from .meter.timebase import check_interval, check_tz, day_starts
+    from .model.timebase import check_interval, check_tz, day_starts
 
     out = Path(args.out)
     mid = args.meter_id
@@ -295,7 +295,7 @@ def cmd_meter_simulate(args: argparse.Namespace) -> int:
         starts, readings = trace.starts, trace.readings_wh
     if not starts:
         raise UsageError("no readings to record")
-    from .meter.timebase import local_day_of
+    from .model.timebase import local_day_of
     from .storage import data_dir_lock
 
     by_start = dict(zip(starts, readings, strict=True))
@@ -406,8 +406,8 @@ def cmd_meter_read(args: argparse.Namespace) -> int:
 
 def _registration(path: str) -> dict:
     from .crypto import ecdsa
-    from .meter.timebase import check_interval, check_tz
     from .model import strictjson
+    from .model.timebase import check_interval, check_tz
 
     try:
         reg = strictjson.loads(_read(path, "meter registration"), "meter registration")

@@ -32,7 +32,7 @@ import argparse
 import datetime as dt
 import logging
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,11 +78,18 @@ def _convert(where: str, action: argparse.Action, value: Any) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: must be true or false")
         return value
+    typ = action.type
+    if isinstance(typ, str):  # a type name registered with parser.register(); meterhub uses none
+        raise ConfigError(f"{where}: option type {typ!r} cannot be read from a config file")
     if isinstance(action, argparse._AppendAction):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{where}: must be a list of strings")
-        return [_convert(where, argparse.Action([], action.dest, type=action.type), v) for v in value]
-    typ = action.type
+        return [_convert_scalar(where, typ, v) for v in value]
+    return _convert_scalar(where, typ, value)
+
+
+def _convert_scalar(where: str, typ: Callable[[str], Any] | None, value: Any) -> Any:
+    """One value through the option's ``type`` (a callable; ``None`` keeps strings)."""
     if isinstance(value, bool | dict | list | dt.datetime | dt.time):
         raise ConfigError(f"{where}: unsupported value {value!r:.40}")
     if isinstance(value, dt.date):

@@ -56,11 +56,12 @@ from .hub.secure_element import (
 from .hub.store import HubStore
 from .meter.load import LoadTrace, simulate_neighbourhood
 from .meter.store import MeterStore
-from .meter.timebase import check_interval
+from .model.timebase import check_interval
 from .policy import ReleasePolicy, default_policy
 from .storage import StoreError, atomic_write, discard_built_file, install_built_file
 from .tariffs import (
     SignedTariff,
+    Tariff,
     demo_supplier_key,
     dump_tariff,
     example_signed_tariff,
@@ -185,6 +186,8 @@ def _check(params: DemoParams, tariff: SignedTariff) -> None:
         raise DemoError(str(exc)) from None
     last = params.start + timedelta(days=params.days - 1)
     t = tariff.tariff
+    if not isinstance(t, Tariff):  # the demo bills the shipped time-of-use tariff
+        raise DemoError(f"the demo needs a time-of-use tariff, not {type(t).__name__}")
     if params.start < t.valid_from or last >= t.valid_until:
         raise DemoError(
             f"the demo period {params.start}..{last} must lie within the tariff's validity "

@@ -35,8 +35,8 @@ from .hub.secure_element import (
     open_hub_card,
 )
 from .meter.device import Meter
-from .meter.timebase import day_starts
 from .model.display import format_amount
+from .model.timebase import day_starts
 from .policy import default_policy
 from .tariffs import Tariff, demo_supplier_key, dump_tariff, example_tariff, sign_tariff
 from .utility.contracts import Contract, TariffPeriod, segments_for, split_period
@@ -70,7 +70,8 @@ def run_events(seed: int) -> dict[str, Any]:
     meter = Meter("m-events", ecdsa.generate_signing_key(), register_wh=0)
     days = [meter.record_day(_d(n), [rng.randint(0, 350) for _ in day_starts(_d(n), TZ, 15)])
             for n in range(1, DAYS + 1)]
-    t1 = sign_tariff(example_tariff(2027), demo_supplier_key())
+    tou1 = example_tariff(2027)
+    t1 = sign_tariff(tou1, demo_supplier_key())
     d2 = example_tariff(2027).to_dict()
     for b in d2["bands"]:
         b["price"] += 20

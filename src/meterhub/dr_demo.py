@@ -62,7 +62,7 @@ from .hub.secure_element import (
 )
 from .meter.flexibility import household_loads, respond
 from .meter.load import LoadTrace
-from .meter.timebase import local_midnight_utc
+from .model.timebase import local_midnight_utc
 from .utility.demand_response import VerifiedReduction, settle_event, verify_event
 from .utility.settlement import AppletMailbox, HubRefused, expected_code_hash
 from .utility.verifier import Rejected

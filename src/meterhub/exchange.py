@@ -14,9 +14,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from .meter.device import BatchError, DailyBatch, SignedBatch
 from .model import strictjson
 from .model.errors import FormatError
+from .model.formats.batch import BatchError, DailyBatch, SignedBatch
 from .model.formats.sealed import SealedDay, new_home_link_key, open_sealed_openings, seal_openings
 from .model.formats.statements import (
     STATEMENT_FIELDS,

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -206,7 +207,7 @@ def _local_midnight(d: date, tz: str) -> datetime:
 def _thefts(customers: list[str], n_thieves: int, days: int, seed: int) -> dict[str, Theft]:
     rng = np.random.default_rng([seed, 0x7468696566])
     n = min(n_thieves, len(customers))
-    chosen = rng.choice(len(customers), size=n, replace=False) if n else []
+    chosen: Sequence[int] = rng.choice(len(customers), size=n, replace=False).tolist() if n else []
     out = {}
     for k in chosen:
         kind = str(INVERTIBLE[int(rng.integers(len(INVERTIBLE)))])
@@ -248,7 +249,7 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
     from .hub.aggregation import AGGREGATION_APP_AID, aggregation_load_file
     from .hub.secure_element import PROFILING_APP_AID, ReadingsClient
     from .hub.store import HubStore
-    from .meter.timebase import range_starts
+    from .model.timebase import range_starts
     from .tariffs.price_index import sign_series
     from .utility.forecasting import ProfileScores, verify_scores
     from .utility.fraud import (
@@ -304,13 +305,13 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
                                     cal, rng, recorded_wh=recorded[list(r)]))
     store = FraudStore(d / "fraud.sqlite")
     grid_pub = ecdsa.public_bytes(demo_grid_key())
-    rng = DemoRandom(params.seed)
+    demo_rng = DemoRandom(params.seed)
 
     def card_of(mid: str) -> Any:
         # the card's random source is the demo's seeded one, in a stream of its own (the
         # aggregation applet's key must not repeat a released coin-toss nonce)
         card = _open_card(d / "hubs" / f"{mid}.sqlite", supplier[mid], None, mid, _customer_policy(params))
-        card.runtime.random = rng.card_rng(mid, "fraud")
+        card.runtime.random = demo_rng.card_rng(mid, "fraud")
         return card
 
     try:
@@ -599,7 +600,7 @@ def fraud_stored(data_dir: Path, collect: dict[str, Any] | None = None) -> tuple
     ``collect`` (the utility dashboard) receives ``feeders``: per feeder its days, daily
     feeder energy, verified customer sum, expected technical loss and discrepancy, the
     detector's allowance, alarm day and localisation segments."""
-    from .meter.timebase import range_starts
+    from .model.timebase import range_starts
     from .utility.fraud import AGGREGATION_CLASS, demo_grid_key, verify_feeder_day
     from .utility.settlement import expected_code_hash
     from .utility.store import UtilityStore

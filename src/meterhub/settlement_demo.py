@@ -27,6 +27,7 @@ and compares with today's practice and with the simulator's ground truth:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from functools import lru_cache
@@ -48,7 +49,7 @@ from .hub.secure_element import (
     profiling_load_file,
     settlement_load_file,
 )
-from .meter.timebase import range_starts
+from .model.timebase import range_starts
 from .storage import StoreError, expect_store
 from .tariffs.price_index import (
     KIND_LOAD_PROFILE,
@@ -306,7 +307,7 @@ def _shape(name: str, start: date, days: int) -> list[int]:
     return list(s.values)
 
 
-def _hourly(readings: list[int], g: int) -> list[int]:
+def _hourly(readings: Sequence[float], g: int) -> list[float]:
     return [sum(readings[k : k + g]) for k in range(0, len(readings), g)]
 
 

@@ -29,8 +29,8 @@ from datetime import timedelta
 from ..card import register_applet_class
 from ..crypto.group import Q
 from ..greenbutton import ExportReading, build_export
-from ..meter.timebase import day_starts
 from ..model.formats.units import OPENING_SIZE, opening_unit_at
+from ..model.timebase import day_starts
 from ..protocols.iso7816 import CommandAPDU
 from ..protocols.iso7816.sw import SW, ISOException
 from .readings import MeteringApplet, parse_date

@@ -71,10 +71,10 @@ from ..crypto import sumsquares
 from ..crypto.group import Q
 from ..crypto.pedersen import Opening, commit
 from ..crypto.sampling import Sample, commit_nonce, derive_indices, derive_seed
-from ..meter.timebase import range_starts
 from ..model.formats.samples import SAMPLES_FORMAT, SampleRelease
 from ..model.formats.scores import SCORES_FORMAT, ProfileScores, ScoreEntry, scores_context
 from ..model.formats.units import OPENING_SIZE, iter_opening_units, opening_unit_at
+from ..model.timebase import range_starts
 from ..policy.model import SW_BUDGET
 from ..protocols.iso7816 import CommandAPDU
 from ..protocols.iso7816.sw import SW, ISOException

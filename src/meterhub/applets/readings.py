@@ -39,11 +39,11 @@ from ..card.guard import GUARD_AID
 from ..crypto import ecdsa
 from ..crypto.group import Q
 from ..crypto.pedersen import Opening
-from ..meter.timebase import check_interval, check_tz
 from ..model.errors import FormatError
 from ..model.formats import units
 from ..model.formats.sealed import SealedDay, open_sealed_openings
 from ..model.formats.units import OPENING_SIZE, decode_day, iter_opening_units
+from ..model.timebase import check_interval, check_tz
 from ..protocols.iso7816 import CommandAPDU
 from ..protocols.iso7816.sw import SW, ISOException
 from ..protocols.iso7816.tlv import TLV, TLVError, encode, parse

@@ -55,9 +55,9 @@ from typing import Any
 
 from ..card import AppletContext, register_applet_class
 from ..crypto.group import Q
-from ..meter.timebase import range_starts
 from ..model.formats.settlement import SETTLEMENT_FORMAT, SettlementStatement
 from ..model.formats.units import OPENING_SIZE, iter_opening_units
+from ..model.timebase import range_starts
 from ..protocols.iso7816 import CommandAPDU
 from ..protocols.iso7816.sw import SW, ISOException
 from ..tariffs.price_index import KIND_PRICE_INDEX, Series, SeriesError, load_series, verify_series

@@ -312,7 +312,7 @@ class Card:
             rec = self.registry.get(aid) if aid is not None else None
         if rec is None or not self._visible(rec) or self._guard_ok(rec) is None:
             return
-        if self.is_selected(rec.aid) and not type(rec.instance).multiselectable:
+        if self.is_selected(rec.aid) and not _multiselectable(rec):
             return
         self._activate(new, rec)
 
@@ -379,7 +379,7 @@ class Card:
         if guard_sw != SW.NO_ERROR and guard_sw >> 8 not in (0x62, 0x63):
             raise ISOException(guard_sw)
         others = [c for c, a in self._selected.items() if a == rec.aid and c != ch]
-        if others and not type(rec.instance).multiselectable:
+        if others and not _multiselectable(rec):
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED)  # JCRE §4.5.2 step 5
         self._deactivate(ch)
         if not self._activate(ch, rec):
@@ -474,3 +474,9 @@ class Card:
         if not output_allowed(self.runtime, rec, resp.data, selecting=selecting):
             return ResponseAPDU(b"", SW.UNKNOWN)
         return resp
+
+
+def _multiselectable(rec: AppletRecord) -> bool:
+    """Whether ``rec``'s applet may be selected on several channels at once (JCRE §4.5.2)."""
+    instance = rec.instance
+    return instance is not None and type(instance).multiselectable

@@ -93,6 +93,10 @@ class _ShareableProxy:
     """What a client holds: calls switch to the server's context (JCRE §6.2.5)."""
 
     __slots__ = ("_obj", "_ctx", "_methods")
+    # Declared so that the type checker does not route these through __getattr__.
+    _obj: Shareable
+    _ctx: AppletContext
+    _methods: frozenset[str]
 
     def __init__(self, obj: Shareable, ctx: AppletContext) -> None:
         object.__setattr__(self, "_obj", obj)

@@ -40,7 +40,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from ..crypto import ecdsa
 from ..errors import MeterhubError
-from ..meter.timebase import day_starts, local_day_of
+from ..model.timebase import day_starts, local_day_of
 
 __all__ = [
     "ADJ_CAP_HIGH",
@@ -272,7 +272,7 @@ def similar_days(
 
     Fewer are returned when the lookback runs out; the caller decides whether enough are
     left (:func:`check_baseline_days`)."""
-    from ..meter.timebase import intervals_per_day
+    from ..model.timebase import intervals_per_day
 
     weekend = event_day.weekday() >= 5
     if method == METHOD_PJM:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from ..card.applet import applet_class
 from ..card.gp import make_load_file
+from ..model.aids import (  # shared AID plan
+    AGGREGATION_APP_AID,
+    AGGREGATION_MODULE_AID,
+    AGGREGATION_PACKAGE_AID,
+)
 
 __all__ = ["AGGREGATION_PACKAGE_AID", "AGGREGATION_MODULE_AID", "AGGREGATION_APP_AID", "aggregation_load_file"]
 
-# Proprietary AIDs under RID F0 4D 48 ("MH"), "AG" for aggregation.
-AGGREGATION_PACKAGE_AID = "F04D48004147"
-AGGREGATION_MODULE_AID = "F04D4800414701"
-AGGREGATION_APP_AID = "F04D480041470101"
 
 
 def aggregation_load_file() -> bytes:

@@ -6,18 +6,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..card.applet import applet_class
 from ..card.gp import make_load_file
+from ..model.aids import (  # one AID plan, shared with the utility
+    DR_APP_AID,
+    DR_MODULE_AID,
+    DR_PACKAGE_AID,
+)
 from ..protocols.iso7816 import CommandAPDU
-from .secure_element import ReadingsClient
+from .secure_element import ReadingsClient, registered_class
 from .store import HubError
 
 __all__ = ["DR_APP_AID", "DR_MODULE_AID", "DR_PACKAGE_AID", "DRClient", "EventRefused", "dr_load_file"]
 
-# "DR" under the grid operator's (DR program operator's) security domain.
-DR_PACKAGE_AID = "F04D48004452"
-DR_MODULE_AID = "F04D4800445201"
-DR_APP_AID = "F04D480044520101"
 
 _PUT_EVENT_SW = {
     0x6A80: "malformed, not for this meter, off its grid or with bad baseline days",
@@ -39,7 +39,7 @@ def dr_load_file() -> bytes:
     """The DR applet's package, unsigned (the grid operator's TSM adds the DAP)."""
     from ..applets.demand_response import CLASS_NAME
 
-    return make_load_file(DR_PACKAGE_AID, {DR_MODULE_AID: applet_class(CLASS_NAME)})
+    return make_load_file(DR_PACKAGE_AID, {DR_MODULE_AID: registered_class(CLASS_NAME)})
 
 
 class DRClient(ReadingsClient):

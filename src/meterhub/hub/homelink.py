@@ -34,7 +34,7 @@ from ..dlms_link import (
     home_link_suite0_keys,
     hub_system_title,
 )
-from ..meter.timebase import day_starts
+from ..model.timebase import day_starts
 from ..protocols.dlms import axdr
 from ..protocols.dlms.client import DlmsLinkClient, DlmsLinkError, Transport, clock_range
 from ..protocols.dlms.cosem import IC_PROFILE_GENERIC, OPENINGS

@@ -23,7 +23,7 @@ from ..applets.billing import CLASS_NAME as BILLING_CLASS
 from ..applets.billing import encode_openings_day, encode_pairing
 from ..banded import BandedBillStatement, BillParts
 from ..card import Card
-from ..card.applet import applet_class
+from ..card.applet import Applet, applet_class
 from ..card.gp import ISD_AID, StaticKeys, make_load_file, open_card, provision_isd, provision_ssd
 from ..card.guard import GUARD_AID, Pinned, pinned_points, provision_guard
 from ..card.store import STORAGE_KEY_SUFFIX
@@ -31,7 +31,24 @@ from ..card.vault import VAULT_AID, provision_vault
 from ..crypto import ecdsa
 from ..crypto.pedersen import Opening
 from ..exchange import BillStatement, FormatError
-from ..model.demo_keys import party_secret, party_signing_key
+from ..model.aids import (  # one AID plan, shared with the utility's verifiers
+    BILLING_APP_AID,
+    BILLING_MODULE_AID,
+    BILLING_PACKAGE_AID,
+    EXPORT_APP_AID,
+    EXPORT_MODULE_AID,
+    EXPORT_PACKAGE_AID,
+    GRID_OPERATOR_SD_AID,
+    PROFILING_APP_AID,
+    PROFILING_MODULE_AID,
+    PROFILING_PACKAGE_AID,
+    SETTLEMENT_APP_AID,
+    SETTLEMENT_MODULE_AID,
+    SETTLEMENT_PACKAGE_AID,
+    SUPPLIER_SD_AID,
+    THIRD_PARTY_SD_AID,
+)
+from ..model.demo_keys import demo_vtn_key, party_secret, party_signing_key
 from ..policy import (
     DEFAULT_POLICY,
     LogEntry,
@@ -78,30 +95,12 @@ __all__ = [
     "demo_vtn_key",
 ]
 
-# Proprietary AIDs: RID F0 4D 48 ("MH"); category F per ISO/IEC 7816-5 is unregistered.
-SUPPLIER_SD_AID = "F04D480053440001"
-GRID_OPERATOR_SD_AID = "F04D480053440002"
-THIRD_PARTY_SD_AID = "F04D480053440003"
 #: The data recipients that get a supplementary security domain on every hub.
 RECIPIENT_SDS = {
     "supplier": SUPPLIER_SD_AID,
     "grid-operator": GRID_OPERATOR_SD_AID,
     "third-party": THIRD_PARTY_SD_AID,
 }
-BILLING_PACKAGE_AID = "F04D4800424C"
-BILLING_MODULE_AID = "F04D4800424C01"
-BILLING_APP_AID = "F04D4800424C0101"
-# Settlement ("ST", under the supplier's SD) and profiling ("PR", under the forecasting party's SD).
-SETTLEMENT_PACKAGE_AID = "F04D48005354"
-SETTLEMENT_MODULE_AID = "F04D4800535401"
-SETTLEMENT_APP_AID = "F04D480053540101"
-PROFILING_PACKAGE_AID = "F04D48005052"
-PROFILING_MODULE_AID = "F04D4800505201"
-PROFILING_APP_AID = "F04D480050520101"
-# Consented export ("EX", under the recipient's SD that the customer's consent names).
-EXPORT_PACKAGE_AID = "F04D48004558"
-EXPORT_MODULE_AID = "F04D4800455801"
-EXPORT_APP_AID = "F04D480045580101"
 _demo_secret = party_secret  # the demo card parties' public secrets (meterhub.model.demo_keys)
 
 
@@ -118,26 +117,31 @@ def demo_dap_key(party: str) -> ecdsa.SigningKey:
     return party_signing_key("dap/" + party)
 
 
+def registered_class(name: str) -> type[Applet]:
+    """The applet class registered as ``name`` (the applets package registers them on import)."""
+    cls = applet_class(name)
+    if cls is None:  # pragma: no cover - the applets package registers it on import
+        raise RuntimeError(f"{name} applet class is not registered")
+    return cls
+
+
 def billing_load_file() -> bytes:
     """The billing applet's package (Load File Data Block), unsigned; the TSM adds the DAP."""
-    cls = applet_class(BILLING_CLASS)
-    if cls is None:  # pragma: no cover - the applets package registers it on import
-        raise RuntimeError("billing applet class is not registered")
-    return make_load_file(BILLING_PACKAGE_AID, {BILLING_MODULE_AID: cls})
+    return make_load_file(BILLING_PACKAGE_AID, {BILLING_MODULE_AID: registered_class(BILLING_CLASS)})
 
 
 def settlement_load_file() -> bytes:
     """The settlement applet's package, unsigned (the supplier's TSM adds the DAP)."""
     from ..applets.settlement import CLASS_NAME
 
-    return make_load_file(SETTLEMENT_PACKAGE_AID, {SETTLEMENT_MODULE_AID: applet_class(CLASS_NAME)})
+    return make_load_file(SETTLEMENT_PACKAGE_AID, {SETTLEMENT_MODULE_AID: registered_class(CLASS_NAME)})
 
 
 def profiling_load_file() -> bytes:
     """The profiling applet's package, unsigned (the forecasting party's TSM adds the DAP)."""
     from ..applets.profiling import CLASS_NAME
 
-    return make_load_file(PROFILING_PACKAGE_AID, {PROFILING_MODULE_AID: applet_class(CLASS_NAME)})
+    return make_load_file(PROFILING_PACKAGE_AID, {PROFILING_MODULE_AID: registered_class(CLASS_NAME)})
 
 
 #: Beside a hub card file: the customer key :func:`open_hub_card` created.
@@ -174,12 +178,6 @@ def demo_pinned() -> Pinned:
     )
 
 
-def demo_vtn_key() -> ecdsa.SigningKey:
-    """The demo DR program operator's (grid operator's) VTN event-signing P-256 key,
-    from a public string (demo only, like the DAP keys)."""
-    return demo_dap_key("dr-vtn")
-
-
 def _customer_key(path: Path, key: ecdsa.SigningKey | None) -> ecdsa.SigningKey:
     """The customer's P-256 key: the one given, else a fresh one written 0600 next to the card."""
     if key is not None:
@@ -195,7 +193,7 @@ def export_load_file() -> bytes:
     """The export applet's package, unsigned (the recipient's TSM adds the DAP)."""
     from ..applets.export import CLASS_NAME
 
-    return make_load_file(EXPORT_PACKAGE_AID, {EXPORT_MODULE_AID: applet_class(CLASS_NAME)})
+    return make_load_file(EXPORT_PACKAGE_AID, {EXPORT_MODULE_AID: registered_class(CLASS_NAME)})
 
 
 def open_hub_card(
@@ -315,9 +313,12 @@ class BillingClient:
         if r.sw != 0x9000:
             raise HubError(f"billing applet refused the bill: {_refusal_reason(r.sw)} (SW {r.sw:04X})")
         try:
-            return statement_from_json(raw)
+            st = statement_from_json(raw)
         except FormatError as exc:
             raise HubError(f"billing applet returned a malformed statement: {exc}") from None
+        if isinstance(st, BandedBillStatement):  # GET BANDED BILL is its own command
+            raise HubError("billing applet answered GET BILL with a banded statement")
+        return st
 
 
     def banded_bill(self, first: date, last: date, metering_point: str, contract_id: str) -> BandedBillStatement:

@@ -289,9 +289,11 @@ def serve(
     client = VpcdClient(card, host, port, on_connect=announce)
     watcher: threading.Thread | None = None
     if stop is not None:
-        watcher = threading.Thread(
-            target=lambda: (stop.wait(), client.stop()), name="hub-serve-stop", daemon=True
-        )
+        def _stop_when_set() -> None:
+            stop.wait()
+            client.stop()
+
+        watcher = threading.Thread(target=_stop_when_set, name="hub-serve-stop", daemon=True)
         watcher.start()
     previous = {}
     if threading.current_thread() is threading.main_thread():

@@ -12,7 +12,7 @@ are ignored), then one row per interval::
 explicit UTC offset or ``Z`` (RFC 3339 profile; Python's
 ``datetime.fromisoformat``), ``Wh`` the energy in that interval as a
 non-negative integer in ASCII digits.  Validation: every timestamp lies on the
-interval grid of its local day (:mod:`meterhub.meter.timebase`), timestamps
+interval grid of its local day (:mod:`meterhub.model.timebase`), timestamps
 strictly increase (no duplicates), and, unless ``allow_gaps``, consecutive
 readings are exactly one interval apart.  The first problem found is reported
 as a :class:`CsvImportError` whose one-line message starts with ``line N:``.
@@ -31,7 +31,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, Any
 
 from ..errors import MeterhubError
-from .timebase import (
+from ..model.timebase import (
     ALLOWED_INTERVALS,
     DEFAULT_TZ,
     UTC,

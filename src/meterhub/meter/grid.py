@@ -38,10 +38,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date, timedelta
 
 import numpy as np
+
+# The calendar and loss model are the grid operator's view too: they live in the model layer.
+from ..model.grid import HourCalendar, LossModel, hour_calendar, nominal_losses
 
 __all__ = [
     "THEFT_KINDS",
@@ -68,25 +70,6 @@ CUSTOMER_GAIN_SIGMA = 0.003
 
 
 @dataclass(frozen=True)
-class LossModel:
-    """Technical losses per hour: ``core_wh + resistive * load_wh**2``."""
-
-    core_wh: float
-    resistive: float  # 1/Wh
-
-    def loss(self, load_wh: np.ndarray) -> np.ndarray:
-        return self.core_wh + self.resistive * np.square(load_wh)
-
-
-def nominal_losses(n_customers: int, mean_load_wh: float) -> LossModel:
-    """Nameplate losses for a feeder: a transformer sized ~2 kVA per customer with a
-    no-load loss of 40 W + 6 W per customer, and cable losses of 4% at a peak load
-    of three times the mean."""
-    peak = 3.0 * max(mean_load_wh, 1.0)
-    return LossModel(40.0 + 6.0 * n_customers, 0.04 / peak)
-
-
-@dataclass(frozen=True)
 class Theft:
     """Ground truth of one thief."""
 
@@ -98,31 +81,6 @@ class Theft:
 
     def describe(self) -> str:
         return f"{self.customer}: {self.kind} from day {self.start_day} (intensity {self.intensity:.2f})"
-
-
-@dataclass(frozen=True)
-class HourCalendar:
-    """Per hour of the simulation: its day index and local hour of day."""
-
-    day: np.ndarray
-    local_hour: np.ndarray
-    day_slices: tuple[slice, ...]
-
-
-def hour_calendar(starts: Sequence[datetime], tz: str) -> HourCalendar:
-    """Day index and local hour for hourly UTC ``starts`` (days follow on; DST aware)."""
-    zone = ZoneInfo(tz)
-    local = [s.astimezone(zone) for s in starts]
-    first = local[0].date()
-    day = np.array([(t.date() - first).days for t in local])
-    hours = np.array([t.hour for t in local])
-    slices = []
-    k = 0
-    for d in range(int(day[-1]) + 1 if len(day) else 0):
-        n = int(np.count_nonzero(day == d))
-        slices.append(slice(k, k + n))
-        k += n
-    return HourCalendar(day, hours, tuple(slices))
 
 
 def draw_theft(customer: str, rng: np.random.Generator, days: int, *, kinds: Sequence[str] = THEFT_KINDS,

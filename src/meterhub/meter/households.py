@@ -424,8 +424,8 @@ def _simulate_day(
 
     if t.electric_space_heating and winter > 0.05:
         # Direct electric heaters, thermostat-cycled while someone is up at home.
-        on = np.repeat(rng.random(SLOTS) < 0.25 + 0.65 * winter, STEP)
-        power["space_heating"] = t.ratings["space_heating"] * on * is_active
+        heating_on = np.repeat(rng.random(SLOTS) < 0.25 + 0.65 * winter, STEP)
+        power["space_heating"] = t.ratings["space_heating"] * heating_on * is_active
 
     n_res = t.residents
     busy_until: dict[str, int] = {}

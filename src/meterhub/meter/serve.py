@@ -44,12 +44,12 @@ from ..dlms_link import (
 from ..errors import MeterhubError
 from ..exchange import DayUpload, FormatError, decode_records, open_sealed_openings
 from ..model.formats.units import commitment_at
+from ..model.timebase import local_midnight_utc
 from ..protocols.dlms.cosem import InMemoryDataSource
 from ..protocols.dlms.security import Suite0Keys
 from ..protocols.dlms.server import DlmsServer
 from ..protocols.endpoint import EndpointError
 from ..protocols.endpoint import parse_endpoint as _parse_endpoint
-from .timebase import local_midnight_utc
 
 LOG = logging.getLogger(__name__)
 

@@ -228,10 +228,10 @@ class SmlPushServer:
             done, _ = await asyncio.wait({pusher, listener}, return_when=asyncio.FIRST_COMPLETED)
             reasons = []
             for t in done:
-                exc = None if t.cancelled() else t.exception()
-                if exc is not None:  # a bug in one connection must not pass silently
-                    log.error("SML %s:%d: internal error (%s: %s)", host, port, type(exc).__name__, exc)
-                    reasons.append(f"internal error ({type(exc).__name__})")
+                err = None if t.cancelled() else t.exception()
+                if err is not None:  # a bug in one connection must not pass silently
+                    log.error("SML %s:%d: internal error (%s: %s)", host, port, type(err).__name__, err)
+                    reasons.append(f"internal error ({type(err).__name__})")
                 elif not t.cancelled():
                     reasons.append(t.result())
             reason = next((r for r in reasons if r), "closed by peer")

@@ -22,6 +22,7 @@ __all__ = [
     "SUPPLIER",
     "demo_secret",
     "demo_signing_key",
+    "demo_vtn_key",
     "party_secret",
     "party_signing_key",
 ]
@@ -54,3 +55,9 @@ def party_secret(name: str) -> bytes:
 def party_signing_key(name: str) -> ecdsa.SigningKey:
     """The P-256 demo key of a card party (``"dap/" + party``)."""
     return ecdsa.derive_signing_key(party_secret(name))
+
+
+def demo_vtn_key() -> ecdsa.SigningKey:
+    """The demo DR program operator's (grid operator's) VTN event-signing P-256 key,
+    from a public string (demo only, like the DAP keys: ``"dap/dr-vtn"``)."""
+    return party_signing_key("dap/dr-vtn")

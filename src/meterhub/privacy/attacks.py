@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -70,8 +71,11 @@ def f1(pred: np.ndarray, truth: np.ndarray) -> float:
     return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
 
 
+_Group = TypeVar("_Group")  # one household's data: an array, or a (prediction, truth) pair
+
+
 def bootstrap_ci(
-    stat, groups: Sequence[np.ndarray], rng: np.random.Generator, b: int = 200
+    stat: Callable[[list[_Group]], Any], groups: Sequence[_Group], rng: np.random.Generator, b: int = 200
 ) -> tuple[float, float]:
     """95 % percentile interval of ``stat(list of per-household arrays)`` resampling
     households (cluster bootstrap: hours of one household are not independent)."""
@@ -146,7 +150,7 @@ def supervised_by_unit(
     # The threshold from out-of-bag-like held-back rows would be cleaner; the forest's
     # in-sample probabilities are over-confident, so pick it on a held-back quarter.
     rng = np.random.default_rng([seed, 0x6631])
-    held = rng.random(x_train.shape[0]) < 0.25
+    held = rng.random((x_train.shape[0],)) < 0.25
     if held.any() and (~held).any() and y_train[~held].any():
         probe = _fit(x_train[~held], y_train[~held], seed)
         p_held, y_held = _proba(probe, x_train[held]), y_train[held].astype(bool)

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..meter.load import LoadTrace, bdew_profile_wh, simulate_neighbourhood
-from ..meter.timebase import local_day_of, wallclock_minutes
+from ..model.timebase import local_day_of, wallclock_minutes
 from .attacks import (
     bootstrap_ci,
     f1,

@@ -113,10 +113,12 @@ def class_features(
     n_days = hourly.shape[1] // 24
     if n_days >= 2:
         d = hourly[:, : n_days * 24].reshape(hourly.shape[0], n_days, 24)
-        a, b = d[:, :-1].reshape(len(d), -1), d[:, 1:].reshape(len(d), -1)
-        a = a - a.mean(axis=1, keepdims=True)
-        b = b - b.mean(axis=1, keepdims=True)
-        f["s_day_corr"] = (a * b).sum(axis=1) / (np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1)) + eps)
+        today, tomorrow = d[:, :-1].reshape(len(d), -1), d[:, 1:].reshape(len(d), -1)
+        today = today - today.mean(axis=1, keepdims=True)
+        tomorrow = tomorrow - tomorrow.mean(axis=1, keepdims=True)
+        f["s_day_corr"] = (today * tomorrow).sum(axis=1) / (
+            np.sqrt((today * today).sum(axis=1) * (tomorrow * tomorrow).sum(axis=1)) + eps
+        )
         daily = d.mean(axis=1)  # (N, 24): the typical day
         f["t_max_hour"] = daily.argmax(axis=1).astype(float)
         rise = daily[:, 4:12] > 1.5 * daily[:, 2:4].mean(axis=1, keepdims=True)

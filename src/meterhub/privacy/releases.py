@@ -37,8 +37,8 @@ from ..crypto.sampling import DEFAULT_K, commit_nonce, derive_indices, derive_se
 from ..dr.event import ADJ_GAP_HOURS, ADJ_HOURS, MIN_BASELINE_DAYS, adjustment_factor, similar_days
 from ..dr.release import reduction_coefficients
 from ..hub.billing import linear_bill
-from ..meter.timebase import range_starts
 from ..model.dp import DpParams, SeededNoise, dp_forecast
+from ..model.timebase import range_starts
 from ..tariffs.model import Tariff, example_tariff
 from ..tariffs.price_index import Series, example_price_index
 from ..tariffs.profiles import BDEW_PROFILES, bdew_profile, utility_profile
@@ -191,7 +191,7 @@ def _scores(m: Sequence[int], ctx: ReleaseContext, p: Period, meter_id: str) -> 
 
 
 def _score_features(f: dict[str, object]) -> dict[str, float]:
-    n, e, s = int(f["n"]), float(f["E"]), float(f["S"])  # type: ignore[arg-type]
+    n, e, s = int(f["n"]), float(f["E"]), float(f["S"])  # type: ignore[arg-type,call-overload]  # dict[str, object] record
     out = {"scores_E_per_hour": e / n, "scores_peakiness": n * s / (e * e) if e else 0.0}
     weights: dict[str, list[int]] = f["weights"]  # type: ignore[assignment]
     for k, sc in f["scores"].items():  # type: ignore[attr-defined]
@@ -216,7 +216,7 @@ def _samples(m: Sequence[int], ctx: ReleaseContext, p: Period, meter_id: str) ->
 
 
 def _sample_features(f: dict[str, object]) -> dict[str, float]:
-    vals = np.array([v for _, v in f["samples"]], dtype=float)  # type: ignore[attr-defined]
+    vals = np.array([v for _, v in f["samples"]], dtype=np.float64)  # type: ignore[attr-defined]
     if vals.size == 0:
         return {"samples_mean": math.nan, "samples_std": math.nan, "samples_max": math.nan,
                 "samples_min": math.nan}
@@ -365,7 +365,7 @@ def _no_compute(m: Sequence[int], ctx: ReleaseContext, p: Period, meter_id: str)
 
 
 def _sample_readings(f: dict[str, object]) -> list[tuple[int, int]]:
-    off = int(f["offset"])  # type: ignore[arg-type]
+    off = int(f["offset"])  # type: ignore[call-overload]  # a dict[str, object] record: an int
     return [(off + i, v) for i, v in f["samples"]]  # type: ignore[attr-defined]
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, ClassVar
@@ -384,8 +384,8 @@ class Tariff:
                     table[slot] = b
         result: dict[tuple[int, str], tuple[Band, ...]] = {}
         for (si, t), table in tables.items():
-            for slot, b in enumerate(table):
-                if b is None:
+            for slot, entry in enumerate(table):
+                if entry is None:
                     raise TariffError(
                         f"no band covers season {self.seasons[si].name!r} on {t} "
                         f"at {_fmt_minute(slot * step)}"
@@ -505,7 +505,7 @@ class Tariff:
         hit = self._day_price_cache.get(key)
         if hit is not None:
             return hit
-        from ..meter.timebase import day_starts  # the meter's grid, DST included
+        from ..model.timebase import day_starts  # the meter's grid, DST included
 
         starts = day_starts(day, tz, interval_minutes)
         step = self.interval_minutes
@@ -654,7 +654,7 @@ def _as_tuple(where: str, value: Any, kind: type, cap: int) -> tuple[Any, ...]:
     return items
 
 
-def _as_collection(where: str, value: Any, cap: int) -> Sequence[Any] | frozenset[Any]:
+def _as_collection(where: str, value: Any, cap: int) -> Collection[Any]:
     if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
         raise TariffError(f"{where}: expected a collection, got {type(value).__name__}")
     items = value if isinstance(value, (tuple, list, frozenset, set)) else tuple(value)

@@ -317,10 +317,14 @@ class NonLinearTariff:
             d["blocks"] = [list(r.as_tuple()) for r in self.blocks]
         else:
             key = _BAND_KEY[self.kind]
-            sched = self.tiers if self.kind == KIND_TIERED else self.coefficients
-            for bd, s in zip(d["bands"], sched, strict=True):
-                del bd["price"]
-                bd[key] = [list(r.as_tuple()) for r in s] if self.kind == KIND_TIERED else list(s)
+            if self.kind == KIND_TIERED:
+                for bd, rows in zip(d["bands"], self.tiers, strict=True):
+                    del bd["price"]
+                    bd[key] = [list(r.as_tuple()) for r in rows]
+            else:
+                for bd, coeff in zip(d["bands"], self.coefficients, strict=True):
+                    del bd["price"]
+                    bd[key] = list(coeff)
         return d
 
     @classmethod

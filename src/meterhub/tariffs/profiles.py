@@ -46,7 +46,7 @@ def bdew_profile(
     expires: date | None = None,
 ) -> Series:
     """The BDEW profile ``name`` as hourly weights for local days ``start .. start+days-1``."""
-    from ..meter.load import bdew_profile_wh
+    from .slp import bdew_profile_wh  # numpy and demandlib load only when a profile is built
 
     wh = bdew_profile_wh(start, days, annual_kwh=1000.0, profile=name, interval_minutes=60, tz=tz)
     return Series(

@@ -90,8 +90,7 @@ def split_period(
         owner = [c for c in contracts if c.covers(day)]
         if len(owner) > 1:
             raise ValueError(f"{len(owner)} contracts on {day}")
-        tariff = _tariff_on(owner[0], day, tariffs) if owner else None
-        key = (owner[0], tariff) if owner else None
+        key = (owner[0], _tariff_on(owner[0], day, tariffs)) if owner else None
         last = segments[-1] if segments else None
         if key is None:
             if vacant and vacant[-1][1] + timedelta(days=1) == day:

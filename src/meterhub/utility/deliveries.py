@@ -52,8 +52,8 @@ from ..crypto import ecdsa
 from ..dr.event import DREvent, EventError
 from ..dr.release import DRRelease
 from ..errors import MeterhubError
-from ..meter.timebase import range_starts
 from ..model import strictjson
+from ..model.timebase import range_starts
 from ..storage import atomic_write
 from ..tariffs.price_index import (
     KIND_LOAD_PROFILE,
@@ -143,7 +143,7 @@ class TrustAnchors:
     @classmethod
     def demo(cls) -> TrustAnchors:
         """The demo's PUBLICLY KNOWN publisher keys (``utility serve --trust demo``; demo only)."""
-        from ..hub.secure_element import demo_vtn_key
+        from ..model.demo_keys import demo_vtn_key
         from ..tariffs.price_index import demo_index_publisher_key
         from ..tariffs.profiles import demo_profile_key
         from .fraud import demo_grid_key
@@ -346,8 +346,7 @@ class Deliveries:
         return OutputVerdict(d.kind, d.subject, d.period, v.ok, v.reason, figures)
 
     def _verify(self, d: Delivery) -> tuple[Verdict, dict[str, Any]]:
-        from ..hub.dr_host import DR_APP_AID
-        from ..hub.secure_element import PROFILING_APP_AID, SETTLEMENT_APP_AID
+        from ..model.aids import DR_APP_AID, PROFILING_APP_AID, SETTLEMENT_APP_AID
 
         s = self.store
         if d.kind == "settlement":

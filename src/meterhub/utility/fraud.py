@@ -51,7 +51,7 @@ from ..crypto import ecdsa
 from ..crypto.group import G, H, PointDecodeError, Q, msm_encoded
 from ..crypto.selfmask import combine_seed, self_masks
 from ..group_registry import RegistryBlock, RegistryView
-from ..meter.timebase import day_starts
+from ..model.timebase import day_starts
 from .settlement import AppletMailbox, check_batches
 from .verifier import DayCommitments, MeterRegistration, Rejected
 

@@ -35,9 +35,8 @@ from typing import Any
 
 from ..crypto.group import G, H, Point, PointDecodeError, Q, msm_encoded
 from ..errors import MeterhubError
-from ..meter.device import MAX_READING_WH
 from ..model.formats.settlement import SettlementStatement
-from ..model.formats.units import encode_day
+from ..model.formats.units import MAX_READING_WH, encode_day
 from ..protocols.gp.constants import INS
 from ..storage import open_db, transaction
 from ..tariffs.price_index import Series, SeriesError, SignedSeries, dump_series
@@ -164,6 +163,8 @@ def expected_code_hash(cls_name: str) -> str:
         import meterhub.applets  # noqa: F401 - registers the classes
 
         cls = applet_class(cls_name)
+    if cls is None:
+        raise MeterhubError(f"no applet class is registered as {cls_name!r}")
     return applet_code_hash(cls).hex()
 
 

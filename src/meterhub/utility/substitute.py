@@ -35,7 +35,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from ..banded import BandedBillStatement, band_counts, band_indices
-from ..meter.device import DailyBatch
+from ..model.formats.batch import DailyBatch
 from ..tariffs import Tariff
 
 __all__ = [
@@ -140,9 +140,9 @@ def band_average_gap(
     n: dict[int, int] = {}
     for st in verified:
         c = band_counts(_gap_bands(tariff, st.period_from, st.period_to, tz, interval_minutes))
-        for b in st.bands:
-            wh[b.band] = wh.get(b.band, 0) + b.energy_wh
-            n[b.band] = n.get(b.band, 0) + c[b.band]
+        for be in st.bands:
+            wh[be.band] = wh.get(be.band, 0) + be.energy_wh
+            n[be.band] = n.get(be.band, 0) + c[be.band]
     all_wh, all_n = sum(wh.values()), sum(n.values())
     bands_of = _gap_bands(tariff, first_day, last_day, tz, interval_minutes)
     counts = band_counts(bands_of)
@@ -234,8 +234,8 @@ class PeriodBill:
         wh: dict[int, int] = {}
         est: dict[int, int] = {}
         for s in self.verified:
-            for b in s.bands:
-                wh[b.band] = wh.get(b.band, 0) + b.energy_wh
+            for be in s.bands:
+                wh[be.band] = wh.get(be.band, 0) + be.energy_wh
         for e in self.estimates:
             for b, _, x in e.bands:
                 wh[b] = wh.get(b, 0) + x

@@ -6,7 +6,7 @@ the verified sum of its customers' readings ``S_h`` (private aggregation,
 
 **Balance** (issue 13): ``D_h = F_h - S_h - L(F_h)``, the expected technical loss
 ``L`` from the nameplate model (core loss plus resistive loss in the square of the
-load, :class:`meterhub.meter.grid.LossModel`). Per day, over the complete hours
+load, :class:`meterhub.model.grid.LossModel`). Per day, over the complete hours
 (every member answered), the relative energy discrepancy ``x_t = 100 sum D_h / sum
 F_h`` (percent), and the shape discrepancy ``v_t``: the spread of ``D_h`` around its
 daily mean, ``100 sqrt(mean (D_h - mean D)^2) / mean F`` (attacks that keep the daily
@@ -49,10 +49,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
-from ..meter.grid import Feeder, HourCalendar, LossModel
+from ..model.grid import HourCalendar, LossModel
 from .forecasting import pearson
 
 __all__ = [
@@ -107,7 +108,7 @@ def balance(feeder_wh: np.ndarray, sum_wh: np.ndarray, nominal: LossModel, cal: 
     return DailyBalance(energy, shape, np.where(ok, d, np.nan))
 
 
-def cusum_path(x: Sequence[float], k: float) -> np.ndarray:
+def cusum_path(x: Sequence[float] | np.ndarray, k: float) -> np.ndarray:
     """Page's one-sided CUSUM ``g_t = max(0, g_{t-1} + x_t - k)``; NaN days keep ``g``."""
     g = 0.0
     out = np.empty(len(x))
@@ -178,6 +179,23 @@ class Localisation:
 
 
 SegmentSums = Callable[[int, int, slice], tuple[np.ndarray, np.ndarray]]
+
+
+class Feeder(Protocol):
+    """What localisation needs of a feeder: its customers in cable order, the feeder
+    meter, the nameplate losses, the committed readings and a check meter at a cut
+    (:class:`meterhub.meter.grid.Feeder` is the simulated one)."""
+
+    @property
+    def customers(self) -> Sequence[str]: ...
+    @property
+    def recorded_wh(self) -> np.ndarray: ...
+    @property
+    def nominal(self) -> LossModel: ...
+    @property
+    def feeder_wh(self) -> np.ndarray: ...
+
+    def segment_wh(self, a: int, b: int, hours: slice) -> np.ndarray: ...
 
 
 def segment_discrepancy(feeder: Feeder, a: int, b: int, hours: slice, complete: np.ndarray | None,

@@ -134,7 +134,7 @@ def _held_days(h: Household) -> tuple[date, date] | None:
 def _readings(h: Household, first: date, last: date) -> tuple[list[datetime], list[int], list[str]]:
     """Interval starts (UTC), Wh and tariff band name of local days ``first..last``."""
     from ..banded import band_indices
-    from ..meter.timebase import range_starts
+    from ..model.timebase import range_starts
 
     with _hub(h) as hub:
         _, openings = hub.openings(h.meter_id, first, last)

@@ -155,7 +155,7 @@ def _slp_estimate(d: Path, period: tuple[date, date]) -> tuple[dict[str, list[fl
     over the BDEW standard load profile of its class, priced at the stored (signed) index.
     Returns ``{supplier: [kWh, value]}`` and the per-customer hourly SLP (for forecasts)."""
     from ..meter.load import bdew_profile_wh
-    from ..meter.timebase import range_starts
+    from ..model.timebase import range_starts
     from ..tariffs.price_index import (
         KIND_PRICE_INDEX,
         demo_index_publisher_key,
@@ -269,7 +269,7 @@ def _forecast_vs_actual(stored: _Stored, est: Any, period: tuple[date, date] | N
     consumption (private aggregation, docs/fraud.md): the only actual load at hourly
     resolution the utility holds."""
     from ..fraud_demo import fraud_stored
-    from ..meter.timebase import range_starts
+    from ..model.timebase import range_starts
 
     title = "Forecast against actual: hourly load of a feeder's customers"
     if isinstance(est, str) or period is None:
@@ -383,7 +383,7 @@ def _peaks(feeders: list[dict[str, Any]], events: list[Any], per_customer: list[
     """Per event and feeder group: the peak of the verified hourly customer sum in the event
     window and on the whole day, with the event, and without it (the verified reductions
     of the group's customers added back, spread evenly over the window)."""
-    from ..meter.timebase import range_starts
+    from ..model.timebase import range_starts
 
     rows, xs, with_, without = [], [], [], []
     for fd in feeders:

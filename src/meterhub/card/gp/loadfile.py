@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 from dataclasses import dataclass
-from functools import cache
 
 from ...crypto import ecdsa
 from ...protocols.iso7816.aid import AID
@@ -60,18 +59,26 @@ class LoadFileError(ISOException):
         super().__init__(SW.WRONG_DATA, message)
 
 
-@cache
+# Per class, computed once (inspect.getsource reads the file); a dict rather than
+# functools.cache, whose Hashable parameter type rejects type[Applet] under mypy.
+_CODE_HASHES: dict[type[Applet], bytes] = {}
+
+
 def applet_code_hash(cls: type[Applet]) -> bytes:
     """SHA-256 of the source of an applet class: what a package pins its module to.
 
     The hash covers the class body as Python reads it from its file, so any edit to the
     reviewed implementation changes it and old signed packages stop installing.
     """
+    cached = _CODE_HASHES.get(cls)
+    if cached is not None:
+        return cached
     try:
         source = inspect.getsource(cls)
     except (OSError, TypeError) as exc:  # built in, or defined in a REPL
         raise LoadFileError(f"no source for {cls.__qualname__}: {exc}") from None
-    return hashlib.sha256(source.encode()).digest()
+    digest = _CODE_HASHES[cls] = hashlib.sha256(source.encode()).digest()
+    return digest
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,12 @@ from ...crypto import bulletproofs as bp
 from ...crypto.group import H, Point, PointDecodeError, Q, base_mul, msm
 from ...crypto.pedersen import Commitment, Opening
 from ...crypto.transcript import ProofContext
-from ...meter.timebase import day_starts  # shared time base (it lives under meter/ today)
 from ...tariffs.nonlinear import NonLinearTariff
 from ..errors import Rejected
 from ..formats.contexts import bill_context, range_context
 from ..formats.statements import KIND_CODES, AnyBillStatement, ProofBundle, ProvenBillStatement
 from ..formats.units import iter_commitments
+from ..timebase import day_starts
 from .base import BillCheck, BillJob
 
 __all__ = ["ProvenKind", "prove_reading_range", "sum_points"]

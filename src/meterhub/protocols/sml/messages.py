@@ -428,7 +428,7 @@ MessageBody = (
     | AttentionResponse
 )
 
-_BODIES: dict[int, type] = {
+_BODIES: dict[int, type[MessageBody]] = {
     cls.TAG: cls
     for cls in (
         OpenRequest,
