@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__
 from .config import LOG_LEVELS
@@ -181,8 +181,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
                 remote = RemoteUtility(args.server, args.server_keys)
             try:
-                extra = {"remote": remote} if remote is not None else {}
-                results = run_demo(params, progress=progress, **extra)
+                results = run_demo(params, progress=progress, remote=remote)
             finally:
                 if remote is not None:
                     remote.close()
@@ -1049,7 +1048,7 @@ class _Parser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", _HelpFormatter)
         super().__init__(*args, **kwargs)
 
-    def error(self, message: str) -> None:  # one line, exit 2 (argparse's own code)
+    def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse's own code)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 

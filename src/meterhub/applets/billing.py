@@ -88,6 +88,7 @@ from ..model.ids import check_contract_id, check_metering_point
 from ..protocols.iso7816 import CommandAPDU
 from ..protocols.iso7816.sw import SW, ISOException
 from ..tariffs import Tariff, TariffError, load_tariff, verify_tariff
+from ..tariffs.nonlinear import NonLinearTariff
 from .readings import (
     MeteringApplet,
     encode_day,
@@ -162,7 +163,7 @@ class BillingApplet(MeteringApplet):
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "no tariff")
         return raw
 
-    def _tariff(self, raw: bytes) -> Tariff:
+    def _tariff(self, raw: bytes) -> Tariff | NonLinearTariff:
         """The stored tariff, parsed once per content (its signature was checked on entry)."""
         cached = getattr(self, "_tariff_cache", None)
         if cached is not None and cached[0] == raw:
@@ -219,9 +220,10 @@ class BillingApplet(MeteringApplet):
         if apdu.p1 not in (0x00, 0x01) or apdu.p2:
             raise ISOException(SW.INCORRECT_P1P2, "P1 00 (the bill) or 01 (its correction), P2 00")
         raw = self._tariff_raw_for(first_day, last_day)
-        tariff = self._tariff(raw)
-        if BandedBillStatement not in engine_for(tariff).statement_types:
+        stored = self._tariff(raw)
+        if BandedBillStatement not in engine_for(stored).statement_types or not isinstance(stored, Tariff):
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "per-band energy needs a time-of-use tariff")
+        tariff = stored
         ids = (metering_point, contract)
         if apdu.p1 == 0x01:
             return self._banded_correction(b"correct" + data + raw, tariff, ids, first_day, last_day)

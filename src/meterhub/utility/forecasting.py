@@ -34,7 +34,7 @@ import hmac
 import json
 import math
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -293,7 +293,7 @@ def period_weights(profiles: dict[str, Series], point_starts: list) -> dict[str,
     return {name: p.values_for(point_starts, p.interval_minutes) for name, p in profiles.items()}
 
 
-def match_scores(st: ProfileScores, weights: dict[str, Sequence[int]]) -> list[Match]:
+def match_scores(st: ProfileScores, weights: Mapping[str, Sequence[int]]) -> list[Match]:
     """Pearson and log-likelihood per profile from a verified statement and each
     profile's weights over the statement's period."""
     out = []
@@ -310,7 +310,7 @@ def match_scores(st: ProfileScores, weights: dict[str, Sequence[int]]) -> list[M
 
 
 def match_samples(
-    samples: Sequence[tuple[int, int]], weights: dict[str, Sequence[int]], g: int
+    samples: Sequence[tuple[int, int]], weights: Mapping[str, Sequence[int]], g: int
 ) -> list[Match]:
     """Pearson and log-likelihood from samples ``(offset in period, m)``: each reading is
     compared with the weight of its profile interval divided by ``g`` (intervals per point)."""
