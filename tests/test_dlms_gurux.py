@@ -111,6 +111,7 @@ def check_everything(got: dict, feed: MeterFeed) -> None:
     assert [int(o[2]) for o in openings] == READINGS + READINGS[::-1]
 
 
+@pytest.mark.interop
 def test_gurux_management_client_hls_gmac_suite0_reads_everything(meter):
     feed, _, port = meter
     link = GuruxTcp(management_client(), port)
@@ -121,6 +122,7 @@ def test_gurux_management_client_hls_gmac_suite0_reads_everything(meter):
     link.release()
 
 
+@pytest.mark.interop
 def test_gurux_without_general_protection_uses_glo_get_request(meter):
     """The one client-side override: propose no general-protection. Gurux then sends
     glo-get-request [200] and must get glo-get-response [204] back."""
@@ -144,6 +146,7 @@ def test_gurux_without_general_protection_uses_glo_get_request(meter):
     assert 0xC8 in tags and 0xDB not in tags  # glo-get-request, never general-glo-ciphering
 
 
+@pytest.mark.interop
 def test_gurux_reused_invocation_counter_is_refused_with_a_diagnostic(meter, caplog):
     """A second association under the same title starting again at IC 0 is a replay:
     the AARE rejects it. Mid-association replays get invocation-counter-error with the
@@ -182,6 +185,7 @@ def test_gurux_reused_invocation_counter_is_refused_with_a_diagnostic(meter, cap
     link.sock.close()
 
 
+@pytest.mark.interop
 def test_gurux_public_client_gets_clock_and_identity_only(meter):
     _, _, port = meter
     link = GuruxTcp(GXDLMSSecureClient(True, 16, 1, Authentication.NONE, None, InterfaceType.WRAPPER), port)
@@ -209,6 +213,7 @@ def _object_list(link: GuruxTcp) -> dict[str, int]:
     return {o.logicalName: int(o.objectType) for o in objects}
 
 
+@pytest.mark.interop
 def test_gurux_reads_each_associations_object_list(meter):
     """Each association lists what it may read (Blue Book §4.4.3 object_list): the public
     client's list is clock, identity, logical device name, invocation counter and the

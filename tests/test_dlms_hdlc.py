@@ -180,6 +180,7 @@ FRAME_7E_FCS = bytes.fromhex(
 )
 
 
+@pytest.mark.interop
 def test_fcs_can_end_in_flag_byte_pin_dlms_cosem_reader():
     assert HdlcFrame.from_bytes(FRAME_7E_FCS).segmented  # a valid frame: HCS and FCS check
     assert HdlcDeframer().feed(FRAME_7E_FCS) == [FRAME_7E_FCS]
@@ -191,6 +192,7 @@ def test_fcs_can_end_in_flag_byte_pin_dlms_cosem_reader():
     assert fixed.recv_frame() == FRAME_7E_FCS
 
 
+@pytest.mark.interop
 def test_dlms_cosem_hdlc_client_reads_over_tcp(hdlc_server):
     transport = LengthFramedHdlcTransport(
         client_logical_address=16,

@@ -108,6 +108,7 @@ def fresh_manager(port: int) -> DlmsClient:
     return management_client(port, f"TST{next(_titles):05d}".encode())
 
 
+@pytest.mark.interop
 def test_dlms_cosem_public_client_reads_clock_and_identity_but_no_readings(meter_server):
     """Issue 11: a neighbour on the network, as dlms-cosem's public client, gets the clock
     and the device identity; register, profile, commitments, batches and openings are not
@@ -121,11 +122,13 @@ def test_dlms_cosem_public_client_reads_clock_and_identity_but_no_readings(meter
                 s.get(attr)
 
 
+@pytest.mark.interop
 def test_dlms_cosem_client_with_hls_gmac_and_suite0(meter_server):
     feed, tcp = meter_server
     check(feed, *read_all(management_client(tcp.port)))
 
 
+@pytest.mark.interop
 def test_range_read_over_tcp_and_signed_batches_verify(meter_server):
     feed, tcp = meter_server
     frm = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
@@ -142,6 +145,7 @@ def test_range_read_over_tcp_and_signed_batches_verify(meter_server):
         assert ecdsa.verify(pub, batch.signed_message(), bytes(sig))
 
 
+@pytest.mark.interop
 def test_home_link_openings_only_under_suite0_and_they_open_the_commitments(meter_server):
     feed, tcp = meter_server
     with public_client(tcp.port).session() as s, pytest.raises(DataResultError, match="OBJECT_UNDEFINED"):
@@ -156,6 +160,7 @@ def test_home_link_openings_only_under_suite0_and_they_open_the_commitments(mete
     assert [o[2] for o in openings] == READINGS + READINGS[::-1]
 
 
+@pytest.mark.interop
 def test_many_clients_at_once(meter_server):
     feed, tcp = meter_server
     titles = [f"PAR{i:05d}".encode() for i in range(4)]
@@ -171,6 +176,7 @@ def test_many_clients_at_once(meter_server):
     assert results[4:] == [NOW] * 4
 
 
+@pytest.mark.interop
 def test_counter_restart_under_same_title_is_a_replay(meter_server):
     """The replay guard outlives the association: a client that forgets its invocation
     counter cannot associate again under the same system title until it resumes it."""
@@ -205,6 +211,7 @@ def _raw(port: int, payload: bytes, read: bool = True) -> bytes:
             data += chunk
 
 
+@pytest.mark.interop
 @pytest.mark.parametrize(
     "frame",
     [
@@ -228,6 +235,7 @@ def test_garbage_apdu_inside_a_good_wrapper_gets_an_exception_response(meter_ser
     assert data[8] == 0xD8  # ExceptionResponse: no association yet
 
 
+@pytest.mark.interop
 def test_truncated_frame_then_silence_is_closed_by_the_frame_deadline(meter_server):
     feed, tcp = meter_server
     assert _raw(tcp.port, b"\x00\x01\x00\x10\x00\x01\x00\x40\x60") == b""

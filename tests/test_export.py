@@ -82,6 +82,7 @@ def _export(hub, cid, first, last, res):
     return AppletMailbox(t, EXPORT_APP_AID).request(export_request(cid, first, last, res), "export")
 
 
+@pytest.mark.interop
 def test_consented_export_is_green_button_and_verifies(setup, tmp_path):
     h, hub, key = setup
     last = h.start + timedelta(days=2)

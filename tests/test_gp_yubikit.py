@@ -53,6 +53,7 @@ def _session(card: Card) -> tuple[SecurityDomainSession, InProcess]:
     return sd, conn
 
 
+@pytest.mark.interop
 def test_yubikit_level_33_lists_registry(card: Card) -> None:
     sd, conn = _session(card)
     # EXTERNAL AUTHENTICATE went out in extended form, at level 33.
@@ -70,6 +71,7 @@ def test_yubikit_level_33_lists_registry(card: Card) -> None:
     assert sd.get_data(0x66)[:1] == b"\x66"
 
 
+@pytest.mark.interop
 def test_yubikit_wrong_keys_refused(card: Card) -> None:
     conn = InProcess(card)
     sd = SecurityDomainSession(conn)
@@ -80,6 +82,7 @@ def test_yubikit_wrong_keys_refused(card: Card) -> None:
     assert exc.value.sw == 0x6982
 
 
+@pytest.mark.interop
 def test_yubikit_put_key_rotates_keys(card: Card) -> None:
     sd, _ = _session(card)
     new = YkKeys(bytes([0x11]) * 16, bytes([0x22]) * 16, bytes([0x33]) * 16)

@@ -539,6 +539,7 @@ def test_a_client_that_does_not_read_its_answers_is_dropped(caplog):
                for r in caplog.records), caplog.text
 
 
+@pytest.mark.interop
 def test_refused_associations_are_logged(caplog):
     """A management client with the wrong keys: the AARE refuses it, and the server
     logs one WARNING line with the ACSE diagnostic."""

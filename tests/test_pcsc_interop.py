@@ -143,6 +143,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     assert rc == 0, "hub serve did not stop cleanly on SIGTERM"
 
 
+@pytest.mark.interop
 def test_pyscard_sees_the_reader_and_the_atr(hub: Path) -> None:
     from meterhub.card import build_atr
 
@@ -167,6 +168,7 @@ def _opensc_index() -> str:
     pytest.fail(f"opensc-tool does not list {READER!r}:\n{out}")
 
 
+@pytest.mark.interop
 def test_opensc_tool_selects_the_isd(hub: Path) -> None:
     res = subprocess.run(
         ["opensc-tool", "-r", _opensc_index(), "-s", "00A4040008" + ISD_HEX, "-s", "80CA006600"],
@@ -219,6 +221,7 @@ def _yubikit_get_status(proto, p1: int) -> list:
     return parse_get_status_response(raw, p1, tagged=True)
 
 
+@pytest.mark.interop
 def test_tsm_over_pcsc_and_yubikit_scp03_level_33(hub: Path) -> None:
     from meterhub.applets.billing import BillingApplet
     from meterhub.card.gp import make_load_file
@@ -263,6 +266,7 @@ def test_tsm_over_pcsc_and_yubikit_scp03_level_33(hub: Path) -> None:
         proto.close()
 
 
+@pytest.mark.interop
 def test_yubikit_with_wrong_keys_is_refused(hub: Path) -> None:
     from yubikit.core.smartcard.scp import StaticKeys
 
@@ -271,6 +275,7 @@ def test_yubikit_with_wrong_keys_is_refused(hub: Path) -> None:
         _yubikit_session(StaticKeys(wrong, wrong, wrong))
 
 
+@pytest.mark.interop
 def test_services_script_is_idempotent() -> None:
     script = Path(__file__).resolve().parent.parent / "scripts" / "services.sh"
     env = dict(os.environ)

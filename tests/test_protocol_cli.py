@@ -191,6 +191,7 @@ def test_hub_reads_openings_over_tcp_with_the_home_link_key(served):
     assert [o.m for o in openings] == served["readings"][96:]
 
 
+@pytest.mark.interop
 def test_stock_gurux_management_client_reads_meter_serve(served):
     """Issue 9, "Stock DLMS head-ends": gurux-dlms's stock secure client (HIGH_GMAC,
     AUTHENTICATION_ENCRYPTION, its title and the derived keys, nothing else) reads clock,
@@ -220,6 +221,7 @@ def test_stock_gurux_management_client_reads_meter_serve(served):
         link.sock.close()
 
 
+@pytest.mark.interop
 def test_dlms_cosem_client_reads_openings_with_the_derived_keys(served):
     """dlms-cosem's own client (third party), HLS-GMAC + suite 0 with the documented
     key schedule, reads the openings object from the served meter over TCP."""
@@ -270,6 +272,7 @@ def _sml_bytes(port: int, minimum: int, key: bytes) -> bytes:
     return buf
 
 
+@pytest.mark.interop
 def test_sml_port_pushes_files_smllib_and_pysml_read(served):
     data = _sml_bytes(served["sml"], 2, served["key"])
     reader = SmlStreamReader()

@@ -192,6 +192,7 @@ def test_libsml_crash_report_yields_one_message() -> None:
         parse_file(data)
 
 
+@pytest.mark.interop
 @pytest.mark.parametrize("name", sorted(ALL_FRAMES))
 def test_same_entries_as_smllib(name: str) -> None:
     data = bytes.fromhex(ALL_FRAMES[name])

@@ -33,6 +33,7 @@ def _pysml_values(data: bytes) -> dict:
     return {e["objName"]: e for e in bodies[1]["valList"]}
 
 
+@pytest.mark.interop
 @given(
     st.integers(0, 2**63 - 1),
     st.integers(-(2**31), 2**31 - 1),
@@ -59,6 +60,7 @@ def test_pysml_reads_meter_file(
         assert int(get_list["actSensorTime"].timestamp()) == act
 
 
+@pytest.mark.interop
 @given(
     st.integers(0, 2**63 - 1),
     st.integers(-(2**31), 2**31 - 1),
@@ -92,12 +94,14 @@ def test_smllib_reads_meter_file(energy: int, power: int, sig: bytes | None) -> 
         )
 
 
+@pytest.mark.interop
 def test_message_crcs_agree_with_smllib_crc() -> None:
     data = build_meter_file(SID, 1, 2, signature=b"\x1b" * 8)
     assert smllib_x25.get_crc(data[:-2]) == int.from_bytes(data[-2:], "big")
     assert crc16_x25_wire(data[:-2]) == smllib_x25.get_crc(data[:-2])
 
 
+@pytest.mark.interop
 def test_pysml_reads_profile_file() -> None:
     rows = [(1_800_000_000 + 900 * i, 10 * i) for i in range(96)]
     sigs = [bytes([i]) * 4 for i in range(96)]
@@ -124,6 +128,7 @@ def test_pysml_reads_profile_file() -> None:
         )
 
 
+@pytest.mark.interop
 @pytest.mark.parametrize("energy", [0, 1, 10**9, 2**63 - 1])
 def test_both_oracles_agree(energy: int) -> None:
     data = build_meter_file(SID, energy, -5)

@@ -84,6 +84,7 @@ def test_identities_are_deterministic_and_distinct_per_role_and_key():
         sml_tls_identity(KEY, "utility")
 
 
+@pytest.mark.interop
 def test_paired_hub_reads_neighbours_get_nothing(caplog):
     """The paired hub gets the push over TLS 1.3 (smllib parses it); a neighbour on
     plain TCP, with TLS but no certificate, or with another home-link key gets no
