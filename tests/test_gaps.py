@@ -257,3 +257,22 @@ def test_mscons_carries_the_bills_band_quantities_only(tmp_path):
     with pytest.raises(ValueError, match="13 digits"):
         mscons_for_bills([bill], sender="99", recipient="9900000000010", control_reference="R1",
                          now=dt.datetime(2027, 6, 12))
+
+
+def test_a_period_bill_under_a_non_linear_tariff_is_a_clear_refusal(tmp_path):
+    """Substitute values and per-band energy are time-of-use notions: a customer on a
+    non-linear tariff gets a one-line refusal, not an AttributeError from deep inside."""
+    from meterhub.tariffs import demo_supplier_key, sign_tariff
+    from meterhub.tariffs.nonlinear import example_nonlinear_tariff
+
+    meter = Meter("m-nl", ecdsa.generate_signing_key(), register_wh=0)
+    signed = sign_tariff(example_nonlinear_tariff("tiered"), demo_supplier_key())
+    u = UtilityStore(tmp_path / "utility.sqlite")
+    try:
+        u.add_tariff(signed, dump_tariff(signed))
+        u.register_meter(meter.meter_id, ecdsa.public_bytes(meter.signing_key), TZ, 15, tariff=signed)
+        with pytest.raises(BillRefused, match="period bills need a time-of-use tariff, not a tiered one"):
+            make_period_bill(u, [], meter_id="m-nl", metering_point=MALO, contract_id="VK-1",
+                             period_from=START, period_to=START + timedelta(days=4))
+    finally:
+        u.close()

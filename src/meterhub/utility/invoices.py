@@ -22,6 +22,7 @@ from typing import Any
 from ..banded import BandedBillStatement
 from ..errors import MeterhubError
 from ..storage import open_db, transaction
+from ..tariffs import Tariff
 from .contracts import Segment
 from .store import UtilityStore
 from .substitute import (
@@ -57,6 +58,8 @@ def make_period_bill(
         raise BillRefused("period ends before it starts")
     reg = store.registration(meter_id)
     tariff = store.customer_tariff(meter_id) if tariff_key is None else store.tariff(*tariff_key)
+    if not isinstance(tariff, Tariff):  # substitute values and per-band energy are time-of-use notions
+        raise BillRefused(f"period bills need a time-of-use tariff, not a {tariff.kind} one")
     sts = sorted(statements, key=lambda s: s.period_from)
     for st in sts:
         if st.meter_id != meter_id:

@@ -33,6 +33,7 @@ from ..model.timebase import intervals_per_day
 from ..storage import open_db, transaction
 from ..storage_pg import is_postgres_url, open_pg
 from ..tariffs import SignedTariff, Tariff, load_tariff
+from ..tariffs.nonlinear import NonLinearTariff
 from .verifier import (
     DayCommitments,
     MeterRegistration,
@@ -228,7 +229,7 @@ class UtilityStore:
             self.conn = open_db(
                 self.path, _SCHEMA + ";" + _SCHEMA_V3, schema_version=self.SCHEMA_VERSION, upgrades={2: _SCHEMA_V3}
             )
-        self._tariffs: dict[tuple[str, int], Tariff] = {}
+        self._tariffs: dict[tuple[str, int], Tariff | NonLinearTariff] = {}
         self._registrations: dict[str, MeterRegistration] = {}
         self._in_tx = False
 
@@ -290,7 +291,7 @@ class UtilityStore:
                 "INSERT INTO tariffs VALUES (?,?,?) ON CONFLICT DO NOTHING", (t.tariff_id, t.version, raw)
             )
 
-    def tariff(self, tariff_id: str, version: int) -> Tariff:
+    def tariff(self, tariff_id: str, version: int) -> Tariff | NonLinearTariff:
         key = (tariff_id, version)
         if key not in self._tariffs:
             row = self.conn.execute(
@@ -313,7 +314,7 @@ class UtilityStore:
             self._registrations[meter_id] = reg
         return reg
 
-    def customer_tariff(self, meter_id: str) -> Tariff:
+    def customer_tariff(self, meter_id: str) -> Tariff | NonLinearTariff:
         row = self.conn.execute(
             "SELECT tariff_id, tariff_version FROM meters WHERE meter_id=?", (meter_id,)
         ).fetchone()
