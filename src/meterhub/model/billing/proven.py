@@ -14,6 +14,7 @@ Encodings: docs/formats.md, "Bill statement v2".
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import cast
@@ -60,13 +61,14 @@ def prove_reading_range(
     return tuple(out)
 
 
-class ProvenKind:
+class ProvenKind(ABC):
     """A non-linear tariff kind; subclasses set ``kinds`` and the two kind methods."""
 
     kinds: tuple[str, ...] = ()
     statement_types: tuple[type, ...] = (ProvenBillStatement,)
 
     # -- the kind's own proof and check ---------------------------------------
+    @abstractmethod
     def prove_kind(
         self,
         tariff: NonLinearTariff,
@@ -78,8 +80,8 @@ class ProvenKind:
         first_index: int,
     ) -> tuple[int, int, list[bytes]]:
         """``(energy charge, blinding, proofs)`` for the readings."""
-        raise NotImplementedError
 
+    @abstractmethod
     def verify_kind(
         self,
         st: ProvenBillStatement,
@@ -91,7 +93,6 @@ class ProvenKind:
         ctx: ProofContext,
     ) -> None:
         """Raise :class:`Rejected` unless the proofs show the statement's bill."""
-        raise NotImplementedError
 
     # -- the frame --------------------------------------------------------------
     def prove(self, job: BillJob) -> ProvenBillStatement:
