@@ -84,7 +84,8 @@ def test_demo_gets_a_progress_bar_only_on_a_terminal(monkeypatch, tmp_path, stre
 
     seen: list[object] = []
 
-    def fake_run_demo(params, progress=None):
+    def fake_run_demo(params, *, progress=None, rng=None, remote=None):  # run_demo's signature
+        assert remote is None  # no --server given
         seen.append(progress)
         raise demo.DemoError("stopped by the test")
 
