@@ -36,8 +36,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from .crypto import ecdsa
-from .dr.event import (
+from ..crypto import ecdsa
+from ..dr.event import (
     METHOD_PJM,
     SIGNAL_LOAD_SHED,
     SIGNAL_PRICE,
@@ -49,23 +49,23 @@ from .dr.event import (
     sign_event,
     similar_days,
 )
-from .dr.openadr import VEN, OptRules, run_exchange, self_signed
-from .dr.release import DRRelease
-from .holidays import german_holidays
-from .hub.dr_host import DR_APP_AID, DRClient, dr_load_file
-from .hub.secure_element import (
+from ..dr.openadr import VEN, OptRules, run_exchange, self_signed
+from ..dr.release import DRRelease
+from ..hub.dr_host import DR_APP_AID, DRClient, dr_load_file
+from ..hub.secure_element import (
     VaultClient,
     demo_dap_key,
     demo_scp03_keys,
     demo_vtn_key,
     open_hub_card,
 )
-from .meter.flexibility import household_loads, respond
-from .meter.load import LoadTrace
-from .model.timebase import local_midnight_utc
-from .utility.demand_response import VerifiedReduction, settle_event, verify_event
-from .utility.settlement import AppletMailbox, HubRefused, expected_code_hash
-from .utility.verifier import Rejected
+from ..meter.flexibility import household_loads, respond
+from ..meter.load import LoadTrace
+from ..model.holidays import german_holidays
+from ..model.timebase import local_midnight_utc
+from ..utility.demand_response import VerifiedReduction, settle_event, verify_event
+from ..utility.settlement import AppletMailbox, HubRefused, expected_code_hash
+from ..utility.verifier import Rejected
 
 __all__ = ["DRReport", "format_report", "prepare", "run", "verify_stored"]
 
@@ -271,7 +271,7 @@ def prepare(params: Any, traces: list[LoadTrace]) -> list[LoadTrace]:
 def attach(card: Any, params: Any, meter_id: str, tz: str, interval_minutes: int) -> None:
     """Install and pair the DR applet on a hub's card and hand it the signed events with
     the customer's decisions (module docstring); nothing without a stored plan."""
-    from .settlement_demo import _tsm
+    from .settlement import _tsm
 
     store = _plan(Path(params.data_dir))
     if store is None:
@@ -353,7 +353,7 @@ class DRReport:
 
 
 def _collect(card: Any, event_id: str) -> bytes:
-    from .settlement_demo import _tsm
+    from .settlement import _tsm
 
     with _tsm(card, "grid-operator") as tsm:
         return AppletMailbox(tsm, DR_APP_AID).request(b"\x02" + event_id.encode(), f"DR release {event_id}")
@@ -361,10 +361,10 @@ def _collect(card: Any, event_id: str) -> bytes:
 
 def run(params: Any) -> DRReport:
     """Feed, collect, verify, settle and compare (module docstring)."""
-    from .hub.store import HubStore
-    from .meter.load import simulate_neighbourhood
-    from .settlement_demo import supplier_of
-    from .utility.store import UtilityStore
+    from ..hub.store import HubStore
+    from ..meter.load import simulate_neighbourhood
+    from ..utility.store import UtilityStore
+    from .settlement import supplier_of
 
     d = Path(params.data_dir)
     report = DRReport()
@@ -551,7 +551,7 @@ def verify_stored(data_dir: Path, collect: dict[str, Any] | None = None) -> tupl
     """Re-verify every stored DR release; (output lines, rejections). ``collect`` (the
     utility dashboard) receives ``events`` (the stored events) and ``reductions``:
     (event, feeder, verified Wh, paid EUR, customers), ``per_customer``: (event, meter, Wh)."""
-    from .utility.store import UtilityStore
+    from ..utility.store import UtilityStore
 
     if not (data_dir / "dr.sqlite").exists() or not (data_dir / "utility.sqlite").exists():
         raise FileNotFoundError(f"no demand-response results in {data_dir} (run `meterhub demo` first)")

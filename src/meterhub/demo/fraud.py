@@ -38,9 +38,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from .aggregation import FeederReading, GroupDefinition, MaskedRelease, RecoveryRelease
-from .crypto import ecdsa
-from .meter.grid import (
+from ..crypto import ecdsa
+from ..meter.grid import (
     INVERTIBLE,
     Feeder,
     LossModel,
@@ -50,9 +49,15 @@ from .meter.grid import (
     simulate_grid,
     true_from_recorded,
 )
-from .model.demo_keys import FEEDER_METER, demo_signing_key
-from .storage import open_db, transaction
-from .utility.theft import (
+from ..model.demo_keys import FEEDER_METER, demo_signing_key
+from ..model.formats.aggregation import (
+    FeederReading,
+    GroupDefinition,
+    MaskedRelease,
+    RecoveryRelease,
+)
+from ..storage.sqlite import open_db, transaction
+from ..utility.theft import (
     CusumDetector,
     SuspectProfile,
     balance,
@@ -226,8 +231,8 @@ def _calibrate(params: Any, sizes: list[int]) -> CusumDetector:
 
 
 def _suspect_series(fid: str, sp: Any, first: date, last: date, tz: str) -> Any:
-    from .tariffs.price_index import KIND_LOAD_PROFILE, Series
-    from .tariffs.profiles import PROFILE_UNIT
+    from ..tariffs.price_index import KIND_LOAD_PROFILE, Series
+    from ..tariffs.profiles import PROFILE_UNIT
 
     values = tuple(int(v) for v in sp.weights)
     tag = hashlib.sha256(repr(values).encode()).hexdigest()[:8]
@@ -242,17 +247,15 @@ def _suspect_series(fid: str, sp: Any, first: date, last: date, tz: str) -> Any:
 
 def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
     """See the module docstring. Needs a finished demo run in ``params.data_dir``."""
-    from . import settlement_demo
-    from .applets.aggregation import CLASS_NAME as AGG_CLASS
-    from .demo import DemoRandom, _customer_policy, _open_card
-    from .group_registry import RegistryBlock
-    from .hub.aggregation import AGGREGATION_APP_AID, aggregation_load_file
-    from .hub.secure_element import PROFILING_APP_AID, ReadingsClient
-    from .hub.store import HubStore
-    from .model.timebase import range_starts
-    from .tariffs.price_index import sign_series
-    from .utility.forecasting import ProfileScores, verify_scores
-    from .utility.fraud import (
+    from ..applets.aggregation import CLASS_NAME as AGG_CLASS
+    from ..hub.aggregation import AGGREGATION_APP_AID, aggregation_load_file
+    from ..hub.secure_element import PROFILING_APP_AID, ReadingsClient
+    from ..hub.store import HubStore
+    from ..model.group_registry import RegistryBlock
+    from ..model.timebase import range_starts
+    from ..tariffs.price_index import sign_series
+    from ..utility.forecasting import ProfileScores, verify_scores
+    from ..utility.fraud import (
         GroupRegistry,
         SessionMailbox,
         collect_day,
@@ -263,10 +266,12 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
         push_registry,
         verify_feeder_day,
     )
-    from .utility.settlement import AppletMailbox, HubRefused, SettlementStore, expected_code_hash
-    from .utility.store import UtilityStore
-    from .utility.tsm import TSMError
-    from .utility.verifier import Rejected
+    from ..utility.settlement import AppletMailbox, HubRefused, SettlementStore, expected_code_hash
+    from ..utility.store import UtilityStore
+    from ..utility.tsm import TSMError
+    from ..utility.verifier import Rejected
+    from . import settlement
+    from .system import DemoRandom, _customer_policy, _open_card
 
     first_day = params.start
     last_day = params.start + timedelta(days=params.days - 1)
@@ -321,14 +326,14 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
             card = card_of(mid)
             try:
                 if card.registry.get(AGGREGATION_APP_AID) is None:
-                    with settlement_demo._tsm(card, "grid-operator") as tsm:
+                    with settlement._tsm(card, "grid-operator") as tsm:
                         tsm.deploy(aggregation_load_file(), AGGREGATION_APP_AID, params=grid_pub)
                 rc = ReadingsClient(card.transmit, AGGREGATION_APP_AID)
                 rc.select()
                 rc.pair(mid, tz, params.interval_minutes)
                 for day, (first, ops) in zip(days, openings[mid], strict=True):
                     rc.put_openings(day, first, ops)
-                with settlement_demo._tsm(card, "grid-operator") as tsm:
+                with settlement._tsm(card, "grid-operator") as tsm:
                     keys[mid] = hub_key(AppletMailbox(tsm, AGGREGATION_APP_AID))
             finally:
                 card.close()
@@ -372,7 +377,7 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
             try:
                 boxes = {}
                 for c, card in cards.items():
-                    tsm = settlement_demo._tsm(card, "grid-operator")
+                    tsm = settlement._tsm(card, "grid-operator")
                     tsm.open()
                     tsms.append(tsm)
                     boxes[c] = SessionMailbox(tsm, AGGREGATION_APP_AID)
@@ -487,7 +492,7 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
                 for c in members:
                     card = card_of(c)
                     try:
-                        with settlement_demo._tsm(card, "grid-operator") as tsm:
+                        with settlement._tsm(card, "grid-operator") as tsm:
                             mb = AppletMailbox(tsm, PROFILING_APP_AID)
                             for sg in signed.values():
                                 mb.push_series(sg)
@@ -528,7 +533,7 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
 
 
 def _dump(signed: Any) -> bytes:
-    from .tariffs.price_index import dump_series
+    from ..tariffs.price_index import dump_series
 
     return dump_series(signed)
 
@@ -600,11 +605,11 @@ def fraud_stored(data_dir: Path, collect: dict[str, Any] | None = None) -> tuple
     ``collect`` (the utility dashboard) receives ``feeders``: per feeder its days, daily
     feeder energy, verified customer sum, expected technical loss and discrepancy, the
     detector's allowance, alarm day and localisation segments."""
-    from .model.timebase import range_starts
-    from .utility.fraud import AGGREGATION_CLASS, demo_grid_key, verify_feeder_day
-    from .utility.settlement import expected_code_hash
-    from .utility.store import UtilityStore
-    from .utility.verifier import Rejected
+    from ..model.timebase import range_starts
+    from ..utility.fraud import AGGREGATION_CLASS, demo_grid_key, verify_feeder_day
+    from ..utility.settlement import expected_code_hash
+    from ..utility.store import UtilityStore
+    from ..utility.verifier import Rejected
 
     if not (data_dir / "fraud.sqlite").exists() or not (data_dir / "utility.sqlite").exists():
         raise FileNotFoundError(f"no fraud-detection data in {data_dir} (run `meterhub demo` first)")
@@ -708,7 +713,7 @@ def fraud_stored(data_dir: Path, collect: dict[str, Any] | None = None) -> tuple
                 where = " | ".join(
                     f"{','.join(ms)} ({disc:.2f}%)" if disc == disc else ",".join(ms) for ms, disc in loc["segments"])
             if collect is not None:
-                from .utility.theft import expected_loss
+                from ..utility.theft import expected_loss
 
                 loss = expected_loss(f_wh, nominal)
                 collect.setdefault("feeders", []).append({
@@ -736,9 +741,9 @@ def fraud_stored(data_dir: Path, collect: dict[str, Any] | None = None) -> tuple
 def _stored_registries(store: FraudStore, feeders: set[str], rejected: list[str]) -> dict[str, Any]:
     """Each feeder's stored group registry, checked block by block under the grid
     operator's group key (chain, signatures, no household in the span)."""
-    from .group_registry import RegistryBlock
-    from .utility.fraud import GroupRegistry, demo_grid_key
-    from .utility.verifier import Rejected
+    from ..model.group_registry import RegistryBlock
+    from ..utility.fraud import GroupRegistry, demo_grid_key
+    from ..utility.verifier import Rejected
 
     out = {}
     for fid in sorted(feeders):
@@ -757,10 +762,10 @@ def _stored_registries(store: FraudStore, feeders: set[str], rejected: list[str]
 def _stored_suspects(store: FraudStore, utility: Any, rejected: list[str]) -> list[str]:
     """Re-verify the stored suspect-profile score statements (signed profiles, the
     meters' commitments) and recompute each narrowed group's likelihoods from them."""
-    from .tariffs.price_index import KIND_LOAD_PROFILE, SeriesError, load_series, verify_series
-    from .utility.forecasting import ProfileScores, verify_scores
-    from .utility.fraud import demo_grid_key
-    from .utility.settlement import expected_code_hash
+    from ..tariffs.price_index import KIND_LOAD_PROFILE, SeriesError, load_series, verify_series
+    from ..utility.forecasting import ProfileScores, verify_scores
+    from ..utility.fraud import demo_grid_key
+    from ..utility.settlement import expected_code_hash
 
     key = demo_grid_key().public_key()  # the grid operator's own profile signer, pinned by the customers
     series = {}
@@ -802,7 +807,7 @@ def _stored_suspects(store: FraudStore, utility: Any, rejected: list[str]) -> li
 def _recorded_days(d: Path, hubs: Any, meter_id: str, days: list[date]) -> list[tuple[int, list[Any]]]:
     """The openings a meter's hub holds for ``days``, opened by its hub card (the
     records in ``hub.sqlite`` are sealed by the card, docs/privacy.md)."""
-    from .hub.secure_element import VaultClient, open_vault_card
+    from ..hub.secure_element import VaultClient, open_vault_card
 
     card = open_vault_card(d / "hubs" / f"{meter_id}.sqlite")
     try:

@@ -34,9 +34,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .crypto import ecdsa
-from .crypto.sampling import DEFAULT_K, commit_nonce, new_nonce
-from .hub.secure_element import (
+from ..crypto import ecdsa
+from ..crypto.sampling import DEFAULT_K, commit_nonce, new_nonce
+from ..hub.secure_element import (
     BILLING_APP_AID,
     PROFILING_APP_AID,
     RECIPIENT_SDS,
@@ -49,9 +49,9 @@ from .hub.secure_element import (
     profiling_load_file,
     settlement_load_file,
 )
-from .model.timebase import range_starts
-from .storage import StoreError, expect_store
-from .tariffs.price_index import (
+from ..model.timebase import range_starts
+from ..storage.sqlite import StoreError, expect_store
+from ..tariffs.price_index import (
     KIND_LOAD_PROFILE,
     KIND_PRICE_INDEX,
     Series,
@@ -63,8 +63,8 @@ from .tariffs.price_index import (
     sign_series,
     verify_series,
 )
-from .tariffs.profiles import bdew_profile, demo_profile_key, reference_profiles, utility_profile
-from .utility.forecasting import (
+from ..tariffs.profiles import bdew_profile, demo_profile_key, reference_profiles, utility_profile
+from ..utility.forecasting import (
     ProfileScores,
     SampleRelease,
     classify,
@@ -77,7 +77,7 @@ from .utility.forecasting import (
     verify_scores,
     verify_scores_batch,
 )
-from .utility.settlement import (
+from ..utility.settlement import (
     AppletMailbox,
     HubRefused,
     SettlementStatement,
@@ -87,7 +87,7 @@ from .utility.settlement import (
     settlement_request,
     verify_settlement,
 )
-from .utility.tsm import TSM, TSMError, dap_signer
+from ..utility.tsm import TSM, TSMError, dap_signer
 
 __all__ = [
     "SUPPLIERS",
@@ -348,8 +348,8 @@ def _collect(d: Path, store: SettlementStore, mid: str, first: date, last: date,
 def run(params: Any) -> SettlementReport:
     """Collect, verify and compare (module docstring). Needs a finished demo run in
     ``params.data_dir``."""
-    from .meter.load import bdew_profile_wh, simulate_neighbourhood
-    from .utility.store import UtilityStore
+    from ..meter.load import bdew_profile_wh, simulate_neighbourhood
+    from ..utility.store import UtilityStore
 
     first, last = _period(params)
     interval = params.interval_minutes
@@ -357,7 +357,7 @@ def run(params: Any) -> SettlementReport:
     traces = simulate_neighbourhood(
         params.households, params.start, params.days, interval_minutes=interval, seed=params.seed, business_share=share
     )
-    from .dr_demo import measured
+    from .dr import measured
 
     traces = measured(params, traces)  # what the meters measured: demand response (issue 14)
     index_signed = _index_for(params, interval)
@@ -465,7 +465,7 @@ def run(params: Any) -> SettlementReport:
 def _forecasts(report: SettlementReport, params: Any, traces: list[Any], energies: dict[str, int],
                cust: dict[str, CustomerRow], g: int) -> None:
     """Next period's hourly load per supplier by three methods against the simulated truth."""
-    from .meter.load import bdew_profile_wh, simulate_load
+    from ..meter.load import bdew_profile_wh, simulate_load
 
     nxt = params.start + timedelta(days=params.days)
     report.forecast_from = nxt.isoformat()
@@ -561,7 +561,7 @@ def format_report(r: SettlementReport) -> str:
 
 
 def _stored(data_dir: Path) -> tuple[Any, SettlementStore]:
-    from .utility.store import UtilityStore
+    from ..utility.store import UtilityStore
 
     names = ("settlement.sqlite", "utility.sqlite")
     if not any((data_dir / n).exists() or expect_store(data_dir / n) for n in names):
