@@ -934,14 +934,14 @@ def _stored_results(args: argparse.Namespace, verify_stored: Callable[[Path], tu
 
 def cmd_utility_settle(args: argparse.Namespace) -> int:
     """Re-verify stored settlement statements and print each supplier's share."""
-    from ..demo.settlement import settle_stored
+    from ..utility.reverify.settlement import settle_stored
 
     return _stored_results(args, settle_stored)
 
 
 def cmd_utility_dr(args: argparse.Namespace) -> int:
     """Re-verify stored demand-response releases; verified reduction and payment per event and feeder."""
-    from ..demo.dr import verify_stored
+    from ..utility.reverify.dr import verify_stored
 
     return _stored_results(args, verify_stored)
 
@@ -951,7 +951,7 @@ def cmd_utility_forecast(args: argparse.Namespace) -> int:
     ``--dp-release``, check one DP forecast release instead (docs/privacy.md)."""
     if args.dp_release:
         return _dp_release(args)
-    from ..demo.settlement import forecast_stored
+    from ..utility.reverify.settlement import forecast_stored
 
     return _stored_results(args, forecast_stored)
 
@@ -1023,7 +1023,7 @@ def cmd_privacy_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_utility_fraud(args: argparse.Namespace) -> int:
     """Re-verify stored feeder sums and recompute balance, alarms and localisation."""
-    from ..demo.fraud import fraud_stored
+    from ..utility.reverify.fraud import fraud_stored
 
     return _stored_results(args, fraud_stored)
 

@@ -38,9 +38,9 @@ def deliver_outputs(remote: RemoteUtility, data_dir: Path) -> OutputsDelivered:
     from ..model.formats.aggregation import GroupDefinition
     from ..tariffs.price_index import KIND_LOAD_PROFILE, KIND_PRICE_INDEX
     from ..utility.deliveries import coin_toss_json
+    from ..utility.reverify.dr import DRStore
+    from ..utility.reverify.fraud import FraudStore
     from ..utility.settlement import SettlementStore
-    from .dr import DRStore
-    from .fraud import FraudStore
 
     out = OutputsDelivered()
     grid = remote.grid

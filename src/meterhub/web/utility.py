@@ -208,7 +208,7 @@ def _period_of_settlement(d: Path) -> tuple[date, date] | None:
 
 
 def settlement_panels(stored: _Stored) -> dict[str, Any]:
-    from ..demo.settlement import forecast_stored, settle_stored
+    from ..utility.reverify.settlement import forecast_stored, settle_stored
 
     out: dict[str, Any] = {}
     s = stored.get("settle", settle_stored, ("settlement.sqlite",))
@@ -268,8 +268,8 @@ def _forecast_vs_actual(stored: _Stored, est: Any, period: tuple[date, date] | N
     """The SLP forecast of a feeder's customers against the verified hourly sums of their
     consumption (private aggregation, docs/fraud.md): the only actual load at hourly
     resolution the utility holds."""
-    from ..demo.fraud import fraud_stored
     from ..model.timebase import range_starts
+    from ..utility.reverify.fraud import fraud_stored
 
     title = "Forecast against actual: hourly load of a feeder's customers"
     if isinstance(est, str) or period is None:
@@ -304,7 +304,7 @@ def _forecast_vs_actual(stored: _Stored, est: Any, period: tuple[date, date] | N
 
 
 def fraud_panels(stored: _Stored) -> dict[str, Any]:
-    from ..demo.fraud import fraud_stored
+    from ..utility.reverify.fraud import fraud_stored
 
     f = stored.get("fraud", fraud_stored, ("fraud.sqlite",))
     if isinstance(f, str):
@@ -348,8 +348,8 @@ def fraud_panels(stored: _Stored) -> dict[str, Any]:
 
 
 def dr_panels(stored: _Stored) -> dict[str, Any]:
-    from ..demo.dr import verify_stored
-    from ..demo.fraud import fraud_stored
+    from ..utility.reverify.dr import verify_stored
+    from ..utility.reverify.fraud import fraud_stored
 
     r = stored.get("dr", verify_stored, ("dr.sqlite",))
     if isinstance(r, str):
