@@ -962,8 +962,9 @@ def _dp_release(args: argparse.Namespace) -> int:
     from ..applets.profiling import CLASS_NAME
     from ..hub.secure_element import PROFILING_APP_AID
     from ..model.display import shown
+    from ..model.formats.dp_forecast import DpForecastRelease
     from ..policy import PolicyError, ReleasePolicy, default_policy, load_policy
-    from ..utility.forecasting import DpForecastRelease, verify_dp_release
+    from ..utility.forecasting import verify_dp_release
     from ..utility.settlement import expected_code_hash
 
     policy = default_policy()
