@@ -1,11 +1,28 @@
-"""Shared fixtures and the hypothesis profile."""
+"""Shared fixtures and the hypothesis profile.
+
+The tests mirror ``src/meterhub`` (docs/architecture.md, "Tests"). Every test directory is
+put on ``sys.path`` here, before collection, so that test modules keep their plain names
+(``test_settlement``) wherever they live: pytest imports them by basename (the default
+``prepend`` import mode, no ``__init__.py``), the shared helper modules (``helpers``,
+``gurux_link``, ``dashboard_setup``) import from any directory, and a second test file with
+an existing basename is a collection error rather than a silent shadow. ``tests/leaks/``
+(attacks that still work, run one by one) stays off the path and is never collected.
+"""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
 
-from helpers import History, make_history
+_TESTS = Path(__file__).resolve().parent
+for _dir in sorted({p.parent for p in _TESTS.rglob("*.py")}):
+    if _dir != _TESTS and "leaks" not in _dir.relative_to(_TESTS).parts and str(_dir) not in sys.path:
+        sys.path.append(str(_dir))
+
+from helpers import History, make_history  # noqa: E402
 
 settings.register_profile("ci", deadline=None, print_blob=True)
 settings.load_profile("ci")

@@ -65,7 +65,7 @@ def _pg_ctl(action: str) -> None:
 
     import pytest
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     datadir = os.environ.get("MH_PG_DATADIR")
     if not datadir:
         f = root / ".pgdsn.dir"

@@ -1,6 +1,6 @@
 """End to end: the demo's bills verify and equal the bills recomputed from raw readings;
 a run that is interrupted resumes without losing or duplicating anything (killed runs:
-tests/test_crash_kill.py)."""
+tests/e2e/test_crash_kill.py)."""
 
 from __future__ import annotations
 

@@ -277,7 +277,7 @@ def test_yubikit_with_wrong_keys_is_refused(hub: Path) -> None:
 
 @pytest.mark.interop
 def test_services_script_is_idempotent() -> None:
-    script = Path(__file__).resolve().parent.parent / "scripts" / "services.sh"
+    script = Path(__file__).resolve().parents[2] / "scripts" / "services.sh"
     env = dict(os.environ)
     res = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60, env=env)
     assert res.returncode == 0, res.stderr

@@ -2,7 +2,7 @@
 
 Every management step runs in an SCP03 session at level 33 (GPC 2.3.1 Amendment D); the card
 side is meterhub's own card manager (meterhub.card.gp), whose byte layouts are checked against
-published vectors elsewhere (tests/test_scp03.py, tests/test_gp_manager.py).
+published vectors elsewhere (tests/protocols/gp/test_scp03.py, tests/card/gp/test_gp_manager.py).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 management, GET STATUS formats and continuation, life cycles, PUT KEY, DAP, persistence.
 
 Hosts here are meterhub's own :class:`GPClient` over an in-process :class:`Card`; the byte
-layouts they exchange are checked against GlobalPlatformPro in tests/test_gp_vectors.py.
+layouts they exchange are checked against GlobalPlatformPro in tests/protocols/gp/test_gp_vectors.py.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from meterhub.tariffs import (
 from meterhub.tariffs.nonlinear import example_nonlinear_tariff
 from meterhub.utility.verifier import verify_statement_verdict
 
-SRC = pathlib.Path(__file__).resolve().parents[1] / "src" / "meterhub"
+SRC = pathlib.Path(__file__).resolve().parents[3] / "src" / "meterhub"
 
 
 def _job(h, tariff, **kw) -> BillJob:

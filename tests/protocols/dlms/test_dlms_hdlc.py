@@ -49,7 +49,7 @@ def source() -> InMemoryDataSource:
 
 
 #: A display's policy: the public client may also read the load profile (HDLC framing is
-#: under test here; the default object list is tested in tests/test_dlms_access.py).
+#: under test here; the default object list is tested in tests/protocols/dlms/test_dlms_access.py).
 ALL = PUBLIC_OBJECTS | {LOAD_PROFILE}
 
 

@@ -72,7 +72,7 @@ def make_source(days: int = 1) -> InMemoryDataSource:
 def display_server(source: InMemoryDataSource, **kw) -> DlmsServer:
     """A server whose public client may read every object (a display's policy): the GET
     mechanics tested here do not depend on who asks. The default public object list is
-    tested in tests/test_dlms_access.py."""
+    tested in tests/protocols/dlms/test_dlms_access.py."""
     return DlmsServer(source, public_objects=frozenset(build_object_model(source)), **kw)
 
 
