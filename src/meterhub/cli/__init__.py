@@ -19,9 +19,9 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import __version__
+from .. import __version__
+from ..errors import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, MeterhubError
 from .config import LOG_LEVELS
-from .errors import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, MeterhubError
 
 
 class UsageError(MeterhubError):
@@ -131,12 +131,12 @@ def show_progress(args: argparse.Namespace, stream: Any) -> bool:
 # -- demo -------------------------------------------------------------------
 def _deliver_outputs(args: argparse.Namespace, data_dir: Path) -> Any:
     """``demo --server``: the settlement, forecasting, fraud and DR outputs through the
-    service as well (:mod:`meterhub.demo_service`); None without ``--server``, the exit
+    service as well (:mod:`meterhub.demo.service`); None without ``--server``, the exit
     code if the service refused or rejected one."""
     if not args.server:
         return None
-    from .demo_service import deliver_outputs
-    from .service.remote import RemoteError, RemoteUtility
+    from ..demo.service import deliver_outputs
+    from ..service.remote import RemoteError, RemoteUtility
 
     remote = RemoteUtility(args.server, args.server_keys)
     try:
@@ -149,8 +149,15 @@ def _deliver_outputs(args: argparse.Namespace, data_dir: Path) -> Any:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import DemoError, DemoParams, format_table, run_demo, summary_json, tqdm_progress
-    from .tariffs import example_signed_tariff
+    from ..demo.system import (
+        DemoError,
+        DemoParams,
+        format_table,
+        run_demo,
+        summary_json,
+        tqdm_progress,
+    )
+    from ..tariffs import example_signed_tariff
 
     params = DemoParams(
         households=args.households,
@@ -163,10 +170,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         price_index_csv=Path(args.price_index) if args.price_index else None,
         thieves=args.thieves,
     )
-    from .demo import check_params
-    from .settlement_demo import format_report
-    from .settlement_demo import run as run_settlement
-    from .storage import data_dir_lock
+    from ..demo.settlement import format_report
+    from ..demo.settlement import run as run_settlement
+    from ..demo.system import check_params
+    from ..storage.sqlite import data_dir_lock
 
     try:
         check_params(params)  # before anything is written, the lock file included
@@ -177,7 +184,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         try:
             remote = None
             if args.server:  # deliveries through the utility's HTTP service (docs/service.md)
-                from .service.remote import RemoteUtility
+                from ..service.remote import RemoteUtility
 
                 remote = RemoteUtility(args.server, args.server_keys)
             try:
@@ -188,22 +195,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
         except DemoError as exc:
             raise UsageError(str(exc)) from None
         except RuntimeError as exc:
-            from .service.push import PushError
-            from .service.remote import RemoteError
+            from ..service.push import PushError
+            from ..service.remote import RemoteError
 
             if isinstance(exc, RemoteError | PushError):
                 print(f"meterhub: demo: {exc}", file=sys.stderr)
                 return EXIT_REJECTED
             raise
         report = run_settlement(params)  # settlement and forecasting (issue 6)
-        from . import fraud_demo
+        from ..demo.fraud import format_report as format_fraud
+        from ..demo.fraud import run as run_fraud
 
-        fraud = fraud_demo.run(params, params.thieves)  # fraud detection (issue 13)
-        from .dr_demo import format_report as format_dr
-        from .dr_demo import run as run_dr
+        fraud = run_fraud(params, params.thieves)  # fraud detection (issue 13)
+        from ..demo.dr import format_report as format_dr
+        from ..demo.dr import run as run_dr
 
         dr = run_dr(params)  # demand response (issue 14)
-        from .demo_privacy import format_privacy, privacy_report
+        from ..demo.privacy import format_privacy, privacy_report
 
         privacy = privacy_report(params.data_dir)  # what each recipient got (issues 11, 13)
         delivered = _deliver_outputs(args, params.data_dir)  # through the service too (docs/service.md)
@@ -211,7 +219,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             return delivered
     events = None
     if args.events:  # daily operations in a scratch directory (docs/billing-operations.md)
-        from .demo_events import format_events, run_events
+        from ..demo.events import format_events, run_events
 
         events = run_events(params.seed)
     t = example_signed_tariff().tariff
@@ -235,11 +243,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print()
         print(format_privacy(privacy))
         print()
-        print(fraud_demo.format_report(fraud))
+        print(format_fraud(fraud))
         if events is not None:
             print()
             print(format_events(events))
-        from .cli_web import dashboards_hint
+        from .hub_web import dashboards_hint
 
         print()
         print(dashboards_hint(params.data_dir, results[0].meter_id if results else "ID"))
@@ -252,9 +260,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # -- meter ------------------------------------------------------------------
 def cmd_meter_simulate(args: argparse.Namespace) -> int:
-    from .exchange import new_home_link_key
-    from .meter.store import MeterStore
-    from .model.timebase import check_interval, check_tz, day_starts
+    from ..meter.store import MeterStore
+    from ..model.formats.sealed import new_home_link_key
+    from ..model.timebase import check_interval, check_tz, day_starts
 
     out = Path(args.out)
     mid = args.meter_id
@@ -269,14 +277,14 @@ def cmd_meter_simulate(args: argparse.Namespace) -> int:
             f"readings; at most {MAX_METER_READINGS} (fewer days or a longer interval)"
         )
     if args.csv:
-        from .meter.csv_import import CsvImportError, read_readings_csv
+        from ..meter.csv_import import CsvImportError, read_readings_csv
 
         try:
             starts, readings = read_readings_csv(args.csv, interval_minutes=args.interval)
         except (CsvImportError, OSError) as exc:
             raise UsageError(f"{args.csv}: {exc}") from None
     else:
-        from .meter.load import simulate_load
+        from ..meter.load import simulate_load
 
         try:
             trace = simulate_load(
@@ -294,8 +302,8 @@ def cmd_meter_simulate(args: argparse.Namespace) -> int:
         starts, readings = trace.starts, trace.readings_wh
     if not starts:
         raise UsageError("no readings to record")
-    from .model.timebase import local_day_of
-    from .storage import data_dir_lock
+    from ..model.timebase import local_day_of
+    from ..storage.sqlite import data_dir_lock
 
     by_start = dict(zip(starts, readings, strict=True))
     first_day, last = local_day_of(starts[0], args.tz), local_day_of(starts[-1], args.tz)
@@ -359,7 +367,7 @@ def _setup_logging(args: argparse.Namespace) -> None:
 def cmd_meter_serve(args: argparse.Namespace) -> int:
     import contextlib
 
-    from .meter.serve import ServeError, run_serve
+    from ..meter.serve import ServeError, run_serve
 
     _setup_logging(args)
     if args.days is not None:
@@ -383,7 +391,7 @@ def cmd_meter_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_meter_read(args: argparse.Namespace) -> int:
-    from .meter.serve import ServeError, parse_endpoint, read_public, reader_keys
+    from ..meter.serve import ServeError, parse_endpoint, read_public, reader_keys
 
     try:
         host, port = parse_endpoint(args.dlms)
@@ -404,9 +412,9 @@ def cmd_meter_read(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 def _registration(path: str) -> dict:
-    from .crypto import ecdsa
-    from .model import strictjson
-    from .model.timebase import check_interval, check_tz
+    from ..crypto import ecdsa
+    from ..model import strictjson
+    from ..model.timebase import check_interval, check_tz
 
     try:
         reg = strictjson.loads(_read(path, "meter registration"), "meter registration")
@@ -424,7 +432,7 @@ def _registration(path: str) -> dict:
 
 
 def _signed_tariff(path: str, supplier_key_path: str | None):
-    from .tariffs import TariffError, load_tariff, verify_tariff
+    from ..tariffs import TariffError, load_tariff, verify_tariff
 
     try:
         signed = load_tariff(_read(path, "tariff"))
@@ -442,8 +450,8 @@ def _signed_tariff(path: str, supplier_key_path: str | None):
 
 # -- tariff -----------------------------------------------------------------
 def cmd_tariff_example(args: argparse.Namespace) -> int:
-    from .crypto import ecdsa
-    from .tariffs import demo_supplier_key, dump_tariff, example_signed_tariff
+    from ..crypto import ecdsa
+    from ..tariffs import demo_supplier_key, dump_tariff, example_signed_tariff
 
     _write(args.out, dump_tariff(example_signed_tariff()))
     if args.key_out:
@@ -468,8 +476,8 @@ def _bill_tariff(args: argparse.Namespace) -> Any:
     ``REJECTED`` line when the signature does not verify (exit 1); a missing or unreadable
     key is a usage error (exit 2). A hub that bills under an unchecked tariff computes
     whatever prices a forger wrote and releases a statement the utility will reject."""
-    from .crypto import ecdsa
-    from .tariffs import TariffError, load_tariff, verify_tariff
+    from ..crypto import ecdsa
+    from ..tariffs import TariffError, load_tariff, verify_tariff
 
     if args.supplier_key is None and not args.unverified_tariff:
         raise UsageError(
@@ -495,8 +503,9 @@ def _bill_tariff(args: argparse.Namespace) -> Any:
 
 
 def cmd_hub_bill(args: argparse.Namespace) -> int:
-    from .exchange import FormatError, SealedDay, open_sealed_openings
-    from .tariffs import TariffError
+    from ..model.errors import FormatError
+    from ..model.formats.sealed import SealedDay, open_sealed_openings
+    from ..tariffs import TariffError
 
     reg = _registration(args.meter)
     tariff = _bill_tariff(args)
@@ -526,7 +535,7 @@ def cmd_hub_bill(args: argparse.Namespace) -> int:
             days.append((sealed, open_sealed_openings(key, sealed)))
         except FormatError as exc:
             raise UsageError(f"{args.homelink}:{n}: {exc}") from None
-    from .storage import data_dir_lock
+    from ..storage.sqlite import data_dir_lock
 
     with data_dir_lock(args.data_dir):
         st = _hub_bill_locked(args, reg, key, tariff, days)
@@ -543,10 +552,10 @@ def _hub_bill_locked(args: argparse.Namespace, reg: dict, key: bytes, tariff: An
     """The statement of the tariff's kind (:func:`meterhub.model.billing.issue_statement`):
     v1, v3 with ``--metering-point`` and ``--contract``, or the proven v2 for a
     non-linear tariff (docs/nonlinear.md)."""
-    from .hub.secure_element import VaultClient, open_vault_card
-    from .hub.store import HubError, HubStore
-    from .model.billing import BillJob, issue_statement
-    from .tariffs import TariffError
+    from ..hub.secure_element import VaultClient, open_vault_card
+    from ..hub.store import HubError, HubStore
+    from ..model.billing import BillJob, issue_statement
+    from ..tariffs import TariffError
 
     if bool(args.metering_point) != bool(args.contract):
         raise UsageError("--metering-point and --contract go together")
@@ -592,9 +601,9 @@ def cmd_hub_sml(args: argparse.Namespace) -> int:
     """Read the meter's SML push as its paired hub (TLS with the home-link key)."""
     import ssl
 
-    from .meter.serve import ServeError, parse_endpoint
-    from .protocols.sml import extract_values, format_server_id
-    from .sml_link import read_sml_push
+    from ..links.sml import read_sml_push
+    from ..meter.serve import ServeError, parse_endpoint
+    from ..protocols.sml import extract_values, format_server_id
 
     try:
         host, port = parse_endpoint(args.sml)
@@ -621,8 +630,8 @@ def cmd_hub_sml(args: argparse.Namespace) -> int:
 
 
 def cmd_hub_serve(args: argparse.Namespace) -> int:
-    from .hub.serve import HubServeError, serve
-    from .storage import data_dir_lock
+    from ..hub.serve import HubServeError, serve
+    from ..storage.sqlite import data_dir_lock
 
     _setup_logging(args)
     with data_dir_lock(args.data_dir):
@@ -637,8 +646,8 @@ def _verified_tariff_or_reject(path: str, key_path: str) -> Any:
     """Read and verify a tariff for `utility verify` (docs/verification.md V06): an
     unreadable file or key is a usage error (exit 2); a tariff that is malformed or
     not signed by the supplier key is a rejected input (``None``; the caller exits 1)."""
-    from .model.display import shown
-    from .tariffs import TariffError, load_tariff, verify_tariff
+    from ..model.display import shown
+    from ..tariffs import TariffError, load_tariff, verify_tariff
 
     raw = _read(path, "tariff")
     key_text = _read(key_path, "supplier key").strip()
@@ -656,9 +665,10 @@ def _verified_tariff_or_reject(path: str, key_path: str) -> Any:
 
 
 def cmd_utility_verify(args: argparse.Namespace) -> int:
-    from .exchange import DayUpload, FormatError
-    from .model.display import shown
-    from .utility.verifier import Rejected, check_delivery
+    from ..model.display import shown
+    from ..model.errors import FormatError
+    from ..model.formats.upload import DayUpload
+    from ..utility.verifier import Rejected, check_delivery
 
     reg = _registration(args.meter)
     signed = _verified_tariff_or_reject(args.tariff, args.supplier_key)
@@ -676,18 +686,18 @@ def cmd_utility_verify(args: argparse.Namespace) -> int:
     except Rejected as exc:
         print(f"REJECTED {shown(args.uploads)}: {shown(str(exc))}")
         return EXIT_REJECTED
-    from .storage import data_dir_lock
+    from ..storage.sqlite import data_dir_lock
 
     with data_dir_lock(args.data_dir):
         return _utility_verify_locked(args, reg, signed, uploads)
 
 
 def _utility_verify_locked(args: argparse.Namespace, reg: dict, signed: Any, uploads: list) -> int:
-    from .exchange import FormatError
-    from .hub.proving import statement_from_json
-    from .model.display import format_amount, shown
-    from .tariffs import dump_tariff
-    from .utility.store import UtilityStore
+    from ..hub.proving import statement_from_json
+    from ..model.display import format_amount, shown
+    from ..model.errors import FormatError
+    from ..tariffs import dump_tariff
+    from ..utility.store import UtilityStore
 
     try:
         st = statement_from_json(_read(args.statement, "bill statement"))
@@ -728,9 +738,9 @@ def _utility_verify_locked(args: argparse.Namespace, reg: dict, signed: Any, upl
 def _verified_energy_text(store: Any, st: Any) -> str:
     """For a verified v3 statement: metering point, kWh per band and the meter-signed
     registers (docs/verification.md V01, V26-V29), appended to the VERIFIED line."""
-    from .banded import BandedBillStatement
-    from .model.display import shown
-    from .utility.verifier import period_registers
+    from ..model.display import shown
+    from ..model.formats.statements import BandedBillStatement
+    from ..utility.verifier import period_registers
 
     if not isinstance(st, BandedBillStatement):
         return ""
@@ -750,8 +760,8 @@ def _kwh(wh: int) -> str:
 def _open_utility_store(data_dir: str) -> Any:
     """The utility's store under ``data_dir``; a listed store that is missing, empty or
     corrupt is refused (storage.expect_store), a never-created one is a usage error."""
-    from .storage import expect_store
-    from .utility.store import UtilityStore
+    from ..storage.sqlite import expect_store
+    from ..utility.store import UtilityStore
 
     path = Path(data_dir) / "utility.sqlite"
     if not path.exists() and not expect_store(path):
@@ -761,9 +771,9 @@ def _open_utility_store(data_dir: str) -> Any:
 
 def cmd_utility_bills(args: argparse.Namespace) -> int:
     """Every stored verdict (the history, oldest first per period), then each meter's coverage."""
-    from .model.display import shown
-    from .storage import data_dir_lock
-    from .utility.store import day_ranges
+    from ..model.display import shown
+    from ..storage.sqlite import data_dir_lock
+    from ..utility.store import day_ranges
 
     with data_dir_lock(args.data_dir):
         store = _open_utility_store(args.data_dir)
@@ -785,8 +795,8 @@ def cmd_utility_bills(args: argparse.Namespace) -> int:
 
 def cmd_utility_coverage(args: argparse.Namespace) -> int:
     """Per meter: days with uploads, days covered by a verified bill, unbilled days (V22)."""
-    from .model.display import shown
-    from .utility.store import day_ranges
+    from ..model.display import shown
+    from ..utility.store import day_ranges
 
     store = _open_utility_store(args.data_dir)
     try:
@@ -809,12 +819,13 @@ def cmd_utility_coverage(args: argparse.Namespace) -> int:
 def cmd_utility_period_bill(args: argparse.Namespace) -> int:
     """A contract period's bill from v3 statements plus substitute values for uncovered
     days; recorded in invoices.sqlite with its history (docs/billing-operations.md)."""
-    from .banded import statements_of
-    from .exchange import DayUpload, FormatError
-    from .model.display import format_amount, shown
-    from .storage import data_dir_lock
-    from .utility.billing_export import to_csv, to_json
-    from .utility.invoices import BillRefused, InvoiceStore, make_period_bill
+    from ..model.display import format_amount, shown
+    from ..model.errors import FormatError
+    from ..model.formats.bill_parts import statements_of
+    from ..model.formats.upload import DayUpload
+    from ..storage.sqlite import data_dir_lock
+    from ..utility.billing_export import to_csv, to_json
+    from ..utility.invoices import BillRefused, InvoiceStore, make_period_bill
 
     statements = []
     for path in args.statement or []:
@@ -884,9 +895,9 @@ def cmd_utility_period_bill(args: argparse.Namespace) -> int:
 
 def cmd_utility_purge(args: argparse.Namespace) -> int:
     """GDPR erasure of one meter's data from the utility's stores (docs/personal-data.md)."""
-    from .model.display import shown
-    from .storage import StoreError, data_dir_lock
-    from .utility.purge import purge_meter
+    from ..model.display import shown
+    from ..storage.sqlite import StoreError, data_dir_lock
+    from ..utility.purge import purge_meter
 
     if not Path(args.data_dir).is_dir():
         raise UsageError(f"no data directory {args.data_dir}")
@@ -903,8 +914,8 @@ def cmd_utility_purge(args: argparse.Namespace) -> int:
 def _stored_results(args: argparse.Namespace, verify_stored: Callable[[Path], tuple[list[str], list[str]]]) -> int:
     """Re-verify what the demo stored under ``--data-dir`` with ``verify_stored`` (lines
     to print, rejections) under the data-dir lock; exit 1 on any rejection."""
-    from .model.display import shown
-    from .storage import data_dir_lock
+    from ..model.display import shown
+    from ..storage.sqlite import data_dir_lock
 
     d = Path(args.data_dir)
     if not d.is_dir():
@@ -923,14 +934,14 @@ def _stored_results(args: argparse.Namespace, verify_stored: Callable[[Path], tu
 
 def cmd_utility_settle(args: argparse.Namespace) -> int:
     """Re-verify stored settlement statements and print each supplier's share."""
-    from .settlement_demo import settle_stored
+    from ..utility.reverify.settlement import settle_stored
 
     return _stored_results(args, settle_stored)
 
 
 def cmd_utility_dr(args: argparse.Namespace) -> int:
     """Re-verify stored demand-response releases; verified reduction and payment per event and feeder."""
-    from .dr_demo import verify_stored
+    from ..utility.reverify.dr import verify_stored
 
     return _stored_results(args, verify_stored)
 
@@ -940,7 +951,7 @@ def cmd_utility_forecast(args: argparse.Namespace) -> int:
     ``--dp-release``, check one DP forecast release instead (docs/privacy.md)."""
     if args.dp_release:
         return _dp_release(args)
-    from .settlement_demo import forecast_stored
+    from ..utility.reverify.settlement import forecast_stored
 
     return _stored_results(args, forecast_stored)
 
@@ -948,12 +959,12 @@ def cmd_utility_forecast(args: argparse.Namespace) -> int:
 def _dp_release(args: argparse.Namespace) -> int:
     """``utility forecast --dp-release FILE``: the release's format, applet, code hash and
     the policy fields (whole period, hours, epsilon cap, clip, unit) against ``--policy``."""
-    from .applets.profiling import CLASS_NAME
-    from .hub.secure_element import PROFILING_APP_AID
-    from .model.display import shown
-    from .policy import PolicyError, ReleasePolicy, default_policy, load_policy
-    from .utility.forecasting import DpForecastRelease, verify_dp_release
-    from .utility.settlement import expected_code_hash
+    from ..applets.profiling import CLASS_NAME
+    from ..hub.secure_element import PROFILING_APP_AID
+    from ..model.display import shown
+    from ..policy import PolicyError, ReleasePolicy, default_policy, load_policy
+    from ..utility.forecasting import DpForecastRelease, verify_dp_release
+    from ..utility.settlement import expected_code_hash
 
     policy = default_policy()
     if args.policy:
@@ -989,7 +1000,7 @@ def _dp_release(args: argparse.Namespace) -> int:
 def cmd_privacy_evaluate(args: argparse.Namespace) -> int:
     """Attacks on raw readings against what each recipient receives (docs/privacy-evaluation.md)."""
     try:
-        from .privacy.evaluate import evaluate, format_table, write_plots
+        from ..privacy.evaluate import evaluate, format_table, write_plots
     except ImportError as exc:  # the optional extra is missing
         raise UsageError(f"privacy evaluation needs the 'privacy' extra (pip install meterhub[privacy]): {exc}") from None
     if args.plots:
@@ -1012,14 +1023,14 @@ def cmd_privacy_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_utility_fraud(args: argparse.Namespace) -> int:
     """Re-verify stored feeder sums and recompute balance, alarms and localisation."""
-    from .fraud_demo import fraud_stored
+    from ..utility.reverify.fraud import fraud_stored
 
     return _stored_results(args, fraud_stored)
 
 
 def cmd_utility_fraud_study(args: argparse.Namespace) -> int:
     """Detection rate, false positives, days to detection, investigations: private vs raw."""
-    from .fraud_study import StudyParams, format_study, run_study
+    from ..demo.fraud_study import StudyParams, format_study, run_study
 
     report = run_study(StudyParams(feeders=args.feeders, days=args.days, seed=args.seed, far=args.far))
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_study(report))
@@ -1179,10 +1190,10 @@ def build_parser() -> argparse.ArgumentParser:
     hs.add_argument("--log-level", choices=LOG_LEVELS, type=str.upper, default=argparse.SUPPRESS,
                     help="log level of the messages on stderr (default: INFO)")
     hs.set_defaults(func=cmd_hub_serve)
-    from .cli_privacy import add_hub_privacy_parsers
+    from .hub_privacy import add_hub_privacy_parsers
 
     add_hub_privacy_parsers(h)  # hub policy show|set, hub releases (docs/privacy.md)
-    from .cli_web import add_hub_dashboard_parser
+    from .hub_web import add_hub_dashboard_parser
 
     add_hub_dashboard_parser(h)  # hub dashboard (docs/dashboards.md)
 
@@ -1235,7 +1246,7 @@ def build_parser() -> argparse.ArgumentParser:
     uf.add_argument("--profiles", metavar="IDS", default=None,
                     help="with --dp-release: the comma-separated profile ids the request named (default: not checked)")
     uf.set_defaults(func=cmd_utility_forecast)
-    from .cli_service import add_utility_service_parsers
+    from .utility_service import add_utility_service_parsers
 
     add_utility_service_parsers(u)  # serve, push, keys, verify-all (docs/service.md)
 
@@ -1320,6 +1331,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("meterhub: interrupted; committed work is kept", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())
