@@ -34,6 +34,49 @@ def history() -> History:
     return make_history()
 
 
+# -- hub cards (meterhub.demo.hubs: the demo, the benchmarks and the tests share one factory) --
+@pytest.fixture
+def demo_hub(tmp_path):
+    """Make provisioned demo hub cards in this test's ``tmp_path``:
+    ``demo_hub("billing", "settlement", name="hub.sqlite", policy=..., supplier=...)`` is
+    :func:`meterhub.demo.hubs.provision_demo_hub` (security domains under the demo keys, the
+    privacy guard, the named applets installed by their parties' TSMs). The same ``name``
+    again reopens that card. Every card made is closed after the test."""
+    from meterhub.demo.hubs import provision_demo_hub
+
+    made = []
+
+    def make(*applets: str, name: str = "hub.sqlite", **kwargs):
+        card = provision_demo_hub(tmp_path / name, applets, **kwargs)
+        made.append(card)
+        return card
+
+    yield make
+    for card in made:
+        if not card.store.closed:
+            card.close()
+
+
+@pytest.fixture
+def settlement_hub(tmp_path):
+    """Make :class:`helpers.SettlementHub` hubs (the settlement and profiling applets, paired
+    with a test history) in this test's ``tmp_path``: ``settlement_hub(h, policy=None,
+    name="hub.sqlite")``. Every card made is closed after the test."""
+    from helpers import SettlementHub
+
+    made = []
+
+    def make(h: History, policy=None, *, name: str = "hub.sqlite") -> SettlementHub:
+        hub = SettlementHub(tmp_path / name, h, policy)
+        made.append(hub)
+        return hub
+
+    yield make
+    for hub in made:
+        if not hub.card.store.closed:
+            hub.card.close()
+
+
 # -- PostgreSQL (docs/service.md): the same storage tests run on SQLite and PostgreSQL ----
 def _pg_admin_dsn() -> str:
     """The test server's DSN: $MH_PG_DSN, else .pgdsn written by scripts/postgres.sh

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from helpers import History, make_history
 from meterhub.crypto import ecdsa
+from meterhub.demo.hubs import demo_tsm, open_demo_hub, provision_demo_hub
 from meterhub.dr.event import (
     SIGNAL_PRICE,
     DREvent,
@@ -24,15 +25,11 @@ from meterhub.dr.release import DRRelease
 from meterhub.hub.dr_host import DR_APP_AID, DRClient, EventRefused, dr_load_file
 from meterhub.hub.secure_element import (
     RECIPIENT_SDS,
-    demo_dap_key,
-    demo_scp03_keys,
     demo_vtn_key,
-    open_hub_card,
 )
 from meterhub.model.timebase import local_midnight_utc
 from meterhub.utility.demand_response import verify_release
 from meterhub.utility.settlement import AppletMailbox, HubRefused, expected_code_hash
-from meterhub.utility.tsm import TSM, dap_signer
 from meterhub.utility.verifier import Rejected
 
 GRID = RECIPIENT_SDS["grid-operator"]
@@ -40,11 +37,6 @@ CODE_HASH = bytes.fromhex(expected_code_hash("meterhub.applets.demand_response/1
 VTN_KEY = demo_vtn_key()  # pinned by the customer at provisioning (demo_pinned)
 START = date(2027, 4, 5)  # a Monday, after the spring clock change
 N_DAYS = 16
-
-
-def tsm(card) -> TSM:
-    return TSM(card.transmit, demo_scp03_keys("grid-operator"), sd_aid=GRID,
-               dap=dap_signer(GRID, demo_dap_key("grid-operator")))
 
 
 def make_event(h: History, *, key=VTN_KEY, event_id: str = "ev-1", modification: int = 0, **kw) -> DREvent:
@@ -59,11 +51,7 @@ def make_event(h: History, *, key=VTN_KEY, event_id: str = "ev-1", modification:
 class Hub:
     def __init__(self, path, h: History, policy=None) -> None:
         self.h = h
-        self.card = open_hub_card(path, issuer_keys=demo_scp03_keys("issuer"),
-                                  supplier_keys=demo_scp03_keys("supplier"),
-                                  supplier_dap=demo_dap_key("supplier").public_key(), policy=policy)
-        with tsm(self.card) as t:
-            t.deploy(dr_load_file(), DR_APP_AID, params=ecdsa.public_bytes(VTN_KEY))
+        self.card = provision_demo_hub(path, ("dr",), policy=policy)  # the VTN key: VTN_KEY
         self.client = DRClient(self.card.transmit)
         self.client.select()
         self.client.pair(h.registration.meter_id, "Europe/Berlin", 15)
@@ -74,7 +62,7 @@ class Hub:
             self.client.put_openings(d.batch.batch.day, d.first_index, d.openings)
 
     def release(self, event_id: str) -> DRRelease:
-        t = tsm(self.card)
+        t = demo_tsm(self.card, "grid-operator")
         t.open()
         try:
             return DRRelease.from_bytes(AppletMailbox(t, DR_APP_AID).request(b"\x02" + event_id.encode(), "release"))
@@ -163,7 +151,7 @@ def test_forged_expired_replayed_events_are_refused(tmp_path):
     with pytest.raises(EventRefused, match="6984"):
         hub.client.put_event("ev-late", late.to_bytes(), True)
     # opted out: nothing is released
-    t = tsm(hub.card)
+    t = demo_tsm(hub.card, "grid-operator")
     t.open()
     with pytest.raises(HubRefused, match="6985"):
         AppletMailbox(t, DR_APP_AID).request(b"\x02ev-1", "release")
@@ -216,8 +204,7 @@ def test_power_loss_during_the_release_never_yields_two_releases(tmp_path):
     def reopen() -> Hub:
         r = Hub.__new__(Hub)
         r.h = h
-        r.card = open_hub_card(path, issuer_keys=demo_scp03_keys("issuer"), supplier_keys=demo_scp03_keys("supplier"),
-                               supplier_dap=demo_dap_key("supplier").public_key())
+        r.card = open_demo_hub(path)
         r.client = DRClient(r.card.transmit)
         return r
 
@@ -314,9 +301,8 @@ def test_opt_change_with_a_re_signed_record_and_a_newer_modification(tmp_path):
 def test_install_parameters_may_only_repeat_the_pinned_vtn_key(tmp_path):
     from meterhub.utility.tsm import TSMError
 
-    card = open_hub_card(tmp_path / "hub.sqlite", issuer_keys=demo_scp03_keys("issuer"),
-                         supplier_keys=demo_scp03_keys("supplier"), supplier_dap=demo_dap_key("supplier").public_key())
-    with tsm(card) as t, pytest.raises(TSMError, match="6982"):
+    card = open_demo_hub(tmp_path / "hub.sqlite")
+    with demo_tsm(card, "grid-operator") as t, pytest.raises(TSMError, match="6982"):
         t.deploy(dr_load_file(), DR_APP_AID, params=ecdsa.public_bytes(ecdsa.generate_signing_key()))
     assert card.registry.get(DR_APP_AID) is None
 
@@ -569,8 +555,7 @@ def test_power_loss_while_the_event_is_delivered_leaves_it_whole_or_absent(tmp_p
     ev = make_event(h)
 
     def reopen():
-        card = open_hub_card(path, issuer_keys=demo_scp03_keys("issuer"), supplier_keys=demo_scp03_keys("supplier"),
-                             supplier_dap=demo_dap_key("supplier").public_key())
+        card = open_demo_hub(path)
         client = DRClient(card.transmit)
         client.select()
         return card, client

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import SettlementHub as Hub
 from helpers import cycle_policy, make_history, provision_test_guard
 from meterhub.card import Applet, Card, ins, register_applet_class
 from meterhub.card.guard import GUARD_AID
@@ -38,7 +39,6 @@ from meterhub.protocols.iso7816 import CommandAPDU, ResponseAPDU
 from meterhub.tariffs.profiles import reference_profiles
 from meterhub.utility.forecasting import DpForecastRelease, pearson
 from meterhub.utility.settlement import HubRefused
-from test_settlement import Hub
 
 
 def _weights(n: int, k: int = 4, seed: int = 0) -> dict[str, list[int]]:
@@ -201,11 +201,11 @@ def test_dp_release_parser_total(raw) -> None:
         pass
 
 
-def test_strict_preset_refuses_exact_scores_but_gives_the_dp_forecast(tmp_path) -> None:
+def test_strict_preset_refuses_exact_scores_but_gives_the_dp_forecast(settlement_hub) -> None:
     from meterhub.policy.model import STRICT_ENTITLEMENTS
 
     h = make_history(start=dt.date(2027, 3, 22), n_days=2, seed=7)
-    hub = Hub(tmp_path / "hub.sqlite", h, policy=default_policy(anchor=h.start, days=2,
+    hub = settlement_hub(h, policy=default_policy(anchor=h.start, days=2,
                                                                 entitlements=STRICT_ENTITLEMENTS))
     profiles = reference_profiles(h.start, 2)
     mb = hub.mailbox("grid-operator", PROFILING_APP_AID)

@@ -16,15 +16,13 @@ from hypothesis import strategies as st
 from helpers import make_history
 from meterhub.applets.export import export_request
 from meterhub.crypto import ecdsa
+from meterhub.demo.hubs import demo_tsm, deploy_applet
 from meterhub.hub.secure_element import (
     EXPORT_APP_AID,
     RECIPIENT_SDS,
     GuardClient,
     ReadingsClient,
     customer_key_path,
-    demo_dap_key,
-    demo_scp03_keys,
-    export_load_file,
 )
 from meterhub.hub.store import HubError
 from meterhub.model.formats.greenbutton import ExportFormatError, parse_export
@@ -38,22 +36,17 @@ from meterhub.policy.consent import (
 )
 from meterhub.utility.export import verify_export
 from meterhub.utility.settlement import AppletMailbox, HubRefused
-from meterhub.utility.tsm import TSM, TSMError, dap_signer
-from test_settlement import Hub
+from meterhub.utility.tsm import TSMError
 
 THIRD = RECIPIENT_SDS["third-party"]
 
 
-def _third(card) -> TSM:
-    return TSM(card.transmit, demo_scp03_keys("third-party"), sd_aid=THIRD, dap=dap_signer(THIRD, demo_dap_key("third-party")))
-
-
 @pytest.fixture
-def setup(tmp_path):
+def setup(tmp_path, settlement_hub):
     h = make_history(n_days=3, seed=97)
-    hub = Hub(tmp_path / "hub.sqlite", h)
-    with _third(hub.card) as t:
-        t.deploy(export_load_file(), EXPORT_APP_AID)
+    hub = settlement_hub(h)
+    with demo_tsm(hub.card, "third-party") as t:
+        deploy_applet(t, "export")
     rc = ReadingsClient(hub.card.transmit, EXPORT_APP_AID)
     rc.select()
     rc.pair(h.registration.meter_id, "Europe/Berlin", 15)
@@ -77,7 +70,7 @@ def _guard(hub) -> GuardClient:
 
 
 def _export(hub, cid, first, last, res):
-    t = _third(hub.card)
+    t = demo_tsm(hub.card, "third-party")
     t.open()
     return AppletMailbox(t, EXPORT_APP_AID).request(export_request(cid, first, last, res), "export")
 
@@ -171,7 +164,7 @@ def test_export_applet_takes_no_install_key(setup):
     from meterhub.applets.export import ExportApplet
     from meterhub.card.gp import make_load_file
 
-    with _third(hub.card) as t, pytest.raises(TSMError) as e:
+    with demo_tsm(hub.card, "third-party") as t, pytest.raises(TSMError) as e:
         t.deploy(make_load_file("F04D4800455899", {"F04D480045589901": ExportApplet}), "F04D48004558990101",
                  params=ecdsa.public_bytes(key))
     assert e.value.sw == 0x6982

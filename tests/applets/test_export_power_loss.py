@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from helpers import SettlementHub as Hub
 from helpers import make_history
 from meterhub.card import PowerLoss
 from meterhub.crypto import ecdsa
+from meterhub.demo.hubs import demo_tsm, deploy_applet, open_demo_hub
 from meterhub.hub.secure_element import (
     EXPORT_APP_AID,
     RECIPIENT_SDS,
@@ -23,22 +25,18 @@ from meterhub.hub.secure_element import (
     customer_key_path,
     demo_dap_key,
     demo_scp03_keys,
-    export_load_file,
-    open_hub_card,
 )
 from meterhub.policy import verify_release_log
 from meterhub.policy.consent import Consent, dump_consent, sign_consent, sign_revocation
 from meterhub.utility.settlement import AppletMailbox, HubRefused
 from meterhub.utility.tsm import TSM, dap_signer
-from test_settlement import Hub
 
 THIRD = RECIPIENT_SDS["third-party"]
 _SIDECARS = ("", ".sk", ".customer.pem")
 
 
 def _open(path: Path):
-    card = open_hub_card(path, issuer_keys=demo_scp03_keys("issuer"), supplier_keys=demo_scp03_keys("supplier"),
-                         supplier_dap=demo_dap_key("supplier").public_key())
+    card = open_demo_hub(path)
     return card
 
 
@@ -57,8 +55,7 @@ def _log(card) -> tuple[int, list[bytes]]:
 
 
 def _export(card, h):
-    t = TSM(card.transmit, demo_scp03_keys("third-party"), sd_aid=THIRD,
-            dap=dap_signer(THIRD, demo_dap_key("third-party")))
+    t = demo_tsm(card, "third-party")
     t.open()
     req = _request(h)
     return AppletMailbox(t, EXPORT_APP_AID).request(req, "export")
@@ -84,7 +81,7 @@ def bases(tmp_path_factory):
     t = TSM(hub.card.transmit, demo_scp03_keys("third-party"), sd_aid=THIRD,
             dap=dap_signer(THIRD, demo_dap_key("third-party")))
     with t:
-        t.deploy(export_load_file(), EXPORT_APP_AID)
+        deploy_applet(t, "export")
     rc = ReadingsClient(hub.card.transmit, EXPORT_APP_AID)
     rc.select()
     rc.pair(h.registration.meter_id, "Europe/Berlin", 15)

@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from helpers import History
+from helpers import SettlementHub as Hub
 from meterhub.crypto import ecdsa
 from meterhub.hub.secure_element import PROFILING_APP_AID
 from meterhub.meter.device import Meter
@@ -36,7 +37,6 @@ from meterhub.utility.forecasting import (
 )
 from meterhub.utility.settlement import HubRefused, expected_code_hash
 from meterhub.utility.verifier import MeterRegistration
-from test_settlement import Hub
 
 START = date(2027, 3, 22)
 CODE_HASH = expected_code_hash("meterhub.applets.profiling/1")

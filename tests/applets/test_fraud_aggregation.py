@@ -16,13 +16,11 @@ from helpers import make_history
 from meterhub.card import Card, PowerLoss
 from meterhub.crypto import ecdsa, zerosum
 from meterhub.crypto.group import Q
-from meterhub.hub.aggregation import AGGREGATION_APP_AID, aggregation_load_file
+from meterhub.demo.hubs import demo_tsm, provision_demo_hub
+from meterhub.hub.aggregation import AGGREGATION_APP_AID
 from meterhub.hub.secure_element import (
     RECIPIENT_SDS,
     ReadingsClient,
-    demo_dap_key,
-    demo_scp03_keys,
-    open_hub_card,
 )
 from meterhub.model.formats.aggregation import (
     AggregationRequest,
@@ -47,7 +45,6 @@ from meterhub.utility.fraud import (
     verify_feeder_day,
 )
 from meterhub.utility.settlement import AppletMailbox, HubRefused, expected_code_hash
-from meterhub.utility.tsm import TSM, dap_signer
 from meterhub.utility.verifier import Rejected
 
 GRID = RECIPIENT_SDS["grid-operator"]
@@ -55,19 +52,10 @@ CODE_HASH = bytes.fromhex(expected_code_hash(AGGREGATION_CLASS))
 DAY = date(2027, 3, 27)  # the spring DST change follows: 23 hours on 2027-03-28
 
 
-def tsm(card) -> TSM:
-    return TSM(card.transmit, demo_scp03_keys("grid-operator"), sd_aid=GRID,
-               dap=dap_signer(GRID, demo_dap_key("grid-operator")))
-
-
 class Hub:
     def __init__(self, path, h) -> None:
         self.path, self.h = path, h
-        self.card = open_hub_card(path, issuer_keys=demo_scp03_keys("issuer"),
-                                  supplier_keys=demo_scp03_keys("supplier"),
-                                  supplier_dap=demo_dap_key("supplier").public_key())
-        with tsm(self.card) as t:
-            t.deploy(aggregation_load_file(), AGGREGATION_APP_AID, params=ecdsa.public_bytes(demo_grid_key()))
+        self.card = provision_demo_hub(path, ("aggregation",))  # the group key: demo_grid_key()
         rc = ReadingsClient(self.card.transmit, AGGREGATION_APP_AID)
         rc.select()
         rc.pair(h.registration.meter_id, "Europe/Berlin", 15)
@@ -76,7 +64,7 @@ class Hub:
         self.key = hub_key(self.mailbox())
 
     def mailbox(self) -> AppletMailbox:
-        t = tsm(self.card)
+        t = demo_tsm(self.card, "grid-operator")
         t.open()
         return AppletMailbox(t, AGGREGATION_APP_AID)
 
@@ -367,7 +355,7 @@ def test_power_loss_mid_round(feeder, tmp_path) -> None:
                 shutil.copy(src, Path(str(probe_path) + ext))
         probe = Card(probe_path)
         probe.power_on()
-        t = tsm(probe)
+        t = demo_tsm(probe, "grid-operator")
         t.open()
         counter = _Tear(-1)
         probe.store.fault_hook = counter
@@ -536,7 +524,7 @@ def _copy_card(hub: Hub, dest: Path) -> Card:
 
 
 def _box(card: Card) -> AppletMailbox:
-    t = tsm(card)
+    t = demo_tsm(card, "grid-operator")
     t.open()
     return AppletMailbox(t, AGGREGATION_APP_AID)
 

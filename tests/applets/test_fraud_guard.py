@@ -14,6 +14,7 @@ import pytest
 from helpers import make_history
 from meterhub.card.guard import GUARD_AID, output_allowed
 from meterhub.crypto import ecdsa
+from meterhub.demo.hubs import demo_tsm, open_demo_hub
 from meterhub.hub.aggregation import (
     AGGREGATION_APP_AID,
     AGGREGATION_MODULE_AID,
@@ -25,10 +26,7 @@ from meterhub.hub.secure_element import (
     RECIPIENT_SDS,
     GuardClient,
     ReadingsClient,
-    demo_dap_key,
     demo_pinned,
-    demo_scp03_keys,
-    open_hub_card,
     profiling_load_file,
 )
 from meterhub.model.formats.aggregation import AggregationRequest, RecoveryRequest
@@ -45,29 +43,22 @@ from meterhub.utility.fraud import (
     push_registry,
 )
 from meterhub.utility.settlement import AppletMailbox, HubRefused
-from meterhub.utility.tsm import TSM, TSMError, dap_signer
+from meterhub.utility.tsm import TSMError
 
 GRID = RECIPIENT_SDS["grid-operator"]
 DAY = date(2027, 3, 27)
 SECOND_AGG = "F04D480041470102"
 
 
-def tsm(card) -> TSM:
-    return TSM(card.transmit, demo_scp03_keys("grid-operator"), sd_aid=GRID,
-               dap=dap_signer(GRID, demo_dap_key("grid-operator")))
-
-
 def mailbox(card, aid: str = AGGREGATION_APP_AID) -> AppletMailbox:
-    t = tsm(card)
+    t = demo_tsm(card, "grid-operator")
     t.open()
     return AppletMailbox(t, aid)
 
 
 def build(path, h, *, policy=None, params: bytes = b"", extra_applet: bool = False):
-    card = open_hub_card(path, issuer_keys=demo_scp03_keys("issuer"), supplier_keys=demo_scp03_keys("supplier"),
-                         supplier_dap=demo_dap_key("supplier").public_key(),
-                         policy=policy or default_policy(anchor=DAY, days=2))
-    with tsm(card) as t:
+    card = open_demo_hub(path, policy=policy or default_policy(anchor=DAY, days=2))
+    with demo_tsm(card, "grid-operator") as t:
         t.deploy(aggregation_load_file(), AGGREGATION_APP_AID, params=params)
         if extra_applet:
             t.install(AGGREGATION_PACKAGE_AID, AGGREGATION_MODULE_AID, SECOND_AGG)
@@ -242,10 +233,8 @@ def test_suspect_profiles_respect_the_pinned_signer_and_the_budget(tmp_path) -> 
     from meterhub.tariffs.profiles import PROFILE_UNIT
 
     h = make_history(start=DAY, n_days=2, seed=7, meter_id="z0")
-    card = open_hub_card(tmp_path / "z0.sqlite", issuer_keys=demo_scp03_keys("issuer"),
-                         supplier_keys=demo_scp03_keys("supplier"), supplier_dap=demo_dap_key("supplier").public_key(),
-                         policy=default_policy(anchor=DAY, days=2, budget={"functionals_per_period": 8}))
-    with tsm(card) as t:
+    card = open_demo_hub(tmp_path / "z0.sqlite", policy=default_policy(anchor=DAY, days=2, budget={"functionals_per_period": 8}))
+    with demo_tsm(card, "grid-operator") as t:
         t.deploy(profiling_load_file(), PROFILING_APP_AID)
     rc = ReadingsClient(card.transmit, PROFILING_APP_AID)
     rc.select()

@@ -13,16 +13,12 @@ import pytest
 from helpers import cycle_policy, make_history
 from meterhub.cli import main
 from meterhub.crypto import ecdsa
+from meterhub.demo.hubs import demo_tsm, deploy_applet, open_demo_hub
 from meterhub.hub.billing import bill_statement
 from meterhub.hub.proving import ProvenBillStatement, prove_bill, statement_from_json
 from meterhub.hub.secure_element import (
     BILLING_APP_AID,
-    SUPPLIER_SD_AID,
     BillingClient,
-    billing_load_file,
-    demo_dap_key,
-    demo_scp03_keys,
-    open_hub_card,
 )
 from meterhub.hub.store import HubError
 from meterhub.model.formats.sealed import new_home_link_key
@@ -39,12 +35,9 @@ from meterhub.tariffs import (
 from meterhub.tariffs.nonlinear import example_nonlinear_tariff
 from meterhub.utility.proof_verifier import verify_proven_bill
 from meterhub.utility.store import UtilityStore
-from meterhub.utility.tsm import TSM, dap_signer
 from meterhub.utility.verifier import verify_bill
 
 KINDS = [KIND_TIERED, KIND_INCLINING_BLOCK, KIND_POLYNOMIAL]
-SUPPLIER = demo_scp03_keys("supplier")
-DAP = demo_dap_key("supplier")
 
 
 def _signed(kind: str):
@@ -61,12 +54,9 @@ def _flip_proof_byte(st: dict, pos: int) -> dict:
 def _hub_card(tmp_path: Path, signed) -> tuple[Any, BillingClient]:
     """A hub card whose supplier TSM installed the billing applet and pushed ``signed``
     by STORE DATA (the applet's ``process_data``), as in the demo."""
-    card = open_hub_card(
-        tmp_path / "hub.sqlite", issuer_keys=demo_scp03_keys("issuer"), supplier_keys=SUPPLIER,
-        supplier_dap=DAP.public_key(), policy=cycle_policy(days=1),  # one-day test bills
-    )
-    with TSM(card.transmit, SUPPLIER, sd_aid=SUPPLIER_SD_AID, dap=dap_signer(SUPPLIER_SD_AID, DAP)) as tsm:
-        tsm.deploy(billing_load_file(), BILLING_APP_AID, params=ecdsa.public_bytes(demo_supplier_key()))
+    card = open_demo_hub(tmp_path / "hub.sqlite", policy=cycle_policy(days=1))  # one-day test bills
+    with demo_tsm(card, "supplier") as tsm:
+        deploy_applet(tsm, "billing")
         tsm.push_tariff(BILLING_APP_AID, dump_tariff(signed))
     client = BillingClient(card.transmit)
     client.select()

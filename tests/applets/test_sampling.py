@@ -7,6 +7,7 @@ from datetime import date, timedelta
 
 import pytest
 
+from helpers import SettlementHub as Hub
 from helpers import make_history
 from meterhub.crypto.sampling import (
     Sample,
@@ -21,7 +22,6 @@ from meterhub.crypto.sampling import (
 from meterhub.hub.secure_element import PROFILING_APP_AID
 from meterhub.utility.forecasting import SampleRelease, verify_samples
 from meterhub.utility.settlement import HubRefused
-from test_settlement import Hub
 
 
 def _day(d: date) -> bytes:

@@ -9,34 +9,21 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import History, make_history
+from helpers import SettlementHub as Hub
+from helpers import make_history, signed_index
 from meterhub.crypto import ecdsa
 from meterhub.crypto.group import Q
 from meterhub.hub.secure_element import (
-    PROFILING_APP_AID,
     RECIPIENT_SDS,
     SETTLEMENT_APP_AID,
-    SUPPLIER_SD_AID,
     ReadingsClient,
-    demo_dap_key,
-    demo_scp03_keys,
-    open_hub_card,
-    profiling_load_file,
-    settlement_load_file,
 )
 from meterhub.model.timebase import range_starts
-from meterhub.policy import default_policy
 from meterhub.protocols.iso7816 import CommandAPDU, ResponseAPDU
 from meterhub.tariffs.price_index import (
-    SignedSeries,
-    demo_index_publisher_key,
     dump_series,
-    example_price_index,
-    sign_series,
 )
-from meterhub.tariffs.profiles import demo_profile_key
 from meterhub.utility.settlement import (
-    AppletMailbox,
     HubRefused,
     SettlementStatement,
     aggregate,
@@ -44,60 +31,9 @@ from meterhub.utility.settlement import (
     settlement_request,
     verify_settlement,
 )
-from meterhub.utility.tsm import TSM, dap_signer
 
 GRID = RECIPIENT_SDS["grid-operator"]
 CODE_HASH = expected_code_hash("meterhub.applets.settlement/1")
-
-
-def tsm_for(card, party: str) -> TSM:
-    sd = SUPPLIER_SD_AID if party == "supplier" else RECIPIENT_SDS[party]
-    return TSM(card.transmit, demo_scp03_keys(party), sd_aid=sd, dap=dap_signer(sd, demo_dap_key(party)))
-
-
-class Hub:
-    """One hub card with the settlement applet (supplier SD) and the profiling applet
-    (grid operator SD), paired with a test meter history."""
-
-    def __init__(self, path, h: History, policy=None) -> None:
-        self.h = h
-        # The customer's cycle is the test history (the release policy's period grid).
-        self.card = open_hub_card(
-            path,
-            issuer_keys=demo_scp03_keys("issuer"),
-            supplier_keys=demo_scp03_keys("supplier"),
-            supplier_dap=demo_dap_key("supplier").public_key(),
-            policy=policy or default_policy(anchor=h.start, days=len(h.days)),
-        )
-        with tsm_for(self.card, "supplier") as t:
-            t.deploy(settlement_load_file(), SETTLEMENT_APP_AID, params=ecdsa.public_bytes(demo_index_publisher_key()))
-        with tsm_for(self.card, "grid-operator") as t:
-            t.deploy(profiling_load_file(), PROFILING_APP_AID, params=ecdsa.public_bytes(demo_profile_key()))
-        for aid in (SETTLEMENT_APP_AID, PROFILING_APP_AID):
-            rc = ReadingsClient(self.card.transmit, aid)
-            rc.select()
-            rc.pair(h.registration.meter_id, "Europe/Berlin", 15)
-
-    @property
-    def last(self) -> date:
-        return self.h.start + timedelta(days=len(self.h.days) - 1)
-
-    def feed(self, days=None) -> None:
-        for aid in (SETTLEMENT_APP_AID, PROFILING_APP_AID):
-            rc = ReadingsClient(self.card.transmit, aid)
-            rc.select()
-            for d in self.h.days if days is None else days:
-                rc.put_openings(d.batch.batch.day, d.first_index, d.openings)
-
-    def mailbox(self, party: str, aid: str):
-        t = tsm_for(self.card, party)
-        t.open()
-        return AppletMailbox(t, aid)
-
-
-def signed_index(h: History, *, version: int = 1, key=None, **kw) -> SignedSeries:
-    s = example_price_index(h.start, len(h.days), version=version, **kw)
-    return sign_series(s, key or demo_index_publisher_key())
 
 
 @pytest.fixture(scope="module")
@@ -168,9 +104,9 @@ def test_tampered_index_or_commitments_are_rejected(settled):
     assert "no signed batch" in verify_settlement(st, h.registration, h.day_commitments()[:2], s).reason
 
 
-def test_index_refusals_name_the_reason(tmp_path):
+def test_index_refusals_name_the_reason(settlement_hub):
     h = make_history(n_days=2, seed=62)
-    hub = Hub(tmp_path / "hub.sqlite", h)
+    hub = settlement_hub(h)
     mb = hub.mailbox("supplier", SETTLEMENT_APP_AID)
     with pytest.raises(HubRefused, match="not the publisher key the customer pinned") as e:
         mb.push_series(signed_index(h, key=ecdsa.generate_signing_key()))
@@ -205,9 +141,9 @@ def test_index_refusals_name_the_reason(tmp_path):
     assert e.value.sw == 0x6A80
 
 
-def test_outputs_go_only_to_the_suppliers_domain(tmp_path):
+def test_outputs_go_only_to_the_suppliers_domain(settlement_hub):
     h = make_history(n_days=1, seed=63)
-    hub = Hub(tmp_path / "hub.sqlite", h)
+    hub = settlement_hub(h)
     hub.feed()
     # The host's plain channel has no output command (STORE DATA is not an applet INS).
     rc = ReadingsClient(hub.card.transmit, SETTLEMENT_APP_AID)

@@ -9,19 +9,15 @@ from datetime import date, timedelta
 import pytest
 
 from helpers import cycle_policy, make_history
-from meterhub.crypto import ecdsa
+from meterhub.demo.hubs import demo_tsm, provision_demo_hub
 from meterhub.hub.secure_element import (
     BILLING_APP_AID,
     BillingClient,
     HubError,
-    billing_load_file,
-    demo_dap_key,
-    demo_scp03_keys,
-    open_hub_card,
 )
 from meterhub.tariffs import Tariff, demo_supplier_key, dump_tariff, example_tariff, sign_tariff
 from test_banded import MALO
-from test_guard import _log, _tsm
+from test_guard import _log
 
 START = date(2027, 1, 11)  # a Monday in winter
 N_DAYS = 7
@@ -30,11 +26,7 @@ SPY_DAY = START + timedelta(days=2)  # a Wednesday the supplier declares a "holi
 
 def _hub(tmp_path):
     h = make_history(start=START, n_days=N_DAYS, seed=94)
-    card = open_hub_card(tmp_path / "b.sqlite", issuer_keys=demo_scp03_keys("issuer"),
-                         supplier_keys=demo_scp03_keys("supplier"),
-                         supplier_dap=demo_dap_key("supplier").public_key(), policy=cycle_policy(START, N_DAYS))
-    with _tsm(card, "supplier") as t:
-        t.deploy(billing_load_file(), BILLING_APP_AID, params=ecdsa.public_bytes(demo_supplier_key()))
+    card = provision_demo_hub(tmp_path / "b.sqlite", ("billing",), policy=cycle_policy(START, N_DAYS))
     return h, card
 
 
@@ -69,7 +61,7 @@ def _spy_season() -> bytes:
 
 def _fed(tmp_path, tariff: bytes):
     h, card = _hub(tmp_path)
-    with _tsm(card, "supplier") as t:
+    with demo_tsm(card, "supplier") as t:
         t.push_tariff(BILLING_APP_AID, tariff)  # the shape limits hold
     client = BillingClient(card.transmit)
     client.select()
@@ -118,7 +110,7 @@ def test_re_asks_with_altered_requests_get_nothing_new(tmp_path):
     v2 = example_tariff(2027).to_dict()
     v2["version"] = 2
     v2["bands"][0]["price"] += 1
-    with _tsm(card, "supplier") as t:  # the period's one tariff change
+    with demo_tsm(card, "supplier") as t:  # the period's one tariff change
         t.push_tariff(BILLING_APP_AID, dump_tariff(sign_tariff(Tariff.from_dict(v2), demo_supplier_key())))
     client.select()
     with pytest.raises(HubError, match="6985"):  # the same period under the new tariff

@@ -11,10 +11,11 @@ from datetime import timedelta
 import pytest
 
 from helpers import make_history
+from meterhub.demo.hubs import demo_tsm
 from meterhub.hub.dr_host import DR_APP_AID, EventRefused
 from meterhub.model.timebase import local_midnight_utc
 from meterhub.utility.settlement import AppletMailbox, HubRefused
-from test_demand_response import N_DAYS, START, Hub, _event_on, _guard_entries, make_event, tsm
+from test_demand_response import N_DAYS, START, Hub, _event_on, _guard_entries, make_event
 
 DAY = START + timedelta(days=N_DAYS - 1)
 
@@ -37,7 +38,7 @@ def test_sub_hour_event_windows_are_refused_and_nothing_is_released(tmp_path, mi
     with pytest.raises(EventRefused, match="6A80"):
         hub.client.put_event(ev.event_id, ev.to_bytes(), True)
     hub.feed()
-    t = tsm(hub.card)
+    t = demo_tsm(hub.card, "grid-operator")
     t.open()
     try:
         with pytest.raises(HubRefused) as exc:

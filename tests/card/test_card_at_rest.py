@@ -11,7 +11,6 @@ import pytest
 from helpers import make_history
 from meterhub.card import Card, PersistentStore, StorageIntegrityError
 from meterhub.hub.secure_element import SETTLEMENT_APP_AID
-from test_settlement import Hub
 
 MARK = b"SECRET-READING-0123456789"
 
@@ -66,9 +65,9 @@ def test_a_store_from_before_sealing_still_opens(tmp_path):
     assert not store.sealed and store.get(b"ns", b"k") == b"plain"
 
 
-def test_a_hub_card_holds_no_opening_in_clear(tmp_path):
+def test_a_hub_card_holds_no_opening_in_clear(tmp_path, settlement_hub):
     h = make_history(n_days=1, seed=99)
-    hub = Hub(tmp_path / "hub.sqlite", h)
+    hub = settlement_hub(h)
     hub.feed()
     raw = _raw(tmp_path / "hub.sqlite")
     rs = [o.r.to_bytes(32, "big") for o in h.openings[:20]]

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import cycle_policy, make_history, provision_test_guard
+from helpers import SettlementHub as Hub
+from helpers import cycle_policy, make_history, provision_test_guard, signed_index
 from meterhub.applets.readings import MeteringApplet
 from meterhub.applets.settlement import SettlementApplet
 from meterhub.card import Applet, Card, PowerLoss, ins, register_applet_class
@@ -22,6 +23,7 @@ from meterhub.card.gp import make_load_file
 from meterhub.card.guard import GUARD_AID
 from meterhub.crypto import ecdsa
 from meterhub.crypto.sampling import commit_hub_nonce, commit_nonce, new_nonce
+from meterhub.demo.hubs import demo_tsm, deploy_applet, open_demo_hub
 from meterhub.hub.secure_element import (
     BILLING_APP_AID,
     PROFILING_APP_AID,
@@ -32,9 +34,7 @@ from meterhub.hub.secure_element import (
     ReadingsClient,
     billing_load_file,
     customer_key_path,
-    demo_dap_key,
     demo_scp03_keys,
-    open_hub_card,
 )
 from meterhub.policy import (
     DEFAULT_POLICY,
@@ -55,8 +55,7 @@ from meterhub.tariffs.price_index import sign_series
 from meterhub.tariffs.profiles import bdew_profile, demo_profile_key, reference_profiles
 from meterhub.utility.forecasting import SampleRelease, verify_samples
 from meterhub.utility.settlement import HubRefused, settlement_request
-from meterhub.utility.tsm import TSM, TSMError, dap_signer
-from test_settlement import Hub, signed_index
+from meterhub.utility.tsm import TSM, TSMError
 
 
 def _day(d: date) -> bytes:
@@ -70,11 +69,6 @@ def _log(card) -> tuple[int, list[bytes]]:
     raws = g.raw_entries()
     verify_release_log(raws, head)
     return count, raws
-
-
-def _tsm(card, party: str, sd: str | None = None) -> TSM:
-    sd = sd or (SUPPLIER_SD_AID if party == "supplier" else RECIPIENT_SDS[party])
-    return TSM(card.transmit, demo_scp03_keys(party), sd_aid=sd, dap=dap_signer(sd, demo_dap_key(party)))
 
 
 # ---------------------------------------------------------------- the policy
@@ -144,9 +138,9 @@ def test_month_cycle_is_the_calendar_month():
 
 
 @pytest.fixture
-def hub(tmp_path):
+def hub(settlement_hub):
     h = make_history(n_days=3, seed=91)
-    return Hub(tmp_path / "hub.sqlite", h)
+    return settlement_hub(h)
 
 
 def test_customer_key_is_created_at_provisioning_with_mode_0600(hub, tmp_path):
@@ -165,12 +159,12 @@ def test_a_recipient_cannot_install_with_its_own_key(hub):
     """The grid operator installs the profiling applet with its own profile key: refused."""
     own = ecdsa.generate_signing_key()
     lfdb = make_load_file("F04D4800505299", {"F04D480050529901": type(hub.card.registry.get(PROFILING_APP_AID).instance)})
-    with _tsm(hub.card, "grid-operator") as t, pytest.raises(TSMError) as e:
+    with demo_tsm(hub.card, "grid-operator") as t, pytest.raises(TSMError) as e:
         t.deploy(lfdb, "F04D48005052990101", params=ecdsa.public_bytes(own))
     assert e.value.sw == 0x6982
     assert hub.card.registry.get("F04D48005052990101") is None
     # And the supplier cannot choose the price-index publisher either.
-    with _tsm(hub.card, "supplier") as t, pytest.raises(TSMError) as e:
+    with demo_tsm(hub.card, "supplier") as t, pytest.raises(TSMError) as e:
         t.deploy(make_load_file("F04D4800535499", {"F04D480053549901": SettlementApplet}),
                  "F04D48005354990101", params=ecdsa.public_bytes(own))
     assert e.value.sw == 0x6982
@@ -388,9 +382,9 @@ def test_settlement_only_whole_periods_and_the_pinned_index(hub):
     assert hashlib.sha256(g.release(count - 1)).hexdigest() == entry["output_digest"] == hashlib.sha256(a).hexdigest()
 
 
-def test_overlapping_periods_after_a_cycle_change_are_refused(tmp_path):
+def test_overlapping_periods_after_a_cycle_change_are_refused(tmp_path, settlement_hub):
     h = make_history(n_days=4, seed=92)
-    hub = Hub(tmp_path / "hub.sqlite", h, policy=cycle_policy(h.start, 2))
+    hub = settlement_hub(h, policy=cycle_policy(h.start, 2))
     idx = signed_index(h)
     mb = hub.mailbox("supplier", SETTLEMENT_APP_AID)
     mb.push_series(idx)
@@ -437,11 +431,9 @@ def test_policy_set_refusals(hub, tmp_path):
 
 def _billing_hub(tmp_path, days=1):
     h = make_history(n_days=days, seed=93)
-    card = open_hub_card(tmp_path / "b.sqlite", issuer_keys=demo_scp03_keys("issuer"),
-                         supplier_keys=demo_scp03_keys("supplier"),
-                         supplier_dap=demo_dap_key("supplier").public_key(), policy=cycle_policy(h.start, days))
-    with _tsm(card, "supplier") as t:
-        t.deploy(billing_load_file(), BILLING_APP_AID, params=ecdsa.public_bytes(demo_supplier_key()))
+    card = open_demo_hub(tmp_path / "b.sqlite", policy=cycle_policy(h.start, days))
+    with demo_tsm(card, "supplier") as t:
+        deploy_applet(t, "billing")
     return h, card
 
 
@@ -473,7 +465,7 @@ def _split_peak(d):
 ])
 def test_encoding_tariffs_are_refused(tmp_path, change, why):
     _, card = _billing_hub(tmp_path)
-    with _tsm(card, "supplier") as t, pytest.raises(TSMError) as e:
+    with demo_tsm(card, "supplier") as t, pytest.raises(TSMError) as e:
         t.push_tariff(BILLING_APP_AID, _tariff_with(change))
     assert e.value.sw == 0x6A80, why
     assert "release policy" in str(e.value)  # the one-line reason on the sending side
@@ -483,7 +475,7 @@ def test_one_tariff_change_per_billing_period_and_one_bill(tmp_path):
     h, card = _billing_hub(tmp_path)
     v1 = dump_tariff(sign_tariff(example_tariff(2027), demo_supplier_key()))
     v2 = dump_tariff(sign_tariff(dataclasses.replace(example_tariff(2027), version=2), demo_supplier_key()))
-    with _tsm(card, "supplier") as t:
+    with demo_tsm(card, "supplier") as t:
         t.push_tariff(BILLING_APP_AID, v1)
         t.push_tariff(BILLING_APP_AID, v1)  # the same tariff again is no change
         with pytest.raises(TSMError) as e:
@@ -521,14 +513,14 @@ def test_other_recipients_cannot_use_or_replay(hub):
     # A third party installs its own copy of the settlement applet (pinned key) and replays
     # the supplier's request: it is not entitled to settlement statements.
     third = RECIPIENT_SDS["third-party"]
-    with _tsm(hub.card, "third-party") as t:
+    with demo_tsm(hub.card, "third-party") as t:
         t.deploy(make_load_file("F04D4800535498", {"F04D480053549801": SettlementApplet}), "F04D48005354980101")
     rc = ReadingsClient(hub.card.transmit, "F04D48005354980101")
     rc.select()
     rc.pair(h.registration.meter_id, "Europe/Berlin", 15)
     for d in h.days:
         rc.put_openings(d.batch.batch.day, d.first_index, d.openings)
-    t = _tsm(hub.card, "third-party", third)
+    t = demo_tsm(hub.card, "third-party", sd_aid=third)
     t.open()
     from meterhub.utility.settlement import AppletMailbox
 
@@ -697,8 +689,7 @@ def _settle_hub(path, h):
 
 
 def _reopen(path):
-    return open_hub_card(path, issuer_keys=demo_scp03_keys("issuer"), supplier_keys=demo_scp03_keys("supplier"),
-                         supplier_dap=demo_dap_key("supplier").public_key())
+    return open_demo_hub(path)
 
 
 def test_power_loss_at_every_write_of_a_release(tmp_path):
@@ -812,11 +803,9 @@ def test_budget_is_shared_by_the_applets_of_one_recipient(tmp_path):
     from meterhub.hub.secure_element import BillingClient, settlement_load_file
 
     h = make_history(n_days=1, seed=96)
-    card = open_hub_card(tmp_path / "b.sqlite", issuer_keys=demo_scp03_keys("issuer"),
-                         supplier_keys=demo_scp03_keys("supplier"), supplier_dap=demo_dap_key("supplier").public_key(),
-                         policy=cycle_policy(h.start, 1, budget={"functionals_per_period": 2}))
+    card = open_demo_hub(tmp_path / "b.sqlite", policy=cycle_policy(h.start, 1, budget={"functionals_per_period": 2}))
     idx = signed_index(h)
-    with _tsm(card, "supplier") as t:
+    with demo_tsm(card, "supplier") as t:
         t.deploy(billing_load_file(), BILLING_APP_AID)
         t.push_tariff(BILLING_APP_AID, dump_tariff(sign_tariff(example_tariff(2027), demo_supplier_key())))
         t.deploy(settlement_load_file(), SETTLEMENT_APP_AID)
@@ -833,7 +822,7 @@ def test_budget_is_shared_by_the_applets_of_one_recipient(tmp_path):
     rc.put_openings(h.days[0].batch.batch.day, h.days[0].first_index, h.days[0].openings)
     client.select()
     client.bill(h.start, h.start)
-    t = _tsm(card, "supplier")
+    t = demo_tsm(card, "supplier")
     t.open()
     from meterhub.utility.settlement import AppletMailbox
 

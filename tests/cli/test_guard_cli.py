@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 
-from helpers import make_history
+from helpers import SettlementHub as Hub
+from helpers import make_history, signed_index
 from meterhub.cli import main
 from meterhub.crypto import ecdsa
 from meterhub.hub.secure_element import SETTLEMENT_APP_AID, customer_key_path
 from meterhub.utility.settlement import settlement_request
-from test_settlement import Hub, signed_index
 
 
 def _hub(tmp_path):

@@ -20,6 +20,7 @@ from helpers import card_vault
 from meterhub.card import Card
 from meterhub.card.vault import VAULT_AID, VAULT_CLASS, provision_vault
 from meterhub.crypto.pedersen import Opening
+from meterhub.demo.hubs import open_demo_hub
 from meterhub.hub.secure_element import VaultClient, open_vault_card
 from meterhub.hub.store import HubError, HubStore, migrate_host_key_store
 from meterhub.protocols.iso7816 import CommandAPDU, ResponseAPDU
@@ -202,13 +203,9 @@ def test_the_applet_on_the_basic_channel_stays_selected_while_the_host_uses_the_
     from meterhub.card.guard import GUARD_AID
     from meterhub.hub.secure_element import (
         GuardClient,
-        demo_dap_key,
-        demo_scp03_keys,
-        open_hub_card,
     )
 
-    card = open_hub_card(tmp_path / "hub-card.sqlite", issuer_keys=demo_scp03_keys("issuer"),
-                         supplier_keys=demo_scp03_keys("supplier"), supplier_dap=demo_dap_key("supplier").public_key())
+    card = open_demo_hub(tmp_path / "hub-card.sqlite")
     assert card.registry.get(VAULT_AID) is not None
     g = GuardClient(card.transmit)
     g.select()

@@ -16,16 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meterhub.crypto import ecdsa
+from meterhub.demo.hubs import demo_tsm, open_demo_hub, provision_demo_hub
 from meterhub.hub.secure_element import (
     BILLING_APP_AID,
     BILLING_MODULE_AID,
     BILLING_PACKAGE_AID,
     BillingClient,
     GuardClient,
-    billing_load_file,
-    demo_dap_key,
-    demo_scp03_keys,
-    open_hub_card,
 )
 from meterhub.hub.store import HubError
 from meterhub.meter.device import Meter
@@ -39,7 +36,6 @@ from meterhub.tariffs import Tariff, demo_supplier_key, dump_tariff, example_tar
 from meterhub.utility.contracts import Contract, TariffPeriod, split_period
 from meterhub.utility.invoices import InvoiceStore, bill_segments, make_period_bill
 from meterhub.utility.store import UtilityStore
-from test_guard import _tsm
 
 TZ = "Europe/Berlin"
 MALO = "51238696781"
@@ -59,12 +55,7 @@ def _meter_days(n_days: int, seed: int = 3):
 
 
 def _card(tmp_path, policy):
-    card = open_hub_card(tmp_path / "hub.sqlite", issuer_keys=demo_scp03_keys("issuer"),
-                         supplier_keys=demo_scp03_keys("supplier"),
-                         supplier_dap=demo_dap_key("supplier").public_key(), policy=policy)
-    with _tsm(card, "supplier") as t:
-        t.deploy(billing_load_file(), BILLING_APP_AID, params=ecdsa.public_bytes(demo_supplier_key()))
-    return card
+    return provision_demo_hub(tmp_path / "hub.sqlite", ("billing",), policy=policy)
 
 
 def _tariff(version: int = 1, valid_from: date | None = None, extra: int = 0):
@@ -78,7 +69,7 @@ def _tariff(version: int = 1, valid_from: date | None = None, extra: int = 0):
 
 
 def _client(card, tariffs, meter) -> BillingClient:
-    with _tsm(card, "supplier") as t:
+    with demo_tsm(card, "supplier") as t:
         for signed in tariffs:
             t.push_tariff(BILLING_APP_AID, dump_tariff(signed))
     c = BillingClient(card.transmit)
@@ -238,7 +229,7 @@ def test_tariff_change_on_the_10th_through_the_card(tmp_path, june):
     c = _client(card, [t1], meter)
     for k, d in enumerate(days):
         if k == 5:  # the supplier announces the new prices on the 6th, from the 10th
-            with _tsm(card, "supplier") as t:
+            with demo_tsm(card, "supplier") as t:
                 t.push_tariff(BILLING_APP_AID, dump_tariff(t2))
             c.select()
         c.put_openings(_d(k + 1), d.first_index, d.openings)
@@ -262,7 +253,7 @@ def test_tariff_change_on_the_10th_through_the_card(tmp_path, june):
     finally:
         u.close()
     # A second tariff taking effect inside the same month is refused (one change per period).
-    with _tsm(card, "supplier") as t, pytest.raises(Exception, match="6985"):
+    with demo_tsm(card, "supplier") as t, pytest.raises(Exception, match="6985"):
         t.push_tariff(BILLING_APP_AID, dump_tariff(_tariff(version=3, valid_from=_d(20))))
 
 
@@ -304,7 +295,7 @@ def test_meter_exchange_on_the_15th_through_the_card(tmp_path):
     card = _card(tmp_path, policy)
     t1 = _tariff()
     second = BILLING_APP_AID[:-2] + "02"
-    with _tsm(card, "supplier") as t:
+    with demo_tsm(card, "supplier") as t:
         # A second instance from the load file already on the card, for the new meter.
         t.install(BILLING_PACKAGE_AID, BILLING_MODULE_AID, second, params=ecdsa.public_bytes(demo_supplier_key()))
         for aid in (BILLING_APP_AID, second):
@@ -421,7 +412,7 @@ def test_a_longer_gap_fills_in_any_order_and_a_released_piece_is_not_cut(tmp_pat
     assert [(p.period_from.day, p.period_to.day) for p in rel.parts] == [(1, 3), (5, 6)]
     assert rel.missing == ((_d(4), _d(4)),)
     # A tariff that takes effect inside the released period cannot split it afterwards.
-    with _tsm(card, "supplier") as t, pytest.raises(Exception, match="6985"):
+    with demo_tsm(card, "supplier") as t, pytest.raises(Exception, match="6985"):
         t.push_tariff(BILLING_APP_AID, dump_tariff(_tariff(version=2, valid_from=_d(3))))
 
 
@@ -514,9 +505,7 @@ def test_power_loss_at_every_write_of_a_late_day_and_its_correction(tmp_path):
         card.store.fault_hook = tear
         with pytest.raises(PowerLoss):
             late_and_correct(c)
-        card = open_hub_card(d / "hub.sqlite", issuer_keys=demo_scp03_keys("issuer"),
-                             supplier_keys=demo_scp03_keys("supplier"),
-                             supplier_dap=demo_dap_key("supplier").public_key(), policy=policy)
+        card = open_demo_hub(d / "hub.sqlite", policy=policy)
         c = BillingClient(card.transmit)
         got = late_and_correct(c)
         assert got.parts == want.parts and got.missing == (), n

@@ -10,20 +10,18 @@ import pytest
 
 from helpers import cycle_policy, make_history
 from meterhub.crypto import ecdsa
+from meterhub.demo.hubs import deploy_applet
 from meterhub.hub.secure_element import (
     BILLING_APP_AID,
     SUPPLIER_SD_AID,
     BillingClient,
-    billing_load_file,
     demo_dap_key,
     demo_scp03_keys,
-    open_hub_card,
 )
 from meterhub.hub.store import HubError
 from meterhub.model.formats.sealed import new_home_link_key
 from meterhub.protocols.iso7816 import CommandAPDU, ResponseAPDU
 from meterhub.tariffs import (
-    demo_supplier_key,
     dump_tariff,
     example_signed_tariff,
     example_tariff,
@@ -36,25 +34,15 @@ SUPPLIER = demo_scp03_keys("supplier")
 DAP = demo_dap_key("supplier")
 
 
-def _card(tmp_path):
-    return open_hub_card(
-        tmp_path / "hub.sqlite",
-        issuer_keys=demo_scp03_keys("issuer"),
-        supplier_keys=SUPPLIER,
-        supplier_dap=DAP.public_key(),
-        policy=cycle_policy(days=2),  # the customer's cycle: the 2-day test history
-    )
-
-
 def _tsm(card, keys=SUPPLIER, dap=DAP):
     return TSM(card.transmit, keys, sd_aid=SUPPLIER_SD_AID, dap=dap_signer(SUPPLIER_SD_AID, dap))
 
 
-def test_tsm_deploys_billing_and_the_bill_verifies(tmp_path):
+def test_tsm_deploys_billing_and_the_bill_verifies(tmp_path, demo_hub):
     h = make_history(n_days=2, seed=41)
-    card = _card(tmp_path)
+    card = demo_hub(policy=cycle_policy(days=2))
     with _tsm(card) as tsm:
-        tsm.deploy(billing_load_file(), BILLING_APP_AID, params=ecdsa.public_bytes(demo_supplier_key()))
+        deploy_applet(tsm, "billing")
         tsm.push_tariff(BILLING_APP_AID, dump_tariff(example_signed_tariff()))
         apps = [e.aid.raw.hex().upper() for e in tsm.registry().applications]
         assert BILLING_APP_AID in apps
@@ -70,17 +58,17 @@ def test_tsm_deploys_billing_and_the_bill_verifies(tmp_path):
     assert verify_bill(st, h.registration, h.day_commitments(), h.tariff).ok
     card.close()
     # After a restart the applet and its data are still there.
-    card = _card(tmp_path)
+    card = demo_hub(policy=cycle_policy(days=2))
     applet = BillingClient(card.transmit)
     applet.select()
     assert applet.bill(h.start, h.start + timedelta(days=1)) == h.statement
     card.close()
 
 
-def test_store_data_refuses_a_tariff_from_another_supplier(tmp_path):
-    card = _card(tmp_path)
+def test_store_data_refuses_a_tariff_from_another_supplier(demo_hub):
+    card = demo_hub(policy=cycle_policy(days=2))
     with _tsm(card) as tsm:
-        tsm.deploy(billing_load_file(), BILLING_APP_AID, params=ecdsa.public_bytes(demo_supplier_key()))
+        deploy_applet(tsm, "billing")
         forged = sign_tariff(example_tariff(2027), ecdsa.generate_signing_key())
         with pytest.raises(TSMError) as exc:
             tsm.push_tariff(BILLING_APP_AID, dump_tariff(forged))
@@ -93,10 +81,10 @@ def test_store_data_refuses_a_tariff_from_another_supplier(tmp_path):
     card.close()
 
 
-def test_package_signed_by_another_key_and_foreign_keys_are_refused(tmp_path):
-    card = _card(tmp_path)
+def test_package_signed_by_another_key_and_foreign_keys_are_refused(demo_hub):
+    card = demo_hub(policy=cycle_policy(days=2))
     with _tsm(card, dap=ecdsa.generate_signing_key()) as tsm, pytest.raises(TSMError) as exc:
-        tsm.deploy(billing_load_file(), BILLING_APP_AID, params=ecdsa.public_bytes(demo_supplier_key()))
+        deploy_applet(tsm, "billing")
     assert exc.value.sw == 0x6A80
     assert card.registry.get(BILLING_APP_AID) is None  # nothing half-installed
     with pytest.raises(TSMError) as exc:
@@ -105,11 +93,11 @@ def test_package_signed_by_another_key_and_foreign_keys_are_refused(tmp_path):
     card.close()
 
 
-def test_plain_openings_are_checked(tmp_path):
+def test_plain_openings_are_checked(demo_hub):
     h = make_history(n_days=1, seed=42)
-    card = _card(tmp_path)
+    card = demo_hub(policy=cycle_policy(days=2))
     with _tsm(card) as tsm:
-        tsm.deploy(billing_load_file(), BILLING_APP_AID, params=ecdsa.public_bytes(demo_supplier_key()))
+        deploy_applet(tsm, "billing")
     applet = BillingClient(card.transmit)
     applet.select()
     applet.pair("m-test", "Europe/Berlin", 15, new_home_link_key())
@@ -124,10 +112,10 @@ def test_plain_openings_are_checked(tmp_path):
     card.close()
 
 
-def test_each_recipient_has_its_own_security_domain(tmp_path):
+def test_each_recipient_has_its_own_security_domain(demo_hub):
     from meterhub.hub.secure_element import GRID_OPERATOR_SD_AID, RECIPIENT_SDS, THIRD_PARTY_SD_AID
 
-    card = _card(tmp_path)
+    card = demo_hub(policy=cycle_policy(days=2))
     for name, aid in RECIPIENT_SDS.items():
         assert card.registry.get(aid) is not None
         # Its own keys open its channel ...
@@ -139,5 +127,5 @@ def test_each_recipient_has_its_own_security_domain(tmp_path):
         assert exc.value.sw == 0x6982
     # A package signed with the grid operator's DAP key is refused by the supplier's domain.
     with _tsm(card, dap=demo_dap_key("grid-operator")) as tsm, pytest.raises(TSMError):
-        tsm.deploy(billing_load_file(), BILLING_APP_AID, params=ecdsa.public_bytes(demo_supplier_key()))
+        deploy_applet(tsm, "billing")
     card.close()

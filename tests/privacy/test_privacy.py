@@ -46,7 +46,6 @@ from meterhub.tariffs.price_index import demo_index_publisher_key, example_price
 from meterhub.tariffs.profiles import reference_profiles
 from meterhub.utility.forecasting import ProfileScores, SampleRelease
 from meterhub.utility.settlement import SettlementStatement, settlement_request
-from test_settlement import Hub
 
 START = dt.date(2027, 2, 1)
 
@@ -63,12 +62,12 @@ def _day(d: dt.date) -> bytes:
     return d.year.to_bytes(2, "big") + bytes((d.month, d.day))
 
 
-def test_releases_are_what_the_applets_release(tmp_path) -> None:
+def test_releases_are_what_the_applets_release(settlement_hub) -> None:
     # The same history through the real applets (card, SCP03, TSMs) and through
     # meterhub.privacy.releases: every released figure is equal.
     h = make_history(start=dt.date(2027, 3, 22), n_days=2, seed=7)
     first, last = h.start, h.start + dt.timedelta(days=1)
-    hub = Hub(tmp_path / "hub.sqlite", h)
+    hub = settlement_hub(h)
     index = sign_series(example_price_index(first, 2, seed=2027), demo_index_publisher_key())
     hub.mailbox("supplier", SETTLEMENT_APP_AID).push_series(index)
     profiles = reference_profiles(first, 2)

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from helpers import History
+from helpers import History, signed_index
 from meterhub.crypto import ecdsa
 from meterhub.hub.secure_element import demo_vtn_key
 from meterhub.service.app import create_app
@@ -30,7 +30,7 @@ from test_forecasting import START as SCORES_START
 from test_forecasting import scored  # noqa: F401 - module fixture: a hub's profile scores
 from test_fraud_aggregation import _group, _truth, feeder  # noqa: F401 - module fixture: seven hubs
 from test_sampling import tossed  # noqa: F401 - module fixture: a coin toss and its samples
-from test_settlement import settled, signed_index  # noqa: F401 - module fixture: a settlement statement
+from test_settlement import settled  # noqa: F401 - module fixture: a settlement statement
 
 TRUST = TrustAnchors(
     price_index=ecdsa.public_bytes(demo_index_publisher_key()),

@@ -10,17 +10,14 @@ from pathlib import Path
 
 from meterhub.applets.export import export_request
 from meterhub.card.gp import open_card
+from meterhub.demo.hubs import demo_tsm, deploy_applet
 from meterhub.hub.secure_element import (
     EXPORT_APP_AID,
     RECIPIENT_SDS,
     ReadingsClient,
-    demo_dap_key,
-    demo_scp03_keys,
-    export_load_file,
 )
 from meterhub.hub.store import HubStore
 from meterhub.utility.settlement import AppletMailbox
-from meterhub.utility.tsm import TSM, dap_signer
 
 THIRD = RECIPIENT_SDS["third-party"]
 METER = "hh-0000"
@@ -60,10 +57,6 @@ def copy_of(src: Path, dst: Path) -> Path:
     return dst
 
 
-def _tsm(card) -> TSM:  # type: ignore[no-untyped-def]
-    return TSM(card.transmit, demo_scp03_keys("third-party"), sd_aid=THIRD, dap=dap_signer(THIRD, demo_dap_key("third-party")))
-
-
 def install_export(data_dir: Path, meter_id: str = METER) -> None:
     """The third party's export applet on the household's card, fed with its openings."""
     from meterhub.hub.secure_element import VaultClient
@@ -74,8 +67,8 @@ def install_export(data_dir: Path, meter_id: str = METER) -> None:
         card.power_on()
         hub.attach(meter_id, VaultClient(card.transmit))  # the card opens the sealed records
         _, tz, interval = hub.meter(meter_id)
-        with _tsm(card) as t:
-            t.deploy(export_load_file(), EXPORT_APP_AID)
+        with demo_tsm(card, "third-party") as t:
+            deploy_applet(t, "export")
         rc = ReadingsClient(card.transmit, EXPORT_APP_AID)
         rc.select()
         rc.pair(meter_id, tz, interval)
@@ -93,7 +86,7 @@ def export(data_dir: Path, consent_id: str, first: date, last: date, meter_id: s
     card = open_card(str(data_dir / "hubs" / f"{meter_id}.sqlite"))
     try:
         card.power_on()
-        t = _tsm(card)
+        t = demo_tsm(card, "third-party")
         t.open()
         return AppletMailbox(t, EXPORT_APP_AID).request(export_request(consent_id, first, last, resolution), "export")
     finally:
