@@ -66,7 +66,7 @@ class _Tty(io.StringIO):
 
 
 def test_show_progress_needs_a_terminal_and_no_json() -> None:
-    from meterhub.cli import show_progress
+    from meterhub.cli.common import show_progress
 
     ns = argparse.Namespace(no_progress=False, json=False)
     assert show_progress(ns, _Tty())

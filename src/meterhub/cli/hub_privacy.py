@@ -14,7 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from . import EXIT_OK, EXIT_REJECTED, UsageError, _date
+from ..errors import EXIT_OK, EXIT_REJECTED
+from .common import UsageError, _date
 
 __all__ = ["add_hub_privacy_parsers"]
 

@@ -6,7 +6,8 @@ import argparse
 import ipaddress
 from typing import Any
 
-from . import EXIT_OK, UsageError
+from ..errors import EXIT_OK
+from .common import UsageError
 
 __all__ = ["add_hub_dashboard_parser", "dashboards_hint", "loopback"]
 

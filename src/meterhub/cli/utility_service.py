@@ -7,7 +7,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from . import EXIT_OK, EXIT_REJECTED, UsageError, _lines, _number, _read
+from ..errors import EXIT_OK, EXIT_REJECTED
+from .common import UsageError, _lines, _number, _read
 
 __all__ = ["add_utility_service_parsers"]
 
@@ -94,7 +95,7 @@ def cmd_utility_serve(args: argparse.Namespace) -> int:
 
 def cmd_utility_keys_add(args: argparse.Namespace) -> int:
     from ..service.keys import ApiKeys, KeyError_
-    from . import _write
+    from .common import _write
 
     if bool(args.key_out) == bool(args.tls_subject):
         raise UsageError("give --key-out (an API key) or --tls-subject (a client certificate), not both")

@@ -79,7 +79,7 @@ def verify_stored(data_dir: Path, collect: dict[str, Any] | None = None) -> tupl
     """Re-verify every stored DR release; (output lines, rejections). ``collect`` (the
     utility dashboard) receives ``events`` (the stored events) and ``reductions``:
     (event, feeder, verified Wh, paid EUR, customers), ``per_customer``: (event, meter, Wh)."""
-    from ..utility.store import UtilityStore
+    from ..store import UtilityStore
 
     if not (data_dir / "dr.sqlite").exists() or not (data_dir / "utility.sqlite").exists():
         raise FileNotFoundError(f"no demand-response results in {data_dir} (run `meterhub demo` first)")

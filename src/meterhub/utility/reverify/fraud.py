@@ -88,11 +88,11 @@ def fraud_stored(data_dir: Path, collect: dict[str, Any] | None = None) -> tuple
     ``collect`` (the utility dashboard) receives ``feeders``: per feeder its days, daily
     feeder energy, verified customer sum, expected technical loss and discrepancy, the
     detector's allowance, alarm day and localisation segments."""
-    from ..model.timebase import range_starts
-    from ..utility.fraud import AGGREGATION_CLASS, demo_grid_key, verify_feeder_day
-    from ..utility.settlement import expected_code_hash
-    from ..utility.store import UtilityStore
-    from ..utility.verifier import Rejected
+    from ...model.timebase import range_starts
+    from ..fraud import AGGREGATION_CLASS, demo_grid_key, verify_feeder_day
+    from ..settlement import expected_code_hash
+    from ..store import UtilityStore
+    from ..verifier import Rejected
 
     if not (data_dir / "fraud.sqlite").exists() or not (data_dir / "utility.sqlite").exists():
         raise FileNotFoundError(f"no fraud-detection data in {data_dir} (run `meterhub demo` first)")
@@ -196,7 +196,7 @@ def fraud_stored(data_dir: Path, collect: dict[str, Any] | None = None) -> tuple
                 where = " | ".join(
                     f"{','.join(ms)} ({disc:.2f}%)" if disc == disc else ",".join(ms) for ms, disc in loc["segments"])
             if collect is not None:
-                from ..utility.theft import expected_loss
+                from ..theft import expected_loss
 
                 loss = expected_loss(f_wh, nominal)
                 collect.setdefault("feeders", []).append({
@@ -224,9 +224,9 @@ def fraud_stored(data_dir: Path, collect: dict[str, Any] | None = None) -> tuple
 def _stored_registries(store: FraudStore, feeders: set[str], rejected: list[str]) -> dict[str, Any]:
     """Each feeder's stored group registry, checked block by block under the grid
     operator's group key (chain, signatures, no household in the span)."""
-    from ..model.group_registry import RegistryBlock
-    from ..utility.fraud import GroupRegistry, demo_grid_key
-    from ..utility.verifier import Rejected
+    from ...model.group_registry import RegistryBlock
+    from ..fraud import GroupRegistry, demo_grid_key
+    from ..verifier import Rejected
 
     out = {}
     for fid in sorted(feeders):
@@ -245,10 +245,10 @@ def _stored_registries(store: FraudStore, feeders: set[str], rejected: list[str]
 def _stored_suspects(store: FraudStore, utility: Any, rejected: list[str]) -> list[str]:
     """Re-verify the stored suspect-profile score statements (signed profiles, the
     meters' commitments) and recompute each narrowed group's likelihoods from them."""
-    from ..tariffs.price_index import KIND_LOAD_PROFILE, SeriesError, load_series, verify_series
-    from ..utility.forecasting import ProfileScores, verify_scores
-    from ..utility.fraud import demo_grid_key
-    from ..utility.settlement import expected_code_hash
+    from ...tariffs.price_index import KIND_LOAD_PROFILE, SeriesError, load_series, verify_series
+    from ..forecasting import ProfileScores, verify_scores
+    from ..fraud import demo_grid_key
+    from ..settlement import expected_code_hash
 
     key = demo_grid_key().public_key()  # the grid operator's own profile signer, pinned by the customers
     series = {}

@@ -55,7 +55,7 @@ def class_name(series_id: str) -> str:
 
 
 def _stored(data_dir: Path) -> tuple[Any, SettlementStore]:
-    from ..utility.store import UtilityStore
+    from ..store import UtilityStore
 
     names = ("settlement.sqlite", "utility.sqlite")
     if not any((data_dir / n).exists() or expect_store(data_dir / n) for n in names):
