@@ -38,7 +38,7 @@ def _tsm(card, keys=SUPPLIER, dap=DAP):
     return TSM(card.transmit, keys, sd_aid=SUPPLIER_SD_AID, dap=dap_signer(SUPPLIER_SD_AID, dap))
 
 
-def test_tsm_deploys_billing_and_the_bill_verifies(tmp_path, demo_hub):
+def test_tsm_deploys_billing_and_the_bill_verifies(demo_hub):
     h = make_history(n_days=2, seed=41)
     card = demo_hub(policy=cycle_policy(days=2))
     with _tsm(card) as tsm:

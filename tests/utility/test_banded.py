@@ -295,12 +295,13 @@ def test_rule_V09_ingest_refuses_a_register_that_does_not_follow_on(tmp_path, ba
 def test_billing_applet_releases_the_banded_bill_through_the_guard(tmp_path):
     """GET BANDED BILL: a v3 statement that verifies, counted as one functional per band,
     and one bill per period (a v1 bill for the same period is then refused)."""
+    from meterhub.demo.hubs import demo_tsm
     from meterhub.hub.secure_element import BILLING_APP_AID, BillingClient, HubError
     from meterhub.tariffs import demo_supplier_key, example_tariff, sign_tariff
-    from test_guard import _billing_hub, _log, _tsm
+    from test_guard import _billing_hub, _log
 
     h, card = _billing_hub(tmp_path)
-    with _tsm(card, "supplier") as t:
+    with demo_tsm(card, "supplier") as t:
         t.push_tariff(BILLING_APP_AID, dump_tariff(sign_tariff(example_tariff(2027), demo_supplier_key())))
     client = BillingClient(card.transmit)
     client.select()
