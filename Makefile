@@ -6,4 +6,4 @@ test:
 bench:
 	bash scripts/bootstrap.sh test && for b in benchmarks/bench_*.py; do .venv/bin/python $$b; done
 screenshots:
-	METERHUB_SCREENSHOTS=docs/img .venv/bin/python -m pytest -q tests/test_dashboard_browser.py
+	METERHUB_SCREENSHOTS=docs/img .venv/bin/python -m pytest -q tests/web/test_dashboard_browser.py

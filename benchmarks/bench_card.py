@@ -25,15 +25,14 @@ from typing import Any
 from _bench import alternate, header, row
 from meterhub.applets.billing import CLASS_NAME
 from meterhub.crypto import ecdsa
+from meterhub.demo.hubs import demo_tsm, deploy_applet, open_demo_hub
 from meterhub.hub.billing import bill_statement
 from meterhub.hub.secure_element import (
     BILLING_APP_AID,
     SUPPLIER_SD_AID,
     BillingClient,
     billing_load_file,
-    demo_dap_key,
     demo_scp03_keys,
-    open_hub_card,
 )
 from meterhub.meter.device import Meter
 from meterhub.model.formats.sealed import new_home_link_key
@@ -41,18 +40,14 @@ from meterhub.model.timebase import day_starts
 from meterhub.protocols.gp.host import GPClient
 from meterhub.protocols.iso7816 import CommandAPDU
 from meterhub.tariffs import demo_supplier_key, dump_tariff, example_signed_tariff
-from meterhub.utility.tsm import TSM, dap_signer
 
 SUPPLIER = demo_scp03_keys("supplier")
-DAP = demo_dap_key("supplier")
 START = date(2027, 4, 1)
 DAYS = 30
 
 
 def new_card(tmp: Path, name: str):
-    return open_hub_card(
-        tmp / f"{name}.sqlite", issuer_keys=demo_scp03_keys("issuer"), supplier_keys=SUPPLIER, supplier_dap=DAP.public_key()
-    )
+    return open_demo_hub(tmp / f"{name}.sqlite")
 
 
 def bench_scp03(tmp: Path) -> None:
@@ -93,7 +88,7 @@ def bench_install(tmp: Path) -> None:
     def full_install() -> None:
         n[0] += 1
         card = new_card(tmp, f"inst{n[0]}")
-        with TSM(card.transmit, SUPPLIER, sd_aid=SUPPLIER_SD_AID, dap=dap_signer(SUPPLIER_SD_AID, DAP)) as tsm:
+        with demo_tsm(card, "supplier") as tsm:
             tsm.deploy(lfdb, BILLING_APP_AID, params=params)
         card.close()
 
@@ -129,8 +124,8 @@ def bench_billing_in_runtime(tmp: Path) -> None:
         # The privacy guard releases one bill per billing period (a re-ask answers the
         # stored bytes), so each timed bill needs a card that has not billed the month.
         card = new_card(tmp, f"bill{n}")
-        with TSM(card.transmit, SUPPLIER, sd_aid=SUPPLIER_SD_AID, dap=dap_signer(SUPPLIER_SD_AID, DAP)) as tsm:
-            tsm.deploy(billing_load_file(), BILLING_APP_AID, params=ecdsa.public_bytes(demo_supplier_key()))
+        with demo_tsm(card, "supplier") as tsm:
+            deploy_applet(tsm, "billing")
             tsm.push_tariff(BILLING_APP_AID, dump_tariff(example_signed_tariff()))
         applet = BillingClient(card.transmit)
         applet.select()

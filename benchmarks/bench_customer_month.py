@@ -36,22 +36,16 @@ from meterhub.crypto import ecdsa, rangeproof
 from meterhub.crypto.group import Point, Q
 from meterhub.crypto.pedersen import Opening, commit
 from meterhub.crypto.sampling import commit_nonce, new_nonce
+from meterhub.demo.hubs import demo_tsm, deploy_applet, open_demo_hub
 from meterhub.hub.secure_element import (
     PROFILING_APP_AID,
-    RECIPIENT_SDS,
     SETTLEMENT_APP_AID,
-    SUPPLIER_SD_AID,
     ReadingsClient,
-    demo_dap_key,
-    demo_scp03_keys,
-    open_hub_card,
-    profiling_load_file,
-    settlement_load_file,
 )
 from meterhub.meter.device import Meter
 from meterhub.model.timebase import day_starts
 from meterhub.tariffs.price_index import demo_index_publisher_key, example_price_index, sign_series
-from meterhub.tariffs.profiles import demo_profile_key, reference_profiles
+from meterhub.tariffs.profiles import reference_profiles
 from meterhub.utility.forecasting import (
     ProfileScores,
     SampleRelease,
@@ -66,7 +60,6 @@ from meterhub.utility.settlement import (
     settlement_request,
     verify_settlement,
 )
-from meterhub.utility.tsm import TSM, dap_signer
 from meterhub.utility.verifier import DayCommitments, MeterRegistration
 
 START = date(2027, 4, 1)
@@ -78,11 +71,6 @@ K = 100
 
 def _day(d: date) -> bytes:
     return d.year.to_bytes(2, "big") + bytes((d.month, d.day))
-
-
-def _tsm(card: Any, party: str) -> TSM:
-    sd = SUPPLIER_SD_AID if party == "supplier" else RECIPIENT_SDS[party]
-    return TSM(card.transmit, demo_scp03_keys(party), sd_aid=sd, dap=dap_signer(sd, demo_dap_key(party)))
 
 
 @dataclasses.dataclass
@@ -111,16 +99,14 @@ def make_customer(tmp: Path, n: int, index: Any, profiles: list[Any]) -> Custome
         c65 = b"".join(Point.from_bytes(rec.commitments[k : k + 33]).to_bytes_uncompressed()
                        for k in range(0, len(rec.commitments), 33))
         days.append(DayCommitments(rec.batch, rec.commitments, None, c65))
-    card = open_hub_card(tmp / f"hub{n}.sqlite", issuer_keys=demo_scp03_keys("issuer"),
-                         supplier_keys=demo_scp03_keys("supplier"),
-                         supplier_dap=demo_dap_key("supplier").public_key())
-    with _tsm(card, "supplier") as t:
-        t.deploy(settlement_load_file(), SETTLEMENT_APP_AID, params=ecdsa.public_bytes(demo_index_publisher_key()))
+    card = open_demo_hub(tmp / f"hub{n}.sqlite")
+    with demo_tsm(card, "supplier") as t:
+        deploy_applet(t, "settlement")
         AppletMailbox(t, SETTLEMENT_APP_AID).push_series(index)
     nonce = new_nonce()
     c = commit_nonce(mid, START, LAST, K, nonce)
-    with _tsm(card, "grid-operator") as t:
-        t.deploy(profiling_load_file(), PROFILING_APP_AID, params=ecdsa.public_bytes(demo_profile_key()))
+    with demo_tsm(card, "grid-operator") as t:
+        deploy_applet(t, "profiling")
         mb = AppletMailbox(t, PROFILING_APP_AID)
         for p in profiles:
             mb.push_series(p)
@@ -128,7 +114,7 @@ def make_customer(tmp: Path, n: int, index: Any, profiles: list[Any]) -> Custome
         rc = ReadingsClient(card.transmit, aid)
         rc.select()
         rc.pair(mid, TZ, 15)
-    with _tsm(card, "grid-operator") as t:
+    with demo_tsm(card, "grid-operator") as t:
         hub_commitment = AppletMailbox(t, PROFILING_APP_AID).send(
             b"\x10" + _day(START) + _day(LAST) + K.to_bytes(2, "big") + c, "commit")
     for aid in (SETTLEMENT_APP_AID, PROFILING_APP_AID):
@@ -136,9 +122,9 @@ def make_customer(tmp: Path, n: int, index: Any, profiles: list[Any]) -> Custome
         rc.select()
         for rec in recs:
             rc.put_openings(rec.batch.batch.day, rec.first_index, rec.openings)
-    smb = AppletMailbox(_tsm(card, "supplier").open(), SETTLEMENT_APP_AID)
+    smb = AppletMailbox(demo_tsm(card, "supplier").open(), SETTLEMENT_APP_AID)
     raw_st = smb.request(settlement_request(START, LAST, index.series.series_id, 1), "settlement")
-    gmb = AppletMailbox(_tsm(card, "grid-operator").open(), PROFILING_APP_AID)
+    gmb = AppletMailbox(demo_tsm(card, "grid-operator").open(), PROFILING_APP_AID)
     ids = ",".join(p.series.series_id for p in profiles).encode()
     raw_sc = gmb.request(b"\x20" + _day(START) + _day(LAST) + ids, "scores")
     raw_samples = gmb.request(b"\x11" + _day(START) + _day(LAST) + nonce, "samples")

@@ -29,6 +29,7 @@ from typing import Any
 
 from _bench import header, row
 from meterhub.crypto import ecdsa
+from meterhub.demo.hubs import demo_tsm, open_demo_hub
 from meterhub.dr.event import (
     METHOD_PJM,
     SIGNAL_PRICE,
@@ -43,16 +44,12 @@ from meterhub.dr.release import DRRelease
 from meterhub.hub.dr_host import DR_APP_AID, DRClient, dr_load_file
 from meterhub.hub.secure_element import (
     RECIPIENT_SDS,
-    demo_dap_key,
-    demo_scp03_keys,
     demo_vtn_key,
-    open_hub_card,
 )
 from meterhub.meter.device import Meter
 from meterhub.model.timebase import day_starts, local_midnight_utc
 from meterhub.utility.demand_response import verify_release
 from meterhub.utility.settlement import AppletMailbox, expected_code_hash
-from meterhub.utility.tsm import TSM, dap_signer
 from meterhub.utility.verifier import DayCommitments, MeterRegistration
 
 START = date(2027, 4, 5)
@@ -99,11 +96,6 @@ def event(k: int, key: ecdsa.SigningKey, days: list[date]) -> DREvent:
     return sign_event(ev, key)
 
 
-def tsm(card) -> TSM:  # noqa: ANN001 - a Card
-    return TSM(card.transmit, demo_scp03_keys("grid-operator"), sd_aid=GRID,
-               dap=dap_signer(GRID, demo_dap_key("grid-operator")))
-
-
 def main() -> None:
     header("demand response: one customer, 15-minute readings, 10 baseline days + event day")
     runs = 7
@@ -130,14 +122,10 @@ def main() -> None:
     n_events = 2 * runs + 2
     events = [event(k, key, base) for k in range(n_events)]
     with tempfile.TemporaryDirectory() as tmp:
-        card = open_hub_card(Path(tmp) / "hub.sqlite", issuer_keys=demo_scp03_keys("issuer"),
-                             supplier_keys=demo_scp03_keys("supplier"),
-                             supplier_dap=demo_dap_key("supplier").public_key())
+        card = open_demo_hub(Path(tmp) / "hub.sqlite")
         def fresh_hub(name: str) -> tuple[Any, DRClient]:
-            card = open_hub_card(Path(tmp) / f"{name}.sqlite", issuer_keys=demo_scp03_keys("issuer"),
-                                 supplier_keys=demo_scp03_keys("supplier"),
-                                 supplier_dap=demo_dap_key("supplier").public_key())
-            with tsm(card) as t:
+            card = open_demo_hub(Path(tmp) / f"{name}.sqlite")
+            with demo_tsm(card, "grid-operator") as t:
                 t.deploy(dr_load_file(), DR_APP_AID)
             client = DRClient(card.transmit)
             client.select()
@@ -176,7 +164,7 @@ def main() -> None:
             c, cl = fresh_hub(ev.event_id)
             cl.put_event(ev.event_id, ev.to_bytes(), True)
             cl.put_openings(records[-1].batch.batch.day, records[-1].first_index, records[-1].openings)
-            session = tsm(c)
+            session = demo_tsm(c, "grid-operator")
             session.open()
             hubs.append((c, session, ev.event_id))
         queue = iter(hubs)
@@ -212,7 +200,7 @@ def main() -> None:
         c, cl = fresh_hub("pjm")
         cl.put_event(pjm_ev.event_id, pjm_ev.to_bytes(), True)
         cl.put_openings(records[-1].batch.batch.day, records[-1].first_index, records[-1].openings)
-        with tsm(c) as session:
+        with demo_tsm(c, "grid-operator") as session:
             pjm_raw = AppletMailbox(session, DR_APP_AID).request(b"\x02" + pjm_ev.event_id.encode(), "release")
         c.close()
 

@@ -41,13 +41,10 @@ from _bench import header, row
 from meterhub.applets.aggregation import hour_sums
 from meterhub.crypto import ecdsa, selfmask, zerosum
 from meterhub.crypto.group import G, H, Point, Q, msm
-from meterhub.hub.aggregation import AGGREGATION_APP_AID, aggregation_load_file
+from meterhub.demo.hubs import demo_tsm, deploy_applet, open_demo_hub
+from meterhub.hub.aggregation import AGGREGATION_APP_AID
 from meterhub.hub.secure_element import (
-    RECIPIENT_SDS,
     ReadingsClient,
-    demo_dap_key,
-    demo_scp03_keys,
-    open_hub_card,
 )
 from meterhub.meter.device import Meter
 from meterhub.model.formats.aggregation import (
@@ -73,7 +70,6 @@ from meterhub.utility.fraud import (
     verify_feeder_day,
 )
 from meterhub.utility.settlement import AppletMailbox, expected_code_hash
-from meterhub.utility.tsm import TSM, dap_signer
 from meterhub.utility.verifier import DayCommitments, MeterRegistration
 
 DAY = date(2027, 4, 6)
@@ -98,12 +94,6 @@ def alternate(variants: dict[str, Callable[[], object]], runs: int = RUNS) -> di
             fn()
             times[k].append(time.perf_counter() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
-
-
-def _tsm(card) -> TSM:
-    sd = RECIPIENT_SDS["grid-operator"]
-    return TSM(card.transmit, demo_scp03_keys("grid-operator"), sd_aid=sd,
-               dap=dap_signer(sd, demo_dap_key("grid-operator")))
 
 
 def main() -> None:
@@ -131,16 +121,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         # The first hub is a real card; the other 49 hubs' releases are computed directly
         # (the same code path as the applet's, without the card runtime).
-        card = open_hub_card(Path(tmp) / "hub.sqlite", issuer_keys=demo_scp03_keys("issuer"),
-                             supplier_keys=demo_scp03_keys("supplier"),
-                             supplier_dap=demo_dap_key("supplier").public_key())
-        with _tsm(card) as t:
-            t.deploy(aggregation_load_file(), AGGREGATION_APP_AID, params=ecdsa.public_bytes(demo_grid_key()))
+        card = open_demo_hub(Path(tmp) / "hub.sqlite")
+        with demo_tsm(card, "grid-operator") as t:
+            deploy_applet(t, "aggregation")
         rc = ReadingsClient(card.transmit, AGGREGATION_APP_AID)
         rc.select()
         rc.pair(ids[0], TZ, 15)
         rc.put_openings(DAY, opens[ids[0]].first_index, opens[ids[0]].openings)
-        t = _tsm(card).open()
+        t = demo_tsm(card, "grid-operator").open()
         mb = AppletMailbox(t, AGGREGATION_APP_AID)
         keys[ids[0]] = hub_key(mb)
         group = make_group("bench-feeder", "f1", keys, DAY, DAY, demo_grid_key())

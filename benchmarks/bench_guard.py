@@ -40,6 +40,7 @@ from meterhub.card.gp import open_card, provision_isd, provision_ssd
 from meterhub.crypto import ecdsa
 from meterhub.crypto.group import Q
 from meterhub.crypto.pedersen import Opening
+from meterhub.demo.hubs import demo_tsm, open_demo_hub
 from meterhub.hub.secure_element import (
     BILLING_APP_AID,
     SETTLEMENT_APP_AID,
@@ -49,7 +50,6 @@ from meterhub.hub.secure_element import (
     billing_load_file,
     demo_dap_key,
     demo_scp03_keys,
-    open_hub_card,
     settlement_load_file,
 )
 from meterhub.model.timebase import range_starts
@@ -68,7 +68,6 @@ from meterhub.tariffs.price_index import (
     sign_series,
 )
 from meterhub.utility.settlement import AppletMailbox, settlement_request
-from meterhub.utility.tsm import TSM, dap_signer
 
 START = date(2027, 4, 1)
 DAYS = 30
@@ -129,11 +128,6 @@ def month(rng: random.Random) -> list[tuple[date, int, list[Opening]]]:
     return out
 
 
-def _tsm(card) -> TSM:  # type: ignore[no-untyped-def]
-    return TSM(card.transmit, demo_scp03_keys("supplier"), sd_aid=SUPPLIER_SD_AID,
-               dap=dap_signer(SUPPLIER_SD_AID, demo_dap_key("supplier")))
-
-
 def _feed(card, aid: str, days) -> None:  # type: ignore[no-untyped-def]
     rc = ReadingsClient(card.transmit, aid)
     rc.select()
@@ -143,9 +137,8 @@ def _feed(card, aid: str, days) -> None:  # type: ignore[no-untyped-def]
 
 
 def guarded(tmp: Path, n: int, days, index) -> object:  # type: ignore[no-untyped-def]
-    card = open_hub_card(tmp / f"a{n}.sqlite", issuer_keys=demo_scp03_keys("issuer"),
-                         supplier_keys=demo_scp03_keys("supplier"), supplier_dap=demo_dap_key("supplier").public_key())
-    with _tsm(card) as t:
+    card = open_demo_hub(tmp / f"a{n}.sqlite")
+    with demo_tsm(card, "supplier") as t:
         t.deploy(settlement_load_file(), SETTLEMENT_APP_AID)
         AppletMailbox(t, SETTLEMENT_APP_AID).push_series(index)
         t.deploy(billing_load_file(), BILLING_APP_AID)
@@ -162,7 +155,7 @@ def unguarded(tmp: Path, n: int, days, index) -> object:  # type: ignore[no-unty
     card.registry.install_applet(UnguardedSettlement, SETTLEMENT_APP_AID, sd_aid=SUPPLIER_SD_AID)
     card.registry.install_applet(UnguardedBilling, BILLING_APP_AID, sd_aid=SUPPLIER_SD_AID)
     card.power_on()
-    with _tsm(card) as t:
+    with demo_tsm(card, "supplier") as t:
         AppletMailbox(t, SETTLEMENT_APP_AID).push_series(index)
         t.push_tariff(BILLING_APP_AID, dump_tariff(example_signed_tariff()))
     _feed(card, SETTLEMENT_APP_AID, days)
@@ -191,7 +184,7 @@ def main() -> None:
         for n in range(runs):
             for variant, build in (("A", guarded), ("B", unguarded)):
                 card = build(tmp, n, days, index)
-                tsm = _tsm(card).open()
+                tsm = demo_tsm(card, "supplier").open()
                 mb = AppletMailbox(tsm, SETTLEMENT_APP_AID)
                 dt, st = timed(lambda mb=mb: mb.request(req, "settlement"))
                 t["s" + variant].append(dt)

@@ -130,7 +130,7 @@ def bench_tier(rows: list[tuple[int, int, int, int]], label: str) -> None:
 
 
 def bench_reference() -> None:
-    """The reference composition of docs/proofs.md (tests/test_rangeproof.py)."""
+    """The reference composition of docs/proofs.md (tests/crypto/test_rangeproof.py)."""
     tiers = [(0, 100, 3, 0), (100, 250, 4, 300), (250, 400, 5, 900), (400, 65536, 6, 1650)]
     c, o = commit(321)
     c_min, c_max, f1, _ = tiers[2]

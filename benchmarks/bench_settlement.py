@@ -32,22 +32,16 @@ from meterhub.crypto import ecdsa
 from meterhub.crypto.group import G, H, Point, msm_encoded
 from meterhub.crypto.rangeproof import verify_sum_of_squares
 from meterhub.crypto.sampling import commit_nonce, new_nonce, verify_sample_openings
+from meterhub.demo.hubs import demo_tsm, deploy_applet, open_demo_hub
 from meterhub.hub.secure_element import (
     PROFILING_APP_AID,
-    RECIPIENT_SDS,
     SETTLEMENT_APP_AID,
-    SUPPLIER_SD_AID,
     ReadingsClient,
-    demo_dap_key,
-    demo_scp03_keys,
-    open_hub_card,
-    profiling_load_file,
-    settlement_load_file,
 )
 from meterhub.meter.device import Meter
 from meterhub.model.timebase import day_starts, range_starts
 from meterhub.tariffs.price_index import demo_index_publisher_key, example_price_index, sign_series
-from meterhub.tariffs.profiles import demo_profile_key, reference_profiles
+from meterhub.tariffs.profiles import reference_profiles
 from meterhub.utility.forecasting import ProfileScores, SampleRelease, verify_samples, verify_scores
 from meterhub.utility.settlement import (
     AppletMailbox,
@@ -56,7 +50,6 @@ from meterhub.utility.settlement import (
     settlement_request,
     verify_settlement,
 )
-from meterhub.utility.tsm import TSM, dap_signer
 from meterhub.utility.verifier import DayCommitments, MeterRegistration
 
 START = date(2027, 4, 1)
@@ -67,11 +60,6 @@ LAST = START + timedelta(days=DAYS - 1)
 
 def _day(d: date) -> bytes:
     return d.year.to_bytes(2, "big") + bytes((d.month, d.day))
-
-
-def _tsm(card, party: str) -> TSM:
-    sd = SUPPLIER_SD_AID if party == "supplier" else RECIPIENT_SDS[party]
-    return TSM(card.transmit, demo_scp03_keys(party), sd_aid=sd, dap=dap_signer(sd, demo_dap_key(party)))
 
 
 def main() -> None:
@@ -99,16 +87,14 @@ def main() -> None:
         """A fresh hub with both applets fed the month and the coin toss committed: the
         privacy guard releases each kind once per period (a re-ask answers the stored
         bytes), so every timed release needs a card that has not released yet."""
-        card = open_hub_card(Path(tmp) / f"hub{n}.sqlite", issuer_keys=demo_scp03_keys("issuer"),
-                             supplier_keys=demo_scp03_keys("supplier"),
-                             supplier_dap=demo_dap_key("supplier").public_key())
-        with _tsm(card, "supplier") as t:
-            t.deploy(settlement_load_file(), SETTLEMENT_APP_AID, params=ecdsa.public_bytes(demo_index_publisher_key()))
+        card = open_demo_hub(Path(tmp) / f"hub{n}.sqlite")
+        with demo_tsm(card, "supplier") as t:
+            deploy_applet(t, "settlement")
             AppletMailbox(t, SETTLEMENT_APP_AID).push_series(index)
         nonce = new_nonce()
         c = commit_nonce("bench", START, LAST, 100, nonce)
-        with _tsm(card, "grid-operator") as t:
-            t.deploy(profiling_load_file(), PROFILING_APP_AID, params=ecdsa.public_bytes(demo_profile_key()))
+        with demo_tsm(card, "grid-operator") as t:
+            deploy_applet(t, "profiling")
             mb = AppletMailbox(t, PROFILING_APP_AID)
             for p in profiles:
                 mb.push_series(p)
@@ -116,7 +102,7 @@ def main() -> None:
             rc = ReadingsClient(card.transmit, aid)
             rc.select()
             rc.pair("bench", TZ, 15)
-        with _tsm(card, "grid-operator") as t:
+        with demo_tsm(card, "grid-operator") as t:
             hub_commitment = AppletMailbox(t, PROFILING_APP_AID).send(
                 b"\x10" + _day(START) + _day(LAST) + (100).to_bytes(2, "big") + c, "commit")
         for aid in (SETTLEMENT_APP_AID, PROFILING_APP_AID):
@@ -148,10 +134,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for n in range(runs):
             card, nonce, coin_bytes = build(tmp, n)
-            smb = AppletMailbox(_tsm(card, "supplier").open(), SETTLEMENT_APP_AID)
+            smb = AppletMailbox(demo_tsm(card, "supplier").open(), SETTLEMENT_APP_AID)
             raw_st = timed("hub", lambda smb=smb: smb.request(req, "settlement"))
             timed("plain", lambda: (sum(flat), sum(p * m for p, m in zip(prices, flat, strict=True))))
-            gmb = AppletMailbox(_tsm(card, "grid-operator").open(), PROFILING_APP_AID)
+            gmb = AppletMailbox(demo_tsm(card, "grid-operator").open(), PROFILING_APP_AID)
             raw_sc = timed("scores", lambda gmb=gmb: gmb.request(sreq, "scores"))
             timed("scores_plain", lambda: [sum(a * b for a, b in zip(w, hourly, strict=True)) for w in ws])
             if n == runs - 1:

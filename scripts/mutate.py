@@ -32,11 +32,11 @@ FORECAST = "src/meterhub/utility/forecasting.py"
 SJSON = "src/meterhub/model/strictjson.py"
 ECDSA = "src/meterhub/crypto/ecdsa.py"
 
-BILL = ("tests/test_verifier.py", "tests/test_verification_rules.py")
-INGEST = ("tests/test_ingest.py", "tests/test_verification_rules.py", "tests/test_billing_and_exchange.py")
-JSON = ("tests/test_strictjson.py",)
-RULES = ("tests/test_verification_rules.py",)
-BANDS = ("tests/test_banded.py", "tests/test_gaps.py")
+BILL = ("tests/utility/test_verifier.py", "tests/utility/test_verification_rules.py")
+INGEST = ("tests/utility/test_ingest.py", "tests/utility/test_verification_rules.py", "tests/hub/test_billing_and_exchange.py")
+JSON = ("tests/model/test_strictjson.py",)
+RULES = ("tests/utility/test_verification_rules.py",)
+BANDS = ("tests/utility/test_banded.py", "tests/utility/test_gaps.py")
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ MUTATIONS = [
     Mutation("JSON reader skips the depth limit", SJSON, "if depth > max_depth:", "if False:", JSON),
     Mutation("hex fields accept upper case", SJSON,
              "if not isinstance(value, str) or not _LOWER_HEX.fullmatch(value):",
-             "if not isinstance(value, str):", ("tests/test_verification_rules.py", "tests/test_billing_and_exchange.py")),
+             "if not isinstance(value, str):", ("tests/utility/test_verification_rules.py", "tests/hub/test_billing_and_exchange.py")),
     Mutation("ECDSA verify accepts high-S when asked not to", ECDSA,
              "if len(signature) != 64 or (low_s and not is_low_s(signature)):",
              "if len(signature) != 64:", RULES),

@@ -45,7 +45,7 @@ chown postgres "$dir"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 $AS_PG "$BIN/initdb" -D "$dir/data" -A trust -U postgres --no-sync >/dev/null
 # In the configuration file (not pg_ctl -o), so that a plain `pg_ctl start` after a stop
-# (tests/test_service_demo.py restarts the server) comes back on the same address.
+# (tests/demo/test_service_demo.py restarts the server) comes back on the same address.
 cat >> "$dir/data/postgresql.conf" <<CONF
 listen_addresses = '127.0.0.1'
 port = $port

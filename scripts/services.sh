@@ -4,7 +4,7 @@
 #
 # pcscd with the vsmartcard vpcd driver (packages pcscd, vsmartcard-vpcd): the driver,
 # configured by /etc/reader.conf.d/vpcd, listens on 127.0.0.1:35963 (0x8C7B) for a virtual
-# card; tests/test_pcsc_interop.py connects the hub there (see docs/pcsc.md).
+# card; tests/hub/test_pcsc_interop.py connects the hub there (see docs/pcsc.md).
 set -euo pipefail
 
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

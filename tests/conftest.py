@@ -1,11 +1,28 @@
-"""Shared fixtures and the hypothesis profile."""
+"""Shared fixtures and the hypothesis profile.
+
+The tests mirror ``src/meterhub`` (docs/architecture.md, "Tests"). Every test directory is
+put on ``sys.path`` here, before collection, so that test modules keep their plain names
+(``test_settlement``) wherever they live: pytest imports them by basename (the default
+``prepend`` import mode, no ``__init__.py``), the shared helper modules (``helpers``,
+``gurux_link``, ``dashboard_setup``) import from any directory, and a second test file with
+an existing basename is a collection error rather than a silent shadow. ``tests/leaks/``
+(attacks that still work, run one by one) stays off the path and is never collected.
+"""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
 
-from helpers import History, make_history
+_TESTS = Path(__file__).resolve().parent
+for _dir in sorted({p.parent for p in _TESTS.rglob("*.py")}):
+    if _dir != _TESTS and "leaks" not in _dir.relative_to(_TESTS).parts and str(_dir) not in sys.path:
+        sys.path.append(str(_dir))
+
+from helpers import History, make_history  # noqa: E402
 
 settings.register_profile("ci", deadline=None, print_blob=True)
 settings.load_profile("ci")
@@ -15,6 +32,49 @@ settings.load_profile("ci")
 def history() -> History:
     # 2027-03-27..29 spans the spring DST change (a 92-interval day).
     return make_history()
+
+
+# -- hub cards (meterhub.demo.hubs: the demo, the benchmarks and the tests share one factory) --
+@pytest.fixture
+def demo_hub(tmp_path):
+    """Make provisioned demo hub cards in this test's ``tmp_path``:
+    ``demo_hub("billing", "settlement", name="hub.sqlite", policy=..., supplier=...)`` is
+    :func:`meterhub.demo.hubs.provision_demo_hub` (security domains under the demo keys, the
+    privacy guard, the named applets installed by their parties' TSMs). The same ``name``
+    again reopens that card. Every card made is closed after the test."""
+    from meterhub.demo.hubs import provision_demo_hub
+
+    made = []
+
+    def make(*applets: str, name: str = "hub.sqlite", **kwargs):
+        card = provision_demo_hub(tmp_path / name, applets, **kwargs)
+        made.append(card)
+        return card
+
+    yield make
+    for card in made:
+        if not card.store.closed:
+            card.close()
+
+
+@pytest.fixture
+def settlement_hub(tmp_path):
+    """Make :class:`helpers.SettlementHub` hubs (the settlement and profiling applets, paired
+    with a test history) in this test's ``tmp_path``: ``settlement_hub(h, policy=None,
+    name="hub.sqlite")``. Every card made is closed after the test."""
+    from helpers import SettlementHub
+
+    made = []
+
+    def make(h: History, policy=None, *, name: str = "hub.sqlite") -> SettlementHub:
+        hub = SettlementHub(tmp_path / name, h, policy)
+        made.append(hub)
+        return hub
+
+    yield make
+    for hub in made:
+        if not hub.card.store.closed:
+            hub.card.close()
 
 
 # -- PostgreSQL (docs/service.md): the same storage tests run on SQLite and PostgreSQL ----

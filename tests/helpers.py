@@ -118,3 +118,64 @@ def card_vault(path=None):
     vault = VaultClient(card.transmit)
     vault.card = card  # keeps the card with its client (tests close it through here)
     return vault
+
+
+class SettlementHub:
+    """One demo hub card (:func:`meterhub.demo.hubs.provision_demo_hub`) with the settlement
+    applet (supplier SD) and the profiling applet (grid operator SD), paired with a test
+    meter history; the ``settlement_hub`` fixture (conftest.py) makes them per test."""
+
+    def __init__(self, path, h: History, policy=None) -> None:
+        from meterhub.demo.hubs import provision_demo_hub
+        from meterhub.hub.secure_element import (
+            PROFILING_APP_AID,
+            SETTLEMENT_APP_AID,
+            ReadingsClient,
+        )
+        from meterhub.policy import default_policy
+
+        self.h = h
+        self.aids = (SETTLEMENT_APP_AID, PROFILING_APP_AID)
+        # The customer's cycle is the test history (the release policy's period grid).
+        self.card = provision_demo_hub(
+            path, ("settlement", "profiling"), policy=policy or default_policy(anchor=h.start, days=len(h.days))
+        )
+        for aid in self.aids:
+            rc = ReadingsClient(self.card.transmit, aid)
+            rc.select()
+            rc.pair(h.registration.meter_id, "Europe/Berlin", 15)
+
+    @property
+    def last(self) -> date:
+        return self.h.start + timedelta(days=len(self.h.days) - 1)
+
+    def feed(self, days=None) -> None:
+        from meterhub.hub.secure_element import ReadingsClient
+
+        for aid in self.aids:
+            rc = ReadingsClient(self.card.transmit, aid)
+            rc.select()
+            for d in self.h.days if days is None else days:
+                rc.put_openings(d.batch.batch.day, d.first_index, d.openings)
+
+    def mailbox(self, party: str, aid: str):
+        """An open session of ``party``'s TSM to the applet ``aid`` (its mailbox)."""
+        from meterhub.demo.hubs import demo_tsm
+        from meterhub.utility.settlement import AppletMailbox
+
+        t = demo_tsm(self.card, party)
+        t.open()
+        return AppletMailbox(t, aid)
+
+
+def signed_index(h: History, *, version: int = 1, key=None, **kw):
+    """The example price index over ``h``'s days, signed by ``key`` (default: the demo
+    index publisher)."""
+    from meterhub.tariffs.price_index import (
+        demo_index_publisher_key,
+        example_price_index,
+        sign_series,
+    )
+
+    s = example_price_index(h.start, len(h.days), version=version, **kw)
+    return sign_series(s, key or demo_index_publisher_key())

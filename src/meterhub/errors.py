@@ -1,7 +1,7 @@
 """The one root of every error meterhub raises, and the CLI exit code each carries.
 
 Every exception class in ``meterhub`` derives from :class:`MeterhubError`
-(checked by ``tests/test_errors.py``, which fails for a new class that does not),
+(checked by ``tests/checks/test_errors.py``, which fails for a new class that does not),
 so a caller catches one type, and :func:`meterhub.cli.main` maps all of them to
 a one-line message and an exit code in one place (docs/architecture.md, "Where
 things live"). The one exception: :class:`meterhub.card.store.PowerLoss` is a

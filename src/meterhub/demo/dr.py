@@ -50,13 +50,10 @@ from ..dr.event import (
 )
 from ..dr.openadr import VEN, OptRules, run_exchange, self_signed
 from ..dr.release import DRRelease
-from ..hub.dr_host import DR_APP_AID, DRClient, dr_load_file
+from ..hub.dr_host import DR_APP_AID, DRClient
 from ..hub.secure_element import (
     VaultClient,
-    demo_dap_key,
-    demo_scp03_keys,
     demo_vtn_key,
-    open_hub_card,
 )
 from ..meter.flexibility import household_loads, respond
 from ..meter.load import LoadTrace
@@ -66,6 +63,7 @@ from ..utility.demand_response import VerifiedReduction, settle_event, verify_ev
 from ..utility.reverify.dr import DR_CLASS, DRStore
 from ..utility.settlement import AppletMailbox, HubRefused, expected_code_hash
 from ..utility.verifier import Rejected
+from .hubs import demo_tsm, deploy_applet, open_demo_hub
 
 __all__ = ["DRReport", "format_report", "prepare", "run"]
 
@@ -123,8 +121,7 @@ def plan_events(start: date, days: int, tz: str, seed: int) -> list[DREvent]:
 
 
 def _card(d: Path, meter_id: str, supplier: str) -> Any:
-    return open_hub_card(d / "hubs" / f"{meter_id}.sqlite", issuer_keys=demo_scp03_keys("issuer"),
-                         supplier_keys=demo_scp03_keys(supplier), supplier_dap=demo_dap_key(supplier).public_key())
+    return open_demo_hub(d / "hubs" / f"{meter_id}.sqlite", supplier=supplier)
 
 
 def _windows(trace: LoadTrace, events: list[DREvent]) -> list[tuple[int, int]]:
@@ -225,8 +222,6 @@ def prepare(params: Any, traces: list[LoadTrace]) -> list[LoadTrace]:
 def attach(card: Any, params: Any, meter_id: str, tz: str, interval_minutes: int) -> None:
     """Install and pair the DR applet on a hub's card and hand it the signed events with
     the customer's decisions (module docstring); nothing without a stored plan."""
-    from .settlement import _tsm
-
     store = _plan(Path(params.data_dir))
     if store is None:
         return
@@ -237,8 +232,8 @@ def attach(card: Any, params: Any, meter_id: str, tz: str, interval_minutes: int
     if not events:
         return
     if card.registry.get(DR_APP_AID) is None:
-        with _tsm(card, "grid-operator") as tsm:
-            tsm.deploy(dr_load_file(), DR_APP_AID)  # the VTN key: the customer's pinned one
+        with demo_tsm(card, "grid-operator") as tsm:
+            deploy_applet(tsm, "dr", params=b"")  # the VTN key: the customer's pinned one
     client = DRClient(card.transmit)
     client.select()
     client.pair(meter_id, tz, interval_minutes)
@@ -307,9 +302,7 @@ class DRReport:
 
 
 def _collect(card: Any, event_id: str) -> bytes:
-    from .settlement import _tsm
-
-    with _tsm(card, "grid-operator") as tsm:
+    with demo_tsm(card, "grid-operator") as tsm:
         return AppletMailbox(tsm, DR_APP_AID).request(b"\x02" + event_id.encode(), f"DR release {event_id}")
 
 

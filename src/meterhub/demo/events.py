@@ -26,12 +26,7 @@ from ..hub.secure_element import (
     BILLING_APP_AID,
     BILLING_MODULE_AID,
     BILLING_PACKAGE_AID,
-    SUPPLIER_SD_AID,
     BillingClient,
-    billing_load_file,
-    demo_dap_key,
-    demo_scp03_keys,
-    open_hub_card,
 )
 from ..meter.device import Meter
 from ..model.display import format_amount
@@ -43,7 +38,7 @@ from ..tariffs import Tariff, demo_supplier_key, dump_tariff, example_tariff, si
 from ..utility.contracts import Contract, TariffPeriod, segments_for, split_period
 from ..utility.invoices import InvoiceStore, make_period_bill
 from ..utility.store import UtilityStore
-from ..utility.tsm import TSM, dap_signer
+from .hubs import demo_tsm, deploy_applet, open_demo_hub
 
 __all__ = ["run_events", "format_events"]
 
@@ -58,11 +53,6 @@ BETA_APP_AID = BILLING_APP_AID[:-2] + "02"
 
 def _d(n: int) -> date:
     return START + timedelta(days=n - 1)
-
-
-def _tsm(card: Any) -> TSM:
-    return TSM(card.transmit, demo_scp03_keys("supplier"), sd_aid=SUPPLIER_SD_AID,
-               dap=dap_signer(SUPPLIER_SD_AID, demo_dap_key("supplier")))
 
 
 def run_events(seed: int) -> dict[str, Any]:
@@ -113,14 +103,12 @@ def run_events(seed: int) -> dict[str, Any]:
         "segments": [], "correction": None, "through_card": True,
     }
     with tempfile.TemporaryDirectory(prefix="meterhub-events-") as tmp:
-        card = open_hub_card(Path(tmp) / "hub.sqlite", issuer_keys=demo_scp03_keys("issuer"),
-                             supplier_keys=demo_scp03_keys("supplier"),
-                             supplier_dap=demo_dap_key("supplier").public_key(), policy=policy)
+        card = open_demo_hub(Path(tmp) / "hub.sqlite", policy=policy)
         u = UtilityStore(Path(tmp) / "utility.sqlite")
         inv = InvoiceStore(Path(tmp) / "invoices.sqlite")
         try:
-            with _tsm(card) as t:
-                t.deploy(billing_load_file(), BILLING_APP_AID, params=ecdsa.public_bytes(demo_supplier_key()))
+            with demo_tsm(card, "supplier") as t:
+                deploy_applet(t, "billing")
                 t.install(BILLING_PACKAGE_AID, BILLING_MODULE_AID, BETA_APP_AID,
                           params=ecdsa.public_bytes(demo_supplier_key()))
                 t.push_tariff(BILLING_APP_AID, dump_tariff(t1))
@@ -131,7 +119,7 @@ def run_events(seed: int) -> dict[str, Any]:
                 c.pair(meter.meter_id, TZ, 15, bytes(16))
             for k, d in enumerate(days, 1):
                 if k == 6:  # alpha announces the new prices, from the 10th
-                    with _tsm(card) as t:
+                    with demo_tsm(card, "supplier") as t:
                         t.push_tariff(BILLING_APP_AID, dump_tariff(t2))
                 if k < beta.start.day and k != LOST_DAY:  # the 5th is lost on the link
                     hub_a.select()

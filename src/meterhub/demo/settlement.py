@@ -34,20 +34,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ..crypto import ecdsa
 from ..crypto.sampling import DEFAULT_K, commit_nonce, new_nonce
 from ..hub.secure_element import (
     BILLING_APP_AID,
     PROFILING_APP_AID,
     RECIPIENT_SDS,
     SETTLEMENT_APP_AID,
-    SUPPLIER_SD_AID,
     ReadingsClient,
-    demo_dap_key,
-    demo_scp03_keys,
-    open_hub_card,
-    profiling_load_file,
-    settlement_load_file,
 )
 from ..model.timebase import range_starts
 from ..storage.sqlite import StoreError
@@ -85,7 +78,8 @@ from ..utility.settlement import (
     settlement_request,
     verify_settlement,
 )
-from ..utility.tsm import TSM, TSMError, dap_signer
+from ..utility.tsm import TSMError
+from .hubs import demo_tsm, deploy_applet, open_demo_hub
 
 __all__ = [
     "SUPPLIERS",
@@ -142,12 +136,8 @@ def supplier_of(n: int) -> str:
     return SUPPLIERS[n % len(SUPPLIERS)]
 
 
-def _tsm(card: Any, party: str) -> TSM:
-    """A TSM session of ``party``: a supplier name ("supplier-a", ...) reaches the hub's
-    supplier security domain with that supplier's own keys; "grid-operator" and
-    "third-party" reach theirs."""
-    sd = SUPPLIER_SD_AID if party.startswith("supplier") else RECIPIENT_SDS[party]
-    return TSM(card.transmit, demo_scp03_keys(party), sd_aid=sd, dap=dap_signer(sd, demo_dap_key(party)))
+#: The recipients' TSM sessions (meterhub.demo.hubs); .fraud reaches them through here.
+_tsm = demo_tsm
 
 
 class HubApplets:
@@ -171,12 +161,12 @@ def install(card: Any, params: Any, supplier: str) -> None:
     index = _index_for(params, params.interval_minutes)
     profiles = demo_profiles(params.start, params.days)
     if card.registry.get(SETTLEMENT_APP_AID) is None:
-        with _tsm(card, supplier) as tsm:
-            tsm.deploy(settlement_load_file(), SETTLEMENT_APP_AID, params=ecdsa.public_bytes(demo_index_publisher_key()))
+        with demo_tsm(card, supplier) as tsm:
+            deploy_applet(tsm, "settlement")
             AppletMailbox(tsm, SETTLEMENT_APP_AID).push_series(index)
     if card.registry.get(PROFILING_APP_AID) is None:
-        with _tsm(card, "grid-operator") as tsm:
-            tsm.deploy(profiling_load_file(), PROFILING_APP_AID, params=ecdsa.public_bytes(demo_profile_key()))
+        with demo_tsm(card, "grid-operator") as tsm:
+            deploy_applet(tsm, "profiling")
             mb = AppletMailbox(tsm, PROFILING_APP_AID)
             for p in profiles:
                 mb.push_series(p)
@@ -212,7 +202,7 @@ def attach(
             coin = store.coin(meter_id, first, last)
             assert coin is not None
         if coin[3] is None:
-            with _tsm(card, "grid-operator") as tsm:
+            with demo_tsm(card, "grid-operator") as tsm:
                 try:
                     hub_nonce = AppletMailbox(tsm, PROFILING_APP_AID).send(
                         b"\x10" + _day(first) + _day(last) + coin[0].to_bytes(2, "big") + coin[2],
@@ -307,14 +297,9 @@ def _collect(d: Path, store: SettlementStore, mid: str, first: date, last: date,
     path = d / "hubs" / f"{mid}.sqlite"
     if not path.exists() or path.stat().st_size == 0:
         raise StoreError(f"{path}: hub card missing or empty; the data directory cannot be trusted")
-    card = open_hub_card(
-        path,
-        issuer_keys=demo_scp03_keys("issuer"),
-        supplier_keys=demo_scp03_keys(supplier),
-        supplier_dap=demo_dap_key(supplier).public_key(),
-    )
+    card = open_demo_hub(path, supplier=supplier)
     try:
-        with _tsm(card, supplier) as tsm:
+        with demo_tsm(card, supplier) as tsm:
             raw_st = AppletMailbox(tsm, SETTLEMENT_APP_AID).request(
                 settlement_request(first, last, index.series_id, index.version), f"settlement of {mid}"
             )
@@ -322,7 +307,7 @@ def _collect(d: Path, store: SettlementStore, mid: str, first: date, last: date,
         if coin is None or coin[3] is None:
             # attach() records every coin toss, refused ones included, before the period.
             raise StoreError(f"{d / 'settlement.sqlite'}: no coin-toss record for {mid}; the store was damaged")
-        with _tsm(card, "grid-operator") as tsm:
+        with demo_tsm(card, "grid-operator") as tsm:
             mb = AppletMailbox(tsm, PROFILING_APP_AID)
             raw_samples = (
                 mb.request(b"\x11" + _day(first) + _day(last) + coin[1], f"samples of {mid}") if coin[3] else None

@@ -42,13 +42,8 @@ from ..errors import MeterhubError
 from ..hub.secure_element import (
     BILLING_APP_AID,
     CARD_SIDECARS,
-    SUPPLIER_SD_AID,
     BillingClient,
     VaultClient,
-    billing_load_file,
-    demo_dap_key,
-    demo_scp03_keys,
-    open_hub_card,
 )
 from ..hub.store import HubStore
 from ..meter.load import LoadTrace, simulate_neighbourhood
@@ -66,9 +61,9 @@ from ..tariffs import (
     verify_tariff,
 )
 from ..utility.store import UtilityStore
-from ..utility.tsm import TSM, dap_signer
 from . import settlement
 from .homelink import InProcessHomeLink
+from .hubs import demo_tsm, deploy_applet, open_demo_hub
 
 __all__ = ["DemoParams", "DemoRandom", "HouseholdResult", "check_params", "run_demo", "DemoError"]
 
@@ -413,14 +408,7 @@ def _customer_policy(params: DemoParams) -> ReleasePolicy:
 
 
 def _open_card(path: Path, supplier: str, rng: DemoRandom | None, meter_id: str, policy: ReleasePolicy):
-    supplier_keys = demo_scp03_keys(supplier)  # each supplier has its own keys
-    card = open_hub_card(
-        path,
-        issuer_keys=demo_scp03_keys("issuer"),
-        supplier_keys=supplier_keys,
-        supplier_dap=demo_dap_key(supplier).public_key(),
-        policy=policy,
-    )
+    card = open_demo_hub(path, supplier=supplier, policy=policy)  # each supplier has its own keys
     if rng is not None:
         card.runtime.random = rng.card_rng(meter_id)
     return card
@@ -448,10 +436,8 @@ def _hub_card(
         discard_built_file(tmp, CARD_SIDECARS)
         card = _open_card(tmp, supplier, rng, meter_id, _customer_policy(params))
         try:
-            supplier_keys = demo_scp03_keys(supplier)
-            dap = dap_signer(SUPPLIER_SD_AID, demo_dap_key(supplier))
-            with TSM(card.transmit, supplier_keys, sd_aid=SUPPLIER_SD_AID, dap=dap) as tsm:
-                tsm.deploy(billing_load_file(), BILLING_APP_AID, params=ecdsa.public_bytes(demo_supplier_key()))
+            with demo_tsm(card, supplier) as tsm:
+                deploy_applet(tsm, "billing")
                 tsm.push_tariff(BILLING_APP_AID, dump_tariff(example_signed_tariff()))
             settlement.install(card, params, supplier)
         finally:

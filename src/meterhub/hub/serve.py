@@ -22,7 +22,7 @@ signatures with the same key (their TSMs' own keys are set with PUT KEY by the i
   (:meth:`meterhub.utility.tsm.TSM.rotate_keys`) first.
 * With ``--dev`` the ISD gets the GlobalPlatform test key set ``404142..4F`` (KVN ``30``)
   and the recipients' SDs meterhub's demo keys, so PC/SC tools reach it with their
-  default keys (tests/test_pcsc_interop.py). Never for a hub that holds real readings.
+  default keys (tests/hub/test_pcsc_interop.py). Never for a hub that holds real readings.
 
 Later starts reopen the card as it was: installed applets, keys, counters, life cycle.
 """

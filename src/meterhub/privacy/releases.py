@@ -16,7 +16,7 @@ recipient and for the colluding union.
 
 Only the values matter to an attacker; the openings' blindings are uniformly
 random and independent of the readings, so they are left out (the bill, ``E``,
-``V``, ``S`` and the scores do not depend on them). ``tests/test_privacy.py``
+``V``, ``S`` and the scores do not depend on them). ``tests/privacy/test_privacy.py``
 checks the figures against what the real applets release through the card.
 """
 

@@ -1,0 +1,196 @@
+"""The settlement applet through the supplier's TSM, and the settlement service's checks."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import date, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from helpers import SettlementHub as Hub
+from helpers import make_history, signed_index
+from meterhub.crypto import ecdsa
+from meterhub.crypto.group import Q
+from meterhub.hub.secure_element import (
+    RECIPIENT_SDS,
+    SETTLEMENT_APP_AID,
+    ReadingsClient,
+)
+from meterhub.model.timebase import range_starts
+from meterhub.protocols.iso7816 import CommandAPDU, ResponseAPDU
+from meterhub.tariffs.price_index import (
+    dump_series,
+)
+from meterhub.utility.settlement import (
+    HubRefused,
+    SettlementStatement,
+    aggregate,
+    expected_code_hash,
+    settlement_request,
+    verify_settlement,
+)
+
+GRID = RECIPIENT_SDS["grid-operator"]
+CODE_HASH = expected_code_hash("meterhub.applets.settlement/1")
+
+
+@pytest.fixture(scope="module")
+def settled(tmp_path_factory):
+    h = make_history(n_days=3, seed=61)
+    hub = Hub(tmp_path_factory.mktemp("hub") / "hub.sqlite", h)
+    idx = signed_index(h)
+    mb = hub.mailbox("supplier", SETTLEMENT_APP_AID)
+    mb.push_series(idx)
+    hub.feed()
+    mb = hub.mailbox("supplier", SETTLEMENT_APP_AID)
+    raw = mb.request(settlement_request(h.start, hub.last, idx.series.series_id, 1), "settlement")
+    return h, hub, idx, SettlementStatement.from_json(raw)
+
+
+def test_statement_is_exact_and_verifies(settled):
+    h, _, idx, st = settled
+    readings = [m for day in h.readings for m in day]
+    prices = idx.series.values_for(range_starts(h.start, 3, "Europe/Berlin", 15), 15)
+    assert st.energy_wh == sum(readings)
+    assert st.value == sum(p * m for p, m in zip(prices, readings, strict=True))
+    assert st.energy_blinding == sum(o.r for o in h.openings) % Q
+    assert st.code_hash == CODE_HASH and st.applet_aid == SETTLEMENT_APP_AID
+    assert verify_settlement(st, h.registration, h.day_commitments(), idx.series, code_hash=CODE_HASH).ok
+    assert SettlementStatement.from_json(st.to_json()) == st
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (dict(energy_wh=1), "energy"),
+        (dict(value=1), "value"),
+        (dict(energy_blinding=1), "energy"),
+        (dict(value_blinding=1), "value"),
+        (dict(index_version=2), "index"),
+        (dict(index_digest=bytes(32)), "digest"),
+        (dict(code_hash="00" * 32), "code hash"),
+        (dict(meter_id="m-other"), "meter"),
+        (dict(count=-1), "covers"),
+        (dict(first_index=1), "covers"),
+        (dict(period_to=date(2027, 3, 28)), "period"),
+    ],
+)
+def test_tampered_statement_is_rejected(settled, change, reason):
+    h, _, idx, st = settled
+    key = next(iter(change))
+    value = change[key]
+    if key in ("energy_wh", "value", "energy_blinding", "value_blinding", "count"):
+        value = getattr(st, key) + value
+    bad = dataclasses.replace(st, **{key: value})
+    v = verify_settlement(bad, h.registration, h.day_commitments(), idx.series, code_hash=CODE_HASH)
+    assert not v.ok
+    assert v.reason
+
+
+def test_tampered_index_or_commitments_are_rejected(settled):
+    h, _, idx, st = settled
+    s = idx.series
+    vals = list(s.values)
+    vals[5] += 1
+    tampered = dataclasses.replace(s, values=tuple(vals))
+    assert "digest" in verify_settlement(st, h.registration, h.day_commitments(), tampered).reason
+    days = h.day_commitments()
+    c = bytearray(days[1].c33)
+    c[40] ^= 1
+    days[1] = dataclasses.replace(days[1], c33=bytes(c))
+    assert not verify_settlement(st, h.registration, days, s).ok
+    assert "no signed batch" in verify_settlement(st, h.registration, h.day_commitments()[:2], s).reason
+
+
+def test_index_refusals_name_the_reason(settlement_hub):
+    h = make_history(n_days=2, seed=62)
+    hub = settlement_hub(h)
+    mb = hub.mailbox("supplier", SETTLEMENT_APP_AID)
+    with pytest.raises(HubRefused, match="not the publisher key the customer pinned") as e:
+        mb.push_series(signed_index(h, key=ecdsa.generate_signing_key()))
+    assert e.value.sw == 0x6982
+    good = signed_index(h, version=2)
+    raw = dump_series(good)
+    unsigned = raw[: raw.index(b',"signature"')] + b"}"
+    with pytest.raises(HubRefused, match="unsigned") as e:
+        mb.push_raw_series(unsigned, "unsigned index")
+    assert e.value.sw == 0x6A80
+    wrong_format = raw.replace(b"meterhub-series/1", b"meterhub-series/9")
+    with pytest.raises(HubRefused, match="format version"):
+        mb.push_raw_series(wrong_format, "index")
+    mb.push_series(good)
+    mb.push_series(good)  # the same version again is fine
+    with pytest.raises(HubRefused, match="older version") as e:
+        mb.push_series(signed_index(h, version=1))
+    assert e.value.sw == 0x6985
+    # Expired: the hub holds readings past the index's expiry day.
+    hub.feed()
+    mb = hub.mailbox("supplier", SETTLEMENT_APP_AID)
+    stale = signed_index(h, version=3, expires=h.start + timedelta(days=1))
+    with pytest.raises(HubRefused, match="expired") as e:
+        mb.push_series(stale)
+    assert e.value.sw == 0x6984
+    # A request for another version than the hub holds.
+    with pytest.raises(HubRefused) as e:
+        mb.request(settlement_request(h.start, hub.last, good.series.series_id, 7), "settlement")
+    assert e.value.sw == 0x6A88
+    with pytest.raises(HubRefused, match="release policy") as e:  # not one whole period
+        mb.request(settlement_request(h.start, hub.last + timedelta(days=1), good.series.series_id, 2), "settlement")
+    assert e.value.sw == 0x6A80
+
+
+def test_outputs_go_only_to_the_suppliers_domain(settlement_hub):
+    h = make_history(n_days=1, seed=63)
+    hub = settlement_hub(h)
+    hub.feed()
+    # The host's plain channel has no output command (STORE DATA is not an applet INS).
+    rc = ReadingsClient(hub.card.transmit, SETTLEMENT_APP_AID)
+    rc.select()
+    capdu = CommandAPDU(0x80, 0xE2, 0x80, 0x00, settlement_request(h.start, h.start, "x", 1), le=256)
+    assert ResponseAPDU.from_bytes(hub.card.transmit(capdu.to_bytes())).sw == 0x6D00
+    # Another recipient's domain cannot reach the settlement applet.
+    with pytest.raises(HubRefused) as e:
+        hub.mailbox("grid-operator", SETTLEMENT_APP_AID).push_series(signed_index(h))
+    assert e.value.sw == 0x6A88
+
+
+@pytest.mark.parametrize("top", [0, 31, 32, 22_000, 1 << 40])
+def test_msm_small_equals_the_plain_sum(top):
+    import random
+
+    from meterhub.crypto.group import G, H, Point
+    from meterhub.utility.settlement import msm_small
+
+    rng = random.Random(top)
+    pts = [G * rng.randrange(1, Q) + H * rng.randrange(1, Q) for _ in range(40)]
+    ks = [rng.randint(0, top) for _ in pts]
+    want = Point.identity()
+    for k, p in zip(ks, pts, strict=True):
+        want = want + p * k
+    blob = b"".join(p.to_bytes_uncompressed() for p in pts)
+    assert msm_small(ks, blob, 65) == want
+
+
+def test_aggregate_shares():
+    shares = aggregate([("a", 100, 50), ("b", 300, 150), ("a", 100, 0)])
+    assert [(s.supplier, s.customers, s.energy_wh, s.value) for s in shares] == [("a", 2, 200, 50), ("b", 1, 300, 150)]
+    assert shares[0].energy_share == pytest.approx(0.4) and shares[1].value_share == pytest.approx(0.75)
+
+
+@given(st.binary(max_size=300) | st.text(max_size=300))
+def test_statement_parser_only_raises_value_error(data):
+    try:
+        SettlementStatement.from_json(data)
+    except ValueError:
+        pass
+
+
+@given(st.dictionaries(st.sampled_from(["format", "meter_id", "energy_wh", "value", "count"]),
+                       st.one_of(st.integers(), st.text(max_size=5), st.none(), st.booleans())))
+def test_statement_parser_on_objects(d):
+    import json
+
+    with pytest.raises(ValueError):
+        SettlementStatement.from_json(json.dumps(d))
