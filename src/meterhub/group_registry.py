@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from math import gcd
@@ -72,6 +72,8 @@ __all__ = [
     "reduced_rows",
     "isolated_households",
     "registry_problems",
+    "recovery_problems",
+    "set_problems",
     "span_digest",
 ]
 
@@ -208,25 +210,75 @@ def registry_problems(groups: Sequence[GroupDefinition], min_size: int = MIN_GRO
     differ by fewer (symmetric difference, equal sets allowed), a household listed with two
     hub keys on overlapping days (:func:`_key_conflicts`), a household in the span, or a
     reduced row of fewer households. Empty when none."""
+    return set_problems([(g.group_id, g.meter_ids) for g in groups], min_size, _key_conflicts(groups))
+
+
+def set_problems(named: Sequence[tuple[str, frozenset[str]]], min_size: int = MIN_GROUP_SIZE,
+                 extra: Sequence[str] = ()) -> list[str]:
+    """:func:`registry_problems` over named member sets (a group, or the present set of a
+    recovery round, ``meterhub.aggregation.GroupPolicy`` rule 6): a set below the
+    minimum, two sets that differ by fewer, a household in their span, a reduced row of
+    fewer households; ``extra`` problems are listed after the pairwise ones."""
     out = []
-    for g in groups:
-        if len(g.members) < min_size:
-            out.append(f"group {g.group_id} has {len(g.members)} members, fewer than {min_size}")
+    for name, s in named:
+        if len(s) < min_size:
+            out.append(f"group {name} has {len(s)} members, fewer than {min_size}")
     distinct: dict[frozenset[str], str] = {}
-    for g in groups:
-        distinct.setdefault(g.meter_ids, g.group_id)
+    for name, s in named:
+        distinct.setdefault(s, name)
     items = list(distinct.items())
     for i, (a, ga) in enumerate(items):
         for b, gb in items[i + 1 :]:
             d = len(a ^ b)
             if d < min_size:
                 out.append(f"groups {ga} and {gb} differ by {d} member(s), fewer than {min_size}")
-    out += _key_conflicts(groups)
+    out += extra
     cols, rows = reduced_rows(distinct)
     supports = [[cols[k] for k, x in enumerate(row) if x] for row in rows]
     out[:0] = [f"the groups together isolate household {nz[0]}" for nz in supports if len(nz) == 1]
     out += [f"the groups together give a combination of {len(nz)} households ({', '.join(nz)})"
             for nz in supports if 1 < len(nz) < min_size]
+    return out
+
+
+def recovery_problems(day_sets: Mapping[str, frozenset[str]], group_id: str, present: frozenset[str],
+                      answered: Mapping[str, frozenset[str]], min_size: int = MIN_GROUP_SIZE) -> list[str]:
+    """Why a hub must not answer a recovery of group ``group_id`` (the unmasking round
+    with members missing) that enables the sum over ``present`` on a day whose groups in
+    its registry are ``day_sets`` (group id -> members), after the recoveries it answered
+    that day (``answered``: group id -> the present set it enabled). Empty when it may.
+
+    What the grid operator can learn on the day is one vector per group: the group's sum,
+    or, for a group with a recovery, its present set's sum (never both: every present
+    member answers one unmasking per group and day, and the missing members' self-masks
+    need ``t`` shares that only present members hold). The rule, per day (docs/fraud.md):
+
+    1. **the group splits the day's span**: every reduced row of the day's groups lies
+       inside the group or outside it (a group crossing it could be combined with the
+       present sets of other groups' recoveries, which other hubs answer and this hub
+       never sees: ``v + X``, ``X + Y``, ``Y`` from three groups give ``v``);
+    2. the day's vectors, every group's sum except the ones this hub answered a
+       recovery for, those recoveries' present sets and this present set, pass
+       :func:`set_problems`: no household in their span, no two that differ by fewer
+       than the minimum, no reduced row of fewer households. (With the feeder group and
+       its halves on the day, the present set ``F - v`` gives ``L + R - (F - v) = v``.)
+    """
+    mine = day_sets.get(group_id)
+    if mine is None:
+        return [f"group {group_id} is not a group of the day in the registry"]
+    if present == mine:
+        return []
+    out = []
+    cols, rows = reduced_rows(day_sets.values())
+    for row in rows:
+        support = {cols[k] for k, x in enumerate(row) if x}
+        if support & mine and support - mine:
+            out.append(f"the day's groups cross group {group_id} (a combination of {len(support)} households "
+                       "lies partly inside it): a recovery of it could combine with recoveries this hub does not see")
+            break
+    named = [(gid, answered.get(gid, s)) for gid, s in day_sets.items() if gid != group_id]
+    named.append((f"{group_id} (present set of the recovery)", present))
+    out += set_problems(named, min_size)
     return out
 
 
@@ -280,6 +332,12 @@ class RegistryView:
 
     def day_span(self, day: date) -> bytes:
         return span_digest(self.day_groups(day))
+
+    def recovery_problems(self, group_id: str, day: date, present: frozenset[str],
+                          answered: Mapping[str, frozenset[str]], *, min_size: int = MIN_GROUP_SIZE) -> list[str]:
+        """:func:`recovery_problems` over the groups of ``day`` in this registry."""
+        return recovery_problems({g.group_id: g.meter_ids for g in self.day_groups(day)}, group_id, present,
+                                 answered, min_size)
 
     def check_extension(self, block: RegistryBlock, signer_keys: Sequence[bytes],
                         released: Callable[[date], bool], *, min_size: int = MIN_GROUP_SIZE,

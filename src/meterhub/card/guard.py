@@ -556,7 +556,24 @@ class GuardPort(Shareable):
                     raise ISOException(SW.CONDITIONS_NOT_SATISFIED,
                                        f"{mid} was answered as {'missing' if had == b'D' else 'present'} "
                                        "for this group and day; the other kind is refused")
+            # the present set's sum must not leave the registry's span for the day,
+            # with the recoveries this card answered that day (docs/fraud.md)
+            problems = self._registry().recovery_problems(
+                group.group_id, req.day, group.meter_ids - set(req.missing), self._answered(req.day),
+                min_size=GROUP_POLICY.min_size)
+            if problems:
+                raise ISOException(SW.CONDITIONS_NOT_SATISFIED, f"recovery refused: {problems[0]}")
         return group, req.day, slot(kind)
+
+    def _answered(self, day: date) -> dict[str, frozenset[str]]:
+        """The present sets of the recoveries this card answered on ``day``, by group."""
+        g = self._guard
+        prefix = self._qkey(b"p", day.isoformat().encode(), b"")
+        out = {}
+        for k in g._stored(prefix):
+            raw = (g.ctx.store.get(k) or b"").decode()
+            out[k[len(prefix):].decode()] = frozenset(raw.split("\n")) if raw else frozenset()
+        return out
 
     def _mark(self, group_id: str, day: date, member: str) -> bytes:
         return b"U" + "/".join((self._recipient, group_id, day.isoformat(), member)).encode()
@@ -606,6 +623,9 @@ class GuardPort(Shareable):
                 g.ctx.store.put(self._mark(group.group_id, day, m), b"D")
             for p, _ in req.present:
                 g.ctx.store.put(self._mark(group.group_id, day, p), b"P")
+            # the present set this answer enables, counted by later recoveries of the day
+            g.ctx.store.put(self._qkey(b"p", day.isoformat().encode(), group.group_id.encode()),
+                            "\n".join(sorted(group.meter_ids - set(req.missing))).encode())
         g.ctx.commit_transaction()
         return g._hand_out(self._client, count, False)
 

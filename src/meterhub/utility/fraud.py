@@ -60,6 +60,7 @@ __all__ = [
     "FeederDay",
     "make_group",
     "collect_day",
+    "recovery_missing",
     "verify_feeder_day",
     "demo_grid_key",
     "hub_key",
@@ -96,13 +97,42 @@ def make_group(group_id: str, feeder_id: str, keys: Mapping[str, bytes], valid_f
     return GroupDefinition(group_id, feeder_id, interval_minutes, valid_from, valid_to, members).signed(key)
 
 
+def recovery_missing(view: RegistryView, group: GroupDefinition, day: date, dropped: Sequence[str],
+                     answered: Mapping[str, frozenset[str]] | None = None) -> tuple[str, ...] | None:
+    """The members to name missing in a recovery of ``group`` on ``day`` when ``dropped``
+    did not answer: ``dropped`` itself if the hubs' recovery rule
+    (:func:`meterhub.group_registry.recovery_problems`, over the day's groups in
+    ``view`` and the recoveries already run that day, ``answered``) admits the present
+    set, else ``dropped`` grown by the smallest groups of the day inside ``group`` that
+    hold a dropped member (the present set is then the rest of a nested partition, in
+    the registry's span), else ``None``: the day has no sum. The present set must also
+    hold ``t + 1`` members (:func:`meterhub.aggregation.self_mask_threshold`)."""
+    ids = group.meter_ids
+    t = self_mask_threshold(len(ids))
+    inner = sorted((g.meter_ids for g in view.day_groups(day) if g.meter_ids < ids), key=len)
+    grown = set(dropped)
+    for d in dropped:
+        grown |= next((s for s in inner if d in s), frozenset())
+    for missing in (frozenset(dropped), frozenset(grown)):
+        present = ids - missing
+        if len(present) - 1 >= t and not view.recovery_problems(group.group_id, day, present, answered or {}):
+            return tuple(sorted(missing))
+    return None
+
+
 def collect_day(mailboxes: Mapping[str, AppletMailbox | None], group: GroupDefinition, day: date,
-                app_aid: str) -> tuple[dict[str, MaskedRelease], dict[str, RecoveryRelease], list[str]]:
+                app_aid: str, *, registry: RegistryView | None = None,
+                answered: Mapping[str, frozenset[str]] | None = None
+                ) -> tuple[dict[str, MaskedRelease], dict[str, RecoveryRelease], list[str]]:
     """Step 1: ask every member (``None``: the hub is unreachable), then recover the missing.
 
-    Returns releases, recovery releases and the missing members. When a present hub
-    refuses or fails the recovery (its policy refuses one that would leave fewer than the
-    minimum present), the recovery releases come back empty: the day has no sum.
+    Returns releases, recovery releases and the missing members. With the feeder's
+    ``registry`` the missing set is chosen by :func:`recovery_missing` first (members
+    that answered but are named missing lose their release: the present set's sum is all
+    the day gives); when none is admitted, or when a present hub refuses or fails the
+    recovery (its policy refuses a present set outside the registry's span for the day,
+    or one that would leave fewer than the minimum present), the recovery releases come
+    back empty: the day has no sum, and it is reported, not retried.
     """
     from .settlement import HubRefused
 
@@ -121,6 +151,12 @@ def collect_day(mailboxes: Mapping[str, AppletMailbox | None], group: GroupDefin
         if len(rel.shares) != len(ids) - 1:  # its seed shares cannot be forwarded: as if it had not answered
             del releases[mid]
     missing = sorted(m for m in ids if m not in releases)
+    if missing and registry is not None:
+        chosen = recovery_missing(registry, group, day, missing, answered)
+        if chosen is None:
+            return releases, {}, missing  # no admissible present set: no sum for the day
+        missing = list(chosen)
+        releases = {m: r for m, r in releases.items() if m not in chosen}
     recoveries: dict[str, RecoveryRelease] = {}
     present = sorted(releases)
     if len(present) - 1 < self_mask_threshold(len(ids)):
