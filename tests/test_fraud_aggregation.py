@@ -44,6 +44,7 @@ from meterhub.utility.fraud import (
     make_group,
     push_group,
     push_registry,
+    relay_head_tags,
     verify_feeder_day,
 )
 from meterhub.utility.settlement import AppletMailbox, HubRefused, expected_code_hash
@@ -96,6 +97,8 @@ class Feeder(dict):
             self.registry.publish([g])
         for hub in self.values():
             push_registry(hub.mailbox(), self.registry)
+        # hubs that released under the old head need their co-members' tags over the new one
+        relay_head_tags({i: hub.mailbox() for i, hub in self.items()})
         return self.registry.group(g.group_id)
 
 

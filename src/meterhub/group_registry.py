@@ -75,9 +75,14 @@ __all__ = [
     "recovery_problems",
     "set_problems",
     "span_digest",
+    "HEAD_DST",
+    "HeadTags",
+    "head_message",
 ]
 
 REGISTRY_DST = b"meterhub/v1/aggregation-group-registry\x00"
+HEAD_DST = b"meterhub/v1/aggregation-registry-head\x00"
+_HEAD_MAGIC = b"MHGH\x01"
 SPAN_DST = b"meterhub/v1/aggregation-day-span\x00"
 _MAGIC = b"MHGR\x01"
 MAX_BLOCK_GROUPS = 256
@@ -141,6 +146,56 @@ class RegistryBlock:
         sig = r.take(64)
         r.end()
         return cls(feeder, version, prev, groups, sig)
+
+
+def head_message(feeder_id: str, version: int, head: bytes, sender: str, receiver: str) -> bytes:
+    """What a hub's tag for one co-member covers: ``HEAD_DST || str8 feeder || u32 version
+    || 32-byte chain value || str8 sender || str8 receiver``."""
+    if len(head) != 32 or not 0 <= version < 1 << 32:
+        raise FormatError("registry head: u32 version and a 32-byte chain value")
+    return HEAD_DST + _str8(feeder_id) + _U32.pack(version) + bytes(head) + _str8(sender) + _str8(receiver)
+
+
+@dataclass(frozen=True)
+class HeadTags:
+    """Tags over a registry head (docs/fraud.md, forks): a hub's answer to applet
+    message ``05`` (``owner`` the sender, one tag per co-member) or the grid operator's
+    message ``06`` to one hub (``owner`` the receiver, the tags its co-members addressed
+    to it over the same head). Each tag is :func:`meterhub.crypto.zerosum.pair_tag` of
+    :func:`head_message` under the pair's X25519 secret, so the operator relays but
+    cannot forge a co-member's view.
+
+    ``MHGH 01 || str8 feeder || u32 version || 32-byte chain value || str8 owner || u16 n
+    || n x (str8 peer || 16-byte tag)``, sorted by peer and tag, no entry twice. A peer
+    the registry lists with two hub keys (on separate days) gets one tag per key.
+    """
+
+    feeder_id: str
+    version: int
+    head: bytes
+    owner: str
+    tags: tuple[tuple[str, bytes], ...]
+
+    def to_bytes(self) -> bytes:
+        if list(self.tags) != sorted(set(self.tags)) or any(len(t) != 16 for _, t in self.tags) \
+                or len(self.tags) > 0xFFFF:
+            raise FormatError("registry head tags: entries sorted and distinct, 16-byte tags")
+        if len(self.head) != 32 or not 0 <= self.version < 1 << 32:
+            raise FormatError("registry head tags: u32 version and a 32-byte chain value")
+        return (_HEAD_MAGIC + _str8(self.feeder_id) + _U32.pack(self.version) + self.head + _str8(self.owner)
+                + len(self.tags).to_bytes(2, "big") + b"".join(_str8(p) + t for p, t in self.tags))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> HeadTags:
+        r = _Reader(data, "registry head tags")
+        if r.take(len(_HEAD_MAGIC)) != _HEAD_MAGIC:
+            raise FormatError("registry head tags: not version 1")
+        feeder, version, head, owner = r.str8("feeder id"), int.from_bytes(r.take(4), "big"), r.take(32), r.str8("owner")
+        tags = tuple((r.str8("peer"), r.take(16)) for _ in range(r.u16()))
+        r.end()
+        if list(tags) != sorted(set(tags)):
+            raise FormatError("registry head tags: entries must be sorted, without repeats")
+        return cls(feeder, version, head, owner, tags)
 
 
 # ---------------------------------------------------------------------- exact linear algebra
@@ -332,6 +387,18 @@ class RegistryView:
 
     def day_span(self, day: date) -> bytes:
         return span_digest(self.day_groups(day))
+
+    def co_members(self, meter_id: str) -> dict[str, set[bytes]]:
+        """Every other member of every group listing ``meter_id``, with the hub keys the
+        registry lists it with: the hubs whose tags over a new head this hub needs
+        before it releases under that head (docs/fraud.md, forks)."""
+        out: dict[str, set[bytes]] = {}
+        for g in self.groups.values():
+            if g.member(meter_id) is not None:
+                for m in g.members:
+                    if m.meter_id != meter_id:
+                        out.setdefault(m.meter_id, set()).add(m.hub_key)
+        return out
 
     def recovery_problems(self, group_id: str, day: date, present: frozenset[str],
                           answered: Mapping[str, frozenset[str]], *, min_size: int = MIN_GROUP_SIZE) -> list[str]:

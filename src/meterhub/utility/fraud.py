@@ -50,7 +50,7 @@ from ..aggregation import (
 from ..crypto import ecdsa
 from ..crypto.group import G, H, PointDecodeError, Q, msm_encoded
 from ..crypto.selfmask import combine_seed, self_masks
-from ..group_registry import RegistryBlock, RegistryView
+from ..group_registry import HeadTags, RegistryBlock, RegistryView
 from ..model.timebase import day_starts
 from .settlement import AppletMailbox, check_batches
 from .verifier import DayCommitments, MeterRegistration, Rejected
@@ -66,6 +66,7 @@ __all__ = [
     "hub_key",
     "push_group",
     "push_registry",
+    "relay_head_tags",
     "registry_head",
     "GroupRegistry",
     "SessionMailbox",
@@ -425,6 +426,28 @@ def push_registry(mailbox: AppletMailbox, registry: GroupRegistry | Sequence[Reg
         raise Rejected(f"the hub holds another registry (block {held - 1} differs)")
     for b in blocks[held:]:
         mailbox.send(b"\x03" + b.to_bytes(), f"registry block {b.version}")
+
+
+def relay_head_tags(mailboxes: Mapping[str, AppletMailbox | None]) -> list[str]:
+    """Relay the hubs' tags over their registry heads (applet ``05``) to their co-members
+    (``06``): after a new block, a hub that released under an older head releases again
+    only once every co-member tagged the new one (docs/fraud.md, forks). Returns the
+    hubs that got every tag they need from the hubs reached (``None``: unreachable)."""
+    got = {mid: HeadTags.from_bytes(mb.send(b"\x05", f"registry head tags of {mid}"))
+           for mid, mb in mailboxes.items() if mb is not None}
+    done = []
+    for mid, mine in got.items():
+        tags = tuple(sorted({(sender, tag) for sender, theirs in got.items()
+                             if sender != mid and (theirs.feeder_id, theirs.version, theirs.head)
+                             == (mine.feeder_id, mine.version, mine.head)
+                             for peer, tag in theirs.tags if peer == mid}))
+        box = mailboxes[mid]
+        assert box is not None
+        box.send(b"\x06" + HeadTags(mine.feeder_id, mine.version, mine.head, mid, tags).to_bytes(),
+                 f"co-members' registry head tags for {mid}")
+        if {p for p, _ in tags} >= {p for p, _ in mine.tags}:
+            done.append(mid)
+    return sorted(done)
 
 
 def push_group(mailbox: AppletMailbox, group: GroupDefinition) -> None:
