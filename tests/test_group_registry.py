@@ -28,6 +28,7 @@ from meterhub.group_registry import (
     isolated_households,
     reduced_rows,
     registry_problems,
+    set_problems,
     span_digest,
 )
 from meterhub.hub.aggregation import AGGREGATION_APP_AID
@@ -95,6 +96,47 @@ def test_isolation_matches_a_rank_test_over_the_rationals(seed: int) -> None:
     # the reduced rows span the same space and are as many as the rank
     cols2, red = reduced_rows(sets)
     assert cols2 == cols and len(red) == _rank(rows) == _rank([*rows, *map(list, red)])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_every_sum_or_difference_of_two_households_in_the_span_is_refused(seed: int) -> None:
+    """Complete for pairs: ``e_v +- e_w`` in the span (a rank test over Fractions) iff
+    the set test names a combination of two households (formerly
+    ``tests/leaks/leak_registry_pair_sum.py``)."""
+    rnd = random.Random(seed)
+    n, m = rnd.randint(3, 9), rnd.randint(1, 6)
+    sets = [frozenset(f"h{j}" for j in range(n) if rnd.random() < 0.6) or frozenset({"h0"}) for _ in range(m)]
+    cols = sorted(set().union(*sets))
+    rows = [[int(c in s) for c in cols] for s in sets]
+    base = _rank(rows)
+    pairs = set()
+    for i in range(len(cols)):
+        for j in range(i + 1, len(cols)):
+            for sign in (1, -1):
+                vec = [1 if k == i else sign if k == j else 0 for k in range(len(cols))]
+                if _rank([*rows, vec]) == base and _rank([*rows, [int(k == i) for k in range(len(cols))]]) > base:
+                    pairs.add((cols[i], cols[j]))  # in the span, and not because one household is
+    named = {tuple(p.split("(")[1].rstrip(")").split(", ")) for p in set_problems([(str(k), s) for k, s in
+                                                                                   enumerate(sets)], 5)
+             if "combination of 2 households" in p}
+    assert pairs <= named | {(b, a) for a, b in named} | _isolated_pairs(sets, cols)
+
+
+def _isolated_pairs(sets, cols) -> set[tuple[str, str]]:
+    """Pairs whose members are both isolated (reported as isolated households instead)."""
+    iso = set(isolated_households(sets))
+    return {(a, b) for a in cols for b in cols if a in iso and b in iso}
+
+
+def test_the_pair_sum_of_three_groups_is_refused() -> None:
+    """``G1 = {v} + X``, ``G2 = {w} + Y``, ``G3 = X + Y``: no household in the span, every
+    two groups differ by at least 6, the reduced rows have 6, 6 and 10 households, but
+    ``G1 + G2 - G3 = v + w``: refused as a combination of 2 households."""
+    x, y = _h("x", 5), _h("y", 5)
+    groups = [_g("G1", ["v", *x]), _g("G2", ["w", *y]), _g("G3", [*x, *y])]
+    assert isolated_households(g.meter_ids for g in groups) == []
+    assert "combination of 2 households (v, w)" in registry_problems(groups)[-1]
 
 
 def test_span_digest_is_the_span_not_the_list() -> None:

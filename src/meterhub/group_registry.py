@@ -293,6 +293,44 @@ def set_problems(named: Sequence[tuple[str, frozenset[str]]], min_size: int = MI
     out[:0] = [f"the groups together isolate household {nz[0]}" for nz in supports if len(nz) == 1]
     out += [f"the groups together give a combination of {len(nz)} households ({', '.join(nz)})"
             for nz in supports if 1 < len(nz) < min_size]
+    out += [f"the groups together give a combination of {len(nz)} households ({', '.join(nz)})"
+            for nz in _two_row_combinations(cols, rows, min_size)]
+    return out
+
+
+def _two_row_combinations(cols: list[str], rows: list[tuple[int, ...]], min_size: int) -> list[list[str]]:
+    """Supports of fewer than ``min_size`` households of a combination ``a r_i + b r_j``
+    (``a, b`` nonzero) of two reduced rows. A vector of the span is the combination of
+    the reduced rows whose pivot columns it touches, so this finds every vector of the
+    span with at most two pivots in its support: every sum or difference of two
+    households (``G1 + G2 - G3 = v + w`` from ``G1 = v + X``, ``G2 = w + Y``, ``G3 = X +
+    Y``), and the small combinations of two rows. (Three or four rows are not searched:
+    sound, not complete, for supports of 3 and 4.)"""
+    pivots = {next(k for k, x in enumerate(row) if x) for row in rows}
+    free = [k for k in range(len(cols)) if k not in pivots]
+    parts = [{k: row[k] for k in free if row[k]} for row in rows]
+    out = []
+    for i in range(len(rows)):
+        for j in range(i + 1, len(rows)):
+            ni, nj = parts[i], parts[j]
+            common = ni.keys() & nj.keys()
+            if not common:
+                continue  # no cancellation: the support is both rows' together
+            # b/a = -ni[k]/nj[k] cancels column k; count the columns each ratio cancels
+            votes: dict[tuple[int, int], int] = {}
+            for k in common:
+                num, den = -ni[k], nj[k]
+                g = gcd(num, den)
+                key = (num // g, den // g) if den // g > 0 else (-num // g, -den // g)
+                votes[key] = votes.get(key, 0) + 1
+            (num, den), cancelled = max(votes.items(), key=lambda kv: kv[1])
+            if 2 + len(ni.keys() | nj.keys()) - cancelled >= min_size:
+                continue
+            a, b = den, num  # a*r_i + b*r_j with b/a = num/den
+            comb = [a * x + b * y for x, y in zip(rows[i], rows[j], strict=True)]
+            support = [cols[k] for k, x in enumerate(comb) if x]
+            if len(support) < min_size:
+                out.append(support)
     return out
 
 
