@@ -51,7 +51,7 @@ from meterhub.aggregation import (
 from meterhub.applets.aggregation import hour_sums
 from meterhub.crypto import ecdsa, selfmask, zerosum
 from meterhub.crypto.group import G, H, Point, Q, msm
-from meterhub.group_registry import span_digest
+from meterhub.group_registry import day_mask_digest, span_digest
 from meterhub.hub.aggregation import AGGREGATION_APP_AID, aggregation_load_file
 from meterhub.hub.secure_element import (
     RECIPIENT_SDS,
@@ -166,7 +166,7 @@ def main() -> None:
             return b"".join(o.m.to_bytes(4, "big") + o.r.to_bytes(32, "big") for o in opens[m].openings)
 
         blobs = {m: blob(m) for m in ids}
-        span = span_digest(registry.view.day_groups(DAY))
+        span = day_mask_digest(span_digest(registry.view.day_groups(DAY)), registry.view.head)
         ctx = mask_context(group.group_id, DAY, n_int // 4, span)
 
         t_shares = self_mask_threshold(N)

@@ -23,10 +23,19 @@ vectors. The registry makes the whole set visible to every hub:
   valid on that day only if the group lies in that day's span already (it reveals
   nothing new: the same members under a new id, or a union of disjoint groups);
 * every masked release and recovery of a day binds the day's span digest
-  (:func:`span_digest` of the groups valid that day) into its zero-sum masks
+  (:func:`span_digest` of the groups valid that day) and the registry head the hub
+  released the day under into its zero-sum masks
   (:func:`meterhub.aggregation.mask_context`). Two members of a group with different
   views of the day (the grid operator showed them different chains: equivocation)
-  derive different pair values, the masks do not cancel and the sum stays hidden.
+  derive different pair values, the masks do not cancel and the sum stays hidden;
+* **head tags** (:class:`HeadTags`): a hub that released under one head releases under
+  another only once every co-member tagged that head (a MAC under the pair's X25519
+  secret the operator relays but cannot make), so a registry forked after a release
+  cannot give two sets of hubs branches that do not extend each other;
+* a **recovery** (the unmasking round with members missing) releases the sum of the
+  present members, answered only where :func:`recovery_problems` admits it: the group
+  splits the day's span, and the present set with the day's groups and the hub's own
+  recoveries of the day passes :func:`set_problems`.
 
 Why this closes the chain for a day ``d`` even against equivocation: after its first
 release of ``d`` a hub's span of ``d`` never changes (no retroactive groups). A group's
@@ -39,9 +48,10 @@ The span test is exact: Gauss-Jordan elimination over the integers (fraction-fre
 row divided by its content), which gives the reduced row echelon form over Q up to a
 positive factor per row. ``e_w`` is in the span iff a reduced row is ``e_w`` itself;
 a reduced row with fewer than the minimum households is a sum of fewer than the minimum
-(or a small difference) that the grid operator could compute, refused as well. (The
-second test is sound but not complete: a small-support vector of the span need not be a
-reduced row. The single-household test is complete.)
+(or a small difference) that the grid operator could compute, refused as well, and so
+is a combination of two reduced rows with fewer (:func:`_two_row_combinations`). The
+single-household and two-household tests are complete; for 3 or 4 households the test
+is sound but not complete (a combination of 3 or 4 reduced rows is not searched).
 """
 
 from __future__ import annotations
@@ -75,6 +85,7 @@ __all__ = [
     "recovery_problems",
     "set_problems",
     "span_digest",
+    "day_mask_digest",
     "HEAD_DST",
     "HeadTags",
     "head_message",
@@ -84,6 +95,7 @@ REGISTRY_DST = b"meterhub/v1/aggregation-group-registry\x00"
 HEAD_DST = b"meterhub/v1/aggregation-registry-head\x00"
 _HEAD_MAGIC = b"MHGH\x01"
 SPAN_DST = b"meterhub/v1/aggregation-day-span\x00"
+SPAN_HEAD_DST = b"meterhub/v1/aggregation-day-span-under-head\x00"
 _MAGIC = b"MHGR\x01"
 MAX_BLOCK_GROUPS = 256
 _U32 = struct.Struct(">I")
@@ -405,6 +417,15 @@ def span_digest(groups: Iterable[GroupDefinition]) -> bytes:
             raw = str(x).encode()
             h.update(bytes([len(raw)]) + raw)
     return h.digest()
+
+
+def day_mask_digest(span: bytes, head: bytes) -> bytes:
+    """What a day's masks bind (:func:`meterhub.aggregation.mask_context`): the day's
+    :func:`span_digest` and the registry chain value the hub released the day under,
+    ``SHA-256(SPAN_HEAD_DST || span || head)`` (docs/fraud.md, equivocation and forks)."""
+    if len(span) != 32 or len(head) != 32:
+        raise FormatError("day mask digest: a 32-byte span digest and a 32-byte chain value")
+    return hashlib.sha256(SPAN_HEAD_DST + bytes(span) + bytes(head)).digest()
 
 
 # ---------------------------------------------------------------------- a hub's view

@@ -67,7 +67,8 @@ The masks of a day bind the span digest of that day's groups in the hub's regist
 What a hostile grid operator learns: from a release, nothing (masked twice: zero-sum
 pairwise masks and a self-mask from a fresh seed whose Shamir shares are sealed to the
 peers, Bonawitz et al., CCS 2017, §4); from a group's releases and the unmasking round,
-the group's hourly sum; from a recovery, the sum of the present members. It could
+the group's hourly sum; from a recovery, the sum of the present members, which the
+guard allows only where it adds no household to the day's span (docs/fraud.md). It could
 isolate a household only with groups whose span contains it (two groups that differ by
 few members, or a chain of groups), which the guard refuses over the whole registry.
 Declaring missing a member that did answer (message ``11``) removes only its pairwise

@@ -70,7 +70,7 @@ from ..aggregation import (
 )
 from ..crypto import ecdsa
 from ..crypto.sampling import commit_hub_nonce
-from ..group_registry import HeadTags, RegistryBlock, RegistryView
+from ..group_registry import HeadTags, RegistryBlock, RegistryView, day_mask_digest
 from ..policy import (
     AGGREGATE_KINDS,
     KINDS,
@@ -118,7 +118,6 @@ GUARD_CLASS = "meterhub.card.guard/1"
 CHUNK = 224  # as the applets' outbox: one short R-APDU with R-ENC and R-MAC
 _ROLES = ("price-index", "load-profile")
 GROUP_POLICY = GroupPolicy()
-_SPAN_HEAD_DST = b"meterhub/v1/aggregation-day-span-under-head\x00"
 
 
 @dataclass(frozen=True)
@@ -562,7 +561,7 @@ class GuardPort(Shareable):
         if hit is None:
             if len(g._span_cache) > 256:
                 g._span_cache.clear()
-            hit = g._span_cache[key] = hashlib.sha256(_SPAN_HEAD_DST + view.day_span(day) + head).digest()
+            hit = g._span_cache[key] = day_mask_digest(view.day_span(day), head)
         return hit
 
     def group(self, group_id: str) -> GroupDefinition:
