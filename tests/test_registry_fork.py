@@ -13,11 +13,15 @@ released under, so the two branches cannot both be released.
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from helpers import make_history
+from meterhub.aggregation import FormatError
 from meterhub.group_registry import HeadTags, isolated_households
 from meterhub.hub.aggregation import AGGREGATION_APP_AID
 from meterhub.utility.fraud import (
@@ -157,3 +161,20 @@ def test_head_tags_parse_strictly() -> None:
             HeadTags.from_bytes(bad)
     with pytest.raises(ValueError):
         HeadTags("f", 3, bytes(32), "v", (("b", bytes(16)), ("a", bytes(16)))).to_bytes()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=120), st.integers(0, 2**32 - 1))
+def test_head_tags_parser_refuses_or_round_trips(junk: bytes, seed: int) -> None:
+    """Arbitrary bytes, and mutations of a valid message: refused with the format's own
+    error or parsed into a message that encodes to the same bytes."""
+    rnd = random.Random(seed)
+    valid = HeadTags("feeder-1", seed, bytes(range(32)), "m0",
+                     tuple(sorted((f"p{k}", bytes([k]) * 16) for k in range(rnd.randint(0, 4))))).to_bytes()
+    cut = rnd.randrange(len(valid) + 1)
+    for raw in (junk, b"MHGH\x01" + junk, valid[:cut] + junk + valid[cut:]):
+        try:
+            out = HeadTags.from_bytes(raw)
+        except FormatError:
+            continue
+        assert out.to_bytes() == raw
