@@ -1,7 +1,7 @@
 """A recovery round (the unmasking round with members missing) releases the sum of the
 *present* members; the hub answers it only if that present set, with everything the
 day's groups and this hub's earlier recoveries of the day give, keeps every household
-out of the span (``meterhub.group_registry.recovery_problems``, docs/fraud.md).
+out of the span (``meterhub.model.group_registry.recovery_problems``, docs/fraud.md).
 
 The first two tests are the red team's demonstrations (formerly
 ``tests/leaks/leak_recovery_outside_span.py``), attack shape kept: they fail on the code
@@ -18,9 +18,14 @@ from datetime import date, timedelta
 import pytest
 
 from helpers import make_history
-from meterhub.aggregation import GroupDefinition, GroupMember, demo_group_key
-from meterhub.group_registry import RegistryBlock, RegistryView, recovery_problems, set_problems
 from meterhub.hub.aggregation import AGGREGATION_APP_AID
+from meterhub.model.formats.aggregation import GroupDefinition, GroupMember, demo_group_key
+from meterhub.model.group_registry import (
+    RegistryBlock,
+    RegistryView,
+    recovery_problems,
+    set_problems,
+)
 from meterhub.utility.fraud import (
     GroupRegistry,
     collect_day,
@@ -92,7 +97,7 @@ def test_a_recovery_round_does_not_isolate_a_household(ten) -> None:
 
 
 def _missing_request(g: GroupDefinition, day: date, missing: tuple[str, ...]) -> bytes:
-    from meterhub.aggregation import RecoveryRequest
+    from meterhub.model.formats.aggregation import RecoveryRequest
 
     return RecoveryRequest(g.group_id, day, missing).to_bytes()
 

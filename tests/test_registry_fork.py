@@ -21,9 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import make_history
-from meterhub.aggregation import FormatError
-from meterhub.group_registry import HeadTags, isolated_households
 from meterhub.hub.aggregation import AGGREGATION_APP_AID
+from meterhub.model.formats.aggregation import FormatError
+from meterhub.model.group_registry import HeadTags, isolated_households
 from meterhub.utility.fraud import (
     GroupRegistry,
     collect_day,
@@ -99,7 +99,7 @@ def test_a_forked_registry_does_not_isolate_a_household_across_days(hubs) -> Non
 
 
 def _request(gid, day) -> bytes:
-    from meterhub.aggregation import AggregationRequest
+    from meterhub.model.formats.aggregation import AggregationRequest
 
     return AggregationRequest(gid, day).to_bytes()
 

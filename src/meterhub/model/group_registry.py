@@ -1,7 +1,7 @@
 """The group registry: every aggregation group a grid operator publishes, signed and
 hash-chained, which every hub checks as a whole before it releases (docs/fraud.md).
 
-Why: each hub's own rules (:class:`meterhub.aggregation.GroupPolicy`) only see the
+Why: each hub's own rules (:class:`meterhub.model.formats.aggregation.GroupPolicy`) only see the
 groups the hub is a member of. Four groups ``G1 = {v, a1..a4}``, ``G2 = {a1..a4,
 p1..p5}``, ``G3 = {p1..p5, q1..q5}``, ``G4 = {q1..q5}`` pass at every hub, and ``G1 -
 G2 + G3 - G4`` is household ``v`` alone. A sum over a group is the inner product of
@@ -25,7 +25,7 @@ vectors. The registry makes the whole set visible to every hub:
 * every masked release and recovery of a day binds the day's span digest
   (:func:`span_digest` of the groups valid that day) and the registry head the hub
   released the day under into its zero-sum masks
-  (:func:`meterhub.aggregation.mask_context`). Two members of a group with different
+  (:func:`meterhub.model.formats.aggregation.mask_context`). Two members of a group with different
   views of the day (the grid operator showed them different chains: equivocation)
   derive different pair values, the masks do not cancel and the sum stays hidden;
 * **head tags** (:class:`HeadTags`): a hub that released under one head releases under
@@ -63,7 +63,9 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from math import gcd
 
-from .aggregation import (
+from ..crypto import ecdsa
+from .errors import FormatError
+from .formats.aggregation import (
     FIXED_INTERVAL_MINUTES,
     MIN_GROUP_SIZE,
     GroupDefinition,
@@ -71,8 +73,6 @@ from .aggregation import (
     _Reader,
     _str8,
 )
-from .crypto import ecdsa
-from .exchange import FormatError
 
 __all__ = [
     "REGISTRY_DST",
@@ -283,7 +283,7 @@ def registry_problems(groups: Sequence[GroupDefinition], min_size: int = MIN_GRO
 def set_problems(named: Sequence[tuple[str, frozenset[str]]], min_size: int = MIN_GROUP_SIZE,
                  extra: Sequence[str] = ()) -> list[str]:
     """:func:`registry_problems` over named member sets (a group, or the present set of a
-    recovery round, ``meterhub.aggregation.GroupPolicy`` rule 6): a set below the
+    recovery round, ``meterhub.model.formats.aggregation.GroupPolicy`` rule 6): a set below the
     minimum, two sets that differ by fewer, a household in their span, a reduced row of
     fewer households; ``extra`` problems are listed after the pairwise ones."""
     out = []
@@ -420,7 +420,7 @@ def span_digest(groups: Iterable[GroupDefinition]) -> bytes:
 
 
 def day_mask_digest(span: bytes, head: bytes) -> bytes:
-    """What a day's masks bind (:func:`meterhub.aggregation.mask_context`): the day's
+    """What a day's masks bind (:func:`meterhub.model.formats.aggregation.mask_context`): the day's
     :func:`span_digest` and the registry chain value the hub released the day under,
     ``SHA-256(SPAN_HEAD_DST || span || head)`` (docs/fraud.md, equivocation and forks)."""
     if len(span) != 32 or len(head) != 32:
