@@ -17,7 +17,10 @@ and reported as medians with their run count:
 * unmasking round (double masking, Bonawitz et al., CCS 2017, §4; every day has one):
   one present hub's answer through the applet, with no member missing (49 seed shares
   opened) and with one missing (48 shares and its pairwise masks), each next to its
-  group-day's release; the grid operator's verification of a complete and of a
+  group-day's release (each one-missing round on a day of its own, where its group is
+  the day's only group: the hubs answer a recovery only for a present set that adds no
+  household to the day's span, and a copy of the group answered complete the same day
+  would give the missing member); the grid operator's verification of a complete and of a
   recovered day (49 of 50), which now recovers each present member's self-mask seed
   from ``t = 33`` Shamir shares (pycryptodome), timed alone as well. The figures of the
   single-masking code before are in docs/fraud.md (the same benchmark at the commit
@@ -46,7 +49,7 @@ from meterhub.hub.aggregation import AGGREGATION_APP_AID
 from meterhub.hub.secure_element import (
     ReadingsClient,
 )
-from meterhub.meter.device import Meter
+from meterhub.meter.device import DayRecord, Meter
 from meterhub.model.formats.aggregation import (
     AggregationRequest,
     MaskedRelease,
@@ -57,7 +60,7 @@ from meterhub.model.formats.aggregation import (
     self_mask_threshold,
     share_aad,
 )
-from meterhub.model.group_registry import span_digest
+from meterhub.model.group_registry import day_mask_digest, span_digest
 from meterhub.model.timebase import day_starts
 from meterhub.utility.fraud import (
     AGGREGATION_CLASS,
@@ -101,6 +104,9 @@ def main() -> None:
     rng = random.Random(13)
     n_int = len(day_starts(DAY, TZ, 15))
     meters, regs, comms, opens, readings = {}, {}, {}, {}, {}
+    # the days after DAY, one per one-missing recovery round (see the module docstring)
+    rec_days = [DAY + timedelta(days=1 + k) for k in range(RUNS + 1)]
+    later: dict[date, dict[str, tuple[DayRecord, list[int], DayCommitments]]] = {d: {} for d in rec_days}
     for k in range(N):
         mid = f"m{k:02d}"
         meter = Meter(mid, ecdsa.generate_signing_key())
@@ -113,6 +119,10 @@ def main() -> None:
         meters[mid], readings[mid], opens[mid] = meter, r, rec
         regs[mid] = MeterRegistration(mid, meter.signing_key.public_key(), TZ, 15)
         comms[mid] = [DayCommitments(rec.batch, rec.commitments, None, c65)]
+        for d in rec_days:
+            rd = [rng.choice([0, rng.randint(0, 60), rng.randint(60, 900)]) for _ in range(len(day_starts(d, TZ, 15)))]
+            rc_ = meter.record_day(d, rd)
+            later[d][mid] = (rc_, rd, DayCommitments(rc_.batch, rc_.commitments, None, None))
     ids = sorted(meters)
     priv = {m: zerosum.generate_private_key() for m in ids}
     keys = {m: zerosum.public_key_bytes(priv[m]) for m in ids}
@@ -128,6 +138,9 @@ def main() -> None:
         rc.select()
         rc.pair(ids[0], TZ, 15)
         rc.put_openings(DAY, opens[ids[0]].first_index, opens[ids[0]].openings)
+        for d in rec_days:
+            got = later[d][ids[0]][0]
+            rc.put_openings(d, got.first_index, got.openings)
         t = demo_tsm(card, "grid-operator").open()
         mb = AppletMailbox(t, AGGREGATION_APP_AID)
         keys[ids[0]] = hub_key(mb)
@@ -138,11 +151,13 @@ def main() -> None:
         # beforehand (the hub refuses groups that would add to a released day's span).
         spare = [make_group(f"bench-feeder-{k}", "f1", keys, DAY, DAY, demo_grid_key()) for k in range(5 * RUNS + 8)]
         registry = GroupRegistry("f1", demo_grid_key())
-        registry.publish([group, *spare])
+        missing_groups = [make_group(f"bench-missing-{k}", "f1", keys, d, d, demo_grid_key())
+                          for k, d in enumerate(rec_days)]
+        registry.publish([group, *spare, *missing_groups])
         push_registry(mb, registry)
         push_group(mb, group)
         req = b"\x10" + AggregationRequest(group.group_id, DAY).to_bytes()
-        for sg in spare:
+        for sg in (*spare, *missing_groups):
             push_group(mb, sg)
         fresh_groups = iter(spare)
 
@@ -150,49 +165,58 @@ def main() -> None:
             gid = next(fresh_groups).group_id
             return gid, mb.send(b"\x10" + AggregationRequest(gid, DAY).to_bytes(), "release")
 
-        def blob(m: str) -> bytes:
-            return b"".join(o.m.to_bytes(4, "big") + o.r.to_bytes(32, "big") for o in opens[m].openings)
+        def blob(rec: DayRecord) -> bytes:
+            return b"".join(o.m.to_bytes(4, "big") + o.r.to_bytes(32, "big") for o in rec.openings)
 
-        blobs = {m: blob(m) for m in ids}
-        span = span_digest(registry.view.day_groups(DAY))
+        blobs = {m: blob(opens[m]) for m in ids}
+        day_blobs = {d: {m: blob(later[d][m][0]) for m in ids} for d in rec_days}
+
+        def span_of(d: date) -> bytes:
+            return day_mask_digest(span_digest(registry.view.day_groups(d)), registry.view.head)
+
+        span = span_of(DAY)
         ctx = mask_context(group.group_id, DAY, n_int // 4, span)
 
         t_shares = self_mask_threshold(N)
 
-        def direct_release(m: str, pairs: list[zerosum.PairKey], gid: str = group.group_id) -> MaskedRelease:
+        def direct_release(m: str, pairs: list[zerosum.PairKey], gid: str = group.group_id,
+                           day: date = DAY) -> MaskedRelease:
             # what the applet computes (applets/aggregation.py), without the card runtime
-            sums = hour_sums(blobs[m], 4)
-            gctx = ctx if gid == group.group_id else mask_context(gid, DAY, len(sums), span)
+            sums = hour_sums(blobs[m] if day == DAY else day_blobs[day][m], 4)
+            gctx = ctx if gid == group.group_id else mask_context(gid, day, len(sums), span_of(day))
             masks = zerosum.member_masks(pairs, gctx, 2 * len(sums))
             seed = secrets.token_bytes(16)
-            own = selfmask.self_masks(seed, self_mask_context(gid, DAY, len(sums), m), 2 * len(sums))
+            own = selfmask.self_masks(seed, self_mask_context(gid, day, len(sums), m), 2 * len(sums))
             vals = tuple(((a + masks[2 * h] + own[2 * h]) % Q, (b + masks[2 * h + 1] + own[2 * h + 1]) % Q)
                          for h, (a, b) in enumerate(sums))
             shares = selfmask.split_seed(seed, t_shares, N)
             held = [(o, sh) for o, sh in zip(ids, shares, strict=True) if o != m]
-            sealed = tuple(selfmask.seal_share(pk, share_aad(gid, DAY, m, o), *sh, secrets.token_bytes(12))
+            sealed = tuple(selfmask.seal_share(pk, share_aad(gid, day, m, o), *sh, secrets.token_bytes(12))
                            for pk, (o, sh) in zip(pairs, held, strict=True))
-            return MaskedRelease(gid, m, DAY, opens[m].first_index, code_hash, vals, sealed)
+            first = opens[m].first_index if day == DAY else later[day][m][0].first_index
+            return MaskedRelease(gid, m, day, first, code_hash, vals, sealed)
 
         def sealed_to(rels: dict[str, MaskedRelease], sender: str, receiver: str) -> bytes:
             others = [o for o in ids if o != sender]
             return rels[sender].shares[others.index(receiver)]
 
         def direct_unmask(m: str, rels: dict[str, MaskedRelease], missing: tuple[str, ...],
-                          gid: str = group.group_id) -> RecoveryRelease:
+                          gid: str = group.group_id, day: date = DAY) -> RecoveryRelease:
             # a simulated hub's unmasking answer: pairwise masks with the missing, opened shares
             miss = {keys[x] for x in missing}
-            gctx = ctx if gid == group.group_id else mask_context(gid, DAY, n_int // 4, span)
-            terms = zerosum.member_masks([p for p in pairs[m] if p.peer in miss], gctx, 2 * (n_int // 4))
+            hours = len(day_starts(day, TZ, 15)) // 4
+            gctx = ctx if gid == group.group_id else mask_context(gid, day, hours, span_of(day))
+            terms = zerosum.member_masks([p for p in pairs[m] if p.peer in miss], gctx, 2 * hours)
             by_key = {p.peer: p for p in pairs[m]}
-            opened = tuple((p, *selfmask.open_share(by_key[keys[p]], share_aad(gid, DAY, p, m), sealed_to(rels, p, m)))
+            opened = tuple((p, *selfmask.open_share(by_key[keys[p]], share_aad(gid, day, p, m), sealed_to(rels, p, m)))
                            for p in sorted(rels) if p != m)
-            return RecoveryRelease(gid, m, DAY, missing, tuple((terms[2 * h], terms[2 * h + 1])
-                                                               for h in range(n_int // 4)), opened)
+            return RecoveryRelease(gid, m, day, missing, tuple((terms[2 * h], terms[2 * h + 1])
+                                                               for h in range(hours)), opened)
 
-        def card_unmask(rels: dict[str, MaskedRelease], missing: tuple[str, ...], gid: str) -> bytes:
+        def card_unmask(rels: dict[str, MaskedRelease], missing: tuple[str, ...], gid: str,
+                        day: date = DAY) -> bytes:
             fwd = tuple((p, sealed_to(rels, p, ids[0])) for p in sorted(rels) if p != ids[0])
-            return b"\x11" + RecoveryRequest(gid, DAY, missing, fwd).to_bytes()
+            return b"\x11" + RecoveryRequest(gid, day, missing, fwd).to_bytes()
 
         pairs = {m: [zerosum.pair_key(priv[m], keys[o]) for o in ids if o != m] for m in ids[1:]}
         releases = {ids[0]: MaskedRelease.from_bytes(mb.send(req, "release"))}
@@ -279,31 +303,31 @@ def main() -> None:
         present: dict[str, MaskedRelease] = {}
         recs: dict[str, RecoveryRelease] = {}
         # (the card answered the complete round of `group` above, one round per group-day:
-        # the recovered day is the last timed fresh group-day with one member missing)
+        # the recovered day is the last one-missing round's, a day of its own)
         # An unmasking answer needs the group-day's own release first: per run, a fresh
         # group-day's release (B) then the card's answer (A), alternated; with no member
         # missing and with one.
         times: dict[str, list[float]] = {"none missing": [], "one missing": [], "release": []}
         for k in range(RUNS + 1):
             for variant in ("none missing", "one missing"):
-                rgroup = next(fresh_groups)
+                rgroup, rday = (next(fresh_groups), DAY) if variant == "none missing" else (missing_groups[k], rec_days[k])
                 gid = rgroup.group_id
                 t0 = time.perf_counter()
-                own = MaskedRelease.from_bytes(mb.send(b"\x10" + AggregationRequest(gid, DAY).to_bytes(), "release"))
+                own = MaskedRelease.from_bytes(mb.send(b"\x10" + AggregationRequest(gid, rday).to_bytes(), "release"))
                 t1 = time.perf_counter()
-                rels = {ids[0]: own} | {m: direct_release(m, pairs[m], gid) for m in ids[1:]}
+                rels = {ids[0]: own} | {m: direct_release(m, pairs[m], gid, rday) for m in ids[1:]}
                 miss: tuple[str, ...] = ()
                 if variant == "one missing":
                     del rels[missing]
                     miss = (missing,)
-                body = card_unmask(rels, miss, gid)
+                body = card_unmask(rels, miss, gid, rday)
                 t2 = time.perf_counter()
                 answer = mb.send(body, "unmask")
                 t3 = time.perf_counter()
                 if variant == "one missing":
-                    present = rels
+                    present, last_group, last_day = rels, rgroup, rday
                     recs = {ids[0]: RecoveryRelease.from_bytes(answer)}
-                    recs |= {m: direct_unmask(m, rels, miss, gid) for m in ids[1:] if m != missing}
+                    recs |= {m: direct_unmask(m, rels, miss, gid, rday) for m in ids[1:] if m != missing}
                 if k:  # the first is the warm-up
                     times["release"].append(t1 - t0)
                     times[variant].append(t3 - t2)
@@ -312,13 +336,16 @@ def main() -> None:
             f"its release {r['release'] * 1e3:.2f} ms ({r['none missing'] / r['release']:.2f}x; {RUNS} runs)")
         row("hub: unmasking answer, one member missing (48 shares, 1 pairwise)", f"{r['one missing'] * 1e3:.2f} ms",
             f"its release {r['release'] * 1e3:.2f} ms ({r['one missing'] / r['release']:.2f}x; {RUNS} runs)")
+        last_comms = {m: [later[last_day][m][2]] for m in ids}
         v = alternate({
-            "incomplete": lambda: verify_feeder_day(rgroup, DAY, present, recs, regs, comms, code_hash=code_hash),
+            "incomplete": lambda: verify_feeder_day(last_group, last_day, present, recs, regs, last_comms,
+                                                    code_hash=code_hash),
             "complete": verify,
         }, runs=5)
-        fd2 = verify_feeder_day(rgroup, DAY, present, recs, regs, comms, code_hash=code_hash)
-        assert not fd2.complete and fd2.hours == [sum(sum(readings[m][j : j + 4]) for m in present)
-                                                  for j in range(0, n_int, 4)]
+        fd2 = verify_feeder_day(last_group, last_day, present, recs, regs, last_comms, code_hash=code_hash)
+        last_n = len(day_starts(last_day, TZ, 15))
+        assert not fd2.complete and fd2.hours == [sum(sum(later[last_day][m][1][j : j + 4]) for m in present)
+                                                  for j in range(0, last_n, 4)]
         row(f"grid operator: verify a recovered day ({N - 1} of {N} present)", f"{v['incomplete'] * 1e3:.2f} ms",
             f"complete day {v['complete'] * 1e3:.2f} ms ({v['incomplete'] / v['complete']:.2f}x)")
         row(f"recovery round for the feeder ({N - 1} hubs answer, in parallel on their own hubs)",

@@ -42,6 +42,7 @@ from meterhub.utility.fraud import (
     make_group,
     push_group,
     push_registry,
+    relay_head_tags,
     verify_feeder_day,
 )
 from meterhub.utility.settlement import AppletMailbox, HubRefused, expected_code_hash
@@ -84,6 +85,8 @@ class Feeder(dict):
             self.registry.publish([g])
         for hub in self.values():
             push_registry(hub.mailbox(), self.registry)
+        # hubs that released under the old head need their co-members' tags over the new one
+        relay_head_tags({i: hub.mailbox() for i, hub in self.items()})
         return self.registry.group(g.group_id)
 
 
@@ -93,18 +96,20 @@ def feeder(tmp_path_factory):
     hubs = Feeder()
     hubs.registry = GroupRegistry("f1", demo_grid_key())
     for k in range(7):
-        h = make_history(start=DAY, n_days=2, seed=100 + k, meter_id=f"m{k}")
+        h = make_history(start=DAY, n_days=6, seed=100 + k, meter_id=f"m{k}")
         hubs[h.registration.meter_id] = Hub(base / f"m{k}.sqlite", h)
     return hubs
 
 
-def _unpublished(hubs, ids, gid="feeder-1", **kw):
-    return make_group(gid, "f1", {i: hubs[i].key for i in ids}, DAY, DAY + timedelta(days=1), demo_grid_key(), **kw)
+def _unpublished(hubs, ids, gid="feeder-1", days=(DAY, DAY + timedelta(days=1)), **kw):
+    return make_group(gid, "f1", {i: hubs[i].key for i in ids}, days[0], days[1], demo_grid_key(), **kw)
 
 
-def _group(hubs, ids, gid="feeder-1", **kw):
-    """A group the grid operator published in the feeder's registry."""
-    return hubs.publish(_unpublished(hubs, ids, gid, **kw))
+def _group(hubs, ids, gid="feeder-1", days=(DAY, DAY + timedelta(days=1)), **kw):
+    """A group the grid operator published in the feeder's registry. A test with a
+    recovery gives its group days of its own: another group of the same members answered
+    complete on the day would give the missing member's sum (docs/fraud.md)."""
+    return hubs.publish(_unpublished(hubs, ids, gid, days, **kw))
 
 
 def _inputs(hubs, ids, day):
@@ -218,10 +223,10 @@ def test_a_hub_lying_about_its_blinding_is_caught(feeder) -> None:
 
 def test_dropped_hub_is_recovered_and_reported_incomplete(feeder) -> None:
     ids = sorted(feeder)[:6]
-    g = _group(feeder, ids, gid="dropout")  # (feeder-1's days were unmasked complete above)
+    day = DAY + timedelta(days=2)
+    g = _group(feeder, ids, gid="dropout", days=(day, day))  # a day no other group of these members has
     for i in ids:
         push_group(feeder[i].mailbox(), g)
-    day = DAY + timedelta(days=1)
     boxes = {i: feeder[i].mailbox() for i in ids}
     boxes[ids[4]] = None  # does not answer
     rel, rec, missing = collect_day(boxes, g, day, AGGREGATION_APP_AID)
@@ -231,7 +236,7 @@ def test_dropped_hub_is_recovered_and_reported_incomplete(feeder) -> None:
     present = [i for i in ids if i != ids[4]]
     assert not fd.complete and fd.missing == [ids[4]] and fd.hours == _truth(feeder, present, day)
     # a recovery term is the missing hub's pairwise masks only: it does not unmask its sender
-    k = 1
+    k = 2
     own = feeder[ids[0]].h.readings[k]
     a, _ = rel[ids[0]].values[0]
     assert (a - rec[ids[0]].values[0][0]) % Q != sum(own[:4])
@@ -473,32 +478,33 @@ def test_false_missing_claim_is_refused_and_values_stay_hidden(feeder) -> None:
     their pairwise masks with X, but X's release keeps its self-mask, and no card that
     answered "missing" for X gives a share of X's seed afterwards."""
     ids = sorted(feeder)[:6]
-    g = _group(feeder, ids, gid="false-missing")
+    d0 = DAY + timedelta(days=3)  # days of its own (see _group)
+    g = _group(feeder, ids, gid="false-missing", days=(d0, d0 + timedelta(days=1)))
     for i in ids:
         push_group(feeder[i].mailbox(), g)
-    rel = _releases(feeder, ids, g, DAY)
+    rel = _releases(feeder, ids, g, d0)
     x, liars_to, spare = ids[5], ids[:4], ids[4]
     terms = {}
     for y in liars_to:  # "X is missing"; the other present members' shares as usual
-        rec = RecoveryRelease.from_bytes(_ask(feeder, g, DAY, y, (x,), tuple(p for p in ids[:5] if p != y), rel))
+        rec = RecoveryRelease.from_bytes(_ask(feeder, g, d0, y, (x,), tuple(p for p in ids[:5] if p != y), rel))
         assert rec.missing == (x,) and x not in [p for p, _, _ in rec.shares]
         terms[y] = rec.values
     # one card not yet asked gives its share of X's seed: one share, below the threshold
-    ok = RecoveryRelease.from_bytes(_ask(feeder, g, DAY, spare, (), (x,), rel))
+    ok = RecoveryRelease.from_bytes(_ask(feeder, g, d0, spare, (), (x,), rel))
     assert [p for p, _, _ in ok.shares] == [x]
     # every card that answered "missing" for X refuses the share of X's seed
     for y in liars_to:
         with pytest.raises(HubRefused) as ei:
-            _ask(feeder, g, DAY, y, (), (x,), rel)
+            _ask(feeder, g, d0, y, (), (x,), rel)
         assert ei.value.sw == 0x6985
     # what the operator holds about X: its release minus the pairwise masks it got,
     # which is X's hourly sums plus its self-mask and its pairwise mask with `spare`
-    truth = _truth(feeder, [x], DAY)
+    truth = _truth(feeder, [x], d0)
     seen = [(a + sum(terms[y][h][0] for y in liars_to)) % Q for h, (a, _) in enumerate(rel[x].values)]
     assert all(v != t and v > 1 << 64 for v, t in zip(seen, truth, strict=True))
     # the whole attack of version 1 on the next day: all five others told "X is missing"
     # (their pairwise masks with X: that alone unmasked X before double masking)
-    day = DAY + timedelta(days=1)
+    day = d0 + timedelta(days=1)
     rel = _releases(feeder, ids, g, day)
     terms = {y: RecoveryRelease.from_bytes(_ask(feeder, g, day, y, (x,), tuple(p for p in ids[:5] if p != y), rel)
                                            ).values for y in ids[:5]}
@@ -534,13 +540,14 @@ def test_power_loss_between_the_two_answer_kinds(feeder, tmp_path) -> None:
     share of X's seed: the card gives one kind or the other, never both, wherever the
     power failed (the per-member record is in the answer's card transaction)."""
     ids = sorted(feeder)[:6]
-    g = _group(feeder, ids, gid="torn-kinds")
+    d5 = DAY + timedelta(days=5)  # a day of its own (see _group)
+    g = _group(feeder, ids, gid="torn-kinds", days=(d5, d5))
     for i in ids:
         push_group(feeder[i].mailbox(), g)
-    rel = _releases(feeder, ids, g, DAY)
+    rel = _releases(feeder, ids, g, d5)
     a, x = ids[0], ids[5]
-    as_missing = RecoveryRequest(g.group_id, DAY, (x,), tuple((p, _sealed_to(g, rel, p, a)) for p in ids[1:5]))
-    as_present = RecoveryRequest(g.group_id, DAY, (), ((x, _sealed_to(g, rel, x, a)),))
+    as_missing = RecoveryRequest(g.group_id, d5, (x,), tuple((p, _sealed_to(g, rel, p, a)) for p in ids[1:5]))
+    as_present = RecoveryRequest(g.group_id, d5, (), ((x, _sealed_to(g, rel, x, a)),))
     probe = _copy_card(feeder[a], tmp_path / "probe.sqlite")
     counter = _Tear(-1)
     probe.store.fault_hook = counter

@@ -41,6 +41,7 @@ from meterhub.utility.fraud import (
     make_group,
     push_group,
     push_registry,
+    relay_head_tags,
 )
 from meterhub.utility.settlement import AppletMailbox, HubRefused
 from meterhub.utility.tsm import TSMError
@@ -81,6 +82,8 @@ class Hubs(dict):
             self.registry.publish([g])
         for card, _, _ in self.values():
             push_registry(mailbox(card), self.registry)
+        # hubs that released under the old head need their co-members' tags over the new one
+        relay_head_tags({i: mailbox(card) for i, (card, _, _) in self.items()})
         return self.registry.group(g.group_id)
 
 

@@ -8,7 +8,7 @@ Two kinds of tests:
 * REFUSED tests: attacks that were tried and are correctly refused, kept as regression
   guards.
 
-Open findings whose fix is a design change are in ``tests/leaks/`` (not collected).
+Open findings whose fix is a design change go to ``tests/leaks/`` (not collected; empty today).
 """
 
 from __future__ import annotations

@@ -263,7 +263,9 @@ def test_demo_fraud_section(demo) -> None:
     fr = doc["fraud"]
     assert rc == 0 and fr["all_verified"] and not fr["rejected"]
     assert fr["sums_equal_readings"]
-    assert fr["feeder_days_verified"] >= 12 and fr["feeder_days_incomplete"] >= 1  # the outage, recovered
+    # the outage: recovered (incomplete), or reported without a sum where the hubs' recovery
+    # rule admits no present set (a feeder with its halves in the registry, docs/fraud.md)
+    assert fr["feeder_days_verified"] >= 11 and fr["feeder_days_incomplete"] + fr["group_days_unavailable"] >= 1
     assert len(fr["thieves"]) == 2 and sum(f["thieves"] for f in fr["feeders"]) == 2
     assert all(f["customers"] >= 5 for f in fr["feeders"])
     for t in fr["thieves"]:

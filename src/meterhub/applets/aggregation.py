@@ -33,6 +33,13 @@ grid operator's security domain, inside its SCP03 session; first byte:
   the groups, two groups differing by fewer than 5, a group added to a day this hub
   has released ``6985``; malformed ``6A80``. A block held already is accepted again.
 * ``04`` → ``u32 blocks held || 32-byte chain value`` of that registry.
+* ``05`` → :class:`~meterhub.model.group_registry.HeadTags`: a 16-byte tag over that head for
+  every co-member (every other member of a group listing this hub), under the pair's
+  X25519 secret (no release: it says which registry the hub holds, nothing about
+  readings). ``06`` + the co-members' tags addressed to this hub over the same head →
+  recorded by the guard (a tag that does not verify ``6982``, another head ``6985``).
+  Once a hub has released under one head it releases under a newer one only when
+  every co-member tagged it (``6985`` otherwise): forks of the registry (docs/fraud.md).
 * ``10`` + :class:`~meterhub.model.formats.aggregation.AggregationRequest` → the
   :class:`~meterhub.model.formats.aggregation.MaskedRelease` (about 1.6 KB), a release of kind
   ``aggregate`` through the guard (logged; one per group and day; a re-ask answers the
@@ -60,7 +67,8 @@ The masks of a day bind the span digest of that day's groups in the hub's regist
 What a hostile grid operator learns: from a release, nothing (masked twice: zero-sum
 pairwise masks and a self-mask from a fresh seed whose Shamir shares are sealed to the
 peers, Bonawitz et al., CCS 2017, §4); from a group's releases and the unmasking round,
-the group's hourly sum; from a recovery, the sum of the present members. It could
+the group's hourly sum; from a recovery, the sum of the present members, which the
+guard allows only where it adds no household to the day's span (docs/fraud.md). It could
 isolate a household only with groups whose span contains it (two groups that differ by
 few members, or a chain of groups), which the guard refuses over the whole registry.
 Declaring missing a member that did answer (message ``11``) removes only its pairwise
@@ -92,6 +100,7 @@ from ..model.formats.aggregation import (
     self_mask_threshold,
     share_aad,
 )
+from ..model.group_registry import HeadTags, head_message
 from ..protocols.iso7816 import CommandAPDU
 from ..protocols.iso7816.sw import SW, ISOException
 from .readings import MeteringApplet
@@ -143,6 +152,7 @@ class AggregationApplet(MeteringApplet):
     def __init__(self, ctx: AppletContext) -> None:
         super().__init__(ctx)
         self._pair_cache: dict[tuple[bytes, ...], list[zerosum.PairKey]] = {}
+        self._key_cache: dict[bytes, zerosum.PairKey] = {}
 
     # -- state ------------------------------------------------------------------
     def _private(self):  # noqa: ANN202 - an X25519PrivateKey
@@ -182,11 +192,67 @@ class AggregationApplet(MeteringApplet):
             return b""
         if kind == 0x04:
             return bytes(self.guard.registry_head())
+        if kind == 0x05:
+            return self._head_tags()
+        if kind == 0x06:
+            self._take_head_tags(body)
+            return b""
         if kind == 0x10:
             return self._release(body)
         if kind == 0x11:
             return self._recover(body)
         raise ISOException(SW.WRONG_DATA, "unknown message type")
+
+    def _pair_with(self, key: bytes) -> zerosum.PairKey:
+        hit = self._key_cache.get(key)
+        if hit is None:
+            hit = self._key_cache[key] = zerosum.pair_key(self._private(), key)
+        return hit
+
+    def _head_tags(self) -> bytes:
+        """Message ``05``: a tag over this hub's registry head for every co-member."""
+        meter_id = self.rs.pairing()[0]
+        view = self.guard.registry_view()
+        if view.feeder_id is None:
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "no group registry")
+        tags = set()
+        for peer, keys in view.co_members(meter_id).items():
+            for key in keys:  # one tag per key the registry lists the peer with
+                try:
+                    pair = self._pair_with(key)
+                except zerosum.ZeroSumError:
+                    continue
+                tags.add((peer, zerosum.pair_tag(pair, head_message(view.feeder_id, view.version, view.head,
+                                                                      meter_id, peer))))
+        out = HeadTags(view.feeder_id, view.version, view.head, meter_id, tuple(sorted(tags)))
+        return bytes(self.guard.issue_head_tags(out.to_bytes()))
+
+    def _take_head_tags(self, body: bytes) -> None:
+        """Message ``06``: the co-members' tags addressed to this hub over its head; each
+        named peer needs one tag that verifies (else ``6982``: forged or from another
+        head), then the guard records the peers."""
+        try:
+            got = HeadTags.from_bytes(bytes(body))
+        except FormatError:
+            raise ISOException(SW.WRONG_DATA, "malformed registry head tags") from None
+        meter_id = self.rs.pairing()[0]
+        view = self.guard.registry_view()
+        if got.owner != meter_id or (got.feeder_id, got.version, got.head) != (view.feeder_id, view.version, view.head):
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "tags for another hub or another registry head")
+        peers = view.co_members(meter_id)
+        verified: set[str] = set()
+        for peer, tag in got.tags:
+            msg = head_message(got.feeder_id, got.version, got.head, peer, meter_id)
+            for key in peers.get(peer, ()):
+                try:
+                    if zerosum.pair_tag_ok(self._pair_with(key), msg, tag):
+                        verified.add(peer)
+                except zerosum.ZeroSumError:
+                    continue
+        unverified = sorted({p for p, _ in got.tags} - verified)
+        if unverified:
+            raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, f"no tag of {unverified[0]} verifies")
+        self.guard.record_head_tags(sorted(verified), got.version, got.head)
 
     def _admit(self, body: bytes) -> None:
         try:

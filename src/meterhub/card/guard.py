@@ -70,7 +70,7 @@ from ..model.formats.aggregation import (
     PolicyRefusal,
     RecoveryRequest,
 )
-from ..model.group_registry import RegistryBlock, RegistryView
+from ..model.group_registry import HeadTags, RegistryBlock, RegistryView, day_mask_digest
 from ..policy import (
     AGGREGATE_KINDS,
     KINDS,
@@ -459,6 +459,50 @@ class GuardPort(Shareable):
         g._registry_cache[self._recipient] = (raw, view)
         return view
 
+    def registry_view(self) -> RegistryView:
+        """This recipient's group registry as the hub holds it (for the applet's tags)."""
+        return self._registry()
+
+    def issue_head_tags(self, raw: bytes) -> bytes:
+        """Issue the applet's tags over this recipient's current registry head (applet
+        message ``05``): MACs under pair keys, about the registry only (no release)."""
+        try:
+            tags = HeadTags.from_bytes(bytes(raw))
+        except FormatError:
+            raise ISOException(SW.WRONG_DATA, "malformed registry head tags") from None
+        view = self._registry()
+        if (tags.feeder_id, tags.version, tags.head) != (view.feeder_id, view.version, view.head):
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "tags over another registry head than this hub's")
+        return _issue(self._guard.ctx.runtime, self._client, bytes(raw))
+
+    def record_head_tags(self, peers: Iterable[str], version: int, head: bytes) -> None:
+        """Record that ``peers`` (the applet checked their tags) hold this recipient's
+        current registry head, in one card transaction."""
+        g = self._guard
+        view = self._registry()
+        if (version, bytes(head)) != (view.version, view.head):
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "tags over another registry head than this hub's")
+        g.ctx.begin_transaction()
+        for p in peers:
+            g.ctx.store.put(self._qkey(b"a", p.encode()), _u32(version) + bytes(head))
+        g.ctx.commit_transaction()
+
+    def _check_head_held(self, meter_id: str) -> None:
+        """Forks (docs/fraud.md): once this hub has released under one registry head, it
+        releases under another only when every co-member has tagged that head (each then
+        held it, so no two of them release on branches that do not extend each other)."""
+        g = self._guard
+        last = g.ctx.store.get(self._qkey(b"last"))
+        view = self._registry()
+        if last is None or last == view.head:
+            return
+        want = _u32(view.version) + view.head
+        lacking = sorted(p for p in view.co_members(meter_id) if g.ctx.store.get(self._qkey(b"a", p.encode())) != want)
+        if lacking:
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED,
+                               f"the registry changed since this hub's last release and {len(lacking)} co-member(s) "
+                               f"have not tagged its head ({', '.join(lacking[:3])}{', ...' if len(lacking) > 3 else ''})")
+
     def registry_head(self) -> bytes:
         """Issue ``u32 blocks held || 32-byte chain value`` of this recipient's group
         registry (the recipient's own published data; no release)."""
@@ -503,16 +547,21 @@ class GuardPort(Shareable):
         return self._guard.ctx.store.get(self._qkey(b"d", day.isoformat().encode())) is not None
 
     def day_span(self, day: date) -> bytes:
-        """The span digest of ``day``'s groups in this recipient's registry, which the
-        applet binds into the day's masks (:func:`meterhub.model.formats.aggregation.mask_context`)."""
+        """The span digest of ``day``'s groups in this recipient's registry, bound with the
+        registry head this hub released the day under (its current head before its first
+        release of the day), which the applet binds into the day's masks
+        (:func:`meterhub.model.formats.aggregation.mask_context`): members that hold
+        different spans of the day, or different registries, derive masks that do not cancel."""
         g = self._guard
         view = self._registry()
-        key = (self._recipient, view.head, day)
+        frozen = g.ctx.store.get(self._qkey(b"d", day.isoformat().encode()))
+        head = frozen if frozen is not None and len(frozen) == 32 else view.head
+        key = (self._recipient, view.head, day, head)
         hit = g._span_cache.get(key)
         if hit is None:
             if len(g._span_cache) > 256:
                 g._span_cache.clear()
-            hit = g._span_cache[key] = view.day_span(day)
+            hit = g._span_cache[key] = day_mask_digest(view.day_span(day), head)
         return hit
 
     def group(self, group_id: str) -> GroupDefinition:
@@ -556,7 +605,24 @@ class GuardPort(Shareable):
                     raise ISOException(SW.CONDITIONS_NOT_SATISFIED,
                                        f"{mid} was answered as {'missing' if had == b'D' else 'present'} "
                                        "for this group and day; the other kind is refused")
+            # the present set's sum must not leave the registry's span for the day,
+            # with the recoveries this card answered that day (docs/fraud.md)
+            problems = self._registry().recovery_problems(
+                group.group_id, req.day, group.meter_ids - set(req.missing), self._answered(req.day),
+                min_size=GROUP_POLICY.min_size)
+            if problems:
+                raise ISOException(SW.CONDITIONS_NOT_SATISFIED, f"recovery refused: {problems[0]}")
         return group, req.day, slot(kind)
+
+    def _answered(self, day: date) -> dict[str, frozenset[str]]:
+        """The present sets of the recoveries this card answered on ``day``, by group."""
+        g = self._guard
+        prefix = self._qkey(b"p", day.isoformat().encode(), b"")
+        out = {}
+        for k in g._stored(prefix):
+            raw = (g.ctx.store.get(k) or b"").decode()
+            out[k[len(prefix):].decode()] = frozenset(raw.split("\n")) if raw else frozenset()
+        return out
 
     def _mark(self, group_id: str, day: date, member: str) -> bytes:
         return b"U" + "/".join((self._recipient, group_id, day.isoformat(), member)).encode()
@@ -573,6 +639,8 @@ class GuardPort(Shareable):
         group, day, slot = self._group_release(kind, request, meter_id, own_key)
         idx = g.ctx.store.get(b"R" + slot.encode())
         if idx is None:
+            if kind == "aggregate":
+                self._check_head_held(meter_id)
             return None, group, day
         entry = LogEntry.from_bytes(g.ctx.store.get(b"L" + idx[:4]) or b"")
         if entry.request_digest != hashlib.sha256(request).hexdigest():
@@ -599,13 +667,20 @@ class GuardPort(Shareable):
         g.ctx.store.put(b"L" + _u32(count), raw)
         g.ctx.store.put(b"R" + slot.encode(), _u32(count))
         g.ctx.store.put(b"head", _u32(count + 1) + chain_hash(head, raw))
-        g.ctx.store.put(self._qkey(b"d", day.isoformat().encode()), b"\x01")  # no retroactive groups
+        day_key = self._qkey(b"d", day.isoformat().encode())
+        if g.ctx.store.get(day_key) is None:  # no retroactive groups; the head the day is released under
+            g.ctx.store.put(day_key, self._registry().head)
+        if kind == "aggregate":
+            g.ctx.store.put(self._qkey(b"last"), self._registry().head)
         if kind == "recovery":  # which kind this card answered for each member, same transaction
             req = RecoveryRequest.from_bytes(request)
             for m in req.missing:
                 g.ctx.store.put(self._mark(group.group_id, day, m), b"D")
             for p, _ in req.present:
                 g.ctx.store.put(self._mark(group.group_id, day, p), b"P")
+            # the present set this answer enables, counted by later recoveries of the day
+            g.ctx.store.put(self._qkey(b"p", day.isoformat().encode(), group.group_id.encode()),
+                            "\n".join(sorted(group.meter_ids - set(req.missing))).encode())
         g.ctx.commit_transaction()
         return g._hand_out(self._client, count, False)
 
@@ -693,7 +768,7 @@ class PrivacyGuard(Applet):
         super().__init__(ctx)
         self._policy_cache: tuple[bytes, ReleasePolicy] | None = None
         self._registry_cache: dict[str, tuple[bytes, RegistryView]] = {}
-        self._span_cache: dict[tuple[str, bytes, date], bytes] = {}
+        self._span_cache: dict[tuple[str, bytes, date, bytes], bytes] = {}
 
     # -- state ----------------------------------------------------------------------------
     def _stored(self, prefix: bytes) -> list[bytes]:

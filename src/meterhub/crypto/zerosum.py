@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import constant_time, hashes, hmac, serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -43,10 +43,14 @@ __all__ = [
     "pair_key",
     "member_masks",
     "sum_masks",
+    "pair_tag",
+    "pair_tag_ok",
 ]
 
 KEY_BYTES = 32
 MASK_DST = b"meterhub/v1/zero-sum-mask/x25519-hkdf-sha256"
+TAG_KEY_DST = b"meterhub/v1/pair-tag-key/x25519-hkdf-sha256"
+TAG_BYTES = 16
 _SCALAR_BYTES = 48
 _BLOCK_SCALARS = (255 * 32) // _SCALAR_BYTES  # HKDF-Expand gives at most 255 hash blocks
 
@@ -120,6 +124,22 @@ def pair_key(own: X25519PrivateKey, peer_public: bytes) -> PairKey:
         raise ZeroSumError("peer key is a low-order point") from None
     lo, hi = sorted((own_pub, bytes(peer_public)))
     return PairKey(secret, lo + hi, 1 if own_pub < peer_public else -1, bytes(peer_public))
+
+
+def pair_tag(pair: PairKey, message: bytes) -> bytes:
+    """A 16-byte HMAC-SHA256 tag (RFC 2104, truncated as in RFC 2104 §5) of ``message``
+    under a key derived from the pair's shared secret by HKDF-SHA256 with its own info
+    string (so the tag key is independent of the mask stream): one hub tells one peer
+    something the grid operator relays but cannot forge (docs/fraud.md, registry heads)."""
+    key = HKDF(hashes.SHA256(), 32, pair.salt, TAG_KEY_DST).derive(pair.secret)
+    mac = hmac.HMAC(key, hashes.SHA256())
+    mac.update(message)
+    return mac.finalize()[:TAG_BYTES]
+
+
+def pair_tag_ok(pair: PairKey, message: bytes, tag: bytes) -> bool:
+    """Constant-time check of a :func:`pair_tag`."""
+    return len(tag) == TAG_BYTES and constant_time.bytes_eq(pair_tag(pair, message), bytes(tag))
 
 
 def member_masks(pairs: Iterable[PairKey], context: bytes, count: int) -> list[int]:

@@ -11,7 +11,9 @@ After the demo has recorded its customers, :func:`run`
    SCP03 level 33), reads each applet's X25519 key, signs one group per feeder and pushes
    it; the hubs admit it under their policy;
 3. collects every feeder-day by private aggregation. One hub is unreachable on one day:
-   the recovery round removes its masks and the day is reported incomplete. Each
+   the recovery round removes its masks and the day is reported incomplete, or, where
+   the hubs' rule refuses every present set (outside the registry's span for the day,
+   or too few holders of the seeds), reported without a sum. Each
    feeder-day is verified against the meters' commitments in the utility's store
    (:func:`meterhub.utility.fraud.verify_feeder_day`), and compared with the readings;
 4. computes the balance, runs the CUSUMs calibrated on honest simulated feeders, and for
@@ -112,7 +114,7 @@ class FraudReport:
     period_to: str
     feeder_days_verified: int = 0
     feeder_days_incomplete: int = 0
-    group_days_unavailable: int = 0  # a recovery the hubs refused (fewer than the minimum present)
+    group_days_unavailable: int = 0  # a recovery the hubs refuse (outside the day's span, too few present)
     rejected: list[str] = field(default_factory=list)
     sums_equal_readings: bool = True
     detector: dict[str, Any] = field(default_factory=dict)
@@ -333,7 +335,8 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
                 for k in day_ks:
                     day = days[k]
                     reach = {c: (None if down == (c, day) else mb) for c, mb in boxes.items()}
-                    rel, rec, missing = collect_day(reach, grp, day, AGGREGATION_APP_AID)
+                    rel, rec, missing = collect_day(reach, grp, day, AGGREGATION_APP_AID,
+                                                    registry=registries[f.feeder_id].view)
                     kept += [((grp.group_id, day.isoformat(), c, "release"), r.to_bytes()) for c, r in rel.items()]
                     kept += [((grp.group_id, day.isoformat(), c, "recovery"), r.to_bytes()) for c, r in rec.items()]
                     if missing and not rec:  # recovery refused (too few present): no sum, not a fault
@@ -521,7 +524,7 @@ def format_report(r: FraudReport) -> str:
     out = [
         f"Fraud detection {r.period_from}..{r.period_to}: {r.feeder_days_verified} feeder-days verified by private "
         f"aggregation ({r.feeder_days_incomplete} incomplete after a recovery round, {r.group_days_unavailable} "
-        f"without a sum: recovery refused below the minimum), {len(r.rejected)} rejected; "
+        f"without a sum: no present set the hubs' recovery rule admits), {len(r.rejected)} rejected; "
         f"verified sums equal the readings: {'yes' if r.sums_equal_readings else 'NO'}",
         f"CUSUM (calibrated on {r.detector.get('honest_feeders', 0)} honest simulated feeders, "
         f"{100 * r.detector.get('far', 0):.0f}% false alarms over {r.detector.get('horizon_days', 0)} days): "

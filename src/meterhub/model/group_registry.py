@@ -23,10 +23,19 @@ vectors. The registry makes the whole set visible to every hub:
   valid on that day only if the group lies in that day's span already (it reveals
   nothing new: the same members under a new id, or a union of disjoint groups);
 * every masked release and recovery of a day binds the day's span digest
-  (:func:`span_digest` of the groups valid that day) into its zero-sum masks
+  (:func:`span_digest` of the groups valid that day) and the registry head the hub
+  released the day under into its zero-sum masks
   (:func:`meterhub.model.formats.aggregation.mask_context`). Two members of a group with different
   views of the day (the grid operator showed them different chains: equivocation)
-  derive different pair values, the masks do not cancel and the sum stays hidden.
+  derive different pair values, the masks do not cancel and the sum stays hidden;
+* **head tags** (:class:`HeadTags`): a hub that released under one head releases under
+  another only once every co-member tagged that head (a MAC under the pair's X25519
+  secret the operator relays but cannot make), so a registry forked after a release
+  cannot give two sets of hubs branches that do not extend each other;
+* a **recovery** (the unmasking round with members missing) releases the sum of the
+  present members, answered only where :func:`recovery_problems` admits it: the group
+  splits the day's span, and the present set with the day's groups and the hub's own
+  recoveries of the day passes :func:`set_problems`.
 
 Why this closes the chain for a day ``d`` even against equivocation: after its first
 release of ``d`` a hub's span of ``d`` never changes (no retroactive groups). A group's
@@ -39,16 +48,17 @@ The span test is exact: Gauss-Jordan elimination over the integers (fraction-fre
 row divided by its content), which gives the reduced row echelon form over Q up to a
 positive factor per row. ``e_w`` is in the span iff a reduced row is ``e_w`` itself;
 a reduced row with fewer than the minimum households is a sum of fewer than the minimum
-(or a small difference) that the grid operator could compute, refused as well. (The
-second test is sound but not complete: a small-support vector of the span need not be a
-reduced row. The single-household test is complete.)
+(or a small difference) that the grid operator could compute, refused as well, and so
+is a combination of two reduced rows with fewer (:func:`_two_row_combinations`). The
+single-household and two-household tests are complete; for 3 or 4 households the test
+is sound but not complete (a combination of 3 or 4 reduced rows is not searched).
 """
 
 from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from math import gcd
@@ -72,11 +82,20 @@ __all__ = [
     "reduced_rows",
     "isolated_households",
     "registry_problems",
+    "recovery_problems",
+    "set_problems",
     "span_digest",
+    "day_mask_digest",
+    "HEAD_DST",
+    "HeadTags",
+    "head_message",
 ]
 
 REGISTRY_DST = b"meterhub/v1/aggregation-group-registry\x00"
+HEAD_DST = b"meterhub/v1/aggregation-registry-head\x00"
+_HEAD_MAGIC = b"MHGH\x01"
 SPAN_DST = b"meterhub/v1/aggregation-day-span\x00"
+SPAN_HEAD_DST = b"meterhub/v1/aggregation-day-span-under-head\x00"
 _MAGIC = b"MHGR\x01"
 MAX_BLOCK_GROUPS = 256
 _U32 = struct.Struct(">I")
@@ -139,6 +158,56 @@ class RegistryBlock:
         sig = r.take(64)
         r.end()
         return cls(feeder, version, prev, groups, sig)
+
+
+def head_message(feeder_id: str, version: int, head: bytes, sender: str, receiver: str) -> bytes:
+    """What a hub's tag for one co-member covers: ``HEAD_DST || str8 feeder || u32 version
+    || 32-byte chain value || str8 sender || str8 receiver``."""
+    if len(head) != 32 or not 0 <= version < 1 << 32:
+        raise FormatError("registry head: u32 version and a 32-byte chain value")
+    return HEAD_DST + _str8(feeder_id) + _U32.pack(version) + bytes(head) + _str8(sender) + _str8(receiver)
+
+
+@dataclass(frozen=True)
+class HeadTags:
+    """Tags over a registry head (docs/fraud.md, forks): a hub's answer to applet
+    message ``05`` (``owner`` the sender, one tag per co-member) or the grid operator's
+    message ``06`` to one hub (``owner`` the receiver, the tags its co-members addressed
+    to it over the same head). Each tag is :func:`meterhub.crypto.zerosum.pair_tag` of
+    :func:`head_message` under the pair's X25519 secret, so the operator relays but
+    cannot forge a co-member's view.
+
+    ``MHGH 01 || str8 feeder || u32 version || 32-byte chain value || str8 owner || u16 n
+    || n x (str8 peer || 16-byte tag)``, sorted by peer and tag, no entry twice. A peer
+    the registry lists with two hub keys (on separate days) gets one tag per key.
+    """
+
+    feeder_id: str
+    version: int
+    head: bytes
+    owner: str
+    tags: tuple[tuple[str, bytes], ...]
+
+    def to_bytes(self) -> bytes:
+        if list(self.tags) != sorted(set(self.tags)) or any(len(t) != 16 for _, t in self.tags) \
+                or len(self.tags) > 0xFFFF:
+            raise FormatError("registry head tags: entries sorted and distinct, 16-byte tags")
+        if len(self.head) != 32 or not 0 <= self.version < 1 << 32:
+            raise FormatError("registry head tags: u32 version and a 32-byte chain value")
+        return (_HEAD_MAGIC + _str8(self.feeder_id) + _U32.pack(self.version) + self.head + _str8(self.owner)
+                + len(self.tags).to_bytes(2, "big") + b"".join(_str8(p) + t for p, t in self.tags))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> HeadTags:
+        r = _Reader(data, "registry head tags")
+        if r.take(len(_HEAD_MAGIC)) != _HEAD_MAGIC:
+            raise FormatError("registry head tags: not version 1")
+        feeder, version, head, owner = r.str8("feeder id"), int.from_bytes(r.take(4), "big"), r.take(32), r.str8("owner")
+        tags = tuple((r.str8("peer"), r.take(16)) for _ in range(r.u16()))
+        r.end()
+        if list(tags) != sorted(set(tags)):
+            raise FormatError("registry head tags: entries must be sorted, without repeats")
+        return cls(feeder, version, head, owner, tags)
 
 
 # ---------------------------------------------------------------------- exact linear algebra
@@ -208,25 +277,113 @@ def registry_problems(groups: Sequence[GroupDefinition], min_size: int = MIN_GRO
     differ by fewer (symmetric difference, equal sets allowed), a household listed with two
     hub keys on overlapping days (:func:`_key_conflicts`), a household in the span, or a
     reduced row of fewer households. Empty when none."""
+    return set_problems([(g.group_id, g.meter_ids) for g in groups], min_size, _key_conflicts(groups))
+
+
+def set_problems(named: Sequence[tuple[str, frozenset[str]]], min_size: int = MIN_GROUP_SIZE,
+                 extra: Sequence[str] = ()) -> list[str]:
+    """:func:`registry_problems` over named member sets (a group, or the present set of a
+    recovery round, ``meterhub.model.formats.aggregation.GroupPolicy`` rule 6): a set below the
+    minimum, two sets that differ by fewer, a household in their span, a reduced row of
+    fewer households; ``extra`` problems are listed after the pairwise ones."""
     out = []
-    for g in groups:
-        if len(g.members) < min_size:
-            out.append(f"group {g.group_id} has {len(g.members)} members, fewer than {min_size}")
+    for name, s in named:
+        if len(s) < min_size:
+            out.append(f"group {name} has {len(s)} members, fewer than {min_size}")
     distinct: dict[frozenset[str], str] = {}
-    for g in groups:
-        distinct.setdefault(g.meter_ids, g.group_id)
+    for name, s in named:
+        distinct.setdefault(s, name)
     items = list(distinct.items())
     for i, (a, ga) in enumerate(items):
         for b, gb in items[i + 1 :]:
             d = len(a ^ b)
             if d < min_size:
                 out.append(f"groups {ga} and {gb} differ by {d} member(s), fewer than {min_size}")
-    out += _key_conflicts(groups)
+    out += extra
     cols, rows = reduced_rows(distinct)
     supports = [[cols[k] for k, x in enumerate(row) if x] for row in rows]
     out[:0] = [f"the groups together isolate household {nz[0]}" for nz in supports if len(nz) == 1]
     out += [f"the groups together give a combination of {len(nz)} households ({', '.join(nz)})"
             for nz in supports if 1 < len(nz) < min_size]
+    out += [f"the groups together give a combination of {len(nz)} households ({', '.join(nz)})"
+            for nz in _two_row_combinations(cols, rows, min_size)]
+    return out
+
+
+def _two_row_combinations(cols: list[str], rows: list[tuple[int, ...]], min_size: int) -> list[list[str]]:
+    """Supports of fewer than ``min_size`` households of a combination ``a r_i + b r_j``
+    (``a, b`` nonzero) of two reduced rows. A vector of the span is the combination of
+    the reduced rows whose pivot columns it touches, so this finds every vector of the
+    span with at most two pivots in its support: every sum or difference of two
+    households (``G1 + G2 - G3 = v + w`` from ``G1 = v + X``, ``G2 = w + Y``, ``G3 = X +
+    Y``), and the small combinations of two rows. (Three or four rows are not searched:
+    sound, not complete, for supports of 3 and 4.)"""
+    pivots = {next(k for k, x in enumerate(row) if x) for row in rows}
+    free = [k for k in range(len(cols)) if k not in pivots]
+    parts = [{k: row[k] for k in free if row[k]} for row in rows]
+    out = []
+    for i in range(len(rows)):
+        for j in range(i + 1, len(rows)):
+            ni, nj = parts[i], parts[j]
+            common = ni.keys() & nj.keys()
+            if not common:
+                continue  # no cancellation: the support is both rows' together
+            # b/a = -ni[k]/nj[k] cancels column k; count the columns each ratio cancels
+            votes: dict[tuple[int, int], int] = {}
+            for k in common:
+                num, den = -ni[k], nj[k]
+                g = gcd(num, den)
+                key = (num // g, den // g) if den // g > 0 else (-num // g, -den // g)
+                votes[key] = votes.get(key, 0) + 1
+            (num, den), cancelled = max(votes.items(), key=lambda kv: kv[1])
+            if 2 + len(ni.keys() | nj.keys()) - cancelled >= min_size:
+                continue
+            a, b = den, num  # a*r_i + b*r_j with b/a = num/den
+            comb = [a * x + b * y for x, y in zip(rows[i], rows[j], strict=True)]
+            support = [cols[k] for k, x in enumerate(comb) if x]
+            if len(support) < min_size:
+                out.append(support)
+    return out
+
+
+def recovery_problems(day_sets: Mapping[str, frozenset[str]], group_id: str, present: frozenset[str],
+                      answered: Mapping[str, frozenset[str]], min_size: int = MIN_GROUP_SIZE) -> list[str]:
+    """Why a hub must not answer a recovery of group ``group_id`` (the unmasking round
+    with members missing) that enables the sum over ``present`` on a day whose groups in
+    its registry are ``day_sets`` (group id -> members), after the recoveries it answered
+    that day (``answered``: group id -> the present set it enabled). Empty when it may.
+
+    What the grid operator can learn on the day is one vector per group: the group's sum,
+    or, for a group with a recovery, its present set's sum (never both: every present
+    member answers one unmasking per group and day, and the missing members' self-masks
+    need ``t`` shares that only present members hold). The rule, per day (docs/fraud.md):
+
+    1. **the group splits the day's span**: every reduced row of the day's groups lies
+       inside the group or outside it (a group crossing it could be combined with the
+       present sets of other groups' recoveries, which other hubs answer and this hub
+       never sees: ``v + X``, ``X + Y``, ``Y`` from three groups give ``v``);
+    2. the day's vectors, every group's sum except the ones this hub answered a
+       recovery for, those recoveries' present sets and this present set, pass
+       :func:`set_problems`: no household in their span, no two that differ by fewer
+       than the minimum, no reduced row of fewer households. (With the feeder group and
+       its halves on the day, the present set ``F - v`` gives ``L + R - (F - v) = v``.)
+    """
+    mine = day_sets.get(group_id)
+    if mine is None:
+        return [f"group {group_id} is not a group of the day in the registry"]
+    if present == mine:
+        return []
+    out = []
+    cols, rows = reduced_rows(day_sets.values())
+    for row in rows:
+        support = {cols[k] for k, x in enumerate(row) if x}
+        if support & mine and support - mine:
+            out.append(f"the day's groups cross group {group_id} (a combination of {len(support)} households "
+                       "lies partly inside it): a recovery of it could combine with recoveries this hub does not see")
+            break
+    named = [(gid, answered.get(gid, s)) for gid, s in day_sets.items() if gid != group_id]
+    named.append((f"{group_id} (present set of the recovery)", present))
+    out += set_problems(named, min_size)
     return out
 
 
@@ -262,6 +419,15 @@ def span_digest(groups: Iterable[GroupDefinition]) -> bytes:
     return h.digest()
 
 
+def day_mask_digest(span: bytes, head: bytes) -> bytes:
+    """What a day's masks bind (:func:`meterhub.model.formats.aggregation.mask_context`): the day's
+    :func:`span_digest` and the registry chain value the hub released the day under,
+    ``SHA-256(SPAN_HEAD_DST || span || head)`` (docs/fraud.md, equivocation and forks)."""
+    if len(span) != 32 or len(head) != 32:
+        raise FormatError("day mask digest: a 32-byte span digest and a 32-byte chain value")
+    return hashlib.sha256(SPAN_HEAD_DST + bytes(span) + bytes(head)).digest()
+
+
 # ---------------------------------------------------------------------- a hub's view
 
 
@@ -280,6 +446,24 @@ class RegistryView:
 
     def day_span(self, day: date) -> bytes:
         return span_digest(self.day_groups(day))
+
+    def co_members(self, meter_id: str) -> dict[str, set[bytes]]:
+        """Every other member of every group listing ``meter_id``, with the hub keys the
+        registry lists it with: the hubs whose tags over a new head this hub needs
+        before it releases under that head (docs/fraud.md, forks)."""
+        out: dict[str, set[bytes]] = {}
+        for g in self.groups.values():
+            if g.member(meter_id) is not None:
+                for m in g.members:
+                    if m.meter_id != meter_id:
+                        out.setdefault(m.meter_id, set()).add(m.hub_key)
+        return out
+
+    def recovery_problems(self, group_id: str, day: date, present: frozenset[str],
+                          answered: Mapping[str, frozenset[str]], *, min_size: int = MIN_GROUP_SIZE) -> list[str]:
+        """:func:`recovery_problems` over the groups of ``day`` in this registry."""
+        return recovery_problems({g.group_id: g.meter_ids for g in self.day_groups(day)}, group_id, present,
+                                 answered, min_size)
 
     def check_extension(self, block: RegistryBlock, signer_keys: Sequence[bytes],
                         released: Callable[[date], bool], *, min_size: int = MIN_GROUP_SIZE,

@@ -50,7 +50,7 @@ from ..model.formats.aggregation import (
     self_mask_context,
     self_mask_threshold,
 )
-from ..model.group_registry import RegistryBlock, RegistryView
+from ..model.group_registry import HeadTags, RegistryBlock, RegistryView
 from ..model.timebase import day_starts
 from .settlement import AppletMailbox, check_batches
 from .verifier import DayCommitments, MeterRegistration, Rejected
@@ -60,11 +60,13 @@ __all__ = [
     "FeederDay",
     "make_group",
     "collect_day",
+    "recovery_missing",
     "verify_feeder_day",
     "demo_grid_key",
     "hub_key",
     "push_group",
     "push_registry",
+    "relay_head_tags",
     "registry_head",
     "GroupRegistry",
     "SessionMailbox",
@@ -96,13 +98,42 @@ def make_group(group_id: str, feeder_id: str, keys: Mapping[str, bytes], valid_f
     return GroupDefinition(group_id, feeder_id, interval_minutes, valid_from, valid_to, members).signed(key)
 
 
+def recovery_missing(view: RegistryView, group: GroupDefinition, day: date, dropped: Sequence[str],
+                     answered: Mapping[str, frozenset[str]] | None = None) -> tuple[str, ...] | None:
+    """The members to name missing in a recovery of ``group`` on ``day`` when ``dropped``
+    did not answer: ``dropped`` itself if the hubs' recovery rule
+    (:func:`meterhub.model.group_registry.recovery_problems`, over the day's groups in
+    ``view`` and the recoveries already run that day, ``answered``) admits the present
+    set, else ``dropped`` grown by the smallest groups of the day inside ``group`` that
+    hold a dropped member (the present set is then the rest of a nested partition, in
+    the registry's span), else ``None``: the day has no sum. The present set must also
+    hold ``t + 1`` members (:func:`meterhub.model.formats.aggregation.self_mask_threshold`)."""
+    ids = group.meter_ids
+    t = self_mask_threshold(len(ids))
+    inner = sorted((g.meter_ids for g in view.day_groups(day) if g.meter_ids < ids), key=len)
+    grown = set(dropped)
+    for d in dropped:
+        grown |= next((s for s in inner if d in s), frozenset())
+    for missing in (frozenset(dropped), frozenset(grown)):
+        present = ids - missing
+        if len(present) - 1 >= t and not view.recovery_problems(group.group_id, day, present, answered or {}):
+            return tuple(sorted(missing))
+    return None
+
+
 def collect_day(mailboxes: Mapping[str, AppletMailbox | None], group: GroupDefinition, day: date,
-                app_aid: str) -> tuple[dict[str, MaskedRelease], dict[str, RecoveryRelease], list[str]]:
+                app_aid: str, *, registry: RegistryView | None = None,
+                answered: Mapping[str, frozenset[str]] | None = None
+                ) -> tuple[dict[str, MaskedRelease], dict[str, RecoveryRelease], list[str]]:
     """Step 1: ask every member (``None``: the hub is unreachable), then recover the missing.
 
-    Returns releases, recovery releases and the missing members. When a present hub
-    refuses or fails the recovery (its policy refuses one that would leave fewer than the
-    minimum present), the recovery releases come back empty: the day has no sum.
+    Returns releases, recovery releases and the missing members. With the feeder's
+    ``registry`` the missing set is chosen by :func:`recovery_missing` first (members
+    that answered but are named missing lose their release: the present set's sum is all
+    the day gives); when none is admitted, or when a present hub refuses or fails the
+    recovery (its policy refuses a present set outside the registry's span for the day,
+    or one that would leave fewer than the minimum present), the recovery releases come
+    back empty: the day has no sum, and it is reported, not retried.
     """
     from .settlement import HubRefused
 
@@ -121,6 +152,12 @@ def collect_day(mailboxes: Mapping[str, AppletMailbox | None], group: GroupDefin
         if len(rel.shares) != len(ids) - 1:  # its seed shares cannot be forwarded: as if it had not answered
             del releases[mid]
     missing = sorted(m for m in ids if m not in releases)
+    if missing and registry is not None:
+        chosen = recovery_missing(registry, group, day, missing, answered)
+        if chosen is None:
+            return releases, {}, missing  # no admissible present set: no sum for the day
+        missing = list(chosen)
+        releases = {m: r for m, r in releases.items() if m not in chosen}
     recoveries: dict[str, RecoveryRelease] = {}
     present = sorted(releases)
     if len(present) - 1 < self_mask_threshold(len(ids)):
@@ -389,6 +426,28 @@ def push_registry(mailbox: AppletMailbox, registry: GroupRegistry | Sequence[Reg
         raise Rejected(f"the hub holds another registry (block {held - 1} differs)")
     for b in blocks[held:]:
         mailbox.send(b"\x03" + b.to_bytes(), f"registry block {b.version}")
+
+
+def relay_head_tags(mailboxes: Mapping[str, AppletMailbox | None]) -> list[str]:
+    """Relay the hubs' tags over their registry heads (applet ``05``) to their co-members
+    (``06``): after a new block, a hub that released under an older head releases again
+    only once every co-member tagged the new one (docs/fraud.md, forks). Returns the
+    hubs that got every tag they need from the hubs reached (``None``: unreachable)."""
+    got = {mid: HeadTags.from_bytes(mb.send(b"\x05", f"registry head tags of {mid}"))
+           for mid, mb in mailboxes.items() if mb is not None}
+    done = []
+    for mid, mine in got.items():
+        tags = tuple(sorted({(sender, tag) for sender, theirs in got.items()
+                             if sender != mid and (theirs.feeder_id, theirs.version, theirs.head)
+                             == (mine.feeder_id, mine.version, mine.head)
+                             for peer, tag in theirs.tags if peer == mid}))
+        box = mailboxes[mid]
+        assert box is not None
+        box.send(b"\x06" + HeadTags(mine.feeder_id, mine.version, mine.head, mid, tags).to_bytes(),
+                 f"co-members' registry head tags for {mid}")
+        if {p for p, _ in tags} >= {p for p, _ in mine.tags}:
+            done.append(mid)
+    return sorted(done)
 
 
 def push_group(mailbox: AppletMailbox, group: GroupDefinition) -> None:

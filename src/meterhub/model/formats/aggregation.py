@@ -540,7 +540,10 @@ class GroupPolicy:
     6. a recovery (the unmasking round) leaves at least ``min_size`` members present,
        names only other members, each once (missing or present, never both), and
        happens at most once per group and day; the guard also keeps, per group-day,
-       which kind it answered for each member and refuses the other kind.
+       which kind it answered for each member and refuses the other kind, and answers
+       one naming members missing only for a present set that
+       :func:`meterhub.model.group_registry.recovery_problems` admits over the day's groups
+       in its registry and the present sets it answered that day.
 
     Pure checks with no state of their own; the guard holds the groups.
     """
