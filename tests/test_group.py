@@ -286,7 +286,7 @@ def test_point_array_msm_matches_naive(data, bits):
         pts.append([Point.identity(), base[0], -base[0], base[1], base[2], base[1] + base[2], base[0]][choice])
     arr = PointArray.from_points(pts)
     assert arr.msm(scalars) == naive_msm(scalars, pts)
-    live = [i for i, (k, p) in enumerate(zip(scalars, pts)) if k % Q and not p.is_identity]
+    live = [i for i, (k, p) in enumerate(zip(scalars, pts, strict=True)) if k % Q and not p.is_identity]
     if live:
         ks = [scalars[i] % Q for i in live]
         sub = PointArray.from_points([pts[i] for i in live])

@@ -221,11 +221,11 @@ def test_outputs_go_only_to_the_suppliers_domain(tmp_path):
 
 
 @pytest.mark.parametrize("top", [0, 31, 32, 22_000, 1 << 40])
-def test_msm_small_equals_the_plain_sum(top):
+def test_small_price_msm_equals_the_plain_sum(top):
+    """The settlement check's multiplication (PointArray.msm over small scalars)."""
     import random
 
-    from meterhub.crypto.group import G, H, Point
-    from meterhub.utility.settlement import msm_small
+    from meterhub.crypto.group import G, H, Point, PointArray
 
     rng = random.Random(top)
     pts = [G * rng.randrange(1, Q) + H * rng.randrange(1, Q) for _ in range(40)]
@@ -234,7 +234,7 @@ def test_msm_small_equals_the_plain_sum(top):
     for k, p in zip(ks, pts, strict=True):
         want = want + p * k
     blob = b"".join(p.to_bytes_uncompressed() for p in pts)
-    assert msm_small(ks, blob, 65) == want
+    assert PointArray.parse(blob, 65).msm(ks) == want
 
 
 def test_aggregate_shares():

@@ -114,12 +114,19 @@ def _check_count(n: int) -> None:
         raise ProofError(f"need 1 to {MAX_VALUES} values")
 
 
-def _transcript(ctx: ProofContext, points: Sequence[Point], squares: int, blinding: int) -> Transcript:
+def _transcript(ctx: ProofContext, points: Sequence[Point] | bytes, squares: int, blinding: int) -> Transcript:
+    """``points`` as Points or as their concatenated 33-byte encodings (the same bytes
+    :meth:`Transcript.append_points` absorbs)."""
     if not 0 <= squares < Q or not 0 <= blinding < Q:
         raise ProofError("sum of squares and its blinding must be below the group order")
     t = ctx.transcript(_PROTOCOL)
-    t.append_u64(b"sos/n", len(points))
-    t.append_points(b"sos/C", points)
+    if isinstance(points, bytes):
+        n = len(points) // 33
+        t.append_u64(b"sos/n", n)
+        t.append_message(b"sos/C", n.to_bytes(8, "big") + points)
+    else:
+        t.append_u64(b"sos/n", len(points))
+        t.append_points(b"sos/C", points)
     t.append_scalar(b"sos/S", squares)
     t.append_scalar(b"sos/r_S", blinding)
     return t
@@ -219,12 +226,21 @@ class SquaresCheck:
 
 
 def squares_check(
-    commitments: Sequence[Commitment], squares: int, blinding: int, proof: bytes, ctx: ProofContext
+    commitments: Sequence[Commitment] | bytes, squares: int, blinding: int, proof: bytes, ctx: ProofContext
 ) -> SquaresCheck | None:
     """Decode strictly, replay the transcript and return the equation to check, or
-    ``None`` for a degenerate challenge (probability about ``2^-256``). Malformed proofs
-    raise :class:`ProofError`."""
-    n = len(commitments)
+    ``None`` for a degenerate challenge (probability about ``2^-256``). ``commitments``
+    may be given as their concatenated 33-byte encodings (the verifier's point array,
+    :meth:`meterhub.crypto.group.PointArray.to_bytes`). Malformed proofs raise
+    :class:`ProofError`."""
+    if isinstance(commitments, bytes):
+        if len(commitments) % 33:
+            raise ProofError("commitment encodings are not 33-byte points")
+        n = len(commitments) // 33
+        absorbed: Sequence[Point] | bytes = commitments
+    else:
+        n = len(commitments)
+        absorbed = [c.point for c in commitments]
     _check_count(n)
     if not isinstance(proof, bytes | bytearray | memoryview):
         raise ProofError("proof must be bytes")
@@ -251,7 +267,7 @@ def squares_check(
     pos += 33 * k
     a, b = _read_scalar(proof, pos), _read_scalar(proof, pos + 32)
 
-    t = _transcript(ctx, [c.point for c in commitments], squares, blinding)
+    t = _transcript(ctx, absorbed, squares, blinding)
     y, z, c, d_l, d_r = _challenges(t, big_a, big_s, n, nn)
     t.append_point(b"sos/T1", big_t1)
     t.append_point(b"sos/T2", big_t2)

@@ -20,6 +20,7 @@ layout, canonical encoding and messages are in docs/formats.md ("Signed series")
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -198,6 +199,12 @@ class Series:
 
     def digest(self) -> bytes:
         """SHA-256 over a digest DST and the canonical encoding (quoted by applet outputs)."""
+        return self._digest
+
+    @functools.cached_property
+    def _digest(self) -> bytes:
+        # The series is frozen (values a tuple): its digest is computed once, not per
+        # statement that quotes it (every score statement quotes 12 profiles).
         return hashlib.sha256(SERIES_DIGEST_CONTEXT + self.canonical_bytes()).digest()
 
     def check_not_expired(self, today: date) -> None:
