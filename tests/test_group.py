@@ -263,7 +263,7 @@ def test_msm_encoded_is_as_strict_as_point_from_bytes():
 
 
 # ---------------------------------------------------------------- PointArray and Pippenger
-from meterhub.crypto.group import PointArray, _best_window, _pippenger_rows  # noqa: E402
+from meterhub.crypto.group import PointArray, _best_window, _limbs, _pippenger_rows  # noqa: E402
 
 
 @settings(max_examples=40, deadline=None)
@@ -290,7 +290,7 @@ def test_point_array_msm_matches_naive(data, bits):
     if live:
         ks = [scalars[i] % Q for i in live]
         sub = PointArray.from_points([pts[i] for i in live])
-        assert _pippenger_rows(ks, sub.rows, max(ks).bit_length()) == naive_msm(ks, [pts[i] for i in live])
+        assert _pippenger_rows(_limbs(ks), sub.rows, max(ks).bit_length()) == naive_msm(ks, [pts[i] for i in live])
 
 
 def test_pippenger_window_choice_and_large_msm():
@@ -320,3 +320,13 @@ def test_point_array_parse_sums_and_encoding():
         PointArray.parse(bytes(bad), 65)
     with pytest.raises(PointDecodeError):
         PointArray.parse(b"\x05" + bytes(32), 33)
+
+
+def test_point_array_msm_negative_and_mixed_scalars():
+    """Negative scalars (reduced mod Q) and a mix of small and huge ones take the
+    Python path; small repeated ones the numpy direct path; all match."""
+    pts = _random_points(12)
+    for scalars in ([-1, 2, -3, 4, 0, 5, -6, 7, 8, 9, 10, -11],
+                    [3, 3, 3, 5, 5, 0, 3, 5, 5, 3, 3, 3],
+                    [1 << 70, 3, 3, Q - 1, 0, 7, 7, 7, 1, 1, 2, 2]):
+        assert PointArray.from_points(pts).msm(scalars) == naive_msm(scalars, pts)

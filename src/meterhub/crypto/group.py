@@ -323,7 +323,7 @@ def _sum_buckets(buckets: dict[int, list[PublicKey]], grouping_limit: int | None
         many = len(sums) > grouping_limit
     if many:
         arr = PointArray.from_points([Point(pk) for _, pk in sums])
-        return _pippenger_rows([k for k, _ in sums], arr.rows, max(k for k, _ in sums).bit_length())
+        return _pippenger_rows(_limbs([k for k, _ in sums]), arr.rows, max(k for k, _ in sums).bit_length())
     terms = [m for k, pk in sums if (m := _mul_pk(pk, k)) is not None]
     return _combine(terms)
 
@@ -602,12 +602,31 @@ class PointArray:
 
     def msm(self, scalars: Sequence[int]) -> Point:
         """``sum k_i P_i``. Few distinct scalars (tariff prices): one ``combine`` per
-        distinct scalar and one multiplication of each sum; many (random weights): the
-        bucket method over windows (:func:`_pippenger_rows`), whichever the cost model
-        says is cheaper. Zero scalars and identity points contribute nothing."""
+        distinct scalar and one multiplication of each sum; many (random weights, a
+        price index): the bucket method over windows (:func:`_pippenger_rows`),
+        whichever the cost model says is cheaper. Zero scalars and identity points
+        contribute nothing. Scalars below ``2^63`` are handled in numpy throughout."""
         n = len(self)
         if len(scalars) != n:
             raise ValueError("scalars and points differ in length")
+        if not n:
+            return _IDENTITY
+        if min(scalars) >= 0 and max(scalars) < 1 << 63:
+            ks = np.fromiter(scalars, dtype=np.int64, count=n)
+            ks[~self.live] = 0
+            nz = np.flatnonzero(ks)
+            if not len(nz):
+                return _IDENTITY
+            uniq, inverse = np.unique(ks[nz], return_inverse=True)
+            bits = int(uniq[-1]).bit_length()
+            if len(uniq) * (_COST_MUL + _COST_CALL) <= _best_window(len(nz), bits)[1]:
+                order = np.argsort(inverse, kind="stable")
+                bounds = np.searchsorted(inverse[order], np.arange(len(uniq) + 1)).tolist()
+                return self._direct(uniq.tolist(), nz[order], bounds)
+            limbs = np.zeros((len(nz), 4), dtype=np.uint64)
+            limbs[:, 0] = ks[nz].astype(np.uint64)
+            rows = self.rows if len(nz) == n else self.rows[nz]
+            return _pippenger_rows(limbs, rows, bits)
         red = [k % Q for k in scalars]
         live = self.live.tolist()
         positions: dict[int, list[int]] = {}
@@ -622,22 +641,31 @@ class PointArray:
             return _IDENTITY
         bits = max(positions).bit_length()
         used = sum(len(v) for v in positions.values())
-        direct = len(positions) * (_COST_MUL + _COST_CALL) + used * _COST_ADD
-        if direct <= _best_window(used, bits)[1]:
-            base = self.rows.ctypes.data
-            terms: list[PublicKey] = []
-            combine = _lib.secp256k1_ec_pubkey_combine
-            for k, idx in positions.items():
-                addrs = np.asarray(idx, dtype=np.uint64) * np.uint64(64) + np.uint64(base)
-                out = _ffi.new("secp256k1_pubkey *")
-                if combine(_CTX, out, _ffi.cast("secp256k1_pubkey **", _ffi.from_buffer(addrs)), len(idx)):
-                    m = _mul_pk(PublicKey(out), k)
-                    if m is not None:
-                        terms.append(m)
-            return _combine(terms)
+        if len(positions) * (_COST_MUL + _COST_CALL) <= _best_window(used, bits)[1]:
+            idx: list[int] = []
+            bounds = [0]
+            for v in positions.values():
+                idx.extend(v)
+                bounds.append(len(idx))
+            return self._direct(list(positions), np.asarray(idx, dtype=np.int64), bounds)
         keep = [i for i, k in enumerate(red) if k and live[i]]
         rows = self.rows if len(keep) == n else self.rows[np.asarray(keep, dtype=np.int64)]
-        return _pippenger_rows([red[i] for i in keep] if len(keep) != n else red, rows, bits)
+        return _pippenger_rows(_limbs([red[i] for i in keep]), rows, bits)
+
+    def _direct(self, values: list[int], idx: np.ndarray, bounds: list[int]) -> Point:
+        """``sum_j values[j] * (sum of the points idx[bounds[j]:bounds[j+1]])``: one
+        ``combine`` per distinct scalar, then one multiplication each."""
+        addrs = idx.astype(np.uint64) * np.uint64(64) + np.uint64(self.rows.ctypes.data)
+        ptrs = _ffi.cast("secp256k1_pubkey **", _ffi.from_buffer(addrs))
+        combine = _lib.secp256k1_ec_pubkey_combine
+        terms: list[PublicKey] = []
+        for j, k in enumerate(values):
+            out = _ffi.new("secp256k1_pubkey *")
+            if combine(_CTX, out, ptrs + bounds[j], bounds[j + 1] - bounds[j]):
+                m = _mul_pk(PublicKey(out), k)
+                if m is not None:
+                    terms.append(m)
+        return _combine(terms)
 
 
 def _limbs(scalars: Sequence[int]) -> np.ndarray:
@@ -657,9 +685,9 @@ def _window_digits(limbs: np.ndarray, w: int, c: int) -> np.ndarray:
     return (d & np.uint64((1 << c) - 1)).astype(np.intp)
 
 
-def _pippenger_rows(scalars: Sequence[int], rows: np.ndarray, bits: int) -> Point:
+def _pippenger_rows(limbs: np.ndarray, rows: np.ndarray, bits: int) -> Point:
     """``sum k_i P_i`` over non-identity ``rows`` with reduced non-zero scalars below
-    ``2^bits``: Pippenger's bucket method (Bernstein et al., "Faster batch forgery
+    ``2^bits`` given as limbs (:func:`_limbs`): Pippenger's bucket method (Bernstein et al., "Faster batch forgery
     identification", 2012, section 4) with the window ``c`` the cost model picks.
 
     Per window (most significant first): the points are sorted by their digit
@@ -671,7 +699,6 @@ def _pippenger_rows(scalars: Sequence[int], rows: np.ndarray, bits: int) -> Poin
     additions inside libsecp256k1."""
     n = len(rows)
     c, _ = _best_window(n, bits)
-    limbs = _limbs(scalars)
     windows = -(-bits // c)
     nb = 1 << c
     base = np.uint64(rows.ctypes.data)

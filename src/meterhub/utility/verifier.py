@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..crypto import ecdsa
-from ..crypto.group import PointArray, Q
+from ..crypto.group import PointArray, PointDecodeError, Q
 from ..crypto.transcript import ProofError
 from ..exchange import DayUpload
 from ..model.billing import BillCheck, BillingKind, check_energy_bound, check_version
@@ -365,6 +365,10 @@ def bill_check(
 ) -> BillCheck:
     """What the billing engine's verifier needs once :func:`check_period` passed."""
     use65 = all(dc.c65 is not None for dc in days)
+    try:
+        points: PointArray | None = period_points(days)
+    except PointDecodeError:
+        points = None  # the kind's verifier parses again and reports the bad point
     return BillCheck(
         tariff=tariff,
         tz=meter.tz,
@@ -376,6 +380,7 @@ def bill_check(
         registers=period_registers(days),
         metering_point=metering_point,
         contract_id=contract_id,
+        points=points,
     )
 
 
