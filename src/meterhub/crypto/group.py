@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from coincurve import PublicKey
@@ -488,7 +489,7 @@ class PointArray:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def _ptr(self, i: int = 0) -> object:
+    def _ptr(self, i: int = 0) -> Any:
         return _ffi.cast("secp256k1_pubkey *", self.rows.ctypes.data + 64 * i)
 
     @classmethod
