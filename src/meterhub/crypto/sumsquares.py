@@ -60,10 +60,12 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from .bulletproofs._tables import _g_table, _h_table, _lincomb_fixed, generators
 from .bulletproofs.ipa import _ip, _ipa_prove, _powers, _read_point, _read_scalar
 from .bulletproofs.range_proof import _pad
-from .group import Point, Q, msm, random_scalar
+from .group import Point, PointArray, Q, msm, random_scalar
 from .pedersen import Commitment, Opening, commit
 from .transcript import ProofContext, ProofError, Transcript
 
@@ -314,7 +316,9 @@ def squares_check(
 def check_equations(items: Sequence[tuple[SquaresCheck, Point]]) -> bool:
     """``sum_k e_k (check_k) == 0`` with fresh secret ``e_k`` (the first 1): each item's data
     term is given as the point ``D_k`` (already ``sum link * C_h`` plus the caller's
-    other checks on the same points), so it costs one multiplication here."""
+    other checks on the same points), so it costs one multiplication here. The vector
+    generators' part (``2N`` points, full-size scalars) is one Pippenger multi-scalar
+    multiplication over their cached point array; ``G`` and ``H`` use fixed-base tables."""
     own_k: list[int] = []
     own_p: list[Point] = []
     nn = max(len(ck.g_vec) for ck, _ in items)
@@ -327,18 +331,28 @@ def check_equations(items: Sequence[tuple[SquaresCheck, Point]]) -> bool:
         own_p.extend(ck.own_points)
         own_k.append(e)
         own_p.append(data)
-        for j, v in enumerate(ck.g_vec):
-            g_acc[j] += v * e
-        for j, v in enumerate(ck.h_vec):
-            h_acc[j] += v * e
+        g_acc[: len(ck.g_vec)] = [a + v * e for a, v in zip(g_acc, ck.g_vec, strict=False)]
+        h_acc[: len(ck.h_vec)] = [a + v * e for a, v in zip(h_acc, ck.h_vec, strict=False)]
         g_tot += ck.g * e
         h_tot += ck.h * e
-    gv, hv = generators(nn)
-    return _lincomb_fixed(
-        [(g_tot, _g_table()), (h_tot, _h_table())],
-        [*own_k, *g_acc, *h_acc],
-        [*own_p, *gv, *hv],
-    ).is_identity
+    gens = _generator_array(nn)
+    own = PointArray.from_points(own_p)
+    arr = PointArray(np.concatenate([gens.rows, own.rows]), np.concatenate([gens.live, own.live]))
+    vec = arr.msm([k % Q for k in (*g_acc, *h_acc)] + own_k)
+    return (_lincomb_fixed([(g_tot, _g_table()), (h_tot, _h_table())]) + vec).is_identity
+
+
+_GEN_ARRAYS: dict[int, PointArray] = {}
+
+
+def _generator_array(nn: int) -> PointArray:
+    """``G_0..G_{nn-1}, H_0..H_{nn-1}`` in one :class:`PointArray` (cached per size)."""
+    arr = _GEN_ARRAYS.get(nn)
+    if arr is None:
+        gv, hv = generators(nn)
+        arr = PointArray.from_points([*gv, *hv])
+        _GEN_ARRAYS[nn] = arr
+    return arr
 
 
 def verify(
