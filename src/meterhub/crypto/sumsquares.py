@@ -62,7 +62,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .bulletproofs._tables import _g_table, _h_table, _lincomb_fixed, generators
+from .bulletproofs._tables import _g_table, _h_table, _lincomb_fixed, generator_array, generators
 from .bulletproofs.ipa import _ip, _ipa_prove, _powers, _read_point, _read_scalar
 from .bulletproofs.range_proof import _pad
 from .group import Point, PointArray, Q, msm, random_scalar
@@ -335,24 +335,11 @@ def check_equations(items: Sequence[tuple[SquaresCheck, Point]]) -> bool:
         h_acc[: len(ck.h_vec)] = [a + v * e for a, v in zip(h_acc, ck.h_vec, strict=False)]
         g_tot += ck.g * e
         h_tot += ck.h * e
-    gens = _generator_array(nn)
+    gens = generator_array(nn)
     own = PointArray.from_points(own_p)
     arr = PointArray(np.concatenate([gens.rows, own.rows]), np.concatenate([gens.live, own.live]))
     vec = arr.msm([k % Q for k in (*g_acc, *h_acc)] + own_k)
     return (_lincomb_fixed([(g_tot, _g_table()), (h_tot, _h_table())]) + vec).is_identity
-
-
-_GEN_ARRAYS: dict[int, PointArray] = {}
-
-
-def _generator_array(nn: int) -> PointArray:
-    """``G_0..G_{nn-1}, H_0..H_{nn-1}`` in one :class:`PointArray` (cached per size)."""
-    arr = _GEN_ARRAYS.get(nn)
-    if arr is None:
-        gv, hv = generators(nn)
-        arr = PointArray.from_points([*gv, *hv])
-        _GEN_ARRAYS[nn] = arr
-    return arr
 
 
 def verify(
