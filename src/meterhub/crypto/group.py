@@ -48,7 +48,6 @@ __all__ = [
     "msm",
     "naive_msm",
     "msm_encoded",
-    "sum_groups",
     "PointArray",
 ]
 
@@ -376,49 +375,6 @@ def msm_encoded(scalars: Sequence[int], blob: bytes, width: int = 65) -> Point:
         if combine(ctx, out, ptrs, len(ks)):  # 0 means the bucket sums to the identity
             buckets[sk] = [PublicKey(out)]
     return _sum_buckets(buckets)
-
-
-def sum_groups(blob: bytes, width: int, g: int) -> list[Point]:
-    """Sums of ``g`` consecutive points of ``blob`` (encodings of ``width`` 33 or 65
-    bytes, strictly parsed as :meth:`Point.from_bytes`): the hourly commitments from the
-    meter's 15-minute ones. One ``secp256k1_ec_pubkey_combine`` per group over the parsed
-    array, no Python object per point; raises ``PointDecodeError``."""
-    if width not in (33, 65) or g < 1:
-        raise ValueError("width must be 33 or 65 and g positive")
-    n, rem = divmod(len(blob), width)
-    if rem or n % g:
-        raise PointDecodeError(f"{len(blob)} bytes are not groups of {g} points of {width} bytes")
-    zero = _IDENTITY_65 if width == 65 else _IDENTITY_33
-    arr = _ffi.new("secp256k1_pubkey[]", max(n, 1))
-    buf = _ffi.from_buffer(blob)
-    parse = _lib.secp256k1_ec_pubkey_parse
-    live: list[bool] = []
-    for k in range(n):
-        off = width * k
-        prefix = blob[off]
-        if (width == 33 and prefix not in (2, 3)) or (width == 65 and prefix != 4):
-            if blob[off : off + width] != zero:
-                raise PointDecodeError(f"point {k}: bad prefix byte {prefix:02x}")
-            live.append(False)
-            continue
-        if not parse(_CTX, arr + k, buf + off, width):
-            raise PointDecodeError(f"point {k}: not on secp256k1")
-        live.append(True)
-    combine = _lib.secp256k1_ec_pubkey_combine
-    ptrs = _ffi.new("secp256k1_pubkey *[]", max(g, 1))
-    out: list[Point] = []
-    for start in range(0, n, g):
-        cnt = 0
-        for k in range(start, start + g):
-            if live[k]:
-                ptrs[cnt] = arr + k
-                cnt += 1
-        res = _ffi.new("secp256k1_pubkey *")
-        if cnt and combine(_CTX, res, ptrs, cnt):  # 0: the group sums to the identity
-            out.append(Point(PublicKey(res)))
-        else:
-            out.append(_IDENTITY)
-    return out
 
 
 def uncompress_many(blob: bytes) -> bytes:
