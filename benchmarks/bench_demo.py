@@ -12,7 +12,12 @@ Variants, timed alternately (A, B, C, D, A, ...):
 each with its data directory on the disk (``/tmp`` here) and on a RAM disk
 (``/dev/shm``), so the ratio disk / RAM shows the cost of the synced commits.
 
-Run: .venv/bin/python benchmarks/bench_demo.py [households] [runs]
+With ``tables`` as third argument it times instead, per-APDU on disk, the generator
+tables built when they pay off (``TABLE_AFTER_USES``, the default) against built on
+first use (``TABLE_AFTER_USES = 1``, the path before: 64 tables for the two
+demand-response range proofs).
+
+Run: .venv/bin/python benchmarks/bench_demo.py [households] [runs] [tables]
 """
 
 from __future__ import annotations
@@ -34,7 +39,10 @@ DAYS = 30
 _RUNNER = """
 import sys
 from meterhub.card.store import PersistentStore
-PersistentStore.apdu_batching = sys.argv[1] == "1"
+PersistentStore.apdu_batching = sys.argv[1] != "0"
+if sys.argv[1] == "eager":
+    from meterhub.crypto.bulletproofs import _tables
+    _tables.TABLE_AFTER_USES = 1
 from meterhub.cli import main
 sys.exit(main(["demo", "--households", sys.argv[2], "--days", sys.argv[3], "--data-dir", sys.argv[4],
                "--no-progress"]))
@@ -45,14 +53,15 @@ def _disk_usage(d: Path) -> int:
     return sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
 
 
-def run_once(batching: bool, households: int, base: str) -> tuple[float, float]:
+def run_once(batching: bool | str, households: int, base: str) -> tuple[float, float]:
     """One demo in a child; returns (cpu seconds, wall seconds)."""
     d = Path(tempfile.mkdtemp(prefix="bench-demo-", dir=base))
     try:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-c", _RUNNER, "1" if batching else "0", str(households), str(DAYS), str(d / "data")],
+            [sys.executable, "-c", _RUNNER, batching if isinstance(batching, str) else "1" if batching else "0",
+             str(households), str(DAYS), str(d / "data")],
             check=True, stdout=subprocess.DEVNULL, env=os.environ.copy(),
         )
         wall = time.perf_counter() - t0
@@ -69,6 +78,22 @@ def main() -> None:
     header(f"demo pipeline, {households} households x {DAYS} days, CPU per customer-month (child process)")
     disk = tempfile.gettempdir()
     ram = "/dev/shm"
+    if len(sys.argv) > 3 and sys.argv[3] == "tables":
+        tv: dict[str, str] = {"when they pay off": "1", "on first use (before)": "eager"}
+        tc: dict[str, list[float]] = {k: [] for k in tv}
+        tw: dict[str, list[float]] = {k: [] for k in tv}
+        for _ in range(runs):
+            for k, arg in tv.items():
+                c, w = run_once(arg, households, disk)
+                tc[k].append(c / households)
+                tw[k].append(w / households)
+        mc = {k: statistics.median(v) for k, v in tc.items()}
+        for k in tv:
+            row(f"per-APDU on disk, generator tables {k}", f"{mc[k]:.3f} s",
+                f"cpu per customer-month; wall {statistics.median(tw[k]):.3f} s; median of {runs} runs")
+        row("  tables when they pay off against on first use", f"{mc['on first use (before)'] / mc['when they pay off']:.2f}x",
+            "less cpu")
+        return
     variants = {
         ("per-write", "disk"): (False, disk),
         ("per-APDU", "disk"): (True, disk),

@@ -228,3 +228,23 @@ def test_scores_parser_on_mutated_fields(field, value):
         ProfileScores.from_json(json.dumps(base))
     except ValueError:
         pass
+
+
+def test_tampering_is_caught_by_the_batch_equation_warm_or_cold(scored, monkeypatch):
+    """A score off by one passes every check but the batch's random linear combination
+    (with that equation skipped it would be accepted), and is rejected by it whether the
+    customer-month's signatures and points were verified and parsed before or not."""
+    from meterhub.crypto import sumsquares
+    from meterhub.utility.verifier import clear_shared_caches
+
+    h, _, profiles, sc = scored
+    days = h.day_commitments()
+    e0 = sc.scores[0]
+    bad = dataclasses.replace(sc, scores=(dataclasses.replace(e0, score=e0.score + 1),) + sc.scores[1:])
+    items = [(sc, h.registration, days), (bad, h.registration, days)]
+    clear_shared_caches()
+    cold = [v.ok for v in verify_scores_batch(items, profiles, code_hash=CODE_HASH)]
+    warm = [v.ok for v in verify_scores_batch(items, profiles, code_hash=CODE_HASH)]
+    assert cold == warm == [True, False]
+    monkeypatch.setattr(sumsquares, "check_equations", lambda eqs: True)
+    assert [v.ok for v in verify_scores_batch(items, profiles, code_hash=CODE_HASH)] == [True, True]

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from helpers import SettlementHub as Hub
 from helpers import make_history, signed_index
 from meterhub.crypto import ecdsa
-from meterhub.crypto.group import Q
+from meterhub.crypto.group import Point, Q, uncompress_many
 from meterhub.hub.secure_element import (
     RECIPIENT_SDS,
     SETTLEMENT_APP_AID,
@@ -157,11 +157,11 @@ def test_outputs_go_only_to_the_suppliers_domain(settlement_hub):
 
 
 @pytest.mark.parametrize("top", [0, 31, 32, 22_000, 1 << 40])
-def test_msm_small_equals_the_plain_sum(top):
+def test_small_price_msm_equals_the_plain_sum(top):
+    """The settlement check's multiplication (PointArray.msm over small scalars)."""
     import random
 
-    from meterhub.crypto.group import G, H, Point
-    from meterhub.utility.settlement import msm_small
+    from meterhub.crypto.group import G, H, Point, PointArray
 
     rng = random.Random(top)
     pts = [G * rng.randrange(1, Q) + H * rng.randrange(1, Q) for _ in range(40)]
@@ -170,7 +170,7 @@ def test_msm_small_equals_the_plain_sum(top):
     for k, p in zip(ks, pts, strict=True):
         want = want + p * k
     blob = b"".join(p.to_bytes_uncompressed() for p in pts)
-    assert msm_small(ks, blob, 65) == want
+    assert PointArray.parse(blob, 65).msm(ks) == want
 
 
 def test_aggregate_shares():
@@ -194,3 +194,73 @@ def test_statement_parser_on_objects(d):
 
     with pytest.raises(ValueError):
         SettlementStatement.from_json(json.dumps(d))
+
+
+def _statement_for(h: History, st: SettlementStatement, index) -> SettlementStatement:
+    """``st`` recomputed from the history's openings under another ``index`` (what the
+    applet would release under it)."""
+    prices = index.values_for(range_starts(h.start, len(h.days), "Europe/Berlin", 15), 15)
+    return dataclasses.replace(
+        st, index_id=index.series_id, index_version=index.version, index_digest=index.digest(),
+        value=sum(p * o.m for p, o in zip(prices, h.openings, strict=True)),
+        value_blinding=sum(p * o.r for p, o in zip(prices, h.openings, strict=True)) % Q)
+
+
+def test_hourly_index_is_checked_on_the_hourly_sums(settled, monkeypatch):
+    """An hourly index over 15-minute readings: the value check runs on the hourly sums
+    (never on the 15-minute points), and still rejects a value or blinding off by one."""
+    from meterhub.utility import settlement as mod
+    from meterhub.utility.verifier import clear_shared_caches
+
+    h, _, _, st = settled
+    hourly = example_price_index(h.start, len(h.days), interval_minutes=60)
+    good = _statement_for(h, st, hourly)
+
+    def no_quarter_hours(days):
+        raise AssertionError("the 15-minute points were used for an hourly index")
+
+    monkeypatch.setattr(mod, "period_points", no_quarter_hours)
+    clear_shared_caches()
+    assert verify_settlement(good, h.registration, h.day_commitments(), hourly).ok
+    for bad in (dataclasses.replace(good, value=good.value + 1),
+                dataclasses.replace(good, value_blinding=(good.value_blinding + 1) % Q),
+                dataclasses.replace(good, energy_blinding=(good.energy_blinding + 1) % Q)):
+        v = verify_settlement(bad, h.registration, h.day_commitments(), hourly)
+        assert not v.ok and ("value" in v.reason or "energy" in v.reason)
+
+
+def test_shared_caches_never_change_a_verdict(settled):
+    """Verdicts with the customer-month's signatures and points already verified and
+    parsed (warm) equal those from a cold start, for the good statement and tampered ones;
+    a cache hit needs the exact bytes (another key, signature or point misses)."""
+    from meterhub.model.formats.batch import SignedBatch
+    from meterhub.utility.verifier import MeterRegistration, clear_shared_caches
+
+    h, _, idx, st = settled
+    days = h.day_commitments()
+    sig = bytearray(days[1].batch.signature)
+    sig[10] ^= 1
+    bad_sig = list(days)
+    bad_sig[1] = dataclasses.replace(days[1], batch=SignedBatch(days[1].batch.batch, bytes(sig)))
+    other_key = MeterRegistration(h.registration.meter_id, ecdsa.generate_signing_key().public_key(),
+                                  "Europe/Berlin", 15)
+    # The utility's stored uncompressed copy of the points, one point altered in it.
+    swapped = [dataclasses.replace(d, c65=uncompress_many(d.c33)) for d in days]
+    pts = bytearray(swapped[0].c65 or b"")
+    pts[:65] = (-Point.from_bytes(bytes(pts[:65]))).to_bytes_uncompressed()
+    swapped[0] = dataclasses.replace(swapped[0], c65=bytes(pts))
+    cases = [(st, h.registration, days), (dataclasses.replace(st, value=st.value + 1), h.registration, days),
+             (st, h.registration, bad_sig), (st, other_key, days), (st, h.registration, swapped)]
+
+    def verdicts(cold: bool) -> list[bool]:
+        out = []
+        for s, reg, ds in cases:
+            if cold:
+                clear_shared_caches()
+            out.append(verify_settlement(s, reg, ds, idx.series).ok)
+        return out
+
+    clear_shared_caches()
+    assert verdicts(cold=True) == [True, False, False, False, False]
+    verify_settlement(st, h.registration, days, idx.series)  # warm: signatures and points cached
+    assert verdicts(cold=False) == [True, False, False, False, False]

@@ -260,3 +260,73 @@ def test_msm_encoded_is_as_strict_as_point_from_bytes():
     # Buckets that cancel to the identity are handled.
     a = pts[0]
     assert msm_encoded([5, 5], a.to_bytes() + (-a).to_bytes(), 33).is_identity
+
+
+# ---------------------------------------------------------------- PointArray and Pippenger
+from meterhub.crypto.group import PointArray, _best_window, _limbs, _pippenger_rows  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(min_value=0, max_value=Q + 5), st.integers(min_value=0, max_value=6)),
+        min_size=1,
+        max_size=40,
+    ),
+    st.sampled_from([1, 8, 15, 64, 141, 256]),
+)
+def test_point_array_msm_matches_naive(data, bits):
+    """Every path (direct, Pippenger at any window) equals one multiplication per
+    term, with zero scalars, identity points, repeats and cancelling points."""
+    base = _random_points(3)
+    pts = []
+    scalars = []
+    for k, choice in data:
+        scalars.append(k % (1 << bits) if bits < 256 else k)
+        pts.append([Point.identity(), base[0], -base[0], base[1], base[2], base[1] + base[2], base[0]][choice])
+    arr = PointArray.from_points(pts)
+    assert arr.msm(scalars) == naive_msm(scalars, pts)
+    live = [i for i, (k, p) in enumerate(zip(scalars, pts, strict=True)) if k % Q and not p.is_identity]
+    if live:
+        ks = [scalars[i] % Q for i in live]
+        sub = PointArray.from_points([pts[i] for i in live])
+        assert _pippenger_rows(_limbs(ks), sub.rows, max(ks).bit_length()) == naive_msm(ks, [pts[i] for i in live])
+
+
+def test_pippenger_window_choice_and_large_msm():
+    """Many distinct 141-bit scalars (the hourly check) go to Pippenger and match."""
+    n = 300
+    pts = _random_points(n)
+    scalars = [secrets.randbits(141) for _ in range(n)]
+    c, cost = _best_window(n, 141)
+    assert 2 <= c <= 8 and cost < n * 42.0
+    assert PointArray.from_points(pts).msm(scalars) == naive_msm(scalars, pts)
+    assert msm(scalars, pts) == naive_msm(scalars, pts)
+
+
+def test_point_array_parse_sums_and_encoding():
+    pts = _random_points(8)
+    pts[2] = Point.identity()
+    pts[5] = -pts[4]
+    for width, enc in ((65, Point.to_bytes_uncompressed), (33, Point.to_bytes)):
+        arr = PointArray.parse(b"".join(enc(p) for p in pts), width)
+        assert arr.points() == pts
+        assert arr.to_bytes() == b"".join(p.to_bytes() for p in pts)
+        assert arr.total() == naive_msm([1] * 8, pts)
+        assert arr.group_sums(2).points() == [pts[0] + pts[1], pts[2] + pts[3], Point.identity(), pts[6] + pts[7]]
+    bad = bytearray(b"".join(p.to_bytes_uncompressed() for p in pts))
+    bad[65 * 3 + 1] ^= 1
+    with pytest.raises(PointDecodeError, match="point 3"):
+        PointArray.parse(bytes(bad), 65)
+    with pytest.raises(PointDecodeError):
+        PointArray.parse(b"\x05" + bytes(32), 33)
+
+
+def test_point_array_msm_negative_and_mixed_scalars():
+    """Negative scalars (reduced mod Q) and a mix of small and huge ones take the
+    Python path; small repeated ones the numpy direct path; all match."""
+    pts = _random_points(12)
+    for scalars in ([-1, 2, -3, 4, 0, 5, -6, 7, 8, 9, 10, -11],
+                    [3, 3, 3, 5, 5, 0, 3, 5, 5, 3, 3, 3],
+                    [1 << 70, 3, 3, Q - 1, 0, 7, 7, 7, 1, 1, 2, 2]):
+        assert PointArray.from_points(pts).msm(scalars) == naive_msm(scalars, pts)

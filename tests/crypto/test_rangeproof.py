@@ -639,3 +639,22 @@ def test_bulletproof_random_body_with_valid_header(data: st.DataObject) -> None:
     forged = head + body
     assert len(forged) == len(proof)
     assert verdict(lambda: bp.verify([c], 8, forged, CTX)) is False
+
+
+@pytest.mark.parametrize("tabled", [False, True])
+def test_bulletproof_with_and_without_generator_tables(tabled: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The table-free path (before the tables pay off) and the tabled one make proofs
+    of the same size that both verifiers accept, and both reject a flipped byte."""
+    from meterhub.crypto.bulletproofs import _tables
+
+    monkeypatch.setattr(_tables, "TABLE_AFTER_USES", 1)
+    if not tabled:  # as in a process that has not (yet) built the tables
+        monkeypatch.setattr(bp_range_proof, "_gen_tables_when_worth", lambda count: ([], []))
+    pairs = [commit(v) for v in (5, 70_000)]
+    cs = [c for c, _ in pairs]
+    proof = bp.prove(cs, [o for _, o in pairs], 32, CTX)
+    assert len(proof) == bp.bulletproof_size(32, 2)
+    assert bp.verify(cs, 32, proof, CTX)
+    bad = bytearray(proof)
+    bad[-40] ^= 1
+    assert not bp.verify(cs, 32, bytes(bad), CTX)

@@ -241,3 +241,26 @@ def test_any_single_reading_or_commitment_change_is_rejected(history, data):
     blob[33 * pos : 33 * pos + 33] = c.to_bytes()
     v = _verify(history, days=_replace_day(history, day, c33=bytes(blob)))
     assert not v.ok and "chain head" in v.reason
+
+
+def test_bill_on_shared_points_equals_the_bill_on_its_own_parse(history, monkeypatch):
+    """verify_bill on the customer-month's shared parsed points (BillCheck.points) gives
+    the verdicts of the kind's own parse, cold and warm, for the honest bill and
+    tampered ones; with the shared points unavailable the kind parses itself."""
+    from meterhub.utility import verifier as mod
+
+    cases = [history.statement,
+             dataclasses.replace(history.statement, energy_charge=history.statement.energy_charge + 1,
+                                 total=history.statement.total + 1),
+             dataclasses.replace(history.statement, blinding=(history.statement.blinding + 1) % Q)]
+    mod.clear_shared_caches()
+    shared_cold = [_verify(history, statement=s) for s in cases]
+    shared_warm = [_verify(history, statement=s) for s in cases]
+
+    def unavailable(days):
+        raise mod.PointDecodeError("shared points withheld by the test")
+
+    monkeypatch.setattr(mod, "period_points", unavailable)
+    own = [_verify(history, statement=s) for s in cases]
+    assert [v.ok for v in shared_cold] == [v.ok for v in shared_warm] == [v.ok for v in own] == [True, False, False]
+    assert [v.reason for v in shared_cold] == [v.reason for v in own]

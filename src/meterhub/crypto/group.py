@@ -20,7 +20,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Iterable, Sequence
+from typing import Any
 
+import numpy as np
 from coincurve import PublicKey
 
 # coincurve's own cffi binding of libsecp256k1, for the batch-decoding hot path.
@@ -46,7 +48,7 @@ __all__ = [
     "msm",
     "naive_msm",
     "msm_encoded",
-    "sum_groups",
+    "PointArray",
 ]
 
 #: Order of the secp256k1 group (SEC 2, 2.4.1, n).
@@ -275,7 +277,7 @@ def _mul_pk(pk: PublicKey, k: int) -> PublicKey | None:
     return PublicKey(out)
 
 
-def msm(scalars: Iterable[int], points: Iterable[Point], *, grouping_limit: int = 2000) -> Point:
+def msm(scalars: Iterable[int], points: Iterable[Point], *, grouping_limit: int | None = None) -> Point:
     """Multi-scalar multiplication ``sum k_i*P_i``.
 
     Two strategies, both built only on libsecp256k1's point addition
@@ -284,12 +286,10 @@ def msm(scalars: Iterable[int], points: Iterable[Point], *, grouping_limit: int 
     * points are bucketed by scalar and each bucket is summed with one
       ``combine_keys`` call (a time-of-use tariff has a handful of prices, so
       2,880 points collapse to a few sums);
-    * up to ``grouping_limit`` distinct scalars, each sum is multiplied once
-      (~35 us per multiplication here);
-    * beyond that, Pippenger's bucket method (Bernstein et al., "Faster batch
-      forgery identification", 2012, section 4) with byte-wide windows (see
-      :func:`_pippenger`), which costs ~260 multiplications plus 32 passes over
-      the points and so only pays off for a few thousand distinct scalars.
+    * then either each sum is multiplied once (~40 us per multiplication here), or
+      Pippenger's bucket method over windows (:func:`_pippenger_rows`, additions
+      only), whichever the cost model (:func:`_best_window`) says is cheaper; a
+      ``grouping_limit`` forces the first up to that many distinct scalars (tests).
 
     Zero scalars and identity points contribute nothing.
     """
@@ -306,65 +306,26 @@ def msm(scalars: Iterable[int], points: Iterable[Point], *, grouping_limit: int 
     return _sum_buckets(buckets, grouping_limit)
 
 
-def _sum_buckets(buckets: dict[int, list[PublicKey]], grouping_limit: int = 2000) -> Point:
-    """``sum k*(sum of bucket k)``: one combine per bucket, then few multiplications
-    or, past ``grouping_limit`` distinct scalars, Pippenger over the bucket sums."""
+def _sum_buckets(buckets: dict[int, list[PublicKey]], grouping_limit: int | None = None) -> Point:
+    """``sum k*(sum of bucket k)``: one combine per bucket, then one multiplication per
+    distinct scalar or Pippenger over the bucket sums (module cost model)."""
     sums: list[tuple[int, PublicKey]] = []
     for k, pks in buckets.items():
         s = _combine(pks)
         if s._pk is not None:
             sums.append((k, s._pk))
-    # Pippenger pays off only for many distinct scalars: each of its 32 windows
-    # costs ~8 multiplications plus a pass over the points, against one
-    # multiplication (~35 us) per distinct scalar for the direct sum.
-    if len(sums) > grouping_limit:
-        return _pippenger(sums)
+    if not sums:
+        return _IDENTITY
+    if grouping_limit is None:
+        bits = max(k for k, _ in sums).bit_length()
+        many = len(sums) * (_COST_MUL + _COST_CALL) > _best_window(len(sums), bits)[1]
+    else:
+        many = len(sums) > grouping_limit
+    if many:
+        arr = PointArray.from_points([Point(pk) for _, pk in sums])
+        return _pippenger_rows(_limbs([k for k, _ in sums]), arr.rows, max(k for k, _ in sums).bit_length())
     terms = [m for k, pk in sums if (m := _mul_pk(pk, k)) is not None]
     return _combine(terms)
-
-
-def _pippenger(items: list[tuple[int, PublicKey]]) -> Point:
-    """Pippenger's bucket method with byte-wide windows (c = 8).
-
-    For each byte position, from the most significant: points go to the
-    bucket of their scalar's byte (one ``combine_keys`` per bucket), and the
-    window sum ``sum_d d*B_d`` is formed bit by bit as
-    ``sum_j 2^j * (sum of B_d with bit j of d set)``: eight ``combine_keys``
-    calls and eight multiplications instead of the usual 2^c sequential
-    additions, which cost a Python call each here. Horner's rule joins the
-    windows (``acc = 256*acc + window``).
-    """
-    encoded = [(k.to_bytes(32, "big"), pk) for k, pk in items]
-    acc: PublicKey | None = None
-    shift = (256).to_bytes(32, "big")
-    for byte in range(32):
-        buckets: list[list[PublicKey] | None] = [None] * 256
-        for kb, pk in encoded:
-            d = kb[byte]
-            if d:
-                lst = buckets[d]
-                if lst is None:
-                    buckets[d] = [pk]
-                else:
-                    lst.append(pk)
-        sums: list[tuple[int, PublicKey]] = []
-        for d in range(1, 256):
-            lst = buckets[d]
-            if lst is not None:
-                bs = _combine(lst)
-                if bs._pk is not None:
-                    sums.append((d, bs._pk))
-        terms: list[PublicKey] = []
-        if acc is not None:
-            terms.append(acc.multiply(shift))
-        for j in range(8):
-            sel = [pk for d, pk in sums if d >> j & 1]
-            if sel:
-                t = _combine(sel)
-                if t._pk is not None:
-                    terms.append(t._pk if j == 0 else t._pk.multiply((1 << j).to_bytes(32, "big")))
-        acc = _combine(terms)._pk
-    return _IDENTITY if acc is None else Point(acc)
 
 
 def msm_encoded(scalars: Sequence[int], blob: bytes, width: int = 65) -> Point:
@@ -416,49 +377,6 @@ def msm_encoded(scalars: Sequence[int], blob: bytes, width: int = 65) -> Point:
     return _sum_buckets(buckets)
 
 
-def sum_groups(blob: bytes, width: int, g: int) -> list[Point]:
-    """Sums of ``g`` consecutive points of ``blob`` (encodings of ``width`` 33 or 65
-    bytes, strictly parsed as :meth:`Point.from_bytes`): the hourly commitments from the
-    meter's 15-minute ones. One ``secp256k1_ec_pubkey_combine`` per group over the parsed
-    array, no Python object per point; raises ``PointDecodeError``."""
-    if width not in (33, 65) or g < 1:
-        raise ValueError("width must be 33 or 65 and g positive")
-    n, rem = divmod(len(blob), width)
-    if rem or n % g:
-        raise PointDecodeError(f"{len(blob)} bytes are not groups of {g} points of {width} bytes")
-    zero = _IDENTITY_65 if width == 65 else _IDENTITY_33
-    arr = _ffi.new("secp256k1_pubkey[]", max(n, 1))
-    buf = _ffi.from_buffer(blob)
-    parse = _lib.secp256k1_ec_pubkey_parse
-    live: list[bool] = []
-    for k in range(n):
-        off = width * k
-        prefix = blob[off]
-        if (width == 33 and prefix not in (2, 3)) or (width == 65 and prefix != 4):
-            if blob[off : off + width] != zero:
-                raise PointDecodeError(f"point {k}: bad prefix byte {prefix:02x}")
-            live.append(False)
-            continue
-        if not parse(_CTX, arr + k, buf + off, width):
-            raise PointDecodeError(f"point {k}: not on secp256k1")
-        live.append(True)
-    combine = _lib.secp256k1_ec_pubkey_combine
-    ptrs = _ffi.new("secp256k1_pubkey *[]", max(g, 1))
-    out: list[Point] = []
-    for start in range(0, n, g):
-        cnt = 0
-        for k in range(start, start + g):
-            if live[k]:
-                ptrs[cnt] = arr + k
-                cnt += 1
-        res = _ffi.new("secp256k1_pubkey *")
-        if cnt and combine(_CTX, res, ptrs, cnt):  # 0: the group sums to the identity
-            out.append(Point(PublicKey(res)))
-        else:
-            out.append(_IDENTITY)
-    return out
-
-
 def uncompress_many(blob: bytes) -> bytes:
     """The 65-byte uncompressed encodings of consecutive 33-byte compressed points
     (strictly parsed as :meth:`Point.from_bytes`; the all-zero identity stays all-zero).
@@ -488,3 +406,303 @@ def uncompress_many(blob: bytes) -> bytes:
         outlen[0] = 65
         serialize(_CTX, dst + 65 * k, outlen, pk, flag)
     return bytes(out)
+
+
+# ---------------------------------------------------------------------------
+# Point arrays and Pippenger's bucket method over them
+# ---------------------------------------------------------------------------
+#: Measured costs on this stack (microseconds): one ``combine`` call (its final field
+#: inversion and the cffi call), one point added inside a ``combine``, one
+#: ``tweak_mul`` with its call. They only steer the choice of method and window.
+_COST_CALL = 3.7
+_COST_ADD = 0.38
+_COST_MUL = 42.0
+
+
+def _window_cost(n: int, bits: int, c: int) -> float:
+    """Estimated cost of :func:`_pippenger_rows` with ``c``-bit windows."""
+    windows = -(-bits // c)
+    return windows * (n * _COST_ADD + ((1 << c) + 2 * c) * _COST_CALL + c * (1 << (c - 1)) * _COST_ADD)
+
+
+def _best_window(n: int, bits: int) -> tuple[int, float]:
+    return min(((c, _window_cost(n, bits, c)) for c in range(1, 13)), key=lambda t: t[1])
+
+
+class PointArray:
+    """Points in one contiguous array of libsecp256k1 ``secp256k1_pubkey`` structures
+    (``rows``: numpy ``uint64`` of shape ``(n, 8)``) with a mask of the non-identity
+    entries: parsed once, then summed by groups, multiplied (:meth:`msm`) and encoded
+    without a Python object per point. The rows are only ever written by libsecp256k1
+    (parse, combine) or copied from its own structures."""
+
+    __slots__ = ("rows", "live")
+
+    def __init__(self, rows: np.ndarray, live: np.ndarray) -> None:
+        self.rows = rows
+        self.live = live
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _ptr(self, i: int = 0) -> Any:
+        return _ffi.cast("secp256k1_pubkey *", self.rows.ctypes.data + 64 * i)
+
+    @classmethod
+    def parse(cls, blob: bytes, width: int = 65) -> PointArray:
+        """Strictly decode concatenated encodings of ``width`` 33 or 65 bytes (as
+        :meth:`Point.from_bytes`; all-zero entries are the identity). Raises
+        ``PointDecodeError`` naming the first bad point."""
+        if width not in (33, 65):
+            raise ValueError("width must be 33 or 65")
+        n, rem = divmod(len(blob), width)
+        if rem:
+            raise PointDecodeError(f"{len(blob)} bytes are not points of {width} bytes")
+        rows = np.zeros((n, 8), dtype=np.uint64)
+        live = np.ones(n, dtype=bool)
+        zero = _IDENTITY_65 if width == 65 else _IDENTITY_33
+        ok_prefix = (False, False, True, True, False) if width == 33 else (False, False, False, False, True)
+        arr = _ffi.cast("secp256k1_pubkey *", rows.ctypes.data)
+        buf = _ffi.from_buffer(blob)
+        parse = _lib.secp256k1_ec_pubkey_parse
+        ctx = _CTX
+        for k in range(n):
+            off = width * k
+            prefix = blob[off]
+            if prefix > 4 or not ok_prefix[prefix]:
+                if blob[off : off + width] == zero:
+                    live[k] = False
+                    continue
+                raise PointDecodeError(f"point {k}: bad prefix byte {prefix:02x}")
+            if not parse(ctx, arr + k, buf + off, width):
+                raise PointDecodeError(f"point {k}: not on secp256k1")
+        return cls(rows, live)
+
+    @classmethod
+    def from_points(cls, points: Sequence[Point]) -> PointArray:
+        """Copy the libsecp256k1 structures of ``points`` into one array."""
+        n = len(points)
+        rows = np.zeros((n, 8), dtype=np.uint64)
+        live = np.zeros(n, dtype=bool)
+        arr = _ffi.cast("secp256k1_pubkey *", rows.ctypes.data)
+        for k, p in enumerate(points):
+            if p._pk is not None:
+                _ffi.memmove(arr + k, p._pk.public_key, 64)
+                live[k] = True
+        return cls(rows, live)
+
+    def point(self, i: int) -> Point:
+        if not self.live[i]:
+            return _IDENTITY
+        out = _ffi.new("secp256k1_pubkey *")
+        _ffi.memmove(out, self._ptr(i), 64)
+        return Point(PublicKey(out))
+
+    def points(self) -> list[Point]:
+        return [self.point(i) for i in range(len(self))]
+
+    def group_sums(self, g: int) -> PointArray:
+        """Sums of ``g`` consecutive points (one ``combine`` per group over pointers
+        into this array): the hourly commitments from the meter's 15-minute ones."""
+        n = len(self)
+        if g < 1 or n % g:
+            raise ValueError(f"{n} points are not groups of {g}")
+        m = n // g
+        rows = np.zeros((m, 8), dtype=np.uint64)
+        live = np.zeros(m, dtype=bool)
+        addrs = np.arange(n, dtype=np.uint64) * np.uint64(64) + np.uint64(self.rows.ctypes.data)
+        if not self.live.all():
+            addrs = addrs[self.live]
+        counts = self.live.reshape(m, g).sum(axis=1).tolist()
+        ptrs = _ffi.cast("secp256k1_pubkey **", _ffi.from_buffer(addrs))
+        out = _ffi.cast("secp256k1_pubkey *", rows.ctypes.data)
+        combine = _lib.secp256k1_ec_pubkey_combine
+        ctx = _CTX
+        pos = 0
+        for j, cnt in enumerate(counts):
+            if cnt and combine(ctx, out + j, ptrs + pos, cnt):  # 0: the group sums to the identity
+                live[j] = True
+            pos += cnt
+        return PointArray(rows, live)
+
+    def total(self) -> Point:
+        """The sum of all points (one ``combine``)."""
+        return self.msm_ones(np.ones(len(self), dtype=bool))
+
+    def msm_ones(self, select: np.ndarray) -> Point:
+        """The sum of the points where ``select`` is true."""
+        addrs = (np.arange(len(self), dtype=np.uint64) * np.uint64(64) + np.uint64(self.rows.ctypes.data))
+        addrs = addrs[select & self.live]
+        if not len(addrs):
+            return _IDENTITY
+        out = _ffi.new("secp256k1_pubkey *")
+        ptrs = _ffi.cast("secp256k1_pubkey **", _ffi.from_buffer(addrs))
+        if not _lib.secp256k1_ec_pubkey_combine(_CTX, out, ptrs, len(addrs)):
+            return _IDENTITY
+        return Point(PublicKey(out))
+
+    def to_bytes(self) -> bytes:
+        """Concatenated 33-byte compressed encodings (identity: 33 zero bytes), as
+        :meth:`Point.to_bytes` for each point."""
+        n = len(self)
+        out = bytearray(33 * n)
+        dst = _ffi.from_buffer(out)
+        outlen = _ffi.new("size_t *")
+        serialize, flag = _lib.secp256k1_ec_pubkey_serialize, _lib.SECP256K1_EC_COMPRESSED
+        arr = self._ptr()
+        live = self.live.tolist()
+        for k in range(n):
+            if live[k]:
+                outlen[0] = 33
+                serialize(_CTX, dst + 33 * k, outlen, arr + k, flag)
+        return bytes(out)
+
+    def msm(self, scalars: Sequence[int]) -> Point:
+        """``sum k_i P_i``. Few distinct scalars (tariff prices): one ``combine`` per
+        distinct scalar and one multiplication of each sum; many (random weights, a
+        price index): the bucket method over windows (:func:`_pippenger_rows`),
+        whichever the cost model says is cheaper. Zero scalars and identity points
+        contribute nothing. Scalars below ``2^63`` are handled in numpy throughout."""
+        n = len(self)
+        if len(scalars) != n:
+            raise ValueError("scalars and points differ in length")
+        if not n:
+            return _IDENTITY
+        if min(scalars) >= 0 and max(scalars) < 1 << 63:
+            ks = np.fromiter(scalars, dtype=np.int64, count=n)
+            ks[~self.live] = 0
+            nz = np.flatnonzero(ks)
+            if not len(nz):
+                return _IDENTITY
+            uniq, inverse = np.unique(ks[nz], return_inverse=True)
+            bits = int(uniq[-1]).bit_length()
+            if len(uniq) * (_COST_MUL + _COST_CALL) <= _best_window(len(nz), bits)[1]:
+                order = np.argsort(inverse, kind="stable")
+                bounds = np.searchsorted(inverse[order], np.arange(len(uniq) + 1)).tolist()
+                return self._direct(uniq.tolist(), nz[order], bounds)
+            limbs = np.zeros((len(nz), 4), dtype=np.uint64)
+            limbs[:, 0] = ks[nz].astype(np.uint64)
+            rows = self.rows if len(nz) == n else self.rows[nz]
+            return _pippenger_rows(limbs, rows, bits)
+        red = [k % Q for k in scalars]
+        live = self.live.tolist()
+        positions: dict[int, list[int]] = {}
+        for i, k in enumerate(red):
+            if k and live[i]:
+                lst = positions.get(k)
+                if lst is None:
+                    positions[k] = [i]
+                else:
+                    lst.append(i)
+        if not positions:
+            return _IDENTITY
+        bits = max(positions).bit_length()
+        used = sum(len(v) for v in positions.values())
+        if len(positions) * (_COST_MUL + _COST_CALL) <= _best_window(used, bits)[1]:
+            idx: list[int] = []
+            bounds = [0]
+            for v in positions.values():
+                idx.extend(v)
+                bounds.append(len(idx))
+            return self._direct(list(positions), np.asarray(idx, dtype=np.int64), bounds)
+        keep = [i for i, k in enumerate(red) if k and live[i]]
+        rows = self.rows if len(keep) == n else self.rows[np.asarray(keep, dtype=np.int64)]
+        return _pippenger_rows(_limbs([red[i] for i in keep]), rows, bits)
+
+    def _direct(self, values: list[int], idx: np.ndarray, bounds: list[int]) -> Point:
+        """``sum_j values[j] * (sum of the points idx[bounds[j]:bounds[j+1]])``: one
+        ``combine`` per distinct scalar, then one multiplication each."""
+        addrs = idx.astype(np.uint64) * np.uint64(64) + np.uint64(self.rows.ctypes.data)
+        ptrs = _ffi.cast("secp256k1_pubkey **", _ffi.from_buffer(addrs))
+        combine = _lib.secp256k1_ec_pubkey_combine
+        terms: list[PublicKey] = []
+        for j, k in enumerate(values):
+            out = _ffi.new("secp256k1_pubkey *")
+            if combine(_CTX, out, ptrs + bounds[j], bounds[j + 1] - bounds[j]):
+                m = _mul_pk(PublicKey(out), k)
+                if m is not None:
+                    terms.append(m)
+        return _combine(terms)
+
+
+def _limbs(scalars: Sequence[int]) -> np.ndarray:
+    """Reduced scalars as four little-endian 64-bit limbs each, shape ``(n, 4)``."""
+    raw = b"".join(k.to_bytes(32, "little") for k in scalars)
+    return np.frombuffer(raw, dtype="<u8").reshape(len(scalars), 4).astype(np.uint64)
+
+
+def _window_digits(limbs: np.ndarray, w: int, c: int) -> np.ndarray:
+    """Digit ``w`` (bits ``c w .. c w + c - 1``) of every scalar."""
+    word, sh = divmod(w * c, 64)
+    if word > 3:
+        return np.zeros(len(limbs), dtype=np.intp)
+    d = limbs[:, word] >> np.uint64(sh)
+    if sh + c > 64 and word < 3:
+        d = d | (limbs[:, word + 1] << np.uint64(64 - sh))
+    return (d & np.uint64((1 << c) - 1)).astype(np.intp)
+
+
+def _pippenger_rows(limbs: np.ndarray, rows: np.ndarray, bits: int) -> Point:
+    """``sum k_i P_i`` over non-identity ``rows`` with reduced non-zero scalars below
+    ``2^bits`` given as limbs (:func:`_limbs`): Pippenger's bucket method (Bernstein et al., "Faster batch forgery
+    identification", 2012, section 4) with the window ``c`` the cost model picks.
+
+    Per window (most significant first): the points are sorted by their digit
+    (numpy), each digit's bucket ``B_d`` is summed by one ``combine`` over a slice of
+    one pointer array; ``sum_d d B_d`` is formed bit by bit, ``T_j = sum of B_d with
+    bit j of d set``; and Horner's rule over all bit positions,
+    ``acc = 2 acc + T_j``, is one three-pointer ``combine`` each (libsecp256k1 adds a
+    point to itself by doubling). No multiplication at all: every step is point
+    additions inside libsecp256k1."""
+    n = len(rows)
+    c, _ = _best_window(n, bits)
+    windows = -(-bits // c)
+    nb = 1 << c
+    base = np.uint64(rows.ctypes.data)
+    bucket = np.zeros((nb, 8), dtype=np.uint64)
+    bptr = _ffi.cast("secp256k1_pubkey *", bucket.ctypes.data)
+    bbase = np.uint64(bucket.ctypes.data)
+    accs = np.zeros((2, 8), dtype=np.uint64)
+    acc_p = [_ffi.cast("secp256k1_pubkey *", accs.ctypes.data + 64 * i) for i in range(2)]
+    tsum = _ffi.new("secp256k1_pubkey *")
+    trio = _ffi.new("secp256k1_pubkey *[3]")
+    combine = _lib.secp256k1_ec_pubkey_combine
+    ctx = _CTX
+    have_acc = False
+    cur = 0
+    dvals = np.arange(nb, dtype=np.int64)
+    bit_sets = [((dvals >> j) & 1).astype(bool) for j in range(c)]
+    for w in range(windows - 1, -1, -1):
+        d = _window_digits(limbs, w, c)
+        order = np.argsort(d, kind="stable")
+        counts = np.bincount(d, minlength=nb)
+        starts = np.concatenate([[0], np.cumsum(counts)]).tolist()
+        addrs = order.astype(np.uint64) * np.uint64(64) + base
+        ptrs = _ffi.cast("secp256k1_pubkey **", _ffi.from_buffer(addrs))
+        alive = np.zeros(nb, dtype=bool)
+        for v in np.flatnonzero(counts[1:]).tolist():
+            v += 1
+            if combine(ctx, bptr + v, ptrs + starts[v], starts[v + 1] - starts[v]):
+                alive[v] = True
+        for j in range(c - 1, -1, -1):
+            sel = np.flatnonzero(alive & bit_sets[j])
+            t_live = False
+            if len(sel):
+                taddr = sel.astype(np.uint64) * np.uint64(64) + bbase
+                t_live = bool(combine(ctx, tsum, _ffi.cast("secp256k1_pubkey **", _ffi.from_buffer(taddr)), len(sel)))
+            if have_acc:
+                trio[0] = trio[1] = acc_p[cur]
+                cnt = 2
+                if t_live:
+                    trio[2] = tsum
+                    cnt = 3
+                have_acc = bool(combine(ctx, acc_p[1 - cur], trio, cnt))
+                cur = 1 - cur
+            elif t_live:
+                _ffi.memmove(acc_p[cur], tsum, 64)
+                have_acc = True
+    if not have_acc:
+        return _IDENTITY
+    out = _ffi.new("secp256k1_pubkey *")
+    _ffi.memmove(out, acc_p[cur], 64)
+    return Point(PublicKey(out))

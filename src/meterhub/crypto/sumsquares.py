@@ -60,10 +60,12 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .bulletproofs._tables import _g_table, _h_table, _lincomb_fixed, generators
+import numpy as np
+
+from .bulletproofs._tables import _g_table, _h_table, _lincomb_fixed, generator_array, generators
 from .bulletproofs.ipa import _ip, _ipa_prove, _powers, _read_point, _read_scalar
 from .bulletproofs.range_proof import _pad
-from .group import Point, Q, msm, random_scalar
+from .group import Point, PointArray, Q, msm, random_scalar
 from .pedersen import Commitment, Opening, commit
 from .transcript import ProofContext, ProofError, Transcript
 
@@ -114,12 +116,19 @@ def _check_count(n: int) -> None:
         raise ProofError(f"need 1 to {MAX_VALUES} values")
 
 
-def _transcript(ctx: ProofContext, points: Sequence[Point], squares: int, blinding: int) -> Transcript:
+def _transcript(ctx: ProofContext, points: Sequence[Point] | bytes, squares: int, blinding: int) -> Transcript:
+    """``points`` as Points or as their concatenated 33-byte encodings (the same bytes
+    :meth:`Transcript.append_points` absorbs)."""
     if not 0 <= squares < Q or not 0 <= blinding < Q:
         raise ProofError("sum of squares and its blinding must be below the group order")
     t = ctx.transcript(_PROTOCOL)
-    t.append_u64(b"sos/n", len(points))
-    t.append_points(b"sos/C", points)
+    if isinstance(points, bytes):
+        n = len(points) // 33
+        t.append_u64(b"sos/n", n)
+        t.append_message(b"sos/C", n.to_bytes(8, "big") + points)
+    else:
+        t.append_u64(b"sos/n", len(points))
+        t.append_points(b"sos/C", points)
     t.append_scalar(b"sos/S", squares)
     t.append_scalar(b"sos/r_S", blinding)
     return t
@@ -219,12 +228,21 @@ class SquaresCheck:
 
 
 def squares_check(
-    commitments: Sequence[Commitment], squares: int, blinding: int, proof: bytes, ctx: ProofContext
+    commitments: Sequence[Commitment] | bytes, squares: int, blinding: int, proof: bytes, ctx: ProofContext
 ) -> SquaresCheck | None:
     """Decode strictly, replay the transcript and return the equation to check, or
-    ``None`` for a degenerate challenge (probability about ``2^-256``). Malformed proofs
-    raise :class:`ProofError`."""
-    n = len(commitments)
+    ``None`` for a degenerate challenge (probability about ``2^-256``). ``commitments``
+    may be given as their concatenated 33-byte encodings (the verifier's point array,
+    :meth:`meterhub.crypto.group.PointArray.to_bytes`). Malformed proofs raise
+    :class:`ProofError`."""
+    if isinstance(commitments, bytes):
+        if len(commitments) % 33:
+            raise ProofError("commitment encodings are not 33-byte points")
+        n = len(commitments) // 33
+        absorbed: Sequence[Point] | bytes = commitments
+    else:
+        n = len(commitments)
+        absorbed = [c.point for c in commitments]
     _check_count(n)
     if not isinstance(proof, bytes | bytearray | memoryview):
         raise ProofError("proof must be bytes")
@@ -251,7 +269,7 @@ def squares_check(
     pos += 33 * k
     a, b = _read_scalar(proof, pos), _read_scalar(proof, pos + 32)
 
-    t = _transcript(ctx, [c.point for c in commitments], squares, blinding)
+    t = _transcript(ctx, absorbed, squares, blinding)
     y, z, c, d_l, d_r = _challenges(t, big_a, big_s, n, nn)
     t.append_point(b"sos/T1", big_t1)
     t.append_point(b"sos/T2", big_t2)
@@ -298,7 +316,9 @@ def squares_check(
 def check_equations(items: Sequence[tuple[SquaresCheck, Point]]) -> bool:
     """``sum_k e_k (check_k) == 0`` with fresh secret ``e_k`` (the first 1): each item's data
     term is given as the point ``D_k`` (already ``sum link * C_h`` plus the caller's
-    other checks on the same points), so it costs one multiplication here."""
+    other checks on the same points), so it costs one multiplication here. The vector
+    generators' part (``2N`` points, full-size scalars) is one Pippenger multi-scalar
+    multiplication over their cached point array; ``G`` and ``H`` use fixed-base tables."""
     own_k: list[int] = []
     own_p: list[Point] = []
     nn = max(len(ck.g_vec) for ck, _ in items)
@@ -311,18 +331,15 @@ def check_equations(items: Sequence[tuple[SquaresCheck, Point]]) -> bool:
         own_p.extend(ck.own_points)
         own_k.append(e)
         own_p.append(data)
-        for j, v in enumerate(ck.g_vec):
-            g_acc[j] += v * e
-        for j, v in enumerate(ck.h_vec):
-            h_acc[j] += v * e
+        g_acc[: len(ck.g_vec)] = [a + v * e for a, v in zip(g_acc, ck.g_vec, strict=False)]
+        h_acc[: len(ck.h_vec)] = [a + v * e for a, v in zip(h_acc, ck.h_vec, strict=False)]
         g_tot += ck.g * e
         h_tot += ck.h * e
-    gv, hv = generators(nn)
-    return _lincomb_fixed(
-        [(g_tot, _g_table()), (h_tot, _h_table())],
-        [*own_k, *g_acc, *h_acc],
-        [*own_p, *gv, *hv],
-    ).is_identity
+    gens = generator_array(nn)
+    own = PointArray.from_points(own_p)
+    arr = PointArray(np.concatenate([gens.rows, own.rows]), np.concatenate([gens.live, own.live]))
+    vec = arr.msm([k % Q for k in (*g_acc, *h_acc)] + own_k)
+    return (_lincomb_fixed([(g_tot, _g_table()), (h_tot, _h_table())]) + vec).is_identity
 
 
 def verify(

@@ -20,6 +20,7 @@ layout, canonical encoding and messages are in docs/formats.md ("Signed series")
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -198,6 +199,12 @@ class Series:
 
     def digest(self) -> bytes:
         """SHA-256 over a digest DST and the canonical encoding (quoted by applet outputs)."""
+        return self._digest
+
+    @functools.cached_property
+    def _digest(self) -> bytes:
+        # The series is frozen (values a tuple): its digest is computed once, not per
+        # statement that quotes it (every score statement quotes 12 profiles).
         return hashlib.sha256(SERIES_DIGEST_CONTEXT + self.canonical_bytes()).digest()
 
     def check_not_expired(self, today: date) -> None:
@@ -212,6 +219,23 @@ class Series:
         The meter interval must lie inside one series interval (the series interval is a
         multiple of the meter's) and inside the series; raises :class:`SeriesError`.
         """
+        key = (tuple(starts), interval_minutes)
+        memo = self._values_memo
+        hit = memo.get(key)
+        if hit is not None:
+            return list(hit)
+        out = self._values_for(starts, interval_minutes)
+        if len(memo) >= 1024:  # bounded: a month of days for a few time zones
+            memo.clear()
+        memo[key] = tuple(out)
+        return out
+
+    @functools.cached_property
+    def _values_memo(self) -> dict[tuple[tuple[datetime, ...], int], tuple[int, ...]]:
+        # Every customer of a time zone prices the same days: look each day up once.
+        return {}
+
+    def _values_for(self, starts: list[datetime], interval_minutes: int) -> list[int]:
         step = self.interval_minutes * 60
         if self.interval_minutes % interval_minutes:
             raise SeriesError(

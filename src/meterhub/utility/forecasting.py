@@ -39,7 +39,7 @@ from datetime import date
 from typing import Any
 
 from ..crypto import sumsquares
-from ..crypto.group import G, H, Point, PointDecodeError, Q, msm, sum_groups
+from ..crypto.group import G, H, Point, PointArray, PointDecodeError, Q
 from ..crypto.pedersen import Commitment
 from ..crypto.rangeproof import sum_of_squares_commitment, verify_sum_of_squares
 from ..crypto.sampling import (
@@ -56,7 +56,7 @@ from ..model.formats.scores import ProfileScores, scores_context
 from ..model.formats.units import iter_commitments
 from ..tariffs.price_index import Series, SeriesError
 from .settlement import _blob, check_batches, dp_forecast_request
-from .verifier import DayCommitments, MeterRegistration, Rejected, Verdict
+from .verifier import DayCommitments, MeterRegistration, Rejected, Verdict, period_point_sums
 
 __all__ = [
     "DpForecastRelease",
@@ -84,7 +84,7 @@ class _ScoreWork:
     """What :func:`verify_scores_batch` keeps of one statement between its checks."""
 
     st: ProfileScores
-    hourly: list[Point]
+    hourly: PointArray
     weights: list[list[int]]
 
 
@@ -140,9 +140,8 @@ def _prepare_scores(
     for e, w in zip(st.scores, weights, strict=True):
         if not min(w) * st.energy_wh <= e.score <= max(w) * st.energy_wh:
             raise Rejected(f"profile {e.series_id!r:.40}: score {e.score} out of range for energy {st.energy_wh}")
-    blob, width = _blob(days)
     try:
-        hourly = sum_groups(blob, width, g)
+        hourly = period_point_sums(days, g)
     except PointDecodeError as exc:
         raise Rejected(f"a commitment does not decode: {exc}") from None
     if not 0 <= st.squares < Q:
@@ -172,7 +171,7 @@ def _verify_v1(work: _ScoreWork) -> None:
     """Version-1 statements (one square proof per hour), kept verifiable."""
     st = work.st
     ctx = _context(st)
-    cs = [Commitment(p) for p in work.hourly]
+    cs = [Commitment(p) for p in work.hourly.points()]
     try:
         if not verify_sum_of_squares(cs, st.squares_proof, ctx):
             raise Rejected("sum-of-squares proof does not verify")
@@ -182,7 +181,7 @@ def _verify_v1(work: _ScoreWork) -> None:
     if s_commit.point != G * st.squares + H * st.squares_blinding:
         raise Rejected("sum of squares or its opening does not match the proof's commitment")
     scalars, gv, hv = _linear_scalars(work)
-    if msm(scalars, work.hourly) != G * gv + H * hv:
+    if work.hourly.msm(scalars) != G * gv + H * hv:
         raise Rejected("energy or a profile score does not match the commitments")
 
 
@@ -195,14 +194,14 @@ def _equation_v2(work: _ScoreWork) -> tuple[sumsquares.SquaresCheck, Point]:
     ctx = _context(st)
     try:
         ck = sumsquares.squares_check(
-            [Commitment(p) for p in work.hourly], st.squares, st.squares_blinding, st.squares_proof, ctx
+            work.hourly.to_bytes(), st.squares, st.squares_blinding, st.squares_proof, ctx
         )
     except ProofError as exc:
         raise Rejected(f"sum-of-squares proof malformed: {exc}") from None
     if ck is None:
         raise Rejected("sum-of-squares proof has a degenerate challenge")
     scalars, gv, hv = _linear_scalars(work)
-    data = msm([a + b for a, b in zip(scalars, ck.link, strict=True)], work.hourly)
+    data = work.hourly.msm([a + b for a, b in zip(scalars, ck.link, strict=True)])
     return dataclasses.replace(ck, g=(ck.g - gv) % Q, h=(ck.h - hv) % Q), data
 
 

@@ -29,13 +29,15 @@ Pure: the caller fetches the data (see :mod:`meterhub.utility.store`).
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from ..crypto import ecdsa
-from ..crypto.group import Q
+from ..crypto.group import PointArray, PointDecodeError, Q
 from ..crypto.transcript import ProofError
 from ..model.billing import BillCheck, BillingKind, check_energy_bound, check_version
 from ..model.billing.time_of_use import TIME_OF_USE
@@ -63,6 +65,9 @@ __all__ = [
     "verify_statement_verdict",
     "verify_banded_bill",
     "period_registers",
+    "period_points",
+    "period_point_sums",
+    "clear_shared_caches",
 ]
 
 
@@ -99,6 +104,88 @@ class Verdict:
 
     def __bool__(self) -> bool:
         return self.ok
+
+
+# ---------------------------------------------------------------- shared per customer-month
+# The bill, settlement, score and sample checks of one customer-month each verify the
+# same 30 daily signatures and use the same 2,880 points. Both caches are keyed by the
+# exact bytes checked (the public key, signed message and signature; the concatenated
+# encodings), so a hit answers for precisely the input that was checked before, and
+# only successes are kept: a cached verdict can never differ from a fresh one.
+_SIG_CACHE_SIZE = 4096
+_VERIFIED_SIGS: OrderedDict[tuple[bytes, bytes, bytes], None] = OrderedDict()
+_POINTS_CACHE_SIZE = 64  # customers of one batch; ~230 KB each
+_POINTS: OrderedDict[tuple[int, tuple[bytes, ...]], PointArray] = OrderedDict()
+_SUMS: OrderedDict[tuple[int, int, tuple[bytes, ...]], PointArray] = OrderedDict()
+_LOCK = threading.Lock()  # verification may run on threads (Dask workers)
+
+
+def clear_shared_caches() -> None:
+    """Forget every verified signature and parsed period (benchmarks start each run
+    cold with this; a service never needs it, the caches are bounded)."""
+    with _LOCK:
+        _VERIFIED_SIGS.clear()
+        _POINTS.clear()
+        _SUMS.clear()
+
+
+def _batch_signature_ok(key_bytes: bytes, dc: DayCommitments, meter: MeterRegistration) -> bool:
+    """``dc.batch.verify`` (low-S, rule V05), remembering the triples that verified."""
+    sb = dc.batch
+    k = (key_bytes, sb.batch.signed_message(), sb.signature)
+    with _LOCK:
+        if k in _VERIFIED_SIGS:
+            _VERIFIED_SIGS.move_to_end(k)
+            return True
+    if not sb.verify(meter.public_key):
+        return False
+    with _LOCK:
+        _VERIFIED_SIGS[k] = None
+        if len(_VERIFIED_SIGS) > _SIG_CACHE_SIZE:
+            _VERIFIED_SIGS.popitem(last=False)
+    return True
+
+
+def _encodings(days: Sequence[DayCommitments]) -> tuple[int, tuple[bytes, ...]]:
+    if all(dc.c65 is not None for dc in days):
+        return 65, tuple(dc.c65 or b"" for dc in days)
+    return 33, tuple(dc.c33 for dc in days)
+
+
+def period_points(days: Sequence[DayCommitments]) -> PointArray:
+    """The period's commitments (``c65`` where every day has it, else ``c33``), parsed
+    strictly once per customer-month and shared by its checks. Raises
+    ``PointDecodeError``; the caller has checked the batches (:func:`check_period`)."""
+    key = _encodings(days)
+    with _LOCK:
+        arr = _POINTS.get(key)
+        if arr is not None:
+            _POINTS.move_to_end(key)
+            return arr
+    arr = PointArray.parse(b"".join(key[1]), key[0])
+    with _LOCK:
+        _POINTS[key] = arr
+        if len(_POINTS) > _POINTS_CACHE_SIZE:
+            _POINTS.popitem(last=False)
+    return arr
+
+
+def period_point_sums(days: Sequence[DayCommitments], g: int) -> PointArray:
+    """Sums of ``g`` consecutive commitments of the period (the hourly ``C_h`` for
+    ``g = 4`` at 15 minutes), shared like :func:`period_points`."""
+    width, encs = _encodings(days)
+    key = (width, g, encs)
+    with _LOCK:
+        arr = _SUMS.get(key)
+        if arr is not None:
+            _SUMS.move_to_end(key)
+            return arr
+    arr = period_points(days).group_sums(g)
+    with _LOCK:
+        _SUMS[key] = arr
+        if len(_SUMS) > _POINTS_CACHE_SIZE:
+            _SUMS.popitem(last=False)
+    return arr
 
 
 def check_indices(day_label: str, first: int, count: int, indices: Sequence[int]) -> None:
@@ -198,6 +285,7 @@ def check_period(
 
     day_starts_list: list[list[datetime]] = []
     prev_batch = None
+    key_bytes = ecdsa.public_bytes(meter.public_key)
     for day, dc in zip(period, days, strict=True):
         b = dc.batch.batch
         label = f"day {day}"
@@ -209,7 +297,7 @@ def check_period(
             raise Rejected(f"{label}: batch uses {b.interval_minutes}-minute intervals")
         if not ecdsa.is_low_s(dc.batch.signature):
             raise Rejected(f"{label}: batch signature is high-S (non-canonical)")
-        if not dc.batch.verify(meter.public_key):
+        if not _batch_signature_ok(key_bytes, dc, meter):
             raise Rejected(f"{label}: batch signature does not verify under the meter's key")
         starts = day_starts(day, meter.tz, meter.interval_minutes)
         if b.count != len(starts):
@@ -277,6 +365,10 @@ def bill_check(
 ) -> BillCheck:
     """What the billing engine's verifier needs once :func:`check_period` passed."""
     use65 = all(dc.c65 is not None for dc in days)
+    try:
+        points: PointArray | None = period_points(days)
+    except PointDecodeError:
+        points = None  # the kind's verifier parses again and reports the bad point
     return BillCheck(
         tariff=tariff,
         tz=meter.tz,
@@ -288,6 +380,7 @@ def bill_check(
         registers=period_registers(days),
         metering_point=metering_point,
         contract_id=contract_id,
+        points=points,
     )
 
 

@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 from coincurve import PublicKey
 
-from ..group import _CTX, G, H, Point, Q, _ffi, _lib, hash_to_point
+from ..group import _CTX, G, H, Point, PointArray, Q, _ffi, _lib, hash_to_point
 from ..sigma import lincomb
 
 __all__ = [
+    "generator_array",
     "generators",
 ]
 
@@ -101,6 +102,41 @@ def _gen_tables(count: int) -> tuple[list[Any], list[Any]]:
     gv, hv = generators(count)
     k = min(count, TABLE_GENERATORS)
     return [_table(x) for x in gv[:k]], [_table(x) for x in hv[:k]]
+
+
+#: The generator tables for a size are built on its this-many-th use in the process:
+#: 64 tables cost about 2 s of CPU, which pays off over many range proofs (a verifier
+#: service) but not for the two a demo run makes; before that the prover and the
+#: verifier take the table-free path (Pippenger, :class:`~meterhub.crypto.group.PointArray`).
+TABLE_AFTER_USES = 16
+_USES: dict[int, int] = {}
+
+
+def _gen_tables_when_worth(count: int) -> tuple[list[Any], list[Any]]:
+    """:func:`_gen_tables` once the tables exist or ``count`` was asked for
+    :data:`TABLE_AFTER_USES` times; ``([], [])`` (no tables) before that."""
+    k = min(count, TABLE_GENERATORS)
+    gv, hv = generators(k)
+    if all(x.to_bytes() in _TABLES for x in (*gv, *hv)):
+        return _gen_tables(count)
+    _USES[k] = _USES.get(k, 0) + 1
+    if _USES[k] >= TABLE_AFTER_USES:
+        return _gen_tables(count)
+    return [], []
+
+
+_GEN_ARRAYS: dict[int, PointArray] = {}
+
+
+def generator_array(count: int) -> PointArray:
+    """``G_0..G_{count-1}, H_0..H_{count-1}`` in one :class:`PointArray` (cached per size),
+    for multi-scalar multiplications over the vector generators without tables."""
+    arr = _GEN_ARRAYS.get(count)
+    if arr is None:
+        gv, hv = generators(count)
+        arr = PointArray.from_points([*gv, *hv])
+        _GEN_ARRAYS[count] = arr
+    return arr
 
 
 #: Entry offset of window ``j`` in a table.

@@ -18,7 +18,7 @@ from ._tables import (
     _combine_addrs,
     _g_table,
     _gen_bases,
-    _gen_tables,
+    _gen_tables_when_worth,
     _h_table,
     _lincomb_fixed,
     _neg_sum_h,
@@ -113,11 +113,11 @@ def _prove(
     a_r = [(b - 1) % Q for b in a_l]
     alpha = random_scalar()
     th = _h_table()
-    gt, ht = _gen_tables(nm)
+    gt, ht = _gen_tables_when_worth(nm)
     s_l = [random_scalar() for _ in range(nm)]
     s_r = [random_scalar() for _ in range(nm)]
     rho = random_scalar()
-    fixed = nm <= TABLE_GENERATORS
+    fixed = nm <= TABLE_GENERATORS and len(gt) == nm
     if fixed:
         # Every base is a tabled fixed point. A = alpha H + sum_{bit 1} (G_i + H_i) - sum_i H_i:
         # digit-1 entries of window 0 (offset 64) and one precomputed point, no multiplication.
@@ -243,7 +243,7 @@ def _check_terms(terms: Sequence[_Terms]) -> bool:
         g_total += tm.g * e
         h_total += tm.h * e
     gv, hv = generators(len(g_acc))
-    gt, ht = _gen_tables(len(g_acc))
+    gt, ht = _gen_tables_when_worth(len(g_acc))
     kt = len(gt)
     return _lincomb_fixed(
         [(h_total, _h_table()), (g_total, _g_table()), *zip(g_acc, gt, strict=False), *zip(h_acc, ht, strict=False)],

@@ -56,10 +56,9 @@ _MAX_BRANCHES = 1 << 16
 
 
 def lincomb(scalars: Sequence[int], points: Sequence[Point]) -> Point:
-    """``sum k_i P_i`` by bucketing equal scalars (one multiplication per distinct
-    non-trivial scalar). On this stack libsecp256k1 multiplications beat a
-    Python-level Pippenger, so the bucketing limit is lifted. Terms on ``G`` are
-    merged and use the fixed-base generator multiplication (about twice as fast)."""
+    """``sum k_i P_i`` by :func:`meterhub.crypto.group.msm` (equal scalars bucketed,
+    then multiplications or Pippenger's additions by its cost model). Terms on ``G``
+    are merged and use the fixed-base generator multiplication (about twice as fast)."""
     g_scalar = 0
     rest_k: list[int] = []
     rest_p: list[Point] = []
@@ -69,7 +68,7 @@ def lincomb(scalars: Sequence[int], points: Sequence[Point]) -> Point:
         else:
             rest_k.append(k)
             rest_p.append(p)
-    out = msm(rest_k, rest_p, grouping_limit=1 << 30)
+    out = msm(rest_k, rest_p)
     return out + base_mul(g_scalar) if g_scalar % Q else out
 
 

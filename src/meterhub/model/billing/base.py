@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Protocol
 
+from ...crypto.group import PointArray
 from ...crypto.pedersen import Commitment, Opening
 from ..errors import Rejected
 from ..formats.statements import AnyBillStatement
@@ -98,7 +99,9 @@ class BillCheck:
     same points uncompressed (they decode faster). ``registers`` is the
     meter-signed register at the period's start and end when every batch carries
     one (V29). ``metering_point``/``contract_id`` are the utility's own assignment
-    for a v3 statement (V26)."""
+    for a v3 statement (V26). ``points`` optionally the same commitments already
+    parsed (the utility's per-customer-month :class:`~meterhub.crypto.group.PointArray`,
+    shared with its other checks of the period)."""
 
     tariff: BillTariff
     tz: str
@@ -110,6 +113,7 @@ class BillCheck:
     registers: tuple[int, int] | None = None
     metering_point: str | None = None
     contract_id: str | None = None
+    points: PointArray | None = None
 
     @property
     def flat_starts(self) -> list[datetime]:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date
 from typing import cast
 
-from ...crypto.group import G, H, PointDecodeError, Q, msm_encoded
+from ...crypto.group import G, H, Point, PointDecodeError, Q, msm_encoded
 from ...crypto.pedersen import Opening
 from ...tariffs import KIND_TIME_OF_USE, Tariff, TariffError
 from ..errors import Rejected
@@ -173,6 +173,20 @@ def _period_points(check: BillCheck) -> tuple[bytes, int]:
     return check.c33, 33
 
 
+def _lincomb(check: BillCheck, scalars: list[int]) -> Point:
+    """``sum k_i C_i`` over the period's commitments: on the already parsed points
+    when the caller shares them, else parsed here; a bad encoding is a rejection."""
+    if check.points is not None:
+        if len(check.points) != len(scalars):
+            raise Rejected(f"a commitment does not decode: expected {len(scalars)} points, got {len(check.points)}")
+        return check.points.msm(scalars)
+    blob, width = _period_points(check)
+    try:
+        return msm_encoded(scalars, blob, width)
+    except PointDecodeError as exc:
+        raise Rejected(f"a commitment does not decode: {exc}") from None
+
+
 def verify_linear(st: BillStatement | BandedBillStatement, check: BillCheck) -> None:
     """V17 then V19: the energy charge is at most ``(2^32-1) * sum t_i``, then
     ``sum t_i*C_i == bill*G + R*H`` as one multi-scalar multiplication."""
@@ -182,11 +196,7 @@ def verify_linear(st: BillStatement | BandedBillStatement, check: BillCheck) -> 
     except TariffError as exc:
         raise Rejected(str(exc)) from None
     check_energy_bound(st.energy_charge, MAX_READING_WH * sum(prices))
-    blob, width = _period_points(check)
-    try:
-        lhs = msm_encoded(prices, blob, width)
-    except PointDecodeError as exc:
-        raise Rejected(f"a commitment does not decode: {exc}") from None
+    lhs = _lincomb(check, prices)
     if lhs != G * st.energy_charge + H * st.blinding:
         raise Rejected(
             "sum t_i*C_i != bill*G + R*H: the bill or its blinding does not match the commitments"
@@ -220,11 +230,7 @@ def verify_bands(st: BandedBillStatement, check: BillCheck) -> None:
     # V28: sum_{i in b} C_i == E_b*G + R_b*H for every band, checked at once as a random
     # linear combination with 128-bit weights rho_b (a false band passes with prob. 2^-128).
     rho = {b.band: secrets.randbelow((1 << 128) - 1) + 1 for b in st.bands}
-    blob, width = _period_points(check)
-    try:
-        lhs = msm_encoded([rho[k] for k in bands_of], blob, width)
-    except PointDecodeError as exc:
-        raise Rejected(f"a commitment does not decode: {exc}") from None
+    lhs = _lincomb(check, [rho[k] for k in bands_of])
     e = sum(rho[b.band] * b.energy_wh for b in st.bands) % Q
     r = sum(rho[b.band] * b.blinding for b in st.bands) % Q
     if lhs != G * e + H * r:
