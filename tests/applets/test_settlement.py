@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from helpers import SettlementHub as Hub
-from helpers import make_history, signed_index
+from helpers import History, make_history, signed_index
 from meterhub.crypto import ecdsa
 from meterhub.crypto.group import Point, Q, uncompress_many
 from meterhub.hub.secure_element import (
@@ -22,6 +22,7 @@ from meterhub.model.timebase import range_starts
 from meterhub.protocols.iso7816 import CommandAPDU, ResponseAPDU
 from meterhub.tariffs.price_index import (
     dump_series,
+    example_price_index,
 )
 from meterhub.utility.settlement import (
     HubRefused,
