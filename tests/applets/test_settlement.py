@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import SettlementHub as Hub
 from helpers import History, make_history, signed_index
+from helpers import SettlementHub as Hub
 from meterhub.crypto import ecdsa
 from meterhub.crypto.group import Point, Q, uncompress_many
 from meterhub.hub.secure_element import (
