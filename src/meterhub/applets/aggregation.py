@@ -84,9 +84,9 @@ from ..aggregation import (
     RecoveryRelease,
     RecoveryRequest,
     mask_context,
-    self_mask_context,
     self_mask_threshold,
     share_aad,
+    share_context,
 )
 from ..card import AppletContext, register_applet_class
 from ..card.gp.loadfile import applet_code_hash
@@ -108,6 +108,7 @@ __all__ = [
 
 CLASS_NAME = "meterhub.applets.aggregation/1"
 _K_DH = b"dh"
+_K_OWN = b"own/"  # + group id / day: this hub's share of its own self-mask, kept for the unmasking round
 
 
 def hour_sums(blob: bytes, per_hour: int) -> list[tuple[int, int]]:
@@ -220,22 +221,36 @@ class AggregationApplet(MeteringApplet):
         ctx = mask_context(group.group_id, day, n, self.guard.day_span(day))
         pairs = self._pairs(group, meter_id)
         masks = zerosum.member_masks(pairs, ctx, 2 * n)
-        # double masking (Bonawitz et al., CCS 2017, §4): a fresh seed per round from the
-        # card's RNG, its self-mask on the values, its Shamir shares sealed to the peers
-        seed = self.ctx.random_bytes(selfmask.SEED_BYTES)
-        own = selfmask.self_masks(seed, self_mask_context(group.group_id, day, n, meter_id), 2 * n)
+        # double masking (Bonawitz et al., CCS 2017, §4): a fresh self-mask from the card's
+        # RNG, Shamir-shared over Z_Q; t - 1 shares derived from the pair secrets, the
+        # others sealed to their members (crypto/selfmask.py)
+        own = selfmask.random_scalars(self.ctx.random_bytes, 2 * n)
         values = tuple(((m + masks[2 * h] + own[2 * h]) % Q, (r + masks[2 * h + 1] + own[2 * h + 1]) % Q)
                        for h, (m, r) in enumerate(sums))
-        shares = selfmask.split_seed(seed, self_mask_threshold(len(group.members)), len(group.members))
-        held = [(peer, sh) for peer, sh in zip(group.members, shares, strict=True) if peer.meter_id != meter_id]
+        ids = [m.meter_id for m in group.members]
+        me = ids.index(meter_id) + 1
+        pair_of = dict(zip([i for i in ids if i != meter_id], pairs, strict=True))
+        derived = selfmask.derived_holders(len(ids), me, self_mask_threshold(len(ids)))
+        fixed = {x: selfmask.derived_share(pair_of[ids[x - 1]], share_context(group.group_id, day, n, meter_id,
+                                                                               ids[x - 1]), 2 * n)
+                 for x in derived}
+        sent = [x for x in range(1, len(ids) + 1) if x != me and x not in fixed]
+        shares = selfmask.split(own, fixed, [*sent, me])
         sealed = tuple(
-            selfmask.seal_share(pk, share_aad(group.group_id, day, meter_id, peer.meter_id), idx, share,
-                                self.ctx.random_bytes(selfmask.NONCE_BYTES))
-            for pk, (peer, (idx, share)) in zip(pairs, held, strict=True)
+            (ids[x - 1], selfmask.seal_vector(pair_of[ids[x - 1]], share_aad(group.group_id, day, meter_id, ids[x - 1]),
+                                              x, shares[x], self.ctx.random_bytes(selfmask.NONCE_BYTES)))
+            for x in sent
         )
         out = MaskedRelease(group.group_id, meter_id, day, first, applet_code_hash(type(self)), values, sealed)
+        # the own share is overwritten by a release that did not commit (power loss) and
+        # kept with the one that did: the guard answers a re-ask from its stored bytes
+        self.ctx.store.put(self._own_slot(group.group_id, day), b"".join(y.to_bytes(32, "big") for y in shares[me]))
         return bytes(self.guard.commit_aggregate("aggregate", bytes(body), meter_id, self._own_key(), out.to_bytes(),
                                                  hours=n))
+
+    @staticmethod
+    def _own_slot(group_id: str, day: date) -> bytes:
+        return _K_OWN + group_id.encode() + b"/" + day.isoformat().encode()
 
     def _recover(self, body: bytes) -> bytes:
         meter_id = self.rs.pairing()[0]
@@ -245,29 +260,44 @@ class AggregationApplet(MeteringApplet):
             return bytes(again)
         req = RecoveryRequest.from_bytes(body)  # the guard parsed it already
         _, sums = self._day_sums(group, day)
+        n = len(sums)
         by_key = {p.peer: p for p in self._pairs(group, meter_id)}
         missing = set(req.missing)
         pairs = [by_key[m.hub_key] for m in group.members if m.meter_id in missing]
-        ctx = mask_context(group.group_id, day, len(sums), self.guard.day_span(day))
-        terms = zerosum.member_masks(pairs, ctx, 2 * len(sums))
-        values = tuple((terms[2 * h], terms[2 * h + 1]) for h in range(len(sums)))
-        my_index = 1 + [m.meter_id for m in group.members].index(meter_id)
-        opened = []
+        ctx = mask_context(group.group_id, day, n, self.guard.day_span(day))
+        terms = zerosum.member_masks(pairs, ctx, 2 * n)
+        values = tuple((terms[2 * h], terms[2 * h + 1]) for h in range(n))
+        ids = [m.meter_id for m in group.members]
+        me = ids.index(meter_id) + 1
+        t = self_mask_threshold(len(ids))
+        raw = self.ctx.store.get(self._own_slot(group.group_id, day))
+        if raw is None or len(raw) != 64 * n:
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "this hub holds no share of its own self-mask for the day")
+        total = [int.from_bytes(raw[k : k + 32], "big") for k in range(0, len(raw), 32)]
         for pid, sealed in req.present:
             peer = group.member(pid)
             if peer is None:  # the guard checked membership already
                 raise ISOException(SW.CONDITIONS_NOT_SATISFIED, f"{pid} is not a member")
-            try:
-                idx, share = selfmask.open_share(by_key[peer.hub_key], share_aad(group.group_id, day, pid, meter_id),
-                                                 sealed)
-            except selfmask.SelfMaskError:
-                raise ISOException(SW.CONDITIONS_NOT_SATISFIED, f"the share of {pid} does not open") from None
-            if idx != my_index:
-                raise ISOException(SW.CONDITIONS_NOT_SATISFIED, f"the share of {pid} is not this member's")
-            opened.append((pid, idx, share))
-        out = RecoveryRelease(group.group_id, meter_id, day, req.missing, values, tuple(opened))
-        return bytes(self.guard.commit_aggregate("recovery", bytes(body), meter_id, self._own_key(), out.to_bytes(),
-                                                 hours=0))
+            pair = by_key[peer.hub_key]
+            if me in selfmask.derived_holders(len(ids), ids.index(pid) + 1, t):
+                if sealed:
+                    raise ISOException(SW.CONDITIONS_NOT_SATISFIED, f"the share of {pid} is derived, not sent")
+                share = selfmask.derived_share(pair, share_context(group.group_id, day, n, pid, meter_id), 2 * n)
+            else:
+                try:
+                    idx, share = selfmask.open_vector(pair, share_aad(group.group_id, day, pid, meter_id), sealed, 2 * n)
+                except selfmask.SelfMaskError:
+                    raise ISOException(SW.CONDITIONS_NOT_SATISFIED, f"the share of {pid} does not open") from None
+                if idx != me:
+                    raise ISOException(SW.CONDITIONS_NOT_SATISFIED, f"the share of {pid} is not this member's")
+            total = [a + b for a, b in zip(total, share, strict=True)]
+        total = [y % Q for y in total]
+        out = RecoveryRelease(group.group_id, meter_id, day, req.missing, tuple(p for p, _ in req.present), values,
+                              tuple((total[2 * h], total[2 * h + 1]) for h in range(n)))
+        answer = bytes(self.guard.commit_aggregate("recovery", bytes(body), meter_id, self._own_key(), out.to_bytes(),
+                                                   hours=0))
+        self.ctx.store.delete(self._own_slot(group.group_id, day))  # a re-ask is answered from the guard's bytes
+        return answer
 
 
 register_applet_class(CLASS_NAME, AggregationApplet)
