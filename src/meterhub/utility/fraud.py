@@ -235,10 +235,10 @@ def verify_feeder_day(
     # its member index x; F(0) by Lagrange from t of them (Shamir 1979), the others
     # checked to lie on the same polynomial so that no answer is silently ignored
     points = {ids.index(mid) + 1: [y for pair in recoveries[mid].share for y in pair] for mid in present}
-    bad = consistent(points, t, [secrets.randbits(128) for _ in range(2 * n_hours)])
-    if bad:
+    off = consistent(points, t, [secrets.randbits(128) for _ in range(2 * n_hours)])
+    if off:
         raise Rejected(f"the unmasking answers' self-mask share sums do not lie on one polynomial of degree {t - 1} "
-                       f"(first disagreeing: {ids[bad[0] - 1]}; a wrong unmasking answer)")
+                       f"(first disagreeing: {ids[off[0] - 1]}; a wrong unmasking answer)")
     own = combine(dict(list(points.items())[:t]))
     for h in range(n_hours):
         s[h] -= own[2 * h]
