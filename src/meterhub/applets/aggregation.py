@@ -71,6 +71,7 @@ group-day, docs/fraud.md); only ``t`` peers colluding with the operator can unma
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import date
 
 from ..aggregation import (
@@ -104,6 +105,8 @@ __all__ = [
     "GroupPolicy",
     "PolicyRefusal",
     "hour_sums",
+    "deal_self_mask",
+    "share_sum",
 ]  # GroupPolicy and its constants live in meterhub.aggregation (the guard enforces them)
 
 CLASS_NAME = "meterhub.applets.aggregation/1"
@@ -126,6 +129,64 @@ def hour_sums(blob: bytes, per_hour: int) -> list[tuple[int, int]]:
             r += frm(blob[off + 4 : off + 36], "big")
         out.append((m % Q, r % Q))
     return out
+
+
+def deal_self_mask(group: GroupDefinition, day: date, hours: int, meter_id: str, pairs: Sequence[zerosum.PairKey],
+                   self_mask: Sequence[int], random_bytes: Callable[[int], bytes],
+                   ) -> tuple[tuple[tuple[str, bytes], ...], list[int]]:
+    """Shamir shares of ``self_mask`` over Z_Q (:mod:`meterhub.crypto.selfmask`): the
+    sealed ones for the members that do not derive theirs, in member order, and the
+    dealer's share at its own index. ``pairs`` are the dealer's pair keys in member
+    order (itself left out); ``random_bytes`` gives the sealing nonces."""
+    ids = [m.meter_id for m in group.members]
+    me = ids.index(meter_id) + 1
+    pair_of = dict(zip([i for i in ids if i != meter_id], pairs, strict=True))
+    count = len(self_mask)
+    derived = selfmask.derived_holders(len(ids), me, self_mask_threshold(len(ids)))
+    fixed = {x: selfmask.derived_share(pair_of[ids[x - 1]], share_context(group.group_id, day, hours, meter_id,
+                                                                           ids[x - 1]), count)
+             for x in derived}
+    sent = [x for x in range(1, len(ids) + 1) if x != me and x not in fixed]
+    shares = selfmask.split(self_mask, fixed, [*sent, me])
+    sealed = tuple(
+        (ids[x - 1], selfmask.seal_vector(pair_of[ids[x - 1]], share_aad(group.group_id, day, meter_id, ids[x - 1]),
+                                          x, shares[x], random_bytes(selfmask.NONCE_BYTES)))
+        for x in sent
+    )
+    return sealed, shares[me]
+
+
+def share_sum(group: GroupDefinition, day: date, hours: int, meter_id: str, pairs: Sequence[zerosum.PairKey],
+              present: Sequence[tuple[str, bytes]], own_share: Sequence[int]) -> list[int]:
+    """``F(x) = own_share + sum over present members i of f_i(x)`` at this member's index
+    ``x``: each ``f_i(x)`` derived from the pair secret (``present`` gives ``b""``) or
+    opened from the sealed share forwarded with it. :class:`~meterhub.crypto.selfmask.SelfMaskError`
+    names a member whose share is sent where derived, missing, does not open or is
+    another member's."""
+    ids = [m.meter_id for m in group.members]
+    me = ids.index(meter_id) + 1
+    t = self_mask_threshold(len(ids))
+    by_key = {p.peer: p for p in pairs}
+    total = list(own_share)
+    count = len(total)
+    for pid, sealed in present:
+        peer = group.member(pid)
+        if peer is None or pid == meter_id:
+            raise selfmask.SelfMaskError(f"{pid} is not another member")
+        pair = by_key[peer.hub_key]
+        if me in selfmask.derived_holders(len(ids), ids.index(pid) + 1, t):
+            if sealed:
+                raise selfmask.SelfMaskError(f"the share of {pid} is derived, not sent")
+            share = selfmask.derived_share(pair, share_context(group.group_id, day, hours, pid, meter_id), count)
+        else:
+            try:
+                idx, share = selfmask.open_vector(pair, share_aad(group.group_id, day, pid, meter_id), sealed, count)
+            except selfmask.SelfMaskError:
+                raise selfmask.SelfMaskError(f"the share of {pid} does not open") from None
+            if idx != me:
+                raise selfmask.SelfMaskError(f"the share of {pid} is not this member's")
+        total = [a + b for a, b in zip(total, share, strict=True)]
+    return [y % Q for y in total]
 
 
 class AggregationApplet(MeteringApplet):
@@ -227,24 +288,11 @@ class AggregationApplet(MeteringApplet):
         own = selfmask.random_scalars(self.ctx.random_bytes, 2 * n)
         values = tuple(((m + masks[2 * h] + own[2 * h]) % Q, (r + masks[2 * h + 1] + own[2 * h + 1]) % Q)
                        for h, (m, r) in enumerate(sums))
-        ids = [m.meter_id for m in group.members]
-        me = ids.index(meter_id) + 1
-        pair_of = dict(zip([i for i in ids if i != meter_id], pairs, strict=True))
-        derived = selfmask.derived_holders(len(ids), me, self_mask_threshold(len(ids)))
-        fixed = {x: selfmask.derived_share(pair_of[ids[x - 1]], share_context(group.group_id, day, n, meter_id,
-                                                                               ids[x - 1]), 2 * n)
-                 for x in derived}
-        sent = [x for x in range(1, len(ids) + 1) if x != me and x not in fixed]
-        shares = selfmask.split(own, fixed, [*sent, me])
-        sealed = tuple(
-            (ids[x - 1], selfmask.seal_vector(pair_of[ids[x - 1]], share_aad(group.group_id, day, meter_id, ids[x - 1]),
-                                              x, shares[x], self.ctx.random_bytes(selfmask.NONCE_BYTES)))
-            for x in sent
-        )
+        sealed, own_share = deal_self_mask(group, day, n, meter_id, pairs, own, self.ctx.random_bytes)
         out = MaskedRelease(group.group_id, meter_id, day, first, applet_code_hash(type(self)), values, sealed)
         # the own share is overwritten by a release that did not commit (power loss) and
         # kept with the one that did: the guard answers a re-ask from its stored bytes
-        self.ctx.store.put(self._own_slot(group.group_id, day), b"".join(y.to_bytes(32, "big") for y in shares[me]))
+        self.ctx.store.put(self._own_slot(group.group_id, day), b"".join(y.to_bytes(32, "big") for y in own_share))
         return bytes(self.guard.commit_aggregate("aggregate", bytes(body), meter_id, self._own_key(), out.to_bytes(),
                                                  hours=n))
 
@@ -267,31 +315,14 @@ class AggregationApplet(MeteringApplet):
         ctx = mask_context(group.group_id, day, n, self.guard.day_span(day))
         terms = zerosum.member_masks(pairs, ctx, 2 * n)
         values = tuple((terms[2 * h], terms[2 * h + 1]) for h in range(n))
-        ids = [m.meter_id for m in group.members]
-        me = ids.index(meter_id) + 1
-        t = self_mask_threshold(len(ids))
         raw = self.ctx.store.get(self._own_slot(group.group_id, day))
         if raw is None or len(raw) != 64 * n:
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "this hub holds no share of its own self-mask for the day")
-        total = [int.from_bytes(raw[k : k + 32], "big") for k in range(0, len(raw), 32)]
-        for pid, sealed in req.present:
-            peer = group.member(pid)
-            if peer is None:  # the guard checked membership already
-                raise ISOException(SW.CONDITIONS_NOT_SATISFIED, f"{pid} is not a member")
-            pair = by_key[peer.hub_key]
-            if me in selfmask.derived_holders(len(ids), ids.index(pid) + 1, t):
-                if sealed:
-                    raise ISOException(SW.CONDITIONS_NOT_SATISFIED, f"the share of {pid} is derived, not sent")
-                share = selfmask.derived_share(pair, share_context(group.group_id, day, n, pid, meter_id), 2 * n)
-            else:
-                try:
-                    idx, share = selfmask.open_vector(pair, share_aad(group.group_id, day, pid, meter_id), sealed, 2 * n)
-                except selfmask.SelfMaskError:
-                    raise ISOException(SW.CONDITIONS_NOT_SATISFIED, f"the share of {pid} does not open") from None
-                if idx != me:
-                    raise ISOException(SW.CONDITIONS_NOT_SATISFIED, f"the share of {pid} is not this member's")
-            total = [a + b for a, b in zip(total, share, strict=True)]
-        total = [y % Q for y in total]
+        own_share = [int.from_bytes(raw[k : k + 32], "big") for k in range(0, len(raw), 32)]
+        try:
+            total = share_sum(group, day, n, meter_id, list(by_key.values()), req.present, own_share)
+        except selfmask.SelfMaskError as exc:
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, str(exc)) from None
         out = RecoveryRelease(group.group_id, meter_id, day, req.missing, tuple(p for p, _ in req.present), values,
                               tuple((total[2 * h], total[2 * h + 1]) for h in range(n)))
         answer = bytes(self.guard.commit_aggregate("recovery", bytes(body), meter_id, self._own_key(), out.to_bytes(),
