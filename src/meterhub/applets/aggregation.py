@@ -40,12 +40,15 @@ grid operator's security domain, inside its SCP03 session; first byte:
   collects with GET RESPONSE (ISO/IEC 7816-4 §5.6), after the security domain has
   wrapped the whole answer (R-MAC, R-ENC). Unknown group or day without readings
   ``6A88``; day outside the group's validity ``6985``.
-* ``11`` + :class:`~meterhub.aggregation.RecoveryRequest` (version 2, the unmasking
+* ``11`` + :class:`~meterhub.aggregation.RecoveryRequest` (version 3, the unmasking
   round) → the :class:`~meterhub.aggregation.RecoveryRelease`: the pairwise masks it
-  shares with the members named missing, and its opened share of each named present
-  member's seed; a ``recovery`` release through the guard (one per group and day,
-  only after the day's own release, never both kinds for one member), answered the
-  same way. Policy or a share that does not open ``6985``; version 1 ``6A80``.
+  shares with the members named missing, and ONE vector, the sum of its Shamir shares
+  of the self-masks of the members named present and of its own (each share derived
+  from the pair secret or opened from the sealed share forwarded with the member); a
+  ``recovery`` release through the guard (one per group and day, only after the
+  day's own release, never both kinds for one member), answered the same way. Policy,
+  a share that does not open, is another member's, is sent where it is derived or is
+  left out ``6985``; versions 1 and 2 ``6A80``.
 
 Install parameters: empty, or the recipient's group-signing key that the customer
 pinned (``group/<recipient>``); any other key ``6982``. The applet never takes a
@@ -58,14 +61,16 @@ The masks of a day bind the span digest of that day's groups in the hub's regist
 (``mask_context``), so members shown different registries get masks that do not cancel.
 
 What a hostile grid operator learns: from a release, nothing (masked twice: zero-sum
-pairwise masks and a self-mask from a fresh seed whose Shamir shares are sealed to the
-peers, Bonawitz et al., CCS 2017, §4); from a group's releases and the unmasking round,
-the group's hourly sum; from a recovery, the sum of the present members. It could
+pairwise masks and a fresh uniform self-mask Shamir-shared over Z_Q among the group,
+Bonawitz et al., CCS 2017, §4; its sealed shares open only under the pair keys); from
+a group's releases and the unmasking round, the group's hourly sum and, of the
+self-masks, only their sum over the present members (each answer is one share of that
+sum); from a recovery, the sum of the present members. It could
 isolate a household only with groups whose span contains it (two groups that differ by
 few members, or a chain of groups), which the guard refuses over the whole registry.
 Declaring missing a member that did answer (message ``11``) removes only its pairwise
-masks: its self-mask needs ``t`` shares of its seed, and every card that answered
-"missing" for it refuses its share (the guard keeps the kind per member and
+masks: its self-mask needs ``t`` shares of it, and every card that answered
+"missing" for it leaves its share out (refuses a request naming it present) (the guard keeps the kind per member and
 group-day, docs/fraud.md); only ``t`` peers colluding with the operator can unmask it.
 """
 
