@@ -664,3 +664,26 @@ def test_unmasking_request_with_shares_of_the_wrong_kind_is_refused(feeder) -> N
         assert ei.value.sw == 0x6985
     ok = RecoveryRelease.from_bytes(_ask(feeder, g, DAY, a, (), tuple(others), rel))
     assert ok.present == tuple(others)
+
+
+def test_store_data_blocks_are_joined_in_sequence(feeder) -> None:
+    """The applet joins STORE DATA blocks in transient memory: a block out of sequence
+    is refused (by the security domain, 6A86, or the applet, 6985) and the next message
+    starts again at block 0; a long unmasking request of many blocks arrives whole."""
+    from meterhub.protocols.gp.constants import INS
+
+    hub = feeder[sorted(feeder)[0]]
+    mb = hub.mailbox()
+    mb.tsm._run("INSTALL [for personalization]", mb.tsm.client.install_for_personalization, AGGREGATION_APP_AID)
+    _, sw = mb.tsm._run("STORE DATA", mb.tsm.client.send, INS.STORE_DATA, 0x80, 1, b"\x02", 256)
+    assert sw in (0x6A86, 0x6985)
+    _, sw = mb.tsm._run("STORE DATA", mb.tsm.client.send, INS.STORE_DATA, 0x00, 0, b"\x02", None)
+    assert sw == 0x9000
+    _, sw = mb.tsm._run("STORE DATA", mb.tsm.client.send, INS.STORE_DATA, 0x80, 2, b"\x02", 256)  # block 1 skipped
+    assert sw in (0x6A86, 0x6985)
+    assert mb.send(b"\x02", "key again", personalize=False) == hub.key
+    # a message of 200 blocks (the mailbox's 200-byte blocks) arrives whole: the
+    # applet parses it and refuses it as malformed (6A80), not as a broken sequence
+    with pytest.raises(HubRefused) as ei:
+        mb.send(b"\x11" + b"MHAU\x03" + bytes(200 * 200 - 7), "long", personalize=False)
+    assert ei.value.sw == 0x6A80

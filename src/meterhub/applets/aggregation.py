@@ -94,7 +94,7 @@ from ..aggregation import (
     share_aad,
     share_context,
 )
-from ..card import AppletContext, register_applet_class
+from ..card import CLEAR_ON_RESET, AppletContext, register_applet_class
 from ..card.gp.loadfile import applet_code_hash
 from ..crypto import selfmask, zerosum
 from ..crypto.group import Q
@@ -117,6 +117,7 @@ __all__ = [
 CLASS_NAME = "meterhub.applets.aggregation/1"
 _K_DH = b"dh"
 _K_OWN = b"own/"  # + group id / day: this hub's share of its own self-mask, kept for the unmasking round
+_INBOX_BYTES = 256 * 255  # a STORE DATA sequence: block numbers 00..FF (GPC 2.3.1 §11.11.2.2), Lc <= 255
 
 
 def hour_sums(blob: bytes, per_hour: int) -> list[tuple[int, int]]:
@@ -210,6 +211,36 @@ class AggregationApplet(MeteringApplet):
     def __init__(self, ctx: AppletContext) -> None:
         super().__init__(ctx)
         self._pair_cache: dict[tuple[bytes, ...], list[zerosum.PairKey]] = {}
+        # STORE DATA blocks are joined in RAM (JCRE ch. 5 transient memory, cleared on
+        # reset: a torn sequence starts again at block 0), not in the persistent store: an
+        # unmasking request of a 50-member group is about 27 KB, 135 blocks, and a write of
+        # the growing message per block cost more than the answer itself
+        self._inbox = ctx.make_transient_bytes(_INBOX_BYTES, CLEAR_ON_RESET)
+        self._inbox_lengths = ctx.make_transient_bytes(256, CLEAR_ON_RESET)  # each block's length
+        self._inbox_held = ctx.make_transient_bytes(2, CLEAR_ON_RESET)  # u16 blocks held (0: none)
+
+    def _assemble(self, apdu: CommandAPDU) -> bytes | None:
+        """Join STORE DATA blocks (P2 block number from 00, P1 b8 on the last): the whole
+        message, or None until the last block."""
+        held = 0 if apdu.p2 == 0 else int.from_bytes(bytes(self._inbox_held), "big")
+        if apdu.p2 != held:
+            self._inbox_held[0:2] = bytes(2)
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "STORE DATA block out of sequence")
+        data = bytes(apdu.data)
+        if len(data) > 255:
+            raise ISOException(SW.WRONG_LENGTH, "block too large")
+        pos = 255 * apdu.p2
+        self._inbox[pos : pos + len(data)] = data
+        self._inbox_lengths[apdu.p2] = len(data)
+        if not apdu.p1 & 0x80:
+            self._inbox_held[0:2] = (apdu.p2 + 1).to_bytes(2, "big")
+            return None
+        self._inbox_held[0:2] = bytes(2)
+        lengths = bytes(self._inbox_lengths)
+        msg = b"".join(self._inbox[255 * k : 255 * k + lengths[k]] for k in range(apdu.p2 + 1))  # type: ignore[misc]
+        if not msg:
+            raise ISOException(SW.WRONG_LENGTH, "empty message")
+        return msg
 
     # -- state ------------------------------------------------------------------
     def _private(self):  # noqa: ANN202 - an X25519PrivateKey
@@ -235,7 +266,7 @@ class AggregationApplet(MeteringApplet):
     # -- commands -----------------------------------------------------------------
     def process_data(self, apdu: CommandAPDU) -> bytes:
         """STORE DATA from the grid operator's SD (GP API ``Application.processData``)."""
-        msg = self.rs.assemble(apdu)
+        msg = self._assemble(apdu)
         if msg is None:
             return b""
         kind, body = msg[0], msg[1:]
