@@ -40,18 +40,9 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from _bench import MIN_RUNS, Timing, alternate, header, row
-from meterhub.aggregation import (
-    AggregationRequest,
-    MaskedRelease,
-    RecoveryRelease,
-    RecoveryRequest,
-    mask_context,
-    self_mask_threshold,
-)
 from meterhub.applets.aggregation import deal_self_mask, hour_sums, share_sum
 from meterhub.crypto import ecdsa, selfmask, zerosum
 from meterhub.crypto.group import G, H, Point, Q, msm
-from meterhub.group_registry import span_digest
 from meterhub.hub.aggregation import AGGREGATION_APP_AID, aggregation_load_file
 from meterhub.hub.secure_element import (
     RECIPIENT_SDS,
@@ -61,6 +52,15 @@ from meterhub.hub.secure_element import (
     open_hub_card,
 )
 from meterhub.meter.device import Meter
+from meterhub.model.formats.aggregation import (
+    AggregationRequest,
+    MaskedRelease,
+    RecoveryRelease,
+    RecoveryRequest,
+    mask_context,
+    self_mask_threshold,
+)
+from meterhub.model.group_registry import span_digest
 from meterhub.model.timebase import day_starts
 from meterhub.utility.fraud import (
     AGGREGATION_CLASS,

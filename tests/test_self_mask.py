@@ -13,7 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meterhub.aggregation import (
+from meterhub.crypto import selfmask, zerosum
+from meterhub.crypto.group import Q
+from meterhub.model.formats.aggregation import (
     FormatError,
     RecoveryRelease,
     RecoveryRequest,
@@ -22,8 +24,6 @@ from meterhub.aggregation import (
     share_aad,
     share_context,
 )
-from meterhub.crypto import selfmask, zerosum
-from meterhub.crypto.group import Q
 
 DAY = date(2027, 3, 27)
 # galois builds GF(Q) without factoring Q - 1 when given a primitive element and told not

@@ -2,15 +2,15 @@
 
 For a feeder's group of hubs and a local day, the grid operator
 
-1. collects each hub's :class:`~meterhub.aggregation.MaskedRelease` through its own
+1. collects each hub's :class:`~meterhub.model.formats.aggregation.MaskedRelease` through its own
    security domain (SCP03), each masked twice: zero-sum pairwise masks and a fresh
    self-mask vector Shamir-shared over Z_Q among the group (double masking, Bonawitz
    et al., CCS 2017, §4; :mod:`meterhub.crypto.selfmask`); then runs the unmasking
    round: each present hub answers the pairwise masks it shares with the members that
    did not answer and ONE vector, the sum of its shares of the present members'
-   self-masks (:class:`~meterhub.aggregation.RecoveryRelease`); the grid operator
+   self-masks (:class:`~meterhub.model.formats.aggregation.RecoveryRelease`); the grid operator
    subtracts the former and the present members' self-mask sum, which it interpolates
-   at 0 from ``t`` answers (:func:`meterhub.aggregation.self_mask_threshold`; the other
+   at 0 from ``t`` answers (:func:`meterhub.model.formats.aggregation.self_mask_threshold`; the other
    answers must lie on the same polynomial);
 2. checks each present member's signed batch for the day (signature, chain,
    completeness: :func:`meterhub.utility.settlement.check_batches`) and that the
@@ -37,7 +37,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from ..aggregation import (
+from ..crypto import ecdsa
+from ..crypto.group import G, H, PointDecodeError, Q, msm_encoded
+from ..crypto.selfmask import combine, consistent, derived_holders
+from ..model.formats.aggregation import (
     AggregationRequest,
     GroupDefinition,
     GroupMember,
@@ -47,10 +50,7 @@ from ..aggregation import (
     RecoveryRequest,
     self_mask_threshold,
 )
-from ..crypto import ecdsa
-from ..crypto.group import G, H, PointDecodeError, Q, msm_encoded
-from ..crypto.selfmask import combine, consistent, derived_holders
-from ..group_registry import RegistryBlock, RegistryView
+from ..model.group_registry import RegistryBlock, RegistryView
 from ..model.timebase import day_starts
 from .settlement import AppletMailbox, check_batches
 from .verifier import DayCommitments, MeterRegistration, Rejected
@@ -302,9 +302,9 @@ class SessionMailbox(AppletMailbox):
 
 
 def demo_grid_key() -> ecdsa.SigningKey:
-    """The demo grid operator's group-signing key (:func:`meterhub.aggregation.demo_group_key`),
+    """The demo grid operator's group-signing key (:func:`meterhub.model.formats.aggregation.demo_group_key`),
     PUBLICLY KNOWN. Demo and tests only."""
-    from ..aggregation import demo_group_key
+    from ..model.formats.aggregation import demo_group_key
 
     return demo_group_key()
 
@@ -321,7 +321,7 @@ MAX_BLOCK_BYTES = 40_000  # a STORE DATA message is at most 256 blocks of the ma
 
 
 class GroupRegistry:
-    """The grid operator's group registry of one feeder (:mod:`meterhub.group_registry`):
+    """The grid operator's group registry of one feeder (:mod:`meterhub.model.group_registry`):
     the chain of signed blocks every hub of the feeder holds. :meth:`publish` checks the
     registry after the block with the hubs' own rules first (an honest operator never
     publishes a block its hubs refuse) and signs it."""
