@@ -179,9 +179,12 @@ def test_feeder_sum_verifies_and_equals_the_readings(feeder) -> None:
         push_group(feeder[i].mailbox(), g)
     for day in (DAY, DAY + timedelta(days=1)):
         rel, rec, missing = collect_day({i: feeder[i].mailbox() for i in ids}, g, day, AGGREGATION_APP_AID)
-        # no dropout: the unmasking round asks only for the self-mask seeds' shares
+        # no dropout: the unmasking round asks only for each hub's self-mask share sum
         assert not missing and set(rec) == set(rel)
-        assert all(not r.missing and set(r.values) == {(0, 0)} and len(r.shares) == 5 for r in rec.values())
+        assert all(not r.missing and set(r.values) == {(0, 0)} and r.present == tuple(i for i in ids if i != m)
+                   and len(r.share) == len(r.values) for m, r in rec.items())
+        # t - 1 = 3 of each release's 5 shares are derived from the pair secrets, 2 travel sealed
+        assert all(len(r.shares) == 2 for r in rel.values())
         # no single release reveals its hub's sums
         k = (day - DAY).days
         own = feeder[ids[0]].h.readings[k]
@@ -337,7 +340,7 @@ def test_group_policy_refusals(feeder, tmp_path) -> None:
 def test_power_loss_mid_round(feeder, tmp_path) -> None:
     """Tear a fresh hub's card at every write of a release and of a recovery: after the
     restart the hub answers the round again (the recovery identically; the release with
-    a fresh self-mask seed, since the torn one never left the card), and a recovery that may have
+    a fresh self-mask, since the torn one never left the card), and a recovery that may have
     left the card still blocks a recovery with other missing members."""
     h = make_history(start=DAY, n_days=2, seed=99, meter_id="m9")
     hub = Hub(tmp_path / "m9.sqlite", h)
@@ -375,10 +378,10 @@ def test_power_loss_mid_round(feeder, tmp_path) -> None:
                 mb.send(req, "torn")
         hub.reopen()
         got = hub.mailbox().send(req, "after restart")
-        if req is rel_req:  # a fresh self-mask seed per answer: only its shape repeats
+        if req is rel_req:  # a fresh self-mask per answer: only its shape repeats
             a, e = MaskedRelease.from_bytes(got), MaskedRelease.from_bytes(expected)
-            assert (a.group_id, a.meter_id, a.day, a.first_index, len(a.values), len(a.shares)) == (
-                e.group_id, e.meter_id, e.day, e.first_index, len(e.values), len(e.shares))
+            assert (a.group_id, a.meter_id, a.day, a.first_index, len(a.values), [i for i, _ in a.shares]) == (
+                e.group_id, e.meter_id, e.day, e.first_index, len(e.values), [i for i, _ in e.shares])
         else:  # the pairwise masks are deterministic
             assert got == expected
         assert hub.mailbox().send(req, "re-ask") == got  # once out, the same bytes
@@ -408,9 +411,10 @@ def _samples() -> list[bytes]:
     return [
         g.to_bytes(),
         AggregationRequest("g-1", DAY).to_bytes(),
-        MaskedRelease("g-1", "m0", DAY, 96, bytes(32), ((1, 2), (Q - 1, 0)), (bytes(46), b"\x07" * 46)).to_bytes(),
-        RecoveryRequest("g-1", DAY, ("m1", "m2"), (("m3", bytes(46)), ("m4", b"\x01" * 46))).to_bytes(),
-        RecoveryRelease("g-1", "m0", DAY, ("m1",), ((3, 4),), (("m2", 1, bytes(16)), ("m3", 9, b"x" * 16))).to_bytes(),
+        MaskedRelease("g-1", "m0", DAY, 96, bytes(32), ((1, 2), (Q - 1, 0)),
+                      (("m1", bytes(158)), ("m3", b"\x07" * 158))).to_bytes(),  # 2 intervals: 4 scalars sealed
+        RecoveryRequest("g-1", DAY, ("m1", "m2"), (("m3", bytes(94)), ("m4", b""))).to_bytes(),
+        RecoveryRelease("g-1", "m0", DAY, ("m1",), ("m2", "m3"), ((3, 4),), ((5, Q - 1),)).to_bytes(),
     ]
 
 
@@ -464,8 +468,8 @@ def _releases(feeder, ids, g, day) -> dict[str, MaskedRelease]:
 
 
 def _sealed_to(g: GroupDefinition, rel: dict[str, MaskedRelease], sender: str, receiver: str) -> bytes:
-    others = [m.meter_id for m in g.members if m.meter_id != sender]
-    return rel[sender].shares[others.index(receiver)]
+    """The sealed share ``sender`` sent ``receiver``; empty where the receiver derives it."""
+    return dict(rel[sender].shares).get(receiver, b"")
 
 
 def _ask(feeder, g, day, who: str, missing: tuple[str, ...], present: tuple[str, ...], rel) -> bytes:
@@ -476,7 +480,7 @@ def _ask(feeder, g, day, who: str, missing: tuple[str, ...], present: tuple[str,
 def test_false_missing_claim_is_refused_and_values_stay_hidden(feeder) -> None:
     """The grid operator claims that X, which answered, is missing: the others remove
     their pairwise masks with X, but X's release keeps its self-mask, and no card that
-    answered "missing" for X gives a share of X's seed afterwards."""
+    answered "missing" for X gives a share of X's self-mask afterwards."""
     ids = sorted(feeder)[:6]
     d0 = DAY + timedelta(days=3)  # days of its own (see _group)
     g = _group(feeder, ids, gid="false-missing", days=(d0, d0 + timedelta(days=1)))
@@ -487,12 +491,13 @@ def test_false_missing_claim_is_refused_and_values_stay_hidden(feeder) -> None:
     terms = {}
     for y in liars_to:  # "X is missing"; the other present members' shares as usual
         rec = RecoveryRelease.from_bytes(_ask(feeder, g, d0, y, (x,), tuple(p for p in ids[:5] if p != y), rel))
-        assert rec.missing == (x,) and x not in [p for p, _, _ in rec.shares]
+        assert rec.missing == (x,) and x not in rec.present
         terms[y] = rec.values
-    # one card not yet asked gives its share of X's seed: one share, below the threshold
+    # one card not yet asked gives its share of X's self-mask (plus its own): one share,
+    # below the threshold
     ok = RecoveryRelease.from_bytes(_ask(feeder, g, d0, spare, (), (x,), rel))
-    assert [p for p, _, _ in ok.shares] == [x]
-    # every card that answered "missing" for X refuses the share of X's seed
+    assert ok.present == (x,)
+    # every card that answered "missing" for X refuses its share of X's self-mask
     for y in liars_to:
         with pytest.raises(HubRefused) as ei:
             _ask(feeder, g, d0, y, (), (x,), rel)
@@ -537,7 +542,7 @@ def _box(card: Card) -> AppletMailbox:
 
 def test_power_loss_between_the_two_answer_kinds(feeder, tmp_path) -> None:
     """Tear a card at every write of a "missing" answer for X, restart, then ask for its
-    share of X's seed: the card gives one kind or the other, never both, wherever the
+    share of X's self-mask: the card gives one kind or the other, never both, wherever the
     power failed (the per-member record is in the answer's card transaction)."""
     ids = sorted(feeder)[:6]
     d5 = DAY + timedelta(days=5)  # a day of its own (see _group)
@@ -570,7 +575,7 @@ def test_power_loss_between_the_two_answer_kinds(feeder, tmp_path) -> None:
             assert again.missing == (x,)
             outcomes.add("missing")
         else:  # nothing was committed: the share is given, and now "missing" is refused
-            assert share.shares[0][0] == x
+            assert share.present == (x,)
             with pytest.raises(HubRefused):
                 _box(card).send(b"\x11" + as_missing.to_bytes(), "missing after share")
             outcomes.add("present")
@@ -584,13 +589,96 @@ def test_power_loss_between_the_two_answer_kinds(feeder, tmp_path) -> None:
     assert ei.value.sw == 0x6985
 
 
-def test_version_1_messages_are_refused(feeder) -> None:
-    old_release = b"MHAR\x01" + MaskedRelease("g", "m0", DAY, 0, bytes(32), ((1, 2),)).to_bytes()[5:-2]
-    with pytest.raises(FormatError, match="version-2"):
-        MaskedRelease.from_bytes(old_release)
-    old_request = RecoveryRequest("feeder-1", DAY, ("m1",)).to_bytes()[5:]  # version 1 had no magic
-    with pytest.raises(FormatError, match="version-2"):
-        RecoveryRequest.from_bytes(old_request)
+def test_versions_1_and_2_are_refused(feeder) -> None:
+    """Version 3 shares the self-mask linearly over Z_q; a release, request or answer of
+    version 2 (a seed in GF(2^128) shares) or 1 (no self-mask) is refused by name."""
+    rel = MaskedRelease("g", "m0", DAY, 0, bytes(32), ((1, 2),)).to_bytes()
+    req = RecoveryRequest("feeder-1", DAY, ("m1",)).to_bytes()
+    ans = RecoveryRelease("g", "m0", DAY, ("m1",), ("m2",), ((1, 2),), ((3, 4),)).to_bytes()
+    for cls, raw in ((MaskedRelease, rel), (RecoveryRequest, req), (RecoveryRelease, ans)):
+        assert raw[4] == 3
+        for old in (1, 2):
+            with pytest.raises(FormatError, match=f"version {old} is refused"):
+                cls.from_bytes(raw[:4] + bytes([old]) + raw[5:])
+    with pytest.raises(FormatError, match="version-3"):
+        RecoveryRequest.from_bytes(req[5:])  # version 1 requests had no magic
+    for old in (req[5:], req[:4] + b"\x02" + req[5:]):
+        with pytest.raises(HubRefused) as ei:
+            feeder[sorted(feeder)[0]].mailbox().send(b"\x11" + old, "old version")
+        assert ei.value.sw == 0x6A80
+
+
+def test_a_wrong_unmasking_answer_is_reported(feeder) -> None:
+    """A hub's self-mask share sum that is off by one in one coordinate, whether among
+    the ``t`` answers interpolated or after them: the grid operator finds the answers
+    off one polynomial and rejects the day."""
+    ids = sorted(feeder)[:6]
+    g = _group(feeder, ids, gid="wrong-share")  # 6 members, t = 4
+    for i in ids:
+        push_group(feeder[i].mailbox(), g)
+    rel, rec, missing = collect_day({i: feeder[i].mailbox() for i in ids}, g, DAY, AGGREGATION_APP_AID)
+    regs, comms = _inputs(feeder, ids, DAY)
+    assert verify_feeder_day(g, DAY, rel, rec, regs, comms).hours == _truth(feeder, ids, DAY)
+    for liar in (ids[0], ids[5]):  # one of the first t answers, one after them
+        sh = list(rec[liar].share)
+        sh[3] = (sh[3][0], (sh[3][1] + 1) % Q)
+        forged = {**rec, liar: dataclasses.replace(rec[liar], share=tuple(sh))}
+        with pytest.raises(Rejected, match="do not lie on one polynomial"):
+            verify_feeder_day(g, DAY, rel, forged, regs, comms)
+    # a release whose sealed shares are not for the members that need them
+    moved = {**rel, ids[2]: dataclasses.replace(rel[ids[2]], shares=rel[ids[2]].shares[:-1])}
+    with pytest.raises(Rejected, match="sealed shares"):
+        verify_feeder_day(g, DAY, moved, rec, regs, comms)
+
+
+def test_unmasking_request_with_shares_of_the_wrong_kind_is_refused(feeder) -> None:
+    """A hub derives some shares from the pair secret and opens the others: a request
+    that sends a derived one, leaves out a sealed one, or forwards another member's
+    sealed share is refused (6985) and leaves the round open."""
+    ids = sorted(feeder)[:6]
+    g = _group(feeder, ids, gid="share-kinds")
+    for i in ids:
+        push_group(feeder[i].mailbox(), g)
+    rel = _releases(feeder, ids, g, DAY)
+    a = ids[0]
+    others = ids[1:]
+    sent_to_a = [p for p in others if _sealed_to(g, rel, p, a)]
+    derived_by_a = [p for p in others if not _sealed_to(g, rel, p, a)]
+    assert sent_to_a and derived_by_a
+    wrong = [
+        tuple((p, _sealed_to(g, rel, sent_to_a[0], a) if p == derived_by_a[0] else _sealed_to(g, rel, p, a))
+              for p in others),  # a derived share sent
+        tuple((p, b"" if p == sent_to_a[0] else _sealed_to(g, rel, p, a)) for p in others),  # a sealed one left out
+        tuple((p, next(s for i, s in rel[p].shares if i != a) if p == sent_to_a[0] else _sealed_to(g, rel, p, a))
+              for p in others if any(i != a for i, _ in rel[p].shares) or p != sent_to_a[0]),  # another's share
+    ]
+    for present in wrong:
+        req = RecoveryRequest(g.group_id, DAY, (), present)
+        with pytest.raises(HubRefused) as ei:
+            feeder[a].mailbox().send(b"\x11" + req.to_bytes(), "wrong kind")
+        assert ei.value.sw == 0x6985
+    ok = RecoveryRelease.from_bytes(_ask(feeder, g, DAY, a, (), tuple(others), rel))
+    assert ok.present == tuple(others)
+
+
+def test_store_data_blocks_are_joined_in_sequence(feeder) -> None:
+    """The applet joins STORE DATA blocks in transient memory: a block out of sequence
+    is refused (by the security domain, 6A86, or the applet, 6985) and the next message
+    starts again at block 0; a long unmasking request of many blocks arrives whole."""
+    from meterhub.protocols.gp.constants import INS
+
+    hub = feeder[sorted(feeder)[0]]
+    mb = hub.mailbox()
+    mb.tsm._run("INSTALL [for personalization]", mb.tsm.client.install_for_personalization, AGGREGATION_APP_AID)
+    _, sw = mb.tsm._run("STORE DATA", mb.tsm.client.send, INS.STORE_DATA, 0x80, 1, b"\x02", 256)
+    assert sw in (0x6A86, 0x6985)
+    _, sw = mb.tsm._run("STORE DATA", mb.tsm.client.send, INS.STORE_DATA, 0x00, 0, b"\x02", None)
+    assert sw == 0x9000
+    _, sw = mb.tsm._run("STORE DATA", mb.tsm.client.send, INS.STORE_DATA, 0x80, 2, b"\x02", 256)  # block 1 skipped
+    assert sw in (0x6A86, 0x6985)
+    assert mb.send(b"\x02", "key again", personalize=False) == hub.key
+    # a message of 200 blocks (the mailbox's 200-byte blocks) arrives whole: the
+    # applet parses it and refuses it as malformed (6A80), not as a broken sequence
     with pytest.raises(HubRefused) as ei:
-        feeder[sorted(feeder)[0]].mailbox().send(b"\x11" + old_request, "version 1")
+        mb.send(b"\x11" + b"MHAU\x03" + bytes(200 * 200 - 7), "long", personalize=False)
     assert ei.value.sw == 0x6A80

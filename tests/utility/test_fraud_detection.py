@@ -305,9 +305,10 @@ def test_utility_fraud_on_stored_data(demo, capsys, tmp_path) -> None:
     gid, day, mid, body = conn.execute(
         "SELECT group_id, day, meter_id, body FROM releases WHERE kind='release' LIMIT 1").fetchone()
     body = bytearray(body)
-    # the last byte of the masked values (the sealed seed shares after them are opaque to
-    # the grid operator: only their receivers open them, in the unmasking round)
-    body[-(2 + 46 * len(MaskedRelease.from_bytes(bytes(body)).shares)) - 1] ^= 1
+    # the last byte of the masked values (the sealed self-mask shares after them are
+    # opaque to the grid operator: only their receivers open them, in the unmasking round)
+    parsed = MaskedRelease.from_bytes(bytes(body))
+    body[-(2 + sum(1 + len(i) + len(sealed) for i, sealed in parsed.shares)) - 1] ^= 1
     conn.execute("UPDATE releases SET body=? WHERE group_id=? AND day=? AND meter_id=? AND kind='release'",
                  (bytes(body), gid, day, mid))
     # and a feeder meter reading, one Wh more in its first hour

@@ -47,12 +47,15 @@ grid operator's security domain, inside its SCP03 session; first byte:
   collects with GET RESPONSE (ISO/IEC 7816-4 §5.6), after the security domain has
   wrapped the whole answer (R-MAC, R-ENC). Unknown group or day without readings
   ``6A88``; day outside the group's validity ``6985``.
-* ``11`` + :class:`~meterhub.model.formats.aggregation.RecoveryRequest` (version 2, the unmasking
+* ``11`` + :class:`~meterhub.model.formats.aggregation.RecoveryRequest` (version 3, the unmasking
   round) → the :class:`~meterhub.model.formats.aggregation.RecoveryRelease`: the pairwise masks it
-  shares with the members named missing, and its opened share of each named present
-  member's seed; a ``recovery`` release through the guard (one per group and day,
-  only after the day's own release, never both kinds for one member), answered the
-  same way. Policy or a share that does not open ``6985``; version 1 ``6A80``.
+  shares with the members named missing, and ONE vector, the sum of its Shamir shares
+  of the self-masks of the members named present and of its own (each share derived
+  from the pair secret or opened from the sealed share forwarded with the member); a
+  ``recovery`` release through the guard (one per group and day, only after the
+  day's own release, never both kinds for one member), answered the same way. Policy,
+  a share that does not open, is another member's, is sent where it is derived or is
+  left out ``6985``; versions 1 and 2 ``6A80``.
 
 Install parameters: empty, or the recipient's group-signing key that the customer
 pinned (``group/<recipient>``); any other key ``6982``. The applet never takes a
@@ -65,23 +68,26 @@ The masks of a day bind the span digest of that day's groups in the hub's regist
 (``mask_context``), so members shown different registries get masks that do not cancel.
 
 What a hostile grid operator learns: from a release, nothing (masked twice: zero-sum
-pairwise masks and a self-mask from a fresh seed whose Shamir shares are sealed to the
-peers, Bonawitz et al., CCS 2017, §4); from a group's releases and the unmasking round,
-the group's hourly sum; from a recovery, the sum of the present members, which the
-guard allows only where it adds no household to the day's span (docs/fraud.md). It could
+pairwise masks and a fresh uniform self-mask Shamir-shared over Z_Q among the group,
+Bonawitz et al., CCS 2017, §4; its sealed shares open only under the pair keys); from
+a group's releases and the unmasking round, the group's hourly sum and, of the
+self-masks, only their sum over the present members (each answer is one share of that
+sum); from a recovery, the sum of the present members, which the guard allows only
+where it adds no household to the day's span (docs/fraud.md). It could
 isolate a household only with groups whose span contains it (two groups that differ by
 few members, or a chain of groups), which the guard refuses over the whole registry.
 Declaring missing a member that did answer (message ``11``) removes only its pairwise
-masks: its self-mask needs ``t`` shares of its seed, and every card that answered
-"missing" for it refuses its share (the guard keeps the kind per member and
+masks: its self-mask needs ``t`` shares of it, and every card that answered
+"missing" for it leaves its share out (refuses a request naming it present) (the guard keeps the kind per member and
 group-day, docs/fraud.md); only ``t`` peers colluding with the operator can unmask it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import date
 
-from ..card import AppletContext, register_applet_class
+from ..card import CLEAR_ON_RESET, AppletContext, register_applet_class
 from ..card.gp.loadfile import applet_code_hash
 from ..crypto import selfmask, zerosum
 from ..crypto.group import Q
@@ -96,9 +102,9 @@ from ..model.formats.aggregation import (
     RecoveryRelease,
     RecoveryRequest,
     mask_context,
-    self_mask_context,
     self_mask_threshold,
     share_aad,
+    share_context,
 )
 from ..model.group_registry import HeadTags, head_message
 from ..protocols.iso7816 import CommandAPDU
@@ -113,10 +119,14 @@ __all__ = [
     "GroupPolicy",
     "PolicyRefusal",
     "hour_sums",
+    "deal_self_mask",
+    "share_sum",
 ]  # GroupPolicy and its constants live in meterhub.model.formats.aggregation (the guard enforces them)
 
 CLASS_NAME = "meterhub.applets.aggregation/1"
 _K_DH = b"dh"
+_K_OWN = b"own/"  # + group id / day: this hub's share of its own self-mask, kept for the unmasking round
+_INBOX_BYTES = 256 * 255  # a STORE DATA sequence: block numbers 00..FF (GPC 2.3.1 §11.11.2.2), Lc <= 255
 
 
 def hour_sums(blob: bytes, per_hour: int) -> list[tuple[int, int]]:
@@ -136,6 +146,64 @@ def hour_sums(blob: bytes, per_hour: int) -> list[tuple[int, int]]:
     return out
 
 
+def deal_self_mask(group: GroupDefinition, day: date, hours: int, meter_id: str, pairs: Sequence[zerosum.PairKey],
+                   self_mask: Sequence[int], random_bytes: Callable[[int], bytes],
+                   ) -> tuple[tuple[tuple[str, bytes], ...], list[int]]:
+    """Shamir shares of ``self_mask`` over Z_Q (:mod:`meterhub.crypto.selfmask`): the
+    sealed ones for the members that do not derive theirs, in member order, and the
+    dealer's share at its own index. ``pairs`` are the dealer's pair keys in member
+    order (itself left out); ``random_bytes`` gives the sealing nonces."""
+    ids = [m.meter_id for m in group.members]
+    me = ids.index(meter_id) + 1
+    pair_of = dict(zip([i for i in ids if i != meter_id], pairs, strict=True))
+    count = len(self_mask)
+    derived = selfmask.derived_holders(len(ids), me, self_mask_threshold(len(ids)))
+    fixed = {x: selfmask.derived_share(pair_of[ids[x - 1]], share_context(group.group_id, day, hours, meter_id,
+                                                                           ids[x - 1]), count)
+             for x in derived}
+    sent = [x for x in range(1, len(ids) + 1) if x != me and x not in fixed]
+    shares = selfmask.split(self_mask, fixed, [*sent, me])
+    sealed = tuple(
+        (ids[x - 1], selfmask.seal_vector(pair_of[ids[x - 1]], share_aad(group.group_id, day, meter_id, ids[x - 1]),
+                                          x, shares[x], random_bytes(selfmask.NONCE_BYTES)))
+        for x in sent
+    )
+    return sealed, shares[me]
+
+
+def share_sum(group: GroupDefinition, day: date, hours: int, meter_id: str, pairs: Sequence[zerosum.PairKey],
+              present: Sequence[tuple[str, bytes]], own_share: Sequence[int]) -> list[int]:
+    """``F(x) = own_share + sum over present members i of f_i(x)`` at this member's index
+    ``x``: each ``f_i(x)`` derived from the pair secret (``present`` gives ``b""``) or
+    opened from the sealed share forwarded with it. :class:`~meterhub.crypto.selfmask.SelfMaskError`
+    names a member whose share is sent where derived, missing, does not open or is
+    another member's."""
+    ids = [m.meter_id for m in group.members]
+    me = ids.index(meter_id) + 1
+    t = self_mask_threshold(len(ids))
+    by_key = {p.peer: p for p in pairs}
+    total = list(own_share)
+    count = len(total)
+    for pid, sealed in present:
+        peer = group.member(pid)
+        if peer is None or pid == meter_id:
+            raise selfmask.SelfMaskError(f"{pid} is not another member")
+        pair = by_key[peer.hub_key]
+        if me in selfmask.derived_holders(len(ids), ids.index(pid) + 1, t):
+            if sealed:
+                raise selfmask.SelfMaskError(f"the share of {pid} is derived, not sent")
+            share = selfmask.derived_share(pair, share_context(group.group_id, day, hours, pid, meter_id), count)
+        else:
+            try:
+                idx, share = selfmask.open_vector(pair, share_aad(group.group_id, day, pid, meter_id), sealed, count)
+            except selfmask.SelfMaskError:
+                raise selfmask.SelfMaskError(f"the share of {pid} does not open") from None
+            if idx != me:
+                raise selfmask.SelfMaskError(f"the share of {pid} is not this member's")
+        total = [a + b for a, b in zip(total, share, strict=True)]
+    return [y % Q for y in total]
+
+
 class AggregationApplet(MeteringApplet):
     """See the module docstring."""
 
@@ -153,6 +221,36 @@ class AggregationApplet(MeteringApplet):
         super().__init__(ctx)
         self._pair_cache: dict[tuple[bytes, ...], list[zerosum.PairKey]] = {}
         self._key_cache: dict[bytes, zerosum.PairKey] = {}
+        # STORE DATA blocks are joined in RAM (JCRE ch. 5 transient memory, cleared on
+        # reset: a torn sequence starts again at block 0), not in the persistent store: an
+        # unmasking request of a 50-member group is about 27 KB, 135 blocks, and a write of
+        # the growing message per block cost more than the answer itself
+        self._inbox = ctx.make_transient_bytes(_INBOX_BYTES, CLEAR_ON_RESET)
+        self._inbox_lengths = ctx.make_transient_bytes(256, CLEAR_ON_RESET)  # each block's length
+        self._inbox_held = ctx.make_transient_bytes(2, CLEAR_ON_RESET)  # u16 blocks held (0: none)
+
+    def _assemble(self, apdu: CommandAPDU) -> bytes | None:
+        """Join STORE DATA blocks (P2 block number from 00, P1 b8 on the last): the whole
+        message, or None until the last block."""
+        held = 0 if apdu.p2 == 0 else int.from_bytes(bytes(self._inbox_held), "big")
+        if apdu.p2 != held:
+            self._inbox_held[0:2] = bytes(2)
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "STORE DATA block out of sequence")
+        data = bytes(apdu.data)
+        if len(data) > 255:
+            raise ISOException(SW.WRONG_LENGTH, "block too large")
+        pos = 255 * apdu.p2
+        self._inbox[pos : pos + len(data)] = data
+        self._inbox_lengths[apdu.p2] = len(data)
+        if not apdu.p1 & 0x80:
+            self._inbox_held[0:2] = (apdu.p2 + 1).to_bytes(2, "big")
+            return None
+        self._inbox_held[0:2] = bytes(2)
+        lengths = bytes(self._inbox_lengths)
+        msg = b"".join(self._inbox[255 * k : 255 * k + lengths[k]] for k in range(apdu.p2 + 1))  # type: ignore[misc]
+        if not msg:
+            raise ISOException(SW.WRONG_LENGTH, "empty message")
+        return msg
 
     # -- state ------------------------------------------------------------------
     def _private(self):  # noqa: ANN202 - an X25519PrivateKey
@@ -178,7 +276,7 @@ class AggregationApplet(MeteringApplet):
     # -- commands -----------------------------------------------------------------
     def process_data(self, apdu: CommandAPDU) -> bytes:
         """STORE DATA from the grid operator's SD (GP API ``Application.processData``)."""
-        msg = self.rs.assemble(apdu)
+        msg = self._assemble(apdu)
         if msg is None:
             return b""
         kind, body = msg[0], msg[1:]
@@ -286,22 +384,23 @@ class AggregationApplet(MeteringApplet):
         ctx = mask_context(group.group_id, day, n, self.guard.day_span(day))
         pairs = self._pairs(group, meter_id)
         masks = zerosum.member_masks(pairs, ctx, 2 * n)
-        # double masking (Bonawitz et al., CCS 2017, §4): a fresh seed per round from the
-        # card's RNG, its self-mask on the values, its Shamir shares sealed to the peers
-        seed = self.ctx.random_bytes(selfmask.SEED_BYTES)
-        own = selfmask.self_masks(seed, self_mask_context(group.group_id, day, n, meter_id), 2 * n)
+        # double masking (Bonawitz et al., CCS 2017, §4): a fresh self-mask from the card's
+        # RNG, Shamir-shared over Z_Q; t - 1 shares derived from the pair secrets, the
+        # others sealed to their members (crypto/selfmask.py)
+        own = selfmask.random_scalars(self.ctx.random_bytes, 2 * n)
         values = tuple(((m + masks[2 * h] + own[2 * h]) % Q, (r + masks[2 * h + 1] + own[2 * h + 1]) % Q)
                        for h, (m, r) in enumerate(sums))
-        shares = selfmask.split_seed(seed, self_mask_threshold(len(group.members)), len(group.members))
-        held = [(peer, sh) for peer, sh in zip(group.members, shares, strict=True) if peer.meter_id != meter_id]
-        sealed = tuple(
-            selfmask.seal_share(pk, share_aad(group.group_id, day, meter_id, peer.meter_id), idx, share,
-                                self.ctx.random_bytes(selfmask.NONCE_BYTES))
-            for pk, (peer, (idx, share)) in zip(pairs, held, strict=True)
-        )
+        sealed, own_share = deal_self_mask(group, day, n, meter_id, pairs, own, self.ctx.random_bytes)
         out = MaskedRelease(group.group_id, meter_id, day, first, applet_code_hash(type(self)), values, sealed)
+        # the own share is overwritten by a release that did not commit (power loss) and
+        # kept with the one that did: the guard answers a re-ask from its stored bytes
+        self.ctx.store.put(self._own_slot(group.group_id, day), b"".join(y.to_bytes(32, "big") for y in own_share))
         return bytes(self.guard.commit_aggregate("aggregate", bytes(body), meter_id, self._own_key(), out.to_bytes(),
                                                  hours=n))
+
+    @staticmethod
+    def _own_slot(group_id: str, day: date) -> bytes:
+        return _K_OWN + group_id.encode() + b"/" + day.isoformat().encode()
 
     def _recover(self, body: bytes) -> bytes:
         meter_id = self.rs.pairing()[0]
@@ -311,29 +410,27 @@ class AggregationApplet(MeteringApplet):
             return bytes(again)
         req = RecoveryRequest.from_bytes(body)  # the guard parsed it already
         _, sums = self._day_sums(group, day)
+        n = len(sums)
         by_key = {p.peer: p for p in self._pairs(group, meter_id)}
         missing = set(req.missing)
         pairs = [by_key[m.hub_key] for m in group.members if m.meter_id in missing]
-        ctx = mask_context(group.group_id, day, len(sums), self.guard.day_span(day))
-        terms = zerosum.member_masks(pairs, ctx, 2 * len(sums))
-        values = tuple((terms[2 * h], terms[2 * h + 1]) for h in range(len(sums)))
-        my_index = 1 + [m.meter_id for m in group.members].index(meter_id)
-        opened = []
-        for pid, sealed in req.present:
-            peer = group.member(pid)
-            if peer is None:  # the guard checked membership already
-                raise ISOException(SW.CONDITIONS_NOT_SATISFIED, f"{pid} is not a member")
-            try:
-                idx, share = selfmask.open_share(by_key[peer.hub_key], share_aad(group.group_id, day, pid, meter_id),
-                                                 sealed)
-            except selfmask.SelfMaskError:
-                raise ISOException(SW.CONDITIONS_NOT_SATISFIED, f"the share of {pid} does not open") from None
-            if idx != my_index:
-                raise ISOException(SW.CONDITIONS_NOT_SATISFIED, f"the share of {pid} is not this member's")
-            opened.append((pid, idx, share))
-        out = RecoveryRelease(group.group_id, meter_id, day, req.missing, values, tuple(opened))
-        return bytes(self.guard.commit_aggregate("recovery", bytes(body), meter_id, self._own_key(), out.to_bytes(),
-                                                 hours=0))
+        ctx = mask_context(group.group_id, day, n, self.guard.day_span(day))
+        terms = zerosum.member_masks(pairs, ctx, 2 * n)
+        values = tuple((terms[2 * h], terms[2 * h + 1]) for h in range(n))
+        raw = self.ctx.store.get(self._own_slot(group.group_id, day))
+        if raw is None or len(raw) != 64 * n:
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "this hub holds no share of its own self-mask for the day")
+        own_share = [int.from_bytes(raw[k : k + 32], "big") for k in range(0, len(raw), 32)]
+        try:
+            total = share_sum(group, day, n, meter_id, list(by_key.values()), req.present, own_share)
+        except selfmask.SelfMaskError as exc:
+            raise ISOException(SW.CONDITIONS_NOT_SATISFIED, str(exc)) from None
+        out = RecoveryRelease(group.group_id, meter_id, day, req.missing, tuple(p for p, _ in req.present), values,
+                              tuple((total[2 * h], total[2 * h + 1]) for h in range(n)))
+        answer = bytes(self.guard.commit_aggregate("recovery", bytes(body), meter_id, self._own_key(), out.to_bytes(),
+                                                   hours=0))
+        self.ctx.store.delete(self._own_slot(group.group_id, day))  # a re-ask is answered from the guard's bytes
+        return answer
 
 
 register_applet_class(CLASS_NAME, AggregationApplet)

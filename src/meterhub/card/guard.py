@@ -16,7 +16,7 @@ security domain. It holds, in its own persistent namespace (JCRE ch. 7 transacti
 * each recipient's admitted **aggregation groups** (:class:`meterhub.model.formats.aggregation.GroupPolicy`
   over all of them, whichever applet of the recipient asks), and per group and day at
   most one masked release and one unmasking (recovery) answer, and per member which
-  kind that answer gave (pairwise masks: missing; seed share: present), so a member is
+  kind that answer gave (pairwise masks: missing; self-mask share: present), so a member is
   never answered both ways (double masking, docs/fraud.md);
 * each recipient's **group registry** (:mod:`meterhub.model.group_registry`): the chain of
   signed blocks with every group of the feeder, accepted only while no household is in
@@ -598,7 +598,7 @@ class GuardPort(Shareable):
             except PolicyRefusal as exc:
                 raise ISOException(SW.CONDITIONS_NOT_SATISFIED, str(exc)) from None
             # double masking: for each member one kind of answer per group-day, never
-            # both (pairwise masks if missing, seed share if present; docs/fraud.md)
+            # both (pairwise masks if missing, self-mask share if present; docs/fraud.md)
             for mid, kind_asked in [*((m, b"D") for m in req.missing), *((p, b"P") for p in present)]:
                 had = g.ctx.store.get(self._mark(group.group_id, req.day, mid))
                 if had is not None and had != kind_asked:

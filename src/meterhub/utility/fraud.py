@@ -3,14 +3,15 @@
 For a feeder's group of hubs and a local day, the grid operator
 
 1. collects each hub's :class:`~meterhub.model.formats.aggregation.MaskedRelease` through its own
-   security domain (SCP03), each masked twice: zero-sum pairwise masks and a
-   self-mask from a fresh seed whose Shamir shares it sealed to its peers (double
-   masking, Bonawitz et al., CCS 2017, §4); then runs the unmasking round: each present
-   hub answers the pairwise masks it shares with the members that did not answer and
-   its shares of the present members' seeds
-   (:class:`~meterhub.model.formats.aggregation.RecoveryRelease`); the grid operator subtracts the
-   former and the self-masks it expands from ``t`` shares of each seed
-   (:func:`meterhub.model.formats.aggregation.self_mask_threshold`);
+   security domain (SCP03), each masked twice: zero-sum pairwise masks and a fresh
+   self-mask vector Shamir-shared over Z_Q among the group (double masking, Bonawitz
+   et al., CCS 2017, §4; :mod:`meterhub.crypto.selfmask`); then runs the unmasking
+   round: each present hub answers the pairwise masks it shares with the members that
+   did not answer and ONE vector, the sum of its shares of the present members'
+   self-masks (:class:`~meterhub.model.formats.aggregation.RecoveryRelease`); the grid operator
+   subtracts the former and the present members' self-mask sum, which it interpolates
+   at 0 from ``t`` answers (:func:`meterhub.model.formats.aggregation.self_mask_threshold`; the other
+   answers must lie on the same polynomial);
 2. checks each present member's signed batch for the day (signature, chain,
    completeness: :func:`meterhub.utility.settlement.check_batches`) and that the
    release names the meter's first index and the reviewed applet's code hash;
@@ -38,7 +39,7 @@ from typing import Any
 
 from ..crypto import ecdsa
 from ..crypto.group import G, H, PointDecodeError, Q, msm_encoded
-from ..crypto.selfmask import combine_seed, self_masks
+from ..crypto.selfmask import combine, consistent, derived_holders
 from ..model.formats.aggregation import (
     AggregationRequest,
     GroupDefinition,
@@ -47,7 +48,6 @@ from ..model.formats.aggregation import (
     PolicyRefusal,
     RecoveryRelease,
     RecoveryRequest,
-    self_mask_context,
     self_mask_threshold,
 )
 from ..model.group_registry import HeadTags, RegistryBlock, RegistryView
@@ -148,8 +148,10 @@ def collect_day(mailboxes: Mapping[str, AppletMailbox | None], group: GroupDefin
         except (HubRefused, ValueError):
             continue
     ids = [m.meter_id for m in group.members]
+    t = self_mask_threshold(len(ids))
     for mid, rel in list(releases.items()):
-        if len(rel.shares) != len(ids) - 1:  # its seed shares cannot be forwarded: as if it had not answered
+        sent = [ids[x - 1] for x in _sent_holders(len(ids), ids.index(mid) + 1, t)]
+        if [i for i, _ in rel.shares] != sent:  # its shares cannot be forwarded: as if it had not answered
             del releases[mid]
     missing = sorted(m for m in ids if m not in releases)
     if missing and registry is not None:
@@ -160,19 +162,17 @@ def collect_day(mailboxes: Mapping[str, AppletMailbox | None], group: GroupDefin
         releases = {m: r for m, r in releases.items() if m not in chosen}
     recoveries: dict[str, RecoveryRelease] = {}
     present = sorted(releases)
-    if len(present) - 1 < self_mask_threshold(len(ids)):
-        return releases, {}, missing  # too few holders of each seed: no sum for the day
-    # the unmasking round (Bonawitz et al., CCS 2017, §4): each present hub gets, for
-    # every other present member, the sealed share of that member's seed addressed to
-    # it, and for the missing members a request for the pairwise masks
+    if len(present) < t:
+        return releases, {}, missing  # fewer answers than the threshold: no sum for the day
+    # the unmasking round (Bonawitz et al., CCS 2017, §4): each present hub gets the
+    # present members, each with the sealed share of its self-mask addressed to the hub
+    # (empty where the hub derives it), and the missing members, whose pairwise masks it
+    # answers
+    sealed = {mid: dict(releases[mid].shares) for mid in present}
     for mid in present:
         mb = mailboxes.get(mid)
-        fwd = []
-        for p in present:
-            if p != mid:
-                others = [i for i in ids if i != p]
-                fwd.append((p, releases[p].shares[others.index(mid)]))
-        rreq = b"\x11" + RecoveryRequest(group.group_id, day, tuple(missing), tuple(fwd)).to_bytes()
+        fwd = tuple((p, sealed[p].get(mid, b"")) for p in present if p != mid)
+        rreq = b"\x11" + RecoveryRequest(group.group_id, day, tuple(missing), fwd).to_bytes()
         try:
             if mb is None:
                 raise ValueError("unreachable")
@@ -182,6 +182,12 @@ def collect_day(mailboxes: Mapping[str, AppletMailbox | None], group: GroupDefin
             # answered their one round for this day: the day stays without a sum.
             return releases, {}, missing
     return releases, recoveries, missing
+
+
+def _sent_holders(members: int, dealer: int, threshold: int) -> list[int]:
+    """The indices whose shares of ``dealer``'s self-mask travel sealed in its release."""
+    derived = set(derived_holders(members, dealer, threshold))
+    return [x for x in range(1, members + 1) if x != dealer and x not in derived]
 
 
 def verify_feeder_day(
@@ -244,13 +250,15 @@ def verify_feeder_day(
         rec = recoveries[mid]
         if (rec.group_id, rec.meter_id, rec.day, rec.missing) != (group.group_id, mid, day, tuple(missing)):
             raise Rejected(f"{mid}: unmasking answer does not match the round")
-        if [p for p, _, _ in rec.shares] != [p for p in present if p != mid]:
-            raise Rejected(f"{mid}: unmasking answer does not give a share of every other present member's seed")
-        if any(i != 1 + ids.index(mid) for _, i, _ in rec.shares):
-            raise Rejected(f"{mid}: unmasking answer gives shares at another member's index")
+        if list(rec.present) != [p for p in present if p != mid]:
+            raise Rejected(f"{mid}: unmasking answer sums the self-mask shares of another set of members")
         if len(rec.values) != n_hours:
             raise Rejected(f"{mid}: unmasking answer has {len(rec.values)} intervals")
+        if [i for i, _ in rel.shares] != [ids[x - 1] for x in _sent_holders(len(ids), ids.index(mid) + 1, t)]:
+            raise Rejected(f"{mid}: release does not carry the sealed shares of the members that need them")
     assert n_hours is not None
+    if len(present) < t:
+        raise Rejected(f"{len(present)} members answered, the self-mask threshold is {t}")
     s = [0] * n_hours
     r = [0] * n_hours
     for mid in present:
@@ -260,14 +268,18 @@ def verify_feeder_day(
         for h, (a, b2) in enumerate(recoveries[mid].values):
             s[h] -= a
             r[h] -= b2
-        # the member's self-mask, from t shares of its seed held by the other present members
-        held = [(i, sh) for other in present if other != mid for p, i, sh in recoveries[other].shares if p == mid]
-        if len(held) < t:
-            raise Rejected(f"{mid}: {len(held)} shares of its self-mask seed, the threshold is {t}")
-        own = self_masks(combine_seed(held[:t]), self_mask_context(group.group_id, day, n_hours, mid), 2 * n_hours)
-        for h in range(n_hours):
-            s[h] -= own[2 * h]
-            r[h] -= own[2 * h + 1]
+    # the present members' self-mask sum: each answer is F(x) = sum_{i present} f_i(x) at
+    # its member index x; F(0) by Lagrange from t of them (Shamir 1979), the others
+    # checked to lie on the same polynomial so that no answer is silently ignored
+    points = {ids.index(mid) + 1: [y for pair in recoveries[mid].share for y in pair] for mid in present}
+    off = consistent(points, t, [secrets.randbits(128) for _ in range(2 * n_hours)])
+    if off:
+        raise Rejected(f"the unmasking answers' self-mask share sums do not lie on one polynomial of degree {t - 1} "
+                       f"(first disagreeing: {ids[off[0] - 1]}; a wrong unmasking answer)")
+    own = combine(dict(list(points.items())[:t]))
+    for h in range(n_hours):
+        s[h] -= own[2 * h]
+        r[h] -= own[2 * h + 1]
     s = [x % Q for x in s]
     r = [x % Q for x in r]
     for h, x in enumerate(s):

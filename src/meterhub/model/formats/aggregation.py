@@ -24,7 +24,7 @@ from datetime import date
 
 from ...crypto import ecdsa
 from ...crypto.group import Q
-from ...crypto.selfmask import SEALED_BYTES
+from ...crypto.selfmask import sealed_size
 from ...errors import MeterhubError
 from ..demo_keys import GRID_OPERATOR_GROUP, demo_signing_key
 from ..errors import FormatError
@@ -38,7 +38,7 @@ __all__ = [
     "RecoveryRequest",
     "RecoveryRelease",
     "mask_context",
-    "self_mask_context",
+    "share_context",
     "share_aad",
     "self_mask_threshold",
     "FormatError",
@@ -53,11 +53,13 @@ __all__ = [
 
 GROUP_DST = b"meterhub/v1/aggregation-group\x00"
 _MAGIC = b"MHAG\x01"
-_RELEASE_MAGIC = b"MHAR\x02"  # version 2: self-masked, with sealed seed shares (version 1 refused)
-_RECOVERY_MAGIC = b"MHAV\x02"
-_UNMASK_MAGIC = b"MHAU\x02"  # version-1 recovery requests (no magic) are refused
-SELF_MASK_CTX_DST = b"meterhub/v1/aggregation-self-mask\x00"
-SHARE_AAD_DST = b"meterhub/v1/aggregation-seed-share\x00"
+# version 3: the self-mask is a vector shared linearly over Z_Q (docs/fraud.md); versions
+# 2 (a seed in GF(2^128) Shamir shares) and 1 (no self-mask) are refused by name
+_RELEASE_MAGIC = b"MHAR\x03"
+_RECOVERY_MAGIC = b"MHAV\x03"
+_UNMASK_MAGIC = b"MHAU\x03"
+SHARE_CTX_DST = b"meterhub/v2/aggregation-self-mask-share\x00"
+SHARE_AAD_DST = b"meterhub/v2/aggregation-self-mask-share-aad\x00"
 MAX_MEMBERS = 1000
 MAX_HOURS = 25  # a local day has 23, 24 or 25 hours
 _DATE = struct.Struct(">HBB")
@@ -141,25 +143,28 @@ def mask_context(group_id: str, day: date, hours: int, span: bytes) -> bytes:
             + b"span\x00" + bytes(span))
 
 
-def self_mask_context(group_id: str, day: date, hours: int, meter_id: str) -> bytes:
-    """The HKDF context of a hub's self-mask for a day (Bonawitz et al., CCS 2017, §4):
-    the group, the interval range and the hub's meter id. It needs no span digest: the
-    self-mask does not cancel over the group, it is removed from the recovered seed."""
-    return SELF_MASK_CTX_DST + _str8(group_id) + _date4(day) + hours.to_bytes(1, "big") + _str8(meter_id)
+def share_context(group_id: str, day: date, hours: int, dealer: str, holder: str) -> bytes:
+    """The HKDF context of a self-mask share that dealer and holder derive from their
+    pair secret (:func:`meterhub.crypto.selfmask.derived_share`): the group, the
+    interval range, the dealer's and the holder's meter ids. It needs no span digest:
+    the self-masks do not cancel over the group, their sum is interpolated."""
+    return (SHARE_CTX_DST + _str8(group_id) + _date4(day) + hours.to_bytes(1, "big") + _str8(dealer)
+            + _str8(holder))
 
 
 def share_aad(group_id: str, day: date, sender: str, receiver: str) -> bytes:
-    """The AES-GCM associated data of a sealed seed share: group, day, sender, receiver,
-    so a share cannot be replayed to another round, group or peer."""
+    """The AES-GCM associated data of a sealed self-mask share: group, day, dealer
+    (sender), holder (receiver), so a share cannot be replayed to another round, group
+    or peer."""
     return SHARE_AAD_DST + _str8(group_id) + _date4(day) + _str8(sender) + _str8(receiver)
 
 
 def self_mask_threshold(members: int) -> int:
-    """The Shamir threshold ``t`` of a member's self-mask seed, shared among the other
-    ``members - 1``: ``max(MIN_GROUP_SIZE - 1, ceil(2 (members - 1) / 3))``, at most
-    ``members - 1``. The operator together with fewer than ``t`` hubs cannot remove a
-    present member's self-mask; the round recovers a member's seed only if ``t`` of
-    its peers are present (docs/fraud.md, double masking)."""
+    """The Shamir threshold ``t`` of a member's self-mask: ``max(MIN_GROUP_SIZE - 1,
+    ceil(2 (members - 1) / 3))``, at most ``members - 1``. The operator together with
+    fewer than ``t`` other hubs cannot remove a present member's self-mask; the round
+    gives the sum of the present members' self-masks if ``t`` of them answer
+    (docs/fraud.md, double masking)."""
     holders = members - 1
     return max(1, min(holders, max(MIN_GROUP_SIZE - 1, -(-2 * holders // 3))))
 
@@ -281,18 +286,20 @@ def _pairs_bytes(values: Sequence[tuple[int, int]]) -> bytes:
 
 @dataclass(frozen=True)
 class MaskedRelease:
-    """One hub's answer for one day (version 2, double masking): per interval ``(m_h +
+    """One hub's answer for one day (version 3, double masking): per interval ``(m_h +
     a_h + c_h, r_h + b_h + d_h) mod Q``, where ``m_h``/``r_h`` are the hour's reading
-    and blinding sums, ``a_h``/``b_h`` the hub's zero-sum masks and ``c_h``/``d_h`` its
-    self-mask, expanded from a fresh 16-byte seed (:mod:`meterhub.crypto.selfmask`).
-    ``first_index`` is the meter's first reading index of the day and ``code_hash``
-    the applet's code hash (GPC load-file hash of the reviewed code). ``shares`` holds
-    one sealed Shamir share of the seed per other member, in the group's member order
-    (the grid operator forwards each to its member in the unmasking round).
+    and blinding sums, ``a_h``/``b_h`` the hub's zero-sum masks and ``(c_h, d_h)`` its
+    self-mask, a fresh uniform vector of ``2 n`` scalars Shamir-shared over Z_Q
+    (:mod:`meterhub.crypto.selfmask`). ``first_index`` is the meter's first reading
+    index of the day and ``code_hash`` the applet's code hash (GPC load-file hash of the
+    reviewed code). ``shares`` holds, for each member whose share is not derived from
+    the pair secret, ``(member id, sealed share of 2 n scalars)``, in the group's member
+    order (the grid operator forwards each to its member in the unmasking round).
 
-    ``MHAR 02 || str8 group || str8 meter || date4 || u64 first index || 32-byte code
-    hash || u8 n || n x (32-byte scalar, 32-byte scalar) || u16 k || k x 46-byte sealed
-    share``. Version 1 (``MHAR 01``, no self-mask) is refused.
+    ``MHAR 03 || str8 group || str8 meter || date4 || u64 first index || 32-byte code
+    hash || u8 n || n x (32-byte scalar, 32-byte scalar) || u16 k || k x (str8 member
+    id || sealed share of 12 + 2 + 64 n + 16 bytes)``. Versions 1 (no self-mask) and 2
+    (a seed shared in GF(2^128)) are refused.
     """
 
     group_id: str
@@ -301,7 +308,7 @@ class MaskedRelease:
     first_index: int
     code_hash: bytes
     values: tuple[tuple[int, int], ...]
-    shares: tuple[bytes, ...] = ()
+    shares: tuple[tuple[str, bytes], ...] = ()
 
     def to_bytes(self) -> bytes:
         if len(self.code_hash) != 32:
@@ -309,46 +316,62 @@ class MaskedRelease:
         return (
             _RELEASE_MAGIC + _str8(self.group_id) + _str8(self.meter_id) + _date4(self.day)
             + self.first_index.to_bytes(8, "big") + self.code_hash + _pairs_bytes(self.values)
-            + _sealed_bytes(self.shares)
+            + _sealed_bytes(self.shares, sealed_size(2 * len(self.values)))
         )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> MaskedRelease:
         r = _Reader(data, "masked release")
-        if r.take(len(_RELEASE_MAGIC)) != _RELEASE_MAGIC:
-            raise FormatError("masked release: not a version-2 release (version 1 had no self-mask)")
-        out = cls(r.str8("group id"), r.str8("meter id"), r.date4("day"), r.u64(), r.take(32),
-                  _pairs(r, "masked release"), _sealed(r))
+        _magic(r, _RELEASE_MAGIC, "masked release")
+        head = (r.str8("group id"), r.str8("meter id"), r.date4("day"), r.u64(), r.take(32))
+        values = _pairs(r, "masked release")
+        out = cls(*head, values, _sealed(r, sealed_size(2 * len(values))))
         r.end()
         return out
 
 
-def _sealed(r: _Reader) -> tuple[bytes, ...]:
+def _magic(r: _Reader, magic: bytes, what: str) -> None:
+    got = r.take(len(magic))
+    if got == magic:
+        return
+    if got[:4] == magic[:4] and got[4] in (1, 2):
+        raise FormatError(f"{what}: version {got[4]} is refused (this is version {magic[4]}: the self-mask is "
+                          "shared linearly over Z_q, docs/fraud.md)")
+    raise FormatError(f"{what}: not a version-{magic[4]} message")
+
+
+def _sealed(r: _Reader, size: int) -> tuple[tuple[str, bytes], ...]:
     n = r.u16()
     if n >= MAX_MEMBERS:
         raise FormatError(f"{r.what}: at most {MAX_MEMBERS - 1} sealed shares")
-    return tuple(r.take(SEALED_BYTES) for _ in range(n))
+    out = tuple((r.str8("member id"), r.take(size)) for _ in range(n))
+    ids = [i for i, _ in out]
+    if len(set(ids)) != len(ids):
+        raise FormatError(f"{r.what}: a member has two sealed shares")
+    return out
 
 
-def _sealed_bytes(shares: Sequence[bytes]) -> bytes:
-    if len(shares) >= MAX_MEMBERS or any(len(s) != SEALED_BYTES for s in shares):
-        raise FormatError(f"sealed shares: at most {MAX_MEMBERS - 1} of {SEALED_BYTES} bytes")
-    return len(shares).to_bytes(2, "big") + b"".join(shares)
+def _sealed_bytes(shares: Sequence[tuple[str, bytes]], size: int) -> bytes:
+    if len(shares) >= MAX_MEMBERS or any(len(s) != size for _, s in shares):
+        raise FormatError(f"sealed shares: at most {MAX_MEMBERS - 1} of {size} bytes")
+    if len({i for i, _ in shares}) != len(shares):
+        raise FormatError("sealed shares: a member has two")
+    return len(shares).to_bytes(2, "big") + b"".join(_str8(i) + s for i, s in shares)
 
 
-def _ids(r: _Reader, what: str) -> tuple[str, ...]:
+def _ids(r: _Reader, what: str, kind: str = "missing") -> tuple[str, ...]:
     n = r.u16()
     if n > MAX_MEMBERS:
-        raise FormatError(f"{what}: 0..{MAX_MEMBERS} missing members")
+        raise FormatError(f"{what}: 0..{MAX_MEMBERS} {kind} members")
     ids = tuple(r.str8("meter id") for _ in range(n))
     if list(ids) != sorted(set(ids)):
-        raise FormatError(f"{what}: missing members must be sorted, without repeats")
+        raise FormatError(f"{what}: {kind} members must be sorted, without repeats")
     return ids
 
 
-def _ids_bytes(ids: Sequence[str]) -> bytes:
+def _ids_bytes(ids: Sequence[str], kind: str = "missing") -> bytes:
     if len(ids) > MAX_MEMBERS or list(ids) != sorted(set(ids)):
-        raise FormatError("missing members: sorted distinct ids")
+        raise FormatError(f"{kind} members: sorted distinct ids")
     return len(ids).to_bytes(2, "big") + b"".join(_str8(i) for i in ids)
 
 
@@ -361,17 +384,23 @@ def _check_round(missing: Sequence[str], present: Sequence[str], what: str) -> N
         raise FormatError(f"{what}: names no member")
 
 
+def _sealed_len_ok(n: int) -> bool:
+    return n == 0 or (n >= sealed_size(2) and (n - sealed_size(0)) % 64 == 0 and n <= sealed_size(2 * MAX_HOURS))
+
+
 @dataclass(frozen=True)
 class RecoveryRequest:
-    """The unmasking round (version 2): the grid operator names, for the asked hub, the
+    """The unmasking round (version 3): the grid operator names, for the asked hub, the
     members it claims **missing** (the hub answers the pairwise masks it shares with
-    them) and the members it claims **present**, each with the sealed share of its
-    seed addressed to the asked hub, taken from that member's release (the hub answers
-    the opened share). Bonawitz et al., CCS 2017, §4.
+    them) and the members it claims **present** (the hub answers the sum of its shares
+    of their self-masks and its own), each present member with the sealed share
+    addressed to the asked hub from that member's release, or empty where the hub
+    derives that share from the pair secret. Bonawitz et al., CCS 2017, §4.
 
-    ``MHAU 02 || str8 group || date4 || u16 n || n x str8 missing id || u16 k || k x
-    (str8 present id || 46-byte sealed share)``; ids sorted, distinct, the two lists
-    disjoint, not both empty. A version-1 request (no magic) is refused.
+    ``MHAU 03 || str8 group || date4 || u16 n || n x str8 missing id || u16 k || k x
+    (str8 present id || u16 len || len bytes sealed share)``; ids sorted, distinct, the
+    two lists disjoint, not both empty; ``len`` is 0 or a sealed share's size. Versions
+    1 and 2 are refused.
     """
 
     group_id: str
@@ -381,23 +410,25 @@ class RecoveryRequest:
 
     def __post_init__(self) -> None:
         _check_round(self.missing, [p for p, _ in self.present], "recovery request")
+        if any(not _sealed_len_ok(len(s)) for _, s in self.present):
+            raise FormatError("recovery request: a sealed share has an impossible length")
 
     def to_bytes(self) -> bytes:
-        if len(self.present) > MAX_MEMBERS or any(len(s) != SEALED_BYTES for _, s in self.present):
-            raise FormatError(f"recovery request: present members with {SEALED_BYTES}-byte sealed shares")
+        if len(self.present) > MAX_MEMBERS:
+            raise FormatError(f"recovery request: at most {MAX_MEMBERS} present members")
         return (_UNMASK_MAGIC + _str8(self.group_id) + _date4(self.day) + _ids_bytes(self.missing)
-                + len(self.present).to_bytes(2, "big") + b"".join(_str8(p) + s for p, s in self.present))
+                + len(self.present).to_bytes(2, "big")
+                + b"".join(_str8(p) + len(s).to_bytes(2, "big") + s for p, s in self.present))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> RecoveryRequest:
         r = _Reader(data, "recovery request")
-        if r.take(len(_UNMASK_MAGIC)) != _UNMASK_MAGIC:
-            raise FormatError("recovery request: not a version-2 unmasking request (version 1 is refused)")
+        _magic(r, _UNMASK_MAGIC, "recovery request")
         gid, day, missing = r.str8("group id"), r.date4("day"), _ids(r, "recovery request")
         n = r.u16()
         if n > MAX_MEMBERS:
             raise FormatError(f"recovery request: at most {MAX_MEMBERS} present members")
-        present = tuple((r.str8("meter id"), r.take(SEALED_BYTES)) for _ in range(n))
+        present = tuple((r.str8("meter id"), r.take(r.u16())) for _ in range(n))
         r.end()
         try:
             return cls(gid, day, missing, present)
@@ -411,54 +442,49 @@ class RecoveryRequest:
 class RecoveryRelease:
     """A present hub's unmasking answer: per interval, the sum of the signed pairwise
     masks it shares with the members claimed missing, ``sum_{k missing} s_ik (p_ik,
-    p'_ik) mod Q`` (all zero when none is), which the grid operator subtracts; and for
-    each member claimed present, the hub's Shamir share ``(index, 16 bytes)`` of that
-    member's self-mask seed. For any one member a hub answers one kind or the other,
-    never both (the guard remembers, docs/fraud.md). It reveals nothing about the hub's
-    own readings: its own masks stay on its release.
+    p'_ik) mod Q`` (all zero when none is), which the grid operator subtracts; and
+    ``share``, the sum of its Shamir shares of the self-masks of the members claimed
+    ``present`` and of its own, ``F(x) = sum_{i in present + self} f_i(x)`` at its
+    index ``x``, from which ``t`` answers interpolate the present members' self-mask
+    sum. For any one member a hub answers one kind or the other, never both (the guard
+    remembers, docs/fraud.md). It reveals nothing about the hub's own readings: its
+    pairwise masks stay on its release, its own share is one of ``t`` needed.
 
-    ``MHAV 02 || str8 group || str8 meter || date4 || u16 n || n x str8 missing id ||
-    u8 k || k x (32-byte, 32-byte) || u16 p || p x (str8 present id || u16 index ||
-    16-byte share)``.
+    ``MHAV 03 || str8 group || str8 meter || date4 || u16 n || n x str8 missing id ||
+    u16 p || p x str8 present id || u8 k || k x (32-byte, 32-byte) pairwise terms || u8
+    k || k x (32-byte, 32-byte) self-mask share sum``.
     """
 
     group_id: str
     meter_id: str
     day: date
     missing: tuple[str, ...]
+    present: tuple[str, ...]
     values: tuple[tuple[int, int], ...]
-    shares: tuple[tuple[str, int, bytes], ...] = ()
+    share: tuple[tuple[int, int], ...]
 
     def __post_init__(self) -> None:
-        _check_round(self.missing, [p for p, _, _ in self.shares], "recovery release")
+        if self.meter_id in self.missing or self.meter_id in self.present:
+            raise FormatError("recovery release: the answering hub names itself")
+        _check_round(self.missing, self.present, "recovery release")
+        if len(self.values) != len(self.share):
+            raise FormatError("recovery release: pairwise terms and share of different lengths")
 
     def to_bytes(self) -> bytes:
-        if len(self.shares) > MAX_MEMBERS or any(len(s) != 16 or not 1 <= i <= 0xFFFF for _, i, s in self.shares):
-            raise FormatError("recovery release: shares are (index 1..65535, 16 bytes)")
         return (
             _RECOVERY_MAGIC + _str8(self.group_id) + _str8(self.meter_id) + _date4(self.day)
-            + _ids_bytes(self.missing) + _pairs_bytes(self.values) + len(self.shares).to_bytes(2, "big")
-            + b"".join(_str8(p) + i.to_bytes(2, "big") + s for p, i, s in self.shares)
+            + _ids_bytes(self.missing) + _ids_bytes(self.present, "present") + _pairs_bytes(self.values)
+            + _pairs_bytes(self.share)
         )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> RecoveryRelease:
         r = _Reader(data, "recovery release")
-        if r.take(len(_RECOVERY_MAGIC)) != _RECOVERY_MAGIC:
-            raise FormatError("recovery release: not a version-2 recovery release")
+        _magic(r, _RECOVERY_MAGIC, "recovery release")
         head = (r.str8("group id"), r.str8("meter id"), r.date4("day"), _ids(r, "recovery release"),
-                _pairs(r, "recovery release"))
-        n = r.u16()
-        if n > MAX_MEMBERS:
-            raise FormatError(f"recovery release: at most {MAX_MEMBERS} shares")
-        shares = []
-        for _ in range(n):
-            pid, idx, share = r.str8("meter id"), r.u16(), r.take(16)
-            if idx == 0:
-                raise FormatError("recovery release: share index 0")
-            shares.append((pid, idx, share))
+                _ids(r, "recovery release", "present"), _pairs(r, "recovery release"), _pairs(r, "recovery release"))
         r.end()
-        return cls(*head, tuple(shares))
+        return cls(*head)
 
 
 FEEDER_DST = b"meterhub/v1/feeder-meter-day\x00"
