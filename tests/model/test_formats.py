@@ -5,6 +5,7 @@ and the one host:port parser (protocols/endpoint.py) with hypothesis."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from datetime import date
 
@@ -19,7 +20,14 @@ from meterhub.model.errors import FormatError
 from meterhub.model.formats.samples import SampleRelease
 from meterhub.model.formats.scores import ProfileScores, ScoreEntry
 from meterhub.model.formats.settlement import SettlementStatement
-from meterhub.model.formats.statements import BillStatement, statement_from_json
+from meterhub.model.formats.statements import (
+    STATEMENT_FIELDS,
+    BandedBillStatement,
+    BillFields,
+    BillStatement,
+    ProvenBillStatement,
+    statement_from_json,
+)
 from meterhub.model.formats.units import (
     OPENING_SIZE,
     commitment_at,
@@ -129,6 +137,18 @@ def test_bill_statement_refuses_duplicate_keys() -> None:
     text = st_.to_json()
     with pytest.raises(FormatError, match="duplicate"):
         statement_from_json(text[:-1] + ',"total":999}')
+
+
+def test_every_statement_version_shares_one_field_list() -> None:
+    # The v1 fields are defined once (BillFields); the JSON schema names the same ones.
+    common = [f.name for f in dataclasses.fields(BillFields)]
+    assert sorted(common) == sorted(set(STATEMENT_FIELDS) - {"format"})
+    assert [f.name for f in dataclasses.fields(BillStatement)] == common
+    for cls, extra in ((ProvenBillStatement, ["tariff_kind", "proof"]),
+                       (BandedBillStatement, ["metering_point", "contract_id", "bands"])):
+        assert [f.name for f in dataclasses.fields(cls)] == common + extra
+        # A later version is not a v1 statement (verifiers dispatch on the class).
+        assert not issubclass(cls, BillStatement)
 
 
 # --- settlement, scores, samples: the applet's bytes are the utility's input ---------------

@@ -63,8 +63,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from .bulletproofs._tables import _g_table, _h_table, _lincomb_fixed, generator_array, generators
-from .bulletproofs.ipa import _ip, _ipa_prove, _powers, _read_point, _read_scalar
-from .bulletproofs.range_proof import _pad
+from .bulletproofs.ipa import (
+    ArgumentBody,
+    _body_size,
+    _ip,
+    _ipa_prove,
+    _pad,
+    _powers,
+    _prove_polynomial,
+    _verifier_challenges,
+    _verifier_scalars,
+)
 from .group import Point, PointArray, Q, msm, random_scalar
 from .pedersen import Commitment, Opening, commit
 from .transcript import ProofContext, ProofError, Transcript
@@ -94,7 +103,7 @@ _LINK_DST = b"meterhub/v1/sum-of-squares/link"
 def proof_size(n: int) -> int:
     """Encoded size of a version-2 proof over ``n`` values."""
     k = _pad(n).bit_length() - 1
-    return 6 + 4 * 33 + 3 * 32 + 2 * k * 33 + 2 * 32
+    return 6 + _body_size(k, 1)
 
 
 def link_coefficients(seed: bytes, count: int) -> list[int]:
@@ -166,7 +175,7 @@ def prove(
     r_s = random_scalar()
     t = _transcript(ctx, [c.point for c in commitments], squares, r_s)
     gv, hv = generators(nn)
-    th, tg = _h_table(), _g_table()
+    th = _h_table()
     alpha, rho = random_scalar(), random_scalar()
     s_l = [random_scalar() for _ in range(nn)]
     s_r = [random_scalar() for _ in range(nn)]
@@ -176,34 +185,11 @@ def prove(
     _, z, c, d_l, d_r = _challenges(t, big_a, big_s, n, nn)
     l0 = [(a + d) % Q for a, d in zip(m, d_r, strict=True)]
     r0 = [(a + d) % Q for a, d in zip(m, d_l, strict=True)]
-    t1 = (_ip(l0, s_r) + _ip(s_l, r0)) % Q
-    t2 = _ip(s_l, s_r)
-    tau1, tau2 = random_scalar(), random_scalar()
-    big_t1 = _lincomb_fixed([(tau1, th), (t1, tg)])
-    big_t2 = _lincomb_fixed([(tau2, th), (t2, tg)])
-    t.append_point(b"sos/T1", big_t1)
-    t.append_point(b"sos/T2", big_t2)
-    x = t.challenge_scalar(b"sos/x")
-    zz = z * z % Q
-    tau_x = (tau2 * x * x + tau1 * x + r_s + zz * _ip(rr, c)) % Q
-    mu = (alpha + rho * x) % Q
-    lv = [(a + b * x) % Q for a, b in zip(l0, s_l, strict=True)]
-    rv = [(a + b * x) % Q for a, b in zip(r0, s_r, strict=True)]
-    t_x = _ip(lv, rv)
-    t.append_scalar(b"sos/t_x", t_x)
-    t.append_scalar(b"sos/tau_x", tau_x)
-    t.append_scalar(b"sos/mu", mu)
-    w = t.challenge_scalar(b"sos/w")
+    tau0 = r_s + z * z % Q * _ip(rr, c)
+    big_t1, big_t2, t_x, tau_x, mu, lv, rv, w = _prove_polynomial(t, b"sos/", l0, s_l, r0, s_r, tau0, alpha, rho)
     ls, rs, a, b = _ipa_prove(t, w, gv, hv, [1] * nn, lv, rv)
-    proof = (
-        bytes([VERSION_IPA, TAG_SUM_SQUARES])
-        + n.to_bytes(4, "big")
-        + b"".join(p.to_bytes() for p in (big_a, big_s, big_t1, big_t2))
-        + b"".join(k.to_bytes(32, "big") for k in (t_x, tau_x, mu))
-        + b"".join(p.to_bytes() for p in (*ls, *rs))
-        + a[0].to_bytes(32, "big")
-        + b[0].to_bytes(32, "big")
-    )
+    head = bytes([VERSION_IPA, TAG_SUM_SQUARES]) + n.to_bytes(4, "big")
+    proof = head + ArgumentBody(big_a, big_s, big_t1, big_t2, t_x, tau_x, mu, ls, rs, a, b).to_bytes()
     opening = Opening(squares, r_s)
     return proof, commit(squares, r_s)[0], opening
 
@@ -258,16 +244,10 @@ def squares_check(
         raise ProofError("sum-of-squares proof is for another number of values")
     nn = _pad(n)
     k = nn.bit_length() - 1
-    pos = 6
-    big_a, big_s, big_t1, big_t2 = (_read_point(proof, pos + 33 * i) for i in range(4))
-    pos += 4 * 33
-    t_x, tau_x, mu = (_read_scalar(proof, pos + 32 * i) for i in range(3))
-    pos += 3 * 32
-    ls = [_read_point(proof, pos + 33 * i) for i in range(k)]
-    pos += 33 * k
-    rs = [_read_point(proof, pos + 33 * i) for i in range(k)]
-    pos += 33 * k
-    a, b = _read_scalar(proof, pos), _read_scalar(proof, pos + 32)
+    body = ArgumentBody.read(proof, 6, k, 1)
+    big_a, big_s, big_t1, big_t2 = body.big_a, body.big_s, body.big_t1, body.big_t2
+    t_x, tau_x, mu, ls, rs = body.t_x, body.tau_x, body.mu, body.ls, body.rs
+    a, b = body.a[0], body.b[0]
 
     t = _transcript(ctx, absorbed, squares, blinding)
     y, z, c, d_l, d_r = _challenges(t, big_a, big_s, n, nn)
@@ -278,26 +258,11 @@ def squares_check(
     t.append_scalar(b"sos/tau_x", tau_x)
     t.append_scalar(b"sos/mu", mu)
     w = t.challenge_scalar(b"sos/w")
-    us = []
-    for big_l, big_r in zip(ls, rs, strict=True):
-        t.append_point(b"ipa/L", big_l)
-        t.append_point(b"ipa/R", big_r)
-        us.append(t.challenge_scalar(b"ipa/u"))
+    us = _verifier_challenges(t, ls, rs)
     zz = z * z % Q
     if 0 in us or y == 0 or zz == 0:
         return None
-    u_inv = [pow(u, -1, Q) for u in us]
-    u_sq = [u * u % Q for u in us]
-    u_inv_sq = [u * u % Q for u in u_inv]
-    # s_i = prod_j u_j^(+-1) by the bits of i (section 6.2); s^-1 is s reversed.
-    s = [1] * nn
-    all_inv = 1
-    for ui in u_inv:
-        all_inv = all_inv * ui % Q
-    s[0] = all_inv
-    for i in range(1, nn):
-        lg = i.bit_length() - 1
-        s[i] = s[i - (1 << lg)] * u_sq[k - 1 - lg] % Q
+    u_sq, u_inv_sq, s = _verifier_scalars(us, nn)  # section 6.2; s^-1 is s reversed
     delta = _ip(d_r, d_l)
     beta = random_scalar() or 1  # secret weight of the inner-product check
     gamma = (-pow(zz, -1, Q)) % Q  # t check scaled so that C_V enters as sum c_h C_h

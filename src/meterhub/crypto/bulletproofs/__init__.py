@@ -45,7 +45,8 @@ version byte 0x02, the inner-product argument stopped at vectors of length
 ``a_1..a_f | b_1..b_f``.
 
 Modules: :mod:`._tables` (generators, fixed-base tables), :mod:`.ipa` (the
-inner-product argument), :mod:`.range_proof` (range, bounded and batch proofs),
+inner-product argument and what every proof built on it shares, the sum-of-squares
+proof of :mod:`meterhub.crypto.sumsquares` included), :mod:`.range_proof` (range, bounded and batch proofs),
 :mod:`.tier` (tier proofs).
 """
 

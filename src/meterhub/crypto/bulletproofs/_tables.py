@@ -14,8 +14,10 @@ from typing import Any
 
 import numpy as np
 from coincurve import PublicKey
+from coincurve._libsecp256k1 import ffi as _ffi
+from coincurve._libsecp256k1 import lib as _lib
 
-from ..group import _CTX, G, H, Point, PointArray, Q, _ffi, _lib, hash_to_point
+from ..group import _CTX, G, H, Point, PointArray, Q, hash_to_point
 from ..sigma import lincomb
 
 __all__ = [

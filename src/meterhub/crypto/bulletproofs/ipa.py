@@ -1,15 +1,30 @@
-"""The inner-product argument (Bünz et al. 2018, section 3, protocol 2) and the
-scalar and point helpers it shares with the range and tier proofs.
+"""The inner-product argument (Bünz et al. 2018, section 3, protocol 2) and what every
+argument built on it shares: the range and tier proofs of this package and the
+sum-of-squares proof of :mod:`meterhub.crypto.sumsquares` (docs/architecture.md, "The
+inner-product argument").
+
+* the prover's step from ``t(X)`` to the argument's input (:func:`_prove_polynomial`:
+  ``T1``, ``T2``, ``x``, ``l(x)``, ``r(x)``, ``t_x``, ``tau_x``, ``mu`` and ``w``);
+* the prover (:func:`_ipa_prove`, :func:`_ipa_prove_fixed`) and each round's
+  Fiat-Shamir step and folding (:func:`_round_challenge`, :func:`_prover_round`); the
+  verifier replays the same step (:func:`_verifier_challenges`);
+* the verifier's scalars of section 6.2 (:func:`_verifier_scalars`: ``u^2``, ``u^-2``
+  and the ``s`` vector), so that a whole proof is checked in one multi-scalar
+  multiplication;
+* the encoding after each proof's own header (:class:`ArgumentBody`:
+  ``A | S | T1 | T2 | t_x | tau_x | mu | L.. | R.. | a.. | b..``), the vector length
+  (:func:`_pad`) and the scalar and point helpers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..group import G, Point, PointDecodeError, Q
+from ..group import G, Point, PointDecodeError, Q, random_scalar
 from ..group import scalar_from_bytes as _scalar_from_bytes
 from ..sigma import lincomb
 from ..transcript import ProofError, Transcript
@@ -18,11 +33,19 @@ from ._tables import (
     _combine_addrs,
     _g_table,
     _gen_bases,
+    _h_table,
     _lincomb_fixed,
 )
 
 __all__ = [
+    "ArgumentBody",
 ]
+
+
+def _pad(m: int) -> int:
+    """``m`` rounded up to a power of two (the argument halves its vectors each round)."""
+    return 1 << (m - 1).bit_length()
+
 
 def _ip(a: Sequence[int], b: Sequence[int]) -> int:
     return sum(x * y for x, y in zip(a, b, strict=True)) % Q
@@ -35,6 +58,157 @@ def _powers(x: int, n: int) -> list[int]:
     return out
 
 
+def _prove_polynomial(
+    t: Transcript,
+    label: bytes,
+    l0: Sequence[int],
+    l1: Sequence[int],
+    r0: Sequence[int],
+    r1: Sequence[int],
+    tau0: int,
+    alpha: int,
+    rho: int,
+) -> tuple[Point, Point, int, int, int, list[int], list[int], int]:
+    """Bünz et al. 2018, section 4.2 from ``t(X)`` on, for ``l(X) = l0 + l1 X`` and
+    ``r(X) = r0 + r1 X`` (range, tier and sum-of-squares proofs alike): commit to
+    ``t1``, ``t2`` of ``t(X) = <l(X), r(X)>`` as ``T1 = t1 G + tau1 H``, ``T2``; draw
+    ``x``; send ``t_x = <l(x), r(x)>``, ``tau_x = tau2 x^2 + tau1 x + tau0`` (``tau0``
+    the blinding of ``t0``'s commitment) and ``mu = alpha + rho x`` (``alpha``, ``rho``
+    those of ``A``, ``S``); draw ``w`` (the inner-product base ``U = wG``). Transcript
+    labels are ``label`` followed by ``T1``, ``T2``, ``x``, ``t_x``, ``tau_x``, ``mu``,
+    ``w``. Returns ``T1, T2, t_x, tau_x, mu, l(x), r(x), w``."""
+    t1 = (_ip(l0, r1) + _ip(l1, r0)) % Q
+    t2 = _ip(l1, r1)
+    tau1, tau2 = random_scalar(), random_scalar()
+    th, tg = _h_table(), _g_table()
+    big_t1 = _lincomb_fixed([(tau1, th), (t1, tg)])
+    big_t2 = _lincomb_fixed([(tau2, th), (t2, tg)])
+    t.append_point(label + b"T1", big_t1)
+    t.append_point(label + b"T2", big_t2)
+    x = t.challenge_scalar(label + b"x")
+    tau_x = (tau2 * x * x + tau1 * x + tau0) % Q
+    mu = (alpha + rho * x) % Q
+    lv = [(a + b * x) % Q for a, b in zip(l0, l1, strict=True)]
+    rv = [(a + b * x) % Q for a, b in zip(r0, r1, strict=True)]
+    t_x = _ip(lv, rv)
+    t.append_scalar(label + b"t_x", t_x)
+    t.append_scalar(label + b"tau_x", tau_x)
+    t.append_scalar(label + b"mu", mu)
+    w = t.challenge_scalar(label + b"w")
+    return big_t1, big_t2, t_x, tau_x, mu, lv, rv, w
+
+
+def _round_challenge(t: Transcript, big_l: Point, big_r: Point) -> int:
+    """One round's Fiat-Shamir step (section 4.4), the same for prover and verifier:
+    absorb ``L`` and ``R``, draw ``u``."""
+    t.append_point(b"ipa/L", big_l)
+    t.append_point(b"ipa/R", big_r)
+    return t.challenge_scalar(b"ipa/u")
+
+
+def _prover_round(
+    t: Transcript,
+    ls: list[Point],
+    rs: list[Point],
+    big_l: Point,
+    big_r: Point,
+    a_lo: Sequence[int],
+    a_hi: Sequence[int],
+    b_lo: Sequence[int],
+    b_hi: Sequence[int],
+) -> tuple[int, int, list[int], list[int]]:
+    """The end of one prover round (protocol 2, step 3): send ``L``, ``R`` (kept in
+    ``ls``, ``rs`` for the encoding), draw ``u`` and fold the vectors,
+    ``a' = u a_lo + u^-1 a_hi``, ``b' = u^-1 b_lo + u b_hi``. Returns ``u, u^-1, a', b'``."""
+    ls.append(big_l)
+    rs.append(big_r)
+    u = _round_challenge(t, big_l, big_r)
+    u_inv = pow(u, -1, Q)
+    n = len(a_lo)
+    a = [(a_lo[i] * u + u_inv * a_hi[i]) % Q for i in range(n)]
+    b = [(b_lo[i] * u_inv + u * b_hi[i]) % Q for i in range(n)]
+    return u, u_inv, a, b
+
+
+def _verifier_challenges(t: Transcript, ls: Sequence[Point], rs: Sequence[Point]) -> list[int]:
+    """Replay every round's :func:`_round_challenge`: the challenges ``u_1..u_k``."""
+    return [_round_challenge(t, big_l, big_r) for big_l, big_r in zip(ls, rs, strict=True)]
+
+
+def _verifier_scalars(us: Sequence[int], count: int) -> tuple[list[int], list[int], list[int]]:
+    """``u_j^2``, ``u_j^-2`` and the vector ``s`` of length ``count = 2^k`` (section
+    6.2): ``s_i = prod_j u_j^(+-1)`` by the bits of ``i``, built incrementally, so the
+    folded generators are ``<s, G>`` and ``<s^-1, H>`` (``s^-1`` is ``s`` reversed).
+    The challenges must be non-zero (the callers return "degenerate" otherwise)."""
+    k = len(us)
+    u_inv = [pow(u, -1, Q) for u in us]
+    u_sq = [u * u % Q for u in us]
+    u_inv_sq = [u * u % Q for u in u_inv]
+    s = [1] * count
+    all_inv = 1
+    for ui in u_inv:
+        all_inv = all_inv * ui % Q
+    s[0] = all_inv
+    for i in range(1, count):
+        lg = i.bit_length() - 1
+        s[i] = s[i - (1 << lg)] * u_sq[k - 1 - lg] % Q
+    return u_sq, u_inv_sq, s
+
+
+def _body_size(rounds: int, fold: int) -> int:
+    """Encoded size of an :class:`ArgumentBody` with ``rounds`` rounds, stopped at ``fold``."""
+    return 4 * 33 + 3 * 32 + 2 * rounds * 33 + 2 * 32 * fold
+
+
+@dataclass(frozen=True)
+class ArgumentBody:
+    """What a range, tier or sum-of-squares proof sends after its own header
+    (big-endian; section 4.2 and protocol 2)::
+
+        A | S | T1 | T2          (4 x 33, compressed points)
+        | t_x | tau_x | mu       (3 x 32, scalars < Q)
+        | L_1..L_k | R_1..R_k    (2k x 33, one pair per round)
+        | a_1..a_f | b_1..b_f    (2f x 32, the vectors where the rounds stopped)
+    """
+
+    big_a: Point
+    big_s: Point
+    big_t1: Point
+    big_t2: Point
+    t_x: int
+    tau_x: int
+    mu: int
+    ls: Sequence[Point]
+    rs: Sequence[Point]
+    a: Sequence[int]
+    b: Sequence[int]
+
+    def to_bytes(self) -> bytes:
+        return (
+            b"".join(p.to_bytes() for p in (self.big_a, self.big_s, self.big_t1, self.big_t2))
+            + b"".join(k.to_bytes(32, "big") for k in (self.t_x, self.tau_x, self.mu))
+            + b"".join(p.to_bytes() for p in self.ls)
+            + b"".join(p.to_bytes() for p in self.rs)
+            + b"".join(k.to_bytes(32, "big") for k in self.a)
+            + b"".join(k.to_bytes(32, "big") for k in self.b)
+        )
+
+    @classmethod
+    def read(cls, data: bytes, pos: int, rounds: int, fold: int) -> ArgumentBody:
+        """Strictly decode the body at ``pos`` (the caller has checked the length):
+        every point on the curve, every scalar below ``Q``, else :class:`ProofError`."""
+        big_a, big_s, big_t1, big_t2 = (_read_point(data, pos + 33 * i) for i in range(4))
+        pos += 4 * 33
+        t_x, tau_x, mu = (_read_scalar(data, pos + 32 * i) for i in range(3))
+        pos += 3 * 32
+        ls = [_read_point(data, pos + 33 * i) for i in range(rounds)]
+        pos += 33 * rounds
+        rs = [_read_point(data, pos + 33 * i) for i in range(rounds)]
+        pos += 33 * rounds
+        a = [_read_scalar(data, pos + 32 * i) for i in range(fold)]
+        pos += 32 * fold
+        b = [_read_scalar(data, pos + 32 * i) for i in range(fold)]
+        return cls(big_a, big_s, big_t1, big_t2, t_x, tau_x, mu, ls, rs, a, b)
 
 
 def _ipa_prove_fixed(
@@ -86,14 +260,7 @@ def _ipa_prove_fixed(
         in_l = np.concatenate([hi, ~hi, [True, False]])
         big_l = _combine_addrs(addrs[nz & in_l[:, None]])
         big_r = _combine_addrs(addrs[nz & ~in_l[:, None]])
-        ls.append(big_l)
-        rs.append(big_r)
-        t.append_point(b"ipa/L", big_l)
-        t.append_point(b"ipa/R", big_r)
-        u = t.challenge_scalar(b"ipa/u")
-        u_inv = pow(u, -1, Q)
-        a = [(a_lo[i] * u + u_inv * a_hi[i]) % Q for i in range(n)]
-        b = [(b_lo[i] * u_inv + u * b_hi[i]) % Q for i in range(n)]
+        u, u_inv, a, b = _prover_round(t, ls, rs, big_l, big_r, a_lo, a_hi, b_lo, b_hi)
         if n == fold:
             break
         # G' = u^-1 G_lo + u G_hi, H' = u H_lo + u^-1 H_hi.
@@ -155,14 +322,7 @@ def _ipa_prove(
             )
         else:
             big_l, big_r = _ipa_lr(n, a_lo, a_hi, b_lo, b_hi, gf, hf, gp, hp, c_l, c_r)
-        ls.append(big_l)
-        rs.append(big_r)
-        t.append_point(b"ipa/L", big_l)
-        t.append_point(b"ipa/R", big_r)
-        u = t.challenge_scalar(b"ipa/u")
-        u_inv = pow(u, -1, Q)
-        a = [(a_lo[i] * u + u_inv * a_hi[i]) % Q for i in range(n)]
-        b = [(b_lo[i] * u_inv + u * b_hi[i]) % Q for i in range(n)]
+        u, u_inv, a, b = _prover_round(t, ls, rs, big_l, big_r, a_lo, a_hi, b_lo, b_hi)
         # G'_i = u^-1 gf_lo G_lo + u gf_hi G_hi = (u^-1 gf_lo) (G_lo + (u^2 gf_hi / gf_lo) G_hi)
         if n == fold:
             break  # the last folded generators are never used

@@ -25,7 +25,18 @@ from ._tables import (
     _table_addrs,
     generators,
 )
-from .ipa import _ip, _ipa_prove, _ipa_prove_fixed, _powers, _read_point, _read_scalar
+from .ipa import (
+    ArgumentBody,
+    _body_size,
+    _ip,
+    _ipa_prove,
+    _ipa_prove_fixed,
+    _pad,
+    _powers,
+    _prove_polynomial,
+    _verifier_challenges,
+    _verifier_scalars,
+)
 
 __all__ = [
     "TAG_BULLETPROOF",
@@ -49,11 +60,6 @@ _P_RANGE = b"meterhub/bulletproofs/range/v1"
 _P_BOUNDED = b"meterhub/bulletproofs/bounded/v1"
 
 
-
-def _pad(m: int) -> int:
-    return 1 << (m - 1).bit_length()
-
-
 def bulletproof_size(n: int, m: int = 1) -> int:
     """Encoded size in bytes of an aggregated proof of ``m`` values of ``n`` bits
     (a bounded proof of ``m`` readings aggregates ``2m`` values)."""
@@ -66,9 +72,7 @@ def _size_for(nm: int, fold: int = 1) -> int:
     above ``nm`` means no round at all)."""
     fold = min(fold, nm)
     k = (nm // fold).bit_length() - 1
-    return 7 + 4 * 33 + 3 * 32 + 2 * k * 33 + 2 * 32 * fold
-
-
+    return 7 + _body_size(k, fold)
 
 
 def _delta(n: int, m: int, y: int, z: int) -> int:
@@ -157,24 +161,8 @@ def _prove(
     l1 = s_l
     r0 = [(yn[i] * (a_r[i] + z) + z2[i]) % Q for i in range(nm)]
     r1 = [yn[i] * s_r[i] % Q for i in range(nm)]
-    t1 = (_ip(l0, r1) + _ip(l1, r0)) % Q
-    t2 = _ip(l1, r1)
-    tau1, tau2 = random_scalar(), random_scalar()
-    tg = _g_table()
-    big_t1 = _lincomb_fixed([(tau1, th), (t1, tg)])
-    big_t2 = _lincomb_fixed([(tau2, th), (t2, tg)])
-    t.append_point(b"bp/T1", big_t1)
-    t.append_point(b"bp/T2", big_t2)
-    x = t.challenge_scalar(b"bp/x")
-    tau_x = (tau2 * x * x + tau1 * x + sum(zz * zj[j] * g for j, g in enumerate(blindings))) % Q
-    mu = (alpha + rho * x) % Q
-    lv = [(a + b * x) % Q for a, b in zip(l0, l1, strict=True)]
-    rv = [(a + b * x) % Q for a, b in zip(r0, r1, strict=True)]
-    t_x = _ip(lv, rv)
-    t.append_scalar(b"bp/t_x", t_x)
-    t.append_scalar(b"bp/tau_x", tau_x)
-    t.append_scalar(b"bp/mu", mu)
-    w = t.challenge_scalar(b"bp/w")
+    tau0 = sum(zz * zj[j] * g for j, g in enumerate(blindings))
+    big_t1, big_t2, t_x, tau_x, mu, lv, rv, w = _prove_polynomial(t, b"bp/", l0, l1, r0, r1, tau0, alpha, rho)
     y_inv = pow(y, -1, Q)
     fold = min(fold, nm)
     if fixed:
@@ -182,19 +170,7 @@ def _prove(
     else:
         ls, rs, a, b = _ipa_prove(t, w, gv, hv, _powers(y_inv, nm), lv, rv, (gt, ht), fold)
     head = bytes([version, tag, n]) + m.to_bytes(4, "big")
-    body = [big_a, big_s, big_t1, big_t2]
-    scal = [t_x, tau_x, mu]
-    return (
-        head
-        + b"".join(p.to_bytes() for p in body)
-        + b"".join(k.to_bytes(32, "big") for k in scal)
-        + b"".join(p.to_bytes() for p in ls)
-        + b"".join(p.to_bytes() for p in rs)
-        + b"".join(k.to_bytes(32, "big") for k in a)
-        + b"".join(k.to_bytes(32, "big") for k in b)
-    )
-
-
+    return head + ArgumentBody(big_a, big_s, big_t1, big_t2, t_x, tau_x, mu, ls, rs, a, b).to_bytes()
 
 
 class _Terms:
@@ -290,18 +266,10 @@ def _terms(
         raise ProofError(f"wrong proof type tag {proof[1]:#04x}, expected {tag:#04x}")
     if proof[2] != n or int.from_bytes(proof[3:7], "big") != m:
         raise ProofError("bulletproof is for another bit length or number of values")
-    pos = 7
-    big_a, big_s, big_t1, big_t2 = (_read_point(proof, pos + 33 * i) for i in range(4))
-    pos += 4 * 33
-    t_x, tau_x, mu = (_read_scalar(proof, pos + 32 * i) for i in range(3))
-    pos += 3 * 32
-    ls = [_read_point(proof, pos + 33 * i) for i in range(k)]
-    pos += 33 * k
-    rs = [_read_point(proof, pos + 33 * i) for i in range(k)]
-    pos += 33 * k
-    a_vec = [_read_scalar(proof, pos + 32 * i) for i in range(fold)]
-    pos += 32 * fold
-    b_vec = [_read_scalar(proof, pos + 32 * i) for i in range(fold)]
+    body = ArgumentBody.read(proof, 7, k, fold)
+    big_a, big_s, big_t1, big_t2 = body.big_a, body.big_s, body.big_t1, body.big_t2
+    t_x, tau_x, mu, ls, rs = body.t_x, body.tau_x, body.mu, body.ls, body.rs
+    a_vec, b_vec = body.a, body.b
 
     t.append_point(b"bp/A", big_a)
     t.append_point(b"bp/S", big_s)
@@ -314,26 +282,12 @@ def _terms(
     t.append_scalar(b"bp/tau_x", tau_x)
     t.append_scalar(b"bp/mu", mu)
     w = t.challenge_scalar(b"bp/w")
-    us = []
-    for big_l, big_r in zip(ls, rs, strict=True):
-        t.append_point(b"ipa/L", big_l)
-        t.append_point(b"ipa/R", big_r)
-        us.append(t.challenge_scalar(b"ipa/u"))
+    us = _verifier_challenges(t, ls, rs)
     if 0 in us or y == 0:
         return None  # probability 2^-256; keeps inversions defined
-    u_inv = [pow(u, -1, Q) for u in us]
-    u_sq = [u * u % Q for u in us]
-    u_inv_sq = [u * u % Q for u in u_inv]
-    # s_q = prod_j u_j^{+-1} (section 6.2), built incrementally over the folded bits.
+    # s_q over the folded (high) index bits only (section 6.2).
     nq = nm // fold
-    s = [1] * nq
-    all_inv = 1
-    for ui in u_inv:
-        all_inv = all_inv * ui % Q
-    s[0] = all_inv
-    for i in range(1, nq):
-        lg = i.bit_length() - 1
-        s[i] = s[i - (1 << lg)] * u_sq[k - 1 - lg] % Q
+    u_sq, u_inv_sq, s = _verifier_scalars(us, nq)
     y_inv = pow(y, -1, Q)
     y_inv_pow = _powers(y_inv, nm)
     zz = z * z % Q

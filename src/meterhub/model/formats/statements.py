@@ -10,9 +10,10 @@ statement and by the utility, the service and the CLI that read it:
 * v3 :class:`BandedBillStatement` (linear tariffs): v1 plus the metering point,
   the contract and per-band energy :class:`BandEnergy`.
 
-Every version shares :data:`STATEMENT_FIELDS` and their decoding
-(:func:`decode_statement_common`); :func:`statement_from_json` dispatches on
-``format``. The JSON is canonical (sorted keys, no spaces) and strict on input
+Every version derives from :class:`BillFields` (the v1 fields, defined once) and
+shares their JSON fields :data:`STATEMENT_FIELDS`, their encoding
+(:func:`statement_common_dict`) and decoding (:func:`decode_statement_common`);
+:func:`statement_from_json` dispatches on ``format``. The JSON is canonical (sorted keys, no spaces) and strict on input
 (:mod:`meterhub.model.strictjson`, rule V03); any defect is a one-line
 :class:`~meterhub.model.errors.FormatError` (or
 :class:`~meterhub.crypto.transcript.ProofError` for the bundle).
@@ -45,6 +46,7 @@ __all__ = [
     "STATEMENT_V3_FORMAT",
     "AnyBillStatement",
     "BandEnergy",
+    "BillFields",
     "BandedBillStatement",
     "BillStatement",
     "ProofBundle",
@@ -88,8 +90,11 @@ STATEMENT_FORMAT = "meterhub/bill-statement/v1"
 
 
 @dataclass(frozen=True, slots=True)
-class BillStatement:
-    """What the hub releases for one billing period (docs/formats.md, "Bill statement").
+class BillFields:
+    """The fields every bill statement version carries, in JSON :data:`STATEMENT_FIELDS`
+    (docs/formats.md, "Bill statement"). Each version is a subclass that adds its own
+    fields after these (keyword construction, so the order is free; the JSON keys are
+    sorted, so it never reaches the bytes).
 
     ``energy_charge = sum t_i*m_i`` and ``blinding = sum t_i*r_i mod Q``;
     ``total = energy_charge + standing_charge``. All amounts in sub-units.
@@ -110,6 +115,12 @@ class BillStatement:
     total: int
     blinding: int
 
+
+@dataclass(frozen=True, slots=True)
+class BillStatement(BillFields):
+    """What the hub releases for one billing period (docs/formats.md, "Bill statement"):
+    exactly the :class:`BillFields`."""
+
     def to_dict(self) -> dict[str, object]:
         return statement_common_dict(self, STATEMENT_FORMAT)
 
@@ -121,23 +132,7 @@ class BillStatement:
         o = check_fields(o, STATEMENT_FIELDS, "bill statement")
         if o["format"] != STATEMENT_FORMAT:
             raise FormatError(f"unknown bill statement format {o['format']!r}")
-        pf, pt, digest, blinding = decode_statement_common(o)
-        return cls(
-            o["meter_id"],
-            pf,
-            pt,
-            o["first_index"],
-            o["count"],
-            o["tariff_id"],
-            o["tariff_version"],
-            digest,
-            o["currency"],
-            o["subunits_per_unit"],
-            o["energy_charge"],
-            o["standing_charge"],
-            o["total"],
-            blinding,
-        )
+        return cls(**_common_values(o))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> BillStatement:
@@ -184,7 +179,28 @@ def decode_statement_common(o: dict) -> tuple[date, date, bytes, int]:
     return pf, pt, digest, int.from_bytes(blinding, "big")
 
 
-def statement_common_dict(st: Any, fmt: str) -> dict[str, object]:
+def _common_values(o: dict[str, Any]) -> dict[str, Any]:
+    """The :class:`BillFields` of a checked JSON object, by name (decoded, range-checked)."""
+    pf, pt, digest, blinding = decode_statement_common(o)
+    return {
+        "meter_id": o["meter_id"],
+        "period_from": pf,
+        "period_to": pt,
+        "first_index": o["first_index"],
+        "count": o["count"],
+        "tariff_id": o["tariff_id"],
+        "tariff_version": o["tariff_version"],
+        "tariff_digest": digest,
+        "currency": o["currency"],
+        "subunits_per_unit": o["subunits_per_unit"],
+        "energy_charge": o["energy_charge"],
+        "standing_charge": o["standing_charge"],
+        "total": o["total"],
+        "blinding": blinding,
+    }
+
+
+def statement_common_dict(st: BillFields, fmt: str) -> dict[str, object]:
     """The JSON fields every bill statement version shares (docs/formats.md)."""
     return {
         "format": fmt,
@@ -240,25 +256,12 @@ class BandEnergy:
 
 
 @dataclass(frozen=True, slots=True)
-class BandedBillStatement:
-    """The v3 statement (module docstring); amounts as v1, energies in Wh."""
+class BandedBillStatement(BillFields):
+    """The v3 statement (module docstring): the :class:`BillFields` (amounts as v1) and
+    the metering point, the contract and the bands (energies in Wh)."""
 
-    meter_id: str
     metering_point: str
     contract_id: str
-    period_from: date
-    period_to: date  # inclusive
-    first_index: int
-    count: int
-    tariff_id: str
-    tariff_version: int
-    tariff_digest: bytes
-    currency: str
-    subunits_per_unit: int
-    energy_charge: int
-    standing_charge: int
-    total: int
-    blinding: int
     bands: tuple[BandEnergy, ...]
 
     @property
@@ -281,7 +284,7 @@ class BandedBillStatement:
         o = check_fields(o, _V3_FIELDS, "bill statement")
         if o["format"] != STATEMENT_V3_FORMAT:
             raise FormatError(f"unknown bill statement format {o['format']!r}")
-        pf, pt, digest, blinding = decode_statement_common(o)
+        common = _common_values(o)
         mp = check_metering_point(o["metering_point"])
         contract = check_contract_id(o["contract_id"])
         raw = o["bands"]
@@ -299,11 +302,7 @@ class BandedBillStatement:
         idx = [b.band for b in bands]
         if idx != sorted(set(idx)):
             raise FormatError("bill statement bands must be in ascending band order, each once")
-        return cls(
-            o["meter_id"], mp, contract, pf, pt, o["first_index"], o["count"], o["tariff_id"],
-            o["tariff_version"], digest, o["currency"], o["subunits_per_unit"],
-            o["energy_charge"], o["standing_charge"], o["total"], blinding, tuple(bands),
-        )
+        return cls(**common, metering_point=mp, contract_id=contract, bands=tuple(bands))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> BandedBillStatement:
@@ -401,29 +400,15 @@ _V2_FIELDS: dict[str, type] = {**STATEMENT_FIELDS, "tariff_kind": str, "proof": 
 
 
 @dataclass(frozen=True, slots=True)
-class ProvenBillStatement:
+class ProvenBillStatement(BillFields):
     """A bill statement with proofs (docs/formats.md, "Bill statement v2").
 
-    The same fields as the v1 :class:`BillStatement`, plus
+    The :class:`BillFields` of the v1 :class:`BillStatement`, plus
     ``tariff_kind`` and ``proof`` (a :class:`ProofBundle`). ``blinding`` opens
     the committed energy charge (its meaning per kind: :mod:`meterhub.model.billing`).
     """
 
-    meter_id: str
-    period_from: date
-    period_to: date
-    first_index: int
-    count: int
-    tariff_id: str
-    tariff_version: int
     tariff_kind: str
-    tariff_digest: bytes
-    currency: str
-    subunits_per_unit: int
-    energy_charge: int
-    standing_charge: int
-    total: int
-    blinding: int
     proof: bytes
 
     def context(self) -> ProofContext:
@@ -449,16 +434,12 @@ class ProvenBillStatement:
             raise FormatError(f"unknown bill statement format {o['format']!r}")
         if o["tariff_kind"] not in KIND_CODES:
             raise FormatError(f"unknown tariff kind {o['tariff_kind']!r}")
-        pf, pt, digest, blinding_value = decode_statement_common(o)
+        common = _common_values(o)
         try:
             proof = base64.b64decode(o["proof"], validate=True)
         except (ValueError, binascii.Error) as exc:
             raise FormatError(f"malformed bill statement: {exc}") from None
-        return cls(
-            o["meter_id"], pf, pt, o["first_index"], o["count"], o["tariff_id"], o["tariff_version"],
-            o["tariff_kind"], digest, o["currency"], o["subunits_per_unit"], o["energy_charge"],
-            o["standing_charge"], o["total"], blinding_value, proof,
-        )
+        return cls(**common, tariff_kind=o["tariff_kind"], proof=proof)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ProvenBillStatement:

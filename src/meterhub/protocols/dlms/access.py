@@ -116,7 +116,7 @@ def parse_selection(selector: int, parameters: object) -> Selection:
             or not all(isinstance(p, int) and not isinstance(p, bool) for p in parameters)
         ):
             raise DataAccessError(DataAccessResult.TYPE_UNMATCHED, "entry_descriptor shape")
-        return EntrySelection(*parameters)  # type: ignore[arg-type]
+        return EntrySelection(*parameters)
     raise DataAccessError(DataAccessResult.OTHER_REASON, f"access selector {selector}")
 
 

@@ -17,6 +17,7 @@ ASN.1 of the APDUs). ``dlms_cosem`` provides the message classes; here are:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from dlms_cosem.enumerations import DataAccessResult, ServiceException, StateException
 from dlms_cosem.protocol import xdlms
@@ -155,7 +156,7 @@ def encode_get_response_normal(invoke: int, data: bytes) -> bytes:
 
 def encode_get_response_error(invoke: int, result: DataAccessResult) -> bytes:
     """``Get-Response-Normal`` with ``Get-Data-Result`` = data-access-result (choice 1)."""
-    return xdlms.GetResponseNormalWithError(result, _iip(invoke)).to_bytes()
+    return _encoded(xdlms.GetResponseNormalWithError(result, _iip(invoke)))
 
 
 def encode_list_results(results: list[bytes | DataAccessResult]) -> bytes:
@@ -180,12 +181,12 @@ def encode_get_response_block(
 ) -> bytes:
     """``Get-Response-With-Datablock`` (Green Book §9.3.6 block transfer) via ``dlms_cosem``."""
     cls = xdlms.GetResponseLastBlock if last else xdlms.GetResponseWithBlock
-    return cls(bytes(raw), block_number, _iip(invoke)).to_bytes()
+    return _encoded(cls(bytes(raw), block_number, _iip(invoke)))
 
 
 def encode_block_error(invoke: int, block_number: int, result: DataAccessResult) -> bytes:
     """Last block carrying a data-access-result: ends a long GET."""
-    return xdlms.GetResponseLastBlockWithError(result, block_number, _iip(invoke)).to_bytes()
+    return _encoded(xdlms.GetResponseLastBlockWithError(result, block_number, _iip(invoke)))
 
 
 def encode_exception_response(
@@ -203,3 +204,10 @@ def _iip(invoke: int) -> xdlms.InvokeIdAndPriority:
     # Echo the request's invoke-id and priority (Green Book §9.3.2); dlms_cosem keeps
     # only the low 4 bits of the id, which is all a LN invoke-id has.
     return xdlms.InvokeIdAndPriority.from_bytes(bytes([invoke]))
+
+
+def _encoded(apdu: Any) -> bytes:
+    """``apdu.to_bytes()`` of a dlms_cosem APDU (the package ships no type information,
+    so its classes are ``Any`` to mypy)."""
+    out: bytes = apdu.to_bytes()
+    return out

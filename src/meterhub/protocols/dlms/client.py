@@ -316,7 +316,8 @@ def clock_range(since: datetime, until: datetime) -> tuple[int, bytes]:
 
 def _dar(raw: bytes) -> str:
     try:
-        return E.DataAccessResult(raw[0]).name.lower().replace("_", "-")
+        name: str = E.DataAccessResult(raw[0]).name  # dlms_cosem ships no type information
+        return name.lower().replace("_", "-")
     except (ValueError, IndexError):
         return "unknown data-access-result"
 

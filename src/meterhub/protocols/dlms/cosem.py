@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from dlms_cosem.enumerations import DataAccessResult
 
@@ -269,6 +269,12 @@ class Register(CosemObject):
         }
 
 
+#: One buffer row, a cell per capture column: each cell is whatever its column's encoder
+#: takes (a datetime, an int, bytes), so the range filter compares cells dynamically
+#: and answers type-unmatched when a bound does not fit its column.
+ProfileRow = tuple[Any, ...]
+
+
 class ProfileGeneric(CosemObject):
     """Profile generic (IC 7, Blue Book §4.3.6), read-only.
 
@@ -285,7 +291,7 @@ class ProfileGeneric(CosemObject):
         logical_name: bytes,
         columns: Sequence[CaptureColumn],
         encoders: Sequence[Callable[[object], bytes]],
-        rows: Callable[[datetime | None, datetime | None], Sequence[tuple]],
+        rows: Callable[[datetime | None, datetime | None], Sequence[ProfileRow]],
         capture_period: int,
     ) -> None:
         super().__init__(logical_name)
@@ -334,7 +340,7 @@ class ProfileGeneric(CosemObject):
             else:
                 rows = self._rows(None, None)
             try:
-                rows = [r for r in rows if lo <= r[key] <= hi]  # type: ignore[operator]
+                rows = [r for r in rows if lo <= r[key] <= hi]
             except TypeError:
                 raise DataAccessError(
                     DataAccessResult.TYPE_UNMATCHED, "range bounds do not match the column"

@@ -47,7 +47,8 @@ class HdlcError(MeterhubError, ValueError):
 
 def crc16(data: bytes) -> bytes:
     """HCS/FCS bytes as transmitted (dlms-cosem's CRC-16/X.25 implementation)."""
-    return _CRC.calculate_for(data)
+    fcs: bytes = _CRC.calculate_for(data)  # dlms_cosem ships no type information
+    return fcs
 
 
 def _address(buf: bytes, pos: int) -> tuple[bytes, int]:

@@ -126,6 +126,22 @@ def _optional(buf: bytes, pos: int, what: str) -> tuple[bool, int]:
     return buf[pos] == 1, pos + 1
 
 
+def _optional_octet(buf: bytes, pos: int, what: str) -> tuple[int | None, int]:
+    """An OPTIONAL (or DEFAULT) single-octet field, A-XDR: usage flag, then the octet
+    if present (Green Book §9.5); ``None`` when absent."""
+    present, pos = _optional(buf, pos, what)
+    if not present:
+        return None, pos
+    if pos >= len(buf):
+        raise InitiateError(f"{what}: truncated")
+    return buf[pos], pos + 1
+
+
+def _encode_optional_octet(value: int | None) -> bytes:
+    """Inverse of :func:`_optional_octet`."""
+    return b"\x00" if value is None else bytes([1, value & 0xFF])
+
+
 @dataclass(frozen=True)
 class InitiateRequest:
     """xDLMS InitiateRequest (Green Book §9.5)."""
@@ -144,10 +160,7 @@ class InitiateRequest:
         else:
             out += bytes([1, len(self.dedicated_key)]) + self.dedicated_key
         out += b"\x00" if self.response_allowed else b"\x01\x00"
-        if self.proposed_quality_of_service is None:
-            out.append(0)
-        else:
-            out += bytes([1, self.proposed_quality_of_service & 0xFF])
+        out += _encode_optional_octet(self.proposed_quality_of_service)
         out.append(self.proposed_dlms_version_number)
         out += encode_conformance(self.proposed_conformance)
         out += self.client_max_receive_pdu_size.to_bytes(2, "big")
@@ -165,18 +178,9 @@ def parse_initiate_request(apdu: bytes) -> InitiateRequest:
         if pos >= len(apdu) or pos + 1 + apdu[pos] > len(apdu):
             raise InitiateError("dedicated-key: truncated")
         key, pos = apdu[pos + 1 : pos + 1 + apdu[pos]], pos + 1 + apdu[pos]
-    present, pos = _optional(apdu, pos, "response-allowed")
-    allowed = True
-    if present:
-        if pos >= len(apdu):
-            raise InitiateError("response-allowed: truncated")
-        allowed, pos = apdu[pos] != 0, pos + 1
-    present, pos = _optional(apdu, pos, "proposed-quality-of-service")
-    qos = None
-    if present:
-        if pos >= len(apdu):
-            raise InitiateError("proposed-quality-of-service: truncated")
-        qos, pos = apdu[pos], pos + 1
+    allowed_octet, pos = _optional_octet(apdu, pos, "response-allowed")
+    allowed = allowed_octet is None or allowed_octet != 0  # DEFAULT TRUE
+    qos, pos = _optional_octet(apdu, pos, "proposed-quality-of-service")
     if pos >= len(apdu):
         raise InitiateError("proposed-dlms-version-number: truncated")
     version = apdu[pos]
@@ -206,10 +210,7 @@ class InitiateResponse:
 
     def to_bytes(self) -> bytes:
         out = bytearray([INITIATE_RESPONSE])
-        if self.negotiated_quality_of_service is None:
-            out.append(0)
-        else:
-            out += bytes([1, self.negotiated_quality_of_service & 0xFF])
+        out += _encode_optional_octet(self.negotiated_quality_of_service)
         out.append(self.negotiated_dlms_version_number)
         out += encode_conformance(self.negotiated_conformance)
         out += self.server_max_receive_pdu_size.to_bytes(2, "big")
@@ -222,12 +223,7 @@ def parse_initiate_response(apdu: bytes) -> InitiateResponse:
     apdu = bytes(apdu)
     if not apdu or apdu[0] != INITIATE_RESPONSE:
         raise InitiateError("not an InitiateResponse")
-    present, pos = _optional(apdu, 1, "negotiated-quality-of-service")
-    qos = None
-    if present:
-        if pos >= len(apdu):
-            raise InitiateError("negotiated-quality-of-service: truncated")
-        qos, pos = apdu[pos], pos + 1
+    qos, pos = _optional_octet(apdu, 1, "negotiated-quality-of-service")
     if pos >= len(apdu):
         raise InitiateError("negotiated-dlms-version-number: truncated")
     version = apdu[pos]

@@ -51,7 +51,7 @@ def encode_batch_notification(
             axdr.octet_string(commitments),
         ]
     )
-    apdu = DataNotification(
+    apdu: bytes = DataNotification(# dlms_cosem ships no type information
         long_invoke_id_and_priority=LongInvokeIdAndPriority(invoke_id),
         date_time=None,
         body=body,
@@ -73,7 +73,7 @@ def decode_batch_body(body: bytes) -> tuple[str, bytes, bytes, bytes]:
         or not all(isinstance(v, bytes) for v in value)
     ):
         raise axdr.AxdrError("not a meterhub batch notification body")
-    mid, batch, sig, comms = value  # type: ignore[misc]
+    mid, batch, sig, comms = value
     try:
         meter_id = mid.decode()
     except UnicodeDecodeError:

@@ -99,9 +99,10 @@ def _sc(byte: int) -> _sec.SecurityControlField:
 
 def encrypt(keys: Suite0Keys, system_title: bytes, ic: int, plain: bytes) -> bytes:
     """AES-GCM-128 authenticated encryption (SC 0x30); returns ciphertext || 12-byte tag."""
-    return _sec.encrypt(
+    sealed: bytes = _sec.encrypt(# dlms_cosem ships no type information
         _sc(SC_AUTH_ENC), system_title, ic, keys.encryption_key, plain, keys.authentication_key
     )
+    return sealed
 
 
 def decrypt(keys: Suite0Keys, system_title: bytes, ic: int, sc: int, data: bytes) -> bytes:

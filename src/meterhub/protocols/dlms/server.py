@@ -316,11 +316,12 @@ class ServerAssociation:
     ) -> bytes:
         """AARE refusing the association; ``user_information`` is an encoded
         confirmedServiceError (Green Book §9.4.4), sent in clear."""
-        return acse.ApplicationAssociationResponse(
+        aare: bytes = acse.ApplicationAssociationResponse(# dlms_cosem ships no type information
             result=result,
             result_source_diagnostics=diagnostic,
             user_information=acse.UserInformation(_Raw(user_information)) if user_information else None,
         ).to_bytes()
+        return aare
 
     def _reject_busy(self, apdu: bytes) -> tuple[bytes, Outcome]:
         """An AARQ while an association is open or opening: AARE rejected-transient."""
@@ -411,13 +412,13 @@ class ServerAssociation:
         """Check the proposed xDLMS context (Green Book §9.4.6.1); record what was agreed.
         Returns the confirmedServiceError (initiateError) to send back, if any."""
         if req.proposed_dlms_version_number < 6:
-            return xdlms.ConfirmedServiceError(enums.InitiateError.DLMS_VERSION_TOO_LOW).to_bytes()
+            return _initiate_error(enums.InitiateError.DLMS_VERSION_TOO_LOW)
         if req.client_max_receive_pdu_size != 0 and req.client_max_receive_pdu_size < MIN_CLIENT_PDU:
-            return xdlms.ConfirmedServiceError(enums.InitiateError.PDU_SIZE_TOO_SHORT).to_bytes()
+            return _initiate_error(enums.InitiateError.PDU_SIZE_TOO_SHORT)
         negotiated = req.proposed_conformance & SERVER_CONFORMANCE
         if not negotiated & (Conformance.GET | Conformance.ACTION):
             # Nothing this server does would be usable (Green Book: incompatible-conformance).
-            return xdlms.ConfirmedServiceError(enums.InitiateError.INCOMPATIBLE_CONFORMANCE).to_bytes()
+            return _initiate_error(enums.InitiateError.INCOMPATIBLE_CONFORMANCE)
         self.conformance = negotiated
         # 0 means "no limit" (Green Book §9.4.6.1); our own PDU size then bounds responses.
         self.client_max_pdu = req.client_max_receive_pdu_size or 0xFFFF
@@ -542,3 +543,9 @@ def _exc(state: enums.StateException, service: enums.ServiceException) -> bytes:
 def _not_allowed() -> bytes:
     return _exc(enums.StateException.SERVICE_NOT_ALLOWED, enums.ServiceException.OPERATION_NOT_POSSIBLE)
 
+
+
+def _initiate_error(error: enums.InitiateError) -> bytes:
+    """A confirmedServiceError carrying initiateError ``error`` (Green Book §9.4.6.1)."""
+    out: bytes = xdlms.ConfirmedServiceError(error).to_bytes()  # dlms_cosem ships no type information
+    return out

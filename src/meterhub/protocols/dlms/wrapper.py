@@ -35,7 +35,8 @@ class WrapperFrame:
         if len(self.apdu) > 0xFFFF:
             raise WrapperError("an APDU longer than 65535 bytes does not fit a wrapper frame")
         header = WrapperHeader(self.source, self.destination, len(self.apdu))
-        return header.to_bytes() + self.apdu
+        head: bytes = header.to_bytes()  # dlms_cosem ships no type information
+        return head + self.apdu
 
 
 class WrapperDecoder:

@@ -375,7 +375,9 @@ class GPClient:
         return data
 
     # -- management commands --------------------------------------------------------------
-    def install_for_load(self, elf_aid: AID | bytes | str, sd_aid=None, lfdb_hash=b"") -> None:
+    def install_for_load(
+        self, elf_aid: AID | bytes | str, sd_aid: AID | bytes | str | None = None, lfdb_hash: bytes = b""
+    ) -> None:
         data = install_for_load_data(elf_aid, sd_aid, lfdb_hash)
         self._check("INSTALL [for load]", self.send(INS.INSTALL, 0x02, 0x00, data))
 
@@ -417,7 +419,9 @@ class GPClient:
         p2 = 0x80 if related else 0x00
         self._check("DELETE", self.send(INS.DELETE, 0x00, p2, delete_data(aid)))
 
-    def get_status(self, p1: int, *, tagged: bool = True, aid_prefix=None) -> list[StatusEntry]:
+    def get_status(
+        self, p1: int, *, tagged: bool = True, aid_prefix: AID | bytes | str | None = None
+    ) -> list[StatusEntry]:
         """GET STATUS with ``6310`` continuation (P2 b1 = next occurrence)."""
         p2 = 0x02 if tagged else 0x00
         data = get_status_data(aid_prefix)

@@ -22,7 +22,7 @@ Any other tag raises :class:`SMLUnknownTagError`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Protocol, Self
+from typing import TYPE_CHECKING, ClassVar, Protocol, Self
 
 from .crc import crc16_x25_wire
 from .errors import SMLCRCError, SMLStructureError, SMLTruncatedError, SMLUnknownTagError
@@ -79,14 +79,23 @@ class _BodyMixin:
     """``to_bytes``/``from_bytes`` of a bare message body (without the envelope)."""
 
     __slots__ = ()
+    # What every body class defines (its tag, its encoder and decoder); declared
+    # here for the type checker only, so that a body missing one fails mypy.
+    TAG: ClassVar[int]
+    if TYPE_CHECKING:
+
+        def encode(self, w: Writer) -> None: ...
+
+        @classmethod
+        def decode(cls, r: Reader) -> Self: ...
 
     def to_bytes(self) -> bytes:
-        return _body_bytes(self)  # type: ignore[arg-type]
+        return _body_bytes(self)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Self:
         r = Reader(data)
-        body = cls.decode(r)  # type: ignore[attr-defined]
+        body = cls.decode(r)
         check_end(r, cls.__name__)
         return body
 

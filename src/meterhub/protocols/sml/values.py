@@ -9,7 +9,7 @@ against :mod:`.tl` and convenience ``to_bytes``/``from_bytes``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from .errors import SMLEncodeError, SMLStructureError, SMLTypeError, SMLUnknownTagError
 from .tl import INT_TYPES, T_LIST, T_UINT, Reader, Writer, smallest_int_type
@@ -273,7 +273,10 @@ def _utype(value: int) -> str:
     return t
 
 
-def decode_list(r: Reader, item: type[ListEntry] | type[PeriodEntry], what: str) -> list:
+_Entry = TypeVar("_Entry", "ListEntry", "PeriodEntry")
+
+
+def decode_list(r: Reader, item: type[_Entry], what: str) -> list[_Entry]:
     """Decode a SEQUENCE OF ``item`` (list TL then that many entries)."""
     n = r.list_of(None, what)
     return [item.decode(r) for _ in range(n)]
