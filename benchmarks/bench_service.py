@@ -1,8 +1,12 @@
 """Benchmarks of the utility back end as a service (issue 15; docs/service.md).
 
-1. ingest: meter-days/s into SQLite and PostgreSQL, batched (one transaction per
-   delivery, ``UtilityStore.ingest_days``) against the one-commit-per-write path
-   (``ingest_day`` per day, each its own synced commit), variants alternated per run.
+1. ingest: meter-days per CPU-second (and per second of wall time) into SQLite and
+   PostgreSQL, batched (``UtilityStore.ingest_days``: one transaction and one INSERT
+   per delivery, the signed 33-byte form stored) against the same-run baseline, the
+   old path (``OldPath`` below: per-day queries, decompression at ingest), and one
+   commit per day; variants alternated per run. Then every day is read once
+   (``day_commitments``, which expands a day to the 65-byte form on its first read),
+   so the total CPU per meter-day of ingest + first read is compared too.
 2. API: deliveries/s and p99 latency of ``utility serve`` (a separate process) with 50
    concurrent clients on localhost, each delivering its own meter's days, one day per
    request, then re-delivering them until the soak ends; the server's RSS sampled
@@ -80,6 +84,57 @@ def _reset_days(u: UtilityStore) -> None:
 
 
 # -- 1. ingest ---------------------------------------------------------------------------
+class OldPath:
+    """The same-run baseline: ingest as it was before the batched rewrite (kept here, not
+    in src): per day, three or four SELECTs for the stored day and its neighbours, the
+    records split by slicing, the 96 commitments decompressed at ingest (one square root
+    each) and one INSERT of both forms; one transaction per delivery. Same checks, same
+    reasons (the V09 helpers of meterhub.utility.store)."""
+
+    def __init__(self, u: UtilityStore) -> None:
+        self.u = u
+
+    def ingest_days(self, uploads: list) -> list:
+        with self.u._tx():
+            return [self._one(up) for up in uploads]
+
+    def _one(self, up):  # noqa: ANN001, ANN202
+        from meterhub.crypto.group import uncompress_many
+        from meterhub.model.formats.batch import DailyBatch, chain_genesis
+        from meterhub.model.formats.units import RECORD_SIZE, encode_records
+        from meterhub.utility import store as S
+
+        u, b = self.u, up.batch.batch
+        reg = u.registration(b.meter_id)
+        row = u.conn.execute("SELECT batch, signature, c33 FROM days WHERE meter_id=? AND day=?",
+                             (b.meter_id, b.day.isoformat())).fetchone()
+        if row is not None:
+            same = (bytes(row[0]) == b.to_bytes() and bytes(row[1]) == up.batch.signature
+                    and up.records == encode_records(DailyBatch.from_bytes(bytes(row[0])).first_index, bytes(row[2])))
+            return S.IngestResult(same, duplicate=same)
+        n = len(up.records) // RECORD_SIZE  # the records split as before: a slice per record
+        indices = [int.from_bytes(up.records[RECORD_SIZE * k : RECORD_SIZE * k + 8], "big") for k in range(n)]
+        c33 = b"".join(up.records[RECORD_SIZE * k + 8 : RECORD_SIZE * (k + 1)] for k in range(n))
+        S.check_indices(f"day {b.day}", b.first_index, b.count, indices)  # as before: always the loop
+        reason, c33b = S._check_upload(reg, up)  # V09 steps 3-7 (decodes once more: ~10 us)
+        assert not reason and c33b == c33
+        prev = u.conn.execute("SELECT batch FROM days WHERE meter_id=? AND day<? ORDER BY day DESC LIMIT 1",
+                              (b.meter_id, b.day.isoformat())).fetchone()
+        if prev is None:
+            u.conn.execute("SELECT 1 FROM days WHERE meter_id=? LIMIT 1", (b.meter_id,)).fetchone()
+            assert b.first_index or b.prev_head == chain_genesis(b.meter_id)
+        else:
+            pb = DailyBatch.from_bytes(bytes(prev[0]))
+            assert b.first_index == pb.first_index + pb.count and b.prev_head == pb.head
+        u.conn.execute("SELECT batch FROM days WHERE meter_id=? AND day>? ORDER BY day LIMIT 1",
+                       (b.meter_id, b.day.isoformat())).fetchone()
+        c65 = uncompress_many(c33)
+        u.conn.execute("INSERT INTO days VALUES (?,?,?,?,?,?,?,?)",
+                       (b.meter_id, b.day.isoformat(), b.first_index, b.count, b.to_bytes(), up.batch.signature,
+                        c33, c65))
+        return S.IngestResult(True)
+
+
 def bench_ingest(meters: int, days: int, runs: int, tmp: Path, pg_admin: str | None) -> None:
     hs = _histories(meters, days, "i")
     deliveries = [h.uploads() for h in hs]
@@ -94,51 +149,53 @@ def bench_ingest(meters: int, days: int, runs: int, tmp: Path, pg_admin: str | N
         for ups in deliveries:
             assert all(r.accepted and not r.duplicate for r in u.ingest_days(ups))
 
+    def old(u: UtilityStore) -> None:
+        o = OldPath(u)
+        for ups in deliveries:
+            assert all(r.accepted and not r.duplicate for r in o.ingest_days(ups))
+
     def per_write(u: UtilityStore) -> None:
         for ups in deliveries:
             for up in ups:
                 r = u.ingest_day(up)
                 assert r.accepted and not r.duplicate
 
-    import meterhub.utility.store as store_mod
-    from meterhub.crypto.group import Point
+    def first_read(u: UtilityStore) -> None:  # what verification adds on top: every day read once
+        for h in hs:
+            dcs = u.day_commitments(h.meter.meter_id, START, date.fromordinal(START.toordinal() + days - 1))
+            assert len(dcs) == days and all(dc.c65 for dc in dcs)
 
-    fast = store_mod.uncompress_many
-
-    def per_point(c33: bytes) -> bytes:  # the decoding before uncompress_many: a Point per reading
-        return b"".join(Point.from_bytes(c33[k : k + 33]).to_bytes_uncompressed() for k in range(0, len(c33), 33))
-
-    def batched_per_point(u: UtilityStore) -> None:
-        store_mod.uncompress_many = per_point
-        try:
-            batched(u)
-        finally:
-            store_mod.uncompress_many = fast
-
-    variants = [(b, name, fn) for b in stores for name, fn in (("batched", batched), ("per-write", per_write),
-                                                               ("batched, Point per reading", batched_per_point))]
-    wall: dict[tuple[str, str], list[float]] = {(b, n): [] for b, n, _ in variants}
-    cpu: dict[tuple[str, str], list[float]] = {(b, n): [] for b, n, _ in variants}
+    variants = [("batched", batched), ("old path", old), ("one commit per day", per_write)]
+    wall: dict[tuple[str, str], list[float]] = {}
+    cpu: dict[tuple[str, str], list[float]] = {}
     for r in range(runs + 1):  # round 0 is the warm-up
-        for b, name, fn in variants:  # A, B, C, D, A, B, ...
-            u = stores[b]
-            _reset_days(u)
-            c0, t0 = time.process_time(), time.perf_counter()
-            fn(u)
-            t1, c1 = time.perf_counter(), time.process_time()
-            if r:
-                wall[(b, name)].append(t1 - t0)
-                cpu[(b, name)].append(c1 - c0)
+        for b, u in stores.items():
+            for name, fn in variants:  # A, B, C, A, B, C, ...
+                _reset_days(u)
+                c0, t0 = time.process_time(), time.perf_counter()
+                fn(u)
+                t1, c1 = time.perf_counter(), time.process_time()
+                first_read(u)
+                c2 = time.process_time()
+                if r:
+                    wall.setdefault((b, name), []).append(t1 - t0)
+                    cpu.setdefault((b, name), []).append(c1 - c0)
+                    cpu.setdefault((b, name + ", first read"), []).append(c2 - c1)
     for u in stores.values():
         u.close()
     print(f"   ingest: {meters} meters x {days} days = {n_days} meter-days (96 intervals each) per run;"
-          f" deliveries of {days} days")
+          f" deliveries of {days} days; then every day read once (day_commitments) as verification does")
     for b in stores:
-        base = statistics.median(wall[(b, "per-write")])
-        for name in ("batched", "per-write", "batched, Point per reading"):
+        base_c = statistics.median(cpu[(b, "old path")])
+        base_total = base_c + statistics.median(cpu[(b, "old path, first read")])
+        for name, _ in variants:
             w, c = statistics.median(wall[(b, name)]), statistics.median(cpu[(b, name)])
-            row(f"ingest {b} {name}: meter-days/s (wall) | per CPU-second", f"{n_days / w:,.0f}",
-                f"{n_days / c:,.0f}/cpu-s; x{base / w:.2f} vs per-write; median of {runs} runs")
+            read = statistics.median(cpu[(b, name + ", first read")])
+            row(f"ingest {b} {name}: meter-days per CPU-second | wall", f"{n_days / c:,.0f}",
+                f"{n_days / w:,.0f}/s wall; CPU x{base_c / c:.2f} vs old path; median of {runs} runs")
+            row("   + first read of every day: CPU per meter-day (ingest + read)",
+                f"{(c + read) / n_days * 1e6:,.0f} us",
+                f"read {read / n_days * 1e6:,.0f} us; total x{base_total / (c + read):.2f} vs old path")
 
 
 # -- 2. API ------------------------------------------------------------------------------
