@@ -120,6 +120,12 @@ CREATE TABLE outputs (  -- append-only, like bills: a verdict is never rewritten
 CREATE INDEX outputs_by_subject ON outputs (kind, subject, period)
 """
 
+# Version 4: the per-key limit on rejected outputs (docs/service.md, "Limits") counts a
+# party's recent rejections on every output delivery: an index, not a table scan.
+_SCHEMA_V4 = """
+CREATE INDEX outputs_by_party ON outputs (party, verified, at)
+"""
+
 # PostgreSQL has no implicit rowid: bills gets an explicit one (the history's order).
 _PG_SCHEMA_V2 = _SCHEMA.replace(
     "    checked_at TEXT\n)", "    checked_at TEXT,\n    rowid BIGSERIAL PRIMARY KEY\n)"
@@ -128,7 +134,7 @@ _PG_SCHEMA_V3 = _SCHEMA_V3.replace(
     "    at TEXT NOT NULL\n);\nCREATE INDEX", "    at TEXT NOT NULL,\n    rowid BIGSERIAL PRIMARY KEY\n);\nCREATE INDEX"
 )
 assert _PG_SCHEMA_V2 != _SCHEMA and _PG_SCHEMA_V3 != _SCHEMA_V3
-_PG_SCHEMA = _PG_SCHEMA_V2 + ";" + _PG_SCHEMA_V3
+_PG_SCHEMA = _PG_SCHEMA_V2 + ";" + _PG_SCHEMA_V3 + ";" + _SCHEMA_V4
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +222,7 @@ class UtilityStore:
     """The utility's store: SQLite (``utility.sqlite`` under the data directory, the
     default) or PostgreSQL when ``path`` is a ``postgresql://`` URL (docs/service.md)."""
 
-    SCHEMA_VERSION = 3  # 2: bills is an append-only history; 3: refs and outputs (service)
+    SCHEMA_VERSION = 4  # 2: bills is an append-only history; 3: refs and outputs (service); 4: outputs_by_party
 
     def __init__(self, path: str | Path) -> None:
         self.url = str(path)
@@ -225,12 +231,16 @@ class UtilityStore:
         if self.postgres:
             self.path = None
             self.conn = open_pg(
-                self.url, "utility", _PG_SCHEMA, schema_version=self.SCHEMA_VERSION, upgrades={2: _PG_SCHEMA_V3}
+                self.url, "utility", _PG_SCHEMA, schema_version=self.SCHEMA_VERSION,
+                upgrades={2: _PG_SCHEMA_V3, 3: _SCHEMA_V4},
             )
         else:
             self.path = Path(path)
             self.conn = open_db(
-                self.path, _SCHEMA + ";" + _SCHEMA_V3, schema_version=self.SCHEMA_VERSION, upgrades={2: _SCHEMA_V3}
+                self.path,
+                _SCHEMA + ";" + _SCHEMA_V3 + ";" + _SCHEMA_V4,
+                schema_version=self.SCHEMA_VERSION,
+                upgrades={2: _SCHEMA_V3, 3: _SCHEMA_V4},
             )
         self._tariffs: dict[tuple[str, int], Tariff | NonLinearTariff] = {}
         self._registrations: dict[str, MeterRegistration] = {}
