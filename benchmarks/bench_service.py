@@ -12,8 +12,9 @@
    request, then re-delivering them until the soak ends; the server's RSS sampled
    every second. Same-run baseline (after the soak): the store alone, in process,
    the same one-day re-deliveries.
-3. Dask: ``verify-all`` of N customers' pending statements with 1 and 2 workers
-   (two LocalClusters, alternated), and the projection to 10,000 and 1M customers.
+3. Dask: ``verify-all`` of N customers' pending statements (``--days`` each; 30 for a
+   month) with 1 and 2 workers (two LocalClusters, alternated with the single-process
+   baseline), wall and CPU (driver + workers), and the projection to 1M customers.
 
 Run: PYTHONPATH=src python benchmarks/bench_service.py [--meters 20 --days 5
      --soak 60 --customers 40 --runs 5] (PostgreSQL from $MH_PG_DSN or .pgdsn).
@@ -303,6 +304,12 @@ def bench_api(clients: int, days: int, soak: float, tmp: Path, db: str, label: s
 
 # -- 3. Dask -----------------------------------------------------------------------------
 def bench_dask(customers: int, days: int, runs: int, tmp: Path, pg_admin: str | None) -> None:
+    """verify-all of ``customers`` pending statements of ``days`` days each with 1 and 2
+    worker processes (two LocalClusters kept up, runs alternated 1, 2, 1, 2, ...; round 0
+    is the warm-up: imports, connections, days expanded on first read), with the
+    default partitioning. Same-run baseline: the single-process ``verify_pending``.
+    CPU is counted on the driver and in the workers (``client.run(time.process_time)``),
+    so the projection does not depend on how busy the machine is."""
     import logging
 
     from dask.distributed import Client, LocalCluster
@@ -311,6 +318,7 @@ def bench_dask(customers: int, days: int, runs: int, tmp: Path, pg_admin: str | 
 
     from meterhub.service.scaleout import verify_all
 
+    t0 = time.perf_counter()
     hs = _histories(customers, days, "d")
     db = _pg_db(pg_admin, "mh_bench_dask") if pg_admin else str(tmp / "dask.sqlite")
     u = UtilityStore(db if "://" in db else Path(db))
@@ -318,35 +326,66 @@ def bench_dask(customers: int, days: int, runs: int, tmp: Path, pg_admin: str | 
     for h in hs:
         u.ingest_days(h.uploads())
         u.submit_statement(h.statement)
+    print(f"   Dask: {customers} customers x {days} days on {'PostgreSQL' if pg_admin else 'SQLite'} "
+          f"(set-up {time.perf_counter() - t0:.0f} s)")
+
+    def reset() -> None:
+        with u._tx():
+            u.conn.execute("UPDATE bills SET verified=NULL, reason='', checked_at=NULL")
+
     clusters = {
         n: LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0") for n in (1, 2)
     }
     dask_clients = {n: Client(cl) for n, cl in clusters.items()}
-    times: dict[int, list[float]] = {1: [], 2: []}
+    wall: dict[str, list[float]] = {"1": [], "2": [], "in-process": []}
+    cpu: dict[str, list[float]] = {k: [] for k in wall}
+    busiest: dict[str, list[float]] = {"1": [], "2": []}  # CPU of the busiest worker (the critical path)
     try:
         for r in range(runs + 1):
-            for n in clusters:
-                with u._tx():
-                    u.conn.execute("UPDATE bills SET verified=NULL, reason='', checked_at=NULL")
-                t0 = time.perf_counter()
-                ok, bad = verify_all(db, client=dask_clients[n], meters_per_task=max(1, customers // 16))
-                t = time.perf_counter() - t0
+            for n in ("in-process", "1", "2"):
+                reset()
+                if n == "in-process":
+                    c0, t0 = time.process_time(), time.perf_counter()
+                    ok, bad = u.verify_pending()
+                    t, c = time.perf_counter() - t0, time.process_time() - c0
+                else:
+                    client = dask_clients[int(n)]
+                    w0 = client.run(time.process_time)
+                    c0, t0 = time.process_time(), time.perf_counter()
+                    ok, bad = verify_all(db, client=client)
+                    t, c = time.perf_counter() - t0, time.process_time() - c0
+                    w1 = client.run(time.process_time)
+                    c += sum(w1[k] - w0[k] for k in w1)
+                    if r:
+                        busiest[n].append(max(w1[k] - w0[k] for k in w1))
                 assert (ok, bad) == (customers, 0)
                 if r:
-                    times[n].append(t)
+                    wall[n].append(t)
+                    cpu[n].append(c)
     finally:
-        for c in dask_clients.values():
-            c.close()
-        for cl in clusters.values():
-            cl.close()
+        for cl_ in dask_clients.values():
+            cl_.close()
+        for cluster in clusters.values():
+            cluster.close()
         u.close()
-    t1, t2 = statistics.median(times[1]), statistics.median(times[2])
-    row(f"Dask verify-all: {customers} customers x {days} days, 1 worker", f"{t1:.2f} s",
-        f"{customers / t1:,.1f} customers/s; median of {runs} runs")
-    row("Dask verify-all: same, 2 workers", f"{t2:.2f} s", f"speed-up x{t1 / t2:.2f}")
-    per_month = t1 / customers * 30 / days  # one worker = one core; a statement's cost is linear in days
-    row("projection: worker-seconds per customer-month (1 worker, wall, incl. DB + Dask)", f"{per_month * 1e3:.1f} ms",
-        f"10,000: {per_month * 1e4 / 3600:.2f} core-h; 1M: {per_month * 1e6 / 3600:.1f} core-h")
+    med = {k: statistics.median(v) for k, v in wall.items()}
+    medc = {k: statistics.median(v) for k, v in cpu.items()}
+    month = 30 / days  # a statement's cost is linear in its days
+    row(f"Dask verify-all: {customers} customers x {days} days, in one process (verify_pending)",
+        f"{med['in-process']:.2f} s", f"CPU {medc['in-process']:.2f} s; median of {runs} runs")
+    row("Dask verify-all: 1 worker (wall | CPU driver + worker)", f"{med['1']:.2f} s",
+        f"CPU {medc['1']:.2f} s; x{med['in-process'] / med['1']:.2f} vs in process; median of {runs} runs")
+    row("Dask verify-all: 2 workers (wall | CPU driver + workers)", f"{med['2']:.2f} s",
+        f"CPU {medc['2']:.2f} s; speed-up x{med['1'] / med['2']:.2f} vs 1 worker; median of {runs} runs")
+    b1, b2 = statistics.median(busiest["1"]), statistics.median(busiest["2"])
+    row("Dask: CPU of the busiest worker, 1 worker | 2 workers", f"{b1:.2f} s",
+        f"{b2:.2f} s: x{b1 / b2:.2f} (how evenly the work splits, whatever the machine's load)")
+    per_month_cpu = medc["2"] / customers * month
+    per_month_wall = med["1"] / customers * month
+    row("projection: CPU per customer-month (2 workers, driver + workers)", f"{per_month_cpu * 1e3:.1f} ms",
+        f"1M customers: {per_month_cpu * 1e6 / 3600:.1f} core-hours; 10,000: {per_month_cpu * 1e4 / 3600:.2f}")
+    row("projection: 1-worker wall per customer-month (DB, Dask, idle included)", f"{per_month_wall * 1e3:.1f} ms",
+        f"1M customers: {per_month_wall * 1e6 / 3600:.1f} worker-hours")
 
 
 def main() -> None:

@@ -266,5 +266,6 @@ def add_utility_service_parsers(u: Any) -> None:
     v.add_argument("--db", default=DEFAULT_DB, help=f"SQLite file or postgresql:// URL (default: {DEFAULT_DB})")
     v.add_argument("--dask", help="address of a dask scheduler, e.g. tcp://host:8786 (default: a local cluster)")
     v.add_argument("--workers", type=int, default=1, help="local cluster worker processes (default: 1)")
-    v.add_argument("--meters-per-task", type=int, default=50, help="meters per Dask task (default: 50)")
+    v.add_argument("--meters-per-task", type=_number(int, "an integer", 1, 1_000_000),
+                   help="meters per Dask task (default: none, about 4 tasks per worker, at most 1000 meters each)")
     v.set_defaults(func=cmd_utility_verify_all)
