@@ -42,9 +42,11 @@ from cryptography.utils import CryptographyDeprecationWarning
 from _bench import Timing, alternate, header, row
 from meterhub.crypto import ecdsa
 from meterhub.crypto.group import G, H, Point, base_mul, msm_encoded
-from meterhub.exchange import BillStatement, DayUpload, encode_records
 from meterhub.hub.billing import bill_statement, linear_bill
 from meterhub.meter.device import Meter, chain_head
+from meterhub.model.formats.statements import BillStatement
+from meterhub.model.formats.units import encode_records
+from meterhub.model.formats.upload import DayUpload
 from meterhub.model.timebase import day_starts, range_starts
 from meterhub.tariffs import Tariff, example_signed_tariff
 from meterhub.utility.store import UtilityStore

@@ -25,7 +25,6 @@ from typing import Any
 from _bench import alternate, header, row
 from meterhub.applets.billing import CLASS_NAME
 from meterhub.crypto import ecdsa
-from meterhub.exchange import new_home_link_key
 from meterhub.hub.billing import bill_statement
 from meterhub.hub.secure_element import (
     BILLING_APP_AID,
@@ -37,6 +36,7 @@ from meterhub.hub.secure_element import (
     open_hub_card,
 )
 from meterhub.meter.device import Meter
+from meterhub.model.formats.sealed import new_home_link_key
 from meterhub.model.timebase import day_starts
 from meterhub.protocols.gp.host import GPClient
 from meterhub.protocols.iso7816 import CommandAPDU

@@ -38,20 +38,9 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from _bench import header, row
-from meterhub.aggregation import (
-    AggregationRequest,
-    MaskedRelease,
-    RecoveryRelease,
-    RecoveryRequest,
-    mask_context,
-    self_mask_context,
-    self_mask_threshold,
-    share_aad,
-)
 from meterhub.applets.aggregation import hour_sums
 from meterhub.crypto import ecdsa, selfmask, zerosum
 from meterhub.crypto.group import G, H, Point, Q, msm
-from meterhub.group_registry import span_digest
 from meterhub.hub.aggregation import AGGREGATION_APP_AID, aggregation_load_file
 from meterhub.hub.secure_element import (
     RECIPIENT_SDS,
@@ -61,6 +50,17 @@ from meterhub.hub.secure_element import (
     open_hub_card,
 )
 from meterhub.meter.device import Meter
+from meterhub.model.formats.aggregation import (
+    AggregationRequest,
+    MaskedRelease,
+    RecoveryRelease,
+    RecoveryRequest,
+    mask_context,
+    self_mask_context,
+    self_mask_threshold,
+    share_aad,
+)
+from meterhub.model.group_registry import span_digest
 from meterhub.model.timebase import day_starts
 from meterhub.utility.fraud import (
     AGGREGATION_CLASS,

@@ -36,8 +36,9 @@ from zoneinfo import ZoneInfo
 
 from _bench import alternate, header, row
 from meterhub.crypto import ecdsa
-from meterhub.exchange import DayUpload, decode_records, encode_records
 from meterhub.meter.device import DailyBatch, Meter
+from meterhub.model.formats.units import decode_records, encode_records
+from meterhub.model.formats.upload import DayUpload
 from meterhub.protocols.dlms import axdr
 from meterhub.protocols.dlms.apdu import encode_get_response_normal
 from meterhub.protocols.dlms.cosem import (

@@ -30,9 +30,10 @@ START = date(2027, 5, 3)
 
 def build(db: Path, meters: int, days: int, seed: int) -> None:
     from meterhub.crypto import ecdsa
-    from meterhub.exchange import DayUpload, encode_records
     from meterhub.hub.billing import bill_statement
     from meterhub.meter.device import Meter
+    from meterhub.model.formats.units import encode_records
+    from meterhub.model.formats.upload import DayUpload
     from meterhub.model.timebase import day_starts
     from meterhub.tariffs import dump_tariff, example_signed_tariff
     from meterhub.utility.store import UtilityStore

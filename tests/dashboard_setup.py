@@ -35,7 +35,7 @@ def demo_dir(factory) -> Path:  # type: ignore[no-untyped-def]
     if "dir" not in _BUILT:
         import os
 
-        from meterhub.demo import DemoParams, run_demo
+        from meterhub.demo.system import DemoParams, run_demo
 
         d = factory.mktemp("dashdemo")
         prebuilt = os.environ.get("METERHUB_DASHBOARD_DEMO")  # a directory this function built before
@@ -44,7 +44,9 @@ def demo_dir(factory) -> Path:  # type: ignore[no-untyped-def]
             return _BUILT["dir"]
         params = DemoParams(households=5, days=DAYS, start=START, data_dir=d, thieves=1, interval_minutes=INTERVAL)
         run_demo(params)
-        from meterhub import dr_demo, fraud_demo, settlement_demo
+        from meterhub.demo import dr as dr_demo
+        from meterhub.demo import fraud as fraud_demo
+        from meterhub.demo import settlement as settlement_demo
 
         settlement_demo.run(params)
         fraud_demo.run(params, thieves=1)

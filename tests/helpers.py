@@ -8,9 +8,11 @@ from datetime import date, timedelta
 
 from meterhub.crypto import ecdsa
 from meterhub.crypto.pedersen import Opening
-from meterhub.exchange import BillStatement, DayUpload, encode_records
 from meterhub.hub.billing import bill_statement
 from meterhub.meter.device import DayRecord, Meter
+from meterhub.model.formats.statements import BillStatement
+from meterhub.model.formats.units import encode_records
+from meterhub.model.formats.upload import DayUpload
 from meterhub.model.timebase import day_starts
 from meterhub.tariffs import Tariff, example_signed_tariff
 from meterhub.utility.verifier import DayCommitments, MeterRegistration

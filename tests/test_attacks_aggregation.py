@@ -1,6 +1,6 @@
 """A hostile grid operator against the aggregation rules (docs/fraud.md): recovery claims,
 groups that differ by fewer than the minimum, and a chain of groups that no single hub's
-own groups reveal, refused over the whole group registry (meterhub.group_registry)."""
+own groups reveal, refused over the whole group registry (meterhub.model.group_registry)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from datetime import date, timedelta
 import pytest
 
 from helpers import make_history
-from meterhub.aggregation import (
+from meterhub.crypto import ecdsa
+from meterhub.model.formats.aggregation import (
     AggregationRequest,
     GroupDefinition,
     GroupMember,
@@ -18,8 +19,7 @@ from meterhub.aggregation import (
     RecoveryRequest,
     demo_group_key,
 )
-from meterhub.crypto import ecdsa
-from meterhub.group_registry import RegistryBlock, RegistryView, isolated_households
+from meterhub.model.group_registry import RegistryBlock, RegistryView, isolated_households
 from meterhub.utility.fraud import (
     GroupRegistry,
     demo_grid_key,

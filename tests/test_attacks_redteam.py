@@ -252,9 +252,14 @@ def test_finding_real_households_with_phantom_keys_are_refused():
     household ``v``. Unlike invented phantom ids (docs/fraud.md, residual risk), the ids
     are the feeder's real customers, so no customer count gives it away. Every hub now
     refuses a registry that lists one household with two hub keys on overlapping days."""
-    from meterhub.aggregation import GroupDefinition, GroupMember, PolicyRefusal, demo_group_key
     from meterhub.crypto import ecdsa
-    from meterhub.group_registry import RegistryBlock, RegistryView, isolated_households
+    from meterhub.model.formats.aggregation import (
+        GroupDefinition,
+        GroupMember,
+        PolicyRefusal,
+        demo_group_key,
+    )
+    from meterhub.model.group_registry import RegistryBlock, RegistryView, isolated_households
 
     year = (date(2027, 1, 1), date(2027, 12, 31))
 

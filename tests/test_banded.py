@@ -14,13 +14,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meterhub.banded import BandedBillStatement, BandEnergy, band_indices
 from meterhub.crypto import ecdsa
 from meterhub.crypto.group import Q
-from meterhub.exchange import DayUpload, FormatError, encode_records
 from meterhub.hub.billing import banded_statement
 from meterhub.hub.proving import statement_from_json
 from meterhub.meter.device import BatchError, DailyBatch, Meter, SignedBatch
+from meterhub.model.billing.bands import band_indices
+from meterhub.model.errors import FormatError
+from meterhub.model.formats.statements import BandedBillStatement, BandEnergy
+from meterhub.model.formats.units import encode_records
+from meterhub.model.formats.upload import DayUpload
 from meterhub.model.ids import (
     check_contract_id,
     check_metering_point,

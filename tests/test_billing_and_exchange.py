@@ -13,19 +13,18 @@ from hypothesis import strategies as st
 from helpers import card_vault, make_history
 from meterhub.crypto.group import Q
 from meterhub.crypto.pedersen import Opening
-from meterhub.exchange import (
-    BillStatement,
-    DayUpload,
-    FormatError,
+from meterhub.hub.billing import linear_bill
+from meterhub.hub.store import HubError, HubStore
+from meterhub.model.errors import FormatError
+from meterhub.model.formats.sealed import (
     SealedDay,
-    decode_records,
-    encode_records,
     new_home_link_key,
     open_sealed_openings,
     seal_openings,
 )
-from meterhub.hub.billing import linear_bill
-from meterhub.hub.store import HubError, HubStore
+from meterhub.model.formats.statements import BillStatement
+from meterhub.model.formats.units import decode_records, encode_records
+from meterhub.model.formats.upload import DayUpload
 from meterhub.model.timebase import day_starts
 from meterhub.tariffs import TariffError, example_tariff
 from meterhub.utility.store import UtilityStore

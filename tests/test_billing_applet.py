@@ -10,8 +10,9 @@ from helpers import cycle_policy, make_history, provision_test_guard
 from meterhub.applets.billing import CLASS_NAME, encode_day, encode_pairing
 from meterhub.card import Card
 from meterhub.crypto import ecdsa
-from meterhub.exchange import BillStatement, new_home_link_key, seal_openings
 from meterhub.hub.secure_element import SUPPLIER_SD_AID
+from meterhub.model.formats.sealed import new_home_link_key, seal_openings
+from meterhub.model.formats.statements import BillStatement
 from meterhub.protocols.iso7816 import CommandAPDU, ResponseAPDU
 from meterhub.tariffs import (
     demo_supplier_key,

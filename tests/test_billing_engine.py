@@ -90,7 +90,7 @@ def test_a_statement_of_the_wrong_version_for_the_kind_is_rejected() -> None:
 @pytest.mark.parametrize(
     ("path", "fork"),
     [
-        ("cli.py", "isinstance(tariff, NonLinearTariff)"),
+        ("cli/hub.py", "isinstance(tariff, NonLinearTariff)"),
         ("applets/billing.py", "isinstance(tariff, NonLinearTariff)"),
         ("utility/store.py", "isinstance(tariff, NonLinearTariff)"),
         ("hub/proving.py", "KIND_TIERED"),

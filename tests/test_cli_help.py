@@ -66,7 +66,7 @@ class _Tty(io.StringIO):
 
 
 def test_show_progress_needs_a_terminal_and_no_json() -> None:
-    from meterhub.cli import show_progress
+    from meterhub.cli.common import show_progress
 
     ns = argparse.Namespace(no_progress=False, json=False)
     assert show_progress(ns, _Tty())
@@ -80,7 +80,7 @@ def test_show_progress_needs_a_terminal_and_no_json() -> None:
     [(io.StringIO, [], False), (_Tty, [], True), (_Tty, ["--json"], False), (_Tty, ["--no-progress"], False)],
 )
 def test_demo_gets_a_progress_bar_only_on_a_terminal(monkeypatch, tmp_path, stream, extra, wants_bar) -> None:
-    import meterhub.demo as demo
+    import meterhub.demo.system as demo
 
     seen: list[object] = []
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meterhub.cli import build_parser, main
-from meterhub.config import ConfigError, apply_config, config_path, configure_logging
+from meterhub.cli.config import ConfigError, apply_config, config_path, configure_logging
 
 
 def test_config_sets_defaults_and_flags_override(tmp_path, capsys):

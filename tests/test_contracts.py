@@ -11,9 +11,10 @@ from datetime import date, timedelta
 import pytest
 
 from meterhub.crypto import ecdsa
-from meterhub.exchange import DayUpload, encode_records
 from meterhub.hub.billing import banded_statement
 from meterhub.meter.device import Meter
+from meterhub.model.formats.units import encode_records
+from meterhub.model.formats.upload import DayUpload
 from meterhub.model.timebase import day_starts
 from meterhub.tariffs import demo_supplier_key, dump_tariff, example_tariff, sign_tariff
 from meterhub.utility.contracts import Contract, TariffPeriod, segments_for, split_period

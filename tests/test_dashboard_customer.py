@@ -225,7 +225,7 @@ def test_demo_hint_commands_parse():
     import shlex
 
     from meterhub.cli import build_parser
-    from meterhub.cli_web import dashboards_hint
+    from meterhub.cli.hub_web import dashboards_hint
 
     hint = dashboards_hint("meterhub-data", METER)
     cmds = [line.split("meterhub ", 1)[1].split("   then")[0] for line in hint.splitlines() if "meterhub " in line]

@@ -11,7 +11,7 @@ from datetime import date
 import pytest
 
 from meterhub.cli import main
-from meterhub.demo import DemoError, DemoParams, run_demo
+from meterhub.demo.system import DemoError, DemoParams, run_demo
 
 
 def test_demo_bills_verify_and_match_raw_readings(tmp_path):

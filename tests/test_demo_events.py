@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from meterhub.cli import main
-from meterhub.demo_events import run_events
+from meterhub.demo.events import run_events
 
 
 def test_events_scenario_is_verified_with_estimate_and_correction():

@@ -25,6 +25,7 @@ from meterhub.model.dp import (
     dp_forecast,
     utilities,
 )
+from meterhub.model.formats.dp_forecast import DpForecastRelease
 from meterhub.policy import (
     LogEntry,
     LogError,
@@ -36,7 +37,7 @@ from meterhub.policy import (
 )
 from meterhub.protocols.iso7816 import CommandAPDU, ResponseAPDU
 from meterhub.tariffs.profiles import reference_profiles
-from meterhub.utility.forecasting import DpForecastRelease, pearson
+from meterhub.utility.forecasting import dp_forecast_next, pearson
 from meterhub.utility.settlement import HubRefused
 from test_settlement import Hub
 
@@ -159,6 +160,7 @@ def test_dp_forecast_through_the_card_and_its_budget(tmp_path) -> None:
     req = b"\x22" + period + (800).to_bytes(2, "big") + ids
     raw = mb.request(req, "dp forecast")
     rel = DpForecastRelease.from_json(raw)
+    assert rel.to_json().encode() == raw  # the applet writes with the class the forecaster reads with
     assert rel.meter_id == h.registration.meter_id and rel.epsilon_milli == 800
     assert (rel.clip_wh, rel.unit_hours, rel.hours) == (5000, 1, 48)
     assert rel.klass in ids.decode().split(",")
@@ -186,10 +188,21 @@ def test_dp_release_parser_rejects_tampering() -> None:
             "period_to": "2027-03-23", "hours": 48, "energy_wh": -5, "class": "a", "profiles": ["a", "b"],
             "versions": {"a": 1, "b": 1}, "epsilon_milli": 500, "clip_wh": 5000, "unit_hours": 1,
             "applet_aid": "A0", "code_hash": "00"}
-    assert DpForecastRelease.from_json(json.dumps(good)).forecast_next([1.0, 2.0], 3.0) == [0.0, 0.0]
+    assert dp_forecast_next(DpForecastRelease.from_json(json.dumps(good)), [1.0, 2.0], 3.0) == [0.0, 0.0]
     for change in [{"class": "c"}, {"versions": {"a": 1}}, {"energy_wh": 1.5}, {"hours": -1}, {"extra": 1}]:
         with pytest.raises(ValueError):
             DpForecastRelease.from_json(json.dumps({**good, **change}))
+
+
+def test_dp_release_json_is_the_applets_encoding() -> None:
+    """to_json gives the bytes the applet wrote before the class had an encoder: the
+    release dict, sorted keys, no spaces."""
+    d = {"format": "meterhub-dp-forecast/1", "meter_id": "m-7", "period_from": "2027-03-01",
+         "period_to": "2027-03-31", "hours": 743, "energy_wh": -12, "class": "h0", "profiles": ["h0", "g0"],
+         "versions": {"h0": 2, "g0": 1}, "epsilon_milli": 800, "clip_wh": 5000, "unit_hours": 1,
+         "applet_aid": "F04D480050520101", "code_hash": "ab" * 32}
+    raw = json.dumps(d, sort_keys=True, separators=(",", ":"))
+    assert DpForecastRelease.from_json(raw).to_json() == raw
 
 
 @settings(max_examples=200, deadline=None)

@@ -8,9 +8,10 @@ from datetime import date
 
 import pytest
 
-from meterhub import dr_demo, settlement_demo
 from meterhub.cli import main
-from meterhub.demo import DemoParams, run_demo
+from meterhub.demo import dr as dr_demo
+from meterhub.demo import settlement as settlement_demo
+from meterhub.demo.system import DemoParams, run_demo
 
 
 @pytest.fixture(scope="module")

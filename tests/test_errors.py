@@ -11,7 +11,8 @@ import pytest
 
 import meterhub
 from meterhub.card.store import PowerLoss, StorageIntegrityError
-from meterhub.cli import UsageError, error_line
+from meterhub.cli import error_line
+from meterhub.cli.common import UsageError
 from meterhub.errors import EXIT_REJECTED, EXIT_USAGE, MeterhubError
 from meterhub.model.errors import FormatError, Rejected
 

@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 from helpers import make_history
 from meterhub.applets.export import export_request
 from meterhub.crypto import ecdsa
-from meterhub.greenbutton import ExportFormatError, parse_export
 from meterhub.hub.secure_element import (
     EXPORT_APP_AID,
     RECIPIENT_SDS,
@@ -28,6 +27,7 @@ from meterhub.hub.secure_element import (
     export_load_file,
 )
 from meterhub.hub.store import HubError
+from meterhub.model.formats.greenbutton import ExportFormatError, parse_export
 from meterhub.policy import PolicyError, verify_release_log
 from meterhub.policy.consent import (
     Consent,

@@ -13,7 +13,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import make_history
-from meterhub.aggregation import (
+from meterhub.card import Card, PowerLoss
+from meterhub.crypto import ecdsa, zerosum
+from meterhub.crypto.group import Q
+from meterhub.hub.aggregation import AGGREGATION_APP_AID, aggregation_load_file
+from meterhub.hub.secure_element import (
+    RECIPIENT_SDS,
+    ReadingsClient,
+    demo_dap_key,
+    demo_scp03_keys,
+    open_hub_card,
+)
+from meterhub.model.formats.aggregation import (
     AggregationRequest,
     FormatError,
     GroupDefinition,
@@ -23,18 +34,7 @@ from meterhub.aggregation import (
     RecoveryRequest,
     mask_context,
 )
-from meterhub.card import Card, PowerLoss
-from meterhub.crypto import ecdsa, zerosum
-from meterhub.crypto.group import Q
-from meterhub.group_registry import RegistryBlock
-from meterhub.hub.aggregation import AGGREGATION_APP_AID, aggregation_load_file
-from meterhub.hub.secure_element import (
-    RECIPIENT_SDS,
-    ReadingsClient,
-    demo_dap_key,
-    demo_scp03_keys,
-    open_hub_card,
-)
+from meterhub.model.group_registry import RegistryBlock
 from meterhub.utility.fraud import (
     AGGREGATION_CLASS,
     GroupRegistry,

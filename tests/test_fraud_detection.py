@@ -10,9 +10,8 @@ from datetime import date, timedelta
 import numpy as np
 import pytest
 
-from meterhub.aggregation import MaskedRelease
 from meterhub.cli import main
-from meterhub.fraud_study import StudyParams, run_study
+from meterhub.demo.fraud_study import StudyParams, run_study
 from meterhub.meter.grid import (
     INVERTIBLE,
     THEFT_KINDS,
@@ -24,6 +23,7 @@ from meterhub.meter.grid import (
     simulate_grid,
     true_from_recorded,
 )
+from meterhub.model.formats.aggregation import MaskedRelease
 from meterhub.model.timebase import range_starts
 from meterhub.utility.theft import (
     balance,
@@ -138,8 +138,8 @@ def test_the_published_cable_segments_cover_every_localisation(grid) -> None:
     """The demo publishes the feeder group and cable_segments() in the feeder's group
     registry before any release (no retroactive groups): localise never tests another
     segment, and the set passes the hubs' registry check for any feeder size."""
-    from meterhub.aggregation import GroupDefinition, GroupMember, demo_group_key
-    from meterhub.group_registry import registry_problems
+    from meterhub.model.formats.aggregation import GroupDefinition, GroupMember, demo_group_key
+    from meterhub.model.group_registry import registry_problems
     from meterhub.utility.theft import cable_segments
 
     honest, cal, _ = grid
@@ -285,7 +285,7 @@ def test_utility_fraud_on_stored_data(demo, capsys, tmp_path) -> None:
     (kept,) = conn.execute("SELECT value FROM meta WHERE key='registry/feeder-0'").fetchone()
     blocks = json.loads(kept)
     from meterhub.crypto import ecdsa
-    from meterhub.group_registry import RegistryBlock
+    from meterhub.model.group_registry import RegistryBlock
 
     forged = RegistryBlock.from_bytes(bytes.fromhex(blocks[0])).signed(ecdsa.generate_signing_key())
     conn.execute("UPDATE meta SET value=? WHERE key='registry/feeder-0'", (json.dumps([forged.to_bytes().hex()]),))
@@ -326,8 +326,8 @@ def test_utility_fraud_on_stored_data(demo, capsys, tmp_path) -> None:
 def test_fraud_section_reruns_identically(demo) -> None:
     """A second run on the same data (groups, releases, the recovery, the calibration
     already there) gives the same report: every step is idempotent."""
-    from meterhub.demo import DemoParams
-    from meterhub.fraud_demo import run
+    from meterhub.demo.fraud import run
+    from meterhub.demo.system import DemoParams
 
     d, _, doc = demo
     params = DemoParams(households=11, days=12, start=date(2027, 4, 5), data_dir=d)

@@ -12,10 +12,8 @@ from datetime import date, timedelta
 import pytest
 
 from helpers import make_history
-from meterhub.aggregation import AggregationRequest, RecoveryRequest
 from meterhub.card.guard import GUARD_AID, output_allowed
 from meterhub.crypto import ecdsa
-from meterhub.group_registry import RegistryBlock
 from meterhub.hub.aggregation import (
     AGGREGATION_APP_AID,
     AGGREGATION_MODULE_AID,
@@ -33,6 +31,8 @@ from meterhub.hub.secure_element import (
     open_hub_card,
     profiling_load_file,
 )
+from meterhub.model.formats.aggregation import AggregationRequest, RecoveryRequest
+from meterhub.model.group_registry import RegistryBlock
 from meterhub.policy import LogEntry, LogError, default_policy, verify_release_log
 from meterhub.tariffs.price_index import sign_series
 from meterhub.utility.fraud import (
@@ -284,7 +284,7 @@ def test_the_demos_aggregation_keys_never_repeat_a_released_draw() -> None:
     """The demo opens each card several times and the card's seeded source restarts per
     open: the fraud section draws from a stream of its own, so an applet's X25519 key is
     never the coin-toss nonce the same card released with its samples."""
-    from meterhub.demo import DemoRandom
+    from meterhub.demo.system import DemoRandom
 
     r = DemoRandom(2027)
     toss = r.card_rng("hh-0000")(32)  # the first draw of an ordinary open (the hub's nonce)

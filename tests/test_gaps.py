@@ -11,9 +11,10 @@ from datetime import date, timedelta
 import pytest
 
 from meterhub.crypto import ecdsa
-from meterhub.exchange import DayUpload, encode_records
 from meterhub.hub.billing import banded_statement
 from meterhub.meter.device import Meter, SignedBatch, chain_head
+from meterhub.model.formats.units import encode_records
+from meterhub.model.formats.upload import DayUpload
 from meterhub.model.timebase import day_starts
 from meterhub.tariffs import dump_tariff, example_signed_tariff
 from meterhub.utility.invoices import BillRefused, InvoiceStore, make_period_bill

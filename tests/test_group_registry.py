@@ -1,4 +1,4 @@
-"""The group registry (meterhub.group_registry, docs/fraud.md): the exact span test, the
+"""The group registry (meterhub.model.group_registry, docs/fraud.md): the exact span test, the
 block format, the chain rules, equivocation (forked registries: masks do not cancel), no
 retroactive groups, and regroupings that must still work."""
 
@@ -14,15 +14,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import make_history
-from meterhub.aggregation import (
+from meterhub.crypto import ecdsa
+from meterhub.hub.aggregation import AGGREGATION_APP_AID
+from meterhub.model.errors import FormatError
+from meterhub.model.formats.aggregation import (
     GroupDefinition,
     GroupMember,
     PolicyRefusal,
     demo_group_key,
 )
-from meterhub.crypto import ecdsa
-from meterhub.exchange import FormatError
-from meterhub.group_registry import (
+from meterhub.model.group_registry import (
     RegistryBlock,
     RegistryView,
     isolated_households,
@@ -30,7 +31,6 @@ from meterhub.group_registry import (
     registry_problems,
     span_digest,
 )
-from meterhub.hub.aggregation import AGGREGATION_APP_AID
 from meterhub.utility.fraud import (
     GroupRegistry,
     collect_day,

@@ -17,17 +17,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers import card_vault
-from meterhub.demo_homelink import InProcessHomeLink
-from meterhub.dlms_link import (
+from meterhub.demo.homelink import InProcessHomeLink
+from meterhub.hub.homelink import HomeLinkError, HubHomeLink
+from meterhub.hub.store import HubStore
+from meterhub.links.dlms import (
     HOME_LINK_KDF_INFO,
     home_link_suite0_keys,
     hub_system_title,
     meter_system_title,
 )
-from meterhub.exchange import new_home_link_key, open_sealed_openings
-from meterhub.hub.homelink import HomeLinkError, HubHomeLink
-from meterhub.hub.store import HubStore
 from meterhub.meter.store import MeterStore
+from meterhub.model.formats.sealed import new_home_link_key, open_sealed_openings
 from meterhub.model.timebase import intervals_per_day
 from meterhub.protocols.dlms.client import DlmsLinkClient, DlmsLinkError
 from meterhub.protocols.dlms.cosem import IC_PROFILE_GENERIC, OPENINGS

@@ -13,7 +13,7 @@ import pytest
 from meterhub.crypto import ecdsa
 from meterhub.hub.store import HubStore
 from meterhub.meter.store import MeterStore
-from meterhub.storage import StoreError
+from meterhub.storage.sqlite import StoreError
 
 HLK = bytes.fromhex("00112233445566778899aabbccddeeff")
 

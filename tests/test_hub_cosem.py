@@ -19,7 +19,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from meterhub.crypto.group import Q
-from meterhub.exchange import BillStatement
 from meterhub.hub.cosem import (
     BILL_BLINDING,
     BILL_TOTAL,
@@ -32,6 +31,7 @@ from meterhub.hub.cosem import (
     read_statement,
     statement_server,
 )
+from meterhub.model.formats.statements import BillStatement
 from meterhub.protocols.dlms import axdr
 from meterhub.protocols.dlms.client import DlmsLinkClient, DlmsLinkError
 from meterhub.protocols.dlms.cosem import IC_DATA, IC_REGISTER
@@ -216,7 +216,7 @@ def test_statement_read_over_cosem_verifies_at_the_utility(tmp_path):
     recipient, is accepted by the utility's verifier; a changed total is not."""
     import sqlite3
 
-    from meterhub.demo import DemoParams, run_demo
+    from meterhub.demo.system import DemoParams, run_demo
     from meterhub.utility.store import UtilityStore
 
     (result,) = run_demo(DemoParams(households=1, days=2, data_dir=tmp_path))

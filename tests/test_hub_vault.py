@@ -24,7 +24,7 @@ from meterhub.hub.secure_element import VaultClient, open_vault_card
 from meterhub.hub.store import HubError, HubStore, migrate_host_key_store
 from meterhub.protocols.iso7816 import CommandAPDU, ResponseAPDU
 from meterhub.protocols.iso7816.sw import ISOException
-from meterhub.storage import SealedColumns, StoreError, storage_key
+from meterhub.storage.sqlite import SealedColumns, StoreError, storage_key
 
 HLK = bytes.fromhex("00112233445566778899aabbccddeeff")
 OPS = [Opening(123456 + k, 0xDEADBEEF_CAFEBABE_0000_0000 + k) for k in range(4)]

@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 
 from helpers import make_history
 from meterhub.crypto import ecdsa
-from meterhub.exchange import DayUpload, encode_records
 from meterhub.meter.device import SignedBatch, chain_head
+from meterhub.model.formats.units import encode_records
+from meterhub.model.formats.upload import DayUpload
 from meterhub.tariffs import dump_tariff, example_signed_tariff
 from meterhub.utility.store import UtilityStore
 from meterhub.utility.verifier import Rejected, check_delivery

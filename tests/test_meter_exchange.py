@@ -11,9 +11,11 @@ from datetime import date, timedelta
 import pytest
 
 from meterhub.crypto import ecdsa
-from meterhub.exchange import DayUpload, FormatError, encode_records
 from meterhub.hub.billing import banded_statement
 from meterhub.meter.device import Meter
+from meterhub.model.errors import FormatError
+from meterhub.model.formats.units import encode_records
+from meterhub.model.formats.upload import DayUpload
 from meterhub.model.timebase import day_starts
 from meterhub.tariffs import dump_tariff, example_signed_tariff
 from meterhub.utility.exchange_meter import (

@@ -18,8 +18,8 @@ from meterhub.crypto.bulletproofs import tier as bp_tier
 from meterhub.crypto.group import G, Q
 from meterhub.crypto.pedersen import Commitment, Opening, commit
 from meterhub.crypto.transcript import ProofContext, ProofError
-from meterhub.exchange import FormatError
 from meterhub.hub.proving import ProofBundle, ProvenBillStatement, prove_bill, reading_context
+from meterhub.model.errors import FormatError
 from meterhub.model.timebase import day_starts
 from meterhub.tariffs import KIND_INCLINING_BLOCK, KIND_POLYNOMIAL, KIND_TIERED, NonLinearTariff
 from meterhub.tariffs.nonlinear import example_nonlinear_tariff

@@ -13,7 +13,6 @@ import pytest
 from helpers import cycle_policy, make_history
 from meterhub.cli import main
 from meterhub.crypto import ecdsa
-from meterhub.exchange import BillStatement, new_home_link_key
 from meterhub.hub.billing import bill_statement
 from meterhub.hub.proving import ProvenBillStatement, prove_bill, statement_from_json
 from meterhub.hub.secure_element import (
@@ -26,6 +25,8 @@ from meterhub.hub.secure_element import (
     open_hub_card,
 )
 from meterhub.hub.store import HubError
+from meterhub.model.formats.sealed import new_home_link_key
+from meterhub.model.formats.statements import BillStatement
 from meterhub.tariffs import (
     KIND_INCLINING_BLOCK,
     KIND_POLYNOMIAL,

@@ -15,9 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meterhub.banded import BillParts
 from meterhub.crypto import ecdsa
-from meterhub.exchange import DayUpload, encode_records
 from meterhub.hub.secure_element import (
     BILLING_APP_AID,
     BILLING_MODULE_AID,
@@ -31,6 +29,9 @@ from meterhub.hub.secure_element import (
 )
 from meterhub.hub.store import HubError
 from meterhub.meter.device import Meter
+from meterhub.model.formats.bill_parts import BillParts
+from meterhub.model.formats.units import encode_records
+from meterhub.model.formats.upload import DayUpload
 from meterhub.model.timebase import day_starts
 from meterhub.policy import PolicyError, default_policy, verify_release_log
 from meterhub.policy.model import Cycle
@@ -426,8 +427,8 @@ def test_a_longer_gap_fills_in_any_order_and_a_released_piece_is_not_cut(tmp_pat
 
 def test_the_hosts_delivery_and_bill_through_the_card(tmp_path):
     """hub.card_bill: the host delivers pairing, tariff and sealed days; the card bills."""
-    from meterhub.exchange import seal_openings
     from meterhub.hub.card_bill import bill_through_card, deliver_to_card
+    from meterhub.model.formats.sealed import seal_openings
 
     meter, days = _meter_days(4)
     card = _card(tmp_path, default_policy(anchor=_d(1), days=4))

@@ -26,9 +26,10 @@ from sml import SmlBase
 from smllib import SmlStreamReader
 
 from meterhub.cli import main
-from meterhub.dlms_link import home_link_suite0_keys, hub_system_title
-from meterhub.exchange import SealedDay, open_sealed_openings
 from meterhub.hub.homelink import decode_openings
+from meterhub.links.dlms import home_link_suite0_keys, hub_system_title
+from meterhub.links.sml import open_sml_link
+from meterhub.model.formats.sealed import SealedDay, open_sealed_openings
 from meterhub.protocols.dlms import axdr
 from meterhub.protocols.dlms.access import CaptureColumn
 from meterhub.protocols.dlms.client import DlmsLinkClient, DlmsLinkError
@@ -39,7 +40,6 @@ from meterhub.protocols.dlms.cosem import (
     OPENINGS,
 )
 from meterhub.protocols.dlms.tcp import wrapper_transport
-from meterhub.sml_link import open_sml_link
 
 SERVE_LINE = re.compile(r"^meter (\S+): DLMS on 127\.0\.0\.1:(\d+)(?:, SML on 127\.0\.0\.1:(\d+))?; (\d+) day\(s\), (\d+) Wh$")
 

@@ -10,7 +10,6 @@ import pytest
 
 from helpers import cycle_policy, make_history
 from meterhub.crypto import ecdsa
-from meterhub.exchange import new_home_link_key
 from meterhub.hub.secure_element import (
     BILLING_APP_AID,
     SUPPLIER_SD_AID,
@@ -21,6 +20,7 @@ from meterhub.hub.secure_element import (
     open_hub_card,
 )
 from meterhub.hub.store import HubError
+from meterhub.model.formats.sealed import new_home_link_key
 from meterhub.protocols.iso7816 import CommandAPDU, ResponseAPDU
 from meterhub.tariffs import (
     demo_supplier_key,

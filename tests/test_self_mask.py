@@ -11,7 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meterhub.aggregation import (
+from meterhub.crypto import selfmask, zerosum
+from meterhub.crypto.group import Q
+from meterhub.model.formats.aggregation import (
     FormatError,
     RecoveryRelease,
     RecoveryRequest,
@@ -20,8 +22,6 @@ from meterhub.aggregation import (
     self_mask_threshold,
     share_aad,
 )
-from meterhub.crypto import selfmask, zerosum
-from meterhub.crypto.group import Q
 
 DAY = date(2027, 3, 27)
 

@@ -15,8 +15,8 @@ from starlette.testclient import TestClient
 
 from helpers import make_history
 from meterhub.crypto import ecdsa
-from meterhub.exchange import DayUpload
 from meterhub.hub.billing import bill_statement
+from meterhub.model.formats.upload import DayUpload
 from meterhub.service.app import create_app
 from meterhub.service.keys import ApiKeys
 from meterhub.service.push import PushClient, PushError

@@ -353,7 +353,7 @@ def test_schema_2_store_is_upgraded_in_place(tmp_path):
 def test_schema_2_postgres_store_is_upgraded_in_place(pg_dsn):
     import psycopg
 
-    from meterhub.storage_pg import pg_schema
+    from meterhub.storage.postgres import pg_schema
     from meterhub.utility import store as store_mod
 
     with psycopg.connect(pg_dsn, autocommit=True) as c:

@@ -22,18 +22,18 @@ import pytest
 from smllib import SmlStreamReader
 
 from meterhub.cli import main
+from meterhub.links.sml import (
+    open_sml_link,
+    sml_client_context,
+    sml_server_context,
+    sml_tls_identity,
+)
 from meterhub.meter.sml_push import SmlPushServer
 from meterhub.protocols.sml import (
     SmlStreamDecoder,
     build_meter_file,
     extract_values,
     make_server_id,
-)
-from meterhub.sml_link import (
-    open_sml_link,
-    sml_client_context,
-    sml_server_context,
-    sml_tls_identity,
 )
 
 SID = make_server_id("MHB", 4711)
@@ -316,7 +316,7 @@ def test_identity_loads_without_memfd(monkeypatch):
     temporary directory, which is gone afterwards."""
     import tempfile
 
-    import meterhub.sml_link as link
+    import meterhub.links.sml as link
 
     monkeypatch.delattr(link.os, "memfd_create", raising=False)
     made: list[str] = []

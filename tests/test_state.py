@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meterhub.cli import main
-from meterhub.demo import DemoParams, DemoRandom, run_demo
-from meterhub.storage import MANIFEST, StoreError, data_dir_lock, open_db
+from meterhub.demo.system import DemoParams, DemoRandom, run_demo
+from meterhub.storage.sqlite import MANIFEST, StoreError, data_dir_lock, open_db
 
 DEMO = ["demo", "--households", "2", "--days", "2", "--no-progress", "--json"]
 
@@ -326,7 +326,7 @@ def test_first_run_creates_and_a_listed_store_must_exist(tmp_path):
 def test_second_process_on_a_data_dir_is_refused(copy, capsys):
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time\nfrom meterhub.storage import data_dir_lock\n"
+         "import sys, time\nfrom meterhub.storage.sqlite import data_dir_lock\n"
          "with data_dir_lock(sys.argv[1]):\n    print('locked', flush=True)\n    time.sleep(60)\n", str(copy)],
         stdout=subprocess.PIPE, text=True,
     )
@@ -403,7 +403,7 @@ def test_any_manifest_content_is_read_or_refused(tmp_path_factory, raw):
 @given(raw=st.one_of(st.binary(max_size=120), st.builds(lambda d: json.dumps(d).encode(), st.dictionaries(
     st.sampled_from(["households", "days", "seed", "start", "format"]), st.integers() | st.none(), max_size=5))))
 def test_any_demo_json_content_is_refused_in_one_line(tmp_path_factory, raw):
-    from meterhub.demo import DemoError, _check_resume
+    from meterhub.demo.system import DemoError, _check_resume
 
     d = tmp_path_factory.mktemp("dj")
     (d / "demo.json").write_bytes(raw)

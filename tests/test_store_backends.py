@@ -10,8 +10,8 @@ import pytest
 
 from helpers import make_history
 from meterhub.crypto import ecdsa
-from meterhub.exchange import DayUpload
-from meterhub.storage import StoreError
+from meterhub.model.formats.upload import DayUpload
+from meterhub.storage.sqlite import StoreError
 from meterhub.tariffs import dump_tariff, example_signed_tariff
 from meterhub.utility.store import UtilityStore
 

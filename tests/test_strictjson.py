@@ -8,9 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meterhub.exchange import BillStatement, DayUpload, FormatError, SealedDay
 from meterhub.hub.proving import statement_from_json
 from meterhub.model import strictjson
+from meterhub.model.errors import FormatError
+from meterhub.model.formats.sealed import SealedDay
+from meterhub.model.formats.statements import BillStatement
+from meterhub.model.formats.upload import DayUpload
 from meterhub.model.strictjson import StrictJSONError, loads, nesting_depth
 from meterhub.tariffs import TariffError, load_tariff
 from meterhub.tariffs.price_index import SeriesError, load_series

@@ -18,10 +18,13 @@ from helpers import make_history
 from meterhub.cli import main
 from meterhub.crypto import ecdsa
 from meterhub.crypto.group import Q
-from meterhub.exchange import BillStatement, DayUpload, FormatError, encode_records
 from meterhub.hub.billing import bill_statement
 from meterhub.meter.device import DailyBatch, SignedBatch, chain_genesis, chain_head
 from meterhub.model.display import format_amount, shown
+from meterhub.model.errors import FormatError
+from meterhub.model.formats.statements import BillStatement
+from meterhub.model.formats.units import encode_records
+from meterhub.model.formats.upload import DayUpload
 from meterhub.model.timebase import day_starts
 from meterhub.tariffs import (
     TariffError,

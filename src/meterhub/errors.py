@@ -13,7 +13,7 @@ The module sits below every layer (it imports nothing), so that ``crypto`` and
 them. Families keep their standard-library bases too (``FormatError`` is still a
 ``ValueError``), so existing ``except ValueError`` clauses keep working.
 
-Exit codes (the CLI's contract, docs/cli.md): ``2`` bad usage or an unusable
+Exit codes (the CLI's contract, docs/architecture.md "Errors"): ``2`` bad usage or an unusable
 environment (arguments, files, configuration, a damaged data directory); ``1``
 rejected: input that fails verification or a format's rules, or a refusal by a
 peer, card or policy.

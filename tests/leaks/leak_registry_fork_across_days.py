@@ -26,9 +26,9 @@ from __future__ import annotations
 
 from datetime import date
 
-from meterhub.aggregation import GroupDefinition, GroupMember, demo_group_key
 from meterhub.crypto import ecdsa
-from meterhub.group_registry import RegistryBlock, RegistryView, isolated_households
+from meterhub.model.formats.aggregation import GroupDefinition, GroupMember, demo_group_key
+from meterhub.model.group_registry import RegistryBlock, RegistryView, isolated_households
 
 D1, D2 = date(2027, 5, 3), date(2027, 5, 4)
 P = [f"p{k}" for k in range(5)]

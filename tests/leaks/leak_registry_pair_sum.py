@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from meterhub.aggregation import GroupDefinition, GroupMember, demo_group_key
-from meterhub.group_registry import isolated_households, reduced_rows, registry_problems
+from meterhub.model.formats.aggregation import GroupDefinition, GroupMember, demo_group_key
+from meterhub.model.group_registry import isolated_households, reduced_rows, registry_problems
 
 X = [f"x{k}" for k in range(5)]
 Y = [f"y{k}" for k in range(5)]

@@ -18,8 +18,8 @@ which it checks against the product of the meters' commitments
 STORE DATA messages (GPC 2.3.1 §11.11, blocks joined; P1 b8 on the last), from the
 grid operator's security domain, inside its SCP03 session; first byte:
 
-* ``01`` + a signed group definition (:class:`meterhub.aggregation.GroupDefinition`)
-  → admitted by the privacy guard under :class:`~meterhub.aggregation.GroupPolicy`
+* ``01`` + a signed group definition (:class:`meterhub.model.formats.aggregation.GroupDefinition`)
+  → admitted by the privacy guard under :class:`~meterhub.model.formats.aggregation.GroupPolicy`
   (signed by the recipient's pinned group-signing key, this meter a member with this
   applet's key, at least 5 members, hourly intervals, no two groups of the recipient
   differing by fewer than 5, listed in the group registry the hub holds) and kept by
@@ -27,21 +27,21 @@ grid operator's security domain, inside its SCP03 session; first byte:
   signature ``6982``; policy ``6985``.
 * ``02`` → the applet's 32-byte X25519 public key (issued by the guard).
 * ``03`` + the next block of the recipient's **group registry**
-  (:class:`meterhub.group_registry.RegistryBlock`) → kept by the guard if it extends the
+  (:class:`meterhub.model.group_registry.RegistryBlock`) → kept by the guard if it extends the
   chain the hub holds and the whole registry isolates no household (docs/fraud.md).
   Signature ``6982``; not the next block, another feeder, a household in the span of
   the groups, two groups differing by fewer than 5, a group added to a day this hub
   has released ``6985``; malformed ``6A80``. A block held already is accepted again.
 * ``04`` → ``u32 blocks held || 32-byte chain value`` of that registry.
-* ``10`` + :class:`~meterhub.aggregation.AggregationRequest` → the
-  :class:`~meterhub.aggregation.MaskedRelease` (about 1.6 KB), a release of kind
+* ``10`` + :class:`~meterhub.model.formats.aggregation.AggregationRequest` → the
+  :class:`~meterhub.model.formats.aggregation.MaskedRelease` (about 1.6 KB), a release of kind
   ``aggregate`` through the guard (logged; one per group and day; a re-ask answers the
   same bytes), answered directly: the card returns it in ``61xx`` chunks that the host
   collects with GET RESPONSE (ISO/IEC 7816-4 §5.6), after the security domain has
   wrapped the whole answer (R-MAC, R-ENC). Unknown group or day without readings
   ``6A88``; day outside the group's validity ``6985``.
-* ``11`` + :class:`~meterhub.aggregation.RecoveryRequest` (version 2, the unmasking
-  round) → the :class:`~meterhub.aggregation.RecoveryRelease`: the pairwise masks it
+* ``11`` + :class:`~meterhub.model.formats.aggregation.RecoveryRequest` (version 2, the unmasking
+  round) → the :class:`~meterhub.model.formats.aggregation.RecoveryRelease`: the pairwise masks it
   shares with the members named missing, and its opened share of each named present
   member's seed; a ``recovery`` release through the guard (one per group and day,
   only after the day's own release, never both kinds for one member), answered the
@@ -73,7 +73,11 @@ from __future__ import annotations
 
 from datetime import date
 
-from ..aggregation import (
+from ..card import AppletContext, register_applet_class
+from ..card.gp.loadfile import applet_code_hash
+from ..crypto import selfmask, zerosum
+from ..crypto.group import Q
+from ..model.formats.aggregation import (
     FIXED_INTERVAL_MINUTES,
     MIN_GROUP_SIZE,
     FormatError,
@@ -88,10 +92,6 @@ from ..aggregation import (
     self_mask_threshold,
     share_aad,
 )
-from ..card import AppletContext, register_applet_class
-from ..card.gp.loadfile import applet_code_hash
-from ..crypto import selfmask, zerosum
-from ..crypto.group import Q
 from ..protocols.iso7816 import CommandAPDU
 from ..protocols.iso7816.sw import SW, ISOException
 from .readings import MeteringApplet
@@ -104,7 +104,7 @@ __all__ = [
     "GroupPolicy",
     "PolicyRefusal",
     "hour_sums",
-]  # GroupPolicy and its constants live in meterhub.aggregation (the guard enforces them)
+]  # GroupPolicy and its constants live in meterhub.model.formats.aggregation (the guard enforces them)
 
 CLASS_NAME = "meterhub.applets.aggregation/1"
 _K_DH = b"dh"

@@ -45,7 +45,7 @@ INS     name         data → response
                      one functional per band (the bill is their priced sum); one bill
                      per period, so GET BILL and GET BANDED BILL exclude each other.
                      A band occurring on fewer days than the period's smaller calendar
-                     class (:func:`meterhub.banded.thin_bands`) refuses it ``6A80``.
+                     class (:func:`meterhub.model.billing.bands.thin_bands`) refuses it ``6A80``.
                      With days missing (a gap the card recorded): bill parts, a v3
                      statement per held run and the missing runs (docs/formats.md,
                      "Bill parts"). P1 ``01``: the one correction of such a release,

@@ -5,7 +5,7 @@ The one sanctioned way readings leave the hub (issue 11): the customer signs a c
 expiry and gives it to the card's privacy guard (guard INS ``50``); the recipient's
 applet instance (this class, installed under the recipient's security domain) then
 releases the consented period, at the consented resolution or coarser, with each
-value's opening, as an ESPI feed (:mod:`meterhub.greenbutton`). Every export is a
+value's opening, as an ESPI feed (:mod:`meterhub.model.formats.greenbutton`). Every export is a
 release-log entry naming its consent; a revocation (guard INS ``52``) stops further
 exports, re-asks included, at once.
 
@@ -28,7 +28,7 @@ from datetime import timedelta
 
 from ..card import register_applet_class
 from ..crypto.group import Q
-from ..greenbutton import ExportReading, build_export
+from ..model.formats.greenbutton import ExportReading, build_export
 from ..model.formats.units import OPENING_SIZE, opening_unit_at
 from ..model.timebase import day_starts
 from ..protocols.iso7816 import CommandAPDU

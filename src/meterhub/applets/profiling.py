@@ -62,9 +62,9 @@ Install parameters: empty, or a pinned profile publisher's P-256 key (another: `
 from __future__ import annotations
 
 import hmac
-import json
 from datetime import date, datetime
 from itertools import islice
+from typing import cast
 
 from ..card import register_applet_class
 from ..crypto import sumsquares
@@ -198,6 +198,7 @@ class ProfilingApplet(MeteringApplet):
     # -- differentially private forecast (issue 12) ---------------------------------------
     def _release_dp_forecast(self, body: bytes) -> bytes:
         from ..model.dp import DpError, DpParams, OpenDPNoise, dp_forecast
+        from ..model.formats.dp_forecast import DpForecastRelease
 
         if len(body) < 11:
             raise ISOException(SW.WRONG_LENGTH, "dp forecast request too short")
@@ -221,13 +222,15 @@ class ProfilingApplet(MeteringApplet):
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, "a profile does not cover the period") from None
         except DpError as exc:
             raise ISOException(SW.WRONG_DATA, str(exc)) from None
-        meter_id = self.rs.pairing()[0]
-        fig.update({
-            "meter_id": meter_id, "period_from": first.isoformat(), "period_to": last.isoformat(),
-            "applet_aid": bytes(self.ctx.aid).hex().upper(), "code_hash": code_hash_of(type(self)),
-            "versions": {p.series_id: p.version for p in profiles},
-        })
-        out = json.dumps(fig, sort_keys=True, separators=(",", ":")).encode()
+        release = DpForecastRelease(
+            meter_id=self.rs.pairing()[0], period_from=first, period_to=last, hours=cast(int, fig["hours"]),
+            energy_wh=cast(int, fig["energy_wh"]), klass=cast(str, fig["class"]),
+            profiles=tuple(cast(list[str], fig["profiles"])), versions={p.series_id: p.version for p in profiles},
+            epsilon_milli=cast(int, fig["epsilon_milli"]), clip_wh=cast(int, fig["clip_wh"]),
+            unit_hours=cast(int, fig["unit_hours"]), applet_aid=bytes(self.ctx.aid).hex().upper(),
+            code_hash=code_hash_of(type(self)),
+        )
+        out = release.to_json().encode()
         return self.guard.commit("dp-forecast", first, last, body, out, functionals=0, chunked=True,
                                  epsilon_milli=eps_milli)
 

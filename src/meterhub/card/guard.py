@@ -13,12 +13,12 @@ security domain. It holds, in its own persistent namespace (JCRE ch. 7 transacti
   another key is refused (``6982``);
 * the map from recipient security domain to recipient name;
 * the customer-signed **release policy** (:mod:`meterhub.policy`);
-* each recipient's admitted **aggregation groups** (:class:`meterhub.aggregation.GroupPolicy`
+* each recipient's admitted **aggregation groups** (:class:`meterhub.model.formats.aggregation.GroupPolicy`
   over all of them, whichever applet of the recipient asks), and per group and day at
   most one masked release and one unmasking (recovery) answer, and per member which
   kind that answer gave (pairwise masks: missing; seed share: present), so a member is
   never answered both ways (double masking, docs/fraud.md);
-* each recipient's **group registry** (:mod:`meterhub.group_registry`): the chain of
+* each recipient's **group registry** (:mod:`meterhub.model.group_registry`): the chain of
   signed blocks with every group of the feeder, accepted only while no household is in
   the span of all of them, and the days released (no retroactive groups);
 * every released statement and the **release log** (a hash chain, :mod:`meterhub.policy.log`),
@@ -60,7 +60,9 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from ..aggregation import (
+from ..crypto import ecdsa
+from ..crypto.sampling import commit_hub_nonce
+from ..model.formats.aggregation import (
     AggregationRequest,
     FormatError,
     GroupDefinition,
@@ -68,9 +70,7 @@ from ..aggregation import (
     PolicyRefusal,
     RecoveryRequest,
 )
-from ..crypto import ecdsa
-from ..crypto.sampling import commit_hub_nonce
-from ..group_registry import RegistryBlock, RegistryView
+from ..model.group_registry import RegistryBlock, RegistryView
 from ..policy import (
     AGGREGATE_KINDS,
     KINDS,
@@ -437,7 +437,7 @@ class GuardPort(Shareable):
         if g.ctx.store.get(key) is None:
             g.ctx.store.put(key, group.to_bytes())
 
-    # -- the group registry (meterhub.group_registry, docs/fraud.md) --------------------
+    # -- the group registry (meterhub.model.group_registry, docs/fraud.md) --------------------
     def _qkey(self, *parts: bytes) -> bytes:
         return b"Q" + self._recipient.encode() + b"/" + b"/".join(parts)
 
@@ -504,7 +504,7 @@ class GuardPort(Shareable):
 
     def day_span(self, day: date) -> bytes:
         """The span digest of ``day``'s groups in this recipient's registry, which the
-        applet binds into the day's masks (:func:`meterhub.aggregation.mask_context`)."""
+        applet binds into the day's masks (:func:`meterhub.model.formats.aggregation.mask_context`)."""
         g = self._guard
         view = self._registry()
         key = (self._recipient, view.head, day)

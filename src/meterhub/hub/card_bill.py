@@ -18,8 +18,9 @@ from collections.abc import Callable, Sequence
 from datetime import date
 
 from ..applets.readings import encode_day
-from ..banded import BillParts
-from ..exchange import BillStatement, SealedDay
+from ..model.formats.bill_parts import BillParts
+from ..model.formats.sealed import SealedDay
+from ..model.formats.statements import BillStatement
 from .proving import ProvenBillStatement
 from .secure_element import BillingClient
 from .store import HubError

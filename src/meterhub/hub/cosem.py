@@ -1,7 +1,7 @@
 """The hub answers its recipients in COSEM: a bill statement as COSEM objects.
 
 docs/architecture.md step 5: the hub releases digested results. Here a
-:class:`~meterhub.exchange.BillStatement` becomes COSEM attributes (Blue Book
+:class:`~meterhub.model.formats.statements.BillStatement` becomes COSEM attributes (Blue Book
 DLMS UA 1000-1 Ed. 15) that any DLMS client can GET from the hub's logical
 device over a public association (Green Book 1000-2 Ed. 9 §9.2.5, client SAP 16):
 
@@ -34,7 +34,7 @@ from datetime import date
 
 from ..crypto.group import Q
 from ..errors import MeterhubError
-from ..exchange import STATEMENT_FORMAT, BillStatement
+from ..model.formats.statements import STATEMENT_FORMAT, BillStatement
 from ..protocols.dlms import axdr
 from ..protocols.dlms.client import DlmsLinkClient, DlmsLinkError, Transport
 from ..protocols.dlms.cosem import (

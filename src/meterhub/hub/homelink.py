@@ -6,7 +6,7 @@ SAP 1, Green Book 1000-2 Ed. 9 §9.2.5) of the meter's management logical
 device: application context LN with ciphering, HLS-GMAC (mechanism 5,
 §9.2.7.4) and security suite 0 (AES-GCM-128, general-glo-ciphering, §9.2.7.2)
 under keys derived from the 16-byte meter-hub key
-(:func:`~meterhub.dlms_link.home_link_suite0_keys`). It reads the openings
+(:func:`~meterhub.links.dlms.home_link_suite0_keys`). It reads the openings
 object 0.128.96.4.0.255 (Profile generic, docs/dlms.md) with a range selection
 on its clock column for one local day, checks what it got and stores it in the
 :class:`~meterhub.hub.store.HubStore`.
@@ -14,7 +14,7 @@ on its clock column for one local day, checks what it got and stores it in the
 The protocol is the sans-IO :class:`~meterhub.protocols.dlms.client.DlmsLinkClient`,
 which talks to a ``transport(request) -> response`` callable. In the demo that
 callable is the meter's :class:`~meterhub.protocols.dlms.server.ServerAssociation`
-itself (:class:`meterhub.demo_homelink.InProcessHomeLink`); :func:`meterhub.protocols.dlms.tcp.wrapper_transport`
+itself (:class:`meterhub.demo.homelink.InProcessHomeLink`); :func:`meterhub.protocols.dlms.tcp.wrapper_transport`
 gives the same over TCP. This module keeps the hub's side: which day to read, the
 checks on what came back, and the stores.
 Both ends keep their invocation counters in their own databases, so a killed
@@ -28,7 +28,7 @@ from datetime import date, timedelta
 
 from ..crypto.group import Q
 from ..crypto.pedersen import Opening
-from ..dlms_link import (
+from ..links.dlms import (
     StoredInvocationCounter,
     StoredReplayGuard,
     home_link_suite0_keys,

@@ -21,7 +21,6 @@ from pathlib import Path
 
 from ..applets.billing import CLASS_NAME as BILLING_CLASS
 from ..applets.billing import encode_openings_day, encode_pairing
-from ..banded import BandedBillStatement, BillParts
 from ..card import Card
 from ..card.applet import Applet, applet_class
 from ..card.gp import ISD_AID, StaticKeys, make_load_file, open_card, provision_isd, provision_ssd
@@ -30,7 +29,6 @@ from ..card.store import STORAGE_KEY_SUFFIX
 from ..card.vault import VAULT_AID, provision_vault
 from ..crypto import ecdsa
 from ..crypto.pedersen import Opening
-from ..exchange import BillStatement, FormatError
 from ..model.aids import (  # one AID plan, shared with the utility's verifiers
     BILLING_APP_AID,
     BILLING_MODULE_AID,
@@ -49,6 +47,9 @@ from ..model.aids import (  # one AID plan, shared with the utility's verifiers
     THIRD_PARTY_SD_AID,
 )
 from ..model.demo_keys import demo_vtn_key, party_secret, party_signing_key
+from ..model.errors import FormatError
+from ..model.formats.bill_parts import BillParts
+from ..model.formats.statements import BandedBillStatement, BillStatement
 from ..policy import (
     DEFAULT_POLICY,
     LogEntry,
@@ -147,7 +148,7 @@ def profiling_load_file() -> bytes:
 #: Beside a hub card file: the customer key :func:`open_hub_card` created.
 CUSTOMER_KEY_SUFFIX = ".customer.pem"
 #: The files kept beside a hub card file under its name (its storage key, the customer
-#: key); they move with it (:func:`meterhub.storage.install_built_file`).
+#: key); they move with it (:func:`meterhub.storage.sqlite.install_built_file`).
 CARD_SIDECARS = (STORAGE_KEY_SUFFIX, CUSTOMER_KEY_SUFFIX)
 
 
@@ -163,7 +164,7 @@ def demo_pinned() -> Pinned:
     aggregation groups for fraud detection), which also signs its own suspect profiles
     (``load-profile/grid-operator``), and the grid operator's OpenADR VTN event key
     (:func:`demo_vtn_key`). All are publicly known demo keys."""
-    from ..aggregation import demo_group_key
+    from ..model.formats.aggregation import demo_group_key
     from ..tariffs import demo_supplier_key
     from ..tariffs.price_index import demo_index_publisher_key
     from ..tariffs.profiles import demo_profile_key
@@ -182,7 +183,7 @@ def _customer_key(path: Path, key: ecdsa.SigningKey | None) -> ecdsa.SigningKey:
     """The customer's P-256 key: the one given, else a fresh one written 0600 next to the card."""
     if key is not None:
         return key
-    from ..storage import write_secret
+    from ..storage.sqlite import write_secret
 
     key = ecdsa.generate_signing_key()
     write_secret(customer_key_path(path), ecdsa.signing_key_pem(key))  # 0600, whole or not at all

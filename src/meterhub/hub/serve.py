@@ -46,7 +46,7 @@ from ..card.gp.sd import SD_CLASS_NAME
 from ..card.vpcd import DEFAULT_PORT, VpcdClient, VpcdError, parse_endpoint
 from ..crypto import ecdsa
 from ..errors import MeterhubError
-from ..storage import StoreError, discard_built_file, install_built_file, write_secret
+from ..storage.sqlite import StoreError, discard_built_file, install_built_file, write_secret
 from .secure_element import (
     CARD_SIDECARS,
     RECIPIENT_SDS,

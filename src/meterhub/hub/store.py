@@ -36,7 +36,14 @@ from ..errors import MeterhubError
 from ..model.errors import FormatError
 from ..model.formats.sealed import SealedDay, open_sealed_openings
 from ..model.formats.units import OPENING_SIZE, iter_opening_units
-from ..storage import SealedColumns, StoreError, expect_store, open_db, storage_key, transaction
+from ..storage.sqlite import (
+    SealedColumns,
+    StoreError,
+    expect_store,
+    open_db,
+    storage_key,
+    transaction,
+)
 
 __all__ = ["HubStore", "HubError", "RecordVault", "migrate_host_key_store"]
 

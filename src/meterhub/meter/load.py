@@ -47,7 +47,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from ..holidays import easter_sunday, german_holidays
+from ..model.holidays import easter_sunday, german_holidays
 from ..model.timebase import (
     DEFAULT_TZ,
     _day_grid,
@@ -168,7 +168,7 @@ class LoadTrace:
 # Calendar
 
 
-# easter_sunday and german_holidays live in meterhub.holidays (re-exported here).
+# easter_sunday and german_holidays live in meterhub.model.holidays (re-exported here).
 
 
 def _check_seed(seed: int) -> int:

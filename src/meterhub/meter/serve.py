@@ -9,7 +9,7 @@ The meter's recorded days (its store's outbox under ``--data-dir``) are served
   meter-hub home-link key (:func:`home_link_suite0_keys`) and may also read the
   openings (docs/dlms.md);
 * optionally as SML 1.04 push files (:class:`~meterhub.meter.sml_push.SmlPushServer`),
-  over TLS to the paired hub only (:mod:`meterhub.sml_link`).
+  over TLS to the paired hub only (:mod:`meterhub.links.sml`).
 
 The home-link key schedule, the system titles and the persistent invocation
 counters live here because they belong to the meter's configuration; the hub's
@@ -35,15 +35,17 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from ..crypto.pedersen import Opening
-from ..dlms_link import (
+from ..errors import MeterhubError
+from ..links.dlms import (
     StoredInvocationCounter,
     StoredReplayGuard,
     home_link_suite0_keys,
     meter_system_title,
 )
-from ..errors import MeterhubError
-from ..exchange import DayUpload, FormatError, decode_records, open_sealed_openings
-from ..model.formats.units import commitment_at
+from ..model.errors import FormatError
+from ..model.formats.sealed import open_sealed_openings
+from ..model.formats.units import commitment_at, decode_records
+from ..model.formats.upload import DayUpload
 from ..model.timebase import local_midnight_utc
 from ..protocols.dlms.cosem import InMemoryDataSource
 from ..protocols.dlms.security import Suite0Keys
@@ -189,7 +191,7 @@ async def _serve(
     stop: asyncio.Event | None = None,
     home_link_key: bytes | None = None,
 ) -> None:
-    from ..sml_link import sml_server_context
+    from ..links.sml import sml_server_context
     from .dlms_server import DlmsTcpServer
     from .sml_push import SmlPushServer
 
@@ -250,7 +252,7 @@ def run_serve(
 ) -> None:
     """Serve ``meter_id``'s recorded days until SIGINT/SIGTERM (a clean stop: every
     connection is closed, the store is closed, the call returns). The SML push is
-    served over TLS to the paired hub only (:mod:`meterhub.sml_link`). Raises
+    served over TLS to the paired hub only (:mod:`meterhub.links.sml`). Raises
     :class:`ServeError`."""
     from .store import MeterStore
 

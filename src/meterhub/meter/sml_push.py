@@ -7,7 +7,7 @@ gets the current file (from a callable) at a configurable cadence.  Bytes a clie
 sends are decoded as SML request files and answered (GetList.Req with the current
 file; anything unparseable with SML_Attention.Res), never crashing the server.
 The meter serves it over mutually authenticated TLS to its paired hub only
-(:mod:`meterhub.sml_link`).
+(:mod:`meterhub.links.sml`).
 
 The codec lives in :mod:`meterhub.protocols.sml`; this module only does I/O.
 """
@@ -44,7 +44,7 @@ class SmlPushServer:
     :func:`~meterhub.protocols.sml.build_meter_file` result); ``profile_source``
     (optional) answers GetProfileList.Req. Use ``async with`` or ``start()``/``stop()``.
 
-    With ``ssl_context`` (the meter's :func:`~meterhub.sml_link.sml_server_context`)
+    With ``ssl_context`` (the meter's :func:`~meterhub.links.sml.sml_server_context`)
     a connection gets nothing before a TLS handshake that authenticates the paired
     hub, finished within ``handshake_timeout`` seconds; at most ``max_handshakes``
     handshakes run at once, a new one taking the place of the oldest.

@@ -6,7 +6,7 @@ either has the whole day or none of it; delivery from the outbox is
 idempotent on the receiving side.
 
 At rest the meter's secrets (its ECDSA signing key and the home-link key) are sealed
-with AES-256-GCM under the store's storage key (:class:`meterhub.storage.SealedColumns`,
+with AES-256-GCM under the store's storage key (:class:`meterhub.storage.sqlite.SealedColumns`,
 key file ``meter.sqlite.sk``, 0600), bound to their column and meter id. The outbox
 holds what leaves the meter anyway: uploads (commitments, public to the utility) and
 the sealed openings (already encrypted under the home-link key).
@@ -21,8 +21,10 @@ from datetime import date
 from pathlib import Path
 
 from ..crypto import ecdsa
-from ..exchange import DayUpload, SealedDay, encode_records, seal_openings
-from ..storage import SealedColumns, open_db, storage_key, transaction
+from ..model.formats.sealed import SealedDay, seal_openings
+from ..model.formats.units import encode_records
+from ..model.formats.upload import DayUpload
+from ..storage.sqlite import SealedColumns, open_db, storage_key, transaction
 from .device import Meter
 
 __all__ = ["MeterStore", "MeterInfo"]

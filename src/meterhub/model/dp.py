@@ -47,10 +47,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import MeterhubError
+from .formats.dp_forecast import DP_FORECAST_FORMAT
 
 __all__ = [
     "DEFAULT_CLIP_WH",
-    "DP_FORECAST_FORMAT",
     "DpError",
     "DpParams",
     "Noise",
@@ -61,7 +61,6 @@ __all__ = [
     "utilities",
 ]
 
-DP_FORECAST_FORMAT = "meterhub-dp-forecast/1"
 #: Hourly clip: above the 99.9th percentile of the simulated households' hours
 #: (an electric shower or a heater running a whole hour is 4-6 kWh).
 DEFAULT_CLIP_WH = 5000

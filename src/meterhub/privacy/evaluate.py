@@ -138,7 +138,7 @@ class Dataset:
 
 def build_dataset(households: int, weeks: int, seed: int, start: dt.date) -> Dataset:
     """Simulate the households (15-minute readings) and compute every release."""
-    from ..holidays import german_holidays
+    from ..model.holidays import german_holidays
 
     days = 7 * weeks
     traces = simulate_neighbourhood(households, start, days, seed=seed)

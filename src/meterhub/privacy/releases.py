@@ -31,13 +31,13 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..aggregation import MIN_GROUP_SIZE
 from ..crypto.pedersen import Opening
 from ..crypto.sampling import DEFAULT_K, commit_nonce, derive_indices, derive_seed
 from ..dr.event import ADJ_GAP_HOURS, ADJ_HOURS, MIN_BASELINE_DAYS, adjustment_factor, similar_days
 from ..dr.release import reduction_coefficients
 from ..hub.billing import linear_bill
 from ..model.dp import DpParams, SeededNoise, dp_forecast
+from ..model.formats.aggregation import MIN_GROUP_SIZE
 from ..model.timebase import range_starts
 from ..tariffs.model import Tariff, example_tariff
 from ..tariffs.price_index import Series, example_price_index
@@ -228,7 +228,7 @@ def _dr_events(ctx: ReleaseContext, p: Period) -> list[tuple[int, list[date]]]:
     """The period's demand-response events: up to ``dr_events_per_period`` weekdays with
     at least five similar baseline days since the first reading (dr.event.similar_days),
     evenly spread; each as (day index, baseline days)."""
-    from ..holidays import german_holidays
+    from ..model.holidays import german_holidays
 
     hol = {h for y in range(ctx.start.year, ctx.start.year + 2) for h in german_holidays(y)}
     out = []

@@ -35,11 +35,12 @@ from starlette.routing import Route
 
 from ..crypto import ecdsa
 from ..errors import MeterhubError
-from ..exchange import DayUpload, FormatError
 from ..hub.proving import statement_from_json
 from ..model import strictjson
 from ..model.display import shown
-from ..storage import StoreError
+from ..model.errors import FormatError
+from ..model.formats.upload import DayUpload
+from ..storage.sqlite import StoreError
 from ..tariffs import TariffError, dump_tariff, load_tariff, verify_tariff
 from ..utility.deliveries import (
     REF_KINDS,

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..errors import MeterhubError
 from ..model import strictjson
-from ..storage import atomic_write
+from ..storage.sqlite import atomic_write
 
 __all__ = ["ROLES", "ApiKeys", "KeyError_", "Party", "key_digest", "new_key"]
 

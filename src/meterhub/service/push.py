@@ -19,7 +19,7 @@ from urllib.parse import quote
 import httpx
 
 from ..errors import MeterhubError
-from ..exchange import DayUpload
+from ..model.formats.upload import DayUpload
 from ..utility.deliveries import REF_KINDS
 
 # The output delivery paths (the service's routes are built from this table).

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from ..errors import MeterhubError
-from ..exchange import DayUpload
+from ..model.formats.upload import DayUpload
 from ..tariffs import SignedTariff, dump_tariff
 from .keys import ApiKeys
 from .push import PushClient, PushError

@@ -30,7 +30,7 @@ __all__ = ["verify_all", "verify_partition"]
 
 
 def _open(db: str) -> UtilityStore:
-    from ..storage_pg import is_postgres_url
+    from ..storage.postgres import is_postgres_url
 
     return UtilityStore(db if is_postgres_url(db) else Path(db))
 

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..errors import MeterhubError
-from ..holidays import easter_sunday, german_holidays
+from ..model.holidays import easter_sunday, german_holidays
 
 __all__ = [
     "DAY_TYPES",

@@ -360,7 +360,7 @@ def example_price_index(
     import random
     from zoneinfo import ZoneInfo
 
-    from ..holidays import german_holidays
+    from ..model.holidays import german_holidays
 
     zone = ZoneInfo(tz)
     rng = random.Random(seed * 1_000_003 + start.toordinal())

@@ -20,7 +20,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..holidays import german_holidays
+from ..model.holidays import german_holidays
 from ..model.timebase import DEFAULT_TZ, _day_grid, check_interval, check_tz, wallclock_minutes
 
 __all__ = [

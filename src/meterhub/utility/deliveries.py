@@ -44,7 +44,6 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from ..aggregation import GroupDefinition, MaskedRelease, RecoveryRelease
 from ..applets.demand_response import CLASS_NAME as DR_CLASS
 from ..applets.profiling import CLASS_NAME as PROFILING_CLASS
 from ..applets.settlement import CLASS_NAME as SETTLEMENT_CLASS
@@ -53,8 +52,9 @@ from ..dr.event import DREvent, EventError
 from ..dr.release import DRRelease
 from ..errors import MeterhubError
 from ..model import strictjson
+from ..model.formats.aggregation import GroupDefinition, MaskedRelease, RecoveryRelease
 from ..model.timebase import range_starts
-from ..storage import atomic_write
+from ..storage.sqlite import atomic_write
 from ..tariffs.price_index import (
     KIND_LOAD_PROFILE,
     KIND_PRICE_INDEX,

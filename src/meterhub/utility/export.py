@@ -1,6 +1,6 @@
 """The recipient's check of a consented Green Button export (docs/privacy.md).
 
-:func:`verify_export` checks an export (:mod:`meterhub.greenbutton`) against the
+:func:`verify_export` checks an export (:mod:`meterhub.model.formats.greenbutton`) against the
 meter-signed commitments: the batches of the period (signatures, chain, completeness,
 shared with billing), that the interval readings tile the period's meter intervals in
 groups of ``resolution / interval`` starting at each group's first interval, and every
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from ..crypto.group import Point, PointDecodeError, Q
 from ..crypto.sampling import Sample, SamplingError, verify_sample_openings
-from ..greenbutton import Export
+from ..model.formats.greenbutton import Export
 from ..model.formats.units import commitment_at
 from .settlement import check_batches
 from .verifier import DayCommitments, MeterRegistration, Rejected, Verdict

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
-import json
 import math
 import secrets
 from collections.abc import Mapping, Sequence
@@ -51,10 +50,9 @@ from ..crypto.sampling import (
     verify_sample_openings,
 )
 from ..crypto.transcript import ProofContext, ProofError
-from ..model import strictjson
+from ..model.formats.dp_forecast import DpForecastRelease
 from ..model.formats.samples import SampleRelease
 from ..model.formats.scores import ProfileScores, scores_context
-from ..model.formats.scores import nonneg_int as _int
 from ..model.formats.units import iter_commitments
 from ..tariffs.price_index import Series, SeriesError
 from .settlement import _blob, check_batches, dp_forecast_request
@@ -399,68 +397,10 @@ def mape(pred: Sequence[float], truth: Sequence[float]) -> float:
 # ---------------------------------------------------------------- DP forecasts (issue 12)
 
 
-@dataclass(frozen=True)
-class DpForecastRelease:
-    """The profiling applet's differentially private forecast release (message ``22``;
-    :mod:`meterhub.model.dp`, docs/privacy.md "DP option").
-
-    Its figures are noisy on purpose, so nothing in it can be checked against the
-    meter's commitments: the forecaster checks the format, the applet's code hash
-    and that the class is one of the profiles it asked for. ``energy_wh`` may be
-    negative (noise); :meth:`forecast_next` clamps the scale at zero."""
-
-    meter_id: str
-    period_from: date
-    period_to: date
-    hours: int
-    energy_wh: int
-    klass: str
-    profiles: tuple[str, ...]
-    versions: dict[str, int]
-    epsilon_milli: int
-    clip_wh: int
-    unit_hours: int
-    applet_aid: str
-    code_hash: str
-
-    FIELDS = frozenset({"format", "meter_id", "period_from", "period_to", "hours", "energy_wh", "class", "profiles",
-                        "versions", "epsilon_milli", "clip_wh", "unit_hours", "applet_aid", "code_hash"})
-
-    @classmethod
-    def from_json(cls, raw: bytes | str) -> DpForecastRelease:
-        """Strict parse; raises ``ValueError`` naming the fault."""
-        try:
-            d = strictjson.loads(raw, "dp forecast")
-            if not isinstance(d, dict) or d.get("format") != "meterhub-dp-forecast/1":
-                raise ValueError("not a DP forecast release (format)")
-            if set(d) != cls.FIELDS:
-                raise ValueError("dp forecast: wrong set of fields")
-            if not all(isinstance(d[f], str) for f in ("meter_id", "class", "applet_aid", "code_hash")):
-                raise ValueError("dp forecast: meter_id, class, applet_aid and code_hash must be strings")
-            e = d["energy_wh"]
-            if not isinstance(e, int) or isinstance(e, bool):
-                raise ValueError("dp forecast: energy_wh must be an integer")
-            profiles = d["profiles"]
-            if not isinstance(profiles, list) or not profiles or not all(isinstance(p, str) for p in profiles):
-                raise ValueError("dp forecast: profiles must be a non-empty list of ids")
-            if d["class"] not in profiles:
-                raise ValueError("dp forecast: the class is not one of the profiles")
-            vers = d["versions"]
-            if not isinstance(vers, dict) or set(vers) != set(profiles):
-                raise ValueError("dp forecast: one version per profile")
-            return cls(
-                d["meter_id"], strictjson.iso_date(d["period_from"], "period_from"),
-                strictjson.iso_date(d["period_to"], "period_to"), _int("hours", d["hours"]), e, d["class"],
-                tuple(profiles), {k: _int("version", v) for k, v in vers.items()},
-                _int("epsilon_milli", d["epsilon_milli"]), _int("clip_wh", d["clip_wh"]),
-                _int("unit_hours", d["unit_hours"]), d["applet_aid"], d["code_hash"],
-            )
-        except (TypeError, AttributeError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"dp forecast: malformed ({str(exc)[:60]})") from None
-
-    def forecast_next(self, shape_next: Sequence[float], weight_now: float) -> list[float]:
-        """The class profile of the next period scaled by the noisy energy (clamped at 0)."""
-        return forecast(shape_next, max(0, self.energy_wh), weight_now)
+def dp_forecast_next(rel: DpForecastRelease, shape_next: Sequence[float], weight_now: float) -> list[float]:
+    """The class profile of the next period scaled by a DP release's noisy energy (clamped
+    at 0: the noise may make it negative)."""
+    return forecast(shape_next, max(0, rel.energy_wh), weight_now)
 
 
 def verify_dp_release(rel: DpForecastRelease, policy: Any, *, applet_aid: str, code_hash: str,

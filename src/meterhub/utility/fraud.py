@@ -2,15 +2,15 @@
 
 For a feeder's group of hubs and a local day, the grid operator
 
-1. collects each hub's :class:`~meterhub.aggregation.MaskedRelease` through its own
+1. collects each hub's :class:`~meterhub.model.formats.aggregation.MaskedRelease` through its own
    security domain (SCP03), each masked twice: zero-sum pairwise masks and a
    self-mask from a fresh seed whose Shamir shares it sealed to its peers (double
    masking, Bonawitz et al., CCS 2017, §4); then runs the unmasking round: each present
    hub answers the pairwise masks it shares with the members that did not answer and
    its shares of the present members' seeds
-   (:class:`~meterhub.aggregation.RecoveryRelease`); the grid operator subtracts the
+   (:class:`~meterhub.model.formats.aggregation.RecoveryRelease`); the grid operator subtracts the
    former and the self-masks it expands from ``t`` shares of each seed
-   (:func:`meterhub.aggregation.self_mask_threshold`);
+   (:func:`meterhub.model.formats.aggregation.self_mask_threshold`);
 2. checks each present member's signed batch for the day (signature, chain,
    completeness: :func:`meterhub.utility.settlement.check_batches`) and that the
    release names the meter's first index and the reviewed applet's code hash;
@@ -36,7 +36,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from ..aggregation import (
+from ..crypto import ecdsa
+from ..crypto.group import G, H, PointDecodeError, Q, msm_encoded
+from ..crypto.selfmask import combine_seed, self_masks
+from ..model.formats.aggregation import (
     AggregationRequest,
     GroupDefinition,
     GroupMember,
@@ -47,10 +50,7 @@ from ..aggregation import (
     self_mask_context,
     self_mask_threshold,
 )
-from ..crypto import ecdsa
-from ..crypto.group import G, H, PointDecodeError, Q, msm_encoded
-from ..crypto.selfmask import combine_seed, self_masks
-from ..group_registry import RegistryBlock, RegistryView
+from ..model.group_registry import RegistryBlock, RegistryView
 from ..model.timebase import day_starts
 from .settlement import AppletMailbox, check_batches
 from .verifier import DayCommitments, MeterRegistration, Rejected
@@ -290,9 +290,9 @@ class SessionMailbox(AppletMailbox):
 
 
 def demo_grid_key() -> ecdsa.SigningKey:
-    """The demo grid operator's group-signing key (:func:`meterhub.aggregation.demo_group_key`),
+    """The demo grid operator's group-signing key (:func:`meterhub.model.formats.aggregation.demo_group_key`),
     PUBLICLY KNOWN. Demo and tests only."""
-    from ..aggregation import demo_group_key
+    from ..model.formats.aggregation import demo_group_key
 
     return demo_group_key()
 
@@ -309,7 +309,7 @@ MAX_BLOCK_BYTES = 40_000  # a STORE DATA message is at most 256 blocks of the ma
 
 
 class GroupRegistry:
-    """The grid operator's group registry of one feeder (:mod:`meterhub.group_registry`):
+    """The grid operator's group registry of one feeder (:mod:`meterhub.model.group_registry`):
     the chain of signed blocks every hub of the feeder holds. :meth:`publish` checks the
     registry after the block with the hubs' own rules first (an honest operator never
     publishes a block its hubs refuse) and signs it."""

@@ -19,9 +19,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ..banded import BandedBillStatement
 from ..errors import MeterhubError
-from ..storage import open_db, transaction
+from ..model.formats.statements import BandedBillStatement
+from ..storage.sqlite import open_db, transaction
 from ..tariffs import Tariff
 from .contracts import Segment
 from .store import UtilityStore

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..storage import transaction
+from ..storage.sqlite import transaction
 
 __all__ = ["purge_meter", "PURGED_TABLES"]
 

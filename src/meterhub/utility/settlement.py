@@ -38,7 +38,7 @@ from ..errors import MeterhubError
 from ..model.formats.settlement import SettlementStatement
 from ..model.formats.units import MAX_READING_WH, encode_day
 from ..protocols.gp.constants import INS
-from ..storage import open_db, transaction
+from ..storage.sqlite import open_db, transaction
 from ..tariffs.price_index import Series, SeriesError, SignedSeries, dump_series
 from .tsm import TSM, TSMError
 from .verifier import (

@@ -26,15 +26,15 @@ from typing import Any
 
 from ..crypto import ecdsa
 from ..crypto.group import PointDecodeError, uncompress_many
-from ..exchange import DayUpload
 from ..model.display import shown
 from ..model.errors import FormatError
 from ..model.formats.batch import DailyBatch, SignedBatch, chain_genesis, chain_head
 from ..model.formats.statements import AnyBillStatement, statement_from_json
 from ..model.formats.units import decode_records, encode_records
+from ..model.formats.upload import DayUpload
 from ..model.timebase import intervals_per_day
-from ..storage import open_db, transaction
-from ..storage_pg import is_postgres_url, open_pg
+from ..storage.postgres import is_postgres_url, open_pg
+from ..storage.sqlite import open_db, transaction
 from ..tariffs import SignedTariff, Tariff, load_tariff
 from ..tariffs.nonlinear import NonLinearTariff
 from .verifier import (

@@ -2,7 +2,7 @@
 
 A meter outage or a lost link leaves days without a verified statement. The
 period's bill must not wait: it is made of the verified v3 statements
-(:mod:`meterhub.banded`, each checked by V12-V19 and V26-V29) plus, for every
+(:mod:`meterhub.model.formats.statements`, each checked by V12-V19 and V26-V29) plus, for every
 run of days no statement covers, a substitute value ("Ersatzwert") computed by
 one of two methods in use in the German market (VDE-AR-N 4400 metering code,
 substitute-value formation; BDEW/MaBiS "Ersatzwertbildung"):
@@ -34,8 +34,9 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from ..banded import BandedBillStatement, band_counts, band_indices
+from ..model.billing.bands import band_counts, band_indices
 from ..model.formats.batch import DailyBatch
+from ..model.formats.statements import BandedBillStatement
 from ..tariffs import Tariff
 
 __all__ = [

@@ -37,13 +37,13 @@ from typing import Any
 from ..crypto import ecdsa
 from ..crypto.group import Q
 from ..crypto.transcript import ProofError
-from ..exchange import DayUpload
 from ..model.billing import BillCheck, BillingKind, check_energy_bound, check_version
 from ..model.billing.time_of_use import TIME_OF_USE
 from ..model.errors import Rejected
 from ..model.formats.batch import SignedBatch, chain_head
 from ..model.formats.statements import AnyBillStatement, BandedBillStatement, BillStatement
 from ..model.formats.units import COMMITMENT_SIZE
+from ..model.formats.upload import DayUpload
 from ..model.timebase import day_starts
 from ..tariffs import Tariff, TariffError
 

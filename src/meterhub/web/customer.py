@@ -133,7 +133,7 @@ def _held_days(h: Household) -> tuple[date, date] | None:
 
 def _readings(h: Household, first: date, last: date) -> tuple[list[datetime], list[int], list[str]]:
     """Interval starts (UTC), Wh and tariff band name of local days ``first..last``."""
-    from ..banded import band_indices
+    from ..model.billing.bands import band_indices
     from ..model.timebase import range_starts
 
     with _hub(h) as hub:
@@ -201,10 +201,10 @@ def bills(h: Household) -> list[BillRow]:
     """Each bill statement the hub released, checked against the hub's own readings:
     the statement is recomputed from the openings and the tariff (:func:`meterhub.hub.
     billing.bill_statement`) and every field compared (docs/verification.md)."""
-    from ..exchange import FormatError
     from ..hub.billing import bill_statement
     from ..hub.proving import statement_from_json
     from ..hub.store import HubError
+    from ..model.errors import FormatError
 
     out = []
     with _hub(h) as hub:

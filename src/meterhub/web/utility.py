@@ -62,7 +62,7 @@ class _Stored:
 
     def get(self, name: str, fn: Callable[[Path, dict[str, Any]], Any], files: tuple[str, ...]) -> dict[str, Any] | str:
         """``collect`` of ``fn`` (a ``*_stored`` function), or why there is none."""
-        from ..storage import StoreError, data_dir_lock
+        from ..storage.sqlite import StoreError, data_dir_lock
 
         d = self.data_dir
         if d is None:
@@ -208,7 +208,7 @@ def _period_of_settlement(d: Path) -> tuple[date, date] | None:
 
 
 def settlement_panels(stored: _Stored) -> dict[str, Any]:
-    from ..settlement_demo import forecast_stored, settle_stored
+    from ..utility.reverify.settlement import forecast_stored, settle_stored
 
     out: dict[str, Any] = {}
     s = stored.get("settle", settle_stored, ("settlement.sqlite",))
@@ -268,8 +268,8 @@ def _forecast_vs_actual(stored: _Stored, est: Any, period: tuple[date, date] | N
     """The SLP forecast of a feeder's customers against the verified hourly sums of their
     consumption (private aggregation, docs/fraud.md): the only actual load at hourly
     resolution the utility holds."""
-    from ..fraud_demo import fraud_stored
     from ..model.timebase import range_starts
+    from ..utility.reverify.fraud import fraud_stored
 
     title = "Forecast against actual: hourly load of a feeder's customers"
     if isinstance(est, str) or period is None:
@@ -304,7 +304,7 @@ def _forecast_vs_actual(stored: _Stored, est: Any, period: tuple[date, date] | N
 
 
 def fraud_panels(stored: _Stored) -> dict[str, Any]:
-    from ..fraud_demo import fraud_stored
+    from ..utility.reverify.fraud import fraud_stored
 
     f = stored.get("fraud", fraud_stored, ("fraud.sqlite",))
     if isinstance(f, str):
@@ -348,8 +348,8 @@ def fraud_panels(stored: _Stored) -> dict[str, Any]:
 
 
 def dr_panels(stored: _Stored) -> dict[str, Any]:
-    from ..dr_demo import verify_stored
-    from ..fraud_demo import fraud_stored
+    from ..utility.reverify.dr import verify_stored
+    from ..utility.reverify.fraud import fraud_stored
 
     r = stored.get("dr", verify_stored, ("dr.sqlite",))
     if isinstance(r, str):

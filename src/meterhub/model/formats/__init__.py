@@ -11,6 +11,11 @@ module                      what                                             pro
 :mod:`.settlement`          settlement statement                             settlement applet → utility
 :mod:`.scores`              profile scores (+ their proof context)           profiling applet → utility
 :mod:`.samples`             sample release                                   profiling applet → utility
+:mod:`.dp_forecast`         DP forecast release (meterhub-dp-forecast/1)     profiling applet → utility
+:mod:`.upload`              day upload: signed batch + commitment records    meter → utility
+:mod:`.aggregation`         private aggregation (groups, masked releases,    aggregation applet, grid
+                            recoveries, feeder readings) and group rules     operator → each other
+:mod:`.greenbutton`         Green Button (ESPI) export with openings         export applet → recipient
 ==========================  ===============================================  ==========================
 
 Strict JSON is :mod:`meterhub.model.strictjson`; ``host:port`` is

@@ -14,15 +14,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .cli import EXIT_OK, EXIT_REJECTED, UsageError, _date
+from ..errors import EXIT_OK, EXIT_REJECTED
+from .common import UsageError, _date
 
 __all__ = ["add_hub_privacy_parsers"]
 
 
 def _card(path: str) -> Any:
-    from .card.gp import open_card
-    from .card.guard import GUARD_AID
-    from .hub.secure_element import GuardClient
+    from ..card.gp import open_card
+    from ..card.guard import GUARD_AID
+    from ..hub.secure_element import GuardClient
 
     p = Path(path)
     if not p.is_file():
@@ -71,9 +72,9 @@ def cmd_policy_show(args: argparse.Namespace) -> int:
 
 
 def cmd_policy_set(args: argparse.Namespace) -> int:
-    from .crypto import ecdsa
-    from .hub.store import HubError
-    from .policy import PolicyError, ReleasePolicy, load_policy, sign_policy, verify_policy
+    from ..crypto import ecdsa
+    from ..hub.store import HubError
+    from ..policy import PolicyError, ReleasePolicy, load_policy, sign_policy, verify_policy
 
     try:
         raw = Path(args.policy).read_bytes()
@@ -116,7 +117,7 @@ def cmd_policy_set(args: argparse.Namespace) -> int:
 
 
 def cmd_releases(args: argparse.Namespace) -> int:
-    from .policy import LogError, PolicyError, load_policy, verify_policy, verify_release_log
+    from ..policy import LogError, PolicyError, load_policy, verify_policy, verify_release_log
 
     card, g = _card(args.card)
     try:
@@ -155,7 +156,7 @@ def cmd_releases(args: argparse.Namespace) -> int:
 
 
 def _customer_key(path: str) -> Any:
-    from .crypto import ecdsa
+    from ..crypto import ecdsa
 
     try:
         return ecdsa.load_signing_key(Path(path).read_bytes())
@@ -164,9 +165,9 @@ def _customer_key(path: str) -> Any:
 
 
 def cmd_consent_grant(args: argparse.Namespace) -> int:
-    from .hub.store import HubError
-    from .policy import PolicyError
-    from .policy.consent import Consent, dump_consent, sign_consent
+    from ..hub.store import HubError
+    from ..policy import PolicyError
+    from ..policy.consent import Consent, dump_consent, sign_consent
 
     key = _customer_key(args.key)
     try:
@@ -190,8 +191,8 @@ def cmd_consent_grant(args: argparse.Namespace) -> int:
 
 
 def cmd_consent_revoke(args: argparse.Namespace) -> int:
-    from .hub.store import HubError
-    from .policy.consent import sign_revocation
+    from ..hub.store import HubError
+    from ..policy.consent import sign_revocation
 
     key = _customer_key(args.key)
     card, g = _card(args.card)
@@ -208,9 +209,9 @@ def cmd_consent_revoke(args: argparse.Namespace) -> int:
 
 def cmd_migrate_store(args: argparse.Namespace) -> int:
     """Re-seal a schema-2 hub.sqlite (host key file) by each meter's hub card."""
-    from .hub.secure_element import VaultClient, open_vault_card
-    from .hub.store import migrate_host_key_store
-    from .storage import data_dir_lock
+    from ..hub.secure_element import VaultClient, open_vault_card
+    from ..hub.store import migrate_host_key_store
+    from ..storage.sqlite import data_dir_lock
 
     d = Path(args.data_dir)
     cards_dir = Path(args.cards) if args.cards else d / "hubs"

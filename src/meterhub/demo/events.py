@@ -21,9 +21,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from .crypto import ecdsa
-from .exchange import DayUpload, encode_records
-from .hub.secure_element import (
+from ..crypto import ecdsa
+from ..hub.secure_element import (
     BILLING_APP_AID,
     BILLING_MODULE_AID,
     BILLING_PACKAGE_AID,
@@ -34,15 +33,17 @@ from .hub.secure_element import (
     demo_scp03_keys,
     open_hub_card,
 )
-from .meter.device import Meter
-from .model.display import format_amount
-from .model.timebase import day_starts
-from .policy import default_policy
-from .tariffs import Tariff, demo_supplier_key, dump_tariff, example_tariff, sign_tariff
-from .utility.contracts import Contract, TariffPeriod, segments_for, split_period
-from .utility.invoices import InvoiceStore, make_period_bill
-from .utility.store import UtilityStore
-from .utility.tsm import TSM, dap_signer
+from ..meter.device import Meter
+from ..model.display import format_amount
+from ..model.formats.units import encode_records
+from ..model.formats.upload import DayUpload
+from ..model.timebase import day_starts
+from ..policy import default_policy
+from ..tariffs import Tariff, demo_supplier_key, dump_tariff, example_tariff, sign_tariff
+from ..utility.contracts import Contract, TariffPeriod, segments_for, split_period
+from ..utility.invoices import InvoiceStore, make_period_bill
+from ..utility.store import UtilityStore
+from ..utility.tsm import TSM, dap_signer
 
 __all__ = ["run_events", "format_events"]
 

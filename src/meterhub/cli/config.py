@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import EXIT_USAGE, MeterhubError
+from ..errors import EXIT_USAGE, MeterhubError
 
 __all__ = ["ConfigError", "apply_config", "config_path", "configure_logging", "LOG_LEVELS"]
 

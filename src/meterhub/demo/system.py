@@ -37,12 +37,9 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from . import settlement_demo
-from .crypto import ecdsa
-from .demo_homelink import InProcessHomeLink
-from .errors import MeterhubError
-from .exchange import new_home_link_key
-from .hub.secure_element import (
+from ..crypto import ecdsa
+from ..errors import MeterhubError
+from ..hub.secure_element import (
     BILLING_APP_AID,
     CARD_SIDECARS,
     SUPPLIER_SD_AID,
@@ -53,13 +50,14 @@ from .hub.secure_element import (
     demo_scp03_keys,
     open_hub_card,
 )
-from .hub.store import HubStore
-from .meter.load import LoadTrace, simulate_neighbourhood
-from .meter.store import MeterStore
-from .model.timebase import check_interval
-from .policy import ReleasePolicy, default_policy
-from .storage import StoreError, atomic_write, discard_built_file, install_built_file
-from .tariffs import (
+from ..hub.store import HubStore
+from ..meter.load import LoadTrace, simulate_neighbourhood
+from ..meter.store import MeterStore
+from ..model.formats.sealed import new_home_link_key
+from ..model.timebase import check_interval
+from ..policy import ReleasePolicy, default_policy
+from ..storage.sqlite import StoreError, atomic_write, discard_built_file, install_built_file
+from ..tariffs import (
     SignedTariff,
     Tariff,
     demo_supplier_key,
@@ -67,8 +65,10 @@ from .tariffs import (
     example_signed_tariff,
     verify_tariff,
 )
-from .utility.store import UtilityStore
-from .utility.tsm import TSM, dap_signer
+from ..utility.store import UtilityStore
+from ..utility.tsm import TSM, dap_signer
+from . import settlement
+from .homelink import InProcessHomeLink
 
 __all__ = ["DemoParams", "DemoRandom", "HouseholdResult", "check_params", "run_demo", "DemoError"]
 
@@ -203,7 +203,7 @@ def check_params(params: DemoParams) -> None:
     _check(params, example_signed_tariff())
     if params.price_index_csv is not None:
         try:
-            settlement_demo.check_index_csv(params)
+            settlement.check_index_csv(params)
         except (OSError, ValueError) as exc:
             raise DemoError(f"--price-index: {exc}") from None
     params.identity()
@@ -213,7 +213,7 @@ def _check_resume(params: DemoParams) -> None:
     """Record the parameters on the first run (before any store exists); on a resumed
     run refuse any difference. ``demo.json`` is written atomically, so a kill leaves
     either no file (first run again) or the whole file."""
-    from .storage import expect_store
+    from ..storage.sqlite import expect_store
 
     meta = params.data_dir / "demo.json"
     ident = params.identity()
@@ -277,9 +277,9 @@ def run_demo(
     if rng is None:
         rng = DemoRandom(params.seed)
     _check_resume(params)
-    from . import dr_demo
+    from . import dr
 
-    traces = dr_demo.prepare(params, traces)  # demand response (issue 14): events announced, households respond
+    traces = dr.prepare(params, traces)  # demand response (issue 14): events announced, households respond
     d = params.data_dir
     meters = MeterStore(d / "meter.sqlite")
     hub = HubStore(d / "hub.sqlite")
@@ -301,9 +301,9 @@ def run_demo(
             if remote is not None:
                 remote.register_meter(
                     meter_id, info.public_key, info.tz, info.interval_minutes,
-                    tariff=signed_tariff, supplier=settlement_demo.supplier_of(n),
+                    tariff=signed_tariff, supplier=settlement.supplier_of(n),
                 )
-            supplier = settlement_demo.supplier_of(n)
+            supplier = settlement.supplier_of(n)
             # The card is expected once the meter has recorded a day (it is built first).
             card = _hub_card(d, meter_id, supplier, params, rng, expected=info.last_day is not None)
             vault = VaultClient(card.transmit)  # the card seals this meter's records in hub.sqlite
@@ -312,12 +312,12 @@ def run_demo(
                 hub.pair_meter(meter_id, info.home_link_key, info.tz, info.interval_minutes)
                 # Demand response (issue 14): applet, pairing and the announced events;
                 # it selects its own applet, so it comes before the billing applet's.
-                dr_demo.attach(card, params, meter_id, info.tz, info.interval_minutes)
+                dr.attach(card, params, meter_id, info.tz, info.interval_minutes)
                 applet = BillingClient(card.transmit)
                 applet.select()
                 applet.pair(meter_id, info.tz, info.interval_minutes, info.home_link_key)
                 # Settlement and profiling applets (issue 6): installed, paired, coin committed.
-                extras = settlement_demo.attach(
+                extras = settlement.attach(
                     card, params, meter_id, info.tz, info.interval_minutes, supplier, rng=rng
                 )
                 # The home link runs over DLMS with suite 0 (hub.homelink): the hub reads
@@ -363,7 +363,7 @@ def run_demo(
         period_to = params.start + timedelta(days=params.days - 1)
         for n, trace in enumerate(traces):
             meter_id = trace.household_id
-            card = _hub_card(d, meter_id, settlement_demo.supplier_of(n), params, rng, expected=True)
+            card = _hub_card(d, meter_id, settlement.supplier_of(n), params, rng, expected=True)
             try:
                 applet = BillingClient(card.transmit)
                 applet.select()
@@ -375,7 +375,7 @@ def run_demo(
             prices = tariff.prices_for(trace.starts, trace.interval_minutes)
             verdict = utility.verify_statement(st)
             if remote is not None:
-                remote.check_statement(st.to_json(), settlement_demo.supplier_of(n), verdict.ok)
+                remote.check_statement(st.to_json(), settlement.supplier_of(n), verdict.ok)
             from_readings = (
                 sum(t * m for t, m in zip(prices, trace.readings_wh, strict=True))
                 + params.days * tariff.standing_charge_per_day
@@ -453,7 +453,7 @@ def _hub_card(
             with TSM(card.transmit, supplier_keys, sd_aid=SUPPLIER_SD_AID, dap=dap) as tsm:
                 tsm.deploy(billing_load_file(), BILLING_APP_AID, params=ecdsa.public_bytes(demo_supplier_key()))
                 tsm.push_tariff(BILLING_APP_AID, dump_tariff(example_signed_tariff()))
-            settlement_demo.install(card, params, supplier)
+            settlement.install(card, params, supplier)
         finally:
             card.close()  # the last connection: SQLite folds the WAL into the file
         install_built_file(tmp, path, CARD_SIDECARS)  # storage and customer keys move with it

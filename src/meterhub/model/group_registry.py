@@ -1,7 +1,7 @@
 """The group registry: every aggregation group a grid operator publishes, signed and
 hash-chained, which every hub checks as a whole before it releases (docs/fraud.md).
 
-Why: each hub's own rules (:class:`meterhub.aggregation.GroupPolicy`) only see the
+Why: each hub's own rules (:class:`meterhub.model.formats.aggregation.GroupPolicy`) only see the
 groups the hub is a member of. Four groups ``G1 = {v, a1..a4}``, ``G2 = {a1..a4,
 p1..p5}``, ``G3 = {p1..p5, q1..q5}``, ``G4 = {q1..q5}`` pass at every hub, and ``G1 -
 G2 + G3 - G4`` is household ``v`` alone. A sum over a group is the inner product of
@@ -24,7 +24,7 @@ vectors. The registry makes the whole set visible to every hub:
   nothing new: the same members under a new id, or a union of disjoint groups);
 * every masked release and recovery of a day binds the day's span digest
   (:func:`span_digest` of the groups valid that day) into its zero-sum masks
-  (:func:`meterhub.aggregation.mask_context`). Two members of a group with different
+  (:func:`meterhub.model.formats.aggregation.mask_context`). Two members of a group with different
   views of the day (the grid operator showed them different chains: equivocation)
   derive different pair values, the masks do not cancel and the sum stays hidden.
 
@@ -53,7 +53,9 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from math import gcd
 
-from .aggregation import (
+from ..crypto import ecdsa
+from .errors import FormatError
+from .formats.aggregation import (
     FIXED_INTERVAL_MINUTES,
     MIN_GROUP_SIZE,
     GroupDefinition,
@@ -61,8 +63,6 @@ from .aggregation import (
     _Reader,
     _str8,
 )
-from .crypto import ecdsa
-from .exchange import FormatError
 
 __all__ = [
     "REGISTRY_DST",

@@ -21,8 +21,8 @@ and compares with today's practice and with the simulator's ground truth:
   truth) for the SLP method, sampling and exact matching, with the number of
   fine-grained readings each method released.
 
-:func:`settle_stored` and :func:`forecast_stored` re-verify what the demo stored
-(``meterhub utility settle`` / ``forecast``).
+:func:`meterhub.utility.reverify.settlement.settle_stored` and ``forecast_stored``
+re-verify what the demo stored (``meterhub utility settle`` / ``forecast``).
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .crypto import ecdsa
-from .crypto.sampling import DEFAULT_K, commit_nonce, new_nonce
-from .hub.secure_element import (
+from ..crypto import ecdsa
+from ..crypto.sampling import DEFAULT_K, commit_nonce, new_nonce
+from ..hub.secure_element import (
     BILLING_APP_AID,
     PROFILING_APP_AID,
     RECIPIENT_SDS,
@@ -49,22 +49,20 @@ from .hub.secure_element import (
     profiling_load_file,
     settlement_load_file,
 )
-from .model.timebase import range_starts
-from .storage import StoreError, expect_store
-from .tariffs.price_index import (
-    KIND_LOAD_PROFILE,
+from ..model.timebase import range_starts
+from ..storage.sqlite import StoreError
+from ..tariffs.price_index import (
     KIND_PRICE_INDEX,
     Series,
     SignedSeries,
     demo_index_publisher_key,
     example_price_index,
     index_from_csv,
-    load_series,
     sign_series,
     verify_series,
 )
-from .tariffs.profiles import bdew_profile, demo_profile_key, reference_profiles, utility_profile
-from .utility.forecasting import (
+from ..tariffs.profiles import bdew_profile, demo_profile_key, reference_profiles, utility_profile
+from ..utility.forecasting import (
     ProfileScores,
     SampleRelease,
     classify,
@@ -75,9 +73,9 @@ from .utility.forecasting import (
     period_weights,
     verify_samples,
     verify_scores,
-    verify_scores_batch,
 )
-from .utility.settlement import (
+from ..utility.reverify.settlement import PROFILING_CLASS, SETTLEMENT_CLASS, class_name
+from ..utility.settlement import (
     AppletMailbox,
     HubRefused,
     SettlementStatement,
@@ -87,7 +85,7 @@ from .utility.settlement import (
     settlement_request,
     verify_settlement,
 )
-from .utility.tsm import TSM, TSMError, dap_signer
+from ..utility.tsm import TSM, TSMError, dap_signer
 
 __all__ = [
     "SUPPLIERS",
@@ -95,15 +93,11 @@ __all__ = [
     "SettlementReport",
     "attach",
     "format_report",
-    "forecast_stored",
     "run",
-    "settle_stored",
 ]
 
 SUPPLIERS: tuple[str, ...] = ("supplier-a", "supplier-b", "supplier-c")
 GRID_SD_AID = RECIPIENT_SDS["grid-operator"]
-SETTLEMENT_CLASS = "meterhub.applets.settlement/1"
-PROFILING_CLASS = "meterhub.applets.profiling/1"
 
 
 def _period(params: Any) -> tuple[date, date]:
@@ -298,10 +292,6 @@ class SettlementReport:
         return d
 
 
-def _class_name(series_id: str) -> str:
-    return series_id.removeprefix("bdew-")
-
-
 def _shape(name: str, start: date, days: int) -> list[int]:
     s = utility_profile(name, start, days) if name == "u-night" else bdew_profile(name, start, days)
     return list(s.values)
@@ -348,8 +338,8 @@ def _collect(d: Path, store: SettlementStore, mid: str, first: date, last: date,
 def run(params: Any) -> SettlementReport:
     """Collect, verify and compare (module docstring). Needs a finished demo run in
     ``params.data_dir``."""
-    from .meter.load import bdew_profile_wh, simulate_neighbourhood
-    from .utility.store import UtilityStore
+    from ..meter.load import bdew_profile_wh, simulate_neighbourhood
+    from ..utility.store import UtilityStore
 
     first, last = _period(params)
     interval = params.interval_minutes
@@ -357,7 +347,7 @@ def run(params: Any) -> SettlementReport:
     traces = simulate_neighbourhood(
         params.households, params.start, params.days, interval_minutes=interval, seed=params.seed, business_share=share
     )
-    from .dr_demo import measured
+    from .dr import measured
 
     traces = measured(params, traces)  # what the meters measured: demand response (issue 14)
     index_signed = _index_for(params, interval)
@@ -417,14 +407,14 @@ def run(params: Any) -> SettlementReport:
                     continue
                 n_samples = len(rel.samples)
                 released += n_samples
-                class_samples = _class_name(
+                class_samples = class_name(
                     classify(match_samples([(s.index - rel.first_index, s.m) for s in rel.samples], weights, g))
                 )
             report.verified += 1
             matches = match_scores(sc, weights)
             best = classify(matches)
             cust.append(
-                CustomerRow(mid, supplier, trace.profile, n_samples, class_samples, _class_name(best),
+                CustomerRow(mid, supplier, trace.profile, n_samples, class_samples, class_name(best),
                             round(max(m.r for m in matches), 4))
             )
             energies[mid] = st.energy_wh
@@ -465,7 +455,7 @@ def run(params: Any) -> SettlementReport:
 def _forecasts(report: SettlementReport, params: Any, traces: list[Any], energies: dict[str, int],
                cust: dict[str, CustomerRow], g: int) -> None:
     """Next period's hourly load per supplier by three methods against the simulated truth."""
-    from .meter.load import bdew_profile_wh, simulate_load
+    from ..meter.load import bdew_profile_wh, simulate_load
 
     nxt = params.start + timedelta(days=params.days)
     report.forecast_from = nxt.isoformat()
@@ -555,142 +545,3 @@ def format_report(r: SettlementReport) -> str:
     out.append(f"fine-grained readings released: SLP method {rr.get('slp', 0)}, sampling {rr.get('samples', 0)}, "
                f"exact matching {rr.get('exact', 0)} (scores and one sum of squares per customer)")
     return "\n".join(out)
-
-
-# ---------------------------------------------------------------- stored results (CLI)
-
-
-def _stored(data_dir: Path) -> tuple[Any, SettlementStore]:
-    from .utility.store import UtilityStore
-
-    names = ("settlement.sqlite", "utility.sqlite")
-    if not any((data_dir / n).exists() or expect_store(data_dir / n) for n in names):
-        raise FileNotFoundError(f"no settlement results in {data_dir} (run `meterhub demo` first)")
-    # Present, or listed as created here: open_db refuses a missing, empty or corrupt one.
-    store = SettlementStore(data_dir / "settlement.sqlite", create=False)
-    try:
-        if not (data_dir / "utility.sqlite").exists():
-            raise StoreError(f"{data_dir / 'utility.sqlite'}: store missing; nothing can be verified")
-        return UtilityStore(data_dir / "utility.sqlite"), store
-    except BaseException:
-        store.close()
-        raise
-
-
-def _signed(store: SettlementStore, kind: str, key: Any) -> dict[str, Series]:
-    return {s.series_id: s for s in (verify_series(load_series(raw), key, kind=kind) for raw in store.series(kind))}
-
-
-def settle_stored(data_dir: Path, collect: dict[str, Any] | None = None) -> tuple[list[str], list[str]]:
-    """Re-verify every stored settlement statement; (output lines, rejections).
-    ``collect`` (the utility dashboard) receives the verified per-supplier rows and the
-    index scale as ``suppliers`` and ``scale``."""
-    utility, store = _stored(data_dir)
-    try:
-        idx = _signed(store, KIND_PRICE_INDEX, demo_index_publisher_key())
-        customers = store.customers()
-        ch = expected_code_hash(SETTLEMENT_CLASS)
-        rows, rejected, scale = [], [], 1
-        stored = store.statements("settlement")
-        if not stored:
-            raise StoreError(f"{data_dir / 'settlement.sqlite'} holds no settlement statements (emptied?)")
-        for mid, pf, pt, body in stored:
-            if mid not in customers:
-                rejected.append(f"{mid}: no customer record, so no supplier (customer table damaged?)")
-                continue
-            try:
-                st = SettlementStatement.from_json(body)
-                index = idx[st.index_id]
-                scale = index.scale
-                v = verify_settlement(st, utility.registration(mid), utility.day_commitments(mid, pf, pt), index, code_hash=ch,
-                                      applet_aid=SETTLEMENT_APP_AID)
-            except (ValueError, KeyError) as exc:
-                rejected.append(f"{mid}: {exc}")
-                continue
-            if not v.ok:
-                rejected.append(f"{mid}: {v.reason}")
-                continue
-            rows.append((customers[mid][0], st.energy_wh, st.value))
-        lines = [f"{'supplier':<11} {'customers':>9} {'kWh':>11} {'energy share':>12} {'value EUR':>12} {'value share':>11}"]
-        for s in aggregate(rows):
-            lines.append(f"{s.supplier:<11} {s.customers:>9} {s.energy_wh / 1000:>11,.1f} {100 * s.energy_share:>11.2f}% "
-                         f"{s.value / scale:>12,.2f} {100 * s.value_share:>10.2f}%")
-        lines.append(f"{len(rows)} statements verified, {len(rejected)} rejected")
-        if collect is not None:
-            collect.update(suppliers=aggregate(rows), scale=scale)
-        return lines, rejected
-    finally:
-        utility.close()
-        store.close()
-
-
-def forecast_stored(data_dir: Path, collect: dict[str, Any] | None = None) -> tuple[list[str], list[str]]:
-    """Re-verify stored profile scores and samples and classify each customer.
-    ``collect`` (the utility dashboard) receives ``classes``: (customer, class by samples,
-    class by exact scores, best r) of every verified customer."""
-    utility, store = _stored(data_dir)
-    try:
-        profiles = _signed(store, KIND_LOAD_PROFILE, demo_profile_key())
-        ch = expected_code_hash(PROFILING_CLASS)
-        samples = {(m, pf, pt): b for m, pf, pt, b in store.statements("samples")}
-        lines = [f"{'customer':<10} {'by samples':>10} {'exact':>6} {'r':>7}"]
-        rejected: list[str] = []
-        scores = store.statements("scores")
-        if not scores:
-            raise StoreError(f"{data_dir / 'settlement.sqlite'} holds no profile scores (emptied?)")
-        # Parse everything first, then verify every statement in one batch (one random
-        # linear combination, verify_scores_batch); the verdicts name each failing one.
-        parsed: dict[int, tuple] = {}
-        for n, (mid, pf, pt, body) in enumerate(scores):
-            try:
-                parsed[n] = (ProfileScores.from_json(body), utility.registration(mid), utility.day_commitments(mid, pf, pt))
-            except (ValueError, KeyError) as exc:
-                rejected.append(f"{mid}: {exc}")
-        order = sorted(parsed)
-        batch = verify_scores_batch([parsed[n] for n in order], profiles, code_hash=ch, applet_aid=PROFILING_APP_AID)
-        verdicts = dict(zip(order, batch, strict=True))
-        for n, (mid, pf, pt, _) in enumerate(scores):
-            if n not in parsed:
-                continue
-            try:
-                sc, reg, days = parsed[n]
-                v = verdicts[n]
-                if not v.ok:
-                    rejected.append(f"{mid} scores: {v.reason}")
-                    continue
-                starts = range_starts(pf, (pt - pf).days + 1, reg.tz, sc.point_minutes)
-                weights = period_weights(profiles, starts)
-                matches = match_scores(sc, weights)
-                by_samples = "-"
-                coin = store.coin(mid, pf, pt)
-                # Every period has its coin toss recorded (a refused one with an empty hub
-                # nonce); samples exist exactly when the toss was completed.
-                if coin is None or coin[3] is None:
-                    rejected.append(f"{mid} samples: no coin-toss record for {pf}..{pt} (store damaged?)")
-                    continue
-                if bool(coin[3]) != ((mid, pf, pt) in samples):
-                    rejected.append(f"{mid} samples: " + ("missing" if coin[3] else "released without a coin toss"))
-                    continue
-                if coin[3]:
-                    rel = SampleRelease.from_json(samples[(mid, pf, pt)])
-                    v3 = verify_samples(rel, reg, days, commitment=coin[2], utility_nonce=coin[1],
-                                        hub_commitment=coin[3], k=coin[0], code_hash=ch,
-                                        applet_aid=PROFILING_APP_AID)
-                    if not v3.ok:
-                        rejected.append(f"{mid} samples: {v3.reason}")
-                        continue
-                    g = sc.point_minutes // reg.interval_minutes
-                    by_samples = _class_name(classify(match_samples(
-                        [(s.index - rel.first_index, s.m) for s in rel.samples], weights, g)))
-            except (ValueError, KeyError) as exc:
-                rejected.append(f"{mid}: {exc}")
-                continue
-            lines.append(f"{mid:<10} {by_samples:>10} {_class_name(classify(matches)):>6} {max(m.r for m in matches):>7.3f}")
-            if collect is not None:
-                collect.setdefault("classes", []).append(
-                    (mid, by_samples, _class_name(classify(matches)), max(m.r for m in matches)))
-        lines.append(f"{len(lines) - 1} customers classified from verified outputs, {len(rejected)} rejected")
-        return lines, rejected
-    finally:
-        utility.close()
-        store.close()

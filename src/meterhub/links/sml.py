@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.x509.oid import NameOID
 
-from .protocols.sml import SmlFile, SmlStreamDecoder
+from ..protocols.sml import SmlFile, SmlStreamDecoder
 
 __all__ = [
     "SML_TLS_KDF_INFO",

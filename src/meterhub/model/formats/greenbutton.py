@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from .errors import MeterhubError
+from ...errors import MeterhubError
 
 __all__ = ["ATOM", "ESPI", "MH", "Export", "ExportFormatError", "ExportReading", "build_export", "parse_export"]
 

@@ -7,7 +7,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .cli import EXIT_OK, EXIT_REJECTED, UsageError, _lines, _number, _read
+from ..errors import EXIT_OK, EXIT_REJECTED
+from .common import UsageError, _lines, _number, _read
 
 __all__ = ["add_utility_service_parsers"]
 
@@ -17,7 +18,7 @@ _seconds = _number(float, "a number of seconds", 0.0, 3600.0, lo_open=True)
 
 def _db(text: str) -> str:
     """A ``postgresql://`` URL or a SQLite file path."""
-    from .storage_pg import is_postgres_url
+    from ..storage.postgres import is_postgres_url
 
     if is_postgres_url(text):
         return text
@@ -45,9 +46,9 @@ def cmd_utility_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from .service.app import OutputLimits, create_app
-    from .service.keys import ApiKeys, KeyError_
-    from .utility.store import UtilityStore
+    from ..service.app import OutputLimits, create_app
+    from ..service.keys import ApiKeys, KeyError_
+    from ..utility.store import UtilityStore
 
     db = _db(args.db)
     try:
@@ -62,7 +63,7 @@ def cmd_utility_serve(args: argparse.Namespace) -> int:
             raise UsageError(f"{args.supplier_key}: supplier key is not hex") from None
     trust = None
     if args.trust:
-        from .utility.deliveries import TrustAnchors
+        from ..utility.deliveries import TrustAnchors
 
         try:
             trust = TrustAnchors.demo() if args.trust == "demo" else TrustAnchors.load(args.trust)
@@ -70,7 +71,7 @@ def cmd_utility_serve(args: argparse.Namespace) -> int:
             raise UsageError(str(exc).splitlines()[0]) from None
     tls: dict[str, Any] = {}
     if args.tls_cert or args.tls_key or args.tls_client_ca:
-        from .service.tls import server_tls_config
+        from ..service.tls import server_tls_config
 
         if not (args.tls_cert and args.tls_key):
             raise UsageError("--tls-cert and --tls-key go together (and --tls-client-ca needs them)")
@@ -79,7 +80,7 @@ def cmd_utility_serve(args: argparse.Namespace) -> int:
                 _read(f, "TLS file")  # a clear error before listening
         tls = server_tls_config(args.tls_cert, args.tls_key, args.tls_client_ca, head_timeout=args.head_timeout)
     else:
-        from .service.guard import guarded_protocol
+        from ..service.guard import guarded_protocol
 
         tls = {"http": guarded_protocol(args.head_timeout)}
     UtilityStore(db if "://" in db else Path(db)).close()  # refuse a bad database before listening
@@ -94,8 +95,8 @@ def cmd_utility_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_utility_keys_add(args: argparse.Namespace) -> int:
-    from .cli import _write
-    from .service.keys import ApiKeys, KeyError_
+    from ..service.keys import ApiKeys, KeyError_
+    from .common import _write
 
     if bool(args.key_out) == bool(args.tls_subject):
         raise UsageError("give --key-out (an API key) or --tls-subject (a client certificate), not both")
@@ -127,10 +128,11 @@ _OUTPUT_OPTIONS = (
 def cmd_utility_push(args: argparse.Namespace) -> int:
     import ssl
 
-    from .exchange import DayUpload, FormatError
-    from .model.display import shown
-    from .service.push import PushClient, PushError
-    from .utility.deliveries import REF_KINDS
+    from ..model.display import shown
+    from ..model.errors import FormatError
+    from ..model.formats.upload import DayUpload
+    from ..service.push import PushClient, PushError
+    from ..utility.deliveries import REF_KINDS
 
     uploads = []
     for path in args.uploads or []:
@@ -187,7 +189,7 @@ def cmd_utility_push(args: argparse.Namespace) -> int:
 
 
 def cmd_utility_verify_all(args: argparse.Namespace) -> int:
-    from .service.scaleout import verify_all
+    from ..service.scaleout import verify_all
 
     db = _db(args.db)
     if not args.dask and args.workers < 1:

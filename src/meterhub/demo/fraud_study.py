@@ -45,8 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from .meter.grid import TOTAL_PRESERVING, Feeder, HourCalendar, simulate_grid
-from .utility.theft import (
+from ..meter.grid import TOTAL_PRESERVING, Feeder, HourCalendar, simulate_grid
+from ..utility.theft import (
     CusumDetector,
     balance,
     calibrate,
@@ -299,7 +299,7 @@ def _run_method(name: str, feeders: list[Feeder], cal: HourCalendar, det: CusumD
 
 
 def _after(det: CusumDetector, b: Any, first: int, until: int) -> int | None:
-    from .utility.theft import DailyBalance
+    from ..utility.theft import DailyBalance
 
     if first >= until:
         return None

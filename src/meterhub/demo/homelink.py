@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .exchange import DayUpload, SealedDay, open_sealed_openings
-from .hub.homelink import HubHomeLink
-from .hub.store import HubStore
-from .meter.serve import StoreFeed, meter_dlms_server
-from .meter.store import MeterStore
-from .protocols.dlms.addressing import MANAGEMENT_CLIENT
+from ..hub.homelink import HubHomeLink
+from ..hub.store import HubStore
+from ..meter.serve import StoreFeed, meter_dlms_server
+from ..meter.store import MeterStore
+from ..model.formats.sealed import SealedDay, open_sealed_openings
+from ..model.formats.upload import DayUpload
+from ..protocols.dlms.addressing import MANAGEMENT_CLIENT
 
 __all__ = ["InProcessHomeLink"]
 

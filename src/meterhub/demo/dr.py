@@ -24,20 +24,19 @@ the operator collects each opted-in customer's release over its SCP03 session an
 verifies it against the meter-signed commitments; payments, verified totals per
 feeder, the feeder peak with and without events, the baseline's error against the
 counterfactual. ``dr.sqlite`` keeps events, opt responses and releases;
-:func:`verify_stored` re-verifies them (``meterhub utility dr``).
+:func:`meterhub.utility.reverify.dr.verify_stored` re-verifies them (``meterhub utility dr``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from dataclasses import asdict, dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from .crypto import ecdsa
-from .dr.event import (
+from ..crypto import ecdsa
+from ..dr.event import (
     METHOD_PJM,
     SIGNAL_LOAD_SHED,
     SIGNAL_PRICE,
@@ -49,27 +48,27 @@ from .dr.event import (
     sign_event,
     similar_days,
 )
-from .dr.openadr import VEN, OptRules, run_exchange, self_signed
-from .dr.release import DRRelease
-from .holidays import german_holidays
-from .hub.dr_host import DR_APP_AID, DRClient, dr_load_file
-from .hub.secure_element import (
+from ..dr.openadr import VEN, OptRules, run_exchange, self_signed
+from ..dr.release import DRRelease
+from ..hub.dr_host import DR_APP_AID, DRClient, dr_load_file
+from ..hub.secure_element import (
     VaultClient,
     demo_dap_key,
     demo_scp03_keys,
     demo_vtn_key,
     open_hub_card,
 )
-from .meter.flexibility import household_loads, respond
-from .meter.load import LoadTrace
-from .model.timebase import local_midnight_utc
-from .utility.demand_response import VerifiedReduction, settle_event, verify_event
-from .utility.settlement import AppletMailbox, HubRefused, expected_code_hash
-from .utility.verifier import Rejected
+from ..meter.flexibility import household_loads, respond
+from ..meter.load import LoadTrace
+from ..model.holidays import german_holidays
+from ..model.timebase import local_midnight_utc
+from ..utility.demand_response import VerifiedReduction, settle_event, verify_event
+from ..utility.reverify.dr import DR_CLASS, DRStore
+from ..utility.settlement import AppletMailbox, HubRefused, expected_code_hash
+from ..utility.verifier import Rejected
 
-__all__ = ["DRReport", "format_report", "prepare", "run", "verify_stored"]
+__all__ = ["DRReport", "format_report", "prepare", "run"]
 
-DR_CLASS = "meterhub.applets.demand_response/1"
 PROGRAM = "oadr://meterhub.example/dr/residential"
 EVENT_HOUR, EVENT_MINUTES = 17, 120
 PRICE = 50_000  # 1e-8 EUR per Wh reduced: 0.50 EUR/kWh
@@ -92,51 +91,6 @@ def customer_rules(meter_id: str, seed: int) -> tuple[OptRules, float]:
     participate = h[0] < 192  # three in four take part
     min_price = PRICE if h[1] < 40 else 0  # some only for paid events
     return OptRules(participate=participate, min_price=min_price), 0.6 + 0.4 * h[2] / 255
-
-
-class DRStore:
-    """``dr.sqlite``: events, opt responses, releases, feeders."""
-
-    def __init__(self, path: Path) -> None:
-        self.conn = sqlite3.connect(path)
-        self.conn.executescript(
-            "CREATE TABLE IF NOT EXISTS events(event_id TEXT PRIMARY KEY, record BLOB NOT NULL);"
-            "CREATE TABLE IF NOT EXISTS opts(meter_id TEXT, event_id TEXT, opt TEXT, PRIMARY KEY(meter_id, event_id));"
-            "CREATE TABLE IF NOT EXISTS releases(meter_id TEXT, event_id TEXT, raw BLOB NOT NULL,"
-            " PRIMARY KEY(meter_id, event_id));"
-            "CREATE TABLE IF NOT EXISTS feeders(meter_id TEXT PRIMARY KEY, feeder TEXT NOT NULL);"
-            "CREATE TABLE IF NOT EXISTS meta(name TEXT PRIMARY KEY, value TEXT NOT NULL);"
-        )
-
-    def planned(self) -> bool:
-        """The plan was stored completely (the ``meta`` row is written in its transaction)."""
-        return self.conn.execute("SELECT 1 FROM meta WHERE name = 'planned'").fetchone() is not None
-
-    def close(self) -> None:
-        self.conn.close()
-
-    def events(self) -> list[DREvent]:
-        return [DREvent.from_bytes(r[0]) for r in self.conn.execute("SELECT record FROM events ORDER BY event_id")]
-
-    def opts(self) -> dict[tuple[str, str], str]:
-        return {(m, e): o for m, e, o in self.conn.execute("SELECT meter_id, event_id, opt FROM opts")}
-
-    def feeders(self) -> dict[str, str]:
-        return dict(self.conn.execute("SELECT meter_id, feeder FROM feeders").fetchall())
-
-    def releases(self) -> list[tuple[str, str, bytes]]:
-        return [(m, e, bytes(r)) for m, e, r in self.conn.execute("SELECT meter_id, event_id, raw FROM releases")]
-
-    def save_plan(self, events: list[DREvent], opts: dict[tuple[str, str], str], feeders: dict[str, str]) -> None:
-        with self.conn:
-            self.conn.executemany("INSERT OR REPLACE INTO events VALUES(?,?)", [(e.event_id, e.to_bytes()) for e in events])
-            self.conn.executemany("INSERT OR REPLACE INTO opts VALUES(?,?,?)", [(m, e, o) for (m, e), o in opts.items()])
-            self.conn.executemany("INSERT OR REPLACE INTO feeders VALUES(?,?)", list(feeders.items()))
-            self.conn.execute("INSERT OR REPLACE INTO meta VALUES('planned', '1')")
-
-    def save_release(self, meter_id: str, event_id: str, raw: bytes) -> None:
-        with self.conn:
-            self.conn.execute("INSERT OR REPLACE INTO releases VALUES(?,?,?)", (meter_id, event_id, raw))
 
 
 def plan_events(start: date, days: int, tz: str, seed: int) -> list[DREvent]:
@@ -271,7 +225,7 @@ def prepare(params: Any, traces: list[LoadTrace]) -> list[LoadTrace]:
 def attach(card: Any, params: Any, meter_id: str, tz: str, interval_minutes: int) -> None:
     """Install and pair the DR applet on a hub's card and hand it the signed events with
     the customer's decisions (module docstring); nothing without a stored plan."""
-    from .settlement_demo import _tsm
+    from .settlement import _tsm
 
     store = _plan(Path(params.data_dir))
     if store is None:
@@ -353,7 +307,7 @@ class DRReport:
 
 
 def _collect(card: Any, event_id: str) -> bytes:
-    from .settlement_demo import _tsm
+    from .settlement import _tsm
 
     with _tsm(card, "grid-operator") as tsm:
         return AppletMailbox(tsm, DR_APP_AID).request(b"\x02" + event_id.encode(), f"DR release {event_id}")
@@ -361,10 +315,10 @@ def _collect(card: Any, event_id: str) -> bytes:
 
 def run(params: Any) -> DRReport:
     """Feed, collect, verify, settle and compare (module docstring)."""
-    from .hub.store import HubStore
-    from .meter.load import simulate_neighbourhood
-    from .settlement_demo import supplier_of
-    from .utility.store import UtilityStore
+    from ..hub.store import HubStore
+    from ..meter.load import simulate_neighbourhood
+    from ..utility.store import UtilityStore
+    from .settlement import supplier_of
 
     d = Path(params.data_dir)
     report = DRReport()
@@ -545,60 +499,3 @@ def format_report(r: DRReport) -> str:
                  f"MAE {r.pjm_mae_pct:.1f}%, bias {r.pjm_bias_pct:+.1f}%")
     lines.append(f"{r.verified} releases verified, {len(r.rejected)} rejected")
     return "\n".join(lines)
-
-
-def verify_stored(data_dir: Path, collect: dict[str, Any] | None = None) -> tuple[list[str], list[str]]:
-    """Re-verify every stored DR release; (output lines, rejections). ``collect`` (the
-    utility dashboard) receives ``events`` (the stored events) and ``reductions``:
-    (event, feeder, verified Wh, paid EUR, customers), ``per_customer``: (event, meter, Wh)."""
-    from .utility.store import UtilityStore
-
-    if not (data_dir / "dr.sqlite").exists() or not (data_dir / "utility.sqlite").exists():
-        raise FileNotFoundError(f"no demand-response results in {data_dir} (run `meterhub demo` first)")
-    store, utility = DRStore(data_dir / "dr.sqlite"), UtilityStore(data_dir / "utility.sqlite")
-    try:
-        events = {e.event_id: e for e in store.events()}
-        feeders = store.feeders()
-        code_hash = bytes.fromhex(expected_code_hash(DR_CLASS))
-        key = ecdsa.public_bytes(vtn_key())
-        ok: dict[str, list[VerifiedReduction]] = {e: [] for e in events}
-        rejected: list[str] = []
-        batches: dict[str, list[tuple[DRRelease, Any, Any]]] = {}
-        for mid, eid, raw in store.releases():
-            try:
-                ev = events[eid]
-                if not ev.verify(key):
-                    raise Rejected("the stored event's VTN signature does not verify")
-                rel = DRRelease.from_bytes(raw)
-                if rel.meter_id != mid:
-                    raise Rejected(f"stored under meter {mid!r} but made for {rel.meter_id!r}")
-                days = (min(ev.baseline_days), ev.start.date() + timedelta(days=1))
-                batches.setdefault(eid, []).append((rel, utility.registration(mid), {
-                    dc.batch.batch.day: dc for dc in utility.day_commitments(mid, *days)}))
-            except (KeyError, EventError, Rejected, ValueError) as exc:
-                rejected.append(f"{mid} {eid}: {exc}")
-        for eid, items in batches.items():  # one batch of range proofs per event
-            for (rel, _, _), v in zip(items, verify_event(items, events[eid], code_hash=code_hash,
-                                                            app_aid=DR_APP_AID), strict=True):
-                if isinstance(v, Rejected):
-                    rejected.append(f"{rel.meter_id} {eid}: {v}")
-                else:
-                    ok[eid].append(v)
-        lines = [f"{'event':<22} {'feeder':<10} {'verified kWh':>12} {'paid EUR':>9}"]
-        for eid in sorted(ok):
-            st = settle_event(eid, ok[eid], feeders)
-            for f, w in sorted(st.per_feeder_wh.items()):
-                paid = sum(v.payment for v in ok[eid] if feeders.get(v.meter_id) == f) / 1e8
-                lines.append(f"{eid:<22} {f:<10} {w / 1000:>12.2f} {paid:>9.2f}")
-                if collect is not None:
-                    n = sum(1 for v in ok[eid] if feeders.get(v.meter_id) == f)
-                    collect.setdefault("reductions", []).append((eid, f, w, paid, n))
-        lines.append(f"{sum(len(v) for v in ok.values())} releases verified, {len(rejected)} rejected")
-        if collect is not None:
-            collect["events"] = [events[e] for e in sorted(events)]
-            collect["per_customer"] = [(e, v.meter_id, float(v.reduction)) for e in sorted(ok) for v in ok[e]]
-        return lines, rejected
-    finally:
-        store.close()
-        utility.close()
-

@@ -6,7 +6,8 @@ import argparse
 import ipaddress
 from typing import Any
 
-from .cli import EXIT_OK, UsageError
+from ..errors import EXIT_OK
+from .common import UsageError
 
 __all__ = ["add_hub_dashboard_parser", "dashboards_hint", "loopback"]
 
@@ -43,7 +44,7 @@ def _listen(text: str) -> tuple[str, int]:
 def cmd_hub_dashboard(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .web.customer import DashboardError, create_customer_app, open_household
+    from ..web.customer import DashboardError, create_customer_app, open_household
 
     host, port = args.listen
     if not loopback(host) and not args.allow_remote:

@@ -1,12 +1,8 @@
-"""The meter's utility file line (docs/formats.md, "Day upload"), and the old home
-of the exchange formats.
+"""The meter's utility file line (docs/formats.md, "Day upload"): one signed daily batch
+and its commitment records, :class:`DayUpload`.
 
-The formats themselves live in :mod:`meterhub.model.formats` (commitment records
-and opening units in :mod:`~meterhub.model.formats.units`, sealed openings in
-:mod:`~meterhub.model.formats.sealed`, bill statements in
-:mod:`~meterhub.model.formats.statements`); they are re-exported here so that
-existing imports keep working. :class:`DayUpload` stays here because it wraps the
-meter's :class:`~meterhub.meter.device.SignedBatch`.
+The batch is :class:`~meterhub.model.formats.batch.SignedBatch`, the records are
+41-byte commitment records (:mod:`meterhub.model.formats.units`).
 """
 
 from __future__ import annotations
@@ -14,40 +10,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from .model import strictjson
-from .model.errors import FormatError
-from .model.formats.batch import BatchError, DailyBatch, SignedBatch
-from .model.formats.sealed import SealedDay, new_home_link_key, open_sealed_openings, seal_openings
-from .model.formats.statements import (
-    STATEMENT_FIELDS,
-    STATEMENT_FORMAT,
-    BillStatement,
-    check_fields,
-    decode_statement_common,
-    load_json,
-    statement_common_dict,
-)
-from .model.formats.units import OPENING_SIZE, RECORD_SIZE, decode_records, encode_records
+from .. import strictjson
+from ..errors import FormatError
+from .batch import BatchError, DailyBatch, SignedBatch
+from .units import RECORD_SIZE
 
-__all__ = [
-    "FormatError",
-    "OPENING_SIZE",
-    "RECORD_SIZE",
-    "STATEMENT_FIELDS",
-    "STATEMENT_FORMAT",
-    "encode_records",
-    "decode_records",
-    "DayUpload",
-    "seal_openings",
-    "open_sealed_openings",
-    "new_home_link_key",
-    "SealedDay",
-    "BillStatement",
-    "load_json",
-    "check_fields",
-    "decode_statement_common",
-    "statement_common_dict",
-]
+__all__ = ["DayUpload"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,8 +15,8 @@ import sqlite3
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .protocols.dlms.security import InvocationCounter, ReplayGuard, SecurityError, Suite0Keys
-from .storage import transaction
+from ..protocols.dlms.security import InvocationCounter, ReplayGuard, SecurityError, Suite0Keys
+from ..storage.sqlite import transaction
 
 __all__ = [
     "HOME_LINK_KDF_INFO",

@@ -18,10 +18,10 @@ __all__ = ["format_privacy", "privacy_report"]
 
 
 def privacy_report(data_dir: str | Path) -> dict[str, Any]:
-    from .card.gp import open_card
-    from .card.guard import GUARD_AID
-    from .hub.secure_element import GuardClient
-    from .policy import AGGREGATE_KINDS, RECIPIENTS, load_policy, verify_policy, verify_release_log
+    from ..card.gp import open_card
+    from ..card.guard import GUARD_AID
+    from ..hub.secure_element import GuardClient
+    from ..policy import AGGREGATE_KINDS, RECIPIENTS, load_policy, verify_policy, verify_release_log
 
     out: dict[str, Any] = {"hubs": 0, "logs_verified": 0, "recipients": {}}
     per: dict[str, dict[str, Any]] = {

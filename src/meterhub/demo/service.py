@@ -18,8 +18,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .service.push import PushError
-from .service.remote import RemoteError, RemoteUtility
+from ..service.push import PushError
+from ..service.remote import RemoteError, RemoteUtility
 
 __all__ = ["OutputsDelivered", "deliver_outputs"]
 
@@ -35,12 +35,12 @@ class OutputsDelivered:
 
 def deliver_outputs(remote: RemoteUtility, data_dir: Path) -> OutputsDelivered:
     """Deliver the stored outputs of a finished demo run in ``data_dir``."""
-    from .aggregation import GroupDefinition
-    from .dr_demo import DRStore
-    from .fraud_demo import FraudStore
-    from .tariffs.price_index import KIND_LOAD_PROFILE, KIND_PRICE_INDEX
-    from .utility.deliveries import coin_toss_json
-    from .utility.settlement import SettlementStore
+    from ..model.formats.aggregation import GroupDefinition
+    from ..tariffs.price_index import KIND_LOAD_PROFILE, KIND_PRICE_INDEX
+    from ..utility.deliveries import coin_toss_json
+    from ..utility.reverify.dr import DRStore
+    from ..utility.reverify.fraud import FraudStore
+    from ..utility.settlement import SettlementStore
 
     out = OutputsDelivered()
     grid = remote.grid

@@ -22,12 +22,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 
-from .crypto import ecdsa
-from .crypto.group import Q
-from .crypto.selfmask import SEALED_BYTES
-from .errors import MeterhubError
-from .exchange import FormatError
-from .model.demo_keys import GRID_OPERATOR_GROUP, demo_signing_key
+from ...crypto import ecdsa
+from ...crypto.group import Q
+from ...crypto.selfmask import SEALED_BYTES
+from ...errors import MeterhubError
+from ..demo_keys import GRID_OPERATOR_GROUP, demo_signing_key
+from ..errors import FormatError
 
 __all__ = [
     "GROUP_DST",
@@ -133,7 +133,7 @@ def mask_context(group_id: str, day: date, hours: int, span: bytes) -> bytes:
     """The HKDF context of a day's masks: the group id and the interval range (the
     local day and its number of hourly intervals), so no mask is ever reused, and the
     span digest of the day's groups in the hub's group registry
-    (:func:`meterhub.group_registry.span_digest`), so members shown different
+    (:func:`meterhub.model.group_registry.span_digest`), so members shown different
     registries derive masks that do not cancel (docs/fraud.md, equivocation)."""
     if len(span) != 32:
         raise FormatError("mask context: the span digest is 32 bytes")

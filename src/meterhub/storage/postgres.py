@@ -7,14 +7,14 @@ become ``%s``, and ``BEGIN IMMEDIATE`` (SQLite: take the write lock at once) bec
 ``BEGIN`` plus one transaction-scoped advisory lock, so writers to one store are
 serialized exactly as they are on SQLite and every check-then-insert stays atomic.
 
-Guarantees, matching :mod:`meterhub.storage` (docs/operations.md, docs/service.md):
+Guarantees, matching :mod:`meterhub.storage.sqlite` (docs/operations.md, docs/service.md):
 
 * **Creation is atomic.** The schema and its version row are created in one
   transaction (PostgreSQL DDL is transactional): a database either has the whole
   schema and its version or nothing of it.
 * **Schema versions are checked.** Table ``meterhub_schema`` names the store and its
   schema version; another version, or tables without that row, are refused with
-  :class:`~meterhub.storage.StoreError`.
+  :class:`~meterhub.storage.sqlite.StoreError`.
 * **A lost connection is noticed, never papered over.** A statement on a broken
   connection raises (the caller retries the delivery; the server rolled the
   transaction back); the next statement outside a transaction reconnects.
@@ -26,7 +26,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .storage import StoreError
+from .sqlite import StoreError
 
 __all__ = ["PgConnection", "is_postgres_url", "open_pg"]
 
@@ -115,7 +115,7 @@ def open_pg(
     dsn: str, store: str, schema: str, *, schema_version: int, upgrades: Mapping[int, str] | None = None
 ) -> PgConnection:
     """Connect, creating the store's schema atomically on first use, and check its version.
-    ``upgrades`` as for :func:`meterhub.storage.open_db`: DDL from version ``v`` to
+    ``upgrades`` as for :func:`meterhub.storage.sqlite.open_db`: DDL from version ``v`` to
     ``v + 1``, run with its version bump in the same transaction as the check."""
     import psycopg
 

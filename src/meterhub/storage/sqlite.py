@@ -39,7 +39,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .errors import EXIT_USAGE, MeterhubError
+from ..errors import EXIT_USAGE, MeterhubError
 
 __all__ = [
     "LOCK_FILE",
