@@ -422,7 +422,7 @@ def _limited_env(db: str, meters: list[str], limits, clock=None) -> Env:
     return Env(TestClient(app), k)
 
 
-def test_a_key_cannot_flood_the_outputs_table_with_rejections(utility_db, settled, caplog):  # noqa: F811
+def test_a_key_cannot_flood_the_outputs_table_with_rejections(utility_db, settled, caplog, monkeypatch):  # noqa: F811
     """Distinct false statements from one key: each rejection is recorded until the key
     reaches its cap; then 429 (problem+json, Retry-After, a log line) before verification,
     nothing more recorded; other keys are not affected; when the window has passed the
@@ -430,8 +430,12 @@ def test_a_key_cannot_flood_the_outputs_table_with_rejections(utility_db, settle
     import logging
     import time
 
+    from meterhub.service import app as app_mod
     from meterhub.service.app import OutputLimits
 
+    # a fresh refusal-log budget (20 lines a second, process-wide): the tests before this
+    # one may have used up the current second's
+    monkeypatch.setattr(app_mod, "_log_budget", app_mod._LogBudget())
     h, _, idx, st = settled
     now = [time.time()]
     e = _limited_env(utility_db, [h.registration.meter_id], OutputLimits(max_rejected=3, window=3600),
@@ -440,13 +444,14 @@ def test_a_key_cannot_flood_the_outputs_table_with_rejections(utility_db, settle
         e.install(h)
         e.post("/v1/references/price-index", dump_series(idx), "grid")
         false = [dataclasses.replace(st, value=st.value + k).to_json().encode() for k in range(1, 6)]
+        now[0] = time.time()
         for body in false[:3]:
             assert not e.post("/v1/settlement-statements", body, "sup-a")["verified"]
         with caplog.at_level(logging.WARNING, logger="meterhub.service"):
             r = e.client.post("/v1/settlement-statements", content=false[3], headers=e.h("sup-a"))
         assert r.status_code == 429 and r.headers["content-type"] == "application/problem+json"
         assert r.json()["type"].endswith("too-many-requests") and "3 rejected outputs" in r.json()["detail"]
-        assert 3500 <= int(r.headers["Retry-After"]) <= 3600
+        assert 3500 <= int(r.headers["Retry-After"]) <= 3660  # the test clock stands still; `at` runs on
         assert any("429" in m and "sup-a" in m for m in caplog.messages)
         # the honest statement is refused too while the key is at its cap: the cap is per key
         e.post("/v1/settlement-statements", st.to_json().encode(), "sup-a", 429)
@@ -454,7 +459,7 @@ def test_a_key_cannot_flood_the_outputs_table_with_rejections(utility_db, settle
         assert [o["verified"] for o in outs] == [False] * 3  # nothing more recorded
         # another key is not limited by sup-a's rejections (refused for ownership, not 429)
         e.post("/v1/settlement-statements", false[4], "sup-b", 403)
-        now[0] += 3601  # the rejections leave the window
+        now[0] = time.time() + 3601  # the rejections (recorded in real time) leave the window
         assert e.post("/v1/settlement-statements", st.to_json().encode(), "sup-a")["verified"]
 
 
