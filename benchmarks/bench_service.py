@@ -1,15 +1,20 @@
 """Benchmarks of the utility back end as a service (issue 15; docs/service.md).
 
-1. ingest: meter-days/s into SQLite and PostgreSQL, batched (one transaction per
-   delivery, ``UtilityStore.ingest_days``) against the one-commit-per-write path
-   (``ingest_day`` per day, each its own synced commit), variants alternated per run.
+1. ingest: meter-days per CPU-second (and per second of wall time) into SQLite and
+   PostgreSQL, batched (``UtilityStore.ingest_days``: one transaction and one INSERT
+   per delivery, the signed 33-byte form stored) against the same-run baseline, the
+   old path (``OldPath`` below: per-day queries, decompression at ingest), and one
+   commit per day; variants alternated per run. Then every day is read once
+   (``day_commitments``, which expands a day to the 65-byte form on its first read),
+   so the total CPU per meter-day of ingest + first read is compared too.
 2. API: deliveries/s and p99 latency of ``utility serve`` (a separate process) with 50
    concurrent clients on localhost, each delivering its own meter's days, one day per
    request, then re-delivering them until the soak ends; the server's RSS sampled
    every second. Same-run baseline (after the soak): the store alone, in process,
    the same one-day re-deliveries.
-3. Dask: ``verify-all`` of N customers' pending statements with 1 and 2 workers
-   (two LocalClusters, alternated), and the projection to 10,000 and 1M customers.
+3. Dask: ``verify-all`` of N customers' pending statements (``--days`` each; 30 for a
+   month) with 1 and 2 workers (two LocalClusters, alternated with the single-process
+   baseline), wall and CPU (driver + workers), and the projection to 1M customers.
 
 Run: PYTHONPATH=src python benchmarks/bench_service.py [--meters 20 --days 5
      --soak 60 --customers 40 --runs 5] (PostgreSQL from $MH_PG_DSN or .pgdsn).
@@ -80,6 +85,57 @@ def _reset_days(u: UtilityStore) -> None:
 
 
 # -- 1. ingest ---------------------------------------------------------------------------
+class OldPath:
+    """The same-run baseline: ingest as it was before the batched rewrite (kept here, not
+    in src): per day, three or four SELECTs for the stored day and its neighbours, the
+    records split by slicing, the 96 commitments decompressed at ingest (one square root
+    each) and one INSERT of both forms; one transaction per delivery. Same checks, same
+    reasons (the V09 helpers of meterhub.utility.store)."""
+
+    def __init__(self, u: UtilityStore) -> None:
+        self.u = u
+
+    def ingest_days(self, uploads: list) -> list:
+        with self.u._tx():
+            return [self._one(up) for up in uploads]
+
+    def _one(self, up):  # noqa: ANN001, ANN202
+        from meterhub.crypto.group import uncompress_many
+        from meterhub.model.formats.batch import DailyBatch, chain_genesis
+        from meterhub.model.formats.units import RECORD_SIZE, encode_records
+        from meterhub.utility import store as S
+
+        u, b = self.u, up.batch.batch
+        reg = u.registration(b.meter_id)
+        row = u.conn.execute("SELECT batch, signature, c33 FROM days WHERE meter_id=? AND day=?",
+                             (b.meter_id, b.day.isoformat())).fetchone()
+        if row is not None:
+            same = (bytes(row[0]) == b.to_bytes() and bytes(row[1]) == up.batch.signature
+                    and up.records == encode_records(DailyBatch.from_bytes(bytes(row[0])).first_index, bytes(row[2])))
+            return S.IngestResult(same, duplicate=same)
+        n = len(up.records) // RECORD_SIZE  # the records split as before: a slice per record
+        indices = [int.from_bytes(up.records[RECORD_SIZE * k : RECORD_SIZE * k + 8], "big") for k in range(n)]
+        c33 = b"".join(up.records[RECORD_SIZE * k + 8 : RECORD_SIZE * (k + 1)] for k in range(n))
+        S.check_indices(f"day {b.day}", b.first_index, b.count, indices)  # as before: always the loop
+        reason, c33b = S._check_upload(reg, up)  # V09 steps 3-7 (decodes once more: ~10 us)
+        assert not reason and c33b == c33
+        prev = u.conn.execute("SELECT batch FROM days WHERE meter_id=? AND day<? ORDER BY day DESC LIMIT 1",
+                              (b.meter_id, b.day.isoformat())).fetchone()
+        if prev is None:
+            u.conn.execute("SELECT 1 FROM days WHERE meter_id=? LIMIT 1", (b.meter_id,)).fetchone()
+            assert b.first_index or b.prev_head == chain_genesis(b.meter_id)
+        else:
+            pb = DailyBatch.from_bytes(bytes(prev[0]))
+            assert b.first_index == pb.first_index + pb.count and b.prev_head == pb.head
+        u.conn.execute("SELECT batch FROM days WHERE meter_id=? AND day>? ORDER BY day LIMIT 1",
+                       (b.meter_id, b.day.isoformat())).fetchone()
+        c65 = uncompress_many(c33)
+        u.conn.execute("INSERT INTO days VALUES (?,?,?,?,?,?,?,?)",
+                       (b.meter_id, b.day.isoformat(), b.first_index, b.count, b.to_bytes(), up.batch.signature,
+                        c33, c65))
+        return S.IngestResult(True)
+
+
 def bench_ingest(meters: int, days: int, runs: int, tmp: Path, pg_admin: str | None) -> None:
     hs = _histories(meters, days, "i")
     deliveries = [h.uploads() for h in hs]
@@ -94,51 +150,53 @@ def bench_ingest(meters: int, days: int, runs: int, tmp: Path, pg_admin: str | N
         for ups in deliveries:
             assert all(r.accepted and not r.duplicate for r in u.ingest_days(ups))
 
+    def old(u: UtilityStore) -> None:
+        o = OldPath(u)
+        for ups in deliveries:
+            assert all(r.accepted and not r.duplicate for r in o.ingest_days(ups))
+
     def per_write(u: UtilityStore) -> None:
         for ups in deliveries:
             for up in ups:
                 r = u.ingest_day(up)
                 assert r.accepted and not r.duplicate
 
-    import meterhub.utility.store as store_mod
-    from meterhub.crypto.group import Point
+    def first_read(u: UtilityStore) -> None:  # what verification adds on top: every day read once
+        for h in hs:
+            dcs = u.day_commitments(h.meter.meter_id, START, date.fromordinal(START.toordinal() + days - 1))
+            assert len(dcs) == days and all(dc.c65 for dc in dcs)
 
-    fast = store_mod.uncompress_many
-
-    def per_point(c33: bytes) -> bytes:  # the decoding before uncompress_many: a Point per reading
-        return b"".join(Point.from_bytes(c33[k : k + 33]).to_bytes_uncompressed() for k in range(0, len(c33), 33))
-
-    def batched_per_point(u: UtilityStore) -> None:
-        store_mod.uncompress_many = per_point
-        try:
-            batched(u)
-        finally:
-            store_mod.uncompress_many = fast
-
-    variants = [(b, name, fn) for b in stores for name, fn in (("batched", batched), ("per-write", per_write),
-                                                               ("batched, Point per reading", batched_per_point))]
-    wall: dict[tuple[str, str], list[float]] = {(b, n): [] for b, n, _ in variants}
-    cpu: dict[tuple[str, str], list[float]] = {(b, n): [] for b, n, _ in variants}
+    variants = [("batched", batched), ("old path", old), ("one commit per day", per_write)]
+    wall: dict[tuple[str, str], list[float]] = {}
+    cpu: dict[tuple[str, str], list[float]] = {}
     for r in range(runs + 1):  # round 0 is the warm-up
-        for b, name, fn in variants:  # A, B, C, D, A, B, ...
-            u = stores[b]
-            _reset_days(u)
-            c0, t0 = time.process_time(), time.perf_counter()
-            fn(u)
-            t1, c1 = time.perf_counter(), time.process_time()
-            if r:
-                wall[(b, name)].append(t1 - t0)
-                cpu[(b, name)].append(c1 - c0)
+        for b, u in stores.items():
+            for name, fn in variants:  # A, B, C, A, B, C, ...
+                _reset_days(u)
+                c0, t0 = time.process_time(), time.perf_counter()
+                fn(u)
+                t1, c1 = time.perf_counter(), time.process_time()
+                first_read(u)
+                c2 = time.process_time()
+                if r:
+                    wall.setdefault((b, name), []).append(t1 - t0)
+                    cpu.setdefault((b, name), []).append(c1 - c0)
+                    cpu.setdefault((b, name + ", first read"), []).append(c2 - c1)
     for u in stores.values():
         u.close()
     print(f"   ingest: {meters} meters x {days} days = {n_days} meter-days (96 intervals each) per run;"
-          f" deliveries of {days} days")
+          f" deliveries of {days} days; then every day read once (day_commitments) as verification does")
     for b in stores:
-        base = statistics.median(wall[(b, "per-write")])
-        for name in ("batched", "per-write", "batched, Point per reading"):
+        base_c = statistics.median(cpu[(b, "old path")])
+        base_total = base_c + statistics.median(cpu[(b, "old path, first read")])
+        for name, _ in variants:
             w, c = statistics.median(wall[(b, name)]), statistics.median(cpu[(b, name)])
-            row(f"ingest {b} {name}: meter-days/s (wall) | per CPU-second", f"{n_days / w:,.0f}",
-                f"{n_days / c:,.0f}/cpu-s; x{base / w:.2f} vs per-write; median of {runs} runs")
+            read = statistics.median(cpu[(b, name + ", first read")])
+            row(f"ingest {b} {name}: meter-days per CPU-second | wall", f"{n_days / c:,.0f}",
+                f"{n_days / w:,.0f}/s wall; CPU x{base_c / c:.2f} vs old path; median of {runs} runs")
+            row("   + first read of every day: CPU per meter-day (ingest + read)",
+                f"{(c + read) / n_days * 1e6:,.0f} us",
+                f"read {read / n_days * 1e6:,.0f} us; total x{base_total / (c + read):.2f} vs old path")
 
 
 # -- 2. API ------------------------------------------------------------------------------
@@ -246,6 +304,12 @@ def bench_api(clients: int, days: int, soak: float, tmp: Path, db: str, label: s
 
 # -- 3. Dask -----------------------------------------------------------------------------
 def bench_dask(customers: int, days: int, runs: int, tmp: Path, pg_admin: str | None) -> None:
+    """verify-all of ``customers`` pending statements of ``days`` days each with 1 and 2
+    worker processes (two LocalClusters kept up, runs alternated 1, 2, 1, 2, ...; round 0
+    is the warm-up: imports, connections, days expanded on first read), with the
+    default partitioning. Same-run baseline: the single-process ``verify_pending``.
+    CPU is counted on the driver and in the workers (``client.run(time.process_time)``),
+    so the projection does not depend on how busy the machine is."""
     import logging
 
     from dask.distributed import Client, LocalCluster
@@ -254,6 +318,7 @@ def bench_dask(customers: int, days: int, runs: int, tmp: Path, pg_admin: str | 
 
     from meterhub.service.scaleout import verify_all
 
+    t0 = time.perf_counter()
     hs = _histories(customers, days, "d")
     db = _pg_db(pg_admin, "mh_bench_dask") if pg_admin else str(tmp / "dask.sqlite")
     u = UtilityStore(db if "://" in db else Path(db))
@@ -261,35 +326,66 @@ def bench_dask(customers: int, days: int, runs: int, tmp: Path, pg_admin: str | 
     for h in hs:
         u.ingest_days(h.uploads())
         u.submit_statement(h.statement)
+    print(f"   Dask: {customers} customers x {days} days on {'PostgreSQL' if pg_admin else 'SQLite'} "
+          f"(set-up {time.perf_counter() - t0:.0f} s)")
+
+    def reset() -> None:
+        with u._tx():
+            u.conn.execute("UPDATE bills SET verified=NULL, reason='', checked_at=NULL")
+
     clusters = {
         n: LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0") for n in (1, 2)
     }
     dask_clients = {n: Client(cl) for n, cl in clusters.items()}
-    times: dict[int, list[float]] = {1: [], 2: []}
+    wall: dict[str, list[float]] = {"1": [], "2": [], "in-process": []}
+    cpu: dict[str, list[float]] = {k: [] for k in wall}
+    busiest: dict[str, list[float]] = {"1": [], "2": []}  # CPU of the busiest worker (the critical path)
     try:
         for r in range(runs + 1):
-            for n in clusters:
-                with u._tx():
-                    u.conn.execute("UPDATE bills SET verified=NULL, reason='', checked_at=NULL")
-                t0 = time.perf_counter()
-                ok, bad = verify_all(db, client=dask_clients[n], meters_per_task=max(1, customers // 16))
-                t = time.perf_counter() - t0
+            for n in ("in-process", "1", "2"):
+                reset()
+                if n == "in-process":
+                    c0, t0 = time.process_time(), time.perf_counter()
+                    ok, bad = u.verify_pending()
+                    t, c = time.perf_counter() - t0, time.process_time() - c0
+                else:
+                    client = dask_clients[int(n)]
+                    w0 = client.run(time.process_time)
+                    c0, t0 = time.process_time(), time.perf_counter()
+                    ok, bad = verify_all(db, client=client)
+                    t, c = time.perf_counter() - t0, time.process_time() - c0
+                    w1 = client.run(time.process_time)
+                    c += sum(w1[k] - w0[k] for k in w1)
+                    if r:
+                        busiest[n].append(max(w1[k] - w0[k] for k in w1))
                 assert (ok, bad) == (customers, 0)
                 if r:
-                    times[n].append(t)
+                    wall[n].append(t)
+                    cpu[n].append(c)
     finally:
-        for c in dask_clients.values():
-            c.close()
-        for cl in clusters.values():
-            cl.close()
+        for cl_ in dask_clients.values():
+            cl_.close()
+        for cluster in clusters.values():
+            cluster.close()
         u.close()
-    t1, t2 = statistics.median(times[1]), statistics.median(times[2])
-    row(f"Dask verify-all: {customers} customers x {days} days, 1 worker", f"{t1:.2f} s",
-        f"{customers / t1:,.1f} customers/s; median of {runs} runs")
-    row("Dask verify-all: same, 2 workers", f"{t2:.2f} s", f"speed-up x{t1 / t2:.2f}")
-    per_month = t1 / customers * 30 / days  # one worker = one core; a statement's cost is linear in days
-    row("projection: worker-seconds per customer-month (1 worker, wall, incl. DB + Dask)", f"{per_month * 1e3:.1f} ms",
-        f"10,000: {per_month * 1e4 / 3600:.2f} core-h; 1M: {per_month * 1e6 / 3600:.1f} core-h")
+    med = {k: statistics.median(v) for k, v in wall.items()}
+    medc = {k: statistics.median(v) for k, v in cpu.items()}
+    month = 30 / days  # a statement's cost is linear in its days
+    row(f"Dask verify-all: {customers} customers x {days} days, in one process (verify_pending)",
+        f"{med['in-process']:.2f} s", f"CPU {medc['in-process']:.2f} s; median of {runs} runs")
+    row("Dask verify-all: 1 worker (wall | CPU driver + worker)", f"{med['1']:.2f} s",
+        f"CPU {medc['1']:.2f} s; x{med['in-process'] / med['1']:.2f} vs in process; median of {runs} runs")
+    row("Dask verify-all: 2 workers (wall | CPU driver + workers)", f"{med['2']:.2f} s",
+        f"CPU {medc['2']:.2f} s; speed-up x{med['1'] / med['2']:.2f} vs 1 worker; median of {runs} runs")
+    b1, b2 = statistics.median(busiest["1"]), statistics.median(busiest["2"])
+    row("Dask: CPU of the busiest worker, 1 worker | 2 workers", f"{b1:.2f} s",
+        f"{b2:.2f} s: x{b1 / b2:.2f} (how evenly the work splits, whatever the machine's load)")
+    per_month_cpu = medc["2"] / customers * month
+    per_month_wall = med["1"] / customers * month
+    row("projection: CPU per customer-month (2 workers, driver + workers)", f"{per_month_cpu * 1e3:.1f} ms",
+        f"1M customers: {per_month_cpu * 1e6 / 3600:.1f} core-hours; 10,000: {per_month_cpu * 1e4 / 3600:.2f}")
+    row("projection: 1-worker wall per customer-month (DB, Dask, idle included)", f"{per_month_wall * 1e3:.1f} ms",
+        f"1M customers: {per_month_wall * 1e6 / 3600:.1f} worker-hours")
 
 
 def main() -> None:

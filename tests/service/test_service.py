@@ -202,22 +202,22 @@ def test_database_connection_lost_during_ingest(pg_dsn, pg_admin_dsn, monkeypatc
     retries it, and in the end every day is stored exactly once."""
     import psycopg
 
-    from meterhub.utility.store import UtilityStore
+    from meterhub.utility import store as store_mod
 
     h = make_history(n_days=6, seed=5)
     e = _env(pg_dsn, h)
-    real = UtilityStore.ingest_day
+    real = store_mod._Delivery.ingest  # the per-day checks of a batched delivery
     calls = {"n": 0}
 
     def flaky(self, upload):
         calls["n"] += 1
-        if calls["n"] in (2, 7):  # mid-delivery: after a day of this delivery was written
-            pid = self.conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        if calls["n"] in (2, 7):  # mid-delivery: after the delivery's first day was checked
+            pid = self.store.conn.execute("SELECT pg_backend_pid()").fetchone()[0]
             with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
                 admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
         return real(self, upload)
 
-    monkeypatch.setattr(UtilityStore, "ingest_day", flaky)
+    monkeypatch.setattr(store_mod._Delivery, "ingest", flaky)
     with e.client:
         first = e.client.app.state.service.store()
         c = PushClient("http://testserver", e.keys["meter"], client=e.client)

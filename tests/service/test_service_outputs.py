@@ -326,7 +326,7 @@ def test_push_client_and_cli_deliver_outputs(tmp_path, settled, capsys):  # noqa
 
 def test_schema_2_store_is_upgraded_in_place(tmp_path):
     """A utility.sqlite of schema version 2 (before the outputs tables) opens as version
-    3 with its data kept; the upgrade is one transaction."""
+    4 (outputs, then their per-party index) with its data kept; each step one transaction."""
     import sqlite3
 
     from meterhub.utility import store as store_mod
@@ -342,8 +342,9 @@ def test_schema_2_store_is_upgraded_in_place(tmp_path):
     conn.close()
     u = store_mod.UtilityStore(path)
     try:
-        assert u.conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert u.conn.execute("PRAGMA user_version").fetchone()[0] == 4
         assert u.conn.execute("SELECT count(*) FROM tariffs").fetchone()[0] == 1
+        assert u.conn.execute("SELECT 1 FROM sqlite_master WHERE name='outputs_by_party'").fetchone()
         assert u.conn.execute("SELECT count(*) FROM outputs").fetchone()[0] == 0
     finally:
         u.close()
@@ -363,7 +364,8 @@ def test_schema_2_postgres_store_is_upgraded_in_place(pg_dsn):
         c.execute("INSERT INTO meterhub_schema VALUES ('utility', 2)")
     u = store_mod.UtilityStore(pg_dsn)
     try:
-        assert u.conn.execute("SELECT version FROM meterhub_schema").fetchone()[0] == 3
+        assert u.conn.execute("SELECT version FROM meterhub_schema").fetchone()[0] == 4
+        assert u.conn.execute("SELECT 1 FROM pg_indexes WHERE indexname='outputs_by_party'").fetchone()
         assert u.conn.execute("SELECT count(*) FROM outputs").fetchone()[0] == 0
     finally:
         u.close()
@@ -409,3 +411,72 @@ def test_output_bodies_over_the_limit_are_refused(tmp_path):
             assert r.status_code == 413 and r.headers["connection"] == "close", (path, r.text)
         r = c.post("/v1/references/no-such-kind", content=b"{}", headers={"Authorization": f"Bearer {grid}"})
         assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
+
+
+def _limited_env(db: str, meters: list[str], limits, clock=None) -> Env:
+    keys = ApiKeys({})
+    k = {"meter": keys.add("meter-host", "meter", meters), "sup-a": keys.add("sup-a", "supplier"),
+         "sup-b": keys.add("sup-b", "supplier"), "grid": keys.add("grid", "grid")}
+    app = create_app(db, keys, supplier_key=ecdsa.public_bytes(demo_supplier_key()), trust=TRUST, limits=limits,
+                     clock=clock)
+    return Env(TestClient(app), k)
+
+
+def test_a_key_cannot_flood_the_outputs_table_with_rejections(utility_db, settled, caplog, monkeypatch):  # noqa: F811
+    """Distinct false statements from one key: each rejection is recorded until the key
+    reaches its cap; then 429 (problem+json, Retry-After, a log line) before verification,
+    nothing more recorded; other keys are not affected; when the window has passed the
+    key may deliver again."""
+    import logging
+    import time
+
+    from meterhub.service import app as app_mod
+    from meterhub.service.app import OutputLimits
+
+    # a fresh refusal-log budget (20 lines a second, process-wide): the tests before this
+    # one may have used up the current second's
+    monkeypatch.setattr(app_mod, "_log_budget", app_mod._LogBudget())
+    h, _, idx, st = settled
+    now = [time.time()]
+    e = _limited_env(utility_db, [h.registration.meter_id], OutputLimits(max_rejected=3, window=3600),
+                     clock=lambda: now[0])
+    with e.client:
+        e.install(h)
+        e.post("/v1/references/price-index", dump_series(idx), "grid")
+        false = [dataclasses.replace(st, value=st.value + k).to_json().encode() for k in range(1, 6)]
+        now[0] = time.time()
+        for body in false[:3]:
+            assert not e.post("/v1/settlement-statements", body, "sup-a")["verified"]
+        with caplog.at_level(logging.WARNING, logger="meterhub.service"):
+            r = e.client.post("/v1/settlement-statements", content=false[3], headers=e.h("sup-a"))
+        assert r.status_code == 429 and r.headers["content-type"] == "application/problem+json"
+        assert r.json()["type"].endswith("too-many-requests") and "3 rejected outputs" in r.json()["detail"]
+        assert 3500 <= int(r.headers["Retry-After"]) <= 3660  # the test clock stands still; `at` runs on
+        assert any("429" in m and "sup-a" in m for m in caplog.messages)
+        # the honest statement is refused too while the key is at its cap: the cap is per key
+        e.post("/v1/settlement-statements", st.to_json().encode(), "sup-a", 429)
+        outs = e.get(f"/v1/meters/{h.registration.meter_id}/outputs", "grid")["outputs"]
+        assert [o["verified"] for o in outs] == [False] * 3  # nothing more recorded
+        # another key is not limited by sup-a's rejections (refused for ownership, not 429)
+        e.post("/v1/settlement-statements", false[4], "sup-b", 403)
+        now[0] = time.time() + 3601  # the rejections (recorded in real time) leave the window
+        assert e.post("/v1/settlement-statements", st.to_json().encode(), "sup-a")["verified"]
+
+
+def test_output_deliveries_are_rate_limited_per_key(tmp_path, settled):  # noqa: F811
+    from meterhub.service.app import OutputLimits
+
+    h, _, idx, st = settled
+    e = _limited_env(str(tmp_path / "u.sqlite"), [h.registration.meter_id], OutputLimits(rate=0.01, burst=2))
+    with e.client:
+        e.install(h)
+        e.post("/v1/references/price-index", dump_series(idx), "grid")
+        body = st.to_json().encode()
+        assert e.post("/v1/settlement-statements", body, "sup-a")["verified"]
+        assert e.post("/v1/settlement-statements", body, "sup-a")["duplicate"]
+        r = e.client.post("/v1/settlement-statements", content=body, headers=e.h("sup-a"))
+        assert r.status_code == 429 and "output deliveries a second" in r.json()["detail"]
+        assert int(r.headers["Retry-After"]) >= 90  # one token per 100 s
+        # per key: the grid's bucket is full; other requests (days, references) are not limited
+        e.post("/v1/profile-scores", b"{}", "grid", 400)
+        e.post("/v1/references/price-index", dump_series(idx), "grid")

@@ -46,7 +46,7 @@ def cmd_utility_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from ..service.app import create_app
+    from ..service.app import OutputLimits, create_app
     from ..service.keys import ApiKeys, KeyError_
     from ..utility.store import UtilityStore
 
@@ -85,8 +85,9 @@ def cmd_utility_serve(args: argparse.Namespace) -> int:
         tls = {"http": guarded_protocol(args.head_timeout)}
     UtilityStore(db if "://" in db else Path(db)).close()  # refuse a bad database before listening
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    limits = OutputLimits(rate=args.output_rate, burst=args.output_burst, max_rejected=args.max_rejected_outputs)
     app = create_app(db, args.keys, supplier_key=supplier_key, max_body=args.max_body, trust=trust,
-                     body_timeout=args.body_timeout)
+                     body_timeout=args.body_timeout, limits=limits)
     host, port = args.listen
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
                 limit_concurrency=args.limit_concurrency, **tls)
@@ -221,6 +222,13 @@ def add_utility_service_parsers(u: Any) -> None:
                    help="seconds a client has to send a request body")
     s.add_argument("--limit-concurrency", type=_number(int, "an integer", 1, 1_000_000), default=500,
                    help="connections and requests at once before 503 answers (below the descriptor limit)")
+    s.add_argument("--output-rate", type=_number(float, "a number", 0.001, 1e6), default=50.0,
+                   help="output deliveries a second per key before 429 answers (default: 50.0)")
+    s.add_argument("--output-burst", type=_number(int, "an integer", 1, 1_000_000), default=500,
+                   help="output deliveries per key at once above the rate (default: 500)")
+    s.add_argument("--max-rejected-outputs", type=_number(int, "an integer", 1, 1 << 31), default=1000,
+                   help="rejected outputs recorded per key in 24 hours; then 429 until the oldest is "
+                   "24 hours old (default: 1000)")
     s.set_defaults(func=cmd_utility_serve)
 
     k = u.add_parser("keys", help="API keys of the service's parties")
@@ -260,5 +268,6 @@ def add_utility_service_parsers(u: Any) -> None:
     v.add_argument("--db", default=DEFAULT_DB, help=f"SQLite file or postgresql:// URL (default: {DEFAULT_DB})")
     v.add_argument("--dask", help="address of a dask scheduler, e.g. tcp://host:8786 (default: a local cluster)")
     v.add_argument("--workers", type=int, default=1, help="local cluster worker processes (default: 1)")
-    v.add_argument("--meters-per-task", type=int, default=50, help="meters per Dask task (default: 50)")
+    v.add_argument("--meters-per-task", type=_number(int, "an integer", 1, 1_000_000),
+                   help="meters per Dask task (default: none, about 4 tasks per worker, at most 1000 meters each)")
     v.set_defaults(func=cmd_utility_verify_all)

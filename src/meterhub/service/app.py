@@ -9,7 +9,7 @@ each refusal is logged on the ``meterhub.service`` logger with the party and rea
 Status codes: 200 stored (or an identical re-delivery), 400 malformed body, 401 no or
 unknown key, 403 not this party's meter or role, 408 body too slow, 409 a re-delivery that conflicts with
 stored data (never ignored), 413 body over the limit, 422 a delivery the verifier
-refused, 503 the database is unreachable (a delivery is committed whole or not at
+refused, 429 an output delivery over the key's rate or rejected-output cap (:class:`OutputLimits`), 503 the database is unreachable (a delivery is committed whole or not at
 all; retry it whole: identical re-deliveries are idempotent).
 """
 
@@ -22,6 +22,8 @@ import logging
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +54,7 @@ from .keys import ApiKeys, KeyError_, Party
 from .push import OUTPUT_PATHS
 from .tls import PEER_SUBJECT
 
-__all__ = ["DEFAULT_MAX_BODY", "MAX_DAYS_PER_DELIVERY", "create_app"]
+__all__ = ["DEFAULT_MAX_BODY", "MAX_DAYS_PER_DELIVERY", "OutputLimits", "create_app"]
 
 log = logging.getLogger("meterhub.service")
 
@@ -63,9 +65,12 @@ _PROBLEM = "tag:meterhub,2026:problem:"
 
 
 class Problem(MeterhubError):
-    """An RFC 9457 problem: ``status``, a short ``slug`` (the type) and a one-line ``detail``."""
+    """An RFC 9457 problem: ``status``, a short ``slug`` (the type) and a one-line ``detail``;
+    ``retry_after`` (seconds) becomes a ``Retry-After`` header (RFC 9110, 10.2.3)."""
 
-    def __init__(self, status: int, slug: str, title: str, detail: str, **extra: Any) -> None:
+    def __init__(
+        self, status: int, slug: str, title: str, detail: str, *, retry_after: int | None = None, **extra: Any
+    ) -> None:
         super().__init__(detail)
         self.status, self.slug, self.title, self.detail, self.extra = (
             status,
@@ -74,6 +79,47 @@ class Problem(MeterhubError):
             detail,
             extra,
         )
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class OutputLimits:
+    """Per-key limits on output deliveries (docs/service.md, "Limits"): an authenticated
+    key must not be able to fill the ``outputs`` history with distinct rejected outputs
+    (each is recorded: the verdict history is append-only) nor keep the verifiers busy.
+
+    ``rate``/``burst``: output deliveries per second per key, a token bucket (per service
+    process). ``max_rejected``: rejected outputs recorded for one key within ``window``
+    seconds (counted in the database, so across restarts and processes); at the cap the
+    key's output deliveries are refused before verification until the oldest counted
+    rejection leaves the window. Both answer 429 with ``Retry-After``."""
+
+    rate: float = 50.0
+    burst: int = 500
+    max_rejected: int = 1000
+    window: int = 86400
+
+
+class _KeyBuckets:
+    """Token buckets per party name (:class:`OutputLimits` ``rate``/``burst``); the
+    parties are the keys file's, so the table is bounded by it."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float]) -> None:
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self.buckets: dict[str, tuple[float, float]] = {}  # party -> (tokens, at)
+        self.lock = threading.Lock()
+
+    def take(self, party: str) -> float:
+        """0 if a delivery may go now (a token taken), else the seconds until one may."""
+        with self.lock:
+            now = self.clock()
+            tokens, at = self.buckets.get(party, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - at) * self.rate)
+            if tokens >= 1.0:
+                self.buckets[party] = (tokens - 1.0, now)
+                return 0.0
+            self.buckets[party] = (tokens, now)
+            return (1.0 - tokens) / self.rate
 
 
 class _LogBudget:
@@ -126,6 +172,8 @@ def _problem_response(p: Problem, request: Request, party: Party | None) -> Resp
         **p.extra,
     }
     headers: dict[str, str] = {"Retry-After": "1"} if p.status == 503 else {}
+    if p.retry_after is not None:
+        headers["Retry-After"] = str(max(1, p.retry_after))
     if p.status in (408, 413):  # the body was not read: do not wait for the rest of it
         headers["Connection"] = "close"
     return Response(json.dumps(body), p.status, headers, media_type="application/problem+json")
@@ -147,8 +195,15 @@ class Service:
         supplier_key: bytes | None,
         max_body: int,
         trust: TrustAnchors | None = None,
+        limits: OutputLimits | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        import time
+
         self.db, self.keys, self.supplier_key, self.max_body = db, keys, supplier_key, max_body
+        self.limits = limits or OutputLimits()
+        self.clock = clock or time.time  # wall clock: the rejection window is compared with `at`
+        self.output_buckets = _KeyBuckets(self.limits.rate, self.limits.burst, time.monotonic)
         self.trust = trust or TrustAnchors()
         self.body_timeout = DEFAULT_BODY_TIMEOUT
         self.lock = threading.Lock()
@@ -459,11 +514,36 @@ def _delivery_problem(exc: DeliveryError) -> Problem:
     return Problem(status, slug, title, exc.detail)
 
 
+def _too_many(detail: str, retry_after: float) -> Problem:
+    return Problem(429, "too-many-requests", "Too Many Requests", detail, retry_after=int(retry_after + 0.999))
+
+
+def _check_output_limits(svc: Service, party: Party) -> None:
+    """:class:`OutputLimits` for one output delivery of ``party``: 429 over the rate, or
+    at the cap of rejected outputs recorded for the key in the window."""
+    lim = svc.limits
+    wait = svc.output_buckets.take(party.name)
+    if wait:
+        raise _too_many(f"over {lim.rate:g} output deliveries a second for key of {party.name}", wait)
+    now = datetime.fromtimestamp(svc.clock(), UTC)
+    since = (now - timedelta(seconds=lim.window)).isoformat(timespec="seconds")
+    ats = svc.deliveries().recent_rejections(party.name, since, lim.max_rejected)
+    if len(ats) >= lim.max_rejected:
+        oldest = datetime.fromisoformat(ats[-1])
+        wait_s = (oldest + timedelta(seconds=lim.window) - now).total_seconds()
+        raise _too_many(
+            f"{party.name} has {len(ats)} rejected outputs on record in the last {lim.window} s "
+            f"(at most {lim.max_rejected}); output deliveries are refused until the oldest leaves the window",
+            max(1.0, wait_s),
+        )
+
+
 def _post_output(kind: str) -> Callable[..., Response]:
     def handler(svc: Service, party: Party, body: bytes) -> Response:
         role = OUTPUT_ROLES[kind]
         if party.role != role:
             raise _forbidden(f"role {party.role} may not deliver {kind} outputs (role {role} only)")
+        _check_output_limits(svc, party)
         try:
             d = parse_output(kind, body)
             store = svc.store()
@@ -634,6 +714,7 @@ for _item in _OPENAPI["paths"].values():
                 (409, "conflicting re-delivery"),
                 (413, "too large"),
                 (422, "rejected"),
+                (429, "over the key's output rate or rejected-output cap (outputs; Retry-After)"),
                 (503, "database unavailable; retry"),
             )
         }
@@ -647,14 +728,18 @@ def create_app(
     max_body: int = DEFAULT_MAX_BODY,
     trust: TrustAnchors | None = None,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    limits: OutputLimits | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> Starlette:
     """The service as an ASGI app (``uvicorn`` runs it; tests drive it in-process).
     ``keys``: the keys, or the keys file's path (then re-read whenever it changes).
-    ``trust``: the keys reference data is checked under (none: reference data refused)."""
+    ``trust``: the keys reference data is checked under (none: reference data refused).
+    ``limits``: per-key limits on output deliveries (:class:`OutputLimits`); ``clock``:
+    the wall clock (seconds since the epoch) the rejection window is measured with."""
     if isinstance(keys, ApiKeys):
-        svc = Service(db, keys, supplier_key, max_body, trust)
+        svc = Service(db, keys, supplier_key, max_body, trust, limits, clock)
     else:
-        svc = Service(db, ApiKeys({}), supplier_key, max_body, trust)
+        svc = Service(db, ApiKeys({}), supplier_key, max_body, trust, limits, clock)
         svc.keys_path = Path(keys)
         svc.reload_keys()
     svc.body_timeout = body_timeout

@@ -3,17 +3,24 @@ meter, on dask.distributed (docs/service.md, "Scale-out verification").
 
 The driver streams meter ids from the database in pages and submits one task per
 partition of meters; each task opens its own connection to the same database (SQLite
-file on a shared disk, or PostgreSQL), verifies those meters' pending statements with
-:meth:`UtilityStore.pending_verdicts` (read only) and returns the verdicts; the driver
-writes each partition's verdicts in one transaction as it completes. All statements of
-one meter are in one partition, so the overlap rule (V21) sees all of them; memory on
-the driver stays bounded by ``max_in_flight`` partitions. An interrupted run leaves
-the unverified rows pending and a rerun continues with them.
+file on a shared disk, or PostgreSQL; kept between tasks), reads the partition's
+pending statements with one query, verifies them with
+:meth:`UtilityStore.pending_verdicts_many` and writes their verdicts in one
+transaction, then returns only the counts. So the driver does no database or
+verification work per statement and the work that scales is all on the workers. All
+statements of one meter are in one partition, so the overlap rule (V21) sees all of
+them; a verdict is set once (a retried task cannot overwrite one); memory on the driver
+stays bounded by ``max_in_flight`` partitions. An interrupted run leaves the
+unverified rows pending and a rerun continues with them.
+
+Partition size: by default about four tasks per worker thread (enough to even out the
+load) and at most :data:`MAX_METERS_PER_TASK` meters each, so that the per-task cost
+(scheduling, a transaction) is spread over many statements.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,39 +38,36 @@ def _open(db: str) -> UtilityStore:
 _worker_stores: dict[str, UtilityStore] = {}  # one connection per database per worker process
 
 
-def verify_partition(db: str, meter_ids: list[str]) -> list[tuple[int, str, str, int]]:
-    """Runs on a worker: the pending verdicts of ``meter_ids`` (nothing is written).
+MAX_METERS_PER_TASK = 1000
+TASKS_PER_WORKER = 4
+
+
+def verify_partition(db: str, meter_ids: list[str]) -> tuple[int, int]:
+    """Runs on a worker: verify the pending statements of ``meter_ids`` and record their
+    verdicts (one transaction); ``(verified, rejected)``.
 
     The worker keeps its connection (and the store's tariff/key caches) between tasks;
     after a database error it is dropped and the task fails (Dask retries it elsewhere
-    or the run stops; nothing was written)."""
+    or the run stops; a verdict already written is never overwritten by the retry)."""
     store = _worker_stores.get(db)
     if store is None:
         store = _worker_stores[db] = _open(db)
     try:
-        out: list[tuple[int, str, str, int]] = []
-        for m in meter_ids:
-            out.extend(store.pending_verdicts(m))
-        return out
+        verdicts = store.pending_verdicts_many(meter_ids)
+        store.record_verdicts(verdicts)
     except BaseException:
         _worker_stores.pop(db, None)
         store.close()
         raise
+    ok = sum(v[0] for v in verdicts)
+    return ok, len(verdicts) - ok
 
 
-def _pending_meters(store: UtilityStore, page: int) -> Iterator[list[str]]:
-    last = ""
-    while True:
-        rows = store.conn.execute(
-            "SELECT DISTINCT meter_id FROM bills WHERE verified IS NULL AND meter_id > ? "
-            "ORDER BY meter_id LIMIT ?",
-            (last, page),
-        ).fetchall()
-        if not rows:
-            return
-        ids = [r[0] for r in rows]
-        last = ids[-1]
-        yield ids
+def partition_size(pending_meters: int, worker_threads: int) -> int:
+    """Meters per task: about :data:`TASKS_PER_WORKER` tasks per worker thread, between
+    1 and :data:`MAX_METERS_PER_TASK`."""
+    tasks = max(1, worker_threads) * TASKS_PER_WORKER
+    return max(1, min(MAX_METERS_PER_TASK, -(-pending_meters // tasks)))
 
 
 def verify_all(
@@ -71,7 +75,7 @@ def verify_all(
     *,
     scheduler: str | None = None,
     workers: int = 1,
-    meters_per_task: int = 50,
+    meters_per_task: int | None = None,
     max_in_flight: int = 64,
     progress: Callable[[int, int], None] | None = None,
     client: Any = None,
@@ -81,7 +85,9 @@ def verify_all(
     ``scheduler``: address of a running dask scheduler (``tcp://host:8786``); else a
     ``LocalCluster`` of ``workers`` single-threaded processes (the verifier is
     pure-Python/CPU bound, so processes, not threads, scale). ``client``: a connected
-    ``dask.distributed.Client`` to use (and leave open) instead."""
+    ``dask.distributed.Client`` to use (and leave open) instead. ``meters_per_task``:
+    the partition size (default: :func:`partition_size` for the pending meters and the
+    cluster's worker threads)."""
     from dask.distributed import Client, LocalCluster, as_completed
 
     cluster: Any = None
@@ -98,22 +104,23 @@ def verify_all(
     store = _open(db)
     ok = bad = 0
     try:
+        if meters_per_task is None:
+            n = store.conn.execute("SELECT count(DISTINCT meter_id) FROM bills WHERE verified IS NULL").fetchone()[0]
+            meters_per_task = partition_size(n, sum(client.nthreads().values()))
         pending = as_completed()
         in_flight = 0
 
         def drain(n: int) -> None:
             nonlocal ok, bad, in_flight
             while in_flight > n:
-                fut = next(pending)
-                verdicts = fut.result()
-                store.record_verdicts(verdicts)
-                ok += sum(v[0] for v in verdicts)
-                bad += sum(1 - v[0] for v in verdicts)
+                k_ok, k_bad = next(pending).result()
+                ok += k_ok
+                bad += k_bad
                 in_flight -= 1
                 if progress:
                     progress(ok, bad)
 
-        for ids in _pending_meters(store, meters_per_task):
+        for ids in store.pending_meters(meters_per_task):
             pending.add(client.submit(verify_partition, db, ids, pure=False))
             in_flight += 1
             drain(max_in_flight)

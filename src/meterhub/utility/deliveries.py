@@ -418,6 +418,16 @@ class Deliveries:
                 return e
         return max(events, key=lambda e: e.modification)
 
+    def recent_rejections(self, party: str, since: str, limit: int) -> list[str]:
+        """When ``party``'s rejected outputs recorded at or after ``since`` (ISO 8601 UTC,
+        as ``at`` is written) were recorded, newest first, at most ``limit`` of them
+        (index ``outputs_by_party``): the service's per-key cap (docs/service.md, "Limits")."""
+        rows = self.store.conn.execute(
+            "SELECT at FROM outputs WHERE party=? AND verified=0 AND at>=? ORDER BY at DESC LIMIT ?",
+            (party, since, limit),
+        ).fetchall()
+        return [r[0] for r in rows]
+
     # -- queries -----------------------------------------------------------------------
     def verdicts(self, subject: str) -> list[dict[str, Any]]:
         """The output verdict history of a meter (or a group), oldest first."""
