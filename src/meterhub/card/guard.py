@@ -130,6 +130,9 @@ class Pinned:
     own_profile: dict[str, tuple[bytes, ...]] | None = None  # recipient -> its own profile signer
     group: dict[str, tuple[bytes, ...]] | None = None  # recipient -> its aggregation-group signer
     dr_event: dict[str, tuple[bytes, ...]] | None = None  # recipient -> its OpenADR VTN's event key
+    # recipient -> who certifies its groups' members (meter id, hub key): not the recipient
+    # itself, e.g. the hub's card issuer (docs/fraud.md, phantom members)
+    member_cert: dict[str, tuple[bytes, ...]] | None = None
 
     def roles(self) -> dict[str, tuple[bytes, ...]]:
         out = {"price-index": self.price_index, "load-profile": self.load_profile}
@@ -137,6 +140,7 @@ class Pinned:
         out.update({f"load-profile/{k}": v for k, v in (self.own_profile or {}).items()})
         out.update({f"group/{k}": v for k, v in (self.group or {}).items()})
         out.update({f"dr-event/{k}": v for k, v in (self.dr_event or {}).items()})
+        out.update({f"member-cert/{k}": v for k, v in (self.member_cert or {}).items()})
         return out
 
 
@@ -217,9 +221,10 @@ class GuardPort(Shareable):
         """Keys for ``price-index``, ``load-profile`` (the neutral publisher and this
         recipient's own profile signer), ``tariff`` (this recipient's signers) or
         ``group`` (this recipient's aggregation-group signer) and ``dr-event`` (this
-        recipient's VTN event-signing key)."""
+        recipient's VTN event-signing key) and ``member-cert`` (who certifies the members of
+        this recipient's aggregation groups)."""
         g = self._guard
-        if role in ("tariff", "group", "dr-event"):
+        if role in ("tariff", "group", "dr-event", "member-cert"):
             return g._keys(f"{role}/{self._recipient}")
         if role == "load-profile":
             return g._keys("load-profile") + g._keys(f"load-profile/{self._recipient}")
@@ -511,9 +516,10 @@ class GuardPort(Shareable):
 
     def extend_registry(self, raw: bytes) -> None:
         """Append the next block of this recipient's group registry after
-        :meth:`RegistryView.check_extension` (signature ``6982``; not the next block,
-        another feeder, a registry that isolates a household or adds to a released day
-        ``6985``; malformed ``6A80``). A block this hub holds already is accepted again
+        :meth:`RegistryView.check_extension` (signature, or a member without a certificate
+        from the pinned member certifier binding its meter id and hub key, ``6982``; no
+        member certifier pinned, not the next block, another feeder, a registry that
+        isolates a household or adds to a released day ``6985``; malformed ``6A80``). A block this hub holds already is accepted again
         without change (the grid operator may resend its chain)."""
         g = self._guard
         g._entitled(self._recipient, "aggregate")
@@ -529,7 +535,8 @@ class GuardPort(Shareable):
                                f"registry block {block.version} differs from the one this hub holds (equivocation)")
         try:
             view.check_extension(block, self.pinned("group"), self._released, min_size=GROUP_POLICY.min_size,
-                                 interval_minutes=GROUP_POLICY.interval_minutes)
+                                 interval_minutes=GROUP_POLICY.interval_minutes,
+                                 certifier_keys=self.pinned("member-cert"))
         except PermissionError as exc:
             raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, str(exc)) from None
         except PolicyRefusal as exc:
