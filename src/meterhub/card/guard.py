@@ -8,7 +8,9 @@ security domain. It holds, in its own persistent namespace (JCRE ch. 7 transacti
 * the **pinned publisher keys**: the price-index publisher, the neutral reference-profile
   publisher, each recipient's tariff signers and, optionally, each recipient's own
   profile signer and aggregation-group signer, and each demand-response program
-  operator's event-signing (VTN) key (role ``dr-event/<recipient>``). A recipient's SD
+  operator's event-signing (VTN) key (role ``dr-event/<recipient>``), and who certifies
+  the members of a recipient's aggregation groups (role ``member-cert/<recipient>``,
+  a party other than the recipient, docs/fraud.md). A recipient's SD
   cannot change them: applets read them from here, and an install parameter naming
   another key is refused (``6982``);
 * the map from recipient security domain to recipient name;
@@ -19,8 +21,9 @@ security domain. It holds, in its own persistent namespace (JCRE ch. 7 transacti
   kind that answer gave (pairwise masks: missing; self-mask share: present), so a member is
   never answered both ways (double masking, docs/fraud.md);
 * each recipient's **group registry** (:mod:`meterhub.model.group_registry`): the chain of
-  signed blocks with every group of the feeder, accepted only while no household is in
-  the span of all of them, and the days released (no retroactive groups);
+  signed blocks with every group of the feeder, accepted only while every member is
+  certified by the pinned member certifier and no household is in the span of all of
+  them, and the days released (no retroactive groups);
 * every released statement and the **release log** (a hash chain, :mod:`meterhub.policy.log`),
   the coin tosses and the tariff changes. The budget spent is read from the log per
   calendar time (:func:`meterhub.policy.log.over_budget`: every cell a release's support

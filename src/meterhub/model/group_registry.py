@@ -15,6 +15,11 @@ vectors. The registry makes the whole set visible to every hub:
   previous block's chain value and the signed group definitions it adds; blocks only
   add. A hub holds one chain per recipient and accepts a block only if it extends the
   chain it holds (version and previous value), for the same feeder;
+* a block carries a **member certificate** (:class:`meterhub.model.formats.membership.MemberCertificate`)
+  for every member of its groups, from the member certifier the customer pinned (not
+  the grid operator), binding the member's meter id to its hub key; a hub that pinned
+  one refuses a block with an uncertified member (:func:`certificate_problems`), so the
+  operator cannot fill a group with keys it holds (phantom members);
 * a hub refuses a block after which the registry, **all groups of all intervals
   together**, has a household in its span or two groups that differ by fewer than the
   minimum (time-agnostic, like the hub's pairwise rule: a household's days are alike,
