@@ -60,6 +60,7 @@ from meterhub.model.formats.aggregation import (
     mask_context,
     self_mask_threshold,
 )
+from meterhub.model.formats.membership import demo_directory
 from meterhub.model.group_registry import day_mask_digest, span_digest
 from meterhub.model.timebase import day_starts
 from meterhub.utility.fraud import (
@@ -152,7 +153,7 @@ def main() -> None:
         # A one-missing recovery round runs on a day of its own (rec_days), its group the
         # day's only one.
         spare = [make_group(f"bench-feeder-{k}", "f1", keys, DAY, DAY, demo_grid_key()) for k in range(5 * RUNS + 8)]
-        registry = GroupRegistry("f1", demo_grid_key())
+        registry = GroupRegistry("f1", demo_grid_key(), directory=demo_directory)
         missing_groups = [make_group(f"bench-missing-{k}", "f1", keys, d, d, demo_grid_key())
                           for k, d in enumerate(rec_days)]
         registry.publish([group, *spare, *missing_groups])

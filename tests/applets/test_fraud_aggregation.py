@@ -32,6 +32,7 @@ from meterhub.model.formats.aggregation import (
     RecoveryRequest,
     mask_context,
 )
+from meterhub.model.formats.membership import demo_certificates, demo_directory
 from meterhub.model.group_registry import RegistryBlock
 from meterhub.utility.fraud import (
     AGGREGATION_CLASS,
@@ -94,7 +95,7 @@ class Feeder(dict):
 def feeder(tmp_path_factory):
     base = tmp_path_factory.mktemp("feeder")
     hubs = Feeder()
-    hubs.registry = GroupRegistry("f1", demo_grid_key())
+    hubs.registry = GroupRegistry("f1", demo_grid_key(), directory=demo_directory)
     for k in range(7):
         h = make_history(start=DAY, n_days=6, seed=100 + k, meter_id=f"m{k}")
         hubs[h.registration.meter_id] = Hub(base / f"m{k}.sqlite", h)
@@ -347,7 +348,8 @@ def test_power_loss_mid_round(feeder, tmp_path) -> None:
     others = sorted(feeder)[:5]
     keys = {i: feeder[i].key for i in others} | {"m9": hub.key}
     g = make_group("torn", "f9", keys, DAY, DAY + timedelta(days=1), demo_grid_key())
-    push_registry(hub.mailbox(), [RegistryBlock("f9", 0, bytes(32), (g,)).signed(demo_grid_key())])
+    push_registry(hub.mailbox(), [RegistryBlock("f9", 0, bytes(32), (g,), certificates=tuple(demo_certificates([g]))
+                                                ).signed(demo_grid_key())])
     push_group(hub.mailbox(), g)
     day = DAY + timedelta(days=1)
     rel_req = b"\x10" + AggregationRequest(g.group_id, day).to_bytes()

@@ -30,6 +30,7 @@ from meterhub.hub.secure_element import (
     profiling_load_file,
 )
 from meterhub.model.formats.aggregation import AggregationRequest, RecoveryRequest
+from meterhub.model.formats.membership import demo_certificates, demo_directory
 from meterhub.model.group_registry import RegistryBlock
 from meterhub.policy import LogEntry, LogError, default_policy, verify_release_log
 from meterhub.tariffs.price_index import sign_series
@@ -89,14 +90,15 @@ class Hubs(dict):
 
 def genesis(*groups) -> list[RegistryBlock]:
     """A one-block registry of feeder "f" (a card of its own)."""
-    return [RegistryBlock("f", 0, bytes(32), tuple(groups)).signed(demo_grid_key())]
+    return [RegistryBlock("f", 0, bytes(32), tuple(groups), certificates=tuple(demo_certificates(groups))
+                          ).signed(demo_grid_key())]
 
 
 @pytest.fixture(scope="module")
 def hubs(tmp_path_factory):
     base = tmp_path_factory.mktemp("guarded")
     out = Hubs()
-    out.registry = GroupRegistry("f", demo_grid_key())
+    out.registry = GroupRegistry("f", demo_grid_key(), directory=demo_directory)
     for k in range(7):
         h = make_history(start=DAY, n_days=2, seed=200 + k, meter_id=f"g{k}")
         card = build(base / f"g{k}.sqlite", h, extra_applet=(k == 0))

@@ -20,6 +20,7 @@ import pytest
 from helpers import make_history
 from meterhub.hub.aggregation import AGGREGATION_APP_AID
 from meterhub.model.formats.aggregation import GroupDefinition, GroupMember, demo_group_key
+from meterhub.model.formats.membership import demo_directory
 from meterhub.model.group_registry import (
     RegistryBlock,
     RegistryView,
@@ -52,7 +53,7 @@ def ten(tmp_path):
 
 
 def _publish(ten, groups) -> GroupRegistry:
-    reg = GroupRegistry("f", demo_grid_key())
+    reg = GroupRegistry("f", demo_grid_key(), directory=demo_directory)
     reg.publish(groups)  # the operator's own tool: the registry passes the hubs' rules
     for i in ten:
         mb = ten[i].mailbox()

@@ -19,6 +19,7 @@ from meterhub.model.formats.aggregation import (
     RecoveryRequest,
     demo_group_key,
 )
+from meterhub.model.formats.membership import demo_directory
 from meterhub.model.group_registry import RegistryBlock, RegistryView, isolated_households
 from meterhub.utility.fraud import (
     GroupRegistry,
@@ -135,7 +136,7 @@ def test_the_chain_across_days_is_refused_too() -> None:
     alike: the registry check takes all intervals together, as the pairwise rule does."""
     days = [(DAY + timedelta(days=k), DAY + timedelta(days=k)) for k in range(4)]
     groups = [_fake(g.group_id, g.meter_ids, valid=d) for g, d in zip(_chain(), days, strict=True)]
-    reg = GroupRegistry("feeder-1", demo_group_key())
+    reg = GroupRegistry("feeder-1", demo_group_key(), directory=demo_directory)
     reg.publish(groups[:3])
     with pytest.raises(Rejected, match="isolate household v"):
         reg.publish(groups[3:])
@@ -153,7 +154,7 @@ def test_the_chain_is_refused_by_the_victims_hub(tmp_path) -> None:
         cards[name] = (card, hub_key(mailbox(card)))
     keys = {n: k for n, (_, k) in cards.items()}
     groups = _chain(keys, (DAY, DAY + timedelta(days=30)))
-    reg = GroupRegistry("feeder-1", demo_group_key())
+    reg = GroupRegistry("feeder-1", demo_group_key(), directory=demo_directory)
     reg.publish(groups[:3])
     for card, _ in cards.values():
         push_registry(mailbox(card), reg)

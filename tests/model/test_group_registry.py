@@ -23,6 +23,7 @@ from meterhub.model.formats.aggregation import (
     PolicyRefusal,
     demo_group_key,
 )
+from meterhub.model.formats.membership import demo_certificates, demo_directory
 from meterhub.model.group_registry import (
     RegistryBlock,
     RegistryView,
@@ -243,7 +244,7 @@ def test_legitimate_regroupings_still_work() -> None:
     """Localisation halves and quarters of a feeder, a reconfiguration that moves five
     customers, a new group for days not yet released, and the same members under a new
     id for a released day: all accepted."""
-    reg = GroupRegistry("f", demo_group_key())
+    reg = GroupRegistry("f", demo_group_key(), directory=demo_directory)
     c = _h("c", 20)
     jan, feb = (date(2027, 1, 1), date(2027, 1, 31)), (date(2027, 2, 1), date(2027, 2, 28))
     reg.publish([_g("F", c, jan), _g("L", c[:10], jan), _g("R", c[10:], jan)])
@@ -280,7 +281,7 @@ def test_equivocation_makes_the_masks_not_cancel(six) -> None:
     offered the other branch refuses it."""
     ids = sorted(six)
     g = make_group("eq", "f", {i: six[i].key for i in ids}, DAY, DAY + timedelta(days=1), demo_grid_key())
-    reg = GroupRegistry("f", demo_grid_key())
+    reg = GroupRegistry("f", demo_grid_key(), directory=demo_directory)
     reg.publish([g])
     day2 = DAY + timedelta(days=1)
     branch_a = reg.next_block([_g("xa", _h("x", 5), (day2, day2))])
@@ -306,12 +307,12 @@ def test_equivocation_makes_the_masks_not_cancel(six) -> None:
     with pytest.raises(HubRefused) as ei:
         six[ids[0]].mailbox().send(b"\x03" + branch_b.to_bytes(), "other branch")
     assert ei.value.sw == 0x6985
-    reg_b = GroupRegistry("f", demo_grid_key())
+    reg_b = GroupRegistry("f", demo_grid_key(), directory=demo_directory)
     reg_b.blocks, reg_b.view = [*reg.blocks, branch_b], reg.view.extended(branch_b)
     with pytest.raises(Rejected, match="another registry"):
         push_registry(six[ids[0]].mailbox(), reg_b)
     # a resent block the hub holds is accepted without change
-    reg_a = GroupRegistry("f", demo_grid_key())
+    reg_a = GroupRegistry("f", demo_grid_key(), directory=demo_directory)
     reg_a.blocks, reg_a.view = [*reg.blocks, branch_a], reg.view.extended(branch_a)
     push_registry(six[ids[0]].mailbox(), reg_a)
     six[ids[0]].mailbox().send(b"\x03" + reg.blocks[0].to_bytes(), "again")
@@ -325,11 +326,15 @@ def test_no_retroactive_group_after_a_release(six) -> None:
     mb = six[ids[0]].mailbox()
     held, head = registry_head(mb)
     view = RegistryView("f", held - 1, head)
-    late = RegistryBlock("f", held, head, (_g("late", _h("z", 5), (DAY, DAY)),)).signed(demo_grid_key())
+    late_g = _g("late", _h("z", 5), (DAY, DAY))
+    late = RegistryBlock("f", held, head, (late_g,), certificates=tuple(demo_certificates([late_g]))
+                         ).signed(demo_grid_key())
     with pytest.raises(HubRefused) as ei:
         mb.send(b"\x03" + late.to_bytes(), "late")
     assert ei.value.sw == 0x6985
     later = DAY + timedelta(days=3)
-    fine = RegistryBlock("f", held, head, (_g("later", _h("z", 5), (later, later)),)).signed(demo_grid_key())
+    fine_g = _g("later", _h("z", 5), (later, later))
+    fine = RegistryBlock("f", held, head, (fine_g,), certificates=tuple(demo_certificates([fine_g]))
+                         ).signed(demo_grid_key())
     mb.send(b"\x03" + fine.to_bytes(), "later")
     assert registry_head(six[ids[0]].mailbox()) == (held + 1, view.extended(fine).head)

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from helpers import make_history
 from meterhub.hub.aggregation import AGGREGATION_APP_AID
 from meterhub.model.formats.aggregation import FormatError
+from meterhub.model.formats.membership import demo_directory
 from meterhub.model.group_registry import HeadTags, isolated_households
 from meterhub.utility.fraud import (
     GroupRegistry,
@@ -75,7 +76,7 @@ def _fork(hubs, base: GroupRegistry, first, second):
 
 def test_a_forked_registry_does_not_isolate_a_household_across_days(hubs) -> None:
     f, p, q = _grp(hubs, "F", NAMES, D1), _grp(hubs, "P", P, D2), _grp(hubs, "Q", Q, D2)
-    reg = GroupRegistry("f", demo_grid_key())
+    reg = GroupRegistry("f", demo_grid_key(), directory=demo_directory)
     reg.publish([f])
     for i in NAMES:
         push_registry(hubs[i].mailbox(), reg)
@@ -108,7 +109,7 @@ def test_a_fork_before_any_release_gives_masks_that_do_not_cancel(hubs) -> None:
     """Fork first, release after: no hub has released under another head, but the masks
     of day 1 bind each hub's head, and F's members hold two: its sum stays hidden."""
     f, p, q = _grp(hubs, "F", NAMES, D1), _grp(hubs, "P", P, D2), _grp(hubs, "Q", Q, D2)
-    reg = GroupRegistry("f", demo_grid_key())
+    reg = GroupRegistry("f", demo_grid_key(), directory=demo_directory)
     reg.publish([f])
     for i in NAMES:
         push_registry(hubs[i].mailbox(), reg)
@@ -124,7 +125,7 @@ def test_a_new_block_after_a_release_needs_every_co_members_tag(hubs) -> None:
     refused (6982), and after the relay the releases go on and verify."""
     f1, f2 = _grp(hubs, "F1", NAMES, D1), _grp(hubs, "F2", NAMES, D2)
     left = _grp(hubs, "L", ["v", *P], D2)
-    reg = GroupRegistry("f", demo_grid_key())
+    reg = GroupRegistry("f", demo_grid_key(), directory=demo_directory)
     reg.publish([f1])
     for i in NAMES:
         push_registry(hubs[i].mailbox(), reg)

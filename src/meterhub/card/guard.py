@@ -8,7 +8,9 @@ security domain. It holds, in its own persistent namespace (JCRE ch. 7 transacti
 * the **pinned publisher keys**: the price-index publisher, the neutral reference-profile
   publisher, each recipient's tariff signers and, optionally, each recipient's own
   profile signer and aggregation-group signer, and each demand-response program
-  operator's event-signing (VTN) key (role ``dr-event/<recipient>``). A recipient's SD
+  operator's event-signing (VTN) key (role ``dr-event/<recipient>``), and who certifies
+  the members of a recipient's aggregation groups (role ``member-cert/<recipient>``,
+  a party other than the recipient, docs/fraud.md). A recipient's SD
   cannot change them: applets read them from here, and an install parameter naming
   another key is refused (``6982``);
 * the map from recipient security domain to recipient name;
@@ -19,8 +21,9 @@ security domain. It holds, in its own persistent namespace (JCRE ch. 7 transacti
   kind that answer gave (pairwise masks: missing; self-mask share: present), so a member is
   never answered both ways (double masking, docs/fraud.md);
 * each recipient's **group registry** (:mod:`meterhub.model.group_registry`): the chain of
-  signed blocks with every group of the feeder, accepted only while no household is in
-  the span of all of them, and the days released (no retroactive groups);
+  signed blocks with every group of the feeder, accepted only while every member is
+  certified by the pinned member certifier and no household is in the span of all of
+  them, and the days released (no retroactive groups);
 * every released statement and the **release log** (a hash chain, :mod:`meterhub.policy.log`),
   the coin tosses and the tariff changes. The budget spent is read from the log per
   calendar time (:func:`meterhub.policy.log.over_budget`: every cell a release's support
@@ -130,6 +133,9 @@ class Pinned:
     own_profile: dict[str, tuple[bytes, ...]] | None = None  # recipient -> its own profile signer
     group: dict[str, tuple[bytes, ...]] | None = None  # recipient -> its aggregation-group signer
     dr_event: dict[str, tuple[bytes, ...]] | None = None  # recipient -> its OpenADR VTN's event key
+    # recipient -> who certifies its groups' members (meter id, hub key): not the recipient
+    # itself, e.g. the hub's card issuer (docs/fraud.md, phantom members)
+    member_cert: dict[str, tuple[bytes, ...]] | None = None
 
     def roles(self) -> dict[str, tuple[bytes, ...]]:
         out = {"price-index": self.price_index, "load-profile": self.load_profile}
@@ -137,6 +143,7 @@ class Pinned:
         out.update({f"load-profile/{k}": v for k, v in (self.own_profile or {}).items()})
         out.update({f"group/{k}": v for k, v in (self.group or {}).items()})
         out.update({f"dr-event/{k}": v for k, v in (self.dr_event or {}).items()})
+        out.update({f"member-cert/{k}": v for k, v in (self.member_cert or {}).items()})
         return out
 
 
@@ -217,9 +224,10 @@ class GuardPort(Shareable):
         """Keys for ``price-index``, ``load-profile`` (the neutral publisher and this
         recipient's own profile signer), ``tariff`` (this recipient's signers) or
         ``group`` (this recipient's aggregation-group signer) and ``dr-event`` (this
-        recipient's VTN event-signing key)."""
+        recipient's VTN event-signing key) and ``member-cert`` (who certifies the members of
+        this recipient's aggregation groups)."""
         g = self._guard
-        if role in ("tariff", "group", "dr-event"):
+        if role in ("tariff", "group", "dr-event", "member-cert"):
             return g._keys(f"{role}/{self._recipient}")
         if role == "load-profile":
             return g._keys("load-profile") + g._keys(f"load-profile/{self._recipient}")
@@ -511,9 +519,10 @@ class GuardPort(Shareable):
 
     def extend_registry(self, raw: bytes) -> None:
         """Append the next block of this recipient's group registry after
-        :meth:`RegistryView.check_extension` (signature ``6982``; not the next block,
-        another feeder, a registry that isolates a household or adds to a released day
-        ``6985``; malformed ``6A80``). A block this hub holds already is accepted again
+        :meth:`RegistryView.check_extension` (signature, or a member without a certificate
+        from the pinned member certifier binding its meter id and hub key, ``6982``; no
+        member certifier pinned, not the next block, another feeder, a registry that
+        isolates a household or adds to a released day ``6985``; malformed ``6A80``). A block this hub holds already is accepted again
         without change (the grid operator may resend its chain)."""
         g = self._guard
         g._entitled(self._recipient, "aggregate")
@@ -529,7 +538,8 @@ class GuardPort(Shareable):
                                f"registry block {block.version} differs from the one this hub holds (equivocation)")
         try:
             view.check_extension(block, self.pinned("group"), self._released, min_size=GROUP_POLICY.min_size,
-                                 interval_minutes=GROUP_POLICY.interval_minutes)
+                                 interval_minutes=GROUP_POLICY.interval_minutes,
+                                 certifier_keys=self.pinned("member-cert"))
         except PermissionError as exc:
             raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, str(exc)) from None
         except PolicyRefusal as exc:

@@ -54,7 +54,9 @@ from ..meter.grid import (
 from ..model.formats.aggregation import (
     FeederReading,
     GroupDefinition,
+    GroupMember,
 )
+from ..model.formats.membership import certify_members, demo_member_certifier_key
 from ..utility.reverify.fraud import ROUND_DAYS, FraudStore, demo_feeder_key
 from ..utility.reverify.settlement import PROFILING_CLASS
 from ..utility.theft import (
@@ -289,15 +291,25 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
         # the localisation may test (halves of halves while both keep the minimum), all
         # published before any release, since a hub refuses new groups for days it has
         # released. Kept in fraud.sqlite first, so a resumed run sends the same chain.
+        # The hubs' card issuer certifies each meter's aggregation key (docs/fraud.md,
+        # phantom members): the hubs accept a registry block only with a certificate,
+        # under the certifier they pinned, for every member. The demo issuer certifies the
+        # keys read from the demo's own cards above (a real issuer reads the key through
+        # its own security domain on the card it issued).
+        issuer = demo_member_certifier_key()
+        certifier = issuer.public_key()
+        certificates = certify_members(issuer, [GroupMember(mid, key) for mid, key in sorted(keys.items())])
         registries: dict[str, GroupRegistry] = {}
         groups = {}
         for f in feeders:
             stored = store.meta(f"registry/{f.feeder_id}")
             if stored is not None:
                 reg = GroupRegistry.from_blocks(f.feeder_id, demo_grid_key(),
-                                                [RegistryBlock.from_bytes(bytes.fromhex(b)) for b in stored])
+                                                [RegistryBlock.from_bytes(bytes.fromhex(b)) for b in stored],
+                                                certifier=certifier)
             else:
-                reg = GroupRegistry(f.feeder_id, demo_grid_key())
+                reg = GroupRegistry(f.feeder_id, demo_grid_key(), certifier=certifier)
+                reg.add_certificates(certificates)
                 feeder_group = make_group(f"{f.feeder_id}-{first_day:%Y%m%d}", f.feeder_id,
                                           {c: keys[c] for c in f.customers}, first_day, last_day, demo_grid_key())
                 reg.publish([feeder_group] + [

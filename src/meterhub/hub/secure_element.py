@@ -163,8 +163,11 @@ def demo_pinned() -> Pinned:
     tariff signer, the grid operator's group-signing key (``group/grid-operator``:
     aggregation groups for fraud detection), which also signs its own suspect profiles
     (``load-profile/grid-operator``), and the grid operator's OpenADR VTN event key
-    (:func:`demo_vtn_key`). All are publicly known demo keys."""
+    (:func:`demo_vtn_key`), and the demo card issuer's member-certifier key
+    (``member-cert/grid-operator``: who vouches for the members of the grid operator's
+    groups, docs/fraud.md). All are publicly known demo keys."""
     from ..model.formats.aggregation import demo_group_key
+    from ..model.formats.membership import demo_member_certifier_key
     from ..tariffs import demo_supplier_key
     from ..tariffs.price_index import demo_index_publisher_key
     from ..tariffs.profiles import demo_profile_key
@@ -176,6 +179,7 @@ def demo_pinned() -> Pinned:
         own_profile={"grid-operator": pinned_points([demo_group_key()])},
         group={"grid-operator": pinned_points([demo_group_key()])},
         dr_event={"grid-operator": pinned_points([demo_vtn_key()])},
+        member_cert={"grid-operator": pinned_points([demo_member_certifier_key()])},
     )
 
 

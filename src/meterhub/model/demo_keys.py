@@ -18,6 +18,7 @@ __all__ = [
     "FEEDER_METER",
     "GRID_OPERATOR_GROUP",
     "INDEX_PUBLISHER",
+    "MEMBER_CERTIFIER",
     "PROFILE_PUBLISHER",
     "SUPPLIER",
     "demo_secret",
@@ -33,6 +34,8 @@ INDEX_PUBLISHER = b"meterhub/v1/demo-index-publisher-key\x00NOT A SECRET"
 PROFILE_PUBLISHER = b"meterhub/v1/demo-profile-key\x00NOT A SECRET"
 GRID_OPERATOR_GROUP = b"meterhub/v1/demo-grid-operator-group-key\x00NOT A SECRET"
 FEEDER_METER = b"meterhub/v1/demo-feeder-meter-key\x00NOT A SECRET"
+#: The hub's card issuer, which certifies (meter id, aggregation key) of each hub (docs/fraud.md, phantoms).
+MEMBER_CERTIFIER = b"meterhub/v1/demo-member-certifier-key\x00NOT A SECRET"
 #: Prefix of the per-party demo secrets (SCP03 and DAP keys of the demo card's domains).
 DEMO_SECRET_PREFIX = b"meterhub/v1/demo-key\x00NOT A SECRET\x00"
 

@@ -15,6 +15,11 @@ vectors. The registry makes the whole set visible to every hub:
   previous block's chain value and the signed group definitions it adds; blocks only
   add. A hub holds one chain per recipient and accepts a block only if it extends the
   chain it holds (version and previous value), for the same feeder;
+* a block carries a **member certificate** (:class:`meterhub.model.formats.membership.MemberCertificate`)
+  for every member of its groups, from the member certifier the customer pinned (not
+  the grid operator), binding the member's meter id to its hub key; a hub that pinned
+  one refuses a block with an uncertified member (:func:`certificate_problems`), so the
+  operator cannot fill a group with keys it holds (phantom members);
 * a hub refuses a block after which the registry, **all groups of all intervals
   together**, has a household in its span or two groups that differ by fewer than the
   minimum (time-agnostic, like the hub's pairwise rule: a household's days are alike,
@@ -73,6 +78,7 @@ from .formats.aggregation import (
     _Reader,
     _str8,
 )
+from .formats.membership import MemberCertificate
 
 __all__ = [
     "REGISTRY_DST",
@@ -89,6 +95,7 @@ __all__ = [
     "HEAD_DST",
     "HeadTags",
     "head_message",
+    "certificate_problems",
 ]
 
 REGISTRY_DST = b"meterhub/v1/aggregation-group-registry\x00"
@@ -97,7 +104,9 @@ _HEAD_MAGIC = b"MHGH\x01"
 SPAN_DST = b"meterhub/v1/aggregation-day-span\x00"
 SPAN_HEAD_DST = b"meterhub/v1/aggregation-day-span-under-head\x00"
 _MAGIC = b"MHGR\x01"
+_MAGIC_CERTIFIED = b"MHGR\x02"  # version 2: the block carries member certificates
 MAX_BLOCK_GROUPS = 256
+MAX_BLOCK_CERTIFICATES = 4096
 _U32 = struct.Struct(">I")
 
 
@@ -110,6 +119,12 @@ class RegistryBlock:
     P-256 signature (r || s)`` over ``REGISTRY_DST || everything before it``. The chain
     value of a block is ``SHA-256(REGISTRY_DST || "chain" || body)`` (the signature is
     left out: ECDSA signatures are malleable).
+
+    ``MHGR 02`` is the same with ``u16 c || c x (u16 length || member certificate)``
+    (:class:`meterhub.model.formats.membership.MemberCertificate`) after the groups: the
+    certifier's binding of each member's meter id to its hub key, which a hub that
+    pinned a member certifier requires for every member of every group of the block
+    (docs/fraud.md, phantom members). A block without certificates is encoded ``01``.
     """
 
     feeder_id: str
@@ -117,16 +132,25 @@ class RegistryBlock:
     prev: bytes
     groups: tuple[GroupDefinition, ...]
     signature: bytes = b""
+    certificates: tuple[MemberCertificate, ...] = ()
 
     def body(self) -> bytes:
         if not 0 <= self.version < 1 << 32 or len(self.prev) != 32:
             raise FormatError("registry block: version is a u32, the previous value 32 bytes")
         if len(self.groups) > MAX_BLOCK_GROUPS:
             raise FormatError(f"registry block: at most {MAX_BLOCK_GROUPS} groups")
-        out = [_MAGIC, _str8(self.feeder_id), _U32.pack(self.version), self.prev, len(self.groups).to_bytes(2, "big")]
+        if len(self.certificates) > MAX_BLOCK_CERTIFICATES:
+            raise FormatError(f"registry block: at most {MAX_BLOCK_CERTIFICATES} member certificates")
+        magic = _MAGIC_CERTIFIED if self.certificates else _MAGIC
+        out = [magic, _str8(self.feeder_id), _U32.pack(self.version), self.prev, len(self.groups).to_bytes(2, "big")]
         for g in self.groups:
             raw = g.to_bytes()
             out += [len(raw).to_bytes(2, "big"), raw]
+        if self.certificates:
+            out.append(len(self.certificates).to_bytes(2, "big"))
+            for c in self.certificates:
+                raw = c.to_bytes()
+                out += [len(raw).to_bytes(2, "big"), raw]
         return b"".join(out)
 
     def chain_value(self) -> bytes:
@@ -146,8 +170,9 @@ class RegistryBlock:
     @classmethod
     def from_bytes(cls, data: bytes) -> RegistryBlock:
         r = _Reader(data, "registry block")
-        if r.take(len(_MAGIC)) != _MAGIC:
-            raise FormatError("registry block: not a version-1 registry block")
+        magic = r.take(len(_MAGIC))
+        if magic not in (_MAGIC, _MAGIC_CERTIFIED):
+            raise FormatError("registry block: not a version-1 or version-2 registry block")
         feeder = r.str8("feeder id")
         version = int.from_bytes(r.take(4), "big")
         prev = r.take(32)
@@ -155,9 +180,15 @@ class RegistryBlock:
         if n > MAX_BLOCK_GROUPS:
             raise FormatError(f"registry block: at most {MAX_BLOCK_GROUPS} groups")
         groups = tuple(GroupDefinition.from_bytes(r.take(r.u16())) for _ in range(n))
+        certs: tuple[MemberCertificate, ...] = ()
+        if magic == _MAGIC_CERTIFIED:
+            c = r.u16()
+            if not 1 <= c <= MAX_BLOCK_CERTIFICATES:
+                raise FormatError(f"registry block: version 2 carries 1..{MAX_BLOCK_CERTIFICATES} member certificates")
+            certs = tuple(MemberCertificate.from_bytes(r.take(r.u16())) for _ in range(c))
         sig = r.take(64)
         r.end()
-        return cls(feeder, version, prev, groups, sig)
+        return cls(feeder, version, prev, groups, sig, certs)
 
 
 def head_message(feeder_id: str, version: int, head: bytes, sender: str, receiver: str) -> bytes:
@@ -428,6 +459,43 @@ def day_mask_digest(span: bytes, head: bytes) -> bytes:
     return hashlib.sha256(SPAN_HEAD_DST + bytes(span) + bytes(head)).digest()
 
 
+# ---------------------------------------------------------------------- member certificates
+
+
+def _verifying_keys(points: Sequence[bytes]) -> list[ecdsa.VerifyingKey]:
+    keys = []
+    for k in points:
+        try:
+            keys.append(ecdsa.load_verifying_key(k))
+        except ValueError:
+            continue
+    return keys
+
+
+def certificate_problems(block: RegistryBlock, certifiers: Sequence[ecdsa.VerifyingKey]) -> list[str]:
+    """Why the block's members are not all certified (docs/fraud.md, phantom members):
+    every certificate the block carries must verify under one of ``certifiers`` (a
+    forged one is reported, not skipped), and every member of every group of the block
+    must have one that binds exactly its meter id and its hub key. Empty: all certified."""
+    problems = []
+    bound: dict[str, set[bytes]] = {}
+    for c in block.certificates:
+        if not any(c.verify(k) for k in certifiers):
+            problems.append(f"the certificate of meter {c.meter_id} does not verify under the pinned member certifier")
+        else:
+            bound.setdefault(c.meter_id, set()).add(c.hub_key)
+    for g in block.groups:
+        for m in g.members:
+            keys = bound.get(m.meter_id)
+            if keys is None:
+                problems.append(f"member {m.meter_id} of group {g.group_id} has no certificate from the pinned "
+                                f"member certifier (a phantom member?)")
+            elif m.hub_key not in keys:
+                problems.append(f"member {m.meter_id} of group {g.group_id} is listed with a hub key its "
+                                f"certificate does not bind (a phantom key?)")
+    return problems
+
+
 # ---------------------------------------------------------------------- a hub's view
 
 
@@ -467,18 +535,23 @@ class RegistryView:
 
     def check_extension(self, block: RegistryBlock, signer_keys: Sequence[bytes],
                         released: Callable[[date], bool], *, min_size: int = MIN_GROUP_SIZE,
-                        interval_minutes: int = FIXED_INTERVAL_MINUTES) -> None:
+                        interval_minutes: int = FIXED_INTERVAL_MINUTES,
+                        certifier_keys: Sequence[bytes] | None = None) -> None:
         """Raise :class:`PermissionError` (signature) or :class:`PolicyRefusal` unless
         ``block`` is the next block of this chain and the registry after it passes
-        :func:`registry_problems`. ``released(day)``: has this hub released that day?"""
-        keys = []
-        for k in signer_keys:
-            try:
-                keys.append(ecdsa.load_verifying_key(k))
-            except ValueError:
-                continue
+        :func:`registry_problems`. ``released(day)``: has this hub released that day?
+
+        With ``certifier_keys`` (the member certifier the customer pinned; the guard always
+        passes them) every member of every group of the block must be certified
+        (:func:`certificate_problems`; :class:`PermissionError`), and none pinned is a
+        :class:`PolicyRefusal`. ``None`` skips that check: the grid operator's own tools,
+        which hold no certifier key, and the span tests."""
+        keys = _verifying_keys(signer_keys)
         if not keys:
             raise PolicyRefusal("no group-signing key pinned for this recipient")
+        certifiers = None if certifier_keys is None else _verifying_keys(certifier_keys)
+        if certifiers is not None and not certifiers:
+            raise PolicyRefusal("no member certifier pinned for this recipient")
         if not any(block.verify(k) for k in keys):
             raise PermissionError("registry block is not signed by the pinned group-signing key")
         if block.version != self.version + 1 or block.prev != self.head:
@@ -500,6 +573,10 @@ class RegistryView:
             if not any(g.verify(k) for k in keys):
                 raise PermissionError(f"group {g.group_id} is not signed by the pinned group-signing key")
             self._check_not_retroactive(g, released)
+        if certifiers is not None:
+            uncertified = certificate_problems(block, certifiers)
+            if uncertified:
+                raise PermissionError(f"registry block {block.version}: {uncertified[0]}")
         problems = registry_problems([*self.groups.values(), *block.groups], min_size)
         if problems:
             raise PolicyRefusal(f"registry block {block.version}: {problems[0]}")

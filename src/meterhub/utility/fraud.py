@@ -32,7 +32,7 @@ present members only.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -50,7 +50,8 @@ from ..model.formats.aggregation import (
     RecoveryRequest,
     self_mask_threshold,
 )
-from ..model.group_registry import HeadTags, RegistryBlock, RegistryView
+from ..model.formats.membership import MemberCertificate
+from ..model.group_registry import HeadTags, RegistryBlock, RegistryView, certificate_problems
 from ..model.timebase import day_starts
 from .settlement import AppletMailbox, check_batches
 from .verifier import DayCommitments, MeterRegistration, Rejected
@@ -361,24 +362,62 @@ class GroupRegistry:
     """The grid operator's group registry of one feeder (:mod:`meterhub.model.group_registry`):
     the chain of signed blocks every hub of the feeder holds. :meth:`publish` checks the
     registry after the block with the hubs' own rules first (an honest operator never
-    publishes a block its hubs refuse) and signs it."""
+    publishes a block its hubs refuse) and signs it.
 
-    def __init__(self, feeder_id: str, key: ecdsa.SigningKey) -> None:
-        self.feeder_id, self._key = feeder_id, key
+    Member certificates (docs/fraud.md, phantom members): the hubs accept a block only
+    if every member of its groups is certified by the certifier they pinned, which the
+    grid operator is not. The operator collects the certificates (:meth:`add_certificates`,
+    or asks the certifier's ``directory`` for a member's) and each block carries those of
+    its groups' members;
+    with ``certifier`` (the certifier's public key) :meth:`publish` checks them as the
+    hubs will."""
+
+    def __init__(self, feeder_id: str, key: ecdsa.SigningKey, *,
+                 directory: Callable[[str, bytes], MemberCertificate | None] | None = None,
+                 certifier: ecdsa.VerifyingKey | None = None) -> None:
+        self.feeder_id, self._key, self._certifier = feeder_id, key, certifier
+        self._directory = directory  # the certifier's: (meter id, hub key) -> its certificate, if any
         self.blocks: list[RegistryBlock] = []
         self.view = RegistryView()
+        self.certificates: dict[tuple[str, bytes], MemberCertificate] = {}
+
+    def add_certificates(self, certificates: Iterable[MemberCertificate]) -> None:
+        """Keep the certifier's certificates for the blocks to come (the latest per
+        meter id and hub key)."""
+        for c in certificates:
+            self.certificates[(c.meter_id, bytes(c.hub_key))] = c
+
+    def _certificates_of(self, groups: Sequence[GroupDefinition]) -> tuple[MemberCertificate, ...]:
+        """The certificates this registry holds for the members of ``groups``, each once,
+        sorted by meter id and key (a block's certificates are canonical)."""
+        wanted = sorted({(m.meter_id, bytes(m.hub_key)) for g in groups for m in g.members})
+        if self._directory is not None:
+            for mid, key in wanted:
+                if (mid, key) not in self.certificates:
+                    found = self._directory(mid, key)
+                    if found is not None:
+                        self.add_certificates([found])
+        return tuple(self.certificates[k] for k in wanted if k in self.certificates)
+
+    def _block(self, view: RegistryView, groups: Sequence[GroupDefinition]) -> RegistryBlock:
+        return RegistryBlock(self.feeder_id, view.version + 1, view.head, tuple(groups),
+                             certificates=self._certificates_of(groups)).signed(self._key)
 
     @classmethod
-    def from_blocks(cls, feeder_id: str, key: ecdsa.SigningKey, blocks: Sequence[RegistryBlock]) -> GroupRegistry:
-        """A registry kept from an earlier run, checked block by block like a hub does."""
-        reg = cls(feeder_id, key)
+    def from_blocks(cls, feeder_id: str, key: ecdsa.SigningKey, blocks: Sequence[RegistryBlock], *,
+                    certifier: ecdsa.VerifyingKey | None = None) -> GroupRegistry:
+        """A registry kept from an earlier run, checked block by block like a hub does
+        (with ``certifier``, the member certificates too), keeping their certificates."""
+        reg = cls(feeder_id, key, certifier=certifier)
         for b in blocks:
             if b.feeder_id != feeder_id:
                 raise Rejected(f"registry block {b.version} is of feeder {b.feeder_id}")
             try:
-                reg.view.check_extension(b, [ecdsa.public_bytes(key)], lambda d: False)
+                reg.view.check_extension(b, [ecdsa.public_bytes(key)], lambda d: False,
+                                         certifier_keys=None if certifier is None else [ecdsa.public_bytes(certifier)])
             except (PolicyRefusal, PermissionError) as exc:
                 raise Rejected(f"registry of {feeder_id}: {exc}") from None
+            reg.add_certificates(b.certificates)
             reg.blocks.append(b)
             reg.view = reg.view.extended(b)
         return reg
@@ -386,7 +425,7 @@ class GroupRegistry:
     def next_block(self, groups: Sequence[GroupDefinition]) -> RegistryBlock:
         """The next block with ``groups``, signed, unchecked and not appended (what a
         hostile operator would send, for tests)."""
-        return RegistryBlock(self.feeder_id, self.view.version + 1, self.view.head, tuple(groups)).signed(self._key)
+        return self._block(self.view, groups)
 
     def publish(self, groups: Sequence[GroupDefinition], released: Callable[[date], bool] = lambda d: False
                 ) -> list[RegistryBlock]:
@@ -397,7 +436,7 @@ class GroupRegistry:
         chunks: list[list[GroupDefinition]] = [[]]
         size = 0
         for g in groups:
-            n = len(g.to_bytes()) + 2
+            n = len(g.to_bytes()) + 2 + sum(len(c.to_bytes()) + 2 for c in self._certificates_of([g]))
             if chunks[-1] and size + n > MAX_BLOCK_BYTES:
                 chunks.append([])
                 size = 0
@@ -406,9 +445,13 @@ class GroupRegistry:
         view, blocks = self.view, []
         key = [ecdsa.public_bytes(self._key)]
         for chunk in chunks:
-            block = RegistryBlock(self.feeder_id, view.version + 1, view.head, tuple(chunk)).signed(self._key)
+            block = self._block(view, chunk)
             try:
                 view.check_extension(block, key, released)
+                if self._certifier is not None:
+                    uncertified = certificate_problems(block, [self._certifier])
+                    if uncertified:
+                        raise PermissionError(uncertified[0])
             except (PolicyRefusal, PermissionError) as exc:
                 raise Rejected(f"registry of {self.feeder_id}: {exc}") from None
             view = view.extended(block)
