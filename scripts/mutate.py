@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 VERIFIER = "src/meterhub/utility/verifier.py"
 STORE = "src/meterhub/utility/store.py"
+INGEST_PY = "src/meterhub/utility/ingest.py"
 SETTLE = "src/meterhub/utility/settlement.py"
 FORECAST = "src/meterhub/utility/forecasting.py"
 SJSON = "src/meterhub/model/strictjson.py"
@@ -87,24 +88,24 @@ MUTATIONS = [
     Mutation("delivery check skips day order", VERIFIER,
              "if b.day.toordinal() != pb.day.toordinal() + 1:", "if False:", RULES),
     # Ingest (UtilityStore).
-    Mutation("ingest skips the batch signature", STORE,
+    Mutation("ingest skips the batch signature", INGEST_PY,
              "if not upload.batch.verify(reg.public_key):", "if False:", INGEST),
-    Mutation("ingest skips the record indices", STORE,
+    Mutation("ingest skips the record indices", INGEST_PY,
              "check_indices(label, b.first_index, b.count, indices)", "indices = indices", INGEST),
-    Mutation("ingest skips the chain head", STORE,
+    Mutation("ingest skips the chain head", INGEST_PY,
              "if chain_head(b.prev_head, b.first_index, c33) != b.head:", "if False:", INGEST),
-    Mutation("ingest skips the link to the previous day", STORE,
+    Mutation("ingest skips the link to the previous day", INGEST_PY,
              "if b.first_index != pb.first_index + pb.count or b.prev_head != pb.head:", "if False:", INGEST),
-    Mutation("ingest skips the link to the next day", STORE,
+    Mutation("ingest skips the link to the next day", INGEST_PY,
              "if nb.first_index != b.first_index + b.count or nb.prev_head != b.head:", "if False:", INGEST),
-    Mutation("ingest skips the gap check", STORE,
+    Mutation("ingest skips the gap check", INGEST_PY,
              "if pb.day.toordinal() + 1 != b.day.toordinal():", "if False:", INGEST),
-    Mutation("ingest skips the day's interval count", STORE,
+    Mutation("ingest skips the day's interval count", INGEST_PY,
              "if b.count != intervals_per_day(b.day, reg.tz, reg.interval_minutes):", "if False:", INGEST),
-    Mutation("ingest skips the genesis head", STORE,
+    Mutation("ingest skips the genesis head", INGEST_PY,
              "if first is None and b.first_index == 0 and b.prev_head != chain_genesis(b.meter_id):",
              "if False:", INGEST),
-    Mutation("ingest treats a conflicting re-delivery as a duplicate", STORE,
+    Mutation("ingest treats a conflicting re-delivery as a duplicate", INGEST_PY,
              "if not differs:", "if True:", INGEST),
     Mutation("store skips the overlap check", STORE,
              "if other != text:", "if False:", RULES),
@@ -118,9 +119,9 @@ MUTATIONS = [
              "if regs is not None and st.energy_wh != regs[1] - regs[0]:", "if False:", BANDS),
     Mutation("verifier skips the register continuity", VERIFIER,
              "if prev_end is not None and b.register_start_wh != prev_end:", "if False:", BANDS),
-    Mutation("ingest skips the register continuity", STORE,
+    Mutation("ingest skips the register continuity", INGEST_PY,
              "if b.register_start_wh != prev.register_end_wh:", "if False:", BANDS),
-    Mutation("ingest skips the intervals of a gap", STORE,
+    Mutation("ingest skips the intervals of a gap", INGEST_PY,
              "if after.first_index != expected:", "if False:", BANDS),
     # Settlement and profile scores: range checks before the group equations.
     Mutation("settlement skips the value range", SETTLE,
