@@ -8,12 +8,8 @@ import hmac
 import logging
 from dataclasses import dataclass
 
-from ...model.formats.aggregation import (
-    GroupPolicy,
-)
-from ...policy import (
-    KINDS,
-)
+from ...model.formats.aggregation import GroupPolicy
+from ...policy import KINDS
 from ...protocols.iso7816.aid import AID
 from ...protocols.iso7816.sw import SW, ISOException
 from ...protocols.iso7816.tlv import TLV

@@ -8,9 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ...crypto import ecdsa
-from ...policy import (
-    dump_policy,
-)
+from ...policy import dump_policy
 from ...policy.model import SignedPolicy
 from ...protocols.iso7816.aid import AID
 from ..registry import AppletRecord
