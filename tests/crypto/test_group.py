@@ -263,7 +263,7 @@ def test_msm_encoded_is_as_strict_as_point_from_bytes():
 
 
 # ---------------------------------------------------------------- PointArray and Pippenger
-from meterhub.crypto.group import PointArray, _best_window, _limbs, _pippenger_rows  # noqa: E402
+from meterhub.crypto.group.arrays import PointArray, _best_window, _limbs, _pippenger_rows  # noqa: E402
 
 
 @settings(max_examples=40, deadline=None)

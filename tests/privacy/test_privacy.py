@@ -30,12 +30,12 @@ from meterhub.privacy.attacks import (
     traits_classifier,
     wilson,
 )
+from meterhub.privacy.dataset import STRICT_GRID_KINDS
 from meterhub.privacy.evaluate import (
     FORMAT,
     NILM_APPLIANCES,
     NILM_ON_WH,
     SOURCES,
-    STRICT_GRID_KINDS,
     TRAITS,
     build_dataset,
     household_features,

@@ -469,7 +469,7 @@ class Card:
         else:
             log.error("applet %s returned %r", rec.aid, type(out))
             return ResponseAPDU(b"", SW.UNKNOWN)
-        # The privacy guard's output gate (card/guard.py): on a card with a guard, an
+        # The privacy guard's output gate (card/guard/common.py): on a card with a guard, an
         # application's data leaves only if the guard issued exactly those bytes.
         if not output_allowed(self.runtime, rec, resp.data, selecting=selecting):
             return ResponseAPDU(b"", SW.UNKNOWN)

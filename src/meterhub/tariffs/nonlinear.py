@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from .model import (
+from .fields import (
     _BAND_FIELDS,
     _TOP_FIELDS,
     _TOP_OPTIONAL,
@@ -35,7 +35,6 @@ from .model import (
     MAX_JSON_INT,
     TARIFF_DIGEST_CONTEXT,
     Band,
-    Tariff,
     TariffError,
     _check_int,
     _check_list,
@@ -43,6 +42,7 @@ from .model import (
     _q,
     canonical_json,
 )
+from .model import Tariff
 
 __all__ = [
     "KIND_TIERED",

@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from meterhub.crypto import ecdsa
 from meterhub.model import strictjson
 from meterhub.model.demo_keys import SUPPLIER, demo_signing_key
-from meterhub.tariffs.model import Tariff, TariffError, _check_object, _q
+from meterhub.tariffs.fields import TariffError, _check_object, _q
+from meterhub.tariffs.model import Tariff
 from meterhub.tariffs.nonlinear import NonLinearTariff, tariff_from_dict
 
 __all__ = [

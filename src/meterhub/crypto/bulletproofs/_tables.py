@@ -17,7 +17,8 @@ from coincurve import PublicKey
 from coincurve._libsecp256k1 import ffi as _ffi
 from coincurve._libsecp256k1 import lib as _lib
 
-from ..group import _CTX, G, H, Point, PointArray, Q, hash_to_point
+from ..group import G, H, Point, PointArray, Q, hash_to_point
+from ..group.point import _CTX
 from ..sigma import lincomb
 
 __all__ = [
