@@ -72,3 +72,18 @@ def test_any_config_text_is_applied_or_refused_in_one_line(tmp_path_factory, tex
         apply_config(build_parser(), str(cfg))
     except ConfigError as exc:
         assert "\n" not in str(exc)
+
+
+def test_each_main_sets_its_own_logging_and_writes_to_the_current_stderr(capsys) -> None:
+    """A handler set by one ``main`` must not outlive it: a later ``main`` without log
+    options logs Python's default way, and a handler writes to the standard error of
+    the moment (pytest's capture closes the stream of an earlier test; a handler bound
+    to it turned every later log line into a "Logging error" traceback)."""
+    log = logging.getLogger("meterhub.test")
+    configure_logging("WARNING", None)
+    capsys.readouterr()
+    log.warning("first")
+    assert "first" in capsys.readouterr().err  # the stream capsys installed after the handler was made
+    configure_logging(None, None)
+    assert not [h for h in logging.getLogger("meterhub").handlers if getattr(h, "_meterhub_cli", False)]
+    assert logging.getLogger("meterhub").level == logging.NOTSET

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import sys
 import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -148,20 +149,41 @@ def apply_config(parser: argparse.ArgumentParser, path: str) -> None:
         raise ConfigError(f"{path}: {exc}") from None
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler on whatever ``sys.stderr`` is when a record is written, not the stream
+    of the moment it was made: ``main`` may run more than once in a process whose
+    standard error is replaced in between (an embedding host, pytest's capture), and a
+    handler left on a closed stream turns every later log line into a traceback."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def configure_logging(level: str | None, file: str | None, fmt: str | None = None) -> None:
     """Route the ``meterhub`` loggers to ``file`` (or standard error) at ``level``; with
-    neither given nothing changes (Python's default: warnings to standard error)."""
-    if level is None and file is None and fmt is None:
-        return
-    level = level or "WARNING"
-    fmt = fmt or DEFAULT_LOG_FORMAT
-    handler: logging.Handler = logging.FileHandler(file, encoding="utf-8") if file else logging.StreamHandler()
-    handler.setFormatter(logging.Formatter(fmt))
+    neither given Python's default holds (warnings to standard error). Each call replaces
+    what an earlier call set, so a second ``main`` in the same process logs as its own
+    options say."""
     log = logging.getLogger("meterhub")
     for h in list(log.handlers):
         if getattr(h, "_meterhub_cli", False):
             log.removeHandler(h)
             h.close()
+    if level is None and file is None and fmt is None:
+        log.setLevel(logging.NOTSET)
+        return
+    level = level or "WARNING"
+    fmt = fmt or DEFAULT_LOG_FORMAT
+    handler: logging.Handler = logging.FileHandler(file, encoding="utf-8") if file else _StderrHandler()
+    handler.setFormatter(logging.Formatter(fmt))
     handler._meterhub_cli = True  # type: ignore[attr-defined]
     log.addHandler(handler)
     log.setLevel(level)
