@@ -30,7 +30,7 @@ from typing import Any
 from _bench import Timing, alternate, header, row
 from meterhub.crypto import ecdsa
 from meterhub.crypto.group import G, H, Point, msm_encoded
-from meterhub.crypto.rangeproof import verify_sum_of_squares
+from meterhub.crypto import sumsquares
 from meterhub.crypto.sampling import commit_nonce, new_nonce, verify_sample_openings
 from meterhub.demo.hubs import demo_tsm, deploy_applet, open_demo_hub
 from meterhub.hub.secure_element import (
@@ -205,7 +205,9 @@ def main() -> None:
     assert linear_separately()
     r = alternate({
         "all": lambda: verify_scores(sc, reg, days, pmap, code_hash=chp),
-        "proof": lambda: verify_sum_of_squares([Commitment(p) for p in hpts], sc.squares_proof, ctx),
+        "proof": lambda: sumsquares.verify(
+            [Commitment(p) for p in hpts], sc.squares, sc.squares_blinding, sc.squares_proof, ctx
+        ),
         "separately": linear_separately,
         "batched": linear_batched,
     }, runs=5)
