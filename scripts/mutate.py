@@ -30,6 +30,8 @@ STORE = "src/meterhub/utility/store.py"
 INGEST_PY = "src/meterhub/utility/ingest.py"
 SETTLE = "src/meterhub/utility/settlement.py"
 FORECAST = "src/meterhub/utility/forecasting.py"
+BILLING_BASE = "src/meterhub/model/billing/base.py"
+TOU = "src/meterhub/model/billing/time_of_use.py"
 SJSON = "src/meterhub/model/strictjson.py"
 ECDSA = "src/meterhub/crypto/ecdsa.py"
 
@@ -56,7 +58,7 @@ MUTATIONS = [
     Mutation("verifier skips the index link between days", VERIFIER,
              "if b.first_index != prev_batch.first_index + prev_batch.count:", "if False:", BILL),
     Mutation("verifier skips the batch signature", VERIFIER,
-             "if not dc.batch.verify(meter.public_key):", "if False:", BILL),
+             "if not sb.verify(meter.public_key):\n        return False", "if False:\n        return False", BILL),
     Mutation("verifier accepts high-S batch signatures", VERIFIER,
              "if not ecdsa.is_low_s(dc.batch.signature):", "if False:", BILL),
     Mutation("verifier skips the day's interval count", VERIFIER,
@@ -79,10 +81,10 @@ MUTATIONS = [
              "if st.currency != tariff.currency:", "if False:", BILL),
     Mutation("verifier skips the sub-unit scale", VERIFIER,
              "if st.subunits_per_unit != tariff.subunits_per_unit:", "if False:", BILL),
-    Mutation("verifier drops the upper range bound", VERIFIER,
+    Mutation("verifier drops the upper range bound", BILLING_BASE,
              "if not 0 <= energy <= bound:", "if not 0 <= energy:", BILL),
-    Mutation("verifier skips the group equation", VERIFIER,
-             "if lhs != rhs:", "if False:", BILL),
+    Mutation("verifier skips the group equation", TOU,
+             "if lhs != G * st.energy_charge + H * st.blinding:", "if False:", BILL),
     Mutation("delivery check skips the meter id", VERIFIER,
              "if b.meter_id != meter_id:", "if False:", RULES),
     Mutation("delivery check skips day order", VERIFIER,
@@ -99,23 +101,23 @@ MUTATIONS = [
     Mutation("ingest skips the link to the next day", INGEST_PY,
              "if nb.first_index != b.first_index + b.count or nb.prev_head != b.head:", "if False:", INGEST),
     Mutation("ingest skips the gap check", INGEST_PY,
-             "if pb.day.toordinal() + 1 != b.day.toordinal():", "if False:", INGEST),
+             "elif pb.day.toordinal() + 1 != ordinal:", "elif False:", INGEST),
     Mutation("ingest skips the day's interval count", INGEST_PY,
              "if b.count != intervals_per_day(b.day, reg.tz, reg.interval_minutes):", "if False:", INGEST),
     Mutation("ingest skips the genesis head", INGEST_PY,
-             "if first is None and b.first_index == 0 and b.prev_head != chain_genesis(b.meter_id):",
+             "if not view.ordinals and b.first_index == 0 and b.prev_head != chain_genesis(b.meter_id):",
              "if False:", INGEST),
     Mutation("ingest treats a conflicting re-delivery as a duplicate", INGEST_PY,
              "if not differs:", "if True:", INGEST),
     Mutation("store skips the overlap check", STORE,
              "if other != text:", "if False:", RULES),
     # v3 statements (per-band energy, registers) and days after a gap.
-    Mutation("verifier skips the band commitments", VERIFIER,
+    Mutation("verifier skips the band commitments", TOU,
              "if lhs != G * e + H * r:", "if False:", BANDS),
-    Mutation("verifier skips the band prices", VERIFIER,
+    Mutation("verifier skips the band prices", TOU,
              "if sum(tariff.bands[b.band].price * b.energy_wh for b in st.bands) != st.energy_charge:",
              "if False:", BANDS),
-    Mutation("verifier skips the register difference", VERIFIER,
+    Mutation("verifier skips the register difference", TOU,
              "if regs is not None and st.energy_wh != regs[1] - regs[0]:", "if False:", BANDS),
     Mutation("verifier skips the register continuity", VERIFIER,
              "if prev_end is not None and b.register_start_wh != prev_end:", "if False:", BANDS),
