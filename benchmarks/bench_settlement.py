@@ -28,9 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from _bench import Timing, alternate, header, row
-from meterhub.crypto import ecdsa
+from meterhub.crypto import ecdsa, sumsquares
 from meterhub.crypto.group import G, H, Point, msm_encoded
-from meterhub.crypto import sumsquares
 from meterhub.crypto.sampling import commit_nonce, new_nonce, verify_sample_openings
 from meterhub.demo.hubs import demo_tsm, deploy_applet, open_demo_hub
 from meterhub.hub.secure_element import (

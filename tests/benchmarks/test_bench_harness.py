@@ -25,3 +25,25 @@ def test_fewer_than_five_runs_are_refused_and_single_runs_say_so() -> None:
     with pytest.raises(ValueError):
         _bench.alternate({"A": lambda: None}, runs=4)
     assert _bench.single_run(lambda: None).note == "single run"
+
+
+def test_every_timed_call_starts_with_the_verifiers_caches_empty() -> None:
+    """A timed verification must decode its points and check its signatures itself:
+    the verifier's caches (kept across calls in a service) are emptied before each
+    timed call, unless a benchmark asks for warm caches."""
+    from meterhub.utility import verifier
+
+    seen: list[int] = []
+
+    def remember_and_look() -> None:
+        seen.append(len(verifier._VERIFIED_SIGS))
+        verifier._VERIFIED_SIGS[(b"key", b"message", b"signature")] = None
+
+    _bench.alternate({"verify": remember_and_look}, runs=5, number=2, warmup=0)
+    assert seen == [0] * 10
+    _bench.single_run(remember_and_look)
+    assert seen[-1] == 0
+    seen.clear()
+    _bench.alternate({"verify": remember_and_look}, runs=5, warmup=0, cold=False)
+    assert seen == [1] * 5
+    verifier.clear_shared_caches()
