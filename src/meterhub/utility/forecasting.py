@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+import numpy as np
+
 from ..crypto import sumsquares
 from ..crypto.group import G, H, Point, PointArray, PointDecodeError, Q
 from ..crypto.pedersen import Commitment
@@ -86,6 +88,9 @@ class _ScoreWork:
     st: ProfileScores
     hourly: PointArray
     weights: list[list[int]]
+    #: Each profile's weights packed into one integer, 256 bits per hour
+    #: (:func:`_packed`), or ``None`` where a weight is negative or too large for that.
+    packed: list[int | None] = dataclasses.field(default_factory=list)
 
 
 def _prepare_scores(
@@ -95,7 +100,7 @@ def _prepare_scores(
     profiles: dict[str, Series],
     code_hash: str | None,
     applet_aid: str | None,
-    weight_cache: dict[tuple, list[int]] | None = None,
+    weight_cache: dict[tuple, tuple[list[int], int | None]] | None = None,
 ) -> _ScoreWork:
     """Checks 1, 2 and the range checks of one statement; raises :class:`Rejected`."""
     if code_hash is not None and st.code_hash != code_hash:
@@ -126,15 +131,18 @@ def _prepare_scores(
     try:
         points = tuple(flat[::g])
         weights = []
+        packed = []
         for p in series:
             # Customers of one period share the profile weights: look them up once per batch.
             key = (p.series_id, p.version, p.digest(), st.point_minutes, points)
-            w = None if weight_cache is None else weight_cache.get(key)
-            if w is None:
+            hit = None if weight_cache is None else weight_cache.get(key)
+            if hit is None:
                 w = p.values_for(list(points), st.point_minutes)
+                hit = (w, _packed(w))
                 if weight_cache is not None:
-                    weight_cache[key] = w
-            weights.append(w)
+                    weight_cache[key] = hit
+            weights.append(hit[0])
+            packed.append(hit[1])
     except SeriesError as exc:
         raise Rejected(str(exc)) from None
     for e, w in zip(st.scores, weights, strict=True):
@@ -146,21 +154,72 @@ def _prepare_scores(
         raise Rejected(f"a commitment does not decode: {exc}") from None
     if not 0 <= st.squares < Q:
         raise Rejected("sum of squares does not fit below the group order")
-    return _ScoreWork(st, hourly, weights)
+    return _ScoreWork(st, hourly, weights, packed)
+
+
+#: Bits per hour in the packed integers of :func:`_packed` (four 64-bit limbs).
+_SLOT = 256
+#: Largest weight that :func:`_packed` packs: the data scalars ``c_h + rho_0 + sum_w
+#: rho_w w_h`` (128-bit ``c``, ``rho``) must stay below ``2^256`` in every slot.
+_PACK_MAX = 1 << 96
+
+
+def _packed(values: Sequence[int]) -> int | None:
+    """``sum_h values[h] 2^(256 h)``: a vector of small non-negative integers as one
+    integer, so that ``sum_w rho_w w`` for all hours at once is a few big-integer
+    multiplications and additions (no carry crosses a slot while every slot's sum stays
+    below ``2^256``, :data:`_PACK_MAX`); ``None`` where that does not hold."""
+    if not values or min(values) < 0 or max(values) >= _PACK_MAX:
+        return None
+    return int.from_bytes(b"".join(v.to_bytes(_SLOT // 8, "little") for v in values), "little")
+
+
+_ONES: dict[int, int] = {}
+
+
+def _ones(n: int) -> int:
+    """``sum_h 2^(256 h)`` for ``h < n`` (the packed all-ones vector), cached."""
+    v = _ONES.get(n)
+    if v is None:
+        v = _ONES[n] = int.from_bytes((b"\x01" + bytes(_SLOT // 8 - 1)) * n, "little")
+    return v
+
+
+def _linear_weights(work: _ScoreWork) -> tuple[int, list[int], int, int]:
+    """Check 4's fresh secret 128-bit weights ``rho_0, rho_w`` and the right-hand side's
+    ``G`` and ``H`` scalars."""
+    st = work.st
+    rho0 = secrets.randbits(128) | 1
+    rho = [secrets.randbits(128) | 1 for _ in work.weights]
+    gv = (rho0 * st.energy_wh + sum(rk * e.score for rk, e in zip(rho, st.scores, strict=True))) % Q
+    hv = (rho0 * st.energy_blinding + sum(rk * e.blinding for rk, e in zip(rho, st.scores, strict=True))) % Q
+    return rho0, rho, gv, hv
 
 
 def _linear_scalars(work: _ScoreWork) -> tuple[list[int], int, int]:
     """Check 4's weights: per hour ``rho_0 + sum_w rho_w w_h`` and the right-hand side's
     ``G`` and ``H`` scalars, with fresh secret 128-bit ``rho``."""
-    st = work.st
-    rho0 = secrets.randbits(128) | 1
-    rho = [secrets.randbits(128) | 1 for _ in work.weights]
+    rho0, rho, gv, hv = _linear_weights(work)
     scalars = [rho0] * len(work.hourly)
     for rk, w in zip(rho, work.weights, strict=True):
         scalars = [a + rk * b for a, b in zip(scalars, w, strict=True)]
-    gv = (rho0 * st.energy_wh + sum(rk * e.score for rk, e in zip(rho, st.scores, strict=True))) % Q
-    hv = (rho0 * st.energy_blinding + sum(rk * e.blinding for rk, e in zip(rho, st.scores, strict=True))) % Q
     return scalars, gv, hv
+
+
+def _data_limbs(work: _ScoreWork, link_bytes: bytes, rho0: int, rho: Sequence[int]) -> np.ndarray | None:
+    """The data scalars ``c_h + rho_0 + sum_w rho_w w_h`` of every hour as four 64-bit
+    limbs each, computed on packed integers (:func:`_packed`): the same integers as
+    the per-hour sums, without a Python integer per hour. ``None`` if a profile's
+    weights could not be packed or ``link_bytes`` does not hold one coefficient per hour."""
+    n = len(work.hourly)
+    if len(link_bytes) != 16 * n or any(p is None for p in work.packed):
+        return None
+    slots = np.zeros((n, _SLOT // 8), dtype=np.uint8)
+    slots[:, :16] = np.frombuffer(link_bytes, dtype=np.uint8).reshape(n, 16)[:, ::-1]  # big- to little-endian
+    total = int.from_bytes(slots.tobytes(), "little") + rho0 * _ones(n)
+    for rk, pw in zip(rho, work.packed, strict=True):
+        total += rk * (pw or 0)
+    return np.frombuffer(total.to_bytes(_SLOT // 8 * n, "little"), dtype="<u8").reshape(n, 4).astype(np.uint64)
 
 
 def _context(st: ProfileScores) -> ProofContext:
@@ -200,8 +259,15 @@ def _equation_v2(work: _ScoreWork) -> tuple[sumsquares.SquaresCheck, Point]:
         raise Rejected(f"sum-of-squares proof malformed: {exc}") from None
     if ck is None:
         raise Rejected("sum-of-squares proof has a degenerate challenge")
-    scalars, gv, hv = _linear_scalars(work)
-    data = work.hourly.msm([a + b for a, b in zip(scalars, ck.link, strict=True)])
+    rho0, rho, gv, hv = _linear_weights(work)
+    limbs = _data_limbs(work, ck.link_bytes, rho0, rho)
+    if limbs is not None:
+        data = work.hourly.msm_limbs(limbs)
+    else:
+        scalars = [rho0] * len(work.hourly)
+        for rk, w in zip(rho, work.weights, strict=True):
+            scalars = [a + rk * b for a, b in zip(scalars, w, strict=True)]
+        data = work.hourly.msm([a + b for a, b in zip(scalars, ck.link, strict=True)])
     return dataclasses.replace(ck, g=(ck.g - gv) % Q, h=(ck.h - hv) % Q), data
 
 
@@ -221,7 +287,7 @@ def verify_scores_batch(
     statements are verified one by one."""
     verdicts: list[Verdict | None] = [None] * len(items)
     pending: list[tuple[int, tuple[sumsquares.SquaresCheck, Point]]] = []
-    weight_cache: dict[tuple, list[int]] = {}
+    weight_cache: dict[tuple, tuple[list[int], int | None]] = {}
     for i, (st, meter, days) in enumerate(items):
         try:
             work = _prepare_scores(st, meter, days, profiles, code_hash, applet_aid, weight_cache)

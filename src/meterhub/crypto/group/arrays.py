@@ -227,6 +227,31 @@ class PointArray:
         rows = self.rows if len(keep) == n else self.rows[np.asarray(keep, dtype=np.int64)]
         return _pippenger_rows(_limbs([red[i] for i in keep]), rows, bits)
 
+    def msm_limbs(self, limbs: np.ndarray) -> Point:
+        """``sum k_i P_i`` for non-negative integer scalars ``k_i < 2^256`` given as four
+        little-endian 64-bit limbs each (``uint64``, shape ``(n, 4)``; a scalar at or above
+        ``Q`` still multiplies as the integer it is). The caller's scalars stay in numpy
+        (no Python integer per point): Pippenger's bucket method over the live points
+        with non-zero scalars, as :meth:`msm` for many distinct scalars."""
+        n = len(self)
+        if limbs.shape != (n, 4) or limbs.dtype != np.uint64:
+            raise ValueError("limbs must be uint64 of shape (points, 4)")
+        keep = self.live & limbs.any(axis=1)
+        if not keep.any():
+            return _IDENTITY
+        if not keep.all():
+            limbs = limbs[keep]
+            rows = self.rows[keep]
+        else:
+            rows = self.rows
+        bits = 0
+        for j in range(3, -1, -1):
+            top = int(limbs[:, j].max())
+            if top:
+                bits = 64 * j + top.bit_length()
+                break
+        return _pippenger_rows(np.ascontiguousarray(limbs), np.ascontiguousarray(rows), bits)
+
     def _direct(self, values: list[int], idx: np.ndarray, bounds: list[int]) -> Point:
         """``sum_j values[j] * (sum of the points idx[bounds[j]:bounds[j+1]])``: one
         ``combine`` per distinct scalar, then one multiplication each."""
