@@ -31,20 +31,39 @@ from .point import (
 # ---------------------------------------------------------------------------
 #: Measured costs on this stack (microseconds): one ``combine`` call (its final field
 #: inversion and the cffi call), one point added inside a ``combine``, one
-#: ``tweak_mul`` with its call. They only steer the choice of method and window.
-_COST_CALL = 3.7
+#: ``tweak_mul`` with its call, one point negated (``secp256k1_ec_pubkey_negate`` and
+#: its call). They only steer the choice of method and window.
+_COST_CALL = 3.4
 _COST_ADD = 0.38
 _COST_MUL = 42.0
+_COST_NEG = 0.5
 
 
-def _window_cost(n: int, bits: int, c: int) -> float:
-    """Estimated cost of :func:`_pippenger_rows` with ``c``-bit windows."""
-    windows = -(-bits // c)
-    return windows * (n * _COST_ADD + ((1 << c) + 2 * c) * _COST_CALL + c * (1 << (c - 1)) * _COST_ADD)
+def _window_cost(n: int, bits: int, c: int, signed: bool = True) -> float:
+    """Estimated cost of :func:`_pippenger_rows` with ``c``-bit windows: per window
+    ``n`` additions into the buckets (``2^(c-1)`` with signed digits, ``2^c - 1``
+    without), one ``combine`` per bucket, and one ``combine`` per bit position
+    (Horner's doubling plus the buckets with that bit set); with signed digits, once,
+    the negated points."""
+    if signed:
+        windows, nb, fixed = -(-(bits + 1) // c), 1 << (c - 1), n * _COST_NEG
+    else:
+        windows, nb, fixed = -(-bits // c), (1 << c) - 1, 0.0
+    return fixed + windows * (n * _COST_ADD + nb * _COST_CALL + c * (_COST_CALL + (nb // 2 + 2) * _COST_ADD))
+
+
+def _best_plan(n: int, bits: int) -> tuple[int, bool, float]:
+    """The cheapest window and digit form for :func:`_pippenger_rows` (cost model above)."""
+    return min(
+        ((c, signed, _window_cost(n, bits, c, signed)) for c in range(2, 14) for signed in (True, False)),
+        key=lambda t: t[2],
+    )
 
 
 def _best_window(n: int, bits: int) -> tuple[int, float]:
-    return min(((c, _window_cost(n, bits, c)) for c in range(1, 13)), key=lambda t: t[1])
+    """The cheapest window of :func:`_best_plan` and its estimated cost."""
+    c, _, cost = _best_plan(n, bits)
+    return c, cost
 
 
 class PointArray:
@@ -285,65 +304,117 @@ def _window_digits(limbs: np.ndarray, w: int, c: int) -> np.ndarray:
     return (d & np.uint64((1 << c) - 1)).astype(np.intp)
 
 
-def _pippenger_rows(limbs: np.ndarray, rows: np.ndarray, bits: int) -> Point:
-    """``sum k_i P_i`` over non-identity ``rows`` with reduced non-zero scalars below
-    ``2^bits`` given as limbs (:func:`_limbs`): Pippenger's bucket method (Bernstein et al., "Faster batch forgery
-    identification", 2012, section 4) with the window ``c`` the cost model picks.
+def _digits(limbs: np.ndarray, bits: int, c: int, signed: bool) -> np.ndarray:
+    """Base-``2^c`` digits of every scalar, shape ``(windows, n)``, least significant
+    window first, ``k = sum_w d_w 2^(c w)``. Unsigned: ``d`` in ``[0, 2^c)``. Signed: ``d``
+    in ``(-2^(c-1), 2^(c-1)]`` (a digit above ``2^(c-1)`` becomes ``d - 2^c`` and carries
+    one into the next window; one extra bit of windows takes the last carry)."""
+    windows = -(-(bits + 1) // c) if signed else -(-bits // c)
+    half, full = 1 << (c - 1), 1 << c
+    out = np.empty((windows, len(limbs)), dtype=np.int64)
+    carry = np.zeros(len(limbs), dtype=np.int64)
+    for w in range(windows):
+        d = _window_digits(limbs, w, c).astype(np.int64)
+        if signed:
+            d += carry
+            carry = (d > half).astype(np.int64)
+            d -= carry * full
+        out[w] = d
+    return out
 
-    Per window (most significant first): the points are sorted by their digit
-    (numpy), each digit's bucket ``B_d`` is summed by one ``combine`` over a slice of
-    one pointer array; ``sum_d d B_d`` is formed bit by bit, ``T_j = sum of B_d with
-    bit j of d set``; and Horner's rule over all bit positions,
-    ``acc = 2 acc + T_j``, is one three-pointer ``combine`` each (libsecp256k1 adds a
-    point to itself by doubling). No multiplication at all: every step is point
-    additions inside libsecp256k1."""
+
+def _pippenger_rows(limbs: np.ndarray, rows: np.ndarray, bits: int, plan: tuple[int, bool] | None = None) -> Point:
+    """``sum k_i P_i`` over non-identity ``rows`` with non-negative scalars below
+    ``2^bits`` given as limbs (:func:`_limbs`): Pippenger's bucket method (Bernstein et
+    al., "Faster batch forgery identification", 2012, section 4) with signed digits
+    where the cost model says they pay (section 4 there: a negative digit adds ``-P`` to
+    the bucket of its magnitude, so ``c``-bit windows need ``2^(c-1)`` buckets rather than
+    ``2^c - 1``, for one negation per point) and the window ``c`` the cost model picks.
+
+    The digits of all windows are formed at once (numpy) and, with signed digits, the
+    points negated once (``secp256k1_ec_pubkey_negate``). Per window (most significant first): the points
+    are sorted by digit magnitude, each bucket ``B_v`` is one ``combine`` over a slice of
+    one pointer array (pointing at ``P_i`` or ``-P_i`` by the digit's sign); then
+    ``sum_v v B_v`` enters the accumulator bit by bit with Horner's rule over all bit
+    positions, ``acc = 2 acc + sum of the B_v with bit j of v set``, one ``combine`` each
+    (``acc`` listed twice: libsecp256k1 adds a point to itself by doubling). No
+    multiplication at all: every step is point additions inside libsecp256k1."""
     n = len(rows)
-    c, _ = _best_window(n, bits)
-    windows = -(-bits // c)
-    nb = 1 << c
-    base = np.uint64(rows.ctypes.data)
-    bucket = np.zeros((nb, 8), dtype=np.uint64)
-    bptr = _ffi.cast("secp256k1_pubkey *", bucket.ctypes.data)
-    bbase = np.uint64(bucket.ctypes.data)
-    accs = np.zeros((2, 8), dtype=np.uint64)
-    acc_p = [_ffi.cast("secp256k1_pubkey *", accs.ctypes.data + 64 * i) for i in range(2)]
-    tsum = _ffi.new("secp256k1_pubkey *")
-    trio = _ffi.new("secp256k1_pubkey *[3]")
-    combine = _lib.secp256k1_ec_pubkey_combine
+    if not n or bits <= 0:
+        return _IDENTITY
+    c, signed = _best_plan(n, bits)[:2] if plan is None else plan  # ``plan``: tests force every window
+    nb = 1 << (c - 1) if signed else (1 << c) - 1
+    digits = _digits(limbs, bits, c, signed)
+    windows = len(digits)
     ctx = _CTX
+    combine = _lib.secp256k1_ec_pubkey_combine
+    base = np.uint64(rows.ctypes.data)
+    pos_addr = np.arange(n, dtype=np.uint64) * np.uint64(64) + base
+    if (digits < 0).any():
+        neg = rows.copy()
+        neg_p = _ffi.cast("secp256k1_pubkey *", neg.ctypes.data)
+        negate = _lib.secp256k1_ec_pubkey_negate
+        for k in range(n):
+            negate(ctx, neg_p + k)
+        neg_addr = np.arange(n, dtype=np.uint64) * np.uint64(64) + np.uint64(neg.ctypes.data)
+    else:
+        neg_addr = pos_addr
+    mags = np.abs(digits)
+    orders = np.argsort(mags, axis=1, kind="stable")
+    counts = np.zeros((windows, nb + 1), dtype=np.int64)
+    for w in range(windows):
+        counts[w] = np.bincount(mags[w], minlength=nb + 1)
+    starts = np.zeros((windows, nb + 2), dtype=np.int64)
+    np.cumsum(counts, axis=1, out=starts[:, 1:])
+    sorted_digits = np.take_along_axis(digits, orders, axis=1)
+    addrs = np.where(sorted_digits > 0, pos_addr[orders], neg_addr[orders])
+    starts_l = starts.tolist()
+    nonempty = [np.flatnonzero(counts[w, 1:]).tolist() for w in range(windows)]
+
+    bucket = np.zeros((nb + 1, 8), dtype=np.uint64)
+    bptr = _ffi.cast("secp256k1_pubkey *", bucket.ctypes.data)
+    bbase = int(bucket.ctypes.data)
+    accs = np.zeros((2, 8), dtype=np.uint64)
+    abase = int(accs.ctypes.data)
+    acc_p = [_ffi.cast("secp256k1_pubkey *", abase + 64 * i) for i in range(2)]
+    # Per bit j and accumulator slot: [acc, acc, B_v for every v with bit j set].
+    vals = np.arange(1, nb + 1, dtype=np.int64)
+    with_bit = [vals[(vals >> j) & 1 == 1] for j in range(c)]
+    full_lists = [
+        [np.concatenate([np.array([abase + 64 * a, abase + 64 * a], dtype=np.uint64),
+                         (with_bit[j] * 64 + bbase).astype(np.uint64)]) for a in range(2)]
+        for j in range(c)
+    ]
+    full_ptrs = [[_ffi.cast("secp256k1_pubkey **", _ffi.from_buffer(arr)) for arr in pair] for pair in full_lists]
+    alive = np.zeros(nb + 1, dtype=bool)
+    keep: list[Any] = []  # pointer arrays built for a window must outlive its calls
     have_acc = False
     cur = 0
-    dvals = np.arange(nb, dtype=np.int64)
-    bit_sets = [((dvals >> j) & 1).astype(bool) for j in range(c)]
     for w in range(windows - 1, -1, -1):
-        d = _window_digits(limbs, w, c)
-        order = np.argsort(d, kind="stable")
-        counts = np.bincount(d, minlength=nb)
-        starts = np.concatenate([[0], np.cumsum(counts)]).tolist()
-        addrs = order.astype(np.uint64) * np.uint64(64) + base
-        ptrs = _ffi.cast("secp256k1_pubkey **", _ffi.from_buffer(addrs))
-        alive = np.zeros(nb, dtype=bool)
-        for v in np.flatnonzero(counts[1:]).tolist():
+        ptrs = _ffi.cast("secp256k1_pubkey **", _ffi.from_buffer(addrs[w]))
+        st = starts_l[w]
+        alive[:] = False
+        for v in nonempty[w]:
             v += 1
-            if combine(ctx, bptr + v, ptrs + starts[v], starts[v + 1] - starts[v]):
+            if combine(ctx, bptr + v, ptrs + st[v], st[v + 1] - st[v]):  # 0: the bucket sums to the identity
                 alive[v] = True
+        all_alive = bool(alive[1:].all())
         for j in range(c - 1, -1, -1):
-            sel = np.flatnonzero(alive & bit_sets[j])
-            t_live = False
-            if len(sel):
-                taddr = sel.astype(np.uint64) * np.uint64(64) + bbase
-                t_live = bool(combine(ctx, tsum, _ffi.cast("secp256k1_pubkey **", _ffi.from_buffer(taddr)), len(sel)))
+            if all_alive:
+                arr = full_lists[j][cur]
+                plist = full_ptrs[j][cur]
+            else:
+                sel = with_bit[j][alive[with_bit[j]]]
+                arr = np.concatenate([np.array([abase + 64 * cur] * 2, dtype=np.uint64),
+                                      (sel * 64 + bbase).astype(np.uint64)])
+                keep.append(arr)
+                plist = _ffi.cast("secp256k1_pubkey **", _ffi.from_buffer(arr))
             if have_acc:
-                trio[0] = trio[1] = acc_p[cur]
-                cnt = 2
-                if t_live:
-                    trio[2] = tsum
-                    cnt = 3
-                have_acc = bool(combine(ctx, acc_p[1 - cur], trio, cnt))
+                have_acc = bool(combine(ctx, acc_p[1 - cur], plist, len(arr)))
                 cur = 1 - cur
-            elif t_live:
-                _ffi.memmove(acc_p[cur], tsum, 64)
-                have_acc = True
+            elif len(arr) > 2:
+                have_acc = bool(combine(ctx, acc_p[cur], plist + 2, len(arr) - 2))
+        keep.clear()
     if not have_acc:
         return _IDENTITY
     out = _ffi.new("secp256k1_pubkey *")
