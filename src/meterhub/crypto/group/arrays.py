@@ -310,16 +310,22 @@ def _digits(limbs: np.ndarray, bits: int, c: int, signed: bool) -> np.ndarray:
     in ``(-2^(c-1), 2^(c-1)]`` (a digit above ``2^(c-1)`` becomes ``d - 2^c`` and carries
     one into the next window; one extra bit of windows takes the last carry)."""
     windows = -(-(bits + 1) // c) if signed else -(-bits // c)
-    half, full = 1 << (c - 1), 1 << c
-    out = np.empty((windows, len(limbs)), dtype=np.int64)
-    carry = np.zeros(len(limbs), dtype=np.int64)
-    for w in range(windows):
-        d = _window_digits(limbs, w, c).astype(np.int64)
-        if signed:
-            d += carry
+    n = len(limbs)
+    # All windows at once: the scalars' bits (little-endian), grouped by c.
+    raw = np.ascontiguousarray(limbs, dtype="<u8").view(np.uint8).reshape(n, 32)
+    bitmat = np.unpackbits(raw, axis=1, bitorder="little")
+    need = windows * c
+    if need > 256:
+        bitmat = np.concatenate([bitmat, np.zeros((n, need - 256), dtype=np.uint8)], axis=1)
+    weights = (1 << np.arange(c, dtype=np.int64))
+    out = (bitmat[:, :need].reshape(n, windows, c).astype(np.int64) @ weights).T.copy()
+    if signed:
+        half, full = 1 << (c - 1), 1 << c
+        carry = np.zeros(n, dtype=np.int64)
+        for w in range(windows):
+            d = out[w] + carry
             carry = (d > half).astype(np.int64)
-            d -= carry * full
-        out[w] = d
+            out[w] = d - carry * full
     return out
 
 
@@ -359,7 +365,7 @@ def _pippenger_rows(limbs: np.ndarray, rows: np.ndarray, bits: int, plan: tuple[
         neg_addr = np.arange(n, dtype=np.uint64) * np.uint64(64) + np.uint64(neg.ctypes.data)
     else:
         neg_addr = pos_addr
-    mags = np.abs(digits)
+    mags = np.abs(digits).astype(np.int16)  # below 2^13: numpy's stable sort is a radix sort here
     orders = np.argsort(mags, axis=1, kind="stable")
     counts = np.zeros((windows, nb + 1), dtype=np.int64)
     for w in range(windows):
@@ -367,9 +373,9 @@ def _pippenger_rows(limbs: np.ndarray, rows: np.ndarray, bits: int, plan: tuple[
     starts = np.zeros((windows, nb + 2), dtype=np.int64)
     np.cumsum(counts, axis=1, out=starts[:, 1:])
     sorted_digits = np.take_along_axis(digits, orders, axis=1)
-    addrs = np.where(sorted_digits > 0, pos_addr[orders], neg_addr[orders])
+    addrs = np.ascontiguousarray(np.where(sorted_digits > 0, pos_addr[orders], neg_addr[orders]))
     starts_l = starts.tolist()
-    nonempty = [np.flatnonzero(counts[w, 1:]).tolist() for w in range(windows)]
+    nonempty = [[v for v, k in enumerate(row) if k] for row in counts[:, 1:].tolist()]
 
     bucket = np.zeros((nb + 1, 8), dtype=np.uint64)
     bptr = _ffi.cast("secp256k1_pubkey *", bucket.ctypes.data)
@@ -386,25 +392,27 @@ def _pippenger_rows(limbs: np.ndarray, rows: np.ndarray, bits: int, plan: tuple[
         for j in range(c)
     ]
     full_ptrs = [[_ffi.cast("secp256k1_pubkey **", _ffi.from_buffer(arr)) for arr in pair] for pair in full_lists]
-    alive = np.zeros(nb + 1, dtype=bool)
+    bucket_p = [bptr + v for v in range(nb + 1)]
+    all_ptrs = _ffi.cast("secp256k1_pubkey **", _ffi.from_buffer(addrs))
     keep: list[Any] = []  # pointer arrays built for a window must outlive its calls
     have_acc = False
     cur = 0
     for w in range(windows - 1, -1, -1):
-        ptrs = _ffi.cast("secp256k1_pubkey **", _ffi.from_buffer(addrs[w]))
+        ptrs = all_ptrs + n * w
         st = starts_l[w]
-        alive[:] = False
+        alive = [False] * (nb + 1)
         for v in nonempty[w]:
             v += 1
-            if combine(ctx, bptr + v, ptrs + st[v], st[v + 1] - st[v]):  # 0: the bucket sums to the identity
+            if combine(ctx, bucket_p[v], ptrs + st[v], st[v + 1] - st[v]):  # 0: the bucket sums to the identity
                 alive[v] = True
-        all_alive = bool(alive[1:].all())
+        all_alive = all(alive[1:])
+        alive_np = None if all_alive else np.array(alive, dtype=bool)
         for j in range(c - 1, -1, -1):
-            if all_alive:
+            if alive_np is None:
                 arr = full_lists[j][cur]
                 plist = full_ptrs[j][cur]
             else:
-                sel = with_bit[j][alive[with_bit[j]]]
+                sel = with_bit[j][alive_np[with_bit[j]]]
                 arr = np.concatenate([np.array([abase + 64 * cur] * 2, dtype=np.uint64),
                                       (sel * 64 + bbase).astype(np.uint64)])
                 keep.append(arr)
