@@ -362,3 +362,24 @@ def test_msm_limbs_matches_naive():
     assert PointArray.from_points(pts).msm_limbs(np.zeros((6, 4), dtype=np.uint64)).is_identity
     with pytest.raises(ValueError):
         PointArray.from_points(pts).msm_limbs(limbs[:5])
+
+
+@pytest.mark.parametrize("width", [33, 65])
+def test_point_array_parse_names_the_first_bad_point(width):
+    """A point off the curve and a bad prefix byte: the error names whichever comes first
+    (as a point-by-point parse would); all-zero entries are the identity."""
+    enc = Point.to_bytes if width == 33 else Point.to_bytes_uncompressed
+    pts = _random_points(5)
+    good = [enc(p) for p in pts]
+    off_curve = bytearray(good[1])
+    off_curve[-1] ^= 1 if width == 65 else 0
+    if width == 33:
+        off_curve[1:] = b"\x00" * 31 + b"\x05"  # x = 5: x^3 + 7 = 132 is not a square mod p
+    bad_prefix = b"\x07" + good[3][1:]
+    for blob, where in (([good[0], bytes(off_curve), good[2], bad_prefix, good[4]], "point 1"),
+                        ([good[0], bad_prefix, good[2], bytes(off_curve), good[4]], "point 1"),
+                        ([good[0], bytes(width), good[2], bad_prefix, good[4]], "point 3")):
+        with pytest.raises(PointDecodeError, match=where):
+            PointArray.parse(b"".join(blob), width)
+    arr = PointArray.parse(b"".join([good[0], bytes(width), good[2]]), width)
+    assert arr.points() == [pts[0], Point.identity(), pts[2]]

@@ -97,22 +97,29 @@ class PointArray:
             raise PointDecodeError(f"{len(blob)} bytes are not points of {width} bytes")
         rows = np.zeros((n, 8), dtype=np.uint64)
         live = np.ones(n, dtype=bool)
+        if not n:
+            return cls(rows, live)
+        # Prefix bytes checked in numpy; the identity (all zero) is allowed, any other bad
+        # prefix is reported at its position unless a point before it fails to parse.
+        prefix = np.frombuffer(blob, dtype=np.uint8)[::width]
+        ok = (prefix == 4) if width == 65 else ((prefix == 2) | (prefix == 3))
         zero = _IDENTITY_65 if width == 65 else _IDENTITY_33
-        ok_prefix = (False, False, True, True, False) if width == 33 else (False, False, False, False, True)
+        stop, bad_at = n, -1
+        for k in np.flatnonzero(~ok).tolist():
+            if blob[width * k : width * k + width] == zero:
+                live[k] = False
+            else:
+                stop, bad_at = k, k
+                break
         arr = _ffi.cast("secp256k1_pubkey *", rows.ctypes.data)
         buf = _ffi.from_buffer(blob)
         parse = _lib.secp256k1_ec_pubkey_parse
         ctx = _CTX
-        for k in range(n):
-            off = width * k
-            prefix = blob[off]
-            if prefix > 4 or not ok_prefix[prefix]:
-                if blob[off : off + width] == zero:
-                    live[k] = False
-                    continue
-                raise PointDecodeError(f"point {k}: bad prefix byte {prefix:02x}")
-            if not parse(ctx, arr + k, buf + off, width):
+        for k in np.flatnonzero(ok[:stop]).tolist():
+            if not parse(ctx, arr + k, buf + width * k, width):
                 raise PointDecodeError(f"point {k}: not on secp256k1")
+        if bad_at >= 0:
+            raise PointDecodeError(f"point {bad_at}: bad prefix byte {blob[width * bad_at]:02x}")
         return cls(rows, live)
 
     @classmethod
@@ -155,9 +162,14 @@ class PointArray:
         out = _ffi.cast("secp256k1_pubkey *", rows.ctypes.data)
         combine = _lib.secp256k1_ec_pubkey_combine
         ctx = _CTX
+        if self.live.all():  # the usual case: every group has g points
+            for j in range(m):
+                if combine(ctx, out + j, ptrs + g * j, g):  # 0: the group sums to the identity
+                    live[j] = True
+            return PointArray(rows, live)
         pos = 0
         for j, cnt in enumerate(counts):
-            if cnt and combine(ctx, out + j, ptrs + pos, cnt):  # 0: the group sums to the identity
+            if cnt and combine(ctx, out + j, ptrs + pos, cnt):
                 live[j] = True
             pos += cnt
         return PointArray(rows, live)
