@@ -299,3 +299,23 @@ def test_fast_and_fallback_score_paths_give_the_same_verdicts(scored, monkeypatc
         assert not verify_scores(b, h.registration, days, profiles, code_hash=CODE_HASH).ok
         vs = verify_scores_batch([(sc, h.registration, days), (b, h.registration, days)], profiles, code_hash=CODE_HASH)
         assert [v.ok for v in vs] == [True, False]
+
+
+@given(st.lists(st.integers(0, (1 << 128) - 1), min_size=1, max_size=16), st.integers(0, (1 << 128) - 1),
+       st.sampled_from([0, 1, (1 << 26) - 1]), st.binary(min_size=16, max_size=16))
+def test_data_limbs_carry_at_the_range_limits(scored, rho, rho0, wmax, link):
+    """Up to 16 profiles with weights up to the numpy path's limit and 128-bit weights
+    and link coefficients: the limbs are the exact integers (every carry propagated)."""
+    from meterhub.utility import forecasting as fc
+
+    h, _, profiles, sc = scored
+    work = fc._prepare_scores(sc, h.registration, h.day_commitments(), profiles, CODE_HASH, None, {})
+    n = len(work.hourly)
+    ws = [[(wmax - (k * 7 + j) % 3) if wmax > 2 else wmax for k in range(n)] for j in range(len(rho))]
+    fake = dataclasses.replace(work, packed=[fc._packed(w) for w in ws])
+    limbs = fc._data_limbs(fake, link * n, rho0, rho)
+    assert limbs is not None
+    c = int.from_bytes(link, "big")
+    want = [c + rho0 + sum(r * w[k] for r, w in zip(rho, ws, strict=True)) for k in range(n)]
+    assert [int.from_bytes(row.astype("<u8").tobytes(), "little") for row in limbs] == want
+    assert fc._packed([1 << 26]) is None and fc._packed([-1]) is None

@@ -88,9 +88,9 @@ class _ScoreWork:
     st: ProfileScores
     hourly: PointArray
     weights: list[list[int]]
-    #: Each profile's weights packed into one integer, 256 bits per hour
-    #: (:func:`_packed`), or ``None`` where a weight is negative or too large for that.
-    packed: list[int | None] = dataclasses.field(default_factory=list)
+    #: Each profile's weights as a numpy array (:func:`_packed`), or ``None`` where a
+    #: weight is negative or too large for the numpy path.
+    packed: list[np.ndarray | None] = dataclasses.field(default_factory=list)
 
 
 def _prepare_scores(
@@ -100,7 +100,7 @@ def _prepare_scores(
     profiles: dict[str, Series],
     code_hash: str | None,
     applet_aid: str | None,
-    weight_cache: dict[tuple, tuple[list[int], int | None]] | None = None,
+    weight_cache: dict[tuple, tuple[list[int], np.ndarray | None]] | None = None,
 ) -> _ScoreWork:
     """Checks 1, 2 and the range checks of one statement; raises :class:`Rejected`."""
     if code_hash is not None and st.code_hash != code_hash:
@@ -157,32 +157,18 @@ def _prepare_scores(
     return _ScoreWork(st, hourly, weights, packed)
 
 
-#: Bits per hour in the packed integers of :func:`_packed` (four 64-bit limbs).
-_SLOT = 256
-#: Largest weight that :func:`_packed` packs: the data scalars ``c_h + rho_0 + sum_w
-#: rho_w w_h`` (128-bit ``c``, ``rho``) must stay below ``2^256`` in every slot.
-_PACK_MAX = 1 << 96
+#: Largest profile weight the numpy path of :func:`_data_limbs` takes: a 32-bit chunk of a
+#: weight ``rho_w`` times a weight, summed over up to 16 profiles, must stay below ``2^63``.
+_WEIGHT_MAX = 1 << 26
+_MASK32 = np.uint64(0xFFFFFFFF)
 
 
-def _packed(values: Sequence[int]) -> int | None:
-    """``sum_h values[h] 2^(256 h)``: a vector of small non-negative integers as one
-    integer, so that ``sum_w rho_w w`` for all hours at once is a few big-integer
-    multiplications and additions (no carry crosses a slot while every slot's sum stays
-    below ``2^256``, :data:`_PACK_MAX`); ``None`` where that does not hold."""
-    if not values or min(values) < 0 or max(values) >= _PACK_MAX:
+def _packed(values: Sequence[int]) -> np.ndarray | None:
+    """A profile's weights as an ``int64`` array for :func:`_data_limbs`, or ``None`` where
+    a weight is negative or not below :data:`_WEIGHT_MAX` (those take the per-hour path)."""
+    if not values or min(values) < 0 or max(values) >= _WEIGHT_MAX:
         return None
-    return int.from_bytes(b"".join(v.to_bytes(_SLOT // 8, "little") for v in values), "little")
-
-
-_ONES: dict[int, int] = {}
-
-
-def _ones(n: int) -> int:
-    """``sum_h 2^(256 h)`` for ``h < n`` (the packed all-ones vector), cached."""
-    v = _ONES.get(n)
-    if v is None:
-        v = _ONES[n] = int.from_bytes((b"\x01" + bytes(_SLOT // 8 - 1)) * n, "little")
-    return v
+    return np.fromiter(values, dtype=np.int64, count=len(values))
 
 
 def _linear_weights(work: _ScoreWork) -> tuple[int, list[int], int, int]:
@@ -208,18 +194,39 @@ def _linear_scalars(work: _ScoreWork) -> tuple[list[int], int, int]:
 
 def _data_limbs(work: _ScoreWork, link_bytes: bytes, rho0: int, rho: Sequence[int]) -> np.ndarray | None:
     """The data scalars ``c_h + rho_0 + sum_w rho_w w_h`` of every hour as four 64-bit
-    limbs each, computed on packed integers (:func:`_packed`): the same integers as
-    the per-hour sums, without a Python integer per hour. ``None`` if a profile's
-    weights could not be packed or ``link_bytes`` does not hold one coefficient per hour."""
+    limbs each, in numpy: each 128-bit ``rho_w`` in four 32-bit chunks, so that
+    ``sum_w chunk_l(rho_w) w_h`` is one integer matrix product with every entry below
+    ``2^63``; the chunks, ``rho_0`` and the link coefficients are then added with their
+    carries propagated 32 bits at a time. The same integers as the per-hour sums,
+    without a Python integer per hour. ``None`` if a profile's weights are not in the
+    range this needs (:func:`_packed`), there are more than 16 profiles, or
+    ``link_bytes`` does not hold one coefficient per hour."""
     n = len(work.hourly)
-    if len(link_bytes) != 16 * n or any(p is None for p in work.packed):
+    if len(link_bytes) != 16 * n or len(rho) > 16 or any(p is None for p in work.packed):
         return None
-    slots = np.zeros((n, _SLOT // 8), dtype=np.uint8)
-    slots[:, :16] = np.frombuffer(link_bytes, dtype=np.uint8).reshape(n, 16)[:, ::-1]  # big- to little-endian
-    total = int.from_bytes(slots.tobytes(), "little") + rho0 * _ones(n)
-    for rk, pw in zip(rho, work.packed, strict=True):
-        total += rk * (pw or 0)
-    return np.frombuffer(total.to_bytes(_SLOT // 8 * n, "little"), dtype="<u8").reshape(n, 4).astype(np.uint64)
+    if any(r < 0 or r >> 128 for r in (rho0, *rho)):
+        return None
+    acc = np.zeros((9, n), dtype=np.uint64)  # 32-bit positions 0..8 (values below 2^160)
+    if rho:
+        weights = np.stack([p for p in work.packed if p is not None])  # (profiles, n)
+        chunks = np.array([[(r >> (32 * k)) & 0xFFFFFFFF for r in rho] for k in range(4)], dtype=np.int64)
+        prod = (chunks @ weights).astype(np.uint64)  # (4, n), each below 2^63
+        for k in range(4):
+            acc[k] += prod[k] & _MASK32
+            acc[k + 1] += prod[k] >> np.uint64(32)
+    # c_h: 16 big-endian bytes each -> four little-endian 32-bit chunks.
+    c = np.frombuffer(link_bytes, dtype=">u4").reshape(n, 4)[:, ::-1].astype(np.uint64)
+    for k in range(4):
+        acc[k] += c[:, k] + np.uint64((rho0 >> (32 * k)) & 0xFFFFFFFF)
+    for k in range(8):
+        acc[k + 1] += acc[k] >> np.uint64(32)
+        acc[k] &= _MASK32
+    limbs = np.empty((n, 4), dtype=np.uint64)
+    for k in range(4):
+        limbs[:, k] = acc[2 * k] | (acc[2 * k + 1] << np.uint64(32))
+    if acc[8].any():
+        return None  # not below 2^256 (cannot happen within the ranges above)
+    return limbs
 
 
 def _context(st: ProfileScores) -> ProofContext:
@@ -287,7 +294,7 @@ def verify_scores_batch(
     statements are verified one by one."""
     verdicts: list[Verdict | None] = [None] * len(items)
     pending: list[tuple[int, tuple[sumsquares.SquaresCheck, Point]]] = []
-    weight_cache: dict[tuple, tuple[list[int], int | None]] = {}
+    weight_cache: dict[tuple, tuple[list[int], np.ndarray | None]] = {}
     for i, (st, meter, days) in enumerate(items):
         try:
             work = _prepare_scores(st, meter, days, profiles, code_hash, applet_aid, weight_cache)
