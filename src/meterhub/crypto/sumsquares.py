@@ -75,6 +75,7 @@ from .bulletproofs.ipa import (
     _verifier_scalars,
 )
 from .group import Point, PointArray, Q, msm, random_scalar
+from .group.arrays import _limbs
 from .pedersen import Commitment, Opening, commit
 from .transcript import ProofContext, ProofError, Transcript
 
@@ -364,7 +365,8 @@ def check_equations(items: Sequence[tuple[SquaresCheck, Point]]) -> bool:
     gens = generator_array(nn)
     own = PointArray.from_points(own_p)
     arr = PointArray(np.concatenate([gens.rows, own.rows]), np.concatenate([gens.live, own.live]))
-    vec = arr.msm([k % Q for k in (*g_acc, *h_acc)] + own_k)
+    # Every scalar is distinct and full size: straight to Pippenger on the limbs.
+    vec = arr.msm_limbs(_limbs([k % Q for k in (*g_acc, *h_acc)] + own_k))
     return (_lincomb_fixed([(g_tot, _g_table()), (h_tot, _h_table())]) + vec).is_identity
 
 
