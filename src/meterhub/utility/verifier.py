@@ -190,6 +190,13 @@ def period_point_sums(days: Sequence[DayCommitments], g: int) -> PointArray:
     return arr
 
 
+def _cached_point_sums(days: Sequence[DayCommitments], g: int) -> PointArray | None:
+    """:func:`period_point_sums` if they are in the cache already, else ``None``."""
+    width, encs = _encodings(days)
+    with _LOCK:
+        return _SUMS.get((width, g, encs))
+
+
 def check_indices(day_label: str, first: int, count: int, indices: Sequence[int]) -> None:
     """Every index of a batch present once, in order; names the first fault."""
     expected = first
@@ -404,8 +411,11 @@ def bill_check(
     sums: tuple[int, PointArray] | None = None
     try:
         points: PointArray | None = period_points(days)
-        if g > 1 and points is not None and len(points) % g == 0:
-            sums = (g, period_point_sums(days, g))
+        # The hourly sums only where another check of the customer-month formed them
+        # already: forming them costs more than they save the bill alone.
+        hourly = _cached_point_sums(days, g) if g > 1 else None
+        if hourly is not None and points is not None and len(hourly) * g == len(points):
+            sums = (g, hourly)
     except PointDecodeError:
         points = None  # the kind's verifier parses again and reports the bad point
     return BillCheck(
