@@ -171,3 +171,16 @@ def test_factored_check_equals_the_vector_form(monkeypatch: pytest.MonkeyPatch) 
 def test_sum_of_powers_edge_cases() -> None:
     for y2 in (0, 1, 2, Q - 1, 12345, Q + 1):
         assert ss._sum_of_powers(y2, 16) == sum(pow(y2, i, Q) for i in range(16)) % Q
+
+
+def test_link_coefficients_follow_their_definition() -> None:
+    """``c_h = SHA-256(len || DST || seed || h)[:16]`` (what the prover uses, so proofs stay
+    byte for byte what they were), and the byte form is the same digests."""
+    import hashlib
+
+    seed = bytes(range(32))
+    dst = b"meterhub/v1/sum-of-squares/link"
+    want = [int.from_bytes(hashlib.sha256(bytes([len(dst)]) + dst + seed + h.to_bytes(4, "big")).digest()[:16], "big")
+            for h in range(37)]
+    assert ss.link_coefficients(seed, 37) == want
+    assert ss.link_coefficient_bytes(seed, 37) == b"".join(c.to_bytes(16, "big") for c in want)
