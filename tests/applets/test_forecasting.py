@@ -248,3 +248,74 @@ def test_tampering_is_caught_by_the_batch_equation_warm_or_cold(scored, monkeypa
     assert cold == warm == [True, False]
     monkeypatch.setattr(sumsquares, "check_equations", lambda eqs: True)
     assert [v.ok for v in verify_scores_batch(items, profiles, code_hash=CODE_HASH)] == [True, True]
+
+
+def test_packed_data_scalars_equal_the_per_hour_sums(scored):
+    """The score check's data scalars computed on packed integers (``_data_limbs``) are
+    exactly ``c_h + rho_0 + sum_w rho_w w_h`` hour by hour, and a weight that cannot be
+    packed (negative) falls back to the per-hour path."""
+    from meterhub.crypto.group import Q
+    from meterhub.utility import forecasting as fc
+
+    h, _, profiles, sc = scored
+    work = fc._prepare_scores(sc, h.registration, h.day_commitments(), profiles, CODE_HASH, None, {})
+    n = len(work.hourly)
+    link = [(7 * k + 3) ** 5 % (1 << 128) for k in range(n)]
+    link_bytes = b"".join(c.to_bytes(16, "big") for c in link)
+    rho0, rho = (1 << 127) + 5, [(1 << 128) - 1 - k for k in range(len(work.weights))]
+    limbs = fc._data_limbs(work, link_bytes, rho0, rho)
+    assert limbs is not None
+    got = [int.from_bytes(row.astype("<u8").tobytes(), "little") for row in limbs]
+    want = [link[k] + rho0 + sum(r * w[k] for r, w in zip(rho, work.weights, strict=True)) for k in range(n)]
+    assert got == want and max(want) < Q
+    assert fc._data_limbs(work, link_bytes[:-16], rho0, rho) is None
+    neg = dataclasses.replace(work, packed=[*work.packed[:-1], fc._packed([-1] * n)])
+    assert neg.packed[-1] is None and fc._data_limbs(neg, link_bytes, rho0, rho) is None
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_fast_and_fallback_score_paths_give_the_same_verdicts(scored, monkeypatch, packed):
+    """Each tampering (a score, an energy or score blinding, the sum of squares' blinding,
+    one byte of the proof) is rejected on the packed-scalar path and on the per-hour
+    fallback, alone and in a batch with the honest statement, which passes."""
+    from meterhub.utility import forecasting as fc
+
+    h, _, profiles, sc = scored
+    days = h.day_commitments()
+    if not packed:
+        monkeypatch.setattr(fc, "_data_limbs", lambda *a: None)
+    e0 = sc.scores[0]
+    proof = bytearray(sc.squares_proof)
+    proof[200] ^= 1
+    bad = [
+        dataclasses.replace(sc, scores=(dataclasses.replace(e0, score=e0.score + 1),) + sc.scores[1:]),
+        dataclasses.replace(sc, scores=(dataclasses.replace(e0, blinding=e0.blinding + 1),) + sc.scores[1:]),
+        dataclasses.replace(sc, energy_blinding=sc.energy_blinding + 1),
+        dataclasses.replace(sc, squares_blinding=sc.squares_blinding + 1),
+        dataclasses.replace(sc, squares_proof=bytes(proof)),
+    ]
+    assert verify_scores(sc, h.registration, days, profiles, code_hash=CODE_HASH).ok
+    for b in bad:
+        assert not verify_scores(b, h.registration, days, profiles, code_hash=CODE_HASH).ok
+        vs = verify_scores_batch([(sc, h.registration, days), (b, h.registration, days)], profiles, code_hash=CODE_HASH)
+        assert [v.ok for v in vs] == [True, False]
+
+
+@given(st.lists(st.integers(0, (1 << 128) - 1), min_size=1, max_size=16), st.integers(0, (1 << 128) - 1),
+       st.sampled_from([0, 1, (1 << 26) - 1]), st.binary(min_size=16, max_size=16))
+def test_data_limbs_carry_at_the_range_limits(scored, rho, rho0, wmax, link):
+    """Up to 16 profiles with weights up to the numpy path's limit and 128-bit weights
+    and link coefficients: the limbs are the exact integers (every carry propagated)."""
+    from meterhub.utility import forecasting as fc
+
+    h, _, profiles, sc = scored
+    work = fc._prepare_scores(sc, h.registration, h.day_commitments(), profiles, CODE_HASH, None, {})
+    n = len(work.hourly)
+    ws = [[(wmax - (k * 7 + j) % 3) if wmax > 2 else wmax for k in range(n)] for j in range(len(rho))]
+    fake = dataclasses.replace(work, packed=[fc._packed(w) for w in ws])
+    limbs = fc._data_limbs(fake, link * n, rho0, rho)
+    assert limbs is not None
+    c = int.from_bytes(link, "big")
+    want = [c + rho0 + sum(r * w[k] for r, w in zip(rho, ws, strict=True)) for k in range(n)]
+    assert [int.from_bytes(row.astype("<u8").tobytes(), "little") for row in limbs] == want
+    assert fc._packed([1 << 26]) is None and fc._packed([-1]) is None

@@ -265,3 +265,35 @@ def test_shared_caches_never_change_a_verdict(settled):
     assert verdicts(cold=True) == [True, False, False, False, False]
     verify_settlement(st, h.registration, days, idx.series)  # warm: signatures and points cached
     assert verdicts(cold=False) == [True, False, False, False, False]
+
+
+def test_checked_days_cache_answers_only_for_the_same_days(settled):
+    """The day-by-day checks (chain, signatures, intervals) remembered for one
+    customer-month never answer for other days: an altered commitment, a dropped or
+    reordered day, another registration (interval, key), a missing index are rejected
+    warm as cold, and only the good days are remembered."""
+    from meterhub.utility import verifier as vf
+
+    h, _, idx, st = settled
+    days = h.day_commitments()
+    c33 = bytearray(days[1].c33)
+    c33[40] ^= 1
+    altered = list(days)
+    altered[1] = dataclasses.replace(days[1], c33=bytes(c33), c65=None)
+    swapped = [days[1], days[0], *days[2:]]
+    reg = h.registration
+    cases = [(reg, days), (reg, altered), (reg, swapped), (reg, days[:-1]),
+             (dataclasses.replace(reg, interval_minutes=60), days),
+             (dataclasses.replace(reg, public_key=ecdsa.generate_signing_key().public_key()), days),
+             (reg, [dataclasses.replace(d, indices=list(d.indices or [])[:-1]) if k == 1 else d
+                    for k, d in enumerate(days)])]
+    cold = []
+    for r, ds in cases:
+        vf.clear_shared_caches()
+        cold.append(verify_settlement(st, r, ds, idx.series).ok)
+    assert cold == [True, False, False, False, False, False, False]
+    vf.clear_shared_caches()
+    assert verify_settlement(st, reg, days, idx.series).ok
+    assert len(vf._DAYS) == 1
+    assert [verify_settlement(st, r, ds, idx.series).ok for r, ds in cases] == cold
+    assert len(vf._DAYS) == 1

@@ -330,3 +330,56 @@ def test_point_array_msm_negative_and_mixed_scalars():
                     [3, 3, 3, 5, 5, 0, 3, 5, 5, 3, 3, 3],
                     [1 << 70, 3, 3, Q - 1, 0, 7, 7, 7, 1, 1, 2, 2]):
         assert PointArray.from_points(pts).msm(scalars) == naive_msm(scalars, pts)
+
+
+@pytest.mark.parametrize("signed", [True, False])
+@pytest.mark.parametrize("c", [2, 3, 5, 6, 8])
+def test_pippenger_every_plan_matches_naive(c, signed):
+    """Every window and digit form (signed digits carry into the next window) equals one
+    multiplication per term: top-heavy and all-ones scalars, digits at the sign
+    boundary, repeated and opposite points."""
+    base = _random_points(4)
+    pts = [base[0], base[1], base[0], -base[0], base[2], base[3], base[1], base[2]]
+    half = 1 << (c - 1)
+    for bits in (1, c, 141, 256):
+        top = (1 << bits) - 1
+        ks = [top, 1, half % (1 << bits) or 1, (half + 1) % (1 << bits) or 1, secrets.randbits(bits) | 1,
+              top ^ (top >> 1) or 1, Q - 1 if bits == 256 else top, 5 % (1 << bits) or 1]
+        arr = PointArray.from_points(pts)
+        assert _pippenger_rows(_limbs(ks), arr.rows, bits, (c, signed)) == naive_msm(ks, pts), (bits, ks)
+
+
+def test_msm_limbs_matches_naive():
+    """Scalars given as limbs: zero scalars and identity points skipped, scalars at or
+    above Q multiply as integers, wrong shapes refused."""
+    import numpy as np
+
+    pts = _random_points(6)
+    pts[2] = Point.identity()
+    ks = [0, 3, 7, (1 << 256) - 1, Q, secrets.randbits(150)]
+    limbs = _limbs(ks)
+    assert PointArray.from_points(pts).msm_limbs(limbs) == naive_msm([k % Q for k in ks], pts)
+    assert PointArray.from_points(pts).msm_limbs(np.zeros((6, 4), dtype=np.uint64)).is_identity
+    with pytest.raises(ValueError):
+        PointArray.from_points(pts).msm_limbs(limbs[:5])
+
+
+@pytest.mark.parametrize("width", [33, 65])
+def test_point_array_parse_names_the_first_bad_point(width):
+    """A point off the curve and a bad prefix byte: the error names whichever comes first
+    (as a point-by-point parse would); all-zero entries are the identity."""
+    enc = Point.to_bytes if width == 33 else Point.to_bytes_uncompressed
+    pts = _random_points(5)
+    good = [enc(p) for p in pts]
+    off_curve = bytearray(good[1])
+    off_curve[-1] ^= 1 if width == 65 else 0
+    if width == 33:
+        off_curve[1:] = b"\x00" * 31 + b"\x05"  # x = 5: x^3 + 7 = 132 is not a square mod p
+    bad_prefix = b"\x07" + good[3][1:]
+    for blob, where in (([good[0], bytes(off_curve), good[2], bad_prefix, good[4]], "point 1"),
+                        ([good[0], bad_prefix, good[2], bytes(off_curve), good[4]], "point 1"),
+                        ([good[0], bytes(width), good[2], bad_prefix, good[4]], "point 3")):
+        with pytest.raises(PointDecodeError, match=where):
+            PointArray.parse(b"".join(blob), width)
+    arr = PointArray.parse(b"".join([good[0], bytes(width), good[2]]), width)
+    assert arr.points() == [pts[0], Point.identity(), pts[2]]

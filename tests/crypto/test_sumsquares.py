@@ -129,3 +129,58 @@ def test_batch() -> None:
     assert not ss.verify_batch([items[0], (items[1][0], items[1][1], items[1][2], items[1][3], items[2][4])])
     with pytest.raises(ProofError):
         ss.verify_batch([])
+
+
+def test_factored_check_equals_the_vector_form(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The verifier's factored generator coefficients, closed-form ``delta`` and doubled
+    ``s`` give exactly the section 6.2 vectors ``beta (d_R - a s)``, ``beta (d_L - b s^-1)``
+    and the ``G`` scalar built from the prover's own ``d_L, d_R`` (same transcript)."""
+    from meterhub.crypto.bulletproofs.ipa import ArgumentBody, _ip, _pad, _verifier_challenges
+
+    values = [3, 0, 5, 11, 2, 9, 0]
+    cs, proof, op = made(values)
+    beta = 0x1234567890ABCDEF << 100
+    monkeypatch.setattr(ss, "random_scalar", lambda: beta)
+    ck = ss.squares_check(cs, op.m, op.r, proof, CTX)
+    assert ck is not None
+    n, nn = len(values), _pad(len(values))
+    body = ArgumentBody.read(proof, 6, nn.bit_length() - 1, 1)
+    t = ss._transcript(CTX, [c.point for c in cs], op.m, op.r)
+    y, z, c, d_l, d_r = ss._challenges(t, body.big_a, body.big_s, n, nn)
+    t.append_point(b"sos/T1", body.big_t1)
+    t.append_point(b"sos/T2", body.big_t2)
+    x = t.challenge_scalar(b"sos/x")
+    for label, v in ((b"sos/t_x", body.t_x), (b"sos/tau_x", body.tau_x), (b"sos/mu", body.mu)):
+        t.append_scalar(label, v)
+    w = t.challenge_scalar(b"sos/w")
+    us = _verifier_challenges(t, body.ls, body.rs)
+    s = [1] * nn  # s_i = prod_j u_j^(+1 if bit (k-1-j) of i is set else -1), section 6.2
+    for i in range(nn):
+        for j, u in enumerate(us):
+            s[i] = s[i] * (u if i >> (len(us) - 1 - j) & 1 else pow(u, -1, Q)) % Q
+    a, b = body.a[0], body.b[0]
+    assert ck.s == s and list(ck.link) == c[:n] and ck.u[1] == y
+    assert ck.g_vec == tuple(beta * (dr - a * si) % Q for dr, si in zip(d_r, s, strict=True))
+    assert ck.h_vec == tuple(beta * (dl - b * s[nn - 1 - i]) % Q for i, dl in enumerate(d_l))
+    zz = z * z % Q
+    gamma = (-pow(zz, -1, Q)) % Q
+    assert ck.g == (beta * w * (body.t_x - a * b) + gamma * (body.t_x - op.m - _ip(d_r, d_l))) % Q
+    assert ck.own_scalars[1] == beta * x % Q
+
+
+def test_sum_of_powers_edge_cases() -> None:
+    for y2 in (0, 1, 2, Q - 1, 12345, Q + 1):
+        assert ss._sum_of_powers(y2, 16) == sum(pow(y2, i, Q) for i in range(16)) % Q
+
+
+def test_link_coefficients_follow_their_definition() -> None:
+    """``c_h = SHA-256(len || DST || seed || h)[:16]`` (what the prover uses, so proofs stay
+    byte for byte what they were), and the byte form is the same digests."""
+    import hashlib
+
+    seed = bytes(range(32))
+    dst = b"meterhub/v1/sum-of-squares/link"
+    want = [int.from_bytes(hashlib.sha256(bytes([len(dst)]) + dst + seed + h.to_bytes(4, "big")).digest()[:16], "big")
+            for h in range(37)]
+    assert ss.link_coefficients(seed, 37) == want
+    assert ss.link_coefficient_bytes(seed, 37) == b"".join(c.to_bytes(16, "big") for c in want)

@@ -264,3 +264,29 @@ def test_bill_on_shared_points_equals_the_bill_on_its_own_parse(history, monkeyp
     own = [_verify(history, statement=s) for s in cases]
     assert [v.ok for v in shared_cold] == [v.ok for v in shared_warm] == [v.ok for v in own] == [True, False, False]
     assert [v.reason for v in shared_cold] == [v.reason for v in own]
+
+
+def test_bill_on_hourly_sums_equals_the_quarter_hour_sum(history):
+    """With prices constant over each hour the bill's ``sum t_i C_i`` is taken on the
+    shared hourly sums when another check formed them; it equals the sum over every quarter-hour point, and prices that
+    change within an hour take the quarter-hour points (the hourly sums would be wrong)."""
+    from meterhub.crypto.group import naive_msm
+    from meterhub.model.billing import time_of_use as tou
+    from meterhub.utility import verifier as mod
+
+    days = history.day_commitments()
+    starts = mod.check_period(history.statement, history.registration, days, history.tariff)
+    mod.clear_shared_caches()
+    assert mod.bill_check(history.registration, days, history.tariff, starts).group_sums is None  # not formed for the bill alone
+    mod.period_point_sums(days, 4)  # as the settlement or score check of the customer-month does
+    check = mod.bill_check(history.registration, days, history.tariff, starts)
+    assert check.group_sums is not None and check.points is not None and check.group_sums[0] == 4
+    pts = check.points.points()
+    n = len(pts)
+    hourly = [7 + (k // 4) % 5 for k in range(n)]
+    within = [7 + k % 5 for k in range(n)]
+    for prices in (hourly, within):
+        want = naive_msm(prices, pts)
+        assert tou._lincomb(check, prices) == want
+        assert tou._lincomb(dataclasses.replace(check, group_sums=None), prices) == want
+    assert check.group_sums[1].msm(within[::4]) != naive_msm(within, pts)

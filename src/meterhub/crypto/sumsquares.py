@@ -75,6 +75,7 @@ from .bulletproofs.ipa import (
     _verifier_scalars,
 )
 from .group import Point, PointArray, Q, msm, random_scalar
+from .group.arrays import _limbs
 from .pedersen import Commitment, Opening, commit
 from .transcript import ProofContext, ProofError, Transcript
 
@@ -84,6 +85,7 @@ __all__ = [
     "MAX_VALUES",
     "SquaresCheck",
     "check_equations",
+    "link_coefficient_bytes",
     "link_coefficients",
     "proof_size",
     "prove",
@@ -106,18 +108,26 @@ def proof_size(n: int) -> int:
     return 6 + _body_size(k, 1)
 
 
+def link_coefficient_bytes(seed: bytes, count: int) -> bytes:
+    """The link coefficients' 16-byte big-endian encodings, concatenated (the digests'
+    first halves, :func:`link_coefficients`)."""
+    pre = hashlib.sha256(bytes([len(_LINK_DST)]) + _LINK_DST + seed)
+    copy = pre.copy
+    out = []
+    for h in range(count):
+        d = copy()
+        d.update(h.to_bytes(4, "big"))
+        out.append(d.digest()[:16])
+    return b"".join(out)
+
+
 def link_coefficients(seed: bytes, count: int) -> list[int]:
     """``c_h = SHA-256(len || DST || seed || h)``, first 16 bytes: 128-bit coefficients
     that tie the vector in ``A`` to the commitments ``C_h``. Short on purpose: the
     verifier multiplies the data points by them, and 128 bits keep a cheating
     prover's chance at ``2^-128`` per oracle query."""
-    pre = hashlib.sha256(bytes([len(_LINK_DST)]) + _LINK_DST + seed)
-    out = []
-    for h in range(count):
-        d = pre.copy()
-        d.update(h.to_bytes(4, "big"))
-        out.append(int.from_bytes(d.digest()[:16], "big"))
-    return out
+    raw = link_coefficient_bytes(seed, count)
+    return [int.from_bytes(raw[16 * h : 16 * h + 16], "big") for h in range(count)]
 
 
 def _check_count(n: int) -> None:
@@ -202,15 +212,49 @@ class SquaresCheck:
     secret weight; the ``t`` check is scaled by ``-1/z^2`` so that the data points
     ``C_h`` keep their short link coefficients and can share one multi-scalar
     multiplication with other linear checks on the same points (the caller's own
-    secret weights make that sum sound, docs/proofs.md)."""
+    secret weights make that sum sound, docs/proofs.md).
+
+    The generator coefficients are kept in their factored form (section 6.2):
+    ``g_vec_i = g_u u_i + g_s s_i`` and ``h_vec_i = h_u u_i + h_c c_i + h_s s_(N-1-i)``
+    with ``u_i = y^i``, the argument's vector ``s`` and the link coefficients ``c``
+    (zero past ``n``), so that a batch adds each statement's part with five
+    multiplications per generator and one reduction per generator for the whole batch
+    (:func:`check_equations`)."""
 
     own_scalars: tuple[int, ...]
     own_points: tuple[Point, ...]
-    g_vec: tuple[int, ...]
-    h_vec: tuple[int, ...]
+    u: list[int]
+    s: list[int]
+    g_u: int
+    g_s: int
+    h_u: int
+    h_c: int
+    h_s: int
     g: int
     h: int
     link: tuple[int, ...]
+    link_bytes: bytes = b""
+
+    @property
+    def g_vec(self) -> tuple[int, ...]:
+        """The ``G_i`` scalars ``g_u u_i + g_s s_i`` (reduced)."""
+        return tuple((self.g_u * ui + self.g_s * si) % Q for ui, si in zip(self.u, self.s, strict=True))
+
+    @property
+    def h_vec(self) -> tuple[int, ...]:
+        """The ``H_i`` scalars ``h_u u_i + h_c c_i + h_s s_(N-1-i)`` (reduced)."""
+        c = list(self.link) + [0] * (len(self.u) - len(self.link))
+        return tuple(
+            (self.h_u * ui + self.h_c * ci + self.h_s * si) % Q
+            for ui, ci, si in zip(self.u, c, self.s[::-1], strict=True)
+        )
+
+
+def _sum_of_powers(y2: int, count: int) -> int:
+    """``sum_{i < count} y2^i`` mod ``Q`` (geometric series)."""
+    if y2 % Q == 1:
+        return count % Q
+    return (pow(y2, count, Q) - 1) * pow(y2 - 1, -1, Q) % Q
 
 
 def squares_check(
@@ -249,8 +293,14 @@ def squares_check(
     t_x, tau_x, mu, ls, rs = body.t_x, body.tau_x, body.mu, body.ls, body.rs
     a, b = body.a[0], body.b[0]
 
+    # The transcript of :func:`_challenges`, without the prover's vectors d_L, d_R.
     t = _transcript(ctx, absorbed, squares, blinding)
-    y, z, c, d_l, d_r = _challenges(t, big_a, big_s, n, nn)
+    t.append_point(b"sos/A", big_a)
+    t.append_point(b"sos/S'", big_s)
+    y = t.challenge_scalar(b"sos/y")
+    z = t.challenge_scalar(b"sos/z")
+    link_bytes = link_coefficient_bytes(t.challenge_bytes(b"sos/c", 32), n)
+    c = [int.from_bytes(link_bytes[16 * h : 16 * h + 16], "big") for h in range(n)]
     t.append_point(b"sos/T1", big_t1)
     t.append_point(b"sos/T2", big_t2)
     x = t.challenge_scalar(b"sos/x")
@@ -263,19 +313,25 @@ def squares_check(
     if 0 in us or y == 0 or zz == 0:
         return None
     u_sq, u_inv_sq, s = _verifier_scalars(us, nn)  # section 6.2; s^-1 is s reversed
-    delta = _ip(d_r, d_l)
+    u = _powers(y, nn)
+    # delta = <d_R, d_L> with d_L = z u + z^2 c, d_R = -z u:
+    #       = -z^2 sum y^(2i) - z^3 <u, c>   (c is zero past n)
+    delta = (-zz * _sum_of_powers(y * y, nn) - zz * z * (sum(ui * ci for ui, ci in zip(u, c, strict=False)) % Q)) % Q
     beta = random_scalar() or 1  # secret weight of the inner-product check
     gamma = (-pow(zz, -1, Q)) % Q  # t check scaled so that C_V enters as sum c_h C_h
-    g_vec = tuple(beta * (dr - a * si) % Q for dr, si in zip(d_r, s, strict=True))
-    h_vec = tuple(beta * (dl - b * s[nn - 1 - i]) % Q for i, dl in enumerate(d_l))
     # IPA: A + x S' + sum(u^2 L + u^-2 R) + <d_R - a s, G> + <d_L - b/s, H> - mu H + w (t_x - ab) G = 0
+    #   so g_vec = beta (-z u - a s), h_vec = beta (z u + z^2 c - b s reversed)
     # t:   t_x G + tau_x H - S G - r_S H - z^2 C_V - delta G - x T1 - x^2 T2 = 0   (times gamma)
     own_s = [beta, beta * x % Q, *(beta * v % Q for v in u_sq), *(beta * v % Q for v in u_inv_sq)]
     own_s += [(-gamma * x) % Q, (-gamma * x * x) % Q]
     own_p = [big_a, big_s, *ls, *rs, big_t1, big_t2]
     g = (beta * w * (t_x - a * b) + gamma * (t_x - squares - delta)) % Q
     h = (-beta * mu + gamma * (tau_x - blinding)) % Q
-    return SquaresCheck(tuple(own_s), tuple(own_p), g_vec, h_vec, g, h, tuple(c[:n]))
+    return SquaresCheck(
+        tuple(own_s), tuple(own_p), u, s,
+        (-beta * z) % Q, (-beta * a) % Q, beta * z % Q, beta * zz % Q, (-beta * b) % Q,
+        g, h, tuple(c), link_bytes,
+    )
 
 
 def check_equations(items: Sequence[tuple[SquaresCheck, Point]]) -> bool:
@@ -283,10 +339,12 @@ def check_equations(items: Sequence[tuple[SquaresCheck, Point]]) -> bool:
     term is given as the point ``D_k`` (already ``sum link * C_h`` plus the caller's
     other checks on the same points), so it costs one multiplication here. The vector
     generators' part (``2N`` points, full-size scalars) is one Pippenger multi-scalar
-    multiplication over their cached point array; ``G`` and ``H`` use fixed-base tables."""
+    multiplication over their cached point array; ``G`` and ``H`` use fixed-base tables.
+    The generator scalars are accumulated unreduced from each check's factored form
+    (:class:`SquaresCheck`) and reduced once."""
     own_k: list[int] = []
     own_p: list[Point] = []
-    nn = max(len(ck.g_vec) for ck, _ in items)
+    nn = max(len(ck.u) for ck, _ in items)
     g_acc = [0] * nn
     h_acc = [0] * nn
     g_tot = h_tot = 0
@@ -296,14 +354,19 @@ def check_equations(items: Sequence[tuple[SquaresCheck, Point]]) -> bool:
         own_p.extend(ck.own_points)
         own_k.append(e)
         own_p.append(data)
-        g_acc[: len(ck.g_vec)] = [a + v * e for a, v in zip(g_acc, ck.g_vec, strict=False)]
-        h_acc[: len(ck.h_vec)] = [a + v * e for a, v in zip(h_acc, ck.h_vec, strict=False)]
+        m = len(ck.u)
+        gu, gs, hu, hc, hs = (v * e % Q for v in (ck.g_u, ck.g_s, ck.h_u, ck.h_c, ck.h_s))
+        g_acc[:m] = [acc + gu * ui + gs * si for acc, ui, si in zip(g_acc, ck.u, ck.s, strict=False)]
+        h_acc[:m] = [acc + hu * ui + hs * si for acc, ui, si in zip(h_acc, ck.u, reversed(ck.s), strict=False)]
+        cl = len(ck.link)
+        h_acc[:cl] = [acc + hc * ci for acc, ci in zip(h_acc, ck.link, strict=False)]
         g_tot += ck.g * e
         h_tot += ck.h * e
     gens = generator_array(nn)
     own = PointArray.from_points(own_p)
     arr = PointArray(np.concatenate([gens.rows, own.rows]), np.concatenate([gens.live, own.live]))
-    vec = arr.msm([k % Q for k in (*g_acc, *h_acc)] + own_k)
+    # Every scalar is distinct and full size: straight to Pippenger on the limbs.
+    vec = arr.msm_limbs(_limbs([k % Q for k in (*g_acc, *h_acc)] + own_k))
     return (_lincomb_fixed([(g_tot, _g_table()), (h_tot, _h_table())]) + vec).is_identity
 
 

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+import numpy as np
+
 from ..crypto import sumsquares
 from ..crypto.group import G, H, Point, PointArray, PointDecodeError, Q
 from ..crypto.pedersen import Commitment
@@ -86,6 +88,9 @@ class _ScoreWork:
     st: ProfileScores
     hourly: PointArray
     weights: list[list[int]]
+    #: Each profile's weights as a numpy array (:func:`_packed`), or ``None`` where a
+    #: weight is negative or too large for the numpy path.
+    packed: list[np.ndarray | None] = dataclasses.field(default_factory=list)
 
 
 def _prepare_scores(
@@ -95,7 +100,7 @@ def _prepare_scores(
     profiles: dict[str, Series],
     code_hash: str | None,
     applet_aid: str | None,
-    weight_cache: dict[tuple, list[int]] | None = None,
+    weight_cache: dict[tuple, tuple[list[int], np.ndarray | None]] | None = None,
 ) -> _ScoreWork:
     """Checks 1, 2 and the range checks of one statement; raises :class:`Rejected`."""
     if code_hash is not None and st.code_hash != code_hash:
@@ -126,15 +131,18 @@ def _prepare_scores(
     try:
         points = tuple(flat[::g])
         weights = []
+        packed = []
         for p in series:
             # Customers of one period share the profile weights: look them up once per batch.
             key = (p.series_id, p.version, p.digest(), st.point_minutes, points)
-            w = None if weight_cache is None else weight_cache.get(key)
-            if w is None:
+            hit = None if weight_cache is None else weight_cache.get(key)
+            if hit is None:
                 w = p.values_for(list(points), st.point_minutes)
+                hit = (w, _packed(w))
                 if weight_cache is not None:
-                    weight_cache[key] = w
-            weights.append(w)
+                    weight_cache[key] = hit
+            weights.append(hit[0])
+            packed.append(hit[1])
     except SeriesError as exc:
         raise Rejected(str(exc)) from None
     for e, w in zip(st.scores, weights, strict=True):
@@ -146,21 +154,79 @@ def _prepare_scores(
         raise Rejected(f"a commitment does not decode: {exc}") from None
     if not 0 <= st.squares < Q:
         raise Rejected("sum of squares does not fit below the group order")
-    return _ScoreWork(st, hourly, weights)
+    return _ScoreWork(st, hourly, weights, packed)
+
+
+#: Largest profile weight the numpy path of :func:`_data_limbs` takes: a 32-bit chunk of a
+#: weight ``rho_w`` times a weight, summed over up to 16 profiles, must stay below ``2^63``.
+_WEIGHT_MAX = 1 << 26
+_MASK32 = np.uint64(0xFFFFFFFF)
+
+
+def _packed(values: Sequence[int]) -> np.ndarray | None:
+    """A profile's weights as an ``int64`` array for :func:`_data_limbs`, or ``None`` where
+    a weight is negative or not below :data:`_WEIGHT_MAX` (those take the per-hour path)."""
+    if not values or min(values) < 0 or max(values) >= _WEIGHT_MAX:
+        return None
+    return np.fromiter(values, dtype=np.int64, count=len(values))
+
+
+def _linear_weights(work: _ScoreWork) -> tuple[int, list[int], int, int]:
+    """Check 4's fresh secret 128-bit weights ``rho_0, rho_w`` and the right-hand side's
+    ``G`` and ``H`` scalars."""
+    st = work.st
+    rho0 = secrets.randbits(128) | 1
+    rho = [secrets.randbits(128) | 1 for _ in work.weights]
+    gv = (rho0 * st.energy_wh + sum(rk * e.score for rk, e in zip(rho, st.scores, strict=True))) % Q
+    hv = (rho0 * st.energy_blinding + sum(rk * e.blinding for rk, e in zip(rho, st.scores, strict=True))) % Q
+    return rho0, rho, gv, hv
 
 
 def _linear_scalars(work: _ScoreWork) -> tuple[list[int], int, int]:
     """Check 4's weights: per hour ``rho_0 + sum_w rho_w w_h`` and the right-hand side's
     ``G`` and ``H`` scalars, with fresh secret 128-bit ``rho``."""
-    st = work.st
-    rho0 = secrets.randbits(128) | 1
-    rho = [secrets.randbits(128) | 1 for _ in work.weights]
+    rho0, rho, gv, hv = _linear_weights(work)
     scalars = [rho0] * len(work.hourly)
     for rk, w in zip(rho, work.weights, strict=True):
         scalars = [a + rk * b for a, b in zip(scalars, w, strict=True)]
-    gv = (rho0 * st.energy_wh + sum(rk * e.score for rk, e in zip(rho, st.scores, strict=True))) % Q
-    hv = (rho0 * st.energy_blinding + sum(rk * e.blinding for rk, e in zip(rho, st.scores, strict=True))) % Q
     return scalars, gv, hv
+
+
+def _data_limbs(work: _ScoreWork, link_bytes: bytes, rho0: int, rho: Sequence[int]) -> np.ndarray | None:
+    """The data scalars ``c_h + rho_0 + sum_w rho_w w_h`` of every hour as four 64-bit
+    limbs each, in numpy: each 128-bit ``rho_w`` in four 32-bit chunks, so that
+    ``sum_w chunk_l(rho_w) w_h`` is one integer matrix product with every entry below
+    ``2^63``; the chunks, ``rho_0`` and the link coefficients are then added with their
+    carries propagated 32 bits at a time. The same integers as the per-hour sums,
+    without a Python integer per hour. ``None`` if a profile's weights are not in the
+    range this needs (:func:`_packed`), there are more than 16 profiles, or
+    ``link_bytes`` does not hold one coefficient per hour."""
+    n = len(work.hourly)
+    if len(link_bytes) != 16 * n or len(rho) > 16 or any(p is None for p in work.packed):
+        return None
+    if any(r < 0 or r >> 128 for r in (rho0, *rho)):
+        return None
+    acc = np.zeros((9, n), dtype=np.uint64)  # 32-bit positions 0..8 (values below 2^160)
+    if rho:
+        weights = np.stack([p for p in work.packed if p is not None])  # (profiles, n)
+        chunks = np.array([[(r >> (32 * k)) & 0xFFFFFFFF for r in rho] for k in range(4)], dtype=np.int64)
+        prod = (chunks @ weights).astype(np.uint64)  # (4, n), each below 2^63
+        for k in range(4):
+            acc[k] += prod[k] & _MASK32
+            acc[k + 1] += prod[k] >> np.uint64(32)
+    # c_h: 16 big-endian bytes each -> four little-endian 32-bit chunks.
+    c = np.frombuffer(link_bytes, dtype=">u4").reshape(n, 4)[:, ::-1].astype(np.uint64)
+    for k in range(4):
+        acc[k] += c[:, k] + np.uint64((rho0 >> (32 * k)) & 0xFFFFFFFF)
+    for k in range(8):
+        acc[k + 1] += acc[k] >> np.uint64(32)
+        acc[k] &= _MASK32
+    limbs = np.empty((n, 4), dtype=np.uint64)
+    for k in range(4):
+        limbs[:, k] = acc[2 * k] | (acc[2 * k + 1] << np.uint64(32))
+    if acc[8].any():
+        return None  # not below 2^256 (cannot happen within the ranges above)
+    return limbs
 
 
 def _context(st: ProfileScores) -> ProofContext:
@@ -200,8 +266,15 @@ def _equation_v2(work: _ScoreWork) -> tuple[sumsquares.SquaresCheck, Point]:
         raise Rejected(f"sum-of-squares proof malformed: {exc}") from None
     if ck is None:
         raise Rejected("sum-of-squares proof has a degenerate challenge")
-    scalars, gv, hv = _linear_scalars(work)
-    data = work.hourly.msm([a + b for a, b in zip(scalars, ck.link, strict=True)])
+    rho0, rho, gv, hv = _linear_weights(work)
+    limbs = _data_limbs(work, ck.link_bytes, rho0, rho)
+    if limbs is not None:
+        data = work.hourly.msm_limbs(limbs)
+    else:
+        scalars = [rho0] * len(work.hourly)
+        for rk, w in zip(rho, work.weights, strict=True):
+            scalars = [a + rk * b for a, b in zip(scalars, w, strict=True)]
+        data = work.hourly.msm([a + b for a, b in zip(scalars, ck.link, strict=True)])
     return dataclasses.replace(ck, g=(ck.g - gv) % Q, h=(ck.h - hv) % Q), data
 
 
@@ -221,7 +294,7 @@ def verify_scores_batch(
     statements are verified one by one."""
     verdicts: list[Verdict | None] = [None] * len(items)
     pending: list[tuple[int, tuple[sumsquares.SquaresCheck, Point]]] = []
-    weight_cache: dict[tuple, list[int]] = {}
+    weight_cache: dict[tuple, tuple[list[int], np.ndarray | None]] = {}
     for i, (st, meter, days) in enumerate(items):
         try:
             work = _prepare_scores(st, meter, days, profiles, code_hash, applet_aid, weight_cache)

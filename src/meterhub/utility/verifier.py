@@ -33,7 +33,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from ..crypto import ecdsa
@@ -117,6 +117,7 @@ _VERIFIED_SIGS: OrderedDict[tuple[bytes, bytes, bytes], None] = OrderedDict()
 _POINTS_CACHE_SIZE = 64  # customers of one batch; ~230 KB each
 _POINTS: OrderedDict[tuple[int, tuple[bytes, ...]], PointArray] = OrderedDict()
 _SUMS: OrderedDict[tuple[int, int, tuple[bytes, ...]], PointArray] = OrderedDict()
+_DAYS: OrderedDict[tuple[Any, ...], tuple[tuple[datetime, ...], ...]] = OrderedDict()
 _LOCK = threading.Lock()  # verification may run on threads (Dask workers)
 
 
@@ -127,6 +128,7 @@ def clear_shared_caches() -> None:
         _VERIFIED_SIGS.clear()
         _POINTS.clear()
         _SUMS.clear()
+        _DAYS.clear()
 
 
 def _batch_signature_ok(key_bytes: bytes, dc: DayCommitments, meter: MeterRegistration) -> bool:
@@ -186,6 +188,13 @@ def period_point_sums(days: Sequence[DayCommitments], g: int) -> PointArray:
         if len(_SUMS) > _POINTS_CACHE_SIZE:
             _SUMS.popitem(last=False)
     return arr
+
+
+def _cached_point_sums(days: Sequence[DayCommitments], g: int) -> PointArray | None:
+    """:func:`period_point_sums` if they are in the cache already, else ``None``."""
+    width, encs = _encodings(days)
+    with _LOCK:
+        return _SUMS.get((width, g, encs))
 
 
 def check_indices(day_label: str, first: int, count: int, indices: Sequence[int]) -> None:
@@ -250,42 +259,33 @@ def verify_bill(
     return verify_statement_verdict(statement, meter, days, tariff, engine=TIME_OF_USE)
 
 
-def check_period(
-    st: Any, meter: MeterRegistration, days: Sequence[DayCommitments], tariff: Any
-) -> list[list[datetime]]:
-    """Checks 1 to 4 of the module docstring for any bill statement (v1 or the
-    proven v2 of :mod:`meterhub.utility.proof_verifier`) under any tariff kind;
-    returns the interval starts of each day. Raises :class:`Rejected`."""
-    if st.meter_id != meter.meter_id:
-        raise Rejected(f"statement is for meter {st.meter_id!r}, not {meter.meter_id!r}")
-    if st.tariff_id != tariff.tariff_id:
-        raise Rejected(f"statement uses tariff {st.tariff_id!r}, the customer's is {tariff.tariff_id!r}")
-    if st.tariff_version != tariff.version:
-        raise Rejected(
-            f"tariff version mismatch: statement uses v{st.tariff_version}, "
-            f"the customer's tariff is v{tariff.version}"
-        )
-    if st.tariff_digest != tariff.digest():
-        raise Rejected("tariff digest mismatch: statement was computed under other tariff terms")
-    if hasattr(st, "currency"):  # bill statements; settlement views carry no money terms
-        check_money_terms(st, tariff)
-    n_days = (st.period_to - st.period_from).days + 1
-    period = [st.period_from + timedelta(days=k) for k in range(n_days)]
-    for d in (period[0], period[-1]):
-        try:
-            tariff.check_valid_on(d)
-        except TariffError as exc:
-            raise Rejected(str(exc)) from None
-    if len(days) != n_days:
-        have = {dc.batch.batch.day for dc in days}
-        missing = [d for d in period if d not in have]
-        if missing:
-            raise Rejected(f"no signed batch for day {missing[0]}")
-        raise Rejected(f"{len(days)} day batches for a period of {n_days} days")
+def _checked_days(period: list[date], meter: MeterRegistration, days: Sequence[DayCommitments]) -> list[list[datetime]]:
+    """Check 4 of the module docstring, day by day (batch day, meter, interval, low-S
+    signature, interval count, chain to the previous day, indices, commitments against
+    the signed head); returns the interval starts of each day. Raises :class:`Rejected`.
 
+    The bill, settlement, score and sample checks of one customer-month run this on the
+    same days: a success is remembered under the exact inputs (the meter's key bytes,
+    id, time zone and interval, the period's first day and the days themselves, compared
+    by value: every field read below), as the signature cache, so a repeat answers for
+    precisely the input checked before; failures are never stored."""
+    key_bytes = ecdsa.public_bytes(meter.public_key)
+    key: tuple[Any, ...] | None = (
+        key_bytes, meter.meter_id, meter.tz, meter.interval_minutes, period[0],
+        tuple((dc.batch, dc.c33, None if dc.indices is None else tuple(dc.indices)) for dc in days),
+    )
+    try:
+        hash(key)
+    except TypeError:  # an unhashable field (a bytearray): no caching
+        key = None
+    if key is not None:
+        with _LOCK:
+            hit = _DAYS.get(key)
+            if hit is not None:
+                _DAYS.move_to_end(key)
+                return [list(x) for x in hit]
     day_starts_list: list[list[datetime]] = []
     prev_batch = None
-    key_bytes = ecdsa.public_bytes(meter.public_key)
     for day, dc in zip(period, days, strict=True):
         b = dc.batch.batch
         label = f"day {day}"
@@ -321,6 +321,48 @@ def check_period(
             )
         day_starts_list.append(starts)
         prev_batch = b
+    if key is not None:
+        with _LOCK:
+            _DAYS[key] = tuple(tuple(x) for x in day_starts_list)
+            if len(_DAYS) > _POINTS_CACHE_SIZE:
+                _DAYS.popitem(last=False)
+    return day_starts_list
+
+
+def check_period(
+    st: Any, meter: MeterRegistration, days: Sequence[DayCommitments], tariff: Any
+) -> list[list[datetime]]:
+    """Checks 1 to 4 of the module docstring for any bill statement (v1 or the
+    proven v2 of :mod:`meterhub.utility.proof_verifier`) under any tariff kind;
+    returns the interval starts of each day. Raises :class:`Rejected`."""
+    if st.meter_id != meter.meter_id:
+        raise Rejected(f"statement is for meter {st.meter_id!r}, not {meter.meter_id!r}")
+    if st.tariff_id != tariff.tariff_id:
+        raise Rejected(f"statement uses tariff {st.tariff_id!r}, the customer's is {tariff.tariff_id!r}")
+    if st.tariff_version != tariff.version:
+        raise Rejected(
+            f"tariff version mismatch: statement uses v{st.tariff_version}, "
+            f"the customer's tariff is v{tariff.version}"
+        )
+    if st.tariff_digest != tariff.digest():
+        raise Rejected("tariff digest mismatch: statement was computed under other tariff terms")
+    if hasattr(st, "currency"):  # bill statements; settlement views carry no money terms
+        check_money_terms(st, tariff)
+    n_days = (st.period_to - st.period_from).days + 1
+    period = [st.period_from + timedelta(days=k) for k in range(n_days)]
+    for d in (period[0], period[-1]):
+        try:
+            tariff.check_valid_on(d)
+        except TariffError as exc:
+            raise Rejected(str(exc)) from None
+    if len(days) != n_days:
+        have = {dc.batch.batch.day for dc in days}
+        missing = [d for d in period if d not in have]
+        if missing:
+            raise Rejected(f"no signed batch for day {missing[0]}")
+        raise Rejected(f"{len(days)} day batches for a period of {n_days} days")
+
+    day_starts_list = _checked_days(period, meter, days)
 
     first = days[0].batch.batch.first_index
     total = sum(len(s) for s in day_starts_list)
@@ -365,8 +407,15 @@ def bill_check(
 ) -> BillCheck:
     """What the billing engine's verifier needs once :func:`check_period` passed."""
     use65 = all(dc.c65 is not None for dc in days)
+    g = 60 // meter.interval_minutes if 60 % meter.interval_minutes == 0 else 1
+    sums: tuple[int, PointArray] | None = None
     try:
         points: PointArray | None = period_points(days)
+        # The hourly sums only where another check of the customer-month formed them
+        # already: forming them costs more than they save the bill alone.
+        hourly = _cached_point_sums(days, g) if g > 1 else None
+        if hourly is not None and points is not None and len(hourly) * g == len(points):
+            sums = (g, hourly)
     except PointDecodeError:
         points = None  # the kind's verifier parses again and reports the bad point
     return BillCheck(
@@ -381,6 +430,7 @@ def bill_check(
         metering_point=metering_point,
         contract_id=contract_id,
         points=points,
+        group_sums=sums,
     )
 
 

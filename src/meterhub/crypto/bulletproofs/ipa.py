@@ -144,14 +144,17 @@ def _verifier_scalars(us: Sequence[int], count: int) -> tuple[list[int], list[in
     u_inv = [pow(u, -1, Q) for u in us]
     u_sq = [u * u % Q for u in us]
     u_inv_sq = [u * u % Q for u in u_inv]
-    s = [1] * count
     all_inv = 1
     for ui in u_inv:
         all_inv = all_inv * ui % Q
-    s[0] = all_inv
-    for i in range(1, count):
-        lg = i.bit_length() - 1
-        s[i] = s[i - (1 << lg)] * u_sq[k - 1 - lg] % Q
+    # s_i for i with top bit lg is s_(i - 2^lg) * u_(k-lg)^2: doubling the list once per
+    # challenge (one multiplication per element, no per-index bit arithmetic).
+    s = [all_inv]
+    for lg in range(k):
+        if len(s) >= count:
+            break
+        f = u_sq[k - 1 - lg]
+        s += [x * f % Q for x in s[: count - len(s)]]
     return u_sq, u_inv_sq, s
 
 

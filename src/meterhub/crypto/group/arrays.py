@@ -31,20 +31,39 @@ from .point import (
 # ---------------------------------------------------------------------------
 #: Measured costs on this stack (microseconds): one ``combine`` call (its final field
 #: inversion and the cffi call), one point added inside a ``combine``, one
-#: ``tweak_mul`` with its call. They only steer the choice of method and window.
-_COST_CALL = 3.7
+#: ``tweak_mul`` with its call, one point negated (``secp256k1_ec_pubkey_negate`` and
+#: its call). They only steer the choice of method and window.
+_COST_CALL = 3.4
 _COST_ADD = 0.38
 _COST_MUL = 42.0
+_COST_NEG = 0.5
 
 
-def _window_cost(n: int, bits: int, c: int) -> float:
-    """Estimated cost of :func:`_pippenger_rows` with ``c``-bit windows."""
-    windows = -(-bits // c)
-    return windows * (n * _COST_ADD + ((1 << c) + 2 * c) * _COST_CALL + c * (1 << (c - 1)) * _COST_ADD)
+def _window_cost(n: int, bits: int, c: int, signed: bool = True) -> float:
+    """Estimated cost of :func:`_pippenger_rows` with ``c``-bit windows: per window
+    ``n`` additions into the buckets (``2^(c-1)`` with signed digits, ``2^c - 1``
+    without), one ``combine`` per bucket, and one ``combine`` per bit position
+    (Horner's doubling plus the buckets with that bit set); with signed digits, once,
+    the negated points."""
+    if signed:
+        windows, nb, fixed = -(-(bits + 1) // c), 1 << (c - 1), n * _COST_NEG
+    else:
+        windows, nb, fixed = -(-bits // c), (1 << c) - 1, 0.0
+    return fixed + windows * (n * _COST_ADD + nb * _COST_CALL + c * (_COST_CALL + (nb // 2 + 2) * _COST_ADD))
+
+
+def _best_plan(n: int, bits: int) -> tuple[int, bool, float]:
+    """The cheapest window and digit form for :func:`_pippenger_rows` (cost model above)."""
+    return min(
+        ((c, signed, _window_cost(n, bits, c, signed)) for c in range(2, 14) for signed in (True, False)),
+        key=lambda t: t[2],
+    )
 
 
 def _best_window(n: int, bits: int) -> tuple[int, float]:
-    return min(((c, _window_cost(n, bits, c)) for c in range(1, 13)), key=lambda t: t[1])
+    """The cheapest window of :func:`_best_plan` and its estimated cost."""
+    c, _, cost = _best_plan(n, bits)
+    return c, cost
 
 
 class PointArray:
@@ -78,22 +97,29 @@ class PointArray:
             raise PointDecodeError(f"{len(blob)} bytes are not points of {width} bytes")
         rows = np.zeros((n, 8), dtype=np.uint64)
         live = np.ones(n, dtype=bool)
+        if not n:
+            return cls(rows, live)
+        # Prefix bytes checked in numpy; the identity (all zero) is allowed, any other bad
+        # prefix is reported at its position unless a point before it fails to parse.
+        prefix = np.frombuffer(blob, dtype=np.uint8)[::width]
+        ok = (prefix == 4) if width == 65 else ((prefix == 2) | (prefix == 3))
         zero = _IDENTITY_65 if width == 65 else _IDENTITY_33
-        ok_prefix = (False, False, True, True, False) if width == 33 else (False, False, False, False, True)
+        stop, bad_at = n, -1
+        for k in np.flatnonzero(~ok).tolist():
+            if blob[width * k : width * k + width] == zero:
+                live[k] = False
+            else:
+                stop, bad_at = k, k
+                break
         arr = _ffi.cast("secp256k1_pubkey *", rows.ctypes.data)
         buf = _ffi.from_buffer(blob)
         parse = _lib.secp256k1_ec_pubkey_parse
         ctx = _CTX
-        for k in range(n):
-            off = width * k
-            prefix = blob[off]
-            if prefix > 4 or not ok_prefix[prefix]:
-                if blob[off : off + width] == zero:
-                    live[k] = False
-                    continue
-                raise PointDecodeError(f"point {k}: bad prefix byte {prefix:02x}")
-            if not parse(ctx, arr + k, buf + off, width):
+        for k in np.flatnonzero(ok[:stop]).tolist():
+            if not parse(ctx, arr + k, buf + width * k, width):
                 raise PointDecodeError(f"point {k}: not on secp256k1")
+        if bad_at >= 0:
+            raise PointDecodeError(f"point {bad_at}: bad prefix byte {blob[width * bad_at]:02x}")
         return cls(rows, live)
 
     @classmethod
@@ -136,9 +162,14 @@ class PointArray:
         out = _ffi.cast("secp256k1_pubkey *", rows.ctypes.data)
         combine = _lib.secp256k1_ec_pubkey_combine
         ctx = _CTX
+        if self.live.all():  # the usual case: every group has g points
+            for j in range(m):
+                if combine(ctx, out + j, ptrs + g * j, g):  # 0: the group sums to the identity
+                    live[j] = True
+            return PointArray(rows, live)
         pos = 0
         for j, cnt in enumerate(counts):
-            if cnt and combine(ctx, out + j, ptrs + pos, cnt):  # 0: the group sums to the identity
+            if cnt and combine(ctx, out + j, ptrs + pos, cnt):
                 live[j] = True
             pos += cnt
         return PointArray(rows, live)
@@ -227,6 +258,31 @@ class PointArray:
         rows = self.rows if len(keep) == n else self.rows[np.asarray(keep, dtype=np.int64)]
         return _pippenger_rows(_limbs([red[i] for i in keep]), rows, bits)
 
+    def msm_limbs(self, limbs: np.ndarray) -> Point:
+        """``sum k_i P_i`` for non-negative integer scalars ``k_i < 2^256`` given as four
+        little-endian 64-bit limbs each (``uint64``, shape ``(n, 4)``; a scalar at or above
+        ``Q`` still multiplies as the integer it is). The caller's scalars stay in numpy
+        (no Python integer per point): Pippenger's bucket method over the live points
+        with non-zero scalars, as :meth:`msm` for many distinct scalars."""
+        n = len(self)
+        if limbs.shape != (n, 4) or limbs.dtype != np.uint64:
+            raise ValueError("limbs must be uint64 of shape (points, 4)")
+        keep = self.live & limbs.any(axis=1)
+        if not keep.any():
+            return _IDENTITY
+        if not keep.all():
+            limbs = limbs[keep]
+            rows = self.rows[keep]
+        else:
+            rows = self.rows
+        bits = 0
+        for j in range(3, -1, -1):
+            top = int(limbs[:, j].max())
+            if top:
+                bits = 64 * j + top.bit_length()
+                break
+        return _pippenger_rows(np.ascontiguousarray(limbs), np.ascontiguousarray(rows), bits)
+
     def _direct(self, values: list[int], idx: np.ndarray, bounds: list[int]) -> Point:
         """``sum_j values[j] * (sum of the points idx[bounds[j]:bounds[j+1]])``: one
         ``combine`` per distinct scalar, then one multiplication each."""
@@ -260,65 +316,125 @@ def _window_digits(limbs: np.ndarray, w: int, c: int) -> np.ndarray:
     return (d & np.uint64((1 << c) - 1)).astype(np.intp)
 
 
-def _pippenger_rows(limbs: np.ndarray, rows: np.ndarray, bits: int) -> Point:
-    """``sum k_i P_i`` over non-identity ``rows`` with reduced non-zero scalars below
-    ``2^bits`` given as limbs (:func:`_limbs`): Pippenger's bucket method (Bernstein et al., "Faster batch forgery
-    identification", 2012, section 4) with the window ``c`` the cost model picks.
+def _digits(limbs: np.ndarray, bits: int, c: int, signed: bool) -> np.ndarray:
+    """Base-``2^c`` digits of every scalar, shape ``(windows, n)``, least significant
+    window first, ``k = sum_w d_w 2^(c w)``. Unsigned: ``d`` in ``[0, 2^c)``. Signed: ``d``
+    in ``(-2^(c-1), 2^(c-1)]`` (a digit above ``2^(c-1)`` becomes ``d - 2^c`` and carries
+    one into the next window; one extra bit of windows takes the last carry)."""
+    windows = -(-(bits + 1) // c) if signed else -(-bits // c)
+    n = len(limbs)
+    # All windows at once: the scalars' bits (little-endian), grouped by c.
+    raw = np.ascontiguousarray(limbs, dtype="<u8").view(np.uint8).reshape(n, 32)
+    bitmat = np.unpackbits(raw, axis=1, bitorder="little")
+    need = windows * c
+    if need > 256:
+        bitmat = np.concatenate([bitmat, np.zeros((n, need - 256), dtype=np.uint8)], axis=1)
+    weights = (1 << np.arange(c, dtype=np.int64))
+    out = (bitmat[:, :need].reshape(n, windows, c).astype(np.int64) @ weights).T.copy()
+    if signed:
+        half, full = 1 << (c - 1), 1 << c
+        carry = np.zeros(n, dtype=np.int64)
+        for w in range(windows):
+            d = out[w] + carry
+            carry = (d > half).astype(np.int64)
+            out[w] = d - carry * full
+    return out
 
-    Per window (most significant first): the points are sorted by their digit
-    (numpy), each digit's bucket ``B_d`` is summed by one ``combine`` over a slice of
-    one pointer array; ``sum_d d B_d`` is formed bit by bit, ``T_j = sum of B_d with
-    bit j of d set``; and Horner's rule over all bit positions,
-    ``acc = 2 acc + T_j``, is one three-pointer ``combine`` each (libsecp256k1 adds a
-    point to itself by doubling). No multiplication at all: every step is point
-    additions inside libsecp256k1."""
+
+def _pippenger_rows(limbs: np.ndarray, rows: np.ndarray, bits: int, plan: tuple[int, bool] | None = None) -> Point:
+    """``sum k_i P_i`` over non-identity ``rows`` with non-negative scalars below
+    ``2^bits`` given as limbs (:func:`_limbs`): Pippenger's bucket method (Bernstein et
+    al., "Faster batch forgery identification", 2012, section 4) with signed digits
+    where the cost model says they pay (section 4 there: a negative digit adds ``-P`` to
+    the bucket of its magnitude, so ``c``-bit windows need ``2^(c-1)`` buckets rather than
+    ``2^c - 1``, for one negation per point) and the window ``c`` the cost model picks.
+
+    The digits of all windows are formed at once (numpy) and, with signed digits, the
+    points negated once (``secp256k1_ec_pubkey_negate``). Per window (most significant first): the points
+    are sorted by digit magnitude, each bucket ``B_v`` is one ``combine`` over a slice of
+    one pointer array (pointing at ``P_i`` or ``-P_i`` by the digit's sign); then
+    ``sum_v v B_v`` enters the accumulator bit by bit with Horner's rule over all bit
+    positions, ``acc = 2 acc + sum of the B_v with bit j of v set``, one ``combine`` each
+    (``acc`` listed twice: libsecp256k1 adds a point to itself by doubling). No
+    multiplication at all: every step is point additions inside libsecp256k1."""
     n = len(rows)
-    c, _ = _best_window(n, bits)
-    windows = -(-bits // c)
-    nb = 1 << c
-    base = np.uint64(rows.ctypes.data)
-    bucket = np.zeros((nb, 8), dtype=np.uint64)
-    bptr = _ffi.cast("secp256k1_pubkey *", bucket.ctypes.data)
-    bbase = np.uint64(bucket.ctypes.data)
-    accs = np.zeros((2, 8), dtype=np.uint64)
-    acc_p = [_ffi.cast("secp256k1_pubkey *", accs.ctypes.data + 64 * i) for i in range(2)]
-    tsum = _ffi.new("secp256k1_pubkey *")
-    trio = _ffi.new("secp256k1_pubkey *[3]")
-    combine = _lib.secp256k1_ec_pubkey_combine
+    if not n or bits <= 0:
+        return _IDENTITY
+    c, signed = _best_plan(n, bits)[:2] if plan is None else plan  # ``plan``: tests force every window
+    nb = 1 << (c - 1) if signed else (1 << c) - 1
+    digits = _digits(limbs, bits, c, signed)
+    windows = len(digits)
     ctx = _CTX
+    combine = _lib.secp256k1_ec_pubkey_combine
+    base = np.uint64(rows.ctypes.data)
+    pos_addr = np.arange(n, dtype=np.uint64) * np.uint64(64) + base
+    if (digits < 0).any():
+        neg = rows.copy()
+        neg_p = _ffi.cast("secp256k1_pubkey *", neg.ctypes.data)
+        negate = _lib.secp256k1_ec_pubkey_negate
+        for k in range(n):
+            negate(ctx, neg_p + k)
+        neg_addr = np.arange(n, dtype=np.uint64) * np.uint64(64) + np.uint64(neg.ctypes.data)
+    else:
+        neg_addr = pos_addr
+    mags = np.abs(digits).astype(np.int16)  # below 2^13: numpy's stable sort is a radix sort here
+    orders = np.argsort(mags, axis=1, kind="stable")
+    counts = np.zeros((windows, nb + 1), dtype=np.int64)
+    for w in range(windows):
+        counts[w] = np.bincount(mags[w], minlength=nb + 1)
+    starts = np.zeros((windows, nb + 2), dtype=np.int64)
+    np.cumsum(counts, axis=1, out=starts[:, 1:])
+    sorted_digits = np.take_along_axis(digits, orders, axis=1)
+    addrs = np.ascontiguousarray(np.where(sorted_digits > 0, pos_addr[orders], neg_addr[orders]))
+    starts_l = starts.tolist()
+    nonempty = [[v for v, k in enumerate(row) if k] for row in counts[:, 1:].tolist()]
+
+    bucket = np.zeros((nb + 1, 8), dtype=np.uint64)
+    bptr = _ffi.cast("secp256k1_pubkey *", bucket.ctypes.data)
+    bbase = int(bucket.ctypes.data)
+    accs = np.zeros((2, 8), dtype=np.uint64)
+    abase = int(accs.ctypes.data)
+    acc_p = [_ffi.cast("secp256k1_pubkey *", abase + 64 * i) for i in range(2)]
+    # Per bit j and accumulator slot: [acc, acc, B_v for every v with bit j set].
+    vals = np.arange(1, nb + 1, dtype=np.int64)
+    with_bit = [vals[(vals >> j) & 1 == 1] for j in range(c)]
+    full_lists = [
+        [np.concatenate([np.array([abase + 64 * a, abase + 64 * a], dtype=np.uint64),
+                         (with_bit[j] * 64 + bbase).astype(np.uint64)]) for a in range(2)]
+        for j in range(c)
+    ]
+    full_ptrs = [[_ffi.cast("secp256k1_pubkey **", _ffi.from_buffer(arr)) for arr in pair] for pair in full_lists]
+    bucket_p = [bptr + v for v in range(nb + 1)]
+    all_ptrs = _ffi.cast("secp256k1_pubkey **", _ffi.from_buffer(addrs))
+    keep: list[Any] = []  # pointer arrays built for a window must outlive its calls
     have_acc = False
     cur = 0
-    dvals = np.arange(nb, dtype=np.int64)
-    bit_sets = [((dvals >> j) & 1).astype(bool) for j in range(c)]
     for w in range(windows - 1, -1, -1):
-        d = _window_digits(limbs, w, c)
-        order = np.argsort(d, kind="stable")
-        counts = np.bincount(d, minlength=nb)
-        starts = np.concatenate([[0], np.cumsum(counts)]).tolist()
-        addrs = order.astype(np.uint64) * np.uint64(64) + base
-        ptrs = _ffi.cast("secp256k1_pubkey **", _ffi.from_buffer(addrs))
-        alive = np.zeros(nb, dtype=bool)
-        for v in np.flatnonzero(counts[1:]).tolist():
+        ptrs = all_ptrs + n * w
+        st = starts_l[w]
+        alive = [False] * (nb + 1)
+        for v in nonempty[w]:
             v += 1
-            if combine(ctx, bptr + v, ptrs + starts[v], starts[v + 1] - starts[v]):
+            if combine(ctx, bucket_p[v], ptrs + st[v], st[v + 1] - st[v]):  # 0: the bucket sums to the identity
                 alive[v] = True
+        all_alive = all(alive[1:])
+        alive_np = None if all_alive else np.array(alive, dtype=bool)
         for j in range(c - 1, -1, -1):
-            sel = np.flatnonzero(alive & bit_sets[j])
-            t_live = False
-            if len(sel):
-                taddr = sel.astype(np.uint64) * np.uint64(64) + bbase
-                t_live = bool(combine(ctx, tsum, _ffi.cast("secp256k1_pubkey **", _ffi.from_buffer(taddr)), len(sel)))
+            if alive_np is None:
+                arr = full_lists[j][cur]
+                plist = full_ptrs[j][cur]
+            else:
+                sel = with_bit[j][alive_np[with_bit[j]]]
+                arr = np.concatenate([np.array([abase + 64 * cur] * 2, dtype=np.uint64),
+                                      (sel * 64 + bbase).astype(np.uint64)])
+                keep.append(arr)
+                plist = _ffi.cast("secp256k1_pubkey **", _ffi.from_buffer(arr))
             if have_acc:
-                trio[0] = trio[1] = acc_p[cur]
-                cnt = 2
-                if t_live:
-                    trio[2] = tsum
-                    cnt = 3
-                have_acc = bool(combine(ctx, acc_p[1 - cur], trio, cnt))
+                have_acc = bool(combine(ctx, acc_p[1 - cur], plist, len(arr)))
                 cur = 1 - cur
-            elif t_live:
-                _ffi.memmove(acc_p[cur], tsum, 64)
-                have_acc = True
+            elif len(arr) > 2:
+                have_acc = bool(combine(ctx, acc_p[cur], plist + 2, len(arr) - 2))
+        keep.clear()
     if not have_acc:
         return _IDENTITY
     out = _ffi.new("secp256k1_pubkey *")

@@ -101,7 +101,9 @@ class BillCheck:
     one (V29). ``metering_point``/``contract_id`` are the utility's own assignment
     for a v3 statement (V26). ``points`` optionally the same commitments already
     parsed (the utility's per-customer-month :class:`~meterhub.crypto.group.PointArray`,
-    shared with its other checks of the period)."""
+    shared with its other checks of the period); ``group_sums`` optionally ``(g, sums)``
+    with the sums of each ``g`` consecutive of those points (the hourly sums the
+    settlement and score checks use), for prices constant over each group."""
 
     tariff: BillTariff
     tz: str
@@ -114,6 +116,7 @@ class BillCheck:
     metering_point: str | None = None
     contract_id: str | None = None
     points: PointArray | None = None
+    group_sums: tuple[int, PointArray] | None = None
 
     @property
     def flat_starts(self) -> list[datetime]:
