@@ -63,7 +63,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from math import gcd
@@ -534,12 +534,15 @@ class RegistryView:
                                  answered, min_size)
 
     def check_extension(self, block: RegistryBlock, signer_keys: Sequence[bytes],
-                        released: Callable[[date], bool], *, min_size: int = MIN_GROUP_SIZE,
+                        released: Callable[[date], bool] | Collection[date], *, min_size: int = MIN_GROUP_SIZE,
                         interval_minutes: int = FIXED_INTERVAL_MINUTES,
                         certifier_keys: Sequence[bytes] | None = None) -> None:
         """Raise :class:`PermissionError` (signature) or :class:`PolicyRefusal` unless
         ``block`` is the next block of this chain and the registry after it passes
-        :func:`registry_problems`. ``released(day)``: has this hub released that day?
+        :func:`registry_problems`. ``released``: the days this hub has released (a
+        collection: the guard passes its own, so the no-retroactive-groups check costs
+        one step per released day, whatever validity a group claims), or a predicate
+        (the operator's tools and tests; one call per day of each group's validity).
 
         With ``certifier_keys`` (the member certifier the customer pinned; the guard always
         passes them) every member of every group of the block must be certified
@@ -581,20 +584,26 @@ class RegistryView:
         if problems:
             raise PolicyRefusal(f"registry block {block.version}: {problems[0]}")
 
-    def _check_not_retroactive(self, g: GroupDefinition, released: Callable[[date], bool]) -> None:
+    def _check_not_retroactive(self, g: GroupDefinition, released: Callable[[date], bool] | Collection[date]
+                               ) -> None:
+        # the released days inside the group's validity: from the hub's own list (a
+        # validity up to 9999-12-31 once cost the card a minute per group, then overflowed
+        # the date: docs/fraud.md, red team), or by asking the predicate day by day
+        if callable(released):
+            days: Iterable[date] = (g.valid_from + timedelta(days=k) for k in range((g.valid_to - g.valid_from).days + 1)
+                                    if released(g.valid_from + timedelta(days=k)))
+        else:
+            days = sorted(d for d in released if g.valid_from <= d <= g.valid_to)
         spans: dict[bytes, bool] = {}
-        d = g.valid_from
-        while d <= g.valid_to:
-            if released(d):
-                before = self.day_groups(d)
-                key = span_digest(before)
-                if key not in spans:
-                    spans[key] = span_digest([*before, g]) == key
-                if not spans[key]:
-                    raise PolicyRefusal(
-                        f"group {g.group_id} would add to the span of {d}, which this hub has released"
-                    )
-            d += timedelta(days=1)
+        for d in days:
+            before = self.day_groups(d)
+            key = span_digest(before)
+            if key not in spans:
+                spans[key] = span_digest([*before, g]) == key
+            if not spans[key]:
+                raise PolicyRefusal(
+                    f"group {g.group_id} would add to the span of {d}, which this hub has released"
+                )
 
     def extended(self, block: RegistryBlock) -> RegistryView:
         groups = dict(self.groups)
