@@ -192,3 +192,102 @@ def test_refused_hostile_messages_of_every_kind_never_break_the_card(released, d
     assert sw in REFUSALS, f"message {kind:02X} answered {sw:04X}"
     if kind == 0x03 and sw != 0x9000:
         assert registry_head(mb) == before
+
+
+# -- FINDING: a same-member copy added after a recovery ---------------------------------------------
+
+SEVEN = ["x", "p1", "p2", "p3", "p4", "p5", "p6"]
+
+
+@pytest.fixture()
+def seven(tmp_path):
+    """Seven hubs with two days of readings and an empty registry."""
+    return {m: Hub(tmp_path / f"{m}.sqlite", make_history(start=DAY, n_days=2, seed=950 + k, meter_id=m))
+            for k, m in enumerate(SEVEN)}
+
+
+def _copy_after_recovery(seven) -> tuple[list[int] | None, GroupRegistry]:
+    """The attack: a recovery of ``G`` on ``DAY`` that drops ``x``'s release, then a
+    block that adds ``H``, a copy of ``G``, for the same day, unmasked complete: ``H -
+    (G - x)`` is ``x``. Returns what the operator learns (``None`` if the hubs refuse)
+    and its registry."""
+    from meterhub.hub.aggregation import AGGREGATION_APP_AID
+    from meterhub.utility.fraud import collect_day, relay_head_tags, verify_feeder_day
+    from meterhub.utility.verifier import Rejected
+    from test_fraud_aggregation import CODE_HASH, _inputs
+
+    keys = {m: h.key for m, h in seven.items()}
+    g = make_group("G", "f", keys, DAY, DAY, demo_grid_key())
+    reg = GroupRegistry("f", demo_grid_key(), directory=demo_directory)
+    reg.publish([g])
+    for h in seven.values():
+        push_registry(h.mailbox(), reg)
+        push_group(h.mailbox(), g)
+    # x releases the day (so that its day is bound to the same registry head as the
+    # others'), the operator drops that release and names x missing: the present set G - x
+    # is the only group of the day, so the present hubs admit it
+    seven["x"].mailbox().send(b"\x10" + AggregationRequest("G", DAY).to_bytes(), "release of x")
+    boxes = {m: (None if m == "x" else h.mailbox()) for m, h in seven.items()}
+    rel, rec, missing = collect_day(boxes, g, DAY, AGGREGATION_APP_AID, registry=reg.view)
+    assert missing == ["x"] and rec
+    without_x = verify_feeder_day(g, DAY, rel, rec, *_inputs(seven, sorted(rel), DAY), code_hash=CODE_HASH).hours
+    # a copy of G for the released day: "in the day's span already, nothing new"
+    h_copy = make_group("H", "f", keys, DAY, DAY, demo_grid_key())
+    reg.publish([h_copy], released={DAY})
+    try:
+        for h in seven.values():
+            push_registry(h.mailbox(), reg)
+        relay_head_tags({m: h.mailbox() for m, h in seven.items()})
+        for h in seven.values():
+            push_group(h.mailbox(), h_copy)
+        rel, rec, missing = collect_day({m: h.mailbox() for m, h in seven.items()}, h_copy, DAY,
+                                        AGGREGATION_APP_AID, registry=reg.view)
+        if missing or not rec:
+            return None, reg
+        full = verify_feeder_day(h_copy, DAY, rel, rec, *_inputs(seven, sorted(rel), DAY), code_hash=CODE_HASH).hours
+    except (HubRefused, Rejected):
+        return None, reg
+    return [a - b for a, b in zip(full, without_x, strict=True)], reg
+
+
+def test_finding_a_copy_of_a_recovered_group_added_to_its_day_is_refused(seven) -> None:
+    """FINDING (fixed; exact hourly readings of any member, one day per attack): the rule
+    "no retroactive groups" let a block add a group to a released day if the group lay in
+    the span of that day's *groups*, which reveals nothing new only if every group of the
+    day was unmasked complete. After a recovery of ``G`` with ``x`` named missing (the
+    operator may simply drop ``x``'s release), the day's groups still span ``G``, so a
+    copy ``H`` of ``G`` for that day was accepted by every hub, released and unmasked
+    complete (a complete unmasking was never checked against the recoveries the hub had
+    answered), and ``H - (G - x)`` gave ``x``'s hourly readings. Now a hub that answered
+    a recovery on a day refuses a group for that day outside the span of the day's
+    vectors as it answered them (``6985``), and checks a complete unmasking against
+    those vectors as well."""
+    from test_fraud_aggregation import _truth
+
+    learnt, reg = _copy_after_recovery(seven)
+    assert learnt != _truth(seven, ["x"], DAY), "household x's hourly readings: a copy of G minus G without x"
+    assert learnt is None
+    # who refuses: every hub that answered the recovery (6985, the block is not held);
+    # x, named missing, holds no present set for the day and accepts the block
+    for m, h in seven.items():
+        assert registry_head(h.mailbox())[0] == (2 if m == "x" else 1), m
+        if m != "x":
+            with pytest.raises(HubRefused) as ei:
+                push_registry(h.mailbox(), reg)
+            assert ei.value.sw == 0x6985
+
+
+def test_finding_a_complete_unmasking_counts_the_recoveries_of_its_day() -> None:
+    """FINDING (fixed, the second half): a complete unmasking was answered without any
+    check, so a group ``H`` with the members of ``G``, once on the hub's registry for a
+    day on which it answered ``G`` without ``x``, gave ``x``. The rule now checks the
+    complete answer against the day's vectors as this hub answered them."""
+    from meterhub.model.group_registry import recovery_problems
+
+    g = frozenset(SEVEN)
+    day = {"G": g, "H": g}
+    assert recovery_problems(day, "H", g, {}) == []  # nothing answered that day: as before
+    problems = recovery_problems(day, "H", g, {"G": g - {"x"}})
+    assert problems and "isolate household x" in problems[0]
+    # a copy of a group answered complete is fine
+    assert recovery_problems(day, "H", g, {"G": g}) == []

@@ -370,7 +370,7 @@ class GuardPort(Shareable):
         try:
             view.check_extension(block, self.pinned("group"), self._released_days(), min_size=GROUP_POLICY.min_size,
                                  interval_minutes=GROUP_POLICY.interval_minutes,
-                                 certifier_keys=self.pinned("member-cert"))
+                                 certifier_keys=self.pinned("member-cert"), answered=self._answered_days())
         except PermissionError as exc:
             raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, str(exc)) from None
         except PolicyRefusal as exc:
@@ -472,6 +472,21 @@ class GuardPort(Shareable):
         for k in g._stored(prefix):
             raw = (g.ctx.store.get(k) or b"").decode()
             out[k[len(prefix):].decode()] = frozenset(raw.split("\n")) if raw else frozenset()
+        return out
+
+    def _answered_days(self) -> dict[date, dict[str, frozenset[str]]]:
+        """:meth:`_answered` for every day with a recovery this card answered (one listing)."""
+        prefix = self._qkey(b"p", b"")
+        out: dict[date, dict[str, frozenset[str]]] = {}
+        for k in self._guard._stored(prefix):
+            day, sep, gid = k[len(prefix):].decode().partition("/")
+            try:
+                d = date.fromisoformat(day)
+            except ValueError:
+                continue  # another recipient's key that shares this prefix, not a day
+            if sep:
+                raw = (self._guard.ctx.store.get(k) or b"").decode()
+                out.setdefault(d, {})[gid] = frozenset(raw.split("\n")) if raw else frozenset()
         return out
 
     def _mark(self, group_id: str, day: date, member: str) -> bytes:
