@@ -21,6 +21,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from helpers import make_history
+from meterhub.crypto import ecdsa
 from meterhub.model.formats.aggregation import (
     AggregationRequest,
     GroupDefinition,
@@ -291,3 +292,32 @@ def test_finding_a_complete_unmasking_counts_the_recoveries_of_its_day() -> None
     assert problems and "isolate household x" in problems[0]
     # a copy of a group answered complete is fine
     assert recovery_problems(day, "H", g, {"G": g}) == []
+
+
+def test_finding_a_union_of_a_recovered_half_and_its_other_half_is_refused() -> None:
+    """FINDING (fixed, the union form of the copy attack): the feeder's halves ``L`` and
+    ``R`` on a released day, ``L`` recovered without ``x``: the feeder ``F = L + R`` is in
+    the span of the day's groups, and unmasked complete it gave ``F - R - (L - x) = x``.
+    The block check now refuses ``F`` at a hub that answered ``L - x``, and still admits
+    what the day already gave (a copy of ``R``; ``F`` where the halves were complete)."""
+    from meterhub.model.formats.aggregation import PolicyRefusal
+    from meterhub.model.group_registry import RegistryView
+
+    left, right = ["x", "a1", "a2", "a3", "a4", "a5"], ["b1", "b2", "b3", "b4", "b5"]
+    keys = {m: os.urandom(32) for m in left + right}
+
+    def grp(gid: str, ids: list[str]) -> GroupDefinition:
+        return make_group(gid, "f", {m: keys[m] for m in ids}, DAY, DAY, demo_grid_key())
+
+    view = RegistryView().extended(_certified_block(0, bytes(32), grp("L", left), grp("R", right)))
+    signer = [ecdsa.public_bytes(demo_grid_key())]
+    answered = {DAY: {"L": frozenset(left) - {"x"}}}
+
+    def add(g: GroupDefinition, answers) -> None:
+        view.check_extension(_certified_block(1, view.head, g), signer, {DAY}, answered=answers)
+
+    with pytest.raises(PolicyRefusal, match="would add to the span"):
+        add(grp("F", left + right), answered)
+    add(grp("R2", right), answered)  # nothing new: R was unmasked complete
+    add(grp("F", left + right), {})  # the halves complete: F is their sum
+    add(grp("F", left + right), {DAY + timedelta(days=1): answered[DAY]})  # a recovery of another day
