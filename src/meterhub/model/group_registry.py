@@ -63,7 +63,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from math import gcd
@@ -389,6 +389,10 @@ def recovery_problems(day_sets: Mapping[str, frozenset[str]], group_id: str, pre
     member answers one unmasking per group and day, and the missing members' self-masks
     need ``t`` shares that only present members hold). The rule, per day (docs/fraud.md):
 
+    A complete unmasking (``present`` is the group) is checked by rule 2 alone, and only
+    on a day this hub answered a recovery (else the day's vectors are groups, which the
+    registry checked).
+
     1. **the group splits the day's span**: every reduced row of the day's groups lies
        inside the group or outside it (a group crossing it could be combined with the
        present sets of other groups' recoveries, which other hubs answer and this hub
@@ -403,7 +407,14 @@ def recovery_problems(day_sets: Mapping[str, frozenset[str]], group_id: str, pre
     if mine is None:
         return [f"group {group_id} is not a group of the day in the registry"]
     if present == mine:
-        return []
+        # a complete unmasking adds the group's own vector, in the span the registry
+        # checked, unless this hub answered recoveries that day: their present sets
+        # replace their groups, and the group may complete one (red team round 4:
+        # a copy of ``G`` unmasked complete after ``G - x``)
+        if not answered:
+            return []
+        return set_problems([*((gid, answered.get(gid, s)) for gid, s in day_sets.items() if gid != group_id),
+                             (group_id, present)], min_size)
     out = []
     cols, rows = reduced_rows(day_sets.values())
     for row in rows:
@@ -534,18 +545,27 @@ class RegistryView:
                                  answered, min_size)
 
     def check_extension(self, block: RegistryBlock, signer_keys: Sequence[bytes],
-                        released: Callable[[date], bool], *, min_size: int = MIN_GROUP_SIZE,
+                        released: Callable[[date], bool] | Collection[date], *, min_size: int = MIN_GROUP_SIZE,
                         interval_minutes: int = FIXED_INTERVAL_MINUTES,
-                        certifier_keys: Sequence[bytes] | None = None) -> None:
+                        certifier_keys: Sequence[bytes] | None = None,
+                        answered: Mapping[date, Mapping[str, frozenset[str]]] | None = None) -> None:
         """Raise :class:`PermissionError` (signature) or :class:`PolicyRefusal` unless
         ``block`` is the next block of this chain and the registry after it passes
-        :func:`registry_problems`. ``released(day)``: has this hub released that day?
+        :func:`registry_problems`. ``released``: the days this hub has released (a
+        collection: the guard passes its own, so the no-retroactive-groups check costs
+        one step per released day, whatever validity a group claims), or a predicate
+        (the operator's tools and tests; one call per day of each group's validity).
 
         With ``certifier_keys`` (the member certifier the customer pinned; the guard always
         passes them) every member of every group of the block must be certified
         (:func:`certificate_problems`; :class:`PermissionError`), and none pinned is a
         :class:`PolicyRefusal`. ``None`` skips that check: the grid operator's own tools,
-        which hold no certifier key, and the span tests."""
+        which hold no certifier key, and the span tests.
+
+        ``answered``: per released day, the present sets of the recoveries this hub
+        answered that day (group id -> present set; the guard passes its own records). A
+        group added to a released day must lie in the span of the day's vectors as the
+        hub answered them: each recovered group replaced by its present set."""
         keys = _verifying_keys(signer_keys)
         if not keys:
             raise PolicyRefusal("no group-signing key pinned for this recipient")
@@ -572,7 +592,7 @@ class RegistryView:
                 raise PolicyRefusal(f"groups aggregate fixed {interval_minutes}-minute intervals")
             if not any(g.verify(k) for k in keys):
                 raise PermissionError(f"group {g.group_id} is not signed by the pinned group-signing key")
-            self._check_not_retroactive(g, released)
+            self._check_not_retroactive(g, released, answered or {})
         if certifiers is not None:
             uncertified = certificate_problems(block, certifiers)
             if uncertified:
@@ -581,20 +601,31 @@ class RegistryView:
         if problems:
             raise PolicyRefusal(f"registry block {block.version}: {problems[0]}")
 
-    def _check_not_retroactive(self, g: GroupDefinition, released: Callable[[date], bool]) -> None:
-        spans: dict[bytes, bool] = {}
-        d = g.valid_from
-        while d <= g.valid_to:
-            if released(d):
-                before = self.day_groups(d)
-                key = span_digest(before)
-                if key not in spans:
-                    spans[key] = span_digest([*before, g]) == key
-                if not spans[key]:
-                    raise PolicyRefusal(
-                        f"group {g.group_id} would add to the span of {d}, which this hub has released"
-                    )
-            d += timedelta(days=1)
+    def _check_not_retroactive(self, g: GroupDefinition, released: Callable[[date], bool] | Collection[date],
+                               answered: Mapping[date, Mapping[str, frozenset[str]]]) -> None:
+        """Once this hub has released a day, a new group valid on it must lie in the span
+        of what the day gave: its groups, each group the hub answered a recovery for
+        replaced by that recovery's present set (a copy of ``G`` added after ``G - x``
+        would give ``x``; docs/fraud.md)."""
+        # the released days inside the group's validity: from the hub's own list (a
+        # validity up to 9999-12-31 once cost the card a minute per group, then overflowed
+        # the date: docs/fraud.md, red team), or by asking the predicate day by day
+        if callable(released):
+            days: Iterable[date] = (g.valid_from + timedelta(days=k) for k in range((g.valid_to - g.valid_from).days + 1)
+                                    if released(g.valid_from + timedelta(days=k)))
+        else:
+            days = sorted(d for d in released if g.valid_from <= d <= g.valid_to)
+        seen: dict[tuple[frozenset[str], ...], bool] = {}
+        for d in days:
+            got = answered.get(d, {})
+            vectors = tuple(sorted({got.get(x.group_id, x.meter_ids) for x in self.day_groups(d)}, key=sorted))
+            if vectors not in seen:
+                seen[vectors] = len(reduced_rows([*vectors, g.meter_ids])[1]) == len(reduced_rows(vectors)[1])
+            if not seen[vectors]:
+                raise PolicyRefusal(
+                    f"group {g.group_id} would add to the span of {d}, which this hub has released"
+                    + (" (with the present sets of the recoveries it answered that day)" if got else "")
+                )
 
     def extended(self, block: RegistryBlock) -> RegistryView:
         groups = dict(self.groups)

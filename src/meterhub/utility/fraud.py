@@ -32,7 +32,7 @@ present members only.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -413,7 +413,7 @@ class GroupRegistry:
             if b.feeder_id != feeder_id:
                 raise Rejected(f"registry block {b.version} is of feeder {b.feeder_id}")
             try:
-                reg.view.check_extension(b, [ecdsa.public_bytes(key)], lambda d: False,
+                reg.view.check_extension(b, [ecdsa.public_bytes(key)], (),
                                          certifier_keys=None if certifier is None else [ecdsa.public_bytes(certifier)])
             except (PolicyRefusal, PermissionError) as exc:
                 raise Rejected(f"registry of {feeder_id}: {exc}") from None
@@ -427,7 +427,7 @@ class GroupRegistry:
         hostile operator would send, for tests)."""
         return self._block(self.view, groups)
 
-    def publish(self, groups: Sequence[GroupDefinition], released: Callable[[date], bool] = lambda d: False
+    def publish(self, groups: Sequence[GroupDefinition], released: Callable[[date], bool] | Collection[date] = ()
                 ) -> list[RegistryBlock]:
         """Append ``groups`` in one block, or several where one would not fit a STORE DATA
         message (``MAX_BLOCK_BYTES``); :class:`Rejected` if the hubs would refuse the

@@ -368,9 +368,9 @@ class GuardPort(Shareable):
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED,
                                f"registry block {block.version} differs from the one this hub holds (equivocation)")
         try:
-            view.check_extension(block, self.pinned("group"), self._released, min_size=GROUP_POLICY.min_size,
+            view.check_extension(block, self.pinned("group"), self._released_days(), min_size=GROUP_POLICY.min_size,
                                  interval_minutes=GROUP_POLICY.interval_minutes,
-                                 certifier_keys=self.pinned("member-cert"))
+                                 certifier_keys=self.pinned("member-cert"), answered=self._answered_days())
         except PermissionError as exc:
             raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, str(exc)) from None
         except PolicyRefusal as exc:
@@ -384,8 +384,17 @@ class GuardPort(Shareable):
         g.ctx.store.put(self._qkey(b"head"), bytes([len(feeder)]) + feeder + _u32(new.version) + new.head)
         g.ctx.commit_transaction()
 
-    def _released(self, day: date) -> bool:
-        return self._guard.ctx.store.get(self._qkey(b"d", day.isoformat().encode())) is not None
+    def _released_days(self) -> frozenset[date]:
+        """The days this recipient's aggregation applets have released (a group or an
+        unmasking answer), from the guard's own ``d/`` records."""
+        prefix = self._qkey(b"d", b"")
+        out = set()
+        for k in self._guard._stored(prefix):
+            try:
+                out.add(date.fromisoformat(k[len(prefix):].decode()))
+            except ValueError:
+                continue  # another recipient's key that shares this prefix, not a day
+        return frozenset(out)
 
     def day_span(self, day: date) -> bytes:
         """The span digest of ``day``'s groups in this recipient's registry, bound with the
@@ -463,6 +472,21 @@ class GuardPort(Shareable):
         for k in g._stored(prefix):
             raw = (g.ctx.store.get(k) or b"").decode()
             out[k[len(prefix):].decode()] = frozenset(raw.split("\n")) if raw else frozenset()
+        return out
+
+    def _answered_days(self) -> dict[date, dict[str, frozenset[str]]]:
+        """:meth:`_answered` for every day with a recovery this card answered (one listing)."""
+        prefix = self._qkey(b"p", b"")
+        out: dict[date, dict[str, frozenset[str]]] = {}
+        for k in self._guard._stored(prefix):
+            day, sep, gid = k[len(prefix):].decode().partition("/")
+            try:
+                d = date.fromisoformat(day)
+            except ValueError:
+                continue  # another recipient's key that shares this prefix, not a day
+            if sep:
+                raw = (self._guard.ctx.store.get(k) or b"").decode()
+                out.setdefault(d, {})[gid] = frozenset(raw.split("\n")) if raw else frozenset()
         return out
 
     def _mark(self, group_id: str, day: date, member: str) -> bytes:
