@@ -290,3 +290,16 @@ def test_bill_on_hourly_sums_equals_the_quarter_hour_sum(history):
         assert tou._lincomb(check, prices) == want
         assert tou._lincomb(dataclasses.replace(check, group_sums=None), prices) == want
     assert check.group_sums[1].msm(within[::4]) != naive_msm(within, pts)
+
+
+def test_commitments_given_as_bytearray_verify_like_bytes(history):
+    """A store or caller handing the day's commitments as a ``bytearray`` (a mutable
+    buffer, e.g. from a socket) gets the same verdict as with ``bytes``; before, the
+    shared-points cache raised TypeError (unhashable key) instead of a verdict."""
+    from meterhub.utility import verifier as mod
+
+    days = [dataclasses.replace(d, c33=bytearray(d.c33)) for d in history.day_commitments()]
+    mod.clear_shared_caches()
+    assert _verify(history, days=days).ok
+    bad = dataclasses.replace(history.statement, blinding=(history.statement.blinding + 1) % Q)
+    assert not _verify(history, days=days, statement=bad).ok

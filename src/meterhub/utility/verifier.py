@@ -149,9 +149,11 @@ def _batch_signature_ok(key_bytes: bytes, dc: DayCommitments, meter: MeterRegist
 
 
 def _encodings(days: Sequence[DayCommitments]) -> tuple[int, tuple[bytes, ...]]:
+    # bytes(), not the objects given: a bytearray cannot key a cache (bytes(b) of a
+    # bytes object is that object, no copy).
     if all(dc.c65 is not None for dc in days):
-        return 65, tuple(dc.c65 or b"" for dc in days)
-    return 33, tuple(dc.c33 for dc in days)
+        return 65, tuple(bytes(dc.c65 or b"") for dc in days)
+    return 33, tuple(bytes(dc.c33) for dc in days)
 
 
 def period_points(days: Sequence[DayCommitments]) -> PointArray:
