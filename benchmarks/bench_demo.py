@@ -136,7 +136,8 @@ def marginal(households: int, larger: int, runs: int, trees: dict[str, str | Non
             f"{statistics.median(big[k]):.2f} s")
         if not households < FRAUD_MIN_GROUP <= larger:
             fixed = statistics.median(small[k]) - households * per[k]
-            row(f"{k}  fixed cpu per run (run cpu - households x marginal)", f"{fixed:.2f} s")
+            row(f"{k}  fixed cpu per run (run cpu - households x marginal)", f"{fixed:.2f} s",
+                "" if fixed >= 0 else "negative: the cost per customer grows with the count (not linear)")
     if households < FRAUD_MIN_GROUP <= larger:
         row(f"  note: the fraud section runs with {larger} households but not with {households}", "",
             "so its fixed costs are in the marginal figure and no fixed cost is derived")
