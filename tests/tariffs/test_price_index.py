@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from datetime import UTC, date, datetime, timedelta
 
@@ -168,3 +169,47 @@ def test_mutated_fields_are_refused_or_fail_the_signature(field, value):
         return
     with pytest.raises(SeriesError):
         verify_series(back, demo_index_publisher_key())
+
+
+@functools.cache
+def _one_day_index() -> Series:
+    return example_price_index(START, 1)
+
+
+class _Int(int):
+    """An int subclass: accepted by the value check like a plain int."""
+
+
+_ODD_VALUES = st.one_of(
+    st.integers(min_value=-(1 << 41), max_value=1 << 41),
+    st.booleans(),
+    st.floats(allow_nan=False, width=32),
+    st.integers(min_value=-3, max_value=3).map(_Int),
+    st.just("1"),
+    st.none(),
+)
+
+
+@given(
+    st.lists(st.one_of(st.integers(min_value=-5, max_value=5), _ODD_VALUES), min_size=1, max_size=12),
+    st.sampled_from([KIND_PRICE_INDEX, KIND_LOAD_PROFILE]),
+)
+def test_value_check_names_the_same_first_bad_value_as_checking_each_in_turn(values, kind):
+    """The C-level fast path of the value check (``_check_values``) accepts and refuses
+    exactly what ``_int`` on every value in turn does, with the same message."""
+    from meterhub.tariffs.price_index import MAX_ABS_VALUE, _int
+
+    base = _one_day_index()
+    lo = 0 if kind == KIND_LOAD_PROFILE else -MAX_ABS_VALUE
+    expected = None
+    try:
+        for k, v in enumerate(values):
+            _int(f"values[{k}]", v, lo, MAX_ABS_VALUE)
+    except SeriesError as exc:
+        expected = str(exc)
+    try:
+        s = dataclasses.replace(base, kind=kind, values=tuple(values))
+    except SeriesError as exc:
+        assert str(exc) == expected
+    else:
+        assert expected is None and s.values == tuple(values)

@@ -266,18 +266,23 @@ def _run_chains(pi: np.ndarray, u0: np.ndarray, u: np.ndarray, churn: float = 0.
     states = np.empty((b, SLOTS), dtype=np.int8)
     cur = (u0[:, None] > np.cumsum(pi[:, 0], axis=1)[:, :2]).sum(axis=1)
     rows = np.arange(b)
+    # The terms that do not depend on the current state, for every slot at once (the
+    # same element-wise operations as slot by slot, so the same floats): only the
+    # state-dependent steps stay in the loop over the slots.
+    p0s, p1s = pi[:, :SLOTS], pi[:, 1 : SLOTS + 1]
+    fall = np.clip(p0s - p1s, 0.0, None)
+    rise = np.clip(p1s - p0s, 0.0, None)
+    rise_sum = rise.sum(axis=2, keepdims=True)
+    gain = np.divide(rise, rise_sum, out=np.zeros_like(rise), where=rise_sum > 0)
+    mixed_p1 = churn * p1s
+    keep = 1.0 - churn
     for t in range(SLOTS):
         states[:, t] = cur
-        p0, p1 = pi[:, t], pi[:, t + 1]
-        fall = np.clip(p0 - p1, 0.0, None)
-        rise = np.clip(p1 - p0, 0.0, None)
-        rise_sum = rise.sum(axis=1, keepdims=True)
-        gain = np.divide(rise, rise_sum, out=np.zeros_like(rise), where=rise_sum > 0)
-        leave = fall[rows, cur] / p0[rows, cur]
+        leave = fall[rows, t, cur] / p0s[rows, t, cur]
         # Minimal-flow row of the current state, then the churn mixture.
-        row = gain * leave[:, None]
+        row = gain[:, t] * leave[:, None]
         row[rows, cur] += 1.0 - leave
-        row = (1.0 - churn) * row + churn * p1
+        row = keep * row + mixed_p1[:, t]
         cur = (u[:, t, None] > np.cumsum(row, axis=1)[:, :2]).sum(axis=1)
     return states
 

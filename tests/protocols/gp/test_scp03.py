@@ -861,3 +861,38 @@ def test_extended_commands_mac_the_extended_lc(level: int, size: int, le: int | 
     assert _is_extended(wrapped) == (len(split_capdu(wrapped)[4]) > 0xFF or (le or 0) > 0x100)
     got = card.unwrap_command(*split_capdu(wrapped), extended=_is_extended(wrapped))
     assert got == (0x80, 0xE2, 0x80, 0x00, data)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.sampled_from([16, 24, 32]),
+    st.lists(st.tuples(st.binary(max_size=300), st.integers(0, 0xFFFF), st.integers(1, 1 << 24)), min_size=1,
+             max_size=6),
+)
+def test_session_macs_and_icvs_equal_fresh_computations_on_every_command(key_len, commands):
+    """Secure messaging sets each session key's AES context up once (messaging.py) and
+    reuses it for every command: each C-MAC, R-MAC, ICV and cryptogram of a sequence of
+    commands must be byte for byte what a fresh CMAC / AES per value gives (Amendment D
+    §6.2.4-§6.2.7), whatever came before in the session."""
+    import os
+
+    from meterhub.protocols.gp.scp03.kdf import SessionKeys, _aes_ecb_block, aes_cmac, pad80
+    from meterhub.protocols.gp.scp03.messaging import _SecureMessaging
+
+    keys = SessionKeys(os.urandom(key_len), os.urandom(key_len), os.urandom(key_len), os.urandom(key_len))
+    sm = _SecureMessaging(keys, 0x33, 8, bytes(16))
+    for body, sw, counter in commands:
+        chain = sm.chain
+        full = sm.command_mac(0x84, 0xE2, 0x80, 0x00, body)
+        lc = bytes([len(body) + 8]) if len(body) + 8 <= 0xFF else b"\x00" + (len(body) + 8).to_bytes(2, "big")
+        assert full == aes_cmac(keys.s_mac, chain + bytes([0x84, 0xE2, 0x80, 0x00]) + lc + body)
+        sm.chain = full
+        assert sm.response_mac(body, sw) == aes_cmac(keys.s_rmac, full + body + sw.to_bytes(2, "big"))[:8]
+        for response in (False, True):
+            block = (b"\x80" + counter.to_bytes(15, "big")) if response else counter.to_bytes(16, "big")
+            icv = _aes_ecb_block(keys.s_enc, block)
+            assert sm._icv(counter, response) == icv
+            enc = Cipher(algorithms.AES(keys.s_enc), modes.CBC(icv)).encryptor()
+            expected = enc.update(pad80(body)) + enc.finalize()
+            assert sm.encrypt(body, counter, response=response) == expected
+            assert sm.decrypt(expected, counter, response=response) == body

@@ -6,7 +6,10 @@ and where a card keeps its sequence counters.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Any, Protocol
+
+from cryptography.hazmat.primitives import cmac
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from .kdf import (
     _BLOCK,
@@ -16,8 +19,6 @@ from .kdf import (
     SCP03Error,
     SessionKeys,
     _aes_cbc,
-    _aes_ecb_block,
-    aes_cmac,
     pad80,
     unpad80,
 )
@@ -78,20 +79,31 @@ class _SecureMessaging:
         self.chain = chain  # MAC chaining value (§6.2.4): full 16-byte CMAC of the last C-MAC
         self.counter = 1  # encryption counter value for the next command (§6.2.6)
         self.last_counter = 0  # counter value of the command being answered
+        # The session keys are fixed for the session: their AES key schedules are set up
+        # once here, not per command (a CMAC context is copied per MAC, and ECB keeps no
+        # state between whole blocks), so each command costs only its MACs and ciphers.
+        self._mac_base = cmac.CMAC(algorithms.AES(keys.s_mac))
+        self._rmac_base = cmac.CMAC(algorithms.AES(keys.s_rmac))
+        self._icv_ecb: Any = Cipher(algorithms.AES(keys.s_enc), modes.ECB()).encryptor()
+
+    @staticmethod
+    def _cmac(base: cmac.CMAC, data: bytes) -> bytes:
+        mac = base.copy()
+        mac.update(data)
+        return mac.finalize()
 
     def command_mac(
         self, cla: int, ins: int, p1: int, p2: int, body: bytes, extended: bool = False
     ) -> bytes:
         """Full CMAC over chaining value || header || Lc || data (§6.2.4); Lc counts the MAC."""
         lc = _encode_lc(len(body) + self.mac_len, extended)
-        return aes_cmac(
-            self.keys.s_mac, self.chain + bytes([_mac_cla(cla), ins, p1, p2]) + lc + body
-        )
+        return self._cmac(self._mac_base, self.chain + bytes([_mac_cla(cla), ins, p1, p2]) + lc + body)
 
     def _icv(self, counter: int, response: bool) -> bytes:
         # §6.2.6: ICV = AES(S-ENC, counter as 16 bytes); §6.2.7: response ICV has MSB '80'.
         block = (b"\x80" + counter.to_bytes(15, "big")) if response else counter.to_bytes(16, "big")
-        return _aes_ecb_block(self.keys.s_enc, block)
+        out: bytes = self._icv_ecb.update(block)  # one whole block in, one out
+        return out
 
     def encrypt(self, data: bytes, counter: int, *, response: bool) -> bytes:
         return _aes_cbc(self.keys.s_enc, self._icv(counter, response), pad80(data), decrypt=False)
@@ -103,7 +115,7 @@ class _SecureMessaging:
 
     def response_mac(self, data: bytes, sw: int) -> bytes:
         """R-MAC (§6.2.5): CMAC(S-RMAC, chaining value || response data || SW)."""
-        return aes_cmac(self.keys.s_rmac, self.chain + data + sw.to_bytes(2, "big"))[: self.mac_len]
+        return self._cmac(self._rmac_base, self.chain + data + sw.to_bytes(2, "big"))[: self.mac_len]
 
 
 # --- sequence counter persistence -------------------------------------------------------
