@@ -79,8 +79,10 @@ def settlement_hub(tmp_path):
 
 # -- PostgreSQL (docs/service.md): the same storage tests run on SQLite and PostgreSQL ----
 def _pg_admin_dsn() -> str:
-    """The test server's DSN: $MH_PG_DSN, else .pgdsn written by scripts/postgres.sh
-    (started here if need be). No server is a test FAILURE, never a skip."""
+    """The test server's DSN: $MH_PG_DSN, else .pgdsn written by scripts/postgres.sh,
+    which is run every session: it leaves a server that answers at the recorded DSN
+    alone and starts a new one if that server is gone (a .pgdsn left from before a
+    reboot). No server is a test FAILURE, never a skip."""
     import os
     import subprocess
     from pathlib import Path
@@ -90,10 +92,9 @@ def _pg_admin_dsn() -> str:
         return dsn
     root = Path(__file__).resolve().parent.parent
     f = root / ".pgdsn"
-    if not f.exists():
-        r = subprocess.run(["bash", str(root / "scripts/postgres.sh")], capture_output=True, text=True)
-        if r.returncode != 0:
-            pytest.fail(f"PostgreSQL is unavailable (scripts/postgres.sh: {r.stderr.strip()})")
+    r = subprocess.run(["bash", str(root / "scripts/postgres.sh")], capture_output=True, text=True)
+    if r.returncode != 0 or not f.exists():
+        pytest.fail(f"PostgreSQL is unavailable (scripts/postgres.sh: {r.stderr.strip()})")
     return f.read_text().strip()
 
 
