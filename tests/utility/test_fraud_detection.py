@@ -26,6 +26,7 @@ from meterhub.meter.grid import (
 from meterhub.model.formats.aggregation import MaskedRelease
 from meterhub.model.timebase import range_starts
 from meterhub.utility.theft import (
+    WithholdingDetector,
     balance,
     calibrate,
     localise,
@@ -272,6 +273,43 @@ def test_demo_fraud_section(demo) -> None:
         assert t["kind"] in INVERTIBLE and t["stolen_kwh"] > 0
     # narrowed groups never go below the minimum
     assert all(len(g) >= 5 for f in fr["feeders"] for g in f["narrowed"])
+    # the withholding alarm (docs/fraud.md): the one-day outage is counted, and does not alarm
+    assert fr["withholding"]["threshold_days"] == WithholdingDetector().threshold(12) == 4
+    assert fr["withholding"]["false_alarm_rate"] <= fr["withholding"]["far"]
+    assert sorted(n for f in fr["feeders"] for n in f["missing_days"].values()) == [1]
+    assert not any(f["withholding"] for f in fr["feeders"]) and all(t["withheld_private"] == "-" for t in fr["thieves"])
+    assert all(f["days_unbalanced"] <= f["days_incomplete"] for f in fr["feeders"])
+
+
+def test_utility_fraud_reports_a_withholding_member_from_stored_data(demo, capsys, tmp_path) -> None:
+    """A copy of the demo's data in which one member of feeder-0 never answered: the
+    grid operator's log names it on every day and no release of the feeder group is
+    stored, so the feeder has no sum on any day. `meterhub utility fraud` reports the
+    feeder not balanced on all its days and raises the withholding alarm for that member;
+    a log that names a member whose release is in a verified sum is rejected."""
+    import shutil
+
+    d, _, _ = demo
+    copy = tmp_path / "copy"
+    shutil.copytree(d, copy)
+    conn = sqlite3.connect(str(copy / "fraud.sqlite"))
+    gid = json.loads(conn.execute("SELECT value FROM meta WHERE key='feeder_groups'").fetchone()[0])["feeder-0"]
+    log = json.loads(conn.execute("SELECT value FROM meta WHERE key=?", (f"unanswered/{gid}",)).fetchone()[0])
+    assert len(log) == 12
+    (member,) = conn.execute("SELECT meter_id FROM releases WHERE group_id=? ORDER BY meter_id LIMIT 1", (gid,)).fetchone()
+    conn.execute("UPDATE meta SET value=? WHERE key=?", (json.dumps({day: [member] for day in log}), f"unanswered/{gid}"))
+    conn.commit()
+    capsys.readouterr()
+    assert main(["utility", "fraud", "--data-dir", str(copy)]) == 1  # the log contradicts the verified sums
+    assert f"the log names {member} silent, but its release is in the verified sum" in capsys.readouterr().out
+    conn.execute("DELETE FROM releases WHERE group_id=?", (gid,))  # now: it never answered, no day has a sum
+    conn.commit()
+    conn.close()
+    assert main(["utility", "fraud", "--data-dir", str(copy)]) == 0
+    out = capsys.readouterr().out
+    assert "not balanced on 12 of 12 days" in out
+    k = WithholdingDetector().threshold(12)
+    assert f"WITHHOLDING {member}: missing on 12 of 12 days (threshold {k}), alarm 2027-04-{5 + k:02d}" in out
 
 
 def test_utility_fraud_on_stored_data(demo, capsys, tmp_path) -> None:

@@ -61,6 +61,7 @@ from ..utility.reverify.fraud import ROUND_DAYS, FraudStore, demo_feeder_key
 from ..utility.reverify.settlement import PROFILING_CLASS
 from ..utility.theft import (
     CusumDetector,
+    WithholdingDetector,
     balance,
     cable_segments,
     calibrate,
@@ -69,6 +70,7 @@ from ..utility.theft import (
     suspect_likelihoods,
     suspect_profiles,
     suspect_statistics,
+    unbalanced_days,
 )
 
 __all__ = ["FraudReport", "run", "format_report"]
@@ -95,6 +97,7 @@ class ThiefRow:
     rank_private: int  # 1 = most likely (0: not ranked)
     likelihood_private: float
     rank_raw: int
+    withheld_private: str = "-"  # the day its withholding alarm rose (its hub stayed out of the aggregation)
 
 
 @dataclass
@@ -108,6 +111,9 @@ class FeederRow:
     alarm_private: str
     alarm_raw: str
     narrowed: list[list[str]] = field(default_factory=list)
+    days_unbalanced: int = 0  # days the balance could not judge (too few complete hours, or no sum)
+    missing_days: dict[str, int] = field(default_factory=dict)  # member -> days it did not answer
+    withholding: dict[str, str] = field(default_factory=dict)  # member -> the day its withholding alarm rose
 
 
 @dataclass
@@ -120,6 +126,7 @@ class FraudReport:
     rejected: list[str] = field(default_factory=list)
     sums_equal_readings: bool = True
     detector: dict[str, Any] = field(default_factory=dict)
+    withholding: dict[str, Any] = field(default_factory=dict)  # the withholding alarm's parameters and threshold
     feeders: list[FeederRow] = field(default_factory=list)
     thieves: list[ThiefRow] = field(default_factory=list)
     likelihoods: dict[str, float] = field(default_factory=dict)
@@ -208,7 +215,7 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
     from ..utility.fraud import (
         GroupRegistry,
         SessionMailbox,
-        collect_day,
+        collect_group_day,
         demo_grid_key,
         hub_key,
         make_group,
@@ -326,9 +333,13 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
         down = (feeders[0].customers[1], days[min(3, len(days) - 1)]) if outage and len(feeders[0].customers) > MIN_GROUP else None
         code_hash = bytes.fromhex(expected_code_hash(AGG_CLASS))
 
+        unanswered: dict[str, dict[str, list[int]]] = {}  # group -> member -> days it did not answer
+
         def aggregate(grp: GroupDefinition, f: Feeder, day_ks: range) -> tuple[np.ndarray, np.ndarray]:
             """Private aggregation of ``grp`` over days ``day_ks``: hourly sums and completeness
-            over the whole calendar (zero and incomplete outside ``day_ks``)."""
+            over the whole calendar (zero and incomplete outside ``day_ks``); the members
+            that did not answer go to ``unanswered`` and, as the grid operator's own log,
+            to ``fraud.sqlite`` (meta ``unanswered/<group>``)."""
             out = np.zeros(len(cal.day), dtype=np.int64)
             ok = np.zeros(len(cal.day), dtype=bool)
             members = [m.meter_id for m in grp.members]
@@ -344,14 +355,19 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
                     push_registry(boxes[c], registries[f.feeder_id])
                     push_group(boxes[c], grp)
                 kept: list[tuple[tuple[str, ...], bytes | str]] = []
+                log: dict[str, list[str]] = store.meta(f"unanswered/{grp.group_id}") or {}
                 for k in day_ks:
                     day = days[k]
                     reach = {c: (None if down == (c, day) else mb) for c, mb in boxes.items()}
-                    rel, rec, missing = collect_day(reach, grp, day, AGGREGATION_APP_AID,
-                                                    registry=registries[f.feeder_id].view)
+                    got = collect_group_day(reach, grp, day, AGGREGATION_APP_AID,
+                                            registry=registries[f.feeder_id].view)
+                    rel, rec = got.releases, got.recoveries
+                    for c in got.unanswered:
+                        unanswered.setdefault(grp.group_id, {}).setdefault(c, []).append(k)
+                    log[day.isoformat()] = got.unanswered
                     kept += [((grp.group_id, day.isoformat(), c, "release"), r.to_bytes()) for c, r in rel.items()]
                     kept += [((grp.group_id, day.isoformat(), c, "recovery"), r.to_bytes()) for c, r in rec.items()]
-                    if missing and not rec:  # recovery refused (too few present): no sum, not a fault
+                    if not got.has_sum:  # recovery refused (too few present) or not answered: no sum, not a fault
                         report.group_days_unavailable += 1
                         continue
                     regs = {c: utility.registration(c) for c in rel}
@@ -370,6 +386,7 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
                     report.feeder_days_verified += 1
                     report.feeder_days_incomplete += not fd.complete
                 store.put_many("releases", kept)
+                store.put("meta", (f"unanswered/{grp.group_id}",), json.dumps(log))
             finally:
                 for t in tsms:
                     t.close()
@@ -395,6 +412,10 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
             det = _calibrate(params, sizes)
             store.put_many("meta", [(("detector",), json.dumps(asdict(det))), (("detector_key",), json.dumps(cal_key))])
         report.detector = asdict(det)
+        wd = WithholdingDetector()
+        report.withholding = {"p_outage": wd.p_outage, "far": wd.far, "horizon_days": params.days,
+                              "threshold_days": wd.threshold(params.days),
+                              "false_alarm_rate": wd.false_alarm_rate(params.days)}
         store.put("meta", ("losses",), json.dumps({f.feeder_id: [f.nominal.core_wh, f.nominal.resistive] for f in feeders}))
         labels = [dd.isoformat() for dd in days]
         until = max(1, params.days - ROUND_DAYS)
@@ -406,9 +427,15 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
             a_priv = det.alarm_day(b_priv, until=until)
             a_raw = det.alarm_day(b_raw, until=until)
             whole = [bool(complete[f.feeder_id][sl].all()) for sl in cal.day_slices]
+            silent = unanswered.get(groups[f.feeder_id].group_id, {})
+            withheld = wd.alarms(silent, params.days)
+            judged = b_priv.energy[~np.isnan(b_priv.energy)]
             row = FeederRow(f.feeder_id, len(f.customers), len(f.thefts), sum(whole), len(whole) - sum(whole),
-                            round(float(np.nanmean(b_priv.energy)), 3),
-                            labels[a_priv] if a_priv is not None else "-", labels[a_raw] if a_raw is not None else "-")
+                            round(float(judged.mean()), 3) if len(judged) else float("nan"),
+                            labels[a_priv] if a_priv is not None else "-", labels[a_raw] if a_raw is not None else "-",
+                            days_unbalanced=unbalanced_days(b_priv),
+                            missing_days={c: len(set(v)) for c, v in sorted(silent.items())},
+                            withholding={c: labels[k] for c, k in withheld.items()})
             report.feeders.append(row)
             rank_raw: dict[str, tuple[int, int]] = {}
             if a_raw is not None:
@@ -418,7 +445,9 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
                 truth_rows[t.customer] = ThiefRow(
                     t.customer, f.feeder_id, t.kind, labels[t.start_day], round(t.intensity, 2), round(stolen / 1000, 1),
                     row.alarm_private, row.alarm_raw, 0, rank_raw.get(t.customer, (0, 0))[1], 0, 0.0,
-                    rank_raw.get(t.customer, (0, 0))[0])
+                    rank_raw.get(t.customer, (0, 0))[0], row.withholding.get(t.customer, "-"))
+                if t.customer in row.withholding:  # the alarm names it: a group of one, first
+                    truth_rows[t.customer].group_private, truth_rows[t.customer].rank_private = 1, 1
             if a_priv is None:
                 continue
 
@@ -481,7 +510,7 @@ def run(params: Any, thieves: int = 2, *, outage: bool = True) -> FraudReport:
                 order = sorted(lik, key=lambda c: -lik[c][1])
                 for c in order:
                     report.likelihoods[c] = round(lik[c][1], 4)
-                    if c in truth_rows:
+                    if c in truth_rows and truth_rows[c].withheld_private == "-":
                         truth_rows[c].group_private = len(members)
                         truth_rows[c].rank_private = order.index(c) + 1
                         truth_rows[c].likelihood_private = round(lik[c][1], 4)
@@ -542,20 +571,35 @@ def format_report(r: FraudReport) -> str:
         f"{100 * r.detector.get('far', 0):.0f}% false alarms over {r.detector.get('horizon_days', 0)} days): "
         f"energy k={r.detector.get('k_energy', 0):.2f}% h={r.detector.get('h_energy', 0):.2f}, "
         f"shape k={r.detector.get('k_shape', 0):.2f}% h={r.detector.get('h_shape', 0):.2f}",
+        _withholding_line(r.withholding),
         f"{'feeder':<9} {'cust':>4} {'thieves':>7} {'mean disc.':>10} {'alarm (private)':>15} {'alarm (raw)':>11}  narrowed groups",
     ]
     for f in r.feeders:
         out.append(f"{f.feeder:<9} {f.customers:>4} {f.thieves:>7} {f.discrepancy_pct:>9.2f}% {f.alarm_private:>15} "
                    f"{f.alarm_raw:>11}  {'; '.join(','.join(g) for g in f.narrowed) or '-'}")
+        if f.days_unbalanced:
+            out.append(f"{'':<9} not balanced on {f.days_unbalanced} of {f.days_complete + f.days_incomplete} days; "
+                       "did not answer: " + (", ".join(f"{c} {n} day(s)" for c, n in f.missing_days.items()) or "-"))
+        for c, day in f.withholding.items():
+            out.append(f"{'':<9} WITHHOLDING {c}: missing on {f.missing_days.get(c, 0)} days, alarm {day}")
     out.append(f"{'thief':<9} {'kind':<9} {'from':<10} {'records':>7} {'stolen':>8} {'group':>5} {'rank':>4} "
-               f"{'likelihood':>10} {'raw group':>9} {'raw rank':>8}")
+               f"{'likelihood':>10} {'raw group':>9} {'raw rank':>8} {'withheld':>10}")
     for t in r.thieves:
         out.append(f"{t.customer:<9} {t.kind:<9} {t.start:<10} {100 * t.recorded_fraction:>6.0f}% {t.stolen_kwh:>6.1f}kWh "
-                   f"{t.group_private:>5} {t.rank_private:>4} {t.likelihood_private:>10.3f} {t.group_raw:>9} {t.rank_raw:>8}")
+                   f"{t.group_private:>5} {t.rank_private:>4} {t.likelihood_private:>10.3f} {t.group_raw:>9} {t.rank_raw:>8} "
+                   f"{t.withheld_private:>10}")
     out.append("the grid operator saw feeder sums and, for narrowed groups only, suspect-profile scores: no reading")
     for why in r.rejected:
         out.append(f"REJECTED {why}")
     return "\n".join(out)
+
+
+def _withholding_line(w: dict[str, Any]) -> str:
+    """The withholding alarm's parameters (:class:`meterhub.utility.theft.WithholdingDetector`)."""
+    if not w:
+        return "withholding alarm: -"
+    return (f"withholding alarm: a member missing on more than {w['threshold_days']} of {w['horizon_days']} days "
+            f"(honest outage {100 * w['p_outage']:.0f}% of days: {w['false_alarm_rate']:.1e} false alarms per member)")
 
 
 def _recorded_days(d: Path, hubs: Any, meter_id: str, days: list[date]) -> list[tuple[int, list[Any]]]:

@@ -81,6 +81,9 @@ from .formats.aggregation import (
 from .formats.membership import MemberCertificate
 
 __all__ = [
+    "MAX_REGISTRY_GROUPS",
+    "MAX_REGISTRY_MEMBERS",
+    "RegistryFull",
     "REGISTRY_DST",
     "SPAN_DST",
     "RegistryBlock",
@@ -107,6 +110,20 @@ _MAGIC = b"MHGR\x01"
 _MAGIC_CERTIFIED = b"MHGR\x02"  # version 2: the block carries member certificates
 MAX_BLOCK_GROUPS = 256
 MAX_BLOCK_CERTIFICATES = 4096
+#: The most distinct members and groups a hub's registry of one recipient holds
+#: (docs/fraud.md, "Registry bounds"). A low-voltage feeder serves 5-60 customers; 256
+#: leaves room for reconfigurations and meter exchanges, and 1,024 groups for years of
+#: periods with their cable segments (about 25 per period for a feeder of 60). The
+#: span test costs the card about ``groups x members x rank``; within these bounds a
+#: block costs seconds, not the minute and more of 256 groups over 1,000 certified meters
+#: of the service area (red team round 4).
+MAX_REGISTRY_MEMBERS = 256
+MAX_REGISTRY_GROUPS = 1024
+
+
+class RegistryFull(PolicyRefusal):
+    """The registry after a block would exceed :data:`MAX_REGISTRY_MEMBERS` or
+    :data:`MAX_REGISTRY_GROUPS` (the card answers ``6A84``, not enough memory space)."""
 _U32 = struct.Struct(">I")
 
 
@@ -592,6 +609,16 @@ class RegistryView:
                 raise PolicyRefusal(f"groups aggregate fixed {interval_minutes}-minute intervals")
             if not any(g.verify(k) for k in keys):
                 raise PermissionError(f"group {g.group_id} is not signed by the pinned group-signing key")
+        # the bounds first: they cost nothing, the certificates and the span test do
+        n_groups = len(seen)
+        if n_groups > MAX_REGISTRY_GROUPS:
+            raise RegistryFull(f"registry block {block.version}: the registry would hold {n_groups} groups, "
+                               f"at most {MAX_REGISTRY_GROUPS}")
+        members = {m for g in self.groups.values() for m in g.meter_ids} | {m for g in block.groups for m in g.meter_ids}
+        if len(members) > MAX_REGISTRY_MEMBERS:
+            raise RegistryFull(f"registry block {block.version}: the registry would hold {len(members)} distinct "
+                               f"members, at most {MAX_REGISTRY_MEMBERS} (a feeder serves 5-60)")
+        for g in block.groups:
             self._check_not_retroactive(g, released, answered or {})
         if certifiers is not None:
             uncertified = certificate_problems(block, certifiers)

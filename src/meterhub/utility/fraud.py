@@ -61,6 +61,8 @@ __all__ = [
     "FeederDay",
     "make_group",
     "collect_day",
+    "collect_group_day",
+    "GroupDayCollection",
     "recovery_missing",
     "verify_feeder_day",
     "demo_grid_key",
@@ -122,13 +124,46 @@ def recovery_missing(view: RegistryView, group: GroupDefinition, day: date, drop
     return None
 
 
+@dataclass
+class GroupDayCollection:
+    """What one group-day's collection gave the grid operator: the releases and
+    recovery releases to verify, the members the unmasking round named missing, and the
+    members that did not answer one of its requests (the release, or the unmasking
+    round; a release whose sealed shares cannot be forwarded counts as no answer).
+    ``unanswered`` is what the withholding alarm counts
+    (:class:`meterhub.utility.theft.WithholdingDetector`): members named missing only
+    because the recovery rule grew the missing set answered, and are not counted."""
+
+    releases: dict[str, MaskedRelease]
+    recoveries: dict[str, RecoveryRelease]
+    missing: list[str]
+    unanswered: list[str]
+
+    @property
+    def has_sum(self) -> bool:
+        """Whether the day has a sum to verify: the unmasking round ran to its end (every
+        present member answers it, a complete day included)."""
+        return bool(self.recoveries)
+
+
 def collect_day(mailboxes: Mapping[str, AppletMailbox | None], group: GroupDefinition, day: date,
                 app_aid: str, *, registry: RegistryView | None = None,
                 answered: Mapping[str, frozenset[str]] | None = None
                 ) -> tuple[dict[str, MaskedRelease], dict[str, RecoveryRelease], list[str]]:
     """Step 1: ask every member (``None``: the hub is unreachable), then recover the missing.
 
-    Returns releases, recovery releases and the missing members. With the feeder's
+    Returns releases, recovery releases and the missing members
+    (:func:`collect_group_day`, which also says who did not answer)."""
+    c = collect_group_day(mailboxes, group, day, app_aid, registry=registry, answered=answered)
+    return c.releases, c.recoveries, c.missing
+
+
+def collect_group_day(mailboxes: Mapping[str, AppletMailbox | None], group: GroupDefinition, day: date,
+                      app_aid: str, *, registry: RegistryView | None = None,
+                      answered: Mapping[str, frozenset[str]] | None = None) -> GroupDayCollection:
+    """Step 1 of the module docstring, with the members that did not answer.
+
+    With the feeder's
     ``registry`` the missing set is chosen by :func:`recovery_missing` first (members
     that answered but are named missing lose their release: the present set's sum is all
     the day gives); when none is admitted, or when a present hub refuses or fails the
@@ -155,16 +190,17 @@ def collect_day(mailboxes: Mapping[str, AppletMailbox | None], group: GroupDefin
         if [i for i, _ in rel.shares] != sent:  # its shares cannot be forwarded: as if it had not answered
             del releases[mid]
     missing = sorted(m for m in ids if m not in releases)
+    silent = list(missing)
     if missing and registry is not None:
         chosen = recovery_missing(registry, group, day, missing, answered)
         if chosen is None:
-            return releases, {}, missing  # no admissible present set: no sum for the day
+            return GroupDayCollection(releases, {}, missing, silent)  # no admissible present set: no sum
         missing = list(chosen)
         releases = {m: r for m, r in releases.items() if m not in chosen}
     recoveries: dict[str, RecoveryRelease] = {}
     present = sorted(releases)
     if len(present) < t:
-        return releases, {}, missing  # fewer answers than the threshold: no sum for the day
+        return GroupDayCollection(releases, {}, missing, silent)  # fewer answers than the threshold: no sum
     # the unmasking round (Bonawitz et al., CCS 2017, §4): each present hub gets the
     # present members, each with the sealed share of its self-mask addressed to the hub
     # (empty where the hub derives it), and the missing members, whose pairwise masks it
@@ -181,8 +217,8 @@ def collect_day(mailboxes: Mapping[str, AppletMailbox | None], group: GroupDefin
         except (HubRefused, ValueError):
             # A hub that fails the unmasking round cannot be unmasked, and its peers have
             # answered their one round for this day: the day stays without a sum.
-            return releases, {}, missing
-    return releases, recoveries, missing
+            return GroupDayCollection(releases, {}, missing, sorted({*silent, mid}))
+    return GroupDayCollection(releases, recoveries, missing, silent)
 
 
 def _sent_holders(members: int, dealer: int, threshold: int) -> list[int]:

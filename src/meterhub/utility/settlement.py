@@ -73,7 +73,8 @@ _REFUSAL = {
     "or a nonce that does not open its commitment), or the recipient is not entitled to it",
     0x6984: "expired (the hub already holds readings past its expiry day)",
     0x6985: "not allowed now (an older version, a period already begun, committed or released, or an overlapping period)",
-    0x6A84: "the recipient's budget of linear functionals for this period is used up",
+    0x6A84: "not enough space: the recipient's budget of linear functionals for this period is used up, "
+            "or its group registry is full",
     0x6A88: "refers to data the hub does not hold (another version, a missing day or profile)",
     0x6700: "the wrong length",
 }

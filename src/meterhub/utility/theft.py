@@ -20,6 +20,25 @@ at a high quantile of honest daily values, ``h`` at the ``1 - far/2`` quantile o
 largest CUSUM value an honest feeder reaches over the horizon, so that a share ``far``
 of honest feeders alarms within the horizon (the documented false-alarm rate).
 
+**Withholding** (red team round 4): a thief can stay out of the aggregation instead
+of under-reporting through it, letting its hub's host drop the grid operator's
+messages. Every day of its feeder is then a recovery without it (incomplete, so the
+balance skips it) or has no sum at all, and the CUSUMs never see a day. The operator
+names the members that did not answer in every unmasking request, so it counts, per
+member, the days of the horizon on which it did not answer (a group-day without a sum
+counts against every member the operator could not reach), and raises a
+*withholding* alarm for a member missing on more than ``threshold(n)`` of ``n`` days
+(:class:`WithholdingDetector`). An honest hub misses a day's round independently with
+a small probability ``p`` (power or network outages are rare and short), so its count
+is at most Binomial(``n``, ``p``); ``threshold(n)`` is the smallest ``k >= 1`` with
+``P(Binomial(n, p) > k) <= far``, and since the count only grows, the share of honest
+members alarmed within the horizon is at most ``far``. Defaults ``p = 0.05`` (one day
+in twenty, far more than a household's connection fails) and ``far = 0.001`` per
+member and horizon: 30 days alarm on the 7th missing day, 14 days on the 5th, 7 days
+on the 4th; a single missing day never alarms. The alarm names the member (its
+identity is no secret: it is named in the unmasking requests) and goes to localisation
+like a CUSUM alarm: the feeder is reported *not balanced on N of M days*.
+
 **Localisation** (group testing without breaking the minimum group size): a flagged
 feeder's cable is split at its middle, a check meter on the cut gives both halves'
 balances over a round of days, and only halves whose relative discrepancy exceeds a
@@ -47,7 +66,7 @@ for the narrowed group only, never a reading.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -61,6 +80,7 @@ __all__ = [
     "DailyBalance",
     "Localisation",
     "SuspectProfile",
+    "WithholdingDetector",
     "balance",
     "calibrate",
     "cusum_path",
@@ -69,6 +89,7 @@ __all__ = [
     "suspect_likelihoods",
     "suspect_profiles",
     "suspect_statistics",
+    "unbalanced_days",
 ]
 
 
@@ -155,6 +176,53 @@ def calibrate(honest: Sequence[DailyBalance], far: float = 0.05, *, quantile_k: 
     h_s = float(np.quantile([cusum_path(b.shape, k_s).max() for b in honest], q))
     # a threshold of zero would alarm on any excess; keep a floor of one reference value
     return CusumDetector(k_e, max(h_e, k_e), k_s, max(h_s, k_s), far, len(honest[0].energy), len(honest))
+
+
+def unbalanced_days(b: DailyBalance) -> int:
+    """The days the balance could not judge (too few complete hours): what the feeder
+    reports as *not balanced on N of M days* instead of staying silently quiet."""
+    return int(np.count_nonzero(np.isnan(b.energy)))
+
+
+def binomial_tail(n: int, p: float, k: int) -> float:
+    """``P(X > k)`` for ``X ~ Binomial(n, p)``, summed exactly."""
+    return float(sum(math.comb(n, j) * p**j * (1.0 - p) ** (n - j) for j in range(k + 1, n + 1)))
+
+
+@dataclass(frozen=True)
+class WithholdingDetector:
+    """The withholding alarm of the module docstring: a member missing on more than
+    ``threshold(n)`` of the horizon's ``n`` days. ``p_outage``: the probability an honest
+    hub misses one day's round; ``far``: the share of honest members alarmed within the
+    horizon that is tolerated."""
+
+    p_outage: float = 0.05
+    far: float = 0.001
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.p_outage < 1.0 or not 0.0 < self.far < 1.0:
+            raise ValueError("the outage probability and the false-alarm rate lie strictly between 0 and 1")
+
+    def threshold(self, days: int) -> int:
+        """The most missing days of ``days`` that do not alarm (at least one: a single
+        outage never alarms)."""
+        return max(1, next(k for k in range(days + 1) if binomial_tail(days, self.p_outage, k) <= self.far))
+
+    def false_alarm_rate(self, days: int) -> float:
+        """The chance an honest member alarms within a horizon of ``days``."""
+        return binomial_tail(days, self.p_outage, self.threshold(days))
+
+    def alarms(self, missing_days: Mapping[str, Iterable[int]], days: int) -> dict[str, int]:
+        """Per alarmed member, the day (index in the horizon) its count of missing days
+        first exceeds ``threshold(days)``; ``missing_days``: the day indices on which
+        each member did not answer (each day counted once)."""
+        k = self.threshold(days)
+        out = {}
+        for member, ds in missing_days.items():
+            seen = sorted({d for d in ds if 0 <= d < days})
+            if len(seen) > k:
+                out[member] = seen[k]
+        return dict(sorted(out.items()))
 
 
 # -- localisation ---------------------------------------------------------------------

@@ -18,7 +18,13 @@ from ...model.formats.aggregation import (
     PolicyRefusal,
     RecoveryRequest,
 )
-from ...model.group_registry import HeadTags, RegistryBlock, RegistryView, day_mask_digest
+from ...model.group_registry import (
+    HeadTags,
+    RegistryBlock,
+    RegistryFull,
+    RegistryView,
+    day_mask_digest,
+)
 from ...policy import (
     AGGREGATE_KINDS,
     KINDS,
@@ -353,7 +359,9 @@ class GuardPort(Shareable):
         :meth:`RegistryView.check_extension` (signature, or a member without a certificate
         from the pinned member certifier binding its meter id and hub key, ``6982``; no
         member certifier pinned, not the next block, another feeder, a registry that
-        isolates a household or adds to a released day ``6985``; malformed ``6A80``). A block this hub holds already is accepted again
+        isolates a household or adds to a released day ``6985``; a registry beyond
+        ``MAX_REGISTRY_MEMBERS`` (256) distinct members or ``MAX_REGISTRY_GROUPS`` (1,024)
+        groups ``6A84``, refused before the span test; malformed ``6A80``). A block this hub holds already is accepted again
         without change (the grid operator may resend its chain)."""
         g = self._guard
         g._entitled(self._recipient, "aggregate")
@@ -373,6 +381,8 @@ class GuardPort(Shareable):
                                  certifier_keys=self.pinned("member-cert"), answered=self._answered_days())
         except PermissionError as exc:
             raise ISOException(SW.SECURITY_STATUS_NOT_SATISFIED, str(exc)) from None
+        except RegistryFull as exc:  # checked before any costly test: the card stays free
+            raise ISOException(SW.FILE_FULL, str(exc)) from None
         except PolicyRefusal as exc:
             raise ISOException(SW.CONDITIONS_NOT_SATISFIED, str(exc)) from None
         new = view.extended(block)

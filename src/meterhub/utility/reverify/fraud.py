@@ -5,7 +5,12 @@ operator keeps what it received (``fraud.sqlite``).
 Every feeder-day is verified again from the stored masked releases and recoveries
 against the meters' signed commitments in ``utility.sqlite``, every group against the
 grid operator's signed group registry; balance, alarms and the suspects' likelihoods are
-recomputed from the verified sums only.
+recomputed from the verified sums only. The withholding alarm
+(:class:`meterhub.utility.theft.WithholdingDetector`) counts the days each member of a
+feeder group did not answer, from the grid operator's own log (meta
+``unanswered/<group>``: no signature can prove a silence), checked against the stored
+releases: a member logged silent must not be in a verified day's sum; without a log
+(an older store) the members a day's releases lack count.
 """
 
 from __future__ import annotations
@@ -27,7 +32,15 @@ from ...model.formats.aggregation import (
 )
 from ...model.grid import LossModel, hour_calendar
 from ...storage.sqlite import open_db, transaction
-from ..theft import CusumDetector, SuspectProfile, balance, suspect_likelihoods, suspect_statistics
+from ..theft import (
+    CusumDetector,
+    SuspectProfile,
+    WithholdingDetector,
+    balance,
+    suspect_likelihoods,
+    suspect_statistics,
+    unbalanced_days,
+)
 from .settlement import PROFILING_CLASS
 
 __all__ = ["ROUND_DAYS", "FraudStore", "demo_feeder_key", "fraud_stored"]
@@ -87,7 +100,8 @@ def fraud_stored(data_dir: Path, collect: dict[str, Any] | None = None) -> tuple
     """Re-verify every stored feeder-day and recompute balance and alarms; (lines, rejections).
     ``collect`` (the utility dashboard) receives ``feeders``: per feeder its days, daily
     feeder energy, verified customer sum, expected technical loss and discrepancy, the
-    detector's allowance, alarm day and localisation segments."""
+    detector's allowance, alarm day and localisation segments, the days not balanced and
+    the withholding alarms."""
     from ...model.timebase import range_starts
     from ..fraud import AGGREGATION_CLASS, demo_grid_key, verify_feeder_day
     from ..settlement import expected_code_hash
@@ -114,6 +128,7 @@ def fraud_stored(data_dir: Path, collect: dict[str, Any] | None = None) -> tuple
             releases.setdefault((gid, day), {}).setdefault(kind, {})[mid] = bytes(body)
         readings = {(fid, day): bytes(body) for fid, day, body in store.rows("feeder_days")}
         lines.append(f"{'feeder':<9} {'days':>4} {'incomplete':>10} {'mean disc.':>10} {'alarm':>11}  localisation")
+        wd = WithholdingDetector()
         feeder_groups = set((store.meta("feeder_groups") or {}).values())
         registries = _stored_registries(store, {fid for fid, _ in readings}, rejected)
         lines[:0] = [f"group registry of {fid}: {len(reg.blocks)} block(s), {len(reg.view.groups)} groups, "
@@ -159,10 +174,16 @@ def fraud_stored(data_dir: Path, collect: dict[str, Any] | None = None) -> tuple
             s_wh = np.zeros(len(cal.day))
             ok = np.zeros(len(cal.day), dtype=bool)
             incomplete = 0
+            log = store.meta(f"unanswered/{gid}")
+            if log is not None and not isinstance(log, dict):
+                rejected.append(f"{gid}: the log of members that did not answer is not a mapping of days")
+            silent: dict[str, list[int]] = {}
             for k in range(n_days):
                 day = grp.valid_from + timedelta(days=k)
                 sl = cal.day_slices[k]
                 got = releases.get((gid, day.isoformat()), {})
+                logged = log.get(day.isoformat()) if isinstance(log, dict) else None
+                day_silent = sorted(grp.meter_ids - set(got.get("release", {}))) if logged is None else logged
                 raw_f = readings.get((grp.feeder_id, day.isoformat()))
                 try:
                     if raw_f is None:
@@ -172,12 +193,23 @@ def fraud_stored(data_dir: Path, collect: dict[str, Any] | None = None) -> tuple
                         raise Rejected("feeder meter reading does not verify")
                     rel = {m: MaskedRelease.from_bytes(b) for m, b in got.get("release", {}).items()}
                     rec = {m: RecoveryRelease.from_bytes(b) for m, b in got.get("recovery", {}).items()}
-                    if rel and set(rel) != grp.meter_ids and not rec:
+                    if not isinstance(day_silent, list) or not all(isinstance(m, str) for m in day_silent):
+                        raise Rejected("the log of members that did not answer is not a list of meter ids")
+                    if set(day_silent) - grp.meter_ids:
+                        raise Rejected(f"the log names {sorted(set(day_silent) - grp.meter_ids)[0]} silent, not a member")
+                    if (rel or day_silent) and not rec:  # the unmasking round did not finish: no sum
                         unavailable += 1
+                        for m in day_silent:  # every member the operator could not reach that day
+                            silent.setdefault(m, []).append(k)
                         continue
                     regs = {m: utility.registration(m) for m in rel}
                     comms = {m: utility.day_commitments(m, day, day) for m in rel}
                     fd = verify_feeder_day(grp, day, rel, rec, regs, comms, code_hash=code_hash)
+                    if set(day_silent) & set(fd.present):
+                        raise Rejected(f"the log names {sorted(set(day_silent) & set(fd.present))[0]} silent, "
+                                       "but its release is in the verified sum")
+                    for m in day_silent:
+                        silent.setdefault(m, []).append(k)
                     if len(fr.hours) != len(fd.hours):
                         raise Rejected("feeder reading and sums differ in length")
                 except (Rejected, ValueError, KeyError) as exc:
@@ -190,6 +222,8 @@ def fraud_stored(data_dir: Path, collect: dict[str, Any] | None = None) -> tuple
             nominal = LossModel(*losses.get(grp.feeder_id, (0.0, 0.0)))
             b = balance(f_wh, s_wh, nominal, cal, ok)
             alarm = det.alarm_day(b, until=max(1, n_days - ROUND_DAYS))
+            withheld = wd.alarms(silent, n_days)
+            not_balanced = unbalanced_days(b)
             loc = store.meta(f"localisation/{grp.feeder_id}")
             where = "-"
             if loc is not None:
@@ -209,9 +243,20 @@ def fraud_stored(data_dir: Path, collect: dict[str, Any] | None = None) -> tuple
                     "alarm": None if alarm is None else grp.valid_from + timedelta(days=alarm),
                     "localisation": loc, "members": sorted(grp.meter_ids), "tz": tz,
                     "hourly_sum_wh": [float(x) for x in s_wh], "hourly_ok": [bool(x) for x in ok],
+                    "days_unbalanced": not_balanced,
+                    "missing_days": {m: len(set(v)) for m, v in sorted(silent.items())},
+                    "withholding": {m: grp.valid_from + timedelta(days=d) for m, d in withheld.items()},
                 })
-            lines.append(f"{grp.feeder_id:<9} {n_days:>4} {incomplete:>10} {np.nanmean(b.energy):>9.2f}% "
+            lines.append(f"{grp.feeder_id:<9} {n_days:>4} {incomplete:>10} {_judged_mean(b.energy):>9.2f}% "
                          f"{(grp.valid_from + timedelta(days=alarm)).isoformat() if alarm is not None else '-':>11}  {where}")
+            if not_balanced:
+                lines.append(f"{'':<9} not balanced on {not_balanced} of {n_days} days; did not answer: "
+                             + (", ".join(f"{m} {len(set(v))} day(s)" for m, v in sorted(silent.items())) or "-"))
+            for m, d in withheld.items():
+                lines.append(f"{'':<9} WITHHOLDING {m}: missing on {len(set(silent[m]))} of {n_days} days "
+                             f"(threshold {wd.threshold(n_days)}), alarm {grp.valid_from + timedelta(days=d)}")
+        lines.append(f"withholding alarm: a member missing on more than the threshold of the horizon's days "
+                     f"(honest outage {100 * wd.p_outage:.0f}% of days, {wd.far:.0e} false alarms per member and horizon)")
         lines.extend(_stored_suspects(store, utility, rejected))
         lines.append(f"{len(readings)} feeder-days and {sub_days} localisation group-days re-verified from stored "
                      f"releases ({unavailable} without a sum: recovery refused), {len(rejected)} rejected")
@@ -219,6 +264,12 @@ def fraud_stored(data_dir: Path, collect: dict[str, Any] | None = None) -> tuple
         store.close()
         utility.close()
     return lines, rejected
+
+
+def _judged_mean(x: np.ndarray) -> float:
+    """The mean over the days the balance judged (NaN when it judged none)."""
+    judged = x[~np.isnan(x)]
+    return float(judged.mean()) if len(judged) else float("nan")
 
 
 def _stored_registries(store: FraudStore, feeders: set[str], rejected: list[str]) -> dict[str, Any]:
