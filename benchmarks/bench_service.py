@@ -14,10 +14,14 @@
    the same one-day re-deliveries.
 3. Dask: ``verify-all`` of N customers' pending statements (``--days`` each; 30 for a
    month) with 1 and 2 workers (two LocalClusters, alternated with the single-process
-   baseline), wall and CPU (driver + workers), and the projection to 1M customers.
+   baseline unless ``--no-in-process``), on SQLite and PostgreSQL (``--dask-db``), wall
+   and CPU (driver + workers + the PostgreSQL server), and the projection to 1M
+   customers. The data: ``month_data.py`` (real, distinct customer-months, 3 in 1,000
+   tampered; generated once and cached under /tmp, never timed).
 
 Run: PYTHONPATH=src python benchmarks/bench_service.py [--meters 20 --days 5
-     --soak 60 --customers 40 --runs 5] (PostgreSQL from $MH_PG_DSN or .pgdsn).
+     --soak 60 --customers 40 --runs 5] (PostgreSQL from $MH_PG_DSN or .pgdsn);
+     the Dask figures of the README: --only dask --customers 10000 --days 30.
 """
 
 from __future__ import annotations
@@ -330,7 +334,7 @@ def _pg_server_cpu(url: str) -> float | None:
 
 
 def bench_dask(customers: int, days: int, runs: int, pg_admin: str | None, backends: list[str],
-               in_process: bool) -> None:
+               in_process: bool, meters_per_task: int | None = None) -> None:
     """verify-all of ``customers`` pending statements of ``days`` days each with 1 and 2
     worker processes (two LocalClusters kept up, runs alternated 1, 2, 1, 2, ...), with
     the default partitioning, on each backend. The data: ``month_data.month_store`` (real,
@@ -371,7 +375,7 @@ def bench_dask(customers: int, days: int, runs: int, pg_admin: str | None, backe
             print(f"   Dask: {customers} customers x {days} days on {backend} ({db}; "
                   f"set-up {time.perf_counter() - t0:.0f} s); load {_load()}")
             _dask_runs(db, customers, days, runs, dask_clients, in_process, bad_ids, verify_all,
-                       clear_shared_caches)
+                       clear_shared_caches, meters_per_task)
     finally:
         for cl_ in dask_clients.values():
             cl_.close()
@@ -384,7 +388,7 @@ def _load() -> str:
 
 
 def _dask_runs(db: str, customers: int, days: int, runs: int, dask_clients: dict, in_process: bool,
-               bad_ids: dict[str, str], verify_all, clear) -> None:  # noqa: ANN001
+               bad_ids: dict[str, str], verify_all, clear, meters_per_task: int | None) -> None:  # noqa: ANN001
     u = UtilityStore(db if "://" in db else Path(db))
     pg = u.postgres
 
@@ -428,7 +432,7 @@ def _dask_runs(db: str, customers: int, days: int, runs: int, dask_clients: dict
                 client.run(clear)
                 w0 = client.run(time.process_time)
                 c0, t0 = time.process_time(), time.perf_counter()
-                ok, bad = verify_all(db, client=client)
+                ok, bad = verify_all(db, client=client, meters_per_task=meters_per_task)
                 t, dc = time.perf_counter() - t0, time.process_time() - c0
                 w1 = client.run(time.process_time)
                 c = dc + sum(w1[k] - w0[k] for k in w1)
@@ -452,6 +456,8 @@ def _dask_runs(db: str, customers: int, days: int, runs: int, dask_clients: dict
         return f"; PostgreSQL server CPU {meds[k]:.2f} s" if k in meds else ""
 
     label = f"{customers:,} customers x {days} days, {'PostgreSQL' if pg else 'SQLite'}"
+    if meters_per_task:
+        label += f", {meters_per_task} meters per task"
     print(f"   {label}: load average (1, 5, 15 min) before and after each round: {' | '.join(loads)}")
     if in_process:
         row(f"Dask verify-all: {label}, in one process (verify_pending)",
@@ -487,6 +493,8 @@ def main() -> None:
     ap.add_argument("--only", choices=["ingest", "api", "dask"], help="one part only (default: all)")
     ap.add_argument("--dask-db", choices=["sqlite", "postgres", "both"], default="both",
                     help="Dask: the database(s) (default: both; PostgreSQL only when one is configured)")
+    ap.add_argument("--meters-per-task", type=int,
+                    help="Dask: partition size (default: verify-all's own, scaleout.partition_size)")
     ap.add_argument("--no-in-process", action="store_true",
                     help="Dask: leave out the single-process baseline run (default: include it)")
     a = ap.parse_args()
@@ -512,7 +520,7 @@ def main() -> None:
             backends = ["sqlite", "postgres"] if a.dask_db == "both" else [a.dask_db]
             if pg is None:
                 backends = [b for b in backends if b != "postgres"]
-            bench_dask(a.customers, a.days, a.runs, pg, backends, not a.no_in_process)
+            bench_dask(a.customers, a.days, a.runs, pg, backends, not a.no_in_process, a.meters_per_task)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -29,10 +29,10 @@ from ..utility.store import UtilityStore
 __all__ = ["verify_all", "verify_partition"]
 
 
-def _open(db: str) -> UtilityStore:
+def _open(db: str, *, quick_check: bool = True) -> UtilityStore:
     from ..storage.postgres import is_postgres_url
 
-    return UtilityStore(db if is_postgres_url(db) else Path(db))
+    return UtilityStore(db if is_postgres_url(db) else Path(db), quick_check=quick_check)
 
 
 _worker_stores: dict[str, UtilityStore] = {}  # one connection per database per worker process
@@ -50,8 +50,8 @@ def verify_partition(db: str, meter_ids: list[str]) -> tuple[int, int]:
     after a database error it is dropped and the task fails (Dask retries it elsewhere
     or the run stops; a verdict already written is never overwritten by the retry)."""
     store = _worker_stores.get(db)
-    if store is None:
-        store = _worker_stores[db] = _open(db)
+    if store is None:  # the driver opened the file with SQLite's whole-file check just now
+        store = _worker_stores[db] = _open(db, quick_check=False)
     try:
         verdicts = store.pending_verdicts_many(meter_ids)
         store.record_verdicts(verdicts)
