@@ -210,9 +210,9 @@ def open_db(
 
     ``quick_check`` reads every page of the file (its cost grows with the store, not
     with the work: about as long as reading the file). ``quick_check=False`` skips it
-    for a process that opens a store another process has just opened with the check
-    (the Dask workers of ``utility verify-all``, whose driver checked it); SQLite still
-    refuses any page it reads that is malformed, so nothing is read unchecked.
+    for an opener whose every result is checked on its own (``utility verify-all``,
+    :func:`meterhub.service.scaleout._open`); SQLite still refuses any page it reads
+    that is malformed.
     """
     path = Path(path)
     try:

@@ -85,8 +85,8 @@ class UtilityStore:
     default) or PostgreSQL when ``path`` is a ``postgresql://`` URL (docs/service.md).
 
     ``quick_check=False``: open a SQLite store without SQLite's whole-file
-    ``quick_check`` (:func:`meterhub.storage.sqlite.open_db`), for the Dask workers of
-    ``utility verify-all``, whose driver has just opened the same file with it."""
+    ``quick_check`` (:func:`meterhub.storage.sqlite.open_db`), for ``utility verify-all``
+    (:func:`meterhub.service.scaleout._open` says why)."""
 
     SCHEMA_VERSION = 4  # 2: bills is an append-only history; 3: refs and outputs (service); 4: outputs_by_party
 
