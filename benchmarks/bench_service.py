@@ -349,27 +349,28 @@ def bench_dask(customers: int, days: int, runs: int, pg_admin: str | None, backe
     do not depend on how busy the machine is; the wall ones do."""
     import logging
 
+    import dask
     from dask.distributed import Client, LocalCluster
 
     logging.getLogger("distributed").setLevel(logging.ERROR)
 
     import month_data
-    from meterhub.service.scaleout import verify_all
+    from meterhub.service.scaleout import CLUSTER_CONFIG, verify_all
     from meterhub.utility.verifier import clear_shared_caches
 
     src = month_data.month_store(customers, days)
     bad_ids = month_data.tampered(customers)
-    clusters = {
-        n: LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0") for n in (1, 2)
-    }
-    dask_clients = {n: Client(cl) for n, cl in clusters.items()}
+    with dask.config.set(CLUSTER_CONFIG):  # as verify-all's own LocalCluster
+        clusters = {
+            n: LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0") for n in (1, 2)
+        }
+        dask_clients = {n: Client(cl) for n, cl in clusters.items()}
     try:
         for backend in backends:
             t0 = time.perf_counter()
             if backend == "postgres":
                 assert pg_admin
-                db = _pg_db(pg_admin, "mh_bench_month")
-                month_data.copy_to_postgres(src, db)
+                db = month_data.postgres_copy(src, pg_admin, customers * days)
             else:
                 db = str(src)
             print(f"   Dask: {customers} customers x {days} days on {backend} ({db}; "

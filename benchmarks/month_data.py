@@ -52,7 +52,7 @@ chain head no longer matches). :func:`tampered` names them; each must be rejecte
 every other statement verified.
 
 The database is cached under ``/tmp/meterhub-month-data/`` keyed by the parameters and
-a hash of this file's code (after this docstring), so timed runs never include generation. ``python
+a hash of the generating code (:func:`_generating_code`), so timed runs never include generation. ``python
 benchmarks/month_data.py --customers 10000`` makes it (and prints what it cost).
 """
 
@@ -204,9 +204,16 @@ def _chunk(args: tuple[int, int, int]) -> tuple[list[Any], float]:
     return out, time.process_time() - c0
 
 
+def _generating_code() -> str:
+    """The source of everything that decides what is generated (the cache key)."""
+    import inspect
+
+    parts = [inspect.getsource(f) for f in (meter_id, tampered, _Pools, _addrs, _init, _customer, _chunk, generate)]
+    return "\n".join(parts) + repr((TZ, MINUTES, START, MAX_WH, TAMPER))
+
+
 def cache_path(customers: int, days: int) -> Path:
-    code = Path(__file__).read_text().split('"""', 2)[2]  # the code after the module docstring
-    digest = hashlib.sha256(code.encode()).hexdigest()[:12]
+    digest = hashlib.sha256(_generating_code().encode()).hexdigest()[:12]
     return CACHE / f"month-{customers}c-{days}d-{START.isoformat()}-{digest}.sqlite"
 
 
@@ -305,6 +312,29 @@ def copy_to_postgres(src: Path, url: str) -> None:
                     cp.write_row(row)
         c.execute("ANALYZE")
     s.close()
+
+
+def postgres_copy(src: Path, admin: str, n_days: int) -> str:
+    """The URL of a PostgreSQL database holding ``src``'s rows (``mh_`` + the cache
+    file's name), copied once: reused while it holds all ``n_days`` days."""
+    import re
+
+    import psycopg
+
+    name = "mh_" + re.sub(r"[^a-z0-9]", "_", src.stem.lower())
+    url = admin.rpartition("/")[0] + "/" + name
+    with psycopg.connect(admin, autocommit=True) as c:
+        exists = c.execute("SELECT 1 FROM pg_database WHERE datname=%s", (name,)).fetchone()
+    if exists:
+        with psycopg.connect(url) as c:
+            (n,) = c.execute("SELECT count(*) FROM days WHERE length(c65) > 0").fetchone()
+        if n == n_days:
+            return url
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        c.execute(f"CREATE DATABASE {name}")
+    copy_to_postgres(src, url)
+    return url
 
 
 def main() -> None:
