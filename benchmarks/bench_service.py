@@ -14,10 +14,14 @@
    the same one-day re-deliveries.
 3. Dask: ``verify-all`` of N customers' pending statements (``--days`` each; 30 for a
    month) with 1 and 2 workers (two LocalClusters, alternated with the single-process
-   baseline), wall and CPU (driver + workers), and the projection to 1M customers.
+   baseline unless ``--no-in-process``), on SQLite and PostgreSQL (``--dask-db``), wall
+   and CPU (driver + workers + the PostgreSQL server), and the projection to 1M
+   customers. The data: ``month_data.py`` (real, distinct customer-months, 3 in 1,000
+   tampered; generated once and cached under /tmp, never timed).
 
 Run: PYTHONPATH=src python benchmarks/bench_service.py [--meters 20 --days 5
-     --soak 60 --customers 40 --runs 5] (PostgreSQL from $MH_PG_DSN or .pgdsn).
+     --soak 60 --customers 40 --runs 5] (PostgreSQL from $MH_PG_DSN or .pgdsn);
+     the Dask figures of the README: --only dask --customers 10000 --days 30.
 """
 
 from __future__ import annotations
@@ -303,89 +307,180 @@ def bench_api(clients: int, days: int, soak: float, tmp: Path, db: str, label: s
 
 
 # -- 3. Dask -----------------------------------------------------------------------------
-def bench_dask(customers: int, days: int, runs: int, tmp: Path, pg_admin: str | None) -> None:
+def _pg_server_cpu(url: str) -> float | None:
+    """CPU seconds used so far by the PostgreSQL server at ``url`` (postmaster and all its
+    children, from /proc), if it runs on this machine under a data directory we can find;
+    else None. Its CPU is part of the cost of verification on PostgreSQL."""
+    import psycopg
+
+    try:
+        with psycopg.connect(url) as c:
+            data = c.execute("SHOW data_directory").fetchone()[0]
+        master = int(Path(data, "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, psycopg.Error):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            f = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(d.name) == master or int(f[1]) == master:  # f[1]: ppid; f[11], f[12]: utime, stime
+            total += int(f[11]) + int(f[12])
+    return total / tick
+
+
+def bench_dask(customers: int, days: int, runs: int, pg_admin: str | None, backends: list[str],
+               in_process: bool, meters_per_task: int | None = None) -> None:
     """verify-all of ``customers`` pending statements of ``days`` days each with 1 and 2
-    worker processes (two LocalClusters kept up, runs alternated 1, 2, 1, 2, ...; round 0
-    is the warm-up: imports, connections, days expanded on first read), with the
-    default partitioning. Same-run baseline: the single-process ``verify_pending``.
-    CPU is counted on the driver and in the workers (``client.run(time.process_time)``),
-    so the projection does not depend on how busy the machine is."""
+    worker processes (two LocalClusters kept up, runs alternated 1, 2, 1, 2, ...), with
+    the default partitioning, on each backend. The data: ``month_data.month_store`` (real,
+    distinct meters, commitments, signatures and statements, 3 in 1,000 tampered; cached
+    under /tmp, so generation is never timed). Before each run every verdict is reset and
+    the verifier's caches are cleared on the driver and every worker, so each run verifies
+    everything cold. An untimed round first when the 65-byte forms are not yet made (their
+    first read), else just the workers' imports. Same-run baselines: the 1-worker run,
+    and (``in_process``) the single-process ``verify_pending``. CPU is counted on the
+    driver (with the scheduler, in process), in the workers (``client.run(
+    time.process_time)``) and, on PostgreSQL, in the server (``/proc``), so the CPU figures
+    do not depend on how busy the machine is; the wall ones do."""
     import logging
 
+    import dask
     from dask.distributed import Client, LocalCluster
 
     logging.getLogger("distributed").setLevel(logging.ERROR)
 
-    from meterhub.service.scaleout import verify_all
+    import month_data
+    from meterhub.service.scaleout import CLUSTER_CONFIG, verify_all
+    from meterhub.utility.verifier import clear_shared_caches
 
-    t0 = time.perf_counter()
-    hs = _histories(customers, days, "d")
-    db = _pg_db(pg_admin, "mh_bench_dask") if pg_admin else str(tmp / "dask.sqlite")
-    u = UtilityStore(db if "://" in db else Path(db))
-    _register(u, hs)
-    for h in hs:
-        u.ingest_days(h.uploads())
-        u.submit_statement(h.statement)
-    print(f"   Dask: {customers} customers x {days} days on {'PostgreSQL' if pg_admin else 'SQLite'} "
-          f"(set-up {time.perf_counter() - t0:.0f} s)")
-
-    def reset() -> None:
-        with u._tx():
-            u.conn.execute("UPDATE bills SET verified=NULL, reason='', checked_at=NULL")
-
-    clusters = {
-        n: LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0") for n in (1, 2)
-    }
-    dask_clients = {n: Client(cl) for n, cl in clusters.items()}
-    wall: dict[str, list[float]] = {"1": [], "2": [], "in-process": []}
-    cpu: dict[str, list[float]] = {k: [] for k in wall}
-    busiest: dict[str, list[float]] = {"1": [], "2": []}  # CPU of the busiest worker (the critical path)
+    src = month_data.month_store(customers, days)
+    bad_ids = month_data.tampered(customers)
+    with dask.config.set(CLUSTER_CONFIG):  # as verify-all's own LocalCluster
+        clusters = {
+            n: LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0") for n in (1, 2)
+        }
+        dask_clients = {n: Client(cl) for n, cl in clusters.items()}
     try:
-        for r in range(runs + 1):
-            for n in ("in-process", "1", "2"):
-                reset()
-                if n == "in-process":
-                    c0, t0 = time.process_time(), time.perf_counter()
-                    ok, bad = u.verify_pending()
-                    t, c = time.perf_counter() - t0, time.process_time() - c0
-                else:
-                    client = dask_clients[int(n)]
-                    w0 = client.run(time.process_time)
-                    c0, t0 = time.process_time(), time.perf_counter()
-                    ok, bad = verify_all(db, client=client)
-                    t, c = time.perf_counter() - t0, time.process_time() - c0
-                    w1 = client.run(time.process_time)
-                    c += sum(w1[k] - w0[k] for k in w1)
-                    if r:
-                        busiest[n].append(max(w1[k] - w0[k] for k in w1))
-                assert (ok, bad) == (customers, 0)
-                if r:
-                    wall[n].append(t)
-                    cpu[n].append(c)
+        for backend in backends:
+            t0 = time.perf_counter()
+            if backend == "postgres":
+                assert pg_admin
+                db = month_data.postgres_copy(src, pg_admin, customers * days)
+            else:
+                db = str(src)
+            print(f"   Dask: {customers} customers x {days} days on {backend} ({db}; "
+                  f"set-up {time.perf_counter() - t0:.0f} s); load {_load()}")
+            _dask_runs(db, customers, days, runs, dask_clients, in_process, bad_ids, verify_all,
+                       clear_shared_caches, meters_per_task)
     finally:
         for cl_ in dask_clients.values():
             cl_.close()
         for cluster in clusters.values():
             cluster.close()
-        u.close()
+
+
+def _load() -> str:
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def _dask_runs(db: str, customers: int, days: int, runs: int, dask_clients: dict, in_process: bool,
+               bad_ids: dict[str, str], verify_all, clear, meters_per_task: int | None) -> None:  # noqa: ANN001
+    u = UtilityStore(db if "://" in db else Path(db))
+    pg = u.postgres
+
+    def reset() -> None:
+        with u._tx():
+            u.conn.execute("UPDATE bills SET verified=NULL, reason='', checked_at=NULL")
+
+    def check(ok: int, bad: int) -> None:
+        assert (ok, bad) == (customers - len(bad_ids), len(bad_ids)), (ok, bad)
+        rejected = dict(u.conn.execute("SELECT meter_id, reason FROM bills WHERE verified=0").fetchall())
+        assert set(rejected) == set(bad_ids), sorted(set(rejected) ^ set(bad_ids))[:5]
+
+    (unexpanded,) = u.conn.execute("SELECT count(*) FROM days WHERE length(c65)=0").fetchone()
+    if unexpanded:  # the first read of every day makes its 65-byte form: not what is timed
+        reset()
+        t0 = time.perf_counter()
+        check(*verify_all(db, client=dask_clients[2]))
+        print(f"   untimed first read of {unexpanded} days ({time.perf_counter() - t0:.0f} s); "
+              f"rejected as they must be: {sorted(set(bad_ids.values()))} x {len(bad_ids)}")
+    for client in dask_clients.values():
+        client.run(lambda: __import__("meterhub.service.scaleout"))
+    variants = (["in-process"] if in_process else []) + ["1", "2"]
+    wall: dict[str, list[float]] = {k: [] for k in variants}
+    cpu: dict[str, list[float]] = {k: [] for k in variants}
+    driver: dict[str, list[float]] = {k: [] for k in variants}
+    server: dict[str, list[float]] = {k: [] for k in variants}
+    busiest: dict[str, list[float]] = {"1": [], "2": []}  # CPU of the busiest worker (the critical path)
+    loads = [_load()]
+    for _ in range(runs):
+        for n in variants:
+            reset()
+            clear()
+            s0 = _pg_server_cpu(db) if pg else None
+            if n == "in-process":
+                c0, t0 = time.process_time(), time.perf_counter()
+                ok, bad = u.verify_pending()
+                t, c = time.perf_counter() - t0, time.process_time() - c0
+                dc = c
+            else:
+                client = dask_clients[int(n)]
+                client.run(clear)
+                w0 = client.run(time.process_time)
+                c0, t0 = time.process_time(), time.perf_counter()
+                ok, bad = verify_all(db, client=client, meters_per_task=meters_per_task)
+                t, dc = time.perf_counter() - t0, time.process_time() - c0
+                w1 = client.run(time.process_time)
+                c = dc + sum(w1[k] - w0[k] for k in w1)
+                busiest[n].append(max(w1[k] - w0[k] for k in w1))
+            s1 = _pg_server_cpu(db) if pg else None
+            if s0 is not None and s1 is not None:
+                server[n].append(s1 - s0)
+            check(ok, bad)
+            wall[n].append(t)
+            cpu[n].append(c)
+            driver[n].append(dc)
+        loads.append(_load())
+    u.close()
     med = {k: statistics.median(v) for k, v in wall.items()}
     medc = {k: statistics.median(v) for k, v in cpu.items()}
+    medd = {k: statistics.median(v) for k, v in driver.items()}
+    meds = {k: statistics.median(v) for k, v in server.items() if v}
     month = 30 / days  # a statement's cost is linear in its days
-    row(f"Dask verify-all: {customers} customers x {days} days, in one process (verify_pending)",
-        f"{med['in-process']:.2f} s", f"CPU {medc['in-process']:.2f} s; median of {runs} runs")
+
+    def srv(k: str) -> str:
+        return f"; PostgreSQL server CPU {meds[k]:.2f} s" if k in meds else ""
+
+    label = f"{customers:,} customers x {days} days, {'PostgreSQL' if pg else 'SQLite'}"
+    if meters_per_task:
+        label += f", {meters_per_task} meters per task"
+    print(f"   {label}: load average (1, 5, 15 min) before and after each round: {' | '.join(loads)}")
+    if in_process:
+        row(f"Dask verify-all: {label}, in one process (verify_pending)",
+            f"{med['in-process']:.2f} s", f"CPU {medc['in-process']:.2f} s{srv('in-process')}; median of {runs} runs")
+    base = f"; x{med['in-process'] / med['1']:.2f} vs in process" if in_process else ""
     row("Dask verify-all: 1 worker (wall | CPU driver + worker)", f"{med['1']:.2f} s",
-        f"CPU {medc['1']:.2f} s; x{med['in-process'] / med['1']:.2f} vs in process; median of {runs} runs")
+        f"CPU {medc['1']:.2f} s (driver {medd['1']:.2f} s){srv('1')}{base}; median of {runs} runs")
     row("Dask verify-all: 2 workers (wall | CPU driver + workers)", f"{med['2']:.2f} s",
-        f"CPU {medc['2']:.2f} s; speed-up x{med['1'] / med['2']:.2f} vs 1 worker; median of {runs} runs")
+        f"CPU {medc['2']:.2f} s (driver {medd['2']:.2f} s){srv('2')}; "
+        f"speed-up x{med['1'] / med['2']:.2f} vs 1 worker; median of {runs} runs")
+    print(f"   walls 1 worker: {' '.join(f'{x:.1f}' for x in wall['1'])}; "
+          f"2 workers: {' '.join(f'{x:.1f}' for x in wall['2'])}")
     b1, b2 = statistics.median(busiest["1"]), statistics.median(busiest["2"])
     row("Dask: CPU of the busiest worker, 1 worker | 2 workers", f"{b1:.2f} s",
         f"{b2:.2f} s: x{b1 / b2:.2f} (how evenly the work splits, whatever the machine's load)")
-    per_month_cpu = medc["2"] / customers * month
+    per_month_cpu = (medc["2"] + meds.get("2", 0.0)) / customers * month
     per_month_wall = med["1"] / customers * month
-    row("projection: CPU per customer-month (2 workers, driver + workers)", f"{per_month_cpu * 1e3:.1f} ms",
-        f"1M customers: {per_month_cpu * 1e6 / 3600:.1f} core-hours; 10,000: {per_month_cpu * 1e4 / 3600:.2f}")
-    row("projection: 1-worker wall per customer-month (DB, Dask, idle included)", f"{per_month_wall * 1e3:.1f} ms",
-        f"1M customers: {per_month_wall * 1e6 / 3600:.1f} worker-hours")
+    row("projection: CPU per customer-month (2 workers: driver, workers"
+        + (", PostgreSQL server)" if "2" in meds else ")"), f"{per_month_cpu * 1e3:.2f} ms",
+        f"1M customers: {per_month_cpu * 1e6 / 3600:.2f} core-hours a month; 10,000: {per_month_cpu * 1e4 / 3600:.3f}")
+    row("projection: 1-worker wall per customer-month (DB, Dask, idle included)", f"{per_month_wall * 1e3:.2f} ms",
+        f"1M customers: {per_month_wall * 1e6 / 3600:.2f} worker-hours")
 
 
 def main() -> None:
@@ -397,6 +492,12 @@ def main() -> None:
     ap.add_argument("--soak", type=float, default=60.0, help="API: seconds per backend (default: 60)")
     ap.add_argument("--customers", type=int, default=40, help="Dask: customers (default: 40)")
     ap.add_argument("--only", choices=["ingest", "api", "dask"], help="one part only (default: all)")
+    ap.add_argument("--dask-db", choices=["sqlite", "postgres", "both"], default="both",
+                    help="Dask: the database(s) (default: both; PostgreSQL only when one is configured)")
+    ap.add_argument("--meters-per-task", type=int,
+                    help="Dask: partition size (default: verify-all's own, scaleout.partition_size)")
+    ap.add_argument("--no-in-process", action="store_true",
+                    help="Dask: leave out the single-process baseline run (default: include it)")
     a = ap.parse_args()
     all_cpus = os.sched_getaffinity(0)
     header("utility back end as a service (benchmarks/bench_service.py)")
@@ -417,7 +518,10 @@ def main() -> None:
             if pg:
                 bench_api(a.clients, a.days, a.soak, tmp, _pg_db(pg, "mh_bench_api"), "postgres")
         if a.only in (None, "dask"):
-            bench_dask(a.customers, a.days, a.runs, tmp, pg)
+            backends = ["sqlite", "postgres"] if a.dask_db == "both" else [a.dask_db]
+            if pg is None:
+                backends = [b for b in backends if b != "postgres"]
+            bench_dask(a.customers, a.days, a.runs, pg, backends, not a.no_in_process, a.meters_per_task)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

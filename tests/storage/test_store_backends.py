@@ -138,3 +138,32 @@ def test_postgres_refuses_a_foreign_database(pg_dsn):
         c.execute("CREATE TABLE unrelated (x INTEGER)")
     with pytest.raises(StoreError, match="not a meterhub store"):
         UtilityStore(pg_dsn)
+
+
+def test_quick_check_can_be_left_to_the_opener_that_ran_it(tmp_path):
+    """open_db runs SQLite's whole-file quick_check (a corrupt store is refused);
+    ``quick_check=False`` (the Dask workers of verify-all, whose driver ran it) skips that
+    whole-file read, and SQLite still refuses a malformed page when it is read."""
+    import sqlite3
+
+    db = tmp_path / "u.sqlite"
+    u = UtilityStore(db)
+    with u._tx():
+        u.conn.execute("CREATE TABLE filler (k INTEGER PRIMARY KEY, v BLOB)")
+        u.conn.executemany("INSERT INTO filler VALUES (?, ?)", [(k, bytes(3000)) for k in range(40)])
+    u.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    u.close()
+    size = db.stat().st_size
+    page = 4096
+    with db.open("r+b") as f:  # the filler's last leaf page: garbage
+        f.seek(size - page)
+        f.write(b"\xa5" * page)
+    with pytest.raises(StoreError, match="corrupt|malformed"):
+        UtilityStore(db)
+    v = UtilityStore(db, quick_check=False)
+    try:
+        assert v.meter_ids() == []  # the pages it reads are sound
+        with pytest.raises(sqlite3.DatabaseError):
+            v.conn.execute("SELECT sum(length(v)) FROM filler").fetchone()
+    finally:
+        v.close()

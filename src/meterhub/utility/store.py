@@ -82,11 +82,15 @@ def day_ranges(days: list[date]) -> str:
 
 class UtilityStore:
     """The utility's store: SQLite (``utility.sqlite`` under the data directory, the
-    default) or PostgreSQL when ``path`` is a ``postgresql://`` URL (docs/service.md)."""
+    default) or PostgreSQL when ``path`` is a ``postgresql://`` URL (docs/service.md).
+
+    ``quick_check=False``: open a SQLite store without SQLite's whole-file
+    ``quick_check`` (:func:`meterhub.storage.sqlite.open_db`), for ``utility verify-all``
+    (:func:`meterhub.service.scaleout._open` says why)."""
 
     SCHEMA_VERSION = 4  # 2: bills is an append-only history; 3: refs and outputs (service); 4: outputs_by_party
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, quick_check: bool = True) -> None:
         self.url = str(path)
         self.postgres = isinstance(path, str) and is_postgres_url(path)
         self.conn: Any
@@ -103,6 +107,7 @@ class UtilityStore:
                 _SCHEMA + ";" + _SCHEMA_V3 + ";" + _SCHEMA_V4,
                 schema_version=self.SCHEMA_VERSION,
                 upgrades={2: _SCHEMA_V3, 3: _SCHEMA_V4},
+                quick_check=quick_check,
             )
         self._tariffs: dict[tuple[str, int], Tariff | NonLinearTariff] = {}
         self._registrations: dict[str, MeterRegistration] = {}
