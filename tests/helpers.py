@@ -179,3 +179,21 @@ def signed_index(h: History, *, version: int = 1, key=None, **kw):
 
     s = example_price_index(h.start, len(h.days), version=version, **kw)
     return sign_series(s, key or demo_index_publisher_key())
+
+
+def mutate_bytes(data, raw: bytes) -> tuple[str, bytes]:
+    """One hypothesis-drawn damage to a wire encoding: a flipped byte, a cut (possibly to
+    nothing) or appended bytes. Returns the kind ("flip", "cut", "append") and the result;
+    parser tests assert a FormatError, or for a flip a message that re-encodes exactly."""
+    from hypothesis import strategies as st
+
+    out = bytearray(raw)
+    op = data.draw(st.sampled_from(["flip", "cut", "append"]))
+    if op == "flip":
+        pos = data.draw(st.integers(0, len(out) - 1))
+        out[pos] ^= data.draw(st.integers(1, 255))
+    elif op == "cut":
+        out = out[: data.draw(st.integers(0, len(out) - 1))]
+    else:
+        out += data.draw(st.binary(min_size=1, max_size=8))
+    return op, bytes(out)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import make_history
+from helpers import make_history, mutate_bytes
 from meterhub.card import Card, PowerLoss
 from meterhub.crypto import ecdsa, zerosum
 from meterhub.crypto.group import Q
@@ -432,15 +432,7 @@ def test_round_trips() -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.integers(0, 4), st.data())
 def test_parsers_on_mutations(which: int, data) -> None:
-    raw = bytearray(_samples()[which])
-    op = data.draw(st.sampled_from(["flip", "cut", "append"]))
-    if op == "flip":
-        pos = data.draw(st.integers(0, len(raw) - 1))
-        raw[pos] ^= data.draw(st.integers(1, 255))
-    elif op == "cut":
-        raw = raw[: data.draw(st.integers(0, len(raw) - 1))]
-    else:
-        raw += data.draw(st.binary(min_size=1, max_size=8))
+    op, raw = mutate_bytes(data, _samples()[which])
     cls = _CLASSES[which]
     try:
         out = cls.from_bytes(bytes(raw))

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import make_history
+from helpers import make_history, mutate_bytes
 from meterhub.crypto import ecdsa
 from meterhub.hub.aggregation import AGGREGATION_APP_AID
 from meterhub.model.errors import FormatError
@@ -183,15 +183,7 @@ def test_block_round_trip_and_chain_value() -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_block_parser_on_mutations(data) -> None:
-    raw = bytearray(_sample_block().to_bytes())
-    op = data.draw(st.sampled_from(["flip", "cut", "append"]))
-    if op == "flip":
-        pos = data.draw(st.integers(0, len(raw) - 1))
-        raw[pos] ^= data.draw(st.integers(1, 255))
-    elif op == "cut":
-        raw = raw[: data.draw(st.integers(0, len(raw) - 1))]
-    else:
-        raw += data.draw(st.binary(min_size=1, max_size=8))
+    op, raw = mutate_bytes(data, _sample_block().to_bytes())
     try:
         out = RegistryBlock.from_bytes(bytes(raw))
     except FormatError:

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import mutate_bytes
 from meterhub.crypto import ecdsa
 from meterhub.model.errors import FormatError
 from meterhub.model.formats.aggregation import GroupDefinition, GroupMember, demo_group_key
@@ -60,15 +61,7 @@ def test_parser_on_mutations(data) -> None:
     """Any cut, appended byte or flip: a FormatError, or a certificate that re-encodes to
     exactly the input and verifies only if nothing it binds changed."""
     c = _cert()
-    raw = bytearray(c.to_bytes())
-    op = data.draw(st.sampled_from(["flip", "cut", "append"]))
-    if op == "flip":
-        pos = data.draw(st.integers(0, len(raw) - 1))
-        raw[pos] ^= data.draw(st.integers(1, 255))
-    elif op == "cut":
-        raw = raw[: data.draw(st.integers(0, len(raw) - 1))]
-    else:
-        raw += data.draw(st.binary(min_size=1, max_size=8))
+    op, raw = mutate_bytes(data, c.to_bytes())
     try:
         out = MemberCertificate.from_bytes(bytes(raw))
     except FormatError:
@@ -113,16 +106,8 @@ def test_certified_block_round_trip() -> None:
 @given(st.data())
 def test_certified_block_parser_on_mutations(data) -> None:
     g = _group()
-    raw = bytearray(RegistryBlock("f", 0, bytes(32), (g,), certificates=tuple(demo_certificates([g])))
-                    .signed(demo_group_key()).to_bytes())
-    op = data.draw(st.sampled_from(["flip", "cut", "append"]))
-    if op == "flip":
-        pos = data.draw(st.integers(0, len(raw) - 1))
-        raw[pos] ^= data.draw(st.integers(1, 255))
-    elif op == "cut":
-        raw = raw[: data.draw(st.integers(0, len(raw) - 1))]
-    else:
-        raw += data.draw(st.binary(min_size=1, max_size=8))
+    op, raw = mutate_bytes(data, RegistryBlock("f", 0, bytes(32), (g,), certificates=tuple(demo_certificates([g])))
+                           .signed(demo_group_key()).to_bytes())
     try:
         out = RegistryBlock.from_bytes(bytes(raw))
     except FormatError:
