@@ -533,10 +533,21 @@ def test_a_client_that_does_not_read_its_answers_is_dropped(caplog):
         async with server:
             return await asyncio.to_thread(flood, server.port)
 
-    outcome = _run(body(), 40)
-    assert outcome != "never dropped"
-    assert any(r.levelno == logging.WARNING and "refused: answer not read within 0.5 s" in r.getMessage()
-               for r in caplog.records), caplog.text
+    # Up to three floods: once in four clean-clone CI runs the flooding client gave up
+    # (its own 5 s send timeout) before the server logged its deadline, and the server
+    # saw the client's reset instead (not reproduced in 15 runs since). Without the write
+    # deadline every attempt ends that way, so the test still fails then.
+    logs = []
+    for _attempt in range(3):
+        caplog.clear()
+        outcome = _run(body(), 40)
+        assert outcome != "never dropped"
+        logs.append(caplog.text)
+        if any(r.levelno == logging.WARNING and "refused: answer not read within 0.5 s" in r.getMessage()
+               for r in caplog.records):
+            break
+    else:
+        raise AssertionError("no write deadline in three floods:\n" + "\n---\n".join(logs))
 
 
 @pytest.mark.interop
