@@ -107,7 +107,8 @@ class OldPath:
         from meterhub.crypto.group import uncompress_many
         from meterhub.model.formats.batch import DailyBatch, chain_genesis
         from meterhub.model.formats.units import RECORD_SIZE, encode_records
-        from meterhub.utility import store as S
+        from meterhub.utility import ingest as S
+        from meterhub.utility.verifier import check_indices
 
         u, b = self.u, up.batch.batch
         reg = u.registration(b.meter_id)
@@ -120,7 +121,7 @@ class OldPath:
         n = len(up.records) // RECORD_SIZE  # the records split as before: a slice per record
         indices = [int.from_bytes(up.records[RECORD_SIZE * k : RECORD_SIZE * k + 8], "big") for k in range(n)]
         c33 = b"".join(up.records[RECORD_SIZE * k + 8 : RECORD_SIZE * (k + 1)] for k in range(n))
-        S.check_indices(f"day {b.day}", b.first_index, b.count, indices)  # as before: always the loop
+        check_indices(f"day {b.day}", b.first_index, b.count, indices)  # as before: always the loop
         reason, c33b = S._check_upload(reg, up)  # V09 steps 3-7 (decodes once more: ~10 us)
         assert not reason and c33b == c33
         prev = u.conn.execute("SELECT batch FROM days WHERE meter_id=? AND day<? ORDER BY day DESC LIMIT 1",
