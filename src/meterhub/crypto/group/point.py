@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from typing import Any
 
 from coincurve import PublicKey
 
@@ -139,7 +140,7 @@ class Point:
         its additions follow the scalar's non-zero digits, so its time depends on the scalar.
         This method runs ``secp256k1_ecdh`` (``src/modules/ecdh/main_impl.h``), which multiplies by
         ``secp256k1_ecmult_const``, the constant-time ladder over a fixed window schedule, and hands
-        the affine product to a hash function; ours (:func:`_ecdh_copy_xy`) copies ``x || y`` out
+        the affine product to a hash function; ours (``_ECDH_COPY_XY``) copies ``x || y`` out
         instead of hashing, and the point is parsed back as the SEC 1 v2.0 (2.3.4) uncompressed
         encoding ``04 || x || y``. The products equal ``*``'s bit for bit.
 
@@ -155,7 +156,7 @@ class Point:
             return _IDENTITY
         buf = _ffi.new("unsigned char[65]")
         buf[0] = 4
-        if not _lib.secp256k1_ecdh(_CTX, buf + 1, self._pk.public_key, k.to_bytes(32, "big"), _ecdh_copy_xy, _ffi.NULL):
+        if not _lib.secp256k1_ecdh(_CTX, buf + 1, self._pk.public_key, k.to_bytes(32, "big"), _ECDH_COPY_XY, _ffi.NULL):
             raise AssertionError("secp256k1_ecdh refused a scalar in [1, Q)")
         out = _ffi.new("secp256k1_pubkey *")
         if not _lib.secp256k1_ec_pubkey_parse(_CTX, out, buf, 65):
@@ -221,14 +222,16 @@ def base_mul(k: int) -> Point:
     return Point(PublicKey.from_secret(k.to_bytes(32, "big")))
 
 
-@_ffi.callback("secp256k1_ecdh_hash_function")
-def _ecdh_copy_xy(output: object, x32: object, y32: object, data: object) -> int:
+def _ecdh_copy_xy(output: Any, x32: Any, y32: Any, data: Any) -> int:
     """The ``secp256k1_ecdh_hash_function`` of :meth:`Point.mul_secret`: ``output`` (65 bytes
-    there, written from offset 1) receives the product's affine ``x || y`` unhashed. Made once at
-    import: a cffi callback is an executable trampoline, not to be allocated per call."""
+    there, written from offset 1) receives the product's affine ``x || y`` unhashed."""
     _ffi.memmove(output, x32, 32)
-    _ffi.memmove(output + 32, y32, 32)  # type: ignore[operator]
+    _ffi.memmove(output + 32, y32, 32)
     return 1
+
+
+# Made once at import: a cffi callback is an executable trampoline, not one to allocate per call.
+_ECDH_COPY_XY = _ffi.callback("secp256k1_ecdh_hash_function", _ecdh_copy_xy)
 
 
 #: Domain-separation string for the second Pedersen generator.
