@@ -139,7 +139,8 @@ class Point:
         (libsecp256k1 ``src/eckey_impl.h``) runs the variable-time Strauss/wNAF ``secp256k1_ecmult``:
         its additions follow the scalar's non-zero digits, so its time depends on the scalar.
         This method runs ``secp256k1_ecdh`` (``src/modules/ecdh/main_impl.h``), which multiplies by
-        ``secp256k1_ecmult_const``, the constant-time ladder over a fixed window schedule, and hands
+        ``secp256k1_ecmult_const`` (a fixed schedule of doublings and additions whose table entries
+        are read by constant-time scans, ``src/ecmult_const_impl.h``), and hands
         the affine product to a hash function; ours (``_ECDH_COPY_XY``) copies ``x || y`` out
         instead of hashing, and the point is parsed back as the SEC 1 v2.0 (2.3.4) uncompressed
         encoding ``04 || x || y``. The products equal ``*``'s bit for bit.
