@@ -383,3 +383,35 @@ def test_point_array_parse_names_the_first_bad_point(width):
             PointArray.parse(b"".join(blob), width)
     arr = PointArray.parse(b"".join([good[0], bytes(width), good[2]]), width)
     assert arr.points() == [pts[0], Point.identity(), pts[2]]
+
+
+# -- constant-time multiplication by a secret scalar (secp256k1_ecdh / ecmult_const) ----------
+_EDGE_SCALARS = [1, 2, 3, Q - 1, Q - 2, Q + 1, 2**255, 2**255 - 19, 2**256 - 1, 2**128 + 1, -1, -(2**255)]
+
+
+@pytest.mark.parametrize("k", _EDGE_SCALARS)
+def test_mul_secret_equals_tweak_mul_at_edge_scalars(k):
+    for p in (G, H, base_mul(0xC0FFEE)):
+        assert p.mul_secret(k) == p * k
+        assert p.mul_secret(k).to_bytes() == (p * k).to_bytes()
+
+
+@given(st.integers(min_value=0, max_value=2**256 + 5), st.integers(min_value=1, max_value=Q - 1))
+@settings(max_examples=60, deadline=None)
+def test_mul_secret_equals_tweak_mul(k, a):
+    p = base_mul(a)
+    assert p.mul_secret(k).to_bytes_uncompressed() == (p * k).to_bytes_uncompressed()
+
+
+def test_mul_secret_matches_independent_affine_arithmetic():
+    k = secrets.randbelow(Q)
+    assert _xy(G.mul_secret(k)) == _affine_mul(k, _xy(G))
+
+
+def test_mul_secret_by_zero_or_of_the_identity_is_the_identity():
+    for k in (0, Q, 2 * Q, -Q):
+        assert H.mul_secret(k).is_identity
+    assert Point.identity().mul_secret(7).is_identity
+    assert (H.mul_secret(5) + H.mul_secret(Q - 5)).is_identity
+    with pytest.raises(TypeError):
+        H.mul_secret(1.0)  # type: ignore[arg-type]

@@ -5,7 +5,7 @@ Pure functions and value types only: no I/O. Every primitive comes from
 """
 
 from .group import G, H, Point, PointDecodeError, Q, base_mul, msm, naive_msm, random_scalar
-from .pedersen import Commitment, Opening, commit, verify_opening
+from .pedersen import Commitment, Opening, commit, commit_point, verify_opening
 
 __all__ = [
     "G",
@@ -20,5 +20,6 @@ __all__ = [
     "Commitment",
     "Opening",
     "commit",
+    "commit_point",
     "verify_opening",
 ]

@@ -11,8 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .group import G, H, Point, Q, base_mul, msm, random_scalar
+from .group.point import _combine
 
-__all__ = ["Commitment", "Opening", "commit", "verify_opening"]
+__all__ = ["Commitment", "Opening", "commit", "commit_point", "verify_opening"]
+
+#: ``-G``, the offset :func:`commit_point` subtracts again.
+_NEG_G = -G
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,13 +56,36 @@ class Commitment:
     __rmul__ = __mul__
 
 
+def commit_point(m: int, r: int) -> Point:
+    """``m*G + r*H`` with libsecp256k1's constant-time multiplications for the secrets ``m``, ``r``.
+
+    ``r*H`` is :meth:`Point.mul_secret` (``secp256k1_ecmult_const`` behind ``secp256k1_ecdh``),
+    not ``H * r`` (``tweak_mul``, variable-time wNAF). ``m*G`` is ``secp256k1_ecmult_gen`` on
+    ``m + 1``, minus ``G`` again: :func:`base_mul` of ``m`` itself would return early for
+    ``m = 0``, and a 0 Wh reading (nobody home) is exactly what must not show in the time
+    taken. The branches left are on ``m = -1 mod Q``, a value no reading takes, and on
+    ``r = 0 mod Q`` (probability ``1/Q`` for a fresh ``r``). The point additions
+    (``secp256k1_ec_pubkey_combine``, ``secp256k1_gej_add_ge_var``) branch only on their
+    special cases (equal, opposite or infinite summands), negligible under a fresh ``r``.
+    The result equals ``base_mul(m) + H * r`` byte for byte.
+    """
+    shifted = (m + 1) % Q
+    if shifted == 0:
+        return H.mul_secret(r) + _NEG_G
+    rh = H.mul_secret(r)
+    if rh.is_identity:
+        return base_mul(shifted) + _NEG_G
+    # One libsecp256k1 combine of the three summands (5 us less than two additions).
+    return _combine([base_mul(shifted).public_key, rh.public_key, _NEG_G.public_key])
+
+
 def commit(m: int, r: int | None = None) -> tuple[Commitment, Opening]:
-    """Commit to integer ``m`` (reduced mod Q) with blinding ``r`` (fresh if None)."""
+    """Commit to integer ``m`` (reduced mod Q) with blinding ``r`` (fresh if None), by
+    :func:`commit_point` (constant time in ``m`` and ``r``)."""
     if r is None:
         r = random_scalar()
     r %= Q
-    point = base_mul(m) + (H * r)
-    return Commitment(point), Opening(m, r)
+    return Commitment(commit_point(m, r)), Opening(m, r)
 
 
 def verify_opening(c: Commitment, opening: Opening) -> bool:

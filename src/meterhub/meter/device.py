@@ -3,7 +3,8 @@
 Data flow (docs/architecture.md, "Data flow for one interval"):
 
 1. for interval ``i`` the meter measures ``m_i`` Wh, draws ``r_i`` uniformly
-   mod ``Q`` and commits ``C_i = m_i*G + r_i*H``;
+   mod ``Q`` and commits ``C_i = m_i*G + r_i*H`` (libsecp256k1's constant-time
+   ``ecmult_gen`` and ``ecmult_const``, :func:`meterhub.crypto.pedersen.commit_point`);
 2. it extends a hash chain over the canonical 33-byte commitments (one link
    a day, streamed as the readings come) and, at the end of each local day, signs a :class:`DailyBatch` (meter id, day, first
    index, count, interval length, previous and new chain head) with ECDSA
@@ -23,8 +24,8 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from ..crypto import ecdsa
-from ..crypto.group import H, base_mul, random_scalar
-from ..crypto.pedersen import Opening
+from ..crypto.group import random_scalar
+from ..crypto.pedersen import Opening, commit_point
 
 # The batch wire format and the commitment chain live in the model layer (one home shared
 # with the hub and the utility); re-exported here for the meter's callers.
@@ -109,7 +110,8 @@ class Meter:
         hasher = chain_hasher(prev, self.next_index)
         for wh in readings_wh:
             r = random_scalar()
-            c = (base_mul(wh) + H * r).to_bytes()
+            # Constant time in the reading and the blinding (pedersen.commit_point).
+            c = commit_point(wh, r).to_bytes()
             hasher.update(c)
             parts.append(c)
             openings.append(Opening(wh, r))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from typing import Any
 
 from coincurve import PublicKey
 
@@ -119,6 +120,8 @@ class Point:
         return self + (-other)
 
     def __mul__(self, k: int) -> Point:
+        """``k * self`` by ``tweak_mul`` (:func:`_mul_pk`): variable time in ``k``, so for
+        public scalars; a secret scalar goes through :meth:`mul_secret`."""
         if not isinstance(k, int):
             return NotImplemented
         k %= Q
@@ -128,6 +131,38 @@ class Point:
         return _IDENTITY if pk is None else Point(pk)
 
     __rmul__ = __mul__
+
+    def mul_secret(self, k: int) -> Point:
+        """``k * self`` in constant time in ``k``, for a secret scalar (a blinding, a nonce).
+
+        ``*`` goes to ``secp256k1_ec_pubkey_tweak_mul``, whose ``secp256k1_eckey_pubkey_tweak_mul``
+        (libsecp256k1 ``src/eckey_impl.h``) runs the variable-time Strauss/wNAF ``secp256k1_ecmult``:
+        its additions follow the scalar's non-zero digits, so its time depends on the scalar.
+        This method runs ``secp256k1_ecdh`` (``src/modules/ecdh/main_impl.h``), which multiplies by
+        ``secp256k1_ecmult_const`` (a fixed schedule of doublings and additions whose table entries
+        are read by constant-time scans, ``src/ecmult_const_impl.h``), and hands
+        the affine product to a hash function; ours (``_ECDH_COPY_XY``) copies ``x || y`` out
+        instead of hashing, and the point is parsed back as the SEC 1 v2.0 (2.3.4) uncompressed
+        encoding ``04 || x || y``. The products equal ``*``'s bit for bit.
+
+        ``k`` is reduced mod ``Q``; ``0`` (and the identity as ``self``) gives the identity, the
+        one branch on the scalar, since coincurve cannot hold the identity. The constant-time
+        claim covers libsecp256k1's arithmetic; CPython's reduction and ``to_bytes`` of ``k``
+        are not guaranteed constant time (their time follows the number of 30-bit digits).
+        """
+        if not isinstance(k, int):
+            raise TypeError("a scalar is an int")
+        k %= Q
+        if k == 0 or self._pk is None:
+            return _IDENTITY
+        buf = _ffi.new("unsigned char[65]")
+        buf[0] = 4
+        if not _lib.secp256k1_ecdh(_CTX, buf + 1, self._pk.public_key, k.to_bytes(32, "big"), _ECDH_COPY_XY, _ffi.NULL):
+            raise AssertionError("secp256k1_ecdh refused a scalar in [1, Q)")
+        out = _ffi.new("secp256k1_pubkey *")
+        if not _lib.secp256k1_ec_pubkey_parse(_CTX, out, buf, 65):
+            raise AssertionError("secp256k1_ecdh returned a point off the curve")
+        return Point(PublicKey(out))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Point):
@@ -179,11 +214,25 @@ def scalar_from_bytes(data: bytes) -> int:
 
 
 def base_mul(k: int) -> Point:
-    """``k*G`` using libsecp256k1's constant-time generator multiplication."""
+    """``k*G`` by libsecp256k1's constant-time generator multiplication (``secp256k1_ecmult_gen``
+    behind ``secp256k1_ec_pubkey_create``); ``k == 0 mod Q`` returns the identity early, the
+    one branch on ``k`` (:func:`meterhub.crypto.pedersen.commit_point` avoids it)."""
     k %= Q
     if k == 0:
         return _IDENTITY
     return Point(PublicKey.from_secret(k.to_bytes(32, "big")))
+
+
+def _ecdh_copy_xy(output: Any, x32: Any, y32: Any, data: Any) -> int:
+    """The ``secp256k1_ecdh_hash_function`` of :meth:`Point.mul_secret`: ``output`` (65 bytes
+    there, written from offset 1) receives the product's affine ``x || y`` unhashed."""
+    _ffi.memmove(output, x32, 32)
+    _ffi.memmove(output + 32, y32, 32)
+    return 1
+
+
+# Made once at import: a cffi callback is an executable trampoline, not one to allocate per call.
+_ECDH_COPY_XY = _ffi.callback("secp256k1_ecdh_hash_function", _ecdh_copy_xy)
 
 
 #: Domain-separation string for the second Pedersen generator.
@@ -222,7 +271,8 @@ H = hash_to_point(H_DST)[0]
 
 
 def _mul_pk(pk: PublicKey, k: int) -> PublicKey | None:
-    """``k * pk`` by libsecp256k1's ``secp256k1_ec_pubkey_tweak_mul`` called directly:
+    """``k * pk`` by libsecp256k1's ``secp256k1_ec_pubkey_tweak_mul`` called directly (variable
+    time in ``k``: public scalars only; a secret one goes through :meth:`Point.mul_secret`):
     coincurve's ``multiply`` re-validates the scalar (already reduced here), which cost
     as much again as the multiplication's own Python overhead on the MSM hot path."""
     k %= Q
