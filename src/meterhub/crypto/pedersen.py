@@ -65,8 +65,8 @@ def commit_point(m: int, r: int) -> Point:
     ``m = 0``, and a 0 Wh reading (nobody home) is exactly what must not show in the time
     taken. The branches left are on ``m = -1 mod Q``, a value no reading takes, and on
     ``r = 0 mod Q`` (probability ``1/Q`` for a fresh ``r``). The point additions
-    (``secp256k1_ec_pubkey_combine``, ``secp256k1_gej_add_ge_var``) branch only on their
-    special cases (equal, opposite or infinite summands), negligible under a fresh ``r``.
+    (``secp256k1_ec_pubkey_combine``) use libsecp256k1's constant-time ``secp256k1_gej_add_ge``
+    and ``secp256k1_ge_set_gej``; it branches only on a sum at infinity (probability ``1/Q``).
     The result equals ``base_mul(m) + H * r`` byte for byte.
     """
     shifted = (m + 1) % Q
