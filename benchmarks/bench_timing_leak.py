@@ -1,0 +1,269 @@
+"""Red team: what a recipient learns from how long the hub takes to answer (docs/privacy.md,
+"Timing: what a recipient learns from how long the hub takes").
+
+A hostile recipient (the grid operator asking the profiling applet for its score statement,
+the supplier asking the settlement applet for its statement) may time the card's answer.
+The release itself tells it ``E``, ``S`` and the scores; the question is whether the time
+tells it more: whether the house was empty for two weeks (many zero or constant hours),
+how many hours were zero, high or low consumption, or the shape behind equal totals.
+
+For each month shape below one demo hub is provisioned (the bench's own setup,
+``bench_customer_month.make_customer``, without a meter: the host delivers plain openings
+with fresh blindings), each release is asked for once through its security domain
+(SCP03 mailbox, the real path), and then the card's computation of that answer (the
+applet's ``_scores`` / ``_settle``, everything between the request and the answer except
+the guard's bookkeeping and the transport, which do not look at the readings) is timed
+``reps`` times per shape, the shapes alternated round-robin (A, B, C, ..., A, B, C, ...).
+Reported per shape and release: median CPU (``process_time``) and wall with the
+interquartile range; per pair of shapes: the success rate of a one-shot distinguisher
+(the recipient sees one answer per period: threshold half-way between the two shapes'
+medians of one half of the runs, applied to single runs of the other half, and the halves
+swapped; 50 % is guessing).
+
+Also timed, for the breakdown: ``sumsquares.prove`` alone over the same hourly openings
+(prover CPU) and the applet's hourly commitments.
+
+Run: .venv/bin/python benchmarks/bench_timing_leak.py [reps] [shapes]   (reps default 15, >= 5;
+shapes a comma-separated subset of :data:`SHAPES`, default all; "occupied" is always included)
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import date, timedelta
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+from _bench import MIN_RUNS, header, row
+from meterhub.applets.profiling import ProfilingApplet, scores_context
+from meterhub.applets.settlement import SettlementApplet
+from meterhub.crypto import sumsquares
+from meterhub.crypto.group import Q, random_scalar
+from meterhub.crypto.pedersen import Opening, commit
+from meterhub.demo.hubs import demo_tsm, deploy_applet, open_demo_hub
+from meterhub.hub.secure_element import PROFILING_APP_AID, SETTLEMENT_APP_AID, ReadingsClient
+from meterhub.model.timebase import day_starts
+from meterhub.tariffs.price_index import demo_index_publisher_key, example_price_index, sign_series
+from meterhub.tariffs.profiles import reference_profiles
+from meterhub.utility.settlement import AppletMailbox, settlement_request
+
+START = date(2027, 4, 1)
+DAYS = 30
+TZ = "Europe/Berlin"
+LAST = START + timedelta(days=DAYS - 1)
+AWAY = range(8, 22)  # two weeks away: days 8..21 of the month
+
+
+def _occupied(rng: random.Random, n: int, scale: float = 1.0) -> list[int]:
+    """A lived-in day: the bench's mix of zero, low and high quarter-hours."""
+    return [int(rng.choice([0, rng.randint(0, 60), rng.randint(60, 900)]) * scale) for _ in range(n)]
+
+
+def month(shape: str, seed: int = 7) -> list[list[int]]:
+    """15-minute readings (Wh) per day for one of the shapes a curious recipient tells apart."""
+    rng = random.Random(seed)
+    out = []
+    for d in range(DAYS):
+        n = len(day_starts(START + timedelta(days=d), TZ, 15))
+        if shape == "occupied":
+            out.append(_occupied(rng, n))
+        elif shape == "away-zero":  # two weeks away, everything off: zero readings
+            out.append([0] * n if d in AWAY else _occupied(rng, n))
+        elif shape == "away-standby":  # two weeks away, fridge and router: near-constant standby
+            out.append([rng.choice([11, 12, 12, 13]) for _ in range(n)] if d in AWAY else _occupied(rng, n))
+        elif shape == "low":
+            out.append(_occupied(rng, n, 0.1))
+        elif shape == "high":
+            out.append(_occupied(rng, n, 4.0))
+        elif shape == "flat":  # the occupied month's total, spread evenly (same E, another shape)
+            out.append([])
+        else:
+            raise ValueError(shape)
+    if shape == "flat":
+        total = sum(map(sum, month("occupied", seed)))
+        per = total // (96 * DAYS)
+        out = [[per] * len(day_starts(START + timedelta(days=d), TZ, 15)) for d in range(DAYS)]
+    return out
+
+
+SHAPES = ("occupied", "away-zero", "away-standby", "low", "high", "flat")
+
+
+def _day(d: date) -> bytes:
+    return d.year.to_bytes(2, "big") + bytes((d.month, d.day))
+
+
+class Hub:
+    """One provisioned demo hub holding one month of a shape, both applets paired and fed."""
+
+    def __init__(self, tmp: Path, shape: str, index: Any, profiles: list[Any]) -> None:
+        self.shape = shape
+        self.days = month(shape)
+        self.openings = [[Opening(m, random_scalar()) for m in day] for day in self.days]
+        card = open_demo_hub(tmp / f"{shape}.sqlite")
+        with demo_tsm(card, "supplier") as t:
+            deploy_applet(t, "settlement")
+            AppletMailbox(t, SETTLEMENT_APP_AID).push_series(index)
+        with demo_tsm(card, "grid-operator") as t:
+            deploy_applet(t, "profiling")
+            mb = AppletMailbox(t, PROFILING_APP_AID)
+            for p in profiles:
+                mb.push_series(p)
+        for aid in (SETTLEMENT_APP_AID, PROFILING_APP_AID):
+            rc = ReadingsClient(card.transmit, aid)
+            rc.select()
+            rc.pair(f"m-{shape}", TZ, 15)
+            first = 0
+            for d, ops in enumerate(self.openings):
+                rc.put_openings(START + timedelta(days=d), first, ops)
+                first += len(ops)
+        self.card = card
+        self.scores_body = _day(START) + _day(LAST) + ",".join(p.series.series_id for p in profiles).encode()
+        self.settle_body = settlement_request(START, LAST, index.series.series_id, 1)[1:]
+        # The real path once (through the guard and SCP03); the caller records the applet instances.
+        self.applets: dict[str, Any] = {}
+        smb = AppletMailbox(demo_tsm(card, "supplier").open(), SETTLEMENT_APP_AID)
+        t0 = time.perf_counter()
+        smb.request(settlement_request(START, LAST, index.series.series_id, 1), "settlement")
+        self.first_settlement = time.perf_counter() - t0
+        gmb = AppletMailbox(demo_tsm(card, "grid-operator").open(), PROFILING_APP_AID)
+        t0 = time.perf_counter()
+        gmb.request(b"\x20" + self.scores_body, "scores")
+        self.first_scores = time.perf_counter() - t0
+        flat = [o for ops in self.openings for o in ops]
+        self.hourly = [Opening(sum(o.m for o in flat[k : k + 4]), sum(o.r for o in flat[k : k + 4]) % Q)
+                       for k in range(0, len(flat), 4)]
+        self.hourly_c = [commit(o.m, o.r)[0] for o in self.hourly]
+        self.ctx = scores_context(f"m-{shape}", START.isoformat(), LAST.isoformat(), 60)
+
+    def scores(self) -> None:
+        self.applets["profiling"]._scores(self.scores_body)
+
+    def settlement(self) -> None:
+        self.applets["settlement"]._settle(self.settle_body)
+
+    def prove(self) -> None:
+        sumsquares.prove(self.hourly_c, self.hourly, self.ctx)
+
+    def commitments(self) -> None:
+        for o in self.hourly:
+            commit(o.m, o.r)
+
+
+#: The applet instances of the hub being built, recorded by :func:`_capturing` on its real request.
+_SEEN: dict[str, Any] = {}
+
+
+def _capturing() -> Callable[[], None]:
+    """Wrap the applets' compute methods so that the instances answering the real requests
+    are recorded in :data:`_SEEN`; returns the undo."""
+    orig_s, orig_p = SettlementApplet._settle, ProfilingApplet._scores
+
+    def settle(self: SettlementApplet, body: bytes) -> bytes:
+        _SEEN["settlement"] = self
+        return orig_s(self, body)
+
+    def scores(self: ProfilingApplet, body: bytes) -> Any:
+        _SEEN["profiling"] = self
+        return orig_p(self, body)
+
+    SettlementApplet._settle = settle  # type: ignore[method-assign]
+    ProfilingApplet._scores = scores  # type: ignore[method-assign]
+
+    def undo() -> None:
+        SettlementApplet._settle = orig_s  # type: ignore[method-assign]
+        ProfilingApplet._scores = orig_p  # type: ignore[method-assign]
+
+    return undo
+
+
+def _iqr(xs: list[float]) -> tuple[float, float]:
+    q = statistics.quantiles(xs, n=4)
+    return q[0], q[2]
+
+
+def one_shot_rate(a: list[float], b: list[float]) -> float:
+    """Success rate of telling single runs of ``a`` from ``b`` by a threshold half-way
+    between the medians of the other half of the runs (two-fold, both directions)."""
+    hits = total = 0
+    for train, test in ((0, 1), (1, 0)):
+        ma, mb = statistics.median(a[train::2]), statistics.median(b[train::2])
+        thr = (ma + mb) / 2
+        a_low = ma < mb
+        for x in a[test::2]:
+            hits += (x < thr) == a_low
+            total += 1
+        for x in b[test::2]:
+            hits += (x >= thr) == a_low
+            total += 1
+    return hits / total
+
+
+def main() -> None:
+    reps = int(sys.argv[1]) if len(sys.argv) > 1 else 15
+    shapes = ["occupied", *(s for s in sys.argv[2].split(",") if s != "occupied")] if len(sys.argv) > 2 else SHAPES
+    if reps < MIN_RUNS:
+        raise SystemExit(f"need at least {MIN_RUNS} runs")
+    header(f"timing of the hub's releases by month shape: {DAYS} days, 2,880 readings, {reps} runs per shape, "
+           "shapes alternated")
+    index = sign_series(example_price_index(START, DAYS), demo_index_publisher_key())
+    profiles = reference_profiles(START, DAYS)
+    with tempfile.TemporaryDirectory() as tmp:
+        hubs: dict[str, Hub] = {}
+        undo = _capturing()
+        try:
+            for shape in shapes:
+                _SEEN.clear()
+                hubs[shape] = Hub(Path(tmp), shape, index, profiles)
+                hubs[shape].applets = dict(_SEEN)
+        finally:
+            undo()
+        for shape, hub in hubs.items():
+            days = hub.days
+            zero_h = sum(1 for o in hub.hourly if o.m == 0)
+            row(f"{shape}: E {sum(map(sum, days))} Wh, zero hours {zero_h}/720, distinct hours "
+                f"{len({o.m for o in hub.hourly})}",
+                f"{hub.first_scores * 1e3:.0f} ms", "scores, end to end, first ask (single run)")
+        releases = {"scores": Hub.scores, "sum-of-squares prove": Hub.prove,
+                    "hourly commitments": Hub.commitments, "settlement": Hub.settlement}
+        cpu: dict[tuple[str, str], list[float]] = {(r, s): [] for r in releases for s in hubs}
+        wall: dict[tuple[str, str], list[float]] = {(r, s): [] for r in releases for s in hubs}
+        for fn in releases.values():  # warm-up, untimed
+            for hub in hubs.values():
+                fn(hub)
+        for _ in range(reps):
+            for rel, fn in releases.items():
+                for shape, hub in hubs.items():
+                    c0, t0 = time.process_time(), time.perf_counter()
+                    fn(hub)
+                    t1, c1 = time.perf_counter(), time.process_time()
+                    cpu[rel, shape].append(c1 - c0)
+                    wall[rel, shape].append(t1 - t0)
+        for rel in releases:
+            print(f"-- {rel}: CPU median [IQR], wall median (median of {reps} runs each)")
+            for shape in hubs:
+                xs = cpu[rel, shape]
+                lo, hi = _iqr(xs)
+                row(f"   {shape}", f"{statistics.median(xs) * 1e3:.2f} ms",
+                    f"[{lo * 1e3:.2f}, {hi * 1e3:.2f}] wall {statistics.median(wall[rel, shape]) * 1e3:.2f} ms")
+            rates = {(a, b): one_shot_rate(cpu[rel, a], cpu[rel, b]) for a, b in combinations(hubs, 2)}
+            base = statistics.median(cpu[rel, "occupied"])
+            for (a, b), rate in rates.items():
+                if a == "occupied":
+                    ratio = statistics.median(cpu[rel, b]) / base
+                    row(f"   one-shot distinguisher occupied vs {b}", f"{rate * 100:.0f} %",
+                        f"median ratio {ratio:.3f} to occupied")
+            worst = max(rates.items(), key=lambda kv: kv[1])
+            row("   best pair for the recipient", f"{worst[1] * 100:.0f} %", f"{worst[0][0]} vs {worst[0][1]}")
+        for hub in hubs.values():
+            hub.card.close()
+
+
+if __name__ == "__main__":
+    main()
