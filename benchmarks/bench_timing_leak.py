@@ -13,12 +13,15 @@ with fresh blindings), each release is asked for once through its security domai
 (SCP03 mailbox, the real path), and then the card's computation of that answer (the
 applet's ``_scores`` / ``_settle``, everything between the request and the answer except
 the guard's bookkeeping and the transport, which do not look at the readings) is timed
-``reps`` times per shape, the shapes alternated round-robin (A, B, C, ..., A, B, C, ...).
-Reported per shape and release: median CPU (``process_time``) and wall with the
-interquartile range; per pair of shapes: the success rate of a one-shot distinguisher
-(the recipient sees one answer per period: threshold half-way between the two shapes'
-medians of one half of the runs, applied to single runs of the other half, and the halves
-swapped; 50 % is guessing).
+``reps`` times per shape. Two variants in the same run, alternated (before, after,
+before, after, ...; inside each the shapes round-robin): **before** the fix (the prover's
+``A`` over the readings by :func:`meterhub.crypto.group.msm`, commitments by
+:func:`meterhub.crypto.pedersen.commit`; :func:`before_fix` puts them back) and **after**
+(the code as it is). Reported per variant, shape and release: median CPU
+(``process_time``) and wall with the interquartile range; per pair of shapes: the success
+rate of a one-shot distinguisher (the recipient sees one answer per period: threshold
+half-way between the two shapes' medians of one half of the runs, applied to single runs
+of the other half, and the halves swapped; 50 % is guessing).
 
 Also timed, for the breakdown: ``sumsquares.prove`` alone over the same hourly openings
 (prover CPU) and the applet's hourly commitments.
@@ -34,16 +37,19 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import date, timedelta
 from itertools import combinations
 from pathlib import Path
 from typing import Any
 
 from _bench import MIN_RUNS, header, row
+from meterhub.applets import profiling
 from meterhub.applets.profiling import ProfilingApplet, scores_context
 from meterhub.applets.settlement import SettlementApplet
 from meterhub.crypto import sumsquares
+from meterhub.crypto.bulletproofs._tables import _h_table, _lincomb_fixed, generators
 from meterhub.crypto.group import Q, random_scalar
 from meterhub.crypto.pedersen import Opening, commit
 from meterhub.demo.hubs import demo_tsm, deploy_applet, open_demo_hub
@@ -152,8 +158,30 @@ class Hub:
         sumsquares.prove(self.hourly_c, self.hourly, self.ctx)
 
     def commitments(self) -> None:
-        for o in self.hourly:
-            commit(o.m, o.r)
+        profiling.hourly_commitments(self.hourly)
+
+
+@contextmanager
+def before_fix() -> Iterator[None]:
+    """The prover as it was before the fix (git 28b0a78^), for a same-run baseline:
+    ``A`` and ``S'`` as multi-scalar multiplications over the readings and the masks
+    (:func:`meterhub.crypto.group.msm`: equal scalars bucketed, zeros dropped, direct
+    method for few distinct values), and every commitment by
+    :func:`meterhub.crypto.pedersen.commit` (no generator multiplication for a zero)."""
+    vectors, uniform = sumsquares._commit_vectors, sumsquares.commit_uniform
+
+    def direct(m: list[int], s_l: list[int], s_r: list[int], alpha: int, rho: int, nn: int) -> tuple[Any, Any]:
+        gv, hv = generators(nn)
+        th = _h_table()
+        return _lincomb_fixed([(alpha, th)], m + m, gv + hv), _lincomb_fixed([(rho, th)], s_l + s_r, gv + hv)
+
+    sumsquares._commit_vectors = direct  # type: ignore[assignment]
+    sumsquares.commit_uniform = lambda m, r: commit(m, r)[0]  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sumsquares._commit_vectors = vectors  # type: ignore[assignment]
+        sumsquares.commit_uniform = uniform  # type: ignore[assignment]
 
 
 #: The applet instances of the hub being built, recorded by :func:`_capturing` on its real request.
@@ -232,37 +260,73 @@ def main() -> None:
                 f"{hub.first_scores * 1e3:.0f} ms", "scores, end to end, first ask (single run)")
         releases = {"scores": Hub.scores, "sum-of-squares prove": Hub.prove,
                     "hourly commitments": Hub.commitments, "settlement": Hub.settlement}
-        cpu: dict[tuple[str, str], list[float]] = {(r, s): [] for r in releases for s in hubs}
-        wall: dict[tuple[str, str], list[float]] = {(r, s): [] for r in releases for s in hubs}
-        for fn in releases.values():  # warm-up, untimed
-            for hub in hubs.values():
-                fn(hub)
-        for _ in range(reps):
-            for rel, fn in releases.items():
-                for shape, hub in hubs.items():
-                    c0, t0 = time.process_time(), time.perf_counter()
-                    fn(hub)
-                    t1, c1 = time.perf_counter(), time.process_time()
-                    cpu[rel, shape].append(c1 - c0)
-                    wall[rel, shape].append(t1 - t0)
+        variants: dict[str, Callable[[], Any]] = {"before": before_fix, "after": nullcontext}
+        keys = [(v, r, s) for v in variants for r in releases for s in hubs]
+        cpu: dict[tuple[str, str, str], list[float]] = {k: [] for k in keys}
+        wall: dict[tuple[str, str, str], list[float]] = {k: [] for k in keys}
+        for var in variants.values():  # warm-up, untimed
+            with var():
+                for fn in releases.values():
+                    for hub in hubs.values():
+                        fn(hub)
+        for _ in range(reps):  # before, after, before, after, ...; inside each, the shapes alternate
+            for vname, var in variants.items():
+                with var():
+                    for rel, fn in releases.items():
+                        for shape, hub in hubs.items():
+                            c0, t0 = time.process_time(), time.perf_counter()
+                            fn(hub)
+                            t1, c1 = time.perf_counter(), time.process_time()
+                            cpu[vname, rel, shape].append(c1 - c0)
+                            wall[vname, rel, shape].append(t1 - t0)
         for rel in releases:
-            print(f"-- {rel}: CPU median [IQR], wall median (median of {reps} runs each)")
-            for shape in hubs:
-                xs = cpu[rel, shape]
-                lo, hi = _iqr(xs)
-                row(f"   {shape}", f"{statistics.median(xs) * 1e3:.2f} ms",
-                    f"[{lo * 1e3:.2f}, {hi * 1e3:.2f}] wall {statistics.median(wall[rel, shape]) * 1e3:.2f} ms")
-            rates = {(a, b): one_shot_rate(cpu[rel, a], cpu[rel, b]) for a, b in combinations(hubs, 2)}
-            base = statistics.median(cpu[rel, "occupied"])
-            for (a, b), rate in rates.items():
-                if a == "occupied":
-                    ratio = statistics.median(cpu[rel, b]) / base
-                    row(f"   one-shot distinguisher occupied vs {b}", f"{rate * 100:.0f} %",
-                        f"median ratio {ratio:.3f} to occupied")
-            worst = max(rates.items(), key=lambda kv: kv[1])
-            row("   best pair for the recipient", f"{worst[1] * 100:.0f} %", f"{worst[0][0]} vs {worst[0][1]}")
+            for vname in variants:
+                print(f"-- {rel}, {vname} the fix: CPU median [IQR], wall median (median of {reps} runs each)")
+                for shape in hubs:
+                    xs = cpu[vname, rel, shape]
+                    lo, hi = _iqr(xs)
+                    row(f"   {shape}", f"{statistics.median(xs) * 1e3:.2f} ms",
+                        f"[{lo * 1e3:.2f}, {hi * 1e3:.2f}] wall {statistics.median(wall[vname, rel, shape]) * 1e3:.2f} ms")
+                rates = {(a, b): one_shot_rate(cpu[vname, rel, a], cpu[vname, rel, b]) for a, b in combinations(hubs, 2)}
+                base = statistics.median(cpu[vname, rel, "occupied"])
+                for (a, b), rate in rates.items():
+                    if a == "occupied":
+                        ratio = statistics.median(cpu[vname, rel, b]) / base
+                        row(f"   one-shot distinguisher occupied vs {b}", f"{rate * 100:.0f} %",
+                            f"median ratio {ratio:.3f} to occupied")
+                worst = max(rates.items(), key=lambda kv: kv[1])
+                row("   best pair for the recipient", f"{worst[1] * 100:.0f} %", f"{worst[0][0]} vs {worst[0][1]}")
+            b_all = [x for s in hubs for x in cpu["before", rel, s]]
+            a_all = [x for s in hubs for x in cpu["after", rel, s]]
+            row(f"   {rel}: CPU after / before the fix, all shapes", f"{statistics.median(a_all) / statistics.median(b_all):.3f}",
+                f"median {statistics.median(a_all) * 1e3:.2f} vs {statistics.median(b_all) * 1e3:.2f} ms, "
+                f"{len(a_all)} runs each")
         for hub in hubs.values():
             hub.card.close()
+    dp_sampler(reps)
+
+
+def dp_sampler(reps: int) -> None:
+    """The DP forecast's Laplace draw (OpenDP, :class:`meterhub.model.dp.OpenDPNoise`) at the
+    default policy's energy scale: does its time follow the size of the noise, which the
+    recipient could subtract from the noisy energy it receives?"""
+    from meterhub.model.dp import OpenDPNoise
+
+    noise = OpenDPNoise()
+    scale, sens, eps = 10_000.0, 5_000, 0.5  # default policy: clip 5,000 Wh, 1-hour unit, epsilon 1 (half for E)
+    draws: list[tuple[int, float]] = []
+    for _ in range(200 * reps):
+        c0 = time.perf_counter()
+        v = noise.laplace_int(500_000, scale, sens, eps)
+        draws.append((abs(v - 500_000), time.perf_counter() - c0))
+    draws.sort()
+    q = len(draws) // 4
+    print(f"-- DP Laplace draw (OpenDP), {len(draws)} draws sorted by |noise| into quartiles: median time")
+    parts = [[t for _, t in draws[k * q : (k + 1) * q]] for k in range(4)]
+    for k, part in enumerate(parts):
+        row(f"   quartile {k + 1}: median |noise| {statistics.median(a for a, _ in draws[k * q:(k + 1) * q]):.0f} Wh",
+            f"{statistics.median(part) * 1e6:.1f} us")
+    row("   one-shot distinguisher lowest vs highest quartile", f"{one_shot_rate(parts[0], parts[3]) * 100:.0f} %")
 
 
 if __name__ == "__main__":
