@@ -211,3 +211,30 @@ def test_msm_fixed_plan_refuses_what_it_cannot_plan() -> None:
         msm_fixed_plan([1, 2], PointArray.from_points([arr.point(0), Point.identity()]))
     with pytest.raises(ValueError, match="bits"):
         msm_fixed_plan([1, 2, 3, 4], arr, bits=0)
+
+
+def test_tier_proofs_make_the_same_generator_multiplications_for_a_zero_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reading at its row's lower bound (``m - c_min = 0``) or with a zero price made one or
+    two generator multiplications fewer before the fix (``lincomb`` skips a zero term)."""
+    from meterhub.crypto import bulletproofs as bp
+    from meterhub.crypto.transcript import ProofContext
+
+    rows = [(0, 100, 10, 0), (100, 400, 20, 1000), (400, 1 << 16, 30, 7000)]
+    ctx = ProofContext("m-t", "2027-04")
+    count = [0]
+    real = PublicKey.from_secret.__func__  # type: ignore[attr-defined]
+
+    def from_secret(cls: Any, secret: bytes, context: Any = None) -> Any:
+        count[0] += 1
+        return real(cls, secret) if context is None else real(cls, secret, context)
+
+    counts = {}
+    for m in (0, 1, 99, 100, 101, 65535):
+        c, o = commit(m)
+        count[0] = 0
+        with monkeypatch.context() as mp:
+            mp.setattr(PublicKey, "from_secret", classmethod(from_secret))
+            proof, _, price = bp.prove_tier(c, o, rows, ctx)
+        assert bp.verify_tier(c, rows, proof, ctx)
+        counts[m] = count[0]
+    assert len(set(counts.values())) == 1, counts
