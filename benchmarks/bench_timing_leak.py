@@ -13,7 +13,10 @@ with fresh blindings), each release is asked for once through its security domai
 (SCP03 mailbox, the real path), and then the card's computation of that answer (the
 applet's ``_scores`` / ``_settle``, everything between the request and the answer except
 the guard's bookkeeping and the transport, which do not look at the readings) is timed
-``reps`` times per shape. Two variants in the same run, alternated (before, after,
+``reps`` times per shape, the shapes in a fresh random order in every round and the heap
+collected before every timed call (both would otherwise put a shape-independent pattern
+on the figures: the first call after another release is slower, and the garbage
+collector fires at the same place of a fixed loop). Two variants in the same run, alternated (before, after,
 before, after, ...; inside each the shapes round-robin): **before** the fix (the prover's
 ``A`` over the readings by :func:`meterhub.crypto.group.msm`, commitments by
 :func:`meterhub.crypto.pedersen.commit`; :func:`before_fix` puts them back) and **after**
@@ -24,7 +27,8 @@ half-way between the two shapes' medians of one half of the runs, applied to sin
 of the other half, and the halves swapped; 50 % is guessing).
 
 Also timed, for the breakdown: ``sumsquares.prove`` alone over the same hourly openings
-(prover CPU) and the applet's hourly commitments.
+(prover CPU), its commitment phase (``A`` and ``S'``, where the readings met the
+multi-scalar multiplication before the fix) and the applet's hourly commitments.
 
 Run: .venv/bin/python benchmarks/bench_timing_leak.py [reps] [shapes]   (reps default 15, >= 5;
 shapes a comma-separated subset of :data:`SHAPES`, default all; "occupied" is always included)
@@ -32,6 +36,7 @@ shapes a comma-separated subset of :data:`SHAPES`, default all; "occupied" is al
 
 from __future__ import annotations
 
+import gc
 import random
 import statistics
 import sys
@@ -157,6 +162,14 @@ class Hub:
     def prove(self) -> None:
         sumsquares.prove(self.hourly_c, self.hourly, self.ctx)
 
+    def vectors(self) -> None:
+        """The prover's commitment phase alone: ``A`` and ``S'`` (``sumsquares._commit_vectors``)
+        over this month's hourly values, padded to 1,024, with fresh masks."""
+        nn = 1024
+        m = [o.m for o in self.hourly] + [0] * (nn - len(self.hourly))
+        sumsquares._commit_vectors(m, [random_scalar() for _ in range(nn)], [random_scalar() for _ in range(nn)],
+                                   random_scalar(), random_scalar(), nn)
+
     def commitments(self) -> None:
         profiling.hourly_commitments(self.hourly)
 
@@ -259,6 +272,7 @@ def main() -> None:
                 f"{len({o.m for o in hub.hourly})}",
                 f"{hub.first_scores * 1e3:.0f} ms", "scores, end to end, first ask (single run)")
         releases = {"scores": Hub.scores, "sum-of-squares prove": Hub.prove,
+                    "prove: commitment phase (A, S')": Hub.vectors,
                     "hourly commitments": Hub.commitments, "settlement": Hub.settlement}
         variants: dict[str, Callable[[], Any]] = {"before": before_fix, "after": nullcontext}
         keys = [(v, r, s) for v in variants for r in releases for s in hubs]
@@ -269,11 +283,18 @@ def main() -> None:
                 for fn in releases.values():
                     for hub in hubs.values():
                         fn(hub)
+        order = random.Random(1)
         for _ in range(reps):  # before, after, before, after, ...; inside each, the shapes alternate
             for vname, var in variants.items():
                 with var():
                     for rel, fn in releases.items():
-                        for shape, hub in hubs.items():
+                        # A fresh order of the shapes in every round (the first call after another
+                        # release runs slower) and a collected heap before every call (the garbage
+                        # collector fires after a count of allocations, so at a fixed place in a fixed
+                        # loop it would always hit the same shape).
+                        for shape in order.sample(list(hubs), len(hubs)):
+                            hub = hubs[shape]
+                            gc.collect()
                             c0, t0 = time.process_time(), time.perf_counter()
                             fn(hub)
                             t1, c1 = time.perf_counter(), time.process_time()
