@@ -4,7 +4,7 @@
 The grid operator asks for the statement and may time the answer. Before the fix the
 applet committed to each hour with :func:`meterhub.crypto.pedersen.commit`, which skips the
 generator multiplication of a zero hour, so two weeks of an empty house answered about
-8 ms sooner (``benchmarks/bench_timing_leak.py``). Here the generator multiplications of
+10 ms sooner (``benchmarks/bench_timing_leak.py``). Here the generator multiplications of
 the whole release are counted for an empty house and a lived-in one.
 """
 

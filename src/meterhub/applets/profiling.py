@@ -100,7 +100,8 @@ def hourly_commitments(openings: list[Opening]) -> list[Commitment]:
     as for any other (:func:`meterhub.crypto.sumsquares.commit_uniform`; docs/privacy.md,
     "Timing"): with :func:`meterhub.crypto.pedersen.commit`, which skips the generator
     multiplication of ``m = 0``, a month with two weeks of zero hours answered the grid
-    operator about 8 ms sooner."""
+    operator about 10 ms sooner
+    (``benchmarks/bench_timing_leak.py``)."""
     return [sumsquares.commit_uniform(o.m, o.r) for o in openings]
 
 

@@ -175,7 +175,7 @@ _MINUS_G = -G
 def commit_uniform(m: int, r: int) -> Commitment:
     """``m G + r H`` (:func:`meterhub.crypto.pedersen.commit` with blinding ``r``) with the same
     work for ``m = 0`` as for any other value (docs/privacy.md, "Timing"): ``commit`` skips the
-    generator multiplication of a zero value (about 25 us), which told a recipient timing the
+    generator multiplication of a zero value (about 29 us), which told a recipient timing the
     score statement how many hours were zero. Committing to ``m + 1`` (never zero for
     ``0 <= m < Q - 1``) and adding ``-G`` gives the same point with one generator
     multiplication (libsecp256k1's constant-time ``ecmult_gen``) and one addition."""
