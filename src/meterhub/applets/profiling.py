@@ -69,7 +69,7 @@ from typing import cast
 from ..card import register_applet_class
 from ..crypto import sumsquares
 from ..crypto.group import Q
-from ..crypto.pedersen import Opening, commit
+from ..crypto.pedersen import Commitment, Opening
 from ..crypto.sampling import Sample, commit_nonce, derive_indices, derive_seed
 from ..model.formats.samples import SAMPLES_FORMAT, SampleRelease
 from ..model.formats.scores import SCORES_FORMAT, ProfileScores, ScoreEntry, scores_context
@@ -87,11 +87,22 @@ __all__ = [
     "SAMPLES_FORMAT",
     "SCORES_FORMAT",
     "ProfilingApplet",
+    "hourly_commitments",
     "scores_context",
 ]
 
 CLASS_NAME = "meterhub.applets.profiling/1"
 MAX_PROFILES = 32
+
+
+def hourly_commitments(openings: list[Opening]) -> list[Commitment]:
+    """``C_h = m_h G + r_h H`` for each profile interval with the same work for a zero hour
+    as for any other (:func:`meterhub.crypto.sumsquares.commit_uniform`; docs/privacy.md,
+    "Timing"): with :func:`meterhub.crypto.pedersen.commit`, which skips the generator
+    multiplication of ``m = 0``, a month with two weeks of zero hours answered the grid
+    operator about 10 ms sooner
+    (``benchmarks/bench_timing_leak.py``)."""
+    return [sumsquares.commit_uniform(o.m, o.r) for o in openings]
 
 
 class ProfilingApplet(MeteringApplet):
@@ -316,7 +327,7 @@ class ProfilingApplet(MeteringApplet):
             for p, w in zip(profiles, weights, strict=True)
         ]
         openings = [Opening(m, r) for m, r in zip(sums_m, sums_r, strict=True)]
-        commitments = [commit(o.m, o.r)[0] for o in openings]
+        commitments = hourly_commitments(openings)
         ctx = scores_context(meter_id, first.isoformat(), last.isoformat(), point)
         # Version 2: one inner-product argument (docs/proofs.md), under a kilobyte.
         proof, _, sq = sumsquares.prove(commitments, openings, ctx)

@@ -74,7 +74,7 @@ from .bulletproofs.ipa import (
     _verifier_challenges,
     _verifier_scalars,
 )
-from .group import Point, PointArray, Q, msm, random_scalar
+from .group import G, Point, PointArray, Q, msm, msm_fixed_plan, random_scalar
 from .group.arrays import _limbs
 from .pedersen import Commitment, Opening, commit
 from .transcript import ProofContext, ProofError, Transcript
@@ -85,6 +85,7 @@ __all__ = [
     "MAX_VALUES",
     "SquaresCheck",
     "check_equations",
+    "commit_uniform",
     "link_coefficient_bytes",
     "link_coefficients",
     "proof_size",
@@ -167,6 +168,40 @@ def _challenges(t: Transcript, big_a: Point, big_s: Point, n: int, nn: int) -> t
     return y, z, c, d_l, d_r
 
 
+#: ``-G``, for :func:`commit_uniform`.
+_MINUS_G = -G
+
+
+def commit_uniform(m: int, r: int) -> Commitment:
+    """``m G + r H`` (:func:`meterhub.crypto.pedersen.commit` with blinding ``r``) with the same
+    work for ``m = 0`` as for any other value (docs/privacy.md, "Timing"): ``commit`` skips the
+    generator multiplication of a zero value (about 29 us), which told a recipient timing the
+    score statement how many hours were zero. Committing to ``m + 1`` (never zero for
+    ``0 <= m < Q - 1``) and adding ``-G`` gives the same point with one generator
+    multiplication (libsecp256k1's constant-time ``ecmult_gen``) and one addition."""
+    if not 0 <= m < Q - 1:
+        raise ValueError("value out of range for a uniform commitment")
+    return Commitment(commit(m + 1, r)[0].point + _MINUS_G)
+
+
+def _commit_vectors(m: list[int], s_l: list[int], s_r: list[int], alpha: int, rho: int, nn: int) -> tuple[Point, Point]:
+    """``A = <m, G_vec> + <m, H_vec> + alpha H`` and ``S' = <s_L, G_vec> + <s_R, H_vec> + rho H``
+    (module docstring, step 1) with work that does not depend on the readings (docs/privacy.md,
+    "Timing"). ``A`` is never a multi-scalar multiplication over the readings themselves (a
+    month of equal or zero hours would take a shorter path and the grid operator, who asks
+    for the statement, could time it): ``A + S'`` has the scalars ``m + s_L``, ``m + s_R``,
+    uniform mod ``Q`` whatever the readings, so ``A = (A + S') - S'`` costs two multi-scalar
+    multiplications with the same fixed plan (:func:`meterhub.crypto.group.msm_fixed_plan`,
+    chosen from ``2N`` and 256 bits) and random scalars. The points, and so the proof's bytes,
+    are those of the direct computation."""
+    gens = generator_array(nn)
+    th = _h_table()
+    masked = [(a + s) % Q for a, s in zip(m + m, s_l + s_r, strict=True)]
+    big_s = _lincomb_fixed([(rho, th)]) + msm_fixed_plan(s_l + s_r, gens)
+    big_as = _lincomb_fixed([((alpha + rho) % Q, th)]) + msm_fixed_plan(masked, gens)
+    return big_as - big_s, big_s
+
+
 def prove(
     commitments: Sequence[Commitment], openings: Sequence[Opening], ctx: ProofContext
 ) -> tuple[bytes, Commitment, Opening]:
@@ -185,13 +220,10 @@ def prove(
     r_s = random_scalar()
     t = _transcript(ctx, [c.point for c in commitments], squares, r_s)
     gv, hv = generators(nn)
-    th = _h_table()
     alpha, rho = random_scalar(), random_scalar()
     s_l = [random_scalar() for _ in range(nn)]
     s_r = [random_scalar() for _ in range(nn)]
-    # Readings repeat (many zero hours): lincomb buckets equal scalars.
-    big_a = _lincomb_fixed([(alpha, th)], m + m, gv + hv)
-    big_s = _lincomb_fixed([(rho, th)], s_l + s_r, gv + hv)
+    big_a, big_s = _commit_vectors(m, s_l, s_r, alpha, rho, nn)
     _, z, c, d_l, d_r = _challenges(t, big_a, big_s, n, nn)
     l0 = [(a + d) % Q for a, d in zip(m, d_r, strict=True)]
     r0 = [(a + d) % Q for a, d in zip(m, d_l, strict=True)]
@@ -201,7 +233,7 @@ def prove(
     head = bytes([VERSION_IPA, TAG_SUM_SQUARES]) + n.to_bytes(4, "big")
     proof = head + ArgumentBody(big_a, big_s, big_t1, big_t2, t_x, tau_x, mu, ls, rs, a, b).to_bytes()
     opening = Opening(squares, r_s)
-    return proof, commit(squares, r_s)[0], opening
+    return proof, commit_uniform(squares, r_s), opening
 
 
 @dataclass(frozen=True)

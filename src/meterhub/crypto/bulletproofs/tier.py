@@ -109,6 +109,10 @@ def _tier_transcript(
     return t, t.challenge_scalars(b"tier/rho", 3)
 
 
+#: ``-G``: the prover's own commitments add it to a commitment to ``v + 1``.
+_MINUS_G = -G
+
+
 def prove_tier(
     commitment: Commitment,
     opening: Opening,
@@ -156,7 +160,9 @@ def _prove_tier(
     s1, s2, s3 = random_scalar(), random_scalar(), random_scalar()
     d1, d2, price = m - c_min, c_max - 1 - m, (m - c_min) * f1 + f2
     th = _h_table()
-    own = [_lincomb_fixed([(s, th)], [v], [G]) for v, s in ((d1, s1), (d2, s2), (price, s3))]
+    # v + 1 and -G: a zero v (the reading at its row's lower bound, a zero price) would skip
+    # the generator multiplication and answer sooner (docs/privacy.md, "Timing").
+    own = [_lincomb_fixed([(s, th)], [v + 1], [G]) + _MINUS_G for v, s in ((d1, s1), (d2, s2), (price, s3))]
     t, rho = _tier_transcript(ctx, n, table, commitment.point, own, protocol)
     sig = _tier_or_prove(t, table, idx, rho, (d1, d2, price, m), (s1, s2, s3, opening.r))
     vs = own[:2]

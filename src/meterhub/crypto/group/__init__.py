@@ -22,7 +22,7 @@ scalars, the generators), :mod:`.msm` (multi-scalar multiplication, batch decodi
 from __future__ import annotations
 
 from .arrays import PointArray
-from .msm import msm, msm_encoded, naive_msm, uncompress_many
+from .msm import msm, msm_encoded, msm_fixed_plan, naive_msm, uncompress_many
 from .point import (
     H_DST,
     G,
@@ -54,6 +54,7 @@ __all__ = [
     "msm",
     "naive_msm",
     "msm_encoded",
+    "msm_fixed_plan",
     "uncompress_many",
     "PointArray",
 ]

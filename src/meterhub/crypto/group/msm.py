@@ -12,7 +12,15 @@ from coincurve import PublicKey
 from coincurve._libsecp256k1 import ffi as _ffi
 from coincurve._libsecp256k1 import lib as _lib
 
-from .arrays import _COST_CALL, _COST_MUL, PointArray, _best_window, _limbs, _pippenger_rows
+from .arrays import (
+    _COST_CALL,
+    _COST_MUL,
+    PointArray,
+    _best_plan,
+    _best_window,
+    _limbs,
+    _pippenger_rows,
+)
 from .point import (
     _CTX,
     _IDENTITY,
@@ -59,6 +67,36 @@ def msm(scalars: Iterable[int], points: Iterable[Point], *, grouping_limit: int 
         else:
             bucket.append(p._pk)
     return _sum_buckets(buckets, grouping_limit)
+
+
+def msm_fixed_plan(scalars: Sequence[int], points: PointArray, bits: int = 256) -> Point:
+    """``sum k_i P_i`` for a prover's secret scalars (docs/privacy.md, "Timing: what a
+    recipient learns from how long the hub takes"): Pippenger's bucket method over every
+    point of ``points``, with the window and digit form chosen from ``len(points)`` and the
+    public bound ``bits`` alone (:func:`~meterhub.crypto.group.arrays._best_plan`). Unlike
+    :func:`msm` nothing looks at the scalars' values to choose the work: no bucketing of
+    equal scalars, no direct method for few distinct ones, no zero scalar dropped, no
+    window from the largest scalar's length.
+
+    Inside a window the bucket method still adds only points with a non-zero digit and
+    combines only non-empty buckets, so the caller hands in masked scalars, uniform mod
+    ``Q`` and independent of the secret (``m + s_L`` in
+    :func:`meterhub.crypto.sumsquares.prove`), which makes those counts independent of
+    the secret as well. Every point must be a live (non-identity) public point; scalars
+    are reduced mod ``Q`` and must be below ``2^bits``."""
+    n = len(points)
+    if len(scalars) != n:
+        raise ValueError("scalars and points differ in length")
+    if not 0 < bits <= 256:
+        raise ValueError("bits must be in 1..256")
+    if not n:
+        return _IDENTITY
+    if not points.live.all():
+        raise ValueError("a fixed plan needs every point live (public generators)")
+    red = [k % Q for k in scalars]
+    if bits < 256 and any(k >> bits for k in red):
+        raise ValueError(f"a scalar is not below 2^{bits}")
+    return _pippenger_rows(_limbs(red), points.rows, bits, _best_plan(n, bits)[:2])
 
 
 def _sum_buckets(buckets: dict[int, list[PublicKey]], grouping_limit: int | None = None) -> Point:
