@@ -55,8 +55,8 @@ from meterhub.applets.profiling import ProfilingApplet, scores_context
 from meterhub.applets.settlement import SettlementApplet
 from meterhub.crypto import sumsquares
 from meterhub.crypto.bulletproofs._tables import _h_table, _lincomb_fixed, generators
-from meterhub.crypto.group import Q, random_scalar
-from meterhub.crypto.pedersen import Opening, commit
+from meterhub.crypto.group import H, Q, base_mul, random_scalar
+from meterhub.crypto.pedersen import Commitment, Opening, commit
 from meterhub.demo.hubs import demo_tsm, deploy_applet, open_demo_hub
 from meterhub.hub.secure_element import PROFILING_APP_AID, SETTLEMENT_APP_AID, ReadingsClient
 from meterhub.model.timebase import day_starts
@@ -181,7 +181,12 @@ def before_fix() -> Iterator[None]:
     (:func:`meterhub.crypto.group.msm`: equal scalars bucketed, zeros dropped, direct
     method for few distinct values), and every commitment by
     :func:`meterhub.crypto.pedersen.commit` (no generator multiplication for a zero)."""
-    vectors, uniform = sumsquares._commit_vectors, sumsquares.commit_uniform
+    vectors, commits = sumsquares._commit_vectors, (sumsquares.commit, profiling.commit)
+
+    def old_commit(m: int, r: int | None = None) -> tuple[Commitment, Opening]:
+        # The formula before: no generator multiplication for m = 0, variable-time r*H.
+        r = random_scalar() if r is None else r % Q
+        return Commitment(base_mul(m) + H * r), Opening(m, r)
 
     def direct(m: list[int], s_l: list[int], s_r: list[int], alpha: int, rho: int, nn: int) -> tuple[Any, Any]:
         gv, hv = generators(nn)
@@ -189,12 +194,12 @@ def before_fix() -> Iterator[None]:
         return _lincomb_fixed([(alpha, th)], m + m, gv + hv), _lincomb_fixed([(rho, th)], s_l + s_r, gv + hv)
 
     sumsquares._commit_vectors = direct  # type: ignore[assignment]
-    sumsquares.commit_uniform = lambda m, r: commit(m, r)[0]  # type: ignore[assignment]
+    sumsquares.commit = profiling.commit = old_commit  # type: ignore[assignment]
     try:
         yield
     finally:
         sumsquares._commit_vectors = vectors  # type: ignore[assignment]
-        sumsquares.commit_uniform = uniform  # type: ignore[assignment]
+        sumsquares.commit, profiling.commit = commits  # type: ignore[assignment]
 
 
 #: The applet instances of the hub being built, recorded by :func:`_capturing` on its real request.

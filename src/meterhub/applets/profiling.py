@@ -69,7 +69,7 @@ from typing import cast
 from ..card import register_applet_class
 from ..crypto import sumsquares
 from ..crypto.group import Q
-from ..crypto.pedersen import Commitment, Opening
+from ..crypto.pedersen import Commitment, Opening, commit
 from ..crypto.sampling import Sample, commit_nonce, derive_indices, derive_seed
 from ..model.formats.samples import SAMPLES_FORMAT, SampleRelease
 from ..model.formats.scores import SCORES_FORMAT, ProfileScores, ScoreEntry, scores_context
@@ -96,13 +96,12 @@ MAX_PROFILES = 32
 
 
 def hourly_commitments(openings: list[Opening]) -> list[Commitment]:
-    """``C_h = m_h G + r_h H`` for each profile interval with the same work for a zero hour
-    as for any other (:func:`meterhub.crypto.sumsquares.commit_uniform`; docs/privacy.md,
-    "Timing"): with :func:`meterhub.crypto.pedersen.commit`, which skips the generator
-    multiplication of ``m = 0``, a month with two weeks of zero hours answered the grid
-    operator about 10 ms sooner
-    (``benchmarks/bench_timing_leak.py``)."""
-    return [sumsquares.commit_uniform(o.m, o.r) for o in openings]
+    """``C_h = m_h G + r_h H`` for each profile interval, by :func:`meterhub.crypto.pedersen.commit`
+    (:func:`~meterhub.crypto.pedersen.commit_point`: the same constant-time work for a zero hour
+    as for any other; docs/privacy.md, "Timing"). Before, the generator multiplication of
+    ``m = 0`` was skipped, and a month with two weeks of zero hours answered the grid operator
+    about 10 ms sooner (``benchmarks/bench_timing_leak.py``)."""
+    return [commit(o.m, o.r)[0] for o in openings]
 
 
 class ProfilingApplet(MeteringApplet):

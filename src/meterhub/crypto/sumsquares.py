@@ -74,7 +74,7 @@ from .bulletproofs.ipa import (
     _verifier_challenges,
     _verifier_scalars,
 )
-from .group import G, Point, PointArray, Q, msm, msm_fixed_plan, random_scalar
+from .group import Point, PointArray, Q, msm, msm_fixed_plan, random_scalar
 from .group.arrays import _limbs
 from .pedersen import Commitment, Opening, commit
 from .transcript import ProofContext, ProofError, Transcript
@@ -85,7 +85,6 @@ __all__ = [
     "MAX_VALUES",
     "SquaresCheck",
     "check_equations",
-    "commit_uniform",
     "link_coefficient_bytes",
     "link_coefficients",
     "proof_size",
@@ -168,22 +167,6 @@ def _challenges(t: Transcript, big_a: Point, big_s: Point, n: int, nn: int) -> t
     return y, z, c, d_l, d_r
 
 
-#: ``-G``, for :func:`commit_uniform`.
-_MINUS_G = -G
-
-
-def commit_uniform(m: int, r: int) -> Commitment:
-    """``m G + r H`` (:func:`meterhub.crypto.pedersen.commit` with blinding ``r``) with the same
-    work for ``m = 0`` as for any other value (docs/privacy.md, "Timing"): ``commit`` skips the
-    generator multiplication of a zero value (about 29 us), which told a recipient timing the
-    score statement how many hours were zero. Committing to ``m + 1`` (never zero for
-    ``0 <= m < Q - 1``) and adding ``-G`` gives the same point with one generator
-    multiplication (libsecp256k1's constant-time ``ecmult_gen``) and one addition."""
-    if not 0 <= m < Q - 1:
-        raise ValueError("value out of range for a uniform commitment")
-    return Commitment(commit(m + 1, r)[0].point + _MINUS_G)
-
-
 def _commit_vectors(m: list[int], s_l: list[int], s_r: list[int], alpha: int, rho: int, nn: int) -> tuple[Point, Point]:
     """``A = <m, G_vec> + <m, H_vec> + alpha H`` and ``S' = <s_L, G_vec> + <s_R, H_vec> + rho H``
     (module docstring, step 1) with work that does not depend on the readings (docs/privacy.md,
@@ -233,7 +216,7 @@ def prove(
     head = bytes([VERSION_IPA, TAG_SUM_SQUARES]) + n.to_bytes(4, "big")
     proof = head + ArgumentBody(big_a, big_s, big_t1, big_t2, t_x, tau_x, mu, ls, rs, a, b).to_bytes()
     opening = Opening(squares, r_s)
-    return proof, commit_uniform(squares, r_s), opening
+    return proof, commit(squares, r_s)[0], opening
 
 
 @dataclass(frozen=True)
