@@ -184,3 +184,56 @@ def test_link_coefficients_follow_their_definition() -> None:
             for h in range(37)]
     assert ss.link_coefficients(seed, 37) == want
     assert ss.link_coefficient_bytes(seed, 37) == b"".join(c.to_bytes(16, "big") for c in want)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(min_value=0, max_value=11), st.integers(min_value=1, max_value=Q - 1),
+       st.lists(st.integers(min_value=1, max_value=Q - 1), min_size=11, max_size=11))
+def test_split_tables_equal_the_written_out_vectors(k: int, y: int, us: list[int]) -> None:
+    """``u_i = y^i`` and ``s_i`` from the split tables equal ``_powers`` and
+    ``_verifier_scalars`` for every size from 1 to 2^11, edge values included."""
+    from meterhub.crypto.bulletproofs.ipa import _powers, _verifier_scalars
+
+    nn = 1 << k
+    lo, hi = ss._split_powers(y, k)
+    assert [a * b % Q for a in hi for b in lo] == _powers(y, nn)
+    u_sq, u_inv_sq, s_lo, s_hi = ss._split_s(us[:k], k)
+    want_sq, want_inv_sq, want_s = _verifier_scalars(us[:k], nn)
+    assert (u_sq, u_inv_sq) == (want_sq, want_inv_sq)
+    assert [a * b % Q for a in s_hi for b in s_lo] == want_s
+    # s reversed is s^-1 (section 6.2), which check_equations reads off the reversed tables.
+    assert [a * b % Q for a in s_hi[::-1] for b in s_lo[::-1]] == want_s[::-1]
+
+
+def test_split_tables_at_the_edges() -> None:
+    for y in (1, 2, Q - 1):
+        for k in (0, 1, 2, 10):
+            lo, hi = ss._split_powers(y, k)
+            assert [a * b % Q for a in hi for b in lo] == [pow(y, i, Q) for i in range(1 << k)]
+
+
+def test_link_coefficient_bytes_follow_the_definition() -> None:
+    """``c_h = SHA-256(len || DST || seed || u32 h)``, first 16 bytes, for counts that
+    grow and shrink the cached index encodings (and past MAX_VALUES, uncached)."""
+    import hashlib
+
+    for count in (0, 1, 3, 720, 5, ss.MAX_VALUES + 2, 2):
+        seed = count.to_bytes(32, "big")
+        want = b"".join(
+            hashlib.sha256(bytes([len(ss._LINK_DST)]) + ss._LINK_DST + seed + h.to_bytes(4, "big")).digest()[:16]
+            for h in range(count)
+        )
+        assert ss.link_coefficient_bytes(seed, count) == want
+        assert ss.link_coefficients(seed, count) == [int.from_bytes(want[16 * h : 16 * h + 16], "big")
+                                                     for h in range(count)]
+    assert len(ss._INDEX_BYTES) <= ss.MAX_VALUES
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from([1, 2, Q - 1, Q - 2, (Q + 1) // 2]), st.integers(min_value=1, max_value=Q - 1)),
+                max_size=14))
+def test_batch_inverses_equal_pow(values: list[int]) -> None:
+    assert ss._inverses(values) == [pow(v, -1, Q) for v in values]
+    for y2 in values[:3]:
+        if y2 != 1:
+            assert ss._sum_of_powers(y2, 1024, pow(y2 - 1, -1, Q)) == ss._sum_of_powers(y2, 1024)

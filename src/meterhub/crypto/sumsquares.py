@@ -72,7 +72,6 @@ from .bulletproofs.ipa import (
     _powers,
     _prove_polynomial,
     _verifier_challenges,
-    _verifier_scalars,
 )
 from .group import Point, PointArray, Q, msm, random_scalar
 from .group.arrays import _limbs
@@ -108,17 +107,28 @@ def proof_size(n: int) -> int:
     return 6 + _body_size(k, 1)
 
 
+#: ``h`` as 4 big-endian bytes for the indices up to the largest count asked so far
+#: (at most MAX_VALUES); replaced, never changed in place, so threads may share it.
+_INDEX_BYTES: tuple[bytes, ...] = ()
+
+
 def link_coefficient_bytes(seed: bytes, count: int) -> bytes:
     """The link coefficients' 16-byte big-endian encodings, concatenated (the digests'
-    first halves, :func:`link_coefficients`)."""
-    pre = hashlib.sha256(bytes([len(_LINK_DST)]) + _LINK_DST + seed)
-    copy = pre.copy
+    first halves, :func:`link_coefficients`). The prefix ``len || DST || seed`` is hashed
+    once and its state copied per index; the halves are cut from all digests at once."""
+    global _INDEX_BYTES
+    suffixes = _INDEX_BYTES
+    if len(suffixes) < count:
+        suffixes = tuple(h.to_bytes(4, "big") for h in range(count))
+        if count <= MAX_VALUES:
+            _INDEX_BYTES = suffixes
+    copy = hashlib.sha256(bytes([len(_LINK_DST)]) + _LINK_DST + seed).copy
     out = []
-    for h in range(count):
+    for suffix in suffixes[:count]:
         d = copy()
-        d.update(h.to_bytes(4, "big"))
-        out.append(d.digest()[:16])
-    return b"".join(out)
+        d.update(suffix)
+        out.append(d.digest())
+    return np.frombuffer(b"".join(out), dtype=np.uint8).reshape(count, 32)[:, :16].tobytes()
 
 
 def link_coefficients(seed: bytes, count: int) -> list[int]:
@@ -217,14 +227,19 @@ class SquaresCheck:
     The generator coefficients are kept in their factored form (section 6.2):
     ``g_vec_i = g_u u_i + g_s s_i`` and ``h_vec_i = h_u u_i + h_c c_i + h_s s_(N-1-i)``
     with ``u_i = y^i``, the argument's vector ``s`` and the link coefficients ``c``
-    (zero past ``n``), so that a batch adds each statement's part with five
-    multiplications per generator and one reduction per generator for the whole batch
-    (:func:`check_equations`)."""
+    (zero past ``n``). ``u`` and ``s`` are themselves kept split at bit ``lo_bits`` of
+    the index (``i = a 2^lo_bits + b``): ``u_i = u_hi[a] u_lo[b]`` and
+    ``s_i = s_hi[a] s_lo[b]`` (both are products over the bits of ``i``), so neither
+    vector is ever written out: a batch adds each statement's part with two products per
+    generator from ``2 sqrt(N)`` table values (:func:`check_equations`), one reduction per
+    generator for the whole batch."""
 
     own_scalars: tuple[int, ...]
     own_points: tuple[Point, ...]
-    u: list[int]
-    s: list[int]
+    u_lo: list[int]
+    u_hi: list[int]
+    s_lo: list[int]
+    s_hi: list[int]
     g_u: int
     g_s: int
     h_u: int
@@ -236,6 +251,21 @@ class SquaresCheck:
     link_bytes: bytes = b""
 
     @property
+    def size(self) -> int:
+        """``N``, the padded vector length."""
+        return len(self.u_lo) * len(self.u_hi)
+
+    @property
+    def u(self) -> list[int]:
+        """``u_i = y^i`` (reduced), written out."""
+        return [hi * lo % Q for hi in self.u_hi for lo in self.u_lo]
+
+    @property
+    def s(self) -> list[int]:
+        """The argument's ``s_i`` (reduced), written out."""
+        return [hi * lo % Q for hi in self.s_hi for lo in self.s_lo]
+
+    @property
     def g_vec(self) -> tuple[int, ...]:
         """The ``G_i`` scalars ``g_u u_i + g_s s_i`` (reduced)."""
         return tuple((self.g_u * ui + self.g_s * si) % Q for ui, si in zip(self.u, self.s, strict=True))
@@ -243,18 +273,75 @@ class SquaresCheck:
     @property
     def h_vec(self) -> tuple[int, ...]:
         """The ``H_i`` scalars ``h_u u_i + h_c c_i + h_s s_(N-1-i)`` (reduced)."""
-        c = list(self.link) + [0] * (len(self.u) - len(self.link))
+        u = self.u
+        c = list(self.link) + [0] * (len(u) - len(self.link))
         return tuple(
             (self.h_u * ui + self.h_c * ci + self.h_s * si) % Q
-            for ui, ci, si in zip(self.u, c, self.s[::-1], strict=True)
+            for ui, ci, si in zip(u, c, self.s[::-1], strict=True)
         )
 
 
-def _sum_of_powers(y2: int, count: int) -> int:
-    """``sum_{i < count} y2^i`` mod ``Q`` (geometric series)."""
+def _split_powers(y: int, k: int) -> tuple[list[int], list[int]]:
+    """``y^b`` for ``b < 2^lo`` and ``y^(a 2^lo)`` for ``a < 2^(k - lo)``, ``lo = k // 2``
+    (reduced): ``y^i = hi[a] lo[b]`` for ``i = a 2^lo + b``."""
+    lo_bits = k // 2
+    lo = [1] * (1 << lo_bits)
+    for i in range(1, len(lo)):
+        lo[i] = lo[i - 1] * y % Q
+    step = lo[-1] * y % Q  # y^(2^lo)
+    hi = [1] * (1 << (k - lo_bits))
+    for i in range(1, len(hi)):
+        hi[i] = hi[i - 1] * step % Q
+    return lo, hi
+
+
+def _inverses(values: Sequence[int]) -> list[int]:
+    """``v^-1 mod Q`` of every non-zero ``v`` with one modular inversion (Montgomery's
+    trick: invert the product, then peel off one factor per value with two products)."""
+    prefix = [1]
+    for v in values:
+        prefix.append(prefix[-1] * v % Q)
+    inv = pow(prefix[-1], -1, Q)
+    out = [0] * len(values)
+    for i in range(len(values) - 1, -1, -1):
+        out[i] = inv * prefix[i] % Q
+        inv = inv * values[i] % Q
+    return out
+
+
+def _split_s(
+    us: Sequence[int], k: int, u_inv: Sequence[int] | None = None
+) -> tuple[list[int], list[int], list[int], list[int]]:
+    """``u_j^2``, ``u_j^-2`` and the argument's ``s`` (section 6.2, as
+    :func:`meterhub.crypto.bulletproofs.ipa._verifier_scalars`) split at bit
+    ``lo = k // 2`` of the index: ``s_i = hi[a] lo[b]`` for ``i = a 2^lo + b``. Bit ``j``
+    of ``i`` multiplies by ``u_(k-1-j)^2`` from ``s_0 = prod u^-1``. The challenges must
+    be non-zero; ``u_inv``, if given, are their inverses."""
+    if u_inv is None:
+        u_inv = [pow(u, -1, Q) for u in us]
+    u_sq = [u * u % Q for u in us]
+    u_inv_sq = [u * u % Q for u in u_inv]
+    all_inv = 1
+    for ui in u_inv:
+        all_inv = all_inv * ui % Q
+    lo_bits = k // 2
+    lo = [all_inv]
+    for j in range(lo_bits):
+        f = u_sq[k - 1 - j]
+        lo += [x * f % Q for x in lo]
+    hi = [1]
+    for j in range(lo_bits, k):
+        f = u_sq[k - 1 - j]
+        hi += [x * f % Q for x in hi]
+    return u_sq, u_inv_sq, lo, hi
+
+
+def _sum_of_powers(y2: int, count: int, inv: int | None = None) -> int:
+    """``sum_{i < count} y2^i`` mod ``Q`` (geometric series); ``inv``, if given, is
+    ``(y2 - 1)^-1`` (the caller's batch inversion)."""
     if y2 % Q == 1:
         return count % Q
-    return (pow(y2, count, Q) - 1) * pow(y2 - 1, -1, Q) % Q
+    return (pow(y2, count, Q) - 1) * (pow(y2 - 1, -1, Q) if inv is None else inv) % Q
 
 
 def squares_check(
@@ -312,13 +399,20 @@ def squares_check(
     zz = z * z % Q
     if 0 in us or y == 0 or zz == 0:
         return None
-    u_sq, u_inv_sq, s = _verifier_scalars(us, nn)  # section 6.2; s^-1 is s reversed
-    u = _powers(y, nn)
+    # One inversion for the k challenges, z^2 and y^2 - 1 (non-zero unless y^2 = 1).
+    y2 = y * y % Q
+    invs = _inverses([*us, zz] + ([y2 - 1] if y2 != 1 else []))
+    u_sq, u_inv_sq, s_lo, s_hi = _split_s(us, k, invs[:k])  # section 6.2; s^-1 is s reversed
+    u_lo, u_hi = _split_powers(y, k)
     # delta = <d_R, d_L> with d_L = z u + z^2 c, d_R = -z u:
-    #       = -z^2 sum y^(2i) - z^3 <u, c>   (c is zero past n)
-    delta = (-zz * _sum_of_powers(y * y, nn) - zz * z * (sum(ui * ci for ui, ci in zip(u, c, strict=False)) % Q)) % Q
+    #       = -z^2 sum y^(2i) - z^3 <u, c>   (c is zero past n), with
+    # <u, c> = sum_a u_hi[a] sum_b u_lo[b] c_(a L + b), inner sums unreduced.
+    width = len(u_lo)
+    uc = sum(uh * sum(ul * ci for ul, ci in zip(u_lo, c[a * width : a * width + width], strict=False))
+             for a, uh in enumerate(u_hi[: -(-n // width)])) % Q
+    delta = (-zz * _sum_of_powers(y2, nn, invs[k + 1] if y2 != 1 else None) - zz * z * uc) % Q
     beta = random_scalar() or 1  # secret weight of the inner-product check
-    gamma = (-pow(zz, -1, Q)) % Q  # t check scaled so that C_V enters as sum c_h C_h
+    gamma = (-invs[k]) % Q  # t check scaled so that C_V enters as sum c_h C_h
     # IPA: A + x S' + sum(u^2 L + u^-2 R) + <d_R - a s, G> + <d_L - b/s, H> - mu H + w (t_x - ab) G = 0
     #   so g_vec = beta (-z u - a s), h_vec = beta (z u + z^2 c - b s reversed)
     # t:   t_x G + tau_x H - S G - r_S H - z^2 C_V - delta G - x T1 - x^2 T2 = 0   (times gamma)
@@ -328,7 +422,7 @@ def squares_check(
     g = (beta * w * (t_x - a * b) + gamma * (t_x - squares - delta)) % Q
     h = (-beta * mu + gamma * (tau_x - blinding)) % Q
     return SquaresCheck(
-        tuple(own_s), tuple(own_p), u, s,
+        tuple(own_s), tuple(own_p), u_lo, u_hi, s_lo, s_hi,
         (-beta * z) % Q, (-beta * a) % Q, beta * z % Q, beta * zz % Q, (-beta * b) % Q,
         g, h, tuple(c), link_bytes,
     )
@@ -344,7 +438,7 @@ def check_equations(items: Sequence[tuple[SquaresCheck, Point]]) -> bool:
     (:class:`SquaresCheck`) and reduced once."""
     own_k: list[int] = []
     own_p: list[Point] = []
-    nn = max(len(ck.u) for ck, _ in items)
+    nn = max(ck.size for ck, _ in items)
     g_acc = [0] * nn
     h_acc = [0] * nn
     g_tot = h_tot = 0
@@ -354,10 +448,19 @@ def check_equations(items: Sequence[tuple[SquaresCheck, Point]]) -> bool:
         own_p.extend(ck.own_points)
         own_k.append(e)
         own_p.append(data)
-        m = len(ck.u)
         gu, gs, hu, hc, hs = (v * e % Q for v in (ck.g_u, ck.g_s, ck.h_u, ck.h_c, ck.h_s))
-        g_acc[:m] = [acc + gu * ui + gs * si for acc, ui, si in zip(g_acc, ck.u, ck.s, strict=False)]
-        h_acc[:m] = [acc + hu * ui + hs * si for acc, ui, si in zip(h_acc, ck.u, reversed(ck.s), strict=False)]
+        # Index i = a L + b: g_vec_i = (g_u u_hi[a]) u_lo[b] + (g_s s_hi[a]) s_lo[b] and
+        # h_vec_i = (h_u u_hi[a]) u_lo[b] + (h_s s_hi[H-1-a]) s_lo[L-1-b] (+ h_c c_i):
+        # s_(N-1-i) has every index bit flipped. Products stay unreduced until the end.
+        width = len(ck.u_lo)
+        u_lo, s_lo, s_lo_rev = ck.u_lo, ck.s_lo, ck.s_lo[::-1]
+        s_hi_rev = ck.s_hi[::-1]
+        for a, (uh, sh, shr) in enumerate(zip(ck.u_hi, ck.s_hi, s_hi_rev, strict=True)):
+            lo, hi = a * width, a * width + width
+            ga, gb = gu * uh % Q, gs * sh % Q
+            ha, hb = hu * uh % Q, hs * shr % Q
+            g_acc[lo:hi] = [acc + ga * x + gb * y for acc, x, y in zip(g_acc[lo:hi], u_lo, s_lo, strict=True)]
+            h_acc[lo:hi] = [acc + ha * x + hb * y for acc, x, y in zip(h_acc[lo:hi], u_lo, s_lo_rev, strict=True)]
         cl = len(ck.link)
         h_acc[:cl] = [acc + hc * ci for acc, ci in zip(h_acc, ck.link, strict=False)]
         g_tot += ck.g * e
