@@ -131,6 +131,25 @@ def test_batch() -> None:
         ss.verify_batch([])
 
 
+@pytest.mark.parametrize("limb_products_from", [1, 100])
+def test_batch_on_either_generator_path(limb_products_from: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch equation with the limb products (threshold 1) and with the Python sums
+    (threshold 100): honest batches of mixed sizes pass, and a wrong sum, a wrong
+    blinding or a proof moved to another meter fails wherever it sits."""
+    monkeypatch.setattr(ss, "_LIMB_PRODUCTS_FROM", limb_products_from)
+    items = []
+    for k, values in enumerate(([1, 2, 3], [0, 0, 7, 9, 11], [4], [5, 6], [900, 0, 0, 1, 2, 3, 4, 5, 6])):
+        ctx = dataclasses.replace(CTX, meter_id=f"meter-{k}")
+        cs, proof, op = made(values, ctx)
+        items.append((cs, op.m, op.r, proof, ctx))
+    assert ss.verify_batch(items)
+    for k in range(len(items)):
+        cs, s, r, proof, ctx = items[k]
+        for bad in ((cs, s + 1, r, proof, ctx), (cs, s, r + 1, proof, ctx),
+                    (cs, s, r, proof, dataclasses.replace(ctx, meter_id="elsewhere"))):
+            assert not ss.verify_batch([*items[:k], bad, *items[k + 1:]])
+
+
 def test_factored_check_equals_the_vector_form(monkeypatch: pytest.MonkeyPatch) -> None:
     """The verifier's factored generator coefficients, closed-form ``delta`` and doubled
     ``s`` give exactly the section 6.2 vectors ``beta (d_R - a s)``, ``beta (d_L - b s^-1)``
@@ -237,3 +256,52 @@ def test_batch_inverses_equal_pow(values: list[int]) -> None:
     for y2 in values[:3]:
         if y2 != 1:
             assert ss._sum_of_powers(y2, 1024, pow(y2 - 1, -1, Q)) == ss._sum_of_powers(y2, 1024)
+
+
+def _random_check(k: int, n: int, extreme: bool) -> ss.SquaresCheck:
+    """A :class:`SquaresCheck` with random (or all ``Q - 1``) tables and scalars; only the
+    generator part matters to ``_generator_scalars``."""
+    import secrets
+
+    def r() -> int:
+        return Q - 1 if extreme else secrets.randbelow(Q)
+
+    lo, hi = 1 << (k // 2), 1 << (k - k // 2)
+    link = tuple(((1 << 128) - 1) if extreme else secrets.randbits(128) for _ in range(n))
+    return ss.SquaresCheck(
+        (), (), [r() for _ in range(lo)], [r() for _ in range(hi)], [r() for _ in range(lo)],
+        [r() for _ in range(hi)], r(), r(), r(), r(), r(), 0, 0, link,
+        b"".join(c.to_bytes(16, "big") for c in link) if not extreme else b"",
+    )
+
+
+@pytest.mark.parametrize("sizes,extreme", [
+    ([(10, 720)] * 3, False), ([(10, 720)] * 2, True), ([(0, 1), (3, 5), (10, 1000), (3, 8)], False),
+    ([(1, 2), (2, 3)], True), ([(4, 16)] * (ss._FOLD_CHUNK + 3), True),
+])
+def test_generator_scalars_equal_the_vector_sums(
+    sizes: list[tuple[int, int]], extreme: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The limb products give exactly ``sum_k g_vec_k`` and ``sum_k h_vec_k`` (the written-out
+    vectors of each check under its weighted scalars), for mixed sizes, maximal values
+    (every table entry and scalar ``Q - 1``, every link coefficient ``2^128 - 1``) and a
+    batch longer than one product chunk."""
+    import secrets
+
+    checks = [_random_check(k, n, extreme) for k, n in sizes]
+    nn = max(ck.size for ck in checks)
+    parts = []
+    want_g = [0] * nn
+    want_h = [0] * nn
+    for ck in checks:
+        sc = [Q - 1] * 5 if extreme else [secrets.randbelow(Q) for _ in range(5)]
+        parts.append((ck, *sc))
+        w = dataclasses.replace(ck, g_u=sc[0], g_s=sc[1], h_u=sc[2], h_c=sc[3], h_s=sc[4])
+        for i, (gv, hv) in enumerate(zip(w.g_vec, w.h_vec, strict=True)):
+            want_g[i] += gv
+            want_h[i] += hv
+    want = [v % Q for v in want_g + want_h]
+    assert ss._generator_scalars_plain(parts, nn) == want
+    # The limb products whatever the batch size (the dispatcher's threshold set to 1).
+    monkeypatch.setattr(ss, "_LIMB_PRODUCTS_FROM", 1)
+    assert ss._generator_scalars(parts, nn) == want
