@@ -270,9 +270,17 @@ def _random_check(k: int, n: int, extreme: bool) -> ss.SquaresCheck:
     link = tuple(((1 << 128) - 1) if extreme else secrets.randbits(128) for _ in range(n))
     return ss.SquaresCheck(
         (), (), [r() for _ in range(lo)], [r() for _ in range(hi)], [r() for _ in range(lo)],
-        [r() for _ in range(hi)], r(), r(), r(), r(), r(), 0, 0, link,
-        b"".join(c.to_bytes(16, "big") for c in link) if not extreme else b"",
+        [r() for _ in range(hi)], r(), r(), r(), r(), r(), 0, 0, b"".join(c.to_bytes(16, "big") for c in link),
     )
+
+
+@pytest.mark.parametrize("k,n,extreme", [(0, 1, False), (0, 1, True), (3, 5, False), (10, 720, False),
+                                         (10, 720, True), (10, 1024, True), (9, 257, False), (1, 2, True)])
+def test_link_dot_is_the_plain_sum(k: int, n: int, extreme: bool) -> None:
+    ck = _random_check(k, n, extreme)
+    assert len(ck.link) == n
+    want = sum(ui * ci for ui, ci in zip(ck.u, ck.link, strict=False)) % Q
+    assert ss._link_dot(ck.u_lo, ck.u_hi, ck.link_bytes) == want
 
 
 @pytest.mark.parametrize("sizes,extreme", [

@@ -59,6 +59,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -249,8 +250,13 @@ class SquaresCheck:
     h_s: int
     g: int
     h: int
-    link: tuple[int, ...]
-    link_bytes: bytes = b""
+    link_bytes: bytes
+
+    @cached_property
+    def link(self) -> tuple[int, ...]:
+        """The link coefficients ``c_h`` (from :attr:`link_bytes`, 16 bytes each)."""
+        lb = self.link_bytes
+        return tuple(int.from_bytes(lb[16 * h : 16 * h + 16], "big") for h in range(len(lb) // 16))
 
     @property
     def size(self) -> int:
@@ -338,6 +344,31 @@ def _split_s(
     return u_sq, u_inv_sq, lo, hi
 
 
+def _link_dot(u_lo: Sequence[int], u_hi: Sequence[int], link_bytes: bytes) -> int:
+    """``<u, c> = sum_i y^i c_i mod Q`` over the ``n`` link coefficients (16 big-endian
+    bytes each in ``link_bytes``) with ``y^i = u_hi[a] u_lo[b]``, ``i = a L + b``: for each
+    ``a`` the inner sum ``sum_b u_lo[b] c_(a L + b)`` is an exact ``float64`` product of
+    16-bit limbs (entries below ``2^42``), carried into one integer per ``a``; then
+    ``H`` Python products. Equal to the plain sum (``test_link_dot_is_the_plain_sum``)."""
+    width = len(u_lo)
+    n = len(link_bytes) // 16
+    rows = -(-n // width)
+    if not rows:
+        return 0
+    pad = bytes(16 * rows * width - len(link_bytes))
+    c = np.frombuffer(link_bytes + pad, dtype=">u2").reshape(rows, width, 8)[:, :, ::-1].astype(np.float64)
+    # inner[a, p, q] = sum_b limb p of u_lo[b] * limb q of c_(a L + b)
+    inner = np.einsum("bp,abq->apq", _limbs16(u_lo), c)
+    sums = np.zeros((rows, 26), dtype=np.int64)
+    for p in range(16):
+        sums[:, p : p + 8] += inner[:, p, :].astype(np.int64)
+    for j in range(25):
+        sums[:, j + 1] += sums[:, j] >> 16
+        sums[:, j] &= 0xFFFF
+    raw = sums.astype("<u2").tobytes()
+    return sum(uh * int.from_bytes(raw[52 * a : 52 * a + 52], "little") for a, uh in enumerate(u_hi[:rows])) % Q
+
+
 def _sum_of_powers(y2: int, count: int, inv: int | None = None) -> int:
     """``sum_{i < count} y2^i`` mod ``Q`` (geometric series); ``inv``, if given, is
     ``(y2 - 1)^-1`` (the caller's batch inversion)."""
@@ -389,7 +420,6 @@ def squares_check(
     y = t.challenge_scalar(b"sos/y")
     z = t.challenge_scalar(b"sos/z")
     link_bytes = link_coefficient_bytes(t.challenge_bytes(b"sos/c", 32), n)
-    c = [int.from_bytes(link_bytes[16 * h : 16 * h + 16], "big") for h in range(n)]
     t.append_point(b"sos/T1", big_t1)
     t.append_point(b"sos/T2", big_t2)
     x = t.challenge_scalar(b"sos/x")
@@ -408,10 +438,8 @@ def squares_check(
     u_lo, u_hi = _split_powers(y, k)
     # delta = <d_R, d_L> with d_L = z u + z^2 c, d_R = -z u:
     #       = -z^2 sum y^(2i) - z^3 <u, c>   (c is zero past n), with
-    # <u, c> = sum_a u_hi[a] sum_b u_lo[b] c_(a L + b), inner sums unreduced.
-    width = len(u_lo)
-    uc = sum(uh * sum(ul * ci for ul, ci in zip(u_lo, c[a * width : a * width + width], strict=False))
-             for a, uh in enumerate(u_hi[: -(-n // width)])) % Q
+    # <u, c> from the split powers and the link coefficients' bytes (:func:`_link_dot`).
+    uc = _link_dot(u_lo, u_hi, link_bytes)
     delta = (-zz * _sum_of_powers(y2, nn, invs[k + 1] if y2 != 1 else None) - zz * z * uc) % Q
     beta = random_scalar() or 1  # secret weight of the inner-product check
     gamma = (-invs[k]) % Q  # t check scaled so that C_V enters as sum c_h C_h
@@ -426,7 +454,7 @@ def squares_check(
     return SquaresCheck(
         tuple(own_s), tuple(own_p), u_lo, u_hi, s_lo, s_hi,
         (-beta * z) % Q, (-beta * a) % Q, beta * z % Q, beta * zz % Q, (-beta * b) % Q,
-        g, h, tuple(c), link_bytes,
+        g, h, link_bytes,
     )
 
 
@@ -531,8 +559,7 @@ def _generator_scalars(parts: Sequence[tuple[SquaresCheck, int, int, int, int, i
                 right_g += ck.u_lo + ck.s_lo
                 right_h += ck.u_lo + ck.s_lo[::-1]
                 hcs.append(hc)
-                lb = ck.link_bytes or b"".join(c.to_bytes(16, "big") for c in ck.link)
-                links.append(lb + bytes(16 * size - len(lb)))
+                links.append(ck.link_bytes + bytes(16 * size - len(ck.link_bytes)))
             terms = 2 * len(chunk)
             # h_c c_i: 16 limbs of h_c times the 8 big-endian 16-bit limbs of each c_i.
             xc = _limbs16(hcs)
