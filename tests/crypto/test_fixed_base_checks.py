@@ -85,3 +85,38 @@ def test_sample_openings_exact_and_strict():
     bad = bytearray(blob)
     bad[65 * 2 + 64] ^= 1
     assert not verify_sample_openings(samples, bytes(bad))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=2000), min_size=1, max_size=40),
+       st.lists(st.sampled_from([0, 1, 2, 3, 220, 410, 1023, 1024, (1 << 20) + 1]), min_size=1, max_size=40),
+       st.booleans())
+def test_few_price_msm_ladder_matches_naive(ms, prices, cancel):
+    """``PointArray.msm`` with a few distinct short scalars (the bill's tariff prices)
+    takes the double-and-add ladder over the per-price sums: equal to one multiplication
+    per term, also when sums or the result are the identity."""
+    from meterhub.crypto.group import naive_msm
+
+    pts = [G * m if m else Point.identity() for m in ms] * 8  # enough points for the per-price sums
+    scal = [prices[(i // 8) % len(prices)] for i in range(len(pts))]
+    if cancel:  # each point and its negation under the same price: every sum vanishes
+        pts += [-p for p in pts]
+        scal += scal
+    arr = _arr(pts)
+    assert arr.msm(scal) == naive_msm(scal, pts)
+
+
+def test_ladder_is_chosen_for_short_prices_and_not_for_long_weights(monkeypatch):
+    import meterhub.crypto.group.arrays as arrays
+
+    calls = []
+    real = arrays._ladder
+    monkeypatch.setattr(arrays, "_ladder", lambda terms: calls.append(len(terms)) or real(terms))
+    pts = [G * (i + 1) for i in range(300)]
+    arr = _arr(pts)
+    prices = [220, 240, 260] * 100
+    assert arr.msm(prices) == G * (sum(p * (i + 1) for i, p in enumerate(prices)) % Q)
+    assert calls == [3]
+    big = [secrets.randbits(128) | 1 << 127 for _ in range(3)] * 100
+    assert arr.msm(big) == G * (sum(b * (i + 1) for i, b in enumerate(big)) % Q)
+    assert calls == [3]
