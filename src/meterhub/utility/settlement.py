@@ -258,8 +258,7 @@ def verify_settlement(
         # An hourly index over 15-minute readings: sum_i p_i C_i = sum_h p_h (sum of the
         # hour's C_i), on the hourly sums the score check uses too (a quarter of the points).
         g = 60 // meter.interval_minutes if 60 % meter.interval_minutes == 0 else 1
-        hourly = g > 1 and len(scalars) % g == 0 and all(
-            scalars[k : k + g].count(scalars[k]) == g for k in range(0, len(scalars), g))
+        hourly = g > 1 and len(scalars) % g == 0 and all(scalars[j::g] == scalars[::g] for j in range(1, g))
         try:
             sums = period_point_sums(days, g) if g > 1 and len(scalars) % g == 0 else None
             arr = sums if hourly and sums is not None else period_points(days)

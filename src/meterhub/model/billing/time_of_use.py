@@ -184,10 +184,10 @@ def _lincomb(check: BillCheck, scalars: list[int]) -> Point:
             # Prices constant over each group (time-of-use bands on the hour): sum_i t_i C_i
             # = sum_h t_h (sum of the group's C_i), on a quarter of the points.
             g, sums = check.group_sums
-            if g > 1 and len(sums) * g == len(scalars) and all(
-                scalars[k : k + g].count(scalars[k]) == g for k in range(0, len(scalars), g)
-            ):
-                return sums.msm(scalars[::g])
+            first = scalars[::g]
+            # Every group's prices equal its first (list slices compared in C).
+            if g > 1 and len(sums) * g == len(scalars) and all(scalars[j::g] == first for j in range(1, g)):
+                return sums.msm(first)
         return check.points.msm(scalars)
     blob, width = _period_points(check)
     try:
