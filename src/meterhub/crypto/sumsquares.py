@@ -63,7 +63,6 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 from .bulletproofs._tables import _g_table, _h_table, _lincomb_fixed, generator_array, generators
 from .bulletproofs.ipa import (
@@ -485,6 +484,10 @@ def _one_blas_thread() -> Any:
     product costs more CPU than the product itself (threadpoolctl)."""
     global _BLAS
     if _BLAS is None:
+        from threadpoolctl import (
+            ThreadpoolController,  # imported on first use: only batches need it
+        )
+
         _BLAS = ThreadpoolController()
     return _BLAS.limit(limits=1, user_api="blas")
 
