@@ -263,6 +263,7 @@ def main() -> None:
            f"{customers} customers, 2,880 readings each")
     if before_src is not None:
         return _compare(customers, runs, before_src)
+    print(f"   load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     v = build(customers)
     cs = v["cs"]
     r = alternate({k: v[k] for k in ("before", "after", "bill first", "cold")}, runs=runs)
@@ -284,6 +285,7 @@ def main() -> None:
     row(f"  score statements alone, cold, batch of {customers}", f"{p['scores']:.1f} ms",
         f"cpu per customer; {parts['scores'].note}")
     print(f"   proof sizes: v1 {len(cs[0].scores_v1.squares_proof):,} bytes, v2 {len(cs[0].scores_v2.squares_proof):,} bytes")
+    print(f"   load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 #: What ``--before`` compares: the shared path and each check alone (all cold per run).
