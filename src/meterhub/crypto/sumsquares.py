@@ -232,9 +232,9 @@ class SquaresCheck:
     (zero past ``n``). ``u`` and ``s`` are themselves kept split at bit ``lo_bits`` of
     the index (``i = a 2^lo_bits + b``): ``u_i = u_hi[a] u_lo[b]`` and
     ``s_i = s_hi[a] s_lo[b]`` (both are products over the bits of ``i``), so neither
-    vector is ever written out: a batch adds each statement's part with two products per
-    generator from ``2 sqrt(N)`` table values (:func:`check_equations`), one reduction per
-    generator for the whole batch."""
+    vector is ever written out: a batch forms every generator's scalar from the tables
+    by exact limb products (:func:`_generator_scalars`), one reduction per generator for
+    the whole batch."""
 
     own_scalars: tuple[int, ...]
     own_points: tuple[Point, ...]
