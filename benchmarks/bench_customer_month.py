@@ -14,7 +14,9 @@ Two paths, timed alternately (A, B, A, B, ...):
   the score statements of all customers in one batch (``verify_scores_batch``: one
   random linear combination; the vector generators' multi-scalar multiplication is
   shared by the batch), and the four checks of a customer-month sharing its verified
-  signatures and parsed points (utility/verifier.py ``period_points``).
+  signatures and parsed points (utility/verifier.py ``period_points``), the settlement
+  statement first, so that the bill finds the hourly sums it formed (a row also times
+  the bill first, the order before).
 
 Every run starts with empty caches (``clear_shared_caches``), so nothing verified in
 one run is reused by the next. Reported per customer-month: the median over runs of
@@ -22,15 +24,27 @@ one run is reused by the next. Reported per customer-month: the median over runs
 customer's outputs once (its guard releases each kind once per period); the
 version-1 proof is made on the same openings.
 
-Run: .venv/bin/python benchmarks/bench_customer_month.py [customers] [runs]
+``--before=SRC`` (a ``src`` directory of another tree, e.g. ``/work/main/src``) also
+times that tree's code on the same work in the same run: two child processes, one per
+tree (this file with ``--worker``, ``PYTHONPATH`` set to the tree), each build their
+customers the same way and then run the shared path and each check alone on
+request, alternating before, after, before, after; each run starts with empty caches.
+Reported: both trees' medians per customer-month and the ratio.
+
+Run: .venv/bin/python benchmarks/bench_customer_month.py [customers] [runs] [--before=SRC]
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import random
+import statistics
+import subprocess
 import sys
 import tempfile
+import time
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -159,11 +173,8 @@ def make_customer(tmp: Path, n: int, index: Any, profiles: list[Any], tariff: An
                     SampleRelease.from_json(raw_samples), coin)
 
 
-def main() -> None:
-    customers = int(sys.argv[1]) if len(sys.argv) > 1 else 16
-    runs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
-    header(f"utility CPU per customer-month: bill, settlement, 12 profile scores + sum of squares, samples; "
-           f"{customers} customers, 2,880 readings each")
+def build(customers: int) -> dict[str, Any]:
+    """The customers and every timed variant (each a call that verifies all of them)."""
     index = sign_series(example_price_index(START, DAYS), demo_index_publisher_key())
     profiles = reference_profiles(START, DAYS)
     tariff = example_signed_tariff().tariff
@@ -201,6 +212,16 @@ def main() -> None:
             assert verify_scores(c.scores_v1, c.reg, c.days, pmap, code_hash=ch_pr, applet_aid=PROFILING_APP_AID).ok
 
     def after() -> None:
+        # The settlement first: it forms the hourly sums, which the bill then uses too
+        # (720 points instead of 2,880); the score batch uses them last.
+        clear_shared_caches()
+        for c in cs:
+            settlement(c)
+            bill(c)
+            samples(c)
+        scores_batch()
+
+    def after_bill_first() -> None:
         clear_shared_caches()
         for c in cs:
             bill(c)
@@ -216,16 +237,6 @@ def main() -> None:
         clear_shared_caches()
         scores_batch()
 
-    r = alternate({"before": before, "after": after, "cold": after_cold}, runs=runs)
-    per = {k: (v.median / customers, v.cpu_median / customers) for k, v in r.items()}
-    row("everything, today's path before (v1 proof, one customer at a time, cold checks)",
-        f"{per['before'][1] * 1e3:.1f} ms", f"cpu per customer-month; wall {per['before'][0] * 1e3:.1f} ms; {r['before'].note}")
-    row(f"everything, v2 proof + batch of {customers} + shared signatures/points", f"{per['after'][1] * 1e3:.1f} ms",
-        f"cpu per customer-month; wall {per['after'][0] * 1e3:.1f} ms (**{per['before'][1] / per['after'][1]:.1f}x** "
-        f"less cpu); {r['after'].note}")
-    row("  the same, each check cold (no sharing)", f"{per['cold'][1] * 1e3:.1f} ms",
-        f"cpu per customer-month ({per['cold'][1] / per['after'][1]:.2f}x the shared path); {r['cold'].note}")
-
     def each(check: Any) -> Any:
         def run() -> None:
             for c in cs:
@@ -236,14 +247,104 @@ def main() -> None:
         clear_shared_caches()
         scores_batch()
 
-    parts = alternate({"bill": each(bill), "settlement": each(settlement), "samples": each(samples),
-                       "scores": scores_cold}, runs=runs)
-    p = {k: v.cpu_median / customers * 1e3 for k, v in parts.items()}
+    return {"cs": cs, "before": before, "after": after, "bill first": after_bill_first, "cold": after_cold,
+            "bill": each(bill),
+            "settlement": each(settlement), "samples": each(samples), "scores": scores_cold}
+
+
+def main() -> None:
+    before_src = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--before=")), None)
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    customers = int(args[0]) if args else 16
+    runs = int(args[1]) if len(args) > 1 else 5
+    if "--worker" in sys.argv:
+        return _worker(customers)
+    header(f"utility CPU per customer-month: bill, settlement, 12 profile scores + sum of squares, samples; "
+           f"{customers} customers, 2,880 readings each")
+    if before_src is not None:
+        return _compare(customers, runs, before_src)
+    print(f"   load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    v = build(customers)
+    cs = v["cs"]
+    r = alternate({k: v[k] for k in ("before", "after", "bill first", "cold")}, runs=runs)
+    per = {k: (t.median / customers, t.cpu_median / customers) for k, t in r.items()}
+    row("everything, today's path before (v1 proof, one customer at a time, cold checks)",
+        f"{per['before'][1] * 1e3:.1f} ms", f"cpu per customer-month; wall {per['before'][0] * 1e3:.1f} ms; {r['before'].note}")
+    row(f"everything, v2 proof + batch of {customers} + shared signatures/points", f"{per['after'][1] * 1e3:.1f} ms",
+        f"cpu per customer-month; wall {per['after'][0] * 1e3:.1f} ms (**{per['before'][1] / per['after'][1]:.1f}x** "
+        f"less cpu); {r['after'].note}")
+    row("  the same with the bill before the settlement (no hourly sums for it yet)",
+        f"{per['bill first'][1] * 1e3:.1f} ms", f"cpu per customer-month; {r['bill first'].note}")
+    row("  the same, each check cold (no sharing)", f"{per['cold'][1] * 1e3:.1f} ms",
+        f"cpu per customer-month ({per['cold'][1] / per['after'][1]:.2f}x the shared path); {r['cold'].note}")
+
+    parts = alternate({k: v[k] for k in ("bill", "settlement", "samples", "scores")}, runs=runs)
+    p = {k: t.cpu_median / customers * 1e3 for k, t in parts.items()}
     for k in ("bill", "settlement", "samples"):
         row(f"  {k} alone, cold (its own signatures and parsing)", f"{p[k]:.1f} ms", "cpu per customer")
     row(f"  score statements alone, cold, batch of {customers}", f"{p['scores']:.1f} ms",
         f"cpu per customer; {parts['scores'].note}")
     print(f"   proof sizes: v1 {len(cs[0].scores_v1.squares_proof):,} bytes, v2 {len(cs[0].scores_v2.squares_proof):,} bytes")
+    print(f"   load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+#: What ``--before`` compares: the shared path and each check alone (all cold per run).
+_COMPARED = ("after", "bill first", "bill", "settlement", "samples", "scores")
+
+
+def _worker(customers: int) -> None:
+    """Child of ``--before``: build, say ``ready``, then time each variant named on stdin
+    (one line each) and answer its CPU and wall seconds as one JSON line."""
+    v = build(customers)
+    for name in _COMPARED:  # one untimed warm-up each (tables, generator arrays, imports)
+        v[name]()
+    print("ready", flush=True)
+    for line in sys.stdin:
+        fn = v[line.strip()]
+        clear_shared_caches()
+        c0, t0 = time.process_time(), time.perf_counter()
+        fn()
+        t1, c1 = time.perf_counter(), time.process_time()
+        print(json.dumps({"cpu": c1 - c0, "wall": t1 - t0}), flush=True)
+
+
+def _compare(customers: int, runs: int, before_src: str) -> None:
+    """Time this tree against ``before_src`` in two worker processes, alternating."""
+    here = Path(__file__).resolve().parent
+    trees = {"before": str(Path(before_src).resolve()), "after": str(here.parent / "src")}
+    print(f"   load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    procs = {}
+    for label, src in trees.items():
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, str(here)]))
+        procs[label] = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), str(customers), "--worker"],
+            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    for label, proc in procs.items():
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "ready":
+            raise SystemExit(f"{label} worker failed")
+    cpu: dict[tuple[str, str], list[float]] = {}
+    for _ in range(runs):
+        for name in _COMPARED:
+            for label, proc in procs.items():
+                assert proc.stdin is not None and proc.stdout is not None
+                proc.stdin.write(name + "\n")
+                proc.stdin.flush()
+                cpu.setdefault((label, name), []).append(json.loads(proc.stdout.readline())["cpu"])
+    for proc in procs.values():
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait()
+    print(f"   load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    labels = {"after": f"everything, batch of {customers}, shared signatures/points",
+              "bill first": "  the same with the bill before the settlement",
+              "bill": "  bill alone, cold", "settlement": "  settlement alone, cold",
+              "samples": "  samples alone, cold", "scores": f"  score statements alone, cold, batch of {customers}"}
+    for name in _COMPARED:
+        b = statistics.median(cpu[("before", name)]) / customers * 1e3
+        a = statistics.median(cpu[("after", name)]) / customers * 1e3
+        row(labels[name], f"{a:.1f} ms", f"cpu per customer-month; before ({before_src}) {b:.1f} ms, "
+            f"**{b / a:.2f}x**; median of {runs} runs, alternating")
 
 
 if __name__ == "__main__":

@@ -131,6 +131,25 @@ def test_batch() -> None:
         ss.verify_batch([])
 
 
+@pytest.mark.parametrize("limb_products_from", [1, 100])
+def test_batch_on_either_generator_path(limb_products_from: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch equation with the limb products (threshold 1) and with the Python sums
+    (threshold 100): honest batches of mixed sizes pass, and a wrong sum, a wrong
+    blinding or a proof moved to another meter fails wherever it sits."""
+    monkeypatch.setattr(ss, "_LIMB_PRODUCTS_FROM", limb_products_from)
+    items = []
+    for k, values in enumerate(([1, 2, 3], [0, 0, 7, 9, 11], [4], [5, 6], [900, 0, 0, 1, 2, 3, 4, 5, 6])):
+        ctx = dataclasses.replace(CTX, meter_id=f"meter-{k}")
+        cs, proof, op = made(values, ctx)
+        items.append((cs, op.m, op.r, proof, ctx))
+    assert ss.verify_batch(items)
+    for k in range(len(items)):
+        cs, s, r, proof, ctx = items[k]
+        for bad in ((cs, s + 1, r, proof, ctx), (cs, s, r + 1, proof, ctx),
+                    (cs, s, r, proof, dataclasses.replace(ctx, meter_id="elsewhere"))):
+            assert not ss.verify_batch([*items[:k], bad, *items[k + 1:]])
+
+
 def test_factored_check_equals_the_vector_form(monkeypatch: pytest.MonkeyPatch) -> None:
     """The verifier's factored generator coefficients, closed-form ``delta`` and doubled
     ``s`` give exactly the section 6.2 vectors ``beta (d_R - a s)``, ``beta (d_L - b s^-1)``
@@ -184,3 +203,113 @@ def test_link_coefficients_follow_their_definition() -> None:
             for h in range(37)]
     assert ss.link_coefficients(seed, 37) == want
     assert ss.link_coefficient_bytes(seed, 37) == b"".join(c.to_bytes(16, "big") for c in want)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(min_value=0, max_value=11), st.integers(min_value=1, max_value=Q - 1),
+       st.lists(st.integers(min_value=1, max_value=Q - 1), min_size=11, max_size=11))
+def test_split_tables_equal_the_written_out_vectors(k: int, y: int, us: list[int]) -> None:
+    """``u_i = y^i`` and ``s_i`` from the split tables equal ``_powers`` and
+    ``_verifier_scalars`` for every size from 1 to 2^11, edge values included."""
+    from meterhub.crypto.bulletproofs.ipa import _powers, _verifier_scalars
+
+    nn = 1 << k
+    lo, hi = ss._split_powers(y, k)
+    assert [a * b % Q for a in hi for b in lo] == _powers(y, nn)
+    u_sq, u_inv_sq, s_lo, s_hi = ss._split_s(us[:k], k)
+    want_sq, want_inv_sq, want_s = _verifier_scalars(us[:k], nn)
+    assert (u_sq, u_inv_sq) == (want_sq, want_inv_sq)
+    assert [a * b % Q for a in s_hi for b in s_lo] == want_s
+    # s reversed is s^-1 (section 6.2), which check_equations reads off the reversed tables.
+    assert [a * b % Q for a in s_hi[::-1] for b in s_lo[::-1]] == want_s[::-1]
+
+
+def test_split_tables_at_the_edges() -> None:
+    for y in (1, 2, Q - 1):
+        for k in (0, 1, 2, 10):
+            lo, hi = ss._split_powers(y, k)
+            assert [a * b % Q for a in hi for b in lo] == [pow(y, i, Q) for i in range(1 << k)]
+
+
+def test_link_coefficient_bytes_follow_the_definition() -> None:
+    """``c_h = SHA-256(len || DST || seed || u32 h)``, first 16 bytes, for counts that
+    grow and shrink the cached index encodings (and past MAX_VALUES, uncached)."""
+    import hashlib
+
+    for count in (0, 1, 3, 720, 5, ss.MAX_VALUES + 2, 2):
+        seed = count.to_bytes(32, "big")
+        want = b"".join(
+            hashlib.sha256(bytes([len(ss._LINK_DST)]) + ss._LINK_DST + seed + h.to_bytes(4, "big")).digest()[:16]
+            for h in range(count)
+        )
+        assert ss.link_coefficient_bytes(seed, count) == want
+        assert ss.link_coefficients(seed, count) == [int.from_bytes(want[16 * h : 16 * h + 16], "big")
+                                                     for h in range(count)]
+    assert len(ss._INDEX_BYTES) <= ss.MAX_VALUES
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from([1, 2, Q - 1, Q - 2, (Q + 1) // 2]), st.integers(min_value=1, max_value=Q - 1)),
+                max_size=14))
+def test_batch_inverses_equal_pow(values: list[int]) -> None:
+    assert ss._inverses(values) == [pow(v, -1, Q) for v in values]
+    for y2 in values[:3]:
+        if y2 != 1:
+            assert ss._sum_of_powers(y2, 1024, pow(y2 - 1, -1, Q)) == ss._sum_of_powers(y2, 1024)
+
+
+def _random_check(k: int, n: int, extreme: bool) -> ss.SquaresCheck:
+    """A :class:`SquaresCheck` with random (or all ``Q - 1``) tables and scalars; only the
+    generator part matters to ``_generator_scalars``."""
+    import secrets
+
+    def r() -> int:
+        return Q - 1 if extreme else secrets.randbelow(Q)
+
+    lo, hi = 1 << (k // 2), 1 << (k - k // 2)
+    link = tuple(((1 << 128) - 1) if extreme else secrets.randbits(128) for _ in range(n))
+    return ss.SquaresCheck(
+        (), (), [r() for _ in range(lo)], [r() for _ in range(hi)], [r() for _ in range(lo)],
+        [r() for _ in range(hi)], r(), r(), r(), r(), r(), 0, 0, b"".join(c.to_bytes(16, "big") for c in link),
+    )
+
+
+@pytest.mark.parametrize("k,n,extreme", [(0, 1, False), (0, 1, True), (3, 5, False), (10, 720, False),
+                                         (10, 720, True), (10, 1024, True), (9, 257, False), (1, 2, True)])
+def test_link_dot_is_the_plain_sum(k: int, n: int, extreme: bool) -> None:
+    ck = _random_check(k, n, extreme)
+    assert len(ck.link) == n
+    want = sum(ui * ci for ui, ci in zip(ck.u, ck.link, strict=False)) % Q
+    assert ss._link_dot(ck.u_lo, ck.u_hi, ck.link_bytes) == want
+
+
+@pytest.mark.parametrize("sizes,extreme", [
+    ([(10, 720)] * 3, False), ([(10, 720)] * 2, True), ([(0, 1), (3, 5), (10, 1000), (3, 8)], False),
+    ([(1, 2), (2, 3)], True), ([(4, 16)] * (ss._FOLD_CHUNK + 3), True),
+])
+def test_generator_scalars_equal_the_vector_sums(
+    sizes: list[tuple[int, int]], extreme: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The limb products give exactly ``sum_k g_vec_k`` and ``sum_k h_vec_k`` (the written-out
+    vectors of each check under its weighted scalars), for mixed sizes, maximal values
+    (every table entry and scalar ``Q - 1``, every link coefficient ``2^128 - 1``) and a
+    batch longer than one product chunk."""
+    import secrets
+
+    checks = [_random_check(k, n, extreme) for k, n in sizes]
+    nn = max(ck.size for ck in checks)
+    parts = []
+    want_g = [0] * nn
+    want_h = [0] * nn
+    for ck in checks:
+        sc = [Q - 1] * 5 if extreme else [secrets.randbelow(Q) for _ in range(5)]
+        parts.append((ck, *sc))
+        w = dataclasses.replace(ck, g_u=sc[0], g_s=sc[1], h_u=sc[2], h_c=sc[3], h_s=sc[4])
+        for i, (gv, hv) in enumerate(zip(w.g_vec, w.h_vec, strict=True)):
+            want_g[i] += gv
+            want_h[i] += hv
+    want = [v % Q for v in want_g + want_h]
+    assert ss._generator_scalars_plain(parts, nn) == want
+    # The limb products whatever the batch size (the dispatcher's threshold set to 1).
+    monkeypatch.setattr(ss, "_LIMB_PRODUCTS_FROM", 1)
+    assert ss._generator_scalars(parts, nn) == want

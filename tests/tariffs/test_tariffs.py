@@ -760,3 +760,20 @@ def test_day_prices_equal_prices_for_the_day_starts(day: date, interval: int) ->
             continue
         assert t.day_prices(day, tz, interval) == want
         assert t.day_prices(day, tz, interval) == want  # cached
+
+
+def test_cached_digest_is_the_digest_of_the_current_fields() -> None:
+    """The digest is computed once per (frozen) tariff: equal to a fresh computation,
+    and a changed copy (``dataclasses.replace``) gets its own."""
+    import dataclasses
+    import hashlib
+
+    from meterhub.tariffs.model import TARIFF_DIGEST_CONTEXT
+
+    t = example_tariff(2027)
+    fresh = hashlib.sha256(TARIFF_DIGEST_CONTEXT + t.canonical_bytes()).digest()
+    assert t.digest() == fresh and t.digest() == fresh
+    other = dataclasses.replace(t, standing_charge_per_day=t.standing_charge_per_day + 1)
+    assert other.digest() == hashlib.sha256(TARIFF_DIGEST_CONTEXT + other.canonical_bytes()).digest()
+    assert other.digest() != t.digest()
+    assert pickle.loads(pickle.dumps(t)).digest() == fresh

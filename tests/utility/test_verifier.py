@@ -285,7 +285,9 @@ def test_bill_on_hourly_sums_equals_the_quarter_hour_sum(history):
     n = len(pts)
     hourly = [7 + (k // 4) % 5 for k in range(n)]
     within = [7 + k % 5 for k in range(n)]
-    for prices in (hourly, within):
+    one_off = list(hourly)  # constant per hour except one quarter-hour deep in the period
+    one_off[4 * (n // 8) + 3] += 1
+    for prices in (hourly, within, one_off):
         want = naive_msm(prices, pts)
         assert tou._lincomb(check, prices) == want
         assert tou._lincomb(dataclasses.replace(check, group_sums=None), prices) == want

@@ -59,6 +59,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -72,7 +74,6 @@ from .bulletproofs.ipa import (
     _powers,
     _prove_polynomial,
     _verifier_challenges,
-    _verifier_scalars,
 )
 from .group import Point, PointArray, Q, msm, msm_fixed_plan, random_scalar
 from .group.arrays import _limbs
@@ -108,17 +109,28 @@ def proof_size(n: int) -> int:
     return 6 + _body_size(k, 1)
 
 
+#: ``h`` as 4 big-endian bytes for the indices up to the largest count asked so far
+#: (at most MAX_VALUES); replaced, never changed in place, so threads may share it.
+_INDEX_BYTES: tuple[bytes, ...] = ()
+
+
 def link_coefficient_bytes(seed: bytes, count: int) -> bytes:
     """The link coefficients' 16-byte big-endian encodings, concatenated (the digests'
-    first halves, :func:`link_coefficients`)."""
-    pre = hashlib.sha256(bytes([len(_LINK_DST)]) + _LINK_DST + seed)
-    copy = pre.copy
+    first halves, :func:`link_coefficients`). The prefix ``len || DST || seed`` is hashed
+    once and its state copied per index; the halves are cut from all digests at once."""
+    global _INDEX_BYTES
+    suffixes = _INDEX_BYTES
+    if len(suffixes) < count:
+        suffixes = tuple(h.to_bytes(4, "big") for h in range(count))
+        if count <= MAX_VALUES:
+            _INDEX_BYTES = suffixes
+    copy = hashlib.sha256(bytes([len(_LINK_DST)]) + _LINK_DST + seed).copy
     out = []
-    for h in range(count):
+    for suffix in suffixes[:count]:
         d = copy()
-        d.update(h.to_bytes(4, "big"))
-        out.append(d.digest()[:16])
-    return b"".join(out)
+        d.update(suffix)
+        out.append(d.digest())
+    return np.frombuffer(b"".join(out), dtype=np.uint8).reshape(count, 32)[:, :16].tobytes()
 
 
 def link_coefficients(seed: bytes, count: int) -> list[int]:
@@ -232,14 +244,19 @@ class SquaresCheck:
     The generator coefficients are kept in their factored form (section 6.2):
     ``g_vec_i = g_u u_i + g_s s_i`` and ``h_vec_i = h_u u_i + h_c c_i + h_s s_(N-1-i)``
     with ``u_i = y^i``, the argument's vector ``s`` and the link coefficients ``c``
-    (zero past ``n``), so that a batch adds each statement's part with five
-    multiplications per generator and one reduction per generator for the whole batch
-    (:func:`check_equations`)."""
+    (zero past ``n``). ``u`` and ``s`` are themselves kept split at bit ``lo_bits`` of
+    the index (``i = a 2^lo_bits + b``): ``u_i = u_hi[a] u_lo[b]`` and
+    ``s_i = s_hi[a] s_lo[b]`` (both are products over the bits of ``i``), so neither
+    vector is ever written out: a batch forms every generator's scalar from the tables
+    by exact limb products (:func:`_generator_scalars`), one reduction per generator for
+    the whole batch."""
 
     own_scalars: tuple[int, ...]
     own_points: tuple[Point, ...]
-    u: list[int]
-    s: list[int]
+    u_lo: list[int]
+    u_hi: list[int]
+    s_lo: list[int]
+    s_hi: list[int]
     g_u: int
     g_s: int
     h_u: int
@@ -247,8 +264,28 @@ class SquaresCheck:
     h_s: int
     g: int
     h: int
-    link: tuple[int, ...]
-    link_bytes: bytes = b""
+    link_bytes: bytes
+
+    @cached_property
+    def link(self) -> tuple[int, ...]:
+        """The link coefficients ``c_h`` (from :attr:`link_bytes`, 16 bytes each)."""
+        lb = self.link_bytes
+        return tuple(int.from_bytes(lb[16 * h : 16 * h + 16], "big") for h in range(len(lb) // 16))
+
+    @property
+    def size(self) -> int:
+        """``N``, the padded vector length."""
+        return len(self.u_lo) * len(self.u_hi)
+
+    @property
+    def u(self) -> list[int]:
+        """``u_i = y^i`` (reduced), written out."""
+        return [hi * lo % Q for hi in self.u_hi for lo in self.u_lo]
+
+    @property
+    def s(self) -> list[int]:
+        """The argument's ``s_i`` (reduced), written out."""
+        return [hi * lo % Q for hi in self.s_hi for lo in self.s_lo]
 
     @property
     def g_vec(self) -> tuple[int, ...]:
@@ -258,18 +295,100 @@ class SquaresCheck:
     @property
     def h_vec(self) -> tuple[int, ...]:
         """The ``H_i`` scalars ``h_u u_i + h_c c_i + h_s s_(N-1-i)`` (reduced)."""
-        c = list(self.link) + [0] * (len(self.u) - len(self.link))
+        u = self.u
+        c = list(self.link) + [0] * (len(u) - len(self.link))
         return tuple(
             (self.h_u * ui + self.h_c * ci + self.h_s * si) % Q
-            for ui, ci, si in zip(self.u, c, self.s[::-1], strict=True)
+            for ui, ci, si in zip(u, c, self.s[::-1], strict=True)
         )
 
 
-def _sum_of_powers(y2: int, count: int) -> int:
-    """``sum_{i < count} y2^i`` mod ``Q`` (geometric series)."""
+def _split_powers(y: int, k: int) -> tuple[list[int], list[int]]:
+    """``y^b`` for ``b < 2^lo`` and ``y^(a 2^lo)`` for ``a < 2^(k - lo)``, ``lo = k // 2``
+    (reduced): ``y^i = hi[a] lo[b]`` for ``i = a 2^lo + b``."""
+    lo_bits = k // 2
+    lo = [1] * (1 << lo_bits)
+    for i in range(1, len(lo)):
+        lo[i] = lo[i - 1] * y % Q
+    step = lo[-1] * y % Q  # y^(2^lo)
+    hi = [1] * (1 << (k - lo_bits))
+    for i in range(1, len(hi)):
+        hi[i] = hi[i - 1] * step % Q
+    return lo, hi
+
+
+def _inverses(values: Sequence[int]) -> list[int]:
+    """``v^-1 mod Q`` of every non-zero ``v`` with one modular inversion (Montgomery's
+    trick: invert the product, then peel off one factor per value with two products)."""
+    prefix = [1]
+    for v in values:
+        prefix.append(prefix[-1] * v % Q)
+    inv = pow(prefix[-1], -1, Q)
+    out = [0] * len(values)
+    for i in range(len(values) - 1, -1, -1):
+        out[i] = inv * prefix[i] % Q
+        inv = inv * values[i] % Q
+    return out
+
+
+def _split_s(
+    us: Sequence[int], k: int, u_inv: Sequence[int] | None = None
+) -> tuple[list[int], list[int], list[int], list[int]]:
+    """``u_j^2``, ``u_j^-2`` and the argument's ``s`` (section 6.2, as
+    :func:`meterhub.crypto.bulletproofs.ipa._verifier_scalars`) split at bit
+    ``lo = k // 2`` of the index: ``s_i = hi[a] lo[b]`` for ``i = a 2^lo + b``. Bit ``j``
+    of ``i`` multiplies by ``u_(k-1-j)^2`` from ``s_0 = prod u^-1``. The challenges must
+    be non-zero; ``u_inv``, if given, are their inverses."""
+    if u_inv is None:
+        u_inv = [pow(u, -1, Q) for u in us]
+    u_sq = [u * u % Q for u in us]
+    u_inv_sq = [u * u % Q for u in u_inv]
+    all_inv = 1
+    for ui in u_inv:
+        all_inv = all_inv * ui % Q
+    lo_bits = k // 2
+    lo = [all_inv]
+    for j in range(lo_bits):
+        f = u_sq[k - 1 - j]
+        lo += [x * f % Q for x in lo]
+    hi = [1]
+    for j in range(lo_bits, k):
+        f = u_sq[k - 1 - j]
+        hi += [x * f % Q for x in hi]
+    return u_sq, u_inv_sq, lo, hi
+
+
+def _link_dot(u_lo: Sequence[int], u_hi: Sequence[int], link_bytes: bytes) -> int:
+    """``<u, c> = sum_i y^i c_i mod Q`` over the ``n`` link coefficients (16 big-endian
+    bytes each in ``link_bytes``) with ``y^i = u_hi[a] u_lo[b]``, ``i = a L + b``: for each
+    ``a`` the inner sum ``sum_b u_lo[b] c_(a L + b)`` is an exact ``float64`` product of
+    16-bit limbs (entries below ``2^42``), carried into one integer per ``a``; then
+    ``H`` Python products. Equal to the plain sum (``test_link_dot_is_the_plain_sum``)."""
+    width = len(u_lo)
+    n = len(link_bytes) // 16
+    rows = -(-n // width)
+    if not rows:
+        return 0
+    pad = bytes(16 * rows * width - len(link_bytes))
+    c = np.frombuffer(link_bytes + pad, dtype=">u2").reshape(rows, width, 8)[:, :, ::-1].astype(np.float64)
+    # inner[a, p, q] = sum_b limb p of u_lo[b] * limb q of c_(a L + b)
+    inner = np.einsum("bp,abq->apq", _limbs16(u_lo), c)
+    sums = np.zeros((rows, 26), dtype=np.int64)
+    for p in range(16):
+        sums[:, p : p + 8] += inner[:, p, :].astype(np.int64)
+    for j in range(25):
+        sums[:, j + 1] += sums[:, j] >> 16
+        sums[:, j] &= 0xFFFF
+    raw = sums.astype("<u2").tobytes()
+    return sum(uh * int.from_bytes(raw[52 * a : 52 * a + 52], "little") for a, uh in enumerate(u_hi[:rows])) % Q
+
+
+def _sum_of_powers(y2: int, count: int, inv: int | None = None) -> int:
+    """``sum_{i < count} y2^i`` mod ``Q`` (geometric series); ``inv``, if given, is
+    ``(y2 - 1)^-1`` (the caller's batch inversion)."""
     if y2 % Q == 1:
         return count % Q
-    return (pow(y2, count, Q) - 1) * pow(y2 - 1, -1, Q) % Q
+    return (pow(y2, count, Q) - 1) * (pow(y2 - 1, -1, Q) if inv is None else inv) % Q
 
 
 def squares_check(
@@ -315,7 +434,6 @@ def squares_check(
     y = t.challenge_scalar(b"sos/y")
     z = t.challenge_scalar(b"sos/z")
     link_bytes = link_coefficient_bytes(t.challenge_bytes(b"sos/c", 32), n)
-    c = [int.from_bytes(link_bytes[16 * h : 16 * h + 16], "big") for h in range(n)]
     t.append_point(b"sos/T1", big_t1)
     t.append_point(b"sos/T2", big_t2)
     x = t.challenge_scalar(b"sos/x")
@@ -327,13 +445,18 @@ def squares_check(
     zz = z * z % Q
     if 0 in us or y == 0 or zz == 0:
         return None
-    u_sq, u_inv_sq, s = _verifier_scalars(us, nn)  # section 6.2; s^-1 is s reversed
-    u = _powers(y, nn)
+    # One inversion for the k challenges, z^2 and y^2 - 1 (non-zero unless y^2 = 1).
+    y2 = y * y % Q
+    invs = _inverses([*us, zz] + ([y2 - 1] if y2 != 1 else []))
+    u_sq, u_inv_sq, s_lo, s_hi = _split_s(us, k, invs[:k])  # section 6.2; s^-1 is s reversed
+    u_lo, u_hi = _split_powers(y, k)
     # delta = <d_R, d_L> with d_L = z u + z^2 c, d_R = -z u:
-    #       = -z^2 sum y^(2i) - z^3 <u, c>   (c is zero past n)
-    delta = (-zz * _sum_of_powers(y * y, nn) - zz * z * (sum(ui * ci for ui, ci in zip(u, c, strict=False)) % Q)) % Q
+    #       = -z^2 sum y^(2i) - z^3 <u, c>   (c is zero past n), with
+    # <u, c> from the split powers and the link coefficients' bytes (:func:`_link_dot`).
+    uc = _link_dot(u_lo, u_hi, link_bytes)
+    delta = (-zz * _sum_of_powers(y2, nn, invs[k + 1] if y2 != 1 else None) - zz * z * uc) % Q
     beta = random_scalar() or 1  # secret weight of the inner-product check
-    gamma = (-pow(zz, -1, Q)) % Q  # t check scaled so that C_V enters as sum c_h C_h
+    gamma = (-invs[k]) % Q  # t check scaled so that C_V enters as sum c_h C_h
     # IPA: A + x S' + sum(u^2 L + u^-2 R) + <d_R - a s, G> + <d_L - b/s, H> - mu H + w (t_x - ab) G = 0
     #   so g_vec = beta (-z u - a s), h_vec = beta (z u + z^2 c - b s reversed)
     # t:   t_x G + tau_x H - S G - r_S H - z^2 C_V - delta G - x T1 - x^2 T2 = 0   (times gamma)
@@ -343,10 +466,143 @@ def squares_check(
     g = (beta * w * (t_x - a * b) + gamma * (t_x - squares - delta)) % Q
     h = (-beta * mu + gamma * (tau_x - blinding)) % Q
     return SquaresCheck(
-        tuple(own_s), tuple(own_p), u, s,
+        tuple(own_s), tuple(own_p), u_lo, u_hi, s_lo, s_hi,
         (-beta * z) % Q, (-beta * a) % Q, beta * z % Q, beta * zz % Q, (-beta * b) % Q,
-        g, h, tuple(c), link_bytes,
+        g, h, link_bytes,
     )
+
+
+def _limbs16(values: Sequence[int]) -> np.ndarray:
+    """Reduced scalars as sixteen little-endian 16-bit limbs each, ``float64`` (exact),
+    shape ``(len(values), 16)``."""
+    raw = b"".join(v.to_bytes(32, "little") for v in values)
+    return np.frombuffer(raw, dtype="<u2").reshape(len(values), 16).astype(np.float64)
+
+
+def _diagonal_sums(z: np.ndarray, rows: int, cols: int, p: int, q: int) -> np.ndarray:
+    """From ``z[r p + i, c q + j]`` (the products of limb ``i`` of row value ``r`` and
+    limb ``j`` of column value ``c``, summed over the batch) the limb sums by weight,
+    ``out[r, c, l] = sum_(i + j = l) z[r p + i, c q + j]`` (``int64``, exact)."""
+    zt = z.reshape(rows, p, cols, q).transpose(0, 2, 1, 3)
+    out = np.zeros((rows, cols, p + q - 1), dtype=np.float64)
+    for i in range(p):
+        out[:, :, i : i + q] += zt[:, :, i, :]  # at most p terms below 2^42: exact
+    return out.astype(np.int64)
+
+
+_BLAS: Any = None
+
+
+def _one_blas_thread() -> Any:
+    """A context in which numpy's BLAS runs on the calling thread only: a product of this
+    size would otherwise start OpenBLAS's worker threads, whose busy waiting after the
+    product costs more CPU than the product itself (threadpoolctl)."""
+    global _BLAS
+    if _BLAS is None:
+        from threadpoolctl import (
+            ThreadpoolController,  # imported on first use: only batches need it
+        )
+
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
+
+
+#: Statements per product in :func:`_generator_scalars`: every entry of a limb product
+#: is a sum of at most ``2 x 512 x (2^16 - 1)^2 < 2^42`` and stays exact in ``float64``.
+_FOLD_CHUNK = 512
+
+
+#: Batches from this many statements on take the limb products of
+#: :func:`_generator_scalars` (about 10 ms per batch plus 0.2 ms per statement here);
+#: smaller ones add the products in Python (about 1.1 ms per statement).
+_LIMB_PRODUCTS_FROM = 12
+
+
+def _generator_scalars_plain(parts: Sequence[tuple[SquaresCheck, int, int, int, int, int]], nn: int) -> list[int]:
+    """:func:`_generator_scalars` with Python integers: per statement and index
+    ``i = a L + b`` two products each for ``G_i`` and ``H_i`` from the split tables, and
+    ``h_c c_i``, added unreduced; one reduction per generator."""
+    g_acc = [0] * nn
+    h_acc = [0] * nn
+    for ck, gu, gs, hu, hc, hs in parts:
+        width = len(ck.u_lo)
+        u_lo, s_lo, s_lo_rev = ck.u_lo, ck.s_lo, ck.s_lo[::-1]
+        for a, (uh, sh, shr) in enumerate(zip(ck.u_hi, ck.s_hi, ck.s_hi[::-1], strict=True)):
+            lo, hi = a * width, a * width + width
+            ga, gb = gu * uh % Q, gs * sh % Q
+            ha, hb = hu * uh % Q, hs * shr % Q
+            g_acc[lo:hi] = [acc + ga * x + gb * y for acc, x, y in zip(g_acc[lo:hi], u_lo, s_lo, strict=True)]
+            h_acc[lo:hi] = [acc + ha * x + hb * y for acc, x, y in zip(h_acc[lo:hi], u_lo, s_lo_rev, strict=True)]
+        h_acc[: len(ck.link)] = [acc + hc * ci for acc, ci in zip(h_acc, ck.link, strict=False)]
+    return [k % Q for k in (*g_acc, *h_acc)]
+
+
+def _generator_scalars(parts: Sequence[tuple[SquaresCheck, int, int, int, int, int]], nn: int) -> list[int]:
+    """The batch's ``G_i`` then ``H_i`` scalars, reduced: ``sum_k g_vec_i`` and
+    ``sum_k h_vec_i`` of every statement ``k`` with its weighted factored scalars
+    ``(g_u, g_s, h_u, h_c, h_s)`` (already times ``e_k``).
+
+    With ``i = a L + b`` (:class:`SquaresCheck`), ``g_vec_i = (g_u u_hi[a]) u_lo[b] +
+    (g_s s_hi[a]) s_lo[b]``, and ``h_vec_i = (h_u u_hi[a]) u_lo[b] + (h_s s_hi[H-1-a])
+    s_lo[L-1-b] + h_c c_i`` (``s_(N-1-i)`` has every index bit flipped). Summed over the
+    batch, each is an integer matrix product over 16-bit limbs: row values (left factors,
+    ``H`` of them per statement and term) times column values (``L``), one ``float64``
+    product whose entries are exact integers below ``2^53`` (:data:`_FOLD_CHUNK`), then
+    the limb products are added by weight and carried, and each generator's integer is
+    reduced once. The link term is a product of ``h_c`` limbs with the link coefficients'
+    bytes. The same integers as adding ``e_k g_vec_k`` one statement at a time
+    (``test_generator_scalars_equal_the_vector_sums``). Batches below
+    :data:`_LIMB_PRODUCTS_FROM` statements take :func:`_generator_scalars_plain`."""
+    if len(parts) < _LIMB_PRODUCTS_FROM:
+        return _generator_scalars_plain(parts, nn)
+    acc_g = np.zeros((nn, 34), dtype=np.int64)
+    acc_h = np.zeros((nn, 34), dtype=np.int64)
+    by_size: dict[tuple[int, int], list[tuple[SquaresCheck, int, int, int, int, int]]] = {}
+    for part in parts:
+        ck = part[0]
+        by_size.setdefault((len(ck.u_hi), len(ck.u_lo)), []).append(part)
+    for (rows, cols), group in by_size.items():
+        size = rows * cols
+        for at in range(0, len(group), _FOLD_CHUNK):
+            chunk = group[at : at + _FOLD_CHUNK]
+            left_g: list[int] = []
+            left_h: list[int] = []
+            right_g: list[int] = []
+            right_h: list[int] = []
+            hcs: list[int] = []
+            links: list[bytes] = []
+            for ck, gu, gs, hu, hc, hs in chunk:
+                left_g += [gu * x % Q for x in ck.u_hi] + [gs * x % Q for x in ck.s_hi]
+                left_h += [hu * x % Q for x in ck.u_hi] + [hs * x % Q for x in reversed(ck.s_hi)]
+                right_g += ck.u_lo + ck.s_lo
+                right_h += ck.u_lo + ck.s_lo[::-1]
+                hcs.append(hc)
+                links.append(ck.link_bytes + bytes(16 * size - len(ck.link_bytes)))
+            terms = 2 * len(chunk)
+            # h_c c_i: 16 limbs of h_c times the 8 big-endian 16-bit limbs of each c_i.
+            xc = _limbs16(hcs)
+            yc = np.frombuffer(b"".join(links), dtype=">u2").reshape(len(chunk), size, 8)[:, :, ::-1]
+            yc = yc.astype(np.float64).reshape(len(chunk), size * 8)
+            xs = [(np.ascontiguousarray(_limbs16(left).reshape(terms, rows * 16).T),
+                   _limbs16(right).reshape(terms, cols * 16))
+                  for left, right in ((left_g, right_g), (left_h, right_h))]
+            xc = np.ascontiguousarray(xc.T)
+            with _one_blas_thread():
+                zg, zh = (x @ y for x, y in xs)
+                zc = xc @ yc
+            acc_g[:size, :31] += _diagonal_sums(zg, rows, cols, 16, 16).reshape(size, 31)
+            acc_h[:size, :31] += _diagonal_sums(zh, rows, cols, 16, 16).reshape(size, 31)
+            acc_h[:size, :23] += _diagonal_sums(zc, 1, size, 16, 8).reshape(size, 23)
+    out: list[int] = []
+    for acc in (acc_g, acc_h):
+        for j in range(33):  # carry: every limb below 2^16, the top one takes the rest
+            acc[:, j + 1] += acc[:, j] >> 16
+            acc[:, j] &= 0xFFFF
+        if (acc[:, 33] >> 16).any():
+            raise AssertionError("generator scalar above 2^544")  # the bounds above exclude it
+        raw = acc.astype("<u2").tobytes()
+        out += [int.from_bytes(raw[68 * i : 68 * i + 68], "little") % Q for i in range(nn)]
+    return out
 
 
 def check_equations(items: Sequence[tuple[SquaresCheck, Point]]) -> bool:
@@ -355,13 +611,13 @@ def check_equations(items: Sequence[tuple[SquaresCheck, Point]]) -> bool:
     other checks on the same points), so it costs one multiplication here. The vector
     generators' part (``2N`` points, full-size scalars) is one Pippenger multi-scalar
     multiplication over their cached point array; ``G`` and ``H`` use fixed-base tables.
-    The generator scalars are accumulated unreduced from each check's factored form
-    (:class:`SquaresCheck`) and reduced once."""
+    The generator scalars come from each check's factored form (:class:`SquaresCheck`)
+    by exact integer matrix products over limbs (:func:`_generator_scalars`), reduced
+    once per generator."""
     own_k: list[int] = []
     own_p: list[Point] = []
-    nn = max(len(ck.u) for ck, _ in items)
-    g_acc = [0] * nn
-    h_acc = [0] * nn
+    nn = max(ck.size for ck, _ in items)
+    parts: list[tuple[SquaresCheck, int, int, int, int, int]] = []
     g_tot = h_tot = 0
     for i, (ck, data) in enumerate(items):
         e = 1 if i == 0 else random_scalar() or 1
@@ -369,19 +625,15 @@ def check_equations(items: Sequence[tuple[SquaresCheck, Point]]) -> bool:
         own_p.extend(ck.own_points)
         own_k.append(e)
         own_p.append(data)
-        m = len(ck.u)
         gu, gs, hu, hc, hs = (v * e % Q for v in (ck.g_u, ck.g_s, ck.h_u, ck.h_c, ck.h_s))
-        g_acc[:m] = [acc + gu * ui + gs * si for acc, ui, si in zip(g_acc, ck.u, ck.s, strict=False)]
-        h_acc[:m] = [acc + hu * ui + hs * si for acc, ui, si in zip(h_acc, ck.u, reversed(ck.s), strict=False)]
-        cl = len(ck.link)
-        h_acc[:cl] = [acc + hc * ci for acc, ci in zip(h_acc, ck.link, strict=False)]
+        parts.append((ck, gu, gs, hu, hc, hs))
         g_tot += ck.g * e
         h_tot += ck.h * e
     gens = generator_array(nn)
     own = PointArray.from_points(own_p)
     arr = PointArray(np.concatenate([gens.rows, own.rows]), np.concatenate([gens.live, own.live]))
     # Every scalar is distinct and full size: straight to Pippenger on the limbs.
-    vec = arr.msm_limbs(_limbs([k % Q for k in (*g_acc, *h_acc)] + own_k))
+    vec = arr.msm_limbs(_limbs(_generator_scalars(parts, nn) + own_k))
     return (_lincomb_fixed([(g_tot, _g_table()), (h_tot, _h_table())]) + vec).is_identity
 
 

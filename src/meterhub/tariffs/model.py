@@ -10,6 +10,7 @@ See ``docs/tariffs.md`` for the file format.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -441,6 +442,12 @@ class Tariff:
 
     def digest(self) -> bytes:
         """SHA-256 over a domain-separation prefix and the canonical encoding (32 bytes)."""
+        return self._digest
+
+    @functools.cached_property
+    def _digest(self) -> bytes:
+        # Every field is frozen (tuples, a frozenset, frozen seasons and bands): the digest
+        # is computed once, not per statement that quotes it (the bill checks compare it).
         return hashlib.sha256(TARIFF_DIGEST_CONTEXT + self.canonical_bytes()).digest()
 
 

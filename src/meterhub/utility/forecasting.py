@@ -100,7 +100,7 @@ def _prepare_scores(
     profiles: dict[str, Series],
     code_hash: str | None,
     applet_aid: str | None,
-    weight_cache: dict[tuple, tuple[list[int], np.ndarray | None]] | None = None,
+    weight_cache: dict[tuple, dict[tuple, tuple[list[int], np.ndarray | None, int, int]]] | None = None,
 ) -> _ScoreWork:
     """Checks 1, 2 and the range checks of one statement; raises :class:`Rejected`."""
     if code_hash is not None and st.code_hash != code_hash:
@@ -132,21 +132,26 @@ def _prepare_scores(
         points = tuple(flat[::g])
         weights = []
         packed = []
+        bounds = []
+        # Customers of one period share the profile weights: looked up once per batch, under
+        # the exact interval starts (hashed once per statement) and each profile's identity.
+        per_points: dict[tuple, tuple[list[int], np.ndarray | None, int, int]] = {}
+        if weight_cache is not None:
+            per_points = weight_cache.setdefault((st.point_minutes, points), {})
         for p in series:
-            # Customers of one period share the profile weights: look them up once per batch.
-            key = (p.series_id, p.version, p.digest(), st.point_minutes, points)
-            hit = None if weight_cache is None else weight_cache.get(key)
+            key = (p.series_id, p.version, p.digest())
+            hit = per_points.get(key)
             if hit is None:
                 w = p.values_for(list(points), st.point_minutes)
-                hit = (w, _packed(w))
-                if weight_cache is not None:
-                    weight_cache[key] = hit
+                hit = (w, _packed(w), min(w), max(w))
+                per_points[key] = hit
             weights.append(hit[0])
             packed.append(hit[1])
+            bounds.append(hit[2:])
     except SeriesError as exc:
         raise Rejected(str(exc)) from None
-    for e, w in zip(st.scores, weights, strict=True):
-        if not min(w) * st.energy_wh <= e.score <= max(w) * st.energy_wh:
+    for e, (w_min, w_max) in zip(st.scores, bounds, strict=True):
+        if not w_min * st.energy_wh <= e.score <= w_max * st.energy_wh:
             raise Rejected(f"profile {e.series_id!r:.40}: score {e.score} out of range for energy {st.energy_wh}")
     try:
         hourly = period_point_sums(days, g)
@@ -294,7 +299,7 @@ def verify_scores_batch(
     statements are verified one by one."""
     verdicts: list[Verdict | None] = [None] * len(items)
     pending: list[tuple[int, tuple[sumsquares.SquaresCheck, Point]]] = []
-    weight_cache: dict[tuple, tuple[list[int], np.ndarray | None]] = {}
+    weight_cache: dict[tuple, dict[tuple, tuple[list[int], np.ndarray | None, int, int]]] = {}
     for i, (st, meter, days) in enumerate(items):
         try:
             work = _prepare_scores(st, meter, days, profiles, code_hash, applet_aid, weight_cache)

@@ -35,7 +35,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from ..crypto.group import G, H, PointDecodeError, Q
+from ..crypto.bulletproofs import value_point
+from ..crypto.group import PointDecodeError
 from ..errors import MeterhubError
 from ..model.formats.settlement import SettlementStatement
 from ..model.formats.units import MAX_READING_WH, encode_day
@@ -257,8 +258,7 @@ def verify_settlement(
         # An hourly index over 15-minute readings: sum_i p_i C_i = sum_h p_h (sum of the
         # hour's C_i), on the hourly sums the score check uses too (a quarter of the points).
         g = 60 // meter.interval_minutes if 60 % meter.interval_minutes == 0 else 1
-        hourly = g > 1 and len(scalars) % g == 0 and all(
-            scalars[k : k + g].count(scalars[k]) == g for k in range(0, len(scalars), g))
+        hourly = g > 1 and len(scalars) % g == 0 and all(scalars[j::g] == scalars[::g] for j in range(1, g))
         try:
             sums = period_point_sums(days, g) if g > 1 and len(scalars) % g == 0 else None
             arr = sums if hourly and sums is not None else period_points(days)
@@ -267,9 +267,9 @@ def verify_settlement(
         # sum C_i as the sum of the hourly sums (shared with the score check): 720 points, not 2,880.
         lhs_e = (sums if sums is not None else arr).total()
         lhs_v = arr.msm(scalars[::g] if hourly else scalars)
-        if lhs_e != G * st.energy_wh + H * st.energy_blinding:
+        if lhs_e != value_point(st.energy_wh, st.energy_blinding):
             raise Rejected("sum C_i != E*G + R_E*H: the energy or its opening does not match the commitments")
-        if lhs_v != G * ((st.value - pmin * st.energy_wh) % Q) + H * ((st.value_blinding - pmin * st.energy_blinding) % Q):
+        if lhs_v != value_point(st.value - pmin * st.energy_wh, st.value_blinding - pmin * st.energy_blinding):
             raise Rejected("sum index_i*C_i != V*G + R_V*H: the value or its opening does not match the commitments")
     except Rejected as rej:
         return Verdict(False, str(rej))

@@ -52,7 +52,7 @@ proof of :mod:`meterhub.crypto.sumsquares` included), :mod:`.range_proof` (range
 
 from __future__ import annotations
 
-from ._tables import generators
+from ._tables import generators, openings_hold, value_point
 from .range_proof import (
     MAX_VALUES,
     TAG_BULLETPROOF,
@@ -82,6 +82,8 @@ __all__ = [
     "TAG_BULLETPROOF_BOUNDED",
     "MAX_VALUES",
     "generators",
+    "value_point",
+    "openings_hold",
     "bulletproof_size",
     "prove",
     "verify",

@@ -231,3 +231,58 @@ def _neg_sum_h(count: int) -> Point:
         out = -_lincomb_fixed([], [1] * count, generators(count)[1])
         _NEG_SUM_H[count] = out
     return out
+
+
+# ---------------------------------------------------------------------------
+# Verifier-side Pedersen checks on the G and H tables (public values only: the
+# entries are chosen by the scalars' bytes, which a secret must never steer)
+# ---------------------------------------------------------------------------
+def value_point(m: int, r: int) -> Point:
+    """``m G + r H`` for public ``m``, ``r`` (a statement's figure and its published
+    blinding): one ``combine`` over at most 64 table entries instead of two
+    multiplications. Not for secrets: which entries are read depends on the scalars."""
+    return _lincomb_fixed([(m, _g_table()), (r, _h_table())])
+
+
+def openings_hold(values: Sequence[int], blindings: Sequence[int], points: PointArray) -> bool:
+    """``C_j == m_j G + r_j H`` for every ``j``, each checked exactly (no random
+    combination): per ``j`` one ``combine`` of the table entries of ``m_j G`` and ``r_j H``
+    with ``-C_j``, which libsecp256k1 reports as the point at infinity exactly when the
+    opening holds. Public openings only (as :func:`value_point`)."""
+    n = len(points)
+    if len(values) != n or len(blindings) != n:
+        raise ValueError("one value and one blinding per point are needed")
+    if not n:
+        return True
+    gb, hb = _g_table()[1], _h_table()[1]
+    kb = np.frombuffer(
+        b"".join((m % Q).to_bytes(32, "little") + (r % Q).to_bytes(32, "little")
+                 for m, r in zip(values, blindings, strict=True)),
+        dtype=np.uint8,
+    ).reshape(n, 64)
+    idx = kb.astype(np.int64) + np.concatenate([_WINDOW_OFFSETS + gb, _WINDOW_OFFSETS + hb])
+    used = np.concatenate([kb != 0, points.live.reshape(n, 1)], axis=1)  # (n, 65): entries, then -C_j
+    neg = points.rows.copy()
+    neg_p = _ffi.cast("secp256k1_pubkey *", neg.ctypes.data)
+    negate, ctx = _lib.secp256k1_ec_pubkey_negate, _CTX
+    for j in np.flatnonzero(points.live).tolist():
+        negate(ctx, neg_p + j)
+    entries = _arena()[idx[used[:, :64]]]
+    rows = np.concatenate([entries, neg])
+    # Row numbers in the order of the pointer list: each j's entries, then its -C_j.
+    slot = np.full((n, 65), -1, dtype=np.int64)
+    slot[:, :64][used[:, :64]] = np.arange(len(entries))
+    slot[:, 64] = len(entries) + np.arange(n)
+    order = slot[used]
+    ptrs = order.astype(np.uint64) * np.uint64(64) + np.uint64(rows.ctypes.data)
+    plist = _ffi.cast("secp256k1_pubkey **", _ffi.from_buffer(ptrs))
+    counts = used.sum(axis=1).tolist()
+    out = _ffi.new("secp256k1_pubkey *")
+    combine = _lib.secp256k1_ec_pubkey_combine
+    pos = 0
+    for cnt in counts:
+        # 1: the sum is a point, not the identity, so this opening fails.
+        if cnt and combine(ctx, out, plist + pos, cnt):
+            return False
+        pos += cnt
+    return True

@@ -60,6 +60,13 @@ def _best_plan(n: int, bits: int) -> tuple[int, bool, float]:
     )
 
 
+def _direct_cost(distinct: int, bits: int) -> float:
+    """Estimated cost of :meth:`PointArray._direct` beyond the additions: one ``combine``
+    per distinct scalar, then a multiplication each or the ladder (:func:`_ladder`)."""
+    ladder = bits * (_COST_CALL + (2 + distinct / 2) * _COST_ADD)
+    return distinct * _COST_CALL + min(distinct * _COST_MUL, ladder)
+
+
 def _best_window(n: int, bits: int) -> tuple[int, float]:
     """The cheapest window of :func:`_best_plan` and its estimated cost."""
     c, _, cost = _best_plan(n, bits)
@@ -225,7 +232,7 @@ class PointArray:
                 return _IDENTITY
             uniq, inverse = np.unique(ks[nz], return_inverse=True)
             bits = int(uniq[-1]).bit_length()
-            if len(uniq) * (_COST_MUL + _COST_CALL) <= _best_window(len(nz), bits)[1]:
+            if _direct_cost(len(uniq), bits) <= _best_window(len(nz), bits)[1]:
                 order = np.argsort(inverse, kind="stable")
                 bounds = np.searchsorted(inverse[order], np.arange(len(uniq) + 1)).tolist()
                 return self._direct(uniq.tolist(), nz[order], bounds)
@@ -247,7 +254,7 @@ class PointArray:
             return _IDENTITY
         bits = max(positions).bit_length()
         used = sum(len(v) for v in positions.values())
-        if len(positions) * (_COST_MUL + _COST_CALL) <= _best_window(used, bits)[1]:
+        if _direct_cost(len(positions), bits) <= _best_window(used, bits)[1]:
             idx: list[int] = []
             bounds = [0]
             for v in positions.values():
@@ -285,18 +292,50 @@ class PointArray:
 
     def _direct(self, values: list[int], idx: np.ndarray, bounds: list[int]) -> Point:
         """``sum_j values[j] * (sum of the points idx[bounds[j]:bounds[j+1]])``: one
-        ``combine`` per distinct scalar, then one multiplication each."""
+        ``combine`` per distinct scalar, then one multiplication each or, for short
+        scalars (tariff prices of a few bits), a double-and-add ladder over the sums
+        (:func:`_ladder`), whichever the cost model says is cheaper."""
         addrs = idx.astype(np.uint64) * np.uint64(64) + np.uint64(self.rows.ctypes.data)
         ptrs = _ffi.cast("secp256k1_pubkey **", _ffi.from_buffer(addrs))
         combine = _lib.secp256k1_ec_pubkey_combine
-        terms: list[PublicKey] = []
+        sums: list[tuple[int, Any]] = []
         for j, k in enumerate(values):
             out = _ffi.new("secp256k1_pubkey *")
             if combine(_CTX, out, ptrs + bounds[j], bounds[j + 1] - bounds[j]):
-                m = _mul_pk(PublicKey(out), k)
-                if m is not None:
-                    terms.append(m)
+                sums.append((k % Q, out))
+        sums = [(k, out) for k, out in sums if k]
+        if not sums:
+            return _IDENTITY
+        bits = max(k for k, _ in sums).bit_length()
+        if bits * (_COST_CALL + (2 + len(sums) / 2) * _COST_ADD) < len(sums) * _COST_MUL:  # see _direct_cost
+            return _ladder(sums)
+        terms = [m for k, out in sums if (m := _mul_pk(PublicKey(out), k)) is not None]
         return _combine(terms)
+
+
+def _ladder(terms: Sequence[tuple[int, Any]]) -> Point:
+    """``sum k_j P_j`` for a few ``(k_j, secp256k1_pubkey *)`` with short non-negative
+    ``k_j``: double-and-add over the bits of all scalars at once, most significant first,
+    one ``combine`` per bit of ``[acc, acc, P_j for every j with that bit set]`` (a point
+    listed twice is doubled, as in :func:`_pippenger_rows`); no multiplication."""
+    bits = max(k for k, _ in terms).bit_length()
+    acc = _ffi.new("secp256k1_pubkey[2]")
+    cur, have_acc = 0, False
+    combine = _lib.secp256k1_ec_pubkey_combine
+    for j in range(bits - 1, -1, -1):
+        lst = [p for k, p in terms if k >> j & 1]
+        if have_acc:
+            lst = [acc + cur, acc + cur, *lst]
+        if not lst:
+            continue
+        ptrs = _ffi.new("secp256k1_pubkey *[]", lst)
+        have_acc = bool(combine(_CTX, acc + (1 - cur), ptrs, len(lst)))  # 0: the identity
+        cur = 1 - cur
+    if not have_acc:
+        return _IDENTITY
+    out = _ffi.new("secp256k1_pubkey *")
+    _ffi.memmove(out, acc + cur, 64)
+    return Point(PublicKey(out))
 
 
 def _limbs(scalars: Sequence[int]) -> np.ndarray:
