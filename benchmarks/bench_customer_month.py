@@ -55,7 +55,7 @@ from meterhub.crypto import ecdsa, rangeproof
 from meterhub.crypto.group import Point, Q
 from meterhub.crypto.pedersen import Opening, commit
 from meterhub.crypto.sampling import commit_nonce, new_nonce
-from meterhub.demo.hubs import demo_tsm, deploy_applet, open_demo_hub
+from meterhub.demo.hubs import demo_tsm, series_hub
 from meterhub.hub.secure_element import (
     PROFILING_APP_AID,
     SETTLEMENT_APP_AID,
@@ -127,21 +127,9 @@ def make_customer(tmp: Path, n: int, index: Any, profiles: list[Any], tariff: An
         c65 = b"".join(Point.from_bytes(rec.commitments[k : k + 33]).to_bytes_uncompressed()
                        for k in range(0, len(rec.commitments), 33))
         days.append(DayCommitments(rec.batch, rec.commitments, None, c65))
-    card = open_demo_hub(tmp / f"hub{n}.sqlite")
-    with demo_tsm(card, "supplier") as t:
-        deploy_applet(t, "settlement")
-        AppletMailbox(t, SETTLEMENT_APP_AID).push_series(index)
+    card = series_hub(tmp / f"hub{n}.sqlite", index, profiles, mid, TZ)
     nonce = new_nonce()
     c = commit_nonce(mid, START, LAST, K, nonce)
-    with demo_tsm(card, "grid-operator") as t:
-        deploy_applet(t, "profiling")
-        mb = AppletMailbox(t, PROFILING_APP_AID)
-        for p in profiles:
-            mb.push_series(p)
-    for aid in (SETTLEMENT_APP_AID, PROFILING_APP_AID):
-        rc = ReadingsClient(card.transmit, aid)
-        rc.select()
-        rc.pair(mid, TZ, 15)
     with demo_tsm(card, "grid-operator") as t:
         hub_commitment = AppletMailbox(t, PROFILING_APP_AID).send(
             b"\x10" + _day(START) + _day(LAST) + K.to_bytes(2, "big") + c, "commit")

@@ -31,7 +31,7 @@ from _bench import Timing, alternate, header, row
 from meterhub.crypto import ecdsa, sumsquares
 from meterhub.crypto.group import G, H, Point, msm_encoded
 from meterhub.crypto.sampling import commit_nonce, new_nonce, verify_sample_openings
-from meterhub.demo.hubs import demo_tsm, deploy_applet, open_demo_hub
+from meterhub.demo.hubs import demo_tsm, series_hub
 from meterhub.hub.secure_element import (
     PROFILING_APP_AID,
     SETTLEMENT_APP_AID,
@@ -86,21 +86,9 @@ def main() -> None:
         """A fresh hub with both applets fed the month and the coin toss committed: the
         privacy guard releases each kind once per period (a re-ask answers the stored
         bytes), so every timed release needs a card that has not released yet."""
-        card = open_demo_hub(Path(tmp) / f"hub{n}.sqlite")
-        with demo_tsm(card, "supplier") as t:
-            deploy_applet(t, "settlement")
-            AppletMailbox(t, SETTLEMENT_APP_AID).push_series(index)
+        card = series_hub(Path(tmp) / f"hub{n}.sqlite", index, profiles, "bench", TZ)
         nonce = new_nonce()
         c = commit_nonce("bench", START, LAST, 100, nonce)
-        with demo_tsm(card, "grid-operator") as t:
-            deploy_applet(t, "profiling")
-            mb = AppletMailbox(t, PROFILING_APP_AID)
-            for p in profiles:
-                mb.push_series(p)
-        for aid in (SETTLEMENT_APP_AID, PROFILING_APP_AID):
-            rc = ReadingsClient(card.transmit, aid)
-            rc.select()
-            rc.pair("bench", TZ, 15)
         with demo_tsm(card, "grid-operator") as t:
             hub_commitment = AppletMailbox(t, PROFILING_APP_AID).send(
                 b"\x10" + _day(START) + _day(LAST) + (100).to_bytes(2, "big") + c, "commit")

@@ -57,7 +57,7 @@ from meterhub.crypto import sumsquares
 from meterhub.crypto.bulletproofs._tables import _h_table, _lincomb_fixed, generators
 from meterhub.crypto.group import H, Q, base_mul, random_scalar
 from meterhub.crypto.pedersen import Commitment, Opening, commit
-from meterhub.demo.hubs import demo_tsm, deploy_applet, open_demo_hub
+from meterhub.demo.hubs import demo_tsm, series_hub
 from meterhub.hub.secure_element import PROFILING_APP_AID, SETTLEMENT_APP_AID, ReadingsClient
 from meterhub.model.timebase import day_starts
 from meterhub.tariffs.price_index import demo_index_publisher_key, example_price_index, sign_series
@@ -117,19 +117,10 @@ class Hub:
         self.shape = shape
         self.days = month(shape)
         self.openings = [[Opening(m, random_scalar()) for m in day] for day in self.days]
-        card = open_demo_hub(tmp / f"{shape}.sqlite")
-        with demo_tsm(card, "supplier") as t:
-            deploy_applet(t, "settlement")
-            AppletMailbox(t, SETTLEMENT_APP_AID).push_series(index)
-        with demo_tsm(card, "grid-operator") as t:
-            deploy_applet(t, "profiling")
-            mb = AppletMailbox(t, PROFILING_APP_AID)
-            for p in profiles:
-                mb.push_series(p)
+        card = series_hub(tmp / f"{shape}.sqlite", index, profiles, f"m-{shape}", TZ)
         for aid in (SETTLEMENT_APP_AID, PROFILING_APP_AID):
             rc = ReadingsClient(card.transmit, aid)
             rc.select()
-            rc.pair(f"m-{shape}", TZ, 15)
             first = 0
             for d, ops in enumerate(self.openings):
                 rc.put_openings(START + timedelta(days=d), first, ops)

@@ -252,7 +252,7 @@ def test_link_coefficient_bytes_follow_the_definition() -> None:
 @given(st.lists(st.one_of(st.sampled_from([1, 2, Q - 1, Q - 2, (Q + 1) // 2]), st.integers(min_value=1, max_value=Q - 1)),
                 max_size=14))
 def test_batch_inverses_equal_pow(values: list[int]) -> None:
-    assert ss._inverses(values) == [pow(v, -1, Q) for v in values]
+    assert ss._batch_inverse(values) == [pow(v, -1, Q) for v in values]
     for y2 in values[:3]:
         if y2 != 1:
             assert ss._sum_of_powers(y2, 1024, pow(y2 - 1, -1, Q)) == ss._sum_of_powers(y2, 1024)

@@ -67,6 +67,7 @@ import numpy as np
 from .bulletproofs._tables import _g_table, _h_table, _lincomb_fixed, generator_array, generators
 from .bulletproofs.ipa import (
     ArgumentBody,
+    _batch_inverse,
     _body_size,
     _ip,
     _ipa_prove,
@@ -317,20 +318,6 @@ def _split_powers(y: int, k: int) -> tuple[list[int], list[int]]:
     return lo, hi
 
 
-def _inverses(values: Sequence[int]) -> list[int]:
-    """``v^-1 mod Q`` of every non-zero ``v`` with one modular inversion (Montgomery's
-    trick: invert the product, then peel off one factor per value with two products)."""
-    prefix = [1]
-    for v in values:
-        prefix.append(prefix[-1] * v % Q)
-    inv = pow(prefix[-1], -1, Q)
-    out = [0] * len(values)
-    for i in range(len(values) - 1, -1, -1):
-        out[i] = inv * prefix[i] % Q
-        inv = inv * values[i] % Q
-    return out
-
-
 def _split_s(
     us: Sequence[int], k: int, u_inv: Sequence[int] | None = None
 ) -> tuple[list[int], list[int], list[int], list[int]]:
@@ -447,7 +434,7 @@ def squares_check(
         return None
     # One inversion for the k challenges, z^2 and y^2 - 1 (non-zero unless y^2 = 1).
     y2 = y * y % Q
-    invs = _inverses([*us, zz] + ([y2 - 1] if y2 != 1 else []))
+    invs = _batch_inverse([*us, zz] + ([y2 - 1] if y2 != 1 else []))
     u_sq, u_inv_sq, s_lo, s_hi = _split_s(us, k, invs[:k])  # section 6.2; s^-1 is s reversed
     u_lo, u_hi = _split_powers(y, k)
     # delta = <d_R, d_L> with d_L = z u + z^2 c, d_R = -z u:

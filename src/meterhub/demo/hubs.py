@@ -133,3 +133,29 @@ def provision_demo_hub(
     for name in applets:
         install_applet(card, name, supplier=supplier)
     return card
+
+
+def series_hub(
+    path: str | Path, index: Any, profiles: Iterable[Any], meter_id: str, tz: str, interval_minutes: int = 15
+) -> Card:
+    """A demo hub card with the supplier's settlement applet fed the signed price index
+    ``index`` and the grid operator's profiling applet fed the signed load ``profiles``
+    (each pushed in its party's TSM session), both paired with ``meter_id``: the hub the
+    settlement, forecasting and timing benchmarks release from."""
+    from ..hub.secure_element import PROFILING_APP_AID, SETTLEMENT_APP_AID, ReadingsClient
+    from ..utility.settlement import AppletMailbox
+
+    card = open_demo_hub(path)
+    with demo_tsm(card, "supplier") as t:
+        deploy_applet(t, "settlement")
+        AppletMailbox(t, SETTLEMENT_APP_AID).push_series(index)
+    with demo_tsm(card, "grid-operator") as t:
+        deploy_applet(t, "profiling")
+        mb = AppletMailbox(t, PROFILING_APP_AID)
+        for p in profiles:
+            mb.push_series(p)
+    for aid in (SETTLEMENT_APP_AID, PROFILING_APP_AID):
+        rc = ReadingsClient(card.transmit, aid)
+        rc.select()
+        rc.pair(meter_id, tz, interval_minutes)
+    return card
