@@ -69,6 +69,7 @@ from .bulletproofs.ipa import (
     ArgumentBody,
     _batch_inverse,
     _body_size,
+    _challenge_squares,
     _ip,
     _ipa_prove,
     _pad,
@@ -328,11 +329,7 @@ def _split_s(
     be non-zero; ``u_inv``, if given, are their inverses."""
     if u_inv is None:
         u_inv = [pow(u, -1, Q) for u in us]
-    u_sq = [u * u % Q for u in us]
-    u_inv_sq = [u * u % Q for u in u_inv]
-    all_inv = 1
-    for ui in u_inv:
-        all_inv = all_inv * ui % Q
+    u_sq, u_inv_sq, all_inv = _challenge_squares(us, u_inv)
     lo_bits = k // 2
     lo = [all_inv]
     for j in range(lo_bits):

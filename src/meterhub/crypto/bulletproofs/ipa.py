@@ -135,18 +135,24 @@ def _verifier_challenges(t: Transcript, ls: Sequence[Point], rs: Sequence[Point]
     return [_round_challenge(t, big_l, big_r) for big_l, big_r in zip(ls, rs, strict=True)]
 
 
+def _challenge_squares(us: Sequence[int], u_inv: Sequence[int]) -> tuple[list[int], list[int], int]:
+    """``u_j^2``, ``u_j^-2`` and ``s_0 = prod_j u_j^-1`` (section 6.2) from the round
+    challenges and their inverses."""
+    u_sq = [u * u % Q for u in us]
+    u_inv_sq = [u * u % Q for u in u_inv]
+    all_inv = 1
+    for ui in u_inv:
+        all_inv = all_inv * ui % Q
+    return u_sq, u_inv_sq, all_inv
+
+
 def _verifier_scalars(us: Sequence[int], count: int) -> tuple[list[int], list[int], list[int]]:
     """``u_j^2``, ``u_j^-2`` and the vector ``s`` of length ``count = 2^k`` (section
     6.2): ``s_i = prod_j u_j^(+-1)`` by the bits of ``i``, built incrementally, so the
     folded generators are ``<s, G>`` and ``<s^-1, H>`` (``s^-1`` is ``s`` reversed).
     The challenges must be non-zero (the callers return "degenerate" otherwise)."""
     k = len(us)
-    u_inv = [pow(u, -1, Q) for u in us]
-    u_sq = [u * u % Q for u in us]
-    u_inv_sq = [u * u % Q for u in u_inv]
-    all_inv = 1
-    for ui in u_inv:
-        all_inv = all_inv * ui % Q
+    u_sq, u_inv_sq, all_inv = _challenge_squares(us, [pow(u, -1, Q) for u in us])
     # s_i for i with top bit lg is s_(i - 2^lg) * u_(k-lg)^2: doubling the list once per
     # challenge (one multiplication per element, no per-index bit arithmetic).
     s = [all_inv]
